@@ -1,0 +1,45 @@
+# iconic.mk - builds $(BUILD)/iconic.dll (stage 3, "ICONIC"-like stealer) and the
+# scenario data (icons, encrypted stage 3, victim files) with tools/make_data.py.
+# Meant to be -include'd by scenarios/3cx/Makefile and scenarios/3cx-x86/Makefile, which set
+#   CC    x86_64-w64-mingw32-gcc | i686-w64-mingw32-gcc
+#   ARCH  x64 | x86
+#   BUILD output directory
+# Optional: CR3CX_SCENARIO (data output dir; default: the including Makefile's dir),
+#           PYTHON (default python3).
+# Targets: $(BUILD)/iconic.dll, 3cx-data (alias: data) -> $(CR3CX_SCENARIO)/{github,c2,files}/
+# Does not change the including Makefile's default goal.
+CR3CX_SAVED_GOAL := $(.DEFAULT_GOAL)
+ICONIC_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+
+# Freestanding, deterministic, no CRT (same flags in samcli.mk).
+ifndef CR3CX_CFLAGS
+CR3CX_CFLAGS := -O2 -s -Wall -Wextra -std=gnu11 \
+	-ffreestanding -fno-builtin -fno-tree-loop-distribute-patterns -fno-stack-protector \
+	-fno-ident -mno-stack-arg-probe -fno-asynchronous-unwind-tables \
+	-ffile-prefix-map=$(abspath $(ICONIC_DIR)/../..)=3cx
+CR3CX_LDFLAGS := -shared -nostdlib -nostartfiles -Wl,--no-insert-timestamp -Wl,--build-id=none \
+	-Wl,--dynamicbase -Wl,--kill-at -Wl,--exclude-all-symbols
+ifeq ($(ARCH),x86)
+CR3CX_LDFLAGS += -Wl,-e,_DllMain@12
+else
+CR3CX_LDFLAGS += -Wl,-e,DllMain
+endif
+endif
+
+ICONIC_LIBS := -lwininet -lkernel32 -lgcc
+
+$(BUILD)/iconic.dll: $(ICONIC_DIR)/iconic.c $(ICONIC_DIR)/iconic.mk
+	@mkdir -p $(@D)
+	$(CC) $(CR3CX_CFLAGS) -o $@ $< $(CR3CX_LDFLAGS) $(ICONIC_LIBS)
+
+CR3CX_SCENARIO ?= $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
+CR3CX_MAKE_DATA := $(abspath $(ICONIC_DIR)/../../tools/make_data.py)
+PYTHON ?= python3
+
+.PHONY: 3cx-data data
+3cx-data data: $(CR3CX_SCENARIO)/c2/stage3.bin
+
+$(CR3CX_SCENARIO)/c2/stage3.bin: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
+	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll
+
+.DEFAULT_GOAL := $(CR3CX_SAVED_GOAL)
