@@ -42,9 +42,11 @@ endif
 CC      := $(TRIPLE)-gcc
 OBJCOPY := $(TRIPLE)-objcopy
 
-# Reproducibility: no timestamps, no build id, no host paths, stripped.
+# Reproducibility: no timestamps, no build id, no host paths, stripped, and no automatic
+# image base (GNU ld derives it from a hash of the output path, so a build in another
+# folder, e.g. `make check`, would differ).
 CFLAGS_REPRO  := -ffile-prefix-map=$(REPO)/= -fno-ident -fno-asynchronous-unwind-tables
-LDFLAGS_REPRO := -s -Wl,--no-insert-timestamp -Wl,--build-id=none
+LDFLAGS_REPRO := -s -Wl,--no-insert-timestamp -Wl,--build-id=none -Wl,--disable-auto-image-base
 
 CFLAGS_NOCRT := -Os -Wall -Wextra -ffreestanding -fno-stack-protector -mno-stack-arg-probe \
                 -fno-tree-loop-distribute-patterns $(CFLAGS_REPRO)
@@ -74,6 +76,9 @@ CR3CX_SCENARIO := $(OUT)
 -include $(SRC)/iconic/iconic.mk
 
 data: $(DATA_FILES)
+
+# The fragments' link flags (if they use CR3CX_LDFLAGS) get the same output-path independence.
+CR3CX_LDFLAGS += -Wl,--disable-auto-image-base
 
 ifeq ($(PLACEHOLDER),1)
 EMBED_DLL := $(BUILD)/placeholder_samcli.dll
