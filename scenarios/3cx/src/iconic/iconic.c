@@ -92,6 +92,12 @@ static size_t alen(const char *s)
     return n;
 }
 
+/* Also accepts a 32-bit INVALID_HANDLE_VALUE (0xFFFFFFFF) returned to 64-bit code. */
+static int bad_handle(HANDLE h)
+{
+    return h == INVALID_HANDLE_VALUE || (DWORD)(ULONG_PTR)h == 0xFFFFFFFFu || h == NULL;
+}
+
 static void *xalloc(size_t n)
 {
     return HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, n);
@@ -237,7 +243,7 @@ static u8 *read_whole(const wchar_t *path, DWORD limit, DWORD *out_n)
 {
     HANDLE h = CreateFileW(path, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_EXISTING,
                            FILE_ATTRIBUTE_NORMAL, NULL);
-    if (h == INVALID_HANDLE_VALUE)
+    if (bad_handle(h))
         return NULL;
     DWORD size = GetFileSize(h, NULL), got = 0, chunk;
     u8 *buf = NULL;

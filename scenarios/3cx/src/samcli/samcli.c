@@ -111,6 +111,12 @@ static size_t alen(const char *s)
     return n;
 }
 
+/* Also accepts a 32-bit INVALID_HANDLE_VALUE (0xFFFFFFFF) returned to 64-bit code. */
+static int bad_handle(HANDLE h)
+{
+    return h == INVALID_HANDLE_VALUE || (DWORD)(ULONG_PTR)h == 0xFFFFFFFFu || h == NULL;
+}
+
 static void *xalloc(size_t n)
 {
     return HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, n);
@@ -214,7 +220,7 @@ static int read_manifest(const wchar_t *path, unsigned long long *target)
     DWORD got = 0;
     HANDLE h = CreateFileW(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING,
                            FILE_ATTRIBUTE_NORMAL, NULL);
-    if (h == INVALID_HANDLE_VALUE)
+    if (bad_handle(h))
         return 0;
     if (!ReadFile(h, buf, sizeof(buf) - 1, &got, NULL))
         got = 0;
@@ -240,7 +246,7 @@ static void write_manifest(const wchar_t *path, unsigned long long v)
     while (n)
         out[k++] = tmp[--n];
     HANDLE h = CreateFileW(path, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
-    if (h == INVALID_HANDLE_VALUE)
+    if (bad_handle(h))
         return;
     DWORD wr = 0;
     WriteFile(h, out, (DWORD)k, &wr, NULL);
