@@ -6,7 +6,8 @@
 #   BUILD output directory
 # Optional: CR3CX_SCENARIO (data output dir; default: the including Makefile's dir),
 #           PYTHON (default python3).
-# Targets: $(BUILD)/iconic.dll, 3cx-data (alias: data) -> $(CR3CX_SCENARIO)/{github,c2,files}/
+# Targets: $(BUILD)/iconic.dll, 3cx-data (alias: data) -> $(CR3CX_SCENARIO)/{github,c2,files}/;
+# the data files are appended to DATA_FILES.
 # Does not change the including Makefile's default goal.
 CR3CX_SAVED_GOAL := $(.DEFAULT_GOAL)
 ICONIC_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
@@ -18,7 +19,7 @@ CR3CX_CFLAGS := -O2 -s -Wall -Wextra -std=gnu11 \
 	-fno-ident -mno-stack-arg-probe -fno-asynchronous-unwind-tables \
 	-ffile-prefix-map=$(abspath $(ICONIC_DIR)/../..)=3cx
 CR3CX_LDFLAGS := -shared -nostdlib -nostartfiles -Wl,--no-insert-timestamp -Wl,--build-id=none \
-	-Wl,--dynamicbase -Wl,--kill-at -Wl,--exclude-all-symbols
+	-Wl,--dynamicbase -Wl,--disable-auto-image-base -Wl,--kill-at -Wl,--exclude-all-symbols
 ifeq ($(ARCH),x86)
 CR3CX_LDFLAGS += -Wl,-e,_DllMain@12
 else
@@ -35,11 +36,17 @@ $(BUILD)/iconic.dll: $(ICONIC_DIR)/iconic.c $(ICONIC_DIR)/iconic.mk
 CR3CX_SCENARIO ?= $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
 CR3CX_MAKE_DATA := $(abspath $(ICONIC_DIR)/../../tools/make_data.py)
 PYTHON ?= python3
+CR3CX_ICONS := $(foreach i,0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15,github/IconStorages/images/main/icon$(i).ico)
+CR3CX_DATA := $(addprefix $(CR3CX_SCENARIO)/,$(CR3CX_ICONS) c2/stage3.bin c2/beacon_reply.txt \
+	files/config.json files/chrome_History files/edge_History files/brave_History \
+	files/firefox_places.sqlite)
+DATA_FILES += $(CR3CX_DATA)
 
 .PHONY: 3cx-data data
-3cx-data data: $(CR3CX_SCENARIO)/c2/stage3.bin
+3cx-data data: $(CR3CX_DATA)
 
-$(CR3CX_SCENARIO)/c2/stage3.bin: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
-	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll
+# One run writes all of them (grouped target, GNU make >= 4.3); --verify reads them back.
+$(CR3CX_DATA) &: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
+	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify
 
 .DEFAULT_GOAL := $(CR3CX_SAVED_GOAL)

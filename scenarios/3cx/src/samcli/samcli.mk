@@ -14,7 +14,7 @@ CR3CX_CFLAGS := -O2 -s -Wall -Wextra -std=gnu11 \
 	-fno-ident -mno-stack-arg-probe -fno-asynchronous-unwind-tables \
 	-ffile-prefix-map=$(abspath $(SAMCLI_DIR)/../..)=3cx
 CR3CX_LDFLAGS := -shared -nostdlib -nostartfiles -Wl,--no-insert-timestamp -Wl,--build-id=none \
-	-Wl,--dynamicbase -Wl,--kill-at -Wl,--exclude-all-symbols
+	-Wl,--dynamicbase -Wl,--disable-auto-image-base -Wl,--kill-at -Wl,--exclude-all-symbols
 ifeq ($(ARCH),x86)
 CR3CX_LDFLAGS += -Wl,-e,_DllMain@12
 else
