@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Smoke test of samcli.dll + iconic.dll under bare Speakeasy (no chainreplay emulator).
 
-    smoke_samcli.py [--arch x64|x86] [--build DIR] [--data DIR] [-v]
+    smoke_samcli.py [--arch x64|x86] [--build DIR] [--data DIR] [--chain SAMPLES] [-v]
 
 --build: directory holding samcli.dll and iconic.dll of --arch (default: build both with
          the make fragments into a temp dir). --data: scenario data made by make_data.py
@@ -14,7 +14,10 @@ BCryptDecrypt / BCryptDestroyKey (with `cryptography`) and HttpAddRequestHeaders
 feed WinINet responses (icon, beacon reply, stage3.bin) keyed by URL. Checks: manifest
 written, icon fetched, beacon POST with cookie/body, stage 3 fetched, decrypted and mapped,
 IconicMain's JSON POST with host info, config.json and the 4 history lists.
-Also checks that nothing happens when CHAINREPLAY_SANDBOX is unset.
+Also checks that nothing happens when CHAINREPLAY_SANDBOX is unset, and that the dormancy
+loop gives up after 64 Sleep calls when Sleep does not advance the clock.
+--chain SAMPLES additionally runs the whole chain from SAMPLES/ffmpeg.dll (stage 1 ->
+carrier -> stage-2 shellcode -> samcli.dll -> iconic.dll) with the same stand-ins.
 """
 
 from __future__ import annotations
@@ -248,6 +251,28 @@ def make_config(data: Path, sandbox: bool) -> dict:
     return cfg
 
 
+APP_DIR = "C:\\Users\\" + USER + "\\AppData\\Local\\Programs\\3CXDesktopApp\\app"
+
+
+def run_chain(samples: Path, data: Path, arch: str):
+    """Whole chain from stage 1: ffmpeg.dll's DllMain + av_register_all (all entry points)."""
+    stand = Stand(data, arch)
+    cfg = make_config(data, True)
+    cfg["current_dir"] = APP_DIR
+    cfg["command_line"] = "3CXDesktopApp.exe"
+    for proc in cfg["processes"]:
+        if proc.get("is_main_exe"):
+            proc["path"] = APP_DIR + "\\3CXDesktopApp.exe"
+            proc["command_line"] = "3CXDesktopApp.exe"
+    se = Speakeasy(config=cfg)
+    stand.install(se)
+    mod = se.load_module(str(samples / "ffmpeg.dll"))
+    se.run_module(mod, all_entrypoints=True)
+    report = json.loads(se.get_json_report())
+    se.shutdown()
+    return stand, report
+
+
 def export_addr(module, name: str) -> int:
     for exp in module.get_exports():
         if exp.name == name:
@@ -290,6 +315,8 @@ def main() -> int:
     ap.add_argument("--arch", choices=("x64", "x86"), default="x64")
     ap.add_argument("--build", type=Path)
     ap.add_argument("--data", type=Path)
+    ap.add_argument("--chain", type=Path, metavar="SAMPLES",
+                    help="also run the whole chain from SAMPLES/ffmpeg.dll (with d3dcompiler_47.dll beside it)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
@@ -374,6 +401,22 @@ def main() -> int:
     stand, report = run(build_dir, data, args.arch, sandbox=True, advance=False)
     check(len(stand.sleeps) == 64 and sum(1 for r in stand.requests if r["verb"] == "POST") == 2,
           f"frozen clock: {len(stand.sleeps)} Sleep calls, then the chain proceeds", failures)
+
+    if args.chain:
+        stand, report = run_chain(args.chain, data, args.arch)
+        called = apis(report)
+        errors = [ep.get("error") for ep in report.get("entry_points", []) if ep.get("error")]
+        check(not errors, f"chain: no emulation errors {errors}", failures)
+        check("kernel32.CreateEventW" in called and "kernel32.CreateThread" in called,
+              "chain: stage 1 -> stage 2 -> DllGetClassObject", failures)
+        verbs = [(r["verb"], r["url"].split("/")[2]) for r in stand.requests]
+        check(len(verbs) == 4 and verbs[0][1] == "raw.githubusercontent.com"
+              and [v for v, _ in verbs] == ["GET", "POST", "GET", "POST"],
+              f"chain: icon, beacon, stage 3, exfil: {verbs}", failures)
+        manifest = [e for ep in report.get("entry_points", []) for e in ep.get("events", []) or []
+                    if e.get("event") == "file_write" and e.get("path", "").lower().endswith("\\manifest")]
+        check(bool(manifest) and manifest[0]["path"].lower() == (APP_DIR + "\\manifest").lower(),
+              f"chain: manifest in the app dir {[m['path'] for m in manifest]}", failures)
 
     print("FAILED: %d" % len(failures) if failures else "ALL OK")
     return 1 if failures else 0
