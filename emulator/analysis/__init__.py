@@ -1,0 +1,1 @@
+"""Behaviour analysis over typed events: stages and provenance, the stage graph, ATT&CK."""

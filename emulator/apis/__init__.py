@@ -1,0 +1,9 @@
+"""Project-side Windows API handlers, written against :class:`emulator.apis.core.GuestApi`.
+
+Importing this package registers every handler in :data:`emulator.apis.core.HANDLERS`.
+"""
+
+from emulator.apis import bcrypt, clock, netapi, randomness, winhttp, wininet, winsock  # noqa: F401
+from emulator.apis.core import HANDLERS, ApiHandler, GuestApi
+
+__all__ = ["HANDLERS", "ApiHandler", "GuestApi"]

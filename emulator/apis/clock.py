@@ -1,0 +1,85 @@
+"""Time APIs on the virtual clock: sleeps are skipped, and every clock agrees."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from emulator.apis.core import GuestApi, apihook
+from emulator.services import ReplayServices
+
+WAIT_TIMEOUT = 0x102
+INFINITE = 0xFFFFFFFF
+
+
+def _services(api: GuestApi) -> ReplayServices:
+    services = api.services
+    assert isinstance(services, ReplayServices)
+    return services
+
+
+@apihook("kernel32", "Sleep", argc=1)
+def sleep(api: GuestApi, argv: list[int]) -> int:
+    _services(api).clock.sleep(argv[0] & 0xFFFFFFFF)
+    return 0
+
+
+@apihook("kernel32", "SleepEx", argc=2)
+def sleep_ex(api: GuestApi, argv: list[int]) -> int:
+    _services(api).clock.sleep(argv[0] & 0xFFFFFFFF)
+    return 0
+
+
+@apihook("kernel32", ["GetTickCount"], argc=0)
+def get_tick_count(api: GuestApi, argv: list[int]) -> int:
+    return _services(api).clock.tick_count_ms() & 0xFFFFFFFF
+
+
+@apihook("kernel32", ["GetTickCount64"], argc=0)
+def get_tick_count64(api: GuestApi, argv: list[int]) -> int:
+    return _services(api).clock.tick_count_ms()
+
+
+@apihook("kernel32", ["GetSystemTimeAsFileTime", "GetSystemTimePreciseAsFileTime"], argc=1)
+def get_system_time_as_filetime(api: GuestApi, argv: list[int]) -> int:
+    api.write_u64(argv[0], _services(api).clock.now_filetime())
+    return 0
+
+
+def _write_systemtime(api: GuestApi, address: int, when: dt.datetime) -> None:
+    fields = [when.year, when.month, (when.weekday() + 1) % 7, when.day, when.hour, when.minute, when.second,
+              when.microsecond // 1000]
+    api.write(address, b"".join(f.to_bytes(2, "little") for f in fields))
+
+
+@apihook("kernel32", ["GetSystemTime", "GetLocalTime"], argc=1)
+def get_system_time(api: GuestApi, argv: list[int]) -> int:
+    when = dt.datetime.fromtimestamp(_services(api).clock.now_unix(), tz=dt.UTC)
+    _write_systemtime(api, argv[0], when)
+    return 0
+
+
+@apihook("kernel32", "QueryPerformanceCounter", argc=1)
+def query_performance_counter(api: GuestApi, argv: list[int]) -> int:
+    api.write_u64(argv[0], _services(api).clock.perf_counter())
+    return 1
+
+
+@apihook("kernel32", "QueryPerformanceFrequency", argc=1)
+def query_performance_frequency(api: GuestApi, argv: list[int]) -> int:
+    api.write_u64(argv[0], 10_000_000)
+    return 1
+
+
+@apihook("msvcrt", ["time", "_time64"], argc=1, conv="cdecl")
+def crt_time(api: GuestApi, argv: list[int]) -> int:
+    now = int(_services(api).clock.now_unix())
+    if argv[0]:
+        api.write_u64(argv[0], now)
+    return now
+
+
+@apihook("msvcrt", "_time32", argc=1, conv="cdecl")
+def crt_time32(api: GuestApi, argv: list[int]) -> int:
+    now = int(_services(api).clock.now_unix())
+    api.write_u32(argv[0], now)
+    return now & 0xFFFFFFFF

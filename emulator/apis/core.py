@@ -1,0 +1,135 @@
+"""The contract between project-side API handlers and the engine backend.
+
+A handler is a plain function ``handler(api: GuestApi, argv: list[int]) -> int`` registered
+with :func:`apihook`, in the manner of Speakeasy's own ``@apihook`` decorator. It never sees
+the engine: the backend gives it a :class:`GuestApi` (guest memory, last error) and the
+replay's :class:`ReplayServices` (clock, randomness, network, recorder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from emulator.limits import MAX_RENDERED_STRING
+
+
+class GuestMemory(Protocol):
+    ptr_size: int
+
+    def read(self, address: int, size: int) -> bytes: ...
+
+    def write(self, address: int, data: bytes) -> None: ...
+
+    def alloc(self, size: int, tag: str) -> int: ...
+
+    def set_last_error(self, code: int) -> None: ...
+
+
+class GuestApi:
+    """What a handler may do to the guest: typed reads and writes over :class:`GuestMemory`."""
+
+    def __init__(self, memory: GuestMemory, services: ReplayServicesLike, api_name: str) -> None:
+        self.memory = memory
+        self.services = services
+        self.api_name = api_name
+        self.ptr_size = memory.ptr_size
+
+    def read(self, address: int, size: int) -> bytes:
+        return self.memory.read(address, size) if size > 0 else b""
+
+    def write(self, address: int, data: bytes) -> None:
+        if address and data:
+            self.memory.write(address, data)
+
+    def read_u32(self, address: int) -> int:
+        return int.from_bytes(self.read(address, 4), "little")
+
+    def write_u32(self, address: int, value: int) -> None:
+        if address:
+            self.write(address, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+
+    def write_u64(self, address: int, value: int) -> None:
+        if address:
+            self.write(address, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def write_ptr(self, address: int, value: int) -> None:
+        if address:
+            self.write(address, value.to_bytes(self.ptr_size, "little"))
+
+    def read_string(self, address: int, wide: bool, max_chars: int = MAX_RENDERED_STRING) -> str:
+        """A NUL-terminated guest string, read in chunks so a long string costs few reads."""
+        if not address:
+            return ""
+        unit = 2 if wide else 1
+        out = bytearray()
+        chunk = 64 * unit
+        while len(out) < max_chars * unit:
+            try:
+                data = self.read(address + len(out), chunk)
+            except Exception:
+                break
+            for i in range(0, len(data) - unit + 1, unit):
+                if data[i : i + unit] == b"\0" * unit:
+                    out += data[:i]
+                    return _decode(bytes(out), wide)
+            out += data
+        return _decode(bytes(out[: max_chars * unit]), wide)
+
+    def read_counted_string(self, address: int, length: int, wide: bool) -> str:
+        """A string of ``length`` characters, or NUL-terminated when length is -1 / 0xFFFFFFFF."""
+        if length in (-1, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
+            return self.read_string(address, wide, max_chars=1 << 16)
+        unit = 2 if wide else 1
+        return _decode(self.read(address, min(length, 1 << 16) * unit), wide)
+
+    def write_string(self, address: int, text: str, wide: bool) -> int:
+        data = text.encode("utf-16-le" if wide else "latin-1", "replace") + (b"\0\0" if wide else b"\0")
+        self.write(address, data)
+        return len(data)
+
+    def alloc(self, size: int, tag: str) -> int:
+        return self.memory.alloc(size, tag)
+
+    def set_last_error(self, code: int) -> None:
+        self.memory.set_last_error(code)
+
+
+def _decode(data: bytes, wide: bool) -> str:
+    return data.decode("utf-16-le", "replace") if wide else data.decode("latin-1")
+
+
+class ReplayServicesLike(Protocol):
+    """Implemented by :class:`emulator.services.ReplayServices` (kept abstract to avoid a cycle)."""
+
+
+CallConv = Literal["stdcall", "cdecl"]
+HandlerFunc = Callable[[GuestApi, list[int]], int]
+
+
+@dataclass(frozen=True)
+class ApiHandler:
+    module: str
+    name: str
+    argc: int
+    conv: CallConv
+    func: HandlerFunc
+
+
+HANDLERS: list[ApiHandler] = []
+
+
+def apihook(module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall") -> Callable[[HandlerFunc], HandlerFunc]:
+    """Register ``func`` as the project-side handler of ``module.name`` (each of ``names``)."""
+
+    def register(func: HandlerFunc) -> HandlerFunc:
+        for name in [names] if isinstance(names, str) else names:
+            HANDLERS.append(ApiHandler(module.lower(), name, argc, conv, func))
+        return func
+
+    return register
+
+
+def is_wide(api: GuestApi) -> bool:
+    return api.api_name.endswith("W")

@@ -1,0 +1,163 @@
+"""State shared by the WinINet and WinHTTP handlers: sessions, connections, requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from emulator.apis.clock import _services
+from emulator.apis.core import GuestApi
+from emulator.limits import MAX_REQUEST_BODY
+from emulator.responders.base import HttpRequest, HttpResponse
+
+ERROR_INSUFFICIENT_BUFFER = 122
+ERROR_INVALID_HANDLE = 6
+ERROR_NAME_NOT_RESOLVED = 12007  # same code in WinINet and WinHTTP
+ERROR_CANNOT_CONNECT = 12029
+ERROR_HEADER_NOT_FOUND = 12150
+ERROR_INCORRECT_HANDLE_STATE = 12019
+
+QUERY_CONTENT_TYPE = 1
+QUERY_CONTENT_LENGTH = 5
+QUERY_STATUS_CODE = 19
+QUERY_STATUS_TEXT = 20
+QUERY_RAW_HEADERS = 21
+QUERY_RAW_HEADERS_CRLF = 22
+QUERY_CUSTOM = 65
+QUERY_FLAG_NUMBER = 0x20000000
+QUERY_FLAG_REQUEST_HEADERS = 0x80000000
+QUERY_MODIFIER_MASK = 0xFFFF0000
+
+FLAG_SECURE = 0x00800000  # INTERNET_FLAG_SECURE == WINHTTP_FLAG_SECURE
+
+
+@dataclass
+class Session:
+    agent: str
+
+
+@dataclass
+class Connection:
+    session: Session
+    host: str
+    port: int
+
+
+@dataclass
+class Request:
+    connection: Connection
+    method: str
+    path: str
+    secure: bool
+    headers: dict[str, str] = field(default_factory=dict)
+    response: HttpResponse | None = None
+    offset: int = 0
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.secure else "http"
+
+    @property
+    def url(self) -> str:
+        default = 443 if self.secure else 80
+        port = self.connection.port
+        host = self.connection.host if port == default else f"{self.connection.host}:{port}"
+        return f"{self.scheme}://{host}{self.path}"
+
+
+def parse_header_block(text: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in text.replace("\r\n", "\n").split("\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            headers[name.strip()] = value.strip()
+    return headers
+
+
+def send(api: GuestApi, request: Request, body: bytes) -> HttpResponse | None:
+    """Hand the request to the responders; None when the host is unreachable."""
+    services = _services(api)
+    headers = {"User-Agent": request.connection.session.agent, "Host": request.connection.host}
+    headers.update(request.headers)
+    http_request = HttpRequest(
+        method=request.method.upper(),
+        scheme=request.scheme,
+        host=request.connection.host.lower(),
+        port=request.connection.port,
+        path=request.path or "/",
+        headers=headers,
+        body=body[:MAX_REQUEST_BODY],
+    )
+    request.response = services.network.http(http_request)
+    request.offset = 0
+    return request.response
+
+
+def read_body(api: GuestApi, request: Request, buffer: int, size: int) -> bytes:
+    """Copy the next part of the response body to the guest and remember it for provenance."""
+    assert request.response is not None
+    chunk = request.response.body[request.offset : request.offset + size]
+    request.offset += len(chunk)
+    if chunk:
+        api.write(buffer, chunk)
+        _services(api).recorder.remember_buffer("network_read", buffer, chunk, ref=request.url, api=api.api_name)
+    return chunk
+
+
+def query_header(request: Request, level: int, custom_name: str = "") -> str | None:
+    """The text of a header query, or None when the header does not exist."""
+    info = level & ~QUERY_MODIFIER_MASK
+    if level & QUERY_FLAG_REQUEST_HEADERS:
+        source = request.headers
+        status = None
+    else:
+        if request.response is None:
+            return None
+        source = request.response.headers
+        status = request.response
+    if info == QUERY_STATUS_CODE and status is not None:
+        return str(status.status)
+    if info == QUERY_STATUS_TEXT and status is not None:
+        return status.reason
+    if info in (QUERY_RAW_HEADERS, QUERY_RAW_HEADERS_CRLF):
+        lines = [f"HTTP/1.1 {status.status} {status.reason}"] if status is not None else []
+        lines += [f"{k}: {v}" for k, v in source.items()]
+        separator = "\r\n" if info == QUERY_RAW_HEADERS_CRLF else "\0"
+        return separator.join(lines) + separator + separator
+    wanted = {QUERY_CONTENT_TYPE: "Content-Type", QUERY_CONTENT_LENGTH: "Content-Length"}.get(info)
+    if info == QUERY_CUSTOM:
+        wanted = custom_name
+    if wanted is None:
+        return None
+    for key, value in source.items():
+        if key.lower() == wanted.lower():
+            return value
+    if wanted == "Content-Length" and status is not None:
+        return str(len(status.body))
+    return None
+
+
+def write_query_result(api: GuestApi, text: str, level: int, buffer: int, length_ptr: int, wide: bool) -> bool:
+    """Write a query answer as Windows does: a DWORD with FLAG_NUMBER, else a string."""
+    available = api.read_u32(length_ptr) if length_ptr else 0
+    if level & QUERY_FLAG_NUMBER:
+        try:
+            number = int(text)
+        except ValueError:
+            api.set_last_error(ERROR_HEADER_NOT_FOUND)
+            return False
+        if available < 4 or not buffer:
+            api.write_u32(length_ptr, 4)
+            api.set_last_error(ERROR_INSUFFICIENT_BUFFER)
+            return False
+        api.write_u32(buffer, number)
+        api.write_u32(length_ptr, 4)
+        return True
+    unit = 2 if wide else 1
+    needed = (len(text) + 1) * unit
+    if available < needed or not buffer:
+        api.write_u32(length_ptr, needed)
+        api.set_last_error(ERROR_INSUFFICIENT_BUFFER)
+        return False
+    api.write_string(buffer, text, wide)
+    api.write_u32(length_ptr, needed - unit)
+    return True

@@ -1,0 +1,135 @@
+"""WinHTTP routed to the scenario's responders."""
+
+from __future__ import annotations
+
+from emulator.apis.clock import _services
+from emulator.apis.core import GuestApi, apihook
+from emulator.apis.netapi import (
+    ERROR_CANNOT_CONNECT,
+    ERROR_HEADER_NOT_FOUND,
+    ERROR_INCORRECT_HANDLE_STATE,
+    ERROR_INVALID_HANDLE,
+    ERROR_NAME_NOT_RESOLVED,
+    FLAG_SECURE,
+    Connection,
+    Request,
+    Session,
+    parse_header_block,
+    query_header,
+    read_body,
+    send,
+    write_query_result,
+)
+
+@apihook("winhttp", "WinHttpOpen", argc=5)
+def winhttp_open(api: GuestApi, argv: list[int]) -> int:
+    return _services(api).new_handle(Session(api.read_string(argv[0], wide=True)))
+
+
+@apihook("winhttp", "WinHttpConnect", argc=4)
+def winhttp_connect(api: GuestApi, argv: list[int]) -> int:
+    session = _services(api).get(argv[0], Session)
+    if session is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    port = argv[2] & 0xFFFF
+    return _services(api).new_handle(Connection(session, api.read_string(argv[1], wide=True), port or 80))
+
+
+@apihook("winhttp", "WinHttpOpenRequest", argc=7)
+def winhttp_open_request(api: GuestApi, argv: list[int]) -> int:
+    connection = _services(api).get(argv[0], Connection)
+    if connection is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    verb = api.read_string(argv[1], wide=True) or "GET"
+    path = api.read_string(argv[2], wide=True) or "/"
+    secure = bool(argv[6] & FLAG_SECURE) or connection.port == 443
+    return _services(api).new_handle(Request(connection, verb, path, secure))
+
+
+@apihook("winhttp", "WinHttpAddRequestHeaders", argc=4)
+def winhttp_add_request_headers(api: GuestApi, argv: list[int]) -> int:
+    request = _services(api).get(argv[0], Request)
+    if request is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    request.headers.update(parse_header_block(api.read_counted_string(argv[1], argv[2], wide=True)))
+    return 1
+
+
+@apihook("winhttp", "WinHttpSendRequest", argc=7)
+def winhttp_send_request(api: GuestApi, argv: list[int]) -> int:
+    handle, headers, headers_len, optional, optional_len, _total, _context = argv
+    request = _services(api).get(handle, Request)
+    if request is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    if headers:
+        request.headers.update(parse_header_block(api.read_counted_string(headers, headers_len, wide=True)))
+    body = api.read(optional, optional_len) if optional else b""
+    if send(api, request, body) is None:
+        reachable = _services(api).network.accepts_connection(request.connection.host)
+        api.set_last_error(ERROR_CANNOT_CONNECT if reachable else ERROR_NAME_NOT_RESOLVED)
+        return 0
+    return 1
+
+
+@apihook("winhttp", "WinHttpReceiveResponse", argc=2)
+def winhttp_receive_response(api: GuestApi, argv: list[int]) -> int:
+    request = _services(api).get(argv[0], Request)
+    if request is None or request.response is None:
+        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
+        return 0
+    return 1
+
+
+@apihook("winhttp", "WinHttpQueryHeaders", argc=6)
+def winhttp_query_headers(api: GuestApi, argv: list[int]) -> int:
+    handle, level, name, buffer, length_ptr, _index = argv
+    request = _services(api).get(handle, Request)
+    if request is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    text = query_header(request, level, api.read_string(name, wide=True) if name else "")
+    if text is None:
+        api.set_last_error(ERROR_HEADER_NOT_FOUND)
+        return 0
+    return int(write_query_result(api, text, level, buffer, length_ptr, wide=True))
+
+
+@apihook("winhttp", "WinHttpQueryDataAvailable", argc=2)
+def winhttp_query_data_available(api: GuestApi, argv: list[int]) -> int:
+    request = _services(api).get(argv[0], Request)
+    if request is None or request.response is None:
+        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
+        return 0
+    api.write_u32(argv[1], len(request.response.body) - request.offset)
+    return 1
+
+
+@apihook("winhttp", "WinHttpReadData", argc=4)
+def winhttp_read_data(api: GuestApi, argv: list[int]) -> int:
+    handle, buffer, size, read_ptr = argv
+    request = _services(api).get(handle, Request)
+    if request is None or request.response is None:
+        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
+        return 0
+    chunk = read_body(api, request, buffer, size & 0xFFFFFFFF)
+    api.write_u32(read_ptr, len(chunk))
+    return 1
+
+
+@apihook("winhttp", "WinHttpCloseHandle", argc=1)
+def winhttp_close_handle(api: GuestApi, argv: list[int]) -> int:
+    return int(_services(api).close(argv[0]))
+
+
+@apihook("winhttp", "WinHttpSetOption", argc=4)
+def winhttp_set_option(api: GuestApi, argv: list[int]) -> int:
+    return 1
+
+
+@apihook("winhttp", "WinHttpSetTimeouts", argc=5)
+def winhttp_set_timeouts(api: GuestApi, argv: list[int]) -> int:
+    return 1

@@ -1,0 +1,223 @@
+"""Winsock and name resolution routed to the responders.
+
+Bytes a guest sends on a TCP socket are parsed as HTTP when they form a request, and the
+responder's answer is queued for recv(); anything else is recorded as a raw TCP exchange.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from emulator.apis.clock import _services
+from emulator.apis.core import GuestApi, apihook, is_wide
+from emulator.responders.base import HttpRequest
+from emulator.services import ReplayServices
+
+SOCKET_ERROR = 0xFFFFFFFF
+INVALID_SOCKET = 0xFFFFFFFFFFFFFFFF
+AF_INET = 2
+SOCK_STREAM = 1
+WSAHOST_NOT_FOUND = 11001
+WSAECONNREFUSED = 10061
+WSAENOTCONN = 10057
+WSAENOTSOCK = 10038
+DNS_ERROR_RCODE_NAME_ERROR = 9003
+DNS_TYPE_A = 1
+
+
+@dataclass
+class Socket:
+    kind: str
+    host: str = ""
+    port: int = 0
+    connected: bool = False
+    sent: bytearray = field(default_factory=bytearray)
+    received: bytearray = field(default_factory=bytearray)
+    inbox: bytearray = field(default_factory=bytearray)
+    answered_http: bool = False
+
+
+@apihook("ws2_32", "socket", argc=3)
+def socket_(api: GuestApi, argv: list[int]) -> int:
+    kind = "tcp" if (argv[1] & 0xFFFFFFFF) == SOCK_STREAM else "udp"
+    return _services(api).new_handle(Socket(kind))
+
+
+def _parse_sockaddr(api: GuestApi, address: int) -> tuple[str, int] | None:
+    raw = api.read(address, 8)
+    if int.from_bytes(raw[0:2], "little") != AF_INET:
+        return None
+    return str(ipaddress.IPv4Address(raw[4:8])), int.from_bytes(raw[2:4], "big")
+
+
+@apihook("ws2_32", ["connect", "WSAConnect"], argc=3)
+def connect(api: GuestApi, argv: list[int]) -> int:
+    services = _services(api)
+    sock = services.get(argv[0], Socket)
+    if sock is None:
+        api.set_last_error(WSAENOTSOCK)
+        return SOCKET_ERROR
+    endpoint = _parse_sockaddr(api, argv[1])
+    if endpoint is None:
+        api.set_last_error(WSAECONNREFUSED)
+        return SOCKET_ERROR
+    sock.host, sock.port = services.network.host_of_address(endpoint[0]), endpoint[1]
+    if not services.network.accepts_connection(sock.host):
+        services.network.record_raw(sock.kind, sock.host, sock.port, b"", b"", "default", blocked=True)  # type: ignore[arg-type]
+        api.set_last_error(WSAECONNREFUSED)
+        return SOCKET_ERROR
+    sock.connected = True
+    return 0
+
+
+def _try_http(services: ReplayServices, sock: Socket) -> None:
+    head, sep, rest = bytes(sock.sent).partition(b"\r\n\r\n")
+    if not sep:
+        return
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        return
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip()] = value.strip()
+    length = int(headers.get("Content-Length", "0") or 0) if headers.get("Content-Length", "0").isdigit() else 0
+    if len(rest) < length:
+        return
+    scheme = "https" if sock.port == 443 else "http"
+    request = HttpRequest(parts[0].upper(), scheme, sock.host.lower(), sock.port, parts[1], headers, rest[:length])
+    response = services.network.http(request)
+    sock.answered_http = True
+    sock.sent.clear()
+    if response is None:
+        return
+    status_line = f"HTTP/1.1 {response.status} {response.reason}\r\n"
+    header_lines = "".join(f"{k}: {v}\r\n" for k, v in response.headers.items())
+    sock.inbox += (status_line + header_lines + "\r\n").encode("latin-1") + response.body
+
+
+@apihook("ws2_32", "send", argc=4)
+def send(api: GuestApi, argv: list[int]) -> int:
+    services = _services(api)
+    sock = services.get(argv[0], Socket)
+    if sock is None or not sock.connected:
+        api.set_last_error(WSAENOTCONN)
+        return SOCKET_ERROR
+    data = api.read(argv[1], argv[2] & 0xFFFFFFFF)
+    sock.sent += data
+    _try_http(services, sock)
+    return len(data)
+
+
+@apihook("ws2_32", "recv", argc=4)
+def recv(api: GuestApi, argv: list[int]) -> int:
+    services = _services(api)
+    sock = services.get(argv[0], Socket)
+    if sock is None or not sock.connected:
+        api.set_last_error(WSAENOTCONN)
+        return SOCKET_ERROR
+    size = argv[2] & 0xFFFFFFFF
+    chunk = bytes(sock.inbox[:size])
+    del sock.inbox[:size]
+    if chunk:
+        api.write(argv[1], chunk)
+        sock.received += chunk
+        services.recorder.remember_buffer("network_read", argv[1], chunk, ref=f"tcp://{sock.host}:{sock.port}",
+                                         api=api.api_name)
+    return len(chunk)
+
+
+@apihook("ws2_32", "closesocket", argc=1)
+def closesocket(api: GuestApi, argv: list[int]) -> int:
+    services = _services(api)
+    sock = services.get(argv[0], Socket)
+    if sock is None:
+        api.set_last_error(WSAENOTSOCK)
+        return SOCKET_ERROR
+    if sock.connected and not sock.answered_http and (sock.sent or sock.received):
+        responder = services.network.responder_for_host(sock.host)
+        services.network.record_raw(sock.kind, sock.host, sock.port, bytes(sock.sent), bytes(sock.received),  # type: ignore[arg-type]
+                                    responder.name if responder else "default", blocked=responder is None)
+    services.close(argv[0])
+    return 0
+
+
+@apihook("ws2_32", "gethostbyname", argc=1)
+def gethostbyname(api: GuestApi, argv: list[int]) -> int:
+    name = api.read_string(argv[0], wide=False, max_chars=255)
+    address = _services(api).network.resolve(name, api="gethostbyname")
+    if address is None:
+        api.set_last_error(WSAHOST_NOT_FOUND)
+        return 0
+    p = api.ptr_size
+    # hostent followed by its name, alias list (empty), address list and the address.
+    block = api.alloc(0x200, "api.hostent")
+    name_at, aliases_at, list_at, addr_at = block + 0x40, block + 0x140, block + 0x150, block + 0x160
+    api.write_string(name_at, name, wide=False)
+    api.write_ptr(aliases_at, 0)
+    api.write_ptr(list_at, addr_at)
+    api.write_ptr(list_at + p, 0)
+    api.write(addr_at, ipaddress.IPv4Address(address).packed)
+    api.write_ptr(block, name_at)
+    api.write_ptr(block + p, aliases_at)
+    api.write(block + 2 * p, AF_INET.to_bytes(2, "little") + (4).to_bytes(2, "little"))
+    api.write_ptr(block + (3 * p if p == 8 else 2 * p + 4), list_at)
+    return block
+
+
+@apihook("ws2_32", ["getaddrinfo", "GetAddrInfoW"], argc=4)
+def getaddrinfo(api: GuestApi, argv: list[int]) -> int:
+    node, service, _hints, result = argv
+    wide = api.api_name == "GetAddrInfoW"
+    name = api.read_string(node, wide, max_chars=255)
+    service_text = api.read_string(service, wide, max_chars=32) if service else ""
+    address = _services(api).network.resolve(name, api=api.api_name)
+    if address is None:
+        api.write_ptr(result, 0)
+        return WSAHOST_NOT_FOUND
+    p = api.ptr_size
+    port = int(service_text) if service_text.isdigit() else 0
+    block = api.alloc(0x100, "api.addrinfo")
+    sockaddr_at = block + 0x80
+    api.write(sockaddr_at, AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big")
+              + ipaddress.IPv4Address(address).packed + bytes(8))
+    header = (0).to_bytes(4, "little") + AF_INET.to_bytes(4, "little") + SOCK_STREAM.to_bytes(4, "little")
+    header += (6).to_bytes(4, "little") + (16).to_bytes(p, "little")
+    api.write(block, header)
+    api.write_ptr(block + 16 + p, 0)  # ai_canonname
+    api.write_ptr(block + 16 + 2 * p, sockaddr_at)
+    api.write_ptr(block + 16 + 3 * p, 0)  # ai_next
+    api.write_ptr(result, block)
+    return 0
+
+
+@apihook("ws2_32", ["freeaddrinfo", "FreeAddrInfoW"], argc=1)
+def freeaddrinfo(api: GuestApi, argv: list[int]) -> int:
+    return 0
+
+
+@apihook("dnsapi", ["DnsQuery_A", "DnsQuery_W", "DnsQuery_UTF8"], argc=6)
+def dns_query(api: GuestApi, argv: list[int]) -> int:
+    name_ptr, record_type, _options, _extra, results, _reserved = argv
+    name = api.read_string(name_ptr, is_wide(api), max_chars=255)
+    address = _services(api).network.resolve(name, api=api.api_name)
+    if address is None or (record_type & 0xFFFF) != DNS_TYPE_A:
+        api.write_ptr(results, 0)
+        return DNS_ERROR_RCODE_NAME_ERROR
+    p = api.ptr_size
+    block = api.alloc(0x100, "api.DnsRecord")
+    name_at = block + 0x80
+    api.write_string(name_at, name, is_wide(api))
+    api.write_ptr(block, 0)
+    api.write_ptr(block + p, name_at)
+    fixed = DNS_TYPE_A.to_bytes(2, "little") + (4).to_bytes(2, "little") + bytes(4) + (300).to_bytes(4, "little")
+    api.write(block + 2 * p, fixed + bytes(4) + ipaddress.IPv4Address(address).packed)
+    api.write_ptr(results, block)
+    return 0
+
+
+@apihook("dnsapi", ["DnsFree", "DnsRecordListFree"], argc=2)
+def dns_free(api: GuestApi, argv: list[int]) -> int:
+    return 0

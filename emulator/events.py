@@ -1,0 +1,171 @@
+"""The project's own typed trace events.
+
+A backend (Speakeasy, or a saved trace) yields these; everything above the backend (stage
+analysis, graph, report, renderers) works on them only. Every event has a global ``seq`` (its
+order in the replay) and the ``stage`` whose code caused it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(description="Position of the event in the replay, from 0.")
+    stage: str = Field(description="Id of the stage whose code caused the event.")
+
+
+class ApiCall(_Event):
+    type: Literal["api"] = "api"
+    api: str = Field(description="MODULE.Function, e.g. kernel32.CreateFileW.")
+    args: list[str] = Field(default_factory=list, description="Arguments as rendered by the emulator.")
+    ret: str | None = Field(default=None, description="Return value in hex, None if the call did not return.")
+    pc: int = Field(0, description="Address of the call site.")
+
+
+class FileAccess(_Event):
+    type: Literal["file"] = "file"
+    op: Literal["open", "create", "read", "write", "delete", "copy", "move", "query"]
+    path: str
+    size: int | None = None
+    data_sha256: str | None = Field(default=None, description="sha256 of the bytes read or written.")
+    address: int | None = Field(default=None, description="Emulated buffer the bytes were read into / written from.")
+    existed: bool | None = Field(default=None, description="For create: whether the file existed before.")
+
+
+class RegistryAccess(_Event):
+    type: Literal["registry"] = "registry"
+    op: Literal["open", "create", "read", "write", "delete", "list"]
+    path: str
+    value_name: str | None = None
+    value: str | None = Field(default=None, description="Value read or written, rendered as text when printable.")
+
+
+class SyncObject(_Event):
+    type: Literal["sync"] = "sync"
+    op: Literal["create", "open"]
+    object_type: Literal["event", "mutex", "semaphore"]
+    name: str
+    existed: bool = False
+
+
+class MemoryAlloc(_Event):
+    type: Literal["mem_alloc"] = "mem_alloc"
+    address: int
+    size: int
+    protect: str | None = None
+    api: str
+
+
+class MemoryProtect(_Event):
+    type: Literal["mem_protect"] = "mem_protect"
+    address: int
+    size: int
+    protect: str
+    executable: bool
+
+
+class ModuleLoad(_Event):
+    type: Literal["module_load"] = "module_load"
+    name: str
+    path: str
+    base: int
+    size: int
+    from_file: bool = Field(False, description="True if the image came from a file of the scenario, not a system DLL.")
+
+
+class ThreadStart(_Event):
+    type: Literal["thread"] = "thread"
+    start: int
+    param: int
+    api: str
+
+
+class DataBuffer(_Event):
+    """Bytes that entered the emulated process, remembered for provenance."""
+
+    type: Literal["buffer"] = "buffer"
+    source: Literal["file_read", "network_read", "decrypt", "decompress"]
+    address: int
+    size: int
+    sha256: str = Field(description="sha256 of the bytes; the bytes themselves are in the trace's blob store.")
+    ref: str = Field(description="Where the bytes came from: a file path, a URL, or an API name.")
+    input_sha256: str | None = Field(default=None, description="For decrypt/decompress: sha256 of the input bytes.")
+    api: str | None = None
+
+
+class StageStart(_Event):
+    """A body of code started to run: the entry sample, or dynamic memory first executed."""
+
+    type: Literal["stage_start"] = "stage_start"
+    new_stage: str
+    kind: Literal["pe", "shellcode", "pe_in_memory", "module"]
+    name: str
+    base: int
+    size: int
+    entry: int
+    sha256: str
+    parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
+    via: Literal["entry", "call", "thread", "callback", "unknown"] = "unknown"
+    image_base: int | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
+
+
+class NetRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body_size: int = 0
+    body_sha256: str | None = None
+
+
+class NetResponse(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    status: int | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    size: int = 0
+    sha256: str | None = None
+
+
+class NetworkExchange(_Event):
+    type: Literal["network"] = "network"
+    kind: Literal["dns", "http", "tcp", "udp"]
+    host: str
+    port: int | None = None
+    method: str | None = None
+    url: str | None = None
+    request: NetRequest = Field(default_factory=NetRequest)
+    response: NetResponse = Field(default_factory=NetResponse)
+    responder: str
+    blocked: bool = Field(False, description="No responder matched: answered by the default and not passed on.")
+    error: str | None = Field(default=None, description="Responder error, if the responder raised.")
+
+
+class Note(_Event):
+    """Something the emulator did that the sample did not ask for: a limit, a skipped wait."""
+
+    type: Literal["note"] = "note"
+    what: str
+    detail: str = ""
+
+
+Event = Annotated[
+    ApiCall
+    | FileAccess
+    | RegistryAccess
+    | SyncObject
+    | MemoryAlloc
+    | MemoryProtect
+    | ModuleLoad
+    | ThreadStart
+    | DataBuffer
+    | StageStart
+    | NetworkExchange
+    | Note,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_LIST_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])

@@ -1,0 +1,89 @@
+"""What to replay: a plain, picklable description built from a scenario or the command line.
+
+``replay_target(plan, outdir)`` in :mod:`emulator.replay` takes one of these and nothing else,
+so a batch can ship plans to a process pool or a Dask cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from emulator.limits import Limits
+
+# The variable every sample checks before it does anything; only chainreplay's guest has it.
+SANDBOX_MARKER_NAME = "CHAINREPLAY_SANDBOX"
+SANDBOX_MARKER_VALUE = "replay-only"
+DEFAULT_USER = "analyst"
+DEFAULT_START_TIME = 1680091200.0  # 2023-03-29T12:00:00Z, the week the 3CX compromise was disclosed
+
+
+class StringArg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    text: str
+    wide: bool = False
+
+
+ExportArg = int | StringArg
+
+
+class ExportCall(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    args: list[ExportArg] = Field(default_factory=list)
+
+
+class VirtualFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    emu_path: str = Field(description="Path the guest sees, e.g. C:\\\\Users\\\\analyst\\\\x.dll.")
+    host_path: str = Field(description="Host file served for it (absolute).")
+
+
+class RegistryValue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    type: Literal["REG_SZ", "REG_DWORD", "REG_EXPAND_SZ", "REG_BINARY"] = "REG_SZ"
+    data: str
+
+
+class RegistryKey(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str
+    values: list[RegistryValue] = Field(default_factory=list)
+
+
+class ResponderConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: str
+    name: str
+    class_path: str | None = None
+    options: dict[str, object] = Field(default_factory=dict)
+
+
+class ReplayPlan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    target_path: str = Field(description="Host path of the entry sample (absolute).")
+    target_kind: Literal["pe", "shellcode"] = "pe"
+    arch: Literal["x86", "x64"] | None = Field(default=None, description="Required for shellcode.")
+    emu_path: str = Field(description="Guest path of the entry sample.")
+    run_entry_point: bool = Field(True, description="Run DllMain / the EXE entry point first.")
+    exports: list[ExportCall] = Field(default_factory=list)
+    host_process: str | None = Field(default=None, description="Application that loads the entry DLL, if any.")
+    files: list[VirtualFile] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    hostname: str = "WS-FINANCE-07"
+    domain: str = "corp.example"
+    user: str = DEFAULT_USER
+    registry: list[RegistryKey] = Field(default_factory=list)
+    os_version: tuple[int, int, int] = (10, 0, 19045)
+    sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
+    seed: int = 1
+    start_time: float = DEFAULT_START_TIME
+    limits: Limits = Field(default_factory=Limits)
+    responders: list[ResponderConfig] = Field(default_factory=list)
+    network_default: Literal["nxdomain", "refused", "404"] = "nxdomain"
+    scenario_dir: str | None = None
+    mode: Literal["fast", "faithful"] = "fast"

@@ -1,0 +1,1 @@
+"""Renderers: pure functions over the report document (or the graph it carries)."""

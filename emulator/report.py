@@ -1,0 +1,228 @@
+"""The report document: versioned pydantic models, the single source every renderer reads.
+
+Field names are an interface. Change them only with a new ``SCHEMA`` and a CHANGELOG entry.
+``generated_at`` is the one field that differs between two replays of the same scenario/seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "chainreplay/report/1"
+
+OutcomeStatus = Literal[
+    "completed", "timeout", "instruction_limit", "api_limit", "unsupported_api", "limit", "containment", "error"
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tool(_Model):
+    name: str = "chainreplay"
+    version: str
+    engine: str
+    mode: Literal["fast", "faithful"] = "fast"
+
+
+class Target(_Model):
+    name: str
+    path: str = Field(description="Path of the entry sample, relative to the scenario folder when there is one.")
+    sha256: str
+    arch: str = ""
+    kind: str = "pe"
+
+
+class Outcome(_Model):
+    status: OutcomeStatus
+    detail: str = ""
+    limit: str | None = Field(default=None, description="Name of the limit that fired (see emulator/limits.py).")
+
+
+class Origin(_Model):
+    type: Literal["file", "network", "memory", "scenario"]
+    ref: str
+    how: str = Field(description="How the link was established: entry, same_bytes, decrypted_in_place, "
+                                 "decrypt_api, mapped_image, executed_from.")
+    evidence: list[int] = Field(default_factory=list)
+    via_api: str | None = None
+
+
+class StageRecord(_Model):
+    id: str
+    kind: str
+    name: str
+    sha256: str
+    size: int
+    origin: Origin
+    parent: str | None
+    entry: str = Field(description="Entry address in hex.")
+    base: str
+    via: str
+    seq_range: tuple[int, int]
+    file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")
+
+
+class ApiCallRecord(_Model):
+    seq: int
+    stage: str
+    api: str
+    args: list[str]
+    ret: str | None
+
+
+class NetRequestRecord(_Model):
+    headers: dict[str, str]
+    body_size: int
+    body_sha256: str | None
+
+
+class NetResponseRecord(_Model):
+    status: int | None
+    headers: dict[str, str] = Field(default_factory=dict)
+    size: int
+    sha256: str | None
+
+
+class NetworkRecord(_Model):
+    seq: int
+    stage: str
+    kind: Literal["dns", "http", "tcp", "udp"]
+    host: str
+    port: int | None
+    method: str | None
+    url: str | None
+    request: NetRequestRecord
+    response: NetResponseRecord
+    responder: str
+    blocked: bool
+    error: str | None = None
+
+
+class FileRecord(_Model):
+    seq: int
+    stage: str
+    op: str
+    path: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+class RegistryRecord(_Model):
+    seq: int
+    stage: str
+    op: str
+    path: str
+    value_name: str | None = None
+    value: str | None = None
+
+
+class SyncRecord(_Model):
+    seq: int
+    stage: str
+    op: str
+    object_type: str
+    name: str
+    existed: bool
+
+
+class MemoryRecord(_Model):
+    seq: int
+    stage: str
+    op: Literal["alloc", "protect"]
+    address: str
+    size: int
+    protect: str | None
+
+
+class ThreadRecord(_Model):
+    seq: int
+    stage: str
+    start: str
+    api: str
+
+
+class DroppedFile(_Model):
+    path: str = Field(description="Guest path, sanitised for display.")
+    sha256: str
+    size: int
+    stored_as: str | None = Field(description="Relative path under the output folder, or None if not stored.")
+
+
+class Technique(_Model):
+    technique: str
+    name: str
+    stage: str
+    evidence: list[int]
+
+
+class VirtualTime(_Model):
+    start: str = Field(description="Guest clock at the start of the replay, ISO 8601 UTC.")
+    skipped_ms: int = Field(description="Virtual milliseconds fast-forwarded by sleeps and waits.")
+    sleeps: int
+
+
+class Containment(_Model):
+    host_sockets_opened: int = 0
+    host_name_lookups: int = 0
+    writes_outside_outdir: int = 0
+    violations: list[str] = Field(default_factory=list)
+    isolation: str = Field(description="How the replay was contained: child process, in-process.")
+
+
+class RunRecord(_Model):
+    kind: str
+    start: str
+    instructions: int
+    api_calls: int
+    error: str | None = None
+    error_detail: str | None = None
+
+
+class Stats(_Model):
+    instructions: int
+    api_calls: int
+    events: int
+    network_exchanges: int
+    emulation_seconds: float
+    seed: int
+
+
+class Note(_Model):
+    seq: int
+    what: str
+    detail: str
+
+
+class Report(_Model):
+    schema_: str = Field(SCHEMA, alias="schema")
+    generated_at: str = Field(description="Wall-clock time the report was written; the only non-deterministic field.")
+    tool: Tool
+    scenario: str | None = None
+    target: Target
+    outcome: Outcome
+    stages: list[StageRecord]
+    api_calls: list[ApiCallRecord]
+    network: list[NetworkRecord]
+    files: list[FileRecord]
+    registry: list[RegistryRecord] = Field(default_factory=list)
+    sync_objects: list[SyncRecord] = Field(default_factory=list)
+    memory: list[MemoryRecord] = Field(default_factory=list)
+    threads: list[ThreadRecord] = Field(default_factory=list)
+    dropped: list[DroppedFile] = Field(default_factory=list)
+    graph: dict[str, Any] = Field(default_factory=dict, description="networkx node-link data of the stage graph.")
+    attack: list[Technique] = Field(default_factory=list)
+    virtual_time: VirtualTime
+    containment: Containment
+    responders: dict[str, Any] = Field(default_factory=dict, description="Final state of stateful responders.")
+    runs: list[RunRecord] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
+    stats: Stats
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, by_alias=True) + "\n"

@@ -1,0 +1,190 @@
+"""Routes every network attempt of the guest to a responder and records the exchange."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from emulator.events import NetRequest, NetResponse, NetworkExchange
+from emulator.limits import MAX_RESPONSE_BODY
+from emulator.recorder import Recorder
+from emulator.responders.base import HttpRequest, HttpResponse, Responder
+from emulator.responders.c2 import C2Responder
+from emulator.responders.github import GithubResponder
+from emulator.responders.static import StaticResponder
+
+BUILTIN_RESPONDERS: dict[str, type[Responder]] = {
+    "github": GithubResponder,
+    "c2": C2Responder,
+    "static": StaticResponder,
+}
+
+DefaultPolicy = Literal["nxdomain", "refused", "404"]
+# Synthetic addresses handed out for hosts a responder answers (TEST-NET-3, RFC 5737).
+SYNTHETIC_NET = ipaddress.ip_network("203.0.113.0/24")
+DEFAULT_RESPONDER_NAME = "default"
+
+
+class ResponderLoadError(ValueError):
+    """A responder could not be built from its configuration."""
+
+
+def build_responder(kind: str, name: str, options: dict[str, Any], scenario_dir: Path,
+                    class_path: str | None = None) -> Responder:
+    if kind == "python":
+        if not class_path:
+            raise ResponderLoadError("type 'python' needs 'class' = 'package.module:ClassName'")
+        module_name, _, attr = class_path.replace(":", ".").rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+            cls = getattr(module, attr)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ResponderLoadError(f"cannot import {class_path!r}: {err}") from err
+        if not (isinstance(cls, type) and issubclass(cls, Responder)):
+            raise ResponderLoadError(f"{class_path!r} is not a subclass of emulator.responders.Responder")
+        return cls(name, options, scenario_dir)
+    try:
+        builtin = BUILTIN_RESPONDERS[kind]
+    except KeyError as err:
+        known = ", ".join(sorted([*BUILTIN_RESPONDERS, "python"]))
+        raise ResponderLoadError(f"unknown responder type {kind!r} (known: {known})") from err
+    return builtin(name, options, scenario_dir)
+
+
+@dataclass
+class NetworkRouter:
+    responders: list[Responder]
+    recorder: Recorder
+    default: DefaultPolicy = "nxdomain"
+    max_exchanges: int = 1000
+    _addresses: dict[str, str] = field(default_factory=dict)
+    _hosts_by_address: dict[str, str] = field(default_factory=dict)
+    exchanges: int = 0
+
+    # ---- name resolution ----------------------------------------------------------------
+
+    def responder_for_host(self, host: str) -> Responder | None:
+        return next((r for r in self.responders if r.handles_host(host)), None)
+
+    def resolve(self, host: str, *, record: bool = True, api: str = "dns") -> str | None:
+        """The synthetic address of ``host``, or None (NXDOMAIN) when no responder serves it."""
+        host = host.lower().rstrip(".")
+        if _is_ip(host):
+            return host
+        responder = self.responder_for_host(host)
+        address: str | None = None
+        if responder is not None or self.default != "nxdomain":
+            address = self._address_of(host)
+        if record:
+            self._count()
+            self.recorder.emit(
+                NetworkExchange,
+                kind="dns",
+                host=host,
+                method=api,
+                response=NetResponse(headers={"A": address} if address else {}),
+                responder=responder.name if responder else DEFAULT_RESPONDER_NAME,
+                blocked=responder is None,
+            )
+        return address
+
+    def host_of_address(self, address: str) -> str:
+        return self._hosts_by_address.get(address, address)
+
+    def _address_of(self, host: str) -> str:
+        if host not in self._addresses:
+            index = len(self._addresses) + 10
+            address = str(SYNTHETIC_NET.network_address + (index % 250))
+            self._addresses[host] = address
+            self._hosts_by_address[address] = host
+        return self._addresses[host]
+
+    def accepts_connection(self, host: str) -> bool:
+        return self.responder_for_host(host) is not None or self.default == "404"
+
+    # ---- HTTP ---------------------------------------------------------------------------
+
+    def http(self, request: HttpRequest) -> HttpResponse | None:
+        """Answer an HTTP(S) request; None means the connection was refused / name not found."""
+        self._count()
+        responder = next((r for r in self.responders if r.handles(request)), None)
+        error: str | None = None
+        blocked = responder is None
+        response: HttpResponse | None
+        if responder is None:
+            response = HttpResponse(404, {"Content-Type": "text/plain"}, b"Not Found") if self.default == "404" else None
+        else:
+            try:
+                response = responder.respond(request)
+                if not isinstance(response, HttpResponse):
+                    raise TypeError(f"respond() returned {type(response).__name__}, not HttpResponse")
+            except Exception as err:  # a user responder's bug must not end the replay
+                error = f"{type(err).__name__}: {err}"
+                response = HttpResponse(500, {"Content-Type": "text/plain"}, b"responder error")
+        if response is not None and len(response.body) > MAX_RESPONSE_BODY:
+            response = HttpResponse(response.status, response.headers, response.body[:MAX_RESPONSE_BODY])
+            self.recorder.note("response_truncated", f"{request.url}: body cut to {MAX_RESPONSE_BODY} bytes")
+        self._record_http(request, response, responder.name if responder else DEFAULT_RESPONDER_NAME, blocked, error)
+        return response
+
+    def _record_http(self, request: HttpRequest, response: HttpResponse | None, responder: str, blocked: bool,
+                     error: str | None) -> None:
+        req_digest = self.recorder.put_blob(request.body) if request.body else None
+        net_response = NetResponse()
+        if response is not None:
+            net_response = NetResponse(
+                status=response.status,
+                headers=dict(response.headers),
+                size=len(response.body),
+                sha256=self.recorder.put_blob(response.body) if response.body else hashlib.sha256(b"").hexdigest(),
+            )
+        self.recorder.emit(
+            NetworkExchange,
+            kind="http",
+            host=request.host,
+            port=request.port,
+            method=request.method,
+            url=request.url,
+            request=NetRequest(headers=dict(request.headers), body_size=len(request.body), body_sha256=req_digest),
+            response=net_response,
+            responder=responder,
+            blocked=blocked,
+            error=error,
+        )
+
+    def record_raw(self, kind: Literal["tcp", "udp"], host: str, port: int, sent: bytes, received: bytes,
+                   responder: str, blocked: bool) -> None:
+        self._count()
+        self.recorder.emit(
+            NetworkExchange,
+            kind=kind,
+            host=host,
+            port=port,
+            request=NetRequest(body_size=len(sent), body_sha256=self.recorder.put_blob(sent) if sent else None),
+            response=NetResponse(size=len(received), sha256=self.recorder.put_blob(received) if received else None),
+            responder=responder,
+            blocked=blocked,
+        )
+
+    def _count(self) -> None:
+        self.exchanges += 1
+        if self.exchanges > self.max_exchanges:
+            raise NetworkLimitReached(self.max_exchanges)
+
+
+class NetworkLimitReached(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} network exchanges")
+        self.limit = limit
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

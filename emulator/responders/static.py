@@ -1,0 +1,72 @@
+"""A fixed status, headers and body for a host or URL pattern."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from emulator.responders.base import HttpRequest, HttpResponse, Responder, host_matches
+
+
+class ResponseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: int = Field(200, ge=100, le=599)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = Field(default=None, description="Body as text (UTF-8).")
+    body_file: str | None = Field(default=None, description="Body from a file in the scenario folder.")
+
+    @model_validator(mode="after")
+    def _one_body(self) -> ResponseSpec:
+        if self.body is not None and self.body_file is not None:
+            raise ValueError("give either body or body_file, not both")
+        return self
+
+    def build(self, scenario_dir: Path) -> HttpResponse:
+        if self.body_file is not None:
+            body = read_scenario_file(scenario_dir, self.body_file)
+        else:
+            body = (self.body or "").encode("utf-8")
+        headers = dict(self.headers)
+        headers.setdefault("Content-Length", str(len(body)))
+        return HttpResponse(self.status, headers, body)
+
+
+def read_scenario_file(scenario_dir: Path, relative: str) -> bytes:
+    root = scenario_dir.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{relative}: outside the scenario folder")
+    return path.read_bytes()
+
+
+class StaticOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hosts: list[str] = Field(description="Host patterns (fnmatch) this responder answers.")
+    paths: list[str] = Field(default_factory=lambda: ["*"], description="Path patterns (fnmatch).")
+    methods: list[str] = Field(default_factory=lambda: ["*"])
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+
+
+class StaticResponder(Responder):
+    kind = "static"
+
+    def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
+        super().__init__(name, options, scenario_dir)
+        self.config = StaticOptions.model_validate(options)
+        self.response = self.config.response.build(scenario_dir)
+
+    def handles_host(self, host: str) -> bool:
+        return host_matches(host, self.config.hosts)
+
+    def handles(self, request: HttpRequest) -> bool:
+        return (
+            self.handles_host(request.host)
+            and any(fnmatch.fnmatchcase(request.path, p) for p in self.config.paths)
+            and any(fnmatch.fnmatchcase(request.method, m.upper()) for m in self.config.methods)
+        )
+
+    def respond(self, request: HttpRequest) -> HttpResponse:
+        return self.response

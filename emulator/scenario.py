@@ -1,0 +1,285 @@
+"""Scenario folders: ``scenario.toml`` plus data files, validated into a :class:`ReplayPlan`.
+
+Every problem is reported as one line naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from emulator.limits import Limits
+from emulator.plan import (
+    DEFAULT_START_TIME,
+    DEFAULT_USER,
+    ExportCall,
+    RegistryKey,
+    RegistryValue,
+    ReplayPlan,
+    ResponderConfig,
+    StringArg,
+    VirtualFile,
+)
+
+SCENARIO_FILE = "scenario.toml"
+MANIFEST_FILE = "SHA256SUMS"
+
+
+class ScenarioError(ValueError):
+    """A scenario cannot be loaded; the message is one line naming the file and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioMeta(_Strict):
+    name: str = Field(description="Short name; the default output folder is reports/<name>/.")
+    description: str = ""
+    seed: int = Field(1, description="Seed for rand(), CryptGenRandom and friends.")
+    start_time: float = Field(DEFAULT_START_TIME, description="Guest clock at the start, Unix seconds.")
+    host_process: str | None = Field(default=None, description="Application that loads the entry DLL.")
+
+
+class ArgSpec(_Strict):
+    ansi: str | None = None
+    wide: str | None = None
+
+
+class ExportSpec(_Strict):
+    name: str
+    args: list[int | ArgSpec] = Field(default_factory=list)
+
+
+class TargetSpec(_Strict):
+    path: str = Field(description="Entry sample, relative to the scenario folder.")
+    emu_path: str = Field(description="Where the guest sees the sample.")
+    kind: Literal["pe", "shellcode"] = "pe"
+    arch: Literal["x86", "x64"] | None = None
+    run_entry_point: bool = True
+    exports: list[ExportSpec] = Field(default_factory=list)
+
+
+class FileSpec(_Strict):
+    emu_path: str
+    path: str = Field(description="Host file, relative to the scenario folder.")
+
+
+class RegistryValueSpec(_Strict):
+    name: str
+    type: Literal["REG_SZ", "REG_DWORD", "REG_EXPAND_SZ", "REG_BINARY"] = "REG_SZ"
+    data: str
+
+
+class RegistrySpec(_Strict):
+    key: str
+    values: list[RegistryValueSpec] = Field(default_factory=list)
+
+
+class EnvironmentSpec(_Strict):
+    hostname: str = "WS-FINANCE-07"
+    domain: str = "corp.example"
+    user: str = DEFAULT_USER
+    os_version: tuple[int, int, int] = (10, 0, 19045)
+    variables: dict[str, str] = Field(default_factory=dict)
+    sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
+
+
+class ResponderSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+    name: str | None = None
+
+
+class NetworkSpec(_Strict):
+    default: Literal["nxdomain", "refused", "404"] = "nxdomain"
+
+
+class LimitsSpec(_Strict):
+    timeout: float | None = None
+    max_instructions: int | None = None
+    max_api_calls: int | None = None
+    max_mapped_memory: int | None = None
+    max_allocation: int | None = None
+    max_stages: int | None = None
+    max_network_exchanges: int | None = None
+    max_dropped_bytes: int | None = None
+
+
+class ScenarioFile(_Strict):
+    scenario: ScenarioMeta
+    target: TargetSpec
+    files: list[FileSpec] = Field(default_factory=list)
+    environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
+    registry: list[RegistrySpec] = Field(default_factory=list)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    responders: list[ResponderSpec] = Field(default_factory=list)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    expect: dict[str, Any] = Field(default_factory=dict, description="Expectations checked by the test suite.")
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    location = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{location}: {message}"
+
+
+def read_scenario_file(folder: Path) -> ScenarioFile:
+    path = folder / SCENARIO_FILE
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such file (a scenario folder needs {SCENARIO_FILE})")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ScenarioError(f"{path}: not valid TOML: {err}") from err
+    try:
+        return ScenarioFile.model_validate(raw)
+    except ValidationError as err:
+        raise ScenarioError(f"{path}: {_first_error(err)}") from err
+
+
+def _inside(folder: Path, relative: str, key: str, scenario_path: Path) -> Path:
+    candidate = (folder / relative).resolve()
+    if not candidate.is_relative_to(folder.resolve()):
+        raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is outside the scenario folder")
+    if not candidate.is_file():
+        raise ScenarioError(f"{scenario_path}: {key}: file {relative!r} not found")
+    return candidate
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    manifest = folder / MANIFEST_FILE
+    entries: dict[str, str] = {}
+    if not manifest.is_file():
+        return entries
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if digest and name:
+            entries[name.lstrip("*").removeprefix("./")] = digest.lower()
+    return entries
+
+
+def verify_manifest(folder: Path, used: list[Path]) -> None:
+    """Refuse a sample or data file whose sha256 differs from the scenario's SHA256SUMS."""
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise ScenarioError(f"{folder / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
+                            "(use --allow-unverified to replay anyway)")
+    root = folder.resolve()
+    for path in used:
+        relative = path.resolve().relative_to(root).as_posix()
+        expected = manifest.get(relative)
+        if expected is None:
+            raise ScenarioError(f"{folder / MANIFEST_FILE}: {relative} is not listed "
+                                "(use --allow-unverified to replay anyway)")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise ScenarioError(f"{relative}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
+                                f"({expected[:16]}...); rebuild with make or use --allow-unverified")
+
+
+def load_scenario(folder: Path, *, verify: bool = True, seed: int | None = None,
+                  limit_overrides: dict[str, Any] | None = None, mode: str = "fast") -> ReplayPlan:
+    folder = folder.resolve()
+    spec = read_scenario_file(folder)
+    scenario_path = folder / SCENARIO_FILE
+    target = _inside(folder, spec.target.path, "target.path", scenario_path)
+    if spec.target.kind == "shellcode" and spec.target.arch is None:
+        raise ScenarioError(f"{scenario_path}: target.arch: required for shellcode (x86 or x64)")
+    files = [
+        VirtualFile(emu_path=f.emu_path, host_path=str(_inside(folder, f.path, f"files[{i}].path", scenario_path)))
+        for i, f in enumerate(spec.files)
+    ]
+    used = [target, *(Path(f.host_path) for f in files)]
+    responders: list[ResponderConfig] = []
+    for i, r in enumerate(spec.responders):
+        options = dict(r.model_extra or {})
+        class_path = options.pop("class", None)
+        options = options.pop("options", options)
+        responders.append(ResponderConfig(type=r.type, name=r.name or f"{r.type}{i}", class_path=class_path,
+                                          options=options))
+        if r.type in ("c2", "static"):
+            for key, value in _body_files(options):
+                used.append(_inside(folder, value, f"responders[{i}].{key}", scenario_path))
+    _check_responders(folder, responders, scenario_path)
+    if verify:
+        verify_manifest(folder, used)
+    limits_data = {k: v for k, v in spec.limits.model_dump().items() if v is not None}
+    limits_data.update({k: v for k, v in (limit_overrides or {}).items() if v is not None})
+    try:
+        limits = Limits.model_validate(limits_data)
+    except ValidationError as err:
+        raise ScenarioError(f"{scenario_path}: limits.{_first_error(err)}") from err
+    env = spec.environment
+    return ReplayPlan(
+        name=spec.scenario.name,
+        target_path=str(target),
+        target_kind=spec.target.kind,
+        arch=spec.target.arch,
+        emu_path=spec.target.emu_path,
+        run_entry_point=spec.target.run_entry_point,
+        exports=[ExportCall(name=e.name, args=[_arg(a) for a in e.args]) for e in spec.target.exports],
+        host_process=spec.scenario.host_process,
+        files=files,
+        env=env.variables,
+        hostname=env.hostname,
+        domain=env.domain,
+        user=env.user,
+        registry=[RegistryKey(path=r.key, values=[RegistryValue(**v.model_dump()) for v in r.values])
+                  for r in spec.registry],
+        os_version=env.os_version,
+        sandbox_marker=env.sandbox_marker,
+        seed=spec.scenario.seed if seed is None else seed,
+        start_time=spec.scenario.start_time,
+        limits=limits,
+        responders=responders,
+        network_default=spec.network.default,
+        scenario_dir=str(folder),
+        mode=mode,  # type: ignore[arg-type]
+    )
+
+
+def _arg(arg: int | ArgSpec) -> int | StringArg:
+    if isinstance(arg, int):
+        return arg
+    if arg.wide is not None:
+        return StringArg(text=arg.wide, wide=True)
+    return StringArg(text=arg.ansi or "")
+
+
+def _body_files(options: dict[str, Any]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == "body_file" and isinstance(v, str):
+                    found.append((f"{key}.{k}".lstrip("."), v))
+                else:
+                    walk(v, f"{key}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+
+    walk(options, "")
+    return found
+
+
+def _check_responders(folder: Path, responders: list[ResponderConfig], scenario_path: Path) -> None:
+    """Build each responder once now, so a bad section is reported before emulation starts."""
+    from emulator.responders.router import ResponderLoadError, build_responder
+
+    for i, r in enumerate(responders):
+        try:
+            build_responder(r.type, r.name, dict(r.options), folder, r.class_path)
+        except ValidationError as err:
+            raise ScenarioError(f"{scenario_path}: responders[{i}] ({r.name}): {_first_error(err)}") from err
+        except (ResponderLoadError, ValueError, OSError) as err:
+            raise ScenarioError(f"{scenario_path}: responders[{i}] ({r.name}): {err}") from err

@@ -1,0 +1,37 @@
+"""Per-replay services the API handlers use: clock, randomness, network, handles, recorder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.randomness import SeededRandom
+from emulator.recorder import Recorder
+from emulator.responders.router import NetworkRouter
+from emulator.vclock import VirtualClock
+
+# Handles the project's handlers give out live in their own range, apart from Speakeasy's.
+HANDLE_BASE = 0x00C0_0000
+HANDLE_STEP = 4
+
+
+@dataclass
+class ReplayServices:
+    recorder: Recorder
+    clock: VirtualClock
+    rng: SeededRandom
+    network: NetworkRouter
+    handles: dict[int, Any] = field(default_factory=dict)
+    _next_handle: int = HANDLE_BASE
+
+    def new_handle(self, obj: Any) -> int:
+        self._next_handle += HANDLE_STEP
+        self.handles[self._next_handle] = obj
+        return self._next_handle
+
+    def get(self, handle: int, cls: type[Any]) -> Any | None:
+        obj = self.handles.get(handle)
+        return obj if isinstance(obj, cls) else None
+
+    def close(self, handle: int) -> bool:
+        return self.handles.pop(handle, None) is not None
