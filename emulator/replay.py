@@ -108,9 +108,11 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     sent_blobs: set[str] = set()
 
     def flush(recorder: Recorder) -> None:
-        if on_batch is None or not pending:
+        if on_batch is None:
             return
         new_blobs = {k: v for k, v in recorder.blobs.items() if k not in sent_blobs}
+        if not pending and not new_blobs:
+            return
         sent_blobs.update(new_blobs)
         on_batch(list(pending), new_blobs)
         pending.clear()

@@ -30,7 +30,8 @@ EDGE_TYPES = (
 EXFIL_MIN_SHARED_RUN = 12
 # A host identifier shorter than this is too common to single out a beacon.
 MIN_IDENTIFIER_LENGTH = 6
-_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{%d,}" % EXFIL_MIN_SHARED_RUN)
+# Runs of text between the delimiters a sample uses to pack what it collected (JSON, CSV, ...).
+_PRINTABLE_RUN = re.compile(rb'[^"\\{}\[\],;\x00-\x1f\x7f-\xff]{%d,}' % EXFIL_MIN_SHARED_RUN)
 
 
 @dataclass

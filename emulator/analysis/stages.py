@@ -128,21 +128,21 @@ def _find_link(event: StageStart, data: bytes, buffers: list[DataBuffer],
 def _probe(event: StageStart, data: bytes) -> bytes:
     """The bytes to look for in earlier inputs: the stage itself, or a mapped image's headers."""
     if event.kind == "pe_in_memory":
-        return _headers(data)
+        return _section_table(data)
     return data[:4096] if len(data) >= 16 else b""
 
 
-def _headers(image: bytes) -> bytes:
+def _section_table(image: bytes) -> bytes:
+    """PE signature, COFF header and section table: loaders copy these verbatim and never patch
+    them (unlike ImageBase in the optional header), so they identify the file an image came from."""
     try:
         e_lfanew = struct.unpack_from("<I", image, 0x3C)[0]
-        magic = struct.unpack_from("<H", image, e_lfanew + 0x18)[0]
-        size_of_headers = struct.unpack_from("<I", image, e_lfanew + 0x18 + 0x3C)[0]
-        del magic
+        sections, opt_size = struct.unpack_from("<H12xH", image, e_lfanew + 6)
     except struct.error:
         return b""
-    # The part a reflective loader copies verbatim; some loaders zero the rest of the page.
-    length = min(size_of_headers, e_lfanew + 0x18 + 0xF0, len(image))
-    return image[:length] if length >= MIN_HEADER_MATCH else b""
+    table = e_lfanew + 24 + opt_size
+    probe = image[table : table + 40 * sections]
+    return probe if len(probe) >= MIN_HEADER_MATCH else b""
 
 
 def _sources(buffers: list[DataBuffer], bodies: list[tuple[NetworkExchange, bytes]], blobs: dict[str, bytes],

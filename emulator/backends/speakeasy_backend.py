@@ -313,8 +313,6 @@ class SpeakeasyBackend:
 
         def mem_protect(addr: int, size: int, perms: int) -> None:
             original_mem_protect(addr, size, perms)
-            if perms & PERM_EXEC:
-                self._protect_ranges.append((addr, size))
             armed_pages = [p for p in _pages(addr, size) if p in self._armed]
             for page in armed_pages:
                 self._armed[page] = perms
@@ -354,6 +352,23 @@ class SpeakeasyBackend:
 
         for handler in HANDLERS:
             self._install_handler(handler)
+        self._install_compat_hooks()
+
+    def _install_compat_hooks(self) -> None:
+        """Argument fixes for Speakeasy handlers that are right except for one detail."""
+
+        def predefined_key(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+            # x64 code passes HKEY_LOCAL_MACHINE sign-extended (0xFFFFFFFF80000002); Speakeasy
+            # only knows the 32-bit value.
+            argv = list(argv)
+            if argv and argv[0] >> 32 == 0xFFFFFFFF and argv[0] & 0xFFFFFFF0 == 0x80000000:
+                argv[0] &= 0xFFFFFFFF
+            return orig(argv)
+
+        for name in ("RegOpenKeyExA", "RegOpenKeyExW", "RegOpenKeyA", "RegOpenKeyW", "RegCreateKeyExA",
+                     "RegCreateKeyExW", "RegCreateKeyA", "RegCreateKeyW", "RegGetValueA", "RegGetValueW",
+                     "RegQueryValueExA", "RegQueryValueExW", "RegSetValueExA", "RegSetValueExW"):
+            self.se.add_api_hook(predefined_key, "advapi32", name)
 
     def _install_handler(self, handler: ApiHandler) -> None:
         conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
@@ -401,15 +416,17 @@ class SpeakeasyBackend:
         mm = self.emu.get_address_map(address)
         region_base, region_size = (mm.base, mm.size) if mm is not None else (address & ~0xFFF, PAGE)
         kind, base, size, image_base, name = "shellcode", region_base, region_size, None, ""
-        header = self._image_header_near(address, region_base)
-        if header is not None:
-            image_base, image_size, name = header
-            kind, base, size = "pe_in_memory", image_base, image_size
-        else:
-            for p_base, p_size in reversed(self._protect_ranges):
-                if p_base <= address < p_base + p_size:
-                    base, size = p_base, p_size
-                    break
+        # The range the sample itself made executable is the best statement of what the code is.
+        for p_base, p_size in reversed(self._protect_ranges):
+            if p_base <= address < p_base + p_size:
+                base, size = p_base, p_size
+                break
+        for candidate in dict.fromkeys((base, region_base)):
+            header = self._image_header_near(address, candidate)
+            if header is not None:
+                image_base, image_size, name = header
+                kind, base, size = "pe_in_memory", image_base, image_size
+                break
         data = self._read_region(base, size)
         parent, via = self._caller_of(address)
         # Make the whole stage executable again, so the trap fires once per stage.
@@ -436,17 +453,30 @@ class SpeakeasyBackend:
             return b""
 
     def _image_header_near(self, address: int, region_base: int) -> tuple[int, int, str] | None:
-        """An MZ/PE image mapped at the start of the region that contains ``address``."""
-        head = self._read_region(region_base, 0x400)
+        """A mapped PE image at ``region_base`` whose executable section holds ``address``.
+
+        A raw PE file read into a buffer also starts with MZ, but its code is not at the
+        section's virtual address, so only a mapped image passes this check.
+        """
+        head = self._read_region(region_base, 0x1000)
         if len(head) < 0x40 or head[:2] != b"MZ":
             return None
-        e_lfanew = struct.unpack_from("<I", head, 0x3C)[0]
-        if e_lfanew + 0x58 > len(head) or head[e_lfanew : e_lfanew + 4] != b"PE\0\0":
+        try:
+            e_lfanew = struct.unpack_from("<I", head, 0x3C)[0]
+            if head[e_lfanew : e_lfanew + 4] != b"PE\0\0":
+                return None
+            sections, opt_size = struct.unpack_from("<H12xH", head, e_lfanew + 6)
+            size_of_image = struct.unpack_from("<I", head, e_lfanew + 0x50)[0]
+            table = e_lfanew + 24 + opt_size
+            for index in range(min(sections, 96)):
+                vsize, vaddr = struct.unpack_from("<II", head, table + 40 * index + 8)
+                characteristics = struct.unpack_from("<I", head, table + 40 * index + 36)[0]
+                if characteristics & 0x20000000 and vaddr <= address - region_base < vaddr + max(vsize, 1):
+                    name = _export_name(self._read_region(region_base, size_of_image)) or ""
+                    return region_base, size_of_image, name
+        except struct.error:
             return None
-        size_of_image = struct.unpack_from("<I", head, e_lfanew + 0x50)[0]
-        if not region_base <= address < region_base + size_of_image:
-            return None
-        return region_base, size_of_image, _export_name(self._read_region(region_base, size_of_image)) or ""
+        return None
 
     def _caller_of(self, address: int) -> tuple[str | None, str]:
         if address in self._thread_starts:
@@ -558,6 +588,8 @@ class SpeakeasyBackend:
                               protect=str(extra.get("protect")), api=api)
             elif event_type == MEM_PROTECT:
                 protect = str(extra.get("protect"))
+                if "EXECUTE" in protect.upper():
+                    self._protect_ranges.append((extra.get("base", 0), extra.get("size", 0)))
                 recorder.emit(MemoryProtect, stage=stage, address=extra.get("base", 0), size=extra.get("size", 0),
                               protect=protect, executable="EXECUTE" in protect.upper())
             elif event_type in (THREAD_CREATE, THREAD_INJECT):
