@@ -152,7 +152,16 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config["domain"] = plan.domain
     config["user"] = {**config["user"], "name": plan.user}
     config["current_dir"] = ntpath.dirname(plan.emu_path) or "C:\\"
-    config["command_line"] = plan.host_process or ntpath.basename(plan.emu_path)
+    host = plan.host_process or ntpath.basename(plan.emu_path)
+    config["command_line"] = host
+    # The process the entry DLL lives in: its image sits beside the sample, as a side-loading
+    # host would, so GetModuleFileName(NULL) points at the application folder.
+    app_dir = ntpath.dirname(plan.emu_path)
+    config["processes"] = [
+        {**proc, "name": host, "path": ntpath.join(app_dir, host), "command_line": f'"{ntpath.join(app_dir, host)}"'}
+        if proc.get("is_main_exe") else proc
+        for proc in config["processes"]
+    ]
     major, minor, build = plan.os_version
     config["os_ver"] = {**config["os_ver"], "major": major, "minor": minor, "build": build}
     # Only the scenario's files exist: no synthetic content for unknown paths.
