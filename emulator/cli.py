@@ -107,10 +107,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         raise UsageError(f"{path}: empty file")
     shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
     if not shellcode:
-        from emulator.pe_check import PeCheckError, check_pe
+        from emulator.pe_check import PeCheckError, check_exports, check_pe
 
         try:
             check_pe(data)
+            check_exports(data, list(args.export))
         except PeCheckError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
@@ -159,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
                                  limit_overrides=_limit_overrides(args), mode="faithful" if args.faithful else "fast")
         except ScenarioError as err:
             raise UsageError(str(err)) from err
-        display = f"{target.name}/{Path(plan.target_path).relative_to(target.resolve()).as_posix()}"
+        display = None
     else:
         plan = _bare_plan(args, target)
         display = str(target)

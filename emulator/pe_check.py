@@ -55,3 +55,28 @@ def check_pe(data: bytes) -> None:
             raise PeCheckError(f"section {index} lies outside SizeOfImage")
     if entry and entry >= size_of_image:
         raise PeCheckError(f"entry point {entry:#x} is outside the image (SizeOfImage {size_of_image:#x})")
+
+
+def export_names(data: bytes) -> list[str]:
+    """Names exported by a PE image (empty if it has no export directory)."""
+    import pefile
+
+    try:
+        pe = pefile.PE(data=data, fast_load=True)
+        pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]])
+    except pefile.PEFormatError as err:
+        raise PeCheckError(f"malformed PE: {err}") from err
+    exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+    if exports is None:
+        return []
+    return [s.name.decode("latin-1") for s in exports.symbols if s.name]
+
+
+def check_exports(data: bytes, wanted: list[str]) -> None:
+    if not wanted:
+        return
+    names = export_names(data)
+    for name in wanted:
+        if name not in names:
+            shown = ", ".join(sorted(names)[:20]) or "none"
+            raise PeCheckError(f"export {name!r} not found (exports: {shown})")

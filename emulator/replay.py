@@ -362,11 +362,20 @@ def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True,
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out."""
     out = Path(outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if target_display_path is None:
+        target_display_path = plan.target_path
+        if plan.scenario_dir:
+            folder = Path(plan.scenario_dir)
+            target_display_path = f"{folder.name}/{Path(plan.target_path).relative_to(folder).as_posix()}"
     target_bytes = Path(plan.target_path).read_bytes()
     recording = emulate_isolated(plan) if isolate else emulate(plan)
     if not isolate:
         recording.isolation = "in-process"
     stages, graph, techniques = analyse(plan, recording)
+    # matplotlib writes its font cache under the user's home on first use: let it, before the
+    # guard that allows writes only inside the output folder goes up.
+    import matplotlib.font_manager  # noqa: F401
+
     guard = install(Guard(allowed_write_root=out))
     try:
         report = write_outputs(

@@ -197,6 +197,15 @@ def load_scenario(folder: Path, *, verify: bool = True, seed: int | None = None,
         VirtualFile(emu_path=f.emu_path, host_path=str(_inside(folder, f.path, f"files[{i}].path", scenario_path)))
         for i, f in enumerate(spec.files)
     ]
+    if spec.target.kind == "pe":
+        from emulator.pe_check import PeCheckError, check_exports, check_pe
+
+        try:
+            data = target.read_bytes()
+            check_pe(data)
+            check_exports(data, [e.name for e in spec.target.exports])
+        except PeCheckError as err:
+            raise ScenarioError(f"{scenario_path}: target.path: {spec.target.path}: {err}") from err
     used = [target, *(Path(f.host_path) for f in files)]
     responders: list[ResponderConfig] = []
     for i, r in enumerate(spec.responders):
