@@ -44,8 +44,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="chainreplay", allow_abbrev=False,
-                     description="Replay multi-stage Windows attack chains in a sandboxed emulator.")
+    parser = _Parser(
+        prog="chainreplay",
+        allow_abbrev=False,
+        description="Replay multi-stage Windows attack chains in a sandboxed emulator.",
+    )
     parser.add_argument("--version", action="version", version=f"chainreplay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -56,24 +59,46 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="print every API call")
     run.add_argument("-d", "--debug", action="store_true", help="log emulator internals to stderr")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    run.add_argument("--export", action="append", default=[], metavar="NAME",
-                     help="bare DLL: export to call after DllMain (repeatable; --arg applies to the last one)")
-    run.add_argument("--arg", action="append", default=[], metavar="VALUE",
-                     help="argument for the export: an integer, str:TEXT, wstr:TEXT or plain text")
-    run.add_argument("--file", action="append", default=[], metavar="EMU_PATH=HOST_PATH",
-                     help="map a host file into the guest (repeatable)")
+    run.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="bare DLL: export to call after DllMain (repeatable; --arg applies to the last one)",
+    )
+    run.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="argument for the export: an integer, str:TEXT, wstr:TEXT or plain text",
+    )
+    run.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="EMU_PATH=HOST_PATH",
+        help="map a host file into the guest (repeatable)",
+    )
     run.add_argument("--arch", choices=["x86", "x64"], help="bare shellcode: its architecture")
     run.add_argument("--shellcode", action="store_true", help="treat the bare sample as raw shellcode")
     run.add_argument("--seed", type=int, help="seed for the guest's randomness (default: the scenario's)")
-    run.add_argument("--allow-unverified", action="store_true",
-                     help="replay scenario files whose sha256 does not match SHA256SUMS")
-    run.add_argument("--in-process", action="store_true",
-                     help="emulate in this process instead of a watched child (debugging only)")
+    run.add_argument(
+        "--allow-unverified", action="store_true", help="replay scenario files whose sha256 does not match SHA256SUMS"
+    )
+    run.add_argument(
+        "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
+    )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
     for name, kind in LIMIT_FLAGS.items():
         field = Limits.model_fields[name]
-        run.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, metavar="N",
-                         help=f"{field.description} (default {field.default})")
+        run.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            dest=name,
+            metavar="N",
+            help=f"{field.description} (default {field.default})",
+        )
 
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
     render.add_argument("report", help="path to report.json")
@@ -156,8 +181,13 @@ def _run(args: argparse.Namespace) -> int:
         if not (target / SCENARIO_FILE).is_file():
             raise UsageError(f"{target}: not a scenario folder (no {SCENARIO_FILE})")
         try:
-            plan = load_scenario(target, verify=not args.allow_unverified, seed=args.seed,
-                                 limit_overrides=_limit_overrides(args), mode="faithful" if args.faithful else "fast")
+            plan = load_scenario(
+                target,
+                verify=not args.allow_unverified,
+                seed=args.seed,
+                limit_overrides=_limit_overrides(args),
+                mode="faithful" if args.faithful else "fast",
+            )
         except ScenarioError as err:
             raise UsageError(str(err)) from err
         display = None

@@ -29,8 +29,16 @@ def _write_blob(folder: Path, name: str, data: bytes) -> None:
         path.write_bytes(data)
 
 
-def write_outputs(out: Path, *, plan: ReplayPlan, recording: Any, stages: list[Stage], graph: nx.DiGraph,
-                  report_factory: Callable[[list[DroppedFile], Containment], Report], guard: Guard) -> Report:
+def write_outputs(
+    out: Path,
+    *,
+    plan: ReplayPlan,
+    recording: Any,
+    stages: list[Stage],
+    graph: nx.DiGraph,
+    report_factory: Callable[[list[DroppedFile], Containment], Report],
+    guard: Guard,
+) -> Report:
     from emulator.render.graph_files import write_graph_files
 
     blobs: dict[str, bytes] = recording.blobs

@@ -49,8 +49,10 @@ def check_pe(data: bytes) -> None:
         name, vsize, vaddr, raw_size, raw_ptr = struct.unpack_from("<8sIIII", data, table + 40 * index)
         if vsize > MAX_PE_SECTION_VIRTUAL_SIZE or raw_size > MAX_PE_SECTION_VIRTUAL_SIZE:
             label = name.rstrip(b"\0").decode("latin-1", "replace")
-            raise PeCheckError(f"section {label!r} is {max(vsize, raw_size):#x} bytes, over the "
-                               f"{MAX_PE_SECTION_VIRTUAL_SIZE:#x}-byte limit")
+            raise PeCheckError(
+                f"section {label!r} is {max(vsize, raw_size):#x} bytes, over the "
+                f"{MAX_PE_SECTION_VIRTUAL_SIZE:#x}-byte limit"
+            )
         if vaddr + vsize > size_of_image + 0x1000:
             raise PeCheckError(f"section {index} lies outside SizeOfImage")
     if entry and entry >= size_of_image:

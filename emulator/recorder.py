@@ -104,8 +104,19 @@ class Recorder:
                     found, best_size = region.stage, size
         return found
 
-    def start_stage(self, *, kind: str, name: str, base: int, size: int, entry: int, data: bytes,
-                    parent: str | None, via: str, image_base: int | None = None) -> StageStart:
+    def start_stage(
+        self,
+        *,
+        kind: str,
+        name: str,
+        base: int,
+        size: int,
+        entry: int,
+        data: bytes,
+        parent: str | None,
+        via: str,
+        image_base: int | None = None,
+    ) -> StageStart:
         stage_id = f"s{self.stage_count}"
         self.stage_count += 1
         digest = self.put_blob(data)

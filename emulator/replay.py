@@ -146,8 +146,16 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         except Exception as err:  # the engine failed: keep what was recorded and say why
             recording.status = "error"
             recording.detail = f"engine error: {type(err).__name__}: {err}"
-            recording.runs = [{"kind": "traceback", "start": 0, "instructions": 0, "api_calls": 0,
-                               "error": "engine_error", "error_detail": traceback.format_exc(limit=4)[-800:]}]
+            recording.runs = [
+                {
+                    "kind": "traceback",
+                    "start": 0,
+                    "instructions": 0,
+                    "api_calls": 0,
+                    "error": "engine_error",
+                    "error_detail": traceback.format_exc(limit=4)[-800:],
+                }
+            ]
         else:
             recording.status, recording.detail, recording.limit = result.status, result.detail, result.limit
             recording.runs = [vars(r) for r in result.runs]
@@ -253,9 +261,18 @@ def emulate_isolated(plan: ReplayPlan) -> Recording:
 # ---- the report -----------------------------------------------------------------------------
 
 
-def build_report(plan: ReplayPlan, recording: Recording, target_sha256: str, target_display_path: str,
-                 stages: list[Stage], graph_data: dict[str, Any], techniques: list[Technique],
-                 dropped: list[Any], containment: Containment, generated_at: str) -> Report:
+def build_report(
+    plan: ReplayPlan,
+    recording: Recording,
+    target_sha256: str,
+    target_display_path: str,
+    stages: list[Stage],
+    graph_data: dict[str, Any],
+    techniques: list[Technique],
+    dropped: list[Any],
+    containment: Containment,
+    generated_at: str,
+) -> Report:
     from emulator.events import (
         ApiCall,
         FileAccess,
@@ -268,40 +285,85 @@ def build_report(plan: ReplayPlan, recording: Recording, target_sha256: str, tar
     )
 
     events = recording.events
-    api_calls = [ApiCallRecord(seq=e.seq, stage=e.stage, api=e.api, args=e.args, ret=e.ret)
-                 for e in events if isinstance(e, ApiCall)]
+    api_calls = [
+        ApiCallRecord(seq=e.seq, stage=e.stage, api=e.api, args=e.args, ret=e.ret)
+        for e in events
+        if isinstance(e, ApiCall)
+    ]
     network = [
         NetworkRecord(
-            seq=e.seq, stage=e.stage, kind=e.kind, host=e.host, port=e.port, method=e.method, url=e.url,
-            request=NetRequestRecord(headers=e.request.headers, body_size=e.request.body_size,
-                                     body_sha256=e.request.body_sha256),
-            response=NetResponseRecord(status=e.response.status, headers=e.response.headers, size=e.response.size,
-                                       sha256=e.response.sha256),
-            responder=e.responder, blocked=e.blocked, error=e.error,
+            seq=e.seq,
+            stage=e.stage,
+            kind=e.kind,
+            host=e.host,
+            port=e.port,
+            method=e.method,
+            url=e.url,
+            request=NetRequestRecord(
+                headers=e.request.headers, body_size=e.request.body_size, body_sha256=e.request.body_sha256
+            ),
+            response=NetResponseRecord(
+                status=e.response.status, headers=e.response.headers, size=e.response.size, sha256=e.response.sha256
+            ),
+            responder=e.responder,
+            blocked=e.blocked,
+            error=e.error,
         )
-        for e in events if isinstance(e, NetworkExchange)
+        for e in events
+        if isinstance(e, NetworkExchange)
     ]
-    files = [FileRecord(seq=e.seq, stage=e.stage, op=e.op, path=e.path, size=e.size, sha256=e.data_sha256)
-             for e in events if isinstance(e, FileAccess)]
-    registry = [RegistryRecord(seq=e.seq, stage=e.stage, op=e.op, path=e.path, value_name=e.value_name,
-                               value=e.value) for e in events if isinstance(e, RegistryAccess)]
-    sync = [SyncRecord(seq=e.seq, stage=e.stage, op=e.op, object_type=e.object_type, name=e.name,
-                       existed=e.existed) for e in events if isinstance(e, SyncObject)]
+    files = [
+        FileRecord(seq=e.seq, stage=e.stage, op=e.op, path=e.path, size=e.size, sha256=e.data_sha256)
+        for e in events
+        if isinstance(e, FileAccess)
+    ]
+    registry = [
+        RegistryRecord(seq=e.seq, stage=e.stage, op=e.op, path=e.path, value_name=e.value_name, value=e.value)
+        for e in events
+        if isinstance(e, RegistryAccess)
+    ]
+    sync = [
+        SyncRecord(seq=e.seq, stage=e.stage, op=e.op, object_type=e.object_type, name=e.name, existed=e.existed)
+        for e in events
+        if isinstance(e, SyncObject)
+    ]
     memory = [
-        MemoryRecord(seq=e.seq, stage=e.stage, op="alloc" if isinstance(e, MemoryAlloc) else "protect",
-                     address=hex(e.address), size=e.size, protect=e.protect)
-        for e in events if isinstance(e, MemoryAlloc | MemoryProtect)
+        MemoryRecord(
+            seq=e.seq,
+            stage=e.stage,
+            op="alloc" if isinstance(e, MemoryAlloc) else "protect",
+            address=hex(e.address),
+            size=e.size,
+            protect=e.protect,
+        )
+        for e in events
+        if isinstance(e, MemoryAlloc | MemoryProtect)
     ]
-    threads = [ThreadRecord(seq=e.seq, stage=e.stage, start=hex(e.start), api=e.api)
-               for e in events if isinstance(e, ThreadStart)]
+    threads = [
+        ThreadRecord(seq=e.seq, stage=e.stage, start=hex(e.start), api=e.api)
+        for e in events
+        if isinstance(e, ThreadStart)
+    ]
     notes = [NoteRecord(seq=e.seq, what=e.what, detail=e.detail) for e in events if isinstance(e, Note)]
     stage_records = [
         StageRecord(
-            id=s.id, kind=s.kind, name=s.name, sha256=s.sha256, size=s.size,
-            origin=Origin(type=s.link.source_type if s.link else "memory",  # type: ignore[arg-type]
-                          ref=s.link.source_ref if s.link else "", how=s.link.how if s.link else "executed_from",
-                          evidence=s.link.evidence if s.link else [], via_api=s.link.via_api if s.link else None),
-            parent=s.parent, entry=hex(s.entry), base=hex(s.base), via=s.via, seq_range=(s.first_seq, s.last_seq),
+            id=s.id,
+            kind=s.kind,
+            name=s.name,
+            sha256=s.sha256,
+            size=s.size,
+            origin=Origin(
+                type=s.link.source_type if s.link else "memory",  # type: ignore[arg-type]
+                ref=s.link.source_ref if s.link else "",
+                how=s.link.how if s.link else "executed_from",
+                evidence=s.link.evidence if s.link else [],
+                via_api=s.link.via_api if s.link else None,
+            ),
+            parent=s.parent,
+            entry=hex(s.entry),
+            base=hex(s.base),
+            via=s.via,
+            seq_range=(s.first_seq, s.last_seq),
             file=f"stages/{s.sha256}.bin",
         )
         for s in stages
@@ -311,8 +373,9 @@ def build_report(plan: ReplayPlan, recording: Recording, target_sha256: str, tar
         generated_at=generated_at,
         tool=Tool(version=__version__, engine=recording.engine, mode=plan.mode),
         scenario=plan.name if plan.scenario_dir else None,
-        target=Target(name=plan.name, path=target_display_path, sha256=target_sha256, arch=recording.arch,
-                      kind=plan.target_kind),
+        target=Target(
+            name=plan.name, path=target_display_path, sha256=target_sha256, arch=recording.arch, kind=plan.target_kind
+        ),
         outcome=Outcome(status=recording.status, detail=recording.detail, limit=recording.limit),  # type: ignore[arg-type]
         stages=stage_records,
         api_calls=api_calls,
@@ -328,13 +391,26 @@ def build_report(plan: ReplayPlan, recording: Recording, target_sha256: str, tar
         virtual_time=VirtualTime(start=start, skipped_ms=recording.skipped_ms, sleeps=recording.sleeps),
         containment=containment,
         responders=recording.responders,
-        runs=[RunRecord(kind=r["kind"], start=hex(r["start"]), instructions=r["instructions"],
-                        api_calls=r["api_calls"], error=r.get("error"), error_detail=r.get("error_detail"))
-              for r in recording.runs],
+        runs=[
+            RunRecord(
+                kind=r["kind"],
+                start=hex(r["start"]),
+                instructions=r["instructions"],
+                api_calls=r["api_calls"],
+                error=r.get("error"),
+                error_detail=r.get("error_detail"),
+            )
+            for r in recording.runs
+        ],
         notes=notes,
-        stats=Stats(instructions=recording.instructions, api_calls=len(api_calls), events=len(events),
-                    network_exchanges=len(network), emulation_seconds=round(recording.emulation_seconds, 3),
-                    seed=plan.seed),
+        stats=Stats(
+            instructions=recording.instructions,
+            api_calls=len(api_calls),
+            events=len(events),
+            network_exchanges=len(network),
+            emulation_seconds=round(recording.emulation_seconds, 3),
+            seed=plan.seed,
+        ),
     )
 
 
@@ -350,15 +426,22 @@ def host_identifiers(plan: ReplayPlan, events: list[Event]) -> list[str]:
 def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, list[Technique]]:
     entry_origin = ("scenario", plan.host_process or plan.name) if plan.scenario_dir else ("file", plan.target_path)
     stages = derive_stages(recording.events, recording.blobs, entry_origin)
-    graph = build_graph(stages, recording.events, recording.blobs,
-                        GraphContext(plan.host_process, host_identifiers(plan, recording.events)))
-    techniques = [Technique(technique=h.technique, name=h.name, stage=h.stage, evidence=h.evidence)
-                  for h in match_techniques(stages, recording.events, graph, recording.blobs)]
+    graph = build_graph(
+        stages,
+        recording.events,
+        recording.blobs,
+        GraphContext(plan.host_process, host_identifiers(plan, recording.events)),
+    )
+    techniques = [
+        Technique(technique=h.technique, name=h.name, stage=h.stage, evidence=h.evidence)
+        for h in match_techniques(stages, recording.events, graph, recording.blobs)
+    ]
     return stages, graph, techniques
 
 
-def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True,
-                  target_display_path: str | None = None) -> ReplayResult:
+def replay_target(
+    plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, target_display_path: str | None = None
+) -> ReplayResult:
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out."""
     out = Path(outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -385,13 +468,26 @@ def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True,
             stages=stages,
             graph=graph,
             report_factory=lambda dropped, containment: build_report(
-                plan, recording, sha256_hex(target_bytes), target_display_path or plan.target_path, stages,
-                graph_to_node_link(graph), techniques, dropped, containment,
+                plan,
+                recording,
+                sha256_hex(target_bytes),
+                target_display_path or plan.target_path,
+                stages,
+                graph_to_node_link(graph),
+                techniques,
+                dropped,
+                containment,
                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             ),
             guard=guard,
         )
     finally:
         uninstall(guard)
-    return ReplayResult(report.outcome.status, report.outcome.detail, str(out), str(out / "report.json"),
-                        len(report.stages), len(report.api_calls))
+    return ReplayResult(
+        report.outcome.status,
+        report.outcome.detail,
+        str(out),
+        str(out / "report.json"),
+        len(report.stages),
+        len(report.api_calls),
+    )

@@ -45,8 +45,10 @@ class Outcome(_Model):
 class Origin(_Model):
     type: Literal["file", "network", "memory", "scenario"]
     ref: str
-    how: str = Field(description="How the link was established: entry, same_bytes, decrypted_in_place, "
-                                 "decrypt_api, mapped_image, executed_from.")
+    how: str = Field(
+        description="How the link was established: entry, same_bytes, decrypted_in_place, "
+        "decrypt_api, mapped_image, executed_from."
+    )
     evidence: list[int] = Field(default_factory=list)
     via_api: str | None = None
 

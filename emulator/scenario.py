@@ -170,23 +170,34 @@ def verify_manifest(folder: Path, used: list[Path]) -> None:
     """Refuse a sample or data file whose sha256 differs from the scenario's SHA256SUMS."""
     manifest = read_manifest(folder)
     if not manifest:
-        raise ScenarioError(f"{folder / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
-                            "(use --allow-unverified to replay anyway)")
+        raise ScenarioError(
+            f"{folder / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
+            "(use --allow-unverified to replay anyway)"
+        )
     root = folder.resolve()
     for path in used:
         relative = path.resolve().relative_to(root).as_posix()
         expected = manifest.get(relative)
         if expected is None:
-            raise ScenarioError(f"{folder / MANIFEST_FILE}: {relative} is not listed "
-                                "(use --allow-unverified to replay anyway)")
+            raise ScenarioError(
+                f"{folder / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
+            )
         actual = hashlib.sha256(path.read_bytes()).hexdigest()
         if actual != expected:
-            raise ScenarioError(f"{relative}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
-                                f"({expected[:16]}...); rebuild with make or use --allow-unverified")
+            raise ScenarioError(
+                f"{relative}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
+                f"({expected[:16]}...); rebuild with make or use --allow-unverified"
+            )
 
 
-def load_scenario(folder: Path, *, verify: bool = True, seed: int | None = None,
-                  limit_overrides: dict[str, Any] | None = None, mode: str = "fast") -> ReplayPlan:
+def load_scenario(
+    folder: Path,
+    *,
+    verify: bool = True,
+    seed: int | None = None,
+    limit_overrides: dict[str, Any] | None = None,
+    mode: str = "fast",
+) -> ReplayPlan:
     folder = folder.resolve()
     spec = read_scenario_file(folder)
     scenario_path = folder / SCENARIO_FILE
@@ -212,8 +223,9 @@ def load_scenario(folder: Path, *, verify: bool = True, seed: int | None = None,
         options = dict(r.model_extra or {})
         class_path = options.pop("class", None)
         options = options.pop("options", options)
-        responders.append(ResponderConfig(type=r.type, name=r.name or f"{r.type}{i}", class_path=class_path,
-                                          options=options))
+        responders.append(
+            ResponderConfig(type=r.type, name=r.name or f"{r.type}{i}", class_path=class_path, options=options)
+        )
         if r.type in ("c2", "static"):
             for key, value in _body_files(options):
                 used.append(_inside(folder, value, f"responders[{i}].{key}", scenario_path))
@@ -241,8 +253,9 @@ def load_scenario(folder: Path, *, verify: bool = True, seed: int | None = None,
         hostname=env.hostname,
         domain=env.domain,
         user=env.user,
-        registry=[RegistryKey(path=r.key, values=[RegistryValue(**v.model_dump()) for v in r.values])
-                  for r in spec.registry],
+        registry=[
+            RegistryKey(path=r.key, values=[RegistryValue(**v.model_dump()) for v in r.values]) for r in spec.registry
+        ],
         os_version=env.os_version,
         sandbox_marker=env.sandbox_marker,
         seed=spec.scenario.seed if seed is None else seed,

@@ -42,8 +42,11 @@ def test_same_seed_gives_identical_reports_in_one_process_and_across_processes(t
     first = replay_target(plan, tmp_path / "a")
     second = replay_target(plan, tmp_path / "b")
     assert _without_timestamp(Path(first.report_path)) == _without_timestamp(Path(second.report_path))
-    subprocess.run([sys.executable, "-m", "emulator", "run", str(ROOT / "scenarios" / "3cx"), "-q",
-                    "-o", str(tmp_path / "c")], check=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "emulator", "run", str(ROOT / "scenarios" / "3cx"), "-q", "-o", str(tmp_path / "c")],
+        check=True,
+        cwd=tmp_path,
+    )
     assert _without_timestamp(Path(first.report_path)) == _without_timestamp(tmp_path / "c" / "report.json")
     assert (tmp_path / "a" / "stage_graph.png").read_bytes() == (tmp_path / "c" / "stage_graph.png").read_bytes()
 
@@ -76,8 +79,10 @@ def test_tampered_sample_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("x86_64-w64-mingw32-gcc") is None, reason="mingw-w64 not installed")
-@pytest.mark.parametrize("folder", ["scenarios/3cx", "scenarios/3cx-x86", "tests/bins",
-                                    "scenarios/winhttp-downloader", "scenarios/benign-dll"])
+@pytest.mark.parametrize(
+    "folder",
+    ["scenarios/3cx", "scenarios/3cx-x86", "tests/bins", "scenarios/winhttp-downloader", "scenarios/benign-dll"],
+)
 def test_rebuild_from_source_matches_committed_hashes(folder: str, tmp_path: Path) -> None:
     source = ROOT / folder
     makefile = (source / "Makefile").read_text()

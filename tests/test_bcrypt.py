@@ -62,16 +62,23 @@ class Guest:
 
 def open_key(guest: Guest, key: bytes, mode: str) -> int:
     out = guest.put(bytes(8))
-    assert bcrypt.open_algorithm_provider(guest.api("BCryptOpenAlgorithmProvider"),
-                                          [out, guest.wide("AES"), 0, 0]) == 0
+    assert bcrypt.open_algorithm_provider(guest.api("BCryptOpenAlgorithmProvider"), [out, guest.wide("AES"), 0, 0]) == 0
     algorithm = int.from_bytes(guest.memory.read(out, guest.memory.ptr_size), "little")
     value = guest.put(mode.encode("utf-16-le") + b"\0\0")
-    assert bcrypt.set_property(guest.api("BCryptSetProperty"),
-                               [algorithm, guest.wide("ChainingMode"), value, len(mode) * 2 + 2, 0]) == 0
+    assert (
+        bcrypt.set_property(
+            guest.api("BCryptSetProperty"), [algorithm, guest.wide("ChainingMode"), value, len(mode) * 2 + 2, 0]
+        )
+        == 0
+    )
     key_out = guest.put(bytes(8))
     secret = guest.put(key)
-    assert bcrypt.generate_symmetric_key(guest.api("BCryptGenerateSymmetricKey"),
-                                         [algorithm, key_out, 0, 0, secret, len(key), 0]) == 0
+    assert (
+        bcrypt.generate_symmetric_key(
+            guest.api("BCryptGenerateSymmetricKey"), [algorithm, key_out, 0, 0, secret, len(key), 0]
+        )
+        == 0
+    )
     return int.from_bytes(guest.memory.read(key_out, guest.memory.ptr_size), "little")
 
 
@@ -94,8 +101,9 @@ def test_gcm_decrypt_matches_cryptography_and_is_remembered(ptr_size: int) -> No
     tag_at = guest.put(sealed[-16:])
     info = auth_info(guest, nonce, tag_at, 16)
     data_in, data_out, result = guest.put(sealed[:-16]), guest.put(bytes(64)), guest.put(bytes(4))
-    status = bcrypt.decrypt(guest.api("BCryptDecrypt"),
-                            [handle, data_in, len(plain), info, 0, 0, data_out, 64, result, 0])
+    status = bcrypt.decrypt(
+        guest.api("BCryptDecrypt"), [handle, data_in, len(plain), info, 0, 0, data_out, 64, result, 0]
+    )
     assert status == 0
     assert guest.memory.read(data_out, len(plain)) == plain
     buffers = [e for e in guest.services.recorder.events if e.type == "buffer"]
@@ -108,8 +116,10 @@ def test_gcm_wrong_tag_is_auth_tag_mismatch() -> None:
     sealed = AESGCM(key).encrypt(nonce, b"payload", None)
     handle = open_key(guest, key, "ChainingModeGCM")
     info = auth_info(guest, nonce, guest.put(bytes(16)), 16)
-    status = bcrypt.decrypt(guest.api("BCryptDecrypt"), [handle, guest.put(sealed[:-16]), 7, info, 0, 0,
-                                                         guest.put(bytes(16)), 16, guest.put(bytes(4)), 0])
+    status = bcrypt.decrypt(
+        guest.api("BCryptDecrypt"),
+        [handle, guest.put(sealed[:-16]), 7, info, 0, 0, guest.put(bytes(16)), 16, guest.put(bytes(4)), 0],
+    )
     assert status == bcrypt.STATUS_AUTH_TAG_MISMATCH
 
 
@@ -120,8 +130,12 @@ def test_gcm_encrypt_writes_tag() -> None:
     tag_at = guest.put(bytes(16))
     info = auth_info(guest, nonce, tag_at, 16)
     out = guest.put(bytes(16))
-    assert bcrypt.encrypt(guest.api("BCryptEncrypt"), [handle, guest.put(b"secret!"), 7, info, 0, 0, out, 16,
-                                                       guest.put(bytes(4)), 0]) == 0
+    assert (
+        bcrypt.encrypt(
+            guest.api("BCryptEncrypt"), [handle, guest.put(b"secret!"), 7, info, 0, 0, out, 16, guest.put(bytes(4)), 0]
+        )
+        == 0
+    )
     sealed = guest.memory.read(out, 7) + guest.memory.read(tag_at, 16)
     assert AESGCM(key).decrypt(nonce, sealed, None) == b"secret!"
 
@@ -138,8 +152,21 @@ def test_cbc_ecb_with_padding_match_cryptography(mode: str) -> None:
     handle = open_key(guest, key, mode)
     out, result = guest.put(bytes(64)), guest.put(bytes(4))
     iv_at = guest.put(iv) if mode == "ChainingModeCBC" else 0
-    status = bcrypt.decrypt(guest.api("BCryptDecrypt"), [handle, guest.put(ciphertext), len(ciphertext), 0, iv_at,
-                                                         16 if iv_at else 0, out, 64, result, bcrypt.BCRYPT_BLOCK_PADDING])
+    status = bcrypt.decrypt(
+        guest.api("BCryptDecrypt"),
+        [
+            handle,
+            guest.put(ciphertext),
+            len(ciphertext),
+            0,
+            iv_at,
+            16 if iv_at else 0,
+            out,
+            64,
+            result,
+            bcrypt.BCRYPT_BLOCK_PADDING,
+        ],
+    )
     assert status == 0
     assert guest.memory.read(out, int.from_bytes(guest.memory.read(result, 4), "little")) == plain
 

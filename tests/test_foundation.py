@@ -64,8 +64,9 @@ def test_saved_trace_replays_into_the_same_analysis() -> None:
 
 def test_cli_bare_dll_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    code = main(["run", str(BINS / "hello.dll"), "--export", "Greet", "--arg", "world", "--arg", "3",
-                 "-o", str(out), "-q"])
+    code = main(
+        ["run", str(BINS / "hello.dll"), "--export", "Greet", "--arg", "world", "--arg", "3", "-o", str(out), "-q"]
+    )
     assert code == E_OK
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "chainreplay/report/1"
@@ -82,8 +83,9 @@ def test_cli_bare_dll_writes_report(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", str(BINS / "hello.dll"), "--export", "Greet", "--arg", "str:x", "--arg", "1",
-                 "-o", str(tmp_path), "-j"])
+    code = main(
+        ["run", str(BINS / "hello.dll"), "--export", "Greet", "--arg", "str:x", "--arg", "1", "-o", str(tmp_path), "-j"]
+    )
     assert code == E_OK
     printed = json.loads(capsys.readouterr().out)
     assert printed["api_calls"][1]["args"] == ["x"]
@@ -92,8 +94,11 @@ def test_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_cli_exe_and_shellcode(tmp_path: Path) -> None:
     assert main(["run", str(BINS / "hello_exe.exe"), "-o", str(tmp_path / "exe"), "-q"]) == E_OK
     exe = json.loads((tmp_path / "exe" / "report.json").read_text())
-    assert [c["api"] for c in exe["api_calls"]] == ["kernel32.GetCommandLineA", "kernel32.lstrlenA",
-                                                      "kernel32.ExitProcess"]
+    assert [c["api"] for c in exe["api_calls"]] == [
+        "kernel32.GetCommandLineA",
+        "kernel32.lstrlenA",
+        "kernel32.ExitProcess",
+    ]
     for arch in ("x64", "x86"):
         out = tmp_path / arch
         assert main(["run", str(BINS / f"hello_sc_{arch}.bin"), "--arch", arch, "-o", str(out), "-q"]) == E_OK
@@ -112,8 +117,9 @@ def test_cli_exe_and_shellcode(tmp_path: Path) -> None:
         (["run", str(BINS / "hello.dll"), "--bogus"], "unrecognized"),
     ],
 )
-def test_bad_usage_is_one_line_exit_2(argv: list[str], needle: str, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_usage_is_one_line_exit_2(
+    argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main([*argv, "-o", str(tmp_path)] if len(argv) > 1 and "--bogus" not in argv else argv)
     err = capsys.readouterr().err
     assert code == E_BAD_INPUT

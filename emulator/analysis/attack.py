@@ -31,8 +31,13 @@ def load_patterns() -> list[dict[str, Any]]:
     return patterns
 
 
-def match_techniques(stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes],
-                     patterns: list[dict[str, Any]] | None = None) -> list[TechniqueHit]:
+def match_techniques(
+    stages: list[Stage],
+    events: list[Event],
+    graph: nx.DiGraph,
+    blobs: dict[str, bytes],
+    patterns: list[dict[str, Any]] | None = None,
+) -> list[TechniqueHit]:
     hits: dict[tuple[str, str], TechniqueHit] = {}
     for pattern in patterns if patterns is not None else load_patterns():
         for stage, evidence in _MATCHERS[pattern["match"]](pattern, stages, events, graph, blobs):
@@ -48,8 +53,9 @@ def match_techniques(stages: list[Stage], events: list[Event], graph: nx.DiGraph
 Matches = list[tuple[str, list[int]]]
 
 
-def _api(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-         blobs: dict[str, bytes]) -> Matches:
+def _api(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     names = [n.lower() for n in p["apis"]]
     found: dict[str, list[int]] = {}
     for e in events:
@@ -58,8 +64,9 @@ def _api(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.
     return list(found.items())
 
 
-def _edge(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-          blobs: dict[str, bytes]) -> Matches:
+def _edge(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     found: dict[str, list[int]] = {}
     for src, dst, data in graph.edges(data=True):
         if data["type"] != p["edge"]:
@@ -77,8 +84,9 @@ def _edge(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx
     return list(found.items())
 
 
-def _dead_drop(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-               blobs: dict[str, bytes]) -> Matches:
+def _dead_drop(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     """Content fetched from a public service, then contact with a host named only after that."""
     public = [h.lower() for h in p["public_hosts"]]
     found: dict[str, list[int]] = {}
@@ -100,8 +108,9 @@ def _dead_drop(p: dict[str, Any], stages: list[Stage], events: list[Event], grap
     return list(found.items())
 
 
-def _file_read(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-               blobs: dict[str, bytes]) -> Matches:
+def _file_read(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     globs = [g.lower() for g in p["paths"]]
     found: dict[str, list[int]] = {}
     for e in events:
@@ -112,8 +121,9 @@ def _file_read(p: dict[str, Any], stages: list[Stage], events: list[Event], grap
     return list(found.items())
 
 
-def _registry_read(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-                   blobs: dict[str, bytes]) -> Matches:
+def _registry_read(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     found: dict[str, list[int]] = {}
     for e in events:
         if isinstance(e, RegistryAccess) and e.op == "read":
@@ -121,8 +131,9 @@ def _registry_read(p: dict[str, Any], stages: list[Stage], events: list[Event], 
     return list(found.items())
 
 
-def _long_sleep(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-                blobs: dict[str, bytes]) -> Matches:
+def _long_sleep(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     found: dict[str, list[int]] = {}
     for e in events:
         if isinstance(e, ApiCall) and e.api.lower() in ("kernel32.sleep", "kernel32.sleepex") and e.args:
@@ -135,8 +146,9 @@ def _long_sleep(p: dict[str, Any], stages: list[Stage], events: list[Event], gra
     return list(found.items())
 
 
-def _decrypt_from_magic(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-                        blobs: dict[str, bytes]) -> Matches:
+def _decrypt_from_magic(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     """Data hidden in a file of another format (an image) and then decoded."""
     magics = [bytes.fromhex(m) for m in p["magics"]]
     found: dict[str, list[int]] = {}
@@ -171,8 +183,9 @@ def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
     return False
 
 
-def _stage_kind(p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph,
-                blobs: dict[str, bytes]) -> Matches:
+def _stage_kind(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
     return [(s.id, [s.start_seq]) for s in stages if s.kind == p["stage_kind"]]
 
 

@@ -23,8 +23,19 @@ from emulator.events import (
 )
 
 EDGE_TYPES = (
-    "loads", "reads", "decrypts_to", "delivers", "maps", "executes", "fetches", "beacons_to",
-    "exfiltrates_to", "drops", "writes", "creates", "resolves",
+    "loads",
+    "reads",
+    "decrypts_to",
+    "delivers",
+    "maps",
+    "executes",
+    "fetches",
+    "beacons_to",
+    "exfiltrates_to",
+    "drops",
+    "writes",
+    "creates",
+    "resolves",
 )
 # A printable run this long shared by a request body and a file the sample read marks exfiltration.
 EXFIL_MIN_SHARED_RUN = 12
@@ -44,13 +55,21 @@ def node_id(kind: str, ref: str) -> str:
     return f"{kind}:{ref.lower() if kind in ('file', 'registry', 'sync') else ref}"
 
 
-def build_graph(stages: list[Stage], events: list[Event], blobs: dict[str, bytes],
-                context: GraphContext | None = None) -> nx.DiGraph:
+def build_graph(
+    stages: list[Stage], events: list[Event], blobs: dict[str, bytes], context: GraphContext | None = None
+) -> nx.DiGraph:
     context = context or GraphContext()
     graph = nx.DiGraph()
     for stage in stages:
-        graph.add_node(stage.id, kind="stage", stage_kind=stage.kind, label=stage.name, order=stage.order,
-                       sha256=stage.sha256, first_seq=stage.first_seq)
+        graph.add_node(
+            stage.id,
+            kind="stage",
+            stage_kind=stage.kind,
+            label=stage.name,
+            order=stage.order,
+            sha256=stage.sha256,
+            first_seq=stage.first_seq,
+        )
 
     def artifact(kind: str, ref: str, label: str | None = None, **attrs: object) -> str:
         nid = node_id(kind, ref)
@@ -80,8 +99,9 @@ def build_graph(stages: list[Stage], events: list[Event], blobs: dict[str, bytes
                 edge(host, stage.id, "loads", link.evidence)
             continue
         if stage.parent in stage_ids:
-            edge(stage.parent or "", stage.id, "maps" if stage.kind == "pe_in_memory" else "executes",
-                 [stage.start_seq])
+            edge(
+                stage.parent or "", stage.id, "maps" if stage.kind == "pe_in_memory" else "executes", [stage.start_seq]
+            )
         if link.source_type in ("file", "network"):
             kind = "file" if link.source_type == "file" else "url"
             source = artifact(kind, link.source_ref)
@@ -93,41 +113,45 @@ def build_graph(stages: list[Stage], events: list[Event], blobs: dict[str, bytes
             file_reads.append(blobs.get(event.sha256, b""))
     created: set[str] = set()
     for event in events:
-        stage = event.stage
-        if stage not in stage_ids:
+        owner = event.stage
+        if owner not in stage_ids:
             continue
         if isinstance(event, FileAccess):
             if event.op == "create" and not event.existed:
                 created.add(event.path.lower())
             if event.op == "read":
-                edge(stage, artifact("file", event.path), "reads", [event.seq])
+                edge(owner, artifact("file", event.path), "reads", [event.seq])
             elif event.op == "write":
                 etype = "drops" if event.path.lower() in created else "writes"
-                edge(stage, artifact("file", event.path), etype, [event.seq])
+                edge(owner, artifact("file", event.path), etype, [event.seq])
         elif isinstance(event, RegistryAccess) and event.op == "read":
-            edge(stage, artifact("registry", event.path), "reads", [event.seq])
+            edge(owner, artifact("registry", event.path), "reads", [event.seq])
         elif isinstance(event, RegistryAccess) and event.op in ("write", "create"):
-            edge(stage, artifact("registry", event.path), "writes", [event.seq])
+            edge(owner, artifact("registry", event.path), "writes", [event.seq])
         elif isinstance(event, SyncObject):
-            edge(stage, artifact("sync", event.name, object_type=event.object_type), "creates", [event.seq])
+            edge(owner, artifact("sync", event.name, object_type=event.object_type), "creates", [event.seq])
         elif isinstance(event, NetworkExchange):
             if event.kind == "dns":
-                edge(stage, artifact("host", event.host, blocked=event.blocked), "resolves", [event.seq])
+                edge(owner, artifact("host", event.host, blocked=event.blocked), "resolves", [event.seq])
                 continue
             ref = event.url or f"{event.kind}://{event.host}:{event.port}"
             target = artifact("url", ref, host=event.host, blocked=event.blocked)
-            edge(stage, target, classify_exchange(event, blobs, file_reads, context.host_identifiers), [event.seq])
+            edge(owner, target, classify_exchange(event, blobs, file_reads, context.host_identifiers), [event.seq])
     return graph
 
 
-def classify_exchange(event: NetworkExchange, blobs: dict[str, bytes], file_reads: list[bytes],
-                      identifiers: list[str]) -> str:
+def classify_exchange(
+    event: NetworkExchange, blobs: dict[str, bytes], file_reads: list[bytes], identifiers: list[str]
+) -> str:
     """fetches, beacons_to or exfiltrates_to, from what the request carried."""
     body = blobs.get(event.request.body_sha256 or "", b"")
     if body and event.method in ("POST", "PUT") and _shares_file_content(body, file_reads):
         return "exfiltrates_to"
-    carried = body.decode("latin-1") + " " + " ".join(f"{k}: {v}" for k, v in event.request.headers.items()
-                                                       if k.lower() not in ("host", "user-agent"))
+    carried = (
+        body.decode("latin-1")
+        + " "
+        + " ".join(f"{k}: {v}" for k, v in event.request.headers.items() if k.lower() not in ("host", "user-agent"))
+    )
     carried_lower = carried.lower()
     for identifier in identifiers:
         if len(identifier) >= MIN_IDENTIFIER_LENGTH and identifier.lower() in carried_lower:

@@ -75,9 +75,19 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
             bodies.append((event, blobs[event.response.sha256 or ""]))
         elif isinstance(event, StageStart):
             stage = Stage(
-                id=event.new_stage, kind=event.kind, name=event.name, sha256=event.sha256,
-                size=event.size, base=event.base, entry=event.entry, parent=event.parent, via=event.via,
-                start_seq=event.seq, first_seq=event.seq, last_seq=event.seq, order=len(stages),
+                id=event.new_stage,
+                kind=event.kind,
+                name=event.name,
+                sha256=event.sha256,
+                size=event.size,
+                base=event.base,
+                entry=event.entry,
+                parent=event.parent,
+                via=event.via,
+                start_seq=event.seq,
+                first_seq=event.seq,
+                last_seq=event.seq,
+                order=len(stages),
             )
             data = blobs.get(event.sha256, b"")
             if event.parent is None:
@@ -87,15 +97,21 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
             stages.append(stage)
             by_id[stage.id] = stage
     for event in events:
-        stage = by_id.get(event.stage)
-        if stage is not None:
-            stage.first_seq = min(stage.first_seq, event.seq)
-            stage.last_seq = max(stage.last_seq, event.seq)
+        owner = by_id.get(event.stage)
+        if owner is not None:
+            owner.first_seq = min(owner.first_seq, event.seq)
+            owner.last_seq = max(owner.last_seq, event.seq)
     return stages
 
 
-def _find_link(event: StageStart, data: bytes, buffers: list[DataBuffer],
-               bodies: list[tuple[NetworkExchange, bytes]], blobs: dict[str, bytes], stages: list[Stage]) -> Link:
+def _find_link(
+    event: StageStart,
+    data: bytes,
+    buffers: list[DataBuffer],
+    bodies: list[tuple[NetworkExchange, bytes]],
+    blobs: dict[str, bytes],
+    stages: list[Stage],
+) -> Link:
     sources = _sources(buffers, bodies, blobs, stages)
     probe = _probe(event, data)
     # 1. A decryption API produced these bytes (or the file a mapped image was copied from).
@@ -145,19 +161,22 @@ def _section_table(image: bytes) -> bytes:
     return probe if len(probe) >= MIN_HEADER_MATCH else b""
 
 
-def _sources(buffers: list[DataBuffer], bodies: list[tuple[NetworkExchange, bytes]], blobs: dict[str, bytes],
-             stages: list[Stage]) -> list[_Source]:
+def _sources(
+    buffers: list[DataBuffer], bodies: list[tuple[NetworkExchange, bytes]], blobs: dict[str, bytes], stages: list[Stage]
+) -> list[_Source]:
     sources: list[_Source] = []
     for buffer in buffers:
         if buffer.source in ("file_read", "network_read"):
             kind = "file" if buffer.source == "file_read" else "network"
-            sources.append(_Source(blobs.get(buffer.sha256, b""), kind, buffer.ref, buffer.seq, buffer.address,
-                                   [buffer.seq]))
+            sources.append(
+                _Source(blobs.get(buffer.sha256, b""), kind, buffer.ref, buffer.seq, buffer.address, [buffer.seq])
+            )
     for exchange, body in bodies:
         sources.append(_Source(body, "network", exchange.url or exchange.host, exchange.seq, None, [exchange.seq]))
     for stage in stages:
-        sources.append(_Source(blobs.get(stage.sha256, b""), "memory", stage.id, stage.start_seq, stage.base,
-                               [stage.start_seq]))
+        sources.append(
+            _Source(blobs.get(stage.sha256, b""), "memory", stage.id, stage.start_seq, stage.base, [stage.start_seq])
+        )
     sources.sort(key=lambda s: s.seq)
     return sources
 
@@ -185,13 +204,12 @@ def _origin_of_input(buffer: DataBuffer, sources: list[_Source], blobs: dict[str
             except (binascii.Error, ValueError):
                 continue
             if needle in decoded:
-                return _Source(source.data, source.kind, source.ref, source.seq, source.address,
-                               [*source.evidence])
+                return _Source(source.data, source.kind, source.ref, source.seq, source.address, [*source.evidence])
     return None
 
 
 def _trailer_starts(data: bytes) -> list[int]:
-    marks = []
+    marks: list[int] = []
     index = data.find(b"$")
     while index != -1 and len(marks) < 8:
         marks.append(index + 1)

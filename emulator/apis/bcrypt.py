@@ -185,7 +185,7 @@ def _crypt(api: GuestApi, argv: list[int], decrypt: bool) -> int:
                 result = AESGCM(key.secret).decrypt(info.nonce, data + tag, info.aad or None)
             else:
                 sealed = AESGCM(key.secret).encrypt(info.nonce, data, info.aad or None)
-                result, tag = sealed[: -16], sealed[-16:]
+                result, tag = sealed[:-16], sealed[-16:]
                 if data_out:
                     api.write(info.tag_address, tag[: info.tag_size])
         else:

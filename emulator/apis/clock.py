@@ -46,8 +46,16 @@ def get_system_time_as_filetime(api: GuestApi, argv: list[int]) -> int:
 
 
 def _write_systemtime(api: GuestApi, address: int, when: dt.datetime) -> None:
-    fields = [when.year, when.month, (when.weekday() + 1) % 7, when.day, when.hour, when.minute, when.second,
-              when.microsecond // 1000]
+    fields = [
+        when.year,
+        when.month,
+        (when.weekday() + 1) % 7,
+        when.day,
+        when.hour,
+        when.minute,
+        when.second,
+        when.microsecond // 1000,
+    ]
     api.write(address, b"".join(f.to_bytes(2, "little") for f in fields))
 
 

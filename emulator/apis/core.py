@@ -120,7 +120,9 @@ class ApiHandler:
 HANDLERS: list[ApiHandler] = []
 
 
-def apihook(module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall") -> Callable[[HandlerFunc], HandlerFunc]:
+def apihook(
+    module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall"
+) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register ``func`` as the project-side handler of ``module.name`` (each of ``names``)."""
 
     def register(func: HandlerFunc) -> HandlerFunc:

@@ -21,6 +21,7 @@ from emulator.apis.netapi import (
     write_query_result,
 )
 
+
 @apihook("winhttp", "WinHttpOpen", argc=5)
 def winhttp_open(api: GuestApi, argv: list[int]) -> int:
     return _services(api).new_handle(Session(api.read_string(argv[0], wide=True)))

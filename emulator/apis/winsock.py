@@ -124,8 +124,9 @@ def recv(api: GuestApi, argv: list[int]) -> int:
     if chunk:
         api.write(argv[1], chunk)
         sock.received += chunk
-        services.recorder.remember_buffer("network_read", argv[1], chunk, ref=f"tcp://{sock.host}:{sock.port}",
-                                         api=api.api_name)
+        services.recorder.remember_buffer(
+            "network_read", argv[1], chunk, ref=f"tcp://{sock.host}:{sock.port}", api=api.api_name
+        )
     return len(chunk)
 
 
@@ -138,8 +139,15 @@ def closesocket(api: GuestApi, argv: list[int]) -> int:
         return SOCKET_ERROR
     if sock.connected and not sock.answered_http and (sock.sent or sock.received):
         responder = services.network.responder_for_host(sock.host)
-        services.network.record_raw(sock.kind, sock.host, sock.port, bytes(sock.sent), bytes(sock.received),  # type: ignore[arg-type]
-                                    responder.name if responder else "default", blocked=responder is None)
+        services.network.record_raw(
+            sock.kind,
+            sock.host,
+            sock.port,
+            bytes(sock.sent),
+            bytes(sock.received),  # type: ignore[arg-type]
+            responder.name if responder else "default",
+            blocked=responder is None,
+        )
     services.close(argv[0])
     return 0
 
@@ -181,8 +189,10 @@ def getaddrinfo(api: GuestApi, argv: list[int]) -> int:
     port = int(service_text) if service_text.isdigit() else 0
     block = api.alloc(0x100, "api.addrinfo")
     sockaddr_at = block + 0x80
-    api.write(sockaddr_at, AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big")
-              + ipaddress.IPv4Address(address).packed + bytes(8))
+    api.write(
+        sockaddr_at,
+        AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big") + ipaddress.IPv4Address(address).packed + bytes(8),
+    )
     header = (0).to_bytes(4, "little") + AF_INET.to_bytes(4, "little") + SOCK_STREAM.to_bytes(4, "little")
     header += (6).to_bytes(4, "little") + (16).to_bytes(p, "little")
     api.write(block, header)

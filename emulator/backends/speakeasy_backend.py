@@ -67,13 +67,20 @@ WATCHED_TAG_PREFIXES = ("api.virtalloc", "api.heap", "api.pool", "emu.process_he
 PERM_EXEC = se_common.PERM_MEM_EXEC
 PERM_RWX = se_common.PERM_MEM_RWX
 SYNC_APIS = {
-    "createeventa": ("event", "create"), "createeventw": ("event", "create"),
-    "createeventexa": ("event", "create"), "createeventexw": ("event", "create"),
-    "openeventa": ("event", "open"), "openeventw": ("event", "open"),
-    "createmutexa": ("mutex", "create"), "createmutexw": ("mutex", "create"),
-    "createmutexexa": ("mutex", "create"), "createmutexexw": ("mutex", "create"),
-    "openmutexa": ("mutex", "open"), "openmutexw": ("mutex", "open"),
-    "createsemaphorea": ("semaphore", "create"), "createsemaphorew": ("semaphore", "create"),
+    "createeventa": ("event", "create"),
+    "createeventw": ("event", "create"),
+    "createeventexa": ("event", "create"),
+    "createeventexw": ("event", "create"),
+    "openeventa": ("event", "open"),
+    "openeventw": ("event", "open"),
+    "createmutexa": ("mutex", "create"),
+    "createmutexw": ("mutex", "create"),
+    "createmutexexa": ("mutex", "create"),
+    "createmutexexw": ("mutex", "create"),
+    "openmutexa": ("mutex", "open"),
+    "openmutexw": ("mutex", "open"),
+    "createsemaphorea": ("semaphore", "create"),
+    "createsemaphorew": ("semaphore", "create"),
 }
 LOAD_LIBRARY_APIS = {"loadlibrarya", "loadlibraryw", "loadlibraryexa", "loadlibraryexw"}
 ERROR_ALREADY_EXISTS = 183
@@ -159,7 +166,8 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     app_dir = ntpath.dirname(plan.emu_path)
     config["processes"] = [
         {**proc, "name": host, "path": ntpath.join(app_dir, host), "command_line": f'"{ntpath.join(app_dir, host)}"'}
-        if proc.get("is_main_exe") else proc
+        if proc.get("is_main_exe")
+        else proc
         for proc in config["processes"]
     ]
     major, minor, build = plan.os_version
@@ -169,10 +177,7 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
         "files": [{"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files]
     }
     config["registry"] = {
-        "keys": [
-            {"path": key.path, "values": [v.model_dump() for v in key.values]}
-            for key in plan.registry
-        ]
+        "keys": [{"path": key.path, "values": [v.model_dump() for v in key.values]} for key in plan.registry]
     }
     config["timeout"] = plan.limits.timeout
     config["max_total_time"] = plan.limits.timeout
@@ -304,17 +309,27 @@ class SpeakeasyBackend:
         original_mem_protect = emu.mem_protect
         original_mem_free = emu.mem_free
 
-        def mem_map(size: int, base: int | None = None, perms: int = PERM_RWX, tag: str | None = None,
-                    flags: int = 0, shared: bool = False, process: Any = None) -> int:
+        def mem_map(
+            size: int,
+            base: int | None = None,
+            perms: int = PERM_RWX,
+            tag: str | None = None,
+            flags: int = 0,
+            shared: bool = False,
+            process: Any = None,
+        ) -> int:
             limits = self.plan.limits
             if size > limits.max_allocation:
-                raise ReplayStop("limit", f"single allocation of {size} bytes exceeds {limits.max_allocation}",
-                                 "max_allocation")
+                raise ReplayStop(
+                    "limit", f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
+                )
             if self._mapped_total + size > limits.max_mapped_memory:
-                raise ReplayStop("limit", f"mapped memory would exceed {limits.max_mapped_memory} bytes",
-                                 "max_mapped_memory")
-            address = original_mem_map(size, base=base, perms=perms, tag=tag, flags=flags, shared=shared,
-                                        process=process)
+                raise ReplayStop(
+                    "limit", f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
+                )
+            address = original_mem_map(
+                size, base=base, perms=perms, tag=tag, flags=flags, shared=shared, process=process
+            )
             self._mapped_total += size
             if tag and tag.startswith(WATCHED_TAG_PREFIXES):
                 self._arm(address, size, perms)
@@ -374,9 +389,22 @@ class SpeakeasyBackend:
                 argv[0] &= 0xFFFFFFFF
             return orig(argv)
 
-        for name in ("RegOpenKeyExA", "RegOpenKeyExW", "RegOpenKeyA", "RegOpenKeyW", "RegCreateKeyExA",
-                     "RegCreateKeyExW", "RegCreateKeyA", "RegCreateKeyW", "RegGetValueA", "RegGetValueW",
-                     "RegQueryValueExA", "RegQueryValueExW", "RegSetValueExA", "RegSetValueExW"):
+        for name in (
+            "RegOpenKeyExA",
+            "RegOpenKeyExW",
+            "RegOpenKeyA",
+            "RegOpenKeyW",
+            "RegCreateKeyExA",
+            "RegCreateKeyExW",
+            "RegCreateKeyA",
+            "RegCreateKeyW",
+            "RegGetValueA",
+            "RegGetValueW",
+            "RegQueryValueExA",
+            "RegQueryValueExW",
+            "RegSetValueExA",
+            "RegSetValueExW",
+        ):
             self.se.add_api_hook(predefined_key, "advapi32", name)
 
     def _install_handler(self, handler: ApiHandler) -> None:
@@ -517,8 +545,9 @@ class SpeakeasyBackend:
             self._translate(stage, api, method, p_args, p_kwargs, rv)
         self._derived_events(stage, func.lower(), args, rv)
         if recorder.api_count >= self.plan.limits.max_api_calls:
-            self._stop = ReplayStop("api_limit", f"{recorder.api_count} API calls (limit {self.plan.limits.max_api_calls})",
-                                    "max_api_calls")
+            self._stop = ReplayStop(
+                "api_limit", f"{recorder.api_count} API calls (limit {self.plan.limits.max_api_calls})", "max_api_calls"
+            )
             self.emu.stop()
 
     def _derived_events(self, stage: str, func: str, args: list[Any], rv: int | None) -> None:
@@ -528,22 +557,36 @@ class SpeakeasyBackend:
             name = self._string_arg(args, func, name_index)
             if name:
                 existed = op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
-                self.recorder.emit(SyncObject, stage=stage, op=op, object_type=object_type, name=name,
-                                   existed=existed)
+                self.recorder.emit(SyncObject, stage=stage, op=op, object_type=object_type, name=name, existed=existed)
         elif func in LOAD_LIBRARY_APIS and rv:
             name = self._string_arg(args, func, 0) or ""
             mod = self.emu.get_module_from_addr(rv)
             path = getattr(mod, "emu_path", "") or name
-            self.recorder.emit(ModuleLoad, stage=stage, name=ntpath.basename(name), path=path, base=rv,
-                               size=getattr(mod, "image_size", 0) or 0,
-                               from_file=path.lower() in self._known_files)
+            self.recorder.emit(
+                ModuleLoad,
+                stage=stage,
+                name=ntpath.basename(name),
+                path=path,
+                base=rv,
+                size=getattr(mod, "image_size", 0) or 0,
+                from_file=path.lower() in self._known_files,
+            )
 
     def _string_arg(self, args: list[Any], func: str, index: int | None) -> str | None:
         if index is None:
             # CreateEvent(sa, manual, initial, name) / CreateMutex(sa, owner, name) / Ex variants
-            index = {"createeventa": 3, "createeventw": 3, "createmutexa": 2, "createmutexw": 2,
-                     "createeventexa": 1, "createeventexw": 1, "createmutexexa": 1, "createmutexexw": 1,
-                     "createsemaphorea": 3, "createsemaphorew": 3}.get(func)
+            index = {
+                "createeventa": 3,
+                "createeventw": 3,
+                "createmutexa": 2,
+                "createmutexw": 2,
+                "createeventexa": 1,
+                "createeventexw": 1,
+                "createmutexexa": 1,
+                "createmutexexw": 1,
+                "createsemaphorea": 3,
+                "createsemaphorew": 3,
+            }.get(func)
         if index is None or index >= len(args):
             return None
         value = getattr(args[index], "value", None)
@@ -552,8 +595,9 @@ class SpeakeasyBackend:
         wide = func.endswith("w")
         return GuestApi(self.memory, self.services, func).read_string(value, wide, max_chars=260)
 
-    def _translate(self, stage: str, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   rv: int | None) -> None:
+    def _translate(
+        self, stage: str, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], rv: int | None
+    ) -> None:
         recorder = self.recorder
         params = _bind(method, args, kwargs)
         if method == "record_file_access_event":
@@ -563,19 +607,35 @@ class SpeakeasyBackend:
                 buffer, size = params.get("buffer") or 0, params.get("size") or 0
                 data = self._read_region(buffer, size) if buffer and size else b""
                 digest = recorder.put_blob(data) if data else None
-                recorder.emit(FileAccess, stage=stage, op="read", path=path, size=len(data), data_sha256=digest,
-                              address=buffer or None)
+                recorder.emit(
+                    FileAccess,
+                    stage=stage,
+                    op="read",
+                    path=path,
+                    size=len(data),
+                    data_sha256=digest,
+                    address=buffer or None,
+                )
                 if data:
                     recorder.remember_buffer("file_read", buffer, data, ref=path, api=api)
             elif event_type == FILE_WRITE:
                 data = params.get("data") or b""
                 self._written_bytes += len(data)
                 if self._written_bytes > self.plan.limits.max_dropped_bytes:
-                    raise ReplayStop("limit", f"sample wrote more than {self.plan.limits.max_dropped_bytes} bytes",
-                                     "max_dropped_bytes")
-                recorder.emit(FileAccess, stage=stage, op="write", path=path, size=len(data),
-                              data_sha256=recorder.put_blob(data) if data else None,
-                              address=params.get("buffer") or None)
+                    raise ReplayStop(
+                        "limit",
+                        f"sample wrote more than {self.plan.limits.max_dropped_bytes} bytes",
+                        "max_dropped_bytes",
+                    )
+                recorder.emit(
+                    FileAccess,
+                    stage=stage,
+                    op="write",
+                    path=path,
+                    size=len(data),
+                    data_sha256=recorder.put_blob(data) if data else None,
+                    address=params.get("buffer") or None,
+                )
             elif event_type in (FILE_CREATE, FILE_OPEN, "create", "open"):
                 op = "create" if event_type in (FILE_CREATE, "create") else "open"
                 existed = path.lower() in self._known_files or path.lower() in self._created_files
@@ -583,24 +643,43 @@ class SpeakeasyBackend:
                     self._created_files.add(path.lower())
                 recorder.emit(FileAccess, stage=stage, op=op, path=path, existed=existed)
         elif method == "record_registry_access_event":
-            op = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write",
-                  REG_LIST: "list"}.get(params.get("event_type"), "open")
+            op = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}.get(
+                str(params.get("event_type")), "open"
+            )
             value = params.get("data")
             rendered = _render_value(value) if value is not None else None
-            recorder.emit(RegistryAccess, stage=stage, op=op, path=str(params.get("path")),
-                          value_name=params.get("value_name"), value=rendered)
+            recorder.emit(
+                RegistryAccess,
+                stage=stage,
+                op=op,
+                path=str(params.get("path")),
+                value_name=params.get("value_name"),
+                value=rendered,
+            )
         elif method == "record_process_event":
             event_type = params.get("event_type")
             extra = params.get("kwargs") or {}
             if event_type == MEM_ALLOC:
-                recorder.emit(MemoryAlloc, stage=stage, address=extra.get("base", 0), size=extra.get("size", 0),
-                              protect=str(extra.get("protect")), api=api)
+                recorder.emit(
+                    MemoryAlloc,
+                    stage=stage,
+                    address=extra.get("base", 0),
+                    size=extra.get("size", 0),
+                    protect=str(extra.get("protect")),
+                    api=api,
+                )
             elif event_type == MEM_PROTECT:
                 protect = str(extra.get("protect"))
                 if "EXECUTE" in protect.upper():
                     self._protect_ranges.append((extra.get("base", 0), extra.get("size", 0)))
-                recorder.emit(MemoryProtect, stage=stage, address=extra.get("base", 0), size=extra.get("size", 0),
-                              protect=protect, executable="EXECUTE" in protect.upper())
+                recorder.emit(
+                    MemoryProtect,
+                    stage=stage,
+                    address=extra.get("base", 0),
+                    size=extra.get("size", 0),
+                    protect=protect,
+                    executable="EXECUTE" in protect.upper(),
+                )
             elif event_type in (THREAD_CREATE, THREAD_INJECT):
                 start = extra.get("start_addr", 0)
                 self._thread_starts[start] = stage
@@ -610,8 +689,17 @@ class SpeakeasyBackend:
             # never the host network, and recorded as blocked so nothing looks like a real exchange.
             host = str(params.get("domain") or params.get("server") or "")
             kind = "dns" if method == "record_dns_event" else ("http" if method == "record_http_event" else "tcp")
-            recorder.emit(NetworkExchange, stage=stage, kind=kind, host=host, port=params.get("port"),
-                          method=api, response=NetResponse(), responder="speakeasy-builtin", blocked=True)
+            recorder.emit(
+                NetworkExchange,
+                stage=stage,
+                kind=kind,
+                host=host,
+                port=params.get("port"),
+                method=api,
+                response=NetResponse(),
+                responder="speakeasy-builtin",
+                blocked=True,
+            )
 
     # -- running -----------------------------------------------------------------------------
 
@@ -625,7 +713,9 @@ class SpeakeasyBackend:
         exports = {e.name: e.address for e in module.get_exports() if e.name}
         missing = [call.name for call in plan.exports if call.name not in exports]
         if missing:
-            raise BackendInputError(f"export {missing[0]!r} not found (exports: {', '.join(sorted(exports)) or 'none'})")
+            raise BackendInputError(
+                f"export {missing[0]!r} not found (exports: {', '.join(sorted(exports)) or 'none'})"
+            )
         original_prepare = emu.prepare_module_for_emulation
 
         def prepare(mod: Any, all_entrypoints: bool, entry_point: int | None = None) -> None:
@@ -679,8 +769,11 @@ class SpeakeasyBackend:
         for summary in result.runs:
             if summary.error in LIMIT_ERRORS:
                 result.status = LIMIT_ERRORS[summary.error]
-                result.limit = {"api_limit": "max_api_calls", "instruction_limit": "max_instructions",
-                                "timeout": "timeout"}[result.status]
+                result.limit = {
+                    "api_limit": "max_api_calls",
+                    "instruction_limit": "max_instructions",
+                    "timeout": "timeout",
+                }[result.status]
                 result.detail = f"run {summary.kind}: {summary.error_detail or summary.error}"
                 return
             if summary.error == "unsupported_api":
@@ -699,7 +792,7 @@ class SpeakeasyBackend:
             return
         for dropped in fileman.get_dropped_files() if hasattr(fileman, "get_dropped_files") else []:
             stream = getattr(dropped, "data", None)
-            data = stream.getvalue() if hasattr(stream, "getvalue") else None
+            data = stream.getvalue() if stream is not None and hasattr(stream, "getvalue") else None
             if data is None:
                 continue
             self.result.dropped[str(dropped.path)] = self.recorder.put_blob(bytes(data))
@@ -709,10 +802,31 @@ class SpeakeasyBackend:
 
 
 _SIGNATURES = {
-    "record_file_access_event": ("run", "pos", "path", "event_type", "data", "handle", "disposition", "access",
-                                 "buffer", "size"),
-    "record_registry_access_event": ("run", "pos", "path", "event_type", "value_name", "data", "handle",
-                                     "disposition", "access", "buffer", "size"),
+    "record_file_access_event": (
+        "run",
+        "pos",
+        "path",
+        "event_type",
+        "data",
+        "handle",
+        "disposition",
+        "access",
+        "buffer",
+        "size",
+    ),
+    "record_registry_access_event": (
+        "run",
+        "pos",
+        "path",
+        "event_type",
+        "value_name",
+        "data",
+        "handle",
+        "disposition",
+        "access",
+        "buffer",
+        "size",
+    ),
     "record_process_event": ("run", "pos", "proc", "event_type", "kwargs"),
     "record_dns_event": ("run", "pos", "domain", "ip"),
     "record_http_event": ("run", "pos", "server", "port", "proto", "headers", "body", "secure"),

@@ -20,16 +20,20 @@ def render_summary(report: dict[str, Any], verbose: bool = False) -> str:
     ]
     for stage in report["stages"]:
         origin = stage["origin"]
-        lines.append(f"  {stage['id']:<4} {stage['kind']:<13} {for_display(stage['name'], 40):<40} "
-                     f"from {origin['type']} {for_display(origin['ref'], 60)} ({origin['how']})")
+        lines.append(
+            f"  {stage['id']:<4} {stage['kind']:<13} {for_display(stage['name'], 40):<40} "
+            f"from {origin['type']} {for_display(origin['ref'], 60)} ({origin['how']})"
+        )
     if report["network"]:
         lines.append("network:")
         for net in report["network"]:
             what = net["url"] or net["host"]
             status = net["response"]["status"]
             flag = " BLOCKED" if net["blocked"] else ""
-            lines.append(f"  [{net['seq']}] {net['stage']} {net['kind']} {net['method'] or ''} "
-                         f"{for_display(what, 90)} -> {status} ({net['responder']}){flag}")
+            lines.append(
+                f"  [{net['seq']}] {net['stage']} {net['kind']} {net['method'] or ''} "
+                f"{for_display(what, 90)} -> {status} ({net['responder']}){flag}"
+            )
     if report["attack"]:
         lines.append("ATT&CK:")
         for hit in report["attack"]:

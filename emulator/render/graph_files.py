@@ -26,9 +26,19 @@ NODE_COLORS = {
     "sync": "#8c564b",
 }
 EDGE_COLORS = {
-    "loads": "#7f7f7f", "reads": "#1f77b4", "decrypts_to": "#ff7f0e", "delivers": "#bcbd22", "maps": "#e377c2",
-    "executes": "#d62728", "fetches": "#2ca02c", "beacons_to": "#9467bd", "exfiltrates_to": "#8c564b",
-    "drops": "#17becf", "writes": "#17becf", "creates": "#7f7f7f", "resolves": "#aec7e8",
+    "loads": "#7f7f7f",
+    "reads": "#1f77b4",
+    "decrypts_to": "#ff7f0e",
+    "delivers": "#bcbd22",
+    "maps": "#e377c2",
+    "executes": "#d62728",
+    "fetches": "#2ca02c",
+    "beacons_to": "#9467bd",
+    "exfiltrates_to": "#8c564b",
+    "drops": "#17becf",
+    "writes": "#17becf",
+    "creates": "#7f7f7f",
+    "resolves": "#aec7e8",
 }
 STAGE_SPACING = 4.0
 ARTIFACT_SPACING = 1.1
@@ -41,8 +51,9 @@ def graph_from_node_link(data: dict[str, Any]) -> nx.DiGraph:
 
 
 def layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    stages = sorted((n for n, d in graph.nodes(data=True) if d.get("kind") == "stage"),
-                    key=lambda n: graph.nodes[n].get("order", 0))
+    stages = sorted(
+        (n for n, d in graph.nodes(data=True) if d.get("kind") == "stage"), key=lambda n: graph.nodes[n].get("order", 0)
+    )
     positions: dict[str, tuple[float, float]] = {}
     column: dict[str, int] = {}
     for index, stage in enumerate(stages):
@@ -94,13 +105,26 @@ def draw(graph: nx.DiGraph, title: str = "chainreplay stage graph") -> plt.Figur
     nx.draw_networkx_nodes(graph, positions, ax=ax, node_color=colors, node_size=sizes, alpha=0.9)
     nx.draw_networkx_labels(graph, positions, ax=ax, labels={n: _label(graph, n) for n in graph.nodes}, font_size=7)
     edge_colors = [EDGE_COLORS.get(d.get("type", ""), "#333333") for _, _, d in graph.edges(data=True)]
-    nx.draw_networkx_edges(graph, positions, ax=ax, edge_color=edge_colors, arrows=True, arrowsize=14,
-                           node_size=sizes, connectionstyle="arc3,rad=0.08")
-    nx.draw_networkx_edge_labels(graph, positions, ax=ax, font_size=6,
-                                 edge_labels={(u, v): d.get("type", "") for u, v, d in graph.edges(data=True)})
+    nx.draw_networkx_edges(
+        graph,
+        positions,
+        ax=ax,
+        edge_color=edge_colors,
+        arrows=True,
+        arrowsize=14,
+        node_size=sizes,
+        connectionstyle="arc3,rad=0.08",
+    )
+    nx.draw_networkx_edge_labels(
+        graph,
+        positions,
+        ax=ax,
+        font_size=6,
+        edge_labels={(u, v): d.get("type", "") for u, v, d in graph.edges(data=True)},
+    )
     used_kinds = {graph.nodes[n].get("kind") for n in graph.nodes}
     used_edges = {d.get("type") for _, _, d in graph.edges(data=True)}
-    handles = [Patch(color=c, label=k) for k, c in NODE_COLORS.items() if k in used_kinds]
+    handles: list[Any] = [Patch(color=c, label=k) for k, c in NODE_COLORS.items() if k in used_kinds]
     handles += [Line2D([0], [0], color=c, label=k) for k, c in EDGE_COLORS.items() if k in used_edges]
     if handles:
         ax.legend(handles=handles, loc="upper left", fontsize=7, frameon=True, ncol=2)

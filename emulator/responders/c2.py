@@ -112,8 +112,14 @@ class C2Responder(Responder):
         return self.unmatched
 
     def _log(self, request: HttpRequest, victim: Victim | None, action: str, status: int) -> None:
-        entry = {"method": request.method, "path": request.path, "action": action, "status": status,
-                 "body_size": len(request.body), "victim": victim.victim_id if victim else None}
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "action": action,
+            "status": status,
+            "body_size": len(request.body),
+            "victim": victim.victim_id if victim else None,
+        }
         self.requests.append(entry)
         if victim is not None:
             victim.history.append(entry)
@@ -121,7 +127,11 @@ class C2Responder(Responder):
     def state_summary(self) -> dict[str, Any]:
         return {
             "victims": {
-                v.victim_id: {"state": v.state, "requests": len(v.history), "collected_bytes": sum(map(len, v.collected))}
+                v.victim_id: {
+                    "state": v.state,
+                    "requests": len(v.history),
+                    "collected_bytes": sum(map(len, v.collected)),
+                }
                 for v in self.victims.values()
             },
             "requests": len(self.requests),

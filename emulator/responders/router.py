@@ -33,8 +33,9 @@ class ResponderLoadError(ValueError):
     """A responder could not be built from its configuration."""
 
 
-def build_responder(kind: str, name: str, options: dict[str, Any], scenario_dir: Path,
-                    class_path: str | None = None) -> Responder:
+def build_responder(
+    kind: str, name: str, options: dict[str, Any], scenario_dir: Path, class_path: str | None = None
+) -> Responder:
     if kind == "python":
         if not class_path:
             raise ResponderLoadError("type 'python' needs 'class' = 'package.module:ClassName'")
@@ -116,7 +117,9 @@ class NetworkRouter:
         blocked = responder is None
         response: HttpResponse | None
         if responder is None:
-            response = HttpResponse(404, {"Content-Type": "text/plain"}, b"Not Found") if self.default == "404" else None
+            response = (
+                HttpResponse(404, {"Content-Type": "text/plain"}, b"Not Found") if self.default == "404" else None
+            )
         else:
             try:
                 response = responder.respond(request)
@@ -131,8 +134,9 @@ class NetworkRouter:
         self._record_http(request, response, responder.name if responder else DEFAULT_RESPONDER_NAME, blocked, error)
         return response
 
-    def _record_http(self, request: HttpRequest, response: HttpResponse | None, responder: str, blocked: bool,
-                     error: str | None) -> None:
+    def _record_http(
+        self, request: HttpRequest, response: HttpResponse | None, responder: str, blocked: bool, error: str | None
+    ) -> None:
         req_digest = self.recorder.put_blob(request.body) if request.body else None
         net_response = NetResponse()
         if response is not None:
@@ -156,8 +160,16 @@ class NetworkRouter:
             error=error,
         )
 
-    def record_raw(self, kind: Literal["tcp", "udp"], host: str, port: int, sent: bytes, received: bytes,
-                   responder: str, blocked: bool) -> None:
+    def record_raw(
+        self,
+        kind: Literal["tcp", "udp"],
+        host: str,
+        port: int,
+        sent: bytes,
+        received: bytes,
+        responder: str,
+        blocked: bool,
+    ) -> None:
         self._count()
         self.recorder.emit(
             NetworkExchange,
