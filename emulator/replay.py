@@ -30,6 +30,7 @@ from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder, sha256_hex
 from emulator.report import (
     ApiCallRecord,
+    BufferRecord,
     Containment,
     FileRecord,
     MemoryRecord,
@@ -275,6 +276,7 @@ def build_report(
 ) -> Report:
     from emulator.events import (
         ApiCall,
+        DataBuffer,
         FileAccess,
         MemoryAlloc,
         MemoryProtect,
@@ -344,6 +346,21 @@ def build_report(
         for e in events
         if isinstance(e, ThreadStart)
     ]
+    buffers = [
+        BufferRecord(
+            seq=e.seq,
+            stage=e.stage,
+            source=e.source,
+            ref=e.ref,
+            address=hex(e.address),
+            size=e.size,
+            sha256=e.sha256,
+            input_sha256=e.input_sha256,
+            api=e.api,
+        )
+        for e in events
+        if isinstance(e, DataBuffer)
+    ]
     notes = [NoteRecord(seq=e.seq, what=e.what, detail=e.detail) for e in events if isinstance(e, Note)]
     stage_records = [
         StageRecord(
@@ -385,6 +402,7 @@ def build_report(
         sync_objects=sync,
         memory=memory,
         threads=threads,
+        buffers=buffers,
         dropped=dropped,
         graph=graph_data,
         attack=techniques,

@@ -140,6 +140,20 @@ class MemoryRecord(_Model):
     protect: str | None
 
 
+class BufferRecord(_Model):
+    """Bytes that entered the process (file read, network read, decryption output): provenance evidence."""
+
+    seq: int
+    stage: str
+    source: str
+    ref: str
+    address: str
+    size: int
+    sha256: str
+    input_sha256: str | None = None
+    api: str | None = None
+
+
 class ThreadRecord(_Model):
     seq: int
     stage: str
@@ -214,6 +228,7 @@ class Report(_Model):
     sync_objects: list[SyncRecord] = Field(default_factory=list)
     memory: list[MemoryRecord] = Field(default_factory=list)
     threads: list[ThreadRecord] = Field(default_factory=list)
+    buffers: list[BufferRecord] = Field(default_factory=list)
     dropped: list[DroppedFile] = Field(default_factory=list)
     graph: dict[str, Any] = Field(default_factory=dict, description="networkx node-link data of the stage graph.")
     attack: list[Technique] = Field(default_factory=list)

@@ -145,6 +145,8 @@ def _probe(event: StageStart, data: bytes) -> bytes:
     """The bytes to look for in earlier inputs: the stage itself, or a mapped image's headers."""
     if event.kind == "pe_in_memory":
         return _section_table(data)
+    # Stage bytes run to the end of the page; the tail is padding the source never had.
+    data = data.rstrip(b"\0")
     return data[:4096] if len(data) >= 16 else b""
 
 

@@ -558,6 +558,20 @@ class SpeakeasyBackend:
             if name:
                 existed = op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
                 self.recorder.emit(SyncObject, stage=stage, op=op, object_type=object_type, name=name, existed=existed)
+        elif func == "virtualprotect" and rv and len(args) >= 3:
+            # Speakeasy records protection changes only for VirtualProtectEx.
+            address, size, protect = (int(getattr(a, "value", 0) or 0) for a in args[:3])
+            executable = bool(protect & 0xF0)
+            if executable:
+                self._protect_ranges.append((address, size))
+            self.recorder.emit(
+                MemoryProtect,
+                stage=stage,
+                address=address,
+                size=size,
+                protect=_render_arg(args[2]),
+                executable=executable,
+            )
         elif func in LOAD_LIBRARY_APIS and rv:
             name = self._string_arg(args, func, 0) or ""
             mod = self.emu.get_module_from_addr(rv)
