@@ -320,11 +320,11 @@ class SpeakeasyBackend:
         ) -> int:
             limits = self.plan.limits
             if size > limits.max_allocation:
-                raise ReplayStop(
+                raise self._fail(
                     "limit", f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
                 )
             if self._mapped_total + size > limits.max_mapped_memory:
-                raise ReplayStop(
+                raise self._fail(
                     "limit", f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
                 )
             address = original_mem_map(
@@ -406,6 +406,13 @@ class SpeakeasyBackend:
             "RegSetValueExW",
         ):
             self.se.add_api_hook(predefined_key, "advapi32", name)
+
+    def _fail(self, status: str, detail: str, limit: str | None = None) -> ReplayStop:
+        """Remember why the replay stops: Speakeasy turns exceptions in handlers into run errors."""
+        stop = ReplayStop(status, detail, limit)
+        if self._stop is None:
+            self._stop = stop
+        return stop
 
     def _install_handler(self, handler: ApiHandler) -> None:
         conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL

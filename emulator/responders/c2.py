@@ -33,7 +33,10 @@ class VictimIdSpec(BaseModel):
         if sum(x is not None for x in (self.cookie, self.header, self.body_regex)) != 1:
             raise ValueError("give exactly one of cookie, header, body_regex")
         if self.body_regex is not None:
-            re.compile(self.body_regex)
+            try:
+                re.compile(self.body_regex)
+            except re.error as err:
+                raise ValueError(f"body_regex is not a valid regular expression: {err}") from err
         return self
 
 

@@ -33,7 +33,10 @@ class GithubResponder(Responder):
         if request.method not in ("GET", "HEAD"):
             return HttpResponse(405, {"Content-Type": "text/plain"}, b"405: Method Not Allowed")
         relative = unquote(request.path.split("?", 1)[0]).lstrip("/")
-        candidate = (self.root / relative).resolve()
+        try:
+            candidate = (self.root / relative).resolve()
+        except (ValueError, OSError):  # NUL bytes, over-long names: not a file we serve
+            return HttpResponse(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404: Not Found")
         # Only files inside the root: a guest path with ../ must not reach the host's files.
         if not candidate.is_relative_to(self.root) or not candidate.is_file() or len(relative.split("/")) < 4:
             return HttpResponse(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404: Not Found")
