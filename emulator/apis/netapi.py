@@ -103,6 +103,28 @@ def read_body(api: GuestApi, request: Request, buffer: int, size: int) -> bytes:
     return chunk
 
 
+def data_available(api: GuestApi, handle: int, out_ptr: int) -> int:
+    """InternetQueryDataAvailable / WinHttpQueryDataAvailable: bytes left in the response body."""
+    request = _services(api).get(handle, Request)
+    if request is None or request.response is None:
+        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
+        return 0
+    api.write_u32(out_ptr, len(request.response.body) - request.offset)
+    return 1
+
+
+def read_data(api: GuestApi, argv: list[int]) -> int:
+    """InternetReadFile / WinHttpReadData (handle, buffer, size, bytes_read)."""
+    handle, buffer, size, read_ptr = argv[:4]
+    request = _services(api).get(handle, Request)
+    if request is None or request.response is None:
+        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
+        return 0
+    chunk = read_body(api, request, buffer, size & 0xFFFFFFFF)
+    api.write_u32(read_ptr, len(chunk))
+    return 1
+
+
 def query_header(request: Request, level: int, custom_name: str = "") -> str | None:
     """The text of a header query, or None when the header does not exist."""
     info = level & ~QUERY_MODIFIER_MASK

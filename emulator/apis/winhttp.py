@@ -14,9 +14,10 @@ from emulator.apis.netapi import (
     Connection,
     Request,
     Session,
+    data_available,
     parse_header_block,
     query_header,
-    read_body,
+    read_data,
     send,
     write_query_result,
 )
@@ -101,24 +102,12 @@ def winhttp_query_headers(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("winhttp", "WinHttpQueryDataAvailable", argc=2)
 def winhttp_query_data_available(api: GuestApi, argv: list[int]) -> int:
-    request = _services(api).get(argv[0], Request)
-    if request is None or request.response is None:
-        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
-        return 0
-    api.write_u32(argv[1], len(request.response.body) - request.offset)
-    return 1
+    return data_available(api, argv[0], argv[1])
 
 
 @apihook("winhttp", "WinHttpReadData", argc=4)
 def winhttp_read_data(api: GuestApi, argv: list[int]) -> int:
-    handle, buffer, size, read_ptr = argv
-    request = _services(api).get(handle, Request)
-    if request is None or request.response is None:
-        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
-        return 0
-    chunk = read_body(api, request, buffer, size & 0xFFFFFFFF)
-    api.write_u32(read_ptr, len(chunk))
-    return 1
+    return read_data(api, argv)
 
 
 @apihook("winhttp", "WinHttpCloseHandle", argc=1)

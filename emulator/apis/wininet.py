@@ -9,16 +9,16 @@ from emulator.apis.core import GuestApi, apihook, is_wide
 from emulator.apis.netapi import (
     ERROR_CANNOT_CONNECT,
     ERROR_HEADER_NOT_FOUND,
-    ERROR_INCORRECT_HANDLE_STATE,
     ERROR_INVALID_HANDLE,
     ERROR_NAME_NOT_RESOLVED,
     FLAG_SECURE,
     Connection,
     Request,
     Session,
+    data_available,
     parse_header_block,
     query_header,
-    read_body,
+    read_data,
     send,
     write_query_result,
 )
@@ -129,24 +129,12 @@ def http_query_info(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("wininet", "InternetQueryDataAvailable", argc=4)
 def internet_query_data_available(api: GuestApi, argv: list[int]) -> int:
-    request = _services(api).get(argv[0], Request)
-    if request is None or request.response is None:
-        api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
-        return 0
-    api.write_u32(argv[1], len(request.response.body) - request.offset)
-    return 1
+    return data_available(api, argv[0], argv[1])
 
 
 @apihook("wininet", "InternetReadFile", argc=4)
 def internet_read_file(api: GuestApi, argv: list[int]) -> int:
-    handle, buffer, size, read_ptr = argv
-    request = _services(api).get(handle, Request)
-    if request is None or request.response is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    chunk = read_body(api, request, buffer, size & 0xFFFFFFFF)
-    api.write_u32(read_ptr, len(chunk))
-    return 1
+    return read_data(api, argv)
 
 
 @apihook("wininet", "InternetCloseHandle", argc=1)
