@@ -73,8 +73,8 @@ def parse_header_block(text: str) -> dict[str, str]:
     return headers
 
 
-def send(api: GuestApi, request: Request, body: bytes) -> HttpResponse | None:
-    """Hand the request to the responders; None when the host is unreachable."""
+def send(api: GuestApi, request: Request, body: bytes) -> int:
+    """Hand the request to the responders: 1, or 0 with the last error set when unreachable."""
     services = _services(api)
     headers = {"User-Agent": request.connection.session.agent, "Host": request.connection.host}
     headers.update(request.headers)
@@ -89,7 +89,49 @@ def send(api: GuestApi, request: Request, body: bytes) -> HttpResponse | None:
     )
     request.response = services.network.http(http_request)
     request.offset = 0
-    return request.response
+    if request.response is None:
+        reachable = services.network.accepts_connection(request.connection.host)
+        api.set_last_error(ERROR_CANNOT_CONNECT if reachable else ERROR_NAME_NOT_RESOLVED)
+        return 0
+    return 1
+
+
+def add_headers(api: GuestApi, handle: int, text: int, length: int, wide: bool) -> int:
+    """HttpAddRequestHeaders / WinHttpAddRequestHeaders."""
+    request = _services(api).get(handle, Request)
+    if request is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    request.headers.update(parse_header_block(api.read_counted_string(text, length, wide)))
+    return 1
+
+
+def send_request(
+    api: GuestApi, handle: int, headers: int, headers_len: int, optional: int, optional_len: int, wide: bool
+) -> int:
+    """HttpSendRequest / WinHttpSendRequest: extra headers, optional body, then the exchange."""
+    request = _services(api).get(handle, Request)
+    if request is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    if headers:
+        request.headers.update(parse_header_block(api.read_counted_string(headers, headers_len, wide)))
+    return send(api, request, api.read(optional, optional_len) if optional else b"")
+
+
+def query_info(
+    api: GuestApi, handle: int, level: int, custom_name: str, buffer: int, length_ptr: int, wide: bool
+) -> int:
+    """HttpQueryInfo / WinHttpQueryHeaders: the responder's status and headers, truthfully."""
+    request = _services(api).get(handle, Request)
+    if request is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    text = query_header(request, level, custom_name)
+    if text is None:
+        api.set_last_error(ERROR_HEADER_NOT_FOUND)
+        return 0
+    return int(write_query_result(api, text, level, buffer, length_ptr, wide))
 
 
 def read_body(api: GuestApi, request: Request, buffer: int, size: int) -> bytes:

@@ -5,21 +5,17 @@ from __future__ import annotations
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
 from emulator.apis.netapi import (
-    ERROR_CANNOT_CONNECT,
-    ERROR_HEADER_NOT_FOUND,
     ERROR_INCORRECT_HANDLE_STATE,
     ERROR_INVALID_HANDLE,
-    ERROR_NAME_NOT_RESOLVED,
     FLAG_SECURE,
     Connection,
     Request,
     Session,
+    add_headers,
     data_available,
-    parse_header_block,
-    query_header,
+    query_info,
     read_data,
-    send,
-    write_query_result,
+    send_request,
 )
 
 
@@ -52,29 +48,13 @@ def winhttp_open_request(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("winhttp", "WinHttpAddRequestHeaders", argc=4)
 def winhttp_add_request_headers(api: GuestApi, argv: list[int]) -> int:
-    request = _services(api).get(argv[0], Request)
-    if request is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    request.headers.update(parse_header_block(api.read_counted_string(argv[1], argv[2], wide=True)))
-    return 1
+    return add_headers(api, argv[0], argv[1], argv[2], wide=True)
 
 
 @apihook("winhttp", "WinHttpSendRequest", argc=7)
 def winhttp_send_request(api: GuestApi, argv: list[int]) -> int:
     handle, headers, headers_len, optional, optional_len, _total, _context = argv
-    request = _services(api).get(handle, Request)
-    if request is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    if headers:
-        request.headers.update(parse_header_block(api.read_counted_string(headers, headers_len, wide=True)))
-    body = api.read(optional, optional_len) if optional else b""
-    if send(api, request, body) is None:
-        reachable = _services(api).network.accepts_connection(request.connection.host)
-        api.set_last_error(ERROR_CANNOT_CONNECT if reachable else ERROR_NAME_NOT_RESOLVED)
-        return 0
-    return 1
+    return send_request(api, handle, headers, headers_len, optional, optional_len, wide=True)
 
 
 @apihook("winhttp", "WinHttpReceiveResponse", argc=2)
@@ -89,15 +69,8 @@ def winhttp_receive_response(api: GuestApi, argv: list[int]) -> int:
 @apihook("winhttp", "WinHttpQueryHeaders", argc=6)
 def winhttp_query_headers(api: GuestApi, argv: list[int]) -> int:
     handle, level, name, buffer, length_ptr, _index = argv
-    request = _services(api).get(handle, Request)
-    if request is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    text = query_header(request, level, api.read_string(name, wide=True) if name else "")
-    if text is None:
-        api.set_last_error(ERROR_HEADER_NOT_FOUND)
-        return 0
-    return int(write_query_result(api, text, level, buffer, length_ptr, wide=True))
+    custom = api.read_string(name, wide=True) if name else ""
+    return query_info(api, handle, level, custom, buffer, length_ptr, wide=True)
 
 
 @apihook("winhttp", "WinHttpQueryDataAvailable", argc=2)

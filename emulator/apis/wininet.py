@@ -7,30 +7,23 @@ from urllib.parse import urlsplit
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook, is_wide
 from emulator.apis.netapi import (
-    ERROR_CANNOT_CONNECT,
-    ERROR_HEADER_NOT_FOUND,
     ERROR_INVALID_HANDLE,
-    ERROR_NAME_NOT_RESOLVED,
     FLAG_SECURE,
+    QUERY_CUSTOM,
     Connection,
     Request,
     Session,
+    add_headers,
     data_available,
     parse_header_block,
-    query_header,
+    query_info,
     read_data,
     send,
-    write_query_result,
+    send_request,
 )
 
 INTERNET_DEFAULT_HTTPS_PORT = 443
 INTERNET_DEFAULT_HTTP_PORT = 80
-
-
-def _unreachable(api: GuestApi, host: str) -> int:
-    reachable = _services(api).network.accepts_connection(host)
-    api.set_last_error(ERROR_CANNOT_CONNECT if reachable else ERROR_NAME_NOT_RESOLVED)
-    return 0
 
 
 @apihook("wininet", ["InternetOpenA", "InternetOpenW"], argc=5)
@@ -65,27 +58,13 @@ def http_open_request(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("wininet", ["HttpAddRequestHeadersA", "HttpAddRequestHeadersW"], argc=4)
 def http_add_request_headers(api: GuestApi, argv: list[int]) -> int:
-    request = _services(api).get(argv[0], Request)
-    if request is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    request.headers.update(parse_header_block(api.read_counted_string(argv[1], argv[2], is_wide(api))))
-    return 1
+    return add_headers(api, argv[0], argv[1], argv[2], is_wide(api))
 
 
 @apihook("wininet", ["HttpSendRequestA", "HttpSendRequestW"], argc=5)
 def http_send_request(api: GuestApi, argv: list[int]) -> int:
     handle, headers, headers_len, optional, optional_len = argv
-    request = _services(api).get(handle, Request)
-    if request is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    if headers:
-        request.headers.update(parse_header_block(api.read_counted_string(headers, headers_len, is_wide(api))))
-    body = api.read(optional, optional_len) if optional else b""
-    if send(api, request, body) is None:
-        return _unreachable(api, request.connection.host)
-    return 1
+    return send_request(api, handle, headers, headers_len, optional, optional_len, is_wide(api))
 
 
 @apihook("wininet", ["InternetOpenUrlA", "InternetOpenUrlW"], argc=6)
@@ -107,24 +86,18 @@ def internet_open_url(api: GuestApi, argv: list[int]) -> int:
     request = Request(Connection(session, parts.hostname or "", port), "GET", path, secure)
     if argv[2]:
         request.headers.update(parse_header_block(api.read_counted_string(argv[2], argv[3], wide)))
-    if send(api, request, b"") is None:
-        return _unreachable(api, request.connection.host)
+    if not send(api, request, b""):
+        return 0
     return services.new_handle(request)
 
 
 @apihook("wininet", ["HttpQueryInfoA", "HttpQueryInfoW"], argc=5)
 def http_query_info(api: GuestApi, argv: list[int]) -> int:
     handle, level, buffer, length_ptr, _index = argv
-    request = _services(api).get(handle, Request)
-    if request is None:
-        api.set_last_error(ERROR_INVALID_HANDLE)
-        return 0
-    custom = api.read_string(buffer, is_wide(api), max_chars=256) if (level & 0xFFFF) == 65 and buffer else ""
-    text = query_header(request, level, custom)
-    if text is None:
-        api.set_last_error(ERROR_HEADER_NOT_FOUND)
-        return 0
-    return int(write_query_result(api, text, level, buffer, length_ptr, is_wide(api)))
+    wide = is_wide(api)
+    # HTTP_QUERY_CUSTOM passes the header's name in the output buffer.
+    custom = api.read_string(buffer, wide, max_chars=256) if (level & 0xFFFF) == QUERY_CUSTOM and buffer else ""
+    return query_info(api, handle, level, custom, buffer, length_ptr, wide)
 
 
 @apihook("wininet", "InternetQueryDataAvailable", argc=4)
