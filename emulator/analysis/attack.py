@@ -13,7 +13,7 @@ from typing import Any
 
 import networkx as nx
 
-from emulator.analysis.stages import Stage
+from emulator.analysis.stages import Stage, decoded_trailers
 from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
 
 
@@ -167,20 +167,8 @@ def _decrypt_from_magic(
 
 
 def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
-    import base64
-    import binascii
-
-    if ciphertext[:64] in carrier:
-        return True
-    index = carrier.find(b"$")
-    while index != -1:
-        try:
-            if ciphertext[:64] in base64.b64decode(carrier[index + 1 :].split(b"\0", 1)[0]):
-                return True
-        except (binascii.Error, ValueError):
-            pass
-        index = carrier.find(b"$", index + 1)
-    return False
+    needle = ciphertext[:64]
+    return needle in carrier or any(needle in decoded for decoded in decoded_trailers(carrier))
 
 
 def _stage_kind(

@@ -8,7 +8,10 @@ whose headers were copied from one of those.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from emulator.events import DataBuffer, Event, NetworkExchange, StageStart
@@ -194,20 +197,19 @@ def _origin_of_input(buffer: DataBuffer, sources: list[_Source], blobs: dict[str
             return source
     # The ciphertext may have been decoded first (base64 in an image trailer): look for the
     # input in decoded forms of earlier bodies.
-    import base64
-    import binascii
-
     for source in reversed(sources):
-        if source.seq >= buffer.seq:
-            continue
-        for start in _trailer_starts(source.data):
-            try:
-                decoded = base64.b64decode(source.data[start:].split(b"\0", 1)[0], validate=False)
-            except (binascii.Error, ValueError):
-                continue
-            if needle in decoded:
-                return _Source(source.data, source.kind, source.ref, source.seq, source.address, [*source.evidence])
+        if source.seq < buffer.seq and any(needle in decoded for decoded in decoded_trailers(source.data)):
+            return _Source(source.data, source.kind, source.ref, source.seq, source.address, [*source.evidence])
     return None
+
+
+def decoded_trailers(data: bytes) -> Iterator[bytes]:
+    """Base64 text after each ``$`` marker, decoded: how an image carries a hidden payload."""
+    for start in _trailer_starts(data):
+        try:
+            yield base64.b64decode(data[start:].split(b"\0", 1)[0], validate=False)
+        except (binascii.Error, ValueError):
+            continue
 
 
 def _trailer_starts(data: bytes) -> list[int]:

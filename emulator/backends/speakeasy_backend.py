@@ -85,7 +85,12 @@ SYNC_APIS = {
 LOAD_LIBRARY_APIS = {"loadlibrarya", "loadlibraryw", "loadlibraryexa", "loadlibraryexw"}
 ERROR_ALREADY_EXISTS = 183
 # Speakeasy's run error types, mapped to report outcome statuses.
-LIMIT_ERRORS = {"max_api_count": "api_limit", "max_instructions": "instruction_limit", "timeout": "timeout"}
+# Speakeasy's run error -> (report outcome status, name of the limit in emulator/limits.py).
+LIMIT_ERRORS = {
+    "max_api_count": ("api_limit", "max_api_calls"),
+    "max_instructions": ("instruction_limit", "max_instructions"),
+    "timeout": ("timeout", "timeout"),
+}
 
 logging.getLogger("speakeasy").setLevel(logging.CRITICAL)
 
@@ -150,11 +155,12 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config = get_default_config_dict()
     env = dict(config["env"])
     env.update(_user_dirs(plan))
+    # Speakeasy looks names up lower-cased (GetEnvironmentVariable, ExpandEnvironmentStrings),
+    # so every key is stored lower-cased, once.
     env.update({k.lower(): v for k, v in plan.env.items()})
     if plan.sandbox_marker:
         env[SANDBOX_MARKER_NAME.lower()] = SANDBOX_MARKER_VALUE
-    # Speakeasy looks variables up case-sensitively; give both spellings.
-    config["env"] = {**{k.upper(): v for k, v in env.items()}, **env}
+    config["env"] = env
     config["hostname"] = plan.hostname
     config["domain"] = plan.domain
     config["user"] = {**config["user"], "name": plan.user}
@@ -789,12 +795,7 @@ class SpeakeasyBackend:
             return
         for summary in result.runs:
             if summary.error in LIMIT_ERRORS:
-                result.status = LIMIT_ERRORS[summary.error]
-                result.limit = {
-                    "api_limit": "max_api_calls",
-                    "instruction_limit": "max_instructions",
-                    "timeout": "timeout",
-                }[result.status]
+                result.status, result.limit = LIMIT_ERRORS[summary.error]
                 result.detail = f"run {summary.kind}: {summary.error_detail or summary.error}"
                 return
             if summary.error == "unsupported_api":
