@@ -17,6 +17,7 @@ SANDBOX_MARKER_NAME = "CHAINREPLAY_SANDBOX"
 SANDBOX_MARKER_VALUE = "replay-only"
 DEFAULT_USER = "analyst"
 DEFAULT_START_TIME = 1680091200.0  # 2023-03-29T12:00:00Z, the week the 3CX compromise was disclosed
+MAX_START_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a SYSTEMTIME / datetime can hold
 
 
 class StringArg(BaseModel):
@@ -81,7 +82,7 @@ class ReplayPlan(BaseModel):
     os_version: tuple[int, int, int] = (10, 0, 19045)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
     seed: int = 1
-    start_time: float = DEFAULT_START_TIME
+    start_time: float = Field(DEFAULT_START_TIME, ge=0, le=MAX_START_TIME, allow_inf_nan=False)
     limits: Limits = Field(default_factory=Limits)
     responders: list[ResponderConfig] = Field(default_factory=list)
     network_default: Literal["nxdomain", "refused", "404"] = "nxdomain"

@@ -16,6 +16,7 @@ from emulator.limits import Limits
 from emulator.plan import (
     DEFAULT_START_TIME,
     DEFAULT_USER,
+    MAX_START_TIME,
     ExportCall,
     RegistryKey,
     RegistryValue,
@@ -41,7 +42,13 @@ class ScenarioMeta(_Strict):
     name: str = Field(description="Short name; the default output folder is reports/<name>/.")
     description: str = ""
     seed: int = Field(1, description="Seed for rand(), CryptGenRandom and friends.")
-    start_time: float = Field(DEFAULT_START_TIME, description="Guest clock at the start, Unix seconds.")
+    start_time: float = Field(
+        DEFAULT_START_TIME,
+        ge=0,
+        le=MAX_START_TIME,
+        allow_inf_nan=False,
+        description="Guest clock at the start, Unix seconds (0 to 253402300799, 9999-12-31T23:59:59Z).",
+    )
     host_process: str | None = Field(default=None, description="Application that loads the entry DLL.")
 
 
@@ -146,10 +153,15 @@ def read_scenario_file(folder: Path) -> ScenarioFile:
 
 
 def _inside(folder: Path, relative: str, key: str, scenario_path: Path) -> Path:
-    candidate = (folder / relative).resolve()
-    if not candidate.is_relative_to(folder.resolve()):
+    try:
+        candidate = (folder / relative).resolve()
+        inside = candidate.is_relative_to(folder.resolve())
+        exists = inside and candidate.is_file()
+    except (ValueError, OSError) as err:  # NUL bytes, names over 255 bytes, loops
+        raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is not a valid path") from err
+    if not inside:
         raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is outside the scenario folder")
-    if not candidate.is_file():
+    if not exists:
         raise ScenarioError(f"{scenario_path}: {key}: file {relative!r} not found")
     return candidate
 
@@ -222,7 +234,16 @@ def load_scenario(
     for i, r in enumerate(spec.responders):
         options = dict(r.model_extra or {})
         class_path = options.pop("class", None)
+        if class_path is not None and not isinstance(class_path, str):
+            raise ScenarioError(
+                f"{scenario_path}: responders[{i}].class: expected a string 'package.module:ClassName', "
+                f"got {type(class_path).__name__}"
+            )
         options = options.pop("options", options)
+        if not isinstance(options, dict):
+            raise ScenarioError(
+                f"{scenario_path}: responders[{i}].options: expected a table, got {type(options).__name__}"
+            )
         responders.append(
             ResponderConfig(type=r.type, name=r.name or f"{r.type}{i}", class_path=class_path, options=options)
         )

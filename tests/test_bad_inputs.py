@@ -386,52 +386,51 @@ BAD_SCENARIOS: list[Any] = [
         'victim_id = { body_regex = "(" }\nroutes = [{}]\n',
         ["responders[0]", "body_regex"],
     ),
-    pytest.param(
+    (
         "nul_in_target_path",
         GOOD_SCENARIO.replace('path = "hello.dll"', 'path = "hel\\u0000lo.dll"'),
-        ["target.path"],
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: scenario._inside: Path.resolve() raises ValueError (embedded null byte)"
-        ),
+        ["target.path", "is not a valid path"],
     ),
-    pytest.param(
+    (
         "long_target_path",
         GOOD_SCENARIO.replace('path = "hello.dll"', f'path = "{"x" * 300}"'),
-        ["target.path"],
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: scenario._inside: is_file() raises OSError ENAMETOOLONG, not ScenarioError"
-        ),
+        ["target.path", "is not a valid path"],
     ),
-    pytest.param(
+    (
+        "long_file_path",
+        GOOD_SCENARIO + f'\n[[files]]\nemu_path = "C:\\\\x"\npath = "{"y" * 300}"\n',
+        ["files[0].path", "is not a valid path"],
+    ),
+    (
+        "nul_in_body_file",
+        GOOD_SCENARIO + '\n[[responders]]\ntype = "static"\nhosts = ["x.test"]\n'
+        'response = { body_file = "a\\u0000b" }\n',
+        ["responders[0].response.body_file", "is not a valid path"],
+    ),
+    (
         "responder_options_not_table",
         GOOD_SCENARIO + '\n[[responders]]\ntype = "static"\noptions = 5\n',
-        ["responders[0]", "options"],
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: scenario.load_scenario builds ResponderConfig(options=5): "
-            "pydantic ValidationError escapes (traceback)",
-        ),
+        ["responders[0].options", "expected a table"],
     ),
-    pytest.param(
+    (
         "responder_class_not_str",
         GOOD_SCENARIO + '\n[[responders]]\ntype = "python"\nclass = 5\n',
-        ["responders[0]", "class"],
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: scenario.load_scenario builds ResponderConfig(class_path=5): "
-            "pydantic ValidationError escapes (traceback)",
-        ),
+        ["responders[0].class", "expected a string"],
     ),
-    pytest.param(
+    (
         "start_time_out_of_range",
         GOOD_SCENARIO.replace('name = "bad-inputs"', 'name = "bad-inputs"\nstart_time = 1e300'),
-        ["scenario.start_time"],
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: ScenarioMeta.start_time is unbounded; the replay runs, then "
-            "replay.build_report's datetime.fromtimestamp raises OverflowError: "
-            "traceback, no report.json",
-        ),
+        ["scenario.start_time", "less than or equal to 253402300799"],
+    ),
+    (
+        "start_time_negative",
+        GOOD_SCENARIO.replace('name = "bad-inputs"', 'name = "bad-inputs"\nstart_time = -1'),
+        ["scenario.start_time", "greater than or equal to 0"],
+    ),
+    (
+        "start_time_nan",
+        GOOD_SCENARIO.replace('name = "bad-inputs"', 'name = "bad-inputs"\nstart_time = nan'),
+        ["scenario.start_time", "finite"],
     ),
     ("bad_limit", GOOD_SCENARIO + "\n[limits]\ntimeout = -1\n", ["limits.timeout"]),
     ("unknown_limit", GOOD_SCENARIO + "\n[limits]\nmax_bananas = 1\n", ["limits.max_bananas", "unknown key"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from emulator.apis.core import GuestApi, apihook
+from emulator.plan import MAX_START_TIME
 from emulator.services import ReplayServices
 
 WAIT_TIMEOUT = 0x102
@@ -61,7 +62,8 @@ def _write_systemtime(api: GuestApi, address: int, when: dt.datetime) -> None:
 
 @apihook("kernel32", ["GetSystemTime", "GetLocalTime"], argc=1)
 def get_system_time(api: GuestApi, argv: list[int]) -> int:
-    when = dt.datetime.fromtimestamp(_services(api).clock.now_unix(), tz=dt.UTC)
+    # A SYSTEMTIME (and a datetime) ends with year 9999: a clock slept past it stays there.
+    when = dt.datetime.fromtimestamp(min(_services(api).clock.now_unix(), MAX_START_TIME + 0.999), tz=dt.UTC)
     _write_systemtime(api, argv[0], when)
     return 0
 
