@@ -300,15 +300,8 @@ def github(tmp_path: Path) -> GithubResponder:
         "/o/r/main/link.txt",
         "/o/r/main/..\\..\\..\\..\\secret.txt",
         "/o/r/main/file.txt%00.png",
-        pytest.param(
-            "/o/r/main/" + "x" * 300,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=OSError,
-                reason="bug: emulator/responders/github.py respond(): candidate.is_file() raises OSError "
-                "ENAMETOOLONG for a path component over 255 bytes instead of answering 404",
-            ),
-        ),
+        "/o/r/main/" + "x" * 300,
+        "/o/r/" + "x" * 300 + "/file.txt",
     ],
 )
 def test_github_root_cannot_be_escaped(github: GithubResponder, path: str) -> None:

@@ -33,14 +33,15 @@ class GithubResponder(Responder):
         if request.method not in ("GET", "HEAD"):
             return HttpResponse(405, {"Content-Type": "text/plain"}, b"405: Method Not Allowed")
         relative = unquote(request.path.split("?", 1)[0]).lstrip("/")
+        not_found = HttpResponse(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404: Not Found")
         try:
             candidate = (self.root / relative).resolve()
-        except (ValueError, OSError):  # NUL bytes, over-long names: not a file we serve
-            return HttpResponse(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404: Not Found")
-        # Only files inside the root: a guest path with ../ must not reach the host's files.
-        if not candidate.is_relative_to(self.root) or not candidate.is_file() or len(relative.split("/")) < 4:
-            return HttpResponse(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404: Not Found")
-        body = candidate.read_bytes()
+            # Only files inside the root: a guest path with ../ must not reach the host's files.
+            if not candidate.is_relative_to(self.root) or len(relative.split("/")) < 4 or not candidate.is_file():
+                return not_found
+            body = candidate.read_bytes()
+        except (ValueError, OSError):  # NUL bytes, names over 255 bytes, unreadable: not a file we serve
+            return not_found
         content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
         headers = {
             "Content-Type": content_type if content_type.startswith("text") else "application/octet-stream",
