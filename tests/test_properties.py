@@ -1,9 +1,8 @@
 """Property tests (Hypothesis): request handling, the scenario loader, URL parsing, trailer parsing.
 
-Known bugs are kept out of the generated inputs here (so these stay green) and pinned by
-explicit xfail tests elsewhere: >255-byte names in github responder paths, NUL bytes and
->255-byte names in scenario paths, ``options``/``class`` of the wrong type in a responder
-section (see tests/test_bad_inputs.py, tests/test_containment.py).
+The generated text includes NUL bytes and path components over 255 bytes, and responder
+sections may carry ``options``/``class`` of any type: each is a one-line ScenarioError or a 404,
+never an exception of another kind.
 """
 
 from __future__ import annotations
@@ -40,8 +39,10 @@ MAKE_DATA = REPO / "scenarios" / "3cx" / "tools" / "make_data.py"
 
 PROPS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-# Text without NUL (known scenario._inside bug) and short enough that no path component passes 255 bytes.
-safe_text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=60)
+# Any text TOML can hold (no lone surrogates), including NUL and path components over 255 bytes.
+safe_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60) | st.sampled_from(
+    ["x" * 300, "a\0b", "\0", "\u202ecod.exe"]
+)
 methods = st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "get", ""]) | safe_text
 path_parts = (
     st.sampled_from(
@@ -193,6 +194,8 @@ RESPONDER_KEYS = [
     "states",
     "action",
     "next_state",
+    "options",
+    "class",
 ]
 
 scalars = (

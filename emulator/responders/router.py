@@ -122,11 +122,9 @@ class NetworkRouter:
             )
         else:
             try:
-                response = responder.respond(request)
-                if not isinstance(response, HttpResponse):
-                    raise TypeError(f"respond() returned {type(response).__name__}, not HttpResponse")
+                response = checked_response(responder.respond(request))
             except Exception as err:  # a user responder's bug must not end the replay
-                error = f"{type(err).__name__}: {err}"
+                error = safe_text(f"{type(err).__name__}: {err}")
                 response = HttpResponse(500, {"Content-Type": "text/plain"}, b"responder error")
         if response is not None and len(response.body) > MAX_RESPONSE_BODY:
             response = HttpResponse(response.status, response.headers, response.body[:MAX_RESPONSE_BODY])
@@ -186,6 +184,56 @@ class NetworkRouter:
         self.exchanges += 1
         if self.exchanges > self.max_exchanges:
             raise NetworkLimitReached(self.max_exchanges)
+
+
+class BadResponse(TypeError):
+    """A responder answered with something that is not a well-formed HTTP response."""
+
+
+def _short(value: object) -> str:
+    text = ascii(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def checked_response(response: object) -> HttpResponse:
+    """``response`` as a clean :class:`HttpResponse`, or :class:`BadResponse` naming what is wrong.
+
+    A responder's answer reaches the guest's memory (status line, header block) and the report,
+    so it must be what a server could have sent: an int status 100..599, a dict of str headers
+    without CR, LF or NUL (no header injection into the block the guest parses) that encode as
+    Latin-1 (the bytes of an HTTP header), and a bytes body.
+    """
+    if not isinstance(response, HttpResponse):
+        raise BadResponse(f"respond() returned {type(response).__name__}, not HttpResponse")
+    status, headers, body = response.status, response.headers, response.body
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise BadResponse(f"status {_short(status)} is not an int from 100 to 599")
+    if not isinstance(headers, dict):
+        raise BadResponse(f"headers is {type(headers).__name__}, not dict[str, str]")
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise BadResponse(f"header {_short(name)}: {_short(value)} is not str: str")
+        if not name or any(c in name for c in ":\r\n\0"):
+            raise BadResponse(f"header name {_short(name)} is empty or holds ':', CR, LF or NUL")
+        if any(c in value for c in "\r\n\0"):
+            raise BadResponse(f"header {_short(name)} value holds CR, LF or NUL")
+        try:
+            name.encode("latin-1")
+            value.encode("latin-1")
+        except UnicodeEncodeError as err:
+            raise BadResponse(f"header {_short(name)}: {_short(value)} does not encode as Latin-1") from err
+        clean[name] = value
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    if not isinstance(body, bytes):
+        raise BadResponse(f"body is {type(body).__name__}, not bytes")
+    return HttpResponse(status, clean, body)
+
+
+def safe_text(text: str) -> str:
+    """``text`` with lone surrogates escaped, so it always serialises as UTF-8 JSON."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class NetworkLimitReached(Exception):
