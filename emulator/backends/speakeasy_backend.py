@@ -10,6 +10,7 @@ for that, which keeps compute-heavy stages at Unicorn speed.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import ntpath
 import struct
@@ -20,9 +21,11 @@ from typing import Any
 
 import speakeasy
 import speakeasy.common as se_common
+import speakeasy.engines.unicorn_eng as se_engine
 import unicorn as uc
 from speakeasy.config import get_default_config_dict
 from speakeasy.profiler import Run
+from speakeasy.report import ErrorInfo
 from speakeasy.profiler_events import (
     FILE_CREATE,
     FILE_OPEN,
@@ -92,7 +95,26 @@ LIMIT_ERRORS = {
     "timeout": ("timeout", "timeout"),
 }
 
+# Whether fast mode passes the instruction limit to Unicorn's native counter (costs a C call per
+# instruction) or bounds runaway code by the wall-clock timeout alone.
+FAST_MODE_COUNTS_INSTRUCTIONS = True
+
 logging.getLogger("speakeasy").setLevel(logging.CRITICAL)
+
+# Set while a fast-mode replay loads its images, before any guest code has run.
+_LOADING_BEFORE_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("loading_before_code", default=False)
+_ENGINE_MEM_WRITE = se_engine.EmuEngine.mem_write
+
+
+def _mem_write(engine: Any, addr: int, data: bytes) -> Any:
+    # Speakeasy invalidates translated code after every host write (about 15 us through
+    # ctypes); loading the decoy system DLLs makes ~17,000 writes before anything is translated.
+    if _LOADING_BEFORE_CODE.get():
+        return engine.emu.mem_write(addr, data)
+    return _ENGINE_MEM_WRITE(engine, addr, data)
+
+
+se_engine.EmuEngine.mem_write = _mem_write
 
 
 class BackendInputError(ValueError):
@@ -188,10 +210,111 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config["timeout"] = plan.limits.timeout
     config["max_total_time"] = plan.limits.timeout
     config["max_api_count"] = plan.limits.max_api_calls
-    config["max_instructions"] = plan.limits.max_instructions
+    # Speakeasy counts instructions with a per-instruction Python hook; fast mode counts natively.
+    config["max_instructions"] = plan.limits.max_instructions if plan.mode == "faithful" else -1
     config["analysis"] = {"memory_tracing": False, "strings": False, "coverage": False}
     config["api_hammering"] = {"enabled": False, "threshold": 2000}
     return config
+
+
+# ---- fast mode ----------------------------------------------------------------------------
+
+
+class _NativeRunner:
+    """Fast mode: guest code runs in Unicorn with no per-instruction Python hook.
+
+    Speakeasy keeps one code hook installed for the work it defers after each API call (SEH
+    dispatch, ending a run, unmapping temporary fault pages). "Disabling" it only flips a flag,
+    so every guest instruction still crosses into Python. Here that work runs just before
+    Unicorn resumes, which is exactly where the hook would first have fired; a native hook is
+    installed only while Speakeasy wants the work repeated on every instruction (until a SEH
+    handler has resumed). Work requested from inside a Unicorn callback yields to Python and
+    resumes transparently. The instruction limit uses Unicorn's own counter, in C.
+    """
+
+    def __init__(self, emu: Any, instruction_limit: int) -> None:
+        self.emu = emu
+        self.engine = emu.emu_eng
+        self.unicorn = emu.emu_eng.emu
+        self.instruction_limit = instruction_limit
+        self.pending = False
+        self.in_native = False
+        self.native_hook: int | None = None
+        self.flush_needed = False
+        self.stop_requested = False
+        self.yielded = False
+        self.native_starts = 0
+        self._engine_start = self.engine.start
+        self._engine_stop = self.engine.stop
+        # Speakeasy only enables its hook when one exists; this object stands in for it.
+        emu.tmp_code_hook = self
+        emu.enable_code_hook = self.enable
+        emu.disable_code_hook = self.disable
+        self.engine.start = self.start
+        self.engine.stop = self.stop
+
+    def enable(self) -> None:
+        if not self.in_native:
+            self.pending = True
+        elif self.native_hook is None and not self.pending:
+            self.pending = True
+            self.yielded = True
+            self._engine_stop()
+
+    def disable(self) -> None:
+        self.pending = False
+        if self.native_hook is not None:
+            self.unicorn.hook_del(self.native_hook)
+            self.native_hook = None
+            self.flush_needed = True
+
+    def stop(self) -> Any:
+        self.stop_requested = True
+        return self._engine_stop()
+
+    def _on_code(self, _uc: Any, address: int, size: int, _user: Any) -> None:
+        self.emu._hook_code_core(self.emu, address, size)
+
+    def start(self, address: int, timeout: float = 0, count: int = 0) -> Any:
+        deadline = time.monotonic() + timeout if timeout else None
+        while True:
+            if self.pending:
+                self.stop_requested = False
+                self.emu.set_pc(address)
+                self.emu._hook_code_core(self.emu, address, 0)
+                if self.stop_requested or self.emu.emu_complete:
+                    return None
+                if self.pending and self.native_hook is None:
+                    self.native_hook = self.unicorn.hook_add(uc.UC_HOOK_CODE, self._on_code)
+                address = self.emu.get_pc()
+            if self.flush_needed:
+                self.unicorn.ctl_flush_tb()
+                self.flush_needed = False
+            left = max(deadline - time.monotonic(), 1e-6) if deadline is not None else 0
+            self.stop_requested = self.yielded = False
+            self.in_native = True
+            self.native_starts += 1
+            try:
+                self._engine_start(address, timeout=left, count=self.instruction_limit or count)
+            finally:
+                self.in_native = False
+            if self.yielded and not self.stop_requested:
+                address = self.emu.get_pc()
+                continue
+            if self.instruction_limit and not self.stop_requested and not self.yielded:
+                if deadline is None or time.monotonic() < deadline:
+                    self._instruction_limit_reached()
+            return None
+
+    def _instruction_limit_reached(self) -> None:
+        emu = self.emu
+        pc = emu.get_pc()
+        if emu.api_registry.traps.get(pc) is not None or pc in (emu.return_hook, emu.exit_hook):
+            return
+        run = emu.curr_run
+        if run is not None and run.error is None:
+            run.error = ErrorInfo(type="max_instructions", pc=pc, count=self.instruction_limit)
+        emu.on_run_complete()
 
 
 # ---- guest memory adapter for the project's handlers --------------------------------------
@@ -258,6 +381,13 @@ class SpeakeasyBackend:
     # -- loading -----------------------------------------------------------------------------
 
     def _load(self) -> None:
+        token = _LOADING_BEFORE_CODE.set(self.plan.mode == "fast")
+        try:
+            self._load_images()
+        finally:
+            _LOADING_BEFORE_CODE.reset(token)
+
+    def _load_images(self) -> None:
         plan = self.plan
         data = Path(plan.target_path).read_bytes()
         self.se = speakeasy.Speakeasy(config=build_speakeasy_config(plan))
@@ -383,6 +513,8 @@ class SpeakeasyBackend:
         for handler in HANDLERS:
             self._install_handler(handler)
         self._install_compat_hooks()
+        if self.plan.mode == "fast":
+            self._runner = _NativeRunner(emu, FAST_MODE_COUNTS_INSTRUCTIONS and self.plan.limits.max_instructions)
 
     def _install_compat_hooks(self) -> None:
         """Argument fixes for Speakeasy handlers that are right except for one detail."""
