@@ -43,7 +43,12 @@ class Limits(BaseModel):
 
     timeout: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, description="Wall-clock seconds for the whole emulation.")
     max_instructions: int = Field(
-        DEFAULT_MAX_INSTRUCTIONS, gt=0, description="Emulated instructions per run (entry point, export or thread)."
+        DEFAULT_MAX_INSTRUCTIONS,
+        gt=0,
+        description=(
+            "Emulated instructions per run (faithful mode), or per stretch of guest code between two"
+            " API calls (fast mode, counted by Unicorn)."
+        ),
     )
     max_api_calls: int = Field(DEFAULT_MAX_API_CALLS, gt=0, description="API calls in the whole replay.")
     max_mapped_memory: int = Field(

@@ -68,7 +68,7 @@ class Recording:
     detail: str = "emulation did not report back"
     limit: str | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
-    instructions: int = 0
+    instructions: int | None = 0
     dropped: dict[str, str] = field(default_factory=dict)
     engine: str = ENGINE_UNKNOWN
     arch: str = ""

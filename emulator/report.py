@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA = "chainreplay/report/1"
+SCHEMA = "chainreplay/report/2"
 
 OutcomeStatus = Literal[
     "completed", "timeout", "instruction_limit", "api_limit", "unsupported_api", "limit", "containment", "error"
@@ -192,14 +192,14 @@ class Containment(_Model):
 class RunRecord(_Model):
     kind: str
     start: str
-    instructions: int
+    instructions: int | None = Field(description="Instructions emulated; null in fast mode, which does not count.")
     api_calls: int
     error: str | None = None
     error_detail: str | None = None
 
 
 class Stats(_Model):
-    instructions: int
+    instructions: int | None = Field(description="Instructions emulated; null in fast mode, which does not count.")
     api_calls: int
     events: int
     network_exchanges: int

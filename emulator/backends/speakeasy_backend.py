@@ -25,7 +25,6 @@ import speakeasy.engines.unicorn_eng as se_engine
 import unicorn as uc
 from speakeasy.config import get_default_config_dict
 from speakeasy.profiler import Run
-from speakeasy.report import ErrorInfo
 from speakeasy.profiler_events import (
     FILE_CREATE,
     FILE_OPEN,
@@ -41,6 +40,7 @@ from speakeasy.profiler_events import (
     THREAD_CREATE,
     THREAD_INJECT,
 )
+from speakeasy.report import ErrorInfo
 from speakeasy.winenv import arch as se_arch
 
 from emulator.apis import HANDLERS, GuestApi
@@ -114,7 +114,7 @@ def _mem_write(engine: Any, addr: int, data: bytes) -> Any:
     return _ENGINE_MEM_WRITE(engine, addr, data)
 
 
-se_engine.EmuEngine.mem_write = _mem_write
+se_engine.EmuEngine.mem_write = _mem_write  # type: ignore[method-assign]
 
 
 class BackendInputError(ValueError):
@@ -135,7 +135,7 @@ class ReplayStop(Exception):
 class RunSummary:
     kind: str
     start: int
-    instructions: int
+    instructions: int | None
     api_calls: int
     error: str | None = None
     error_detail: str | None = None
@@ -147,7 +147,7 @@ class BackendResult:
     detail: str = ""
     limit: str | None = None
     runs: list[RunSummary] = field(default_factory=list)
-    instructions: int = 0
+    instructions: int | None = 0
     dropped: dict[str, str] = field(default_factory=dict)  # guest path -> sha256 of final content
     engine: str = ENGINE_NAME
     arch: str = ""
@@ -301,9 +301,9 @@ class _NativeRunner:
             if self.yielded and not self.stop_requested:
                 address = self.emu.get_pc()
                 continue
-            if self.instruction_limit and not self.stop_requested and not self.yielded:
-                if deadline is None or time.monotonic() < deadline:
-                    self._instruction_limit_reached()
+            within_time = deadline is None or time.monotonic() < deadline
+            if self.instruction_limit and not self.stop_requested and within_time:
+                self._instruction_limit_reached()
             return None
 
     def _instruction_limit_reached(self) -> None:
@@ -905,6 +905,9 @@ class SpeakeasyBackend:
         result = self.result
         emu = self.emu
         if emu is not None:
+            # Only the faithful mode's per-instruction hook counts; fast mode does not know.
+            counted = self.plan.mode == "faithful"
+            result.instructions = 0 if counted else None
             profiler = emu.get_profiler()
             runs = list(getattr(profiler, "runs", []) or [])
             for run in runs:
@@ -912,13 +915,14 @@ class SpeakeasyBackend:
                 summary = RunSummary(
                     kind=str(run.type),
                     start=run.start_addr or 0,
-                    instructions=run.instr_cnt,
+                    instructions=run.instr_cnt if counted else None,
                     api_calls=run.num_apis,
                     error=getattr(error, "type", None) if error else None,
                     error_detail=_error_detail(error) if error else None,
                 )
                 result.runs.append(summary)
-                result.instructions += run.instr_cnt
+                if result.instructions is not None:
+                    result.instructions += run.instr_cnt
             self._collect_dropped()
         if self._stop is not None:
             result.status = self._stop.status
