@@ -158,7 +158,9 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
                 }
             ]
         else:
-            recording.status, recording.detail, recording.limit = result.status, result.detail, result.limit
+            recording.status, recording.detail, recording.limit = outcome_of(
+                result.status, result.detail, result.limit, [(r.kind, r.error, r.error_detail) for r in result.runs]
+            )
             recording.runs = [vars(r) for r in result.runs]
             recording.instructions = result.instructions
             recording.dropped = result.dropped
@@ -184,6 +186,35 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     recording.events = recorder.events
     recording.blobs = recorder.blobs
     return recording
+
+
+def is_guest_fault(error: str) -> bool:
+    """A run error the guest's own instructions caused: a bad memory access, a bad instruction,
+    an interrupt nothing handles (int3, divide by zero) or another CPU exception Unicorn raised."""
+    return error.startswith("invalid_") or error == "unhandled_interrupt" or "(UC_ERR_" in error
+
+
+def outcome_of(
+    status: str, detail: str, limit: str | None, runs: list[tuple[str, str | None, str | None]]
+) -> tuple[str, str, str | None]:
+    """The report outcome of an emulation that was not stopped by a limit or a containment refusal.
+
+    The engine calls a replay whose runs ended with an error "completed"; here the first such
+    error names the outcome: ``fault`` when the guest faulted, ``timeout`` when Speakeasy's
+    total-time budget ran out, ``error`` when an API handler failed (an emulator problem).
+    """
+    if status != "completed":
+        return status, detail, limit
+    for kind, error, error_detail in runs:
+        if not error:
+            continue
+        what = f"run {kind}: {error_detail or error}"
+        if error == "max_total_time":
+            return "timeout", what, "timeout"
+        if is_guest_fault(error):
+            return "fault", what, None
+        return "error", f"run {kind}: API handler failed: {error_detail or error}", None
+    return status, detail, limit
 
 
 def _child(plan: ReplayPlan, conn: Connection) -> None:

@@ -14,26 +14,18 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from emulator.cli import main
+from emulator.report import OutcomeStatus
 
 BINS = Path(__file__).resolve().parent / "bins"
 ROBUST = BINS / "robust"
 HELLO = BINS / "hello.dll"
 
-OUTCOMES = {
-    "completed",
-    "timeout",
-    "instruction_limit",
-    "api_limit",
-    "unsupported_api",
-    "limit",
-    "containment",
-    "error",
-}
+OUTCOMES = set(get_args(OutcomeStatus))
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -547,13 +539,65 @@ def test_unbounded_recursion_ends_with_a_named_outcome(tmp_path: Path, cli: Call
     assert result.rc == 0, result.err
     report = report_of(outdir)
     outcome = report["outcome"]
-    assert outcome["status"] in OUTCOMES
-    if outcome["status"] == "completed":
-        # the run faulted (stack exhausted): the outcome must say how it ended
-        assert outcome["detail"], outcome
+    assert outcome["status"] in ("fault", "timeout", "instruction_limit"), outcome
+    assert outcome["detail"], outcome
+    if outcome["status"] == "fault":
+        # the stack ran out: the outcome names the run and the fault, and the run records it
+        assert outcome["detail"].startswith("run shellcode: invalid_"), outcome
+        assert outcome["limit"] is None
         assert any(r["error"] for r in report["runs"]), report["runs"]
-    else:
-        assert outcome["detail"], outcome
+
+
+GUEST_FAULTS = [
+    ("null_read", b"\x48\x8b\x04\x25\x00\x00\x00\x00", "invalid_read pc=0x1000 address=0x0"),  # mov rax, [0]
+    ("null_write", b"\x48\xc7\x04\x25\x00\x00\x00\x00\x01\x00\x00\x00", "invalid_write pc=0x1000 address=0x0"),
+    ("jump_to_null", b"\x31\xc0\xff\xe0", "invalid_fetch pc=0x0 address=0x0"),  # xor eax, eax; jmp rax
+    ("ud2", b"\x0f\x0b", "Invalid instruction (UC_ERR_INSN_INVALID) pc=0x1000"),
+    ("int3", b"\xcc", "unhandled_interrupt pc=0x1001"),
+    ("divide_by_zero", b"\x31\xc0\xf7\xf0", "unhandled_interrupt pc=0x1002"),  # xor eax, eax; div eax
+]
+
+
+@pytest.mark.parametrize(("label", "code", "cause"), GUEST_FAULTS, ids=[f[0] for f in GUEST_FAULTS])
+def test_guest_fault_is_outcome_fault(
+    label: str, code: bytes, cause: str, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A fault in the guest's own code is outcome "fault" naming the run, the fault and the address."""
+    sample = write(tmp_path, f"{label}.bin", code)
+    outdir = tmp_path / "out"
+    result = cli("run", sample, "--shellcode", "--arch", "x64", "--timeout", "10", "-o", outdir, "-q")
+    assert result.rc == 0, result.err
+    report = report_of(outdir)
+    assert report["outcome"]["status"] == "fault", report["outcome"]
+    assert report["outcome"]["detail"].startswith(f"run shellcode: {cause}"), report["outcome"]
+    assert report["outcome"]["limit"] is None
+    assert [r["error"] for r in report["runs"]] == [cause.split(" pc=")[0]]
+
+
+def test_outcome_of_names_the_first_run_error() -> None:
+    from emulator.replay import outcome_of
+
+    ok = ("completed", "", None)
+    assert outcome_of(*ok, [("dll_entry", None, None)]) == ok
+    assert outcome_of(*ok, [("dll_entry", None, None), ("thread", "invalid_read", "invalid_read pc=0x5")]) == (
+        "fault",
+        "run thread: invalid_read pc=0x5",
+        None,
+    )
+    assert outcome_of(*ok, [("x", "max_total_time", "max_total_time pc=0x1")]) == (
+        "timeout",
+        "run x: max_total_time pc=0x1",
+        "timeout",
+    )
+    # a Python exception in an API handler is an emulator problem, not the guest's fault
+    assert outcome_of(*ok, [("x", "year 10000 is out of range", None)]) == (
+        "error",
+        "run x: API handler failed: year 10000 is out of range",
+        None,
+    )
+    # a limit or containment stop decided by the backend is kept as it is
+    stopped = ("limit", "more than 64 stages", "max_stages")
+    assert outcome_of(*stopped, [("x", "invalid_read", None)]) == stopped
 
 
 def test_huge_virtualalloc_hits_max_allocation(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
