@@ -1,8 +1,9 @@
 """Containment enforced while a replay runs: no host network, no writes outside the output folder.
 
-A Python audit hook refuses socket connects and name lookups and any file opened for writing
-outside the allowed folder. The emulation child allows no writes at all: it streams what it
-records to the parent, which is the only writer of the output folder.
+A Python audit hook refuses socket connects and name lookups, any file opened for writing or
+created, removed, renamed, linked, truncated or re-permissioned outside the allowed folder, and
+any host process started. The emulation child allows no writes at all: it streams what it
+records to the parent, which is the only writer of the output folder. See docs/containment.md.
 """
 
 from __future__ import annotations
@@ -32,6 +33,24 @@ NAME_LOOKUP_EVENTS = {
     "socket.getnameinfo",
 }
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+# Audit events that change the file system: event -> (indexes of the path arguments, index of
+# the dir_fd argument or None). A path relative to a dir_fd cannot be placed, so it is refused.
+FILE_CHANGE_EVENTS: dict[str, tuple[tuple[int, ...], int | None]] = {
+    "os.remove": ((0,), 1),
+    "os.rmdir": ((0,), 1),
+    "os.mkdir": ((0,), 2),
+    "os.rename": ((0, 1), 2),
+    "os.link": ((0, 1), 2),
+    "os.symlink": ((1,), 2),
+    "os.truncate": ((0,), None),
+    "os.chmod": ((0,), 2),
+    "os.chown": ((0,), 3),
+    "os.utime": ((0,), 3),
+    "os.mkfifo": ((0,), 2),
+    "os.mknod": ((0,), 3),
+    "shutil.rmtree": ((0,), 1),
+}
+PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn"}
 
 
 class ContainmentViolation(PermissionError):
@@ -45,6 +64,7 @@ class Guard:
     sockets_blocked: int = 0
     lookups_blocked: int = 0
     writes_blocked: int = 0
+    processes_blocked: int = 0
     violations: list[str] = field(default_factory=list)
 
     def __call__(self, event: str, args: tuple[object, ...]) -> None:
@@ -60,16 +80,30 @@ class Guard:
             path = args[0]
             if isinstance(path, int):
                 return
-            if not self._allowed(Path(os.fsdecode(path))):  # type: ignore[arg-type]
+            if not self._allowed(path):
                 self.writes_blocked += 1
-                self._refuse(f"write to {os.fsdecode(path)!r}")  # type: ignore[arg-type]
+                self._refuse(f"write to {_show(path)}")
+        elif event in FILE_CHANGE_EVENTS:
+            path_indexes, dir_fd_index = FILE_CHANGE_EVENTS[event]
+            dir_fd = args[dir_fd_index] if dir_fd_index is not None and len(args) > dir_fd_index else None
+            relative_to_fd = isinstance(dir_fd, int) and dir_fd >= 0
+            for index in path_indexes:
+                path = args[index] if len(args) > index else None
+                if isinstance(path, int):  # an open descriptor (fchmod, ftruncate): where does it point?
+                    path = _fd_target(path)
+                if (relative_to_fd and not Path(_decode(path)).is_absolute()) or not self._allowed(path):
+                    self.writes_blocked += 1
+                    self._refuse(f"{event} {_show(path)}")
+        elif event in PROCESS_EVENTS:
+            self.processes_blocked += 1
+            self._refuse(f"{event} {_show(args[0] if args else '')}")
 
-    def _allowed(self, path: Path) -> bool:
+    def _allowed(self, path: object) -> bool:
         if self.allowed_write_root is None:
             return False
         try:
-            resolved = path.resolve()
-        except OSError:
+            resolved = Path(_decode(path)).resolve()
+        except (OSError, ValueError, TypeError):
             return False
         return resolved.is_relative_to(self.allowed_write_root)
 
@@ -77,6 +111,24 @@ class Guard:
         if len(self.violations) < 100:
             self.violations.append(what)
         raise ContainmentViolation(f"containment: refused {what}")
+
+
+def _decode(path: object) -> str:
+    return os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else str(path)
+
+
+def _fd_target(fd: int) -> str:
+    link = Path(f"/proc/self/fd/{fd}")
+    try:
+        return str(link.readlink())
+    except OSError:
+        return str(link)  # not resolvable: outside any allowed folder, so refused
+
+
+def _show(path: object) -> str:
+    """The path as a repr (no control characters or lone surrogates reach the report), cut short."""
+    text = ascii(_decode(path))
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _is_write(mode: object, flags: object) -> bool:
@@ -94,14 +146,22 @@ def _dispatch(event: str, args: tuple[object, ...]) -> None:
 
 
 _installed = False
+_saved_dont_write_bytecode = False
 
 
 def install(guard: Guard) -> Guard:
-    """Activate ``guard`` (audit hooks cannot be removed; one dispatcher serves every guard)."""
-    global _installed
+    """Activate ``guard`` (audit hooks cannot be removed; one dispatcher serves every guard).
+
+    While a guard is active Python writes no bytecode caches: a module first imported during the
+    replay would otherwise try to write its ``__pycache__`` entry outside the allowed folder.
+    """
+    global _installed, _saved_dont_write_bytecode
     if not _installed:
         sys.addaudithook(_dispatch)
         _installed = True
+    if not _GUARDS:
+        _saved_dont_write_bytecode = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True
     _GUARDS.append(guard)
     guard.active = True
     return guard
@@ -111,3 +171,5 @@ def uninstall(guard: Guard) -> None:
     guard.active = False
     if guard in _GUARDS:
         _GUARDS.remove(guard)
+        if not _GUARDS:
+            sys.dont_write_bytecode = _saved_dont_write_bytecode

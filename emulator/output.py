@@ -64,9 +64,10 @@ def write_outputs(
     except Exception as err:  # a drawing problem must not lose the report
         graph_error = f"graph drawing failed: {type(err).__name__}: {err}"
     containment = Containment(
-        host_sockets_opened=0,
-        host_name_lookups=0,
-        writes_outside_outdir=guard.writes_blocked + recording.writes_blocked,
+        host_connects_refused=recording.sockets_blocked + guard.sockets_blocked,
+        host_name_lookups_refused=recording.lookups_blocked + guard.lookups_blocked,
+        writes_outside_outdir_refused=recording.writes_blocked + guard.writes_blocked,
+        host_processes_refused=recording.processes_blocked + guard.processes_blocked,
         violations=[*recording.violations, *guard.violations] + ([graph_error] if graph_error else []),
         isolation=recording.isolation,
     )

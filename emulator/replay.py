@@ -79,6 +79,7 @@ class Recording:
     sockets_blocked: int = 0
     lookups_blocked: int = 0
     writes_blocked: int = 0
+    processes_blocked: int = 0
     violations: list[str] = field(default_factory=list)
     isolation: str = "child process"
 
@@ -134,8 +135,9 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
             responders = [
                 build_responder(r.type, r.name, dict(r.options), scenario_dir, r.class_path) for r in plan.responders
             ]
-        except (ResponderLoadError, ValueError) as err:
-            recording.status, recording.detail = "error", f"responder: {err}"
+        except Exception as err:  # noqa: BLE001 - user code: any failure is a named outcome
+            name = "" if isinstance(err, ResponderLoadError | ValueError) else f"{type(err).__name__}: "
+            recording.status, recording.detail = "error", f"responder: {name}{err}"
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
         clock = VirtualClock(plan.start_time)
@@ -178,6 +180,7 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         recording.sockets_blocked = guard.sockets_blocked
         recording.lookups_blocked = guard.lookups_blocked
         recording.writes_blocked = guard.writes_blocked
+        recording.processes_blocked = guard.processes_blocked
         recording.violations = list(guard.violations)
         if guard.violations:
             recording.status = "containment"

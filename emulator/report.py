@@ -195,10 +195,24 @@ class VirtualTime(_Model):
 
 
 class Containment(_Model):
-    host_sockets_opened: int = 0
-    host_name_lookups: int = 0
-    writes_outside_outdir: int = 0
-    violations: list[str] = Field(default_factory=list)
+    """What the replay tried outside its sandbox. See docs/containment.md."""
+
+    host_sockets_opened: int = Field(
+        0, description="Host sockets that connected: 0, the audit hook refuses every attempt before the call."
+    )
+    host_name_lookups: int = Field(0, description="Host name lookups that ran: 0, refused like connects.")
+    writes_outside_outdir: int = Field(
+        0, description="Files changed outside the output folder: 0, refused like connects."
+    )
+    host_connects_refused: int = Field(0, description="Host socket connects, binds and sends attempted and refused.")
+    host_name_lookups_refused: int = Field(0, description="Host name lookups attempted and refused.")
+    writes_outside_outdir_refused: int = Field(
+        0,
+        description="File writes, creations, removals, renames, links and permission changes outside the "
+        "output folder attempted and refused.",
+    )
+    host_processes_refused: int = Field(0, description="Host processes the replay tried to start, refused.")
+    violations: list[str] = Field(default_factory=list, description="The first refused attempts, named.")
     isolation: str = Field(description="How the replay was contained: child process, in-process.")
 
 

@@ -316,13 +316,26 @@ def _body_files(options: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _check_responders(folder: Path, responders: list[ResponderConfig], scenario_path: Path) -> None:
-    """Build each responder once now, so a bad section is reported before emulation starts."""
+    """Build each responder once now, so a bad section is reported before emulation starts.
+
+    A user responder is Python code: it is built under the containment guard, as in the replay.
+    """
+    from emulator.containment import Guard, install, uninstall
     from emulator.responders.router import ResponderLoadError, build_responder
 
     for i, r in enumerate(responders):
+        guard = install(Guard(allowed_write_root=None))
         try:
             build_responder(r.type, r.name, dict(r.options), folder, r.class_path)
         except ValidationError as err:
             raise ScenarioError(f"{scenario_path}: responders[{i}] ({r.name}): {_first_error(err)}") from err
         except (ResponderLoadError, ValueError, OSError) as err:
             raise ScenarioError(f"{scenario_path}: responders[{i}] ({r.name}): {err}") from err
+        except Exception as err:  # noqa: BLE001 - user code
+            raise ScenarioError(f"{scenario_path}: responders[{i}] ({r.name}): {type(err).__name__}: {err}") from err
+        finally:
+            uninstall(guard)
+        if guard.violations:  # refused, and the responder swallowed the refusal
+            raise ScenarioError(
+                f"{scenario_path}: responders[{i}] ({r.name}): containment: refused {guard.violations[0]}"
+            )

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from emulator.containment import ContainmentViolation, Guard, install, uninstall
-from emulator.responders.base import HttpRequest
+from emulator.responders.base import HttpRequest, HttpResponse, Responder
 from emulator.responders.github import GithubResponder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,6 +116,9 @@ def _assert_contained(report: dict[str, Any]) -> None:
     assert containment["host_sockets_opened"] == 0
     assert containment["host_name_lookups"] == 0
     assert containment["writes_outside_outdir"] == 0, containment
+    for refused in ("host_connects_refused", "host_name_lookups_refused", "writes_outside_outdir_refused"):
+        assert containment[refused] == 0, containment
+    assert containment["host_processes_refused"] == 0, containment
     assert containment["violations"] == [], containment
     assert containment["isolation"] == "child process"
 
@@ -313,3 +316,220 @@ def test_github_root_cannot_be_escaped(github: GithubResponder, path: str) -> No
 def test_github_serves_inside(github: GithubResponder) -> None:
     response = github.respond(HttpRequest("GET", "https", "raw.githubusercontent.com", 443, "/o/r/main/file.txt"))
     assert response.status == 200 and response.body == b"inside"
+
+
+# ---- the guard: every way of changing the file system or starting a process ---------------------
+
+
+def test_guard_refuses_file_changes_outside(guard: Guard, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    victim = outside / "victim.txt"
+    uninstall(guard)
+    outside.mkdir()
+    victim.write_text("keep", encoding="utf-8")
+    install(guard)
+    attempts = [
+        lambda: os.remove(victim),
+        lambda: os.rename(victim, outside / "renamed.txt"),
+        lambda: os.replace(victim, tmp_path / "allowed" / "stolen.txt"),  # source outside
+        lambda: os.mkdir(outside / "new"),
+        lambda: os.symlink("/etc/passwd", outside / "link"),
+        lambda: os.link(victim, outside / "hard"),
+        lambda: os.truncate(victim, 0),
+        lambda: os.chmod(victim, 0o777),
+        lambda: os.utime(victim, (0, 0)),
+        lambda: shutil.rmtree(outside),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ContainmentViolation):
+            attempt()
+    assert guard.writes_blocked == len(attempts)
+    assert victim.read_text(encoding="utf-8") == "keep"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+
+
+def test_guard_allows_file_changes_inside(guard: Guard, tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    os.mkdir(allowed / "d")
+    (allowed / "d" / "a").write_text("x", encoding="utf-8")
+    os.rename(allowed / "d" / "a", allowed / "d" / "b")
+    os.chmod(allowed / "d" / "b", 0o600)
+    os.remove(allowed / "d" / "b")
+    os.rmdir(allowed / "d")
+    assert guard.writes_blocked == 0 and guard.violations == []
+
+
+def test_guard_checks_where_a_descriptor_points(guard: Guard, tmp_path: Path) -> None:
+    """fchmod / ftruncate on a descriptor opened for reading outside the folder are refused."""
+    with open(HELLO, "rb") as handle:
+        with pytest.raises(ContainmentViolation):
+            os.chmod(handle.fileno(), 0o777)
+        with pytest.raises(ContainmentViolation):
+            os.truncate(handle.fileno(), 0)
+    assert HELLO.read_bytes()[:2] == b"MZ"
+
+
+def test_guard_refuses_processes(guard: Guard) -> None:
+    with pytest.raises(ContainmentViolation):
+        subprocess.run(["true"], check=False)
+    with pytest.raises(ContainmentViolation):
+        os.system("true")
+    assert guard.processes_blocked == 2
+
+
+def test_guard_turns_off_bytecode_writing_while_active(tmp_path: Path) -> None:
+    """A module first imported during the replay must not try to write its __pycache__ entry."""
+    before = sys.dont_write_bytecode
+    active = install(Guard(allowed_write_root=None))
+    try:
+        assert sys.dont_write_bytecode is True
+    finally:
+        uninstall(active)
+    assert sys.dont_write_bytecode is before
+
+
+# ---- a user responder that reaches for the host: refused, the replay stops, the report says so ---
+
+WINHTTP = REPO / "scenarios" / "winhttp-downloader"
+
+
+class _Hostile(Responder):
+    """Answers every host; before answering it does what ``attempt`` does."""
+
+    def handles_host(self, host: str) -> bool:
+        return True
+
+    def attempt(self) -> None:
+        raise NotImplementedError
+
+    def respond(self, request: HttpRequest) -> HttpResponse:
+        self.attempt()
+        return HttpResponse(200, {"Content-Type": "application/octet-stream"}, b"\xc3")
+
+
+class ConnectingResponder(_Hostile):
+    def attempt(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.connect(("127.0.0.1", 9))
+
+
+class ResolvingResponder(_Hostile):
+    def attempt(self) -> None:
+        socket.create_connection(("example.com", 80), timeout=1)
+
+
+class WritingResponder(_Hostile):
+    def attempt(self) -> None:
+        with open(str(self.options["path"]), "w", encoding="utf-8") as handle:
+            handle.write("escaped")
+
+
+class SwallowingResponder(_Hostile):
+    """Catches the refusal and answers anyway: the attempt is still counted and named."""
+
+    def attempt(self) -> None:
+        try:
+            with open(str(self.options["path"]), "w", encoding="utf-8") as handle:
+                handle.write("escaped")
+        except OSError:
+            pass
+
+
+class SpawningResponder(_Hostile):
+    def attempt(self) -> None:
+        subprocess.run(["touch", str(self.options["path"])], check=False)
+
+
+class WritingAtLoadResponder(_Hostile):
+    def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
+        super().__init__(name, options, scenario_dir)
+        with open(str(options["path"]), "w", encoding="utf-8") as handle:
+            handle.write("escaped")
+
+
+HOSTILE_RESPONDERS = [
+    ("ConnectingResponder", "host_connects_refused", "socket.connect"),
+    ("ResolvingResponder", "host_name_lookups_refused", "socket.getaddrinfo"),
+    ("WritingResponder", "writes_outside_outdir_refused", "write to"),
+    ("SwallowingResponder", "writes_outside_outdir_refused", "write to"),
+    ("SpawningResponder", "host_processes_refused", "subprocess.Popen"),
+]
+COUNTS = [
+    "host_connects_refused",
+    "host_name_lookups_refused",
+    "writes_outside_outdir_refused",
+    "host_processes_refused",
+]
+
+
+def _hostile_scenario(tmp_path: Path, class_name: str, escape: Path) -> Path:
+    folder = tmp_path / "scenario"
+    shutil.copytree(WINHTTP, folder, ignore=shutil.ignore_patterns("__pycache__", "build"))
+    text = (folder / "scenario.toml").read_text(encoding="utf-8")
+    start, end = text.index("[[responders]]"), text.index("[limits]")
+    responder = (
+        f'[[responders]]\ntype = "python"\nname = "hostile"\nclass = "{__name__}:{class_name}"\n'
+        f"options = {{ path = {json.dumps(str(escape))} }}\n\n"
+    )
+    (folder / "scenario.toml").write_text(text[:start] + responder + text[end:], encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(("class_name", "count", "named"), HOSTILE_RESPONDERS, ids=[h[0] for h in HOSTILE_RESPONDERS])
+def test_hostile_user_responder_is_refused_and_reported(
+    class_name: str, count: str, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator.cli import E_CONTAINMENT, main
+
+    escape = tmp_path / "escape.txt"
+    folder = _hostile_scenario(tmp_path, class_name, escape)
+    outdir = tmp_path / "out"
+    rc = main(["run", str(folder), "-o", str(outdir), "-q"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert rc == E_CONTAINMENT, captured.err
+    assert not escape.exists()
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "containment", report["outcome"]
+    assert named in report["outcome"]["detail"], report["outcome"]
+    containment = report["containment"]
+    assert containment[count] == 1, containment
+    assert all(containment[other] == 0 for other in COUNTS if other != count), containment
+    assert containment["host_sockets_opened"] == 0 and containment["writes_outside_outdir"] == 0
+    assert containment["violations"] and named in containment["violations"][0]
+    assert containment["isolation"] == "child process"
+    # the exchange that triggered it is in the report, with the refusal as its error
+    [exchange] = [n for n in report["network"] if n["kind"] == "http"]
+    assert exchange["responder"] == "hostile"
+    if class_name != "SwallowingResponder":
+        assert exchange["error"] and "containment: refused" in exchange["error"], exchange
+        # the run that made the request ended there: the downloaded stage never ran
+        assert len(report["stages"]) == 1, report["stages"]
+
+
+def test_hostile_responder_in_process(tmp_path: Path) -> None:
+    """The same refusal and counts when emulating in this process (no child)."""
+    from emulator.replay import replay_target
+    from emulator.scenario import load_scenario
+
+    escape = tmp_path / "escape.txt"
+    plan = load_scenario(_hostile_scenario(tmp_path, "WritingResponder", escape))
+    result = replay_target(plan, tmp_path / "out", isolate=False)
+    assert result.status == "containment"
+    assert not escape.exists()
+    report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
+    assert report["containment"]["writes_outside_outdir_refused"] == 1
+    assert report["containment"]["isolation"] == "in-process"
+
+
+def test_responder_writing_at_load_is_a_scenario_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The loader builds each responder once, under the same guard: exit 2, one line, nothing written."""
+    from emulator.cli import E_BAD_INPUT, main
+
+    escape = tmp_path / "escape.txt"
+    folder = _hostile_scenario(tmp_path, "WritingAtLoadResponder", escape)
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == E_BAD_INPUT
+    assert err.count("\n") == 1 and "responders[0] (hostile)" in err and "containment: refused" in err, err
+    assert not escape.exists()

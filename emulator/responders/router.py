@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from emulator.containment import ContainmentViolation
 from emulator.events import NetRequest, NetResponse, NetworkExchange
 from emulator.limits import MAX_RESPONSE_BODY
 from emulator.recorder import Recorder
@@ -123,6 +124,10 @@ class NetworkRouter:
         else:
             try:
                 response = checked_response(responder.respond(request))
+            except ContainmentViolation as err:
+                # The responder tried to reach the host: recorded, then the run ends (outcome "containment").
+                self._record_http(request, None, responder.name, blocked, safe_text(str(err)))
+                raise
             except Exception as err:  # a user responder's bug must not end the replay
                 error = safe_text(f"{type(err).__name__}: {err}")
                 response = HttpResponse(500, {"Content-Type": "text/plain"}, b"responder error")
