@@ -13,6 +13,7 @@ import multiprocessing as mp
 import resource
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -242,13 +243,19 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
         conn.close()
 
 
-def emulate_isolated(plan: ReplayPlan) -> Recording:
-    """Emulate in a child process; kill it if it outlives the timeout plus a grace period."""
+def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None = None) -> Recording:
+    """Emulate in a child process; kill it if it outlives the timeout plus a grace period.
+
+    ``while_waiting`` runs in this process as soon as the child has started, so work that does
+    not need the recording (importing the renderers) overlaps the emulation.
+    """
     context = mp.get_context("fork")
     parent_conn, child_conn = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
     process.start()
     child_conn.close()
+    if while_waiting is not None:
+        while_waiting()
     events: list[Event] = []
     blobs: dict[str, bytes] = {}
     recording: Recording | None = None
@@ -491,6 +498,15 @@ def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, l
     return stages, graph, techniques
 
 
+def _load_renderers() -> None:
+    # Importing matplotlib takes a large share of a replay's start-up; done while the child
+    # emulates, it costs nothing. It also writes its font cache under the user's home on first
+    # use, which must happen before the guard that allows writes only inside OUTDIR goes up.
+    import matplotlib.font_manager  # noqa: F401
+
+    import emulator.render.graph_files  # noqa: F401
+
+
 def replay_target(
     plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, target_display_path: str | None = None
 ) -> ReplayResult:
@@ -503,13 +519,13 @@ def replay_target(
             folder = Path(plan.scenario_dir)
             target_display_path = f"{folder.name}/{Path(plan.target_path).relative_to(folder).as_posix()}"
     target_bytes = Path(plan.target_path).read_bytes()
-    recording = emulate_isolated(plan) if isolate else emulate(plan)
-    if not isolate:
+    if isolate:
+        recording = emulate_isolated(plan, while_waiting=_load_renderers)
+    else:
+        recording = emulate(plan)
         recording.isolation = "in-process"
+        _load_renderers()
     stages, graph, techniques = analyse(plan, recording)
-    # matplotlib writes its font cache under the user's home on first use: let it, before the
-    # guard that allows writes only inside the output folder goes up.
-    import matplotlib.font_manager  # noqa: F401
 
     guard = install(Guard(allowed_write_root=out))
     try:
