@@ -34,21 +34,23 @@ NAME_LOOKUP_EVENTS = {
 }
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 # Audit events that change the file system: event -> (indexes of the path arguments, index of
-# the dir_fd argument or None). A path relative to a dir_fd cannot be placed, so it is refused.
-FILE_CHANGE_EVENTS: dict[str, tuple[tuple[int, ...], int | None]] = {
-    "os.remove": ((0,), 1),
-    "os.rmdir": ((0,), 1),
-    "os.mkdir": ((0,), 2),
-    "os.rename": ((0, 1), 2),
-    "os.link": ((0, 1), 2),
-    "os.symlink": ((1,), 2),
-    "os.truncate": ((0,), None),
-    "os.chmod": ((0,), 2),
-    "os.chown": ((0,), 3),
-    "os.utime": ((0,), 3),
-    "os.mkfifo": ((0,), 2),
-    "os.mknod": ((0,), 3),
-    "shutil.rmtree": ((0,), 1),
+# the dir_fd argument or None, whether the call follows a symbolic link in the last component).
+# A path relative to a dir_fd cannot be placed, so it is refused. Removing or renaming a link
+# acts on the link itself: a link inside the folder that points out of it may be removed.
+FILE_CHANGE_EVENTS: dict[str, tuple[tuple[int, ...], int | None, bool]] = {
+    "os.remove": ((0,), 1, False),
+    "os.rmdir": ((0,), 1, False),
+    "os.mkdir": ((0,), 2, False),
+    "os.rename": ((0, 1), 2, False),
+    "os.link": ((0, 1), 2, False),
+    "os.symlink": ((1,), 2, False),
+    "os.mkfifo": ((0,), 2, False),
+    "os.mknod": ((0,), 3, False),
+    "shutil.rmtree": ((0,), 1, False),
+    "os.truncate": ((0,), None, True),
+    "os.chmod": ((0,), 2, True),
+    "os.chown": ((0,), 3, True),
+    "os.utime": ((0,), 3, True),
 }
 PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn"}
 
@@ -84,25 +86,29 @@ class Guard:
                 self.writes_blocked += 1
                 self._refuse(f"write to {_show(path)}")
         elif event in FILE_CHANGE_EVENTS:
-            path_indexes, dir_fd_index = FILE_CHANGE_EVENTS[event]
+            path_indexes, dir_fd_index, follows = FILE_CHANGE_EVENTS[event]
             dir_fd = args[dir_fd_index] if dir_fd_index is not None and len(args) > dir_fd_index else None
             relative_to_fd = isinstance(dir_fd, int) and dir_fd >= 0
             for index in path_indexes:
                 path = args[index] if len(args) > index else None
                 if isinstance(path, int):  # an open descriptor (fchmod, ftruncate): where does it point?
                     path = _fd_target(path)
-                if (relative_to_fd and not Path(_decode(path)).is_absolute()) or not self._allowed(path):
+                if (relative_to_fd and not Path(_decode(path)).is_absolute()) or not self._allowed(path, follows):
                     self.writes_blocked += 1
                     self._refuse(f"{event} {_show(path)}")
         elif event in PROCESS_EVENTS:
             self.processes_blocked += 1
             self._refuse(f"{event} {_show(args[0] if args else '')}")
 
-    def _allowed(self, path: object) -> bool:
+    def _allowed(self, path: object, follows: bool = True) -> bool:
         if self.allowed_write_root is None:
             return False
         try:
-            resolved = Path(_decode(path)).resolve()
+            given = Path(_decode(path))
+            if follows or given.name in ("", ".", ".."):
+                resolved = given.resolve()
+            else:  # the call acts on the last component itself: resolve only the folder holding it
+                resolved = given.parent.resolve() / given.name
         except (OSError, ValueError, TypeError):
             return False
         return resolved.is_relative_to(self.allowed_write_root)

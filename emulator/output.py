@@ -1,11 +1,16 @@
 """Writes a replay's output folder: report.json, stage bytes, network bodies, dropped files, graph.
 
 Every path written here is derived from a sha256, never from a name the sample chose, so a
-sample cannot steer a write outside the folder (``..\\..\\x``, UNC paths, device names).
+sample cannot steer a write outside the folder (``..\\..\\x``, UNC paths, device names). The
+folder may hold anything from an earlier run, or something planted: every file is written
+fresh (O_CREAT | O_EXCL | O_NOFOLLOW) after whatever sat at its name is removed, so a symbolic
+link, a hard link to a file elsewhere or a symlinked sub-folder is replaced, never written through.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,14 +24,39 @@ from emulator.plan import ReplayPlan
 from emulator.report import Containment, DroppedFile, Report
 from emulator.sanitize import for_display
 
+GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
 
-def _write_blob(folder: Path, name: str, data: bytes) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+
+def _clear(path: Path) -> None:
+    """Remove whatever sits at ``path`` (file, symbolic or hard link, folder) without following it."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _real_folder(folder: Path) -> None:
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()
+    folder.mkdir(exist_ok=True)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    _clear(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _write_blob(folder: Path, name: str, data: bytes, written: set[Path]) -> None:
     path = folder / name
-    if path.is_symlink():
-        path.unlink()  # never follow a link someone left in the output folder
-    if not path.exists():
-        path.write_bytes(data)
+    if path in written:
+        return
+    if folder not in written:
+        _real_folder(folder)
+        written.add(folder)
+    _write_new(path, data)
+    written.add(path)
 
 
 def write_outputs(
@@ -42,24 +72,27 @@ def write_outputs(
     from emulator.render.graph_files import write_graph_files
 
     blobs: dict[str, bytes] = recording.blobs
+    written: set[Path] = set()
     for stage in stages:
         if stage.sha256 in blobs:
-            _write_blob(out / "stages", f"{stage.sha256}.bin", blobs[stage.sha256])
+            _write_blob(out / "stages", f"{stage.sha256}.bin", blobs[stage.sha256], written)
     for event in recording.events:
         if isinstance(event, NetworkExchange):
             for digest in (event.request.body_sha256, event.response.sha256):
                 if digest and digest in blobs:
-                    _write_blob(out / "network", f"{digest}.bin", blobs[digest])
+                    _write_blob(out / "network", f"{digest}.bin", blobs[digest], written)
     dropped: list[DroppedFile] = []
     for guest_path, digest in sorted(recording.dropped.items()):
         data = blobs.get(digest, b"")
         stored = None
         if digest in blobs:
-            _write_blob(out / "dropped", digest, data)
+            _write_blob(out / "dropped", digest, data, written)
             stored = f"dropped/{digest}"
         dropped.append(DroppedFile(path=for_display(guest_path), sha256=digest, size=len(data), stored_as=stored))
     graph_error = None
     try:
+        for name in GRAPH_FILES:
+            _clear(out / name)
         write_graph_files(graph, out)
     except Exception as err:  # a drawing problem must not lose the report
         graph_error = f"graph drawing failed: {type(err).__name__}: {err}"
@@ -72,8 +105,5 @@ def write_outputs(
         isolation=recording.isolation,
     )
     report = report_factory(dropped, containment)
-    report_path = out / "report.json"
-    if report_path.is_symlink():
-        report_path.unlink()
-    report_path.write_text(report.to_json(), encoding="utf-8")
+    _write_new(out / "report.json", report.to_json().encode("utf-8"))
     return report

@@ -5,15 +5,25 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Control characters, and the bidirectional overrides that can disguise a name (U+202E ...).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Control characters, the bidirectional overrides and other invisible format characters that can
+# disguise a name (U+202E ...), line/paragraph separators, and lone surrogates (which no UTF-8
+# writer accepts).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
 MAX_DISPLAY = 260
 
 
+def _escape(char: str) -> str:
+    if _UNSAFE.fullmatch(char) or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
+    return char
+
+
 def for_display(text: str, limit: int = MAX_DISPLAY) -> str:
-    cleaned = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """``text`` with every control, format and surrogate character written as ``\\uXXXX``, cut at
+    ``limit`` characters (ending in ``...``). A display name only: never used as a path."""
+    cleaned = "".join(_escape(c) for c in text) if not text.isascii() or _UNSAFE.search(text) else text
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
 def is_suspicious_name(text: str) -> bool:
-    return bool(_UNSAFE.search(text)) or any(unicodedata.category(c) == "Cf" for c in text)
+    return bool(_UNSAFE.search(text)) or any(unicodedata.category(c) in ("Cf", "Cs") for c in text)

@@ -356,7 +356,13 @@ def test_guard_allows_file_changes_inside(guard: Guard, tmp_path: Path) -> None:
     os.chmod(allowed / "d" / "b", 0o600)
     os.remove(allowed / "d" / "b")
     os.rmdir(allowed / "d")
-    assert guard.writes_blocked == 0 and guard.violations == []
+    # a link inside that points out may be removed (that acts on the link), not written through
+    (allowed / "link").symlink_to(HELLO)
+    with pytest.raises(ContainmentViolation):
+        open(allowed / "link", "ab")  # noqa: SIM115
+    os.remove(allowed / "link")
+    assert HELLO.is_file()
+    assert guard.writes_blocked == 1
 
 
 def test_guard_checks_where_a_descriptor_points(guard: Guard, tmp_path: Path) -> None:
@@ -533,3 +539,209 @@ def test_responder_writing_at_load_is_a_scenario_error(tmp_path: Path, capsys: p
     assert rc == E_BAD_INPUT
     assert err.count("\n") == 1 and "responders[0] (hostile)" in err and "containment: refused" in err, err
     assert not escape.exists()
+
+
+# ---- dropped files: stored under their sha256, the guest's name kept only sanitised ------------
+
+DROPNAMES = REPO / "tests" / "bins" / "robust" / "dropnames.exe"
+HOSTILE_NAMES = [
+    "..\\..\\x",
+    "C:\\..\\..\\x",
+    "/etc/passwd",
+    "\\\\evil-server\\share\\x.txt",
+    "\\\\?\\UNC\\evil-server\\share\\x.txt",
+    "CON",
+    "C:\\Users\\Public\\NUL.txt",
+    "C:\\Users\\Public\\a\x00b.txt",
+    "C:\\Users\\Public\\" + "A" * 300,
+    "C:\\Users\\Public\\invoice\u202etxt.exe",
+    "C:\\Users\\Public\\bad\ud800surrogate.txt",
+    "C:\\Users\\Public\\line\r\nbreak\x1b[31m.txt",
+]
+
+
+def _assert_safe_display(name: str) -> None:
+    import unicodedata
+
+    assert len(name) <= 260, name
+    assert all(unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name), ascii(name)
+    name.encode("utf-8")  # serialises
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_for_display_makes_hostile_names_inert(name: str) -> None:
+    from emulator.sanitize import for_display
+
+    shown = for_display(name)
+    _assert_safe_display(shown)
+    if name.isprintable() and len(name) <= 260:
+        assert shown == name  # plain names are shown as they are
+
+
+def _fake_outputs(out: Path, dropped: dict[str, bytes]) -> Any:
+    """write_outputs with a recording that dropped ``dropped`` (guest path -> bytes)."""
+    import hashlib
+    from types import SimpleNamespace
+
+    import networkx as nx
+
+    from emulator.output import write_outputs
+    from emulator.plan import ReplayPlan
+    from emulator.report import Outcome, Report, Stats, Target, Tool, VirtualTime
+
+    blobs = {hashlib.sha256(data).hexdigest(): data for data in dropped.values()}
+    recording = SimpleNamespace(
+        blobs=blobs,
+        events=[],
+        dropped={path: hashlib.sha256(data).hexdigest() for path, data in dropped.items()},
+        sockets_blocked=0,
+        lookups_blocked=0,
+        writes_blocked=0,
+        processes_blocked=0,
+        violations=[],
+        isolation="in-process",
+    )
+
+    def factory(files: Any, containment: Any) -> Report:
+        return Report(
+            generated_at="now",
+            tool=Tool(version="0", engine="test"),
+            target=Target(name="t", path="t", sha256="0" * 64),
+            outcome=Outcome(status="completed"),
+            stages=[],
+            api_calls=[],
+            network=[],
+            files=[],
+            dropped=files,
+            virtual_time=VirtualTime(start="1970-01-01T00:00:00Z", skipped_ms=0, sleeps=0),
+            containment=containment,
+            stats=Stats(instructions=0, api_calls=0, events=0, network_exchanges=0, emulation_seconds=0, seed=1),
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    guard = install(Guard(allowed_write_root=out.resolve()))
+    try:
+        return write_outputs(
+            out.resolve(),
+            plan=ReplayPlan(name="t", target_path=str(HELLO), emu_path="C:\\t.exe"),
+            recording=recording,
+            stages=[],
+            graph=nx.DiGraph(),
+            report_factory=factory,
+            guard=guard,
+        )
+    finally:
+        uninstall(guard)
+
+
+def test_hostile_dropped_names_are_stored_by_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    dropped = {name: f"content {i}".encode() for i, name in enumerate(HOSTILE_NAMES)}
+    out = tmp_path / "out"
+    report = _fake_outputs(out, dropped)
+    json.loads((out / "report.json").read_text(encoding="utf-8"))  # the report serialises
+    assert len(report.dropped) == len(HOSTILE_NAMES)
+    for record in report.dropped:
+        _assert_safe_display(record.path)
+        assert record.stored_as == f"dropped/{record.sha256}"
+        assert hashlib.sha256((out / record.stored_as).read_bytes()).hexdigest() == record.sha256
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*")}
+    assert names == {"dropped", "report.json", *GRAPH_FILES, *(r.stored_as for r in report.dropped)}
+    assert report.containment.writes_outside_outdir_refused == 0
+
+
+GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
+
+
+def _plant(out: Path, outside: Path, digests: list[str]) -> dict[Path, bytes]:
+    """Links left in the output folder before the replay; returns the outside files and their bytes."""
+    outside.mkdir()
+    (out / "dropped").mkdir(parents=True)
+    (outside / "stages").mkdir()
+    planted = {}
+    for name in ("symlinked.txt", "hardlinked.txt", "report.txt", "graph.txt"):
+        (outside / name).write_bytes(f"outside {name}\n".encode())
+        planted[outside / name] = (outside / name).read_bytes()
+    (out / "dropped" / digests[0]).symlink_to(outside / "symlinked.txt")
+    os.link(outside / "hardlinked.txt", out / "dropped" / digests[1])
+    os.link(outside / "report.txt", out / "report.json")
+    (out / "stage_graph.png").symlink_to(outside / "graph.txt")
+    (out / "stages").symlink_to(outside / "stages", target_is_directory=True)
+    return planted
+
+
+def test_planted_links_in_outdir_are_replaced_not_followed(tmp_path: Path) -> None:
+    import hashlib
+
+    dropped = {"C:\\a.txt": b"first", "C:\\b.txt": b"second"}
+    digests = [hashlib.sha256(d).hexdigest() for d in dropped.values()]
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    planted = _plant(out, outside, digests)
+    report = _fake_outputs(out, dropped)
+    for path, data in planted.items():
+        assert path.read_bytes() == data, f"{path} was written through a link"
+    assert list((outside / "stages").iterdir()) == []
+    for digest, data in zip(digests, dropped.values(), strict=True):
+        stored = out / "dropped" / digest
+        assert not stored.is_symlink() and stored.stat().st_nlink == 1 and stored.read_bytes() == data
+    assert (out / "report.json").stat().st_nlink == 1
+    assert not (out / "stage_graph.png").is_symlink()
+    assert report.containment.writes_outside_outdir_refused == 0 and report.containment.violations == []
+
+
+def test_symlinked_dropped_folder_is_replaced(tmp_path: Path) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / "dropped").symlink_to(outside, target_is_directory=True)
+    report = _fake_outputs(out, {"..\\..\\x": b"payload"})
+    assert list(outside.iterdir()) == []
+    assert (out / "dropped").is_dir() and not (out / "dropped").is_symlink()
+    assert (out / report.dropped[0].stored_as).read_bytes() == b"payload"
+
+
+def test_real_sample_dropping_hostile_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tests/bins/robust/dropnames.exe drops files named ..\\..\\x, C:\\..\\..\\x, /etc/passwd, a UNC
+    path, CON, 300 characters and a right-to-left override, into an output folder where links
+    were planted beforehand: every file lands in OUTDIR/dropped/<sha256>, nothing is followed."""
+    import hashlib
+
+    from emulator.cli import main
+
+    contents = [f"dropped file #{i:02d}\n".encode() for i in range(7)]
+    digests = [hashlib.sha256(c).hexdigest() for c in contents]
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    planted = _plant(out, outside, digests)
+    rc = main(["run", str(DROPNAMES), "-o", str(out), "-q"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "Traceback" not in captured.err, captured.err
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed", report["outcome"]
+    _assert_contained(report)
+    for path, data in planted.items():
+        assert path.read_bytes() == data, f"{path} was written through a link"
+    assert list((outside / "stages").iterdir()) == []
+    shown = {d["path"]: d for d in report["dropped"]}
+    long_name = "C:\\Users\\Public\\" + "A" * 300 + ".txt"
+    assert sorted(shown) == sorted(
+        [
+            "..\\..\\dotdot.txt",
+            "C:\\..\\..\\drive-dotdot.txt",
+            "/etc/passwd",
+            "\\\\evil-server\\share\\unc.txt",
+            "CON",
+            "C:\\Users\\Public\\invoice\\u202etxt.exe",
+            long_name[:257] + "...",
+        ]
+    )
+    assert {d["sha256"] for d in report["dropped"]} == set(digests)
+    for record in report["dropped"]:
+        _assert_safe_display(record["path"])
+        stored = out / record["stored_as"]
+        assert record["stored_as"] == f"dropped/{record['sha256']}"
+        assert not stored.is_symlink() and stored.stat().st_nlink == 1
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == record["sha256"]
+    # nothing else appeared in or beside the output folder
+    assert sorted(p.name for p in (out / "dropped").iterdir()) == sorted(digests)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "outside"]
