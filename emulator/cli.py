@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from emulator import __version__
-from emulator.limits import Limits
+from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
@@ -127,6 +127,9 @@ def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_SAMPLE_FILE_SIZE:  # refused before it is read, shellcode or PE
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit")
     data = path.read_bytes()
     if not data:
         raise UsageError(f"{path}: empty file")

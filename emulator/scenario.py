@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from emulator.limits import Limits
+from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import (
     DEFAULT_START_TIME,
     DEFAULT_USER,
@@ -214,6 +214,12 @@ def load_scenario(
     spec = read_scenario_file(folder)
     scenario_path = folder / SCENARIO_FILE
     target = _inside(folder, spec.target.path, "target.path", scenario_path)
+    size = target.stat().st_size
+    if size > MAX_SAMPLE_FILE_SIZE:
+        raise ScenarioError(
+            f"{scenario_path}: target.path: {spec.target.path}: file is {size} bytes, "
+            f"larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
+        )
     if spec.target.kind == "shellcode" and spec.target.arch is None:
         raise ScenarioError(f"{scenario_path}: target.arch: required for shellcode (x86 or x64)")
     files = [

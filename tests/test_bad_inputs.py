@@ -221,6 +221,31 @@ def test_oversized_file_is_refused(tmp_path: Path, cli: Callable[..., CliResult]
     assert "larger than" in line
 
 
+def test_oversized_shellcode_is_refused_before_reading(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emulator.limits import MAX_SAMPLE_FILE_SIZE
+
+    sample = tmp_path / "big.bin"
+    with sample.open("wb") as f:
+        f.truncate(MAX_SAMPLE_FILE_SIZE + 1)  # sparse: nothing is written
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self} was read"))
+    line = cli("run", sample, "--shellcode", "--arch", "x64", "-o", tmp_path / "out").error_line()
+    assert "big.bin" in line and "larger than" in line
+
+
+def test_oversized_scenario_target_is_refused(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    from emulator.limits import MAX_SAMPLE_FILE_SIZE
+
+    folder = make_scenario(
+        tmp_path, GOOD_SCENARIO.replace("[target]\n", '[target]\nkind = "shellcode"\narch = "x64"\n')
+    )
+    with (folder / "hello.dll").open("r+b") as f:
+        f.truncate(MAX_SAMPLE_FILE_SIZE + 1)
+    line = cli("run", folder, "--allow-unverified", "-o", tmp_path / "out").error_line()
+    assert "target.path" in line and "larger than" in line
+
+
 # ---- usage errors ---------------------------------------------------------------------------------
 
 
