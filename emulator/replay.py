@@ -53,6 +53,7 @@ from emulator.report import (
     VirtualTime,
 )
 from emulator.report import Note as NoteRecord
+from emulator.sanitize import json_safe
 
 # Events are sent from the child in batches of this many.
 STREAM_BATCH = 512
@@ -175,7 +176,10 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         for responder in responders:
             summary = getattr(responder, "state_summary", None)
             if callable(summary):
-                recording.responders[responder.name] = summary()
+                try:
+                    recording.responders[responder.name] = json_safe(summary())
+                except Exception as err:  # noqa: BLE001 - user code: the replay keeps its report
+                    recording.responders[responder.name] = {"error": json_safe(f"{type(err).__name__}: {err}")}
     finally:
         uninstall(guard)
         recording.sockets_blocked = guard.sockets_blocked

@@ -27,3 +27,23 @@ def for_display(text: str, limit: int = MAX_DISPLAY) -> str:
 
 def is_suspicious_name(text: str) -> bool:
     return bool(_UNSAFE.search(text)) or any(unicodedata.category(c) in ("Cf", "Cs") for c in text)
+
+
+def json_safe(value: object, depth: int = 0) -> object:
+    """``value`` as plain JSON data that always serialises: strings with lone surrogates escaped,
+    dict keys as strings, tuples and sets as lists, bytes as hex, anything else as its repr."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if depth > 32:
+        return "..."
+    if isinstance(value, dict):
+        return {str(json_safe(k, depth + 1)): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v, depth + 1) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((json_safe(v, depth + 1) for v in value), key=repr)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    return json_safe(repr(value), depth + 1)

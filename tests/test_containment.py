@@ -745,3 +745,43 @@ def test_real_sample_dropping_hostile_names(tmp_path: Path, capsys: pytest.Captu
     # nothing else appeared in or beside the output folder
     assert sorted(p.name for p in (out / "dropped").iterdir()) == sorted(digests)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "outside"]
+
+
+# ---- what a user responder reports about itself always serialises --------------------------------
+
+
+class WeirdStateResponder(_Hostile):
+    def attempt(self) -> None:
+        pass
+
+    def state_summary(self) -> dict[Any, Any]:
+        return {"h": "a\udc80b", 1: b"\x00\xff", "s": {3, 1}, "t": (1, "x"), "o": Path("/p")}
+
+
+class RaisingStateResponder(_Hostile):
+    def attempt(self) -> None:
+        pass
+
+    def state_summary(self) -> dict[str, Any]:
+        raise ValueError("bad \udc80 state")
+
+
+@pytest.mark.parametrize(
+    ("class_name", "expected"),
+    [
+        (
+            "WeirdStateResponder",
+            {"h": "a\\udc80b", "1": "00ff", "s": [1, 3], "t": [1, "x"], "o": "PosixPath('/p')"},
+        ),
+        ("RaisingStateResponder", {"error": "ValueError: bad \\udc80 state"}),
+    ],
+)
+def test_user_responder_state_always_serialises(class_name: str, expected: dict[str, Any], tmp_path: Path) -> None:
+    from emulator.replay import replay_target
+    from emulator.scenario import load_scenario
+
+    plan = load_scenario(_hostile_scenario(tmp_path, class_name, tmp_path / "unused"))
+    result = replay_target(plan, tmp_path / "out", isolate=False)
+    report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
+    assert report["responders"]["hostile"] == expected
+    assert report["outcome"]["status"] != "containment", report["outcome"]
