@@ -61,7 +61,7 @@ def test_quick_run_writes_every_figure(quick: tuple[dict, str]) -> None:
 def test_quick_run_results_are_right(quick: tuple[dict, str]) -> None:
     data, _ = quick
     assert data["raw_unicorn"]["output_matches_reference"]
-    assert data["rc4_checksum_ok"]
+    assert data["rc4_checksum_ok"] and data["raw_unicorn"]["export_checksum_ok"]
     flood = data["workloads"]["apiflood"]
     assert flood["bare_speakeasy"]["api_calls"] == flood["units"] + 1  # the marker check, then the flood
 
