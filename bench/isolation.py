@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"{figures['count']} replays ({figures['isolation']}): RSS {figures['rss_start_mib']:.1f} -> "
-        f"{figures['rss_last_mib']:.1f} MiB (+{figures['growth_mib']:.1f}; "
-        f"+{figures['growth_after_first_checkpoint_mib']:.1f} after the first {figures['every']}, "
-        f"{figures['growth_second_half_kib_per_replay']:.1f} KiB/replay over the second half); "
+        f"{figures['rss_last_mib']:.1f} MiB ({figures['growth_mib']:+.1f}; "
+        f"{figures['growth_after_first_checkpoint_mib']:+.1f} after the first {figures['every']}, "
+        f"{figures['growth_second_half_kib_per_replay']:+.1f} KiB/replay over the second half); "
         f"{figures['distinct_reports']} distinct report(s)"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)

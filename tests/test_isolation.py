@@ -1,8 +1,8 @@
 """Isolation: replays in one process leak no state into each other (issue 6).
 
-The replays here run in this process (``replay_target(..., isolate=False)``: the in-process
-``emulate``, not the forked child), so anything one replay leaves behind in a module, a class
-attribute, Speakeasy or Unicorn would show up in the next report. bench/isolation.py runs the
+The emulations here run in this process (``emulate``, and ``replay_target(..., isolate=False)``,
+not the forked child), so anything one replay leaves behind in a module, a class attribute,
+Speakeasy or Unicorn would show up in the next recording or report. bench/isolation.py runs the
 same check 200 times and measures memory (docs/containment.md).
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from emulator import containment
-from emulator.replay import replay_target
+from emulator.replay import Recording, emulate, replay_target
 from emulator.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,23 +29,50 @@ def _normalised(report_path: str) -> str:
     return json.dumps(report, sort_keys=True)
 
 
-def test_twenty_replays_in_one_process_give_identical_reports(tmp_path: Path) -> None:
+def _fingerprint(recording: Recording) -> str:
+    """Everything an emulation produced except its wall-clock duration."""
+    return json.dumps(
+        {
+            "events": [event.model_dump(mode="json") for event in recording.events],
+            "blobs": sorted(recording.blobs),
+            "outcome": [recording.status, recording.detail, recording.limit],
+            "runs": recording.runs,
+            "dropped": recording.dropped,
+            "responders": recording.responders,
+            "clock": [recording.skipped_ms, recording.sleeps],
+            "containment": [
+                recording.sockets_blocked,
+                recording.lookups_blocked,
+                recording.writes_blocked,
+                recording.processes_blocked,
+                recording.violations,
+            ],
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def test_twenty_emulations_in_one_process_record_the_same(tmp_path: Path) -> None:
+    """``emulate`` in this process 20 times (the 3CX chain once in between: BCrypt, the stateful
+    C2, threads); then the full pipeline twice, whose reports must match too."""
     plan = load_scenario(SCENARIOS / "winhttp-downloader")
     other = load_scenario(SCENARIOS / "3cx")
     bytecode = sys.dont_write_bytecode
-    reports = []
+    first = replay_target(plan, tmp_path / "first", isolate=False)
+    fingerprints = []
     for index in range(REPLAYS):
         if index == REPLAYS // 2:
-            # a different chain in between (BCrypt, the stateful C2, threads): nothing of it may
-            # reach the next replay of the first one
-            assert replay_target(other, tmp_path / "other", isolate=False).status == "completed"
-        result = replay_target(plan, tmp_path / "out", isolate=False)
-        assert result.status == "completed", result.detail
-        reports.append(_normalised(result.report_path))
-    first = reports[0]
-    differing = [i for i, text in enumerate(reports) if text != first]
-    assert differing == [], f"replays {differing} differ from the first"
-    report = json.loads(first)
+            assert emulate(other).status == "completed"
+        recording = emulate(plan)
+        assert recording.status == "completed", recording.detail
+        fingerprints.append(_fingerprint(recording))
+    differing = [i for i, text in enumerate(fingerprints) if text != fingerprints[0]]
+    assert differing == [], f"emulations {differing} differ from the first"
+    assert len(json.loads(fingerprints[0])["events"]) > 10
+    last = replay_target(plan, tmp_path / "last", isolate=False)
+    assert _normalised(first.report_path) == _normalised(last.report_path)
+    report = json.loads(_normalised(last.report_path))
     assert report["containment"]["isolation"] == "in-process"
     assert len(report["stages"]) == 2 and report["dropped"]
     # no guard left active, bytecode writing restored
