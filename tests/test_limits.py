@@ -79,16 +79,10 @@ LIMIT_CASES: list[Any] = [
         [str(ROBUST / "bigalloc.exe"), "--max-allocation", str(4 << 30), "--max-mapped-memory", str(1 << 30)],
         "mapped memory would exceed 1073741824 bytes",
     ),
-    pytest.param(
+    (
         "max_dropped_bytes",
         [str(ROBUST / "dropnames.exe"), "--max-dropped-bytes", "50"],
-        "more than 50 bytes",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: emulator/backends/speakeasy_backend.py, FILE_WRITE branch: `raise ReplayStop(...)` "
-            "instead of `raise self._fail(...)`, so the stop is not remembered and Speakeasy turns it into a "
-            "run error: outcome 'error' ('API handler failed: sample wrote more than 50 bytes'), limit None",
-        ),
+        "sample wrote more than 50 bytes",
     ),
 ]
 

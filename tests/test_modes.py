@@ -70,9 +70,7 @@ def test_faults_end_the_same_way_in_both_modes(name: str, tmp_path: Path) -> Non
 
     sample = tmp_path / f"{name}.bin"
     sample.write_bytes(FAULTING_SHELLCODE[name])
-    plan = ReplayPlan(
-        name=name, target_path=str(sample), target_kind="shellcode", arch="x64", emu_path="C:\\sc.bin"
-    )
+    plan = ReplayPlan(name=name, target_path=str(sample), target_kind="shellcode", arch="x64", emu_path="C:\\sc.bin")
     fast = emulate(plan)
     faithful = emulate(plan.model_copy(update={"mode": "faithful"}))
     assert _comparable(fast) == _comparable(faithful)

@@ -105,8 +105,9 @@ def test_expected_edges_are_well_formed() -> None:
 
 
 @pytest.mark.parametrize(("name", "expect"), SCENARIOS, ids=SCENARIO_IDS)
-def test_scenario_matches_expectations(name: str, expect: dict[str, Any],
-                                       scenario_report: Callable[[str], Report]) -> None:
+def test_scenario_matches_expectations(
+    name: str, expect: dict[str, Any], scenario_report: Callable[[str], Report]
+) -> None:
     report = scenario_report(name)
     assert report["outcome"]["status"] == expect.get("outcome", "completed"), report["outcome"]
     if "stage_kinds" in expect:
@@ -130,8 +131,9 @@ def test_scenario_matches_expectations(name: str, expect: dict[str, Any],
 
 
 @pytest.mark.parametrize(("name", "expect"), SCENARIOS, ids=SCENARIO_IDS)
-def test_every_edge_has_evidence_in_the_report(name: str, expect: dict[str, Any],
-                                               scenario_report: Callable[[str], Report]) -> None:
+def test_every_edge_has_evidence_in_the_report(
+    name: str, expect: dict[str, Any], scenario_report: Callable[[str], Report]
+) -> None:
     report = scenario_report(name)
     events = report["stats"]["events"]
     recorded = recorded_seqs(report)
@@ -147,14 +149,23 @@ def test_every_edge_has_evidence_in_the_report(name: str, expect: dict[str, Any]
             continue
         # A stage touching an artifact: the evidence is a record of that stage naming the artifact.
         kind, _, ref = target.partition(":")
-        section = {"file": "files", "url": "network", "host": "network", "registry": "registry",
-                   "sync": "sync_objects"}[kind]
+        section = {
+            "file": "files",
+            "url": "network",
+            "host": "network",
+            "registry": "registry",
+            "sync": "sync_objects",
+        }[kind]
         matching = [recorded[seq][1] for seq in evidence if recorded.get(seq, ("", {}))[0] == section]
         assert matching, f"{label}: no {section} record among evidence {evidence}"
         for record in matching:
             assert record["stage"] == source, f"{label}: record {record['seq']} belongs to {record['stage']}"
-            named = {"files": lambda r: r["path"].lower(), "network": lambda r: r["url"] or r["host"],
-                     "registry": lambda r: r["path"].lower(), "sync_objects": lambda r: r["name"].lower()}[section]
+            named = {
+                "files": lambda r: r["path"].lower(),
+                "network": lambda r: r["url"] or r["host"],
+                "registry": lambda r: r["path"].lower(),
+                "sync_objects": lambda r: r["name"].lower(),
+            }[section]
             assert named(record) == ref, f"{label}: record {record['seq']} names {named(record)!r}"
     for technique in report["attack"]:
         assert technique["evidence"], technique
@@ -184,8 +195,11 @@ def test_3cx_carrier_read_before_it_is_made_executable(name: str, scenario_repor
     handles = {c["ret"] for c in opens}
     reads = [c for c in _api(report, "ReadFile") if c["args"][0] in handles and c["stage"] == "s0"]
     assert reads, "no ReadFile of the d3dcompiler_47.dll handle"
-    file_reads = [f for f in report["files"]
-                  if f["op"] == "read" and f["path"].lower().endswith(r"\d3dcompiler_47.dll") and f["size"]]
+    file_reads = [
+        f
+        for f in report["files"]
+        if f["op"] == "read" and f["path"].lower().endswith(r"\d3dcompiler_47.dll") and f["size"]
+    ]
     assert file_reads
     rwx = [c for c in _api(report, "VirtualProtect") if "PAGE_EXECUTE_READWRITE" in c["args"]]
     assert rwx, "no VirtualProtect(PAGE_EXECUTE_READWRITE)"
@@ -201,8 +215,9 @@ def test_3cx_network_and_crypto(name: str, scenario_report: Callable[[str], Repo
     report = scenario_report(name)
     http = [n for n in report["network"] if n["kind"] == "http"]
     github = [n for n in http if n["method"] == "GET" and n["host"] == "raw.githubusercontent.com"]
-    assert github and re.fullmatch(r"https://raw\.githubusercontent\.com/IconStorages/images/main/icon\d+\.ico",
-                                   github[0]["url"]), github
+    assert github and re.fullmatch(
+        r"https://raw\.githubusercontent\.com/IconStorages/images/main/icon\d+\.ico", github[0]["url"]
+    ), github
     assert github[0]["response"]["status"] == 200 and github[0]["stage"] == "s2"
     decrypts = _api(report, "BCryptDecrypt")
     assert len(decrypts) >= 2 and all(c["ret"] == "0x0" for c in decrypts)

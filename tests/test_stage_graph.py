@@ -58,23 +58,64 @@ class Trace:
         return seq
 
     def entry(self, image: bytes = b"MZ entry sample" * 4) -> int:
-        return self.add(StageStart, stage="s0", new_stage="s0", kind="pe", name="entry.exe", base=EXE_BASE,
-                        size=len(image), entry=EXE_BASE, sha256=self.blob(image), via="entry")
+        return self.add(
+            StageStart,
+            stage="s0",
+            new_stage="s0",
+            kind="pe",
+            name="entry.exe",
+            base=EXE_BASE,
+            size=len(image),
+            entry=EXE_BASE,
+            sha256=self.blob(image),
+            via="entry",
+        )
 
-    def stage(self, new_stage: str, parent: str, data: bytes, base: int, kind: str = "shellcode",
-              entry: int | None = None) -> int:
-        return self.add(StageStart, stage=parent, new_stage=new_stage, kind=kind, name=f"{kind}@{base:#x}",
-                        base=base, size=len(data), entry=base if entry is None else entry,
-                        sha256=self.blob(data), parent=parent, via="call")
+    def stage(
+        self, new_stage: str, parent: str, data: bytes, base: int, kind: str = "shellcode", entry: int | None = None
+    ) -> int:
+        return self.add(
+            StageStart,
+            stage=parent,
+            new_stage=new_stage,
+            kind=kind,
+            name=f"{kind}@{base:#x}",
+            base=base,
+            size=len(data),
+            entry=base if entry is None else entry,
+            sha256=self.blob(data),
+            parent=parent,
+            via="call",
+        )
 
-    def http(self, stage: str, url: str, body: bytes, method: str = "GET", request_body: bytes = b"",
-             headers: dict[str, str] | None = None) -> int:
+    def http(
+        self,
+        stage: str,
+        url: str,
+        body: bytes,
+        method: str = "GET",
+        request_body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> int:
         host = url.split("/")[2]
-        request = NetRequest(headers=headers or {}, body_size=len(request_body),
-                             body_sha256=self.blob(request_body) if request_body else None)
+        request = NetRequest(
+            headers=headers or {},
+            body_size=len(request_body),
+            body_sha256=self.blob(request_body) if request_body else None,
+        )
         response = NetResponse(status=200, size=len(body), sha256=self.blob(body) if body else None)
-        return self.add(NetworkExchange, stage=stage, kind="http", host=host, port=443, method=method, url=url,
-                        request=request, response=response, responder="test")
+        return self.add(
+            NetworkExchange,
+            stage=stage,
+            kind="http",
+            host=host,
+            port=443,
+            method=method,
+            url=url,
+            request=request,
+            response=response,
+            responder="test",
+        )
 
 
 def analyse(trace: Trace, context: GraphContext | None = None) -> tuple[list[Any], nx.DiGraph]:
@@ -97,10 +138,25 @@ def test_file_read_then_decrypted_in_place_and_executed_gives_decrypts_to_from_t
     ciphertext = xor(plaintext)
     buffer = 0x50000
     t.add(FileAccess, stage="s0", op="open", path=CARRIER)
-    read = t.add(FileAccess, stage="s0", op="read", path=CARRIER, size=len(ciphertext),
-                 data_sha256=t.blob(ciphertext), address=buffer)
-    buf = t.add(DataBuffer, stage="s0", source="file_read", address=buffer, size=len(ciphertext),
-                sha256=sha(ciphertext), ref=CARRIER, api="ReadFile")
+    read = t.add(
+        FileAccess,
+        stage="s0",
+        op="read",
+        path=CARRIER,
+        size=len(ciphertext),
+        data_sha256=t.blob(ciphertext),
+        address=buffer,
+    )
+    buf = t.add(
+        DataBuffer,
+        stage="s0",
+        source="file_read",
+        address=buffer,
+        size=len(ciphertext),
+        sha256=sha(ciphertext),
+        ref=CARRIER,
+        api="ReadFile",
+    )
     # The loader decrypts the buffer where it lies and calls into it, past a small header.
     start = t.stage("s1", "s0", plaintext, buffer, entry=buffer + 0x10)
 
@@ -122,8 +178,16 @@ def test_network_bytes_executed_unchanged_give_delivers_from_the_url() -> None:
     t.entry()
     payload = code(2)
     fetch = t.http("s0", URL, payload)
-    buf = t.add(DataBuffer, stage="s0", source="network_read", address=EXE_BASE + 0x3000, size=len(payload),
-                sha256=sha(payload), ref=URL, api="WinHttpReadData")
+    buf = t.add(
+        DataBuffer,
+        stage="s0",
+        source="network_read",
+        address=EXE_BASE + 0x3000,
+        size=len(payload),
+        sha256=sha(payload),
+        ref=URL,
+        api="WinHttpReadData",
+    )
     # Copied to fresh executable memory, then run: the stage's bytes are the body, unchanged.
     start = t.stage("s1", "s0", payload, 0x60000)
 
@@ -158,15 +222,28 @@ def test_decryption_api_output_executed_gives_decrypts_to_from_where_the_ciphert
     ciphertext = xor(plaintext, 0x33)
     fetch = t.http("s0", URL, ciphertext)
     out = 0x70000
-    dec = t.add(DataBuffer, stage="s0", source="decrypt", address=out, size=len(plaintext), sha256=t.blob(plaintext),
-                ref="bcrypt.BCryptDecrypt", input_sha256=sha(ciphertext), api="BCryptDecrypt")
+    dec = t.add(
+        DataBuffer,
+        stage="s0",
+        source="decrypt",
+        address=out,
+        size=len(plaintext),
+        sha256=t.blob(plaintext),
+        ref="bcrypt.BCryptDecrypt",
+        input_sha256=sha(ciphertext),
+        api="BCryptDecrypt",
+    )
     start = t.stage("s1", "s0", plaintext, out)
 
     stages, graph = analyse(t)
     link = stages[1].link
     assert link is not None
-    assert (link.how, link.source_type, link.source_ref, link.via_api) == ("decrypt_api", "network", URL,
-                                                                          "BCryptDecrypt")
+    assert (link.how, link.source_type, link.source_ref, link.via_api) == (
+        "decrypt_api",
+        "network",
+        URL,
+        "BCryptDecrypt",
+    )
     assert edges(graph)[(f"url:{URL}", "s1")] == ("decrypts_to", [fetch, dec, start])
 
 
@@ -198,14 +275,30 @@ def test_post_carrying_file_content_exfiltrates_and_one_carrying_an_identifier_b
     t = Trace()
     t.entry()
     secret = b"https://intranet.corp.example/payroll visited 2023-03-29"
-    read = t.add(FileAccess, stage="s0", op="read", path=CARRIER, size=len(secret), data_sha256=t.blob(secret),
-                 address=0x50000)
-    t.add(DataBuffer, stage="s0", source="file_read", address=0x50000, size=len(secret), sha256=sha(secret),
-          ref=CARRIER, api="ReadFile")
-    beacon = t.http("s0", "https://c2.example.test/beacon", b"OK", method="POST", request_body=b"hello",
-                    headers={"Cookie": "__tutma=6f1c2d3e-4b5a"})
-    exfil = t.http("s0", "https://c2.example.test/upload", b"OK", method="POST",
-                   request_body=b'{"history": "' + secret + b'"}')
+    read = t.add(
+        FileAccess, stage="s0", op="read", path=CARRIER, size=len(secret), data_sha256=t.blob(secret), address=0x50000
+    )
+    t.add(
+        DataBuffer,
+        stage="s0",
+        source="file_read",
+        address=0x50000,
+        size=len(secret),
+        sha256=sha(secret),
+        ref=CARRIER,
+        api="ReadFile",
+    )
+    beacon = t.http(
+        "s0",
+        "https://c2.example.test/beacon",
+        b"OK",
+        method="POST",
+        request_body=b"hello",
+        headers={"Cookie": "__tutma=6f1c2d3e-4b5a"},
+    )
+    exfil = t.http(
+        "s0", "https://c2.example.test/upload", b"OK", method="POST", request_body=b'{"history": "' + secret + b'"}'
+    )
     plain = t.http("s0", "https://c2.example.test/config", b"{}")
     _, graph = analyse(t, GraphContext(host_identifiers=["6f1c2d3e-4b5a"]))
     assert edges(graph) == {
@@ -238,17 +331,32 @@ def _chain() -> Trace:
     t = Trace()
     t.entry()
     stage1, stage2 = code(6), code(7, 512)
-    t.add(FileAccess, stage="s0", op="read", path=CARRIER, size=256, data_sha256=t.blob(xor(stage1)),
-          address=0x50000)
-    t.add(DataBuffer, stage="s0", source="file_read", address=0x50000, size=256, sha256=sha(xor(stage1)),
-          ref=CARRIER, api="ReadFile")
+    t.add(FileAccess, stage="s0", op="read", path=CARRIER, size=256, data_sha256=t.blob(xor(stage1)), address=0x50000)
+    t.add(
+        DataBuffer,
+        stage="s0",
+        source="file_read",
+        address=0x50000,
+        size=256,
+        sha256=sha(xor(stage1)),
+        ref=CARRIER,
+        api="ReadFile",
+    )
     t.stage("s1", "s0", stage1, 0x50000)
     t.http("s1", URL, xor(stage2, 0x77), headers={"X-Id": "WS-FINANCE-07"})
-    t.add(DataBuffer, stage="s1", source="decrypt", address=0x90000, size=512, sha256=t.blob(stage2),
-          ref="bcrypt.BCryptDecrypt", input_sha256=sha(xor(stage2, 0x77)), api="BCryptDecrypt")
+    t.add(
+        DataBuffer,
+        stage="s1",
+        source="decrypt",
+        address=0x90000,
+        size=512,
+        sha256=t.blob(stage2),
+        ref="bcrypt.BCryptDecrypt",
+        input_sha256=sha(xor(stage2, 0x77)),
+        api="BCryptDecrypt",
+    )
     t.stage("s2", "s1", stage2, 0x90000)
-    t.add(FileAccess, stage="s2", op="read", path=r"C:\Users\analyst\History", size=8,
-          data_sha256=t.blob(b"history!"))
+    t.add(FileAccess, stage="s2", op="read", path=r"C:\Users\analyst\History", size=8, data_sha256=t.blob(b"history!"))
     return t
 
 

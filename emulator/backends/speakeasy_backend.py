@@ -14,6 +14,7 @@ import contextvars
 import logging
 import ntpath
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,9 +96,15 @@ LIMIT_ERRORS = {
     "timeout": ("timeout", "timeout"),
 }
 
-# Whether fast mode passes the instruction limit to Unicorn's native counter (costs a C call per
-# instruction) or bounds runaway code by the wall-clock timeout alone.
-FAST_MODE_COUNTS_INSTRUCTIONS = True
+# Fast mode: a stretch of guest code between two API calls runs this long before Unicorn starts
+# counting its instructions against max_instructions (counting costs a C call per instruction).
+UNCOUNTED_SLICE_SECONDS = 0.25
+# No Unicorn build runs faster than this, so an uncounted slice of limit / rate seconds cannot
+# have run past the limit; a limit needing a slice shorter than the minimum is counted at once.
+FASTEST_INSTRUCTIONS_PER_SECOND = 1_000_000_000
+MIN_UNCOUNTED_SLICE_SECONDS = 0.05
+# How often the fast-mode watchdog thread checks the wall-clock deadline.
+WATCHDOG_POLL_SECONDS = 0.005
 
 logging.getLogger("speakeasy").setLevel(logging.CRITICAL)
 
@@ -221,7 +228,7 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
 
 
 class _NativeRunner:
-    """Fast mode: guest code runs in Unicorn with no per-instruction Python hook.
+    """Fast mode: guest code runs in Unicorn with no per-instruction callback at all.
 
     Speakeasy keeps one code hook installed for the work it defers after each API call (SEH
     dispatch, ending a run, unmapping temporary fault pages). "Disabling" it only flips a flag,
@@ -229,7 +236,14 @@ class _NativeRunner:
     Unicorn resumes, which is exactly where the hook would first have fired; a native hook is
     installed only while Speakeasy wants the work repeated on every instruction (until a SEH
     handler has resumed). Work requested from inside a Unicorn callback yields to Python and
-    resumes transparently. The instruction limit uses Unicorn's own counter, in C.
+    resumes transparently.
+
+    Unicorn's own timeout starts and joins a timer thread on every start (about 0.5 ms, once
+    per API call); one watchdog thread per replay stops Unicorn at the deadline instead.
+    Unicorn's instruction counter costs a C call per instruction (3x slower on RC4), so a
+    stretch of guest code runs uncounted for its first ``UNCOUNTED_SLICE_SECONDS`` and only
+    a stretch still running after that is counted against ``max_instructions`` (so a stretch
+    may run up to about twice the limit before it is stopped; small limits are counted at once).
     """
 
     def __init__(self, emu: Any, instruction_limit: int) -> None:
@@ -244,14 +258,25 @@ class _NativeRunner:
         self.stop_requested = False
         self.yielded = False
         self.native_starts = 0
+        self.counted_stretches = 0
         self._engine_start = self.engine.start
         self._engine_stop = self.engine.stop
+        self._lock = threading.Lock()
+        self._stop_at: float | None = None
+        self._watchdog_fired = False
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="chainreplay-watchdog", daemon=True)
+        self._watchdog.start()
         # Speakeasy only enables its hook when one exists; this object stands in for it.
         emu.tmp_code_hook = self
         emu.enable_code_hook = self.enable
         emu.disable_code_hook = self.disable
         self.engine.start = self.start
         self.engine.stop = self.stop
+
+    def close(self) -> None:
+        self._closed.set()
+        self._watchdog.join(timeout=1)
 
     def enable(self) -> None:
         if not self.in_native:
@@ -272,37 +297,72 @@ class _NativeRunner:
         self.stop_requested = True
         return self._engine_stop()
 
+    def _watch(self) -> None:
+        while not self._closed.wait(WATCHDOG_POLL_SECONDS):
+            with self._lock:
+                if self._stop_at is not None and time.monotonic() >= self._stop_at:
+                    self._stop_at = None
+                    self._watchdog_fired = True
+                    self._engine_stop()
+
     def _on_code(self, _uc: Any, address: int, size: int, _user: Any) -> None:
         self.emu._hook_code_core(self.emu, address, size)
 
+    def _run_deferred_work(self, address: int) -> int | None:
+        """Speakeasy's deferred work at ``address``; the address to resume at, None to stay stopped."""
+        self.stop_requested = False
+        self.emu.set_pc(address)
+        self.emu._hook_code_core(self.emu, address, 0)
+        if self.stop_requested or self.emu.emu_complete:
+            return None
+        if self.pending and self.native_hook is None:
+            self.native_hook = self.unicorn.hook_add(uc.UC_HOOK_CODE, self._on_code)
+        return int(self.emu.get_pc())
+
+    def _native(self, address: int, stop_at: float | None, count: int) -> None:
+        if self.flush_needed:
+            self.unicorn.ctl_flush_tb()
+            self.flush_needed = False
+        self.stop_requested = self.yielded = self._watchdog_fired = False
+        self.native_starts += 1
+        with self._lock:
+            self._stop_at = stop_at
+        self.in_native = True
+        try:
+            self._engine_start(address, timeout=0, count=count)
+        finally:
+            self.in_native = False
+            with self._lock:
+                self._stop_at = None
+
     def start(self, address: int, timeout: float = 0, count: int = 0) -> Any:
-        deadline = time.monotonic() + timeout if timeout else None
+        now = time.monotonic()
+        deadline = now + timeout if timeout else None
+        uncounted = min(UNCOUNTED_SLICE_SECONDS, self.instruction_limit / FASTEST_INSTRUCTIONS_PER_SECOND)
+        counting = uncounted < MIN_UNCOUNTED_SLICE_SECONDS
+        slice_end = now + uncounted
         while True:
             if self.pending:
-                self.stop_requested = False
-                self.emu.set_pc(address)
-                self.emu._hook_code_core(self.emu, address, 0)
-                if self.stop_requested or self.emu.emu_complete:
+                resume = self._run_deferred_work(address)
+                if resume is None:
                     return None
-                if self.pending and self.native_hook is None:
-                    self.native_hook = self.unicorn.hook_add(uc.UC_HOOK_CODE, self._on_code)
-                address = self.emu.get_pc()
-            if self.flush_needed:
-                self.unicorn.ctl_flush_tb()
-                self.flush_needed = False
-            left = max(deadline - time.monotonic(), 1e-6) if deadline is not None else 0
-            self.stop_requested = self.yielded = False
-            self.in_native = True
-            self.native_starts += 1
-            try:
-                self._engine_start(address, timeout=left, count=self.instruction_limit or count)
-            finally:
-                self.in_native = False
-            if self.yielded and not self.stop_requested:
-                address = self.emu.get_pc()
+                address = resume
+            stop_at = deadline
+            if self.instruction_limit and not counting:
+                stop_at = slice_end if deadline is None else min(deadline, slice_end)
+            self._native(address, stop_at, self.instruction_limit if counting else 0)
+            if self.stop_requested:
+                return None
+            address = int(self.emu.get_pc())
+            if self.yielded:
                 continue
-            within_time = deadline is None or time.monotonic() < deadline
-            if self.instruction_limit and not self.stop_requested and within_time:
+            if self._watchdog_fired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None  # Speakeasy sees the deadline and ends the run as a timeout
+                counting = True  # still running after the uncounted slice: count from here
+                self.counted_stretches += 1
+                continue
+            if counting:
                 self._instruction_limit_reached()
             return None
 
@@ -360,6 +420,7 @@ class SpeakeasyBackend:
         self._created_files: set[str] = set()
         self._written_bytes = 0
         self._module: Any = None
+        self._runner: _NativeRunner | None = None
 
     # -- public ------------------------------------------------------------------------------
 
@@ -374,6 +435,8 @@ class SpeakeasyBackend:
         except NetworkLimitReached as err:
             self._stop = ReplayStop("limit", str(err), "max_network_exchanges")
         finally:
+            if self._runner is not None:
+                self._runner.close()
             self.result.emulation_seconds = time.perf_counter() - started
             self._collect()
         return self.result
@@ -514,7 +577,7 @@ class SpeakeasyBackend:
             self._install_handler(handler)
         self._install_compat_hooks()
         if self.plan.mode == "fast":
-            self._runner = _NativeRunner(emu, FAST_MODE_COUNTS_INSTRUCTIONS and self.plan.limits.max_instructions)
+            self._runner = _NativeRunner(emu, self.plan.limits.max_instructions)
 
     def _install_compat_hooks(self) -> None:
         """Argument fixes for Speakeasy handlers that are right except for one detail."""
@@ -781,7 +844,7 @@ class SpeakeasyBackend:
                 data = params.get("data") or b""
                 self._written_bytes += len(data)
                 if self._written_bytes > self.plan.limits.max_dropped_bytes:
-                    raise ReplayStop(
+                    raise self._fail(
                         "limit",
                         f"sample wrote more than {self.plan.limits.max_dropped_bytes} bytes",
                         "max_dropped_bytes",
