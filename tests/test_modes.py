@@ -77,3 +77,31 @@ def test_faults_end_the_same_way_in_both_modes(name: str, tmp_path: Path) -> Non
     assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
     assert [r["error"] for r in fast.runs] == [r["error"] for r in faithful.runs]
     assert any(r["error"] for r in fast.runs), fast.runs
+
+
+@pytest.mark.parametrize(
+    ("limits", "status"),
+    [
+        # A slice of 60M / 1e9 s runs uncounted; the loop is then counted and stopped at the limit.
+        ({"max_instructions": 60_000_000, "timeout": 60}, "instruction_limit"),
+        # The fast-mode watchdog stops Unicorn at the wall-clock deadline.
+        ({"max_instructions": 10**15, "timeout": 1.0}, "timeout"),
+    ],
+)
+def test_fast_mode_stops_a_runaway_loop(limits: dict[str, float], status: str, tmp_path: Path) -> None:
+    from emulator.limits import Limits
+    from emulator.plan import ReplayPlan
+
+    sample = tmp_path / "spin.bin"
+    sample.write_bytes(bytes.fromhex("eb fe"))  # jmp $
+    plan = ReplayPlan(
+        name="spin",
+        target_path=str(sample),
+        target_kind="shellcode",
+        arch="x64",
+        emu_path="C:\\spin.bin",
+        limits=Limits(**limits),
+    )
+    recording = emulate(plan)
+    assert recording.status == status, recording.detail
+    assert recording.limit == ("max_instructions" if status == "instruction_limit" else "timeout")

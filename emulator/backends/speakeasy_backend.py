@@ -361,6 +361,8 @@ class _NativeRunner:
                     return None  # Speakeasy sees the deadline and ends the run as a timeout
                 counting = True  # still running after the uncounted slice: count from here
                 self.counted_stretches += 1
+                # Code translated without Unicorn's counting hook would never be counted.
+                self.flush_needed = True
                 continue
             if counting:
                 self._instruction_limit_reached()
