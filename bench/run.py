@@ -460,6 +460,46 @@ def workloads(config: Settings) -> list[Workload]:
     ]
 
 
+def trace_and_graph_cost(plan: ReplayPlan) -> dict[str, float | None]:
+    """What recording the trace and building the graph cost against emulation alone.
+
+    Recording: the time spent in the backend's per-API recorder (rendering arguments, turning
+    Speakeasy's observations into events, reading buffers), timed inside one emulate(). Graph:
+    analyse() (stages, provenance, graph, techniques) on that recording. Drawing image files is
+    rendering, not building the graph, and is not counted here.
+    """
+    from emulator.backends import speakeasy_backend
+    from emulator.replay import analyse
+
+    spent = [0.0]
+    original = speakeasy_backend.SpeakeasyBackend._on_api
+
+    def on_api(self: Any, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            original(self, *args)
+        finally:
+            spent[0] += time.perf_counter() - started
+
+    speakeasy_backend.SpeakeasyBackend._on_api = on_api  # type: ignore[method-assign,assignment]
+    try:
+        started = time.perf_counter()
+        recording = emulate(plan)
+        total = time.perf_counter() - started
+    finally:
+        speakeasy_backend.SpeakeasyBackend._on_api = original  # type: ignore[method-assign]
+    started = time.perf_counter()
+    analyse(plan, recording)
+    graph_s = time.perf_counter() - started
+    alone = total - spent[0]
+    return {
+        "emulation_alone_s": rounded(alone),
+        "recording_s": rounded(spent[0]),
+        "graph_s": rounded(graph_s),
+        "overhead": rounded(ratio(spent[0] + graph_s, alone)),
+    }
+
+
 def bench_mode(
     plan: ReplayPlan, empty_plan: ReplayPlan | None, mode: str, repeats: int, outdir: Path
 ) -> tuple[dict[str, Any], Trace, Trace]:
@@ -494,6 +534,7 @@ def bench_mode(
         # The same within the one replay_target run, against the engine time its report states.
         "replay_engine_s": rounded(in_run),
         "recording_overhead_in_run": rounded(ratio(replay_time.wall_s - in_run, in_run)),
+        "trace_and_graph": trace_and_graph_cost(mode_plan),
         "status": recording.status,
         "detail": recording.detail,
         "replay_status": replayed.status,
@@ -758,10 +799,11 @@ def summary(result: dict[str, Any]) -> str:
         f" imports {fmt(start['import_s'], '.3f')} s)",
         f"  peak RSS of that replay: {fmt(start['peak_rss_mb'], '.0f')} MB (target < {TARGET_PEAK_RSS_MB:g} MB);"
         f" of this bench process: {fmt(result['peak_rss_mb']['bench_process'], '.0f')} MB",
-        f"  recording + analysis + report, (replay_target - emulate) / emulate: fast"
+        f"  recording the trace + building the graph, against emulation alone (fast):"
+        f" {fmt(_pct(ratios['3cx_fast_trace_and_graph']), '+.1f')}% (target < {TARGET_OVERHEAD * 100:g}%)",
+        f"  whole replay_target (child, recording, analysis, report, PNG/SVG) vs emulate: fast"
         f" {fmt(_pct(ratios['3cx_fast_overhead']), '+.0f')}%,"
-        f" faithful {fmt(_pct(ratios['3cx_faithful_overhead']), '+.0f')}%"
-        f" (target < {TARGET_OVERHEAD * 100:g}%)",
+        f" faithful {fmt(_pct(ratios['3cx_faithful_overhead']), '+.0f')}%",
         f"  bare speakeasy: {cx['bare_speakeasy']['api_calls']} API calls, chainreplay fast"
         f" {cx['chainreplay']['fast']['api_calls']}; {cx['bare_speakeasy']['note']}",
         "traces (API name, arguments, return value, in order):",
@@ -859,6 +901,8 @@ def run_all(config: Settings, say: Callable[[str], None]) -> dict[str, Any]:
         "apiflood_faithful_speedup_vs_bare": flood_out["chainreplay"]["faithful"]["speedup_vs_bare"],
         "3cx_fast_speedup_vs_bare": cx["chainreplay"]["fast"]["speedup_vs_bare"],
         "3cx_fast_overhead": cx["chainreplay"]["fast"]["recording_overhead"],
+        # Recording the trace + building the graph, against emulation alone (issue 7's 10%).
+        "3cx_fast_trace_and_graph": cx["chainreplay"]["fast"]["trace_and_graph"]["overhead"],
         "3cx_faithful_overhead": cx["chainreplay"]["faithful"]["recording_overhead"],
     }
     result["peak_rss_mb"] = {
@@ -874,7 +918,7 @@ def run_all(config: Settings, say: Callable[[str], None]) -> dict[str, Any]:
         "rc4_fast_within_2x_raw": _at_most(ratios["rc4_fast_slowdown_vs_raw"], TARGET_SLOWDOWN_VS_RAW),
         "rc4_traces_identical": all(t["identical"] for t in rc4["traces"]),
         "3cx_startup_lt_1_5s": _at_most(result["startup"]["wall_s"], TARGET_STARTUP_SECONDS),
-        "3cx_overhead_lt_10pct": _at_most(ratios["3cx_fast_overhead"], TARGET_OVERHEAD),
+        "3cx_trace_and_graph_lt_10pct": _at_most(ratios["3cx_fast_trace_and_graph"], TARGET_OVERHEAD),
         "3cx_peak_rss_lt_400mb": _at_most(result["startup"]["peak_rss_mb"], TARGET_PEAK_RSS_MB),
     }
     result["machine"]["load_after"] = os.getloadavg()

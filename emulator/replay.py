@@ -225,6 +225,27 @@ def outcome_of(
     return status, detail, limit
 
 
+WARM_UP_SAMPLE = Path(__file__).resolve().parent / "data" / "warmup_ret.bin"
+
+
+def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
+    """Pay the engine's once-per-process costs now (imports, signature database, export
+    manifests) by emulating a one-byte ``ret`` in this process.
+
+    Replays fork their emulation child from this process, so every later replay starts warm:
+    about 0.6 s less per 3CX replay. Meant for batch workers (a process pool's initializer).
+    """
+    for arch in arches:
+        plan = ReplayPlan(
+            name="warm-up",
+            target_path=str(WARM_UP_SAMPLE),
+            target_kind="shellcode",
+            arch=arch,  # type: ignore[arg-type]
+            emu_path="C:\\warmup.bin",
+        )
+        emulate(plan)
+
+
 def _child(plan: ReplayPlan, conn: Connection) -> None:
     try:
         limit = CHILD_ADDRESS_SPACE_LIMIT
@@ -508,7 +529,9 @@ def _load_renderers() -> None:
     # use, which must happen before the guard that allows writes only inside OUTDIR goes up.
     import matplotlib.font_manager  # noqa: F401
 
-    import emulator.render.graph_files  # noqa: F401
+    from emulator.render.graph_files import warm_up
+
+    warm_up()
 
 
 def replay_target(

@@ -93,3 +93,15 @@ def test_isolation_bench_smoke(tmp_path: Path) -> None:
     assert figures["count"] == 3 and figures["identical"] is True and figures["distinct_reports"] == 1
     assert [c["replays"] for c in figures["checkpoints"]] == [1, 2, 3]
     assert all(c["rss_mib"] > 0 for c in figures["checkpoints"])
+
+
+def test_a_warmed_engine_replays_exactly_like_a_cold_one() -> None:
+    """warm_engine() (for batch workers) changes how fast the next replays start, nothing else."""
+    from emulator.replay import emulate_isolated, warm_engine
+
+    plan = load_scenario(SCENARIOS / "winhttp-downloader")
+    before = emulate_isolated(plan)
+    warm_engine()
+    after = emulate_isolated(plan)
+    assert before.status == "completed"
+    assert _fingerprint(after) == _fingerprint(before)
