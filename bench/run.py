@@ -520,7 +520,7 @@ def bench_mode(
     replay_time, replayed = timed(replay, repeats)
     report = json.loads(Path(replayed.report_path).read_text(encoding="utf-8"))
     reported: Trace = [(c["api"], tuple(c["args"]), c["ret"]) for c in report.get("api_calls", [])]
-    in_run = float(report["stats"]["emulation_seconds"])
+    in_run = float(replayed.emulation_seconds)
     figures = {
         "emulate_s": rounded(emulate_time.wall_s),
         "emulate_cpu_s": rounded(emulate_time.cpu_s),

@@ -94,6 +94,8 @@ class ReplayResult:
     report_path: str
     stages: int
     api_calls: int
+    # Wall-clock seconds of the emulation. Not in report.json, which is deterministic.
+    emulation_seconds: float = 0.0
 
 
 # ---- emulation (runs in the child, or in-process for tests) --------------------------------
@@ -492,7 +494,6 @@ def build_report(
             api_calls=len(api_calls),
             events=len(events),
             network_exchanges=len(network),
-            emulation_seconds=round(recording.emulation_seconds, 3),
             seed=plan.seed,
         ),
     )
@@ -585,4 +586,5 @@ def replay_target(
         str(out / "report.json"),
         len(report.stages),
         len(report.api_calls),
+        round(recording.emulation_seconds, 3),
     )

@@ -230,7 +230,6 @@ class Stats(_Model):
     api_calls: int
     events: int
     network_exchanges: int
-    emulation_seconds: float
     seed: int
 
 

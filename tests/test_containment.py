@@ -615,7 +615,7 @@ def _fake_outputs(out: Path, dropped: dict[str, bytes]) -> Any:
             dropped=files,
             virtual_time=VirtualTime(start="1970-01-01T00:00:00Z", skipped_ms=0, sleeps=0),
             containment=containment,
-            stats=Stats(instructions=0, api_calls=0, events=0, network_exchanges=0, emulation_seconds=0, seed=1),
+            stats=Stats(instructions=0, api_calls=0, events=0, network_exchanges=0, seed=1),
         )
 
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ REPLAYS = 20
 def _normalised(report_path: str) -> str:
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     report.pop("generated_at")
-    report["stats"].pop("emulation_seconds")
     return json.dumps(report, sort_keys=True)
 
 
