@@ -257,8 +257,6 @@ class _NativeRunner:
         self.flush_needed = False
         self.stop_requested = False
         self.yielded = False
-        self.native_starts = 0
-        self.counted_stretches = 0
         self._engine_start = self.engine.start
         self._engine_stop = self.engine.stop
         self._lock = threading.Lock()
@@ -324,7 +322,6 @@ class _NativeRunner:
             self.unicorn.ctl_flush_tb()
             self.flush_needed = False
         self.stop_requested = self.yielded = self._watchdog_fired = False
-        self.native_starts += 1
         with self._lock:
             self._stop_at = stop_at
         self.in_native = True
@@ -360,7 +357,6 @@ class _NativeRunner:
                 if deadline is not None and time.monotonic() >= deadline:
                     return None  # Speakeasy sees the deadline and ends the run as a timeout
                 counting = True  # still running after the uncounted slice: count from here
-                self.counted_stretches += 1
                 # Code translated without Unicorn's counting hook would never be counted.
                 self.flush_needed = True
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -142,11 +143,12 @@ def _graphml_safe(graph: nx.DiGraph) -> nx.DiGraph:
     return safe
 
 
+@functools.cache
 def warm_up() -> None:
     """Load the fonts and the PNG and SVG back ends by drawing a throw-away figure in memory.
 
     The first figure a process draws pays for them (about 0.15 s); a replay does it while
-    its emulation child runs, so the real drawing does not.
+    its emulation child runs, so the real drawing does not. Once per process is enough.
     """
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.text(0.5, 0.5, "chainreplay", fontsize=7)
