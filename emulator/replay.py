@@ -104,6 +104,7 @@ class ReplayResult:
 def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     """Run the plan under the engine with containment on; return what was recorded."""
     from emulator.backends.speakeasy_backend import BackendInputError, run_backend
+    from emulator.environment import guest_variables
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices
@@ -144,8 +145,10 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
             recording.status, recording.detail = "error", f"responder: {name}{err}"
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
-        clock = VirtualClock(plan.start_time)
-        services = ReplayServices(recorder, clock, SeededRandom(plan.seed), router)
+        clock = VirtualClock(plan.start_time, boot_uptime_ms=plan.guest.uptime_ms)
+        services = ReplayServices(
+            recorder, clock, SeededRandom(plan.seed), router, guest=plan.guest, variables=guest_variables(plan)
+        )
         try:
             result = run_backend(plan, services)
         except BackendInputError as err:

@@ -7,6 +7,7 @@ import datetime as dt
 from emulator.apis.core import GuestApi, apihook
 from emulator.plan import MAX_START_TIME
 from emulator.services import ReplayServices
+from emulator.vclock import PERF_FREQUENCY
 
 WAIT_TIMEOUT = 0x102
 INFINITE = 0xFFFFFFFF
@@ -76,7 +77,7 @@ def query_performance_counter(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("kernel32", "QueryPerformanceFrequency", argc=1)
 def query_performance_frequency(api: GuestApi, argv: list[int]) -> int:
-    api.write_u64(argv[0], 10_000_000)
+    api.write_u64(argv[0], PERF_FREQUENCY)
     return 1
 
 
