@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EMU_PATH=HOST_PATH",
         help="map a host file into the guest (repeatable)",
     )
-    run.add_argument("--arch", choices=["x86", "x64"], help="bare shellcode: its architecture")
+    run.add_argument(
+        "--arch", choices=["x86", "x64", "amd64"], help="bare shellcode: its architecture (amd64 = x64, as Speakeasy)"
+    )
     run.add_argument("--shellcode", action="store_true", help="treat the bare sample as raw shellcode")
     run.add_argument("--seed", type=int, help="seed for the guest's randomness (default: the scenario's)")
     run.add_argument(
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
+    _add_environment_flags(run)
     for name, kind in LIMIT_FLAGS.items():
         field = Limits.model_fields[name]
         run.add_argument(
@@ -107,6 +110,102 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
     return parser
+
+
+# ---- the guest machine ([environment] settings as flags, like Speakeasy's CLI) ------------
+
+ENVIRONMENT_FLAGS = {
+    "processors": int,
+    "memory_mb": int,
+    "disk_gb": int,
+    "disk_free_gb": int,
+    "uptime_ms": int,
+    "cpu_vendor": str,
+}
+
+
+def _add_environment_flags(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("guest machine (override the scenario's [environment])")
+    group.add_argument(
+        "--argv",
+        metavar="ARGS",
+        help='command-line arguments for the sample, one string split like a shell: --argv "-x \\"a b\\""',
+    )
+    group.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="guest environment variable (repeatable)"
+    )
+    group.add_argument("--hostname", metavar="NAME", help="the guest's computer name")
+    group.add_argument("--user", metavar="NAME", help="the guest's user name")
+    group.add_argument("--domain", metavar="NAME", help="the guest's DNS domain")
+    group.add_argument("--screen", metavar="WxH", help="screen size, e.g. 1920x1080")
+    group.add_argument("--hypervisor", action="store_true", help="set the CPUID hypervisor bit (look like a VM)")
+    group.add_argument(
+        "--missing-files",
+        choices=["not_found", "default_content"],
+        help="a file the scenario does not provide: not found (default, as Windows) or Speakeasy's default content",
+    )
+    for name, kind in ENVIRONMENT_FLAGS.items():
+        from emulator.environment import GuestEnvironment
+
+        field = GuestEnvironment.model_fields[name]
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            dest=f"guest_{name}",
+            metavar="N" if kind is int else "TEXT",
+            help=f"{field.description} (default {field.default})",
+        )
+
+
+def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> ReplayPlan:
+    """The plan with the guest-machine flags applied on top of the scenario's (or the defaults)."""
+    import shlex
+
+    update: dict[str, object] = {}
+    guest: dict[str, object] = {}
+    if args.argv is not None:
+        try:
+            guest["argv"] = shlex.split(args.argv, posix=True)
+        except ValueError as err:
+            raise UsageError(f"--argv {args.argv!r}: {err}") from err
+    if args.env:
+        env = dict(plan.env)
+        for spec in args.env:
+            name, sep, value = spec.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--env {spec!r}: expected NAME=VALUE")
+            env[name] = value
+        update["env"] = env
+    for name in ("hostname", "user", "domain"):
+        value = getattr(args, name)
+        if value is not None:
+            if not value or any(c in value for c in '\\/:*?"<>|\0'):
+                raise UsageError(f"--{name} {value!r}: not a valid name")
+            update[name] = value
+    if "user" in update:  # a bare sample sits on the user's desktop: follow the new user
+        prefix = f"C:\\Users\\{plan.user}\\"
+        if plan.emu_path.startswith(prefix):
+            update["emu_path"] = f"C:\\Users\\{update['user']}\\" + plan.emu_path[len(prefix) :]
+    if args.screen is not None:
+        width, sep, height = args.screen.lower().partition("x")
+        if not sep or not width.isdigit() or not height.isdigit():
+            raise UsageError(f"--screen {args.screen!r}: expected WIDTHxHEIGHT, e.g. 1920x1080")
+        guest["screen"] = (int(width), int(height))
+    if args.hypervisor:
+        guest["hypervisor"] = True
+    if args.missing_files is not None:
+        guest["missing_files"] = args.missing_files
+    for name in ENVIRONMENT_FLAGS:
+        value = getattr(args, f"guest_{name}")
+        if value is not None:
+            guest[name] = value
+    if guest:
+        try:
+            update["guest"] = plan.guest.model_validate({**plan.guest.model_dump(), **guest})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    return plan.model_copy(update=update) if update else plan
 
 
 def _parse_arg(text: str) -> int | StringArg:
@@ -143,7 +242,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         except PeCheckError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
-        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")
+        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64|amd64")
     exports: list[ExportCall] = [ExportCall(name=name) for name in args.export]
     if args.arg and not exports:
         raise UsageError("--arg needs an --export to apply to")
@@ -166,7 +265,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         name=path.stem,
         target_path=str(path.resolve()),
         target_kind="shellcode" if shellcode else "pe",
-        arch=args.arch,
+        arch="x64" if args.arch == "amd64" else args.arch,
         emu_path=f"C:\\Users\\analyst\\Desktop\\{path.name}",
         exports=exports,
         files=files,
@@ -193,9 +292,10 @@ def _run(args: argparse.Namespace) -> int:
             )
         except ScenarioError as err:
             raise UsageError(str(err)) from err
+        plan = _apply_environment_flags(plan, args)
         display = None
     else:
-        plan = _bare_plan(args, target)
+        plan = _apply_environment_flags(_bare_plan(args, target), args)
         display = str(target)
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():

@@ -74,7 +74,12 @@ def global_memory_status_ex(api: GuestApi, argv: list[int]) -> int:
     total = _services(api).guest.memory_mb * MIB
     avail = total * 11 // 20
     virtual = (1 << 47) - (1 << 17) if api.ptr_size == 8 else 2 * GIB - (1 << 17)
-    api.write(argv[0], struct.pack("<IIQQQQQQQ", 64, 45, total, avail, total + 4 * GIB, avail + 2 * GIB, virtual, virtual - 64 * MIB, 0))
+    api.write(
+        argv[0],
+        struct.pack(
+            "<IIQQQQQQQ", 64, 45, total, avail, total + 4 * GIB, avail + 2 * GIB, virtual, virtual - 64 * MIB, 0
+        ),
+    )
     return 1
 
 
@@ -82,7 +87,11 @@ def global_memory_status_ex(api: GuestApi, argv: list[int]) -> int:
 def get_disk_free_space_ex(api: GuestApi, argv: list[int]) -> int:
     guest = _services(api).guest
     _root, avail, total, free = argv
-    for pointer, value in ((avail, guest.disk_free_gb * GIB), (total, guest.disk_gb * GIB), (free, guest.disk_free_gb * GIB)):
+    for pointer, value in (
+        (avail, guest.disk_free_gb * GIB),
+        (total, guest.disk_gb * GIB),
+        (free, guest.disk_free_gb * GIB),
+    ):
         api.write_u64(pointer, value)
     return 1
 
@@ -152,3 +161,61 @@ def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
     except Exception:
         return STATUS_ACCESS_VIOLATION
     return status
+
+
+# The kernel modules of a stock Windows 10 workstation (no hypervisor guest drivers).
+DRIVERS = (
+    "ntoskrnl.exe", "hal.dll", "kd.dll", "mcupdate_GenuineIntel.dll", "CLFS.SYS", "tm.sys", "PSHED.dll",
+    "BOOTVID.dll", "FLTMGR.SYS", "msrpc.sys", "ksecdd.sys", "clipsp.sys", "cmimcext.sys", "werkernel.sys",
+    "ntosext.sys", "CI.dll", "cng.sys", "Wdf01000.sys", "WDFLDR.SYS", "acpiex.sys", "ACPI.sys", "WMILIB.SYS",
+    "msisadrv.sys", "pci.sys", "partmgr.sys", "spaceport.sys", "volmgr.sys", "volmgrx.sys", "mountmgr.sys",
+    "storahci.sys", "storport.sys", "stornvme.sys", "EhStorClass.sys", "fileinfo.sys", "Wof.sys", "Ntfs.sys",
+    "Fs_Rec.sys", "ndis.sys", "NETIO.SYS", "ksecpkg.sys", "tcpip.sys", "fwpkclnt.sys", "volsnap.sys",
+    "rdyboost.sys", "mup.sys", "iorate.sys", "disk.sys", "CLASSPNP.SYS", "crashdmp.sys", "WdFilter.sys",
+    "afd.sys", "igdkmd64.sys", "dxgkrnl.sys", "watchdog.sys", "HDAudBus.sys", "usbxhci.sys", "USBPORT.SYS",
+    "e1d68x64.sys", "Netwtw08.sys", "win32k.sys", "win32kbase.sys", "win32kfull.sys",
+)  # fmt: skip
+KERNEL_BASE_X64 = 0xFFFFF80000000000
+KERNEL_BASE_X86 = 0x80000000
+DRIVER_STRIDE = 0x100000
+
+
+def _driver_bases(api: GuestApi) -> list[int]:
+    base = KERNEL_BASE_X64 if api.ptr_size == 8 else KERNEL_BASE_X86
+    return [base + 0x4000000 + i * DRIVER_STRIDE for i in range(len(DRIVERS))]
+
+
+@apihook("psapi", ["EnumDeviceDrivers"], argc=3)
+def enum_device_drivers(api: GuestApi, argv: list[int]) -> int:
+    buffer, size, needed = argv[0], argv[1] & 0xFFFFFFFF, argv[2]
+    bases = _driver_bases(api)
+    count = min(len(bases), size // api.ptr_size)
+    try:
+        for index in range(count):
+            api.write_ptr(buffer + index * api.ptr_size, bases[index])
+        api.write_u32(needed, len(bases) * api.ptr_size)
+    except Exception:
+        api.set_last_error(ERROR_NOACCESS)
+        return 0
+    return 1
+
+
+@apihook("psapi", ["GetDeviceDriverBaseNameA", "GetDeviceDriverBaseNameW"], argc=3)
+def get_device_driver_base_name(api: GuestApi, argv: list[int]) -> int:
+    image_base, buffer, size = argv[0], argv[1], argv[2] & 0xFFFFFFFF
+    bases = _driver_bases(api)
+    if image_base not in bases or not size:
+        api.set_last_error(87)  # ERROR_INVALID_PARAMETER
+        return 0
+    name = DRIVERS[bases.index(image_base)][: size - 1]
+    try:
+        api.write_string(buffer, name, is_wide(api))
+    except Exception:
+        api.set_last_error(ERROR_NOACCESS)
+        return 0
+    return len(name)
+
+
+# kernel32 exports the same functions as K32<name> (what psapi.lib links to on Windows 7+).
+apihook("kernel32", "K32EnumDeviceDrivers", argc=3)(enum_device_drivers)
+apihook("kernel32", ["K32GetDeviceDriverBaseNameA", "K32GetDeviceDriverBaseNameW"], argc=3)(get_device_driver_base_name)
