@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import ntpath
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,7 +39,7 @@ import speakeasy  # noqa: E402
 from speakeasy.config import get_default_config_dict  # noqa: E402
 from speakeasy.profiler import Profiler  # noqa: E402
 
-from emulator.environment import GuestEnvironment  # noqa: E402
+from emulator.environment import GuestEnvironment, split_arguments  # noqa: E402
 from emulator.events import ApiCall  # noqa: E402
 from emulator.limits import Limits  # noqa: E402
 from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE, ReplayPlan  # noqa: E402
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--argv", default="", help="command-line arguments for every binary")
     parser.add_argument("--no-marker", action="store_true", help="do not set CHAINREPLAY_SANDBOX")
     args = parser.parse_args(argv)
-    sample_argv = shlex.split(args.argv)
+    sample_argv = split_arguments(args.argv)
     mode = "faithful" if args.faithful else "fast"
     rows: list[dict[str, Any]] = []
     for path in binaries(args.folders):
@@ -171,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         where = ""
         if divergence:
-            where = f"  at #{divergence['index']}: speakeasy {divergence['speakeasy']} / chainreplay {divergence['chainreplay']}"
+            where = (
+                f"  at #{divergence['index']}: speakeasy {divergence['speakeasy']}"
+                f" / chainreplay {divergence['chainreplay']}"
+            )
         print(  # noqa: T201 - a bench script reports on stdout
             f"{'MATCH' if row['match'] else 'DIFF '} {path.name:<16} {len(bare):>5} / {len(ours):>5} calls{where}"
         )

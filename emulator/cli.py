@@ -159,13 +159,13 @@ def _add_environment_flags(run: argparse.ArgumentParser) -> None:
 
 def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> ReplayPlan:
     """The plan with the guest-machine flags applied on top of the scenario's (or the defaults)."""
-    import shlex
+    from emulator.environment import split_arguments
 
     update: dict[str, object] = {}
     guest: dict[str, object] = {}
     if args.argv is not None:
         try:
-            guest["argv"] = shlex.split(args.argv, posix=True)
+            guest["argv"] = split_arguments(args.argv)
         except ValueError as err:
             raise UsageError(f"--argv {args.argv!r}: {err}") from err
     if args.env:

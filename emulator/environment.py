@@ -94,3 +94,15 @@ def guest_variables(plan: ReplayPlan) -> dict[str, str]:
     variables = user_dirs(plan.user, plan.domain, plan.hostname)
     variables.update({k.lower(): v for k, v in plan.env.items()})
     return variables
+
+
+def split_arguments(text: str) -> list[str]:
+    """Arguments from one string, split at blanks, quotes grouping; backslashes are kept as typed
+    (Windows paths), so ``-o "C:\\out dir" c:\\x`` gives ``["-o", "C:\\out dir", "c:\\x"]``."""
+    import shlex
+
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    lexer.commenters = ""
+    return list(lexer)

@@ -130,19 +130,21 @@ class ApiHandler:
     argc: int
     conv: CallConv
     func: HandlerFunc
+    # The result is 64 bits wide (ULONGLONG, __time64_t): on x86 it is returned in EDX:EAX.
+    ret64: bool = False
 
 
 HANDLERS: list[ApiHandler] = []
 
 
 def apihook(
-    module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall"
+    module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall", ret64: bool = False
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register ``func`` as the project-side handler of ``module.name`` (each of ``names``)."""
 
     def register(func: HandlerFunc) -> HandlerFunc:
         for name in [names] if isinstance(names, str) else names:
-            HANDLERS.append(ApiHandler(module.lower(), name, argc, conv, func))
+            HANDLERS.append(ApiHandler(module.lower(), name, argc, conv, func, ret64))
         return func
 
     return register

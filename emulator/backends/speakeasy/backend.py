@@ -7,6 +7,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.translate import Observed, Translator
@@ -33,6 +34,7 @@ class SpeakeasyBackend:
         self.translator: Translator | None = None
         self._stop: ReplayStop | None = None
         self._runner: NativeRunner | None = None
+        self.machine: GuestMachine | None = None
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -70,14 +72,20 @@ class SpeakeasyBackend:
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
-        MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now).install()
+        watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
+        watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
+        self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
+        self.machine.install([(target.base, target.size)])
+        watch.on_new_code = self.machine.watch_code
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
         assert self.translator is not None
         self.translator.api_call(pc, imp_api, rv, args)
+        if self.machine is not None:
+            self.machine.update_shared_data()
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop("api_limit", f"{count} API calls (limit {limit})", "max_api_calls"))

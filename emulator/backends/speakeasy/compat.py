@@ -357,3 +357,19 @@ def schedule_exports(
 
 def finished_runs(emu: Any) -> list[Any]:
     return list(getattr(emu.get_profiler(), "runs", []) or [])
+
+
+# ---- the guest CPU -------------------------------------------------------------------------
+
+
+def add_cpuid_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
+    """``callback(uc, user)`` on every CPUID; returning True skips the instruction."""
+    from unicorn import x86_const
+
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_CPUID))
+
+
+def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, int, Any], None]) -> int:
+    """A code hook on the one instruction at ``address`` (Unicorn checks the range when it
+    translates, so other code runs with no callback)."""
+    return int(unicorn.hook_add(uc.UC_HOOK_CODE, callback, None, address, address))

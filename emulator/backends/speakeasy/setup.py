@@ -40,6 +40,22 @@ PREDEFINED_KEY_APIS = (
 )
 
 
+# APIs that fail with INVALID_HANDLE_VALUE, which Speakeasy returns as 0xFFFFFFFF on x64 too.
+INVALID_HANDLE_APIS = (
+    "CreateFileA",
+    "CreateFileW",
+    "CreateNamedPipeA",
+    "CreateNamedPipeW",
+    "FindFirstFileA",
+    "FindFirstFileW",
+    "FindFirstFileExA",
+    "FindFirstFileExW",
+    "CreateToolhelp32Snapshot",
+)
+INVALID_HANDLE_32 = 0xFFFFFFFF
+INVALID_HANDLE_64 = 0xFFFFFFFFFFFFFFFF
+
+
 class SpeakeasyMemory:
     """Guest memory for the project's API handlers (:class:`emulator.apis.core.GuestMemory`)."""
 
@@ -76,7 +92,8 @@ class LoadedTarget:
 
 def load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
-    se = speakeasy.Speakeasy(config=build_speakeasy_config(plan))
+    # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
+    se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
     name = ntpath.basename(plan.emu_path)
     loading: AbstractContextManager[None] = (
         compat.writes_without_invalidation(se) if plan.mode == "fast" else nullcontext()
@@ -115,6 +132,16 @@ def install_api_handlers(
     for name in PREDEFINED_KEY_APIS:
         se.add_api_hook(predefined_key, "advapi32", name)
 
+    def invalid_handle(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # INVALID_HANDLE_VALUE is (HANDLE)-1: all ones at the pointer size, not 0xFFFFFFFF on x64.
+        rv = orig(argv)
+        if rv == INVALID_HANDLE_32 and memory.ptr_size == 8:
+            return INVALID_HANDLE_64
+        return rv
+
+    for name in INVALID_HANDLE_APIS:
+        se.add_api_hook(invalid_handle, "kernel32", name)
+
 
 def _install_handler(
     se: Any,
@@ -128,10 +155,15 @@ def _install_handler(
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         api = GuestApi(memory, services, handler.name)
         try:
-            return handler.func(api, list(argv))
+            rv = handler.func(api, list(argv))
         except NetworkLimitReached as err:
             on_network_limit(str(err))
             return 0
+        if memory.ptr_size == 4 and handler.ret64:
+            # A 64-bit result on x86 (GetTickCount64, _time64) comes back in EDX:EAX.
+            emu.reg_write(se_arch.X86_REG_EDX, (rv >> 32) & 0xFFFFFFFF)
+            rv &= 0xFFFFFFFF
+        return rv
 
     se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
 
