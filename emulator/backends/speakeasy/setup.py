@@ -94,6 +94,7 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
+    compat.on_emulator_created(se, compat.use_fast_address_search)
     name = ntpath.basename(plan.emu_path)
     loading: AbstractContextManager[None] = (
         compat.writes_without_invalidation(se) if plan.mode == "fast" else nullcontext()
