@@ -504,3 +504,46 @@ def on_emulator_created(se: Any, callback: Callable[[Any], None]) -> None:
         callback(se.emu)
 
     se._init_emulator = init_emulator
+
+
+# ---- faults inside API handlers ------------------------------------------------------------
+
+
+def watch_guest_memory_faults(emu: Any, on_fault: Callable[[int, int, str], None]) -> None:
+    """``on_fault(pc, address, "read" | "write")`` when a host-side read or write of guest memory
+    fails (an API handler following a bad pointer); ``address`` is the first unmapped byte."""
+    original_read, original_write = emu.mem_read, emu.mem_write
+
+    def first_unmapped(address: int, size: int) -> int:
+        page = address & ~0xFFF
+        while page < address + max(size, 1):
+            if emu.get_address_map(max(page, address)) is None:
+                return max(page, address)
+            page += 0x1000
+        return address
+
+    def mem_read(addr: int, size: int) -> Any:
+        try:
+            return original_read(addr, size)
+        except uc.UcError:
+            on_fault(int(emu.get_pc()), first_unmapped(addr, size), "read")
+            raise
+
+    def mem_write(addr: int, data: bytes) -> Any:
+        try:
+            return original_write(addr, data)
+        except uc.UcError:
+            on_fault(int(emu.get_pc()), first_unmapped(addr, len(data)), "write")
+            raise
+
+    emu.mem_read = mem_read
+    emu.mem_write = mem_write
+
+
+def api_at_trap(emu: Any, pc: int) -> str | None:
+    """``module.Function`` whose API stub sits at ``pc``, if any."""
+    entry = emu.api_registry.traps.get(pc)
+    if entry is None:
+        return None
+    module = getattr(getattr(entry, "module", None), "name", "") or ""
+    return f"{str(module).lower()}.{entry.name}" if module else str(entry.name)
