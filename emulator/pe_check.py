@@ -59,8 +59,8 @@ def check_pe(data: bytes) -> None:
         raise PeCheckError(f"entry point {entry:#x} is outside the image (SizeOfImage {size_of_image:#x})")
 
 
-def export_names(data: bytes) -> list[str]:
-    """Names exported by a PE image (empty if it has no export directory)."""
+def _exports(data: bytes) -> tuple[str, dict[str, str | None]]:
+    """The export directory's DLL name and each exported name -> its forwarder ("dll.name") or None."""
     import pefile
 
     try:
@@ -70,15 +70,43 @@ def export_names(data: bytes) -> list[str]:
         raise PeCheckError(f"malformed PE: {err}") from err
     exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
     if exports is None:
-        return []
-    return [s.name.decode("latin-1") for s in exports.symbols if s.name]
+        return "", {}
+    dll = (getattr(exports, "name", b"") or b"").decode("latin-1")
+    return dll, {
+        s.name.decode("latin-1"): s.forwarder.decode("latin-1") if s.forwarder else None
+        for s in exports.symbols
+        if s.name
+    }
+
+
+def export_names(data: bytes) -> list[str]:
+    """Names exported by a PE image (empty if it has no export directory)."""
+    return list(_exports(data)[1])
+
+
+# Forwarders followed inside one DLL at most (Speakeasy and the Windows loader give up too).
+MAX_FORWARDER_CHAIN = 32
 
 
 def check_exports(data: bytes, wanted: list[str]) -> None:
     if not wanted:
         return
-    names = export_names(data)
+    dll, exports = _exports(data)
+    own = dll.lower().removesuffix(".dll")
+    names = list(exports)
     for name in wanted:
         if name not in names:
             shown = ", ".join(sorted(names)[:20]) or "none"
             raise PeCheckError(f"export {name!r} not found (exports: {shown})")
+        # A forwarder to this same DLL is followed here: a loop can never resolve.
+        chain, current = [name], name
+        while (target := exports.get(current)) is not None:
+            module, _, function = target.rpartition(".")
+            if module.lower().removesuffix(".dll") != own:
+                break  # forwarded to another DLL: resolved by the emulator when the export is called
+            chain.append(target)
+            if function in chain[:-1] or len(chain) > MAX_FORWARDER_CHAIN:
+                raise PeCheckError(f"export {name!r} is forwarded in a loop: {' -> '.join(chain)}")
+            if function not in exports:
+                raise PeCheckError(f"export {name!r} is forwarded to {target}, which this DLL does not export")
+            current = function

@@ -547,3 +547,8 @@ def api_at_trap(emu: Any, pc: int) -> str | None:
         return None
     module = getattr(getattr(entry, "module", None), "name", "") or ""
     return f"{str(module).lower()}.{entry.name}" if module else str(entry.name)
+
+
+def resolve_export(emu: Any, module: Any, name: str) -> int:
+    """The address an import of ``module!name`` binds to, forwarders followed (0 if none)."""
+    return int(emu.resolve_export(module, name) or 0)

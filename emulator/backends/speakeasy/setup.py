@@ -174,11 +174,26 @@ def start(plan: ReplayPlan, target: LoadedTarget) -> None:
     if target.kind == "shellcode":
         target.se.run_shellcode(target.shellcode_address)
         return
-    exports = {e.name: e.address for e in target.module.get_exports() if e.name}
-    missing = [call.name for call in plan.exports if call.name not in exports]
+    entries = {e.name: e for e in target.module.get_exports() if e.name}
+    missing = [call.name for call in plan.exports if call.name not in entries]
     if missing:
-        raise BackendInputError(f"export {missing[0]!r} not found (exports: {', '.join(sorted(exports)) or 'none'})")
+        raise BackendInputError(f"export {missing[0]!r} not found (exports: {', '.join(sorted(entries)) or 'none'})")
     emu = target.emu
+    exports: dict[str, int] = {}
+    for call in plan.exports:
+        entry = entries[call.name]
+        if not entry.forwarder:
+            exports[call.name] = entry.address
+            continue
+        # A forwarder's address is its "dll.function" string: run what it forwards to, as the
+        # Windows loader would have bound it.
+        address = compat.resolve_export(emu, target.module, call.name)
+        if not address:
+            raise BackendInputError(
+                f"export {call.name!r} is forwarded to {entry.forwarder}, which does not resolve"
+                " (a forwarder loop or a missing export)"
+            )
+        exports[call.name] = address
 
     def args_of(values: list[int | StringArg]) -> Callable[[], list[int]]:
         return lambda: [_export_arg(emu, value) for value in values]
