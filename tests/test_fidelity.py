@@ -176,7 +176,16 @@ def test_environment_values_reach_the_guest() -> None:
 
 # ---- fast equals faithful -------------------------------------------------------------------
 
-MODE_SAMPLES = ["seh32.exe", "veh.exe", "tls.exe", "smc.exe", "x64seh.exe", "evasion.exe"]
+MODE_SAMPLES = [
+    "seh32.exe",
+    "sehkinds.exe",
+    "sehloop.exe",
+    "veh.exe",
+    "tls.exe",
+    "smc.exe",
+    "x64seh.exe",
+    "evasion.exe",
+]
 
 
 @pytest.mark.parametrize("sample", MODE_SAMPLES)
@@ -262,3 +271,11 @@ def test_scenario_environment_and_missing_files_policy(tmp_path: Path) -> None:
     (tmp_path / "scenario.toml").write_text(base + "[environment]\nprocessors = 0\n")
     with pytest.raises(ScenarioError, match="environment.processors"):
         load_scenario(tmp_path, verify=False)
+
+
+def test_seh_exception_kinds_reach_the_handler_in_both_modes() -> None:
+    """int3, division by zero, single step, int 0x2d and an access violation, one handler."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("sehkinds.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        assert _exit_code(recording) == 0x105
