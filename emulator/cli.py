@@ -121,6 +121,7 @@ ENVIRONMENT_FLAGS = {
     "disk_free_gb": int,
     "uptime_ms": int,
     "cpu_vendor": str,
+    "cpu_brand": str,
 }
 
 

@@ -22,6 +22,8 @@ DEFAULT_DISK_FREE_GB = 214
 DEFAULT_SCREEN = (1920, 1080)
 DEFAULT_UPTIME_MS = 3 * 60 * 60 * 1000
 DEFAULT_CPU_VENDOR = "GenuineIntel"
+# The retail name of the CPU model Unicorn emulates (family 6 model 0x3C, Haswell).
+DEFAULT_CPU_BRAND = "Intel(R) Core(TM) i7-4790 CPU @ 3.60GHz"
 
 MissingFiles = Literal["not_found", "default_content"]
 
@@ -41,6 +43,7 @@ class GuestEnvironment(BaseModel):
         DEFAULT_UPTIME_MS, ge=0, le=1 << 40, description="Time since boot when the replay starts, ms."
     )
     cpu_vendor: str = Field(DEFAULT_CPU_VENDOR, min_length=12, max_length=12, description="CPUID vendor string.")
+    cpu_brand: str = Field(DEFAULT_CPU_BRAND, max_length=47, description="CPUID processor brand string.")
     hypervisor: bool = Field(False, description="Set the CPUID hypervisor bit (a virtual machine).")
     missing_files: MissingFiles = Field(
         "not_found",

@@ -144,7 +144,7 @@ def test_large_allocations_reach_max_mapped_memory_quickly() -> None:
 # ---- the anti-evasion catalogue, both modes, both architectures -----------------------------
 
 CATALOGUE = [("evasion.exe", "fast"), ("evasion.exe", "faithful"), ("evasion32.exe", "fast")]
-EXPECTED_CHECKS = 41
+EXPECTED_CHECKS = 42
 
 
 @pytest.mark.parametrize(("sample", "mode"), CATALOGUE)

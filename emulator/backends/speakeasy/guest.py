@@ -4,8 +4,9 @@ API handlers (emulator/apis) answer what the guest asks Windows; this module ans
 asks the CPU and the page every process shares with the kernel, from the same virtual clock and
 the same ``[environment]``:
 
-* CPUID answers as the host CPU would under Unicorn, except that the hypervisor bit and the
-  hypervisor leaves (0x40000000...) say "no hypervisor" and the vendor is the environment's;
+* CPUID answers as Unicorn's CPU model (a Haswell) would, except that the hypervisor bit and the
+  hypervisor leaves (0x40000000...) say "no hypervisor", and the vendor and the brand string
+  are the environment's (Unicorn's own brand, "Intel Core Processor (Haswell)", is QEMU's);
 * ``rdtsc`` / ``rdtscp`` read the virtual clock at TSC_HZ (plus a few cycles per read, so two
   readings always differ), not the host's counter, so a skipped Sleep shows in the TSC as in
   every other clock. Unicorn cannot hook rdtsc, so each rdtsc in code the guest runs (the target,
@@ -69,6 +70,9 @@ def cpuid(mode: int, leaf: int, subleaf: int, guest: GuestEnvironment) -> tuple[
     eax, ebx, ecx, edx = _host_cpuid(mode, leaf, subleaf if leaf in (4, 7, 0xB, 0xD, 0xF, 0x10, 0x14) else 0)
     if leaf == 0:
         ebx, edx, ecx = struct.unpack("<III", guest.cpu_vendor.encode("latin-1", "replace")[:12].ljust(12))
+    elif 0x80000002 <= leaf <= 0x80000004:
+        brand = guest.cpu_brand.encode("latin-1", "replace")[:47].ljust(48, b"\0")
+        return struct.unpack_from("<IIII", brand, (leaf - 0x80000002) * 16)  # type: ignore[return-value]
     elif leaf == 1:
         ecx = ecx | HYPERVISOR_BIT if guest.hypervisor else ecx & ~HYPERVISOR_BIT
     return eax, ebx, ecx, edx

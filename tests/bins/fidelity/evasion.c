@@ -182,6 +182,21 @@ static void cpu_checks(void)
     for (i = 0; i < sizeof hypervisors / sizeof hypervisors[0]; i++)
         bad |= str_eq_i(vendor, hypervisors[i]);
     verdict("cpuid_no_hypervisor_vendor", !bad, "");
+    {
+        char brand[49];
+        for (i = 0; i < 3; i++) {
+            cpuid(0x80000002 + i, regs);
+            *(unsigned int *)(brand + 16 * i + 0) = regs[0];
+            *(unsigned int *)(brand + 16 * i + 4) = regs[1];
+            *(unsigned int *)(brand + 16 * i + 8) = regs[2];
+            *(unsigned int *)(brand + 16 * i + 12) = regs[3];
+        }
+        brand[48] = 0;
+        verdict("cpuid_brand_is_a_retail_cpu",
+                !str_has_i(brand, "qemu") && !str_has_i(brand, "virtual") && !str_has_i(brand, "kvm") &&
+                    !str_has_i(brand, "processor (") && (str_has_i(brand, "intel(r)") || str_has_i(brand, "amd")),
+                brand);
+    }
 }
 
 static void hardware_checks(void)
