@@ -130,7 +130,7 @@ def _add_environment_flags(run: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--argv",
         metavar="ARGS",
-        help='command-line arguments for the sample, split like a shell, backslashes kept: --argv="-o \\"C:\\out dir\\""',
+        help='arguments for the sample, split like a shell, backslashes kept: --argv="-o \\"C:\\out dir\\""',
     )
     group.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="guest environment variable (repeatable)"
