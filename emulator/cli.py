@@ -135,12 +135,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         raise UsageError(f"{path}: empty file")
     shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
     if not shellcode:
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            check_pe(data)
-            check_exports(data, list(args.export))
-        except PeCheckError as err:
+            check_file(data, list(args.export))
+        except PeError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
         raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")

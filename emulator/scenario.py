@@ -227,13 +227,11 @@ def load_scenario(
         for i, f in enumerate(spec.files)
     ]
     if spec.target.kind == "pe":
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            data = target.read_bytes()
-            check_pe(data)
-            check_exports(data, [e.name for e in spec.target.exports])
-        except PeCheckError as err:
+            check_file(target.read_bytes(), [e.name for e in spec.target.exports])
+        except PeError as err:
             raise ScenarioError(f"{scenario_path}: target.path: {spec.target.path}: {err}") from err
     used = [target, *(Path(f.host_path) for f in files)]
     responders: list[ResponderConfig] = []

@@ -159,6 +159,22 @@ def _section_outside_image(data: bytearray) -> bytearray:
     return data
 
 
+def _machine(machine: int, base: Path = HELLO) -> Callable[[bytearray], bytearray]:
+    """The sample at ``base`` with its COFF machine type replaced (the optional header unchanged)."""
+
+    def patch(_: bytearray) -> bytearray:
+        data = bytearray(base.read_bytes())
+        struct.pack_into("<H", data, pe_offsets(data)["file_header"], machine)
+        return data
+
+    return patch
+
+
+def _size_of_headers(data: bytearray) -> bytearray:
+    struct.pack_into("<I", data, pe_offsets(data)["optional"] + 60, 0x7FFFFFF0)
+    return data
+
+
 BROKEN_PE: list[tuple[str, Callable[[bytearray], bytes | bytearray], list[str]]] = [
     ("empty", _empty, ["empty file"]),
     ("only_mz", _only_mz, ["truncated DOS header"]),
@@ -176,6 +192,9 @@ BROKEN_PE: list[tuple[str, Callable[[bytearray], bytes | bytearray], list[str]]]
     ("no_pe_signature", _no_pe_signature, ["no PE signature"]),
     ("bad_magic", _bad_magic, ["optional header magic 0x1234"]),
     ("section_outside_image", _section_outside_image, ["section 0", "outside SizeOfImage"]),
+    ("pe32plus_with_i386", _machine(0x14C), ["PE32+ optional header", "contradicts machine type 0x14c"]),
+    ("pe32_with_amd64", _machine(0x8664, BINS / "hello32.dll"), ["PE32 optional header", "machine type 0x8664"]),
+    ("huge_size_of_headers", _size_of_headers, ["SizeOfHeaders 0x7ffffff0", "larger than the file"]),
 ]
 
 
@@ -201,7 +220,7 @@ def test_huge_section_is_rejected_before_mapping(
     import emulator.replay
 
     def boom(*args: object, **kwargs: object) -> None:
-        raise AssertionError("replay_target called for a PE that pe_check must refuse")
+        raise AssertionError("replay_target called for a PE that emulator.pe must refuse")
 
     monkeypatch.setattr(emulator.replay, "replay_target", boom)
     sample = write(tmp_path, "huge.dll", _huge_section(hello_bytes()))
