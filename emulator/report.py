@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulator.outcome import Status
+
 SCHEMA = "chainreplay/report/2"
 
 # completed: every run returned. timeout / instruction_limit / api_limit / limit: a limit fired
@@ -17,17 +19,8 @@ SCHEMA = "chainreplay/report/2"
 # containment: the replay tried to reach the host (report.containment). fault: the guest's own
 # code faulted (bad memory access, bad instruction, unhandled interrupt); outcome.detail names
 # the run, the fault and the address. error: the input or the emulator failed.
-OutcomeStatus = Literal[
-    "completed",
-    "timeout",
-    "instruction_limit",
-    "api_limit",
-    "unsupported_api",
-    "limit",
-    "containment",
-    "fault",
-    "error",
-]
+# The values are an interface; they are listed, with their meaning, in emulator/outcome.py.
+OutcomeStatus = Status
 
 
 class _Model(BaseModel):

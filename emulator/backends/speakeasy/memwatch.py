@@ -17,6 +17,7 @@ from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
 from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.translate import Fail, Observed
+from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 
@@ -64,11 +65,11 @@ class MemoryWatch:
         limits = self.plan.limits
         if size > limits.max_allocation:
             raise self.fail(
-                "limit", f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
+                Status.LIMIT, f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
             )
         if self.mapped_total + size > limits.max_mapped_memory:
             raise self.fail(
-                "limit", f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
+                Status.LIMIT, f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
             )
         address = original(size, base=base, perms=perms, tag=tag, flags=flags, shared=shared, process=process)
         self.mapped_total += size
@@ -122,7 +123,7 @@ class MemoryWatch:
     def _on_dynamic_exec(self, address: int) -> None:
         recorder = self.recorder
         if recorder.stage_count >= self.plan.limits.max_stages:
-            raise ReplayStop("limit", f"more than {self.plan.limits.max_stages} stages", "max_stages")
+            raise ReplayStop(Status.LIMIT, f"more than {self.plan.limits.max_stages} stages", "max_stages")
         mm = self.emu.get_address_map(address)
         region_base, region_size = (mm.base, mm.size) if mm is not None else (address & ~0xFFF, PAGE)
         kind, base, size, image_base, name = "shellcode", region_base, region_size, None, ""
