@@ -8,30 +8,24 @@ import logging
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from emulator import __version__
-from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.limits import (
+    MAX_SAMPLE_FILE_SIZE,
+    LimitError,
+    Limits,
+    add_limit_arguments,
+    default_limits_toml,
+    limit_overrides,
+)
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
 E_OK = 0
-E_ERROR = 1
 E_BAD_INPUT = 2
 E_CONTAINMENT = 3
 E_INTERRUPTED = 130
 
 DEFAULT_REPORTS_DIR = Path("reports")
-LIMIT_FLAGS = {
-    "timeout": float,
-    "max_instructions": int,
-    "max_api_calls": int,
-    "max_mapped_memory": int,
-    "max_allocation": int,
-    "max_stages": int,
-    "max_network_exchanges": int,
-    "max_dropped_bytes": int,
-}
 
 
 class UsageError(Exception):
@@ -53,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", allow_abbrev=False, help="replay a scenario folder or a bare sample")
-    run.add_argument("target", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument("target", nargs="?", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument(
+        "--dump-default-config",
+        action="store_true",
+        help="print the default limits as a scenario.toml [limits] table and exit",
+    )
     run.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: reports/<name>/)")
     run.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
     run.add_argument("-v", "--verbose", action="store_true", help="print every API call")
@@ -90,15 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
-    for name, kind in LIMIT_FLAGS.items():
-        field = Limits.model_fields[name]
-        run.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=kind,
-            dest=name,
-            metavar="N",
-            help=f"{field.description} (default {field.default})",
-        )
+    add_limit_arguments(run)
 
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
     render.add_argument("report", help="path to report.json")
@@ -121,7 +112,10 @@ def _parse_arg(text: str) -> int | StringArg:
 
 
 def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    try:
+        return limit_overrides(args)
+    except LimitError as err:
+        raise UsageError(str(err)) from err
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
@@ -156,11 +150,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
-    try:
-        limits = Limits.model_validate(_limit_overrides(args))
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
         name=path.stem,
         target_path=str(path.resolve()),
@@ -176,6 +166,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dump_default_config:
+        print(default_limits_toml(), end="")
+        return E_OK
+    if args.target is None:
+        raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
     target = Path(args.target)

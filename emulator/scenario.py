@@ -106,17 +106,6 @@ class NetworkSpec(_Strict):
     default: Literal["nxdomain", "refused", "404"] = "nxdomain"
 
 
-class LimitsSpec(_Strict):
-    timeout: float | None = None
-    max_instructions: int | None = None
-    max_api_calls: int | None = None
-    max_mapped_memory: int | None = None
-    max_allocation: int | None = None
-    max_stages: int | None = None
-    max_network_exchanges: int | None = None
-    max_dropped_bytes: int | None = None
-
-
 class ScenarioFile(_Strict):
     scenario: ScenarioMeta
     target: TargetSpec
@@ -125,7 +114,7 @@ class ScenarioFile(_Strict):
     registry: list[RegistrySpec] = Field(default_factory=list)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     responders: list[ResponderSpec] = Field(default_factory=list)
-    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    limits: Limits = Field(default_factory=Limits, description="Keys and defaults: emulator/limits.py.")
     expect: dict[str, Any] = Field(default_factory=dict, description="Expectations checked by the test suite.")
 
 
@@ -257,10 +246,9 @@ def load_scenario(
     _check_responders(folder, responders, scenario_path)
     if verify:
         verify_manifest(folder, used)
-    limits_data = {k: v for k, v in spec.limits.model_dump().items() if v is not None}
-    limits_data.update({k: v for k, v in (limit_overrides or {}).items() if v is not None})
+    overrides = {k: v for k, v in (limit_overrides or {}).items() if v is not None}
     try:
-        limits = Limits.model_validate(limits_data)
+        limits = Limits.model_validate({**spec.limits.model_dump(), **overrides})
     except ValidationError as err:
         raise ScenarioError(f"{scenario_path}: limits.{_first_error(err)}") from err
     env = spec.environment
