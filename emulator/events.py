@@ -17,6 +17,7 @@ class _Event(BaseModel):
 
     seq: int = Field(description="Position of the event in the replay, from 0.")
     stage: str = Field(description="Id of the stage whose code caused the event.")
+    pc: int | None = Field(default=None, description="Address of the call site of the API that caused it, if known.")
 
 
 class ApiCall(_Event):
@@ -24,7 +25,6 @@ class ApiCall(_Event):
     api: str = Field(description="MODULE.Function, e.g. kernel32.CreateFileW.")
     args: list[str] = Field(default_factory=list, description="Arguments as rendered by the emulator.")
     ret: str | None = Field(default=None, description="Return value in hex, None if the call did not return.")
-    pc: int = Field(0, description="Address of the call site.")
 
 
 class FileAccess(_Event):
