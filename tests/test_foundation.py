@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from emulator.analysis.pipeline import analyse
 from emulator.cli import E_BAD_INPUT, E_OK, main
 from emulator.events import EVENT_LIST_ADAPTER, ApiCall
 from emulator.plan import ExportCall, ReplayPlan, StringArg
-from emulator.analysis.pipeline import analyse
 from emulator.replay import emulate, freeze, replay_target
 
 BINS = Path(__file__).parent / "bins"
