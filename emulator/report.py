@@ -320,8 +320,6 @@ class Report(_Model):
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ReportError(f"{path}: not a chainreplay report: {where}: {first['msg']}") from err
-        except RecursionError as err:
-            raise ReportError(f"{path}: not a chainreplay report: nested too deeply") from err
 
 
 def _first_line(err: Exception) -> str:
