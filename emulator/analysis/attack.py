@@ -27,7 +27,7 @@ from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExcha
 PATTERN_FILE = "data/attack.toml"
 # Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
 NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "sync")
-STAGE_KINDS = ("pe", "shellcode", "pe_in_memory", "module")
+STAGE_KINDS = ("pe", "shellcode", "pe_in_memory")
 SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
 
 
