@@ -282,3 +282,16 @@ def test_a_bad_report_is_one_line_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err, err
     assert not (tmp_path / "stage_graph.png").exists()
+
+
+def test_docs_schema_is_the_models_schema() -> None:
+    """docs/report.schema.json is what ``chainreplay schema`` prints (regenerate it with
+    ``python -m emulator schema -o docs/report.schema.json``); the graph in it is typed."""
+    from emulator.report import Report
+
+    committed = json.loads((REPO / "docs" / "report.schema.json").read_text(encoding="utf-8"))
+    assert committed == Report.model_json_schema(by_alias=True)
+    defs = committed["$defs"]
+    assert committed["properties"]["graph"]["$ref"] == "#/$defs/StageGraph"
+    assert defs["StageGraph"]["properties"]["edges"]["items"] == {"$ref": "#/$defs/GraphEdge"}
+    assert defs["GraphEdge"]["properties"]["evidence"]["items"] == {"type": "integer"}
