@@ -238,7 +238,7 @@ class GraphNode(_Model):
     order: int | None = Field(default=None, description="For a stage: its position in the chain.")
     sha256: str | None = Field(default=None, description="For a stage: sha256 of its bytes.")
     first_seq: int | None = Field(default=None, description="For a stage: its first event.")
-    object_type: str | None = Field(default=None, description="For a sync object: event, mutex or semaphore.")
+    object_type: str | None = Field(default=None, description="For a sync object: event, mutex, semaphore or timer.")
     host: str | None = Field(default=None, description="For a URL: its host.")
     blocked: bool | None = Field(default=None, description="For a URL or host: no responder answered it.")
 

@@ -107,3 +107,28 @@ def test_fast_mode_leaves_speakeasy_classes_unpatched() -> None:
     assert recording.status == "completed", recording.detail
     assert inspect.getattr_static(se_engine.EmuEngine, "mem_write") is before
     assert before.__module__ == "speakeasy.engines.unicorn_eng"
+
+
+def test_sync_objects_are_named_from_their_name_argument() -> None:
+    """tests/bins/syncnames.exe creates and opens named mutexes, an event and a waitable timer:
+    each call that succeeds gives one event naming the object (lpName's position differs by API)."""
+    from emulator.events import SyncObject
+
+    plan = ReplayPlan(
+        name="syncnames", target_path=str(ROOT / "tests" / "bins" / "syncnames.exe"), emu_path="C:\\x\\syncnames.exe"
+    )
+    recording = emulate(plan)
+    assert recording.status == "completed", recording.detail
+    seen = [(e.op, e.object_type, e.name, e.existed) for e in recording.events if isinstance(e, SyncObject)]
+    assert seen == [
+        ("create", "mutex", "cr-mutex-w", False),
+        ("open", "mutex", "cr-mutex-w", True),
+        ("create", "mutex", "cr-mutex-a", False),
+        ("create", "mutex", "cr-mutex-a", True),  # the second CreateMutex finds it (ERROR_ALREADY_EXISTS)
+        ("open", "mutex", "cr-mutex-a", True),
+        ("create", "event", "cr-event-a", False),
+        ("open", "event", "cr-event-a", True),
+        # CreateSemaphoreW fails under Speakeasy (returns NULL): no object, no event
+        ("create", "timer", "cr-timer-w", False),
+        ("open", "timer", "cr-timer-w", True),
+    ]
