@@ -173,12 +173,6 @@ def _check(headers: PeHeaders, file_size: int) -> None:
         raise PeError(f"entry point {headers.entry_point:#x} is outside the image (SizeOfImage {size_of_image:#x})")
 
 
-def export_names(data: bytes) -> list[str]:
-    """Names exported by a PE file (empty if it has no export directory)."""
-    pe, _ = read_file_headers(data)
-    return _export_names(pe)
-
-
 def _export_names(pe: pefile.PE) -> list[str]:
     try:
         pe.parse_data_directories(directories=[EXPORT_DIRECTORY])

@@ -88,14 +88,18 @@ class ReplayResult:
 
 def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     """Run the plan under the engine with containment on; return what was recorded."""
-    from emulator.backends.base import BackendInputError, BackendResult
-    from emulator.backends.speakeasy import run_backend
+    from emulator.backends.base import Backend, BackendInputError, BackendResult
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices
     from emulator.vclock import VirtualClock
 
     recording = Recording()
+    try:
+        from emulator.backends.speakeasy import SpeakeasyBackend
+    except ImportError as err:  # not installed, or an installed version it cannot use: one line
+        recording.outcome = outcome_model.error(f"engine unavailable: {err}")
+        return recording
     failure: Outcome | None = None
     result: BackendResult | None = None
     pending: list[Event] = []
@@ -135,7 +139,8 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         clock = VirtualClock(plan.start_time)
         services = ReplayServices(recorder, clock, SeededRandom(plan.seed), router)
         try:
-            result = run_backend(plan, services)
+            backend: Backend = SpeakeasyBackend(plan, services)
+            result = backend.run()
         except BackendInputError as err:
             failure = outcome_model.error(f"{Path(plan.target_path).name}: {err}")
         except Exception as err:  # the engine failed: keep what was recorded and say why

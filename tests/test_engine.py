@@ -132,3 +132,47 @@ def test_sync_objects_are_named_from_their_name_argument() -> None:
         ("create", "timer", "cr-timer-w", False),
         ("open", "timer", "cr-timer-w", True),
     ]
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_debug_flag_shows_chainreplay_and_speakeasy_logs(debug: bool, tmp_path: Path) -> None:
+    """-d: chainreplay's and Speakeasy's own debug lines (from the emulating child too), and no
+    third-party noise; without it, stderr stays empty. No module configures logging at import."""
+    argv = [sys.executable, "-m", "emulator", "run", str(HELLO), "--export", "Greet", "--arg", "str:log", "--arg", "1"]
+    argv += ["-q", "-o", str(tmp_path / "out"), *(["-d"] if debug else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    if not debug:
+        assert proc.stderr == ""
+        return
+    lines = proc.stderr.splitlines()
+    loggers = {line.split()[1].rstrip(":") for line in lines if line.startswith("DEBUG ")}
+    assert "emulator.backends.speakeasy.backend" in loggers
+    assert any(name.startswith("speakeasy.") for name in loggers), sorted(loggers)
+    assert not [name for name in loggers if not name.startswith(("emulator", "speakeasy"))], sorted(loggers)
+    assert any("loaded hello.dll (pe, x64)" in line for line in lines)
+
+
+def test_an_incompatible_engine_is_a_one_line_outcome(tmp_path: Path) -> None:
+    """A Speakeasy without an internal chainreplay relies on: the replay still writes its report,
+    whose outcome names the installed version and what changed; no traceback."""
+    code = (
+        "import sys\n"
+        "import speakeasy.windows.winemu as winemu\n"
+        "del winemu.WindowsEmulator._hook_code_core\n"
+        "from emulator.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", code, "run", str(HELLO), "--export", "Greet", "-q", "-o", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    outcome = json.loads((out / "report.json").read_text(encoding="utf-8"))["outcome"]
+    version = importlib.metadata.version("speakeasy-emulator")
+    assert outcome == {
+        "status": "error",
+        "detail": f"engine unavailable: chainreplay does not support speakeasy-emulator {version}: "
+        "WindowsEmulator._hook_code_core is missing",
+        "limit": None,
+    }
