@@ -25,8 +25,8 @@ from emulator.plan import (
     StringArg,
     VirtualFile,
 )
+from emulator.scenario_paths import SCENARIO_FILE, OutsideScenario, owning_scenario, scenario_data_path
 
-SCENARIO_FILE = "scenario.toml"
 MANIFEST_FILE = "SHA256SUMS"
 
 
@@ -142,14 +142,16 @@ def read_scenario_file(folder: Path) -> ScenarioFile:
 
 
 def _inside(folder: Path, relative: str, key: str, scenario_path: Path) -> Path:
+    """A file of the scenario, or of a scenario beside it (see emulator/scenario_paths.py)."""
     try:
-        candidate = (folder / relative).resolve()
-        inside = candidate.is_relative_to(folder.resolve())
-        exists = inside and candidate.is_file()
+        candidate = scenario_data_path(folder, relative)
+        exists = candidate.is_file()
+    except OutsideScenario as err:
+        raise ScenarioError(
+            f"{scenario_path}: {key}: {relative!r} is outside the scenario folder (and not in a scenario beside it)"
+        ) from err
     except (ValueError, OSError) as err:  # NUL bytes, names over 255 bytes, loops
         raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is not a valid path") from err
-    if not inside:
-        raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is outside the scenario folder")
     if not exists:
         raise ScenarioError(f"{scenario_path}: {key}: file {relative!r} not found")
     return candidate
@@ -168,25 +170,30 @@ def read_manifest(folder: Path) -> dict[str, str]:
 
 
 def verify_manifest(folder: Path, used: list[Path]) -> None:
-    """Refuse a sample or data file whose sha256 differs from the scenario's SHA256SUMS."""
-    manifest = read_manifest(folder)
-    if not manifest:
-        raise ScenarioError(
-            f"{folder / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
-            "(use --allow-unverified to replay anyway)"
-        )
-    root = folder.resolve()
+    """Refuse a sample or data file whose sha256 differs from the SHA256SUMS of the scenario that
+    holds it (this one, or the scenario beside it whose data this one shares)."""
+    manifests: dict[Path, dict[str, str]] = {}
     for path in used:
-        relative = path.resolve().relative_to(root).as_posix()
-        expected = manifest.get(relative)
+        resolved = path.resolve()
+        owner = owning_scenario(folder, resolved) or folder.resolve()
+        if owner not in manifests:
+            manifests[owner] = read_manifest(owner)
+            if not manifests[owner]:
+                raise ScenarioError(
+                    f"{owner / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
+                    "(use --allow-unverified to replay anyway)"
+                )
+        relative = resolved.relative_to(owner).as_posix()
+        expected = manifests[owner].get(relative)
         if expected is None:
             raise ScenarioError(
-                f"{folder / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
+                f"{owner / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
             )
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = hashlib.sha256(resolved.read_bytes()).hexdigest()
         if actual != expected:
+            shown = relative if owner == folder.resolve() else f"../{owner.name}/{relative}"
             raise ScenarioError(
-                f"{relative}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
+                f"{shown}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
                 f"({expected[:16]}...); rebuild with make or use --allow-unverified"
             )
 
