@@ -15,7 +15,6 @@ from typing import Literal
 
 import pefile
 
-from emulator.backends.base import BackendInputError
 from emulator.limits import MAX_PE_IMAGE_SIZE, MAX_PE_SECTION_VIRTUAL_SIZE, MAX_SAMPLE_FILE_SIZE
 
 IMAGE_FILE_MACHINE_I386 = 0x14C
@@ -39,7 +38,7 @@ PEFILE_ERRORS = (
 )
 
 
-class PeError(BackendInputError):
+class PeError(ValueError):
     """The file is not a PE chainreplay can emulate; the message (one line) says why."""
 
 
