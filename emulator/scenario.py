@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.expect import Expect
 from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import (
     DEFAULT_START_TIME,
@@ -126,7 +127,9 @@ class ScenarioFile(_Strict):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     responders: list[ResponderSpec] = Field(default_factory=list)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
-    expect: dict[str, Any] = Field(default_factory=dict, description="Expectations checked by the test suite.")
+    expect: Expect | None = Field(
+        None, description="Expectations: checked by `run --expect`, `check` and the test suite (emulator/expect.py)."
+    )
 
 
 def _first_error(err: ValidationError) -> str:
@@ -135,6 +138,8 @@ def _first_error(err: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     return f"{location}: {message}"
 
 
