@@ -47,6 +47,6 @@ DATA_FILES += $(CR3CX_DATA)
 
 # One run writes all of them (grouped target, GNU make >= 4.3); --verify reads them back.
 $(CR3CX_DATA) &: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
-	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify
+	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify $(MAKE_DATA_ARGS)
 
 .DEFAULT_GOAL := $(CR3CX_SAVED_GOAL)
