@@ -9,6 +9,7 @@ expectation, each naming what was expected and, when it fails, the evidence from
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -223,12 +224,7 @@ def evaluate(expect: Expect, report: Report) -> list[ExpectResult]:
                 add(f"{api} called in {stage_id}", False, f"there is no stage {stage_id} ({n} stages)")
                 continue
             ok = any(api_matches(c, api) for c in called)
-            distinct = list(dict.fromkeys(called))
-            add(
-                f"{api} called in {stage_id}",
-                ok,
-                f"{stage_id} ({by_stage[stage_id].name}) called {len(distinct)} distinct APIs: {_short(distinct, 12)}",
-            )
+            add(f"{api} called in {stage_id}", ok, _api_evidence(stage_id, by_stage[stage_id].name, called, api))
 
     found = sorted({t.technique for t in report.attack})
     for technique in expect.techniques:
@@ -244,6 +240,14 @@ def evaluate(expect: Expect, report: Report) -> list[ExpectResult]:
             f"wrote {_short(outside, 5)}",
         )
     return results
+
+
+def _api_evidence(stage_id: str, stage_name: str, called: list[str], api: str) -> str:
+    distinct = list(dict.fromkeys(called))
+    bare = {c.rpartition(".")[2].lower(): c for c in distinct}
+    closest = [bare[m] for m in difflib.get_close_matches(api.rpartition(".")[2].lower(), list(bare), n=5, cutoff=0.6)]
+    text = f"{stage_id} ({stage_name}) called {len(distinct)} distinct APIs, not {api}"
+    return text + (f"; closest: {', '.join(closest)}" if closest else "")
 
 
 def _stage_list(report: Report) -> str:
