@@ -24,6 +24,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,7 +105,7 @@ def replay_task(plan_json: str, outdir: str, display: str | None) -> dict[str, A
         "outdir": result.outdir,
         "report_path": result.report_path,
         "seconds": time.monotonic() - started,
-        "worker_pid": os.getpid(),
+        "worker": f"{socket.gethostname()} pid {os.getpid()}",
     }
 
 
@@ -233,6 +234,7 @@ def run_batch(
             results[index] = _failed_result(target, folder, error or "no report written")
         else:
             results[index] = _judge(target, folder, value["seconds"], fail_on, resumed=False)
+            results[index].worker = str(value.get("worker", ""))
             (folder / KEY_FILE).write_text(json.dumps(keys[index], indent=2) + "\n", encoding="utf-8")
         if on_result:
             on_result(results[index])
@@ -256,7 +258,7 @@ def run_batch(
             }
             from dask.distributed import as_completed
 
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 try:
                     finished(futures[future], future.result(), None)
                 except Exception as err:  # noqa: BLE001 - one target's failure is its own result

@@ -455,6 +455,7 @@ class TargetResult:
     baseline: str | None = None
     fail_reasons: list[str] = field(default_factory=list)
     resumed: bool = False
+    worker: str = ""
 
     @property
     def failed_expectations(self) -> list[ExpectResult]:
@@ -478,6 +479,7 @@ class TargetResult:
             "expectations_failed": [f"{e.name}: {e.evidence}" for e in self.failed_expectations],
             "fail_reasons": self.fail_reasons,
             "resumed": self.resumed,
+            "worker": self.worker,
             "failed": self.failed,
         }
 
