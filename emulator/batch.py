@@ -1,6 +1,6 @@
 """Batches: many targets replayed on a local pool of warm workers or on a Dask cluster.
 
-Each target is one task, ``replay_task(plan_json, outdir, display)``: a plain function of plain
+Each target is one task, ``replay_task(plan_json, outdir)``: a plain function of plain
 values, so the same task runs in a local worker process or on a Dask worker. Every replay is
 still :func:`emulator.replay.replay_target` with its emulation in its own contained child under
 its limits: a hung or crashing emulation costs one result, not the batch.
@@ -53,7 +53,6 @@ class BatchError(Exception):
 class BatchTarget:
     target: str
     plan: ReplayPlan
-    display: str | None = None
     expect: Expect | None = None
     baseline: tuple[str, dict[str, Any]] | None = None  # (path, document)
 
@@ -92,14 +91,14 @@ def _children_allowed() -> Iterator[None]:
             config["daemon"] = daemon
 
 
-def replay_task(plan_json: str, outdir: str, display: str | None) -> dict[str, Any]:
+def replay_task(plan_json: str, outdir: str) -> dict[str, Any]:
     """Replay one target; returns plain values (picklable by any executor)."""
     from emulator.replay import replay_target
 
     plan = ReplayPlan.model_validate_json(plan_json)
     started = time.monotonic()
     with _children_allowed():
-        result = replay_target(plan, outdir, target_display_path=display)
+        result = replay_target(plan, outdir)
     return {
         "status": result.status,
         "outdir": result.outdir,
@@ -159,7 +158,7 @@ def _up_to_date(outdir: Path, key: dict[str, str]) -> bool:
 
 
 def _judge(target: BatchTarget, outdir: Path, seconds: float, fail_on: tuple[str, ...], resumed: bool) -> TargetResult:
-    report = Report.model_validate_json((outdir / "report.json").read_text(encoding="utf-8"))
+    report = Report.from_file(outdir / "report.json")
     baseline_path, baseline = target.baseline if target.baseline else (None, None)
     result = judge(
         report,
@@ -250,7 +249,6 @@ def run_batch(
                     replay_task,
                     targets[i].plan.model_dump_json(),
                     str(outdir / targets[i].plan.name),
-                    targets[i].display,
                     pure=False,
                     key=f"chainreplay-{targets[i].plan.name}-{time.time_ns()}",
                 ): i
@@ -273,7 +271,6 @@ def run_batch(
                     replay_task,
                     targets[i].plan.model_dump_json(),
                     str(outdir / targets[i].plan.name),
-                    targets[i].display,
                 ): i
                 for i in pending
             }

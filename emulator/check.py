@@ -129,8 +129,8 @@ def normalise(report: Report) -> dict[str, Any]:
                 "url": n.url,
                 "request": {
                     "headers": dict(sorted(n.request.headers.items())),
-                    "body_size": n.request.body_size,
-                    "body_sha256": n.request.body_sha256,
+                    "size": n.request.size,
+                    "sha256": n.request.sha256,
                 },
                 "response": {
                     "status": n.response.status,
@@ -190,16 +190,15 @@ def normalise(report: Report) -> dict[str, Any]:
             entry[section] = list(unattributed.get(section, []))
         stages.append(entry)
 
-    nodes = report.graph.get("nodes", [])
-    processes = sorted({str(n.get("label", n.get("id"))) for n in nodes if n.get("kind") == "process"})
-    edges = sorted(f"{e['source']} -{e['type']}-> {e['target']}" for e in report.graph.get("edges", []))
+    processes = sorted({n.label for n in report.graph.nodes if n.kind == "process"})
+    edges = sorted(f"{e.source} -{e.type}-> {e.target}" for e in report.graph.edges)
     c = report.containment
     return {
         "format": BASELINE_FORMAT,
         "scenario": report.scenario or report.target.name,
         "target": {"kind": report.target.kind, "arch": report.target.arch},
         "outcome": {
-            "status": report.outcome.status,
+            "status": str(report.outcome.status),
             "limit": report.outcome.limit,
             "detail": scrub(report.outcome.detail),
         },
@@ -526,7 +525,7 @@ def judge(
         target=target,
         name=report.scenario or report.target.name,
         outdir=outdir,
-        outcome=report.outcome.status,
+        outcome=str(report.outcome.status),
         detail=report.outcome.detail,
         stages=len(report.stages),
         seconds=seconds,

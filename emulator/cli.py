@@ -9,11 +9,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from emulator import __version__
 from emulator.check import BASELINE_FILE
-from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.limits import (
+    MAX_SAMPLE_FILE_SIZE,
+    LimitError,
+    Limits,
+    add_limit_arguments,
+    default_limits_toml,
+    limit_overrides,
+)
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario, read_scenario_file
 
@@ -25,16 +30,6 @@ E_CONTAINMENT = 3
 E_INTERRUPTED = 130
 
 DEFAULT_REPORTS_DIR = Path("reports")
-LIMIT_FLAGS = {
-    "timeout": float,
-    "max_instructions": int,
-    "max_api_calls": int,
-    "max_mapped_memory": int,
-    "max_allocation": int,
-    "max_stages": int,
-    "max_network_exchanges": int,
-    "max_dropped_bytes": int,
-}
 
 
 class UsageError(Exception):
@@ -56,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", allow_abbrev=False, help="replay a scenario folder or a bare sample")
-    run.add_argument("target", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument("target", nargs="?", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument(
+        "--dump-default-config",
+        action="store_true",
+        help="print the default limits as a scenario.toml [limits] table and exit",
+    )
     run.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: reports/<name>/)")
     run.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
     run.add_argument("-v", "--verbose", action="store_true", help="print every API call")
@@ -93,24 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
-    for name, kind in LIMIT_FLAGS.items():
-        field = Limits.model_fields[name]
-        run.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=kind,
-            dest=name,
-            metavar="N",
-            help=f"{field.description} (default {field.default})",
-        )
+    add_limit_arguments(run)
 
     _add_ci_run_flags(run)
     _add_check_parser(sub)
     _add_batch_parser(sub)
     _add_variant_parser(sub)
 
-    render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
-    render.add_argument("report", help="path to report.json")
-    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: beside it)")
+    render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
+    render.add_argument("report", help="a replay's output folder, or a report.json")
+    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: the report's)")
+
+    analyse = sub.add_parser(
+        "analyse",
+        allow_abbrev=False,
+        help="rebuild report.json and the rendered files of an output folder from its trace, without emulating",
+    )
+    analyse.add_argument("outdir", help="a replay's output folder (with trace.jsonl)")
+    analyse.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
+    analyse.add_argument("-v", "--verbose", action="store_true", help="print every API call")
+    analyse.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
@@ -129,7 +131,10 @@ def _parse_arg(text: str) -> int | StringArg:
 
 
 def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    try:
+        return limit_overrides(args)
+    except LimitError as err:
+        raise UsageError(str(err)) from err
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
@@ -143,12 +148,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         raise UsageError(f"{path}: empty file")
     shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
     if not shellcode:
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            check_pe(data)
-            check_exports(data, list(args.export))
-        except PeCheckError as err:
+            check_file(data, list(args.export))
+        except PeError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
         raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")
@@ -165,11 +169,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
-    try:
-        limits = Limits.model_validate(_limit_overrides(args))
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
         name=path.stem,
         target_path=str(path.resolve()),
@@ -185,6 +185,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dump_default_config:
+        print(default_limits_toml(), end="")
+        return E_OK
+    if args.target is None:
+        raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
     target = Path(args.target)
@@ -201,29 +206,37 @@ def _run(args: argparse.Namespace) -> int:
             )
         except ScenarioError as err:
             raise UsageError(str(err)) from err
-        display = None
     else:
         plan = _bare_plan(args, target)
-        display = str(target)
     fail_on = _fail_on(args)
-    expect = _run_expectations(args, target, bare=display is not None)
+    expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display)
-    report_text = Path(result.report_path).read_text(encoding="utf-8")
-    if args.json:
-        print(report_text, end="")
-    elif not args.quiet:
-        from emulator.render.console import render_summary
-
-        print(render_summary(json.loads(report_text), verbose=args.verbose))
+    result = replay_target(plan, outdir, isolate=not args.in_process)
+    _show(args, Path(result.report_path))
     failed = False
     if expect is not None or fail_on or args.junit:
-        failed = _judge_run(args, report_text, str(target), result.outdir, result.emulation_seconds, expect, fail_on)
+        seconds = result.emulation_seconds
+        failed = _judge_run(args, Path(result.report_path), str(target), result.outdir, seconds, expect, fail_on)
     if result.status == "containment":
         return E_CONTAINMENT
     return E_FAILED if failed else E_OK
+
+
+def _show(args: argparse.Namespace, report_path: Path) -> None:
+    """Print the report written at ``report_path`` as -j / -q / -v ask."""
+    from emulator.render.console import render_summary
+    from emulator.report import Report, ReportError
+
+    if args.json:
+        print(report_path.read_text(encoding="utf-8"), end="")
+    elif not args.quiet:
+        try:
+            report = Report.from_file(report_path)
+        except ReportError as err:
+            raise UsageError(str(err)) from err
+        print(render_summary(report, verbose=args.verbose))
 
 
 # ---- CI: run --expect / --fail-on / --junit, check, batch, variant ----------------------------
@@ -288,7 +301,7 @@ def _print_result_lines(result: Any, *, stream: Any = None, verbose: bool = Fals
 
 def _judge_run(
     args: argparse.Namespace,
-    report_text: str,
+    report_path: Path,
     target: str,
     outdir: str,
     seconds: float,
@@ -298,7 +311,7 @@ def _judge_run(
     from emulator.check import judge
     from emulator.report import Report
 
-    report = Report.model_validate_json(report_text)
+    report = Report.from_file(report_path)
     result = judge(report, target=target, outdir=outdir, seconds=seconds, expect=expect, fail_on=fail_on)
     if not args.quiet or result.failed:
         _print_result_lines(result, stream=sys.stderr if args.json else None)
@@ -328,17 +341,17 @@ def _add_check_parser(sub: Any) -> None:
     check.add_argument("-v", "--verbose", action="store_true", help="also list the expectations that hold")
 
 
-def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> tuple[ReplayPlan, str | None]:
-    """The plan of a scenario folder, or of a bare sample with `run`'s defaults; (plan, display path)."""
+def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> ReplayPlan:
+    """The plan of a scenario folder, or of a bare sample with `run`'s defaults."""
     if path.is_dir():
         if not (path / SCENARIO_FILE).is_file():
             raise UsageError(f"{path}: not a scenario folder (no {SCENARIO_FILE})")
         try:
-            return load_scenario(path, verify=not allow_unverified), None
+            return load_scenario(path, verify=not allow_unverified)
         except ScenarioError as err:
             raise UsageError(str(err)) from err
     defaults = build_parser().parse_args(["run", "--", str(path)])
-    return _bare_plan(defaults, path), str(path)
+    return _bare_plan(defaults, path)
 
 
 def _baseline_path(args: argparse.Namespace, target: Path) -> Path:
@@ -362,7 +375,7 @@ def _check(args: argparse.Namespace) -> int:
         target = Path(text)
         if not target.exists():
             raise UsageError(f"{target}: no such file or folder")
-        plan, display = _plan_for_target(target, allow_unverified=args.allow_unverified)
+        plan = _plan_for_target(target, allow_unverified=args.allow_unverified)
         baseline_path = _baseline_path(args, target)
         baseline = None
         if not args.update:
@@ -371,16 +384,16 @@ def _check(args: argparse.Namespace) -> int:
             except BaselineError as err:
                 raise UsageError(str(err)) from err
         expect = _scenario_expect(target) if target.is_dir() else None
-        jobs.append((target, plan, display, baseline_path, baseline, expect))
+        jobs.append((target, plan, baseline_path, baseline, expect))
     parent = Path(args.output) if args.output else DEFAULT_REPORTS_DIR
     results = []
     contained = False
-    for target, plan, display, baseline_path, baseline, expect in jobs:
+    for target, plan, baseline_path, baseline, expect in jobs:
         outdir = parent / plan.name
         if outdir.exists() and not outdir.is_dir():
             raise UsageError(f"{outdir}: exists and is not a folder")
-        replay = replay_target(plan, outdir, target_display_path=display)
-        report = Report.model_validate_json(Path(replay.report_path).read_text(encoding="utf-8"))
+        replay = replay_target(plan, outdir)
+        report = Report.from_file(Path(replay.report_path))
         contained = contained or replay.status == "containment"
         if args.update:
             write_baseline(normalise(report), baseline_path)
@@ -439,7 +452,7 @@ def _batch(args: argparse.Namespace) -> int:
         path = Path(text)
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
-        plan, display = _plan_for_target(path, allow_unverified=args.allow_unverified)
+        plan = _plan_for_target(path, allow_unverified=args.allow_unverified)
         if plan.name in seen:
             raise UsageError(f"{path}: a second target named {plan.name!r}; their output folders would collide")
         seen.add(plan.name)
@@ -457,7 +470,7 @@ def _batch(args: argparse.Namespace) -> int:
                 baseline = (str(baseline_file), load_baseline(baseline_file))
             except BaselineError as err:
                 raise UsageError(str(err)) from err
-        targets.append(BatchTarget(target=str(path), plan=plan, display=display, expect=expect, baseline=baseline))
+        targets.append(BatchTarget(target=str(path), plan=plan, expect=expect, baseline=baseline))
     out = Path(args.output) if args.output else DEFAULT_REPORTS_DIR
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
@@ -565,21 +578,42 @@ def _variant(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from emulator.render.graph_files import graph_from_node_link, write_graph_files
+    from emulator.render import render_files
+    from emulator.report import Report, ReportError
 
     path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        graph = graph_from_node_link(data["graph"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a chainreplay report ({type(err).__name__}: {err})") from err
+        report = Report.from_file(path)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    write_graph_files(graph, out)
-    print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
-    return E_OK
+    errors = render_files(report, out)
+    for error in errors:
+        print(f"chainreplay: error: {error}", file=sys.stderr)
+    if not errors:
+        print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
+    return E_ERROR if errors else E_OK
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from emulator.output import produce
+    from emulator.trace import TraceError, read_trace
+
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        raise UsageError(f"{outdir}: not a folder")
+    try:
+        trace = read_trace(outdir)
+    except TraceError as err:
+        raise UsageError(str(err)) from err
+    report = produce(outdir, trace)
+    _show(args, outdir.resolve() / "report.json")
+    return E_CONTAINMENT if report.outcome.status == "containment" else E_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -602,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "analyse":
+            return _analyse(args)
         if args.command == "check":
             return _check(args)
         if args.command == "batch":

@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from emulator.report import OutcomeStatus, Report
+from emulator.outcome import Status
+from emulator.report import GraphEdge, Report
 
 EDGE_PATTERN = re.compile(r"^(?P<source>.+?) -(?P<type>[a-z_]+)-> (?P<target>.+)$")
 TECHNIQUE_PATTERN = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -34,7 +35,7 @@ class Expect(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    outcome: OutcomeStatus = Field("completed", description="Outcome status of the replay.")
+    outcome: Status = Field(Status.COMPLETED, description="Outcome status of the replay.")
     stage_kinds: list[str] | None = Field(None, description="Exact list of stage kinds, in order.")
     stage_origins: list[Literal["file", "network", "memory", "scenario"]] | None = Field(
         None, description="Exact list of stage origin types, in order."
@@ -98,7 +99,7 @@ def matchable_techniques() -> set[str]:
     try:
         from emulator.analysis.attack import load_patterns
 
-        return {str(p["technique"]) for p in load_patterns()}
+        return {p.technique for p in load_patterns()}
     except Exception:  # noqa: BLE001 - the table is validated by its own loader; do not fail here
         return set()
 
@@ -116,12 +117,12 @@ class ExpectResult:
         return self.status == "fail"
 
 
-def edge_string(edge: dict[str, object]) -> str:
-    return f"{edge['source']} -{edge['type']}-> {edge['target']}"
+def edge_string(edge: GraphEdge) -> str:
+    return f"{edge.source} -{edge.type}-> {edge.target}"
 
 
 def report_edges(report: Report) -> set[str]:
-    return {edge_string(e) for e in report.graph.get("edges", [])}
+    return {edge_string(e) for e in report.graph.edges}
 
 
 def api_matches(called: str, wanted: str) -> bool:
