@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.expect import Expect
 from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import (
     DEFAULT_START_TIME,
@@ -115,7 +116,9 @@ class ScenarioFile(_Strict):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     responders: list[ResponderSpec] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits, description="Keys and defaults: emulator/limits.py.")
-    expect: dict[str, Any] = Field(default_factory=dict, description="Expectations checked by the test suite.")
+    expect: Expect | None = Field(
+        None, description="Expectations: checked by `run --expect`, `check` and the test suite (emulator/expect.py)."
+    )
 
 
 def _first_error(err: ValidationError) -> str:
@@ -124,6 +127,8 @@ def _first_error(err: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     return f"{location}: {message}"
 
 
