@@ -12,6 +12,7 @@ from typing import Any
 import speakeasy
 from speakeasy.winenv import arch as se_arch
 
+from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
@@ -107,8 +108,9 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
                 se, se.emu, plan.arch or "x64", "shellcode", name, address, len(data), data, shellcode_address=address
             )
         try:
+            pe.check_file(data)
             module = se.load_module(data=data, filename=name)
-        except speakeasy.errors.SpeakeasyError as err:
+        except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
@@ -154,12 +156,15 @@ def _install_handler(
     conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
-        api = GuestApi(memory, services, handler.name)
+        api = GuestApi(memory, services, handler.name, module=handler.module)
+        services.recorder.call_pc = compat.call_site(emu)
         try:
             rv = handler.func(api, list(argv))
         except NetworkLimitReached as err:
             on_network_limit(str(err))
             return 0
+        finally:
+            services.recorder.call_pc = None
         if memory.ptr_size == 4 and handler.ret64:
             # A 64-bit result on x86 (GetTickCount64, _time64) comes back in EDX:EAX.
             emu.reg_write(se_arch.X86_REG_EDX, (rv >> 32) & 0xFFFFFFFF)
