@@ -19,7 +19,10 @@ E_OK = 0
 E_ERROR = 1
 E_BAD_INPUT = 2
 E_CONTAINMENT = 3
-E_INTERRUPTED = 130
+E_BUSY = 4
+# A termination signal ends a run with 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129).
+E_SIGNAL_BASE = 128
+E_INTERRUPTED = E_SIGNAL_BASE + 2
 
 DEFAULT_REPORTS_DIR = Path("reports")
 LIMIT_FLAGS = {
@@ -90,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
+    run.add_argument(
+        "--force", action="store_true", help="replace the content of an OUTDIR that no chainreplay run wrote"
+    )
     for name, kind in LIMIT_FLAGS.items():
         field = Limits.model_fields[name]
         run.add_argument(
@@ -200,7 +206,21 @@ def _run(args: argparse.Namespace) -> int:
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display)
+    from emulator.output import OutputBusy, OutputError, OutputNotOurs
+
+    try:
+        result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display, force=args.force)
+    except OutputBusy as err:
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    except OutputNotOurs as err:
+        raise UsageError(str(err.strerror)) from err
+    except OutputError as err:
+        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        return E_ERROR
+    if result.signal is not None:
+        print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
+        return E_SIGNAL_BASE + result.signal
     report_text = Path(result.report_path).read_text(encoding="utf-8")
     if args.json:
         print(report_text, end="")

@@ -34,6 +34,17 @@ MAX_RESPONSE_BODY = 32 * MIB
 MAX_REQUEST_BODY = 32 * MIB
 # Strings rendered from emulated memory are cut at this many characters.
 MAX_RENDERED_STRING = 1024
+# A responder's body_file larger than this is refused when the scenario loads (checked by size,
+# before it is read).
+MAX_BODY_FILE_SIZE = MAX_RESPONSE_BODY
+# scenario.toml and report.json nested deeper than this are refused (exit 2) before validation.
+MAX_INPUT_NESTING = 64
+# The stage graph keeps at most this many nodes (a note says when it was cut) ...
+MAX_GRAPH_NODES = 5_000
+# ... and is drawn (PNG, SVG) only up to this many; GraphML is written whatever its size.
+MAX_DRAWN_NODES = 400
+# After a termination signal, the partial recording's analysis gets at most this long.
+INTERRUPTED_ANALYSIS_SECONDS = 0.5
 
 
 class Limits(BaseModel):
@@ -41,7 +52,13 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timeout: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, description="Wall-clock seconds for the whole emulation.")
+    timeout: float = Field(
+        DEFAULT_TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Wall-clock seconds for the emulation; the whole run (analysis, drawing) ends by timeout"
+        " plus the watchdog's grace.",
+    )
     max_instructions: int = Field(
         DEFAULT_MAX_INSTRUCTIONS,
         gt=0,

@@ -8,25 +8,41 @@ fails midway still writes everything recorded up to that point.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import enum
+import io
+import logging
 import multiprocessing as mp
+import os
+import pickle
 import resource
+import shutil
+import signal
+import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from emulator import __version__
 from emulator.analysis.attack import match_techniques
 from emulator.analysis.graph import GraphContext, build_graph, graph_to_node_link
 from emulator.analysis.stages import Stage, derive_stages
-from emulator.containment import Guard, install, uninstall
+from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.events import Event, RegistryAccess
-from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
-from emulator.output import write_outputs
+from emulator.limits import (
+    CHILD_ADDRESS_SPACE_LIMIT,
+    INTERRUPTED_ANALYSIS_SECONDS,
+    MAX_DRAWN_NODES,
+    MAX_GRAPH_NODES,
+    WATCHDOG_GRACE_SECONDS,
+)
+from emulator.output import output_folder, write_outputs
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder, sha256_hex
 from emulator.report import (
@@ -55,8 +71,9 @@ from emulator.report import (
 from emulator.report import Note as NoteRecord
 from emulator.sanitize import json_safe
 
-# Events are sent from the child in batches of this many.
-STREAM_BATCH = 512
+log = logging.getLogger(__name__)
+# A one-line detail in the report is cut at this many characters.
+MAX_DETAIL_CHARS = 500
 ENGINE_UNKNOWN = "speakeasy"
 
 
@@ -82,8 +99,15 @@ class Recording:
     lookups_blocked: int = 0
     writes_blocked: int = 0
     processes_blocked: int = 0
+    kernel_refusals: int = 0
     violations: list[str] = field(default_factory=list)
     isolation: str = "child process"
+    # The containment layers in force (emulator/sandbox.py): (name, active, detail).
+    layers: list[tuple[str, bool, str]] = field(default_factory=list)
+    # The signal that ended the replay (outcome "interrupted"), if any.
+    signal: int | None = None
+    # Notes the parent adds (a cut graph, an analysis stopped at the deadline).
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,13 +120,25 @@ class ReplayResult:
     api_calls: int
     # Wall-clock seconds of the emulation. Not in report.json, which is deterministic.
     emulation_seconds: float = 0.0
+    # The termination signal that ended the run (the CLI exits 128 + it), if any.
+    signal: int | None = None
 
 
 # ---- emulation (runs in the child, or in-process for tests) --------------------------------
 
 
-def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
-    """Run the plan under the engine with containment on; return what was recorded."""
+def emulate(
+    plan: ReplayPlan,
+    on_event: Callable[[Event, dict[str, bytes]], None] | None = None,
+    guard: Guard | None = None,
+) -> Recording:
+    """Run the plan under the engine with containment on; return what was recorded.
+
+    ``on_event(event, new_blobs)`` is called for every event as it is recorded, with the blobs
+    stored since the previous call, so a caller streaming them loses nothing if the process dies.
+    ``guard``: an audit-hook guard already installed for this process's whole life (the
+    emulation child); without one, a guard is installed for the emulation and removed after.
+    """
     from emulator.backends.speakeasy_backend import BackendInputError, run_backend
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
@@ -110,29 +146,22 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     from emulator.vclock import VirtualClock
 
     recording = Recording()
-    pending: list[Event] = []
-    sent_blobs: set[str] = set()
-
-    def flush(recorder: Recorder) -> None:
-        if on_batch is None:
-            return
-        new_blobs = {k: v for k, v in recorder.blobs.items() if k not in sent_blobs}
-        if not pending and not new_blobs:
-            return
-        sent_blobs.update(new_blobs)
-        on_batch(list(pending), new_blobs)
-        pending.clear()
-
     recorder = Recorder()
+    sent_blobs = 0
 
-    def on_event(event: Event) -> None:
-        if on_batch is not None:
-            pending.append(event)
-            if len(pending) >= STREAM_BATCH:
-                flush(recorder)
+    def new_blobs() -> dict[str, bytes]:
+        nonlocal sent_blobs
+        if len(recorder.blobs) == sent_blobs:
+            return {}
+        fresh = dict(list(recorder.blobs.items())[sent_blobs:])
+        sent_blobs = len(recorder.blobs)
+        return fresh
 
-    recorder.on_event = on_event
-    guard = install(Guard(allowed_write_root=None))
+    if on_event is not None:
+        stream = on_event
+        recorder.on_event = lambda event: stream(event, new_blobs())
+    own_guard = guard is None
+    active = install(Guard(allowed_write_root=None)) if guard is None else guard
     try:
         scenario_dir = Path(plan.scenario_dir) if plan.scenario_dir else Path(plan.target_path).parent
         try:
@@ -141,7 +170,9 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
             ]
         except Exception as err:  # noqa: BLE001 - user code: any failure is a named outcome
             name = "" if isinstance(err, ResponderLoadError | ValueError) else f"{type(err).__name__}: "
-            recording.status, recording.detail = "error", f"responder: {name}{err}"
+            recording.status, recording.detail = "error", one_line(f"responder: {name}{err}")
+            if isinstance(err, OSError) and refused_by_kernel(err):
+                recording.status = "containment"
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
         clock = VirtualClock(plan.start_time)
@@ -149,18 +180,19 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         try:
             result = run_backend(plan, services)
         except BackendInputError as err:
-            recording.status, recording.detail = "error", f"{Path(plan.target_path).name}: {err}"
-        except Exception as err:  # the engine failed: keep what was recorded and say why
+            recording.status, recording.detail = "error", one_line(f"{Path(plan.target_path).name}: {err}")
+        except Exception as err:  # the engine failed: keep what was recorded and say why, in one line
+            log.debug("engine error", exc_info=True)
             recording.status = "error"
-            recording.detail = f"engine error: {type(err).__name__}: {err}"
+            recording.detail = one_line(f"engine error: {type(err).__name__}: {err}")
             recording.runs = [
                 {
-                    "kind": "traceback",
+                    "kind": "engine",
                     "start": 0,
                     "instructions": 0,
                     "api_calls": 0,
                     "error": "engine_error",
-                    "error_detail": traceback.format_exc(limit=4)[-800:],
+                    "error_detail": recording.detail,
                 }
             ]
         else:
@@ -183,19 +215,36 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
                 except Exception as err:  # noqa: BLE001 - user code: the replay keeps its report
                     recording.responders[responder.name] = {"error": json_safe(f"{type(err).__name__}: {err}")}
     finally:
-        uninstall(guard)
-        recording.sockets_blocked = guard.sockets_blocked
-        recording.lookups_blocked = guard.lookups_blocked
-        recording.writes_blocked = guard.writes_blocked
-        recording.processes_blocked = guard.processes_blocked
-        recording.violations = list(guard.violations)
-        if guard.violations:
-            recording.status = "containment"
-            recording.detail = guard.violations[0]
-        flush(recorder)
+        if own_guard:
+            uninstall(active)
+        take_guard_counts(recording, active)
+        if on_event is not None:
+            leftover = new_blobs()
+            if leftover:
+                on_event(None, leftover)  # type: ignore[arg-type]
     recording.events = recorder.events
     recording.blobs = recorder.blobs
     return recording
+
+
+def take_guard_counts(recording: Recording, guard: Guard) -> None:
+    """Copy what the audit-hook guard refused into the recording; any refusal names the outcome."""
+    recording.sockets_blocked = guard.sockets_blocked
+    recording.lookups_blocked = guard.lookups_blocked
+    recording.writes_blocked = guard.writes_blocked
+    recording.processes_blocked = guard.processes_blocked
+    recording.kernel_refusals = guard.kernel_refusals
+    recording.violations = list(guard.violations)
+    if guard.violations:
+        recording.status = "containment"
+        recording.detail = one_line(guard.violations[0])
+        recording.limit = None
+
+
+def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text`` on one line (a traceback or multi-line message never reaches the report), cut short."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def is_guest_fault(error: str) -> bool:
@@ -249,72 +298,260 @@ def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
 
 
 def _child(plan: ReplayPlan, conn: Connection) -> None:
-    try:
-        limit = CHILD_ADDRESS_SPACE_LIMIT
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ValueError, OSError):
-        pass
+    """The emulation child: confined by the kernel before any user code runs, guarded for life.
 
-    def on_batch(events: list[Event], blobs: dict[str, bytes]) -> None:
-        conn.send(("events", events, blobs))
+    Every event is written to the pipe as it is recorded, so whatever kills this process, the
+    parent has every event up to that point. The process ends with ``os._exit`` right after its
+    last message: threads a responder started (daemon or not) die with it.
+    """
+    import emulator.containment as containment
+    from emulator.sandbox import confine_child
 
+    code = 0
     try:
-        recording = emulate(plan, on_batch=on_batch)
-        recording.events, recording.blobs = [], {}
-        conn.send(("done", recording))
-    except MemoryError:
-        conn.send(("failed", "limit", "the emulation ran out of its address-space limit"))
-    except BaseException as err:  # noqa: BLE001 - report, never a traceback on the console
-        conn.send(("failed", "error", f"{type(err).__name__}: {err}"))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+        layers = confine_child()
+        containment.KERNEL_LAYERS_ACTIVE = any(layer.active for layer in layers if layer.name != "process_group")
+        try:
+            limit = CHILD_ADDRESS_SPACE_LIMIT
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ValueError, OSError):
+            pass
+        send = _sender(conn)
+        send(("layers", [(layer.name, layer.active, layer.detail) for layer in layers]))
+        guard = install(Guard(allowed_write_root=None))  # never removed: for the child's whole life
+
+        def on_event(event: Event | None, blobs: dict[str, bytes]) -> None:
+            send(("e", event, blobs))
+
+        try:
+            recording = emulate(plan, on_event=on_event, guard=guard)
+            take_guard_counts(recording, guard)
+            recording.events, recording.blobs = [], {}
+            send(("done", recording))
+        except MemoryError:
+            send(("failed", "limit", "the emulation ran out of its address-space limit"))
+        except BaseException as err:  # noqa: BLE001 - report, never a traceback on the console
+            log.debug("emulation child failed", exc_info=True)
+            send(("failed", "error", one_line(f"{type(err).__name__}: {err}")))
+    except BaseException:  # noqa: BLE001 - the pipe is gone: nothing left to tell
+        code = 1
     finally:
-        conn.close()
+        os._exit(code)
 
 
-def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None = None) -> Recording:
-    """Emulate in a child process; kill it if it outlives the timeout plus a grace period.
+def _sender(conn: Connection) -> Callable[[Any], None]:
+    dumps = pickle.dumps
+    send_bytes = conn.send_bytes
+
+    def send(message: Any) -> None:
+        send_bytes(dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    return send
+
+
+class _ChildUnpickler(pickle.Unpickler):
+    """Reads the child's messages. The child runs user code, so what it sends is untrusted: only
+    plain data and the project's own data classes may be rebuilt (a crafted pickle could
+    otherwise call any function in the CLI process)."""
+
+    SAFE_BUILTINS = frozenset({"set", "frozenset", "bytes", "bytearray", "complex", "slice", "range"})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in self.SAFE_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith("emulator.") and "." not in name:
+            found = super().find_class(module, name)
+            is_data = isinstance(found, type) and (
+                hasattr(found, "__dataclass_fields__") or issubclass(found, enum.Enum | pydantic.BaseModel)
+            )
+            if is_data:
+                return found
+        raise pickle.UnpicklingError(f"the emulation child sent a {module}.{name}, which is not data")
+
+
+def _load_message(data: bytes) -> Any:
+    return _ChildUnpickler(io.BytesIO(data)).load()
+
+
+class Interrupted(Exception):
+    """A termination signal reached the CLI during a phase that stops at once (analysis, drawing)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class DeadlineReached(Exception):
+    """The whole run's time ran out during analysis or drawing."""
+
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class RunControl:
+    """Signals and the whole-run deadline of one replay in this process.
+
+    While a replay runs, SIGTERM, SIGINT and SIGHUP are recorded instead of killing the CLI: the
+    emulation child is killed, and the replay ends with a partial report whose outcome is
+    ``interrupted``. During analysis and drawing (pure Python that could take long) the signal,
+    or SIGALRM at the deadline, raises at once. Only the main thread can take signals; elsewhere
+    (a batch worker's thread) the replay runs without these handlers.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.signum: int | None = None
+        self.raise_now = False
+        self._saved: dict[int, Any] = {}
+        self.enabled = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> RunControl:
+        if self.enabled:
+            for sig in TERMINATING_SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._on_signal)
+            self._saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig, handler in self._saved.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.raise_now:
+            self.raise_now = False
+            raise Interrupted(signum)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self.raise_now:
+            self.raise_now = False
+            raise DeadlineReached()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def bounded(self, seconds: float | None = None) -> _Bounded:
+        """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short."""
+        return _Bounded(self, seconds)
+
+
+class _Bounded:
+    def __init__(self, control: RunControl, seconds: float | None) -> None:
+        self.control = control
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        control = self.control
+        if control.signum is not None:
+            raise Interrupted(control.signum)
+        left = control.remaining() if self.seconds is None else min(control.remaining(), self.seconds)
+        if left <= 0:
+            raise DeadlineReached()
+        if control.enabled:
+            signal.setitimer(signal.ITIMER_REAL, left)
+        control.raise_now = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.control.raise_now = False
+        if self.control.enabled:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"emulation process killed by {name}"
+    if exitcode is None:
+        return "emulation process stopped answering"
+    return f"emulation process exited with status {exitcode} before reporting"
+
+
+def emulate_isolated(
+    plan: ReplayPlan, while_waiting: Callable[[], None] | None = None, control: RunControl | None = None
+) -> Recording:
+    """Emulate in a confined child process; kill it if it outlives the timeout plus a grace period,
+    or when ``control`` has seen a termination signal.
 
     ``while_waiting`` runs in this process as soon as the child has started, so work that does
-    not need the recording (importing the renderers) overlaps the emulation.
+    not need the recording (importing the renderers) overlaps the emulation. Events arrive one
+    by one as the child records them; whatever ends the child, every event it recorded is kept.
     """
     context = mp.get_context("fork")
     parent_conn, child_conn = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
     process.start()
     child_conn.close()
-    if while_waiting is not None:
-        while_waiting()
     events: list[Event] = []
     blobs: dict[str, bytes] = {}
+    layers: list[tuple[str, bool, str]] = []
     recording: Recording | None = None
     failure: tuple[str, str] | None = None
     deadline = time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            failure = ("timeout", f"watchdog killed the emulation after {plan.limits.timeout:g} s")
-            break
-        try:
-            if not parent_conn.poll(min(remaining, 0.5)):
-                if not process.is_alive() and not parent_conn.poll(0):
-                    failure = ("error", f"emulation process died (exit code {process.exitcode})")
-                    break
-                continue
-            message = parent_conn.recv()
-        except (EOFError, OSError):
-            failure = ("error", f"emulation process died (exit code {process.exitcode})")
-            break
-        if message[0] == "events":
-            events.extend(message[1])
+
+    def take(message: Any) -> Recording | tuple[str, str] | None:
+        kind = message[0]
+        if kind == "e":
+            if message[1] is not None:
+                events.append(message[1])
             blobs.update(message[2])
-        elif message[0] == "done":
-            recording = message[1]
-            break
-        else:
-            failure = (message[1], message[2])
-            break
-    if process.is_alive():
-        process.kill()
-    process.join(timeout=5)
+        elif kind == "layers":
+            layers[:] = message[1]
+        elif kind == "done":
+            return message[1]  # type: ignore[no-any-return]
+        elif kind == "failed":
+            return (str(message[1]), one_line(str(message[2])))
+        return None
+
+    try:
+        if while_waiting is not None:
+            while_waiting()
+        while True:
+            if control is not None and control.signum is not None:
+                name = signal.Signals(control.signum).name
+                failure = ("interrupted", f"interrupted by {name}: the emulation was stopped")
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failure = ("timeout", f"watchdog killed the emulation after {plan.limits.timeout:g} s")
+                break
+            try:
+                if not parent_conn.poll(min(remaining, 0.1)):
+                    if not process.is_alive() and not parent_conn.poll(0):
+                        process.join(timeout=1)
+                        failure = ("error", _describe_exit(process.exitcode))
+                        break
+                    continue
+                taken = take(_load_message(parent_conn.recv_bytes()))
+            except (EOFError, OSError):
+                process.join(timeout=1)
+                failure = ("error", _describe_exit(process.exitcode))
+                break
+            except (pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError, IndexError) as err:
+                failure = ("containment", one_line(f"the emulation child sent a message refused: {err}"))
+                break
+            if isinstance(taken, Recording):
+                recording = taken
+                break
+            if taken is not None:
+                failure = taken
+                break
+    finally:
+        _end_child(process)
+    # The child is gone: whatever it wrote before it died is still in the pipe.
+    try:
+        while parent_conn.poll(0):
+            taken = take(_load_message(parent_conn.recv_bytes()))
+            if isinstance(taken, Recording) and recording is None and failure is None:
+                recording = taken
+    except (EOFError, OSError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        pass
     parent_conn.close()
     if recording is None:
         recording = Recording()
@@ -322,9 +559,23 @@ def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None 
         recording.status, recording.detail = failure
         if failure[0] == "timeout":
             recording.limit = "timeout"
+        if failure[0] == "interrupted" and control is not None:
+            recording.signal = control.signum
     recording.events = events
     recording.blobs = blobs
+    recording.layers = layers
     return recording
+
+
+def _end_child(process: Any) -> None:
+    """Kill the child and its process group (it has its own) and reap it."""
+    pid = process.pid
+    if process.is_alive() and pid:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            process.kill()
+    process.join(timeout=5)
 
 
 # ---- the report -----------------------------------------------------------------------------
@@ -430,6 +681,7 @@ def build_report(
         if isinstance(e, DataBuffer)
     ]
     notes = [NoteRecord(seq=e.seq, what=e.what, detail=e.detail) for e in events if isinstance(e, Note)]
+    notes += [NoteRecord(seq=len(events), what=what, detail=detail) for what, detail in recording.notes]
     stage_records = [
         StageRecord(
             id=s.id,
@@ -524,61 +776,165 @@ def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, l
     return stages, graph, techniques
 
 
-def _load_renderers() -> None:
-    # Importing matplotlib takes a large share of a replay's start-up; done while the child
-    # emulates, it costs nothing. It also writes its font cache under the user's home on first
-    # use, which must happen before the guard that allows writes only inside OUTDIR goes up.
-    import matplotlib.font_manager  # noqa: F401
+def _load_renderers(config_dir: Path | None = None) -> None:
+    """Import the renderers (matplotlib's import is a large share of start-up; done while the child
+    emulates, it costs nothing). On first use matplotlib writes a font cache and config under the
+    user's home; ``config_dir`` (inside OUTDIR, removed after the run) takes it instead, so the
+    replay writes nothing outside its output folder."""
+    import sys
+
+    if config_dir is not None and "matplotlib" not in sys.modules:
+        saved = os.environ.get("MPLCONFIGDIR")
+        config_dir.mkdir(exist_ok=True)
+        os.environ["MPLCONFIGDIR"] = str(config_dir)
+        try:
+            import matplotlib.font_manager  # noqa: F401
+        finally:
+            if saved is None:
+                os.environ.pop("MPLCONFIGDIR", None)
+            else:
+                os.environ["MPLCONFIGDIR"] = saved
+    import matplotlib.font_manager  # noqa: F401, F811
 
     from emulator.render.graph_files import warm_up
 
     warm_up()
 
 
+MPL_CONFIG_DIR = ".matplotlib"
+
+
+def _cut_graph(graph: Any, recording: Recording) -> Any:
+    if graph.number_of_nodes() <= MAX_GRAPH_NODES:
+        return graph
+    kept = list(graph.nodes)[:MAX_GRAPH_NODES]
+    recording.notes.append(
+        ("graph_cut", f"the stage graph has {graph.number_of_nodes()} nodes; kept the first {MAX_GRAPH_NODES}")
+    )
+    return graph.subgraph(kept).copy()
+
+
+def _analyse_bounded(
+    plan: ReplayPlan, recording: Recording, control: RunControl
+) -> tuple[list[Stage], Any, list[Technique]]:
+    """analyse() cut short by a signal or the whole run's deadline: what is cut is noted."""
+    import networkx as nx
+
+    seconds = INTERRUPTED_ANALYSIS_SECONDS if recording.status == "interrupted" else None
+    try:
+        with control.bounded(seconds):
+            stages, graph, techniques = analyse(plan, recording)
+    except Interrupted as stop:
+        _mark_interrupted(recording, stop.signum, "during analysis")
+        recording.notes.append(("analysis_cut", "analysis stopped by the signal: no stages, graph or techniques"))
+        return [], nx.DiGraph(), []
+    except DeadlineReached:
+        recording.notes.append(
+            ("analysis_cut", "analysis stopped at the run's deadline: no stages, graph or techniques")
+        )
+        return [], nx.DiGraph(), []
+    return stages, _cut_graph(graph, recording), techniques
+
+
+def _mark_interrupted(recording: Recording, signum: int, when: str) -> None:
+    recording.status = "interrupted"
+    recording.limit = None
+    recording.signal = signum
+    recording.detail = f"interrupted by {signal.Signals(signum).name} {when}"
+
+
+def _drawer(control: RunControl, recording: Recording) -> Callable[[Any, Path], str | None]:
+    def draw(graph: Any, out: Path) -> str | None:
+        from emulator.render.graph_files import write_graph_files
+
+        if recording.status == "interrupted":
+            return "graph not drawn: the replay was interrupted"
+        nodes = graph.number_of_nodes()
+        if nodes > MAX_DRAWN_NODES:
+            import networkx as nx
+
+            nx.write_graphml(graph, out / "stage_graph.graphml")
+            return f"graph not drawn: {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn (GraphML written)"
+        try:
+            with control.bounded():
+                write_graph_files(graph, out)
+        except Interrupted as stop:
+            _mark_interrupted(recording, stop.signum, "while drawing")
+            return "graph drawing stopped by the signal"
+        except DeadlineReached:
+            return "graph drawing stopped at the run's deadline"
+        return None
+
+    return draw
+
+
 def replay_target(
-    plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, target_display_path: str | None = None
+    plan: ReplayPlan,
+    outdir: str | Path,
+    *,
+    isolate: bool = True,
+    target_display_path: str | None = None,
+    force: bool = False,
 ) -> ReplayResult:
-    """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out."""
+    """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out.
+
+    ``outdir`` is locked for the run (:class:`emulator.output.OutputBusy` if another run holds
+    it) and emptied of what an earlier run left (:class:`emulator.output.OutputNotOurs` if it
+    holds files no run wrote, unless ``force``). The whole run, analysis and drawing included,
+    ends by ``timeout + WATCHDOG_GRACE_SECONDS``. A SIGTERM, SIGINT or SIGHUP (main thread only)
+    ends it early with a partial report whose outcome is ``interrupted``.
+    """
     out = Path(outdir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     if target_display_path is None:
         target_display_path = plan.target_path
         if plan.scenario_dir:
             folder = Path(plan.scenario_dir)
             target_display_path = f"{folder.name}/{Path(plan.target_path).relative_to(folder).as_posix()}"
     target_bytes = Path(plan.target_path).read_bytes()
-    if isolate:
-        recording = emulate_isolated(plan, while_waiting=_load_renderers)
-    else:
-        recording = emulate(plan)
-        recording.isolation = "in-process"
-        _load_renderers()
-    stages, graph, techniques = analyse(plan, recording)
-
-    guard = install(Guard(allowed_write_root=out))
-    try:
-        report = write_outputs(
-            out,
-            plan=plan,
-            recording=recording,
-            stages=stages,
-            graph=graph,
-            report_factory=lambda dropped, containment: build_report(
-                plan,
-                recording,
-                sha256_hex(target_bytes),
-                target_display_path or plan.target_path,
-                stages,
-                graph_to_node_link(graph),
-                techniques,
-                dropped,
-                containment,
-                dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            ),
-            guard=guard,
-        )
-    finally:
-        uninstall(guard)
+    control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
+    with output_folder(out, force=force), control:
+        config_dir = out / MPL_CONFIG_DIR
+        try:
+            if isolate:
+                recording = emulate_isolated(plan, while_waiting=lambda: _load_renderers(config_dir), control=control)
+            else:
+                recording = emulate(plan)
+                recording.isolation = "in-process"
+                _load_renderers(config_dir)
+                if control.signum is not None:
+                    _mark_interrupted(recording, control.signum, "during the emulation")
+            if recording.status == "interrupted" and recording.signal is not None:
+                recording.detail = f"interrupted by {signal.Signals(recording.signal).name} during the emulation"
+            stages, graph, techniques = _analyse_bounded(plan, recording, control)
+            guard = install(Guard(allowed_write_root=out))
+            try:
+                report = write_outputs(
+                    out,
+                    plan=plan,
+                    recording=recording,
+                    stages=stages,
+                    graph=graph,
+                    report_factory=lambda dropped, containment: build_report(
+                        plan,
+                        recording,
+                        sha256_hex(target_bytes),
+                        target_display_path or plan.target_path,
+                        stages,
+                        graph_to_node_link(graph),
+                        techniques,
+                        dropped,
+                        containment,
+                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    ),
+                    guard=guard,
+                    draw=_drawer(control, recording),
+                )
+            finally:
+                uninstall(guard)
+        finally:
+            shutil.rmtree(config_dir, ignore_errors=True)
+    if control.signum is not None and recording.signal is None:
+        recording.signal = control.signum  # arrived while the report was written: still an interruption
     return ReplayResult(
         report.outcome.status,
         report.outcome.detail,
@@ -587,4 +943,5 @@ def replay_target(
         len(report.stages),
         len(report.api_calls),
         round(recording.emulation_seconds, 3),
+        recording.signal,
     )

@@ -16,7 +16,8 @@ SCHEMA = "chainreplay/report/2"
 # (outcome.limit names it). unsupported_api: the sample called an API nobody implements.
 # containment: the replay tried to reach the host (report.containment). fault: the guest's own
 # code faulted (bad memory access, bad instruction, unhandled interrupt); outcome.detail names
-# the run, the fault and the address. error: the input or the emulator failed.
+# the run, the fault and the address. error: the input or the emulator failed. interrupted: a
+# signal (SIGTERM, SIGINT, SIGHUP) ended the replay; outcome.detail names it, the report is partial.
 OutcomeStatus = Literal[
     "completed",
     "timeout",
@@ -27,6 +28,7 @@ OutcomeStatus = Literal[
     "containment",
     "fault",
     "error",
+    "interrupted",
 ]
 
 
@@ -194,6 +196,12 @@ class VirtualTime(_Model):
     sleeps: int
 
 
+class ContainmentLayer(_Model):
+    name: str = Field(description="parent_death_signal, process_group, network_namespace, landlock, seccomp.")
+    active: bool
+    detail: str = Field(description="What the layer stops, or why the kernel refused it.")
+
+
 class Containment(_Model):
     """What the replay tried outside its sandbox. See docs/containment.md."""
 
@@ -214,6 +222,14 @@ class Containment(_Model):
     host_processes_refused: int = Field(0, description="Host processes the replay tried to start, refused.")
     violations: list[str] = Field(default_factory=list, description="The first refused attempts, named.")
     isolation: str = Field(description="How the replay was contained: child process, in-process.")
+    layers: list[ContainmentLayer] = Field(
+        default_factory=list,
+        description="The kernel layers around the emulation child (emulator/sandbox.py): which were in force "
+        "and, for those the kernel refused, why. Empty in-process.",
+    )
+    kernel_refusals: int = Field(
+        0, description="Attempts the audit hook did not see and a kernel layer refused (EPERM/EACCES in user code)."
+    )
 
 
 class RunRecord(_Model):

@@ -322,14 +322,24 @@ def _body_files(options: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _check_responders(folder: Path, responders: list[ResponderConfig], scenario_path: Path) -> None:
-    """Build each responder once now, so a bad section is reported before emulation starts.
+    """Build each built-in responder once now, so a bad section is reported before emulation starts.
 
-    A user responder is Python code: it is built under the containment guard, as in the replay.
+    A user responder (``type = "python"``) is never imported here: user code runs only inside
+    the contained emulation child, where a failure to build it is the replay's outcome. Here
+    only the form of its ``class`` is checked.
     """
     from emulator.containment import Guard, install, uninstall
     from emulator.responders.router import ResponderLoadError, build_responder
 
     for i, r in enumerate(responders):
+        if r.type == "python":
+            module, sep, attr = (r.class_path or "").replace(":", ".").rpartition(".")
+            if not sep or not module or not attr:
+                raise ScenarioError(
+                    f"{scenario_path}: responders[{i}] ({r.name}): type 'python' needs "
+                    "'class' = 'package.module:ClassName'"
+                )
+            continue
         guard = install(Guard(allowed_write_root=None))
         try:
             build_responder(r.type, r.name, dict(r.options), folder, r.class_path)
