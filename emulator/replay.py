@@ -310,6 +310,8 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+        # A responder's thread that dies of a refusal: counted by the guard, logged with -d only.
+        threading.excepthook = lambda args: log.debug("thread %s ended", args.thread, exc_info=args.exc_value)
         layers = confine_child()
         containment.KERNEL_LAYERS_ACTIVE = any(layer.active for layer in layers if layer.name != "process_group")
         try:

@@ -255,9 +255,11 @@ def test_guard_refuses_network(guard: Guard) -> None:
         socket.create_connection(("127.0.0.1", 9), timeout=1)
     with pytest.raises(ContainmentViolation):
         socket.getaddrinfo("example.com", 80)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(ContainmentViolation):
-        sock.sendto(b"x", ("127.0.0.1", 9))
-    assert guard.sockets_blocked >= 1
+    with pytest.raises(ContainmentViolation):
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(ContainmentViolation):
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    assert guard.sockets_blocked >= 3
     assert guard.lookups_blocked >= 1
 
 
@@ -454,7 +456,7 @@ class WritingAtLoadResponder(_Hostile):
 
 
 HOSTILE_RESPONDERS = [
-    ("ConnectingResponder", "host_connects_refused", "socket.connect"),
+    ("ConnectingResponder", "host_connects_refused", "socket AF_INET"),
     ("ResolvingResponder", "host_name_lookups_refused", "socket.getaddrinfo"),
     ("WritingResponder", "writes_outside_outdir_refused", "write to"),
     ("SwallowingResponder", "writes_outside_outdir_refused", "write to"),
@@ -528,17 +530,228 @@ def test_hostile_responder_in_process(tmp_path: Path) -> None:
     assert report["containment"]["isolation"] == "in-process"
 
 
-def test_responder_writing_at_load_is_a_scenario_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The loader builds each responder once, under the same guard: exit 2, one line, nothing written."""
-    from emulator.cli import E_BAD_INPUT, main
+def test_responder_writing_at_load_is_refused_in_the_child(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user responder is never built in the CLI: its constructor runs in the contained child,
+    where the write is refused and the replay's outcome says so (exit 3)."""
+    from emulator.cli import E_CONTAINMENT, main
 
     escape = tmp_path / "escape.txt"
     folder = _hostile_scenario(tmp_path, "WritingAtLoadResponder", escape)
     rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
     err = capsys.readouterr().err
-    assert rc == E_BAD_INPUT
-    assert err.count("\n") == 1 and "responders[0] (hostile)" in err and "containment: refused" in err, err
+    assert rc == E_CONTAINMENT, err
+    assert "Traceback" not in err
     assert not escape.exists()
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "containment", report["outcome"]
+    assert report["containment"]["writes_outside_outdir_refused"] == 1
+
+
+def test_cli_never_imports_a_user_responder(tmp_path: Path) -> None:
+    """Loading a scenario with a python responder imports nothing: the module would shout."""
+    from emulator.scenario import load_scenario
+
+    module = tmp_path / "shouting_responder.py"
+    module.write_text("raise SystemExit('imported in the CLI')\n", encoding="utf-8")
+    folder = _hostile_scenario(tmp_path, "X", tmp_path / "unused")
+    text = (folder / "scenario.toml").read_text(encoding="utf-8").replace(f"{__name__}:X", "shouting_responder:X")
+    (folder / "scenario.toml").write_text(text, encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        plan = load_scenario(folder)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "shouting_responder" not in sys.modules
+    assert plan.responders[0].class_path == "shouting_responder:X"
+
+
+# ---- hostile user responders that go around the audit hook: the kernel layers refuse ----------
+
+
+class _Listener:
+    """A loopback TCP listener in the test process: did anything connect?"""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except (TimeoutError, OSError):
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ctypes_connect(port: int) -> None:
+    import ctypes
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(2, 1, 0)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "socket refused")
+    address = struct.pack("<HH4s8x", 2, socket.htons(port), socket.inet_aton("127.0.0.1"))
+    if libc.connect(fd, address, len(address)) != 0:
+        raise OSError(ctypes.get_errno(), "connect refused")
+
+
+class CtypesConnectResponder(_Hostile):
+    def attempt(self) -> None:
+        _ctypes_connect(int(self.options["port"]))
+
+
+class ForkExecResponder(_Hostile):
+    def attempt(self) -> None:
+        import _posixsubprocess  # type: ignore[import-not-found]
+
+        args = [b"/usr/bin/touch", os.fsencode(str(self.options["path"]))]
+        errpipe_read, errpipe_write = os.pipe()
+        try:
+            _posixsubprocess.fork_exec(
+                args, [args[0]], True, (errpipe_write,), None, None,
+                -1, -1, -1, -1, -1, -1, errpipe_read, errpipe_write,
+                False, False, -1, None, None, None, -1, None, True,
+            )  # fmt: skip
+        finally:
+            os.close(errpipe_read)
+            os.close(errpipe_write)
+
+
+class ForkResponder(_Hostile):
+    def attempt(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            Path(str(self.options["path"])).write_text("child", encoding="utf-8")
+            os._exit(0)
+
+
+class SqliteResponder(_Hostile):
+    def attempt(self) -> None:
+        import sqlite3
+
+        sqlite3.connect(str(self.options["path"])).execute("create table t (x)")
+
+
+class XattrResponder(_Hostile):
+    def attempt(self) -> None:
+        os.setxattr(str(self.options["victim"]), "user.chainreplay", b"1")
+
+
+class ThreadAtLoadResponder(_Hostile):
+    """Starts a thread in __init__ that acts when the first request comes (later, mid-replay)."""
+
+    def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
+        import threading
+
+        super().__init__(name, options, scenario_dir)
+        self.go = threading.Event()
+        self.done = threading.Event()
+        threading.Thread(target=self._later, daemon=True).start()
+
+    def _later(self) -> None:
+        self.go.wait()
+        try:
+            Path(str(self.options["path"])).write_text("escaped", encoding="utf-8")
+        finally:
+            self.done.set()
+
+    def attempt(self) -> None:
+        self.go.set()
+        self.done.wait(10)
+
+
+class NonDaemonThreadResponder(_Hostile):
+    """A non-daemon thread that never ends: the CLI must exit anyway."""
+
+    def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
+        import threading
+        import time
+
+        super().__init__(name, options, scenario_dir)
+        threading.Thread(target=lambda: [time.sleep(0.05) for _ in iter(int, 1)], daemon=False).start()
+
+    def attempt(self) -> None:
+        pass
+
+
+NATIVE_HOSTILE = [
+    ("CtypesConnectResponder", "host_connects_refused", "ctypes socket()"),
+    ("ForkExecResponder", None, "kernel refused"),
+    ("ForkResponder", "host_processes_refused", "os.fork"),
+    ("SqliteResponder", "writes_outside_outdir_refused", "sqlite3.connect"),
+    ("XattrResponder", "writes_outside_outdir_refused", "os.setxattr"),
+    ("ThreadAtLoadResponder", "writes_outside_outdir_refused", "write to"),
+]
+
+
+@pytest.mark.parametrize(("class_name", "count", "named"), NATIVE_HOSTILE, ids=[h[0] for h in NATIVE_HOSTILE])
+def test_native_hostile_responder_is_refused(
+    class_name: str, count: str | None, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator.cli import E_CONTAINMENT, main
+
+    escape = tmp_path / "escape.txt"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep", encoding="utf-8")
+    listener = _Listener()
+    try:
+        folder = _hostile_scenario(tmp_path, class_name, escape)
+        text = (folder / "scenario.toml").read_text(encoding="utf-8")
+        text = text.replace(
+            "options = { path = ", f"options = {{ port = {listener.port}, victim = {json.dumps(str(victim))}, path = "
+        )
+        (folder / "scenario.toml").write_text(text, encoding="utf-8")
+        outdir = tmp_path / "out"
+        rc = main(["run", str(folder), "-o", str(outdir), "-q"])
+        captured = capsys.readouterr()
+        assert not listener.connected(), "the responder reached the loopback listener"
+    finally:
+        listener.close()
+    assert "Traceback" not in captured.err, captured.err
+    assert rc == E_CONTAINMENT, captured.err
+    assert not escape.exists()
+    assert os.listxattr(victim) == [] and victim.read_text(encoding="utf-8") == "keep"
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "containment", report["outcome"]
+    containment = report["containment"]
+    assert named in report["outcome"]["detail"], report["outcome"]
+    if count is not None:
+        assert containment[count] >= 1, containment
+    else:
+        assert containment["kernel_refusals"] >= 1, containment
+    assert {layer["name"]: layer["active"] for layer in containment["layers"]} == {
+        "parent_death_signal": True,
+        "process_group": True,
+        "network_namespace": True,
+        "landlock": True,
+        "seccomp": True,
+    }
+
+
+def test_non_daemon_thread_does_not_keep_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from emulator.cli import main
+
+    folder = _hostile_scenario(tmp_path, "NonDaemonThreadResponder", tmp_path / "unused")
+    began = time.monotonic()
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    assert time.monotonic() - began < 60
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed"
+    # the CLI's own process never ran the responder: no thread of it here
+    import threading
+
+    assert not [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
 
 
 # ---- dropped files: stored under their sha256, the guest's name kept only sanitised ------------
