@@ -21,7 +21,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -376,15 +376,17 @@ def _load_message(data: bytes) -> Any:
     return _ChildUnpickler(io.BytesIO(data)).load()
 
 
-class Interrupted(Exception):
-    """A termination signal reached the CLI during a phase that stops at once (analysis, drawing)."""
+class Interrupted(BaseException):
+    """A termination signal reached the CLI during a phase that stops at once (analysis, drawing).
+
+    A BaseException, like KeyboardInterrupt: a library's ``except Exception`` must not swallow it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
-class DeadlineReached(Exception):
+class DeadlineReached(BaseException):
     """The whole run's time ran out during analysis or drawing."""
 
 
@@ -404,6 +406,9 @@ class RunControl:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.signum: int | None = None
+        # The signal has been taken into account (the emulation was stopped for it): later
+        # bounded blocks run, within their own short bound, instead of raising at once.
+        self.handled = False
         self.raise_now = False
         self._saved: dict[int, Any] = {}
         self.enabled = threading.current_thread() is threading.main_thread()
@@ -448,7 +453,7 @@ class _Bounded:
 
     def __enter__(self) -> None:
         control = self.control
-        if control.signum is not None:
+        if control.signum is not None and not control.handled:
             raise Interrupted(control.signum)
         left = control.remaining() if self.seconds is None else min(control.remaining(), self.seconds)
         if left <= 0:
@@ -513,9 +518,14 @@ def emulate_isolated(
 
     try:
         if while_waiting is not None:
-            while_waiting()
+            if control is None:
+                while_waiting()
+            else:
+                with contextlib.suppress(Interrupted, DeadlineReached), control.bounded():
+                    while_waiting()  # a signal stops it at once; the loop below ends the child
         while True:
             if control is not None and control.signum is not None:
+                control.handled = True
                 name = signal.Signals(control.signum).name
                 failure = ("interrupted", f"interrupted by {name}: the emulation was stopped")
                 break
@@ -778,29 +788,31 @@ def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, l
     return stages, graph, techniques
 
 
-def _load_renderers(config_dir: Path | None = None) -> None:
-    """Import the renderers (matplotlib's import is a large share of start-up; done while the child
-    emulates, it costs nothing). On first use matplotlib writes a font cache and config under the
-    user's home; ``config_dir`` (inside OUTDIR, removed after the run) takes it instead, so the
-    replay writes nothing outside its output folder."""
-    import sys
-
-    if config_dir is not None and "matplotlib" not in sys.modules:
-        saved = os.environ.get("MPLCONFIGDIR")
-        config_dir.mkdir(exist_ok=True)
-        os.environ["MPLCONFIGDIR"] = str(config_dir)
-        try:
-            import matplotlib.font_manager  # noqa: F401
-        finally:
-            if saved is None:
-                os.environ.pop("MPLCONFIGDIR", None)
-            else:
-                os.environ["MPLCONFIGDIR"] = saved
-    import matplotlib.font_manager  # noqa: F401, F811
+def _load_renderers() -> None:
+    """Import the renderers: matplotlib's import is a large share of start-up; done while the child
+    emulates, it costs nothing."""
+    import matplotlib.font_manager  # noqa: F401
 
     from emulator.render.graph_files import warm_up
 
     warm_up()
+
+
+@contextlib.contextmanager
+def _matplotlib_config_in(config_dir: Path) -> Iterator[None]:
+    """On first use matplotlib writes a font cache and its config under the user's home. For the
+    run, ``MPLCONFIGDIR`` points inside OUTDIR instead (removed after), so a replay writes nothing
+    outside its output folder. A process that imported matplotlib before keeps its own."""
+    saved = os.environ.get("MPLCONFIGDIR")
+    os.environ["MPLCONFIGDIR"] = str(config_dir)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MPLCONFIGDIR", None)
+        else:
+            os.environ["MPLCONFIGDIR"] = saved
+        shutil.rmtree(config_dir, ignore_errors=True)
 
 
 MPL_CONFIG_DIR = ".matplotlib"
@@ -839,6 +851,8 @@ def _analyse_bounded(
 
 
 def _mark_interrupted(recording: Recording, signum: int, when: str) -> None:
+    if recording.status == "interrupted":
+        return  # the first phase the signal stopped is the one named
     recording.status = "interrupted"
     recording.limit = None
     recording.signal = signum
@@ -847,10 +861,10 @@ def _mark_interrupted(recording: Recording, signum: int, when: str) -> None:
 
 def _drawer(control: RunControl, recording: Recording) -> Callable[[Any, Path], str | None]:
     def draw(graph: Any, out: Path) -> str | None:
-        from emulator.render.graph_files import write_graph_files
-
         if recording.status == "interrupted":
             return "graph not drawn: the replay was interrupted"
+        from emulator.render.graph_files import write_graph_files
+
         nodes = graph.number_of_nodes()
         if nodes > MAX_DRAWN_NODES:
             import networkx as nx
@@ -894,47 +908,46 @@ def replay_target(
             target_display_path = f"{folder.name}/{Path(plan.target_path).relative_to(folder).as_posix()}"
     target_bytes = Path(plan.target_path).read_bytes()
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
-    with output_folder(out, force=force), control:
-        config_dir = out / MPL_CONFIG_DIR
+    with output_folder(out, force=force), control, _matplotlib_config_in(out / MPL_CONFIG_DIR):
+        if isolate:
+            recording = emulate_isolated(plan, while_waiting=_load_renderers, control=control)
+        else:
+            recording = emulate(plan)
+            recording.isolation = "in-process"
+            _load_renderers()
+            if control.signum is not None:
+                _mark_interrupted(recording, control.signum, "during the emulation")
+        log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
+        if recording.status == "interrupted" and recording.signal is not None:
+            recording.detail = f"interrupted by {signal.Signals(recording.signal).name} during the emulation"
+        stages, graph, techniques = _analyse_bounded(plan, recording, control)
+        log.debug("analysis over: %d stages", len(stages))
+        guard = install(Guard(allowed_write_root=out))
         try:
-            if isolate:
-                recording = emulate_isolated(plan, while_waiting=lambda: _load_renderers(config_dir), control=control)
-            else:
-                recording = emulate(plan)
-                recording.isolation = "in-process"
-                _load_renderers(config_dir)
-                if control.signum is not None:
-                    _mark_interrupted(recording, control.signum, "during the emulation")
-            if recording.status == "interrupted" and recording.signal is not None:
-                recording.detail = f"interrupted by {signal.Signals(recording.signal).name} during the emulation"
-            stages, graph, techniques = _analyse_bounded(plan, recording, control)
-            guard = install(Guard(allowed_write_root=out))
-            try:
-                report = write_outputs(
-                    out,
-                    plan=plan,
-                    recording=recording,
-                    stages=stages,
-                    graph=graph,
-                    report_factory=lambda dropped, containment: build_report(
-                        plan,
-                        recording,
-                        sha256_hex(target_bytes),
-                        target_display_path or plan.target_path,
-                        stages,
-                        graph_to_node_link(graph),
-                        techniques,
-                        dropped,
-                        containment,
-                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                    ),
-                    guard=guard,
-                    draw=_drawer(control, recording),
-                )
-            finally:
-                uninstall(guard)
+            report = write_outputs(
+                out,
+                plan=plan,
+                recording=recording,
+                stages=stages,
+                graph=graph,
+                report_factory=lambda dropped, containment: build_report(
+                    plan,
+                    recording,
+                    sha256_hex(target_bytes),
+                    target_display_path or plan.target_path,
+                    stages,
+                    graph_to_node_link(graph),
+                    techniques,
+                    dropped,
+                    containment,
+                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                ),
+                guard=guard,
+                draw=_drawer(control, recording),
+            )
         finally:
-            shutil.rmtree(config_dir, ignore_errors=True)
+            uninstall(guard)
+        log.debug("outputs written")
     if control.signum is not None and recording.signal is None:
         recording.signal = control.signum  # arrived while the report was written: still an interruption
     return ReplayResult(
