@@ -139,7 +139,8 @@ def emulate(
     ``guard``: an audit-hook guard already installed for this process's whole life (the
     emulation child); without one, a guard is installed for the emulation and removed after.
     """
-    from emulator.backends.speakeasy_backend import BackendInputError, run_backend
+    from emulator.backends.base import BackendInputError
+    from emulator.backends.speakeasy import run_backend
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices
