@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from emulator import __version__
-from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.limits import MAX_DRAWN_NODES, MAX_REPORT_FILE_SIZE, MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
@@ -162,6 +162,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
             raise UsageError(f"--file {spec!r}: expected EMU_PATH=HOST_PATH")
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
+        size = Path(host).stat().st_size
+        if size > MAX_SAMPLE_FILE_SIZE:
+            raise UsageError(
+                f"--file {spec!r}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
+            )
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
     try:
         limits = Limits.model_validate(_limit_overrides(args))
@@ -231,20 +236,49 @@ def _run(args: argparse.Namespace) -> int:
     return E_CONTAINMENT if result.status == "containment" else E_OK
 
 
+def read_report_json(path: Path) -> dict[str, object]:
+    """A report.json as a dict, or UsageError naming why not (size, encoding, JSON, nesting)."""
+    from emulator.scenario import check_plain_data
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_REPORT_FILE_SIZE:
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        check_plain_data(data, "(top level)")
+    except RecursionError as err:
+        raise UsageError(f"{path}: not a chainreplay report (nested too deeply)") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+        raise UsageError(f"{path}: not a chainreplay report ({type(err).__name__}: {err})") from err
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a chainreplay report (top level is {type(data).__name__}, not an object)")
+    return data
+
+
 def _render(args: argparse.Namespace) -> int:
     from emulator.render.graph_files import graph_from_node_link, write_graph_files
 
     path = Path(args.report)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    data = read_report_json(path)
+    graph_data = data.get("graph")
+    if not isinstance(graph_data, dict):
+        raise UsageError(f"{path}: not a chainreplay report (graph is {type(graph_data).__name__}, not an object)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        graph = graph_from_node_link(data["graph"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a chainreplay report ({type(err).__name__}: {err})") from err
+        graph = graph_from_node_link(graph_data)
+    except Exception as err:  # noqa: BLE001 - networkx raises anything on a malformed graph
+        raise UsageError(f"{path}: not a chainreplay report (graph: {type(err).__name__}: {err})") from err
+    if graph.number_of_nodes() > MAX_DRAWN_NODES:
+        raise UsageError(f"{path}: graph has {graph.number_of_nodes()} nodes, more than the {MAX_DRAWN_NODES} drawn")
     out = Path(args.output) if args.output else path.parent
-    out.mkdir(parents=True, exist_ok=True)
-    write_graph_files(graph, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_graph_files(graph, out)
+    except OSError as err:
+        raise UsageError(f"{err.filename or out}: {err.strerror or err}") from err
+    except Exception as err:  # noqa: BLE001 - a graph networkx accepted that cannot be drawn
+        raise UsageError(f"{path}: graph cannot be drawn ({type(err).__name__}: {err})") from err
     print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
     return E_OK
 
@@ -279,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - never a traceback: one line, the traceback with -d
+        logging.getLogger("emulator.cli").debug("internal error", exc_info=True)
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"chainreplay: internal error: {text} (-d logs the traceback)", file=sys.stderr)
+        return E_ERROR
 
 
 if __name__ == "__main__":

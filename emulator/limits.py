@@ -39,6 +39,9 @@ MAX_RENDERED_STRING = 1024
 MAX_BODY_FILE_SIZE = MAX_RESPONSE_BODY
 # scenario.toml and report.json nested deeper than this are refused (exit 2) before validation.
 MAX_INPUT_NESTING = 64
+# scenario.toml and a report.json given to ``render`` larger than this are refused unread.
+MAX_SCENARIO_FILE_SIZE = 1 * MIB
+MAX_REPORT_FILE_SIZE = 256 * MIB
 # The stage graph keeps at most this many nodes (a note says when it was cut) ...
 MAX_GRAPH_NODES = 5_000
 # ... and is drawn (PNG, SVG) only up to this many; GraphML is written whatever its size.

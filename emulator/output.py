@@ -187,7 +187,7 @@ def write_outputs(
     except OutputError:
         raise
     except Exception as err:  # a drawing problem must not lose the report
-        graph_error = f"graph drawing failed: {type(err).__name__}: {err}"
+        graph_error = f"graph drawing in {out} failed: {type(err).__name__}: {err}"
     containment = Containment(
         host_connects_refused=recording.sockets_blocked + guard.sockets_blocked,
         host_name_lookups_refused=recording.lookups_blocked + guard.lookups_blocked,

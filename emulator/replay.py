@@ -200,7 +200,10 @@ def emulate(
             recording.status, recording.detail, recording.limit = outcome_of(
                 result.status, result.detail, result.limit, [(r.kind, r.error, r.error_detail) for r in result.runs]
             )
-            recording.runs = [vars(r) for r in result.runs]
+            recording.runs = [
+                {**vars(r), "error_detail": one_line(r.error_detail) if r.error_detail else r.error_detail}
+                for r in result.runs
+            ]
             recording.instructions = result.instructions
             recording.dropped = result.dropped
             recording.engine = result.engine
