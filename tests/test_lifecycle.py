@@ -179,3 +179,50 @@ def test_second_run_into_the_same_outdir_is_refused(tmp_path: Path) -> None:
     assert second.returncode == E_BUSY, second.stderr
     assert second.stderr.count("\n") == 1 and str(outdir) in second.stderr, second.stderr
     assert "another chainreplay run" in second.stderr
+
+
+# ---- the configured timeout bounds the whole run, analysis and drawing included ---------------
+
+
+def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analysis that would run for a minute stops at timeout + grace; the report says so."""
+    import emulator.replay as replay
+    from emulator.limits import Limits
+    from emulator.plan import ReplayPlan
+
+    def slow_analysis(*args: Any) -> Any:
+        time.sleep(60)
+        raise AssertionError("not cut")
+
+    monkeypatch.setattr(replay, "analyse", slow_analysis)
+    monkeypatch.setattr(replay, "WATCHDOG_GRACE_SECONDS", 1.0)
+    hello = REPO / "tests" / "bins" / "hello.dll"
+    plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll", limits=Limits(timeout=2))
+    began = time.monotonic()
+    result = replay.replay_target(plan, tmp_path / "out", isolate=False)
+    assert time.monotonic() - began < 30
+    report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
+    notes = {n["what"]: n["detail"] for n in report["notes"]}
+    assert "deadline" in notes["analysis_cut"], notes
+    assert "deadline" in notes["graph"], notes  # past the deadline, nothing is drawn either
+    assert report["outcome"]["status"] == "completed"  # the emulation itself finished
+    assert report["stages"] == []
+
+
+def test_graph_caps_cut_and_skip_drawing(tmp_path: Path) -> None:
+    import networkx as nx
+
+    from emulator.limits import MAX_DRAWN_NODES, MAX_GRAPH_NODES
+    from emulator.replay import Recording, RunControl, _cut_graph, _drawer
+
+    recording = Recording(status="completed")
+    big: nx.DiGraph = nx.DiGraph()
+    big.add_nodes_from((f"n{i}", {"kind": "file"}) for i in range(MAX_GRAPH_NODES + 10))
+    cut = _cut_graph(big, recording)
+    assert cut.number_of_nodes() == MAX_GRAPH_NODES
+    assert recording.notes and recording.notes[0][0] == "graph_cut"
+    medium: nx.DiGraph = nx.DiGraph()
+    medium.add_nodes_from((f"n{i}", {"kind": "file"}) for i in range(MAX_DRAWN_NODES + 1))
+    note = _drawer(RunControl(time.monotonic() + 60), recording)(medium, tmp_path)
+    assert note is not None and f"more than the {MAX_DRAWN_NODES} drawn" in note
+    assert (tmp_path / "stage_graph.graphml").is_file() and not (tmp_path / "stage_graph.png").exists()
