@@ -998,3 +998,115 @@ def test_user_responder_state_always_serialises(class_name: str, expected: dict[
     report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
     assert report["responders"]["hostile"] == expected
     assert report["outcome"]["status"] != "containment", report["outcome"]
+
+
+# ---- nothing written outside OUTDIR by anything, libraries included: strace proves it ---------
+
+STRACE_WRITE_CALLS = {
+    "creat",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "chmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "lchown",
+    "fchownat",
+    "truncate",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "mknod",
+    "mknodat",
+}
+STRACE_NETWORK_CALLS = {"socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "sendto", "sendmsg"}
+WRITE_OPEN_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC")
+
+
+def _strace_findings(log: Path, outdir: Path) -> tuple[list[str], list[str]]:
+    """(successful writes outside ``outdir``, network syscalls) in an ``strace -f -y`` log."""
+    import re
+
+    line_re = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
+    writes, network = [], []
+    inside = str(outdir)
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = line_re.match(line)
+        if not match:
+            continue
+        call, args, ret = match.groups()
+        if call in STRACE_NETWORK_CALLS:
+            network.append(line)
+            continue
+        is_open_write = call in ("open", "openat", "openat2") and any(f in args for f in WRITE_OPEN_FLAGS)
+        if not (call in STRACE_WRITE_CALLS or is_open_write) or ret.startswith("-"):
+            continue
+        # -y shows a descriptor argument as 4</its/path>: a relative name is joined to it
+        fd_dirs = re.findall(r"\d+<([^>]*)>", args)
+        names = re.findall(r'"([^"]*)"', args)
+        targets = [n if n.startswith("/") or not fd_dirs else f"{fd_dirs[0]}/{n}" for n in names] or fd_dirs
+        if any(not (t == inside or t.startswith(inside + "/") or t == "/dev/null") for t in targets):
+            writes.append(line)
+    return writes, network
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
+def test_strace_fresh_home_no_write_outside_outdir_no_network(tmp_path: Path) -> None:
+    """The CLI and everything it loads (matplotlib and its font cache included), and the emulation
+    child, on a fresh HOME: no file system change outside OUTDIR, no network syscall at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MPL", "XDG_"))}
+    env["PYTHONPATH"] = str(REPO)
+    command = [sys.executable, "-m", "emulator", "run", str(HELLO), "--export", "Greet", "--arg", "str:x", "--arg", "1"]
+    # A first run compiles the interpreter's bytecode caches of this checkout (Python's, not the replay's).
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    subprocess.run([*command, "-o", str(warm / "out"), "-q"], env={**env, "HOME": str(warm)}, check=True, timeout=300)
+    home = tmp_path / "home"
+    home.mkdir()
+    outdir = tmp_path / "out"
+    log = tmp_path / "strace.log"
+    proc = subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-e", "trace=%file,%network", "-o", str(log), *command, "-o", str(outdir), "-q"],
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    writes, network = _strace_findings(log, outdir)
+    assert writes == [], "\n".join(writes[:20])
+    assert network == [], "\n".join(network[:20])
+    assert list(home.iterdir()) == [], "the replay wrote under a fresh HOME"
+    assert not (outdir / ".matplotlib").exists()
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed"
+
+
+def test_strace_parser_sees_writes_and_sockets(tmp_path: Path) -> None:
+    """The parser above finds what it must (so an empty finding means something)."""
+    log = tmp_path / "log"
+    log.write_text(
+        '10 openat(AT_FDCWD</x>, "/home/u/.cache/matplotlib/f.json", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 3</home/u/f>\n'
+        '10 mkdir("/home/u/.config/matplotlib", 0777) = 0\n'
+        '10 unlinkat(4</elsewhere>, "victim", 0) = 0\n'
+        '10 unlinkat(4</out/.matplotlib>, "fontlist.json", 0) = 0\n'
+        '10 openat(AT_FDCWD</x>, "/out/report.json", O_WRONLY|O_CREAT|O_EXCL, 0644) = 3</out/report.json>\n'
+        '10 openat(AT_FDCWD</x>, "/etc/passwd", O_RDONLY|O_CLOEXEC) = 3</etc/passwd>\n'
+        '10 mkdir("/tmp/refused", 0777) = -1 EACCES (Permission denied)\n'
+        "11 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = -1 EPERM (Operation not permitted)\n",
+        encoding="utf-8",
+    )
+    writes, network = _strace_findings(log, Path("/out"))
+    assert len(writes) == 3 and "victim" in writes[2]
+    assert len(network) == 1
