@@ -6,12 +6,21 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from emulator import __version__
-from emulator.limits import MAX_DRAWN_NODES, MAX_REPORT_FILE_SIZE, MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.limits import (
+    MAX_DRAWN_NODES,
+    MAX_RENDERED_STRING,
+    MAX_REPORT_FILE_SIZE,
+    MAX_SAMPLE_FILE_SIZE,
+    RENDER_TIMEOUT_SECONDS,
+    Limits,
+)
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
@@ -257,6 +266,21 @@ def read_report_json(path: Path) -> dict[str, object]:
     return data
 
 
+def _cut_strings(graph: Any) -> None:
+    """Every string attribute of the graph cut to MAX_RENDERED_STRING characters (a label of a
+    hundred thousand characters would take matplotlib minutes to lay out)."""
+
+    def cut(attributes: dict[str, Any]) -> None:
+        for key, value in attributes.items():
+            if isinstance(value, str) and len(value) > MAX_RENDERED_STRING:
+                attributes[key] = value[: MAX_RENDERED_STRING - 3] + "..."
+
+    for _, attributes in graph.nodes(data=True):
+        cut(attributes)
+    for _, _, attributes in graph.edges(data=True):
+        cut(attributes)
+
+
 def _render(args: argparse.Namespace) -> int:
     from emulator.render.graph_files import graph_from_node_link, write_graph_files
 
@@ -271,10 +295,17 @@ def _render(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: not a chainreplay report (graph: {type(err).__name__}: {err})") from err
     if graph.number_of_nodes() > MAX_DRAWN_NODES:
         raise UsageError(f"{path}: graph has {graph.number_of_nodes()} nodes, more than the {MAX_DRAWN_NODES} drawn")
+    _cut_strings(graph)
     out = Path(args.output) if args.output else path.parent
+    from emulator.replay import DeadlineReached, RunControl
+
+    control = RunControl(time.monotonic() + RENDER_TIMEOUT_SECONDS)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_graph_files(graph, out)
+        with control, control.bounded():
+            write_graph_files(graph, out)
+    except DeadlineReached as err:
+        raise UsageError(f"{path}: drawing the graph took more than {RENDER_TIMEOUT_SECONDS:g} s") from err
     except OSError as err:
         raise UsageError(f"{err.filename or out}: {err.strerror or err}") from err
     except Exception as err:  # noqa: BLE001 - a graph networkx accepted that cannot be drawn

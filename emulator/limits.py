@@ -46,6 +46,8 @@ MAX_REPORT_FILE_SIZE = 256 * MIB
 MAX_GRAPH_NODES = 5_000
 # ... and is drawn (PNG, SVG) only up to this many; GraphML is written whatever its size.
 MAX_DRAWN_NODES = 400
+# ``chainreplay render`` gives up drawing a report's graph after this long (exit 2).
+RENDER_TIMEOUT_SECONDS = 60.0
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

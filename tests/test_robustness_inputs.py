@@ -238,3 +238,25 @@ def test_io_error_names_the_path(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert str(outdir) in proc.stderr and "File too large" in proc.stderr, proc.stderr
     assert not (outdir / "report.json").exists()
+
+
+def test_render_huge_labels_are_cut_not_a_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/fuzz.py found it: a 100,000-character edge type kept matplotlib laying out text for
+    minutes. Strings are cut to MAX_RENDERED_STRING before drawing."""
+    import time
+
+    huge = "x" * 100_000
+    graph = {
+        "directed": True,
+        "multigraph": False,
+        "graph": {},
+        "nodes": [{"id": "s0", "kind": "stage", "label": huge}, {"id": "u", "kind": "url", "label": huge}],
+        "edges": [{"source": "s0", "target": "u", "type": huge}],
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"graph": graph}), encoding="utf-8")
+    began = time.monotonic()
+    rc = main(["render", str(path), "-o", str(tmp_path / "draw")])
+    assert rc == 0, capsys.readouterr().err
+    assert time.monotonic() - began < 60
+    assert (tmp_path / "draw" / "stage_graph.png").is_file()
