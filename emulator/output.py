@@ -1,4 +1,5 @@
-"""Writes a replay's output folder: report.json, stage bytes, network bodies, dropped files, graph.
+"""Writes a replay's output folder: the trace and its blobs, then everything derived from them
+(report.json, stage bytes, network bodies, dropped files, the rendered files).
 
 Every path written here is derived from a sha256, never from a name the sample chose, so a
 sample cannot steer a write outside the folder (``..\\..\\x``, UNC paths, device names). The
@@ -10,24 +11,31 @@ link, a hard link to a file elsewhere or a symlinked sub-folder is replaced, nev
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import networkx as nx
 
-from emulator.analysis.stages import Stage
-from emulator.containment import Guard
+from emulator import outcome as outcome_model
+from emulator.analysis.pipeline import Analysis, analyse
+from emulator.containment import Guard, install, uninstall
+from emulator.document import build_report
 from emulator.events import NetworkExchange
-from emulator.plan import ReplayPlan
-from emulator.report import Containment, ContainmentLayer, DroppedFile, Report
+from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
+from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_GRAPH_NODES
+from emulator.outcome import Status
+from emulator.render import prepare as prepare_renderers
+from emulator.render import render_files
+from emulator.report import Containment, ContainmentLayer, DroppedFile, Note, Outcome, Report
 from emulator.sanitize import for_display
+from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, trace_lines
 
-GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
 LOCK_FILE = ".lock"
 MARKER_FILE = ".chainreplay"
 REPORT_FILE = "report.json"
@@ -145,68 +153,163 @@ def _write_blob(folder: Path, name: str, data: bytes, written: set[Path]) -> Non
     written.add(path)
 
 
-def write_outputs(
-    out: Path,
-    *,
-    plan: ReplayPlan,
-    recording: Any,
-    stages: list[Stage],
-    graph: nx.DiGraph,
-    report_factory: Callable[[list[DroppedFile], Containment], Report],
-    guard: Guard,
-    draw: Callable[[nx.DiGraph, Path], str | None] | None = None,
-) -> Report:
-    """Write every file of the replay; ``draw(graph, out)`` draws the graph files and returns a
-    note when the drawing was cut or skipped (default: draw them, unbounded)."""
-    if draw is None:
-        draw = _draw_unbounded
-
-    blobs: dict[str, bytes] = recording.blobs
+def write_trace(out: Path, trace: Trace) -> None:
+    """``trace.jsonl`` and ``blobs/``: everything the report is derived from."""
     written: set[Path] = set()
-    for stage in stages:
-        if stage.sha256 in blobs:
-            _write_blob(out / "stages", f"{stage.sha256}.bin", blobs[stage.sha256], written)
-    for event in recording.events:
-        if isinstance(event, NetworkExchange):
-            for digest in (event.request.body_sha256, event.response.sha256):
-                if digest and digest in blobs:
-                    _write_blob(out / "network", f"{digest}.bin", blobs[digest], written)
+    for digest in trace.header.blobs:
+        _write_blob(out / BLOB_DIR, blob_name(digest), trace.blobs[digest], written)
+    _write_new(out / TRACE_FILE, "".join(trace_lines(trace)).encode("ascii"))
+
+
+def _dropped_files(out: Path, trace: Trace, written: set[Path]) -> list[DroppedFile]:
     dropped: list[DroppedFile] = []
-    for guest_path, digest in sorted(recording.dropped.items()):
-        data = blobs.get(digest, b"")
+    for guest_path, digest in sorted(trace.header.dropped.items()):
+        data = trace.blobs.get(digest, b"")
         stored = None
-        if digest in blobs:
+        if digest in trace.blobs:
             _write_blob(out / "dropped", digest, data, written)
             stored = f"dropped/{digest}"
         dropped.append(DroppedFile(path=for_display(guest_path), sha256=digest, size=len(data), stored_as=stored))
-    graph_error = None
-    for name in GRAPH_FILES:
-        _clear(out / name)
-    try:
-        graph_error = draw(graph, out)
-    except OutputError:
-        raise
-    except Exception as err:  # a drawing problem must not lose the report
-        graph_error = f"graph drawing in {out} failed: {type(err).__name__}: {err}"
-    containment = Containment(
-        host_connects_refused=recording.sockets_blocked + guard.sockets_blocked,
-        host_name_lookups_refused=recording.lookups_blocked + guard.lookups_blocked,
-        writes_outside_outdir_refused=recording.writes_blocked + guard.writes_blocked,
-        host_processes_refused=recording.processes_blocked + guard.processes_blocked,
-        violations=[*recording.violations, *guard.violations],
-        isolation=recording.isolation,
-        layers=[ContainmentLayer(name=n, active=a, detail=d) for n, a, d in getattr(recording, "layers", [])],
-        kernel_refusals=getattr(recording, "kernel_refusals", 0),
+    return dropped
+
+
+def _containment(trace: Trace, guard: Guard, render_errors: list[str]) -> Containment:
+    recorded = trace.header.containment
+    return Containment(
+        host_connects_refused=recorded.connects_refused + guard.sockets_blocked,
+        host_name_lookups_refused=recorded.lookups_refused + guard.lookups_blocked,
+        writes_outside_outdir_refused=recorded.writes_refused + guard.writes_blocked,
+        host_processes_refused=recorded.processes_refused + guard.processes_blocked,
+        violations=[*recorded.violations, *guard.violations, *render_errors],
+        isolation=recorded.isolation,
+        layers=[ContainmentLayer(name=n, active=a, detail=d) for n, a, d in recorded.layers],
+        kernel_refusals=recorded.kernel_refusals,
     )
-    if graph_error:
-        recording.notes.append(("graph", graph_error))
-    report = report_factory(dropped, containment)
+
+
+@dataclass
+class RunNotes:
+    """What the run cut (notes for the report) and an outcome that replaces the trace's (a signal
+    that arrived after the emulation)."""
+
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    outcome: outcome_model.Outcome | None = None
+
+
+def write_outputs(
+    out: Path,
+    trace: Trace,
+    analysis: Analysis,
+    guard: Guard,
+    generated_at: str,
+    control: RunControl | None = None,
+    cut: RunNotes | None = None,
+) -> Report:
+    """Stage images, network bodies, dropped files, the rendered files and report.json (written
+    whole or not at all)."""
+    cut = cut or RunNotes()
+    written: set[Path] = set()
+    for stage in analysis.stages:
+        if stage.sha256 in trace.blobs:
+            _write_blob(out / "stages", f"{stage.sha256}.bin", trace.blobs[stage.sha256], written)
+    for event in trace.events:
+        if isinstance(event, NetworkExchange):
+            for digest in (event.request.body_sha256, event.response.sha256):
+                if digest and digest in trace.blobs:
+                    _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
+    dropped = _dropped_files(out, trace, written)
+    report = build_report(trace, analysis, dropped, _containment(trace, guard, []), generated_at)
+    interrupted = (cut.outcome or report.outcome).status == Status.INTERRUPTED
+    errors: list[str] = []
+    nodes = analysis.graph.number_of_nodes()
+    if interrupted:
+        cut.notes.append(("graph", "graph not drawn: the replay was interrupted"))
+    elif nodes > MAX_DRAWN_NODES:
+        cut.notes.append(("graph", f"graph not drawn: {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn"))
+    elif control is None:
+        errors = render_files(report, out, clear=_clear)
+    else:
+        try:
+            with control.bounded():
+                errors = render_files(report, out, clear=_clear)
+        except Interrupted as stop:
+            cut.outcome = _interrupted(stop.signum, "while drawing")
+            cut.notes.append(("graph", "graph drawing stopped by the signal"))
+        except DeadlineReached:
+            cut.notes.append(("graph", "graph drawing stopped at the run's deadline"))
+    update: dict[str, object] = {"containment": _containment(trace, guard, errors)}
+    if cut.notes:
+        seq = len(trace.events)
+        update["notes"] = [*report.notes, *(Note(seq=seq, stage="", what=w, detail=d) for w, d in cut.notes)]
+    if cut.outcome is not None:
+        update["outcome"] = Outcome(status=cut.outcome.status, detail=cut.outcome.detail, limit=cut.outcome.limit)
+    report = report.model_copy(update=update)
     write_atomically(out / REPORT_FILE, report.to_json().encode("utf-8"))
     return report
 
 
-def _draw_unbounded(graph: nx.DiGraph, out: Path) -> str | None:
-    from emulator.render.graph_files import write_graph_files
+def _interrupted(signum: int, when: str) -> outcome_model.Outcome:
+    import signal
 
-    write_graph_files(graph, out)
-    return None
+    return outcome_model.interrupted(signal.Signals(signum).name, when)
+
+
+def _cut_graph(analysis: Analysis, cut: RunNotes) -> Analysis:
+    graph = analysis.graph
+    if graph.number_of_nodes() <= MAX_GRAPH_NODES:
+        return analysis
+    kept = list(graph.nodes)[:MAX_GRAPH_NODES]
+    cut.notes.append(
+        ("graph_cut", f"the stage graph has {graph.number_of_nodes()} nodes; kept the first {MAX_GRAPH_NODES}")
+    )
+    return Analysis(analysis.stages, graph.subgraph(kept).copy(), analysis.techniques)
+
+
+def _analyse_bounded(trace: Trace, control: RunControl | None, cut: RunNotes) -> Analysis:
+    """analyse() cut short by a signal or the run's deadline: what is cut is noted."""
+    if control is None:
+        return _cut_graph(analyse(trace), cut)
+    seconds = INTERRUPTED_ANALYSIS_SECONDS if trace.header.status == Status.INTERRUPTED else None
+    try:
+        with control.bounded(seconds):
+            return _cut_graph(analyse(trace), cut)
+    except Interrupted as stop:
+        cut.outcome = _interrupted(stop.signum, "during analysis")
+        cut.notes.append(("analysis_cut", "analysis stopped by the signal: no stages, graph or techniques"))
+    except DeadlineReached:
+        why = "the signal" if trace.header.status == Status.INTERRUPTED else "the run's deadline"
+        cut.notes.append(("analysis_cut", f"analysis stopped at {why}: no stages, graph or techniques"))
+    return Analysis([], nx.DiGraph(), [])
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def produce(
+    out: Path,
+    trace: Trace,
+    *,
+    write_frozen: bool = False,
+    generated_at: str | None = None,
+    control: RunControl | None = None,
+) -> Report:
+    """Analyse ``trace`` and write every derived file into ``out``, writes allowed only there;
+    with ``write_frozen`` (a replay), write the trace and its blobs first. With ``control``,
+    analysis and drawing stop at its deadline or at a termination signal (noted in the report).
+
+    The one path from a trace to an output folder: a replay and ``chainreplay analyse`` both
+    come here.
+    """
+    out = out.resolve()
+    if trace.header.status != Status.INTERRUPTED:
+        prepare_renderers()
+    cut = RunNotes()
+    guard = install(Guard(allowed_write_root=out))
+    try:
+        if write_frozen:
+            write_trace(out, trace)
+        analysis = _analyse_bounded(trace, control, cut)
+        return write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut)
+    finally:
+        uninstall(guard)
