@@ -186,6 +186,7 @@ def test_second_run_into_the_same_outdir_is_refused(tmp_path: Path) -> None:
 
 def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An analysis that would run for a minute stops at timeout + grace; the report says so."""
+    import emulator.output as output
     import emulator.replay as replay
     from emulator.limits import Limits
     from emulator.plan import ReplayPlan
@@ -194,7 +195,7 @@ def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytes
         time.sleep(60)
         raise AssertionError("not cut")
 
-    monkeypatch.setattr(replay, "analyse", slow_analysis)
+    monkeypatch.setattr(output, "analyse", slow_analysis)
     monkeypatch.setattr(replay, "WATCHDOG_GRACE_SECONDS", 1.0)
     hello = REPO / "tests" / "bins" / "hello.dll"
     plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll", limits=Limits(timeout=2))
@@ -209,20 +210,33 @@ def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytes
     assert report["stages"] == []
 
 
-def test_graph_caps_cut_and_skip_drawing(tmp_path: Path) -> None:
-    import networkx as nx
+def test_graph_caps_cut_and_skip_drawing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph past MAX_GRAPH_NODES is cut (note graph_cut); past MAX_DRAWN_NODES it is not drawn."""
 
-    from emulator.limits import MAX_DRAWN_NODES, MAX_GRAPH_NODES
-    from emulator.replay import Recording, RunControl, _cut_graph, _drawer
+    import emulator.output as output
+    from emulator.analysis.pipeline import Analysis
+    from emulator.limits import MAX_DRAWN_NODES
+    from emulator.plan import ReplayPlan
+    from emulator.replay import replay_target
 
-    recording = Recording(status="completed")
-    big: nx.DiGraph = nx.DiGraph()
-    big.add_nodes_from((f"n{i}", {"kind": "file"}) for i in range(MAX_GRAPH_NODES + 10))
-    cut = _cut_graph(big, recording)
-    assert cut.number_of_nodes() == MAX_GRAPH_NODES
-    assert recording.notes and recording.notes[0][0] == "graph_cut"
-    medium: nx.DiGraph = nx.DiGraph()
-    medium.add_nodes_from((f"n{i}", {"kind": "file"}) for i in range(MAX_DRAWN_NODES + 1))
-    note = _drawer(RunControl(time.monotonic() + 60), recording)(medium, tmp_path)
-    assert note is not None and f"more than the {MAX_DRAWN_NODES} drawn" in note
-    assert (tmp_path / "stage_graph.graphml").is_file() and not (tmp_path / "stage_graph.png").exists()
+    monkeypatch.setattr(output, "MAX_GRAPH_NODES", MAX_DRAWN_NODES + 5)
+    real = output.analyse
+
+    def big_graph(trace: Any) -> Analysis:
+        analysis = real(trace)
+        graph = analysis.graph.copy()
+        graph.add_nodes_from(
+            (f"file:c:\\f{i}", {"kind": "file", "label": f"f{i}"}) for i in range(MAX_DRAWN_NODES + 10)
+        )
+        return Analysis(analysis.stages, graph, analysis.techniques)
+
+    monkeypatch.setattr(output, "analyse", big_graph)
+    hello = REPO / "tests" / "bins" / "hello.dll"
+    plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll")
+    result = replay_target(plan, tmp_path / "out", isolate=False)
+    report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
+    notes = {n["what"]: n["detail"] for n in report["notes"]}
+    assert f"kept the first {MAX_DRAWN_NODES + 5}" in notes["graph_cut"], notes
+    assert f"more than the {MAX_DRAWN_NODES} drawn" in notes["graph"], notes
+    assert len(report["graph"]["nodes"]) == MAX_DRAWN_NODES + 5
+    assert not (tmp_path / "out" / "stage_graph.png").exists()
