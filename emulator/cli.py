@@ -13,6 +13,7 @@ from typing import Any
 from emulator import __version__
 from emulator.check import BASELINE_FILE
 from emulator.limits import (
+    MAX_DRAWN_NODES,
     MAX_REPORT_FILE_SIZE,
     MAX_SAMPLE_FILE_SIZE,
     RENDER_TIMEOUT_SECONDS,
@@ -621,6 +622,9 @@ def _render(args: argparse.Namespace) -> int:
         report = Report.from_file(path)
     except ReportError as err:
         raise UsageError(str(err)) from err
+    nodes = len(report.graph.nodes)
+    if nodes > MAX_DRAWN_NODES:
+        raise UsageError(f"{path}: graph has {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn")
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
     from emulator.lifecycle import DeadlineReached, RunControl
