@@ -118,6 +118,7 @@ def emulate(
     emulation child); without one, a guard is installed for the emulation and removed after.
     """
     from emulator.backends.base import Backend, BackendInputError, BackendResult
+    from emulator.environment import guest_variables
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices
@@ -160,8 +161,10 @@ def emulate(
             failure = outcome_model.error(one_line(f"responder: {name}{err}"))
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
-        clock = VirtualClock(plan.start_time)
-        services = ReplayServices(recorder, clock, SeededRandom(plan.seed), router)
+        clock = VirtualClock(plan.start_time, boot_uptime_ms=plan.guest.uptime_ms)
+        services = ReplayServices(
+            recorder, clock, SeededRandom(plan.seed), router, guest=plan.guest, variables=guest_variables(plan)
+        )
         try:
             backend: Backend = SpeakeasyBackend(plan, services)
             result = backend.run()
