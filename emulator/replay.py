@@ -25,6 +25,7 @@ from emulator.analysis.graph import GraphContext, build_graph, graph_to_node_lin
 from emulator.analysis.stages import Stage, derive_stages
 from emulator.containment import Guard, install, uninstall
 from emulator.events import Event, RegistryAccess
+from emulator.export import write_exports
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.output import write_outputs
 from emulator.plan import ReplayPlan
@@ -536,7 +537,12 @@ def _load_renderers() -> None:
 
 
 def replay_target(
-    plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, target_display_path: str | None = None
+    plan: ReplayPlan,
+    outdir: str | Path,
+    *,
+    isolate: bool = True,
+    target_display_path: str | None = None,
+    yara_rules: str | None = None,
 ) -> ReplayResult:
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out."""
     out = Path(outdir).resolve()
@@ -577,6 +583,7 @@ def replay_target(
             ),
             guard=guard,
         )
+        report = write_exports(out, report, yara_rules=yara_rules)  # iocs, STIX, ATT&CK layer, pcap, detections
     finally:
         uninstall(guard)
     return ReplayResult(
