@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{field.description} (default {field.default})",
         )
 
+    _add_export_options(run)
+
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
     render.add_argument("report", help="path to report.json")
     render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: beside it)")
@@ -107,6 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
     return parser
+
+
+def _add_export_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--yara",
+        metavar="RULES",
+        help="scan every stage, dropped file and request/response body with these YARA rules "
+        "(a .yar file or a folder of them); matches go into report.json",
+    )
+
+
+def _check_yara(args: argparse.Namespace) -> None:
+    """A rule that does not compile stops the run before the replay starts."""
+    if args.yara is None:
+        return
+    from emulator.export.yara_scan import YaraError, compile_rules
+
+    try:
+        compile_rules(args.yara)
+    except YaraError as err:
+        raise UsageError(f"--yara {err}") from err
 
 
 def _parse_arg(text: str) -> int | StringArg:
@@ -179,6 +202,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
 def _run(args: argparse.Namespace) -> int:
     from emulator.replay import replay_target
 
+    _check_yara(args)
     target = Path(args.target)
     if target.is_dir():
         if not (target / SCENARIO_FILE).is_file():
@@ -200,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display)
+    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display, yara_rules=args.yara)
     report_text = Path(result.report_path).read_text(encoding="utf-8")
     if args.json:
         print(report_text, end="")
@@ -208,6 +232,10 @@ def _run(args: argparse.Namespace) -> int:
         from emulator.render.console import render_summary
 
         print(render_summary(json.loads(report_text), verbose=args.verbose))
+        if args.yara is not None:
+            from emulator.export.yara_scan import summary_line
+
+            print(summary_line(json.loads(report_text)))
     return E_CONTAINMENT if result.status == "containment" else E_OK
 
 

@@ -7,11 +7,13 @@ not compile is a ``YaraError`` naming the file and the line); matches go into ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yara
 
 from emulator.export._common import iter_blobs
 from emulator.report import Report, YaraMatch, YaraScan
+from emulator.sanitize import for_display
 
 RULE_SUFFIXES = (".yar", ".yara")
 MAX_RULE_FILES = 1000
@@ -78,3 +80,15 @@ def scan(report: Report, outdir: Path, rules_path: str | Path) -> YaraScan:
             if len(matches) >= MAX_YARA_MATCHES:
                 break
     return YaraScan(rules=str(rules_path), scanned=scanned, matches=matches)
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """One console line: how many matches of which rules on what (from report.json's ``yara``)."""
+    scan_result = report.get("yara") or {}
+    matches = scan_result.get("matches") or []
+    if not matches:
+        return f"yara: no match in {scan_result.get('scanned', 0)} buffers"
+    hits = ", ".join(
+        dict.fromkeys(for_display(f"{m['rule']} on {m['target_type']} {m['target']}", 80) for m in matches)
+    )
+    return f"yara: {len(matches)} matches in {scan_result.get('scanned', 0)} buffers: {hits}"
