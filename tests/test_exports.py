@@ -397,4 +397,7 @@ def test_benign_replay_exports_are_empty_but_valid(scenario_outdir: Outdir) -> N
     assert _pcap_requests(out / "network.pcap") == ([], {})
     assert parse_file(str(out / "detections" / "suricata.rules")) == []
     assert not list((out / "detections" / "sigma").glob("*.yml"))
+    # benign.dll is in the benign corpus: nothing in it may become a rule
+    for rule in (out / "detections" / "yara").glob("*.yar"):
+        assert not yara.compile(source=rule.read_text()).match(data=BENIGN_SAMPLE.read_bytes())
     assert validate_string((out / "stix-bundle.json").read_text(), ValidationOptions(disabled=["uuid-check"])).is_valid
