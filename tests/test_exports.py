@@ -241,9 +241,7 @@ def test_har_is_a_valid_archive_of_the_exchanges(name: str, scenario_outdir: Out
         assert {h["name"]: h["value"] for h in req["headers"]} == record.request.headers
         assert resp["status"] == record.response.status
         content = resp["content"]
-        body = (
-            base64.b64decode(content["text"]) if content.get("encoding") == "base64" else content["text"].encode()
-        )
+        body = base64.b64decode(content["text"]) if content.get("encoding") == "base64" else content["text"].encode()
         assert hashlib.sha256(body).hexdigest() == record.response.sha256
         assert entry["startedDateTime"].endswith("Z")
 
@@ -293,9 +291,7 @@ def test_yara_rule_that_does_not_compile_stops_before_the_replay(
 
 
 @pytest.mark.parametrize("name", CHAINS)
-def test_generated_yara_rules_match_their_stage_and_not_the_benign_sample(
-    name: str, scenario_outdir: Outdir
-) -> None:
+def test_generated_yara_rules_match_their_stage_and_not_the_benign_sample(name: str, scenario_outdir: Outdir) -> None:
     out = scenario_outdir(name)
     report = _report(out)
     benign_replay = scenario_outdir("benign-dll")
