@@ -102,9 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_export_options(run)
 
-    render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
-    render.add_argument("report", help="path to report.json")
-    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: beside it)")
+    render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
+    render.add_argument("report", help="a replay's output folder, or a report.json")
+    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: the report's)")
+
+    analyse = sub.add_parser(
+        "analyse",
+        allow_abbrev=False,
+        help="rebuild report.json and the rendered files of an output folder from its trace, without emulating",
+    )
+    analyse.add_argument("outdir", help="a replay's output folder (with trace.jsonl)")
+    analyse.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
+    analyse.add_argument("-v", "--verbose", action="store_true", help="print every API call")
+    analyse.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
@@ -217,44 +227,72 @@ def _run(args: argparse.Namespace) -> int:
             )
         except ScenarioError as err:
             raise UsageError(str(err)) from err
-        display = None
     else:
         plan = _bare_plan(args, target)
-        display = str(target)
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display, yara_rules=args.yara)
-    report_text = Path(result.report_path).read_text(encoding="utf-8")
-    if args.json:
-        print(report_text, end="")
-    elif not args.quiet:
-        from emulator.render.console import render_summary
-
-        print(render_summary(json.loads(report_text), verbose=args.verbose))
-        if args.yara is not None:
-            from emulator.export.yara_scan import summary_line
-
-            print(summary_line(json.loads(report_text)))
+    result = replay_target(plan, outdir, isolate=not args.in_process, yara_rules=args.yara)
+    _show(args, Path(result.report_path))
     return E_CONTAINMENT if result.status == "containment" else E_OK
 
 
+def _show(args: argparse.Namespace, report_path: Path) -> None:
+    """Print the report written at ``report_path`` as -j / -q / -v ask."""
+    from emulator.render.console import render_summary
+    from emulator.report import Report, ReportError
+
+    if args.json:
+        print(report_path.read_text(encoding="utf-8"), end="")
+    elif not args.quiet:
+        try:
+            report = Report.from_file(report_path)
+        except ReportError as err:
+            raise UsageError(str(err)) from err
+        print(render_summary(report, verbose=args.verbose))
+        if report.yara is not None:
+            from emulator.export.yara_scan import summary_line
+
+            print(summary_line(report))
+
+
 def _render(args: argparse.Namespace) -> int:
-    from emulator.render.graph_files import graph_from_node_link, write_graph_files
+    from emulator.render import render_files
+    from emulator.report import Report, ReportError
 
     path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        graph = graph_from_node_link(data["graph"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a chainreplay report ({type(err).__name__}: {err})") from err
+        report = Report.from_file(path)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    write_graph_files(graph, out)
-    print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
-    return E_OK
+    errors = render_files(report, out)
+    for error in errors:
+        print(f"chainreplay: error: {error}", file=sys.stderr)
+    if not errors:
+        print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
+    return E_ERROR if errors else E_OK
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from emulator.output import produce
+    from emulator.trace import TraceError, read_trace
+
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        raise UsageError(f"{outdir}: not a folder")
+    try:
+        trace = read_trace(outdir)
+    except TraceError as err:
+        raise UsageError(str(err)) from err
+    report = produce(outdir, trace)
+    _show(args, outdir.resolve() / "report.json")
+    return E_CONTAINMENT if report.outcome.status == "containment" else E_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -277,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "analyse":
+            return _analyse(args)
         return _schema(args)
     except UsageError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)

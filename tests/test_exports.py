@@ -214,7 +214,7 @@ def test_pcap_holds_every_exchange_with_its_headers_and_bodies(name: str, scenar
         assert record.url.endswith(request.uri)
         for key, value in record.request.headers.items():
             assert request.headers[key.lower()] == value
-        assert hashlib.sha256(request.body).hexdigest() == (record.request.body_sha256 or hashlib.sha256().hexdigest())
+        assert hashlib.sha256(request.body).hexdigest() == (record.request.sha256 or hashlib.sha256().hexdigest())
         assert response.status == str(record.response.status)
         assert hashlib.sha256(response.body).hexdigest() == record.response.sha256
         assert record.host in answers

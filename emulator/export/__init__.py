@@ -81,7 +81,7 @@ def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -
             else:
                 _write_new(out / name, data)
         except Exception as err:  # an export must never lose the report
-            notes.append(Note(seq=seq, what="export_failed", detail=f"{name}: {type(err).__name__}: {err}"))
+            notes.append(Note(seq=seq, stage="", what="export_failed", detail=f"{name}: {type(err).__name__}: {err}"))
     if notes:
         report = report.model_copy(update={"notes": [*report.notes, *notes]})
     if notes or yara_rules is not None:

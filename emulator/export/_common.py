@@ -85,10 +85,10 @@ def iter_blobs(report: Report, outdir: Path | None) -> Iterator[Blob]:
                 )
     for record in report.network:
         label = request_label(record)
-        if record.request.body_sha256:
-            data = _read(outdir, body_path(record.request.body_sha256), record.request.body_sha256)
+        if record.request.sha256:
+            data = _read(outdir, body_path(record.request.sha256), record.request.sha256)
             if data is not None:
-                yield Blob("request", label, record.request.body_sha256, record.stage, record.seq, data)
+                yield Blob("request", label, record.request.sha256, record.stage, record.seq, data)
         if record.response.sha256:
             data = _read(outdir, body_path(record.response.sha256), record.response.sha256)
             if data is not None:

@@ -57,7 +57,7 @@ def network_har(report: Report, outdir) -> dict[str, Any]:  # type: ignore[no-un
     for record in report.network:
         if record.kind != "http" or not record.url:
             continue
-        request_body = read_body(outdir, record.request.body_sha256)
+        request_body = read_body(outdir, record.request.sha256)
         response_body = read_body(outdir, record.response.sha256)
         method = record.method or "GET"
         parts = urlsplit(record.url)

@@ -89,9 +89,9 @@ def collect_iocs(report: Report) -> list[Ioc]:
         out.add(user_agent, "user_agent", record.stage, record.seq, f"User-Agent sent to {record.host}")
         cookie = header(record.request.headers, "Cookie")
         out.add(cookie, "cookie", record.stage, record.seq, f"Cookie sent to {record.host}")
-        if record.request.body_sha256:
+        if record.request.sha256:
             out.add(
-                record.request.body_sha256,
+                record.request.sha256,
                 "sha256",
                 record.stage,
                 record.seq,

@@ -108,7 +108,7 @@ def exchanges(report: Report, outdir) -> list[Exchange]:  # type: ignore[no-unty
     addresses = server_addresses(report)
     out: list[Exchange] = []
     for index, record in enumerate(r for r in report.network if r.kind != "dns"):
-        request_body = read_body(outdir, record.request.body_sha256)
+        request_body = read_body(outdir, record.request.sha256)
         response_body = read_body(outdir, record.response.sha256)
         if record.kind == "http":
             request = http_request_bytes(record, request_body)

@@ -37,11 +37,6 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _edges(report: Report) -> list[dict[str, Any]]:
-    edges = report.graph.get("edges", report.graph.get("links", []))
-    return [e for e in edges if isinstance(e, dict)]
-
-
 def stix_bundle(report: Report, outdir: Path | None) -> stix2.Bundle:
     created = report.virtual_time.start
     common = {"created": created, "modified": created}
@@ -153,13 +148,10 @@ def stix_bundle(report: Report, outdir: Path | None) -> stix2.Bundle:
     if report.stages:
         relate(analysis.id, "dynamic-analysis-of", malware[report.stages[0].id].id)
     origins = {s.id: s.origin.type for s in report.stages}
-    for edge in _edges(report):
-        source, target = edge.get("source"), edge.get("target")
-        if source in malware and target in malware:
-            kind = "downloads" if origins.get(str(target)) in _DOWNLOAD_ORIGINS else "drops"
-            relate(
-                malware[source].id, kind, malware[target].id, f"{edge.get('type')}, evidence seq {edge.get('evidence')}"
-            )
+    for edge in report.graph.edges:
+        if edge.source in malware and edge.target in malware:
+            kind = "downloads" if origins.get(edge.target) in _DOWNLOAD_ORIGINS else "drops"
+            relate(malware[edge.source].id, kind, malware[edge.target].id, f"{edge.type}, evidence seq {edge.evidence}")
     for stage in report.stages:  # a parent link the graph did not draw still relates the stages
         if stage.parent in malware:
             kind = "downloads" if stage.origin.type in _DOWNLOAD_ORIGINS else "drops"

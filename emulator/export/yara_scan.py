@@ -7,7 +7,6 @@ not compile is a ``YaraError`` naming the file and the line); matches go into ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yara
 
@@ -82,13 +81,13 @@ def scan(report: Report, outdir: Path, rules_path: str | Path) -> YaraScan:
     return YaraScan(rules=str(rules_path), scanned=scanned, matches=matches)
 
 
-def summary_line(report: dict[str, Any]) -> str:
-    """One console line: how many matches of which rules on what (from report.json's ``yara``)."""
-    scan_result = report.get("yara") or {}
-    matches = scan_result.get("matches") or []
-    if not matches:
-        return f"yara: no match in {scan_result.get('scanned', 0)} buffers"
+def summary_line(report: Report) -> str:
+    """One console line: how many matches of which rules on what (``report.yara``)."""
+    if report.yara is None:
+        return ""
+    if not report.yara.matches:
+        return f"yara: no match in {report.yara.scanned} buffers"
     hits = ", ".join(
-        dict.fromkeys(for_display(f"{m['rule']} on {m['target_type']} {m['target']}", 80) for m in matches)
+        dict.fromkeys(for_display(f"{m.rule} on {m.target_type} {m.target}", 80) for m in report.yara.matches)
     )
-    return f"yara: {len(matches)} matches in {scan_result.get('scanned', 0)} buffers: {hits}"
+    return f"yara: {len(report.yara.matches)} matches in {report.yara.scanned} buffers: {hits}"

@@ -29,22 +29,15 @@ COLUMNS = (
 )
 
 
-def _edges(report: Report) -> list[dict[str, Any]]:
-    edges = report.graph.get("edges", report.graph.get("links", []))
-    return [e for e in edges if isinstance(e, dict)]
-
-
 def side_loads(report: Report) -> list[tuple[str, str, int]]:
     """(host process, loaded image name, seq) for every stage a process node loads in the graph."""
-    labels = {n.get("id"): str(n.get("label", "")) for n in report.graph.get("nodes", []) if isinstance(n, dict)}
-    kinds = {n.get("id"): n.get("kind") for n in report.graph.get("nodes", []) if isinstance(n, dict)}
+    nodes = {n.id: n for n in report.graph.nodes}
     names = {s.id: s.name for s in report.stages}
     out = []
-    for edge in _edges(report):
-        source, target = edge.get("source"), edge.get("target")
-        if edge.get("type") == "loads" and kinds.get(source) == "process" and target in names:
-            evidence = edge.get("evidence") or [0]
-            out.append((labels.get(source, ""), names[str(target)], int(evidence[0])))
+    for edge in report.graph.edges:
+        source = nodes.get(edge.source)
+        if edge.type == "loads" and source is not None and source.kind == "process" and edge.target in names:
+            out.append((source.label, names[edge.target], edge.evidence[0] if edge.evidence else 0))
     return out
 
 

@@ -36,18 +36,14 @@ def _msg(text: str) -> str:
 def _roles(report: Report) -> dict[int, str]:
     """seq of an exchange -> 'download' or 'beacon', from the graph's URL edges."""
     by_url: dict[str, str] = {}
-    edges = report.graph.get("edges", report.graph.get("links", []))
     stages = {s.id for s in report.stages}
     seq_role: dict[int, str] = {}
-    for edge in edges if isinstance(edges, list) else []:
-        if not isinstance(edge, dict):
-            continue
-        source, target, kind = str(edge.get("source")), str(edge.get("target")), str(edge.get("type"))
-        if source.startswith("url:") and target in stages and kind in _DOWNLOAD_EDGES:
-            by_url[source[4:]] = "download"
-        if target.startswith("url:") and kind in _BEACON_EDGES:
-            for seq in edge.get("evidence") or []:
-                seq_role[int(seq)] = "beacon"
+    for edge in report.graph.edges:
+        if edge.source.startswith("url:") and edge.target in stages and edge.type in _DOWNLOAD_EDGES:
+            by_url[edge.source[4:]] = "download"
+        if edge.target.startswith("url:") and edge.type in _BEACON_EDGES:
+            for seq in edge.evidence:
+                seq_role[seq] = "beacon"
     roles = {}
     for record in http_exchanges(report):
         roles[record.seq] = by_url.get(record.url or "") or seq_role.get(record.seq) or "request"
