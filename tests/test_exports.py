@@ -12,11 +12,14 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import socket
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dpkt
 import pytest
@@ -219,6 +222,34 @@ def test_pcap_holds_every_exchange_with_its_headers_and_bodies(name: str, scenar
         assert hashlib.sha256(response.body).hexdigest() == record.response.sha256
         assert record.host in answers
         assert answers[record.host].startswith("203.0.113.")
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_tshark_dissects_the_pcap_as_the_report_says(name: str, scenario_outdir: Outdir) -> None:
+    """Wireshark's own dissector reads every request and DNS answer, with no malformed packet.
+    (tshark is installed by .ci/run.)"""
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark not installed (.ci/run installs it)")
+    out = scenario_outdir(name)
+    report = _report(out)
+    base = [tshark, "-r", str(out / "network.pcap"), "-d", "tcp.port==443,http"]
+
+    def fields(display: str, *names: str) -> list[list[str]]:
+        args = [*base, "-Y", display, "-T", "fields", *(x for n in names for x in ("-e", n))]
+        text = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+        return [line.split("\t") for line in text.splitlines()]
+
+    records = _http(report)
+    requests = fields("http.request", "http.request.method", "http.host", "http.request.uri", "http.user_agent")
+    assert requests == [
+        [r.method, r.request.headers["Host"], urlsplit(r.url).path, r.request.headers.get("User-Agent", "")]
+        for r in records
+    ]
+    assert [int(c[0]) for c in fields("http.response", "http.response.code")] == [r.response.status for r in records]
+    answered = {row[0] for row in fields("dns.flags.response == 1 && dns.a", "dns.qry.name")}
+    assert answered == {r.host for r in records}
+    assert fields("_ws.malformed || _ws.expert.severity == error", "frame.number") == []
 
 
 @pytest.mark.parametrize("name", CHAINS)
