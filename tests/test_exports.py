@@ -428,3 +428,38 @@ def test_benign_replay_exports_are_empty_but_valid(scenario_outdir: Outdir) -> N
     for rule in (out / "detections" / "yara").glob("*.yar"):
         assert not yara.compile(source=rule.read_text()).match(data=BENIGN_SAMPLE.read_bytes())
     assert validate_string((out / "stix-bundle.json").read_text(), ValidationOptions(disabled=["uuid-check"])).is_valid
+
+
+def test_hostile_network_values_cannot_break_or_forge_the_exports(scenario_outdir: Outdir, tmp_path: Path) -> None:
+    """Header values with CR/LF, a host DNS cannot carry, quotes, semicolons and Sigma wildcards
+    in a URL: every export is still written, the pcap holds no forged header, the rules parse."""
+    from emulator.export import write_exports
+
+    out = tmp_path / "out"
+    shutil.copytree(scenario_outdir("winhttp-downloader"), out)
+    report = _report(out)
+    (record,) = _http(report)
+    evil_host = "a" * 70 + ".example"
+    hostile = record.model_copy(
+        update={
+            "host": evil_host,
+            "url": f'https://{evil_host}/p?q="x";*|y',
+            "request": record.request.model_copy(
+                update={"headers": {"Host": evil_host, "User-Agent": "UA\r\nX-Forged: 1", "Cookie": 'a=";b'}}
+            ),
+        }
+    )
+    report = report.model_copy(update={"network": [hostile]})
+    (out / "report.json").write_text(report.to_json())
+    written = write_exports(out, report)
+    assert not [n for n in written.notes if n.what == "export_failed"], written.notes
+    (request, _), *_ = _pcap_requests(out / "network.pcap")[0]
+    assert "x-forged" not in request.headers and request.headers["user-agent"] == "UA  X-Forged: 1"
+    (rule,) = parse_file(str(out / "detections" / "suricata.rules"))
+    assert rule.msg.startswith("chainreplay")
+    backend = sqliteBackend()
+    rows = replay_events(report)
+    for file in (out / "detections" / "sigma").glob("proxy*.yml"):
+        (query,) = backend.convert(SigmaCollection.from_yaml(file.read_text()))
+        assert _events_db(rows).execute(query).fetchall(), file.name
+    assert stix2.parse((out / "stix-bundle.json").read_text(), allow_custom=False)

@@ -56,9 +56,14 @@ def _start_time(report: Report) -> float:
         return 0.0
 
 
+def _one_line(text: str) -> str:
+    """A header name or value as one line: a CR or LF a sample put in it cannot forge another header."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
 def _header_block(first_line: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [first_line]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines = [_one_line(first_line)]
+    lines += [f"{_one_line(name)}: {_one_line(value)}" for name, value in headers.items()]
     if body and header(headers, "Content-Length") is None:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
@@ -154,6 +159,13 @@ class _Writer:
         self.pcap.writepkt(bytes(eth), ts=time)
 
     def dns(self, time: float, query_id: int, host: str, address: str | None) -> None:
+        """A query and its answer; nothing for a name DNS cannot carry (a label over 63 bytes...)."""
+        try:
+            labels = host.encode("idna")
+        except UnicodeError:
+            return
+        if not host or len(labels) > 253 or any(len(label) > 63 for label in labels.split(b".")):
+            return
         query = dpkt.dns.DNS(id=query_id & 0xFFFF, op=dpkt.dns.DNS_RD, qd=[dpkt.dns.DNS.Q(name=host)])
         sport = FIRST_CLIENT_PORT - 1 - (query_id % 1000)
         self.packet(time, GUEST_ADDRESS, DNS_SERVER, dpkt.udp.UDP(sport=sport, dport=53, data=bytes(query)), True)

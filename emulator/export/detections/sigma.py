@@ -28,6 +28,11 @@ def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
 
+def _literal(value: str) -> str:
+    """``value`` matched literally: Sigma's wildcards ``*`` and ``?`` escaped."""
+    return value.replace("*", "\\*").replace("?", "\\?")
+
+
 def _tags(report: Report, seqs: set[int]) -> list[str]:
     """ATT&CK tags of the techniques whose evidence includes one of the events the rule detects."""
     tags = [f"attack.{t.technique.lower()}" for t in report.attack if seqs & set(t.evidence)]
@@ -78,7 +83,7 @@ def sigma_rules(report: Report) -> dict[str, dict[str, Any]]:
             f"chainreplay {name}: DNS query for a domain the chain contacted",
             f"Domains {name} resolved or contacted in a chainreplay replay (ATT&CK v{attack_release(report)}).",
             {"category": "dns_query", "product": "windows"},
-            {"QueryName": domains},
+            {"QueryName": [_literal(d) for d in domains]},
             domain_seqs,
         )
     urls = _unique([r.url or "" for r in exchanges])
@@ -89,7 +94,7 @@ def sigma_rules(report: Report) -> dict[str, dict[str, Any]]:
             f"chainreplay {name}: HTTP request to a URL the chain used",
             f"URLs {name} requested in a chainreplay replay.",
             {"category": "proxy"},
-            {"c-uri": urls},
+            {"c-uri": [_literal(u) for u in urls]},
             {r.seq for r in exchanges},
         )
     # The beacon: requests that carry a cookie, keyed on user agent + cookie name + host.
@@ -102,11 +107,11 @@ def sigma_rules(report: Report) -> dict[str, dict[str, Any]]:
     for index, ((agent, cookie), records) in enumerate(sorted(beacons.items(), key=lambda kv: kv[1][0].seq)):
         names = _unique([part.strip().partition("=")[0] + "=" for part in cookie.split(";") if "=" in part])
         selection: dict[str, Any] = {
-            "c-useragent": agent,
-            "cs-host": _unique([r.host.lower() for r in records]),
+            "c-useragent": _literal(agent),
+            "cs-host": _unique([_literal(r.host.lower()) for r in records]),
         }
         if names:
-            selection["cs-cookie|contains|all"] = names
+            selection["cs-cookie|contains|all"] = [_literal(n) for n in names]
         rules[f"proxy_beacon_{index}.yml"] = _rule(
             report,
             f"proxy_beacon:{agent}:{','.join(names)}",
@@ -126,14 +131,14 @@ def sigma_rules(report: Report) -> dict[str, dict[str, Any]]:
             f"A DLL {name} side-loaded into its host process (seq {', '.join(str(s) for _, _, s in loads)}).",
             {"category": "image_load", "product": "windows"},
             {
-                "Image|endswith": _unique(["\\" + p for p, _, _ in loads]),
-                "ImageLoaded|endswith": _unique(["\\" + i for _, i, _ in loads]),
+                "Image|endswith": _unique([_literal("\\" + p) for p, _, _ in loads]),
+                "ImageLoaded|endswith": _unique([_literal("\\" + i) for _, i, _ in loads]),
             },
             {s for _, _, s in loads},
         )
     dropped = _unique([d.path for d in report.dropped])
     if dropped:
-        tails = _unique(["\\" + "\\".join(p.split("\\")[-2:]) for p in dropped])
+        tails = _unique([_literal("\\" + "\\".join(p.split("\\")[-2:])) for p in dropped])
         rules["file_event_dropped.yml"] = _rule(
             report,
             "file_event",
