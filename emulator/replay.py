@@ -21,6 +21,7 @@ from typing import Any
 from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, uninstall
 from emulator.events import Event
+from emulator.export import prepare as prepare_exports
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
 from emulator.output import produce
@@ -344,6 +345,12 @@ def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
     return Trace(header, recording.events, recording.blobs)
 
 
+def _prepare_outputs() -> None:
+    """Import the drawing and export libraries while the child emulates (they cost ~1 s cold)."""
+    prepare_renderers()
+    prepare_exports()
+
+
 def replay_target(
     plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, yara_rules: str | None = None
 ) -> ReplayResult:
@@ -358,11 +365,11 @@ def replay_target(
     out.mkdir(parents=True, exist_ok=True)
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
     if isolate:
-        recording = emulate_isolated(plan, while_waiting=prepare_renderers)
+        recording = emulate_isolated(plan, while_waiting=_prepare_outputs)
     else:
         recording = emulate(plan)
         recording.isolation = "in-process"
-        prepare_renderers()
+        _prepare_outputs()
     report = produce(out, freeze(plan, recording, target_sha256), write_frozen=True, yara_rules=yara_rules)
     return ReplayResult(
         report.outcome.status,

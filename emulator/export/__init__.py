@@ -28,6 +28,20 @@ EXPORT_FILES = (
 DETECTIONS_DIR = "detections"
 
 
+def prepare() -> None:
+    """Import every exporter and its library (stix2, dpkt, yara, yaml) ahead of time: a replay does
+    it while its emulation child runs, so the exports cost only their own work."""
+    import emulator.export.detections.sigma
+    import emulator.export.detections.suricata
+    import emulator.export.detections.yara_rules
+    import emulator.export.har
+    import emulator.export.iocs
+    import emulator.export.navigator
+    import emulator.export.pcap
+    import emulator.export.stix
+    import emulator.export.yara_scan  # noqa: F401
+
+
 def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[str, bytes]]]:
     from emulator.export.detections.sigma import sigma_rules, sigma_yaml
     from emulator.export.detections.suricata import suricata_text
