@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_parser(sub)
     _add_variant_parser(sub)
 
+    _add_export_options(run)
+
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
     render.add_argument("report", help="a replay's output folder, or a report.json")
     render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: the report's)")
@@ -230,6 +232,27 @@ def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> Repl
     return plan.model_copy(update=update) if update else plan
 
 
+def _add_export_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--yara",
+        metavar="RULES",
+        help="scan every stage, dropped file and request/response body with these YARA rules "
+        "(a .yar file or a folder of them); matches go into report.json",
+    )
+
+
+def _check_yara(args: argparse.Namespace) -> None:
+    """A rule that does not compile stops the run before the replay starts."""
+    if args.yara is None:
+        return
+    from emulator.export.yara_scan import YaraError, compile_rules
+
+    try:
+        compile_rules(args.yara)
+    except YaraError as err:
+        raise UsageError(f"--yara {err}") from err
+
+
 def _parse_arg(text: str) -> int | StringArg:
     if text.startswith("wstr:"):
         return StringArg(text=text[5:], wide=True)
@@ -308,6 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
+    _check_yara(args)
     target = Path(args.target)
     if target.is_dir():
         if not (target / SCENARIO_FILE).is_file():
@@ -333,7 +357,9 @@ def _run(args: argparse.Namespace) -> int:
     from emulator.output import OutputBusy, OutputError, OutputNotOurs
 
     try:
-        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force)
+        result = replay_target(
+            plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara
+        )
     except OutputBusy as err:
         print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
         return E_BUSY
@@ -368,6 +394,10 @@ def _show(args: argparse.Namespace, report_path: Path) -> None:
         except ReportError as err:
             raise UsageError(str(err)) from err
         print(render_summary(report, verbose=args.verbose))
+        if report.yara is not None:
+            from emulator.export.yara_scan import summary_line
+
+            print(summary_line(report))
 
 
 # ---- CI: run --expect / --fail-on / --junit, check, batch, variant ----------------------------

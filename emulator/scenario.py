@@ -286,7 +286,7 @@ def load_scenario(
         VirtualFile(emu_path=f.emu_path, host_path=str(_inside(folder, f.path, f"files[{i}].path", scenario_path)))
         for i, f in enumerate(file_specs)
     ]
-    for i, (f, virtual) in enumerate(zip(spec.files, files, strict=True)):
+    for i, (f, virtual) in enumerate(zip(file_specs, files, strict=True)):
         _check_size(Path(virtual.host_path), MAX_SAMPLE_FILE_SIZE, f"files[{i}].path", f.path, scenario_path)
     if spec.target.kind == "pe":
         from emulator.pe import PeError, check_file
