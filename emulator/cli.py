@@ -357,9 +357,7 @@ def _run(args: argparse.Namespace) -> int:
     from emulator.output import OutputBusy, OutputError, OutputNotOurs
 
     try:
-        result = replay_target(
-            plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara
-        )
+        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
     except OutputBusy as err:
         print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
         return E_BUSY
