@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.expect import Expect
 from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import (
     DEFAULT_START_TIME,
@@ -106,17 +107,6 @@ class NetworkSpec(_Strict):
     default: Literal["nxdomain", "refused", "404"] = "nxdomain"
 
 
-class LimitsSpec(_Strict):
-    timeout: float | None = None
-    max_instructions: int | None = None
-    max_api_calls: int | None = None
-    max_mapped_memory: int | None = None
-    max_allocation: int | None = None
-    max_stages: int | None = None
-    max_network_exchanges: int | None = None
-    max_dropped_bytes: int | None = None
-
-
 class ScenarioFile(_Strict):
     scenario: ScenarioMeta
     target: TargetSpec
@@ -125,8 +115,10 @@ class ScenarioFile(_Strict):
     registry: list[RegistrySpec] = Field(default_factory=list)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     responders: list[ResponderSpec] = Field(default_factory=list)
-    limits: LimitsSpec = Field(default_factory=LimitsSpec)
-    expect: dict[str, Any] = Field(default_factory=dict, description="Expectations checked by the test suite.")
+    limits: Limits = Field(default_factory=Limits, description="Keys and defaults: emulator/limits.py.")
+    expect: Expect | None = Field(
+        None, description="Expectations: checked by `run --expect`, `check` and the test suite (emulator/expect.py)."
+    )
 
 
 def _first_error(err: ValidationError) -> str:
@@ -135,6 +127,8 @@ def _first_error(err: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     return f"{location}: {message}"
 
 
@@ -234,13 +228,11 @@ def load_scenario(
         for i, f in enumerate(spec.files)
     ]
     if spec.target.kind == "pe":
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            data = target.read_bytes()
-            check_pe(data)
-            check_exports(data, [e.name for e in spec.target.exports])
-        except PeCheckError as err:
+            check_file(target.read_bytes(), [e.name for e in spec.target.exports])
+        except PeError as err:
             raise ScenarioError(f"{scenario_path}: target.path: {spec.target.path}: {err}") from err
     used = [target, *(Path(f.host_path) for f in files)]
     responders: list[ResponderConfig] = []
@@ -266,10 +258,9 @@ def load_scenario(
     _check_responders(folder, responders, scenario_path)
     if verify:
         verify_manifest(folder, used)
-    limits_data = {k: v for k, v in spec.limits.model_dump().items() if v is not None}
-    limits_data.update({k: v for k, v in (limit_overrides or {}).items() if v is not None})
+    overrides = {k: v for k, v in (limit_overrides or {}).items() if v is not None}
     try:
-        limits = Limits.model_validate(limits_data)
+        limits = Limits.model_validate({**spec.limits.model_dump(), **overrides})
     except ValidationError as err:
         raise ScenarioError(f"{scenario_path}: limits.{_first_error(err)}") from err
     env = spec.environment

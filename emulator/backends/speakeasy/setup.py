@@ -12,6 +12,7 @@ from typing import Any
 import speakeasy
 from speakeasy.winenv import arch as se_arch
 
+from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
@@ -89,8 +90,9 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
                 se, se.emu, plan.arch or "x64", "shellcode", name, address, len(data), data, shellcode_address=address
             )
         try:
+            pe.check_file(data)
             module = se.load_module(data=data, filename=name)
-        except speakeasy.errors.SpeakeasyError as err:
+        except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
