@@ -825,8 +825,12 @@ def test_hostile_dropped_names_are_stored_by_sha256(tmp_path: Path) -> None:
         _assert_safe_display(record.path)
         assert record.stored_as == f"dropped/{record.sha256}"
         assert hashlib.sha256((out / record.stored_as).read_bytes()).hexdigest() == record.sha256
+    from emulator.export import DETECTIONS_DIR, EXPORT_FILES
+
     names = {p.relative_to(out).as_posix() for p in out.rglob("*")}
-    assert names == {"dropped", "report.json", *GRAPH_FILES, *(r.stored_as for r in report.dropped)}
+    exports = {n for n in names if n in EXPORT_FILES or n.split("/")[0] == DETECTIONS_DIR}
+    assert exports >= set(EXPORT_FILES)  # the exports too are written under fixed names
+    assert names - exports == {"dropped", "report.json", *GRAPH_FILES, *(r.stored_as for r in report.dropped)}
     assert report.containment.writes_outside_outdir_refused == 0
 
 
