@@ -152,7 +152,7 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
                     "instructions": 0,
                     "api_calls": 0,
                     "error": "engine_error",
-                    "error_detail": traceback.format_exc(limit=4)[-800:],
+                    "error_detail": engine_traceback(err),
                 }
             ]
         else:
@@ -191,6 +191,14 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
 
 
 WARM_UP_SAMPLE = Path(__file__).resolve().parent / "data" / "warmup_ret.bin"
+
+
+def engine_traceback(err: BaseException, frames: int = 4) -> str:
+    """The last frames of an engine failure, each as file name:line in function: no host path
+    reaches the report."""
+    tail = traceback.extract_tb(err.__traceback__)[-frames:]
+    where = [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in tail]
+    return "; ".join([*where, f"{type(err).__name__}: {err}"])[-800:]
 
 
 def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
