@@ -6,13 +6,16 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from emulator import __version__
 from emulator.check import BASELINE_FILE
 from emulator.limits import (
+    MAX_REPORT_FILE_SIZE,
     MAX_SAMPLE_FILE_SIZE,
+    RENDER_TIMEOUT_SECONDS,
     LimitError,
     Limits,
     add_limit_arguments,
@@ -27,7 +30,10 @@ E_ERROR = 1
 E_FAILED = 1  # drift, a failed expectation, or an outcome named by --fail-on
 E_BAD_INPUT = 2
 E_CONTAINMENT = 3
-E_INTERRUPTED = 130
+E_BUSY = 4
+# A termination signal ends a run with 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129).
+E_SIGNAL_BASE = 128
+E_INTERRUPTED = E_SIGNAL_BASE + 2
 
 DEFAULT_REPORTS_DIR = Path("reports")
 
@@ -83,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EMU_PATH=HOST_PATH",
         help="map a host file into the guest (repeatable)",
     )
-    run.add_argument("--arch", choices=["x86", "x64"], help="bare shellcode: its architecture")
+    run.add_argument(
+        "--arch", choices=["x86", "x64", "amd64"], help="bare shellcode: its architecture (amd64 = x64, as Speakeasy)"
+    )
     run.add_argument("--shellcode", action="store_true", help="treat the bare sample as raw shellcode")
     run.add_argument("--seed", type=int, help="seed for the guest's randomness (default: the scenario's)")
     run.add_argument(
@@ -93,12 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
+    run.add_argument(
+        "--force", action="store_true", help="replace the content of an OUTDIR that no chainreplay run wrote"
+    )
+    _add_environment_flags(run)
     add_limit_arguments(run)
 
     _add_ci_run_flags(run)
     _add_check_parser(sub)
     _add_batch_parser(sub)
     _add_variant_parser(sub)
+
+    _add_export_options(run)
 
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
     render.add_argument("report", help="a replay's output folder, or a report.json")
@@ -117,6 +131,126 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
     return parser
+
+
+# ---- the guest machine ([environment] settings as flags, like Speakeasy's CLI) ------------
+
+ENVIRONMENT_FLAGS = {
+    "processors": int,
+    "memory_mb": int,
+    "disk_gb": int,
+    "disk_free_gb": int,
+    "uptime_ms": int,
+    "cpu_vendor": str,
+    "cpu_brand": str,
+}
+
+
+def _add_environment_flags(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("guest machine (override the scenario's [environment])")
+    group.add_argument(
+        "--argv",
+        metavar="ARGS",
+        help='arguments for the sample, split like a shell, backslashes kept: --argv="-o \\"C:\\out dir\\""',
+    )
+    group.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="guest environment variable (repeatable)"
+    )
+    group.add_argument("--hostname", metavar="NAME", help="the guest's computer name")
+    group.add_argument("--user", metavar="NAME", help="the guest's user name")
+    group.add_argument("--domain", metavar="NAME", help="the guest's DNS domain")
+    group.add_argument("--screen", metavar="WxH", help="screen size, e.g. 1920x1080")
+    group.add_argument("--hypervisor", action="store_true", help="set the CPUID hypervisor bit (look like a VM)")
+    group.add_argument(
+        "--missing-files",
+        choices=["not_found", "default_content"],
+        help="a file the scenario does not provide: not found (default, as Windows) or Speakeasy's default content",
+    )
+    for name, kind in ENVIRONMENT_FLAGS.items():
+        from emulator.environment import GuestEnvironment
+
+        field = GuestEnvironment.model_fields[name]
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            dest=f"guest_{name}",
+            metavar="N" if kind is int else "TEXT",
+            help=f"{field.description} (default {field.default})",
+        )
+
+
+def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> ReplayPlan:
+    """The plan with the guest-machine flags applied on top of the scenario's (or the defaults)."""
+    from pydantic import ValidationError
+
+    from emulator.environment import split_arguments
+
+    update: dict[str, object] = {}
+    guest: dict[str, object] = {}
+    if args.argv is not None:
+        try:
+            guest["argv"] = split_arguments(args.argv)
+        except ValueError as err:
+            raise UsageError(f"--argv {args.argv!r}: {err}") from err
+    if args.env:
+        env = dict(plan.env)
+        for spec in args.env:
+            name, sep, value = spec.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--env {spec!r}: expected NAME=VALUE")
+            env[name] = value
+        update["env"] = env
+    for name in ("hostname", "user", "domain"):
+        value = getattr(args, name)
+        if value is not None:
+            if not value or any(c in value for c in '\\/:*?"<>|\0'):
+                raise UsageError(f"--{name} {value!r}: not a valid name")
+            update[name] = value
+    if "user" in update:  # a bare sample sits on the user's desktop: follow the new user
+        prefix = f"C:\\Users\\{plan.user}\\"
+        if plan.emu_path.startswith(prefix):
+            update["emu_path"] = f"C:\\Users\\{update['user']}\\" + plan.emu_path[len(prefix) :]
+    if args.screen is not None:
+        width, sep, height = args.screen.lower().partition("x")
+        if not sep or not width.isdigit() or not height.isdigit():
+            raise UsageError(f"--screen {args.screen!r}: expected WIDTHxHEIGHT, e.g. 1920x1080")
+        guest["screen"] = (int(width), int(height))
+    if args.hypervisor:
+        guest["hypervisor"] = True
+    if args.missing_files is not None:
+        guest["missing_files"] = args.missing_files
+    for name in ENVIRONMENT_FLAGS:
+        value = getattr(args, f"guest_{name}")
+        if value is not None:
+            guest[name] = value
+    if guest:
+        try:
+            update["guest"] = plan.guest.model_validate({**plan.guest.model_dump(), **guest})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    return plan.model_copy(update=update) if update else plan
+
+
+def _add_export_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--yara",
+        metavar="RULES",
+        help="scan every stage, dropped file and request/response body with these YARA rules "
+        "(a .yar file or a folder of them); matches go into report.json",
+    )
+
+
+def _check_yara(args: argparse.Namespace) -> None:
+    """A rule that does not compile stops the run before the replay starts."""
+    if args.yara is None:
+        return
+    from emulator.export.yara_scan import YaraError, compile_rules
+
+    try:
+        compile_rules(args.yara)
+    except YaraError as err:
+        raise UsageError(f"--yara {err}") from err
 
 
 def _parse_arg(text: str) -> int | StringArg:
@@ -155,7 +289,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         except PeError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
-        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")
+        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64|amd64")
     exports: list[ExportCall] = [ExportCall(name=name) for name in args.export]
     if args.arg and not exports:
         raise UsageError("--arg needs an --export to apply to")
@@ -168,13 +302,18 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
             raise UsageError(f"--file {spec!r}: expected EMU_PATH=HOST_PATH")
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
+        size = Path(host).stat().st_size
+        if size > MAX_SAMPLE_FILE_SIZE:
+            raise UsageError(
+                f"--file {spec!r}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
+            )
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
     limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
         name=path.stem,
         target_path=str(path.resolve()),
         target_kind="shellcode" if shellcode else "pe",
-        arch=args.arch,
+        arch="x64" if args.arch == "amd64" else args.arch,
         emu_path=f"C:\\Users\\analyst\\Desktop\\{path.name}",
         exports=exports,
         files=files,
@@ -192,6 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
+    _check_yara(args)
     target = Path(args.target)
     if target.is_dir():
         if not (target / SCENARIO_FILE).is_file():
@@ -208,12 +348,27 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from err
     else:
         plan = _bare_plan(args, target)
+    plan = _apply_environment_flags(plan, args)
     fail_on = _fail_on(args)
     expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process)
+    from emulator.output import OutputBusy, OutputError, OutputNotOurs
+
+    try:
+        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
+    except OutputBusy as err:
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    except OutputNotOurs as err:
+        raise UsageError(str(err.strerror)) from err
+    except OutputError as err:
+        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        return E_ERROR
+    if result.signal is not None:
+        print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
+        return E_SIGNAL_BASE + result.signal
     _show(args, Path(result.report_path))
     failed = False
     if expect is not None or fail_on or args.junit:
@@ -237,6 +392,10 @@ def _show(args: argparse.Namespace, report_path: Path) -> None:
         except ReportError as err:
             raise UsageError(str(err)) from err
         print(render_summary(report, verbose=args.verbose))
+        if report.yara is not None:
+            from emulator.export.yara_scan import summary_line
+
+            print(summary_line(report))
 
 
 # ---- CI: run --expect / --fail-on / --junit, check, batch, variant ----------------------------
@@ -586,13 +745,23 @@ def _render(args: argparse.Namespace) -> int:
         path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_REPORT_FILE_SIZE:
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
     try:
         report = Report.from_file(path)
     except ReportError as err:
         raise UsageError(str(err)) from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    errors = render_files(report, out)
+    from emulator.lifecycle import DeadlineReached, RunControl
+
+    control = RunControl(time.monotonic() + RENDER_TIMEOUT_SECONDS)
+    try:
+        with control, control.bounded():
+            errors = render_files(report, out)
+    except DeadlineReached as err:
+        raise UsageError(f"{path}: drawing the graph took more than {RENDER_TIMEOUT_SECONDS:g} s") from err
     for error in errors:
         print(f"chainreplay: error: {error}", file=sys.stderr)
     if not errors:
@@ -687,6 +856,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - never a traceback: one line, the traceback with -d
+        logging.getLogger("emulator.cli").debug("internal error", exc_info=True)
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"chainreplay: internal error: {text} (-d logs the traceback)", file=sys.stderr)
+        return E_ERROR
 
 
 if __name__ == "__main__":

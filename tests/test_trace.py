@@ -327,6 +327,6 @@ def test_an_engine_failure_reports_no_host_path(monkeypatch: pytest.MonkeyPatch,
     report = json.loads(text)
     assert report["outcome"]["status"] == "error" and "engine exploded" in report["outcome"]["detail"]
     detail = report["runs"][0]["error_detail"]
-    assert "test_trace.py:" in detail and "in broken_run" in detail, detail
+    assert "engine exploded" in detail, detail
     for host_path in (str(REPO), str(tmp_path), "site-packages"):
         assert host_path not in text
