@@ -58,7 +58,14 @@ def frozen_copy(src: Path, dst: Path) -> Path:
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file of an output folder but the run's own bookkeeping (its lock and marker)."""
+    from emulator.output import LOCK_FILE, MARKER_FILE
+
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in (LOCK_FILE, MARKER_FILE)
+    }
 
 
 def without_time(report: dict[str, Any]) -> dict[str, Any]:
