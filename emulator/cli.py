@@ -6,13 +6,17 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from emulator import __version__
 from emulator.check import BASELINE_FILE
 from emulator.limits import (
+    MAX_DRAWN_NODES,
+    MAX_REPORT_FILE_SIZE,
     MAX_SAMPLE_FILE_SIZE,
+    RENDER_TIMEOUT_SECONDS,
     LimitError,
     Limits,
     add_limit_arguments,
@@ -27,7 +31,10 @@ E_ERROR = 1
 E_FAILED = 1  # drift, a failed expectation, or an outcome named by --fail-on
 E_BAD_INPUT = 2
 E_CONTAINMENT = 3
-E_INTERRUPTED = 130
+E_BUSY = 4
+# A termination signal ends a run with 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129).
+E_SIGNAL_BASE = 128
+E_INTERRUPTED = E_SIGNAL_BASE + 2
 
 DEFAULT_REPORTS_DIR = Path("reports")
 
@@ -95,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
+    run.add_argument(
+        "--force", action="store_true", help="replace the content of an OUTDIR that no chainreplay run wrote"
+    )
     _add_environment_flags(run)
     add_limit_arguments(run)
 
@@ -102,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_parser(sub)
     _add_batch_parser(sub)
     _add_variant_parser(sub)
+
+    _add_export_options(run)
 
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
     render.add_argument("report", help="a replay's output folder, or a report.json")
@@ -221,6 +233,27 @@ def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> Repl
     return plan.model_copy(update=update) if update else plan
 
 
+def _add_export_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--yara",
+        metavar="RULES",
+        help="scan every stage, dropped file and request/response body with these YARA rules "
+        "(a .yar file or a folder of them); matches go into report.json",
+    )
+
+
+def _check_yara(args: argparse.Namespace) -> None:
+    """A rule that does not compile stops the run before the replay starts."""
+    if args.yara is None:
+        return
+    from emulator.export.yara_scan import YaraError, compile_rules
+
+    try:
+        compile_rules(args.yara)
+    except YaraError as err:
+        raise UsageError(f"--yara {err}") from err
+
+
 def _parse_arg(text: str) -> int | StringArg:
     if text.startswith("wstr:"):
         return StringArg(text=text[5:], wide=True)
@@ -270,6 +303,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
             raise UsageError(f"--file {spec!r}: expected EMU_PATH=HOST_PATH")
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
+        size = Path(host).stat().st_size
+        if size > MAX_SAMPLE_FILE_SIZE:
+            raise UsageError(
+                f"--file {spec!r}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
+            )
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
     limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
@@ -294,6 +332,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
+    _check_yara(args)
     target = Path(args.target)
     if target.is_dir():
         if not (target / SCENARIO_FILE).is_file():
@@ -316,7 +355,21 @@ def _run(args: argparse.Namespace) -> int:
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process)
+    from emulator.output import OutputBusy, OutputError, OutputNotOurs
+
+    try:
+        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
+    except OutputBusy as err:
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    except OutputNotOurs as err:
+        raise UsageError(str(err.strerror)) from err
+    except OutputError as err:
+        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        return E_ERROR
+    if result.signal is not None:
+        print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
+        return E_SIGNAL_BASE + result.signal
     _show(args, Path(result.report_path))
     failed = False
     if expect is not None or fail_on or args.junit:
@@ -340,6 +393,10 @@ def _show(args: argparse.Namespace, report_path: Path) -> None:
         except ReportError as err:
             raise UsageError(str(err)) from err
         print(render_summary(report, verbose=args.verbose))
+        if report.yara is not None:
+            from emulator.export.yara_scan import summary_line
+
+            print(summary_line(report))
 
 
 # ---- CI: run --expect / --fail-on / --junit, check, batch, variant ----------------------------
@@ -689,13 +746,26 @@ def _render(args: argparse.Namespace) -> int:
         path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_REPORT_FILE_SIZE:
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
     try:
         report = Report.from_file(path)
     except ReportError as err:
         raise UsageError(str(err)) from err
+    nodes = len(report.graph.nodes)
+    if nodes > MAX_DRAWN_NODES:
+        raise UsageError(f"{path}: graph has {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn")
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    errors = render_files(report, out)
+    from emulator.lifecycle import DeadlineReached, RunControl
+
+    control = RunControl(time.monotonic() + RENDER_TIMEOUT_SECONDS)
+    try:
+        with control, control.bounded():
+            errors = render_files(report, out)
+    except DeadlineReached as err:
+        raise UsageError(f"{path}: drawing the graph took more than {RENDER_TIMEOUT_SECONDS:g} s") from err
     for error in errors:
         print(f"chainreplay: error: {error}", file=sys.stderr)
     if not errors:
@@ -790,6 +860,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - never a traceback: one line, the traceback with -d
+        logging.getLogger("emulator.cli").debug("internal error", exc_info=True)
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"chainreplay: internal error: {text} (-d logs the traceback)", file=sys.stderr)
+        return E_ERROR
 
 
 if __name__ == "__main__":
