@@ -318,7 +318,7 @@ def summary_table(summary: BatchSummary) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    where = summary.scheduler or f"{summary.workers} local workers"
+    where = summary.scheduler or (f"{summary.workers} local workers" if summary.replayed else "no worker")
     lines.append(
         f"{len(summary.results)} targets ({summary.replayed} replayed, {summary.resumed} resumed) "
         f"in {summary.seconds:.1f} s on {where}"
