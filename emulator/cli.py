@@ -6,13 +6,16 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from emulator import __version__
 from emulator.check import BASELINE_FILE
 from emulator.limits import (
+    MAX_REPORT_FILE_SIZE,
     MAX_SAMPLE_FILE_SIZE,
+    RENDER_TIMEOUT_SECONDS,
     LimitError,
     Limits,
     add_limit_arguments,
@@ -27,7 +30,10 @@ E_ERROR = 1
 E_FAILED = 1  # drift, a failed expectation, or an outcome named by --fail-on
 E_BAD_INPUT = 2
 E_CONTAINMENT = 3
-E_INTERRUPTED = 130
+E_BUSY = 4
+# A termination signal ends a run with 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129).
+E_SIGNAL_BASE = 128
+E_INTERRUPTED = E_SIGNAL_BASE + 2
 
 DEFAULT_REPORTS_DIR = Path("reports")
 
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
+    run.add_argument(
+        "--force", action="store_true", help="replace the content of an OUTDIR that no chainreplay run wrote"
+    )
     add_limit_arguments(run)
 
     _add_ci_run_flags(run)
@@ -168,6 +177,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
             raise UsageError(f"--file {spec!r}: expected EMU_PATH=HOST_PATH")
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
+        size = Path(host).stat().st_size
+        if size > MAX_SAMPLE_FILE_SIZE:
+            raise UsageError(
+                f"--file {spec!r}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
+            )
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
     limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
@@ -213,7 +227,21 @@ def _run(args: argparse.Namespace) -> int:
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process)
+    from emulator.output import OutputBusy, OutputError, OutputNotOurs
+
+    try:
+        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force)
+    except OutputBusy as err:
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    except OutputNotOurs as err:
+        raise UsageError(str(err.strerror)) from err
+    except OutputError as err:
+        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        return E_ERROR
+    if result.signal is not None:
+        print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
+        return E_SIGNAL_BASE + result.signal
     _show(args, Path(result.report_path))
     failed = False
     if expect is not None or fail_on or args.junit:
@@ -392,7 +420,21 @@ def _check(args: argparse.Namespace) -> int:
         outdir = parent / plan.name
         if outdir.exists() and not outdir.is_dir():
             raise UsageError(f"{outdir}: exists and is not a folder")
-        replay = replay_target(plan, outdir)
+        from emulator.output import OutputBusy, OutputError, OutputNotOurs
+
+        try:
+            replay = replay_target(plan, outdir)
+        except OutputBusy as err:
+            print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+            return E_BUSY
+        except OutputNotOurs as err:
+            raise UsageError(str(err.strerror)) from err
+        except OutputError as err:
+            print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+            return E_ERROR
+        if replay.signal is not None:
+            print(f"chainreplay: {replay.detail}; partial report in {replay.report_path}", file=sys.stderr)
+            return E_SIGNAL_BASE + replay.signal
         report = Report.from_file(Path(replay.report_path))
         contained = contained or replay.status == "containment"
         if args.update:
@@ -431,7 +473,11 @@ def _add_batch_parser(sub: Any) -> None:
     batch.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler")
     batch.add_argument("-o", "--output", metavar="OUTDIR", help="parent of the output folders (default: reports/)")
     batch.add_argument("--check", action="store_true", help="compare each scenario with its baseline; exit 1 on drift")
-    batch.add_argument("--force", action="store_true", help="replay targets whose report is already up to date")
+    batch.add_argument(
+        "--force",
+        action="store_true",
+        help="replay targets whose report is up to date, and replace output folders no run wrote",
+    )
     batch.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML")
     batch.add_argument("--fail-on", metavar="LIST", default="", help="as for run: outcome categories that fail")
     batch.add_argument("--allow-unverified", action="store_true", help="replay files that do not match SHA256SUMS")
@@ -586,13 +632,23 @@ def _render(args: argparse.Namespace) -> int:
         path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_REPORT_FILE_SIZE:
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
     try:
         report = Report.from_file(path)
     except ReportError as err:
         raise UsageError(str(err)) from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    errors = render_files(report, out)
+    from emulator.lifecycle import DeadlineReached, RunControl
+
+    control = RunControl(time.monotonic() + RENDER_TIMEOUT_SECONDS)
+    try:
+        with control, control.bounded():
+            errors = render_files(report, out)
+    except DeadlineReached as err:
+        raise UsageError(f"{path}: drawing the graph took more than {RENDER_TIMEOUT_SECONDS:g} s") from err
     for error in errors:
         print(f"chainreplay: error: {error}", file=sys.stderr)
     if not errors:
@@ -627,11 +683,44 @@ def _schema(args: argparse.Namespace) -> int:
     return E_OK
 
 
+# Loggers -d turns to DEBUG: chainreplay's own and the engine's. Everything else (matplotlib's
+# font manager, ...) stays at WARNING.
+DEBUG_LOGGERS = ("emulator", "speakeasy")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is when a record is logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never end the run
+            self.handleError(record)
+
+
+_HANDLER = _StderrHandler()
+
+
+def _configure_logging(debug: bool) -> None:
+    """Logging is configured here only (no module changes it at import): without ``-d`` nothing
+    below CRITICAL is shown; with it, chainreplay's and Speakeasy's debug logs."""
+    root = logging.getLogger()
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
+    root.setLevel(logging.WARNING if debug else logging.CRITICAL)
+    for name in DEBUG_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.NOTSET)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.CRITICAL)
+        _configure_logging(getattr(args, "debug", False))
         if args.command == "run":
             return _run(args)
         if args.command == "render":
@@ -654,6 +743,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - never a traceback: one line, the traceback with -d
+        logging.getLogger("emulator.cli").debug("internal error", exc_info=True)
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"chainreplay: internal error: {text} (-d logs the traceback)", file=sys.stderr)
+        return E_ERROR
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from typing import Literal
 
 import pefile
 
-from emulator.backends.base import BackendInputError
 from emulator.limits import MAX_PE_IMAGE_SIZE, MAX_PE_SECTION_VIRTUAL_SIZE, MAX_SAMPLE_FILE_SIZE
 
 IMAGE_FILE_MACHINE_I386 = 0x14C
@@ -39,7 +38,7 @@ PEFILE_ERRORS = (
 )
 
 
-class PeError(BackendInputError):
+class PeError(ValueError):
     """The file is not a PE chainreplay can emulate; the message (one line) says why."""
 
 
@@ -171,12 +170,6 @@ def _check(headers: PeHeaders, file_size: int) -> None:
             raise PeError(f"section {section.index} lies outside SizeOfImage")
     if headers.entry_point and headers.entry_point >= size_of_image:
         raise PeError(f"entry point {headers.entry_point:#x} is outside the image (SizeOfImage {size_of_image:#x})")
-
-
-def export_names(data: bytes) -> list[str]:
-    """Names exported by a PE file (empty if it has no export directory)."""
-    pe, _ = read_file_headers(data)
-    return _export_names(pe)
 
 
 def _export_names(pe: pefile.PE) -> list[str]:

@@ -187,6 +187,12 @@ class VirtualTime(_Model):
     sleeps: int
 
 
+class ContainmentLayer(_Model):
+    name: str = Field(description="parent_death_signal, process_group, network_namespace, landlock, seccomp.")
+    active: bool
+    detail: str = Field(description="What the layer stops, or why the kernel refused it.")
+
+
 class Containment(_Model):
     """What the replay tried outside its sandbox, counted by the audit hook that refused it.
 
@@ -203,6 +209,14 @@ class Containment(_Model):
     host_processes_refused: int = Field(0, description="Host processes the replay tried to start, refused.")
     violations: list[str] = Field(default_factory=list, description="The first refused attempts, named.")
     isolation: str = Field(description="How the replay was contained: child process, in-process.")
+    layers: list[ContainmentLayer] = Field(
+        default_factory=list,
+        description="The kernel layers around the emulation child (emulator/sandbox.py): which were in force "
+        "and, for those the kernel refused, why. Empty in-process.",
+    )
+    kernel_refusals: int = Field(
+        0, description="Attempts the audit hook did not see and a kernel layer refused (EPERM/EACCES in user code)."
+    )
 
 
 class RunRecord(_Model):
@@ -238,7 +252,7 @@ class GraphNode(_Model):
     order: int | None = Field(default=None, description="For a stage: its position in the chain.")
     sha256: str | None = Field(default=None, description="For a stage: sha256 of its bytes.")
     first_seq: int | None = Field(default=None, description="For a stage: its first event.")
-    object_type: str | None = Field(default=None, description="For a sync object: event, mutex or semaphore.")
+    object_type: str | None = Field(default=None, description="For a sync object: event, mutex, semaphore or timer.")
     host: str | None = Field(default=None, description="For a URL: its host.")
     blocked: bool | None = Field(default=None, description="For a URL or host: no responder answered it.")
 

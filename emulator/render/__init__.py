@@ -38,7 +38,25 @@ def render_files(report: Report, out: Path, clear: Callable[[Path], None] | None
         if clear is not None:
             for name in GRAPH_FILES:
                 clear(out / name)
-        write_graph_files(graph_from_report(report), out)
+        graph = graph_from_report(report)
+        cut_long_strings(graph)
+        write_graph_files(graph, out)
     except Exception as err:  # noqa: BLE001 - a drawing problem must not lose the report
         return [f"graph drawing failed: {type(err).__name__}: {err}"]
     return []
+
+
+def cut_long_strings(graph: object) -> None:
+    """Every string attribute of a networkx graph cut to MAX_RENDERED_STRING characters: a label of
+    a hundred thousand characters takes matplotlib minutes to lay out (found by bench/fuzz.py)."""
+    from emulator.limits import MAX_RENDERED_STRING
+
+    def cut(attributes: dict[str, object]) -> None:
+        for key, value in attributes.items():
+            if isinstance(value, str) and len(value) > MAX_RENDERED_STRING:
+                attributes[key] = value[: MAX_RENDERED_STRING - 3] + "..."
+
+    for _, attributes in graph.nodes(data=True):  # type: ignore[attr-defined]
+        cut(attributes)
+    for _, _, attributes in graph.edges(data=True):  # type: ignore[attr-defined]
+        cut(attributes)

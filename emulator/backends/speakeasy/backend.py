@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
+
+logger = logging.getLogger(__name__)
 
 
 class SpeakeasyBackend:
@@ -30,8 +33,17 @@ class SpeakeasyBackend:
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
+        logger.debug("%s: %s mode under %s", self.plan.name, self.plan.mode, compat.ENGINE_NAME)
         try:
             self.target = setup.load_target(self.plan)
+            logger.debug(
+                "loaded %s (%s, %s) at %#x, %d bytes",
+                self.target.name,
+                self.target.kind,
+                self.target.arch,
+                self.target.base,
+                self.target.size,
+            )
             self._install(self.target)
             setup.start(self.plan, self.target)
         except ReplayStop as stop:
@@ -43,6 +55,11 @@ class SpeakeasyBackend:
                 self._runner.close()
             self.result.emulation_seconds = time.perf_counter() - started
             self._collect()
+        for run in self.result.runs:
+            logger.debug("run %s at %#x: %d API calls, error %s", run.kind, run.start, run.api_calls, run.error)
+        if self.result.stop is not None:
+            logger.debug("stopped: %s (%s)", self.result.stop.detail, self.result.stop.limit)
+        logger.debug("emulation took %.3f s", self.result.emulation_seconds)
         return self.result
 
     def _install(self, target: setup.LoadedTarget) -> None:
@@ -131,7 +148,3 @@ def _error_detail(error: Any) -> str:
     if address is not None:
         parts.append(f"address={address:#x}" if isinstance(address, int) else f"address={address}")
     return " ".join(parts)
-
-
-def run_backend(plan: ReplayPlan, services: ReplayServices) -> BackendResult:
-    return SpeakeasyBackend(plan, services).run()

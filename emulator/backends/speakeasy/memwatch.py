@@ -9,6 +9,7 @@ stages at Unicorn speed. The watch also enforces the memory limits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 
 PAGE = 0x1000
+logger = logging.getLogger(__name__)
 
 
 class MemoryWatch:
@@ -147,6 +149,7 @@ class MemoryWatch:
             by_perms.setdefault(self.armed.pop(page, compat.PERM_RWX) | compat.PERM_EXEC, []).append(page)
         for perms, same in by_perms.items():
             self._set_pages(same, perms)
+        logger.debug("execution at %#x: new %s stage, %d bytes at %#x (%s)", address, kind, size, base, via)
         recorder.start_stage(
             kind=kind,
             name=name or f"{kind}@{address:#x}",

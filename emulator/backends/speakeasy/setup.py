@@ -89,10 +89,10 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
             return LoadedTarget(
                 se, se.emu, plan.arch or "x64", "shellcode", name, address, len(data), data, shellcode_address=address
             )
-        pe.check_file(data)
         try:
+            pe.check_file(data)
             module = se.load_module(data=data, filename=name)
-        except speakeasy.errors.SpeakeasyError as err:
+        except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
