@@ -13,6 +13,7 @@ from typing import Any
 from emulator import __version__
 from emulator.check import BASELINE_FILE
 from emulator.limits import (
+    MAX_DRAWN_NODES,
     MAX_REPORT_FILE_SIZE,
     MAX_SAMPLE_FILE_SIZE,
     RENDER_TIMEOUT_SECONDS,
@@ -89,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EMU_PATH=HOST_PATH",
         help="map a host file into the guest (repeatable)",
     )
-    run.add_argument("--arch", choices=["x86", "x64"], help="bare shellcode: its architecture")
+    run.add_argument(
+        "--arch", choices=["x86", "x64", "amd64"], help="bare shellcode: its architecture (amd64 = x64, as Speakeasy)"
+    )
     run.add_argument("--shellcode", action="store_true", help="treat the bare sample as raw shellcode")
     run.add_argument("--seed", type=int, help="seed for the guest's randomness (default: the scenario's)")
     run.add_argument(
@@ -102,12 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force", action="store_true", help="replace the content of an OUTDIR that no chainreplay run wrote"
     )
+    _add_environment_flags(run)
     add_limit_arguments(run)
 
     _add_ci_run_flags(run)
     _add_check_parser(sub)
     _add_batch_parser(sub)
     _add_variant_parser(sub)
+
+    _add_export_options(run)
 
     render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
     render.add_argument("report", help="a replay's output folder, or a report.json")
@@ -126,6 +132,126 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
     return parser
+
+
+# ---- the guest machine ([environment] settings as flags, like Speakeasy's CLI) ------------
+
+ENVIRONMENT_FLAGS = {
+    "processors": int,
+    "memory_mb": int,
+    "disk_gb": int,
+    "disk_free_gb": int,
+    "uptime_ms": int,
+    "cpu_vendor": str,
+    "cpu_brand": str,
+}
+
+
+def _add_environment_flags(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("guest machine (override the scenario's [environment])")
+    group.add_argument(
+        "--argv",
+        metavar="ARGS",
+        help='arguments for the sample, split like a shell, backslashes kept: --argv="-o \\"C:\\out dir\\""',
+    )
+    group.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="guest environment variable (repeatable)"
+    )
+    group.add_argument("--hostname", metavar="NAME", help="the guest's computer name")
+    group.add_argument("--user", metavar="NAME", help="the guest's user name")
+    group.add_argument("--domain", metavar="NAME", help="the guest's DNS domain")
+    group.add_argument("--screen", metavar="WxH", help="screen size, e.g. 1920x1080")
+    group.add_argument("--hypervisor", action="store_true", help="set the CPUID hypervisor bit (look like a VM)")
+    group.add_argument(
+        "--missing-files",
+        choices=["not_found", "default_content"],
+        help="a file the scenario does not provide: not found (default, as Windows) or Speakeasy's default content",
+    )
+    for name, kind in ENVIRONMENT_FLAGS.items():
+        from emulator.environment import GuestEnvironment
+
+        field = GuestEnvironment.model_fields[name]
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            dest=f"guest_{name}",
+            metavar="N" if kind is int else "TEXT",
+            help=f"{field.description} (default {field.default})",
+        )
+
+
+def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> ReplayPlan:
+    """The plan with the guest-machine flags applied on top of the scenario's (or the defaults)."""
+    from pydantic import ValidationError
+
+    from emulator.environment import split_arguments
+
+    update: dict[str, object] = {}
+    guest: dict[str, object] = {}
+    if args.argv is not None:
+        try:
+            guest["argv"] = split_arguments(args.argv)
+        except ValueError as err:
+            raise UsageError(f"--argv {args.argv!r}: {err}") from err
+    if args.env:
+        env = dict(plan.env)
+        for spec in args.env:
+            name, sep, value = spec.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--env {spec!r}: expected NAME=VALUE")
+            env[name] = value
+        update["env"] = env
+    for name in ("hostname", "user", "domain"):
+        value = getattr(args, name)
+        if value is not None:
+            if not value or any(c in value for c in '\\/:*?"<>|\0'):
+                raise UsageError(f"--{name} {value!r}: not a valid name")
+            update[name] = value
+    if "user" in update:  # a bare sample sits on the user's desktop: follow the new user
+        prefix = f"C:\\Users\\{plan.user}\\"
+        if plan.emu_path.startswith(prefix):
+            update["emu_path"] = f"C:\\Users\\{update['user']}\\" + plan.emu_path[len(prefix) :]
+    if args.screen is not None:
+        width, sep, height = args.screen.lower().partition("x")
+        if not sep or not width.isdigit() or not height.isdigit():
+            raise UsageError(f"--screen {args.screen!r}: expected WIDTHxHEIGHT, e.g. 1920x1080")
+        guest["screen"] = (int(width), int(height))
+    if args.hypervisor:
+        guest["hypervisor"] = True
+    if args.missing_files is not None:
+        guest["missing_files"] = args.missing_files
+    for name in ENVIRONMENT_FLAGS:
+        value = getattr(args, f"guest_{name}")
+        if value is not None:
+            guest[name] = value
+    if guest:
+        try:
+            update["guest"] = plan.guest.model_validate({**plan.guest.model_dump(), **guest})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    return plan.model_copy(update=update) if update else plan
+
+
+def _add_export_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--yara",
+        metavar="RULES",
+        help="scan every stage, dropped file and request/response body with these YARA rules "
+        "(a .yar file or a folder of them); matches go into report.json",
+    )
+
+
+def _check_yara(args: argparse.Namespace) -> None:
+    """A rule that does not compile stops the run before the replay starts."""
+    if args.yara is None:
+        return
+    from emulator.export.yara_scan import YaraError, compile_rules
+
+    try:
+        compile_rules(args.yara)
+    except YaraError as err:
+        raise UsageError(f"--yara {err}") from err
 
 
 def _parse_arg(text: str) -> int | StringArg:
@@ -164,7 +290,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         except PeError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
-        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")
+        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64|amd64")
     exports: list[ExportCall] = [ExportCall(name=name) for name in args.export]
     if args.arg and not exports:
         raise UsageError("--arg needs an --export to apply to")
@@ -188,7 +314,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         name=path.stem,
         target_path=str(path.resolve()),
         target_kind="shellcode" if shellcode else "pe",
-        arch=args.arch,
+        arch="x64" if args.arch == "amd64" else args.arch,
         emu_path=f"C:\\Users\\analyst\\Desktop\\{path.name}",
         exports=exports,
         files=files,
@@ -206,6 +332,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
+    _check_yara(args)
     target = Path(args.target)
     if target.is_dir():
         if not (target / SCENARIO_FILE).is_file():
@@ -222,6 +349,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from err
     else:
         plan = _bare_plan(args, target)
+    plan = _apply_environment_flags(plan, args)
     fail_on = _fail_on(args)
     expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
@@ -230,7 +358,7 @@ def _run(args: argparse.Namespace) -> int:
     from emulator.output import OutputBusy, OutputError, OutputNotOurs
 
     try:
-        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force)
+        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
     except OutputBusy as err:
         print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
         return E_BUSY
@@ -265,6 +393,10 @@ def _show(args: argparse.Namespace, report_path: Path) -> None:
         except ReportError as err:
             raise UsageError(str(err)) from err
         print(render_summary(report, verbose=args.verbose))
+        if report.yara is not None:
+            from emulator.export.yara_scan import summary_line
+
+            print(summary_line(report))
 
 
 # ---- CI: run --expect / --fail-on / --junit, check, batch, variant ----------------------------
@@ -639,6 +771,9 @@ def _render(args: argparse.Namespace) -> int:
         report = Report.from_file(path)
     except ReportError as err:
         raise UsageError(str(err)) from err
+    nodes = len(report.graph.nodes)
+    if nodes > MAX_DRAWN_NODES:
+        raise UsageError(f"{path}: graph has {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn")
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
     from emulator.lifecycle import DeadlineReached, RunControl

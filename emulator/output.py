@@ -27,6 +27,7 @@ from emulator.analysis.pipeline import Analysis, analyse
 from emulator.containment import Guard, install, uninstall
 from emulator.document import build_report
 from emulator.events import NetworkExchange
+from emulator.export import write_exports
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
 from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_GRAPH_NODES
 from emulator.outcome import Status
@@ -293,6 +294,7 @@ def produce(
     write_frozen: bool = False,
     generated_at: str | None = None,
     control: RunControl | None = None,
+    yara_rules: str | None = None,
 ) -> Report:
     """Analyse ``trace`` and write every derived file into ``out``, writes allowed only there;
     with ``write_frozen`` (a replay), write the trace and its blobs first. With ``control``,
@@ -310,6 +312,7 @@ def produce(
         if write_frozen:
             write_trace(out, trace)
         analysis = _analyse_bounded(trace, control, cut)
-        return write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut)
+        report = write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut)
+        return write_exports(out, report, yara_rules=yara_rules)  # iocs, STIX, ATT&CK layer, pcap, detections
     finally:
         uninstall(guard)

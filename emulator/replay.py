@@ -31,6 +31,7 @@ import pydantic
 from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.events import Event
+from emulator.export import prepare as prepare_exports
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
@@ -118,6 +119,7 @@ def emulate(
     emulation child); without one, a guard is installed for the emulation and removed after.
     """
     from emulator.backends.base import Backend, BackendInputError, BackendResult
+    from emulator.environment import guest_variables
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices
@@ -160,8 +162,10 @@ def emulate(
             failure = outcome_model.error(one_line(f"responder: {name}{err}"))
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
-        clock = VirtualClock(plan.start_time)
-        services = ReplayServices(recorder, clock, SeededRandom(plan.seed), router)
+        clock = VirtualClock(plan.start_time, boot_uptime_ms=plan.guest.uptime_ms)
+        services = ReplayServices(
+            recorder, clock, SeededRandom(plan.seed), router, guest=plan.guest, variables=guest_variables(plan)
+        )
         try:
             backend: Backend = SpeakeasyBackend(plan, services)
             result = backend.run()
@@ -524,7 +528,20 @@ def _matplotlib_config_in(config_dir: Path) -> Iterator[None]:
 MPL_CONFIG_DIR = ".matplotlib"
 
 
-def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, force: bool = False) -> ReplayResult:
+def _prepare_outputs() -> None:
+    """Import the drawing and export libraries while the child emulates (they cost ~1 s cold)."""
+    prepare_renderers()
+    prepare_exports()
+
+
+def replay_target(
+    plan: ReplayPlan,
+    outdir: str | Path,
+    *,
+    isolate: bool = True,
+    force: bool = False,
+    yara_rules: str | None = None,
+) -> ReplayResult:
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out.
 
     The emulation's recording is frozen into ``trace.jsonl`` + ``blobs/``; report.json and the
@@ -535,24 +552,28 @@ def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True,
     holds files no run wrote, unless ``force``). The whole run, analysis and drawing included,
     ends by ``timeout + WATCHDOG_GRACE_SECONDS``. A SIGTERM, SIGINT or SIGHUP (main thread only)
     ends it early with a partial report whose outcome is ``interrupted``.
+    ``yara_rules`` (a rule file or folder, compiled by the caller first) scans every buffer into
+    ``report.yara``.
     """
     out = Path(outdir).resolve()
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
     with output_folder(out, force=force), control, _matplotlib_config_in(out / MPL_CONFIG_DIR):
         if isolate:
-            recording = emulate_isolated(plan, while_waiting=prepare_renderers, control=control)
+            recording = emulate_isolated(plan, while_waiting=_prepare_outputs, control=control)
         else:
             recording = emulate(plan)
             recording.isolation = "in-process"
-            prepare_renderers()
+            _prepare_outputs()
             if control.signum is not None:
                 control.handled = True
                 recording.signal = control.signum
                 name = signal.Signals(control.signum).name
                 recording.outcome = outcome_model.interrupted(name, "during the emulation")
         log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
-        report = produce(out, freeze(plan, recording, target_sha256), write_frozen=True, control=control)
+        report = produce(
+            out, freeze(plan, recording, target_sha256), write_frozen=True, control=control, yara_rules=yara_rules
+        )
         log.debug("outputs written")
     signum = recording.signal if recording.signal is not None else control.signum
     return ReplayResult(

@@ -242,6 +242,26 @@ class Note(_EventRecord):
     detail: str
 
 
+class YaraMatch(_Model):
+    rule: str
+    namespace: str = Field(description="The rule file's path under the --yara folder, without suffix.")
+    tags: list[str] = Field(default_factory=list)
+    target_type: Literal["stage", "dropped", "request", "response"]
+    target: str = Field(description="Stage id, guest path of the dropped file, or 'METHOD URL' of the exchange.")
+    sha256: str
+    stage: str | None = Field(default=None, description="Stage the bytes are, or the stage that wrote or sent them.")
+    strings: list[str] = Field(default_factory=list, description="Identifiers of the strings that matched.")
+    offsets: list[int] = Field(default_factory=list, description="Offsets of the string matches (the first 32).")
+
+
+class YaraScan(_Model):
+    """Result of ``run --yara RULES`` over every stage, dropped file and request/response body."""
+
+    rules: str = Field(description="The --yara argument: a rule file or a folder of .yar/.yara files.")
+    scanned: int = Field(description="Byte buffers scanned.")
+    matches: list[YaraMatch] = Field(default_factory=list)
+
+
 class GraphNode(_Model):
     """A stage or an artifact it touched. Attributes that do not apply to the node's kind are null."""
 
@@ -299,6 +319,9 @@ class Report(_Model):
     runs: list[RunRecord] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     stats: Stats
+    yara: YaraScan | None = Field(
+        default=None, description="Matches of the user's YARA rules (run --yara); null without it."
+    )
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.environment import GuestEnvironment, MissingFiles
 from emulator.expect import Expect
 from emulator.limits import (
     MAX_BODY_FILE_SIZE,
@@ -102,6 +103,30 @@ class EnvironmentSpec(_Strict):
     os_version: tuple[int, int, int] = (10, 0, 19045)
     variables: dict[str, str] = Field(default_factory=dict)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
+    # What the machine reports about itself (emulator/environment.py has the defaults).
+    argv: list[str] = Field(default_factory=list, description="Command-line arguments after the program name.")
+    processors: int | None = None
+    memory_mb: int | None = None
+    disk_gb: int | None = None
+    disk_free_gb: int | None = None
+    screen: tuple[int, int] | None = None
+    uptime_ms: int | None = None
+    cpu_vendor: str | None = None
+    hypervisor: bool | None = None
+
+    def guest(self, missing_files: MissingFiles) -> GuestEnvironment:
+        """The machine settings as a :class:`GuestEnvironment` (unset keys keep its defaults)."""
+        values = {k: v for k, v in self.model_dump().items() if k in GuestEnvironment.model_fields and v is not None}
+        return GuestEnvironment.model_validate({**values, "missing_files": missing_files})
+
+
+class FilesSection(_Strict):
+    """``[files]`` as a table: the policy for files the scenario does not provide, and the mapped files."""
+
+    missing: MissingFiles = Field(
+        "not_found", description='"not_found" (as Windows) or "default_content" (as bare Speakeasy).'
+    )
+    entries: list[FileSpec] = Field(default_factory=list)
 
 
 class ResponderSpec(BaseModel):
@@ -117,7 +142,7 @@ class NetworkSpec(_Strict):
 class ScenarioFile(_Strict):
     scenario: ScenarioMeta
     target: TargetSpec
-    files: list[FileSpec] = Field(default_factory=list)
+    files: list[FileSpec] | FilesSection = Field(default_factory=list)
     environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
     registry: list[RegistrySpec] = Field(default_factory=list)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
@@ -255,11 +280,13 @@ def load_scenario(
         )
     if spec.target.kind == "shellcode" and spec.target.arch is None:
         raise ScenarioError(f"{scenario_path}: target.arch: required for shellcode (x86 or x64)")
+    file_specs = spec.files.entries if isinstance(spec.files, FilesSection) else spec.files
+    missing_files: MissingFiles = spec.files.missing if isinstance(spec.files, FilesSection) else "not_found"
     files = [
         VirtualFile(emu_path=f.emu_path, host_path=str(_inside(folder, f.path, f"files[{i}].path", scenario_path)))
-        for i, f in enumerate(spec.files)
+        for i, f in enumerate(file_specs)
     ]
-    for i, (f, virtual) in enumerate(zip(spec.files, files, strict=True)):
+    for i, (f, virtual) in enumerate(zip(file_specs, files, strict=True)):
         _check_size(Path(virtual.host_path), MAX_SAMPLE_FILE_SIZE, f"files[{i}].path", f.path, scenario_path)
     if spec.target.kind == "pe":
         from emulator.pe import PeError, check_file
@@ -300,6 +327,10 @@ def load_scenario(
     except ValidationError as err:
         raise ScenarioError(f"{scenario_path}: limits.{_first_error(err)}") from err
     env = spec.environment
+    try:
+        guest = env.guest(missing_files)
+    except ValidationError as err:
+        raise ScenarioError(f"{scenario_path}: environment.{_first_error(err)}") from err
     return ReplayPlan(
         name=spec.scenario.name,
         target_path=str(target),
@@ -319,6 +350,7 @@ def load_scenario(
         ],
         os_version=env.os_version,
         sandbox_marker=env.sandbox_marker,
+        guest=guest,
         seed=spec.scenario.seed if seed is None else seed,
         start_time=spec.scenario.start_time,
         limits=limits,
