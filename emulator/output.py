@@ -24,7 +24,6 @@ from emulator.plan import ReplayPlan
 from emulator.report import Containment, DroppedFile, Report
 from emulator.sanitize import for_display
 
-GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
 
 
 def _clear(path: Path) -> None:
@@ -69,7 +68,7 @@ def write_outputs(
     report_factory: Callable[[list[DroppedFile], Containment], Report],
     guard: Guard,
 ) -> Report:
-    from emulator.render.graph_files import write_graph_files
+    from emulator.render.files import RENDERED_FILES, render_files
 
     blobs: dict[str, bytes] = recording.blobs
     written: set[Path] = set()
@@ -89,21 +88,33 @@ def write_outputs(
             _write_blob(out / "dropped", digest, data, written)
             stored = f"dropped/{digest}"
         dropped.append(DroppedFile(path=for_display(guest_path), sha256=digest, size=len(data), stored_as=stored))
-    graph_error = None
+    bodies = {
+        digest: blobs[digest]
+        for event in recording.events
+        if isinstance(event, NetworkExchange)
+        for digest in (event.request.body_sha256, event.response.sha256)
+        if digest and digest in blobs
+    }
+
+    def make_containment(graph_error: str | None) -> Containment:
+        return Containment(
+            host_connects_refused=recording.sockets_blocked + guard.sockets_blocked,
+            host_name_lookups_refused=recording.lookups_blocked + guard.lookups_blocked,
+            writes_outside_outdir_refused=recording.writes_blocked + guard.writes_blocked,
+            host_processes_refused=recording.processes_blocked + guard.processes_blocked,
+            violations=[*recording.violations, *guard.violations] + ([graph_error] if graph_error else []),
+            isolation=recording.isolation,
+        )
+
+    report = report_factory(dropped, make_containment(None))
+    for name in RENDERED_FILES:
+        _clear(out / name)
     try:
-        for name in GRAPH_FILES:
-            _clear(out / name)
-        write_graph_files(graph, out)
+        rendered = render_files(report, bodies)
     except Exception as err:  # a drawing problem must not lose the report
-        graph_error = f"graph drawing failed: {type(err).__name__}: {err}"
-    containment = Containment(
-        host_connects_refused=recording.sockets_blocked + guard.sockets_blocked,
-        host_name_lookups_refused=recording.lookups_blocked + guard.lookups_blocked,
-        writes_outside_outdir_refused=recording.writes_blocked + guard.writes_blocked,
-        host_processes_refused=recording.processes_blocked + guard.processes_blocked,
-        violations=[*recording.violations, *guard.violations] + ([graph_error] if graph_error else []),
-        isolation=recording.isolation,
-    )
-    report = report_factory(dropped, containment)
+        rendered = {}
+        report = report_factory(dropped, make_containment(f"rendering failed: {type(err).__name__}: {err}"))
+    for name, data in rendered.items():
+        _write_new(out / name, data)
     _write_new(out / "report.json", report.to_json().encode("utf-8"))
     return report

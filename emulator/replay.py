@@ -525,14 +525,8 @@ def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, l
 
 
 def _load_renderers() -> None:
-    # Importing matplotlib takes a large share of a replay's start-up; done while the child
-    # emulates, it costs nothing. It also writes its font cache under the user's home on first
-    # use, which must happen before the guard that allows writes only inside OUTDIR goes up.
-    import matplotlib.font_manager  # noqa: F401
-
-    from emulator.render.graph_files import warm_up
-
-    warm_up()
+    # Importing the renderers (Pillow, the layout) while the child emulates costs nothing.
+    import emulator.render.files  # noqa: F401
 
 
 def replay_target(

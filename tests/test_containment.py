@@ -651,7 +651,7 @@ def test_hostile_dropped_names_are_stored_by_sha256(tmp_path: Path) -> None:
     assert report.containment.writes_outside_outdir_refused == 0
 
 
-GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
+from emulator.render.files import RENDERED_FILES as GRAPH_FILES  # noqa: E402 - every rendered file
 
 
 def _plant(out: Path, outside: Path, digests: list[str]) -> dict[Path, bytes]:
