@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -14,6 +17,11 @@ from emulator import __version__
 from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from emulator.report import Report
 
 E_OK = 0
 E_ERROR = 1
@@ -43,22 +51,64 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+EXIT_CODES = f"""exit codes:
+  {E_OK}    the replay ran; its outcome (completed, a limit that fired, a fault...) is in report.json
+  {E_BAD_INPUT}    bad usage or bad input (one line on stderr names the file and the problem)
+  {E_CONTAINMENT}    a containment violation ended the replay
+  {E_INTERRUPTED}  interrupted (Ctrl-C)"""
+COLOR_CHOICES = ("auto", "always", "never")
+PACE_HELP = "narration: seconds between steps, or 'enter' to wait for the Enter key (default 1.5 on a terminal, else 0)"
+DEFAULT_PACE = 1.5
+
+
+def _pace(text: str) -> float | str:
+    if text == "enter":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'enter', got {text!r}") from None
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError("seconds must be between 0 and 600")
+    return value
+
+
+def _output_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--color", choices=COLOR_CHOICES, default="auto", help="colour the terminal output (auto: only on a terminal)"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chainreplay",
         allow_abbrev=False,
         description="Replay multi-stage Windows attack chains in a sandboxed emulator.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"chainreplay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", allow_abbrev=False, help="replay a scenario folder or a bare sample")
+    common = _output_options()
+    run = sub.add_parser(
+        "run",
+        allow_abbrev=False,
+        parents=[common],
+        help="replay a scenario folder or a bare sample",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("target", help="scenario folder (with scenario.toml) or a sample file")
     run.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: reports/<name>/)")
-    run.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
-    run.add_argument("-v", "--verbose", action="store_true", help="print every API call")
-    run.add_argument("-d", "--debug", action="store_true", help="log emulator internals to stderr")
-    run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("-j", "--json", action="store_true", help="print only the report, as JSON, on stdout")
+    run.add_argument("-v", "--verbose", action="store_true", help="also list every API call")
+    run.add_argument("-d", "--debug", action="store_true", help="log chainreplay's own steps and timings to stderr")
+    run.add_argument("--narrate", action="store_true", help="tell the chain step by step (also in OUTDIR/narration.md)")
+    run.add_argument("--pace", type=_pace, metavar="SECONDS|enter", help=PACE_HELP)
     run.add_argument(
         "--export",
         action="append",
@@ -100,8 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{field.description} (default {field.default})",
         )
 
-    render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
-    render.add_argument("report", help="path to report.json")
+    render = sub.add_parser(
+        "render",
+        allow_abbrev=False,
+        parents=[common],
+        help="redraw the graph, report.html and narration.md of a report without emulating",
+    )
+    render.add_argument("report", help="a replay's output folder, or its report.json")
     render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: beside it)")
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
@@ -206,26 +261,84 @@ def _run(args: argparse.Namespace) -> int:
         print(report_text, end="")
     elif not args.quiet:
         from emulator.render.console import render_summary
+        from emulator.report import Report
 
-        print(render_summary(json.loads(report_text), verbose=args.verbose))
+        report = Report.model_validate_json(report_text)
+        console = _console(args.color)
+        if args.narrate:
+            _narrate(console, report, Path(result.outdir), args.pace)
+        console.print(render_summary(report, outdir=Path(result.outdir), verbose=args.verbose))
     return E_CONTAINMENT if result.status == "containment" else E_OK
 
 
+def _console(color: str) -> Console:
+    from rich.console import Console
+
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+    if color == "always":
+        return Console(force_terminal=True, highlight=False, width=width)
+    if color == "never":
+        return Console(color_system=None, highlight=False, width=width, emoji=False)
+    return Console(highlight=False, width=width)
+
+
+def _narrate(console: Console, report: Report, outdir: Path, pace: float | str | None) -> None:
+    """Print the narration one step at a time, pausing between steps."""
+    from rich.text import Text
+
+    from emulator.render.files import saved_bodies
+    from emulator.render.narrate import is_header, narrate
+
+    if pace is None:
+        pace = DEFAULT_PACE if sys.stdout.isatty() else 0.0
+    waiting = pace == "enter" and sys.stdin is not None and sys.stdin.isatty()
+    steps = narrate(report, saved_bodies(report, outdir))
+    for i, step in enumerate(steps):
+        if is_header(step):
+            console.print(Text(step.title, style="bold cyan"))
+            for line in step.lines:
+                console.print(Text(line), soft_wrap=True)
+        else:
+            console.print(Text(f"{step.stage} > ", style="bold") + Text(step.lines[0] if step.lines else step.title))
+            for line in step.lines[1:]:
+                console.print(Text(line, style="dim"), soft_wrap=True)
+        console.print()
+        if i + 1 == len(steps):
+            break
+        if waiting:
+            console.print(Text("[Enter for the next step]", style="dim"), end="")
+            if not sys.stdin.readline():
+                waiting = False
+        elif isinstance(pace, float) and pace > 0:
+            time.sleep(pace)
+    console.print(Text(f"the same story as a handout: {outdir / 'narration.md'}", style="dim"))
+
+
 def _render(args: argparse.Namespace) -> int:
-    from emulator.render.graph_files import graph_from_node_link, write_graph_files
+    from emulator.render.files import render_files, saved_bodies
+    from emulator.report import Report
 
     path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        graph = graph_from_node_link(data["graph"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a chainreplay report ({type(err).__name__}: {err})") from err
+        report = Report.model_validate_json(path.read_bytes())
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "document"
+        raise UsageError(f"{path}: not a chainreplay report ({where}: {first['msg']})") from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    write_graph_files(graph, out)
-    print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
+    files = render_files(report, saved_bodies(report, path.parent))
+    for name, data in files.items():
+        target = out / name
+        if target.is_symlink():
+            target.unlink()
+        target.write_bytes(data)
+    if not args.quiet:
+        _console(args.color).print(f"wrote {', '.join(files)} in {out}")
     return E_OK
 
 
@@ -240,11 +353,17 @@ def _schema(args: argparse.Namespace) -> int:
     return E_OK
 
 
+def _logging(debug: bool) -> None:
+    """-d: chainreplay's own debug log on stderr; other libraries stay at warnings."""
+    logging.basicConfig(level=logging.WARNING if debug else logging.CRITICAL, format="%(name)s: %(message)s")
+    logging.getLogger("emulator").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.CRITICAL)
+        _logging(getattr(args, "debug", False))
         if args.command == "run":
             return _run(args)
         if args.command == "render":

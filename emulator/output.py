@@ -9,8 +9,10 @@ link, a hard link to a file elsewhere or a symlinked sub-folder is replaced, nev
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ from emulator.plan import ReplayPlan
 from emulator.report import Containment, DroppedFile, Report
 from emulator.sanitize import for_display
 
+
+
+log = logging.getLogger(__name__)
 
 
 def _clear(path: Path) -> None:
@@ -109,12 +114,15 @@ def write_outputs(
     report = report_factory(dropped, make_containment(None))
     for name in RENDERED_FILES:
         _clear(out / name)
+    started = time.perf_counter()
     try:
         rendered = render_files(report, bodies)
     except Exception as err:  # a drawing problem must not lose the report
+        log.debug("rendering failed", exc_info=True)
         rendered = {}
         report = report_factory(dropped, make_containment(f"rendering failed: {type(err).__name__}: {err}"))
     for name, data in rendered.items():
         _write_new(out / name, data)
+    log.debug("rendered %s in %.3f s", ", ".join(rendered) or "nothing", time.perf_counter() - started)
     _write_new(out / "report.json", report.to_json().encode("utf-8"))
     return report

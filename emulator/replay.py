@@ -9,6 +9,7 @@ fails midway still writes everything recorded up to that point.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import multiprocessing as mp
 import resource
 import time
@@ -54,6 +55,8 @@ from emulator.report import (
 )
 from emulator.report import Note as NoteRecord
 from emulator.sanitize import json_safe
+
+log = logging.getLogger(__name__)
 
 # Events are sent from the child in batches of this many.
 STREAM_BATCH = 512
@@ -541,13 +544,20 @@ def replay_target(
             folder = Path(plan.scenario_dir)
             target_display_path = f"{folder.name}/{Path(plan.target_path).relative_to(folder).as_posix()}"
     target_bytes = Path(plan.target_path).read_bytes()
+    started = time.perf_counter()
     if isolate:
         recording = emulate_isolated(plan, while_waiting=_load_renderers)
     else:
         recording = emulate(plan)
         recording.isolation = "in-process"
         _load_renderers()
+    log.debug(
+        "%s: emulated %d events in %.3f s (%s)", plan.name, len(recording.events), time.perf_counter() - started,
+        recording.isolation,
+    )
+    started = time.perf_counter()
     stages, graph, techniques = analyse(plan, recording)
+    log.debug("%s: %d stages, graph and techniques in %.3f s", plan.name, len(stages), time.perf_counter() - started)
 
     guard = install(Guard(allowed_write_root=out))
     try:

@@ -29,7 +29,7 @@ from emulator.render.model import (
     timeline,
     virtual_times,
 )
-from emulator.render.narrate import Step, body_preview, narrate
+from emulator.render.narrate import Step, body_preview, is_header, narrate
 from emulator.render.svg import render_svg
 from emulator.report import Report
 
@@ -196,7 +196,7 @@ def _story(steps: list[Step]) -> str:
     out = ['<div class="story">']
     in_list = False
     for step in steps:
-        header = step.stage is None or step.title.startswith("Stage ")
+        header = is_header(step)
         if header:
             if in_list:
                 out.append("</ol>")

@@ -179,7 +179,8 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
         origin = stage.origin
         how = HOW_TEXT.get(origin.how, origin.how.replace("_", " "))
         if origin.how == "entry":
-            where = f"{clean(origin.ref, 200)} loads it; {how}"
+            entry_ref = clean(origin.ref, 200)
+            where = how if entry_ref in ("", title) else f"{entry_ref} loads it; {how}"
         elif origin.type == "memory":
             where = f"{how} stage {clean(origin.ref, 80)}"
         else:
@@ -225,8 +226,9 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
     return steps
 
 
-def render_text(step: Step) -> str:
-    return "\n".join([f"== {step.title}", *step.lines])
+def is_header(step: Step) -> bool:
+    """A chapter of the story (the overview, a stage, the end) rather than one action."""
+    return step.stage is None or step.title.startswith("Stage ")
 
 
 def render_markdown(report: Report, steps: list[Step]) -> str:
@@ -234,7 +236,7 @@ def render_markdown(report: Report, steps: list[Step]) -> str:
     out = [f"# {clean(report.scenario or report.target.name, 120)}: the chain step by step", ""]
     n = 0
     for step in steps:
-        if step.stage is None or step.title.startswith("Stage "):
+        if is_header(step):
             out += ["", f"## {step.title}", "", *step.lines, ""]
             n = 0
             continue
