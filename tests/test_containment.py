@@ -66,9 +66,13 @@ def _sandbox(tmp_path: Path, *, warm_matplotlib: bool) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
     )
     if warm_matplotlib:
-        # What any first use of matplotlib does (build its font cache), done before the replay.
+        # What a first use of the renderers does, done before the replay (they keep no cache today).
         subprocess.run(
-            [sys.executable, "-c", "import matplotlib.pyplot"], env=env, check=True, timeout=120, cwd=tmp_path
+            [sys.executable, "-c", "import emulator.render.files"],
+            env=env,
+            check=True,
+            timeout=120,
+            cwd=tmp_path,
         )
     return env
 
@@ -153,8 +157,8 @@ def test_3cx_replay_is_contained(tmp_path: Path) -> None:
 
 
 def test_cold_matplotlib_cache_is_not_a_violation(tmp_path: Path) -> None:
-    """First use of matplotlib (font cache build under $MPLCONFIGDIR) must not count as a write
-    outside the output folder (regression: the drawing used to import it under the guard)."""
+    """First use of the renderers with a cold HOME must not count as a write outside the output
+    folder (regression: matplotlib, which drew the graph then, built its font cache under the guard)."""
     proc, report, _ = _run_sandboxed(tmp_path, HELLO, warm_matplotlib=False)
     assert proc.returncode == 0, proc.stderr
     _assert_contained(report)
@@ -164,8 +168,6 @@ def test_in_process_replay_opens_no_socket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same with the CLI in this process (the emulation child is forked from it)."""
-    import matplotlib.pyplot  # noqa: F401 - font cache built here, outside any guard
-
     from emulator.cli import main
 
     attempts: list[object] = []
