@@ -73,8 +73,8 @@ def _pace(text: str) -> float | str:
     return value
 
 
-def _output_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _output_options() -> _Parser:
+    common = _Parser(add_help=False)
     common.add_argument(
         "--color", choices=COLOR_CHOICES, default="auto", help="colour the terminal output (auto: only on a terminal)"
     )

@@ -26,8 +26,6 @@ from emulator.plan import ReplayPlan
 from emulator.report import Containment, DroppedFile, Report
 from emulator.sanitize import for_display
 
-
-
 log = logging.getLogger(__name__)
 
 

@@ -552,7 +552,10 @@ def replay_target(
         recording.isolation = "in-process"
         _load_renderers()
     log.debug(
-        "%s: emulated %d events in %.3f s (%s)", plan.name, len(recording.events), time.perf_counter() - started,
+        "%s: emulated %d events in %.3f s (%s)",
+        plan.name,
+        len(recording.events),
+        time.perf_counter() - started,
         recording.isolation,
     )
     started = time.perf_counter()

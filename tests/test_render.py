@@ -146,7 +146,9 @@ def test_replay_writes_every_rendered_file(scenario_outdir: Callable[[str], Path
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789_.-", min_size=1, max_size=40), min_size=1, max_size=12),
+    st.lists(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789_.-", min_size=1, max_size=40), min_size=1, max_size=12
+    ),
     st.sampled_from(["\\", "/"]),
 )
 def test_wrap_never_cuts_a_name(components: list[str], sep: str) -> None:
@@ -179,7 +181,7 @@ def test_short_names_tell_same_named_files_apart() -> None:
 
 # ---- report.html ----------------------------------------------------------------------------
 
-HOSTILE = 'C:\\x\\</script><script>alert(1)</script>\x1b[31m\u202eexe.txt\x07<img src=x onerror=alert(2)>'
+HOSTILE = "C:\\x\\</script><script>alert(1)</script>\x1b[31m\u202eexe.txt\x07<img src=x onerror=alert(2)>"
 
 
 def _hostile_report(base: Report) -> Report:
@@ -202,7 +204,10 @@ def _hostile_report(base: Report) -> Report:
     ]
     graph = dict(base.graph)
     graph["nodes"] = [*graph["nodes"], {"id": "file:" + HOSTILE, "kind": "file", "label": HOSTILE}]
-    graph["edges"] = [*graph["edges"], {"source": "s0", "target": "file:" + HOSTILE, "type": "writes", "evidence": [9000]}]
+    graph["edges"] = [
+        *graph["edges"],
+        {"source": "s0", "target": "file:" + HOSTILE, "type": "writes", "evidence": [9000]},
+    ]
     return base.model_copy(update={"files": files, "network": network, "graph": graph})
 
 
@@ -247,7 +252,9 @@ def test_html_offline_and_complete(scenario_outdir: Callable[[str], Path]) -> No
 def test_html_for_100k_events_stays_small(load: Callable[[str], Report]) -> None:
     base = load("winhttp-downloader")
     calls = [
-        ApiCallRecord(seq=100 + i, stage="s1", api="kernel32.WriteFile", args=["0x4", f"0x{i:x}", "0x10", "0x0"], ret="0x1")
+        ApiCallRecord(
+            seq=100 + i, stage="s1", api="kernel32.WriteFile", args=["0x4", f"0x{i:x}", "0x10", "0x0"], ret="0x1"
+        )
         for i in range(100_000)
     ]
     report = base.model_copy(update={"api_calls": [*base.api_calls, *calls]})
@@ -263,7 +270,9 @@ def test_html_for_100k_events_stays_small(load: Callable[[str], Report]) -> None
 
 
 @pytest.mark.parametrize("name", ["3cx", "winhttp-downloader"])
-def test_narration_tells_the_chain(name: str, load: Callable[[str], Report], scenario_outdir: Callable[[str], Path]) -> None:
+def test_narration_tells_the_chain(
+    name: str, load: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
+) -> None:
     report = load(name)
     steps = narrate(report, saved_bodies(report, scenario_outdir(name)))
     text = "\n".join(line for step in steps for line in [step.title, *step.lines])

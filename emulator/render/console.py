@@ -38,7 +38,11 @@ def elide_middle(text: str, width: int = PATH_WIDTH) -> str:
     comps = parts[0::2]
     seps = parts[1::2]
     if len(comps) < 3:
-        return scheme + text if len(scheme + text) <= width else scheme + text[: width // 2] + ELLIPSIS + text[-width // 2 :]
+        return (
+            scheme + text
+            if len(scheme + text) <= width
+            else scheme + text[: width // 2] + ELLIPSIS + text[-width // 2 :]
+        )
     sep = seps[0] if seps else "\\"
     head = comps[0]
     tail = [comps[-1]]
@@ -124,7 +128,9 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
         meaning = {seq: e.type for e in edges for seq in e.evidence if e.target.startswith(("url:", "host:"))}
         net = _table(f"{plural(len(report.network), 'network exchange')}", "event", "stage", "what", "url", "answer")
         for n in report.network[:MAX_ROWS]:
-            answer = "blocked" if n.blocked else f"{n.response.status} ({plural(n.response.size, 'byte')}, {n.responder})"
+            answer = (
+                "blocked" if n.blocked else f"{n.response.status} ({plural(n.response.size, 'byte')}, {n.responder})"
+            )
             net.add_row(
                 str(n.seq),
                 n.stage,
@@ -153,7 +159,14 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
             parts += ["", drops, *_more(len(report.dropped), MAX_ROWS)]
 
     if report.registry:
-        reg = _table(f"{plural(len(report.registry), 'registry access', 'registry accesses')}", "event", "stage", "op", "key", "value")
+        reg = _table(
+            f"{plural(len(report.registry), 'registry access', 'registry accesses')}",
+            "event",
+            "stage",
+            "op",
+            "key",
+            "value",
+        )
         for r in report.registry[:MAX_ROWS]:
             value = ""
             if r.value_name is not None:
@@ -179,7 +192,10 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
         parts += ["", Text(f"{plural(len(report.api_calls), 'API call')}", style="bold"), calls]
 
     if report.containment.violations:
-        parts += ["", Text("containment: " + "; ".join(clean(v, 200) for v in report.containment.violations[:5]), style="red")]
+        parts += [
+            "",
+            Text("containment: " + "; ".join(clean(v, 200) for v in report.containment.violations[:5]), style="red"),
+        ]
     if outdir is not None:
         out = Text("outputs in ", style="dim")
         out.append(str(outdir), style="bold")

@@ -181,7 +181,8 @@ def events_plot(report: Report, rows: list[tuple[int, int, int]], stage_ids: lis
     lx = left
     for s, sid in enumerate(stage_ids):
         out.append(
-            f'<rect x="{lx:.0f}" y="{height - 16}" width="12" height="10" fill="{STAGE_PALETTE[s % len(STAGE_PALETTE)]}"/>'
+            f'<rect x="{lx:.0f}" y="{height - 16}" width="12" height="10" '
+            f'fill="{STAGE_PALETTE[s % len(STAGE_PALETTE)]}"/>'
             f'<text x="{lx + 16:.0f}" y="{height - 7}">{escape(sid)}</text>'
         )
         lx += 30 + 7 * len(sid)
@@ -235,7 +236,9 @@ def _extra_findings(report: Report) -> str:
         items = [v.model_dump() if hasattr(v, "model_dump") else v for v in value]
         keys = list(dict.fromkeys(k for item in items if isinstance(item, dict) for k in item))
         rows = [[_e(item.get(k, ""), 300) if isinstance(item, dict) else _e(item) for k in keys] for item in items]
-        out.append(f'<section id="yara"><h2>YARA matches</h2>{_table(keys, rows[:MAX_TABLE_ROWS], len(rows))}</section>')
+        out.append(
+            f'<section id="yara"><h2>YARA matches</h2>{_table(keys, rows[:MAX_TABLE_ROWS], len(rows))}</section>'
+        )
     return "".join(out)
 
 
@@ -247,7 +250,9 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     stage_ids = [s.id for s in report.stages]
     stage_index = {sid: i for i, sid in enumerate(stage_ids)}
     kind_index = {k: i for i, k in enumerate(EVENT_KINDS)}
-    compact = [[r.seq, stage_index.get(r.stage, -1), kind_index[r.kind], times[r.seq], r.text] for r in rows]
+    compact: list[tuple[int, int, int, int, str]] = [
+        (r.seq, stage_index.get(r.stage, -1), kind_index[r.kind], times[r.seq], r.text) for r in rows
+    ]
     nodes, edges = graph_parts(report)
     node_by_id = {n.id: n for n in nodes}
     evidence_of: dict[str, set[int]] = {}
@@ -287,7 +292,7 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
 
     parts: list[str] = []
     add = parts.append
-    add("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
+    add('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">')
     add('<meta name="viewport" content="width=device-width, initial-scale=1">')
     add(
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
@@ -295,9 +300,9 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     )
     add(f"<title>{escape(title)}: chainreplay report</title><style>{_asset('report.css')}</style></head><body>")
     add(
-        f"<header><h1>{escape(title)}</h1><div class=\"meta\">chainreplay {_e(report.tool.version)} "
+        f'<header><h1>{escape(title)}</h1><div class="meta">chainreplay {_e(report.tool.version)} '
         f"({_e(report.tool.engine)}, {_e(report.tool.mode)} mode) &middot; target {_e(report.target.path, 300)} "
-        f"&middot; sha256 <span class=\"mono\">{_e(report.target.sha256)}</span> &middot; seed {report.stats.seed} "
+        f'&middot; sha256 <span class="mono">{_e(report.target.sha256)}</span> &middot; seed {report.stats.seed} '
         f"&middot; generated {_e(report.generated_at)}</div></header>"
     )
     add(
@@ -318,7 +323,7 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     ]
     add(
         f'<section id="summary"><h2>Outcome <span class="badge {badge}" id="outcome">{_e(outcome.status)}</span></h2>'
-        f"<p>{_e(outcome.status)}{detail}{limit}</p><div class=\"cards\">"
+        f'<p>{_e(outcome.status)}{detail}{limit}</p><div class="cards">'
         + "".join(
             f'<div class="card"><div class="n">{n if isinstance(n, str) else f"{n:,}"}</div>'
             f'<div class="l">{escape(label)}</div></div>'
@@ -352,7 +357,7 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
                 f"<b>{escape(s.id)}</b>",
                 _e(s.name, 200),
                 escape(STAGE_KIND_TEXT.get(s.kind, s.kind)),
-                f"{_e(origin.how)} from {_e(origin.type)} <span class=\"mono\">{_e(origin.ref, 400)}</span>"
+                f'{_e(origin.how)} from {_e(origin.type)} <span class="mono">{_e(origin.ref, 400)}</span>'
                 + (f" via {_e(origin.via_api)}" if origin.via_api else "")
                 + " "
                 + _ev_links(origin.evidence),
@@ -363,7 +368,9 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
         )
     add(
         '<section id="stages"><h2>Stages</h2>'
-        + _table(["id", "name", "kind", "came from", "bytes", "sha256 (saved bytes)", "events"], stage_rows, len(stage_rows))
+        + _table(
+            ["id", "name", "kind", "came from", "bytes", "sha256 (saved bytes)", "events"], stage_rows, len(stage_rows)
+        )
         + "</section>"
     )
     add(
@@ -415,7 +422,8 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     add("</section>")
     attack_rows = [
         [
-            f'<a href="{ATTACK_URL}{escape(t.technique.replace(".", "/"))}/" rel="noreferrer">{escape(t.technique)}</a>',
+            f'<a href="{ATTACK_URL}{escape(t.technique.replace(".", "/"))}/" rel="noreferrer">'
+            f"{escape(t.technique)}</a>",
             _e(t.name, 200),
             escape(t.stage),
             _ev_links(t.evidence),
@@ -446,19 +454,34 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     )
     add(_extra_findings(report))
     file_rows = [
-        [_ev_links([f.seq]), escape(f.stage), escape(f.op), f'<span class="mono">{_e(f.path, 600)}</span>',
-         "" if f.size is None else f"{f.size:,}"]
+        [
+            _ev_links([f.seq]),
+            escape(f.stage),
+            escape(f.op),
+            f'<span class="mono">{_e(f.path, 600)}</span>',
+            "" if f.size is None else f"{f.size:,}",
+        ]
         for f in report.files[:MAX_TABLE_ROWS]
     ]
     reg_rows = [
-        [_ev_links([r.seq]), escape(r.stage), escape(r.op), f'<span class="mono">{_e(r.path, 600)}</span>',
-         _e(r.value_name or "", 200), f'<span class="mono">{_e(r.value or "", 600)}</span>']
+        [
+            _ev_links([r.seq]),
+            escape(r.stage),
+            escape(r.op),
+            f'<span class="mono">{_e(r.path, 600)}</span>',
+            _e(r.value_name or "", 200),
+            f'<span class="mono">{_e(r.value or "", 600)}</span>',
+        ]
         for r in report.registry[:MAX_TABLE_ROWS]
     ]
     dropped_rows = [
-        [f'<span class="mono">{_e(d.path, 600)}</span>', f"{d.size:,}",
-         f'<a class="mono" href="{escape(d.stored_as)}">{escape(d.sha256[:16])}...</a>' if d.stored_as
-         else escape(d.sha256[:16])]
+        [
+            f'<span class="mono">{_e(d.path, 600)}</span>',
+            f"{d.size:,}",
+            f'<a class="mono" href="{escape(d.stored_as)}">{escape(d.sha256[:16])}...</a>'
+            if d.stored_as
+            else escape(d.sha256[:16]),
+        ]
         for d in report.dropped[:MAX_TABLE_ROWS]
     ]
     add(

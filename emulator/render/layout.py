@@ -58,7 +58,12 @@ EDGE_COLORS = {
 }
 DEFAULT_NODE_COLOR = "#757575"
 DEFAULT_EDGE_COLOR = "#424242"
-STAGE_KIND_TEXT = {"pe": "PE image", "shellcode": "shellcode", "pe_in_memory": "PE mapped in memory", "module": "module"}
+STAGE_KIND_TEXT = {
+    "pe": "PE image",
+    "shellcode": "shellcode",
+    "pe_in_memory": "PE mapped in memory",
+    "module": "module",
+}
 
 FONT_SIZE = 12
 SMALL_FONT_SIZE = 10
@@ -255,12 +260,12 @@ def build_layout(report: Report) -> Layout:
     # stage stand left of it (column -1).
     first_touch: dict[str, tuple[int, int]] = {}
     for e in edges:
-        for node, other in ((e.source, e.target), (e.target, e.source)):
-            if node in column_of or other not in column_of:
+        for end, other in ((e.source, e.target), (e.target, e.source)):
+            if end in column_of or other not in column_of:
                 continue
-            key = (min(e.evidence) if e.evidence else 1 << 60, column_of[other])
-            if node not in first_touch or key < first_touch[node]:
-                first_touch[node] = key
+            touch = (min(e.evidence) if e.evidence else 1 << 60, column_of[other])
+            if end not in first_touch or touch < first_touch[end]:
+                first_touch[end] = touch
     in_deg: dict[str, int] = defaultdict(int)
     out_targets: dict[str, set[str]] = defaultdict(set)
     for e in edges:
@@ -309,8 +314,8 @@ def build_layout(report: Report) -> Layout:
     hidden: dict[str, str] = {}
     for col, extra in overflow.items():
         more_id = f"more:{col}"
-        kinds = sorted({by_id[n].kind for n in extra})
-        labels[more_id] = [f"+ {plural(len(extra), 'more node')}", ", ".join(kinds)]
+        extra_kinds = sorted({by_id[n].kind for n in extra})
+        labels[more_id] = [f"+ {plural(len(extra), 'more node')}", ", ".join(extra_kinds)]
         by_id[more_id] = Node(more_id, "more", f"{len(extra)} more", {"members": len(extra)})
         columns[col].append(more_id)
         for n in extra:
@@ -322,7 +327,7 @@ def build_layout(report: Report) -> Layout:
     sizes = {n: _box_size(labels[n], by_id[n].kind == "stage") for n in labels if n in by_id}
 
     # Classify edges into routes (merging edges that now join the same shown boxes).
-    kinds: dict[str, str] = {}
+    route_kind: dict[str, str] = {}
     artifact_col: dict[str, int] = {n: c for c, members in columns.items() for n in members}
     artifact_col.update({n: -1 for n in sources})
     merged: dict[tuple[str, str, str], list[Edge]] = defaultdict(list)
@@ -335,16 +340,16 @@ def build_layout(report: Report) -> Layout:
     for key in route_keys:
         s, t, _ = key
         if s in column_of and t in column_of and column_of[t] == column_of[s] + 1:
-            kinds[str(key)] = "adjacent"
+            route_kind[str(key)] = "adjacent"
         elif s in sources and t == (stages[0].id if stages else None):
-            kinds[str(key)] = "source"
+            route_kind[str(key)] = "source"
         elif (s in column_of and artifact_col.get(t) == column_of[s]) or (
             t in column_of and artifact_col.get(s) == column_of[t]
         ):
-            kinds[str(key)] = "trunk"
+            route_kind[str(key)] = "trunk"
         else:
-            kinds[str(key)] = "channel"
-    channel = [k for k in route_keys if kinds[str(k)] == "channel"]
+            route_kind[str(key)] = "channel"
+    channel = [k for k in route_keys if route_kind[str(k)] == "channel"]
     gutter_lanes: dict[tuple[int, str], int] = {}  # (column, edge key) -> lane number in that gutter
     gutter_count: dict[int, int] = defaultdict(int)
     for key in channel:
@@ -382,7 +387,7 @@ def build_layout(report: Report) -> Layout:
         f"stage graph: {plural(len(stages), 'stage')}, {plural(len(nodes) - len(stages), 'artifact')}, "
         f"outcome {outcome}"
     )
-    y = MARGIN + TITLE_FONT_SIZE + 8 + SMALL_FONT_SIZE + 10
+    y: float = MARGIN + TITLE_FONT_SIZE + 8 + SMALL_FONT_SIZE + 10
     legend: list[LegendItem] = []
     used_nodes = list(dict.fromkeys(by_id[n].kind for n in sizes if n in by_id))
     used_edges = list(dict.fromkeys(k[2] for k in route_keys))
@@ -409,16 +414,25 @@ def build_layout(report: Report) -> Layout:
         node = by_id[node_id]
         tip = tooltips.get(node_id) or f"{node.kind}: {' '.join(labels[node_id])}"
         boxes[node_id] = Box(
-            len(boxes), node_id, node.kind, bx, by, w, h, tuple(labels[node_id]), node_color(node.kind), tip,
+            len(boxes),
+            node_id,
+            node.kind,
+            bx,
+            by,
+            w,
+            h,
+            tuple(labels[node_id]),
+            node_color(node.kind),
+            tip,
             node.kind == "stage",
         )
 
-    for s in stages:
-        place(s.id, col_x[column_of[s.id]], stage_row)
+    for stage_node in stages:
+        place(stage_node.id, col_x[column_of[stage_node.id]], stage_row)
     sy = stage_row
-    for n in sources:
-        place(n, col_x[-1], sy)
-        sy += sizes[n][1] + ARTIFACT_GAP
+    for source in sources:
+        place(source, col_x[-1], sy)
+        sy += sizes[source][1] + ARTIFACT_GAP
     bottom = max(stage_row + row_h, sy)
     art_top = stage_row + row_h + 26
     for col, members in sorted(columns.items()):
@@ -435,7 +449,7 @@ def build_layout(report: Report) -> Layout:
     routes: list[Route] = []
     for key in route_keys:
         s, t, etype = key
-        kind = kinds[str(key)]
+        kind = route_kind[str(key)]
         a, b = boxes[s], boxes[t]
         if kind == "adjacent":
             yy = min(a.mid_y, b.mid_y)

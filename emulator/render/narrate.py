@@ -113,14 +113,15 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
     sizes: dict[tuple[str, str], int] = {}
     for f in report.files:
         if f.op == "read":
-            key = (f.stage, f.path)
-            reads.setdefault(key, []).append(f.seq)
-            sizes[key] = sizes.get(key, 0) + (f.size or 0)
+            read_key = (f.stage, f.path)
+            reads.setdefault(read_key, []).append(f.seq)
+            sizes[read_key] = sizes.get(read_key, 0) + (f.size or 0)
         elif f.op in ("write", "delete", "move", "copy"):
             size = f" ({plural(f.size, 'byte')})" if f.size else ""
             add(f.stage, f.seq, f"It {f.op}s the file {clean(f.path, 200)}{size}.{_ev([f.seq])}")
-    for (stage, path), seqs in reads.items():
-        add(stage, seqs[0], f"It reads the file {clean(path, 200)} ({plural(sizes[(stage, path)], 'byte')}).{_ev(seqs)}")
+    for (reader, path), seqs in reads.items():
+        size_text = plural(sizes[(reader, path)], "byte")
+        add(reader, seqs[0], f"It reads the file {clean(path, 200)} ({size_text}).{_ev(seqs)}")
     for r in report.registry:
         if r.op == "read":
             value = f"{clean(r.value_name or '(default)', 80)} = {clean(r.value, 120)}" if r.value is not None else ""
@@ -188,7 +189,8 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             if origin.via_api:
                 where += f" (via {clean(origin.via_api, 60)})"
         intro = [
-            f"{stage.id} is {STAGE_KIND_TEXT.get(stage.kind, stage.kind)} {names[stage.id]} ({plural(stage.size, 'byte')}, "
+            f"{stage.id} is {STAGE_KIND_TEXT.get(stage.kind, stage.kind)} {names[stage.id]} "
+            f"({plural(stage.size, 'byte')}, "
             f"sha256 {stage.sha256[:16]}...).",
             f"How it came to run: {where}.{_ev(origin.evidence)}",
         ]

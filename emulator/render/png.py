@@ -28,7 +28,9 @@ def _rgb(color: str) -> tuple[int, int, int]:
     return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
 
 
-def _arrow(draw: ImageDraw.ImageDraw, tip: tuple[float, float], prev: tuple[float, float], color: str, s: float) -> None:
+def _arrow(
+    draw: ImageDraw.ImageDraw, tip: tuple[float, float], prev: tuple[float, float], color: str, s: float
+) -> None:
     angle = math.atan2(tip[1] - prev[1], tip[0] - prev[0])
     size = 8 * s
     left = (tip[0] - size * math.cos(angle - 0.45), tip[1] - size * math.sin(angle - 0.45))
@@ -52,7 +54,9 @@ def render_png(layout: Layout) -> bytes:
     draw.text(p(24, 24 + TITLE_FONT_SIZE + 6), layout.subtitle, fill="#616161", font=font(SMALL_FONT_SIZE + 1))
     for item in layout.legend:
         if item.edge:
-            draw.line([p(item.x, item.y + 6), p(item.x + 18, item.y + 6)], fill=item.color, width=max(1, int(2 * scale)))
+            draw.line(
+                [p(item.x, item.y + 6), p(item.x + 18, item.y + 6)], fill=item.color, width=max(1, int(2 * scale))
+            )
             _arrow(draw, p(item.x + 20, item.y + 6), p(item.x, item.y + 6), item.color, scale * 0.8)
         else:
             draw.rounded_rectangle(
