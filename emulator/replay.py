@@ -529,8 +529,12 @@ def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, l
 
 
 def _load_renderers() -> None:
-    # Importing the renderers (Pillow, the layout) while the child emulates costs nothing.
+    # Importing the renderers (Pillow, the layout) and loading the fonts while the child
+    # emulates takes them off the critical path.
     import emulator.render.files  # noqa: F401
+    from emulator.render.png import warm_up
+
+    warm_up()
 
 
 def replay_target(

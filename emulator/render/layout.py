@@ -377,6 +377,8 @@ def build_layout(report: Report) -> Layout:
         next_x = gutter_x[col] + gutter_count[col] * GUTTER_LANE + COLUMN_GAP
         if col >= 0 and col < len(stages):
             next_x = max(next_x, x + stage_w[stages[col].id] + MIN_STAGE_GAP)
+        elif col == -1:
+            next_x = max(next_x, gutter_x[col] + MIN_STAGE_GAP / 2)
         x = next_x
     width = x - COLUMN_GAP + MARGIN
 

@@ -24,6 +24,16 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def warm_up() -> None:
+    """Load the fonts the drawing uses (Pillow decodes its built-in font on first use) and its PNG
+    writer, by drawing a throw-away picture in memory."""
+    for size in (FONT_SIZE, SMALL_FONT_SIZE, SMALL_FONT_SIZE + 1, TITLE_FONT_SIZE):
+        _font(max(4, round(size * PNG_SCALE)))
+    image = Image.new("RGB", (40, 20), "#ffffff")
+    ImageDraw.Draw(image).text((1, 1), "warm", fill="#000000", font=_font(round(FONT_SIZE * PNG_SCALE)))
+    image.save(io.BytesIO(), format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+
+
 def _rgb(color: str) -> tuple[int, int, int]:
     return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
 
