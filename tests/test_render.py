@@ -93,6 +93,7 @@ def test_3cx_graph_labels(load: Callable[[str], Report]) -> None:
     assert "s0  ffmpeg.dll" in lines and "PE image" in lines
     assert "raw.githubusercontent.com" in lines  # a host stays whole; its path wraps at '/'
     assert any(line.startswith("/IconStorages/") for line in lines)
+    assert any(line.endswith("icon14.ico") for line in lines)
 
 
 def test_svg_tooltips_links_and_evidence(load: Callable[[str], Report]) -> None:
