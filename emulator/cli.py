@@ -53,6 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 EXIT_CODES = f"""exit codes:
   {E_OK}    the replay ran; its outcome (completed, a limit that fired, a fault...) is in report.json
+  {E_ERROR}    render: a rendered file could not be drawn (named on stderr)
   {E_BAD_INPUT}    bad usage or bad input (one line on stderr names the file and the problem)
   {E_CONTAINMENT}    a containment violation ended the replay
   {E_INTERRUPTED}  interrupted (Ctrl-C)"""
@@ -157,7 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="redraw the graph, report.html and narration.md of a report without emulating",
     )
     render.add_argument("report", help="a replay's output folder, or its report.json")
-    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: beside it)")
+    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: the report's)")
+
+    analyse = sub.add_parser(
+        "analyse",
+        allow_abbrev=False,
+        parents=[common],
+        help="rebuild report.json and the rendered files of an output folder from its trace, without emulating",
+    )
+    analyse.add_argument("outdir", help="a replay's output folder (with trace.jsonl)")
+    analyse.add_argument("-j", "--json", action="store_true", help="print only the report, as JSON, on stdout")
+    analyse.add_argument("-v", "--verbose", action="store_true", help="also list every API call")
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
@@ -248,27 +259,34 @@ def _run(args: argparse.Namespace) -> int:
             )
         except ScenarioError as err:
             raise UsageError(str(err)) from err
-        display = None
     else:
         plan = _bare_plan(args, target)
-        display = str(target)
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display)
-    report_text = Path(result.report_path).read_text(encoding="utf-8")
-    if args.json:
-        print(report_text, end="")
-    elif not args.quiet:
-        from emulator.render.console import render_summary
-        from emulator.report import Report
-
-        report = Report.model_validate_json(report_text)
-        console = _console(args.color)
-        if args.narrate:
-            _narrate(console, report, Path(result.outdir), args.pace)
-        console.print(render_summary(report, outdir=Path(result.outdir), verbose=args.verbose))
+    result = replay_target(plan, outdir, isolate=not args.in_process)
+    _show(args, Path(result.report_path))
     return E_CONTAINMENT if result.status == "containment" else E_OK
+
+
+def _show(args: argparse.Namespace, report_path: Path) -> None:
+    """Print the report written at ``report_path`` as --json / -q / -v / --narrate ask."""
+    from emulator.render.console import render_summary
+    from emulator.report import Report, ReportError
+
+    if args.json:
+        print(report_path.read_text(encoding="utf-8"), end="")
+        return
+    if args.quiet:
+        return
+    try:
+        report = Report.from_file(report_path)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
+    console = _console(args.color)
+    if getattr(args, "narrate", False):
+        _narrate(console, report, report_path.parent, args.pace)
+    console.print(render_summary(report, outdir=report_path.parent, verbose=args.verbose))
 
 
 def _console(color: str) -> Console:
@@ -315,8 +333,8 @@ def _narrate(console: Console, report: Report, outdir: Path, pace: float | str |
 
 
 def _render(args: argparse.Namespace) -> int:
-    from emulator.render.files import render_files, saved_bodies
-    from emulator.report import Report
+    from emulator.render import render_files
+    from emulator.report import Report, ReportError
 
     path = Path(args.report)
     if path.is_dir():
@@ -324,22 +342,35 @@ def _render(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        report = Report.model_validate_json(path.read_bytes())
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "document"
-        raise UsageError(f"{path}: not a chainreplay report ({where}: {first['msg']})") from err
+        report = Report.from_file(path)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    files = render_files(report, saved_bodies(report, path.parent))
-    for name, data in files.items():
-        target = out / name
-        if target.is_symlink():
-            target.unlink()
-        target.write_bytes(data)
-    if not args.quiet:
-        _console(args.color).print(f"wrote {', '.join(files)} in {out}")
-    return E_OK
+    errors = render_files(report, out, source=path.parent)
+    for error in errors:
+        print(f"chainreplay: error: {error}", file=sys.stderr)
+    if not errors and not args.quiet:
+        from emulator.render import RENDERED_FILES
+
+        _console(args.color).print(f"wrote {', '.join(RENDERED_FILES)} in {out}")
+    return E_ERROR if errors else E_OK
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from emulator.output import produce
+    from emulator.trace import TraceError, read_trace
+
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        raise UsageError(f"{outdir}: not a folder")
+    try:
+        trace = read_trace(outdir)
+    except TraceError as err:
+        raise UsageError(str(err)) from err
+    report = produce(outdir, trace)
+    _show(args, outdir.resolve() / "report.json")
+    return E_CONTAINMENT if report.outcome.status == "containment" else E_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -368,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "analyse":
+            return _analyse(args)
         return _schema(args)
     except UsageError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)

@@ -8,7 +8,6 @@ fails midway still writes everything recorded up to that point.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import multiprocessing as mp
 import resource
@@ -20,41 +19,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from emulator import __version__
-from emulator.analysis.attack import match_techniques
-from emulator.analysis.graph import GraphContext, build_graph, graph_to_node_link
-from emulator.analysis.stages import Stage, derive_stages
 from emulator.containment import Guard, install, uninstall
-from emulator.events import Event, RegistryAccess
+from emulator.events import Event
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
-from emulator.output import write_outputs
+from emulator.output import produce
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder, sha256_hex
-from emulator.report import (
-    ApiCallRecord,
-    BufferRecord,
-    Containment,
-    FileRecord,
-    MemoryRecord,
-    NetRequestRecord,
-    NetResponseRecord,
-    NetworkRecord,
-    Origin,
-    Outcome,
-    RegistryRecord,
-    Report,
-    RunRecord,
-    StageRecord,
-    Stats,
-    SyncRecord,
-    Target,
-    Technique,
-    ThreadRecord,
-    Tool,
-    VirtualTime,
-)
-from emulator.report import Note as NoteRecord
+from emulator.render import prepare as prepare_renderers
 from emulator.sanitize import json_safe
+from emulator.trace import EntryOrigin, Trace, TraceContainment, TraceHeader, TraceRun
 
 log = logging.getLogger(__name__)
 
@@ -331,266 +304,88 @@ def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None 
     return recording
 
 
-# ---- the report -----------------------------------------------------------------------------
+# ---- the trace ------------------------------------------------------------------------------
 
 
-def build_report(
-    plan: ReplayPlan,
-    recording: Recording,
-    target_sha256: str,
-    target_display_path: str,
-    stages: list[Stage],
-    graph_data: dict[str, Any],
-    techniques: list[Technique],
-    dropped: list[Any],
-    containment: Containment,
-    generated_at: str,
-) -> Report:
-    from emulator.events import (
-        ApiCall,
-        DataBuffer,
-        FileAccess,
-        MemoryAlloc,
-        MemoryProtect,
-        NetworkExchange,
-        Note,
-        SyncObject,
-        ThreadStart,
+def target_display_path(plan: ReplayPlan) -> str:
+    """The entry sample as the report names it: never a host path."""
+    target = Path(plan.target_path)
+    if plan.scenario_dir:
+        folder = Path(plan.scenario_dir)
+        if target.is_relative_to(folder):
+            return f"{folder.name}/{target.relative_to(folder).as_posix()}"
+    return target.name
+
+
+def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
+    """The recording as a frozen trace: what the analysis needs, and nothing of the host."""
+    entry = (
+        EntryOrigin(type="scenario", ref=plan.host_process or plan.name)
+        if plan.scenario_dir
+        else EntryOrigin(type="file", ref=plan.emu_path)
     )
-
-    events = recording.events
-    api_calls = [
-        ApiCallRecord(seq=e.seq, stage=e.stage, api=e.api, args=e.args, ret=e.ret)
-        for e in events
-        if isinstance(e, ApiCall)
-    ]
-    network = [
-        NetworkRecord(
-            seq=e.seq,
-            stage=e.stage,
-            kind=e.kind,
-            host=e.host,
-            port=e.port,
-            method=e.method,
-            url=e.url,
-            request=NetRequestRecord(
-                headers=e.request.headers, body_size=e.request.body_size, body_sha256=e.request.body_sha256
-            ),
-            response=NetResponseRecord(
-                status=e.response.status, headers=e.response.headers, size=e.response.size, sha256=e.response.sha256
-            ),
-            responder=e.responder,
-            blocked=e.blocked,
-            error=e.error,
-        )
-        for e in events
-        if isinstance(e, NetworkExchange)
-    ]
-    files = [
-        FileRecord(seq=e.seq, stage=e.stage, op=e.op, path=e.path, size=e.size, sha256=e.data_sha256)
-        for e in events
-        if isinstance(e, FileAccess)
-    ]
-    registry = [
-        RegistryRecord(seq=e.seq, stage=e.stage, op=e.op, path=e.path, value_name=e.value_name, value=e.value)
-        for e in events
-        if isinstance(e, RegistryAccess)
-    ]
-    sync = [
-        SyncRecord(seq=e.seq, stage=e.stage, op=e.op, object_type=e.object_type, name=e.name, existed=e.existed)
-        for e in events
-        if isinstance(e, SyncObject)
-    ]
-    memory = [
-        MemoryRecord(
-            seq=e.seq,
-            stage=e.stage,
-            op="alloc" if isinstance(e, MemoryAlloc) else "protect",
-            address=hex(e.address),
-            size=e.size,
-            protect=e.protect,
-        )
-        for e in events
-        if isinstance(e, MemoryAlloc | MemoryProtect)
-    ]
-    threads = [
-        ThreadRecord(seq=e.seq, stage=e.stage, start=hex(e.start), api=e.api)
-        for e in events
-        if isinstance(e, ThreadStart)
-    ]
-    buffers = [
-        BufferRecord(
-            seq=e.seq,
-            stage=e.stage,
-            source=e.source,
-            ref=e.ref,
-            address=hex(e.address),
-            size=e.size,
-            sha256=e.sha256,
-            input_sha256=e.input_sha256,
-            api=e.api,
-        )
-        for e in events
-        if isinstance(e, DataBuffer)
-    ]
-    notes = [NoteRecord(seq=e.seq, what=e.what, detail=e.detail) for e in events if isinstance(e, Note)]
-    stage_records = [
-        StageRecord(
-            id=s.id,
-            kind=s.kind,
-            name=s.name,
-            sha256=s.sha256,
-            size=s.size,
-            origin=Origin(
-                type=s.link.source_type if s.link else "memory",  # type: ignore[arg-type]
-                ref=s.link.source_ref if s.link else "",
-                how=s.link.how if s.link else "executed_from",
-                evidence=s.link.evidence if s.link else [],
-                via_api=s.link.via_api if s.link else None,
-            ),
-            parent=s.parent,
-            entry=hex(s.entry),
-            base=hex(s.base),
-            via=s.via,
-            seq_range=(s.first_seq, s.last_seq),
-            file=f"stages/{s.sha256}.bin",
-        )
-        for s in stages
-    ]
-    start = dt.datetime.fromtimestamp(plan.start_time, tz=dt.UTC).isoformat().replace("+00:00", "Z")
-    return Report(
-        generated_at=generated_at,
-        tool=Tool(version=__version__, engine=recording.engine, mode=plan.mode),
+    header = TraceHeader(
+        engine=recording.engine,
+        mode=plan.mode,
+        name=plan.name,
         scenario=plan.name if plan.scenario_dir else None,
-        target=Target(
-            name=plan.name, path=target_display_path, sha256=target_sha256, arch=recording.arch, kind=plan.target_kind
-        ),
-        outcome=Outcome(status=recording.status, detail=recording.detail, limit=recording.limit),  # type: ignore[arg-type]
-        stages=stage_records,
-        api_calls=api_calls,
-        network=network,
-        files=files,
-        registry=registry,
-        sync_objects=sync,
-        memory=memory,
-        threads=threads,
-        buffers=buffers,
-        dropped=dropped,
-        graph=graph_data,
-        attack=techniques,
-        virtual_time=VirtualTime(start=start, skipped_ms=recording.skipped_ms, sleeps=recording.sleeps),
-        containment=containment,
+        target_path=target_display_path(plan),
+        target_sha256=target_sha256,
+        target_kind=plan.target_kind,
+        arch=recording.arch,
+        entry_origin=entry,
+        host_process=plan.host_process,
+        machine_names=[plan.hostname, plan.user],
+        seed=plan.seed,
+        start_time=plan.start_time,
+        status=recording.status,  # type: ignore[arg-type]
+        detail=recording.detail,
+        limit=recording.limit,
+        runs=[TraceRun.model_validate(run) for run in recording.runs],
+        instructions=recording.instructions,
+        dropped=recording.dropped,
+        skipped_ms=recording.skipped_ms,
+        sleeps=recording.sleeps,
         responders=recording.responders,
-        runs=[
-            RunRecord(
-                kind=r["kind"],
-                start=hex(r["start"]),
-                instructions=r["instructions"],
-                api_calls=r["api_calls"],
-                error=r.get("error"),
-                error_detail=r.get("error_detail"),
-            )
-            for r in recording.runs
-        ],
-        notes=notes,
-        stats=Stats(
-            instructions=recording.instructions,
-            api_calls=len(api_calls),
-            events=len(events),
-            network_exchanges=len(network),
-            seed=plan.seed,
+        containment=TraceContainment(
+            connects_refused=recording.sockets_blocked,
+            lookups_refused=recording.lookups_blocked,
+            writes_refused=recording.writes_blocked,
+            processes_refused=recording.processes_blocked,
+            violations=recording.violations,
+            isolation=recording.isolation,
         ),
+        events=len(recording.events),
+        blobs=sorted(recording.blobs),
     )
+    return Trace(header, recording.events, recording.blobs)
 
 
-def host_identifiers(plan: ReplayPlan, events: list[Event]) -> list[str]:
-    """Values that identify the victim machine: registry values it read, its names."""
-    values = [plan.hostname, plan.user]
-    for event in events:
-        if isinstance(event, RegistryAccess) and event.op == "read" and event.value:
-            values.append(event.value)
-    return [v for v in values if v]
+def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True) -> ReplayResult:
+    """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out.
 
-
-def analyse(plan: ReplayPlan, recording: Recording) -> tuple[list[Stage], Any, list[Technique]]:
-    entry_origin = ("scenario", plan.host_process or plan.name) if plan.scenario_dir else ("file", plan.target_path)
-    stages = derive_stages(recording.events, recording.blobs, entry_origin)
-    graph = build_graph(
-        stages,
-        recording.events,
-        recording.blobs,
-        GraphContext(plan.host_process, host_identifiers(plan, recording.events)),
-    )
-    techniques = [
-        Technique(technique=h.technique, name=h.name, stage=h.stage, evidence=h.evidence)
-        for h in match_techniques(stages, recording.events, graph, recording.blobs)
-    ]
-    return stages, graph, techniques
-
-
-def _load_renderers() -> None:
-    # Importing the renderers (Pillow, the layout) and loading the fonts while the child
-    # emulates takes them off the critical path.
-    import emulator.render.files  # noqa: F401
-    from emulator.render.png import warm_up
-
-    warm_up()
-
-
-def replay_target(
-    plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True, target_display_path: str | None = None
-) -> ReplayResult:
-    """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out."""
+    The emulation's recording is frozen into ``trace.jsonl`` + ``blobs/``; report.json and the
+    rendered files are derived from that trace by the same code as ``chainreplay analyse``.
+    """
     out = Path(outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if target_display_path is None:
-        target_display_path = plan.target_path
-        if plan.scenario_dir:
-            folder = Path(plan.scenario_dir)
-            target_display_path = f"{folder.name}/{Path(plan.target_path).relative_to(folder).as_posix()}"
-    target_bytes = Path(plan.target_path).read_bytes()
-    started = time.perf_counter()
+    target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
     if isolate:
-        recording = emulate_isolated(plan, while_waiting=_load_renderers)
+        recording = emulate_isolated(plan, while_waiting=prepare_renderers)
     else:
         recording = emulate(plan)
         recording.isolation = "in-process"
-        _load_renderers()
+        prepare_renderers()
     log.debug(
         "%s: emulated %d events in %.3f s (%s)",
         plan.name,
         len(recording.events),
-        time.perf_counter() - started,
+        recording.emulation_seconds,
         recording.isolation,
     )
     started = time.perf_counter()
-    stages, graph, techniques = analyse(plan, recording)
-    log.debug("%s: %d stages, graph and techniques in %.3f s", plan.name, len(stages), time.perf_counter() - started)
-
-    guard = install(Guard(allowed_write_root=out))
-    try:
-        report = write_outputs(
-            out,
-            plan=plan,
-            recording=recording,
-            stages=stages,
-            graph=graph,
-            report_factory=lambda dropped, containment: build_report(
-                plan,
-                recording,
-                sha256_hex(target_bytes),
-                target_display_path or plan.target_path,
-                stages,
-                graph_to_node_link(graph),
-                techniques,
-                dropped,
-                containment,
-                dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            ),
-            guard=guard,
-        )
-    finally:
-        uninstall(guard)
+    report = produce(out, freeze(plan, recording, target_sha256), write_frozen=True)
+    log.debug("%s: analysis, report and rendered files in %.3f s", plan.name, time.perf_counter() - started)
     return ReplayResult(
         report.outcome.status,
         report.outcome.detail,

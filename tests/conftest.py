@@ -15,8 +15,11 @@ SCENARIOS_DIR = REPO_ROOT / "scenarios"
 
 @pytest.fixture(scope="session")
 def scenario_outdir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``scenario_outdir(name)``: the output folder of scenarios/<name>, replayed in-process once
-    per test session (later calls return the same folder). Treat it as read-only."""
+    """``scenario_outdir(name)``: the output folder of scenarios/<name>, replayed in-process.
+
+    Each scenario is replayed at most once per test session; later calls return the same folder.
+    Tests must not write into it (copy it first).
+    """
     from emulator.replay import replay_target
     from emulator.scenario import load_scenario
 
@@ -26,8 +29,8 @@ def scenario_outdir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str],
         if name not in cache:
             plan = load_scenario(SCENARIOS_DIR / name)
             outdir = tmp_path_factory.mktemp(f"replay-{name}")
-            result = replay_target(plan, outdir, isolate=False)
-            cache[name] = Path(result.outdir)
+            replay_target(plan, outdir, isolate=False)
+            cache[name] = outdir
         return cache[name]
 
     return get
@@ -43,7 +46,8 @@ def scenario_report(scenario_outdir: Callable[[str], Path]) -> Callable[[str], d
 
     def get(name: str) -> dict[str, Any]:
         if name not in cache:
-            cache[name] = json.loads((scenario_outdir(name) / "report.json").read_text(encoding="utf-8"))
+            path = scenario_outdir(name) / "report.json"
+            cache[name] = json.loads(path.read_text(encoding="utf-8"))
         return cache[name]
 
     return get

@@ -20,14 +20,23 @@ from PIL import Image
 from rich.console import Console
 
 from emulator.render.console import elide_middle, render_summary
-from emulator.render.files import render_files, saved_bodies
+from emulator.render.files import rendered_bytes, saved_bodies
 from emulator.render.graph_files import render_dot, render_graphml
 from emulator.render.html import render_html
 from emulator.render.layout import Box, build_layout, short_names, wrap
 from emulator.render.narrate import narrate, render_markdown
 from emulator.render.png import render_png
 from emulator.render.svg import render_svg
-from emulator.report import ApiCallRecord, FileRecord, NetRequestRecord, NetResponseRecord, NetworkRecord, Report
+from emulator.report import (
+    ApiCallRecord,
+    FileRecord,
+    GraphEdge,
+    GraphNode,
+    NetRequestRecord,
+    NetResponseRecord,
+    NetworkRecord,
+    Report,
+)
 
 SCENARIOS = ("3cx", "winhttp-downloader", "benign-dll")
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -61,7 +70,7 @@ def test_layout_is_legible(name: str, load: Callable[[str], Report]) -> None:
     report = load(name)
     layout = build_layout(report)
     assert layout.title == report.scenario
-    nodes = report.graph["nodes"]
+    nodes = report.graph.nodes
     assert len(layout.boxes) == len(nodes)
     # Stages stand in one row, left to right in execution order.
     stages = sorted((b for b in layout.boxes if b.kind == "stage"), key=lambda b: b.x)
@@ -103,14 +112,15 @@ def test_svg_tooltips_links_and_evidence(load: Callable[[str], Report]) -> None:
     assert root.find(f"{SVG_NS}title") is not None and "3cx" in (root.find(f"{SVG_NS}title").text or "")
     nodes = root.findall(f".//{SVG_NS}g[@class='node']")
     edges = root.findall(f".//{SVG_NS}g[@class='edge']")
-    assert len(nodes) == len(report.graph["nodes"]) and len(edges) == len(report.graph["edges"])
+    assert len(nodes) == len(report.graph.nodes) and len(edges) == len(report.graph.edges)
     for node in nodes:
         link = node.find(f"{SVG_NS}a")
         assert link is not None and link.get("href", "").startswith("report.html#n")
         assert (link.find(f"{SVG_NS}title").text or "").strip()
     exfil = next(e for e in edges if e.get("data-type") == "exfiltrates_to")
     tip = exfil.find(f"{SVG_NS}title").text or ""
-    assert "[290]" in tip and "POST" in tip and "phonesystem/api/status" in tip
+    post = next(n for n in report.network if n.stage == "s3" and n.method == "POST")
+    assert f"[{post.seq}]" in tip and "POST" in tip and "phonesystem/api/status" in tip
     s1 = next(n for n in nodes if "s1" in "".join(t.text or "" for t in n.iter(f"{SVG_NS}text")))
     assert "decrypted_in_place" in (s1.find(f"{SVG_NS}a/{SVG_NS}title").text or "")
     assert "\\u000a" not in svg
@@ -126,11 +136,12 @@ def test_png_dot_graphml(load: Callable[[str], Report]) -> None:
     dot = render_dot(report, layout)
     assert dot.startswith('digraph "3cx"') and "rankdir=LR" in dot
     quoted = r'"(?:[^"\\]|\\.)*"'
-    assert len(re.findall(rf"^  {quoted} -> {quoted} \[label=", dot, re.M)) == len(report.graph["edges"])
+    assert len(re.findall(rf"^  {quoted} -> {quoted} \[label=", dot, re.M)) == len(report.graph.edges)
     assert '"s2" -> "url:https://pbxcloudeservices.com/phonesystem/api/status" [label="beacons_to"' in dot
     graph = nx.parse_graphml(render_graphml(report))
-    assert graph.number_of_nodes() == len(report.graph["nodes"])
-    assert graph.edges["s3", "url:https://pbxcloudeservices.com/phonesystem/api/status"]["evidence"] == "290"
+    assert graph.number_of_nodes() == len(report.graph.nodes)
+    post = next(n for n in report.network if n.stage == "s3" and n.method == "POST")
+    assert graph.edges["s3", "url:https://pbxcloudeservices.com/phonesystem/api/status"]["evidence"] == f"[{post.seq}]"
 
 
 def test_replay_writes_every_rendered_file(scenario_outdir: Callable[[str], Path]) -> None:
@@ -140,7 +151,7 @@ def test_replay_writes_every_rendered_file(scenario_outdir: Callable[[str], Path
     report = Report.model_validate_json((out / "report.json").read_bytes())
     assert report.containment.violations == []
     # The files on disk are what the pure renderers make of the report.
-    files = render_files(report, saved_bodies(report, out))
+    files = rendered_bytes(report, saved_bodies(report, out))
     assert files["stage_graph.svg"] == (out / "stage_graph.svg").read_bytes()
     assert files["report.html"] == (out / "report.html").read_bytes()
 
@@ -197,18 +208,21 @@ def _hostile_report(base: Report) -> Report:
             port=80,
             method="GET",
             url="http://evil/\u2028</script>",
-            request=NetRequestRecord(headers={"X-<b>": "\x1b]0;title\x07"}, body_size=0, body_sha256=None),
+            request=NetRequestRecord(headers={"X-<b>": "\x1b]0;title\x07"}, size=0, sha256=None),
             response=NetResponseRecord(status=200, headers={}, size=0, sha256=None),
             responder="static",
             blocked=False,
         ),
     ]
-    graph = dict(base.graph)
-    graph["nodes"] = [*graph["nodes"], {"id": "file:" + HOSTILE, "kind": "file", "label": HOSTILE}]
-    graph["edges"] = [
-        *graph["edges"],
-        {"source": "s0", "target": "file:" + HOSTILE, "type": "writes", "evidence": [9000]},
-    ]
+    graph = base.graph.model_copy(
+        update={
+            "nodes": [*base.graph.nodes, GraphNode(id="file:" + HOSTILE, kind="file", label=HOSTILE)],
+            "edges": [
+                *base.graph.edges,
+                GraphEdge(source="s0", target="file:" + HOSTILE, type="writes", evidence=[9000]),
+            ],
+        }
+    )
     return base.model_copy(update={"files": files, "network": network, "graph": graph})
 
 

@@ -237,7 +237,7 @@ def test_3cx_stage3_reads_history_and_posts(name: str, scenario_report: Callable
     for suffix in HISTORY_FILES:
         assert any(f["path"].lower().endswith(suffix) for f in reads), f"stage 3 did not read {suffix}"
     posts = [n for n in report["network"] if n["stage"] == "s3" and n["method"] == "POST"]
-    assert posts and posts[0]["response"]["status"] == 200 and posts[0]["request"]["body_size"] > 0
+    assert posts and posts[0]["response"]["status"] == 200 and posts[0]["request"]["size"] > 0
     assert max(f["seq"] for f in reads) < posts[0]["seq"]
     assert {s["origin"]["type"] for s in report["stages"]} >= {"file", "memory", "network"}
     assert report["stages"][3]["name"] == "iconic.dll" and report["stages"][2]["name"] == "samcli.dll"

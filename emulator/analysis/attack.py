@@ -1,20 +1,194 @@
 """ATT&CK techniques matched from a table of behaviour patterns (``emulator/data/attack.toml``).
 
-Each pattern names one matcher kind and its parameters; there is no code per technique.
+Each pattern names one matcher kind (``match``) and its parameters; there is no code per
+technique. The table is validated when it is loaded: every pattern is one of the typed models
+below, so a typo is a one-line :class:`PatternError` naming the file and the key, never a
+``KeyError`` in the middle of a replay.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Literal
 
 import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from emulator.analysis.graph import EDGE_TYPES
 from emulator.analysis.stages import Stage, decoded_trailers
 from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
+
+PATTERN_FILE = "data/attack.toml"
+# Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
+NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "sync")
+STAGE_KINDS = ("pe", "shellcode", "pe_in_memory")
+SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
+
+
+class PatternError(Exception):
+    """The pattern table is invalid: one line naming the file and the key."""
+
+
+class _Pattern(BaseModel):
+    # strict: TOML has types, so "60000" for an integer is a mistake, not something to convert.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    technique: str = Field(pattern=r"^T\d{4}(\.\d{3})?$", description="ATT&CK id, e.g. T1140 or T1027.013.")
+    name: str = Field(min_length=1, description="ATT&CK name of the technique.")
+
+
+class ApiPattern(_Pattern):
+    """A call to one of ``apis`` (module.Function, fnmatch globs, case-insensitive)."""
+
+    match: Literal["api"]
+    apis: list[Annotated[str, Field(pattern=r"^[^.]+\..+$")]] = Field(min_length=1)
+
+
+class EdgePattern(_Pattern):
+    """A stage-graph edge of type ``edge``, optionally between nodes of the given kinds."""
+
+    match: Literal["edge"]
+    edge: str
+    from_kind: str | None = None
+    to_kind: str | None = None
+    to_stage_kind: str | None = None
+    scheme: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*$")
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_type(cls, value: str) -> str:
+        if value not in EDGE_TYPES:
+            raise ValueError(f"unknown edge type {value!r} (known: {', '.join(EDGE_TYPES)})")
+        return value
+
+    @field_validator("from_kind", "to_kind")
+    @classmethod
+    def _node_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in NODE_KINDS:
+            raise ValueError(f"unknown node kind {value!r} (known: {', '.join(NODE_KINDS)})")
+        return value
+
+    @field_validator("to_stage_kind")
+    @classmethod
+    def _stage_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in STAGE_KINDS:
+            raise ValueError(f"unknown stage kind {value!r} (known: {', '.join(STAGE_KINDS)})")
+        return value
+
+
+class DeadDropPattern(_Pattern):
+    """Content fetched from a public service, then contact with a host named only in it."""
+
+    match: Literal["dead_drop"]
+    public_hosts: list[str] = Field(min_length=1)
+
+
+class FileReadPattern(_Pattern):
+    """A file opened or read whose guest path matches one of ``paths`` (fnmatch, case-insensitive)."""
+
+    match: Literal["file_read"]
+    paths: list[str] = Field(min_length=1)
+
+
+class RegistryReadPattern(_Pattern):
+    """Any registry value read."""
+
+    match: Literal["registry_read"]
+
+
+class LongSleepPattern(_Pattern):
+    """A Sleep / SleepEx of at least ``min_ms`` milliseconds."""
+
+    match: Literal["long_sleep"]
+    min_ms: int = Field(gt=0)
+
+
+class DecryptFromMagicPattern(_Pattern):
+    """Decryption input found in a network body that starts with one of ``magics`` (hex)."""
+
+    match: Literal["decrypt_from_magic"]
+    magics: list[Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})+$")]] = Field(min_length=1)
+
+
+class StageKindPattern(_Pattern):
+    """A stage of kind ``stage_kind``."""
+
+    match: Literal["stage_kind"]
+    stage_kind: str
+
+    @field_validator("stage_kind")
+    @classmethod
+    def _stage_kind(cls, value: str) -> str:
+        if value not in STAGE_KINDS:
+            raise ValueError(f"unknown stage kind {value!r} (known: {', '.join(STAGE_KINDS)})")
+        return value
+
+
+Pattern = Annotated[
+    ApiPattern
+    | EdgePattern
+    | DeadDropPattern
+    | FileReadPattern
+    | RegistryReadPattern
+    | LongSleepPattern
+    | DecryptFromMagicPattern
+    | StageKindPattern,
+    Field(discriminator="match"),
+]
+
+
+class PatternTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    pattern: list[Pattern] = Field(min_length=1)
+
+
+_TABLE = TypeAdapter(PatternTable)
+
+
+def parse_patterns(text: str, source: str) -> list[Pattern]:
+    """The patterns of a TOML table; :class:`PatternError` naming ``source`` and the key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PatternError(f"{source}: not TOML: {err}") from err
+    try:
+        return list(_TABLE.validate_python(data).pattern)
+    except ValidationError as err:
+        first = err.errors()[0]
+        parts = list(first["loc"])
+        if len(parts) >= 3 and parts[0] == "pattern" and parts[2] in _MATCH_KINDS:
+            del parts[2]  # the union's tag ("edge", "api", ...) is not a key of the file
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+        raise PatternError(f"{source}: {where}{_technique_at(data, parts)}: {first['msg']}") from err
+
+
+def _technique_at(data: dict[str, object], loc: list[int | str]) -> str:
+    if len(loc) >= 2 and loc[0] == "pattern" and isinstance(loc[1], int):
+        patterns = data.get("pattern")
+        if isinstance(patterns, list) and loc[1] < len(patterns) and isinstance(patterns[loc[1]], dict):
+            technique = patterns[loc[1]].get("technique")
+            if isinstance(technique, str):
+                return f" ({technique})"
+    return ""
+
+
+def load_patterns(path: Path | None = None) -> list[Pattern]:
+    """The pattern table in ``path``, or the one shipped with chainreplay (validated once)."""
+    if path is not None:
+        return parse_patterns(path.read_text(encoding="utf-8"), str(path))
+    return list(_shipped_patterns())
+
+
+@functools.cache
+def _shipped_patterns() -> tuple[Pattern, ...]:
+    text = resources.files("emulator").joinpath(PATTERN_FILE).read_text(encoding="utf-8")
+    return tuple(parse_patterns(text, f"emulator/{PATTERN_FILE}"))
 
 
 @dataclass(frozen=True)
@@ -25,10 +199,17 @@ class TechniqueHit:
     evidence: list[int]
 
 
-def load_patterns() -> list[dict[str, Any]]:
-    text = resources.files("emulator").joinpath("data/attack.toml").read_text(encoding="utf-8")
-    patterns: list[dict[str, Any]] = tomllib.loads(text)["pattern"]
-    return patterns
+@dataclass(frozen=True)
+class Observed:
+    """What the matchers look at: one replay's stages, events, graph and blobs."""
+
+    stages: list[Stage]
+    events: list[Event]
+    graph: nx.DiGraph
+    blobs: dict[str, bytes]
+
+
+Matches = list[tuple[str, list[int]]]
 
 
 def match_techniques(
@@ -36,68 +217,57 @@ def match_techniques(
     events: list[Event],
     graph: nx.DiGraph,
     blobs: dict[str, bytes],
-    patterns: list[dict[str, Any]] | None = None,
+    patterns: list[Pattern] | None = None,
 ) -> list[TechniqueHit]:
+    seen = Observed(stages, events, graph, blobs)
     hits: dict[tuple[str, str], TechniqueHit] = {}
     for pattern in patterns if patterns is not None else load_patterns():
-        for stage, evidence in _MATCHERS[pattern["match"]](pattern, stages, events, graph, blobs):
-            key = (pattern["technique"], stage)
-            if key in hits:
-                merged = sorted(set(hits[key].evidence) | set(evidence))
-                hits[key] = TechniqueHit(pattern["technique"], pattern["name"], stage, merged)
-            else:
-                hits[key] = TechniqueHit(pattern["technique"], pattern["name"], stage, sorted(set(evidence)))
+        for stage, evidence in _MATCHERS[pattern.match](pattern, seen):
+            key = (pattern.technique, stage)
+            merged = sorted(set(hits[key].evidence) | set(evidence)) if key in hits else sorted(set(evidence))
+            hits[key] = TechniqueHit(pattern.technique, pattern.name, stage, merged)
     return sorted(hits.values(), key=lambda h: (h.evidence[0] if h.evidence else 0, h.technique))
 
 
-Matches = list[tuple[str, list[int]]]
-
-
-def _api(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    names = [n.lower() for n in p["apis"]]
+def _api(p: ApiPattern, seen: Observed) -> Matches:
+    names = [n.lower() for n in p.apis]
     found: dict[str, list[int]] = {}
-    for e in events:
+    for e in seen.events:
         if isinstance(e, ApiCall) and any(fnmatch.fnmatchcase(e.api.lower(), n) for n in names):
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
-def _edge(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _edge(p: EdgePattern, seen: Observed) -> Matches:
+    graph = seen.graph
     found: dict[str, list[int]] = {}
     for src, dst, data in graph.edges(data=True):
-        if data["type"] != p["edge"]:
+        if data["type"] != p.edge:
             continue
-        if "from_kind" in p and graph.nodes[src].get("kind") != p["from_kind"]:
+        if p.from_kind is not None and graph.nodes[src].get("kind") != p.from_kind:
             continue
-        if "to_kind" in p and graph.nodes[dst].get("kind") != p["to_kind"]:
+        if p.to_kind is not None and graph.nodes[dst].get("kind") != p.to_kind:
             continue
-        if "to_stage_kind" in p and graph.nodes[dst].get("stage_kind") != p["to_stage_kind"]:
+        if p.to_stage_kind is not None and graph.nodes[dst].get("stage_kind") != p.to_stage_kind:
             continue
-        if "scheme" in p and not str(dst).startswith(f"url:{p['scheme']}://"):
+        if p.scheme is not None and not str(dst).startswith(f"url:{p.scheme}://"):
             continue
         stage = dst if graph.nodes[dst].get("kind") == "stage" else src
         found.setdefault(stage, []).extend(data["evidence"])
     return list(found.items())
 
 
-def _dead_drop(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    """Content fetched from a public service, then contact with a host named only after that."""
-    public = [h.lower() for h in p["public_hosts"]]
+def _dead_drop(p: DeadDropPattern, seen: Observed) -> Matches:
+    public = [h.lower() for h in p.public_hosts]
     found: dict[str, list[int]] = {}
     fetched: list[tuple[NetworkExchange, bytes]] = []
     decrypted: list[DataBuffer] = []
-    for e in events:
+    for e in seen.events:
         if isinstance(e, NetworkExchange) and e.kind == "http":
-            if any(fnmatch.fnmatchcase(e.host, h) for h in public) and e.response.status == 200:
-                fetched.append((e, blobs.get(e.response.sha256 or "", b"")))
+            if any(fnmatch.fnmatchcase(e.host.lower(), h) for h in public) and e.response.status == 200:
+                fetched.append((e, seen.blobs.get(e.response.sha256 or "", b"")))
             elif fetched:
-                named_by = [d for d in decrypted if e.host.encode() in blobs.get(d.sha256, b"")]
+                named_by = [d for d in decrypted if e.host.encode() in seen.blobs.get(d.sha256, b"")]
                 plain = [f for f, body in fetched if e.host.encode() in body]
                 if named_by or plain:
                     first = fetched[0][0]
@@ -108,12 +278,10 @@ def _dead_drop(
     return list(found.items())
 
 
-def _file_read(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    globs = [g.lower() for g in p["paths"]]
+def _file_read(p: FileReadPattern, seen: Observed) -> Matches:
+    globs = [g.lower() for g in p.paths]
     found: dict[str, list[int]] = {}
-    for e in events:
+    for e in seen.events:
         if isinstance(e, FileAccess) and e.op in ("open", "read"):
             path = e.path.lower().replace("/", "\\")
             if any(fnmatch.fnmatchcase(path, g) for g in globs):
@@ -121,45 +289,38 @@ def _file_read(
     return list(found.items())
 
 
-def _registry_read(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _registry_read(p: RegistryReadPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in events:
+    for e in seen.events:
         if isinstance(e, RegistryAccess) and e.op == "read":
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
-def _long_sleep(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _long_sleep(p: LongSleepPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in events:
-        if isinstance(e, ApiCall) and e.api.lower() in ("kernel32.sleep", "kernel32.sleepex") and e.args:
+    for e in seen.events:
+        if isinstance(e, ApiCall) and e.api.lower() in SLEEP_APIS and e.args:
             try:
                 ms = int(e.args[0], 0)
             except ValueError:
                 continue
-            if ms >= int(p["min_ms"]):
+            if ms >= p.min_ms:
                 found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
-def _decrypt_from_magic(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    """Data hidden in a file of another format (an image) and then decoded."""
-    magics = [bytes.fromhex(m) for m in p["magics"]]
+def _decrypt_from_magic(p: DecryptFromMagicPattern, seen: Observed) -> Matches:
+    magics = [bytes.fromhex(m) for m in p.magics]
     found: dict[str, list[int]] = {}
     carriers: list[tuple[int, bytes]] = []
-    for e in events:
+    for e in seen.events:
         if isinstance(e, NetworkExchange) and e.response.sha256:
-            body = blobs.get(e.response.sha256, b"")
+            body = seen.blobs.get(e.response.sha256, b"")
             if any(body.startswith(m) for m in magics):
                 carriers.append((e.seq, body))
         elif isinstance(e, DataBuffer) and e.source == "decrypt" and carriers:
-            ciphertext = blobs.get(e.input_sha256 or "", b"")
+            ciphertext = seen.blobs.get(e.input_sha256 or "", b"")
             for seq, body in carriers:
                 if ciphertext and _hidden_in(ciphertext, body):
                     found.setdefault(e.stage, []).extend([seq, e.seq])
@@ -171,13 +332,11 @@ def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
     return needle in carrier or any(needle in decoded for decoded in decoded_trailers(carrier))
 
 
-def _stage_kind(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    return [(s.id, [s.start_seq]) for s in stages if s.kind == p["stage_kind"]]
+def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
+    return [(s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind]
 
 
-_MATCHERS = {
+_MATCHERS: dict[str, Callable[..., Matches]] = {
     "api": _api,
     "edge": _edge,
     "dead_drop": _dead_drop,
@@ -187,3 +346,4 @@ _MATCHERS = {
     "decrypt_from_magic": _decrypt_from_magic,
     "stage_kind": _stage_kind,
 }
+_MATCH_KINDS = frozenset(_MATCHERS)

@@ -40,6 +40,7 @@ class RunSummary:
     api_calls: int
     error: str | None = None
     error_detail: str | None = None
+    ret: int | None = None  # the value the run returned, None if it did not return
 
 
 @dataclass

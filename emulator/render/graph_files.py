@@ -3,6 +3,7 @@ for other tools. Pure functions over the report; :func:`write_graph_files` write
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,13 +11,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 
+from emulator.render import GRAPH_FILES  # noqa: F401 - the names these functions write
 from emulator.render.layout import Layout, build_layout, edge_color, node_color
 from emulator.render.model import clean, graph_parts
 from emulator.render.png import render_png
 from emulator.render.svg import render_svg
 from emulator.report import Report
-
-GRAPH_FILES = ("stage_graph.svg", "stage_graph.png", "stage_graph.graphml", "stage_graph.dot")
 
 
 def graph_from_node_link(data: dict[str, Any]) -> nx.DiGraph:
@@ -27,8 +27,8 @@ def graph_from_node_link(data: dict[str, Any]) -> nx.DiGraph:
 def _graphml_value(value: Any) -> str | int | float | bool:
     if isinstance(value, bool | int | float):
         return value
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
     return clean(value, 100_000)
 
 
@@ -37,11 +37,14 @@ _GRAPHML_TYPES = {bool: "boolean", int: "long", float: "double", str: "string"}
 
 def render_graphml(report: Report) -> str:
     """GraphML of the stage graph, written directly (networkx's writer imports numpy: 0.6 s).
-    Every attribute a string or number; evidence as ``"102,115"``."""
+    GraphML holds scalars only: a list (an edge's ``evidence``) is its JSON text, ``"[102, 115]"``,
+    which ``json.loads`` turns back into the list."""
     nodes, edges = graph_parts(report)
-    node_rows = [(n.id, {"kind": n.kind, "label": clean(n.label, 100_000)} | _attrs(n.attrs)) for n in nodes]
-    edge_rows = [
-        (e.source, e.target, {"type": e.type, "evidence": _graphml_value(e.evidence)} | _attrs(e.attrs)) for e in edges
+    node_rows: list[tuple[str, dict[str, str | int | float | bool]]] = [
+        (n.id, {"kind": n.kind, "label": clean(n.label, 100_000), **_attrs(n.attrs)}) for n in nodes
+    ]
+    edge_rows: list[tuple[str, str, dict[str, str | int | float | bool]]] = [
+        (e.source, e.target, {"type": e.type, "evidence": _graphml_value(e.evidence), **_attrs(e.attrs)}) for e in edges
     ]
     keys: dict[tuple[str, str], str] = {}
     for domain, rows in (("node", [r[1] for r in node_rows]), ("edge", [r[2] for r in edge_rows])):

@@ -303,7 +303,7 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
         f'<header><h1>{escape(title)}</h1><div class="meta">chainreplay {_e(report.tool.version)} '
         f"({_e(report.tool.engine)}, {_e(report.tool.mode)} mode) &middot; target {_e(report.target.path, 300)} "
         f'&middot; sha256 <span class="mono">{_e(report.target.sha256)}</span> &middot; seed {report.stats.seed} '
-        f"&middot; generated {_e(report.generated_at)}</div></header>"
+        "</div></header>"
     )
     add(
         '<nav><a href="#summary">Summary</a><a href="#story">Step by step</a><a href="#graph">Stage graph</a>'
@@ -411,7 +411,7 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
             + (f'<p class="muted">error: {_e(n.error)}</p>' if n.error else "")
             + '<div class="cols"><div><h3>Request</h3>'
             + _headers(n.request.headers)
-            + _body(bodies.get(n.request.body_sha256 or ""), n.request.body_size, n.request.body_sha256)
+            + _body(bodies.get(n.request.sha256 or ""), n.request.size, n.request.sha256)
             + "</div><div><h3>Response</h3>"
             + _headers(n.response.headers)
             + _body(bodies.get(n.response.sha256 or ""), n.response.size, n.response.sha256)

@@ -63,7 +63,7 @@ def graph_parts(report: Report) -> tuple[list[Node], list[Edge]]:
     for raw in data.get("nodes", []):
         raw = _plain(raw)
         node_id = str(raw.get("id", ""))
-        attrs = {k: v for k, v in raw.items() if k not in ("id", "kind", "label")}
+        attrs = {k: v for k, v in raw.items() if k not in ("id", "kind", "label") and v is not None}
         nodes.append(Node(node_id, str(raw.get("kind") or "other"), str(raw.get("label") or node_id), attrs))
     edges = []
     known = {n.id for n in nodes}
@@ -73,7 +73,7 @@ def graph_parts(report: Report) -> tuple[list[Node], list[Edge]]:
         if source not in known or target not in known:
             continue
         evidence = tuple(int(s) for s in raw.get("evidence") or [] if isinstance(s, int) or str(s).isdigit())
-        attrs = {k: v for k, v in raw.items() if k not in ("source", "target", "type", "evidence")}
+        attrs = {k: v for k, v in raw.items() if k not in ("source", "target", "type", "evidence") and v is not None}
         edges.append(Edge(source, target, str(raw.get("type") or "related"), evidence, attrs))
     return nodes, edges
 

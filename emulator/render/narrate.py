@@ -161,11 +161,11 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             if name.lower() in ("cookie", "authorization", "user-agent") and last_header.get(name) != value:
                 last_header[name] = value
                 more.append(f"its {clean(name, 40)} header: {clean(value, 200)}")
-        if n.request.body_size:
-            preview = body_preview(bodies.get(n.request.body_sha256 or ""))
-            carried = f'"{preview}"' if preview else f"sha256 {(n.request.body_sha256 or '')[:16]}..."
+        if n.request.size:
+            preview = body_preview(bodies.get(n.request.sha256 or ""))
+            carried = f'"{preview}"' if preview else f"sha256 {(n.request.sha256 or '')[:16]}..."
             label = "what it sent" if verb != "sends stolen data to" else "what it stole"
-            more.append(f"{label} ({plural(n.request.body_size, 'byte')}): {carried}")
+            more.append(f"{label} ({plural(n.request.size, 'byte')}): {carried}")
         answer = body_preview(bodies.get(n.response.sha256 or ""))
         if answer:
             more.append(f'the answer: "{answer}"')

@@ -114,6 +114,7 @@ class SpeakeasyBackend:
                     api_calls=run.num_apis,
                     error=getattr(error, "type", None) if error else None,
                     error_detail=_error_detail(error) if error else None,
+                    ret=getattr(run, "ret_val", None),
                 )
                 result.runs.append(summary)
                 if result.instructions is not None:

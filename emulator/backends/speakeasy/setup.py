@@ -126,12 +126,15 @@ def _install_handler(
     conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
-        api = GuestApi(memory, services, handler.name)
+        api = GuestApi(memory, services, handler.name, module=handler.module)
+        services.recorder.call_pc = compat.call_site(emu)
         try:
             return handler.func(api, list(argv))
         except NetworkLimitReached as err:
             on_network_limit(str(err))
             return 0
+        finally:
+            services.recorder.call_pc = None
 
     se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
 

@@ -8,7 +8,6 @@ the call's API name and the stage it ran in. One small function per kind of reco
 
 from __future__ import annotations
 
-import ntpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,6 @@ from emulator.events import (
     FileAccess,
     MemoryAlloc,
     MemoryProtect,
-    ModuleLoad,
     NetResponse,
     NetworkExchange,
     RegistryAccess,
@@ -64,7 +62,6 @@ SYNC_APIS = {
     "createsemaphorea": ("semaphore", "create"),
     "createsemaphorew": ("semaphore", "create"),
 }
-LOAD_LIBRARY_APIS = {"loadlibrarya", "loadlibraryw", "loadlibraryexa", "loadlibraryexw"}
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
 
@@ -124,9 +121,13 @@ class Translator:
         recorder.api_count += 1
         self.services.clock.on_api_call()
         pending, self._pending = self._pending, []
-        for method, params in pending:
-            self._records[method](stage, api, params)
-        self._derived_events(stage, func.lower(), args, rv)
+        recorder.call_pc = pc  # the events this call caused share its call site
+        try:
+            for method, params in pending:
+                self._records[method](stage, api, params)
+            self._derived_events(stage, func.lower(), args, rv)
+        finally:
+            recorder.call_pc = None
 
     # -- profiler records ----------------------------------------------------------------------
 
@@ -226,8 +227,6 @@ class Translator:
             self._sync_object(stage, func, args)
         elif func == "virtualprotect" and rv and len(args) >= 3:
             self._virtual_protect(stage, args)
-        elif func in LOAD_LIBRARY_APIS and rv:
-            self._module_load(stage, func, args, rv)
 
     def _sync_object(self, stage: str, func: str, args: list[Any]) -> None:
         object_type, op = SYNC_APIS[func]
@@ -250,20 +249,6 @@ class Translator:
             size=size,
             protect=render_arg(args[2]),
             executable=executable,
-        )
-
-    def _module_load(self, stage: str, func: str, args: list[Any], rv: int) -> None:
-        name = self._string_arg(args, func, 0) or ""
-        mod = self.emu.get_module_from_addr(rv)
-        path = getattr(mod, "emu_path", "") or name
-        self.recorder.emit(
-            ModuleLoad,
-            stage=stage,
-            name=ntpath.basename(name),
-            path=path,
-            base=rv,
-            size=getattr(mod, "image_size", 0) or 0,
-            from_file=path.lower() in self.known_files,
         )
 
     def _string_arg(self, args: list[Any], func: str, index: int | None) -> str | None:
