@@ -23,7 +23,7 @@ from emulator.render.console import elide_middle, render_summary
 from emulator.render.files import rendered_bytes, saved_bodies
 from emulator.render.graph_files import render_dot, render_graphml
 from emulator.render.html import render_html
-from emulator.render.layout import Box, build_layout, short_names, wrap
+from emulator.render.layout import Box, Layout, build_layout, short_names, wrap
 from emulator.render.narrate import narrate, render_markdown
 from emulator.render.png import render_png
 from emulator.render.svg import render_svg
@@ -76,7 +76,17 @@ def test_layout_is_legible(name: str, load: Callable[[str], Report]) -> None:
     stages = sorted((b for b in layout.boxes if b.kind == "stage"), key=lambda b: b.x)
     assert [b.id for b in stages] == [s.id for s in report.stages]
     assert len({b.y for b in stages}) == 1
-    # No two boxes overlap; no edge runs through a box it does not join; every edge is axis-parallel.
+    _assert_legible(layout)
+    # Labels: no escape sequence, and each text line fits inside its box (estimated width).
+    for box in layout.boxes:
+        assert all("\\u000a" not in line and "\n" not in line for line in box.lines)
+    # A legend naming every node kind and edge type drawn.
+    legend = {item.label for item in layout.legend}
+    assert {b.kind for b in layout.boxes} | {r.type for r in layout.routes} <= legend
+
+
+def _assert_legible(layout: Layout) -> None:
+    """No two boxes overlap; no edge runs through a box it does not join; edges are axis-parallel."""
     for i, a in enumerate(layout.boxes):
         for b in layout.boxes[i + 1 :]:
             assert a.x + a.w <= b.x or b.x + b.w <= a.x or a.y + a.h <= b.y or b.y + b.h <= a.y, (a.id, b.id)
@@ -86,12 +96,56 @@ def test_layout_is_legible(name: str, load: Callable[[str], Report]) -> None:
         for box in layout.boxes:
             if box.id not in (route.source, route.target):
                 assert not _segments_cross_box(route.points, box), (route.type, route.source, route.target, box.id)
-    # Labels: no escape sequence, and each text line fits inside its box (estimated width).
-    for box in layout.boxes:
-        assert all("\\u000a" not in line and "\n" not in line for line in box.lines)
-    # A legend naming every node kind and edge type drawn.
-    legend = {item.label for item in layout.legend}
-    assert {b.kind for b in layout.boxes} | {r.type for r in layout.routes} <= legend
+
+
+def _generic_graph_report(base: Report) -> Report:
+    """A graph with kinds and edge types no renderer knows, artifact-to-artifact chains, a skipped
+    stage, a back edge, an isolated node and one stage touching 60 files."""
+    n = GraphNode
+    nodes = [n(id=f"s{i}", kind="stage", label=f"stage{i}.bin", stage_kind="shellcode", order=i) for i in range(3)]
+    nodes += [
+        n(id="process:victim.exe", kind="process", label="victim.exe"),
+        n(id="blob:registry-value", kind="blob", label="HKCU\\Software\\x\\payload"),
+        n(id="blob:decoded", kind="blob", label="base64 output"),
+        n(id="alien:thing", kind="alien", label="a kind nobody drew before"),
+        n(id="lonely:one", kind="lonely", label="touches no stage"),
+    ]
+    nodes += [n(id=f"file:f{i}", kind="file", label=f"C:\\data\\dir{i}\\same.txt") for i in range(60)]
+    e = GraphEdge
+    edges = [
+        e(source="s0", target="s1", type="executes", evidence=[1]),
+        e(source="s1", target="s2", type="injects_into", evidence=[2]),
+        e(source="s0", target="s2", type="creates_process", evidence=[3]),
+        e(source="process:victim.exe", target="s0", type="hosts", evidence=[0]),
+        e(source="s0", target="blob:registry-value", type="reads", evidence=[4]),
+        e(source="blob:registry-value", target="blob:decoded", type="decodes_to", evidence=[5]),
+        e(source="blob:decoded", target="s1", type="decodes_to", evidence=[6]),
+        e(source="s2", target="alien:thing", type="teleports", evidence=[7]),
+        e(source="s2", target="blob:registry-value", type="writes", evidence=[8]),
+        e(source="lonely:one", target="alien:thing", type="whispers", evidence=[9]),
+    ]
+    edges += [e(source="s1", target=f"file:f{i}", type="reads", evidence=[10 + i]) for i in range(60)]
+    return base.model_copy(update={"graph": base.graph.model_copy(update={"nodes": nodes, "edges": edges})})
+
+
+def test_layout_draws_any_kind(load: Callable[[str], Report]) -> None:
+    report = _generic_graph_report(load("benign-dll"))
+    layout = build_layout(report)
+    _assert_legible(layout)
+    shown = {b.id for b in layout.boxes}
+    assert {"alien:thing", "lonely:one", "blob:decoded", "process:victim.exe"} <= shown
+    # s1's column holds 40 boxes: the first 39 it touched and one "+ N more nodes" box.
+    files = sum(1 for b in layout.boxes if b.kind == "file")
+    more = next(b for b in layout.boxes if b.kind == "more")
+    assert files < 40 and more.lines[0] == f"+ {60 - files} more nodes"
+    assert {"teleports", "whispers", "alien", "lonely", "decodes_to"} <= {item.label for item in layout.legend}
+    colors = {item.label: item.color for item in layout.legend}
+    assert colors["alien"] == colors["lonely"]  # unknown kinds share the default style
+    svg = render_svg(layout)
+    ET.fromstring(svg.split("\n", 1)[1])
+    render_png(layout)
+    html = render_html(report)
+    assert "teleports" in html
 
 
 def test_3cx_graph_labels(load: Callable[[str], Report]) -> None:

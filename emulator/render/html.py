@@ -227,19 +227,30 @@ def _table(headers: list[str], rows: list[list[str]], total: int) -> str:
 
 
 def _extra_findings(report: Report) -> str:
-    """Sections for report fields other helpers add (YARA matches, exported IOCs), shown generically."""
-    out = []
-    for name in ("yara", "yara_matches"):
-        value = getattr(report, name, None)
-        if not value:
-            continue
-        items = [v.model_dump() if hasattr(v, "model_dump") else v for v in value]
-        keys = list(dict.fromkeys(k for item in items if isinstance(item, dict) for k in item))
-        rows = [[_e(item.get(k, ""), 300) if isinstance(item, dict) else _e(item) for k in keys] for item in items]
-        out.append(
-            f'<section id="yara"><h2>YARA matches</h2>{_table(keys, rows[:MAX_TABLE_ROWS], len(rows))}</section>'
+    """YARA matches when the report has them (``run --yara``), shown field by field whatever the
+    match records hold, so a newer report shape still shows."""
+    scan = getattr(report, "yara", None)
+    if scan is None:
+        return ""
+    matches = getattr(scan, "matches", scan if isinstance(scan, list) else [])
+    items = [m.model_dump() if hasattr(m, "model_dump") else m for m in matches]
+    keys = list(dict.fromkeys(k for item in items if isinstance(item, dict) for k in item))
+    rows = [
+        [
+            _e(", ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v), 300)
+            for v in (item.get(k) for k in keys)
+        ]
+        for item in items[:MAX_TABLE_ROWS]
+        if isinstance(item, dict)
+    ]
+    head = ""
+    if hasattr(scan, "rules"):
+        head = (
+            f'<p class="muted">rules {_e(getattr(scan, "rules", ""), 300)}, '
+            f"{plural(int(getattr(scan, 'scanned', 0) or 0), 'buffer')} scanned, "
+            f"{plural(len(items), 'match', 'matches')}</p>"
         )
-    return "".join(out)
+    return f'<section id="yara"><h2>YARA matches</h2>{head}{_table(keys, rows, len(items))}</section>'
 
 
 def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> str:
@@ -309,7 +320,8 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
         '<nav><a href="#summary">Summary</a><a href="#story">Step by step</a><a href="#graph">Stage graph</a>'
         '<a href="#stages">Stages</a><a href="#activity">Activity</a><a href="#timeline-section">Timeline</a>'
         '<a href="#network">Network</a><a href="#attack">ATT&amp;CK</a><a href="#iocs">IOCs</a>'
-        '<a href="#artifacts">Files &amp; registry</a></nav><main>'
+        + ('<a href="#yara">YARA</a>' if getattr(report, "yara", None) is not None else "")
+        + '<a href="#artifacts">Files &amp; registry</a></nav><main>'
     )
     detail = f": {_e(outcome.detail, 600)}" if outcome.detail else ""
     limit = f" (limit {_e(outcome.limit)})" if outcome.limit else ""

@@ -38,6 +38,7 @@ NODE_COLORS = {
     "sync": "#795548",
     "buffer": "#ef6c00",
     "memory": "#ef6c00",
+    "image": "#5d4037",
 }
 EDGE_COLORS = {
     "loads": "#616161",
@@ -55,6 +56,10 @@ EDGE_COLORS = {
     "writes": "#00838f",
     "creates": "#795548",
     "resolves": "#0277bd",
+    "creates_process": "#37474f",
+    "writes_memory": "#d84315",
+    "injects_into": "#d81b60",
+    "hosts": "#546e7a",
 }
 DEFAULT_NODE_COLOR = "#757575"
 DEFAULT_EDGE_COLOR = "#424242"
