@@ -389,3 +389,18 @@ def test_elide_middle_keeps_both_ends() -> None:
     url = "https://pbxcloudeservices.com/a/very/long/path/to/the/payload/stage3.bin"
     assert elide_middle(url, 50).endswith("/stage3.bin") and elide_middle(url, 50).startswith("https://pbx")
     assert elide_middle("short.txt", 50) == "short.txt"
+
+
+def test_virtual_time_follows_the_clock(load: Callable[[str], Report]) -> None:
+    from emulator.render.model import timeline, virtual_times
+
+    report = load("3cx")
+    times = virtual_times(report, [row.seq for row in timeline(report)])
+    sleep = next(c for c in report.api_calls if c.api == "kernel32.Sleep")
+    slept_ms = int(sleep.args[0], 0)
+    assert report.virtual_time.skipped_ms == slept_ms
+    before = [t for seq, t in sorted(times.items()) if seq <= sleep.seq]
+    after = [t for seq, t in sorted(times.items()) if seq > sleep.seq]
+    assert before == sorted(before) and after == sorted(after)
+    assert max(before) < 1_000_000 <= slept_ms * 1000 <= min(after)
+    assert len(set(before)) > 10  # each API call moves the clock

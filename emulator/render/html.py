@@ -387,7 +387,7 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     )
     add(
         '<section id="activity" class="plot"><h2>Events per stage over virtual time</h2>'
-        + events_plot(report, [(c[3], c[1], c[2]) for c in compact], stage_ids)
+        + events_plot(report, [(c[3] // 1000, c[1], c[2]) for c in compact], stage_ids)
         + "</section>"
     )
     stage_boxes = "".join(

@@ -133,8 +133,8 @@ def timeline(report: Report) -> list[TimelineEvent]:
 
 
 def virtual_times(report: Report, seqs: Iterable[int]) -> dict[int, int]:
-    """Virtual milliseconds since the replay started, for each seq, rebuilt from the clock's rules:
-    every API call advances it ``API_CALL_TICK_US``, a sleep fast-forwards it by its delay."""
+    """Virtual microseconds since the replay started, for each seq, rebuilt from the clock's rules:
+    every API call advances it ``API_CALL_TICK_US``, a sleep fast-forwards it by its delay (ms)."""
     jumps: list[tuple[int, int]] = []  # (seq, ms added after it)
     for call in report.api_calls:
         delay = 0
@@ -155,7 +155,7 @@ def virtual_times(report: Report, seqs: Iterable[int]) -> dict[int, int]:
             calls += 1
             slept += jumps[index][1]
             index += 1
-        out[seq] = slept + (calls * API_CALL_TICK_US) // 1000
+        out[seq] = slept * 1000 + calls * API_CALL_TICK_US
     return out
 
 

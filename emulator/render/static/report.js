@@ -14,14 +14,16 @@
     return node;
   }
 
-  function vtime(ms) {
+  function vtime(us) {
+    const ms = Math.floor(us / 1000);
     const days = Math.floor(ms / 86400000);
     let rest = ms - days * 86400000;
     const h = Math.floor(rest / 3600000); rest -= h * 3600000;
     const m = Math.floor(rest / 60000); rest -= m * 60000;
     const s = Math.floor(rest / 1000); const milli = rest - s * 1000;
     const pad = (n, w) => String(n).padStart(w, "0");
-    return "+" + (days ? days + "d " : "") + pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + "." + pad(milli, 3);
+    return "+" + (days ? days + "d " : "") + pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + "." + pad(milli, 3) +
+      pad(us % 1000, 3);
   }
 
   // ---- timeline ----
@@ -53,7 +55,7 @@
       const tr = el("tr", { id: "ev-" + e[0], "data-seq": e[0], "data-kind": DATA.kinds[e[2]] });
       if (state.hit === e[0]) tr.className = "hit";
       tr.appendChild(el("td", { class: "mono" }, e[0]));
-      tr.appendChild(el("td", { class: "mono" }, vtime(e[3])));
+      tr.appendChild(el("td", { class: "mono nowrap" }, vtime(e[3])));
       const stage = e[1] >= 0 ? DATA.stages[e[1]] : null;
       tr.appendChild(el("td", {}, stage ? stage.id + " " + stage.name : ""));
       const kind = el("td");
