@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
 from emulator import __version__
-from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.limits import (
+    MAX_SAMPLE_FILE_SIZE,
+    LimitError,
+    Limits,
+    add_limit_arguments,
+    default_limits_toml,
+    limit_overrides,
+)
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
@@ -30,16 +35,6 @@ E_CONTAINMENT = 3
 E_INTERRUPTED = 130
 
 DEFAULT_REPORTS_DIR = Path("reports")
-LIMIT_FLAGS = {
-    "timeout": float,
-    "max_instructions": int,
-    "max_api_calls": int,
-    "max_mapped_memory": int,
-    "max_allocation": int,
-    "max_stages": int,
-    "max_network_exchanges": int,
-    "max_dropped_bytes": int,
-}
 
 
 class UsageError(Exception):
@@ -103,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("target", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument("target", nargs="?", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument(
+        "--dump-default-config",
+        action="store_true",
+        help="print the default limits as a scenario.toml [limits] table and exit",
+    )
     run.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: reports/<name>/)")
     run.add_argument("-j", "--json", action="store_true", help="print only the report, as JSON, on stdout")
     run.add_argument("-v", "--verbose", action="store_true", help="also list every API call")
@@ -141,15 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
-    for name, kind in LIMIT_FLAGS.items():
-        field = Limits.model_fields[name]
-        run.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=kind,
-            dest=name,
-            metavar="N",
-            help=f"{field.description} (default {field.default})",
-        )
+    add_limit_arguments(run)
 
     render = sub.add_parser(
         "render",
@@ -187,7 +179,10 @@ def _parse_arg(text: str) -> int | StringArg:
 
 
 def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    try:
+        return limit_overrides(args)
+    except LimitError as err:
+        raise UsageError(str(err)) from err
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
@@ -201,12 +196,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         raise UsageError(f"{path}: empty file")
     shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
     if not shellcode:
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            check_pe(data)
-            check_exports(data, list(args.export))
-        except PeCheckError as err:
+            check_file(data, list(args.export))
+        except PeError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
         raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")
@@ -223,11 +217,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
-    try:
-        limits = Limits.model_validate(_limit_overrides(args))
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
         name=path.stem,
         target_path=str(path.resolve()),
@@ -243,6 +233,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dump_default_config:
+        print(default_limits_toml(), end="")
+        return E_OK
+    if args.target is None:
+        raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
     target = Path(args.target)

@@ -19,9 +19,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, uninstall
 from emulator.events import Event
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
+from emulator.outcome import Outcome, Status
 from emulator.output import produce
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder, sha256_hex
@@ -42,9 +44,7 @@ class Recording:
 
     events: list[Event] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
-    status: str = "error"
-    detail: str = "emulation did not report back"
-    limit: str | None = None
+    outcome: Outcome = field(default_factory=lambda: outcome_model.error("emulation did not report back"))
     runs: list[dict[str, Any]] = field(default_factory=list)
     instructions: int | None = 0
     dropped: dict[str, str] = field(default_factory=dict)
@@ -60,6 +60,18 @@ class Recording:
     processes_blocked: int = 0
     violations: list[str] = field(default_factory=list)
     isolation: str = "child process"
+
+    @property
+    def status(self) -> Status:
+        return self.outcome.status
+
+    @property
+    def detail(self) -> str:
+        return self.outcome.detail
+
+    @property
+    def limit(self) -> str | None:
+        return self.outcome.limit
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ class ReplayResult:
 
 def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     """Run the plan under the engine with containment on; return what was recorded."""
-    from emulator.backends.base import BackendInputError
+    from emulator.backends.base import BackendInputError, BackendResult
     from emulator.backends.speakeasy import run_backend
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
@@ -87,6 +99,8 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     from emulator.vclock import VirtualClock
 
     recording = Recording()
+    failure: Outcome | None = None
+    result: BackendResult | None = None
     pending: list[Event] = []
     sent_blobs: set[str] = set()
 
@@ -118,7 +132,7 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
             ]
         except Exception as err:  # noqa: BLE001 - user code: any failure is a named outcome
             name = "" if isinstance(err, ResponderLoadError | ValueError) else f"{type(err).__name__}: "
-            recording.status, recording.detail = "error", f"responder: {name}{err}"
+            failure = outcome_model.error(f"responder: {name}{err}")
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
         clock = VirtualClock(plan.start_time)
@@ -126,10 +140,9 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         try:
             result = run_backend(plan, services)
         except BackendInputError as err:
-            recording.status, recording.detail = "error", f"{Path(plan.target_path).name}: {err}"
+            failure = outcome_model.error(f"{Path(plan.target_path).name}: {err}")
         except Exception as err:  # the engine failed: keep what was recorded and say why
-            recording.status = "error"
-            recording.detail = f"engine error: {type(err).__name__}: {err}"
+            failure = outcome_model.error(f"engine error: {type(err).__name__}: {err}")
             recording.runs = [
                 {
                     "kind": "traceback",
@@ -141,9 +154,6 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
                 }
             ]
         else:
-            recording.status, recording.detail, recording.limit = outcome_of(
-                result.status, result.detail, result.limit, [(r.kind, r.error, r.error_detail) for r in result.runs]
-            )
             recording.runs = [vars(r) for r in result.runs]
             recording.instructions = result.instructions
             recording.dropped = result.dropped
@@ -166,42 +176,16 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
         recording.writes_blocked = guard.writes_blocked
         recording.processes_blocked = guard.processes_blocked
         recording.violations = list(guard.violations)
-        if guard.violations:
-            recording.status = "containment"
-            recording.detail = guard.violations[0]
+        recording.outcome = outcome_model.decide(
+            violations=guard.violations,
+            failure=failure,
+            stop=result.stop if result is not None else None,
+            runs=[run.end() for run in result.runs] if result is not None else (),
+        )
         flush(recorder)
     recording.events = recorder.events
     recording.blobs = recorder.blobs
     return recording
-
-
-def is_guest_fault(error: str) -> bool:
-    """A run error the guest's own instructions caused: a bad memory access, a bad instruction,
-    an interrupt nothing handles (int3, divide by zero) or another CPU exception Unicorn raised."""
-    return error.startswith("invalid_") or error == "unhandled_interrupt" or "(UC_ERR_" in error
-
-
-def outcome_of(
-    status: str, detail: str, limit: str | None, runs: list[tuple[str, str | None, str | None]]
-) -> tuple[str, str, str | None]:
-    """The report outcome of an emulation that was not stopped by a limit or a containment refusal.
-
-    The engine calls a replay whose runs ended with an error "completed"; here the first such
-    error names the outcome: ``fault`` when the guest faulted, ``timeout`` when Speakeasy's
-    total-time budget ran out, ``error`` when an API handler failed (an emulator problem).
-    """
-    if status != "completed":
-        return status, detail, limit
-    for kind, error, error_detail in runs:
-        if not error:
-            continue
-        what = f"run {kind}: {error_detail or error}"
-        if error == "max_total_time":
-            return "timeout", what, "timeout"
-        if is_guest_fault(error):
-            return "fault", what, None
-        return "error", f"run {kind}: API handler failed: {error_detail or error}", None
-    return status, detail, limit
 
 
 WARM_UP_SAMPLE = Path(__file__).resolve().parent / "data" / "warmup_ret.bin"
@@ -240,9 +224,9 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
         recording.events, recording.blobs = [], {}
         conn.send(("done", recording))
     except MemoryError:
-        conn.send(("failed", "limit", "the emulation ran out of its address-space limit"))
+        conn.send(("failed", outcome_model.out_of_address_space()))
     except BaseException as err:  # noqa: BLE001 - report, never a traceback on the console
-        conn.send(("failed", "error", f"{type(err).__name__}: {err}"))
+        conn.send(("failed", outcome_model.error(f"{type(err).__name__}: {err}")))
     finally:
         conn.close()
 
@@ -263,22 +247,22 @@ def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None 
     events: list[Event] = []
     blobs: dict[str, bytes] = {}
     recording: Recording | None = None
-    failure: tuple[str, str] | None = None
+    failure: Outcome | None = None
     deadline = time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            failure = ("timeout", f"watchdog killed the emulation after {plan.limits.timeout:g} s")
+            failure = outcome_model.watchdog_timeout(plan.limits.timeout)
             break
         try:
             if not parent_conn.poll(min(remaining, 0.5)):
                 if not process.is_alive() and not parent_conn.poll(0):
-                    failure = ("error", f"emulation process died (exit code {process.exitcode})")
+                    failure = outcome_model.child_died(process.exitcode)
                     break
                 continue
             message = parent_conn.recv()
         except (EOFError, OSError):
-            failure = ("error", f"emulation process died (exit code {process.exitcode})")
+            failure = outcome_model.child_died(process.exitcode)
             break
         if message[0] == "events":
             events.extend(message[1])
@@ -287,18 +271,15 @@ def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None 
             recording = message[1]
             break
         else:
-            failure = (message[1], message[2])
+            failure = message[1]
             break
     if process.is_alive():
         process.kill()
     process.join(timeout=5)
     parent_conn.close()
     if recording is None:
-        recording = Recording()
         assert failure is not None
-        recording.status, recording.detail = failure
-        if failure[0] == "timeout":
-            recording.limit = "timeout"
+        recording = Recording(outcome=outcome_model.decide(failure=failure))
     recording.events = events
     recording.blobs = blobs
     return recording
@@ -338,7 +319,7 @@ def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
         machine_names=[plan.hostname, plan.user],
         seed=plan.seed,
         start_time=plan.start_time,
-        status=recording.status,  # type: ignore[arg-type]
+        status=recording.status,
         detail=recording.detail,
         limit=recording.limit,
         runs=[TraceRun.model_validate(run) for run in recording.runs],

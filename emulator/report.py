@@ -12,24 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.outcome import Status
+
 SCHEMA = "chainreplay/report/3"
 
-# completed: every run returned. timeout / instruction_limit / api_limit / limit: a limit fired
-# (outcome.limit names it). unsupported_api: the sample called an API nobody implements.
-# containment: the replay tried to reach the host (report.containment). fault: the guest's own
-# code faulted (bad memory access, bad instruction, unhandled interrupt); outcome.detail names
-# the run, the fault and the address. error: the input or the emulator failed.
-OutcomeStatus = Literal[
-    "completed",
-    "timeout",
-    "instruction_limit",
-    "api_limit",
-    "unsupported_api",
-    "limit",
-    "containment",
-    "fault",
-    "error",
-]
+# The values are an interface; each is listed with its meaning in emulator/outcome.py.
+OutcomeStatus = Status
 
 
 class ReportError(Exception):

@@ -295,3 +295,18 @@ def test_docs_schema_is_the_models_schema() -> None:
     assert committed["properties"]["graph"]["$ref"] == "#/$defs/StageGraph"
     assert defs["StageGraph"]["properties"]["edges"]["items"] == {"$ref": "#/$defs/GraphEdge"}
     assert defs["GraphEdge"]["properties"]["evidence"]["items"] == {"type": "integer"}
+
+
+def test_every_record_caused_by_an_api_call_names_its_call_site(
+    scenario_report: Callable[[str], dict[str, Any]],
+) -> None:
+    report = scenario_report("3cx")
+    sections = ("api_calls", "network", "files", "registry", "sync_objects", "memory", "threads", "buffers")
+    for section in sections:
+        assert report[section], section
+        for record in report[section]:
+            assert record["pc"] is not None and int(record["pc"], 16) > 0, (section, record)
+    calls = {(c["pc"], c["api"]) for c in report["api_calls"]}
+    for buffer in report["buffers"]:
+        # Recorded while its API call ran: same call site, same spelling of the API name.
+        assert (buffer["pc"], buffer["api"]) in calls, buffer

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from emulator.events import DataBuffer, Event, NetworkExchange, StageStart
+from emulator.pe import section_table
 
 # A header this long found verbatim in a buffer ties a mapped image to the file it came from.
 MIN_HEADER_MATCH = 0x40
@@ -147,23 +147,11 @@ def _find_link(
 def _probe(event: StageStart, data: bytes) -> bytes:
     """The bytes to look for in earlier inputs: the stage itself, or a mapped image's headers."""
     if event.kind == "pe_in_memory":
-        return _section_table(data)
+        probe = section_table(data)
+        return probe if len(probe) >= MIN_HEADER_MATCH else b""
     # Stage bytes run to the end of the page; the tail is padding the source never had.
     data = data.rstrip(b"\0")
     return data[:4096] if len(data) >= 16 else b""
-
-
-def _section_table(image: bytes) -> bytes:
-    """PE signature, COFF header and section table: loaders copy these verbatim and never patch
-    them (unlike ImageBase in the optional header), so they identify the file an image came from."""
-    try:
-        e_lfanew = struct.unpack_from("<I", image, 0x3C)[0]
-        sections, opt_size = struct.unpack_from("<H12xH", image, e_lfanew + 6)
-    except struct.error:
-        return b""
-    table = e_lfanew + 24 + opt_size
-    probe = image[table : table + 40 * sections]
-    return probe if len(probe) >= MIN_HEADER_MATCH else b""
 
 
 def _sources(

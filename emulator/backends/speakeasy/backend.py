@@ -10,17 +10,11 @@ from emulator.backends.speakeasy import compat, setup
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.translate import Observed, Translator
+from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
-
-# Speakeasy's run error -> (report outcome status, name of the limit in emulator/limits.py).
-LIMIT_ERRORS = {
-    "max_api_count": ("api_limit", "max_api_calls"),
-    "max_instructions": ("instruction_limit", "max_instructions"),
-    "timeout": ("timeout", "timeout"),
-}
 
 
 class SpeakeasyBackend:
@@ -43,7 +37,7 @@ class SpeakeasyBackend:
         except ReplayStop as stop:
             self._stop = stop
         except NetworkLimitReached as err:
-            self._stop = ReplayStop("limit", str(err), "max_network_exchanges")
+            self._stop = ReplayStop(Status.LIMIT, str(err), "max_network_exchanges")
         finally:
             if self._runner is not None:
                 self._runner.close()
@@ -80,9 +74,9 @@ class SpeakeasyBackend:
         self.translator.api_call(pc, imp_api, rv, args)
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
-            self._stop_now(ReplayStop("api_limit", f"{count} API calls (limit {limit})", "max_api_calls"))
+            self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))
 
-    def _fail(self, status: str, detail: str, limit: str | None = None) -> ReplayStop:
+    def _fail(self, status: Status, detail: str, limit: str | None = None) -> ReplayStop:
         """Remember why the replay stops: Speakeasy turns exceptions in handlers into run errors."""
         stop = ReplayStop(status, detail, limit)
         if self._stop is None:
@@ -95,7 +89,7 @@ class SpeakeasyBackend:
             self.target.emu.stop()
 
     def _on_network_limit(self, detail: str) -> None:
-        self._stop_now(ReplayStop("limit", detail, "max_network_exchanges"))
+        self._stop_now(ReplayStop(Status.LIMIT, detail, "max_network_exchanges"))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -122,24 +116,7 @@ class SpeakeasyBackend:
             for path, data in setup.dropped_files(self.target.se):
                 result.dropped[path] = self.recorder.put_blob(data)
         if self._stop is not None:
-            result.status = self._stop.status
-            result.detail = self._stop.detail
-            result.limit = self._stop.limit
-            return
-        for summary in result.runs:
-            if summary.error in LIMIT_ERRORS:
-                result.status, result.limit = LIMIT_ERRORS[summary.error]
-                result.detail = f"run {summary.kind}: {summary.error_detail or summary.error}"
-                return
-            if summary.error == "unsupported_api":
-                result.status = "unsupported_api"
-                result.detail = f"unsupported API {summary.error_detail} in run {summary.kind}"
-                return
-        faults = [s for s in result.runs if s.error]
-        if faults:
-            first = faults[0]
-            result.status = "completed"
-            result.detail = f"run {first.kind} ended with {first.error}: {first.error_detail or ''}".strip()
+            result.stop = self._stop.outcome
 
 
 def _error_detail(error: Any) -> str:

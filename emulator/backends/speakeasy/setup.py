@@ -12,6 +12,7 @@ from typing import Any
 import speakeasy
 from speakeasy.winenv import arch as se_arch
 
+from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
@@ -88,6 +89,7 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
             return LoadedTarget(
                 se, se.emu, plan.arch or "x64", "shellcode", name, address, len(data), data, shellcode_address=address
             )
+        pe.check_file(data)
         try:
             module = se.load_module(data=data, filename=name)
         except speakeasy.errors.SpeakeasyError as err:

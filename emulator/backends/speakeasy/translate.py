@@ -43,6 +43,7 @@ from emulator.events import (
     ThreadStart,
 )
 from emulator.limits import MAX_RENDERED_STRING
+from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.services import ReplayServices
 
@@ -65,7 +66,7 @@ SYNC_APIS = {
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
 
-Fail = Callable[[str, str, str | None], ReplayStop]
+Fail = Callable[[Status, str, str | None], ReplayStop]
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Translator:
         self.written_bytes += len(data)
         limit = self.plan.limits.max_dropped_bytes
         if self.written_bytes > limit:
-            raise self.fail("limit", f"sample wrote more than {limit} bytes", "max_dropped_bytes")
+            raise self.fail(Status.LIMIT, f"sample wrote more than {limit} bytes", "max_dropped_bytes")
         self.recorder.emit(
             FileAccess,
             stage=stage,
