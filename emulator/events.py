@@ -48,7 +48,7 @@ class RegistryAccess(_Event):
 class SyncObject(_Event):
     type: Literal["sync"] = "sync"
     op: Literal["create", "open"]
-    object_type: Literal["event", "mutex", "semaphore"]
+    object_type: Literal["event", "mutex", "semaphore", "timer"]
     name: str
     existed: bool = False
 

@@ -62,7 +62,7 @@ def test_narrate_colour_verbose_and_debug(
     # -d: chainreplay's own log lines with timings, no third-party noise.
     names = {r.name for r in caplog.records if r.levelname == "DEBUG"}
     assert {"emulator.replay", "emulator.render"} <= names
-    assert all(name.startswith("emulator") for name in names), names
+    assert all(name.startswith(("emulator", "speakeasy")) for name in names), names
 
 
 def test_color_never_and_render_outdir(

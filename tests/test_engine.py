@@ -107,3 +107,72 @@ def test_fast_mode_leaves_speakeasy_classes_unpatched() -> None:
     assert recording.status == "completed", recording.detail
     assert inspect.getattr_static(se_engine.EmuEngine, "mem_write") is before
     assert before.__module__ == "speakeasy.engines.unicorn_eng"
+
+
+def test_sync_objects_are_named_from_their_name_argument() -> None:
+    """tests/bins/syncnames.exe creates and opens named mutexes, an event and a waitable timer:
+    each call that succeeds gives one event naming the object (lpName's position differs by API)."""
+    from emulator.events import SyncObject
+
+    plan = ReplayPlan(
+        name="syncnames", target_path=str(ROOT / "tests" / "bins" / "syncnames.exe"), emu_path="C:\\x\\syncnames.exe"
+    )
+    recording = emulate(plan)
+    assert recording.status == "completed", recording.detail
+    seen = [(e.op, e.object_type, e.name, e.existed) for e in recording.events if isinstance(e, SyncObject)]
+    assert seen == [
+        ("create", "mutex", "cr-mutex-w", False),
+        ("open", "mutex", "cr-mutex-w", True),
+        ("create", "mutex", "cr-mutex-a", False),
+        ("create", "mutex", "cr-mutex-a", True),  # the second CreateMutex finds it (ERROR_ALREADY_EXISTS)
+        ("open", "mutex", "cr-mutex-a", True),
+        ("create", "event", "cr-event-a", False),
+        ("open", "event", "cr-event-a", True),
+        # CreateSemaphoreW fails under Speakeasy (returns NULL): no object, no event
+        ("create", "timer", "cr-timer-w", False),
+        ("open", "timer", "cr-timer-w", True),
+    ]
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_debug_flag_shows_chainreplay_and_speakeasy_logs(debug: bool, tmp_path: Path) -> None:
+    """-d: chainreplay's and Speakeasy's own debug lines (from the emulating child too), and no
+    third-party noise; without it, stderr stays empty. No module configures logging at import."""
+    argv = [sys.executable, "-m", "emulator", "run", str(HELLO), "--export", "Greet", "--arg", "str:log", "--arg", "1"]
+    argv += ["-q", "-o", str(tmp_path / "out"), *(["-d"] if debug else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    if not debug:
+        assert proc.stderr == ""
+        return
+    lines = proc.stderr.splitlines()
+    loggers = {line.split()[1].rstrip(":") for line in lines if line.startswith("DEBUG ")}
+    assert "emulator.backends.speakeasy.backend" in loggers
+    assert any(name.startswith("speakeasy.") for name in loggers), sorted(loggers)
+    assert not [name for name in loggers if not name.startswith(("emulator", "speakeasy"))], sorted(loggers)
+    assert any("loaded hello.dll (pe, x64)" in line for line in lines)
+
+
+def test_an_incompatible_engine_is_a_one_line_outcome(tmp_path: Path) -> None:
+    """A Speakeasy without an internal chainreplay relies on: the replay still writes its report,
+    whose outcome names the installed version and what changed; no traceback."""
+    code = (
+        "import sys\n"
+        "import speakeasy.windows.winemu as winemu\n"
+        "del winemu.WindowsEmulator._hook_code_core\n"
+        "from emulator.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", code, "run", str(HELLO), "--export", "Greet", "-q", "-o", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    outcome = json.loads((out / "report.json").read_text(encoding="utf-8"))["outcome"]
+    version = importlib.metadata.version("speakeasy-emulator")
+    assert outcome == {
+        "status": "error",
+        "detail": f"engine unavailable: chainreplay does not support speakeasy-emulator {version}: "
+        "WindowsEmulator._hook_code_core is missing",
+        "limit": None,
+    }

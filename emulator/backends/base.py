@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from emulator.outcome import Outcome, RunEnd, Status
 
 if TYPE_CHECKING:
-    from emulator.plan import ReplayPlan
-    from emulator.services import ReplayServices
+    pass
 
 
 class BackendInputError(ValueError):
@@ -63,7 +62,3 @@ class Backend(Protocol):
     def run(self) -> BackendResult:
         """Emulate the plan to its end (or to a limit); never raise for what the guest did."""
         ...
-
-
-class BackendFactory(Protocol):
-    def __call__(self, plan: ReplayPlan, services: ReplayServices) -> Backend: ...

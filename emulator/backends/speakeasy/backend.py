@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.translate import Observed, Translator
@@ -15,6 +17,8 @@ from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
+
+logger = logging.getLogger(__name__)
 
 
 class SpeakeasyBackend:
@@ -27,11 +31,23 @@ class SpeakeasyBackend:
         self.translator: Translator | None = None
         self._stop: ReplayStop | None = None
         self._runner: NativeRunner | None = None
+        self.machine: GuestMachine | None = None
+        # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
+        self._api_faults: dict[int, tuple[int, str]] = {}
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
+        logger.debug("%s: %s mode under %s", self.plan.name, self.plan.mode, compat.ENGINE_NAME)
         try:
             self.target = setup.load_target(self.plan)
+            logger.debug(
+                "loaded %s (%s, %s) at %#x, %d bytes",
+                self.target.name,
+                self.target.kind,
+                self.target.arch,
+                self.target.base,
+                self.target.size,
+            )
             self._install(self.target)
             setup.start(self.plan, self.target)
         except ReplayStop as stop:
@@ -43,6 +59,11 @@ class SpeakeasyBackend:
                 self._runner.close()
             self.result.emulation_seconds = time.perf_counter() - started
             self._collect()
+        for run in self.result.runs:
+            logger.debug("run %s at %#x: %d API calls, error %s", run.kind, run.start, run.api_calls, run.error)
+        if self.result.stop is not None:
+            logger.debug("stopped: %s (%s)", self.result.stop.detail, self.result.stop.limit)
+        logger.debug("emulation took %.3f s", self.result.emulation_seconds)
         return self.result
 
     def _install(self, target: setup.LoadedTarget) -> None:
@@ -64,17 +85,38 @@ class SpeakeasyBackend:
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
-        MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now).install()
+        watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
+        watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
+        self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
+        self.machine.install([(target.base, target.size)])
+        watch.on_new_code = self.machine.watch_code
+        compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
         assert self.translator is not None
         self.translator.api_call(pc, imp_api, rv, args)
+        if self.machine is not None:
+            self.machine.update_shared_data()
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))
+
+    def _on_memory_fault(self, pc: int, address: int, access: str) -> None:
+        # Reads of the stub itself (Speakeasy disassembling the pc for its error) are not the guest's.
+        if address != pc and self.target is not None and compat.api_at_trap(self.target.emu, pc) is not None:
+            self._api_faults[pc] = (address, access)
+
+    def _fault_in_api(self, error: Any) -> tuple[str, str] | None:
+        """(error type, detail) naming the bad address for a fault raised inside an API handler."""
+        pc = getattr(error, "pc", None)
+        if self.target is None or not isinstance(pc, int) or pc not in self._api_faults:
+            return None
+        address, access = self._api_faults[pc]
+        api = compat.api_at_trap(self.target.emu, pc) or "an API"
+        return f"invalid_{access}", f"invalid_{access} address={address:#x} in {api} (bad pointer argument)"
 
     def _fail(self, status: Status, detail: str, limit: str | None = None) -> ReplayStop:
         """Remember why the replay stops: Speakeasy turns exceptions in handlers into run errors."""
@@ -101,13 +143,14 @@ class SpeakeasyBackend:
             result.instructions = 0 if counted else None
             for run in compat.finished_runs(self.target.emu):
                 error = getattr(run, "error", None)
+                in_api = self._fault_in_api(error) if error else None
                 summary = RunSummary(
                     kind=str(run.type),
                     start=run.start_addr or 0,
                     instructions=run.instr_cnt if counted else None,
                     api_calls=run.num_apis,
-                    error=getattr(error, "type", None) if error else None,
-                    error_detail=_error_detail(error) if error else None,
+                    error=in_api[0] if in_api else (getattr(error, "type", None) if error else None),
+                    error_detail=in_api[1] if in_api else (_error_detail(error) if error else None),
                     ret=getattr(run, "ret_val", None),
                 )
                 result.runs.append(summary)
@@ -131,7 +174,3 @@ def _error_detail(error: Any) -> str:
     if address is not None:
         parts.append(f"address={address:#x}" if isinstance(address, int) else f"address={address}")
     return " ".join(parts)
-
-
-def run_backend(plan: ReplayPlan, services: ReplayServices) -> BackendResult:
-    return SpeakeasyBackend(plan, services).run()

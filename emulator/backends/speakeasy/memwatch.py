@@ -9,6 +9,7 @@ stages at Unicorn speed. The watch also enforces the memory limits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 
 PAGE = 0x1000
+logger = logging.getLogger(__name__)
 
 
 class MemoryWatch:
@@ -44,6 +46,8 @@ class MemoryWatch:
         self.stop_now = stop_now
         self.armed: dict[int, int] = {}  # page -> requested perms
         self.mapped_total = 0
+        # Told (base, size) of each new stage's code just before it runs.
+        self.on_new_code: Callable[[int, int], None] | None = None
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -147,6 +151,7 @@ class MemoryWatch:
             by_perms.setdefault(self.armed.pop(page, compat.PERM_RWX) | compat.PERM_EXEC, []).append(page)
         for perms, same in by_perms.items():
             self._set_pages(same, perms)
+        logger.debug("execution at %#x: new %s stage, %d bytes at %#x (%s)", address, kind, size, base, via)
         recorder.start_stage(
             kind=kind,
             name=name or f"{kind}@{address:#x}",
@@ -158,6 +163,8 @@ class MemoryWatch:
             via=via,
             image_base=image_base,
         )
+        if self.on_new_code is not None:
+            self.on_new_code(base, size)
 
     def read_region(self, base: int, size: int) -> bytes:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from speakeasy.profiler_events import (
     FILE_CREATE,
@@ -47,21 +47,33 @@ from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.services import ReplayServices
 
+
+@dataclass(frozen=True)
+class SyncApi:
+    object_type: Literal["event", "mutex", "semaphore", "timer"]
+    op: Literal["create", "open"]
+    name_arg: int  # index of the object's name (lpName) among the API's arguments
+
+
+# Every API that creates or opens a named synchronisation object, by its name without the A/W
+# suffix, with the argument that holds the name (Win32 prototypes).
+SYNC_API_TABLE = {
+    "CreateEvent": SyncApi("event", "create", 3),  # (lpEventAttributes, bManualReset, bInitialState, lpName)
+    "CreateEventEx": SyncApi("event", "create", 1),  # (lpEventAttributes, lpName, dwFlags, dwDesiredAccess)
+    "OpenEvent": SyncApi("event", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpName)
+    "CreateMutex": SyncApi("mutex", "create", 2),  # (lpMutexAttributes, bInitialOwner, lpName)
+    "CreateMutexEx": SyncApi("mutex", "create", 1),  # (lpMutexAttributes, lpName, dwFlags, dwDesiredAccess)
+    "OpenMutex": SyncApi("mutex", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpName)
+    "CreateSemaphore": SyncApi("semaphore", "create", 3),  # (lpAttributes, lInitialCount, lMaximumCount, lpName)
+    "CreateSemaphoreEx": SyncApi("semaphore", "create", 3),  # (... lMaximumCount, lpName, dwFlags, dwDesiredAccess)
+    "OpenSemaphore": SyncApi("semaphore", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpName)
+    "CreateWaitableTimer": SyncApi("timer", "create", 2),  # (lpTimerAttributes, bManualReset, lpTimerName)
+    "CreateWaitableTimerEx": SyncApi("timer", "create", 1),  # (lpTimerAttributes, lpTimerName, dwFlags, dwAccess)
+    "OpenWaitableTimer": SyncApi("timer", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpTimerName)
+}
+# Looked up by the lower-cased API name, A and W forms (wide: the name is UTF-16).
 SYNC_APIS = {
-    "createeventa": ("event", "create"),
-    "createeventw": ("event", "create"),
-    "createeventexa": ("event", "create"),
-    "createeventexw": ("event", "create"),
-    "openeventa": ("event", "open"),
-    "openeventw": ("event", "open"),
-    "createmutexa": ("mutex", "create"),
-    "createmutexw": ("mutex", "create"),
-    "createmutexexa": ("mutex", "create"),
-    "createmutexexw": ("mutex", "create"),
-    "openmutexa": ("mutex", "open"),
-    "openmutexw": ("mutex", "open"),
-    "createsemaphorea": ("semaphore", "create"),
-    "createsemaphorew": ("semaphore", "create"),
+    f"{name.lower()}{suffix}": (api, suffix == "w") for name, api in SYNC_API_TABLE.items() for suffix in ("a", "w")
 }
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
@@ -230,12 +242,13 @@ class Translator:
             self._virtual_protect(stage, args)
 
     def _sync_object(self, stage: str, func: str, args: list[Any]) -> None:
-        object_type, op = SYNC_APIS[func]
-        name_index = 1 if op == "open" and object_type != "event" else (2 if op == "open" else None)
-        name = self._string_arg(args, func, name_index)
+        api, wide = SYNC_APIS[func]
+        name = self._string_arg(args, api.name_arg, wide)
         if name:
-            existed = op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
-            self.recorder.emit(SyncObject, stage=stage, op=op, object_type=object_type, name=name, existed=existed)
+            existed = api.op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
+            self.recorder.emit(
+                SyncObject, stage=stage, op=api.op, object_type=api.object_type, name=name, existed=existed
+            )
 
     def _virtual_protect(self, stage: str, args: list[Any]) -> None:
         # Speakeasy records protection changes only for VirtualProtectEx.
@@ -252,28 +265,13 @@ class Translator:
             executable=executable,
         )
 
-    def _string_arg(self, args: list[Any], func: str, index: int | None) -> str | None:
-        if index is None:
-            # CreateEvent(sa, manual, initial, name) / CreateMutex(sa, owner, name) / Ex variants
-            index = {
-                "createeventa": 3,
-                "createeventw": 3,
-                "createmutexa": 2,
-                "createmutexw": 2,
-                "createeventexa": 1,
-                "createeventexw": 1,
-                "createmutexexa": 1,
-                "createmutexexw": 1,
-                "createsemaphorea": 3,
-                "createsemaphorew": 3,
-            }.get(func)
-        if index is None or index >= len(args):
+    def _string_arg(self, args: list[Any], index: int, wide: bool) -> str | None:
+        if index >= len(args):
             return None
         value = getattr(args[index], "value", None)
         if not value:
             return None
-        wide = func.endswith("w")
-        return GuestApi(self.memory, self.services, func).read_string(value, wide, max_chars=260)
+        return GuestApi(self.memory, self.services, "").read_string(value, wide, max_chars=260)
 
     def _read(self, address: int, size: int) -> bytes:
         try:

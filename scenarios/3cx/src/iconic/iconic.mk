@@ -42,7 +42,8 @@ CR3CX_SHARED := $(CR3CX_ICONS) c2/beacon_reply.txt \
 	files/firefox_places.sqlite
 CR3CX_HOME := $(abspath $(ICONIC_DIR)/../..)
 
-ifeq ($(ARCH),x64)
+# CR3CX_FULL_DATA=1 (variant builds): every data file is written whatever the architecture.
+ifneq ($(ARCH)$(CR3CX_FULL_DATA),x86)
 CR3CX_DATA := $(addprefix $(CR3CX_SCENARIO)/,$(CR3CX_SHARED) c2/stage3.bin)
 else
 # Only stage 3 depends on the architecture: the x86 variant (scenarios/3cx-x86) reads the icons,
@@ -54,10 +55,10 @@ DATA_FILES += $(CR3CX_DATA)
 .PHONY: 3cx-data data
 3cx-data data: $(CR3CX_DATA)
 
-ifeq ($(ARCH),x64)
+ifneq ($(ARCH)$(CR3CX_FULL_DATA),x86)
 # One run writes all of them (grouped target, GNU make >= 4.3); --verify reads them back.
 $(CR3CX_DATA) &: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
-	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify
+	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify $(MAKE_DATA_ARGS)
 else
 $(CR3CX_DATA): $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
 	rm -rf $(BUILD)/data
