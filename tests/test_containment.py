@@ -249,7 +249,7 @@ def test_guard_refuses_network(guard: Guard) -> None:
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with pytest.raises(ContainmentViolation):
         socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    assert guard.sockets_blocked >= 3
+    assert guard.sockets_blocked >= 2  # create_connection is refused at its name lookup
     assert guard.lookups_blocked >= 1
 
 
@@ -889,6 +889,7 @@ def test_real_sample_dropping_hostile_names(tmp_path: Path, capsys: pytest.Captu
     digests = [hashlib.sha256(c).hexdigest() for c in contents]
     out, outside = tmp_path / "out", tmp_path / "outside"
     planted = _plant(out, outside, digests)
+    (out / ".chainreplay").write_text("an earlier run's folder, links planted in it since\n", encoding="utf-8")
     rc = main(["run", str(DROPNAMES), "-o", str(out), "-q"])
     captured = capsys.readouterr()
     assert rc == 0 and "Traceback" not in captured.err, captured.err
