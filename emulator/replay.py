@@ -32,7 +32,7 @@ from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.events import Event
 from emulator.export import prepare as prepare_exports
-from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
+from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
 from emulator.output import output_folder, produce
@@ -127,7 +127,8 @@ def emulate(
 
     recording = Recording()
     try:
-        from emulator.backends.speakeasy import SpeakeasyBackend
+        with collector_paused():  # Speakeasy's import builds long-lived tables (a third is collection)
+            from emulator.backends.speakeasy import SpeakeasyBackend
     except ImportError as err:  # not installed, or an installed version it cannot use: one line
         recording.outcome = outcome_model.error(one_line(f"engine unavailable: {err}"))
         return recording
@@ -269,8 +270,10 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
     last message: threads a responder started (daemon or not) die with it.
     """
     import emulator.containment as containment
+    import emulator.lifecycle as lifecycle
     from emulator.sandbox import confine_child
 
+    lifecycle.SHORT_LIVED_PROCESS = True
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it

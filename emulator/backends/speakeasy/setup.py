@@ -18,6 +18,7 @@ from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
@@ -92,6 +93,11 @@ class LoadedTarget:
 
 
 def load_target(plan: ReplayPlan) -> LoadedTarget:
+    with collector_paused():
+        return _load_target(plan)
+
+
+def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
