@@ -19,23 +19,24 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from emulator import outcome as outcome_model
-from emulator.analysis.pipeline import Analysis, analyse
 from emulator.containment import Guard, install, uninstall
-from emulator.document import build_report
 from emulator.events import NetworkExchange
-from emulator.export import write_exports
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
 from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_GRAPH_NODES
 from emulator.outcome import Status
-from emulator.render import prepare as prepare_renderers
-from emulator.render import render_files
 from emulator.report import Containment, ContainmentLayer, DroppedFile, Note, Outcome, Report
 from emulator.sanitize import for_display
 from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, trace_lines
+
+if TYPE_CHECKING:
+    from emulator.analysis.pipeline import Analysis
+
+# The analysis (networkx), the report builder, the renderers and the exporters are imported
+# where they are used: a replay imports them while its emulation child runs (replay.py's
+# _prepare_outputs), not before the child starts.
 
 LOCK_FILE = ".lock"
 MARKER_FILE = ".chainreplay"
@@ -219,6 +220,9 @@ def write_outputs(
                 if digest and digest in trace.blobs:
                     _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
     dropped = _dropped_files(out, trace, written)
+    from emulator.document import build_report
+    from emulator.render import render_files
+
     report = build_report(trace, analysis, dropped, _containment(trace, guard, []), generated_at)
     interrupted = (cut.outcome or report.outcome).status == Status.INTERRUPTED
     errors: list[str] = []
@@ -263,11 +267,17 @@ def _cut_graph(analysis: Analysis, cut: RunNotes) -> Analysis:
     cut.notes.append(
         ("graph_cut", f"the stage graph has {graph.number_of_nodes()} nodes; kept the first {MAX_GRAPH_NODES}")
     )
+    from emulator.analysis.pipeline import Analysis
+
     return Analysis(analysis.stages, graph.subgraph(kept).copy(), analysis.techniques)
 
 
 def _analyse_bounded(trace: Trace, control: RunControl | None, cut: RunNotes) -> Analysis:
     """analyse() cut short by a signal or the run's deadline: what is cut is noted."""
+    import networkx as nx
+
+    from emulator.analysis.pipeline import Analysis, analyse
+
     if control is None:
         return _cut_graph(analyse(trace), cut)
     seconds = INTERRUPTED_ANALYSIS_SECONDS if trace.header.status == Status.INTERRUPTED else None
@@ -303,6 +313,9 @@ def produce(
     The one path from a trace to an output folder: a replay and ``chainreplay analyse`` both
     come here.
     """
+    from emulator.export import write_exports
+    from emulator.render import prepare as prepare_renderers
+
     out = out.resolve()
     if trace.header.status != Status.INTERRUPTED:
         prepare_renderers()
