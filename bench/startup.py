@@ -1,0 +1,148 @@
+"""Where a cold 3CX replay spends its time (issue 18), phase by phase, CPU and wall.
+
+    python bench/startup.py [--runs 3] [--scenario scenarios/3cx]
+
+Each run is a fresh interpreter (``--phase``) that times, in order: the parent's imports
+(``emulator.cli`` + ``emulator.replay``, what runs before the emulation child forks), Speakeasy's
+import, ``load_module`` (signature database, decoy DLL images), the emulation, the analysis,
+the report, the drawings and the exports; once with the garbage collector paused around
+Speakeasy's import and load as a replay's child does (``collector_paused``), once without.
+The two variants alternate in one run, so their ratio is measured side by side. Then the whole
+command, ``python -m emulator run SCENARIO -o TMP -q``, from interpreter start to every
+default output written, best of ``--runs``. Prints a table and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ("parent_imports", "speakeasy_import", "load_module", "emulation", "analysis", "report", "drawing", "exports")
+
+
+def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
+    """In this (fresh) interpreter: every phase's (CPU s, wall s)."""
+    times: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def phase(name: str) -> Iterator[None]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        yield
+        times[name] = [round(time.process_time() - cpu, 4), round(time.perf_counter() - wall, 4)]
+
+    with phase("parent_imports"):
+        import emulator.cli
+        import emulator.replay  # noqa: F401
+    import emulator.lifecycle as lifecycle
+    from emulator.scenario import load_scenario
+
+    lifecycle.SHORT_LIVED_PROCESS = True  # as in the emulation child
+    pause = lifecycle.collector_paused if paused else contextlib.nullcontext
+    plan = load_scenario(Path(scenario))
+    with phase("speakeasy_import"), pause():
+        from emulator.backends.speakeasy import setup
+    with phase("load_module"), pause():
+        target = setup._load_target(plan)
+    del target
+    # The emulation alone: emulate() loads again (its once-per-process tables now warm), so the
+    # second load_module is timed apart and taken out.
+    from emulator.replay import emulate, freeze
+
+    started_cpu, started = time.process_time(), time.perf_counter()
+    with pause():
+        setup._load_target(plan)
+    again = [time.process_time() - started_cpu, time.perf_counter() - started]
+    with phase("emulation"):
+        recording = emulate(plan)
+    times["emulation"] = [round(times["emulation"][i] - again[i], 4) for i in range(2)]
+    from emulator.analysis.pipeline import analyse
+    from emulator.containment import Guard
+    from emulator.document import build_report
+    from emulator.export import prepare as prepare_exports
+    from emulator.export import write_exports
+    from emulator.output import _containment
+    from emulator.render import prepare as prepare_renderers
+    from emulator.render import render_files
+    from emulator.report import build_models
+
+    trace = freeze(plan, recording, target_sha256="")
+    with phase("analysis"):
+        analysis = analyse(trace)
+    build_models()
+    with phase("report"):
+        containment = _containment(trace, Guard(allowed_write_root=None), [])
+        report = build_report(trace, analysis, [], containment, "2026-01-01T00:00:00Z")
+    prepare_renderers()
+    prepare_exports()
+    with tempfile.TemporaryDirectory() as tmp:
+        with phase("drawing"):
+            render_files(report, Path(tmp))
+        with phase("exports"):
+            write_exports(Path(tmp), report)
+    return times
+
+
+def _whole(scenario: str) -> tuple[float, float]:
+    """`python -m emulator run` in a fresh interpreter: wall and CPU (children included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "emulator", "run", scenario, "-o", str(Path(tmp) / "out"), "-q"],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            check=False,
+        )
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scenario", default="scenarios/3cx")
+    parser.add_argument("--phase", choices=("paused", "collecting"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(_phase_run(args.scenario, args.phase == "paused")))  # noqa: T201
+        return 0
+    best: dict[str, dict[str, list[float]]] = {"paused": {}, "collecting": {}}
+    for _ in range(args.runs):
+        for variant in best:
+            done = subprocess.run(
+                [sys.executable, __file__, "--phase", variant, "--scenario", args.scenario],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                if name not in best[variant] or value[0] < best[variant][name][0]:
+                    best[variant][name] = value
+    wholes = [_whole(args.scenario) for _ in range(args.runs)]
+    print(f"{'phase':<18} {'cpu s (gc paused)':>18} {'cpu s (gc on)':>14} {'wall s (paused)':>16}")  # noqa: T201
+    for name in PHASES:
+        paused, collecting = best["paused"].get(name, [0, 0]), best["collecting"].get(name, [0, 0])
+        print(f"{name:<18} {paused[0]:>18.3f} {collecting[0]:>14.3f} {paused[1]:>16.3f}")  # noqa: T201
+    wall = min(w for w, _ in wholes)
+    cpu = min(c for _, c in wholes)
+    print(f"whole command: best wall {wall:.2f} s, best CPU {cpu:.2f} s over {args.runs} runs; load {os.getloadavg()}")  # noqa: T201
+    print(json.dumps({"phases": best, "whole": {"wall_s": wholes, "best_wall_s": wall, "best_cpu_s": cpu}}))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
