@@ -20,7 +20,7 @@
  *       FNV-1a over the little-endian 32-bit words of the result (a trailing
  *       partial word is ignored), OutputDebugStringA("benchwork: rc4
  *       checksum 0x%08x"), VirtualFree; returns the checksum. len is clamped
- *       to [0, 16 MiB].
+ *       to [0, 64 MiB].
  *   DWORD RunApiFlood(void)     = RunApiFloodCount(100000)
  *   DWORD RunApiFloodCount(DWORD n)
  *       n calls to GetCurrentThreadId (clamped to 10,000,000); returns the
@@ -29,7 +29,7 @@
 #include <windows.h>
 
 #define RC4_DEFAULT_LEN (1024u * 1024u)
-#define RC4_MAX_LEN (16u * 1024u * 1024u)
+#define RC4_MAX_LEN (64u * 1024u * 1024u)
 #define FLOOD_DEFAULT 100000u
 #define FLOOD_MAX 10000000u
 
