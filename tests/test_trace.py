@@ -57,8 +57,16 @@ def frozen_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+# A replay's output folder also holds its lock and its marker (emulator/output.py): bookkeeping.
+BOOKKEEPING = {".lock", ".chainreplay"}
+
+
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in BOOKKEEPING
+    }
 
 
 def without_time(report: dict[str, Any]) -> dict[str, Any]:
