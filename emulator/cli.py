@@ -657,7 +657,21 @@ def _check(args: argparse.Namespace) -> int:
         outdir = parent / plan.name
         if outdir.exists() and not outdir.is_dir():
             raise UsageError(f"{outdir}: exists and is not a folder")
-        replay = replay_target(plan, outdir)
+        from emulator.output import OutputBusy, OutputError, OutputNotOurs
+
+        try:
+            replay = replay_target(plan, outdir)
+        except OutputBusy as err:
+            print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+            return E_BUSY
+        except OutputNotOurs as err:
+            raise UsageError(str(err.strerror)) from err
+        except OutputError as err:
+            print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+            return E_ERROR
+        if replay.signal is not None:
+            print(f"chainreplay: {replay.detail}; partial report in {replay.report_path}", file=sys.stderr)
+            return E_SIGNAL_BASE + replay.signal
         report = Report.from_file(Path(replay.report_path))
         contained = contained or replay.status == "containment"
         if args.update:
@@ -696,7 +710,11 @@ def _add_batch_parser(sub: Any) -> None:
     batch.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler")
     batch.add_argument("-o", "--output", metavar="OUTDIR", help="parent of the output folders (default: reports/)")
     batch.add_argument("--check", action="store_true", help="compare each scenario with its baseline; exit 1 on drift")
-    batch.add_argument("--force", action="store_true", help="replay targets whose report is already up to date")
+    batch.add_argument(
+        "--force",
+        action="store_true",
+        help="replay targets whose report is up to date, and replace output folders no run wrote",
+    )
     batch.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML")
     batch.add_argument("--fail-on", metavar="LIST", default="", help="as for run: outcome categories that fail")
     batch.add_argument("--allow-unverified", action="store_true", help="replay files that do not match SHA256SUMS")
