@@ -72,7 +72,7 @@ def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -
     """Scan with the user's YARA rules (into ``report.yara``), write every export, and return the
     report (rewritten in ``out/report.json`` if the scan or a failed export changed it). An export
     that fails is named in ``report.notes`` (``export_failed``); the others are still written."""
-    from emulator.output import _clear, _real_folder, _write_new
+    from emulator.output import _clear, _real_folder, _write_new, write_atomically
 
     notes: list[Note] = []
     seq = report.stats.events
@@ -99,5 +99,5 @@ def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -
     if notes:
         report = report.model_copy(update={"notes": [*report.notes, *notes]})
     if notes or yara_rules is not None:
-        _write_new(out / "report.json", report.to_json().encode("utf-8"))
+        write_atomically(out / "report.json", report.to_json().encode("utf-8"))
     return report
