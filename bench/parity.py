@@ -49,6 +49,9 @@ Call = tuple[str, tuple[str, ...]]
 DEFAULT_JSON = ROOT / "reports" / "bench" / "parity.json"
 DEFAULT_TIMEOUT = 60.0
 MAX_ARG_CHARS = 80
+# Bare Speakeasy runs in a child: killed this long after twice its timeout, 6 GiB of address space.
+BARE_GRACE_SECONDS = 30.0
+BARE_ADDRESS_SPACE = 6 << 30
 
 
 def _no_dedup() -> None:
@@ -71,6 +74,44 @@ def _name(api: str) -> str:
 
 
 def run_bare(path: Path, timeout: float, argv: list[str], marker: bool) -> tuple[list[Call], str]:
+    """Bare Speakeasy in a forked child, killed if it outlives its own timeout by far (its
+    free-range search can take many minutes to map one huge allocation)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_bare_child, args=(sender, path, timeout, argv, marker), daemon=True)
+    child.start()
+    sender.close()
+    deadline = time.monotonic() + timeout * 2 + BARE_GRACE_SECONDS
+    result: tuple[list[Call], str] | None = None
+    while time.monotonic() < deadline and child.is_alive():
+        if receiver.poll(0.5):
+            result = receiver.recv()
+            break
+    if result is None and receiver.poll(0):
+        result = receiver.recv()
+    child.join(1)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    return (
+        result if result is not None else ([], f"killed: still running after {timeout * 2 + BARE_GRACE_SECONDS:.0f} s")
+    )
+
+
+def _bare_child(sender: Any, path: Path, timeout: float, argv: list[str], marker: bool) -> None:
+    import resource
+
+    # Bare Speakeasy maps whatever the sample asks for; keep it from exhausting the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (BARE_ADDRESS_SPACE, BARE_ADDRESS_SPACE))
+    try:
+        sender.send(_run_bare_here(path, timeout, argv, marker))
+    except Exception as err:  # noqa: BLE001 - MemoryError included: reported, not raised
+        sender.send(([], f"error: {type(err).__name__}: {err}"[:200]))
+
+
+def _run_bare_here(path: Path, timeout: float, argv: list[str], marker: bool) -> tuple[list[Call], str]:
     _no_dedup()
     config = get_default_config_dict()
     config["timeout"] = timeout

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,37 +150,75 @@ def test_contradictory_pe_headers_end_without_traceback(
 # ---- render: a hostile report.json ------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def real_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real report.json of this schema (hello.dll's replay), to mutate."""
+    from emulator.plan import ReplayPlan
+    from emulator.replay import replay_target
+
+    out = tmp_path_factory.mktemp("base") / "out"
+    plan = ReplayPlan(name="hello", target_path=str(HELLO), emu_path="C:\\hello.dll")
+    result = replay_target(plan, out, isolate=False)
+    return json.loads(Path(result.report_path).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def _with_graph(report: dict[str, Any], graph: Any) -> str:
+    return json.dumps({**report, "graph": graph})
+
+
 @pytest.mark.parametrize(
-    ("content", "said"),
+    ("make", "said"),
     [
-        ("[" * 100_000 + "]" * 100_000, "nested"),
-        ('{"graph": ' + "[" * (MAX_INPUT_NESTING + 2) + "]" * (MAX_INPUT_NESTING + 2) + "}", "nested deeper"),
-        ('{"graph": []}', "graph is list"),
-        ("[1, 2]", "top level is list"),
-        ('{"graph": {"nodes": 5, "edges": "x"}}', "graph:"),
-        ('{"graph": {"nodes": [{"id": 1}], "edges": [{"source": 1}]}}', "graph:"),
-        ('{"graph": {"directed": true, "nodes": [], "edges": [], "x": NaN}}', "not a finite number"),
-        ("\udcff", "not a chainreplay report"),
+        (lambda r: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (lambda r: _with_graph(r, None).replace('"graph": null', '"graph": ' + "[" * 5000 + "]" * 5000), "nested"),
+        (lambda r: _with_graph(r, []), "not a chainreplay report: graph"),
+        (lambda r: "[1, 2]", "not a chainreplay report"),
+        (lambda r: _with_graph(r, {"nodes": 5, "edges": "x"}), "not a chainreplay report: graph"),
+        (lambda r: _with_graph(r, {"nodes": [{"id": 1}], "edges": [{"source": 1}]}), "not a chainreplay report"),
+        (lambda r: _with_graph(r, {"nodes": [], "edges": [], "x": float("nan")}), "not a chainreplay report"),
+        (lambda r: json.dumps({**r, "schema": "chainreplay/report/999"}), "this chainreplay reads"),
+        (lambda r: "\udcff", "not JSON"),
     ],
-    ids=["deep-list", "deep-graph", "graph-list", "top-list", "bad-nodes", "edge-no-target", "nan", "bad-utf8"],
+    ids=["deep-list", "deep-graph", "graph-list", "top-list", "bad-nodes", "edge-no-target", "nan", "schema", "utf8"],
 )
 def test_render_hostile_report_is_one_line(
-    content: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make: Any, said: str, real_report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "report.json"
-    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    path.write_bytes(make(real_report).encode("utf-8", "surrogateescape"))
     rc = main(["render", str(path), "-o", str(tmp_path / "draw")])
     err = _one_line_error(capsys)
     assert rc == E_BAD_INPUT and said in err, err
 
 
-def test_render_refuses_a_graph_too_large_to_draw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    nodes = [{"id": f"n{i}", "kind": "file"} for i in range(MAX_DRAWN_NODES + 1)]
+def test_render_refuses_a_graph_too_large_to_draw(
+    real_report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes = [{"id": f"file:c:\\f{i}", "kind": "file", "label": f"f{i}"} for i in range(MAX_DRAWN_NODES + 1)]
     path = tmp_path / "report.json"
-    path.write_text(json.dumps({"graph": {"directed": True, "nodes": nodes, "edges": []}}), encoding="utf-8")
+    path.write_text(_with_graph(real_report, {**real_report["graph"], "nodes": nodes, "edges": []}), encoding="utf-8")
     rc = main(["render", str(path), "-o", str(tmp_path / "draw")])
     err = _one_line_error(capsys)
     assert rc == E_BAD_INPUT and f"more than the {MAX_DRAWN_NODES} drawn" in err, err
+
+
+def test_render_huge_labels_are_cut_not_a_hang(
+    real_report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench/fuzz.py found it: a 100,000-character label kept matplotlib laying out text for
+    minutes. Strings are cut to MAX_RENDERED_STRING before drawing."""
+    import time
+
+    graph = real_report["graph"]
+    huge = "x" * 100_000
+    nodes = [{**n, "label": huge} for n in graph["nodes"]]
+    path = tmp_path / "report.json"
+    path.write_text(_with_graph(real_report, {**graph, "nodes": nodes}), encoding="utf-8")
+    began = time.monotonic()
+    rc = main(["render", str(path), "-o", str(tmp_path / "draw")])
+    assert rc == 0, capsys.readouterr().err
+    assert time.monotonic() - began < 60
+    assert (tmp_path / "draw" / "stage_graph.png").is_file()
 
 
 # ---- OUTDIR you can trust ---------------------------------------------------------------------
@@ -238,25 +277,3 @@ def test_io_error_names_the_path(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert str(outdir) in proc.stderr and "File too large" in proc.stderr, proc.stderr
     assert not (outdir / "report.json").exists()
-
-
-def test_render_huge_labels_are_cut_not_a_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """bench/fuzz.py found it: a 100,000-character edge type kept matplotlib laying out text for
-    minutes. Strings are cut to MAX_RENDERED_STRING before drawing."""
-    import time
-
-    huge = "x" * 100_000
-    graph = {
-        "directed": True,
-        "multigraph": False,
-        "graph": {},
-        "nodes": [{"id": "s0", "kind": "stage", "label": huge}, {"id": "u", "kind": "url", "label": huge}],
-        "edges": [{"source": "s0", "target": "u", "type": huge}],
-    }
-    path = tmp_path / "report.json"
-    path.write_text(json.dumps({"graph": graph}), encoding="utf-8")
-    began = time.monotonic()
-    rc = main(["render", str(path), "-o", str(tmp_path / "draw")])
-    assert rc == 0, capsys.readouterr().err
-    assert time.monotonic() - began < 60
-    assert (tmp_path / "draw" / "stage_graph.png").is_file()
