@@ -531,16 +531,27 @@ def _matplotlib_config_in(config_dir: Path) -> Iterator[None]:
 MPL_CONFIG_DIR = ".matplotlib"
 
 
-def _prepare_outputs() -> None:
-    """Import the analysis, drawing and export libraries while the child emulates (they cost
-    about 1.5 s of CPU cold): none of them is imported before the child starts."""
-    import emulator.analysis.pipeline
-    import emulator.document  # noqa: F401
-    from emulator.report import build_models
+def _prepare_outputs(out: Path) -> None:
+    """Import the analysis, drawing and export libraries and build the report models while the
+    child emulates (about 1.5 s of CPU cold): none of them is imported before the child starts.
 
-    build_models()
-    prepare_renderers()
-    prepare_exports()
+    Under a guard of its own (writes only in OUTDIR, no socket): a library may probe the network
+    when imported (urllib3, pulled in by stix2, binds a socket to ::1 to test for IPv6); the probe
+    is refused, the library carries on without it, and the refusal is not the replay's: it is
+    logged (-d), not counted in the report."""
+    guard = install(Guard(allowed_write_root=out))
+    try:
+        import emulator.analysis.pipeline
+        import emulator.document  # noqa: F401
+        from emulator.report import build_models
+
+        build_models()
+        prepare_renderers()
+        prepare_exports()
+    finally:
+        uninstall(guard)
+    if guard.violations:
+        log.debug("refused while importing the output libraries: %s", guard.violations)
 
 
 def replay_target(
@@ -569,11 +580,11 @@ def replay_target(
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
     with output_folder(out, force=force), control, _matplotlib_config_in(out / MPL_CONFIG_DIR):
         if isolate:
-            recording = emulate_isolated(plan, while_waiting=_prepare_outputs, control=control)
+            recording = emulate_isolated(plan, while_waiting=lambda: _prepare_outputs(out), control=control)
         else:
             recording = emulate(plan)
             recording.isolation = "in-process"
-            _prepare_outputs()
+            _prepare_outputs(out)
             if control.signum is not None:
                 control.handled = True
                 recording.signal = control.signum

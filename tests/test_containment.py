@@ -536,6 +536,21 @@ def test_responder_writing_at_load_is_refused_in_the_child(tmp_path: Path, capsy
     assert report["containment"]["writes_outside_outdir_refused"] == 1
 
 
+def test_unimportable_user_responder_is_the_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A class that cannot be imported is found in the child, where user code runs: outcome
+    error naming it, one line, exit 0 (the replay ran and says why it stopped)."""
+    from emulator.cli import main
+
+    folder = _hostile_scenario(tmp_path, "X", tmp_path / "unused")
+    text = (folder / "scenario.toml").read_text(encoding="utf-8").replace(f"{__name__}:X", "no.such.module:X")
+    (folder / "scenario.toml").write_text(text, encoding="utf-8")
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "error"
+    assert "no.such.module" in report["outcome"]["detail"] and "\n" not in report["outcome"]["detail"]
+
+
 def test_cli_never_imports_a_user_responder(tmp_path: Path) -> None:
     """Loading a scenario with a python responder imports nothing: the module would shout."""
     from emulator.scenario import load_scenario

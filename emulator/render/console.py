@@ -199,15 +199,16 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
     if outdir is not None:
         out = Text("outputs in ", style="dim")
         out.append(str(outdir), style="bold")
-        present = [n for n in ("report.html", "report.json", "narration.md") if (outdir / n).exists()]
-        graphs = [n.split(".", 1)[1] for n in sorted(p.name for p in outdir.glob("stage_graph.*"))]
-        out.append(": " + ", ".join(present))
-        if graphs:
-            out.append(f", stage_graph.{{{','.join(graphs)}}}")
-        for folder in ("stages", "network", "dropped"):
-            if (outdir / folder).is_dir():
-                out.append(f", {folder}/ ({sum(1 for _ in (outdir / folder).iterdir())})")
-        parts += ["", out]  # noqa: RUF100
+        entries = sorted(p for p in outdir.iterdir() if not p.name.startswith(".")) if outdir.is_dir() else []
+        first = [n for n in ("report.html", "report.json", "narration.md") if (outdir / n).is_file()]
+        graphs = [p.name.split(".", 1)[1] for p in entries if p.name.startswith("stage_graph.")]
+        others = [
+            p.name for p in entries if p.is_file() and p.name not in first and not p.name.startswith("stage_graph.")
+        ]
+        names = first + ([f"stage_graph.{{{','.join(graphs)}}}"] if graphs else []) + others
+        names += [f"{p.name}/ ({sum(1 for _ in p.iterdir())})" for p in entries if p.is_dir()]
+        out.append(": " + ", ".join(names))
+        parts += ["", out]
         html = outdir / "report.html"
         if html.exists():
             parts.append(Text(f"open {html.resolve().as_uri()}", style="cyan"))
