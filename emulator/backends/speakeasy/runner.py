@@ -8,11 +8,11 @@ from typing import Any
 
 from emulator.backends.speakeasy import compat
 
-# No Unicorn build runs faster than this, so a stretch of guest code (between two API calls)
-# that ran uncounted for limit / rate seconds of wall time cannot have run past the limit: it
-# runs that long before Unicorn starts counting its instructions against max_instructions
-# (counting costs a C call per instruction). A limit needing a slice shorter than the minimum
-# is counted at once.
+# A stretch of guest code between two API calls runs this long before Unicorn starts counting
+# its instructions against max_instructions (counting costs a C call per instruction).
+UNCOUNTED_SLICE_SECONDS = 0.25
+# No Unicorn build runs faster than this, so an uncounted slice of limit / rate seconds cannot
+# have run past the limit; a limit needing a slice shorter than the minimum is counted at once.
 FASTEST_INSTRUCTIONS_PER_SECOND = 1_000_000_000
 MIN_UNCOUNTED_SLICE_SECONDS = 0.05
 # How often the fast-mode watchdog thread checks the wall-clock deadline.
@@ -33,10 +33,9 @@ class NativeRunner:
     Unicorn's own timeout starts and joins a timer thread on every start (about 0.5 ms, once
     per API call); one watchdog thread per replay stops Unicorn at the deadline instead.
     Unicorn's instruction counter costs a C call per instruction (3x slower on RC4), so a
-    stretch of guest code runs uncounted for as long as it provably stays under
-    ``max_instructions`` (limit / ``FASTEST_INSTRUCTIONS_PER_SECOND`` seconds) and only a stretch
-    still running after that is counted against the limit (so a stretch may run up to twice the
-    limit before it is stopped; small limits are counted at once).
+    stretch of guest code runs uncounted for its first ``UNCOUNTED_SLICE_SECONDS`` and only
+    a stretch still running after that is counted against ``max_instructions`` (so a stretch
+    may run up to about twice the limit before it is stopped; small limits are counted at once).
     """
 
     def __init__(self, emu: Any, instruction_limit: int) -> None:
@@ -121,7 +120,7 @@ class NativeRunner:
     def start(self, address: int, timeout: float = 0, count: int = 0) -> Any:
         now = time.monotonic()
         deadline = now + timeout if timeout else None
-        uncounted = self.instruction_limit / FASTEST_INSTRUCTIONS_PER_SECOND
+        uncounted = min(UNCOUNTED_SLICE_SECONDS, self.instruction_limit / FASTEST_INSTRUCTIONS_PER_SECOND)
         counting = uncounted < MIN_UNCOUNTED_SLICE_SECONDS
         slice_end = now + uncounted
         while True:
