@@ -27,7 +27,7 @@ from emulator.analysis.pipeline import Analysis, analyse
 from emulator.containment import Guard, install, uninstall
 from emulator.document import build_report
 from emulator.events import NetworkExchange
-from emulator.export import write_exports
+from emulator.export import add_yara_scan, write_exports
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
 from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_GRAPH_NODES
 from emulator.outcome import Status
@@ -205,9 +205,10 @@ def write_outputs(
     generated_at: str,
     control: RunControl | None = None,
     cut: RunNotes | None = None,
+    yara_rules: str | None = None,
 ) -> Report:
     """Stage images, network bodies, dropped files, the rendered files and report.json (written
-    whole or not at all)."""
+    whole or not at all). With ``yara_rules``, the bytes written are scanned before rendering."""
     cut = cut or RunNotes()
     written: set[Path] = set()
     for stage in analysis.stages:
@@ -220,6 +221,8 @@ def write_outputs(
                     _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
     dropped = _dropped_files(out, trace, written)
     report = build_report(trace, analysis, dropped, _containment(trace, guard, []), generated_at)
+    if yara_rules is not None:
+        report = add_yara_scan(out, report, yara_rules)
     interrupted = (cut.outcome or report.outcome).status == Status.INTERRUPTED
     errors: list[str] = []
     nodes = analysis.graph.number_of_nodes()
@@ -312,7 +315,7 @@ def produce(
         if write_frozen:
             write_trace(out, trace)
         analysis = _analyse_bounded(trace, control, cut)
-        report = write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut)
-        return write_exports(out, report, yara_rules=yara_rules)  # iocs, STIX, ATT&CK layer, pcap, detections
+        report = write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut, yara_rules)
+        return write_exports(out, report)  # iocs, STIX, ATT&CK layer, pcap, detections
     finally:
         uninstall(guard)

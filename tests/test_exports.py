@@ -304,6 +304,7 @@ def test_yara_option_reports_matches_on_stages_and_bodies(
     match = next(m for m in scan["matches"] if m["target_type"] == "response")
     assert match["namespace"] == "payload" and match["tags"] == ["downloaded"] and match["offsets"] == [0]
     assert match["target"] == f"GET {record.url}"
+    assert "payload_head" in (out / "report.html").read_text(encoding="utf-8")  # scanned before rendering
 
 
 def test_yara_rule_that_does_not_compile_stops_before_the_replay(

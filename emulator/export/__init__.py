@@ -68,18 +68,30 @@ def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[s
     }
 
 
+def add_yara_scan(out: Path, report: Report, yara_rules: str) -> Report:
+    """``report`` with ``yara`` set to the matches of ``yara_rules`` over the bytes in ``out``;
+    a scan that fails (rules changed since the check, a timeout) is a note, never lost data."""
+    from emulator.export.yara_scan import scan
+
+    try:
+        return report.model_copy(update={"yara": scan(report, out, yara_rules)})
+    except Exception as err:  # the report must still be written
+        note = Note(
+            seq=report.stats.events, stage="", what="export_failed", detail=f"yara: {type(err).__name__}: {err}"
+        )
+        return report.model_copy(update={"notes": [*report.notes, note]})
+
+
 def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -> Report:
     """Scan with the user's YARA rules (into ``report.yara``), write every export, and return the
     report (rewritten in ``out/report.json`` if the scan or a failed export changed it). An export
     that fails is named in ``report.notes`` (``export_failed``); the others are still written."""
-    from emulator.output import _clear, _real_folder, _write_new
+    from emulator.output import _clear, _real_folder, _write_new, write_atomically
 
     notes: list[Note] = []
     seq = report.stats.events
-    if yara_rules is not None:
-        from emulator.export.yara_scan import scan
-
-        report = report.model_copy(update={"yara": scan(report, out, yara_rules)})
+    if yara_rules is not None:  # a replay scans earlier (write_outputs), so report.html shows it
+        report = add_yara_scan(out, report, yara_rules)
     for name, produce in _exports(report, out).items():
         try:
             data = produce()
@@ -99,5 +111,5 @@ def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -
     if notes:
         report = report.model_copy(update={"notes": [*report.notes, *notes]})
     if notes or yara_rules is not None:
-        _write_new(out / "report.json", report.to_json().encode("utf-8"))
+        write_atomically(out / "report.json", report.to_json().encode("utf-8"))
     return report
