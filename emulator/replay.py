@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator import __version__
-from emulator.analysis.attack import match_techniques
+from emulator.analysis.attack import attack_release, match_techniques
 from emulator.analysis.graph import GraphContext, build_graph, graph_to_node_link
 from emulator.analysis.stages import Stage, derive_stages
 from emulator.containment import Guard, install, uninstall
@@ -34,6 +34,7 @@ from emulator.report import (
     BufferRecord,
     Containment,
     FileRecord,
+    LineageHop,
     MemoryRecord,
     NetRequestRecord,
     NetResponseRecord,
@@ -444,6 +445,19 @@ def build_report(
                 evidence=s.link.evidence if s.link else [],
                 via_api=s.link.via_api if s.link else None,
             ),
+            lineage=[
+                LineageHop(
+                    source=h.source_kind,
+                    ref=h.source_ref,
+                    transform=h.transform,
+                    detail=h.detail,
+                    actor=h.actor,
+                    evidence=h.evidence,
+                )
+                for h in (s.link.hops if s.link else [])
+            ],
+            decoded=bool(s.link and s.link.decoded),
+            process=s.process,
             parent=s.parent,
             entry=hex(s.entry),
             base=hex(s.base),
@@ -474,6 +488,7 @@ def build_report(
         dropped=dropped,
         graph=graph_data,
         attack=techniques,
+        attack_release=attack_release(),
         virtual_time=VirtualTime(start=start, skipped_ms=recording.skipped_ms, sleeps=recording.sleeps),
         containment=containment,
         responders=recording.responders,

@@ -13,6 +13,7 @@ from typing import Any
 
 import networkx as nx
 
+from emulator.analysis.graph import iter_edges
 from emulator.analysis.stages import Stage, decoded_trailers
 from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
 
@@ -31,6 +32,12 @@ def load_patterns() -> list[dict[str, Any]]:
     return patterns
 
 
+def attack_release() -> str:
+    """The ATT&CK release the pattern table's technique IDs come from (``release`` in attack.toml)."""
+    text = resources.files("emulator").joinpath("data/attack.toml").read_text(encoding="utf-8")
+    return str(tomllib.loads(text).get("release", ""))
+
+
 def match_techniques(
     stages: list[Stage],
     events: list[Event],
@@ -39,8 +46,14 @@ def match_techniques(
     patterns: list[dict[str, Any]] | None = None,
 ) -> list[TechniqueHit]:
     hits: dict[tuple[str, str], TechniqueHit] = {}
+    owner = {e.seq: e.stage for e in events}
     for pattern in patterns if patterns is not None else load_patterns():
-        for stage, evidence in _MATCHERS[pattern["match"]](pattern, stages, events, graph, blobs):
+        for stage, found in _MATCHERS[pattern["match"]](pattern, stages, events, graph, blobs):
+            # A technique is shown on the stage whose behaviour it describes, with evidence
+            # from that stage only.
+            evidence = [seq for seq in found if owner.get(seq) == stage]
+            if not evidence:
+                continue
             key = (pattern["technique"], stage)
             if key in hits:
                 merged = sorted(set(hits[key].evidence) | set(evidence))
@@ -67,8 +80,9 @@ def _api(
 def _edge(
     p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
 ) -> Matches:
+    """Edges of a type; the technique goes to the edge's actor, else its stage end (source first)."""
     found: dict[str, list[int]] = {}
-    for src, dst, data in graph.edges(data=True):
+    for src, dst, data in iter_edges(graph):
         if data["type"] != p["edge"]:
             continue
         if "from_kind" in p and graph.nodes[src].get("kind") != p["from_kind"]:
@@ -79,9 +93,48 @@ def _edge(
             continue
         if "scheme" in p and not str(dst).startswith(f"url:{p['scheme']}://"):
             continue
-        stage = dst if graph.nodes[dst].get("kind") == "stage" else src
+        if "to_glob" in p and not fnmatch.fnmatchcase(str(dst).lower(), p["to_glob"].lower()):
+            continue
+        stage = data["actor"] if data.get("actor") else src if graph.nodes[src].get("kind") == "stage" else dst
         found.setdefault(stage, []).extend(data["evidence"])
     return list(found.items())
+
+
+def _lineage(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
+    """Hops of stage lineages: a transform (``transforms``) or the origin (``origins``) of decoded
+    or delivered bytes; the technique goes to the stage that performed the hop."""
+    transforms = set(p.get("transforms", []))
+    origins = set(p.get("origins", []))
+    found: dict[str, list[int]] = {}
+    for stage in stages:
+        hops = stage.link.hops if stage.link else []
+        if not hops or stage.link is None or stage.link.how == "entry":
+            continue
+        if origins:
+            if hops[0].source_kind not in origins or (p.get("decoded") and not stage.link.decoded):
+                continue
+            if p.get("on") == "origin":
+                if hops[0].actor:
+                    found.setdefault(hops[0].actor, []).extend(hops[0].evidence)
+                continue
+        for hop in hops:
+            if transforms and hop.transform not in transforms:
+                continue
+            if not transforms and not hop.decodes:
+                continue
+            if hop.actor:
+                found.setdefault(hop.actor, []).extend(hop.evidence)
+    return list(found.items())
+
+
+def _api_with_edge(
+    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
+) -> Matches:
+    """API calls (``apis``) by a stage that also has an edge of type ``edge`` (another process)."""
+    with_edge = {src for src, _dst, data in iter_edges(graph) if data["type"] == p["edge"]}
+    return [(stage, seqs) for stage, seqs in _api(p, stages, events, graph, blobs) if stage in with_edge]
 
 
 def _dead_drop(
@@ -174,7 +227,8 @@ def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
 def _stage_kind(
     p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
 ) -> Matches:
-    return [(s.id, [s.start_seq]) for s in stages if s.kind == p["stage_kind"]]
+    """A kind of stage; the technique goes to the stage that started it (the loader)."""
+    return [(s.parent or s.id, [s.start_seq]) for s in stages if s.kind == p["stage_kind"]]
 
 
 _MATCHERS = {
@@ -186,4 +240,6 @@ _MATCHERS = {
     "long_sleep": _long_sleep,
     "decrypt_from_magic": _decrypt_from_magic,
     "stage_kind": _stage_kind,
+    "lineage": _lineage,
+    "api_with_edge": _api_with_edge,
 }
