@@ -52,7 +52,7 @@ import unicorn  # noqa: E402
 from unicorn import x86_const  # noqa: E402
 
 from emulator import __version__ as chainreplay_version  # noqa: E402
-from emulator.backends.speakeasy_backend import build_speakeasy_config  # noqa: E402
+from emulator.backends.speakeasy.config import build_speakeasy_config  # noqa: E402
 from emulator.events import ApiCall  # noqa: E402
 from emulator.limits import MAX_RENDERED_STRING  # noqa: E402
 from emulator.plan import ExportCall, ReplayPlan  # noqa: E402
@@ -468,7 +468,7 @@ def trace_and_graph_cost(plan: ReplayPlan) -> dict[str, float | None]:
     analyse() (stages, provenance, graph, techniques) on that recording. Drawing image files is
     rendering, not building the graph, and is not counted here.
     """
-    from emulator.backends import speakeasy_backend
+    from emulator.backends.speakeasy import backend as speakeasy_backend
     from emulator.replay import analyse
 
     spent = [0.0]

@@ -104,7 +104,8 @@ class ReplayResult:
 
 def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     """Run the plan under the engine with containment on; return what was recorded."""
-    from emulator.backends.speakeasy_backend import BackendInputError, run_backend
+    from emulator.backends.base import BackendInputError
+    from emulator.backends.speakeasy import run_backend
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices

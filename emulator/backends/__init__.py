@@ -1,1 +1,2 @@
-"""Engine backends. Only ``speakeasy_backend`` talks to an emulator; ``saved_trace`` replays a trace."""
+"""Engine backends. :mod:`.base` holds the engine-neutral interface and types; only
+:mod:`.speakeasy` talks to an emulator, and it is imported only by commands that emulate."""

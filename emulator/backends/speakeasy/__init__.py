@@ -1,0 +1,18 @@
+"""The Speakeasy backend: the only package that imports speakeasy or touches Unicorn.
+
+Importing it imports Speakeasy and checks that the installed version still has every internal
+chainreplay relies on (:mod:`.compat`); commands that do not emulate never import it.
+
+- :mod:`.config`: Speakeasy's configuration from a replay plan.
+- :mod:`.setup`: loading the target, the project's API handlers, the entry point and export runs.
+- :mod:`.translate`: Speakeasy's API log and profiler records -> typed events.
+- :mod:`.memwatch`: dynamic code -> new stages; the memory limits.
+- :mod:`.runner`: fast mode's native runner and watchdog.
+- :mod:`.compat`: every private Speakeasy / Unicorn name, checked at import.
+"""
+
+from emulator.backends.speakeasy.backend import SpeakeasyBackend, run_backend
+from emulator.backends.speakeasy.compat import ENGINE_NAME
+from emulator.backends.speakeasy.config import build_speakeasy_config
+
+__all__ = ["ENGINE_NAME", "SpeakeasyBackend", "build_speakeasy_config", "run_backend"]

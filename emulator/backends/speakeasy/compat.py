@@ -1,0 +1,359 @@
+"""Every use of a private Speakeasy or Unicorn name, checked against the installed engine.
+
+chainreplay relies on a few of Speakeasy's internals that have no public hook (the deferred
+code hook, the API log, the memory manager, the export run queue, the invalid-memory
+dispatcher). Each is reached only through a function here, and each is checked when this
+module is imported: a renamed method, a changed signature or a missing attribute stops the
+import with one line naming the installed Speakeasy version and what changed, instead of a
+replay that silently records less. Attributes that only exist on a live emulator are checked
+the same way when a backend attaches to it (:func:`check_emulator`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import speakeasy
+import speakeasy.common as se_common
+import speakeasy.engines.unicorn_eng as se_engine
+import speakeasy.memmgr as se_memmgr
+import speakeasy.profiler as se_profiler
+import speakeasy.windows.win32 as se_win32
+import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
+import unicorn as uc
+from speakeasy.profiler import Run
+from speakeasy.report import ErrorInfo
+
+ENGINE_PACKAGE = "speakeasy-emulator"
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version(ENGINE_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+SPEAKEASY_VERSION = _installed_version()
+ENGINE_NAME = f"speakeasy {SPEAKEASY_VERSION}"
+
+PERM_EXEC: int = se_common.PERM_MEM_EXEC
+PERM_RWX: int = se_common.PERM_MEM_RWX
+# Allocations made for the guest under these Speakeasy memory tags are watched for execution.
+WATCHED_TAG_PREFIXES = ("api.virtalloc", "api.heap", "api.pool", "emu.process_heap", "api.VirtualAlloc")
+# The profiler records chainreplay translates into events, and the parameters it reads of each.
+PROFILER_RECORDS: dict[str, tuple[str, ...]] = {
+    "record_file_access_event": ("path", "event_type", "data", "buffer", "size"),
+    "record_registry_access_event": ("path", "event_type", "value_name", "data"),
+    "record_process_event": ("event_type", "kwargs"),
+    "record_dns_event": ("domain",),
+    "record_http_event": ("server", "port"),
+    "record_network_event": ("server", "port"),
+}
+
+
+class EngineIncompatible(ImportError):
+    """The installed Speakeasy lacks something chainreplay relies on."""
+
+
+def _incompatible(what: str) -> EngineIncompatible:
+    return EngineIncompatible(f"chainreplay does not support speakeasy-emulator {SPEAKEASY_VERSION}: {what}")
+
+
+def _require_params(owner: object, name: str, params: tuple[str, ...]) -> None:
+    label = f"{getattr(owner, '__name__', owner)}.{name}"
+    member = getattr(owner, name, None)
+    if not callable(member):
+        raise _incompatible(f"{label} is missing")
+    try:
+        have = inspect.signature(member).parameters
+    except (TypeError, ValueError):
+        return
+    missing = [p for p in params if p not in have]
+    if missing:
+        raise _incompatible(f"{label} no longer takes {', '.join(missing)}")
+
+
+def _check_installed() -> None:
+    _require_params(speakeasy.Speakeasy, "_init_emulator", ("path", "data", "is_raw_code"))
+    _require_params(se_engine.EmuEngine, "start", ("addr", "timeout", "count"))
+    _require_params(se_engine.EmuEngine, "stop", ())
+    _require_params(se_engine.EmuEngine, "mem_protect", ("addr", "size", "perms"))
+    _require_params(se_engine.EmuEngine, "mem_write", ("addr", "data"))
+    winemu = se_winemu.WindowsEmulator
+    _require_params(winemu, "_hook_code_core", ("emu", "addr", "size"))
+    _require_params(winemu, "enable_code_hook", ())
+    _require_params(winemu, "disable_code_hook", ())
+    _require_params(winemu, "on_run_complete", ())
+    _require_params(winemu, "add_run", ("run",))
+    _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
+    _require_params(winemu, "get_profiler", ())
+    _require_params(winemu, "get_module_from_addr", ("addr",))
+    _require_params(winemu, "add_mem_invalid_hook", ("cb",))
+    prepare_params = ("module", "all_entrypoints", "entry_point")
+    _require_params(se_win32.Win32Emulator, "prepare_module_for_emulation", prepare_params)
+    memmgr = se_memmgr.MemoryManager
+    _require_params(memmgr, "mem_map", ("size", "base", "perms", "tag", "flags", "shared", "process"))
+    _require_params(memmgr, "mem_protect", ("addr", "size", "perms"))
+    _require_params(memmgr, "mem_free", ("base",))
+    for method, params in PROFILER_RECORDS.items():
+        _require_params(se_profiler.Profiler, method, params)
+    for field in ("type", "pc", "count"):
+        if field not in ErrorInfo.model_fields:
+            raise _incompatible(f"speakeasy.report.ErrorInfo has no field {field!r}")
+    for attr in ("start_addr", "type", "args", "error", "instr_cnt", "num_apis"):
+        if not hasattr(Run(), attr):
+            raise _incompatible(f"speakeasy.profiler.Run has no attribute {attr!r}")
+    if not hasattr(se_common, "HOOK_MEM_INVALID"):
+        raise _incompatible("speakeasy.common.HOOK_MEM_INVALID is missing")
+    for name in ("UC_HOOK_CODE", "UC_MEM_FETCH_PROT", "UcError"):
+        if not hasattr(uc, name):
+            raise _incompatible(f"unicorn.{name} is missing")
+    for name in ("hook_add", "hook_del", "ctl_flush_tb", "mem_write"):
+        if not hasattr(uc.Uc, name):
+            raise _incompatible(f"unicorn.Uc.{name} is missing")
+    sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
+    for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc"):
+        if f'"{prefix}' not in sources:
+            raise _incompatible(f"memory tag {prefix!r} is no longer used for guest allocations")
+
+
+_check_installed()
+
+
+def check_emulator(emu: Any) -> None:
+    """Attributes of a live emulator chainreplay reads or replaces."""
+    for attr in (
+        "emu_eng",
+        "tmp_code_hook",
+        "api_registry",
+        "run_queue",
+        "curr_run",
+        "return_hook",
+        "exit_hook",
+        "emu_complete",
+        "hooks",
+        "mem_map",
+        "mem_protect",
+        "mem_free",
+    ):
+        if not hasattr(emu, attr):
+            raise _incompatible(f"the emulator has no attribute {attr!r}")
+    if not hasattr(emu.api_registry, "traps") or not hasattr(emu.emu_eng, "emu"):
+        raise _incompatible("the emulator's API trap table or Unicorn engine moved")
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def writes_without_invalidation(se: Any) -> Iterator[None]:
+    """While loading images, host writes skip the translated-code invalidation.
+
+    Speakeasy invalidates translated code after every host write (about 15 us through ctypes);
+    loading the decoy system DLLs makes ~17,000 writes before anything is translated. Only the
+    engine this Speakeasy instance creates is affected, and only until the block ends.
+    """
+    engines: list[Any] = []
+    original_init = se._init_emulator
+
+    def init_emulator(*args: Any, **kwargs: Any) -> None:
+        original_init(*args, **kwargs)
+        engine = se.emu.emu_eng
+        # The Unicorn instance is created later, when the image is mapped.
+        engine.mem_write = lambda addr, data: engine.emu.mem_write(addr, data)
+        engines.append(engine)
+
+    se._init_emulator = init_emulator
+    try:
+        yield
+    finally:
+        del se._init_emulator
+        for engine in engines:
+            engine.__dict__.pop("mem_write", None)
+
+
+# ---- fast mode: the deferred code hook and the engine's start / stop -------------------------
+
+
+def unicorn_of(emu: Any) -> Any:
+    return emu.emu_eng.emu
+
+
+def take_over_code_hook(emu: Any, stand_in: object, enable: Callable[[], None], disable: Callable[[], None]) -> None:
+    """Speakeasy only enables its deferred-work code hook when one exists; ``stand_in`` is it."""
+    emu.tmp_code_hook = stand_in
+    emu.enable_code_hook = enable
+    emu.disable_code_hook = disable
+
+
+def replace_engine_start_stop(
+    emu: Any, start: Callable[..., Any], stop: Callable[[], Any]
+) -> tuple[Callable[..., Any], Callable[[], Any]]:
+    """Route the engine's start / stop through the runner; returns the originals."""
+    engine = emu.emu_eng
+    originals = (engine.start, engine.stop)
+    engine.start = start
+    engine.stop = stop
+    return originals
+
+
+def run_deferred_code_work(emu: Any, address: int, size: int) -> None:
+    emu._hook_code_core(emu, address, size)
+
+
+def emulation_complete(emu: Any) -> bool:
+    return bool(emu.emu_complete)
+
+
+def at_api_trap_or_exit(emu: Any, pc: int) -> bool:
+    return emu.api_registry.traps.get(pc) is not None or pc in (emu.return_hook, emu.exit_hook)
+
+
+def end_run_with_error(emu: Any, error_type: str, pc: int, count: int) -> None:
+    """End the current run as Speakeasy ends one at a limit, with the error recorded on it."""
+    run = emu.curr_run
+    if run is not None and run.error is None:
+        run.error = ErrorInfo(type=error_type, pc=pc, count=count)
+    emu.on_run_complete()
+
+
+def add_native_code_hook(unicorn: Any, callback: Callable[[Any, int, int, Any], None]) -> int:
+    return int(unicorn.hook_add(uc.UC_HOOK_CODE, callback))
+
+
+def remove_native_hook(unicorn: Any, handle: int) -> None:
+    unicorn.hook_del(handle)
+
+
+def flush_translations(unicorn: Any) -> None:
+    unicorn.ctl_flush_tb()
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+
+MemMap = Callable[..., int]
+
+
+def wrap_memory_manager(
+    emu: Any,
+    mem_map: Callable[[MemMap, int, int | None, int, str | None, int, bool, Any], int],
+    mem_protect: Callable[[Callable[[int, int, int], None], int, int, int], None],
+    mem_free: Callable[[Callable[[int], None], int], None],
+) -> None:
+    """Route the emulator's map / protect / free through the given wrappers (original first arg)."""
+    original_map, original_protect, original_free = emu.mem_map, emu.mem_protect, emu.mem_free
+
+    def map_(
+        size: int,
+        base: int | None = None,
+        perms: int = PERM_RWX,
+        tag: str | None = None,
+        flags: int = 0,
+        shared: bool = False,
+        process: Any = None,
+    ) -> int:
+        return mem_map(original_map, size, base, perms, tag, flags, shared, process)
+
+    emu.mem_map = map_
+    emu.mem_protect = lambda addr, size, perms: mem_protect(original_protect, addr, size, perms)
+    emu.mem_free = lambda base: mem_free(original_free, base)
+
+
+def set_engine_protection(emu: Any, address: int, size: int, perms: int) -> bool:
+    """Change protection in Unicorn only (Speakeasy's map keeps the guest's view); False if refused."""
+    try:
+        emu.emu_eng.mem_protect(address, size, perms)
+    except uc.UcError:
+        return False
+    return True
+
+
+def intercept_fetch_from_protected(emu: Any, handler: Callable[[int], bool | None]) -> None:
+    """Call ``handler(address)`` first on a fetch from non-executable memory.
+
+    It returns True to resume, False to stop, None to let Speakeasy handle the fault. It runs
+    before every other invalid-memory hook, so a watched page never reaches Speakeasy's fault
+    handling.
+    """
+    hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+    if not hooks:
+        emu.add_mem_invalid_hook(lambda *a: True)
+        hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+    dispatch = hooks[0]
+    original_dispatch = dispatch.cb
+
+    def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
+        if access == uc.UC_MEM_FETCH_PROT:
+            handled = handler(address)
+            if handled is not None:
+                return handled
+        return bool(original_dispatch(uc_emu, access, address, size, value))
+
+    dispatch.cb = on_invalid
+
+
+# ---- API calls and profiler records --------------------------------------------------------
+
+
+def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list[Any]], None]) -> None:
+    """``callback(pc, "module.Function", return value, args)`` after Speakeasy logs each call."""
+    original_log_api = emu.log_api
+
+    def log_api(pc: int, imp_api: str, rv: int | None, args: list[Any], *, run: Any = None) -> None:
+        original_log_api(pc, imp_api, rv, args, run=run)
+        callback(pc, imp_api, rv, args)
+
+    emu.log_api = log_api
+
+
+def on_profiler_records(emu: Any, callback: Callable[[str, dict[str, Any]], None]) -> None:
+    """``callback(method, parameters by name)`` for each record in :data:`PROFILER_RECORDS`."""
+    profiler = emu.get_profiler()
+    for method in PROFILER_RECORDS:
+        original = getattr(profiler, method)
+        signature = inspect.signature(original)
+
+        def wrapper(*args: Any, _m: str = method, _o: Any = original, _s: Any = signature, **kwargs: Any) -> Any:
+            try:
+                params = dict(_s.bind_partial(*args, **kwargs).arguments)
+            except TypeError:
+                params = dict(kwargs)
+            callback(_m, params)
+            return _o(*args, **kwargs)
+
+        setattr(profiler, method, wrapper)
+
+
+# ---- runs ----------------------------------------------------------------------------------
+
+
+def schedule_exports(
+    emu: Any, run_entry_point: bool, calls: list[tuple[str, int, list[int] | Callable[[], list[int]]]]
+) -> None:
+    """When Speakeasy prepares the module: keep or drop the entry point, then queue one run per
+    export call, ``(kind, address, args)`` (args may be a function, called at that moment)."""
+    original_prepare = emu.prepare_module_for_emulation
+
+    def prepare(mod: Any, all_entrypoints: bool, entry_point: int | None = None) -> None:
+        original_prepare(mod, all_entrypoints, entry_point=entry_point)
+        if not run_entry_point:
+            emu.run_queue.clear()
+        for kind, address, args in calls:
+            run = Run()
+            run.start_addr = address
+            run.type = kind
+            run.args = args() if callable(args) else list(args)
+            emu.add_run(run)
+
+    emu.prepare_module_for_emulation = prepare
+
+
+def finished_runs(emu: Any) -> list[Any]:
+    return list(getattr(emu.get_profiler(), "runs", []) or [])

@@ -1,0 +1,235 @@
+"""The memory watch: dynamic code becomes a new stage the first time it runs.
+
+Memory Speakeasy maps for the guest's allocations is made non-executable in Unicorn (the
+guest's own view of the protection is unchanged). The first fetch from such memory traps once,
+is recorded as a new stage (its bytes, where it came from, which stage called it) and the pages
+become executable again. No per-instruction Python hook is needed, which keeps compute-heavy
+stages at Unicorn speed. The watch also enforces the memory limits.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from emulator.apis.core import GuestMemory
+from emulator.backends.base import ReplayStop
+from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.translate import Fail, Observed
+from emulator.plan import ReplayPlan
+from emulator.recorder import Recorder
+
+PAGE = 0x1000
+
+
+class MemoryWatch:
+    def __init__(
+        self,
+        emu: Any,
+        plan: ReplayPlan,
+        recorder: Recorder,
+        memory: GuestMemory,
+        observed: Observed,
+        fail: Fail,
+        stop_now: Callable[[ReplayStop], None],
+    ) -> None:
+        self.emu = emu
+        self.plan = plan
+        self.recorder = recorder
+        self.memory = memory
+        self.observed = observed
+        self.fail = fail
+        self.stop_now = stop_now
+        self.armed: dict[int, int] = {}  # page -> requested perms
+        self.mapped_total = 0
+
+    def install(self) -> None:
+        compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
+        compat.intercept_fetch_from_protected(self.emu, self._on_fetch)
+
+    # -- the guest's memory operations --------------------------------------------------------
+
+    def _mem_map(
+        self,
+        original: compat.MemMap,
+        size: int,
+        base: int | None,
+        perms: int,
+        tag: str | None,
+        flags: int,
+        shared: bool,
+        process: Any,
+    ) -> int:
+        limits = self.plan.limits
+        if size > limits.max_allocation:
+            raise self.fail(
+                "limit", f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
+            )
+        if self.mapped_total + size > limits.max_mapped_memory:
+            raise self.fail(
+                "limit", f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
+            )
+        address = original(size, base=base, perms=perms, tag=tag, flags=flags, shared=shared, process=process)
+        self.mapped_total += size
+        if tag and tag.startswith(compat.WATCHED_TAG_PREFIXES):
+            self._arm(address, size, perms)
+        return int(address)
+
+    def _mem_protect(self, original: Callable[[int, int, int], None], addr: int, size: int, perms: int) -> None:
+        original(addr, size, perms)
+        armed_pages = [p for p in pages_of(addr, size) if p in self.armed]
+        for page in armed_pages:
+            self.armed[page] = perms
+        self._set_pages(armed_pages, perms & ~compat.PERM_EXEC)
+
+    def _mem_free(self, original: Callable[[int], None], base: int) -> None:
+        mm = self.emu.get_address_map(base)
+        if mm is not None:
+            for page in pages_of(mm.base, mm.size):
+                self.armed.pop(page, None)
+            self.mapped_total = max(0, self.mapped_total - mm.size)
+        original(base)
+
+    def _arm(self, address: int, size: int, perms: int) -> None:
+        pages = list(pages_of(address, size))
+        for page in pages:
+            self.armed[page] = perms
+        self._set_pages(pages, perms & ~compat.PERM_EXEC)
+
+    def _set_pages(self, pages: list[int], perms: int) -> None:
+        # One Unicorn call per contiguous run: each call splits regions and drops translated
+        # code, and page by page a 1 MiB buffer cost 256 of them (0.3 s).
+        for first, count in page_runs(pages):
+            if compat.set_engine_protection(self.emu, first * PAGE, count * PAGE, perms):
+                continue
+            for page in range(first, first + count):
+                if not compat.set_engine_protection(self.emu, page * PAGE, PAGE, perms):
+                    self.armed.pop(page, None)
+
+    # -- the trap ------------------------------------------------------------------------------
+
+    def _on_fetch(self, address: int) -> bool | None:
+        if (address // PAGE) not in self.armed:
+            return None
+        try:
+            self._on_dynamic_exec(address)
+        except ReplayStop as stop:
+            self.stop_now(stop)
+            return False
+        return True
+
+    def _on_dynamic_exec(self, address: int) -> None:
+        recorder = self.recorder
+        if recorder.stage_count >= self.plan.limits.max_stages:
+            raise ReplayStop("limit", f"more than {self.plan.limits.max_stages} stages", "max_stages")
+        mm = self.emu.get_address_map(address)
+        region_base, region_size = (mm.base, mm.size) if mm is not None else (address & ~0xFFF, PAGE)
+        kind, base, size, image_base, name = "shellcode", region_base, region_size, None, ""
+        # The range the sample itself made executable is the best statement of what the code is.
+        for p_base, p_size in reversed(self.observed.protect_ranges):
+            if p_base <= address < p_base + p_size:
+                base, size = p_base, p_size
+                break
+        for candidate in dict.fromkeys((base, region_base)):
+            header = self._image_header_near(address, candidate)
+            if header is not None:
+                image_base, image_size, name = header
+                kind, base, size = "pe_in_memory", image_base, image_size
+                break
+        data = self.read_region(base, size)
+        parent, via = self._caller_of(address)
+        # Make the whole stage executable again, so the trap fires once per stage.
+        pages = [p for p in pages_of(base, size) if p in self.armed] or [address // PAGE]
+        by_perms: dict[int, list[int]] = {}
+        for page in pages:
+            by_perms.setdefault(self.armed.pop(page, compat.PERM_RWX) | compat.PERM_EXEC, []).append(page)
+        for perms, same in by_perms.items():
+            self._set_pages(same, perms)
+        recorder.start_stage(
+            kind=kind,
+            name=name or f"{kind}@{address:#x}",
+            base=base,
+            size=size,
+            entry=address,
+            data=data,
+            parent=parent,
+            via=via,
+            image_base=image_base,
+        )
+
+    def read_region(self, base: int, size: int) -> bytes:
+        try:
+            return self.memory.read(base, size)
+        except Exception:
+            return b""
+
+    def _image_header_near(self, address: int, region_base: int) -> tuple[int, int, str] | None:
+        """A mapped PE image at ``region_base`` whose executable section holds ``address``.
+
+        A raw PE file read into a buffer also starts with MZ, but its code is not at the
+        section's virtual address, so only a mapped image passes this check.
+        """
+        head = self.read_region(region_base, 0x1000)
+        if len(head) < 0x40 or head[:2] != b"MZ":
+            return None
+        try:
+            e_lfanew = struct.unpack_from("<I", head, 0x3C)[0]
+            if head[e_lfanew : e_lfanew + 4] != b"PE\0\0":
+                return None
+            sections, opt_size = struct.unpack_from("<H12xH", head, e_lfanew + 6)
+            size_of_image = struct.unpack_from("<I", head, e_lfanew + 0x50)[0]
+            table = e_lfanew + 24 + opt_size
+            for index in range(min(sections, 96)):
+                vsize, vaddr = struct.unpack_from("<II", head, table + 40 * index + 8)
+                characteristics = struct.unpack_from("<I", head, table + 40 * index + 36)[0]
+                if characteristics & 0x20000000 and vaddr <= address - region_base < vaddr + max(vsize, 1):
+                    name = _export_name(self.read_region(region_base, size_of_image)) or ""
+                    return region_base, size_of_image, name
+        except struct.error:
+            return None
+        return None
+
+    def _caller_of(self, address: int) -> tuple[str | None, str]:
+        if address in self.observed.thread_starts:
+            return self.observed.thread_starts[address], "thread"
+        try:
+            sp = self.emu.get_stack_ptr()
+            ret = int.from_bytes(self.memory.read(sp, self.memory.ptr_size), "little")
+        except Exception:
+            ret = 0
+        stage = self.recorder.stage_at(ret) if ret else None
+        if stage is not None:
+            return stage, "call"
+        return self.recorder.current_stage, "unknown"
+
+
+def page_runs(pages: list[int]) -> list[tuple[int, int]]:
+    """Sorted pages as (first page, page count) runs of consecutive pages."""
+    runs: list[tuple[int, int]] = []
+    for page in sorted(pages):
+        if runs and runs[-1][0] + runs[-1][1] == page:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((page, 1))
+    return runs
+
+
+def pages_of(address: int, size: int) -> range:
+    return range(address // PAGE, (address + max(size, 1) + PAGE - 1) // PAGE)
+
+
+def _export_name(image: bytes) -> str | None:
+    """The DLL name in the export directory of a mapped image, if it has one."""
+    try:
+        e_lfanew = struct.unpack_from("<I", image, 0x3C)[0]
+        magic = struct.unpack_from("<H", image, e_lfanew + 0x18)[0]
+        dir_offset = e_lfanew + 0x18 + (0x70 if magic == 0x20B else 0x60)
+        export_rva = struct.unpack_from("<I", image, dir_offset)[0]
+        if not export_rva:
+            return None
+        name_rva = struct.unpack_from("<I", image, export_rva + 0x0C)[0]
+        end = image.index(b"\0", name_rva)
+        return image[name_rva:end].decode("latin-1")[:128] or None
+    except (struct.error, ValueError):
+        return None

@@ -1,0 +1,178 @@
+"""Setting a replay up in Speakeasy: loading the target, the project's API handlers, the runs."""
+
+from __future__ import annotations
+
+import ntpath
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import speakeasy
+from speakeasy.winenv import arch as se_arch
+
+from emulator.apis import HANDLERS, GuestApi
+from emulator.apis.core import ApiHandler
+from emulator.backends.base import BackendInputError
+from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.plan import ReplayPlan, StringArg
+from emulator.responders.router import NetworkLimitReached
+from emulator.services import ReplayServices
+
+# Registry APIs whose first argument may be a sign-extended predefined key.
+PREDEFINED_KEY_APIS = (
+    "RegOpenKeyExA",
+    "RegOpenKeyExW",
+    "RegOpenKeyA",
+    "RegOpenKeyW",
+    "RegCreateKeyExA",
+    "RegCreateKeyExW",
+    "RegCreateKeyA",
+    "RegCreateKeyW",
+    "RegGetValueA",
+    "RegGetValueW",
+    "RegQueryValueExA",
+    "RegQueryValueExW",
+    "RegSetValueExA",
+    "RegSetValueExW",
+)
+
+
+class SpeakeasyMemory:
+    """Guest memory for the project's API handlers (:class:`emulator.apis.core.GuestMemory`)."""
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.ptr_size = emu.get_ptr_size()
+
+    def read(self, address: int, size: int) -> bytes:
+        return bytes(self.emu.mem_read(address, size))
+
+    def write(self, address: int, data: bytes) -> None:
+        self.emu.mem_write(address, data)
+
+    def alloc(self, size: int, tag: str) -> int:
+        return int(self.emu.mem_map(size, tag=tag))
+
+    def set_last_error(self, code: int) -> None:
+        self.emu.set_last_error(code)
+
+
+@dataclass
+class LoadedTarget:
+    se: Any
+    emu: Any
+    arch: str
+    kind: str  # "pe" or "shellcode"
+    name: str
+    base: int
+    size: int
+    data: bytes
+    module: Any = None
+    shellcode_address: int = 0
+
+
+def load_target(plan: ReplayPlan) -> LoadedTarget:
+    data = Path(plan.target_path).read_bytes()
+    se = speakeasy.Speakeasy(config=build_speakeasy_config(plan))
+    name = ntpath.basename(plan.emu_path)
+    loading: AbstractContextManager[None] = (
+        compat.writes_without_invalidation(se) if plan.mode == "fast" else nullcontext()
+    )
+    with loading:
+        if plan.target_kind == "shellcode":
+            arch = {"x86": "x86", "x64": "amd64"}[plan.arch or "x64"]
+            address = se.load_shellcode(data=data, arch=arch, filename=name)
+            return LoadedTarget(
+                se, se.emu, plan.arch or "x64", "shellcode", name, address, len(data), data, shellcode_address=address
+            )
+        try:
+            module = se.load_module(data=data, filename=name)
+        except speakeasy.errors.SpeakeasyError as err:
+            raise BackendInputError(str(err)) from err
+    emu: Any = se.emu
+    arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
+    return LoadedTarget(se, emu, arch, "pe", name, module.base, module.image_size, data, module=module)
+
+
+def install_api_handlers(
+    se: Any, memory: SpeakeasyMemory, services: ReplayServices, on_network_limit: Callable[[str], None]
+) -> None:
+    """The project's own API handlers (emulator/apis), then argument fixes for Speakeasy's."""
+    for handler in HANDLERS:
+        _install_handler(se, handler, memory, services, on_network_limit)
+
+    def predefined_key(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # x64 code passes HKEY_LOCAL_MACHINE sign-extended (0xFFFFFFFF80000002); Speakeasy
+        # only knows the 32-bit value.
+        argv = list(argv)
+        if argv and argv[0] >> 32 == 0xFFFFFFFF and argv[0] & 0xFFFFFFF0 == 0x80000000:
+            argv[0] &= 0xFFFFFFFF
+        return orig(argv)
+
+    for name in PREDEFINED_KEY_APIS:
+        se.add_api_hook(predefined_key, "advapi32", name)
+
+
+def _install_handler(
+    se: Any,
+    handler: ApiHandler,
+    memory: SpeakeasyMemory,
+    services: ReplayServices,
+    on_network_limit: Callable[[str], None],
+) -> None:
+    conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
+
+    def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        api = GuestApi(memory, services, handler.name)
+        try:
+            return handler.func(api, list(argv))
+        except NetworkLimitReached as err:
+            on_network_limit(str(err))
+            return 0
+
+    se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
+
+
+def start(plan: ReplayPlan, target: LoadedTarget) -> None:
+    """Run the target: shellcode from its first byte, a PE's entry point then its export calls."""
+    if target.kind == "shellcode":
+        target.se.run_shellcode(target.shellcode_address)
+        return
+    exports = {e.name: e.address for e in target.module.get_exports() if e.name}
+    missing = [call.name for call in plan.exports if call.name not in exports]
+    if missing:
+        raise BackendInputError(f"export {missing[0]!r} not found (exports: {', '.join(sorted(exports)) or 'none'})")
+    emu = target.emu
+
+    def args_of(values: list[int | StringArg]) -> Callable[[], list[int]]:
+        return lambda: [_export_arg(emu, value) for value in values]
+
+    compat.schedule_exports(
+        emu,
+        plan.run_entry_point,
+        [(f"export.{call.name}", exports[call.name], args_of(list(call.args))) for call in plan.exports],
+    )
+    target.se.run_module(target.module)
+
+
+def _export_arg(emu: Any, arg: int | StringArg) -> int:
+    if isinstance(arg, StringArg):
+        data = arg.text.encode("utf-16-le") + b"\0\0" if arg.wide else arg.text.encode("latin-1") + b"\0"
+        address = int(emu.mem_map(len(data) + 16, tag="emu.export_arg_string"))
+        emu.mem_write(address, data)
+        return address
+    return arg
+
+
+def dropped_files(se: Any) -> list[tuple[str, bytes]]:
+    """Files the guest wrote, with their final content."""
+    found: list[tuple[str, bytes]] = []
+    for dropped in se.get_dropped_files() or []:
+        stream = getattr(dropped, "data", None)
+        data = stream.getvalue() if stream is not None and hasattr(stream, "getvalue") else None
+        if data is not None:
+            found.append((str(dropped.path), bytes(data)))
+    return found

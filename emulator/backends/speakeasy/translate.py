@@ -1,0 +1,315 @@
+"""Speakeasy's observations -> the project's typed events, as they happen.
+
+Two sources: every API call Speakeasy logs (with its rendered arguments and return value), and
+the profiler records Speakeasy makes while a call runs (file, registry, process, network). The
+records of a call are queued and translated when its API call is logged, so each event carries
+the call's API name and the stage it ran in. One small function per kind of record.
+"""
+
+from __future__ import annotations
+
+import ntpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from speakeasy.profiler_events import (
+    FILE_CREATE,
+    FILE_OPEN,
+    FILE_READ,
+    FILE_WRITE,
+    MEM_ALLOC,
+    MEM_PROTECT,
+    REG_CREATE,
+    REG_LIST,
+    REG_OPEN,
+    REG_READ,
+    REG_WRITE,
+    THREAD_CREATE,
+    THREAD_INJECT,
+)
+
+from emulator.apis import GuestApi
+from emulator.apis.core import GuestMemory
+from emulator.backends.base import ReplayStop
+from emulator.events import (
+    ApiCall,
+    FileAccess,
+    MemoryAlloc,
+    MemoryProtect,
+    ModuleLoad,
+    NetResponse,
+    NetworkExchange,
+    RegistryAccess,
+    SyncObject,
+    ThreadStart,
+)
+from emulator.limits import MAX_RENDERED_STRING
+from emulator.plan import ReplayPlan
+from emulator.services import ReplayServices
+
+SYNC_APIS = {
+    "createeventa": ("event", "create"),
+    "createeventw": ("event", "create"),
+    "createeventexa": ("event", "create"),
+    "createeventexw": ("event", "create"),
+    "openeventa": ("event", "open"),
+    "openeventw": ("event", "open"),
+    "createmutexa": ("mutex", "create"),
+    "createmutexw": ("mutex", "create"),
+    "createmutexexa": ("mutex", "create"),
+    "createmutexexw": ("mutex", "create"),
+    "openmutexa": ("mutex", "open"),
+    "openmutexw": ("mutex", "open"),
+    "createsemaphorea": ("semaphore", "create"),
+    "createsemaphorew": ("semaphore", "create"),
+}
+LOAD_LIBRARY_APIS = {"loadlibrarya", "loadlibraryw", "loadlibraryexa", "loadlibraryexw"}
+ERROR_ALREADY_EXISTS = 183
+REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
+
+Fail = Callable[[str, str, str | None], ReplayStop]
+
+
+@dataclass
+class Observed:
+    """What the translation learns that the memory watch needs to name a new stage."""
+
+    protect_ranges: list[tuple[int, int]] = field(default_factory=list)  # made executable by the guest
+    thread_starts: dict[int, str] = field(default_factory=dict)  # start address -> creating stage
+
+
+class Translator:
+    def __init__(
+        self,
+        plan: ReplayPlan,
+        services: ReplayServices,
+        memory: GuestMemory,
+        emu: Any,
+        observed: Observed,
+        fail: Fail,
+    ) -> None:
+        self.plan = plan
+        self.services = services
+        self.recorder = services.recorder
+        self.memory = memory
+        self.emu = emu
+        self.observed = observed
+        self.fail = fail
+        self.known_files: set[str] = {f.emu_path.lower() for f in plan.files}
+        self.created_files: set[str] = set()
+        self.written_bytes = 0
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._records: dict[str, Callable[[str, str, dict[str, Any]], None]] = {
+            "record_file_access_event": self._file_access,
+            "record_registry_access_event": self._registry_access,
+            "record_process_event": self._process_event,
+            "record_dns_event": self._builtin_network,
+            "record_http_event": self._builtin_network,
+            "record_network_event": self._builtin_network,
+        }
+
+    def queue_record(self, method: str, params: dict[str, Any]) -> None:
+        """A profiler record made during the API call being executed."""
+        self._pending.append((method, {**params, "_method": method}))
+
+    def api_call(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
+        recorder = self.recorder
+        stage = recorder.stage_at(pc) or recorder.current_stage
+        recorder.current_stage = stage
+        module, _, func = imp_api.partition(".")
+        api = f"{module.lower()}.{func}"
+        rendered = [render_arg(a) for a in args]
+        recorder.emit(ApiCall, stage=stage, api=api, args=rendered, ret=hex(rv) if rv is not None else None, pc=pc)
+        recorder.api_count += 1
+        self.services.clock.on_api_call()
+        pending, self._pending = self._pending, []
+        for method, params in pending:
+            self._records[method](stage, api, params)
+        self._derived_events(stage, func.lower(), args, rv)
+
+    # -- profiler records ----------------------------------------------------------------------
+
+    def _file_access(self, stage: str, api: str, params: dict[str, Any]) -> None:
+        path = str(params.get("path"))
+        event_type = params.get("event_type")
+        if event_type == FILE_READ:
+            self._file_read(stage, api, path, params)
+        elif event_type == FILE_WRITE:
+            self._file_write(stage, path, params)
+        elif event_type in (FILE_CREATE, FILE_OPEN, "create", "open"):
+            op = "create" if event_type in (FILE_CREATE, "create") else "open"
+            existed = path.lower() in self.known_files or path.lower() in self.created_files
+            if op == "create":
+                self.created_files.add(path.lower())
+            self.recorder.emit(FileAccess, stage=stage, op=op, path=path, existed=existed)
+
+    def _file_read(self, stage: str, api: str, path: str, params: dict[str, Any]) -> None:
+        buffer, size = params.get("buffer") or 0, params.get("size") or 0
+        data = self._read(buffer, size) if buffer and size else b""
+        recorder = self.recorder
+        digest = recorder.put_blob(data) if data else None
+        recorder.emit(
+            FileAccess, stage=stage, op="read", path=path, size=len(data), data_sha256=digest, address=buffer or None
+        )
+        if data:
+            recorder.remember_buffer("file_read", buffer, data, ref=path, api=api)
+
+    def _file_write(self, stage: str, path: str, params: dict[str, Any]) -> None:
+        data = params.get("data") or b""
+        self.written_bytes += len(data)
+        limit = self.plan.limits.max_dropped_bytes
+        if self.written_bytes > limit:
+            raise self.fail("limit", f"sample wrote more than {limit} bytes", "max_dropped_bytes")
+        self.recorder.emit(
+            FileAccess,
+            stage=stage,
+            op="write",
+            path=path,
+            size=len(data),
+            data_sha256=self.recorder.put_blob(data) if data else None,
+            address=params.get("buffer") or None,
+        )
+
+    def _registry_access(self, stage: str, api: str, params: dict[str, Any]) -> None:
+        value = params.get("data")
+        self.recorder.emit(
+            RegistryAccess,
+            stage=stage,
+            op=REGISTRY_OPS.get(str(params.get("event_type")), "open"),
+            path=str(params.get("path")),
+            value_name=params.get("value_name"),
+            value=render_value(value) if value is not None else None,
+        )
+
+    def _process_event(self, stage: str, api: str, params: dict[str, Any]) -> None:
+        event_type = params.get("event_type")
+        extra = params.get("kwargs") or {}
+        base, size = extra.get("base", 0), extra.get("size", 0)
+        if event_type == MEM_ALLOC:
+            protect = str(extra.get("protect"))
+            self.recorder.emit(MemoryAlloc, stage=stage, address=base, size=size, protect=protect, api=api)
+        elif event_type == MEM_PROTECT:
+            protect = str(extra.get("protect"))
+            executable = "EXECUTE" in protect.upper()
+            if executable:
+                self.observed.protect_ranges.append((base, size))
+            self.recorder.emit(
+                MemoryProtect, stage=stage, address=base, size=size, protect=protect, executable=executable
+            )
+        elif event_type in (THREAD_CREATE, THREAD_INJECT):
+            start = extra.get("start_addr", 0)
+            self.observed.thread_starts[start] = stage
+            self.recorder.emit(ThreadStart, stage=stage, start=start, param=extra.get("param", 0) or 0, api=api)
+
+    def _builtin_network(self, stage: str, api: str, params: dict[str, Any]) -> None:
+        # Network APIs the project does not handle itself: answered by Speakeasy's canned data,
+        # never the host network, and recorded as blocked so nothing looks like a real exchange.
+        method = params["_method"]
+        kind = "dns" if method == "record_dns_event" else ("http" if method == "record_http_event" else "tcp")
+        self.recorder.emit(
+            NetworkExchange,
+            stage=stage,
+            kind=kind,
+            host=str(params.get("domain") or params.get("server") or ""),
+            port=params.get("port"),
+            method=api,
+            response=NetResponse(),
+            responder="speakeasy-builtin",
+            blocked=True,
+        )
+
+    # -- events derived from the API call itself ---------------------------------------------
+
+    def _derived_events(self, stage: str, func: str, args: list[Any], rv: int | None) -> None:
+        if func in SYNC_APIS and rv:
+            self._sync_object(stage, func, args)
+        elif func == "virtualprotect" and rv and len(args) >= 3:
+            self._virtual_protect(stage, args)
+        elif func in LOAD_LIBRARY_APIS and rv:
+            self._module_load(stage, func, args, rv)
+
+    def _sync_object(self, stage: str, func: str, args: list[Any]) -> None:
+        object_type, op = SYNC_APIS[func]
+        name_index = 1 if op == "open" and object_type != "event" else (2 if op == "open" else None)
+        name = self._string_arg(args, func, name_index)
+        if name:
+            existed = op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
+            self.recorder.emit(SyncObject, stage=stage, op=op, object_type=object_type, name=name, existed=existed)
+
+    def _virtual_protect(self, stage: str, args: list[Any]) -> None:
+        # Speakeasy records protection changes only for VirtualProtectEx.
+        address, size, protect = (int(getattr(a, "value", 0) or 0) for a in args[:3])
+        executable = bool(protect & 0xF0)
+        if executable:
+            self.observed.protect_ranges.append((address, size))
+        self.recorder.emit(
+            MemoryProtect,
+            stage=stage,
+            address=address,
+            size=size,
+            protect=render_arg(args[2]),
+            executable=executable,
+        )
+
+    def _module_load(self, stage: str, func: str, args: list[Any], rv: int) -> None:
+        name = self._string_arg(args, func, 0) or ""
+        mod = self.emu.get_module_from_addr(rv)
+        path = getattr(mod, "emu_path", "") or name
+        self.recorder.emit(
+            ModuleLoad,
+            stage=stage,
+            name=ntpath.basename(name),
+            path=path,
+            base=rv,
+            size=getattr(mod, "image_size", 0) or 0,
+            from_file=path.lower() in self.known_files,
+        )
+
+    def _string_arg(self, args: list[Any], func: str, index: int | None) -> str | None:
+        if index is None:
+            # CreateEvent(sa, manual, initial, name) / CreateMutex(sa, owner, name) / Ex variants
+            index = {
+                "createeventa": 3,
+                "createeventw": 3,
+                "createmutexa": 2,
+                "createmutexw": 2,
+                "createeventexa": 1,
+                "createeventexw": 1,
+                "createmutexexa": 1,
+                "createmutexexw": 1,
+                "createsemaphorea": 3,
+                "createsemaphorew": 3,
+            }.get(func)
+        if index is None or index >= len(args):
+            return None
+        value = getattr(args[index], "value", None)
+        if not value:
+            return None
+        wide = func.endswith("w")
+        return GuestApi(self.memory, self.services, func).read_string(value, wide, max_chars=260)
+
+    def _read(self, address: int, size: int) -> bytes:
+        try:
+            return self.memory.read(address, size)
+        except Exception:
+            return b""
+
+
+def render_arg(arg: Any) -> str:
+    display = getattr(arg, "display", None)
+    text = str(display) if display is not None else str(arg)
+    return text[:MAX_RENDERED_STRING]
+
+
+def render_value(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        for encoding in ("utf-16-le", "latin-1"):
+            try:
+                text = bytes(value).decode(encoding).rstrip("\0")
+            except UnicodeDecodeError:
+                continue
+            if text.isprintable():
+                return text[:MAX_RENDERED_STRING]
+        return bytes(value).hex()[:MAX_RENDERED_STRING]
+    return str(value)[:MAX_RENDERED_STRING]
