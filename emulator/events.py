@@ -89,7 +89,17 @@ class DataBuffer(_Event):
     """Bytes that entered the emulated process, remembered for provenance."""
 
     type: Literal["buffer"] = "buffer"
-    source: Literal["file_read", "network_read", "decrypt", "decompress"]
+    source: Literal[
+        "file_read",
+        "network_read",
+        "decrypt",
+        "decompress",
+        "decode",
+        "registry_read",
+        "resource",
+        "api_copy",
+        "process_write",
+    ]
     address: int
     size: int
     sha256: str = Field(description="sha256 of the bytes; the bytes themselves are in the trace's blob store.")

@@ -167,7 +167,7 @@ def test_every_edge_has_evidence_in_the_report(
                 "registry": lambda r: r["path"].lower(),
                 "sync_objects": lambda r: r["name"].lower(),
                 # A process is named by the API's process or command-line argument.
-                "api_calls": lambda r: next((ref for a in r["args"] if ref.lower() in a.lower()), r["args"]),
+                "api_calls": lambda r, ref=ref: next((ref for a in r["args"] if ref.lower() in a.lower()), r["args"]),
             }[section]
             assert named(record) == ref, f"{label}: record {record['seq']} names {named(record)!r}"
     for technique in report["attack"]:

@@ -159,11 +159,16 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
                 order=len(stages),
             )
             data = blobs.get(event.sha256, b"")
+            allocator = _allocator(event, memory)
+            if allocator and allocator != stage.parent and _descends(allocator, stage.parent, by_id):
+                # Control reached the stage by a jump from code that a later stage prepared
+                # (a tail call keeps the earlier caller's return address on the stack).
+                stage.parent = allocator
             if event.parent is None:
                 stage.link = Link("entry", entry_origin[0], entry_origin[1], [event.seq])
                 kind = "image"
             else:
-                stage.link, data = _find_lineage(event, data, carriers, buffers, memory)
+                stage.link, data = _find_lineage(event, data, carriers, buffers, memory, allocator or stage.parent)
                 kind = "memory"
                 if data and sha256_hex(data) != stage.sha256:
                     stage.sha256 = sha256_hex(data)
@@ -240,8 +245,9 @@ def _find_lineage(
     carriers: list[Carrier],
     buffers: list[DataBuffer],
     memory: list[MemoryAlloc | MemoryProtect],
+    actor: str | None,
 ) -> tuple[Link, bytes]:
-    """The stage's lineage and its bounded bytes."""
+    """The stage's lineage and its bounded bytes; ``actor`` is the stage that prepared its memory."""
     image = event.kind in IMAGE_STAGE_KINDS
     hops: list[Hop] | None = None
     bounded = data
@@ -261,7 +267,6 @@ def _find_lineage(
                 break
         else:
             bounded = trimmed or data
-    actor = event.parent
     if hops is not None:
         for hop in hops:
             if hop.actor is None:
@@ -298,6 +303,25 @@ def _find_lineage(
             return link, bounded
     hop = Hop("memory", event.parent or "", "executed_from", "", [event.seq], actor=actor)
     return Link("executed_from", "memory", event.parent or "", [event.seq], hops=[hop]), bounded
+
+
+def _allocator(event: StageStart, memory: list[MemoryAlloc | MemoryProtect]) -> str | None:
+    """The stage that last allocated or re-protected the memory the stage runs from."""
+    for m in reversed(memory):
+        if m.seq < event.seq and m.address <= event.entry < m.address + max(m.size, 1):
+            return m.stage
+    return None
+
+
+def _descends(stage_id: str, ancestor: str | None, by_id: dict[str, Stage]) -> bool:
+    seen: set[str] = set()
+    current = by_id.get(stage_id)
+    while current is not None and current.parent and current.id not in seen:
+        seen.add(current.id)
+        if current.parent == ancestor:
+            return True
+        current = by_id.get(current.parent)
+    return False
 
 
 def _writer_evidence(event: StageStart, memory: list[MemoryAlloc | MemoryProtect], actor: str | None) -> list[int]:

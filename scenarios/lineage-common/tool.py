@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Build helper of the generality suite: encodings of a payload and C headers embedding bytes.
 
-    tool.py xor   KEYHEX IN OUT          repeating-key XOR
-    tool.py roll  KEY0 STEP IN OUT       rolling XOR, byte i ^ ((KEY0 + i*STEP) & 0xff)
-    tool.py b64   IN OUT                 base64 text (one line, no newline)
-    tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
-    tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
+tool.py xor   KEYHEX IN OUT          repeating-key XOR
+tool.py roll  KEY0 STEP IN OUT       rolling XOR, byte i ^ ((KEY0 + i*STEP) & 0xff)
+tool.py b64   IN OUT                 base64 text (one line, no newline)
+tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
+tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
 """
 
 import base64
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
             f"static const unsigned char {args[0]}[{len(data)}] = {{\n    {body}\n}};\n"
         )
     else:
-        print(__doc__, file=sys.stderr)
+        sys.stderr.write(__doc__ or "")
         return 2
     return 0
 

@@ -7,8 +7,10 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
+from emulator.backends.speakeasy.sources import SourceTaps
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
@@ -70,8 +72,11 @@ class SpeakeasyBackend:
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
-        MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now).install()
+        watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
+        watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
+        SourceTaps(target.se, emu, memory, self.recorder).install()
+        GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
 
