@@ -223,7 +223,7 @@ def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artif
             actor = hop.actor or actor
         evidence.extend(hop.evidence)
     if previous is not None:
-        _add_lineage_edge(graph, previous, stage.id, transforms, evidence, actor)
+        _add_lineage_edge(graph, previous, stage.id, transforms, [*evidence, stage.start_seq], actor)
 
 
 def _add_lineage_edge(
