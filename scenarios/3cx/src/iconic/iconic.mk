@@ -33,6 +33,12 @@ $(BUILD)/iconic.dll: $(ICONIC_DIR)/iconic.c $(ICONIC_DIR)/iconic.mk
 	@mkdir -p $(@D)
 	$(CC) $(CR3CX_CFLAGS) -o $@ $< $(CR3CX_LDFLAGS) $(ICONIC_LIBS)
 
+# Stage 4, guard64.dll ("Gopuram"-like backdoor): served as-is by the C2 after the upload.
+GUARD_DIR := $(abspath $(ICONIC_DIR)/../guard)
+$(BUILD)/guard64.dll: $(GUARD_DIR)/guard64.c $(ICONIC_DIR)/iconic.mk
+	@mkdir -p $(@D)
+	$(CC) $(CR3CX_CFLAGS) -o $@ $< $(CR3CX_LDFLAGS) -lwininet -lkernel32 -lgcc
+
 CR3CX_SCENARIO ?= $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
 CR3CX_MAKE_DATA := $(abspath $(ICONIC_DIR)/../../tools/make_data.py)
 PYTHON ?= python3
@@ -40,10 +46,14 @@ CR3CX_ICONS := $(foreach i,0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15,github/IconStor
 CR3CX_DATA := $(addprefix $(CR3CX_SCENARIO)/,$(CR3CX_ICONS) c2/stage3.bin c2/beacon_reply.txt \
 	files/config.json files/chrome_History files/edge_History files/brave_History \
 	files/firefox_places.sqlite)
-DATA_FILES += $(CR3CX_DATA)
+DATA_FILES += $(CR3CX_DATA) $(CR3CX_SCENARIO)/c2/guard64.dll
+
+$(CR3CX_SCENARIO)/c2/guard64.dll: $(BUILD)/guard64.dll
+	@mkdir -p $(@D)
+	cp $< $@
 
 .PHONY: 3cx-data data
-3cx-data data: $(CR3CX_DATA)
+3cx-data data: $(CR3CX_DATA) $(CR3CX_SCENARIO)/c2/guard64.dll
 
 # One run writes all of them (grouped target, GNU make >= 4.3); --verify reads them back.
 $(CR3CX_DATA) &: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
