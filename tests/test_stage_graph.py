@@ -189,9 +189,7 @@ def test_file_bytes_xored_into_new_memory_give_decodes_to_with_the_key() -> None
     t.entry()
     plaintext = code(1)
     ciphertext = xor_const(plaintext)
-    read = t.add(
-        FileAccess, stage="s0", op="read", path=CARRIER, size=len(ciphertext), data_sha256=t.blob(ciphertext)
-    )
+    read = t.add(FileAccess, stage="s0", op="read", path=CARRIER, size=len(ciphertext), data_sha256=t.blob(ciphertext))
     buf = t.add(
         DataBuffer,
         stage="s0",

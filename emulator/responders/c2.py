@@ -150,15 +150,14 @@ class C2Responder(Responder):
             victim.history.append(entry)
 
     def state_summary(self) -> dict[str, Any]:
-        return {
-            "victims": {
-                v.victim_id: {
-                    "state": v.state,
-                    "requests": len(v.history),
-                    "collected_bytes": sum(map(len, v.collected)),
-                    "tasks_given": v.tasks_given,
-                }
-                for v in self.victims.values()
-            },
-            "requests": len(self.requests),
-        }
+        victims: dict[str, Any] = {}
+        for v in self.victims.values():
+            summary: dict[str, Any] = {
+                "state": v.state,
+                "requests": len(v.history),
+                "collected_bytes": sum(map(len, v.collected)),
+            }
+            if self.config.tasks:
+                summary["tasks_given"] = v.tasks_given
+            victims[v.victim_id] = summary
+        return {"victims": victims, "requests": len(self.requests)}
