@@ -468,8 +468,9 @@ def trace_and_graph_cost(plan: ReplayPlan) -> dict[str, float | None]:
     analyse() (stages, provenance, graph, techniques) on that recording. Drawing image files is
     rendering, not building the graph, and is not counted here.
     """
+    from emulator.analysis.pipeline import analyse
     from emulator.backends.speakeasy import backend as speakeasy_backend
-    from emulator.replay import analyse
+    from emulator.replay import freeze
 
     spent = [0.0]
     original = speakeasy_backend.SpeakeasyBackend._on_api
@@ -489,7 +490,7 @@ def trace_and_graph_cost(plan: ReplayPlan) -> dict[str, float | None]:
     finally:
         speakeasy_backend.SpeakeasyBackend._on_api = original  # type: ignore[method-assign]
     started = time.perf_counter()
-    analyse(plan, recording)
+    analyse(freeze(plan, recording, target_sha256=""))
     graph_s = time.perf_counter() - started
     alone = total - spent[0]
     return {

@@ -7,31 +7,29 @@ import json
 import logging
 import sys
 from pathlib import Path
-
-from pydantic import ValidationError
+from typing import Any
 
 from emulator import __version__
-from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.check import BASELINE_FILE
+from emulator.limits import (
+    MAX_SAMPLE_FILE_SIZE,
+    LimitError,
+    Limits,
+    add_limit_arguments,
+    default_limits_toml,
+    limit_overrides,
+)
 from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
-from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
+from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario, read_scenario_file
 
 E_OK = 0
 E_ERROR = 1
+E_FAILED = 1  # drift, a failed expectation, or an outcome named by --fail-on
 E_BAD_INPUT = 2
 E_CONTAINMENT = 3
 E_INTERRUPTED = 130
 
 DEFAULT_REPORTS_DIR = Path("reports")
-LIMIT_FLAGS = {
-    "timeout": float,
-    "max_instructions": int,
-    "max_api_calls": int,
-    "max_mapped_memory": int,
-    "max_allocation": int,
-    "max_stages": int,
-    "max_network_exchanges": int,
-    "max_dropped_bytes": int,
-}
 
 
 class UsageError(Exception):
@@ -53,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", allow_abbrev=False, help="replay a scenario folder or a bare sample")
-    run.add_argument("target", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument("target", nargs="?", help="scenario folder (with scenario.toml) or a sample file")
+    run.add_argument(
+        "--dump-default-config",
+        action="store_true",
+        help="print the default limits as a scenario.toml [limits] table and exit",
+    )
     run.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: reports/<name>/)")
     run.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
     run.add_argument("-v", "--verbose", action="store_true", help="print every API call")
@@ -90,19 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="emulate in this process instead of a watched child (debugging only)"
     )
     run.add_argument("--faithful", action="store_true", help="keep Speakeasy's own hooks (slower, for comparison)")
-    for name, kind in LIMIT_FLAGS.items():
-        field = Limits.model_fields[name]
-        run.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=kind,
-            dest=name,
-            metavar="N",
-            help=f"{field.description} (default {field.default})",
-        )
+    add_limit_arguments(run)
 
-    render = sub.add_parser("render", allow_abbrev=False, help="redraw the graph of a report without emulating")
-    render.add_argument("report", help="path to report.json")
-    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: beside it)")
+    _add_ci_run_flags(run)
+    _add_check_parser(sub)
+    _add_batch_parser(sub)
+    _add_variant_parser(sub)
+
+    render = sub.add_parser("render", allow_abbrev=False, help="redraw the rendered files of a report")
+    render.add_argument("report", help="a replay's output folder, or a report.json")
+    render.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the drawings (default: the report's)")
+
+    analyse = sub.add_parser(
+        "analyse",
+        allow_abbrev=False,
+        help="rebuild report.json and the rendered files of an output folder from its trace, without emulating",
+    )
+    analyse.add_argument("outdir", help="a replay's output folder (with trace.jsonl)")
+    analyse.add_argument("-j", "--json", action="store_true", help="print the report as JSON on stdout")
+    analyse.add_argument("-v", "--verbose", action="store_true", help="print every API call")
+    analyse.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
@@ -121,7 +131,10 @@ def _parse_arg(text: str) -> int | StringArg:
 
 
 def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    try:
+        return limit_overrides(args)
+    except LimitError as err:
+        raise UsageError(str(err)) from err
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
@@ -135,12 +148,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         raise UsageError(f"{path}: empty file")
     shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
     if not shellcode:
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            check_pe(data)
-            check_exports(data, list(args.export))
-        except PeCheckError as err:
+            check_file(data, list(args.export))
+        except PeError as err:
             raise UsageError(f"{path}: {err}") from err
     elif args.arch is None:
         raise UsageError(f"{path}: raw shellcode needs --arch x86|x64")
@@ -157,11 +169,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         if not Path(host).is_file():
             raise UsageError(f"--file {spec!r}: {host}: no such file")
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
-    try:
-        limits = Limits.model_validate(_limit_overrides(args))
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
         name=path.stem,
         target_path=str(path.resolve()),
@@ -177,6 +185,11 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dump_default_config:
+        print(default_limits_toml(), end="")
+        return E_OK
+    if args.target is None:
+        raise UsageError("run: the following arguments are required: target")
     from emulator.replay import replay_target
 
     target = Path(args.target)
@@ -193,40 +206,414 @@ def _run(args: argparse.Namespace) -> int:
             )
         except ScenarioError as err:
             raise UsageError(str(err)) from err
-        display = None
     else:
         plan = _bare_plan(args, target)
-        display = str(target)
+    fail_on = _fail_on(args)
+    expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
-    result = replay_target(plan, outdir, isolate=not args.in_process, target_display_path=display)
-    report_text = Path(result.report_path).read_text(encoding="utf-8")
-    if args.json:
-        print(report_text, end="")
-    elif not args.quiet:
-        from emulator.render.console import render_summary
+    result = replay_target(plan, outdir, isolate=not args.in_process)
+    _show(args, Path(result.report_path))
+    failed = False
+    if expect is not None or fail_on or args.junit:
+        seconds = result.emulation_seconds
+        failed = _judge_run(args, Path(result.report_path), str(target), result.outdir, seconds, expect, fail_on)
+    if result.status == "containment":
+        return E_CONTAINMENT
+    return E_FAILED if failed else E_OK
 
-        print(render_summary(json.loads(report_text), verbose=args.verbose))
-    return E_CONTAINMENT if result.status == "containment" else E_OK
+
+def _show(args: argparse.Namespace, report_path: Path) -> None:
+    """Print the report written at ``report_path`` as -j / -q / -v ask."""
+    from emulator.render.console import render_summary
+    from emulator.report import Report, ReportError
+
+    if args.json:
+        print(report_path.read_text(encoding="utf-8"), end="")
+    elif not args.quiet:
+        try:
+            report = Report.from_file(report_path)
+        except ReportError as err:
+            raise UsageError(str(err)) from err
+        print(render_summary(report, verbose=args.verbose))
+
+
+# ---- CI: run --expect / --fail-on / --junit, check, batch, variant ----------------------------
+
+
+def _add_ci_run_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--expect",
+        action="store_true",
+        help="evaluate the scenario's [expect] table; exit 1 if an expectation fails",
+    )
+    run.add_argument(
+        "--fail-on",
+        metavar="LIST",
+        default="",
+        help="exit 1 when the outcome is in one of these comma-separated categories: "
+        "unsupported_api, limit, fault, error, containment",
+    )
+    run.add_argument("--junit", metavar="FILE", help="write the result as JUnit XML")
+
+
+def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
+    from emulator.check import parse_fail_on
+
+    try:
+        return parse_fail_on(getattr(args, "fail_on", "") or "")
+    except ValueError as err:
+        raise UsageError(f"--fail-on: {err}") from err
+
+
+def _scenario_expect(folder: Path) -> Any:
+    try:
+        return read_scenario_file(folder).expect
+    except ScenarioError as err:
+        raise UsageError(str(err)) from err
+
+
+def _run_expectations(args: argparse.Namespace, target: Path, *, bare: bool) -> Any:
+    if not args.expect:
+        return None
+    if bare:
+        raise UsageError("--expect needs a scenario folder (its scenario.toml holds the [expect] table)")
+    expect = _scenario_expect(target)
+    if expect is None:
+        raise UsageError(f"{target / SCENARIO_FILE}: --expect: the scenario has no [expect] table")
+    return expect
+
+
+def _print_result_lines(result: Any, *, stream: Any = None, verbose: bool = False) -> None:
+    from emulator.check import render_drift
+    from emulator.expect import format_results
+
+    out = stream or sys.stdout
+    for reason in result.fail_reasons:
+        print(f"{result.name}: FAIL {reason}", file=out)
+    for line in format_results(result.expectations, verbose=verbose):
+        print(f"{result.name}: {line}", file=out)
+    if result.drift is not None:
+        title = f"{result.name} (against {result.baseline})"
+        print(render_drift(result.drift, title=title), file=out)
+
+
+def _judge_run(
+    args: argparse.Namespace,
+    report_path: Path,
+    target: str,
+    outdir: str,
+    seconds: float,
+    expect: Any,
+    fail_on: tuple[str, ...],
+) -> bool:
+    from emulator.check import judge
+    from emulator.report import Report
+
+    report = Report.from_file(report_path)
+    result = judge(report, target=target, outdir=outdir, seconds=seconds, expect=expect, fail_on=fail_on)
+    if not args.quiet or result.failed:
+        _print_result_lines(result, stream=sys.stderr if args.json else None)
+    if args.junit:
+        from emulator.junit import write_junit
+
+        write_junit([result], Path(args.junit), command="run")
+    return result.failed
+
+
+def _add_check_parser(sub: Any) -> None:
+    check = sub.add_parser(
+        "check",
+        allow_abbrev=False,
+        help="replay, compare with the baseline and evaluate [expect]; exit 1 on drift",
+    )
+    check.add_argument("targets", nargs="+", metavar="TARGET", help="scenario folders (or samples with --baseline)")
+    check.add_argument(
+        "--baseline", metavar="FILE", help=f"baseline to compare with (default: TARGET/{BASELINE_FILE}); one target"
+    )
+    check.add_argument("--update", action="store_true", help="write the baseline from this replay instead of comparing")
+    check.add_argument("-o", "--output", metavar="OUTDIR", help="parent of the output folders (default: reports/)")
+    check.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML")
+    check.add_argument("--fail-on", metavar="LIST", default="", help="as for run: outcome categories that fail")
+    check.add_argument("--allow-unverified", action="store_true", help="replay files that do not match SHA256SUMS")
+    check.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    check.add_argument("-v", "--verbose", action="store_true", help="also list the expectations that hold")
+
+
+def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> ReplayPlan:
+    """The plan of a scenario folder, or of a bare sample with `run`'s defaults."""
+    if path.is_dir():
+        if not (path / SCENARIO_FILE).is_file():
+            raise UsageError(f"{path}: not a scenario folder (no {SCENARIO_FILE})")
+        try:
+            return load_scenario(path, verify=not allow_unverified)
+        except ScenarioError as err:
+            raise UsageError(str(err)) from err
+    defaults = build_parser().parse_args(["run", "--", str(path)])
+    return _bare_plan(defaults, path)
+
+
+def _baseline_path(args: argparse.Namespace, target: Path) -> Path:
+    if args.baseline:
+        return Path(args.baseline)
+    if not target.is_dir():
+        raise UsageError(f"{target}: a bare sample has no scenario folder: give --baseline FILE")
+    return target / BASELINE_FILE
+
+
+def _check(args: argparse.Namespace) -> int:
+    from emulator.check import BaselineError, judge, load_baseline, normalise, write_baseline
+    from emulator.replay import replay_target
+    from emulator.report import Report
+
+    if args.baseline and len(args.targets) > 1:
+        raise UsageError("--baseline applies to one target; give one target or none")
+    fail_on = _fail_on(args)
+    jobs = []
+    for text in args.targets:
+        target = Path(text)
+        if not target.exists():
+            raise UsageError(f"{target}: no such file or folder")
+        plan = _plan_for_target(target, allow_unverified=args.allow_unverified)
+        baseline_path = _baseline_path(args, target)
+        baseline = None
+        if not args.update:
+            try:
+                baseline = load_baseline(baseline_path)
+            except BaselineError as err:
+                raise UsageError(str(err)) from err
+        expect = _scenario_expect(target) if target.is_dir() else None
+        jobs.append((target, plan, baseline_path, baseline, expect))
+    parent = Path(args.output) if args.output else DEFAULT_REPORTS_DIR
+    results = []
+    contained = False
+    for target, plan, baseline_path, baseline, expect in jobs:
+        outdir = parent / plan.name
+        if outdir.exists() and not outdir.is_dir():
+            raise UsageError(f"{outdir}: exists and is not a folder")
+        replay = replay_target(plan, outdir)
+        report = Report.from_file(Path(replay.report_path))
+        contained = contained or replay.status == "containment"
+        if args.update:
+            write_baseline(normalise(report), baseline_path)
+            print(f"{plan.name}: wrote {baseline_path}")
+        result = judge(
+            report,
+            target=str(target),
+            outdir=replay.outdir,
+            seconds=replay.emulation_seconds,
+            expect=expect,
+            baseline=baseline,
+            baseline_path=str(baseline_path),
+            fail_on=fail_on,
+        )
+        results.append(result)
+        if result.failed or not args.quiet:
+            _print_result_lines(result, verbose=args.verbose)
+    if args.junit:
+        from emulator.junit import write_junit
+
+        write_junit(results, Path(args.junit), command="check")
+    if contained:
+        return E_CONTAINMENT
+    return E_FAILED if any(r.failed for r in results) else E_OK
+
+
+def _add_batch_parser(sub: Any) -> None:
+    batch = sub.add_parser(
+        "batch",
+        allow_abbrev=False,
+        help="replay many targets on a pool of warm workers or a Dask cluster",
+    )
+    batch.add_argument("targets", nargs="+", metavar="TARGET", help="scenario folders or bare samples")
+    batch.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="local workers (default: CPU count)")
+    batch.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler")
+    batch.add_argument("-o", "--output", metavar="OUTDIR", help="parent of the output folders (default: reports/)")
+    batch.add_argument("--check", action="store_true", help="compare each scenario with its baseline; exit 1 on drift")
+    batch.add_argument("--force", action="store_true", help="replay targets whose report is already up to date")
+    batch.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML")
+    batch.add_argument("--fail-on", metavar="LIST", default="", help="as for run: outcome categories that fail")
+    batch.add_argument("--allow-unverified", action="store_true", help="replay files that do not match SHA256SUMS")
+    batch.add_argument("-q", "--quiet", action="store_true", help="no progress, only the table and failures")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from emulator.batch import BatchError, BatchTarget, run_batch, summary_table
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("-j: expected a positive number of workers")
+    if args.scheduler and not args.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+        raise UsageError(f"--scheduler {args.scheduler!r}: expected an address like tcp://HOST:PORT")
+    fail_on = _fail_on(args)
+    targets = []
+    seen: set[str] = set()
+    for text in args.targets:
+        path = Path(text)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        plan = _plan_for_target(path, allow_unverified=args.allow_unverified)
+        if plan.name in seen:
+            raise UsageError(f"{path}: a second target named {plan.name!r}; their output folders would collide")
+        seen.add(plan.name)
+        expect = _scenario_expect(path) if path.is_dir() else None
+        baseline = None
+        if args.check:
+            from emulator.check import BaselineError, load_baseline
+
+            baseline_file = path / BASELINE_FILE if path.is_dir() else None
+            if baseline_file is None or not baseline_file.is_file():
+                raise UsageError(
+                    f"{path}: --check needs a baseline ({path}/{BASELINE_FILE}); write it with check --update"
+                )
+            try:
+                baseline = (str(baseline_file), load_baseline(baseline_file))
+            except BaselineError as err:
+                raise UsageError(str(err)) from err
+        targets.append(BatchTarget(target=str(path), plan=plan, expect=expect, baseline=baseline))
+    out = Path(args.output) if args.output else DEFAULT_REPORTS_DIR
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    progress = None if args.quiet else _progress_printer(len(targets))
+    try:
+        summary = run_batch(
+            targets,
+            out,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            force=args.force,
+            fail_on=fail_on,
+            on_result=progress.update if progress else None,
+        )
+    except BatchError as err:
+        raise UsageError(str(err)) from err
+    finally:
+        if progress:
+            progress.close()
+    print(summary_table(summary))
+    for result in summary.results:
+        if result.failed:
+            _print_result_lines(result)
+    print(f"summary: {summary.path}")
+    if args.junit:
+        from emulator.junit import write_junit
+
+        write_junit(summary.results, Path(args.junit), command="batch")
+    return E_FAILED if any(r.failed for r in summary.results) else E_OK
+
+
+class _Progress:
+    """A rich progress bar on a terminal; one plain line per finished target when piped."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.bar: Any = None
+        if sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+            )
+            self.task = self.bar.add_task("", total=total)
+            self.bar.start()
+
+    def update(self, result: Any) -> None:
+        self.done += 1
+        state = "resumed" if result.resumed else result.outcome
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=f"{result.name}: {state}")
+        else:
+            print(f"[{self.done}/{self.total}] {result.name}: {state} ({result.stages} stages, {result.seconds:.1f} s)")
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _progress_printer(total: int) -> _Progress:
+    return _Progress(total)
+
+
+def _add_variant_parser(sub: Any) -> None:
+    variant = sub.add_parser(
+        "variant",
+        allow_abbrev=False,
+        help="build a variant of a scenario from parameters (mingw-w64)",
+    )
+    variant.add_argument("scenario", help="scenario folder that declares variant parameters (variant.toml)")
+    variant.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable)")
+    variant.add_argument("--transport", help="shorthand for --set transport=...")
+    variant.add_argument("--arch", help="shorthand for --set arch=...")
+    variant.add_argument("--name", help="name of the new scenario (default: the output folder's name)")
+    variant.add_argument("-o", "--output", required=True, metavar="DIR", help="new scenario folder")
+    variant.add_argument("--list", action="store_true", help="list the parameters and their defaults, build nothing")
+
+
+def _variant(args: argparse.Namespace) -> int:
+    from emulator.variant import VariantError, build_variant, describe_parameters, parse_settings
+
+    folder = Path(args.scenario)
+    settings_text = list(args.set)
+    if args.transport:
+        settings_text.append(f"transport={args.transport}")
+    if args.arch:
+        settings_text.append(f"arch={args.arch}")
+    try:
+        if args.list:
+            print(describe_parameters(folder))
+            return E_OK
+        settings = parse_settings(settings_text)
+        result = build_variant(folder, Path(args.output), settings, name=args.name)
+    except VariantError as err:
+        raise UsageError(str(err)) from err
+    print(f"built {result.folder} ({result.name}): {', '.join(f'{k}={v}' for k, v in result.parameters.items())}")
+    print(f"SHA256SUMS: {result.manifest_sha256}")
+    return E_OK
 
 
 def _render(args: argparse.Namespace) -> int:
-    from emulator.render.graph_files import graph_from_node_link, write_graph_files
+    from emulator.render import render_files
+    from emulator.report import Report, ReportError
 
     path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        graph = graph_from_node_link(data["graph"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a chainreplay report ({type(err).__name__}: {err})") from err
+        report = Report.from_file(path)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
     out = Path(args.output) if args.output else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    write_graph_files(graph, out)
-    print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
-    return E_OK
+    errors = render_files(report, out)
+    for error in errors:
+        print(f"chainreplay: error: {error}", file=sys.stderr)
+    if not errors:
+        print(f"drew {out / 'stage_graph.png'} and .svg, .graphml")
+    return E_ERROR if errors else E_OK
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from emulator.output import produce
+    from emulator.trace import TraceError, read_trace
+
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        raise UsageError(f"{outdir}: not a folder")
+    try:
+        trace = read_trace(outdir)
+    except TraceError as err:
+        raise UsageError(str(err)) from err
+    report = produce(outdir, trace)
+    _show(args, outdir.resolve() / "report.json")
+    return E_CONTAINMENT if report.outcome.status == "containment" else E_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -240,15 +627,56 @@ def _schema(args: argparse.Namespace) -> int:
     return E_OK
 
 
+# Loggers -d turns to DEBUG: chainreplay's own and the engine's. Everything else (matplotlib's
+# font manager, ...) stays at WARNING.
+DEBUG_LOGGERS = ("emulator", "speakeasy")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is when a record is logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never end the run
+            self.handleError(record)
+
+
+_HANDLER = _StderrHandler()
+
+
+def _configure_logging(debug: bool) -> None:
+    """Logging is configured here only (no module changes it at import): without ``-d`` nothing
+    below CRITICAL is shown; with it, chainreplay's and Speakeasy's debug logs."""
+    root = logging.getLogger()
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
+    root.setLevel(logging.WARNING if debug else logging.CRITICAL)
+    for name in DEBUG_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.NOTSET)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.CRITICAL)
+        _configure_logging(getattr(args, "debug", False))
         if args.command == "run":
             return _run(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "analyse":
+            return _analyse(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "batch":
+            return _batch(args)
+        if args.command == "variant":
+            return _variant(args)
         return _schema(args)
     except UsageError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)

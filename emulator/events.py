@@ -17,6 +17,7 @@ class _Event(BaseModel):
 
     seq: int = Field(description="Position of the event in the replay, from 0.")
     stage: str = Field(description="Id of the stage whose code caused the event.")
+    pc: int | None = Field(default=None, description="Address of the call site of the API that caused it, if known.")
 
 
 class ApiCall(_Event):
@@ -24,12 +25,11 @@ class ApiCall(_Event):
     api: str = Field(description="MODULE.Function, e.g. kernel32.CreateFileW.")
     args: list[str] = Field(default_factory=list, description="Arguments as rendered by the emulator.")
     ret: str | None = Field(default=None, description="Return value in hex, None if the call did not return.")
-    pc: int = Field(0, description="Address of the call site.")
 
 
 class FileAccess(_Event):
     type: Literal["file"] = "file"
-    op: Literal["open", "create", "read", "write", "delete", "copy", "move", "query"]
+    op: Literal["open", "create", "read", "write"]
     path: str
     size: int | None = None
     data_sha256: str | None = Field(default=None, description="sha256 of the bytes read or written.")
@@ -39,7 +39,7 @@ class FileAccess(_Event):
 
 class RegistryAccess(_Event):
     type: Literal["registry"] = "registry"
-    op: Literal["open", "create", "read", "write", "delete", "list"]
+    op: Literal["open", "create", "read", "write", "list"]
     path: str
     value_name: str | None = None
     value: str | None = Field(default=None, description="Value read or written, rendered as text when printable.")
@@ -48,7 +48,7 @@ class RegistryAccess(_Event):
 class SyncObject(_Event):
     type: Literal["sync"] = "sync"
     op: Literal["create", "open"]
-    object_type: Literal["event", "mutex", "semaphore"]
+    object_type: Literal["event", "mutex", "semaphore", "timer"]
     name: str
     existed: bool = False
 
@@ -69,15 +69,6 @@ class MemoryProtect(_Event):
     executable: bool
 
 
-class ModuleLoad(_Event):
-    type: Literal["module_load"] = "module_load"
-    name: str
-    path: str
-    base: int
-    size: int
-    from_file: bool = Field(False, description="True if the image came from a file of the scenario, not a system DLL.")
-
-
 class ThreadStart(_Event):
     type: Literal["thread"] = "thread"
     start: int
@@ -93,7 +84,6 @@ class DataBuffer(_Event):
         "file_read",
         "network_read",
         "decrypt",
-        "decompress",
         "decode",
         "registry_read",
         "resource",
@@ -113,14 +103,14 @@ class StageStart(_Event):
 
     type: Literal["stage_start"] = "stage_start"
     new_stage: str
-    kind: Literal["pe", "shellcode", "pe_in_memory", "module"]
+    kind: Literal["pe", "shellcode", "pe_in_memory"]
     name: str
     base: int
     size: int
     entry: int
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "callback", "unknown"] = "unknown"
+    via: Literal["entry", "call", "thread", "unknown"] = "unknown"
     image_base: int | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
 
 
@@ -168,7 +158,6 @@ Event = Annotated[
     | SyncObject
     | MemoryAlloc
     | MemoryProtect
-    | ModuleLoad
     | ThreadStart
     | DataBuffer
     | StageStart

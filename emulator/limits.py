@@ -1,12 +1,18 @@
 """Every limit chainreplay enforces, in one place.
 
-Each limit has a name that appears in ``report.outcome.limit`` when it fires, a default, and a
-command-line flag / ``[limits]`` key in ``scenario.toml`` to change it.
+The limits a user may change are the fields of :class:`Limits`: each has a name (what
+``report.outcome.limit`` says when it fires), a default, bounds and a description, and the
+``chainreplay run`` flags and the ``[limits]`` keys of ``scenario.toml`` are derived from it.
+The fixed bounds below it are named constants.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -36,29 +42,105 @@ MAX_REQUEST_BODY = 32 * MIB
 MAX_RENDERED_STRING = 1024
 
 
+# Upper bounds of the limits themselves: a week of wall-clock time, and what a C int64 holds.
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+MAX_COUNT = 2**63 - 1
+
+
 class Limits(BaseModel):
-    """The limits of one replay. Field names are the names reported when a limit fires."""
+    """The limits of one replay, declared once.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Field names are the names ``report.outcome.limit`` uses when a limit fires and the keys of
+    a scenario's ``[limits]`` table; each field is also a ``chainreplay run`` flag
+    (``max_api_calls`` -> ``--max-api-calls``, see :func:`add_limit_arguments`).
+    """
 
-    timeout: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, description="Wall-clock seconds for the whole emulation.")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    timeout: float = Field(
+        DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS, description="Wall-clock seconds for the whole emulation."
+    )
     max_instructions: int = Field(
         DEFAULT_MAX_INSTRUCTIONS,
         gt=0,
+        le=MAX_COUNT,
         description=(
             "Emulated instructions per run (faithful mode), or per stretch of guest code between two"
             " API calls (fast mode, counted by Unicorn)."
         ),
     )
-    max_api_calls: int = Field(DEFAULT_MAX_API_CALLS, gt=0, description="API calls in the whole replay.")
+    max_api_calls: int = Field(DEFAULT_MAX_API_CALLS, gt=0, le=MAX_COUNT, description="API calls in the whole replay.")
     max_mapped_memory: int = Field(
-        DEFAULT_MAX_MAPPED_MEMORY, gt=0, description="Bytes of memory the sample may have mapped at once."
+        DEFAULT_MAX_MAPPED_MEMORY, gt=0, le=MAX_COUNT, description="Bytes of memory the sample may have mapped at once."
     )
-    max_allocation: int = Field(DEFAULT_MAX_ALLOCATION, gt=0, description="Bytes of a single allocation.")
-    max_stages: int = Field(DEFAULT_MAX_STAGES, gt=0, description="Distinct stages (executed code bodies).")
+    max_allocation: int = Field(DEFAULT_MAX_ALLOCATION, gt=0, le=MAX_COUNT, description="Bytes of a single allocation.")
+    max_stages: int = Field(
+        DEFAULT_MAX_STAGES, gt=0, le=MAX_COUNT, description="Distinct stages (executed code bodies)."
+    )
     max_network_exchanges: int = Field(
-        DEFAULT_MAX_NETWORK_EXCHANGES, gt=0, description="Network attempts (DNS, HTTP, TCP, UDP)."
+        DEFAULT_MAX_NETWORK_EXCHANGES, gt=0, le=MAX_COUNT, description="Network attempts (DNS, HTTP, TCP, UDP)."
     )
     max_dropped_bytes: int = Field(
-        DEFAULT_MAX_DROPPED_BYTES, gt=0, description="Bytes of files the sample may write in total."
+        DEFAULT_MAX_DROPPED_BYTES, gt=0, le=MAX_COUNT, description="Bytes of files the sample may write in total."
     )
+
+
+class LimitError(ValueError):
+    """A limit value that cannot be used; the message names the flag or key."""
+
+
+def option_of(name: str) -> str:
+    """The command-line flag of a limit: ``max_api_calls`` -> ``--max-api-calls``."""
+    return "--" + name.replace("_", "-")
+
+
+def _kind(name: str) -> type:
+    annotation = Limits.model_fields[name].annotation
+    return float if annotation is float else int
+
+
+def _parse(kind: type) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        try:
+            return float(text) if kind is float else int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a number' if kind is float else 'an integer'}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Limits` field, with its description and default."""
+    group = parser.add_argument_group("limits", "each limit names itself in report.outcome.limit when it fires")
+    for name, field in Limits.model_fields.items():
+        kind = _kind(name)
+        group.add_argument(
+            option_of(name),
+            dest=name,
+            type=_parse(kind),
+            metavar="SECONDS" if kind is float else "N",
+            default=None,
+            help=f"{field.description} (default {field.default})",
+        )
+
+
+def limit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The limits given on the command line, validated; :class:`LimitError` names the flag."""
+    overrides = {name: getattr(args, name) for name in Limits.model_fields if getattr(args, name, None) is not None}
+    try:
+        Limits.model_validate(overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise LimitError(f"{option_of(str(first['loc'][0]))}: {first['msg']}") from err
+    return overrides
+
+
+def default_limits_toml() -> str:
+    """The ``[limits]`` table of a scenario with every limit at its default, described."""
+    lines = ["[limits]"]
+    for name, value in Limits().model_dump().items():
+        lines.append(f"# {Limits.model_fields[name].description}")
+        lines.append(f"{name} = {value!r}")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Writes a replay's output folder: report.json, stage bytes, network bodies, dropped files, graph.
+"""Writes a replay's output folder: the trace and its blobs, then everything derived from them
+(report.json, stage bytes, network bodies, dropped files, the rendered files).
 
 Every path written here is derived from a sha256, never from a name the sample chose, so a
 sample cannot steer a write outside the folder (``..\\..\\x``, UNC paths, device names). The
@@ -9,22 +10,20 @@ link, a hard link to a file elsewhere or a symlinked sub-folder is replaced, nev
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import networkx as nx
-
-from emulator.analysis.stages import Stage
-from emulator.containment import Guard
+from emulator.analysis.pipeline import Analysis, analyse
+from emulator.containment import Guard, install, uninstall
+from emulator.document import build_report
 from emulator.events import NetworkExchange
-from emulator.plan import ReplayPlan
+from emulator.render import prepare as prepare_renderers
+from emulator.render import render_files
 from emulator.report import Containment, DroppedFile, Report
 from emulator.sanitize import for_display
-
-GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
+from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, trace_lines
 
 
 def _clear(path: Path) -> None:
@@ -59,51 +58,75 @@ def _write_blob(folder: Path, name: str, data: bytes, written: set[Path]) -> Non
     written.add(path)
 
 
-def write_outputs(
-    out: Path,
-    *,
-    plan: ReplayPlan,
-    recording: Any,
-    stages: list[Stage],
-    graph: nx.DiGraph,
-    report_factory: Callable[[list[DroppedFile], Containment], Report],
-    guard: Guard,
-) -> Report:
-    from emulator.render.graph_files import write_graph_files
-
-    blobs: dict[str, bytes] = recording.blobs
+def write_trace(out: Path, trace: Trace) -> None:
+    """``trace.jsonl`` and ``blobs/``: everything the report is derived from."""
     written: set[Path] = set()
-    for stage in stages:
-        if stage.sha256 in blobs:
-            _write_blob(out / "stages", f"{stage.sha256}.bin", blobs[stage.sha256], written)
-    for event in recording.events:
-        if isinstance(event, NetworkExchange):
-            for digest in (event.request.body_sha256, event.response.sha256):
-                if digest and digest in blobs:
-                    _write_blob(out / "network", f"{digest}.bin", blobs[digest], written)
+    for digest in trace.header.blobs:
+        _write_blob(out / BLOB_DIR, blob_name(digest), trace.blobs[digest], written)
+    _write_new(out / TRACE_FILE, "".join(trace_lines(trace)).encode("ascii"))
+
+
+def _dropped_files(out: Path, trace: Trace, written: set[Path]) -> list[DroppedFile]:
     dropped: list[DroppedFile] = []
-    for guest_path, digest in sorted(recording.dropped.items()):
-        data = blobs.get(digest, b"")
+    for guest_path, digest in sorted(trace.header.dropped.items()):
+        data = trace.blobs.get(digest, b"")
         stored = None
-        if digest in blobs:
+        if digest in trace.blobs:
             _write_blob(out / "dropped", digest, data, written)
             stored = f"dropped/{digest}"
         dropped.append(DroppedFile(path=for_display(guest_path), sha256=digest, size=len(data), stored_as=stored))
-    graph_error = None
-    try:
-        for name in GRAPH_FILES:
-            _clear(out / name)
-        write_graph_files(graph, out)
-    except Exception as err:  # a drawing problem must not lose the report
-        graph_error = f"graph drawing failed: {type(err).__name__}: {err}"
-    containment = Containment(
-        host_connects_refused=recording.sockets_blocked + guard.sockets_blocked,
-        host_name_lookups_refused=recording.lookups_blocked + guard.lookups_blocked,
-        writes_outside_outdir_refused=recording.writes_blocked + guard.writes_blocked,
-        host_processes_refused=recording.processes_blocked + guard.processes_blocked,
-        violations=[*recording.violations, *guard.violations] + ([graph_error] if graph_error else []),
-        isolation=recording.isolation,
+    return dropped
+
+
+def _containment(trace: Trace, guard: Guard, render_errors: list[str]) -> Containment:
+    recorded = trace.header.containment
+    return Containment(
+        host_connects_refused=recorded.connects_refused + guard.sockets_blocked,
+        host_name_lookups_refused=recorded.lookups_refused + guard.lookups_blocked,
+        writes_outside_outdir_refused=recorded.writes_refused + guard.writes_blocked,
+        host_processes_refused=recorded.processes_refused + guard.processes_blocked,
+        violations=[*recorded.violations, *guard.violations, *render_errors],
+        isolation=recorded.isolation,
     )
-    report = report_factory(dropped, containment)
+
+
+def write_outputs(out: Path, trace: Trace, analysis: Analysis, guard: Guard, generated_at: str) -> Report:
+    """Stage images, network bodies, dropped files, the rendered files and report.json."""
+    written: set[Path] = set()
+    for stage in analysis.stages:
+        if stage.sha256 in trace.blobs:
+            _write_blob(out / "stages", f"{stage.sha256}.bin", trace.blobs[stage.sha256], written)
+    for event in trace.events:
+        if isinstance(event, NetworkExchange):
+            for digest in (event.request.body_sha256, event.response.sha256):
+                if digest and digest in trace.blobs:
+                    _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
+    dropped = _dropped_files(out, trace, written)
+    report = build_report(trace, analysis, dropped, _containment(trace, guard, []), generated_at)
+    errors = render_files(report, out, clear=_clear)
+    report = report.model_copy(update={"containment": _containment(trace, guard, errors)})
     _write_new(out / "report.json", report.to_json().encode("utf-8"))
     return report
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def produce(out: Path, trace: Trace, *, write_frozen: bool = False, generated_at: str | None = None) -> Report:
+    """Analyse ``trace`` and write every derived file into ``out``, writes allowed only there;
+    with ``write_frozen`` (a replay), write the trace and its blobs first.
+
+    The one path from a trace to an output folder: a replay and ``chainreplay analyse`` both
+    come here.
+    """
+    out = out.resolve()
+    prepare_renderers()
+    guard = install(Guard(allowed_write_root=out))
+    try:
+        if write_frozen:
+            write_trace(out, trace)
+        analysis = analyse(trace)
+        return write_outputs(out, trace, analysis, guard, generated_at or now_utc())
+    finally:
+        uninstall(guard)

@@ -39,13 +39,11 @@ class Recorder:
     _starts: list[int] = field(default_factory=list)
     stage_count: int = 0
     api_count: int = 0
-    network_count: int = 0
-
-    @property
-    def next_seq(self) -> int:
-        return len(self.events)
+    # Call site of the API call being handled: events emitted while it is set are that call's.
+    call_pc: int | None = None
 
     def emit(self, cls: type[Any], stage: str | None = None, **fields: Any) -> Any:
+        fields.setdefault("pc", self.call_pc)
         event = cls(seq=len(self.events), stage=stage or self.current_stage, **fields)
         self.events.append(event)
         if self.on_event is not None:

@@ -6,32 +6,32 @@ Field names are an interface. Change them only with a new ``SCHEMA`` and a CHANG
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SCHEMA = "chainreplay/report/2"
+from emulator.outcome import Status
 
-# completed: every run returned. timeout / instruction_limit / api_limit / limit: a limit fired
-# (outcome.limit names it). unsupported_api: the sample called an API nobody implements.
-# containment: the replay tried to reach the host (report.containment). fault: the guest's own
-# code faulted (bad memory access, bad instruction, unhandled interrupt); outcome.detail names
-# the run, the fault and the address. error: the input or the emulator failed.
-OutcomeStatus = Literal[
-    "completed",
-    "timeout",
-    "instruction_limit",
-    "api_limit",
-    "unsupported_api",
-    "limit",
-    "containment",
-    "fault",
-    "error",
-]
+SCHEMA = "chainreplay/report/3"
+
+# The values are an interface; each is listed with its meaning in emulator/outcome.py.
+OutcomeStatus = Status
+
+
+class ReportError(Exception):
+    """A file that is not a chainreplay report of this schema: one line naming it and why."""
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _EventRecord(_Model):
+    seq: int = Field(description="Position of the event in the replay (the trace), from 0.")
+    stage: str = Field(description="Id of the stage whose code caused it.")
+    pc: str | None = Field(default=None, description="Call site (hex) of the API call that caused it, if known.")
 
 
 class Tool(_Model):
@@ -43,7 +43,10 @@ class Tool(_Model):
 
 class Target(_Model):
     name: str
-    path: str = Field(description="Path of the entry sample, relative to the scenario folder when there is one.")
+    path: str = Field(
+        description="The entry sample: scenario-folder/relative-path for a scenario, the file name for a bare "
+        "sample. Never a host path."
+    )
     sha256: str
     arch: str = ""
     kind: str = "pe"
@@ -57,7 +60,10 @@ class Outcome(_Model):
 
 class Origin(_Model):
     type: Literal["file", "network", "memory", "scenario", "registry", "resource", "image", "process"]
-    ref: str
+    ref: str = Field(
+        description="Guest path, URL, stage id, or for the entry stage the host process (scenario) or the "
+        "sample's guest path (bare sample)."
+    )
     how: str = Field(
         description="How the link was established: entry, same_bytes, decoded, decrypted_in_place, "
         "decrypt_api, mapped_image, executed_from."
@@ -103,34 +109,30 @@ class StageRecord(_Model):
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")
 
 
-class ApiCallRecord(_Model):
-    seq: int
-    stage: str
-    api: str
+class ApiCallRecord(_EventRecord):
+    api: str = Field(description="module.Function, the one spelling used everywhere in the report.")
     args: list[str]
     ret: str | None
 
 
 class NetRequestRecord(_Model):
     headers: dict[str, str]
-    body_size: int
-    body_sha256: str | None
+    size: int = Field(description="Size of the body.")
+    sha256: str | None = Field(description="sha256 of the body (saved as network/<sha256>.bin).")
 
 
 class NetResponseRecord(_Model):
     status: int | None
     headers: dict[str, str] = Field(default_factory=dict)
-    size: int
-    sha256: str | None
+    size: int = Field(description="Size of the body.")
+    sha256: str | None = Field(description="sha256 of the body (saved as network/<sha256>.bin).")
 
 
-class NetworkRecord(_Model):
-    seq: int
-    stage: str
+class NetworkRecord(_EventRecord):
     kind: Literal["dns", "http", "tcp", "udp"]
     host: str
     port: int | None
-    method: str | None
+    method: str | None = Field(description="HTTP method, or the API (module.Function) of a DNS or socket exchange.")
     url: str | None
     request: NetRequestRecord
     response: NetResponseRecord
@@ -139,59 +141,50 @@ class NetworkRecord(_Model):
     error: str | None = None
 
 
-class FileRecord(_Model):
-    seq: int
-    stage: str
+class FileRecord(_EventRecord):
     op: str
     path: str
     size: int | None = None
     sha256: str | None = None
+    address: str | None = Field(default=None, description="Guest buffer (hex) the bytes were read into / written from.")
+    existed: bool | None = Field(default=None, description="For create and open: whether the file existed before.")
 
 
-class RegistryRecord(_Model):
-    seq: int
-    stage: str
+class RegistryRecord(_EventRecord):
     op: str
     path: str
     value_name: str | None = None
     value: str | None = None
 
 
-class SyncRecord(_Model):
-    seq: int
-    stage: str
+class SyncRecord(_EventRecord):
     op: str
     object_type: str
     name: str
     existed: bool
 
 
-class MemoryRecord(_Model):
-    seq: int
-    stage: str
+class MemoryRecord(_EventRecord):
     op: Literal["alloc", "protect"]
     address: str
     size: int
     protect: str | None
 
 
-class BufferRecord(_Model):
+class BufferRecord(_EventRecord):
     """Bytes that entered the process (file read, network read, decryption output): provenance evidence."""
 
-    seq: int
-    stage: str
     source: str
     ref: str
     address: str
     size: int
     sha256: str
     input_sha256: str | None = None
-    api: str | None = None
+    api: str | None = Field(default=None, description="module.Function that brought the bytes in.")
+    file: str | None = Field(default=None, description="Where the bytes are saved, relative to the output folder.")
 
 
-class ThreadRecord(_Model):
-    seq: int
-    stage: str
+class ThreadRecord(_EventRecord):
     start: str
     api: str
 
@@ -221,15 +214,11 @@ class VirtualTime(_Model):
 
 
 class Containment(_Model):
-    """What the replay tried outside its sandbox. See docs/containment.md."""
+    """What the replay tried outside its sandbox, counted by the audit hook that refused it.
 
-    host_sockets_opened: int = Field(
-        0, description="Host sockets that connected: 0, the audit hook refuses every attempt before the call."
-    )
-    host_name_lookups: int = Field(0, description="Host name lookups that ran: 0, refused like connects.")
-    writes_outside_outdir: int = Field(
-        0, description="Files changed outside the output folder: 0, refused like connects."
-    )
+    See docs/containment.md.
+    """
+
     host_connects_refused: int = Field(0, description="Host socket connects, binds and sends attempted and refused.")
     host_name_lookups_refused: int = Field(0, description="Host name lookups attempted and refused.")
     writes_outside_outdir_refused: int = Field(
@@ -247,6 +236,7 @@ class RunRecord(_Model):
     start: str
     instructions: int | None = Field(description="Instructions emulated; null in fast mode, which does not count.")
     api_calls: int
+    ret: str | None = Field(default=None, description="Value the run returned (hex), null if it did not return.")
     error: str | None = None
     error_detail: str | None = None
 
@@ -259,10 +249,49 @@ class Stats(_Model):
     seed: int
 
 
-class Note(_Model):
-    seq: int
+class Note(_EventRecord):
     what: str
     detail: str
+
+
+class GraphNode(_Model):
+    """A stage or an artifact it touched. Attributes that do not apply to the node's kind are null."""
+
+    id: str = Field(description="Stage id (s0, s1, ...) or kind:ref (file:c:\\..., url:https://...).")
+    kind: str = Field(description="stage, process, file, url, host, registry, sync or image (of a stage).")
+    label: str
+    stage_kind: str | None = Field(default=None, description="For a stage: its kind (pe, shellcode, ...).")
+    order: int | None = Field(default=None, description="For a stage: its position in the chain.")
+    sha256: str | None = Field(default=None, description="For a stage: sha256 of its bytes.")
+    first_seq: int | None = Field(default=None, description="For a stage: its first event.")
+    object_type: str | None = Field(default=None, description="For a sync object: event, mutex, semaphore or timer.")
+    host: str | None = Field(default=None, description="For a URL: its host.")
+    blocked: bool | None = Field(default=None, description="For a URL or host: no responder answered it.")
+    decoded: bool | None = Field(default=None, description="For a stage: some hop of its lineage transformed it.")
+    process: str | None = Field(
+        default=None, description="For a stage that ran in another process: that process's image path."
+    )
+
+
+class GraphEdge(_Model):
+    source: str
+    target: str
+    type: str = Field(description="loads, reads, decrypts_to, delivers, maps, executes, fetches, ... (see docs).")
+    evidence: list[int] = Field(description="seqs of the events that prove the edge.")
+    transforms: list[str] | None = Field(
+        default=None, description="For a lineage edge: the transforms between the two nodes (xor: key 0x5c, ...)."
+    )
+    actor: str | None = Field(default=None, description="For a lineage edge: the stage that moved the bytes.")
+
+
+class StageGraph(_Model):
+    """The stage graph in networkx node-link form (``nx.node_link_graph(data, edges="edges")`` reads it)."""
+
+    directed: bool = True
+    multigraph: bool = False
+    graph: dict[str, str] = Field(default_factory=dict)
+    nodes: list[GraphNode] = Field(default_factory=list)
+    edges: list[GraphEdge] = Field(default_factory=list)
 
 
 class Report(_Model):
@@ -282,7 +311,7 @@ class Report(_Model):
     threads: list[ThreadRecord] = Field(default_factory=list)
     buffers: list[BufferRecord] = Field(default_factory=list)
     dropped: list[DroppedFile] = Field(default_factory=list)
-    graph: dict[str, Any] = Field(default_factory=dict, description="networkx node-link data of the stage graph.")
+    graph: StageGraph = Field(default_factory=StageGraph, description="The stage graph, node-link form.")
     attack: list[Technique] = Field(default_factory=list)
     attack_release: str = Field(ATTACK_RELEASE, description="The ATT&CK release of the technique IDs.")
     virtual_time: VirtualTime
@@ -296,3 +325,27 @@ class Report(_Model):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"
+
+    @classmethod
+    def from_file(cls, path: Path) -> Report:
+        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema."""
+        try:
+            data = json.loads(path.read_bytes())
+        except (ValueError, RecursionError) as err:
+            raise ReportError(f"{path}: not JSON ({_first_line(err)})") from err
+        if not isinstance(data, dict):
+            raise ReportError(f"{path}: not a chainreplay report (a JSON {type(data).__name__})")
+        if data.get("schema") != SCHEMA:
+            raise ReportError(f"{path}: schema {str(data.get('schema'))[:60]!r}, this chainreplay reads {SCHEMA!r}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ReportError(f"{path}: not a chainreplay report: {where}: {first['msg']}") from err
+
+
+def _first_line(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return (str(err).splitlines() or [type(err).__name__])[0]

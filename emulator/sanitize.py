@@ -25,10 +25,6 @@ def for_display(text: str, limit: int = MAX_DISPLAY) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
-def is_suspicious_name(text: str) -> bool:
-    return bool(_UNSAFE.search(text)) or any(unicodedata.category(c) in ("Cf", "Cs") for c in text)
-
-
 def json_safe(value: object, depth: int = 0) -> object:
     """``value`` as plain JSON data that always serialises: strings with lone surrogates escaped,
     dict keys as strings, tuples and sets as lists, bytes as hex, anything else as its repr."""

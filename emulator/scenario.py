@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.expect import Expect
 from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
 from emulator.plan import (
     DEFAULT_START_TIME,
@@ -25,8 +26,8 @@ from emulator.plan import (
     StringArg,
     VirtualFile,
 )
+from emulator.scenario_paths import SCENARIO_FILE, OutsideScenario, owning_scenario, scenario_data_path
 
-SCENARIO_FILE = "scenario.toml"
 MANIFEST_FILE = "SHA256SUMS"
 
 
@@ -106,17 +107,6 @@ class NetworkSpec(_Strict):
     default: Literal["nxdomain", "refused", "404"] = "nxdomain"
 
 
-class LimitsSpec(_Strict):
-    timeout: float | None = None
-    max_instructions: int | None = None
-    max_api_calls: int | None = None
-    max_mapped_memory: int | None = None
-    max_allocation: int | None = None
-    max_stages: int | None = None
-    max_network_exchanges: int | None = None
-    max_dropped_bytes: int | None = None
-
-
 class ScenarioFile(_Strict):
     scenario: ScenarioMeta
     target: TargetSpec
@@ -125,8 +115,10 @@ class ScenarioFile(_Strict):
     registry: list[RegistrySpec] = Field(default_factory=list)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     responders: list[ResponderSpec] = Field(default_factory=list)
-    limits: LimitsSpec = Field(default_factory=LimitsSpec)
-    expect: dict[str, Any] = Field(default_factory=dict, description="Expectations checked by the test suite.")
+    limits: Limits = Field(default_factory=Limits, description="Keys and defaults: emulator/limits.py.")
+    expect: Expect | None = Field(
+        None, description="Expectations: checked by `run --expect`, `check` and the test suite (emulator/expect.py)."
+    )
 
 
 def _first_error(err: ValidationError) -> str:
@@ -135,6 +127,8 @@ def _first_error(err: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     return f"{location}: {message}"
 
 
@@ -153,14 +147,16 @@ def read_scenario_file(folder: Path) -> ScenarioFile:
 
 
 def _inside(folder: Path, relative: str, key: str, scenario_path: Path) -> Path:
+    """A file of the scenario, or of a scenario beside it (see emulator/scenario_paths.py)."""
     try:
-        candidate = (folder / relative).resolve()
-        inside = candidate.is_relative_to(folder.resolve())
-        exists = inside and candidate.is_file()
+        candidate = scenario_data_path(folder, relative)
+        exists = candidate.is_file()
+    except OutsideScenario as err:
+        raise ScenarioError(
+            f"{scenario_path}: {key}: {relative!r} is outside the scenario folder (and not in a scenario beside it)"
+        ) from err
     except (ValueError, OSError) as err:  # NUL bytes, names over 255 bytes, loops
         raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is not a valid path") from err
-    if not inside:
-        raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is outside the scenario folder")
     if not exists:
         raise ScenarioError(f"{scenario_path}: {key}: file {relative!r} not found")
     return candidate
@@ -179,25 +175,30 @@ def read_manifest(folder: Path) -> dict[str, str]:
 
 
 def verify_manifest(folder: Path, used: list[Path]) -> None:
-    """Refuse a sample or data file whose sha256 differs from the scenario's SHA256SUMS."""
-    manifest = read_manifest(folder)
-    if not manifest:
-        raise ScenarioError(
-            f"{folder / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
-            "(use --allow-unverified to replay anyway)"
-        )
-    root = folder.resolve()
+    """Refuse a sample or data file whose sha256 differs from the SHA256SUMS of the scenario that
+    holds it (this one, or the scenario beside it whose data this one shares)."""
+    manifests: dict[Path, dict[str, str]] = {}
     for path in used:
-        relative = path.resolve().relative_to(root).as_posix()
-        expected = manifest.get(relative)
+        resolved = path.resolve()
+        owner = owning_scenario(folder, resolved) or folder.resolve()
+        if owner not in manifests:
+            manifests[owner] = read_manifest(owner)
+            if not manifests[owner]:
+                raise ScenarioError(
+                    f"{owner / MANIFEST_FILE}: missing; the scenario's files cannot be verified "
+                    "(use --allow-unverified to replay anyway)"
+                )
+        relative = resolved.relative_to(owner).as_posix()
+        expected = manifests[owner].get(relative)
         if expected is None:
             raise ScenarioError(
-                f"{folder / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
+                f"{owner / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
             )
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = hashlib.sha256(resolved.read_bytes()).hexdigest()
         if actual != expected:
+            shown = relative if owner == folder.resolve() else f"../{owner.name}/{relative}"
             raise ScenarioError(
-                f"{relative}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
+                f"{shown}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} "
                 f"({expected[:16]}...); rebuild with make or use --allow-unverified"
             )
 
@@ -227,13 +228,11 @@ def load_scenario(
         for i, f in enumerate(spec.files)
     ]
     if spec.target.kind == "pe":
-        from emulator.pe_check import PeCheckError, check_exports, check_pe
+        from emulator.pe import PeError, check_file
 
         try:
-            data = target.read_bytes()
-            check_pe(data)
-            check_exports(data, [e.name for e in spec.target.exports])
-        except PeCheckError as err:
+            check_file(target.read_bytes(), [e.name for e in spec.target.exports])
+        except PeError as err:
             raise ScenarioError(f"{scenario_path}: target.path: {spec.target.path}: {err}") from err
     used = [target, *(Path(f.host_path) for f in files)]
     responders: list[ResponderConfig] = []
@@ -259,10 +258,9 @@ def load_scenario(
     _check_responders(folder, responders, scenario_path)
     if verify:
         verify_manifest(folder, used)
-    limits_data = {k: v for k, v in spec.limits.model_dump().items() if v is not None}
-    limits_data.update({k: v for k, v in (limit_overrides or {}).items() if v is not None})
+    overrides = {k: v for k, v in (limit_overrides or {}).items() if v is not None}
     try:
-        limits = Limits.model_validate(limits_data)
+        limits = Limits.model_validate({**spec.limits.model_dump(), **overrides})
     except ValidationError as err:
         raise ScenarioError(f"{scenario_path}: limits.{_first_error(err)}") from err
     env = spec.environment

@@ -14,18 +14,18 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 
 from emulator.cli import main
-from emulator.report import OutcomeStatus
+from emulator.outcome import Status
 
 BINS = Path(__file__).resolve().parent / "bins"
 ROBUST = BINS / "robust"
 HELLO = BINS / "hello.dll"
 
-OUTCOMES = set(get_args(OutcomeStatus))
+OUTCOMES = {status.value for status in Status}
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -159,6 +159,22 @@ def _section_outside_image(data: bytearray) -> bytearray:
     return data
 
 
+def _machine(machine: int, base: Path = HELLO) -> Callable[[bytearray], bytearray]:
+    """The sample at ``base`` with its COFF machine type replaced (the optional header unchanged)."""
+
+    def patch(_: bytearray) -> bytearray:
+        data = bytearray(base.read_bytes())
+        struct.pack_into("<H", data, pe_offsets(data)["file_header"], machine)
+        return data
+
+    return patch
+
+
+def _size_of_headers(data: bytearray) -> bytearray:
+    struct.pack_into("<I", data, pe_offsets(data)["optional"] + 60, 0x7FFFFFF0)
+    return data
+
+
 BROKEN_PE: list[tuple[str, Callable[[bytearray], bytes | bytearray], list[str]]] = [
     ("empty", _empty, ["empty file"]),
     ("only_mz", _only_mz, ["truncated DOS header"]),
@@ -176,6 +192,9 @@ BROKEN_PE: list[tuple[str, Callable[[bytearray], bytes | bytearray], list[str]]]
     ("no_pe_signature", _no_pe_signature, ["no PE signature"]),
     ("bad_magic", _bad_magic, ["optional header magic 0x1234"]),
     ("section_outside_image", _section_outside_image, ["section 0", "outside SizeOfImage"]),
+    ("pe32plus_with_i386", _machine(0x14C), ["PE32+ optional header", "contradicts machine type 0x14c"]),
+    ("pe32_with_amd64", _machine(0x8664, BINS / "hello32.dll"), ["PE32 optional header", "machine type 0x8664"]),
+    ("huge_size_of_headers", _size_of_headers, ["SizeOfHeaders 0x7ffffff0", "larger than the file"]),
 ]
 
 
@@ -201,7 +220,7 @@ def test_huge_section_is_rejected_before_mapping(
     import emulator.replay
 
     def boom(*args: object, **kwargs: object) -> None:
-        raise AssertionError("replay_target called for a PE that pe_check must refuse")
+        raise AssertionError("replay_target called for a PE that emulator.pe must refuse")
 
     monkeypatch.setattr(emulator.replay, "replay_target", boom)
     sample = write(tmp_path, "huge.dll", _huge_section(hello_bytes()))
@@ -599,30 +618,49 @@ def test_guest_fault_is_outcome_fault(
     assert [r["error"] for r in report["runs"]] == [cause.split(" pc=")[0]]
 
 
-def test_outcome_of_names_the_first_run_error() -> None:
-    from emulator.replay import outcome_of
+def test_outcome_names_the_first_run_error() -> None:
+    from emulator.outcome import Outcome, RunEnd, Status, decide
 
-    ok = ("completed", "", None)
-    assert outcome_of(*ok, [("dll_entry", None, None)]) == ok
-    assert outcome_of(*ok, [("dll_entry", None, None), ("thread", "invalid_read", "invalid_read pc=0x5")]) == (
-        "fault",
-        "run thread: invalid_read pc=0x5",
-        None,
+    assert decide(runs=[RunEnd("dll_entry", None)]) == Outcome(Status.COMPLETED)
+    assert decide(runs=[RunEnd("dll_entry", None), RunEnd("thread", "invalid_read", "invalid_read pc=0x5")]) == (
+        Outcome(Status.FAULT, "run thread: invalid_read pc=0x5")
     )
-    assert outcome_of(*ok, [("x", "max_total_time", "max_total_time pc=0x1")]) == (
-        "timeout",
-        "run x: max_total_time pc=0x1",
-        "timeout",
+    assert decide(runs=[RunEnd("x", "max_total_time", "max_total_time pc=0x1")]) == (
+        Outcome(Status.TIMEOUT, "run x: max_total_time pc=0x1", "timeout")
     )
     # a Python exception in an API handler is an emulator problem, not the guest's fault
-    assert outcome_of(*ok, [("x", "year 10000 is out of range", None)]) == (
-        "error",
-        "run x: API handler failed: year 10000 is out of range",
-        None,
+    assert decide(runs=[RunEnd("x", "year 10000 is out of range")]) == (
+        Outcome(Status.ERROR, "run x: API handler failed: year 10000 is out of range")
     )
-    # a limit or containment stop decided by the backend is kept as it is
-    stopped = ("limit", "more than 64 stages", "max_stages")
-    assert outcome_of(*stopped, [("x", "invalid_read", None)]) == stopped
+    # a limit in any run wins over a fault in an earlier one
+    assert decide(runs=[RunEnd("a", "invalid_read"), RunEnd("b", "max_api_count", "max_api_count pc=0x9")]) == (
+        Outcome(Status.API_LIMIT, "run b: max_api_count pc=0x9", "max_api_calls")
+    )
+    # a stop decided by the backend is kept as it is; a containment refusal wins over everything
+    stopped = Outcome(Status.LIMIT, "more than 64 stages", "max_stages")
+    assert decide(stop=stopped, runs=[RunEnd("x", "invalid_read")]) == stopped
+    assert decide(violations=["socket"], failure=stopped, stop=stopped) == Outcome(Status.CONTAINMENT, "socket")
+
+
+def test_outcome_values_are_the_documented_interface() -> None:
+    """report.outcome.status values: every one documented in docs/containment.md, none renamed."""
+    from emulator.outcome import Status
+
+    assert [s.value for s in Status] == [
+        "completed",
+        "timeout",
+        "instruction_limit",
+        "api_limit",
+        "unsupported_api",
+        "limit",
+        "containment",
+        "fault",
+        "error",
+    ]
+    text = (Path(__file__).resolve().parent.parent / "docs" / "containment.md").read_text(encoding="utf-8")
+    section = text.split("## Outcomes", 1)[1].split("\n## ", 1)[0]
+    for status in Status:
+        assert f"`{status.value}`" in section, status
 
 
 def test_huge_virtualalloc_hits_max_allocation(tmp_path: Path, cli: Callable[..., CliResult]) -> None:

@@ -113,9 +113,6 @@ def _run_sandboxed(
 
 def _assert_contained(report: dict[str, Any]) -> None:
     containment = report["containment"]
-    assert containment["host_sockets_opened"] == 0
-    assert containment["host_name_lookups"] == 0
-    assert containment["writes_outside_outdir"] == 0, containment
     for refused in ("host_connects_refused", "host_name_lookups_refused", "writes_outside_outdir_refused"):
         assert containment[refused] == 0, containment
     assert containment["host_processes_refused"] == 0, containment
@@ -200,8 +197,8 @@ def test_in_process_replay_opens_no_socket(
     assert attempts == []
     report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
     assert report["containment"]["isolation"] == "in-process"
-    assert report["containment"]["host_sockets_opened"] == 0
-    assert report["containment"]["writes_outside_outdir"] == 0, report["containment"]
+    assert report["containment"]["host_connects_refused"] == 0
+    assert report["containment"]["writes_outside_outdir_refused"] == 0, report["containment"]
 
 
 # ---- the audit-hook guard -----------------------------------------------------------------------
@@ -501,7 +498,6 @@ def test_hostile_user_responder_is_refused_and_reported(
     containment = report["containment"]
     assert containment[count] == 1, containment
     assert all(containment[other] == 0 for other in COUNTS if other != count), containment
-    assert containment["host_sockets_opened"] == 0 and containment["writes_outside_outdir"] == 0
     assert containment["violations"] and named in containment["violations"][0]
     assert containment["isolation"] == "child process"
     # the exchange that triggered it is in the report, with the refusal as its error
@@ -579,59 +575,29 @@ def test_for_display_makes_hostile_names_inert(name: str) -> None:
 
 
 def _fake_outputs(out: Path, dropped: dict[str, bytes]) -> Any:
-    """write_outputs with a recording that dropped ``dropped`` (guest path -> bytes)."""
+    """The output folder of a trace with no events that dropped ``dropped`` (guest path -> bytes)."""
     import hashlib
-    from types import SimpleNamespace
 
-    import networkx as nx
-
-    from emulator.output import write_outputs
-    from emulator.plan import ReplayPlan
-    from emulator.report import Outcome, Report, Stats, Target, Tool, VirtualTime
+    from emulator.output import produce
+    from emulator.trace import EntryOrigin, Trace, TraceContainment, TraceHeader
 
     blobs = {hashlib.sha256(data).hexdigest(): data for data in dropped.values()}
-    recording = SimpleNamespace(
-        blobs=blobs,
-        events=[],
+    header = TraceHeader(
+        engine="test",
+        name="t",
+        target_path="t",
+        target_sha256="0" * 64,
+        entry_origin=EntryOrigin(type="file", ref="C:\\t.exe"),
+        seed=1,
+        start_time=0,
+        status="completed",
         dropped={path: hashlib.sha256(data).hexdigest() for path, data in dropped.items()},
-        sockets_blocked=0,
-        lookups_blocked=0,
-        writes_blocked=0,
-        processes_blocked=0,
-        violations=[],
-        isolation="in-process",
+        containment=TraceContainment(isolation="in-process"),
+        events=0,
+        blobs=sorted(blobs),
     )
-
-    def factory(files: Any, containment: Any) -> Report:
-        return Report(
-            generated_at="now",
-            tool=Tool(version="0", engine="test"),
-            target=Target(name="t", path="t", sha256="0" * 64),
-            outcome=Outcome(status="completed"),
-            stages=[],
-            api_calls=[],
-            network=[],
-            files=[],
-            dropped=files,
-            virtual_time=VirtualTime(start="1970-01-01T00:00:00Z", skipped_ms=0, sleeps=0),
-            containment=containment,
-            stats=Stats(instructions=0, api_calls=0, events=0, network_exchanges=0, seed=1),
-        )
-
     out.mkdir(parents=True, exist_ok=True)
-    guard = install(Guard(allowed_write_root=out.resolve()))
-    try:
-        return write_outputs(
-            out.resolve(),
-            plan=ReplayPlan(name="t", target_path=str(HELLO), emu_path="C:\\t.exe"),
-            recording=recording,
-            stages=[],
-            graph=nx.DiGraph(),
-            report_factory=factory,
-            guard=guard,
-        )
-    finally:
-        uninstall(guard)
+    return produce(out, Trace(header, [], blobs))
 
 
 def test_hostile_dropped_names_are_stored_by_sha256(tmp_path: Path) -> None:

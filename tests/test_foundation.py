@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from emulator.analysis.pipeline import analyse
 from emulator.cli import E_BAD_INPUT, E_OK, main
 from emulator.events import EVENT_LIST_ADAPTER, ApiCall
 from emulator.plan import ExportCall, ReplayPlan, StringArg
-from emulator.replay import analyse, emulate, replay_target
+from emulator.replay import emulate, freeze, replay_target
 
 BINS = Path(__file__).parent / "bins"
 GREET_SEQUENCE = [
@@ -57,7 +58,8 @@ def test_saved_trace_replays_into_the_same_analysis() -> None:
     recording = emulate(greet_plan())
     saved = EVENT_LIST_ADAPTER.dump_json(recording.events)
     recording.events = EVENT_LIST_ADAPTER.validate_json(saved)
-    stages, graph, techniques = analyse(greet_plan(), recording)
+    analysis = analyse(freeze(greet_plan(), recording, target_sha256=""))
+    stages, graph = analysis.stages, analysis.graph
     assert [s.kind for s in stages] == ["pe"]
     assert sorted(d["type"] for _, _, d in graph.edges(data=True)) == ["drops"]
 
@@ -69,11 +71,12 @@ def test_cli_bare_dll_writes_report(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert code == E_OK
     report = json.loads((out / "report.json").read_text())
-    assert report["schema"] == "chainreplay/report/2"
+    assert report["schema"] == "chainreplay/report/3"
     assert report["outcome"]["status"] == "completed"
     assert [c["api"] for c in report["api_calls"]] == GREET_SEQUENCE
     call = report["api_calls"][0]
-    assert set(call) == {"seq", "stage", "api", "args", "ret"}
+    assert set(call) == {"seq", "stage", "pc", "api", "args", "ret"}
+    assert all(int(c["pc"], 16) for c in report["api_calls"])
     assert report["target"]["sha256"] == __import__("hashlib").sha256((BINS / "hello.dll").read_bytes()).hexdigest()
     assert [s["kind"] for s in report["stages"]] == ["pe"]
     assert (out / "stage_graph.png").stat().st_size > 1000
@@ -136,4 +139,4 @@ def test_replay_target_is_picklable_and_isolated(tmp_path: Path) -> None:
     assert result.status == "completed"
     report = json.loads(Path(result.report_path).read_text())
     assert report["containment"]["isolation"] == "child process"
-    assert report["containment"]["host_sockets_opened"] == 0
+    assert report["containment"]["host_connects_refused"] == 0

@@ -6,7 +6,7 @@ table, besides the keys of tests/test_scenarios.py:
 ``lineage``     per dynamic stage, its hops origin first: where its bytes were found (registry,
                 file, network, image, memory, ...) then each transform (xor, base64, decode,
                 decrypt, guest_code, process_write, file_write, ...)
-``techniques``  the ATT&CK techniques as "stage technique" pairs
+``stage_techniques``  the ATT&CK techniques as "stage technique" pairs
 
 Each scenario is replayed once per session (the ``scenario_report`` fixture).
 """
@@ -37,7 +37,7 @@ def _with_lineage() -> list[tuple[str, dict[str, Any]]]:
     found = []
     for path in sorted(SCENARIOS_DIR.glob("*/scenario.toml")):
         expect = tomllib.loads(path.read_text(encoding="utf-8")).get("expect", {})
-        if "lineage" in expect or "techniques" in expect:
+        if "lineage" in expect or "stage_techniques" in expect:
             found.append((path.parent.name, expect))
     return found
 
@@ -76,8 +76,10 @@ def test_lineage_and_techniques(name: str, expect: dict[str, Any], scenario_repo
             assert stage["decoded"] == bool(decoding), stage["id"]
             for hop in stage["lineage"]:
                 assert hop["evidence"], f"{stage['id']}: hop {hop} has no evidence"
-    if "techniques" in expect:
-        assert sorted({f"{t['stage']} {t['technique']}" for t in report["attack"]}) == expect["techniques"]
+    if "stage_techniques" in expect:
+        assert sorted({f"{t['stage']} {t['technique']}" for t in report["attack"]}) == sorted(
+            expect["stage_techniques"]
+        )
     assert report["attack_release"] == "ATT&CK Enterprise v18"
 
 

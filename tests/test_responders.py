@@ -547,6 +547,29 @@ def test_answer_is_copied_not_shared(tmp_path: Path) -> None:
     assert isinstance(response.body, bytes)
 
 
+def test_synthetic_addresses_are_never_shared_and_run_out_with_a_note(tmp_path: Path) -> None:
+    """One address per host, reverse lookups answer that host, and a used-up pool says so."""
+    from emulator.events import Note
+    from emulator.responders.router import SYNTHETIC_POOL_SIZE
+
+    recorder = Recorder()
+    router = NetworkRouter([], recorder, "404")  # every host resolves
+    hosts = [f"host{i}.test" for i in range(SYNTHETIC_POOL_SIZE)]
+    addresses = [router.resolve(host) for host in hosts]
+    assert None not in addresses
+    assert len(set(addresses)) == len(hosts)
+    assert addresses[0] == "203.0.113.10" and addresses[244] == "203.0.113.254" and addresses[245] == "198.51.100.10"
+    assert all(router.host_of_address(a) == h for a, h in zip(addresses, hosts, strict=True))  # type: ignore[arg-type]
+    assert router.resolve("host0.test") == "203.0.113.10"  # the same host keeps its address
+    assert not [e for e in recorder.events if isinstance(e, Note)]
+    assert router.resolve("one-too-many.test") is None
+    assert router.resolve("another.test") is None
+    notes = [e for e in recorder.events if isinstance(e, Note)]
+    assert len(notes) == 1 and notes[0].what == "synthetic address pool exhausted"
+    assert "one-too-many.test" in notes[0].detail
+    assert router.host_of_address(addresses[0]) == "host0.test"  # type: ignore[arg-type]
+
+
 def test_c2_hands_out_each_victims_operator_tasks_in_order(tmp_path: Path) -> None:
     (tmp_path / "stage3.bin").write_bytes(b"S")
     options = c2_options()

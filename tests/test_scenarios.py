@@ -1,15 +1,10 @@
 """Replay every scenario that declares an ``[expect]`` table and check the report against it.
 
 The expectations are data: a scenario folder whose scenario.toml has an ``[expect]`` table is a
-test case here, with no new Python. Keys understood (all optional except as noted):
-
-``outcome``        report outcome status, default "completed"
-``stage_kinds``    exact list of stage kinds, in order
-``stage_origins``  exact list of stage origin types, in order
-``edges``          exact set of graph edges, each "source -type-> target" with node ids as in
-                   report.json's graph (stage ids s0.., artifacts like 'file:c:\\...', 'url:https://...')
-``xfail``          a known emulator bug makes the edge/origin check fail: the reason. The test then
-                   xfails on a mismatch and fails once the expectations are met (remove the key).
+test case here, with no new Python. The table is validated at load and evaluated by the
+package (:mod:`emulator.expect`, the same code as ``chainreplay run --expect`` and ``check``);
+docs/scenarios.md lists its keys. ``xfail``: a known emulator bug makes the edge/origin checks
+fail; the test then xfails on a mismatch and fails once the expectations are met.
 
 Each scenario is replayed once per session (see the ``scenario_report`` fixture in conftest.py).
 """
@@ -17,57 +12,27 @@ Each scenario is replayed once per session (see the ``scenario_report`` fixture 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from emulator.expect import EDGE_PATTERN, Expect, evaluate, failures
+from emulator.report import Report as ReportModel
+from emulator.scenario import read_scenario_file
+
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 Report = dict[str, Any]
 
-# Expectations for scenarios whose scenario.toml this suite does not own. Used only for keys the
-# [expect] table lacks: once scenarios/3cx/scenario.toml carries them, the toml wins.
-SUPPLEMENTARY_EXPECT: dict[str, dict[str, Any]] = {
-    "3cx": {
-        "stage_origins": ["scenario", "file", "memory", "network"],
-        "edges": [
-            r"process:3CXDesktopApp.exe -loads-> s0",
-            r"s0 -creates-> sync:avmonitorrefreshevent",
-            r"s0 -reads-> file:c:\users\analyst\appdata\local\programs\3cxdesktopapp\app\d3dcompiler_47.dll",
-            r"file:c:\users\analyst\appdata\local\programs\3cxdesktopapp\app\d3dcompiler_47.dll -decrypts_to-> s1",
-            r"s0 -executes-> s1",
-            r"s1 -maps-> s2",
-            r"s2 -drops-> file:c:\users\analyst\appdata\local\programs\3cxdesktopapp\app\manifest",
-            r"s2 -reads-> registry:hkey_local_machine\software\microsoft\cryptography",
-            r"s2 -fetches-> url:https://raw.githubusercontent.com/IconStorages/images/main/icon14.ico",
-            r"s2 -beacons_to-> url:https://pbxcloudeservices.com/phonesystem/api/status",
-            r"s2 -beacons_to-> url:https://pbxcloudeservices.com/cdn/update/stage3.bin",
-            r"url:https://pbxcloudeservices.com/cdn/update/stage3.bin -decrypts_to-> s3",
-            r"s2 -maps-> s3",
-            r"s3 -reads-> file:c:\users\analyst\appdata\roaming\3cxdesktopapp\config.json",
-            r"s3 -reads-> file:c:\users\analyst\appdata\local\google\chrome\user data\default\history",
-            r"s3 -reads-> file:c:\users\analyst\appdata\local\microsoft\edge\user data\default\history",
-            r"s3 -reads-> file:c:\users\analyst\appdata\local\bravesoftware\brave-browser\user data\default\history",
-            r"s3 -reads-> file:c:\users\analyst\appdata\roaming\mozilla\firefox\profiles"
-            r"\chainreplay.default-release\places.sqlite",
-            r"s3 -exfiltrates_to-> url:https://pbxcloudeservices.com/phonesystem/api/status",
-        ],
-    },
-}
 
-_EDGE = re.compile(r"^(?P<source>.+?) -(?P<type>[a-z_]+)-> (?P<target>.+)$")
-
-
-def _scenarios_with_expect() -> list[tuple[str, dict[str, Any]]]:
+def _scenarios_with_expect() -> list[tuple[str, Expect]]:
     found = []
     for path in sorted(SCENARIOS_DIR.glob("*/scenario.toml")):
-        expect = tomllib.loads(path.read_text(encoding="utf-8")).get("expect")
-        if expect:
-            name = path.parent.name
-            found.append((name, {**SUPPLEMENTARY_EXPECT.get(name, {}), **expect}))
+        expect = read_scenario_file(path.parent).expect
+        if expect is not None:
+            found.append((path.parent.name, expect))
     return found
 
 
@@ -77,10 +42,6 @@ SCENARIO_IDS = [name for name, _ in SCENARIOS]
 
 def edge_string(edge: dict[str, Any]) -> str:
     return f"{edge['source']} -{edge['type']}-> {edge['target']}"
-
-
-def report_edges(report: Report) -> set[str]:
-    return {edge_string(e) for e in report["graph"]["edges"]}
 
 
 def recorded_seqs(report: Report) -> dict[int, tuple[str, dict[str, Any]]]:
@@ -100,39 +61,25 @@ def test_some_scenarios_declare_expectations() -> None:
 
 def test_expected_edges_are_well_formed() -> None:
     for name, expect in SCENARIOS:
-        for edge in expect.get("edges", []):
-            assert _EDGE.match(edge), f"{name}: [expect].edges entry {edge!r} is not 'source -type-> target'"
+        for edge in expect.edges or []:
+            assert EDGE_PATTERN.match(edge), f"{name}: [expect].edges entry {edge!r} is not 'source -type-> target'"
 
 
 @pytest.mark.parametrize(("name", "expect"), SCENARIOS, ids=SCENARIO_IDS)
-def test_scenario_matches_expectations(
-    name: str, expect: dict[str, Any], scenario_report: Callable[[str], Report]
-) -> None:
+def test_scenario_matches_expectations(name: str, expect: Expect, scenario_report: Callable[[str], Report]) -> None:
     report = scenario_report(name)
-    assert report["outcome"]["status"] == expect.get("outcome", "completed"), report["outcome"]
-    if "stage_kinds" in expect:
-        assert [s["kind"] for s in report["stages"]] == expect["stage_kinds"]
     assert [s["id"] for s in report["stages"]] == [f"s{i}" for i in range(len(report["stages"]))]
-
-    mismatches: list[str] = []
-    if "stage_origins" in expect:
-        origins = [s["origin"]["type"] for s in report["stages"]]
-        if origins != expect["stage_origins"]:
-            mismatches.append(f"stage origins {origins} != expected {expect['stage_origins']}")
-    if "edges" in expect:
-        actual, wanted = report_edges(report), set(expect["edges"])
-        if actual != wanted:
-            mismatches.append(f"edges missing: {sorted(wanted - actual)}; unexpected: {sorted(actual - wanted)}")
-    known_bug = expect.get("xfail")
-    if known_bug and mismatches:
-        pytest.xfail(f"{known_bug}: {'; '.join(mismatches)}")
-    assert not mismatches, "\n".join(mismatches)
-    assert not known_bug, f"{name}: expectations now met; remove 'xfail' from its [expect] table"
+    results = evaluate(expect, ReportModel.model_validate(report))
+    failed = failures(results)
+    assert not failed, "\n".join(f"{r.name}: {r.evidence}" for r in failed)
+    known = [r for r in results if r.status == "xfail"]
+    if known:
+        pytest.xfail("; ".join(f"{r.name}: {r.evidence}" for r in known))
 
 
 @pytest.mark.parametrize(("name", "expect"), SCENARIOS, ids=SCENARIO_IDS)
 def test_every_edge_has_evidence_in_the_report(
-    name: str, expect: dict[str, Any], scenario_report: Callable[[str], Report]
+    name: str, expect: Expect, scenario_report: Callable[[str], Report]
 ) -> None:
     report = scenario_report(name)
     events = report["stats"]["events"]
@@ -240,7 +187,7 @@ def test_3cx_stage3_reads_history_and_posts(name: str, scenario_report: Callable
     for suffix in HISTORY_FILES:
         assert any(f["path"].lower().endswith(suffix) for f in reads), f"stage 3 did not read {suffix}"
     posts = [n for n in report["network"] if n["stage"] == "s3" and n["method"] == "POST"]
-    assert posts and posts[0]["response"]["status"] == 200 and posts[0]["request"]["body_size"] > 0
+    assert posts and posts[0]["response"]["status"] == 200 and posts[0]["request"]["size"] > 0
     assert max(f["seq"] for f in reads) < posts[0]["seq"]
     assert {s["origin"]["type"] for s in report["stages"]} >= {"file", "memory", "network"}
     assert report["stages"][3]["name"] == "iconic.dll" and report["stages"][2]["name"] == "samcli.dll"

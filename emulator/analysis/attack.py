@@ -1,21 +1,236 @@
 """ATT&CK techniques matched from a table of behaviour patterns (``emulator/data/attack.toml``).
 
-Each pattern names one matcher kind and its parameters; there is no code per technique.
+Each pattern names one matcher kind (``match``) and its parameters; there is no code per
+technique. The table is validated when it is loaded: every pattern is one of the typed models
+below, so a typo is a one-line :class:`PatternError` naming the file and the key, never a
+``KeyError`` in the middle of a replay.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Literal
 
 import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from emulator.analysis.graph import iter_edges
+from emulator.analysis.graph import EDGE_TYPES, iter_edges
+from emulator.analysis.lineage import DECODING_TRANSFORMS
 from emulator.analysis.stages import Stage, decoded_trailers
 from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
+
+PATTERN_FILE = "data/attack.toml"
+# Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
+NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "sync", "image")
+STAGE_KINDS = ("pe", "shellcode", "pe_in_memory", "module")
+# Where a stage's lineage can start (emulator/analysis/stages.py ORIGIN_TYPES).
+LINEAGE_ORIGINS = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
+LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write")
+SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
+
+
+class PatternError(Exception):
+    """The pattern table is invalid: one line naming the file and the key."""
+
+
+class _Pattern(BaseModel):
+    # strict: TOML has types, so "60000" for an integer is a mistake, not something to convert.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    technique: str = Field(pattern=r"^T\d{4}(\.\d{3})?$", description="ATT&CK id, e.g. T1140 or T1027.013.")
+    name: str = Field(min_length=1, description="ATT&CK name of the technique.")
+
+
+class ApiPattern(_Pattern):
+    """A call to one of ``apis`` (module.Function, fnmatch globs, case-insensitive)."""
+
+    match: Literal["api"]
+    apis: list[Annotated[str, Field(pattern=r"^[^.]+\..+$")]] = Field(min_length=1)
+
+
+class EdgePattern(_Pattern):
+    """A stage-graph edge of type ``edge``, optionally between nodes of the given kinds."""
+
+    match: Literal["edge"]
+    edge: str
+    from_kind: str | None = None
+    to_kind: str | None = None
+    to_stage_kind: str | None = None
+    scheme: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*$")
+    to_glob: str | None = Field(default=None, description="fnmatch glob on the target node id (lower-cased).")
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_type(cls, value: str) -> str:
+        if value not in EDGE_TYPES:
+            raise ValueError(f"unknown edge type {value!r} (known: {', '.join(EDGE_TYPES)})")
+        return value
+
+    @field_validator("from_kind", "to_kind")
+    @classmethod
+    def _node_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in NODE_KINDS:
+            raise ValueError(f"unknown node kind {value!r} (known: {', '.join(NODE_KINDS)})")
+        return value
+
+    @field_validator("to_stage_kind")
+    @classmethod
+    def _stage_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in STAGE_KINDS:
+            raise ValueError(f"unknown stage kind {value!r} (known: {', '.join(STAGE_KINDS)})")
+        return value
+
+
+class DeadDropPattern(_Pattern):
+    """Content fetched from a public service, then contact with a host named only in it."""
+
+    match: Literal["dead_drop"]
+    public_hosts: list[str] = Field(min_length=1)
+
+
+class FileReadPattern(_Pattern):
+    """A file opened or read whose guest path matches one of ``paths`` (fnmatch, case-insensitive)."""
+
+    match: Literal["file_read"]
+    paths: list[str] = Field(min_length=1)
+
+
+class RegistryReadPattern(_Pattern):
+    """Any registry value read."""
+
+    match: Literal["registry_read"]
+
+
+class LongSleepPattern(_Pattern):
+    """A Sleep / SleepEx of at least ``min_ms`` milliseconds."""
+
+    match: Literal["long_sleep"]
+    min_ms: int = Field(gt=0)
+
+
+class DecryptFromMagicPattern(_Pattern):
+    """Decryption input found in a network body that starts with one of ``magics`` (hex)."""
+
+    match: Literal["decrypt_from_magic"]
+    magics: list[Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})+$")]] = Field(min_length=1)
+
+
+class StageKindPattern(_Pattern):
+    """A stage of kind ``stage_kind``."""
+
+    match: Literal["stage_kind"]
+    stage_kind: str
+
+    @field_validator("stage_kind")
+    @classmethod
+    def _stage_kind(cls, value: str) -> str:
+        if value not in STAGE_KINDS:
+            raise ValueError(f"unknown stage kind {value!r} (known: {', '.join(STAGE_KINDS)})")
+        return value
+
+
+class LineagePattern(_Pattern):
+    """A hop of a stage's lineage: one of ``transforms`` (any decoding one if empty), or, with
+    ``origins``, a lineage starting there (and ``decoded`` if required). The technique goes to
+    the stage that performed the hop (``on = "actor"``) or the one that brought the origin's
+    bytes in (``on = "origin"``)."""
+
+    match: Literal["lineage"]
+    origins: list[Literal[LINEAGE_ORIGINS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    transforms: list[Literal[LINEAGE_TRANSFORMS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    decoded: bool = False
+    on: Literal["actor", "origin"] = "actor"
+
+
+class ApiWithEdgePattern(_Pattern):
+    """A call to one of ``apis`` by a stage that also has an ``edge`` (to another process)."""
+
+    match: Literal["api_with_edge"]
+    apis: list[Annotated[str, Field(pattern=r"^[^.]+\..+$")]] = Field(min_length=1)
+    edge: str
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_type(cls, value: str) -> str:
+        if value not in EDGE_TYPES:
+            raise ValueError(f"unknown edge type {value!r} (known: {', '.join(EDGE_TYPES)})")
+        return value
+
+
+Pattern = Annotated[
+    ApiPattern
+    | EdgePattern
+    | DeadDropPattern
+    | FileReadPattern
+    | RegistryReadPattern
+    | LongSleepPattern
+    | DecryptFromMagicPattern
+    | StageKindPattern
+    | LineagePattern
+    | ApiWithEdgePattern,
+    Field(discriminator="match"),
+]
+
+
+class PatternTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    release: str = Field("", description="The ATT&CK release the technique IDs come from.")
+    pattern: list[Pattern] = Field(min_length=1)
+
+
+_TABLE = TypeAdapter(PatternTable)
+
+
+def parse_patterns(text: str, source: str) -> list[Pattern]:
+    """The patterns of a TOML table; :class:`PatternError` naming ``source`` and the key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PatternError(f"{source}: not TOML: {err}") from err
+    try:
+        return list(_TABLE.validate_python(data).pattern)
+    except ValidationError as err:
+        first = err.errors()[0]
+        parts = list(first["loc"])
+        if len(parts) >= 3 and parts[0] == "pattern" and parts[2] in _MATCH_KINDS:
+            del parts[2]  # the union's tag ("edge", "api", ...) is not a key of the file
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+        raise PatternError(f"{source}: {where}{_technique_at(data, parts)}: {first['msg']}") from err
+
+
+def _technique_at(data: dict[str, object], loc: list[int | str]) -> str:
+    if len(loc) >= 2 and loc[0] == "pattern" and isinstance(loc[1], int):
+        patterns = data.get("pattern")
+        if isinstance(patterns, list) and loc[1] < len(patterns) and isinstance(patterns[loc[1]], dict):
+            technique = patterns[loc[1]].get("technique")
+            if isinstance(technique, str):
+                return f" ({technique})"
+    return ""
+
+
+def attack_release() -> str:
+    """The ATT&CK release of the shipped pattern table (its ``release`` key)."""
+    text = resources.files("emulator").joinpath(PATTERN_FILE).read_text(encoding="utf-8")
+    return str(tomllib.loads(text).get("release", ""))
+
+
+def load_patterns(path: Path | None = None) -> list[Pattern]:
+    """The pattern table in ``path``, or the one shipped with chainreplay (validated once)."""
+    if path is not None:
+        return parse_patterns(path.read_text(encoding="utf-8"), str(path))
+    return list(_shipped_patterns())
+
+
+@functools.cache
+def _shipped_patterns() -> tuple[Pattern, ...]:
+    text = resources.files("emulator").joinpath(PATTERN_FILE).read_text(encoding="utf-8")
+    return tuple(parse_patterns(text, f"emulator/{PATTERN_FILE}"))
 
 
 @dataclass(frozen=True)
@@ -26,16 +241,17 @@ class TechniqueHit:
     evidence: list[int]
 
 
-def load_patterns() -> list[dict[str, Any]]:
-    text = resources.files("emulator").joinpath("data/attack.toml").read_text(encoding="utf-8")
-    patterns: list[dict[str, Any]] = tomllib.loads(text)["pattern"]
-    return patterns
+@dataclass(frozen=True)
+class Observed:
+    """What the matchers look at: one replay's stages, events, graph and blobs."""
+
+    stages: list[Stage]
+    events: list[Event]
+    graph: nx.DiGraph
+    blobs: dict[str, bytes]
 
 
-def attack_release() -> str:
-    """The ATT&CK release the pattern table's technique IDs come from (``release`` in attack.toml)."""
-    text = resources.files("emulator").joinpath("data/attack.toml").read_text(encoding="utf-8")
-    return str(tomllib.loads(text).get("release", ""))
+Matches = list[tuple[str, list[int]]]
 
 
 def match_techniques(
@@ -43,114 +259,96 @@ def match_techniques(
     events: list[Event],
     graph: nx.DiGraph,
     blobs: dict[str, bytes],
-    patterns: list[dict[str, Any]] | None = None,
+    patterns: list[Pattern] | None = None,
 ) -> list[TechniqueHit]:
+    seen = Observed(stages, events, graph, blobs)
     hits: dict[tuple[str, str], TechniqueHit] = {}
     owner = {e.seq: e.stage for e in events}
     for pattern in patterns if patterns is not None else load_patterns():
-        for stage, found in _MATCHERS[pattern["match"]](pattern, stages, events, graph, blobs):
+        for stage, found in _MATCHERS[pattern.match](pattern, seen):
             # A technique is shown on the stage whose behaviour it describes, with evidence
             # from that stage only.
             evidence = [seq for seq in found if owner.get(seq) == stage]
             if not evidence:
                 continue
-            key = (pattern["technique"], stage)
-            if key in hits:
-                merged = sorted(set(hits[key].evidence) | set(evidence))
-                hits[key] = TechniqueHit(pattern["technique"], pattern["name"], stage, merged)
-            else:
-                hits[key] = TechniqueHit(pattern["technique"], pattern["name"], stage, sorted(set(evidence)))
+            key = (pattern.technique, stage)
+            merged = sorted(set(hits[key].evidence) | set(evidence)) if key in hits else sorted(set(evidence))
+            hits[key] = TechniqueHit(pattern.technique, pattern.name, stage, merged)
     return sorted(hits.values(), key=lambda h: (h.evidence[0] if h.evidence else 0, h.technique))
 
 
-Matches = list[tuple[str, list[int]]]
-
-
-def _api(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    names = [n.lower() for n in p["apis"]]
+def _api(p: ApiPattern, seen: Observed) -> Matches:
+    names = [n.lower() for n in p.apis]
     found: dict[str, list[int]] = {}
-    for e in events:
+    for e in seen.events:
         if isinstance(e, ApiCall) and any(fnmatch.fnmatchcase(e.api.lower(), n) for n in names):
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
-def _edge(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _edge(p: EdgePattern, seen: Observed) -> Matches:
     """Edges of a type; the technique goes to the edge's actor, else its stage end (source first)."""
+    graph = seen.graph
     found: dict[str, list[int]] = {}
     for src, dst, data in iter_edges(graph):
-        if data["type"] != p["edge"]:
+        if data["type"] != p.edge:
             continue
-        if "from_kind" in p and graph.nodes[src].get("kind") != p["from_kind"]:
+        if p.from_kind is not None and graph.nodes[src].get("kind") != p.from_kind:
             continue
-        if "to_kind" in p and graph.nodes[dst].get("kind") != p["to_kind"]:
+        if p.to_kind is not None and graph.nodes[dst].get("kind") != p.to_kind:
             continue
-        if "to_stage_kind" in p and graph.nodes[dst].get("stage_kind") != p["to_stage_kind"]:
+        if p.to_stage_kind is not None and graph.nodes[dst].get("stage_kind") != p.to_stage_kind:
             continue
-        if "scheme" in p and not str(dst).startswith(f"url:{p['scheme']}://"):
+        if p.scheme is not None and not str(dst).startswith(f"url:{p.scheme}://"):
             continue
-        if "to_glob" in p and not fnmatch.fnmatchcase(str(dst).lower(), p["to_glob"].lower()):
+        if p.to_glob is not None and not fnmatch.fnmatchcase(str(dst).lower(), p.to_glob.lower()):
             continue
         stage = data["actor"] if data.get("actor") else src if graph.nodes[src].get("kind") == "stage" else dst
         found.setdefault(stage, []).extend(data["evidence"])
     return list(found.items())
 
 
-def _lineage(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    """Hops of stage lineages: a transform (``transforms``) or the origin (``origins``) of decoded
-    or delivered bytes; the technique goes to the stage that performed the hop."""
-    transforms = set(p.get("transforms", []))
-    origins = set(p.get("origins", []))
+def _lineage(p: LineagePattern, seen: Observed) -> Matches:
+    transforms = set(p.transforms)
+    origins = set(p.origins)
     found: dict[str, list[int]] = {}
-    for stage in stages:
-        hops = stage.link.hops if stage.link else []
-        if not hops or stage.link is None or stage.link.how == "entry":
+    for stage in seen.stages:
+        link = stage.link
+        if link is None or link.how == "entry" or not link.hops:
             continue
+        hops = link.hops
         if origins:
-            if hops[0].source_kind not in origins or (p.get("decoded") and not stage.link.decoded):
+            if hops[0].source_kind not in origins or (p.decoded and not link.decoded):
                 continue
-            if p.get("on") == "origin":
+            if p.on == "origin":
                 if hops[0].actor:
                     found.setdefault(hops[0].actor, []).extend(hops[0].evidence)
                 continue
         for hop in hops:
-            if transforms and hop.transform not in transforms:
-                continue
-            if not transforms and not hop.decodes:
+            if (hop.transform not in transforms) if transforms else not hop.decodes:
                 continue
             if hop.actor:
                 found.setdefault(hop.actor, []).extend(hop.evidence)
     return list(found.items())
 
 
-def _api_with_edge(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    """API calls (``apis``) by a stage that also has an edge of type ``edge`` (another process)."""
-    with_edge = {src for src, _dst, data in iter_edges(graph) if data["type"] == p["edge"]}
-    return [(stage, seqs) for stage, seqs in _api(p, stages, events, graph, blobs) if stage in with_edge]
+def _api_with_edge(p: ApiWithEdgePattern, seen: Observed) -> Matches:
+    with_edge = {src for src, _dst, data in iter_edges(seen.graph) if data["type"] == p.edge}
+    api = ApiPattern(technique=p.technique, name=p.name, match="api", apis=p.apis)
+    return [(stage, seqs) for stage, seqs in _api(api, seen) if stage in with_edge]
 
 
-def _dead_drop(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    """Content fetched from a public service, then contact with a host named only after that."""
-    public = [h.lower() for h in p["public_hosts"]]
+def _dead_drop(p: DeadDropPattern, seen: Observed) -> Matches:
+    public = [h.lower() for h in p.public_hosts]
     found: dict[str, list[int]] = {}
     fetched: list[tuple[NetworkExchange, bytes]] = []
     decrypted: list[DataBuffer] = []
-    for e in events:
+    for e in seen.events:
         if isinstance(e, NetworkExchange) and e.kind == "http":
-            if any(fnmatch.fnmatchcase(e.host, h) for h in public) and e.response.status == 200:
-                fetched.append((e, blobs.get(e.response.sha256 or "", b"")))
+            if any(fnmatch.fnmatchcase(e.host.lower(), h) for h in public) and e.response.status == 200:
+                fetched.append((e, seen.blobs.get(e.response.sha256 or "", b"")))
             elif fetched:
-                named_by = [d for d in decrypted if e.host.encode() in blobs.get(d.sha256, b"")]
+                named_by = [d for d in decrypted if e.host.encode() in seen.blobs.get(d.sha256, b"")]
                 plain = [f for f, body in fetched if e.host.encode() in body]
                 if named_by or plain:
                     first = fetched[0][0]
@@ -161,12 +359,10 @@ def _dead_drop(
     return list(found.items())
 
 
-def _file_read(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    globs = [g.lower() for g in p["paths"]]
+def _file_read(p: FileReadPattern, seen: Observed) -> Matches:
+    globs = [g.lower() for g in p.paths]
     found: dict[str, list[int]] = {}
-    for e in events:
+    for e in seen.events:
         if isinstance(e, FileAccess) and e.op in ("open", "read"):
             path = e.path.lower().replace("/", "\\")
             if any(fnmatch.fnmatchcase(path, g) for g in globs):
@@ -174,45 +370,38 @@ def _file_read(
     return list(found.items())
 
 
-def _registry_read(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _registry_read(p: RegistryReadPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in events:
+    for e in seen.events:
         if isinstance(e, RegistryAccess) and e.op == "read":
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
-def _long_sleep(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _long_sleep(p: LongSleepPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in events:
-        if isinstance(e, ApiCall) and e.api.lower() in ("kernel32.sleep", "kernel32.sleepex") and e.args:
+    for e in seen.events:
+        if isinstance(e, ApiCall) and e.api.lower() in SLEEP_APIS and e.args:
             try:
                 ms = int(e.args[0], 0)
             except ValueError:
                 continue
-            if ms >= int(p["min_ms"]):
+            if ms >= p.min_ms:
                 found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
-def _decrypt_from_magic(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
-    """Data hidden in a file of another format (an image) and then decoded."""
-    magics = [bytes.fromhex(m) for m in p["magics"]]
+def _decrypt_from_magic(p: DecryptFromMagicPattern, seen: Observed) -> Matches:
+    magics = [bytes.fromhex(m) for m in p.magics]
     found: dict[str, list[int]] = {}
     carriers: list[tuple[int, bytes]] = []
-    for e in events:
+    for e in seen.events:
         if isinstance(e, NetworkExchange) and e.response.sha256:
-            body = blobs.get(e.response.sha256, b"")
+            body = seen.blobs.get(e.response.sha256, b"")
             if any(body.startswith(m) for m in magics):
                 carriers.append((e.seq, body))
         elif isinstance(e, DataBuffer) and e.source == "decrypt" and carriers:
-            ciphertext = blobs.get(e.input_sha256 or "", b"")
+            ciphertext = seen.blobs.get(e.input_sha256 or "", b"")
             for seq, body in carriers:
                 if ciphertext and _hidden_in(ciphertext, body):
                     found.setdefault(e.stage, []).extend([seq, e.seq])
@@ -224,14 +413,12 @@ def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
     return needle in carrier or any(needle in decoded for decoded in decoded_trailers(carrier))
 
 
-def _stage_kind(
-    p: dict[str, Any], stages: list[Stage], events: list[Event], graph: nx.DiGraph, blobs: dict[str, bytes]
-) -> Matches:
+def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
     """A kind of stage; the technique goes to the stage that started it (the loader)."""
-    return [(s.parent or s.id, [s.start_seq]) for s in stages if s.kind == p["stage_kind"]]
+    return [(s.parent or s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind]
 
 
-_MATCHERS = {
+_MATCHERS: dict[str, Callable[..., Matches]] = {
     "api": _api,
     "edge": _edge,
     "dead_drop": _dead_drop,
@@ -243,3 +430,4 @@ _MATCHERS = {
     "lineage": _lineage,
     "api_with_edge": _api_with_edge,
 }
+_MATCH_KINDS = frozenset(_MATCHERS)

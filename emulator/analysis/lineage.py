@@ -25,11 +25,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from emulator.pe import section_table as pe_section_table
+
+# A section table this long found verbatim ties a mapped image to the file it came from.
+MIN_SECTION_TABLE = 0x40
 # Bytes of a stage used to look for it (longer stages are matched on this prefix, then extended).
 PROBE_BYTES = 4096
 # The shortest stage prefix that can be tied to a carrier: shorter runs match too much.
@@ -315,13 +318,7 @@ def matched_length(hops: list[Hop]) -> int | None:
 
 
 def section_table(image: bytes) -> bytes:
-    """PE signature, COFF header and section table: loaders copy these verbatim and never patch
-    them (unlike ImageBase in the optional header), so they identify the file an image came from."""
-    try:
-        e_lfanew = struct.unpack_from("<I", image, 0x3C)[0]
-        sections, opt_size = struct.unpack_from("<H12xH", image, e_lfanew + 6)
-    except struct.error:
-        return b""
-    table = e_lfanew + 24 + opt_size
-    probe = image[table : table + 40 * sections]
-    return probe if len(probe) >= 0x40 else b""
+    """The section table of a PE image (see :func:`emulator.pe.section_table`), if long enough to tie an
+    image to the file it came from."""
+    probe = pe_section_table(image)
+    return probe if len(probe) >= MIN_SECTION_TABLE else b""

@@ -76,10 +76,7 @@ def set_property(api: GuestApi, argv: list[int]) -> int:
         mode = api.read(value, size).decode("utf-16-le", "replace").rstrip("\0")
         if mode not in ("ChainingModeGCM", "ChainingModeCBC", "ChainingModeECB"):
             return STATUS_NOT_SUPPORTED
-        if isinstance(obj, Algorithm):
-            obj.chaining = mode
-        else:
-            obj.chaining = mode
+        obj.chaining = mode
         return STATUS_SUCCESS
     return STATUS_NOT_SUPPORTED
 
@@ -225,7 +222,7 @@ def _crypt(api: GuestApi, argv: list[int], decrypt: bool) -> int:
     api.write(data_out, result)
     if decrypt:
         _services(api).recorder.remember_buffer(
-            "decrypt", data_out, result, ref=api.api_name, input_data=data, api=api.api_name
+            "decrypt", data_out, result, ref=api.qualified_name, input_data=data, api=api.qualified_name
         )
     return STATUS_SUCCESS
 

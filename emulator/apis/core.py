@@ -30,11 +30,17 @@ class GuestMemory(Protocol):
 class GuestApi:
     """What a handler may do to the guest: typed reads and writes over :class:`GuestMemory`."""
 
-    def __init__(self, memory: GuestMemory, services: ReplayServicesLike, api_name: str) -> None:
+    def __init__(self, memory: GuestMemory, services: ReplayServicesLike, api_name: str, module: str = "") -> None:
         self.memory = memory
         self.services = services
         self.api_name = api_name
+        self.module = module.lower()
         self.ptr_size = memory.ptr_size
+
+    @property
+    def qualified_name(self) -> str:
+        """``module.Function``, the one spelling of an API name in events and the report."""
+        return f"{self.module}.{self.api_name}" if self.module else self.api_name
 
     def read(self, address: int, size: int) -> bytes:
         return self.memory.read(address, size) if size > 0 else b""

@@ -141,7 +141,7 @@ def read_body(api: GuestApi, request: Request, buffer: int, size: int) -> bytes:
     request.offset += len(chunk)
     if chunk:
         api.write(buffer, chunk)
-        _services(api).recorder.remember_buffer("network_read", buffer, chunk, ref=request.url, api=api.api_name)
+        _services(api).recorder.remember_buffer("network_read", buffer, chunk, ref=request.url, api=api.qualified_name)
     return chunk
 
 

@@ -125,7 +125,7 @@ def recv(api: GuestApi, argv: list[int]) -> int:
         api.write(argv[1], chunk)
         sock.received += chunk
         services.recorder.remember_buffer(
-            "network_read", argv[1], chunk, ref=f"tcp://{sock.host}:{sock.port}", api=api.api_name
+            "network_read", argv[1], chunk, ref=f"tcp://{sock.host}:{sock.port}", api=api.qualified_name
         )
     return len(chunk)
 
@@ -155,7 +155,7 @@ def closesocket(api: GuestApi, argv: list[int]) -> int:
 @apihook("ws2_32", "gethostbyname", argc=1)
 def gethostbyname(api: GuestApi, argv: list[int]) -> int:
     name = api.read_string(argv[0], wide=False, max_chars=255)
-    address = _services(api).network.resolve(name, api="gethostbyname")
+    address = _services(api).network.resolve(name, api=api.qualified_name)
     if address is None:
         api.set_last_error(WSAHOST_NOT_FOUND)
         return 0
@@ -181,7 +181,7 @@ def getaddrinfo(api: GuestApi, argv: list[int]) -> int:
     wide = api.api_name == "GetAddrInfoW"
     name = api.read_string(node, wide, max_chars=255)
     service_text = api.read_string(service, wide, max_chars=32) if service else ""
-    address = _services(api).network.resolve(name, api=api.api_name)
+    address = _services(api).network.resolve(name, api=api.qualified_name)
     if address is None:
         api.write_ptr(result, 0)
         return WSAHOST_NOT_FOUND
@@ -212,7 +212,7 @@ def freeaddrinfo(api: GuestApi, argv: list[int]) -> int:
 def dns_query(api: GuestApi, argv: list[int]) -> int:
     name_ptr, record_type, _options, _extra, results, _reserved = argv
     name = api.read_string(name_ptr, is_wide(api), max_chars=255)
-    address = _services(api).network.resolve(name, api=api.api_name)
+    address = _services(api).network.resolve(name, api=api.qualified_name)
     if address is None or (record_type & 0xFFFF) != DNS_TYPE_A:
         api.write_ptr(results, 0)
         return DNS_ERROR_RCODE_NAME_ERROR

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from emulator.outcome import Outcome, RunEnd, Status
+
 if TYPE_CHECKING:
-    from emulator.plan import ReplayPlan
-    from emulator.services import ReplayServices
+    pass
 
 
 class BackendInputError(ValueError):
@@ -21,13 +22,11 @@ class BackendInputError(ValueError):
 
 
 class ReplayStop(Exception):
-    """Raised inside a hook to end the replay for a named reason."""
+    """Raised inside a hook to end the replay for a named reason (usually a limit)."""
 
-    def __init__(self, status: str, detail: str, limit: str | None = None) -> None:
+    def __init__(self, status: Status, detail: str, limit: str | None = None) -> None:
         super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.limit = limit
+        self.outcome = Outcome(status, detail, limit)
 
 
 @dataclass
@@ -40,13 +39,15 @@ class RunSummary:
     api_calls: int
     error: str | None = None
     error_detail: str | None = None
+    ret: int | None = None  # the value the run returned, None if it did not return
+
+    def end(self) -> RunEnd:
+        return RunEnd(self.kind, self.error, self.error_detail)
 
 
 @dataclass
 class BackendResult:
-    status: str = "completed"
-    detail: str = ""
-    limit: str | None = None
+    stop: Outcome | None = None  # why the backend stopped the replay itself, if it did
     runs: list[RunSummary] = field(default_factory=list)
     instructions: int | None = 0
     dropped: dict[str, str] = field(default_factory=dict)  # guest path -> sha256 of final content
@@ -61,7 +62,3 @@ class Backend(Protocol):
     def run(self) -> BackendResult:
         """Emulate the plan to its end (or to a limit); never raise for what the guest did."""
         ...
-
-
-class BackendFactory(Protocol):
-    def __call__(self, plan: ReplayPlan, services: ReplayServices) -> Backend: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import networkx as nx  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from emulator.report import Report  # noqa: E402
 from emulator.sanitize import for_display  # noqa: E402
 
 NODE_COLORS = {
@@ -47,8 +49,13 @@ ARTIFACT_SPACING = 1.1
 LABEL_WIDTH = 28
 
 
-def graph_from_node_link(data: dict[str, Any]) -> nx.DiGraph:
-    graph: nx.DiGraph = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
+def graph_from_report(report: Report) -> nx.DiGraph:
+    """The report's stage graph as a networkx graph; attributes that are null are left out."""
+    graph = nx.DiGraph()
+    for node in report.graph.nodes:
+        graph.add_node(node.id, **node.model_dump(exclude={"id"}, exclude_none=True))
+    for edge in report.graph.edges:
+        graph.add_edge(edge.source, edge.target, type=edge.type, evidence=list(edge.evidence))
     return graph
 
 
@@ -135,12 +142,20 @@ def draw(graph: nx.DiGraph, title: str = "chainreplay stage graph") -> plt.Figur
 
 
 def _graphml_safe(graph: nx.DiGraph) -> nx.DiGraph:
+    """GraphML holds scalars only: a list attribute (an edge's ``evidence``) is written as its JSON
+    text, ``"[102, 115]"``, which ``json.loads`` turns back into the list."""
     safe = nx.DiGraph()
     for node, data in graph.nodes(data=True):
-        safe.add_node(node, **{k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in data.items()})
+        safe.add_node(node, **{k: _scalar(v) for k, v in data.items() if v is not None})
     for src, dst, data in graph.edges(data=True):
-        safe.add_edge(src, dst, type=data.get("type", ""), evidence=",".join(map(str, data.get("evidence", []))))
+        safe.add_edge(src, dst, **{k: _scalar(v) for k, v in data.items() if v is not None})
     return safe
+
+
+def _scalar(value: object) -> str | int | float | bool:
+    if isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
 
 
 @functools.cache

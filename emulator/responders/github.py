@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from pydantic import BaseModel, ConfigDict, Field
 
 from emulator.responders.base import HttpRequest, HttpResponse, Responder, host_matches
+from emulator.scenario_paths import scenario_data_path
 
 
 class GithubOptions(BaseModel):
@@ -24,7 +25,7 @@ class GithubResponder(Responder):
     def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
         super().__init__(name, options, scenario_dir)
         self.config = GithubOptions.model_validate(options)
-        self.root = (scenario_dir / self.config.root).resolve()
+        self.root = scenario_data_path(scenario_dir, self.config.root)
 
     def handles_host(self, host: str) -> bool:
         return host_matches(host, self.config.hosts)

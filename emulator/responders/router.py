@@ -25,8 +25,25 @@ BUILTIN_RESPONDERS: dict[str, type[Responder]] = {
 }
 
 DefaultPolicy = Literal["nxdomain", "refused", "404"]
-# Synthetic addresses handed out for hosts a responder answers (TEST-NET-3, RFC 5737).
-SYNTHETIC_NET = ipaddress.ip_network("203.0.113.0/24")
+# Synthetic addresses handed out for hosts a responder answers: the documentation networks of
+# RFC 5737 (TEST-NET-3 first), hosts .10 to .254 of each. One address per host, never reused.
+SYNTHETIC_NETS = tuple(ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24"))
+FIRST_SYNTHETIC_HOST = 10
+LAST_SYNTHETIC_HOST = 254
+
+
+HOSTS_PER_NET = LAST_SYNTHETIC_HOST - FIRST_SYNTHETIC_HOST + 1
+SYNTHETIC_POOL_SIZE = len(SYNTHETIC_NETS) * HOSTS_PER_NET
+
+
+def synthetic_address(index: int) -> str | None:
+    """The ``index``-th address of the pool (from 0), None past its end."""
+    if not 0 <= index < SYNTHETIC_POOL_SIZE:
+        return None
+    net, host = divmod(index, HOSTS_PER_NET)
+    return str(SYNTHETIC_NETS[net].network_address + FIRST_SYNTHETIC_HOST + host)
+
+
 DEFAULT_RESPONDER_NAME = "default"
 
 
@@ -65,6 +82,7 @@ class NetworkRouter:
     max_exchanges: int = 1000
     _addresses: dict[str, str] = field(default_factory=dict)
     _hosts_by_address: dict[str, str] = field(default_factory=dict)
+    _pool_exhausted: bool = False
     exchanges: int = 0
 
     # ---- name resolution ----------------------------------------------------------------
@@ -97,10 +115,18 @@ class NetworkRouter:
     def host_of_address(self, address: str) -> str:
         return self._hosts_by_address.get(address, address)
 
-    def _address_of(self, host: str) -> str:
+    def _address_of(self, host: str) -> str | None:
+        """The host's synthetic address; None (the name does not resolve) once the pool is used up."""
         if host not in self._addresses:
-            index = len(self._addresses) + 10
-            address = str(SYNTHETIC_NET.network_address + (index % 250))
+            address = synthetic_address(len(self._addresses))
+            if address is None:
+                if not self._pool_exhausted:
+                    self._pool_exhausted = True
+                    self.recorder.note(
+                        "synthetic address pool exhausted",
+                        f"all {SYNTHETIC_POOL_SIZE} addresses are in use; {host} and later new hosts do not resolve",
+                    )
+                return None
             self._addresses[host] = address
             self._hosts_by_address[address] = host
         return self._addresses[host]

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.responders.base import HttpRequest, HttpResponse, Responder, host_matches
+from emulator.scenario_paths import scenario_data_path
 
 
 class ResponseSpec(BaseModel):
@@ -35,11 +36,8 @@ class ResponseSpec(BaseModel):
 
 
 def read_scenario_file(scenario_dir: Path, relative: str) -> bytes:
-    root = scenario_dir.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{relative}: outside the scenario folder")
-    return path.read_bytes()
+    """A data file of the scenario (or of a scenario beside it, see emulator/scenario_paths.py)."""
+    return scenario_data_path(scenario_dir, relative).read_bytes()
 
 
 class StaticOptions(BaseModel):

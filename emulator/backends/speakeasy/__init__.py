@@ -11,8 +11,8 @@ chainreplay relies on (:mod:`.compat`); commands that do not emulate never impor
 - :mod:`.compat`: every private Speakeasy / Unicorn name, checked at import.
 """
 
-from emulator.backends.speakeasy.backend import SpeakeasyBackend, run_backend
+from emulator.backends.speakeasy.backend import SpeakeasyBackend
 from emulator.backends.speakeasy.compat import ENGINE_NAME
 from emulator.backends.speakeasy.config import build_speakeasy_config
 
-__all__ = ["ENGINE_NAME", "SpeakeasyBackend", "build_speakeasy_config", "run_backend"]
+__all__ = ["ENGINE_NAME", "SpeakeasyBackend", "build_speakeasy_config"]

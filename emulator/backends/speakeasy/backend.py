@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,17 +13,13 @@ from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps
 from emulator.backends.speakeasy.translate import Observed, Translator
+from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
 
-# Speakeasy's run error -> (report outcome status, name of the limit in emulator/limits.py).
-LIMIT_ERRORS = {
-    "max_api_count": ("api_limit", "max_api_calls"),
-    "max_instructions": ("instruction_limit", "max_instructions"),
-    "timeout": ("timeout", "timeout"),
-}
+logger = logging.getLogger(__name__)
 
 
 class SpeakeasyBackend:
@@ -38,19 +35,33 @@ class SpeakeasyBackend:
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
+        logger.debug("%s: %s mode under %s", self.plan.name, self.plan.mode, compat.ENGINE_NAME)
         try:
             self.target = setup.load_target(self.plan)
+            logger.debug(
+                "loaded %s (%s, %s) at %#x, %d bytes",
+                self.target.name,
+                self.target.kind,
+                self.target.arch,
+                self.target.base,
+                self.target.size,
+            )
             self._install(self.target)
             setup.start(self.plan, self.target)
         except ReplayStop as stop:
             self._stop = stop
         except NetworkLimitReached as err:
-            self._stop = ReplayStop("limit", str(err), "max_network_exchanges")
+            self._stop = ReplayStop(Status.LIMIT, str(err), "max_network_exchanges")
         finally:
             if self._runner is not None:
                 self._runner.close()
             self.result.emulation_seconds = time.perf_counter() - started
             self._collect()
+        for run in self.result.runs:
+            logger.debug("run %s at %#x: %d API calls, error %s", run.kind, run.start, run.api_calls, run.error)
+        if self.result.stop is not None:
+            logger.debug("stopped: %s (%s)", self.result.stop.detail, self.result.stop.limit)
+        logger.debug("emulation took %.3f s", self.result.emulation_seconds)
         return self.result
 
     def _install(self, target: setup.LoadedTarget) -> None:
@@ -85,9 +96,9 @@ class SpeakeasyBackend:
         self.translator.api_call(pc, imp_api, rv, args)
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
-            self._stop_now(ReplayStop("api_limit", f"{count} API calls (limit {limit})", "max_api_calls"))
+            self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))
 
-    def _fail(self, status: str, detail: str, limit: str | None = None) -> ReplayStop:
+    def _fail(self, status: Status, detail: str, limit: str | None = None) -> ReplayStop:
         """Remember why the replay stops: Speakeasy turns exceptions in handlers into run errors."""
         stop = ReplayStop(status, detail, limit)
         if self._stop is None:
@@ -100,7 +111,7 @@ class SpeakeasyBackend:
             self.target.emu.stop()
 
     def _on_network_limit(self, detail: str) -> None:
-        self._stop_now(ReplayStop("limit", detail, "max_network_exchanges"))
+        self._stop_now(ReplayStop(Status.LIMIT, detail, "max_network_exchanges"))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -119,6 +130,7 @@ class SpeakeasyBackend:
                     api_calls=run.num_apis,
                     error=getattr(error, "type", None) if error else None,
                     error_detail=_error_detail(error) if error else None,
+                    ret=getattr(run, "ret_val", None),
                 )
                 result.runs.append(summary)
                 if result.instructions is not None:
@@ -126,24 +138,7 @@ class SpeakeasyBackend:
             for path, data in setup.dropped_files(self.target.se):
                 result.dropped[path] = self.recorder.put_blob(data)
         if self._stop is not None:
-            result.status = self._stop.status
-            result.detail = self._stop.detail
-            result.limit = self._stop.limit
-            return
-        for summary in result.runs:
-            if summary.error in LIMIT_ERRORS:
-                result.status, result.limit = LIMIT_ERRORS[summary.error]
-                result.detail = f"run {summary.kind}: {summary.error_detail or summary.error}"
-                return
-            if summary.error == "unsupported_api":
-                result.status = "unsupported_api"
-                result.detail = f"unsupported API {summary.error_detail} in run {summary.kind}"
-                return
-        faults = [s for s in result.runs if s.error]
-        if faults:
-            first = faults[0]
-            result.status = "completed"
-            result.detail = f"run {first.kind} ended with {first.error}: {first.error_detail or ''}".strip()
+            result.stop = self._stop.outcome
 
 
 def _error_detail(error: Any) -> str:
@@ -158,7 +153,3 @@ def _error_detail(error: Any) -> str:
     if address is not None:
         parts.append(f"address={address:#x}" if isinstance(address, int) else f"address={address}")
     return " ".join(parts)
-
-
-def run_backend(plan: ReplayPlan, services: ReplayServices) -> BackendResult:
-    return SpeakeasyBackend(plan, services).run()

@@ -320,6 +320,12 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
     emu.log_api = log_api
 
 
+def call_site(emu: Any) -> int:
+    """Call site of the API call being handled, as Speakeasy's ``log_api`` will report it."""
+    previous = getattr(emu, "prev_pc", 0)
+    return int(previous) if previous else int(emu.get_ret_address())
+
+
 def on_profiler_records(emu: Any, callback: Callable[[str, dict[str, Any]], None]) -> None:
     """``callback(method, parameters by name)`` for each record in :data:`PROFILER_RECORDS`."""
     profiler = emu.get_profiler()

@@ -9,18 +9,21 @@ stages at Unicorn speed. The watch also enforces the memory limits.
 
 from __future__ import annotations
 
-import struct
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
 from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.translate import Fail, Observed
+from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 
 PAGE = 0x1000
+logger = logging.getLogger(__name__)
 
 
 class MemoryWatch:
@@ -65,11 +68,11 @@ class MemoryWatch:
         limits = self.plan.limits
         if size > limits.max_allocation:
             raise self.fail(
-                "limit", f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
+                Status.LIMIT, f"single allocation of {size} bytes exceeds {limits.max_allocation}", "max_allocation"
             )
         if self.mapped_total + size > limits.max_mapped_memory:
             raise self.fail(
-                "limit", f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
+                Status.LIMIT, f"mapped memory would exceed {limits.max_mapped_memory} bytes", "max_mapped_memory"
             )
         address = original(size, base=base, perms=perms, tag=tag, flags=flags, shared=shared, process=process)
         self.mapped_total += size
@@ -128,7 +131,7 @@ class MemoryWatch:
     def _on_dynamic_exec(self, address: int) -> None:
         recorder = self.recorder
         if recorder.stage_count >= self.plan.limits.max_stages:
-            raise ReplayStop("limit", f"more than {self.plan.limits.max_stages} stages", "max_stages")
+            raise ReplayStop(Status.LIMIT, f"more than {self.plan.limits.max_stages} stages", "max_stages")
         mm = self.emu.get_address_map(address)
         region_base, region_size = (mm.base, mm.size) if mm is not None else (address & ~0xFFF, PAGE)
         kind, base, size, image_base, name = "shellcode", region_base, region_size, None, ""
@@ -156,6 +159,7 @@ class MemoryWatch:
             by_perms.setdefault(self.armed.pop(page, compat.PERM_RWX) | compat.PERM_EXEC, []).append(page)
         for perms, same in by_perms.items():
             self._set_pages(same, perms)
+        logger.debug("execution at %#x: new %s stage, %d bytes at %#x (%s)", address, kind, size, base, via)
         recorder.start_stage(
             kind=kind,
             name=name or f"{kind}@{address:#x}",
@@ -180,24 +184,16 @@ class MemoryWatch:
         A raw PE file read into a buffer also starts with MZ, but its code is not at the
         section's virtual address, so only a mapped image passes this check.
         """
-        head = self.read_region(region_base, 0x1000)
-        if len(head) < 0x40 or head[:2] != b"MZ":
+        headers = pe.mapped_headers(self.read_region(region_base, PAGE))
+        if headers is None:
             return None
-        try:
-            e_lfanew = struct.unpack_from("<I", head, 0x3C)[0]
-            if head[e_lfanew : e_lfanew + 4] != b"PE\0\0":
-                return None
-            sections, opt_size = struct.unpack_from("<H12xH", head, e_lfanew + 6)
-            size_of_image = struct.unpack_from("<I", head, e_lfanew + 0x50)[0]
-            table = e_lfanew + 24 + opt_size
-            for index in range(min(sections, 96)):
-                vsize, vaddr = struct.unpack_from("<II", head, table + 40 * index + 8)
-                characteristics = struct.unpack_from("<I", head, table + 40 * index + 36)[0]
-                if characteristics & 0x20000000 and vaddr <= address - region_base < vaddr + max(vsize, 1):
-                    name = _export_name(self.read_region(region_base, size_of_image)) or ""
-                    return region_base, size_of_image, name
-        except struct.error:
-            return None
+        offset = address - region_base
+        for section in headers.sections[: pe.MAX_SECTIONS]:
+            if section.executable and section.virtual_address <= offset < section.virtual_address + max(
+                section.virtual_size, 1
+            ):
+                image = self.read_region(region_base, headers.size_of_image)
+                return region_base, headers.size_of_image, pe.mapped_export_name(image) or ""
         return None
 
     def _caller_of(self, address: int) -> tuple[str | None, str]:
@@ -227,19 +223,3 @@ def page_runs(pages: list[int]) -> list[tuple[int, int]]:
 
 def pages_of(address: int, size: int) -> range:
     return range(address // PAGE, (address + max(size, 1) + PAGE - 1) // PAGE)
-
-
-def _export_name(image: bytes) -> str | None:
-    """The DLL name in the export directory of a mapped image, if it has one."""
-    try:
-        e_lfanew = struct.unpack_from("<I", image, 0x3C)[0]
-        magic = struct.unpack_from("<H", image, e_lfanew + 0x18)[0]
-        dir_offset = e_lfanew + 0x18 + (0x70 if magic == 0x20B else 0x60)
-        export_rva = struct.unpack_from("<I", image, dir_offset)[0]
-        if not export_rva:
-            return None
-        name_rva = struct.unpack_from("<I", image, export_rva + 0x0C)[0]
-        end = image.index(b"\0", name_rva)
-        return image[name_rva:end].decode("latin-1")[:128] or None
-    except (struct.error, ValueError):
-        return None

@@ -12,6 +12,7 @@ from typing import Any
 import speakeasy
 from speakeasy.winenv import arch as se_arch
 
+from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
@@ -89,8 +90,9 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
                 se, se.emu, plan.arch or "x64", "shellcode", name, address, len(data), data, shellcode_address=address
             )
         try:
+            pe.check_file(data)
             module = se.load_module(data=data, filename=name)
-        except speakeasy.errors.SpeakeasyError as err:
+        except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
@@ -126,12 +128,15 @@ def _install_handler(
     conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
-        api = GuestApi(memory, services, handler.name)
+        api = GuestApi(memory, services, handler.name, module=handler.module)
+        services.recorder.call_pc = compat.call_site(emu)
         try:
             return handler.func(api, list(argv))
         except NetworkLimitReached as err:
             on_network_limit(str(err))
             return 0
+        finally:
+            services.recorder.call_pc = None
 
     se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
 

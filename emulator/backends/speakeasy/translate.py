@@ -8,10 +8,9 @@ the call's API name and the stage it ran in. One small function per kind of reco
 
 from __future__ import annotations
 
-import ntpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from speakeasy.profiler_events import (
     FILE_CREATE,
@@ -37,7 +36,6 @@ from emulator.events import (
     FileAccess,
     MemoryAlloc,
     MemoryProtect,
-    ModuleLoad,
     NetResponse,
     NetworkExchange,
     RegistryAccess,
@@ -45,30 +43,42 @@ from emulator.events import (
     ThreadStart,
 )
 from emulator.limits import MAX_RENDERED_STRING
+from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.services import ReplayServices
 
-SYNC_APIS = {
-    "createeventa": ("event", "create"),
-    "createeventw": ("event", "create"),
-    "createeventexa": ("event", "create"),
-    "createeventexw": ("event", "create"),
-    "openeventa": ("event", "open"),
-    "openeventw": ("event", "open"),
-    "createmutexa": ("mutex", "create"),
-    "createmutexw": ("mutex", "create"),
-    "createmutexexa": ("mutex", "create"),
-    "createmutexexw": ("mutex", "create"),
-    "openmutexa": ("mutex", "open"),
-    "openmutexw": ("mutex", "open"),
-    "createsemaphorea": ("semaphore", "create"),
-    "createsemaphorew": ("semaphore", "create"),
+
+@dataclass(frozen=True)
+class SyncApi:
+    object_type: Literal["event", "mutex", "semaphore", "timer"]
+    op: Literal["create", "open"]
+    name_arg: int  # index of the object's name (lpName) among the API's arguments
+
+
+# Every API that creates or opens a named synchronisation object, by its name without the A/W
+# suffix, with the argument that holds the name (Win32 prototypes).
+SYNC_API_TABLE = {
+    "CreateEvent": SyncApi("event", "create", 3),  # (lpEventAttributes, bManualReset, bInitialState, lpName)
+    "CreateEventEx": SyncApi("event", "create", 1),  # (lpEventAttributes, lpName, dwFlags, dwDesiredAccess)
+    "OpenEvent": SyncApi("event", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpName)
+    "CreateMutex": SyncApi("mutex", "create", 2),  # (lpMutexAttributes, bInitialOwner, lpName)
+    "CreateMutexEx": SyncApi("mutex", "create", 1),  # (lpMutexAttributes, lpName, dwFlags, dwDesiredAccess)
+    "OpenMutex": SyncApi("mutex", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpName)
+    "CreateSemaphore": SyncApi("semaphore", "create", 3),  # (lpAttributes, lInitialCount, lMaximumCount, lpName)
+    "CreateSemaphoreEx": SyncApi("semaphore", "create", 3),  # (... lMaximumCount, lpName, dwFlags, dwDesiredAccess)
+    "OpenSemaphore": SyncApi("semaphore", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpName)
+    "CreateWaitableTimer": SyncApi("timer", "create", 2),  # (lpTimerAttributes, bManualReset, lpTimerName)
+    "CreateWaitableTimerEx": SyncApi("timer", "create", 1),  # (lpTimerAttributes, lpTimerName, dwFlags, dwAccess)
+    "OpenWaitableTimer": SyncApi("timer", "open", 2),  # (dwDesiredAccess, bInheritHandle, lpTimerName)
 }
-LOAD_LIBRARY_APIS = {"loadlibrarya", "loadlibraryw", "loadlibraryexa", "loadlibraryexw"}
+# Looked up by the lower-cased API name, A and W forms (wide: the name is UTF-16).
+SYNC_APIS = {
+    f"{name.lower()}{suffix}": (api, suffix == "w") for name, api in SYNC_API_TABLE.items() for suffix in ("a", "w")
+}
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
 
-Fail = Callable[[str, str, str | None], ReplayStop]
+Fail = Callable[[Status, str, str | None], ReplayStop]
 
 
 @dataclass
@@ -124,9 +134,13 @@ class Translator:
         recorder.api_count += 1
         self.services.clock.on_api_call()
         pending, self._pending = self._pending, []
-        for method, params in pending:
-            self._records[method](stage, api, params)
-        self._derived_events(stage, func.lower(), args, rv)
+        recorder.call_pc = pc  # the events this call caused share its call site
+        try:
+            for method, params in pending:
+                self._records[method](stage, api, params)
+            self._derived_events(stage, func.lower(), args, rv)
+        finally:
+            recorder.call_pc = None
 
     # -- profiler records ----------------------------------------------------------------------
 
@@ -160,7 +174,7 @@ class Translator:
         self.written_bytes += len(data)
         limit = self.plan.limits.max_dropped_bytes
         if self.written_bytes > limit:
-            raise self.fail("limit", f"sample wrote more than {limit} bytes", "max_dropped_bytes")
+            raise self.fail(Status.LIMIT, f"sample wrote more than {limit} bytes", "max_dropped_bytes")
         self.recorder.emit(
             FileAccess,
             stage=stage,
@@ -234,16 +248,15 @@ class Translator:
             self._sync_object(stage, func, args)
         elif func == "virtualprotect" and rv and len(args) >= 3:
             self._virtual_protect(stage, args)
-        elif func in LOAD_LIBRARY_APIS and rv:
-            self._module_load(stage, func, args, rv)
 
     def _sync_object(self, stage: str, func: str, args: list[Any]) -> None:
-        object_type, op = SYNC_APIS[func]
-        name_index = 1 if op == "open" and object_type != "event" else (2 if op == "open" else None)
-        name = self._string_arg(args, func, name_index)
+        api, wide = SYNC_APIS[func]
+        name = self._string_arg(args, api.name_arg, wide)
         if name:
-            existed = op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
-            self.recorder.emit(SyncObject, stage=stage, op=op, object_type=object_type, name=name, existed=existed)
+            existed = api.op == "open" or self.emu.get_last_error() == ERROR_ALREADY_EXISTS
+            self.recorder.emit(
+                SyncObject, stage=stage, op=api.op, object_type=api.object_type, name=name, existed=existed
+            )
 
     def _virtual_protect(self, stage: str, args: list[Any]) -> None:
         # Speakeasy records protection changes only for VirtualProtectEx.
@@ -260,42 +273,13 @@ class Translator:
             executable=executable,
         )
 
-    def _module_load(self, stage: str, func: str, args: list[Any], rv: int) -> None:
-        name = self._string_arg(args, func, 0) or ""
-        mod = self.emu.get_module_from_addr(rv)
-        path = getattr(mod, "emu_path", "") or name
-        self.recorder.emit(
-            ModuleLoad,
-            stage=stage,
-            name=ntpath.basename(name),
-            path=path,
-            base=rv,
-            size=getattr(mod, "image_size", 0) or 0,
-            from_file=path.lower() in self.known_files,
-        )
-
-    def _string_arg(self, args: list[Any], func: str, index: int | None) -> str | None:
-        if index is None:
-            # CreateEvent(sa, manual, initial, name) / CreateMutex(sa, owner, name) / Ex variants
-            index = {
-                "createeventa": 3,
-                "createeventw": 3,
-                "createmutexa": 2,
-                "createmutexw": 2,
-                "createeventexa": 1,
-                "createeventexw": 1,
-                "createmutexexa": 1,
-                "createmutexexw": 1,
-                "createsemaphorea": 3,
-                "createsemaphorew": 3,
-            }.get(func)
-        if index is None or index >= len(args):
+    def _string_arg(self, args: list[Any], index: int, wide: bool) -> str | None:
+        if index >= len(args):
             return None
         value = getattr(args[index], "value", None)
         if not value:
             return None
-        wide = func.endswith("w")
-        return GuestApi(self.memory, self.services, func).read_string(value, wide, max_chars=260)
+        return GuestApi(self.memory, self.services, "").read_string(value, wide, max_chars=260)
 
     def _read(self, address: int, size: int) -> bytes:
         try:

@@ -10,7 +10,9 @@ Standard library only. Called by scenarios/3cx/rules.mk:
       (it would not be position independent).
 
   build.py carrier --dll d3dcompiler_47.pe --payload stage2.bin --out d3dcompiler_47.dll
-      Append FE ED FA CE | uint32 LE length | RC4(KEY, payload) after the carrier image.
+                   [--rc4-key HEX] [--marker HEX]
+      Append FE ED FA CE | uint32 LE length | RC4(KEY, payload) after the carrier image
+      (variant builds give another key or 4-byte marker; see ../variant.toml).
 
   build.py sums    --root SCENARIO_DIR
       Write SCENARIO_DIR/SHA256SUMS (sha256sum format, relative paths, sorted) over every
@@ -79,8 +81,14 @@ def pe_info(data: bytes) -> dict:
     for i in range(nsec):
         name, vsize, vaddr, rsize, rptr, _, _, _, _, chars = struct.unpack_from("<8sIIIIIIHHI", data, sec_off + 40 * i)
         sections.append(
-            {"name": name.rstrip(b"\0").decode(), "vsize": vsize, "vaddr": vaddr, "rsize": rsize, "rptr": rptr,
-             "chars": chars}
+            {
+                "name": name.rstrip(b"\0").decode(),
+                "vsize": vsize,
+                "vaddr": vaddr,
+                "rsize": rsize,
+                "rptr": rptr,
+                "chars": chars,
+            }
         )
     return {"machine": IMAGE_FILE_MACHINE.get(machine, hex(machine)), "dirs": dirs, "sections": sections}
 
@@ -139,14 +147,18 @@ def cmd_carrier(args: argparse.Namespace) -> None:
     image = Path(args.dll).read_bytes()
     payload = Path(args.payload).read_bytes()
     pe_info(image)
-    if CARRIER_MARKER in image:
+    key = bytes.fromhex(args.rc4_key) if args.rc4_key else RC4_KEY
+    marker = bytes.fromhex(args.marker) if args.marker else CARRIER_MARKER
+    if not key or len(marker) != 4:
+        raise BuildError("--rc4-key must not be empty and --marker must be 4 bytes")
+    if marker in image:
         raise BuildError("carrier image already contains the marker bytes")
-    enc = rc4(RC4_KEY, payload)
-    if rc4(RC4_KEY, enc) != payload:
+    enc = rc4(key, payload)
+    if rc4(key, enc) != payload:
         raise BuildError("RC4 round trip failed")
-    out = image + CARRIER_MARKER + struct.pack("<I", len(payload)) + enc
+    out = image + marker + struct.pack("<I", len(payload)) + enc
     # The loader scans for the first marker; make sure it is ours.
-    if out.find(CARRIER_MARKER) != len(image):
+    if out.find(marker) != len(image):
         raise BuildError("marker found before the appended payload")
     Path(args.out).write_bytes(out)
     print(f"carrier: image {len(image)} B + marker + len + {len(enc)} B RC4 payload = {len(out)} B")
@@ -169,8 +181,9 @@ def cmd_sums(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("stage2")
     p.add_argument("--code", required=True)
@@ -182,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dll", required=True)
     p.add_argument("--payload", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--rc4-key", help="RC4 key, hex (default: the committed sample's)")
+    p.add_argument("--marker", help="4 marker bytes, hex (default: feedface)")
     p.set_defaults(func=cmd_carrier)
     p = sub.add_parser("sums")
     p.add_argument("--root", required=True)

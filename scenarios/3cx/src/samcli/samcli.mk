@@ -26,6 +26,6 @@ SAMCLI_LIBS := -lwininet -lbcrypt -ladvapi32 -lkernel32 -lmsvcrt -lgcc
 
 $(BUILD)/samcli.dll: $(SAMCLI_DIR)/samcli.c $(SAMCLI_DIR)/samcli.mk
 	@mkdir -p $(@D)
-	$(CC) $(CR3CX_CFLAGS) -o $@ $< $(CR3CX_LDFLAGS) $(SAMCLI_LIBS)
+	$(CC) $(CR3CX_CFLAGS) $(VARIANT_DEFS) -o $@ $< $(CR3CX_LDFLAGS) $(VARIANT_LIBS) $(SAMCLI_LIBS)
 
 .DEFAULT_GOAL := $(CR3CX_SAVED_GOAL)

@@ -1,0 +1,326 @@
+"""Batches: many targets replayed on a local pool of warm workers or on a Dask cluster.
+
+Each target is one task, ``replay_task(plan_json, outdir)``: a plain function of plain
+values, so the same task runs in a local worker process or on a Dask worker. Every replay is
+still :func:`emulator.replay.replay_target` with its emulation in its own contained child under
+its limits: a hung or crashing emulation costs one result, not the batch.
+
+Local: a ``ProcessPoolExecutor`` of ``-j`` workers started by a fork server (the parent may
+have threads: the progress bar), each warmed once by :func:`emulator.replay.warm_engine`.
+Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed once (``Client.run``).
+Dask's worker processes are daemonic and multiprocessing refuses children to a daemonic
+process; the replay's emulation child is killed and joined by the task that started it, so
+the task lifts that flag for the replay's duration (:func:`_children_allowed`).
+
+Resumable: beside each report, ``batch-key.json`` records the sample's sha256 and a hash of the
+replay's configuration (the plan, the scenario's SHA256SUMS, chainreplay's version). A target
+whose report exists under the same key is not replayed again (``force`` replays it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator import __version__
+from emulator.check import TargetResult, judge
+from emulator.expect import Expect
+from emulator.plan import ReplayPlan
+from emulator.report import Report
+
+BATCH_FORMAT = "chainreplay/batch/1"
+SUMMARY_FILE = "batch.json"
+KEY_FILE = "batch-key.json"
+# Seconds to wait for a Dask scheduler to answer before giving up.
+SCHEDULER_CONNECT_TIMEOUT = 10
+
+
+class BatchError(Exception):
+    """The batch cannot run (bad scheduler address, unreachable cluster): one line."""
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    target: str
+    plan: ReplayPlan
+    expect: Expect | None = None
+    baseline: tuple[str, dict[str, Any]] | None = None  # (path, document)
+
+
+@dataclass
+class BatchSummary:
+    results: list[TargetResult]
+    path: Path
+    seconds: float
+    workers: int
+    scheduler: str | None
+    replayed: int = 0
+    resumed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- the task (runs in a worker) --------------------------------------------------------------
+
+
+@contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Let a daemonic worker (a Dask worker) start the replay's emulation child.
+
+    multiprocessing refuses children to daemonic processes because they would be orphaned when
+    the daemon is terminated; the replay kills and joins its child before it returns.
+    """
+    process = mp.current_process()
+    config: dict[str, Any] = getattr(process, "_config", {})
+    daemon = config.get("daemon")
+    if daemon:
+        config["daemon"] = False
+    try:
+        yield
+    finally:
+        if daemon:
+            config["daemon"] = daemon
+
+
+def replay_task(plan_json: str, outdir: str) -> dict[str, Any]:
+    """Replay one target; returns plain values (picklable by any executor)."""
+    from emulator.replay import replay_target
+
+    plan = ReplayPlan.model_validate_json(plan_json)
+    started = time.monotonic()
+    with _children_allowed():
+        result = replay_target(plan, outdir)
+    return {
+        "status": result.status,
+        "outdir": result.outdir,
+        "report_path": result.report_path,
+        "seconds": time.monotonic() - started,
+        "worker": f"{socket.gethostname()} pid {os.getpid()}",
+    }
+
+
+def warm_worker() -> int:
+    """Pool initializer / Dask ``Client.run`` target: pay the engine's start-up once."""
+    from emulator.replay import warm_engine
+
+    warm_engine()
+    return os.getpid()
+
+
+# ---- resumability -----------------------------------------------------------------------------
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def batch_key(plan: ReplayPlan) -> dict[str, str]:
+    """What a report must have been made from to be reused: sample hash and configuration hash."""
+    config = hashlib.sha256()
+    config.update(__version__.encode())
+    config.update(plan.model_dump_json().encode())
+    for virtual in plan.files:
+        config.update(_sha256_file(Path(virtual.host_path)).encode())
+    if plan.scenario_dir:
+        sums = Path(plan.scenario_dir) / "SHA256SUMS"
+        if sums.is_file():
+            config.update(sums.read_bytes())
+        scenario = Path(plan.scenario_dir) / "scenario.toml"
+        if scenario.is_file():
+            config.update(scenario.read_bytes())
+    return {"sample_sha256": _sha256_file(Path(plan.target_path)), "config_sha256": config.hexdigest()}
+
+
+def _up_to_date(outdir: Path, key: dict[str, str]) -> bool:
+    marker, report = outdir / KEY_FILE, outdir / "report.json"
+    if not (marker.is_file() and report.is_file()):
+        return False
+    try:
+        return bool(json.loads(marker.read_text(encoding="utf-8")) == key)
+    except (OSError, ValueError):
+        return False
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+
+def _judge(target: BatchTarget, outdir: Path, seconds: float, fail_on: tuple[str, ...], resumed: bool) -> TargetResult:
+    report = Report.from_file(outdir / "report.json")
+    baseline_path, baseline = target.baseline if target.baseline else (None, None)
+    result = judge(
+        report,
+        target=target.target,
+        outdir=str(outdir),
+        seconds=seconds,
+        expect=target.expect,
+        baseline=baseline,
+        baseline_path=baseline_path,
+        fail_on=fail_on,
+    )
+    result.resumed = resumed
+    return result
+
+
+def _failed_result(target: BatchTarget, outdir: Path, error: str) -> TargetResult:
+    return TargetResult(
+        target=target.target,
+        name=target.plan.name,
+        outdir=str(outdir),
+        outcome="error",
+        detail=error,
+        fail_reasons=[f"the worker failed: {error}"],
+    )
+
+
+def _local_executor(jobs: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("forkserver"), initializer=warm_worker)
+
+
+def _dask_client(scheduler: str) -> Any:
+    try:
+        from dask.distributed import Client
+    except ImportError as err:  # a regular dependency; only a broken install lacks it
+        raise BatchError(f"--scheduler needs dask.distributed: {err}") from err
+    try:
+        return Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise BatchError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+
+
+def run_batch(
+    targets: list[BatchTarget],
+    outdir: Path,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    fail_on: tuple[str, ...] = (),
+    on_result: Callable[[TargetResult], None] | None = None,
+) -> BatchSummary:
+    """Replay ``targets`` into ``outdir/<name>/``; write ``outdir/batch.json``; return the summary."""
+    started = time.monotonic()
+    outdir.mkdir(parents=True, exist_ok=True)
+    results: dict[int, TargetResult] = {}
+    keys: dict[int, dict[str, str]] = {}
+    pending: list[int] = []
+    for index, target in enumerate(targets):
+        folder = outdir / target.plan.name
+        keys[index] = batch_key(target.plan)
+        if not force and _up_to_date(folder, keys[index]):
+            results[index] = _judge(target, folder, 0.0, fail_on, resumed=True)
+            if on_result:
+                on_result(results[index])
+        else:
+            pending.append(index)
+
+    def finished(index: int, value: dict[str, Any] | None, error: str | None) -> None:
+        target = targets[index]
+        folder = outdir / target.plan.name
+        if value is None or not (folder / "report.json").is_file():
+            results[index] = _failed_result(target, folder, error or "no report written")
+        else:
+            results[index] = _judge(target, folder, value["seconds"], fail_on, resumed=False)
+            results[index].worker = str(value.get("worker", ""))
+            (folder / KEY_FILE).write_text(json.dumps(keys[index], indent=2) + "\n", encoding="utf-8")
+        if on_result:
+            on_result(results[index])
+
+    workers = 0
+    if pending and scheduler:
+        client = _dask_client(scheduler)
+        try:
+            workers = len(client.scheduler_info().get("workers", {}))
+            client.run(warm_worker)
+            futures = {
+                client.submit(
+                    replay_task,
+                    targets[i].plan.model_dump_json(),
+                    str(outdir / targets[i].plan.name),
+                    pure=False,
+                    key=f"chainreplay-{targets[i].plan.name}-{time.time_ns()}",
+                ): i
+                for i in pending
+            }
+            from dask.distributed import as_completed
+
+            for future in as_completed(futures, loop=client.loop):
+                try:
+                    finished(futures[future], future.result(), None)
+                except Exception as err:  # noqa: BLE001 - one target's failure is its own result
+                    finished(futures[future], None, f"{type(err).__name__}: {err}")
+        finally:
+            client.close()
+    elif pending:
+        workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
+        with _local_executor(workers) as pool:
+            local = {
+                pool.submit(
+                    replay_task,
+                    targets[i].plan.model_dump_json(),
+                    str(outdir / targets[i].plan.name),
+                ): i
+                for i in pending
+            }
+            for future in cf.as_completed(local):
+                try:
+                    finished(local[future], future.result(), None)
+                except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
+                    finished(local[future], None, f"{type(err).__name__}: {err}")
+
+    ordered = [results[i] for i in range(len(targets))]
+    summary = BatchSummary(
+        results=ordered,
+        path=outdir / SUMMARY_FILE,
+        seconds=time.monotonic() - started,
+        workers=workers,
+        scheduler=scheduler,
+        replayed=len(pending),
+        resumed=len(targets) - len(pending),
+    )
+    summary.path.write_text(json.dumps(summary_document(summary), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def summary_document(summary: BatchSummary) -> dict[str, Any]:
+    return {
+        "format": BATCH_FORMAT,
+        "scheduler": summary.scheduler,
+        "workers": summary.workers,
+        "seconds": round(summary.seconds, 3),
+        "replayed": summary.replayed,
+        "resumed": summary.resumed,
+        "failed": sum(1 for r in summary.results if r.failed),
+        "targets": [r.summary() for r in summary.results],
+    }
+
+
+def summary_table(summary: BatchSummary) -> str:
+    """target | outcome | stages | drift | time, one line per target, then the totals."""
+    rows = [("target", "outcome", "stages", "drift", "time")]
+    for r in summary.results:
+        drift = "-" if r.drift is None else ("none" if not r.drift.drifted else f"{len(r.drift.changes)} changes")
+        seconds = "resumed" if r.resumed else f"{r.seconds:.1f} s"
+        outcome = r.outcome + (" FAIL" if r.failed else "")
+        rows.append((r.name, outcome, str(r.stages), drift, seconds))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    where = summary.scheduler or f"{summary.workers} local workers"
+    lines.append(
+        f"{len(summary.results)} targets ({summary.replayed} replayed, {summary.resumed} resumed) "
+        f"in {summary.seconds:.1f} s on {where}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""PE headers, read with pefile: sample files before emulation, and images mapped in guest memory.
+
+A file is checked before it reaches the engine (cheap, nothing is mapped): every refusal is one
+line naming the field. A mapped image (the bytes of guest memory that start with MZ) is parsed
+by the same code; its data directories are read at their RVAs, since mapping puts each section
+at its virtual address.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pefile
+
+from emulator.limits import MAX_PE_IMAGE_SIZE, MAX_PE_SECTION_VIRTUAL_SIZE, MAX_SAMPLE_FILE_SIZE
+
+IMAGE_FILE_MACHINE_I386 = 0x14C
+IMAGE_FILE_MACHINE_AMD64 = 0x8664
+PE32_MAGIC = 0x10B
+PE32_PLUS_MAGIC = 0x20B
+MACHINE_OF_MAGIC = {PE32_MAGIC: IMAGE_FILE_MACHINE_I386, PE32_PLUS_MAGIC: IMAGE_FILE_MACHINE_AMD64}
+IMAGE_SCN_MEM_EXECUTE = 0x20000000
+SECTION_HEADER_SIZE = 40
+MAX_SECTIONS = 96
+MAX_EXPORT_NAME = 128
+EXPORT_DIRECTORY = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]
+# pefile's refusals, by the start of its message, in the words of the checks below.
+PEFILE_ERRORS = (
+    ("Unable to read the DOS Header", "truncated DOS header"),
+    ("DOS Header magic not found", "not a PE file (no MZ header); for shellcode pass --arch x86|x64"),
+    ("Invalid NT Headers signature", "no PE signature at e_lfanew"),
+    ("NT Headers not found", "no PE signature at e_lfanew"),
+    ("No Optional Header found", "truncated optional header"),
+    ("Data length less than expected header length", "truncated section table"),
+)
+
+
+class PeError(ValueError):
+    """The file is not a PE chainreplay can emulate; the message (one line) says why."""
+
+
+@dataclass(frozen=True)
+class Section:
+    index: int  # position in the section table
+    name: str
+    virtual_address: int
+    virtual_size: int
+    raw_size: int
+    executable: bool
+
+
+@dataclass(frozen=True)
+class PeHeaders:
+    machine: int
+    magic: int
+    size_of_image: int
+    size_of_headers: int
+    entry_point: int
+    declared_sections: int
+    section_table_offset: int
+    sections: tuple[Section, ...]
+
+    @property
+    def arch(self) -> Literal["x86", "x64"]:
+        return "x64" if self.machine == IMAGE_FILE_MACHINE_AMD64 else "x86"
+
+
+def _parse(data: bytes) -> pefile.PE:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pefile.PE(data=data, fast_load=True)
+
+
+def _headers(pe: pefile.PE) -> PeHeaders:
+    file_header, optional = pe.FILE_HEADER, pe.OPTIONAL_HEADER
+    table = optional.get_file_offset() + file_header.SizeOfOptionalHeader
+    sections = tuple(
+        Section(
+            index=(s.get_file_offset() - table) // SECTION_HEADER_SIZE,
+            name=s.Name.rstrip(b"\0").decode("latin-1", "replace"),
+            virtual_address=s.VirtualAddress,
+            virtual_size=s.Misc_VirtualSize,
+            raw_size=s.SizeOfRawData,
+            executable=bool(s.Characteristics & IMAGE_SCN_MEM_EXECUTE),
+        )
+        for s in pe.sections
+    )
+    return PeHeaders(
+        machine=file_header.Machine,
+        magic=optional.Magic,
+        size_of_image=optional.SizeOfImage,
+        size_of_headers=optional.SizeOfHeaders,
+        entry_point=optional.AddressOfEntryPoint,
+        declared_sections=file_header.NumberOfSections,
+        section_table_offset=table,
+        sections=sections,
+    )
+
+
+def _e_lfanew(data: bytes) -> int:
+    dos = pefile.Structure(pefile.PE.__IMAGE_DOS_HEADER_format__)
+    dos.__unpack__(data[: dos.sizeof()])
+    return int(dos.e_lfanew)
+
+
+def read_file_headers(data: bytes) -> tuple[pefile.PE, PeHeaders]:
+    """Parse a PE file's headers; :class:`PeError` with one line when it cannot be parsed."""
+    if len(data) > MAX_SAMPLE_FILE_SIZE:
+        raise PeError(f"file is {len(data)} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit")
+    if len(data) < 2 or data[:2] != b"MZ":
+        raise PeError("not a PE file (no MZ header); for shellcode pass --arch x86|x64")
+    try:
+        pe = _parse(data)
+    except pefile.PEFormatError as err:
+        message = str(err.value if hasattr(err, "value") else err)
+        if message.startswith("Invalid e_lfanew"):
+            raise PeError(f"e_lfanew {_e_lfanew(data):#x} points past the end of the file") from err
+        for prefix, ours in PEFILE_ERRORS:
+            if message.startswith(prefix):
+                raise PeError(ours) from err
+        raise PeError(f"malformed PE: {message}") from err
+    return pe, _headers(pe)
+
+
+def check_file(data: bytes, exports: Sequence[str] = ()) -> PeHeaders:
+    """The headers of a PE file chainreplay can emulate, and the exports it must have."""
+    pe, headers = read_file_headers(data)
+    _check(headers, len(data))
+    if exports:
+        names = _export_names(pe)
+        for name in exports:
+            if name not in names:
+                shown = ", ".join(sorted(names)[:20]) or "none"
+                raise PeError(f"export {name!r} not found (exports: {shown})")
+    return headers
+
+
+def _check(headers: PeHeaders, file_size: int) -> None:
+    machine, magic = headers.machine, headers.magic
+    if machine not in (IMAGE_FILE_MACHINE_I386, IMAGE_FILE_MACHINE_AMD64):
+        raise PeError(f"unsupported machine type {machine:#x} (x86 and x64 only)")
+    count = headers.declared_sections
+    if count == 0 or count > MAX_SECTIONS:
+        raise PeError(f"NumberOfSections is {count} (expected 1..{MAX_SECTIONS})")
+    if magic not in MACHINE_OF_MAGIC:
+        raise PeError(f"unknown optional header magic {magic:#x}")
+    if MACHINE_OF_MAGIC[magic] != machine:
+        kind = "PE32" if magic == PE32_MAGIC else "PE32+"
+        raise PeError(f"a {kind} optional header (magic {magic:#x}) contradicts machine type {machine:#x}")
+    size_of_image = headers.size_of_image
+    if size_of_image == 0 or size_of_image > MAX_PE_IMAGE_SIZE:
+        raise PeError(f"SizeOfImage {size_of_image:#x} is out of range")
+    if headers.size_of_headers > min(size_of_image, file_size):
+        raise PeError(
+            f"SizeOfHeaders {headers.size_of_headers:#x} is larger than the "
+            + ("image" if size_of_image < file_size else "file")
+        )
+    if headers.section_table_offset + SECTION_HEADER_SIZE * count > file_size or len(headers.sections) < count:
+        raise PeError("truncated section table")
+    for section in headers.sections:
+        if max(section.virtual_size, section.raw_size) > MAX_PE_SECTION_VIRTUAL_SIZE:
+            raise PeError(
+                f"section {section.name!r} is {max(section.virtual_size, section.raw_size):#x} bytes, over the "
+                f"{MAX_PE_SECTION_VIRTUAL_SIZE:#x}-byte limit"
+            )
+        if section.virtual_address + section.virtual_size > size_of_image + 0x1000:
+            raise PeError(f"section {section.index} lies outside SizeOfImage")
+    if headers.entry_point and headers.entry_point >= size_of_image:
+        raise PeError(f"entry point {headers.entry_point:#x} is outside the image (SizeOfImage {size_of_image:#x})")
+
+
+def _export_names(pe: pefile.PE) -> list[str]:
+    try:
+        pe.parse_data_directories(directories=[EXPORT_DIRECTORY])
+    except pefile.PEFormatError as err:
+        raise PeError(f"malformed PE: {err}") from err
+    exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+    if exports is None:
+        return []
+    return [s.name.decode("latin-1") for s in exports.symbols if s.name]
+
+
+# ---- images mapped in guest memory -----------------------------------------------------------
+
+
+def mapped_headers(image: bytes) -> PeHeaders | None:
+    """The headers of a mapped PE image (its first page is enough); None if it is not one."""
+    if len(image) < 0x40 or image[:2] != b"MZ":
+        return None
+    try:
+        return _headers(_parse(image))
+    except (pefile.PEFormatError, AttributeError, ValueError):
+        return None
+
+
+def mapped_export_name(image: bytes) -> str | None:
+    """The DLL name in a mapped image's export directory, if it has one."""
+    try:
+        pe = _parse(image)
+        # Mapped: every RVA is an offset into the image; without sections pefile reads it so.
+        pe.sections = []
+        pe.parse_data_directories(directories=[EXPORT_DIRECTORY])
+    except (pefile.PEFormatError, AttributeError, ValueError):
+        return None
+    exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+    name = getattr(exports, "name", None) if exports is not None else None
+    if not name:
+        return None
+    return bytes(name).decode("latin-1")[:MAX_EXPORT_NAME] or None
+
+
+def section_table(image: bytes) -> bytes:
+    """The section table of a PE image, file or mapped (empty if there is none): loaders copy it
+    verbatim and never patch it, so it identifies the file an image came from."""
+    headers = mapped_headers(image)
+    if headers is None:
+        return b""
+    start = headers.section_table_offset
+    return image[start : start + SECTION_HEADER_SIZE * headers.declared_sections]

@@ -1,0 +1,152 @@
+"""Batches: a local pool of warm workers and a real Dask LocalCluster (loopback only).
+
+Targets are the two small scenarios (benign-dll, winhttp-downloader) and, for the "one bad
+target costs one result" test, a scenario whose shellcode spins until its 1-second timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.check import BASELINE_FILE, dumps_baseline
+from emulator.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = REPO / "scenarios"
+SMALL = [SCENARIOS / "benign-dll", SCENARIOS / "winhttp-downloader"]
+
+
+class Result:
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        self.rc, self.out, self.err = rc, out, err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    def run(*argv: str | Path) -> Result:
+        rc = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err + captured.out
+        return Result(rc, captured.out, captured.err)
+
+    return run
+
+
+def _summary(outdir: Path) -> dict[str, Any]:
+    return json.loads((outdir / "batch.json").read_text(encoding="utf-8"))
+
+
+def _spinning_scenario(root: Path) -> Path:
+    """A scenario whose shellcode loops forever: its 1-second timeout ends it."""
+    folder = root / "spin"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "samples" / "spin.bin").write_bytes(b"\xeb\xfe")  # jmp $
+    (folder / "scenario.toml").write_text(
+        '[scenario]\nname = "spin"\n\n[target]\npath = "samples/spin.bin"\n'
+        'emu_path = \'C:\\spin.bin\'\nkind = "shellcode"\narch = "x64"\n\n[limits]\ntimeout = 1\n',
+        encoding="utf-8",
+    )
+    import hashlib
+
+    digest = hashlib.sha256(b"\xeb\xfe").hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{digest}  samples/spin.bin\n", encoding="utf-8")
+    return folder
+
+
+def test_local_batch_table_summary_resume_force_and_one_bad_target(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    out = tmp_path / "batch"
+    spin = _spinning_scenario(tmp_path)
+    result = cli("batch", *SMALL, spin, "-j", "2", "-o", out, "--fail-on", "limit")
+    assert result.rc == 1, result.out + result.err  # the spinning target hit its limit; --fail-on limit
+    lines = result.out.splitlines()
+    progress = [ln for ln in lines if ln.startswith("[")]
+    assert len(progress) == 3 and all(ln.startswith(("[1/3] ", "[2/3] ", "[3/3] ")) for ln in progress)
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("target "))
+    assert lines[header].split() == ["target", "outcome", "stages", "drift", "time"]
+    rows = {ln.split()[0]: ln.split() for ln in lines[header + 2 : header + 5]}
+    assert rows["benign-dll"][1:3] == ["completed", "1"]
+    assert rows["winhttp-downloader"][1:3] == ["completed", "2"]
+    assert rows["spin"][1:3] == ["timeout", "FAIL"]
+    assert "3 targets (3 replayed, 0 resumed)" in result.out
+
+    summary = _summary(out)
+    assert summary["format"] == "chainreplay/batch/1" and summary["workers"] == 2
+    by_name = {t["name"]: t for t in summary["targets"]}
+    assert by_name["spin"]["outcome"] == "timeout" and by_name["spin"]["failed"]
+    assert by_name["benign-dll"]["outcome"] == "completed" and not by_name["benign-dll"]["failed"]
+    workers = {t["worker"] for t in summary["targets"]}
+    assert all(w and f"pid {os.getpid()}" not in w for w in workers), workers
+    for name in ("benign-dll", "winhttp-downloader", "spin"):
+        report = json.loads((out / name / "report.json").read_text(encoding="utf-8"))
+        assert report["scenario"] == name
+    stamp = (out / "benign-dll" / "report.json").stat().st_mtime_ns
+
+    again = cli("batch", *SMALL, "-j", "2", "-o", out)
+    assert again.rc == 0, again.out
+    assert "2 targets (0 replayed, 2 resumed)" in again.out
+    assert (out / "benign-dll" / "report.json").stat().st_mtime_ns == stamp
+    assert all(t["resumed"] for t in _summary(out)["targets"])
+
+    forced = cli("batch", SMALL[0], "-j", "1", "-o", out, "--force")
+    assert "1 targets (1 replayed, 0 resumed)" in forced.out
+    assert (out / "benign-dll" / "report.json").stat().st_mtime_ns != stamp
+
+
+def test_batch_check_exits_1_on_drift(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    folder = tmp_path / "benign-dll"
+    shutil.copytree(SCENARIOS / "benign-dll", folder)
+    baseline = json.loads((folder / BASELINE_FILE).read_text(encoding="utf-8"))
+    baseline["stages"][0]["name"] = "other.dll"
+    (folder / BASELINE_FILE).write_text(dumps_baseline(baseline), encoding="utf-8")
+    result = cli("batch", folder, "-j", "1", "-o", tmp_path / "out", "--check", "-q")
+    assert result.rc == 1, result.out
+    assert "1 changes" in result.out
+    assert "~ stage: name: other.dll -> benign.dll" in result.out
+    assert _summary(tmp_path / "out")["targets"][0]["drift"] == 1
+    missing = tmp_path / "nobaseline"
+    shutil.copytree(SCENARIOS / "benign-dll", missing, ignore=shutil.ignore_patterns(BASELINE_FILE))
+    bad = cli("batch", missing, "--check", "-o", tmp_path / "out2")
+    assert bad.rc == 2 and "--check needs" in bad.err
+    assert cli("batch", *SMALL, "--scheduler", "localhost:1").rc == 2
+
+
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[str]:
+    """A real Dask LocalCluster on loopback: two single-threaded worker processes. Closed afterwards."""
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: Callable[..., Result]) -> None:
+    assert dask_cluster.startswith("tcp://127.0.0.1:")
+    out = tmp_path / "dask"
+    result = cli("batch", *SMALL, "--scheduler", dask_cluster, "-o", out)
+    assert result.rc == 0, result.out + result.err
+    assert f"on {dask_cluster}" in result.out
+    summary = _summary(out)
+    assert summary["scheduler"] == dask_cluster and summary["workers"] == 2
+    assert [t["outcome"] for t in summary["targets"]] == ["completed", "completed"]
+    assert all(f"pid {os.getpid()}" not in t["worker"] for t in summary["targets"])
+    report = json.loads((out / "winhttp-downloader" / "report.json").read_text(encoding="utf-8"))
+    assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]
+    assert report["containment"]["isolation"] == "child process"
