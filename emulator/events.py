@@ -103,7 +103,7 @@ class StageStart(_Event):
 
     type: Literal["stage_start"] = "stage_start"
     new_stage: str
-    kind: Literal["pe", "shellcode", "pe_in_memory"]
+    kind: Literal["pe", "shellcode", "pe_in_memory", "module"]
     name: str
     base: int
     size: int
