@@ -43,10 +43,11 @@ def main() -> int:
                 analyse(trace)
                 analysis.append(time.process_time() - start)
         sources.SourceTaps.install, loader.GuestModuleLoader.install = taps, modules  # type: ignore[method-assign]
-        on, off = sorted(times[True]), sorted(times[False])
+        with_taps, without = sorted(times[True]), sorted(times[False])
         sys.stdout.write(
-            f"{name}: on best {on[0]:.3f} s median {on[len(on) // 2]:.3f} s | "
-            f"off best {off[0]:.3f} s median {off[len(off) // 2]:.3f} s | analyse {min(analysis) * 1000:.1f} ms\n"
+            f"{name}: on best {with_taps[0]:.3f} s median {with_taps[len(with_taps) // 2]:.3f} s | "
+            f"off best {without[0]:.3f} s median {without[len(without) // 2]:.3f} s | "
+            f"analyse {min(analysis) * 1000:.1f} ms\n"
         )
     return 0
 
