@@ -1,6 +1,6 @@
 """Batches: many targets replayed on a local pool of warm workers or on a Dask cluster.
 
-Each target is one task, ``replay_task(plan_json, outdir)``: a plain function of plain
+Each target is one task, ``replay_task(plan_json, outdir, force)``: a plain function of plain
 values, so the same task runs in a local worker process or on a Dask worker. Every replay is
 still :func:`emulator.replay.replay_target` with its emulation in its own contained child under
 its limits: a hung or crashing emulation costs one result, not the batch.
@@ -91,14 +91,14 @@ def _children_allowed() -> Iterator[None]:
             config["daemon"] = daemon
 
 
-def replay_task(plan_json: str, outdir: str) -> dict[str, Any]:
+def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, Any]:
     """Replay one target; returns plain values (picklable by any executor)."""
     from emulator.replay import replay_target
 
     plan = ReplayPlan.model_validate_json(plan_json)
     started = time.monotonic()
     with _children_allowed():
-        result = replay_target(plan, outdir)
+        result = replay_target(plan, outdir, force=force)
     return {
         "status": result.status,
         "outdir": result.outdir,
@@ -249,6 +249,7 @@ def run_batch(
                     replay_task,
                     targets[i].plan.model_dump_json(),
                     str(outdir / targets[i].plan.name),
+                    force,
                     pure=False,
                     key=f"chainreplay-{targets[i].plan.name}-{time.time_ns()}",
                 ): i
@@ -271,6 +272,7 @@ def run_batch(
                     replay_task,
                     targets[i].plan.model_dump_json(),
                     str(outdir / targets[i].plan.name),
+                    force,
                 ): i
                 for i in pending
             }
@@ -318,7 +320,7 @@ def summary_table(summary: BatchSummary) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    where = summary.scheduler or f"{summary.workers} local workers"
+    where = summary.scheduler or (f"{summary.workers} local workers" if summary.replayed else "no worker")
     lines.append(
         f"{len(summary.results)} targets ({summary.replayed} replayed, {summary.resumed} resumed) "
         f"in {summary.seconds:.1f} s on {where}"

@@ -8,6 +8,7 @@ records to the parent, which is the only writer of the output folder. See docs/c
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from dataclasses import dataclass, field
@@ -52,7 +53,75 @@ FILE_CHANGE_EVENTS: dict[str, tuple[tuple[int, ...], int | None, bool]] = {
     "os.chown": ((0,), 3, True),
     "os.utime": ((0,), 3, True),
 }
-PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn"}
+PROCESS_EVENTS = {
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "pty.spawn",
+    "os.fork",
+    "os.forkpty",
+}
+# Socket families that reach a network (or the host's kernel interfaces): refused at creation.
+# AF_UNIX is refused too: a Unix socket reaches host services (a container runtime's socket).
+NETWORK_SOCKET_CREATE = "socket.__new__"
+# Extended attributes change a file as surely as a write.
+XATTR_EVENTS = {"os.setxattr", "os.removexattr"}
+# C library functions that, called through ctypes, would reach the network, start a process or
+# change a file without any Python-level audit event: refused when looked up (``ctypes.dlsym``).
+# The kernel layers (emulator/sandbox.py) refuse the calls themselves; this names the attempt.
+NATIVE_NETWORK = {"socket", "socketpair", "connect", "bind", "sendto", "sendmsg", "getaddrinfo", "gethostbyname"}
+NATIVE_PROCESS = {
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    "execve",
+    "execv",
+    "execvp",
+    "execvpe",
+    "execl",
+    "execlp",
+    "execle",
+    "fexecve",
+    "execveat",
+    "system",
+    "popen",
+    "posix_spawn",
+    "posix_spawnp",
+    "ptrace",
+    "syscall",
+}
+NATIVE_WRITE = {
+    "open",
+    "open64",
+    "openat",
+    "openat64",
+    "creat",
+    "creat64",
+    "fopen",
+    "fopen64",
+    "freopen",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "truncate",
+    "chmod",
+    "chown",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+}
 
 
 class ContainmentViolation(PermissionError):
@@ -67,6 +136,7 @@ class Guard:
     lookups_blocked: int = 0
     writes_blocked: int = 0
     processes_blocked: int = 0
+    kernel_refusals: int = 0
     violations: list[str] = field(default_factory=list)
 
     def __call__(self, event: str, args: tuple[object, ...]) -> None:
@@ -99,6 +169,33 @@ class Guard:
         elif event in PROCESS_EVENTS:
             self.processes_blocked += 1
             self._refuse(f"{event} {_show(args[0] if args else '')}")
+        elif event == NETWORK_SOCKET_CREATE and len(args) >= 2:
+            family = args[1]
+            self.sockets_blocked += 1
+            self._refuse(f"socket {_family_name(family)}")
+        elif event in XATTR_EVENTS and args:
+            path = args[0]
+            if isinstance(path, int):
+                path = _fd_target(path)
+            if not self._allowed(path):
+                self.writes_blocked += 1
+                self._refuse(f"{event} {_show(path)}")
+        elif event == "sqlite3.connect" and args:
+            database = args[0]
+            if _decode(database) not in ("", ":memory:") and not self._allowed(database):
+                self.writes_blocked += 1
+                self._refuse(f"sqlite3.connect {_show(database)}")
+        elif event == "ctypes.dlsym" and len(args) >= 2 and isinstance(args[1], str | bytes):
+            name = args[1].decode("ascii", "replace") if isinstance(args[1], bytes) else args[1]
+            if name in NATIVE_NETWORK:
+                self.sockets_blocked += 1
+                self._refuse(f"ctypes {name}()")
+            elif name in NATIVE_PROCESS:
+                self.processes_blocked += 1
+                self._refuse(f"ctypes {name}()")
+            elif name in NATIVE_WRITE:
+                self.writes_blocked += 1
+                self._refuse(f"ctypes {name}()")
 
     def _allowed(self, path: object, follows: bool = True) -> bool:
         if self.allowed_write_root is None:
@@ -117,6 +214,15 @@ class Guard:
         if len(self.violations) < 100:
             self.violations.append(what)
         raise ContainmentViolation(f"containment: refused {what}")
+
+
+def _family_name(family: object) -> str:
+    import socket
+
+    try:
+        return socket.AddressFamily(family).name  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return f"family {family!r}"
 
 
 def _decode(path: object) -> str:
@@ -144,6 +250,22 @@ def _is_write(mode: object, flags: object) -> bool:
 
 
 _GUARDS: list[Guard] = []
+# Set in the emulation child once emulator/sandbox.py's kernel layers are in force: from then on
+# a PermissionError (EPERM/EACCES) is the kernel refusing something the audit hook did not see.
+KERNEL_LAYERS_ACTIVE = False
+KERNEL_REFUSAL_ERRNOS = (errno.EPERM, errno.EACCES)
+
+
+def refused_by_kernel(err: OSError) -> bool:
+    """Record ``err`` as a kernel-layer refusal in every active guard if it is one; say whether it was."""
+    if not KERNEL_LAYERS_ACTIVE or err.errno not in KERNEL_REFUSAL_ERRNOS:
+        return False
+    what = f"kernel refused: {type(err).__name__}: {err}"
+    for guard in _GUARDS:
+        guard.kernel_refusals += 1
+        if len(guard.violations) < 100:
+            guard.violations.append(ascii(what)[1:-1][:300])
+    return True
 
 
 def _dispatch(event: str, args: tuple[object, ...]) -> None:

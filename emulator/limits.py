@@ -40,6 +40,22 @@ MAX_RESPONSE_BODY = 32 * MIB
 MAX_REQUEST_BODY = 32 * MIB
 # Strings rendered from emulated memory are cut at this many characters.
 MAX_RENDERED_STRING = 1024
+# A responder's body_file larger than this is refused when the scenario loads (checked by size,
+# before it is read).
+MAX_BODY_FILE_SIZE = MAX_RESPONSE_BODY
+# scenario.toml and report.json nested deeper than this are refused (exit 2) before validation.
+MAX_INPUT_NESTING = 64
+# scenario.toml and a report.json given to ``render`` larger than this are refused unread.
+MAX_SCENARIO_FILE_SIZE = 1 * MIB
+MAX_REPORT_FILE_SIZE = 256 * MIB
+# The stage graph keeps at most this many nodes (a note says when it was cut) ...
+MAX_GRAPH_NODES = 5_000
+# ... and is drawn (PNG, SVG) only up to this many; GraphML is written whatever its size.
+MAX_DRAWN_NODES = 400
+# ``chainreplay render`` gives up drawing a report's graph after this long (exit 2).
+RENDER_TIMEOUT_SECONDS = 60.0
+# After a termination signal, the partial recording's analysis gets at most this long.
+INTERRUPTED_ANALYSIS_SECONDS = 0.5
 
 
 # Upper bounds of the limits themselves: a week of wall-clock time, and what a C int64 holds.
@@ -58,7 +74,11 @@ class Limits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     timeout: float = Field(
-        DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS, description="Wall-clock seconds for the whole emulation."
+        DEFAULT_TIMEOUT_SECONDS,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Wall-clock seconds for the emulation; the whole run (analysis, drawing) ends by timeout"
+        " plus the watchdog's grace.",
     )
     max_instructions: int = Field(
         DEFAULT_MAX_INSTRUCTIONS,

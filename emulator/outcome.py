@@ -23,6 +23,7 @@ class Status(enum.StrEnum):
     CONTAINMENT = "containment"  # the replay tried to reach the host
     FAULT = "fault"  # the guest's own code faulted
     ERROR = "error"  # the input, an API handler or the engine failed
+    INTERRUPTED = "interrupted"  # a signal (SIGTERM, SIGINT, SIGHUP) ended the replay; the report is partial
 
 
 @dataclass(frozen=True)
@@ -112,4 +113,20 @@ def out_of_address_space() -> Outcome:
 
 
 def child_died(exit_code: int | None) -> Outcome:
-    return Outcome(Status.ERROR, f"emulation process died (exit code {exit_code})")
+    """The emulation child ended without reporting: a negative exit code is the signal that killed it."""
+    if exit_code is not None and exit_code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return Outcome(Status.ERROR, f"emulation process killed by {name}")
+    if exit_code is None:
+        return Outcome(Status.ERROR, "emulation process stopped answering")
+    return Outcome(Status.ERROR, f"emulation process exited with status {exit_code} before reporting")
+
+
+def interrupted(signal_name: str, when: str) -> Outcome:
+    """A termination signal ended the replay (the report is partial)."""
+    return Outcome(Status.INTERRUPTED, f"interrupted by {signal_name} {when}")

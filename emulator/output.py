@@ -10,20 +10,101 @@ link, a hard link to a file elsewhere or a symlinked sub-folder is replaced, nev
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import networkx as nx
+
+from emulator import outcome as outcome_model
 from emulator.analysis.pipeline import Analysis, analyse
 from emulator.containment import Guard, install, uninstall
 from emulator.document import build_report
 from emulator.events import NetworkExchange
+from emulator.export import write_exports
+from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
+from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_GRAPH_NODES
+from emulator.outcome import Status
 from emulator.render import prepare as prepare_renderers
 from emulator.render import render_files
-from emulator.report import Containment, DroppedFile, Report
+from emulator.report import Containment, ContainmentLayer, DroppedFile, Note, Outcome, Report
 from emulator.sanitize import for_display
 from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, trace_lines
+
+LOCK_FILE = ".lock"
+MARKER_FILE = ".chainreplay"
+REPORT_FILE = "report.json"
+REPORT_SCHEMA_PREFIX = b'"schema": "chainreplay/report/'
+
+
+class OutputError(OSError):
+    """The output folder cannot be written: the message names the path and the reason."""
+
+
+class OutputBusy(OutputError):
+    """Another run holds the output folder's lock."""
+
+
+class OutputNotOurs(OutputError):
+    """The output folder holds files no chainreplay run wrote (``--force`` replaces them)."""
+
+
+def _named(err: OSError, path: Path) -> OutputError:
+    where = err.filename if err.filename else path
+    return OutputError(err.errno or errno.EIO, f"{where}: {err.strerror or err}")
+
+
+def _looks_like_ours(folder: Path) -> bool:
+    """A folder an earlier run wrote: it has the marker, or a chainreplay report.json."""
+    if (folder / MARKER_FILE).is_file():
+        return True
+    report = folder / REPORT_FILE
+    try:
+        with report.open("rb") as handle:
+            return REPORT_SCHEMA_PREFIX in handle.read(4096)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def output_folder(out: Path, *, force: bool = False) -> Iterator[Path]:
+    """Hold ``out`` for one run: locked against a second run, emptied of what an earlier run left.
+
+    The lock is ``flock`` on ``out/.lock`` (released when this process ends, however it ends).
+    A folder that holds files and is not a chainreplay output folder is refused unless ``force``.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise _named(err, out) from err
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise OutputBusy(errno.EBUSY, f"{out}: another chainreplay run is writing to this folder") from err
+        leftovers = [p for p in out.iterdir() if p.name != LOCK_FILE]
+        if leftovers and not force and not _looks_like_ours(out):
+            raise OutputNotOurs(
+                errno.EEXIST,
+                f"{out}: not empty and not a chainreplay output folder ({len(leftovers)} entries); "
+                "use --force to replace its content",
+            )
+        for path in leftovers:
+            try:
+                _clear(path)
+            except OSError as err:
+                raise _named(err, path) from err
+        _write_new(out / MARKER_FILE, b"chainreplay output folder: a run empties it first\n")
+        yield out
+    finally:
+        os.close(lock_fd)
 
 
 def _clear(path: Path) -> None:
@@ -41,10 +122,25 @@ def _real_folder(folder: Path) -> None:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    _clear(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    try:
+        _clear(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except OutputError:
+        raise
+    except OSError as err:  # ENOSPC, EACCES, EROFS...: name the file
+        raise _named(err, path) from err
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename over it."""
+    temporary = path.with_name(f".{path.name}.partial")
+    _write_new(temporary, data)
+    try:
+        temporary.replace(path)
+    except OSError as err:
+        raise _named(err, path) from err
 
 
 def _write_blob(folder: Path, name: str, data: bytes, written: set[Path]) -> None:
@@ -87,11 +183,32 @@ def _containment(trace: Trace, guard: Guard, render_errors: list[str]) -> Contai
         host_processes_refused=recorded.processes_refused + guard.processes_blocked,
         violations=[*recorded.violations, *guard.violations, *render_errors],
         isolation=recorded.isolation,
+        layers=[ContainmentLayer(name=n, active=a, detail=d) for n, a, d in recorded.layers],
+        kernel_refusals=recorded.kernel_refusals,
     )
 
 
-def write_outputs(out: Path, trace: Trace, analysis: Analysis, guard: Guard, generated_at: str) -> Report:
-    """Stage images, network bodies, dropped files, the rendered files and report.json."""
+@dataclass
+class RunNotes:
+    """What the run cut (notes for the report) and an outcome that replaces the trace's (a signal
+    that arrived after the emulation)."""
+
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    outcome: outcome_model.Outcome | None = None
+
+
+def write_outputs(
+    out: Path,
+    trace: Trace,
+    analysis: Analysis,
+    guard: Guard,
+    generated_at: str,
+    control: RunControl | None = None,
+    cut: RunNotes | None = None,
+) -> Report:
+    """Stage images, network bodies, dropped files, the rendered files and report.json (written
+    whole or not at all)."""
+    cut = cut or RunNotes()
     written: set[Path] = set()
     for stage in analysis.stages:
         if stage.sha256 in trace.blobs:
@@ -103,30 +220,99 @@ def write_outputs(out: Path, trace: Trace, analysis: Analysis, guard: Guard, gen
                     _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
     dropped = _dropped_files(out, trace, written)
     report = build_report(trace, analysis, dropped, _containment(trace, guard, []), generated_at)
-    errors = render_files(report, out, clear=_clear)
-    report = report.model_copy(update={"containment": _containment(trace, guard, errors)})
-    _write_new(out / "report.json", report.to_json().encode("utf-8"))
+    interrupted = (cut.outcome or report.outcome).status == Status.INTERRUPTED
+    errors: list[str] = []
+    nodes = analysis.graph.number_of_nodes()
+    if interrupted:
+        cut.notes.append(("graph", "graph not drawn: the replay was interrupted"))
+    elif nodes > MAX_DRAWN_NODES:
+        cut.notes.append(("graph", f"graph not drawn: {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn"))
+    elif control is None:
+        errors = render_files(report, out, clear=_clear)
+    else:
+        try:
+            with control.bounded():
+                errors = render_files(report, out, clear=_clear)
+        except Interrupted as stop:
+            cut.outcome = _interrupted(stop.signum, "while drawing")
+            cut.notes.append(("graph", "graph drawing stopped by the signal"))
+        except DeadlineReached:
+            cut.notes.append(("graph", "graph drawing stopped at the run's deadline"))
+    update: dict[str, object] = {"containment": _containment(trace, guard, errors)}
+    if cut.notes:
+        seq = len(trace.events)
+        update["notes"] = [*report.notes, *(Note(seq=seq, stage="", what=w, detail=d) for w, d in cut.notes)]
+    if cut.outcome is not None:
+        update["outcome"] = Outcome(status=cut.outcome.status, detail=cut.outcome.detail, limit=cut.outcome.limit)
+    report = report.model_copy(update=update)
+    write_atomically(out / REPORT_FILE, report.to_json().encode("utf-8"))
     return report
+
+
+def _interrupted(signum: int, when: str) -> outcome_model.Outcome:
+    import signal
+
+    return outcome_model.interrupted(signal.Signals(signum).name, when)
+
+
+def _cut_graph(analysis: Analysis, cut: RunNotes) -> Analysis:
+    graph = analysis.graph
+    if graph.number_of_nodes() <= MAX_GRAPH_NODES:
+        return analysis
+    kept = list(graph.nodes)[:MAX_GRAPH_NODES]
+    cut.notes.append(
+        ("graph_cut", f"the stage graph has {graph.number_of_nodes()} nodes; kept the first {MAX_GRAPH_NODES}")
+    )
+    return Analysis(analysis.stages, graph.subgraph(kept).copy(), analysis.techniques)
+
+
+def _analyse_bounded(trace: Trace, control: RunControl | None, cut: RunNotes) -> Analysis:
+    """analyse() cut short by a signal or the run's deadline: what is cut is noted."""
+    if control is None:
+        return _cut_graph(analyse(trace), cut)
+    seconds = INTERRUPTED_ANALYSIS_SECONDS if trace.header.status == Status.INTERRUPTED else None
+    try:
+        with control.bounded(seconds):
+            return _cut_graph(analyse(trace), cut)
+    except Interrupted as stop:
+        cut.outcome = _interrupted(stop.signum, "during analysis")
+        cut.notes.append(("analysis_cut", "analysis stopped by the signal: no stages, graph or techniques"))
+    except DeadlineReached:
+        why = "the signal" if trace.header.status == Status.INTERRUPTED else "the run's deadline"
+        cut.notes.append(("analysis_cut", f"analysis stopped at {why}: no stages, graph or techniques"))
+    return Analysis([], nx.DiGraph(), [])
 
 
 def now_utc() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def produce(out: Path, trace: Trace, *, write_frozen: bool = False, generated_at: str | None = None) -> Report:
+def produce(
+    out: Path,
+    trace: Trace,
+    *,
+    write_frozen: bool = False,
+    generated_at: str | None = None,
+    control: RunControl | None = None,
+    yara_rules: str | None = None,
+) -> Report:
     """Analyse ``trace`` and write every derived file into ``out``, writes allowed only there;
-    with ``write_frozen`` (a replay), write the trace and its blobs first.
+    with ``write_frozen`` (a replay), write the trace and its blobs first. With ``control``,
+    analysis and drawing stop at its deadline or at a termination signal (noted in the report).
 
     The one path from a trace to an output folder: a replay and ``chainreplay analyse`` both
     come here.
     """
     out = out.resolve()
-    prepare_renderers()
+    if trace.header.status != Status.INTERRUPTED:
+        prepare_renderers()
+    cut = RunNotes()
     guard = install(Guard(allowed_write_root=out))
     try:
         if write_frozen:
             write_trace(out, trace)
-        analysis = analyse(trace)
-        return write_outputs(out, trace, analysis, guard, generated_at or now_utc())
+        analysis = _analyse_bounded(trace, control, cut)
+        report = write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut)
+        return write_exports(out, report, yara_rules=yara_rules)  # iocs, STIX, ATT&CK layer, pcap, detections
     finally:
         uninstall(guard)

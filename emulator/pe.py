@@ -135,7 +135,40 @@ def check_file(data: bytes, exports: Sequence[str] = ()) -> PeHeaders:
             if name not in names:
                 shown = ", ".join(sorted(names)[:20]) or "none"
                 raise PeError(f"export {name!r} not found (exports: {shown})")
+        _check_forwarders(pe, exports)
     return headers
+
+
+# Forwarders followed inside one DLL at most (Speakeasy and the Windows loader give up too).
+MAX_FORWARDER_CHAIN = 32
+
+
+def _check_forwarders(pe: pefile.PE, wanted: Sequence[str]) -> None:
+    """A wanted export forwarded, within this same DLL, in a loop or to nothing can never run.
+
+    Forwarders to other DLLs are resolved by the emulator when the export is called.
+    """
+    directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+    if directory is None:
+        return
+    own = (getattr(directory, "name", b"") or b"").decode("latin-1").lower().removesuffix(".dll")
+    forwards = {
+        s.name.decode("latin-1"): s.forwarder.decode("latin-1") if s.forwarder else None
+        for s in directory.symbols
+        if s.name
+    }
+    for name in wanted:
+        chain, current = [name], name
+        while (target := forwards.get(current)) is not None:
+            module, _, function = target.rpartition(".")
+            if module.lower().removesuffix(".dll") != own:
+                break
+            chain.append(target)
+            if function in chain[:-1] or len(chain) > MAX_FORWARDER_CHAIN:
+                raise PeError(f"export {name!r} is forwarded in a loop: {' -> '.join(chain)}")
+            if function not in forwards:
+                raise PeError(f"export {name!r} is forwarded to {target}, which this DLL does not export")
+            current = function
 
 
 def _check(headers: PeHeaders, file_size: int) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulator.environment import GuestEnvironment
 from emulator.limits import Limits
 
 # The variable every sample checks before it does anything; only chainreplay's guest has it.
@@ -81,6 +82,7 @@ class ReplayPlan(BaseModel):
     registry: list[RegistryKey] = Field(default_factory=list)
     os_version: tuple[int, int, int] = (10, 0, 19045)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
+    guest: GuestEnvironment = Field(default_factory=GuestEnvironment, description="What the machine reports.")
     seed: int = 1
     start_time: float = Field(DEFAULT_START_TIME, ge=0, le=MAX_START_TIME, allow_inf_nan=False)
     limits: Limits = Field(default_factory=Limits)

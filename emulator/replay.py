@@ -8,30 +8,43 @@ fails midway still writes everything recorded up to that point.
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import io
+import logging
 import multiprocessing as mp
+import os
+import pickle
 import resource
+import shutil
+import signal
+import threading
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from emulator import outcome as outcome_model
-from emulator.containment import Guard, install, uninstall
+from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.events import Event
+from emulator.export import prepare as prepare_exports
+from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
-from emulator.output import produce
+from emulator.output import output_folder, produce
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder, sha256_hex
 from emulator.render import prepare as prepare_renderers
 from emulator.sanitize import json_safe
 from emulator.trace import EntryOrigin, Trace, TraceContainment, TraceHeader, TraceRun
 
-# Events are sent from the child in batches of this many.
-STREAM_BATCH = 512
+log = logging.getLogger(__name__)
+# A one-line detail in the report is cut at this many characters.
+MAX_DETAIL_CHARS = 500
 ENGINE_UNKNOWN = "speakeasy"
 
 
@@ -55,8 +68,13 @@ class Recording:
     lookups_blocked: int = 0
     writes_blocked: int = 0
     processes_blocked: int = 0
+    kernel_refusals: int = 0
     violations: list[str] = field(default_factory=list)
     isolation: str = "child process"
+    # The containment layers in force (emulator/sandbox.py): (name, active, detail).
+    layers: list[tuple[str, bool, str]] = field(default_factory=list)
+    # The signal that ended the replay (outcome "interrupted"), if any.
+    signal: int | None = None
 
     @property
     def status(self) -> Status:
@@ -81,14 +99,27 @@ class ReplayResult:
     api_calls: int
     # Wall-clock seconds of the emulation. Not in report.json, which is deterministic.
     emulation_seconds: float = 0.0
+    # The termination signal that ended the run (the CLI exits 128 + it), if any.
+    signal: int | None = None
 
 
 # ---- emulation (runs in the child, or in-process for tests) --------------------------------
 
 
-def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
-    """Run the plan under the engine with containment on; return what was recorded."""
+def emulate(
+    plan: ReplayPlan,
+    on_event: Callable[[Event | None, dict[str, bytes]], None] | None = None,
+    guard: Guard | None = None,
+) -> Recording:
+    """Run the plan under the engine with containment on; return what was recorded.
+
+    ``on_event(event, new_blobs)`` is called for every event as it is recorded, with the blobs
+    stored since the previous call, so a caller streaming them loses nothing if the process dies.
+    ``guard``: an audit-hook guard already installed for this process's whole life (the
+    emulation child); without one, a guard is installed for the emulation and removed after.
+    """
     from emulator.backends.base import Backend, BackendInputError, BackendResult
+    from emulator.environment import guest_variables
     from emulator.randomness import SeededRandom
     from emulator.responders.router import NetworkRouter, ResponderLoadError, build_responder
     from emulator.services import ReplayServices
@@ -98,33 +129,26 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
     try:
         from emulator.backends.speakeasy import SpeakeasyBackend
     except ImportError as err:  # not installed, or an installed version it cannot use: one line
-        recording.outcome = outcome_model.error(f"engine unavailable: {err}")
+        recording.outcome = outcome_model.error(one_line(f"engine unavailable: {err}"))
         return recording
     failure: Outcome | None = None
     result: BackendResult | None = None
-    pending: list[Event] = []
-    sent_blobs: set[str] = set()
-
-    def flush(recorder: Recorder) -> None:
-        if on_batch is None:
-            return
-        new_blobs = {k: v for k, v in recorder.blobs.items() if k not in sent_blobs}
-        if not pending and not new_blobs:
-            return
-        sent_blobs.update(new_blobs)
-        on_batch(list(pending), new_blobs)
-        pending.clear()
-
     recorder = Recorder()
+    sent_blobs = 0
 
-    def on_event(event: Event) -> None:
-        if on_batch is not None:
-            pending.append(event)
-            if len(pending) >= STREAM_BATCH:
-                flush(recorder)
+    def new_blobs() -> dict[str, bytes]:
+        nonlocal sent_blobs
+        if len(recorder.blobs) == sent_blobs:
+            return {}
+        fresh = dict(list(recorder.blobs.items())[sent_blobs:])
+        sent_blobs = len(recorder.blobs)
+        return fresh
 
-    recorder.on_event = on_event
-    guard = install(Guard(allowed_write_root=None))
+    if on_event is not None:
+        stream = on_event
+        recorder.on_event = lambda event: stream(event, new_blobs())
+    own_guard = guard is None
+    active = install(Guard(allowed_write_root=None)) if guard is None else guard
     try:
         scenario_dir = Path(plan.scenario_dir) if plan.scenario_dir else Path(plan.target_path).parent
         try:
@@ -133,30 +157,38 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
             ]
         except Exception as err:  # noqa: BLE001 - user code: any failure is a named outcome
             name = "" if isinstance(err, ResponderLoadError | ValueError) else f"{type(err).__name__}: "
-            failure = outcome_model.error(f"responder: {name}{err}")
+            if isinstance(err, OSError):
+                refused_by_kernel(err)  # counted and named as a containment refusal
+            failure = outcome_model.error(one_line(f"responder: {name}{err}"))
             return recording
         router = NetworkRouter(responders, recorder, plan.network_default, plan.limits.max_network_exchanges)
-        clock = VirtualClock(plan.start_time)
-        services = ReplayServices(recorder, clock, SeededRandom(plan.seed), router)
+        clock = VirtualClock(plan.start_time, boot_uptime_ms=plan.guest.uptime_ms)
+        services = ReplayServices(
+            recorder, clock, SeededRandom(plan.seed), router, guest=plan.guest, variables=guest_variables(plan)
+        )
         try:
             backend: Backend = SpeakeasyBackend(plan, services)
             result = backend.run()
         except BackendInputError as err:
-            failure = outcome_model.error(f"{Path(plan.target_path).name}: {err}")
-        except Exception as err:  # the engine failed: keep what was recorded and say why
-            failure = outcome_model.error(f"engine error: {type(err).__name__}: {err}")
+            failure = outcome_model.error(one_line(f"{Path(plan.target_path).name}: {err}"))
+        except Exception as err:  # the engine failed: keep what was recorded and say why, in one line
+            log.debug("engine error", exc_info=True)
+            failure = outcome_model.error(one_line(f"engine error: {type(err).__name__}: {err}"))
             recording.runs = [
                 {
-                    "kind": "traceback",
+                    "kind": "engine",
                     "start": 0,
                     "instructions": 0,
                     "api_calls": 0,
                     "error": "engine_error",
-                    "error_detail": traceback.format_exc(limit=4)[-800:],
+                    "error_detail": failure.detail,
                 }
             ]
         else:
-            recording.runs = [vars(r) for r in result.runs]
+            recording.runs = [
+                {**vars(r), "error_detail": one_line(r.error_detail) if r.error_detail else r.error_detail}
+                for r in result.runs
+            ]
             recording.instructions = result.instructions
             recording.dropped = result.dropped
             recording.engine = result.engine
@@ -172,22 +204,40 @@ def emulate(plan: ReplayPlan, on_batch: Any = None) -> Recording:
                 except Exception as err:  # noqa: BLE001 - user code: the replay keeps its report
                     recording.responders[responder.name] = {"error": json_safe(f"{type(err).__name__}: {err}")}
     finally:
-        uninstall(guard)
-        recording.sockets_blocked = guard.sockets_blocked
-        recording.lookups_blocked = guard.lookups_blocked
-        recording.writes_blocked = guard.writes_blocked
-        recording.processes_blocked = guard.processes_blocked
-        recording.violations = list(guard.violations)
+        if own_guard:
+            uninstall(active)
         recording.outcome = outcome_model.decide(
-            violations=guard.violations,
+            violations=[one_line(v) for v in active.violations],
             failure=failure,
             stop=result.stop if result is not None else None,
             runs=[run.end() for run in result.runs] if result is not None else (),
         )
-        flush(recorder)
+        take_guard_counts(recording, active)
+        if on_event is not None:
+            leftover = new_blobs()
+            if leftover:
+                on_event(None, leftover)
     recording.events = recorder.events
     recording.blobs = recorder.blobs
     return recording
+
+
+def take_guard_counts(recording: Recording, guard: Guard) -> None:
+    """Copy what the audit-hook guard refused into the recording; a refusal names the outcome."""
+    recording.sockets_blocked = guard.sockets_blocked
+    recording.lookups_blocked = guard.lookups_blocked
+    recording.writes_blocked = guard.writes_blocked
+    recording.processes_blocked = guard.processes_blocked
+    recording.kernel_refusals = guard.kernel_refusals
+    recording.violations = list(guard.violations)
+    if guard.violations and recording.outcome.status != Status.CONTAINMENT:
+        recording.outcome = outcome_model.decide(violations=[one_line(guard.violations[0])])
+
+
+def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text`` on one line (a traceback or multi-line message never reaches the report), cut short."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 WARM_UP_SAMPLE = Path(__file__).resolve().parent / "data" / "warmup_ret.bin"
@@ -212,79 +262,191 @@ def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
 
 
 def _child(plan: ReplayPlan, conn: Connection) -> None:
-    try:
-        limit = CHILD_ADDRESS_SPACE_LIMIT
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ValueError, OSError):
-        pass
+    """The emulation child: confined by the kernel before any user code runs, guarded for life.
 
-    def on_batch(events: list[Event], blobs: dict[str, bytes]) -> None:
-        conn.send(("events", events, blobs))
+    Every event is written to the pipe as it is recorded, so whatever kills this process, the
+    parent has every event up to that point. The process ends with ``os._exit`` right after its
+    last message: threads a responder started (daemon or not) die with it.
+    """
+    import emulator.containment as containment
+    from emulator.sandbox import confine_child
 
+    code = 0
     try:
-        recording = emulate(plan, on_batch=on_batch)
-        recording.events, recording.blobs = [], {}
-        conn.send(("done", recording))
-    except MemoryError:
-        conn.send(("failed", outcome_model.out_of_address_space()))
-    except BaseException as err:  # noqa: BLE001 - report, never a traceback on the console
-        conn.send(("failed", outcome_model.error(f"{type(err).__name__}: {err}")))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+        # A responder's thread that dies of a refusal: counted by the guard, logged with -d only.
+        threading.excepthook = lambda args: log.debug("thread %s ended", args.thread, exc_info=args.exc_value)
+        layers = confine_child()
+        containment.KERNEL_LAYERS_ACTIVE = any(layer.active for layer in layers if layer.name != "process_group")
+        try:
+            limit = CHILD_ADDRESS_SPACE_LIMIT
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ValueError, OSError):
+            pass
+        send = _sender(conn)
+        send(("layers", [(layer.name, layer.active, layer.detail) for layer in layers]))
+        guard = install(Guard(allowed_write_root=None))  # never removed: for the child's whole life
+
+        def on_event(event: Event | None, blobs: dict[str, bytes]) -> None:
+            send(("e", event, blobs))
+
+        try:
+            recording = emulate(plan, on_event=on_event, guard=guard)
+            take_guard_counts(recording, guard)
+            recording.events, recording.blobs = [], {}
+            send(("done", recording))
+        except MemoryError:
+            send(("failed", outcome_model.out_of_address_space()))
+        except BaseException as err:  # noqa: BLE001 - report, never a traceback on the console
+            log.debug("emulation child failed", exc_info=True)
+            send(("failed", outcome_model.error(one_line(f"{type(err).__name__}: {err}"))))
+    except BaseException:  # noqa: BLE001 - the pipe is gone: nothing left to tell
+        code = 1
     finally:
-        conn.close()
+        os._exit(code)
 
 
-def emulate_isolated(plan: ReplayPlan, while_waiting: Callable[[], None] | None = None) -> Recording:
-    """Emulate in a child process; kill it if it outlives the timeout plus a grace period.
+def _sender(conn: Connection) -> Callable[[Any], None]:
+    dumps = pickle.dumps
+    send_bytes = conn.send_bytes
+
+    def send(message: Any) -> None:
+        send_bytes(dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    return send
+
+
+class _ChildUnpickler(pickle.Unpickler):
+    """Reads the child's messages. The child runs user code, so what it sends is untrusted: only
+    plain data and the project's own data classes may be rebuilt (a crafted pickle could
+    otherwise call any function in the CLI process)."""
+
+    SAFE_BUILTINS = frozenset({"set", "frozenset", "bytes", "bytearray", "complex", "slice", "range"})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in self.SAFE_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith("emulator.") and "." not in name:
+            found = super().find_class(module, name)
+            is_data = isinstance(found, type) and (
+                hasattr(found, "__dataclass_fields__") or issubclass(found, enum.Enum | pydantic.BaseModel)
+            )
+            if is_data:
+                return found
+        raise pickle.UnpicklingError(f"the emulation child sent a {module}.{name}, which is not data")
+
+
+def _load_message(data: bytes) -> Any:
+    return _ChildUnpickler(io.BytesIO(data)).load()
+
+
+def emulate_isolated(
+    plan: ReplayPlan, while_waiting: Callable[[], None] | None = None, control: RunControl | None = None
+) -> Recording:
+    """Emulate in a confined child process; kill it if it outlives the timeout plus a grace period,
+    or when ``control`` has seen a termination signal.
 
     ``while_waiting`` runs in this process as soon as the child has started, so work that does
-    not need the recording (importing the renderers) overlaps the emulation.
+    not need the recording (importing the renderers) overlaps the emulation. Events arrive one
+    by one as the child records them; whatever ends the child, every event it recorded is kept.
     """
     context = mp.get_context("fork")
     parent_conn, child_conn = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
     process.start()
     child_conn.close()
-    if while_waiting is not None:
-        while_waiting()
     events: list[Event] = []
     blobs: dict[str, bytes] = {}
+    layers: list[tuple[str, bool, str]] = []
     recording: Recording | None = None
     failure: Outcome | None = None
     deadline = time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            failure = outcome_model.watchdog_timeout(plan.limits.timeout)
-            break
-        try:
-            if not parent_conn.poll(min(remaining, 0.5)):
-                if not process.is_alive() and not parent_conn.poll(0):
-                    failure = outcome_model.child_died(process.exitcode)
-                    break
-                continue
-            message = parent_conn.recv()
-        except (EOFError, OSError):
-            failure = outcome_model.child_died(process.exitcode)
-            break
-        if message[0] == "events":
-            events.extend(message[1])
+
+    def take(message: Any) -> Recording | Outcome | None:
+        kind = message[0]
+        if kind == "e":
+            if message[1] is not None:
+                events.append(message[1])
             blobs.update(message[2])
-        elif message[0] == "done":
-            recording = message[1]
-            break
-        else:
-            failure = message[1]
-            break
-    if process.is_alive():
-        process.kill()
-    process.join(timeout=5)
+        elif kind == "layers":
+            layers[:] = message[1]
+        elif kind == "done":
+            return message[1]  # type: ignore[no-any-return]
+        elif kind == "failed" and isinstance(message[1], Outcome):
+            return Outcome(message[1].status, one_line(message[1].detail), message[1].limit)
+        return None
+
+    try:
+        if while_waiting is not None:
+            if control is None:
+                while_waiting()
+            else:
+                with contextlib.suppress(Interrupted, DeadlineReached), control.bounded():
+                    while_waiting()  # a signal stops it at once; the loop below ends the child
+        while True:
+            if control is not None and control.signum is not None:
+                control.handled = True
+                name = signal.Signals(control.signum).name
+                failure = outcome_model.interrupted(name, "during the emulation")
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failure = outcome_model.watchdog_timeout(plan.limits.timeout)
+                break
+            try:
+                if not parent_conn.poll(min(remaining, 0.1)):
+                    if not process.is_alive() and not parent_conn.poll(0):
+                        process.join(timeout=1)
+                        failure = outcome_model.child_died(process.exitcode)
+                        break
+                    continue
+                taken = take(_load_message(parent_conn.recv_bytes()))
+            except (EOFError, OSError):
+                process.join(timeout=1)
+                failure = outcome_model.child_died(process.exitcode)
+                break
+            except (pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError, IndexError) as err:
+                failure = outcome_model.decide(
+                    violations=[one_line(f"the emulation child sent a message refused: {err}")]
+                )
+                break
+            if isinstance(taken, Recording):
+                recording = taken
+                break
+            if taken is not None:
+                failure = taken
+                break
+    finally:
+        _end_child(process)
+    # The child is gone: whatever it wrote before it died is still in the pipe.
+    try:
+        while parent_conn.poll(0):
+            taken = take(_load_message(parent_conn.recv_bytes()))
+            if isinstance(taken, Recording) and recording is None and failure is None:
+                recording = taken
+    except (EOFError, OSError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        pass
     parent_conn.close()
     if recording is None:
         assert failure is not None
         recording = Recording(outcome=outcome_model.decide(failure=failure))
+        if failure.status == Status.INTERRUPTED and control is not None:
+            recording.signal = control.signum
     recording.events = events
     recording.blobs = blobs
+    recording.layers = layers
     return recording
+
+
+def _end_child(process: Any) -> None:
+    """Kill the child and its process group (it has its own) and reap it."""
+    pid = process.pid
+    if process.is_alive() and pid:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            process.kill()
+    process.join(timeout=5)
 
 
 # ---- the trace ------------------------------------------------------------------------------
@@ -337,6 +499,8 @@ def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
             processes_refused=recording.processes_blocked,
             violations=recording.violations,
             isolation=recording.isolation,
+            layers=recording.layers,
+            kernel_refusals=recording.kernel_refusals,
         ),
         events=len(recording.events),
         blobs=sorted(recording.blobs),
@@ -344,22 +508,85 @@ def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
     return Trace(header, recording.events, recording.blobs)
 
 
-def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True) -> ReplayResult:
+@contextlib.contextmanager
+def _matplotlib_config_in(config_dir: Path) -> Iterator[None]:
+    """On first use matplotlib writes a font cache and its config under the user's home. For the
+    run, ``MPLCONFIGDIR`` points inside OUTDIR instead (removed after), so a replay writes nothing
+    outside its output folder. A process that imported matplotlib before keeps its own."""
+    saved = os.environ.get("MPLCONFIGDIR")
+    os.environ["MPLCONFIGDIR"] = str(config_dir)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MPLCONFIGDIR", None)
+        else:
+            os.environ["MPLCONFIGDIR"] = saved
+        shutil.rmtree(config_dir, ignore_errors=True)
+
+
+MPL_CONFIG_DIR = ".matplotlib"
+
+
+def _prepare_outputs(out: Path) -> None:
+    """Import the drawing and export libraries while the child emulates (they cost ~1 s cold).
+
+    Under a guard of its own (writes only in OUTDIR, no socket): a library may probe the network
+    when imported (urllib3, pulled in by stix2, binds a socket to ::1 to test for IPv6); the probe
+    is refused, the library carries on without it, and the refusal is not the replay's: it is
+    logged (-d), not counted in the report."""
+    guard = install(Guard(allowed_write_root=out))
+    try:
+        prepare_renderers()
+        prepare_exports()
+    finally:
+        uninstall(guard)
+    if guard.violations:
+        log.debug("refused while importing the output libraries: %s", guard.violations)
+
+
+def replay_target(
+    plan: ReplayPlan,
+    outdir: str | Path,
+    *,
+    isolate: bool = True,
+    force: bool = False,
+    yara_rules: str | None = None,
+) -> ReplayResult:
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out.
 
     The emulation's recording is frozen into ``trace.jsonl`` + ``blobs/``; report.json and the
     rendered files are derived from that trace by the same code as ``chainreplay analyse``.
+
+    ``outdir`` is locked for the run (:class:`emulator.output.OutputBusy` if another run holds
+    it) and emptied of what an earlier run left (:class:`emulator.output.OutputNotOurs` if it
+    holds files no run wrote, unless ``force``). The whole run, analysis and drawing included,
+    ends by ``timeout + WATCHDOG_GRACE_SECONDS``. A SIGTERM, SIGINT or SIGHUP (main thread only)
+    ends it early with a partial report whose outcome is ``interrupted``.
+    ``yara_rules`` (a rule file or folder, compiled by the caller first) scans every buffer into
+    ``report.yara``.
     """
     out = Path(outdir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
-    if isolate:
-        recording = emulate_isolated(plan, while_waiting=prepare_renderers)
-    else:
-        recording = emulate(plan)
-        recording.isolation = "in-process"
-        prepare_renderers()
-    report = produce(out, freeze(plan, recording, target_sha256), write_frozen=True)
+    control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
+    with output_folder(out, force=force), control, _matplotlib_config_in(out / MPL_CONFIG_DIR):
+        if isolate:
+            recording = emulate_isolated(plan, while_waiting=lambda: _prepare_outputs(out), control=control)
+        else:
+            recording = emulate(plan)
+            recording.isolation = "in-process"
+            _prepare_outputs(out)
+            if control.signum is not None:
+                control.handled = True
+                recording.signal = control.signum
+                name = signal.Signals(control.signum).name
+                recording.outcome = outcome_model.interrupted(name, "during the emulation")
+        log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
+        report = produce(
+            out, freeze(plan, recording, target_sha256), write_frozen=True, control=control, yara_rules=yara_rules
+        )
+        log.debug("outputs written")
+    signum = recording.signal if recording.signal is not None else control.signum
     return ReplayResult(
         report.outcome.status,
         report.outcome.detail,
@@ -368,4 +595,5 @@ def replay_target(plan: ReplayPlan, outdir: str | Path, *, isolate: bool = True)
         len(report.stages),
         len(report.api_calls),
         round(recording.emulation_seconds, 3),
+        signum,
     )

@@ -213,6 +213,12 @@ class VirtualTime(_Model):
     sleeps: int
 
 
+class ContainmentLayer(_Model):
+    name: str = Field(description="parent_death_signal, process_group, network_namespace, landlock, seccomp.")
+    active: bool
+    detail: str = Field(description="What the layer stops, or why the kernel refused it.")
+
+
 class Containment(_Model):
     """What the replay tried outside its sandbox, counted by the audit hook that refused it.
 
@@ -229,6 +235,14 @@ class Containment(_Model):
     host_processes_refused: int = Field(0, description="Host processes the replay tried to start, refused.")
     violations: list[str] = Field(default_factory=list, description="The first refused attempts, named.")
     isolation: str = Field(description="How the replay was contained: child process, in-process.")
+    layers: list[ContainmentLayer] = Field(
+        default_factory=list,
+        description="The kernel layers around the emulation child (emulator/sandbox.py): which were in force "
+        "and, for those the kernel refused, why. Empty in-process.",
+    )
+    kernel_refusals: int = Field(
+        0, description="Attempts the audit hook did not see and a kernel layer refused (EPERM/EACCES in user code)."
+    )
 
 
 class RunRecord(_Model):
@@ -252,6 +266,26 @@ class Stats(_Model):
 class Note(_EventRecord):
     what: str
     detail: str
+
+
+class YaraMatch(_Model):
+    rule: str
+    namespace: str = Field(description="The rule file's path under the --yara folder, without suffix.")
+    tags: list[str] = Field(default_factory=list)
+    target_type: Literal["stage", "dropped", "request", "response"]
+    target: str = Field(description="Stage id, guest path of the dropped file, or 'METHOD URL' of the exchange.")
+    sha256: str
+    stage: str | None = Field(default=None, description="Stage the bytes are, or the stage that wrote or sent them.")
+    strings: list[str] = Field(default_factory=list, description="Identifiers of the strings that matched.")
+    offsets: list[int] = Field(default_factory=list, description="Offsets of the string matches (the first 32).")
+
+
+class YaraScan(_Model):
+    """Result of ``run --yara RULES`` over every stage, dropped file and request/response body."""
+
+    rules: str = Field(description="The --yara argument: a rule file or a folder of .yar/.yara files.")
+    scanned: int = Field(description="Byte buffers scanned.")
+    matches: list[YaraMatch] = Field(default_factory=list)
 
 
 class GraphNode(_Model):
@@ -320,6 +354,9 @@ class Report(_Model):
     runs: list[RunRecord] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     stats: Stats
+    yara: YaraScan | None = Field(
+        default=None, description="Matches of the user's YARA rules (run --yara); null without it."
+    )
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -6,14 +6,22 @@ Every problem is reported as one line naming the file, the key and what was expe
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.environment import GuestEnvironment, MissingFiles
 from emulator.expect import Expect
-from emulator.limits import MAX_SAMPLE_FILE_SIZE, Limits
+from emulator.limits import (
+    MAX_BODY_FILE_SIZE,
+    MAX_INPUT_NESTING,
+    MAX_SAMPLE_FILE_SIZE,
+    MAX_SCENARIO_FILE_SIZE,
+    Limits,
+)
 from emulator.plan import (
     DEFAULT_START_TIME,
     DEFAULT_USER,
@@ -95,6 +103,30 @@ class EnvironmentSpec(_Strict):
     os_version: tuple[int, int, int] = (10, 0, 19045)
     variables: dict[str, str] = Field(default_factory=dict)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
+    # What the machine reports about itself (emulator/environment.py has the defaults).
+    argv: list[str] = Field(default_factory=list, description="Command-line arguments after the program name.")
+    processors: int | None = None
+    memory_mb: int | None = None
+    disk_gb: int | None = None
+    disk_free_gb: int | None = None
+    screen: tuple[int, int] | None = None
+    uptime_ms: int | None = None
+    cpu_vendor: str | None = None
+    hypervisor: bool | None = None
+
+    def guest(self, missing_files: MissingFiles) -> GuestEnvironment:
+        """The machine settings as a :class:`GuestEnvironment` (unset keys keep its defaults)."""
+        values = {k: v for k, v in self.model_dump().items() if k in GuestEnvironment.model_fields and v is not None}
+        return GuestEnvironment.model_validate({**values, "missing_files": missing_files})
+
+
+class FilesSection(_Strict):
+    """``[files]`` as a table: the policy for files the scenario does not provide, and the mapped files."""
+
+    missing: MissingFiles = Field(
+        "not_found", description='"not_found" (as Windows) or "default_content" (as bare Speakeasy).'
+    )
+    entries: list[FileSpec] = Field(default_factory=list)
 
 
 class ResponderSpec(BaseModel):
@@ -110,7 +142,7 @@ class NetworkSpec(_Strict):
 class ScenarioFile(_Strict):
     scenario: ScenarioMeta
     target: TargetSpec
-    files: list[FileSpec] = Field(default_factory=list)
+    files: list[FileSpec] | FilesSection = Field(default_factory=list)
     environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
     registry: list[RegistrySpec] = Field(default_factory=list)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
@@ -132,14 +164,39 @@ def _first_error(err: ValidationError) -> str:
     return f"{location}: {message}"
 
 
+def check_plain_data(value: Any, what: str, max_depth: int = MAX_INPUT_NESTING) -> None:
+    """Refuse data nested deeper than ``max_depth`` or holding a non-finite number (inf, nan),
+    walking it without recursion; raises ValueError naming the place."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > max_depth:
+            raise ValueError(f"{where or what}: nested deeper than {max_depth} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{where or what}: {item} is not a finite number")
+        if isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}".lstrip("."), depth + 1) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item))
+
+
 def read_scenario_file(folder: Path) -> ScenarioFile:
     path = folder / SCENARIO_FILE
     if not path.is_file():
         raise ScenarioError(f"{path}: no such file (a scenario folder needs {SCENARIO_FILE})")
+    size = path.stat().st_size
+    if size > MAX_SCENARIO_FILE_SIZE:
+        raise ScenarioError(f"{path}: file is {size} bytes, larger than the {MAX_SCENARIO_FILE_SIZE}-byte limit")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ScenarioError(f"{path}: not valid TOML: {err}") from err
+        raise ScenarioError(f"{path}: not valid TOML: {' '.join(str(err).split())}") from err
+    except RecursionError as err:
+        raise ScenarioError(f"{path}: nested deeper than the TOML reader can follow") from err
+    try:
+        check_plain_data(raw, "(top level)")
+    except ValueError as err:
+        raise ScenarioError(f"{path}: {err}") from err
     try:
         return ScenarioFile.model_validate(raw)
     except ValidationError as err:
@@ -223,10 +280,14 @@ def load_scenario(
         )
     if spec.target.kind == "shellcode" and spec.target.arch is None:
         raise ScenarioError(f"{scenario_path}: target.arch: required for shellcode (x86 or x64)")
+    file_specs = spec.files.entries if isinstance(spec.files, FilesSection) else spec.files
+    missing_files: MissingFiles = spec.files.missing if isinstance(spec.files, FilesSection) else "not_found"
     files = [
         VirtualFile(emu_path=f.emu_path, host_path=str(_inside(folder, f.path, f"files[{i}].path", scenario_path)))
-        for i, f in enumerate(spec.files)
+        for i, f in enumerate(file_specs)
     ]
+    for i, (f, virtual) in enumerate(zip(file_specs, files, strict=True)):
+        _check_size(Path(virtual.host_path), MAX_SAMPLE_FILE_SIZE, f"files[{i}].path", f.path, scenario_path)
     if spec.target.kind == "pe":
         from emulator.pe import PeError, check_file
 
@@ -254,7 +315,9 @@ def load_scenario(
         )
         if r.type in ("c2", "static"):
             for key, value in _body_files(options):
-                used.append(_inside(folder, value, f"responders[{i}].{key}", scenario_path))
+                body = _inside(folder, value, f"responders[{i}].{key}", scenario_path)
+                _check_size(body, MAX_BODY_FILE_SIZE, f"responders[{i}].{key}", value, scenario_path)
+                used.append(body)
     _check_responders(folder, responders, scenario_path)
     if verify:
         verify_manifest(folder, used)
@@ -264,6 +327,10 @@ def load_scenario(
     except ValidationError as err:
         raise ScenarioError(f"{scenario_path}: limits.{_first_error(err)}") from err
     env = spec.environment
+    try:
+        guest = env.guest(missing_files)
+    except ValidationError as err:
+        raise ScenarioError(f"{scenario_path}: environment.{_first_error(err)}") from err
     return ReplayPlan(
         name=spec.scenario.name,
         target_path=str(target),
@@ -283,6 +350,7 @@ def load_scenario(
         ],
         os_version=env.os_version,
         sandbox_marker=env.sandbox_marker,
+        guest=guest,
         seed=spec.scenario.seed if seed is None else seed,
         start_time=spec.scenario.start_time,
         limits=limits,
@@ -291,6 +359,15 @@ def load_scenario(
         scenario_dir=str(folder),
         mode=mode,  # type: ignore[arg-type]
     )
+
+
+def _check_size(path: Path, limit: int, key: str, relative: str, scenario_path: Path) -> None:
+    """Refuse a data file over ``limit`` bytes by its size, before anything reads it."""
+    size = path.stat().st_size
+    if size > limit:
+        raise ScenarioError(
+            f"{scenario_path}: {key}: {relative}: file is {size} bytes, larger than the {limit}-byte limit"
+        )
 
 
 def _arg(arg: int | ArgSpec) -> int | StringArg:
@@ -320,14 +397,24 @@ def _body_files(options: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _check_responders(folder: Path, responders: list[ResponderConfig], scenario_path: Path) -> None:
-    """Build each responder once now, so a bad section is reported before emulation starts.
+    """Build each built-in responder once now, so a bad section is reported before emulation starts.
 
-    A user responder is Python code: it is built under the containment guard, as in the replay.
+    A user responder (``type = "python"``) is never imported here: user code runs only inside
+    the contained emulation child, where a failure to build it is the replay's outcome. Here
+    only the form of its ``class`` is checked.
     """
     from emulator.containment import Guard, install, uninstall
     from emulator.responders.router import ResponderLoadError, build_responder
 
     for i, r in enumerate(responders):
+        if r.type == "python":
+            module, sep, attr = (r.class_path or "").replace(":", ".").rpartition(".")
+            if not sep or not module or not attr:
+                raise ScenarioError(
+                    f"{scenario_path}: responders[{i}] ({r.name}): type 'python' needs "
+                    "'class' = 'package.module:ClassName'"
+                )
+            continue
         guard = install(Guard(allowed_write_root=None))
         try:
             build_responder(r.type, r.name, dict(r.options), folder, r.class_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.environment import GuestEnvironment
 from emulator.randomness import SeededRandom
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkRouter
@@ -22,6 +23,9 @@ class ReplayServices:
     rng: SeededRandom
     network: NetworkRouter
     handles: dict[int, Any] = field(default_factory=dict)
+    guest: GuestEnvironment = field(default_factory=GuestEnvironment)
+    # The guest's environment variables, names lower-cased.
+    variables: dict[str, str] = field(default_factory=dict)
     _next_handle: int = HANDLE_BASE
 
     def new_handle(self, obj: Any) -> int:

@@ -61,6 +61,9 @@ class TraceContainment(_Model):
     processes_refused: int = 0
     violations: list[str] = Field(default_factory=list)
     isolation: str = "child process"
+    # The kernel layers around the emulation child (emulator/sandbox.py): name, active, detail.
+    layers: list[tuple[str, bool, str]] = Field(default_factory=list)
+    kernel_refusals: int = 0
 
 
 class EntryOrigin(_Model):

@@ -59,6 +59,7 @@ class ParameterSpec(_Strict):
 class VariantSpec(_Strict):
     copy_: list[str] = Field(alias="copy", description="Built folders that make the new scenario.")
     arch_compilers: dict[str, str] = Field(default_factory=dict)
+    make: dict[str, str] = Field(default_factory=dict, description="Make variables of every variant build.")
 
 
 class VariantFile(_Strict):
@@ -281,7 +282,7 @@ def build_variant(folder: Path, output: Path, settings: dict[str, str], *, name:
     with tempfile.TemporaryDirectory(prefix="chainreplay-variant-") as tmp:
         tree = Path(tmp) / "tree"
         command = ["make", "--no-print-directory", "-C", str(folder), f"OUT={tree}", f"PYTHON={sys.executable}", "all"]
-        command += [f"{k}={v}" for k, v in sorted(variables.items())]
+        command += [f"{k}={v}" for k, v in sorted({**spec.variant.make, **variables}.items())]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
         except subprocess.TimeoutExpired as err:

@@ -140,12 +140,13 @@ def dask_cluster() -> Iterator[str]:
 def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: Callable[..., Result]) -> None:
     assert dask_cluster.startswith("tcp://127.0.0.1:")
     out = tmp_path / "dask"
-    result = cli("batch", *SMALL, "--scheduler", dask_cluster, "-o", out)
+    result = cli("batch", *SMALL, "--scheduler", dask_cluster, "-o", out, "--check")
     assert result.rc == 0, result.out + result.err
     assert f"on {dask_cluster}" in result.out
     summary = _summary(out)
     assert summary["scheduler"] == dask_cluster and summary["workers"] == 2
     assert [t["outcome"] for t in summary["targets"]] == ["completed", "completed"]
+    assert [t["drift"] for t in summary["targets"]] == [0, 0]  # same behaviour as the committed baselines
     assert all(f"pid {os.getpid()}" not in t["worker"] for t in summary["targets"])
     report = json.loads((out / "winhttp-downloader" / "report.json").read_text(encoding="utf-8"))
     assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]

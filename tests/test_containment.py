@@ -1,7 +1,7 @@
 """Containment: a replay never touches the host network and writes only inside its output folder.
 
 The full replays run in a subprocess whose ``sitecustomize`` replaces the socket entry points
-by functions that shout on stderr and raise, with HOME, the matplotlib cache and the working
+by functions that shout on stderr and raise, with HOME, the caches and the working
 directory inside tmp_path, so the whole tree the replay could touch can be snapshotted.
 """
 
@@ -50,7 +50,7 @@ socket.create_connection = _refuse
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _sandbox(tmp_path: Path, *, warm_matplotlib: bool) -> dict[str, str]:
+def _sandbox(tmp_path: Path) -> dict[str, str]:
     """Environment for a child chainreplay: no network, HOME and caches inside tmp_path."""
     site = tmp_path / "site"
     site.mkdir()
@@ -65,11 +65,6 @@ def _sandbox(tmp_path: Path, *, warm_matplotlib: bool) -> dict[str, str]:
         PYTHONPATH=str(site),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    if warm_matplotlib:
-        # What any first use of matplotlib does (build its font cache), done before the replay.
-        subprocess.run(
-            [sys.executable, "-c", "import matplotlib.pyplot"], env=env, check=True, timeout=120, cwd=tmp_path
-        )
     return env
 
 
@@ -84,11 +79,11 @@ def _snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
 
 
 def _run_sandboxed(
-    tmp_path: Path, target: Path, *extra: str, warm_matplotlib: bool = True, timeout: float = 180
+    tmp_path: Path, target: Path, *extra: str, timeout: float = 180
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], list[str]]:
     """Run ``chainreplay run target`` in the sandbox; return the process, the report and what
     changed in tmp_path outside the output folder."""
-    env = _sandbox(tmp_path, warm_matplotlib=warm_matplotlib)
+    env = _sandbox(tmp_path)
     work = tmp_path / "cwd"
     work.mkdir()
     (work / "existing.txt").write_text("untouched\n", encoding="utf-8")
@@ -149,10 +144,10 @@ def test_3cx_replay_is_contained(tmp_path: Path) -> None:
     assert all(n["host"] != "" for n in report["network"])
 
 
-def test_cold_matplotlib_cache_is_not_a_violation(tmp_path: Path) -> None:
-    """First use of matplotlib (font cache build under $MPLCONFIGDIR) must not count as a write
-    outside the output folder (regression: the drawing used to import it under the guard)."""
-    proc, report, _ = _run_sandboxed(tmp_path, HELLO, warm_matplotlib=False)
+def test_cold_home_is_not_a_violation(tmp_path: Path) -> None:
+    """First use of the renderers with a cold HOME must not count as a write outside the output
+    folder (regression: matplotlib, which drew the graph then, built its font cache under the guard)."""
+    proc, report, _ = _run_sandboxed(tmp_path, HELLO)
     assert proc.returncode == 0, proc.stderr
     _assert_contained(report)
 
@@ -161,8 +156,6 @@ def test_in_process_replay_opens_no_socket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same with the CLI in this process (the emulation child is forked from it)."""
-    import matplotlib.pyplot  # noqa: F401 - font cache built here, outside any guard
-
     from emulator.cli import main
 
     attempts: list[object] = []
@@ -252,9 +245,11 @@ def test_guard_refuses_network(guard: Guard) -> None:
         socket.create_connection(("127.0.0.1", 9), timeout=1)
     with pytest.raises(ContainmentViolation):
         socket.getaddrinfo("example.com", 80)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(ContainmentViolation):
-        sock.sendto(b"x", ("127.0.0.1", 9))
-    assert guard.sockets_blocked >= 1
+    with pytest.raises(ContainmentViolation):
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(ContainmentViolation):
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    assert guard.sockets_blocked >= 2  # create_connection is refused at its name lookup
     assert guard.lookups_blocked >= 1
 
 
@@ -451,7 +446,7 @@ class WritingAtLoadResponder(_Hostile):
 
 
 HOSTILE_RESPONDERS = [
-    ("ConnectingResponder", "host_connects_refused", "socket.connect"),
+    ("ConnectingResponder", "host_connects_refused", "socket AF_INET"),
     ("ResolvingResponder", "host_name_lookups_refused", "socket.getaddrinfo"),
     ("WritingResponder", "writes_outside_outdir_refused", "write to"),
     ("SwallowingResponder", "writes_outside_outdir_refused", "write to"),
@@ -524,17 +519,243 @@ def test_hostile_responder_in_process(tmp_path: Path) -> None:
     assert report["containment"]["isolation"] == "in-process"
 
 
-def test_responder_writing_at_load_is_a_scenario_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The loader builds each responder once, under the same guard: exit 2, one line, nothing written."""
-    from emulator.cli import E_BAD_INPUT, main
+def test_responder_writing_at_load_is_refused_in_the_child(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user responder is never built in the CLI: its constructor runs in the contained child,
+    where the write is refused and the replay's outcome says so (exit 3)."""
+    from emulator.cli import E_CONTAINMENT, main
 
     escape = tmp_path / "escape.txt"
     folder = _hostile_scenario(tmp_path, "WritingAtLoadResponder", escape)
     rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
     err = capsys.readouterr().err
-    assert rc == E_BAD_INPUT
-    assert err.count("\n") == 1 and "responders[0] (hostile)" in err and "containment: refused" in err, err
+    assert rc == E_CONTAINMENT, err
+    assert "Traceback" not in err
     assert not escape.exists()
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "containment", report["outcome"]
+    assert report["containment"]["writes_outside_outdir_refused"] == 1
+
+
+def test_unimportable_user_responder_is_the_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A class that cannot be imported is found in the child, where user code runs: outcome
+    error naming it, one line, exit 0 (the replay ran and says why it stopped)."""
+    from emulator.cli import main
+
+    folder = _hostile_scenario(tmp_path, "X", tmp_path / "unused")
+    text = (folder / "scenario.toml").read_text(encoding="utf-8").replace(f"{__name__}:X", "no.such.module:X")
+    (folder / "scenario.toml").write_text(text, encoding="utf-8")
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "error"
+    assert "no.such.module" in report["outcome"]["detail"] and "\n" not in report["outcome"]["detail"]
+
+
+def test_cli_never_imports_a_user_responder(tmp_path: Path) -> None:
+    """Loading a scenario with a python responder imports nothing: the module would shout."""
+    from emulator.scenario import load_scenario
+
+    module = tmp_path / "shouting_responder.py"
+    module.write_text("raise SystemExit('imported in the CLI')\n", encoding="utf-8")
+    folder = _hostile_scenario(tmp_path, "X", tmp_path / "unused")
+    text = (folder / "scenario.toml").read_text(encoding="utf-8").replace(f"{__name__}:X", "shouting_responder:X")
+    (folder / "scenario.toml").write_text(text, encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        plan = load_scenario(folder)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "shouting_responder" not in sys.modules
+    assert plan.responders[0].class_path == "shouting_responder:X"
+
+
+# ---- hostile user responders that go around the audit hook: the kernel layers refuse ----------
+
+
+class _Listener:
+    """A loopback TCP listener in the test process: did anything connect?"""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except (TimeoutError, OSError):
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ctypes_connect(port: int) -> None:
+    import ctypes
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(2, 1, 0)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "socket refused")
+    address = struct.pack("<HH4s8x", 2, socket.htons(port), socket.inet_aton("127.0.0.1"))
+    if libc.connect(fd, address, len(address)) != 0:
+        raise OSError(ctypes.get_errno(), "connect refused")
+
+
+class CtypesConnectResponder(_Hostile):
+    def attempt(self) -> None:
+        _ctypes_connect(int(self.options["port"]))
+
+
+class ForkExecResponder(_Hostile):
+    def attempt(self) -> None:
+        import _posixsubprocess  # type: ignore[import-not-found]
+
+        args = [b"/usr/bin/touch", os.fsencode(str(self.options["path"]))]
+        errpipe_read, errpipe_write = os.pipe()
+        try:
+            _posixsubprocess.fork_exec(
+                args, [args[0]], True, (errpipe_write,), None, None,
+                -1, -1, -1, -1, -1, -1, errpipe_read, errpipe_write,
+                False, False, -1, None, None, None, -1, None, True,
+            )  # fmt: skip
+        finally:
+            os.close(errpipe_read)
+            os.close(errpipe_write)
+
+
+class ForkResponder(_Hostile):
+    def attempt(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            Path(str(self.options["path"])).write_text("child", encoding="utf-8")
+            os._exit(0)
+
+
+class SqliteResponder(_Hostile):
+    def attempt(self) -> None:
+        import sqlite3
+
+        sqlite3.connect(str(self.options["path"])).execute("create table t (x)")
+
+
+class XattrResponder(_Hostile):
+    def attempt(self) -> None:
+        os.setxattr(str(self.options["victim"]), "user.chainreplay", b"1")
+
+
+class ThreadAtLoadResponder(_Hostile):
+    """Starts a thread in __init__ that acts when the first request comes (later, mid-replay)."""
+
+    def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
+        import threading
+
+        super().__init__(name, options, scenario_dir)
+        self.go = threading.Event()
+        self.done = threading.Event()
+        threading.Thread(target=self._later, daemon=True).start()
+
+    def _later(self) -> None:
+        self.go.wait()
+        try:
+            Path(str(self.options["path"])).write_text("escaped", encoding="utf-8")
+        finally:
+            self.done.set()
+
+    def attempt(self) -> None:
+        self.go.set()
+        self.done.wait(10)
+
+
+class NonDaemonThreadResponder(_Hostile):
+    """A non-daemon thread that never ends: the CLI must exit anyway."""
+
+    def __init__(self, name: str, options: dict[str, Any], scenario_dir: Path) -> None:
+        import threading
+        import time
+
+        super().__init__(name, options, scenario_dir)
+        threading.Thread(target=lambda: [time.sleep(0.05) for _ in iter(int, 1)], daemon=False).start()
+
+    def attempt(self) -> None:
+        pass
+
+
+NATIVE_HOSTILE = [
+    ("CtypesConnectResponder", "host_connects_refused", "ctypes socket()"),
+    ("ForkExecResponder", None, "kernel refused"),
+    ("ForkResponder", "host_processes_refused", "os.fork"),
+    ("SqliteResponder", "writes_outside_outdir_refused", "sqlite3.connect"),
+    ("XattrResponder", "writes_outside_outdir_refused", "os.setxattr"),
+    ("ThreadAtLoadResponder", "writes_outside_outdir_refused", "write to"),
+]
+
+
+@pytest.mark.parametrize(("class_name", "count", "named"), NATIVE_HOSTILE, ids=[h[0] for h in NATIVE_HOSTILE])
+def test_native_hostile_responder_is_refused(
+    class_name: str, count: str | None, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator.cli import E_CONTAINMENT, main
+
+    escape = tmp_path / "escape.txt"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep", encoding="utf-8")
+    listener = _Listener()
+    try:
+        folder = _hostile_scenario(tmp_path, class_name, escape)
+        text = (folder / "scenario.toml").read_text(encoding="utf-8")
+        text = text.replace(
+            "options = { path = ", f"options = {{ port = {listener.port}, victim = {json.dumps(str(victim))}, path = "
+        )
+        (folder / "scenario.toml").write_text(text, encoding="utf-8")
+        outdir = tmp_path / "out"
+        rc = main(["run", str(folder), "-o", str(outdir), "-q"])
+        captured = capsys.readouterr()
+        assert not listener.connected(), "the responder reached the loopback listener"
+    finally:
+        listener.close()
+    assert "Traceback" not in captured.err, captured.err
+    assert rc == E_CONTAINMENT, captured.err
+    assert not escape.exists()
+    assert os.listxattr(victim) == [] and victim.read_text(encoding="utf-8") == "keep"
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "containment", report["outcome"]
+    containment = report["containment"]
+    assert named in report["outcome"]["detail"], report["outcome"]
+    if count is not None:
+        assert containment[count] >= 1, containment
+    else:
+        assert containment["kernel_refusals"] >= 1, containment
+    assert {layer["name"]: layer["active"] for layer in containment["layers"]} == {
+        "parent_death_signal": True,
+        "process_group": True,
+        "network_namespace": True,
+        "landlock": True,
+        "seccomp": True,
+    }
+
+
+def test_non_daemon_thread_does_not_keep_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from emulator.cli import main
+
+    folder = _hostile_scenario(tmp_path, "NonDaemonThreadResponder", tmp_path / "unused")
+    began = time.monotonic()
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    assert time.monotonic() - began < 60
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed"
+    # the CLI's own process never ran the responder: no thread of it here
+    import threading
+
+    assert not [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
 
 
 # ---- dropped files: stored under their sha256, the guest's name kept only sanitised ------------
@@ -612,12 +833,16 @@ def test_hostile_dropped_names_are_stored_by_sha256(tmp_path: Path) -> None:
         _assert_safe_display(record.path)
         assert record.stored_as == f"dropped/{record.sha256}"
         assert hashlib.sha256((out / record.stored_as).read_bytes()).hexdigest() == record.sha256
+    from emulator.export import DETECTIONS_DIR, EXPORT_FILES
+
     names = {p.relative_to(out).as_posix() for p in out.rglob("*")}
-    assert names == {"dropped", "report.json", *GRAPH_FILES, *(r.stored_as for r in report.dropped)}
+    exports = {n for n in names if n in EXPORT_FILES or n.split("/")[0] == DETECTIONS_DIR}
+    assert exports >= set(EXPORT_FILES)  # the exports too are written under fixed names
+    assert names - exports == {"dropped", "report.json", *GRAPH_FILES, *(r.stored_as for r in report.dropped)}
     assert report.containment.writes_outside_outdir_refused == 0
 
 
-GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
+from emulator.render import RENDERED_FILES as GRAPH_FILES  # noqa: E402 - every rendered file
 
 
 def _plant(out: Path, outside: Path, digests: list[str]) -> dict[Path, bytes]:
@@ -679,6 +904,7 @@ def test_real_sample_dropping_hostile_names(tmp_path: Path, capsys: pytest.Captu
     digests = [hashlib.sha256(c).hexdigest() for c in contents]
     out, outside = tmp_path / "out", tmp_path / "outside"
     planted = _plant(out, outside, digests)
+    (out / ".chainreplay").write_text("an earlier run's folder, links planted in it since\n", encoding="utf-8")
     rc = main(["run", str(DROPNAMES), "-o", str(out), "-q"])
     captured = capsys.readouterr()
     assert rc == 0 and "Traceback" not in captured.err, captured.err
@@ -751,3 +977,115 @@ def test_user_responder_state_always_serialises(class_name: str, expected: dict[
     report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
     assert report["responders"]["hostile"] == expected
     assert report["outcome"]["status"] != "containment", report["outcome"]
+
+
+# ---- nothing written outside OUTDIR by anything, libraries included: strace proves it ---------
+
+STRACE_WRITE_CALLS = {
+    "creat",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "chmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "lchown",
+    "fchownat",
+    "truncate",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "mknod",
+    "mknodat",
+}
+STRACE_NETWORK_CALLS = {"socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "sendto", "sendmsg"}
+WRITE_OPEN_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC")
+
+
+def _strace_findings(log: Path, outdir: Path) -> tuple[list[str], list[str]]:
+    """(successful writes outside ``outdir``, network syscalls) in an ``strace -f -y`` log."""
+    import re
+
+    line_re = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
+    writes, network = [], []
+    inside = str(outdir)
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = line_re.match(line)
+        if not match:
+            continue
+        call, args, ret = match.groups()
+        if call in STRACE_NETWORK_CALLS:
+            network.append(line)
+            continue
+        is_open_write = call in ("open", "openat", "openat2") and any(f in args for f in WRITE_OPEN_FLAGS)
+        if not (call in STRACE_WRITE_CALLS or is_open_write) or ret.startswith("-"):
+            continue
+        # -y shows a descriptor argument as 4</its/path>: a relative name is joined to it
+        fd_dirs = re.findall(r"\d+<([^>]*)>", args)
+        names = re.findall(r'"([^"]*)"', args)
+        targets = [n if n.startswith("/") or not fd_dirs else f"{fd_dirs[0]}/{n}" for n in names] or fd_dirs
+        if any(not (t == inside or t.startswith(inside + "/") or t == "/dev/null") for t in targets):
+            writes.append(line)
+    return writes, network
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
+def test_strace_fresh_home_no_write_outside_outdir_no_network(tmp_path: Path) -> None:
+    """The CLI and everything it loads (matplotlib and its font cache included), and the emulation
+    child, on a fresh HOME: no file system change outside OUTDIR, no network syscall at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MPL", "XDG_"))}
+    env["PYTHONPATH"] = str(REPO)
+    command = [sys.executable, "-m", "emulator", "run", str(HELLO), "--export", "Greet", "--arg", "str:x", "--arg", "1"]
+    # A first run compiles the interpreter's bytecode caches of this checkout (Python's, not the replay's).
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    subprocess.run([*command, "-o", str(warm / "out"), "-q"], env={**env, "HOME": str(warm)}, check=True, timeout=300)
+    home = tmp_path / "home"
+    home.mkdir()
+    outdir = tmp_path / "out"
+    log = tmp_path / "strace.log"
+    proc = subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-e", "trace=%file,%network", "-o", str(log), *command, "-o", str(outdir), "-q"],
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    writes, network = _strace_findings(log, outdir)
+    assert writes == [], "\n".join(writes[:20])
+    assert network == [], "\n".join(network[:20])
+    assert list(home.iterdir()) == [], "the replay wrote under a fresh HOME"
+    assert not (outdir / ".matplotlib").exists()
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed"
+
+
+def test_strace_parser_sees_writes_and_sockets(tmp_path: Path) -> None:
+    """The parser above finds what it must (so an empty finding means something)."""
+    log = tmp_path / "log"
+    log.write_text(
+        '10 openat(AT_FDCWD</x>, "/home/u/.cache/matplotlib/f.json", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 3</home/u/f>\n'
+        '10 mkdir("/home/u/.config/matplotlib", 0777) = 0\n'
+        '10 unlinkat(4</elsewhere>, "victim", 0) = 0\n'
+        '10 unlinkat(4</out/.matplotlib>, "fontlist.json", 0) = 0\n'
+        '10 openat(AT_FDCWD</x>, "/out/report.json", O_WRONLY|O_CREAT|O_EXCL, 0644) = 3</out/report.json>\n'
+        '10 openat(AT_FDCWD</x>, "/etc/passwd", O_RDONLY|O_CLOEXEC) = 3</etc/passwd>\n'
+        '10 mkdir("/tmp/refused", 0777) = -1 EACCES (Permission denied)\n'
+        "11 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = -1 EPERM (Operation not permitted)\n",
+        encoding="utf-8",
+    )
+    writes, network = _strace_findings(log, Path("/out"))
+    assert len(writes) == 3 and "victim" in writes[2]
+    assert len(network) == 1

@@ -106,7 +106,7 @@ def test_non_finite_timeout_flag_is_one_line(value: str, capsys: pytest.CaptureF
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
 def test_non_finite_timeout_key_is_one_line(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _scenario_with_limits(tmp_path, f"[limits]\ntimeout = {value}\n")
-    with pytest.raises(ScenarioError, match=r"limits\.timeout: Input should be a finite number$"):
+    with pytest.raises(ScenarioError, match=r"limits\.timeout: .*finite number$"):
         load_scenario(folder)
     rc = main(["run", str(folder), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err

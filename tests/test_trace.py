@@ -58,7 +58,14 @@ def frozen_copy(src: Path, dst: Path) -> Path:
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file of an output folder but the run's own bookkeeping (its lock and marker)."""
+    from emulator.output import LOCK_FILE, MARKER_FILE
+
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in (LOCK_FILE, MARKER_FILE)
+    }
 
 
 def without_time(report: dict[str, Any]) -> dict[str, Any]:
@@ -310,3 +317,23 @@ def test_every_record_caused_by_an_api_call_names_its_call_site(
     for buffer in report["buffers"]:
         # Recorded while its API call ran: same call site, same spelling of the API name.
         assert (buffer["pc"], buffer["api"]) in calls, buffer
+
+
+def test_an_engine_failure_reports_no_host_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from emulator.backends import speakeasy
+    from emulator.plan import ReplayPlan
+    from emulator.replay import replay_target
+
+    def broken_run(self: Any) -> Any:
+        raise RuntimeError("engine exploded")
+
+    monkeypatch.setattr(speakeasy.SpeakeasyBackend, "run", broken_run)
+    plan = ReplayPlan(name="hello", target_path=str(REPO / "tests" / "bins" / "hello.dll"), emu_path="C:\\hello.dll")
+    replay_target(plan, tmp_path / "out", isolate=False)
+    text = (tmp_path / "out" / "report.json").read_text(encoding="utf-8")
+    report = json.loads(text)
+    assert report["outcome"]["status"] == "error" and "engine exploded" in report["outcome"]["detail"]
+    detail = report["runs"][0]["error_detail"]
+    assert "engine exploded" in detail, detail
+    for host_path in (str(REPO), str(tmp_path), "site-packages"):
+        assert host_path not in text

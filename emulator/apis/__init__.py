@@ -3,7 +3,7 @@
 Importing this package registers every handler in :data:`emulator.apis.core.HANDLERS`.
 """
 
-from emulator.apis import bcrypt, clock, netapi, randomness, winhttp, wininet, winsock  # noqa: F401
+from emulator.apis import bcrypt, clock, guestenv, netapi, randomness, winhttp, wininet, winsock  # noqa: F401
 from emulator.apis.core import HANDLERS, ApiHandler, GuestApi
 
 __all__ = ["HANDLERS", "ApiHandler", "GuestApi"]

@@ -7,6 +7,7 @@ import datetime as dt
 from emulator.apis.core import GuestApi, apihook
 from emulator.plan import MAX_START_TIME
 from emulator.services import ReplayServices
+from emulator.vclock import PERF_FREQUENCY
 
 WAIT_TIMEOUT = 0x102
 INFINITE = 0xFFFFFFFF
@@ -35,7 +36,7 @@ def get_tick_count(api: GuestApi, argv: list[int]) -> int:
     return _services(api).clock.tick_count_ms() & 0xFFFFFFFF
 
 
-@apihook("kernel32", ["GetTickCount64"], argc=0)
+@apihook("kernel32", ["GetTickCount64"], argc=0, ret64=True)
 def get_tick_count64(api: GuestApi, argv: list[int]) -> int:
     return _services(api).clock.tick_count_ms()
 
@@ -76,16 +77,23 @@ def query_performance_counter(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("kernel32", "QueryPerformanceFrequency", argc=1)
 def query_performance_frequency(api: GuestApi, argv: list[int]) -> int:
-    api.write_u64(argv[0], 10_000_000)
+    api.write_u64(argv[0], PERF_FREQUENCY)
     return 1
 
 
-@apihook("msvcrt", ["time", "_time64"], argc=1, conv="cdecl")
-def crt_time(api: GuestApi, argv: list[int]) -> int:
+@apihook("msvcrt", "_time64", argc=1, conv="cdecl", ret64=True)
+def crt_time64(api: GuestApi, argv: list[int]) -> int:
     now = int(_services(api).clock.now_unix())
-    if argv[0]:
-        api.write_u64(argv[0], now)
+    api.write_u64(argv[0], now)
     return now
+
+
+@apihook("msvcrt", "time", argc=1, conv="cdecl")
+def crt_time(api: GuestApi, argv: list[int]) -> int:
+    """msvcrt.dll's time(): a 32-bit time_t on x86, 64-bit on x64."""
+    if api.ptr_size == 4:
+        return crt_time32(api, argv)
+    return crt_time64(api, argv)
 
 
 @apihook("msvcrt", "_time32", argc=1, conv="cdecl")

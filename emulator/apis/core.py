@@ -14,6 +14,10 @@ from typing import Literal, Protocol
 
 from emulator.limits import MAX_RENDERED_STRING
 
+PAGE_SIZE = 0x1000
+# Bytes read at a time by GuestApi.read_string (never across a page boundary).
+STRING_CHUNK = 256
+
 
 class GuestMemory(Protocol):
     ptr_size: int
@@ -65,15 +69,23 @@ class GuestApi:
             self.write(address, value.to_bytes(self.ptr_size, "little"))
 
     def read_string(self, address: int, wide: bool, max_chars: int = MAX_RENDERED_STRING) -> str:
-        """A NUL-terminated guest string, read in chunks so a long string costs few reads."""
+        """A NUL-terminated guest string, read in chunks so a long string costs few reads.
+
+        A chunk never crosses a page boundary, so a string ending just below the end of its
+        region (the top of the stack, the last page of an allocation) is read whole.
+        """
         if not address:
             return ""
         unit = 2 if wide else 1
+        limit = max_chars * unit
         out = bytearray()
-        chunk = 64 * unit
-        while len(out) < max_chars * unit:
+        position = address
+        while len(out) < limit:
+            # Up to the next page boundary, at most STRING_CHUNK bytes, whole characters only.
+            size = min(STRING_CHUNK, PAGE_SIZE - position % PAGE_SIZE, limit - len(out))
+            size = max(size - size % unit, unit)
             try:
-                data = self.read(address + len(out), chunk)
+                data = self.read(position, size)
             except Exception:
                 break
             for i in range(0, len(data) - unit + 1, unit):
@@ -81,7 +93,10 @@ class GuestApi:
                     out += data[:i]
                     return _decode(bytes(out), wide)
             out += data
-        return _decode(bytes(out[: max_chars * unit]), wide)
+            position += len(data)
+            if not data:
+                break
+        return _decode(bytes(out[:limit]), wide)
 
     def read_counted_string(self, address: int, length: int, wide: bool) -> str:
         """A string of ``length`` characters, or NUL-terminated when length is -1 / 0xFFFFFFFF."""
@@ -121,19 +136,21 @@ class ApiHandler:
     argc: int
     conv: CallConv
     func: HandlerFunc
+    # The result is 64 bits wide (ULONGLONG, __time64_t): on x86 it is returned in EDX:EAX.
+    ret64: bool = False
 
 
 HANDLERS: list[ApiHandler] = []
 
 
 def apihook(
-    module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall"
+    module: str, names: str | list[str], argc: int, conv: CallConv = "stdcall", ret64: bool = False
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register ``func`` as the project-side handler of ``module.name`` (each of ``names``)."""
 
     def register(func: HandlerFunc) -> HandlerFunc:
         for name in [names] if isinstance(names, str) else names:
-            HANDLERS.append(ApiHandler(module.lower(), name, argc, conv, func))
+            HANDLERS.append(ApiHandler(module.lower(), name, argc, conv, func, ret64))
         return func
 
     return register

@@ -1,44 +1,67 @@
 """Renderers: pure functions over the report document (:class:`emulator.report.Report`).
 
-:func:`render_files` writes every rendered file of an output folder from the report alone; a
-replay, ``chainreplay analyse`` and ``chainreplay render`` all call it.
+:func:`render_files` writes every rendered file of an output folder from the report alone (and
+the network bodies saved beside it); a replay, ``chainreplay analyse`` and ``chainreplay render``
+all call it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from emulator.report import Report
 
-GRAPH_FILES = ("stage_graph.png", "stage_graph.svg", "stage_graph.graphml")
+GRAPH_FILES = ("stage_graph.svg", "stage_graph.png", "stage_graph.graphml", "stage_graph.dot")
+RENDERED_FILES = (*GRAPH_FILES, "report.html", "narration.md")
+
+log = logging.getLogger(__name__)
 
 
 def prepare() -> None:
-    """Import the drawing library and load its fonts and back ends, before any guard is up.
-
-    matplotlib writes its config and font cache under the user's home on first use, which the
-    guard that allows writes only inside OUTDIR would refuse. Costly (imports), so a replay does
-    it while its emulation child runs.
-    """
-    from emulator.render.graph_files import warm_up
+    """Import the renderers and load Pillow's fonts and PNG writer, before any guard is up and,
+    in a replay, while the emulation child runs (off the critical path)."""
+    from emulator.render.png import warm_up
 
     warm_up()
 
 
-def render_files(report: Report, out: Path, clear: Callable[[Path], None] | None = None) -> list[str]:
+def _write_fresh(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+
+
+def render_files(
+    report: Report, out: Path, clear: Callable[[Path], None] | None = None, source: Path | None = None
+) -> list[str]:
     """Write the rendered files of ``report`` into ``out``; return what failed, one line each.
 
-    ``clear`` removes whatever sits at a file's name first (the output folder's link-safe
-    remover); a drawing problem is returned, never raised, so it cannot lose the report.
+    ``clear`` removes whatever sits at a file's name first (default: a file or link there);
+    every file is then created fresh, never written through a link. Network bodies for the
+    previews are read from ``source/network`` (default ``out``). A rendering problem is
+    returned, never raised, so it cannot lose the report.
     """
-    from emulator.render.graph_files import graph_from_report, write_graph_files
-
+    started = time.perf_counter()
+    remove = clear or _remove
+    for name in RENDERED_FILES:
+        remove(out / name)
     try:
-        if clear is not None:
-            for name in GRAPH_FILES:
-                clear(out / name)
-        write_graph_files(graph_from_report(report), out)
+        from emulator.render.files import rendered_bytes, saved_bodies
+
+        files = rendered_bytes(report, saved_bodies(report, source or out))
+        for name, data in files.items():
+            _write_fresh(out / name, data)
     except Exception as err:  # noqa: BLE001 - a drawing problem must not lose the report
-        return [f"graph drawing failed: {type(err).__name__}: {err}"]
+        log.debug("rendering failed", exc_info=True)
+        return [f"rendering failed: {type(err).__name__}: {err}"]
+    log.debug("rendered %s in %.3f s", ", ".join(files), time.perf_counter() - started)
     return []

@@ -1,186 +1,144 @@
-"""The stage graph as GraphML, PNG and SVG: stages left to right in the order they ran."""
+"""The stage graph as files: SVG (tooltips, links into report.html), PNG for slides, GraphML and DOT
+for other tools. Pure functions over the report; :func:`write_graph_files` writes them."""
 
 from __future__ import annotations
 
-import functools
-import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
-import matplotlib
+import networkx as nx
 
-matplotlib.use("Agg")
-matplotlib.rcParams["svg.hashsalt"] = "chainreplay"
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from emulator.report import Report  # noqa: E402
-from emulator.sanitize import for_display  # noqa: E402
-
-NODE_COLORS = {
-    "stage": "#d62728",
-    "process": "#7f7f7f",
-    "file": "#1f77b4",
-    "url": "#2ca02c",
-    "host": "#17becf",
-    "registry": "#9467bd",
-    "sync": "#8c564b",
-}
-EDGE_COLORS = {
-    "loads": "#7f7f7f",
-    "reads": "#1f77b4",
-    "decrypts_to": "#ff7f0e",
-    "delivers": "#bcbd22",
-    "maps": "#e377c2",
-    "executes": "#d62728",
-    "fetches": "#2ca02c",
-    "beacons_to": "#9467bd",
-    "exfiltrates_to": "#8c564b",
-    "drops": "#17becf",
-    "writes": "#17becf",
-    "creates": "#7f7f7f",
-    "resolves": "#aec7e8",
-}
-STAGE_SPACING = 4.0
-ARTIFACT_SPACING = 1.1
-LABEL_WIDTH = 28
+from emulator.render import GRAPH_FILES  # noqa: F401 - the names these functions write
+from emulator.render.layout import Layout, build_layout, edge_color, node_color
+from emulator.render.model import clean, graph_parts
+from emulator.render.png import render_png
+from emulator.render.svg import render_svg
+from emulator.report import Report
 
 
-def graph_from_report(report: Report) -> nx.DiGraph:
-    """The report's stage graph as a networkx graph; attributes that are null are left out."""
-    graph = nx.DiGraph()
-    for node in report.graph.nodes:
-        graph.add_node(node.id, **node.model_dump(exclude={"id"}, exclude_none=True))
-    for edge in report.graph.edges:
-        graph.add_edge(edge.source, edge.target, type=edge.type, evidence=list(edge.evidence))
+def graph_from_node_link(data: dict[str, Any]) -> nx.DiGraph:
+    graph: nx.DiGraph = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
     return graph
 
 
-def layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    stages = sorted(
-        (n for n, d in graph.nodes(data=True) if d.get("kind") == "stage"), key=lambda n: graph.nodes[n].get("order", 0)
-    )
-    positions: dict[str, tuple[float, float]] = {}
-    column: dict[str, int] = {}
-    for index, stage in enumerate(stages):
-        positions[stage] = (index * STAGE_SPACING, 0.0)
-        column[stage] = index
-    stacks: dict[int, list[str]] = {}
-    for node in graph.nodes:
-        if node in positions:
-            continue
-        # Beside the first stage that touched it (by evidence order).
-        touching = []
-        for src, dst, data in list(graph.in_edges(node, data=True)) + list(graph.out_edges(node, data=True)):
-            other = src if dst == node else dst
-            if other in column:
-                touching.append((min(data.get("evidence") or [0]), column[other]))
-        col = min(touching)[1] if touching else 0
-        stacks.setdefault(col, []).append(node)
-    for col, nodes in stacks.items():
-        for i, node in enumerate(sorted(nodes)):
-            side = 1 if i % 2 == 0 else -1
-            level = i // 2 + 1
-            positions[node] = (col * STAGE_SPACING + 0.9 * side, side * level * ARTIFACT_SPACING)
-    return positions
-
-
-def _label(graph: nx.DiGraph, node: str) -> str:
-    data = graph.nodes[node]
-    text = str(data.get("label", node))
-    if data.get("kind") == "stage":
-        text = f"{node}: {text}\n[{data.get('stage_kind', '')}]"
-    elif data.get("kind") in ("file", "registry"):
-        text = text.replace("/", "\\").split("\\")[-1] or text
-    elif data.get("kind") == "url":
-        text = text.split("://", 1)[-1]
-    text = for_display(text, 80)
-    lines = [text[i : i + LABEL_WIDTH] for i in range(0, len(text), LABEL_WIDTH)]
-    return "\n".join(lines[:3])
-
-
-def draw(graph: nx.DiGraph, title: str = "chainreplay stage graph") -> plt.Figure:
-    positions = layout(graph)
-    n_stages = sum(1 for _, d in graph.nodes(data=True) if d.get("kind") == "stage")
-    height = max(4.0, 1.2 * max((abs(y) for _, y in positions.values()), default=1) * 2 + 2)
-    fig, ax = plt.subplots(figsize=(max(8.0, 4.2 * n_stages + 3), min(height, 24.0)))
-    ax.set_title(title)
-    ax.axis("off")
-    colors = [NODE_COLORS.get(graph.nodes[n].get("kind", ""), "#cccccc") for n in graph.nodes]
-    sizes = [1600 if graph.nodes[n].get("kind") == "stage" else 500 for n in graph.nodes]
-    nx.draw_networkx_nodes(graph, positions, ax=ax, node_color=colors, node_size=sizes, alpha=0.9)
-    nx.draw_networkx_labels(graph, positions, ax=ax, labels={n: _label(graph, n) for n in graph.nodes}, font_size=7)
-    edge_colors = [EDGE_COLORS.get(d.get("type", ""), "#333333") for _, _, d in graph.edges(data=True)]
-    nx.draw_networkx_edges(
-        graph,
-        positions,
-        ax=ax,
-        edge_color=edge_colors,
-        arrows=True,
-        arrowsize=14,
-        node_size=sizes,
-        connectionstyle="arc3,rad=0.08",
-    )
-    nx.draw_networkx_edge_labels(
-        graph,
-        positions,
-        ax=ax,
-        font_size=6,
-        edge_labels={(u, v): d.get("type", "") for u, v, d in graph.edges(data=True)},
-    )
-    used_kinds = {graph.nodes[n].get("kind") for n in graph.nodes}
-    used_edges = {d.get("type") for _, _, d in graph.edges(data=True)}
-    handles: list[Any] = [Patch(color=c, label=k) for k, c in NODE_COLORS.items() if k in used_kinds]
-    handles += [Line2D([0], [0], color=c, label=k) for k, c in EDGE_COLORS.items() if k in used_edges]
-    if handles:
-        ax.legend(handles=handles, loc="upper left", fontsize=7, frameon=True, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def _graphml_safe(graph: nx.DiGraph) -> nx.DiGraph:
-    """GraphML holds scalars only: a list attribute (an edge's ``evidence``) is written as its JSON
-    text, ``"[102, 115]"``, which ``json.loads`` turns back into the list."""
-    safe = nx.DiGraph()
-    for node, data in graph.nodes(data=True):
-        safe.add_node(node, **{k: _scalar(v) for k, v in data.items() if v is not None})
-    for src, dst, data in graph.edges(data=True):
-        safe.add_edge(src, dst, **{k: _scalar(v) for k, v in data.items() if v is not None})
-    return safe
-
-
-def _scalar(value: object) -> str | int | float | bool:
-    if isinstance(value, str | int | float | bool):
+def _graphml_value(value: Any) -> str | int | float | bool:
+    if isinstance(value, bool | int | float):
         return value
-    return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return clean(value, 100_000)
 
 
-@functools.cache
-def warm_up() -> None:
-    """Load the fonts and the PNG and SVG back ends by drawing a throw-away figure in memory.
-
-    The first figure a process draws pays for them (about 0.15 s); a replay does it while
-    its emulation child runs, so the real drawing does not. Once per process is enough.
-    """
-    fig, ax = plt.subplots(figsize=(1, 1))
-    ax.text(0.5, 0.5, "chainreplay", fontsize=7)
-    ax.set_title("warm")
-    try:
-        for fmt in ("png", "svg"):
-            fig.savefig(io.BytesIO(), format=fmt, dpi=20)
-    finally:
-        plt.close(fig)
+_GRAPHML_TYPES = {bool: "boolean", int: "long", float: "double", str: "string"}
 
 
-def write_graph_files(graph: nx.DiGraph, out: Path, title: str = "chainreplay stage graph") -> None:
-    nx.write_graphml(_graphml_safe(graph), str(out / "stage_graph.graphml"))
-    fig = draw(graph, title)
-    try:
-        # Fixed metadata so two replays of the same scenario give the same image bytes.
-        fig.savefig(out / "stage_graph.png", dpi=110, metadata={"Software": None})
-        fig.savefig(out / "stage_graph.svg", metadata={"Date": None, "Creator": None})
-    finally:
-        plt.close(fig)
+def render_graphml(report: Report) -> str:
+    """GraphML of the stage graph, written directly (networkx's writer imports numpy: 0.6 s).
+    GraphML holds scalars only: a list (an edge's ``evidence``) is its JSON text, ``"[102, 115]"``,
+    which ``json.loads`` turns back into the list."""
+    nodes, edges = graph_parts(report)
+    node_rows: list[tuple[str, dict[str, str | int | float | bool]]] = [
+        (n.id, {"kind": n.kind, "label": clean(n.label, 100_000), **_attrs(n.attrs)}) for n in nodes
+    ]
+    edge_rows: list[tuple[str, str, dict[str, str | int | float | bool]]] = [
+        (e.source, e.target, {"type": e.type, "evidence": _graphml_value(e.evidence), **_attrs(e.attrs)}) for e in edges
+    ]
+    keys: dict[tuple[str, str], str] = {}
+    for domain, rows in (("node", [r[1] for r in node_rows]), ("edge", [r[2] for r in edge_rows])):
+        for attrs in rows:
+            for name, value in attrs.items():
+                kind = _GRAPHML_TYPES[type(value)]
+                if keys.setdefault((domain, name), kind) != kind:
+                    keys[(domain, name)] = "string"
+    ids = {key: f"d{i}" for i, key in enumerate(keys)}
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns '
+        'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">',
+    ]
+    for (domain, name), kind in keys.items():
+        out.append(f'  <key id="{ids[(domain, name)]}" for="{domain}" attr.name={quoteattr(name)} attr.type="{kind}"/>')
+    out.append('  <graph edgedefault="directed">')
+
+    def data(domain: str, attrs: dict[str, str | int | float | bool]) -> str:
+        parts = []
+        for name, value in attrs.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            parts.append(f'<data key="{ids[(domain, name)]}">{escape(text)}</data>')
+        return "".join(parts)
+
+    for node_id, attrs in node_rows:
+        out.append(f"    <node id={quoteattr(clean(node_id, 100_000))}>{data('node', attrs)}</node>")
+    for source, target, attrs in edge_rows:
+        out.append(
+            f"    <edge source={quoteattr(clean(source, 100_000))} target={quoteattr(clean(target, 100_000))}>"
+            f"{data('edge', attrs)}</edge>"
+        )
+    out += ["  </graph>", "</graphml>"]
+    return "\n".join(out) + "\n"
+
+
+def _attrs(attrs: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    return {k: _graphml_value(v) for k, v in attrs.items() if v is not None and k not in ("kind", "label", "type")}
+
+
+def _dot_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_dot(report: Report, layout: Layout | None = None) -> str:
+    """Graphviz DOT, left to right, with the same labels and colours as the SVG."""
+    layout = layout or build_layout(report)
+    _, edges = graph_parts(report)
+    lines = [
+        f"digraph {_dot_string(layout.title)} {{",
+        "  rankdir=LR;",
+        f"  label={_dot_string(layout.title + ': ' + layout.subtitle)}; labelloc=t;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
+    for box in layout.boxes:
+        color = node_color(box.kind)
+        lines.append(
+            f"  {_dot_string(box.id)} [label={_dot_string(chr(10).join(box.lines))}, color={_dot_string(color)}, "
+            f"fillcolor={_dot_string(color + '22')}, tooltip={_dot_string(box.tooltip)}];"
+        )
+    shown = {b.id for b in layout.boxes}
+    for edge in edges:
+        if edge.source in shown and edge.target in shown:
+            evidence = ",".join(str(s) for s in edge.evidence)
+            lines.append(
+                f"  {_dot_string(edge.source)} -> {_dot_string(edge.target)} [label={_dot_string(edge.type)}, "
+                f"color={_dot_string(edge_color(edge.type))}, evidence={_dot_string(evidence)}];"
+            )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def graph_files(report: Report) -> dict[str, bytes]:
+    """Every graph file's name and bytes."""
+    layout = build_layout(report)
+    return {
+        "stage_graph.svg": render_svg(layout).encode("utf-8"),
+        "stage_graph.png": render_png(layout),
+        "stage_graph.graphml": render_graphml(report).encode("utf-8"),
+        "stage_graph.dot": render_dot(report, layout).encode("utf-8"),
+    }
+
+
+def write_graph_files(report: Report, out: Path, write: Callable[[Path, bytes], None] | None = None) -> list[Path]:
+    """Write the graph files into ``out`` (through ``write``, which must replace what is there)."""
+    paths = []
+    for name, data in graph_files(report).items():
+        path = out / name
+        if write is None:
+            path.write_bytes(data)
+        else:
+            write(path, data)
+        paths.append(path)
+    return paths

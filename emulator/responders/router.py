@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from emulator.containment import ContainmentViolation
+from emulator.containment import ContainmentViolation, refused_by_kernel
 from emulator.events import NetRequest, NetResponse, NetworkExchange
 from emulator.limits import MAX_RESPONSE_BODY
 from emulator.recorder import Recorder
@@ -154,6 +154,13 @@ class NetworkRouter:
                 # The responder tried to reach the host: recorded, then the run ends (outcome "containment").
                 self._record_http(request, None, responder.name, blocked, safe_text(str(err)))
                 raise
+            except OSError as err:
+                if refused_by_kernel(err):  # the kernel layers refused what the audit hook did not see
+                    text = safe_text(f"containment: kernel refused {type(err).__name__}: {err}")
+                    self._record_http(request, None, responder.name, blocked, text)
+                    raise ContainmentViolation(text) from err
+                error = safe_text(f"{type(err).__name__}: {err}")
+                response = HttpResponse(500, {"Content-Type": "text/plain"}, b"responder error")
             except Exception as err:  # a user responder's bug must not end the replay
                 error = safe_text(f"{type(err).__name__}: {err}")
                 response = HttpResponse(500, {"Content-Type": "text/plain"}, b"responder error")

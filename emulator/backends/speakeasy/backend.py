@@ -8,6 +8,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
@@ -32,6 +33,9 @@ class SpeakeasyBackend:
         self.translator: Translator | None = None
         self._stop: ReplayStop | None = None
         self._runner: NativeRunner | None = None
+        self.machine: GuestMachine | None = None
+        # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
+        self._api_faults: dict[int, tuple[int, str]] = {}
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -88,15 +92,35 @@ class SpeakeasyBackend:
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
         SourceTaps(target.se, emu, memory, self.recorder).install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
+        self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
+        self.machine.install([(target.base, target.size)])
+        watch.on_new_code = self.machine.watch_code
+        compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
         assert self.translator is not None
         self.translator.api_call(pc, imp_api, rv, args)
+        if self.machine is not None:
+            self.machine.update_shared_data()
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))
+
+    def _on_memory_fault(self, pc: int, address: int, access: str) -> None:
+        # Reads of the stub itself (Speakeasy disassembling the pc for its error) are not the guest's.
+        if address != pc and self.target is not None and compat.api_at_trap(self.target.emu, pc) is not None:
+            self._api_faults[pc] = (address, access)
+
+    def _fault_in_api(self, error: Any) -> tuple[str, str] | None:
+        """(error type, detail) naming the bad address for a fault raised inside an API handler."""
+        pc = getattr(error, "pc", None)
+        if self.target is None or not isinstance(pc, int) or pc not in self._api_faults:
+            return None
+        address, access = self._api_faults[pc]
+        api = compat.api_at_trap(self.target.emu, pc) or "an API"
+        return f"invalid_{access}", f"invalid_{access} address={address:#x} in {api} (bad pointer argument)"
 
     def _fail(self, status: Status, detail: str, limit: str | None = None) -> ReplayStop:
         """Remember why the replay stops: Speakeasy turns exceptions in handlers into run errors."""
@@ -123,13 +147,14 @@ class SpeakeasyBackend:
             result.instructions = 0 if counted else None
             for run in compat.finished_runs(self.target.emu):
                 error = getattr(run, "error", None)
+                in_api = self._fault_in_api(error) if error else None
                 summary = RunSummary(
                     kind=str(run.type),
                     start=run.start_addr or 0,
                     instructions=run.instr_cnt if counted else None,
                     api_calls=run.num_apis,
-                    error=getattr(error, "type", None) if error else None,
-                    error_detail=_error_detail(error) if error else None,
+                    error=in_api[0] if in_api else (getattr(error, "type", None) if error else None),
+                    error_detail=in_api[1] if in_api else (_error_detail(error) if error else None),
                     ret=getattr(run, "ret_val", None),
                 )
                 result.runs.append(summary)

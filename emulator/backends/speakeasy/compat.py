@@ -420,3 +420,198 @@ def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:
         module._initialization = {}
         emu._guest_dependencies.append(module)
     return module
+
+
+# ---- the guest CPU -------------------------------------------------------------------------
+
+
+def add_cpuid_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
+    """``callback(uc, user)`` on every CPUID; returning True skips the instruction."""
+    from unicorn import x86_const
+
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_CPUID))
+
+
+def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, int, Any], None]) -> int:
+    """A code hook on the one instruction at ``address`` (Unicorn checks the range when it
+    translates, so other code runs with no callback)."""
+    return int(unicorn.hook_add(uc.UC_HOOK_CODE, callback, None, address, address))
+
+
+# ---- address-space search ------------------------------------------------------------------
+
+
+class _MappedSpans:
+    """The engine's mapped address ranges as sorted, disjoint [start, end) spans, kept up to date
+    through the engine's map / unmap (a protection change splits Unicorn's regions but leaves
+    what is mapped unchanged)."""
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.spans: list[tuple[int, int]] | None = None
+        engine = emu.emu_eng
+        original_map, original_unmap = engine.mem_map, engine.mem_unmap
+
+        def mem_map(base: int, size: int, *args: Any, **kwargs: Any) -> Any:
+            result = original_map(base, size, *args, **kwargs)
+            if self.spans is not None:
+                self._add(int(base), int(base) + int(size))
+            return result
+
+        def mem_unmap(addr: int, size: int) -> Any:
+            result = original_unmap(addr, size)
+            if self.spans is not None:
+                self._remove(int(addr), int(addr) + int(size))
+            return result
+
+        engine.mem_map = mem_map
+        engine.mem_unmap = mem_unmap
+
+    def current(self) -> list[tuple[int, int]]:
+        if self.spans is None:
+            self.spans = []
+            for begin, end, *_ in self.emu.get_mem_regions():
+                self._add(int(begin), int(end) + 1)
+        return self.spans
+
+    def _add(self, start: int, end: int) -> None:
+        import bisect
+
+        spans = self.spans
+        assert spans is not None
+        index = bisect.bisect_left(spans, (start, end))
+        if index and spans[index - 1][1] >= start:
+            index -= 1
+        merged_start, merged_end, stop = start, end, index
+        while stop < len(spans) and spans[stop][0] <= merged_end:
+            merged_start = min(merged_start, spans[stop][0])
+            merged_end = max(merged_end, spans[stop][1])
+            stop += 1
+        spans[index:stop] = [(merged_start, merged_end)]
+
+    def _remove(self, start: int, end: int) -> None:
+        spans = self.spans
+        assert spans is not None
+        kept: list[tuple[int, int]] = []
+        for begin, stop in spans:
+            if stop <= start or begin >= end:
+                kept.append((begin, stop))
+                continue
+            if begin < start:
+                kept.append((begin, start))
+            if stop > end:
+                kept.append((end, stop))
+        self.spans = kept
+
+
+def use_fast_address_search(emu: Any) -> None:
+    """Replace Speakeasy's free-range search with one giving the same addresses in log time.
+
+    ``MemoryManager.get_valid_ranges`` lists every mapped and reserved page in a Python list
+    (through Unicorn's region list) and set-differences each candidate range against it: with
+    100 MiB mapped one VirtualAlloc of 1 MiB cost about 0.3 s, so ``max_mapped_memory`` could
+    never fire before the timeout. This version walks the same candidates in the same order (so
+    the same addresses and traces) and tests each against the mapped spans, kept up to date as
+    the engine maps and unmaps, with a binary search.
+    """
+    import bisect
+
+    page_size = int(emu.page_size)
+    mapped = _MappedSpans(emu)
+
+    def get_valid_ranges(size: int, addr: int | None = None) -> tuple[int, int]:
+        total = size
+        if addr is None:
+            addr = page_size
+        base = addr - (addr % page_size)
+        if total < page_size:
+            total = page_size
+        elif total % page_size:
+            total += page_size - (total % page_size)
+        spans = list(mapped.current())
+        reserves = [(int(r.base), int(r.base) + int(r.size)) for r in emu.mem_reserves]
+        if reserves:
+            spans = sorted(spans + reserves)
+        starts = [begin for begin, _ in spans]
+        ends: list[int] = []  # running maximum of the ends, so one bisect finds any overlap
+        for _, end in spans:
+            ends.append(max(end, ends[-1]) if ends else end)
+
+        def is_free(low: int, high: int) -> bool:
+            # Spans starting below `high`; the furthest any of them reaches must stay <= low.
+            index = bisect.bisect_left(starts, high)
+            return index == 0 or ends[index - 1] <= low
+
+        attempts = 9999
+        while attempts:
+            if is_free(base, base + total):
+                break
+            if not attempts % 10:
+                base += page_size * 1000
+            else:
+                base += total
+            attempts -= 1
+        if attempts == 0:
+            raise Exception("Failed to allocate emulator memory")
+        return base, total
+
+    emu.get_valid_ranges = get_valid_ranges
+
+
+def on_emulator_created(se: Any, callback: Callable[[Any], None]) -> None:
+    """``callback(emu)`` as soon as the Speakeasy instance creates its emulator (before loading)."""
+    original_init = se._init_emulator
+
+    def init_emulator(*args: Any, **kwargs: Any) -> None:
+        original_init(*args, **kwargs)
+        callback(se.emu)
+
+    se._init_emulator = init_emulator
+
+
+# ---- faults inside API handlers ------------------------------------------------------------
+
+
+def watch_guest_memory_faults(emu: Any, on_fault: Callable[[int, int, str], None]) -> None:
+    """``on_fault(pc, address, "read" | "write")`` when a host-side read or write of guest memory
+    fails (an API handler following a bad pointer); ``address`` is the first unmapped byte."""
+    original_read, original_write = emu.mem_read, emu.mem_write
+
+    def first_unmapped(address: int, size: int) -> int:
+        page = address & ~0xFFF
+        while page < address + max(size, 1):
+            if emu.get_address_map(max(page, address)) is None:
+                return max(page, address)
+            page += 0x1000
+        return address
+
+    def mem_read(addr: int, size: int) -> Any:
+        try:
+            return original_read(addr, size)
+        except uc.UcError:
+            on_fault(int(emu.get_pc()), first_unmapped(addr, size), "read")
+            raise
+
+    def mem_write(addr: int, data: bytes) -> Any:
+        try:
+            return original_write(addr, data)
+        except uc.UcError:
+            on_fault(int(emu.get_pc()), first_unmapped(addr, len(data)), "write")
+            raise
+
+    emu.mem_read = mem_read
+    emu.mem_write = mem_write
+
+
+def api_at_trap(emu: Any, pc: int) -> str | None:
+    """``module.Function`` whose API stub sits at ``pc``, if any."""
+    entry = emu.api_registry.traps.get(pc)
+    if entry is None:
+        return None
+    module = getattr(getattr(entry, "module", None), "name", "") or ""
+    return f"{str(module).lower()}.{entry.name}" if module else str(entry.name)
+
+
+def resolve_export(emu: Any, module: Any, name: str) -> int:
+    """The address an import of ``module!name`` binds to, forwarders followed (0 if none)."""
+    return int(emu.resolve_export(module, name) or 0)

@@ -7,29 +7,56 @@ from typing import Any
 
 from speakeasy.config import get_default_config_dict
 
+from emulator.environment import command_line, user_dirs
 from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE, ReplayPlan
 
+# Processes of a stock Windows 10 desktop session, beside Speakeasy's own list, so a process
+# count or a walk of the process list looks like a used machine (no analysis tools).
+DESKTOP_PROCESSES = (
+    "C:\\Windows\\System32\\fontdrvhost.exe",
+    "C:\\Windows\\System32\\dwm.exe",
+    "C:\\Windows\\System32\\spoolsv.exe",
+    "C:\\Windows\\System32\\sihost.exe",
+    "C:\\Windows\\System32\\taskhostw.exe",
+    "C:\\Windows\\System32\\ctfmon.exe",
+    "C:\\Windows\\System32\\RuntimeBroker.exe",
+    "C:\\Windows\\System32\\SearchIndexer.exe",
+    "C:\\Windows\\SystemApps\\Microsoft.Windows.StartMenuExperienceHost_cw5n1h2txyewy\\StartMenuExperienceHost.exe",
+    "C:\\Windows\\SystemApps\\Microsoft.Windows.Search_cw5n1h2txyewy\\SearchApp.exe",
+    "C:\\Windows\\System32\\SecurityHealthService.exe",
+    "C:\\ProgramData\\Microsoft\\Windows Defender\\Platform\\4.18.2302.7-0\\MsMpEng.exe",
+    "C:\\Windows\\System32\\dllhost.exe",
+    "C:\\Windows\\System32\\conhost.exe",
+    "C:\\Windows\\System32\\audiodg.exe",
+    "C:\\Windows\\System32\\WUDFHost.exe",
+    "C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe",
+    "C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE",
+    "C:\\Users\\Public\\OneDrive\\OneDrive.exe",
+    "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
+)
+DESKTOP_PROCESS_BASE = 0x06000000
+DESKTOP_PROCESS_STRIDE = 0x00010000
 
-def _user_dirs(plan: ReplayPlan) -> dict[str, str]:
-    profile = f"C:\\Users\\{plan.user}"
-    return {
-        "userprofile": profile,
-        "appdata": f"{profile}\\AppData\\Roaming",
-        "localappdata": f"{profile}\\AppData\\Local",
-        "temp": f"{profile}\\AppData\\Local\\Temp",
-        "tmp": f"{profile}\\AppData\\Local\\Temp",
-        "username": plan.user,
-        "userdomain": plan.domain.split(".")[0].upper(),
-        "computername": plan.hostname,
-        "public": "C:\\Users\\Public",
-        "programdata": "C:\\ProgramData",
-    }
+
+def _desktop_processes() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": ntpath.splitext(ntpath.basename(path))[0],
+            "base_addr": hex(DESKTOP_PROCESS_BASE + index * DESKTOP_PROCESS_STRIDE),
+            "path": path,
+            "pid": None,
+            "command_line": None,
+            "is_main_exe": None,
+            "session": 1,
+        }
+        for index, path in enumerate(DESKTOP_PROCESSES)
+    ]
 
 
 def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config = get_default_config_dict()
     env = dict(config["env"])
-    env.update(_user_dirs(plan))
+    env.update(user_dirs(plan.user, plan.domain, plan.hostname))
     # Speakeasy looks names up lower-cased (GetEnvironmentVariable, ExpandEnvironmentStrings),
     # so every key is stored lower-cased, once.
     env.update({k.lower(): v for k, v in plan.env.items()})
@@ -41,7 +68,7 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config["user"] = {**config["user"], "name": plan.user}
     config["current_dir"] = ntpath.dirname(plan.emu_path) or "C:\\"
     host = plan.host_process or ntpath.basename(plan.emu_path)
-    config["command_line"] = host
+    config["command_line"] = command_line(host, plan.guest.argv) if plan.guest.argv else host
     # The process the entry DLL lives in: its image sits beside the sample, as a side-loading
     # host would, so GetModuleFileName(NULL) points at the application folder.
     app_dir = ntpath.dirname(plan.emu_path)
@@ -51,12 +78,17 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
         else proc
         for proc in config["processes"]
     ]
+    main = [proc for proc in config["processes"] if proc.get("is_main_exe")]
+    others = [proc for proc in config["processes"] if not proc.get("is_main_exe")]
+    config["processes"] = others + _desktop_processes() + main
     major, minor, build = plan.os_version
     config["os_ver"] = {**config["os_ver"], "major": major, "minor": minor, "build": build}
-    # Only the scenario's files exist: no synthetic content for unknown paths.
-    config["filesystem"] = {
-        "files": [{"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files]
-    }
+    # Only the scenario's files exist, unless the plan asks for Speakeasy's own file rules for
+    # every other path ([files] missing = "default_content"); the scenario's files come first.
+    files = [{"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files]
+    if plan.guest.missing_files == "default_content":
+        files += config["filesystem"]["files"]
+    config["filesystem"] = {"files": files}
     config["registry"] = {
         "keys": [{"path": key.path, "values": [v.model_dump() for v in key.values]} for key in plan.registry]
     }

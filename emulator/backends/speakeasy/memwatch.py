@@ -47,6 +47,8 @@ class MemoryWatch:
         self.armed: dict[int, int] = {}  # page -> requested perms
         self.mapped_total = 0
         self.guest_modules: list[tuple[int, int, str]] = []  # PEs the guest wrote and loaded
+        # Told (base, size) of each new stage's code just before it runs.
+        self.on_new_code: Callable[[int, int], None] | None = None
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -171,6 +173,8 @@ class MemoryWatch:
             via=via,
             image_base=image_base,
         )
+        if self.on_new_code is not None:
+            self.on_new_code(base, size)
 
     def read_region(self, base: int, size: int) -> bytes:
         try:

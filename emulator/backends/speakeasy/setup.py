@@ -41,6 +41,22 @@ PREDEFINED_KEY_APIS = (
 )
 
 
+# APIs that fail with INVALID_HANDLE_VALUE, which Speakeasy returns as 0xFFFFFFFF on x64 too.
+INVALID_HANDLE_APIS = (
+    "CreateFileA",
+    "CreateFileW",
+    "CreateNamedPipeA",
+    "CreateNamedPipeW",
+    "FindFirstFileA",
+    "FindFirstFileW",
+    "FindFirstFileExA",
+    "FindFirstFileExW",
+    "CreateToolhelp32Snapshot",
+)
+INVALID_HANDLE_32 = 0xFFFFFFFF
+INVALID_HANDLE_64 = 0xFFFFFFFFFFFFFFFF
+
+
 class SpeakeasyMemory:
     """Guest memory for the project's API handlers (:class:`emulator.apis.core.GuestMemory`)."""
 
@@ -77,7 +93,9 @@ class LoadedTarget:
 
 def load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
-    se = speakeasy.Speakeasy(config=build_speakeasy_config(plan))
+    # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
+    se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
+    compat.on_emulator_created(se, compat.use_fast_address_search)
     name = ntpath.basename(plan.emu_path)
     loading: AbstractContextManager[None] = (
         compat.writes_without_invalidation(se) if plan.mode == "fast" else nullcontext()
@@ -117,6 +135,16 @@ def install_api_handlers(
     for name in PREDEFINED_KEY_APIS:
         se.add_api_hook(predefined_key, "advapi32", name)
 
+    def invalid_handle(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # INVALID_HANDLE_VALUE is (HANDLE)-1: all ones at the pointer size, not 0xFFFFFFFF on x64.
+        rv = orig(argv)
+        if rv == INVALID_HANDLE_32 and memory.ptr_size == 8:
+            return INVALID_HANDLE_64
+        return rv
+
+    for name in INVALID_HANDLE_APIS:
+        se.add_api_hook(invalid_handle, "kernel32", name)
+
 
 def _install_handler(
     se: Any,
@@ -131,12 +159,17 @@ def _install_handler(
         api = GuestApi(memory, services, handler.name, module=handler.module)
         services.recorder.call_pc = compat.call_site(emu)
         try:
-            return handler.func(api, list(argv))
+            rv = handler.func(api, list(argv))
         except NetworkLimitReached as err:
             on_network_limit(str(err))
             return 0
         finally:
             services.recorder.call_pc = None
+        if memory.ptr_size == 4 and handler.ret64:
+            # A 64-bit result on x86 (GetTickCount64, _time64) comes back in EDX:EAX.
+            emu.reg_write(se_arch.X86_REG_EDX, (rv >> 32) & 0xFFFFFFFF)
+            rv &= 0xFFFFFFFF
+        return rv
 
     se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
 
@@ -146,11 +179,26 @@ def start(plan: ReplayPlan, target: LoadedTarget) -> None:
     if target.kind == "shellcode":
         target.se.run_shellcode(target.shellcode_address)
         return
-    exports = {e.name: e.address for e in target.module.get_exports() if e.name}
-    missing = [call.name for call in plan.exports if call.name not in exports]
+    entries = {e.name: e for e in target.module.get_exports() if e.name}
+    missing = [call.name for call in plan.exports if call.name not in entries]
     if missing:
-        raise BackendInputError(f"export {missing[0]!r} not found (exports: {', '.join(sorted(exports)) or 'none'})")
+        raise BackendInputError(f"export {missing[0]!r} not found (exports: {', '.join(sorted(entries)) or 'none'})")
     emu = target.emu
+    exports: dict[str, int] = {}
+    for call in plan.exports:
+        entry = entries[call.name]
+        if not entry.forwarder:
+            exports[call.name] = entry.address
+            continue
+        # A forwarder's address is its "dll.function" string: run what it forwards to, as the
+        # Windows loader would have bound it.
+        address = compat.resolve_export(emu, target.module, call.name)
+        if not address:
+            raise BackendInputError(
+                f"export {call.name!r} is forwarded to {entry.forwarder}, which does not resolve"
+                " (a forwarder loop or a missing export)"
+            )
+        exports[call.name] = address
 
     def args_of(values: list[int | StringArg]) -> Callable[[], list[int]]:
         return lambda: [_export_arg(emu, value) for value in values]

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""chainreplay batch benchmark (issue 15): local pool -j 1 vs -j 2, warm 3CX replay, Dask vs pool.
+
+    python bench/batch.py [--json PATH] [--replays N]
+
+Eight replays (by default): the committed scenarios in sorted order (the four of issue 15 and
+the generality chains when they are there), repeated until there are eight, each under its own
+name. Measured, one run each, wall time from submission to the last report written:
+
+* the local pool with -j 1 and with -j 2 (``emulator.batch.run_batch``: workers started by a
+  fork server and warmed by ``warm_engine`` inside the timing), throughput = replays / wall time;
+* one 3CX replay in a warm worker: ``warm_engine()`` in this process, then ``replay_target`` of
+  scenarios/3cx (emulation in its forked child, report and drawings written), best of 3;
+* a Dask LocalCluster of 2 single-threaded worker processes on loopback against the local pool
+  with -j 2 (cluster start-up timed apart, worker warm-up inside the timing as for the pool).
+
+Prints a table and writes every figure as JSON (default reports/bench/batch.json).
+See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from emulator.batch import BatchTarget, run_batch  # noqa: E402
+from emulator.replay import replay_target, warm_engine  # noqa: E402
+from emulator.scenario import load_scenario  # noqa: E402
+
+
+def targets(count: int) -> list[BatchTarget]:
+    folders = sorted(p.parent for p in (ROOT / "scenarios").glob("*/scenario.toml"))
+    plans = [load_scenario(folder) for folder in folders]
+    chosen = []
+    for i in range(count):
+        plan = plans[i % len(plans)]
+        name = plan.name if i < len(plans) else f"{plan.name}-{i // len(plans) + 1}"
+        chosen.append(BatchTarget(target=str(folders[i % len(plans)]), plan=plan.model_copy(update={"name": name})))
+    return chosen
+
+
+def timed_batch(batch: list[BatchTarget], out: Path, **options: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    summary = run_batch(batch, out, force=True, **options)
+    wall = time.perf_counter() - started
+    outcomes = [r.outcome for r in summary.results]
+    return {
+        "wall_s": round(wall, 2),
+        "replays": len(batch),
+        "throughput_per_min": round(60 * len(batch) / wall, 2),
+        "sum_replay_s": round(sum(r.seconds for r in summary.results), 2),
+        "outcomes": outcomes,
+        "workers": summary.workers,
+    }
+
+
+def warm_3cx(out: Path, repeats: int = 3) -> dict[str, Any]:
+    started = time.perf_counter()
+    warm_engine()
+    warm_up = time.perf_counter() - started
+    plan = load_scenario(ROOT / "scenarios" / "3cx")
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        result = replay_target(plan, out / f"3cx-{i}")
+        times.append(time.perf_counter() - t0)
+        assert result.status == "completed", result
+    best = round(min(times), 3)
+    return {"warm_engine_s": round(warm_up, 2), "replay_s": [round(t, 3) for t in times], "best_s": best}
+
+
+def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any]) -> dict[str, Any]:
+    from dask.distributed import LocalCluster
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    start_up = time.perf_counter() - t0
+    try:
+        dask = timed_batch(batch, out, scheduler=cluster.scheduler_address)
+    finally:
+        cluster.close()
+    dask["cluster_start_s"] = round(start_up, 2)
+    dask["vs_pool_j2"] = round(dask["wall_s"] / pool_j2["wall_s"], 3)
+    return dask
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench" / "batch.json")
+    parser.add_argument("--replays", type=int, default=8)
+    args = parser.parse_args(argv)
+    batch = targets(args.replays)
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "targets": [t.plan.name for t in batch],
+    }
+    with tempfile.TemporaryDirectory(prefix="chainreplay-bench-batch-") as tmp:
+        root = Path(tmp)
+        figures["pool_j1"] = timed_batch(batch, root / "j1", jobs=1)
+        print(f"pool -j 1: {figures['pool_j1']['wall_s']} s", flush=True)
+        figures["pool_j2"] = timed_batch(batch, root / "j2", jobs=2)
+        print(f"pool -j 2: {figures['pool_j2']['wall_s']} s", flush=True)
+        figures["dask_2_workers"] = dask_vs_pool(batch, root / "dask", figures["pool_j2"])
+        print(f"dask 2 workers: {figures['dask_2_workers']['wall_s']} s", flush=True)
+        figures["warm_3cx"] = warm_3cx(root / "warm")
+    figures["ratios"] = {
+        "j2_vs_j1_throughput": round(figures["pool_j1"]["wall_s"] / figures["pool_j2"]["wall_s"], 3),
+        "dask_vs_pool_j2_wall": figures["dask_2_workers"]["vs_pool_j2"],
+    }
+    rows = [
+        ("local pool -j 1", figures["pool_j1"]),
+        ("local pool -j 2", figures["pool_j2"]),
+        ("Dask LocalCluster, 2 workers", figures["dask_2_workers"]),
+    ]
+    print(f"\n{len(batch)} replays: {', '.join(figures['targets'])}")
+    print(f"{'run':32} {'wall s':>8} {'replays/min':>12} {'sum of replays s':>17}")
+    for label, row in rows:
+        print(f"{label:32} {row['wall_s']:>8} {row['throughput_per_min']:>12} {row['sum_replay_s']:>17}")
+    warm = figures["warm_3cx"]
+    print(f"3CX replay in a warm worker: best {warm['best_s']} s of {warm['replay_s']}", end="")
+    print(f" (warm-up {warm['warm_engine_s']} s)")
+    ratios = figures["ratios"]
+    print(f"-j 2 / -j 1 throughput: {ratios['j2_vs_j1_throughput']}x (target >= 1.7x)")
+    print(f"Dask / pool -j 2 wall time: {ratios['dask_vs_pool_j2_wall']} (target <= 1.15)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"figures: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The machine as the guest's own instructions see it: CPUID, rdtsc and KUSER_SHARED_DATA.
+
+API handlers (emulator/apis) answer what the guest asks Windows; this module answers what it
+asks the CPU and the page every process shares with the kernel, from the same virtual clock and
+the same ``[environment]``:
+
+* CPUID answers as Unicorn's CPU model (a Haswell) would, except that the hypervisor bit and the
+  hypervisor leaves (0x40000000...) say "no hypervisor", and the vendor and the brand string
+  are the environment's (Unicorn's own brand, "Intel Core Processor (Haswell)", is QEMU's);
+* ``rdtsc`` / ``rdtscp`` read the virtual clock at TSC_HZ (plus a few cycles per read, so two
+  readings always differ), not the host's counter, so a skipped Sleep shows in the TSC as in
+  every other clock. Unicorn cannot hook rdtsc, so each rdtsc in code the guest runs (the target,
+  then every new stage) gets a code hook at exactly its address, which costs nothing elsewhere;
+* KUSER_SHARED_DATA's InterruptTime, SystemTime and TickCount follow the virtual clock instead
+  of the host's time at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any
+
+import unicorn as uc
+from unicorn import x86_const as x86
+
+from emulator.backends.speakeasy import compat
+from emulator.environment import GuestEnvironment
+from emulator.vclock import TSC_HZ, VirtualClock
+
+KUSER_SHARED_DATA = 0x7FFE0000
+KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
+# Cycles a rdtsc reading adds, so consecutive readings differ as on a real CPU.
+TSC_CYCLES_PER_READ = 24
+HYPERVISOR_BIT = 1 << 31
+RDTSC = b"\x0f\x31"
+RDTSCP = b"\x0f\x01\xf9"
+# Executable bytes scanned for rdtsc at most, per code region.
+MAX_SCAN_BYTES = 64 << 20
+
+
+@functools.lru_cache(maxsize=512)
+def _host_cpuid(mode: int, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
+    """CPUID as Unicorn's CPU model answers it (one scratch instance per process and mode)."""
+    engine = _scratch(mode)
+    engine.reg_write(x86.UC_X86_REG_EAX, leaf)
+    engine.reg_write(x86.UC_X86_REG_ECX, subleaf)
+    engine.emu_start(0x1000, 0x1002)
+    return tuple(  # type: ignore[return-value]
+        engine.reg_read(r) & 0xFFFFFFFF
+        for r in (x86.UC_X86_REG_EAX, x86.UC_X86_REG_EBX, x86.UC_X86_REG_ECX, x86.UC_X86_REG_EDX)
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _scratch(mode: int) -> Any:
+    engine = uc.Uc(uc.UC_ARCH_X86, mode)
+    engine.mem_map(0x1000, 0x1000)
+    engine.mem_write(0x1000, b"\x0f\xa2")  # cpuid
+    return engine
+
+
+def cpuid(mode: int, leaf: int, subleaf: int, guest: GuestEnvironment) -> tuple[int, int, int, int]:
+    """What CPUID(leaf, subleaf) returns to the guest: EAX, EBX, ECX, EDX."""
+    if 0x40000000 <= leaf <= 0x4FFFFFFF:
+        if guest.hypervisor and leaf == 0x40000000:
+            ebx, ecx, edx = struct.unpack("<III", b"Microsoft Hv")
+            return 0x40000006, ebx, ecx, edx
+        return 0, 0, 0, 0
+    eax, ebx, ecx, edx = _host_cpuid(mode, leaf, subleaf if leaf in (4, 7, 0xB, 0xD, 0xF, 0x10, 0x14) else 0)
+    if leaf == 0:
+        ebx, edx, ecx = struct.unpack("<III", guest.cpu_vendor.encode("latin-1", "replace")[:12].ljust(12))
+    elif 0x80000002 <= leaf <= 0x80000004:
+        brand = guest.cpu_brand.encode("latin-1", "replace")[:47].ljust(48, b"\0")
+        return struct.unpack_from("<IIII", brand, (leaf - 0x80000002) * 16)  # type: ignore[return-value]
+    elif leaf == 1:
+        ecx = ecx | HYPERVISOR_BIT if guest.hypervisor else ecx & ~HYPERVISOR_BIT
+    return eax, ebx, ecx, edx
+
+
+class GuestMachine:
+    def __init__(self, emu: Any, clock: VirtualClock, guest: GuestEnvironment, x64: bool) -> None:
+        self.emu = emu
+        self.clock = clock
+        self.guest = guest
+        self.x64 = x64
+        self.mode = uc.UC_MODE_64 if x64 else uc.UC_MODE_32
+        self.tsc_reads = 0
+        self.hooked: set[int] = set()
+        self._kuser_units = -1
+
+    def install(self, code_ranges: list[tuple[int, int]]) -> None:
+        unicorn = compat.unicorn_of(self.emu)
+        compat.add_cpuid_hook(unicorn, self._on_cpuid)
+        self.update_shared_data()
+        for base, size in code_ranges:
+            self.watch_code(base, size)
+
+    # -- CPUID ----------------------------------------------------------------------------------
+
+    def _on_cpuid(self, engine: Any, _user: Any) -> bool:
+        leaf = engine.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        subleaf = engine.reg_read(x86.UC_X86_REG_ECX) & 0xFFFFFFFF
+        for reg, value in zip(
+            (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RBX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_RDX)
+            if self.x64
+            else (x86.UC_X86_REG_EAX, x86.UC_X86_REG_EBX, x86.UC_X86_REG_ECX, x86.UC_X86_REG_EDX),
+            cpuid(self.mode, leaf, subleaf, self.guest),
+            strict=True,
+        ):
+            engine.reg_write(reg, value)
+        return True  # skip the instruction: the registers hold the answer
+
+    # -- rdtsc ----------------------------------------------------------------------------------
+
+    def watch_code(self, base: int, size: int) -> None:
+        """Hook every rdtsc / rdtscp in [base, base + size) (code the guest is about to run)."""
+        try:
+            data = bytes(self.emu.mem_read(base, min(size, MAX_SCAN_BYTES)))
+        except Exception:
+            return
+        unicorn = compat.unicorn_of(self.emu)
+        for pattern in (RDTSC, RDTSCP):
+            index = data.find(pattern)
+            while index >= 0:
+                address = base + index
+                if address not in self.hooked:
+                    self.hooked.add(address)
+                    compat.add_code_hook_at(unicorn, address, self._on_rdtsc)
+                index = data.find(pattern, index + 1)
+
+    def _on_rdtsc(self, engine: Any, address: int, _size: int, _user: Any) -> None:
+        code = bytes(engine.mem_read(address, 3))
+        if code[:2] == RDTSC:
+            length = 2
+        elif code == RDTSCP:
+            length = 3
+            engine.reg_write(x86.UC_X86_REG_ECX, 0)  # IA32_TSC_AUX: processor 0
+        else:
+            return  # the bytes changed since the scan: not a time stamp read any more
+        self.tsc_reads += 1
+        value = self.clock.tsc() + self.tsc_reads * TSC_CYCLES_PER_READ
+        engine.reg_write(x86.UC_X86_REG_EAX, value & 0xFFFFFFFF)
+        engine.reg_write(x86.UC_X86_REG_EDX, (value >> 32) & 0xFFFFFFFF)
+        engine.reg_write(x86.UC_X86_REG_RIP if self.x64 else x86.UC_X86_REG_EIP, address + length)
+
+    # -- KUSER_SHARED_DATA ----------------------------------------------------------------------
+
+    def update_shared_data(self) -> None:
+        """Write the clock into KUSER_SHARED_DATA when it has moved by a timer tick or more."""
+        uptime = self.clock.uptime_units()
+        if self._kuser_units >= 0 and uptime - self._kuser_units < 10_000:
+            return
+        self._kuser_units = uptime
+        system = self.clock.now_filetime()
+        ticks = (uptime // 10_000 << 24) // KUSER_TICK_COUNT_MULTIPLIER
+        try:
+            self.emu.mem_write(KUSER_SHARED_DATA, struct.pack("<II", ticks & 0xFFFFFFFF, KUSER_TICK_COUNT_MULTIPLIER))
+            self.emu.mem_write(KUSER_SHARED_DATA + 0x08, _ksystem_time(uptime) + _ksystem_time(system))
+            self.emu.mem_write(KUSER_SHARED_DATA + 0x320, _ksystem_time(ticks))
+        except Exception:
+            return  # no shared page mapped (another mapping owns the address)
+
+
+def _ksystem_time(value: int) -> bytes:
+    """KSYSTEM_TIME: LowPart, High1Time, High2Time."""
+    return struct.pack("<IiI", value & 0xFFFFFFFF, (value >> 32) & 0x7FFFFFFF, (value >> 32) & 0xFFFFFFFF)
+
+
+assert TSC_HZ % 10_000_000 == 0

@@ -1,0 +1,111 @@
+"""The machine the guest sees: the ``[environment]`` settings beyond names and variables.
+
+Every value a sandbox check looks at (processors, memory, disk, screen, uptime, cursor, CPU
+vendor, the command line, what a missing file looks like) comes from here, with defaults of an
+ordinary office workstation, so a sample asking "am I in a sandbox?" sees a plausible machine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from emulator.plan import ReplayPlan
+
+# Defaults: a mid-range office PC that has been on for a few hours.
+DEFAULT_PROCESSORS = 8
+DEFAULT_MEMORY_MB = 16 * 1024
+DEFAULT_DISK_GB = 512
+DEFAULT_DISK_FREE_GB = 214
+DEFAULT_SCREEN = (1920, 1080)
+DEFAULT_UPTIME_MS = 3 * 60 * 60 * 1000
+DEFAULT_CPU_VENDOR = "GenuineIntel"
+# The retail name of the CPU model Unicorn emulates (family 6 model 0x3C, Haswell).
+DEFAULT_CPU_BRAND = "Intel(R) Core(TM) i7-4790 CPU @ 3.60GHz"
+
+MissingFiles = Literal["not_found", "default_content"]
+
+
+class GuestEnvironment(BaseModel):
+    """What the guest machine reports about itself (names and variables live beside it in the plan)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    argv: list[str] = Field(default_factory=list, description="Command-line arguments after the program name.")
+    processors: int = Field(DEFAULT_PROCESSORS, ge=1, le=1024, description="Logical processors.")
+    memory_mb: int = Field(DEFAULT_MEMORY_MB, ge=64, le=1 << 24, description="Physical memory, MiB.")
+    disk_gb: int = Field(DEFAULT_DISK_GB, ge=1, le=1 << 20, description="Size of drive C:, GiB.")
+    disk_free_gb: int = Field(DEFAULT_DISK_FREE_GB, ge=0, le=1 << 20, description="Free space on C:, GiB.")
+    screen: tuple[int, int] = Field(DEFAULT_SCREEN, description="Screen width and height, pixels.")
+    uptime_ms: int = Field(
+        DEFAULT_UPTIME_MS, ge=0, le=1 << 40, description="Time since boot when the replay starts, ms."
+    )
+    cpu_vendor: str = Field(DEFAULT_CPU_VENDOR, min_length=12, max_length=12, description="CPUID vendor string.")
+    cpu_brand: str = Field(DEFAULT_CPU_BRAND, max_length=47, description="CPUID processor brand string.")
+    hypervisor: bool = Field(False, description="Set the CPUID hypervisor bit (a virtual machine).")
+    missing_files: MissingFiles = Field(
+        "not_found",
+        description="A file the scenario does not provide: not found (as Windows) or Speakeasy's default content.",
+    )
+
+
+def quote_argument(arg: str) -> str:
+    """One argument as CommandLineToArgvW reads it back (the MSVC CRT quoting rules)."""
+    if arg and not any(c in arg for c in ' \t"'):
+        return arg
+    out = ['"']
+    backslashes = 0
+    for char in arg:
+        if char == "\\":
+            backslashes += 1
+            continue
+        if char == '"':
+            out.append("\\" * (2 * backslashes + 1) + '"')
+        else:
+            out.append("\\" * backslashes + char)
+        backslashes = 0
+    out.append("\\" * (2 * backslashes) + '"')
+    return "".join(out)
+
+
+def command_line(program: str, argv: list[str]) -> str:
+    """The command line of ``program`` run with ``argv``, as GetCommandLine returns it."""
+    return " ".join([quote_argument(program), *(quote_argument(a) for a in argv)])
+
+
+def user_dirs(user: str, domain: str, hostname: str) -> dict[str, str]:
+    """The per-user environment variables, lower-cased as Speakeasy looks them up."""
+    profile = f"C:\\Users\\{user}"
+    return {
+        "userprofile": profile,
+        "appdata": f"{profile}\\AppData\\Roaming",
+        "localappdata": f"{profile}\\AppData\\Local",
+        "temp": f"{profile}\\AppData\\Local\\Temp",
+        "tmp": f"{profile}\\AppData\\Local\\Temp",
+        "username": user,
+        "userdomain": domain.split(".")[0].upper(),
+        "computername": hostname,
+        "public": "C:\\Users\\Public",
+        "programdata": "C:\\ProgramData",
+    }
+
+
+def guest_variables(plan: ReplayPlan) -> dict[str, str]:
+    """The plan's environment variables as the guest sees them (names lower-cased), marker excluded."""
+    variables = user_dirs(plan.user, plan.domain, plan.hostname)
+    variables.update({k.lower(): v for k, v in plan.env.items()})
+    return variables
+
+
+def split_arguments(text: str) -> list[str]:
+    """Arguments from one string, split at blanks, quotes grouping; backslashes are kept as typed
+    (Windows paths), so ``-o "C:\\out dir" c:\\x`` gives ``["-o", "C:\\out dir", "c:\\x"]``."""
+    import shlex
+
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    lexer.commenters = ""
+    return list(lexer)

@@ -1,0 +1,1 @@
+"""Detection content generated from a replay: YARA rules per stage, Sigma rules, Suricata rules."""

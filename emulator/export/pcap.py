@@ -1,0 +1,254 @@
+"""``network.pcap``: every synthetic exchange of a replay as packets Wireshark and tshark read.
+
+No packet was ever on a wire: the replay answers the guest's network calls in-process. This file
+is a reconstruction from ``report.network`` and the bodies in ``OUTDIR/network/``: a DNS query and
+answer before a host is first contacted (the recorded answer when the replay saw a DNS call, else
+the address the responder would hand out), a TCP handshake, the HTTP request and response with
+their recorded headers and bodies, and the close. HTTPS is shown decrypted, as FakeNet-NG's
+capture shows it: plain HTTP/1.1 on the recorded port (443), so Wireshark needs
+``Decode As... HTTP`` (``tshark -d tcp.port==443,http``) to dissect it as HTTP. Addresses are
+documentation ranges (RFC 5737): the guest is ``GUEST_ADDRESS``, servers are in 203.0.113.0/24.
+Timestamps are virtual: the replay's guest clock start plus one millisecond per trace event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import io
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+import dpkt
+
+from emulator.export._common import header, read_body, url_path
+from emulator.report import NetworkRecord, Report
+
+GUEST_ADDRESS = "192.0.2.10"
+DNS_SERVER = "192.0.2.53"
+GUEST_MAC = b"\x02\x00\x00\x00\x00\x0a"
+GATEWAY_MAC = b"\x02\x00\x00\x00\x00\x01"
+SYNTHETIC_BASE = ipaddress.IPv4Address("203.0.113.10")
+FIRST_CLIENT_PORT = 49152
+MSS = 1460
+SEQ_TICK = 0.001  # virtual seconds between two trace events
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request/response pair as bytes on the wire."""
+
+    record: NetworkRecord
+    server: str
+    port: int
+    client_port: int
+    request: bytes
+    response: bytes
+    time: float
+
+
+def _start_time(report: Report) -> float:
+    text = report.virtual_time.start.replace("Z", "+00:00")
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _one_line(text: str) -> str:
+    """A header name or value as one line: a CR or LF a sample put in it cannot forge another header."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _header_block(first_line: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [_one_line(first_line)]
+    lines += [f"{_one_line(name)}: {_one_line(value)}" for name, value in headers.items()]
+    if body and header(headers, "Content-Length") is None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+
+
+def http_request_bytes(record: NetworkRecord, body: bytes) -> bytes:
+    headers = dict(record.request.headers)
+    if header(headers, "Host") is None:
+        headers = {"Host": record.host, **headers}
+    return _header_block(f"{record.method or 'GET'} {url_path(record.url or '/')} HTTP/1.1", headers, body)
+
+
+def http_response_bytes(record: NetworkRecord, body: bytes) -> bytes:
+    status = record.response.status or 0
+    reason = http.client.responses.get(status, "Unknown")
+    return _header_block(f"HTTP/1.1 {status} {reason}", dict(record.response.headers), body)
+
+
+def server_addresses(report: Report) -> dict[str, str]:
+    """The address of every host: the recorded DNS answer, an IP host as is, else a synthetic one."""
+    addresses: dict[str, str] = {}
+    for record in report.network:
+        answer = record.response.headers.get("A") if record.kind == "dns" else None
+        if answer:
+            addresses.setdefault(record.host.lower(), answer)
+    used = set(addresses.values())
+    candidate = SYNTHETIC_BASE
+    for record in report.network:
+        host = record.host.lower()
+        if host in addresses:
+            continue
+        try:
+            addresses[host] = str(ipaddress.IPv4Address(host))
+            continue
+        except ValueError:
+            pass
+        while str(candidate) in used:
+            candidate += 1
+        addresses[host] = str(candidate)
+        used.add(str(candidate))
+    return addresses
+
+
+def exchanges(report: Report, outdir) -> list[Exchange]:  # type: ignore[no-untyped-def]
+    """Every HTTP, TCP and UDP exchange of ``report`` as wire bytes (DNS is written separately)."""
+    start = _start_time(report)
+    addresses = server_addresses(report)
+    out: list[Exchange] = []
+    for index, record in enumerate(r for r in report.network if r.kind != "dns"):
+        request_body = read_body(outdir, record.request.sha256)
+        response_body = read_body(outdir, record.response.sha256)
+        if record.kind == "http":
+            request = http_request_bytes(record, request_body)
+            response = http_response_bytes(record, response_body) if record.response.status is not None else b""
+        else:
+            request, response = request_body, response_body
+        out.append(
+            Exchange(
+                record=record,
+                server=addresses[record.host.lower()],
+                port=record.port or (443 if (record.url or "").startswith("https:") else 80),
+                client_port=FIRST_CLIENT_PORT + index,
+                request=request,
+                response=response,
+                time=start + record.seq * SEQ_TICK,
+            )
+        )
+    return out
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.pcap = dpkt.pcap.Writer(self.buffer, linktype=dpkt.pcap.DLT_EN10MB)
+        self.ip_id = 1
+
+    def packet(self, time: float, src: str, dst: str, transport: dpkt.Packet, to_server: bool) -> None:
+        proto = dpkt.ip.IP_PROTO_TCP if isinstance(transport, dpkt.tcp.TCP) else dpkt.ip.IP_PROTO_UDP
+        ip = dpkt.ip.IP(
+            src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, ttl=128 if to_server else 64, id=self.ip_id
+        )
+        self.ip_id += 1
+        ip.data = transport
+        if isinstance(transport, dpkt.udp.UDP):
+            transport.ulen = 8 + len(transport.data)
+        ip.len = 20 + len(bytes(transport))
+        eth = dpkt.ethernet.Ethernet(
+            src=GUEST_MAC if to_server else GATEWAY_MAC,
+            dst=GATEWAY_MAC if to_server else GUEST_MAC,
+            type=dpkt.ethernet.ETH_TYPE_IP,
+            data=ip,
+        )
+        self.pcap.writepkt(bytes(eth), ts=time)
+
+    def dns(self, time: float, query_id: int, host: str, address: str | None) -> None:
+        """A query and its answer; nothing for a name DNS cannot carry (a label over 63 bytes...)."""
+        try:
+            labels = host.encode("idna")
+        except UnicodeError:
+            return
+        if not host or len(labels) > 253 or any(len(label) > 63 for label in labels.split(b".")):
+            return
+        query = dpkt.dns.DNS(id=query_id & 0xFFFF, op=dpkt.dns.DNS_RD, qd=[dpkt.dns.DNS.Q(name=host)])
+        sport = FIRST_CLIENT_PORT - 1 - (query_id % 1000)
+        self.packet(time, GUEST_ADDRESS, DNS_SERVER, dpkt.udp.UDP(sport=sport, dport=53, data=bytes(query)), True)
+        answer = dpkt.dns.DNS(
+            id=query_id & 0xFFFF,
+            op=dpkt.dns.DNS_RD | dpkt.dns.DNS_RA | dpkt.dns.DNS_QR,
+            rcode=dpkt.dns.DNS_RCODE_NOERR if address else dpkt.dns.DNS_RCODE_NXDOMAIN,
+            qd=[dpkt.dns.DNS.Q(name=host)],
+            an=[dpkt.dns.DNS.RR(name=host, type=dpkt.dns.DNS_A, ttl=300, ip=socket.inet_aton(address))]
+            if address
+            else [],
+        )
+        self.packet(
+            time + 0.0001, DNS_SERVER, GUEST_ADDRESS, dpkt.udp.UDP(sport=53, dport=sport, data=bytes(answer)), False
+        )
+
+    def tcp(self, ex: Exchange) -> None:
+        client_isn, server_isn = 1000 + ex.client_port, 5000 + ex.client_port
+        t = ex.time + 0.0002
+        c_seq, s_seq = client_isn, server_isn
+
+        def seg(flags: int, to_server: bool, data: bytes = b"") -> None:
+            nonlocal t, c_seq, s_seq
+            tcp = dpkt.tcp.TCP(
+                sport=ex.client_port if to_server else ex.port,
+                dport=ex.port if to_server else ex.client_port,
+                seq=c_seq if to_server else s_seq,
+                ack=(s_seq if to_server else c_seq) if flags & dpkt.tcp.TH_ACK else 0,
+                flags=flags,
+                win=65535,
+                data=data,
+            )
+            src, dst = (GUEST_ADDRESS, ex.server) if to_server else (ex.server, GUEST_ADDRESS)
+            self.packet(t, src, dst, tcp, to_server)
+            t += 0.00001
+            advance = len(data) + (1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0)
+            if to_server:
+                c_seq += advance
+            else:
+                s_seq += advance
+
+        seg(dpkt.tcp.TH_SYN, True)
+        seg(dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK, False)
+        seg(dpkt.tcp.TH_ACK, True)
+        for to_server, payload in ((True, ex.request), (False, ex.response)):
+            for offset in range(0, len(payload), MSS):
+                seg(dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH, to_server, payload[offset : offset + MSS])
+            if payload:
+                seg(dpkt.tcp.TH_ACK, not to_server)
+        seg(dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK, True)
+        seg(dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK, False)
+        seg(dpkt.tcp.TH_ACK, True)
+
+    def udp(self, ex: Exchange) -> None:
+        if ex.request:
+            udp = dpkt.udp.UDP(sport=ex.client_port, dport=ex.port, data=ex.request)
+            self.packet(ex.time + 0.0002, GUEST_ADDRESS, ex.server, udp, True)
+        if ex.response:
+            udp = dpkt.udp.UDP(sport=ex.port, dport=ex.client_port, data=ex.response)
+            self.packet(ex.time + 0.0003, ex.server, GUEST_ADDRESS, udp, False)
+
+
+def network_pcap(report: Report, outdir) -> bytes:  # type: ignore[no-untyped-def]
+    """The pcap (Ethernet link type, microsecond timestamps) of every exchange in ``report``."""
+    writer = _Writer()
+    start = _start_time(report)
+    addresses = server_addresses(report)
+    resolved: set[str] = set()
+    by_seq = {ex.record.seq: ex for ex in exchanges(report, outdir)}
+    for record in report.network:
+        host = record.host.lower()
+        if record.kind == "dns":
+            writer.dns(start + record.seq * SEQ_TICK, record.seq, host, record.response.headers.get("A"))
+            resolved.add(host)
+            continue
+        ex = by_seq[record.seq]
+        if host not in resolved and ex.server != host:
+            writer.dns(ex.time, record.seq, host, None if record.blocked else addresses[host])
+            resolved.add(host)
+        if record.blocked:
+            continue
+        if record.kind == "udp":
+            writer.udp(ex)
+        else:
+            writer.tcp(ex)
+    return writer.buffer.getvalue()

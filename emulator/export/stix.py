@@ -1,0 +1,168 @@
+"""``stix-bundle.json``: a STIX 2.1 bundle of the replay, made with the ``stix2`` library.
+
+A ``malware-analysis`` object (chainreplay, its version, Speakeasy as the analysis engine, the
+result, the observed objects it saw), a ``malware`` object per stage with its ``file`` and hashes,
+``indicator`` objects with STIX patterns for the domains, URLs and hashes, ``attack-pattern``
+objects with their ATT&CK references, and relationships that follow the stage graph. Every id is
+derived from content (uuid5; SCOs use STIX's own deterministic ids) and every timestamp is the
+replay's virtual start time, so two replays of the same scenario give the same bundle.
+
+``result`` is ``suspicious`` when an ATT&CK technique was matched and ``unknown`` otherwise:
+chainreplay records behaviour, it does not judge maliciousness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import stix2
+
+from emulator.export._common import iter_blobs, stable_uuid
+from emulator.export.attack_meta import attack_release, technique_url
+from emulator.export.iocs import collect_iocs
+from emulator.report import Report
+
+# Graph edge types between two stages that read as STIX malware -> malware relationships.
+_DOWNLOAD_ORIGINS = ("network",)
+
+
+def _sid(kind: str, *parts: str) -> str:
+    return f"{kind}--{stable_uuid(kind, *parts)}"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def stix_bundle(report: Report, outdir: Path | None) -> stix2.Bundle:
+    created = report.virtual_time.start
+    common = {"created": created, "modified": created}
+    stage_bytes = {b.sha256: b.data for b in iter_blobs(report, outdir) if b.kind == "stage"}
+    objects: list[Any] = []
+    files: dict[str, stix2.File] = {}
+    malware: dict[str, stix2.Malware] = {}
+    for stage in report.stages:
+        hashes = {"SHA-256": stage.sha256}
+        data = stage_bytes.get(stage.sha256)
+        if data is not None:
+            hashes["MD5"] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            hashes["SHA-1"] = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+        file = files.get(stage.sha256) or stix2.File(name=stage.name, hashes=hashes, size=stage.size)
+        files[stage.sha256] = file
+        malware[stage.id] = stix2.Malware(
+            id=_sid("malware", report.target.sha256, stage.id, stage.sha256),
+            name=f"{stage.id}: {stage.name}",
+            description=f"Stage {stage.id} ({stage.kind}) of {report.target.name}, origin {stage.origin.type} "
+            f"{stage.origin.ref} ({stage.origin.how}), evidence seq {stage.origin.evidence}",
+            is_family=False,
+            sample_refs=[file.id],
+            **common,
+        )
+    objects += files.values()
+    observed: dict[str, Any] = {}
+    indicators: list[tuple[stix2.Indicator, str]] = []
+    for ioc in collect_iocs(report):
+        pattern = None
+        if ioc.type == "domain":
+            observed.setdefault(ioc.value, stix2.DomainName(value=ioc.value))
+            pattern = f"[domain-name:value = {_quote(ioc.value)}]"
+        elif ioc.type == "url":
+            observed.setdefault(ioc.value, stix2.URL(value=ioc.value))
+            pattern = f"[url:value = {_quote(ioc.value)}]"
+        elif ioc.type == "ipv4":
+            observed.setdefault(ioc.value, stix2.IPv4Address(value=ioc.value))
+            pattern = f"[ipv4-addr:value = {_quote(ioc.value)}]"
+        elif ioc.type == "sha256":
+            pattern = f"[file:hashes.'SHA-256' = {_quote(ioc.value)}]"
+        if pattern is None:
+            continue
+        indicator = stix2.Indicator(
+            id=_sid("indicator", pattern),
+            name=f"{ioc.type} {ioc.value}",
+            description=f"{ioc.description}; stage {ioc.stage}; evidence seq {ioc.evidence}",
+            pattern=pattern,
+            pattern_type="stix",
+            valid_from=created,
+            indicator_types=["malicious-activity"],
+            **common,
+        )
+        indicators.append((indicator, ioc.stages[0] if ioc.stages else ""))
+    objects += observed.values()
+    entry_file = files[report.stages[0].sha256] if report.stages else None
+    result = "suspicious" if report.attack else "unknown"
+    analysis_kwargs: dict[str, Any] = {}
+    if entry_file is not None:
+        analysis_kwargs["sample_ref"] = entry_file.id
+    refs = [f.id for f in files.values()] + [o.id for o in observed.values()]
+    analysis = stix2.MalwareAnalysis(
+        id=_sid("malware-analysis", report.target.sha256, report.tool.version, str(report.stats.seed)),
+        product="chainreplay",
+        version=report.tool.version,
+        analysis_engine_version=report.tool.engine,
+        configuration_version=f"{report.tool.mode} mode, seed {report.stats.seed}",
+        result=result,
+        result_name=report.outcome.status,
+        analysis_sco_refs=refs,
+        analysis_started=created,
+        analysis_ended=created,
+        **analysis_kwargs,
+        **common,
+    )
+    objects.append(analysis)
+    objects += malware.values()
+    objects += [i for i, _ in indicators]
+    release = attack_release(report)
+    patterns: dict[str, stix2.AttackPattern] = {}
+    relationships: dict[str, stix2.Relationship] = {}
+
+    def relate(source: str, kind: str, target: str, description: str = "") -> None:
+        rid = _sid("relationship", source, kind, target)
+        if rid not in relationships:
+            extra = {"description": description} if description else {}
+            relationships[rid] = stix2.Relationship(
+                id=rid, source_ref=source, relationship_type=kind, target_ref=target, **extra, **common
+            )
+
+    for technique in report.attack:
+        pattern = patterns.get(technique.technique)
+        if pattern is None:
+            pattern = stix2.AttackPattern(
+                id=_sid("attack-pattern", release, technique.technique),
+                name=technique.name,
+                external_references=[
+                    {
+                        "source_name": "mitre-attack",
+                        "external_id": technique.technique,
+                        "url": technique_url(technique.technique),
+                    }
+                ],
+                **common,
+            )
+            patterns[technique.technique] = pattern
+        if technique.stage in malware:
+            relate(malware[technique.stage].id, "uses", pattern.id, f"evidence seq {technique.evidence}")
+    objects += patterns.values()
+    if report.stages:
+        relate(analysis.id, "dynamic-analysis-of", malware[report.stages[0].id].id)
+    origins = {s.id: s.origin.type for s in report.stages}
+    for edge in report.graph.edges:
+        if edge.source in malware and edge.target in malware:
+            kind = "downloads" if origins.get(edge.target) in _DOWNLOAD_ORIGINS else "drops"
+            relate(malware[edge.source].id, kind, malware[edge.target].id, f"{edge.type}, evidence seq {edge.evidence}")
+    for stage in report.stages:  # a parent link the graph did not draw still relates the stages
+        if stage.parent in malware:
+            kind = "downloads" if stage.origin.type in _DOWNLOAD_ORIGINS else "drops"
+            relate(malware[stage.parent].id, kind, malware[stage.id].id, f"parent of {stage.id}")
+    for indicator, stage_id in indicators:
+        if stage_id in malware:
+            relate(indicator.id, "indicates", malware[stage_id].id)
+    objects += relationships.values()
+    return stix2.Bundle(objects=objects, id=_sid("bundle", report.target.sha256, str(len(objects))), allow_custom=False)
+
+
+def stix_json(report: Report, outdir: Path | None) -> str:
+    bundle = stix_bundle(report, outdir)
+    return json.dumps(json.loads(bundle.serialize()), indent=2, sort_keys=True) + "\n"

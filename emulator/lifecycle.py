@@ -1,0 +1,105 @@
+"""The lifecycle of one run in this process: termination signals and the whole run's deadline.
+
+:class:`RunControl` is entered for the length of a replay (or of ``analyse``/``render``): it
+takes SIGTERM, SIGINT and SIGHUP instead of letting them kill the process, and arms SIGALRM for
+blocks that must end by the deadline. See docs/containment.md ("Lifecycle").
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+
+class Interrupted(BaseException):
+    """A termination signal reached the CLI during a phase that stops at once (analysis, drawing).
+
+    A BaseException, like KeyboardInterrupt: a library's ``except Exception`` must not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class DeadlineReached(BaseException):
+    """The whole run's time ran out during analysis or drawing."""
+
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class RunControl:
+    """Signals and the whole-run deadline of one replay in this process.
+
+    While a replay runs, SIGTERM, SIGINT and SIGHUP are recorded instead of killing the CLI: the
+    emulation child is killed, and the replay ends with a partial report whose outcome is
+    ``interrupted``. During analysis and drawing (pure Python that could take long) the signal,
+    or SIGALRM at the deadline, raises at once. Only the main thread can take signals; elsewhere
+    (a batch worker's thread) the replay runs without these handlers.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.signum: int | None = None
+        # The signal has been taken into account (the emulation was stopped for it): later
+        # bounded blocks run, within their own short bound, instead of raising at once.
+        self.handled = False
+        self.raise_now = False
+        self._saved: dict[int, Any] = {}
+        self.enabled = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> RunControl:
+        if self.enabled:
+            for sig in TERMINATING_SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._on_signal)
+            self._saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig, handler in self._saved.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.raise_now:
+            self.raise_now = False
+            raise Interrupted(signum)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self.raise_now:
+            self.raise_now = False
+            raise DeadlineReached()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def bounded(self, seconds: float | None = None) -> _Bounded:
+        """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short."""
+        return _Bounded(self, seconds)
+
+
+class _Bounded:
+    def __init__(self, control: RunControl, seconds: float | None) -> None:
+        self.control = control
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        control = self.control
+        if control.signum is not None and not control.handled:
+            raise Interrupted(control.signum)
+        left = control.remaining() if self.seconds is None else min(control.remaining(), self.seconds)
+        if left <= 0:
+            raise DeadlineReached()
+        if control.enabled:
+            signal.setitimer(signal.ITIMER_REAL, left)
+        control.raise_now = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.control.raise_now = False
+        if self.control.enabled:
+            signal.setitimer(signal.ITIMER_REAL, 0)

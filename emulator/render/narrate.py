@@ -1,0 +1,249 @@
+"""The chain told step by step, stage by stage, with the evidence for every step.
+
+Derived from the report only (and, when given, the saved network bodies for previews), like every
+other renderer, so it tells any chain: how each stage came to run, what it read, decrypted,
+fetched and sent, what the beacon carried, what left the machine, what it started next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from emulator.render.layout import STAGE_KIND_TEXT
+from emulator.render.model import (
+    SLEEP_APIS,
+    clean,
+    graph_parts,
+    hosts_contacted,
+    plural,
+)
+from emulator.report import Report
+
+HOW_TEXT = {
+    "entry": "the replay starts here",
+    "same_bytes": "its bytes are exactly the bytes of",
+    "decrypted_in_place": "its bytes were decrypted in place from",
+    "decrypt_api": "its bytes are the output of a decryption of",
+    "mapped_image": "it is a PE image mapped into memory by",
+    "executed_from": "it is code run from memory written by",
+}
+# Network edges whose meaning is worth a sentence of its own.
+NET_VERBS = {
+    "fetches": "fetches",
+    "beacons_to": "beacons to",
+    "exfiltrates_to": "sends stolen data to",
+    "delivers": "receives code from",
+}
+MAX_ITEMS = 8  # per list inside one step
+BODY_PREVIEW = 160  # characters of a body shown in a sentence
+MAX_STEPS_PER_STAGE = 12
+
+
+@dataclass
+class Step:
+    title: str
+    lines: list[str] = field(default_factory=list)
+    stage: str | None = None
+
+
+def _duration(ms: int) -> str:
+    seconds = ms / 1000
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} minutes"
+    return f"{seconds:g} s"
+
+
+def body_preview(data: bytes | None, limit: int = BODY_PREVIEW) -> str | None:
+    """Printable text of a body, or ``None`` if it is binary."""
+    if not data:
+        return None
+    text = data[: limit * 4].decode("utf-8", "replace")
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    if printable < 0.9 * len(text):
+        return None
+    text = " ".join(text.split())
+    return clean(text, limit)
+
+
+def _ev(seqs: list[int] | tuple[int, ...]) -> str:
+    seqs = sorted(set(seqs))
+    if not seqs:
+        return ""
+    shown = ", ".join(str(s) for s in seqs[:6]) + (", ..." if len(seqs) > 6 else "")
+    return f" [event{'s' if len(seqs) > 1 else ''} {shown}]"
+
+
+def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[Step]:
+    """The story of the replay as steps (a title and sentences each)."""
+    bodies = bodies or {}
+    _, edges = graph_parts(report)
+    net_kind = {}
+    for e in edges:
+        for seq in e.evidence:
+            if e.type in NET_VERBS:
+                net_kind[seq] = e.type
+    names = {s.id: clean(s.name, 80) for s in report.stages}
+    title = clean(report.scenario or report.target.name, 120)
+    hosts = hosts_contacted(report)
+    steps = [
+        Step(
+            f"The chain: {title}",
+            [
+                f"chainreplay replayed {clean(report.target.path, 200)} in an emulator "
+                f"({report.tool.engine}); nothing touched a real network or a real disk.",
+                f"{plural(len(report.stages), 'stage')} ran one after the other: "
+                + ", ".join(f"{s.id} {names[s.id]}" for s in report.stages)
+                + ".",
+                (f"It contacted {plural(len(hosts), 'host')}: {', '.join(hosts)}." if hosts else "No network contact."),
+            ],
+        )
+    ]
+    by_stage: dict[str, list[tuple[int, str, list[str]]]] = {s.id: [] for s in report.stages}
+
+    def add(stage: str, seq: int, text: str, more: list[str] | None = None) -> None:
+        if stage in by_stage:
+            by_stage[stage].append((seq, text, more or []))
+
+    reads: dict[tuple[str, str], list[int]] = {}
+    sizes: dict[tuple[str, str], int] = {}
+    for f in report.files:
+        if f.op == "read":
+            read_key = (f.stage, f.path)
+            reads.setdefault(read_key, []).append(f.seq)
+            sizes[read_key] = sizes.get(read_key, 0) + (f.size or 0)
+        elif f.op in ("write", "delete", "move", "copy"):
+            size = f" ({plural(f.size, 'byte')})" if f.size else ""
+            add(f.stage, f.seq, f"It {f.op}s the file {clean(f.path, 200)}{size}.{_ev([f.seq])}")
+    for (reader, path), seqs in reads.items():
+        size_text = plural(sizes[(reader, path)], "byte")
+        add(reader, seqs[0], f"It reads the file {clean(path, 200)} ({size_text}).{_ev(seqs)}")
+    for r in report.registry:
+        if r.op == "read":
+            value = f"{clean(r.value_name or '(default)', 80)} = {clean(r.value, 120)}" if r.value is not None else ""
+            add(r.stage, r.seq, f"It reads the registry key {clean(r.path, 200)}: {value}.{_ev([r.seq])}")
+        elif r.op in ("write", "create", "delete"):
+            add(r.stage, r.seq, f"It {r.op}s the registry key {clean(r.path, 200)}.{_ev([r.seq])}")
+    for o in report.sync_objects:
+        add(o.stage, o.seq, f"It {o.op}s the {o.object_type} {clean(o.name, 120)}.{_ev([o.seq])}")
+    for b in report.buffers:
+        if b.source in ("decrypt", "decompress"):
+            verb = "decrypts" if b.source == "decrypt" else "decompresses"
+            add(
+                b.stage,
+                b.seq,
+                f"It {verb} {plural(b.size, 'byte')} with {clean(b.api or b.ref, 80)} "
+                f"(result sha256 {b.sha256[:16]}...).{_ev([b.seq])}",
+            )
+    for call in report.api_calls:
+        if call.api in SLEEP_APIS and call.args:
+            try:
+                ms = int(call.args[0], 0) & 0xFFFFFFFF
+            except ValueError:
+                continue
+            if ms >= 1000:
+                add(
+                    call.stage,
+                    call.seq,
+                    f"It sleeps {_duration(ms)} (skipped on the virtual clock).{_ev([call.seq])}",
+                )
+    last_header: dict[str, str] = {}
+    for n in report.network:
+        what = clean(n.url or f"{n.host}:{n.port}", 300)
+        verb = NET_VERBS.get(net_kind.get(n.seq, ""), "contacts")
+        status = "was blocked" if n.blocked else f"got {n.response.status} ({plural(n.response.size, 'byte')})"
+        more = []
+        for name, value in n.request.headers.items():
+            if name.lower() in ("cookie", "authorization", "user-agent") and last_header.get(name) != value:
+                last_header[name] = value
+                more.append(f"its {clean(name, 40)} header: {clean(value, 200)}")
+        if n.request.size:
+            preview = body_preview(bodies.get(n.request.sha256 or ""))
+            carried = f'"{preview}"' if preview else f"sha256 {(n.request.sha256 or '')[:16]}..."
+            label = "what it sent" if verb != "sends stolen data to" else "what it stole"
+            more.append(f"{label} ({plural(n.request.size, 'byte')}): {carried}")
+        answer = body_preview(bodies.get(n.response.sha256 or ""))
+        if answer:
+            more.append(f'the answer: "{answer}"')
+        add(
+            n.stage,
+            n.seq,
+            f"It {verb} {what} ({n.method or n.kind}) and {status}, answered by the {clean(n.responder, 40)} "
+            f"responder.{_ev([n.seq])}",
+            more,
+        )
+    for stage in report.stages:
+        origin = stage.origin
+        how = HOW_TEXT.get(origin.how, origin.how.replace("_", " "))
+        if origin.how == "entry":
+            entry_ref = clean(origin.ref, 200)
+            where = how if entry_ref in ("", title) else f"{entry_ref} loads it; {how}"
+        elif origin.type == "memory":
+            where = f"{how} stage {clean(origin.ref, 80)}"
+        else:
+            where = f"{how} {origin.type} {clean(origin.ref, 200)}"
+            if origin.via_api:
+                where += f" (via {clean(origin.via_api, 60)})"
+        intro = [
+            f"{stage.id} is {STAGE_KIND_TEXT.get(stage.kind, stage.kind)} {names[stage.id]} "
+            f"({plural(stage.size, 'byte')}, "
+            f"sha256 {stage.sha256[:16]}...).",
+            f"How it came to run: {where}.{_ev(origin.evidence)}",
+        ]
+        if stage.parent:
+            intro.append(f"Its parent stage {stage.parent} handed control to it by {stage.via}.")
+        steps.append(Step(f"Stage {stage.id}: {names[stage.id]}", intro, stage.id))
+        actions = sorted(by_stage[stage.id], key=lambda a: a[0])
+        shown = actions[:MAX_STEPS_PER_STAGE]
+        for _seq, text, more in shown:
+            steps.append(Step(f"{stage.id}: {text.split(' [event')[0]}", [text, *(f"  - {m}" for m in more)], stage.id))
+        if len(actions) > len(shown):
+            steps.append(Step(f"{stage.id}: and {len(actions) - len(shown)} more actions", [], stage.id))
+        children = [s for s in report.stages if s.parent == stage.id]
+        techniques = [t for t in report.attack if t.stage == stage.id]
+        closing = []
+        if techniques:
+            closing.append(
+                "ATT&CK: " + "; ".join(f"{t.technique} {clean(t.name, 80)}{_ev(t.evidence)}" for t in techniques)
+            )
+        if children:
+            closing.append("Then it starts " + ", ".join(f"{c.id} {names[c.id]}" for c in children) + ".")
+        if closing:
+            steps.append(Step(f"{stage.id}: what it amounts to", closing, stage.id))
+    outcome = report.outcome
+    steps.append(
+        Step(
+            "How it ended",
+            [
+                f"Outcome: {outcome.status}" + (f": {clean(outcome.detail, 300)}" if outcome.detail else "") + ".",
+                f"Virtual time skipped: {_duration(report.virtual_time.skipped_ms)} "
+                f"in {plural(report.virtual_time.sleeps, 'sleep')}.",
+            ],
+        )
+    )
+    return steps
+
+
+def is_header(step: Step) -> bool:
+    """A chapter of the story (the overview, a stage, the end) rather than one action."""
+    return step.stage is None or step.title.startswith("Stage ")
+
+
+def render_markdown(report: Report, steps: list[Step]) -> str:
+    """The narration as a handout (Markdown)."""
+    out = [f"# {clean(report.scenario or report.target.name, 120)}: the chain step by step", ""]
+    n = 0
+    for step in steps:
+        if is_header(step):
+            out += ["", f"## {step.title}", "", *step.lines, ""]
+            n = 0
+            continue
+        n += 1
+        out.append(f"{n}. {step.lines[0] if step.lines else step.title}")
+        out += [f"   {line.strip()}" for line in step.lines[1:]]
+    out.append("")
+    return "\n".join(out)

@@ -1,0 +1,356 @@
+/* The anti-evasion catalogue: common sandbox, emulator and debugger checks, each reported as
+ * one OutputDebugStringA line "check NAME: pass|FAIL detail". A faithful guest passes them all.
+ * Benign: reads only what the machine says about itself; does nothing without the marker. */
+#include <windows.h>
+#include <tlhelp32.h>
+#include <psapi.h>
+#include "fidelity.h"
+
+#define SLEEP_MS 30000ULL
+#define MINUTE_MS 60000ULL
+
+typedef LONG (NTAPI *nt_query_information_process_t)(HANDLE, ULONG, PVOID, ULONG, PULONG);
+
+static unsigned long long tsc(void)
+{
+    unsigned int lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+static void cpuid(unsigned int leaf, unsigned int out[4])
+{
+    __asm__ volatile("cpuid" : "=a"(out[0]), "=b"(out[1]), "=c"(out[2]), "=d"(out[3]) : "a"(leaf), "c"(0));
+}
+
+static unsigned long long ksystem_time(ULONG_PTR offset)
+{
+    volatile ULONG *p = (volatile ULONG *)(0x7FFE0000 + offset);
+    return ((unsigned long long)(ULONG)p[1] << 32) | p[0];
+}
+
+static unsigned long long kuser_tick_ms(void)
+{
+    volatile ULONG *multiplier = (volatile ULONG *)0x7FFE0004;
+    return (ksystem_time(0x320) * *multiplier) >> 24;
+}
+
+static unsigned long long filetime_now(void)
+{
+    FILETIME ft;
+    GetSystemTimeAsFileTime(&ft);
+    return ((unsigned long long)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+}
+
+/* |a - b| <= tolerance */
+static int close_to(unsigned long long a, unsigned long long b, unsigned long long tolerance)
+{
+    return (a > b ? a - b : b - a) <= tolerance;
+}
+
+static void report_ms(const char *name, int ok, unsigned long long ms)
+{
+    char text[32];
+    fmt_u64(text, ms);
+    verdict(name, ok, text);
+}
+
+static void timing_checks(void)
+{
+    LARGE_INTEGER f, q0, q1, q2;
+    unsigned long long t0, t1, tick0, tick1, ft0, ft1, k0, k1, ks0, ks1, kt0, kt1, qms, tsc_delta;
+    DWORD gtc0, gtc1;
+    volatile unsigned int spin = 0;
+    unsigned int i;
+
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&q0);
+    QueryPerformanceCounter(&q1);
+    verdict("qpc_consecutive_readings_differ", q1.QuadPart > q0.QuadPart, "");
+
+    /* Around a Sleep: every clock moves by the time slept, and all agree. */
+    QueryPerformanceCounter(&q0);
+    t0 = tsc();
+    tick0 = GetTickCount64();
+    gtc0 = GetTickCount();
+    ft0 = filetime_now();
+    k0 = ksystem_time(0x8);
+    ks0 = ksystem_time(0x14);
+    kt0 = kuser_tick_ms();
+    Sleep((DWORD)SLEEP_MS);
+    QueryPerformanceCounter(&q1);
+    t1 = tsc();
+    tick1 = GetTickCount64();
+    gtc1 = GetTickCount();
+    ft1 = filetime_now();
+    k1 = ksystem_time(0x8);
+    ks1 = ksystem_time(0x14);
+    kt1 = kuser_tick_ms();
+    qms = (unsigned long long)(q1.QuadPart - q0.QuadPart) * 1000 / (unsigned long long)f.QuadPart;
+    report_ms("sleep_qpc_delta_ms", close_to(qms, SLEEP_MS, 200), qms);
+    report_ms("sleep_tickcount64_delta_ms", close_to(tick1 - tick0, SLEEP_MS, 200), tick1 - tick0);
+    report_ms("sleep_tickcount_delta_ms", close_to((DWORD)(gtc1 - gtc0), SLEEP_MS, 200), (DWORD)(gtc1 - gtc0));
+    report_ms("sleep_filetime_delta_ms", close_to((ft1 - ft0) / 10000, SLEEP_MS, 200), (ft1 - ft0) / 10000);
+    report_ms("sleep_kuser_interrupt_time_delta_ms", close_to((k1 - k0) / 10000, SLEEP_MS, 200), (k1 - k0) / 10000);
+    report_ms("sleep_kuser_system_time_delta_ms", close_to((ks1 - ks0) / 10000, SLEEP_MS, 200), (ks1 - ks0) / 10000);
+    report_ms("sleep_kuser_tick_count_delta_ms", close_to(kt1 - kt0, SLEEP_MS, 200), kt1 - kt0);
+    /* rdtsc: at least 1 GHz and at most 10 GHz over the slept time. */
+    tsc_delta = t1 - t0;
+    report_ms("sleep_rdtsc_delta_mcycles", tsc_delta >= SLEEP_MS * 1000000ULL && tsc_delta <= SLEEP_MS * 10000000ULL,
+              tsc_delta / 1000000);
+    verdict("kuser_system_time_matches_filetime", close_to(ks1 / 10000, ft1 / 10000, 200), "");
+    verdict("kuser_tick_count_matches_gettickcount64", close_to(kt1, tick1, 200), "");
+
+    /* Around a busy loop with no API call: clocks move forward, a little. */
+    QueryPerformanceCounter(&q0);
+    t0 = tsc();
+    for (i = 0; i < 100000; i++)
+        spin += i;
+    t1 = tsc();
+    QueryPerformanceCounter(&q2);
+    verdict("busy_loop_rdtsc_moves", t1 > t0, "");
+    verdict("busy_loop_qpc_moves", q2.QuadPart > q0.QuadPart, "");
+    qms = (unsigned long long)(q2.QuadPart - q0.QuadPart) * 1000 / (unsigned long long)f.QuadPart;
+    report_ms("busy_loop_qpc_under_1s", qms < 1000, qms);
+    /* A trapped CPUID (a VM exit) costs thousands of cycles. */
+    {
+        unsigned int regs[4];
+        t0 = tsc();
+        cpuid(0, regs);
+        t1 = tsc();
+        report_ms("rdtsc_around_cpuid_under_1000_cycles", t1 - t0 < 1000, t1 - t0);
+    }
+    /* Uptime: sandboxes are often freshly booted. */
+    report_ms("uptime_over_20_minutes", GetTickCount64() > 20 * MINUTE_MS, GetTickCount64() / MINUTE_MS);
+}
+
+static void debugger_checks(void)
+{
+    BOOL remote = TRUE;
+    ULONG_PTR port = 1, object = 1;
+    ULONG flags = 0;
+    unsigned char *peb;
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    nt_query_information_process_t query =
+        (nt_query_information_process_t)(void *)GetProcAddress(ntdll, "NtQueryInformationProcess");
+
+    verdict("IsDebuggerPresent", !IsDebuggerPresent(), "");
+    verdict("CheckRemoteDebuggerPresent", CheckRemoteDebuggerPresent(GetCurrentProcess(), &remote) && !remote, "");
+    if (query) {
+        LONG s1 = query(GetCurrentProcess(), 7, &port, sizeof port, NULL);
+        LONG s2 = query(GetCurrentProcess(), 0x1E, &object, sizeof object, NULL);
+        LONG s3 = query(GetCurrentProcess(), 0x1F, &flags, sizeof flags, NULL);
+        verdict("NtQueryInformationProcess_debug_port", s1 == 0 && port == 0, "");
+        verdict("NtQueryInformationProcess_debug_object", s2 != 0 && object == 0, "");
+        verdict("NtQueryInformationProcess_debug_flags", s3 == 0 && flags == 1, "");
+    } else {
+        verdict("NtQueryInformationProcess_found", 0, "");
+    }
+#ifdef _WIN64
+    __asm__ volatile("movq %%gs:0x60, %0" : "=r"(peb));
+    verdict("peb_being_debugged", peb[2] == 0, "");
+    verdict("peb_nt_global_flag", (*(ULONG *)(peb + 0xBC) & 0x70) == 0, "");
+#else
+    __asm__ volatile("movl %%fs:0x30, %0" : "=r"(peb));
+    verdict("peb_being_debugged", peb[2] == 0, "");
+    verdict("peb_nt_global_flag", (*(ULONG *)(peb + 0x68) & 0x70) == 0, "");
+#endif
+}
+
+static void cpu_checks(void)
+{
+    unsigned int regs[4];
+    char vendor[13];
+    static const char *const hypervisors[] = {"VMwareVMware", "Microsoft Hv", "KVMKVMKVM", "VBoxVBoxVBox",
+                                              "XenVMMXenVMM", "TCGTCGTCGTCG", " lrpepyh  vr", "prl hyperv  "};
+    unsigned int i;
+    int bad = 0;
+
+    cpuid(1, regs);
+    verdict("cpuid_hypervisor_bit_clear", (regs[2] & 0x80000000u) == 0, "");
+    cpuid(0, regs);
+    *(unsigned int *)(vendor + 0) = regs[1];
+    *(unsigned int *)(vendor + 4) = regs[3];
+    *(unsigned int *)(vendor + 8) = regs[2];
+    vendor[12] = 0;
+    verdict("cpuid_vendor_is_a_cpu", str_eq_i(vendor, "GenuineIntel") || str_eq_i(vendor, "AuthenticAMD"), vendor);
+    cpuid(0x40000000, regs);
+    *(unsigned int *)(vendor + 0) = regs[1];
+    *(unsigned int *)(vendor + 4) = regs[2];
+    *(unsigned int *)(vendor + 8) = regs[3];
+    vendor[12] = 0;
+    for (i = 0; i < sizeof hypervisors / sizeof hypervisors[0]; i++)
+        bad |= str_eq_i(vendor, hypervisors[i]);
+    verdict("cpuid_no_hypervisor_vendor", !bad, "");
+    {
+        char brand[49];
+        for (i = 0; i < 3; i++) {
+            cpuid(0x80000002 + i, regs);
+            *(unsigned int *)(brand + 16 * i + 0) = regs[0];
+            *(unsigned int *)(brand + 16 * i + 4) = regs[1];
+            *(unsigned int *)(brand + 16 * i + 8) = regs[2];
+            *(unsigned int *)(brand + 16 * i + 12) = regs[3];
+        }
+        brand[48] = 0;
+        verdict("cpuid_brand_is_a_retail_cpu",
+                !str_has_i(brand, "qemu") && !str_has_i(brand, "virtual") && !str_has_i(brand, "kvm") &&
+                    !str_has_i(brand, "processor (") && (str_has_i(brand, "intel(r)") || str_has_i(brand, "amd")),
+                brand);
+    }
+}
+
+static void hardware_checks(void)
+{
+    MEMORYSTATUSEX memory;
+    SYSTEM_INFO info;
+    ULARGE_INTEGER avail, total, free_bytes;
+    POINT p0, p1;
+
+    memory.dwLength = sizeof memory;
+    GlobalMemoryStatusEx(&memory);
+    report_ms("memory_at_least_4_gib_mib", memory.ullTotalPhys >= (4ULL << 30), memory.ullTotalPhys >> 20);
+    GetSystemInfo(&info);
+    report_ms("processors_at_least_2", info.dwNumberOfProcessors >= 2, info.dwNumberOfProcessors);
+    total.QuadPart = 0;
+    GetDiskFreeSpaceExA("C:\\", &avail, &total, &free_bytes);
+    report_ms("disk_at_least_80_gib", total.QuadPart >= (80ULL << 30), total.QuadPart >> 30);
+    report_ms("screen_width_at_least_1024", GetSystemMetrics(SM_CXSCREEN) >= 1024, (unsigned)GetSystemMetrics(SM_CXSCREEN));
+    report_ms("screen_height_at_least_768", GetSystemMetrics(SM_CYSCREEN) >= 768, (unsigned)GetSystemMetrics(SM_CYSCREEN));
+    p0.x = p0.y = p1.x = p1.y = -1;
+    GetCursorPos(&p0);
+    Sleep(2000);
+    GetCursorPos(&p1);
+    verdict("cursor_moves", p0.x != p1.x || p0.y != p1.y, "");
+}
+
+static void identity_checks(void)
+{
+    static const char *const users[] = {"sandbox", "malware", "virus", "maltest", "test user", "john doe",
+                                        "currentuser", "sand box", "timmy", "wdagutilityaccount", "vmware",
+                                        "user", "admin", "administrator", "test", "abby", "peter wilson",
+                                        "hmarc", "patex", "frank", "lisa", "john", "george", "emily"};
+    static const char *const hosts[] = {"sandbox", "7silvia", "hanspeter-pc", "john-pc", "mueller-pc",
+                                        "win7-traps", "fortinet", "tequilaboombomb", "desktop-vm",
+                                        "vmware", "virtualbox", "cuckoo", "analysis", "malware", "test"};
+    char name[256];
+    DWORD size = sizeof name;
+    unsigned int i;
+    int bad = 0;
+
+    name[0] = 0;
+    GetUserNameA(name, &size);
+    for (i = 0; i < sizeof users / sizeof users[0]; i++)
+        bad |= str_eq_i(name, users[i]);
+    bad |= str_has_i(name, "sandbox") | str_has_i(name, "malware") | str_has_i(name, "virus");
+    verdict("user_name_not_on_blocklist", !bad && name[0], name);
+    size = sizeof name;
+    name[0] = 0;
+    bad = 0;
+    GetComputerNameA(name, &size);
+    for (i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
+        bad |= str_eq_i(name, hosts[i]);
+    bad |= str_has_i(name, "sandbox") | str_has_i(name, "cuckoo") | str_has_i(name, "vbox");
+    verdict("host_name_not_on_blocklist", !bad && name[0], name);
+}
+
+static void process_checks(void)
+{
+    static const char *const tools[] = {"vmtoolsd.exe", "vmwaretray.exe", "vboxservice.exe", "vboxtray.exe",
+                                        "wireshark.exe", "procmon.exe", "procmon64.exe", "procexp.exe",
+                                        "ollydbg.exe", "x64dbg.exe", "x32dbg.exe", "idaq.exe", "ida64.exe",
+                                        "sandboxiedcomlaunch.exe", "joeboxserver.exe", "vmsrvc.exe",
+                                        "qemu-ga.exe", "fakenet.exe", "sysmon.exe", "python.exe", "prl_tools.exe"};
+    PROCESSENTRY32 entry;
+    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+    unsigned int count = 0, i;
+    int bad = 0;
+
+    entry.dwSize = sizeof entry;
+    if (snapshot != INVALID_HANDLE_VALUE && Process32First(snapshot, &entry)) {
+        do {
+            count++;
+            for (i = 0; i < sizeof tools / sizeof tools[0]; i++)
+                bad |= str_eq_i(entry.szExeFile, tools[i]);
+        } while (Process32Next(snapshot, &entry));
+        CloseHandle(snapshot);
+    }
+    verdict("no_analysis_tool_process", !bad && count > 0, "");
+    report_ms("at_least_20_processes", count >= 20, count);
+}
+
+static void artifact_checks(void)
+{
+    static const char *const files[] = {
+        "C:\\windows\\system32\\drivers\\vmmouse.sys", "C:\\windows\\system32\\drivers\\vmhgfs.sys",
+        "C:\\windows\\system32\\drivers\\VBoxMouse.sys", "C:\\windows\\system32\\drivers\\VBoxGuest.sys",
+        "C:\\windows\\system32\\drivers\\VBoxSF.sys", "C:\\windows\\system32\\vboxhook.dll",
+        "C:\\windows\\system32\\drivers\\prleth.sys", "C:\\windows\\system32\\drivers\\vioinput.sys",
+        "C:\\analysis\\sample.exe", "C:\\sandbox\\starter.exe", "C:\\insidetm"};
+    static const char *const devices[] = {"\\\\.\\VBoxMiniRdrDN", "\\\\.\\VBoxGuest", "\\\\.\\vmci", "\\\\.\\HGFS"};
+    static const char *const keys[] = {
+        "SOFTWARE\\Oracle\\VirtualBox Guest Additions", "SOFTWARE\\VMware, Inc.\\VMware Tools",
+        "HARDWARE\\ACPI\\DSDT\\VBOX__", "HARDWARE\\ACPI\\FADT\\VBOX__", "SYSTEM\\CurrentControlSet\\Services\\VBoxGuest",
+        "SYSTEM\\CurrentControlSet\\Services\\vmci", "SOFTWARE\\Wine", "SYSTEM\\ControlSet001\\Services\\vioscsi"};
+    static const char *const dlls[] = {"SbieDll.dll", "dbghelp_sandbox.dll", "api_log.dll", "dir_watch.dll",
+                                       "pstorec.dll", "vmcheck.dll", "wpespy.dll", "cmdvrt32.dll", "cuckoomon.dll"};
+    static const char *const drivers[] = {"vmmouse", "vmhgfs", "vboxguest", "vboxmouse", "vboxsf", "vboxvideo",
+                                          "prleth", "vioinput", "sbiedrv"};
+    unsigned int i, j;
+    int bad = 0;
+    HKEY key;
+    LPVOID bases[512];
+    DWORD needed = 0;
+    char base_name[MAX_PATH];
+
+    for (i = 0; i < sizeof files / sizeof files[0]; i++)
+        bad |= GetFileAttributesA(files[i]) != INVALID_FILE_ATTRIBUTES;
+    verdict("no_sandbox_files", !bad, "");
+    bad = 0;
+    for (i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        HANDLE h = CreateFileA(devices[i], GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, 0, NULL);
+        if (h != INVALID_HANDLE_VALUE) {
+            bad = 1;
+            CloseHandle(h);
+        }
+    }
+    verdict("no_sandbox_devices", !bad, "");
+    bad = 0;
+    for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (RegOpenKeyExA(HKEY_LOCAL_MACHINE, keys[i], 0, KEY_READ, &key) == ERROR_SUCCESS) {
+            bad = 1;
+            RegCloseKey(key);
+        }
+    }
+    verdict("no_sandbox_registry_keys", !bad, "");
+    bad = 0;
+    for (i = 0; i < sizeof dlls / sizeof dlls[0]; i++)
+        bad |= GetModuleHandleA(dlls[i]) != NULL;
+    verdict("no_sandbox_dlls_loaded", !bad, "");
+    bad = 0;
+    if (EnumDeviceDrivers(bases, sizeof bases, &needed)) {
+        for (i = 0; i < needed / sizeof bases[0] && i < 512; i++) {
+            base_name[0] = 0;
+            GetDeviceDriverBaseNameA(bases[i], base_name, sizeof base_name);
+            for (j = 0; j < sizeof drivers / sizeof drivers[0]; j++)
+                bad |= str_has_i(base_name, drivers[j]);
+        }
+        report_ms("no_sandbox_drivers", !bad && needed >= 10 * sizeof bases[0], needed / sizeof bases[0]);
+    } else {
+        verdict("no_sandbox_drivers", 0, "EnumDeviceDrivers failed");
+    }
+}
+
+void __stdcall EvasionEntry(void)
+{
+    if (!marker_set())
+        ExitProcess(2);
+    timing_checks();
+    debugger_checks();
+    cpu_checks();
+    hardware_checks();
+    identity_checks();
+    process_checks();
+    artifact_checks();
+    OutputDebugStringA("catalogue done");
+    ExitProcess(0);
+}

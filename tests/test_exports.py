@@ -1,0 +1,465 @@
+"""Exports (iocs.csv, STIX, ATT&CK layer, pcap, HAR), --yara, and the generated detections, each
+checked against the replay's own artifacts: parsed back, validated, and run over the replay.
+
+The chains: 3CX (x64 and x86) and the WinHTTP downloader; benign-dll is the negative control.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dpkt
+import pytest
+import stix2
+import yara
+from sigma.backends.sqlite import sqliteBackend
+from sigma.collection import SigmaCollection
+from stix2validator import ValidationOptions, validate_string
+from suricataparser import parse_file
+
+from emulator.cli import main
+from emulator.export.attack_meta import ATTACK_RELEASE
+from emulator.export.detections.events import COLUMNS, replay_events
+from emulator.export.stix import stix_json
+from emulator.report import Report
+
+CHAINS = ["3cx", "winhttp-downloader", "3cx-x86"]
+REPO = Path(__file__).resolve().parent.parent
+BENIGN_SAMPLE = REPO / "scenarios" / "benign-dll" / "samples" / "benign.dll"
+
+Outdir = Callable[[str], Path]
+
+
+def _report(out: Path) -> Report:
+    return Report.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
+
+
+def _http(report: Report) -> list[Any]:
+    return [r for r in report.network if r.kind == "http" and r.url and not r.blocked]
+
+
+# --- iocs.csv ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_iocs_csv_names_every_indicator_of_the_report(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    rows = list(csv.DictReader(io.StringIO((out / "iocs.csv").read_text(encoding="utf-8"))))
+    assert rows and list(rows[0]) == ["value", "type", "stage", "evidence", "description"]
+    have = {(r["value"], r["type"]) for r in rows}
+    stage_ids = {s.id for s in report.stages}
+    for row in rows:
+        assert set(row["stage"].split(";")) <= stage_ids | {""}, row
+        assert all(e.isdigit() for e in row["evidence"].split(";") if e), row
+    for stage in report.stages:
+        assert (stage.sha256, "sha256") in have
+    for dropped in report.dropped:
+        assert (dropped.sha256, "sha256") in have
+    for record in _http(report):
+        assert (record.host, "domain") in have
+        assert (record.url, "url") in have
+        if record.response.sha256:
+            assert (record.response.sha256, "sha256") in have
+        for head, kind in (("User-Agent", "user_agent"), ("Cookie", "cookie")):
+            if head in record.request.headers:
+                assert (record.request.headers[head], kind) in have
+    for sync in report.sync_objects:
+        assert (sync.name, "sync_object") in have
+    for file in report.files:
+        assert (file.path, "file_path") in have
+    for reg in report.registry:
+        key = f"{reg.path}\\{reg.value_name}" if reg.value_name else reg.path
+        assert (key, "registry_key") in have
+
+
+def test_3cx_iocs_include_the_beacon_cookie_and_the_mutex(scenario_outdir: Outdir) -> None:
+    rows = list(csv.DictReader(io.StringIO((scenario_outdir("3cx") / "iocs.csv").read_text(encoding="utf-8"))))
+    kinds = {r["type"] for r in rows}
+    assert {"domain", "url", "sha256", "sync_object", "file_path", "registry_key", "user_agent", "cookie"} <= kinds
+    cookie = next(r for r in rows if r["type"] == "cookie")
+    assert cookie["value"].startswith("__tutma=") and cookie["stage"]
+
+
+# --- STIX -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_stix_bundle_parses_validates_and_follows_the_stage_graph(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    text = (out / "stix-bundle.json").read_text(encoding="utf-8")
+    # uuid5 ids are deterministic by design; the spec only recommends (SHOULD) UUIDv4.
+    result = validate_string(text, ValidationOptions(disabled=["uuid-check"]))
+    assert result.is_valid, [str(e) for e in result.errors]
+    bundle = stix2.parse(text, allow_custom=False)
+    by_type: dict[str, list[Any]] = {}
+    for obj in bundle.objects:
+        by_type.setdefault(obj.type, []).append(obj)
+    (analysis,) = by_type["malware-analysis"]
+    assert analysis.product == "chainreplay" and analysis.version == report.tool.version
+    assert analysis.analysis_engine_version == report.tool.engine
+    assert analysis.result in ("suspicious", "unknown")
+    ids = {o.id: o for o in bundle.objects}
+    assert all(ref in ids for ref in analysis.analysis_sco_refs)
+    malware = by_type["malware"]
+    assert len(malware) == len(report.stages)
+    for stage in report.stages:
+        (m,) = [m for m in malware if m.name == f"{stage.id}: {stage.name}"]
+        (file,) = [ids[r] for r in m.sample_refs]
+        assert file.hashes["SHA-256"] == stage.sha256
+        data = (out / stage.file).read_bytes()
+        assert file.hashes["MD5"] == hashlib.md5(data).hexdigest()
+    patterns = {i.pattern for i in by_type["indicator"]}
+    for record in _http(report):
+        assert f"[domain-name:value = '{record.host}']" in patterns
+        assert f"[url:value = '{record.url}']" in patterns
+    for stage in report.stages:
+        assert f"[file:hashes.'SHA-256' = '{stage.sha256}']" in patterns
+    techniques = {ref.external_id for ap in by_type.get("attack-pattern", []) for ref in ap.external_references}
+    assert techniques == {t.technique for t in report.attack}
+    # relationships follow the stage graph: each child stage is downloaded/dropped by its parent
+    names = {m.id: m.name.split(":")[0] for m in malware}
+    links = {
+        (names[r.source_ref], r.relationship_type, names[r.target_ref])
+        for r in by_type["relationship"]
+        if r.source_ref in names and r.target_ref in names
+    }
+    for stage in report.stages:
+        if stage.parent:
+            kind = "downloads" if stage.origin.type == "network" else "drops"
+            assert (stage.parent, kind, stage.id) in links
+    assert text == stix_json(report, out)
+
+
+def test_two_replays_write_the_same_exports(scenario_outdir: Outdir, tmp_path: Path) -> None:
+    from emulator.replay import replay_target
+    from emulator.scenario import load_scenario
+
+    first = scenario_outdir("winhttp-downloader")
+    replay_target(load_scenario(REPO / "scenarios" / "winhttp-downloader"), tmp_path, isolate=False)
+    exported = ["iocs.csv", "stix-bundle.json", "attack-navigator-layer.json", "network.pcap", "network.har"]
+    exported += [p.relative_to(first).as_posix() for p in (first / "detections").rglob("*") if p.is_file()]
+    assert len(exported) > 6
+    for name in exported:
+        assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+# --- ATT&CK Navigator -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_navigator_layer(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    layer = json.loads((out / "attack-navigator-layer.json").read_text(encoding="utf-8"))
+    assert layer["versions"] == {"attack": ATTACK_RELEASE, "navigator": layer["versions"]["navigator"], "layer": "4.5"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", layer["versions"]["navigator"])
+    assert layer["domain"] == "enterprise-attack" and layer["name"]
+    entries = {t["techniqueID"]: t for t in layer["techniques"]}
+    assert set(entries) == {t.technique for t in report.attack}
+    for hit in report.attack:
+        entry = entries[hit.technique]
+        assert f"stage {hit.stage}" in entry["comment"] and str(hit.evidence) in entry["comment"]
+        assert isinstance(entry["score"], int) and entry["enabled"] is True
+
+
+# --- network.pcap / network.har ---------------------------------------------------------------
+
+
+def _pcap_requests(path: Path) -> tuple[list[tuple[Any, Any]], dict[str, str]]:
+    """(request, response) per TCP flow in order of first packet, and the DNS answers (host -> A)."""
+    flows: dict[tuple[int, int], dict[str, bytes]] = {}
+    answers: dict[str, str] = {}
+    with path.open("rb") as handle:
+        for _, buf in dpkt.pcap.Reader(handle):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            seg = ip.data
+            if isinstance(seg, dpkt.udp.UDP) and 53 in (seg.sport, seg.dport):
+                msg = dpkt.dns.DNS(seg.data)
+                if msg.qr == dpkt.dns.DNS_R:
+                    for rr in msg.an:
+                        answers[rr.name] = socket.inet_ntoa(rr.ip)
+            elif isinstance(seg, dpkt.tcp.TCP):
+                client = seg.sport if seg.sport >= 49152 else seg.dport
+                flow = flows.setdefault((client, 0), {"c": b"", "s": b""})
+                flow["c" if seg.sport == client else "s"] += seg.data
+    pairs = []
+    for flow in flows.values():
+        request = dpkt.http.Request(flow["c"])
+        response = dpkt.http.Response(flow["s"]) if flow["s"] else None
+        pairs.append((request, response))
+    return pairs, answers
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_pcap_holds_every_exchange_with_its_headers_and_bodies(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    pairs, answers = _pcap_requests(out / "network.pcap")
+    records = _http(report)
+    assert records and len(pairs) == len(records)
+    for (request, response), record in zip(pairs, records, strict=True):
+        assert request.method == record.method
+        assert record.url.endswith(request.uri)
+        for key, value in record.request.headers.items():
+            assert request.headers[key.lower()] == value
+        assert hashlib.sha256(request.body).hexdigest() == (record.request.sha256 or hashlib.sha256().hexdigest())
+        assert response.status == str(record.response.status)
+        assert hashlib.sha256(response.body).hexdigest() == record.response.sha256
+        assert record.host in answers
+        assert answers[record.host].startswith("203.0.113.")
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_tshark_dissects_the_pcap_as_the_report_says(name: str, scenario_outdir: Outdir) -> None:
+    """Wireshark's own dissector reads every request and DNS answer, with no malformed packet.
+    (tshark is installed by .ci/run.)"""
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark not installed (.ci/run installs it)")
+    out = scenario_outdir(name)
+    report = _report(out)
+    base = [tshark, "-r", str(out / "network.pcap"), "-d", "tcp.port==443,http"]
+
+    def fields(display: str, *names: str) -> list[list[str]]:
+        args = [*base, "-Y", display, "-T", "fields", *(x for n in names for x in ("-e", n))]
+        text = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+        return [line.split("\t") for line in text.splitlines()]
+
+    records = _http(report)
+    requests = fields("http.request", "http.request.method", "http.host", "http.request.uri", "http.user_agent")
+    assert requests == [
+        [r.method, r.request.headers["Host"], urlsplit(r.url).path, r.request.headers.get("User-Agent", "")]
+        for r in records
+    ]
+    assert [int(c[0]) for c in fields("http.response", "http.response.code")] == [r.response.status for r in records]
+    answered = {row[0] for row in fields("dns.flags.response == 1 && dns.a", "dns.qry.name")}
+    assert answered == {r.host for r in records}
+    assert fields("_ws.malformed || _ws.expert.severity == error", "frame.number") == []
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_har_is_a_valid_archive_of_the_exchanges(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    har = json.loads((out / "network.har").read_text(encoding="utf-8"))
+    log = har["log"]
+    assert log["version"] == "1.2" and log["creator"]["name"] == "chainreplay"
+    records = _http(report)
+    assert len(log["entries"]) == len(records)
+    for entry, record in zip(log["entries"], records, strict=True):
+        assert {"startedDateTime", "time", "request", "response", "cache", "timings"} <= set(entry)
+        req, resp = entry["request"], entry["response"]
+        for key in ("method", "url", "httpVersion", "cookies", "headers", "queryString", "headersSize", "bodySize"):
+            assert key in req
+        for key in ("status", "statusText", "httpVersion", "cookies", "headers", "content", "redirectURL"):
+            assert key in resp
+        assert req["method"] == record.method and req["url"] == record.url
+        assert {h["name"]: h["value"] for h in req["headers"]} == record.request.headers
+        assert resp["status"] == record.response.status
+        content = resp["content"]
+        body = base64.b64decode(content["text"]) if content.get("encoding") == "base64" else content["text"].encode()
+        assert hashlib.sha256(body).hexdigest() == record.response.sha256
+        assert entry["startedDateTime"].endswith("Z")
+
+
+# --- run --yara -------------------------------------------------------------------------------
+
+
+def test_yara_option_reports_matches_on_stages_and_bodies(
+    scenario_outdir: Outdir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = scenario_outdir("winhttp-downloader")
+    report = _report(first)
+    (record,) = _http(report)
+    body = (first / "network" / f"{record.response.sha256}.bin").read_bytes()
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "payload.yar").write_text(
+        "rule payload_head : downloaded { strings: $h = { " + body[:24].hex(" ") + " } condition: $h }\n"
+        'rule never { strings: $n = "no such string anywhere 1b2c3d" condition: $n }\n'
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(REPO / "scenarios" / "winhttp-downloader"), "-o", str(out), "--yara", str(rules)]) == 0
+    assert "yara: " in capsys.readouterr().out
+    scan = json.loads((out / "report.json").read_text(encoding="utf-8"))["yara"]
+    assert scan["scanned"] >= 3
+    hits = {(m["rule"], m["target_type"], m["sha256"]) for m in scan["matches"]}
+    assert ("payload_head", "response", record.response.sha256) in hits
+    assert not [m for m in scan["matches"] if m["rule"] == "never"]
+    match = next(m for m in scan["matches"] if m["target_type"] == "response")
+    assert match["namespace"] == "payload" and match["tags"] == ["downloaded"] and match["offsets"] == [0]
+    assert match["target"] == f"GET {record.url}"
+
+
+def test_yara_rule_that_does_not_compile_stops_before_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yar"
+    bad.write_text("rule broken { condition: $missing }\n")
+    out = tmp_path / "out"
+    assert main(["run", str(REPO / "scenarios" / "benign-dll"), "-o", str(out), "--yara", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.yar" in err and "$missing" in err
+    assert not out.exists()
+
+
+# --- generated detections ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_generated_yara_rules_match_their_stage_and_not_the_benign_sample(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    benign_replay = scenario_outdir("benign-dll")
+    benign = [BENIGN_SAMPLE.read_bytes()] + [p.read_bytes() for p in (benign_replay / "stages").iterdir()]
+    folder = out / "detections" / "yara"
+    assert {p.stem for p in folder.iterdir()} == {s.id for s in report.stages}
+    stage_bytes = {s.id: (out / s.file).read_bytes() for s in report.stages}
+    for stage in report.stages:
+        text = (folder / f"{stage.id}.yar").read_text(encoding="utf-8")
+        rules = yara.compile(source=text)
+        assert rules.match(data=stage_bytes[stage.id]), stage.id
+        for data in benign:
+            assert not rules.match(data=data), stage.id
+        also = re.search(r'also_matches = "stages that carry these bytes: ([^"]*)"', text)
+        allowed = set(also.group(1).split(", ")) if also else set()
+        for other, data in stage_bytes.items():
+            if other != stage.id and data != stage_bytes[stage.id]:
+                assert bool(rules.match(data=data)) == (other in allowed), (stage.id, other)
+
+
+def _events_db(rows: list[dict[str, Any]]) -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE logs (" + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in COLUMNS) + ")")
+    db.executemany(
+        "INSERT INTO logs VALUES (" + ", ".join("?" * len(COLUMNS)) + ")",
+        [tuple(row[c] for c in COLUMNS) for row in rows],
+    )
+    return db
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_generated_sigma_rules_match_the_replay_and_not_the_benign_replay(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    files = sorted((out / "detections" / "sigma").glob("*.yml"))
+    categories = {f.name.split("_")[0] for f in files}
+    assert {"dns", "proxy"} <= categories
+    own = _events_db(replay_events(report))
+    benign = _events_db(replay_events(_report(scenario_outdir("benign-dll"))))
+    backend = sqliteBackend()
+    for file in files:
+        collection = SigmaCollection.from_yaml(file.read_text(encoding="utf-8"))
+        assert not collection.errors, file.name
+        (rule,) = collection.rules
+        (query,) = backend.convert(collection)
+        hits = own.execute(query).fetchall()
+        assert hits, (file.name, query)
+        category = rule.logsource.category
+        assert {h[0] for h in hits} == {category}, file.name
+        assert benign.execute(query).fetchall() == [], file.name
+    dns = own.execute("SELECT QueryName FROM logs WHERE category = 'dns_query'").fetchall()
+    assert {d[0] for d in dns} == {r.host for r in report.network}
+
+
+def _unescape(value: str) -> str:
+    text = value.strip('"')
+    return re.sub(r"\|([0-9a-fA-F ]+)\|", lambda m: bytes.fromhex(m.group(1)).decode("latin-1"), text)
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_generated_suricata_rules_parse_and_their_contents_are_in_the_pcap(name: str, scenario_outdir: Outdir) -> None:
+    out = scenario_outdir(name)
+    report = _report(out)
+    rules = parse_file(str(out / "detections" / "suricata.rules"))
+    records = _http(report)
+    assert rules and len({r.sid for r in rules}) == len(rules)
+    pairs, _ = _pcap_requests(out / "network.pcap")
+    by_seq = {record.seq: request for (request, _), record in zip(pairs, records, strict=True)}
+    roles = set()
+    for rule in rules:
+        assert rule.action == "alert" and rule.header.startswith("http ")
+        meta = next(o.value for o in rule.options if o.name == "metadata")
+        seq = int(re.search(r"chainreplay_seq (\d+)", str(meta.data)).group(1))  # type: ignore[union-attr]
+        roles.add(rule.msg.split()[3])
+        request = by_seq[seq]
+        buffers = {
+            "http.method": request.method,
+            "http.host": request.headers["host"].lower(),
+            "http.uri": request.uri,
+            "http.user_agent": request.headers.get("user-agent", ""),
+            "http.cookie": request.headers.get("cookie", ""),
+        }
+        sticky = None
+        checked = 0
+        for option in rule.options:
+            if option.name in buffers:
+                sticky = option.name
+            elif option.name == "content":
+                assert sticky is not None
+                assert _unescape(option.value) in buffers[sticky], (rule.sid, sticky)
+                checked += 1
+        assert checked >= 3
+    assert "download" in roles
+
+
+def test_benign_replay_exports_are_empty_but_valid(scenario_outdir: Outdir) -> None:
+    out = scenario_outdir("benign-dll")
+    assert json.loads((out / "network.har").read_text())["log"]["entries"] == []
+    assert _pcap_requests(out / "network.pcap") == ([], {})
+    assert parse_file(str(out / "detections" / "suricata.rules")) == []
+    assert not list((out / "detections" / "sigma").glob("*.yml"))
+    # benign.dll is in the benign corpus: nothing in it may become a rule
+    for rule in (out / "detections" / "yara").glob("*.yar"):
+        assert not yara.compile(source=rule.read_text()).match(data=BENIGN_SAMPLE.read_bytes())
+    assert validate_string((out / "stix-bundle.json").read_text(), ValidationOptions(disabled=["uuid-check"])).is_valid
+
+
+def test_hostile_network_values_cannot_break_or_forge_the_exports(scenario_outdir: Outdir, tmp_path: Path) -> None:
+    """Header values with CR/LF, a host DNS cannot carry, quotes, semicolons and Sigma wildcards
+    in a URL: every export is still written, the pcap holds no forged header, the rules parse."""
+    from emulator.export import write_exports
+
+    out = tmp_path / "out"
+    shutil.copytree(scenario_outdir("winhttp-downloader"), out)
+    report = _report(out)
+    (record,) = _http(report)
+    evil_host = "a" * 70 + ".example"
+    hostile = record.model_copy(
+        update={
+            "host": evil_host,
+            "url": f'https://{evil_host}/p?q="x";*|y',
+            "request": record.request.model_copy(
+                update={"headers": {"Host": evil_host, "User-Agent": "UA\r\nX-Forged: 1", "Cookie": 'a=";b'}}
+            ),
+        }
+    )
+    report = report.model_copy(update={"network": [hostile]})
+    (out / "report.json").write_text(report.to_json())
+    written = write_exports(out, report)
+    assert not [n for n in written.notes if n.what == "export_failed"], written.notes
+    (request, _), *_ = _pcap_requests(out / "network.pcap")[0]
+    assert "x-forged" not in request.headers and request.headers["user-agent"] == "UA  X-Forged: 1"
+    (rule,) = parse_file(str(out / "detections" / "suricata.rules"))
+    assert rule.msg.startswith("chainreplay")
+    backend = sqliteBackend()
+    rows = replay_events(report)
+    for file in (out / "detections" / "sigma").glob("proxy*.yml"):
+        (query,) = backend.convert(SigmaCollection.from_yaml(file.read_text()))
+        assert _events_db(rows).execute(query).fetchall(), file.name
+    assert stix2.parse((out / "stix-bundle.json").read_text(), allow_custom=False)

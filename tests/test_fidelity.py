@@ -1,0 +1,281 @@
+"""A faithful guest: regression tests for guest bugs found on unseen samples, the anti-evasion
+catalogue (in both modes), fast-equals-faithful on exception handling, TLS, threads and
+self-modifying code, and Speakeasy-CLI parity flags.
+
+Every sample is a small benign C program in tests/bins/fidelity/ (``make -C tests/bins/fidelity``
+rebuilds them byte for byte). Each emulation runs once per session (``_emulate`` caches).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.cli import main
+from emulator.environment import GuestEnvironment, command_line
+from emulator.events import ApiCall, FileAccess, NetworkExchange
+from emulator.limits import Limits
+from emulator.plan import ExportCall, ReplayPlan
+from emulator.replay import Recording, emulate
+
+ROOT = Path(__file__).resolve().parent.parent
+BINS = ROOT / "tests" / "bins" / "fidelity"
+_CACHE: dict[tuple[str, str, str], tuple[Recording, float]] = {}
+
+
+def _plan(sample: str, mode: str = "fast", **update: Any) -> ReplayPlan:
+    plan = ReplayPlan(
+        name=Path(sample).stem,
+        target_path=str(BINS / sample),
+        emu_path=f"C:\\Users\\analyst\\Desktop\\{sample}",
+        mode=mode,  # type: ignore[arg-type]
+    )
+    return plan.model_copy(update=update) if update else plan
+
+
+def _emulate(sample: str, mode: str = "fast", **update: Any) -> Recording:
+    key = (sample, mode, repr(sorted(update.items())))
+    if key not in _CACHE:
+        started = time.monotonic()
+        recording = emulate(_plan(sample, mode, **update))
+        _CACHE[key] = (recording, time.monotonic() - started)
+    return _CACHE[key][0]
+
+
+def _calls(recording: Recording, api: str) -> list[ApiCall]:
+    return [e for e in recording.events if isinstance(e, ApiCall) and e.api == api]
+
+
+def _exit_code(recording: Recording) -> int:
+    exits = _calls(recording, "kernel32.ExitProcess")
+    assert exits, [e.api for e in recording.events if isinstance(e, ApiCall)]
+    return int(exits[-1].args[0], 16)
+
+
+def _verdicts(recording: Recording) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for call in _calls(recording, "kernel32.OutputDebugStringA"):
+        text = call.args[0] if call.args else ""
+        if text.startswith("check "):
+            name, _, rest = text[len("check ") :].partition(": ")
+            out[name] = rest
+    return out
+
+
+# ---- guest bugs, each on a sample of its own -----------------------------------------------
+
+
+def test_consecutive_performance_counter_readings_differ() -> None:
+    recording = _emulate("qpc.exe")
+    assert recording.status == "completed", recording.detail
+    assert not any("caught" in (c.args or [""])[0] for c in _calls(recording, "kernel32.OutputDebugStringA"))
+    assert _exit_code(recording) == 0
+
+
+def test_temp_path_ends_with_a_backslash_ansi_and_wide() -> None:
+    recording = _emulate("temppath.exe")
+    created = [e.path for e in recording.events if isinstance(e, FileAccess) and e.op == "create"]
+    assert created == [
+        "C:\\Users\\analyst\\AppData\\Local\\Temp\\a.dll",
+        "C:\\Users\\analyst\\AppData\\Local\\Temp\\w.dll",
+    ]
+
+
+def test_string_ending_near_the_end_of_its_region_is_read_whole() -> None:
+    recording = _emulate("strend.exe")
+    urls = [e.url for e in recording.events if isinstance(e, NetworkExchange)]
+    assert urls == ["http://updates.example.test/stage/next.bin"]
+
+
+def test_random_generators_with_a_huge_length_fail_like_windows() -> None:
+    recording = _emulate("genrandom.exe")
+    assert recording.status == "completed", recording.detail
+    verdicts = _verdicts(recording)
+    assert verdicts == {
+        "CryptGenRandom_huge_returned": "pass 0",
+        "RtlGenRandom_huge_returned": "pass 0",
+        "BCryptGenRandom_huge_returned": f"pass {0xC000000D}",
+        "CryptGenRandom_small_returned": "pass 1",
+    }
+
+
+def test_argv_reaches_the_command_line_and_main_arguments() -> None:
+    argv = ["-x", "a b", "C:\\out dir\\f.txt"]
+    recording = _emulate("argv.exe", guest=GuestEnvironment(argv=argv))
+    printed = [c.args[0] for c in _calls(recording, "kernel32.OutputDebugStringA")]
+    assert printed == [command_line("argv.exe", argv)]
+    assert [c.args[0] for c in _calls(recording, "kernel32.OutputDebugStringW")] == ["argv.exe", *argv]
+    assert _exit_code(recording) == 1 + len(argv)
+
+
+def test_bad_pointer_fault_names_the_bad_address_and_the_api() -> None:
+    ours = _emulate("badptr.exe")
+    assert ours.status == "fault"
+    assert "invalid_write address=0xbadbad0 in kernel32.GetSystemTimeAsFileTime" in ours.detail
+    speakeasys = _emulate("badptr.exe", guest=GuestEnvironment(argv=["engine"]))
+    assert speakeasys.status == "fault"
+    assert "address=0xbadbad0 in kernel32.GetComputerNameA" in speakeasys.detail
+    assert "0xf00" not in ours.detail + speakeasys.detail
+
+
+def test_forwarded_export_runs_its_target_and_a_forwarder_loop_is_one_line(tmp_path: Path, capsys: Any) -> None:
+    for name in ("Tick", "Chain"):  # kernel32.GetTickCount, and a forwarder to that forwarder
+        recording = _emulate("fwd.dll", exports=[ExportCall(name=name)], run_entry_point=False)
+        assert recording.status == "completed", recording.detail
+        assert [e.api for e in recording.events if isinstance(e, ApiCall)] == ["kernel32.GetTickCount"]
+    rc = main(["run", str(BINS / "fwd.dll"), "--export", "LoopA", "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "forwarded in a loop: LoopA -> fwd.LoopB -> fwd.LoopA" in err
+
+
+def test_large_allocations_reach_max_mapped_memory_quickly() -> None:
+    """1 MiB VirtualAllocs in a loop: the limit fires well before the timeout (it never did)."""
+    limits = Limits(timeout=60, max_mapped_memory=256 << 20)
+    recording = _emulate("allocloop.exe", limits=limits)
+    assert (recording.status, recording.limit) == ("limit", "max_mapped_memory"), recording.detail
+    assert len(_calls(recording, "kernel32.VirtualAlloc")) >= 250
+    assert recording.emulation_seconds < 45, recording.emulation_seconds
+
+
+# ---- the anti-evasion catalogue, both modes, both architectures -----------------------------
+
+CATALOGUE = [("evasion.exe", "fast"), ("evasion.exe", "faithful"), ("evasion32.exe", "fast")]
+EXPECTED_CHECKS = 42
+
+
+@pytest.mark.parametrize(("sample", "mode"), CATALOGUE)
+def test_anti_evasion_catalogue_passes(sample: str, mode: str) -> None:
+    recording = _emulate(sample, mode)
+    assert recording.status == "completed", recording.detail
+    verdicts = _verdicts(recording)
+    failed = {name: v for name, v in verdicts.items() if not v.startswith("pass")}
+    assert not failed, failed
+    assert len(verdicts) == EXPECTED_CHECKS
+    assert _calls(recording, "kernel32.OutputDebugStringA")[-1].args == ["catalogue done"]
+
+
+def test_environment_values_reach_the_guest() -> None:
+    """The catalogue reads what [environment] says: a small VM-like machine fails its checks."""
+    guest = GuestEnvironment(
+        processors=1, memory_mb=2048, disk_gb=40, screen=(800, 600), uptime_ms=60_000, hypervisor=True
+    )
+    verdicts = _verdicts(_emulate("evasion.exe", guest=guest))
+    assert verdicts["processors_at_least_2"] == "FAIL 1"
+    assert verdicts["memory_at_least_4_gib_mib"] == "FAIL 2048"
+    assert verdicts["disk_at_least_80_gib"] == "FAIL 40"
+    assert verdicts["screen_width_at_least_1024"] == "FAIL 800"
+    assert verdicts["uptime_over_20_minutes"].startswith("FAIL")
+    assert verdicts["cpuid_hypervisor_bit_clear"] == "FAIL"
+    assert verdicts["cpuid_no_hypervisor_vendor"] == "FAIL"
+    assert verdicts["sleep_rdtsc_delta_mcycles"].startswith("pass")
+
+
+# ---- fast equals faithful -------------------------------------------------------------------
+
+MODE_SAMPLES = [
+    "seh32.exe",
+    "sehkinds.exe",
+    "sehloop.exe",
+    "veh.exe",
+    "tls.exe",
+    "smc.exe",
+    "x64seh.exe",
+    "evasion.exe",
+]
+
+
+@pytest.mark.parametrize("sample", MODE_SAMPLES)
+def test_fast_and_faithful_record_the_same_events(sample: str) -> None:
+    fast, faithful = _emulate(sample, "fast"), _emulate(sample, "faithful")
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
+    assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
+    assert [r["error"] for r in fast.runs] == [r["error"] for r in faithful.runs]
+
+
+def test_frame_based_seh_resumes_after_imports_in_both_modes() -> None:
+    for mode in ("fast", "faithful"):
+        recording = _emulate("seh32.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        assert _exit_code(recording) == 0x5E4 + 2  # both faults went through the handler
+
+
+# ---- Speakeasy-CLI parity flags and the [environment] section --------------------------------
+
+
+def test_cli_guest_flags_build_the_plan() -> None:
+    from emulator.cli import _apply_environment_flags, _bare_plan, build_parser
+
+    args = build_parser().parse_args(
+        [
+            "run",
+            str(BINS / "argv.exe"),
+            '--argv=-v "two words"',
+            "--env",
+            "FOO=bar",
+            "--hostname",
+            "PC-0042",
+            "--user",
+            "jdoe",
+            "--processors",
+            "2",
+            "--screen",
+            "1280x1024",
+            "--missing-files",
+            "default_content",
+        ]
+    )
+    plan = _apply_environment_flags(_bare_plan(args, BINS / "argv.exe"), args)
+    assert plan.guest.argv == ["-v", "two words"]
+    assert plan.env == {"FOO": "bar"}
+    assert (plan.hostname, plan.user) == ("PC-0042", "jdoe")
+    assert plan.emu_path == "C:\\Users\\jdoe\\Desktop\\argv.exe"
+    assert (plan.guest.processors, plan.guest.screen, plan.guest.missing_files) == (2, (1280, 1024), "default_content")
+    shellcode = build_parser().parse_args(["run", str(ROOT / "tests" / "bins" / "hello_sc_x64.bin"), "--arch", "amd64"])
+    assert _bare_plan(shellcode, Path(shellcode.target)).arch == "x64"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--screen", "big"], "--screen 'big': expected WIDTHxHEIGHT"),
+        (["--env", "NOVALUE"], "--env 'NOVALUE': expected NAME=VALUE"),
+        (["--processors", "0"], "--processors: Input should be greater than or equal to 1"),
+        (["--argv", '"unclosed'], "--argv '\"unclosed': No closing quotation"),
+    ],
+)
+def test_cli_guest_flags_refuse_bad_values(flags: list[str], message: str, capsys: Any, tmp_path: Path) -> None:
+    rc = main(["run", str(BINS / "argv.exe"), "-o", str(tmp_path), *flags])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_scenario_environment_and_missing_files_policy(tmp_path: Path) -> None:
+    from emulator.scenario import ScenarioError, load_scenario
+
+    (tmp_path / "argv.exe").write_bytes((BINS / "argv.exe").read_bytes())
+    (tmp_path / "data.txt").write_text("x")
+    base = "[scenario]\nname = 't'\n[target]\npath = 'argv.exe'\nemu_path = 'C:\\a.exe'\n"
+    (tmp_path / "scenario.toml").write_text(
+        base
+        + "[environment]\nargv = ['-q']\nprocessors = 12\nscreen = [2560, 1440]\n"
+        + "[files]\nmissing = 'default_content'\n[[files.entries]]\nemu_path = 'C:\\d.txt'\npath = 'data.txt'\n"
+    )
+    plan = load_scenario(tmp_path, verify=False)
+    assert plan.guest.argv == ["-q"] and plan.guest.processors == 12 and plan.guest.screen == (2560, 1440)
+    assert plan.guest.missing_files == "default_content"
+    assert [f.emu_path for f in plan.files] == ["C:\\d.txt"]
+    (tmp_path / "scenario.toml").write_text(base + "[environment]\nprocessors = 0\n")
+    with pytest.raises(ScenarioError, match="environment.processors"):
+        load_scenario(tmp_path, verify=False)
+
+
+def test_seh_exception_kinds_reach_the_handler_in_both_modes() -> None:
+    """int3, division by zero, single step, int 0x2d and an access violation, one handler."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("sehkinds.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        assert _exit_code(recording) == 0x105

@@ -1,0 +1,242 @@
+"""The replay's processes: a signal ends a run with a partial report, no process outlives the
+CLI, and no event the child recorded is lost, whatever kills it.
+
+The long-running guest is tests/bins/robust/tickflood.exe (GetTickCount forever), given a long
+timeout so only the signal can end it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TICKFLOOD = REPO / "tests" / "bins" / "robust" / "tickflood.exe"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _start_long_replay(outdir: Path, settle: float = 4.0) -> tuple[subprocess.Popen[str], int]:
+    """The CLI on the API flood with long limits; returns it and its emulation child's pid once
+    the child is emulating (its first events are in)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "run",
+            str(TICKFLOOD),
+            "--timeout",
+            "600",
+            "--max-api-calls",
+            "100000000",
+            "-o",
+            str(outdir),
+            "-q",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    child = None
+    while time.monotonic() < deadline:
+        children = _children(proc.pid)
+        if children:
+            child = children[0]
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert child is not None, "no emulation child"
+    time.sleep(settle)  # imports, then the flood is running
+    assert proc.poll() is None, proc.communicate()
+    return proc, child
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_ends_the_replay_with_a_partial_report(sig: signal.Signals, tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    # SIGTERM waits until the flood surely runs, to check the calls before it are kept
+    proc, child = _start_long_replay(outdir, settle=20.0 if sig == signal.SIGTERM else 3.0)
+    try:
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig, err
+    assert took < 2.0, f"the replay took {took:.2f} s to end after {sig.name}"
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and sig.name in err, err
+    assert not _alive(child), "the emulation child outlived the CLI"
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "interrupted", report["outcome"]
+    assert sig.name in report["outcome"]["detail"]
+    if sig == signal.SIGTERM:
+        assert len(report["api_calls"]) > 0  # what ran before the signal is kept
+    assert not list(outdir.glob(".*.partial"))
+
+
+def test_killed_cli_takes_its_child_and_leaves_no_old_report(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the child still dies (PR_SET_PDEATHSIG) and the previous run's
+    report is gone (the folder was emptied when the run began), so nothing stale looks current."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "report.json").write_text('{"schema": "chainreplay/report/2", "old": true}', encoding="utf-8")
+    proc, child = _start_long_replay(outdir)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the emulation child outlived a SIGKILLed CLI"
+    assert not (outdir / "report.json").exists()
+
+
+def _kill_self_at(count: int) -> Any:
+    """A Recorder.emit that SIGKILLs its own process right after recording event ``count``."""
+    from emulator.recorder import Recorder
+
+    original = Recorder.emit
+
+    def emit(self: Recorder, cls: type[Any], stage: str | None = None, **fields: Any) -> Any:
+        event = original(self, cls, stage, **fields)
+        if len(self.events) == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return event
+
+    return emit
+
+
+@pytest.mark.parametrize("count", [1, 700])
+def test_sigkilled_child_loses_no_event(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child dies right after recording event ``count``: the parent has all ``count``, and
+    the detail names the signal."""
+    from emulator.plan import ReplayPlan
+    from emulator.recorder import Recorder
+    from emulator.replay import emulate_isolated
+
+    monkeypatch.setattr(Recorder, "emit", _kill_self_at(count))
+    plan = ReplayPlan(name="tickflood", target_path=str(TICKFLOOD), emu_path="C:\\tickflood.exe")
+    recording = emulate_isolated(plan)
+    assert recording.status == "error"
+    assert recording.detail == "emulation process killed by SIGKILL"
+    assert [e.seq for e in recording.events] == list(range(count))
+
+
+def test_second_run_into_the_same_outdir_is_refused(tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    proc, _ = _start_long_replay(outdir)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        second = subprocess.run(
+            [sys.executable, "-m", "emulator", "run", str(TICKFLOOD), "-o", str(outdir), "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    from emulator.cli import E_BUSY
+
+    assert second.returncode == E_BUSY, second.stderr
+    assert second.stderr.count("\n") == 1 and str(outdir) in second.stderr, second.stderr
+    assert "another chainreplay run" in second.stderr
+
+
+# ---- the configured timeout bounds the whole run, analysis and drawing included ---------------
+
+
+def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analysis that would run for a minute stops at timeout + grace; the report says so."""
+    import emulator.output as output
+    import emulator.replay as replay
+    from emulator.limits import Limits
+    from emulator.plan import ReplayPlan
+
+    def slow_analysis(*args: Any) -> Any:
+        time.sleep(60)
+        raise AssertionError("not cut")
+
+    monkeypatch.setattr(output, "analyse", slow_analysis)
+    monkeypatch.setattr(replay, "WATCHDOG_GRACE_SECONDS", 1.0)
+    hello = REPO / "tests" / "bins" / "hello.dll"
+    plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll", limits=Limits(timeout=2))
+    began = time.monotonic()
+    result = replay.replay_target(plan, tmp_path / "out", isolate=False)
+    assert time.monotonic() - began < 30
+    report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
+    notes = {n["what"]: n["detail"] for n in report["notes"]}
+    assert "deadline" in notes["analysis_cut"], notes
+    assert "deadline" in notes["graph"], notes  # past the deadline, nothing is drawn either
+    assert report["outcome"]["status"] == "completed"  # the emulation itself finished
+    assert report["stages"] == []
+
+
+def test_graph_caps_cut_and_skip_drawing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph past MAX_GRAPH_NODES is cut (note graph_cut); past MAX_DRAWN_NODES it is not drawn."""
+
+    import emulator.output as output
+    from emulator.analysis.pipeline import Analysis
+    from emulator.limits import MAX_DRAWN_NODES
+    from emulator.plan import ReplayPlan
+    from emulator.replay import replay_target
+
+    monkeypatch.setattr(output, "MAX_GRAPH_NODES", MAX_DRAWN_NODES + 5)
+    real = output.analyse
+
+    def big_graph(trace: Any) -> Analysis:
+        analysis = real(trace)
+        graph = analysis.graph.copy()
+        graph.add_nodes_from(
+            (f"file:c:\\f{i}", {"kind": "file", "label": f"f{i}"}) for i in range(MAX_DRAWN_NODES + 10)
+        )
+        return Analysis(analysis.stages, graph, analysis.techniques)
+
+    monkeypatch.setattr(output, "analyse", big_graph)
+    hello = REPO / "tests" / "bins" / "hello.dll"
+    plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll")
+    result = replay_target(plan, tmp_path / "out", isolate=False)
+    report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
+    notes = {n["what"]: n["detail"] for n in report["notes"]}
+    assert f"kept the first {MAX_DRAWN_NODES + 5}" in notes["graph_cut"], notes
+    assert f"more than the {MAX_DRAWN_NODES} drawn" in notes["graph"], notes
+    assert len(report["graph"]["nodes"]) == MAX_DRAWN_NODES + 5
+    assert not (tmp_path / "out" / "stage_graph.png").exists()
