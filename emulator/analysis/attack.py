@@ -148,21 +148,6 @@ class LineagePattern(_Pattern):
     on: Literal["actor", "origin"] = "actor"
 
 
-class ApiWithEdgePattern(_Pattern):
-    """A call to one of ``apis`` by a stage that also has an ``edge`` (to another process)."""
-
-    match: Literal["api_with_edge"]
-    apis: list[Annotated[str, Field(pattern=r"^[^.]+\..+$")]] = Field(min_length=1)
-    edge: str
-
-    @field_validator("edge")
-    @classmethod
-    def _edge_type(cls, value: str) -> str:
-        if value not in EDGE_TYPES:
-            raise ValueError(f"unknown edge type {value!r} (known: {', '.join(EDGE_TYPES)})")
-        return value
-
-
 Pattern = Annotated[
     ApiPattern
     | EdgePattern
@@ -172,8 +157,7 @@ Pattern = Annotated[
     | LongSleepPattern
     | DecryptFromMagicPattern
     | StageKindPattern
-    | LineagePattern
-    | ApiWithEdgePattern,
+    | LineagePattern,
     Field(discriminator="match"),
 ]
 
@@ -332,12 +316,6 @@ def _lineage(p: LineagePattern, seen: Observed) -> Matches:
     return list(found.items())
 
 
-def _api_with_edge(p: ApiWithEdgePattern, seen: Observed) -> Matches:
-    with_edge = {src for src, _dst, data in iter_edges(seen.graph) if data["type"] == p.edge}
-    api = ApiPattern(technique=p.technique, name=p.name, match="api", apis=p.apis)
-    return [(stage, seqs) for stage, seqs in _api(api, seen) if stage in with_edge]
-
-
 def _dead_drop(p: DeadDropPattern, seen: Observed) -> Matches:
     public = [h.lower() for h in p.public_hosts]
     found: dict[str, list[int]] = {}
@@ -428,6 +406,5 @@ _MATCHERS: dict[str, Callable[..., Matches]] = {
     "decrypt_from_magic": _decrypt_from_magic,
     "stage_kind": _stage_kind,
     "lineage": _lineage,
-    "api_with_edge": _api_with_edge,
 }
 _MATCH_KINDS = frozenset(_MATCHERS)
