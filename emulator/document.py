@@ -11,6 +11,7 @@ import datetime as dt
 from typing import TypedDict
 
 from emulator import __version__
+from emulator.analysis.attack import attack_release
 from emulator.analysis.graph import graph_to_node_link
 from emulator.analysis.pipeline import Analysis
 from emulator.analysis.stages import Stage
@@ -33,6 +34,7 @@ from emulator.report import (
     Containment,
     DroppedFile,
     FileRecord,
+    LineageHop,
     MemoryRecord,
     NetRequestRecord,
     NetResponseRecord,
@@ -184,6 +186,19 @@ def stage_record(stage: Stage) -> StageRecord:
         sha256=stage.sha256,
         size=stage.size,
         origin=origin,
+        lineage=[
+            LineageHop(
+                source=h.source_kind,
+                ref=h.source_ref,
+                transform=h.transform,
+                detail=h.detail,
+                actor=h.actor,
+                evidence=h.evidence,
+            )
+            for h in (link.hops if link else [])
+        ],
+        decoded=bool(link and link.decoded),
+        process=stage.process,
         parent=stage.parent,
         entry=hex(stage.entry),
         base=hex(stage.base),
@@ -245,6 +260,7 @@ def build_report(
             Technique(technique=h.technique, name=h.name, stage=h.stage, evidence=h.evidence)
             for h in analysis.techniques
         ],
+        attack_release=attack_release(),
         virtual_time=VirtualTime(start=iso_utc(header.start_time), skipped_ms=header.skipped_ms, sleeps=header.sleeps),
         containment=containment,
         responders=header.responders,

@@ -80,7 +80,16 @@ class DataBuffer(_Event):
     """Bytes that entered the emulated process, remembered for provenance."""
 
     type: Literal["buffer"] = "buffer"
-    source: Literal["file_read", "network_read", "decrypt"]
+    source: Literal[
+        "file_read",
+        "network_read",
+        "decrypt",
+        "decode",
+        "registry_read",
+        "resource",
+        "api_copy",
+        "process_write",
+    ]
     address: int
     size: int
     sha256: str = Field(description="sha256 of the bytes; the bytes themselves are in the trace's blob store.")
@@ -94,7 +103,7 @@ class StageStart(_Event):
 
     type: Literal["stage_start"] = "stage_start"
     new_stage: str
-    kind: Literal["pe", "shellcode", "pe_in_memory"]
+    kind: Literal["pe", "shellcode", "pe_in_memory", "module"]
     name: str
     base: int
     size: int

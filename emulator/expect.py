@@ -37,9 +37,9 @@ class Expect(BaseModel):
 
     outcome: Status = Field(Status.COMPLETED, description="Outcome status of the replay.")
     stage_kinds: list[str] | None = Field(None, description="Exact list of stage kinds, in order.")
-    stage_origins: list[Literal["file", "network", "memory", "scenario"]] | None = Field(
-        None, description="Exact list of stage origin types, in order."
-    )
+    stage_origins: (
+        list[Literal["file", "network", "memory", "scenario", "registry", "resource", "image", "process"]] | None
+    ) = Field(None, description="Exact list of stage origin types, in order.")
     edges: list[str] | None = Field(
         None, description="Exact set of graph edges, each 'source -type-> target' with node ids as in report.json."
     )
@@ -56,6 +56,16 @@ class Expect(BaseModel):
     techniques: list[str] = Field(default_factory=list, description="ATT&CK technique ids that must be reported.")
     writes_only_under: list[str] | None = Field(
         None, description="Guest folders: no file is created, written, moved or deleted outside them."
+    )
+    lineage: dict[str, list[str]] | None = Field(
+        None,
+        description="Stage id -> its lineage hops, origin first: where the bytes were found (registry, file, "
+        "network, image, ...) then each transform (decode, xor, decrypt, guest_code, process_write, ...). "
+        "Checked by tests/test_lineage.py.",
+    )
+    stage_techniques: list[str] | None = Field(
+        None,
+        description="Exact set of 'stage technique' pairs, e.g. 's0 T1140'. Checked by tests/test_lineage.py.",
     )
     xfail: str | None = Field(
         None,

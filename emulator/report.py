@@ -71,26 +71,48 @@ class Outcome(_Model):
 
 
 class Origin(_Model):
-    type: Literal["file", "network", "memory", "scenario"]
+    type: Literal["file", "network", "memory", "scenario", "registry", "resource", "image", "process"]
     ref: str = Field(
         description="Guest path, URL, stage id, or for the entry stage the host process (scenario) or the "
         "sample's guest path (bare sample)."
     )
     how: str = Field(
-        description="How the link was established: entry, same_bytes, decrypted_in_place, "
+        description="How the link was established: entry, same_bytes, decoded, decrypted_in_place, "
         "decrypt_api, mapped_image, executed_from."
     )
     evidence: list[int] = Field(default_factory=list)
     via_api: str | None = None
 
 
+class LineageHop(_Model):
+    """One step that brought a stage's bytes into the process, origin first."""
+
+    source: str = Field(
+        description="What the bytes were at this step: file, network, registry, resource, image (of the entry "
+        "sample), memory (of an earlier stage), scenario, api (an API's output), process_write, file_write."
+    )
+    ref: str = Field(description="Path, URL, registry key\\value, API name or stage id.")
+    transform: str = Field(
+        description="source (where the bytes were found), identity, xor, base64, decrypt, decode, decompress, "
+        "copy, process_write, file_write, guest_code (decoded by guest code), executed_from (no origin found)."
+    )
+    detail: str = Field("", description="Key, API name or the guest code that did it.")
+    actor: str | None = Field(None, description="The stage that performed this step.")
+    evidence: list[int] = Field(default_factory=list)
+
+
 class StageRecord(_Model):
     id: str
     kind: str
     name: str
-    sha256: str
+    sha256: str = Field(
+        description="sha256 of the stage's bytes: what ran, bounded by its lineage, not the page-rounded region."
+    )
     size: int
     origin: Origin
+    lineage: list[LineageHop] = Field(default_factory=list, description="The hops from the origin to the stage.")
+    decoded: bool = Field(False, description="Some hop of the lineage transformed the bytes (T1140).")
+    process: str | None = Field(None, description="The process the stage ran in, when not the sample's own.")
     parent: str | None
     entry: str = Field(description="Entry address in hex.")
     base: str
@@ -186,6 +208,10 @@ class DroppedFile(_Model):
     stored_as: str | None = Field(description="Relative path under the output folder, or None if not stored.")
 
 
+# The ATT&CK release whose technique IDs the report uses.
+ATTACK_RELEASE = "ATT&CK Enterprise v18"
+
+
 class Technique(_Model):
     technique: str
     name: str
@@ -278,7 +304,7 @@ class GraphNode(_Model):
     """A stage or an artifact it touched. Attributes that do not apply to the node's kind are null."""
 
     id: str = Field(description="Stage id (s0, s1, ...) or kind:ref (file:c:\\..., url:https://...).")
-    kind: str = Field(description="stage, process, file, url, host, registry or sync.")
+    kind: str = Field(description="stage, process, file, url, host, registry, sync or image (of a stage).")
     label: str
     stage_kind: str | None = Field(default=None, description="For a stage: its kind (pe, shellcode, ...).")
     order: int | None = Field(default=None, description="For a stage: its position in the chain.")
@@ -287,6 +313,10 @@ class GraphNode(_Model):
     object_type: str | None = Field(default=None, description="For a sync object: event, mutex, semaphore or timer.")
     host: str | None = Field(default=None, description="For a URL: its host.")
     blocked: bool | None = Field(default=None, description="For a URL or host: no responder answered it.")
+    decoded: bool | None = Field(default=None, description="For a stage: some hop of its lineage transformed it.")
+    process: str | None = Field(
+        default=None, description="For a stage that ran in another process: that process's image path."
+    )
 
 
 class GraphEdge(_Model):
@@ -294,6 +324,10 @@ class GraphEdge(_Model):
     target: str
     type: str = Field(description="loads, reads, decrypts_to, delivers, maps, executes, fetches, ... (see docs).")
     evidence: list[int] = Field(description="seqs of the events that prove the edge.")
+    transforms: list[str] | None = Field(
+        default=None, description="For a lineage edge: the transforms between the two nodes (xor: key 0x5c, ...)."
+    )
+    actor: str | None = Field(default=None, description="For a lineage edge: the stage that moved the bytes.")
 
 
 class StageGraph(_Model):
@@ -325,6 +359,7 @@ class Report(_Model):
     dropped: list[DroppedFile] = Field(default_factory=list)
     graph: StageGraph = Field(default_factory=StageGraph, description="The stage graph, node-link form.")
     attack: list[Technique] = Field(default_factory=list)
+    attack_release: str = Field(ATTACK_RELEASE, description="The ATT&CK release of the technique IDs.")
     virtual_time: VirtualTime
     containment: Containment
     responders: dict[str, Any] = Field(default_factory=dict, description="Final state of stateful responders.")

@@ -79,6 +79,10 @@ def test_matcher_fixture(path: Path) -> None:
 
 def test_every_pattern_and_matcher_is_exercised_by_a_fixture() -> None:
     expected = {hit["technique"] for path in CASES for hit in load_case(path)[1]}
+    # ... or by a scenario's [expect] stage_techniques, checked on a real replay by tests/test_lineage.py.
+    for toml_path in (Path(__file__).resolve().parent.parent / "scenarios").glob("*/scenario.toml"):
+        pairs = tomllib.loads(toml_path.read_text(encoding="utf-8")).get("expect", {}).get("stage_techniques", [])
+        expected |= {pair.split()[1] for pair in pairs}
     patterns = load_patterns()
     untested = sorted({p.technique for p in patterns} - expected)
     assert untested == [], f"no matcher fixture expects {untested}: add one to tests/fixtures/matcher"

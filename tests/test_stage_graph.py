@@ -37,6 +37,16 @@ def code(seed: int, size: int = 256) -> bytes:
 
 
 def xor(data: bytes, key: int = 0x5A) -> bytes:
+    """An opaque stream cipher (a keystream with no short period), standing in for RC4: the
+    lineage analysis cannot recognise it, so only where the bytes lie ties the stage to them."""
+    state, out = key, bytearray()
+    for b in data:
+        state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+        out.append(b ^ (state >> 16) & 0xFF)
+    return bytes(out)
+
+
+def xor_const(data: bytes, key: int = 0x5A) -> bytes:
     return bytes(b ^ key for b in data)
 
 
@@ -171,6 +181,36 @@ def test_file_read_then_decrypted_in_place_and_executed_gives_decrypts_to_from_t
         (file_node(CARRIER), "s1"): ("decrypts_to", [buf, start]),
         ("s0", "s1"): ("executes", [start]),
     }
+
+
+def test_file_bytes_xored_into_new_memory_give_decodes_to_with_the_key() -> None:
+    """A one-byte XOR by guest code is recognised from the bytes alone (known plaintext)."""
+    t = Trace()
+    t.entry()
+    plaintext = code(1)
+    ciphertext = xor_const(plaintext)
+    read = t.add(FileAccess, stage="s0", op="read", path=CARRIER, size=len(ciphertext), data_sha256=t.blob(ciphertext))
+    buf = t.add(
+        DataBuffer,
+        stage="s0",
+        source="file_read",
+        address=0x50000,
+        size=len(ciphertext),
+        sha256=sha(ciphertext),
+        ref=CARRIER,
+        api="ReadFile",
+    )
+    start = t.stage("s1", "s0", plaintext + bytes(0x1000 - len(plaintext)), 0x60000)
+
+    stages, graph = analyse(t)
+    link = stages[1].link
+    assert link is not None
+    assert (link.how, link.source_type, link.decoded, link.decrypted) == ("decoded", "file", True, False)
+    assert [(h.transform, h.detail) for h in link.hops] == [("source", "ReadFile"), ("xor", "key 0x5a")]
+    # The stage is the decoded code, not the page-rounded region.
+    assert stages[1].size == len(plaintext)
+    assert edges(graph)[(file_node(CARRIER), "s1")] == ("decodes_to", [buf, start])
+    assert edges(graph)[("s0", file_node(CARRIER))] == ("reads", [read])
 
 
 def test_network_bytes_executed_unchanged_give_delivers_from_the_url() -> None:

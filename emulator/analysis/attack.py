@@ -20,14 +20,18 @@ from typing import Annotated, Literal
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from emulator.analysis.graph import EDGE_TYPES
+from emulator.analysis.graph import EDGE_TYPES, iter_edges
+from emulator.analysis.lineage import DECODING_TRANSFORMS
 from emulator.analysis.stages import Stage, decoded_trailers
 from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
 
 PATTERN_FILE = "data/attack.toml"
 # Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
-NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "sync")
-STAGE_KINDS = ("pe", "shellcode", "pe_in_memory")
+NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "sync", "image")
+STAGE_KINDS = ("pe", "shellcode", "pe_in_memory", "module")
+# Where a stage's lineage can start (emulator/analysis/stages.py ORIGIN_TYPES).
+LINEAGE_ORIGINS = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
+LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write")
 SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
 
 
@@ -59,6 +63,7 @@ class EdgePattern(_Pattern):
     to_kind: str | None = None
     to_stage_kind: str | None = None
     scheme: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*$")
+    to_glob: str | None = Field(default=None, description="fnmatch glob on the target node id (lower-cased).")
 
     @field_validator("edge")
     @classmethod
@@ -130,6 +135,19 @@ class StageKindPattern(_Pattern):
         return value
 
 
+class LineagePattern(_Pattern):
+    """A hop of a stage's lineage: one of ``transforms`` (any decoding one if empty), or, with
+    ``origins``, a lineage starting there (and ``decoded`` if required). The technique goes to
+    the stage that performed the hop (``on = "actor"``) or the one that brought the origin's
+    bytes in (``on = "origin"``)."""
+
+    match: Literal["lineage"]
+    origins: list[Literal[LINEAGE_ORIGINS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    transforms: list[Literal[LINEAGE_TRANSFORMS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    decoded: bool = False
+    on: Literal["actor", "origin"] = "actor"
+
+
 Pattern = Annotated[
     ApiPattern
     | EdgePattern
@@ -138,13 +156,15 @@ Pattern = Annotated[
     | RegistryReadPattern
     | LongSleepPattern
     | DecryptFromMagicPattern
-    | StageKindPattern,
+    | StageKindPattern
+    | LineagePattern,
     Field(discriminator="match"),
 ]
 
 
 class PatternTable(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    release: str = Field("", description="The ATT&CK release the technique IDs come from.")
     pattern: list[Pattern] = Field(min_length=1)
 
 
@@ -176,6 +196,12 @@ def _technique_at(data: dict[str, object], loc: list[int | str]) -> str:
             if isinstance(technique, str):
                 return f" ({technique})"
     return ""
+
+
+def attack_release() -> str:
+    """The ATT&CK release of the shipped pattern table (its ``release`` key)."""
+    text = resources.files("emulator").joinpath(PATTERN_FILE).read_text(encoding="utf-8")
+    return str(tomllib.loads(text).get("release", ""))
 
 
 def load_patterns(path: Path | None = None) -> list[Pattern]:
@@ -221,8 +247,14 @@ def match_techniques(
 ) -> list[TechniqueHit]:
     seen = Observed(stages, events, graph, blobs)
     hits: dict[tuple[str, str], TechniqueHit] = {}
+    owner = {e.seq: e.stage for e in events}
     for pattern in patterns if patterns is not None else load_patterns():
-        for stage, evidence in _MATCHERS[pattern.match](pattern, seen):
+        for stage, found in _MATCHERS[pattern.match](pattern, seen):
+            # A technique is shown on the stage whose behaviour it describes, with evidence
+            # from that stage only.
+            evidence = [seq for seq in found if owner.get(seq) == stage]
+            if not evidence:
+                continue
             key = (pattern.technique, stage)
             merged = sorted(set(hits[key].evidence) | set(evidence)) if key in hits else sorted(set(evidence))
             hits[key] = TechniqueHit(pattern.technique, pattern.name, stage, merged)
@@ -239,9 +271,10 @@ def _api(p: ApiPattern, seen: Observed) -> Matches:
 
 
 def _edge(p: EdgePattern, seen: Observed) -> Matches:
+    """Edges of a type; the technique goes to the edge's actor, else its stage end (source first)."""
     graph = seen.graph
     found: dict[str, list[int]] = {}
-    for src, dst, data in graph.edges(data=True):
+    for src, dst, data in iter_edges(graph):
         if data["type"] != p.edge:
             continue
         if p.from_kind is not None and graph.nodes[src].get("kind") != p.from_kind:
@@ -252,8 +285,34 @@ def _edge(p: EdgePattern, seen: Observed) -> Matches:
             continue
         if p.scheme is not None and not str(dst).startswith(f"url:{p.scheme}://"):
             continue
-        stage = dst if graph.nodes[dst].get("kind") == "stage" else src
+        if p.to_glob is not None and not fnmatch.fnmatchcase(str(dst).lower(), p.to_glob.lower()):
+            continue
+        stage = data["actor"] if data.get("actor") else src if graph.nodes[src].get("kind") == "stage" else dst
         found.setdefault(stage, []).extend(data["evidence"])
+    return list(found.items())
+
+
+def _lineage(p: LineagePattern, seen: Observed) -> Matches:
+    transforms = set(p.transforms)
+    origins = set(p.origins)
+    found: dict[str, list[int]] = {}
+    for stage in seen.stages:
+        link = stage.link
+        if link is None or link.how == "entry" or not link.hops:
+            continue
+        hops = link.hops
+        if origins:
+            if hops[0].source_kind not in origins or (p.decoded and not link.decoded):
+                continue
+            if p.on == "origin":
+                if hops[0].actor:
+                    found.setdefault(hops[0].actor, []).extend(hops[0].evidence)
+                continue
+        for hop in hops:
+            if (hop.transform not in transforms) if transforms else not hop.decodes:
+                continue
+            if hop.actor:
+                found.setdefault(hop.actor, []).extend(hop.evidence)
     return list(found.items())
 
 
@@ -333,7 +392,8 @@ def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
 
 
 def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
-    return [(s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind]
+    """A kind of stage; the technique goes to the stage that started it (the loader)."""
+    return [(s.parent or s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind]
 
 
 _MATCHERS: dict[str, Callable[..., Matches]] = {
@@ -345,5 +405,6 @@ _MATCHERS: dict[str, Callable[..., Matches]] = {
     "long_sleep": _long_sleep,
     "decrypt_from_magic": _decrypt_from_magic,
     "stage_kind": _stage_kind,
+    "lineage": _lineage,
 }
 _MATCH_KINDS = frozenset(_MATCHERS)

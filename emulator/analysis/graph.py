@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
+from emulator.analysis.lineage import DECRYPTING_TRANSFORMS, Hop
 from emulator.analysis.stages import Stage
 from emulator.events import (
+    ApiCall,
     DataBuffer,
     Event,
     FileAccess,
@@ -26,6 +29,7 @@ EDGE_TYPES = (
     "loads",
     "reads",
     "decrypts_to",
+    "decodes_to",
     "delivers",
     "maps",
     "executes",
@@ -36,7 +40,36 @@ EDGE_TYPES = (
     "writes",
     "creates",
     "resolves",
+    "creates_process",
+    "opens_process",
+    "writes_memory",
+    "injects_into",
+    "hosts",
 )
+# Lineage hops that put bytes into a node of their own (every other hop is a transform).
+_ARTIFACT_HOPS = ("file", "network", "registry", "resource", "image", "scenario", "process_write", "file_write")
+# API -> (edge type, index of the process argument) for work done on another process.
+PROCESS_APIS = {
+    "createprocessa": ("creates_process", None),
+    "createprocessw": ("creates_process", None),
+    "createprocessinternala": ("creates_process", None),
+    "createprocessinternalw": ("creates_process", None),
+    "createprocessasusera": ("creates_process", None),
+    "createprocessasuserw": ("creates_process", None),
+    "openprocess": ("opens_process", None),
+    "virtualallocex": ("writes_memory", 0),
+    "virtualallocexnuma": ("writes_memory", 0),
+    "writeprocessmemory": ("writes_memory", 0),
+    "ntwritevirtualmemory": ("writes_memory", 0),
+    "createremotethread": ("injects_into", 0),
+    "createremotethreadex": ("injects_into", 0),
+    "ntcreatethreadex": ("injects_into", 3),
+    "rtlcreateuserthread": ("injects_into", 0),
+    "queueuserapc": ("injects_into", None),
+    "ntqueueapcthread": ("injects_into", None),
+    "setthreadcontext": ("injects_into", None),
+    "ntsetcontextthread": ("injects_into", None),
+}
 # A printable run this long shared by a request body and a file the sample read marks exfiltration.
 EXFIL_MIN_SHARED_RUN = 12
 # A host identifier shorter than this is too common to single out a beacon.
@@ -80,32 +113,57 @@ def build_graph(
     def edge(src: str, dst: str, etype: str, evidence: Iterable[int]) -> None:
         if graph.has_edge(src, dst):
             data = graph.edges[src, dst]
-            data["evidence"] = sorted(set(data["evidence"]) | set(evidence))
+            if data["type"] == etype:
+                data["evidence"] = sorted(set(data["evidence"]) | set(evidence))
+                return
             # An edge between the same two nodes keeps the strongest meaning.
             if EDGE_TYPES.index(etype) > EDGE_TYPES.index(data["type"]) and data["type"] in ("reads", "fetches"):
+                data["evidence"] = sorted(set(data["evidence"]) | set(evidence))
                 data["type"] = etype
+                return
+            # A different relation between the same two nodes (creates_process, writes_memory,
+            # injects_into): kept beside the first, one edge each in the report.
+            also: list[dict[str, Any]] = data.setdefault("also", [])
+            for other in also:
+                if other["type"] == etype:
+                    other["evidence"] = sorted(set(other["evidence"]) | set(evidence))
+                    return
+            also.append({"type": etype, "evidence": sorted(set(evidence))})
             return
         graph.add_edge(src, dst, type=etype, evidence=sorted(set(evidence)))
 
     stage_ids = {s.id for s in stages}
+    by_id = {s.id: s for s in stages}
+    own_names = {s.name.lower() for s in stages if s.parent is None}
+    if context.host_process:
+        own_names.add(context.host_process.lower())
+    processes = _process_edges(events, stage_ids, own_names)
+    for stage in stages:
+        stage.process = processes.hosting(stage.entry)
+        if stage.process:
+            graph.nodes[stage.id]["process"] = stage.process
     # Stages and where they came from.
     for stage in stages:
         link = stage.link
         if link is None:
             continue
+        graph.nodes[stage.id]["decoded"] = link.decoded
         if link.how == "entry":
             if context.host_process:
                 host = artifact("process", context.host_process)
                 edge(host, stage.id, "loads", link.evidence)
             continue
         if stage.parent in stage_ids:
-            edge(
-                stage.parent or "", stage.id, "maps" if stage.kind == "pe_in_memory" else "executes", [stage.start_seq]
-            )
-        if link.source_type in ("file", "network"):
-            kind = "file" if link.source_type == "file" else "url"
-            source = artifact(kind, link.source_ref)
-            edge(source, stage.id, "decrypts_to" if link.decrypted else "delivers", link.evidence)
+            etype = {"pe_in_memory": "maps", "module": "loads"}.get(stage.kind, "executes")
+            edge(stage.parent or "", stage.id, etype, [stage.start_seq])
+        _lineage_edges(stage, link.hops, by_id, artifact, graph)
+
+    for src, dst, etype, seq in processes.edges:
+        if src in stage_ids:
+            edge(src, artifact("process", dst), etype, [seq])
+    for stage in stages:
+        if stage.process:
+            edge(artifact("process", stage.process), stage.id, "hosts", [stage.start_seq])
 
     file_reads: list[bytes] = []
     for event in events:
@@ -140,6 +198,131 @@ def build_graph(
     return graph
 
 
+def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artifact: Any, graph: nx.DiGraph) -> None:
+    """One edge per artifact along the stage's lineage, typed by the transforms in between."""
+    previous: str | None = None
+    transforms: list[str] = []
+    evidence: list[int] = []
+    actor: str | None = None
+    for hop in hops:
+        if hop.source_kind in _ARTIFACT_HOPS and hop.node:
+            kind, _, ref = hop.node.partition(":")
+            label = None
+            if kind == "image" and ref in by_id:
+                label = f"{by_id[ref].name} (image)"
+            node = artifact(kind, ref, label)
+            if previous is not None and previous != node:
+                _add_lineage_edge(graph, previous, node, transforms, evidence, actor)
+            previous, transforms, evidence = node, [], list(hop.evidence)
+            actor = hop.actor
+            if hop.transform not in ("source", "identity"):
+                transforms.append(hop.transform)
+            continue
+        if hop.transform not in ("source", "identity", "executed_from"):
+            transforms.append(f"{hop.transform}: {hop.detail}" if hop.detail else hop.transform)
+            actor = hop.actor or actor
+        evidence.extend(hop.evidence)
+    if previous is not None:
+        _add_lineage_edge(graph, previous, stage.id, transforms, [*evidence, stage.start_seq], actor)
+
+
+def _add_lineage_edge(
+    graph: nx.DiGraph, src: str, dst: str, transforms: list[str], evidence: list[int], actor: str | None
+) -> None:
+    names = {t.split(":", 1)[0] for t in transforms}
+    if names & DECRYPTING_TRANSFORMS:
+        etype = "decrypts_to"
+    elif names - {"copy", "process_write", "file_write"}:
+        etype = "decodes_to"
+    elif graph.nodes[src].get("kind") == "process":
+        etype = "hosts"
+    else:
+        etype = "delivers"
+    if graph.has_edge(src, dst):
+        data = graph.edges[src, dst]
+        data["evidence"] = sorted(set(data["evidence"]) | set(evidence))
+        return
+    attrs: dict[str, Any] = {"type": etype, "evidence": sorted(set(evidence))}
+    if transforms:
+        attrs["transforms"] = list(transforms)
+    if actor:
+        attrs["actor"] = actor
+    graph.add_edge(src, dst, **attrs)
+
+
+@dataclass
+class _Processes:
+    edges: list[tuple[str, str, str, int]] = field(default_factory=list)  # stage, process, type, seq
+    regions: list[tuple[int, int, str]] = field(default_factory=list)  # memory allocated in a process
+    thread_starts: dict[int, str] = field(default_factory=dict)
+
+    def hosting(self, address: int) -> str | None:
+        if address in self.thread_starts:
+            return self.thread_starts[address]
+        for base, end, process in self.regions:
+            if base <= address < end:
+                return process
+        return None
+
+
+def _process_edges(events: list[Event], stage_ids: set[str], own_names: set[str]) -> _Processes:
+    """Processes the sample created, opened, wrote to or injected into, from its API calls."""
+    found = _Processes()
+    last_target: dict[str, str] = {}  # stage -> process it last created or wrote to
+    for event in events:
+        if not isinstance(event, ApiCall) or event.stage not in stage_ids:
+            continue
+        func = event.api.rpartition(".")[2].lower()
+        if func not in PROCESS_APIS:
+            continue
+        etype, index = PROCESS_APIS[func]
+        if etype == "creates_process":
+            if not event.ret or event.ret == "0x0":
+                continue
+            offset = 1 if "internal" in func or "asuser" in func else 0
+            process = _image_of(event.args[offset + 1] if len(event.args) > offset + 1 else "") or _image_of(
+                event.args[offset] if len(event.args) > offset else ""
+            )
+        elif index is not None:
+            process = event.args[index] if len(event.args) > index else ""
+        else:
+            process = last_target.get(event.stage, "")
+        if not process or process.startswith("0x") or _basename(process) in own_names:
+            continue
+        found.edges.append((event.stage, process, etype, event.seq))
+        last_target[event.stage] = process
+        if func.startswith("virtualallocex") and event.ret and event.ret != "0x0":
+            size = _int(event.args[2]) if len(event.args) > 2 else 0
+            base = _int(event.ret)
+            found.regions.append((base, base + max(size, 1), process))
+        elif etype == "injects_into" and index is not None and len(event.args) > index + 3:
+            start = _int(event.args[index + 3])
+            if start:
+                found.thread_starts[start] = process
+    return found
+
+
+def _image_of(text: str) -> str:
+    """The executable of a command line: its first, possibly quoted, token."""
+    text = text.strip()
+    if not text or text == "0x0":
+        return ""
+    if text.startswith('"'):
+        return text[1:].split('"', 1)[0]
+    return text.split(" ", 1)[0]
+
+
+def _basename(path: str) -> str:
+    return path.replace("/", "\\").rsplit("\\", 1)[-1].lower()
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.split(" ", 1)[0], 0)
+    except ValueError:
+        return 0
+
+
 def classify_exchange(
     event: NetworkExchange, blobs: dict[str, bytes], file_reads: list[bytes], identifiers: list[str]
 ) -> str:
@@ -167,6 +350,15 @@ def _shares_file_content(body: bytes, file_reads: list[bytes]) -> bool:
     return False
 
 
+def iter_edges(graph: nx.DiGraph) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    """Every relation of the graph, including further relations between the same two nodes."""
+    for src, dst, data in graph.edges(data=True):
+        yield src, dst, {k: v for k, v in data.items() if k != "also"}
+        for other in data.get("also", []):
+            yield src, dst, {**{k: v for k, v in data.items() if k not in ("also", "type", "evidence")}, **other}
+
+
 def graph_to_node_link(graph: nx.DiGraph) -> dict[str, object]:
     data: dict[str, object] = nx.node_link_data(graph, edges="edges")
+    data["edges"] = [{**attrs, "source": src, "target": dst} for src, dst, attrs in iter_edges(graph)]
     return data

@@ -1,9 +1,10 @@
 """Stages and their provenance, derived from observed behaviour only.
 
 A stage starts when code runs (the entry sample, or dynamic memory executed for the first
-time). Its origin is found by looking back at the bytes that entered the process before it ran:
-the same bytes, a buffer decrypted in place, the output of a decryption API, or a PE image
-whose headers were copied from one of those.
+time, or a module the sample wrote and loaded). Its origin is its *lineage*
+(:mod:`emulator.analysis.lineage`): the hops that brought its bytes into the process, back to a
+file, registry value, network response, resource, image or scenario input, each with its
+evidence and the transform (identity, XOR, base64, an API's decryption, guest code).
 """
 
 from __future__ import annotations
@@ -13,23 +14,59 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from emulator.events import DataBuffer, Event, NetworkExchange, StageStart
-from emulator.pe import section_table
+from emulator.analysis.lineage import (
+    Carrier,
+    Hop,
+    matched_length,
+    section_table,
+    trace,
+)
+from emulator.events import (
+    ApiCall,
+    DataBuffer,
+    Event,
+    FileAccess,
+    MemoryAlloc,
+    MemoryProtect,
+    NetworkExchange,
+    RegistryAccess,
+    StageStart,
+)
+from emulator.recorder import sha256_hex
 
-# A header this long found verbatim in a buffer ties a mapped image to the file it came from.
-MIN_HEADER_MATCH = 0x40
+# How far (in events) from a buffer the API call that produced it is looked for.
+_API_CALL_WINDOW = 4
+# Kinds of stage whose bytes are a PE image identified by its section table.
+IMAGE_STAGE_KINDS = ("pe_in_memory", "module")
+# DataBuffer sources -> carrier kind (api outputs are traced on through their input).
+_BUFFER_KINDS = {
+    "file_read": "file",
+    "network_read": "network",
+    "registry_read": "registry",
+    "resource": "resource",
+    "decrypt": "api",
+    "decode": "api",
+    "decompress": "api",
+    "api_copy": "api",
+    "process_write": "process_write",
+}
+_API_TRANSFORMS = {"decrypt": "decrypt", "decode": "decode", "decompress": "decompress", "api_copy": "copy"}
+# Origin types the report knows; a lineage starting elsewhere is reported as memory.
+ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
 
 
 @dataclass
 class Link:
-    """How a stage's bytes are tied to an earlier input."""
+    """How a stage's bytes are tied to an earlier input (the report's ``origin``)."""
 
-    how: str  # same_bytes | decrypted_in_place | decrypt_api | mapped_image | executed_from | entry
-    source_type: str  # file | network | memory | scenario
+    how: str  # entry | same_bytes | decoded | decrypted_in_place | decrypt_api | mapped_image | executed_from
+    source_type: str  # one of ORIGIN_TYPES
     source_ref: str
     evidence: list[int]
     decrypted: bool = False
     via_api: str | None = None
+    decoded: bool = False
+    hops: list[Hop] = field(default_factory=list)
 
 
 @dataclass
@@ -48,34 +85,63 @@ class Stage:
     last_seq: int = 0
     link: Link | None = None
     order: int = 0
+    process: str | None = None  # the process the stage runs in, when not the sample's own
 
     @property
     def origin_type(self) -> str:
         return self.link.source_type if self.link else "memory"
 
 
-@dataclass
-class _Source:
-    """A body of bytes seen before a stage started: a buffer, a response body, a stage."""
-
-    data: bytes
-    kind: str  # file | network | memory
-    ref: str
-    seq: int
-    address: int | None = None
-    evidence: list[int] = field(default_factory=list)
-
-
 def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tuple[str, str]) -> list[Stage]:
+    """Stages in start order, each with its lineage. Adds bounded stage bytes to ``blobs``."""
     stages: list[Stage] = []
+    carriers: list[Carrier] = []
     buffers: list[DataBuffer] = []
-    bodies: list[tuple[NetworkExchange, bytes]] = []
+    memory: list[MemoryAlloc | MemoryProtect] = []
     by_id: dict[str, Stage] = {}
-    for event in events:
+    for index, event in enumerate(events):
         if isinstance(event, DataBuffer):
             buffers.append(event)
+            carrier = _buffer_carrier(event, blobs)
+            if carrier is not None:
+                carrier.evidence.extend(_api_call_of(events, index, event))
+                carriers.append(carrier)
         elif isinstance(event, NetworkExchange) and event.response.sha256 in blobs:
-            bodies.append((event, blobs[event.response.sha256 or ""]))
+            ref = event.url or event.host
+            carriers.append(
+                Carrier(
+                    blobs[event.response.sha256 or ""], "network", ref, event.seq, event.stage, [event.seq], _url(event)
+                )
+            )
+        elif isinstance(event, RegistryAccess) and event.op == "read" and event.value:
+            # The rendered value; the exact bytes also come as a later registry_read buffer when
+            # the backend records one (searched first, being more recent).
+            carriers.append(
+                Carrier(
+                    event.value.encode("latin-1", "replace"),
+                    "registry",
+                    _registry_ref(event.path, event.value_name),
+                    event.seq,
+                    event.stage,
+                    [event.seq],
+                    f"registry:{event.path.lower()}",
+                )
+            )
+        elif isinstance(event, FileAccess) and event.op == "write" and event.data_sha256 in blobs:
+            carriers.append(
+                Carrier(
+                    blobs[event.data_sha256 or ""],
+                    "file_write",
+                    event.path,
+                    event.seq,
+                    event.stage,
+                    [event.seq],
+                    f"file:{event.path.lower()}",
+                    api="WriteFile",
+                )
+            )
+        elif isinstance(event, MemoryAlloc | MemoryProtect):
+            memory.append(event)
         elif isinstance(event, StageStart):
             stage = Stage(
                 id=event.new_stage,
@@ -93,10 +159,32 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
                 order=len(stages),
             )
             data = blobs.get(event.sha256, b"")
+            allocator = _allocator(event, memory)
+            if allocator and allocator != stage.parent and _descends(allocator, stage.parent, by_id):
+                # Control reached the stage by a jump from code that a later stage prepared
+                # (a tail call keeps the earlier caller's return address on the stack).
+                stage.parent = allocator
             if event.parent is None:
                 stage.link = Link("entry", entry_origin[0], entry_origin[1], [event.seq])
+                kind = "image"
             else:
-                stage.link = _find_link(event, data, buffers, bodies, blobs, stages)
+                stage.link, data = _find_lineage(event, data, carriers, buffers, memory, allocator or stage.parent)
+                kind = "memory"
+                if data and sha256_hex(data) != stage.sha256:
+                    stage.sha256 = sha256_hex(data)
+                    stage.size = len(data)
+                    blobs.setdefault(stage.sha256, data)
+            carriers.append(
+                Carrier(
+                    data,
+                    kind,
+                    stage.id,
+                    event.seq,
+                    stage.parent or stage.id,
+                    [event.seq],
+                    f"image:{stage.id}" if kind == "image" else None,
+                )
+            )
             stages.append(stage)
             by_id[stage.id] = stage
     for event in events:
@@ -107,88 +195,178 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
     return stages
 
 
-def _find_link(
+def _api_call_of(events: list[Event], index: int, buffer: DataBuffer) -> list[int]:
+    """The API call that produced a buffer: recorded just before it (engine handlers) or just
+    after it (project handlers record while the call runs)."""
+    name = (buffer.api or "").rpartition(".")[2].lower()
+    if not name:
+        return []
+    for other in (
+        *events[index + 1 : index + 1 + _API_CALL_WINDOW],
+        *reversed(events[max(0, index - _API_CALL_WINDOW) : index]),
+    ):
+        if isinstance(other, ApiCall) and other.stage == buffer.stage and other.api.lower().endswith("." + name):
+            return [other.seq]
+    return []
+
+
+def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | None:
+    kind = _BUFFER_KINDS.get(event.source)
+    data = blobs.get(event.sha256)
+    if kind is None or not data:
+        return None
+    node = None
+    if kind == "file":
+        node = f"file:{event.ref.lower()}"
+    elif kind == "network":
+        node = f"url:{event.ref}"
+    elif kind == "registry":
+        node = f"registry:{event.ref.rsplit(chr(92), 1)[0].lower()}"
+    elif kind == "process_write":
+        node = f"process:{event.ref}"
+    return Carrier(
+        data,
+        kind,
+        event.ref,
+        event.seq,
+        event.stage,
+        [event.seq],
+        node,
+        input=blobs.get(event.input_sha256 or "") if kind == "api" else None,
+        api=event.api,
+        address=event.address,
+        transform=_API_TRANSFORMS.get(event.source, "identity"),
+    )
+
+
+def _find_lineage(
     event: StageStart,
     data: bytes,
+    carriers: list[Carrier],
     buffers: list[DataBuffer],
-    bodies: list[tuple[NetworkExchange, bytes]],
-    blobs: dict[str, bytes],
-    stages: list[Stage],
-) -> Link:
-    sources = _sources(buffers, bodies, blobs, stages)
-    probe = _probe(event, data)
-    # 1. A decryption API produced these bytes (or the file a mapped image was copied from).
-    for buffer in reversed(buffers):
-        if buffer.source != "decrypt":
-            continue
-        output = blobs.get(buffer.sha256, b"")
-        if probe and probe in output:
-            origin = _origin_of_input(buffer, sources, blobs)
-            evidence = sorted({buffer.seq, event.seq, *(origin.evidence if origin else [])})
-            how = "mapped_image" if event.kind == "pe_in_memory" else "decrypt_api"
-            if origin is None:
-                return Link(how, "memory", buffer.ref, evidence, decrypted=True, via_api=buffer.api)
-            return Link(how, origin.kind, origin.ref, evidence, decrypted=True, via_api=buffer.api)
-    # 2. The same bytes arrived from a file, the network or an earlier stage.
-    for source in reversed(sources):
-        if probe and probe in source.data:
-            how = "mapped_image" if event.kind == "pe_in_memory" else "same_bytes"
-            return Link(how, source.kind, source.ref, sorted({*source.evidence, event.seq}))
-    # 3. A buffer read from a file or the network was transformed in place, then executed.
+    memory: list[MemoryAlloc | MemoryProtect],
+    actor: str | None,
+) -> tuple[Link, bytes]:
+    """The stage's lineage and its bounded bytes; ``actor`` is the stage that prepared its memory."""
+    image = event.kind in IMAGE_STAGE_KINDS
+    hops: list[Hop] | None = None
+    bounded = data
+    if image:
+        probe = section_table(data)
+        hops = trace(probe, event.seq, carriers) if probe else None
+    else:
+        # Stage bytes run to the end of the page-rounded region; the tail is padding.
+        trimmed = data.rstrip(b"\0")
+        offsets = dict.fromkeys((0, max(0, event.entry - event.base)))
+        for offset in offsets:
+            hops = trace(trimmed[offset:], event.seq, carriers)
+            if hops is not None:
+                length = matched_length(hops)
+                if length:
+                    bounded = data[offset : offset + length]
+                break
+        else:
+            bounded = trimmed or data
+    if hops is not None:
+        for hop in hops:
+            if hop.actor is None:
+                hop.actor = actor
+                hop.evidence = _writer_evidence(event, memory, actor)
+        return _link_from_hops(event, hops), bounded
+    # A buffer read from a file or the network was transformed in place by guest code, then run.
     for buffer in reversed(buffers):
         if buffer.source not in ("file_read", "network_read"):
             continue
         if buffer.address <= event.entry < buffer.address + buffer.size:
             kind = "file" if buffer.source == "file_read" else "network"
-            return Link("decrypted_in_place", kind, buffer.ref, sorted({buffer.seq, event.seq}), decrypted=True)
-    return Link("executed_from", "memory", event.parent or "", [event.seq])
-
-
-def _probe(event: StageStart, data: bytes) -> bytes:
-    """The bytes to look for in earlier inputs: the stage itself, or a mapped image's headers."""
-    if event.kind == "pe_in_memory":
-        probe = section_table(data)
-        return probe if len(probe) >= MIN_HEADER_MATCH else b""
-    # Stage bytes run to the end of the page; the tail is padding the source never had.
-    data = data.rstrip(b"\0")
-    return data[:4096] if len(data) >= 16 else b""
-
-
-def _sources(
-    buffers: list[DataBuffer], bodies: list[tuple[NetworkExchange, bytes]], blobs: dict[str, bytes], stages: list[Stage]
-) -> list[_Source]:
-    sources: list[_Source] = []
-    for buffer in buffers:
-        if buffer.source in ("file_read", "network_read"):
-            kind = "file" if buffer.source == "file_read" else "network"
-            sources.append(
-                _Source(blobs.get(buffer.sha256, b""), kind, buffer.ref, buffer.seq, buffer.address, [buffer.seq])
+            node = f"file:{buffer.ref.lower()}" if kind == "file" else f"url:{buffer.ref}"
+            hops = [
+                Hop(kind, buffer.ref, "source", buffer.api or "", [buffer.seq], actor=buffer.stage, node=node),
+                Hop(
+                    "memory",
+                    "",
+                    "guest_code",
+                    f"decoded in place by guest code in {actor}",
+                    _writer_evidence(event, memory, actor),
+                    actor=actor,
+                ),
+            ]
+            link = Link(
+                "decrypted_in_place",
+                kind,
+                buffer.ref,
+                sorted({buffer.seq, event.seq}),
+                decrypted=True,
+                decoded=True,
+                hops=hops,
             )
-    for exchange, body in bodies:
-        sources.append(_Source(body, "network", exchange.url or exchange.host, exchange.seq, None, [exchange.seq]))
-    for stage in stages:
-        sources.append(
-            _Source(blobs.get(stage.sha256, b""), "memory", stage.id, stage.start_seq, stage.base, [stage.start_seq])
-        )
-    sources.sort(key=lambda s: s.seq)
-    return sources
+            return link, bounded
+    hop = Hop("memory", event.parent or "", "executed_from", "", [event.seq], actor=actor)
+    return Link("executed_from", "memory", event.parent or "", [event.seq], hops=[hop]), bounded
 
 
-def _origin_of_input(buffer: DataBuffer, sources: list[_Source], blobs: dict[str, bytes]) -> _Source | None:
-    """Where the ciphertext of a decryption came from."""
-    ciphertext = blobs.get(buffer.input_sha256 or "", b"")
-    if len(ciphertext) < 8:
-        return None
-    needle = ciphertext[:256]
-    for source in reversed(sources):
-        if source.seq < buffer.seq and needle in source.data:
-            return source
-    # The ciphertext may have been decoded first (base64 in an image trailer): look for the
-    # input in decoded forms of earlier bodies.
-    for source in reversed(sources):
-        if source.seq < buffer.seq and any(needle in decoded for decoded in decoded_trailers(source.data)):
-            return _Source(source.data, source.kind, source.ref, source.seq, source.address, [*source.evidence])
+def _allocator(event: StageStart, memory: list[MemoryAlloc | MemoryProtect]) -> str | None:
+    """The stage that last allocated or re-protected the memory the stage runs from."""
+    for m in reversed(memory):
+        if m.seq < event.seq and m.address <= event.entry < m.address + max(m.size, 1):
+            return m.stage
     return None
+
+
+def _descends(stage_id: str, ancestor: str | None, by_id: dict[str, Stage]) -> bool:
+    seen: set[str] = set()
+    current = by_id.get(stage_id)
+    while current is not None and current.parent and current.id not in seen:
+        seen.add(current.id)
+        if current.parent == ancestor:
+            return True
+        current = by_id.get(current.parent)
+    return False
+
+
+def _writer_evidence(event: StageStart, memory: list[MemoryAlloc | MemoryProtect], actor: str | None) -> list[int]:
+    """The allocation / protection calls of the stage's memory made by the actor, and the start."""
+    seqs = [
+        m.seq
+        for m in memory
+        if m.stage == actor and m.address <= event.entry < m.address + max(m.size, 1) and m.seq < event.seq
+    ]
+    return sorted({*seqs, event.seq})
+
+
+def _link_from_hops(event: StageStart, hops: list[Hop]) -> Link:
+    origin = hops[0]
+    source_type = origin.source_kind if origin.source_kind in ORIGIN_TYPES else "memory"
+    decrypted = any(h.transform == "decrypt" for h in hops)
+    decoded = any(h.decodes for h in hops)
+    via_api = next((h.detail for h in hops if h.source_kind == "api" and h.transform == "decrypt"), None)
+    if event.kind in IMAGE_STAGE_KINDS:
+        how = "mapped_image"
+    elif decrypted:
+        how = "decrypt_api"
+    elif decoded:
+        how = "decoded"
+    else:
+        how = "same_bytes"
+    evidence = sorted({seq for h in hops for seq in h.evidence} | {event.seq})
+    return Link(
+        how,
+        source_type,
+        origin.source_ref,
+        evidence,
+        decrypted=decrypted,
+        via_api=via_api,
+        decoded=decoded,
+        hops=hops,
+    )
+
+
+def _url(event: NetworkExchange) -> str:
+    return f"url:{event.url or f'{event.kind}://{event.host}:{event.port}'}"
+
+
+def _registry_ref(path: str, value_name: str | None) -> str:
+    return f"{path}\\{value_name}" if value_name else path
 
 
 def decoded_trailers(data: bytes) -> Iterator[bytes]:

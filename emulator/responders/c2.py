@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +45,11 @@ class RouteSpec(BaseModel):
     method: str = "*"
     path: str = "*"
     states: list[str] = Field(default_factory=lambda: ["*"], description="Victim states this route applies to.")
-    action: Literal["register", "serve", "collect", "respond"] = "respond"
+    action: Literal["register", "serve", "collect", "respond", "task"] = Field(
+        "respond",
+        description="register a victim, serve or collect a body, respond, or hand out the victim's next "
+        "operator task (the C2's `tasks`, in order; `tasks_done` once they are all given).",
+    )
     next_state: str | None = None
     response: ResponseSpec = Field(default_factory=ResponseSpec)
 
@@ -56,6 +60,10 @@ class C2Options(BaseModel):
     victim_id: VictimIdSpec
     routes: list[RouteSpec] = Field(min_length=1)
     unmatched: ResponseSpec = Field(default_factory=lambda: ResponseSpec(status=404, body="Not Found"))
+    tasks: list[str] = Field(
+        default_factory=list, description="Operator tasks a `task` route hands each victim, one per request, in order."
+    )
+    tasks_done: str = Field("exit", description="The answer of a `task` route once every task was handed out.")
 
 
 @dataclass
@@ -64,6 +72,7 @@ class Victim:
     state: str
     history: list[dict[str, Any]] = field(default_factory=list)
     collected: list[bytes] = field(default_factory=list)
+    tasks_given: int = 0
 
 
 class C2Responder(Responder):
@@ -104,6 +113,10 @@ class C2Responder(Responder):
                 if not victim_id:
                     continue
                 victim = self.victims.setdefault(victim_id, Victim(victim_id, state))
+            if route.action == "task":
+                if victim is None:
+                    continue
+                response = self._next_task(victim, response)
             if victim is not None:
                 if route.action == "collect":
                     victim.collected.append(request.body)
@@ -113,6 +126,15 @@ class C2Responder(Responder):
             return response
         self._log(request, victim, "unmatched", self.unmatched.status)
         return self.unmatched
+
+    def _next_task(self, victim: Victim, template: HttpResponse) -> HttpResponse:
+        tasks = self.config.tasks
+        if victim.tasks_given < len(tasks):
+            text = tasks[victim.tasks_given]
+            victim.tasks_given += 1
+        else:
+            text = self.config.tasks_done
+        return replace(template, body=text.encode("utf-8"))
 
     def _log(self, request: HttpRequest, victim: Victim | None, action: str, status: int) -> None:
         entry = {
@@ -128,14 +150,14 @@ class C2Responder(Responder):
             victim.history.append(entry)
 
     def state_summary(self) -> dict[str, Any]:
-        return {
-            "victims": {
-                v.victim_id: {
-                    "state": v.state,
-                    "requests": len(v.history),
-                    "collected_bytes": sum(map(len, v.collected)),
-                }
-                for v in self.victims.values()
-            },
-            "requests": len(self.requests),
-        }
+        victims: dict[str, Any] = {}
+        for v in self.victims.values():
+            summary: dict[str, Any] = {
+                "state": v.state,
+                "requests": len(v.history),
+                "collected_bytes": sum(map(len, v.collected)),
+            }
+            if self.config.tasks:
+                summary["tasks_given"] = v.tasks_given
+            victims[v.victim_id] = summary
+        return {"victims": victims, "requests": len(self.requests)}

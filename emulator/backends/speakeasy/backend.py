@@ -9,8 +9,10 @@ from typing import Any
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
 from emulator.backends.speakeasy.guest import GuestMachine
+from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
+from emulator.backends.speakeasy.sources import SourceTaps
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
@@ -88,6 +90,8 @@ class SpeakeasyBackend:
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
         watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
+        SourceTaps(target.se, emu, memory, self.recorder).install()
+        GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code

@@ -28,6 +28,8 @@ import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import unicorn as uc
 from speakeasy.profiler import Run
 from speakeasy.report import ErrorInfo
+from speakeasy.windows.api_registry import module_name as se_module_name
+from speakeasy.windows.loaders import PeLoader
 
 ENGINE_PACKAGE = "speakeasy-emulator"
 
@@ -49,7 +51,7 @@ WATCHED_TAG_PREFIXES = ("api.virtalloc", "api.heap", "api.pool", "emu.process_he
 # The profiler records chainreplay translates into events, and the parameters it reads of each.
 PROFILER_RECORDS: dict[str, tuple[str, ...]] = {
     "record_file_access_event": ("path", "event_type", "data", "buffer", "size"),
-    "record_registry_access_event": ("path", "event_type", "value_name", "data"),
+    "record_registry_access_event": ("path", "event_type", "value_name", "data", "buffer"),
     "record_process_event": ("event_type", "kwargs"),
     "record_dns_event": ("domain",),
     "record_http_event": ("server", "port"),
@@ -95,6 +97,11 @@ def _check_installed() -> None:
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
+    _require_params(winemu, "get_object_from_handle", ("handle",))
+    _require_params(winemu, "get_module_data_from_emu_file", ("file_path",))
+    _require_params(winemu, "_make_image_at_free_base", ("make_loader", "base"))
+    _require_params(winemu, "load_image", ("image",))
+    _require_params(PeLoader, "__init__", ("data", "base_override", "emu_path"))
     prepare_params = ("module", "all_entrypoints", "entry_point")
     _require_params(se_win32.Win32Emulator, "prepare_module_for_emulation", prepare_params)
     memmgr = se_memmgr.MemoryManager
@@ -363,6 +370,56 @@ def schedule_exports(
 
 def finished_runs(emu: Any) -> list[Any]:
     return list(getattr(emu.get_profiler(), "runs", []) or [])
+
+
+# ---- processes, modules and the guest's files (lineage) ------------------------------------
+
+
+def process_path(emu: Any, handle: int) -> str | None:
+    """The image path of the process a handle names, None for the current process or unknown."""
+    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, -1):
+        return None
+    try:
+        obj = emu.get_object_from_handle(handle)
+    except Exception:
+        return None
+    path = getattr(obj, "path", None)
+    if not path or obj is getattr(emu, "curr_process", None):
+        return None
+    return str(path)
+
+
+def module_name_at(emu: Any, address: int) -> str | None:
+    module = emu.get_mod_from_addr(address)
+    name = getattr(module, "emu_path", None) or getattr(module, "name", None)
+    return str(name).rsplit("\\", 1)[-1] if name else None
+
+
+def guest_file_data(emu: Any, path: str) -> bytes | None:
+    """The current bytes of a file in the guest's file system (written by the guest or served)."""
+    try:
+        data = emu.get_module_data_from_emu_file(path)
+    except Exception:
+        return None
+    return bytes(data) if data else None
+
+
+def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:
+    """Map a PE the guest wrote as a loadable module, as Speakeasy maps a native DLL.
+
+    Afterwards Speakeasy's own LoadLibrary finds it by name and runs its initialisers.
+    """
+
+    def make_loader(address: int | None) -> Any:
+        return PeLoader(data=data, base_override=address, emu_path=emu_path)
+
+    image = emu._make_image_at_free_base(make_loader, None)
+    image.name = se_module_name(emu_path)
+    module = emu.load_image(image)
+    if module.is_dll() and getattr(image, "source", "") == "guest_pe" and hasattr(emu, "_guest_dependencies"):
+        module._initialization = {}
+        emu._guest_dependencies.append(module)
+    return module
 
 
 # ---- the guest CPU -------------------------------------------------------------------------

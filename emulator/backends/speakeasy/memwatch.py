@@ -46,6 +46,7 @@ class MemoryWatch:
         self.stop_now = stop_now
         self.armed: dict[int, int] = {}  # page -> requested perms
         self.mapped_total = 0
+        self.guest_modules: list[tuple[int, int, str]] = []  # PEs the guest wrote and loaded
         # Told (base, size) of each new stage's code just before it runs.
         self.on_new_code: Callable[[int, int], None] | None = None
 
@@ -96,6 +97,11 @@ class MemoryWatch:
             self.mapped_total = max(0, self.mapped_total - mm.size)
         original(base)
 
+    def arm_module(self, base: int, size: int, name: str) -> None:
+        """Watch a module mapped from a file the guest wrote: its first execution is a stage."""
+        self.guest_modules.append((base, size, name))
+        self._arm(base, size, compat.PERM_RWX)
+
     def _arm(self, address: int, size: int, perms: int) -> None:
         pages = list(pages_of(address, size))
         for page in pages:
@@ -136,7 +142,11 @@ class MemoryWatch:
             if p_base <= address < p_base + p_size:
                 base, size = p_base, p_size
                 break
-        for candidate in dict.fromkeys((base, region_base)):
+        module = next(((b, s, n) for b, s, n in self.guest_modules if b <= address < b + s), None)
+        if module is not None:
+            kind, base, size, name = "module", module[0], module[1], module[2]
+            image_base = base
+        for candidate in dict.fromkeys((base, region_base)) if module is None else ():
             header = self._image_header_near(address, candidate)
             if header is not None:
                 image_base, image_size, name = header

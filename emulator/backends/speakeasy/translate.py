@@ -187,14 +187,22 @@ class Translator:
 
     def _registry_access(self, stage: str, api: str, params: dict[str, Any]) -> None:
         value = params.get("data")
+        op = REGISTRY_OPS.get(str(params.get("event_type")), "open")
+        path = str(params.get("path"))
+        value_name = params.get("value_name")
         self.recorder.emit(
             RegistryAccess,
             stage=stage,
-            op=REGISTRY_OPS.get(str(params.get("event_type")), "open"),
-            path=str(params.get("path")),
-            value_name=params.get("value_name"),
+            op=op,
+            path=path,
+            value_name=value_name,
             value=render_value(value) if value is not None else None,
         )
+        buffer = params.get("buffer") or 0
+        if op == "read" and buffer and isinstance(value, bytes | bytearray) and value:
+            # The exact bytes the guest received, for the lineage of what it does with them.
+            ref = f"{path}\\{value_name}" if value_name else path
+            self.recorder.remember_buffer("registry_read", buffer, bytes(value), ref=ref, api=api)
 
     def _process_event(self, stage: str, api: str, params: dict[str, Any]) -> None:
         event_type = params.get("event_type")

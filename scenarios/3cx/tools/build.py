@@ -81,8 +81,14 @@ def pe_info(data: bytes) -> dict:
     for i in range(nsec):
         name, vsize, vaddr, rsize, rptr, _, _, _, _, chars = struct.unpack_from("<8sIIIIIIHHI", data, sec_off + 40 * i)
         sections.append(
-            {"name": name.rstrip(b"\0").decode(), "vsize": vsize, "vaddr": vaddr, "rsize": rsize, "rptr": rptr,
-             "chars": chars}
+            {
+                "name": name.rstrip(b"\0").decode(),
+                "vsize": vsize,
+                "vaddr": vaddr,
+                "rsize": rsize,
+                "rptr": rptr,
+                "chars": chars,
+            }
         )
     return {"machine": IMAGE_FILE_MACHINE.get(machine, hex(machine)), "dirs": dirs, "sections": sections}
 
@@ -175,8 +181,9 @@ def cmd_sums(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("stage2")
     p.add_argument("--code", required=True)

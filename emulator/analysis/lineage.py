@@ -1,0 +1,324 @@
+"""Data lineage: where the bytes of a stage came from, hop by hop, from behaviour alone.
+
+Every body of bytes an API put into the guest is a *carrier* (a file read, a registry value, a
+network response, a resource, the output of a decrypt/decode/decompress API, an API copy, a
+write into another process, a file the guest wrote, the image of an earlier stage). When a
+stage starts, its bytes are looked for in the carriers recorded before it, most recent first,
+under transforms that can be recognised from the two byte strings alone:
+
+* identity (the same bytes),
+* XOR with a key stream ``a + b*i (mod 256)`` (a constant one-byte key when ``b == 0``, a
+  rolling key otherwise) or with a repeating key of up to ``MAX_XOR_PERIOD`` bytes, recovered
+  by known plaintext,
+* base64 text, decoded, then either of the above.
+
+A carrier that is itself the output of an API (CryptDecrypt, CryptStringToBinary, BCrypt,
+RtlDecompressBuffer, ...) is traced on through that API's input, a write into another process
+or into a file through the bytes written, so the lineage runs back to a file, registry value,
+network response, resource, image or scenario input. A stage found inside a buffer read from a
+file or the network but with different bytes was transformed in place by guest code (RC4,
+say): that hop is recorded as "decoded by guest code". Nothing here knows any scenario.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emulator.pe import section_table as pe_section_table
+
+# A section table this long found verbatim ties a mapped image to the file it came from.
+MIN_SECTION_TABLE = 0x40
+# Bytes of a stage used to look for it (longer stages are matched on this prefix, then extended).
+PROBE_BYTES = 4096
+# The shortest stage prefix that can be tied to a carrier: shorter runs match too much.
+MIN_MATCH = 24
+# A probe this uniform (few distinct byte values) would match any carrier under some XOR key.
+MIN_DISTINCT_BYTES = 8
+# Repeating XOR keys up to this long are recovered (longer keys: "decoded by guest code").
+MAX_XOR_PERIOD = 32
+# Carriers larger than this are searched for the same bytes only (XOR search is linear but heavy).
+MAX_XOR_CARRIER = 8 * 1024 * 1024
+# XOR candidates verified per carrier and period before giving up (zero runs match everywhere).
+MAX_XOR_CANDIDATES = 64
+# Base64 runs at least this long are decoded and searched too.
+MIN_BASE64_RUN = 32
+# How many API / file / process hops a lineage follows back.
+MAX_HOPS = 8
+
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/\r\n]{%d,}={0,2}" % MIN_BASE64_RUN)
+
+
+@dataclass
+class Carrier:
+    """Bytes an API (or the loader) put into the guest, with where they came from."""
+
+    data: bytes
+    kind: str  # file | network | registry | resource | image | memory | scenario | api | process_write | file_write
+    ref: str  # path, URL, key\\value, API name, stage id
+    seq: int
+    stage: str  # the stage whose action produced the carrier
+    evidence: list[int] = field(default_factory=list)
+    node: str | None = None  # graph node of the artifact (file:..., url:..., registry:..., image:s0)
+    input: bytes | None = None  # API outputs: the API's input bytes
+    api: str | None = None
+    address: int | None = None
+    transform: str = "identity"  # for api carriers: what the API did (decrypt | decode | decompress | copy)
+
+
+@dataclass
+class Match:
+    offset: int
+    length: int
+    transform: str  # identity | xor | base64+identity | base64+xor
+    detail: str = ""
+
+
+@dataclass
+class Hop:
+    """One step of a lineage: bytes moved from ``source`` by ``transform``."""
+
+    source_kind: str
+    source_ref: str
+    # source | xor | base64 | decrypt | decode | decompress | copy | process_write | file_write | guest_code
+    transform: str
+    detail: str
+    evidence: list[int]
+    actor: str | None = None  # the stage that performed the hop
+    node: str | None = None
+    offset: int | None = None
+    size: int | None = None
+
+    @property
+    def decodes(self) -> bool:
+        return self.transform in DECODING_TRANSFORMS
+
+
+DECODING_TRANSFORMS = {"xor", "base64", "decrypt", "decode", "decompress", "guest_code"}
+DECRYPTING_TRANSFORMS = {"decrypt", "guest_code"}
+
+
+# ---- recognising transforms ---------------------------------------------------------------
+
+
+def usable_probe(data: bytes) -> bytes:
+    probe = data[:PROBE_BYTES]
+    if len(probe) < MIN_MATCH or len(set(probe[:256])) < MIN_DISTINCT_BYTES:
+        return b""
+    return probe
+
+
+def find_same(probe: bytes, data: bytes) -> Match | None:
+    head = probe[: MIN_MATCH * 2] if len(probe) >= MIN_MATCH * 2 else probe
+    offset = data.find(head)
+    if offset < 0:
+        return None
+    return Match(offset, _common_prefix(probe, data, offset), "identity")
+
+
+def find_xor(probe: bytes, data: bytes) -> Match | None:
+    """``data[o + i] ^ key(i) == probe[i]`` for an affine or a short repeating key stream."""
+    if len(data) > MAX_XOR_CARRIER or len(data) < MIN_MATCH:
+        return None
+    found = _find_affine(probe, data)
+    if found is not None:
+        return found
+    return _find_periodic(probe, data)
+
+
+def _find_affine(probe: bytes, data: bytes) -> Match | None:
+    width = MIN_MATCH
+    src = np.frombuffer(data, dtype=np.uint8)
+    count = len(src) - width + 1
+    if count <= 0:
+        return None
+
+    def stream(j: int, at: np.ndarray | slice) -> np.ndarray:
+        column: np.ndarray = src[j : j + count][at] ^ np.uint8(probe[j])
+        return column
+
+    everywhere = slice(None)
+    first = stream(0, everywhere)
+    step = stream(1, everywhere) - first  # uint8 arithmetic wraps mod 256
+    candidates = np.flatnonzero(stream(2, everywhere) - stream(1, everywhere) == step)
+    # Each further column keeps about 1/256 of the candidates.
+    for j in range(3, width):
+        if not len(candidates):
+            return None
+        keep = stream(j, candidates) - stream(j - 1, candidates) == step[candidates]
+        candidates = candidates[keep]
+    for hit in candidates[:MAX_XOR_CANDIDATES]:
+        offset = int(hit)
+        k0, b = int(first[offset]), int(step[offset])
+        if k0 == 0 and b == 0:
+            continue  # identity, handled elsewhere
+        key = bytes((k0 + b * i) & 0xFF for i in range(256))
+        length = _xor_prefix(probe, data, offset, key, 256)
+        if length >= min(len(probe), MIN_MATCH * 2):
+            detail = f"key {k0:#04x}" if b == 0 else f"rolling key {k0:#04x} + {b}*i"
+            return Match(offset, length, "xor", detail)
+    return None
+
+
+def _find_periodic(probe: bytes, data: bytes) -> Match | None:
+    src = np.frombuffer(data, dtype=np.uint8)
+    p = np.frombuffer(probe, dtype=np.uint8)
+    for period in range(2, MAX_XOR_PERIOD + 1):
+        width = MIN_MATCH + period
+        if len(p) < width + period or len(src) < width + period:
+            break
+        pattern = (p[period : period + width] ^ p[:width]).tobytes()
+        diffs = (src[period:] ^ src[:-period]).tobytes()
+        index, tries = diffs.find(pattern), 0
+        while index >= 0 and tries < MAX_XOR_CANDIDATES:
+            key = bytes(data[index + i] ^ probe[i] for i in range(period))
+            if any(key):
+                length = _xor_prefix(probe, data, index, key, period)
+                if length >= min(len(probe), MIN_MATCH * 2):
+                    return Match(index, length, "xor", f"repeating key {key.hex()}")
+            index, tries = diffs.find(pattern, index + 1), tries + 1
+    return None
+
+
+def base64_runs(data: bytes) -> list[tuple[int, bytes]]:
+    """(offset, decoded bytes) of every long base64 run in ``data``."""
+    found = []
+    for run in _BASE64_RUN.finditer(data):
+        text = re.sub(rb"\s", b"", run.group())
+        # The run may start with letters that are not part of the encoding: try each alignment.
+        for skip in range(4):
+            part = text[skip:]
+            part = part[: len(part) - len(part) % 4]
+            try:
+                decoded = base64.b64decode(part, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if len(decoded) >= MIN_MATCH:
+                found.append((run.start() + skip, decoded))
+    return found
+
+
+def find_transformed(probe: bytes, data: bytes, xor: bool = True) -> Match | None:
+    """The first transform under which ``probe`` is found in ``data``."""
+    match = find_same(probe, data)
+    if match is None and xor:
+        match = find_xor(probe, data)
+    if match is None and _looks_textual(data):
+        for offset, decoded in base64_runs(data):
+            inner = find_same(probe, decoded) or (find_xor(probe, decoded) if xor else None)
+            if inner is not None:
+                detail = "; ".join(x for x in ("base64", inner.detail) if x)
+                return Match(offset, inner.length, f"base64+{inner.transform}", detail)
+    return match
+
+
+def _looks_textual(data: bytes) -> bool:
+    return b"==" in data or len(re.findall(rb"[A-Za-z0-9+/]{%d}" % MIN_BASE64_RUN, data[:65536])) > 0
+
+
+def _common_prefix(probe: bytes, data: bytes, offset: int) -> int:
+    n = min(len(probe), len(data) - offset)
+    a = np.frombuffer(probe[:n], dtype=np.uint8)
+    b = np.frombuffer(data[offset : offset + n], dtype=np.uint8)
+    diff = np.flatnonzero(a != b)
+    return int(diff[0]) if len(diff) else n
+
+
+def _xor_prefix(probe: bytes, data: bytes, offset: int, key: bytes, period: int) -> int:
+    n = min(len(probe), len(data) - offset)
+    stream = np.resize(np.frombuffer(key[:period], dtype=np.uint8), n)
+    a = np.frombuffer(probe[:n], dtype=np.uint8)
+    b = np.frombuffer(data[offset : offset + n], dtype=np.uint8) ^ stream
+    diff = np.flatnonzero(a != b)
+    return int(diff[0]) if len(diff) else n
+
+
+# ---- tracing ------------------------------------------------------------------------------
+
+
+def trace(probe: bytes, before_seq: int, carriers: list[Carrier], depth: int = 0) -> list[Hop] | None:
+    """The hops that brought ``probe`` into the guest before ``before_seq``, origin first."""
+    probe = usable_probe(probe)
+    if not probe or depth > MAX_HOPS:
+        return None
+    for carrier in sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True):
+        # API outputs are searched for the same bytes only: their own transform is the API's.
+        match = find_transformed(probe, carrier.data, xor=True)
+        if match is None:
+            continue
+        return _hops_through(carrier, match, carriers, depth)
+    return None
+
+
+def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth: int) -> list[Hop]:
+    last = _match_hop(carrier, match)
+    if carrier.kind == "api" and carrier.input:
+        api_hop = Hop(
+            "api",
+            carrier.api or carrier.ref,
+            carrier.transform,
+            carrier.api or "",
+            list(carrier.evidence),
+            actor=carrier.stage,
+        )
+        upstream = trace(carrier.input, carrier.seq, carriers, depth + 1)
+        if upstream is None:
+            return [api_hop, *last]
+        # The API's input is the upstream's output: the API hop starts where the upstream ends.
+        return [*upstream, api_hop, *last]
+    if carrier.kind in ("process_write", "file_write"):
+        move = Hop(
+            carrier.kind,
+            carrier.ref,
+            carrier.kind,
+            carrier.api or "",
+            list(carrier.evidence),
+            actor=carrier.stage,
+            node=carrier.node,
+        )
+        upstream = trace(carrier.data, carrier.seq, carriers, depth + 1)
+        return [*(upstream or []), move, *last]
+    origin = Hop(
+        carrier.kind,
+        carrier.ref,
+        "source",
+        carrier.api or "",
+        list(carrier.evidence),
+        actor=carrier.stage,
+        node=carrier.node,
+        offset=match.offset,
+        size=match.length,
+    )
+    return [origin, *last]
+
+
+def _match_hop(carrier: Carrier, match: Match) -> list[Hop]:
+    """The guest-side transform between the carrier's bytes and the stage (none for identity)."""
+    hops = []
+    for part in match.transform.split("+"):
+        if part == "identity":
+            continue
+        detail = match.detail if part == "xor" else "base64"
+        if part == "xor" and "base64" in match.detail:
+            detail = match.detail.split("; ", 1)[-1]
+        hops.append(Hop("memory", "", part, detail, [], actor=None, offset=match.offset, size=match.length))
+    return hops
+
+
+def matched_length(hops: list[Hop]) -> int | None:
+    """How many stage bytes the last hop accounts for (bounds the stage's bytes)."""
+    for hop in reversed(hops):
+        if hop.size:
+            return hop.size
+    return None
+
+
+def section_table(image: bytes) -> bytes:
+    """The section table of a PE image (see :func:`emulator.pe.section_table`), if long enough to tie an
+    image to the file it came from."""
+    probe = pe_section_table(image)
+    return probe if len(probe) >= MIN_SECTION_TABLE else b""

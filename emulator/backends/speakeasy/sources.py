@@ -1,0 +1,162 @@
+"""Data sources: the bytes Speakeasy's own API handlers put into guest memory, recorded.
+
+Every decrypt, decode and copy API Speakeasy emulates, every resource it hands out and every
+write into another process is wrapped: the handler runs unchanged, then its output (and, for
+a transform, its input) is remembered as a :class:`~emulator.events.DataBuffer`, so the
+lineage analysis can follow bytes through the call. Project-side handlers (emulator/apis)
+record their own buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.apis.core import GuestMemory
+from emulator.backends.speakeasy import compat
+from emulator.recorder import Recorder
+
+# Copies shorter than this are bookkeeping (structures, strings), not payloads.
+MIN_COPY_BYTES = 64
+# Larger transfers are recorded only up to this many bytes.
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+CRYPT_STRING_BASE64 = 0x1
+
+
+@dataclass
+class _Call:
+    """What a wrapped call read before the handler ran."""
+
+    input: bytes = b""
+    out_address: int = 0
+
+
+# Strings are read in chunks this long, so one near the end of a mapping is still read whole.
+STRING_CHUNK = 64
+
+
+def read_c_string(memory: GuestMemory, address: int, wide: bool, limit: int) -> bytes:
+    """A NUL-terminated guest string's bytes (without the terminator), chunk by chunk."""
+    unit = 2 if wide else 1
+    out = bytearray()
+    while address and len(out) < limit:
+        try:
+            chunk = memory.read(address + len(out), STRING_CHUNK)
+        except Exception:
+            chunk = b""
+            # The last chunk of a mapping: read what is left of it byte by byte.
+            for i in range(STRING_CHUNK):
+                try:
+                    chunk += memory.read(address + len(out) + i, 1)
+                except Exception:
+                    break
+            if not chunk:
+                break
+        for i in range(0, len(chunk) - unit + 1, unit):
+            if chunk[i : i + unit] == b"\0" * unit:
+                return bytes(out + chunk[:i])
+        out += chunk
+        if len(chunk) < STRING_CHUNK:
+            break
+    return bytes(out[:limit])
+
+
+class SourceTaps:
+    def __init__(self, se: Any, emu: Any, memory: GuestMemory, recorder: Recorder) -> None:
+        self.se = se
+        self.emu = emu
+        self.memory = memory
+        self.recorder = recorder
+
+    def install(self) -> None:
+        self._wrap("advapi32", ("CryptDecrypt",), self._crypt_decrypt)
+        self._wrap("crypt32", ("CryptStringToBinaryA", "CryptStringToBinaryW"), self._string_to_binary)
+        self._wrap("kernel32", ("RtlMoveMemory",), self._copy(0, 1, 2))
+        self._wrap("ntdll", ("RtlMoveMemory", "RtlCopyMemory"), self._copy(0, 1, 2))
+        self._wrap("msvcrt", ("memcpy", "memmove"), self._copy(0, 1, 2))
+        self._wrap("kernel32", ("WriteProcessMemory",), self._write_process_memory)
+        self._wrap("kernel32", ("LoadResource",), self._load_resource)
+
+    def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
+        for name in names:
+
+            def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:
+                return tap(_name, orig, list(argv))
+
+            self.se.add_api_hook(hook, module, name)
+
+    def _read(self, address: int, size: int) -> bytes:
+        if not address or size <= 0:
+            return b""
+        try:
+            return self.memory.read(address, min(size, MAX_SOURCE_BYTES))
+        except Exception:
+            return b""
+
+    def _u32(self, address: int) -> int:
+        return int.from_bytes(self._read(address, 4), "little") if address else 0
+
+    # -- the taps --------------------------------------------------------------------------
+
+    def _crypt_decrypt(self, name: str, orig: Any, argv: list[int]) -> int:
+        # CryptDecrypt(hKey, hHash, Final, dwFlags, pbData, pdwDataLen): decrypts in place.
+        data_ptr, len_ptr = argv[4], argv[5]
+        before = self._read(data_ptr, self._u32(len_ptr))
+        rv = int(orig(argv) or 0)
+        if rv and before:
+            after = self._read(data_ptr, self._u32(len_ptr))
+            if after:
+                self.recorder.remember_buffer("decrypt", data_ptr, after, ref=name, input_data=before, api=name)
+        return rv
+
+    def _string_to_binary(self, name: str, orig: Any, argv: list[int]) -> int:
+        # CryptStringToBinary(pszString, cchString, dwFlags, pbBinary, pcbBinary, pdwSkip, pdwFlags)
+        text_ptr, chars, flags, out_ptr, out_len_ptr = argv[:5]
+        wide = name.endswith("W")
+        if chars:
+            text = self._read(text_ptr, chars * (2 if wide else 1))
+        else:
+            text = read_c_string(self.memory, text_ptr, wide, MAX_SOURCE_BYTES)
+        rv = int(orig(argv) or 0)
+        if rv and out_ptr and text:
+            out = self._read(out_ptr, self._u32(out_len_ptr))
+            if out:
+                encoding = "base64" if flags & 0xFF in (CRYPT_STRING_BASE64, 0, 6) else f"flags {flags:#x}"
+                self.recorder.remember_buffer(
+                    "decode", out_ptr, out, ref=f"{name} ({encoding})", input_data=text, api=name
+                )
+        return rv
+
+    def _copy(self, dst_index: int, src_index: int, len_index: int) -> Callable[[str, Any, list[int]], int]:
+        def tap(name: str, orig: Any, argv: list[int]) -> int:
+            size = argv[len_index]
+            data = self._read(argv[src_index], size) if size >= MIN_COPY_BYTES else b""
+            rv = int(orig(argv) or 0)
+            if data:
+                self.recorder.remember_buffer("api_copy", argv[dst_index], data, ref=name, input_data=data, api=name)
+            return rv
+
+        return tap
+
+    def _write_process_memory(self, name: str, orig: Any, argv: list[int]) -> int:
+        # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten)
+        process, address, buffer, size = argv[:4]
+        data = self._read(buffer, size)
+        rv = int(orig(argv) or 0)
+        target = compat.process_path(self.emu, process)
+        if rv and data and target:
+            self.recorder.remember_buffer("process_write", address, data, ref=target, api=name)
+        return rv
+
+    def _load_resource(self, name: str, orig: Any, argv: list[int]) -> int:
+        # LoadResource(hModule, hResInfo): hResInfo is an IMAGE_RESOURCE_DATA_ENTRY (rva, size).
+        rv = int(orig(argv) or 0)
+        info = argv[1]
+        size = self._u32(info + 4) if info else 0
+        data = self._read(rv, size) if rv else b""
+        if data:
+            module = compat.module_name_at(self.emu, rv) or "image"
+            rva = self._u32(info)
+            self.recorder.remember_buffer("resource", rv, data, ref=f"{module} resource at rva {rva:#x}", api=name)
+        return rv

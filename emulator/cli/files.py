@@ -1,0 +1,91 @@
+"""Commands over files, no emulation: render, analyse, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from emulator.cli.common import (
+    E_CONTAINMENT,
+    E_ERROR,
+    E_OK,
+    UsageError,
+    _console,
+)
+from emulator.cli.run import _show
+from emulator.limits import (
+    MAX_DRAWN_NODES,
+    MAX_REPORT_FILE_SIZE,
+    RENDER_TIMEOUT_SECONDS,
+)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from emulator.render import render_files
+    from emulator.report import Report, ReportError
+
+    path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.json"
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_REPORT_FILE_SIZE:
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
+    try:
+        report = Report.from_file(path)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
+    nodes = len(report.graph.nodes)
+    if nodes > MAX_DRAWN_NODES:
+        raise UsageError(f"{path}: graph has {nodes} nodes, more than the {MAX_DRAWN_NODES} drawn")
+    out = Path(args.output) if args.output else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    from emulator.lifecycle import DeadlineReached, RunControl
+
+    control = RunControl(time.monotonic() + RENDER_TIMEOUT_SECONDS)
+    try:
+        with control, control.bounded():
+            errors = render_files(report, out, source=path.parent)
+    except DeadlineReached as err:
+        raise UsageError(f"{path}: drawing the graph took more than {RENDER_TIMEOUT_SECONDS:g} s") from err
+    for error in errors:
+        print(f"chainreplay: error: {error}", file=sys.stderr)
+    if not errors and not args.quiet:
+        from emulator.render import RENDERED_FILES
+
+        _console(args.color).print(f"wrote {', '.join(RENDERED_FILES)} in {out}")
+    return E_ERROR if errors else E_OK
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from emulator.output import produce
+    from emulator.trace import TraceError, read_trace
+
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        raise UsageError(f"{outdir}: not a folder")
+    try:
+        trace = read_trace(outdir)
+    except TraceError as err:
+        raise UsageError(str(err)) from err
+    report = produce(outdir, trace)
+    _show(args, outdir.resolve() / "report.json")
+    return E_CONTAINMENT if report.outcome.status == "containment" else E_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from emulator.report import Report
+
+    text = json.dumps(Report.model_json_schema(by_alias=True), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return E_OK
+
+
+# Loggers -d turns to DEBUG: chainreplay's own and the engine's. Everything else (matplotlib's

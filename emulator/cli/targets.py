@@ -1,0 +1,95 @@
+"""What to replay: a scenario folder's plan, or a bare sample's from the flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from emulator.cli.common import (
+    UsageError,
+    _limit_overrides,
+)
+from emulator.limits import (
+    MAX_SAMPLE_FILE_SIZE,
+    Limits,
+)
+from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
+from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
+
+
+def _parse_arg(text: str) -> int | StringArg:
+    if text.startswith("wstr:"):
+        return StringArg(text=text[5:], wide=True)
+    if text.startswith("str:"):
+        return StringArg(text=text[4:])
+    try:
+        return int(text, 0)
+    except ValueError:
+        return StringArg(text=text)
+
+
+def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_SAMPLE_FILE_SIZE:  # refused before it is read, shellcode or PE
+        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit")
+    data = path.read_bytes()
+    if not data:
+        raise UsageError(f"{path}: empty file")
+    shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
+    if not shellcode:
+        from emulator.pe import PeError, check_file
+
+        try:
+            check_file(data, list(args.export))
+        except PeError as err:
+            raise UsageError(f"{path}: {err}") from err
+    elif args.arch is None:
+        raise UsageError(f"{path}: raw shellcode needs --arch x86|x64|amd64")
+    exports: list[ExportCall] = [ExportCall(name=name) for name in args.export]
+    if args.arg and not exports:
+        raise UsageError("--arg needs an --export to apply to")
+    if exports:
+        exports[-1] = ExportCall(name=exports[-1].name, args=[_parse_arg(a) for a in args.arg])
+    files = []
+    for spec in args.file:
+        emu_path, sep, host = spec.partition("=")
+        if not sep or not emu_path or not host:
+            raise UsageError(f"--file {spec!r}: expected EMU_PATH=HOST_PATH")
+        if not Path(host).is_file():
+            raise UsageError(f"--file {spec!r}: {host}: no such file")
+        size = Path(host).stat().st_size
+        if size > MAX_SAMPLE_FILE_SIZE:
+            raise UsageError(
+                f"--file {spec!r}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
+            )
+        files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
+    limits = Limits.model_validate(_limit_overrides(args))
+    return ReplayPlan(
+        name=path.stem,
+        target_path=str(path.resolve()),
+        target_kind="shellcode" if shellcode else "pe",
+        arch="x64" if args.arch == "amd64" else args.arch,
+        emu_path=f"C:\\Users\\analyst\\Desktop\\{path.name}",
+        exports=exports,
+        files=files,
+        seed=args.seed if args.seed is not None else 1,
+        limits=limits,
+        mode="faithful" if args.faithful else "fast",
+    )
+
+
+def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> ReplayPlan:
+    """The plan of a scenario folder, or of a bare sample with `run`'s defaults."""
+    if path.is_dir():
+        if not (path / SCENARIO_FILE).is_file():
+            raise UsageError(f"{path}: not a scenario folder (no {SCENARIO_FILE})")
+        try:
+            return load_scenario(path, verify=not allow_unverified)
+        except ScenarioError as err:
+            raise UsageError(str(err)) from err
+    from emulator.cli import build_parser
+
+    defaults = build_parser().parse_args(["run", "--", str(path)])
+    return _bare_plan(defaults, path)

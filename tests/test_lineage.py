@@ -1,0 +1,188 @@
+"""Lineage: every stage's origin traced from behaviour alone, on the generality suite.
+
+Each scenario of the suite (scenarios/lineage-common/README.md) declares in its ``[expect]``
+table, besides the keys of tests/test_scenarios.py:
+
+``lineage``     per dynamic stage, its hops origin first: where its bytes were found (registry,
+                file, network, image, memory, ...) then each transform (xor, base64, decode,
+                decrypt, guest_code, process_write, file_write, ...)
+``stage_techniques``  the ATT&CK techniques as "stage technique" pairs
+
+Each scenario is replayed once per session (the ``scenario_report`` fixture).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.analysis.lineage import find_transformed
+from emulator.events import ApiCall, FileAccess, NetworkExchange, Note, RegistryAccess
+from emulator.plan import ReplayPlan
+from emulator.replay import emulate
+from emulator.scenario import load_scenario
+
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+Report = dict[str, Any]
+DYNAMIC_EDGES = {"executes", "delivers", "decrypts_to", "decodes_to", "maps", "hosts"}
+
+
+def _with_lineage() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted(SCENARIOS_DIR.glob("*/scenario.toml")):
+        expect = tomllib.loads(path.read_text(encoding="utf-8")).get("expect", {})
+        if "lineage" in expect or "stage_techniques" in expect:
+            found.append((path.parent.name, expect))
+    return found
+
+
+LINEAGE = _with_lineage()
+GENERALITY = [
+    "reg-b64-xor",
+    "reg-b64-xor-x86",
+    "file-rc4-cryptoapi",
+    "two-layer-xor",
+    "two-layer-xor-x86",
+    "inject-remote-thread",
+    "inject-remote-thread-x86",
+    "drop-load-dll",
+    "negative-control",
+]
+
+
+def hop_kinds(stage: dict[str, Any]) -> list[str]:
+    return [h["source"] if h["transform"] == "source" else h["transform"] for h in stage["lineage"]]
+
+
+def test_the_generality_suite_declares_lineage() -> None:
+    assert set(GENERALITY) <= {name for name, _ in LINEAGE}
+
+
+@pytest.mark.parametrize(("name", "expect"), LINEAGE, ids=[n for n, _ in LINEAGE])
+def test_lineage_and_techniques(name: str, expect: dict[str, Any], scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report(name)
+    stages = {s["id"]: s for s in report["stages"]}
+    if "lineage" in expect:
+        actual = {sid: hop_kinds(s) for sid, s in stages.items() if s["parent"]}
+        assert actual == expect["lineage"]
+        for stage in stages.values():
+            decoding = {"xor", "base64", "decode", "decrypt", "decompress", "guest_code"} & set(hop_kinds(stage))
+            assert stage["decoded"] == bool(decoding), stage["id"]
+            for hop in stage["lineage"]:
+                assert hop["evidence"], f"{stage['id']}: hop {hop} has no evidence"
+    if "stage_techniques" in expect:
+        assert sorted({f"{t['stage']} {t['technique']}" for t in report["attack"]}) == sorted(
+            expect["stage_techniques"]
+        )
+    assert report["attack_release"] == "ATT&CK Enterprise v18"
+
+
+@pytest.mark.parametrize("name", GENERALITY)
+def test_techniques_cite_only_their_own_stage(name: str, scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report(name)
+    owner = {c["seq"]: c["stage"] for c in report["api_calls"]}
+    for section in ("files", "registry", "network", "memory", "buffers"):
+        owner.update({r["seq"]: r["stage"] for r in report.get(section, [])})
+    for technique in report["attack"]:
+        for seq in technique["evidence"]:
+            if seq in owner:
+                assert owner[seq] == technique["stage"], technique
+
+
+def test_decoded_stage_implies_t1140_on_the_decoder(scenario_report: Callable[[str], Report]) -> None:
+    for name in GENERALITY:
+        report = scenario_report(name)
+        for stage in report["stages"]:
+            if stage["decoded"]:
+                actors = {h["actor"] for h in stage["lineage"] if h["transform"] not in ("source", "identity")}
+                t1140 = {t["stage"] for t in report["attack"] if t["technique"] == "T1140"}
+                assert actors & t1140, f"{name} {stage['id']}: decoded by {actors}, T1140 on {t1140}"
+
+
+def test_negative_control_has_no_dynamic_code(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("negative-control")
+    assert [s["kind"] for s in report["stages"]] == ["pe"]
+    assert not {e["type"] for e in report["graph"]["edges"]} & DYNAMIC_EDGES
+    assert not [t for t in report["attack"] if t["technique"] in ("T1105", "T1140", "T1055")]
+    assert {e["type"] for e in report["graph"]["edges"]} == {"reads", "fetches", "drops"}
+
+
+@pytest.mark.parametrize("name", ["reg-b64-xor", "reg-b64-xor-x86"])
+def test_stage_bytes_are_exactly_the_decoded_payload(
+    name: str, scenario_report: Callable[[str], Report], tmp_path: Path
+) -> None:
+    """The stage's bytes are what ran: the payload decoded from the registry value, not the page."""
+    report = scenario_report(name)
+    folder = SCENARIOS_DIR / name
+    encoded = base64.b64decode((folder / "payload" / "blob.b64").read_bytes())
+    payload = bytes(b ^ 0x5C for b in encoded)
+    shellcode = report["stages"][1]
+    assert shellcode["size"] == len(payload)
+    assert shellcode["sha256"] == hashlib.sha256(payload).hexdigest()
+    # The value in scenario.toml is the committed, built payload/blob.b64.
+    spec = tomllib.loads((folder / "scenario.toml").read_text(encoding="utf-8"))
+    assert spec["registry"][0]["values"][0]["data"].encode() == (folder / "payload" / "blob.b64").read_bytes()
+
+
+def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:
+    """Layer 1 runs from a page-rounded RWX allocation: its stage is layer 1 alone, not the page."""
+    report = scenario_report("two-layer-xor")
+    layer1, layer2 = report["stages"][1], report["stages"][2]
+    assert 0 < layer1["size"] < 0x1000 and 0 < layer2["size"] < 0x1000
+    assert layer2["lineage"][-1]["actor"] == "s1" and layer1["lineage"][-1]["actor"] == "s0"
+
+
+@pytest.mark.parametrize("name", ["inject-remote-thread", "inject-remote-thread-x86"])
+def test_injected_stage_runs_in_the_other_process(name: str, scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report(name)
+    injected = report["stages"][1]
+    assert injected["process"] == r"C:\Windows\System32\notepad.exe"
+    node = next(n for n in report["graph"]["nodes"] if n["id"] == "s1")
+    assert node["process"] == injected["process"]
+
+
+@pytest.mark.parametrize("name", GENERALITY)
+def test_inert_without_the_marker(name: str) -> None:
+    plan = load_scenario(SCENARIOS_DIR / name)
+    recording = emulate(ReplayPlan.model_validate({**plan.model_dump(), "sandbox_marker": False}))
+    calls = [e.api for e in recording.events if isinstance(e, ApiCall)]
+    assert calls[0] == "kernel32.GetEnvironmentVariableA"
+    assert set(calls) <= {"kernel32.GetEnvironmentVariableA", "kernel32.ExitProcess"}, calls
+    assert not [e for e in recording.events if isinstance(e, FileAccess | RegistryAccess | NetworkExchange)]
+    assert len([e for e in recording.events if e.type == "stage_start"]) == 1
+
+
+def test_a_library_that_cannot_be_loaded_is_a_note_naming_it() -> None:
+    """drop-load-dll fed a text file instead of the DLL: LoadLibraryA fails, and the report says why."""
+    plan = load_scenario(SCENARIOS_DIR / "drop-load-dll")
+    responder = plan.responders[0]
+    options = {**responder.options, "response": {**responder.options["response"], "body_file": "scenario.toml"}}
+    bad = plan.model_copy(update={"responders": [responder.model_copy(update={"options": options})]})
+    recording = emulate(bad)
+    notes = [e for e in recording.events if isinstance(e, Note) and e.what == "library_not_loaded"]
+    assert notes and "plugin.dll" in notes[0].detail and "not a PE image" in notes[0].detail
+    assert len([e for e in recording.events if e.type == "stage_start"]) == 1
+
+
+def test_transforms_are_recognised_from_bytes_alone() -> None:
+    payload = bytes(range(7, 250, 3)) * 3
+    noise = bytes((i * 73 + 11) & 0xFF for i in range(5000))
+    cases = {
+        "key 0x5c": bytes(b ^ 0x5C for b in payload),
+        "rolling key 0x3d + 7*i": bytes(b ^ ((0x3D + 7 * i) & 0xFF) for i, b in enumerate(payload)),
+        "repeating key 5a17c388": bytes(b ^ (0x5A, 0x17, 0xC3, 0x88)[i % 4] for i, b in enumerate(payload)),
+    }
+    for detail, encoded in cases.items():
+        match = find_transformed(payload, noise[:1234] + encoded + noise)
+        assert match is not None and match.offset == 1234 and match.length == len(payload), detail
+        assert match.detail == detail
+    wrapped = b"cfg=" + base64.b64encode(cases["key 0x5c"]) + b";"
+    match = find_transformed(payload, wrapped)
+    assert match is not None and match.transform == "base64+xor"
+    assert find_transformed(payload, noise) is None
