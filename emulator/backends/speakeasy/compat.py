@@ -31,6 +31,8 @@ from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
 
+from emulator.backends.speakeasy.spans import SpanSet
+
 ENGINE_PACKAGE = "speakeasy-emulator"
 
 
@@ -442,26 +444,25 @@ def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, i
 
 
 class _MappedSpans:
-    """The engine's mapped address ranges as sorted, disjoint [start, end) spans, kept up to date
-    through the engine's map / unmap (a protection change splits Unicorn's regions but leaves
-    what is mapped unchanged)."""
+    """The engine's mapped address ranges, kept up to date through the engine's map / unmap (a
+    protection change splits Unicorn's regions but leaves what is mapped unchanged)."""
 
     def __init__(self, emu: Any) -> None:
         self.emu = emu
-        self.spans: list[tuple[int, int]] | None = None
+        self.spans: SpanSet | None = None
         engine = emu.emu_eng
         original_map, original_unmap = engine.mem_map, engine.mem_unmap
 
         def mem_map(base: int, size: int, *args: Any, **kwargs: Any) -> Any:
             result = original_map(base, size, *args, **kwargs)
             if self.spans is not None:
-                self._add(int(base), int(base) + int(size))
+                self.spans.add(int(base), int(base) + int(size))
             return result
 
         def mem_unmap(addr: int, size: int) -> Any:
             result = original_unmap(addr, size)
             if self.spans is not None:
-                self._remove(int(addr), int(addr) + int(size))
+                self.spans.remove(int(addr), int(addr) + int(size))
             return result
 
         engine.mem_map = mem_map
@@ -469,39 +470,10 @@ class _MappedSpans:
 
     def current(self) -> list[tuple[int, int]]:
         if self.spans is None:
-            self.spans = []
+            self.spans = SpanSet()
             for begin, end, *_ in self.emu.get_mem_regions():
-                self._add(int(begin), int(end) + 1)
-        return self.spans
-
-    def _add(self, start: int, end: int) -> None:
-        import bisect
-
-        spans = self.spans
-        assert spans is not None
-        index = bisect.bisect_left(spans, (start, end))
-        if index and spans[index - 1][1] >= start:
-            index -= 1
-        merged_start, merged_end, stop = start, end, index
-        while stop < len(spans) and spans[stop][0] <= merged_end:
-            merged_start = min(merged_start, spans[stop][0])
-            merged_end = max(merged_end, spans[stop][1])
-            stop += 1
-        spans[index:stop] = [(merged_start, merged_end)]
-
-    def _remove(self, start: int, end: int) -> None:
-        spans = self.spans
-        assert spans is not None
-        kept: list[tuple[int, int]] = []
-        for begin, stop in spans:
-            if stop <= start or begin >= end:
-                kept.append((begin, stop))
-                continue
-            if begin < start:
-                kept.append((begin, start))
-            if stop > end:
-                kept.append((end, stop))
-        self.spans = kept
+                self.spans.add(int(begin), int(end) + 1)
+        return self.spans.spans
 
 
 def use_fast_address_search(emu: Any) -> None:
