@@ -16,11 +16,10 @@ import multiprocessing as mp
 import os
 import pickle
 import resource
-import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -511,26 +510,6 @@ def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
     return Trace(header, recording.events, recording.blobs)
 
 
-@contextlib.contextmanager
-def _matplotlib_config_in(config_dir: Path) -> Iterator[None]:
-    """On first use matplotlib writes a font cache and its config under the user's home. For the
-    run, ``MPLCONFIGDIR`` points inside OUTDIR instead (removed after), so a replay writes nothing
-    outside its output folder. A process that imported matplotlib before keeps its own."""
-    saved = os.environ.get("MPLCONFIGDIR")
-    os.environ["MPLCONFIGDIR"] = str(config_dir)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("MPLCONFIGDIR", None)
-        else:
-            os.environ["MPLCONFIGDIR"] = saved
-        shutil.rmtree(config_dir, ignore_errors=True)
-
-
-MPL_CONFIG_DIR = ".matplotlib"
-
-
 def _prepare_outputs(out: Path) -> None:
     """Import the analysis, drawing and export libraries and build the report models while the
     child emulates (about 1.5 s of CPU cold): none of them is imported before the child starts.
@@ -578,7 +557,7 @@ def replay_target(
     out = Path(outdir).resolve()
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
-    with output_folder(out, force=force), control, _matplotlib_config_in(out / MPL_CONFIG_DIR):
+    with output_folder(out, force=force), control:
         if isolate:
             recording = emulate_isolated(plan, while_waiting=lambda: _prepare_outputs(out), control=control)
         else:
