@@ -28,7 +28,7 @@ DEFAULT_MAX_NETWORK_EXCHANGES = 1_000
 DEFAULT_MAX_DROPPED_BYTES = 64 * MIB
 # Headroom the watchdog gives the child beyond the emulation timeout before it is killed.
 WATCHDOG_GRACE_SECONDS = 15.0
-# Address-space cap for the replay child process (Unicorn needs room for its JIT cache).
+# Address space the replay child may add to what it inherits (Unicorn needs room for its JIT cache).
 CHILD_ADDRESS_SPACE_LIMIT = 6 * GIB
 
 # Inputs are rejected before emulation past these sizes.

@@ -261,6 +261,15 @@ def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
         emulate(plan)
 
 
+def _inherited_address_space() -> int:
+    """Bytes of address space this process holds now (0 where /proc is not there)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * resource.getpagesize()
+
+
 def _child(plan: ReplayPlan, conn: Connection) -> None:
     """The emulation child: confined by the kernel before any user code runs, guarded for life.
 
@@ -281,7 +290,9 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
         layers = confine_child()
         containment.KERNEL_LAYERS_ACTIVE = any(layer.active for layer in layers if layer.name != "process_group")
         try:
-            limit = CHILD_ADDRESS_SPACE_LIMIT
+            # The cap bounds what the emulation adds: a fork inherits its parent's mappings (a
+            # long-lived caller that emulated before can hold gigabytes of Unicorn JIT buffers).
+            limit = _inherited_address_space() + CHILD_ADDRESS_SPACE_LIMIT
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ValueError, OSError):
             pass
