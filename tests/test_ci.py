@@ -117,7 +117,10 @@ def test_expectations_hold_and_fail_with_evidence(scenario_report: Callable[[str
         contacts_only=["raw.githubusercontent.com", "PBXcloudeservices.com"],
         apis={"s2": ["InternetOpenUrlW", "bcrypt.BCryptDecrypt"]},
         techniques=["T1620"],
-        writes_only_under=["C:\\Users\\analyst\\AppData\\Local\\Programs\\3CXDesktopApp"],
+        writes_only_under=[
+            "C:\\Users\\analyst\\AppData\\Local\\Programs\\3CXDesktopApp",
+            "C:\\Users\\analyst\\AppData\\Roaming\\Microsoft",
+        ],
     )
     results = evaluate(holding, report)
     assert [r.status for r in results] == ["pass"] * len(results), results

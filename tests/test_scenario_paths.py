@@ -19,7 +19,7 @@ def test_the_x86_variant_keeps_only_its_own_builds() -> None:
     folder = SCENARIOS / "3cx-x86"
     files = [p.relative_to(folder) for p in folder.rglob("*") if p.is_file()]
     data = sorted(p.as_posix() for p in files if p.parts[0] in ("samples", "c2", "github", "files"))
-    assert data == ["c2/stage3.bin", "samples/d3dcompiler_47.dll", "samples/ffmpeg.dll"]
+    assert data == ["c2/guard64.dll", "c2/stage3.bin", "samples/d3dcompiler_47.dll", "samples/ffmpeg.dll"]
     plan = load_scenario(SCENARIOS / "3cx-x86")
     shared = [Path(f.host_path) for f in plan.files[1:]]
     assert shared and all(p.is_relative_to(SCENARIOS / "3cx" / "files") for p in shared)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from emulator.report import Report
 
 # The release the project's technique table is pinned to (issue 12 pins v18); used when the
 # report does not name one itself.
 ATTACK_RELEASE = "18"
-# Report fields, present in newer schemas, that may name the release.
-_RELEASE_FIELDS = ("attack_release", "attack_version")
+# The release number in a name such as "ATT&CK Enterprise v18" or "v18.1".
+_RELEASE_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*$")
 
 
 def attack_release(report: Report) -> str:
-    data = report.model_dump()
-    for name in _RELEASE_FIELDS:
-        value = data.get(name)
-        if isinstance(value, str | int) and str(value).strip():
-            return str(value).strip().lstrip("vV")
-    return ATTACK_RELEASE
+    """The release number (Navigator's ``versions.attack``) of the report's technique IDs."""
+    match = _RELEASE_NUMBER.search(report.attack_release.strip())
+    return match.group(1) if match else ATTACK_RELEASE
 
 
 def technique_url(technique: str) -> str:

@@ -90,7 +90,9 @@ def _body(data: bytes | None, size: int, sha256: str | None, folder: str = "netw
         return head + '<p class="muted">body not available beside this report</p>'
     text = body_preview(data, BODY_TEXT_PREVIEW)
     if text is not None:
-        shown = clean(data[: BODY_TEXT_PREVIEW * 4].decode("utf-8", "replace"), BODY_TEXT_PREVIEW)
+        # Line breaks stay line breaks in the <pre>; every other control character is escaped.
+        lines = data[: BODY_TEXT_PREVIEW * 4].decode("utf-8", "replace").split("\n")
+        shown = "\n".join(clean(line.removesuffix("\r"), BODY_TEXT_PREVIEW) for line in lines)[:BODY_TEXT_PREVIEW]
         return head + f'<pre class="body">{escape(shown)}</pre>'
     return head + f'<pre class="body">{escape(hex_preview(data))}</pre>'
 
