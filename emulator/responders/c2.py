@@ -134,7 +134,10 @@ class C2Responder(Responder):
             victim.tasks_given += 1
         else:
             text = self.config.tasks_done
-        return replace(template, body=text.encode("utf-8"))
+        body = text.encode("utf-8")
+        # The template's Content-Length was for its own (empty) body.
+        headers = {k: v for k, v in template.headers.items() if k.lower() != "content-length"}
+        return replace(template, body=body, headers={**headers, "Content-Length": str(len(body))})
 
     def _log(self, request: HttpRequest, victim: Victim | None, action: str, status: int) -> None:
         entry = {
