@@ -132,19 +132,19 @@ def test_expectations_hold_and_fail_with_evidence(scenario_report: Callable[[str
         contacts=["c2.example"],
         contacts_only=["raw.githubusercontent.com"],
         apis={"s2": ["WinHttpOpen"], "s9": ["Sleep"]},
-        techniques=["T1105"],
+        techniques=["T1055"],
         writes_only_under=["C:\\Temp"],
     )
     by_name = {r.name: r for r in evaluate(failing, report)}
     assert all(r.status == "fail" for r in by_name.values()), by_name
     assert by_name["outcome is fault"].evidence == "outcome was completed"
-    assert "4 stages: s0 pe ffmpeg.dll" in by_name["exactly 3 stages"].evidence
+    assert "5 stages: s0 pe ffmpeg.dll" in by_name["exactly 3 stages"].evidence
     assert "pbxcloudeservices.com" in by_name["contacts c2.example"].evidence
     only = by_name["contacts no host outside ['raw.githubusercontent.com']"]
     assert "contacted pbxcloudeservices.com (seq" in only.evidence
     assert by_name["WinHttpOpen called in s2"].evidence.endswith("not WinHttpOpen; closest: wininet.InternetOpenW")
-    assert by_name["Sleep called in s9"].evidence == "there is no stage s9 (4 stages)"
-    assert "T1620" in by_name["technique T1105 present"].evidence
+    assert by_name["Sleep called in s9"].evidence == "there is no stage s9 (5 stages)"
+    assert "T1620" in by_name["technique T1055 present"].evidence
     written = by_name["no file written outside ['C:\\\\Temp']"].evidence
     assert "3CXDesktopApp\\app\\manifest" in written and "stage s2" in written
 

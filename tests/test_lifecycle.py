@@ -186,7 +186,7 @@ def test_second_run_into_the_same_outdir_is_refused(tmp_path: Path) -> None:
 
 def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An analysis that would run for a minute stops at timeout + grace; the report says so."""
-    import emulator.output as output
+    import emulator.analysis.pipeline as pipeline
     import emulator.replay as replay
     from emulator.limits import Limits
     from emulator.plan import ReplayPlan
@@ -195,7 +195,7 @@ def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytes
         time.sleep(60)
         raise AssertionError("not cut")
 
-    monkeypatch.setattr(output, "analyse", slow_analysis)
+    monkeypatch.setattr(pipeline, "analyse", slow_analysis)
     monkeypatch.setattr(replay, "WATCHDOG_GRACE_SECONDS", 1.0)
     hello = REPO / "tests" / "bins" / "hello.dll"
     plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll", limits=Limits(timeout=2))
@@ -213,6 +213,7 @@ def test_analysis_is_cut_at_the_runs_deadline(tmp_path: Path, monkeypatch: pytes
 def test_graph_caps_cut_and_skip_drawing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A graph past MAX_GRAPH_NODES is cut (note graph_cut); past MAX_DRAWN_NODES it is not drawn."""
 
+    import emulator.analysis.pipeline as pipeline
     import emulator.output as output
     from emulator.analysis.pipeline import Analysis
     from emulator.limits import MAX_DRAWN_NODES
@@ -220,7 +221,7 @@ def test_graph_caps_cut_and_skip_drawing(tmp_path: Path, monkeypatch: pytest.Mon
     from emulator.replay import replay_target
 
     monkeypatch.setattr(output, "MAX_GRAPH_NODES", MAX_DRAWN_NODES + 5)
-    real = output.analyse
+    real = pipeline.analyse
 
     def big_graph(trace: Any) -> Analysis:
         analysis = real(trace)
@@ -230,7 +231,7 @@ def test_graph_caps_cut_and_skip_drawing(tmp_path: Path, monkeypatch: pytest.Mon
         )
         return Analysis(analysis.stages, graph, analysis.techniques)
 
-    monkeypatch.setattr(output, "analyse", big_graph)
+    monkeypatch.setattr(pipeline, "analyse", big_graph)
     hello = REPO / "tests" / "bins" / "hello.dll"
     plan = ReplayPlan(name="hello", target_path=str(hello), emu_path="C:\\hello.dll")
     result = replay_target(plan, tmp_path / "out", isolate=False)

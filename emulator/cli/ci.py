@@ -10,13 +10,11 @@ from typing import Any
 from emulator.check import BASELINE_FILE
 from emulator.cli.common import (
     DEFAULT_REPORTS_DIR,
-    E_BUSY,
     E_CONTAINMENT,
-    E_ERROR,
     E_FAILED,
     E_OK,
-    E_SIGNAL_BASE,
     UsageError,
+    replay_or_exit_code,
 )
 from emulator.cli.targets import _plan_for_target
 from emulator.scenario import SCENARIO_FILE, ScenarioError, read_scenario_file
@@ -131,7 +129,6 @@ def _baseline_path(args: argparse.Namespace, target: Path) -> Path:
 
 def _check(args: argparse.Namespace) -> int:
     from emulator.check import BaselineError, judge, load_baseline, normalise, write_baseline
-    from emulator.replay import replay_target
     from emulator.report import Report
 
     if args.baseline and len(args.targets) > 1:
@@ -157,23 +154,9 @@ def _check(args: argparse.Namespace) -> int:
     contained = False
     for target, plan, baseline_path, baseline, expect in jobs:
         outdir = parent / plan.name
-        if outdir.exists() and not outdir.is_dir():
-            raise UsageError(f"{outdir}: exists and is not a folder")
-        from emulator.output import OutputBusy, OutputError, OutputNotOurs
-
-        try:
-            replay = replay_target(plan, outdir)
-        except OutputBusy as err:
-            print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
-            return E_BUSY
-        except OutputNotOurs as err:
-            raise UsageError(str(err.strerror)) from err
-        except OutputError as err:
-            print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
-            return E_ERROR
-        if replay.signal is not None:
-            print(f"chainreplay: {replay.detail}; partial report in {replay.report_path}", file=sys.stderr)
-            return E_SIGNAL_BASE + replay.signal
+        replay = replay_or_exit_code(plan, outdir)
+        if isinstance(replay, int):
+            return replay
         report = Report.from_file(Path(replay.report_path))
         contained = contained or replay.status == "containment"
         if args.update:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emulator.limits import (
     LimitError,
@@ -15,6 +15,9 @@ from emulator.limits import (
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from emulator.plan import ReplayPlan
+    from emulator.replay import ReplayResult
 
 
 E_OK = 0
@@ -90,3 +93,27 @@ def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
         return limit_overrides(args)
     except LimitError as err:
         raise UsageError(str(err)) from err
+
+
+def replay_or_exit_code(plan: ReplayPlan, outdir: Path, **options: Any) -> ReplayResult | int:
+    """Replay ``plan`` into ``outdir``; the exit code instead when the replay could not run
+    to the end (folder busy or not writable, a signal), with its one line already printed."""
+    from emulator.output import OutputBusy, OutputError, OutputNotOurs
+    from emulator.replay import replay_target
+
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"{outdir}: exists and is not a folder")
+    try:
+        result = replay_target(plan, outdir, **options)
+    except OutputBusy as err:
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    except OutputNotOurs as err:
+        raise UsageError(str(err.strerror)) from err
+    except OutputError as err:
+        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        return E_ERROR
+    if result.signal is not None:
+        print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
+        return E_SIGNAL_BASE + result.signal
+    return result

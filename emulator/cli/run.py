@@ -12,15 +12,13 @@ from emulator.cli.ci import _fail_on, _judge_run, _run_expectations
 from emulator.cli.common import (
     DEFAULT_PACE,
     DEFAULT_REPORTS_DIR,
-    E_BUSY,
     E_CONTAINMENT,
-    E_ERROR,
     E_FAILED,
     E_OK,
-    E_SIGNAL_BASE,
     UsageError,
     _console,
     _limit_overrides,
+    replay_or_exit_code,
 )
 from emulator.cli.guest import _apply_environment_flags
 from emulator.cli.targets import _bare_plan
@@ -62,7 +60,6 @@ def _run(args: argparse.Namespace) -> int:
         return E_OK
     if args.target is None:
         raise UsageError("run: the following arguments are required: target")
-    from emulator.replay import replay_target
 
     _check_yara(args)
     target = Path(args.target)
@@ -85,23 +82,9 @@ def _run(args: argparse.Namespace) -> int:
     fail_on = _fail_on(args)
     expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
-    if outdir.exists() and not outdir.is_dir():
-        raise UsageError(f"{outdir}: exists and is not a folder")
-    from emulator.output import OutputBusy, OutputError, OutputNotOurs
-
-    try:
-        result = replay_target(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
-    except OutputBusy as err:
-        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
-        return E_BUSY
-    except OutputNotOurs as err:
-        raise UsageError(str(err.strerror)) from err
-    except OutputError as err:
-        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
-        return E_ERROR
-    if result.signal is not None:
-        print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
-        return E_SIGNAL_BASE + result.signal
+    result = replay_or_exit_code(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
+    if isinstance(result, int):
+        return result
     _show(args, Path(result.report_path))
     failed = False
     if expect is not None or fail_on or args.junit:
