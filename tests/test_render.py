@@ -195,7 +195,12 @@ def test_png_dot_graphml(load: Callable[[str], Report]) -> None:
     graph = nx.parse_graphml(render_graphml(report))
     assert graph.number_of_nodes() == len(report.graph.nodes)
     post = next(n for n in report.network if n.stage == "s3" and n.method == "POST")
-    assert graph.edges["s3", "url:https://pbxcloudeservices.com/phonesystem/api/status"]["evidence"] == f"[{post.seq}]"
+    evidence = [
+        data["evidence"]
+        for source, target, data in graph.edges(data=True)
+        if (source, target) == ("s3", "url:https://pbxcloudeservices.com/phonesystem/api/status")
+    ]
+    assert f"[{post.seq}]" in evidence
 
 
 def test_replay_writes_every_rendered_file(scenario_outdir: Callable[[str], Path]) -> None:
@@ -369,13 +374,15 @@ def _plain(renderable: object, width: int = 160) -> str:
 
 
 def test_terminal_summary(load: Callable[[str], Report], scenario_outdir: Callable[[str], Path]) -> None:
-    text = _plain(render_summary(load("3cx"), outdir=scenario_outdir("3cx")))
+    report = load("3cx")
+    text = _plain(render_summary(report, outdir=scenario_outdir("3cx")))
     assert "None" not in text
-    assert "4 network exchanges" in text and "250 API calls" in text and "1 sleep" in text
+    assert f"{len(report.api_calls)} API calls, {len(report.network)} network exchanges" in text
+    assert "1 sleep" in text
     assert "d3dcompiler_47.dll" in text and "C:\\...\\" in text
     assert "Chrome\\User Data\\Default\\History" in text  # files listed
     assert "MachineGuid = 6f1c2d3e" in text  # registry listed
-    assert "1 dropped file" in text
+    assert f"{len(report.dropped)} dropped file" in text
     assert "T1041" in text and "report.html" in text
     small = _plain(render_summary(load("winhttp-downloader")))
     assert "1 network exchange\n" in small or "1 network exchange " in small
