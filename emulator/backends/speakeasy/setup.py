@@ -101,7 +101,12 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
-    compat.on_emulator_created(se, compat.use_fast_address_search)
+
+    def on_created(emu: Any) -> None:
+        compat.use_fast_address_search(emu)
+        compat.link_peb_once(emu)
+
+    compat.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
     loading: AbstractContextManager[None] = (
         compat.writes_without_invalidation(se) if plan.mode == "fast" else nullcontext()
