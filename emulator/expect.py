@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import re
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +24,8 @@ from emulator.report import GraphEdge, Report
 EDGE_PATTERN = re.compile(r"^(?P<source>.+?) -(?P<type>[a-z_]+)-> (?P<target>.+)$")
 TECHNIQUE_PATTERN = re.compile(r"^T\d{4}(\.\d{3})?$")
 STAGE_ID_PATTERN = re.compile(r"^s\d+$")
+# The shipped ATT&CK pattern table (emulator.analysis.attack.PATTERN_FILE, read by the analysis).
+PATTERN_FILE = "data/attack.toml"
 # File operations that change the guest's file system.
 WRITE_OPS = frozenset({"create", "write", "delete", "copy", "move"})
 # Checks that the ``xfail`` key covers (a known emulator bug makes them fail).
@@ -105,11 +109,14 @@ class Expect(BaseModel):
 
 
 def matchable_techniques() -> set[str]:
-    """Technique ids of the ATT&CK pattern table (empty if it cannot be read)."""
-    try:
-        from emulator.analysis.attack import load_patterns
+    """Technique ids of the shipped ATT&CK pattern table (empty if it cannot be read).
 
-        return {p.technique for p in load_patterns()}
+    Read from the table itself, not through the analysis (emulator.analysis.attack validates
+    it when a replay is analysed): checking a scenario must not import the analysis, which
+    a ``run`` otherwise imports while its emulation child works."""
+    try:
+        text = resources.files("emulator").joinpath(PATTERN_FILE).read_text(encoding="utf-8")
+        return {str(p["technique"]) for p in tomllib.loads(text)["pattern"]}
     except Exception:  # noqa: BLE001 - the table is validated by its own loader; do not fail here
         return set()
 

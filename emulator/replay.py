@@ -363,11 +363,7 @@ def emulate_isolated(
     not need the recording (importing the renderers) overlaps the emulation. Events arrive one
     by one as the child records them; whatever ends the child, every event it recorded is kept.
     """
-    context = mp.get_context("fork")
-    parent_conn, child_conn = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
-    process.start()
-    child_conn.close()
+    process, parent_conn = _start_child(plan)
     events: list[Event] = []
     blobs: dict[str, bytes] = {}
     layers: list[tuple[str, bool, str]] = []
@@ -449,6 +445,24 @@ def emulate_isolated(
     recording.blobs = blobs
     recording.layers = layers
     return recording
+
+
+def _start_child(plan: ReplayPlan) -> tuple[Any, Connection]:
+    """The emulation child for ``plan`` and the end of the pipe its events arrive on: the one
+    this process pre-started (emulator/prestart.py), if any and still there, else a new fork."""
+    from emulator import prestart
+
+    started = prestart.take()
+    if started is not None:
+        if started.send_plan(plan, debug=log.isEnabledFor(logging.DEBUG)):
+            return started, started.events
+        started.discard()
+    context = mp.get_context("fork")
+    parent_conn, child_conn = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
+    process.start()
+    child_conn.close()
+    return process, parent_conn
 
 
 def _end_child(process: Any) -> None:

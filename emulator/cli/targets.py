@@ -89,7 +89,7 @@ def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> ReplayPla
             return load_scenario(path, verify=not allow_unverified)
         except ScenarioError as err:
             raise UsageError(str(err)) from err
-    from emulator.cli import build_parser
+    from emulator.cli.app import build_parser
 
     defaults = build_parser().parse_args(["run", "--", str(path)])
     return _bare_plan(defaults, path)

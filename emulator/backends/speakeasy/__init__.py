@@ -14,5 +14,6 @@ chainreplay relies on (:mod:`.compat`); commands that do not emulate never impor
 from emulator.backends.speakeasy.backend import SpeakeasyBackend
 from emulator.backends.speakeasy.compat import ENGINE_NAME
 from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.backends.speakeasy.setup import warm_steps
 
-__all__ = ["ENGINE_NAME", "SpeakeasyBackend", "build_speakeasy_config"]
+__all__ = ["ENGINE_NAME", "SpeakeasyBackend", "build_speakeasy_config", "warm_steps"]

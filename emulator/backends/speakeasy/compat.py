@@ -22,9 +22,11 @@ import speakeasy.common as se_common
 import speakeasy.engines.unicorn_eng as se_engine
 import speakeasy.memmgr as se_memmgr
 import speakeasy.profiler as se_profiler
+import speakeasy.windows.export_manifest as se_manifest
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.api.sigdb as se_sigdb
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import unicorn as uc
 from speakeasy.profiler import Run
@@ -598,6 +600,12 @@ def _check_peb_links() -> None:
     _require_params(se_objman.Process, "init_peb", ("modules",))
     _require_params(se_objman.Process, "add_module_to_peb", ("module",))
     _require_params(se_objman.Process, "_sync_peb_module_links", ())
+    _require_params(se_manifest, "get_export_manifest", ("module", "arch"))
+    _require_params(se_sigdb, "get_default_database", ())
+    _require_params(se_sigdb.SignatureDatabase, "get_functions", ("dll", "arch"))
+    for name in ("ARCH_X86", "ARCH_X64"):
+        if not hasattr(se_sigdb, name):
+            raise _incompatible(f"speakeasy.winenv.api.sigdb.{name} is missing")
 
 
 _check_peb_links()
@@ -622,3 +630,15 @@ def link_peb_once(emu: Any) -> None:
             process._sync_peb_module_links()
 
     emu.init_peb = init_peb
+
+
+# ---- start-up: the once-per-process tables, read ahead ---------------------------------------
+
+
+def read_engine_tables(module: str, arch: str) -> None:
+    """Read what building ``module``'s decoy image on ``arch`` ("x86" or "x64") reads first in
+    a process (Speakeasy caches it for the process's life): its export manifest or, when it has
+    none, its declarations in the signature database."""
+    if se_manifest.get_export_manifest(module.lower(), arch) is None:
+        signature_arch = se_sigdb.ARCH_X86 if arch == "x86" else se_sigdb.ARCH_X64
+        se_sigdb.get_default_database().get_functions(module, signature_arch)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import ntpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import speakeasy
+from speakeasy.config import get_default_config_dict
 from speakeasy.winenv import arch as se_arch
 
 from emulator import pe
@@ -90,6 +92,17 @@ class LoadedTarget:
     data: bytes
     module: Any = None
     shellcode_address: int = 0
+
+
+def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
+    """Small steps that read the engine's once-per-process tables ahead of a replay, one decoy
+    module of Speakeasy's default configuration per step, every x64 module before x86 (a
+    pre-started child stops between two steps when its plan arrives: emulator/prestart.py)."""
+    modules = get_default_config_dict()["modules"]
+    names = [entry["name"] for entry in (*modules["user_modules"], *modules["system_modules"])]
+    for arch in arches:
+        for name in names:
+            yield functools.partial(compat.read_engine_tables, name, arch)
 
 
 def load_target(plan: ReplayPlan) -> LoadedTarget:

@@ -1,0 +1,170 @@
+"""The emulation child, started first thing: it warms the engine while the command line loads.
+
+A cold ``chainreplay run`` used to import the command line, read the scenario, and only then
+fork the emulation child, which then imported Speakeasy and read its tables: one after the
+other, on a machine with two cores. :func:`start` forks the child before the command line's
+own imports (it needs only ``os`` and a pipe). The child imports the engine and reads its
+once-per-process tables (signature database, export manifests) a module at a time, checking
+between two modules whether the plan has arrived; the parent meanwhile imports, parses and
+reads the scenario, then hands the plan over (:meth:`EngineChild.send_plan`). From there the
+child is exactly the one :func:`emulator.replay.emulate_isolated` forks itself: it confines
+itself (emulator/sandbox.py) before any user code runs, and streams its events back.
+
+Nothing from the guest runs before the plan arrives, and nothing the parent does after the fork
+reaches the child but the plan (a pickle from the trusted parent) and the log level. A child
+that is never given a plan (another command, a usage error, ``--in-process``) ends when the
+parent's end of the pipe closes, at the latest when the parent exits; PDEATHSIG ends it if the
+parent dies first.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from emulator.plan import ReplayPlan
+
+# How often a waiting join() looks at the child.
+JOIN_POLL_SECONDS = 0.01
+
+_started: EngineChild | None = None
+
+
+class EngineChild:
+    """A pre-started emulation child, seen by the parent; the subset of
+    ``multiprocessing.Process`` that :func:`emulator.replay.emulate_isolated` uses."""
+
+    def __init__(self, pid: int, plans: Connection, events: Connection) -> None:
+        self.pid = pid
+        self.owner = os.getpid()
+        self.plans = plans
+        self.events = events
+        self.exitcode: int | None = None
+
+    def send_plan(self, plan: ReplayPlan, debug: bool) -> bool:
+        """Hand the plan over; False if the child is gone (the caller forks a new one)."""
+        try:
+            self.plans.send_bytes(pickle.dumps((plan, debug), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            return False
+        finally:
+            self.plans.close()
+        return True
+
+    def _reap(self, flags: int) -> bool:
+        if self.exitcode is not None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:
+            self.exitcode = -1
+            return True
+        if pid == 0:
+            return False
+        self.exitcode = os.waitstatus_to_exitcode(status)
+        return True
+
+    def is_alive(self) -> bool:
+        return not self._reap(os.WNOHANG)
+
+    def join(self, timeout: float | None = None) -> None:
+        if timeout is None:
+            self._reap(0)
+            return
+        deadline = time.monotonic() + timeout
+        while not self._reap(os.WNOHANG) and time.monotonic() < deadline:
+            time.sleep(JOIN_POLL_SECONDS)
+
+    def kill(self) -> None:
+        if self.exitcode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def discard(self) -> None:
+        """Not used after all: close the pipes (the child ends on EOF) and reap it."""
+        self.plans.close()
+        self.events.close()
+        self.join(timeout=1)
+        if self.exitcode is None:
+            self.kill()
+            self.join()
+
+
+def start(configure_logging: Callable[[bool], None] | None = None) -> None:
+    """Fork the emulation child now; the next isolated replay in this process uses it.
+
+    ``configure_logging(debug)`` runs in the child once the plan arrives, with the parent's
+    choice (its ``emulator`` logger at DEBUG or not)."""
+    global _started
+    from multiprocessing.connection import Pipe
+
+    plans_in, plans_out = Pipe(duplex=False)
+    events_in, events_out = Pipe(duplex=False)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        plans_out.close()
+        events_in.close()
+        _serve(plans_in, events_out, configure_logging)
+    plans_in.close()
+    events_out.close()
+    _started = EngineChild(pid, plans_out, events_in)
+
+
+def take() -> EngineChild | None:
+    """The pre-started child, once, and only in the process that started it (not in a fork)."""
+    global _started
+    child, _started = _started, None
+    if child is not None and child.owner != os.getpid():
+        return None
+    return child
+
+
+def _serve(plans: Connection, events: Connection, configure_logging: Callable[[bool], None] | None) -> None:
+    code = 0
+    try:
+        import emulator.lifecycle as lifecycle
+        from emulator.sandbox import set_parent_death_signal
+
+        lifecycle.SHORT_LIVED_PROCESS = True  # as in the emulation child it becomes
+
+        parent = os.getppid()
+        set_parent_death_signal()
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+        _warm(plans)
+        try:
+            plan, debug = pickle.loads(plans.recv_bytes())
+        except (EOFError, OSError):  # no replay after all
+            os._exit(0)
+        plans.close()
+        if configure_logging is not None:
+            configure_logging(debug)
+        from emulator.replay import _child
+
+        _child(plan, events)  # ends the process
+    except BaseException:  # noqa: BLE001 - the parent sees the pipe close and reports it
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _warm(plans: Connection) -> None:
+    """Import the engine, then read its once-per-process tables a module at a time until the
+    plan arrives (each step is cached by the engine for the process's life)."""
+    from emulator.lifecycle import collector_paused
+
+    with collector_paused():
+        import emulator.replay  # noqa: F401
+        from emulator.backends.speakeasy import warm_steps
+
+        for step in warm_steps():
+            if plans.poll(0):
+                return
+            step()
