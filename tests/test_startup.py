@@ -1,0 +1,143 @@
+"""Cold start (issue 18): the pre-started emulation child, the engine's tables read ahead, the PEB
+linked once, and [expect] checked without importing the analysis. Each shortcut must leave the
+replay exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from emulator import prestart
+from emulator.cli import will_fork_a_replay
+from emulator.replay import replay_target
+from emulator.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+def _without_time(report_path: Path) -> dict[str, object]:
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report.pop("generated_at")
+    return report
+
+
+def test_a_prestarted_child_replays_exactly_as_a_fresh_fork(tmp_path: Path) -> None:
+    plan = load_scenario(SCENARIOS / "winhttp-downloader")
+    fresh = replay_target(plan, tmp_path / "fresh")
+    prestart.start()
+    child = prestart._started
+    assert child is not None
+    early = replay_target(plan, tmp_path / "early")
+    assert prestart.take() is None  # used once
+    assert child.exitcode is not None  # it was the one that emulated, and it ended
+    assert early.status == fresh.status == "completed"
+    assert _without_time(tmp_path / "early" / "report.json") == _without_time(tmp_path / "fresh" / "report.json")
+    trace = (tmp_path / "early" / "trace.jsonl").read_bytes()
+    assert trace == (tmp_path / "fresh" / "trace.jsonl").read_bytes()
+
+
+def test_a_dead_prestarted_child_is_replaced_by_a_new_fork(tmp_path: Path) -> None:
+    prestart.start()
+    child = prestart._started
+    assert child is not None
+    child.kill()
+    child.join(timeout=10)
+    result = replay_target(load_scenario(SCENARIOS / "benign-dll"), tmp_path / "out")
+    assert result.status == "completed"
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["outcome"]["status"] == "completed"
+
+
+def test_an_unused_prestarted_child_ends_when_its_pipe_closes() -> None:
+    prestart.start()
+    child = prestart.take()
+    assert child is not None and child.is_alive()
+    child.plans.close()
+    child.join(timeout=60)
+    assert child.exitcode == 0  # ended on EOF, not killed
+
+
+def test_a_forked_process_does_not_take_its_parents_child() -> None:
+    prestart.start()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b"1" if prestart.take() is None else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    child = prestart.take()
+    assert child is not None
+    child.discard()
+
+
+@pytest.mark.parametrize(
+    ("args", "forks"),
+    [
+        (["run", "scenarios/3cx"], True),
+        (["run", "-o", "x", "sample.exe"], True),
+        (["run", "--in-process", "scenarios/3cx"], False),
+        (["run", "--dump-default-config"], False),
+        (["run", "-h"], False),
+        (["check", "scenarios/3cx"], False),
+        (["render", "out"], False),
+        ([], False),
+    ],
+)
+def test_only_an_isolated_run_prestarts(args: list[str], forks: bool) -> None:
+    assert will_fork_a_replay(args) is forks
+
+
+def test_read_ahead_tables_leave_nothing_for_the_load_to_read() -> None:
+    """After the warm-up steps, loading a target reads no export manifest file."""
+    script = """
+import sys
+from pathlib import Path
+from emulator.backends.speakeasy import setup, warm_steps
+import speakeasy.windows.export_manifest as manifest
+from emulator.scenario import load_scenario
+for step in warm_steps():
+    step()
+read = []
+original = manifest.ExportManifest.from_path
+manifest.ExportManifest.from_path = lambda path: read.append(path) or original(path)
+setup.load_target(load_scenario(Path(sys.argv[1])))
+print(len(read))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(SCENARIOS / "3cx")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=300,
+    )
+    assert done.stdout.strip() == "0"
+
+
+def test_peb_linked_once_gives_the_same_3cx_replay(
+    tmp_path: Path, scenario_outdir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 3CX chain's shellcode walks the loader list: with Speakeasy's own per-module linking
+    the replay records exactly the same events."""
+    from emulator.backends.speakeasy import compat
+
+    shared = scenario_outdir("3cx")
+    monkeypatch.setattr(compat, "link_peb_once", lambda emu: None)
+    replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
+    assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
+    assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")
+
+
+def test_expect_knows_every_technique_of_the_pattern_table() -> None:
+    from emulator.analysis.attack import load_patterns
+    from emulator.expect import matchable_techniques
+
+    assert matchable_techniques() == {p.technique for p in load_patterns()}
+    assert matchable_techniques()
