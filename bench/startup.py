@@ -9,7 +9,9 @@ the report, the drawings and the exports; once with the garbage collector paused
 Speakeasy's import and load as a replay's child does (``collector_paused``), once without.
 The two variants alternate in one run, so their ratio is measured side by side. Then the whole
 command, ``python -m emulator run SCENARIO -o TMP -q``, from interpreter start to every
-default output written, best of ``--runs``. Prints a table and JSON.
+default output written, best of ``--runs``, and the timeline of its best run: when each step
+of the parent and of the pre-started emulation child (emulator/prestart.py) ended, in seconds
+from the interpreter's start. Prints tables and JSON.
 """
 
 from __future__ import annotations
@@ -92,6 +94,70 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     return times
 
 
+TIMELINE_SCRIPT = """
+import functools, importlib, json, os, sys, time
+started = float(sys.argv[1])
+marks = []
+def mark(name):
+    marks.append((name, round(time.time() - started, 3)))
+mark("interpreter up")
+from emulator import prestart
+warm = prestart._warm
+def timed_warm(plans):
+    mark("child: forked")
+    import emulator.replay
+    mark("child: its emulator modules imported")
+    from emulator.lifecycle import collector_paused
+    with collector_paused():
+        import emulator.backends.speakeasy
+    mark("child: Speakeasy imported")
+    warm(plans)
+    mark("child: tables read (or the plan arrived)")
+    os.write(2, ("TIMELINE-CHILD " + json.dumps(marks) + "\\n").encode())
+prestart._warm = timed_warm
+from emulator.cli.logs import _configure_logging
+prestart.start(_configure_logging)
+mark("child forked")
+import emulator.cli.app
+mark("command line imported")
+def timed(module, name, label):
+    target = importlib.import_module(module)
+    inner = getattr(target, name)
+    @functools.wraps(inner)
+    def wrapper(*args, **kwargs):
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            mark(label)
+    setattr(target, name, wrapper)
+timed("emulator.cli.run", "load_scenario", "scenario read (the plan goes to the child)")
+timed("emulator.replay", "_prepare_outputs", "output libraries imported (beside the child)")
+timed("emulator.replay", "emulate_isolated", "child done: emulation received")
+timed("emulator.replay", "produce", "every output written")
+sys.argv = ["chainreplay", "run", sys.argv[2], "-o", sys.argv[3], "-q"]
+emulator.cli.app.main()
+print(json.dumps(marks))
+"""
+
+
+def _timeline(scenario: str) -> list[tuple[str, float]]:
+    """One instrumented `chainreplay run`: (step, seconds since the interpreter started)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [sys.executable, "-c", TIMELINE_SCRIPT, repr(time.time()), scenario, str(Path(tmp) / "out")],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    child = [line for line in done.stderr.splitlines() if line.startswith("TIMELINE-CHILD ")]
+    marks = [tuple(m) for m in json.loads(done.stdout.strip().splitlines()[-1])]
+    if child:
+        marks += [tuple(m) for m in json.loads(child[-1].split(" ", 1)[1]) if m[0].startswith("child:")]
+    return sorted(marks, key=lambda m: m[1])  # type: ignore[arg-type,return-value]
+
+
 def _whole(scenario: str) -> tuple[float, float]:
     """`python -m emulator run` in a fresh interpreter: wall and CPU (children included)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,6 +199,8 @@ def main() -> int:
                 if name not in best[variant] or value[0] < best[variant][name][0]:
                     best[variant][name] = value
     wholes = [_whole(args.scenario) for _ in range(args.runs)]
+    timelines = [_timeline(args.scenario) for _ in range(args.runs)]
+    timeline = min(timelines, key=lambda marks: marks[-1][1])
     print(f"{'phase':<18} {'cpu s (gc paused)':>18} {'cpu s (gc on)':>14} {'wall s (paused)':>16}")  # noqa: T201
     for name in PHASES:
         paused, collecting = best["paused"].get(name, [0, 0]), best["collecting"].get(name, [0, 0])
@@ -140,7 +208,11 @@ def main() -> int:
     wall = min(w for w, _ in wholes)
     cpu = min(c for _, c in wholes)
     print(f"whole command: best wall {wall:.2f} s, best CPU {cpu:.2f} s over {args.runs} runs; load {os.getloadavg()}")  # noqa: T201
-    print(json.dumps({"phases": best, "whole": {"wall_s": wholes, "best_wall_s": wall, "best_cpu_s": cpu}}))  # noqa: T201
+    print("timeline of the fastest instrumented run (s since the interpreter started):")  # noqa: T201
+    for name, at in timeline:
+        print(f"  {at:6.3f}  {name}")  # noqa: T201
+    whole = {"wall_s": wholes, "best_wall_s": wall, "best_cpu_s": cpu}
+    print(json.dumps({"phases": best, "whole": whole, "timeline": timeline, "load": os.getloadavg()}))  # noqa: T201
     return 0
 
 
