@@ -133,7 +133,7 @@ def timed(module, name, label):
 timed("emulator.cli.run", "load_scenario", "scenario read (the plan goes to the child)")
 timed("emulator.replay", "_prepare_outputs", "output libraries imported (beside the child)")
 timed("emulator.replay", "emulate_isolated", "child done: emulation received")
-timed("emulator.replay", "produce", "every output written")
+timed("emulator.output", "produce", "every output written")
 sys.argv = ["chainreplay", "run", sys.argv[2], "-o", sys.argv[3], "-q"]
 emulator.cli.app.main()
 print(json.dumps(marks))

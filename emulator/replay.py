@@ -23,24 +23,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.events import Event
-from emulator.export import prepare as prepare_exports
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
-from emulator.output import output_folder, produce
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder, sha256_hex
-from emulator.render import prepare as prepare_renderers
 from emulator.sanitize import json_safe
-from emulator.trace import EntryOrigin, Trace, TraceContainment, TraceHeader, TraceRun
 
+if TYPE_CHECKING:
+    from emulator.trace import Trace
+
+# The output, report, drawing and export modules are imported when a replay's outputs are
+# prepared, not with this module: a pre-started emulation child (emulator/prestart.py) imports
+# this module and needs none of them.
 log = logging.getLogger(__name__)
 # A one-line detail in the report is cut at this many characters.
 MAX_DETAIL_CHARS = 500
@@ -491,6 +493,8 @@ def target_display_path(plan: ReplayPlan) -> str:
 
 def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
     """The recording as a frozen trace: what the analysis needs, and nothing of the host."""
+    from emulator.trace import EntryOrigin, Trace, TraceContainment, TraceHeader, TraceRun
+
     entry = (
         EntryOrigin(type="scenario", ref=plan.host_process or plan.name)
         if plan.scenario_dir
@@ -543,6 +547,9 @@ def _prepare_outputs(out: Path) -> None:
     when imported (urllib3, pulled in by stix2, binds a socket to ::1 to test for IPv6); the probe
     is refused, the library carries on without it, and the refusal is not the replay's: it is
     logged (-d), not counted in the report."""
+    from emulator.export import prepare as prepare_exports
+    from emulator.render import prepare as prepare_renderers
+
     guard = install(Guard(allowed_write_root=out))
     try:
         import emulator.analysis.pipeline
@@ -579,6 +586,8 @@ def replay_target(
     ``yara_rules`` (a rule file or folder, compiled by the caller first) scans every buffer into
     ``report.yara``.
     """
+    from emulator.output import output_folder, produce
+
     out = Path(outdir).resolve()
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
