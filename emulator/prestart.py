@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -138,6 +139,7 @@ def _serve(plans: Connection, events: Connection, configure_logging: Callable[[b
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+        _detach_stdin()
         _warm(plans)
         try:
             plan, debug = pickle.loads(plans.recv_bytes())
@@ -153,6 +155,15 @@ def _serve(plans: Connection, events: Connection, configure_logging: Callable[[b
         code = 1
     finally:
         os._exit(code)
+
+
+def _detach_stdin() -> None:
+    """Standard input from /dev/null, as multiprocessing gives the child it starts."""
+    try:
+        sys.stdin.close()
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115, PTH123 - for the process's life
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _warm(plans: Connection) -> None:
