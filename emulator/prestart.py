@@ -3,7 +3,8 @@
 A cold ``chainreplay run`` used to import the command line, read the scenario, and only then
 fork the emulation child, which then imported Speakeasy and read its tables: one after the
 other, on a machine with two cores. :func:`start` forks the child before the command line's
-own imports (it needs only ``os`` and a pipe). The child imports the engine and reads its
+own imports, once what both sides need is imported (:mod:`emulator.replay`: pydantic, the plan
+and event models; the parent would otherwise import it again). The child imports the engine and reads its
 once-per-process tables (signature database, export manifests) a module at a time, checking
 between two modules whether the plan has arrived; the parent meanwhile imports, parses and
 reads the scenario, then hands the plan over (:meth:`EngineChild.send_plan`). From there the
@@ -104,6 +105,10 @@ def start(configure_logging: Callable[[bool], None] | None = None) -> None:
     choice (its ``emulator`` logger at DEBUG or not)."""
     global _started
     from multiprocessing.connection import Pipe
+
+    # What both processes need (pydantic, the plan, events and recorder models) is imported once,
+    # before the fork: the child inherits it and adds only the engine.
+    import emulator.replay  # noqa: F401
 
     plans_in, plans_out = Pipe(duplex=False)
     events_in, events_out = Pipe(duplex=False)
