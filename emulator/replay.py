@@ -242,25 +242,20 @@ def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-WARM_UP_SAMPLE = Path(__file__).resolve().parent / "data" / "warmup_ret.bin"
-
-
 def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
-    """Pay the engine's once-per-process costs now (imports, signature database, export
-    manifests) by emulating a one-byte ``ret`` in this process.
+    """Pay the engine's once-per-process costs now: import it and read its tables (signature
+    database, export manifests of the decoy modules) for ``arches``.
 
-    Replays fork their emulation child from this process, so every later replay starts warm:
-    about 0.6 s less per 3CX replay. Meant for batch workers (a process pool's initializer).
+    Replays fork their emulation child from this process, so every later replay starts warm.
+    Meant for batch workers (a process pool's initializer). Reading the tables costs about 1.5 s
+    of CPU where emulating a one-byte ``ret`` per architecture (what this did before) cost 3.3 s,
+    and the replays forked after either use the same CPU (docs/performance.md).
     """
-    for arch in arches:
-        plan = ReplayPlan(
-            name="warm-up",
-            target_path=str(WARM_UP_SAMPLE),
-            target_kind="shellcode",
-            arch=arch,  # type: ignore[arg-type]
-            emu_path="C:\\warmup.bin",
-        )
-        emulate(plan)
+    with collector_paused():
+        from emulator.backends.speakeasy import warm_steps
+
+        for step in warm_steps(arches):
+            step()
 
 
 def _inherited_address_space() -> int:
