@@ -1,7 +1,7 @@
 """The command line (the only package that prints).
 
 :func:`main` is the entry point. Before it imports the parser and the commands
-(:mod:`emulator.cli.app`), a ``run`` forks its emulation child (:mod:`emulator.prestart`), which
+(:mod:`emulator.cli.app`), a ``run`` or ``check`` forks its emulation child (:mod:`emulator.prestart`), which
 imports the engine and reads its tables while this process loads the command line and the
 scenario. Every name of :mod:`emulator.cli.app` is reachable here (``from emulator.cli import
 E_OK``), imported on first use.
@@ -13,14 +13,18 @@ import importlib
 import sys
 from typing import Any
 
-# Options of `run` under which no emulation child is forked (a usage message, the defaults, or
+# Options under which no emulation child is forked (a usage message, the defaults, or
 # an emulation in this process).
 NO_CHILD_OPTIONS = frozenset({"-h", "--help", "--dump-default-config", "--in-process"})
 
 
+# Commands that replay in an isolated child (check: its first target uses the pre-started one).
+REPLAYING_COMMANDS = frozenset({"run", "check"})
+
+
 def will_fork_a_replay(args: list[str]) -> bool:
-    """``args`` (the command line after the program name) ask for one isolated replay."""
-    return bool(args) and args[0] == "run" and not NO_CHILD_OPTIONS & set(args[1:])
+    """``args`` (the command line after the program name) ask for an isolated replay."""
+    return bool(args) and args[0] in REPLAYING_COMMANDS and not NO_CHILD_OPTIONS & set(args[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
