@@ -31,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     """The command line. Only a process's own command line (``argv`` None) pre-starts a child:
     a caller passing ``argv`` (a test) replays as before, forking when the replay starts."""
     if argv is None and will_fork_a_replay(sys.argv[1:]):
-        from emulator import prestart
-        from emulator.cli.logs import _configure_logging
+        try:
+            from emulator import prestart
+            from emulator.cli.logs import _configure_logging
 
-        prestart.start(_configure_logging)
+            prestart.start(_configure_logging)
+        except Exception:  # noqa: BLE001 - no pre-start (no fork, an import failing): the replay
+            pass  # forks its child when it starts, and reports what fails then, in one line
     from emulator.cli.app import main as run
 
     return run(argv)
