@@ -142,3 +142,24 @@ def test_expect_knows_every_technique_of_the_pattern_table() -> None:
 
     assert matchable_techniques() == {p.technique for p in load_patterns()}
     assert matchable_techniques()
+
+
+def test_an_incompatible_engine_in_the_prestarted_child_is_a_one_line_outcome(tmp_path: Path) -> None:
+    """The command line's own path (a pre-started child) names an engine that cannot start in
+    the report's outcome, as a fresh fork does (tests/test_engine.py), instead of a dead child."""
+    code = (
+        "import sys\n"
+        "import speakeasy.windows.winemu as winemu\n"
+        "del winemu.WindowsEmulator._hook_code_core\n"
+        "from emulator.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    out = tmp_path / "out"
+    hello = ROOT / "tests" / "bins" / "hello.dll"
+    argv = [sys.executable, "-c", code, "run", str(hello), "--export", "Greet", "-q", "-o", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    outcome = json.loads((out / "report.json").read_text(encoding="utf-8"))["outcome"]
+    assert outcome["status"] == "error"
+    assert outcome["detail"].startswith("engine unavailable: chainreplay does not support speakeasy-emulator")
