@@ -122,6 +122,36 @@ def start(configure_logging: Callable[[bool], None] | None = None) -> None:
     _started = EngineChild(pid, plans_out, events_in)
 
 
+def hand_over(plan: ReplayPlan, debug: bool) -> EngineChild | None:
+    """The pre-started child, given ``plan``; None if there is none here (or it is gone)."""
+    child = take()
+    if child is None:
+        return None
+    if child.send_plan(plan, debug):
+        return child
+    child.discard()
+    return None
+
+
+def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
+    """Pay the engine's once-per-process costs now: import it and read its tables (signature
+    database, export manifests of the decoy modules) for ``arches``.
+
+    Replays fork their emulation child from this process, so every later replay starts warm.
+    Meant for batch workers (a process pool's initializer; also ``emulator.replay.warm_engine``).
+    Reading the tables costs about 1.5 s of CPU where emulating a one-byte ``ret`` per
+    architecture (what this did before) cost 3.3 s, and the replays forked after either use the
+    same CPU (docs/performance.md).
+    """
+    from emulator.lifecycle import collector_paused
+
+    with collector_paused():  # the engine's import builds long-lived tables
+        from emulator.backends.speakeasy import warm_steps
+
+        for step in warm_steps(arches):
+            step()
+
+
 def take() -> EngineChild | None:
     """The pre-started child, once, and only in the process that started it (not in a fork)."""
     global _started

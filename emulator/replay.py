@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from emulator import outcome as outcome_model
+from emulator import prestart
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.events import Event
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
 from emulator.plan import ReplayPlan
+from emulator.prestart import warm_engine as warm_engine  # batch workers import it from here
 from emulator.recorder import Recorder, sha256_hex
 from emulator.sanitize import json_safe
 
@@ -242,22 +244,6 @@ def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
-    """Pay the engine's once-per-process costs now: import it and read its tables (signature
-    database, export manifests of the decoy modules) for ``arches``.
-
-    Replays fork their emulation child from this process, so every later replay starts warm.
-    Meant for batch workers (a process pool's initializer). Reading the tables costs about 1.5 s
-    of CPU where emulating a one-byte ``ret`` per architecture (what this did before) cost 3.3 s,
-    and the replays forked after either use the same CPU (docs/performance.md).
-    """
-    with collector_paused():
-        from emulator.backends.speakeasy import warm_steps
-
-        for step in warm_steps(arches):
-            step()
-
-
 def _inherited_address_space() -> int:
     """Bytes of address space this process holds now (0 where /proc is not there)."""
     try:
@@ -447,13 +433,9 @@ def emulate_isolated(
 def _start_child(plan: ReplayPlan) -> tuple[Any, Connection]:
     """The emulation child for ``plan`` and the end of the pipe its events arrive on: the one
     this process pre-started (emulator/prestart.py), if any and still there, else a new fork."""
-    from emulator import prestart
-
-    started = prestart.take()
+    started = prestart.hand_over(plan, debug=log.isEnabledFor(logging.DEBUG))
     if started is not None:
-        if started.send_plan(plan, debug=log.isEnabledFor(logging.DEBUG)):
-            return started, started.events
-        started.discard()
+        return started, started.events
     context = mp.get_context("fork")
     parent_conn, child_conn = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
