@@ -12,6 +12,7 @@ the same way when a backend attaches to it (:func:`check_emulator`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import unicorn as uc
+import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
 from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
@@ -126,6 +128,9 @@ def _check_installed() -> None:
     for name in ("hook_add", "hook_del", "ctl_flush_tb", "mem_write"):
         if not hasattr(uc.Uc, name):
             raise _incompatible(f"unicorn.Uc.{name} is missing")
+    for name in ("uc_hook_add", "uc_hook_del", "uc_emu_stop"):
+        if not hasattr(getattr(uc_binding, "uclib", None), name):
+            raise _incompatible(f"unicorn's C library binding has no {name}")
     sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
     for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc"):
         if f'"{prefix}' not in sources:
@@ -242,6 +247,28 @@ def remove_native_hook(unicorn: Any, handle: int) -> None:
 
 def flush_translations(unicorn: Any) -> None:
     unicorn.ctl_flush_tb()
+
+
+def native_stop_function() -> int:
+    """Address of Unicorn's C ``uc_emu_stop`` (a native hook may tail-call it)."""
+    return int(ctypes.cast(uc_binding.uclib.uc_emu_stop, ctypes.c_void_p).value or 0)
+
+
+def add_native_block_hook(unicorn: Any, callback: int, user_data: int) -> int:
+    """A ``UC_HOOK_BLOCK`` whose callback is native code at ``callback`` (no Python per block)."""
+    handle = ctypes.c_size_t()
+    if not hasattr(unicorn, "_uch"):
+        raise _incompatible("unicorn.Uc no longer keeps its engine handle in _uch")
+    callback_ptr, data_ptr = ctypes.c_void_p(callback), ctypes.c_void_p(user_data)
+    add = uc_binding.uclib.uc_hook_add
+    status = add(unicorn._uch, ctypes.byref(handle), uc.UC_HOOK_BLOCK, callback_ptr, data_ptr, 1, 0)
+    if status != uc.UC_ERR_OK:
+        raise uc.UcError(status)
+    return int(handle.value)
+
+
+def remove_native_block_hook(unicorn: Any, handle: int) -> None:
+    uc_binding.uclib.uc_hook_del(unicorn._uch, ctypes.c_size_t(handle))
 
 
 # ---- memory --------------------------------------------------------------------------------
