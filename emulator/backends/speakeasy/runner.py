@@ -68,6 +68,7 @@ class NativeRunner:
         self._watchdog.start()
         compat.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat.replace_engine_start_stop(emu, self.start, self.stop)
+        compat.use_direct_engine_access(emu)
         self.budget = native_budget.install(self.unicorn)
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
