@@ -100,6 +100,7 @@ def _check_installed() -> None:
     _require_params(winemu, "on_run_complete", ())
     _require_params(winemu, "add_run", ("run",))
     _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
+    _require_params(winemu, "get_handler_signature", ("dll", "name", "argc"))
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
@@ -251,6 +252,10 @@ def flush_translations(unicorn: Any) -> None:
     unicorn.ctl_flush_tb()
 
 
+# Memory reads up to this size go through one preallocated buffer.
+SCRATCH_BYTES = 4096
+
+
 def use_direct_engine_access(emu: Any) -> None:
     """Register and memory access from API handlers straight through Unicorn's C library.
 
@@ -260,7 +265,8 @@ def use_direct_engine_access(emu: Any) -> None:
     These replacements give the same values and errors for the same calls: integer registers
     (those the binding reads as a 64-bit integer) with one preallocated buffer, memory into a
     fresh bytearray; any other register goes the original way. Only this emulator's engine is
-    changed.
+    changed. The handler signature of an API (a pure function of the signature database, the
+    architecture and the argument count) is looked up once per API instead of once per call.
     """
     engine = emu.emu_eng
     unicorn = engine.emu
@@ -294,12 +300,15 @@ def use_direct_engine_access(emu: Any) -> None:
             raise uc_binding.UcError(status, ereg)
         return None
 
+    scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
+    scratch_view = memoryview(scratch).cast("B")
+
     def mem_read(addr: int, size: int) -> bytearray:
-        data = bytearray(size)
-        status = read_mem(handle, addr, (ctypes.c_char * size).from_buffer(data), size) if size else uc.UC_ERR_OK
+        target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
+        status = read_mem(handle, addr, target, size) if size > 0 else uc.UC_ERR_OK
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, size)
-        return data
+        return bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
 
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
@@ -310,6 +319,16 @@ def use_direct_engine_access(emu: Any) -> None:
     emu.get_stack_ptr = lambda: reg_read(sp_reg)
     emu.set_pc = lambda addr: reg_write(pc_reg, addr)
     emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
+    original_signature = emu.get_handler_signature
+    signatures: dict[tuple[str, str, int], Any] = {}
+
+    def get_handler_signature(dll: str, name: str, argc: int) -> Any:
+        key = (dll, name, argc)
+        if key not in signatures:
+            signatures[key] = original_signature(dll, name, argc)
+        return signatures[key]
+
+    emu.get_handler_signature = get_handler_signature
 
 
 def use_lean_api_log(emu: Any) -> None:
