@@ -82,7 +82,7 @@ def test_faults_end_the_same_way_in_both_modes(name: str, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("limits", "status"),
     [
-        # A slice of 60M / 1e9 s runs uncounted; the loop is then counted and stopped at the limit.
+        # The loop runs on the native byte budget (60M bytes of code), then Unicorn counts 60M more.
         ({"max_instructions": 60_000_000, "timeout": 60}, "instruction_limit"),
         # The fast-mode watchdog stops Unicorn at the wall-clock deadline.
         ({"max_instructions": 10**15, "timeout": 1.0}, "timeout"),
