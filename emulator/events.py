@@ -89,6 +89,7 @@ class DataBuffer(_Event):
         "resource",
         "api_copy",
         "process_write",
+        "guest_write",
     ]
     address: int
     size: int

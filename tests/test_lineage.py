@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,8 @@ GENERALITY = [
     "inject-remote-thread-x86",
     "drop-load-dll",
     "negative-control",
+    "custom-cipher",
+    "custom-cipher-x86",
 ]
 
 
@@ -128,6 +131,33 @@ def test_stage_bytes_are_exactly_the_decoded_payload(
     # The value in scenario.toml is the committed, built payload/blob.b64.
     spec = tomllib.loads((folder / "scenario.toml").read_text(encoding="utf-8"))
     assert spec["registry"][0]["values"][0]["data"].encode() == (folder / "payload" / "blob.b64").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["custom-cipher", "custom-cipher-x86"])
+def test_unrecognised_decoder_is_named_by_its_pc(name: str, scenario_report: Callable[[str], Report]) -> None:
+    """No rule names a nibble-swap + add cipher: each layer's hop names the writing instruction,
+    which lies in the code of the stage that decoded it (s0's .text, then s1's own bytes)."""
+    import pefile
+
+    report = scenario_report(name)
+    s0, s1, s2 = report["stages"]
+    image = pefile.PE(str(SCENARIOS_DIR / name / "samples" / "plugin.dll"))
+    text = next(s for s in image.sections if s.Name.rstrip(b"\0") == b".text")
+    text_begin = int(s0["base"], 16) + text.VirtualAddress
+    code_of = {
+        "s0": (text_begin, text_begin + text.Misc_VirtualSize),
+        "s1": (int(s1["base"], 16), int(s1["base"], 16) + s1["size"]),
+    }
+    for stage, decoder in ((s1, "s0"), (s2, "s1")):
+        hop = stage["lineage"][-1]
+        assert hop["transform"] == "guest_code" and hop["actor"] == decoder
+        match = re.fullmatch(rf"decoded by guest code at pc (0x[0-9a-f]+) in {decoder}", hop["detail"])
+        assert match, hop["detail"]
+        low, high = code_of[decoder]
+        assert low <= int(match.group(1), 16) < high, (hop["detail"], hex(low), hex(high))
+        assert stage["lineage"][0]["source"] == "image" and stage["lineage"][0]["ref"] == "s0"
+    # The stage bytes are the decoded layer alone, not the page-rounded allocation.
+    assert 0 < s1["size"] < 0x1000 and 0 < s2["size"] < 0x1000
 
 
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:

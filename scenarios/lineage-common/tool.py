@@ -3,6 +3,7 @@
 
 tool.py xor   KEYHEX IN OUT          repeating-key XOR
 tool.py roll  KEY0 STEP IN OUT       rolling XOR, byte i ^ ((KEY0 + i*STEP) & 0xff)
+tool.py nibble ADD STEP IN OUT      custom cipher: e = swap_nibbles((b - ADD - i*STEP) & 0xff)
 tool.py b64   IN OUT                 base64 text (one line, no newline)
 tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
 tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
@@ -40,6 +41,14 @@ def main(argv: list[str]) -> int:
         k0, step = int(args[0], 0), int(args[1], 0)
         data = Path(args[2]).read_bytes()
         Path(args[3]).write_bytes(bytes(b ^ ((k0 + i * step) & 0xFF) for i, b in enumerate(data)))
+    elif cmd == "nibble":
+        add, step = int(args[0], 0), int(args[1], 0)
+        data = Path(args[2]).read_bytes()
+        out = bytearray()
+        for i, b in enumerate(data):
+            v = (b - add - i * step) & 0xFF
+            out.append(((v << 4) | (v >> 4)) & 0xFF)
+        Path(args[3]).write_bytes(bytes(out))
     elif cmd == "b64":
         Path(args[1]).write_bytes(base64.b64encode(Path(args[0]).read_bytes()))
     elif cmd == "rc4":

@@ -8,6 +8,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
@@ -88,6 +89,11 @@ class SpeakeasyBackend:
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
+        flow = FlowWatch(emu, memory, self.recorder)
+        flow.install()
+        flow.add_code(target.base, target.size, target.kind)
+        self._observe_events(flow)
+        watch.flow = flow
         watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
         SourceTaps(target.se, emu, memory, self.recorder).install()
@@ -98,6 +104,18 @@ class SpeakeasyBackend:
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
+            flow.on_unhooked = self._runner.retranslate
+
+    def _observe_events(self, flow: FlowWatch) -> None:
+        """The flow watch learns its sources from the recorded events (buffers, stages)."""
+        downstream = self.recorder.on_event
+
+        def on_event(event: Any) -> None:
+            flow.observe(event)
+            if downstream is not None:
+                downstream(event)
+
+        self.recorder.on_event = on_event
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
         assert self.translator is not None

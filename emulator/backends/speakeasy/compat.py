@@ -50,6 +50,9 @@ PERM_EXEC: int = se_common.PERM_MEM_EXEC
 PERM_RWX: int = se_common.PERM_MEM_RWX
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.
 WATCHED_TAG_PREFIXES = ("api.virtalloc", "api.heap", "api.pool", "emu.process_heap", "api.VirtualAlloc")
+# Of those, the allocations whose guest writes the flow watch follows (emulator/backends/speakeasy/flow.py):
+# VirtualAlloc / VirtualAllocEx / NtAllocateVirtualMemory, where loaders put code.
+FLOW_TAG_PREFIXES = ("api.VirtualAlloc", "api.virtalloc")
 # The profiler records chainreplay translates into events, and the parameters it reads of each.
 PROFILER_RECORDS: dict[str, tuple[str, ...]] = {
     "record_file_access_event": ("path", "event_type", "data", "buffer", "size"),
@@ -96,6 +99,7 @@ def _check_installed() -> None:
     _require_params(winemu, "on_run_complete", ())
     _require_params(winemu, "add_run", ("run",))
     _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
+    _require_params(winemu, "handle_import_func", ("dll", "name"))
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
@@ -120,12 +124,17 @@ def _check_installed() -> None:
             raise _incompatible(f"speakeasy.profiler.Run has no attribute {attr!r}")
     if not hasattr(se_common, "HOOK_MEM_INVALID"):
         raise _incompatible("speakeasy.common.HOOK_MEM_INVALID is missing")
-    for name in ("UC_HOOK_CODE", "UC_MEM_FETCH_PROT", "UcError"):
+    for name in ("UC_HOOK_CODE", "UC_HOOK_MEM_READ", "UC_HOOK_MEM_WRITE", "UC_MEM_FETCH_PROT", "UcError"):
         if not hasattr(uc, name):
             raise _incompatible(f"unicorn.{name} is missing")
     for name in ("hook_add", "hook_del", "ctl_flush_tb", "mem_write"):
         if not hasattr(uc.Uc, name):
             raise _incompatible(f"unicorn.Uc.{name} is missing")
+    from unicorn.unicorn_py3 import unicorn as binding
+
+    for name in ("HOOK_MEM_ACCESS_CFUNC", "uc_hook_h", "uclib"):
+        if not hasattr(binding, name):
+            raise _incompatible(f"unicorn's binding has no {name} (flow watch hooks)")
     sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
     for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc"):
         if f'"{prefix}' not in sources:
@@ -291,6 +300,10 @@ def intercept_fetch_from_protected(emu: Any, handler: Callable[[int], bool | Non
     before every other invalid-memory hook, so a watched page never reaches Speakeasy's fault
     handling.
     """
+    _intercept_protection_fault(emu, uc.UC_MEM_FETCH_PROT, handler)
+
+
+def _intercept_protection_fault(emu: Any, access_kind: int, handler: Callable[[int], bool | None]) -> None:
     hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
     if not hooks:
         emu.add_mem_invalid_hook(lambda *a: True)
@@ -299,13 +312,66 @@ def intercept_fetch_from_protected(emu: Any, handler: Callable[[int], bool | Non
     original_dispatch = dispatch.cb
 
     def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
-        if access == uc.UC_MEM_FETCH_PROT:
+        if access == access_kind:
             handled = handler(address)
             if handled is not None:
                 return handled
         return bool(original_dispatch(uc_emu, access, address, size, value))
 
     dispatch.cb = on_invalid
+
+
+def guest_pc(emu: Any) -> int:
+    """The guest instruction being executed (inside a memory hook: the accessing instruction)."""
+    return int(emu.get_pc())
+
+
+class RangeHooks:
+    """Unicorn memory read or write hooks on address ranges, added and removed through the C API
+    with one shared callback: the binding's ``hook_add`` builds a ctypes thunk per call (~50 us),
+    and its ``hook_del`` frees the thunk, which must not happen inside the thunk's own call. A
+    hook removed from inside its callback is only marked deleted by Unicorn, which is safe.
+    ``on_access(address, size)`` must not change memory protection (Unicorn's store path keeps
+    a pointer into its TLB across the callback).
+    """
+
+    def __init__(self, emu: Any, on_access: Callable[[int, int], None], write: bool = False) -> None:
+        import ctypes
+
+        from unicorn.unicorn_py3 import unicorn as binding
+
+        self._ctypes = ctypes
+        self._binding = binding
+        self._unicorn = unicorn_of(emu)
+        self._kind = uc.UC_HOOK_MEM_WRITE if write else uc.UC_HOOK_MEM_READ
+
+        def callback(_handle: Any, _access: int, address: int, size: int, _value: int, _key: Any) -> None:
+            try:
+                on_access(int(address), int(size))
+            except Exception:  # an exception must not cross the C boundary
+                pass
+
+        self._thunk = binding.HOOK_MEM_ACCESS_CFUNC(callback)
+
+    def add(self, begin: int, end: int) -> int:
+        """A hook on accesses to ``[begin, end]`` (inclusive); its handle."""
+        ctypes, binding = self._ctypes, self._binding
+        handle = binding.uc_hook_h()
+        status = binding.uclib.uc_hook_add(
+            self._unicorn._uch,
+            ctypes.byref(handle),
+            self._kind,
+            self._thunk,
+            ctypes.c_void_p(0),
+            ctypes.c_uint64(begin),
+            ctypes.c_uint64(end),
+        )
+        if status != uc.UC_ERR_OK:
+            raise uc.UcError(status)
+        return int(handle.value)
+
+    def remove(self, handle: int) -> None:
+        self._binding.uclib.uc_hook_del(self._unicorn._uch, self._binding.uc_hook_h(handle))
 
 
 # ---- API calls and profiler records --------------------------------------------------------
@@ -320,6 +386,17 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
         callback(pc, imp_api, rv, args)
 
     emu.log_api = log_api
+
+
+def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
+    """``callback()`` when guest code has called an API, before its handler runs."""
+    original = emu.handle_import_func
+
+    def handle_import_func(dll: str, name: str) -> Any:
+        callback()
+        return original(dll, name)
+
+    emu.handle_import_func = handle_import_func
 
 
 def call_site(emu: Any) -> int:

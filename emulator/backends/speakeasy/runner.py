@@ -76,6 +76,15 @@ class NativeRunner:
             self.native_hook = None
             self.flush_needed = True
 
+    def retranslate(self) -> None:
+        """From inside a Unicorn callback: end the current block and resume with the translation
+        cache flushed. Code translated while a memory hook existed takes Unicorn's slow memory
+        path even after the hook is gone (the flow watch calls this when its last hook goes)."""
+        if self.in_native:
+            self.flush_needed = True
+            self.yielded = True
+            self._engine_stop()
+
     def stop(self) -> Any:
         self.stop_requested = True
         return self._engine_stop()

@@ -1,0 +1,268 @@
+"""Flow through guest code: which instruction wrote a region, and what it read meanwhile.
+
+Bytes an API put into the guest are recorded as sources (:mod:`.sources`, the translator). When
+guest code itself moves or transforms them into other memory (a decoder loop), no API sees it;
+this watch does, without a per-instruction Python hook:
+
+* **Write watch.** Each region the sample allocates where loaders put code (VirtualAlloc and
+  kin, :data:`.compat.FLOW_TAG_PREFIXES`) carries a range-limited Unicorn write hook. Its first
+  hit in a stretch of guest code between two API calls names the writing instruction's pc and
+  removes the hook; the next API call puts it back (at most ``MAX_REARMS`` times per region), so
+  each stretch names its own first writer. A region that starts running as a stage is dropped.
+* **Read watch.** From a stretch's first watched write until its end, range-limited read hooks
+  sit on the most recent sources (API-written buffers, and the data sections of the code that
+  ran: a sample's embedded payload), each removed at its first hit.
+
+While any memory hook exists Unicorn translates code with its slow memory path, and code
+translated then stays slow after the hook is gone; so when a stretch's last hook goes, the
+runner resumes the stretch with the translation cache flushed (:meth:`.runner.NativeRunner.retranslate`).
+
+At the end of a stretch (before the next API call runs, or when a stage starts), each region
+written in a stretch that read a source is recorded as a ``guest_write`` buffer: its bytes, the
+writing pc, and as input the source bytes read. Lineage then follows bytes through guest code,
+and a transform it cannot name is "decoded by guest code at pc X".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
+
+from emulator import pe
+from emulator.apis.core import GuestMemory
+from emulator.backends.speakeasy import compat
+from emulator.events import DataBuffer, Event, StageStart
+from emulator.recorder import Recorder
+
+logger = logging.getLogger(__name__)
+
+PAGE = 0x1000
+# A region's write hook is put back after a stretch that wrote it at most this many times: a
+# decoder writes its output in a few stretches, while a buffer rewritten between every two API
+# calls would otherwise cost a hook and a callback per call for the whole replay.
+MAX_REARMS = 16
+# Read hooks on at most this many of the most recent sources: each armed hook costs every
+# memory read of the stretch a range check in Unicorn's slow path.
+MAX_READ_WATCHES = 8
+# Sources shorter than this are not watched (structures and strings, not payloads).
+MIN_SOURCE_BYTES = 24
+# A guest-written region or source input is recorded up to this many bytes.
+MAX_FLOW_BYTES = 1024 * 1024
+# Buffer sources whose bytes guest code may go on to decode (every DataBuffer kind is one).
+SOURCE_BUFFERS = (
+    "file_read",
+    "network_read",
+    "registry_read",
+    "resource",
+    "decrypt",
+    "decode",
+    "decompress",
+    "api_copy",
+    "guest_write",
+)
+
+
+@dataclass
+class _Source:
+    begin: int
+    end: int  # exclusive
+    image: bool  # a stage's own section rather than an API-written buffer
+
+
+@dataclass
+class _Region:
+    base: int
+    size: int
+    hook: int | None = None
+    rearms: int = 0
+
+
+@dataclass
+class _Written:
+    base: int
+    size: int
+    pc: int
+    stage: str
+
+
+@dataclass
+class _Read:
+    source: _Source
+    address: int
+
+
+@dataclass
+class _Stretch:
+    written: dict[int, _Written] = field(default_factory=dict)
+    reads: list[_Read] = field(default_factory=list)
+    hooks: dict[int, _Source] = field(default_factory=dict)  # read hook handle -> source
+
+
+class FlowWatch:
+    def __init__(self, emu: Any, memory: GuestMemory, recorder: Recorder) -> None:
+        self.emu = emu
+        self.memory = memory
+        self.recorder = recorder
+        self.sources: list[_Source] = []
+        self.regions: dict[int, _Region] = {}
+        self.stretch = _Stretch()
+        self.reads: compat.RangeHooks | None = None
+        self.writes: compat.RangeHooks | None = None
+        # Called when the last hook of a stretch is gone (the runner's retranslate), if any.
+        self.on_unhooked: Callable[[], None] | None = None
+
+    def install(self) -> None:
+        self.reads = compat.RangeHooks(self.emu, self._on_read)
+        self.writes = compat.RangeHooks(self.emu, self._on_write, write=True)
+        compat.before_each_api_call(self.emu, self.end_stretch)
+
+    # -- sources and regions -----------------------------------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        """Told every recorded event: buffers and stages become watchable sources."""
+        if isinstance(event, DataBuffer) and event.source in SOURCE_BUFFERS and event.size >= MIN_SOURCE_BYTES:
+            self._add_source(event.address, event.address + event.size, image=False)
+        elif isinstance(event, StageStart):
+            self.add_code(event.base, event.size, event.kind)
+
+    def add_code(self, base: int, size: int, kind: str) -> None:
+        """A stage's bytes as a source: an image's sections that hold no code, or a shellcode's region."""
+        if kind == "shellcode":
+            self._add_source(base, base + size, image=True)
+            return
+        try:
+            headers = pe.mapped_headers(self.memory.read(base, PAGE))
+        except Exception:
+            headers = None
+        if headers is None:
+            return
+        for section in headers.sections[: pe.MAX_SECTIONS]:
+            # Sections with no bytes in the file (.bss) hold only what the program computes.
+            if not section.executable and section.raw_size and section.virtual_size >= MIN_SOURCE_BYTES:
+                begin = base + section.virtual_address
+                self._add_source(begin, begin + section.virtual_size, image=True)
+
+    def _add_source(self, begin: int, end: int, image: bool) -> None:
+        self.sources = [s for s in self.sources if not (s.begin == begin and s.end == end)]
+        self.sources.append(_Source(begin, end, image))
+
+    def watch_region(self, base: int, size: int) -> None:
+        """A new allocation where code may be written: its guest writes are watched."""
+        self.forget_region(base)
+        region = self.regions[base] = _Region(base, size)
+        self._hook_region(region)
+
+    def forget_region(self, base: int) -> None:
+        region = self.regions.pop(base, None)
+        if region is not None and region.hook is not None:
+            assert self.writes is not None
+            self.writes.remove(region.hook)
+            region.hook = None
+
+    def _hook_region(self, region: _Region) -> None:
+        assert self.writes is not None
+        try:
+            region.hook = self.writes.add(region.base, region.base + region.size - 1)
+        except Exception:
+            region.hook = None
+
+    # -- the hooks (inside Unicorn: record, remove the hook, never touch protection) -----------------
+
+    def _on_write(self, address: int, size: int) -> None:
+        assert self.writes is not None
+        region = next((r for r in self.regions.values() if r.base <= address < r.base + r.size), None)
+        if region is None or region.hook is None:
+            return
+        self.writes.remove(region.hook)
+        region.hook = None
+        pc = compat.guest_pc(self.emu)
+        stage = self.recorder.stage_at(pc) or self.recorder.current_stage
+        self.stretch.written.setdefault(region.base, _Written(region.base, region.size, pc, stage))
+        logger.debug("guest write at %#x into %#x+%#x by pc %#x (%s)", address, region.base, region.size, pc, stage)
+        if len(self.stretch.written) == 1:
+            self._arm_reads(region)
+        self._maybe_unhooked()
+
+    def _arm_reads(self, target: _Region) -> None:
+        assert self.reads is not None
+        for source in reversed(self.sources):
+            if len(self.stretch.hooks) >= MAX_READ_WATCHES:
+                break
+            if source.image and target.base <= source.begin < target.base + target.size:
+                continue  # the region being written is not its own source
+            try:
+                handle = self.reads.add(source.begin, source.end - 1)
+            except Exception:
+                continue
+            self.stretch.hooks[handle] = source
+
+    def _on_read(self, address: int, size: int) -> None:
+        assert self.reads is not None
+        for handle, source in list(self.stretch.hooks.items()):
+            if source.begin <= address < source.end:
+                self.stretch.reads.append(_Read(source, address))
+                self.reads.remove(handle)
+                del self.stretch.hooks[handle]
+        self._maybe_unhooked()
+
+    def _maybe_unhooked(self) -> None:
+        if self.stretch.hooks or self.on_unhooked is None:
+            return
+        if any(r.hook is not None for r in self.regions.values()):
+            return
+        self.on_unhooked()
+
+    # -- the end of a stretch ----------------------------------------------------------------------
+
+    def end_stretch(self, stage_at: int | None = None) -> None:
+        """Record what guest code moved in the stretch that ends; ``stage_at``: a stage starts
+        there now (the writer of its region is recorded even when no source was read)."""
+        stretch, self.stretch = self.stretch, _Stretch()
+        assert self.reads is not None
+        for handle in stretch.hooks:
+            self.reads.remove(handle)
+        if not stretch.written:
+            return
+        inputs = self._inputs(stretch.reads)
+        for written in stretch.written.values():
+            starts_here = stage_at is not None and written.base <= stage_at < written.base + written.size
+            for read in inputs or ([None] if starts_here else []):
+                self._record(written, read)
+            region = self.regions.get(written.base)
+            if region is not None and region.hook is None and region.rearms < MAX_REARMS and not starts_here:
+                region.rearms += 1
+                self._hook_region(region)
+
+    def _inputs(self, reads: list[_Read]) -> list[bytes]:
+        """The source bytes the stretch read, from each first hit to the source's end (the
+        analysis decides which of them the written bytes came from)."""
+        found: list[bytes] = []
+        for hit in reads:
+            end = min(hit.source.end, hit.address + MAX_FLOW_BYTES)
+            try:
+                data = self.memory.read(hit.address, end - hit.address)
+            except Exception:
+                continue
+            if len(data) >= MIN_SOURCE_BYTES:
+                found.append(data)
+        return found
+
+    def _record(self, region: _Written, read: bytes | None) -> None:
+        try:
+            data = self.memory.read(region.base, min(region.size, MAX_FLOW_BYTES))
+        except Exception:
+            return
+        recorder = self.recorder
+        recorder.emit(
+            DataBuffer,
+            stage=region.stage,
+            pc=region.pc,
+            source="guest_write",
+            address=region.base,
+            size=len(data),
+            sha256=recorder.put_blob(data),
+            ref=f"guest code at pc {region.pc:#x}",
+            input_sha256=recorder.put_blob(read) if read is not None else None,
+        )
