@@ -73,7 +73,8 @@ class Carrier:
     input: bytes | None = None  # API outputs: the API's input bytes
     api: str | None = None
     address: int | None = None
-    transform: str = "identity"  # for api carriers: what the API did (decrypt | decode | decompress | copy | guest_code)
+    # For api carriers: what the API did (decrypt | decode | decompress | copy | guest_code).
+    transform: str = "identity"
     pc: int | None = None  # for guest_code carriers: the instruction that wrote the bytes
 
 

@@ -132,7 +132,7 @@ def _check_installed() -> None:
             raise _incompatible(f"unicorn.Uc.{name} is missing")
     from unicorn.unicorn_py3 import unicorn as binding
 
-    for name in ("HOOK_MEM_ACCESS_CFUNC", "uc_hook_h", "uclib"):
+    for name in ("HOOK_MEM_ACCESS_CFUNC", "HOOK_CODE_CFUNC", "uc_hook_h", "uclib"):
         if not hasattr(binding, name):
             raise _incompatible(f"unicorn's binding has no {name} (flow watch hooks)")
     sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
@@ -327,15 +327,15 @@ def guest_pc(emu: Any) -> int:
 
 
 class RangeHooks:
-    """Unicorn memory read or write hooks on address ranges, added and removed through the C API
-    with one shared callback: the binding's ``hook_add`` builds a ctypes thunk per call (~50 us),
-    and its ``hook_del`` frees the thunk, which must not happen inside the thunk's own call. A
-    hook removed from inside its callback is only marked deleted by Unicorn, which is safe.
-    ``on_access(address, size)`` must not change memory protection (Unicorn's store path keeps
-    a pointer into its TLB across the callback).
+    """Unicorn memory read or write hooks (or code hooks) on address ranges, added and removed
+    through the C API with one shared callback: the binding's ``hook_add`` builds a ctypes thunk
+    per call (~50 us), and its ``hook_del`` frees the thunk, which must not happen inside the
+    thunk's own call. A hook removed from inside its callback is only marked deleted by Unicorn,
+    which is safe. ``on_access(address, size)`` must not change memory protection (Unicorn's
+    store path keeps a pointer into its TLB across the callback).
     """
 
-    def __init__(self, emu: Any, on_access: Callable[[int, int], None], write: bool = False) -> None:
+    def __init__(self, emu: Any, on_access: Callable[[int, int], None], kind: str = "read") -> None:
         import ctypes
 
         from unicorn.unicorn_py3 import unicorn as binding
@@ -343,15 +343,20 @@ class RangeHooks:
         self._ctypes = ctypes
         self._binding = binding
         self._unicorn = unicorn_of(emu)
-        self._kind = uc.UC_HOOK_MEM_WRITE if write else uc.UC_HOOK_MEM_READ
+        self._kind = {"read": uc.UC_HOOK_MEM_READ, "write": uc.UC_HOOK_MEM_WRITE, "code": uc.UC_HOOK_CODE}[kind]
 
         def callback(_handle: Any, _access: int, address: int, size: int, _value: int, _key: Any) -> None:
-            try:
+            with contextlib.suppress(Exception):  # an exception must not cross the C boundary
                 on_access(int(address), int(size))
-            except Exception:  # an exception must not cross the C boundary
-                pass
 
-        self._thunk = binding.HOOK_MEM_ACCESS_CFUNC(callback)
+        def code_callback(_handle: Any, address: int, size: int, _key: Any) -> None:
+            with contextlib.suppress(Exception):
+                on_access(int(address), int(size))
+
+        if kind == "code":
+            self._thunk = binding.HOOK_CODE_CFUNC(code_callback)
+        else:
+            self._thunk = binding.HOOK_MEM_ACCESS_CFUNC(callback)
 
     def add(self, begin: int, end: int) -> int:
         """A hook on accesses to ``[begin, end]`` (inclusive); its handle."""

@@ -9,9 +9,12 @@ this watch does, without a per-instruction Python hook:
   hit in a stretch of guest code between two API calls names the writing instruction's pc and
   removes the hook; the next API call puts it back (at most ``MAX_REARMS`` times per region), so
   each stretch names its own first writer. A region that starts running as a stage is dropped.
-* **Read watch.** From a stretch's first watched write until its end, range-limited read hooks
-  sit on the most recent sources (API-written buffers, and the data sections of the code that
-  ran: a sample's embedded payload), each removed at its first hit.
+* **Read watch.** From a stretch's first watched write, range-limited read hooks sit on the
+  most recent sources (API-written buffers, and the data sections of the code that ran: a
+  sample's embedded payload), each removed at its first hit. A code hook on the writing
+  instruction alone counts how often it runs: after ``READ_WINDOW`` runs (a decoder loop has
+  read its input by then) every read hook still armed goes, so a long computation that wrote
+  watched memory early does not pay for them; so does the end of the stretch.
 
 While any memory hook exists Unicorn translates code with its slow memory path, and code
 translated then stays slow after the hook is gone; so when a stretch's last hook goes, the
@@ -26,8 +29,8 @@ and a transform it cannot name is "decoded by guest code at pc X".
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from emulator import pe
@@ -46,6 +49,8 @@ MAX_REARMS = 16
 # Read hooks on at most this many of the most recent sources: each armed hook costs every
 # memory read of the stretch a range check in Unicorn's slow path.
 MAX_READ_WATCHES = 8
+# The writing instruction runs this many times before the read hooks still armed are removed.
+READ_WINDOW = 64
 # Sources shorter than this are not watched (structures and strings, not payloads).
 MIN_SOURCE_BYTES = 24
 # A guest-written region or source input is recorded up to this many bytes.
@@ -98,6 +103,8 @@ class _Stretch:
     written: dict[int, _Written] = field(default_factory=dict)
     reads: list[_Read] = field(default_factory=list)
     hooks: dict[int, _Source] = field(default_factory=dict)  # read hook handle -> source
+    window: int | None = None  # code hook on the first writing instruction
+    runs: int = 0  # times it ran
 
 
 class FlowWatch:
@@ -110,12 +117,14 @@ class FlowWatch:
         self.stretch = _Stretch()
         self.reads: compat.RangeHooks | None = None
         self.writes: compat.RangeHooks | None = None
+        self.code: compat.RangeHooks | None = None
         # Called when the last hook of a stretch is gone (the runner's retranslate), if any.
         self.on_unhooked: Callable[[], None] | None = None
 
     def install(self) -> None:
         self.reads = compat.RangeHooks(self.emu, self._on_read)
-        self.writes = compat.RangeHooks(self.emu, self._on_write, write=True)
+        self.writes = compat.RangeHooks(self.emu, self._on_write, kind="write")
+        self.code = compat.RangeHooks(self.emu, self._on_window, kind="code")
         compat.before_each_api_call(self.emu, self.end_stretch)
 
     # -- sources and regions -----------------------------------------------------------------------
@@ -162,7 +171,8 @@ class FlowWatch:
             region.hook = None
 
     def _hook_region(self, region: _Region) -> None:
-        assert self.writes is not None
+        if self.writes is None:
+            return  # not installed
         try:
             region.hook = self.writes.add(region.base, region.base + region.size - 1)
         except Exception:
@@ -183,7 +193,29 @@ class FlowWatch:
         logger.debug("guest write at %#x into %#x+%#x by pc %#x (%s)", address, region.base, region.size, pc, stage)
         if len(self.stretch.written) == 1:
             self._arm_reads(region)
+            if self.stretch.hooks and self.code is not None:
+                try:
+                    self.stretch.window = self.code.add(pc, pc)
+                except Exception:
+                    self.stretch.window = None
         self._maybe_unhooked()
+
+    def _on_window(self, address: int, size: int) -> None:
+        stretch = self.stretch
+        stretch.runs += 1
+        if stretch.runs < READ_WINDOW:
+            return
+        self._drop_reads(stretch)
+        self._maybe_unhooked()
+
+    def _drop_reads(self, stretch: _Stretch) -> None:
+        assert self.reads is not None and self.code is not None
+        for handle in stretch.hooks:
+            self.reads.remove(handle)
+        stretch.hooks.clear()
+        if stretch.window is not None:
+            self.code.remove(stretch.window)
+            stretch.window = None
 
     def _arm_reads(self, target: _Region) -> None:
         assert self.reads is not None
@@ -205,6 +237,8 @@ class FlowWatch:
                 self.stretch.reads.append(_Read(source, address))
                 self.reads.remove(handle)
                 del self.stretch.hooks[handle]
+        if not self.stretch.hooks:
+            self._drop_reads(self.stretch)
         self._maybe_unhooked()
 
     def _maybe_unhooked(self) -> None:
@@ -220,15 +254,16 @@ class FlowWatch:
         """Record what guest code moved in the stretch that ends; ``stage_at``: a stage starts
         there now (the writer of its region is recorded even when no source was read)."""
         stretch, self.stretch = self.stretch, _Stretch()
-        assert self.reads is not None
-        for handle in stretch.hooks:
-            self.reads.remove(handle)
+        if self.reads is None:
+            return  # not installed
+        self._drop_reads(stretch)
         if not stretch.written:
             return
         inputs = self._inputs(stretch.reads)
         for written in stretch.written.values():
             starts_here = stage_at is not None and written.base <= stage_at < written.base + written.size
-            for read in inputs or ([None] if starts_here else []):
+            choices: list[bytes | None] = list(inputs) or ([None] if starts_here else [])
+            for read in choices:
                 self._record(written, read)
             region = self.regions.get(written.base)
             if region is not None and region.hook is None and region.rearms < MAX_REARMS and not starts_here:
