@@ -85,6 +85,7 @@ class DataBuffer(_Event):
         "network_read",
         "decrypt",
         "decode",
+        "decompress",
         "registry_read",
         "resource",
         "api_copy",

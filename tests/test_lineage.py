@@ -56,6 +56,7 @@ GENERALITY = [
     "negative-control",
     "custom-cipher",
     "custom-cipher-x86",
+    "file-lznt1",
 ]
 
 
@@ -158,6 +159,20 @@ def test_unrecognised_decoder_is_named_by_its_pc(name: str, scenario_report: Cal
         assert stage["lineage"][0]["source"] == "image" and stage["lineage"][0]["ref"] == "s0"
     # The stage bytes are the decoded layer alone, not the page-rounded allocation.
     assert 0 < s1["size"] < 0x1000 and 0 < s2["size"] < 0x1000
+
+
+def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:
+    """file-lznt1's stage is exactly what an independent LZNT1 decompressor makes of the file."""
+    import lznt1
+
+    report = scenario_report("file-lznt1")
+    payload = lznt1.decompress((SCENARIOS_DIR / "file-lznt1" / "files" / "update.lz").read_bytes()[:-2])
+    stage = report["stages"][1]
+    assert stage["sha256"] == hashlib.sha256(payload).hexdigest() and stage["size"] == len(payload)
+    hop = stage["lineage"][-1]
+    assert (hop["transform"], hop["detail"]) == ("decompress", "ntdll.RtlDecompressBuffer")
+    calls = [c for c in report["api_calls"] if c["api"] == "ntdll.RtlDecompressBuffer"]
+    assert len(calls) == 1 and calls[0]["ret"] == "0x0" and calls[0]["seq"] in hop["evidence"]
 
 
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:
