@@ -328,6 +328,11 @@ class GraphEdge(_Model):
         default=None, description="For a lineage edge: the transforms between the two nodes (xor: key 0x5c, ...)."
     )
     actor: str | None = Field(default=None, description="For a lineage edge: the stage that moved the bytes.")
+    methods: list[str] | None = Field(
+        default=None,
+        description="For injects_into: how (remote_thread, apc, thread_context: SetThreadContext then "
+        "ResumeThread, hollowing: that in a process the stage created and unmapped a view of).",
+    )
 
 
 class StageGraph(_Model):

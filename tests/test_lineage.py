@@ -57,6 +57,16 @@ GENERALITY = [
     "custom-cipher",
     "custom-cipher-x86",
     "file-lznt1",
+    "inject-thread-hijack",
+    "inject-apc",
+    "inject-hollowing",
+]
+# Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
+INJECTIONS = [
+    ("inject-remote-thread", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-thread-hijack", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
+    ("inject-apc", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
+    ("inject-hollowing", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
 ]
 
 
@@ -190,6 +200,63 @@ def test_injected_stage_runs_in_the_other_process(name: str, scenario_report: Ca
     assert injected["process"] == r"C:\Windows\System32\notepad.exe"
     node = next(n for n in report["graph"]["nodes"] if n["id"] == "s1")
     assert node["process"] == injected["process"]
+
+
+@pytest.mark.parametrize(("name", "process", "method", "technique"), INJECTIONS, ids=[i[0] for i in INJECTIONS])
+def test_injection_method_and_sub_technique(
+    name: str, process: str, method: str, technique: str | None, scenario_report: Callable[[str], Report]
+) -> None:
+    """The injects_into edge says how (from the order of the calls alone), the sub-technique follows
+    with the calls that make it as evidence, and the injected stage is drawn in the other process."""
+    report = scenario_report(name)
+    edge = next(e for e in report["graph"]["edges"] if e["type"] == "injects_into")
+    assert edge["target"] == f"process:{process}" and edge["methods"] == [method]
+    calls = {c["seq"]: c["api"].rpartition(".")[2] for c in report["api_calls"]}
+    cited = {calls[seq] for seq in edge["evidence"]}
+    wanted = {
+        "remote_thread": {"CreateRemoteThread"},
+        "thread_context": {"SetThreadContext", "ResumeThread"},
+        "apc": {"QueueUserAPC"},
+        "hollowing": {"ZwUnmapViewOfSection", "SetThreadContext", "ResumeThread"},
+    }[method]
+    assert cited == wanted
+    subs = {t["technique"]: t for t in report["attack"] if t["technique"].startswith("T1055.")}
+    assert set(subs) == ({technique} if technique else set())
+    if technique:
+        assert subs[technique]["stage"] == "s0" and set(subs[technique]["evidence"]) == set(edge["evidence"])
+    assert report["stages"][1]["process"] == process
+
+
+def test_injection_methods_follow_the_order_of_the_calls() -> None:
+    """SetThreadContext without a later ResumeThread hijacks nothing; an unmap makes hollowing only
+    in a process the stage created and only before the context is set."""
+    from emulator.analysis.graph import _Processes
+
+    def methods(calls: list[tuple[str, str, int]]) -> list[str]:
+        found = _Processes(calls={("s0", "p"): calls}).injections()
+        return found[("s0", "p")][0] if found else []
+
+    created = ("createprocessa", "creates_process", 1)
+    assert methods([created, ("setthreadcontext", "injects_into", 5)]) == []
+    assert methods([created, ("resumethread", "resume", 4), ("setthreadcontext", "injects_into", 5)]) == []
+    assert methods([created, ("setthreadcontext", "injects_into", 5), ("resumethread", "resume", 6)]) == [
+        "thread_context"
+    ]
+    unmap = ("zwunmapviewofsection", "unmap", 3)
+    hollow = [unmap, ("setthreadcontext", "injects_into", 5), ("resumethread", "resume", 6)]
+    assert methods([created, *hollow]) == ["hollowing"]
+    assert methods(hollow) == ["thread_context"]  # a process it did not create
+    late = [
+        created,
+        ("setthreadcontext", "injects_into", 5),
+        ("resumethread", "resume", 6),
+        ("ntunmapviewofsection", "unmap", 7),
+    ]
+    assert methods(late) == ["thread_context"]
+    assert methods([("queueuserapc", "injects_into", 2), ("createremotethread", "injects_into", 3)]) == [
+        "apc",
+        "remote_thread",
+    ]
 
 
 @pytest.mark.parametrize("name", GENERALITY)

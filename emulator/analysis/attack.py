@@ -64,6 +64,7 @@ class EdgePattern(_Pattern):
     to_stage_kind: str | None = None
     scheme: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*$")
     to_glob: str | None = Field(default=None, description="fnmatch glob on the target node id (lower-cased).")
+    methods: list[str] | None = Field(default=None, description="injects_into: one of these injection methods.")
 
     @field_validator("edge")
     @classmethod
@@ -286,6 +287,8 @@ def _edge(p: EdgePattern, seen: Observed) -> Matches:
         if p.scheme is not None and not str(dst).startswith(f"url:{p.scheme}://"):
             continue
         if p.to_glob is not None and not fnmatch.fnmatchcase(str(dst).lower(), p.to_glob.lower()):
+            continue
+        if p.methods is not None and not set(p.methods) & set(data.get("methods") or ()):
             continue
         stage = data["actor"] if data.get("actor") else src if graph.nodes[src].get("kind") == "stage" else dst
         found.setdefault(stage, []).extend(data["evidence"])
