@@ -20,10 +20,13 @@ While any memory hook exists Unicorn translates code with its slow memory path, 
 translated then stays slow after the hook is gone; so when a stretch's last hook goes, the
 runner resumes the stretch with the translation cache flushed (:meth:`.runner.NativeRunner.retranslate`).
 
-At the end of a stretch (before the next API call runs, or when a stage starts), each region
-written in a stretch that read a source is recorded as a ``guest_write`` buffer: its bytes, the
-writing pc, and as input the source bytes read. Lineage then follows bytes through guest code,
-and a transform it cannot name is "decoded by guest code at pc X".
+At the end of a stretch (before the next API call runs, or when a stage starts) each region it
+wrote keeps, in memory, its writer and the source bytes read meanwhile (the last stretch that
+read a source wins over later ones that read none). Only when a stage starts in a region is that
+recorded, as a ``guest_write`` buffer per source read: the region's bytes, the writing pc, the
+source bytes as its input; a source that was itself a region guest code wrote is recorded first,
+so lineage goes on through it. A transform lineage cannot name is "decoded by guest code at pc X".
+Regions that never run cost no event and no blob.
 """
 
 from __future__ import annotations
@@ -53,8 +56,13 @@ MAX_READ_WATCHES = 8
 READ_WINDOW = 64
 # Sources shorter than this are not watched (structures and strings, not payloads).
 MIN_SOURCE_BYTES = 24
-# A guest-written region or source input is recorded up to this many bytes.
+# A guest-written region is recorded up to this many bytes.
 MAX_FLOW_BYTES = 1024 * 1024
+# Source bytes kept per read, from the first byte read on: lineage looks a carrier's input up by
+# its first 4 KiB (emulator/analysis/lineage.py PROBE_BYTES).
+MAX_INPUT_BYTES = 4096
+# Guest-written regions followed back from a stage's region, source by source.
+MAX_CHAIN = 8
 # Buffer sources whose bytes guest code may go on to decode (every DataBuffer kind is one).
 SOURCE_BUFFERS = (
     "file_read",
@@ -74,6 +82,17 @@ class _Source:
     begin: int
     end: int  # exclusive
     image: bool  # a stage's own section rather than an API-written buffer
+    region: int | None = None  # base of the watched region, when guest code wrote these bytes
+
+
+@dataclass
+class _Record:
+    """What guest code last did to a region: who wrote it, and the source bytes it read then."""
+
+    size: int
+    pc: int
+    stage: str
+    inputs: list[tuple[bytes, int | None]]  # (source bytes, base of the guest-written region they came from)
 
 
 @dataclass
@@ -114,6 +133,7 @@ class FlowWatch:
         self.recorder = recorder
         self.sources: list[_Source] = []
         self.regions: dict[int, _Region] = {}
+        self.records: dict[int, _Record] = {}  # region base -> its last writer
         self.stretch = _Stretch()
         self.reads: compat.RangeHooks | None = None
         self.writes: compat.RangeHooks | None = None
@@ -153,9 +173,9 @@ class FlowWatch:
                 begin = base + section.virtual_address
                 self._add_source(begin, begin + section.virtual_size, image=True)
 
-    def _add_source(self, begin: int, end: int, image: bool) -> None:
+    def _add_source(self, begin: int, end: int, image: bool, region: int | None = None) -> None:
         self.sources = [s for s in self.sources if not (s.begin == begin and s.end == end)]
-        self.sources.append(_Source(begin, end, image))
+        self.sources.append(_Source(begin, end, image, region))
 
     def watch_region(self, base: int, size: int) -> None:
         """A new allocation where code may be written: its guest writes are watched."""
@@ -164,6 +184,7 @@ class FlowWatch:
         self._hook_region(region)
 
     def forget_region(self, base: int) -> None:
+        self.records.pop(base, None)
         region = self.regions.pop(base, None)
         if region is not None and region.hook is not None:
             assert self.writes is not None
@@ -250,9 +271,8 @@ class FlowWatch:
 
     # -- the end of a stretch ----------------------------------------------------------------------
 
-    def end_stretch(self, stage_at: int | None = None) -> None:
-        """Record what guest code moved in the stretch that ends; ``stage_at``: a stage starts
-        there now (the writer of its region is recorded even when no source was read)."""
+    def end_stretch(self) -> None:
+        """Remember what guest code moved in the stretch that ends."""
         stretch, self.stretch = self.stretch, _Stretch()
         if self.reads is None:
             return  # not installed
@@ -261,43 +281,61 @@ class FlowWatch:
             return
         inputs = self._inputs(stretch.reads)
         for written in stretch.written.values():
-            starts_here = stage_at is not None and written.base <= stage_at < written.base + written.size
-            choices: list[bytes | None] = list(inputs) or ([None] if starts_here else [])
-            for read in choices:
-                self._record(written, read)
+            old = self.records.get(written.base)
+            if inputs or old is None or not old.inputs:
+                self.records[written.base] = _Record(written.size, written.pc, written.stage, inputs)
+            # The region's bytes are now a source for what guest code does next.
+            self._add_source(written.base, written.base + written.size, image=False, region=written.base)
             region = self.regions.get(written.base)
-            if region is not None and region.hook is None and region.rearms < MAX_REARMS and not starts_here:
+            if region is not None and region.hook is None and region.rearms < MAX_REARMS:
                 region.rearms += 1
                 self._hook_region(region)
 
-    def _inputs(self, reads: list[_Read]) -> list[bytes]:
-        """The source bytes the stretch read, from each first hit to the source's end (the
-        analysis decides which of them the written bytes came from)."""
-        found: list[bytes] = []
+    def stage_starts(self, address: int) -> None:
+        """A stage starts at ``address``: record how guest code wrote its region (and, first, the
+        regions that region's bytes were read from)."""
+        self.end_stretch()
+        base = next((b for b, r in self.records.items() if b <= address < b + r.size), None)
+        if base is not None:
+            self._emit(base, 0, set())
+
+    def _emit(self, base: int, depth: int, done: set[int]) -> None:
+        record = self.records.get(base)
+        if record is None or base in done or depth > MAX_CHAIN:
+            return
+        done.add(base)
+        for _, upstream in record.inputs:
+            if upstream is not None:
+                self._emit(upstream, depth + 1, done)
+        try:
+            data = self.memory.read(base, min(record.size, MAX_FLOW_BYTES))
+        except Exception:
+            return
+        recorder = self.recorder
+        digest = recorder.put_blob(data)
+        for source, _ in record.inputs or [(b"", None)]:
+            recorder.emit(
+                DataBuffer,
+                stage=record.stage,
+                pc=record.pc,
+                source="guest_write",
+                address=base,
+                size=len(data),
+                sha256=digest,
+                ref=f"guest code at pc {record.pc:#x}",
+                input_sha256=recorder.put_blob(source) if source else None,
+            )
+
+    def _inputs(self, reads: list[_Read]) -> list[tuple[bytes, int | None]]:
+        """The source bytes the stretch read, from each first hit on (the analysis decides which
+        of them the written bytes came from)."""
+        found: list[tuple[bytes, int | None]] = []
         for hit in reads:
-            end = min(hit.source.end, hit.address + MAX_FLOW_BYTES)
+            end = min(hit.source.end, hit.address + MAX_INPUT_BYTES)
             try:
                 data = self.memory.read(hit.address, end - hit.address)
             except Exception:
                 continue
             if len(data) >= MIN_SOURCE_BYTES:
-                found.append(data)
+                found.append((data, hit.source.region))
         return found
-
-    def _record(self, region: _Written, read: bytes | None) -> None:
-        try:
-            data = self.memory.read(region.base, min(region.size, MAX_FLOW_BYTES))
-        except Exception:
-            return
-        recorder = self.recorder
-        recorder.emit(
-            DataBuffer,
-            stage=region.stage,
-            pc=region.pc,
-            source="guest_write",
-            address=region.base,
-            size=len(data),
-            sha256=recorder.put_blob(data),
-            ref=f"guest code at pc {region.pc:#x}",
-            input_sha256=recorder.put_blob(read) if read is not None else None,
-        )

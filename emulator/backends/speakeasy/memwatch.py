@@ -163,7 +163,7 @@ class MemoryWatch:
         parent, via = self._caller_of(address)
         if self.flow is not None:
             # What guest code wrote up to here (the stage's own bytes among it) is recorded first.
-            self.flow.end_stretch(stage_at=address)
+            self.flow.stage_starts(address)
             self.flow.forget_region(region_base)
         # Make the whole stage executable again, so the trap fires once per stage.
         pages = [p for p in pages_of(base, size) if p in self.armed] or [address // PAGE]
