@@ -54,6 +54,9 @@ MAX_REARMS = 16
 MAX_READ_WATCHES = 8
 # The writing instruction runs this many times before the read hooks still armed are removed.
 READ_WINDOW = 64
+# Sources remembered (most recent first when read hooks are armed): API-written buffers and
+# guest-written regions, and separately the data sections of the stages that ran.
+MAX_SOURCES = 32
 # Sources shorter than this are not watched (structures and strings, not payloads).
 MIN_SOURCE_BYTES = 24
 # A guest-written region is recorded up to this many bytes.
@@ -83,6 +86,7 @@ class _Source:
     end: int  # exclusive
     image: bool  # a stage's own section rather than an API-written buffer
     region: int | None = None  # base of the watched region, when guest code wrote these bytes
+    order: int = 0  # when it was (last) added
 
 
 @dataclass
@@ -131,7 +135,9 @@ class FlowWatch:
         self.emu = emu
         self.memory = memory
         self.recorder = recorder
-        self.sources: list[_Source] = []
+        self.sources: list[_Source] = []  # buffers and guest-written regions, oldest first
+        self.images: list[_Source] = []  # stages' data sections and shellcode, oldest first
+        self._added = 0
         self.regions: dict[int, _Region] = {}
         self.records: dict[int, _Record] = {}  # region base -> its last writer
         self.stretch = _Stretch()
@@ -174,8 +180,10 @@ class FlowWatch:
                 self._add_source(begin, begin + section.virtual_size, image=True)
 
     def _add_source(self, begin: int, end: int, image: bool, region: int | None = None) -> None:
-        self.sources = [s for s in self.sources if not (s.begin == begin and s.end == end)]
-        self.sources.append(_Source(begin, end, image, region))
+        kept = self.images if image else self.sources
+        kept[:] = [s for s in kept[-MAX_SOURCES:] if not (s.begin == begin and s.end == end)]
+        self._added += 1
+        kept.append(_Source(begin, end, image, region, self._added))
 
     def watch_region(self, base: int, size: int) -> None:
         """A new allocation where code may be written: its guest writes are watched."""
@@ -240,7 +248,7 @@ class FlowWatch:
 
     def _arm_reads(self, target: _Region) -> None:
         assert self.reads is not None
-        for source in reversed(self.sources):
+        for source in sorted([*self.sources, *self.images], key=lambda s: s.order, reverse=True):
             if len(self.stretch.hooks) >= MAX_READ_WATCHES:
                 break
             if source.image and target.base <= source.begin < target.base + target.size:
