@@ -13,12 +13,16 @@ this watch does, without a per-instruction Python hook:
   most recent sources (API-written buffers, and the data sections of the code that ran: a
   sample's embedded payload), each removed at its first hit. A code hook on the writing
   instruction alone counts how often it runs: after ``READ_WINDOW`` runs (a decoder loop has
-  read its input by then) every read hook still armed goes, so a long computation that wrote
-  watched memory early does not pay for them; so does the end of the stretch.
+  read its input by then), or at its next run once every read hook has hit, every read hook
+  still armed goes, so a long computation that wrote watched memory early does not pay for
+  them; so does the end of the stretch.
 
 While any memory hook exists Unicorn translates code with its slow memory path, and code
 translated then stays slow after the hook is gone; so when a stretch's last hook goes, the
 runner resumes the stretch with the translation cache flushed (:meth:`.runner.NativeRunner.retranslate`).
+That stop is requested only from the code hook on the writing instruction, which runs before
+its instruction: a stop requested from a memory hook lands after the access and Unicorn would
+run the instruction again on resume (an in-place ``xor [mem], al`` twice).
 
 At the end of a stretch (before the next API call runs, or when a stage starts) each region it
 wrote keeps, in memory, its writer and the source bytes read meanwhile (the last stretch that
@@ -222,19 +226,20 @@ class FlowWatch:
         logger.debug("guest write at %#x into %#x+%#x by pc %#x (%s)", address, region.base, region.size, pc, stage)
         if len(self.stretch.written) == 1:
             self._arm_reads(region)
-            if self.stretch.hooks and self.code is not None:
+            if self.code is not None:
                 try:
                     self.stretch.window = self.code.add(pc, pc)
                 except Exception:
                     self.stretch.window = None
-        self._maybe_unhooked()
 
     def _on_window(self, address: int, size: int) -> None:
         stretch = self.stretch
         stretch.runs += 1
-        if stretch.runs < READ_WINDOW:
+        if stretch.runs < READ_WINDOW and stretch.hooks:
             return
         self._drop_reads(stretch)
+        # Only from here: a code hook runs before its instruction, so the runner resumes exactly
+        # there. A stop from a memory hook would land after the access and repeat the instruction.
         self._maybe_unhooked()
 
     def _drop_reads(self, stretch: _Stretch) -> None:
@@ -266,11 +271,9 @@ class FlowWatch:
                 self.stretch.reads.append(_Read(source, address))
                 self.reads.remove(handle)
                 del self.stretch.hooks[handle]
-        if not self.stretch.hooks:
-            self._drop_reads(self.stretch)
-        self._maybe_unhooked()
 
     def _maybe_unhooked(self) -> None:
+        """From the window's code hook only: resume with fresh translations once no hook is left."""
         if self.stretch.hooks or self.on_unhooked is None:
             return
         if any(r.hook is not None for r in self.regions.values()):
