@@ -11,18 +11,18 @@ this watch does, without a per-instruction Python hook:
   each stretch names its own first writer. A region that starts running as a stage is dropped.
 * **Read watch.** From a stretch's first watched write, range-limited read hooks sit on the
   most recent sources (API-written buffers, and the data sections of the code that ran: a
-  sample's embedded payload), each removed at its first hit. A code hook on the writing
-  instruction alone counts how often it runs: after ``READ_WINDOW`` runs (a decoder loop has
-  read its input by then), or at its next run once every read hook has hit, every read hook
-  still armed goes, so a long computation that wrote watched memory early does not pay for
-  them; so does the end of the stretch.
+  sample's embedded payload), each removed at its first hit. The first region written keeps its
+  write hook for ``READ_WINDOW`` writes (a decoder loop has read its input by then); then every
+  read hook still armed goes, so a long computation that wrote watched memory early does not
+  pay for them; so does the end of the stretch.
 
 While any memory hook exists Unicorn translates code with its slow memory path, and code
-translated then stays slow after the hook is gone; so when a stretch's last hook goes, the
-runner resumes the stretch with the translation cache flushed (:meth:`.runner.NativeRunner.retranslate`).
-That stop is requested only from the code hook on the writing instruction, which runs before
-its instruction: a stop requested from a memory hook lands after the access and Unicorn would
-run the instruction again on resume (an in-place ``xor [mem], al`` twice).
+translated then stays slow after the hook is gone; so when a stretch removed hooks and none is
+left, the runner resumes on a flushed translation cache (:meth:`.runner.NativeRunner.retranslate`),
+asked only just before an API call runs: a stop requested from a memory hook lands after the
+access, and Unicorn would run the instruction again on resume (an in-place ``xor [mem], al``
+twice). A code hook would be no better a place: added while its block is already translated it
+does not fire in fast mode, so fast and faithful modes would differ.
 
 At the end of a stretch (before the next API call runs, or when a stage starts) each region it
 wrote keeps, in memory, its writer and the source bytes read meanwhile (the last stretch that
@@ -56,7 +56,7 @@ MAX_REARMS = 16
 # Read hooks on at most this many of the most recent sources: each armed hook costs every
 # memory read of the stretch a range check in Unicorn's slow path.
 MAX_READ_WATCHES = 8
-# The writing instruction runs this many times before the read hooks still armed are removed.
+# Writes into the first region a stretch writes before the read hooks still armed are removed.
 READ_WINDOW = 64
 # Sources remembered (most recent first when read hooks are armed): API-written buffers and
 # guest-written regions, and separately the data sections of the stages that ran.
@@ -130,8 +130,9 @@ class _Stretch:
     written: dict[int, _Written] = field(default_factory=dict)
     reads: list[_Read] = field(default_factory=list)
     hooks: dict[int, _Source] = field(default_factory=dict)  # read hook handle -> source
-    window: int | None = None  # code hook on the first writing instruction
-    runs: int = 0  # times it ran
+    window: int | None = None  # the region first written: its write hook counts the read window
+    runs: int = 0  # writes into it so far
+    unhooked: bool = False  # a hook went in this stretch
 
 
 class FlowWatch:
@@ -147,14 +148,12 @@ class FlowWatch:
         self.stretch = _Stretch()
         self.reads: compat.RangeHooks | None = None
         self.writes: compat.RangeHooks | None = None
-        self.code: compat.RangeHooks | None = None
         # Called when the last hook of a stretch is gone (the runner's retranslate), if any.
         self.on_unhooked: Callable[[], None] | None = None
 
     def install(self) -> None:
         self.reads = compat.RangeHooks(self.emu, self._on_read)
         self.writes = compat.RangeHooks(self.emu, self._on_write, kind="write")
-        self.code = compat.RangeHooks(self.emu, self._on_window, kind="code")
         compat.before_each_api_call(self.emu, self.end_stretch)
 
     # -- sources and regions -----------------------------------------------------------------------
@@ -218,38 +217,32 @@ class FlowWatch:
         region = next((r for r in self.regions.values() if r.base <= address < r.base + r.size), None)
         if region is None or region.hook is None:
             return
+        stretch = self.stretch
+        if region.base not in stretch.written:
+            pc = compat.guest_pc(self.emu)
+            stage = self.recorder.stage_at(pc) or self.recorder.current_stage
+            stretch.written[region.base] = _Written(region.base, region.size, pc, stage)
+            logger.debug("guest write at %#x into %#x+%#x by pc %#x (%s)", address, region.base, region.size, pc, stage)
+            if stretch.window is None:
+                stretch.window = region.base
+                self._arm_reads(region)
+        # The first region written keeps its hook while read hooks wait, for READ_WINDOW writes.
+        if stretch.window == region.base:
+            stretch.runs += 1
+            if stretch.hooks and stretch.runs < READ_WINDOW:
+                return
+            self._drop_reads(stretch)
         self.writes.remove(region.hook)
         region.hook = None
-        pc = compat.guest_pc(self.emu)
-        stage = self.recorder.stage_at(pc) or self.recorder.current_stage
-        self.stretch.written.setdefault(region.base, _Written(region.base, region.size, pc, stage))
-        logger.debug("guest write at %#x into %#x+%#x by pc %#x (%s)", address, region.base, region.size, pc, stage)
-        if len(self.stretch.written) == 1:
-            self._arm_reads(region)
-            if self.code is not None:
-                try:
-                    self.stretch.window = self.code.add(pc, pc)
-                except Exception:
-                    self.stretch.window = None
-
-    def _on_window(self, address: int, size: int) -> None:
-        stretch = self.stretch
-        stretch.runs += 1
-        if stretch.runs < READ_WINDOW and stretch.hooks:
-            return
-        self._drop_reads(stretch)
-        # Only from here: a code hook runs before its instruction, so the runner resumes exactly
-        # there. A stop from a memory hook would land after the access and repeat the instruction.
-        self._maybe_unhooked()
+        stretch.unhooked = True
 
     def _drop_reads(self, stretch: _Stretch) -> None:
-        assert self.reads is not None and self.code is not None
+        assert self.reads is not None
         for handle in stretch.hooks:
             self.reads.remove(handle)
+        if stretch.hooks:
+            stretch.unhooked = True
         stretch.hooks.clear()
-        if stretch.window is not None:
-            self.code.remove(stretch.window)
-            stretch.window = None
 
     def _arm_reads(self, target: _Region) -> None:
         assert self.reads is not None
@@ -271,24 +264,20 @@ class FlowWatch:
                 self.stretch.reads.append(_Read(source, address))
                 self.reads.remove(handle)
                 del self.stretch.hooks[handle]
-
-    def _maybe_unhooked(self) -> None:
-        """From the window's code hook only: resume with fresh translations once no hook is left."""
-        if self.stretch.hooks or self.on_unhooked is None:
-            return
-        if any(r.hook is not None for r in self.regions.values()):
-            return
-        self.on_unhooked()
+                self.stretch.unhooked = True
 
     # -- the end of a stretch ----------------------------------------------------------------------
 
-    def end_stretch(self) -> None:
-        """Remember what guest code moved in the stretch that ends."""
+    def end_stretch(self, retranslate: bool = True) -> None:
+        """Remember what guest code moved in the stretch that ends (before an API call runs, or
+        with ``retranslate`` False when a stage starts)."""
         stretch, self.stretch = self.stretch, _Stretch()
         if self.reads is None:
             return  # not installed
         self._drop_reads(stretch)
         if not stretch.written:
+            if retranslate:
+                self._retranslate_if_unhooked(stretch)
             return
         inputs = self._inputs(stretch.reads)
         for written in stretch.written.values():
@@ -301,11 +290,23 @@ class FlowWatch:
             if region is not None and region.hook is None and region.rearms < MAX_REARMS:
                 region.rearms += 1
                 self._hook_region(region)
+        if retranslate:
+            self._retranslate_if_unhooked(stretch)
+
+    def _retranslate_if_unhooked(self, stretch: _Stretch) -> None:
+        """Before an API call runs (a stop there resumes exactly): with no hook left, resume on
+        fresh translations, since code translated while a hook existed keeps the slow path."""
+        if (
+            stretch.unhooked
+            and self.on_unhooked is not None
+            and not any(r.hook is not None for r in self.regions.values())
+        ):
+            self.on_unhooked()
 
     def stage_starts(self, address: int) -> None:
         """A stage starts at ``address``: record how guest code wrote its region (and, first, the
         regions that region's bytes were read from)."""
-        self.end_stretch()
+        self.end_stretch(retranslate=False)
         base = next((b for b, r in self.records.items() if b <= address < b + r.size), None)
         if base is not None:
             self._emit(base, 0, set())
