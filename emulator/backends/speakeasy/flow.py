@@ -17,12 +17,13 @@ this watch does, without a per-instruction Python hook:
   pay for them; so does the end of the stretch.
 
 While any memory hook exists Unicorn translates code with its slow memory path, and code
-translated then stays slow after the hook is gone; so when a stretch removed hooks and none is
-left, the runner resumes on a flushed translation cache (:meth:`.runner.NativeRunner.retranslate`),
-asked only just before an API call runs: a stop requested from a memory hook lands after the
-access, and Unicorn would run the instruction again on resume (an in-place ``xor [mem], al``
-twice). A code hook would be no better a place: added while its block is already translated it
-does not fire in fast mode, so fast and faithful modes would differ.
+translated then stays slow after the hook is gone (a hook removed inside a callback is only
+marked deleted until Unicorn returns); so when a stretch's last hook goes, the runner stops at
+the next block boundary and resumes there on a flushed translation cache
+(:meth:`.runner.NativeRunner.retranslate`, through the native budget's exact preemption). A
+stop requested directly from a memory hook would land after the access and Unicorn would run
+the instruction again on resume (an in-place ``xor [mem], al`` twice); a code hook added while
+its block is already translated does not fire in fast mode, so it cannot count the window.
 
 At the end of a stretch (before the next API call runs, or when a stage starts) each region it
 wrote keeps, in memory, its writer and the source bytes read meanwhile (the last stretch that
@@ -235,6 +236,7 @@ class FlowWatch:
         self.writes.remove(region.hook)
         region.hook = None
         stretch.unhooked = True
+        self._retranslate_if_unhooked(stretch)
 
     def _drop_reads(self, stretch: _Stretch) -> None:
         assert self.reads is not None
@@ -265,6 +267,7 @@ class FlowWatch:
                 self.reads.remove(handle)
                 del self.stretch.hooks[handle]
                 self.stretch.unhooked = True
+        self._retranslate_if_unhooked(self.stretch)
 
     # -- the end of a stretch ----------------------------------------------------------------------
 
@@ -294,10 +297,11 @@ class FlowWatch:
             self._retranslate_if_unhooked(stretch)
 
     def _retranslate_if_unhooked(self, stretch: _Stretch) -> None:
-        """Before an API call runs (a stop there resumes exactly): with no hook left, resume on
-        fresh translations, since code translated while a hook existed keeps the slow path."""
+        """With no hook left, resume on fresh translations: code translated while a hook existed
+        keeps the slow path (the runner stops exactly at the next block boundary)."""
         if (
             stretch.unhooked
+            and not stretch.hooks
             and self.on_unhooked is not None
             and not any(r.hook is not None for r in self.regions.values())
         ):

@@ -96,13 +96,14 @@ class NativeRunner:
             self.flush_needed = True
 
     def retranslate(self) -> None:
-        """From inside a Unicorn callback: end the current block and resume with the translation
-        cache flushed. Code translated while a memory hook existed takes Unicorn's slow memory
-        path even after the hook is gone (the flow watch calls this when its last hook goes)."""
-        if self.in_native:
-            self.flush_needed = True
+        """From inside a Unicorn callback: stop at the next block boundary (exactly, through the
+        native budget) and resume there with the translation cache flushed. Code translated while
+        a memory hook existed takes Unicorn's slow memory path even after the hook is gone (the
+        flow watch calls this when its last hook goes). Without the budget: flushed at the next start."""
+        self.flush_needed = True
+        if self.in_native and self.budget is not None:
             self.yielded = True
-            self._engine_stop()
+            self.budget.preempt()
 
     def stop(self) -> Any:
         self.stop_requested = True
