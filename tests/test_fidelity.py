@@ -185,6 +185,7 @@ MODE_SAMPLES = [
     "smc.exe",
     "x64seh.exe",
     "evasion.exe",
+    "eh4.exe",
 ]
 
 
@@ -279,3 +280,13 @@ def test_seh_exception_kinds_reach_the_handler_in_both_modes() -> None:
         recording = _emulate("sehkinds.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
         assert _exit_code(recording) == 0x105
+
+
+def test_msvc_shaped_try_except_catches_each_fault_of_a_loop_in_both_modes() -> None:
+    """eh4.exe: the handler is msvcrt!_except_handler4_common (an import); the filter and the
+    __except block run once per faulting iteration, after the imports are resolved."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("eh4.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        assert len(_calls(recording, "msvcrt._except_handler4_common")) == 3
+        assert _exit_code(recording) == 0xE40 + 3
