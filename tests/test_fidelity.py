@@ -186,6 +186,8 @@ MODE_SAMPLES = [
     "x64seh.exe",
     "evasion.exe",
     "eh4.exe",
+    "sehmore.exe",
+    "x64more.exe",
 ]
 
 
@@ -290,3 +292,29 @@ def test_msvc_shaped_try_except_catches_each_fault_of_a_loop_in_both_modes() -> 
         assert recording.status == "completed", (mode, recording.detail)
         assert len(_calls(recording, "msvcrt._except_handler4_common")) == 3
         assert _exit_code(recording) == 0xE40 + 3
+
+
+def test_harder_frame_based_seh_shapes_pass_in_both_modes() -> None:
+    """sehmore.exe: commit-on-fault and unprotect-on-fault retries, an unmapped write skipped,
+    faults in a loop body, RaiseException and a fault in a second thread, each caught."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("sehmore.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        verdicts = _verdicts(recording)
+        assert len(verdicts) == 9 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x5E0 + 8
+
+
+def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() -> None:
+    """x64more.exe: the vectored handler first (int3, RaiseException, unprotect-and-retry, access
+    violations passed on), then the .pdata handler found by unwinding a leaf and a framed callee."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("x64more.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        verdicts = _verdicts(recording)
+        assert len(verdicts) == 8 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x640 + 5 + 2
+    for sample, code in (("veh.exe", 0x101), ("x64seh.exe", 0x164)):
+        recording = _emulate(sample)
+        assert recording.status == "completed" and [r["error"] for r in recording.runs] == [None] * len(recording.runs)
+        assert _exit_code(recording) == code

@@ -25,6 +25,7 @@ import speakeasy.profiler as se_profiler
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
+import speakeasy.winenv.arch as se_arch
 import unicorn as uc
 from speakeasy.profiler import Run
 from speakeasy.report import ErrorInfo
@@ -587,3 +588,56 @@ def api_at_trap(emu: Any, pc: int) -> str | None:
 def resolve_export(emu: Any, module: Any, name: str) -> int:
     """The address an import of ``module!name`` binds to, forwarders followed (0 if none)."""
     return int(emu.resolve_export(module, name) or 0)
+
+
+# ---- exception dispatch Speakeasy does not do (exceptions.py) --------------------------------
+
+EXCEPTION_METHODS = (
+    "dispatch_seh",
+    "continue_seh",
+    "_hook_interrupt",
+    "_handle_prot_write",
+    "_map_faulting_page_for_exception",
+)
+
+
+def replace_exception_methods(emu: Any, replacements: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """Put ``replacements`` in place of the emulator's SEH methods; returns every original."""
+    originals = {name: getattr(emu, name) for name in EXCEPTION_METHODS}
+    for name, method in replacements.items():
+        setattr(emu, name, method)
+    return originals
+
+
+def seh_return_address() -> int:
+    return int(se_winemu.winemu.SEH_RETURN_ADDR)
+
+
+def vectored_handlers(emu: Any) -> list[int]:
+    return list(emu.veh_handlers)
+
+
+def raise_on_next_instruction(emu: Any, code: int) -> None:
+    """Speakeasy's deferred work dispatches ``code`` before the next guest instruction."""
+    emu.curr_exception_code = code
+    emu.prev_pc = emu.get_pc()
+    emu.enable_code_hook()
+
+
+def call_guest_function(emu: Any, stack: int, function: int, args: list[int]) -> None:
+    """Call ``function(*args)`` on a stack below ``stack``, returning to Speakeasy's SEH trap."""
+    emu.set_func_args(stack, seh_return_address(), *args, conv=se_arch.CALL_CONV_STDCALL)
+    emu.set_pc(function)
+
+
+def protect_like_virtual_protect(emu: Any, address: int, size: int, protect: int) -> None:
+    start = address & ~0xFFF
+    end = (address + size + 0xFFF) & ~0xFFF
+    emu.mem_protect(start, end - start, se_kernel32.Kernel32.win_perms_to_emu_perms(None, protect))  # type: ignore[arg-type]
+
+
+for _name in EXCEPTION_METHODS + ("set_func_args", "set_pc", "get_pc", "enable_code_hook"):
+    if not callable(getattr(se_winemu.WindowsEmulator, _name, None)):
+        raise _incompatible(f"WindowsEmulator.{_name} is missing")
+if not isinstance(getattr(se_winemu.winemu, "SEH_RETURN_ADDR", None), int):
+    raise _incompatible("speakeasy.windows.common.SEH_RETURN_ADDR is missing")

@@ -1,0 +1,480 @@
+"""Exception dispatch Speakeasy does not do, in the order Windows does it.
+
+Speakeasy dispatches a CPU exception to x86 frame-based handlers (``fs:[0]``) and then to the
+unhandled-exception filter. Windows first calls the vectored handlers
+(``AddVectoredExceptionHandler``), and on x64 walks the stack with the unwind data in ``.pdata``
+calling each frame's language handler. This module puts a dispatcher in front of Speakeasy's:
+
+1. vectored handlers, first to last (x86 and x64); ``EXCEPTION_CONTINUE_EXECUTION`` resumes
+   with the (possibly edited) CONTEXT, ``EXCEPTION_CONTINUE_SEARCH`` goes on;
+2. x64: a virtual unwind from the faulting frame through ``.pdata`` / UNWIND_INFO of the module
+   each return address lies in; a frame with an exception handler (``UNW_FLAG_EHANDLER``) has
+   it called as ``handler(record, establisher_frame, context, dispatcher_context)``;
+   ``ExceptionContinueExecution`` resumes, ``ExceptionContinueSearch`` unwinds one frame more;
+3. Speakeasy's own dispatch (x86 frame-based handlers, the unhandled-exception filter).
+
+The EXCEPTION_RECORD, CONTEXT and EXCEPTION_POINTERS are built on the guest stack below the
+faulting stack pointer, as Windows does, with Windows' layouts. A handler returns to
+Speakeasy's SEH trap address, which comes back here. An exception nobody handles is handed back
+to Speakeasy (the faulting instruction runs again and Speakeasy ends the run naming the fault),
+so an unhandled fault reads the same as before.
+
+Also: a write to a page whose protection forbids it (``PAGE_READONLY``, a reserved page) is an
+access violation the handlers see (Speakeasy ended the run), breakpoints, single steps and
+divisions by zero reach vectored and x64 handlers, and ``RaiseException`` raises.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from unicorn import x86_const as x86
+
+from emulator.backends.speakeasy import compat
+
+STATUS_ACCESS_VIOLATION = 0xC0000005
+STATUS_BREAKPOINT = 0x80000003
+STATUS_SINGLE_STEP = 0x80000004
+STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
+INTERRUPT_CODES = {
+    0: STATUS_INTEGER_DIVIDE_BY_ZERO,
+    1: STATUS_SINGLE_STEP,
+    3: STATUS_BREAKPOINT,
+    0x2D: STATUS_BREAKPOINT,
+}
+TRAP_FLAG = 0x100
+MEM_COMMIT = 0x1000
+EXCEPTION_CONTINUE_EXECUTION = 0xFFFFFFFF  # a vectored handler's LONG -1
+EXCEPTION_CONTINUE_SEARCH = 0
+EXCEPTION_NONCONTINUABLE = 1
+LANGUAGE_CONTINUE_EXECUTION = 0  # ExceptionContinueExecution, from a language handler
+# A handler that resumes at the faulting instruction without repairing it is given up on
+# after this many identical faults (Speakeasy's own guard is the same).
+MAX_SAME_FAULT = 4
+MAX_UNWIND_FRAMES = 64
+MAX_EXCEPTION_PARAMETERS = 15
+UNW_FLAG_EHANDLER = 1
+UNW_FLAG_CHAININFO = 4
+# Bytes left free below the faulting stack pointer before the exception structures.
+STACK_SLACK = 0x80
+
+# CONTEXT layouts (winnt.h): register -> offset, size; the CONTEXT sizes.
+X64_CONTEXT_SIZE = 0x4D0
+X64_CONTEXT_FLAGS = 0x10001F  # CONTEXT_AMD64 | CONTROL | INTEGER | SEGMENTS | FLOATING_POINT | DEBUG
+X64_SEGMENTS = {x86.UC_X86_REG_CS: 0x38, x86.UC_X86_REG_DS: 0x3A, x86.UC_X86_REG_ES: 0x3C,
+                x86.UC_X86_REG_FS: 0x3E, x86.UC_X86_REG_GS: 0x40, x86.UC_X86_REG_SS: 0x42}  # fmt: skip
+X64_GPRS = (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_RDX, x86.UC_X86_REG_RBX,
+            x86.UC_X86_REG_RSP, x86.UC_X86_REG_RBP, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDI,
+            x86.UC_X86_REG_R8, x86.UC_X86_REG_R9, x86.UC_X86_REG_R10, x86.UC_X86_REG_R11,
+            x86.UC_X86_REG_R12, x86.UC_X86_REG_R13, x86.UC_X86_REG_R14, x86.UC_X86_REG_R15,
+            x86.UC_X86_REG_RIP)  # fmt: skip
+X64_GPR_OFFSET = 0x78  # Rax; the 17 registers above follow at 8-byte steps (Rip at 0xF8)
+X64_EFLAGS_OFFSET = 0x44
+X86_CONTEXT_SIZE = 0x2CC
+X86_CONTEXT_FLAGS = 0x1001F
+X86_LAYOUT = {x86.UC_X86_REG_GS: 0x8C, x86.UC_X86_REG_FS: 0x90, x86.UC_X86_REG_ES: 0x94, x86.UC_X86_REG_DS: 0x98,
+              x86.UC_X86_REG_EDI: 0x9C, x86.UC_X86_REG_ESI: 0xA0, x86.UC_X86_REG_EBX: 0xA4, x86.UC_X86_REG_EDX: 0xA8,
+              x86.UC_X86_REG_ECX: 0xAC, x86.UC_X86_REG_EAX: 0xB0, x86.UC_X86_REG_EBP: 0xB4, x86.UC_X86_REG_EIP: 0xB8,
+              x86.UC_X86_REG_CS: 0xBC, x86.UC_X86_REG_EFLAGS: 0xC0, x86.UC_X86_REG_ESP: 0xC4,
+              x86.UC_X86_REG_SS: 0xC8}  # fmt: skip
+# UNWIND_CODE register numbers -> Unicorn registers.
+UNWIND_REGS = X64_GPRS[:16]
+
+
+@dataclass
+class Dispatch:
+    """One exception on its way through the handlers."""
+
+    code: int
+    pc: int
+    fault_key: tuple[int, int | None]
+    context: int  # guest address of the CONTEXT record
+    record: int
+    pointers: int
+    dispatcher: int
+    stack: int  # handlers are called below this
+    saved: bytes  # the CONTEXT as the exception found it
+    vectored: list[int]
+    frames: dict[int, int] | None = None  # x64 virtual-unwind registers (None: not started)
+    frame_count: int = 0
+    stage: str = "vectored"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ExceptionDispatcher:
+    def __init__(self, emu: Any, x64: bool) -> None:
+        self.emu = emu
+        self.x64 = x64
+        self.unicorn = compat.unicorn_of(emu)
+        self.ptr = 8 if x64 else 4
+        self.active: list[Dispatch] = []
+        self.repeats: dict[tuple[int, int | None], int] = {}
+        self.pending_pc: int | None = None
+        self.pending_parameters: list[int] = []
+        self.original: dict[str, Any] = {}
+        self.raised = 0
+
+    def install(self, se: Any) -> None:
+        self.original = compat.replace_exception_methods(
+            self.emu,
+            {
+                "dispatch_seh": self.dispatch,
+                "continue_seh": self.resume,
+                "_hook_interrupt": self.interrupt,
+                "_handle_prot_write": self.protection_write,
+            },
+        )
+        se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
+        se.add_api_hook(self._commit_reserved, "kernel32", "VirtualAlloc")
+
+    def _commit_reserved(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """VirtualAlloc(MEM_COMMIT) over pages already reserved gives them the protection asked
+        for, as on Windows (Speakeasy returns the address and leaves the pages as they were), so
+        a handler that commits the page a write faulted on and retries sees the write succeed."""
+        rv = orig(argv)
+        address, size, kind, protect = (list(argv) + [0, 0, 0, 0])[:4]
+        if rv and address and size and kind & MEM_COMMIT and rv == address & ~0xFFF:
+            compat.protect_like_virtual_protect(emu, address, size, protect)
+        return rv
+
+    # -- entry points (Speakeasy calls these) --------------------------------------------------
+
+    def dispatch(self, code: int, faulting_address: int | None = None) -> bool:
+        """A CPU exception at the current pc: True when a handler will run."""
+        vectored = compat.vectored_handlers(self.emu)
+        if not vectored and not self.x64:
+            return bool(self.original["dispatch_seh"](code, faulting_address))
+        pc = self.pending_pc if self.pending_pc is not None else int(self.emu.get_pc())
+        self.pending_pc = None
+        key = (pc, faulting_address)
+        count = self.repeats.get(key, 0) + 1
+        self.repeats = {key: count}
+        if count > MAX_SAME_FAULT:
+            return False
+        state = self._build(code, pc, key, faulting_address, vectored)
+        if not self._next_handler(state):
+            return False
+        if faulting_address is not None:
+            self.original["_map_faulting_page_for_exception"](faulting_address)
+        return True
+
+    def resume(self) -> None:
+        """A handler returned to the SEH trap address."""
+        if not self.active:
+            self.original["continue_seh"]()
+            return
+        state = self.active[-1]
+        value = self.unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        if state.stage == "vectored" and value == EXCEPTION_CONTINUE_EXECUTION:
+            self._continue(state)
+            return
+        if state.stage == "frame" and value == LANGUAGE_CONTINUE_EXECUTION:
+            self._continue(state)
+            return
+        self.active.pop()
+        if not self._next_handler(state):
+            self._unhandled(state)
+
+    def interrupt(self, emu: Any, intnum: int) -> Any:
+        code = INTERRUPT_CODES.get(intnum)
+        pc = int(self.emu.get_pc())
+        if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
+            pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
+        wanted = code is not None and self.repeats.get((pc, None), 0) < MAX_SAME_FAULT
+        handled = compat.vectored_handlers(self.emu) or (self.x64 and self._has_frame_handler())
+        if code is not None and wanted and handled:
+            if intnum == 1:
+                self.unicorn.reg_write(x86.UC_X86_REG_EFLAGS, self.unicorn.reg_read(x86.UC_X86_REG_EFLAGS) & ~TRAP_FLAG)
+            compat.raise_on_next_instruction(self.emu, code)
+            self.pending_pc = pc
+            return True
+        return self.original["_hook_interrupt"](emu, intnum)
+
+    def protection_write(self, emu: Any, address: int, size: int, value: int) -> Any:
+        """A write the page's protection forbids is an access violation the handlers see."""
+        self.pending_parameters = [1, address]
+        if self.dispatch(STATUS_ACCESS_VIOLATION, address):
+            return True
+        self.pending_parameters = []
+        return self.original["_handle_prot_write"](emu, address, size, value)
+
+    def _raise_exception(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """RaiseException(code, flags, count, arguments): the handlers see it on return."""
+        rv = orig(argv)
+        code, _flags, count, arguments = (list(argv) + [0, 0, 0, 0])[:4]
+        params: list[int] = []
+        if arguments and count:
+            count = min(count, MAX_EXCEPTION_PARAMETERS)
+            data = bytes(self.emu.mem_read(arguments, count * self.ptr))
+            params = list(struct.unpack(f"<{count}{'Q' if self.x64 else 'I'}", data))
+        self.pending_parameters = params
+        self.raised += 1
+        compat.raise_on_next_instruction(self.emu, code & 0xFFFFFFFF)
+        return rv
+
+    # -- the chain -----------------------------------------------------------------------------
+
+    def _next_handler(self, state: Dispatch) -> bool:
+        """Call the next handler of ``state``; False when none is left (Speakeasy's included)."""
+        if state.stage == "vectored" and state.vectored:
+            self._call(state, state.vectored.pop(0), [state.pointers])
+            return True
+        if self.x64 and state.stage in ("vectored", "frame"):
+            state.stage = "frame"
+            found = self._next_frame_handler(state)
+            if found is not None:
+                handler, establisher = found
+                self._call(state, handler, [state.record, establisher, state.context, state.dispatcher])
+                return True
+        state.stage = "speakeasy"
+        self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
+        self.unicorn.reg_write(self._pc_reg(), state.pc)
+        return bool(self.original["dispatch_seh"](state.code, state.fault_key[1]))
+
+    def _call(self, state: Dispatch, function: int, args: list[int]) -> None:
+        self.active.append(state)
+        compat.call_guest_function(self.emu, state.stack, function, args)
+
+    def _continue(self, state: Dispatch) -> None:
+        self.active.pop()
+        self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
+        if int(self.emu.get_pc()) != state.pc:
+            self.repeats.pop(state.fault_key, None)
+
+    def _unhandled(self, state: Dispatch) -> None:
+        """Nobody handled it: back to the faulting instruction, for Speakeasy to end the run."""
+        self._load_context(state.saved)
+        self.unicorn.reg_write(self._pc_reg(), state.pc)
+        self.repeats[state.fault_key] = MAX_SAME_FAULT
+
+    # -- building the records ------------------------------------------------------------------
+
+    def _build(
+        self, code: int, pc: int, key: tuple[int, int | None], address: int | None, vectored: list[int]
+    ) -> Dispatch:
+        context = self._context_bytes(pc)
+        sp = self.unicorn.reg_read(x86.UC_X86_REG_RSP if self.x64 else x86.UC_X86_REG_ESP)
+        params = self.pending_parameters or ([0, address] if address is not None else [])
+        self.pending_parameters = []
+        record = self._record_bytes(code, pc, params)
+        base = (sp - STACK_SLACK - len(context) - len(record) - 2 * self.ptr - 0x50) & ~0xF
+        addr_context = base
+        addr_record = addr_context + len(context)
+        addr_pointers = addr_record + len(record)
+        addr_dispatcher = addr_pointers + 2 * self.ptr
+        pack = "<QQ" if self.x64 else "<II"
+        self.emu.mem_write(addr_context, context)
+        self.emu.mem_write(addr_record, record)
+        self.emu.mem_write(addr_pointers, struct.pack(pack, addr_record, addr_context))
+        self.emu.mem_write(addr_dispatcher, bytes(0x50))
+        return Dispatch(code, pc, key, addr_context, addr_record, addr_pointers, addr_dispatcher,
+                        base, context, list(vectored))  # fmt: skip
+
+    def _record_bytes(self, code: int, pc: int, params: list[int]) -> bytes:
+        params = params[:MAX_EXCEPTION_PARAMETERS]
+        values = params + [0] * (MAX_EXCEPTION_PARAMETERS - len(params))
+        if self.x64:
+            return struct.pack("<IIQQI4x15Q", code, 0, 0, pc, len(params), *values)
+        return struct.pack("<IIIII15I", code, 0, 0, pc, len(params), *[v & 0xFFFFFFFF for v in values])
+
+    def _context_bytes(self, pc: int) -> bytes:
+        read = self.unicorn.reg_read
+        if self.x64:
+            out = bytearray(X64_CONTEXT_SIZE)
+            struct.pack_into("<I", out, 0x30, X64_CONTEXT_FLAGS)
+            for reg, offset in X64_SEGMENTS.items():
+                struct.pack_into("<H", out, offset, read(reg) & 0xFFFF)
+            struct.pack_into("<I", out, X64_EFLAGS_OFFSET, read(x86.UC_X86_REG_EFLAGS) & 0xFFFFFFFF)
+            for index, reg in enumerate(X64_GPRS):
+                value = pc if reg == x86.UC_X86_REG_RIP else read(reg)
+                struct.pack_into("<Q", out, X64_GPR_OFFSET + 8 * index, value)
+            return bytes(out)
+        out = bytearray(X86_CONTEXT_SIZE)
+        struct.pack_into("<I", out, 0, X86_CONTEXT_FLAGS)
+        for reg, offset in X86_LAYOUT.items():
+            value = pc if reg == x86.UC_X86_REG_EIP else read(reg)
+            struct.pack_into("<I", out, offset, value & 0xFFFFFFFF)
+        return bytes(out)
+
+    def _load_context(self, data: bytes) -> None:
+        write = self.unicorn.reg_write
+        if self.x64:
+            for index, reg in enumerate(X64_GPRS):
+                write(reg, struct.unpack_from("<Q", data, X64_GPR_OFFSET + 8 * index)[0])
+            write(x86.UC_X86_REG_EFLAGS, struct.unpack_from("<I", data, X64_EFLAGS_OFFSET)[0])
+            return
+        for reg, offset in X86_LAYOUT.items():
+            if reg in (x86.UC_X86_REG_CS, x86.UC_X86_REG_SS, x86.UC_X86_REG_DS, x86.UC_X86_REG_ES):
+                continue  # flat segments; a handler has no business changing them
+            if reg in (x86.UC_X86_REG_FS, x86.UC_X86_REG_GS):
+                continue
+            write(reg, struct.unpack_from("<I", data, offset)[0])
+
+    def _pc_reg(self) -> int:
+        return x86.UC_X86_REG_RIP if self.x64 else x86.UC_X86_REG_EIP
+
+    # -- x64 table-based handlers --------------------------------------------------------------
+
+    def _has_frame_handler(self) -> bool:
+        regs = {reg: self.unicorn.reg_read(reg) for reg in X64_GPRS}
+        for _ in range(MAX_UNWIND_FRAMES):
+            step = self._unwind_frame(regs)
+            if step is None:
+                return False
+            if step[0] is not None:
+                return True
+        return False
+
+    def _next_frame_handler(self, state: Dispatch) -> tuple[int, int] | None:
+        if state.frames is None:
+            data = state.saved
+            state.frames = {
+                reg: struct.unpack_from("<Q", data, X64_GPR_OFFSET + 8 * i)[0] for i, reg in enumerate(X64_GPRS)
+            }
+        while state.frame_count < MAX_UNWIND_FRAMES:
+            state.frame_count += 1
+            control_pc = state.frames[x86.UC_X86_REG_RIP]
+            step = self._unwind_frame(state.frames)
+            if step is None:
+                return None
+            handler, establisher, image_base, entry, handler_data = step
+            if handler is not None:
+                self.emu.mem_write(
+                    state.dispatcher,
+                    struct.pack(
+                        "<QQQQQQQQQII",
+                        control_pc,
+                        image_base,
+                        entry,
+                        establisher,
+                        0,
+                        state.context,
+                        handler,
+                        handler_data,
+                        0,
+                        0,
+                        0,
+                    ),  # fmt: skip
+                )
+                return handler, establisher
+        return None
+
+    def _unwind_frame(self, regs: dict[int, int]) -> tuple[Any, int, int, int, int] | None:
+        """Unwind one frame of ``regs`` in place: (handler or None, establisher frame, image base,
+        function entry address, handler data address); None when the walk must stop."""
+        pc = regs[x86.UC_X86_REG_RIP]
+        found = self._function_entry(pc)
+        if found is None:
+            return None
+        image_base, entry_address, begin, unwind_rva = found
+        establisher = regs[x86.UC_X86_REG_RSP]
+        if not unwind_rva:  # a leaf function: the return address is on top of the stack
+            try:
+                regs[x86.UC_X86_REG_RIP] = self._read_u64(establisher)
+            except Exception:
+                return None
+            regs[x86.UC_X86_REG_RSP] = establisher + 8
+            return None, establisher, image_base, 0, 0
+        handler: int | None = None
+        handler_data = 0
+        first = True
+        try:
+            while True:
+                header = bytes(self.emu.mem_read(image_base + unwind_rva, 4))
+                flags, prolog, count, frame = header[0] >> 3, header[1], header[2], header[3]
+                codes = bytes(self.emu.mem_read(image_base + unwind_rva + 4, 2 * count))
+                frame_reg, frame_offset = frame & 0xF, frame >> 4
+                if first and frame_reg:
+                    establisher = regs[UNWIND_REGS[frame_reg]] - 16 * frame_offset
+                if first and flags & UNW_FLAG_EHANDLER:
+                    at = image_base + unwind_rva + 4 + 2 * (count + (count & 1))
+                    handler = image_base + struct.unpack("<I", bytes(self.emu.mem_read(at, 4)))[0]
+                    handler_data = at + 4
+                offset = pc - image_base - begin if first else 0x10000
+                machine_frame = self._apply_codes(regs, codes, offset, prolog, frame_reg, frame_offset)
+                first = False
+                if machine_frame:
+                    return handler, establisher, image_base, entry_address, handler_data
+                if not flags & UNW_FLAG_CHAININFO:
+                    break
+                chained = image_base + unwind_rva + 4 + 2 * (count + (count & 1))
+                begin, _end, unwind_rva = struct.unpack("<III", bytes(self.emu.mem_read(chained, 12)))
+            sp = regs[x86.UC_X86_REG_RSP]
+            regs[x86.UC_X86_REG_RIP] = int.from_bytes(self.emu.mem_read(sp, 8), "little")
+            regs[x86.UC_X86_REG_RSP] = sp + 8
+        except Exception:
+            return None  # unreadable unwind data or stack: the walk ends here
+        return handler, establisher, image_base, entry_address, handler_data
+
+    def _apply_codes(self, regs: dict[int, int], codes: bytes, offset: int, prolog: int, frame_reg: int,
+                     frame_offset: int) -> bool:  # fmt: skip
+        """Undo the prolog operations already done at ``offset``; True after a machine frame."""
+        read = self._read_u64
+        rsp = x86.UC_X86_REG_RSP
+        i = 0
+        while i + 1 < len(codes):
+            code_offset, op_info = codes[i], codes[i + 1]
+            op, info = op_info & 0xF, op_info >> 4
+            slots = {1: 2 if info else 1, 4: 1, 5: 2, 8: 1, 9: 2}.get(op, 0) + 1
+            done = code_offset <= offset or offset >= prolog
+            if done:
+                if op == 0:  # PUSH_NONVOL
+                    regs[UNWIND_REGS[info]] = read(regs[rsp])
+                    regs[rsp] += 8
+                elif op == 1:  # ALLOC_LARGE
+                    size = (
+                        struct.unpack_from("<H", codes, i + 2)[0] * 8
+                        if info == 0
+                        else struct.unpack_from("<I", codes, i + 2)[0]
+                    )
+                    regs[rsp] += size
+                elif op == 2:  # ALLOC_SMALL
+                    regs[rsp] += info * 8 + 8
+                elif op == 3:  # SET_FPREG
+                    regs[rsp] = regs[UNWIND_REGS[frame_reg]] - 16 * frame_offset
+                elif op == 4:  # SAVE_NONVOL
+                    regs[UNWIND_REGS[info]] = read(regs[rsp] + struct.unpack_from("<H", codes, i + 2)[0] * 8)
+                elif op == 5:  # SAVE_NONVOL_FAR
+                    regs[UNWIND_REGS[info]] = read(regs[rsp] + struct.unpack_from("<I", codes, i + 2)[0])
+                elif op == 10:  # PUSH_MACHFRAME
+                    base = regs[rsp] + (8 if info else 0)
+                    regs[x86.UC_X86_REG_RIP] = read(base)
+                    regs[rsp] = read(base + 24)
+                    return True
+            i += 2 * slots
+        return False
+
+    def _read_u64(self, address: int) -> int:
+        return int.from_bytes(self.emu.mem_read(address, 8), "little")
+
+    def _function_entry(self, pc: int) -> tuple[int, int, int, int] | None:
+        """(image base, RUNTIME_FUNCTION address, begin rva, unwind rva) for ``pc``, from the
+        exception directory of the image ``pc`` lies in; a leaf function gets unwind rva 0."""
+        module = self.emu.get_mod_from_addr(pc)
+        if module is None:
+            return None
+        base = int(module.base)
+        try:
+            lfanew = struct.unpack("<I", bytes(self.emu.mem_read(base + 0x3C, 4)))[0]
+            if struct.unpack("<H", bytes(self.emu.mem_read(base + lfanew + 24, 2)))[0] != 0x20B:
+                return None
+            rva, size = struct.unpack("<II", bytes(self.emu.mem_read(base + lfanew + 24 + 112 + 3 * 8, 8)))
+            if not rva or not size:
+                return None
+            table = bytes(self.emu.mem_read(base + rva, size - size % 12))
+        except Exception:
+            return None
+        target = pc - base
+        low, high = 0, len(table) // 12 - 1
+        while low <= high:
+            mid = (low + high) // 2
+            begin, end, unwind = struct.unpack_from("<III", table, mid * 12)
+            if target < begin:
+                high = mid - 1
+            elif target >= end:
+                low = mid + 1
+            else:
+                return base, base + rva + mid * 12, begin, unwind
+        return base, 0, 0, 0

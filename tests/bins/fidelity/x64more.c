@@ -1,0 +1,77 @@
+/* Mode-equivalence sample (x64): vectored and table-based handlers together. The vectored
+ * handler runs first: it resumes after an int3, after RaiseException and after a write to a
+ * read-only page it makes writable, and passes access violations on (EXCEPTION_CONTINUE_SEARCH)
+ * to the .pdata handler of `framed` (x64more.S), reached by unwinding a leaf function and a
+ * function with a prolog. Each check is a verdict line; exits 0x640 + handler calls. */
+#include "fidelity.h"
+
+long long framed(void);
+static volatile LONG vectored_calls, frame_calls;
+static volatile DWORD64 inner_rbx;
+static char *volatile readonly;
+
+EXCEPTION_DISPOSITION framed_handler(EXCEPTION_RECORD *record, void *frame, CONTEXT *context, void *dispatcher)
+{
+    (void)frame;
+    (void)dispatcher;
+    if (record->ExceptionCode != EXCEPTION_ACCESS_VIOLATION)
+        return ExceptionContinueSearch;
+    frame_calls++;
+    if (frame_calls == 2)
+        inner_rbx = context->Rbx;
+    context->Rip += 8; /* movq 0x70 / 0x78, %rax */
+    return ExceptionContinueExecution;
+}
+
+static LONG CALLBACK vectored(EXCEPTION_POINTERS *info)
+{
+    DWORD old;
+    DWORD code = info->ExceptionRecord->ExceptionCode;
+    vectored_calls++;
+    if (code == EXCEPTION_BREAKPOINT) {
+        info->ContextRecord->Rip += 1;
+        return EXCEPTION_CONTINUE_EXECUTION;
+    }
+    if (code == 0xE0000002)
+        return EXCEPTION_CONTINUE_EXECUTION;
+    if (code == EXCEPTION_ACCESS_VIOLATION && readonly && info->ExceptionRecord->ExceptionInformation[1] == (ULONG_PTR)readonly) {
+        VirtualProtect(readonly, 4096, PAGE_READWRITE, &old);
+        return EXCEPTION_CONTINUE_EXECUTION;
+    }
+    return EXCEPTION_CONTINUE_SEARCH;
+}
+
+static void count_check(const char *name, LONG got, LONG want)
+{
+    char detail[24];
+    fmt_u64(detail, (unsigned long long)got);
+    verdict(name, got == want, detail);
+}
+
+void __stdcall X64MoreEntry(void)
+{
+    long long rbx;
+    DWORD old;
+    if (!marker_set())
+        ExitProcess(2);
+    AddVectoredExceptionHandler(1, vectored);
+
+    __asm__ volatile("int3" : : : "memory");
+    count_check("vectored_int3", vectored_calls, 1);
+
+    RaiseException(0xE0000002, 0, 0, NULL);
+    count_check("vectored_raise_exception", vectored_calls, 2);
+
+    readonly = VirtualAlloc(NULL, 4096, MEM_COMMIT, PAGE_READWRITE);
+    VirtualProtect(readonly, 4096, PAGE_READONLY, &old);
+    *(volatile char *)readonly = 5;
+    count_check("vectored_unprotect", vectored_calls, 3);
+    verdict("unprotected_value", readonly[0] == 5, "");
+
+    rbx = framed();
+    count_check("frame_handler_calls", frame_calls, 2);
+    count_check("vectored_saw_both_faults_first", vectored_calls, 5);
+    verdict("nonvolatile_preserved", rbx == 0x1234, "");
+    verdict("context_is_the_faulting_frames", inner_rbx == 0x5678, "");
+    ExitProcess(0x640 + vectored_calls + frame_calls);
+}
