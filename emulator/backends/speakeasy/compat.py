@@ -630,6 +630,10 @@ def call_guest_function(emu: Any, stack: int, function: int, args: list[int]) ->
     emu.set_pc(function)
 
 
+def is_mapped(emu: Any, address: int) -> bool:
+    return emu.get_address_map(address) is not None
+
+
 def protect_like_virtual_protect(emu: Any, address: int, size: int, protect: int) -> None:
     start = address & ~0xFFF
     end = (address + size + 0xFFF) & ~0xFFF

@@ -133,9 +133,10 @@ class ExceptionDispatcher:
         """VirtualAlloc(MEM_COMMIT) over pages already reserved gives them the protection asked
         for, as on Windows (Speakeasy returns the address and leaves the pages as they were), so
         a handler that commits the page a write faulted on and retries sees the write succeed."""
-        rv = orig(argv)
         address, size, kind, protect = (list(argv) + [0, 0, 0, 0])[:4]
-        if rv and address and size and kind & MEM_COMMIT and rv == address & ~0xFFF:
+        reserved = bool(address) and compat.is_mapped(emu, address)
+        rv = orig(argv)
+        if reserved and rv and size and kind & MEM_COMMIT and rv == address & ~0xFFF:
             compat.protect_like_virtual_protect(emu, address, size, protect)
         return rv
 
