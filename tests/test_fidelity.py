@@ -296,12 +296,13 @@ def test_msvc_shaped_try_except_catches_each_fault_of_a_loop_in_both_modes() -> 
 
 def test_harder_frame_based_seh_shapes_pass_in_both_modes() -> None:
     """sehmore.exe: commit-on-fault and unprotect-on-fault retries, an unmapped write skipped,
-    faults in a loop body, RaiseException and a fault in a second thread, each caught."""
+    faults in a loop body, RaiseException, an inner handler passing to an outer one, a nested
+    exception inside a handler, a vectored handler before the frames, a fault in a thread."""
     for mode in ("fast", "faithful"):
         recording = _emulate("sehmore.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
         verdicts = _verdicts(recording)
-        assert len(verdicts) == 9 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert len(verdicts) == 12 and all(v.startswith("pass") for v in verdicts.values()), verdicts
         assert _exit_code(recording) == 0x5E0 + 8
 
 

@@ -630,6 +630,35 @@ def call_guest_function(emu: Any, stack: int, function: int, args: list[int]) ->
     emu.set_pc(function)
 
 
+def x86_exception_list(emu: Any) -> int:
+    """The current thread's fs:[0] (TEB NtTib.ExceptionList), 0 without a thread."""
+    return int(emu._get_exception_list() or 0)
+
+
+def clear_msvc_scope_frames(emu: Any) -> None:
+    """Forget the scope-table frames msvcrt!_except_handler4_common recorded for an exception."""
+    thread = emu.get_current_thread()
+    if thread is not None:
+        thread.seh.clear_frames()
+
+
+def msvc_scope_frames_pending(emu: Any) -> bool:
+    """Did msvcrt!_except_handler4_common just record scope-table frames for Speakeasy to run?"""
+    thread = emu.get_current_thread()
+    return thread is not None and any(not frame.searched for frame in thread.seh.frames)
+
+
+def call_unhandled_filter(emu: Any, stack: int, pointers: int) -> bool:
+    """SetUnhandledExceptionFilter's filter, called once as Speakeasy does (the run ends after)."""
+    handler = int(emu.unhandled_exception_filter or 0)
+    if not handler:
+        return False
+    emu.set_func_args(stack, se_winemu.winemu.EMU_RETURN_ADDR, pointers, conv=se_arch.CALL_CONV_STDCALL)
+    emu.set_pc(handler)
+    emu.unhandled_exception_filter = 0
+    return True
+
+
 def is_mapped(emu: Any, address: int) -> bool:
     return emu.get_address_map(address) is not None
 
@@ -640,8 +669,12 @@ def protect_like_virtual_protect(emu: Any, address: int, size: int, protect: int
     emu.mem_protect(start, end - start, se_kernel32.Kernel32.win_perms_to_emu_perms(None, protect))  # type: ignore[arg-type]
 
 
-for _name in EXCEPTION_METHODS + ("set_func_args", "set_pc", "get_pc", "enable_code_hook"):
+for _name in EXCEPTION_METHODS + ("set_func_args", "set_pc", "get_pc", "enable_code_hook", "_get_exception_list"):
     if not callable(getattr(se_winemu.WindowsEmulator, _name, None)):
         raise _incompatible(f"WindowsEmulator.{_name} is missing")
-if not isinstance(getattr(se_winemu.winemu, "SEH_RETURN_ADDR", None), int):
-    raise _incompatible("speakeasy.windows.common.SEH_RETURN_ADDR is missing")
+for _name in ("SEH_RETURN_ADDR", "EMU_RETURN_ADDR"):
+    if not isinstance(getattr(se_winemu.winemu, _name, None), int):
+        raise _incompatible(f"speakeasy.windows.common.{_name} is missing")
+for _name in ("clear_frames", "add_frame"):
+    if not callable(getattr(se_winemu.objman.SEH, _name, None)):
+        raise _incompatible(f"speakeasy.windows.objman.SEH.{_name} is missing")

@@ -1,27 +1,34 @@
-"""Exception dispatch Speakeasy does not do, in the order Windows does it.
+"""Exception dispatch as Windows does it, in front of Speakeasy's.
 
-Speakeasy dispatches a CPU exception to x86 frame-based handlers (``fs:[0]``) and then to the
-unhandled-exception filter. Windows first calls the vectored handlers
-(``AddVectoredExceptionHandler``), and on x64 walks the stack with the unwind data in ``.pdata``
-calling each frame's language handler. This module puts a dispatcher in front of Speakeasy's:
+Speakeasy dispatches a CPU exception to the first x86 frame-based handler (``fs:[0]``) and
+then to the unhandled-exception filter; a handler passing the exception on resumes the fault.
+Windows first calls the vectored handlers (``AddVectoredExceptionHandler``), and on x64 walks
+the stack with the unwind data in ``.pdata``. The dispatcher here does, for each exception:
 
 1. vectored handlers, first to last (x86 and x64); ``EXCEPTION_CONTINUE_EXECUTION`` resumes
    with the (possibly edited) CONTEXT, ``EXCEPTION_CONTINUE_SEARCH`` goes on;
-2. x64: a virtual unwind from the faulting frame through ``.pdata`` / UNWIND_INFO of the module
-   each return address lies in; a frame with an exception handler (``UNW_FLAG_EHANDLER``) has
-   it called as ``handler(record, establisher_frame, context, dispatcher_context)``;
-   ``ExceptionContinueExecution`` resumes, ``ExceptionContinueSearch`` unwinds one frame more;
-3. Speakeasy's own dispatch (x86 frame-based handlers, the unhandled-exception filter).
+2. frame-based handlers. x86: every ``fs:[0]`` registration in turn, called as
+   ``handler(record, registration, context, dispatcher_context)``; when the handler is MSVC's
+   (it calls ``msvcrt!_except_handler4_common``, which Speakeasy models by recording the scope
+   table), Speakeasy runs the filter and the ``__except`` block as before. x64: a virtual
+   unwind from the faulting frame through ``.pdata`` / UNWIND_INFO of the module each return
+   address lies in; a frame with an exception handler (``UNW_FLAG_EHANDLER``) has it called
+   the same way with its establisher frame. ``ExceptionContinueExecution`` resumes,
+   ``ExceptionContinueSearch`` goes to the next registration / frame;
+3. the unhandled-exception filter, as Speakeasy calls it.
 
 The EXCEPTION_RECORD, CONTEXT and EXCEPTION_POINTERS are built on the guest stack below the
-faulting stack pointer, as Windows does, with Windows' layouts. A handler returns to
-Speakeasy's SEH trap address, which comes back here. An exception nobody handles is handed back
-to Speakeasy (the faulting instruction runs again and Speakeasy ends the run naming the fault),
-so an unhandled fault reads the same as before.
+faulting stack pointer, as Windows does, with Windows' layouts; a handler raising an exception
+of its own is dispatched the same way (nested). A handler returns to Speakeasy's SEH trap
+address, which comes back here. An exception nobody handles is handed back to Speakeasy (the
+faulting instruction runs again and Speakeasy ends the run naming the fault), so an unhandled
+fault reads the same as before. A handler that resumes at the faulting instruction without
+repairing anything is given up on after a few identical faults, as Speakeasy does.
 
 Also: a write to a page whose protection forbids it (``PAGE_READONLY``, a reserved page) is an
 access violation the handlers see (Speakeasy ended the run), breakpoints, single steps and
-divisions by zero reach vectored and x64 handlers, and ``RaiseException`` raises.
+divisions by zero reach vectored and x64 handlers, ``RaiseException`` raises, and
+``VirtualAlloc(MEM_COMMIT)`` over reserved pages applies the protection asked for.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ MEM_COMMIT = 0x1000
 EXCEPTION_CONTINUE_EXECUTION = 0xFFFFFFFF  # a vectored handler's LONG -1
 EXCEPTION_CONTINUE_SEARCH = 0
 EXCEPTION_NONCONTINUABLE = 1
+EXCEPTION_NESTED_CALL = 0x10
 LANGUAGE_CONTINUE_EXECUTION = 0  # ExceptionContinueExecution, from a language handler
 # A handler that resumes at the faulting instruction without repairing it is given up on
 # after this many identical faults (Speakeasy's own guard is the same).
@@ -145,16 +153,23 @@ class ExceptionDispatcher:
     def dispatch(self, code: int, faulting_address: int | None = None) -> bool:
         """A CPU exception at the current pc: True when a handler will run."""
         vectored = compat.vectored_handlers(self.emu)
-        if not vectored and not self.x64:
-            return bool(self.original["dispatch_seh"](code, faulting_address))
         pc = self.pending_pc if self.pending_pc is not None else int(self.emu.get_pc())
         self.pending_pc = None
         key = (pc, faulting_address)
         count = self.repeats.get(key, 0) + 1
         self.repeats = {key: count}
-        if count > MAX_SAME_FAULT:
+        if count >= MAX_SAME_FAULT:
             return False
-        state = self._build(code, pc, key, faulting_address, vectored)
+        parent = self.active[-1] if self.active else None
+        nested = parent is not None and parent.stage == "frame"
+        state = self._build(code, pc, key, faulting_address, vectored, EXCEPTION_NESTED_CALL if nested else 0)
+        if nested and parent is not None:
+            # An exception raised inside a frame-based handler: the search skips the frames up
+            # to that handler's own (Windows' ExceptionNestedException).
+            if self.x64:
+                state.extra["skip_until"] = parent.extra["establisher"]
+            elif parent.frames is not None:
+                state.frames = {0: parent.frames[0]}
         if not self._next_handler(state):
             return False
         if faulting_address is not None:
@@ -168,6 +183,13 @@ class ExceptionDispatcher:
             return
         state = self.active[-1]
         value = self.unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        if not self.x64 and state.stage == "frame" and compat.msvc_scope_frames_pending(self.emu):
+            # msvcrt!_except_handler4_common recorded the scope table: Speakeasy runs the filter
+            # and the __except block (GetExceptionInformation reads the pointers at ms_exc).
+            self.active.pop()
+            self.emu.mem_write(state.extra["registration"] - 4, struct.pack("<I", state.pointers))
+            self.original["continue_seh"]()
+            return
         if state.stage == "vectored" and value == EXCEPTION_CONTINUE_EXECUTION:
             self._continue(state)
             return
@@ -184,7 +206,9 @@ class ExceptionDispatcher:
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
             pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
         wanted = code is not None and self.repeats.get((pc, None), 0) < MAX_SAME_FAULT
-        handled = compat.vectored_handlers(self.emu) or (self.x64 and self._has_frame_handler())
+        handled = compat.vectored_handlers(self.emu) or (
+            self._has_frame_handler() if self.x64 else compat.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
+        )
         if code is not None and wanted and handled:
             if intnum == 1:
                 self.unicorn.reg_write(x86.UC_X86_REG_EFLAGS, self.unicorn.reg_read(x86.UC_X86_REG_EFLAGS) & ~TRAP_FLAG)
@@ -218,21 +242,42 @@ class ExceptionDispatcher:
     # -- the chain -----------------------------------------------------------------------------
 
     def _next_handler(self, state: Dispatch) -> bool:
-        """Call the next handler of ``state``; False when none is left (Speakeasy's included)."""
+        """Call the next handler of ``state``; False when none is left."""
         if state.stage == "vectored" and state.vectored:
             self._call(state, state.vectored.pop(0), [state.pointers])
             return True
-        if self.x64 and state.stage in ("vectored", "frame"):
+        if state.stage == "vectored":
             state.stage = "frame"
-            found = self._next_frame_handler(state)
+        if state.stage == "frame":
+            found = self._next_frame_handler(state) if self.x64 else self._next_registration(state)
             if found is not None:
                 handler, establisher = found
+                if not self.x64:
+                    compat.clear_msvc_scope_frames(self.emu)
                 self._call(state, handler, [state.record, establisher, state.context, state.dispatcher])
                 return True
-        state.stage = "speakeasy"
-        self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
-        self.unicorn.reg_write(self._pc_reg(), state.pc)
-        return bool(self.original["dispatch_seh"](state.code, state.fault_key[1]))
+            state.stage = "filter"
+        if state.stage == "filter":
+            state.stage = "done"
+            self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
+            return compat.call_unhandled_filter(self.emu, state.stack, state.pointers)
+        return False
+
+    def _next_registration(self, state: Dispatch) -> tuple[int, int] | None:
+        """x86: the next fs:[0] registration (handler, registration address), None at the end."""
+        if state.frames is None:
+            state.frames = {0: compat.x86_exception_list(self.emu)}
+        registration = state.frames[0]
+        if state.frame_count >= MAX_UNWIND_FRAMES or registration in (0, 0xFFFFFFFF):
+            return None
+        try:
+            following, handler = struct.unpack("<II", bytes(self.emu.mem_read(registration, 8)))
+        except Exception:
+            return None
+        state.frame_count += 1
+        state.frames[0] = following
+        state.extra["registration"] = registration
+        return handler, registration
 
     def _call(self, state: Dispatch, function: int, args: list[int]) -> None:
         self.active.append(state)
@@ -253,13 +298,13 @@ class ExceptionDispatcher:
     # -- building the records ------------------------------------------------------------------
 
     def _build(
-        self, code: int, pc: int, key: tuple[int, int | None], address: int | None, vectored: list[int]
+        self, code: int, pc: int, key: tuple[int, int | None], address: int | None, vectored: list[int], flags: int
     ) -> Dispatch:
         context = self._context_bytes(pc)
         sp = self.unicorn.reg_read(x86.UC_X86_REG_RSP if self.x64 else x86.UC_X86_REG_ESP)
         params = self.pending_parameters or ([0, address] if address is not None else [])
         self.pending_parameters = []
-        record = self._record_bytes(code, pc, params)
+        record = self._record_bytes(code, flags, pc, params)
         base = (sp - STACK_SLACK - len(context) - len(record) - 2 * self.ptr - 0x50) & ~0xF
         addr_context = base
         addr_record = addr_context + len(context)
@@ -273,12 +318,12 @@ class ExceptionDispatcher:
         return Dispatch(code, pc, key, addr_context, addr_record, addr_pointers, addr_dispatcher,
                         base, context, list(vectored))  # fmt: skip
 
-    def _record_bytes(self, code: int, pc: int, params: list[int]) -> bytes:
+    def _record_bytes(self, code: int, flags: int, pc: int, params: list[int]) -> bytes:
         params = params[:MAX_EXCEPTION_PARAMETERS]
         values = params + [0] * (MAX_EXCEPTION_PARAMETERS - len(params))
         if self.x64:
-            return struct.pack("<IIQQI4x15Q", code, 0, 0, pc, len(params), *values)
-        return struct.pack("<IIIII15I", code, 0, 0, pc, len(params), *[v & 0xFFFFFFFF for v in values])
+            return struct.pack("<IIQQI4x15Q", code, flags, 0, pc, len(params), *values)
+        return struct.pack("<IIIII15I", code, flags, 0, pc, len(params), *[v & 0xFFFFFFFF for v in values])
 
     def _context_bytes(self, pc: int) -> bytes:
         read = self.unicorn.reg_read
@@ -341,7 +386,10 @@ class ExceptionDispatcher:
             if step is None:
                 return None
             handler, establisher, image_base, entry, handler_data = step
+            if handler is not None and establisher <= state.extra.get("skip_until", -1):
+                continue  # a frame up to the one whose handler raised this nested exception
             if handler is not None:
+                state.extra["establisher"] = establisher
                 self.emu.mem_write(
                     state.dispatcher,
                     struct.pack(

@@ -2,7 +2,9 @@
  * resolved and each reporting a verdict line (OutputDebugStringA "check NAME: pass|FAIL"):
  * a handler that commits the reserved page a write faulted on and retries it; one that makes a
  * read-only page writable and retries; a write to unmapped memory skipped; a fault in a loop
- * body; RaiseException; a fault in a second thread with the thread's own handler (the thread
+ * body; RaiseException; an inner handler passing (ExceptionContinueSearch) to an outer one; a
+ * fault inside a handler (nested: the search skips that handler's registration); a vectored
+ * handler before the frame-based ones; a fault in a second thread with the thread's own handler (the thread
  * runs after the main run, as Speakeasy runs threads). Exits 0x5E0 + handler calls. */
 #include "fidelity.h"
 
@@ -39,6 +41,49 @@ static EXCEPTION_DISPOSITION __cdecl handler(EXCEPTION_RECORD *record, void *fra
     }
     context->Eip = resume;
     return ExceptionContinueExecution;
+}
+
+static volatile LONG passes, catches, nest_calls, nested_flag, veh_calls;
+static volatile DWORD nested_fault_pc;
+
+static EXCEPTION_DISPOSITION __cdecl passer(EXCEPTION_RECORD *record, void *frame, CONTEXT *context, void *dispatcher)
+{
+    (void)record; (void)frame; (void)context; (void)dispatcher;
+    passes++;
+    return ExceptionContinueSearch;
+}
+
+/* Outer handler: resumes at `resume`, or past the read that faulted inside `nesting`. */
+static EXCEPTION_DISPOSITION __cdecl catcher(EXCEPTION_RECORD *record, void *frame, CONTEXT *context, void *dispatcher)
+{
+    (void)frame; (void)dispatcher;
+    catches++;
+    if (context->Eip == nested_fault_pc) {
+        nested_flag = (record->ExceptionFlags & 0x10) != 0; /* EXCEPTION_NESTED_CALL */
+        context->Eip += 5;
+        return ExceptionContinueExecution;
+    }
+    context->Eip = resume;
+    return ExceptionContinueExecution;
+}
+
+/* Inner handler that faults itself: the nested exception skips it and reaches `catcher`. */
+static EXCEPTION_DISPOSITION __cdecl nesting(EXCEPTION_RECORD *record, void *frame, CONTEXT *context, void *dispatcher)
+{
+    (void)record; (void)frame; (void)dispatcher;
+    nest_calls++;
+    __asm__ volatile("movl $1f, %0\n1:\tmovl 0x44, %%eax" : "=m"(nested_fault_pc) : : "eax", "memory");
+    context->Eip = resume;
+    return ExceptionContinueExecution;
+}
+
+static LONG CALLBACK veh32(EXCEPTION_POINTERS *info)
+{
+    veh_calls++;
+    if (info->ExceptionRecord->ExceptionCode != EXCEPTION_BREAKPOINT)
+        return EXCEPTION_CONTINUE_SEARCH;
+    info->ContextRecord->Eip += 1; /* past the int3 */
+    return EXCEPTION_CONTINUE_EXECUTION;
 }
 
 static DWORD WINAPI worker(LPVOID param)
@@ -104,6 +149,27 @@ void __cdecl SehMoreEntry(void)
     check("raise_exception", before, 1);
 
     pop_reg(&r);
+    {
+        struct reg outer, inner;
+        char d[24];
+        push_reg(&outer, (void *)catcher);
+        push_reg(&inner, (void *)passer);
+        __asm__ volatile("movl $1f, %0\n\tmovl 0x64, %%eax\n1:" : "=m"(resume) : : "eax", "memory");
+        pop_reg(&inner);
+        fmt_u64(d, (unsigned long long)(passes * 10 + catches));
+        verdict("continue_search_reaches_outer", passes == 1 && catches == 1, d);
+        push_reg(&inner, (void *)nesting);
+        __asm__ volatile("movl $1f, %0\n\tmovl 0x68, %%eax\n1:" : "=m"(resume) : : "eax", "memory");
+        pop_reg(&inner);
+        fmt_u64(d, (unsigned long long)(nest_calls * 10 + catches));
+        verdict("nested_exception_skips_its_handler", nest_calls == 1 && catches == 2 && nested_flag, d);
+        AddVectoredExceptionHandler(1, veh32);
+        __asm__ volatile("movl $1f, %0\n\tint3\n1:" : "=m"(resume) : : "memory");
+        __asm__ volatile("movl $1f, %0\n\tmovl 0x6c, %%eax\n1:" : "=m"(resume) : : "eax", "memory");
+        fmt_u64(d, (unsigned long long)(veh_calls * 10 + catches));
+        verdict("vectored_before_frames", veh_calls == 2 && catches == 3, d);
+        pop_reg(&outer);
+    }
     thread = CreateThread(NULL, 0, worker, NULL, 0, NULL); /* runs after this run (Speakeasy) */
     WaitForSingleObject(thread, INFINITE);
     GetTickCount();
