@@ -18,7 +18,7 @@ from emulator.cli import main
 from emulator.environment import GuestEnvironment, command_line
 from emulator.events import ApiCall, FileAccess, NetworkExchange
 from emulator.limits import Limits
-from emulator.plan import ExportCall, ReplayPlan
+from emulator.plan import ExportCall, ReplayPlan, VirtualFile
 from emulator.replay import Recording, emulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -319,3 +319,18 @@ def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() ->
         recording = _emulate(sample)
         assert recording.status == "completed" and [r["error"] for r in recording.runs] == [None] * len(recording.runs)
         assert _exit_code(recording) == code
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_rdtsc_in_code_written_later_or_loaded_later_reads_the_virtual_clock(mode: str) -> None:
+    """tscwrite.exe: rdtsc written over an executed stub in a running stage, written into the
+    image's own .text, and in a LoadLibrary'd scenario DLL, each timed around Sleep(1000)."""
+    dll = VirtualFile(emu_path="C:\\Users\\analyst\\Desktop\\tscdll.dll", host_path=str(BINS / "tscdll.dll"))
+    recording = _emulate("tscwrite.exe", mode, files=[dll])
+    assert recording.status == "completed", recording.detail
+    verdicts = _verdicts(recording)
+    assert verdicts == {
+        "rdtsc_written_into_running_stage": "pass 3000",
+        "rdtsc_written_into_image_text": "pass 3000",
+        "rdtsc_in_loaded_library": "pass 3000",
+    }

@@ -15,6 +15,7 @@ import contextlib
 import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import speakeasy
@@ -402,6 +403,12 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     """The current bytes of a file in the guest's file system (written by the guest or served)."""
     try:
         data = emu.get_module_data_from_emu_file(path)
+        if not data:
+            # A scenario file the guest has not opened yet exists only as its configuration.
+            entry = emu.fileman.get_emu_file(path)
+            host = getattr(entry, "path", None)
+            if host:
+                data = Path(host).read_bytes()
     except Exception:
         return None
     return bytes(data) if data else None
@@ -439,6 +446,11 @@ def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, i
     """A code hook on the one instruction at ``address`` (Unicorn checks the range when it
     translates, so other code runs with no callback)."""
     return int(unicorn.hook_add(uc.UC_HOOK_CODE, callback, None, address, address))
+
+
+def add_write_hook(unicorn: Any, begin: int, end: int, callback: Callable[[Any, int, int, int, int, Any], None]) -> int:
+    """A hook on guest instructions writing into [begin, end] (writes elsewhere cost nothing)."""
+    return int(unicorn.hook_add(uc.UC_HOOK_MEM_WRITE, callback, None, begin, end))
 
 
 # ---- address-space search ------------------------------------------------------------------
