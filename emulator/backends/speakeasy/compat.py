@@ -597,6 +597,11 @@ def api_at_trap(emu: Any, pc: int) -> str | None:
     return f"{str(module).lower()}.{entry.name}" if module else str(entry.name)
 
 
+def api_symbol_at(emu: Any, address: int) -> str | None:
+    """``module.Function`` exported at ``address`` (an import slot's value) or trapped there."""
+    return emu.get_symbol_from_address(address) or api_at_trap(emu, address)
+
+
 def resolve_export(emu: Any, module: Any, name: str) -> int:
     """The address an import of ``module!name`` binds to, forwarders followed (0 if none)."""
     return int(emu.resolve_export(module, name) or 0)
@@ -681,7 +686,14 @@ def protect_like_virtual_protect(emu: Any, address: int, size: int, protect: int
     emu.mem_protect(start, end - start, se_kernel32.Kernel32.win_perms_to_emu_perms(None, protect))  # type: ignore[arg-type]
 
 
-for _name in EXCEPTION_METHODS + ("set_func_args", "set_pc", "get_pc", "enable_code_hook", "_get_exception_list"):
+for _name in EXCEPTION_METHODS + (
+    "set_func_args",
+    "set_pc",
+    "get_pc",
+    "enable_code_hook",
+    "_get_exception_list",
+    "get_symbol_from_address",
+):
     if not callable(getattr(se_winemu.WindowsEmulator, _name, None)):
         raise _incompatible(f"WindowsEmulator.{_name} is missing")
 for _name in ("SEH_RETURN_ADDR", "EMU_RETURN_ADDR"):

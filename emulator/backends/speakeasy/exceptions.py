@@ -14,7 +14,11 @@ the stack with the unwind data in ``.pdata``. The dispatcher here does, for each
    unwind from the faulting frame through ``.pdata`` / UNWIND_INFO of the module each return
    address lies in; a frame with an exception handler (``UNW_FLAG_EHANDLER``) has it called
    the same way with its establisher frame. ``ExceptionContinueExecution`` resumes,
-   ``ExceptionContinueSearch`` goes to the next registration / frame;
+   ``ExceptionContinueSearch`` goes to the next registration / frame. A frame whose handler is
+   the C runtime's ``__C_specific_handler`` (MSVC's x64 ``__try``, mingw's ``__try1``) has its
+   scope table run here: each ``__except`` record covering the pc has its filter called;
+   ``EXCEPTION_EXECUTE_HANDLER`` unwinds to the frame and runs the ``__except`` block
+   (``__finally`` blocks of the frames unwound are not run);
 3. the unhandled-exception filter, as Speakeasy calls it.
 
 The EXCEPTION_RECORD, CONTEXT and EXCEPTION_POINTERS are built on the guest stack below the
@@ -64,6 +68,9 @@ MAX_SAME_FAULT = 4
 MAX_UNWIND_FRAMES = 64
 MAX_EXCEPTION_PARAMETERS = 15
 UNW_FLAG_EHANDLER = 1
+C_SPECIFIC_HANDLER = "__C_specific_handler"
+EXCEPTION_EXECUTE_HANDLER = 1  # a scope record's filter that is this constant, not a function
+MAX_SCOPE_RECORDS = 256
 UNW_FLAG_CHAININFO = 4
 # Bytes left free below the faulting stack pointer before the exception structures.
 STACK_SLACK = 0x80
@@ -196,6 +203,20 @@ class ExceptionDispatcher:
         if state.stage == "frame" and value == LANGUAGE_CONTINUE_EXECUTION:
             self._continue(state)
             return
+        if state.stage == "scope" and value == EXCEPTION_CONTINUE_EXECUTION:
+            self._continue(state)
+            return
+        if state.stage == "scope":
+            self.active.pop()
+            if value == EXCEPTION_CONTINUE_SEARCH:
+                state.extra["scope_index"] += 1
+                if not self._next_scope(state):
+                    state.stage = "frame"
+                    if not self._next_handler(state):
+                        self._unhandled(state)
+            else:
+                self._execute_handler(state)
+            return
         self.active.pop()
         if not self._next_handler(state):
             self._unhandled(state)
@@ -250,6 +271,12 @@ class ExceptionDispatcher:
             state.stage = "frame"
         if state.stage == "frame":
             found = self._next_frame_handler(state) if self.x64 else self._next_registration(state)
+            if found is not None and self.x64 and self._is_c_specific_handler(found[0]):
+                state.stage, state.extra["scope_index"] = "scope", 0
+                if self._next_scope(state):
+                    return True
+                state.stage = "frame"
+                return self._next_handler(state)
             if found is not None:
                 handler, establisher = found
                 if not self.x64:
@@ -363,6 +390,54 @@ class ExceptionDispatcher:
 
     # -- x64 table-based handlers --------------------------------------------------------------
 
+    def _is_c_specific_handler(self, handler: int) -> bool:
+        """Is ``handler`` the C runtime's ``__C_specific_handler`` (directly, or through the
+        image's ``jmp [import]`` thunk)? Its scope table is run here: it has no Speakeasy handler."""
+        target = handler
+        try:
+            code = bytes(self.emu.mem_read(handler, 6))
+            if code[:2] == b"\xff\x25":  # jmp qword ptr [rip + disp32]
+                slot = handler + 6 + struct.unpack("<i", code[2:])[0]
+                target = self._read_u64(slot)
+        except Exception:
+            return False
+        name = compat.api_symbol_at(self.emu, target) or ""
+        return name.rpartition(".")[2] == C_SPECIFIC_HANDLER
+
+    def _next_scope(self, state: Dispatch) -> bool:
+        """The next __except scope record covering the frame's pc: call its filter, or take an
+        EXCEPTION_EXECUTE_HANDLER constant filter at once. False when no record is left."""
+        extra = state.extra
+        base, pc = extra["image_base"], extra["control_pc"]
+        try:
+            count = struct.unpack("<I", bytes(self.emu.mem_read(extra["handler_data"], 4)))[0]
+            while extra["scope_index"] < min(count, MAX_SCOPE_RECORDS):
+                begin, end, filter_rva, target = struct.unpack(
+                    "<IIII", bytes(self.emu.mem_read(extra["handler_data"] + 4 + 16 * extra["scope_index"], 16))
+                )
+                if target and begin <= pc - base < end:
+                    if filter_rva == EXCEPTION_EXECUTE_HANDLER:
+                        self._execute_handler(state)
+                        return True
+                    self._call(state, base + filter_rva, [state.pointers, extra["establisher"]])
+                    return True
+                extra["scope_index"] += 1
+        except Exception:
+            return False
+        return False
+
+    def _execute_handler(self, state: Dispatch) -> None:
+        """EXCEPTION_EXECUTE_HANDLER: unwind to the frame and run its __except block (the
+        registers the frame's code had, rax the exception code, as RtlUnwindEx leaves them)."""
+        extra = state.extra
+        record = bytes(self.emu.mem_read(state.extra["handler_data"] + 4 + 16 * extra["scope_index"], 16))
+        target = extra["image_base"] + struct.unpack_from("<I", record, 12)[0]
+        for reg, value in extra["body"].items():
+            self.unicorn.reg_write(reg, value)
+        self.unicorn.reg_write(x86.UC_X86_REG_RAX, state.code)
+        self.unicorn.reg_write(x86.UC_X86_REG_RIP, target)
+        self.repeats.pop(state.fault_key, None)
+
     def _has_frame_handler(self) -> bool:
         regs = {reg: self.unicorn.reg_read(reg) for reg in X64_GPRS}
         for _ in range(MAX_UNWIND_FRAMES):
@@ -382,6 +457,7 @@ class ExceptionDispatcher:
         while state.frame_count < MAX_UNWIND_FRAMES:
             state.frame_count += 1
             control_pc = state.frames[x86.UC_X86_REG_RIP]
+            body = dict(state.frames)  # the registers as the frame's own code has them
             step = self._unwind_frame(state.frames)
             if step is None:
                 return None
@@ -389,7 +465,8 @@ class ExceptionDispatcher:
             if handler is not None and establisher <= state.extra.get("skip_until", -1):
                 continue  # a frame up to the one whose handler raised this nested exception
             if handler is not None:
-                state.extra["establisher"] = establisher
+                state.extra.update(establisher=establisher, body=body, control_pc=control_pc,
+                                   image_base=image_base, handler_data=handler_data)  # fmt: skip
                 self.emu.mem_write(
                     state.dispatcher,
                     struct.pack(
