@@ -297,26 +297,26 @@ def test_msvc_shaped_try_except_catches_each_fault_of_a_loop_in_both_modes() -> 
 
 def test_harder_frame_based_seh_shapes_pass_in_both_modes() -> None:
     """sehmore.exe: commit-on-fault and unprotect-on-fault retries, an unmapped write skipped,
-    faults in a loop body, RaiseException, an inner handler passing to an outer one, a nested
+    faults in a loop body, ud2, RaiseException, an inner handler passing to an outer one, a nested
     exception inside a handler, a vectored handler before the frames, a fault in a thread."""
     for mode in ("fast", "faithful"):
         recording = _emulate("sehmore.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
         verdicts = _verdicts(recording)
-        assert len(verdicts) == 12 and all(v.startswith("pass") for v in verdicts.values()), verdicts
-        assert _exit_code(recording) == 0x5E0 + 8
+        assert len(verdicts) == 13 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x5E0 + 9
 
 
 def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() -> None:
-    """x64more.exe: the vectored handler first (int3, RaiseException, unprotect-and-retry, access
+    """x64more.exe: the vectored handler first (int3, RaiseException, ud2, unprotect-and-retry, access
     violations passed on), then the .pdata handler found by unwinding a leaf and a framed callee;
     x64try.exe: __C_specific_handler scope tables (a filter that continues, an __except block)."""
     for mode in ("fast", "faithful"):
         recording = _emulate("x64more.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
         verdicts = _verdicts(recording)
-        assert len(verdicts) == 8 and all(v.startswith("pass") for v in verdicts.values()), verdicts
-        assert _exit_code(recording) == 0x640 + 5 + 2
+        assert len(verdicts) == 9 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x640 + 6 + 2
     for sample, code in (("veh.exe", 0x101), ("x64seh.exe", 0x164), ("x64try.exe", 0x702)):
         recording = _emulate(sample)
         assert recording.status == "completed" and [r["error"] for r in recording.runs] == [None] * len(recording.runs)

@@ -626,6 +626,11 @@ def replace_exception_methods(emu: Any, replacements: dict[str, Callable[..., An
     return originals
 
 
+def add_invalid_instruction_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
+    """Unicorn calls ``callback`` at an undefined opcode (pc on it); True resumes at the pc it set."""
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN_INVALID, callback))
+
+
 def seh_return_address() -> int:
     return int(se_winemu.winemu.SEH_RETURN_ADDR)
 

@@ -31,7 +31,8 @@ repairing anything is given up on after a few identical faults, as Speakeasy doe
 
 Also: a write to a page whose protection forbids it (``PAGE_READONLY``, a reserved page) is an
 access violation the handlers see (Speakeasy ended the run), breakpoints, single steps and
-divisions by zero reach vectored and x64 handlers, ``RaiseException`` raises, and
+divisions by zero reach vectored and x64 handlers, an undefined opcode (``ud2``) raises
+``STATUS_ILLEGAL_INSTRUCTION``, ``RaiseException`` raises, and
 ``VirtualAlloc(MEM_COMMIT)`` over reserved pages applies the protection asked for.
 """
 
@@ -49,6 +50,7 @@ STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_BREAKPOINT = 0x80000003
 STATUS_SINGLE_STEP = 0x80000004
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
+STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
 INTERRUPT_CODES = {
     0: STATUS_INTEGER_DIVIDE_BY_ZERO,
     1: STATUS_SINGLE_STEP,
@@ -142,6 +144,7 @@ class ExceptionDispatcher:
             },
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
+        compat.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
         se.add_api_hook(self._commit_reserved, "kernel32", "VirtualAlloc")
 
     def _commit_reserved(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
@@ -237,6 +240,11 @@ class ExceptionDispatcher:
             self.pending_pc = pc
             return True
         return self.original["_hook_interrupt"](emu, intnum)
+
+    def _invalid_instruction(self, _engine: Any, _user: Any) -> bool:
+        """An undefined opcode (ud2, a bad encoding): STATUS_ILLEGAL_INSTRUCTION to the handlers;
+        unhandled, Unicorn stops with the error it always gave."""
+        return self.dispatch(STATUS_ILLEGAL_INSTRUCTION, None)
 
     def protection_write(self, emu: Any, address: int, size: int, value: int) -> Any:
         """A write the page's protection forbids is an access violation the handlers see."""

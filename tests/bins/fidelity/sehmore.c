@@ -2,7 +2,7 @@
  * resolved and each reporting a verdict line (OutputDebugStringA "check NAME: pass|FAIL"):
  * a handler that commits the reserved page a write faulted on and retries it; one that makes a
  * read-only page writable and retries; a write to unmapped memory skipped; a fault in a loop
- * body; RaiseException; an inner handler passing (ExceptionContinueSearch) to an outer one; a
+ * body; ud2; RaiseException; an inner handler passing (ExceptionContinueSearch) to an outer one; a
  * fault inside a handler (nested: the search skips that handler's registration); a vectored
  * handler before the frame-based ones; a fault in a second thread with the thread's own handler (the thread
  * runs after the main run, as Speakeasy runs threads). Exits 0x5E0 + handler calls. */
@@ -141,6 +141,10 @@ void __cdecl SehMoreEntry(void)
     for (int i = 0; i < 3; i++)
         __asm__ volatile("movl $1f, %0\n\tmovl 0x5c, %%eax\n1:" : "=m"(resume) : : "eax", "memory");
     check("loop_body_fault_3", before, 3);
+
+    before = handled;
+    __asm__ volatile("movl $1f, %0\n\tud2\n1:" : "=m"(resume) : : "memory");
+    check("illegal_instruction", before, 1);
 
     before = handled;
     __asm__ volatile("movl $1f, %0" : "=m"(resume) : : "memory");

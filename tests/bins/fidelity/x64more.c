@@ -1,5 +1,5 @@
 /* Mode-equivalence sample (x64): vectored and table-based handlers together. The vectored
- * handler runs first: it resumes after an int3, after RaiseException and after a write to a
+ * handler runs first: it resumes after an int3, after RaiseException, after a ud2 and after a write to a
  * read-only page it makes writable, and passes access violations on (EXCEPTION_CONTINUE_SEARCH)
  * to the .pdata handler of `framed` (x64more.S), reached by unwinding a leaf function and a
  * function with a prolog. Each check is a verdict line; exits 0x640 + handler calls. */
@@ -34,6 +34,10 @@ static LONG CALLBACK vectored(EXCEPTION_POINTERS *info)
     }
     if (code == 0xE0000002)
         return EXCEPTION_CONTINUE_EXECUTION;
+    if (code == EXCEPTION_ILLEGAL_INSTRUCTION) {
+        info->ContextRecord->Rip += 2; /* past the ud2 */
+        return EXCEPTION_CONTINUE_EXECUTION;
+    }
     if (code == EXCEPTION_ACCESS_VIOLATION && readonly && info->ExceptionRecord->ExceptionInformation[1] == (ULONG_PTR)readonly) {
         VirtualProtect(readonly, 4096, PAGE_READWRITE, &old);
         return EXCEPTION_CONTINUE_EXECUTION;
@@ -62,15 +66,18 @@ void __stdcall X64MoreEntry(void)
     RaiseException(0xE0000002, 0, 0, NULL);
     count_check("vectored_raise_exception", vectored_calls, 2);
 
+    __asm__ volatile("ud2" : : : "memory");
+    count_check("vectored_ud2", vectored_calls, 3);
+
     readonly = VirtualAlloc(NULL, 4096, MEM_COMMIT, PAGE_READWRITE);
     VirtualProtect(readonly, 4096, PAGE_READONLY, &old);
     *(volatile char *)readonly = 5;
-    count_check("vectored_unprotect", vectored_calls, 3);
+    count_check("vectored_unprotect", vectored_calls, 4);
     verdict("unprotected_value", readonly[0] == 5, "");
 
     rbx = framed();
     count_check("frame_handler_calls", frame_calls, 2);
-    count_check("vectored_saw_both_faults_first", vectored_calls, 5);
+    count_check("vectored_saw_both_faults_first", vectored_calls, 6);
     verdict("nonvolatile_preserved", rbx == 0x1234, "");
     verdict("context_is_the_faulting_frames", inner_rbx == 0x5678, "");
     ExitProcess(0x640 + vectored_calls + frame_calls);
