@@ -178,6 +178,7 @@ class ExceptionDispatcher:
             # to that handler's own (Windows' ExceptionNestedException).
             if self.x64:
                 state.extra["skip_until"] = parent.extra["establisher"]
+                state.extra["parent_frames"] = dict(parent.frames or {})
             elif parent.frames is not None:
                 state.frames = {0: parent.frames[0]}
         if not self._next_handler(state):
@@ -466,6 +467,11 @@ class ExceptionDispatcher:
             state.frame_count += 1
             control_pc = state.frames[x86.UC_X86_REG_RIP]
             body = dict(state.frames)  # the registers as the frame's own code has them
+            if control_pc == compat.seh_return_address() and state.extra.get("parent_frames"):
+                # The walk reached the dispatcher's call of the handler that raised this nested
+                # exception: it goes on with the frames beyond that handler's own.
+                state.frames = state.extra.pop("parent_frames")
+                continue
             step = self._unwind_frame(state.frames)
             if step is None:
                 return None

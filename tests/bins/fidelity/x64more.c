@@ -5,8 +5,8 @@
  * function with a prolog. Each check is a verdict line; exits 0x640 + handler calls. */
 #include "fidelity.h"
 
-long long framed(void);
-static volatile LONG vectored_calls, frame_calls;
+long long outer(void);
+static volatile LONG vectored_calls, frame_calls, outer_calls, outer_nested;
 static volatile DWORD64 inner_rbx;
 static char *volatile readonly;
 
@@ -19,7 +19,19 @@ EXCEPTION_DISPOSITION framed_handler(EXCEPTION_RECORD *record, void *frame, CONT
     frame_calls++;
     if (frame_calls == 2)
         inner_rbx = context->Rbx;
-    context->Rip += 8; /* movq 0x70 / 0x78, %rax */
+    if (frame_calls == 3)
+        __asm__ volatile(".byte 0x48, 0x8b, 0x04, 0x25, 0x88, 0, 0, 0" : : : "rax", "memory"); /* a fault in the handler */
+    context->Rip += 8; /* movq 0x70 / 0x78 / 0x80, %rax */
+    return ExceptionContinueExecution;
+}
+
+EXCEPTION_DISPOSITION outer_handler(EXCEPTION_RECORD *record, void *frame, CONTEXT *context, void *dispatcher)
+{
+    (void)frame;
+    (void)dispatcher;
+    outer_calls++;
+    outer_nested = (record->ExceptionFlags & 0x10) != 0; /* EXCEPTION_NESTED_CALL */
+    context->Rip += 8;
     return ExceptionContinueExecution;
 }
 
@@ -75,10 +87,11 @@ void __stdcall X64MoreEntry(void)
     count_check("vectored_unprotect", vectored_calls, 4);
     verdict("unprotected_value", readonly[0] == 5, "");
 
-    rbx = framed();
-    count_check("frame_handler_calls", frame_calls, 2);
-    count_check("vectored_saw_both_faults_first", vectored_calls, 6);
+    rbx = outer();
+    count_check("frame_handler_calls", frame_calls, 3);
+    count_check("vectored_saw_every_fault_first", vectored_calls, 8);
+    count_check("nested_fault_reaches_outer_frame", outer_calls * 10 + outer_nested, 11);
     verdict("nonvolatile_preserved", rbx == 0x1234, "");
     verdict("context_is_the_faulting_frames", inner_rbx == 0x5678, "");
-    ExitProcess(0x640 + vectored_calls + frame_calls);
+    ExitProcess(0x640 + vectored_calls + frame_calls + outer_calls);
 }
