@@ -291,8 +291,8 @@ def test_msvc_shaped_try_except_catches_each_fault_of_a_loop_in_both_modes() -> 
     for mode in ("fast", "faithful"):
         recording = _emulate("eh4.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
-        assert len(_calls(recording, "msvcrt._except_handler4_common")) == 3
-        assert _exit_code(recording) == 0xE40 + 3
+        assert len(_calls(recording, "msvcrt._except_handler4_common")) == 6
+        assert _exit_code(recording) == 0xE40 + 6
 
 
 def test_harder_frame_based_seh_shapes_pass_in_both_modes() -> None:

@@ -100,13 +100,16 @@ X86_LAYOUT = {x86.UC_X86_REG_GS: 0x8C, x86.UC_X86_REG_FS: 0x90, x86.UC_X86_REG_E
 UNWIND_REGS = X64_GPRS[:16]
 
 
+FaultKey = tuple[int, int | None, bytes]
+
+
 @dataclass
 class Dispatch:
     """One exception on its way through the handlers."""
 
     code: int
     pc: int
-    fault_key: tuple[int, int | None]
+    fault_key: FaultKey
     context: int  # guest address of the CONTEXT record
     record: int
     pointers: int
@@ -127,11 +130,10 @@ class ExceptionDispatcher:
         self.unicorn = compat.unicorn_of(emu)
         self.ptr = 8 if x64 else 4
         self.active: list[Dispatch] = []
-        self.repeats: dict[tuple[int, int | None], int] = {}
+        self.repeats: dict[FaultKey, int] = {}
         self.pending_pc: int | None = None
         self.pending_parameters: list[int] = []
         self.original: dict[str, Any] = {}
-        self.raised = 0
 
     def install(self, se: Any) -> None:
         self.original = compat.replace_exception_methods(
@@ -165,7 +167,7 @@ class ExceptionDispatcher:
         vectored = compat.vectored_handlers(self.emu)
         pc = self.pending_pc if self.pending_pc is not None else int(self.emu.get_pc())
         self.pending_pc = None
-        key = (pc, faulting_address)
+        key = self._fault_key(pc, faulting_address)
         count = self.repeats.get(key, 0) + 1
         self.repeats = {key: count}
         if count >= MAX_SAME_FAULT:
@@ -230,7 +232,7 @@ class ExceptionDispatcher:
         pc = int(self.emu.get_pc())
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
             pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
-        wanted = code is not None and self.repeats.get((pc, None), 0) < MAX_SAME_FAULT
+        wanted = code is not None and self.repeats.get(self._fault_key(pc, None), 0) < MAX_SAME_FAULT
         handled = compat.vectored_handlers(self.emu) or (
             self._has_frame_handler() if self.x64 else compat.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
         )
@@ -241,6 +243,11 @@ class ExceptionDispatcher:
             self.pending_pc = pc
             return True
         return self.original["_hook_interrupt"](emu, intnum)
+
+    def _fault_key(self, pc: int, address: int | None) -> FaultKey:
+        """The same fault in the same machine state: a handler that resumed without changing
+        anything (no register moved) brings it back; a loop whose body faults does not."""
+        return pc, address, self._context_bytes(pc)
 
     def _invalid_instruction(self, _engine: Any, _user: Any) -> bool:
         """An undefined opcode (ud2, a bad encoding): STATUS_ILLEGAL_INSTRUCTION to the handlers;
@@ -265,7 +272,6 @@ class ExceptionDispatcher:
             data = bytes(self.emu.mem_read(arguments, count * self.ptr))
             params = list(struct.unpack(f"<{count}{'Q' if self.x64 else 'I'}", data))
         self.pending_parameters = params
-        self.raised += 1
         compat.raise_on_next_instruction(self.emu, code & 0xFFFFFFFF)
         return rv
 
@@ -334,7 +340,7 @@ class ExceptionDispatcher:
     # -- building the records ------------------------------------------------------------------
 
     def _build(
-        self, code: int, pc: int, key: tuple[int, int | None], address: int | None, vectored: list[int], flags: int
+        self, code: int, pc: int, key: FaultKey, address: int | None, vectored: list[int], flags: int
     ) -> Dispatch:
         context = self._context_bytes(pc)
         sp = self.unicorn.reg_read(x86.UC_X86_REG_RSP if self.x64 else x86.UC_X86_REG_ESP)

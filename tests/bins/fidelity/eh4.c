@@ -11,7 +11,7 @@ void __cdecl Eh4Entry(void)
     if (!marker_set())
         ExitProcess(2);
     GetTickCount();
-    caught = eh4_try(3);
+    caught = eh4_try(6);
     GetTickCount();
     ExitProcess(0xE40 + caught);
 }
