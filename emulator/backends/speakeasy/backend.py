@@ -105,7 +105,7 @@ class SpeakeasyBackend:
         assert self.translator is not None
         self.translator.api_call(pc, imp_api, rv, args)
         if self.machine is not None:
-            self.machine.update_shared_data()
+            self.machine.after_api_call()
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))

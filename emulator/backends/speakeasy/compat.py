@@ -125,7 +125,7 @@ def _check_installed() -> None:
     for name in ("UC_HOOK_CODE", "UC_MEM_FETCH_PROT", "UcError"):
         if not hasattr(uc, name):
             raise _incompatible(f"unicorn.{name} is missing")
-    for name in ("hook_add", "hook_del", "ctl_flush_tb", "mem_write"):
+    for name in ("hook_add", "hook_del", "ctl_flush_tb", "ctl_remove_cache", "mem_write"):
         if not hasattr(uc.Uc, name):
             raise _incompatible(f"unicorn.Uc.{name} is missing")
     sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
@@ -244,6 +244,11 @@ def remove_native_hook(unicorn: Any, handle: int) -> None:
 
 def flush_translations(unicorn: Any) -> None:
     unicorn.ctl_flush_tb()
+
+
+def drop_translations(unicorn: Any, begin: int, end: int) -> None:
+    """Forget the translated code of [begin, end) so new code hooks there take effect."""
+    unicorn.ctl_remove_cache(begin, end)
 
 
 # ---- memory --------------------------------------------------------------------------------

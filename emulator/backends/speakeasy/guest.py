@@ -13,7 +13,8 @@ the same ``[environment]``:
   then every new stage) gets a code hook at exactly its address, which costs nothing elsewhere;
   and a write hook on that code (the executable sections of an image, the whole of a stage)
   looks at every instruction writing into it, so an rdtsc written into code that is already
-  running is hooked before it can run (writes elsewhere cost nothing);
+  running is hooked before it can run (writes elsewhere cost nothing; a range taking more than
+  MAX_WATCHED_WRITES writes is rescanned whole at the next API call instead);
 * KUSER_SHARED_DATA's InterruptTime, SystemTime and TickCount follow the virtual clock instead
   of the host's time at start-up.
 """
@@ -39,6 +40,9 @@ HYPERVISOR_BIT = 1 << 31
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
+# Writes into one code range looked at one by one before the range is rescanned at API calls
+# instead (a stub decompressing into its own code section writes every byte).
+MAX_WATCHED_WRITES = 4096
 # Executable bytes scanned for rdtsc at most, per code region.
 MAX_SCAN_BYTES = 64 << 20
 
@@ -91,7 +95,9 @@ class GuestMachine:
         self.mode = uc.UC_MODE_64 if x64 else uc.UC_MODE_32
         self.tsc_reads = 0
         self.hooked: set[int] = set()
-        self.write_watched: set[tuple[int, int]] = set()
+        self.write_watched: dict[tuple[int, int], int] = {}  # code range -> write hook
+        self.write_budget: dict[tuple[int, int], int] = {}
+        self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
 
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
@@ -126,11 +132,26 @@ class GuestMachine:
         except Exception:
             return
         self._hook_found(base, data)
-        unicorn = compat.unicorn_of(self.emu)
         for start, end in _code_ranges(data, base, size):
             if (start, end) not in self.write_watched:
-                self.write_watched.add((start, end))
-                compat.add_write_hook(unicorn, start, end - 1, self._on_code_write)
+                self._watch_writes(start, end)
+
+    def _watch_writes(self, start: int, end: int) -> None:
+        unicorn = compat.unicorn_of(self.emu)
+        self.write_watched[(start, end)] = compat.add_write_hook(unicorn, start, end - 1, self._on_code_write)
+        self.write_budget[(start, end)] = MAX_WATCHED_WRITES
+
+    def after_api_call(self) -> None:
+        """Between two API calls: the clock page, and code that took too many writes to watch
+        one by one, rescanned whole and watched again."""
+        self.update_shared_data()
+        while self.dirty:
+            start, end = self.dirty.pop()
+            before = len(self.hooked)
+            self._hook_found(start, bytes(self.emu.mem_read(start, min(end - start, MAX_SCAN_BYTES))))
+            if len(self.hooked) != before:  # code translated before the new hooks has none
+                compat.drop_translations(compat.unicorn_of(self.emu), start, end)
+            self._watch_writes(start, end)
 
     def _hook_found(self, base: int, data: bytes) -> None:
         unicorn = compat.unicorn_of(self.emu)
@@ -146,6 +167,15 @@ class GuestMachine:
     def _on_code_write(self, engine: Any, _access: int, address: int, size: int, value: int, _user: Any) -> None:
         """An instruction is about to write ``value`` into watched code: hook any rdtsc / rdtscp
         the bytes will form with their neighbours (Unicorn translates the new code later)."""
+        for watched in self.write_budget:
+            if watched[0] <= address < watched[1]:
+                self.write_budget[watched] -= 1
+                if self.write_budget[watched] <= 0:
+                    # Decompressing into code: stop looking at each write, rescan at the next API call.
+                    compat.remove_native_hook(compat.unicorn_of(self.emu), self.write_watched[watched])
+                    self.dirty.add(watched)
+                    self.write_budget[watched] = MAX_WATCHED_WRITES
+                break
         size = min(size, 8)
         start = address - (len(RDTSCP) - 1)
         try:
