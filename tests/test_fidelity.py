@@ -308,7 +308,8 @@ def test_harder_frame_based_seh_shapes_pass_in_both_modes() -> None:
 
 
 def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() -> None:
-    """x64more.exe: the vectored handler first (int3, RaiseException, ud2, unprotect-and-retry, access
+    """x64more.exe: the vectored handler first (int3, RaiseException, ud2, retries after a write to a
+    read-only page and a read of a PAGE_NOACCESS one, access
     violations passed on), then the .pdata handler found by unwinding a leaf and a framed callee,
     and a fault inside that handler reaching the next frame's (nested);
     x64try.exe: __C_specific_handler scope tables (a filter that continues, an __except block)."""
@@ -316,8 +317,8 @@ def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() ->
         recording = _emulate("x64more.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
         verdicts = _verdicts(recording)
-        assert len(verdicts) == 10 and all(v.startswith("pass") for v in verdicts.values()), verdicts
-        assert _exit_code(recording) == 0x640 + 8 + 3 + 1
+        assert len(verdicts) == 12 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x640 + 9 + 3 + 1
     for sample, code in (("veh.exe", 0x101), ("x64seh.exe", 0x164), ("x64try.exe", 0x702)):
         recording = _emulate(sample)
         assert recording.status == "completed" and [r["error"] for r in recording.runs] == [None] * len(recording.runs)

@@ -636,12 +636,37 @@ def add_invalid_instruction_hook(unicorn: Any, callback: Callable[[Any, Any], bo
     return int(unicorn.hook_add(uc.UC_HOOK_INSN_INVALID, callback))
 
 
+def intercept_read_protection(emu: Any, handler: Callable[[int], bool]) -> None:
+    """Call ``handler(address)`` first on a read the page protection forbids (Speakeasy leaves
+    that case unhandled: the run ends with Unicorn's error). True resumes at the pc it set."""
+    hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+    if not hooks:
+        emu.add_mem_invalid_hook(lambda *a: False)
+        hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+    dispatch = hooks[0]
+    original_dispatch = dispatch.cb
+
+    def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
+        if access == uc.UC_MEM_READ_PROT and handler(address):
+            return True
+        return bool(original_dispatch(uc_emu, access, address, size, value))
+
+    dispatch.cb = on_invalid
+
+
 def seh_return_address() -> int:
     return int(se_winemu.winemu.SEH_RETURN_ADDR)
 
 
 def vectored_handlers(emu: Any) -> list[int]:
     return list(emu.veh_handlers)
+
+
+def enable_deferred_work(emu: Any) -> None:
+    """Speakeasy's deferred work (temporary fault pages, SEH bookkeeping) runs before the next
+    guest instruction, as after every invalid-memory event it handles itself."""
+    emu.prev_pc = emu.get_pc()
+    emu.enable_code_hook()
 
 
 def raise_on_next_instruction(emu: Any, code: int) -> None:

@@ -29,8 +29,8 @@ faulting instruction runs again and Speakeasy ends the run naming the fault), so
 fault reads the same as before. A handler that resumes at the faulting instruction without
 repairing anything is given up on after a few identical faults, as Speakeasy does.
 
-Also: a write to a page whose protection forbids it (``PAGE_READONLY``, a reserved page) is an
-access violation the handlers see (Speakeasy ended the run), breakpoints, single steps and
+Also: a read or a write the page protection forbids (``PAGE_NOACCESS``, ``PAGE_READONLY``, a
+reserved page) is an access violation the handlers see (Speakeasy ended the run), breakpoints, single steps and
 divisions by zero reach vectored and x64 handlers, an undefined opcode (``ud2``) raises
 ``STATUS_ILLEGAL_INSTRUCTION``, ``RaiseException`` raises, and
 ``VirtualAlloc(MEM_COMMIT)`` over reserved pages applies the protection asked for.
@@ -147,6 +147,7 @@ class ExceptionDispatcher:
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
         compat.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
+        compat.intercept_read_protection(self.emu, self._protection_read)
         se.add_api_hook(self._commit_reserved, "kernel32", "VirtualAlloc")
 
     def _commit_reserved(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
@@ -253,6 +254,16 @@ class ExceptionDispatcher:
         """An undefined opcode (ud2, a bad encoding): STATUS_ILLEGAL_INSTRUCTION to the handlers;
         unhandled, Unicorn stops with the error it always gave."""
         return self.dispatch(STATUS_ILLEGAL_INSTRUCTION, None)
+
+    def _protection_read(self, address: int) -> bool:
+        """A read the page's protection forbids (PAGE_NOACCESS) is an access violation the
+        handlers see; unhandled, the run ends as before (Speakeasy does not handle it)."""
+        compat.enable_deferred_work(self.emu)
+        self.pending_parameters = [0, address]
+        if self.dispatch(STATUS_ACCESS_VIOLATION, address):
+            return True
+        self.pending_parameters = []
+        return False
 
     def protection_write(self, emu: Any, address: int, size: int, value: int) -> Any:
         """A write the page's protection forbids is an access violation the handlers see."""

@@ -1,6 +1,7 @@
 /* Mode-equivalence sample (x64): vectored and table-based handlers together. The vectored
- * handler runs first: it resumes after an int3, after RaiseException, after a ud2 and after a write to a
- * read-only page it makes writable, and passes access violations on (EXCEPTION_CONTINUE_SEARCH)
+ * handler runs first: it resumes after an int3, after RaiseException, after a ud2, after a
+ * write to a read-only page it makes writable and after a read of a PAGE_NOACCESS page it makes
+ * readable, and passes other access violations on (EXCEPTION_CONTINUE_SEARCH)
  * to the .pdata handler of `framed` (x64more.S), reached by unwinding a leaf function and a
  * function with a prolog. Each check is a verdict line; exits 0x640 + handler calls. */
 #include "fidelity.h"
@@ -9,6 +10,7 @@ long long outer(void);
 static volatile LONG vectored_calls, frame_calls, outer_calls, outer_nested;
 static volatile DWORD64 inner_rbx;
 static char *volatile readonly;
+static char *volatile noaccess;
 
 EXCEPTION_DISPOSITION framed_handler(EXCEPTION_RECORD *record, void *frame, CONTEXT *context, void *dispatcher)
 {
@@ -54,6 +56,11 @@ static LONG CALLBACK vectored(EXCEPTION_POINTERS *info)
         VirtualProtect(readonly, 4096, PAGE_READWRITE, &old);
         return EXCEPTION_CONTINUE_EXECUTION;
     }
+    if (code == EXCEPTION_ACCESS_VIOLATION && noaccess && info->ExceptionRecord->ExceptionInformation[0] == 0 &&
+        info->ExceptionRecord->ExceptionInformation[1] == (ULONG_PTR)noaccess) {
+        VirtualProtect(noaccess, 4096, PAGE_READONLY, &old);
+        return EXCEPTION_CONTINUE_EXECUTION;
+    }
     return EXCEPTION_CONTINUE_SEARCH;
 }
 
@@ -87,9 +94,15 @@ void __stdcall X64MoreEntry(void)
     count_check("vectored_unprotect", vectored_calls, 4);
     verdict("unprotected_value", readonly[0] == 5, "");
 
+    noaccess = VirtualAlloc(NULL, 4096, MEM_COMMIT, PAGE_READWRITE);
+    noaccess[0] = 7;
+    VirtualProtect(noaccess, 4096, PAGE_NOACCESS, &old);
+    verdict("noaccess_read_retried", *(volatile char *)noaccess == 7, "");
+    count_check("vectored_noaccess", vectored_calls, 5);
+
     rbx = outer();
     count_check("frame_handler_calls", frame_calls, 3);
-    count_check("vectored_saw_every_fault_first", vectored_calls, 8);
+    count_check("vectored_saw_every_fault_first", vectored_calls, 9);
     count_check("nested_fault_reaches_outer_frame", outer_calls * 10 + outer_nested, 11);
     verdict("nonvolatile_preserved", rbx == 0x1234, "");
     verdict("context_is_the_faulting_frames", inner_rbx == 0x5678, "");
