@@ -44,7 +44,8 @@ from typing import Any
 
 from unicorn import x86_const as x86
 
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_guest
+from emulator.backends.speakeasy.unwind import X64_GPRS, Unwinder
 
 STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_BREAKPOINT = 0x80000003
@@ -69,11 +70,9 @@ LANGUAGE_CONTINUE_EXECUTION = 0  # ExceptionContinueExecution, from a language h
 MAX_SAME_FAULT = 4
 MAX_UNWIND_FRAMES = 64
 MAX_EXCEPTION_PARAMETERS = 15
-UNW_FLAG_EHANDLER = 1
 C_SPECIFIC_HANDLER = "__C_specific_handler"
 EXCEPTION_EXECUTE_HANDLER = 1  # a scope record's filter that is this constant, not a function
 MAX_SCOPE_RECORDS = 256
-UNW_FLAG_CHAININFO = 4
 # Bytes left free below the faulting stack pointer before the exception structures.
 STACK_SLACK = 0x80
 
@@ -82,11 +81,6 @@ X64_CONTEXT_SIZE = 0x4D0
 X64_CONTEXT_FLAGS = 0x10001F  # CONTEXT_AMD64 | CONTROL | INTEGER | SEGMENTS | FLOATING_POINT | DEBUG
 X64_SEGMENTS = {x86.UC_X86_REG_CS: 0x38, x86.UC_X86_REG_DS: 0x3A, x86.UC_X86_REG_ES: 0x3C,
                 x86.UC_X86_REG_FS: 0x3E, x86.UC_X86_REG_GS: 0x40, x86.UC_X86_REG_SS: 0x42}  # fmt: skip
-X64_GPRS = (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_RDX, x86.UC_X86_REG_RBX,
-            x86.UC_X86_REG_RSP, x86.UC_X86_REG_RBP, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDI,
-            x86.UC_X86_REG_R8, x86.UC_X86_REG_R9, x86.UC_X86_REG_R10, x86.UC_X86_REG_R11,
-            x86.UC_X86_REG_R12, x86.UC_X86_REG_R13, x86.UC_X86_REG_R14, x86.UC_X86_REG_R15,
-            x86.UC_X86_REG_RIP)  # fmt: skip
 X64_GPR_OFFSET = 0x78  # Rax; the 17 registers above follow at 8-byte steps (Rip at 0xF8)
 X64_EFLAGS_OFFSET = 0x44
 X86_CONTEXT_SIZE = 0x2CC
@@ -96,8 +90,6 @@ X86_LAYOUT = {x86.UC_X86_REG_GS: 0x8C, x86.UC_X86_REG_FS: 0x90, x86.UC_X86_REG_E
               x86.UC_X86_REG_ECX: 0xAC, x86.UC_X86_REG_EAX: 0xB0, x86.UC_X86_REG_EBP: 0xB4, x86.UC_X86_REG_EIP: 0xB8,
               x86.UC_X86_REG_CS: 0xBC, x86.UC_X86_REG_EFLAGS: 0xC0, x86.UC_X86_REG_ESP: 0xC4,
               x86.UC_X86_REG_SS: 0xC8}  # fmt: skip
-# UNWIND_CODE register numbers -> Unicorn registers.
-UNWIND_REGS = X64_GPRS[:16]
 
 
 FaultKey = tuple[int, int | None, bytes]
@@ -128,6 +120,8 @@ class ExceptionDispatcher:
         self.emu = emu
         self.x64 = x64
         self.unicorn = compat.unicorn_of(emu)
+        self.unwinder = Unwinder(lambda address, size: bytes(emu.mem_read(address, size)),
+                                 lambda address: compat_guest.module_base_at(emu, address))  # fmt: skip
         self.ptr = 8 if x64 else 4
         self.active: list[Dispatch] = []
         self.repeats: dict[FaultKey, int] = {}
@@ -136,7 +130,7 @@ class ExceptionDispatcher:
         self.original: dict[str, Any] = {}
 
     def install(self, se: Any) -> None:
-        self.original = compat.replace_exception_methods(
+        self.original = compat_guest.replace_exception_methods(
             self.emu,
             {
                 "dispatch_seh": self.dispatch,
@@ -146,8 +140,8 @@ class ExceptionDispatcher:
             },
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
-        compat.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
-        compat.intercept_read_protection(self.emu, self._protection_read)
+        compat_guest.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
+        compat_guest.intercept_read_protection(self.emu, self._protection_read)
         se.add_api_hook(self._commit_reserved, "kernel32", "VirtualAlloc")
 
     def _commit_reserved(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
@@ -155,17 +149,17 @@ class ExceptionDispatcher:
         for, as on Windows (Speakeasy returns the address and leaves the pages as they were), so
         a handler that commits the page a write faulted on and retries sees the write succeed."""
         address, size, kind, protect = (list(argv) + [0, 0, 0, 0])[:4]
-        reserved = bool(address) and compat.is_mapped(emu, address)
+        reserved = bool(address) and compat_guest.is_mapped(emu, address)
         rv = orig(argv)
         if reserved and rv and size and kind & MEM_COMMIT and rv == address & ~0xFFF:
-            compat.protect_like_virtual_protect(emu, address, size, protect)
+            compat_guest.protect_like_virtual_protect(emu, address, size, protect)
         return rv
 
     # -- entry points (Speakeasy calls these) --------------------------------------------------
 
     def dispatch(self, code: int, faulting_address: int | None = None) -> bool:
         """A CPU exception at the current pc: True when a handler will run."""
-        vectored = compat.vectored_handlers(self.emu)
+        vectored = compat_guest.vectored_handlers(self.emu)
         pc = self.pending_pc if self.pending_pc is not None else int(self.emu.get_pc())
         self.pending_pc = None
         key = self._fault_key(pc, faulting_address)
@@ -197,7 +191,7 @@ class ExceptionDispatcher:
             return
         state = self.active[-1]
         value = self.unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
-        if not self.x64 and state.stage == "frame" and compat.msvc_scope_frames_pending(self.emu):
+        if not self.x64 and state.stage == "frame" and compat_guest.msvc_scope_frames_pending(self.emu):
             # msvcrt!_except_handler4_common recorded the scope table: Speakeasy runs the filter
             # and the __except block (GetExceptionInformation reads the pointers at ms_exc).
             self.active.pop()
@@ -234,13 +228,13 @@ class ExceptionDispatcher:
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
             pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
         wanted = code is not None and self.repeats.get(self._fault_key(pc, None), 0) < MAX_SAME_FAULT
-        handled = compat.vectored_handlers(self.emu) or (
-            self._has_frame_handler() if self.x64 else compat.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
+        handled = compat_guest.vectored_handlers(self.emu) or (
+            self._has_frame_handler() if self.x64 else compat_guest.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
         )
         if code is not None and wanted and handled:
             if intnum == 1:
                 self.unicorn.reg_write(x86.UC_X86_REG_EFLAGS, self.unicorn.reg_read(x86.UC_X86_REG_EFLAGS) & ~TRAP_FLAG)
-            compat.raise_on_next_instruction(self.emu, code)
+            compat_guest.raise_on_next_instruction(self.emu, code)
             self.pending_pc = pc
             return True
         return self.original["_hook_interrupt"](emu, intnum)
@@ -258,7 +252,7 @@ class ExceptionDispatcher:
     def _protection_read(self, address: int) -> bool:
         """A read the page's protection forbids (PAGE_NOACCESS) is an access violation the
         handlers see; unhandled, the run ends as before (Speakeasy does not handle it)."""
-        compat.enable_deferred_work(self.emu)
+        compat_guest.enable_deferred_work(self.emu)
         self.pending_parameters = [0, address]
         if self.dispatch(STATUS_ACCESS_VIOLATION, address):
             return True
@@ -283,7 +277,7 @@ class ExceptionDispatcher:
             data = bytes(self.emu.mem_read(arguments, count * self.ptr))
             params = list(struct.unpack(f"<{count}{'Q' if self.x64 else 'I'}", data))
         self.pending_parameters = params
-        compat.raise_on_next_instruction(self.emu, code & 0xFFFFFFFF)
+        compat_guest.raise_on_next_instruction(self.emu, code & 0xFFFFFFFF)
         return rv
 
     # -- the chain -----------------------------------------------------------------------------
@@ -306,20 +300,20 @@ class ExceptionDispatcher:
             if found is not None:
                 handler, establisher = found
                 if not self.x64:
-                    compat.clear_msvc_scope_frames(self.emu)
+                    compat_guest.clear_msvc_scope_frames(self.emu)
                 self._call(state, handler, [state.record, establisher, state.context, state.dispatcher])
                 return True
             state.stage = "filter"
         if state.stage == "filter":
             state.stage = "done"
             self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
-            return compat.call_unhandled_filter(self.emu, state.stack, state.pointers)
+            return compat_guest.call_unhandled_filter(self.emu, state.stack, state.pointers)
         return False
 
     def _next_registration(self, state: Dispatch) -> tuple[int, int] | None:
         """x86: the next fs:[0] registration (handler, registration address), None at the end."""
         if state.frames is None:
-            state.frames = {0: compat.x86_exception_list(self.emu)}
+            state.frames = {0: compat_guest.x86_exception_list(self.emu)}
         registration = state.frames[0]
         if state.frame_count >= MAX_UNWIND_FRAMES or registration in (0, 0xFFFFFFFF):
             return None
@@ -334,7 +328,7 @@ class ExceptionDispatcher:
 
     def _call(self, state: Dispatch, function: int, args: list[int]) -> None:
         self.active.append(state)
-        compat.call_guest_function(self.emu, state.stack, function, args)
+        compat_guest.call_guest_function(self.emu, state.stack, function, args)
 
     def _continue(self, state: Dispatch) -> None:
         self.active.pop()
@@ -424,10 +418,10 @@ class ExceptionDispatcher:
             code = bytes(self.emu.mem_read(handler, 6))
             if code[:2] == b"\xff\x25":  # jmp qword ptr [rip + disp32]
                 slot = handler + 6 + struct.unpack("<i", code[2:])[0]
-                target = self._read_u64(slot)
+                target = self.unwinder.read_u64(slot)
         except Exception:
             return False
-        name = compat.api_symbol_at(self.emu, target) or ""
+        name = compat_guest.api_symbol_at(self.emu, target) or ""
         return name.rpartition(".")[2] == C_SPECIFIC_HANDLER
 
     def _next_scope(self, state: Dispatch) -> bool:
@@ -467,7 +461,7 @@ class ExceptionDispatcher:
     def _has_frame_handler(self) -> bool:
         regs = {reg: self.unicorn.reg_read(reg) for reg in X64_GPRS}
         for _ in range(MAX_UNWIND_FRAMES):
-            step = self._unwind_frame(regs)
+            step = self.unwinder.unwind_frame(regs)
             if step is None:
                 return False
             if step[0] is not None:
@@ -484,12 +478,12 @@ class ExceptionDispatcher:
             state.frame_count += 1
             control_pc = state.frames[x86.UC_X86_REG_RIP]
             body = dict(state.frames)  # the registers as the frame's own code has them
-            if control_pc == compat.seh_return_address() and state.extra.get("parent_frames"):
+            if control_pc == compat_guest.seh_return_address() and state.extra.get("parent_frames"):
                 # The walk reached the dispatcher's call of the handler that raised this nested
                 # exception: it goes on with the frames beyond that handler's own.
                 state.frames = state.extra.pop("parent_frames")
                 continue
-            step = self._unwind_frame(state.frames)
+            step = self.unwinder.unwind_frame(state.frames)
             if step is None:
                 return None
             handler, establisher, image_base, entry, handler_data = step
@@ -517,121 +511,3 @@ class ExceptionDispatcher:
                 )
                 return handler, establisher
         return None
-
-    def _unwind_frame(self, regs: dict[int, int]) -> tuple[Any, int, int, int, int] | None:
-        """Unwind one frame of ``regs`` in place: (handler or None, establisher frame, image base,
-        function entry address, handler data address); None when the walk must stop."""
-        pc = regs[x86.UC_X86_REG_RIP]
-        found = self._function_entry(pc)
-        if found is None:
-            return None
-        image_base, entry_address, begin, unwind_rva = found
-        establisher = regs[x86.UC_X86_REG_RSP]
-        if not unwind_rva:  # a leaf function: the return address is on top of the stack
-            try:
-                regs[x86.UC_X86_REG_RIP] = self._read_u64(establisher)
-            except Exception:
-                return None
-            regs[x86.UC_X86_REG_RSP] = establisher + 8
-            return None, establisher, image_base, 0, 0
-        handler: int | None = None
-        handler_data = 0
-        first = True
-        try:
-            while True:
-                header = bytes(self.emu.mem_read(image_base + unwind_rva, 4))
-                flags, prolog, count, frame = header[0] >> 3, header[1], header[2], header[3]
-                codes = bytes(self.emu.mem_read(image_base + unwind_rva + 4, 2 * count))
-                frame_reg, frame_offset = frame & 0xF, frame >> 4
-                if first and frame_reg:
-                    establisher = regs[UNWIND_REGS[frame_reg]] - 16 * frame_offset
-                if first and flags & UNW_FLAG_EHANDLER:
-                    at = image_base + unwind_rva + 4 + 2 * (count + (count & 1))
-                    handler = image_base + struct.unpack("<I", bytes(self.emu.mem_read(at, 4)))[0]
-                    handler_data = at + 4
-                offset = pc - image_base - begin if first else 0x10000
-                machine_frame = self._apply_codes(regs, codes, offset, prolog, frame_reg, frame_offset)
-                first = False
-                if machine_frame:
-                    return handler, establisher, image_base, entry_address, handler_data
-                if not flags & UNW_FLAG_CHAININFO:
-                    break
-                chained = image_base + unwind_rva + 4 + 2 * (count + (count & 1))
-                begin, _end, unwind_rva = struct.unpack("<III", bytes(self.emu.mem_read(chained, 12)))
-            sp = regs[x86.UC_X86_REG_RSP]
-            regs[x86.UC_X86_REG_RIP] = int.from_bytes(self.emu.mem_read(sp, 8), "little")
-            regs[x86.UC_X86_REG_RSP] = sp + 8
-        except Exception:
-            return None  # unreadable unwind data or stack: the walk ends here
-        return handler, establisher, image_base, entry_address, handler_data
-
-    def _apply_codes(self, regs: dict[int, int], codes: bytes, offset: int, prolog: int, frame_reg: int,
-                     frame_offset: int) -> bool:  # fmt: skip
-        """Undo the prolog operations already done at ``offset``; True after a machine frame."""
-        read = self._read_u64
-        rsp = x86.UC_X86_REG_RSP
-        i = 0
-        while i + 1 < len(codes):
-            code_offset, op_info = codes[i], codes[i + 1]
-            op, info = op_info & 0xF, op_info >> 4
-            slots = {1: 2 if info else 1, 4: 1, 5: 2, 8: 1, 9: 2}.get(op, 0) + 1
-            done = code_offset <= offset or offset >= prolog
-            if done:
-                if op == 0:  # PUSH_NONVOL
-                    regs[UNWIND_REGS[info]] = read(regs[rsp])
-                    regs[rsp] += 8
-                elif op == 1:  # ALLOC_LARGE
-                    size = (
-                        struct.unpack_from("<H", codes, i + 2)[0] * 8
-                        if info == 0
-                        else struct.unpack_from("<I", codes, i + 2)[0]
-                    )
-                    regs[rsp] += size
-                elif op == 2:  # ALLOC_SMALL
-                    regs[rsp] += info * 8 + 8
-                elif op == 3:  # SET_FPREG
-                    regs[rsp] = regs[UNWIND_REGS[frame_reg]] - 16 * frame_offset
-                elif op == 4:  # SAVE_NONVOL
-                    regs[UNWIND_REGS[info]] = read(regs[rsp] + struct.unpack_from("<H", codes, i + 2)[0] * 8)
-                elif op == 5:  # SAVE_NONVOL_FAR
-                    regs[UNWIND_REGS[info]] = read(regs[rsp] + struct.unpack_from("<I", codes, i + 2)[0])
-                elif op == 10:  # PUSH_MACHFRAME
-                    base = regs[rsp] + (8 if info else 0)
-                    regs[x86.UC_X86_REG_RIP] = read(base)
-                    regs[rsp] = read(base + 24)
-                    return True
-            i += 2 * slots
-        return False
-
-    def _read_u64(self, address: int) -> int:
-        return int.from_bytes(self.emu.mem_read(address, 8), "little")
-
-    def _function_entry(self, pc: int) -> tuple[int, int, int, int] | None:
-        """(image base, RUNTIME_FUNCTION address, begin rva, unwind rva) for ``pc``, from the
-        exception directory of the image ``pc`` lies in; a leaf function gets unwind rva 0."""
-        module = self.emu.get_mod_from_addr(pc)
-        if module is None:
-            return None
-        base = int(module.base)
-        try:
-            lfanew = struct.unpack("<I", bytes(self.emu.mem_read(base + 0x3C, 4)))[0]
-            if struct.unpack("<H", bytes(self.emu.mem_read(base + lfanew + 24, 2)))[0] != 0x20B:
-                return None
-            rva, size = struct.unpack("<II", bytes(self.emu.mem_read(base + lfanew + 24 + 112 + 3 * 8, 8)))
-            if not rva or not size:
-                return None
-            table = bytes(self.emu.mem_read(base + rva, size - size % 12))
-        except Exception:
-            return None
-        target = pc - base
-        low, high = 0, len(table) // 12 - 1
-        while low <= high:
-            mid = (low + high) // 2
-            begin, end, unwind = struct.unpack_from("<III", table, mid * 12)
-            if target < begin:
-                high = mid - 1
-            elif target >= end:
-                low = mid + 1
-            else:
-                return base, base + rva + mid * 12, begin, unwind
-        return base, 0, 0, 0

@@ -28,7 +28,7 @@ from typing import Any
 import unicorn as uc
 from unicorn import x86_const as x86
 
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_guest
 from emulator.environment import GuestEnvironment
 from emulator.vclock import TSC_HZ, VirtualClock
 
@@ -138,7 +138,7 @@ class GuestMachine:
 
     def _watch_writes(self, start: int, end: int) -> None:
         unicorn = compat.unicorn_of(self.emu)
-        self.write_watched[(start, end)] = compat.add_write_hook(unicorn, start, end - 1, self._on_code_write)
+        self.write_watched[(start, end)] = compat_guest.add_write_hook(unicorn, start, end - 1, self._on_code_write)
         self.write_budget[(start, end)] = MAX_WATCHED_WRITES
 
     def after_api_call(self) -> None:
@@ -150,7 +150,7 @@ class GuestMachine:
             before = len(self.hooked)
             self._hook_found(start, bytes(self.emu.mem_read(start, min(end - start, MAX_SCAN_BYTES))))
             if len(self.hooked) != before:  # code translated before the new hooks has none
-                compat.drop_translations(compat.unicorn_of(self.emu), start, end)
+                compat_guest.drop_translations(compat.unicorn_of(self.emu), start, end)
             self._watch_writes(start, end)
 
     def _hook_found(self, base: int, data: bytes) -> None:
