@@ -27,12 +27,13 @@ of its own is dispatched the same way (nested). A handler returns to Speakeasy's
 address, which comes back here. An exception nobody handles is handed back to Speakeasy (the
 faulting instruction runs again and Speakeasy ends the run naming the fault), so an unhandled
 fault reads the same as before. A handler that resumes at the faulting instruction without
-repairing anything is given up on after a few identical faults, as Speakeasy does.
+repairing anything (the same fault in the same machine state) is given up on after a few, as
+Speakeasy does.
 
 Also: a read or a write the page protection forbids (``PAGE_NOACCESS``, ``PAGE_READONLY``, a
-reserved page) is an access violation the handlers see (Speakeasy ended the run), breakpoints, single steps and
-divisions by zero reach vectored and x64 handlers, an undefined opcode (``ud2``) raises
-``STATUS_ILLEGAL_INSTRUCTION``, ``RaiseException`` raises, and
+reserved page) is an access violation the handlers see (Speakeasy ended the run); breakpoints,
+single steps and divisions by zero reach vectored and x64 handlers; an undefined opcode
+(``ud2``) raises ``STATUS_ILLEGAL_INSTRUCTION``; ``RaiseException`` raises; and
 ``VirtualAlloc(MEM_COMMIT)`` over reserved pages applies the protection asked for.
 """
 
