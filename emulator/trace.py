@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -104,7 +105,8 @@ class TraceHeader(_Model):
 @dataclass
 class Trace:
     header: TraceHeader
-    events: list[Event] = field(default_factory=list)
+    # An EventLog (a replay, read_trace) or a plain list of events (tests).
+    events: Sequence[Event] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
 
 
