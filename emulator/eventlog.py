@@ -117,6 +117,10 @@ class EventLog(Sequence[Event]):
     def __repr__(self) -> str:
         return f"EventLog({self._count} events, {len(self._others)} not API calls)"
 
+    def raw(self) -> Iterator[tuple[int, ApiTuple | Event]]:
+        """(seq, item) of every event: an API call as its tuple, any other event as its model."""
+        return enumerate(self._items)
+
     def others(self) -> Iterator[tuple[int, Event]]:
         """(seq, event) of every event that is not an API call, in order."""
         items = self._items
@@ -129,10 +133,8 @@ class EventLog(Sequence[Event]):
             if isinstance(item, tuple):
                 yield seq, item
 
-    def api_names(self) -> set[str]:
-        return {call[2] for call in self._shared} | {
-            item[2] for item in self._items if isinstance(item, tuple) and item not in self._shared
-        }
+    def api_count(self) -> int:
+        return self._count - len(self._others) if self._keep else 0
 
     def stage_bounds(self) -> dict[str, tuple[int, int]]:
         return {stage: (first, last) for stage, (first, last) in self._bounds.items()}

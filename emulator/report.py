@@ -7,6 +7,7 @@ Field names are an interface. Change them only with a new ``SCHEMA`` and a CHANG
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,16 @@ def build_models() -> None:
         pending.extend(model.__subclasses__())
         if model is not _Model and not model.__pydantic_complete__:
             model.model_rebuild(force=True)
+
+
+class RecordStream(Sequence[Any]):
+    """A report section held as something smaller than its records (a million API calls): it
+    reads as a sequence of records, built one at a time, and writes itself into report.json item
+    by item (:meth:`Report.json_chunks`), exactly as the list of records would be written."""
+
+    def json_items(self) -> Iterator[str]:
+        """Each record's JSON text as an item of a top-level list of report.json (indented by 4)."""
+        raise NotImplementedError
 
 
 class _EventRecord(_Model):
@@ -373,7 +384,24 @@ class Report(_Model):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2, by_alias=True) + "\n"
+        return "".join(self.json_chunks())
+
+    def json_chunks(self) -> Iterator[str]:
+        """report.json's text in pieces; a section held as a :class:`RecordStream` is written
+        record by record, never as one string (the text is the same as for a plain list)."""
+        streamed = [name for name in type(self).model_fields if isinstance(getattr(self, name), RecordStream)]
+        text = self.model_copy(update=dict.fromkeys(streamed, [])).model_dump_json(indent=2, by_alias=True) + "\n"
+        for name in streamed:
+            marker = f'\n  "{name}": []'
+            if text.count(marker) != 1:
+                raise ValueError(f"report.json: cannot place the {name} section")
+            before, _, text = text.partition(marker)
+            first = True
+            for item in getattr(self, name).json_items():
+                yield f'{before}\n  "{name}": [\n{item}' if first else f",\n{item}"
+                first = False
+            yield f"{before}{marker}" if first else "\n  ]"
+        yield text
 
     @classmethod
     def from_file(cls, path: Path) -> Report:

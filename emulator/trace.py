@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.eventlog import MAX_SHARED_CALLS, ApiTuple, EventLog
 from emulator.events import EVENT_ADAPTER, Event
 from emulator.report import OutcomeStatus
 
@@ -120,38 +121,112 @@ def _line(data: dict[str, Any]) -> str:
 
 def trace_lines(trace: Trace) -> list[str]:
     """The lines of ``trace.jsonl``."""
-    lines = [_line(trace.header.model_dump(mode="json", by_alias=True))]
-    lines.extend(_line(event.model_dump(mode="json")) for event in trace.events)
-    return lines
+    return list(iter_trace_lines(trace))
+
+
+def iter_trace_lines(trace: Trace) -> Iterator[str]:
+    """The lines of ``trace.jsonl``, one by one: no event is turned into a model to write it."""
+    yield _line(trace.header.model_dump(mode="json", by_alias=True))
+    events = trace.events
+    if not isinstance(events, EventLog):
+        for event in events:
+            yield _line(event.model_dump(mode="json"))
+        return
+    # Identical calls share one tuple in the log: their text after the seq is made once.
+    texts: dict[int, str] = {}
+    for seq, item in events.raw():
+        if isinstance(item, tuple):
+            text = texts.get(id(item))
+            if text is None:
+                text = _api_line_tail(item)
+                if len(texts) < MAX_SHARED_CALLS:
+                    texts[id(item)] = text
+            yield f'{{"seq":{seq}{text}'
+        else:
+            yield _line(item.model_dump(mode="json"))
+
+
+_ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _api_line_tail(call: ApiTuple) -> str:
+    """An API call's trace line after its seq, exactly as :func:`_line` writes the model."""
+    stage, pc, api, args, ret = call
+    return (
+        f',"stage":{_ascii(stage)},"pc":{"null" if pc is None else int(pc)},"type":"api",'
+        f'"api":{_ascii(api)},"args":[{",".join(map(_ascii, args))}],"ret":{"null" if ret is None else _ascii(ret)}}}\n'
+    )
+
+
+_API_KEYS = frozenset(("seq", "stage", "pc", "type", "api", "args", "ret"))
+
+
+def _api_call_fields(data: Any) -> ApiTuple | None:
+    """The fields of an API call line with every field present and of its exact type (the lines
+    chainreplay writes); None for anything else (validated by the models instead)."""
+    if type(data) is not dict or data.keys() != _API_KEYS or data["type"] != "api":
+        return None
+    stage, pc, api, args, ret = data["stage"], data["pc"], data["api"], data["args"], data["ret"]
+    if (
+        type(stage) is str
+        and (pc is None or type(pc) is int)
+        and type(api) is str
+        and type(args) is list
+        and all(type(a) is str for a in args)
+        and (ret is None or type(ret) is str)
+    ):
+        return (stage, pc, api, tuple(args), ret)
+    return None
 
 
 def read_trace(outdir: Path) -> Trace:
-    """The trace in ``outdir``, checked: header, every event, every blob and its sha256."""
+    """The trace in ``outdir``, checked: header, every event, every blob and its sha256.
+
+    The events are read into an :class:`~emulator.eventlog.EventLog`: API calls are checked
+    field by field without building a model (a line repeating an earlier call after its seq is
+    recognised by its text), every other event is validated by its model.
+    """
     path = outdir / TRACE_FILE
     if not path.is_file():
         raise TraceError(f"{path}: no such file (not a replay output folder, or written before traces existed)")
     header: TraceHeader | None = None
-    events: list[Event] = []
+    events = EventLog()
+    seen: dict[str, ApiTuple] = {}  # text after the seq -> the call it reads as
     try:
         with path.open(encoding="ascii") as handle:
             for number, text in enumerate(handle, 1):
+                if header is not None:
+                    seq = len(events)
+                    head, _, tail = text.partition(",")
+                    call = seen.get(tail)
+                    if call is not None and head == f'{{"seq":{seq}':
+                        events.append_api(*call)
+                        continue
                 try:
                     data = json.loads(text)
                     if header is None:
                         header = TraceHeader.model_validate(data)
-                    else:
-                        events.append(EVENT_ADAPTER.validate_python(data))
+                        continue
+                    call = _api_call_fields(data)
+                    if call is not None:
+                        if data["seq"] != seq:
+                            raise TraceError(f"{path}: event {seq} has seq {data['seq']}")
+                        events.append_api(*call)
+                        if len(seen) < MAX_SHARED_CALLS:
+                            seen[tail] = call
+                        continue
+                    event = EVENT_ADAPTER.validate_python(data)
                 except (ValueError, RecursionError) as err:
                     raise TraceError(f"{path}: line {number}: {_one_line(err)}") from err
+                if event.seq != seq:
+                    raise TraceError(f"{path}: event {seq} has seq {event.seq}")
+                events.append(event)
     except UnicodeDecodeError as err:
         raise TraceError(f"{path}: not a chainreplay trace (not ASCII JSON lines)") from err
     if header is None:
         raise TraceError(f"{path}: empty")
     if len(events) != header.events:
         raise TraceError(f"{path}: {len(events)} events, the header announces {header.events} (truncated?)")
-    for index, event in enumerate(events):
-        if event.seq != index:
-            raise TraceError(f"{path}: event {index} has seq {event.seq}")
     return Trace(header, events, _read_blobs(outdir / BLOB_DIR, header.blobs))
 
 
