@@ -7,6 +7,7 @@ events, so a new event type is one function and one line in :func:`build_report`
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import json
@@ -126,17 +127,28 @@ class ApiCallRecords(RecordStream):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def raw(self) -> Iterator[tuple[int, str, str, tuple[str, ...], str | None]]:
+        """(seq, stage, api, args, ret) of every call, no record built."""
+        for seq, (stage, _, api, args, ret) in self._calls():
+            yield seq, stage, api, args, ret
+
     def where(self, wanted: Callable[[str], bool]) -> Iterator[ApiCallRecord]:
         """The records of the calls whose ``api`` ``wanted`` accepts (asked once per name)."""
-        verdicts: dict[str, bool] = {}
-        for seq, (stage, pc, api, args, ret) in self._calls():
-            keep = verdicts.get(api)
-            if keep is None:
-                keep = verdicts[api] = wanted(api)
-            if keep:
-                yield ApiCallRecord.model_construct(
-                    seq=seq, stage=stage, pc=_hex(pc), api=api, args=list(args), ret=ret
-                )
+        events = self._events
+        if isinstance(events, EventLog):
+            for seq in events.api_positions(wanted):
+                yield _record(seq, events.api_tuple(seq))
+            return
+        for seq, call in self._calls():
+            if wanted(call[2]):
+                yield _record(seq, call)
+
+    def count_before(self, seq: int) -> int:
+        """How many API calls come before event ``seq``."""
+        events = self._events
+        if isinstance(events, EventLog):
+            return events.api_calls_before(seq)
+        return bisect.bisect_left(self._seqs or [], seq)
 
     def json_items(self) -> Iterator[str]:
         tails: dict[int, str] = {}

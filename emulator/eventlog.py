@@ -13,6 +13,9 @@ accept a plain list as well.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -37,13 +40,14 @@ class EventLog(Sequence[Event]):
     count is kept.
     """
 
-    __slots__ = ("_items", "_others", "_shared", "_bounds", "_count", "_keep")
+    __slots__ = ("_items", "_others", "_shared", "_bounds", "_by_api", "_count", "_keep")
 
     def __init__(self, events: Iterable[Event] = (), *, keep: bool = True) -> None:
         self._items: list[Any] = []  # an ApiTuple, or the model of any other event
         self._others: list[int] = []  # positions of the events that are not API calls
         self._shared: dict[ApiTuple, ApiTuple] = {}
         self._bounds: dict[str, list[int]] = {}  # stage -> [first seq, last seq]
+        self._by_api: dict[str, array[int]] = {}  # api -> positions of its calls (8 bytes a call)
         self._count = 0
         self._keep = keep
         for event in events:
@@ -64,6 +68,10 @@ class EventLog(Sequence[Event]):
                     self._shared[call] = call
                 shared = call
             self._items.append(shared)
+            positions = self._by_api.get(api)
+            if positions is None:
+                positions = self._by_api[api] = array("q")
+            positions.append(seq)
         return seq
 
     def append(self, event: Event) -> None:
@@ -133,6 +141,24 @@ class EventLog(Sequence[Event]):
             if isinstance(item, tuple):
                 yield seq, item
 
+    def api_positions(self, wanted: Callable[[str], bool]) -> list[int]:
+        """Positions of the calls whose ``api`` ``wanted`` accepts (asked once per name), in order."""
+        chosen = [positions for api, positions in self._by_api.items() if wanted(api)]
+        if len(chosen) == 1:
+            return list(chosen[0])
+        return sorted(itertools.chain.from_iterable(chosen))
+
+    def api_tuple(self, seq: int) -> ApiTuple:
+        item = self._items[seq]
+        if not isinstance(item, tuple):
+            raise TypeError(f"event {seq} is not an API call")
+        return item
+
+    def api_calls_before(self, seq: int) -> int:
+        """How many API calls come before position ``seq``."""
+        seq = max(0, min(seq, self._count))
+        return seq - bisect.bisect_left(self._others, seq) if self._keep else 0
+
     def api_count(self) -> int:
         return self._count - len(self._others) if self._keep else 0
 
@@ -171,14 +197,8 @@ def api_calls_where(events: Sequence[Event], wanted: Callable[[str], bool]) -> I
     """The API calls whose ``api`` (module.Function) ``wanted`` accepts, in order; an EventLog
     asks ``wanted`` once per distinct name and builds only the calls it accepts."""
     if isinstance(events, EventLog):
-        verdicts: dict[str, bool] = {}
-        for seq, call in events.api_tuples():
-            api = call[2]
-            keep = verdicts.get(api)
-            if keep is None:
-                keep = verdicts[api] = wanted(api)
-            if keep:
-                yield make_api_call(seq, call)
+        for seq in events.api_positions(wanted):
+            yield events[seq]  # type: ignore[misc]
         return
     for event in events:
         if isinstance(event, ApiCall) and wanted(event.api):
