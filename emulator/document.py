@@ -19,7 +19,7 @@ from emulator.analysis.attack import attack_release
 from emulator.analysis.graph import graph_to_node_link
 from emulator.analysis.pipeline import Analysis
 from emulator.analysis.stages import Stage
-from emulator.eventlog import MAX_SHARED_CALLS, ApiTuple, EventLog, of_type
+from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog, of_type
 from emulator.events import (
     ApiCall,
     DataBuffer,
@@ -151,14 +151,26 @@ class ApiCallRecords(RecordStream):
         return bisect.bisect_left(self._seqs or [], seq)
 
     def json_items(self) -> Iterator[str]:
-        tails: dict[int, str] = {}
-        for seq, call in self._calls():
-            tail = tails.get(id(call))
-            if tail is None:
-                tail = _api_record_tail(call)
-                if len(tails) < MAX_SHARED_CALLS and isinstance(self._events, EventLog):
-                    tails[id(call)] = tail
-            yield f'    {{\n      "seq": {seq},\n{tail}'
+        events = self._events
+        if not isinstance(events, EventLog):
+            for seq, call in self._calls():
+                yield f'    {{\n      "seq": {seq},\n{_api_record_tail(call)}'
+            return
+        # A record's text after its seq is made once per distinct call; a run of identical calls
+        # is written by str.__mod__ over its seqs.
+        templates: dict[ApiTuple, str] = {}
+        for first, count, item in events.runs():
+            if not isinstance(item, tuple):
+                continue
+            template = templates.get(item)
+            if template is None:
+                if len(templates) >= MAX_TEXT_CACHE:
+                    templates.clear()
+                tail = _api_record_tail(item).replace("%", "%%")
+                template = templates[item] = '    {\n      "seq": %d,\n' + tail
+            end = first + count
+            for start in range(first, end, LINES_PER_PIECE):
+                yield ",\n".join(map(template.__mod__, range(start, min(end, start + LINES_PER_PIECE))))
 
 
 def _record(seq: int, call: ApiTuple) -> ApiCallRecord:

@@ -24,6 +24,13 @@ from emulator.events import ApiCall, Event
 # Distinct API-call tuples remembered for sharing; past this, new distinct calls are stored
 # unshared (memory per call grows, nothing else changes).
 MAX_SHARED_CALLS = 1 << 16
+# Short argument and return strings shared between calls (handles, sizes, flags repeat a lot).
+MAX_SHARED_STRINGS = 1 << 16
+SHARED_STRING_CHARS = 32
+# Texts a writer remembers per distinct call (cleared when full): repeats are written from it.
+MAX_TEXT_CACHE = 1024
+# A run of identical calls is written this many lines at a time.
+LINES_PER_PIECE = 4096
 
 ApiTuple = tuple[str, int | None, str, tuple[str, ...], str | None]
 
@@ -40,12 +47,13 @@ class EventLog(Sequence[Event]):
     count is kept.
     """
 
-    __slots__ = ("_items", "_others", "_shared", "_bounds", "_by_api", "_count", "_keep")
+    __slots__ = ("_items", "_others", "_shared", "_strings", "_bounds", "_by_api", "_count", "_keep")
 
     def __init__(self, events: Iterable[Event] = (), *, keep: bool = True) -> None:
         self._items: list[Any] = []  # an ApiTuple, or the model of any other event
         self._others: list[int] = []  # positions of the events that are not API calls
         self._shared: dict[ApiTuple, ApiTuple] = {}
+        self._strings: dict[str, str] = {}
         self._bounds: dict[str, list[int]] = {}  # stage -> [first seq, last seq]
         self._by_api: dict[str, array[int]] = {}  # api -> positions of its calls (8 bytes a call)
         self._count = 0
@@ -64,6 +72,19 @@ class EventLog(Sequence[Event]):
             call: ApiTuple = (stage, pc, api, tuple(args), ret)
             shared = self._shared.get(call)
             if shared is None:
+                strings = self._strings
+                if len(strings) >= MAX_SHARED_STRINGS:
+                    strings.clear()
+                for text in (stage, api, *args, ret):
+                    if text is not None and len(text) <= SHARED_STRING_CHARS:
+                        strings.setdefault(text, text)
+                call = (
+                    strings.get(stage, stage),
+                    pc,
+                    strings.get(api, api),
+                    tuple(strings.get(a, a) for a in args),
+                    None if ret is None else strings.get(ret, ret),
+                )
                 if len(self._shared) < MAX_SHARED_CALLS:
                     self._shared[call] = call
                 shared = call
@@ -128,6 +149,15 @@ class EventLog(Sequence[Event]):
     def raw(self) -> Iterator[tuple[int, ApiTuple | Event]]:
         """(seq, item) of every event: an API call as its tuple, any other event as its model."""
         return enumerate(self._items)
+
+    def runs(self) -> Iterator[tuple[int, int, ApiTuple | Event]]:
+        """(first seq, count, item) of each run of equal consecutive items: a loop of identical
+        API calls is one run (every other event is a run of one: events differ in their seq)."""
+        first = 0
+        for item, group in itertools.groupby(self._items):
+            count = len(list(group))
+            yield first, count, item
+            first += count
 
     def others(self) -> Iterator[tuple[int, Event]]:
         """(seq, event) of every event that is not an API call, in order."""

@@ -43,8 +43,7 @@ LOCK_FILE = ".lock"
 MARKER_FILE = ".chainreplay"
 REPORT_FILE = "report.json"
 REPORT_SCHEMA_PREFIX = b'"schema": "chainreplay/report/'
-# Large files (trace.jsonl, report.json) are written this many lines at a time.
-LINES_PER_WRITE = 4096
+# Large files (trace.jsonl, report.json) are written through a buffer of this many bytes.
 WRITE_CHUNK = 1 << 20
 
 
@@ -163,20 +162,16 @@ def _write_blob(folder: Path, name: str, data: bytes, written: set[Path]) -> Non
     written.add(path)
 
 
-def _write_new_lines(path: Path, lines: Iterable[str]) -> None:
-    """Write ``path`` fresh (as :func:`_write_new`) from text lines, a chunk at a time: a trace or
+def _write_new_lines(path: Path, pieces: Iterable[str]) -> None:
+    """Write ``path`` fresh (as :func:`_write_new`) from pieces of text, as they come: a trace or
     report of a million events is never one string in memory."""
     try:
         _clear(path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
         with os.fdopen(fd, "w", encoding="utf-8", newline="", buffering=WRITE_CHUNK) as handle:
-            chunk: list[str] = []
-            for line in lines:
-                chunk.append(line)
-                if len(chunk) >= LINES_PER_WRITE:
-                    handle.write("".join(chunk))
-                    chunk.clear()
-            handle.write("".join(chunk))
+            write = handle.write
+            for piece in pieces:
+                write(piece)
     except OutputError:
         raise
     except OSError as err:  # ENOSPC, EACCES, EROFS...: name the file

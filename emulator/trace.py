@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from emulator.eventlog import MAX_SHARED_CALLS, ApiTuple, EventLog
+from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog
 from emulator.events import EVENT_ADAPTER, Event
 from emulator.report import OutcomeStatus
 
@@ -121,29 +121,33 @@ def _line(data: dict[str, Any]) -> str:
 
 def trace_lines(trace: Trace) -> list[str]:
     """The lines of ``trace.jsonl``."""
-    return list(iter_trace_lines(trace))
+    return [f"{line}\n" for line in "".join(iter_trace_lines(trace)).split("\n")[:-1]]
 
 
 def iter_trace_lines(trace: Trace) -> Iterator[str]:
-    """The lines of ``trace.jsonl``, one by one: no event is turned into a model to write it."""
+    """The text of ``trace.jsonl`` in pieces of whole lines: no event is turned into a model to
+    write it, and a run of identical API calls is one piece per LINES_PER_PIECE lines."""
     yield _line(trace.header.model_dump(mode="json", by_alias=True))
     events = trace.events
     if not isinstance(events, EventLog):
         for event in events:
             yield _line(event.model_dump(mode="json"))
         return
-    # Identical calls share one tuple in the log: their text after the seq is made once.
-    texts: dict[int, str] = {}
-    for seq, item in events.raw():
-        if isinstance(item, tuple):
-            text = texts.get(id(item))
-            if text is None:
-                text = _api_line_tail(item)
-                if len(texts) < MAX_SHARED_CALLS:
-                    texts[id(item)] = text
-            yield f'{{"seq":{seq}{text}'
-        else:
+    # An API call's line after its seq is made once per distinct call; a run of identical calls
+    # is written by str.__mod__ over its seqs (no Python code per line).
+    templates: dict[ApiTuple, str] = {}
+    for first, count, item in events.runs():
+        if not isinstance(item, tuple):
             yield _line(item.model_dump(mode="json"))
+            continue
+        template = templates.get(item)
+        if template is None:
+            if len(templates) >= MAX_TEXT_CACHE:
+                templates.clear()
+            template = templates[item] = '{"seq":%d' + _api_line_tail(item).replace("%", "%%")
+        end = first + count
+        for start in range(first, end, LINES_PER_PIECE):
+            yield "".join(map(template.__mod__, range(start, min(end, start + LINES_PER_PIECE))))
 
 
 _ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
@@ -202,6 +206,8 @@ def read_trace(outdir: Path) -> Trace:
                     if call is not None and head == f'{{"seq":{seq}':
                         events.append_api(*call)
                         continue
+                    if len(seen) >= MAX_TEXT_CACHE:
+                        seen.clear()
                 try:
                     data = json.loads(text)
                     if header is None:
@@ -212,8 +218,7 @@ def read_trace(outdir: Path) -> Trace:
                         if data["seq"] != seq:
                             raise TraceError(f"{path}: event {seq} has seq {data['seq']}")
                         events.append_api(*call)
-                        if len(seen) < MAX_SHARED_CALLS:
-                            seen[tail] = call
+                        seen[tail] = call
                         continue
                     event = EVENT_ADAPTER.validate_python(data)
                 except (ValueError, RecursionError) as err:
