@@ -7,9 +7,10 @@ through :func:`clean` (control, format and surrogate characters escaped) before 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,9 +95,36 @@ def _args(args: Iterable[str]) -> str:
     return ", ".join(clean(a, MAX_ARG_TEXT) for a in args)
 
 
+# While timeline_shared() lasts: (id of the report, limit) -> (the report, its rows).
+_shared_timelines: list[dict[tuple[int, int], tuple[Report, list[TimelineEvent]]]] = []
+
+
+@contextlib.contextmanager
+def timeline_shared() -> Iterator[None]:
+    """While it lasts, :func:`timeline` of a report is built once (every renderer asks for it)."""
+    _shared_timelines.append({})
+    try:
+        yield
+    finally:
+        _shared_timelines.pop()
+
+
 def timeline(report: Report, max_api_calls: int = MAX_TIMELINE_API_CALLS) -> list[TimelineEvent]:
     """Every recorded event of the report as one row, in the order the replay saw them; of the
-    API calls, the first ``max_api_calls`` (:func:`api_calls_cut` says how many are left out)."""
+    API calls, the first ``max_api_calls`` (:func:`api_calls_cut` says how many are left out).
+    Inside :func:`timeline_shared` the rows are shared: a caller must not change the list."""
+    if not _shared_timelines:
+        return _timeline(report, max_api_calls)
+    cache = _shared_timelines[-1]
+    hit = cache.get((id(report), max_api_calls))
+    if hit is not None and hit[0] is report:
+        return hit[1]
+    rows = _timeline(report, max_api_calls)
+    cache[(id(report), max_api_calls)] = (report, rows)
+    return rows
+
+
+def _timeline(report: Report, max_api_calls: int) -> list[TimelineEvent]:
     rows: list[TimelineEvent] = []
     add = rows.append
     raw = getattr(report.api_calls, "raw", None)  # a streamed section: plain tuples, no record each
