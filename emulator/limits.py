@@ -54,6 +54,9 @@ MAX_GRAPH_NODES = 5_000
 MAX_DRAWN_NODES = 400
 # ``chainreplay render`` gives up drawing a report's graph after this long (exit 2).
 RENDER_TIMEOUT_SECONDS = 60.0
+# ``chainreplay analyse`` (analysis, report, drawing, exports of a frozen trace) ends by this
+# long unless --timeout says otherwise; what is cut is noted in the report.
+ANALYSE_TIMEOUT_SECONDS = 60.0
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

@@ -77,12 +77,9 @@ def _looks_like_ours(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def output_folder(out: Path, *, force: bool = False) -> Iterator[Path]:
-    """Hold ``out`` for one run: locked against a second run, emptied of what an earlier run left.
-
-    The lock is ``flock`` on ``out/.lock`` (released when this process ends, however it ends).
-    A folder that holds files and is not a chainreplay output folder is refused unless ``force``.
-    """
+def locked_folder(out: Path) -> Iterator[Path]:
+    """Hold ``out`` against a second run: ``flock`` on ``out/.lock``, released when this process
+    ends however it ends (:class:`OutputBusy` if another run holds it)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -93,6 +90,19 @@ def output_folder(out: Path, *, force: bool = False) -> Iterator[Path]:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise OutputBusy(errno.EBUSY, f"{out}: another chainreplay run is writing to this folder") from err
+        yield out
+    finally:
+        os.close(lock_fd)
+
+
+@contextlib.contextmanager
+def output_folder(out: Path, *, force: bool = False) -> Iterator[Path]:
+    """Hold ``out`` for one run: locked against a second run, emptied of what an earlier run left.
+
+    The lock is :func:`locked_folder`'s.
+    A folder that holds files and is not a chainreplay output folder is refused unless ``force``.
+    """
+    with locked_folder(out):
         leftovers = [p for p in out.iterdir() if p.name != LOCK_FILE]
         if leftovers and not force and not _looks_like_ours(out):
             raise OutputNotOurs(
@@ -107,8 +117,6 @@ def output_folder(out: Path, *, force: bool = False) -> Iterator[Path]:
                 raise _named(err, path) from err
         _write_new(out / MARKER_FILE, b"chainreplay output folder: a run empties it first\n")
         yield out
-    finally:
-        os.close(lock_fd)
 
 
 def _clear(path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import CliResult, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = REPO_ROOT / "scenarios"
@@ -51,3 +52,13 @@ def scenario_report(scenario_outdir: Callable[[str], Path]) -> Callable[[str], d
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """``cli(*argv)``: run ``chainreplay`` in-process and return its exit code and output."""
+
+    def run(*argv: str | Path) -> CliResult:
+        return run_cli(capsys, *argv)
+
+    return run

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import CliResult
 
-from emulator.cli import main
 from emulator.outcome import Status
 
 BINS = Path(__file__).resolve().parent / "bins"
@@ -29,31 +29,6 @@ OUTCOMES = {status.value for status in Status}
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-class CliResult:
-    def __init__(self, rc: int, out: str, err: str) -> None:
-        self.rc, self.out, self.err = rc, out, err
-
-    def error_line(self) -> str:
-        """The one stderr line of a usage error (asserted to be exactly one)."""
-        assert self.rc == 2, (self.rc, self.out, self.err)
-        lines = self.err.splitlines()
-        assert len(lines) == 1, self.err
-        assert lines[0].startswith("chainreplay: error:"), self.err
-        return lines[0]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    def run(*argv: str | Path) -> CliResult:
-        rc = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        assert "Traceback" not in captured.out
-        return CliResult(rc, captured.out, captured.err)
-
-    return run
 
 
 def report_of(outdir: Path) -> dict[str, Any]:

@@ -15,29 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import CliResult
 
 from emulator.check import BASELINE_FILE, dumps_baseline
-from emulator.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
 SMALL = [SCENARIOS / "benign-dll", SCENARIOS / "winhttp-downloader"]
-
-
-class Result:
-    def __init__(self, rc: int, out: str, err: str) -> None:
-        self.rc, self.out, self.err = rc, out, err
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    def run(*argv: str | Path) -> Result:
-        rc = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err + captured.out
-        return Result(rc, captured.out, captured.err)
-
-    return run
 
 
 def _summary(outdir: Path) -> dict[str, Any]:
@@ -61,7 +45,9 @@ def _spinning_scenario(root: Path) -> Path:
     return folder
 
 
-def test_local_batch_table_summary_resume_force_and_one_bad_target(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_local_batch_table_summary_resume_force_and_one_bad_target(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
     out = tmp_path / "batch"
     spin = _spinning_scenario(tmp_path)
     result = cli("batch", *SMALL, spin, "-j", "2", "-o", out, "--fail-on", "limit")
@@ -100,7 +86,7 @@ def test_local_batch_table_summary_resume_force_and_one_bad_target(tmp_path: Pat
     assert (out / "benign-dll" / "report.json").stat().st_mtime_ns != stamp
 
 
-def test_batch_check_exits_1_on_drift(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_batch_check_exits_1_on_drift(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     folder = tmp_path / "benign-dll"
     shutil.copytree(SCENARIOS / "benign-dll", folder)
     baseline = json.loads((folder / BASELINE_FILE).read_text(encoding="utf-8"))
@@ -137,7 +123,7 @@ def dask_cluster() -> Iterator[str]:
         cluster.close()
 
 
-def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     assert dask_cluster.startswith("tcp://127.0.0.1:")
     out = tmp_path / "dask"
     result = cli("batch", *SMALL, "--scheduler", dask_cluster, "-o", out, "--check")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import CliResult
 from junitparser import Failure, JUnitXml, Skipped
 
 from emulator.check import (
@@ -24,7 +25,6 @@ from emulator.check import (
     normalise,
     render_drift,
 )
-from emulator.cli import main
 from emulator.expect import Expect, evaluate
 from emulator.report import Report
 from emulator.scenario import ScenarioError, load_scenario
@@ -32,29 +32,6 @@ from emulator.scenario import ScenarioError, load_scenario
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
 COMMITTED = sorted(p.parent.name for p in SCENARIOS.glob(f"*/{BASELINE_FILE}"))
-
-
-class Result:
-    def __init__(self, rc: int, out: str, err: str) -> None:
-        self.rc, self.out, self.err = rc, out, err
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    def run(*argv: str | Path) -> Result:
-        rc = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err + captured.out
-        return Result(rc, captured.out, captured.err)
-
-    return run
-
-
-def _one_error_line(result: Result) -> str:
-    assert result.rc == 2, (result.rc, result.out, result.err)
-    lines = result.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("chainreplay: error:"), result.err
-    return lines[0]
 
 
 def _scenario_copy(tmp_path: Path, name: str, expect_table: str | None = None) -> Path:
@@ -88,7 +65,7 @@ def _model(report: dict[str, Any]) -> Report:
     ],
 )
 def test_a_bad_expect_table_is_one_line_naming_file_and_key(
-    table: str, named: str, tmp_path: Path, cli: Callable[..., Result]
+    table: str, named: str, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     folder = _scenario_copy(tmp_path, "benign-dll", table)
     with pytest.raises(ScenarioError) as err:
@@ -96,7 +73,7 @@ def test_a_bad_expect_table_is_one_line_naming_file_and_key(
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(folder / "scenario.toml")), message
     assert named in message, message
-    line = _one_error_line(cli("run", folder, "--expect", "-o", tmp_path / "out"))
+    line = cli("run", folder, "--expect", "-o", tmp_path / "out").error_line()
     assert named in line
     assert not (tmp_path / "out" / "report.json").exists()
 
@@ -220,7 +197,7 @@ def test_drift_is_grouped_by_stage_with_appeared_vanished_changed(
 # ---- check on the command line ------------------------------------------------------------------------
 
 
-def test_check_update_then_same_then_drift_with_junit(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_check_update_then_same_then_drift_with_junit(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     folder = _scenario_copy(tmp_path, "benign-dll")
     out = tmp_path / "reports"
     updated = cli("check", folder, "--update", "-o", out, "-q")
@@ -255,23 +232,23 @@ def test_check_update_then_same_then_drift_with_junit(tmp_path: Path, cli: Calla
     assert same.out == ""
 
 
-def test_check_bad_inputs_exit_2(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_check_bad_inputs_exit_2(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     folder = _scenario_copy(tmp_path, "benign-dll")
-    assert "no such baseline" in _one_error_line(cli("check", folder, "-o", tmp_path / "o"))
+    assert "no such baseline" in cli("check", folder, "-o", tmp_path / "o").error_line()
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
-    assert "not valid JSON" in _one_error_line(cli("check", folder, "--baseline", bad))
+    assert "not valid JSON" in cli("check", folder, "--baseline", bad).error_line()
     bad.write_text('{"format": "other"}', encoding="utf-8")
-    assert "not a chainreplay baseline" in _one_error_line(cli("check", folder, "--baseline", bad))
-    assert "no such file or folder" in _one_error_line(cli("check", tmp_path / "nothing"))
+    assert "not a chainreplay baseline" in cli("check", folder, "--baseline", bad).error_line()
+    assert "no such file or folder" in cli("check", tmp_path / "nothing").error_line()
     sample = REPO / "tests" / "bins" / "hello.dll"
-    assert "give --baseline FILE" in _one_error_line(cli("check", sample))
-    two = _one_error_line(cli("check", folder, folder, "--baseline", bad))
+    assert "give --baseline FILE" in cli("check", sample).error_line()
+    two = cli("check", folder, folder, "--baseline", bad).error_line()
     assert "--baseline applies to one target" in two
     assert not (tmp_path / "o").exists()
 
 
-def test_bare_sample_baseline_does_not_depend_on_its_host_folder(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_bare_sample_baseline_does_not_depend_on_its_host_folder(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     first, second = tmp_path / "a" / "deep", tmp_path / "b"
     for folder in (first, second):
         folder.mkdir(parents=True)
@@ -286,7 +263,7 @@ def test_bare_sample_baseline_does_not_depend_on_its_host_folder(tmp_path: Path,
 # ---- run --expect / --fail-on / --junit ----------------------------------------------------------------
 
 
-def test_run_expect_names_each_failing_expectation(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_run_expect_names_each_failing_expectation(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     folder = _scenario_copy(
         tmp_path,
         "benign-dll",
@@ -315,13 +292,13 @@ def test_run_expect_names_each_failing_expectation(tmp_path: Path, cli: Callable
     no_table = _scenario_copy(tmp_path / "x", "benign-dll")
     text = (no_table / "scenario.toml").read_text(encoding="utf-8")
     (no_table / "scenario.toml").write_text(text[: text.index("[expect]")], encoding="utf-8")
-    assert "has no [expect] table" in _one_error_line(cli("run", no_table, "--expect"))
-    assert "--expect needs a scenario folder" in _one_error_line(
-        cli("run", REPO / "tests" / "bins" / "hello.dll", "--expect")
+    assert "has no [expect] table" in cli("run", no_table, "--expect").error_line()
+    assert (
+        "--expect needs a scenario folder" in cli("run", REPO / "tests" / "bins" / "hello.dll", "--expect").error_line()
     )
 
 
-def test_fail_on_turns_an_outcome_into_exit_1(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_fail_on_turns_an_outcome_into_exit_1(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     sample = tmp_path / "ud2.bin"
     sample.write_bytes(b"\x0f\x0b")
     base = ("run", sample, "--shellcode", "--arch", "x64", "--timeout", "10", "-q")
@@ -333,7 +310,7 @@ def test_fail_on_turns_an_outcome_into_exit_1(tmp_path: Path, cli: Callable[...,
     case = next(case for suite in JUnitXml.fromfile(str(junit)) for case in suite)
     assert isinstance(case.result[0], Failure) and "--fail-on fault" in case.result[0].message
     assert cli(*base, "-o", tmp_path / "c", "--fail-on", "unsupported_api,limit").rc == 0
-    assert "unknown category 'crash'" in _one_error_line(cli(*base, "--fail-on", "fault,crash"))
+    assert "unknown category 'crash'" in cli(*base, "--fail-on", "fault,crash").error_line()
 
 
 def test_junit_marks_xfail_as_skipped(scenario_report: Callable[[str], dict[str, Any]], tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from emulator import events as ev
-from emulator.cli import E_BAD_INPUT, E_OK, main
+from emulator.cli import E_BAD_INPUT, E_BUSY, E_OK, main
 from emulator.trace import BLOB_DIR, TRACE_FILE, EntryOrigin, Trace, TraceHeader, read_trace, trace_lines
 
 REPO = Path(__file__).resolve().parent.parent
@@ -337,3 +337,29 @@ def test_an_engine_failure_reports_no_host_path(monkeypatch: pytest.MonkeyPatch,
     assert "engine exploded" in detail, detail
     for host_path in (str(REPO), str(tmp_path), "site-packages"):
         assert host_path not in text
+
+
+def test_analyse_refuses_a_folder_another_run_holds(scenario_outdir: Callable[[str], Path], tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    out = frozen_copy(scenario_outdir("benign-dll"), tmp_path / "out")
+    before = sorted(path.name for path in out.iterdir())
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["analyse", str(out), "-q"]) == E_BUSY
+    finally:
+        os.close(fd)
+    assert sorted(path.name for path in out.iterdir() if path.name != ".lock") == before, "a busy folder is left alone"
+
+
+def test_analyse_ends_by_its_timeout_and_notes_what_was_cut(
+    scenario_outdir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    out = frozen_copy(scenario_outdir("3cx"), tmp_path / "out")
+    assert main(["analyse", str(out), "-q", "--timeout", "0.000001"]) == E_OK
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    cut = [note for note in report["notes"] if note["what"] == "analysis_cut"]
+    assert cut and "deadline" in cut[0]["detail"], report["notes"]
+    assert report["stages"] == []

@@ -46,7 +46,7 @@ from emulator.cli.logs import DEBUG_LOGGERS, _configure_logging
 from emulator.cli.run import _add_export_options, _check_yara, _narrate, _run, _show
 from emulator.cli.targets import _bare_plan, _parse_arg, _plan_for_target
 from emulator.cli.variant import _add_variant_parser, _variant
-from emulator.limits import add_limit_arguments
+from emulator.limits import ANALYSE_TIMEOUT_SECONDS, add_limit_arguments
 
 # Re-exported: tests, bench/ and emulator/__main__.py import these from emulator.cli.
 __all__ = [
@@ -201,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyse.add_argument("outdir", help="a replay's output folder (with trace.jsonl)")
     analyse.add_argument("-j", "--json", action="store_true", help="print only the report, as JSON, on stdout")
     analyse.add_argument("-v", "--verbose", action="store_true", help="also list every API call")
+    analyse.add_argument(
+        "--timeout",
+        type=float,
+        default=ANALYSE_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"analysis, drawing and exports end by then; what is cut is noted (default {ANALYSE_TIMEOUT_SECONDS:g})",
+    )
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")

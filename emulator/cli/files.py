@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
 from emulator.cli.common import (
+    E_BUSY,
     E_CONTAINMENT,
     E_ERROR,
     E_OK,
+    E_SIGNAL_BASE,
     UsageError,
     _console,
 )
@@ -62,17 +65,33 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _analyse(args: argparse.Namespace) -> int:
-    from emulator.output import produce
+    from emulator.lifecycle import RunControl
+    from emulator.output import OutputBusy, OutputError, locked_folder, produce
     from emulator.trace import TraceError, read_trace
 
     outdir = Path(args.outdir)
     if not outdir.is_dir():
         raise UsageError(f"{outdir}: not a folder")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    control = RunControl(time.monotonic() + args.timeout)
     try:
-        trace = read_trace(outdir)
-    except TraceError as err:
-        raise UsageError(str(err)) from err
-    report = produce(outdir, trace)
+        with locked_folder(outdir), control:
+            try:
+                trace = read_trace(outdir)
+            except TraceError as err:
+                raise UsageError(str(err)) from err
+            report = produce(outdir, trace, control=control)
+    except OutputBusy as err:
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    except OutputError as err:
+        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+        return E_ERROR
+    if control.signum is not None:
+        name = signal.Signals(control.signum).name
+        print(f"chainreplay: analysis interrupted by {name}; partial report in {outdir}", file=sys.stderr)
+        return E_SIGNAL_BASE + control.signum
     _show(args, outdir.resolve() / "report.json")
     return E_CONTAINMENT if report.outcome.status == "containment" else E_OK
 

@@ -1,0 +1,33 @@
+"""Running the CLI in-process from tests: one result type and runner shared by every test file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import main
+
+
+class CliResult:
+    """Exit code and captured output of one ``chainreplay`` invocation."""
+
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        self.rc, self.out, self.err = rc, out, err
+
+    def error_line(self) -> str:
+        """The one stderr line of a usage error (asserted to be exactly one, exit code 2)."""
+        assert self.rc == 2, (self.rc, self.out, self.err)
+        lines = self.err.splitlines()
+        assert len(lines) == 1, self.err
+        assert lines[0].startswith("chainreplay: error:"), self.err
+        return lines[0]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> CliResult:
+    """``chainreplay ARGV...`` in this process; never a traceback on either stream."""
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "Traceback" not in captured.out
+    return CliResult(rc, captured.out, captured.err)
