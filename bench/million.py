@@ -116,7 +116,7 @@ print(json.dumps({
 
 
 def run_one(code: str, args: list[str], checkout: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, cwd=checkout, capture_output=True, text=True, check=False
     )
