@@ -151,3 +151,22 @@ def test_a_large_report_file_keeps_its_calls_in_the_file(tmp_path: Path, monkeyp
     assert lazy.api_calls[-1] == eager.api_calls[-1]
     assert list(itertools.islice(lazy.api_calls, 3)) == eager.api_calls[:3]
     assert lazy.to_json() == path.read_text(encoding="utf-8")
+
+
+def test_the_parent_checks_each_streamed_api_call() -> None:
+    """What the emulation child sends is untrusted: an API call of the wrong types or out of
+    order is refused (the replay's outcome then names the refusal)."""
+    from emulator.replay import _take_api_call
+
+    log = EventLog()
+    _take_api_call(log, ("a", 0, "s0", 0x401000, "kernel32.Sleep", ["0x3e8"], None, {}))
+    assert log[0] == ApiCall(seq=0, stage="s0", pc=0x401000, api="kernel32.Sleep", args=["0x3e8"], ret=None)
+    for bad in (
+        ("a", 1, "s0", None, "kernel32.Sleep", ["0x3e8", 5], None, {}),  # an argument that is not text
+        ("a", 1, "s0", "0x1", "kernel32.Sleep", [], None, {}),  # a pc that is not an int
+        ("a", 1, "s0", None, "kernel32.Sleep", [], None, []),  # blobs that are not a dict
+        ("a", 2, "s0", None, "kernel32.Sleep", [], None, {}),  # out of order
+    ):
+        with pytest.raises(ValueError):
+            _take_api_call(log, bad)
+    assert len(log) == 1
