@@ -85,6 +85,8 @@ class SpeakeasyBackend:
         )
         observed = Observed()
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
+        if self.plan.mode == "fast":
+            compat.use_lean_api_log(emu)
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)

@@ -12,8 +12,10 @@ the same way when a backend attaches to it (:func:`check_emulator`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +27,9 @@ import speakeasy.profiler as se_profiler
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
+import speakeasy.winenv.arch as se_arch
 import unicorn as uc
+import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
 from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
@@ -96,6 +100,7 @@ def _check_installed() -> None:
     _require_params(winemu, "on_run_complete", ())
     _require_params(winemu, "add_run", ("run",))
     _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
+    _require_params(winemu, "get_handler_signature", ("dll", "name", "argc"))
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
@@ -115,7 +120,7 @@ def _check_installed() -> None:
     for field in ("type", "pc", "count"):
         if field not in ErrorInfo.model_fields:
             raise _incompatible(f"speakeasy.report.ErrorInfo has no field {field!r}")
-    for attr in ("start_addr", "type", "args", "error", "instr_cnt", "num_apis"):
+    for attr in ("start_addr", "type", "args", "error", "instr_cnt", "num_apis", "unique_apis", "api_hash"):
         if not hasattr(Run(), attr):
             raise _incompatible(f"speakeasy.profiler.Run has no attribute {attr!r}")
     if not hasattr(se_common, "HOOK_MEM_INVALID"):
@@ -126,6 +131,9 @@ def _check_installed() -> None:
     for name in ("hook_add", "hook_del", "ctl_flush_tb", "mem_write"):
         if not hasattr(uc.Uc, name):
             raise _incompatible(f"unicorn.Uc.{name} is missing")
+    for name in ("uc_hook_add", "uc_hook_del", "uc_emu_stop"):
+        if not hasattr(getattr(uc_binding, "uclib", None), name):
+            raise _incompatible(f"unicorn's C library binding has no {name}")
     sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
     for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc"):
         if f'"{prefix}' not in sources:
@@ -242,6 +250,139 @@ def remove_native_hook(unicorn: Any, handle: int) -> None:
 
 def flush_translations(unicorn: Any) -> None:
     unicorn.ctl_flush_tb()
+
+
+# Memory reads up to this size go through one preallocated buffer.
+SCRATCH_BYTES = 4096
+
+
+def use_direct_engine_access(emu: Any) -> None:
+    """Register and memory access from API handlers straight through Unicorn's C library.
+
+    Speakeasy reads about 17 registers per API call through its engine and Unicorn's Python
+    binding, which picks a ctypes class per register, allocates it and checks the result; memory
+    reads allocate through ``ctypes.create_string_buffer``, which raises an audit event each time.
+    These replacements give the same values and errors for the same calls: integer registers
+    (those the binding reads as a 64-bit integer) with one preallocated buffer, memory into a
+    fresh bytearray; any other register goes the original way. Only this emulator's engine is
+    changed. The handler signature of an API (a pure function of the signature database, the
+    architecture and the argument count) is looked up once per API instead of once per call.
+    """
+    engine = emu.emu_eng
+    unicorn = engine.emu
+    select = getattr(type(unicorn), "_select_reg_class", None)
+    if select is None or not hasattr(unicorn, "_uch"):
+        return
+    handle, lib = unicorn._uch, uc_binding.uclib
+    read_reg, write_reg, read_mem = lib.uc_reg_read, lib.uc_reg_write, lib.uc_mem_read
+    integer = {reg: ereg for reg, ereg in engine.regs.items() if select(ereg) is ctypes.c_uint64}
+    value = ctypes.c_uint64()
+    ref = ctypes.byref(value)
+    original_read, original_write = engine.reg_read, engine.reg_write
+
+    def reg_read(reg: Any) -> Any:
+        ereg = integer.get(reg)
+        if ereg is None:
+            return original_read(reg)
+        value.value = 0
+        status = read_reg(handle, ereg, ref)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, ereg)
+        return value.value
+
+    def reg_write(reg: Any, val: Any) -> Any:
+        ereg = integer.get(reg)
+        if ereg is None or not isinstance(val, int):
+            return original_write(reg, val)
+        value.value = val
+        status = write_reg(handle, ereg, ref)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, ereg)
+        return None
+
+    scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
+    scratch_view = memoryview(scratch).cast("B")
+
+    def mem_read(addr: int, size: int) -> bytearray:
+        target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
+        status = read_mem(handle, addr, target, size) if size > 0 else uc.UC_ERR_OK
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, addr, size)
+        return bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
+
+    engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
+    # Speakeasy asks for the architecture twice per pc or stack pointer access.
+    x64 = emu.get_arch() == se_arch.ARCH_AMD64
+    pc_reg = se_arch.AMD64_REG_RIP if x64 else se_arch.X86_REG_EIP
+    sp_reg = se_arch.AMD64_REG_RSP if x64 else se_arch.X86_REG_ESP
+    emu.get_pc = lambda: reg_read(pc_reg)
+    emu.get_stack_ptr = lambda: reg_read(sp_reg)
+    emu.set_pc = lambda addr: reg_write(pc_reg, addr)
+    emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
+    original_signature = emu.get_handler_signature
+    signatures: dict[tuple[str, str, int], Any] = {}
+
+    def get_handler_signature(dll: str, name: str, argc: int) -> Any:
+        key = (dll, name, argc)
+        if key not in signatures:
+            signatures[key] = original_signature(dll, name, argc)
+        return signatures[key]
+
+    emu.get_handler_signature = get_handler_signature
+
+
+def use_lean_api_log(emu: Any) -> None:
+    """``log_api`` keeps Speakeasy's run accounting but builds no profiler event nobody reads.
+
+    Speakeasy's ``log_api`` formats the whole call as a string for an INFO log line (even when
+    INFO is off) and appends a pydantic ``ApiEvent`` to the run's event list, which only
+    Speakeasy's own report reads (chainreplay records its own events) and which its file-access
+    records then scan backwards on every read or write. This version counts the call for
+    ``max_api_count`` and the run's API list and hash exactly as Speakeasy does, and takes
+    Speakeasy's own path whenever that log line is wanted or the call's event is updated later
+    (an API callback frame). Call it before :func:`after_each_api_call`.
+    """
+    original = emu.log_api
+    se_logger = logging.getLogger(se_winemu.__name__)
+
+    def log_api(pc: int, imp_api: str, rv: int | None, args: list[Any], *, run: Any = None) -> None:
+        run = emu.curr_run if run is None else run
+        frame = getattr(emu, "_active_api_frame", None)
+        if (
+            run is None
+            or se_logger.isEnabledFor(logging.INFO)
+            or (frame is not None and any(item is frame for item in run.api_callbacks))
+        ):
+            original(pc, imp_api, rv, args, run=run)
+            return
+        run.num_apis += 1
+        if imp_api not in run.unique_apis:
+            run.api_hash.update(imp_api.lower().encode("utf-8"))
+            run.unique_apis.append(imp_api)
+
+    emu.log_api = log_api
+
+
+def native_stop_function() -> int:
+    """Address of Unicorn's C ``uc_emu_stop`` (a native hook may tail-call it)."""
+    return int(ctypes.cast(uc_binding.uclib.uc_emu_stop, ctypes.c_void_p).value or 0)
+
+
+def add_native_block_hook(unicorn: Any, callback: int, user_data: int) -> int:
+    """A ``UC_HOOK_BLOCK`` whose callback is native code at ``callback`` (no Python per block)."""
+    handle = ctypes.c_size_t()
+    if not hasattr(unicorn, "_uch"):
+        raise _incompatible("unicorn.Uc no longer keeps its engine handle in _uch")
+    callback_ptr, data_ptr = ctypes.c_void_p(callback), ctypes.c_void_p(user_data)
+    add = uc_binding.uclib.uc_hook_add
+    status = add(unicorn._uch, ctypes.byref(handle), uc.UC_HOOK_BLOCK, callback_ptr, data_ptr, 1, 0)
+    if status != uc.UC_ERR_OK:
+        raise uc.UcError(status)
+    return int(handle.value)
+
+
+def remove_native_block_hook(unicorn: Any, handle: int) -> None:
+    uc_binding.uclib.uc_hook_del(unicorn._uch, ctypes.c_size_t(handle))
 
 
 # ---- memory --------------------------------------------------------------------------------

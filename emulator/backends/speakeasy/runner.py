@@ -6,17 +6,16 @@ import threading
 import time
 from typing import Any
 
+from emulator.backends.speakeasy import budget as native_budget
 from emulator.backends.speakeasy import compat
 
-# A stretch of guest code between two API calls runs this long before Unicorn starts counting
-# its instructions against max_instructions (counting costs a C call per instruction).
-UNCOUNTED_SLICE_SECONDS = 0.25
-# No Unicorn build runs faster than this, so an uncounted slice of limit / rate seconds cannot
-# have run past the limit; a limit needing a slice shorter than the minimum is counted at once.
-FASTEST_INSTRUCTIONS_PER_SECOND = 1_000_000_000
-MIN_UNCOUNTED_SLICE_SECONDS = 0.05
 # How often the fast-mode watchdog thread checks the wall-clock deadline.
 WATCHDOG_POLL_SECONDS = 0.005
+# The watchdog stops the guest at the next block boundary; should that not happen (no native
+# budget on this host), it stops Unicorn from its own thread this much later.
+WATCHDOG_BACKSTOP_SECONDS = 0.5
+# Test knob: preempt the guest this often and resume it (tests/test_modes.py); None in use.
+PREEMPT_EVERY_SECONDS: float | None = None
 
 
 class NativeRunner:
@@ -31,11 +30,22 @@ class NativeRunner:
     resumes transparently.
 
     Unicorn's own timeout starts and joins a timer thread on every start (about 0.5 ms, once
-    per API call); one watchdog thread per replay stops Unicorn at the deadline instead.
-    Unicorn's instruction counter costs a C call per instruction (3x slower on RC4), so a
-    stretch of guest code runs uncounted for its first ``UNCOUNTED_SLICE_SECONDS`` and only
-    a stretch still running after that is counted against ``max_instructions`` (so a stretch
-    may run up to about twice the limit before it is stopped; small limits are counted at once).
+    per API call); one watchdog thread per replay stops Unicorn at the deadline instead. That
+    stop comes from another thread, so it can land in the middle of an instruction (Unicorn
+    checks for a stop after every memory access and rewinds to the instruction's start after
+    its store): the run then ends as a timeout and is never resumed.
+
+    ``max_instructions``: Unicorn's instruction counter costs a C call per instruction (2 to 3x
+    slower), so a stretch of guest code (between two API calls) first runs on a native block
+    budget (:mod:`budget`): machine code in a block hook adds each block's size in bytes and
+    stops Unicorn, exactly at a block boundary, once the stretch has entered ``max_instructions``
+    bytes of code. Every instruction is at least one byte, so by then the stretch has run at
+    most ``max_instructions`` instructions. Only a stretch that gets that far is resumed on
+    Unicorn's counter for ``max_instructions`` more and stopped there with the limit error.
+    Tolerance: a stretch is stopped after between 1x and 2x ``max_instructions`` (plus one
+    block), never before the limit, so whatever faithful mode runs to completion runs the same
+    here; the limit applies per stretch, not per run. Every stop this runner resumes from is
+    synchronous (an API hook, the budget, Unicorn's counter), which resumes exactly.
     """
 
     def __init__(self, emu: Any, instruction_limit: int) -> None:
@@ -50,16 +60,25 @@ class NativeRunner:
         self.yielded = False
         self._lock = threading.Lock()
         self._stop_at: float | None = None
+        self._backstop_at: float | None = None
+        self.preemptions = 0
         self._watchdog_fired = False
         self._closed = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="chainreplay-watchdog", daemon=True)
         self._watchdog.start()
         compat.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat.replace_engine_start_stop(emu, self.start, self.stop)
+        compat.use_direct_engine_access(emu)
+        self.budget = native_budget.install(self.unicorn)
+        # Blocks translated before the budget hook existed would never report to it.
+        self.flush_needed = self.budget is not None
 
     def close(self) -> None:
         self._closed.set()
         self._watchdog.join(timeout=1)
+        if self.budget is not None:
+            self.budget.remove()
+            self.budget = None
 
     def enable(self) -> None:
         if not self.in_native:
@@ -83,10 +102,18 @@ class NativeRunner:
     def _watch(self) -> None:
         while not self._closed.wait(WATCHDOG_POLL_SECONDS):
             with self._lock:
-                if self._stop_at is not None and time.monotonic() >= self._stop_at:
+                now = time.monotonic()
+                if self._stop_at is not None and now >= self._stop_at:
                     self._stop_at = None
                     self._watchdog_fired = True
-                    self._engine_stop()
+                    if self.budget is not None:
+                        self.budget.preempt()  # exact: at the next block boundary
+                        self._backstop_at = now + WATCHDOG_BACKSTOP_SECONDS
+                    else:
+                        self._engine_stop()
+                elif self._backstop_at is not None and now >= self._backstop_at:
+                    self._backstop_at = None
+                    self._engine_stop()  # may land mid-instruction: the run then ends
 
     def _on_code(self, _uc: Any, address: int, size: int, _user: Any) -> None:
         compat.run_deferred_code_work(self.emu, address, size)
@@ -115,14 +142,15 @@ class NativeRunner:
         finally:
             self.in_native = False
             with self._lock:
-                self._stop_at = None
+                self._stop_at = self._backstop_at = None
 
     def start(self, address: int, timeout: float = 0, count: int = 0) -> Any:
-        now = time.monotonic()
-        deadline = now + timeout if timeout else None
-        uncounted = min(UNCOUNTED_SLICE_SECONDS, self.instruction_limit / FASTEST_INSTRUCTIONS_PER_SECOND)
-        counting = uncounted < MIN_UNCOUNTED_SLICE_SECONDS
-        slice_end = now + uncounted
+        deadline = time.monotonic() + timeout if timeout else None
+        limit = self.instruction_limit
+        # Without the native budget (another host), count every instruction from the first.
+        counting = bool(limit) and self.budget is None
+        if self.budget is not None:
+            self.budget.reset(limit)
         while True:
             if self.pending:
                 resume = self._run_deferred_work(address)
@@ -130,23 +158,32 @@ class NativeRunner:
                     return None
                 address = resume
             stop_at = deadline
-            if self.instruction_limit and not counting:
-                stop_at = slice_end if deadline is None else min(deadline, slice_end)
-            self._native(address, stop_at, self.instruction_limit if counting else 0)
+            if PREEMPT_EVERY_SECONDS is not None:
+                preempt_at = time.monotonic() + PREEMPT_EVERY_SECONDS
+                stop_at = preempt_at if deadline is None else min(deadline, preempt_at)
+            self._native(address, stop_at, limit if counting else 0)
+            if self.budget is not None:
+                self.budget.restore()
             if self.stop_requested:
                 return None
             address = int(self.emu.get_pc())
             if self.yielded:
                 continue
             if self._watchdog_fired:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None  # Speakeasy sees the deadline and ends the run as a timeout
-                counting = True  # still running after the uncounted slice: count from here
+                if deadline is None or time.monotonic() < deadline:
+                    self.preemptions += 1
+                    continue  # preempted at a block boundary: resume exactly there
+                return None  # Speakeasy sees the deadline and ends the run as a timeout
+            if counting:
+                self._instruction_limit_reached()
+                return None
+            if self.budget is not None and self.budget.exhausted:
+                # At most `limit` instructions so far: count `limit` more, exactly, from here.
+                self.budget.suspend()
+                counting = True
                 # Code translated without Unicorn's counting hook would never be counted.
                 self.flush_needed = True
                 continue
-            if counting:
-                self._instruction_limit_reached()
             return None
 
     def _instruction_limit_reached(self) -> None:
