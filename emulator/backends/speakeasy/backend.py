@@ -8,6 +8,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
@@ -97,6 +98,7 @@ class SpeakeasyBackend:
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
+        ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
@@ -105,7 +107,7 @@ class SpeakeasyBackend:
         assert self.translator is not None
         self.translator.api_call(pc, imp_api, rv, args)
         if self.machine is not None:
-            self.machine.update_shared_data()
+            self.machine.after_api_call()
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))

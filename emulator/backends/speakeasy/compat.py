@@ -6,7 +6,8 @@ dispatcher). Each is reached only through a function here, and each is checked w
 module is imported: a renamed method, a changed signature or a missing attribute stops the
 import with one line naming the installed Speakeasy version and what changed, instead of a
 replay that silently records less. Attributes that only exist on a live emulator are checked
-the same way when a backend attaches to it (:func:`check_emulator`).
+the same way when a backend attaches to it (:func:`check_emulator`). The names the exception
+dispatcher and the guest machine rely on are in compat_guest.py, under the same rules.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import importlib.metadata
 import inspect
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import speakeasy
@@ -542,6 +544,12 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     """The current bytes of a file in the guest's file system (written by the guest or served)."""
     try:
         data = emu.get_module_data_from_emu_file(path)
+        if not data:
+            # A scenario file the guest has not opened yet exists only as its configuration.
+            entry = emu.fileman.get_emu_file(path)
+            host = getattr(entry, "path", None)
+            if host:
+                data = Path(host).read_bytes()
     except Exception:
         return None
     return bytes(data) if data else None
