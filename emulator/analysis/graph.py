@@ -7,7 +7,7 @@ prove it), so a reader can go from any arrow back to the calls that caused it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +15,8 @@ import networkx as nx
 
 from emulator.analysis.lineage import DECRYPTING_TRANSFORMS, Hop
 from emulator.analysis.stages import Stage
+from emulator.eventlog import api_calls_where, of_type
 from emulator.events import (
-    ApiCall,
     DataBuffer,
     Event,
     FileAccess,
@@ -115,7 +115,7 @@ def node_id(kind: str, ref: str) -> str:
 
 
 def build_graph(
-    stages: list[Stage], events: list[Event], blobs: dict[str, bytes], context: GraphContext | None = None
+    stages: list[Stage], events: Sequence[Event], blobs: dict[str, bytes], context: GraphContext | None = None
 ) -> nx.DiGraph:
     context = context or GraphContext()
     graph = nx.DiGraph()
@@ -197,11 +197,11 @@ def build_graph(
             edge(artifact("process", stage.process), stage.id, "hosts", [stage.start_seq])
 
     file_reads: list[bytes] = []
-    for event in events:
+    for _, event in of_type(events, DataBuffer):
         if isinstance(event, DataBuffer) and event.source == "file_read":
             file_reads.append(blobs.get(event.sha256, b""))
     created: set[str] = set()
-    for event in events:
+    for _, event in of_type(events, FileAccess, RegistryAccess, SyncObject, NetworkExchange):
         owner = event.stage
         if owner not in stage_ids:
             continue
@@ -336,12 +336,13 @@ class _Processes:
         return None
 
 
-def _process_edges(events: list[Event], stage_ids: set[str], own_names: set[str]) -> _Processes:
+def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[str]) -> _Processes:
     """Processes the sample created, opened, wrote to or injected into, from its API calls."""
     found = _Processes()
     last_target: dict[str, str] = {}  # stage -> process it last created or wrote to
-    for event in events:
-        if not isinstance(event, ApiCall) or event.stage not in stage_ids:
+    wanted = PROCESS_APIS.keys() | INJECTION_STEPS.keys()
+    for event in api_calls_where(events, lambda api: api.rpartition(".")[2].lower() in wanted):
+        if event.stage not in stage_ids:
             continue
         func = event.api.rpartition(".")[2].lower()
         if func in INJECTION_STEPS:

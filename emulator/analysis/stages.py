@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from emulator.analysis.lineage import (
@@ -22,6 +22,7 @@ from emulator.analysis.lineage import (
     section_table,
     trace,
 )
+from emulator.eventlog import of_type, stage_bounds
 from emulator.events import (
     ApiCall,
     DataBuffer,
@@ -100,14 +101,15 @@ class Stage:
         return self.link.source_type if self.link else "memory"
 
 
-def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tuple[str, str]) -> list[Stage]:
+def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin: tuple[str, str]) -> list[Stage]:
     """Stages in start order, each with its lineage. Adds bounded stage bytes to ``blobs``."""
     stages: list[Stage] = []
     carriers: list[Carrier] = []
     buffers: list[DataBuffer] = []
     memory: list[MemoryAlloc | MemoryProtect] = []
     by_id: dict[str, Stage] = {}
-    for index, event in enumerate(events):
+    kinds = (DataBuffer, NetworkExchange, RegistryAccess, FileAccess, MemoryAlloc, MemoryProtect, StageStart)
+    for index, event in of_type(events, *kinds):  # API calls are not built (emulator/eventlog.py)
         if isinstance(event, DataBuffer):
             buffers.append(event)
             carrier = _buffer_carrier(event, blobs)
@@ -195,15 +197,15 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
             )
             stages.append(stage)
             by_id[stage.id] = stage
-    for event in events:
-        owner = by_id.get(event.stage)
+    for stage_id, (first, last) in stage_bounds(events).items():
+        owner = by_id.get(stage_id)
         if owner is not None:
-            owner.first_seq = min(owner.first_seq, event.seq)
-            owner.last_seq = max(owner.last_seq, event.seq)
+            owner.first_seq = min(owner.first_seq, first)
+            owner.last_seq = max(owner.last_seq, last)
     return stages
 
 
-def _api_call_of(events: list[Event], index: int, buffer: DataBuffer) -> list[int]:
+def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> list[int]:
     """The API call that produced a buffer: recorded just before it (engine handlers) or just
     after it (project handlers record while the call runs)."""
     name = (buffer.api or "").rpartition(".")[2].lower()
