@@ -49,7 +49,7 @@ Call = tuple[str, tuple[str, ...]]
 DEFAULT_JSON = ROOT / "reports" / "bench" / "parity.json"
 DEFAULT_TIMEOUT = 60.0
 MAX_ARG_CHARS = 80
-# Bare Speakeasy runs in a child: killed this long after twice its timeout, 6 GiB of address space.
+# Bare Speakeasy runs in a child: killed this long after twice its timeout, 6 GiB more address space.
 BARE_GRACE_SECONDS = 30.0
 BARE_ADDRESS_SPACE = 6 << 30
 
@@ -85,12 +85,15 @@ def run_bare(path: Path, timeout: float, argv: list[str], marker: bool) -> tuple
     sender.close()
     deadline = time.monotonic() + timeout * 2 + BARE_GRACE_SECONDS
     result: tuple[list[Call], str] | None = None
-    while time.monotonic() < deadline and child.is_alive():
-        if receiver.poll(0.5):
+    try:
+        while time.monotonic() < deadline and child.is_alive():
+            if receiver.poll(0.5):
+                result = receiver.recv()
+                break
+        if result is None and receiver.poll(0):
             result = receiver.recv()
-            break
-    if result is None and receiver.poll(0):
-        result = receiver.recv()
+    except EOFError:  # the child died before answering (out of address space, a crash)
+        result = ([], f"error: bare Speakeasy's process ended (exit {child.exitcode}) without a result")
     child.join(1)
     if child.is_alive():
         child.kill()
@@ -103,8 +106,13 @@ def run_bare(path: Path, timeout: float, argv: list[str], marker: bool) -> tuple
 def _bare_child(sender: Any, path: Path, timeout: float, argv: list[str], marker: bool) -> None:
     import resource
 
-    # Bare Speakeasy maps whatever the sample asks for; keep it from exhausting the machine.
-    resource.setrlimit(resource.RLIMIT_AS, (BARE_ADDRESS_SPACE, BARE_ADDRESS_SPACE))
+    # Bare Speakeasy maps whatever the sample asks for; keep it from exhausting the machine. The
+    # cap bounds what the child adds to what it inherited (earlier in-process emulations hold
+    # gigabytes of Unicorn's translation buffers).
+    from emulator.replay import _inherited_address_space
+
+    limit = _inherited_address_space() + BARE_ADDRESS_SPACE
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         sender.send(_run_bare_here(path, timeout, argv, marker))
     except Exception as err:  # noqa: BLE001 - MemoryError included: reported, not raised

@@ -7,14 +7,19 @@ events, so a new event type is one function and one line in :func:`build_report`
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-from typing import TypedDict
+import itertools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypedDict, overload
 
 from emulator import __version__
 from emulator.analysis.attack import attack_release
 from emulator.analysis.graph import graph_to_node_link
 from emulator.analysis.pipeline import Analysis
 from emulator.analysis.stages import Stage
+from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog, of_type
 from emulator.events import (
     ApiCall,
     DataBuffer,
@@ -41,6 +46,7 @@ from emulator.report import (
     NetworkRecord,
     Origin,
     Outcome,
+    RecordStream,
     RegistryRecord,
     Report,
     RunRecord,
@@ -72,11 +78,133 @@ def _common(e: Event) -> _Common:
     return {"seq": e.seq, "stage": e.stage, "pc": _hex(e.pc)}
 
 
-def api_calls(events: list[Event]) -> list[ApiCallRecord]:
-    return [ApiCallRecord(**_common(e), api=e.api, args=e.args, ret=e.ret) for e in events if isinstance(e, ApiCall)]
+class ApiCallRecords(RecordStream):
+    """The report's ``api_calls`` over the events: records are built when read, and report.json
+    is written from the compact calls directly (no model per call: a million calls would hold
+    gigabytes as models). Identical calls share their text after the seq."""
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self._events = events
+        if isinstance(events, EventLog):
+            self._seqs: list[int] | None = None
+            self._count = events.api_count()
+        else:
+            self._seqs = [e.seq for e in events if isinstance(e, ApiCall)]
+            self._count = len(self._seqs)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _calls(self) -> Iterator[tuple[int, ApiTuple]]:
+        events = self._events
+        if isinstance(events, EventLog):
+            return events.api_tuples()
+        return ((e.seq, (e.stage, e.pc, e.api, tuple(e.args), e.ret)) for e in events if isinstance(e, ApiCall))
+
+    @overload
+    def __getitem__(self, index: int) -> ApiCallRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ApiCallRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> ApiCallRecord | list[ApiCallRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("api_calls index out of range")
+        return next(itertools.islice(iter(self), index, None))
+
+    def __iter__(self) -> Iterator[ApiCallRecord]:
+        for seq, call in self._calls():
+            yield _record(seq, call)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def raw(self) -> Iterator[tuple[int, str, str, tuple[str, ...], str | None]]:
+        """(seq, stage, api, args, ret) of every call, no record built."""
+        for seq, (stage, _, api, args, ret) in self._calls():
+            yield seq, stage, api, args, ret
+
+    def where(self, wanted: Callable[[str], bool]) -> Iterator[ApiCallRecord]:
+        """The records of the calls whose ``api`` ``wanted`` accepts (asked once per name)."""
+        events = self._events
+        if isinstance(events, EventLog):
+            for seq in events.api_positions(wanted):
+                yield _record(seq, events.api_tuple(seq))
+            return
+        for seq, call in self._calls():
+            if wanted(call[2]):
+                yield _record(seq, call)
+
+    def count_before(self, seq: int) -> int:
+        """How many API calls come before event ``seq``."""
+        events = self._events
+        if isinstance(events, EventLog):
+            return events.api_calls_before(seq)
+        return bisect.bisect_left(self._seqs or [], seq)
+
+    def json_items(self) -> Iterator[str]:
+        events = self._events
+        if not isinstance(events, EventLog):
+            for seq, call in self._calls():
+                yield f'    {{\n      "seq": {seq},\n{_api_record_tail(call)}'
+            return
+        # A record's text after its seq is made once per distinct call; a run of identical calls
+        # is written by str.__mod__ over its seqs.
+        templates: dict[ApiTuple, str] = {}
+        for first, count, item in events.runs():
+            if not isinstance(item, tuple):
+                continue
+            template = templates.get(item)
+            if template is None:
+                if len(templates) >= MAX_TEXT_CACHE:
+                    templates.clear()
+                tail = _api_record_tail(item).replace("%", "%%")
+                template = templates[item] = '    {\n      "seq": %d,\n' + tail
+            end = first + count
+            for start in range(first, end, LINES_PER_PIECE):
+                yield ",\n".join(map(template.__mod__, range(start, min(end, start + LINES_PER_PIECE))))
 
 
-def network(events: list[Event]) -> list[NetworkRecord]:
+def _record(seq: int, call: ApiTuple) -> ApiCallRecord:
+    stage, pc, api, args, ret = call
+    return ApiCallRecord.model_construct(seq=seq, stage=stage, pc=_hex(pc), api=api, args=list(args), ret=ret)
+
+
+_text = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _api_record_tail(call: ApiTuple) -> str:
+    """An API call's record in report.json after its seq, exactly as pydantic writes
+    :class:`ApiCallRecord` at that depth (``indent=2``, non-ASCII kept)."""
+    stage, pc, api, args, ret = call
+    listed = "[]" if not args else "[\n" + ",\n".join(f"        {_text(a)}" for a in args) + "\n      ]"
+    return (
+        f'      "stage": {_text(stage)},\n'
+        f'      "pc": {"null" if pc is None else _text(hex(pc))},\n'
+        f'      "api": {_text(api)},\n'
+        f'      "args": {listed},\n'
+        f'      "ret": {"null" if ret is None else _text(ret)}\n'
+        "    }"
+    )
+
+
+def _non_api(events: Sequence[Event], *classes: type[Any]) -> Iterator[Any]:
+    return (event for _, event in of_type(events, *classes))
+
+
+def api_calls(events: Sequence[Event]) -> ApiCallRecords:
+    return ApiCallRecords(events)
+
+
+def network(events: Sequence[Event]) -> list[NetworkRecord]:
     return [
         NetworkRecord(
             **_common(e),
@@ -93,12 +221,11 @@ def network(events: list[Event]) -> list[NetworkRecord]:
             blocked=e.blocked,
             error=e.error,
         )
-        for e in events
-        if isinstance(e, NetworkExchange)
+        for e in _non_api(events, NetworkExchange)
     ]
 
 
-def files(events: list[Event]) -> list[FileRecord]:
+def files(events: Sequence[Event]) -> list[FileRecord]:
     return [
         FileRecord(
             **_common(e),
@@ -109,28 +236,25 @@ def files(events: list[Event]) -> list[FileRecord]:
             address=_hex(e.address),
             existed=e.existed,
         )
-        for e in events
-        if isinstance(e, FileAccess)
+        for e in _non_api(events, FileAccess)
     ]
 
 
-def registry(events: list[Event]) -> list[RegistryRecord]:
+def registry(events: Sequence[Event]) -> list[RegistryRecord]:
     return [
         RegistryRecord(**_common(e), op=e.op, path=e.path, value_name=e.value_name, value=e.value)
-        for e in events
-        if isinstance(e, RegistryAccess)
+        for e in _non_api(events, RegistryAccess)
     ]
 
 
-def sync_objects(events: list[Event]) -> list[SyncRecord]:
+def sync_objects(events: Sequence[Event]) -> list[SyncRecord]:
     return [
         SyncRecord(**_common(e), op=e.op, object_type=e.object_type, name=e.name, existed=e.existed)
-        for e in events
-        if isinstance(e, SyncObject)
+        for e in _non_api(events, SyncObject)
     ]
 
 
-def memory(events: list[Event]) -> list[MemoryRecord]:
+def memory(events: Sequence[Event]) -> list[MemoryRecord]:
     return [
         MemoryRecord(
             **_common(e),
@@ -139,16 +263,15 @@ def memory(events: list[Event]) -> list[MemoryRecord]:
             size=e.size,
             protect=e.protect,
         )
-        for e in events
-        if isinstance(e, MemoryAlloc | MemoryProtect)
+        for e in _non_api(events, MemoryAlloc, MemoryProtect)
     ]
 
 
-def threads(events: list[Event]) -> list[ThreadRecord]:
-    return [ThreadRecord(**_common(e), start=hex(e.start), api=e.api) for e in events if isinstance(e, ThreadStart)]
+def threads(events: Sequence[Event]) -> list[ThreadRecord]:
+    return [ThreadRecord(**_common(e), start=hex(e.start), api=e.api) for e in _non_api(events, ThreadStart)]
 
 
-def buffers(events: list[Event]) -> list[BufferRecord]:
+def buffers(events: Sequence[Event]) -> list[BufferRecord]:
     return [
         BufferRecord(
             **_common(e),
@@ -161,13 +284,12 @@ def buffers(events: list[Event]) -> list[BufferRecord]:
             api=e.api,
             file=f"{BLOB_DIR}/{blob_name(e.sha256)}",
         )
-        for e in events
-        if isinstance(e, DataBuffer)
+        for e in _non_api(events, DataBuffer)
     ]
 
 
-def notes(events: list[Event]) -> list[NoteRecord]:
-    return [NoteRecord(**_common(e), what=e.what, detail=e.detail) for e in events if isinstance(e, Note)]
+def notes(events: Sequence[Event]) -> list[NoteRecord]:
+    return [NoteRecord(**_common(e), what=e.what, detail=e.detail) for e in _non_api(events, Note)]
 
 
 def stage_record(stage: Stage) -> StageRecord:
@@ -246,7 +368,7 @@ def build_report(
         ),
         outcome=Outcome(status=header.status, detail=header.detail, limit=header.limit),
         stages=[stage_record(s) for s in analysis.stages],
-        api_calls=calls,
+        api_calls=[],
         network=exchanges,
         files=files(events),
         registry=registry(events),
@@ -273,4 +395,4 @@ def build_report(
             network_exchanges=len(exchanges),
             seed=header.seed,
         ),
-    )
+    ).model_copy(update={"api_calls": calls})  # the streamed section, not validated record by record

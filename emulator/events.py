@@ -85,10 +85,12 @@ class DataBuffer(_Event):
         "network_read",
         "decrypt",
         "decode",
+        "decompress",
         "registry_read",
         "resource",
         "api_copy",
         "process_write",
+        "guest_write",
     ]
     address: int
     size: int

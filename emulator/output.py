@@ -16,20 +16,21 @@ import errno
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, uninstall
+from emulator.eventlog import of_type
 from emulator.events import NetworkExchange
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl
 from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_GRAPH_NODES
 from emulator.outcome import Status
 from emulator.report import Containment, ContainmentLayer, DroppedFile, Note, Outcome, Report
 from emulator.sanitize import for_display
-from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, trace_lines
+from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, iter_trace_lines
 
 if TYPE_CHECKING:
     from emulator.analysis.pipeline import Analysis
@@ -42,6 +43,8 @@ LOCK_FILE = ".lock"
 MARKER_FILE = ".chainreplay"
 REPORT_FILE = "report.json"
 REPORT_SCHEMA_PREFIX = b'"schema": "chainreplay/report/'
+# Large files (trace.jsonl, report.json) are written through a buffer of this many bytes.
+WRITE_CHUNK = 1 << 20
 
 
 class OutputError(OSError):
@@ -142,10 +145,14 @@ def _write_new(path: Path, data: bytes) -> None:
         raise _named(err, path) from err
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename over it."""
+def write_atomically(path: Path, data: bytes | Iterable[str]) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename over it.
+    ``data``: the bytes, or text in pieces (written as they come, UTF-8)."""
     temporary = path.with_name(f".{path.name}.partial")
-    _write_new(temporary, data)
+    if isinstance(data, bytes):
+        _write_new(temporary, data)
+    else:
+        _write_new_lines(temporary, data)
     try:
         temporary.replace(path)
     except OSError as err:
@@ -163,12 +170,28 @@ def _write_blob(folder: Path, name: str, data: bytes, written: set[Path]) -> Non
     written.add(path)
 
 
+def _write_new_lines(path: Path, pieces: Iterable[str]) -> None:
+    """Write ``path`` fresh (as :func:`_write_new`) from pieces of text, as they come: a trace or
+    report of a million events is never one string in memory."""
+    try:
+        _clear(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="", buffering=WRITE_CHUNK) as handle:
+            write = handle.write
+            for piece in pieces:
+                write(piece)
+    except OutputError:
+        raise
+    except OSError as err:  # ENOSPC, EACCES, EROFS...: name the file
+        raise _named(err, path) from err
+
+
 def write_trace(out: Path, trace: Trace) -> None:
     """``trace.jsonl`` and ``blobs/``: everything the report is derived from."""
     written: set[Path] = set()
     for digest in trace.header.blobs:
         _write_blob(out / BLOB_DIR, blob_name(digest), trace.blobs[digest], written)
-    _write_new(out / TRACE_FILE, "".join(trace_lines(trace)).encode("ascii"))
+    _write_new_lines(out / TRACE_FILE, iter_trace_lines(trace))
 
 
 def _dropped_files(out: Path, trace: Trace, written: set[Path]) -> list[DroppedFile]:
@@ -223,7 +246,7 @@ def write_outputs(
     for stage in analysis.stages:
         if stage.sha256 in trace.blobs:
             _write_blob(out / "stages", f"{stage.sha256}.bin", trace.blobs[stage.sha256], written)
-    for event in trace.events:
+    for _, event in of_type(trace.events, NetworkExchange):
         if isinstance(event, NetworkExchange):
             for digest in (event.request.body_sha256, event.response.sha256):
                 if digest and digest in trace.blobs:
@@ -262,7 +285,7 @@ def write_outputs(
     if cut.outcome is not None:
         update["outcome"] = Outcome(status=cut.outcome.status, detail=cut.outcome.detail, limit=cut.outcome.limit)
     report = report.model_copy(update=update)
-    write_atomically(out / REPORT_FILE, report.to_json().encode("utf-8"))
+    write_atomically(out / REPORT_FILE, report.json_chunks())
     return report
 
 

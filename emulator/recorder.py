@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.events import DataBuffer, Event, Note, StageStart
+from emulator.eventlog import EventLog
+from emulator.events import ApiCall, DataBuffer, Event, Note, StageStart
 
 ENTRY_STAGE_ID = "s0"
 
@@ -29,11 +30,19 @@ class StageRegion:
 
 @dataclass
 class Recorder:
-    """Assigns ``seq`` and ``stage`` to events and keeps the blob store (sha256 -> bytes)."""
+    """Assigns ``seq`` and ``stage`` to events and keeps the blob store (sha256 -> bytes).
+
+    ``on_event(event)`` sees every event that is not an API call, ``on_api(seq, stage, pc, api,
+    args, ret)`` every API call (no model is built for it); the events are kept in ``events``
+    unless it was made with ``keep=False`` (a streaming child keeps only the count).
+    """
 
     on_event: Callable[[Event], None] | None = None
-    events: list[Event] = field(default_factory=list)
+    on_api: Callable[[int, str, int | None, str, list[str], str | None], None] | None = None
+    events: EventLog = field(default_factory=EventLog)
     blobs: dict[str, bytes] = field(default_factory=dict)
+    # Digests stored since the last take_new_blobs(), in order.
+    _new_blobs: list[str] = field(default_factory=list)
     current_stage: str = ENTRY_STAGE_ID
     _regions: list[StageRegion] = field(default_factory=list)
     _starts: list[int] = field(default_factory=list)
@@ -43,6 +52,8 @@ class Recorder:
     call_pc: int | None = None
 
     def emit(self, cls: type[Any], stage: str | None = None, **fields: Any) -> Any:
+        if cls is ApiCall:
+            return self._emit_api(stage or self.current_stage, **fields)
         fields.setdefault("pc", self.call_pc)
         event = cls(seq=len(self.events), stage=stage or self.current_stage, **fields)
         self.events.append(event)
@@ -50,13 +61,32 @@ class Recorder:
             self.on_event(event)
         return event
 
+    def _emit_api(
+        self, stage: str, *, api: str, args: list[str] | None = None, ret: str | None = None, pc: Any = ...
+    ) -> None:
+        pc = self.call_pc if pc is ... else pc
+        args = args if args is not None else []
+        seq = self.events.append_api(stage, pc, api, args, ret)
+        if self.on_api is not None:
+            self.on_api(seq, stage, pc, api, args, ret)
+
     def note(self, what: str, detail: str = "") -> None:
         self.emit(Note, what=what, detail=detail)
 
     def put_blob(self, data: bytes) -> str:
         digest = sha256_hex(data)
-        self.blobs.setdefault(digest, bytes(data))
+        if digest not in self.blobs:
+            self.blobs[digest] = bytes(data)
+            self._new_blobs.append(digest)
         return digest
+
+    def take_new_blobs(self) -> dict[str, bytes]:
+        """The blobs stored since the last call (what a streaming child has not sent yet)."""
+        if not self._new_blobs:
+            return {}
+        fresh = {digest: self.blobs[digest] for digest in self._new_blobs}
+        self._new_blobs.clear()
+        return fresh
 
     def remember_buffer(
         self,

@@ -19,7 +19,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,6 +30,7 @@ import pydantic
 from emulator import outcome as outcome_model
 from emulator import prestart
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
+from emulator.eventlog import EventLog
 from emulator.events import Event
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
@@ -49,13 +50,16 @@ log = logging.getLogger(__name__)
 # A one-line detail in the report is cut at this many characters.
 MAX_DETAIL_CHARS = 500
 ENGINE_UNKNOWN = "speakeasy"
+# An API call as the emulation streams it: (seq, stage, pc, api, args, ret, new blobs).
+ApiMessage = tuple[int, str, int | None, str, list[str], str | None, dict[str, bytes]]
 
 
 @dataclass
 class Recording:
     """Everything an emulation produced, engine independent and picklable."""
 
-    events: list[Event] = field(default_factory=list)
+    # An EventLog (compact), or a list (tests, the child's last message).
+    events: Sequence[Event] = field(default_factory=EventLog)
     blobs: dict[str, bytes] = field(default_factory=dict)
     outcome: Outcome = field(default_factory=lambda: outcome_model.error("emulation did not report back"))
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -113,11 +117,15 @@ def emulate(
     plan: ReplayPlan,
     on_event: Callable[[Event | None, dict[str, bytes]], None] | None = None,
     guard: Guard | None = None,
+    on_api: Callable[[ApiMessage], None] | None = None,
 ) -> Recording:
     """Run the plan under the engine with containment on; return what was recorded.
 
     ``on_event(event, new_blobs)`` is called for every event as it is recorded, with the blobs
     stored since the previous call, so a caller streaming them loses nothing if the process dies.
+    With ``on_api`` as well, API calls go to ``on_api((seq, stage, pc, api, args, ret,
+    new_blobs))`` instead, with no model built for them, and the events are not kept (a
+    streaming child keeps the count only).
     ``guard``: an audit-hook guard already installed for this process's whole life (the
     emulation child); without one, a guard is installed for the emulation and removed after.
     """
@@ -137,20 +145,16 @@ def emulate(
         return recording
     failure: Outcome | None = None
     result: BackendResult | None = None
-    recorder = Recorder()
-    sent_blobs = 0
-
-    def new_blobs() -> dict[str, bytes]:
-        nonlocal sent_blobs
-        if len(recorder.blobs) == sent_blobs:
-            return {}
-        fresh = dict(list(recorder.blobs.items())[sent_blobs:])
-        sent_blobs = len(recorder.blobs)
-        return fresh
-
+    recorder = Recorder(events=EventLog(keep=on_api is None))
+    new_blobs = recorder.take_new_blobs
     if on_event is not None:
         stream = on_event
         recorder.on_event = lambda event: stream(event, new_blobs())
+    if on_api is not None:
+        stream_api = on_api
+        recorder.on_api = lambda seq, stage, pc, api, args, ret: stream_api(
+            (seq, stage, pc, api, args, ret, new_blobs())
+        )
     own_guard = guard is None
     active = install(Guard(allowed_write_root=None)) if guard is None else guard
     try:
@@ -286,10 +290,13 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
         def on_event(event: Event | None, blobs: dict[str, bytes]) -> None:
             send(("e", event, blobs))
 
+        def on_api(call: ApiMessage) -> None:
+            send(("a", *call))
+
         try:
-            recording = emulate(plan, on_event=on_event, guard=guard)
+            recording = emulate(plan, on_event=on_event, guard=guard, on_api=on_api)
             take_guard_counts(recording, guard)
-            recording.events, recording.blobs = [], {}
+            recording.events, recording.blobs = [], {}  # sent one by one already
             send(("done", recording))
         except MemoryError:
             send(("failed", outcome_model.out_of_address_space()))
@@ -347,7 +354,7 @@ def emulate_isolated(
     by one as the child records them; whatever ends the child, every event it recorded is kept.
     """
     process, parent_conn = _start_child(plan)
-    events: list[Event] = []
+    events = EventLog()
     blobs: dict[str, bytes] = {}
     layers: list[tuple[str, bool, str]] = []
     recording: Recording | None = None
@@ -356,8 +363,13 @@ def emulate_isolated(
 
     def take(message: Any) -> Recording | Outcome | None:
         kind = message[0]
-        if kind == "e":
+        if kind == "a":
+            _take_api_call(events, message)
+            blobs.update(message[7])
+        elif kind == "e":
             if message[1] is not None:
+                if message[1].seq != len(events):
+                    raise ValueError(f"event {len(events)} has seq {message[1].seq}")
                 events.append(message[1])
             blobs.update(message[2])
         elif kind == "layers":
@@ -442,6 +454,25 @@ def _start_child(plan: ReplayPlan) -> tuple[Any, Connection]:
     process.start()
     child_conn.close()
     return process, parent_conn
+
+
+def _take_api_call(events: EventLog, message: tuple[Any, ...]) -> None:
+    """An API call the child sent, ``("a", seq, stage, pc, api, args, ret, blobs)``, checked
+    (the child runs user code: what it sends is untrusted) and added to ``events``."""
+    _, seq, stage, pc, api, args, ret, blobs = message
+    if seq != len(events):
+        raise ValueError(f"event {len(events)} has seq {seq}")
+    if not (
+        type(stage) is str
+        and (pc is None or type(pc) is int)
+        and type(api) is str
+        and type(args) is list
+        and all(type(a) is str for a in args)
+        and (ret is None or type(ret) is str)
+        and type(blobs) is dict
+    ):
+        raise ValueError(f"API call {seq} is not made of the right types")
+    events.append_api(stage, pc, api, args, ret)
 
 
 def _end_child(process: Any) -> None:

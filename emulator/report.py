@@ -6,7 +6,10 @@ Field names are an interface. Change them only with a new ``SCHEMA`` and a CHANG
 
 from __future__ import annotations
 
+import itertools
 import json
+import mmap
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +41,16 @@ def build_models() -> None:
         pending.extend(model.__subclasses__())
         if model is not _Model and not model.__pydantic_complete__:
             model.model_rebuild(force=True)
+
+
+class RecordStream(Sequence[Any]):
+    """A report section held as something smaller than its records (a million API calls): it
+    reads as a sequence of records, built one at a time, and writes itself into report.json item
+    by item (:meth:`Report.json_chunks`), exactly as the list of records would be written."""
+
+    def json_items(self) -> Iterator[str]:
+        """Each record's JSON text as an item of a top-level list of report.json (indented by 4)."""
+        raise NotImplementedError
 
 
 class _EventRecord(_Model):
@@ -328,6 +341,11 @@ class GraphEdge(_Model):
         default=None, description="For a lineage edge: the transforms between the two nodes (xor: key 0x5c, ...)."
     )
     actor: str | None = Field(default=None, description="For a lineage edge: the stage that moved the bytes.")
+    methods: list[str] | None = Field(
+        default=None,
+        description="For injects_into: how (remote_thread, apc, thread_context: SetThreadContext then "
+        "ResumeThread, hollowing: that in a process the stage created and unmapped a view of).",
+    )
 
 
 class StageGraph(_Model):
@@ -373,15 +391,50 @@ class Report(_Model):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2, by_alias=True) + "\n"
+        return "".join(self.json_chunks())
+
+    def json_chunks(self) -> Iterator[str]:
+        """report.json's text in pieces; a section held as a :class:`RecordStream` is written
+        record by record, never as one string (the text is the same as for a plain list)."""
+        streamed = [name for name in type(self).model_fields if isinstance(getattr(self, name), RecordStream)]
+        text = self.model_copy(update=dict.fromkeys(streamed, [])).model_dump_json(indent=2, by_alias=True) + "\n"
+        for name in streamed:
+            marker = f'\n  "{name}": []'
+            if text.count(marker) != 1:
+                raise ValueError(f"report.json: cannot place the {name} section")
+            before, _, text = text.partition(marker)
+            first = True
+            for item in getattr(self, name).json_items():
+                yield f'{before}\n  "{name}": [\n{item}' if first else f",\n{item}"
+                first = False
+            yield f"{before}{marker}" if first else "\n  ]"
+        yield text
 
     @classmethod
     def from_file(cls, path: Path) -> Report:
-        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema."""
+        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema.
+
+        A report larger than :data:`EAGER_REPORT_BYTES` written by chainreplay keeps its
+        ``api_calls`` in the file: read record by record when iterated (:class:`FileApiCalls`),
+        so a million-call report is never a million models in memory."""
+        try:
+            large = path.stat().st_size > EAGER_REPORT_BYTES
+        except OSError as err:
+            raise ReportError(f"{path}: {err.strerror or err}") from err
+        if large:
+            found = _api_calls_section(path)
+            if found is not None:
+                head, section = found
+                report = cls._validated(path, head)
+                return report.model_copy(update={"api_calls": section})
         try:
             data = json.loads(path.read_bytes())
         except (ValueError, RecursionError) as err:
             raise ReportError(f"{path}: not JSON ({_first_line(err)})") from err
+        return cls._validated(path, data)
+
+    @classmethod
+    def _validated(cls, path: Path, data: Any) -> Report:
         if not isinstance(data, dict):
             raise ReportError(f"{path}: not a chainreplay report (a JSON {type(data).__name__})")
         if data.get("schema") != SCHEMA:
@@ -392,6 +445,85 @@ class Report(_Model):
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ReportError(f"{path}: not a chainreplay report: {where}: {first['msg']}") from err
+
+
+# A report.json larger than this is read with its api_calls left in the file (Report.from_file).
+EAGER_REPORT_BYTES = 8 << 20
+_SECTION_START = b'\n  "api_calls": [\n'
+_SECTION_END = b"\n  ]"
+_ITEM_START = b"    {\n"
+_ITEM_END = b"    }"
+
+
+def _api_calls_section(path: Path) -> tuple[Any, FileApiCalls] | None:
+    """report.json without its api_calls (parsed), and the section as a FileApiCalls; None when
+    the file is not laid out as chainreplay writes it (it is then read whole)."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        start = view.find(_SECTION_START)
+        if start < 0:
+            return None
+        first = start + len(_SECTION_START)
+        end = view.find(_SECTION_END, first)
+        if end < 0:
+            return None
+        try:
+            data = json.loads(view[:start] + b'\n  "api_calls": []' + view[end + len(_SECTION_END) :])
+        except (ValueError, RecursionError) as err:
+            raise ReportError(f"{path}: not JSON ({_first_line(err)})") from err
+        count = 0
+        step = 1 << 24
+        for offset in range(first - 1, end, step):  # items start after a newline
+            count += view[offset : min(offset + step + len(_ITEM_START), end + 1)].count(b"\n" + _ITEM_START)
+    return data, FileApiCalls(path, first, end + 1, count)
+
+
+class FileApiCalls(RecordStream):
+    """The api_calls of a large report.json, read from the file when iterated."""
+
+    def __init__(self, path: Path, start: int, end: int, count: int) -> None:
+        self._path, self._start, self._end, self._count = path, start, end, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _texts(self) -> Iterator[bytes]:
+        """Each item's JSON text, as written."""
+        with self._path.open("rb") as handle:
+            handle.seek(self._start)
+            remaining = self._end - self._start
+            item: list[bytes] = []
+            for line in handle:
+                remaining -= len(line)
+                if remaining < 0:
+                    break
+                item.append(line)
+                if line.startswith(_ITEM_END):
+                    yield b"".join(item).rstrip(b",\n")
+                    item = []
+
+    def __iter__(self) -> Iterator[ApiCallRecord]:
+        for text in self._texts():
+            try:
+                yield ApiCallRecord.model_validate_json(text)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ReportError(
+                    f"{self._path}: not a chainreplay report: api_calls: {where}: {first['msg']}"
+                ) from err
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(itertools.islice(iter(self), *index.indices(self._count)))
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("api_calls index out of range")
+        return next(itertools.islice(iter(self), index, None))
+
+    def json_items(self) -> Iterator[str]:
+        for text in self._texts():
+            yield text.decode("utf-8")
 
 
 def _first_line(err: Exception) -> str:

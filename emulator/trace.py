@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog
 from emulator.events import EVENT_ADAPTER, Event
 from emulator.report import OutcomeStatus
 
@@ -104,7 +106,8 @@ class TraceHeader(_Model):
 @dataclass
 class Trace:
     header: TraceHeader
-    events: list[Event] = field(default_factory=list)
+    # An EventLog (a replay, read_trace) or a plain list of events (tests).
+    events: Sequence[Event] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -118,38 +121,117 @@ def _line(data: dict[str, Any]) -> str:
 
 def trace_lines(trace: Trace) -> list[str]:
     """The lines of ``trace.jsonl``."""
-    lines = [_line(trace.header.model_dump(mode="json", by_alias=True))]
-    lines.extend(_line(event.model_dump(mode="json")) for event in trace.events)
-    return lines
+    return [f"{line}\n" for line in "".join(iter_trace_lines(trace)).split("\n")[:-1]]
+
+
+def iter_trace_lines(trace: Trace) -> Iterator[str]:
+    """The text of ``trace.jsonl`` in pieces of whole lines: no event is turned into a model to
+    write it, and a run of identical API calls is one piece per LINES_PER_PIECE lines."""
+    yield _line(trace.header.model_dump(mode="json", by_alias=True))
+    events = trace.events
+    if not isinstance(events, EventLog):
+        for event in events:
+            yield _line(event.model_dump(mode="json"))
+        return
+    # An API call's line after its seq is made once per distinct call; a run of identical calls
+    # is written by str.__mod__ over its seqs (no Python code per line).
+    templates: dict[ApiTuple, str] = {}
+    for first, count, item in events.runs():
+        if not isinstance(item, tuple):
+            yield _line(item.model_dump(mode="json"))
+            continue
+        template = templates.get(item)
+        if template is None:
+            if len(templates) >= MAX_TEXT_CACHE:
+                templates.clear()
+            template = templates[item] = '{"seq":%d' + _api_line_tail(item).replace("%", "%%")
+        end = first + count
+        for start in range(first, end, LINES_PER_PIECE):
+            yield "".join(map(template.__mod__, range(start, min(end, start + LINES_PER_PIECE))))
+
+
+_ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _api_line_tail(call: ApiTuple) -> str:
+    """An API call's trace line after its seq, exactly as :func:`_line` writes the model."""
+    stage, pc, api, args, ret = call
+    return (
+        f',"stage":{_ascii(stage)},"pc":{"null" if pc is None else int(pc)},"type":"api",'
+        f'"api":{_ascii(api)},"args":[{",".join(map(_ascii, args))}],"ret":{"null" if ret is None else _ascii(ret)}}}\n'
+    )
+
+
+_API_KEYS = frozenset(("seq", "stage", "pc", "type", "api", "args", "ret"))
+
+
+def _api_call_fields(data: Any) -> ApiTuple | None:
+    """The fields of an API call line with every field present and of its exact type (the lines
+    chainreplay writes); None for anything else (validated by the models instead)."""
+    if type(data) is not dict or data.keys() != _API_KEYS or data["type"] != "api":
+        return None
+    stage, pc, api, args, ret = data["stage"], data["pc"], data["api"], data["args"], data["ret"]
+    if (
+        type(stage) is str
+        and (pc is None or type(pc) is int)
+        and type(api) is str
+        and type(args) is list
+        and all(type(a) is str for a in args)
+        and (ret is None or type(ret) is str)
+    ):
+        return (stage, pc, api, tuple(args), ret)
+    return None
 
 
 def read_trace(outdir: Path) -> Trace:
-    """The trace in ``outdir``, checked: header, every event, every blob and its sha256."""
+    """The trace in ``outdir``, checked: header, every event, every blob and its sha256.
+
+    The events are read into an :class:`~emulator.eventlog.EventLog`: API calls are checked
+    field by field without building a model (a line repeating an earlier call after its seq is
+    recognised by its text), every other event is validated by its model.
+    """
     path = outdir / TRACE_FILE
     if not path.is_file():
         raise TraceError(f"{path}: no such file (not a replay output folder, or written before traces existed)")
     header: TraceHeader | None = None
-    events: list[Event] = []
+    events = EventLog()
+    seen: dict[str, ApiTuple] = {}  # text after the seq -> the call it reads as
     try:
         with path.open(encoding="ascii") as handle:
             for number, text in enumerate(handle, 1):
+                if header is not None:
+                    seq = len(events)
+                    head, _, tail = text.partition(",")
+                    call = seen.get(tail)
+                    if call is not None and head == f'{{"seq":{seq}':
+                        events.append_api(*call)
+                        continue
+                    if len(seen) >= MAX_TEXT_CACHE:
+                        seen.clear()
                 try:
                     data = json.loads(text)
                     if header is None:
                         header = TraceHeader.model_validate(data)
-                    else:
-                        events.append(EVENT_ADAPTER.validate_python(data))
+                        continue
+                    call = _api_call_fields(data)
+                    if call is not None:
+                        if data["seq"] != seq:
+                            raise TraceError(f"{path}: event {seq} has seq {data['seq']}")
+                        events.append_api(*call)
+                        seen[tail] = call
+                        continue
+                    event = EVENT_ADAPTER.validate_python(data)
                 except (ValueError, RecursionError) as err:
                     raise TraceError(f"{path}: line {number}: {_one_line(err)}") from err
+                if event.seq != seq:
+                    raise TraceError(f"{path}: event {seq} has seq {event.seq}")
+                events.append(event)
     except UnicodeDecodeError as err:
         raise TraceError(f"{path}: not a chainreplay trace (not ASCII JSON lines)") from err
     if header is None:
         raise TraceError(f"{path}: empty")
     if len(events) != header.events:
         raise TraceError(f"{path}: {len(events)} events, the header announces {header.events} (truncated?)")
-    for index, event in enumerate(events):
-        if event.seq != index:
-            raise TraceError(f"{path}: event {index} has seq {event.seq}")
     return Trace(header, events, _read_blobs(outdir / BLOB_DIR, header.blobs))
 
 

@@ -18,7 +18,7 @@ from emulator.cli import main
 from emulator.environment import GuestEnvironment, command_line
 from emulator.events import ApiCall, FileAccess, NetworkExchange
 from emulator.limits import Limits
-from emulator.plan import ExportCall, ReplayPlan
+from emulator.plan import ExportCall, ReplayPlan, VirtualFile
 from emulator.replay import Recording, emulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +185,10 @@ MODE_SAMPLES = [
     "smc.exe",
     "x64seh.exe",
     "evasion.exe",
+    "eh4.exe",
+    "sehmore.exe",
+    "x64more.exe",
+    "x64try.exe",
 ]
 
 
@@ -279,3 +283,60 @@ def test_seh_exception_kinds_reach_the_handler_in_both_modes() -> None:
         recording = _emulate("sehkinds.exe", mode)
         assert recording.status == "completed", (mode, recording.detail)
         assert _exit_code(recording) == 0x105
+
+
+def test_msvc_shaped_try_except_catches_each_fault_of_a_loop_in_both_modes() -> None:
+    """eh4.exe: the handler is msvcrt!_except_handler4_common (an import); the filter and the
+    __except block run once per faulting iteration, after the imports are resolved."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("eh4.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        assert len(_calls(recording, "msvcrt._except_handler4_common")) == 6
+        assert _exit_code(recording) == 0xE40 + 6
+
+
+def test_harder_frame_based_seh_shapes_pass_in_both_modes() -> None:
+    """sehmore.exe: commit-on-fault and unprotect-on-fault retries, an unmapped write skipped,
+    faults in a loop body, ud2, RaiseException, an inner handler passing to an outer one, a nested
+    exception inside a handler, a vectored handler before the frames, a fault in a thread."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("sehmore.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        verdicts = _verdicts(recording)
+        assert len(verdicts) == 13 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x5E0 + 9
+
+
+def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() -> None:
+    """x64more.exe: the vectored handler first (int3, RaiseException, ud2, retries after a write to a
+    read-only page and a read of a PAGE_NOACCESS one, access
+    violations passed on), then the .pdata handler found by unwinding a leaf and a framed callee,
+    and a fault inside that handler reaching the next frame's (nested);
+    x64try.exe: __C_specific_handler scope tables (a filter that continues, an __except block)."""
+    for mode in ("fast", "faithful"):
+        recording = _emulate("x64more.exe", mode)
+        assert recording.status == "completed", (mode, recording.detail)
+        verdicts = _verdicts(recording)
+        assert len(verdicts) == 12 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+        assert _exit_code(recording) == 0x640 + 9 + 3 + 1
+    for sample, code in (("veh.exe", 0x101), ("x64seh.exe", 0x164), ("x64try.exe", 0x702)):
+        recording = _emulate(sample)
+        assert recording.status == "completed" and [r["error"] for r in recording.runs] == [None] * len(recording.runs)
+        assert _exit_code(recording) == code
+    verdicts = _verdicts(_emulate("x64try.exe"))
+    assert len(verdicts) == 3 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_rdtsc_in_code_written_later_or_loaded_later_reads_the_virtual_clock(mode: str) -> None:
+    """tscwrite.exe: rdtsc written over an executed stub in a running stage, written into the
+    image's own .text, and in a LoadLibrary'd scenario DLL, each timed around Sleep(1000)."""
+    dll = VirtualFile(emu_path="C:\\Users\\analyst\\Desktop\\tscdll.dll", host_path=str(BINS / "tscdll.dll"))
+    recording = _emulate("tscwrite.exe", mode, files=[dll])
+    assert recording.status == "completed", recording.detail
+    verdicts = _verdicts(recording)
+    assert verdicts == {
+        "rdtsc_written_into_running_stage": "pass 3000",
+        "rdtsc_written_into_image_text": "pass 3000",
+        "rdtsc_in_loaded_library": "pass 3000",
+    }

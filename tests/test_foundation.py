@@ -56,7 +56,7 @@ def test_repeated_calls_are_all_recorded() -> None:
 
 def test_saved_trace_replays_into_the_same_analysis() -> None:
     recording = emulate(greet_plan())
-    saved = EVENT_LIST_ADAPTER.dump_json(recording.events)
+    saved = EVENT_LIST_ADAPTER.dump_json(list(recording.events))
     recording.events = EVENT_LIST_ADAPTER.validate_json(saved)
     analysis = analyse(freeze(greet_plan(), recording, target_sha256=""))
     stages, graph = analysis.stages, analysis.graph

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,19 @@ GENERALITY = [
     "inject-remote-thread-x86",
     "drop-load-dll",
     "negative-control",
+    "custom-cipher",
+    "custom-cipher-x86",
+    "file-lznt1",
+    "inject-thread-hijack",
+    "inject-apc",
+    "inject-hollowing",
+]
+# Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
+INJECTIONS = [
+    ("inject-remote-thread", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-thread-hijack", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
+    ("inject-apc", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
+    ("inject-hollowing", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
 ]
 
 
@@ -130,6 +144,47 @@ def test_stage_bytes_are_exactly_the_decoded_payload(
     assert spec["registry"][0]["values"][0]["data"].encode() == (folder / "payload" / "blob.b64").read_bytes()
 
 
+@pytest.mark.parametrize("name", ["custom-cipher", "custom-cipher-x86"])
+def test_unrecognised_decoder_is_named_by_its_pc(name: str, scenario_report: Callable[[str], Report]) -> None:
+    """No rule names a nibble-swap + add cipher: each layer's hop names the writing instruction,
+    which lies in the code of the stage that decoded it (s0's .text, then s1's own bytes)."""
+    import pefile
+
+    report = scenario_report(name)
+    s0, s1, s2 = report["stages"]
+    image = pefile.PE(str(SCENARIOS_DIR / name / "samples" / "plugin.dll"))
+    text = next(s for s in image.sections if s.Name.rstrip(b"\0") == b".text")
+    text_begin = int(s0["base"], 16) + text.VirtualAddress
+    code_of = {
+        "s0": (text_begin, text_begin + text.Misc_VirtualSize),
+        "s1": (int(s1["base"], 16), int(s1["base"], 16) + s1["size"]),
+    }
+    for stage, decoder in ((s1, "s0"), (s2, "s1")):
+        hop = stage["lineage"][-1]
+        assert hop["transform"] == "guest_code" and hop["actor"] == decoder
+        match = re.fullmatch(rf"decoded by guest code at pc (0x[0-9a-f]+) in {decoder}", hop["detail"])
+        assert match, hop["detail"]
+        low, high = code_of[decoder]
+        assert low <= int(match.group(1), 16) < high, (hop["detail"], hex(low), hex(high))
+        assert stage["lineage"][0]["source"] == "image" and stage["lineage"][0]["ref"] == "s0"
+    # The stage bytes are the decoded layer alone, not the page-rounded allocation.
+    assert 0 < s1["size"] < 0x1000 and 0 < s2["size"] < 0x1000
+
+
+def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:
+    """file-lznt1's stage is exactly what an independent LZNT1 decompressor makes of the file."""
+    import lznt1
+
+    report = scenario_report("file-lznt1")
+    payload = lznt1.decompress((SCENARIOS_DIR / "file-lznt1" / "files" / "update.lz").read_bytes()[:-2])
+    stage = report["stages"][1]
+    assert stage["sha256"] == hashlib.sha256(payload).hexdigest() and stage["size"] == len(payload)
+    hop = stage["lineage"][-1]
+    assert (hop["transform"], hop["detail"]) == ("decompress", "ntdll.RtlDecompressBuffer")
+    calls = [c for c in report["api_calls"] if c["api"] == "ntdll.RtlDecompressBuffer"]
+    assert len(calls) == 1 and calls[0]["ret"] == "0x0" and calls[0]["seq"] in hop["evidence"]
+
+
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:
     """Layer 1 runs from a page-rounded RWX allocation: its stage is layer 1 alone, not the page."""
     report = scenario_report("two-layer-xor")
@@ -145,6 +200,63 @@ def test_injected_stage_runs_in_the_other_process(name: str, scenario_report: Ca
     assert injected["process"] == r"C:\Windows\System32\notepad.exe"
     node = next(n for n in report["graph"]["nodes"] if n["id"] == "s1")
     assert node["process"] == injected["process"]
+
+
+@pytest.mark.parametrize(("name", "process", "method", "technique"), INJECTIONS, ids=[i[0] for i in INJECTIONS])
+def test_injection_method_and_sub_technique(
+    name: str, process: str, method: str, technique: str | None, scenario_report: Callable[[str], Report]
+) -> None:
+    """The injects_into edge says how (from the order of the calls alone), the sub-technique follows
+    with the calls that make it as evidence, and the injected stage is drawn in the other process."""
+    report = scenario_report(name)
+    edge = next(e for e in report["graph"]["edges"] if e["type"] == "injects_into")
+    assert edge["target"] == f"process:{process}" and edge["methods"] == [method]
+    calls = {c["seq"]: c["api"].rpartition(".")[2] for c in report["api_calls"]}
+    cited = {calls[seq] for seq in edge["evidence"]}
+    wanted = {
+        "remote_thread": {"CreateRemoteThread"},
+        "thread_context": {"SetThreadContext", "ResumeThread"},
+        "apc": {"QueueUserAPC"},
+        "hollowing": {"ZwUnmapViewOfSection", "SetThreadContext", "ResumeThread"},
+    }[method]
+    assert cited == wanted
+    subs = {t["technique"]: t for t in report["attack"] if t["technique"].startswith("T1055.")}
+    assert set(subs) == ({technique} if technique else set())
+    if technique:
+        assert subs[technique]["stage"] == "s0" and set(subs[technique]["evidence"]) == set(edge["evidence"])
+    assert report["stages"][1]["process"] == process
+
+
+def test_injection_methods_follow_the_order_of_the_calls() -> None:
+    """SetThreadContext without a later ResumeThread hijacks nothing; an unmap makes hollowing only
+    in a process the stage created and only before the context is set."""
+    from emulator.analysis.graph import _Processes
+
+    def methods(calls: list[tuple[str, str, int]]) -> list[str]:
+        found = _Processes(calls={("s0", "p"): calls}).injections()
+        return found[("s0", "p")][0] if found else []
+
+    created = ("createprocessa", "creates_process", 1)
+    assert methods([created, ("setthreadcontext", "injects_into", 5)]) == []
+    assert methods([created, ("resumethread", "resume", 4), ("setthreadcontext", "injects_into", 5)]) == []
+    assert methods([created, ("setthreadcontext", "injects_into", 5), ("resumethread", "resume", 6)]) == [
+        "thread_context"
+    ]
+    unmap = ("zwunmapviewofsection", "unmap", 3)
+    hollow = [unmap, ("setthreadcontext", "injects_into", 5), ("resumethread", "resume", 6)]
+    assert methods([created, *hollow]) == ["hollowing"]
+    assert methods(hollow) == ["thread_context"]  # a process it did not create
+    late = [
+        created,
+        ("setthreadcontext", "injects_into", 5),
+        ("resumethread", "resume", 6),
+        ("ntunmapviewofsection", "unmap", 7),
+    ]
+    assert methods(late) == ["thread_context"]
+    assert methods([("queueuserapc", "injects_into", 2), ("createremotethread", "injects_into", 3)]) == [
+        "apc",
+        "remote_thread",
+    ]
 
 
 @pytest.mark.parametrize("name", GENERALITY)

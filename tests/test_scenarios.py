@@ -77,6 +77,30 @@ def test_scenario_matches_expectations(name: str, expect: Expect, scenario_repor
         pytest.xfail("; ".join(f"{r.name}: {r.evidence}" for r in known))
 
 
+_THREAD_OR_VIEW_CALLS = (
+    "setthreadcontext",
+    "wow64setthreadcontext",
+    "ntsetcontextthread",
+    "queueuserapc",
+    "ntqueueapcthread",
+    "resumethread",
+    "ntresumethread",
+    "ntunmapviewofsection",
+    "zwunmapviewofsection",
+)
+
+
+def _last_named(calls: list[dict[str, Any]], record: dict[str, Any], ref: str) -> object:
+    """For a call on a thread or view handle: ``ref`` if the stage's last earlier call that named a
+    process named it, else the record's arguments (the assertion then shows them)."""
+    if record["api"].rpartition(".")[2].lower() not in _THREAD_OR_VIEW_CALLS:
+        return record["args"]
+    for call in reversed([c for c in calls if c["seq"] < record["seq"] and c["stage"] == record["stage"]]):
+        if any(":\\" in a and a.lower().endswith(".exe") for a in call["args"]):
+            return ref if any(ref.lower() in a.lower() for a in call["args"]) else call["args"]
+    return record["args"]
+
+
 @pytest.mark.parametrize(("name", "expect"), SCENARIOS, ids=SCENARIO_IDS)
 def test_every_edge_has_evidence_in_the_report(
     name: str, expect: Expect, scenario_report: Callable[[str], Report]
@@ -84,6 +108,7 @@ def test_every_edge_has_evidence_in_the_report(
     report = scenario_report(name)
     events = report["stats"]["events"]
     recorded = recorded_seqs(report)
+    calls = sorted(report["api_calls"], key=lambda r: r["seq"])
     stage_ids = {s["id"] for s in report["stages"]}
     for edge in report["graph"]["edges"]:
         label = edge_string(edge)
@@ -113,8 +138,12 @@ def test_every_edge_has_evidence_in_the_report(
                 "network": lambda r: r["url"] or r["host"],
                 "registry": lambda r: r["path"].lower(),
                 "sync_objects": lambda r: r["name"].lower(),
-                # A process is named by the API's process or command-line argument.
-                "api_calls": lambda r, ref=ref: next((ref for a in r["args"] if ref.lower() in a.lower()), r["args"]),
+                # A process is named by the API's process or command-line argument; a call on a
+                # thread or a view (SetThreadContext, QueueUserAPC, ResumeThread, ZwUnmapViewOfSection)
+                # by the stage's last call before it that named a process.
+                "api_calls": lambda r, ref=ref: next(
+                    (ref for a in r["args"] if ref.lower() in a.lower()), _last_named(calls, r, ref)
+                ),
             }[section]
             assert named(record) == ref, f"{label}: record {record['seq']} names {named(record)!r}"
     for technique in report["attack"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from emulator.analysis.graph import EDGE_TYPES, iter_edges
 from emulator.analysis.lineage import DECODING_TRANSFORMS
 from emulator.analysis.stages import Stage, decoded_trailers
-from emulator.events import ApiCall, DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
+from emulator.eventlog import api_calls_where, of_type, stage_lookup
+from emulator.events import DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
 
 PATTERN_FILE = "data/attack.toml"
 # Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
@@ -64,6 +65,7 @@ class EdgePattern(_Pattern):
     to_stage_kind: str | None = None
     scheme: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*$")
     to_glob: str | None = Field(default=None, description="fnmatch glob on the target node id (lower-cased).")
+    methods: list[str] | None = Field(default=None, description="injects_into: one of these injection methods.")
 
     @field_validator("edge")
     @classmethod
@@ -230,7 +232,7 @@ class Observed:
     """What the matchers look at: one replay's stages, events, graph and blobs."""
 
     stages: list[Stage]
-    events: list[Event]
+    events: Sequence[Event]
     graph: nx.DiGraph
     blobs: dict[str, bytes]
 
@@ -240,19 +242,19 @@ Matches = list[tuple[str, list[int]]]
 
 def match_techniques(
     stages: list[Stage],
-    events: list[Event],
+    events: Sequence[Event],
     graph: nx.DiGraph,
     blobs: dict[str, bytes],
     patterns: list[Pattern] | None = None,
 ) -> list[TechniqueHit]:
     seen = Observed(stages, events, graph, blobs)
     hits: dict[tuple[str, str], TechniqueHit] = {}
-    owner = {e.seq: e.stage for e in events}
+    owner = stage_lookup(events)  # seq -> stage, no model built per API call
     for pattern in patterns if patterns is not None else load_patterns():
         for stage, found in _MATCHERS[pattern.match](pattern, seen):
             # A technique is shown on the stage whose behaviour it describes, with evidence
             # from that stage only.
-            evidence = [seq for seq in found if owner.get(seq) == stage]
+            evidence = [seq for seq in found if owner(seq) == stage]
             if not evidence:
                 continue
             key = (pattern.technique, stage)
@@ -264,9 +266,8 @@ def match_techniques(
 def _api(p: ApiPattern, seen: Observed) -> Matches:
     names = [n.lower() for n in p.apis]
     found: dict[str, list[int]] = {}
-    for e in seen.events:
-        if isinstance(e, ApiCall) and any(fnmatch.fnmatchcase(e.api.lower(), n) for n in names):
-            found.setdefault(e.stage, []).append(e.seq)
+    for e in api_calls_where(seen.events, lambda api: any(fnmatch.fnmatchcase(api.lower(), n) for n in names)):
+        found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 
@@ -286,6 +287,8 @@ def _edge(p: EdgePattern, seen: Observed) -> Matches:
         if p.scheme is not None and not str(dst).startswith(f"url:{p.scheme}://"):
             continue
         if p.to_glob is not None and not fnmatch.fnmatchcase(str(dst).lower(), p.to_glob.lower()):
+            continue
+        if p.methods is not None and not set(p.methods) & set(data.get("methods") or ()):
             continue
         stage = data["actor"] if data.get("actor") else src if graph.nodes[src].get("kind") == "stage" else dst
         found.setdefault(stage, []).extend(data["evidence"])
@@ -321,7 +324,7 @@ def _dead_drop(p: DeadDropPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
     fetched: list[tuple[NetworkExchange, bytes]] = []
     decrypted: list[DataBuffer] = []
-    for e in seen.events:
+    for _, e in of_type(seen.events, NetworkExchange, DataBuffer):
         if isinstance(e, NetworkExchange) and e.kind == "http":
             if any(fnmatch.fnmatchcase(e.host.lower(), h) for h in public) and e.response.status == 200:
                 fetched.append((e, seen.blobs.get(e.response.sha256 or "", b"")))
@@ -340,7 +343,7 @@ def _dead_drop(p: DeadDropPattern, seen: Observed) -> Matches:
 def _file_read(p: FileReadPattern, seen: Observed) -> Matches:
     globs = [g.lower() for g in p.paths]
     found: dict[str, list[int]] = {}
-    for e in seen.events:
+    for _, e in of_type(seen.events, FileAccess):
         if isinstance(e, FileAccess) and e.op in ("open", "read"):
             path = e.path.lower().replace("/", "\\")
             if any(fnmatch.fnmatchcase(path, g) for g in globs):
@@ -350,7 +353,7 @@ def _file_read(p: FileReadPattern, seen: Observed) -> Matches:
 
 def _registry_read(p: RegistryReadPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in seen.events:
+    for _, e in of_type(seen.events, RegistryAccess):
         if isinstance(e, RegistryAccess) and e.op == "read":
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
@@ -358,8 +361,8 @@ def _registry_read(p: RegistryReadPattern, seen: Observed) -> Matches:
 
 def _long_sleep(p: LongSleepPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in seen.events:
-        if isinstance(e, ApiCall) and e.api.lower() in SLEEP_APIS and e.args:
+    for e in api_calls_where(seen.events, lambda api: api.lower() in SLEEP_APIS):
+        if e.args:
             try:
                 ms = int(e.args[0], 0)
             except ValueError:
@@ -373,7 +376,7 @@ def _decrypt_from_magic(p: DecryptFromMagicPattern, seen: Observed) -> Matches:
     magics = [bytes.fromhex(m) for m in p.magics]
     found: dict[str, list[int]] = {}
     carriers: list[tuple[int, bytes]] = []
-    for e in seen.events:
+    for _, e in of_type(seen.events, NetworkExchange, DataBuffer):
         if isinstance(e, NetworkExchange) and e.response.sha256:
             body = seen.blobs.get(e.response.sha256, b"")
             if any(body.startswith(m) for m in magics):

@@ -7,7 +7,7 @@ prove it), so a reader can go from any arrow back to the calls that caused it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +15,8 @@ import networkx as nx
 
 from emulator.analysis.lineage import DECRYPTING_TRANSFORMS, Hop
 from emulator.analysis.stages import Stage
+from emulator.eventlog import api_calls_where, of_type
 from emulator.events import (
-    ApiCall,
     DataBuffer,
     Event,
     FileAccess,
@@ -68,8 +68,34 @@ PROCESS_APIS = {
     "queueuserapc": ("injects_into", None),
     "ntqueueapcthread": ("injects_into", None),
     "setthreadcontext": ("injects_into", None),
+    "wow64setthreadcontext": ("injects_into", None),
     "ntsetcontextthread": ("injects_into", None),
 }
+# Calls that draw no edge of their own but tell how a process was injected into (the process is
+# the one the stage last created, opened or wrote to, as for thread-handle APIs above).
+INJECTION_STEPS = {
+    "resumethread": "resume",
+    "ntresumethread": "resume",
+    "ntunmapviewofsection": "unmap",
+    "zwunmapviewofsection": "unmap",
+    "ntunmapviewofsectionex": "unmap",
+    "zwunmapviewofsectionex": "unmap",
+}
+# The injecting call -> its method; thread_context becomes hollowing when the stage also created
+# the process and unmapped a view in it (emulator/data/attack.toml maps methods to sub-techniques).
+INJECTION_METHODS = {
+    "createremotethread": "remote_thread",
+    "createremotethreadex": "remote_thread",
+    "ntcreatethreadex": "remote_thread",
+    "rtlcreateuserthread": "remote_thread",
+    "queueuserapc": "apc",
+    "ntqueueapcthread": "apc",
+    "setthreadcontext": "thread_context",
+    "wow64setthreadcontext": "thread_context",
+    "ntsetcontextthread": "thread_context",
+}
+# The current process's pseudo-handle, as an argument renders.
+_CURRENT_PROCESS = {"0xffffffff", "0xffffffffffffffff", "-1"}
 # A printable run this long shared by a request body and a file the sample read marks exfiltration.
 EXFIL_MIN_SHARED_RUN = 12
 # A host identifier shorter than this is too common to single out a beacon.
@@ -89,7 +115,7 @@ def node_id(kind: str, ref: str) -> str:
 
 
 def build_graph(
-    stages: list[Stage], events: list[Event], blobs: dict[str, bytes], context: GraphContext | None = None
+    stages: list[Stage], events: Sequence[Event], blobs: dict[str, bytes], context: GraphContext | None = None
 ) -> nx.DiGraph:
     context = context or GraphContext()
     graph = nx.DiGraph()
@@ -161,16 +187,21 @@ def build_graph(
     for src, dst, etype, seq in processes.edges:
         if src in stage_ids:
             edge(src, artifact("process", dst), etype, [seq])
+    for (src, dst), (methods, seqs) in processes.injections().items():
+        relation = _relation(graph, src, node_id("process", dst), "injects_into")
+        if relation is not None:
+            relation["methods"] = methods
+            relation["evidence"] = sorted(set(relation["evidence"]) | set(seqs))
     for stage in stages:
         if stage.process:
             edge(artifact("process", stage.process), stage.id, "hosts", [stage.start_seq])
 
     file_reads: list[bytes] = []
-    for event in events:
+    for _, event in of_type(events, DataBuffer):
         if isinstance(event, DataBuffer) and event.source == "file_read":
             file_reads.append(blobs.get(event.sha256, b""))
     created: set[str] = set()
-    for event in events:
+    for _, event in of_type(events, FileAccess, RegistryAccess, SyncObject, NetworkExchange):
         owner = event.stage
         if owner not in stage_ids:
             continue
@@ -250,11 +281,51 @@ def _add_lineage_edge(
     graph.add_edge(src, dst, **attrs)
 
 
+def _relation(graph: nx.DiGraph, src: str, dst: str, etype: str) -> dict[str, Any] | None:
+    """The attributes of the ``etype`` relation between two nodes (the edge or one of its ``also``)."""
+    if not graph.has_edge(src, dst):
+        return None
+    data: dict[str, Any] = graph.edges[src, dst]
+    if data["type"] == etype:
+        return data
+    return next((other for other in data.get("also", []) if other["type"] == etype), None)
+
+
 @dataclass
 class _Processes:
     edges: list[tuple[str, str, str, int]] = field(default_factory=list)  # stage, process, type, seq
     regions: list[tuple[int, int, str]] = field(default_factory=list)  # memory allocated in a process
     thread_starts: dict[int, str] = field(default_factory=dict)
+    # (stage, process) -> the process-related calls in order: (function, edge type or step, seq)
+    calls: dict[tuple[str, str], list[tuple[str, str, int]]] = field(default_factory=dict)
+
+    def injections(self) -> dict[tuple[str, str], tuple[list[str], list[int]]]:
+        """(stage, process) -> (injection methods, seqs of the calls that make them) from the
+        order of the calls: SetThreadContext counts once the thread is resumed after it."""
+        found: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
+        for key, calls in self.calls.items():
+            methods: set[str] = set()
+            seqs: set[int] = set()
+            created = any(kind == "creates_process" for _, kind, _ in calls)
+            unmaps = [seq for _, kind, seq in calls if kind == "unmap"]
+            for index, (func, _kind, seq) in enumerate(calls):
+                method = INJECTION_METHODS.get(func)
+                if method is None:
+                    continue
+                if method == "thread_context":
+                    resumed = [s for f, kind, s in calls[index + 1 :] if kind == "resume"]
+                    if not resumed:
+                        continue
+                    seqs.update((seq, resumed[0]))
+                    if created and any(u < seq for u in unmaps):
+                        method = "hollowing"
+                        seqs.update(u for u in unmaps if u < seq)
+                else:
+                    seqs.add(seq)
+                methods.add(method)
+            if methods:
+                found[key] = (sorted(methods), sorted(seqs))
+        return found
 
     def hosting(self, address: int) -> str | None:
         if address in self.thread_starts:
@@ -265,14 +336,22 @@ class _Processes:
         return None
 
 
-def _process_edges(events: list[Event], stage_ids: set[str], own_names: set[str]) -> _Processes:
+def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[str]) -> _Processes:
     """Processes the sample created, opened, wrote to or injected into, from its API calls."""
     found = _Processes()
     last_target: dict[str, str] = {}  # stage -> process it last created or wrote to
-    for event in events:
-        if not isinstance(event, ApiCall) or event.stage not in stage_ids:
+    wanted = PROCESS_APIS.keys() | INJECTION_STEPS.keys()
+    for event in api_calls_where(events, lambda api: api.rpartition(".")[2].lower() in wanted):
+        if event.stage not in stage_ids:
             continue
         func = event.api.rpartition(".")[2].lower()
+        if func in INJECTION_STEPS:
+            target = last_target.get(event.stage, "")
+            if target and not (
+                INJECTION_STEPS[func] == "unmap" and event.args[:1] and event.args[0] in _CURRENT_PROCESS
+            ):
+                found.calls.setdefault((event.stage, target), []).append((func, INJECTION_STEPS[func], event.seq))
+            continue
         if func not in PROCESS_APIS:
             continue
         etype, index = PROCESS_APIS[func]
@@ -290,6 +369,7 @@ def _process_edges(events: list[Event], stage_ids: set[str], own_names: set[str]
         if not process or process.startswith("0x") or _basename(process) in own_names:
             continue
         found.edges.append((event.stage, process, etype, event.seq))
+        found.calls.setdefault((event.stage, process), []).append((func, etype, event.seq))
         last_target[event.stage] = process
         if func.startswith("virtualallocex") and event.ret and event.ret != "0x0":
             size = _int(event.args[2]) if len(event.args) > 2 else 0
@@ -355,7 +435,8 @@ def iter_edges(graph: nx.DiGraph) -> Iterable[tuple[str, str, dict[str, Any]]]:
     for src, dst, data in graph.edges(data=True):
         yield src, dst, {k: v for k, v in data.items() if k != "also"}
         for other in data.get("also", []):
-            yield src, dst, {**{k: v for k, v in data.items() if k not in ("also", "type", "evidence")}, **other}
+            shared = {k: v for k, v in data.items() if k not in ("also", "type", "evidence", "methods")}
+            yield src, dst, {**shared, **other}
 
 
 def graph_to_node_link(graph: nx.DiGraph) -> dict[str, object]:

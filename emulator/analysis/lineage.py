@@ -17,7 +17,13 @@ RtlDecompressBuffer, ...) is traced on through that API's input, a write into an
 or into a file through the bytes written, so the lineage runs back to a file, registry value,
 network response, resource, image or scenario input. A stage found inside a buffer read from a
 file or the network but with different bytes was transformed in place by guest code (RC4,
-say): that hop is recorded as "decoded by guest code". Nothing here knows any scenario.
+say): that hop is recorded as "decoded by guest code".
+
+Guest code that moves bytes itself is seen by the backend's flow watch, which records each
+region it wrote (with the writing instruction's pc) together with the source bytes it read
+meanwhile: a ``guest_write`` carrier. Those are searched only when no recognised transform
+explains a stage (:func:`trace` with ``guest=True``); the hop then says "decoded by guest code
+at pc X", and the lineage goes on through the bytes read. Nothing here knows any scenario.
 """
 
 from __future__ import annotations
@@ -67,7 +73,9 @@ class Carrier:
     input: bytes | None = None  # API outputs: the API's input bytes
     api: str | None = None
     address: int | None = None
-    transform: str = "identity"  # for api carriers: what the API did (decrypt | decode | decompress | copy)
+    # For api carriers: what the API did (decrypt | decode | decompress | copy | guest_code).
+    transform: str = "identity"
+    pc: int | None = None  # for guest_code carriers: the instruction that wrote the bytes
 
 
 @dataclass
@@ -240,22 +248,61 @@ def _xor_prefix(probe: bytes, data: bytes, offset: int, key: bytes, period: int)
 # ---- tracing ------------------------------------------------------------------------------
 
 
-def trace(probe: bytes, before_seq: int, carriers: list[Carrier], depth: int = 0) -> list[Hop] | None:
-    """The hops that brought ``probe`` into the guest before ``before_seq``, origin first."""
+def trace(
+    probe: bytes, before_seq: int, carriers: list[Carrier], depth: int = 0, guest: bool = False
+) -> list[Hop] | None:
+    """The hops that brought ``probe`` into the guest before ``before_seq``, origin first.
+
+    Recognised transforms of recorded carriers first; with ``guest``, then the regions guest
+    code wrote (its transform unnamed unless recognised further down)."""
     probe = usable_probe(probe)
     if not probe or depth > MAX_HOPS:
         return None
-    for carrier in sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True):
-        # API outputs are searched for the same bytes only: their own transform is the API's.
+    earlier = sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True)
+    for carrier in earlier:
+        if carrier.transform == "guest_code":
+            continue
+        match = find_transformed(probe, carrier.data, xor=True)
+        if match is not None:
+            return _hops_through(carrier, match, carriers, depth, guest)
+    if not guest:
+        return None
+    # Guest code writes the same region once per source it read: the first whose input leads
+    # back to an origin wins, else the most recent.
+    fallback: list[Hop] | None = None
+    for carrier in earlier:
+        if carrier.transform != "guest_code":
+            continue
         match = find_transformed(probe, carrier.data, xor=True)
         if match is None:
             continue
-        return _hops_through(carrier, match, carriers, depth)
-    return None
+        hops = _hops_through(carrier, match, carriers, depth, guest)
+        if hops[0].transform != "guest_code":
+            return hops
+        fallback = fallback or hops
+    return fallback
 
 
-def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth: int) -> list[Hop]:
+def guest_code_detail(pc: int | None, actor: str | None, in_place: bool = False) -> str:
+    where = f" at pc {pc:#x}" if pc is not None else ""
+    return f"decoded{' in place' if in_place else ''} by guest code{where}" + (f" in {actor}" if actor else "")
+
+
+def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop]:
     last = _match_hop(carrier, match)
+    if carrier.transform == "guest_code":
+        hop = Hop(
+            "memory",
+            carrier.ref,
+            "guest_code",
+            guest_code_detail(carrier.pc, carrier.stage),
+            list(carrier.evidence),
+            actor=carrier.stage,
+            offset=match.offset,
+            size=match.length,
+        )
+        upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest) if carrier.input else None
+        return [*(upstream or []), hop, *last]
     if carrier.kind == "api" and carrier.input:
         api_hop = Hop(
             "api",
@@ -265,7 +312,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             list(carrier.evidence),
             actor=carrier.stage,
         )
-        upstream = trace(carrier.input, carrier.seq, carriers, depth + 1)
+        upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest)
         if upstream is None:
             return [api_hop, *last]
         # The API's input is the upstream's output: the API hop starts where the upstream ends.
@@ -280,7 +327,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             actor=carrier.stage,
             node=carrier.node,
         )
-        upstream = trace(carrier.data, carrier.seq, carriers, depth + 1)
+        upstream = trace(carrier.data, carrier.seq, carriers, depth + 1, guest)
         return [*(upstream or []), move, *last]
     origin = Hop(
         carrier.kind,

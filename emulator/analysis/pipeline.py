@@ -6,6 +6,7 @@ Works on a :class:`emulator.trace.Trace` only, never on the engine, so a replay 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -13,6 +14,7 @@ import networkx as nx
 from emulator.analysis.attack import TechniqueHit, match_techniques
 from emulator.analysis.graph import GraphContext, build_graph
 from emulator.analysis.stages import Stage, derive_stages
+from emulator.eventlog import of_type
 from emulator.events import Event, RegistryAccess
 from emulator.trace import Trace
 
@@ -24,10 +26,10 @@ class Analysis:
     techniques: list[TechniqueHit]
 
 
-def host_identifiers(machine_names: list[str], events: list[Event]) -> list[str]:
+def host_identifiers(machine_names: list[str], events: Sequence[Event]) -> list[str]:
     """Values that identify the victim machine: its names, and registry values the guest read."""
     values = list(machine_names)
-    for event in events:
+    for _, event in of_type(events, RegistryAccess):
         if isinstance(event, RegistryAccess) and event.op == "read" and event.value:
             values.append(event.value)
     return [v for v in values if v]

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from emulator.analysis.lineage import (
     Carrier,
     Hop,
+    guest_code_detail,
     matched_length,
     section_table,
     trace,
 )
+from emulator.eventlog import of_type, stage_bounds
 from emulator.events import (
     ApiCall,
     DataBuffer,
@@ -49,8 +51,15 @@ _BUFFER_KINDS = {
     "decompress": "api",
     "api_copy": "api",
     "process_write": "process_write",
+    "guest_write": "api",
 }
-_API_TRANSFORMS = {"decrypt": "decrypt", "decode": "decode", "decompress": "decompress", "api_copy": "copy"}
+_API_TRANSFORMS = {
+    "decrypt": "decrypt",
+    "decode": "decode",
+    "decompress": "decompress",
+    "api_copy": "copy",
+    "guest_write": "guest_code",
+}
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
 ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
 
@@ -92,14 +101,15 @@ class Stage:
         return self.link.source_type if self.link else "memory"
 
 
-def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tuple[str, str]) -> list[Stage]:
+def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin: tuple[str, str]) -> list[Stage]:
     """Stages in start order, each with its lineage. Adds bounded stage bytes to ``blobs``."""
     stages: list[Stage] = []
     carriers: list[Carrier] = []
     buffers: list[DataBuffer] = []
     memory: list[MemoryAlloc | MemoryProtect] = []
     by_id: dict[str, Stage] = {}
-    for index, event in enumerate(events):
+    kinds = (DataBuffer, NetworkExchange, RegistryAccess, FileAccess, MemoryAlloc, MemoryProtect, StageStart)
+    for index, event in of_type(events, *kinds):  # API calls are not built (emulator/eventlog.py)
         if isinstance(event, DataBuffer):
             buffers.append(event)
             carrier = _buffer_carrier(event, blobs)
@@ -187,15 +197,15 @@ def derive_stages(events: list[Event], blobs: dict[str, bytes], entry_origin: tu
             )
             stages.append(stage)
             by_id[stage.id] = stage
-    for event in events:
-        owner = by_id.get(event.stage)
+    for stage_id, (first, last) in stage_bounds(events).items():
+        owner = by_id.get(stage_id)
         if owner is not None:
-            owner.first_seq = min(owner.first_seq, event.seq)
-            owner.last_seq = max(owner.last_seq, event.seq)
+            owner.first_seq = min(owner.first_seq, first)
+            owner.last_seq = max(owner.last_seq, last)
     return stages
 
 
-def _api_call_of(events: list[Event], index: int, buffer: DataBuffer) -> list[int]:
+def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> list[int]:
     """The API call that produced a buffer: recorded just before it (engine handlers) or just
     after it (project handlers record while the call runs)."""
     name = (buffer.api or "").rpartition(".")[2].lower()
@@ -236,6 +246,7 @@ def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | Non
         api=event.api,
         address=event.address,
         transform=_API_TRANSFORMS.get(event.source, "identity"),
+        pc=event.pc if event.source == "guest_write" else None,
     )
 
 
@@ -248,61 +259,80 @@ def _find_lineage(
     actor: str | None,
 ) -> tuple[Link, bytes]:
     """The stage's lineage and its bounded bytes; ``actor`` is the stage that prepared its memory."""
-    image = event.kind in IMAGE_STAGE_KINDS
-    hops: list[Hop] | None = None
-    bounded = data
-    if image:
-        probe = section_table(data)
-        hops = trace(probe, event.seq, carriers) if probe else None
-    else:
-        # Stage bytes run to the end of the page-rounded region; the tail is padding.
-        trimmed = data.rstrip(b"\0")
-        offsets = dict.fromkeys((0, max(0, event.entry - event.base)))
-        for offset in offsets:
-            hops = trace(trimmed[offset:], event.seq, carriers)
-            if hops is not None:
-                length = matched_length(hops)
-                if length:
-                    bounded = data[offset : offset + length]
-                break
-        else:
-            bounded = trimmed or data
+    hops, bounded = _trace_stage(event, data, carriers, guest=False)
+    if hops is None:
+        hops = _in_place(event, buffers, memory, actor)
+        if hops is not None:
+            kind, ref = hops[0].source_kind, hops[0].source_ref
+            evidence = sorted({*hops[0].evidence, event.seq})
+            return Link("decrypted_in_place", kind, ref, evidence, decrypted=True, decoded=True, hops=hops), bounded
+        hops, bounded = _trace_stage(event, data, carriers, guest=True)
     if hops is not None:
         for hop in hops:
             if hop.actor is None:
                 hop.actor = actor
                 hop.evidence = _writer_evidence(event, memory, actor)
         return _link_from_hops(event, hops), bounded
-    # A buffer read from a file or the network was transformed in place by guest code, then run.
+    hop = Hop("memory", event.parent or "", "executed_from", "", [event.seq], actor=actor)
+    return Link("executed_from", "memory", event.parent or "", [event.seq], hops=[hop]), bounded
+
+
+def _trace_stage(
+    event: StageStart, data: bytes, carriers: list[Carrier], guest: bool
+) -> tuple[list[Hop] | None, bytes]:
+    """The stage's hops (recognised transforms only, or also guest-code writes) and bounded bytes."""
+    if event.kind in IMAGE_STAGE_KINDS:
+        probe = section_table(data)
+        return (trace(probe, event.seq, carriers, guest=guest) if probe else None), data
+    # Stage bytes run to the end of the page-rounded region; the tail is padding.
+    trimmed = data.rstrip(b"\0")
+    for offset in dict.fromkeys((0, max(0, event.entry - event.base))):
+        hops = trace(trimmed[offset:], event.seq, carriers, guest=guest)
+        if hops is not None:
+            length = matched_length(hops)
+            return hops, (data[offset : offset + length] if length else data)
+    return None, trimmed or data
+
+
+def _in_place(
+    event: StageStart,
+    buffers: list[DataBuffer],
+    memory: list[MemoryAlloc | MemoryProtect],
+    actor: str | None,
+) -> list[Hop] | None:
+    """A buffer read from a file or the network, transformed in place by guest code, then run."""
+    writer = next(
+        (
+            b
+            for b in reversed(buffers)
+            if b.source == "guest_write" and b.seq < event.seq and b.address <= event.entry < b.address + b.size
+        ),
+        None,
+    )
     for buffer in reversed(buffers):
         if buffer.source not in ("file_read", "network_read"):
             continue
         if buffer.address <= event.entry < buffer.address + buffer.size:
             kind = "file" if buffer.source == "file_read" else "network"
             node = f"file:{buffer.ref.lower()}" if kind == "file" else f"url:{buffer.ref}"
-            hops = [
+            evidence = _writer_evidence(event, memory, actor)
+            decoder = actor
+            if writer is not None and writer.seq > buffer.seq:
+                decoder = writer.stage
+                evidence = sorted({*evidence, writer.seq})
+            pc = writer.pc if writer is not None and writer.seq > buffer.seq else None
+            return [
                 Hop(kind, buffer.ref, "source", buffer.api or "", [buffer.seq], actor=buffer.stage, node=node),
                 Hop(
                     "memory",
                     "",
                     "guest_code",
-                    f"decoded in place by guest code in {actor}",
-                    _writer_evidence(event, memory, actor),
-                    actor=actor,
+                    guest_code_detail(pc, decoder, in_place=True),
+                    evidence,
+                    actor=decoder,
                 ),
             ]
-            link = Link(
-                "decrypted_in_place",
-                kind,
-                buffer.ref,
-                sorted({buffer.seq, event.seq}),
-                decrypted=True,
-                decoded=True,
-                hops=hops,
-            )
-            return link, bounded
-    hop = Hop("memory", event.parent or "", "executed_from", "", [event.seq], actor=actor)
-    return Link("executed_from", "memory", event.parent or "", [event.seq], hops=[hop]), bounded
+    return None
 
 
 def _allocator(event: StageStart, memory: list[MemoryAlloc | MemoryProtect]) -> str | None:

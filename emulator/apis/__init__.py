@@ -3,7 +3,17 @@
 Importing this package registers every handler in :data:`emulator.apis.core.HANDLERS`.
 """
 
-from emulator.apis import bcrypt, clock, guestenv, netapi, randomness, winhttp, wininet, winsock  # noqa: F401
+from emulator.apis import (  # noqa: F401
+    bcrypt,
+    clock,
+    compression,
+    guestenv,
+    netapi,
+    randomness,
+    winhttp,
+    wininet,
+    winsock,
+)
 from emulator.apis.core import HANDLERS, ApiHandler, GuestApi
 
 __all__ = ["HANDLERS", "ApiHandler", "GuestApi"]

@@ -111,5 +111,5 @@ def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -
     if notes:
         report = report.model_copy(update={"notes": [*report.notes, *notes]})
     if notes or yara_rules is not None:
-        write_atomically(out / "report.json", report.to_json().encode("utf-8"))
+        write_atomically(out / "report.json", report.json_chunks())
     return report

@@ -7,6 +7,7 @@ techniques, and where the outputs are. Long paths and URLs lose their middle, ne
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emulator.render.layout import STAGE_KIND_TEXT
-from emulator.render.model import clean, graph_parts, plural
+from emulator.render.model import MAX_TIMELINE_API_CALLS, api_calls_cut, clean, graph_parts, plural
 from emulator.report import Report
 
 PATH_WIDTH = 60  # paths and URLs longer than this lose their middle
@@ -185,10 +186,12 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
 
     if verbose:
         calls = Text()
-        for call in report.api_calls:
+        for call in itertools.islice(report.api_calls, MAX_TIMELINE_API_CALLS):
             args = ", ".join(clean(a, 80) for a in call.args)
             ret = "" if call.ret is None else f" -> {call.ret}"
             calls.append(f"  [{call.seq}] {call.stage} {call.api}({args}){ret}\n")
+        if api_calls_cut(report):
+            calls.append(f"  ... and {api_calls_cut(report):,} more (report.json has every call)\n")
         parts += ["", Text(f"{plural(len(report.api_calls), 'API call')}", style="bold"), calls]
 
     if report.containment.violations:

@@ -7,15 +7,17 @@ from pathlib import Path
 
 from emulator.render.graph_files import graph_files
 from emulator.render.html import render_html
+from emulator.render.model import timeline_shared
 from emulator.render.narrate import narrate, render_markdown
 from emulator.report import Report
 
 
 def rendered_bytes(report: Report, bodies: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
     """Name -> bytes of every rendered file. Pure."""
-    files = graph_files(report)
-    files["report.html"] = render_html(report, bodies).encode("utf-8")
-    files["narration.md"] = render_markdown(report, narrate(report, bodies)).encode("utf-8")
+    with timeline_shared():  # the layout (twice) and the HTML read the same timeline
+        files = graph_files(report)
+        files["report.html"] = render_html(report, bodies).encode("utf-8")
+        files["narration.md"] = render_markdown(report, narrate(report, bodies)).encode("utf-8")
     return files
 
 

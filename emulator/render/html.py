@@ -21,6 +21,7 @@ from typing import Any
 from emulator.render.layout import STAGE_KIND_TEXT, build_layout
 from emulator.render.model import (
     EVENT_KINDS,
+    api_calls_cut,
     clean,
     graph_parts,
     hosts_contacted,
@@ -410,8 +411,15 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
         '<div class="pager"><button id="tl-prev" type="button">&larr; previous</button>'
         '<button id="tl-next" type="button">next &rarr;</button><span id="tl-info" class="muted"></span></div>'
         '<table id="timeline"><thead><tr><th>seq</th><th>virtual time</th><th>stage</th><th>kind</th>'
-        "<th>event</th></tr></thead><tbody></tbody></table></section>"
+        "<th>event</th></tr></thead><tbody></tbody></table>"
     )
+    left_out = api_calls_cut(report)
+    if left_out:
+        add(
+            f'<p class="muted">The timeline shows the first {len(report.api_calls) - left_out:,} API calls; '
+            f"the {left_out:,} after them are in report.json (every other event is shown).</p>"
+        )
+    add("</section>")
     add('<section id="network"><h2>Network</h2>')
     if not report.network:
         add('<p class="muted">no network activity</p>')

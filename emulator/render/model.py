@@ -7,12 +7,14 @@ through :func:`clean` (control, format and surrogate characters escaped) before 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.report import Report
+from emulator.report import ApiCallRecord, Report
 from emulator.sanitize import for_display
 from emulator.vclock import API_CALL_TICK_US
 
@@ -23,6 +25,8 @@ SLEEP_APIS = frozenset({"kernel32.Sleep", "kernel32.SleepEx", "kernelbase.Sleep"
 # Longest text of one timeline row; the full record is in report.json.
 MAX_EVENT_TEXT = 300
 MAX_ARG_TEXT = 80
+# API calls shown in the timeline (every other event always is); the rest are in report.json.
+MAX_TIMELINE_API_CALLS = 100_000
 
 
 def clean(text: object, limit: int = 4000) -> str:
@@ -91,13 +95,52 @@ def _args(args: Iterable[str]) -> str:
     return ", ".join(clean(a, MAX_ARG_TEXT) for a in args)
 
 
-def timeline(report: Report) -> list[TimelineEvent]:
-    """Every recorded event of the report as one row, in the order the replay saw them."""
+# While timeline_shared() lasts: (id of the report, limit) -> (the report, its rows).
+_shared_timelines: list[dict[tuple[int, int], tuple[Report, list[TimelineEvent]]]] = []
+
+
+@contextlib.contextmanager
+def timeline_shared() -> Iterator[None]:
+    """While it lasts, :func:`timeline` of a report is built once (every renderer asks for it)."""
+    _shared_timelines.append({})
+    try:
+        yield
+    finally:
+        _shared_timelines.pop()
+
+
+def timeline(report: Report, max_api_calls: int = MAX_TIMELINE_API_CALLS) -> list[TimelineEvent]:
+    """Every recorded event of the report as one row, in the order the replay saw them; of the
+    API calls, the first ``max_api_calls`` (:func:`api_calls_cut` says how many are left out).
+    Inside :func:`timeline_shared` the rows are shared: a caller must not change the list."""
+    if not _shared_timelines:
+        return _timeline(report, max_api_calls)
+    cache = _shared_timelines[-1]
+    hit = cache.get((id(report), max_api_calls))
+    if hit is not None and hit[0] is report:
+        return hit[1]
+    rows = _timeline(report, max_api_calls)
+    cache[(id(report), max_api_calls)] = (report, rows)
+    return rows
+
+
+def _timeline(report: Report, max_api_calls: int) -> list[TimelineEvent]:
     rows: list[TimelineEvent] = []
     add = rows.append
-    for call in report.api_calls:
-        ret = "" if call.ret is None else f" -> {call.ret}"
-        add(TimelineEvent(call.seq, call.stage, "api", clean(f"{call.api}({_args(call.args)}){ret}", MAX_EVENT_TEXT)))
+    raw = getattr(report.api_calls, "raw", None)  # a streamed section: plain tuples, no record each
+    calls: Iterable[tuple[int, str, str, Sequence[str], str | None]] = (
+        raw() if callable(raw) else ((c.seq, c.stage, c.api, c.args, c.ret) for c in report.api_calls)
+    )
+    texts: dict[tuple[str, tuple[str, ...], str | None], str] = {}  # a repeated call is cleaned once
+    for seq, owner, api, args, ret in itertools.islice(calls, max_api_calls):
+        key = (api, tuple(args), ret)
+        text = texts.get(key)
+        if text is None:
+            shown = "" if ret is None else f" -> {ret}"
+            text = clean(f"{api}({_args(args)}){shown}", MAX_EVENT_TEXT)
+            if len(texts) < MAX_TIMELINE_API_CALLS:
+                texts[key] = text
+        add(TimelineEvent(seq, owner, "api", text))
     for f in report.files:
         size = "" if f.size is None else f" ({plural(f.size, 'byte')})"
         add(TimelineEvent(f.seq, f.stage, "file", clean(f"{f.op} {f.path}{size}", MAX_EVENT_TEXT), clean(f.path)))
@@ -132,9 +175,26 @@ def timeline(report: Report) -> list[TimelineEvent]:
     return rows
 
 
+def api_calls_cut(report: Report, max_api_calls: int = MAX_TIMELINE_API_CALLS) -> int:
+    """API calls the timeline leaves out."""
+    return max(0, len(report.api_calls) - max_api_calls)
+
+
+def calls_to(report: Report, apis: Collection[str]) -> Iterable[ApiCallRecord]:
+    """The report's calls to ``apis`` (module.Function), in order; a streamed section (a large
+    replay) is asked by name, without building a record per call."""
+    where = getattr(report.api_calls, "where", None)
+    if callable(where):
+        return where(apis.__contains__)  # type: ignore[no-any-return]
+    return [call for call in report.api_calls if call.api in apis]
+
+
 def virtual_times(report: Report, seqs: Iterable[int]) -> dict[int, int]:
     """Virtual microseconds since the replay started, for each seq, rebuilt from the clock's rules:
     every API call advances it ``API_CALL_TICK_US``, a sleep fast-forwards it by its delay (ms)."""
+    count_before = getattr(report.api_calls, "count_before", None)
+    if callable(count_before):  # a streamed section: count by position, read the sleeps only
+        return _virtual_times_streamed(report, seqs, count_before)
     jumps: list[tuple[int, int]] = []  # (seq, ms added after it)
     for call in report.api_calls:
         delay = 0
@@ -156,6 +216,28 @@ def virtual_times(report: Report, seqs: Iterable[int]) -> dict[int, int]:
             slept += jumps[index][1]
             index += 1
         out[seq] = slept * 1000 + calls * API_CALL_TICK_US
+    return out
+
+
+def _sleep_ms(call: ApiCallRecord) -> int:
+    if call.api in SLEEP_APIS and call.args:
+        try:
+            return int(call.args[0], 0) & 0xFFFFFFFF
+        except ValueError:
+            return 0
+    return 0
+
+
+def _virtual_times_streamed(report: Report, seqs: Iterable[int], count_before: Callable[[int], int]) -> dict[int, int]:
+    sleeps = [(call.seq, _sleep_ms(call)) for call in calls_to(report, SLEEP_APIS)]
+    out: dict[int, int] = {}
+    index = 0
+    slept = 0
+    for seq in sorted(set(seqs)):
+        while index < len(sleeps) and sleeps[index][0] < seq:
+            slept += sleeps[index][1]
+            index += 1
+        out[seq] = slept * 1000 + count_before(seq) * API_CALL_TICK_US
     return out
 
 

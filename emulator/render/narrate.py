@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from emulator.render.layout import STAGE_KIND_TEXT
 from emulator.render.model import (
     SLEEP_APIS,
+    calls_to,
     clean,
     graph_parts,
     hosts_contacted,
@@ -139,8 +140,8 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
                 f"It {verb} {plural(b.size, 'byte')} with {clean(b.api or b.ref, 80)} "
                 f"(result sha256 {b.sha256[:16]}...).{_ev([b.seq])}",
             )
-    for call in report.api_calls:
-        if call.api in SLEEP_APIS and call.args:
+    for call in calls_to(report, SLEEP_APIS):
+        if call.args:
             try:
                 ms = int(call.args[0], 0) & 0xFFFFFFFF
             except ValueError:

@@ -3,6 +3,8 @@
 
 tool.py xor   KEYHEX IN OUT          repeating-key XOR
 tool.py roll  KEY0 STEP IN OUT       rolling XOR, byte i ^ ((KEY0 + i*STEP) & 0xff)
+tool.py nibble ADD STEP IN OUT      custom cipher: e = swap_nibbles((b - ADD - i*STEP) & 0xff)
+tool.py lznt1 IN OUT                LZNT1 ([MS-XCA] 2.5), RtlCompressBuffer's format (chunks compressed when that fits)
 tool.py b64   IN OUT                 base64 text (one line, no newline)
 tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
 tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
@@ -10,6 +12,7 @@ tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};
 
 import base64
 import hashlib
+import struct
 import sys
 from pathlib import Path
 
@@ -30,6 +33,52 @@ def rc4(key: bytes, data: bytes) -> bytes:
     return bytes(out)
 
 
+def lznt1_chunk(chunk: bytes) -> bytes:
+    """One chunk, greedy longest match (the displacement / length split follows the position)."""
+    out = bytearray()
+    i = 0
+    while i < len(chunk):
+        flag_at = len(out)
+        out.append(0)
+        flags = 0
+        for bit in range(8):
+            if i >= len(chunk):
+                break
+            shift, written = 12, i - 1
+            while written >= 0x10:
+                shift -= 1
+                written >>= 1
+            max_len, max_disp = (1 << shift) - 1 + 3, 1 << (16 - shift)
+            best_len = best_disp = 0
+            for disp in range(1, min(i, max_disp) + 1):
+                n = 0
+                while n < max_len and i + n < len(chunk) and chunk[i + n] == chunk[i - disp + n]:
+                    n += 1
+                if n > best_len:
+                    best_len, best_disp = n, disp
+            if best_len >= 3:
+                out += struct.pack("<H", (best_disp - 1) << shift | (best_len - 3))
+                flags |= 1 << bit
+                i += best_len
+            else:
+                out.append(chunk[i])
+                i += 1
+        out[flag_at] = flags
+    return bytes(out)
+
+
+def lznt1(data: bytes) -> bytes:
+    out = bytearray()
+    for start in range(0, len(data), 4096):
+        chunk = data[start : start + 4096]
+        body = lznt1_chunk(chunk)
+        if len(body) <= 4096:
+            out += struct.pack("<H", 0xB000 | (len(body) - 1)) + body
+        else:  # incompressible: stored as is
+            out += struct.pack("<H", 0x3000 | (len(chunk) - 1)) + chunk
+    return bytes(out + b"\0\0")
+
+
 def main(argv: list[str]) -> int:
     cmd, *args = argv
     if cmd == "xor":
@@ -40,6 +89,16 @@ def main(argv: list[str]) -> int:
         k0, step = int(args[0], 0), int(args[1], 0)
         data = Path(args[2]).read_bytes()
         Path(args[3]).write_bytes(bytes(b ^ ((k0 + i * step) & 0xFF) for i, b in enumerate(data)))
+    elif cmd == "nibble":
+        add, step = int(args[0], 0), int(args[1], 0)
+        data = Path(args[2]).read_bytes()
+        out = bytearray()
+        for i, b in enumerate(data):
+            v = (b - add - i * step) & 0xFF
+            out.append(((v << 4) | (v >> 4)) & 0xFF)
+        Path(args[3]).write_bytes(bytes(out))
+    elif cmd == "lznt1":
+        Path(args[1]).write_bytes(lznt1(Path(args[0]).read_bytes()))
     elif cmd == "b64":
         Path(args[1]).write_bytes(base64.b64encode(Path(args[0]).read_bytes()))
     elif cmd == "rc4":

@@ -8,6 +8,8 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, setup
+from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
+from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
@@ -90,6 +92,11 @@ class SpeakeasyBackend:
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
+        flow = FlowWatch(emu, memory, self.recorder)
+        flow.install()
+        flow.add_code(target.base, target.size, target.kind)
+        self._observe_events(flow)
+        watch.flow = flow
         watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
         SourceTaps(target.se, emu, memory, self.recorder).install()
@@ -97,15 +104,28 @@ class SpeakeasyBackend:
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
+        ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
+            flow.on_unhooked = self._runner.retranslate
+
+    def _observe_events(self, flow: FlowWatch) -> None:
+        """The flow watch learns its sources from the recorded events (buffers, stages)."""
+        downstream = self.recorder.on_event
+
+        def on_event(event: Any) -> None:
+            flow.observe(event)
+            if downstream is not None:
+                downstream(event)
+
+        self.recorder.on_event = on_event
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
         assert self.translator is not None
         self.translator.api_call(pc, imp_api, rv, args)
         if self.machine is not None:
-            self.machine.update_shared_data()
+            self.machine.after_api_call()
         count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))

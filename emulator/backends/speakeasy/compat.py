@@ -6,7 +6,8 @@ dispatcher). Each is reached only through a function here, and each is checked w
 module is imported: a renamed method, a changed signature or a missing attribute stops the
 import with one line naming the installed Speakeasy version and what changed, instead of a
 replay that silently records less. Attributes that only exist on a live emulator are checked
-the same way when a backend attaches to it (:func:`check_emulator`).
+the same way when a backend attaches to it (:func:`check_emulator`). The names the exception
+dispatcher and the guest machine rely on are in compat_guest.py, under the same rules.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import importlib.metadata
 import inspect
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import speakeasy
@@ -57,6 +59,9 @@ PERM_EXEC: int = se_common.PERM_MEM_EXEC
 PERM_RWX: int = se_common.PERM_MEM_RWX
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.
 WATCHED_TAG_PREFIXES = ("api.virtalloc", "api.heap", "api.pool", "emu.process_heap", "api.VirtualAlloc")
+# Of those, the allocations whose guest writes the flow watch follows (emulator/backends/speakeasy/flow.py):
+# VirtualAlloc / VirtualAllocEx / NtAllocateVirtualMemory, where loaders put code.
+FLOW_TAG_PREFIXES = ("api.VirtualAlloc", "api.virtalloc")
 # The profiler records chainreplay translates into events, and the parameters it reads of each.
 PROFILER_RECORDS: dict[str, tuple[str, ...]] = {
     "record_file_access_event": ("path", "event_type", "data", "buffer", "size"),
@@ -103,6 +108,7 @@ def _check_installed() -> None:
     _require_params(winemu, "on_run_complete", ())
     _require_params(winemu, "add_run", ("run",))
     _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
+    _require_params(winemu, "handle_import_func", ("dll", "name"))
     _require_params(winemu, "get_handler_signature", ("dll", "name", "argc"))
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
@@ -128,7 +134,7 @@ def _check_installed() -> None:
             raise _incompatible(f"speakeasy.profiler.Run has no attribute {attr!r}")
     if not hasattr(se_common, "HOOK_MEM_INVALID"):
         raise _incompatible("speakeasy.common.HOOK_MEM_INVALID is missing")
-    for name in ("UC_HOOK_CODE", "UC_MEM_FETCH_PROT", "UcError"):
+    for name in ("UC_HOOK_CODE", "UC_HOOK_MEM_READ", "UC_HOOK_MEM_WRITE", "UC_MEM_FETCH_PROT", "UcError"):
         if not hasattr(uc, name):
             raise _incompatible(f"unicorn.{name} is missing")
     for name in ("hook_add", "hook_del", "ctl_flush_tb", "mem_write"):
@@ -137,6 +143,9 @@ def _check_installed() -> None:
     for name in ("uc_hook_add", "uc_hook_del", "uc_emu_stop"):
         if not hasattr(getattr(uc_binding, "uclib", None), name):
             raise _incompatible(f"unicorn's C library binding has no {name}")
+    for name in ("HOOK_MEM_ACCESS_CFUNC", "HOOK_CODE_CFUNC", "uc_hook_h"):
+        if not hasattr(uc_binding, name):
+            raise _incompatible(f"unicorn's binding has no {name} (flow watch hooks)")
     sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
     for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc"):
         if f'"{prefix}' not in sources:
@@ -435,6 +444,10 @@ def intercept_fetch_from_protected(emu: Any, handler: Callable[[int], bool | Non
     before every other invalid-memory hook, so a watched page never reaches Speakeasy's fault
     handling.
     """
+    _intercept_protection_fault(emu, uc.UC_MEM_FETCH_PROT, handler)
+
+
+def _intercept_protection_fault(emu: Any, access_kind: int, handler: Callable[[int], bool | None]) -> None:
     hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
     if not hooks:
         emu.add_mem_invalid_hook(lambda *a: True)
@@ -443,13 +456,68 @@ def intercept_fetch_from_protected(emu: Any, handler: Callable[[int], bool | Non
     original_dispatch = dispatch.cb
 
     def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
-        if access == uc.UC_MEM_FETCH_PROT:
+        if access == access_kind:
             handled = handler(address)
             if handled is not None:
                 return handled
         return bool(original_dispatch(uc_emu, access, address, size, value))
 
     dispatch.cb = on_invalid
+
+
+def guest_pc(emu: Any) -> int:
+    """The guest instruction being executed (inside a memory hook: the accessing instruction)."""
+    return int(emu.get_pc())
+
+
+class RangeHooks:
+    """Unicorn memory read or write hooks (or code hooks) on address ranges, added and removed
+    through the C API with one shared callback: the binding's ``hook_add`` builds a ctypes thunk
+    per call (~50 us), and its ``hook_del`` frees the thunk, which must not happen inside the
+    thunk's own call. A hook removed from inside its callback is only marked deleted by Unicorn,
+    which is safe. ``on_access(address, size)`` must not change memory protection (Unicorn's
+    store path keeps a pointer into its TLB across the callback).
+    """
+
+    def __init__(self, emu: Any, on_access: Callable[[int, int], None], kind: str = "read") -> None:
+        binding = uc_binding
+        self._ctypes = ctypes
+        self._binding = binding
+        self._unicorn = unicorn_of(emu)
+        self._kind = {"read": uc.UC_HOOK_MEM_READ, "write": uc.UC_HOOK_MEM_WRITE, "code": uc.UC_HOOK_CODE}[kind]
+
+        def callback(_handle: Any, _access: int, address: int, size: int, _value: int, _key: Any) -> None:
+            with contextlib.suppress(Exception):  # an exception must not cross the C boundary
+                on_access(int(address), int(size))
+
+        def code_callback(_handle: Any, address: int, size: int, _key: Any) -> None:
+            with contextlib.suppress(Exception):
+                on_access(int(address), int(size))
+
+        if kind == "code":
+            self._thunk = binding.HOOK_CODE_CFUNC(code_callback)
+        else:
+            self._thunk = binding.HOOK_MEM_ACCESS_CFUNC(callback)
+
+    def add(self, begin: int, end: int) -> int:
+        """A hook on accesses to ``[begin, end]`` (inclusive); its handle."""
+        ctypes, binding = self._ctypes, self._binding
+        handle = binding.uc_hook_h()
+        status = binding.uclib.uc_hook_add(
+            self._unicorn._uch,
+            ctypes.byref(handle),
+            self._kind,
+            self._thunk,
+            ctypes.c_void_p(0),
+            ctypes.c_uint64(begin),
+            ctypes.c_uint64(end),
+        )
+        if status != uc.UC_ERR_OK:
+            raise uc.UcError(status)
+        return int(handle.value)
+
+    def remove(self, handle: int) -> None:
+        self._binding.uclib.uc_hook_del(self._unicorn._uch, self._binding.uc_hook_h(handle))
 
 
 # ---- API calls and profiler records --------------------------------------------------------
@@ -464,6 +532,17 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
         callback(pc, imp_api, rv, args)
 
     emu.log_api = log_api
+
+
+def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
+    """``callback()`` when guest code has called an API, before its handler runs."""
+    original = emu.handle_import_func
+
+    def handle_import_func(dll: str, name: str) -> Any:
+        callback()
+        return original(dll, name)
+
+    emu.handle_import_func = handle_import_func
 
 
 def call_site(emu: Any) -> int:
@@ -545,6 +624,12 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     """The current bytes of a file in the guest's file system (written by the guest or served)."""
     try:
         data = emu.get_module_data_from_emu_file(path)
+        if not data:
+            # A scenario file the guest has not opened yet exists only as its configuration.
+            entry = emu.fileman.get_emu_file(path)
+            host = getattr(entry, "path", None)
+            if host:
+                data = Path(host).read_bytes()
     except Exception:
         return None
     return bytes(data) if data else None

@@ -11,6 +11,10 @@ the same ``[environment]``:
   readings always differ), not the host's counter, so a skipped Sleep shows in the TSC as in
   every other clock. Unicorn cannot hook rdtsc, so each rdtsc in code the guest runs (the target,
   then every new stage) gets a code hook at exactly its address, which costs nothing elsewhere;
+  and a write hook on that code (the executable sections of an image, the whole of a stage)
+  looks at every instruction writing into it, so an rdtsc written into code that is already
+  running is hooked before it can run (writes elsewhere cost nothing; a range taking more than
+  MAX_WATCHED_WRITES writes is rescanned whole at the next API call instead);
 * KUSER_SHARED_DATA's InterruptTime, SystemTime and TickCount follow the virtual clock instead
   of the host's time at start-up.
 """
@@ -24,7 +28,7 @@ from typing import Any
 import unicorn as uc
 from unicorn import x86_const as x86
 
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_guest
 from emulator.environment import GuestEnvironment
 from emulator.vclock import TSC_HZ, VirtualClock
 
@@ -35,6 +39,10 @@ TSC_CYCLES_PER_READ = 24
 HYPERVISOR_BIT = 1 << 31
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
+IMAGE_SCN_MEM_EXECUTE = 0x20000000
+# Writes into one code range looked at one by one before the range is rescanned at API calls
+# instead (a stub decompressing into its own code section writes every byte).
+MAX_WATCHED_WRITES = 4096
 # Executable bytes scanned for rdtsc at most, per code region.
 MAX_SCAN_BYTES = 64 << 20
 
@@ -87,6 +95,9 @@ class GuestMachine:
         self.mode = uc.UC_MODE_64 if x64 else uc.UC_MODE_32
         self.tsc_reads = 0
         self.hooked: set[int] = set()
+        self.write_watched: dict[tuple[int, int], int] = {}  # code range -> write hook
+        self.write_budget: dict[tuple[int, int], int] = {}
+        self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
 
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
@@ -114,11 +125,35 @@ class GuestMachine:
     # -- rdtsc ----------------------------------------------------------------------------------
 
     def watch_code(self, base: int, size: int) -> None:
-        """Hook every rdtsc / rdtscp in [base, base + size) (code the guest is about to run)."""
+        """Hook every rdtsc / rdtscp in [base, base + size) (code the guest is about to run), and
+        every rdtsc the guest's instructions write into that code later."""
         try:
             data = bytes(self.emu.mem_read(base, min(size, MAX_SCAN_BYTES)))
         except Exception:
             return
+        self._hook_found(base, data)
+        for start, end in _code_ranges(data, base, size):
+            if (start, end) not in self.write_watched:
+                self._watch_writes(start, end)
+
+    def _watch_writes(self, start: int, end: int) -> None:
+        unicorn = compat.unicorn_of(self.emu)
+        self.write_watched[(start, end)] = compat_guest.add_write_hook(unicorn, start, end - 1, self._on_code_write)
+        self.write_budget[(start, end)] = MAX_WATCHED_WRITES
+
+    def after_api_call(self) -> None:
+        """Between two API calls: the clock page, and code that took too many writes to watch
+        one by one, rescanned whole and watched again."""
+        self.update_shared_data()
+        while self.dirty:
+            start, end = self.dirty.pop()
+            before = len(self.hooked)
+            self._hook_found(start, bytes(self.emu.mem_read(start, min(end - start, MAX_SCAN_BYTES))))
+            if len(self.hooked) != before:  # code translated before the new hooks has none
+                compat_guest.drop_translations(compat.unicorn_of(self.emu), start, end)
+            self._watch_writes(start, end)
+
+    def _hook_found(self, base: int, data: bytes) -> None:
         unicorn = compat.unicorn_of(self.emu)
         for pattern in (RDTSC, RDTSCP):
             index = data.find(pattern)
@@ -129,19 +164,44 @@ class GuestMachine:
                     compat.add_code_hook_at(unicorn, address, self._on_rdtsc)
                 index = data.find(pattern, index + 1)
 
+    def _on_code_write(self, engine: Any, _access: int, address: int, size: int, value: int, _user: Any) -> None:
+        """An instruction is about to write ``value`` into watched code: hook any rdtsc / rdtscp
+        the bytes will form with their neighbours (Unicorn translates the new code later)."""
+        for watched in self.write_budget:
+            if watched[0] <= address < watched[1]:
+                self.write_budget[watched] -= 1
+                if self.write_budget[watched] <= 0:
+                    # Decompressing into code: stop looking at each write, rescan at the next API call.
+                    compat.remove_native_hook(compat.unicorn_of(self.emu), self.write_watched[watched])
+                    self.dirty.add(watched)
+                    self.write_budget[watched] = MAX_WATCHED_WRITES
+                break
+        size = min(size, 8)
+        start = address - (len(RDTSCP) - 1)
+        try:
+            window = bytearray(engine.mem_read(start, size + 2 * (len(RDTSCP) - 1)))
+        except Exception:
+            return
+        window[len(RDTSCP) - 1 : len(RDTSCP) - 1 + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        if RDTSC[:1] in window:
+            self._hook_found(start, bytes(window))
+
     def _on_rdtsc(self, engine: Any, address: int, _size: int, _user: Any) -> None:
         code = bytes(engine.mem_read(address, 3))
         if code[:2] == RDTSC:
             length = 2
         elif code == RDTSCP:
             length = 3
-            engine.reg_write(x86.UC_X86_REG_ECX, 0)  # IA32_TSC_AUX: processor 0
+            engine.reg_write(x86.UC_X86_REG_RCX if self.x64 else x86.UC_X86_REG_ECX, 0)  # IA32_TSC_AUX: processor 0
         else:
             return  # the bytes changed since the scan: not a time stamp read any more
         self.tsc_reads += 1
         value = self.clock.tsc() + self.tsc_reads * TSC_CYCLES_PER_READ
-        engine.reg_write(x86.UC_X86_REG_EAX, value & 0xFFFFFFFF)
-        engine.reg_write(x86.UC_X86_REG_EDX, (value >> 32) & 0xFFFFFFFF)
+        # rdtsc writes EAX and EDX, which on x64 clears the upper halves of RAX and RDX
+        # (writing EAX through Unicorn would keep them).
+        low, high = (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RDX) if self.x64 else (x86.UC_X86_REG_EAX, x86.UC_X86_REG_EDX)
+        engine.reg_write(low, value & 0xFFFFFFFF)
+        engine.reg_write(high, (value >> 32) & 0xFFFFFFFF)
         engine.reg_write(x86.UC_X86_REG_RIP if self.x64 else x86.UC_X86_REG_EIP, address + length)
 
     # -- KUSER_SHARED_DATA ----------------------------------------------------------------------
@@ -160,6 +220,26 @@ class GuestMachine:
             self.emu.mem_write(KUSER_SHARED_DATA + 0x320, _ksystem_time(ticks))
         except Exception:
             return  # no shared page mapped (another mapping owns the address)
+
+
+def _code_ranges(data: bytes, base: int, size: int) -> list[tuple[int, int]]:
+    """The executable sections of a PE image at ``base`` (its data is written often, its code
+    rarely), or the whole region when it is not an image."""
+    try:
+        lfanew = struct.unpack_from("<I", data, 0x3C)[0] if data[:2] == b"MZ" else 0
+        if not lfanew or data[lfanew : lfanew + 4] != b"PE\0\0":
+            return [(base, base + size)]
+        sections, optional = struct.unpack_from("<H12xH", data, lfanew + 6)
+        table = lfanew + 24 + optional
+        ranges = []
+        for index in range(sections):
+            vsize, rva = struct.unpack_from("<II", data, table + 40 * index + 8)
+            characteristics = struct.unpack_from("<I", data, table + 40 * index + 36)[0]
+            if characteristics & IMAGE_SCN_MEM_EXECUTE and vsize:
+                ranges.append((base + rva, base + rva + ((vsize + 0xFFF) & ~0xFFF)))
+        return ranges
+    except struct.error:
+        return [(base, base + size)]
 
 
 def _ksystem_time(value: int) -> bytes:

@@ -17,6 +17,7 @@ from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
 from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.translate import Fail, Observed
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
@@ -49,6 +50,8 @@ class MemoryWatch:
         self.guest_modules: list[tuple[int, int, str]] = []  # PEs the guest wrote and loaded
         # Told (base, size) of each new stage's code just before it runs.
         self.on_new_code: Callable[[int, int], None] | None = None
+        # Flow through guest code (:mod:`.flow`): told of allocations and of stages starting.
+        self.flow: FlowWatch | None = None
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -80,6 +83,8 @@ class MemoryWatch:
         self.mapped_total += size
         if tag and tag.startswith(compat.WATCHED_TAG_PREFIXES):
             self._arm(address, size, perms)
+            if self.flow is not None and tag.startswith(compat.FLOW_TAG_PREFIXES):
+                self.flow.watch_region(int(address), size)
         return int(address)
 
     def _mem_protect(self, original: Callable[[int, int, int], None], addr: int, size: int, perms: int) -> None:
@@ -91,6 +96,8 @@ class MemoryWatch:
 
     def _mem_free(self, original: Callable[[int], None], base: int) -> None:
         mm = self.emu.get_address_map(base)
+        if mm is not None and self.flow is not None:
+            self.flow.forget_region(mm.base)
         if mm is not None:
             for page in pages_of(mm.base, mm.size):
                 self.armed.pop(page, None)
@@ -154,6 +161,10 @@ class MemoryWatch:
                 break
         data = self.read_region(base, size)
         parent, via = self._caller_of(address)
+        if self.flow is not None:
+            # What guest code wrote up to here (the stage's own bytes among it) is recorded first.
+            self.flow.stage_starts(address)
+            self.flow.forget_region(region_base)
         # Make the whole stage executable again, so the trap fires once per stage.
         pages = [p for p in pages_of(base, size) if p in self.armed] or [address // PAGE]
         by_perms: dict[int, list[int]] = {}

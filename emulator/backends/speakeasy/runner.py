@@ -95,6 +95,16 @@ class NativeRunner:
             self.native_hook = None
             self.flush_needed = True
 
+    def retranslate(self) -> None:
+        """From inside a Unicorn callback: stop at the next block boundary (exactly, through the
+        native budget) and resume there with the translation cache flushed. Code translated while
+        a memory hook existed takes Unicorn's slow memory path even after the hook is gone (the
+        flow watch calls this when its last hook goes). Without the budget: flushed at the next start."""
+        self.flush_needed = True
+        if self.in_native and self.budget is not None:
+            self.yielded = True
+            self.budget.preempt()
+
     def stop(self) -> Any:
         self.stop_requested = True
         return self._engine_stop()

@@ -18,7 +18,7 @@ from emulator.report import NetworkRecord, Report
 SID_BASE = 1_000_000  # Suricata's range for local rules
 SID_SPAN = 999_999
 _UNSAFE = re.compile(r'[;"\\|:\x00-\x1f\x7f-\xff]')
-_DOWNLOAD_EDGES = ("delivers", "decrypts_to", "fetches", "downloads")
+_DOWNLOAD_EDGES = ("delivers", "decrypts_to", "decodes_to", "fetches", "downloads")
 _BEACON_EDGES = ("beacons_to", "exfiltrates_to", "beacons", "exfiltrates")
 
 
@@ -38,9 +38,15 @@ def _roles(report: Report) -> dict[int, str]:
     by_url: dict[str, str] = {}
     stages = {s.id for s in report.stages}
     seq_role: dict[int, str] = {}
+    # The response's bytes may reach a stage through other artifacts (url -> dropped file -> stage).
+    onward: dict[str, list[str]] = {}
     for edge in report.graph.edges:
-        if edge.source.startswith("url:") and edge.target in stages and edge.type in _DOWNLOAD_EDGES:
-            by_url[edge.source[4:]] = "download"
+        if edge.type in _DOWNLOAD_EDGES and edge.source not in stages:
+            onward.setdefault(edge.source, []).append(edge.target)
+    for node in onward:
+        if node.startswith("url:") and _reaches(node, onward, stages):
+            by_url[node[4:]] = "download"
+    for edge in report.graph.edges:
         if edge.target.startswith("url:") and edge.type in _BEACON_EDGES:
             for seq in edge.evidence:
                 seq_role[seq] = "beacon"
@@ -48,6 +54,19 @@ def _roles(report: Report) -> dict[int, str]:
     for record in http_exchanges(report):
         roles[record.seq] = by_url.get(record.url or "") or seq_role.get(record.seq) or "request"
     return roles
+
+
+def _reaches(start: str, onward: dict[str, list[str]], stages: set[str]) -> bool:
+    """Whether lineage edges lead from ``start`` through artifacts (never through a stage) to a stage."""
+    seen, todo = {start}, [start]
+    while todo:
+        for target in onward.get(todo.pop(), []):
+            if target in stages:
+                return True
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return False
 
 
 def _sid(report: Report, record: NetworkRecord) -> int:

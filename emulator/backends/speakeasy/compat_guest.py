@@ -1,0 +1,173 @@
+"""Private Speakeasy and Unicorn names the guest-machine modules (exceptions.py, guest.py) rely on.
+
+A part of compat.py kept in a module of its own (compat.py stays under 600 lines), under the
+same rules: every name is checked when this module is imported, and an installed Speakeasy
+that lacks one stops the import with one line naming its version and what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import speakeasy.common as se_common
+import speakeasy.windows.objman as se_objman
+import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
+import speakeasy.winenv.arch as se_arch
+import unicorn as uc
+
+from emulator.backends.speakeasy.compat import _incompatible, api_at_trap
+
+# ---- code the guest writes (guest.py) ---------------------------------------------------------
+
+
+def add_write_hook(unicorn: Any, begin: int, end: int, callback: Callable[[Any, int, int, int, int, Any], None]) -> int:
+    """A hook on guest instructions writing into [begin, end] (writes elsewhere cost nothing)."""
+    return int(unicorn.hook_add(uc.UC_HOOK_MEM_WRITE, callback, None, begin, end))
+
+
+def drop_translations(unicorn: Any, begin: int, end: int) -> None:
+    """Forget the translated code of [begin, end) so new code hooks there take effect."""
+    unicorn.ctl_remove_cache(begin, end)
+
+
+# ---- exception dispatch Speakeasy does not do (exceptions.py) ---------------------------------
+
+EXCEPTION_METHODS = (
+    "dispatch_seh",
+    "continue_seh",
+    "_hook_interrupt",
+    "_handle_prot_write",
+    "_map_faulting_page_for_exception",
+)
+
+
+def replace_exception_methods(emu: Any, replacements: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """Put ``replacements`` in place of the emulator's SEH methods; returns every original."""
+    originals = {name: getattr(emu, name) for name in EXCEPTION_METHODS}
+    for name, method in replacements.items():
+        setattr(emu, name, method)
+    return originals
+
+
+def add_invalid_instruction_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
+    """Unicorn calls ``callback`` at an undefined opcode (pc on it); True resumes at the pc it set."""
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN_INVALID, callback))
+
+
+def intercept_read_protection(emu: Any, handler: Callable[[int], bool]) -> None:
+    """Call ``handler(address)`` first on a read the page protection forbids (Speakeasy leaves
+    that case unhandled: the run ends with Unicorn's error). True resumes at the pc it set."""
+    hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+    if not hooks:
+        emu.add_mem_invalid_hook(lambda *a: False)
+        hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+    dispatch = hooks[0]
+    original_dispatch = dispatch.cb
+
+    def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
+        if access == uc.UC_MEM_READ_PROT and handler(address):
+            return True
+        return bool(original_dispatch(uc_emu, access, address, size, value))
+
+    dispatch.cb = on_invalid
+
+
+def api_symbol_at(emu: Any, address: int) -> str | None:
+    """``module.Function`` exported at ``address`` (an import slot's value) or trapped there."""
+    return emu.get_symbol_from_address(address) or api_at_trap(emu, address)
+
+
+def module_base_at(emu: Any, address: int) -> int | None:
+    """Base of the image (target, DLL or decoy) ``address`` lies in."""
+    module = emu.get_mod_from_addr(address)
+    return None if module is None else int(module.base)
+
+
+def seh_return_address() -> int:
+    return int(se_winemu.winemu.SEH_RETURN_ADDR)
+
+
+def vectored_handlers(emu: Any) -> list[int]:
+    return list(emu.veh_handlers)
+
+
+def enable_deferred_work(emu: Any) -> None:
+    """Speakeasy's deferred work (temporary fault pages, SEH bookkeeping) runs before the next
+    guest instruction, as after every invalid-memory event it handles itself."""
+    emu.prev_pc = emu.get_pc()
+    emu.enable_code_hook()
+
+
+def raise_on_next_instruction(emu: Any, code: int) -> None:
+    """Speakeasy's deferred work dispatches ``code`` before the next guest instruction."""
+    emu.curr_exception_code = code
+    emu.prev_pc = emu.get_pc()
+    emu.enable_code_hook()
+
+
+def call_guest_function(emu: Any, stack: int, function: int, args: list[int]) -> None:
+    """Call ``function(*args)`` on a stack below ``stack``, returning to Speakeasy's SEH trap."""
+    emu.set_func_args(stack, seh_return_address(), *args, conv=se_arch.CALL_CONV_STDCALL)
+    emu.set_pc(function)
+
+
+def x86_exception_list(emu: Any) -> int:
+    """The current thread's fs:[0] (TEB NtTib.ExceptionList), 0 without a thread."""
+    return int(emu._get_exception_list() or 0)
+
+
+def clear_msvc_scope_frames(emu: Any) -> None:
+    """Forget the scope-table frames msvcrt!_except_handler4_common recorded for an exception."""
+    thread = emu.get_current_thread()
+    if thread is not None:
+        thread.seh.clear_frames()
+
+
+def msvc_scope_frames_pending(emu: Any) -> bool:
+    """Did msvcrt!_except_handler4_common just record scope-table frames for Speakeasy to run?"""
+    thread = emu.get_current_thread()
+    return thread is not None and any(not frame.searched for frame in thread.seh.frames)
+
+
+def call_unhandled_filter(emu: Any, stack: int, pointers: int) -> bool:
+    """SetUnhandledExceptionFilter's filter, called once as Speakeasy does (the run ends after)."""
+    handler = int(emu.unhandled_exception_filter or 0)
+    if not handler:
+        return False
+    emu.set_func_args(stack, se_winemu.winemu.EMU_RETURN_ADDR, pointers, conv=se_arch.CALL_CONV_STDCALL)
+    emu.set_pc(handler)
+    emu.unhandled_exception_filter = 0
+    return True
+
+
+def is_mapped(emu: Any, address: int) -> bool:
+    return emu.get_address_map(address) is not None
+
+
+def protect_like_virtual_protect(emu: Any, address: int, size: int, protect: int) -> None:
+    start = address & ~0xFFF
+    end = (address + size + 0xFFF) & ~0xFFF
+    emu.mem_protect(start, end - start, se_kernel32.Kernel32.win_perms_to_emu_perms(None, protect))  # type: ignore[arg-type]
+
+
+for _name in EXCEPTION_METHODS + (
+    "set_func_args",
+    "set_pc",
+    "get_pc",
+    "enable_code_hook",
+    "_get_exception_list",
+    "get_symbol_from_address",
+    "get_mod_from_addr",
+):
+    if not callable(getattr(se_winemu.WindowsEmulator, _name, None)):
+        raise _incompatible(f"WindowsEmulator.{_name} is missing")
+for _name in ("SEH_RETURN_ADDR", "EMU_RETURN_ADDR"):
+    if not isinstance(getattr(se_winemu.winemu, _name, None), int):
+        raise _incompatible(f"speakeasy.windows.common.{_name} is missing")
+if not hasattr(uc.Uc, "ctl_remove_cache"):
+    raise _incompatible("unicorn.Uc.ctl_remove_cache is missing")
+for _name in ("clear_frames", "add_frame"):
+    if not callable(getattr(se_objman.SEH, _name, None)):
+        raise _incompatible(f"speakeasy.windows.objman.SEH.{_name} is missing")
