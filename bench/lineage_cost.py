@@ -21,8 +21,9 @@ import emulator.backends.speakeasy.loader as loader  # noqa: E402
 import emulator.backends.speakeasy.sources as sources  # noqa: E402
 from emulator.analysis.pipeline import analyse  # noqa: E402
 from emulator.events import ApiCall  # noqa: E402
-from emulator.replay import emulate, freeze, warm_engine  # noqa: E402
+from emulator.replay import emulate, warm_engine  # noqa: E402
 from emulator.scenario import load_scenario  # noqa: E402
+from emulator.trace import freeze  # noqa: E402
 
 WORKLOADS = ("bench/scenarios/rc4", "scenarios/winhttp-downloader", "scenarios/3cx")
 

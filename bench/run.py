@@ -470,7 +470,7 @@ def trace_and_graph_cost(plan: ReplayPlan) -> dict[str, float | None]:
     """
     from emulator.analysis.pipeline import analyse
     from emulator.backends.speakeasy import backend as speakeasy_backend
-    from emulator.replay import freeze
+    from emulator.trace import freeze
 
     spent = [0.0]
     original = speakeasy_backend.SpeakeasyBackend._on_api

@@ -58,7 +58,8 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     del target
     # The emulation alone: emulate() loads again (its once-per-process tables now warm), so the
     # second load_module is timed apart and taken out.
-    from emulator.replay import emulate, freeze
+    from emulator.replay import emulate
+    from emulator.trace import freeze
 
     started_cpu, started = time.process_time(), time.perf_counter()
     with pause():

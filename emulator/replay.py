@@ -41,7 +41,7 @@ from emulator.recorder import Recorder, sha256_hex
 from emulator.sanitize import json_safe
 
 if TYPE_CHECKING:
-    from emulator.trace import Trace
+    pass
 
 # The output, report, drawing and export modules are imported when a replay's outputs are
 # prepared, not with this module: a pre-started emulation child (emulator/prestart.py) imports
@@ -486,67 +486,6 @@ def _end_child(process: Any) -> None:
     process.join(timeout=5)
 
 
-# ---- the trace ------------------------------------------------------------------------------
-
-
-def target_display_path(plan: ReplayPlan) -> str:
-    """The entry sample as the report names it: never a host path."""
-    target = Path(plan.target_path)
-    if plan.scenario_dir:
-        folder = Path(plan.scenario_dir)
-        if target.is_relative_to(folder):
-            return f"{folder.name}/{target.relative_to(folder).as_posix()}"
-    return target.name
-
-
-def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
-    """The recording as a frozen trace: what the analysis needs, and nothing of the host."""
-    from emulator.trace import EntryOrigin, Trace, TraceContainment, TraceHeader, TraceRun
-
-    entry = (
-        EntryOrigin(type="scenario", ref=plan.host_process or plan.name)
-        if plan.scenario_dir
-        else EntryOrigin(type="file", ref=plan.emu_path)
-    )
-    header = TraceHeader(
-        engine=recording.engine,
-        mode=plan.mode,
-        name=plan.name,
-        scenario=plan.name if plan.scenario_dir else None,
-        target_path=target_display_path(plan),
-        target_sha256=target_sha256,
-        target_kind=plan.target_kind,
-        arch=recording.arch,
-        entry_origin=entry,
-        host_process=plan.host_process,
-        machine_names=[plan.hostname, plan.user],
-        seed=plan.seed,
-        start_time=plan.start_time,
-        status=recording.status,
-        detail=recording.detail,
-        limit=recording.limit,
-        runs=[TraceRun.model_validate(run) for run in recording.runs],
-        instructions=recording.instructions,
-        dropped=recording.dropped,
-        skipped_ms=recording.skipped_ms,
-        sleeps=recording.sleeps,
-        responders=recording.responders,
-        containment=TraceContainment(
-            connects_refused=recording.sockets_blocked,
-            lookups_refused=recording.lookups_blocked,
-            writes_refused=recording.writes_blocked,
-            processes_refused=recording.processes_blocked,
-            violations=recording.violations,
-            isolation=recording.isolation,
-            layers=recording.layers,
-            kernel_refusals=recording.kernel_refusals,
-        ),
-        events=len(recording.events),
-        blobs=sorted(recording.blobs),
-    )
-    return Trace(header, recording.events, recording.blobs)
-
-
 def _prepare_outputs(out: Path) -> None:
     """Import the analysis, drawing and export libraries and build the report models while the
     child emulates (about 1.5 s of CPU cold): none of them is imported before the child starts.
@@ -595,6 +534,7 @@ def replay_target(
     ``report.yara``.
     """
     from emulator.output import output_folder, produce
+    from emulator.trace import freeze as trace_of
 
     out = Path(outdir).resolve()
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
@@ -613,7 +553,7 @@ def replay_target(
                 recording.outcome = outcome_model.interrupted(name, "during the emulation")
         log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
         report = produce(
-            out, freeze(plan, recording, target_sha256), write_frozen=True, control=control, yara_rules=yara_rules
+            out, trace_of(plan, recording, target_sha256), write_frozen=True, control=control, yara_rules=yara_rules
         )
         log.debug("outputs written")
     signum = recording.signal if recording.signal is not None else control.signum

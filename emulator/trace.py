@@ -20,13 +20,17 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog
 from emulator.events import EVENT_ADAPTER, Event
 from emulator.report import OutcomeStatus
+
+if TYPE_CHECKING:
+    from emulator.plan import ReplayPlan
+    from emulator.replay import Recording
 
 TRACE_SCHEMA = "chainreplay/trace/1"
 TRACE_FILE = "trace.jsonl"
@@ -257,3 +261,62 @@ def _one_line(err: Exception) -> str:
     if isinstance(err, RecursionError):
         return "nested too deeply"
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+# ---- freezing a recording ------------------------------------------------------------------------------
+
+
+def target_display_path(plan: ReplayPlan) -> str:
+    """The entry sample as the report names it: never a host path."""
+    target = Path(plan.target_path)
+    if plan.scenario_dir:
+        folder = Path(plan.scenario_dir)
+        if target.is_relative_to(folder):
+            return f"{folder.name}/{target.relative_to(folder).as_posix()}"
+    return target.name
+
+
+def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
+    """The recording as a frozen trace: what the analysis needs, and nothing of the host."""
+    entry = (
+        EntryOrigin(type="scenario", ref=plan.host_process or plan.name)
+        if plan.scenario_dir
+        else EntryOrigin(type="file", ref=plan.emu_path)
+    )
+    header = TraceHeader(
+        engine=recording.engine,
+        mode=plan.mode,
+        name=plan.name,
+        scenario=plan.name if plan.scenario_dir else None,
+        target_path=target_display_path(plan),
+        target_sha256=target_sha256,
+        target_kind=plan.target_kind,
+        arch=recording.arch,
+        entry_origin=entry,
+        host_process=plan.host_process,
+        machine_names=[plan.hostname, plan.user],
+        seed=plan.seed,
+        start_time=plan.start_time,
+        status=recording.status,
+        detail=recording.detail,
+        limit=recording.limit,
+        runs=[TraceRun.model_validate(run) for run in recording.runs],
+        instructions=recording.instructions,
+        dropped=recording.dropped,
+        skipped_ms=recording.skipped_ms,
+        sleeps=recording.sleeps,
+        responders=recording.responders,
+        containment=TraceContainment(
+            connects_refused=recording.sockets_blocked,
+            lookups_refused=recording.lookups_blocked,
+            writes_refused=recording.writes_blocked,
+            processes_refused=recording.processes_blocked,
+            violations=recording.violations,
+            isolation=recording.isolation,
+            layers=recording.layers,
+            kernel_refusals=recording.kernel_refusals,
+        ),
+        events=len(recording.events),
+        blobs=sorted(recording.blobs),
+    )
+    return Trace(header, recording.events, recording.blobs)

@@ -76,11 +76,11 @@ def test_engine_version_comes_from_package_metadata(monkeypatch: pytest.MonkeyPa
 def test_a_missing_internal_fails_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from speakeasy.windows.winemu import WindowsEmulator
 
-    from emulator.backends.speakeasy import compat
+    from emulator.backends.speakeasy import compat, compat_fast
 
     monkeypatch.delattr(WindowsEmulator, "_hook_code_core")
     with pytest.raises(compat.EngineIncompatible) as caught:
-        compat._check_installed()
+        compat_fast._check_installed()
     message = str(caught.value)
     assert "\n" not in message
     assert f"speakeasy-emulator {compat.SPEAKEASY_VERSION}" in message

@@ -11,7 +11,8 @@ from emulator.analysis.pipeline import analyse
 from emulator.cli import E_BAD_INPUT, E_OK, main
 from emulator.events import EVENT_LIST_ADAPTER, ApiCall
 from emulator.plan import ExportCall, ReplayPlan, StringArg
-from emulator.replay import emulate, freeze, replay_target
+from emulator.replay import emulate, replay_target
+from emulator.trace import freeze
 
 BINS = Path(__file__).parent / "bins"
 GREET_SEQUENCE = [

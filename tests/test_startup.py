@@ -127,10 +127,10 @@ def test_peb_linked_once_gives_the_same_3cx_replay(
 ) -> None:
     """The 3CX chain's shellcode walks the loader list: with Speakeasy's own per-module linking
     the replay records exactly the same events."""
-    from emulator.backends.speakeasy import compat
+    from emulator.backends.speakeasy import compat_start
 
     shared = scenario_outdir("3cx")
-    monkeypatch.setattr(compat, "link_peb_once", lambda emu: None)
+    monkeypatch.setattr(compat_start, "link_peb_once", lambda emu: None)
     replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
     assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
     assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")

@@ -38,7 +38,7 @@ import platform
 import sys
 from typing import Any
 
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat_fast
 
 _CODE = bytes.fromhex("89d0 480301 488901 483b4108 7301 c3 ff6110".replace(" ", ""))
 UNLIMITED = (1 << 64) - 1
@@ -104,7 +104,7 @@ class BlockBudget:
         return self._state.spent >= self._limit
 
     def remove(self) -> None:
-        compat.remove_native_block_hook(self.unicorn, self._handle)
+        compat_fast.remove_native_block_hook(self.unicorn, self._handle)
 
 
 def install(unicorn: Any) -> BlockBudget | None:
@@ -115,8 +115,8 @@ def install(unicorn: Any) -> BlockBudget | None:
         callback = _callback_address()
     except (OSError, ValueError):  # no executable anonymous mapping allowed on this host
         return None
-    state = _Budget(0, UNLIMITED, compat.native_stop_function())
-    handle = compat.add_native_block_hook(unicorn, callback, ctypes.addressof(state))
+    state = _Budget(0, UNLIMITED, compat_fast.native_stop_function())
+    handle = compat_fast.add_native_block_hook(unicorn, callback, ctypes.addressof(state))
     # The hook reads ``state`` for as long as the engine lives, which may outlast the runner.
     unicorn._chainreplay_budget = state
     return BlockBudget(unicorn, state, handle)

@@ -28,7 +28,7 @@ from typing import Any
 import unicorn as uc
 from unicorn import x86_const as x86
 
-from emulator.backends.speakeasy import compat, compat_guest
+from emulator.backends.speakeasy import compat, compat_fast, compat_guest
 from emulator.environment import GuestEnvironment
 from emulator.vclock import TSC_HZ, VirtualClock
 
@@ -172,7 +172,7 @@ class GuestMachine:
                 self.write_budget[watched] -= 1
                 if self.write_budget[watched] <= 0:
                     # Decompressing into code: stop looking at each write, rescan at the next API call.
-                    compat.remove_native_hook(compat.unicorn_of(self.emu), self.write_watched[watched])
+                    compat_fast.remove_native_hook(compat.unicorn_of(self.emu), self.write_watched[watched])
                     self.dirty.add(watched)
                     self.write_budget[watched] = MAX_WATCHED_WRITES
                 break

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from emulator.backends.speakeasy import budget as native_budget
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_fast
 
 # How often the fast-mode watchdog thread checks the wall-clock deadline.
 WATCHDOG_POLL_SECONDS = 0.005
@@ -66,9 +66,9 @@ class NativeRunner:
         self._closed = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="chainreplay-watchdog", daemon=True)
         self._watchdog.start()
-        compat.take_over_code_hook(emu, self, self.enable, self.disable)
-        self._engine_start, self._engine_stop = compat.replace_engine_start_stop(emu, self.start, self.stop)
-        compat.use_direct_engine_access(emu)
+        compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
+        self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
+        compat_fast.use_direct_engine_access(emu)
         self.budget = native_budget.install(self.unicorn)
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
@@ -91,7 +91,7 @@ class NativeRunner:
     def disable(self) -> None:
         self.pending = False
         if self.native_hook is not None:
-            compat.remove_native_hook(self.unicorn, self.native_hook)
+            compat_fast.remove_native_hook(self.unicorn, self.native_hook)
             self.native_hook = None
             self.flush_needed = True
 
@@ -126,22 +126,22 @@ class NativeRunner:
                     self._engine_stop()  # may land mid-instruction: the run then ends
 
     def _on_code(self, _uc: Any, address: int, size: int, _user: Any) -> None:
-        compat.run_deferred_code_work(self.emu, address, size)
+        compat_fast.run_deferred_code_work(self.emu, address, size)
 
     def _run_deferred_work(self, address: int) -> int | None:
         """Speakeasy's deferred work at ``address``; the address to resume at, None to stay stopped."""
         self.stop_requested = False
         self.emu.set_pc(address)
-        compat.run_deferred_code_work(self.emu, address, 0)
-        if self.stop_requested or compat.emulation_complete(self.emu):
+        compat_fast.run_deferred_code_work(self.emu, address, 0)
+        if self.stop_requested or compat_fast.emulation_complete(self.emu):
             return None
         if self.pending and self.native_hook is None:
-            self.native_hook = compat.add_native_code_hook(self.unicorn, self._on_code)
+            self.native_hook = compat_fast.add_native_code_hook(self.unicorn, self._on_code)
         return int(self.emu.get_pc())
 
     def _native(self, address: int, stop_at: float | None, count: int) -> None:
         if self.flush_needed:
-            compat.flush_translations(self.unicorn)
+            compat_fast.flush_translations(self.unicorn)
             self.flush_needed = False
         self.stop_requested = self.yielded = self._watchdog_fired = False
         with self._lock:
@@ -198,6 +198,6 @@ class NativeRunner:
 
     def _instruction_limit_reached(self) -> None:
         pc = self.emu.get_pc()
-        if compat.at_api_trap_or_exit(self.emu, pc):
+        if compat_fast.at_api_trap_or_exit(self.emu, pc):
             return
-        compat.end_run_with_error(self.emu, "max_instructions", pc, self.instruction_limit)
+        compat_fast.end_run_with_error(self.emu, "max_instructions", pc, self.instruction_limit)

@@ -18,7 +18,7 @@ from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_fast, compat_start
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg
@@ -102,7 +102,7 @@ def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[]
     names = [entry["name"] for entry in (*modules["user_modules"], *modules["system_modules"])]
     for arch in arches:
         for name in names:
-            yield functools.partial(compat.read_engine_tables, name, arch)
+            yield functools.partial(compat_start.read_engine_tables, name, arch)
 
 
 def load_target(plan: ReplayPlan) -> LoadedTarget:
@@ -116,10 +116,10 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
 
     def on_created(emu: Any) -> None:
-        compat.use_fast_address_search(emu)
-        compat.link_peb_once(emu)
+        compat_fast.use_fast_address_search(emu)
+        compat_start.link_peb_once(emu)
 
-    compat.on_emulator_created(se, on_created)
+    compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
     loading: AbstractContextManager[None] = (
         compat.writes_without_invalidation(se) if plan.mode == "fast" else nullcontext()

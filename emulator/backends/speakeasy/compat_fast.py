@@ -1,0 +1,327 @@
+"""Private Speakeasy and Unicorn names fast mode relies on (runner.py, budget.py, the dispatch path).
+
+A part of compat.py kept in a module of its own (compat.py stays under 600 lines), under the
+same rules: every name is checked when this module is imported, and an installed Speakeasy
+that lacks one stops the import with one line naming its version and what changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import speakeasy.engines.unicorn_eng as se_engine
+import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.arch as se_arch
+import unicorn as uc
+import unicorn.unicorn_py3.unicorn as uc_binding
+from speakeasy.report import ErrorInfo
+
+from emulator.backends.speakeasy.compat import _incompatible, _require_params
+from emulator.backends.speakeasy.spans import SpanSet
+
+
+def _check_installed() -> None:
+    _require_params(se_engine.EmuEngine, "start", ("addr", "timeout", "count"))
+    _require_params(se_engine.EmuEngine, "stop", ())
+    winemu = se_winemu.WindowsEmulator
+    _require_params(winemu, "_hook_code_core", ("emu", "addr", "size"))
+    _require_params(winemu, "enable_code_hook", ())
+    _require_params(winemu, "disable_code_hook", ())
+    _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
+    _require_params(winemu, "get_handler_signature", ("dll", "name", "argc"))
+    for name in ("uc_hook_add", "uc_hook_del", "uc_emu_stop"):
+        if not hasattr(getattr(uc_binding, "uclib", None), name):
+            raise _incompatible(f"unicorn's C library binding has no {name}")
+
+
+_check_installed()
+
+
+# ---- fast mode: the deferred code hook and the engine's start / stop -------------------------
+
+
+def take_over_code_hook(emu: Any, stand_in: object, enable: Callable[[], None], disable: Callable[[], None]) -> None:
+    """Speakeasy only enables its deferred-work code hook when one exists; ``stand_in`` is it."""
+    emu.tmp_code_hook = stand_in
+    emu.enable_code_hook = enable
+    emu.disable_code_hook = disable
+
+
+def replace_engine_start_stop(
+    emu: Any, start: Callable[..., Any], stop: Callable[[], Any]
+) -> tuple[Callable[..., Any], Callable[[], Any]]:
+    """Route the engine's start / stop through the runner; returns the originals."""
+    engine = emu.emu_eng
+    originals = (engine.start, engine.stop)
+    engine.start = start
+    engine.stop = stop
+    return originals
+
+
+def run_deferred_code_work(emu: Any, address: int, size: int) -> None:
+    emu._hook_code_core(emu, address, size)
+
+
+def emulation_complete(emu: Any) -> bool:
+    return bool(emu.emu_complete)
+
+
+def at_api_trap_or_exit(emu: Any, pc: int) -> bool:
+    return emu.api_registry.traps.get(pc) is not None or pc in (emu.return_hook, emu.exit_hook)
+
+
+def end_run_with_error(emu: Any, error_type: str, pc: int, count: int) -> None:
+    """End the current run as Speakeasy ends one at a limit, with the error recorded on it."""
+    run = emu.curr_run
+    if run is not None and run.error is None:
+        run.error = ErrorInfo(type=error_type, pc=pc, count=count)
+    emu.on_run_complete()
+
+
+def add_native_code_hook(unicorn: Any, callback: Callable[[Any, int, int, Any], None]) -> int:
+    return int(unicorn.hook_add(uc.UC_HOOK_CODE, callback))
+
+
+def remove_native_hook(unicorn: Any, handle: int) -> None:
+    unicorn.hook_del(handle)
+
+
+def flush_translations(unicorn: Any) -> None:
+    unicorn.ctl_flush_tb()
+
+
+# Memory reads up to this size go through one preallocated buffer.
+SCRATCH_BYTES = 4096
+
+
+def use_direct_engine_access(emu: Any) -> None:
+    """Register and memory access from API handlers straight through Unicorn's C library.
+
+    Speakeasy reads about 17 registers per API call through its engine and Unicorn's Python
+    binding, which picks a ctypes class per register, allocates it and checks the result; memory
+    reads allocate through ``ctypes.create_string_buffer``, which raises an audit event each time.
+    These replacements give the same values and errors for the same calls: integer registers
+    (those the binding reads as a 64-bit integer) with one preallocated buffer, memory into a
+    fresh bytearray; any other register goes the original way. Only this emulator's engine is
+    changed. The handler signature of an API (a pure function of the signature database, the
+    architecture and the argument count) is looked up once per API instead of once per call.
+    """
+    engine = emu.emu_eng
+    unicorn = engine.emu
+    select = getattr(type(unicorn), "_select_reg_class", None)
+    if select is None or not hasattr(unicorn, "_uch"):
+        return
+    handle, lib = unicorn._uch, uc_binding.uclib
+    read_reg, write_reg, read_mem = lib.uc_reg_read, lib.uc_reg_write, lib.uc_mem_read
+    integer = {reg: ereg for reg, ereg in engine.regs.items() if select(ereg) is ctypes.c_uint64}
+    value = ctypes.c_uint64()
+    ref = ctypes.byref(value)
+    original_read, original_write = engine.reg_read, engine.reg_write
+
+    def reg_read(reg: Any) -> Any:
+        ereg = integer.get(reg)
+        if ereg is None:
+            return original_read(reg)
+        value.value = 0
+        status = read_reg(handle, ereg, ref)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, ereg)
+        return value.value
+
+    def reg_write(reg: Any, val: Any) -> Any:
+        ereg = integer.get(reg)
+        if ereg is None or not isinstance(val, int):
+            return original_write(reg, val)
+        value.value = val
+        status = write_reg(handle, ereg, ref)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, ereg)
+        return None
+
+    scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
+    scratch_view = memoryview(scratch).cast("B")
+
+    def mem_read(addr: int, size: int) -> bytearray:
+        target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
+        status = read_mem(handle, addr, target, size) if size > 0 else uc.UC_ERR_OK
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, addr, size)
+        return bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
+
+    engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
+    # Speakeasy asks for the architecture twice per pc or stack pointer access.
+    x64 = emu.get_arch() == se_arch.ARCH_AMD64
+    pc_reg = se_arch.AMD64_REG_RIP if x64 else se_arch.X86_REG_EIP
+    sp_reg = se_arch.AMD64_REG_RSP if x64 else se_arch.X86_REG_ESP
+    emu.get_pc = lambda: reg_read(pc_reg)
+    emu.get_stack_ptr = lambda: reg_read(sp_reg)
+    emu.set_pc = lambda addr: reg_write(pc_reg, addr)
+    emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
+    original_signature = emu.get_handler_signature
+    signatures: dict[tuple[str, str, int], Any] = {}
+
+    def get_handler_signature(dll: str, name: str, argc: int) -> Any:
+        key = (dll, name, argc)
+        if key not in signatures:
+            signatures[key] = original_signature(dll, name, argc)
+        return signatures[key]
+
+    emu.get_handler_signature = get_handler_signature
+
+
+def use_lean_api_log(emu: Any) -> None:
+    """``log_api`` keeps Speakeasy's run accounting but builds no profiler event nobody reads.
+
+    Speakeasy's ``log_api`` formats the whole call as a string for an INFO log line (even when
+    INFO is off) and appends a pydantic ``ApiEvent`` to the run's event list, which only
+    Speakeasy's own report reads (chainreplay records its own events) and which its file-access
+    records then scan backwards on every read or write. This version counts the call for
+    ``max_api_count`` and the run's API list and hash exactly as Speakeasy does, and takes
+    Speakeasy's own path whenever that log line is wanted or the call's event is updated later
+    (an API callback frame). Call it before :func:`after_each_api_call`.
+    """
+    original = emu.log_api
+    se_logger = logging.getLogger(se_winemu.__name__)
+
+    def log_api(pc: int, imp_api: str, rv: int | None, args: list[Any], *, run: Any = None) -> None:
+        run = emu.curr_run if run is None else run
+        frame = getattr(emu, "_active_api_frame", None)
+        if (
+            run is None
+            or se_logger.isEnabledFor(logging.INFO)
+            or (frame is not None and any(item is frame for item in run.api_callbacks))
+        ):
+            original(pc, imp_api, rv, args, run=run)
+            return
+        run.num_apis += 1
+        if imp_api not in run.unique_apis:
+            run.api_hash.update(imp_api.lower().encode("utf-8"))
+            run.unique_apis.append(imp_api)
+
+    emu.log_api = log_api
+
+
+def native_stop_function() -> int:
+    """Address of Unicorn's C ``uc_emu_stop`` (a native hook may tail-call it)."""
+    return int(ctypes.cast(uc_binding.uclib.uc_emu_stop, ctypes.c_void_p).value or 0)
+
+
+def add_native_block_hook(unicorn: Any, callback: int, user_data: int) -> int:
+    """A ``UC_HOOK_BLOCK`` whose callback is native code at ``callback`` (no Python per block)."""
+    handle = ctypes.c_size_t()
+    if not hasattr(unicorn, "_uch"):
+        raise _incompatible("unicorn.Uc no longer keeps its engine handle in _uch")
+    callback_ptr, data_ptr = ctypes.c_void_p(callback), ctypes.c_void_p(user_data)
+    add = uc_binding.uclib.uc_hook_add
+    status = add(unicorn._uch, ctypes.byref(handle), uc.UC_HOOK_BLOCK, callback_ptr, data_ptr, 1, 0)
+    if status != uc.UC_ERR_OK:
+        raise uc.UcError(status)
+    return int(handle.value)
+
+
+def remove_native_block_hook(unicorn: Any, handle: int) -> None:
+    uc_binding.uclib.uc_hook_del(unicorn._uch, ctypes.c_size_t(handle))
+
+
+# ---- address-space search ------------------------------------------------------------------
+
+
+class _MappedSpans:
+    """The engine's mapped address ranges, kept up to date through the engine's map / unmap (a
+    protection change splits Unicorn's regions but leaves what is mapped unchanged)."""
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.spans: SpanSet | None = None
+        engine = emu.emu_eng
+        original_map, original_unmap = engine.mem_map, engine.mem_unmap
+
+        def mem_map(base: int, size: int, *args: Any, **kwargs: Any) -> Any:
+            result = original_map(base, size, *args, **kwargs)
+            if self.spans is not None:
+                self.spans.add(int(base), int(base) + int(size))
+            return result
+
+        def mem_unmap(addr: int, size: int) -> Any:
+            result = original_unmap(addr, size)
+            if self.spans is not None:
+                self.spans.remove(int(addr), int(addr) + int(size))
+            return result
+
+        engine.mem_map = mem_map
+        engine.mem_unmap = mem_unmap
+
+    def current(self) -> list[tuple[int, int]]:
+        if self.spans is None:
+            self.spans = SpanSet()
+            for begin, end, *_ in self.emu.get_mem_regions():
+                self.spans.add(int(begin), int(end) + 1)
+        return self.spans.spans
+
+
+def use_fast_address_search(emu: Any) -> None:
+    """Replace Speakeasy's free-range search with one giving the same addresses in log time.
+
+    ``MemoryManager.get_valid_ranges`` lists every mapped and reserved page in a Python list
+    (through Unicorn's region list) and set-differences each candidate range against it: with
+    100 MiB mapped one VirtualAlloc of 1 MiB cost about 0.3 s, so ``max_mapped_memory`` could
+    never fire before the timeout. This version walks the same candidates in the same order (so
+    the same addresses and traces) and tests each against the mapped spans, kept up to date as
+    the engine maps and unmaps, with a binary search.
+    """
+    import bisect
+
+    page_size = int(emu.page_size)
+    mapped = _MappedSpans(emu)
+
+    def get_valid_ranges(size: int, addr: int | None = None) -> tuple[int, int]:
+        total = size
+        if addr is None:
+            addr = page_size
+        base = addr - (addr % page_size)
+        if total < page_size:
+            total = page_size
+        elif total % page_size:
+            total += page_size - (total % page_size)
+        spans = list(mapped.current())
+        reserves = [(int(r.base), int(r.base) + int(r.size)) for r in emu.mem_reserves]
+        if reserves:
+            spans = sorted(spans + reserves)
+        starts = [begin for begin, _ in spans]
+        ends: list[int] = []  # running maximum of the ends, so one bisect finds any overlap
+        for _, end in spans:
+            ends.append(max(end, ends[-1]) if ends else end)
+
+        def is_free(low: int, high: int) -> bool:
+            # Spans starting below `high`; the furthest any of them reaches must stay <= low.
+            index = bisect.bisect_left(starts, high)
+            return index == 0 or ends[index - 1] <= low
+
+        attempts = 9999
+        while attempts:
+            if is_free(base, base + total):
+                break
+            if not attempts % 10:
+                base += page_size * 1000
+            else:
+                base += total
+            attempts -= 1
+        if attempts == 0:
+            raise Exception("Failed to allocate emulator memory")
+        return base, total
+
+    emu.get_valid_ranges = get_valid_ranges
+
+
+def on_emulator_created(se: Any, callback: Callable[[Any], None]) -> None:
+    """``callback(emu)`` as soon as the Speakeasy instance creates its emulator (before loading)."""
+    original_init = se._init_emulator
+
+    def init_emulator(*args: Any, **kwargs: Any) -> None:
+        original_init(*args, **kwargs)
+        callback(se.emu)
+
+    se._init_emulator = init_emulator
