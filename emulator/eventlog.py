@@ -35,6 +35,19 @@ LINES_PER_PIECE = 4096
 ApiTuple = tuple[str, int | None, str, tuple[str, ...], str | None]
 
 
+def api_fields_typed(stage: Any, pc: Any, api: Any, args: Any, ret: Any) -> bool:
+    """Whether an API call's fields, as they came from outside (the emulation child, a
+    trace.jsonl line), have exactly the types an :class:`ApiCall` holds."""
+    return (
+        type(stage) is str
+        and (pc is None or type(pc) is int)
+        and type(api) is str
+        and type(args) is list
+        and all(type(a) is str for a in args)
+        and (ret is None or type(ret) is str)
+    )
+
+
 def make_api_call(seq: int, call: ApiTuple) -> ApiCall:
     stage, pc, api, args, ret = call
     return ApiCall.model_construct(seq=seq, stage=stage, pc=pc, api=api, args=list(args), ret=ret)

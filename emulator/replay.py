@@ -30,7 +30,7 @@ import pydantic
 from emulator import outcome as outcome_model
 from emulator import prestart
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
-from emulator.eventlog import EventLog
+from emulator.eventlog import EventLog, api_fields_typed
 from emulator.events import Event
 from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
@@ -462,15 +462,7 @@ def _take_api_call(events: EventLog, message: tuple[Any, ...]) -> None:
     _, seq, stage, pc, api, args, ret, blobs = message
     if seq != len(events):
         raise ValueError(f"event {len(events)} has seq {seq}")
-    if not (
-        type(stage) is str
-        and (pc is None or type(pc) is int)
-        and type(api) is str
-        and type(args) is list
-        and all(type(a) is str for a in args)
-        and (ret is None or type(ret) is str)
-        and type(blobs) is dict
-    ):
+    if not (api_fields_typed(stage, pc, api, args, ret) and type(blobs) is dict):
         raise ValueError(f"API call {seq} is not made of the right types")
     events.append_api(stage, pc, api, args, ret)
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog
+from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog, api_fields_typed
 from emulator.events import EVENT_ADAPTER, Event
 from emulator.report import OutcomeStatus
 
@@ -175,14 +175,7 @@ def _api_call_fields(data: Any) -> ApiTuple | None:
     if type(data) is not dict or data.keys() != _API_KEYS or data["type"] != "api":
         return None
     stage, pc, api, args, ret = data["stage"], data["pc"], data["api"], data["args"], data["ret"]
-    if (
-        type(stage) is str
-        and (pc is None or type(pc) is int)
-        and type(api) is str
-        and type(args) is list
-        and all(type(a) is str for a in args)
-        and (ret is None or type(ret) is str)
-    ):
+    if api_fields_typed(stage, pc, api, args, ret):
         return (stage, pc, api, tuple(args), ret)
     return None
 
