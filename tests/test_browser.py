@@ -147,11 +147,12 @@ def test_100k_event_report_shows_page_one_quickly(
     import time
 
     from emulator.render.html import render_html
+    from emulator.render.model import MAX_TIMELINE_API_CALLS
     from emulator.report import ApiCallRecord
 
     base = Report.model_validate_json((scenario_outdir("winhttp-downloader") / "report.json").read_bytes())
     calls = [
-        ApiCallRecord(seq=1000 + i, stage="s1", api="kernel32.WriteFile", args=["0x4", hex(i)], ret="0x1")
+        ApiCallRecord(seq=1000 + i, stage="s1", api="kernel32.WriteFile", args=["0x4", f"n{i:06d}"], ret="0x1")
         for i in range(100_000)
     ]
     report = base.model_copy(update={"api_calls": [*base.api_calls, *calls]})
@@ -165,8 +166,14 @@ def test_100k_event_report_shows_page_one_quickly(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")) == 100
     info = browser.find_element(By.ID, "tl-info").text
     assert "page 1 of" in info and str(len(report.api_calls) + 1) not in info
-    # The last page is reachable by filter + search without building the whole table.
+    # The timeline holds the first MAX_TIMELINE_API_CALLS calls and says the rest are in
+    # report.json; its last page is reachable by search without building the whole table.
+    last_shown = MAX_TIMELINE_API_CALLS - len(base.api_calls) - 1
+    assert "after them are in report.json" in browser.find_element(By.ID, "timeline").find_element(By.XPATH, "..").text
     search = browser.find_element(By.ID, "tl-search")
-    search.send_keys(hex(99_999))
+    search.send_keys(f"n{last_shown:06d}")
     rows = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
-    assert [r.get_attribute("data-seq") for r in rows] == [str(1000 + 99_999)]
+    assert [r.get_attribute("data-seq") for r in rows] == [str(1000 + last_shown)]
+    search.clear()
+    search.send_keys(f"n{99_999:06d}")
+    assert browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr[data-seq]") == []
