@@ -95,24 +95,32 @@ def _limit_overrides(args: argparse.Namespace) -> dict[str, object]:
         raise UsageError(str(err)) from err
 
 
+def output_refused(err: OSError) -> int:
+    """The exit code of an output folder another run holds (busy) or that cannot be written,
+    with its one line printed."""
+    from emulator.output import OutputBusy
+
+    if isinstance(err, OutputBusy):
+        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
+        return E_BUSY
+    print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
+    return E_ERROR
+
+
 def replay_or_exit_code(plan: ReplayPlan, outdir: Path, **options: Any) -> ReplayResult | int:
     """Replay ``plan`` into ``outdir``; the exit code instead when the replay could not run
     to the end (folder busy or not writable, a signal), with its one line already printed."""
-    from emulator.output import OutputBusy, OutputError, OutputNotOurs
+    from emulator.output import OutputError, OutputNotOurs
     from emulator.replay import replay_target
 
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: exists and is not a folder")
     try:
         result = replay_target(plan, outdir, **options)
-    except OutputBusy as err:
-        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
-        return E_BUSY
     except OutputNotOurs as err:
         raise UsageError(str(err.strerror)) from err
     except OutputError as err:
-        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
-        return E_ERROR
+        return output_refused(err)
     if result.signal is not None:
         print(f"chainreplay: {result.detail}; partial report in {result.report_path}", file=sys.stderr)
         return E_SIGNAL_BASE + result.signal

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from emulator.cli.common import (
-    E_BUSY,
     E_CONTAINMENT,
     E_ERROR,
     E_OK,
     E_SIGNAL_BASE,
     UsageError,
     _console,
+    output_refused,
 )
 from emulator.cli.run import _show
 from emulator.limits import (
@@ -66,7 +66,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _analyse(args: argparse.Namespace) -> int:
     from emulator.lifecycle import RunControl
-    from emulator.output import OutputBusy, OutputError, locked_folder, produce
+    from emulator.output import OutputError, locked_folder, produce
     from emulator.trace import TraceError, read_trace
 
     outdir = Path(args.outdir)
@@ -82,12 +82,8 @@ def _analyse(args: argparse.Namespace) -> int:
             except TraceError as err:
                 raise UsageError(str(err)) from err
             report = produce(outdir, trace, control=control)
-    except OutputBusy as err:
-        print(f"chainreplay: busy: {err.strerror}", file=sys.stderr)
-        return E_BUSY
     except OutputError as err:
-        print(f"chainreplay: error: cannot write the output: {err.strerror}", file=sys.stderr)
-        return E_ERROR
+        return output_refused(err)
     if control.signum is not None:
         name = signal.Signals(control.signum).name
         print(f"chainreplay: analysis interrupted by {name}; partial report in {outdir}", file=sys.stderr)

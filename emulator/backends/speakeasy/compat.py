@@ -242,13 +242,18 @@ def intercept_fetch_from_protected(emu: Any, handler: Callable[[int], bool | Non
     before every other invalid-memory hook, so a watched page never reaches Speakeasy's fault
     handling.
     """
-    _intercept_protection_fault(emu, uc.UC_MEM_FETCH_PROT, handler)
+    intercept_protection_fault(emu, uc.UC_MEM_FETCH_PROT, handler, unhooked=True)
 
 
-def _intercept_protection_fault(emu: Any, access_kind: int, handler: Callable[[int], bool | None]) -> None:
+def intercept_protection_fault(
+    emu: Any, access_kind: int, handler: Callable[[int], bool | None], *, unhooked: bool
+) -> None:
+    """Call ``handler(address)`` first on an invalid-memory access of ``access_kind`` (a
+    ``UC_MEM_*`` value): True resumes, False stops, None passes it on to the hooks already there
+    (``unhooked`` is what the run does with the access when Speakeasy has none)."""
     hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
     if not hooks:
-        emu.add_mem_invalid_hook(lambda *a: True)
+        emu.add_mem_invalid_hook(lambda *a: unhooked)
         hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
     dispatch = hooks[0]
     original_dispatch = dispatch.cb

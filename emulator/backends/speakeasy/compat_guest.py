@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import speakeasy.common as se_common
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import speakeasy.winenv.arch as se_arch
 import unicorn as uc
 
-from emulator.backends.speakeasy.compat import _incompatible, api_at_trap
+from emulator.backends.speakeasy.compat import _incompatible, api_at_trap, intercept_protection_fault
 
 # ---- code the guest writes (guest.py) ---------------------------------------------------------
 
@@ -59,19 +58,9 @@ def add_invalid_instruction_hook(unicorn: Any, callback: Callable[[Any, Any], bo
 def intercept_read_protection(emu: Any, handler: Callable[[int], bool]) -> None:
     """Call ``handler(address)`` first on a read the page protection forbids (Speakeasy leaves
     that case unhandled: the run ends with Unicorn's error). True resumes at the pc it set."""
-    hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
-    if not hooks:
-        emu.add_mem_invalid_hook(lambda *a: False)
-        hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
-    dispatch = hooks[0]
-    original_dispatch = dispatch.cb
-
-    def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
-        if access == uc.UC_MEM_READ_PROT and handler(address):
-            return True
-        return bool(original_dispatch(uc_emu, access, address, size, value))
-
-    dispatch.cb = on_invalid
+    intercept_protection_fault(
+        emu, uc.UC_MEM_READ_PROT, lambda address: True if handler(address) else None, unhooked=False
+    )
 
 
 def api_symbol_at(emu: Any, address: int) -> str | None:
