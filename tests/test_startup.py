@@ -136,6 +136,45 @@ def test_peb_linked_once_gives_the_same_3cx_replay(
     assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")
 
 
+def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, bytes]]:
+    """Unicorn's regions after loading ``plan``'s target, and each region's bytes (but the
+    KUSER_SHARED_DATA clock, which moves between two identical loads)."""
+    from emulator.backends.speakeasy import setup
+
+    emu = setup.load_target(plan).emu  # type: ignore[arg-type]
+    regions = sorted((int(b), int(e), int(p)) for b, e, p in emu.get_mem_regions())
+    contents = {
+        begin: bytes(emu.mem_read(begin, end - begin + 1))
+        for begin, end, _ in regions
+        if "KUSER_SHARED_DATA" not in (emu.get_address_tag(begin) or "")
+    }
+    return regions, contents
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_sections_mapped_apart_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every image mapped as the pieces its protections cut it into ends with the same regions,
+    protections and bytes as Speakeasy's map-then-protect (the target's own PE and the decoys)."""
+    from emulator.backends.speakeasy import compat_start
+
+    plan = load_scenario(SCENARIOS / scenario)
+    cut: list[list[int] | None] = []
+    original = compat_start.image_cuts
+
+    def image_cuts(image: object, page_size: int) -> list[int] | None:
+        cut.append(original(image, page_size))
+        return cut[-1]
+
+    monkeypatch.setattr(compat_start, "image_cuts", image_cuts)
+    regions, contents = _loaded_memory(plan)
+    assert sum(len(cuts) > 2 for cuts in cut if cuts) > 50  # the decoys and the target were cut
+    monkeypatch.setattr(compat_start, "map_sections_apart", lambda emu: None)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert contents.keys() == plain_contents.keys()
+    assert [b for b in contents if contents[b] != plain_contents[b]] == []
+
+
 def test_expect_knows_every_technique_of_the_pattern_table() -> None:
     from emulator.analysis.attack import load_patterns
     from emulator.expect import matchable_techniques

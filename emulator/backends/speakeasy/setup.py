@@ -118,6 +118,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     def on_created(emu: Any) -> None:
         compat_fast.use_fast_address_search(emu)
         compat_start.link_peb_once(emu)
+        compat_start.map_sections_apart(emu)
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
