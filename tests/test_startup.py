@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,6 +174,101 @@ def test_sections_mapped_apart_leave_the_same_guest_memory(scenario: str, monkey
     assert regions == plain_regions
     assert contents.keys() == plain_contents.keys()
     assert [b for b in contents if contents[b] != plain_contents[b]] == []
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_shipped_decoy_images_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from speakeasy.windows.api_image import ApiModuleLoader
+
+    from emulator.backends.speakeasy import images
+
+    plan = load_scenario(SCENARIOS / scenario)
+    placed: list[str] = []
+    original_place = images.place
+
+    def place(template: images.Template, **where: Any) -> Any:
+        placed.append(where["name"])
+        return original_place(template, **where)
+
+    monkeypatch.setattr(images, "place", place)
+    regions, contents = _loaded_memory(plan)
+    assert len(placed) >= 45  # the decoys came from the shipped templates
+    monkeypatch.setattr(images, "install", lambda: None)
+    monkeypatch.setattr(ApiModuleLoader, "make_image", images._ORIGINAL_MAKE_IMAGE)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+
+
+def test_shipped_decoy_images_are_what_the_builder_builds_now() -> None:
+    """emulator/data/speakeasy-images.bin is for the installed Speakeasy and holds exactly what
+    ``python -m emulator.backends.speakeasy.images`` builds from it now."""
+    from emulator.backends.speakeasy import images
+
+    data = images.DATA_FILE.read_bytes()
+    assert images.shipped(), "built for another Speakeasy version: rebuild it"
+    assert images.decode(data) == images.build()
+
+
+def test_a_decoy_image_placed_anywhere_equals_speakeasys_own() -> None:
+    """Every shipped template, placed at its usual base and at another, gives the image
+    Speakeasy's ``make_image`` builds there, field for field and byte for byte."""
+    import speakeasy.winenv.arch as se_arch
+    from speakeasy.windows.api_image import ApiModuleLoader
+
+    from emulator.backends.speakeasy import images
+
+    compared = 0
+    for arch in (se_arch.ARCH_AMD64, se_arch.ARCH_X86):
+        emu = images._probe_emulator(arch)
+        for name in images.module_names():
+            handler = emu.api.load_api_handler(name)
+            if handler is not None and name == "ntdll":
+                handler._nt_handler = emu.api.load_api_handler("ntoskrnl")
+            assert images.template((name, images.arch_name(arch))) is not None
+            for base in (0x6F000000, 0x12340000):
+                loader = ApiModuleLoader(
+                    name=name,
+                    api=handler,
+                    arch=arch,
+                    base=base,
+                    emu_path=f"C:\\apps\\{name}.dll",
+                    signature_db=emu.get_signature_db(),
+                )
+                assert images.make_image(loader) == images._ORIGINAL_MAKE_IMAGE(loader), (name, arch, hex(base))
+                compared += 1
+    assert compared > 200
+
+
+def test_decoy_images_of_another_speakeasy_or_handler_are_built_by_speakeasy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import speakeasy.winenv.arch as se_arch
+    from speakeasy.windows.api_image import ApiModuleLoader
+
+    from emulator.backends.speakeasy import images
+
+    emu = images._probe_emulator(se_arch.ARCH_AMD64)
+    handler = emu.api.load_api_handler("kernel32")
+    loader = ApiModuleLoader(
+        name="kernel32",
+        api=handler,
+        arch=se_arch.ARCH_AMD64,
+        base=0x77000000,
+        emu_path="k",
+        signature_db=emu.get_signature_db(),
+    )
+    built: list[object] = []
+    monkeypatch.setattr(images, "_ORIGINAL_MAKE_IMAGE", lambda loader: built.append(loader))
+    images.make_image(loader)
+    assert built == []  # the template fits
+    monkeypatch.setitem(handler.funcs, "MadeUpForTheTest", handler.funcs["Sleep"])
+    images.make_image(loader)
+    assert built == [loader]  # the handler declares a name the template was not built with
+    monkeypatch.delitem(handler.funcs, "MadeUpForTheTest")
+    monkeypatch.setattr(images, "SPEAKEASY_VERSION", "0.0.0-other")
+    monkeypatch.setattr(images, "_shipped", None)
+    monkeypatch.setattr(images, "_templates", {})
+    images.make_image(loader)
+    assert built == [loader, loader]
 
 
 def test_expect_knows_every_technique_of_the_pattern_table() -> None:

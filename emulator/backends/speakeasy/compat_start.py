@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import speakeasy.common as se_common
+import speakeasy.windows.api_image as se_api_image
 import speakeasy.windows.export_manifest as se_manifest
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
@@ -32,6 +33,15 @@ def _check_peb_links() -> None:
         if not hasattr(se_sigdb, name):
             raise _incompatible(f"speakeasy.winenv.api.sigdb.{name} is missing")
     _require_params(se_winemu.WindowsEmulator, "_load_image", ("image",))
+    # images.py reads a loader's arguments back from these attributes
+    _require_params(
+        se_api_image.ApiModuleLoader, "__init__", ("name", "arch", "base", "emu_path", "signature_db", "api")
+    )
+    _require_params(se_api_image.ApiModuleLoader, "make_image", ())
+    loader = se_api_image.ApiModuleLoader(name="x", arch=0, base=0, emu_path="x", signature_db=None)  # type: ignore[arg-type]
+    for name in ("_name", "_arch", "_base", "_emu_path", "_api"):
+        if not hasattr(loader, name):
+            raise _incompatible(f"speakeasy.windows.api_image.ApiModuleLoader.{name} is missing")
     _require_params(se_winemu, "get_page_protection_runs", ("page_perms", "page_size"))
 
 
