@@ -139,7 +139,8 @@ def test_peb_linked_once_gives_the_same_3cx_replay(
 
 def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, bytes]]:
     """Unicorn's regions after loading ``plan``'s target, and each region's bytes (but the
-    KUSER_SHARED_DATA clock, which moves between two identical loads)."""
+    KUSER_SHARED_DATA clock, which moves between two identical loads); the API registry's
+    entries in its address order, as a last pseudo-region."""
     from emulator.backends.speakeasy import setup
 
     emu = setup.load_target(plan).emu  # type: ignore[arg-type]
@@ -149,7 +150,34 @@ def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, 
         for begin, end, _ in regions
         if "KUSER_SHARED_DATA" not in (emu.get_address_tag(begin) or "")
     }
+    registry = emu.api_registry
+    assert type(registry._addresses) is list
+    entries = [(a, registry.entries[a].names, registry.entries[a].trap) for a in registry._addresses]
+    contents[-1] = repr((entries, sorted(registry.traps))).encode()
     return regions, contents
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module's API stubs written in merged runs, and its addresses sorted once, leave the
+    same bytes and the same registry as Speakeasy's one write and one insertion per export."""
+    from emulator.backends.speakeasy import compat_start
+
+    plan = load_scenario(SCENARIOS / scenario)
+    merged: list[int] = []
+    original = compat_start._write_merged
+
+    def write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:
+        merged.append(len(writes))
+        original(emu, writes)
+
+    monkeypatch.setattr(compat_start, "_write_merged", write_merged)
+    regions, contents = _loaded_memory(plan)
+    assert sum(merged) > 10_000  # the decoys' stubs went through it
+    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])

@@ -11,6 +11,7 @@ from typing import Any
 
 import speakeasy.common as se_common
 import speakeasy.windows.api_image as se_api_image
+import speakeasy.windows.api_registry as se_api_registry
 import speakeasy.windows.export_manifest as se_manifest
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
@@ -29,10 +30,14 @@ def _check_peb_links() -> None:
     _require_params(se_manifest, "get_export_manifest", ("module", "arch"))
     _require_params(se_sigdb, "get_default_database", ())
     _require_params(se_sigdb.SignatureDatabase, "get_functions", ("dll", "arch"))
+    _require_params(se_sigdb.SignatureDatabase, "__init__", ("sources",))
     for name in ("ARCH_X86", "ARCH_X64"):
         if not hasattr(se_sigdb, name):
             raise _incompatible(f"speakeasy.winenv.api.sigdb.{name} is missing")
     _require_params(se_winemu.WindowsEmulator, "_load_image", ("image",))
+    _require_params(se_api_registry.ApiRegistry, "register_module", ("module",))
+    if "insort" not in vars(se_api_registry):
+        raise _incompatible("speakeasy.windows.api_registry no longer keeps its addresses with insort")
     # images.py reads a loader's arguments back from these attributes
     _require_params(
         se_api_image.ApiModuleLoader, "__init__", ("name", "arch", "base", "emu_path", "signature_db", "api")
@@ -158,13 +163,95 @@ def image_cuts(image: Any, page_size: int) -> list[int] | None:
     return sorted({0, size, *(start for start, _ in changes), *(end for _, end in changes)})
 
 
+# ---- start-up: a module's API stubs written at once --------------------------------------
+
+# Stub writes closer than this are merged into one write (the bytes between are read back).
+STUB_WRITE_GAP = 64
+
+
+class _AppendingList(list[int]):
+    """A list ``bisect.insort`` appends to (it calls ``insert`` on a list subclass); sorted once
+    when the registration ends."""
+
+    def insert(self, index: Any, value: int) -> None:
+        self.append(value)
+
+
+def register_modules_at_once(emu: Any) -> None:
+    """Each module's API stubs go into guest memory in one write, and the registry's sorted
+    address list is sorted once per module instead of kept sorted per export.
+
+    ``ApiRegistry.register_module`` writes the ~19,000 stubs of a replay's decoy modules one by
+    one and inserts each address into a sorted list. The stubs are collected while it runs and
+    written afterwards, each run of nearby stubs in one write (the bytes between read back
+    first), and the list is sorted at the end; Speakeasy's own code does everything else. The
+    same bytes end in guest memory and the same entries in the registry (tests/test_startup.py).
+    """
+    registry = emu.api_registry
+    original = registry.register_module
+
+    def register_module(module: Any) -> None:
+        writes: list[tuple[int, bytes]] = []
+        previous = emu.__dict__.get("mem_write")
+        addresses = registry._addresses
+        registry._addresses = _AppendingList(addresses)
+        emu.mem_write = lambda address, data: writes.append((int(address), bytes(data)))
+        try:
+            original(module)
+        finally:
+            if previous is None:
+                del emu.mem_write
+            else:
+                emu.mem_write = previous
+            registry._addresses = sorted(registry._addresses)
+            _write_merged(emu, writes)
+
+    registry.register_module = register_module
+
+
+def _write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:
+    """``writes`` as few writes: nearby ones merged, each run's bytes laid in the order written."""
+    order = sorted(range(len(writes)), key=lambda index: writes[index][0])
+    runs: list[list[int]] = []
+    end = -1
+    for index in order:
+        address, data = writes[index]
+        if runs and address - end <= STUB_WRITE_GAP:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+        end = max(end, address + len(data)) if len(runs[-1]) > 1 else address + len(data)
+    for run in runs:
+        if len(run) == 1:
+            emu.mem_write(*writes[run[0]])
+            continue
+        low = min(writes[index][0] for index in run)
+        high = max(writes[index][0] + len(writes[index][1]) for index in run)
+        buffer = bytearray(emu.mem_read(low, high - low))
+        for index in sorted(run):
+            address, data = writes[index]
+            buffer[address - low : address - low + len(data)] = data
+        emu.mem_write(low, bytes(buffer))
+
+
 # ---- start-up: the once-per-process tables, read ahead ---------------------------------------
 
 
 def read_engine_tables(module: str, arch: str) -> None:
     """Read what building ``module``'s decoy image on ``arch`` ("x86" or "x64") reads first in
-    a process (Speakeasy caches it for the process's life): its export manifest or, when it has
-    none, its declarations in the signature database."""
+    a process (cached for the process's life): its shipped template (images.py) or, when there
+    is none, its export manifest or its declarations in the signature database."""
+    from emulator.backends.speakeasy import images
+
+    if images.template((module.lower(), arch)) is not None:
+        return
     if se_manifest.get_export_manifest(module.lower(), arch) is None:
         signature_arch = se_sigdb.ARCH_X86 if arch == "x86" else se_sigdb.ARCH_X64
         se_sigdb.get_default_database().get_functions(module, signature_arch)
+
+
+def read_signature_database() -> None:
+    """Read Speakeasy's signature database (once per process): the dispatch of an API call
+    reads it for the handler's argument names, whatever the decoy images came from."""
+    for source in se_sigdb.get_default_database().sources:
+        source.available  # noqa: B018 - loads the source

@@ -95,11 +95,14 @@ class LoadedTarget:
 
 
 def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
-    """Small steps that read the engine's once-per-process tables ahead of a replay, one decoy
-    module of Speakeasy's default configuration per step, every x64 module before x86 (a
+    """Small steps that read the engine's once-per-process tables ahead of a replay: the
+    signature database, then one decoy module of Speakeasy's default configuration (and the core
+    DLLs) per step, every x64 module before x86 (a
     pre-started child stops between two steps when its plan arrives: emulator/prestart.py)."""
     modules = get_default_config_dict()["modules"]
     names = [entry["name"] for entry in (*modules["user_modules"], *modules["system_modules"])]
+    names += [name for name in images.ALWAYS_BUILT if name not in names]
+    yield compat_start.read_signature_database
     for arch in arches:
         for name in names:
             yield functools.partial(compat_start.read_engine_tables, name, arch)
@@ -120,6 +123,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_fast.use_fast_address_search(emu)
         compat_start.link_peb_once(emu)
         compat_start.map_sections_apart(emu)
+        compat_start.register_modules_at_once(emu)
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
