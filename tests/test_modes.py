@@ -33,9 +33,7 @@ def _comparable(recording: Recording) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_fast_and_faithful_modes_record_the_same_events(
-    name: str, scenario_outdir: Callable[[str], Path]
-) -> None:
+def test_fast_and_faithful_modes_record_the_same_events(name: str, scenario_outdir: Callable[[str], Path]) -> None:
     # The fast replay is the session's shared one (fast is the default mode), read back from its
     # frozen trace; only the faithful replay is run here.
     fast = read_trace(scenario_outdir(name))
