@@ -60,6 +60,7 @@ GENERALITY = [
     "inject-thread-hijack",
     "inject-apc",
     "inject-hollowing",
+    "urlmon-drop-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

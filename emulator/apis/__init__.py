@@ -10,6 +10,7 @@ from emulator.apis import (  # noqa: F401
     guestenv,
     netapi,
     randomness,
+    urlmon,
     winhttp,
     wininet,
     winsock,

@@ -30,6 +30,8 @@ class GuestMemory(Protocol):
 
     def set_last_error(self, code: int) -> None: ...
 
+    def write_file(self, path: str, data: bytes) -> None: ...
+
 
 class GuestApi:
     """What a handler may do to the guest: typed reads and writes over :class:`GuestMemory`."""
@@ -115,6 +117,10 @@ class GuestApi:
 
     def set_last_error(self, code: int) -> None:
         self.memory.set_last_error(code)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace ``path`` in the guest's file system, recorded as the guest writing it."""
+        self.memory.write_file(path, data)
 
 
 def _decode(data: bytes, wide: bool) -> str:

@@ -32,6 +32,7 @@ import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
+from speakeasy.profiler_events import TracePosition
 from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
@@ -436,6 +437,19 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     except Exception:
         return None
     return bytes(data) if data else None
+
+
+def write_guest_file(emu: Any, path: str, data: bytes) -> None:
+    """Create (or replace) a file in the guest's file system, recorded as Speakeasy records a
+    file the guest creates and writes (a create, then a write with the data)."""
+    emu.fileman.create_file(path).add_data(data)
+    profiler = emu.get_profiler()
+    if profiler is None:
+        return
+    run = emu.get_current_run()
+    position = TracePosition(tick=0, tid=0, pid=0, pc=emu.get_pc())
+    profiler.record_file_access_event(run, position, path, se_profiler.FILE_CREATE)
+    profiler.record_file_access_event(run, position, path, se_profiler.FILE_WRITE, data=data, size=len(data))
 
 
 def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:

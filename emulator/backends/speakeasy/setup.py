@@ -79,6 +79,9 @@ class SpeakeasyMemory:
     def set_last_error(self, code: int) -> None:
         self.emu.set_last_error(code)
 
+    def write_file(self, path: str, data: bytes) -> None:
+        compat.write_guest_file(self.emu, path, data)
+
 
 @dataclass
 class LoadedTarget:
@@ -181,7 +184,11 @@ def _install_handler(
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         api = GuestApi(memory, services, handler.name, module=handler.module)
-        services.recorder.call_pc = compat.call_site(emu)
+        recorder = services.recorder
+        recorder.call_pc = site = compat.call_site(emu)
+        # Events the handler records belong to the calling stage, not to the stage of the
+        # previous call (a loaded module's export that has since returned, say).
+        recorder.current_stage = recorder.stage_at(site) or recorder.current_stage
         try:
             rv = handler.func(api, list(argv))
         except NetworkLimitReached as err:
