@@ -61,6 +61,8 @@ GENERALITY = [
     "inject-apc",
     "inject-hollowing",
     "urlmon-drop-x86",
+    "callback-mapview",
+    "callback-mapview-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

@@ -5,6 +5,7 @@ Importing this package registers every handler in :data:`emulator.apis.core.HAND
 
 from emulator.apis import (  # noqa: F401
     bcrypt,
+    callbacks,
     clock,
     compression,
     guestenv,

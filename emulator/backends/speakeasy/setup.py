@@ -82,6 +82,9 @@ class SpeakeasyMemory:
     def write_file(self, path: str, data: bytes) -> None:
         compat.write_guest_file(self.emu, path, data)
 
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
+        compat.call_guest_after_api(self.emu, function, args, result_from_callback)
+
 
 @dataclass
 class LoadedTarget:
@@ -184,11 +187,7 @@ def _install_handler(
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         api = GuestApi(memory, services, handler.name, module=handler.module)
-        recorder = services.recorder
-        recorder.call_pc = site = compat.call_site(emu)
-        # Events the handler records belong to the calling stage, not to the stage of the
-        # previous call (a loaded module's export that has since returned, say).
-        recorder.current_stage = recorder.stage_at(site) or recorder.current_stage
+        services.recorder.call_pc = compat.call_site(emu)
         try:
             rv = handler.func(api, list(argv))
         except NetworkLimitReached as err:
