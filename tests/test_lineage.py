@@ -63,6 +63,7 @@ GENERALITY = [
     "urlmon-drop-x86",
     "callback-mapview",
     "callback-mapview-x86",
+    "tcp-stager-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
