@@ -64,6 +64,7 @@ GENERALITY = [
     "callback-mapview",
     "callback-mapview-x86",
     "tcp-stager-x86",
+    "resource-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

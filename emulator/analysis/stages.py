@@ -113,6 +113,17 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
         if isinstance(event, DataBuffer):
             buffers.append(event)
             carrier = _buffer_carrier(event, blobs)
+            if carrier is not None and carrier.kind == "resource" and event.address is not None:
+                # A resource is data of a loaded image: drawn as that image's node.
+                owner = next(
+                    (
+                        s
+                        for s in reversed(stages)
+                        if s.kind in IMAGE_STAGE_KINDS + ("pe",) and s.base <= event.address < s.base + s.size
+                    ),
+                    None,
+                )
+                carrier.node = f"image:{owner.id}" if owner is not None else None
             if carrier is not None:
                 carrier.evidence.extend(_api_call_of(events, index, event))
                 carriers.append(carrier)
