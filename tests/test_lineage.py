@@ -60,6 +60,11 @@ GENERALITY = [
     "inject-thread-hijack",
     "inject-apc",
     "inject-hollowing",
+    "urlmon-drop-x86",
+    "callback-mapview",
+    "callback-mapview-x86",
+    "tcp-stager-x86",
+    "resource-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
