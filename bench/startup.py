@@ -11,7 +11,9 @@ The two variants alternate in one run, so their ratio is measured side by side. 
 command, ``python -m emulator run SCENARIO -o TMP -q``, from interpreter start to every
 default output written, best of ``--runs``, and the timeline of its best run: when each step
 of the parent and of the pre-started emulation child (emulator/prestart.py) ended, in seconds
-from the interpreter's start. Prints tables and JSON.
+from the interpreter's start. Also a warm batch worker: ``warm_engine()`` in a fresh
+interpreter, then ``--runs`` forked children each loading and emulating the scenario (the CPU
+a warm replay's child spends). Prints tables and JSON.
 """
 
 from __future__ import annotations
@@ -92,6 +94,34 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
             render_files(report, Path(tmp))
         with phase("exports"):
             write_exports(Path(tmp), report)
+    return times
+
+
+def _warm_child_run(scenario: str, runs: int) -> dict[str, list[float]]:
+    """In this (fresh) interpreter: ``warm_engine()`` as a batch worker does, then ``runs``
+    forked children each loading and emulating the scenario, as a warm worker's replay child
+    does: (CPU s, wall s) of the warm-up and of each child."""
+    from emulator.replay import emulate, warm_engine
+    from emulator.scenario import load_scenario
+
+    plan = load_scenario(Path(scenario))
+    cpu, wall = time.process_time(), time.perf_counter()
+    warm_engine()
+    times: dict[str, list[float]] = {
+        "warm_engine": [round(time.process_time() - cpu, 4), round(time.perf_counter() - wall, 4)]
+    }
+    for index in range(runs):
+        wall = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            import emulator.lifecycle as lifecycle
+
+            lifecycle.SHORT_LIVED_PROCESS = True
+            emulate(plan)
+            os._exit(0)
+        _, status, usage = os.wait4(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        times[f"child_{index}"] = [round(usage.ru_utime + usage.ru_stime, 4), round(time.perf_counter() - wall, 4)]
     return times
 
 
@@ -180,10 +210,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenario", default="scenarios/3cx")
-    parser.add_argument("--phase", choices=("paused", "collecting"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=("paused", "collecting", "warm"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         sys.path.insert(0, str(ROOT))
+        if args.phase == "warm":
+            print(json.dumps(_warm_child_run(args.scenario, args.runs)))  # noqa: T201
+            return 0
         print(json.dumps(_phase_run(args.scenario, args.phase == "paused")))  # noqa: T201
         return 0
     best: dict[str, dict[str, list[float]]] = {"paused": {}, "collecting": {}}
@@ -199,6 +232,14 @@ def main() -> int:
             for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 if name not in best[variant] or value[0] < best[variant][name][0]:
                     best[variant][name] = value
+    done = subprocess.run(
+        [sys.executable, __file__, "--phase", "warm", "--scenario", args.scenario, "--runs", str(args.runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    warm = json.loads(done.stdout.strip().splitlines()[-1])
     wholes = [_whole(args.scenario) for _ in range(args.runs)]
     timelines = [_timeline(args.scenario) for _ in range(args.runs)]
     timeline = min(timelines, key=lambda marks: marks[-1][1])
@@ -208,12 +249,19 @@ def main() -> int:
         print(f"{name:<18} {paused[0]:>18.3f} {collecting[0]:>14.3f} {paused[1]:>16.3f}")  # noqa: T201
     wall = min(w for w, _ in wholes)
     cpu = min(c for _, c in wholes)
+    children = [value for name, value in warm.items() if name.startswith("child_")]
+    print(  # noqa: T201
+        f"warm worker: warm_engine {warm['warm_engine'][0]:.3f} s CPU; a forked replay child's load + emulation"
+        f" best {min(c[0] for c in children):.3f} s CPU, {min(c[1] for c in children):.3f} s wall"
+    )
     print(f"whole command: best wall {wall:.2f} s, best CPU {cpu:.2f} s over {args.runs} runs; load {os.getloadavg()}")  # noqa: T201
     print("timeline of the fastest instrumented run (s since the interpreter started):")  # noqa: T201
     for name, at in timeline:
         print(f"  {at:6.3f}  {name}")  # noqa: T201
     whole = {"wall_s": wholes, "best_wall_s": wall, "best_cpu_s": cpu}
-    print(json.dumps({"phases": best, "whole": whole, "timeline": timeline, "load": os.getloadavg()}))  # noqa: T201
+    print(
+        json.dumps({"phases": best, "warm_worker": warm, "whole": whole, "timeline": timeline, "load": os.getloadavg()})
+    )  # noqa: T201
     return 0
 
 
