@@ -299,6 +299,39 @@ def test_decoy_images_of_another_speakeasy_or_handler_are_built_by_speakeasy(mon
     assert built == [loader, loader]
 
 
+def test_merged_writes_land_as_written_one_by_one() -> None:
+    """Nearby writes merged, far ones apart, overlapping ones in their order (the later wins)."""
+    from emulator.backends.speakeasy.compat_start import _write_merged
+
+    class Memory:
+        def __init__(self) -> None:
+            self.data = bytearray(b"\x90" * 4096)
+            self.calls = 0
+
+        def mem_read(self, address: int, size: int) -> bytes:
+            return bytes(self.data[address : address + size])
+
+        def mem_write(self, address: int, data: bytes) -> None:
+            self.calls += 1
+            self.data[address : address + len(data)] = data
+
+    def one_by_one(writes: list[tuple[int, bytes]]) -> bytearray:
+        memory = Memory()
+        for write in writes:
+            memory.mem_write(*write)
+        return memory.data
+
+    stubs = [(0x30 + 32 * i, bytes([i]) * 16) for i in range(40)][::-1] + [(3000, b"far")]
+    memory = Memory()
+    _write_merged(memory, stubs)
+    assert memory.data == one_by_one(stubs)
+    assert memory.calls == 2
+    overlapping = [(100, b"aaaa"), (98, b"bbbb"), (200, b"c")]
+    memory = Memory()
+    _write_merged(memory, overlapping)
+    assert memory.data == one_by_one(overlapping)
+
+
 def test_expect_knows_every_technique_of_the_pattern_table() -> None:
     from emulator.analysis.attack import load_patterns
     from emulator.expect import matchable_techniques

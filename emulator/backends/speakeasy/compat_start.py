@@ -7,6 +7,7 @@ when this module is imported.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import speakeasy.common as se_common
@@ -195,7 +196,8 @@ def register_modules_at_once(emu: Any) -> None:
         previous = emu.__dict__.get("mem_write")
         addresses = registry._addresses
         registry._addresses = _AppendingList(addresses)
-        emu.mem_write = lambda address, data: writes.append((int(address), bytes(data)))
+        collect = writes.append
+        emu.mem_write = lambda address, data: collect((address, data))
         try:
             original(module)
         finally:
@@ -210,28 +212,34 @@ def register_modules_at_once(emu: Any) -> None:
 
 
 def _write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:
-    """``writes`` as few writes: nearby ones merged, each run's bytes laid in the order written."""
-    order = sorted(range(len(writes)), key=lambda index: writes[index][0])
-    runs: list[list[int]] = []
+    """``writes`` as few writes, nearby ones merged; written one by one, in order, if any two
+    overlap (the later must win)."""
+    ordered = sorted(writes, key=operator.itemgetter(0))
+    runs: list[list[tuple[int, bytes]]] = []
     end = -1
-    for index in order:
-        address, data = writes[index]
+    for address, data in ordered:
+        if address < end:
+            for write in writes:
+                emu.mem_write(*write)
+            return
         if runs and address - end <= STUB_WRITE_GAP:
-            runs[-1].append(index)
+            runs[-1].append((address, data))
         else:
-            runs.append([index])
-        end = max(end, address + len(data)) if len(runs[-1]) > 1 else address + len(data)
+            runs.append([(address, data)])
+        end = address + len(data)
     for run in runs:
         if len(run) == 1:
-            emu.mem_write(*writes[run[0]])
+            emu.mem_write(*run[0])
             continue
-        low = min(writes[index][0] for index in run)
-        high = max(writes[index][0] + len(writes[index][1]) for index in run)
-        buffer = bytearray(emu.mem_read(low, high - low))
-        for index in sorted(run):
-            address, data = writes[index]
+        low = run[0][0]
+        buffer = bytearray(emu.mem_read(low, end_of(run) - low))
+        for address, data in run:
             buffer[address - low : address - low + len(data)] = data
         emu.mem_write(low, bytes(buffer))
+
+
+def end_of(run: list[tuple[int, bytes]]) -> int:
+    return run[-1][0] + len(run[-1][1])
 
 
 # ---- start-up: the once-per-process tables, read ahead ---------------------------------------
