@@ -152,7 +152,8 @@ def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, 
     }
     registry = emu.api_registry
     assert type(registry._addresses) is list
-    entries = [(a, registry.entries[a].names, registry.entries[a].trap) for a in registry._addresses]
+    entries = [(a, e.names, e.trap, e.initialized) for a in registry._addresses for e in [registry.entries[a]]]
+    assert len(entries) == len(registry.entries)
     contents[-1] = repr((entries, sorted(registry.traps))).encode()
     return regions, contents
 
@@ -297,6 +298,19 @@ def test_decoy_images_of_another_speakeasy_or_handler_are_built_by_speakeasy(mon
     monkeypatch.setattr(images, "_templates", {})
     images.make_image(loader)
     assert built == [loader, loader]
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_indexed_data_exports_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """_load_image walking the data exports alone initialises the same ones, with the same bytes."""
+    from emulator.backends.speakeasy import compat_start
+
+    plan = load_scenario(SCENARIOS / scenario)
+    regions, contents = _loaded_memory(plan)
+    monkeypatch.setattr(compat_start, "index_data_entries", lambda emu: None)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
 
 
 def test_merged_writes_land_as_written_one_by_one() -> None:

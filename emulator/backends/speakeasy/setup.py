@@ -130,6 +130,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.link_peb_once(emu)
         compat_start.map_sections_apart(emu)
         compat_start.register_modules_at_once(emu)
+        compat_start.index_data_entries(emu)
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
