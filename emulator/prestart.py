@@ -134,14 +134,14 @@ def hand_over(plan: ReplayPlan, debug: bool) -> EngineChild | None:
 
 
 def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
-    """Pay the engine's once-per-process costs now: import it and read its tables (signature
-    database, export manifests of the decoy modules) for ``arches``.
+    """Pay the engine's once-per-process costs now: import it, read its signature database and
+    decode the shipped templates of the decoy DLL images for ``arches`` (an export manifest or
+    the signature database for a module without one).
 
     Replays fork their emulation child from this process, so every later replay starts warm.
     Meant for batch workers (a process pool's initializer; also ``emulator.replay.warm_engine``).
-    Reading the tables costs about 1.5 s of CPU where emulating a one-byte ``ret`` per
-    architecture (what this did before) cost 3.3 s, and the replays forked after either use the
-    same CPU (docs/performance.md).
+    About 0.8 s of CPU; a replay child forked after it spends ~1.1 s on the 3CX chain's load and
+    emulation (docs/performance.md, "The child's set-up per replay").
     """
     from emulator.lifecycle import collector_paused
 

@@ -9,6 +9,7 @@ chainreplay relies on (:mod:`.compat`); commands that do not emulate never impor
 - :mod:`.memwatch`: dynamic code -> new stages; the memory limits.
 - :mod:`.runner`: fast mode's native runner and watchdog.
 - :mod:`.compat`: every private Speakeasy / Unicorn name, checked at import.
+- :mod:`.images`: the decoy DLL images, shipped as templates built by Speakeasy's own code.
 """
 
 from emulator.backends.speakeasy.backend import SpeakeasyBackend
