@@ -65,6 +65,7 @@ GENERALITY = [
     "callback-mapview-x86",
     "tcp-stager-x86",
     "resource-xor",
+    "thread-variants",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

@@ -11,6 +11,7 @@ from emulator.apis import (  # noqa: F401
     guestenv,
     netapi,
     randomness,
+    threads,
     urlmon,
     winhttp,
     wininet,
