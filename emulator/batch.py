@@ -12,6 +12,10 @@ Dask's worker processes are daemonic and multiprocessing refuses children to a d
 process; the replay's emulation child is killed and joined by the task that started it, so
 the task lifts that flag for the replay's duration (:func:`_children_allowed`).
 
+Longest first: the pending targets are started in the order of their expected time, longest
+first (:func:`expected_seconds`), so that a pool does not end on one long replay while its
+other workers are idle. The summary keeps the order the targets were given in.
+
 Resumable: beside each report, ``batch-key.json`` records the sample's sha256 and a hash of the
 replay's configuration (the plan, the scenario's SHA256SUMS, chainreplay's version). A target
 whose report exists under the same key is not replayed again (``force`` replays it).
@@ -24,6 +28,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -96,7 +101,8 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
     from emulator.replay import replay_target
 
     plan = ReplayPlan.model_validate_json(plan_json)
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
+    cpu, child_cpu = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     with _children_allowed():
         result = replay_target(plan, outdir, force=force)
     return {
@@ -105,7 +111,18 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
         "report_path": result.report_path,
         "seconds": time.monotonic() - started,
         "worker": f"{socket.gethostname()} pid {os.getpid()}",
+        # Where the time went (bench/batch.py): wall clock start and end, CPU of the worker
+        # (receiving events, analysis, outputs) and of the replay's emulation child.
+        "started_at": wall,
+        "ended_at": time.time(),
+        "cpu_s": _cpu_seconds(resource.RUSAGE_SELF) - cpu,
+        "child_cpu_s": _cpu_seconds(resource.RUSAGE_CHILDREN) - child_cpu,
     }
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def warm_worker() -> int:
@@ -152,6 +169,43 @@ def _up_to_date(outdir: Path, key: dict[str, str]) -> bool:
         return bool(json.loads(marker.read_text(encoding="utf-8")) == key)
     except (OSError, ValueError):
         return False
+
+
+# ---- scheduling -------------------------------------------------------------------------------
+
+
+def previous_seconds(outdir: Path) -> dict[str, float]:
+    """Each target's replay time in the summary an earlier batch left in ``outdir`` (by name);
+    empty if there is none or it cannot be read. Resumed targets carry no time."""
+    try:
+        document = json.loads((outdir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        rows = document["targets"] if document.get("format") == BATCH_FORMAT else []
+        return {
+            str(row["name"]): float(row["seconds"])
+            for row in rows
+            if isinstance(row, dict) and not row.get("resumed") and float(row.get("seconds") or 0) > 0
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _input_bytes(plan: ReplayPlan) -> int:
+    paths = [Path(plan.target_path), *(Path(v.host_path) for v in plan.files)]
+    return sum(path.stat().st_size for path in paths if path.is_file())
+
+
+def expected_seconds(plans: list[ReplayPlan], previous: dict[str, float]) -> list[float]:
+    """What each replay is expected to take, to start the longest first: its time in an earlier
+    batch into the same folder where every plan has one, else (a first batch, a new target) the
+    bytes it reads (sample and staged files), a rough stand-in on one scale for all."""
+    if plans and all(plan.name in previous for plan in plans):
+        return [previous[plan.name] for plan in plans]
+    return [float(_input_bytes(plan)) for plan in plans]
+
+
+def longest_first(expected: list[float]) -> list[int]:
+    """The indexes of ``expected``, largest value first; ties keep their order."""
+    return sorted(range(len(expected)), key=lambda index: -expected[index])
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -215,6 +269,7 @@ def run_batch(
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, TargetResult] = {}
     keys: dict[int, dict[str, str]] = {}
+    tasks: dict[int, dict[str, Any]] = {}  # what each replayed task returned
     pending: list[int] = []
     for index, target in enumerate(targets):
         folder = outdir / target.plan.name
@@ -225,10 +280,14 @@ def run_batch(
                 on_result(results[index])
         else:
             pending.append(index)
+    expected = expected_seconds([targets[i].plan for i in pending], previous_seconds(outdir))
+    pending = [pending[k] for k in longest_first(expected)]
 
     def finished(index: int, value: dict[str, Any] | None, error: str | None) -> None:
         target = targets[index]
         folder = outdir / target.plan.name
+        if value is not None:
+            tasks[index] = value
         if value is None or not (folder / "report.json").is_file():
             results[index] = _failed_result(target, folder, error or "no report written")
         else:
@@ -252,8 +311,9 @@ def run_batch(
                     force,
                     pure=False,
                     key=f"chainreplay-{targets[i].plan.name}-{time.time_ns()}",
+                    priority=len(pending) - rank,  # Dask runs higher priorities first
                 ): i
-                for i in pending
+                for rank, i in enumerate(pending)
             }
             from dask.distributed import as_completed
 
@@ -291,6 +351,7 @@ def run_batch(
         scheduler=scheduler,
         replayed=len(pending),
         resumed=len(targets) - len(pending),
+        extra={"tasks": [tasks.get(i) for i in range(len(targets))]},
     )
     summary.path.write_text(json.dumps(summary_document(summary), indent=2) + "\n", encoding="utf-8")
     return summary

@@ -137,3 +137,28 @@ def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: C
     report = json.loads((out / "winhttp-downloader" / "report.json").read_text(encoding="utf-8"))
     assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]
     assert report["containment"]["isolation"] == "child process"
+
+
+def test_pending_targets_start_longest_expected_first(tmp_path: Path) -> None:
+    """By the bytes a target reads on a first batch; by the times of the batch before after that."""
+    from emulator.batch import BatchTarget, previous_seconds, run_batch
+    from emulator.scenario import load_scenario
+
+    targets = [BatchTarget(target=str(f), plan=load_scenario(f)) for f in SMALL]  # 3072 and 3584 bytes
+    out = tmp_path / "order"
+
+    def started_order() -> list[str]:
+        summary = run_batch(targets, out, jobs=1, force=True)
+        assert [r.name for r in summary.results] == ["benign-dll", "winhttp-downloader"]  # as given
+        tasks = summary.extra["tasks"]
+        return [t.plan.name for _, t in sorted(zip([task["started_at"] for task in tasks], targets, strict=True))]
+
+    assert started_order() == ["winhttp-downloader", "benign-dll"]  # the larger sample first
+    assert set(previous_seconds(out)) == {"benign-dll", "winhttp-downloader"}
+    document = _summary(out)
+    for row in document["targets"]:
+        row["seconds"] = 9.0 if row["name"] == "benign-dll" else 1.0
+    (out / "batch.json").write_text(json.dumps(document), encoding="utf-8")
+    assert started_order() == ["benign-dll", "winhttp-downloader"]  # the longer last time first
+    (out / "batch.json").write_text("{not json", encoding="utf-8")
+    assert previous_seconds(out) == {}
