@@ -32,7 +32,7 @@ import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +112,11 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
         "seconds": time.monotonic() - started,
         "worker": f"{socket.gethostname()} pid {os.getpid()}",
         # Where the time went (bench/batch.py): wall clock start and end, CPU of the worker
-        # (receiving events, analysis, outputs) and of the replay's emulation child.
+        # (receiving events, analysis, outputs) and of the replay's emulation child; the worker's
+        # CPU before the task (its start-up and warm-up, then the tasks before this one).
         "started_at": wall,
         "ended_at": time.time(),
+        "worker_cpu_before_s": cpu,
         "cpu_s": _cpu_seconds(resource.RUSAGE_SELF) - cpu,
         "child_cpu_s": _cpu_seconds(resource.RUSAGE_CHILDREN) - child_cpu,
     }
@@ -239,8 +241,66 @@ def _failed_result(target: BatchTarget, outdir: Path, error: str) -> TargetResul
     )
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def preload_modules(jobs: int, cores: int) -> list[str]:
+    """What the pool's fork server imports before it forks ``jobs`` workers on ``cores`` cores.
+
+    Always the engine (emulator/batch_preload.py): every worker needs it before its first replay,
+    so it is paid once, not once per worker. The output libraries as well
+    (emulator/batch_preload_outputs.py) when a worker and its emulation child per job outnumber
+    the cores: a worker imports them during its first replay while its child emulates, which
+    costs nothing when a core is free for it and a busy core's time per worker when none is.
+    ``"__main__"`` is multiprocessing's own default.
+    """
+    modules = ["__main__", "emulator.batch_preload"]
+    if 2 * jobs > cores:
+        modules.append("emulator.batch_preload_outputs")
+    return modules
+
+
 def _local_executor(jobs: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("forkserver"), initializer=warm_worker)
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(preload_modules(jobs, _usable_cores()))
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=warm_worker)
+
+
+def _fork_server_pid() -> int | None:
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of process ``pid`` so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop_fork_server(running_before: int | None) -> float | None:
+    """Stop the fork server the pool started (it holds a warm engine; the next batch starts its
+    own with its own preload); return the CPU seconds it used (its preload), if known. A fork
+    server that was running before the pool (``running_before``, its pid) is not ours: left."""
+    from multiprocessing import forkserver
+
+    pid = _fork_server_pid()
+    if pid is None or pid == running_before:
+        return None
+    cpu = _process_cpu_seconds(pid)
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if callable(stop):
+        with suppress(OSError, ChildProcessError):
+            stop()
+    return cpu
 
 
 def _dask_client(scheduler: str) -> Any:
@@ -270,6 +330,7 @@ def run_batch(
     results: dict[int, TargetResult] = {}
     keys: dict[int, dict[str, str]] = {}
     tasks: dict[int, dict[str, Any]] = {}  # what each replayed task returned
+    extra: dict[str, Any] = {}
     pending: list[int] = []
     for index, target in enumerate(targets):
         folder = outdir / target.plan.name
@@ -326,21 +387,25 @@ def run_batch(
             client.close()
     elif pending:
         workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
-        with _local_executor(workers) as pool:
-            local = {
-                pool.submit(
-                    replay_task,
-                    targets[i].plan.model_dump_json(),
-                    str(outdir / targets[i].plan.name),
-                    force,
-                ): i
-                for i in pending
-            }
-            for future in cf.as_completed(local):
-                try:
-                    finished(local[future], future.result(), None)
-                except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
-                    finished(local[future], None, f"{type(err).__name__}: {err}")
+        running_before = _fork_server_pid()
+        try:
+            with _local_executor(workers) as pool:
+                local = {
+                    pool.submit(
+                        replay_task,
+                        targets[i].plan.model_dump_json(),
+                        str(outdir / targets[i].plan.name),
+                        force,
+                    ): i
+                    for i in pending
+                }
+                for future in cf.as_completed(local):
+                    try:
+                        finished(local[future], future.result(), None)
+                    except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
+                        finished(local[future], None, f"{type(err).__name__}: {err}")
+        finally:
+            extra["fork_server_cpu_s"] = _stop_fork_server(running_before)
 
     ordered = [results[i] for i in range(len(targets))]
     summary = BatchSummary(
@@ -351,7 +416,7 @@ def run_batch(
         scheduler=scheduler,
         replayed=len(pending),
         resumed=len(targets) - len(pending),
-        extra={"tasks": [tasks.get(i) for i in range(len(targets))]},
+        extra={**extra, "tasks": [tasks.get(i) for i in range(len(targets))]},
     )
     summary.path.write_text(json.dumps(summary_document(summary), indent=2) + "\n", encoding="utf-8")
     return summary
