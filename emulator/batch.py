@@ -6,7 +6,10 @@ still :func:`emulator.replay.replay_target` with its emulation in its own contai
 its limits: a hung or crashing emulation costs one result, not the batch.
 
 Local: a ``ProcessPoolExecutor`` of ``-j`` workers started by a fork server (the parent may
-have threads: the progress bar), each warmed once by :func:`emulator.replay.warm_engine`.
+have threads: the progress bar). The fork server warms the engine before it forks them
+(:func:`preload_modules`), so ``-j N`` pays that once and the workers share its memory; each
+worker still runs :func:`warm_worker` (nearly free when warm, the whole warm-up when the fork
+server was started by someone else). The fork server is stopped when the batch ends.
 Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed once (``Client.run``).
 Dask's worker processes are daemonic and multiprocessing refuses children to a daemonic
 process; the replay's emulation child is killed and joined by the task that started it, so
