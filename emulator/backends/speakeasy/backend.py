@@ -99,7 +99,9 @@ class SpeakeasyBackend:
         watch.flow = flow
         watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
-        SourceTaps(target.se, emu, memory, self.recorder).install()
+        taps = SourceTaps(target.se, emu, memory, self.recorder)
+        taps.on_copy_from = flow.copied_from
+        taps.install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])

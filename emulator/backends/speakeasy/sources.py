@@ -68,6 +68,9 @@ class SourceTaps:
         self.emu = emu
         self.memory = memory
         self.recorder = recorder
+        # Told (address, size) of the bytes a copy API is about to read (the flow watch records
+        # how guest code wrote them, if it did).
+        self.on_copy_from: Callable[[int, int], None] | None = None
 
     def install(self) -> None:
         self._wrap("advapi32", ("CryptDecrypt",), self._crypt_decrypt)
@@ -132,6 +135,8 @@ class SourceTaps:
         def tap(name: str, orig: Any, argv: list[int]) -> int:
             size = argv[len_index]
             data = self._read(argv[src_index], size) if size >= MIN_COPY_BYTES else b""
+            if data and self.on_copy_from is not None:
+                self.on_copy_from(argv[src_index], len(data))
             rv = int(orig(argv) or 0)
             if data:
                 self.recorder.remember_buffer("api_copy", argv[dst_index], data, ref=name, input_data=data, api=name)
@@ -143,6 +148,8 @@ class SourceTaps:
         # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten)
         process, address, buffer, size = argv[:4]
         data = self._read(buffer, size)
+        if data and self.on_copy_from is not None:
+            self.on_copy_from(buffer, len(data))
         rv = int(orig(argv) or 0)
         target = compat.process_path(self.emu, process)
         if rv and data and target:
