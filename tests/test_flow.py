@@ -1,0 +1,72 @@
+"""The flow watch's bounds on heap blocks (emulator/backends/speakeasy/flow.py), with the hooks
+recorded instead of added to Unicorn. The watch's effect on real replays is tested by the
+generality chains (tests/test_lineage.py: file-heap-cipher, custom-cipher, ...)."""
+
+from __future__ import annotations
+
+from emulator.backends.speakeasy import flow
+from emulator.recorder import Recorder
+
+
+class Hooks:
+    """Stands in for compat.RangeHooks: which ranges are hooked now."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, tuple[int, int]] = {}
+        self._next = 1
+
+    def add(self, begin: int, end: int) -> int:
+        handle, self._next = self._next, self._next + 1
+        self.live[handle] = (begin, end)
+        return handle
+
+    def remove(self, handle: int) -> None:
+        del self.live[handle]
+
+
+def watch() -> tuple[flow.FlowWatch, Hooks]:
+    w = flow.FlowWatch(emu=None, memory=None, recorder=Recorder())  # type: ignore[arg-type]
+    w.reads, writes = Hooks(), Hooks()  # type: ignore[assignment]
+    w.writes = writes  # type: ignore[assignment]
+    return w, writes
+
+
+def test_small_and_huge_heap_blocks_are_not_watched() -> None:
+    w, writes = watch()
+    w.watch_heap(0x10000, flow.HEAP_WATCH_MIN_BYTES - 1)
+    w.watch_heap(0x20000, flow.MAX_HEAP_WATCH_BYTES + 1)
+    assert not writes.live
+    w.watch_heap(0x30000, flow.HEAP_WATCH_MIN_BYTES)
+    assert list(writes.live.values()) == [(0x30000, 0x30000 + flow.HEAP_WATCH_MIN_BYTES - 1)]
+
+
+def test_the_oldest_heap_block_goes_past_the_caps() -> None:
+    w, writes = watch()
+    for i in range(flow.MAX_HEAP_WATCHES + 3):
+        w.watch_heap(0x100000 + i * 0x1000, 0x100)
+    watched = sorted(begin for begin, _ in writes.live.values())
+    assert watched == [0x100000 + i * 0x1000 for i in range(3, flow.MAX_HEAP_WATCHES + 3)]
+    big = flow.MAX_HEAP_WATCH_BYTES // 2 + 1
+    w.watch_heap(0x10000000, big)
+    w.watch_heap(0x20000000, big)
+    assert sorted(begin for begin, _ in writes.live.values()) == [0x20000000]
+    assert w.heap_bytes == big
+
+
+def test_an_unwritten_heap_block_is_let_go_after_its_api_calls() -> None:
+    w, writes = watch()
+    w.watch_heap(0x40000, 0x200)
+    w.watch_region(0x50000, 0x200)  # VirtualAlloc: no expiry
+    for _ in range(flow.HEAP_WATCH_CALLS - 1):
+        w._before_api_call()
+    assert len(writes.live) == 2
+    w._before_api_call()
+    assert list(writes.live.values()) == [(0x50000, 0x501FF)]
+    assert w.heap == [] and w.heap_bytes == 0
+
+
+def test_a_freed_heap_block_leaves_the_bounds() -> None:
+    w, writes = watch()
+    w.watch_heap(0x40000, 0x200)
+    w.forget_region(0x40000)
+    assert not writes.live and w.heap == [] and w.heap_bytes == 0
