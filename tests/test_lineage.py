@@ -62,6 +62,9 @@ GENERALITY = [
     "inject-hollowing",
     "file-heap-cipher",
     "file-heap-cipher-x86",
+    "inject-thread-hijack-x86",
+    "inject-apc-x86",
+    "inject-hollowing-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -69,6 +72,10 @@ INJECTIONS = [
     ("inject-thread-hijack", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
     ("inject-apc", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
     ("inject-hollowing", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
+    ("inject-remote-thread-x86", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-thread-hijack-x86", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
+    ("inject-apc-x86", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
+    ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
 ]
 
 
