@@ -4,8 +4,19 @@ generality chains (tests/test_lineage.py: file-heap-cipher, custom-cipher, ...).
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import pytest
+
 from emulator.backends.speakeasy import flow
+from emulator.events import ApiCall
+from emulator.plan import ExportCall
 from emulator.recorder import Recorder
+from emulator.replay import emulate
+from emulator.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Hooks:
@@ -70,3 +81,33 @@ def test_a_freed_heap_block_leaves_the_bounds() -> None:
     w.watch_heap(0x40000, 0x200)
     w.forget_region(0x40000)
     assert not writes.live and w.heap == [] and w.heap_bytes == 0
+
+
+def test_a_long_stretch_leaves_the_slow_memory_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RC4 over 256 KiB in one stretch that keeps the flow watch's hooks armed (READ_WINDOW made
+    unreachable): after SLOW_PATH_BYTES of code the watch lets go and the stretch goes on on fast
+    translations, with the same result. Without that bound it runs about 7x slower."""
+    plan = load_scenario(ROOT / "bench" / "scenarios" / "rc4")
+    plan = plan.model_copy(update={"exports": [ExportCall(name="RunRc4Size", args=[256 * 1024])]})
+
+    def run() -> tuple[float, list[str]]:
+        start = time.process_time()
+        recording = emulate(plan)
+        spent = time.process_time() - start
+        return spent, [" ".join(e.args) for e in recording.events if isinstance(e, ApiCall) and "Debug" in e.api]
+
+    normal, expected = run()
+    let_go = []
+    original = flow.FlowWatch.let_go_for_now
+
+    def spy(self: flow.FlowWatch) -> None:
+        let_go.append(self.hooks_armed())
+        original(self)
+        assert not self.hooks_armed()
+
+    monkeypatch.setattr(flow, "READ_WINDOW", 1 << 62)
+    monkeypatch.setattr(flow.FlowWatch, "let_go_for_now", spy)
+    bounded, got = run()
+    assert let_go and all(let_go)
+    assert got == expected and "checksum" in got[0]
+    assert bounded < 3 * normal, (bounded, normal)

@@ -91,6 +91,13 @@ MAX_HEAP_WATCH_BYTES = 16 * 1024 * 1024
 # A heap block guest code has not written for this many API calls stops being watched (a decoder
 # writes the block it allocated within a few calls; an idle hook would keep code on the slow path).
 HEAP_WATCH_CALLS = 64
+# Bytes of translation blocks a stretch of guest code runs while any hook of this watch is
+# armed (counted by the runner's native block budget), after which every hook is removed until
+# the next API call: Unicorn runs all code on its slow memory path while a memory hook exists,
+# about 25x slower for compute (RC4), so a stretch that writes little and then computes for long,
+# or computes while an allocation waits unwritten, must not stay there. About 300,000
+# instructions, a few tenths of a second on the slow path.
+SLOW_PATH_BYTES = 1024 * 1024
 # Buffer sources whose bytes guest code may go on to decode (every DataBuffer kind is one).
 SOURCE_BUFFERS = (
     "file_read",
@@ -174,6 +181,7 @@ class FlowWatch:
         self.heap_bytes = 0
         self.heap_expiry: deque[tuple[int, int]] = deque()  # (deadline, base), in deadline order
         self.calls = 0  # API calls so far
+        self.paused: list[int] = []  # regions whose hook went for the rest of a stretch (SLOW_PATH_BYTES)
         self.stretch = _Stretch()
         self.reads: compat.RangeHooks | None = None
         self.writes: compat.RangeHooks | None = None
@@ -328,6 +336,21 @@ class FlowWatch:
 
     # -- the end of a stretch ----------------------------------------------------------------------
 
+    def hooks_armed(self) -> bool:
+        """Whether any hook of this watch is armed (so code runs on Unicorn's slow memory path)."""
+        return bool(self.stretch.hooks) or any(r.hook is not None for r in self.regions.values())
+
+    def let_go_for_now(self) -> None:
+        """The stretch ran ``SLOW_PATH_BYTES`` with hooks armed: remove them all until the next API
+        call (the runner resumes on fresh translations)."""
+        assert self.writes is not None
+        self._drop_reads(self.stretch)
+        for region in self.regions.values():
+            if region.hook is not None:
+                self.writes.remove(region.hook)
+                region.hook = None
+                self.paused.append(region.base)
+
     def _before_api_call(self) -> None:
         self.calls += 1
         expiry = self.heap_expiry
@@ -345,6 +368,11 @@ class FlowWatch:
         if self.reads is None:
             return  # not installed
         self._drop_reads(stretch)
+        for base in self.paused:
+            paused = self.regions.get(base)
+            if paused is not None and paused.hook is None and base not in stretch.written:
+                self._hook_region(paused)
+        self.paused.clear()
         if not stretch.written:
             if retranslate:
                 self._retranslate_if_unhooked(stretch)
