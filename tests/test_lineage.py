@@ -65,6 +65,11 @@ GENERALITY = [
     "inject-thread-hijack-x86",
     "inject-apc-x86",
     "inject-hollowing-x86",
+    "urlmon-drop-x86",
+    "callback-mapview",
+    "callback-mapview-x86",
+    "tcp-stager-x86",
+    "resource-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

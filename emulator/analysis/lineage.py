@@ -329,6 +329,14 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         )
         upstream = trace(carrier.data, carrier.seq, carriers, depth + 1, guest)
         return [*(upstream or []), move, *last]
+    if carrier.kind == "file":
+        written = _writer_of(carrier, carriers)
+        if written is not None:
+            # The replay itself wrote this file (a drop, a download): its bytes came from
+            # wherever the write's did, so the lineage goes on through the write.
+            through = _hops_through(written, Match(0, len(written.data), "identity"), carriers, depth + 1, guest)
+            through[-1].evidence = sorted({*through[-1].evidence, *carrier.evidence})  # the read too
+            return [*through, *last]
     origin = Hop(
         carrier.kind,
         carrier.ref,
@@ -341,6 +349,22 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         size=match.length,
     )
     return [origin, *last]
+
+
+def _writer_of(read: Carrier, carriers: list[Carrier]) -> Carrier | None:
+    """The most recent earlier write of the file ``read`` read, holding the bytes read."""
+    probe = usable_probe(read.data)
+    if not probe or read.node is None:
+        return None
+    for carrier in sorted(carriers, key=lambda c: c.seq, reverse=True):
+        if (
+            carrier.kind == "file_write"
+            and carrier.node == read.node
+            and carrier.seq < read.seq
+            and find_same(probe, carrier.data) is not None
+        ):
+            return carrier
+    return None
 
 
 def _match_hop(carrier: Carrier, match: Match) -> list[Hop]:

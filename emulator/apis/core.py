@@ -30,6 +30,10 @@ class GuestMemory(Protocol):
 
     def set_last_error(self, code: int) -> None: ...
 
+    def write_file(self, path: str, data: bytes) -> None: ...
+
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None: ...
+
 
 class GuestApi:
     """What a handler may do to the guest: typed reads and writes over :class:`GuestMemory`."""
@@ -115,6 +119,16 @@ class GuestApi:
 
     def set_last_error(self, code: int) -> None:
         self.memory.set_last_error(code)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace ``path`` in the guest's file system, recorded as the guest writing it."""
+        self.memory.write_file(path, data)
+
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
+        """Call the guest's ``function(*args)`` (stdcall, a CALLBACK) when this API returns; then
+        the API returns its value to its caller. Several calls run in the order made. With
+        ``result_from_callback``, a callback returning FALSE ends them and the API returns FALSE."""
+        self.memory.call_guest(function, args, result_from_callback)
 
 
 def _decode(data: bytes, wide: bool) -> str:

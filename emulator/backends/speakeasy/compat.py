@@ -26,6 +26,7 @@ import speakeasy.common as se_common
 import speakeasy.engines.unicorn_eng as se_engine
 import speakeasy.memmgr as se_memmgr
 import speakeasy.profiler as se_profiler
+import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
@@ -33,6 +34,7 @@ import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
+from speakeasy.profiler_events import TracePosition
 from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
@@ -115,6 +117,8 @@ def _check_installed() -> None:
     _require_params(winemu, "get_module_data_from_emu_file", ("file_path",))
     _require_params(winemu, "_make_image_at_free_base", ("make_loader", "base"))
     _require_params(winemu, "load_image", ("image",))
+    _require_params(winemu, "start_api_callback", ("frame", "function", "args"))
+    _require_params(winemu, "_continue_api_callback", ())
     _require_params(PeLoader, "__init__", ("data", "base_override", "emu_path"))
     prepare_params = ("module", "all_entrypoints", "entry_point")
     _require_params(se_win32.Win32Emulator, "prepare_module_for_emulation", prepare_params)
@@ -447,6 +451,80 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     except Exception:
         return None
     return bytes(data) if data else None
+
+
+def write_guest_file(emu: Any, path: str, data: bytes) -> None:
+    """Create (or replace) a file in the guest's file system, recorded as Speakeasy records a
+    file the guest creates and writes (a create, then a write with the data)."""
+    emu.fileman.create_file(path).add_data(data)
+    profiler = emu.get_profiler()
+    if profiler is None:
+        return
+    run = emu.get_current_run()
+    position = TracePosition(tick=0, tid=0, pid=0, pc=emu.get_pc())
+    profiler.record_file_access_event(run, position, path, se_profiler.FILE_CREATE)
+    profiler.record_file_access_event(run, position, path, se_profiler.FILE_WRITE, data=data, size=len(data))
+
+
+SEC_IMAGE = 0x0100_0000
+
+
+def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
+    """(path, is an image section) of the file behind a file mapping handle, None for a
+    mapping of the paging file or an unknown handle."""
+    try:
+        mapping = emu.get_file_manager().get_mapping_from_handle(mapping_handle)
+    except Exception:
+        return None
+    backing = getattr(mapping, "backed_file", None)
+    if backing is None or not getattr(backing, "path", None):
+        return None
+    return str(backing.path), bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE)
+
+
+def call_guest_after_api(emu: Any, function: int, args: list[int], result_from_callback: bool = False) -> None:
+    """Call guest ``function(*args)`` when the API being handled returns, then return to its
+    caller with the API's value: Speakeasy's ``ApiHandler.setup_callback``, for the project's
+    handlers. Several calls made by one API run one after the other. With
+    ``result_from_callback``, a callback returning FALSE ends them and the API returns FALSE
+    (``EnumWindows``)."""
+    run = emu.get_current_run()
+    frame = emu._active_api_frame
+    if run is None or frame is None:
+        raise RuntimeError("no API call is being handled")
+    if result_from_callback:
+        _take_callback_results(emu)
+        frame.chainreplay_result_from_callback = True
+    if any(item is frame for item in run.api_callbacks):
+        frame.pending.append((function, tuple(args)))
+        return
+    emu.start_api_callback(frame, function, list(args))
+    run.api_callbacks.append(frame)
+
+
+def _take_callback_results(emu: Any) -> None:
+    """Once per emulator: when a callback marked ``chainreplay_result_from_callback`` returns
+    FALSE, the rest are dropped and the API returns FALSE."""
+    if getattr(emu, "_chainreplay_callback_results", False):
+        return
+    original = emu._continue_api_callback
+
+    def continue_api_callback() -> None:
+        run = emu.get_current_run()
+        frame = run.api_callbacks[-1] if run is not None and run.api_callbacks else None
+        if frame is not None and getattr(frame, "chainreplay_result_from_callback", False):
+            returned = int(emu.reg_read("eax")) & 0xFFFFFFFF  # a BOOL
+            if not returned:
+                frame.result = 0
+                frame.pending.clear()
+        original()
+
+    emu._continue_api_callback = continue_api_callback
+    emu._chainreplay_callback_results = True
+
+
+# Where a callback started by an API returns to (Speakeasy's callback handler address).
+API_CALLBACK_RETURN = se_wincommon.API_CALLBACK_HANDLER_ADDR
 
 
 def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:

@@ -79,6 +79,12 @@ class SpeakeasyMemory:
     def set_last_error(self, code: int) -> None:
         self.emu.set_last_error(code)
 
+    def write_file(self, path: str, data: bytes) -> None:
+        compat.write_guest_file(self.emu, path, data)
+
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
+        compat.call_guest_after_api(self.emu, function, args, result_from_callback)
+
 
 @dataclass
 class LoadedTarget:
