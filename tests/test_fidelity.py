@@ -340,3 +340,28 @@ def test_rdtsc_in_code_written_later_or_loaded_later_reads_the_virtual_clock(mod
         "rdtsc_written_into_image_text": "pass 3000",
         "rdtsc_in_loaded_library": "pass 3000",
     }
+
+
+def test_ntdll_heap_calls_and_realloc_work_and_their_blocks_are_flow_watched() -> None:
+    """RtlAllocateHeap, RtlReAllocateHeap, RtlFreeHeap and msvcrt realloc (no Speakeasy handler:
+    the run ended as unsupported_api) behave as on Windows, and code decoded into a block from
+    RtlAllocateHeap is a stage whose buffer names the decoding instruction."""
+    from emulator.events import DataBuffer, StageStart
+
+    recording = _emulate("heapapis.exe")
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == {
+        "RtlAllocateHeap_zeroed": "pass",
+        "RtlReAllocateHeap_keeps_bytes": "pass",
+        "realloc_keeps_bytes": "pass",
+        "RtlFreeHeap_succeeds": "pass",
+        "decoded_heap_code_returned": "pass 42",
+    }
+    stages = [e for e in recording.events if isinstance(e, StageStart)]
+    assert len(stages) == 2 and stages[1].kind == "shellcode"
+    written = [e for e in recording.events if isinstance(e, DataBuffer) and e.source == "guest_write"]
+    assert [w.address for w in written] == [stages[1].base]
+    main = stages[0]
+    assert written[0].pc is not None and main.base <= written[0].pc < main.base + main.size
+    copies = [e for e in recording.events if isinstance(e, DataBuffer) and e.source == "api_copy"]
+    assert [c.api for c in copies] == ["ntdll.RtlReAllocateHeap", "msvcrt.realloc"]

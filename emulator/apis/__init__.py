@@ -9,6 +9,8 @@ from emulator.apis import (  # noqa: F401
     clock,
     compression,
     guestenv,
+    heap,
+
     netapi,
     randomness,
     urlmon,
