@@ -111,3 +111,22 @@ def test_a_long_stretch_leaves_the_slow_memory_path(monkeypatch: pytest.MonkeyPa
     assert let_go and all(let_go)
     assert got == expected and "checksum" in got[0]
     assert bounded < 3 * normal, (bounded, normal)
+
+
+def test_armed_hooks_are_counted_and_records_are_bounded() -> None:
+    w, writes = watch()
+    w.watch_region(0x50000, 0x200)
+    w.watch_heap(0x60000, 0x200)
+    assert w.hooks_armed() and w.armed_regions == 2
+    w.let_go_for_now()
+    assert not w.hooks_armed() and not writes.live
+    w._before_api_call()  # the next API call puts the paused hooks back
+    assert w.armed_regions == 2 and len(writes.live) == 2
+    w.forget_region(0x50000)
+    w.forget_region(0x60000)
+    assert not w.hooks_armed() and not writes.live
+    for i in range(flow.MAX_RECORDS + 5):
+        w.records[i] = flow._Record(0x100, 0, "s0", [])
+        w.stretch.written[i] = flow._Written(i, 0x100, 0, "s0")
+    w.end_stretch(retranslate=False)
+    assert len(w.records) == flow.MAX_RECORDS

@@ -10,7 +10,6 @@ from emulator.apis import (  # noqa: F401
     compression,
     guestenv,
     heap,
-
     netapi,
     randomness,
     urlmon,

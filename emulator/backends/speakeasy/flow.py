@@ -79,6 +79,8 @@ MAX_FLOW_BYTES = 1024 * 1024
 # Source bytes kept per read, from the first byte read on: lineage looks a carrier's input up by
 # its first 4 KiB (emulator/analysis/lineage.py PROBE_BYTES).
 MAX_INPUT_BYTES = 4096
+# Regions whose last writer is remembered (the oldest is forgotten first).
+MAX_RECORDS = 256
 # Guest-written regions followed back from a stage's region, source by source.
 MAX_CHAIN = 8
 # Heap blocks smaller than this are not watched: the many small allocations of a program are
@@ -181,6 +183,7 @@ class FlowWatch:
         self.heap_bytes = 0
         self.heap_expiry: deque[tuple[int, int]] = deque()  # (deadline, base), in deadline order
         self.calls = 0  # API calls so far
+        self.armed_regions = 0  # regions whose write hook is armed
         self.paused: list[int] = []  # regions whose hook went for the rest of a stretch (SLOW_PATH_BYTES)
         self.stretch = _Stretch()
         self.reads: compat.RangeHooks | None = None
@@ -259,9 +262,7 @@ class FlowWatch:
             self.heap.remove(base)
             self.heap_bytes -= region.size
         if region.hook is not None:
-            assert self.writes is not None
-            self.writes.remove(region.hook)
-            region.hook = None
+            self._unhook(region)
             self.stretch.unhooked = True
 
     def _hook_region(self, region: _Region) -> None:
@@ -271,6 +272,15 @@ class FlowWatch:
             region.hook = self.writes.add(region.base, region.base + region.size - 1)
         except Exception:
             region.hook = None
+        else:
+            self.armed_regions += 1
+
+    def _unhook(self, region: _Region) -> None:
+        if region.hook is not None:
+            assert self.writes is not None
+            self.writes.remove(region.hook)
+            region.hook = None
+            self.armed_regions -= 1
 
     # -- the hooks (inside Unicorn: record, remove the hook, never touch protection) -----------------
 
@@ -294,8 +304,7 @@ class FlowWatch:
             if stretch.hooks and stretch.runs < READ_WINDOW:
                 return
             self._drop_reads(stretch)
-        self.writes.remove(region.hook)
-        region.hook = None
+        self._unhook(region)
         stretch.unhooked = True
         self._retranslate_if_unhooked(stretch)
 
@@ -338,17 +347,15 @@ class FlowWatch:
 
     def hooks_armed(self) -> bool:
         """Whether any hook of this watch is armed (so code runs on Unicorn's slow memory path)."""
-        return bool(self.stretch.hooks) or any(r.hook is not None for r in self.regions.values())
+        return bool(self.stretch.hooks) or self.armed_regions > 0
 
     def let_go_for_now(self) -> None:
         """The stretch ran ``SLOW_PATH_BYTES`` with hooks armed: remove them all until the next API
         call (the runner resumes on fresh translations)."""
-        assert self.writes is not None
         self._drop_reads(self.stretch)
         for region in self.regions.values():
             if region.hook is not None:
-                self.writes.remove(region.hook)
-                region.hook = None
+                self._unhook(region)
                 self.paused.append(region.base)
 
     def _before_api_call(self) -> None:
@@ -381,7 +388,12 @@ class FlowWatch:
         for written in stretch.written.values():
             old = self.records.get(written.base)
             if inputs or old is None or not old.inputs:
+                self.records.pop(written.base, None)  # now the most recent
                 self.records[written.base] = _Record(written.size, written.pc, written.stage, inputs)
+                while len(self.records) > MAX_RECORDS:
+                    oldest = next(iter(self.records))
+                    del self.records[oldest]
+                    self.emitted.discard(oldest)
             self.emitted.discard(written.base)  # its bytes have changed since
             # The region's bytes are now a source for what guest code does next.
             self._add_source(written.base, written.base + written.size, image=False, region=written.base)
@@ -398,12 +410,7 @@ class FlowWatch:
     def _retranslate_if_unhooked(self, stretch: _Stretch) -> None:
         """With no hook left, resume on fresh translations: code translated while a hook existed
         keeps the slow path (the runner stops exactly at the next block boundary)."""
-        if (
-            stretch.unhooked
-            and not stretch.hooks
-            and self.on_unhooked is not None
-            and not any(r.hook is not None for r in self.regions.values())
-        ):
+        if stretch.unhooked and not stretch.hooks and self.on_unhooked is not None and not self.armed_regions:
             self.on_unhooked()
 
     def stage_starts(self, address: int) -> None:
