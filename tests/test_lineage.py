@@ -70,6 +70,9 @@ GENERALITY = [
     "callback-mapview-x86",
     "tcp-stager-x86",
     "resource-xor",
+    "thread-variants",
+    "string-encoded",
+    "string-encoded-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

@@ -259,12 +259,22 @@ def trace(
     if not probe or depth > MAX_HOPS:
         return None
     earlier = sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True)
+    # The same bytes as an earlier stage say little when they were put there independently
+    # (one payload decoded into several allocations): a carrier explaining them further back
+    # wins, the earlier stage only when none does.
+    same_as_stage: tuple[Carrier, Match] | None = None
     for carrier in earlier:
         if carrier.transform == "guest_code":
             continue
         match = find_transformed(probe, carrier.data, xor=True)
-        if match is not None:
-            return _hops_through(carrier, match, carriers, depth, guest)
+        if match is None:
+            continue
+        if carrier.kind == "memory" and match.transform == "identity":
+            same_as_stage = same_as_stage or (carrier, match)
+            continue
+        return _hops_through(carrier, match, carriers, depth, guest)
+    if same_as_stage is not None:
+        return _hops_through(*same_as_stage, carriers, depth, guest)
     if not guest:
         return None
     # Guest code writes the same region once per source it read: the first whose input leads
@@ -311,6 +321,10 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             carrier.api or "",
             list(carrier.evidence),
             actor=carrier.stage,
+            # What the API's output accounts for of the stage (its input may be shorter: a
+            # compressed file, one of many strings).
+            offset=match.offset,
+            size=match.length,
         )
         upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest)
         if upstream is None:

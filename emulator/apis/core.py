@@ -34,6 +34,10 @@ class GuestMemory(Protocol):
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None: ...
 
+    def start_thread(
+        self, function: int, param: int, suspended: bool = False, process: int | None = None
+    ) -> tuple[int, int, int]: ...
+
 
 class GuestApi:
     """What a handler may do to the guest: typed reads and writes over :class:`GuestMemory`."""
@@ -129,6 +133,14 @@ class GuestApi:
         the API returns its value to its caller. Several calls run in the order made. With
         ``result_from_callback``, a callback returning FALSE ends them and the API returns FALSE."""
         self.memory.call_guest(function, args, result_from_callback)
+
+    def start_thread(
+        self, function: int, param: int, suspended: bool = False, process: int | None = None
+    ) -> tuple[int, int, int]:
+        """A new thread running ``function(param)`` in the guest process, or in the process the
+        handle ``process`` names: (handle, thread id, process id); (0, 0, 0) for an unknown
+        process handle or when the emulator runs no more threads."""
+        return self.memory.start_thread(function, param, suspended, process)
 
 
 def _decode(data: bytes, wide: bool) -> str:

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import importlib.metadata
 import inspect
+import ntpath
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
-from speakeasy.profiler_events import TracePosition
+from speakeasy.profiler_events import THREAD_CREATE, THREAD_INJECT, TracePosition
 from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
@@ -119,6 +120,7 @@ def _check_installed() -> None:
     _require_params(winemu, "load_image", ("image",))
     _require_params(winemu, "start_api_callback", ("frame", "function", "args"))
     _require_params(winemu, "_continue_api_callback", ())
+    _require_params(winemu, "create_thread", ("addr", "ctx", "proc_obj", "thread_type", "is_suspended"))
     _require_params(PeLoader, "__init__", ("data", "base_override", "emu_path"))
     prepare_params = ("module", "all_entrypoints", "entry_point")
     _require_params(se_win32.Win32Emulator, "prepare_module_for_emulation", prepare_params)
@@ -464,6 +466,38 @@ def write_guest_file(emu: Any, path: str, data: bytes) -> None:
     position = TracePosition(tick=0, tid=0, pid=0, pc=emu.get_pc())
     profiler.record_file_access_event(run, position, path, se_profiler.FILE_CREATE)
     profiler.record_file_access_event(run, position, path, se_profiler.FILE_WRITE, data=data, size=len(data))
+
+
+def start_guest_thread(
+    emu: Any, function: int, param: int, suspended: bool = False, process_handle: int | None = None
+) -> tuple[int, int, int]:
+    """(handle, thread id, process id) of a new thread running ``function(param)`` in the current
+    process (``process_handle`` None or the current-process pseudo handle) or in the process
+    that handle names, recorded as Speakeasy records CreateThread / CreateRemoteThread;
+    (0, 0, 0) for an unknown process handle or when the emulator runs no more threads."""
+    current = emu.get_current_process()
+    pseudo = (1 << (8 * emu.get_ptr_size())) - 1
+    if process_handle is None or process_handle in (pseudo, 0xFFFFFFFF):
+        process, run_type, event_type = current, "thread", THREAD_CREATE
+    else:
+        process = emu.get_object_from_handle(process_handle)
+        if process is None or not hasattr(process, "path"):
+            return 0, 0, 0
+        if process is current:
+            run_type, event_type = "thread", THREAD_CREATE
+        else:
+            name = ntpath.basename(str(process.path)).replace(".", "_")
+            run_type, event_type = f"injected_thread_{name}_{process.id:x}", THREAD_INJECT
+    handle, thread = emu.create_thread(function, param, process, thread_type=run_type, is_suspended=suspended)
+    if not thread:
+        return 0, 0, 0
+    profiler = emu.get_profiler()
+    if profiler is not None:
+        run = emu.get_current_run()
+        position = TracePosition(tick=0, tid=0, pid=int(getattr(current, "id", 0) or 0), pc=emu.get_pc())
+        details = {"start_addr": function, "param": param, "tid": thread.id}
+        profiler.record_process_event(run, position, process, event_type, details)
+    return int(handle), int(thread.id), int(getattr(process, "id", 0) or 0)
 
 
 SEC_IMAGE = 0x0100_0000

@@ -85,6 +85,11 @@ class SpeakeasyMemory:
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
 
+    def start_thread(
+        self, function: int, param: int, suspended: bool = False, process: int | None = None
+    ) -> tuple[int, int, int]:
+        return compat.start_guest_thread(self.emu, function, param, suspended, process)
+
 
 @dataclass
 class LoadedTarget:
