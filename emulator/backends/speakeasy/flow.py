@@ -15,6 +15,9 @@ this watch does, without a per-instruction Python hook:
   slow memory path: at most ``MAX_HEAP_WATCHES`` blocks and ``MAX_HEAP_WATCH_BYTES`` bytes at
   once (the oldest block stops being watched first), and a block guest code has not written for
   ``HEAP_WATCH_CALLS`` API calls stops being watched. What was recorded of a block stays.
+* **Slow path bound.** A stretch runs at most ``SLOW_PATH_BYTES`` of translation blocks with
+  any hook of this watch armed (counted by the runner's native block budget); then every hook
+  goes until the next API call (:meth:`FlowWatch.let_go_for_now`).
 * **API copies.** When an API copies bytes out of a region guest code wrote (``memcpy``,
   ``RtlMoveMemory``, ``WriteProcessMemory``), that region's record is written out then
   (:meth:`FlowWatch.copied_from`), so lineage can follow the copy back through guest code.
