@@ -344,9 +344,11 @@ def test_rdtsc_in_code_written_later_or_loaded_later_reads_the_virtual_clock(mod
 
 def test_ntdll_heap_calls_and_realloc_work_and_their_blocks_are_flow_watched() -> None:
     """RtlAllocateHeap, RtlReAllocateHeap, RtlFreeHeap and msvcrt realloc (no Speakeasy handler:
-    the run ended as unsupported_api) behave as on Windows, and code decoded into a block from
-    RtlAllocateHeap is a stage whose buffer names the decoding instruction."""
+    the run ended as unsupported_api) behave as on Windows; code decoded into a block from
+    RtlAllocateHeap, moved by realloc and run there keeps its decoder's pc in its lineage."""
+    from emulator.analysis.pipeline import analyse
     from emulator.events import DataBuffer, StageStart
+    from emulator.trace import freeze
 
     recording = _emulate("heapapis.exe")
     assert recording.status == "completed", recording.detail
@@ -357,11 +359,16 @@ def test_ntdll_heap_calls_and_realloc_work_and_their_blocks_are_flow_watched() -
         "RtlFreeHeap_succeeds": "pass",
         "decoded_heap_code_returned": "pass 42",
     }
-    stages = [e for e in recording.events if isinstance(e, StageStart)]
-    assert len(stages) == 2 and stages[1].kind == "shellcode"
+    main, stage = [e for e in recording.events if isinstance(e, StageStart)]
+    filled, decoded_in = (int(c.ret or "0", 16) for c in _calls(recording, "ntdll.RtlAllocateHeap"))
+    moved_to = int(_calls(recording, "msvcrt.realloc")[-1].ret or "0", 16)
+    assert stage.kind == "shellcode" and stage.base == moved_to != decoded_in
     written = [e for e in recording.events if isinstance(e, DataBuffer) and e.source == "guest_write"]
-    assert [w.address for w in written] == [stages[1].base]
-    main = stages[0]
-    assert written[0].pc is not None and main.base <= written[0].pc < main.base + main.size
+    # Each block guest code wrote is recorded when an API copies out of it (the reallocations).
+    assert [w.address for w in written] == [filled, decoded_in]
     copies = [e for e in recording.events if isinstance(e, DataBuffer) and e.source == "api_copy"]
-    assert [c.api for c in copies] == ["ntdll.RtlReAllocateHeap", "msvcrt.realloc"]
+    assert [c.api for c in copies] == ["ntdll.RtlReAllocateHeap", "msvcrt.realloc", "msvcrt.realloc"]
+    hops = analyse(freeze(_plan("heapapis.exe"), recording, "0" * 64)).stages[1].link.hops  # type: ignore[union-attr]
+    assert [h.transform for h in hops][-2:] == ["guest_code", "copy"]
+    pc = int(hops[-2].detail.split(" at pc ")[1].split()[0], 16)
+    assert main.base <= pc < main.base + main.size

@@ -308,9 +308,10 @@ def _find_lineage(
     hops, bounded = _trace_stage(event, data, carriers, guest=False)
     if hops is not None and hops[0].transform != "source":
         # An API's output whose input no recognised transform explains (a copy of bytes guest
-        # code decoded, say): the guest-code writes may lead on to the origin.
+        # code decoded, say): the guest-code writes may lead on, to the origin or at least to
+        # the decoding instruction.
         further, further_bounded = _trace_stage(event, data, carriers, guest=True)
-        if further is not None and further[0].transform == "source":
+        if further is not None and (further[0].transform == "source" or len(further) > len(hops)):
             hops, bounded = further, further_bounded
     if hops is None:
         hops = _in_place(event, buffers, memory, actor)

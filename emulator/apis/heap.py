@@ -6,8 +6,10 @@
 Blocks are mapped as Speakeasy maps its own heap blocks (memory tag ``api.heap.<api>``), so the
 memory watch sees code run from them and the flow watch follows guest code writing into them
 (emulator/backends/speakeasy/flow.py). A reallocation returns a new block holding the old one's
-bytes, remembered as an ``api_copy`` buffer for lineage. Freeing leaves the block mapped (the
-project's handlers cannot unmap guest memory); the call succeeds as on Windows.
+bytes, remembered as an ``api_copy`` buffer for lineage (after the flow watch has recorded how
+guest code wrote the old block, if it did: a decoded block that moves keeps its decoder's pc).
+Freeing leaves the block mapped (the project's handlers cannot unmap guest memory); the call
+succeeds as on Windows.
 """
 
 from __future__ import annotations
@@ -57,10 +59,13 @@ def _realloc(api: GuestApi, old: int, size: int, zero: bool) -> int:
     if not block:
         return 0
     data = _readable(api, old, size & ((1 << 64) - 1))
+    recorder = _services(api).recorder
+    if data and recorder.on_copy_from is not None:
+        recorder.on_copy_from(old, len(data))
     for done in range(0, len(data), CHUNK):
         api.write(block + done, data[done : done + CHUNK])
     if data:
-        _services(api).recorder.remember_buffer(
+        recorder.remember_buffer(
             "api_copy", block, data, ref=api.qualified_name, input_data=data, api=api.qualified_name
         )
     return block

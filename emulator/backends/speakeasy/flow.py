@@ -428,7 +428,9 @@ class FlowWatch:
         """An API is about to copy ``size`` bytes from ``address``: if guest code wrote them, record
         how (once per version of the region), so the copy's lineage goes on through guest code.
         Called from an API handler: the stretch before it has ended already."""
-        base = next((b for b, r in self.records.items() if b < address + max(size, 1) and address < b + r.size), None)
+        base = next((b for b, r in self.records.items() if b <= address < b + r.size), None)
+        if base is None:  # the copy starts before a guest-written region and runs into it
+            base = next((b for b, r in self.records.items() if address < b < address + size), None)
         if base is not None:
             self._emit(base, 0, set())
 

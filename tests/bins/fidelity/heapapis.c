@@ -2,7 +2,8 @@
  * had no handler (the run ended as unsupported_api). The sample checks that a zeroed block is
  * zero, that each reallocation keeps the bytes, and that freeing succeeds; then it decodes a
  * tiny function (mov eax, 42; ret, then filler) with a nibble-swap + add cipher into a block
- * from RtlAllocateHeap and calls it: the flow watch names the decoding instruction. */
+ * from RtlAllocateHeap, moves it with realloc and calls it there: the flow watch names the
+ * decoding instruction, through the reallocation. */
 #include <windows.h>
 #include "fidelity.h"
 
@@ -25,7 +26,7 @@ void __stdcall HeapApisEntry(void)
     rtl_reallocate_heap_t grow;
     rtl_free_heap_t release;
     realloc_t crt_realloc;
-    unsigned char *p, *q, *r, *code, b;
+    unsigned char *p, *q, *r, *code, *moved, b;
     char text[32];
     int ok, i;
     if (!marker_set())
@@ -60,7 +61,8 @@ void __stdcall HeapApisEntry(void)
         b = encoded[i];
         code[i] = (unsigned char)(((b << 4) | (b >> 4)) + 0x2b + 5 * i);
     }
-    fmt_u64(text, code ? (unsigned long long)((code_t)(void *)code)() : 0);
+    moved = code ? (unsigned char *)crt_realloc(code, 4096) : 0;
+    fmt_u64(text, moved ? (unsigned long long)((code_t)(void *)moved)() : 0);
     verdict("decoded_heap_code_returned", 1, text);
     ExitProcess(0);
 }
