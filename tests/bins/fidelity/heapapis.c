@@ -2,7 +2,7 @@
  * had no handler (the run ended as unsupported_api). The sample checks that a zeroed block is
  * zero, that each reallocation keeps the bytes, and that freeing succeeds; then it decodes a
  * tiny function (mov eax, 42; ret, then filler) with a nibble-swap + add cipher into a block
- * from RtlAllocateHeap, moves it with realloc and calls it there: the flow watch names the
+ * from RtlAllocateHeap, moves it with HeapReAlloc then realloc and calls it there: the flow watch names the
  * decoding instruction, through the reallocation. */
 #include <windows.h>
 #include "fidelity.h"
@@ -61,7 +61,8 @@ void __stdcall HeapApisEntry(void)
         b = encoded[i];
         code[i] = (unsigned char)(((b << 4) | (b >> 4)) + 0x2b + 5 * i);
     }
-    moved = code ? (unsigned char *)crt_realloc(code, 4096) : 0;
+    moved = code ? (unsigned char *)HeapReAlloc(GetProcessHeap(), 0, code, 2048) : 0;
+    moved = moved ? (unsigned char *)crt_realloc(moved, 4096) : 0;
     fmt_u64(text, moved ? (unsigned long long)((code_t)(void *)moved)() : 0);
     verdict("decoded_heap_code_returned", 1, text);
     ExitProcess(0);
