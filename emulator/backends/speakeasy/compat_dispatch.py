@@ -81,7 +81,7 @@ class FastDispatch:
         self.mem_read: Any = None
         if self.x64:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
-            self.arg_regs = (se_arch.AMD64_REG_RCX, se_arch.AMD64_REG_RDX, se_arch.AMD64_REG_R8, se_arch.AMD64_REG_R9)
+            self.arg_regs: tuple[int, ...] = (se_arch.AMD64_REG_RCX, se_arch.AMD64_REG_RDX, se_arch.AMD64_REG_R8, se_arch.AMD64_REG_R9)
         else:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX
             self.arg_regs = ()
@@ -164,7 +164,7 @@ class FastDispatch:
         sp = read(self.sp_reg)
         ret = self._stack_word(sp)
         argv = self._argv(sp, plan.argc) if ret is not None else None
-        if argv is None:
+        if argv is None or ret is None:
             return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
         frame = ApiCallbackFrame(sp, ret)
         previous = emu._active_api_frame
