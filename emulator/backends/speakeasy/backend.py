@@ -8,7 +8,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, setup
-from emulator.backends.speakeasy.compat_dispatch import FastDispatch
+from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
@@ -111,6 +111,7 @@ class SpeakeasyBackend:
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
             flow.on_unhooked = self._runner.retranslate
+            FastEngineLoop(emu).install()
 
     def _observe_events(self, flow: FlowWatch) -> None:
         """The flow watch learns its sources from the recorded events (buffers, stages)."""

@@ -18,14 +18,18 @@ The hooks registered for an API are re-read whenever any API hook is added.
 
 from __future__ import annotations
 
+import time
 import traceback
 from types import MethodType
 from typing import Any
 
 import speakeasy.common as se_common
+import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.arch as se_arch
+import unicorn as uc
 from speakeasy.profiler import ApiCallbackFrame
+from speakeasy.report import ErrorInfo
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
@@ -81,7 +85,12 @@ class FastDispatch:
         self.mem_read: Any = None
         if self.x64:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
-            self.arg_regs: tuple[int, ...] = (se_arch.AMD64_REG_RCX, se_arch.AMD64_REG_RDX, se_arch.AMD64_REG_R8, se_arch.AMD64_REG_R9)
+            self.arg_regs: tuple[int, ...] = (
+                se_arch.AMD64_REG_RCX,
+                se_arch.AMD64_REG_RDX,
+                se_arch.AMD64_REG_R8,
+                se_arch.AMD64_REG_R9,
+            )
         else:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX
             self.arg_regs = ()
@@ -259,3 +268,246 @@ class FastDispatch:
             write(self.ret_reg, rv)
         if conv != se_arch.CALL_CONV_CDECL and argc and not self.x64:
             write(self.sp_reg, self.reg_read(self.sp_reg) + self.ptr * argc)
+
+
+# ---- the run loop --------------------------------------------------------------------------------
+
+# The emulator state Speakeasy's run loop keeps, and what its deferred-work hook checks
+# (compat_fast.deferred_work_idle).
+LOOP_STATE = (
+    "_pending_api_entry",
+    "_pending_api_snapshot",
+    "_pending_control",
+    "_pending_trap_fault",
+    "_pending_fault_stop",
+    "_pending_exec_recovery",
+    "_api_call_site",
+    "_execution_budget",
+    "exit_event",
+    "prev_pc",
+    "run_complete",
+)
+DEFERRED_WORK_STATE = ("curr_exception_code", "restart_curr_run", "_seh_resume_pc", "tmp_maps", "emu_hooks_set")
+
+# Stands for a suspended API call's snapshot until it is needed (see FastEngineLoop.on_trap).
+_LAZY_SNAPSHOT = object()
+
+
+class FastEngineLoop:
+    """``WindowsEmulator._run_api_engine`` for fast mode, and a shorter way into it from an API trap.
+
+    The loop is Speakeasy's, statement for statement, without what fast mode never uses (a
+    debugger, Unicorn's instruction count: ``max_instructions`` is the runner's), and reading
+    the pc once where Speakeasy reads it up to four times. Anything else (a debugger, a count)
+    takes Speakeasy's own loop.
+
+    The trap: guest code that reaches an API stub fetches from Speakeasy's unmapped trap range.
+    Speakeasy's invalid-memory dispatcher then checks the run's return and callback addresses,
+    looks the stub up, snapshots the stack and the stub's bytes (so a debugger that edits them
+    while stopped is noticed) and stops Unicorn. :meth:`on_trap` is put in front of it for
+    fetches from a stub only: it suspends the call the same way and leaves the snapshot to be
+    taken if the call leaves this loop still suspended (memory cannot change before that).
+    """
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.original = emu._run_api_engine
+        self.traps = emu.api_registry.traps
+
+    def install(self) -> None:
+        emu = self.emu
+        for attr in LOOP_STATE + DEFERRED_WORK_STATE:
+            if not hasattr(emu, attr):
+                raise _incompatible(f"the emulator has no attribute {attr!r}")
+        emu._run_api_engine = self.run
+        hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+        if not hooks or emu.emu_eng.mem_access.get(uc.UC_MEM_FETCH_UNMAPPED) != se_common.INVALID_MEM_EXEC:
+            return
+        dispatch = hooks[0]
+        original, traps, fetch_unmapped, stop = dispatch.cb, self.traps, uc.UC_MEM_FETCH_UNMAPPED, emu.emu_eng.stop
+
+        def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
+            if access == fetch_unmapped:
+                entry = traps.get(address)
+                if entry is not None:
+                    emu._pending_api_entry = entry
+                    emu._pending_api_snapshot = _LAZY_SNAPSHOT
+                    stop()
+                    return False
+            return bool(original(uc_emu, access, address, size, value))
+
+        dispatch.cb = on_invalid
+
+    def _settle_snapshot(self) -> None:
+        emu = self.emu
+        if emu._pending_api_snapshot is _LAZY_SNAPSHOT:
+            entry = emu._pending_api_entry
+            emu._pending_api_snapshot = emu._api_call_snapshot(entry) if entry is not None else None
+
+    def run(self, address: int, timeout: float = 0, count: int = -1, debugger: Any = None) -> None:
+        if debugger is not None or count > 0:
+            self._settle_snapshot()
+            return self.original(address, timeout=timeout, count=count, debugger=debugger)  # type: ignore[no-any-return]
+        try:
+            self._run(address, timeout)
+        finally:
+            self._settle_snapshot()
+        return None
+
+    def _run(self, address: int, timeout: float) -> None:  # noqa: C901 - Speakeasy's loop
+        emu = self.emu
+        self._settle_snapshot()
+        pending = emu._pending_api_entry
+        if pending is not None and address not in (pending.address, pending.trap):
+            emu._pending_api_entry = None
+        elif pending is not None and emu._api_call_snapshot(pending) != emu._pending_api_snapshot:
+            emu._pending_api_entry = None
+            address = pending.address
+            emu.set_pc(address)
+        callback_addr = se_wincommon.API_CALLBACK_HANDLER_ADDR
+        if (
+            emu._pending_control
+            and emu._pending_control != "exec_recovery"
+            and address
+            not in (
+                callback_addr,
+                emu.return_hook,
+                emu.exit_hook,
+            )
+        ):
+            emu._pending_control = None
+        monotonic = time.monotonic
+        started = monotonic()
+        spent = emu.curr_run.execution_elapsed
+        deadline = started + max(timeout - spent, 0) if timeout > 0 else None
+        deadline_kind = "timeout"
+        total_budget = emu._execution_budget
+        if total_budget is not None and total_budget.limit > 0:
+            total_deadline = started + max(total_budget.limit - total_budget.elapsed, 0)
+            if deadline is None or total_deadline < deadline:
+                deadline = total_deadline
+                deadline_kind = "max_total_time"
+        origin_run = emu.curr_run
+        traps = self.traps
+        start = emu.emu_eng.start
+
+        def stop_limit(kind: str) -> None:
+            if emu._pending_api_entry is not None:
+                emu.set_pc(emu._pending_api_entry.address)
+            if kind == "timeout":
+                se_winemu.logger.error("* Timeout of %d sec(s) reached.", timeout)
+            else:
+                se_winemu.logger.error("* Total execution time of %d sec(s) reached.", total_budget.limit)
+            if kind == "max_total_time":
+                total_budget.exhausted = True
+                emu._cancel_execution_runs()
+                if emu.curr_run is origin_run and origin_run.error is None:
+                    origin_run.error = ErrorInfo(type=kind, pc=emu.get_pc())
+            if emu.curr_run is origin_run:
+                if origin_run.error is None:
+                    origin_run.error = ErrorInfo(type=kind, pc=emu.get_pc(), count=None)
+                emu.on_run_complete()
+
+        try:
+            while not emu.emu_complete:
+                if emu.exit_event and emu.exit_event.is_set():
+                    emu.emu_eng.stop()
+                    return
+                if emu._pending_control:
+                    if deadline_kind == "max_total_time" and deadline is not None and monotonic() >= deadline:
+                        stop_limit("max_total_time")
+                        return
+                    control, emu._pending_control = emu._pending_control, None
+                    if control in ("run_return", "fault_return"):
+                        emu.on_run_complete()
+                        return
+                    if control == "exec_recovery":
+                        page, perms = emu._pending_exec_recovery
+                        emu._pending_exec_recovery = None
+                        emu.mem_protect(page, emu.page_size, perms)
+                    else:
+                        emu._continue_api_callback()
+                    address = emu.get_pc()
+                if deadline is not None and monotonic() >= deadline:
+                    stop_limit(deadline_kind)
+                    return
+                if emu._pending_api_entry is None and not emu._pending_control:
+                    try:
+                        native_timeout = max(deadline - monotonic(), 0.000001) if deadline is not None else 0
+                        start(address, timeout=native_timeout, count=0)
+                    except uc.UcError as exc:
+                        if emu._pending_fault_stop is not None:
+                            return
+                        tolerated = (
+                            emu._pending_trap_fault is not None
+                            or (emu._pending_control == "exec_recovery" and exc.errno == uc.UC_ERR_FETCH_PROT)
+                            or emu._pending_control == "fault_return"
+                            or (
+                                exc.errno == uc.UC_ERR_FETCH_UNMAPPED
+                                and (emu._pending_api_entry is not None or bool(emu._pending_control))
+                            )
+                        )
+                        if not tolerated:
+                            raise
+                    if emu._pending_trap_fault is not None:
+                        emu._dispatch_trap_fault()
+                        address = emu.get_pc()
+                        if emu._pending_fault_stop is not None:
+                            return
+                        continue
+                    pc = emu.get_pc()
+                    if emu._pending_api_entry is None:
+                        candidate = traps.get(pc)
+                        if candidate is not None:
+                            emu._suspend_api_call(candidate)
+                    if pc == callback_addr and emu.curr_run.api_callbacks:
+                        emu._pending_control = "callback_return"
+                    elif pc in (emu.return_hook, emu.exit_hook):
+                        emu._pending_control = "run_return"
+                if emu.curr_run is not origin_run or emu.emu_complete:
+                    return
+                entry = emu._pending_api_entry
+                if emu._pending_control:
+                    continue
+                if deadline is not None and monotonic() >= deadline:
+                    stop_limit(deadline_kind)
+                    return
+                if entry is None:
+                    return
+                emu._pending_api_entry = None
+                emu._pending_api_snapshot = None
+                site, emu._api_call_site = emu._api_call_site, None
+                emu.prev_pc = site[1] if site is not None and site[0] == entry.address else 0
+                emu.handle_import_func(entry.dll, entry.name)
+                if emu._pending_fault_stop is not None:
+                    return
+                if emu.run_complete and not emu.emu_complete and emu.curr_run is origin_run:
+                    if deadline_kind == "max_total_time" and deadline is not None and monotonic() >= deadline:
+                        stop_limit("max_total_time")
+                        return
+                    emu.on_run_complete()
+                address = emu.get_pc()
+                if emu.curr_run is not origin_run:
+                    return
+        finally:
+            elapsed = monotonic() - started
+            origin_run.execution_elapsed = spent + elapsed
+            if total_budget is not None:
+                total_budget.elapsed += elapsed
+                if total_budget.limit > 0 and total_budget.elapsed >= total_budget.limit:
+                    if not total_budget.exhausted:
+                        se_winemu.logger.error("* Total execution time of %d sec(s) reached.", total_budget.limit)
+                    total_budget.exhausted = True
+                    emu._cancel_execution_runs()
+                    prepared = emu.curr_run
+                    if prepared is origin_run:
+                        if not emu.run_complete and origin_run.error is None:
+                            origin_run.error = ErrorInfo(type="max_total_time", pc=emu.get_pc())
+                    else:
+                        emu._cancel_execution_runs(prepared)
+                        if prepared.execution_elapsed == 0 and prepared.get_api_count() == 0:
+                            emu.runs[:] = [run for run in emu.runs if run is not prepared]
+                            if emu.profiler:
+                                emu.profiler.runs[:] = [run for run in emu.profiler.runs if run is not prepared]
+                            emu.curr_run = origin_run
+                            emu.run_complete = True

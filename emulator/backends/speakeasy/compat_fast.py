@@ -32,6 +32,12 @@ def _check_installed() -> None:
     _require_params(winemu, "disable_code_hook", ())
     _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
     _require_params(winemu, "get_handler_signature", ("dll", "name", "argc"))
+    _require_params(winemu, "_run_api_engine", ("address", "timeout", "count", "debugger"))
+    _require_params(winemu, "_api_call_snapshot", ("entry",))
+    _require_params(winemu, "_suspend_api_call", ("entry",))
+    _require_params(winemu, "_dispatch_trap_fault", ())
+    _require_params(winemu, "_continue_api_callback", ())
+    _require_params(winemu, "_cancel_execution_runs", ("prepared",))
     for name in ("uc_hook_add", "uc_hook_del", "uc_emu_stop"):
         if not hasattr(getattr(uc_binding, "uclib", None), name):
             raise _incompatible(f"unicorn's C library binding has no {name}")
@@ -63,6 +69,21 @@ def replace_engine_start_stop(
 
 def run_deferred_code_work(emu: Any, address: int, size: int) -> None:
     emu._hook_code_core(emu, address, size)
+
+
+def deferred_work_idle(emu: Any, address: int) -> bool:
+    """Whether Speakeasy's deferred-work hook at ``address`` would only switch itself off: no
+    exception to dispatch, no run to restart or end, no SEH resume to watch, no temporary fault
+    page to unmap, the trap range already unmapped (``WindowsEmulator._hook_code_core``)."""
+    return (
+        emu.curr_exception_code == 0
+        and not emu.restart_curr_run
+        and address != emu.return_hook
+        and not emu.run_complete
+        and emu._seh_resume_pc is None
+        and not emu.tmp_maps
+        and emu.emu_hooks_set
+    )
 
 
 def emulation_complete(emu: Any) -> bool:
@@ -121,17 +142,43 @@ def use_direct_engine_access(emu: Any) -> None:
     ref = ctypes.byref(value)
     original_read, original_write = engine.reg_read, engine.reg_write
 
+    # Register values read while Unicorn is stopped, until the next write of any register
+    # (through the engine, the binding or the C library as the binding calls it) or start.
+    cache: dict[int, int] = {}
+    running = [False]
+    # Registers an API call reads anyway, fetched together with one C call on a miss.
+    x64_engine = emu.get_arch() == se_arch.ARCH_AMD64
+    hot_names = ("RSP", "RIP", "RAX", "RCX", "RDX", "R8", "R9") if x64_engine else ("ESP", "EIP", "EAX", "ECX", "EDX")
+    hot = [integer[getattr(se_arch, ("AMD64_REG_" if x64_engine else "X86_REG_") + n)] for n in hot_names]
+    hot_set = frozenset(hot)
+    hot_ids = (ctypes.c_int * len(hot))(*hot)
+    hot_values = (ctypes.c_uint64 * len(hot))()
+    hot_ptrs = (ctypes.c_void_p * len(hot))(*(ctypes.addressof(hot_values) + 8 * i for i in range(len(hot))))
+    read_batch = lib.uc_reg_read_batch
+
     def reg_read(reg: Any) -> Any:
         ereg = integer.get(reg)
         if ereg is None:
             return original_read(reg)
+        if not running[0]:
+            cached = cache.get(ereg)
+            if cached is not None:
+                return cached
+            if ereg in hot_set:
+                ctypes.memset(hot_values, 0, ctypes.sizeof(hot_values))
+                if read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
+                    cache.update(zip(hot, hot_values, strict=True))
+                    return cache[ereg]
         value.value = 0
         status = read_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, ereg)
+        if not running[0]:
+            cache[ereg] = value.value
         return value.value
 
     def reg_write(reg: Any, val: Any) -> Any:
+        cache.clear()
         ereg = integer.get(reg)
         if ereg is None or not isinstance(val, int):
             return original_write(reg, val)
@@ -140,6 +187,31 @@ def use_direct_engine_access(emu: Any) -> None:
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, ereg)
         return None
+
+    binding_write, binding_write_batch, binding_start = (
+        unicorn._do_reg_write,
+        unicorn._do_reg_write_batch,
+        unicorn.emu_start,
+    )
+
+    def do_reg_write(*args: Any) -> Any:
+        cache.clear()
+        return binding_write(*args)
+
+    def do_reg_write_batch(*args: Any) -> Any:
+        cache.clear()
+        return binding_write_batch(*args)
+
+    def emu_start(*args: Any, **kwargs: Any) -> Any:
+        cache.clear()
+        running[0] = True
+        try:
+            return binding_start(*args, **kwargs)
+        finally:
+            running[0] = False
+            cache.clear()
+
+    unicorn._do_reg_write, unicorn._do_reg_write_batch, unicorn.emu_start = do_reg_write, do_reg_write_batch, emu_start
 
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")
@@ -153,7 +225,7 @@ def use_direct_engine_access(emu: Any) -> None:
 
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
-    x64 = emu.get_arch() == se_arch.ARCH_AMD64
+    x64 = x64_engine
     pc_reg = se_arch.AMD64_REG_RIP if x64 else se_arch.X86_REG_EIP
     sp_reg = se_arch.AMD64_REG_RSP if x64 else se_arch.X86_REG_ESP
     emu.get_pc = lambda: reg_read(pc_reg)

@@ -131,6 +131,12 @@ class NativeRunner:
     def _run_deferred_work(self, address: int) -> int | None:
         """Speakeasy's deferred work at ``address``; the address to resume at, None to stay stopped."""
         self.stop_requested = False
+        if compat_fast.deferred_work_idle(self.emu, address):
+            # All Speakeasy's hook would do here is switch itself off.
+            if self.emu.get_pc() != address:
+                self.emu.set_pc(address)
+            self.disable()
+            return None if compat_fast.emulation_complete(self.emu) else address
         self.emu.set_pc(address)
         compat_fast.run_deferred_code_work(self.emu, address, 0)
         if self.stop_requested or compat_fast.emulation_complete(self.emu):
