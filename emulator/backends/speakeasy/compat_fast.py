@@ -67,6 +67,12 @@ def replace_engine_start_stop(
     return originals
 
 
+def native_start(emu: Any) -> Callable[[int, int], None] | None:
+    """``start(address, count)``: the engine's start with no timeout, straight through Unicorn's C
+    library (set up by :func:`use_direct_engine_access`), or None where that is not available."""
+    return getattr(emu.emu_eng, "start_native", None)
+
+
 def run_deferred_code_work(emu: Any, address: int, size: int) -> None:
     emu._hook_code_core(emu, address, size)
 
@@ -133,7 +139,7 @@ def use_direct_engine_access(emu: Any) -> None:
     engine = emu.emu_eng
     unicorn = engine.emu
     select = getattr(type(unicorn), "_select_reg_class", None)
-    if select is None or not hasattr(unicorn, "_uch"):
+    if select is None or not hasattr(unicorn, "_uch") or not hasattr(unicorn, "_hook_exception"):
         return
     handle, lib = unicorn._uch, uc_binding.uclib
     read_reg, write_reg, read_mem = lib.uc_reg_read, lib.uc_reg_write, lib.uc_mem_read
@@ -212,6 +218,25 @@ def use_direct_engine_access(emu: Any) -> None:
             cache.clear()
 
     unicorn._do_reg_write, unicorn._do_reg_write_batch, unicorn.emu_start = do_reg_write, do_reg_write_batch, emu_start
+    c_start = lib.uc_emu_start
+
+    def start_native(address: int, count: int) -> None:
+        """What Speakeasy's engine start does for a start with no timeout (the binding's
+        ``emu_start`` to address 0xFFFFFFFF), in one call: same errors, same hook exceptions."""
+        cache.clear()
+        running[0] = True
+        unicorn._hook_exception = None
+        try:
+            status = c_start(handle, address, 0xFFFFFFFF, 0, count)
+        finally:
+            running[0] = False
+            cache.clear()
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
+        if unicorn._hook_exception is not None:
+            raise unicorn._hook_exception
+
+    engine.start_native = start_native
 
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")

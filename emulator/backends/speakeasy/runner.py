@@ -69,6 +69,7 @@ class NativeRunner:
         compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
+        self._start_native = compat_fast.native_start(emu)
         self.budget = native_budget.install(self.unicorn)
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
@@ -154,7 +155,10 @@ class NativeRunner:
             self._stop_at = stop_at
         self.in_native = True
         try:
-            self._engine_start(address, timeout=0, count=count)
+            if self._start_native is not None:
+                self._start_native(address, count)
+            else:
+                self._engine_start(address, timeout=0, count=count)
         finally:
             self.in_native = False
             with self._lock:
