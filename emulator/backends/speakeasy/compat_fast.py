@@ -67,6 +67,11 @@ def replace_engine_start_stop(
     return originals
 
 
+def native_stop(emu: Any) -> Callable[[], None] | None:
+    """The engine's stop straight through Unicorn's C library, or None (see :func:`native_start`)."""
+    return getattr(emu.emu_eng, "stop_native", None)
+
+
 def native_start(emu: Any) -> Callable[[int, int], None] | None:
     """``start(address, count)``: the engine's start with no timeout, straight through Unicorn's C
     library (set up by :func:`use_direct_engine_access`), or None where that is not available."""
@@ -157,6 +162,7 @@ def use_direct_engine_access(emu: Any) -> None:
     hot_names = ("RSP", "RIP", "RAX", "RCX", "RDX", "R8", "R9") if x64_engine else ("ESP", "EIP", "EAX", "ECX", "EDX")
     hot = [integer[getattr(se_arch, ("AMD64_REG_" if x64_engine else "X86_REG_") + n)] for n in hot_names]
     hot_set = frozenset(hot)
+    hot_mask = (1 << (64 if x64_engine else 32)) - 1
     hot_ids = (ctypes.c_int * len(hot))(*hot)
     hot_values = (ctypes.c_uint64 * len(hot))()
     hot_ptrs = (ctypes.c_void_p * len(hot))(*(ctypes.addressof(hot_values) + 8 * i for i in range(len(hot))))
@@ -184,14 +190,21 @@ def use_direct_engine_access(emu: Any) -> None:
         return value.value
 
     def reg_write(reg: Any, val: Any) -> Any:
-        cache.clear()
         ereg = integer.get(reg)
         if ereg is None or not isinstance(val, int):
+            cache.clear()
             return original_write(reg, val)
+        hot_values_cached = [(k, v) for k, v in cache.items() if k in hot_set and k != ereg]
+        cache.clear()
         value.value = val
         status = write_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, ereg)
+        if not running[0] and ereg in hot_set:
+            # The hot registers are whole, distinct registers of the architecture's width: writing
+            # one changes no other, and it reads back as written (modulo its width).
+            cache.update(hot_values_cached)
+            cache[ereg] = val & hot_mask
         return None
 
     binding_write, binding_write_batch, binding_start = (
@@ -236,7 +249,15 @@ def use_direct_engine_access(emu: Any) -> None:
         if unicorn._hook_exception is not None:
             raise unicorn._hook_exception
 
+    c_stop = lib.uc_emu_stop
+
+    def stop_native() -> None:
+        status = c_stop(handle)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
+
     engine.start_native = start_native
+    engine.stop_native = stop_native
 
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")

@@ -70,6 +70,7 @@ class NativeRunner:
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
         self._start_native = compat_fast.native_start(emu)
+        self._engine_stop = compat_fast.native_stop(emu) or self._engine_stop
         self.budget = native_budget.install(self.unicorn)
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
