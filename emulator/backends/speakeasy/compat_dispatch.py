@@ -83,6 +83,7 @@ class FastDispatch:
         self.reg_read: Any = None
         self.reg_write: Any = None
         self.mem_read: Any = None
+        self.write_return: Any = None
         if self.x64:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
             self.arg_regs: tuple[int, ...] = (
@@ -103,6 +104,7 @@ class FastDispatch:
         # The engine's register and memory access as the runner left it (direct, in fast mode).
         engine = self.emu.emu_eng
         self.reg_read, self.reg_write, self.mem_read = engine.reg_read, engine.reg_write, engine.mem_read
+        self.write_return = getattr(engine, "write_return", None)
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -258,16 +260,23 @@ class FastDispatch:
         emu._check_api_limit(origin_run, imp_api)
 
     def _call_return(self, sp: int, argc: int, ret: int, rv: Any, conv: Any) -> None:
-        """``do_call_return`` for stdcall / cdecl."""
-        write = self.reg_write
-        if ret:
-            sp += self.ptr
-            write(self.sp_reg, sp)
-            write(self.pc_reg, ret)
-        if rv is not None:
-            write(self.ret_reg, rv)
+        """``do_call_return`` for stdcall / cdecl: the same final registers, written at once."""
+        if not ret:
+            if rv is not None:
+                self.reg_write(self.ret_reg, rv)
+            if conv != se_arch.CALL_CONV_CDECL and argc and not self.x64:
+                self.reg_write(self.sp_reg, self.reg_read(self.sp_reg) + self.ptr * argc)
+            return
+        sp += self.ptr
         if conv != se_arch.CALL_CONV_CDECL and argc and not self.x64:
-            write(self.sp_reg, self.reg_read(self.sp_reg) + self.ptr * argc)
+            sp += self.ptr * argc
+        if self.write_return is not None:
+            self.write_return(sp, ret, rv)
+            return
+        self.reg_write(self.sp_reg, sp)
+        self.reg_write(self.pc_reg, ret)
+        if rv is not None:
+            self.reg_write(self.ret_reg, rv)
 
 
 # ---- the run loop --------------------------------------------------------------------------------

@@ -162,6 +162,11 @@ def use_direct_engine_access(emu: Any) -> None:
     hot_names = ("RSP", "RIP", "RAX", "RCX", "RDX", "R8", "R9") if x64_engine else ("ESP", "EIP", "EAX", "ECX", "EDX")
     hot = [integer[getattr(se_arch, ("AMD64_REG_" if x64_engine else "X86_REG_") + n)] for n in hot_names]
     hot_set = frozenset(hot)
+    sp_reg_id, pc_reg_id, ret_reg_id = (
+        (se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX)
+        if x64_engine
+        else (se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX)
+    )
     hot_mask = (1 << (64 if x64_engine else 32)) - 1
     hot_ids = (ctypes.c_int * len(hot))(*hot)
     hot_values = (ctypes.c_uint64 * len(hot))()
@@ -194,18 +199,50 @@ def use_direct_engine_access(emu: Any) -> None:
         if ereg is None or not isinstance(val, int):
             cache.clear()
             return original_write(reg, val)
-        hot_values_cached = [(k, v) for k, v in cache.items() if k in hot_set and k != ereg]
+        kept = {k: v for k, v in cache.items() if k in hot_set} if ereg in hot_set else None
         cache.clear()
         value.value = val
         status = write_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, ereg)
-        if not running[0] and ereg in hot_set:
+        if kept is not None and not running[0]:
             # The hot registers are whole, distinct registers of the architecture's width: writing
             # one changes no other, and it reads back as written (modulo its width).
-            cache.update(hot_values_cached)
+            cache.update(kept)
             cache[ereg] = val & hot_mask
         return None
+
+    # An API call's return: stack pointer, pc and return register in one C call.
+    sp_e, pc_e, ret_e = hot[0], hot[1], hot[2]
+    ret_ids = (ctypes.c_int * 3)(sp_e, pc_e, ret_e)
+    ret_values = (ctypes.c_uint64 * 3)()
+    ret_ptrs = (ctypes.c_void_p * 3)(*(ctypes.addressof(ret_values) + 8 * i for i in range(3)))
+    write_batch = lib.uc_reg_write_batch
+
+    def write_return(sp: int, pc: int, rv: int | None) -> None:
+        """Like writing the stack pointer, the pc, then (unless None) the return register."""
+        if running[0] or not (rv is None or isinstance(rv, int)):
+            reg_write(sp_reg_id, sp)
+            reg_write(pc_reg_id, pc)
+            if rv is not None:
+                reg_write(ret_reg_id, rv)
+            return
+        kept = {k: v for k, v in cache.items() if k in hot_set}
+        cache.clear()
+        ret_values[0], ret_values[1] = sp & hot_mask, pc & hot_mask
+        count = 2
+        if rv is not None:
+            ret_values[2] = rv & hot_mask
+            count = 3
+        status = write_batch(handle, ret_ids, ret_ptrs, count)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
+        kept[sp_e], kept[pc_e] = sp & hot_mask, pc & hot_mask
+        if rv is not None:
+            kept[ret_e] = rv & hot_mask
+        cache.update(kept)
+
+    engine.write_return = write_return
 
     binding_write, binding_write_batch, binding_start = (
         unicorn._do_reg_write,
