@@ -8,6 +8,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, setup
+from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
@@ -89,6 +90,7 @@ class SpeakeasyBackend:
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         if self.plan.mode == "fast":
             compat_fast.use_lean_api_log(emu)
+            FastDispatch(emu).install()
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
@@ -120,6 +122,7 @@ class SpeakeasyBackend:
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
             flow.on_unhooked = self._runner.retranslate
             self._runner.slow_watch = (flow.hooks_armed, flow.let_go_for_now, SLOW_PATH_BYTES)
+            FastEngineLoop(emu).install()
 
     def _observe_events(self, flow: FlowWatch) -> None:
         """The flow watch learns its sources from the recorded events (buffers, stages)."""
