@@ -360,6 +360,68 @@ def test_generated_yara_rules_match_their_stage_and_not_the_benign_sample(name: 
                 assert bool(rules.match(data=data)) == (other in allowed), (stage.id, other)
 
 
+def _byte_windows_by_definition(data: bytes, excluded: list[bytes], taken: set[bytes]) -> list[tuple[int, bytes]]:
+    """The byte sequences of a generated YARA rule as documented: from offset 0, the first
+    16-byte window with at least 8 distinct bytes that no excluded file contains anywhere (every
+    window of every excluded file in one set), then the same from 256 bytes further on."""
+    from emulator.export.detections.yara_rules import MIN_DISTINCT_BYTES, WINDOW
+
+    excluded_windows = {e[i : i + WINDOW] for e in excluded for i in range(len(e) - WINDOW + 1)}
+    picked: list[tuple[int, bytes]] = []
+    offset = 0
+    while len(taken) < 8 and offset + WINDOW <= len(data):
+        window = data[offset : offset + WINDOW]
+        if len(set(window)) >= MIN_DISTINCT_BYTES and window not in excluded_windows and window not in taken:
+            taken.add(window)
+            picked.append((offset, window))
+            offset += WINDOW * 16
+        else:
+            offset += 1
+    return picked
+
+
+def test_generated_yara_byte_sequences_follow_their_definition() -> None:
+    """The rule generator finds its byte sequences by searching the excluded files (and skipping
+    the runs of bytes a file shares with the stage) instead of holding every window of every
+    file in a set: on stages carried whole, carried in part with changes, padded with runs of
+    one byte, or sharing nothing, it picks exactly what the definition picks."""
+    import random
+
+    from emulator.export.detections.yara_rules import _pick, benign_corpus
+
+    rnd = random.Random(18)
+    unprintable = [*range(0x20), *range(0x7F, 0x100)]  # no text: the rules are byte sequences only
+
+    def noise(n: int) -> bytes:
+        return bytes(rnd.choice(unprintable) for _ in range(n))
+
+    def stage(n: int) -> bytes:
+        parts = []
+        while sum(map(len, parts)) < n:
+            kind = rnd.randrange(3)
+            parts.append(noise(rnd.randrange(1, 300)) if kind else bytes([rnd.randrange(4)]) * rnd.randrange(1, 200))
+        return b"".join(parts)[:n]
+
+    compared = 0
+    for trial in range(120):
+        data = stage(rnd.randrange(0, 5000))
+        excluded = benign_corpus() if trial % 2 else []
+        for _ in range(rnd.randrange(0, 4)):
+            if data and rnd.random() < 0.6:  # carries part of the stage, perhaps with a byte changed
+                start = rnd.randrange(len(data))
+                piece = bytearray(data[start : rnd.randrange(start, len(data) + 1)])
+                if piece and rnd.random() < 0.5:
+                    piece[rnd.randrange(len(piece))] ^= 0xFF
+                excluded.append(noise(rnd.randrange(0, 400)) + bytes(piece) + noise(rnd.randrange(0, 400)))
+            else:
+                excluded.append(stage(rnd.randrange(0, 3000)))
+        picked = _pick(data, excluded)
+        want = _byte_windows_by_definition(data, excluded, set())
+        assert [(s.offset, s.text) for s in picked] == [(o, "{ " + w.hex(" ") + " }") for o, w in want], trial
+        compared += len(want)
+    assert compared > 200  # the cases exercise the byte sequences, not only empty picks
+
+
 def _events_db(rows: list[dict[str, Any]]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE logs (" + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in COLUMNS) + ")")

@@ -41,6 +41,8 @@ def prepare() -> None:
     import emulator.export.stix
     import emulator.export.yara_scan  # noqa: F401
 
+    emulator.export.detections.yara_rules.benign_corpus()  # read once per process, ahead of time
+
 
 def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[str, bytes]]]:
     from emulator.export.detections.sigma import sigma_rules, sigma_yaml
