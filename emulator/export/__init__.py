@@ -42,6 +42,7 @@ def prepare() -> None:
     import emulator.export.yara_scan  # noqa: F401
 
     emulator.export.detections.yara_rules.benign_corpus()  # read once per process, ahead of time
+    emulator.export.stix.warm_up()
 
 
 def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[str, bytes]]]:
