@@ -543,3 +543,92 @@ def test_hostile_network_values_cannot_break_or_forge_the_exports(scenario_outdi
         (query,) = backend.convert(SigmaCollection.from_yaml(file.read_text()))
         assert _events_db(rows).execute(query).fetchall(), file.name
     assert stix2.parse((out / "stix-bundle.json").read_text(), allow_custom=False)
+
+
+# --- exports written beside the drawing (a forked copy of the parent) -----------------------
+
+FROZEN_3CX = REPO / "tests" / "data" / "frozen" / "3cx"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _produced(out: Path, **kwargs: Any) -> Report:
+    from emulator.output import produce
+    from emulator.trace import read_trace
+
+    out.mkdir()
+    return produce(out, read_trace(FROZEN_3CX), generated_at="SNAPSHOT", **kwargs)
+
+
+def _serial(monkeypatch: pytest.MonkeyPatch, out: Path, **kwargs: Any) -> dict[str, bytes]:
+    """The output folder as the exports alone in this process write it (no copy forked)."""
+    import emulator.export
+
+    with monkeypatch.context() as patch:
+        patch.setattr(emulator.export.BackgroundExports, "start", classmethod(lambda cls, out, report: None))
+        _produced(out, **kwargs)
+    return _files(out)
+
+
+def test_exports_written_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The copy that writes the exports while the parent draws writes every byte the parent
+    would; its fork is the project's own, not a process the guard refuses."""
+    import emulator.export
+
+    started: list[int] = []
+    start = emulator.export.BackgroundExports.start.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, out: Path, report: Report) -> Any:
+        copy = start(cls, out, report)
+        started.append(copy.pid)
+        return copy
+
+    monkeypatch.setattr(emulator.export.BackgroundExports, "start", classmethod(counted))
+    report = _produced(tmp_path / "beside")
+    assert started and started[0] > 0
+    assert report.containment.host_processes_refused == 0 and not report.containment.violations
+    assert _files(tmp_path / "beside") == _serial(monkeypatch, tmp_path / "serial")
+    assert (tmp_path / "beside" / "stix-bundle.json").is_file()
+
+
+def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    import emulator.export
+
+    parent, write_all = os.getpid(), emulator.export._write_all
+
+    def dies_in_the_copy(out: Path, report: Report) -> list[tuple[str, str]]:
+        if os.getpid() != parent:
+            os._exit(3)
+        return write_all(out, report)
+
+    monkeypatch.setattr(emulator.export, "_write_all", dies_in_the_copy)
+    _produced(tmp_path / "died")
+    monkeypatch.setattr(emulator.export, "_write_all", write_all)
+    assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
+
+
+def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A signal while drawing makes the outcome "interrupted": the exports the copy wrote from
+    the report before it are replaced by ones from the report as written."""
+    import signal
+    import time
+
+    import emulator.render
+    from emulator.lifecycle import Interrupted, RunControl
+
+    def signalled(*args: object, **kwargs: object) -> list[str]:
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(emulator.render, "render_files", signalled)
+    with RunControl(time.monotonic() + 600) as control:
+        report = _produced(tmp_path / "cut", control=control)
+    assert report.outcome.status == "interrupted"
+    bundle = json.loads((tmp_path / "cut" / "stix-bundle.json").read_text())
+    (analysis,) = [o for o in bundle["objects"] if o["type"] == "malware-analysis"]
+    assert analysis["result_name"] == "interrupted"
+    with RunControl(time.monotonic() + 600) as control:
+        assert _files(tmp_path / "cut") == _serial(monkeypatch, tmp_path / "serial", control=control)
