@@ -572,7 +572,7 @@ def _serial(monkeypatch: pytest.MonkeyPatch, out: Path, **kwargs: Any) -> dict[s
     return _files(out)
 
 
-def test_exports_written_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The copy that writes the exports while the parent draws writes every byte the parent
     would; its fork is the project's own, not a process the guard refuses."""
     import emulator.export
