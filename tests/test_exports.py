@@ -396,7 +396,7 @@ def test_generated_yara_byte_sequences_follow_their_definition() -> None:
         return bytes(rnd.choice(unprintable) for _ in range(n))
 
     def stage(n: int) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while sum(map(len, parts)) < n:
             kind = rnd.randrange(3)
             parts.append(noise(rnd.randrange(1, 300)) if kind else bytes([rnd.randrange(4)]) * rnd.randrange(1, 200))
