@@ -112,7 +112,7 @@ class StageStart(_Event):
     entry: int
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "unknown"] = "unknown"
+    via: Literal["entry", "call", "thread", "callback", "unknown"] = "unknown"
     image_base: int | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
 
 

@@ -60,6 +60,12 @@ GENERALITY = [
     "inject-thread-hijack",
     "inject-apc",
     "inject-hollowing",
+    "urlmon-drop-x86",
+    "callback-mapview",
+    "callback-mapview-x86",
+    "tcp-stager-x86",
+    "resource-xor",
+    "thread-variants",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

@@ -63,6 +63,18 @@ class Canned(Responder):
         return self.options["response"]  # type: ignore[no-any-return]
 
 
+class Dialogue(Responder):
+    """A raw TCP server that answers each client message with its turn number and the message."""
+
+    def handles_host(self, host: str) -> bool:
+        return host == "raw.test"
+
+    def stream(self, host: str, port: int, sent: bytes, turn: int) -> bytes | None:
+        if turn == 0 and sent == b"boom":
+            raise RuntimeError("stream bug")
+        return b"%d:" % turn + sent if turn < 2 else None
+
+
 NotAResponder = dict
 
 
@@ -587,3 +599,38 @@ def test_c2_hands_out_each_victims_operator_tasks_in_order(tmp_path: Path) -> No
     assert c2.respond(get("https://a.c2.test/tasks", Cookie="__tutma=bob")).body == b"shell cmd.exe /c whoami"
     assert c2.respond(get("https://a.c2.test/tasks", Cookie="__tutma=eve")).status == 404
     assert c2.state_summary()["victims"]["alice"]["tasks_given"] == 2
+
+
+# ---- raw TCP answers (Responder.stream) -----------------------------------------------------------
+
+
+def test_static_stream_answers_once_per_connection_on_its_ports(tmp_path: Path) -> None:
+    (tmp_path / "stage.bin").write_bytes(b"\x10\x00\x00\x00" + bytes(range(16)))
+    options = {"hosts": ["relay.test"], "stream": {"ports": [4444], "body_file": "stage.bin"}}
+    recorder = Recorder()
+    router = NetworkRouter([StaticResponder("relay", options, tmp_path)], recorder)
+    assert router.stream("relay.test", 4444, b"", 0) == (tmp_path / "stage.bin").read_bytes()
+    assert router.stream("relay.test", 4444, b"", 1) == b""  # the server has said its piece
+    assert router.stream("relay.test", 80, b"", 0) == b""  # not a port it serves
+    assert router.stream("other.test", 4444, b"", 0) == b""  # no responder for the host
+    [exchange] = exchanges(recorder)
+    assert (exchange.kind, exchange.host, exchange.port, exchange.response.size) == ("tcp", "relay.test", 4444, 20)
+
+
+def test_static_stream_needs_exactly_one_body(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        StaticResponder("s", {"hosts": ["h"], "stream": {"ports": [1]}}, tmp_path)
+    with pytest.raises(ValidationError):
+        StaticResponder("s", {"hosts": ["h"], "stream": {"body": "a", "body_file": "b"}}, tmp_path)
+
+
+def test_python_stream_dialogue_and_a_raising_one(tmp_path: Path) -> None:
+    recorder = Recorder()
+    router = NetworkRouter([Dialogue("talk", {}, tmp_path)], recorder)
+    assert router.stream("raw.test", 9, b"hello", 0) == b"0:hello"
+    assert router.stream("raw.test", 9, b"again", 1) == b"1:again"
+    assert router.stream("raw.test", 9, b"more", 2) == b""
+    assert router.stream("raw.test", 9, b"boom", 0) == b""  # a responder's bug ends nothing
+    recorded = exchanges(recorder)
+    assert [e.request.body_size for e in recorded] == [5, 5, 4]
+    assert recorded[-1].error == "RuntimeError: stream bug"

@@ -135,7 +135,10 @@ def test_every_edge_has_evidence_in_the_report(
             assert record["stage"] == source, f"{label}: record {record['seq']} belongs to {record['stage']}"
             named = {
                 "files": lambda r: r["path"].lower(),
-                "network": lambda r: r["url"] or r["host"],
+                # Raw TCP / UDP exchanges have no URL: the graph names them kind://host:port.
+                "network": lambda r: (
+                    r["url"] or (f"{r['kind']}://{r['host']}:{r['port']}" if r["kind"] in ("tcp", "udp") else r["host"])
+                ),
                 "registry": lambda r: r["path"].lower(),
                 "sync_objects": lambda r: r["name"].lower(),
                 # A process is named by the API's process or command-line argument; a call on a

@@ -259,12 +259,22 @@ def trace(
     if not probe or depth > MAX_HOPS:
         return None
     earlier = sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True)
+    # The same bytes as an earlier stage say little when they were put there independently
+    # (one payload decoded into several allocations): a carrier explaining them further back
+    # wins, the earlier stage only when none does.
+    same_as_stage: tuple[Carrier, Match] | None = None
     for carrier in earlier:
         if carrier.transform == "guest_code":
             continue
         match = find_transformed(probe, carrier.data, xor=True)
-        if match is not None:
-            return _hops_through(carrier, match, carriers, depth, guest)
+        if match is None:
+            continue
+        if carrier.kind == "memory" and match.transform == "identity":
+            same_as_stage = same_as_stage or (carrier, match)
+            continue
+        return _hops_through(carrier, match, carriers, depth, guest)
+    if same_as_stage is not None:
+        return _hops_through(*same_as_stage, carriers, depth, guest)
     if not guest:
         return None
     # Guest code writes the same region once per source it read: the first whose input leads
@@ -329,6 +339,14 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         )
         upstream = trace(carrier.data, carrier.seq, carriers, depth + 1, guest)
         return [*(upstream or []), move, *last]
+    if carrier.kind == "file":
+        written = _writer_of(carrier, carriers)
+        if written is not None:
+            # The replay itself wrote this file (a drop, a download): its bytes came from
+            # wherever the write's did, so the lineage goes on through the write.
+            through = _hops_through(written, Match(0, len(written.data), "identity"), carriers, depth + 1, guest)
+            through[-1].evidence = sorted({*through[-1].evidence, *carrier.evidence})  # the read too
+            return [*through, *last]
     origin = Hop(
         carrier.kind,
         carrier.ref,
@@ -341,6 +359,22 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         size=match.length,
     )
     return [origin, *last]
+
+
+def _writer_of(read: Carrier, carriers: list[Carrier]) -> Carrier | None:
+    """The most recent earlier write of the file ``read`` read, holding the bytes read."""
+    probe = usable_probe(read.data)
+    if not probe or read.node is None:
+        return None
+    for carrier in sorted(carriers, key=lambda c: c.seq, reverse=True):
+        if (
+            carrier.kind == "file_write"
+            and carrier.node == read.node
+            and carrier.seq < read.seq
+            and find_same(probe, carrier.data) is not None
+        ):
+            return carrier
+    return None
 
 
 def _match_hop(carrier: Carrier, match: Match) -> list[Hop]:

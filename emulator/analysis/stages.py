@@ -113,6 +113,17 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
         if isinstance(event, DataBuffer):
             buffers.append(event)
             carrier = _buffer_carrier(event, blobs)
+            if carrier is not None and carrier.kind == "resource" and event.address is not None:
+                # A resource is data of a loaded image: drawn as that image's node.
+                owner = next(
+                    (
+                        s
+                        for s in reversed(stages)
+                        if s.kind in IMAGE_STAGE_KINDS + ("pe",) and s.base <= event.address < s.base + s.size
+                    ),
+                    None,
+                )
+                carrier.node = f"image:{owner.id}" if owner is not None else None
             if carrier is not None:
                 carrier.evidence.extend(_api_call_of(events, index, event))
                 carriers.append(carrier)
@@ -147,7 +158,7 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     event.stage,
                     [event.seq],
                     f"file:{event.path.lower()}",
-                    api="WriteFile",
+                    api=_writing_api(events, index, event),
                 )
             )
         elif isinstance(event, MemoryAlloc | MemoryProtect):
@@ -218,6 +229,19 @@ def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> lis
         if isinstance(other, ApiCall) and other.stage == buffer.stage and other.api.lower().endswith("." + name):
             return [other.seq]
     return []
+
+
+def _writing_api(events: Sequence[Event], index: int, write: FileAccess) -> str:
+    """The API whose call wrote a file (WriteFile, URLDownloadToFileA, ...): the nearest call
+    from the same call site, recorded just before the write (engine handlers) or just after it
+    (project handlers record while the call runs)."""
+    for other in (
+        *reversed(events[max(0, index - _API_CALL_WINDOW) : index]),
+        *events[index + 1 : index + 1 + _API_CALL_WINDOW],
+    ):
+        if isinstance(other, ApiCall) and other.stage == write.stage and write.pc is not None and other.pc == write.pc:
+            return other.api.rpartition(".")[2]
+    return "WriteFile"
 
 
 def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | None:

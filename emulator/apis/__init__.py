@@ -5,11 +5,14 @@ Importing this package registers every handler in :data:`emulator.apis.core.HAND
 
 from emulator.apis import (  # noqa: F401
     bcrypt,
+    callbacks,
     clock,
     compression,
     guestenv,
     netapi,
     randomness,
+    threads,
+    urlmon,
     winhttp,
     wininet,
     winsock,

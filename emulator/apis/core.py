@@ -30,6 +30,14 @@ class GuestMemory(Protocol):
 
     def set_last_error(self, code: int) -> None: ...
 
+    def write_file(self, path: str, data: bytes) -> None: ...
+
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None: ...
+
+    def start_thread(
+        self, function: int, param: int, suspended: bool = False, process: int | None = None
+    ) -> tuple[int, int, int]: ...
+
 
 class GuestApi:
     """What a handler may do to the guest: typed reads and writes over :class:`GuestMemory`."""
@@ -115,6 +123,24 @@ class GuestApi:
 
     def set_last_error(self, code: int) -> None:
         self.memory.set_last_error(code)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace ``path`` in the guest's file system, recorded as the guest writing it."""
+        self.memory.write_file(path, data)
+
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
+        """Call the guest's ``function(*args)`` (stdcall, a CALLBACK) when this API returns; then
+        the API returns its value to its caller. Several calls run in the order made. With
+        ``result_from_callback``, a callback returning FALSE ends them and the API returns FALSE."""
+        self.memory.call_guest(function, args, result_from_callback)
+
+    def start_thread(
+        self, function: int, param: int, suspended: bool = False, process: int | None = None
+    ) -> tuple[int, int, int]:
+        """A new thread running ``function(param)`` in the guest process, or in the process the
+        handle ``process`` names: (handle, thread id, process id); (0, 0, 0) for an unknown
+        process handle or when the emulator runs no more threads."""
+        return self.memory.start_thread(function, param, suspended, process)
 
 
 def _decode(data: bytes, wide: bool) -> str:

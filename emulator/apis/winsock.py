@@ -1,12 +1,15 @@
 """Winsock and name resolution routed to the responders.
 
 Bytes a guest sends on a TCP socket are parsed as HTTP when they form a request, and the
-responder's answer is queued for recv(); anything else is recorded as a raw TCP exchange.
+responder's answer is queued for recv(). A client that speaks no HTTP (a stager reading its
+next stage) gets the responder's ``stream`` answer when it reads with nothing queued, one
+exchange per answer; what it sent and nobody answered is recorded when the socket closes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from emulator.apis.clock import _services
@@ -24,6 +27,8 @@ WSAENOTCONN = 10057
 WSAENOTSOCK = 10038
 DNS_ERROR_RCODE_NAME_ERROR = 9003
 DNS_TYPE_A = 1
+# The start of an HTTP request line: a client that sent this is waiting for an HTTP answer.
+HTTP_REQUEST_START = re.compile(rb"^[A-Z]{3,10} ")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Socket:
     received: bytearray = field(default_factory=bytearray)
     inbox: bytearray = field(default_factory=bytearray)
     answered_http: bool = False
+    turns: int = 0  # raw (non-HTTP) answers given on this connection
 
 
 @apihook("ws2_32", "socket", argc=3)
@@ -119,6 +125,12 @@ def recv(api: GuestApi, argv: list[int]) -> int:
         api.set_last_error(WSAENOTCONN)
         return SOCKET_ERROR
     size = argv[2] & 0xFFFFFFFF
+    if not sock.inbox and sock.kind == "tcp" and not sock.answered_http and not HTTP_REQUEST_START.match(sock.sent):
+        reply = services.network.stream(sock.host, sock.port, bytes(sock.sent), sock.turns)
+        if reply:
+            sock.turns += 1
+            sock.sent.clear()
+            sock.inbox += reply
     chunk = bytes(sock.inbox[:size])
     del sock.inbox[:size]
     if chunk:
@@ -137,14 +149,15 @@ def closesocket(api: GuestApi, argv: list[int]) -> int:
     if sock is None:
         api.set_last_error(WSAENOTSOCK)
         return SOCKET_ERROR
-    if sock.connected and not sock.answered_http and (sock.sent or sock.received):
+    # Raw answers were recorded as given; what is left is what the guest sent unanswered.
+    if sock.connected and not sock.answered_http and (sock.sent or (sock.received and not sock.turns)):
         responder = services.network.responder_for_host(sock.host)
         services.network.record_raw(
             sock.kind,
             sock.host,
             sock.port,
             bytes(sock.sent),
-            bytes(sock.received),  # type: ignore[arg-type]
+            b"" if sock.turns else bytes(sock.received),  # type: ignore[arg-type]
             responder.name if responder else "default",
             blocked=responder is None,
         )

@@ -129,14 +129,19 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
         meaning = {seq: e.type for e in edges for seq in e.evidence if e.target.startswith(("url:", "host:"))}
         net = _table(f"{plural(len(report.network), 'network exchange')}", "event", "stage", "what", "url", "answer")
         for n in report.network[:MAX_ROWS]:
-            answer = (
-                "blocked" if n.blocked else f"{n.response.status} ({plural(n.response.size, 'byte')}, {n.responder})"
-            )
+            if n.blocked:
+                answer = "blocked"
+            elif n.kind == "dns":
+                answer = f"{n.response.headers.get('A') or 'no such name'} ({n.responder})"
+            else:  # raw TCP / UDP exchanges have no status
+                status = f"{n.response.status} " if n.response.status is not None else ""
+                answer = f"{status}({plural(n.response.size, 'byte')}, {n.responder})"
+            address = n.url or (f"{n.host}:{n.port}" if n.port is not None else n.host)
             net.add_row(
                 str(n.seq),
                 n.stage,
                 meaning.get(n.seq, n.kind).replace("_", " ") + (f" {n.method}" if n.method else ""),
-                elide_middle(clean(n.url or f"{n.host}:{n.port}", 1000), 70),
+                elide_middle(clean(address, 1000), 70),
                 Text(answer, style="red" if n.blocked else ""),
             )
         parts += ["", net, *_more(len(report.network), MAX_ROWS)]

@@ -112,6 +112,15 @@ class Responder:
     def respond(self, request: HttpRequest) -> HttpResponse:
         raise NotImplementedError
 
+    def stream(self, host: str, port: int, sent: bytes, turn: int) -> bytes | None:
+        """Bytes for a TCP client that speaks no HTTP (a stager reading its next stage).
+
+        Called when the guest reads from a connection to ``host:port`` with nothing queued;
+        ``sent`` is what it sent since the previous answer, ``turn`` counts this connection's
+        answers from 0. None or empty: nothing to send (the read returns 0, as after a close).
+        """
+        return None
+
 
 def host_matches(host: str, patterns: list[str]) -> bool:
     host = host.lower().rstrip(".")

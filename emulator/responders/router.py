@@ -170,6 +170,39 @@ class NetworkRouter:
         self._record_http(request, response, responder.name if responder else DEFAULT_RESPONDER_NAME, blocked, error)
         return response
 
+    # ---- raw TCP ------------------------------------------------------------------------
+
+    def stream(self, host: str, port: int, sent: bytes, turn: int) -> bytes:
+        """The answer of the host's responder to a non-HTTP TCP client (recorded as one
+        exchange: what the client sent since the last answer, and the answer); b"" for none."""
+        responder = self.responder_for_host(host)
+        if responder is None:
+            return b""
+        error: str | None = None
+        try:
+            reply = responder.stream(host, port, sent, turn) or b""
+            if not isinstance(reply, bytes | bytearray):
+                raise TypeError(f"stream() returned {type(reply).__name__}, not bytes")
+            reply = bytes(reply)
+        except ContainmentViolation as err:
+            self.record_raw("tcp", host, port, sent, b"", responder.name, blocked=False, error=safe_text(str(err)))
+            raise
+        except OSError as err:
+            if refused_by_kernel(err):  # the kernel layers refused what the audit hook did not see
+                text = safe_text(f"containment: kernel refused {type(err).__name__}: {err}")
+                self.record_raw("tcp", host, port, sent, b"", responder.name, blocked=False, error=text)
+                raise ContainmentViolation(text) from err
+            error, reply = safe_text(f"{type(err).__name__}: {err}"), b""
+        except Exception as err:  # a user responder's bug must not end the replay
+            error, reply = safe_text(f"{type(err).__name__}: {err}"), b""
+        if not reply and error is None:
+            return b""
+        if len(reply) > MAX_RESPONSE_BODY:
+            reply = reply[:MAX_RESPONSE_BODY]
+            self.recorder.note("response_truncated", f"tcp://{host}:{port}: answer cut to {MAX_RESPONSE_BODY} bytes")
+        self.record_raw("tcp", host, port, sent, reply, responder.name, blocked=False, error=error)
+        return reply
+
     def _record_http(
         self, request: HttpRequest, response: HttpResponse | None, responder: str, blocked: bool, error: str | None
     ) -> None:
@@ -205,6 +238,7 @@ class NetworkRouter:
         received: bytes,
         responder: str,
         blocked: bool,
+        error: str | None = None,
     ) -> None:
         self._count()
         self.recorder.emit(
@@ -216,6 +250,7 @@ class NetworkRouter:
             response=NetResponse(size=len(received), sha256=self.recorder.put_blob(received) if received else None),
             responder=responder,
             blocked=blocked,
+            error=error,
         )
 
     def _count(self) -> None:

@@ -40,12 +40,28 @@ def read_scenario_file(scenario_dir: Path, relative: str) -> bytes:
     return scenario_data_path(scenario_dir, relative).read_bytes()
 
 
+class StreamSpec(BaseModel):
+    """What a non-HTTP TCP client of the hosts is sent: once per connection, on its first read."""
+
+    model_config = ConfigDict(extra="forbid")
+    ports: list[int] | None = Field(default=None, description="Ports served (all when absent).")
+    body: str | None = Field(default=None, description="Bytes as text (UTF-8).")
+    body_file: str | None = Field(default=None, description="Bytes from a file in the scenario folder.")
+
+    @model_validator(mode="after")
+    def _one_body(self) -> StreamSpec:
+        if (self.body is None) == (self.body_file is None):
+            raise ValueError("give exactly one of body or body_file")
+        return self
+
+
 class StaticOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hosts: list[str] = Field(description="Host patterns (fnmatch) this responder answers.")
     paths: list[str] = Field(default_factory=lambda: ["*"], description="Path patterns (fnmatch).")
     methods: list[str] = Field(default_factory=lambda: ["*"])
     response: ResponseSpec = Field(default_factory=ResponseSpec)
+    stream: StreamSpec | None = Field(default=None, description="Raw TCP answer for clients that speak no HTTP.")
 
 
 class StaticResponder(Responder):
@@ -55,6 +71,13 @@ class StaticResponder(Responder):
         super().__init__(name, options, scenario_dir)
         self.config = StaticOptions.model_validate(options)
         self.response = self.config.response.build(scenario_dir)
+        spec = self.config.stream
+        self.stream_bytes: bytes | None = None
+        if spec is not None:
+            if spec.body_file is not None:
+                self.stream_bytes = read_scenario_file(scenario_dir, spec.body_file)
+            else:
+                self.stream_bytes = (spec.body or "").encode("utf-8")
 
     def handles_host(self, host: str) -> bool:
         return host_matches(host, self.config.hosts)
@@ -68,3 +91,9 @@ class StaticResponder(Responder):
 
     def respond(self, request: HttpRequest) -> HttpResponse:
         return self.response
+
+    def stream(self, host: str, port: int, sent: bytes, turn: int) -> bytes | None:
+        spec = self.config.stream
+        if spec is None or turn > 0 or (spec.ports is not None and port not in spec.ports):
+            return None
+        return self.stream_bytes

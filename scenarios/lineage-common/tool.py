@@ -6,6 +6,7 @@ tool.py roll  KEY0 STEP IN OUT       rolling XOR, byte i ^ ((KEY0 + i*STEP) & 0x
 tool.py nibble ADD STEP IN OUT      custom cipher: e = swap_nibbles((b - ADD - i*STEP) & 0xff)
 tool.py lznt1 IN OUT                LZNT1 ([MS-XCA] 2.5), RtlCompressBuffer's format (chunks compressed when that fits)
 tool.py b64   IN OUT                 base64 text (one line, no newline)
+tool.py lenprefix IN OUT             the bytes after their length (4 bytes, little-endian), as a TCP stager reads them
 tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
 tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
 """
@@ -99,6 +100,9 @@ def main(argv: list[str]) -> int:
         Path(args[3]).write_bytes(bytes(out))
     elif cmd == "lznt1":
         Path(args[1]).write_bytes(lznt1(Path(args[0]).read_bytes()))
+    elif cmd == "lenprefix":
+        data = Path(args[0]).read_bytes()
+        Path(args[1]).write_bytes(struct.pack("<I", len(data)) + data)
     elif cmd == "b64":
         Path(args[1]).write_bytes(base64.b64encode(Path(args[0]).read_bytes()))
     elif cmd == "rc4":

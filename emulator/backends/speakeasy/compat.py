@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import importlib.metadata
 import inspect
+import ntpath
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,14 @@ import speakeasy.common as se_common
 import speakeasy.engines.unicorn_eng as se_engine
 import speakeasy.memmgr as se_memmgr
 import speakeasy.profiler as se_profiler
+import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
+from speakeasy.profiler_events import THREAD_CREATE, THREAD_INJECT, TracePosition
 from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
@@ -104,6 +107,9 @@ def _check_installed() -> None:
     _require_params(winemu, "get_module_data_from_emu_file", ("file_path",))
     _require_params(winemu, "_make_image_at_free_base", ("make_loader", "base"))
     _require_params(winemu, "load_image", ("image",))
+    _require_params(winemu, "start_api_callback", ("frame", "function", "args"))
+    _require_params(winemu, "_continue_api_callback", ())
+    _require_params(winemu, "create_thread", ("addr", "ctx", "proc_obj", "thread_type", "is_suspended"))
     _require_params(PeLoader, "__init__", ("data", "base_override", "emu_path"))
     prepare_params = ("module", "all_entrypoints", "entry_point")
     _require_params(se_win32.Win32Emulator, "prepare_module_for_emulation", prepare_params)
@@ -436,6 +442,112 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     except Exception:
         return None
     return bytes(data) if data else None
+
+
+def write_guest_file(emu: Any, path: str, data: bytes) -> None:
+    """Create (or replace) a file in the guest's file system, recorded as Speakeasy records a
+    file the guest creates and writes (a create, then a write with the data)."""
+    emu.fileman.create_file(path).add_data(data)
+    profiler = emu.get_profiler()
+    if profiler is None:
+        return
+    run = emu.get_current_run()
+    position = TracePosition(tick=0, tid=0, pid=0, pc=emu.get_pc())
+    profiler.record_file_access_event(run, position, path, se_profiler.FILE_CREATE)
+    profiler.record_file_access_event(run, position, path, se_profiler.FILE_WRITE, data=data, size=len(data))
+
+
+def start_guest_thread(
+    emu: Any, function: int, param: int, suspended: bool = False, process_handle: int | None = None
+) -> tuple[int, int, int]:
+    """(handle, thread id, process id) of a new thread running ``function(param)`` in the current
+    process (``process_handle`` None or the current-process pseudo handle) or in the process
+    that handle names, recorded as Speakeasy records CreateThread / CreateRemoteThread;
+    (0, 0, 0) for an unknown process handle or when the emulator runs no more threads."""
+    current = emu.get_current_process()
+    pseudo = (1 << (8 * emu.get_ptr_size())) - 1
+    if process_handle is None or process_handle in (pseudo, 0xFFFFFFFF):
+        process, run_type, event_type = current, "thread", THREAD_CREATE
+    else:
+        process = emu.get_object_from_handle(process_handle)
+        if process is None or not hasattr(process, "path"):
+            return 0, 0, 0
+        if process is current:
+            run_type, event_type = "thread", THREAD_CREATE
+        else:
+            name = ntpath.basename(str(process.path)).replace(".", "_")
+            run_type, event_type = f"injected_thread_{name}_{process.id:x}", THREAD_INJECT
+    handle, thread = emu.create_thread(function, param, process, thread_type=run_type, is_suspended=suspended)
+    if not thread:
+        return 0, 0, 0
+    profiler = emu.get_profiler()
+    if profiler is not None:
+        run = emu.get_current_run()
+        position = TracePosition(tick=0, tid=0, pid=int(getattr(current, "id", 0) or 0), pc=emu.get_pc())
+        details = {"start_addr": function, "param": param, "tid": thread.id}
+        profiler.record_process_event(run, position, process, event_type, details)
+    return int(handle), int(thread.id), int(getattr(process, "id", 0) or 0)
+
+
+SEC_IMAGE = 0x0100_0000
+
+
+def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
+    """(path, is an image section) of the file behind a file mapping handle, None for a
+    mapping of the paging file or an unknown handle."""
+    try:
+        mapping = emu.get_file_manager().get_mapping_from_handle(mapping_handle)
+    except Exception:
+        return None
+    backing = getattr(mapping, "backed_file", None)
+    if backing is None or not getattr(backing, "path", None):
+        return None
+    return str(backing.path), bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE)
+
+
+def call_guest_after_api(emu: Any, function: int, args: list[int], result_from_callback: bool = False) -> None:
+    """Call guest ``function(*args)`` when the API being handled returns, then return to its
+    caller with the API's value: Speakeasy's ``ApiHandler.setup_callback``, for the project's
+    handlers. Several calls made by one API run one after the other. With
+    ``result_from_callback``, a callback returning FALSE ends them and the API returns FALSE
+    (``EnumWindows``)."""
+    run = emu.get_current_run()
+    frame = emu._active_api_frame
+    if run is None or frame is None:
+        raise RuntimeError("no API call is being handled")
+    if result_from_callback:
+        _take_callback_results(emu)
+        frame.chainreplay_result_from_callback = True
+    if any(item is frame for item in run.api_callbacks):
+        frame.pending.append((function, tuple(args)))
+        return
+    emu.start_api_callback(frame, function, list(args))
+    run.api_callbacks.append(frame)
+
+
+def _take_callback_results(emu: Any) -> None:
+    """Once per emulator: when a callback marked ``chainreplay_result_from_callback`` returns
+    FALSE, the rest are dropped and the API returns FALSE."""
+    if getattr(emu, "_chainreplay_callback_results", False):
+        return
+    original = emu._continue_api_callback
+
+    def continue_api_callback() -> None:
+        run = emu.get_current_run()
+        frame = run.api_callbacks[-1] if run is not None and run.api_callbacks else None
+        if frame is not None and getattr(frame, "chainreplay_result_from_callback", False):
+            returned = int(emu.reg_read("eax")) & 0xFFFFFFFF  # a BOOL
+            if not returned:
+                frame.result = 0
+                frame.pending.clear()
+        original()
+
+    emu._continue_api_callback = continue_api_callback
+    emu._chainreplay_callback_results = True
+
+
+# Where a callback started by an API returns to (Speakeasy's callback handler address).
+API_CALLBACK_RETURN = se_wincommon.API_CALLBACK_HANDLER_ADDR
 
 
 def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:

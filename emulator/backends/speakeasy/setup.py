@@ -79,6 +79,17 @@ class SpeakeasyMemory:
     def set_last_error(self, code: int) -> None:
         self.emu.set_last_error(code)
 
+    def write_file(self, path: str, data: bytes) -> None:
+        compat.write_guest_file(self.emu, path, data)
+
+    def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
+        compat.call_guest_after_api(self.emu, function, args, result_from_callback)
+
+    def start_thread(
+        self, function: int, param: int, suspended: bool = False, process: int | None = None
+    ) -> tuple[int, int, int]:
+        return compat.start_guest_thread(self.emu, function, param, suspended, process)
+
 
 @dataclass
 class LoadedTarget:

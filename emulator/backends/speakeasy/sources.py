@@ -15,6 +15,7 @@ from typing import Any
 
 from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat
+from emulator.events import FileAccess
 from emulator.recorder import Recorder
 
 # Copies shorter than this are bookkeeping (structures, strings), not payloads.
@@ -77,6 +78,7 @@ class SourceTaps:
         self._wrap("msvcrt", ("memcpy", "memmove"), self._copy(0, 1, 2))
         self._wrap("kernel32", ("WriteProcessMemory",), self._write_process_memory)
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
+        self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
@@ -159,4 +161,24 @@ class SourceTaps:
             module = compat.module_name_at(self.emu, rv) or "image"
             rva = self._u32(info)
             self.recorder.remember_buffer("resource", rv, data, ref=f"{module} resource at rva {rva:#x}", api=name)
+        return rv
+
+    def _map_view(self, name: str, orig: Any, argv: list[int]) -> int:
+        # MapViewOfFile(hMapping, access, offset high, offset low, size): a view of a file's
+        # bytes is a read of that file (a mapping of the paging file is not).
+        rv = int(orig(argv) or 0)
+        backing = compat.mapped_file(self.emu, argv[0]) if rv else None
+        if backing is None:
+            return rv
+        path, image = backing
+        contents = compat.guest_file_data(self.emu, path) or b""
+        if not image:  # an image section (SEC_IMAGE) is laid out by sections: the file is the source
+            offset = (argv[2] << 32) | argv[3]
+            contents = contents[offset : offset + argv[4]] if argv[4] else contents[offset:]
+        data = contents[:MAX_SOURCE_BYTES]
+        if data:
+            recorder = self.recorder
+            digest = recorder.put_blob(data)
+            recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=rv)
+            recorder.remember_buffer("file_read", rv, data, ref=path, api=name)
         return rv

@@ -1,0 +1,217 @@
+"""The other ways to start code on a thread: work items, timers, thread pools, fibers, and the
+native thread calls.
+
+Loaders avoid ``CreateThread`` (watched by every sandbox) and start a payload through one of
+these. Speakeasy has none of them: the run ended as an unsupported API and the payload never
+ran. Here each starts the function as Speakeasy starts a ``CreateThread`` thread (a new run,
+recorded as a thread start, so the stage it runs is drawn with ``via: "thread"``), except a
+fiber, which runs when the thread switches to it (``SwitchToFiber`` calls it back).
+
+A thread-pool callback gets its context as its first argument here (Windows passes an instance
+handle first): payloads started this way take no argument or ignore it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.apis.clock import _services
+from emulator.apis.core import GuestApi, apihook
+
+ERROR_NOT_ENOUGH_MEMORY = 8
+ERROR_INVALID_PARAMETER = 87
+STATUS_SUCCESS = 0
+STATUS_INVALID_HANDLE = 0xC0000008
+STATUS_INVALID_PARAMETER = 0xC000000D
+THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
+# A fiber object: what GetCurrentFiber-style code may read (the fiber data at offset 0).
+FIBER_SIZE = 0x100
+
+
+@dataclass
+class ThreadpoolWork:
+    function: int
+    context: int
+
+
+@dataclass
+class Fiber:
+    function: int
+    parameter: int
+    address: int
+
+
+def _start(api: GuestApi, function: int, param: int) -> int:
+    """Start ``function(param)`` on a new thread: 1, or 0 with ERROR_NOT_ENOUGH_MEMORY."""
+    if not function:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    handle, _, _ = api.start_thread(function, param)
+    if not handle:
+        api.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
+        return 0
+    return 1
+
+
+@apihook("kernel32", "QueueUserWorkItem", argc=3)
+def queue_user_work_item(api: GuestApi, argv: list[int]) -> int:
+    """QueueUserWorkItem(Function, Context, Flags)."""
+    return _start(api, argv[0], argv[1])
+
+
+@apihook("kernel32", "CreateTimerQueue", argc=0)
+def create_timer_queue(api: GuestApi, argv: list[int]) -> int:
+    return _services(api).new_handle(ThreadpoolWork(0, 0))
+
+
+@apihook("kernel32", "CreateTimerQueueTimer", argc=7)
+def create_timer_queue_timer(api: GuestApi, argv: list[int]) -> int:
+    """CreateTimerQueueTimer(phNewTimer, TimerQueue, Callback, Parameter, DueTime, Period, Flags):
+    the callback runs once on a new thread (a period is not repeated)."""
+    timer_ptr, _queue, callback, parameter = argv[:4]
+    if not timer_ptr or not _start(api, callback, parameter):
+        if not timer_ptr:
+            api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    api.write_ptr(timer_ptr, _services(api).new_handle(ThreadpoolWork(callback, parameter)))
+    return 1
+
+
+@apihook("kernel32", "DeleteTimerQueueTimer", argc=3)
+def delete_timer_queue_timer(api: GuestApi, argv: list[int]) -> int:
+    return 1
+
+
+@apihook("kernel32", "DeleteTimerQueueEx", argc=2)
+def delete_timer_queue_ex(api: GuestApi, argv: list[int]) -> int:
+    return 1
+
+
+@apihook("kernel32", "ChangeTimerQueueTimer", argc=4)
+def change_timer_queue_timer(api: GuestApi, argv: list[int]) -> int:
+    return 1
+
+
+@apihook("kernel32", "DeleteTimerQueue", argc=1)
+def delete_timer_queue(api: GuestApi, argv: list[int]) -> int:
+    return 1
+
+
+@apihook("kernel32", "TrySubmitThreadpoolCallback", argc=3)
+def try_submit_threadpool_callback(api: GuestApi, argv: list[int]) -> int:
+    """TrySubmitThreadpoolCallback(pfns, pv, pcbe)."""
+    return _start(api, argv[0], argv[1])
+
+
+@apihook("kernel32", "CreateThreadpoolWork", argc=3)
+def create_threadpool_work(api: GuestApi, argv: list[int]) -> int:
+    """CreateThreadpoolWork(pfnwk, pv, pcbe): the work object; it runs when submitted."""
+    if not argv[0]:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    return _services(api).new_handle(ThreadpoolWork(argv[0], argv[1]))
+
+
+@apihook("kernel32", "SubmitThreadpoolWork", argc=1)
+def submit_threadpool_work(api: GuestApi, argv: list[int]) -> int:
+    work = _services(api).get(argv[0], ThreadpoolWork)
+    if work is not None:
+        _start(api, work.function, work.context)
+    return 0  # VOID
+
+
+@apihook("kernel32", "CloseThreadpoolWork", argc=1)
+def close_threadpool_work(api: GuestApi, argv: list[int]) -> int:
+    _services(api).close(argv[0])
+    return 0  # VOID
+
+
+@apihook("kernel32", "WaitForThreadpoolWorkCallbacks", argc=2)
+def wait_for_threadpool_work_callbacks(api: GuestApi, argv: list[int]) -> int:
+    return 0  # VOID
+
+
+@apihook("ntdll", "RtlCreateUserThread", argc=10)
+def rtl_create_user_thread(api: GuestApi, argv: list[int]) -> int:
+    """RtlCreateUserThread(Process, SecurityDescriptor, CreateSuspended, ZeroBits, MaximumStack,
+    CommittedStack, StartAddress, Parameter, ThreadHandle*, ClientId*): NTSTATUS."""
+    process, _sd, suspended, _zero, _maximum, _committed, start, parameter, handle_ptr, client_ptr = argv
+    if not start:
+        return STATUS_INVALID_PARAMETER
+    handle, tid, pid = api.start_thread(start, parameter, bool(suspended & 0xFF), process)
+    if not handle:
+        return STATUS_INVALID_HANDLE
+    api.write_ptr(handle_ptr, handle)
+    if client_ptr:  # CLIENT_ID: UniqueProcess, UniqueThread
+        api.write_ptr(client_ptr, pid)
+        api.write_ptr(client_ptr + api.ptr_size, tid)
+    return STATUS_SUCCESS
+
+
+@apihook("ntdll", ["NtCreateThreadEx", "ZwCreateThreadEx"], argc=11)
+def nt_create_thread_ex(api: GuestApi, argv: list[int]) -> int:
+    """NtCreateThreadEx(ThreadHandle*, Access, ObjectAttributes, Process, StartRoutine, Argument,
+    CreateFlags, ZeroBits, StackSize, MaximumStackSize, AttributeList): NTSTATUS."""
+    handle_ptr, _access, _attributes, process, start, argument, flags = argv[:7]
+    if not handle_ptr or not start:
+        return STATUS_INVALID_PARAMETER
+    suspended = bool(flags & THREAD_CREATE_FLAGS_CREATE_SUSPENDED)
+    handle, _, _ = api.start_thread(start, argument, suspended, process)
+    if not handle:
+        return STATUS_INVALID_HANDLE
+    api.write_ptr(handle_ptr, handle)
+    return STATUS_SUCCESS
+
+
+# ---- fibers ---------------------------------------------------------------------------------
+
+
+def _new_fiber(api: GuestApi, function: int, parameter: int) -> int:
+    address = api.alloc(FIBER_SIZE, "api.fiber")
+    api.write_ptr(address, parameter)  # the fiber data GetFiberData reads
+    _services(api).handles[address] = Fiber(function, parameter, address)
+    return address
+
+
+@apihook("kernel32", "ConvertThreadToFiber", argc=1)
+def convert_thread_to_fiber(api: GuestApi, argv: list[int]) -> int:
+    return _new_fiber(api, 0, argv[0])
+
+
+@apihook("kernel32", "ConvertThreadToFiberEx", argc=2)
+def convert_thread_to_fiber_ex(api: GuestApi, argv: list[int]) -> int:
+    return _new_fiber(api, 0, argv[0])
+
+
+@apihook("kernel32", "CreateFiber", argc=3)
+def create_fiber(api: GuestApi, argv: list[int]) -> int:
+    """CreateFiber(StackSize, StartAddress, Parameter)."""
+    if not argv[1]:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    return _new_fiber(api, argv[1], argv[2])
+
+
+@apihook("kernel32", "CreateFiberEx", argc=5)
+def create_fiber_ex(api: GuestApi, argv: list[int]) -> int:
+    """CreateFiberEx(StackCommit, StackReserve, Flags, StartAddress, Parameter)."""
+    if not argv[3]:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    return _new_fiber(api, argv[3], argv[4])
+
+
+@apihook("kernel32", "SwitchToFiber", argc=1)
+def switch_to_fiber(api: GuestApi, argv: list[int]) -> int:
+    """SwitchToFiber(fiber): a created fiber's function runs (called back); switching to a
+    thread's own fiber does nothing."""
+    fiber = _services(api).get(argv[0], Fiber)
+    if fiber is not None and fiber.function:
+        api.call_guest(fiber.function, [fiber.parameter])
+    return 0  # VOID
+
+
+@apihook("kernel32", "DeleteFiber", argc=1)
+def delete_fiber(api: GuestApi, argv: list[int]) -> int:
+    _services(api).handles.pop(argv[0], None)
+    return 0  # VOID
