@@ -66,6 +66,8 @@ GENERALITY = [
     "tcp-stager-x86",
     "resource-xor",
     "thread-variants",
+    "string-encoded",
+    "string-encoded-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

@@ -321,6 +321,10 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             carrier.api or "",
             list(carrier.evidence),
             actor=carrier.stage,
+            # What the API's output accounts for of the stage (its input may be shorter: a
+            # compressed file, one of many strings).
+            offset=match.offset,
+            size=match.length,
         )
         upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest)
         if upstream is None:

@@ -126,7 +126,8 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 carrier.node = f"image:{owner.id}" if owner is not None else None
             if carrier is not None:
                 carrier.evidence.extend(_api_call_of(events, index, event))
-                carriers.append(carrier)
+                if not _extends(carriers[-1] if carriers else None, carrier):
+                    carriers.append(carrier)
         elif isinstance(event, NetworkExchange) and event.response.sha256 in blobs:
             ref = event.url or event.host
             carriers.append(
@@ -229,6 +230,27 @@ def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> lis
         if isinstance(other, ApiCall) and other.stage == buffer.stage and other.api.lower().endswith("." + name):
             return [other.seq]
     return []
+
+
+def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
+    """Join a decoding API's output to the previous one when it continues it in memory (a
+    payload turned back into bytes one UUID or address string per call): one buffer, traced
+    upstream through the inputs joined as the NUL-terminated strings they were."""
+    if (
+        previous is None
+        or carrier.transform != "decode"
+        or previous.transform != "decode"
+        or previous.api != carrier.api
+        or previous.address is None
+        or carrier.address != previous.address + len(previous.data)
+    ):
+        return False
+    previous.data += carrier.data
+    previous.evidence.extend(carrier.evidence)
+    if previous.input is not None and carrier.input is not None:
+        # The strings as a C array of them lies in a program's data: each ends with a NUL.
+        previous.input += b"\0" + carrier.input
+    return True
 
 
 def _writing_api(events: Sequence[Event], index: int, write: FileAccess) -> str:

@@ -6,6 +6,8 @@ tool.py roll  KEY0 STEP IN OUT       rolling XOR, byte i ^ ((KEY0 + i*STEP) & 0x
 tool.py nibble ADD STEP IN OUT      custom cipher: e = swap_nibbles((b - ADD - i*STEP) & 0xff)
 tool.py lznt1 IN OUT                LZNT1 ([MS-XCA] 2.5), RtlCompressBuffer's format (chunks compressed when that fits)
 tool.py b64   IN OUT                 base64 text (one line, no newline)
+tool.py uuids NAME IN OUT            C header: the bytes as UUID strings (16 bytes each, as UuidFromStringA reads them)
+tool.py ipv4s NAME IN OUT            a C header: the bytes as dotted IPv4 strings (4 per string)
 tool.py lenprefix IN OUT             the bytes after their length (4 bytes, little-endian), as a TCP stager reads them
 tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
 tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
@@ -100,6 +102,20 @@ def main(argv: list[str]) -> int:
         Path(args[3]).write_bytes(bytes(out))
     elif cmd == "lznt1":
         Path(args[1]).write_bytes(lznt1(Path(args[0]).read_bytes()))
+    elif cmd in ("uuids", "ipv4s"):
+        import uuid
+
+        name, data = args[0], Path(args[1]).read_bytes()
+        width = 16 if cmd == "uuids" else 4
+        data += bytes(-len(data) % width)
+        chunks = [data[i : i + width] for i in range(0, len(data), width)]
+        if cmd == "uuids":
+            texts = [str(uuid.UUID(bytes_le=chunk)) for chunk in chunks]
+        else:
+            texts = [".".join(str(b) for b in chunk) for chunk in chunks]
+        lines = [f"static const char *const {name}[] = {{"] + [f'    "{t}",' for t in texts] + ["};"]
+        lines.append(f"#define {name.upper()}_COUNT {len(texts)}")
+        Path(args[2]).write_text("\n".join(lines) + "\n")
     elif cmd == "lenprefix":
         data = Path(args[0]).read_bytes()
         Path(args[1]).write_bytes(struct.pack("<I", len(data)) + data)
