@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """chainreplay batch benchmark (issue 15): local pool -j 1 vs -j 2, warm 3CX replay, Dask vs pool.
 
-    python bench/batch.py [--json PATH] [--replays N]
+    python bench/batch.py [--json PATH] [--replays N] [--pool-only]
 
 Eight replays (by default): the committed scenarios in sorted order (the four of issue 15 and
 the generality chains when they are there), repeated until there are eight, each under its own
@@ -14,6 +14,14 @@ name. Measured, one run each, wall time from submission to the last report writt
 * a Dask LocalCluster of 2 single-threaded worker processes on loopback against the local pool
   with -j 2 (cluster start-up timed apart, worker warm-up inside the timing as for the pool).
 
+A second table says where the time went, per configuration: seconds before the first replay
+starts (worker start-up and warm-up), the steady state (first replay started to last report
+written) and the tail (how long the first worker out of tasks waited for the last one); CPU
+seconds of the parent (this process), of start-up (the pool's fork server, whose preload warms
+the engine once for every worker, and the workers before their first task), of the workers'
+tasks (receiving events, analysis, outputs) and of the emulation children. ``--pool-only``
+measures the two local pools and nothing else.
+
 Prints a table and writes every figure as JSON (default reports/bench/batch.json).
 See docs/performance.md.
 """
@@ -25,6 +33,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -51,18 +60,55 @@ def targets(count: int) -> list[BatchTarget]:
     return chosen
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_batch(batch: list[BatchTarget], out: Path, **options: Any) -> dict[str, Any]:
-    started = time.perf_counter()
+    started, started_at, parent_cpu = time.perf_counter(), time.time(), _cpu(resource.RUSAGE_SELF)
     summary = run_batch(batch, out, force=True, **options)
     wall = time.perf_counter() - started
+    parent_cpu = _cpu(resource.RUSAGE_SELF) - parent_cpu
     outcomes = [r.outcome for r in summary.results]
-    return {
+    tasks = [t for t in summary.extra.get("tasks", []) if t]
+    figures: dict[str, Any] = {
         "wall_s": round(wall, 2),
         "replays": len(batch),
         "throughput_per_min": round(60 * len(batch) / wall, 2),
         "sum_replay_s": round(sum(r.seconds for r in summary.results), 2),
         "outcomes": outcomes,
         "workers": summary.workers,
+        "parent_cpu_s": round(parent_cpu, 2),
+    }
+    if len(tasks) == len(batch):
+        figures.update(_where_the_time_went(tasks, started_at))
+        # the pool's fork server: its preload (engine warm-up, output libraries) is the workers'
+        # start-up paid once, before it forks them
+        figures["fork_server_cpu_s"] = round(summary.extra.get("fork_server_cpu_s") or 0.0, 2)
+        figures["start_cpu_s"] = round(figures["worker_start_cpu_s"] + figures["fork_server_cpu_s"], 2)
+    return figures
+
+
+def _where_the_time_went(tasks: list[dict[str, Any]], started_at: float) -> dict[str, Any]:
+    """CPU by process kind, the start-up before the first replay, the steady state, the tail."""
+    by_worker: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        by_worker.setdefault(task["worker"], []).append(task)
+    first_start = min(t["started_at"] for t in tasks)
+    ends = sorted(max(t["ended_at"] for t in own) for own in by_worker.values())
+    steady = ends[-1] - first_start
+    return {
+        # each worker's CPU before its first task: interpreter, imports, warm_engine
+        "worker_start_cpu_s": round(sum(min(t["worker_cpu_before_s"] for t in own) for own in by_worker.values()), 2),
+        "worker_task_cpu_s": round(sum(t["cpu_s"] for t in tasks), 2),
+        "child_cpu_s": round(sum(t["child_cpu_s"] for t in tasks), 2),
+        "first_replay_starts_s": round(first_start - started_at, 2),
+        "steady_s": round(steady, 2),
+        "steady_throughput_per_min": round(60 * len(tasks) / steady, 2),
+        # how long the first worker to run out of tasks waited for the last one
+        "tail_idle_s": round(ends[-1] - ends[0], 2),
+        "order": [t["outdir"].rsplit("/", 1)[-1] for t in sorted(tasks, key=lambda t: t["started_at"])],
     }
 
 
@@ -107,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench" / "batch.json")
     parser.add_argument("--replays", type=int, default=8)
+    parser.add_argument("--pool-only", action="store_true", help="only the local pools -j 1 and -j 2")
     args = parser.parse_args(argv)
     batch = targets(args.replays)
     figures: dict[str, Any] = {
@@ -119,28 +166,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pool -j 1: {figures['pool_j1']['wall_s']} s", flush=True)
         figures["pool_j2"] = timed_batch(batch, root / "j2", jobs=2)
         print(f"pool -j 2: {figures['pool_j2']['wall_s']} s", flush=True)
-        figures["dask_2_workers"] = dask_vs_pool(batch, root / "dask", figures["pool_j2"])
-        print(f"dask 2 workers: {figures['dask_2_workers']['wall_s']} s", flush=True)
-        figures["warm_3cx"] = warm_3cx(root / "warm")
+        if not args.pool_only:
+            figures["dask_2_workers"] = dask_vs_pool(batch, root / "dask", figures["pool_j2"])
+            print(f"dask 2 workers: {figures['dask_2_workers']['wall_s']} s", flush=True)
+            figures["warm_3cx"] = warm_3cx(root / "warm")
     figures["ratios"] = {
         "j2_vs_j1_throughput": round(figures["pool_j1"]["wall_s"] / figures["pool_j2"]["wall_s"], 3),
-        "dask_vs_pool_j2_wall": figures["dask_2_workers"]["vs_pool_j2"],
+        "j2_vs_j1_steady": round(figures["pool_j1"]["steady_s"] / figures["pool_j2"]["steady_s"], 3),
     }
-    rows = [
-        ("local pool -j 1", figures["pool_j1"]),
-        ("local pool -j 2", figures["pool_j2"]),
-        ("Dask LocalCluster, 2 workers", figures["dask_2_workers"]),
-    ]
+    rows = [("local pool -j 1", figures["pool_j1"]), ("local pool -j 2", figures["pool_j2"])]
+    if "dask_2_workers" in figures:
+        figures["ratios"]["dask_vs_pool_j2_wall"] = figures["dask_2_workers"]["vs_pool_j2"]
+        rows.append(("Dask LocalCluster, 2 workers", figures["dask_2_workers"]))
     print(f"\n{len(batch)} replays: {', '.join(figures['targets'])}")
     print(f"{'run':32} {'wall s':>8} {'replays/min':>12} {'sum of replays s':>17}")
     for label, row in rows:
         print(f"{label:32} {row['wall_s']:>8} {row['throughput_per_min']:>12} {row['sum_replay_s']:>17}")
-    warm = figures["warm_3cx"]
-    print(f"3CX replay in a warm worker: best {warm['best_s']} s of {warm['replay_s']}", end="")
-    print(f" (warm-up {warm['warm_engine_s']} s)")
+    if "warm_3cx" in figures:
+        warm = figures["warm_3cx"]
+        print(f"3CX replay in a warm worker: best {warm['best_s']} s of {warm['replay_s']}", end="")
+        print(f" (warm-up {warm['warm_engine_s']} s)")
+    print(f"\n{'where the time went':32} {'start s':>8} {'steady s':>9} {'tail s':>7} {'parent':>7} ", end="")
+    print(f"{'w start':>8} {'w tasks':>8} {'children':>9} {'CPU s':>7}")
+    for label, row in rows:
+        if "steady_s" not in row:
+            continue
+        start_cpu = row.get("start_cpu_s", row["worker_start_cpu_s"])
+        total = row["parent_cpu_s"] + start_cpu + row["worker_task_cpu_s"] + row["child_cpu_s"]
+        print(f"{label:32} {row['first_replay_starts_s']:>8} {row['steady_s']:>9} {row['tail_idle_s']:>7} ", end="")
+        print(f"{row['parent_cpu_s']:>7} {start_cpu:>8} {row['worker_task_cpu_s']:>8} ", end="")
+        print(f"{row['child_cpu_s']:>9} {round(total, 2):>7}")
+    print(f"order of -j 2: {', '.join(figures['pool_j2'].get('order', []))}")
     ratios = figures["ratios"]
-    print(f"-j 2 / -j 1 throughput: {ratios['j2_vs_j1_throughput']}x (target >= 1.7x)")
-    print(f"Dask / pool -j 2 wall time: {ratios['dask_vs_pool_j2_wall']} (target <= 1.15)")
+    print(f"-j 2 / -j 1 throughput: {ratios['j2_vs_j1_throughput']}x (target >= 1.7x)", end="")
+    print(f"; steady state (first replay started to last written): {ratios['j2_vs_j1_steady']}x")
+    if "dask_vs_pool_j2_wall" in ratios:
+        print(f"Dask / pool -j 2 wall time: {ratios['dask_vs_pool_j2_wall']} (target <= 1.15)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"figures: {args.json}")

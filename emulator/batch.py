@@ -6,11 +6,18 @@ still :func:`emulator.replay.replay_target` with its emulation in its own contai
 its limits: a hung or crashing emulation costs one result, not the batch.
 
 Local: a ``ProcessPoolExecutor`` of ``-j`` workers started by a fork server (the parent may
-have threads: the progress bar), each warmed once by :func:`emulator.replay.warm_engine`.
+have threads: the progress bar). The fork server warms the engine before it forks them
+(:func:`preload_modules`), so ``-j N`` pays that once and the workers share its memory; each
+worker still runs :func:`warm_worker` (nearly free when warm, the whole warm-up when the fork
+server was started by someone else). The fork server is stopped when the batch ends.
 Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed once (``Client.run``).
 Dask's worker processes are daemonic and multiprocessing refuses children to a daemonic
 process; the replay's emulation child is killed and joined by the task that started it, so
 the task lifts that flag for the replay's duration (:func:`_children_allowed`).
+
+Longest first: the pending targets are started in the order of their expected time, longest
+first (:func:`expected_seconds`), so that a pool does not end on one long replay while its
+other workers are idle. The summary keeps the order the targets were given in.
 
 Resumable: beside each report, ``batch-key.json`` records the sample's sha256 and a hash of the
 replay's configuration (the plan, the scenario's SHA256SUMS, chainreplay's version). A target
@@ -24,10 +31,11 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +104,8 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
     from emulator.replay import replay_target
 
     plan = ReplayPlan.model_validate_json(plan_json)
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
+    cpu, child_cpu = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     with _children_allowed():
         result = replay_target(plan, outdir, force=force)
     return {
@@ -105,7 +114,20 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
         "report_path": result.report_path,
         "seconds": time.monotonic() - started,
         "worker": f"{socket.gethostname()} pid {os.getpid()}",
+        # Where the time went (bench/batch.py): wall clock start and end, CPU of the worker
+        # (receiving events, analysis, outputs) and of the replay's emulation child; the worker's
+        # CPU before the task (its start-up and warm-up, then the tasks before this one).
+        "started_at": wall,
+        "ended_at": time.time(),
+        "worker_cpu_before_s": cpu,
+        "cpu_s": _cpu_seconds(resource.RUSAGE_SELF) - cpu,
+        "child_cpu_s": _cpu_seconds(resource.RUSAGE_CHILDREN) - child_cpu,
     }
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def warm_worker() -> int:
@@ -154,6 +176,43 @@ def _up_to_date(outdir: Path, key: dict[str, str]) -> bool:
         return False
 
 
+# ---- scheduling -------------------------------------------------------------------------------
+
+
+def previous_seconds(outdir: Path) -> dict[str, float]:
+    """Each target's replay time in the summary an earlier batch left in ``outdir`` (by name);
+    empty if there is none or it cannot be read. Resumed targets carry no time."""
+    try:
+        document = json.loads((outdir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        rows = document["targets"] if document.get("format") == BATCH_FORMAT else []
+        return {
+            str(row["name"]): float(row["seconds"])
+            for row in rows
+            if isinstance(row, dict) and not row.get("resumed") and float(row.get("seconds") or 0) > 0
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _input_bytes(plan: ReplayPlan) -> int:
+    paths = [Path(plan.target_path), *(Path(v.host_path) for v in plan.files)]
+    return sum(path.stat().st_size for path in paths if path.is_file())
+
+
+def expected_seconds(plans: list[ReplayPlan], previous: dict[str, float]) -> list[float]:
+    """What each replay is expected to take, to start the longest first: its time in an earlier
+    batch into the same folder where every plan has one, else (a first batch, a new target) the
+    bytes it reads (sample and staged files), a rough stand-in on one scale for all."""
+    if plans and all(plan.name in previous for plan in plans):
+        return [previous[plan.name] for plan in plans]
+    return [float(_input_bytes(plan)) for plan in plans]
+
+
+def longest_first(expected: list[float]) -> list[int]:
+    """The indexes of ``expected``, largest value first; ties keep their order."""
+    return sorted(range(len(expected)), key=lambda index: -expected[index])
+
+
 # ---- running ----------------------------------------------------------------------------------
 
 
@@ -185,8 +244,66 @@ def _failed_result(target: BatchTarget, outdir: Path, error: str) -> TargetResul
     )
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def preload_modules(jobs: int, cores: int) -> list[str]:
+    """What the pool's fork server imports before it forks ``jobs`` workers on ``cores`` cores.
+
+    Always the engine (emulator/batch_preload.py): every worker needs it before its first replay,
+    so it is paid once, not once per worker. The output libraries as well
+    (emulator/batch_preload_outputs.py) when a worker and its emulation child per job outnumber
+    the cores: a worker imports them during its first replay while its child emulates, which
+    costs nothing when a core is free for it and a busy core's time per worker when none is.
+    ``"__main__"`` is multiprocessing's own default.
+    """
+    modules = ["__main__", "emulator.batch_preload"]
+    if 2 * jobs > cores:
+        modules.append("emulator.batch_preload_outputs")
+    return modules
+
+
 def _local_executor(jobs: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("forkserver"), initializer=warm_worker)
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(preload_modules(jobs, _usable_cores()))
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=warm_worker)
+
+
+def _fork_server_pid() -> int | None:
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of process ``pid`` so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop_fork_server(running_before: int | None) -> float | None:
+    """Stop the fork server the pool started (it holds a warm engine; the next batch starts its
+    own with its own preload); return the CPU seconds it used (its preload), if known. A fork
+    server that was running before the pool (``running_before``, its pid) is not ours: left."""
+    from multiprocessing import forkserver
+
+    pid = _fork_server_pid()
+    if pid is None or pid == running_before:
+        return None
+    cpu = _process_cpu_seconds(pid)
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if callable(stop):
+        with suppress(OSError, ChildProcessError):
+            stop()
+    return cpu
 
 
 def _dask_client(scheduler: str) -> Any:
@@ -215,6 +332,8 @@ def run_batch(
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, TargetResult] = {}
     keys: dict[int, dict[str, str]] = {}
+    tasks: dict[int, dict[str, Any]] = {}  # what each replayed task returned
+    extra: dict[str, Any] = {}
     pending: list[int] = []
     for index, target in enumerate(targets):
         folder = outdir / target.plan.name
@@ -225,10 +344,14 @@ def run_batch(
                 on_result(results[index])
         else:
             pending.append(index)
+    expected = expected_seconds([targets[i].plan for i in pending], previous_seconds(outdir))
+    pending = [pending[k] for k in longest_first(expected)]
 
     def finished(index: int, value: dict[str, Any] | None, error: str | None) -> None:
         target = targets[index]
         folder = outdir / target.plan.name
+        if value is not None:
+            tasks[index] = value
         if value is None or not (folder / "report.json").is_file():
             results[index] = _failed_result(target, folder, error or "no report written")
         else:
@@ -252,8 +375,9 @@ def run_batch(
                     force,
                     pure=False,
                     key=f"chainreplay-{targets[i].plan.name}-{time.time_ns()}",
+                    priority=len(pending) - rank,  # Dask runs higher priorities first
                 ): i
-                for i in pending
+                for rank, i in enumerate(pending)
             }
             from dask.distributed import as_completed
 
@@ -266,21 +390,25 @@ def run_batch(
             client.close()
     elif pending:
         workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
-        with _local_executor(workers) as pool:
-            local = {
-                pool.submit(
-                    replay_task,
-                    targets[i].plan.model_dump_json(),
-                    str(outdir / targets[i].plan.name),
-                    force,
-                ): i
-                for i in pending
-            }
-            for future in cf.as_completed(local):
-                try:
-                    finished(local[future], future.result(), None)
-                except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
-                    finished(local[future], None, f"{type(err).__name__}: {err}")
+        running_before = _fork_server_pid()
+        try:
+            with _local_executor(workers) as pool:
+                local = {
+                    pool.submit(
+                        replay_task,
+                        targets[i].plan.model_dump_json(),
+                        str(outdir / targets[i].plan.name),
+                        force,
+                    ): i
+                    for i in pending
+                }
+                for future in cf.as_completed(local):
+                    try:
+                        finished(local[future], future.result(), None)
+                    except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
+                        finished(local[future], None, f"{type(err).__name__}: {err}")
+        finally:
+            extra["fork_server_cpu_s"] = _stop_fork_server(running_before)
 
     ordered = [results[i] for i in range(len(targets))]
     summary = BatchSummary(
@@ -291,6 +419,7 @@ def run_batch(
         scheduler=scheduler,
         replayed=len(pending),
         resumed=len(targets) - len(pending),
+        extra={**extra, "tasks": [tasks.get(i) for i in range(len(targets))]},
     )
     summary.path.write_text(json.dumps(summary_document(summary), indent=2) + "\n", encoding="utf-8")
     return summary

@@ -137,3 +137,36 @@ def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: C
     report = json.loads((out / "winhttp-downloader" / "report.json").read_text(encoding="utf-8"))
     assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]
     assert report["containment"]["isolation"] == "child process"
+
+
+def test_pending_targets_start_longest_expected_first_on_workers_forked_warm(tmp_path: Path) -> None:
+    """By the bytes a target reads on a first batch; by the times of the batch before after that.
+    The pool's workers start warm: forked from a fork server that warmed the engine once."""
+    from emulator.batch import BatchTarget, _fork_server_pid, previous_seconds, run_batch
+    from emulator.scenario import load_scenario
+
+    targets = [BatchTarget(target=str(f), plan=load_scenario(f)) for f in SMALL]  # 3072 and 3584 bytes
+    out = tmp_path / "order"
+    last: dict[str, Any] = {}
+
+    def started_order() -> list[str]:
+        summary = run_batch(targets, out, jobs=1, force=True)
+        last.update(summary.extra)
+        assert [r.name for r in summary.results] == ["benign-dll", "winhttp-downloader"]  # as given
+        tasks = summary.extra["tasks"]
+        return [t.plan.name for _, t in sorted(zip([task["started_at"] for task in tasks], targets, strict=True))]
+
+    assert started_order() == ["winhttp-downloader", "benign-dll"]  # the larger sample first
+    # The workers are forks of the pool's fork server, which warmed the engine once (about 1 s of
+    # CPU); the worker (-j 1: one) used next to no CPU before its first replay; the server is gone.
+    assert min(task["worker_cpu_before_s"] for task in last["tasks"]) < 0.5, last["tasks"]
+    assert last["fork_server_cpu_s"] is None or last["fork_server_cpu_s"] > 0.5
+    assert _fork_server_pid() is None
+    assert set(previous_seconds(out)) == {"benign-dll", "winhttp-downloader"}
+    document = _summary(out)
+    for row in document["targets"]:
+        row["seconds"] = 9.0 if row["name"] == "benign-dll" else 1.0
+    (out / "batch.json").write_text(json.dumps(document), encoding="utf-8")
+    assert started_order() == ["benign-dll", "winhttp-downloader"]  # the longer last time first
+    (out / "batch.json").write_text("{not json", encoding="utf-8")
+    assert previous_seconds(out) == {}

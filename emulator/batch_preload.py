@@ -1,0 +1,22 @@
+"""Imported by a local batch pool's fork server (multiprocessing's forkserver preload), never
+otherwise: importing it warms the engine (:func:`emulator.replay.warm_engine`) in that process.
+
+The pool's workers are forked from the fork server, so they start with the engine imported and
+its tables read: ``-j N`` pays that start-up once instead of once per worker, and the workers
+share the tables' memory until they write it. Each worker still runs ``warm_worker`` (nearly
+free when warm), so a fork server started without this preload gives the same workers.
+"""
+
+from __future__ import annotations
+
+
+def _warm() -> None:
+    try:
+        from emulator.replay import warm_engine
+
+        warm_engine()
+    except Exception:  # noqa: BLE001 - the fork server must start; each worker warms itself
+        pass
+
+
+_warm()
