@@ -13,11 +13,13 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -572,42 +574,71 @@ def _serial(monkeypatch: pytest.MonkeyPatch, out: Path, **kwargs: Any) -> dict[s
     return _files(out)
 
 
+# One produce() in a fresh interpreter (a copy is forked only where no other thread runs, and the
+# test process may hold threads of other tests): which copies started, and the containment.
+_BESIDE = r"""
+import json, os, sys
+from pathlib import Path
+import emulator.export as export
+from emulator.output import produce
+from emulator.trace import read_trace
+out, mode, frozen = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+started = []
+start = export.BackgroundExports.start.__func__
+def counted(cls, out, report):
+    copy = start(cls, out, report)
+    started.append(0 if copy is None else copy.pid)
+    return copy
+export.BackgroundExports.start = classmethod(counted)
+kwargs = {}
+if mode == "dies":
+    parent, write_all = os.getpid(), export._write_all
+    def dies(out, report):
+        if os.getpid() != parent:
+            os._exit(3)
+        return write_all(out, report)
+    export._write_all = dies
+if mode == "signal":
+    import signal, time
+    import emulator.render
+    from emulator.lifecycle import Interrupted, RunControl
+    def signalled(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM)
+    emulator.render.render_files = signalled
+    kwargs["control"] = RunControl(time.monotonic() + 600).__enter__()
+out.mkdir()
+report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
+containment = report.containment
+print(json.dumps({"started": started, "refused": containment.host_processes_refused,
+                  "violations": containment.violations, "outcome": report.outcome.status}))
+"""
+
+
+def _beside(out: Path, mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _BESIDE, str(out), mode, str(FROZEN_3CX)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result["started"]) == 1 and result["started"][0] > 0, result  # a copy was forked
+    return result
+
+
 def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The copy that writes the exports while the parent draws writes every byte the parent
     would; its fork is the project's own, not a process the guard refuses."""
-    import emulator.export
-
-    started: list[int] = []
-    start = emulator.export.BackgroundExports.start.__func__  # type: ignore[attr-defined]
-
-    def counted(cls: type, out: Path, report: Report) -> Any:
-        copy = start(cls, out, report)
-        started.append(copy.pid)
-        return copy
-
-    monkeypatch.setattr(emulator.export.BackgroundExports, "start", classmethod(counted))
-    report = _produced(tmp_path / "beside")
-    assert started and started[0] > 0
-    assert report.containment.host_processes_refused == 0 and not report.containment.violations
+    result = _beside(tmp_path / "beside", "plain")
+    assert result["refused"] == 0 and not result["violations"]
     assert _files(tmp_path / "beside") == _serial(monkeypatch, tmp_path / "serial")
     assert (tmp_path / "beside" / "stix-bundle.json").is_file()
 
 
 def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    import emulator.export
-
-    parent, write_all = os.getpid(), emulator.export._write_all
-
-    def dies_in_the_copy(out: Path, report: Report) -> list[tuple[str, str]]:
-        if os.getpid() != parent:
-            os._exit(3)
-        return write_all(out, report)
-
-    monkeypatch.setattr(emulator.export, "_write_all", dies_in_the_copy)
-    _produced(tmp_path / "died")
-    monkeypatch.setattr(emulator.export, "_write_all", write_all)
+    _beside(tmp_path / "died", "dies")
     assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
 
 
@@ -620,15 +651,14 @@ def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyP
     import emulator.render
     from emulator.lifecycle import Interrupted, RunControl
 
+    assert _beside(tmp_path / "cut", "signal")["outcome"] == "interrupted"
+    bundle = json.loads((tmp_path / "cut" / "stix-bundle.json").read_text())
+    (analysis,) = [o for o in bundle["objects"] if o["type"] == "malware-analysis"]
+    assert analysis["result_name"] == "interrupted"
+
     def signalled(*args: object, **kwargs: object) -> list[str]:
         raise Interrupted(signal.SIGTERM)
 
     monkeypatch.setattr(emulator.render, "render_files", signalled)
-    with RunControl(time.monotonic() + 600) as control:
-        report = _produced(tmp_path / "cut", control=control)
-    assert report.outcome.status == "interrupted"
-    bundle = json.loads((tmp_path / "cut" / "stix-bundle.json").read_text())
-    (analysis,) = [o for o in bundle["objects"] if o["type"] == "malware-analysis"]
-    assert analysis["result_name"] == "interrupted"
     with RunControl(time.monotonic() + 600) as control:
         assert _files(tmp_path / "cut") == _serial(monkeypatch, tmp_path / "serial", control=control)
