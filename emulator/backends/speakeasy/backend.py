@@ -8,6 +8,7 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, setup
+from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
@@ -89,6 +90,7 @@ class SpeakeasyBackend:
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         if self.plan.mode == "fast":
             compat_fast.use_lean_api_log(emu)
+            FastDispatch(emu).install()
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
@@ -117,6 +119,7 @@ class SpeakeasyBackend:
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
             flow.on_unhooked = self._runner.retranslate
+            FastEngineLoop(emu).install()
 
     def _observe_events(self, flow: FlowWatch) -> None:
         """The flow watch learns its sources from the recorded events (buffers, stages)."""

@@ -357,7 +357,15 @@ def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
 def call_site(emu: Any) -> int:
     """Call site of the API call being handled, as Speakeasy's ``log_api`` will report it."""
     previous = getattr(emu, "prev_pc", 0)
-    return int(previous) if previous else int(emu.get_ret_address())
+    if previous:
+        return int(previous)
+    # Speakeasy's get_ret_address: the word at the stack pointer, read straight from the engine
+    # (a failing read goes Speakeasy's way, which reports the fault).
+    try:
+        size = int(emu.ptr_size)
+        return int.from_bytes(emu.emu_eng.mem_read(emu.get_stack_ptr(), size), "little")
+    except Exception:
+        return int(emu.get_ret_address())
 
 
 def on_profiler_records(emu: Any, callback: Callable[[str, dict[str, Any]], None]) -> None:

@@ -69,6 +69,8 @@ class NativeRunner:
         compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
+        self._start_native = compat_fast.native_start(emu)
+        self._engine_stop = compat_fast.native_stop(emu) or self._engine_stop
         self.budget = native_budget.install(self.unicorn)
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
@@ -131,6 +133,12 @@ class NativeRunner:
     def _run_deferred_work(self, address: int) -> int | None:
         """Speakeasy's deferred work at ``address``; the address to resume at, None to stay stopped."""
         self.stop_requested = False
+        if compat_fast.deferred_work_idle(self.emu, address):
+            # All Speakeasy's hook would do here is switch itself off.
+            if self.emu.get_pc() != address:
+                self.emu.set_pc(address)
+            self.disable()
+            return None if compat_fast.emulation_complete(self.emu) else address
         self.emu.set_pc(address)
         compat_fast.run_deferred_code_work(self.emu, address, 0)
         if self.stop_requested or compat_fast.emulation_complete(self.emu):
@@ -148,7 +156,10 @@ class NativeRunner:
             self._stop_at = stop_at
         self.in_native = True
         try:
-            self._engine_start(address, timeout=0, count=count)
+            if self._start_native is not None:
+                self._start_native(address, count)
+            else:
+                self._engine_start(address, timeout=0, count=count)
         finally:
             self.in_native = False
             with self._lock:
