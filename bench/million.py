@@ -70,6 +70,8 @@ import emulator.render as render
 timed(render, "render_files", "drawings_html_s")
 import emulator.export as export
 timed(export, "write_exports", "exports_s")
+# Exports written by a forked copy beside the drawing: what the parent waits for them after drawing.
+timed(export.BackgroundExports, "finish", "exports_s")
 timed(output, "produce", "after_emulation_s")
 import emulator.replay as replay
 replay.produce = output.produce

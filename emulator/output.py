@@ -34,6 +34,7 @@ from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, iter_trace_li
 
 if TYPE_CHECKING:
     from emulator.analysis.pipeline import Analysis
+    from emulator.export import BackgroundExports
 
 # The analysis (networkx), the report builder, the renderers and the exporters are imported
 # where they are used: a replay imports them while its emulation child runs (replay.py's
@@ -241,6 +242,24 @@ def write_outputs(
 ) -> Report:
     """Stage images, network bodies, dropped files, the rendered files and report.json (written
     whole or not at all). With ``yara_rules``, the bytes written are scanned before rendering."""
+    return _write_outputs(out, trace, analysis, guard, generated_at, control, cut, yara_rules)[0]
+
+
+def _write_outputs(
+    out: Path,
+    trace: Trace,
+    analysis: Analysis,
+    guard: Guard,
+    generated_at: str,
+    control: RunControl | None = None,
+    cut: RunNotes | None = None,
+    yara_rules: str | None = None,
+    exports_aside: bool = False,
+) -> tuple[Report, BackgroundExports | None, bool]:
+    """:func:`write_outputs`; with ``exports_aside``, the exports are started in a forked copy
+    as soon as the report is built (:class:`emulator.export.BackgroundExports`), to run beside
+    the drawing. Returns the report, the copy (None if none was started) and whether drawing
+    left the report as the copy saw it."""
     cut = cut or RunNotes()
     written: set[Path] = set()
     for stage in analysis.stages:
@@ -253,7 +272,6 @@ def write_outputs(
                     _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
     dropped = _dropped_files(out, trace, written)
     from emulator.document import build_report
-    from emulator.render import render_files
 
     report = build_report(trace, analysis, dropped, _containment(trace, guard, []), generated_at)
     if yara_rules is not None:
@@ -261,8 +279,35 @@ def write_outputs(
 
         report = add_yara_scan(out, report, yara_rules)
     interrupted = (cut.outcome or report.outcome).status == Status.INTERRUPTED
-    errors: list[str] = []
     nodes = analysis.graph.number_of_nodes()
+    aside = None
+    if exports_aside and not interrupted and nodes <= MAX_DRAWN_NODES and not cut.notes and cut.outcome is None:
+        from emulator.export import BackgroundExports
+
+        aside = BackgroundExports.start(out, report)  # only what drawing changes could differ
+    try:
+        return _drawn(out, trace, report, guard, nodes, interrupted, control, cut, aside)
+    except BaseException:
+        if aside is not None:
+            aside.cancel()
+        raise
+
+
+def _drawn(
+    out: Path,
+    trace: Trace,
+    report: Report,
+    guard: Guard,
+    nodes: int,
+    interrupted: bool,
+    control: RunControl | None,
+    cut: RunNotes,
+    aside: BackgroundExports | None,
+) -> tuple[Report, BackgroundExports | None, bool]:
+    """Draw ``report`` (unless ``interrupted`` or too large) and write report.json."""
+    from emulator.render import render_files
+
+    errors: list[str] = []
     if interrupted:
         cut.notes.append(("graph", "graph not drawn: the replay was interrupted"))
     elif nodes > MAX_DRAWN_NODES:
@@ -284,9 +329,10 @@ def write_outputs(
         update["notes"] = [*report.notes, *(Note(seq=seq, stage="", what=w, detail=d) for w, d in cut.notes)]
     if cut.outcome is not None:
         update["outcome"] = Outcome(status=cut.outcome.status, detail=cut.outcome.detail, limit=cut.outcome.limit)
+    unchanged = all(getattr(report, name) == value for name, value in update.items())
     report = report.model_copy(update=update)
     write_atomically(out / REPORT_FILE, report.json_chunks())
-    return report
+    return report, aside, unchanged
 
 
 def _interrupted(signum: int, when: str) -> outcome_model.Outcome:
@@ -361,7 +407,11 @@ def produce(
         if write_frozen:
             write_trace(out, trace)
         analysis = _analyse_bounded(trace, control, cut)
-        report = write_outputs(out, trace, analysis, guard, generated_at or now_utc(), control, cut, yara_rules)
+        report, aside, unchanged = _write_outputs(
+            out, trace, analysis, guard, generated_at or now_utc(), control, cut, yara_rules, exports_aside=True
+        )
+        if aside is not None:  # written beside the drawing
+            return aside.finish(report, unchanged)
         return write_exports(out, report)  # iocs, STIX, ATT&CK layer, pcap, detections
     finally:
         uninstall(guard)

@@ -50,6 +50,9 @@ class Recorder:
     api_count: int = 0
     # Call site of the API call being handled: events emitted while it is set are that call's.
     call_pc: int | None = None
+    # Told (address, size) of guest bytes an API is about to copy elsewhere (a reallocation, a
+    # copy API): the backend's flow watch records how guest code wrote them, if it did.
+    on_copy_from: Callable[[int, int], None] | None = None
 
     def emit(self, cls: type[Any], stage: str | None = None, **fields: Any) -> Any:
         if cls is ApiCall:

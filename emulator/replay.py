@@ -478,14 +478,15 @@ def _end_child(process: Any) -> None:
     process.join(timeout=5)
 
 
-def _prepare_outputs(out: Path) -> None:
+def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
     """Import the analysis, drawing and export libraries and build the report models while the
     child emulates (about 1.5 s of CPU cold): none of them is imported before the child starts.
 
     Under a guard of its own (writes only in OUTDIR, no socket): a library may probe the network
     when imported (urllib3, pulled in by stix2, binds a socket to ::1 to test for IPv6); the probe
     is refused, the library carries on without it, and the refusal is not the replay's: it is
-    logged (-d), not counted in the report."""
+    logged (-d), not counted in the report. ``also``: what the caller needs after the replay
+    (the CLI: the modules of the summary it prints), prepared the same way."""
     from emulator.export import prepare as prepare_exports
     from emulator.render import prepare as prepare_renderers
 
@@ -498,6 +499,8 @@ def _prepare_outputs(out: Path) -> None:
         build_models()
         prepare_renderers()
         prepare_exports()
+        if also is not None:
+            also()
     finally:
         uninstall(guard)
     if guard.violations:
@@ -511,6 +514,7 @@ def replay_target(
     isolate: bool = True,
     force: bool = False,
     yara_rules: str | None = None,
+    also_prepare: Callable[[], None] | None = None,
 ) -> ReplayResult:
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out.
 
@@ -523,7 +527,8 @@ def replay_target(
     ends by ``timeout + WATCHDOG_GRACE_SECONDS``. A SIGTERM, SIGINT or SIGHUP (main thread only)
     ends it early with a partial report whose outcome is ``interrupted``.
     ``yara_rules`` (a rule file or folder, compiled by the caller first) scans every buffer into
-    ``report.yara``.
+    ``report.yara``. ``also_prepare`` runs while the emulation does, beside the import of the
+    output libraries (the CLI imports what it prints afterwards).
     """
     from emulator.output import output_folder, produce
     from emulator.trace import freeze as trace_of
@@ -533,11 +538,13 @@ def replay_target(
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
     with output_folder(out, force=force), control:
         if isolate:
-            recording = emulate_isolated(plan, while_waiting=lambda: _prepare_outputs(out), control=control)
+            recording = emulate_isolated(
+                plan, while_waiting=lambda: _prepare_outputs(out, also_prepare), control=control
+            )
         else:
             recording = emulate(plan)
             recording.isolation = "in-process"
-            _prepare_outputs(out)
+            _prepare_outputs(out, also_prepare)
             if control.signum is not None:
                 control.handled = True
                 recording.signal = control.signum

@@ -18,10 +18,18 @@ def _escape(char: str) -> str:
     return char
 
 
+# Every character but printable ASCII (which is never escaped): only these are looked at one by one.
+_MAYBE_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    return _escape(match.group())
+
+
 def for_display(text: str, limit: int = MAX_DISPLAY) -> str:
     """``text`` with every control, format and surrogate character written as ``\\uXXXX``, cut at
     ``limit`` characters (ending in ``...``). A display name only: never used as a path."""
-    cleaned = "".join(_escape(c) for c in text) if not text.isascii() or _UNSAFE.search(text) else text
+    cleaned = _MAYBE_UNSAFE.sub(_escape_match, text) if not text.isascii() or _UNSAFE.search(text) else text
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 

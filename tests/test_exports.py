@@ -13,11 +13,13 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -360,6 +362,68 @@ def test_generated_yara_rules_match_their_stage_and_not_the_benign_sample(name: 
                 assert bool(rules.match(data=data)) == (other in allowed), (stage.id, other)
 
 
+def _byte_windows_by_definition(data: bytes, excluded: list[bytes], taken: set[bytes]) -> list[tuple[int, bytes]]:
+    """The byte sequences of a generated YARA rule as documented: from offset 0, the first
+    16-byte window with at least 8 distinct bytes that no excluded file contains anywhere (every
+    window of every excluded file in one set), then the same from 256 bytes further on."""
+    from emulator.export.detections.yara_rules import MIN_DISTINCT_BYTES, WINDOW
+
+    excluded_windows = {e[i : i + WINDOW] for e in excluded for i in range(len(e) - WINDOW + 1)}
+    picked: list[tuple[int, bytes]] = []
+    offset = 0
+    while len(taken) < 8 and offset + WINDOW <= len(data):
+        window = data[offset : offset + WINDOW]
+        if len(set(window)) >= MIN_DISTINCT_BYTES and window not in excluded_windows and window not in taken:
+            taken.add(window)
+            picked.append((offset, window))
+            offset += WINDOW * 16
+        else:
+            offset += 1
+    return picked
+
+
+def test_generated_yara_byte_sequences_follow_their_definition() -> None:
+    """The rule generator finds its byte sequences by searching the excluded files (and skipping
+    the runs of bytes a file shares with the stage) instead of holding every window of every
+    file in a set: on stages carried whole, carried in part with changes, padded with runs of
+    one byte, or sharing nothing, it picks exactly what the definition picks."""
+    import random
+
+    from emulator.export.detections.yara_rules import _pick, benign_corpus
+
+    rnd = random.Random(18)
+    unprintable = [*range(0x20), *range(0x7F, 0x100)]  # no text: the rules are byte sequences only
+
+    def noise(n: int) -> bytes:
+        return bytes(rnd.choice(unprintable) for _ in range(n))
+
+    def stage(n: int) -> bytes:
+        parts: list[bytes] = []
+        while sum(map(len, parts)) < n:
+            kind = rnd.randrange(3)
+            parts.append(noise(rnd.randrange(1, 300)) if kind else bytes([rnd.randrange(4)]) * rnd.randrange(1, 200))
+        return b"".join(parts)[:n]
+
+    compared = 0
+    for trial in range(120):
+        data = stage(rnd.randrange(0, 5000))
+        excluded = benign_corpus() if trial % 2 else []
+        for _ in range(rnd.randrange(0, 4)):
+            if data and rnd.random() < 0.6:  # carries part of the stage, perhaps with a byte changed
+                start = rnd.randrange(len(data))
+                piece = bytearray(data[start : rnd.randrange(start, len(data) + 1)])
+                if piece and rnd.random() < 0.5:
+                    piece[rnd.randrange(len(piece))] ^= 0xFF
+                excluded.append(noise(rnd.randrange(0, 400)) + bytes(piece) + noise(rnd.randrange(0, 400)))
+            else:
+                excluded.append(stage(rnd.randrange(0, 3000)))
+        picked = _pick(data, excluded)
+        want = _byte_windows_by_definition(data, excluded, set())
+        assert [(s.offset, s.text) for s in picked] == [(o, "{ " + w.hex(" ") + " }") for o, w in want], trial
+        compared += len(want)
+    assert compared > 200  # the cases exercise the byte sequences, not only empty picks
+
+
 def _events_db(rows: list[dict[str, Any]]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE logs (" + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in COLUMNS) + ")")
@@ -481,3 +545,120 @@ def test_hostile_network_values_cannot_break_or_forge_the_exports(scenario_outdi
         (query,) = backend.convert(SigmaCollection.from_yaml(file.read_text()))
         assert _events_db(rows).execute(query).fetchall(), file.name
     assert stix2.parse((out / "stix-bundle.json").read_text(), allow_custom=False)
+
+
+# --- exports written beside the drawing (a forked copy of the parent) -----------------------
+
+FROZEN_3CX = REPO / "tests" / "data" / "frozen" / "3cx"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _produced(out: Path, **kwargs: Any) -> Report:
+    from emulator.output import produce
+    from emulator.trace import read_trace
+
+    out.mkdir()
+    return produce(out, read_trace(FROZEN_3CX), generated_at="SNAPSHOT", **kwargs)
+
+
+def _serial(monkeypatch: pytest.MonkeyPatch, out: Path, **kwargs: Any) -> dict[str, bytes]:
+    """The output folder as the exports alone in this process write it (no copy forked)."""
+    import emulator.export
+
+    with monkeypatch.context() as patch:
+        patch.setattr(emulator.export.BackgroundExports, "start", classmethod(lambda cls, out, report: None))
+        _produced(out, **kwargs)
+    return _files(out)
+
+
+# One produce() in a fresh interpreter (a copy is forked only where no other thread runs, and the
+# test process may hold threads of other tests): which copies started, and the containment.
+_BESIDE = r"""
+import json, os, sys
+from pathlib import Path
+import emulator.export as export
+from emulator.output import produce
+from emulator.trace import read_trace
+out, mode, frozen = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+started = []
+start = export.BackgroundExports.start.__func__
+def counted(cls, out, report):
+    copy = start(cls, out, report)
+    started.append(0 if copy is None else copy.pid)
+    return copy
+export.BackgroundExports.start = classmethod(counted)
+kwargs = {}
+if mode == "dies":
+    parent, write_all = os.getpid(), export._write_all
+    def dies(out, report):
+        if os.getpid() != parent:
+            os._exit(3)
+        return write_all(out, report)
+    export._write_all = dies
+if mode == "signal":
+    import signal, time
+    import emulator.render
+    from emulator.lifecycle import Interrupted, RunControl
+    def signalled(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM)
+    emulator.render.render_files = signalled
+    kwargs["control"] = RunControl(time.monotonic() + 600).__enter__()
+out.mkdir()
+report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
+containment = report.containment
+print(json.dumps({"started": started, "refused": containment.host_processes_refused,
+                  "violations": containment.violations, "outcome": report.outcome.status}))
+"""
+
+
+def _beside(out: Path, mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _BESIDE, str(out), mode, str(FROZEN_3CX)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result["started"]) == 1 and result["started"][0] > 0, result  # a copy was forked
+    return result
+
+
+def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The copy that writes the exports while the parent draws writes every byte the parent
+    would; its fork is the project's own, not a process the guard refuses."""
+    result = _beside(tmp_path / "beside", "plain")
+    assert result["refused"] == 0 and not result["violations"]
+    assert _files(tmp_path / "beside") == _serial(monkeypatch, tmp_path / "serial")
+    assert (tmp_path / "beside" / "stix-bundle.json").is_file()
+
+
+def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _beside(tmp_path / "died", "dies")
+    assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
+
+
+def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A signal while drawing makes the outcome "interrupted": the exports the copy wrote from
+    the report before it are replaced by ones from the report as written."""
+    import signal
+    import time
+
+    import emulator.render
+    from emulator.lifecycle import Interrupted, RunControl
+
+    assert _beside(tmp_path / "cut", "signal")["outcome"] == "interrupted"
+    bundle = json.loads((tmp_path / "cut" / "stix-bundle.json").read_text())
+    (analysis,) = [o for o in bundle["objects"] if o["type"] == "malware-analysis"]
+    assert analysis["result_name"] == "interrupted"
+
+    def signalled(*args: object, **kwargs: object) -> list[str]:
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(emulator.render, "render_files", signalled)
+    with RunControl(time.monotonic() + 600) as control:
+        assert _files(tmp_path / "cut") == _serial(monkeypatch, tmp_path / "serial", control=control)

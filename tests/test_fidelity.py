@@ -340,3 +340,36 @@ def test_rdtsc_in_code_written_later_or_loaded_later_reads_the_virtual_clock(mod
         "rdtsc_written_into_image_text": "pass 3000",
         "rdtsc_in_loaded_library": "pass 3000",
     }
+
+
+def test_ntdll_heap_calls_and_realloc_work_and_their_blocks_are_flow_watched() -> None:
+    """RtlAllocateHeap, RtlReAllocateHeap, RtlFreeHeap and msvcrt realloc (no Speakeasy handler:
+    the run ended as unsupported_api) behave as on Windows; code decoded into a block from
+    RtlAllocateHeap, moved by HeapReAlloc and realloc and run there keeps its decoder's pc."""
+    from emulator.analysis.pipeline import analyse
+    from emulator.events import DataBuffer, StageStart
+    from emulator.trace import freeze
+
+    recording = _emulate("heapapis.exe")
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == {
+        "RtlAllocateHeap_zeroed": "pass",
+        "RtlReAllocateHeap_keeps_bytes": "pass",
+        "realloc_keeps_bytes": "pass",
+        "RtlFreeHeap_succeeds": "pass",
+        "decoded_heap_code_returned": "pass 42",
+    }
+    main, stage = [e for e in recording.events if isinstance(e, StageStart)]
+    filled, decoded_in = (int(c.ret or "0", 16) for c in _calls(recording, "ntdll.RtlAllocateHeap"))
+    moved_to = int(_calls(recording, "msvcrt.realloc")[-1].ret or "0", 16)
+    assert stage.kind == "shellcode" and stage.base == moved_to != decoded_in
+    written = [e for e in recording.events if isinstance(e, DataBuffer) and e.source == "guest_write"]
+    # Each block guest code wrote is recorded when an API copies out of it (the reallocations).
+    assert [w.address for w in written] == [filled, decoded_in]
+    copies = [e for e in recording.events if isinstance(e, DataBuffer) and e.source == "api_copy"]
+    apis = ["ntdll.RtlReAllocateHeap", "msvcrt.realloc", "HeapReAlloc", "msvcrt.realloc"]
+    assert [c.api for c in copies] == apis
+    hops = analyse(freeze(_plan("heapapis.exe"), recording, "0" * 64)).stages[1].link.hops  # type: ignore[union-attr]
+    assert [h.transform for h in hops][-3:] == ["guest_code", "copy", "copy"]
+    pc = int(hops[-3].detail.split(" at pc ")[1].split()[0], 16)
+    assert main.base <= pc < main.base + main.size

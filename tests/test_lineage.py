@@ -60,6 +60,11 @@ GENERALITY = [
     "inject-thread-hijack",
     "inject-apc",
     "inject-hollowing",
+    "file-heap-cipher",
+    "file-heap-cipher-x86",
+    "inject-thread-hijack-x86",
+    "inject-apc-x86",
+    "inject-hollowing-x86",
     "urlmon-drop-x86",
     "callback-mapview",
     "callback-mapview-x86",
@@ -75,6 +80,10 @@ INJECTIONS = [
     ("inject-thread-hijack", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
     ("inject-apc", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
     ("inject-hollowing", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
+    ("inject-remote-thread-x86", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-thread-hijack-x86", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
+    ("inject-apc-x86", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
+    ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
 ]
 
 
@@ -177,6 +186,39 @@ def test_unrecognised_decoder_is_named_by_its_pc(name: str, scenario_report: Cal
         assert stage["lineage"][0]["source"] == "image" and stage["lineage"][0]["ref"] == "s0"
     # The stage bytes are the decoded layer alone, not the page-rounded allocation.
     assert 0 < s1["size"] < 0x1000 and 0 < s2["size"] < 0x1000
+
+
+@pytest.mark.parametrize("name", ["file-heap-cipher", "file-heap-cipher-x86"])
+def test_decoding_into_the_heap_is_named_by_its_pc(name: str, scenario_report: Callable[[str], Report]) -> None:
+    """Layer 1 is decoded into a heap block by s0 and copied out with RtlMoveMemory; layer 2 is
+    decoded into a heap block by s1 and runs there. Each guest-code hop names a pc in the code of
+    the stage that decoded it, and both lineages run back to the file."""
+    import pefile
+
+    report = scenario_report(name)
+    s0, s1, s2 = report["stages"]
+    image = pefile.PE(str(SCENARIOS_DIR / name / "samples" / "loader.exe"))
+    text = next(s for s in image.sections if s.Name.rstrip(b"\0") == b".text")
+    text_begin = int(s0["base"], 16) + text.VirtualAddress
+    code_of = {
+        "s0": (text_begin, text_begin + text.Misc_VirtualSize),
+        "s1": (int(s1["base"], 16), int(s1["base"], 16) + s1["size"]),
+    }
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    for stage, decoder in ((s1, "s0"), (s2, "s1")):
+        assert stage["lineage"][0]["source"] == "file" and stage["lineage"][0]["ref"].endswith("cache.bin")
+        hop = next(h for h in stage["lineage"] if h["transform"] == "guest_code")
+        assert hop["actor"] == decoder
+        match = re.fullmatch(rf"decoded by guest code at pc (0x[0-9a-f]+) in {decoder}", hop["detail"])
+        assert match, hop["detail"]
+        low, high = code_of[decoder]
+        assert low <= int(match.group(1), 16) < high, (hop["detail"], hex(low), hex(high))
+    copy = s1["lineage"][-1]
+    cited = {calls[seq]["api"] for seq in copy["evidence"] if seq in calls}
+    assert copy["transform"] == "copy" and cited == {"kernel32.RtlMoveMemory"}
+    # Layer 2 runs from the heap block layer 1 allocated.
+    heap_blocks = {int(c["ret"], 16) for c in calls.values() if c["api"] == "kernel32.HeapAlloc" and c["stage"] == "s1"}
+    assert int(s2["base"], 16) in heap_blocks
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

@@ -411,3 +411,35 @@ def test_virtual_time_follows_the_clock(load: Callable[[str], Report]) -> None:
     assert before == sorted(before) and after == sorted(after)
     assert max(before) < 1_000_000 <= slept_ms * 1000 <= min(after)
     assert len(set(before)) > 10  # each API call moves the clock
+
+
+def test_display_text_escapes_exactly_what_the_per_character_rule_escapes() -> None:
+    """for_display looks only at the characters that are not printable ASCII (the rest are never
+    escaped) and body previews skip counting when every character is printable: on text mixing
+    ASCII, controls, format characters, surrogates, separators and other scripts, both give what
+    the per-character definitions give."""
+    import random
+
+    from emulator.render.model import clean
+    from emulator.render.narrate import BODY_PREVIEW, body_preview
+    from emulator.sanitize import MAX_DISPLAY, _escape, for_display
+
+    def display_by_definition(text: str) -> str:
+        cleaned = "".join(_escape(c) for c in text)
+        return cleaned if len(cleaned) <= MAX_DISPLAY else cleaned[: MAX_DISPLAY - 3] + "..."
+
+    def preview_by_definition(data: bytes) -> str | None:
+        text = data[: BODY_PREVIEW * 4].decode("utf-8", "replace")
+        if not data or sum(ch.isprintable() or ch in "\r\n\t" for ch in text) < 0.9 * len(text):
+            return None
+        return clean(" ".join(text.split()), BODY_PREVIEW)
+
+    rnd = random.Random(18)
+    odd = [0x0, 0x9, 0xA, 0xD, 0x1B, 0x7F, 0x85, 0x9F, 0xAD, 0x61C, 0x200B, 0x202E, 0x2028, 0xD800, 0xDFFF]
+    odd += [0xFEFF, 0xFFF9, 0xE0001, 0x1F600, 0x4E2D, 0xE9]
+    for _ in range(3000):
+        size = rnd.randrange(0, 400)
+        text = "".join(chr(rnd.choice(odd)) if rnd.random() < 0.2 else chr(rnd.randrange(32, 127)) for _ in range(size))
+        assert for_display(text) == display_by_definition(text), ascii(text)
+        data = text.encode("utf-8", "surrogatepass")
+        assert body_preview(data) == preview_by_definition(data), data

@@ -306,6 +306,13 @@ def _find_lineage(
 ) -> tuple[Link, bytes]:
     """The stage's lineage and its bounded bytes; ``actor`` is the stage that prepared its memory."""
     hops, bounded = _trace_stage(event, data, carriers, guest=False)
+    if hops is not None and hops[0].transform != "source":
+        # An API's output whose input no recognised transform explains (a copy of bytes guest
+        # code decoded, say): the guest-code writes may lead on, to the origin or at least to
+        # the decoding instruction.
+        further, further_bounded = _trace_stage(event, data, carriers, guest=True)
+        if further is not None and (further[0].transform == "source" or len(further) > len(hops)):
+            hops, bounded = further, further_bounded
     if hops is None:
         hops = _in_place(event, buffers, memory, actor)
         if hops is not None:

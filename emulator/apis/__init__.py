@@ -10,6 +10,7 @@ from emulator.apis import (  # noqa: F401
     compression,
     encodings,
     guestenv,
+    heap,
     netapi,
     randomness,
     threads,

@@ -82,7 +82,14 @@ def _run(args: argparse.Namespace) -> int:
     fail_on = _fail_on(args)
     expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
-    result = replay_or_exit_code(plan, outdir, isolate=not args.in_process, force=args.force, yara_rules=args.yara)
+    result = replay_or_exit_code(
+        plan,
+        outdir,
+        isolate=not args.in_process,
+        force=args.force,
+        yara_rules=args.yara,
+        also_prepare=None if args.json or args.quiet else _import_summary,
+    )
     if isinstance(result, int):
         return result
     _show(args, Path(result.report_path))
@@ -93,6 +100,13 @@ def _run(args: argparse.Namespace) -> int:
     if result.status == "containment":
         return E_CONTAINMENT
     return E_FAILED if failed else E_OK
+
+
+def _import_summary() -> None:
+    """Import what :func:`_show` prints with (rich and the summary), while the replay emulates."""
+    import rich.console  # noqa: F401
+
+    import emulator.render.console  # noqa: F401
 
 
 def _show(args: argparse.Namespace, report_path: Path) -> None:

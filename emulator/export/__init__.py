@@ -12,7 +12,12 @@ in OUTDIR (``stages/``, ``network/``, ``dropped/``):
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +45,9 @@ def prepare() -> None:
     import emulator.export.pcap
     import emulator.export.stix
     import emulator.export.yara_scan  # noqa: F401
+
+    emulator.export.detections.yara_rules.benign_corpus()  # read once per process, ahead of time
+    emulator.export.stix.warm_up()
 
 
 def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[str, bytes]]]:
@@ -82,16 +90,11 @@ def add_yara_scan(out: Path, report: Report, yara_rules: str) -> Report:
         return report.model_copy(update={"notes": [*report.notes, note]})
 
 
-def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -> Report:
-    """Scan with the user's YARA rules (into ``report.yara``), write every export, and return the
-    report (rewritten in ``out/report.json`` if the scan or a failed export changed it). An export
-    that fails is named in ``report.notes`` (``export_failed``); the others are still written."""
-    from emulator.output import _clear, _real_folder, _write_new, write_atomically
+def _write_all(out: Path, report: Report) -> list[tuple[str, str]]:
+    """Write every export of ``report`` into ``out``; return (export, error) of each that failed."""
+    from emulator.output import _clear, _real_folder, _write_new
 
-    notes: list[Note] = []
-    seq = report.stats.events
-    if yara_rules is not None:  # a replay scans earlier (write_outputs), so report.html shows it
-        report = add_yara_scan(out, report, yara_rules)
+    failed: list[tuple[str, str]] = []
     for name, produce in _exports(report, out).items():
         try:
             data = produce()
@@ -107,9 +110,144 @@ def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -
             else:
                 _write_new(out / name, data)
         except Exception as err:  # an export must never lose the report
-            notes.append(Note(seq=seq, stage="", what="export_failed", detail=f"{name}: {type(err).__name__}: {err}"))
+            failed.append((name, f"{type(err).__name__}: {err}"))
+    return failed
+
+
+def _noted(out: Path, report: Report, failed: list[tuple[str, str]], rewrite: bool) -> Report:
+    """``report`` with a note per failed export, rewritten in ``out/report.json`` if it changed
+    (or if ``rewrite``)."""
+    from emulator.output import write_atomically
+
+    seq = report.stats.events
+    notes = [Note(seq=seq, stage="", what="export_failed", detail=f"{name}: {error}") for name, error in failed]
     if notes:
         report = report.model_copy(update={"notes": [*report.notes, *notes]})
-    if notes or yara_rules is not None:
+    if notes or rewrite:
         write_atomically(out / "report.json", report.json_chunks())
     return report
+
+
+def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -> Report:
+    """Scan with the user's YARA rules (into ``report.yara``), write every export, and return the
+    report (rewritten in ``out/report.json`` if the scan or a failed export changed it). An export
+    that fails is named in ``report.notes`` (``export_failed``); the others are still written."""
+    if yara_rules is not None:  # a replay scans earlier (write_outputs), so report.html shows it
+        report = add_yara_scan(out, report, yara_rules)
+    return _noted(out, report, _write_all(out, report), rewrite=yara_rules is not None)
+
+
+class BackgroundExports:
+    """:func:`write_exports` of a report, done by a forked copy of this process while this one
+    draws: the exports (STIX, detections, pcap...) and the drawings are each about half of the
+    work after a replay's emulation, and the emulation child's core is free by then.
+
+    The copy writes the exports into OUTDIR (under the same audit-hook guard: it is forked from
+    inside it) and sends back only which exports failed and why; this process adds the notes,
+    as :func:`write_exports` does. :meth:`finish` is given the report as drawn: the exports read
+    nothing that drawing changes when all went well (the containment counts, the notes and the
+    outcome stay as they were); if any of those changed (a drawing error, a signal, a refusal),
+    or the copy did not report back, the exports are written again here, from that report, so
+    the output is always what :func:`write_exports` alone would write.
+    """
+
+    def __init__(self, pid: int, reader: int, out: Path, report: Report) -> None:
+        self.pid = pid
+        self.reader = reader
+        self.out = out
+        self.report = report
+
+    @classmethod
+    def start(cls, out: Path, report: Report) -> BackgroundExports | None:
+        """Fork the copy; None where forking is unsafe or unavailable (another thread is running:
+        a fork copies only this one, and a lock another thread holds would never be released)."""
+        if not hasattr(os, "fork") or threading.active_count() != 1:
+            return None
+        from emulator.containment import fork_own_copy
+
+        reader, writer = os.pipe()
+        try:
+            pid = fork_own_copy()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return None
+        if pid == 0:  # the copy: never returns
+            os.close(reader)
+            _export_in_copy(out, report, writer)
+        os.close(writer)
+        return cls(pid, reader, out, report)
+
+    def _collect(self) -> list[tuple[str, str]] | None:
+        """What the copy sent once it ended (None if it died or sent nonsense); it is reaped."""
+        chunks = []
+        try:
+            while chunk := os.read(self.reader, 1 << 16):
+                chunks.append(chunk)
+        except OSError:
+            chunks = []
+        self._close()
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return None
+        finally:
+            self.pid = 0  # reaped
+        if os.waitstatus_to_exitcode(status) != 0:
+            return None
+        try:
+            failed = json.loads(b"".join(chunks))
+        except ValueError:
+            return None
+        if not (isinstance(failed, list) and all(isinstance(f, list) and len(f) == 2 for f in failed)):
+            return None
+        return [(str(name), str(error)) for name, error in failed]
+
+    def _close(self) -> None:
+        if self.reader >= 0:
+            os.close(self.reader)
+            self.reader = -1
+
+    def finish(self, drawn: Report, unchanged: bool) -> Report:
+        """The exports are written: return ``drawn`` with their notes (:func:`write_exports`'s
+        result). ``unchanged``: drawing left everything the exports read as it was."""
+        failed = self._collect() if unchanged else None
+        if failed is None:  # not the same report, or the copy died: write them here, afresh
+            self.cancel()
+            from emulator.output import _clear
+
+            for name in (*EXPORT_FILES, DETECTIONS_DIR):
+                _clear(self.out / name)
+            return write_exports(self.out, drawn)
+        return _noted(self.out, drawn, failed, rewrite=False)
+
+    def cancel(self) -> None:
+        """Stop the copy (a signal, a failure) if it still runs: kill it and reap it."""
+        self._close()
+        if self.pid:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _export_in_copy(out: Path, report: Report, writer: int) -> None:
+    """The forked copy of :class:`BackgroundExports`: write the exports, send what failed, end."""
+    code = 1
+    try:
+        from emulator.sandbox import set_parent_death_signal
+
+        gc.disable()  # a short life: the collector would only walk (and copy) the parent's heap
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+        set_parent_death_signal()
+        message = json.dumps(_write_all(out, report)).encode()
+        while message:
+            message = message[os.write(writer, message) :]
+        code = 0
+    except BaseException:  # noqa: BLE001 - the parent sees the exit code and writes the exports itself
+        code = 1
+    finally:
+        os._exit(code)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 def prepare() -> None:
     """Import the renderers and load Pillow's fonts and PNG writer, before any guard is up and,
     in a replay, while the emulation child runs (off the critical path)."""
+    import emulator.render.files  # noqa: F401 - every renderer (graph files, HTML, narration)
     from emulator.render.png import warm_up
 
     warm_up()

@@ -59,12 +59,18 @@ def _duration(ms: int) -> str:
     return f"{seconds:g} s"
 
 
+_LINE_BREAKS_AND_TABS = str.maketrans("", "", "\r\n\t")
+
+
 def body_preview(data: bytes | None, limit: int = BODY_PREVIEW) -> str | None:
     """Printable text of a body, or ``None`` if it is binary."""
     if not data:
         return None
     text = data[: limit * 4].decode("utf-8", "replace")
-    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    if text.translate(_LINE_BREAKS_AND_TABS).isprintable():  # every character counts: no need to count
+        printable = len(text)
+    else:
+        printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
     if printable < 0.9 * len(text):
         return None
     text = " ".join(text.split())

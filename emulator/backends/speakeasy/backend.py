@@ -8,8 +8,9 @@ from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, setup
+from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
-from emulator.backends.speakeasy.flow import FlowWatch
+from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
@@ -89,6 +90,7 @@ class SpeakeasyBackend:
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         if self.plan.mode == "fast":
             compat_fast.use_lean_api_log(emu)
+            FastDispatch(emu).install()
         compat.after_each_api_call(emu, self._on_api)
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
@@ -107,7 +109,9 @@ class SpeakeasyBackend:
         watch.flow = flow
         watch.install()
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
-        SourceTaps(target.se, emu, memory, self.recorder).install()
+        taps = SourceTaps(target.se, emu, memory, self.recorder)
+        taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
+        taps.install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
@@ -117,6 +121,8 @@ class SpeakeasyBackend:
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
             flow.on_unhooked = self._runner.retranslate
+            self._runner.slow_watch = (flow.hooks_armed, flow.let_go_for_now, SLOW_PATH_BYTES)
+            FastEngineLoop(emu).install()
 
     def _observe_events(self, flow: FlowWatch) -> None:
         """The flow watch learns its sources from the recorded events (buffers, stages)."""

@@ -92,8 +92,12 @@ class BlockBudget:
         self._state.limit = 0
 
     def restore(self) -> None:
-        """Undo :meth:`preempt`: the budget continues where it was."""
+        """Undo :meth:`preempt` and :meth:`cap`: the budget continues where it was."""
         self._state.limit = self._limit
+
+    def cap(self, at: int) -> None:
+        """Also stop once ``at`` bytes have been spent (until :meth:`restore`)."""
+        self._state.limit = min(self._limit, at)
 
     @property
     def spent(self) -> int:

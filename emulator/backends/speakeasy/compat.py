@@ -31,6 +31,7 @@ import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
+import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
@@ -55,10 +56,20 @@ ENGINE_NAME = f"speakeasy {SPEAKEASY_VERSION}"
 PERM_EXEC: int = se_common.PERM_MEM_EXEC
 PERM_RWX: int = se_common.PERM_MEM_RWX
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.
-WATCHED_TAG_PREFIXES = ("api.virtalloc", "api.heap", "api.pool", "emu.process_heap", "api.VirtualAlloc")
+WATCHED_TAG_PREFIXES = (
+    "api.virtalloc",
+    "api.heap",
+    "api.pool",
+    "emu.process_heap",
+    "api.VirtualAlloc",
+    "api.msvcrt.operator_new",
+)
 # Of those, the allocations whose guest writes the flow watch follows (emulator/backends/speakeasy/flow.py):
 # VirtualAlloc / VirtualAllocEx / NtAllocateVirtualMemory, where loaders put code.
 FLOW_TAG_PREFIXES = ("api.VirtualAlloc", "api.virtalloc")
+# And the heap blocks it follows within its heap bounds: HeapAlloc, LocalAlloc, GlobalAlloc, their
+# ReAllocs, msvcrt malloc / calloc (all "api.heap.<api>"), and msvcrt operator new.
+HEAP_FLOW_TAG_PREFIXES = ("api.heap", "api.msvcrt.operator_new")
 # The profiler records chainreplay translates into events, and the parameters it reads of each.
 PROFILER_RECORDS: dict[str, tuple[str, ...]] = {
     "record_file_access_event": ("path", "event_type", "data", "buffer", "size"),
@@ -136,8 +147,8 @@ def _check_installed() -> None:
     for name in ("HOOK_MEM_ACCESS_CFUNC", "HOOK_CODE_CFUNC", "uc_hook_h"):
         if not hasattr(uc_binding, name):
             raise _incompatible(f"unicorn's binding has no {name} (flow watch hooks)")
-    sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32)
-    for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc"):
+    sources = inspect.getsource(se_kernel32) + inspect.getsource(se_win32) + inspect.getsource(se_msvcrt)
+    for prefix in ("api.heap", "emu.process_heap", "api.VirtualAlloc", "api.msvcrt.operator_new"):
         if f'"{prefix}' not in sources:
             raise _incompatible(f"memory tag {prefix!r} is no longer used for guest allocations")
 
@@ -357,7 +368,15 @@ def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
 def call_site(emu: Any) -> int:
     """Call site of the API call being handled, as Speakeasy's ``log_api`` will report it."""
     previous = getattr(emu, "prev_pc", 0)
-    return int(previous) if previous else int(emu.get_ret_address())
+    if previous:
+        return int(previous)
+    # Speakeasy's get_ret_address: the word at the stack pointer, read straight from the engine
+    # (a failing read goes Speakeasy's way, which reports the fault).
+    try:
+        size = int(emu.ptr_size)
+        return int.from_bytes(emu.emu_eng.mem_read(emu.get_stack_ptr(), size), "little")
+    except Exception:
+        return int(emu.get_ret_address())
 
 
 def on_profiler_records(emu: Any, callback: Callable[[str, dict[str, Any]], None]) -> None:

@@ -32,6 +32,12 @@ def _check_installed() -> None:
     _require_params(winemu, "disable_code_hook", ())
     _require_params(winemu, "log_api", ("pc", "imp_api", "rv", "args", "run"))
     _require_params(winemu, "get_handler_signature", ("dll", "name", "argc"))
+    _require_params(winemu, "_run_api_engine", ("address", "timeout", "count", "debugger"))
+    _require_params(winemu, "_api_call_snapshot", ("entry",))
+    _require_params(winemu, "_suspend_api_call", ("entry",))
+    _require_params(winemu, "_dispatch_trap_fault", ())
+    _require_params(winemu, "_continue_api_callback", ())
+    _require_params(winemu, "_cancel_execution_runs", ("prepared",))
     for name in ("uc_hook_add", "uc_hook_del", "uc_emu_stop"):
         if not hasattr(getattr(uc_binding, "uclib", None), name):
             raise _incompatible(f"unicorn's C library binding has no {name}")
@@ -61,8 +67,34 @@ def replace_engine_start_stop(
     return originals
 
 
+def native_stop(emu: Any) -> Callable[[], None] | None:
+    """The engine's stop straight through Unicorn's C library, or None (see :func:`native_start`)."""
+    return getattr(emu.emu_eng, "stop_native", None)
+
+
+def native_start(emu: Any) -> Callable[[int, int], None] | None:
+    """``start(address, count)``: the engine's start with no timeout, straight through Unicorn's C
+    library (set up by :func:`use_direct_engine_access`), or None where that is not available."""
+    return getattr(emu.emu_eng, "start_native", None)
+
+
 def run_deferred_code_work(emu: Any, address: int, size: int) -> None:
     emu._hook_code_core(emu, address, size)
+
+
+def deferred_work_idle(emu: Any, address: int) -> bool:
+    """Whether Speakeasy's deferred-work hook at ``address`` would only switch itself off: no
+    exception to dispatch, no run to restart or end, no SEH resume to watch, no temporary fault
+    page to unmap, the trap range already unmapped (``WindowsEmulator._hook_code_core``)."""
+    return (
+        emu.curr_exception_code == 0
+        and not emu.restart_curr_run
+        and address != emu.return_hook
+        and not emu.run_complete
+        and emu._seh_resume_pc is None
+        and not emu.tmp_maps
+        and emu.emu_hooks_set
+    )
 
 
 def emulation_complete(emu: Any) -> bool:
@@ -112,7 +144,7 @@ def use_direct_engine_access(emu: Any) -> None:
     engine = emu.emu_eng
     unicorn = engine.emu
     select = getattr(type(unicorn), "_select_reg_class", None)
-    if select is None or not hasattr(unicorn, "_uch"):
+    if select is None or not hasattr(unicorn, "_uch") or not hasattr(unicorn, "_hook_exception"):
         return
     handle, lib = unicorn._uch, uc_binding.uclib
     read_reg, write_reg, read_mem = lib.uc_reg_read, lib.uc_reg_write, lib.uc_mem_read
@@ -121,25 +153,148 @@ def use_direct_engine_access(emu: Any) -> None:
     ref = ctypes.byref(value)
     original_read, original_write = engine.reg_read, engine.reg_write
 
+    # Register values read while Unicorn is stopped, until the next write of any register
+    # (through the engine, the binding or the C library as the binding calls it) or start.
+    cache: dict[int, int] = {}
+    running = [False]
+    # Registers an API call reads anyway, fetched together with one C call on a miss.
+    x64_engine = emu.get_arch() == se_arch.ARCH_AMD64
+    hot_names = ("RSP", "RIP", "RAX", "RCX", "RDX", "R8", "R9") if x64_engine else ("ESP", "EIP", "EAX", "ECX", "EDX")
+    hot = [integer[getattr(se_arch, ("AMD64_REG_" if x64_engine else "X86_REG_") + n)] for n in hot_names]
+    hot_set = frozenset(hot)
+    sp_reg_id, pc_reg_id, ret_reg_id = (
+        (se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX)
+        if x64_engine
+        else (se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX)
+    )
+    hot_mask = (1 << (64 if x64_engine else 32)) - 1
+    hot_ids = (ctypes.c_int * len(hot))(*hot)
+    hot_values = (ctypes.c_uint64 * len(hot))()
+    hot_ptrs = (ctypes.c_void_p * len(hot))(*(ctypes.addressof(hot_values) + 8 * i for i in range(len(hot))))
+    read_batch = lib.uc_reg_read_batch
+
     def reg_read(reg: Any) -> Any:
         ereg = integer.get(reg)
         if ereg is None:
             return original_read(reg)
+        if not running[0]:
+            cached = cache.get(ereg)
+            if cached is not None:
+                return cached
+            if ereg in hot_set:
+                ctypes.memset(hot_values, 0, ctypes.sizeof(hot_values))
+                if read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
+                    cache.update(zip(hot, hot_values, strict=True))
+                    return cache[ereg]
         value.value = 0
         status = read_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, ereg)
+        if not running[0]:
+            cache[ereg] = value.value
         return value.value
 
     def reg_write(reg: Any, val: Any) -> Any:
         ereg = integer.get(reg)
         if ereg is None or not isinstance(val, int):
+            cache.clear()
             return original_write(reg, val)
+        kept = {k: v for k, v in cache.items() if k in hot_set} if ereg in hot_set else None
+        cache.clear()
         value.value = val
         status = write_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, ereg)
+        if kept is not None and not running[0]:
+            # The hot registers are whole, distinct registers of the architecture's width: writing
+            # one changes no other, and it reads back as written (modulo its width).
+            cache.update(kept)
+            cache[ereg] = val & hot_mask
         return None
+
+    # An API call's return: stack pointer, pc and return register in one C call.
+    sp_e, pc_e, ret_e = hot[0], hot[1], hot[2]
+    ret_ids = (ctypes.c_int * 3)(sp_e, pc_e, ret_e)
+    ret_values = (ctypes.c_uint64 * 3)()
+    ret_ptrs = (ctypes.c_void_p * 3)(*(ctypes.addressof(ret_values) + 8 * i for i in range(3)))
+    write_batch = lib.uc_reg_write_batch
+
+    def write_return(sp: int, pc: int, rv: int | None) -> None:
+        """Like writing the stack pointer, the pc, then (unless None) the return register."""
+        if running[0] or not (rv is None or isinstance(rv, int)):
+            reg_write(sp_reg_id, sp)
+            reg_write(pc_reg_id, pc)
+            if rv is not None:
+                reg_write(ret_reg_id, rv)
+            return
+        kept = {k: v for k, v in cache.items() if k in hot_set}
+        cache.clear()
+        ret_values[0], ret_values[1] = sp & hot_mask, pc & hot_mask
+        count = 2
+        if rv is not None:
+            ret_values[2] = rv & hot_mask
+            count = 3
+        status = write_batch(handle, ret_ids, ret_ptrs, count)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
+        kept[sp_e], kept[pc_e] = sp & hot_mask, pc & hot_mask
+        if rv is not None:
+            kept[ret_e] = rv & hot_mask
+        cache.update(kept)
+
+    engine.write_return = write_return
+
+    binding_write, binding_write_batch, binding_start = (
+        unicorn._do_reg_write,
+        unicorn._do_reg_write_batch,
+        unicorn.emu_start,
+    )
+
+    def do_reg_write(*args: Any) -> Any:
+        cache.clear()
+        return binding_write(*args)
+
+    def do_reg_write_batch(*args: Any) -> Any:
+        cache.clear()
+        return binding_write_batch(*args)
+
+    def emu_start(*args: Any, **kwargs: Any) -> Any:
+        cache.clear()
+        running[0] = True
+        try:
+            return binding_start(*args, **kwargs)
+        finally:
+            running[0] = False
+            cache.clear()
+
+    unicorn._do_reg_write, unicorn._do_reg_write_batch, unicorn.emu_start = do_reg_write, do_reg_write_batch, emu_start
+    c_start = lib.uc_emu_start
+
+    def start_native(address: int, count: int) -> None:
+        """What Speakeasy's engine start does for a start with no timeout (the binding's
+        ``emu_start`` to address 0xFFFFFFFF), in one call: same errors, same hook exceptions."""
+        cache.clear()
+        running[0] = True
+        unicorn._hook_exception = None
+        try:
+            status = c_start(handle, address, 0xFFFFFFFF, 0, count)
+        finally:
+            running[0] = False
+            cache.clear()
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
+        if unicorn._hook_exception is not None:
+            raise unicorn._hook_exception
+
+    c_stop = lib.uc_emu_stop
+
+    def stop_native() -> None:
+        status = c_stop(handle)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
+
+    engine.start_native = start_native
+    engine.stop_native = stop_native
 
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")
@@ -153,7 +308,7 @@ def use_direct_engine_access(emu: Any) -> None:
 
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
-    x64 = emu.get_arch() == se_arch.ARCH_AMD64
+    x64 = x64_engine
     pc_reg = se_arch.AMD64_REG_RIP if x64 else se_arch.X86_REG_EIP
     sp_reg = se_arch.AMD64_REG_RSP if x64 else se_arch.X86_REG_ESP
     emu.get_pc = lambda: reg_read(pc_reg)

@@ -9,6 +9,18 @@ this watch does, without a per-instruction Python hook:
   hit in a stretch of guest code between two API calls names the writing instruction's pc and
   removes the hook; the next API call puts it back (at most ``MAX_REARMS`` times per region), so
   each stretch names its own first writer. A region that starts running as a stage is dropped.
+* **Heap blocks** (HeapAlloc, LocalAlloc, GlobalAlloc, malloc, calloc, operator new, ...,
+  :data:`.compat.HEAP_FLOW_TAG_PREFIXES`) of ``HEAP_WATCH_MIN_BYTES`` or more are watched the
+  same way, but bounded, since a program allocates many and any armed hook keeps Unicorn on its
+  slow memory path: at most ``MAX_HEAP_WATCHES`` blocks and ``MAX_HEAP_WATCH_BYTES`` bytes at
+  once (the oldest block stops being watched first), and a block guest code has not written for
+  ``HEAP_WATCH_CALLS`` API calls stops being watched. What was recorded of a block stays.
+* **Slow path bound.** A stretch runs at most ``SLOW_PATH_BYTES`` of translation blocks with
+  any hook of this watch armed (counted by the runner's native block budget); then every hook
+  goes until the next API call (:meth:`FlowWatch.let_go_for_now`).
+* **API copies.** When an API copies bytes out of a region guest code wrote (``memcpy``,
+  ``RtlMoveMemory``, ``WriteProcessMemory``), that region's record is written out then
+  (:meth:`FlowWatch.copied_from`), so lineage can follow the copy back through guest code.
 * **Read watch.** From a stretch's first watched write, range-limited read hooks sit on the
   most recent sources (API-written buffers, and the data sections of the code that ran: a
   sample's embedded payload), each removed at its first hit. The first region written keeps its
@@ -37,6 +49,7 @@ Regions that never run cost no event and no blob.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +82,27 @@ MAX_FLOW_BYTES = 1024 * 1024
 # Source bytes kept per read, from the first byte read on: lineage looks a carrier's input up by
 # its first 4 KiB (emulator/analysis/lineage.py PROBE_BYTES).
 MAX_INPUT_BYTES = 4096
+# Regions whose last writer is remembered (the oldest is forgotten first).
+MAX_RECORDS = 256
 # Guest-written regions followed back from a stage's region, source by source.
 MAX_CHAIN = 8
+# Heap blocks smaller than this are not watched: the many small allocations of a program are
+# structures and strings; a payload decoded into the heap is larger (the copy taps' floor,
+# sources.MIN_COPY_BYTES, is the same).
+HEAP_WATCH_MIN_BYTES = 64
+# Heap blocks watched at once, and their bytes: past either, the oldest stops being watched.
+MAX_HEAP_WATCHES = 32
+MAX_HEAP_WATCH_BYTES = 16 * 1024 * 1024
+# A heap block guest code has not written for this many API calls stops being watched (a decoder
+# writes the block it allocated within a few calls; an idle hook would keep code on the slow path).
+HEAP_WATCH_CALLS = 64
+# Bytes of translation blocks a stretch of guest code runs while any hook of this watch is
+# armed (counted by the runner's native block budget), after which every hook is removed until
+# the next API call: Unicorn runs all code on its slow memory path while a memory hook exists,
+# about 25x slower for compute (RC4), so a stretch that writes little and then computes for long,
+# or computes while an allocation waits unwritten, must not stay there. About 300,000
+# instructions, a few tenths of a second on the slow path.
+SLOW_PATH_BYTES = 1024 * 1024
 # Buffer sources whose bytes guest code may go on to decode (every DataBuffer kind is one).
 SOURCE_BUFFERS = (
     "file_read",
@@ -110,6 +142,8 @@ class _Region:
     size: int
     hook: int | None = None
     rearms: int = 0
+    heap: bool = False
+    deadline: int = 0  # heap blocks: the API call count at which an unwritten block is let go
 
 
 @dataclass
@@ -124,6 +158,7 @@ class _Written:
 class _Read:
     source: _Source
     address: int
+    data: bytes  # the source's bytes from the first one read, as they were then (before an in-place decoder)
 
 
 @dataclass
@@ -146,6 +181,13 @@ class FlowWatch:
         self._added = 0
         self.regions: dict[int, _Region] = {}
         self.records: dict[int, _Record] = {}  # region base -> its last writer
+        self.emitted: set[int] = set()  # regions whose current record is already in the event stream
+        self.heap: list[int] = []  # watched heap blocks, oldest first
+        self.heap_bytes = 0
+        self.heap_expiry: deque[tuple[int, int]] = deque()  # (deadline, base), in deadline order
+        self.calls = 0  # API calls so far
+        self.armed_regions = 0  # regions whose write hook is armed
+        self.paused: list[int] = []  # regions whose hook went for the rest of a stretch (SLOW_PATH_BYTES)
         self.stretch = _Stretch()
         self.reads: compat.RangeHooks | None = None
         self.writes: compat.RangeHooks | None = None
@@ -155,7 +197,7 @@ class FlowWatch:
     def install(self) -> None:
         self.reads = compat.RangeHooks(self.emu, self._on_read)
         self.writes = compat.RangeHooks(self.emu, self._on_write, kind="write")
-        compat.before_each_api_call(self.emu, self.end_stretch)
+        compat.before_each_api_call(self.emu, self._before_api_call)
 
     # -- sources and regions -----------------------------------------------------------------------
 
@@ -195,13 +237,36 @@ class FlowWatch:
         region = self.regions[base] = _Region(base, size)
         self._hook_region(region)
 
+    def watch_heap(self, base: int, size: int) -> None:
+        """A new heap block: watched like an allocation, within the heap bounds (module docstring)."""
+        if size < HEAP_WATCH_MIN_BYTES or size > MAX_HEAP_WATCH_BYTES:
+            return
+        self.forget_region(base)
+        deadline = self.calls + HEAP_WATCH_CALLS
+        region = self.regions[base] = _Region(base, size, heap=True, deadline=deadline)
+        self.heap.append(base)
+        self.heap_bytes += size
+        self.heap_expiry.append((deadline, base))
+        while len(self.heap) > MAX_HEAP_WATCHES or self.heap_bytes > MAX_HEAP_WATCH_BYTES:
+            self._let_go(self.heap[0])
+        self._hook_region(region)
+
     def forget_region(self, base: int) -> None:
         self.records.pop(base, None)
+        self.emitted.discard(base)
+        self._let_go(base)
+
+    def _let_go(self, base: int) -> None:
+        """Stop watching a region (what was recorded of it stays)."""
         region = self.regions.pop(base, None)
-        if region is not None and region.hook is not None:
-            assert self.writes is not None
-            self.writes.remove(region.hook)
-            region.hook = None
+        if region is None:
+            return
+        if region.heap:
+            self.heap.remove(base)
+            self.heap_bytes -= region.size
+        if region.hook is not None:
+            self._unhook(region)
+            self.stretch.unhooked = True
 
     def _hook_region(self, region: _Region) -> None:
         if self.writes is None:
@@ -210,6 +275,15 @@ class FlowWatch:
             region.hook = self.writes.add(region.base, region.base + region.size - 1)
         except Exception:
             region.hook = None
+        else:
+            self.armed_regions += 1
+
+    def _unhook(self, region: _Region) -> None:
+        if region.hook is not None:
+            assert self.writes is not None
+            self.writes.remove(region.hook)
+            region.hook = None
+            self.armed_regions -= 1
 
     # -- the hooks (inside Unicorn: record, remove the hook, never touch protection) -----------------
 
@@ -233,8 +307,7 @@ class FlowWatch:
             if stretch.hooks and stretch.runs < READ_WINDOW:
                 return
             self._drop_reads(stretch)
-        self.writes.remove(region.hook)
-        region.hook = None
+        self._unhook(region)
         stretch.unhooked = True
         self._retranslate_if_unhooked(stretch)
 
@@ -263,13 +336,40 @@ class FlowWatch:
         assert self.reads is not None
         for handle, source in list(self.stretch.hooks.items()):
             if source.begin <= address < source.end:
-                self.stretch.reads.append(_Read(source, address))
+                try:
+                    data = self.memory.read(address, min(source.end, address + MAX_INPUT_BYTES) - address)
+                except Exception:
+                    data = b""
+                self.stretch.reads.append(_Read(source, address, data))
                 self.reads.remove(handle)
                 del self.stretch.hooks[handle]
                 self.stretch.unhooked = True
         self._retranslate_if_unhooked(self.stretch)
 
     # -- the end of a stretch ----------------------------------------------------------------------
+
+    def hooks_armed(self) -> bool:
+        """Whether any hook of this watch is armed (so code runs on Unicorn's slow memory path)."""
+        return bool(self.stretch.hooks) or self.armed_regions > 0
+
+    def let_go_for_now(self) -> None:
+        """The stretch ran ``SLOW_PATH_BYTES`` with hooks armed: remove them all until the next API
+        call (the runner resumes on fresh translations)."""
+        self._drop_reads(self.stretch)
+        for region in self.regions.values():
+            if region.hook is not None:
+                self._unhook(region)
+                self.paused.append(region.base)
+
+    def _before_api_call(self) -> None:
+        self.calls += 1
+        expiry = self.heap_expiry
+        while expiry and expiry[0][0] <= self.calls:
+            deadline, base = expiry.popleft()
+            region = self.regions.get(base)
+            if region is not None and region.heap and region.deadline == deadline:
+                self._let_go(base)
+        self.end_stretch()
 
     def end_stretch(self, retranslate: bool = True) -> None:
         """Remember what guest code moved in the stretch that ends (before an API call runs, or
@@ -278,6 +378,11 @@ class FlowWatch:
         if self.reads is None:
             return  # not installed
         self._drop_reads(stretch)
+        for base in self.paused:
+            paused = self.regions.get(base)
+            if paused is not None and paused.hook is None and base not in stretch.written:
+                self._hook_region(paused)
+        self.paused.clear()
         if not stretch.written:
             if retranslate:
                 self._retranslate_if_unhooked(stretch)
@@ -286,10 +391,19 @@ class FlowWatch:
         for written in stretch.written.values():
             old = self.records.get(written.base)
             if inputs or old is None or not old.inputs:
+                self.records.pop(written.base, None)  # now the most recent
                 self.records[written.base] = _Record(written.size, written.pc, written.stage, inputs)
+                while len(self.records) > MAX_RECORDS:
+                    oldest = next(iter(self.records))
+                    del self.records[oldest]
+                    self.emitted.discard(oldest)
+            self.emitted.discard(written.base)  # its bytes have changed since
             # The region's bytes are now a source for what guest code does next.
             self._add_source(written.base, written.base + written.size, image=False, region=written.base)
             region = self.regions.get(written.base)
+            if region is not None and region.heap:
+                region.deadline = self.calls + HEAP_WATCH_CALLS
+                self.heap_expiry.append((region.deadline, region.base))
             if region is not None and region.hook is None and region.rearms < MAX_REARMS:
                 region.rearms += 1
                 self._hook_region(region)
@@ -299,12 +413,7 @@ class FlowWatch:
     def _retranslate_if_unhooked(self, stretch: _Stretch) -> None:
         """With no hook left, resume on fresh translations: code translated while a hook existed
         keeps the slow path (the runner stops exactly at the next block boundary)."""
-        if (
-            stretch.unhooked
-            and not stretch.hooks
-            and self.on_unhooked is not None
-            and not any(r.hook is not None for r in self.regions.values())
-        ):
+        if stretch.unhooked and not stretch.hooks and self.on_unhooked is not None and not self.armed_regions:
             self.on_unhooked()
 
     def stage_starts(self, address: int) -> None:
@@ -315,11 +424,24 @@ class FlowWatch:
         if base is not None:
             self._emit(base, 0, set())
 
+    def copied_from(self, address: int, size: int) -> None:
+        """An API is about to copy ``size`` bytes from ``address``: if guest code wrote them, record
+        how (once per version of the region), so the copy's lineage goes on through guest code.
+        Called from an API handler: the stretch before it has ended already."""
+        base = next((b for b, r in self.records.items() if b <= address < b + r.size), None)
+        if base is None:  # the copy starts before a guest-written region and runs into it
+            base = next((b for b, r in self.records.items() if address < b < address + size), None)
+        if base is not None:
+            self._emit(base, 0, set())
+
     def _emit(self, base: int, depth: int, done: set[int]) -> None:
         record = self.records.get(base)
         if record is None or base in done or depth > MAX_CHAIN:
             return
         done.add(base)
+        if base in self.emitted:
+            return
+        self.emitted.add(base)
         for _, upstream in record.inputs:
             if upstream is not None:
                 self._emit(upstream, depth + 1, done)
@@ -345,13 +467,4 @@ class FlowWatch:
     def _inputs(self, reads: list[_Read]) -> list[tuple[bytes, int | None]]:
         """The source bytes the stretch read, from each first hit on (the analysis decides which
         of them the written bytes came from)."""
-        found: list[tuple[bytes, int | None]] = []
-        for hit in reads:
-            end = min(hit.source.end, hit.address + MAX_INPUT_BYTES)
-            try:
-                data = self.memory.read(hit.address, end - hit.address)
-            except Exception:
-                continue
-            if len(data) >= MIN_SOURCE_BYTES:
-                found.append((data, hit.source.region))
-        return found
+        return [(hit.data, hit.source.region) for hit in reads if len(hit.data) >= MIN_SOURCE_BYTES]

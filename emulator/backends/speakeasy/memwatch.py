@@ -85,6 +85,8 @@ class MemoryWatch:
             self._arm(address, size, perms)
             if self.flow is not None and tag.startswith(compat.FLOW_TAG_PREFIXES):
                 self.flow.watch_region(int(address), size)
+            elif self.flow is not None and tag.startswith(compat.HEAP_FLOW_TAG_PREFIXES):
+                self.flow.watch_heap(int(address), size)
         return int(address)
 
     def _mem_protect(self, original: Callable[[int, int, int], None], addr: int, size: int, perms: int) -> None:

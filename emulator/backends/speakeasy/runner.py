@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from emulator.backends.speakeasy import budget as native_budget
@@ -69,7 +70,13 @@ class NativeRunner:
         compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
+        self._start_native = compat_fast.native_start(emu)
+        self._engine_stop = compat_fast.native_stop(emu) or self._engine_stop
         self.budget = native_budget.install(self.unicorn)
+        # A watch whose memory hooks keep Unicorn on its slow memory path (the flow watch):
+        # ``armed()`` says whether any is armed, ``expire()`` removes them for the rest of the
+        # stretch. At most ``slow_bytes`` bytes of blocks run with them in one stretch.
+        self.slow_watch: tuple[Callable[[], bool], Callable[[], None], int] | None = None
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
 
@@ -131,6 +138,12 @@ class NativeRunner:
     def _run_deferred_work(self, address: int) -> int | None:
         """Speakeasy's deferred work at ``address``; the address to resume at, None to stay stopped."""
         self.stop_requested = False
+        if compat_fast.deferred_work_idle(self.emu, address):
+            # All Speakeasy's hook would do here is switch itself off.
+            if self.emu.get_pc() != address:
+                self.emu.set_pc(address)
+            self.disable()
+            return None if compat_fast.emulation_complete(self.emu) else address
         self.emu.set_pc(address)
         compat_fast.run_deferred_code_work(self.emu, address, 0)
         if self.stop_requested or compat_fast.emulation_complete(self.emu):
@@ -148,7 +161,10 @@ class NativeRunner:
             self._stop_at = stop_at
         self.in_native = True
         try:
-            self._engine_start(address, timeout=0, count=count)
+            if self._start_native is not None:
+                self._start_native(address, count)
+            else:
+                self._engine_start(address, timeout=0, count=count)
         finally:
             self.in_native = False
             with self._lock:
@@ -161,6 +177,7 @@ class NativeRunner:
         counting = bool(limit) and self.budget is None
         if self.budget is not None:
             self.budget.reset(limit)
+        slow_since: int | None = None  # budget bytes spent when memory hooks were first seen armed
         while True:
             if self.pending:
                 resume = self._run_deferred_work(address)
@@ -171,6 +188,15 @@ class NativeRunner:
             if PREEMPT_EVERY_SECONDS is not None:
                 preempt_at = time.monotonic() + PREEMPT_EVERY_SECONDS
                 stop_at = preempt_at if deadline is None else min(deadline, preempt_at)
+            checkpoint = None
+            if self.budget is not None and self.slow_watch is not None and not counting:
+                armed, _, slow_bytes = self.slow_watch
+                if armed():
+                    slow_since = self.budget.spent if slow_since is None else slow_since
+                    checkpoint = slow_since + slow_bytes
+                    self.budget.cap(checkpoint)
+                else:
+                    slow_since = None
             self._native(address, stop_at, limit if counting else 0)
             if self.budget is not None:
                 self.budget.restore()
@@ -187,6 +213,19 @@ class NativeRunner:
             if counting:
                 self._instruction_limit_reached()
                 return None
+            if (
+                checkpoint is not None
+                and self.slow_watch is not None
+                and self.budget is not None
+                and self.budget.spent >= checkpoint
+                and not self.budget.exhausted
+            ):
+                # Long enough on the slow memory path: the watch lets go until the next API call,
+                # and the code goes on from here on fresh (fast) translations.
+                self.slow_watch[1]()
+                self.flush_needed = True
+                slow_since = None
+                continue
             if self.budget is not None and self.budget.exhausted:
                 # At most `limit` instructions so far: count `limit` more, exactly, from here.
                 self.budget.suspend()

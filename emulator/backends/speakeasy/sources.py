@@ -23,6 +23,7 @@ MIN_COPY_BYTES = 64
 # Larger transfers are recorded only up to this many bytes.
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 CRYPT_STRING_BASE64 = 0x1
+PAGE = 0x1000
 
 
 @dataclass
@@ -69,6 +70,9 @@ class SourceTaps:
         self.emu = emu
         self.memory = memory
         self.recorder = recorder
+        # Told (address, size) of the bytes a copy API is about to read (the flow watch records
+        # how guest code wrote them, if it did).
+        self.on_copy_from: Callable[[int, int], None] | None = None
 
     def install(self) -> None:
         self._wrap("advapi32", ("CryptDecrypt",), self._crypt_decrypt)
@@ -77,6 +81,8 @@ class SourceTaps:
         self._wrap("ntdll", ("RtlMoveMemory", "RtlCopyMemory"), self._copy(0, 1, 2))
         self._wrap("msvcrt", ("memcpy", "memmove"), self._copy(0, 1, 2))
         self._wrap("kernel32", ("WriteProcessMemory",), self._write_process_memory)
+        self._wrap("kernel32", ("HeapReAlloc",), self._reallocate(2, 3))
+        self._wrap("kernel32", ("LocalReAlloc",), self._reallocate(0, 1))
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
 
@@ -134,6 +140,8 @@ class SourceTaps:
         def tap(name: str, orig: Any, argv: list[int]) -> int:
             size = argv[len_index]
             data = self._read(argv[src_index], size) if size >= MIN_COPY_BYTES else b""
+            if data and self.on_copy_from is not None:
+                self.on_copy_from(argv[src_index], len(data))
             rv = int(orig(argv) or 0)
             if data:
                 self.recorder.remember_buffer("api_copy", argv[dst_index], data, ref=name, input_data=data, api=name)
@@ -141,10 +149,41 @@ class SourceTaps:
 
         return tap
 
+    def _reallocate(self, old_index: int, size_index: int) -> Callable[[str, Any, list[int]], int]:
+        """HeapReAlloc / LocalReAlloc: the new block holds the old one's bytes (an API copy)."""
+
+        def tap(name: str, orig: Any, argv: list[int]) -> int:
+            old, size = argv[old_index], argv[size_index]
+            data = self._read_mapped(old, size) if old and size >= MIN_COPY_BYTES else b""
+            if data and self.on_copy_from is not None:
+                self.on_copy_from(old, len(data))
+            rv = int(orig(argv) or 0)
+            if rv and data:
+                self.recorder.remember_buffer("api_copy", rv, data, ref=name, input_data=data, api=name)
+            return rv
+
+        return tap
+
+    def _read_mapped(self, address: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``address``, as far as they are mapped (page by page)."""
+        whole = self._read(address, size)
+        if whole:
+            return whole
+        out = bytearray()
+        while len(out) < min(size, MAX_SOURCE_BYTES):
+            step = min(PAGE - (address + len(out)) % PAGE, size - len(out))
+            chunk = self._read(address + len(out), step)
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
     def _write_process_memory(self, name: str, orig: Any, argv: list[int]) -> int:
         # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten)
         process, address, buffer, size = argv[:4]
         data = self._read(buffer, size)
+        if data and self.on_copy_from is not None:
+            self.on_copy_from(buffer, len(data))
         rv = int(orig(argv) or 0)
         target = compat.process_path(self.emu, process)
         if rv and data and target:

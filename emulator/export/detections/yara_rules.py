@@ -9,6 +9,7 @@ run over the other stages; any it also matches are named in its ``meta`` (``also
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -36,13 +37,58 @@ class RuleString:
     offset: int
 
 
-def benign_corpus() -> list[bytes]:
+@functools.cache
+def _benign_corpus() -> tuple[bytes, ...]:
     folder = resources.files("emulator").joinpath("data/benign")
-    return [p.read_bytes() for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith((".dll", ".exe"))]
+    return tuple(
+        p.read_bytes() for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith((".dll", ".exe"))
+    )
 
 
-def _windows(data: bytes) -> set[bytes]:
-    return {data[i : i + WINDOW] for i in range(0, max(len(data) - WINDOW + 1, 0))}
+def benign_corpus() -> list[bytes]:
+    """The benign binaries shipped in the package (read once per process)."""
+    return list(_benign_corpus())
+
+
+def _common_length(a: bytes, i: int, b: bytes, j: int) -> int:
+    """How many bytes ``a[i:]`` and ``b[j:]`` have in common from their start."""
+    most = min(len(a) - i, len(b) - j)
+    same, step = 0, WINDOW
+    while same < most:  # gallop in growing chunks, then halve the chunk that differs
+        size = min(step, most - same)
+        if a[i + same : i + same + size] == b[j + same : j + same + size]:
+            same += size
+            step *= 2
+        elif size == 1:
+            break
+        else:
+            step = max(1, size // 2)
+    return same
+
+
+class _Occurrences:
+    """Whether a ``WINDOW``-byte window of one stage occurs anywhere in the excluded files.
+
+    Instead of a set of every window of every excluded file (tens of bytes per byte of input),
+    a window is searched for, and once found, the run of bytes the stage shares with that file
+    from there is measured: every window inside that run occurs too, without a search. A stage
+    carried whole by an ancestor is then a handful of searches, not one per byte."""
+
+    def __init__(self, data: bytes, excluded: list[bytes]) -> None:
+        self.data = data
+        self.excluded = excluded
+        self.until = -1  # every window starting at or before this offset occurs (a shared run)
+
+    def occurs(self, offset: int) -> bool:
+        if offset <= self.until:
+            return True
+        window = self.data[offset : offset + WINDOW]
+        for other in self.excluded:
+            at = other.find(window)
+            if at >= 0:
+                self.until = offset + _common_length(self.data, offset, other, at) - WINDOW
+                return True
+        return False
 
 
 def _quote(text: str) -> str:
@@ -64,7 +110,7 @@ def _ancestors(report: Report, stage_id: str) -> list[str]:
     return out
 
 
-def _pick(data: bytes, excluded: list[bytes], excluded_windows: set[bytes]) -> list[RuleString]:
+def _pick(data: bytes, excluded: list[bytes]) -> list[RuleString]:
     picked: list[RuleString] = []
     candidates: list[tuple[int, int, bytes, bool]] = []
     for pattern, wide in ((_ASCII, False), (_WIDE, True)):
@@ -82,10 +128,18 @@ def _pick(data: bytes, excluded: list[bytes], excluded_windows: set[bytes]) -> l
         if len(picked) >= MAX_STRINGS:
             return picked
     # Byte sequences: varied 16-byte windows (code, tables) that no excluded file contains.
-    offset = 0
-    while len(picked) < MAX_STRINGS and offset + WINDOW <= len(data):
+    occurrences = _Occurrences(data, excluded)
+    offset, last = 0, len(data) - WINDOW
+    while len(picked) < MAX_STRINGS:
+        if offset <= occurrences.until:  # inside a run an excluded file shares: none of these
+            offset = occurrences.until + 1
+        if offset > last:
+            break
         window = data[offset : offset + WINDOW]
-        if len(set(window)) >= MIN_DISTINCT_BYTES and window not in excluded_windows and window not in seen:
+        distinct = len(set(window))
+        if distinct < MIN_DISTINCT_BYTES:  # one step adds at most one byte value: these fall short too
+            offset += MIN_DISTINCT_BYTES - distinct
+        elif window not in seen and not occurrences.occurs(offset):
             seen.add(window)
             picked.append(RuleString(f"$b{len(picked)}", "{ " + window.hex(" ") + " }", offset))
             offset += WINDOW * 16  # spread the sequences over the stage
@@ -98,25 +152,17 @@ def stage_rules(report: Report, outdir: Path) -> dict[str, str]:
     """Stage id -> the text of its YARA rule (stages whose bytes are in ``outdir``)."""
     stages = {b.target: b.data for b in iter_blobs(report, outdir) if b.kind == "stage"}
     benign = benign_corpus()
-    benign_windows: set[bytes] = set()
-    for data in benign:
-        benign_windows |= _windows(data)
-    window_sets = {sid: _windows(data) for sid, data in stages.items()}
     rules: dict[str, str] = {}
     for stage in report.stages:
         if stage.id not in stages:
             continue
         data = stages[stage.id]
         others = [sid for sid in stages if sid != stage.id and stages[sid] != data]
-        excluded = benign + [stages[s] for s in others]
-        windows = benign_windows.union(*(window_sets[s] for s in others))
-        strings = _pick(data, excluded, windows)
+        strings = _pick(data, benign + [stages[s] for s in others])
         if len(strings) < MIN_STRINGS:  # carried whole by an ancestor: allow the ancestors
             carriers = [s for s in _ancestors(report, stage.id) if s in stages]
             kept = [s for s in others if s not in carriers]
-            strings = _pick(
-                data, benign + [stages[s] for s in kept], benign_windows.union(*(window_sets[s] for s in kept))
-            )
+            strings = _pick(data, benign + [stages[s] for s in kept])
         if not strings:
             continue
         need = max(1, (len(strings) + 1) // 2)

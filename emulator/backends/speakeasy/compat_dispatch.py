@@ -1,0 +1,522 @@
+"""Fast mode's API dispatch: Speakeasy's ``handle_import_func`` with everything per API looked up once.
+
+A part of compat.py kept in a module of its own, under the same rules: the private Speakeasy
+names it relies on are checked when it is imported, and an installed Speakeasy that lacks one
+stops the import with one line naming its version and what changed.
+
+Speakeasy's dispatch of one API call looks up the handler module, the handler, its argument
+count and calling convention, its signature and the user hooks registered for it, then reads
+the arguments and writes the return through its engine, several registers and memory words at
+a time. :class:`FastDispatch` resolves each ``(dll, name)`` once to a plan (handler, argc,
+convention, signature, the name the trace shows) and then does what
+``WindowsEmulator.handle_import_func`` and ``_dispatch_import_func`` do, statement for
+statement, with direct register and memory access. It takes Speakeasy's own path for anything
+else: an API with no handler (signature emulation, stubs, hook-only APIs, unsupported APIs), a
+float or fastcall convention, a faulting argument read, API hammering mitigation turned on.
+The hooks registered for an API are re-read whenever any API hook is added.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from types import MethodType
+from typing import Any
+
+import speakeasy.common as se_common
+import speakeasy.windows.common as se_wincommon
+import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.arch as se_arch
+import unicorn as uc
+from speakeasy.profiler import ApiCallbackFrame
+from speakeasy.report import ErrorInfo
+from speakeasy.winenv.api.api import ApiContext, HandlerArgs
+
+from emulator.backends.speakeasy.compat import _incompatible, _require_params
+
+# A plan of an API Speakeasy serves itself (see _plan).
+_NO_PLAN = None
+
+
+def _check_installed() -> None:
+    winemu = se_winemu.WindowsEmulator
+    _require_params(winemu, "handle_import_func", ("dll", "name"))
+    _require_params(winemu, "_dispatch_import_func", ("dll", "name", "frame"))
+    _require_params(winemu, "normalize_import_miss", ("dll", "name"))
+    _require_params(winemu, "get_api_hooks", ("mod_name", "func_name"))
+    _require_params(winemu, "_render_signature_args", ("sig", "argv"))
+    _require_params(winemu, "_fire_dyn_code_hooks", ("addr",))
+    _require_params(winemu, "_check_api_limit", ("origin_run", "imp_api"))
+    _require_params(winemu, "get_error_info", ("desc", "address", "traceback"))
+    _require_params(winemu, "end_run_on_fault", ())
+    _require_params(HandlerArgs, "from_signature", ("sig", "ptr_size", "rendered", "slots"))
+    _require_params(HandlerArgs, "from_slots", ("slots",))
+    if not hasattr(se_common, "HOOK_API"):
+        raise _incompatible("speakeasy.common.HOOK_API is missing")
+    for field in ("stack_pointer", "return_address", "argc", "convention", "result"):
+        if field not in getattr(ApiCallbackFrame, "__dataclass_fields__", {}):
+            raise _incompatible(f"speakeasy.profiler.ApiCallbackFrame has no field {field!r}")
+
+
+_check_installed()
+
+
+class _Plan:
+    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig")
+
+    def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
+        self.dll, self.name, self.imp_api = dll, name, imp_api
+        self.mod, self.func, self.argc, self.conv, self.sig = mod, func, argc, conv, sig
+
+
+class FastDispatch:
+    """Replaces ``emu.handle_import_func`` (install before anything wraps it)."""
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.original = emu.handle_import_func
+        self.plans: dict[tuple[str, str], _Plan | None] = {}
+        self.hooks: dict[tuple[str, str], list[Any]] = {}
+        self.hooks_of: Any = object()  # the API hook table the cached hooks were read from
+        self.x64 = emu.get_arch() == se_arch.ARCH_AMD64
+        self.bound = False
+        self.reg_read: Any = None
+        self.reg_write: Any = None
+        self.mem_read: Any = None
+        self.write_return: Any = None
+        if self.x64:
+            self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
+            self.arg_regs: tuple[int, ...] = (
+                se_arch.AMD64_REG_RCX,
+                se_arch.AMD64_REG_RDX,
+                se_arch.AMD64_REG_R8,
+                se_arch.AMD64_REG_R9,
+            )
+        else:
+            self.sp_reg, self.pc_reg, self.ret_reg = se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX
+            self.arg_regs = ()
+        self.ptr = 8 if self.x64 else 4
+
+    def install(self) -> None:
+        self.emu.handle_import_func = self.handle_import_func
+
+    def _bind(self) -> None:
+        # The engine's register and memory access as the runner left it (direct, in fast mode).
+        engine = self.emu.emu_eng
+        self.reg_read, self.reg_write, self.mem_read = engine.reg_read, engine.reg_write, engine.mem_read
+        self.write_return = getattr(engine, "write_return", None)
+        self.bound = True
+
+    # -- per-API lookups, once --------------------------------------------------------------------
+
+    def _plan(self, dll: str, name: str) -> _Plan | None:
+        key = (dll, name)
+        if key in self.plans:
+            return self.plans[key]
+        emu = self.emu
+        plan: _Plan | None = _NO_PLAN
+        mod, func_attrs = emu.api.get_export_func_handler(dll, name)
+        if not func_attrs:
+            mod, func_attrs = emu.normalize_import_miss(dll, name)
+        if func_attrs:
+            handler_name, func, argc, conv, _ordinal = func_attrs
+            if conv in (se_arch.CALL_CONV_STDCALL, se_arch.CALL_CONV_CDECL):
+                shown = handler_name if name.startswith("ordinal_") else name
+                sig = emu.get_handler_signature(dll, shown, argc)
+                plan = _Plan(dll, shown, f"{dll}.{shown}", mod, func, argc, conv, sig)
+        self.plans[key] = plan
+        return plan
+
+    def _hooks(self, dll: str, name: str) -> list[Any]:
+        # add_api_hook stores a new tuple under HOOK_API each time: its identity is the version.
+        table = self.emu.hooks.get(se_common.HOOK_API)
+        if table is not self.hooks_of:
+            self.hooks.clear()
+            self.hooks_of = table
+        key = (dll, name)
+        hooks = self.hooks.get(key)
+        if hooks is None:
+            hooks = self.hooks[key] = list(self.emu.get_api_hooks(dll, name))
+        return hooks
+
+    # -- the call -------------------------------------------------------------------------------
+
+    def _argv(self, sp: int, argc: int) -> list[int] | None:
+        """The argument slots as ``get_func_argv`` reads them for stdcall / cdecl; None if a read fails."""
+        read = self.reg_read
+        if self.x64:
+            argv = [read(reg) for reg in self.arg_regs[:argc]]
+            rest, at = argc - len(argv), sp + 0x28
+        else:
+            argv, rest, at = [], argc, sp + 4
+        if rest > 0:
+            ptr = self.ptr
+            try:
+                data = self.mem_read(at, rest * ptr)
+            except Exception:
+                return None
+            argv.extend(int.from_bytes(data[i : i + ptr], "little") for i in range(0, rest * ptr, ptr))
+        return argv
+
+    def _stack_word(self, sp: int) -> int | None:
+        try:
+            return int.from_bytes(self.mem_read(sp, self.ptr), "little")
+        except Exception:
+            return None
+
+    def handle_import_func(self, dll: str, name: str) -> Any:
+        emu = self.emu
+        plan = self._plan(dll, name)
+        if plan is None or (emu.hammer is not None and emu.hammer.enabled):
+            return self.original(dll, name)
+        if not self.bound:
+            self._bind()
+        read = self.reg_read
+        sp = read(self.sp_reg)
+        ret = self._stack_word(sp)
+        argv = self._argv(sp, plan.argc) if ret is not None else None
+        if argv is None or ret is None:
+            return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
+        frame = ApiCallbackFrame(sp, ret)
+        previous = emu._active_api_frame
+        emu._active_api_frame = frame
+        origin_run = emu.curr_run
+        entry_pc = read(self.pc_reg)
+        try:
+            self._dispatch(plan, frame, sp, ret, entry_pc, argv)
+            if (
+                emu.curr_run is origin_run
+                and not emu.run_complete
+                and not emu.emu_complete
+                and read(self.pc_reg) == entry_pc
+                and read(self.sp_reg) != frame.stack_pointer
+                and not emu._pending_control
+                and not origin_run.api_callbacks
+            ):
+                origin_run.error = emu.get_error_info("api_handler_did_not_return", entry_pc)
+                origin_run.error.api_name = f"{dll}.{name}"
+                se_winemu.logger.error("API handler %s.%s changed SP without returning", dll, name)
+                emu.end_run_on_fault()
+        finally:
+            emu._active_api_frame = previous
+        return None
+
+    def _dispatch(self, plan: _Plan, frame: Any, osp: int, oret: int, opc: int, argv: list[int]) -> None:
+        """``_dispatch_import_func`` for an API with a handler (stdcall or cdecl)."""
+        emu = self.emu
+        origin_run = emu.curr_run
+        call_pc = emu.prev_pc if emu.prev_pc != 0 else oret
+        argc, conv, imp_api = plan.argc, plan.conv, plan.imp_api
+        frame.argc = argc
+        frame.convention = conv
+        sig = plan.sig
+        if sig is not None:
+            rendered = emu._render_signature_args(sig, argv)
+            args = HandlerArgs.from_signature(sig, self.ptr, rendered, argv)
+        else:
+            args = HandlerArgs.from_slots(argv)
+        ctx = ApiContext(func_name=imp_api, args=args)
+        hooks = self._hooks(plan.dll, plan.name)
+        if hooks:
+            hooked_func = MethodType(plan.func, plan.mod)
+
+            def orig(args: Any) -> Any:
+                return hooked_func(emu, args, ctx)
+
+            prev_ctx, emu.api_ctx = emu.api_ctx, ctx
+            try:
+                for hook in hooks:
+                    rv = hook.cb(emu, imp_api, orig, argv)
+            finally:
+                emu.api_ctx = prev_ctx
+        else:
+            try:
+                rv = plan.func(plan.mod, emu, argv, ctx)
+            except Exception as e:
+                if emu._stop_on_faults:
+                    raise
+                se_winemu.logger.exception("0x%x: Error while calling API handler for %s:", oret, imp_api)
+                error = emu.get_error_info(str(e), emu.get_pc(), traceback=traceback.format_exc())
+                emu.curr_run.error = error
+                emu.on_run_complete()
+                return
+        read = self.reg_read
+        sp = read(self.sp_reg)
+        ret = self._stack_word(sp)
+        if ret is None:
+            ret = emu.get_ret_address()  # raises as Speakeasy's read does
+        pc = read(self.pc_reg)
+        frame.result = rv
+        mm = emu.get_address_map(ret)
+        if mm and "virtualalloc" in mm.tag.lower():
+            emu._fire_dyn_code_hooks(ret)
+        emu.log_api(call_pc, imp_api, rv, ctx.args.get_report_args(), run=origin_run)
+        if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
+            sp = read(self.sp_reg)
+            if sp == osp:
+                self._call_return(sp, argc, ret, rv, conv)
+        if not emu.run_complete:
+            emu.enable_code_hook()
+        emu._check_api_limit(origin_run, imp_api)
+
+    def _call_return(self, sp: int, argc: int, ret: int, rv: Any, conv: Any) -> None:
+        """``do_call_return`` for stdcall / cdecl: the same final registers, written at once."""
+        if not ret:
+            if rv is not None:
+                self.reg_write(self.ret_reg, rv)
+            if conv != se_arch.CALL_CONV_CDECL and argc and not self.x64:
+                self.reg_write(self.sp_reg, self.reg_read(self.sp_reg) + self.ptr * argc)
+            return
+        sp += self.ptr
+        if conv != se_arch.CALL_CONV_CDECL and argc and not self.x64:
+            sp += self.ptr * argc
+        if self.write_return is not None:
+            self.write_return(sp, ret, rv)
+            return
+        self.reg_write(self.sp_reg, sp)
+        self.reg_write(self.pc_reg, ret)
+        if rv is not None:
+            self.reg_write(self.ret_reg, rv)
+
+
+# ---- the run loop --------------------------------------------------------------------------------
+
+# The emulator state Speakeasy's run loop keeps, and what its deferred-work hook checks
+# (compat_fast.deferred_work_idle).
+LOOP_STATE = (
+    "_pending_api_entry",
+    "_pending_api_snapshot",
+    "_pending_control",
+    "_pending_trap_fault",
+    "_pending_fault_stop",
+    "_pending_exec_recovery",
+    "_api_call_site",
+    "_execution_budget",
+    "exit_event",
+    "prev_pc",
+    "run_complete",
+)
+DEFERRED_WORK_STATE = ("curr_exception_code", "restart_curr_run", "_seh_resume_pc", "tmp_maps", "emu_hooks_set")
+
+# Stands for a suspended API call's snapshot until it is needed (see FastEngineLoop.on_trap).
+_LAZY_SNAPSHOT = object()
+
+
+class FastEngineLoop:
+    """``WindowsEmulator._run_api_engine`` for fast mode, and a shorter way into it from an API trap.
+
+    The loop is Speakeasy's, statement for statement, without what fast mode never uses (a
+    debugger, Unicorn's instruction count: ``max_instructions`` is the runner's), and reading
+    the pc once where Speakeasy reads it up to four times. Anything else (a debugger, a count)
+    takes Speakeasy's own loop.
+
+    The trap: guest code that reaches an API stub fetches from Speakeasy's unmapped trap range.
+    Speakeasy's invalid-memory dispatcher then checks the run's return and callback addresses,
+    looks the stub up, snapshots the stack and the stub's bytes (so a debugger that edits them
+    while stopped is noticed) and stops Unicorn. :meth:`on_trap` is put in front of it for
+    fetches from a stub only: it suspends the call the same way and leaves the snapshot to be
+    taken if the call leaves this loop still suspended (memory cannot change before that).
+    """
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.original = emu._run_api_engine
+        self.traps = emu.api_registry.traps
+
+    def install(self) -> None:
+        emu = self.emu
+        for attr in LOOP_STATE + DEFERRED_WORK_STATE:
+            if not hasattr(emu, attr):
+                raise _incompatible(f"the emulator has no attribute {attr!r}")
+        emu._run_api_engine = self.run
+        hooks = emu.hooks.get(se_common.HOOK_MEM_INVALID)
+        if not hooks or emu.emu_eng.mem_access.get(uc.UC_MEM_FETCH_UNMAPPED) != se_common.INVALID_MEM_EXEC:
+            return
+        dispatch = hooks[0]
+        original, traps, fetch_unmapped, stop = dispatch.cb, self.traps, uc.UC_MEM_FETCH_UNMAPPED, emu.emu_eng.stop
+
+        def on_invalid(uc_emu: Any, access: int, address: int, size: int, value: int) -> bool:
+            if access == fetch_unmapped:
+                entry = traps.get(address)
+                if entry is not None:
+                    emu._pending_api_entry = entry
+                    emu._pending_api_snapshot = _LAZY_SNAPSHOT
+                    stop()
+                    return False
+            return bool(original(uc_emu, access, address, size, value))
+
+        dispatch.cb = on_invalid
+
+    def _settle_snapshot(self) -> None:
+        emu = self.emu
+        if emu._pending_api_snapshot is _LAZY_SNAPSHOT:
+            entry = emu._pending_api_entry
+            emu._pending_api_snapshot = emu._api_call_snapshot(entry) if entry is not None else None
+
+    def run(self, address: int, timeout: float = 0, count: int = -1, debugger: Any = None) -> None:
+        if debugger is not None or count > 0:
+            self._settle_snapshot()
+            return self.original(address, timeout=timeout, count=count, debugger=debugger)  # type: ignore[no-any-return]
+        try:
+            self._run(address, timeout)
+        finally:
+            self._settle_snapshot()
+        return None
+
+    def _run(self, address: int, timeout: float) -> None:  # noqa: C901 - Speakeasy's loop
+        emu = self.emu
+        self._settle_snapshot()
+        pending = emu._pending_api_entry
+        if pending is not None and address not in (pending.address, pending.trap):
+            emu._pending_api_entry = None
+        elif pending is not None and emu._api_call_snapshot(pending) != emu._pending_api_snapshot:
+            emu._pending_api_entry = None
+            address = pending.address
+            emu.set_pc(address)
+        callback_addr = se_wincommon.API_CALLBACK_HANDLER_ADDR
+        if (
+            emu._pending_control
+            and emu._pending_control != "exec_recovery"
+            and address
+            not in (
+                callback_addr,
+                emu.return_hook,
+                emu.exit_hook,
+            )
+        ):
+            emu._pending_control = None
+        monotonic = time.monotonic
+        started = monotonic()
+        spent = emu.curr_run.execution_elapsed
+        deadline = started + max(timeout - spent, 0) if timeout > 0 else None
+        deadline_kind = "timeout"
+        total_budget = emu._execution_budget
+        if total_budget is not None and total_budget.limit > 0:
+            total_deadline = started + max(total_budget.limit - total_budget.elapsed, 0)
+            if deadline is None or total_deadline < deadline:
+                deadline = total_deadline
+                deadline_kind = "max_total_time"
+        origin_run = emu.curr_run
+        traps = self.traps
+        start = emu.emu_eng.start
+
+        def stop_limit(kind: str) -> None:
+            if emu._pending_api_entry is not None:
+                emu.set_pc(emu._pending_api_entry.address)
+            if kind == "timeout":
+                se_winemu.logger.error("* Timeout of %d sec(s) reached.", timeout)
+            else:
+                se_winemu.logger.error("* Total execution time of %d sec(s) reached.", total_budget.limit)
+            if kind == "max_total_time":
+                total_budget.exhausted = True
+                emu._cancel_execution_runs()
+                if emu.curr_run is origin_run and origin_run.error is None:
+                    origin_run.error = ErrorInfo(type=kind, pc=emu.get_pc())
+            if emu.curr_run is origin_run:
+                if origin_run.error is None:
+                    origin_run.error = ErrorInfo(type=kind, pc=emu.get_pc(), count=None)
+                emu.on_run_complete()
+
+        try:
+            while not emu.emu_complete:
+                if emu.exit_event and emu.exit_event.is_set():
+                    emu.emu_eng.stop()
+                    return
+                if emu._pending_control:
+                    if deadline_kind == "max_total_time" and deadline is not None and monotonic() >= deadline:
+                        stop_limit("max_total_time")
+                        return
+                    control, emu._pending_control = emu._pending_control, None
+                    if control in ("run_return", "fault_return"):
+                        emu.on_run_complete()
+                        return
+                    if control == "exec_recovery":
+                        page, perms = emu._pending_exec_recovery
+                        emu._pending_exec_recovery = None
+                        emu.mem_protect(page, emu.page_size, perms)
+                    else:
+                        emu._continue_api_callback()
+                    address = emu.get_pc()
+                if deadline is not None and monotonic() >= deadline:
+                    stop_limit(deadline_kind)
+                    return
+                if emu._pending_api_entry is None and not emu._pending_control:
+                    try:
+                        native_timeout = max(deadline - monotonic(), 0.000001) if deadline is not None else 0
+                        start(address, timeout=native_timeout, count=0)
+                    except uc.UcError as exc:
+                        if emu._pending_fault_stop is not None:
+                            return
+                        tolerated = (
+                            emu._pending_trap_fault is not None
+                            or (emu._pending_control == "exec_recovery" and exc.errno == uc.UC_ERR_FETCH_PROT)
+                            or emu._pending_control == "fault_return"
+                            or (
+                                exc.errno == uc.UC_ERR_FETCH_UNMAPPED
+                                and (emu._pending_api_entry is not None or bool(emu._pending_control))
+                            )
+                        )
+                        if not tolerated:
+                            raise
+                    if emu._pending_trap_fault is not None:
+                        emu._dispatch_trap_fault()
+                        address = emu.get_pc()
+                        if emu._pending_fault_stop is not None:
+                            return
+                        continue
+                    pc = emu.get_pc()
+                    if emu._pending_api_entry is None:
+                        candidate = traps.get(pc)
+                        if candidate is not None:
+                            emu._suspend_api_call(candidate)
+                    if pc == callback_addr and emu.curr_run.api_callbacks:
+                        emu._pending_control = "callback_return"
+                    elif pc in (emu.return_hook, emu.exit_hook):
+                        emu._pending_control = "run_return"
+                if emu.curr_run is not origin_run or emu.emu_complete:
+                    return
+                entry = emu._pending_api_entry
+                if emu._pending_control:
+                    continue
+                if deadline is not None and monotonic() >= deadline:
+                    stop_limit(deadline_kind)
+                    return
+                if entry is None:
+                    return
+                emu._pending_api_entry = None
+                emu._pending_api_snapshot = None
+                site, emu._api_call_site = emu._api_call_site, None
+                emu.prev_pc = site[1] if site is not None and site[0] == entry.address else 0
+                emu.handle_import_func(entry.dll, entry.name)
+                if emu._pending_fault_stop is not None:
+                    return
+                if emu.run_complete and not emu.emu_complete and emu.curr_run is origin_run:
+                    if deadline_kind == "max_total_time" and deadline is not None and monotonic() >= deadline:
+                        stop_limit("max_total_time")
+                        return
+                    emu.on_run_complete()
+                address = emu.get_pc()
+                if emu.curr_run is not origin_run:
+                    return
+        finally:
+            elapsed = monotonic() - started
+            origin_run.execution_elapsed = spent + elapsed
+            if total_budget is not None:
+                total_budget.elapsed += elapsed
+                if total_budget.limit > 0 and total_budget.elapsed >= total_budget.limit:
+                    if not total_budget.exhausted:
+                        se_winemu.logger.error("* Total execution time of %d sec(s) reached.", total_budget.limit)
+                    total_budget.exhausted = True
+                    emu._cancel_execution_runs()
+                    prepared = emu.curr_run
+                    if prepared is origin_run:
+                        if not emu.run_complete and origin_run.error is None:
+                            origin_run.error = ErrorInfo(type="max_total_time", pc=emu.get_pc())
+                    else:
+                        emu._cancel_execution_runs(prepared)
+                        if prepared.execution_elapsed == 0 and prepared.get_api_count() == 0:
+                            emu.runs[:] = [run for run in emu.runs if run is not prepared]
+                            if emu.profiler:
+                                emu.profiler.runs[:] = [run for run in emu.profiler.runs if run is not prepared]
+                            emu.curr_run = origin_run
+                            emu.run_complete = True

@@ -1,0 +1,93 @@
+"""Fast mode's API dispatch (emulator/backends/speakeasy/compat_dispatch.py) and register cache.
+
+Fast mode serves an API Speakeasy has a handler for without Speakeasy's per-call lookups, and
+keeps register values read while Unicorn is stopped. Both must be invisible in what a replay
+records: tests/test_modes.py compares every scenario in both modes; these tests make sure the
+fast path is the one actually taken, on x64 and x86, and that a cached register never outlives
+a write through any channel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.backends.speakeasy import compat_dispatch
+from emulator.events import ApiCall
+from emulator.plan import ExportCall
+from emulator.replay import emulate
+from emulator.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOD_CALLS = 200
+
+
+def _count_fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    served: list[str] = []
+    original = compat_dispatch.FastDispatch._dispatch
+
+    def counting(self: Any, plan: Any, *args: Any) -> None:
+        served.append(plan.imp_api)
+        original(self, plan, *args)
+
+    monkeypatch.setattr(compat_dispatch.FastDispatch, "_dispatch", counting)
+    return served
+
+
+def test_fast_dispatch_serves_the_api_flood_as_faithful_mode_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
+    served = _count_fast_calls(monkeypatch)
+    fast = emulate(plan)
+    assert served.count("kernel32.GetCurrentThreadId") == FLOOD_CALLS
+    faithful = emulate(plan.model_copy(update={"mode": "faithful"}))
+    assert len(served) == sum(isinstance(e, ApiCall) for e in fast.events)  # every call took the fast path
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
+    assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
+
+
+def test_fast_dispatch_serves_x86_stdcall_and_cdecl_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    served = _count_fast_calls(monkeypatch)
+    fast = emulate(load_scenario(ROOT / "scenarios" / "reg-b64-xor-x86"))
+    calls = [e.api for e in fast.events if isinstance(e, ApiCall)]
+    assert served, "no API call took the fast path on x86"
+    assert {s.lower() for s in served} <= {c.lower() for c in calls}
+    faithful = emulate(load_scenario(ROOT / "scenarios" / "reg-b64-xor-x86", mode="faithful"))
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
+
+
+def test_cached_registers_follow_every_write() -> None:
+    """Values cached while Unicorn is stopped are dropped by any register write: through the
+    engine (another width of the same register), through Unicorn's binding, and by a run."""
+    import speakeasy.winenv.arch as se_arch
+    from unicorn import x86_const as x86
+
+    from emulator.backends.speakeasy import compat_fast, setup
+
+    plan = load_scenario(ROOT / "scenarios" / "benign-dll")
+    target = setup.load_target(plan)
+    emu = target.emu
+    compat_fast.use_direct_engine_access(emu)
+    engine, unicorn = emu.emu_eng, emu.emu_eng.emu
+    engine.reg_write(se_arch.AMD64_REG_RAX, 0x1111_2222_3333_4444)
+    assert engine.reg_read(se_arch.AMD64_REG_RAX) == 0x1111_2222_3333_4444  # hot, kept as written
+    assert engine.reg_read(se_arch.AMD64_REG_RCX) == unicorn.reg_read(x86.UC_X86_REG_RCX)
+    engine.reg_write(se_arch.AMD64_REG_RCX, 5)
+    assert engine.reg_read(se_arch.AMD64_REG_RAX) == 0x1111_2222_3333_4444  # a write of RCX leaves RAX
+    engine.reg_write(se_arch.X86_REG_EAX, 0xAAAA_BBBB)  # another width of RAX (Unicorn keeps the upper half)
+    assert engine.reg_read(se_arch.AMD64_REG_RAX) == 0x1111_2222_AAAA_BBBB == unicorn.reg_read(x86.UC_X86_REG_RAX)
+    unicorn.reg_write(x86.UC_X86_REG_RAX, 7)  # through the binding
+    assert engine.reg_read(se_arch.AMD64_REG_RAX) == 7
+    assert engine.reg_read(se_arch.X86_REG_EAX) == 7
+    engine.reg_write(se_arch.AMD64_REG_RAX, -1)  # reads back modulo the register's width
+    assert engine.reg_read(se_arch.AMD64_REG_RAX) == (1 << 64) - 1
+    # A run changes registers: one instruction, `mov eax, 0x2a`.
+    code = emu.mem_map(0x1000, tag="test.code")
+    emu.mem_write(code, bytes.fromhex("b8 2a 00 00 00"))
+    start = compat_fast.native_start(emu)
+    assert start is not None
+    start(code, 1)
+    assert engine.reg_read(se_arch.AMD64_REG_RAX) == 0x2A
+    assert engine.reg_read(se_arch.AMD64_REG_RIP) == code + 5
