@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from collections.abc import Callable
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook, is_wide
@@ -107,17 +108,15 @@ def _loose_ipv4(text: str) -> int:
     return value
 
 
-@apihook("ntdll", ["RtlIpv6StringToAddressA", "RtlIpv6StringToAddressW"], argc=3)
-def rtl_ipv6_string_to_address(api: GuestApi, argv: list[int]) -> int:
-    """RtlIpv6StringToAddress(S, Terminator*, Addr*): sixteen bytes."""
+def _address_text(api: GuestApi, argv: list[int], pattern: re.Pattern[str], convert: Callable[[str], bytes]) -> int:
+    """The (S, Terminator*, Addr*) conversions: the bytes of the address at the start of S."""
     text_ptr, terminator_ptr, out = argv
     wide = is_wide(api)
-    text = api.read_string(text_ptr, wide, max_chars=MAX_ADDRESS_TEXT)
-    match = _IPV6.match(text)
+    match = pattern.match(api.read_string(text_ptr, wide, max_chars=MAX_ADDRESS_TEXT))
     if match is None:
         return STATUS_INVALID_PARAMETER
     try:
-        data = ipaddress.IPv6Address(match.group(0)).packed
+        data = convert(match.group(0))
     except ValueError:
         return STATUS_INVALID_PARAMETER
     _end_of(api, text_ptr, match.end(), wide, terminator_ptr)
@@ -125,15 +124,13 @@ def rtl_ipv6_string_to_address(api: GuestApi, argv: list[int]) -> int:
     return STATUS_SUCCESS
 
 
+@apihook("ntdll", ["RtlIpv6StringToAddressA", "RtlIpv6StringToAddressW"], argc=3)
+def rtl_ipv6_string_to_address(api: GuestApi, argv: list[int]) -> int:
+    """RtlIpv6StringToAddress(S, Terminator*, Addr*): sixteen bytes."""
+    return _address_text(api, argv, _IPV6, lambda text: ipaddress.IPv6Address(text).packed)
+
+
 @apihook("ntdll", ["RtlEthernetStringToAddressA", "RtlEthernetStringToAddressW"], argc=3)
 def rtl_ethernet_string_to_address(api: GuestApi, argv: list[int]) -> int:
     """RtlEthernetStringToAddress(S, Terminator*, Addr*): six bytes."""
-    text_ptr, terminator_ptr, out = argv
-    wide = is_wide(api)
-    text = api.read_string(text_ptr, wide, max_chars=MAX_ADDRESS_TEXT)
-    match = _ETHERNET.match(text)
-    if match is None:
-        return STATUS_INVALID_PARAMETER
-    _end_of(api, text_ptr, match.end(), wide, terminator_ptr)
-    _decoded(api, out, bytes(int(g, 16) for g in match.groups()), match.group(0), wide)
-    return STATUS_SUCCESS
+    return _address_text(api, argv, _ETHERNET, lambda text: bytes(int(text[i : i + 2], 16) for i in range(0, 17, 3)))
