@@ -217,19 +217,25 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
     return stages
 
 
+def _calls_near(events: Sequence[Event], index: int, stage: str, before_first: bool) -> Iterator[ApiCall]:
+    """The stage's API calls within ``_API_CALL_WINDOW`` events of ``events[index]``, the nearest
+    first, those before it first or those after it first. An event an API call caused is
+    recorded just before it (project handlers record while the call runs) or just after it
+    (engine handlers' records are translated once it is logged)."""
+    before = reversed(events[max(0, index - _API_CALL_WINDOW) : index])
+    after = events[index + 1 : index + 1 + _API_CALL_WINDOW]
+    for other in (*before, *after) if before_first else (*after, *before):
+        if isinstance(other, ApiCall) and other.stage == stage:
+            yield other
+
+
 def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> list[int]:
-    """The API call that produced a buffer: recorded just before it (engine handlers) or just
-    after it (project handlers record while the call runs)."""
+    """The API call that produced a buffer, found by the API's name."""
     name = (buffer.api or "").rpartition(".")[2].lower()
     if not name:
         return []
-    for other in (
-        *events[index + 1 : index + 1 + _API_CALL_WINDOW],
-        *reversed(events[max(0, index - _API_CALL_WINDOW) : index]),
-    ):
-        if isinstance(other, ApiCall) and other.stage == buffer.stage and other.api.lower().endswith("." + name):
-            return [other.seq]
-    return []
+    calls = _calls_near(events, index, buffer.stage, before_first=False)
+    return next(([c.seq] for c in calls if c.api.lower().endswith("." + name)), [])
 
 
 def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
@@ -255,14 +261,11 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
 
 def _writing_api(events: Sequence[Event], index: int, write: FileAccess) -> str:
     """The API whose call wrote a file (WriteFile, URLDownloadToFileA, ...): the nearest call
-    from the same call site, recorded just before the write (engine handlers) or just after it
-    (project handlers record while the call runs)."""
-    for other in (
-        *reversed(events[max(0, index - _API_CALL_WINDOW) : index]),
-        *events[index + 1 : index + 1 + _API_CALL_WINDOW],
-    ):
-        if isinstance(other, ApiCall) and other.stage == write.stage and write.pc is not None and other.pc == write.pc:
-            return other.api.rpartition(".")[2]
+    from the same call site."""
+    if write.pc is not None:
+        for call in _calls_near(events, index, write.stage, before_first=True):
+            if call.pc == write.pc:
+                return call.api.rpartition(".")[2]
     return "WriteFile"
 
 

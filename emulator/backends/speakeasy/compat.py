@@ -463,6 +463,11 @@ def guest_file_data(emu: Any, path: str) -> bytes | None:
     return bytes(data) if data else None
 
 
+def _trace_position(emu: Any, pid: int) -> TracePosition:
+    """Where a record the project makes for Speakeasy's profiler happened: the current pc."""
+    return TracePosition(tick=0, tid=0, pid=pid, pc=emu.get_pc())
+
+
 def write_guest_file(emu: Any, path: str, data: bytes) -> None:
     """Create (or replace) a file in the guest's file system, recorded as Speakeasy records a
     file the guest creates and writes (a create, then a write with the data)."""
@@ -471,7 +476,7 @@ def write_guest_file(emu: Any, path: str, data: bytes) -> None:
     if profiler is None:
         return
     run = emu.get_current_run()
-    position = TracePosition(tick=0, tid=0, pid=0, pc=emu.get_pc())
+    position = _trace_position(emu, 0)
     profiler.record_file_access_event(run, position, path, se_profiler.FILE_CREATE)
     profiler.record_file_access_event(run, position, path, se_profiler.FILE_WRITE, data=data, size=len(data))
 
@@ -502,7 +507,7 @@ def start_guest_thread(
     profiler = emu.get_profiler()
     if profiler is not None:
         run = emu.get_current_run()
-        position = TracePosition(tick=0, tid=0, pid=int(getattr(current, "id", 0) or 0), pc=emu.get_pc())
+        position = _trace_position(emu, int(getattr(current, "id", 0) or 0))
         details = {"start_addr": function, "param": param, "tid": thread.id}
         profiler.record_process_event(run, position, process, event_type, details)
     return int(handle), int(thread.id), int(getattr(process, "id", 0) or 0)
