@@ -38,7 +38,11 @@ class ThreadpoolWork:
 class Fiber:
     function: int
     parameter: int
-    address: int
+
+
+@dataclass
+class TimerQueue:
+    """A timer queue's handle (its timers run at once, so it holds nothing)."""
 
 
 def _start(api: GuestApi, function: int, param: int) -> int:
@@ -61,7 +65,7 @@ def queue_user_work_item(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("kernel32", "CreateTimerQueue", argc=0)
 def create_timer_queue(api: GuestApi, argv: list[int]) -> int:
-    return _services(api).new_handle(ThreadpoolWork(0, 0))
+    return _services(api).new_handle(TimerQueue())
 
 
 @apihook("kernel32", "CreateTimerQueueTimer", argc=7)
@@ -169,7 +173,7 @@ def nt_create_thread_ex(api: GuestApi, argv: list[int]) -> int:
 def _new_fiber(api: GuestApi, function: int, parameter: int) -> int:
     address = api.alloc(FIBER_SIZE, "api.fiber")
     api.write_ptr(address, parameter)  # the fiber data GetFiberData reads
-    _services(api).handles[address] = Fiber(function, parameter, address)
+    _services(api).handles[address] = Fiber(function, parameter)
     return address
 
 
