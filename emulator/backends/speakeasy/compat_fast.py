@@ -127,6 +127,10 @@ def flush_translations(unicorn: Any) -> None:
 
 # Memory reads up to this size go through one preallocated buffer.
 SCRATCH_BYTES = 4096
+# Reads up to this size made while Unicorn is stopped are remembered until memory changes (at
+# most this many at once).
+CACHED_READ_BYTES = 16
+CACHED_READS = 64
 
 
 def use_direct_engine_access(emu: Any) -> None:
@@ -254,12 +258,28 @@ def use_direct_engine_access(emu: Any) -> None:
         cache.clear()
         return binding_write(*args)
 
+    # Small memory reads while Unicorn is stopped (the return address an API call reads up to
+    # three times), until anything writes, maps, unmaps or protects memory or Unicorn starts.
+    reads: dict[tuple[int, int], bytes] = {}
+
+    def forget_reads(original: Callable[..., Any]) -> Callable[..., Any]:
+        def changed(*args: Any, **kwargs: Any) -> Any:
+            reads.clear()
+            return original(*args, **kwargs)
+
+        return changed
+
+    for method in ("mem_write", "mem_map", "mem_map_ptr", "mem_unmap", "mem_protect", "mmio_map"):
+        if hasattr(unicorn, method):
+            setattr(unicorn, method, forget_reads(getattr(unicorn, method)))
+
     def do_reg_write_batch(*args: Any) -> Any:
         cache.clear()
         return binding_write_batch(*args)
 
     def emu_start(*args: Any, **kwargs: Any) -> Any:
         cache.clear()
+        reads.clear()
         running[0] = True
         try:
             return binding_start(*args, **kwargs)
@@ -274,6 +294,7 @@ def use_direct_engine_access(emu: Any) -> None:
         """What Speakeasy's engine start does for a start with no timeout (the binding's
         ``emu_start`` to address 0xFFFFFFFF), in one call: same errors, same hook exceptions."""
         cache.clear()
+        reads.clear()
         running[0] = True
         unicorn._hook_exception = None
         try:
@@ -300,11 +321,21 @@ def use_direct_engine_access(emu: Any) -> None:
     scratch_view = memoryview(scratch).cast("B")
 
     def mem_read(addr: int, size: int) -> bytearray:
+        small = size <= CACHED_READ_BYTES and not running[0]
+        if small:
+            known = reads.get((addr, size))
+            if known is not None:
+                return bytearray(known)
         target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
         status = read_mem(handle, addr, target, size) if size > 0 else uc.UC_ERR_OK
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, size)
-        return bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
+        data = bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
+        if small:
+            if len(reads) >= CACHED_READS:
+                reads.clear()
+            reads[(addr, size)] = bytes(data)
+        return data
 
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
