@@ -429,7 +429,7 @@ def use_lean_api_log(emu: Any) -> None:
         if (
             run is None
             or se_logger.isEnabledFor(logging.INFO)
-            or (frame is not None and any(item is frame for item in run.api_callbacks))
+            or (frame is not None and run.api_callbacks and any(item is frame for item in run.api_callbacks))
         ):
             original(pc, imp_api, rv, args, run=run)
             return
