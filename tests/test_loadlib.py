@@ -1,0 +1,91 @@
+"""Loads a replay makes while it runs (issue 18): each shortcut must leave guest memory and the
+replay exactly as Speakeasy's own code leaves them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.replay import replay_target
+from emulator.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+def _without_time(report_path: Path) -> dict[str, object]:
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report.pop("generated_at")
+    return report
+
+
+def _memory(emu: Any) -> dict[int, bytes]:
+    """Every Unicorn region's bytes (but the KUSER_SHARED_DATA clock), keyed by (base, end, perms)."""
+    return {
+        (int(begin), int(end), int(perms)): bytes(emu.mem_read(begin, end - begin + 1))
+        for begin, end, perms in sorted(emu.get_mem_regions())
+        if "KUSER_SHARED_DATA" not in (emu.get_address_tag(begin) or "")
+    }
+
+
+def _peb_after_loads(scenario: str, fast: bool) -> tuple[dict[int, bytes], list[int]]:
+    """Load ``scenario``'s target, give its process a PEB as ``run_module`` does, then load two
+    libraries at run time, the guest having scribbled over the loader list in between; guest
+    memory afterwards, and the bases in the load-order ring as a guest walking it finds them."""
+    import speakeasy.windows.objman as se_objman
+
+    from emulator.backends.speakeasy import compat_load, setup
+
+    target = setup.load_target(load_scenario(SCENARIOS / scenario))
+    emu = target.emu
+    if fast:
+        compat_load.relink_peb_fast(emu)
+    module = target.module
+    emu.prepare_module_for_emulation(module, False, entry_point=None)
+    process = se_objman.Process(emu, path=module.emu_path, base=module.base, pe=module, cmdline=emu.command_line)
+    emu.curr_process = process
+    emu.om.objects.update({process.address: process})
+    emu.alloc_peb(process)
+    assert emu.load_library("ws2_32")
+    # The guest unlinks an entry and clears a sentinel: the next re-link writes them over.
+    ptr = emu.get_ptr_size()
+    second = process.ldr_entries[1].address
+    emu.mem_write(second, b"\xaa" * (2 * ptr))
+    emu.mem_write(process.peb_ldr_data.address + 0x10, b"\0" * ptr)
+    assert emu.load_library("wininet")
+    bases = []
+    head = process.peb_ldr_data.address + 0x10 if ptr == 8 else process.peb_ldr_data.address + 0xC
+    node = int.from_bytes(emu.mem_read(head, ptr), "little")
+    while node != head and len(bases) < 200:
+        bases.append(int.from_bytes(emu.mem_read(node + 6 * ptr, ptr), "little"))
+        node = int.from_bytes(emu.mem_read(node, ptr), "little")
+    return _memory(emu), bases
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_fast_peb_relink_leaves_the_same_guest_memory(scenario: str) -> None:
+    """The loader rings re-linked without the struct layer (compat_load) leave every byte of
+    guest memory as Speakeasy's ``_sync_peb_module_links`` does, guest scribbles included."""
+    memory, bases = _peb_after_loads(scenario, fast=True)
+    plain_memory, plain_bases = _peb_after_loads(scenario, fast=False)
+    assert len(bases) > 40 and bases == plain_bases
+    assert memory.keys() == plain_memory.keys()
+    assert [key for key in memory if memory[key] != plain_memory[key]] == []
+
+
+def test_fast_peb_relink_gives_the_same_3cx_replay(
+    tmp_path: Path, scenario_outdir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 3CX chain loads a dropped DLL and system DLLs at run time and its shellcode walks the
+    loader list: with Speakeasy's own re-link the replay records exactly the same events."""
+    from emulator.backends.speakeasy import compat_load
+
+    shared = scenario_outdir("3cx")
+    monkeypatch.setattr(compat_load, "relink_peb_fast", lambda emu: None)
+    replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
+    assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
+    assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")
