@@ -23,7 +23,7 @@ def _without_time(report_path: Path) -> dict[str, object]:
     return report
 
 
-def _memory(emu: Any) -> dict[int, bytes]:
+def _memory(emu: Any) -> dict[tuple[int, int, int], bytes]:
     """Every Unicorn region's bytes (but the KUSER_SHARED_DATA clock), keyed by (base, end, perms)."""
     return {
         (int(begin), int(end), int(perms)): bytes(emu.mem_read(begin, end - begin + 1))
@@ -32,7 +32,7 @@ def _memory(emu: Any) -> dict[int, bytes]:
     }
 
 
-def _peb_after_loads(scenario: str, fast: bool) -> tuple[dict[int, bytes], list[int]]:
+def _peb_after_loads(scenario: str, fast: bool) -> tuple[dict[tuple[int, int, int], bytes], list[int]]:
     """Load ``scenario``'s target, give its process a PEB as ``run_module`` does, then load two
     libraries at run time, the guest having scribbled over the loader list in between; guest
     memory afterwards, and the bases in the load-order ring as a guest walking it finds them."""
@@ -55,10 +55,11 @@ def _peb_after_loads(scenario: str, fast: bool) -> tuple[dict[int, bytes], list[
     ptr = emu.get_ptr_size()
     second = process.ldr_entries[1].address
     emu.mem_write(second, b"\xaa" * (2 * ptr))
-    emu.mem_write(process.peb_ldr_data.address + 0x10, b"\0" * ptr)
+    ldr = int(process.peb_ldr_data.address or 0)
+    emu.mem_write(ldr + 0x10, b"\0" * ptr)
     assert emu.load_library("wininet")
-    bases = []
-    head = process.peb_ldr_data.address + 0x10 if ptr == 8 else process.peb_ldr_data.address + 0xC
+    bases: list[int] = []
+    head = ldr + (0x10 if ptr == 8 else 0xC)
     node = int.from_bytes(emu.mem_read(head, ptr), "little")
     while node != head and len(bases) < 200:
         bases.append(int.from_bytes(emu.mem_read(node + 6 * ptr, ptr), "little"))
