@@ -4,7 +4,7 @@ replay exactly as Speakeasy's own code leaves them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ def _peb_after_loads(scenario: str, fast: bool) -> tuple[dict[tuple[int, int, in
 
     from emulator.backends.speakeasy import compat_load, setup
 
+    compat_load.build_structs_from_prototypes(fast)
     target = setup.load_target(load_scenario(SCENARIOS / scenario))
     emu = target.emu
     if fast:
@@ -67,10 +68,21 @@ def _peb_after_loads(scenario: str, fast: bool) -> tuple[dict[tuple[int, int, in
     return _memory(emu), bases
 
 
+@pytest.fixture
+def structs_restored() -> Iterator[None]:
+    """Whatever a test does, structs are built as a replay builds them (from prototypes) after it."""
+    from emulator.backends.speakeasy import compat_load
+
+    enable = compat_load.build_structs_from_prototypes
+    yield
+    enable()
+
+
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
-def test_fast_peb_relink_leaves_the_same_guest_memory(scenario: str) -> None:
-    """The loader rings re-linked without the struct layer (compat_load) leave every byte of
-    guest memory as Speakeasy's ``_sync_peb_module_links`` does, guest scribbles included."""
+def test_fast_peb_relink_leaves_the_same_guest_memory(scenario: str, structs_restored: None) -> None:
+    """The loader rings re-linked without the struct layer and structs built from prototypes
+    (compat_load) leave every byte of guest memory as Speakeasy's ``_sync_peb_module_links`` and
+    struct building do, guest scribbles included."""
     memory, bases = _peb_after_loads(scenario, fast=True)
     plain_memory, plain_bases = _peb_after_loads(scenario, fast=False)
     assert len(bases) > 40 and bases == plain_bases
@@ -79,14 +91,17 @@ def test_fast_peb_relink_leaves_the_same_guest_memory(scenario: str) -> None:
 
 
 def test_fast_peb_relink_gives_the_same_3cx_replay(
-    tmp_path: Path, scenario_outdir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scenario_outdir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, structs_restored: None
 ) -> None:
-    """The 3CX chain loads a dropped DLL and system DLLs at run time and its shellcode walks the
-    loader list: with Speakeasy's own re-link the replay records exactly the same events."""
+    """The 3CX chain loads a dropped DLL and system DLLs at run time, starts a process and its
+    shellcode walks the loader list: with Speakeasy's own re-link and struct building the replay
+    records exactly the same events."""
     from emulator.backends.speakeasy import compat_load
 
     shared = scenario_outdir("3cx")
+    compat_load.build_structs_from_prototypes(False)
     monkeypatch.setattr(compat_load, "relink_peb_fast", lambda emu: None)
+    monkeypatch.setattr(compat_load, "build_structs_from_prototypes", lambda enabled=True: None)
     replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
     assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
     assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")

@@ -31,6 +31,7 @@ class GuestModuleLoader:
 
     def install(self) -> None:
         compat_load.relink_peb_fast(self.emu)
+        compat_load.build_structs_from_prototypes()
         for name in LOAD_LIBRARY_NAMES:
 
             def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:
