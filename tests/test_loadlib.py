@@ -3,6 +3,7 @@ replay exactly as Speakeasy's own code leaves them."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,3 +106,62 @@ def test_fast_peb_relink_gives_the_same_3cx_replay(
     replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
     assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
     assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")
+
+
+def _speakeasy_struct_classes() -> list[type]:
+    import importlib
+    import pkgutil
+
+    import speakeasy
+    import speakeasy.struct as se_struct
+
+    for info in pkgutil.walk_packages(speakeasy.__path__, "speakeasy."):
+        if ".defs" in info.name:
+            importlib.import_module(info.name)
+    found: list[type] = []
+    pending = [se_struct.EmuStruct]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found.append(sub)
+            pending.append(sub)
+    return sorted(set(found) - {se_struct.EmuUnion}, key=lambda c: (c.__module__, c.__qualname__))
+
+
+def _fill(struct: Any) -> None:
+    state = object.__getattribute__(struct, "__dict__")
+    value = state["__struct__"]
+    ctypes.memset(ctypes.addressof(value), 0xAB, ctypes.sizeof(value))
+    for nested in state["__filtermap__"].values():
+        for item in nested if isinstance(nested, list) else [nested]:
+            _fill(item)
+
+
+def test_every_speakeasy_struct_builds_the_same_twice_and_copies_as_built() -> None:
+    """A prototype's copy stands for a fresh build only if a struct's declarations depend on its
+    arguments alone: every struct class Speakeasy defines, built twice at each pointer size,
+    builds the same, and a copy of one equals the other (declarations, ctypes type and bytes,
+    nested structs), also after a field of the copy is set."""
+    from emulator.backends.speakeasy import compat_load
+
+    build = compat_load._ORIGINAL_STRUCT_CALL
+    classes = _speakeasy_struct_classes()
+    built = copied = 0
+    for cls in classes:
+        for ptr_size in (4, 8):
+            try:
+                first, second = build(cls, ptr_size), build(cls, ptr_size)  # type: ignore[arg-type]
+            except TypeError:  # takes other arguments (a width, a count)
+                continue
+            built += 1
+            assert compat_load.struct_shape(first) == compat_load.struct_shape(second), cls
+            if not compat_load._clonable(first):
+                continue
+            copy = compat_load._clone(first)
+            assert compat_load.struct_shape(copy) == compat_load.struct_shape(second), cls
+            assert copy.get_bytes() == second.get_bytes()
+            # The copy's values are its own: filling them all leaves the original (``first``) zero.
+            _fill(copy)
+            assert any(copy.get_bytes())
+            assert not any(first.get_bytes())
+            copied += 1
+    assert built > 200 and copied > 200

@@ -201,13 +201,13 @@ def _immutable(value: Any) -> bool:
     return isinstance(value, _IMMUTABLE)
 
 
-def _shape(obj: Any) -> tuple[Any, ...]:
+def struct_shape(obj: Any) -> tuple[Any, ...]:
     """What two freshly built structs of one class must share to be interchangeable: the
     instance's declarations, the ctypes type and bytes, the nested structs' shapes."""
     state = _object_attribute(obj, "__dict__")
     declared = tuple((k, v) for k, v in state.items() if k not in _STRUCT_STATE)
     nested = tuple(
-        (name, tuple(_shape(item) for item in sub) if isinstance(sub, list) else _shape(sub))
+        (name, tuple(struct_shape(item) for item in sub) if isinstance(sub, list) else struct_shape(sub))
         for name, sub in state["__filtermap__"].items()
     )
     cstruct = state["__struct__"]
@@ -259,13 +259,11 @@ def _struct_call(cls: Any, *args: Any, **kwargs: Any) -> Any:
     except TypeError:  # an unhashable argument: built as Speakeasy builds it
         return _ORIGINAL_STRUCT_CALL(cls, *args, **kwargs)
     if proto is False:
-        first = _ORIGINAL_STRUCT_CALL(cls, *args, **kwargs)
-        second = _ORIGINAL_STRUCT_CALL(cls, *args, **kwargs)
-        # Cloned only when two builds agree in everything and hold nothing mutable besides the
-        # ctypes values (a class whose __init__ depends on anything but its arguments is not).
-        proto = second if _clonable(first) and _shape(first) == _shape(second) else None
-        _PROTOTYPES[key] = proto
-        return first
+        built = _ORIGINAL_STRUCT_CALL(cls, *args, **kwargs)
+        # Its copy, taken before anyone sets a field, is the prototype; a class holding anything
+        # mutable besides its ctypes values is left to Speakeasy.
+        proto = _PROTOTYPES[key] = _clone(built) if _clonable(built) else None
+        return built
     if proto is None:
         return _ORIGINAL_STRUCT_CALL(cls, *args, **kwargs)
     return _clone(proto)
@@ -278,11 +276,12 @@ def build_structs_from_prototypes(enabled: bool = True) -> None:
     Building one walks its declarations, builds each nested struct the same way and looks its
     ctypes type up, all through the struct layer's attribute hooks: about 0.9 ms for a loader
     entry, some 70 of them while a 3CX replay runs (a new process's PEB, each thread). The
-    first build of a class (per constructor arguments) is done twice by Speakeasy; when both
-    agree (declarations, ctypes type, zero bytes, nested structs) and hold nothing mutable, the
-    second is kept as a private prototype and later builds copy it: the same declarations, a
-    new zeroed ctypes value, nested structs copied likewise (tests/test_loadlib.py compares
-    guest memory and the 3CX replay with Speakeasy's own builds). Process-wide: the metaclass
-    of every struct is the one hooked.
+    first build of a class (per constructor arguments) is Speakeasy's; a copy of it, taken
+    before it is handed out, is kept as a private prototype when it holds nothing mutable
+    besides its ctypes values, and later builds copy that: the same declarations, a new zeroed
+    ctypes value, nested structs copied likewise. Speakeasy's struct declarations depend on
+    their arguments alone (tests/test_loadlib.py builds every one twice and compares, and
+    compares guest memory and the 3CX replay with Speakeasy's own builds). Process-wide: the
+    metaclass of every struct is the one hooked.
     """
     se_struct.CMeta.__call__ = _struct_call if enabled else _ORIGINAL_STRUCT_CALL  # type: ignore[method-assign]
