@@ -79,8 +79,10 @@ def _link_nested(obj: Any) -> None:
                 _link_nested(nested[i])
                 array[i] = _object_attribute(nested[i], "__dict__")["__struct__"]
         elif isinstance(nested, se_struct.EmuStruct):
-            _link_nested(nested)
-            setattr(cstruct, name, _object_attribute(nested, "__dict__")["__struct__"])
+            nested_state = _object_attribute(nested, "__dict__")
+            if nested_state["__filtermap__"]:
+                _link_nested(nested)
+            setattr(cstruct, name, nested_state["__struct__"])
 
 
 def _cstruct(obj: Any) -> Any:
