@@ -137,3 +137,53 @@ def test_cached_memory_reads_and_return_follow_every_change() -> None:
     engine.write_return(0x5000, code, 0x5555_6666_7777_8888)
     assert engine.reg_read(se_arch.X86_REG_EAX) == 0x7777_8888 == unicorn.reg_read(x86.UC_X86_REG_EAX)
     assert engine.read_sp_pc() == (0x5000, code) == (emu.get_stack_ptr(), emu.get_pc())
+
+
+# Modules whose handlers the argument test walks (a few hundred APIs with signatures).
+SIGNATURE_MODULES = ("kernel32", "ntdll", "user32", "advapi32", "ws2_32", "wininet", "shell32", "msvcrt")
+
+
+@pytest.mark.parametrize("scenario", ["benign-dll", "reg-b64-xor-x86"])
+def test_handler_arguments_match_speakeasys_for_every_signature(scenario: str) -> None:
+    """``FastDispatch._handler_args`` (slot layout once per API, values folded once per call)
+    builds exactly the arguments Speakeasy's ``_render_signature_args`` + ``from_signature``
+    build: every handler with a signature in the walked modules, with slots pointing at guest
+    strings, at nothing, and holding values wider than each parameter (masks, 64-bit pairs on x86)."""
+    from speakeasy.winenv.api.api import HandlerArgs
+
+    from emulator.backends.speakeasy import compat_fast, setup
+
+    target = setup.load_target(load_scenario(ROOT / "scenarios" / scenario))
+    emu = target.emu
+    compat_fast.use_direct_engine_access(emu)
+    dispatch = compat_dispatch.FastDispatch(emu)
+    ptr = dispatch.ptr
+    text = emu.mem_map(0x1000, tag="test.args")
+    emu.mem_write(text, b"C:\\Users\\x\\a.txt\x00\x00" + "HKCU\\Software\\w".encode("utf-16le") + b"\x00\x00")
+    wide = text + 18
+    samples = [text, wide, 0, 0xFFFF_FFFF_FFFF_FFFF & ((1 << (ptr * 8)) - 1), 0x1_2345_6789 & ((1 << (ptr * 8)) - 1), 7]
+    compared = multi_slot = masked = 0
+    for module in SIGNATURE_MODULES:
+        mod, _ = emu.api.get_export_func_handler(module, "")
+        if mod is None:
+            continue
+        for name in sorted({entry[0] for entry in mod.funcs.values()}):
+            plan = dispatch._plan(module, name)
+            if plan is None or plan.sig is None:
+                continue
+            assert plan.layout is not None  # Speakeasy's signature lookup already matched argc
+            for shift in range(3):
+                argv = [samples[(i + shift) % len(samples)] for i in range(plan.argc)]
+                stock = HandlerArgs.from_signature(plan.sig, ptr, emu._render_signature_args(plan.sig, argv), argv)
+                fast = dispatch._handler_args(plan, argv)
+                assert [a.model_dump() for a in fast.get_report_args()] == [
+                    a.model_dump() for a in stock.get_report_args()
+                ], plan.imp_api
+                assert fast._params == stock._params, plan.imp_api
+            compared += 1
+            multi_slot += any(n > 1 for _p, n, _m in plan.layout)
+            masked += any(m is not None for _p, _n, m in plan.layout)
+    assert compared > 200, compared
+    assert masked > 0
+    if ptr == 4:
+        assert multi_slot > 0

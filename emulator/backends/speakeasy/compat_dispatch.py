@@ -30,6 +30,7 @@ import speakeasy.winenv.arch as se_arch
 import unicorn as uc
 from speakeasy.profiler import ApiCallbackFrame
 from speakeasy.report import ErrorInfo
+from speakeasy.winenv.api import sigfmt
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
@@ -51,6 +52,11 @@ def _check_installed() -> None:
     _require_params(winemu, "end_run_on_fault", ())
     _require_params(HandlerArgs, "from_signature", ("sig", "ptr_size", "rendered", "slots"))
     _require_params(HandlerArgs, "from_slots", ("slots",))
+    _require_params(winemu, "_render_signature_arg", ("param", "value", "index"))
+    _require_params(HandlerArgs, "__init__", ("args", "params"))
+    for field in ("name", "type", "value", "display"):
+        if field not in getattr(getattr(sigfmt, "ApiArg", None), "model_fields", {}):
+            raise _incompatible(f"speakeasy.winenv.api.sigfmt.ApiArg has no field {field!r}")
     if not hasattr(se_common, "HOOK_API"):
         raise _incompatible("speakeasy.common.HOOK_API is missing")
     for field in ("stack_pointer", "return_address", "argc", "convention", "result"):
@@ -62,11 +68,27 @@ _check_installed()
 
 
 class _Plan:
-    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig")
+    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout")
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
         self.dll, self.name, self.imp_api = dll, name, imp_api
         self.mod, self.func, self.argc, self.conv, self.sig = mod, func, argc, conv, sig
+        # The signature's slot layout, once (see signature_layout); None: Speakeasy's own calls.
+        self.layout: tuple[tuple[Any, int, int | None], ...] | None = None
+
+
+def signature_layout(sig: Any, ptr_size: int, argc: int) -> tuple[tuple[Any, int, int | None], ...] | None:
+    """Per parameter of ``sig``: (parameter, slots it takes, mask of its value), or None.
+
+    What ``FuncSig.values_from_slots`` and ``slot_count`` compute from the parameters on every
+    call (a signature and its parameters are frozen: the answer never changes). None when the
+    slots a call passes (``argc``) do not match the signature: Speakeasy's own path then raises
+    as it always has.
+    """
+    layout = tuple((param, param.slots(ptr_size), param.value_mask(ptr_size)) for param in sig.params)
+    if sum(n for _param, n, _mask in layout) != argc:
+        return None
+    return layout
 
 
 class FastDispatch:
@@ -133,8 +155,47 @@ class FastDispatch:
                 shown = handler_name if name.startswith("ordinal_") else name
                 sig = emu.get_handler_signature(dll, shown, argc)
                 plan = _Plan(dll, shown, f"{dll}.{shown}", mod, func, argc, conv, sig)
+                if sig is not None and self._stock_rendering():
+                    plan.layout = signature_layout(sig, self.ptr, argc)
         self.plans[key] = plan
         return plan
+
+    def _stock_rendering(self) -> bool:
+        """Speakeasy's own argument rendering, not one replaced on the emulator or its class."""
+        render = getattr(self.emu._render_signature_args, "__func__", None)
+        return render is se_winemu.WindowsEmulator._render_signature_args
+
+    def _handler_args(self, plan: _Plan, argv: list[int]) -> Any:
+        """``HandlerArgs.from_signature(sig, ptr, emu._render_signature_args(sig, argv), argv)``.
+
+        The same arguments, rendered by the same ``_render_signature_arg`` in the same order,
+        with the parameter values folded from the slots once per call instead of twice and the
+        slot layout taken from the plan instead of recomputed (see :func:`signature_layout`).
+        """
+        layout = plan.layout
+        if layout is None:
+            sig = plan.sig
+            return HandlerArgs.from_signature(sig, self.ptr, self.emu._render_signature_args(sig, argv), argv)
+        bits = self.ptr * 8
+        slot_mask = (1 << bits) - 1
+        values = []
+        pos = 0
+        for _param, n, mask in layout:
+            value = 0
+            for i, slot in enumerate(argv[pos : pos + n]):
+                value |= (slot & slot_mask) << (i * bits)
+            pos += n
+            if mask is not None:
+                value &= mask
+            values.append(value)
+        render = self.emu._render_signature_arg
+        params = [param for param, _n, _m in layout]
+        rendered = [render(param, value, i) for i, (param, value) in enumerate(zip(params, values, strict=True))]
+        args = [
+            sigfmt.ApiArg(name=param.name, type=arg.kind, value=value, display=arg.text)
+            for param, arg, value in zip(params, rendered, values, strict=True)
+        ]
+        return HandlerArgs(args, params)
 
     def _hooks(self, dll: str, name: str) -> list[Any]:
         # add_api_hook stores a new tuple under HOOK_API each time: its identity is the version.
@@ -216,10 +277,10 @@ class FastDispatch:
         argc, conv, imp_api = plan.argc, plan.conv, plan.imp_api
         frame.argc = argc
         frame.convention = conv
-        sig = plan.sig
-        if sig is not None:
-            rendered = emu._render_signature_args(sig, argv)
-            args = HandlerArgs.from_signature(sig, self.ptr, rendered, argv)
+        if plan.layout == ():
+            args = HandlerArgs([], [])  # a signature without parameters: what from_signature builds
+        elif plan.sig is not None:
+            args = self._handler_args(plan, argv)
         else:
             args = HandlerArgs.from_slots(argv)
         ctx = ApiContext(func_name=imp_api, args=args)
