@@ -14,10 +14,17 @@ from __future__ import annotations
 
 def _warm() -> None:
     try:
-        # The first targets' emulation children first, so that they emulate beside the warm-up
-        # and the import of the output libraries rather than after them (emulator/batch_prestart.py).
+        # The engine's import and the first of its tables (the signature database), which every
+        # emulation child needs; then the first targets' emulation children, so that they emulate
+        # beside the rest of the warm-up and the import of the output libraries rather than after
+        # them (emulator/batch_prestart.py), without importing the engine again each.
         from emulator.batch_prestart import start_from_environment
+        from emulator.lifecycle import collector_paused
 
+        with collector_paused():
+            from emulator.backends.speakeasy import warm_steps
+
+            next(iter(warm_steps()))()
         start_from_environment()
     except Exception:  # noqa: BLE001 - the workers fork their own children
         pass
