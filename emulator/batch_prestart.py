@@ -27,6 +27,7 @@ import os
 import pickle
 import select
 import signal
+import struct
 import time
 from contextlib import suppress
 from typing import TYPE_CHECKING
@@ -167,7 +168,19 @@ def adopt(plan: ReplayPlan) -> AdoptedChild | None:
     child = claim(plan)
     if child is not None:
         prestart._started = child  # taken by emulator.replay._start_child through prestart.hand_over
+    _forget_taken()
     return child
+
+
+def _forget_taken() -> None:
+    """Close this process's copies of the children other workers took (their token is gone), so
+    that the emulation children this worker forks later do not inherit their pipes."""
+    for key, entry in list(_children.items()):
+        if not _token_left(entry.claim):
+            del _children[key]
+            entry.events.close()
+            for fd in (entry.pidfd, entry.claim):
+                os.close(fd)
 
 
 def drop_adopted() -> None:
@@ -176,6 +189,18 @@ def drop_adopted() -> None:
     child = prestart.take()
     if child is not None:
         child.discard()
+
+
+def _token_left(claim: int) -> bool:
+    """Whether a child's token is still in its pipe (nobody took the child); the pipe's write
+    end is closed, so an empty pipe reads as at its end rather than as waiting."""
+    import fcntl
+    import termios
+
+    try:
+        return struct.unpack("i", fcntl.ioctl(claim, termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+    except OSError:
+        return False
 
 
 def pending() -> int:

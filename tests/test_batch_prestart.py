@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -97,3 +98,22 @@ def test_a_replay_that_fails_before_its_child_ends_the_adopted_child(tmp_path: P
     finally:
         os.close(watch)
         os.waitpid(pid, 0)
+
+
+def test_a_worker_forgets_the_children_other_workers_took() -> None:
+    plan, other = (load_scenario(folder) for folder in SMALL)
+    for started in (plan, other):
+        batch_prestart._start(started.model_dump_json())
+    theirs = batch_prestart._children[batch_prestart.plan_key(other.model_dump_json())]
+    pids = [entry.pid for entry in batch_prestart._children.values()]
+    assert os.read(theirs.claim, 1)  # as another worker (a fork of the same fork server) takes it
+    try:
+        child = batch_prestart.adopt(plan)
+        assert child is not None and prestart.take() is child
+        assert batch_prestart.pending() == 0 and theirs.events.closed  # no copy left for later forks
+        child.discard()
+    finally:
+        for pid in pids:  # started by this process here; end the one nobody read
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+            os.waitpid(pid, 0)
