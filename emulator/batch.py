@@ -50,7 +50,7 @@ BATCH_FORMAT = "chainreplay/batch/1"
 SUMMARY_FILE = "batch.json"
 KEY_FILE = "batch-key.json"
 # The local pool's fork server starts the first targets' emulation children before its preload
-# (emulator/batch_prestart.py); False: the workers fork every child themselves.
+# (emulator/batch_prestart.py, :func:`started_ahead`); False: the workers fork every child themselves.
 PRESTART = True
 # Seconds to wait for a Dask scheduler to answer before giving up.
 SCHEDULER_CONNECT_TIMEOUT = 10
@@ -280,6 +280,16 @@ def preload_modules(jobs: int, cores: int) -> list[str]:
     return modules
 
 
+def started_ahead(jobs: int, cores: int) -> int:
+    """How many emulation children the pool's fork server starts before its preload: one per
+    worker when the preload includes the output libraries (``2 * jobs > cores``, see
+    :func:`preload_modules`), none otherwise. With a free core for each worker and its child, a
+    worker imports those libraries while its first child emulates, and the preload (the engine
+    alone) is short: a child started ahead would only have raced the worker's start for the
+    cores (measured: no faster on an idle machine, slower on a busy one)."""
+    return jobs if PRESTART and 2 * jobs > cores else 0
+
+
 def _local_executor(jobs: int, first_plans: list[str] | None = None) -> cf.ProcessPoolExecutor:
     """The pool; its fork server is started now, and given ``first_plans`` (each a plan's JSON)
     to start their emulation children before its preload (emulator/batch_prestart.py) if it is
@@ -426,7 +436,8 @@ def run_batch(
         workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
         running_before = _fork_server_pid()
         try:
-            first = [targets[i].plan.model_dump_json() for i in pending[:workers]] if PRESTART else None
+            ahead = started_ahead(workers, _usable_cores())
+            first = [targets[i].plan.model_dump_json() for i in pending[:ahead]]
             with _local_executor(workers, first) as pool:
                 local = {
                     pool.submit(

@@ -36,6 +36,7 @@ def _targets() -> list[BatchTarget]:
 def test_first_replays_emulate_before_their_workers_and_replay_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(batch, "_usable_cores", lambda: 2)  # -j 2 on 2 cores, as on this machine
     ahead = run_batch(_targets(), tmp_path / "ahead", jobs=2, force=True)
     tasks = ahead.extra["tasks"]
     # both targets (one per worker) were emulated by children the fork server started before
@@ -56,6 +57,13 @@ def test_first_replays_emulate_before_their_workers_and_replay_the_same(
         for report in reports:
             report.pop("generated_at")  # the one field that differs between two replays
         assert reports[0] == reports[1]
+
+
+def test_children_are_started_ahead_only_when_the_preload_imports_the_output_libraries() -> None:
+    for jobs, cores in ((1, 2), (2, 2), (3, 4), (1, 1), (4, 2), (2, 8)):
+        ahead = "emulator.batch_preload_outputs" in batch.preload_modules(jobs, cores)
+        assert batch.started_ahead(jobs, cores) == (jobs if ahead else 0), (jobs, cores)
+    assert batch.started_ahead(1, 2) == 0 and batch.started_ahead(2, 2) == 2
 
 
 def _pidfd_ended(pidfd: int) -> bool:
