@@ -1,15 +1,17 @@
 """The first replays of a local batch, started by the pool's fork server before its workers exist.
 
-The fork server's preload (emulator/batch_preload.py) warms the engine and may import the
-output libraries: seconds on one core before it forks any worker, while the other cores idle.
-So the fork server first forks one emulation child per worker for the first pending targets
-(the longest expected, :func:`emulator.batch.longest_first`), each handed its plan at once: they
-emulate beside the preload. When a worker gets one of those targets it adopts the child
+The fork server's preload (emulator/batch_preload.py) warms the engine and, when the workers and
+their children outnumber the cores, imports the output libraries: seconds on one core before it
+forks any worker, while the other cores idle. In that case (:func:`emulator.batch.started_ahead`)
+the fork server, once it has imported the engine and read its signature database, forks one
+emulation child per worker for the first pending targets (the longest expected,
+:func:`emulator.batch.longest_first`), each handed its plan at once: they emulate beside the
+rest of the preload. When a worker gets one of those targets it adopts the child
 (:func:`claim`): the child's events, buffered in its pipe meanwhile, arrive exactly as from a
 child the worker forked itself.
 
 Each such child is the pre-started child of a cold ``chainreplay run`` (emulator/prestart.py):
-it imports the engine itself, confines itself before any user code runs and streams its events;
+it confines itself before any user code runs and streams its events;
 it keeps only standard input/output/error and its two pipes of the fork server's descriptors.
 The plans reach the fork server in the environment variable :data:`PRESTART_ENV` (the batch sets
 it only while it starts the fork server; the fork server removes it). A target is matched by its
