@@ -9,7 +9,9 @@ Local: a ``ProcessPoolExecutor`` of ``-j`` workers started by a fork server (the
 have threads: the progress bar). The fork server warms the engine before it forks them
 (:func:`preload_modules`), so ``-j N`` pays that once and the workers share its memory; each
 worker still runs :func:`warm_worker` (nearly free when warm, the whole warm-up when the fork
-server was started by someone else). The fork server is stopped when the batch ends.
+server was started by someone else). When the workers and their children outnumber the cores,
+the fork server also starts the first targets' emulation children before its long preload, and
+the workers adopt them (emulator/batch_prestart.py). The fork server is stopped when the batch ends.
 Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed once (``Client.run``).
 Dask's worker processes are daemonic and multiprocessing refuses children to a daemonic
 process; the replay's emulation child is killed and joined by the task that started it, so
