@@ -16,10 +16,11 @@ name. Measured, one run each, wall time from submission to the last report writt
 
 A second table says where the time went, per configuration: seconds before the first replay
 starts (worker start-up and warm-up), the steady state (first emulation started, in a child
-started ahead by the fork server or by a worker, to last report written) and the tail (how long the first worker out of tasks waited for the last one); CPU
-seconds of the parent (this process), of start-up (the pool's fork server, whose preload warms
-the engine once for every worker, and the workers before their first task), of the workers'
-tasks (receiving events, analysis, outputs) and of the emulation children. ``--pool-only``
+started ahead by the fork server or by a worker, to last report written) and the tail (how long
+the first worker out of tasks waited for the last one); CPU seconds of the parent (this
+process), of start-up (the pool's fork server, whose preload warms the engine once for every
+worker, and the workers before their first task), of the workers' tasks (receiving events,
+analysis, outputs) and of the emulation children. ``--pool-only``
 measures the two local pools and nothing else; ``--ab`` measures them without, then with, the
 first targets' emulation children started by the pool's fork server before its preload
 (``emulator.batch.PRESTART``, emulator/batch_prestart.py), and prints the ratio of each. "1st emu"
