@@ -130,11 +130,12 @@ def _own_command_line(prelude: str, *args: str) -> subprocess.CompletedProcess[s
 def test_the_process_ends_as_the_interpreter_would_end_it() -> None:
     """The command line ends its own process without the interpreter's tear-down: the exit
     handlers still run, after the output, every byte of which arrives; the exit code is kept."""
-    done = _own_command_line("import atexit\natexit.register(lambda: print('exit handler ran'))", "schema")
+    handler_prelude = "import atexit\natexit.register(lambda: print('exit handler ran'))"
+    done = _own_command_line(handler_prelude, "schema")
     assert done.returncode == 0, done.stderr
     schema, handler = done.stdout.rsplit("\n", 2)[:2]
     assert json.loads(schema)["title"] and handler == "exit handler ran"
-    bad = _own_command_line("import atexit\natexit.register(lambda: print('exit handler ran'))", "render", "/nonexistent")
+    bad = _own_command_line(handler_prelude, "render", "/nonexistent")
     assert bad.returncode == 2 and bad.stdout == "exit handler ran\n"
     assert bad.stderr.startswith("chainreplay: error:") and len(bad.stderr.splitlines()) == 1
 
