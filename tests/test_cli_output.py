@@ -147,3 +147,16 @@ def test_a_thread_still_running_at_the_end_is_waited_for() -> None:
     )
     done = _own_command_line(prelude, "schema")
     assert done.returncode == 0 and done.stdout.endswith("thread done\n")
+
+
+def test_a_quiet_run_imports_nothing_to_print_with(tmp_path: Path) -> None:
+    """-q prints nothing, so rich and the summary renderer are never imported (~50 ms of CPU
+    after the outputs are written); the default run imports them while the replay emulates."""
+    prelude = (
+        "import atexit\natexit.register(lambda: print('rich' if 'emulator.render.console' in sys.modules else '-'))"
+    )
+    scenario = str(ROOT / "scenarios/benign-dll")
+    quiet = _own_command_line(prelude, "run", scenario, "-o", str(tmp_path / "quiet"), "-q")
+    assert quiet.returncode == 0 and quiet.stdout == "-\n", quiet.stderr
+    shown = _own_command_line(prelude, "run", scenario, "-o", str(tmp_path / "shown"), "--color", "never")
+    assert shown.returncode == 0 and shown.stdout.endswith("rich\n") and "completed" in shown.stdout, shown.stderr
