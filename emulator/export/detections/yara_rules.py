@@ -211,17 +211,11 @@ def _matched_by(drafts: list[_Draft], stages: dict[str, bytes]) -> Callable[[str
 
     Every rule is compiled in one rule set, a namespace per stage (each YARA compilation costs
     ~7 ms however small: one per stage was most of the detections' time); the rules share
-    nothing (each names only its own strings), so each matches exactly what it matches alone.
-    If the set does not compile, each rule is compiled alone, and the first that fails raises
-    its own error, as it would alone."""
+    nothing (each names only its own strings), so each matches exactly what it matches alone;
+    each is its own source, so a rule that does not compile fails with the error it gives alone."""
     if not drafts:
         return lambda sid: set()
-    try:
-        compiled = yara.compile(sources={draft.stage: draft.text for draft in drafts})
-    except yara.Error:
-        for draft in drafts:
-            yara.compile(source=draft.text)
-        raise
+    compiled = yara.compile(sources={draft.stage: draft.text for draft in drafts})
     found: dict[str, set[str]] = {}
 
     def matched_by(sid: str) -> set[str]:
