@@ -691,3 +691,23 @@ def test_a_generated_rule_that_does_not_compile_fails_with_its_own_error(
     assert str(raised.value) == str(alone.value)
     monkeypatch.setattr(yara_rules, "_render", render)
     assert yara_rules.stage_rules(report, out).keys() == {s.id for s in report.stages}
+
+
+def test_an_exporter_that_cannot_be_imported_fails_alone(
+    tmp_path: Path, scenario_outdir: Outdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal during the output libraries' import (while the child emulates) can leave an
+    exporter unimportable: that export is a note, every other one is written, nothing raises."""
+    from emulator.export import write_exports
+
+    out = tmp_path / "out"
+    shutil.copytree(scenario_outdir("winhttp-downloader"), out)
+    shutil.rmtree(out / "detections")
+    (out / "iocs.csv").unlink()
+    monkeypatch.setitem(sys.modules, "emulator.export.detections.sigma", None)  # import fails
+    written = write_exports(out, _report(out))
+    failed = [n.detail for n in written.notes if n.what == "export_failed"]
+    assert len(failed) == 1 and failed[0].startswith("detections: ModuleNotFoundError"), failed
+    assert (out / "iocs.csv").is_file()
+    assert not (out / "detections").exists()
+    assert json.loads((out / "report.json").read_text())["notes"][-1]["what"] == "export_failed"
