@@ -373,3 +373,79 @@ def test_an_incompatible_engine_in_the_prestarted_child_is_a_one_line_outcome(tm
     outcome = json.loads((out / "report.json").read_text(encoding="utf-8"))["outcome"]
     assert outcome["status"] == "error"
     assert outcome["detail"].startswith("engine unavailable: chainreplay does not support speakeasy-emulator")
+
+
+def test_shipped_signature_tables_are_what_the_builder_builds_now() -> None:
+    """emulator/data/speakeasy-signatures.bin is for the installed Speakeasy and holds exactly
+    what ``python -m emulator.backends.speakeasy.signatures`` builds from its files now."""
+    from emulator.backends.speakeasy import signatures
+
+    assert signatures.shipped(), "built for another Speakeasy version: rebuild it"
+    assert signatures.decode(signatures.DATA_FILE.read_bytes()) == signatures.build()
+
+
+def _loaded_source(cls: type, shipped: bool) -> Any:
+    from emulator.backends.speakeasy import signatures
+
+    source = cls()
+    if shipped:
+        signatures._load(source)
+        assert type(source._functions) is signatures.LazyTable  # from the shipped tables
+    else:
+        signatures._ORIGINAL_LOAD(source)
+        assert type(source._functions) is dict
+    return source
+
+
+@pytest.mark.parametrize("name", ["Win32MetadataSource", "PhntSource"])
+def test_shipped_signature_tables_answer_every_lookup_as_speakeasy(name: str) -> None:
+    """Every declaration, DLL catalogue, enum and struct of a source read from the shipped
+    tables equals what Speakeasy's own loading answers, in the same order."""
+    import speakeasy.winenv.api.sigdb as se_sigdb
+
+    cls = getattr(se_sigdb, name)
+    shipped, plain = _loaded_source(cls, True), _loaded_source(cls, False)
+    assert (len(shipped), shipped.available, shipped.version, shipped.commit) == (
+        len(plain),
+        plain.available,
+        plain.version,
+        plain.commit,
+    )
+    dlls = sorted({entry["dll"] for entries in plain._functions.values() for entry in entries})
+    for arch in (se_sigdb.ARCH_X86, se_sigdb.ARCH_X64):
+        for dll in [*dlls, "psapi", "not-a-dll"]:
+            assert list(shipped.iter_functions(dll, arch)) == list(plain.iter_functions(dll, arch)), (dll, arch)
+        for function in plain._functions:
+            for dll in ("kernel32", "ntdll", plain._functions[function][0]["dll"]):
+                assert shipped.lookup(dll, function, arch) == plain.lookup(dll, function, arch), (function, arch)
+        assert shipped.lookup("kernel32", "NotAFunction", arch) is None
+    for enum in [*plain._enums, "NOT_AN_ENUM"]:
+        assert shipped.lookup_enum(enum) == plain.lookup_enum(enum)
+    for struct in [*plain._structs, "NOT_A_STRUCT"]:
+        assert shipped.lookup_struct(struct) == plain.lookup_struct(struct)
+    assert len(plain._functions) > 2000 and dlls
+
+
+def test_signature_tables_of_another_speakeasy_or_file_are_loaded_by_speakeasy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import speakeasy.winenv.api.sigdb as se_sigdb
+
+    from emulator.backends.speakeasy import signatures
+
+    assert type(_loaded_source(se_sigdb.PhntSource, True)._functions) is signatures.LazyTable
+    other = tmp_path / "phnt.json.gz"  # another file, at another path
+    other.write_bytes(Path(se_sigdb.DEFAULT_PHNT_PATH).read_bytes())
+    source = se_sigdb.PhntSource(str(other))
+    signatures._load(source)
+    assert type(source._functions) is dict and source._functions
+    monkeypatch.setattr(signatures, "file_digest", lambda path: "0" * 64)  # the default file changed
+    source = se_sigdb.PhntSource()
+    signatures._load(source)
+    assert type(source._functions) is dict and source._functions
+    monkeypatch.undo()
+    monkeypatch.setattr(signatures, "SPEAKEASY_VERSION", "0.0.0-other")
+    monkeypatch.setattr(signatures, "_shipped", None)
+    source = se_sigdb.PhntSource()
+    signatures._load(source)
+    assert type(source._functions) is dict and source._functions

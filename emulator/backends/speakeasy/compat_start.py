@@ -328,6 +328,10 @@ def read_engine_tables(module: str, arch: str) -> None:
 
 def read_signature_database() -> None:
     """Read Speakeasy's signature database (once per process): the dispatch of an API call
-    reads it for the handler's argument names, whatever the decoy images came from."""
+    reads it for the handler's argument names, whatever the decoy images came from; from the
+    shipped tables when they fit (signatures.py), which decode each entry when first read."""
+    from emulator.backends.speakeasy import signatures
+
+    signatures.install()
     for source in se_sigdb.get_default_database().sources:
         source.available  # noqa: B018 - loads the source
