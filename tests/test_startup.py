@@ -449,3 +449,57 @@ def test_signature_tables_of_another_speakeasy_or_file_are_loaded_by_speakeasy(
     source = se_sigdb.PhntSource()
     signatures._load(source)
     assert type(source._functions) is dict and source._functions
+
+
+MODELS_SCRIPT = """
+import contextlib, json, sys, types
+from pathlib import Path
+if sys.argv[1] == "eager":  # Speakeasy's models all built at import, as without models.py
+    plain = types.ModuleType("emulator.backends.speakeasy.models")
+    plain.deferred = contextlib.nullcontext
+    sys.modules[plain.__name__] = plain
+import emulator.backends.speakeasy
+import speakeasy.profiler_events as events, speakeasy.report as report
+def built():
+    return sorted(name for module in (events, report) for name, cls in vars(module).items()
+                  if isinstance(cls, type) and cls.__module__ == module.__name__
+                  and getattr(cls, "__pydantic_complete__", False))
+at_import = built()
+from emulator.replay import replay_target
+from emulator.scenario import load_scenario
+replay_target(load_scenario(Path(sys.argv[2])), Path(sys.argv[3]), isolate=False)
+print(json.dumps([at_import, built()]))
+"""
+
+
+def test_speakeasy_models_a_replay_may_not_use_are_built_when_first_used(tmp_path: Path) -> None:
+    """The engine's import leaves Speakeasy's report models and its event records but the API
+    call's unbuilt; a replay that builds several of them records exactly what one with every
+    model built at import records."""
+    runs = {}
+    for variant in ("deferred", "eager"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MODELS_SCRIPT,
+                variant,
+                str(SCENARIOS / "inject-remote-thread"),
+                str(tmp_path / variant),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            timeout=300,
+        )
+        runs[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+    at_import, after_replay = runs["deferred"]
+    assert {"ApiEvent", "TracePosition", "Event", "ApiArg"} <= set(at_import)
+    assert not {"Report", "ErrorInfo", "DataArtifact", "FileWriteEvent", "ThreadInjectEvent"} & set(at_import)
+    assert len(set(after_replay) - set(at_import)) >= 3  # the replay built some when it first used them
+    assert runs["eager"][0] == runs["eager"][1]  # every model was built at import
+    assert set(runs["eager"][0]) > set(after_replay)
+    trace = (tmp_path / "deferred" / "trace.jsonl").read_bytes()
+    assert trace == (tmp_path / "eager" / "trace.jsonl").read_bytes()
+    assert _without_time(tmp_path / "deferred" / "report.json") == _without_time(tmp_path / "eager" / "report.json")
