@@ -503,3 +503,35 @@ def test_speakeasy_models_a_replay_may_not_use_are_built_when_first_used(tmp_pat
     trace = (tmp_path / "deferred" / "trace.jsonl").read_bytes()
     assert trace == (tmp_path / "eager" / "trace.jsonl").read_bytes()
     assert _without_time(tmp_path / "deferred" / "report.json") == _without_time(tmp_path / "eager" / "report.json")
+
+
+LAZY_SCRIPT = """
+import sys, types
+import emulator.backends.speakeasy
+import speakeasy.winenv.api.usermode.advapi32 as advapi32
+from emulator.backends.speakeasy.lazyimport import LazyModule
+module = sys.modules["Crypto.Cipher.ARC4"]
+print(type(module) is LazyModule, "pycparser" in sys.modules, advapi32.ARC4 is module)
+print(advapi32.ARC4.new(b"Key").encrypt(b"Plaintext").hex(), type(module) is types.ModuleType)
+from Crypto.Cipher import ARC4
+print(ARC4 is module, module.__loader__ is module.__spec__.loader, type(module.__loader__).__name__)
+"""
+
+
+def test_rc4_of_speakeasys_advapi32_is_loaded_when_first_used() -> None:
+    """The engine's import leaves pycryptodome's ARC4 (and cffi's C parser behind it) unloaded;
+    the handler's first use loads it and it encrypts as RC4 does (the classic "Key"/"Plaintext" test
+    vector). scenarios/file-rc4-cryptoapi decrypts with it in the confined child."""
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
+    assert done.stdout.split("\n")[:3] == [
+        "True False True",
+        "bbf316e8d940af0ad3 True",
+        "True True SourceFileLoader",
+    ]

@@ -12,11 +12,15 @@ chainreplay relies on (:mod:`.compat`); commands that do not emulate never impor
 - :mod:`.images`: the decoy DLL images, shipped as templates built by Speakeasy's own code.
 - :mod:`.signatures`: Speakeasy's signature database, shipped as tables read an entry at a time.
 - :mod:`.models`: Speakeasy's pydantic models a replay may never use, built when first used.
+- :mod:`.lazyimport`: modules Speakeasy imports that a replay rarely uses, loaded when first used.
 """
 
+from emulator.backends.speakeasy.lazyimport import lazily_imported
 from emulator.backends.speakeasy.models import deferred
 
-with deferred():  # Speakeasy's models a replay may never use are built when first used
+# Speakeasy's models a replay may never use are built, and the modules named in lazyimport.py
+# loaded, when first used.
+with deferred(), lazily_imported():
     from emulator.backends.speakeasy.backend import SpeakeasyBackend
     from emulator.backends.speakeasy.compat import ENGINE_NAME
     from emulator.backends.speakeasy.config import build_speakeasy_config
