@@ -152,9 +152,20 @@ def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, 
     }
     registry = emu.api_registry
     assert type(registry._addresses) is list
-    entries = [(a, e.names, e.trap, e.initialized) for a in registry._addresses for e in [registry.entries[a]]]
+    entries = [
+        (a, e.names, e.trap, e.initialized, e.module.name, e.export, e.binding_module, e.binding_name)
+        for a in registry._addresses
+        for e in [registry.entries[a]]
+    ]
     assert len(entries) == len(registry.entries)
-    contents[-1] = repr((entries, sorted(registry.traps))).encode()
+    modules = {id(module): module.name for module in emu.modules}  # the lookups, by module name
+    lookups = [
+        (modules.get(key, "?"), sorted((n, e.address) for n, e in registry.names[key].items()), ordinals)
+        for key in registry.names
+        for ordinals in [sorted((o, e.address) for o, e in registry.ordinals.get(key, {}).items())]
+    ]
+    traps = sorted((trap, entry.address) for trap, entry in registry.traps.items())
+    contents[-1] = repr((entries, traps, lookups, registry._trap_count, registry.trap_base)).encode()
     return regions, contents
 
 
@@ -179,6 +190,44 @@ def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, monkey
     plain_regions, plain_contents = _loaded_memory(plan)
     assert regions == plain_regions
     assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_exports_registered_in_one_loop_leave_the_same_guest_memory(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """register_exports (used with the Speakeasy it was written from) leaves the same stubs,
+    entries, traps and lookups as Speakeasy's own register_module."""
+    from emulator.backends.speakeasy import compat_start
+
+    assert compat_start.registration_matches()  # the installed Speakeasy: the one-loop path runs
+    plan = load_scenario(SCENARIOS / scenario)
+    registered: list[str] = []
+    original = compat_start.register_exports
+
+    def register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> None:
+        registered.append(module.name)
+        original(registry, module, writes)
+
+    monkeypatch.setattr(compat_start, "register_exports", register_exports)
+    regions, contents = _loaded_memory(plan)
+    assert len(registered) > 45
+    monkeypatch.setattr(compat_start, "registration_matches", lambda: False)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+
+
+def test_exports_of_another_speakeasy_are_registered_by_speakeasy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.backends.speakeasy import compat_start
+
+    assert compat_start.registration_matches()
+    monkeypatch.setattr(compat_start, "REGISTRATION_DIGEST", "0" * 64)  # api_registry.py changed
+    assert not compat_start.registration_matches()
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
