@@ -7,6 +7,8 @@ record), others only by some guests or never by chainreplay:
 
 - every model of ``speakeasy.report`` (Speakeasy's own report, which chainreplay never asks
   for; ``ErrorInfo`` and ``DataArtifact`` are built when a replay first makes one);
+- the export manifest models of ``speakeasy.windows.export_manifest`` (a decoy image comes from
+  a shipped template, images.py; a manifest is read only for a module without one);
 - every event record but the API call's (subclasses of ``speakeasy.profiler_events.Event``:
   a file write, a registry read, a thread...), each built when the guest first does that.
 
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 # Every model of these modules is deferred.
-DEFERRED_MODULES = ("speakeasy.report",)
+DEFERRED_MODULES = ("speakeasy.report", "speakeasy.windows.export_manifest")
 # The subclasses of these models are deferred (the base itself is not, so that no subclass
 # inherits the option), but for the ones named in KEPT.
 DEFERRED_BASES = (("speakeasy.profiler_events", "Event"),)
