@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """chainreplay batch benchmark (issue 15): local pool -j 1 vs -j 2, warm 3CX replay, Dask vs pool.
 
-    python bench/batch.py [--json PATH] [--replays N] [--pool-only]
+    python bench/batch.py [--json PATH] [--replays N] [--pool-only | --ab]
 
 Eight replays (by default): the committed scenarios in sorted order (the four of issue 15 and
 the generality chains when they are there), repeated until there are eight, each under its own
@@ -15,12 +15,16 @@ name. Measured, one run each, wall time from submission to the last report writt
   with -j 2 (cluster start-up timed apart, worker warm-up inside the timing as for the pool).
 
 A second table says where the time went, per configuration: seconds before the first replay
-starts (worker start-up and warm-up), the steady state (first replay started to last report
-written) and the tail (how long the first worker out of tasks waited for the last one); CPU
-seconds of the parent (this process), of start-up (the pool's fork server, whose preload warms
-the engine once for every worker, and the workers before their first task), of the workers'
-tasks (receiving events, analysis, outputs) and of the emulation children. ``--pool-only``
-measures the two local pools and nothing else.
+starts (worker start-up and warm-up), the steady state (first emulation started, in a child
+started ahead by the fork server or by a worker, to last report written) and the tail (how long
+the first worker out of tasks waited for the last one); CPU seconds of the parent (this
+process), of start-up (the pool's fork server, whose preload warms the engine once for every
+worker, and the workers before their first task), of the workers' tasks (receiving events,
+analysis, outputs) and of the emulation children. ``--pool-only``
+measures the two local pools and nothing else; ``--ab`` measures them without, then with, the
+first targets' emulation children started by the pool's fork server before its preload
+(``emulator.batch.PRESTART``, emulator/batch_prestart.py), and prints the ratio of each. "1st emu"
+is when the first emulation started (in a child started ahead, before any worker had a task).
 
 Prints a table and writes every figure as JSON (default reports/bench/batch.json).
 See docs/performance.md.
@@ -87,6 +91,18 @@ def timed_batch(batch: list[BatchTarget], out: Path, **options: Any) -> dict[str
         # start-up paid once, before it forks them
         figures["fork_server_cpu_s"] = round(summary.extra.get("fork_server_cpu_s") or 0.0, 2)
         figures["start_cpu_s"] = round(figures["worker_start_cpu_s"] + figures["fork_server_cpu_s"], 2)
+        figures["prestarted"] = sum(1 for t in tasks if t.get("prestarted_at") is not None)
+        if figures["prestarted"] and summary.extra.get("fork_server_children_cpu_s") is not None:
+            # Children the fork server started ahead are its own, not their workers': their CPU is
+            # what it reaped less the workers' (their own, to the end of their last task, and
+            # their children's). About: a worker's CPU after its last task (exit) is not known.
+            workers_cpu = sum(
+                max(t["worker_cpu_before_s"] + t["cpu_s"] for t in tasks if t["worker"] == worker)
+                for worker in {t["worker"] for t in tasks}
+            )
+            ahead = summary.extra["fork_server_children_cpu_s"] - workers_cpu - sum(t["child_cpu_s"] for t in tasks)
+            figures["prestarted_child_cpu_s"] = round(max(ahead, 0.0), 2)
+            figures["child_cpu_s"] = round(figures["child_cpu_s"] + figures["prestarted_child_cpu_s"], 2)
     return figures
 
 
@@ -96,14 +112,19 @@ def _where_the_time_went(tasks: list[dict[str, Any]], started_at: float) -> dict
     for task in tasks:
         by_worker.setdefault(task["worker"], []).append(task)
     first_start = min(t["started_at"] for t in tasks)
+    # the first emulation may have started before any task, in a child the fork server started
+    # ahead (emulator/batch_prestart.py): the steady state counts from there
+    first_emulation = min(t.get("prestarted_at") or t["started_at"] for t in tasks)
     ends = sorted(max(t["ended_at"] for t in own) for own in by_worker.values())
-    steady = ends[-1] - first_start
+    steady = ends[-1] - first_emulation
     return {
         # each worker's CPU before its first task: interpreter, imports, warm_engine
         "worker_start_cpu_s": round(sum(min(t["worker_cpu_before_s"] for t in own) for own in by_worker.values()), 2),
         "worker_task_cpu_s": round(sum(t["cpu_s"] for t in tasks), 2),
         "child_cpu_s": round(sum(t["child_cpu_s"] for t in tasks), 2),
+        # when the first replay's task started in a worker, and its first emulation
         "first_replay_starts_s": round(first_start - started_at, 2),
+        "first_emulation_starts_s": round(first_emulation - started_at, 2),
         "steady_s": round(steady, 2),
         "steady_throughput_per_min": round(60 * len(tasks) / steady, 2),
         # how long the first worker to run out of tasks waited for the last one
@@ -149,13 +170,61 @@ def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any]) -
     return dask
 
 
+def _where_rows(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    print(f"\n{'where the time went':32} {'start s':>8} {'1st emu':>8} {'steady s':>9} {'tail s':>7} ", end="")
+    print(f"{'parent':>7} {'w start':>8} {'w tasks':>8} {'children':>9} {'CPU s':>7}")
+    for label, row in rows:
+        if "steady_s" not in row:
+            continue
+        start_cpu = row.get("start_cpu_s", row["worker_start_cpu_s"])
+        total = row["parent_cpu_s"] + start_cpu + row["worker_task_cpu_s"] + row["child_cpu_s"]
+        print(f"{label:32} {row['first_replay_starts_s']:>8} {row['first_emulation_starts_s']:>8} ", end="")
+        print(f"{row['steady_s']:>9} {row['tail_idle_s']:>7} ", end="")
+        print(f"{row['parent_cpu_s']:>7} {start_cpu:>8} {row['worker_task_cpu_s']:>8} ", end="")
+        print(f"{row['child_cpu_s']:>9} {round(total, 2):>7}")
+
+
+def ab(batch: list[BatchTarget], path: Path) -> int:
+    """The pools without, then with, the first targets' children started by the fork server
+    (emulator.batch.PRESTART), one after the other in one sitting: the ratio of each."""
+    import emulator.batch
+
+    figures: dict[str, Any] = {"targets": [t.plan.name for t in batch]}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="chainreplay-bench-batch-") as tmp:
+        for ahead in (False, True):
+            emulator.batch.PRESTART = ahead
+            label = "ahead" if ahead else "own"
+            for jobs in (1, 2):
+                key = f"{label}_j{jobs}"
+                figures[key] = timed_batch(batch, Path(tmp) / key, jobs=jobs)
+                print(f"{key}: {figures[key]['wall_s']} s", flush=True)
+                rows.append((f"-j {jobs}, first children {label}", figures[key]))
+            figures[f"{label}_j2_vs_j1"] = round(figures[f"{label}_j1"]["wall_s"] / figures[f"{label}_j2"]["wall_s"], 3)
+    emulator.batch.PRESTART = True
+    _where_rows(rows)
+    for label in ("own", "ahead"):
+        print(f"-j 2 / -j 1 throughput, first children {label}: {figures[f'{label}_j2_vs_j1']}x (target >= 1.7x)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"figures: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench" / "batch.json")
     parser.add_argument("--replays", type=int, default=8)
     parser.add_argument("--pool-only", action="store_true", help="only the local pools -j 1 and -j 2")
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="only the local pools, -j 1 and -j 2 without then with the first children started ahead",
+    )
     args = parser.parse_args(argv)
     batch = targets(args.replays)
+    if args.ab:
+        return ab(batch, args.json)
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "targets": [t.plan.name for t in batch],
@@ -186,20 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         warm = figures["warm_3cx"]
         print(f"3CX replay in a warm worker: best {warm['best_s']} s of {warm['replay_s']}", end="")
         print(f" (warm-up {warm['warm_engine_s']} s)")
-    print(f"\n{'where the time went':32} {'start s':>8} {'steady s':>9} {'tail s':>7} {'parent':>7} ", end="")
-    print(f"{'w start':>8} {'w tasks':>8} {'children':>9} {'CPU s':>7}")
-    for label, row in rows:
-        if "steady_s" not in row:
-            continue
-        start_cpu = row.get("start_cpu_s", row["worker_start_cpu_s"])
-        total = row["parent_cpu_s"] + start_cpu + row["worker_task_cpu_s"] + row["child_cpu_s"]
-        print(f"{label:32} {row['first_replay_starts_s']:>8} {row['steady_s']:>9} {row['tail_idle_s']:>7} ", end="")
-        print(f"{row['parent_cpu_s']:>7} {start_cpu:>8} {row['worker_task_cpu_s']:>8} ", end="")
-        print(f"{row['child_cpu_s']:>9} {round(total, 2):>7}")
+    _where_rows(rows)
     print(f"order of -j 2: {', '.join(figures['pool_j2'].get('order', []))}")
     ratios = figures["ratios"]
     print(f"-j 2 / -j 1 throughput: {ratios['j2_vs_j1_throughput']}x (target >= 1.7x)", end="")
-    print(f"; steady state (first replay started to last written): {ratios['j2_vs_j1_steady']}x")
+    print(f"; steady state (first emulation started to last written): {ratios['j2_vs_j1_steady']}x")
     if "dask_vs_pool_j2_wall" in ratios:
         print(f"Dask / pool -j 2 wall time: {ratios['dask_vs_pool_j2_wall']} (target <= 1.15)")
     args.json.parent.mkdir(parents=True, exist_ok=True)

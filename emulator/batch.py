@@ -9,7 +9,9 @@ Local: a ``ProcessPoolExecutor`` of ``-j`` workers started by a fork server (the
 have threads: the progress bar). The fork server warms the engine before it forks them
 (:func:`preload_modules`), so ``-j N`` pays that once and the workers share its memory; each
 worker still runs :func:`warm_worker` (nearly free when warm, the whole warm-up when the fork
-server was started by someone else). The fork server is stopped when the batch ends.
+server was started by someone else). When the workers and their children outnumber the cores,
+the fork server also starts the first targets' emulation children before its long preload, and
+the workers adopt them (emulator/batch_prestart.py). The fork server is stopped when the batch ends.
 Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed once (``Client.run``).
 Dask's worker processes are daemonic and multiprocessing refuses children to a daemonic
 process; the replay's emulation child is killed and joined by the task that started it, so
@@ -49,6 +51,9 @@ from emulator.report import Report
 BATCH_FORMAT = "chainreplay/batch/1"
 SUMMARY_FILE = "batch.json"
 KEY_FILE = "batch-key.json"
+# The local pool's fork server starts the first targets' emulation children before its preload
+# (emulator/batch_prestart.py, :func:`started_ahead`); False: the workers fork every child themselves.
+PRESTART = True
 # Seconds to wait for a Dask scheduler to answer before giving up.
 SCHEDULER_CONNECT_TIMEOUT = 10
 
@@ -101,13 +106,21 @@ def _children_allowed() -> Iterator[None]:
 
 def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, Any]:
     """Replay one target; returns plain values (picklable by any executor)."""
+    from emulator import batch_prestart
     from emulator.replay import replay_target
 
     plan = ReplayPlan.model_validate_json(plan_json)
     started, wall = time.monotonic(), time.time()
     cpu, child_cpu = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
-    with _children_allowed():
-        result = replay_target(plan, outdir, force=force)
+    # The fork server may have started this target's emulation child already (the first
+    # targets of a local batch): its events are waiting. Adopted children are not this
+    # process's own, so their CPU is not in RUSAGE_CHILDREN.
+    adopted = batch_prestart.adopt(plan)
+    try:
+        with _children_allowed():
+            result = replay_target(plan, outdir, force=force)
+    finally:
+        batch_prestart.drop_adopted()
     return {
         "status": result.status,
         "outdir": result.outdir,
@@ -122,6 +135,8 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
         "worker_cpu_before_s": cpu,
         "cpu_s": _cpu_seconds(resource.RUSAGE_SELF) - cpu,
         "child_cpu_s": _cpu_seconds(resource.RUSAGE_CHILDREN) - child_cpu,
+        # Started by the fork server before this worker had the task (wall clock), or None.
+        "prestarted_at": adopted.started_at if adopted is not None else None,
     }
 
 
@@ -267,9 +282,37 @@ def preload_modules(jobs: int, cores: int) -> list[str]:
     return modules
 
 
-def _local_executor(jobs: int) -> cf.ProcessPoolExecutor:
+def started_ahead(jobs: int, cores: int) -> int:
+    """How many emulation children the pool's fork server starts before its preload: one per
+    worker when the preload includes the output libraries (``2 * jobs > cores``, see
+    :func:`preload_modules`), none otherwise. With a free core for each worker and its child, a
+    worker imports those libraries while its first child emulates, and the preload (the engine
+    alone) is short: a child started ahead would only have raced the worker's start for the
+    cores (measured: no faster on an idle machine, slower on a busy one)."""
+    return jobs if PRESTART and 2 * jobs > cores else 0
+
+
+def _local_executor(jobs: int, first_plans: list[str] | None = None) -> cf.ProcessPoolExecutor:
+    """The pool; its fork server is started now, and given ``first_plans`` (each a plan's JSON)
+    to start their emulation children before its preload (emulator/batch_prestart.py) if it is
+    ours to start (none runs in this process yet)."""
+    from multiprocessing import forkserver
+
+    from emulator.batch_prestart import PRESTART_ENV, environment_value
+
     context = mp.get_context("forkserver")
     context.set_forkserver_preload(preload_modules(jobs, _usable_cores()))
+    value = environment_value(first_plans) if first_plans and _fork_server_pid() is None else None
+    if value is not None:
+        before = os.environ.get(PRESTART_ENV)
+        os.environ[PRESTART_ENV] = value  # read (and removed) by the fork server only
+        try:
+            forkserver.ensure_running()
+        finally:
+            if before is None:
+                os.environ.pop(PRESTART_ENV, None)
+            else:
+                os.environ[PRESTART_ENV] = before
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=warm_worker)
 
 
@@ -280,30 +323,33 @@ def _fork_server_pid() -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def _process_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of process ``pid`` so far (Linux /proc; None elsewhere)."""
+def _process_cpu_seconds(pid: int, children: bool = False) -> float | None:
+    """CPU seconds of process ``pid`` so far, or (``children``) of its children it has reaped
+    (Linux /proc; None elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        first = 13 if children else 11
+        return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _stop_fork_server(running_before: int | None) -> float | None:
+def _stop_fork_server(running_before: int | None) -> tuple[float | None, float | None]:
     """Stop the fork server the pool started (it holds a warm engine; the next batch starts its
-    own with its own preload); return the CPU seconds it used (its preload), if known. A fork
-    server that was running before the pool (``running_before``, its pid) is not ours: left."""
+    own with its own preload); return the CPU seconds it used (its preload) and those of the
+    children it reaped (the workers, their children, the children it started ahead), if known.
+    A fork server that was running before the pool (``running_before``, its pid) is not ours: left."""
     from multiprocessing import forkserver
 
     pid = _fork_server_pid()
     if pid is None or pid == running_before:
-        return None
-    cpu = _process_cpu_seconds(pid)
+        return None, None
+    cpu, children = _process_cpu_seconds(pid), _process_cpu_seconds(pid, children=True)
     stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
     if callable(stop):
         with suppress(OSError, ChildProcessError):
             stop()
-    return cpu
+    return cpu, children
 
 
 def _dask_client(scheduler: str) -> Any:
@@ -392,7 +438,9 @@ def run_batch(
         workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
         running_before = _fork_server_pid()
         try:
-            with _local_executor(workers) as pool:
+            ahead = started_ahead(workers, _usable_cores())
+            first = [targets[i].plan.model_dump_json() for i in pending[:ahead]]
+            with _local_executor(workers, first) as pool:
                 local = {
                     pool.submit(
                         replay_task,
@@ -408,7 +456,7 @@ def run_batch(
                     except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
                         finished(local[future], None, f"{type(err).__name__}: {err}")
         finally:
-            extra["fork_server_cpu_s"] = _stop_fork_server(running_before)
+            extra["fork_server_cpu_s"], extra["fork_server_children_cpu_s"] = _stop_fork_server(running_before)
 
     ordered = [results[i] for i in range(len(targets))]
     summary = BatchSummary(

@@ -15,6 +15,8 @@ from emulator.eventlog import EventLog
 from emulator.events import ApiCall, DataBuffer, Event, Note, StageStart
 
 ENTRY_STAGE_ID = "s0"
+# Addresses whose stage Recorder.stage_at remembers at most.
+STAGE_MEMO_SIZE = 4096
 
 
 def sha256_hex(data: bytes) -> str:
@@ -46,6 +48,8 @@ class Recorder:
     current_stage: str = ENTRY_STAGE_ID
     _regions: list[StageRegion] = field(default_factory=list)
     _starts: list[int] = field(default_factory=list)
+    # stage_at's answers until the next stage region is added (call sites repeat).
+    _stage_memo: dict[int, str | None] = field(default_factory=dict)
     stage_count: int = 0
     api_count: int = 0
     # Call site of the API call being handled: events emitted while it is set are that call's.
@@ -121,8 +125,18 @@ class Recorder:
         index = bisect.bisect(self._starts, base)
         self._starts.insert(index, base)
         self._regions.insert(index, StageRegion(stage, base, base + size))
+        self._stage_memo.clear()
 
     def stage_at(self, address: int) -> str | None:
+        memo = self._stage_memo
+        if address in memo:
+            return memo[address]
+        if len(memo) >= STAGE_MEMO_SIZE:
+            memo.clear()
+        found = memo[address] = self._stage_at(address)
+        return found
+
+    def _stage_at(self, address: int) -> str | None:
         # Later (inner) regions win: a shellcode stage inside a file buffer of another stage.
         found: str | None = None
         best_size = None

@@ -91,3 +91,49 @@ def test_cached_registers_follow_every_write() -> None:
     start(code, 1)
     assert engine.reg_read(se_arch.AMD64_REG_RAX) == 0x2A
     assert engine.reg_read(se_arch.AMD64_REG_RIP) == code + 5
+
+
+def test_cached_memory_reads_and_return_follow_every_change() -> None:
+    """Small reads remembered while Unicorn is stopped are dropped by any write (the engine's,
+    the binding's, guest code's), an unmap, or a start; the one-call return leaves no cached
+    register (nor a narrower view of one) stale."""
+    import speakeasy.winenv.arch as se_arch
+    from unicorn import UcError
+    from unicorn import x86_const as x86
+
+    from emulator.backends.speakeasy import compat_fast, setup
+
+    target = setup.load_target(load_scenario(ROOT / "scenarios" / "benign-dll"))
+    emu = target.emu
+    compat_fast.use_direct_engine_access(emu)
+    engine, unicorn = emu.emu_eng, emu.emu_eng.emu
+    page = emu.mem_map(0x1000, tag="test.data")
+    engine.mem_write(page, (1).to_bytes(8, "little"))
+    assert engine.mem_read(page, 8) == (1).to_bytes(8, "little")
+    assert engine.mem_read(page, 8) == (1).to_bytes(8, "little")  # remembered
+    engine.mem_write(page, (2).to_bytes(8, "little"))  # through the engine
+    assert engine.mem_read(page, 8) == (2).to_bytes(8, "little")
+    unicorn.mem_write(page, (3).to_bytes(8, "little"))  # through the binding
+    assert engine.mem_read(page, 8) == (3).to_bytes(8, "little")
+    copy = engine.mem_read(page, 8)
+    copy[0] = 0xFF  # a caller's copy is its own
+    assert engine.mem_read(page, 8) == (3).to_bytes(8, "little")
+    # Guest code: `mov dword [rip-0x100a], 0x2a` stores 0x2a at `page` from the next page.
+    code = emu.mem_map(0x1000, base=page + 0x1000, tag="test.code")
+    store = bytes.fromhex("c7 05 f6 ef ff ff 2a 00 00 00")
+    engine.mem_write(code, store)
+    start = compat_fast.native_start(emu)
+    assert start is not None
+    assert engine.mem_read(page, 8) == (3).to_bytes(8, "little")  # remembered again before the run
+    start(code, 1)
+    assert engine.mem_read(page, 8) == (0x2A).to_bytes(8, "little")
+    emu.mem_free(page)
+    with pytest.raises(UcError):
+        engine.mem_read(page, 8)
+    # The return: stack pointer, pc and RAX written at once; EAX read before must not survive.
+    engine.reg_write(se_arch.AMD64_REG_RAX, 0x1111_2222_3333_4444)
+    assert engine.reg_read(se_arch.X86_REG_EAX) == 0x3333_4444
+    assert engine.read_sp_pc() == (unicorn.reg_read(x86.UC_X86_REG_RSP), unicorn.reg_read(x86.UC_X86_REG_RIP))
+    engine.write_return(0x5000, code, 0x5555_6666_7777_8888)
+    assert engine.reg_read(se_arch.X86_REG_EAX) == 0x7777_8888 == unicorn.reg_read(x86.UC_X86_REG_EAX)
+    assert engine.read_sp_pc() == (0x5000, code) == (emu.get_stack_ptr(), emu.get_pc())

@@ -84,6 +84,7 @@ class FastDispatch:
         self.reg_write: Any = None
         self.mem_read: Any = None
         self.write_return: Any = None
+        self.read_sp_pc: Any = None
         if self.x64:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
             self.arg_regs: tuple[int, ...] = (
@@ -105,6 +106,14 @@ class FastDispatch:
         engine = self.emu.emu_eng
         self.reg_read, self.reg_write, self.mem_read = engine.reg_read, engine.reg_write, engine.mem_read
         self.write_return = getattr(engine, "write_return", None)
+        read_sp_pc = getattr(engine, "read_sp_pc", None)
+        if read_sp_pc is None:
+            read = self.reg_read
+
+            def read_sp_pc() -> tuple[int, int]:
+                return read(self.sp_reg), read(self.pc_reg)
+
+        self.read_sp_pc = read_sp_pc
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -171,8 +180,7 @@ class FastDispatch:
             return self.original(dll, name)
         if not self.bound:
             self._bind()
-        read = self.reg_read
-        sp = read(self.sp_reg)
+        sp, entry_pc = self.read_sp_pc()
         ret = self._stack_word(sp)
         argv = self._argv(sp, plan.argc) if ret is not None else None
         if argv is None or ret is None:
@@ -181,15 +189,14 @@ class FastDispatch:
         previous = emu._active_api_frame
         emu._active_api_frame = frame
         origin_run = emu.curr_run
-        entry_pc = read(self.pc_reg)
         try:
             self._dispatch(plan, frame, sp, ret, entry_pc, argv)
             if (
                 emu.curr_run is origin_run
                 and not emu.run_complete
                 and not emu.emu_complete
-                and read(self.pc_reg) == entry_pc
-                and read(self.sp_reg) != frame.stack_pointer
+                and (after := self.read_sp_pc())[1] == entry_pc
+                and after[0] != frame.stack_pointer
                 and not emu._pending_control
                 and not origin_run.api_callbacks
             ):
@@ -240,19 +247,17 @@ class FastDispatch:
                 emu.curr_run.error = error
                 emu.on_run_complete()
                 return
-        read = self.reg_read
-        sp = read(self.sp_reg)
+        sp, pc = self.read_sp_pc()
         ret = self._stack_word(sp)
         if ret is None:
             ret = emu.get_ret_address()  # raises as Speakeasy's read does
-        pc = read(self.pc_reg)
         frame.result = rv
         mm = emu.get_address_map(ret)
         if mm and "virtualalloc" in mm.tag.lower():
             emu._fire_dyn_code_hooks(ret)
         emu.log_api(call_pc, imp_api, rv, ctx.args.get_report_args(), run=origin_run)
         if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
-            sp = read(self.sp_reg)
+            sp = self.read_sp_pc()[0]
             if sp == osp:
                 self._call_return(sp, argc, ret, rv, conv)
         if not emu.run_complete:

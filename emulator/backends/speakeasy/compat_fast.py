@@ -78,6 +78,28 @@ def native_start(emu: Any) -> Callable[[int, int], None] | None:
     return getattr(emu.emu_eng, "start_native", None)
 
 
+def native_start_status(emu: Any) -> Callable[[int, int], int] | None:
+    """Like :func:`native_start`, returning Unicorn's status instead of raising it."""
+    return getattr(emu.emu_eng, "start_native_status", None)
+
+
+def stopped_at_api_trap(emu: Any, status: int) -> bool:
+    """Whether a start that ended with ``status`` stopped at an API trap, the way Speakeasy's
+    run loop tolerates it (the fetch from the trap failed with a call suspended there, and no
+    fault stop is pending): the loop then goes on as after a start that returned normally."""
+    return (
+        status == uc.UC_ERR_FETCH_UNMAPPED
+        and emu._pending_api_entry is not None
+        and emu._pending_fault_stop is None
+        and emu._pending_trap_fault is None
+    )
+
+
+def engine_error(status: int) -> Exception:
+    """The error Unicorn's binding raises for ``status``."""
+    return uc_binding.UcError(status)
+
+
 def run_deferred_code_work(emu: Any, address: int, size: int) -> None:
     emu._hook_code_core(emu, address, size)
 
@@ -127,6 +149,10 @@ def flush_translations(unicorn: Any) -> None:
 
 # Memory reads up to this size go through one preallocated buffer.
 SCRATCH_BYTES = 4096
+# Reads up to this size made while Unicorn is stopped are remembered until memory changes (at
+# most this many at once).
+CACHED_READ_BYTES = 16
+CACHED_READS = 64
 
 
 def use_direct_engine_access(emu: Any) -> None:
@@ -227,20 +253,24 @@ def use_direct_engine_access(emu: Any) -> None:
             if rv is not None:
                 reg_write(ret_reg_id, rv)
             return
-        kept = {k: v for k, v in cache.items() if k in hot_set}
-        cache.clear()
-        ret_values[0], ret_values[1] = sp & hot_mask, pc & hot_mask
+        # Only the hot registers cached stay (a cached sub-register of one written could change).
+        if len(cache) > len(hot) or not hot_set.issuperset(cache):
+            for key in [key for key in cache if key not in hot_set]:
+                del cache[key]
+        sp, pc = sp & hot_mask, pc & hot_mask
+        ret_values[0], ret_values[1] = sp, pc
         count = 2
         if rv is not None:
-            ret_values[2] = rv & hot_mask
+            rv &= hot_mask
+            ret_values[2] = rv
             count = 3
         status = write_batch(handle, ret_ids, ret_ptrs, count)
         if status != uc.UC_ERR_OK:
+            cache.clear()
             raise uc_binding.UcError(status)
-        kept[sp_e], kept[pc_e] = sp & hot_mask, pc & hot_mask
+        cache[sp_e], cache[pc_e] = sp, pc
         if rv is not None:
-            kept[ret_e] = rv & hot_mask
-        cache.update(kept)
+            cache[ret_e] = rv
 
     engine.write_return = write_return
 
@@ -254,12 +284,28 @@ def use_direct_engine_access(emu: Any) -> None:
         cache.clear()
         return binding_write(*args)
 
+    # Small memory reads while Unicorn is stopped (the return address an API call reads up to
+    # three times), until anything writes, maps, unmaps or protects memory or Unicorn starts.
+    reads: dict[tuple[int, int], bytes] = {}
+
+    def forget_reads(original: Callable[..., Any]) -> Callable[..., Any]:
+        def changed(*args: Any, **kwargs: Any) -> Any:
+            reads.clear()
+            return original(*args, **kwargs)
+
+        return changed
+
+    for method in ("mem_write", "mem_map", "mem_map_ptr", "mem_unmap", "mem_protect", "mmio_map"):
+        if hasattr(unicorn, method):
+            setattr(unicorn, method, forget_reads(getattr(unicorn, method)))
+
     def do_reg_write_batch(*args: Any) -> Any:
         cache.clear()
         return binding_write_batch(*args)
 
     def emu_start(*args: Any, **kwargs: Any) -> Any:
         cache.clear()
+        reads.clear()
         running[0] = True
         try:
             return binding_start(*args, **kwargs)
@@ -270,10 +316,12 @@ def use_direct_engine_access(emu: Any) -> None:
     unicorn._do_reg_write, unicorn._do_reg_write_batch, unicorn.emu_start = do_reg_write, do_reg_write_batch, emu_start
     c_start = lib.uc_emu_start
 
-    def start_native(address: int, count: int) -> None:
+    def start_native_status(address: int, count: int) -> int:
         """What Speakeasy's engine start does for a start with no timeout (the binding's
-        ``emu_start`` to address 0xFFFFFFFF), in one call: same errors, same hook exceptions."""
+        ``emu_start`` to address 0xFFFFFFFF), in one call: same hook exceptions; Unicorn's
+        status returned (the binding raises it as ``UcError`` unless it is ``UC_ERR_OK``)."""
         cache.clear()
+        reads.clear()
         running[0] = True
         unicorn._hook_exception = None
         try:
@@ -282,9 +330,15 @@ def use_direct_engine_access(emu: Any) -> None:
             running[0] = False
             cache.clear()
         if status != uc.UC_ERR_OK:
-            raise uc_binding.UcError(status)
+            return int(status)
         if unicorn._hook_exception is not None:
             raise unicorn._hook_exception
+        return int(status)
+
+    def start_native(address: int, count: int) -> None:
+        status = start_native_status(address, count)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status)
 
     c_stop = lib.uc_emu_stop
 
@@ -294,25 +348,53 @@ def use_direct_engine_access(emu: Any) -> None:
             raise uc_binding.UcError(status)
 
     engine.start_native = start_native
+    engine.start_native_status = start_native_status
     engine.stop_native = stop_native
 
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")
 
     def mem_read(addr: int, size: int) -> bytearray:
+        small = size <= CACHED_READ_BYTES and not running[0]
+        if small:
+            known = reads.get((addr, size))
+            if known is not None:
+                return bytearray(known)
         target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
         status = read_mem(handle, addr, target, size) if size > 0 else uc.UC_ERR_OK
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, size)
-        return bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
+        data = bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
+        if small:
+            if len(reads) >= CACHED_READS:
+                reads.clear()
+            reads[(addr, size)] = bytes(data)
+        return data
 
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
     x64 = x64_engine
     pc_reg = se_arch.AMD64_REG_RIP if x64 else se_arch.X86_REG_EIP
     sp_reg = se_arch.AMD64_REG_RSP if x64 else se_arch.X86_REG_ESP
-    emu.get_pc = lambda: reg_read(pc_reg)
-    emu.get_stack_ptr = lambda: reg_read(sp_reg)
+
+    def get_pc() -> Any:
+        cached = None if running[0] else cache.get(pc_e)
+        return reg_read(pc_reg) if cached is None else cached
+
+    def get_stack_ptr() -> Any:
+        cached = None if running[0] else cache.get(sp_e)
+        return reg_read(sp_reg) if cached is None else cached
+
+    def read_sp_pc() -> tuple[int, int]:
+        """The stack pointer and the pc, as two reads would give them."""
+        if not running[0]:
+            sp, pc = cache.get(sp_e), cache.get(pc_e)
+            if sp is not None and pc is not None:
+                return sp, pc
+        return reg_read(sp_reg), reg_read(pc_reg)
+
+    emu.get_pc, emu.get_stack_ptr = get_pc, get_stack_ptr
+    engine.read_sp_pc = read_sp_pc
     emu.set_pc = lambda addr: reg_write(pc_reg, addr)
     emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
     original_signature = emu.get_handler_signature
@@ -347,7 +429,7 @@ def use_lean_api_log(emu: Any) -> None:
         if (
             run is None
             or se_logger.isEnabledFor(logging.INFO)
-            or (frame is not None and any(item is frame for item in run.api_callbacks))
+            or (frame is not None and run.api_callbacks and any(item is frame for item in run.api_callbacks))
         ):
             original(pc, imp_api, rv, args, run=run)
             return

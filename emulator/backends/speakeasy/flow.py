@@ -171,6 +171,13 @@ class _Stretch:
     unhooked: bool = False  # a hook went in this stretch
 
 
+def _untouched(stretch: _Stretch) -> bool:
+    """Whether nothing happened in ``stretch`` (it is as :class:`_Stretch` makes it)."""
+    return not (stretch.written or stretch.reads or stretch.hooks or stretch.unhooked) and (
+        stretch.window is None and not stretch.runs
+    )
+
+
 class FlowWatch:
     def __init__(self, emu: Any, memory: GuestMemory, recorder: Recorder) -> None:
         self.emu = emu
@@ -374,7 +381,10 @@ class FlowWatch:
     def end_stretch(self, retranslate: bool = True) -> None:
         """Remember what guest code moved in the stretch that ends (before an API call runs, or
         with ``retranslate`` False when a stage starts)."""
-        stretch, self.stretch = self.stretch, _Stretch()
+        stretch = self.stretch
+        if not self.paused and _untouched(stretch):
+            return  # nothing moved: the stretch can serve as the next one
+        self.stretch = _Stretch()
         if self.reads is None:
             return  # not installed
         self._drop_reads(stretch)

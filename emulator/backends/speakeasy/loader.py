@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.apis.core import GuestMemory
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_load
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
 from emulator.recorder import Recorder
@@ -30,6 +30,8 @@ class GuestModuleLoader:
         self.watch = watch
 
     def install(self) -> None:
+        compat_load.relink_peb_fast(self.emu)
+        compat_load.build_structs_from_prototypes()
         for name in LOAD_LIBRARY_NAMES:
 
             def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:

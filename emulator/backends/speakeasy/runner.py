@@ -70,7 +70,9 @@ class NativeRunner:
         compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
-        self._start_native = compat_fast.native_start(emu)
+        self._start_native = compat_fast.native_start_status(emu)
+        # The last start ended at an API trap (see _native).
+        self.at_trap = False
         self._engine_stop = compat_fast.native_stop(emu) or self._engine_stop
         self.budget = native_budget.install(self.unicorn)
         # A watch whose memory hooks keep Unicorn on its slow memory path (the flow watch):
@@ -160,9 +162,17 @@ class NativeRunner:
         with self._lock:
             self._stop_at = stop_at
         self.in_native = True
+        self.at_trap = False
         try:
             if self._start_native is not None:
-                self._start_native(address, count)
+                status = self._start_native(address, count)
+                if status:
+                    # Guest code reached an API stub: Unicorn reports the failed fetch from the
+                    # trap, which Speakeasy's run loop tolerates and goes on from as from a
+                    # normal return. Returning spares raising and catching it once per call.
+                    if not compat_fast.stopped_at_api_trap(self.emu, status):
+                        raise compat_fast.engine_error(status)
+                    self.at_trap = True
             else:
                 self._engine_start(address, timeout=0, count=count)
         finally:
@@ -198,6 +208,8 @@ class NativeRunner:
                 else:
                     slow_since = None
             self._native(address, stop_at, limit if counting else 0)
+            if self.at_trap:
+                return None  # as the UcError Speakeasy's loop tolerates, skipping what follows
             if self.budget is not None:
                 self.budget.restore()
             if self.stop_requested:

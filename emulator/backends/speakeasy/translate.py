@@ -110,6 +110,8 @@ class Translator:
         self.created_files: set[str] = set()
         self.written_bytes = 0
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        # "module.Function" as Speakeasy names an API -> (the name the trace shows, the function in lower case)
+        self._api_names: dict[str, tuple[str, str]] = {}
         self._records: dict[str, Callable[[str, str, dict[str, Any]], None]] = {
             "record_file_access_event": self._file_access,
             "record_registry_access_event": self._registry_access,
@@ -127,8 +129,11 @@ class Translator:
         recorder = self.recorder
         stage = recorder.stage_at(pc) or recorder.current_stage
         recorder.current_stage = stage
-        module, _, func = imp_api.partition(".")
-        api = f"{module.lower()}.{func}"
+        names = self._api_names.get(imp_api)
+        if names is None:
+            module, _, func = imp_api.partition(".")
+            names = self._api_names[imp_api] = (f"{module.lower()}.{func}", func.lower())
+        api, func_lower = names
         rendered = [render_arg(a) for a in args]
         recorder.emit(ApiCall, stage=stage, api=api, args=rendered, ret=hex(rv) if rv is not None else None, pc=pc)
         recorder.api_count += 1
@@ -138,7 +143,7 @@ class Translator:
         try:
             for method, params in pending:
                 self._records[method](stage, api, params)
-            self._derived_events(stage, func.lower(), args, rv)
+            self._derived_events(stage, func_lower, args, rv)
         finally:
             recorder.call_pc = None
 
