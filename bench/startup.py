@@ -11,7 +11,8 @@ The two variants alternate in one run, so their ratio is measured side by side. 
 command, ``python -m emulator run SCENARIO -o TMP -q``, from interpreter start to every
 default output written, best of ``--runs``, and the timeline of its best run: when each step
 of the parent and of the pre-started emulation child (emulator/prestart.py) ended, in seconds
-from the interpreter's start. Also a warm batch worker: ``warm_engine()`` in a fresh
+from the interpreter's start (the child's: forked, Speakeasy imported, tables read or the plan
+arrived, confined, target loaded, emulation started). Also a warm batch worker: ``warm_engine()`` in a fresh
 interpreter, then ``--runs`` forked children each loading and emulating the scenario (the CPU
 a warm replay's child spends). Prints tables and JSON.
 """
@@ -145,6 +146,24 @@ def timed_warm(plans):
     warm(plans)
     mark("child: tables read (or the plan arrived)")
     os.write(2, ("TIMELINE-CHILD " + json.dumps(marks) + "\\n").encode())
+    import emulator.sandbox as sandbox
+    from emulator.backends.speakeasy import setup
+    confine, load, start = sandbox.confine_child, setup.load_target, setup.start
+    def confine_child(*args, **kwargs):
+        try:
+            return confine(*args, **kwargs)
+        finally:
+            mark("child: confined (plan received)")
+    def load_target(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        finally:
+            mark("child: target loaded (load_module)")
+    def run_start(*args, **kwargs):
+        mark("child: emulation starts")
+        os.write(2, ("TIMELINE-CHILD " + json.dumps(marks) + "\\n").encode())
+        return start(*args, **kwargs)
+    sandbox.confine_child, setup.load_target, setup.start = confine_child, load_target, run_start
 prestart._warm = timed_warm
 from emulator.cli.logs import _configure_logging
 prestart.start(_configure_logging)

@@ -16,7 +16,7 @@ import errno
 import fcntl
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -255,11 +255,13 @@ def _write_outputs(
     cut: RunNotes | None = None,
     yara_rules: str | None = None,
     exports_aside: bool = False,
+    before_drawing: Callable[[], None] | None = None,
 ) -> tuple[Report, BackgroundExports | None, bool]:
     """:func:`write_outputs`; with ``exports_aside``, the exports are started in a forked copy
     as soon as the report is built (:class:`emulator.export.BackgroundExports`), to run beside
-    the drawing. Returns the report, the copy (None if none was started) and whether drawing
-    left the report as the copy saw it."""
+    the drawing. ``before_drawing`` runs once the copy is started (what the exports do not
+    read: the frozen trace). Returns the report, the copy (None if none was started) and
+    whether drawing left the report as the copy saw it."""
     cut = cut or RunNotes()
     written: set[Path] = set()
     for stage in analysis.stages:
@@ -286,6 +288,8 @@ def _write_outputs(
 
         aside = BackgroundExports.start(out, report)  # only what drawing changes could differ
     try:
+        if before_drawing is not None:
+            before_drawing()
         return _drawn(out, trace, report, guard, nodes, interrupted, control, cut, aside)
     except BaseException:
         if aside is not None:
@@ -403,13 +407,31 @@ def produce(
         prepare_renderers()
     cut = RunNotes()
     guard = install(Guard(allowed_write_root=out))
+    frozen_left = [trace] if write_frozen else []
+
+    def write_frozen_trace() -> None:
+        if frozen_left:
+            write_trace(out, frozen_left.pop())
+
     try:
-        if write_frozen:
-            write_trace(out, trace)
-        analysis = _analyse_bounded(trace, control, cut)
-        report, aside, unchanged = _write_outputs(
-            out, trace, analysis, guard, generated_at or now_utc(), control, cut, yara_rules, exports_aside=True
-        )
+        try:
+            analysis = _analyse_bounded(trace, control, cut)
+            # The trace is written once the exports' copy is started (it reads none of it), so
+            # the copy's work, the longer of the two, starts earlier; or here, whatever happened.
+            report, aside, unchanged = _write_outputs(
+                out,
+                trace,
+                analysis,
+                guard,
+                generated_at or now_utc(),
+                control,
+                cut,
+                yara_rules,
+                exports_aside=True,
+                before_drawing=write_frozen_trace,
+            )
+        finally:
+            write_frozen_trace()
         if aside is not None:  # written beside the drawing
             return aside.finish(report, unchanged)
         return write_exports(out, report)  # iocs, STIX, ATT&CK layer, pcap, detections

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import sys
 import time
@@ -80,9 +81,25 @@ class EngineChild:
         if timeout is None:
             self._reap(0)
             return
+        if self._reap(os.WNOHANG) or self._waited_on_pidfd(timeout):
+            return
         deadline = time.monotonic() + timeout
         while not self._reap(os.WNOHANG) and time.monotonic() < deadline:
             time.sleep(JOIN_POLL_SECONDS)
+
+    def _waited_on_pidfd(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the child to end, woken the moment it does (a pidfd turns
+        readable), and reap it; False where pidfds are not available (the caller polls)."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return False
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        self._reap(os.WNOHANG)
+        return True
 
     def kill(self) -> None:
         if self.exitcode is None:

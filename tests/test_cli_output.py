@@ -4,7 +4,10 @@ render of an OUTDIR, exit codes in --help, 130 on interrupt. Real in-process rep
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +112,51 @@ def test_interrupt_exits_130(
     monkeypatch.setattr(emulator.replay, "replay_target", interrupted)
     assert main(["run", str(ROOT / "scenarios/benign-dll"), "-o", str(tmp_path)]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def _own_command_line(prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``chainreplay ARGS`` as its own process (``main()`` without argv), after ``prelude``."""
+    code = f"import sys\n{prelude}\nfrom emulator.cli import main\nsys.exit(main())\n"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+
+
+def test_the_process_ends_as_the_interpreter_would_end_it() -> None:
+    """The command line ends its own process without the interpreter's tear-down: the exit
+    handlers still run, after the output, every byte of which arrives; the exit code is kept."""
+    handler_prelude = "import atexit\natexit.register(lambda: print('exit handler ran'))"
+    done = _own_command_line(handler_prelude, "schema")
+    assert done.returncode == 0, done.stderr
+    schema, handler = done.stdout.rsplit("\n", 2)[:2]
+    assert json.loads(schema)["title"] and handler == "exit handler ran"
+    bad = _own_command_line(handler_prelude, "render", "/nonexistent")
+    assert bad.returncode == 2 and bad.stdout == "exit handler ran\n"
+    assert bad.stderr.startswith("chainreplay: error:") and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_thread_still_running_at_the_end_is_waited_for() -> None:
+    prelude = (  # the thread prints once the main thread is over: after the command's output
+        "import threading\n"
+        "threading.Thread(target=lambda: (threading.main_thread().join(), print('thread done'))).start()"
+    )
+    done = _own_command_line(prelude, "schema")
+    assert done.returncode == 0 and done.stdout.endswith("thread done\n")
+
+
+def test_a_quiet_run_imports_nothing_to_print_with(tmp_path: Path) -> None:
+    """-q prints nothing, so rich and the summary renderer are never imported (~50 ms of CPU
+    after the outputs are written); the default run imports them while the replay emulates."""
+    prelude = (
+        "import atexit\natexit.register(lambda: print('rich' if 'emulator.render.console' in sys.modules else '-'))"
+    )
+    scenario = str(ROOT / "scenarios/benign-dll")
+    quiet = _own_command_line(prelude, "run", scenario, "-o", str(tmp_path / "quiet"), "-q")
+    assert quiet.returncode == 0 and quiet.stdout == "-\n", quiet.stderr
+    shown = _own_command_line(prelude, "run", scenario, "-o", str(tmp_path / "shown"), "--color", "never")
+    assert shown.returncode == 0 and shown.stdout.endswith("rich\n") and "completed" in shown.stdout, shown.stderr

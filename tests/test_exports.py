@@ -662,3 +662,52 @@ def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(emulator.render, "render_files", signalled)
     with RunControl(time.monotonic() + 600) as control:
         assert _files(tmp_path / "cut") == _serial(monkeypatch, tmp_path / "serial", control=control)
+
+
+def test_a_generated_rule_that_does_not_compile_fails_with_its_own_error(
+    scenario_outdir: Outdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stages' rules are compiled in one set; if the set does not compile, the error is the
+    one the failing rule gives alone (as when each rule was compiled alone)."""
+    from emulator.export.detections import yara_rules
+
+    out = scenario_outdir("3cx")
+    report = _report(out)
+    render = yara_rules._render
+    broken: list[str] = []
+
+    def render_one_broken(name: str, *args: Any) -> str:
+        text = render(name, *args)
+        if len(broken) == 1:  # the second stage's rule names a string it does not have
+            text = text.replace("of them", "of them and $nowhere")
+        broken.append(text)
+        return text
+
+    monkeypatch.setattr(yara_rules, "_render", render_one_broken)
+    with pytest.raises(yara.SyntaxError) as raised:
+        yara_rules.stage_rules(report, out)
+    with pytest.raises(yara.SyntaxError) as alone:
+        yara.compile(source=broken[1])
+    assert str(raised.value) == str(alone.value)
+    monkeypatch.setattr(yara_rules, "_render", render)
+    assert yara_rules.stage_rules(report, out).keys() == {s.id for s in report.stages}
+
+
+def test_an_exporter_that_cannot_be_imported_fails_alone(
+    tmp_path: Path, scenario_outdir: Outdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal during the output libraries' import (while the child emulates) can leave an
+    exporter unimportable: that export is a note, every other one is written, nothing raises."""
+    from emulator.export import write_exports
+
+    out = tmp_path / "out"
+    shutil.copytree(scenario_outdir("winhttp-downloader"), out)
+    shutil.rmtree(out / "detections")
+    (out / "iocs.csv").unlink()
+    monkeypatch.setitem(sys.modules, "emulator.export.detections.sigma", None)  # import fails
+    written = write_exports(out, _report(out))
+    failed = [n.detail for n in written.notes if n.what == "export_failed"]
+    assert len(failed) == 1 and failed[0].startswith("detections: ModuleNotFoundError"), failed
+    assert (out / "iocs.csv").is_file()
+    assert not (out / "detections").exists()
+    assert json.loads((out / "report.json").read_text())["notes"][-1]["what"] == "export_failed"

@@ -245,3 +245,26 @@ def test_graph_caps_cut_and_skip_drawing(tmp_path: Path, monkeypatch: pytest.Mon
     assert f"more than the {MAX_DRAWN_NODES} drawn" in notes["graph"], notes
     assert len(report["graph"]["nodes"]) == MAX_DRAWN_NODES + 5
     assert not (tmp_path / "out" / "stage_graph.png").exists()
+
+
+@pytest.mark.parametrize("fails", ["analysis", "drawing"])
+def test_the_frozen_trace_is_written_whatever_fails_after_the_emulation(
+    fails: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trace is written once the exports' copy is started (beside the drawing); an error
+    before that point (analysis, a report that cannot be built) still leaves it on disk."""
+    import emulator.output as output
+    from emulator.trace import read_trace
+
+    frozen = Path(__file__).resolve().parent / "data" / "frozen" / "winhttp-downloader"
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"{fails} broke")
+
+    monkeypatch.setattr(output, "_analyse_bounded" if fails == "analysis" else "_drawn", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="broke"):
+        output.produce(out, read_trace(frozen), write_frozen=True)
+    assert (out / "trace.jsonl").read_bytes() == (frozen / "trace.jsonl").read_bytes()
+    assert sorted(p.name for p in (out / "blobs").iterdir()) == sorted(p.name for p in (frozen / "blobs").iterdir())

@@ -152,9 +152,20 @@ def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, 
     }
     registry = emu.api_registry
     assert type(registry._addresses) is list
-    entries = [(a, e.names, e.trap, e.initialized) for a in registry._addresses for e in [registry.entries[a]]]
+    entries = [
+        (a, e.names, e.trap, e.initialized, e.module.name, e.export, e.binding_module, e.binding_name)
+        for a in registry._addresses
+        for e in [registry.entries[a]]
+    ]
     assert len(entries) == len(registry.entries)
-    contents[-1] = repr((entries, sorted(registry.traps))).encode()
+    modules = {id(module): module.name for module in emu.modules}  # the lookups, by module name
+    lookups = [
+        (modules.get(key, "?"), sorted((n, e.address) for n, e in registry.names[key].items()), ordinals)
+        for key in registry.names
+        for ordinals in [sorted((o, e.address) for o, e in registry.ordinals.get(key, {}).items())]
+    ]
+    traps = sorted((trap, entry.address) for trap, entry in registry.traps.items())
+    contents[-1] = repr((entries, traps, lookups, registry._trap_count, registry.trap_base)).encode()
     return regions, contents
 
 
@@ -179,6 +190,44 @@ def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, monkey
     plain_regions, plain_contents = _loaded_memory(plan)
     assert regions == plain_regions
     assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_exports_registered_in_one_loop_leave_the_same_guest_memory(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """register_exports (used with the Speakeasy it was written from) leaves the same stubs,
+    entries, traps and lookups as Speakeasy's own register_module."""
+    from emulator.backends.speakeasy import compat_start
+
+    assert compat_start.registration_matches()  # the installed Speakeasy: the one-loop path runs
+    plan = load_scenario(SCENARIOS / scenario)
+    registered: list[str] = []
+    original = compat_start.register_exports
+
+    def register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> None:
+        registered.append(module.name)
+        original(registry, module, writes)
+
+    monkeypatch.setattr(compat_start, "register_exports", register_exports)
+    regions, contents = _loaded_memory(plan)
+    assert len(registered) > 45
+    monkeypatch.setattr(compat_start, "registration_matches", lambda: False)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+
+
+def test_exports_of_another_speakeasy_are_registered_by_speakeasy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.backends.speakeasy import compat_start
+
+    assert compat_start.registration_matches()
+    monkeypatch.setattr(compat_start, "REGISTRATION_DIGEST", "0" * 64)  # api_registry.py changed
+    assert not compat_start.registration_matches()
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
@@ -373,3 +422,165 @@ def test_an_incompatible_engine_in_the_prestarted_child_is_a_one_line_outcome(tm
     outcome = json.loads((out / "report.json").read_text(encoding="utf-8"))["outcome"]
     assert outcome["status"] == "error"
     assert outcome["detail"].startswith("engine unavailable: chainreplay does not support speakeasy-emulator")
+
+
+def test_shipped_signature_tables_are_what_the_builder_builds_now() -> None:
+    """emulator/data/speakeasy-signatures.bin is for the installed Speakeasy and holds exactly
+    what ``python -m emulator.backends.speakeasy.signatures`` builds from its files now."""
+    from emulator.backends.speakeasy import signatures
+
+    assert signatures.shipped(), "built for another Speakeasy version: rebuild it"
+    assert signatures.decode(signatures.DATA_FILE.read_bytes()) == signatures.build()
+
+
+def _loaded_source(cls: type, shipped: bool) -> Any:
+    from emulator.backends.speakeasy import signatures
+
+    source = cls()
+    if shipped:
+        signatures._load(source)
+        assert type(source._functions) is signatures.LazyTable  # from the shipped tables
+    else:
+        signatures._ORIGINAL_LOAD(source)
+        assert type(source._functions) is dict
+    return source
+
+
+@pytest.mark.parametrize("name", ["Win32MetadataSource", "PhntSource"])
+def test_shipped_signature_tables_answer_every_lookup_as_speakeasy(name: str) -> None:
+    """Every declaration, DLL catalogue, enum and struct of a source read from the shipped
+    tables equals what Speakeasy's own loading answers, in the same order."""
+    import speakeasy.winenv.api.sigdb as se_sigdb
+
+    cls = getattr(se_sigdb, name)
+    shipped, plain = _loaded_source(cls, True), _loaded_source(cls, False)
+    assert (len(shipped), shipped.available, shipped.version, shipped.commit) == (
+        len(plain),
+        plain.available,
+        plain.version,
+        plain.commit,
+    )
+    dlls = sorted({entry["dll"] for entries in plain._functions.values() for entry in entries})
+    for arch in (se_sigdb.ARCH_X86, se_sigdb.ARCH_X64):
+        for dll in [*dlls, "psapi", "not-a-dll"]:
+            assert list(shipped.iter_functions(dll, arch)) == list(plain.iter_functions(dll, arch)), (dll, arch)
+        for function in plain._functions:
+            for dll in ("kernel32", "ntdll", plain._functions[function][0]["dll"]):
+                assert shipped.lookup(dll, function, arch) == plain.lookup(dll, function, arch), (function, arch)
+        assert shipped.lookup("kernel32", "NotAFunction", arch) is None
+    for enum in [*plain._enums, "NOT_AN_ENUM"]:
+        assert shipped.lookup_enum(enum) == plain.lookup_enum(enum)
+    for struct in [*plain._structs, "NOT_A_STRUCT"]:
+        assert shipped.lookup_struct(struct) == plain.lookup_struct(struct)
+    assert len(plain._functions) > 2000 and dlls
+
+
+def test_signature_tables_of_another_speakeasy_or_file_are_loaded_by_speakeasy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import speakeasy.winenv.api.sigdb as se_sigdb
+
+    from emulator.backends.speakeasy import signatures
+
+    assert type(_loaded_source(se_sigdb.PhntSource, True)._functions) is signatures.LazyTable
+    other = tmp_path / "phnt.json.gz"  # another file, at another path
+    other.write_bytes(Path(se_sigdb.DEFAULT_PHNT_PATH).read_bytes())
+    source = se_sigdb.PhntSource(str(other))
+    signatures._load(source)
+    assert type(source._functions) is dict and source._functions
+    monkeypatch.setattr(signatures, "file_digest", lambda path: "0" * 64)  # the default file changed
+    source = se_sigdb.PhntSource()
+    signatures._load(source)
+    assert type(source._functions) is dict and source._functions
+    monkeypatch.undo()
+    monkeypatch.setattr(signatures, "SPEAKEASY_VERSION", "0.0.0-other")
+    monkeypatch.setattr(signatures, "_shipped", None)
+    source = se_sigdb.PhntSource()
+    signatures._load(source)
+    assert type(source._functions) is dict and source._functions
+
+
+MODELS_SCRIPT = """
+import contextlib, json, sys, types
+from pathlib import Path
+if sys.argv[1] == "eager":  # Speakeasy's models all built at import, as without models.py
+    plain = types.ModuleType("emulator.backends.speakeasy.models")
+    plain.deferred = contextlib.nullcontext
+    sys.modules[plain.__name__] = plain
+import emulator.backends.speakeasy
+import speakeasy.profiler_events as events, speakeasy.report as report
+def built():
+    return sorted(name for module in (events, report) for name, cls in vars(module).items()
+                  if isinstance(cls, type) and cls.__module__ == module.__name__
+                  and getattr(cls, "__pydantic_complete__", False))
+at_import = built()
+from emulator.replay import replay_target
+from emulator.scenario import load_scenario
+replay_target(load_scenario(Path(sys.argv[2])), Path(sys.argv[3]), isolate=False)
+print(json.dumps([at_import, built()]))
+"""
+
+
+def test_speakeasy_models_a_replay_may_not_use_are_built_when_first_used(tmp_path: Path) -> None:
+    """The engine's import leaves Speakeasy's report models and its event records but the API
+    call's unbuilt; a replay that builds several of them records exactly what one with every
+    model built at import records."""
+    runs = {}
+    for variant in ("deferred", "eager"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MODELS_SCRIPT,
+                variant,
+                str(SCENARIOS / "inject-remote-thread"),
+                str(tmp_path / variant),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            timeout=300,
+        )
+        runs[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+    at_import, after_replay = runs["deferred"]
+    assert {"ApiEvent", "TracePosition", "Event", "ApiArg"} <= set(at_import)
+    assert not {"Report", "ErrorInfo", "DataArtifact", "FileWriteEvent", "ThreadInjectEvent"} & set(at_import)
+    assert len(set(after_replay) - set(at_import)) >= 3  # the replay built some when it first used them
+    assert runs["eager"][0] == runs["eager"][1]  # every model was built at import
+    assert set(runs["eager"][0]) > set(after_replay)
+    trace = (tmp_path / "deferred" / "trace.jsonl").read_bytes()
+    assert trace == (tmp_path / "eager" / "trace.jsonl").read_bytes()
+    assert _without_time(tmp_path / "deferred" / "report.json") == _without_time(tmp_path / "eager" / "report.json")
+
+
+LAZY_SCRIPT = """
+import sys, types
+import emulator.backends.speakeasy
+import speakeasy.winenv.api.usermode.advapi32 as advapi32
+from emulator.backends.speakeasy.lazyimport import LazyModule
+module = sys.modules["Crypto.Cipher.ARC4"]
+print(type(module) is LazyModule, "pycparser" in sys.modules, advapi32.ARC4 is module)
+print(advapi32.ARC4.new(b"Key").encrypt(b"Plaintext").hex(), type(module) is types.ModuleType)
+from Crypto.Cipher import ARC4
+print(ARC4 is module, module.__loader__ is module.__spec__.loader, type(module.__loader__).__name__)
+"""
+
+
+def test_rc4_of_speakeasys_advapi32_is_loaded_when_first_used() -> None:
+    """The engine's import leaves pycryptodome's ARC4 (and cffi's C parser behind it) unloaded;
+    the handler's first use loads it and it encrypts as RC4 does (the classic "Key"/"Plaintext" test
+    vector). scenarios/file-rc4-cryptoapi decrypts with it in the confined child."""
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
+    assert done.stdout.split("\n")[:3] == [
+        "True False True",
+        "bbf316e8d940af0ad3 True",
+        "True True SourceFileLoader",
+    ]

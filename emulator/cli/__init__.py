@@ -10,6 +10,7 @@ E_OK``), imported on first use.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -40,7 +41,44 @@ def main(argv: list[str] | None = None) -> int:
             pass  # forks its child when it starts, and reports what fails then, in one line
     from emulator.cli.app import main as run
 
-    return run(argv)
+    code = run(argv)
+    if argv is None:
+        end_process(code)  # returns only where the interpreter must end the process itself
+    return code
+
+
+def end_process(code: int) -> None:
+    """End this process now with ``code``, as the interpreter would but without tearing it down.
+
+    Once a command is over, what is left is freeing every object of the libraries it imported
+    (analysis, drawing, exports: ~0.05-0.1 s for a replay). The exit handlers run and the
+    standard streams are flushed first, as at a normal exit. Returns (the interpreter then ends
+    the process as usual) where that cannot be done safely: another thread still runs (the
+    interpreter waits for it), or a stream cannot be flushed (the interpreter reports it).
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() != 1:
+        return
+    if not _flushed():
+        return
+    import atexit
+
+    atexit._run_exitfuncs()
+    os._exit(code if _flushed() else EXIT_FLUSH_FAILED)
+
+
+# The interpreter's own exit status when it cannot flush standard output at exit.
+EXIT_FLUSH_FAILED = 120
+
+
+def _flushed() -> bool:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 def __getattr__(name: str) -> Any:

@@ -111,14 +111,14 @@ def _import_summary() -> None:
 
 def _show(args: argparse.Namespace, report_path: Path) -> None:
     """Print the report written at ``report_path`` as --json / -q / -v / --narrate ask."""
-    from emulator.render.console import render_summary
-    from emulator.report import Report, ReportError
-
     if args.json:
         print(report_path.read_text(encoding="utf-8"), end="")
         return
-    if args.quiet:
+    if args.quiet:  # nothing to print: nothing to import (rich and the summary, ~50 ms of CPU)
         return
+    from emulator.render.console import render_summary
+    from emulator.report import Report, ReportError
+
     try:
         report = Report.from_file(report_path)
     except ReportError as err:

@@ -51,27 +51,51 @@ def prepare() -> None:
 
 
 def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[str, bytes]]]:
-    from emulator.export.detections.sigma import sigma_rules, sigma_yaml
-    from emulator.export.detections.suricata import suricata_text
-    from emulator.export.detections.yara_rules import stage_rules
-    from emulator.export.har import network_har
-    from emulator.export.iocs import iocs_csv
-    from emulator.export.navigator import navigator_layer
-    from emulator.export.pcap import network_pcap
-    from emulator.export.stix import stix_json
+    """Export name -> what makes it. Each imports its own exporter when it runs, so one that
+    cannot be imported (a signal that cut the import short while the child emulated) fails alone,
+    as a note, instead of losing every export."""
+
+    def iocs() -> bytes:
+        from emulator.export.iocs import iocs_csv
+
+        return iocs_csv(report).encode()
+
+    def stix() -> bytes:
+        from emulator.export.stix import stix_json
+
+        return stix_json(report, out).encode()
+
+    def navigator() -> bytes:
+        from emulator.export.navigator import navigator_layer
+
+        return (json.dumps(navigator_layer(report), indent=2) + "\n").encode()
+
+    def pcap() -> bytes:
+        from emulator.export.pcap import network_pcap
+
+        return network_pcap(report, out)
+
+    def har() -> bytes:
+        from emulator.export.har import network_har
+
+        return (json.dumps(network_har(report, out), indent=2) + "\n").encode()
 
     def detections() -> dict[str, bytes]:
+        from emulator.export.detections.sigma import sigma_rules, sigma_yaml
+        from emulator.export.detections.suricata import suricata_text
+        from emulator.export.detections.yara_rules import stage_rules
+
         files = {f"yara/{sid}.yar": text.encode() for sid, text in stage_rules(report, out).items()}
         files |= {f"sigma/{name}": sigma_yaml(rule).encode() for name, rule in sigma_rules(report).items()}
         files["suricata.rules"] = suricata_text(report).encode()
         return files
 
     return {
-        "iocs.csv": lambda: iocs_csv(report).encode(),
-        "stix-bundle.json": lambda: stix_json(report, out).encode(),
-        "attack-navigator-layer.json": lambda: (json.dumps(navigator_layer(report), indent=2) + "\n").encode(),
-        "network.pcap": lambda: network_pcap(report, out),
-        "network.har": lambda: (json.dumps(network_har(report, out), indent=2) + "\n").encode(),
+        "iocs.csv": iocs,
+        "stix-bundle.json": stix,
+        "attack-navigator-layer.json": navigator,
+        "network.pcap": pcap,
+        "network.har": har,
         DETECTIONS_DIR: detections,
     }
 

@@ -7,8 +7,11 @@ when this module is imported.
 
 from __future__ import annotations
 
+import functools
 import operator
+import struct
 import sys
+from pathlib import Path
 from typing import Any
 
 import speakeasy.common as se_common
@@ -18,6 +21,7 @@ import speakeasy.windows.export_manifest as se_manifest
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.sigdb as se_sigdb
+import speakeasy.winenv.arch as se_arch
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
@@ -192,12 +196,24 @@ def register_modules_at_once(emu: Any) -> None:
     written afterwards, each run of nearby stubs in one write (the bytes between read back
     first), and the list is sorted at the end; Speakeasy's own code does everything else. The
     same bytes end in guest memory and the same entries in the registry (tests/test_startup.py).
+
+    Where the installed Speakeasy's registration is the one :func:`register_exports` was
+    written from (:func:`registration_matches`), that function does the per-export work in
+    one loop instead (the same entries, traps, stubs and lookups, without a Python call per
+    export); otherwise Speakeasy's own ``register_module`` runs as described above.
     """
     registry = emu.api_registry
     original = registry.register_module
+    fast = registration_matches()
 
     def register_module(module: Any) -> None:
         writes: list[tuple[int, bytes]] = []
+        if fast:
+            try:
+                register_exports(registry, module, writes)
+            finally:
+                _write_merged(emu, writes)
+            return
         previous = emu.__dict__.get("mem_write")
         addresses = registry._addresses
         registry._addresses = _AppendingList(addresses)
@@ -214,6 +230,94 @@ def register_modules_at_once(emu: Any) -> None:
             _write_merged(emu, writes)
 
     registry.register_module = register_module
+
+
+# The SHA-256 of the Speakeasy source files register_exports does the work of
+# (registration_digest): speakeasy/windows/api_registry.py and api_image.py.
+REGISTRATION_DIGEST = "8f02c4d1418a84c98d4dc92b4350e460583fb4f77ae6e972671b8db2aaa6afe5"
+
+
+@functools.cache
+def registration_digest() -> str:
+    """A digest of the source files of ``ApiRegistry.register_module`` and ``_allocate_trap``,
+    ``ApiEntry`` and ``encode_api_stub`` ("" if one cannot be read)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for module in (se_api_registry, se_api_image):
+        try:
+            digest.update(Path(str(module.__file__)).read_bytes())
+        except (OSError, TypeError):
+            return ""
+    return digest.hexdigest()
+
+
+def registration_matches() -> bool:
+    """Whether Speakeasy registers exports as :func:`register_exports` does."""
+    return registration_digest() == REGISTRATION_DIGEST
+
+
+_PACK_U32 = struct.Struct("<I").pack
+_PACK_U64 = struct.Struct("<Q").pack
+_STUB_X86 = b"\x8b\xff\x0f\x1f\x00\xe9"
+_STUB_X64 = b"\x66\x90\xff\x25\x00\x00\x00\x00"
+
+
+def register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> None:
+    """``ApiRegistry.register_module(module)``, with the stub writes left in ``writes``.
+
+    For every export with an address: a new entry (a trap and a stub for a synthetic module's
+    function that is not a forwarder) or the one already at that address; its names and the
+    module's name and ordinal lookups. Traps are handed out in export order, as
+    ``_allocate_trap`` does (which still reserves the trap region and raises when it is full).
+    """
+    by_name = registry.names.setdefault(id(module), {})
+    by_ordinal = registry.ordinals.setdefault(id(module), {})
+    synthetic = module._image.source == "synthetic"
+    entries = registry.entries
+    indexed = type(entries) is _EntriesWithDataIndex
+    data_entries = entries.data if indexed else None
+    set_entry = dict.__setitem__ if indexed else type(entries).__setitem__
+    traps = registry.traps
+    new_entry = se_api_registry.ApiEntry
+    x86 = module.arch == se_arch.ARCH_X86
+    stride = registry.TRAP_STRIDE
+    added: list[int] = []
+    try:
+        for export in module.get_exports():
+            address = export.address
+            if not address:
+                continue
+            entry = entries.get(address)
+            if entry is None:
+                entry = new_entry(module, export)
+                if synthetic and export.kind == "function" and not export.forwarder:
+                    offset = registry._trap_count * stride
+                    if registry.trap_base is None or offset >= registry.TRAP_SIZE:
+                        trap = registry._allocate_trap()
+                    else:
+                        registry._trap_count += 1
+                        trap = registry.trap_base + offset
+                    entry.trap = trap
+                    if x86:
+                        writes.append((address, _STUB_X86 + _PACK_U32((trap - address - 10) & 0xFFFFFFFF)))
+                    else:
+                        writes.append((address, _STUB_X64 + _PACK_U64(trap)))
+                    traps[trap] = entry
+                set_entry(entries, address, entry)
+                if data_entries is not None and export.kind == "data":
+                    data_entries[address] = entry
+                added.append(address)
+            name = export.name
+            if name:
+                if name not in entry.names:
+                    entry.names.append(name)
+                by_name[name] = entry
+            by_ordinal[export.ordinal] = entry
+    finally:
+        if added:
+            registry._addresses.extend(added)
+            registry._addresses.sort()
 
 
 def _write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:
@@ -328,6 +432,10 @@ def read_engine_tables(module: str, arch: str) -> None:
 
 def read_signature_database() -> None:
     """Read Speakeasy's signature database (once per process): the dispatch of an API call
-    reads it for the handler's argument names, whatever the decoy images came from."""
+    reads it for the handler's argument names, whatever the decoy images came from; from the
+    shipped tables when they fit (signatures.py), which decode each entry when first read."""
+    from emulator.backends.speakeasy import signatures
+
+    signatures.install()
     for source in se_sigdb.get_default_database().sources:
         source.available  # noqa: B018 - loads the source

@@ -18,7 +18,7 @@ from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler
 from emulator.backends.base import BackendInputError
-from emulator.backends.speakeasy import compat, compat_fast, compat_start, images
+from emulator.backends.speakeasy import compat, compat_fast, compat_start, images, signatures
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg
@@ -127,6 +127,7 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
 def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     images.install()
+    signatures.install()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
 
