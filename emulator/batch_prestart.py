@@ -47,9 +47,6 @@ PRESTART_ENV = "CHAINREPLAY_BATCH_PRESTART"
 MAX_PRESTARTED = 8
 # An environment variable holds at most 128 KiB on Linux: plans beyond that are not started ahead.
 MAX_PRESTART_ENV_BYTES = 120_000
-# The events pipe of a child started ahead holds this much before the child waits for a reader
-# (its worker exists only once the preload is over); Linux caps it at fs/pipe-max-size (1 MiB).
-PRESTART_PIPE_BYTES = 1 << 20
 _TOKEN = b"c"
 
 
@@ -99,7 +96,6 @@ def start_from_environment() -> int:
 
 
 def _start(plan_json: str) -> None:
-    import fcntl
     from multiprocessing.connection import Pipe
 
     from emulator.plan import ReplayPlan
@@ -107,8 +103,8 @@ def _start(plan_json: str) -> None:
     plan = ReplayPlan.model_validate_json(plan_json)
     plans_in, plans_out = Pipe(duplex=False)
     events_in, events_out = Pipe(duplex=False)
-    with suppress(OSError, AttributeError):
-        fcntl.fcntl(events_out.fileno(), fcntl.F_SETPIPE_SZ, PRESTART_PIPE_BYTES)
+    # Its worker exists only once the preload is over: until then the widened pipe holds the events.
+    prestart.widen_event_pipe(events_out)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         try:

@@ -450,6 +450,7 @@ def _start_child(plan: ReplayPlan) -> tuple[Any, Connection]:
         return started, started.events
     context = mp.get_context("fork")
     parent_conn, child_conn = context.Pipe(duplex=False)
+    prestart.widen_event_pipe(child_conn)
     process = context.Process(target=_child, args=(plan, child_conn), daemon=True)
     process.start()
     child_conn.close()

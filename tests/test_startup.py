@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,48 @@ def test_a_prestarted_child_replays_exactly_as_a_fresh_fork(tmp_path: Path) -> N
     assert _without_time(tmp_path / "early" / "report.json") == _without_time(tmp_path / "fresh" / "report.json")
     trace = (tmp_path / "early" / "trace.jsonl").read_bytes()
     assert trace == (tmp_path / "fresh" / "trace.jsonl").read_bytes()
+
+
+# How long a busy parent waits for its child to finish emulating without being read.
+BUSY_PARENT_SECONDS = 120
+
+
+@pytest.mark.parametrize("prestarted", [True, False], ids=["prestarted", "forked"])
+def test_a_child_finishes_its_emulation_while_the_parent_reads_nothing(
+    prestarted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent imports the output libraries (~1 s) before it reads the child's events. A child
+    whose events fill the pipe (3CX: ~420 KB) must not wait for that: here the parent reads
+    nothing until the child has exited, which it can only do once every event is in the pipe."""
+    import emulator.replay as replay
+
+    children: list[Any] = []
+    start_child = replay._start_child
+
+    def recorded_start(plan: Any) -> Any:
+        started = start_child(plan)
+        children.append(started[0])
+        return started
+
+    monkeypatch.setattr(replay, "_start_child", recorded_start)
+    if prestarted:
+        prestart.start()
+    ended_unread: list[bool] = []
+
+    def busy_parent() -> None:
+        pid = children[0].pid
+        deadline = time.monotonic() + BUSY_PARENT_SECONDS
+        while time.monotonic() < deadline:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                ended_unread.append(True)
+                return
+            time.sleep(0.05)
+
+    recording = replay.emulate_isolated(load_scenario(SCENARIOS / "3cx"), while_waiting=busy_parent)
+    assert isinstance(children[0], prestart.EngineChild) is prestarted
+    assert ended_unread == [True], "the child waited for its parent to read the events pipe"
+    assert recording.outcome.status == "completed"
+    assert len(recording.events) > 400
 
 
 def test_a_dead_prestarted_child_is_replaced_by_a_new_fork(tmp_path: Path) -> None:
