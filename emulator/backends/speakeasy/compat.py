@@ -53,6 +53,19 @@ def _installed_version() -> str:
 SPEAKEASY_VERSION = _installed_version()
 ENGINE_NAME = f"speakeasy {SPEAKEASY_VERSION}"
 
+
+def shipped_table(path: Path, version: str, data_format: int) -> Any | None:
+    """The table in a data file the project ships (``marshal`` of ``(Speakeasy version, format,
+    table)``), or None when it is missing, unreadable, or built for another version or format."""
+    import marshal
+
+    try:
+        built_for, fmt, table = marshal.loads(path.read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return table if built_for == version and fmt == data_format else None
+
+
 PERM_EXEC: int = se_common.PERM_MEM_EXEC
 PERM_RWX: int = se_common.PERM_MEM_RWX
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.

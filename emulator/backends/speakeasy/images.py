@@ -32,7 +32,7 @@ from speakeasy.config import get_default_config_dict
 from speakeasy.windows.api_image import ApiModuleLoader
 from speakeasy.windows.loaders import ExportEntry, LoadedImage, MemoryRegion, PeMetadata, SectionEntry
 
-from emulator.backends.speakeasy.compat import SPEAKEASY_VERSION
+from emulator.backends.speakeasy.compat import SPEAKEASY_VERSION, shipped_table
 
 DATA_FILE = Path(__file__).resolve().parent.parent.parent / "data" / "speakeasy-images.bin"
 FORMAT = 1
@@ -130,13 +130,7 @@ def shipped() -> dict[Key, bytes]:
     built for another Speakeasy version or the file is missing."""
     global _shipped
     if _shipped is None:
-        _shipped = {}
-        try:
-            version, fmt, table = marshal.loads(DATA_FILE.read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
-            return _shipped
-        if version == SPEAKEASY_VERSION and fmt == FORMAT:
-            _shipped = table
+        _shipped = shipped_table(DATA_FILE, SPEAKEASY_VERSION, FORMAT) or {}
     return _shipped
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import speakeasy.winenv.api.sigdb as se_sigdb
 
-from emulator.backends.speakeasy.compat import SPEAKEASY_VERSION, _incompatible
+from emulator.backends.speakeasy.compat import SPEAKEASY_VERSION, _incompatible, shipped_table
 
 DATA_FILE = Path(__file__).resolve().parent.parent.parent / "data" / "speakeasy-signatures.bin"
 FORMAT = 3
@@ -205,13 +205,7 @@ def shipped() -> dict[str, SourceTables]:
     for another Speakeasy version or the file is missing."""
     global _shipped
     if _shipped is None:
-        _shipped = {}
-        try:
-            version, fmt, table = marshal.loads(DATA_FILE.read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
-            return _shipped
-        if version == SPEAKEASY_VERSION and fmt == FORMAT:
-            _shipped = table
+        _shipped = shipped_table(DATA_FILE, SPEAKEASY_VERSION, FORMAT) or {}
     return _shipped
 
 
