@@ -227,6 +227,7 @@ def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, monkey
         original(emu, writes)
 
     monkeypatch.setattr(compat_start, "_write_merged", write_merged)
+    monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
     regions, contents = _loaded_memory(plan)
     assert sum(merged) > 10_000  # the decoys' stubs went through it
     monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
@@ -253,12 +254,45 @@ def test_exports_registered_in_one_loop_leave_the_same_guest_memory(
         original(registry, module, writes)
 
     monkeypatch.setattr(compat_start, "register_exports", register_exports)
+    monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
     regions, contents = _loaded_memory(plan)
     assert len(registered) > 45
     monkeypatch.setattr(compat_start, "registration_matches", lambda: False)
     plain_regions, plain_contents = _loaded_memory(plan)
     assert regions == plain_regions
     assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_decoys_registered_from_their_templates_leave_the_same_guest_memory(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decoy placed from a shipped template is registered from what its registration does,
+    worked out once (images.registration): the same stubs (one write of its .text), entries,
+    traps, lookups, data index and trap count as the one-loop path and Speakeasy's own."""
+    from emulator.backends.speakeasy import compat_start
+
+    plan = load_scenario(SCENARIOS / scenario)
+    used: list[str] = []
+    original = compat_start.register_template
+
+    def register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> bool:
+        done = original(registry, module, writes)
+        if done:
+            used.append(module.name)
+        return done
+
+    monkeypatch.setattr(compat_start, "register_template", register_template)
+    regions, contents = _loaded_memory(plan)
+    assert len(used) > 45  # the decoys took the template path
+    monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
+    loop_regions, loop_contents = _loaded_memory(plan)
+    assert regions == loop_regions
+    assert [b for b in contents if contents[b] != loop_contents.get(b)] == []
     monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
     plain_regions, plain_contents = _loaded_memory(plan)
     assert regions == plain_regions

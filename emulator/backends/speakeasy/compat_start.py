@@ -8,6 +8,7 @@ when this module is imported.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import struct
 import sys
@@ -23,6 +24,7 @@ import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.sigdb as se_sigdb
 import speakeasy.winenv.arch as se_arch
 
+from emulator.backends.speakeasy import images
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # ---- start-up: the loader list of the PEB linked once ---------------------------------------
@@ -271,6 +273,8 @@ def register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]
     module's name and ordinal lookups. Traps are handed out in export order, as
     ``_allocate_trap`` does (which still reserves the trap region and raises when it is full).
     """
+    if register_template(registry, module, writes):
+        return
     by_name = registry.names.setdefault(id(module), {})
     by_ordinal = registry.ordinals.setdefault(id(module), {})
     synthetic = module._image.source == "synthetic"
@@ -318,6 +322,71 @@ def register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]
         if added:
             registry._addresses.extend(added)
             registry._addresses.sort()
+
+
+def register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> bool:
+    """:func:`register_exports` for a decoy image placed from a shipped template (images.py),
+    from what its registration does worked out once per process (``images.registration``):
+    the same entries (created in the same order, each with its first export, names and trap),
+    the same traps, lookups, sorted addresses and data index, and the stubs as one write of
+    the image's .text. False (and nothing done) when the module is not such an image as placed,
+    one of its addresses already has an entry, the trap region cannot hold its traps, or its
+    .text in guest memory is not the template's: the loop does it then.
+    """
+    image = module._image
+    placed = image.__dict__.get(images.PLACED)
+    if placed is None or image.source != "synthetic":
+        return False
+    template, exports, base = placed
+    plan = images.registration(template, module.arch)
+    entries = registry.entries
+    indexed = type(entries) is _EntriesWithDataIndex
+    if plan is None or module.get_exports() is not exports or module.base != base or base <= 0:
+        return False
+    if not (indexed or type(entries) is dict) or len(exports) != len(template[3]):
+        return False
+    addresses = list(map(base.__add__, plan.rvas))
+    if not entries.keys().isdisjoint(addresses):
+        return False
+    count, stride = len(plan.slot_traps), registry.TRAP_STRIDE
+    start = registry._trap_count
+    if count and (start + count) * stride > registry.TRAP_SIZE:
+        return False  # the loop raises where Speakeasy's does
+    text_at = base + plan.text_rva
+    if registry.emu.mem_read(text_at, len(plan.text)) != plan.text:
+        return False
+    if count and registry.trap_base is None:
+        registry._allocate_trap()  # reserves the trap region as the first trap would
+        registry._trap_count = start
+    first_trap = registry.trap_base + start * stride if count else 0
+    trap_of = [None if trap < 0 else first_trap + trap * stride for trap in plan.traps]
+    made = list(
+        map(
+            se_api_registry.ApiEntry,
+            itertools.repeat(module),
+            map(exports.__getitem__, plan.firsts),
+            map(list, plan.names),
+            trap_of,
+        )
+    )
+    registry._trap_count = start + count
+    pick = made.__getitem__
+    registry.traps.update(zip(map(trap_of.__getitem__, plan.trapped), map(pick, plan.trapped), strict=True))
+    dict.update(entries, zip(addresses, made, strict=True))
+    if indexed:
+        entries.data.update(zip(map(addresses.__getitem__, plan.data), map(pick, plan.data), strict=True))
+    by_name = registry.names.setdefault(id(module), {})
+    by_name.update(zip(plan.names_looked_up, map(pick, plan.name_entries), strict=True))
+    by_ordinal = registry.ordinals.setdefault(id(module), {})
+    by_ordinal.update(zip(plan.ordinals_looked_up, map(pick, plan.ordinal_entries), strict=True))
+    known = registry._addresses
+    sort = bool(known) and bool(plan.sorted_rvas) and known[-1] >= base + plan.sorted_rvas[0]
+    known.extend(map(base.__add__, plan.sorted_rvas))
+    if sort:  # two sorted runs: the sort merges them
+        known.sort()
+    if count:
+        writes.append((text_at, images.stubbed_text(plan, module.arch, base, first_trap, stride)))
+    return True
 
 
 def _write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:

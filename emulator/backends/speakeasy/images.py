@@ -23,7 +23,10 @@ import argparse
 import hashlib
 import marshal
 import struct
+import sys
 import zlib
+from array import array
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +119,7 @@ def place(template: Template, *, name: str, arch: int, base: int, emu_path: str)
         regions=[MemoryRegion(base, bytes(headers), headers_name, headers_perms)]
         + [MemoryRegion(base + rva, data, region, perms) for rva, data, region, perms in regions[1:]],
         imports=[],
-        exports=[ExportEntry(n, base + rva, o, kind=k, forwarder=f) for n, rva, o, k, f in exports],
+        exports=[ExportEntry(n, base + rva, o, k, f) for n, rva, o, k, f in exports],
         entry_points=[],
         loader=None,
         sections=[SectionEntry(*section) for section in sections],
@@ -150,7 +153,139 @@ def make_image(loader: ApiModuleLoader) -> LoadedImage:
         return _ORIGINAL_MAKE_IMAGE(loader)
     image = place(found, name=name, arch=loader._arch, base=loader._base, emu_path=loader._emu_path)
     image.loader = loader
+    # For the registry (compat_start.register_exports): which template, and the exports placed.
+    image.__dict__[PLACED] = (found, image.exports, image.image_base)
     return image
+
+
+# The attribute of an image placed from a template: (template, its exports list, its base).
+PLACED = "_chainreplay_placed"
+# A function export's stub slot in a synthetic image's .text (speakeasy.windows.api_image):
+# 16 bytes of NOP, then the stub at API_ENTRY_OFFSET, the rest INT3.
+SLOT_SIZE = 32
+ENTRY_OFFSET = 16
+STUB_PREFIX_X64 = b"\x66\x90\xff\x25\x00\x00\x00\x00"  # then the trap's address (8 bytes)
+STUB_PREFIX_X86 = b"\x8b\xff\x0f\x1f\x00\xe9"  # then rel32 to the trap (4 bytes)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What ``ApiRegistry.register_module`` does with a template's exports, worked out once per
+    process (it does not depend on the base or the traps): the entries it creates, in export
+    order, and the lookups it fills; and the image's .text with every stub but its trap."""
+
+    firsts: tuple[int, ...]  # per entry: the index of the export that creates it
+    rvas: tuple[int, ...]  # per entry: its address less the base
+    names: tuple[tuple[str, ...], ...]  # per entry: its names, in order
+    traps: tuple[int, ...]  # per entry: its trap's number within the module, -1 for none
+    trapped: tuple[int, ...]  # the entries with a trap, in order
+    data: tuple[int, ...]  # the entries of data exports, in order
+    names_looked_up: tuple[str, ...]  # the module's name lookup, in its order...
+    name_entries: tuple[int, ...]  # ... and the entry of each
+    ordinals_looked_up: tuple[int, ...]  # the module's ordinal lookup, in its order...
+    ordinal_entries: tuple[int, ...]  # ... and the entry of each
+    sorted_rvas: tuple[int, ...]
+    text_rva: int
+    text: bytes  # the .text region as the template maps it
+    stubbed: bytes  # the same with each slot's stub written but its trap (x64) or rel32 (x86)
+    slot_traps: tuple[int, ...]  # per stub slot: the number of its trap within the module
+
+
+_registrations: dict[tuple[int, int], tuple[Template, Registration | None]] = {}
+
+
+def registration(template: Template, arch: int) -> Registration | None:
+    """The registration of ``template``'s exports on ``arch`` (worked out once per process;
+    None when its layout is not the one :class:`Registration` describes: then the registry's
+    own loop runs)."""
+    key = (id(template), arch)
+    found = _registrations.get(key)
+    if found is None or found[0] is not template:
+        found = _registrations[key] = (template, _registration(template, arch))
+    return found[1]
+
+
+def _registration(template: Template, arch: int) -> Registration | None:
+    _, regions, _, exports, _, _ = template
+    first_of: dict[int, int] = {}
+    firsts: list[int] = []
+    names: list[list[str]] = []
+    traps: list[int] = []
+    kinds: list[str] = []
+    by_name: dict[str, int] = {}
+    by_ordinal: dict[int, int] = {}
+    for index, (name, rva, ordinal, kind, forwarder) in enumerate(exports):
+        entry = first_of.get(rva)
+        if entry is None:
+            entry = first_of[rva] = len(firsts)
+            firsts.append(index)
+            names.append([])
+            kinds.append(kind)
+            traps.append(-1 if kind != "function" or forwarder else 0)  # numbered below
+        if name:
+            if name not in names[entry]:
+                names[entry].append(name)
+            by_name[name] = entry
+        by_ordinal[ordinal] = entry
+    count = 0
+    for entry, trap in enumerate(traps):
+        if trap == 0:
+            traps[entry] = count
+            count += 1
+    rvas = tuple(first_of)
+    text = next((data for rva, data, region, _ in regions if region == ".text"), None)
+    text_rva = next((rva for rva, _, region, _ in regions if region == ".text"), 0)
+    if text is None or sys.byteorder != "little":
+        return None
+    slot_traps = [-1] * count
+    for entry, trap in enumerate(traps):
+        slot, offset = divmod(rvas[entry] - text_rva - ENTRY_OFFSET, SLOT_SIZE)
+        if trap < 0:
+            continue
+        if offset or not 0 <= slot < count or slot_traps[slot] >= 0:
+            return None
+        slot_traps[slot] = trap
+    empty = b"\x90" * ENTRY_OFFSET + b"\xcc" * (SLOT_SIZE - ENTRY_OFFSET)
+    if text != empty * count + b"\xcc" * (len(text) - SLOT_SIZE * count) or len(text) % 8:
+        return None
+    prefix = STUB_PREFIX_X86 if arch == se_arch.ARCH_X86 else STUB_PREFIX_X64
+    stub_slot = b"\x90" * ENTRY_OFFSET + prefix + b"\xcc" * (SLOT_SIZE - ENTRY_OFFSET - len(prefix))
+    return Registration(
+        firsts=tuple(firsts),
+        rvas=rvas,
+        names=tuple(tuple(n) for n in names),
+        traps=tuple(traps),
+        trapped=tuple(entry for entry, trap in enumerate(traps) if trap >= 0),
+        data=tuple(entry for entry, kind in enumerate(kinds) if kind == "data"),
+        names_looked_up=tuple(by_name),
+        name_entries=tuple(by_name.values()),
+        ordinals_looked_up=tuple(by_ordinal),
+        ordinal_entries=tuple(by_ordinal.values()),
+        sorted_rvas=tuple(sorted(rvas)),
+        text_rva=text_rva,
+        text=text,
+        stubbed=stub_slot * count + text[SLOT_SIZE * count :],
+        slot_traps=tuple(slot_traps),
+    )
+
+
+def stubbed_text(plan: Registration, arch: int, base: int, first_trap: int, stride: int) -> bytes:
+    """``plan``'s .text at ``base`` with the stubs ``encode_api_stub`` writes when the module's
+    traps start at ``first_trap``, ``stride`` apart."""
+    count = len(plan.slot_traps)
+    if arch == se_arch.ARCH_X86:
+        words = array("H")
+        words.frombytes(plan.stubbed)
+        # rel32 = trap - entry - 10, at byte 22 of the slot: halfwords 11 and 12
+        start = first_trap - base - plan.text_rva - ENTRY_OFFSET - 10
+        rels = [(start + stride * trap - SLOT_SIZE * slot) & 0xFFFFFFFF for slot, trap in enumerate(plan.slot_traps)]
+        words[11 : 16 * count : 16] = array("H", [rel & 0xFFFF for rel in rels])
+        words[12 : 16 * count : 16] = array("H", [rel >> 16 for rel in rels])
+        return words.tobytes()
+    quads = array("Q")
+    quads.frombytes(plan.stubbed)
+    quads[3 : 4 * count : 4] = array("Q", [first_trap + stride * trap for trap in plan.slot_traps])
+    return quads.tobytes()
 
 
 def install() -> None:
