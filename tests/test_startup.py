@@ -661,3 +661,82 @@ def test_rc4_of_speakeasys_advapi32_is_loaded_when_first_used() -> None:
         "bbf316e8d940af0ad3 True",
         "True True SourceFileLoader",
     ]
+
+
+def test_module_lookups_by_name_answer_as_speakeasys_own() -> None:
+    """The memoised ``get_mod_by_name`` returns the module Speakeasy's own returns, for every
+    loaded module's name, path, base name with and without extension, in any case, and names
+    no module has; the loaded target's memory and registry equal a load without it."""
+    import speakeasy.windows.winemu as se_winemu
+
+    from emulator.backends.speakeasy import compat_start, setup
+
+    assert compat_start.module_lookup_matches()  # the installed Speakeasy: the memo is used
+    emu = setup.load_target(load_scenario(SCENARIOS / "3cx")).emu
+    assert "get_mod_by_name" in vars(emu)
+    names = {"", "nothing", "kernel32.dll.dll", "KERNEL32", "c2/guard64"}
+    for module in emu.modules:
+        base = module.emu_path.rsplit("\\", 1)[-1]
+        names |= {module.name, module.name.upper(), module.emu_path, base, base.upper(), base.rsplit(".", 1)[0]}
+    assert len(names) > 100
+    for name in sorted(names):
+        assert emu.get_mod_by_name(name) is se_winemu.WindowsEmulator.get_mod_by_name(emu, name), name
+
+
+def test_module_lookups_of_another_speakeasy_are_speakeasys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.backends.speakeasy import compat_start, setup
+
+    monkeypatch.setattr(compat_start, "MODULE_LOOKUP_DIGEST", "0" * 64)  # winemu.py changed
+    assert not compat_start.module_lookup_matches()
+    emu = setup.load_target(load_scenario(SCENARIOS / "benign-dll")).emu
+    assert "get_mod_by_name" not in vars(emu)
+
+
+def test_api_handlers_find_the_hooks_speakeasys_scan_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API handler class Speakeasy has, built on both architectures with its hooks found
+    from its class's (found once) and with Speakeasy's own scan: the same ``funcs`` and
+    ``data``, in the same order, and the same attributes. An instance attribute carrying a hook
+    makes the scan Speakeasy's again."""
+    import speakeasy.winenv.api.api as se_api
+    import speakeasy.winenv.arch as se_arch
+    from speakeasy.winenv.api.winapi import API_HANDLERS
+
+    from emulator.backends.speakeasy import compat_start, images
+
+    assert compat_start.handler_scan_matches()
+    assert all(compat_start.class_hooks(handler) is not None for _, handler in API_HANDLERS)
+    compared = 0
+    for arch in (se_arch.ARCH_AMD64, se_arch.ARCH_X86):
+        emu = images._probe_emulator(arch)
+        for _, handler in API_HANDLERS:
+            monkeypatch.setattr(se_api.ApiHandler, "__init__", compat_start._ORIGINAL_HANDLER_INIT)
+            monkeypatch.setattr(se_api.ApiHandler, "__get_hook_attrs__", compat_start._ORIGINAL_HOOK_ATTRS)
+            speakeasys = handler(emu)
+            compat_start.scan_handlers_once()
+            ours = handler(emu)
+            assert list(ours.funcs.items()) == list(speakeasys.funcs.items()), handler
+            assert list(ours.data.items()) == list(speakeasys.data.items()), handler
+            assert sorted(vars(ours)) == sorted(vars(speakeasys))
+            compared += 1
+    assert compared > 80
+
+    def hooked() -> None: ...
+
+    hooked.__apihook__ = ("MadeUpForTheTest", hooked, 0, 0, None)  # type: ignore[attr-defined]
+    some = API_HANDLERS[0][1](emu)
+    some.extra = hooked
+    some.funcs, some.data = {}, {}
+    some.__get_hook_attrs__(some)
+    assert "MadeUpForTheTest" in some.funcs
+
+
+def test_api_handler_scans_of_another_speakeasy_are_speakeasys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import speakeasy.winenv.api.api as se_api
+
+    from emulator.backends.speakeasy import compat_start
+
+    monkeypatch.setattr(se_api.ApiHandler, "__init__", compat_start._ORIGINAL_HANDLER_INIT)
+    monkeypatch.setattr(compat_start, "HANDLER_SCAN_DIGEST", "0" * 64)  # api.py changed
+    assert not compat_start.handler_scan_matches()
+    compat_start.scan_handlers_once()
+    assert se_api.ApiHandler.__init__ is compat_start._ORIGINAL_HANDLER_INIT

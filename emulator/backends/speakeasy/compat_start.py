@@ -8,10 +8,14 @@ when this module is imported.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import ntpath
 import operator
+import os
 import struct
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import speakeasy.windows.api_registry as se_api_registry
 import speakeasy.windows.export_manifest as se_manifest
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.api.api as se_api
 import speakeasy.winenv.api.sigdb as se_sigdb
 import speakeasy.winenv.arch as se_arch
 
@@ -508,3 +513,182 @@ def read_signature_database() -> None:
     signatures.install()
     for source in se_sigdb.get_default_database().sources:
         source.available  # noqa: B018 - loads the source
+
+
+# ---- module lookups by name, memoised ------------------------------------------------------
+
+# The SHA-256 of speakeasy/windows/winemu.py, whose WindowsEmulator.get_mod_by_name
+# find_modules_by_name memoises (module_lookup_matches).
+MODULE_LOOKUP_DIGEST = "3603ee36ccaf0d17f673d10d53b5e250b653a90f25ebd6540faaeacc88e94f69"
+
+
+@functools.cache
+def _source_digest(module_file: str) -> str:
+    try:
+        return hashlib.sha256(Path(module_file).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def module_lookup_matches() -> bool:
+    """Whether Speakeasy's ``get_mod_by_name`` is the one :func:`find_modules_by_name` memoises."""
+    return _source_digest(str(se_winemu.__file__)) == MODULE_LOOKUP_DIGEST
+
+
+@functools.lru_cache(maxsize=4096)
+def module_names(emu_path: str, name: str | None) -> tuple[str, str | None]:
+    """What ``get_mod_by_name`` compares of a module: the base name of its path without the
+    extension, and its own name, both lower case (None for no name)."""
+    base = os.path.splitext(ntpath.basename(emu_path))[0].lower()  # noqa: PTH122 - as Speakeasy compares
+    return base, (name.lower() if name else None)
+
+
+def find_modules_by_name(emu: Any) -> None:
+    """``emu.get_mod_by_name``, with each module's names worked out once per process.
+
+    Speakeasy splits every module's path (``ntpath.basename``, ``os.path.splitext``) at every
+    lookup: ~100 lookups over ~55 modules per replay, ~5,500 path splits. The names are a pure
+    function of the module's path and name (:func:`module_names`, memoised on them); the
+    modules are walked in the same order and the first match is returned, as before. Only for
+    the Speakeasy source it was written from (:func:`module_lookup_matches`).
+    """
+    if not module_lookup_matches():
+        return
+    modules_of = emu
+
+    def get_mod_by_name(name: str) -> Any:
+        name_lower = name.lower()
+        for mod in modules_of.modules:
+            base, own = module_names(mod.emu_path, mod.name)
+            if base == name_lower or own == name_lower:
+                return mod
+        return None
+
+    emu.get_mod_by_name = get_mod_by_name
+
+
+# ---- API handlers: each class's hooks found once per process -------------------------------
+
+# The SHA-256 of speakeasy/winenv/api/api.py, whose ApiHandler.__init__ and __get_hook_attrs__
+# scan_handlers_once replaces (handler_scan_matches).
+HANDLER_SCAN_DIGEST = "69236ffc71b10a715c2fce2cb550e72d4aa87fd545db1d9fb7d6fc2e1e5356cf"
+
+_ORIGINAL_HANDLER_INIT = se_api.ApiHandler.__init__
+_ORIGINAL_HOOK_ATTRS = se_api.ApiHandler.__get_hook_attrs__
+# Hooks seen from an instance, per handler class: (name, __apihook__, __datahook__), in dir()'s order.
+ClassHooks = tuple[tuple[str, Any, Any], ...]
+_class_hooks: dict[type, ClassHooks | None] = {}
+# Attributes every object has whose value an instance gives can carry no hook (a dict, a
+# weak reference or None, bound built-in methods).
+_BUILTIN_DESCRIPTORS = (
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.BuiltinFunctionType,
+    types.ClassMethodDescriptorType,
+)
+_INSTANCE_SLOTS = ("__dict__", "__weakref__")
+
+
+def handler_scan_matches() -> bool:
+    """Whether Speakeasy's ``ApiHandler`` scans itself as :func:`scan_handlers_once` does."""
+    return _source_digest(str(se_api.__file__)) == HANDLER_SCAN_DIGEST
+
+
+def class_hooks(cls: type) -> ClassHooks | None:
+    """What ``ApiHandler.__get_hook_attrs__`` finds on an instance of ``cls`` through its class
+    (once per class): each name of ``dir(cls)`` whose value, read from an instance, carries
+    ``__apihook__`` or ``__datahook__``. None when such a value could depend on the instance
+    (a property or another descriptor, a slot): then every instance is scanned as before."""
+    if cls in _class_hooks:
+        return _class_hooks[cls]
+    found: list[tuple[str, Any, Any]] = []
+    cacheable = True
+    for name in dir(cls):
+        owner = next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+        if owner is None:
+            cacheable = False
+            break
+        raw = vars(owner)[name]
+        if isinstance(raw, types.FunctionType):
+            seen: Any = raw  # a bound method reads its function's attributes
+        elif isinstance(raw, staticmethod | classmethod):
+            seen = raw.__func__
+        elif name == "__class__":
+            seen = cls
+        elif isinstance(raw, _BUILTIN_DESCRIPTORS) or (
+            name in _INSTANCE_SLOTS and isinstance(raw, types.GetSetDescriptorType | types.MemberDescriptorType)
+        ):
+            continue
+        elif not hasattr(type(raw), "__get__"):
+            seen = raw
+        else:
+            cacheable = False
+            break
+        if seen is None:
+            continue
+        func_attrs, data_attrs = getattr(seen, "__apihook__", None), getattr(seen, "__datahook__", None)
+        if func_attrs or data_attrs:
+            found.append((name, func_attrs, data_attrs))
+    _class_hooks[cls] = hooks = tuple(found) if cacheable else None
+    return hooks
+
+
+def _hook_attrs(self: Any, obj: Any) -> None:
+    """``ApiHandler.__get_hook_attrs__(obj)``: ``obj``'s class's hooks (:func:`class_hooks`),
+    when none of its own attributes carries or hides one; otherwise Speakeasy's scan."""
+    hooks = class_hooks(type(obj))
+    own = getattr(obj, "__dict__", None)
+    if hooks is None or own is None or type(own) is not dict:
+        _ORIGINAL_HOOK_ATTRS(self, obj)
+        return
+    names = {name for name, _, _ in hooks}
+    for name, value in own.items():
+        if name in names or (
+            value is not None and (getattr(value, "__apihook__", None) or getattr(value, "__datahook__", None))
+        ):
+            _ORIGINAL_HOOK_ATTRS(self, obj)
+            return
+    funcs, data = obj.funcs, obj.data
+    for _, func_attrs, data_attrs in hooks:
+        if func_attrs:
+            name, func, argc, conv, ordinal = func_attrs
+            funcs[name] = (name, func, argc, conv, ordinal)
+            if ordinal:
+                funcs[ordinal] = (name, func, argc, conv, ordinal)
+        elif data_attrs:
+            name, func = data_attrs
+            data[name] = func
+
+
+def _handler_init(self: Any, emu: Any) -> None:
+    """``ApiHandler.__init__``, its scan of itself done by :func:`_hook_attrs`."""
+    super(se_api.ApiHandler, self).__init__()
+    self.funcs = {}
+    self.data = {}
+    self.emu = emu
+    arch = self.emu.get_arch()
+    if arch == se_arch.ARCH_X86:
+        self.ptr_size = 4
+    elif arch == se_arch.ARCH_AMD64:
+        self.ptr_size = 8
+    else:
+        raise se_api.ApiEmuError("Invalid architecture")
+    _hook_attrs(self, self)
+
+
+def scan_handlers_once() -> None:
+    """Every API handler of this process finds its hooks from its class's, found once.
+
+    Speakeasy's ``ApiHandler`` lists ``dir()`` of each new handler and reads every attribute
+    (twice for most handlers: its ``__init__`` and the subclass's ``__get_hook_attrs__``
+    call), ~600 names each, ~64 handlers a replay. A hook is an attribute of a function of
+    the class (``apihook`` / ``impdata``), the same for every instance: :func:`class_hooks`
+    finds them once per class, in ``dir()``'s order, and each scan fills ``funcs`` and
+    ``data`` from them in that order, unless an attribute of the instance itself carries or
+    hides a hook (then Speakeasy's scan runs). Only for the Speakeasy source it was written
+    from (:func:`handler_scan_matches`); idempotent.
+    """
+    if not handler_scan_matches():
+        return
+    se_api.ApiHandler.__init__ = _handler_init  # type: ignore[method-assign]
+    se_api.ApiHandler.__get_hook_attrs__ = _hook_attrs  # type: ignore[method-assign]

@@ -128,6 +128,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     images.install()
     signatures.install()
+    compat_start.scan_handlers_once()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
 
@@ -137,6 +138,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.map_sections_apart(emu)
         compat_start.register_modules_at_once(emu)
         compat_start.index_data_entries(emu)
+        compat_start.find_modules_by_name(emu)
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
