@@ -740,3 +740,38 @@ def test_api_handler_scans_of_another_speakeasy_are_speakeasys(monkeypatch: pyte
     assert not compat_start.handler_scan_matches()
     compat_start.scan_handlers_once()
     assert se_api.ApiHandler.__init__ is compat_start._ORIGINAL_HANDLER_INIT
+
+
+def test_warm_steps_leave_registrations_handler_scans_and_models_ready() -> None:
+    """After the warm-up steps (a batch worker's warm_engine, forked for each replay) loading and
+    emulating a target works out no template registration, scans no handler class, builds no
+    event model and reads no MIME table: all were done ahead."""
+    script = """
+import mimetypes, sys
+from pathlib import Path
+from emulator.backends.speakeasy import compat_start, images, setup, warm_steps
+from emulator.replay import emulate
+from emulator.scenario import load_scenario
+for step in warm_steps():
+    step()
+done = []
+registration, hooks = images._registration, compat_start.class_hooks
+images._registration = lambda *a: done.append("registration") or registration(*a)
+scanned = set(compat_start._class_hooks)
+init = mimetypes.init
+mimetypes.init = lambda *a: done.append("mime") or init(*a)
+from pydantic import BaseModel
+rebuild = BaseModel.model_rebuild.__func__
+BaseModel.model_rebuild = classmethod(lambda cls, *a, **k: done.append(cls.__name__) or rebuild(cls, *a, **k))
+emulate(load_scenario(Path(sys.argv[1])))
+print(len(done), sorted(set(compat_start._class_hooks) - scanned, key=str), done[:5])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(SCENARIOS / "3cx")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=300,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "0 [] []"

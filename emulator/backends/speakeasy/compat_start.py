@@ -7,6 +7,7 @@ when this module is imported.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import itertools
@@ -364,7 +365,9 @@ def register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]
         registry._allocate_trap()  # reserves the trap region as the first trap would
         registry._trap_count = start
     first_trap = registry.trap_base + start * stride if count else 0
-    trap_of = [None if trap < 0 else first_trap + trap * stride for trap in plan.traps]
+    trap_of: list[int | None] = [None] * len(plan.rvas)
+    numbers = range(first_trap, first_trap + count * stride, stride)
+    collections.deque(map(trap_of.__setitem__, plan.trapped, numbers), maxlen=0)
     made = list(
         map(
             se_api_registry.ApiEntry,
@@ -376,7 +379,7 @@ def register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]
     )
     registry._trap_count = start + count
     pick = made.__getitem__
-    registry.traps.update(zip(map(trap_of.__getitem__, plan.trapped), map(pick, plan.trapped), strict=True))
+    registry.traps.update(zip(numbers, map(pick, plan.trapped), strict=True))
     dict.update(entries, zip(addresses, made, strict=True))
     if indexed:
         entries.data.update(zip(map(addresses.__getitem__, plan.data), map(pick, plan.data), strict=True))
@@ -493,15 +496,26 @@ def index_data_entries(emu: Any) -> None:
 
 def read_engine_tables(module: str, arch: str) -> None:
     """Read what building ``module``'s decoy image on ``arch`` ("x86" or "x64") reads first in
-    a process (cached for the process's life): its shipped template (images.py) or, when there
-    is none, its export manifest or its declarations in the signature database."""
-    from emulator.backends.speakeasy import images
-
-    if images.template((module.lower(), arch)) is not None:
+    a process (cached for the process's life): its shipped template (images.py) and its
+    registration (``images.registration``) or, when there is none, its export manifest or its
+    declarations in the signature database; and its API handler class's hooks
+    (:func:`class_hooks`)."""
+    found = images.template((module.lower(), arch))
+    handler = _handler_class(module)
+    if handler is not None and handler_scan_matches():
+        class_hooks(handler)
+    if found is not None:
+        images.registration(found, se_arch.ARCH_X86 if arch == "x86" else se_arch.ARCH_AMD64)
         return
     if se_manifest.get_export_manifest(module.lower(), arch) is None:
         signature_arch = se_sigdb.ARCH_X86 if arch == "x86" else se_sigdb.ARCH_X64
         se_sigdb.get_default_database().get_functions(module, signature_arch)
+
+
+def _handler_class(module: str) -> type | None:
+    from speakeasy.winenv.api.winapi import API_HANDLERS
+
+    return next((handler for name, handler in API_HANDLERS if name.lower() == module.lower()), None)
 
 
 def read_signature_database() -> None:

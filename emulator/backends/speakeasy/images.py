@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import marshal
+import operator
 import struct
 import sys
 import zlib
@@ -177,8 +179,7 @@ class Registration:
     firsts: tuple[int, ...]  # per entry: the index of the export that creates it
     rvas: tuple[int, ...]  # per entry: its address less the base
     names: tuple[tuple[str, ...], ...]  # per entry: its names, in order
-    traps: tuple[int, ...]  # per entry: its trap's number within the module, -1 for none
-    trapped: tuple[int, ...]  # the entries with a trap, in order
+    trapped: tuple[int, ...]  # the entries with a trap, in order (the n-th gets the n-th trap)
     data: tuple[int, ...]  # the entries of data exports, in order
     names_looked_up: tuple[str, ...]  # the module's name lookup, in its order...
     name_entries: tuple[int, ...]  # ... and the entry of each
@@ -207,11 +208,66 @@ def registration(template: Template, arch: int) -> Registration | None:
 
 def _registration(template: Template, arch: int) -> Registration | None:
     _, regions, _, exports, _, _ = template
+    text = next((data for rva, data, region, _ in regions if region == ".text"), None)
+    text_rva = next((rva for rva, _, region, _ in regions if region == ".text"), 0)
+    if text is None or sys.byteorder != "little":
+        return None
+    columns = tuple(zip(*exports, strict=True)) or ((), (), (), (), ())
+    names_of, rvas_of, ordinals_of, kinds_of, forwarders_of = columns
+    if len(set(rvas_of)) == len(exports):  # each export its own entry (every template so far)
+        rvas: tuple[int, ...] = rvas_of
+        firsts: tuple[int, ...] = tuple(range(len(exports)))
+        names = tuple((name,) if name else () for name in names_of)
+        kinds: tuple[str, ...] = kinds_of
+        forwarders: tuple[str | None, ...] = forwarders_of
+        named = list(map(bool, names_of))
+        by_name = dict(zip(itertools.compress(names_of, named), itertools.compress(firsts, named), strict=True))
+        by_ordinal = dict(zip(ordinals_of, firsts, strict=True))
+    else:
+        rvas, firsts, names, kinds, forwarders, by_name, by_ordinal = _shared_entries(exports)
+    everything = range(len(rvas))
+    # A new entry gets a trap when it is a function and no forwarder; traps numbered in order.
+    functions = map(operator.eq, kinds, itertools.repeat("function"))
+    trapped = tuple(itertools.compress(everything, map(operator.and_, functions, map(operator.not_, forwarders))))
+    count = len(trapped)
+    # Each trapped entry is a stub slot of .text, and every slot is one: the slots' offsets,
+    # sorted, are exactly 0, 32, 64...
+    offsets = [rvas[entry] - text_rva - ENTRY_OFFSET for entry in trapped]
+    if sorted(offsets) != list(range(0, SLOT_SIZE * count, SLOT_SIZE)):
+        return None
+    empty = b"\x90" * ENTRY_OFFSET + b"\xcc" * (SLOT_SIZE - ENTRY_OFFSET)
+    if text != empty * count + b"\xcc" * (len(text) - SLOT_SIZE * count) or len(text) % 8:
+        return None
+    prefix = STUB_PREFIX_X86 if arch == se_arch.ARCH_X86 else STUB_PREFIX_X64
+    stub_slot = b"\x90" * ENTRY_OFFSET + prefix + b"\xcc" * (SLOT_SIZE - ENTRY_OFFSET - len(prefix))
+    return Registration(
+        firsts=firsts,
+        rvas=rvas,
+        names=names,
+        trapped=trapped,
+        data=tuple(itertools.compress(everything, map(operator.eq, kinds, itertools.repeat("data")))),
+        names_looked_up=tuple(by_name),
+        name_entries=tuple(by_name.values()),
+        ordinals_looked_up=tuple(by_ordinal),
+        ordinal_entries=tuple(by_ordinal.values()),
+        sorted_rvas=tuple(sorted(rvas)),
+        text_rva=text_rva,
+        text=text,
+        stubbed=stub_slot * count + text[SLOT_SIZE * count :],
+        # the trap number (the place among the trapped entries) of each slot in turn
+        slot_traps=tuple(sorted(range(count), key=offsets.__getitem__)),
+    )
+
+
+def _shared_entries(exports: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The entries of a template where exports share an address, one export at a time as
+    ``register_module`` walks them: (rvas, firsts, names, kinds, forwarders (of each entry's
+    first export), name lookup, ordinal lookup)."""
     first_of: dict[int, int] = {}
     firsts: list[int] = []
     names: list[list[str]] = []
-    traps: list[int] = []
     kinds: list[str] = []
+    forwarders: list[str | None] = []
     by_name: dict[str, int] = {}
     by_ordinal: dict[int, int] = {}
     for index, (name, rva, ordinal, kind, forwarder) in enumerate(exports):
@@ -221,52 +277,13 @@ def _registration(template: Template, arch: int) -> Registration | None:
             firsts.append(index)
             names.append([])
             kinds.append(kind)
-            traps.append(-1 if kind != "function" or forwarder else 0)  # numbered below
+            forwarders.append(forwarder)
         if name:
             if name not in names[entry]:
                 names[entry].append(name)
             by_name[name] = entry
         by_ordinal[ordinal] = entry
-    count = 0
-    for entry, trap in enumerate(traps):
-        if trap == 0:
-            traps[entry] = count
-            count += 1
-    rvas = tuple(first_of)
-    text = next((data for rva, data, region, _ in regions if region == ".text"), None)
-    text_rva = next((rva for rva, _, region, _ in regions if region == ".text"), 0)
-    if text is None or sys.byteorder != "little":
-        return None
-    slot_traps = [-1] * count
-    for entry, trap in enumerate(traps):
-        slot, offset = divmod(rvas[entry] - text_rva - ENTRY_OFFSET, SLOT_SIZE)
-        if trap < 0:
-            continue
-        if offset or not 0 <= slot < count or slot_traps[slot] >= 0:
-            return None
-        slot_traps[slot] = trap
-    empty = b"\x90" * ENTRY_OFFSET + b"\xcc" * (SLOT_SIZE - ENTRY_OFFSET)
-    if text != empty * count + b"\xcc" * (len(text) - SLOT_SIZE * count) or len(text) % 8:
-        return None
-    prefix = STUB_PREFIX_X86 if arch == se_arch.ARCH_X86 else STUB_PREFIX_X64
-    stub_slot = b"\x90" * ENTRY_OFFSET + prefix + b"\xcc" * (SLOT_SIZE - ENTRY_OFFSET - len(prefix))
-    return Registration(
-        firsts=tuple(firsts),
-        rvas=rvas,
-        names=tuple(tuple(n) for n in names),
-        traps=tuple(traps),
-        trapped=tuple(entry for entry, trap in enumerate(traps) if trap >= 0),
-        data=tuple(entry for entry, kind in enumerate(kinds) if kind == "data"),
-        names_looked_up=tuple(by_name),
-        name_entries=tuple(by_name.values()),
-        ordinals_looked_up=tuple(by_ordinal),
-        ordinal_entries=tuple(by_ordinal.values()),
-        sorted_rvas=tuple(sorted(rvas)),
-        text_rva=text_rva,
-        text=text,
-        stubbed=stub_slot * count + text[SLOT_SIZE * count :],
-        slot_traps=tuple(slot_traps),
-    )
+    return tuple(first_of), tuple(firsts), tuple(tuple(n) for n in names), tuple(kinds), forwarders, by_name, by_ordinal
 
 
 def stubbed_text(plan: Registration, arch: int, base: int, first_trap: int, stride: int) -> bytes:

@@ -108,7 +108,7 @@ class LoadedTarget:
 def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
     """Small steps that read the engine's once-per-process tables ahead of a replay: the
     signature database, then one decoy module of Speakeasy's default configuration (and the core
-    DLLs) per step, every x64 module before x86 (a
+    DLLs) per step, every x64 module before x86, then the event models and the MIME types (a
     pre-started child stops between two steps when its plan arrives: emulator/prestart.py)."""
     modules = get_default_config_dict()["modules"]
     names = [entry["name"] for entry in (*modules["user_modules"], *modules["system_modules"])]
@@ -117,6 +117,37 @@ def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[]
     for arch in arches:
         for name in names:
             yield functools.partial(compat_start.read_engine_tables, name, arch)
+    yield build_event_models
+    yield read_mime_types
+
+
+def build_event_models() -> None:
+    """Build Speakeasy's event records' pydantic models (and those its profiler and artifact
+    store name), which its import leaves to be built when first used (models.py): a replay
+    builds those of what its guest does (a file written, a key opened...), ~1-2 ms each; built
+    here, in a warm process, its forks find them built."""
+    import speakeasy.artifacts
+    import speakeasy.profiler
+    from pydantic import BaseModel
+    from speakeasy.profiler_events import Event
+
+    # the event records, and the models the profiler and its artifact store name (DataArtifact)
+    named = [v for m in (speakeasy.artifacts, speakeasy.profiler) for v in vars(m).values()]
+    pending: list[type] = [Event, *(v for v in named if isinstance(v, type) and issubclass(v, BaseModel))]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if not getattr(model, "__pydantic_complete__", True):
+            model.model_rebuild()  # type: ignore[attr-defined]
+
+
+def read_mime_types() -> None:
+    """Read the host's MIME type tables now (``mimetypes.init``, which the first
+    ``guess_type`` of a process does otherwise: a served file's type, emulator/responders)."""
+    import mimetypes
+
+    if not mimetypes.inited:
+        mimetypes.init()
 
 
 def load_target(plan: ReplayPlan) -> LoadedTarget:
