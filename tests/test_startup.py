@@ -299,6 +299,36 @@ def test_decoys_registered_from_their_templates_leave_the_same_guest_memory(
     assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
 
 
+def test_a_decoy_whose_text_is_not_the_templates_is_registered_by_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """register_template reads the image's .text back before it registers anything: when guest
+    memory does not hold what the template maps there, it leaves the registry untouched and
+    the one-loop path registers the module, with the same result."""
+    import dataclasses
+
+    from emulator.backends.speakeasy import compat_start, images
+
+    plan = load_scenario(SCENARIOS / "3cx-x86")
+    regions, contents = _loaded_memory(plan)
+    registration = images.registration
+    answers: list[bool] = []
+    original = compat_start.register_template
+
+    def other_text(template: images.Template, arch: int) -> images.Registration | None:
+        found = registration(template, arch)
+        return found and dataclasses.replace(found, text=b"\0" + found.text[1:])
+
+    def register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> bool:
+        answers.append(original(registry, module, writes))
+        return answers[-1]
+
+    monkeypatch.setattr(images, "registration", other_text)
+    monkeypatch.setattr(compat_start, "register_template", register_template)
+    loop_regions, loop_contents = _loaded_memory(plan)
+    assert len(answers) > 45 and not any(answers)
+    assert regions == loop_regions
+    assert [b for b in contents if contents[b] != loop_contents.get(b)] == []
+
+
 def test_exports_of_another_speakeasy_are_registered_by_speakeasy(monkeypatch: pytest.MonkeyPatch) -> None:
     from emulator.backends.speakeasy import compat_start
 
