@@ -495,7 +495,7 @@ def test_virtual_time_follows_the_clock(load: Callable[[str], Report]) -> None:
 
 def test_display_text_escapes_exactly_what_the_per_character_rule_escapes() -> None:
     """for_display looks only at the characters that are not printable ASCII (the rest are never
-    escaped) and body previews skip counting when every character is printable: on text mixing
+    escaped) and body previews ask each distinct character once whether it is printable: on text mixing
     ASCII, controls, format characters, surrogates, separators and other scripts, both give what
     the per-character definitions give."""
     import random
