@@ -84,7 +84,7 @@ def _timestamp(value: str) -> Any:
 def stix_bundle(report: Report, outdir: Path | None) -> stix2.Bundle:
     created = _timestamp(report.virtual_time.start)
     common = {"created": created, "modified": created}
-    stage_bytes = {b.sha256: b.data for b in iter_blobs(report, outdir) if b.kind == "stage"}
+    stage_bytes = {b.sha256: b.data for b in iter_blobs(report, outdir, stages_only=True)}
     objects: list[Any] = []
     files: dict[str, stix2.File] = {}
     malware: dict[str, stix2.Malware] = {}
