@@ -523,3 +523,7 @@ def test_display_text_escapes_exactly_what_the_per_character_rule_escapes() -> N
         assert for_display(text) == display_by_definition(text), ascii(text)
         data = text.encode("utf-8", "surrogatepass")
         assert body_preview(data) == preview_by_definition(data), data
+    for _ in range(200):  # many distinct unprintable characters (counted in one pass), mostly text
+        text = "".join(chr(rnd.randrange(0xE0000, 0xF0000)) if rnd.random() < 0.08 else "a" for _ in range(600))
+        data = text.encode("utf-8")
+        assert body_preview(data) == preview_by_definition(data), data

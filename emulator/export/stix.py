@@ -33,7 +33,7 @@ _DOWNLOAD_ORIGINS = ("network",)
 # The one-comparison patterns this module writes, when the quoted value is printable ASCII
 # (escaped by _quote) and a hash is 64 hex digits: every such pattern is valid STIX 2.1 (the
 # grammar's StringLiteral is any character but ' and \, or \' and \\; the validator's only other
-# check on these is the SHA-256 value's form). tests/test_stix_patterns.py holds it to stix2's
+# check on these is the SHA-256 value's form). tests/test_exports.py holds it to stix2's
 # validator.
 _KNOWN_VALID_PATTERN = re.compile(
     r"\[(?:domain-name|url|ipv4-addr):value = '(?:[\x20-\x26\x28-\x5b\x5d-\x7e]|\\['\\])*'\]"
