@@ -159,10 +159,15 @@ def test_handler_arguments_match_speakeasys_for_every_signature(scenario: str) -
     dispatch = compat_dispatch.FastDispatch(emu)
     ptr = dispatch.ptr
     text = emu.mem_map(0x1000, tag="test.args")
-    emu.mem_write(text, b"C:\\Users\\x\\a.txt\x00\x00" + "HKCU\\Software\\w".encode("utf-16le") + b"\x00\x00")
+    contents = [
+        b"C:\\Users\\x\\a.txt\x00\x00" + "HKCU\\Software\\w".encode("utf-16le") + b"\x00\x00",
+        b"D:\\Other\\y\\b.dat\x00\x00" + "HKLM\\System\\zz".encode("utf-16le") + b"\x00\x00",
+    ]
+    emu.mem_write(text, contents[0])
     wide = text + 18
     samples = [text, wide, 0, 0xFFFF_FFFF_FFFF_FFFF & ((1 << (ptr * 8)) - 1), 0x1_2345_6789 & ((1 << (ptr * 8)) - 1), 7]
-    compared = multi_slot = masked = 0
+    samples += [0x40, 0x3000, 0x80000000]  # protection, allocation type, access: enum and flag names
+    compared = multi_slot = masked = remembered = 0
     for module in SIGNATURE_MODULES:
         mod, _ = emu.api.get_export_func_handler(module, "")
         if mod is None:
@@ -172,18 +177,22 @@ def test_handler_arguments_match_speakeasys_for_every_signature(scenario: str) -
             if plan is None or plan.sig is None:
                 continue
             assert plan.layout is not None  # Speakeasy's signature lookup already matched argc
-            for shift in range(3):
+            for shift in range(len(samples)):
                 argv = [samples[(i + shift) % len(samples)] for i in range(plan.argc)]
-                stock = HandlerArgs.from_signature(plan.sig, ptr, emu._render_signature_args(plan.sig, argv), argv)
-                fast = dispatch._handler_args(plan, argv)
-                assert [a.model_dump() for a in fast.get_report_args()] == [
-                    a.model_dump() for a in stock.get_report_args()
-                ], plan.imp_api
-                assert fast._params == stock._params, plan.imp_api
+                for again in range(2):  # the second time from the per-parameter memo, other strings
+                    emu.mem_write(text, contents[again])
+                    stock = HandlerArgs.from_signature(plan.sig, ptr, emu._render_signature_args(plan.sig, argv), argv)
+                    fast = dispatch._handler_args(plan, argv)
+                    assert [a.model_dump() for a in fast.get_report_args()] == [
+                        a.model_dump() for a in stock.get_report_args()
+                    ], plan.imp_api
+                    assert fast._params == stock._params, plan.imp_api
+            remembered += sum(len(memo) for memo in plan.memos if memo is not None)
             compared += 1
             multi_slot += any(n > 1 for _p, n, _m in plan.layout)
             masked += any(m is not None for _p, _n, m in plan.layout)
     assert compared > 200, compared
     assert masked > 0
+    assert remembered > 0  # the memos were used
     if ptr == 4:
         assert multi_slot > 0

@@ -30,13 +30,19 @@ import speakeasy.winenv.arch as se_arch
 import unicorn as uc
 from speakeasy.profiler import ApiCallbackFrame
 from speakeasy.report import ErrorInfo
-from speakeasy.winenv.api import sigfmt
+from speakeasy.winenv.api import sigdb, sigfmt
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # A plan of an API Speakeasy serves itself (see _plan).
 _NO_PLAN = None
+# Parameter kinds Speakeasy renders from the value alone (no guest memory, no XMM register):
+# integers (with their enum or flag names), booleans, handles, pointers shown as addresses.
+PURE_KINDS = frozenset((*sigdb.INT_KINDS, *sigdb.BOOL_KINDS, "h", "p", "a"))
+# Rendered values remembered per parameter (a pointer parameter sees many values: the memo is
+# emptied when full, so it costs at most this many entries per parameter).
+RENDER_MEMO_SIZE = 256
 
 
 def _check_installed() -> None:
@@ -54,6 +60,10 @@ def _check_installed() -> None:
     _require_params(HandlerArgs, "from_slots", ("slots",))
     _require_params(winemu, "_render_signature_arg", ("param", "value", "index"))
     _require_params(HandlerArgs, "__init__", ("args", "params"))
+    _require_params(sigfmt.ArgFormatter, "render_param", ("param", "value", "index"))
+    for kinds in ("INT_KINDS", "BOOL_KINDS", "STRING_KINDS", "FLOAT_KINDS"):
+        if not isinstance(getattr(sigdb, kinds, None), tuple):
+            raise _incompatible(f"speakeasy.winenv.api.sigdb.{kinds} is missing")
     for field in ("name", "type", "value", "display"):
         if field not in getattr(getattr(sigfmt, "ApiArg", None), "model_fields", {}):
             raise _incompatible(f"speakeasy.winenv.api.sigfmt.ApiArg has no field {field!r}")
@@ -68,13 +78,16 @@ _check_installed()
 
 
 class _Plan:
-    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout")
+    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout", "memos")
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
         self.dll, self.name, self.imp_api = dll, name, imp_api
         self.mod, self.func, self.argc, self.conv, self.sig = mod, func, argc, conv, sig
         # The signature's slot layout, once (see signature_layout); None: Speakeasy's own calls.
         self.layout: tuple[tuple[Any, int, int | None], ...] | None = None
+        # Per parameter of the layout: value -> Speakeasy's rendering, for a parameter rendered
+        # from its value alone (see FastDispatch._pure_rendering); None: rendered on every call.
+        self.memos: tuple[dict[int, Any] | None, ...] = ()
 
 
 def signature_layout(sig: Any, ptr_size: int, argc: int) -> tuple[tuple[Any, int, int | None], ...] | None:
@@ -157,6 +170,11 @@ class FastDispatch:
                 plan = _Plan(dll, shown, f"{dll}.{shown}", mod, func, argc, conv, sig)
                 if sig is not None and self._stock_rendering():
                     plan.layout = signature_layout(sig, self.ptr, argc)
+                    if plan.layout:
+                        pure = self._pure_rendering()
+                        plan.memos = tuple(
+                            {} if pure and param.kind in PURE_KINDS else None for param, _n, _m in plan.layout
+                        )
         self.plans[key] = plan
         return plan
 
@@ -164,6 +182,21 @@ class FastDispatch:
         """Speakeasy's own argument rendering, not one replaced on the emulator or its class."""
         render = getattr(self.emu._render_signature_args, "__func__", None)
         return render is se_winemu.WindowsEmulator._render_signature_args
+
+    def _pure_rendering(self) -> bool:
+        """Whether a parameter of a :data:`PURE_KINDS` kind renders the same for the same value:
+        Speakeasy's own ``_render_signature_arg`` and ``ArgFormatter.render_param`` (which for
+        those kinds read nothing but the value, the parameter and the frozen signature
+        database), not replacements on the emulator, its class or the formatter."""
+        render = getattr(self.emu._render_signature_arg, "__func__", None)
+        if render is not se_winemu.WindowsEmulator._render_signature_arg:
+            return False
+        try:
+            formatter = self.emu.get_signature_formatter()
+        except Exception:
+            return False
+        param_render = getattr(formatter.render_param, "__func__", None)
+        return param_render is sigfmt.ArgFormatter.render_param and type(formatter) is sigfmt.ArgFormatter
 
     def _handler_args(self, plan: _Plan, argv: list[int]) -> Any:
         """``HandlerArgs.from_signature(sig, ptr, emu._render_signature_args(sig, argv), argv)``.
@@ -190,7 +223,17 @@ class FastDispatch:
             values.append(value)
         render = self.emu._render_signature_arg
         params = [param for param, _n, _m in layout]
-        rendered = [render(param, value, i) for i, (param, value) in enumerate(zip(params, values, strict=True))]
+        rendered = []
+        for i, (param, value, memo) in enumerate(zip(params, values, plan.memos or [None] * len(params), strict=True)):
+            if memo is None:
+                rendered.append(render(param, value, i))
+                continue
+            arg = memo.get(value)
+            if arg is None:
+                if len(memo) >= RENDER_MEMO_SIZE:
+                    memo.clear()
+                arg = memo[value] = render(param, value, i)
+            rendered.append(arg)
         args = [
             sigfmt.ApiArg(name=param.name, type=arg.kind, value=value, display=arg.text)
             for param, arg, value in zip(params, rendered, values, strict=True)
