@@ -72,7 +72,11 @@ class Recorder:
         self, stage: str, *, api: str, args: list[str] | None = None, ret: str | None = None, pc: Any = ...
     ) -> None:
         pc = self.call_pc if pc is ... else pc
-        args = args if args is not None else []
+        self.emit_api(stage, pc, api, args if args is not None else [], ret)
+
+    def emit_api(self, stage: str, pc: int | None, api: str, args: list[str], ret: str | None) -> None:
+        """``emit(ApiCall, stage=stage, pc=pc, api=api, args=args, ret=ret)``, for the backend's
+        per-call path (no keyword arguments to sort out)."""
         seq = self.events.append_api(stage, pc, api, args, ret)
         if self.on_api is not None:
             self.on_api(seq, stage, pc, api, args, ret)

@@ -364,12 +364,22 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
         original_log_api(pc, imp_api, rv, args, run=run)
         callback(pc, imp_api, rv, args)
 
+    # What this wrapper calls, for a caller that calls them itself (fast mode's dispatch).
+    log_api.unwrapped = (original_log_api, callback)  # type: ignore[attr-defined]
     emu.log_api = log_api
 
 
 def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
-    """``callback()`` when guest code has called an API, before its handler runs."""
+    """``callback()`` when guest code has called an API, before its handler runs.
+
+    A dispatch that runs such callbacks itself (fast mode's, ``add_before_call`` on the object
+    whose method is the emulator's ``handle_import_func``) takes it instead of a wrapper: it
+    runs it where the wrapper would have, first of those registered so far."""
     original = emu.handle_import_func
+    add = getattr(getattr(original, "__self__", None), "add_before_call", None)
+    if add is not None:
+        add(callback)
+        return
 
     def handle_import_func(dll: str, name: str) -> Any:
         callback()

@@ -28,6 +28,7 @@ import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.arch as se_arch
 import unicorn as uc
+import speakeasy.profiler as se_profiler
 from speakeasy.profiler import ApiCallbackFrame
 from speakeasy.report import ErrorInfo
 from speakeasy.winenv.api import sigdb, sigfmt
@@ -37,6 +38,8 @@ from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # A plan of an API Speakeasy serves itself (see _plan).
 _NO_PLAN = None
+# Not looked up yet.
+_UNPLANNED: Any = object()
 # Parameter kinds Speakeasy renders from the value alone (no guest memory, no XMM register):
 # integers (with their enum or flag names), booleans, handles, pointers shown as addresses.
 PURE_KINDS = frozenset((*sigdb.INT_KINDS, *sigdb.BOOL_KINDS, "h", "p", "a"))
@@ -69,6 +72,8 @@ def _check_installed() -> None:
             raise _incompatible(f"speakeasy.winenv.api.sigfmt.ApiArg has no field {field!r}")
     if not hasattr(se_common, "HOOK_API"):
         raise _incompatible("speakeasy.common.HOOK_API is missing")
+    if "num_apis" not in getattr(se_profiler.Run, "__init__", lambda: None).__code__.co_names:
+        raise _incompatible("speakeasy.profiler.Run no longer counts its API calls in num_apis")
     for field in ("stack_pointer", "return_address", "argc", "convention", "result"):
         if field not in getattr(ApiCallbackFrame, "__dataclass_fields__", {}):
             raise _incompatible(f"speakeasy.profiler.ApiCallbackFrame has no field {field!r}")
@@ -132,9 +137,19 @@ class FastDispatch:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX
             self.arg_regs = ()
         self.ptr = 8 if self.x64 else 4
+        # Callbacks to run before each call (compat.before_each_api_call), first to run first.
+        self.before: list[Any] = []
+        # The emulator's log_api last seen, and what it unwraps to (compat.after_each_api_call).
+        self._log_seen: Any = None
+        self._log_parts: tuple[Any, Any] | None = None
 
     def install(self) -> None:
         self.emu.handle_import_func = self.handle_import_func
+
+    def add_before_call(self, callback: Any) -> None:
+        """Run ``callback()`` before each API call, as a wrapper of ``handle_import_func`` put on
+        now would: before those added earlier, for every call (Speakeasy's own path too)."""
+        self.before.insert(0, callback)
 
     def _bind(self) -> None:
         # The engine's register and memory access as the runner left it (direct, in fast mode).
@@ -278,15 +293,22 @@ class FastDispatch:
             return None
 
     def handle_import_func(self, dll: str, name: str) -> Any:
+        for before in self.before:
+            before()
         emu = self.emu
-        plan = self._plan(dll, name)
+        plan = self.plans.get((dll, name), _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
         if not self.bound:
             self._bind()
         sp, entry_pc = self.read_sp_pc()
-        ret = self._stack_word(sp)
-        argv = self._argv(sp, plan.argc) if ret is not None else None
+        try:
+            ret = int.from_bytes(self.mem_read(sp, self.ptr), "little")
+        except Exception:
+            ret = None
+        argv = (self._argv(sp, plan.argc) if plan.argc else []) if ret is not None else None
         if argv is None or ret is None:
             return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
         frame = ApiCallbackFrame(sp, ret)
@@ -327,7 +349,9 @@ class FastDispatch:
         else:
             args = HandlerArgs.from_slots(argv)
         ctx = ApiContext(func_name=imp_api, args=args)
-        hooks = self._hooks(plan.dll, plan.name)
+        hooks = self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
+        if hooks is None:
+            hooks = self._hooks(plan.dll, plan.name)
         if hooks:
             hooked_func = MethodType(plan.func, plan.mod)
 
@@ -352,21 +376,33 @@ class FastDispatch:
                 emu.on_run_complete()
                 return
         sp, pc = self.read_sp_pc()
-        ret = self._stack_word(sp)
-        if ret is None:
+        try:
+            ret = int.from_bytes(self.mem_read(sp, self.ptr), "little")
+        except Exception:
             ret = emu.get_ret_address()  # raises as Speakeasy's read does
         frame.result = rv
         mm = emu.get_address_map(ret)
         if mm and "virtualalloc" in mm.tag.lower():
             emu._fire_dyn_code_hooks(ret)
-        emu.log_api(call_pc, imp_api, rv, ctx.args.get_report_args(), run=origin_run)
+        report_args = ctx.args.get_report_args()
+        log = emu.log_api
+        if log is not self._log_seen:
+            self._log_seen, self._log_parts = log, getattr(log, "unwrapped", None)
+        if self._log_parts is None:
+            log(call_pc, imp_api, rv, report_args, run=origin_run)
+        else:  # compat.after_each_api_call's wrapper, its two calls made here
+            inner, after = self._log_parts
+            inner(call_pc, imp_api, rv, report_args, run=origin_run)
+            after(call_pc, imp_api, rv, report_args)
         if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
             sp = self.read_sp_pc()[0]
             if sp == osp:
                 self._call_return(sp, argc, ret, rv, conv)
         if not emu.run_complete:
             emu.enable_code_hook()
-        emu._check_api_limit(origin_run, imp_api)
+        # _check_api_limit, which does something only for the same run past the limit.
+        if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
+            emu._check_api_limit(origin_run, imp_api)
 
     def _call_return(self, sp: int, argc: int, ret: int, rv: Any, conv: Any) -> None:
         """``do_call_return`` for stdcall / cdecl: the same final registers, written at once."""
