@@ -24,11 +24,11 @@ from types import MethodType
 from typing import Any
 
 import speakeasy.common as se_common
+import speakeasy.profiler as se_profiler
 import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.arch as se_arch
 import unicorn as uc
-import speakeasy.profiler as se_profiler
 from speakeasy.profiler import ApiCallbackFrame
 from speakeasy.report import ErrorInfo
 from speakeasy.winenv.api import sigdb, sigfmt

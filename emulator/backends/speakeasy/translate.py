@@ -32,7 +32,6 @@ from emulator.apis import GuestApi
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
 from emulator.events import (
-    ApiCall,
     FileAccess,
     MemoryAlloc,
     MemoryProtect,
