@@ -396,6 +396,9 @@ def call_site(emu: Any) -> int:
     # Speakeasy's get_ret_address: the word at the stack pointer, read straight from the engine
     # (a failing read goes Speakeasy's way, which reports the fault).
     try:
+        read_word = getattr(emu.emu_eng, "read_word", None)  # fast mode's (compat_fast)
+        if read_word is not None:
+            return int(read_word(emu.get_stack_ptr()))
         size = int(emu.ptr_size)
         return int.from_bytes(emu.emu_eng.mem_read(emu.get_stack_ptr(), size), "little")
     except Exception:

@@ -24,6 +24,7 @@ from types import MethodType
 from typing import Any
 
 import speakeasy.common as se_common
+import speakeasy.memmgr as se_memmgr
 import speakeasy.profiler as se_profiler
 import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.winemu as se_winemu
@@ -125,6 +126,13 @@ class FastDispatch:
         self.mem_read: Any = None
         self.write_return: Any = None
         self.read_sp_pc: Any = None
+        self.read_word: Any = None
+        # The memory map the last return address was in, and where in the map list (see _map_of).
+        self._map_memo: tuple[Any, int, Any] | None = None
+        # Speakeasy's own get_address_map (not one replaced on the emulator or its class).
+        self.stock_maps = getattr(
+            type(emu), "get_address_map", None
+        ) is se_memmgr.MemoryManager.get_address_map and "get_address_map" not in vars(emu)
         if self.x64:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
             self.arg_regs: tuple[int, ...] = (
@@ -164,6 +172,14 @@ class FastDispatch:
                 return read(self.sp_reg), read(self.pc_reg)
 
         self.read_sp_pc = read_sp_pc
+        read_word = getattr(engine, "read_word", None)
+        if read_word is None:
+            mem_read, ptr = self.mem_read, self.ptr
+
+            def read_word(addr: int) -> int:
+                return int.from_bytes(mem_read(addr, ptr), "little")
+
+        self.read_word = read_word
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -305,7 +321,7 @@ class FastDispatch:
             self._bind()
         sp, entry_pc = self.read_sp_pc()
         try:
-            ret = int.from_bytes(self.mem_read(sp, self.ptr), "little")
+            ret = self.read_word(sp)
         except Exception:
             ret = None
         argv = (self._argv(sp, plan.argc) if plan.argc else []) if ret is not None else None
@@ -377,11 +393,11 @@ class FastDispatch:
                 return
         sp, pc = self.read_sp_pc()
         try:
-            ret = int.from_bytes(self.mem_read(sp, self.ptr), "little")
+            ret = self.read_word(sp)
         except Exception:
             ret = emu.get_ret_address()  # raises as Speakeasy's read does
         frame.result = rv
-        mm = emu.get_address_map(ret)
+        mm = self._map_of(ret)
         if mm and "virtualalloc" in mm.tag.lower():
             emu._fire_dyn_code_hooks(ret)
         report_args = ctx.args.get_report_args()
@@ -403,6 +419,36 @@ class FastDispatch:
         # _check_api_limit, which does something only for the same run past the limit.
         if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
             emu._check_api_limit(origin_run, imp_api)
+
+    def _map_of(self, address: int) -> Any:
+        """``emu.get_address_map(address)``: the first map in ``emu.maps`` holding ``address``.
+
+        Speakeasy scans the whole list (about 120 maps in a 3CX replay, the caller's usually
+        near the end) after every call. Maps do not overlap (each is a Unicorn mapping or a
+        block of one) and the list only grows at its end or loses members, so the map found
+        last time is still the answer while it sits at the same position of the same list and
+        still holds ``address``; anything else scans again."""
+        memo = self._map_memo
+        if memo is not None:
+            known, index, maps = memo
+            if (
+                self.emu.maps is maps
+                and index < len(maps)
+                and maps[index] is known
+                and known.base <= address <= known.base + known.size - 1
+            ):
+                return known
+        found = self.emu.get_address_map(address)
+        if not self.stock_maps:
+            return found
+        maps = getattr(self.emu, "maps", None)
+        self._map_memo = None
+        if found is not None and type(maps) is list:
+            for index, item in enumerate(maps):
+                if item is found:
+                    self._map_memo = (found, index, maps)
+                    break
+        return found
 
     def _call_return(self, sp: int, argc: int, ret: int, rv: Any, conv: Any) -> None:
         """``do_call_return`` for stdcall / cdecl: the same final registers, written at once."""
