@@ -127,9 +127,19 @@ def test_cached_memory_reads_and_return_follow_every_change() -> None:
     assert engine.mem_read(page, 8) == (3).to_bytes(8, "little")  # remembered again before the run
     start(code, 1)
     assert engine.mem_read(page, 8) == (0x2A).to_bytes(8, "little")
+    # The word read (return addresses): remembered, and forgotten the same way.
+    assert engine.read_word(page) == 0x2A
+    engine.mem_write(page, (4).to_bytes(8, "little"))
+    assert engine.read_word(page) == 4
+    unicorn.mem_write(page, (5).to_bytes(8, "little"))
+    assert engine.read_word(page) == 5 == engine.read_word(page)
+    start(code, 1)  # guest code stores 0x2a again (a start forgets every remembered read)
+    assert engine.read_word(page) == 0x2A
     emu.mem_free(page)
     with pytest.raises(UcError):
         engine.mem_read(page, 8)
+    with pytest.raises(UcError):
+        engine.read_word(page)
     # The return: stack pointer, pc and RAX written at once; EAX read before must not survive.
     engine.reg_write(se_arch.AMD64_REG_RAX, 0x1111_2222_3333_4444)
     assert engine.reg_read(se_arch.X86_REG_EAX) == 0x3333_4444
@@ -196,3 +206,67 @@ def test_handler_arguments_match_speakeasys_for_every_signature(scenario: str) -
     assert remembered > 0  # the memos were used
     if ptr == 4:
         assert multi_slot > 0
+
+
+def test_remembered_map_of_the_return_address_follows_the_map_list() -> None:
+    """``FastDispatch._map_of`` answers what Speakeasy's ``get_address_map`` answers after every
+    change of the map list: maps freed before, at and after the remembered one, new maps, a
+    map reusing a freed address, an address outside every map."""
+    from emulator.backends.speakeasy import setup
+
+    target = setup.load_target(load_scenario(ROOT / "scenarios" / "benign-dll"))
+    emu = target.emu
+    dispatch = compat_dispatch.FastDispatch(emu)
+    assert dispatch.stock_maps
+    blocks = [emu.mem_map(0x2000, tag=f"test.map{i}") for i in range(4)]
+    probes = [b + 0x10 for b in blocks] + [b + 0x1FFF for b in blocks] + [target.base + 0x10, 0x10]
+
+    def agree() -> None:
+        for address in probes + probes:  # twice: the second time from the memo
+            assert dispatch._map_of(address) is emu.get_address_map(address), hex(address)
+
+    agree()
+    dispatch._map_of(blocks[2] + 0x10)
+    emu.mem_free(blocks[0])  # an earlier map goes: the remembered one moves up the list
+    agree()
+    dispatch._map_of(blocks[2] + 0x10)
+    emu.mem_free(blocks[2])  # the remembered map itself goes
+    assert dispatch._map_of(blocks[2] + 0x10) is None is emu.get_address_map(blocks[2] + 0x10)
+    again = emu.mem_map(0x2000, base=blocks[2], tag="test.again")  # its address used again
+    assert dispatch._map_of(blocks[2] + 0x10) is emu.get_address_map(again + 0x10) is not None
+    blocks.append(emu.mem_map(0x2000, tag="test.more"))
+    probes.append(blocks[-1] + 0x20)
+    agree()
+
+
+def test_before_call_callbacks_run_in_wrapper_order_for_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compat.before_each_api_call`` hands its callback to fast mode's dispatch instead of
+    wrapping ``handle_import_func``: each callback still runs once per API call, the one
+    registered last first (the flow watch's end of stretch, then the stage of the call site),
+    as the wrappers ran them; faithful mode keeps the wrappers."""
+    from emulator.backends.speakeasy import compat
+    from emulator.backends.speakeasy.flow import FlowWatch
+
+    order: list[str] = []
+    flow_before, call_site = FlowWatch._before_api_call, compat.call_site
+
+    def flow_first(self: Any) -> None:
+        order.append("flow")
+        flow_before(self)
+
+    def stage_next(emu: Any) -> int:
+        order.append("stage")
+        return call_site(emu)
+
+    monkeypatch.setattr(FlowWatch, "_before_api_call", flow_first)
+    monkeypatch.setattr(compat, "call_site", stage_next)
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
+    results = {}
+    for mode in ("fast", "faithful"):
+        order.clear()
+        results[mode] = emulate(plan.model_copy(update={"mode": mode}))
+        calls = sum(isinstance(e, ApiCall) for e in results[mode].events)
+        assert calls > FLOOD_CALLS
+        assert order == ["flow", "stage"] * calls, mode
+    assert [e.model_dump() for e in results["fast"].events] == [e.model_dump() for e in results["faithful"].events]

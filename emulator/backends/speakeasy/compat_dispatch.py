@@ -413,7 +413,10 @@ class FastDispatch:
         if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
             sp = self.read_sp_pc()[0]
             if sp == osp:
-                self._call_return(sp, argc, ret, rv, conv)
+                if ret and self.write_return is not None and (conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc):
+                    self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
+                else:
+                    self._call_return(sp, argc, ret, rv, conv)
         if not emu.run_complete:
             emu.enable_code_hook()
         # _check_api_limit, which does something only for the same run past the limit.

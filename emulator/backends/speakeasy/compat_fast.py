@@ -208,7 +208,8 @@ def use_direct_engine_access(emu: Any) -> None:
             if cached is not None:
                 return cached
             if ereg in hot_set:
-                ctypes.memset(hot_values, 0, ctypes.sizeof(hot_values))
+                # No zeroing first: only this call writes hot_values, each slot as wide as its
+                # register, so a 32-bit register's upper half stays as created (zero).
                 if read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
                     cache.update(zip(hot, hot_values, strict=True))
                     return cache[ereg]
