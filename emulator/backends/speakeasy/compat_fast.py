@@ -207,12 +207,11 @@ def use_direct_engine_access(emu: Any) -> None:
             cached = cache.get(ereg)
             if cached is not None:
                 return cached
-            if ereg in hot_set:
-                # No zeroing first: only this call writes hot_values, each slot as wide as its
-                # register, so a 32-bit register's upper half stays as created (zero).
-                if read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
-                    cache.update(zip(hot, hot_values, strict=True))
-                    return cache[ereg]
+            # No zeroing first: only this call writes hot_values, each slot as wide as its
+            # register, so a 32-bit register's upper half stays as created (zero).
+            if ereg in hot_set and read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
+                cache.update(zip(hot, hot_values, strict=True))
+                return cache[ereg]
         value.value = 0
         status = read_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
