@@ -270,3 +270,21 @@ def test_before_call_callbacks_run_in_wrapper_order_for_every_call(monkeypatch: 
         assert calls > FLOOD_CALLS
         assert order == ["flow", "stage"] * calls, mode
     assert [e.model_dump() for e in results["fast"].events] == [e.model_dump() for e in results["faithful"].events]
+
+
+def test_api_flood_with_parameters_is_recorded_as_faithful_mode_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/dispatch.py's ``--workload args`` (benchargs.dll): APIs with enum, handle and pointer
+    parameters, rendered from the per-parameter memo after the first round, give the events
+    faithful mode (Speakeasy's own rendering every call) gives."""
+    base = load_scenario(ROOT / "bench" / "scenarios" / "argflood")
+    rounds = 40
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunArgFloodCount", args=[rounds])]})
+    served = _count_fast_calls(monkeypatch)
+    fast = emulate(plan)
+    faithful = emulate(plan.model_copy(update={"mode": "faithful"}))
+    calls = [e for e in fast.events if isinstance(e, ApiCall)]
+    assert served.count("kernel32.SetLastError") == rounds
+    assert len(calls) == 5 * rounds + 1  # and the marker check's GetEnvironmentVariableA
+    assert [c.args for c in calls if c.api == "kernel32.VirtualProtect"][-1][2] == "PAGE_READWRITE"
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
+    assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
