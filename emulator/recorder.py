@@ -75,8 +75,8 @@ class Recorder:
         self.emit_api(stage, pc, api, args if args is not None else [], ret)
 
     def emit_api(self, stage: str, pc: int | None, api: str, args: list[str], ret: str | None) -> None:
-        """``emit(ApiCall, stage=stage, pc=pc, api=api, args=args, ret=ret)``, for the backend's
-        per-call path (no keyword arguments to sort out)."""
+        """What ``emit(ApiCall, ...)`` records (the backend goes through ``emit``: every event
+        passes there, which tests/test_lifecycle.py relies on)."""
         seq = self.events.append_api(stage, pc, api, args, ret)
         if self.on_api is not None:
             self.on_api(seq, stage, pc, api, args, ret)

@@ -32,6 +32,7 @@ from emulator.apis import GuestApi
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
 from emulator.events import (
+    ApiCall,
     FileAccess,
     MemoryAlloc,
     MemoryProtect,
@@ -136,7 +137,7 @@ class Translator:
             names = self._api_names[imp_api] = (f"{module.lower()}.{func}", func.lower())
         api, func_lower = names
         rendered = [render_arg(a) for a in args] if args else []
-        recorder.emit_api(stage, pc, api, rendered, hex(rv) if rv is not None else None)
+        recorder.emit(ApiCall, stage=stage, api=api, args=rendered, ret=hex(rv) if rv is not None else None, pc=pc)
         recorder.api_count += 1
         self.services.clock.on_api_call()
         if not self._pending and func_lower not in DERIVED_APIS:
