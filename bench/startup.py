@@ -184,6 +184,29 @@ timed("emulator.cli.run", "load_scenario", "scenario read (the plan goes to the 
 timed("emulator.replay", "_prepare_outputs", "output libraries imported (beside the child)")
 timed("emulator.replay", "emulate_isolated", "child done: emulation received")
 timed("emulator.output", "produce", "every output written")
+def after_the_child():
+    # The parent's steps after the child (emulator/output.py) and the exports' copy beside them,
+    # timed once the output libraries are imported (importing them here would move that import).
+    timed("emulator.output", "_analyse_bounded", "  analysed")
+    timed("emulator.document", "build_report", "  report built")
+    timed("emulator.output", "write_trace", "  parent: trace written")
+    timed("emulator.render", "render_files", "  parent: drawn")
+    from emulator.export import BackgroundExports
+    for method, label in (("start", "  exports' copy forked"), ("finish", "  exports' copy done (collected)")):
+        inner = getattr(BackgroundExports, method)
+        def wrapper(*args, _inner=inner, _label=label, **kwargs):
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                mark(_label)
+        setattr(BackgroundExports, method, wrapper if method == "finish" else staticmethod(wrapper))
+prepare_outputs = emulator.replay._prepare_outputs
+def prepared(*args, **kwargs):
+    try:
+        return prepare_outputs(*args, **kwargs)
+    finally:
+        after_the_child()
+emulator.replay._prepare_outputs = prepared
 sys.argv = ["chainreplay", "run", sys.argv[2], "-o", sys.argv[3], "-q"]
 emulator.cli.app.main()
 print(json.dumps(marks))
