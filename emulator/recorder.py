@@ -72,7 +72,11 @@ class Recorder:
         self, stage: str, *, api: str, args: list[str] | None = None, ret: str | None = None, pc: Any = ...
     ) -> None:
         pc = self.call_pc if pc is ... else pc
-        args = args if args is not None else []
+        self.emit_api(stage, pc, api, args if args is not None else [], ret)
+
+    def emit_api(self, stage: str, pc: int | None, api: str, args: list[str], ret: str | None) -> None:
+        """What ``emit(ApiCall, ...)`` records (the backend goes through ``emit``: every event
+        passes there, which tests/test_lifecycle.py relies on)."""
         seq = self.events.append_api(stage, pc, api, args, ret)
         if self.on_api is not None:
             self.on_api(seq, stage, pc, api, args, ret)

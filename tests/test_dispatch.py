@@ -127,9 +127,19 @@ def test_cached_memory_reads_and_return_follow_every_change() -> None:
     assert engine.mem_read(page, 8) == (3).to_bytes(8, "little")  # remembered again before the run
     start(code, 1)
     assert engine.mem_read(page, 8) == (0x2A).to_bytes(8, "little")
+    # The word read (return addresses): remembered, and forgotten the same way.
+    assert engine.read_word(page) == 0x2A
+    engine.mem_write(page, (4).to_bytes(8, "little"))
+    assert engine.read_word(page) == 4
+    unicorn.mem_write(page, (5).to_bytes(8, "little"))
+    assert engine.read_word(page) == 5 == engine.read_word(page)
+    start(code, 1)  # guest code stores 0x2a again (a start forgets every remembered read)
+    assert engine.read_word(page) == 0x2A
     emu.mem_free(page)
     with pytest.raises(UcError):
         engine.mem_read(page, 8)
+    with pytest.raises(UcError):
+        engine.read_word(page)
     # The return: stack pointer, pc and RAX written at once; EAX read before must not survive.
     engine.reg_write(se_arch.AMD64_REG_RAX, 0x1111_2222_3333_4444)
     assert engine.reg_read(se_arch.X86_REG_EAX) == 0x3333_4444
@@ -159,10 +169,15 @@ def test_handler_arguments_match_speakeasys_for_every_signature(scenario: str) -
     dispatch = compat_dispatch.FastDispatch(emu)
     ptr = dispatch.ptr
     text = emu.mem_map(0x1000, tag="test.args")
-    emu.mem_write(text, b"C:\\Users\\x\\a.txt\x00\x00" + "HKCU\\Software\\w".encode("utf-16le") + b"\x00\x00")
+    contents = [
+        b"C:\\Users\\x\\a.txt\x00\x00" + "HKCU\\Software\\w".encode("utf-16le") + b"\x00\x00",
+        b"D:\\Other\\y\\b.dat\x00\x00" + "HKLM\\System\\zz".encode("utf-16le") + b"\x00\x00",
+    ]
+    emu.mem_write(text, contents[0])
     wide = text + 18
     samples = [text, wide, 0, 0xFFFF_FFFF_FFFF_FFFF & ((1 << (ptr * 8)) - 1), 0x1_2345_6789 & ((1 << (ptr * 8)) - 1), 7]
-    compared = multi_slot = masked = 0
+    samples += [0x40, 0x3000, 0x80000000]  # protection, allocation type, access: enum and flag names
+    compared = multi_slot = masked = remembered = 0
     for module in SIGNATURE_MODULES:
         mod, _ = emu.api.get_export_func_handler(module, "")
         if mod is None:
@@ -172,18 +187,104 @@ def test_handler_arguments_match_speakeasys_for_every_signature(scenario: str) -
             if plan is None or plan.sig is None:
                 continue
             assert plan.layout is not None  # Speakeasy's signature lookup already matched argc
-            for shift in range(3):
+            for shift in range(len(samples)):
                 argv = [samples[(i + shift) % len(samples)] for i in range(plan.argc)]
-                stock = HandlerArgs.from_signature(plan.sig, ptr, emu._render_signature_args(plan.sig, argv), argv)
-                fast = dispatch._handler_args(plan, argv)
-                assert [a.model_dump() for a in fast.get_report_args()] == [
-                    a.model_dump() for a in stock.get_report_args()
-                ], plan.imp_api
-                assert fast._params == stock._params, plan.imp_api
+                for again in range(2):  # the second time from the per-parameter memo, other strings
+                    emu.mem_write(text, contents[again])
+                    stock = HandlerArgs.from_signature(plan.sig, ptr, emu._render_signature_args(plan.sig, argv), argv)
+                    fast = dispatch._handler_args(plan, argv)
+                    assert [a.model_dump() for a in fast.get_report_args()] == [
+                        a.model_dump() for a in stock.get_report_args()
+                    ], plan.imp_api
+                    assert fast._params == stock._params, plan.imp_api
+            remembered += sum(len(memo) for memo in plan.memos if memo is not None)
             compared += 1
             multi_slot += any(n > 1 for _p, n, _m in plan.layout)
             masked += any(m is not None for _p, _n, m in plan.layout)
     assert compared > 200, compared
     assert masked > 0
+    assert remembered > 0  # the memos were used
     if ptr == 4:
         assert multi_slot > 0
+
+
+def test_remembered_map_of_the_return_address_follows_the_map_list() -> None:
+    """``FastDispatch._map_of`` answers what Speakeasy's ``get_address_map`` answers after every
+    change of the map list: maps freed before, at and after the remembered one, new maps, a
+    map reusing a freed address, an address outside every map."""
+    from emulator.backends.speakeasy import setup
+
+    target = setup.load_target(load_scenario(ROOT / "scenarios" / "benign-dll"))
+    emu = target.emu
+    dispatch = compat_dispatch.FastDispatch(emu)
+    assert dispatch.stock_maps
+    blocks = [emu.mem_map(0x2000, tag=f"test.map{i}") for i in range(4)]
+    probes = [b + 0x10 for b in blocks] + [b + 0x1FFF for b in blocks] + [target.base + 0x10, 0x10]
+
+    def agree() -> None:
+        for address in probes + probes:  # twice: the second time from the memo
+            assert dispatch._map_of(address) is emu.get_address_map(address), hex(address)
+
+    agree()
+    dispatch._map_of(blocks[2] + 0x10)
+    emu.mem_free(blocks[0])  # an earlier map goes: the remembered one moves up the list
+    agree()
+    dispatch._map_of(blocks[2] + 0x10)
+    emu.mem_free(blocks[2])  # the remembered map itself goes
+    assert dispatch._map_of(blocks[2] + 0x10) is None is emu.get_address_map(blocks[2] + 0x10)
+    again = emu.mem_map(0x2000, base=blocks[2], tag="test.again")  # its address used again
+    assert dispatch._map_of(blocks[2] + 0x10) is emu.get_address_map(again + 0x10) is not None
+    blocks.append(emu.mem_map(0x2000, tag="test.more"))
+    probes.append(blocks[-1] + 0x20)
+    agree()
+
+
+def test_before_call_callbacks_run_in_wrapper_order_for_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compat.before_each_api_call`` hands its callback to fast mode's dispatch instead of
+    wrapping ``handle_import_func``: each callback still runs once per API call, the one
+    registered last first (the flow watch's end of stretch, then the stage of the call site),
+    as the wrappers ran them; faithful mode keeps the wrappers."""
+    from emulator.backends.speakeasy import compat
+    from emulator.backends.speakeasy.flow import FlowWatch
+
+    order: list[str] = []
+    flow_before, call_site = FlowWatch._before_api_call, compat.call_site
+
+    def flow_first(self: Any) -> None:
+        order.append("flow")
+        flow_before(self)
+
+    def stage_next(emu: Any) -> int:
+        order.append("stage")
+        return call_site(emu)
+
+    monkeypatch.setattr(FlowWatch, "_before_api_call", flow_first)
+    monkeypatch.setattr(compat, "call_site", stage_next)
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
+    results = {}
+    for mode in ("fast", "faithful"):
+        order.clear()
+        results[mode] = emulate(plan.model_copy(update={"mode": mode}))
+        calls = sum(isinstance(e, ApiCall) for e in results[mode].events)
+        assert calls > FLOOD_CALLS
+        assert order == ["flow", "stage"] * calls, mode
+    assert [e.model_dump() for e in results["fast"].events] == [e.model_dump() for e in results["faithful"].events]
+
+
+def test_api_flood_with_parameters_is_recorded_as_faithful_mode_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/dispatch.py's ``--workload args`` (benchargs.dll): APIs with enum, handle and pointer
+    parameters, rendered from the per-parameter memo after the first round, give the events
+    faithful mode (Speakeasy's own rendering every call) gives."""
+    base = load_scenario(ROOT / "bench" / "scenarios" / "argflood")
+    rounds = 40
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunArgFloodCount", args=[rounds])]})
+    served = _count_fast_calls(monkeypatch)
+    fast = emulate(plan)
+    faithful = emulate(plan.model_copy(update={"mode": "faithful"}))
+    calls = [e for e in fast.events if isinstance(e, ApiCall)]
+    assert served.count("kernel32.SetLastError") == rounds
+    assert len(calls) == 5 * rounds + 1  # and the marker check's GetEnvironmentVariableA
+    assert [c.args for c in calls if c.api == "kernel32.VirtualProtect"][-1][2] == "PAGE_READWRITE"
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
+    assert (fast.status, fast.detail) == (faithful.status, faithful.detail)

@@ -364,12 +364,22 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
         original_log_api(pc, imp_api, rv, args, run=run)
         callback(pc, imp_api, rv, args)
 
+    # What this wrapper calls, for a caller that calls them itself (fast mode's dispatch).
+    log_api.unwrapped = (original_log_api, callback)  # type: ignore[attr-defined]
     emu.log_api = log_api
 
 
 def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
-    """``callback()`` when guest code has called an API, before its handler runs."""
+    """``callback()`` when guest code has called an API, before its handler runs.
+
+    A dispatch that runs such callbacks itself (fast mode's, ``add_before_call`` on the object
+    whose method is the emulator's ``handle_import_func``) takes it instead of a wrapper: it
+    runs it where the wrapper would have, first of those registered so far."""
     original = emu.handle_import_func
+    add = getattr(getattr(original, "__self__", None), "add_before_call", None)
+    if add is not None:
+        add(callback)
+        return
 
     def handle_import_func(dll: str, name: str) -> Any:
         callback()
@@ -386,6 +396,9 @@ def call_site(emu: Any) -> int:
     # Speakeasy's get_ret_address: the word at the stack pointer, read straight from the engine
     # (a failing read goes Speakeasy's way, which reports the fault).
     try:
+        read_word = getattr(emu.emu_eng, "read_word", None)  # fast mode's (compat_fast)
+        if read_word is not None:
+            return int(read_word(emu.get_stack_ptr()))
         size = int(emu.ptr_size)
         return int.from_bytes(emu.emu_eng.mem_read(emu.get_stack_ptr(), size), "little")
     except Exception:

@@ -24,19 +24,29 @@ from types import MethodType
 from typing import Any
 
 import speakeasy.common as se_common
+import speakeasy.memmgr as se_memmgr
+import speakeasy.profiler as se_profiler
 import speakeasy.windows.common as se_wincommon
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.arch as se_arch
 import unicorn as uc
 from speakeasy.profiler import ApiCallbackFrame
 from speakeasy.report import ErrorInfo
-from speakeasy.winenv.api import sigfmt
+from speakeasy.winenv.api import sigdb, sigfmt
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # A plan of an API Speakeasy serves itself (see _plan).
 _NO_PLAN = None
+# Not looked up yet.
+_UNPLANNED: Any = object()
+# Parameter kinds Speakeasy renders from the value alone (no guest memory, no XMM register):
+# integers (with their enum or flag names), booleans, handles, pointers shown as addresses.
+PURE_KINDS = frozenset((*sigdb.INT_KINDS, *sigdb.BOOL_KINDS, "h", "p", "a"))
+# Rendered values remembered per parameter (a pointer parameter sees many values: the memo is
+# emptied when full, so it costs at most this many entries per parameter).
+RENDER_MEMO_SIZE = 256
 
 
 def _check_installed() -> None:
@@ -54,11 +64,17 @@ def _check_installed() -> None:
     _require_params(HandlerArgs, "from_slots", ("slots",))
     _require_params(winemu, "_render_signature_arg", ("param", "value", "index"))
     _require_params(HandlerArgs, "__init__", ("args", "params"))
+    _require_params(sigfmt.ArgFormatter, "render_param", ("param", "value", "index"))
+    for kinds in ("INT_KINDS", "BOOL_KINDS", "STRING_KINDS", "FLOAT_KINDS"):
+        if not isinstance(getattr(sigdb, kinds, None), tuple):
+            raise _incompatible(f"speakeasy.winenv.api.sigdb.{kinds} is missing")
     for field in ("name", "type", "value", "display"):
         if field not in getattr(getattr(sigfmt, "ApiArg", None), "model_fields", {}):
             raise _incompatible(f"speakeasy.winenv.api.sigfmt.ApiArg has no field {field!r}")
     if not hasattr(se_common, "HOOK_API"):
         raise _incompatible("speakeasy.common.HOOK_API is missing")
+    if "num_apis" not in getattr(se_profiler.Run, "__init__", lambda: None).__code__.co_names:
+        raise _incompatible("speakeasy.profiler.Run no longer counts its API calls in num_apis")
     for field in ("stack_pointer", "return_address", "argc", "convention", "result"):
         if field not in getattr(ApiCallbackFrame, "__dataclass_fields__", {}):
             raise _incompatible(f"speakeasy.profiler.ApiCallbackFrame has no field {field!r}")
@@ -68,13 +84,16 @@ _check_installed()
 
 
 class _Plan:
-    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout")
+    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout", "memos")
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
         self.dll, self.name, self.imp_api = dll, name, imp_api
         self.mod, self.func, self.argc, self.conv, self.sig = mod, func, argc, conv, sig
         # The signature's slot layout, once (see signature_layout); None: Speakeasy's own calls.
         self.layout: tuple[tuple[Any, int, int | None], ...] | None = None
+        # Per parameter of the layout: value -> Speakeasy's rendering, for a parameter rendered
+        # from its value alone (see FastDispatch._pure_rendering); None: rendered on every call.
+        self.memos: tuple[dict[int, Any] | None, ...] = ()
 
 
 def signature_layout(sig: Any, ptr_size: int, argc: int) -> tuple[tuple[Any, int, int | None], ...] | None:
@@ -107,6 +126,13 @@ class FastDispatch:
         self.mem_read: Any = None
         self.write_return: Any = None
         self.read_sp_pc: Any = None
+        self.read_word: Any = None
+        # The memory map the last return address was in, and where in the map list (see _map_of).
+        self._map_memo: tuple[Any, int, Any] | None = None
+        # Speakeasy's own get_address_map (not one replaced on the emulator or its class).
+        self.stock_maps = getattr(
+            type(emu), "get_address_map", None
+        ) is se_memmgr.MemoryManager.get_address_map and "get_address_map" not in vars(emu)
         if self.x64:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.AMD64_REG_RSP, se_arch.AMD64_REG_RIP, se_arch.AMD64_REG_RAX
             self.arg_regs: tuple[int, ...] = (
@@ -119,9 +145,19 @@ class FastDispatch:
             self.sp_reg, self.pc_reg, self.ret_reg = se_arch.X86_REG_ESP, se_arch.X86_REG_EIP, se_arch.X86_REG_EAX
             self.arg_regs = ()
         self.ptr = 8 if self.x64 else 4
+        # Callbacks to run before each call (compat.before_each_api_call), first to run first.
+        self.before: list[Any] = []
+        # The emulator's log_api last seen, and what it unwraps to (compat.after_each_api_call).
+        self._log_seen: Any = None
+        self._log_parts: tuple[Any, Any] | None = None
 
     def install(self) -> None:
         self.emu.handle_import_func = self.handle_import_func
+
+    def add_before_call(self, callback: Any) -> None:
+        """Run ``callback()`` before each API call, as a wrapper of ``handle_import_func`` put on
+        now would: before those added earlier, for every call (Speakeasy's own path too)."""
+        self.before.insert(0, callback)
 
     def _bind(self) -> None:
         # The engine's register and memory access as the runner left it (direct, in fast mode).
@@ -136,6 +172,14 @@ class FastDispatch:
                 return read(self.sp_reg), read(self.pc_reg)
 
         self.read_sp_pc = read_sp_pc
+        read_word = getattr(engine, "read_word", None)
+        if read_word is None:
+            mem_read, ptr = self.mem_read, self.ptr
+
+            def read_word(addr: int) -> int:
+                return int.from_bytes(mem_read(addr, ptr), "little")
+
+        self.read_word = read_word
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -157,6 +201,11 @@ class FastDispatch:
                 plan = _Plan(dll, shown, f"{dll}.{shown}", mod, func, argc, conv, sig)
                 if sig is not None and self._stock_rendering():
                     plan.layout = signature_layout(sig, self.ptr, argc)
+                    if plan.layout:
+                        pure = self._pure_rendering()
+                        plan.memos = tuple(
+                            {} if pure and param.kind in PURE_KINDS else None for param, _n, _m in plan.layout
+                        )
         self.plans[key] = plan
         return plan
 
@@ -164,6 +213,21 @@ class FastDispatch:
         """Speakeasy's own argument rendering, not one replaced on the emulator or its class."""
         render = getattr(self.emu._render_signature_args, "__func__", None)
         return render is se_winemu.WindowsEmulator._render_signature_args
+
+    def _pure_rendering(self) -> bool:
+        """Whether a parameter of a :data:`PURE_KINDS` kind renders the same for the same value:
+        Speakeasy's own ``_render_signature_arg`` and ``ArgFormatter.render_param`` (which for
+        those kinds read nothing but the value, the parameter and the frozen signature
+        database), not replacements on the emulator, its class or the formatter."""
+        render = getattr(self.emu._render_signature_arg, "__func__", None)
+        if render is not se_winemu.WindowsEmulator._render_signature_arg:
+            return False
+        try:
+            formatter = self.emu.get_signature_formatter()
+        except Exception:
+            return False
+        param_render = getattr(formatter.render_param, "__func__", None)
+        return param_render is sigfmt.ArgFormatter.render_param and type(formatter) is sigfmt.ArgFormatter
 
     def _handler_args(self, plan: _Plan, argv: list[int]) -> Any:
         """``HandlerArgs.from_signature(sig, ptr, emu._render_signature_args(sig, argv), argv)``.
@@ -190,7 +254,17 @@ class FastDispatch:
             values.append(value)
         render = self.emu._render_signature_arg
         params = [param for param, _n, _m in layout]
-        rendered = [render(param, value, i) for i, (param, value) in enumerate(zip(params, values, strict=True))]
+        rendered = []
+        for i, (param, value, memo) in enumerate(zip(params, values, plan.memos or [None] * len(params), strict=True)):
+            if memo is None:
+                rendered.append(render(param, value, i))
+                continue
+            arg = memo.get(value)
+            if arg is None:
+                if len(memo) >= RENDER_MEMO_SIZE:
+                    memo.clear()
+                arg = memo[value] = render(param, value, i)
+            rendered.append(arg)
         args = [
             sigfmt.ApiArg(name=param.name, type=arg.kind, value=value, display=arg.text)
             for param, arg, value in zip(params, rendered, values, strict=True)
@@ -235,15 +309,22 @@ class FastDispatch:
             return None
 
     def handle_import_func(self, dll: str, name: str) -> Any:
+        for before in self.before:
+            before()
         emu = self.emu
-        plan = self._plan(dll, name)
+        plan = self.plans.get((dll, name), _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
         if not self.bound:
             self._bind()
         sp, entry_pc = self.read_sp_pc()
-        ret = self._stack_word(sp)
-        argv = self._argv(sp, plan.argc) if ret is not None else None
+        try:
+            ret = self.read_word(sp)
+        except Exception:
+            ret = None
+        argv = (self._argv(sp, plan.argc) if plan.argc else []) if ret is not None else None
         if argv is None or ret is None:
             return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
         frame = ApiCallbackFrame(sp, ret)
@@ -284,7 +365,9 @@ class FastDispatch:
         else:
             args = HandlerArgs.from_slots(argv)
         ctx = ApiContext(func_name=imp_api, args=args)
-        hooks = self._hooks(plan.dll, plan.name)
+        hooks = self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
+        if hooks is None:
+            hooks = self._hooks(plan.dll, plan.name)
         if hooks:
             hooked_func = MethodType(plan.func, plan.mod)
 
@@ -309,21 +392,66 @@ class FastDispatch:
                 emu.on_run_complete()
                 return
         sp, pc = self.read_sp_pc()
-        ret = self._stack_word(sp)
-        if ret is None:
+        try:
+            ret = self.read_word(sp)
+        except Exception:
             ret = emu.get_ret_address()  # raises as Speakeasy's read does
         frame.result = rv
-        mm = emu.get_address_map(ret)
+        mm = self._map_of(ret)
         if mm and "virtualalloc" in mm.tag.lower():
             emu._fire_dyn_code_hooks(ret)
-        emu.log_api(call_pc, imp_api, rv, ctx.args.get_report_args(), run=origin_run)
+        report_args = ctx.args.get_report_args()
+        log = emu.log_api
+        if log is not self._log_seen:
+            self._log_seen, self._log_parts = log, getattr(log, "unwrapped", None)
+        if self._log_parts is None:
+            log(call_pc, imp_api, rv, report_args, run=origin_run)
+        else:  # compat.after_each_api_call's wrapper, its two calls made here
+            inner, after = self._log_parts
+            inner(call_pc, imp_api, rv, report_args, run=origin_run)
+            after(call_pc, imp_api, rv, report_args)
         if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
             sp = self.read_sp_pc()[0]
             if sp == osp:
-                self._call_return(sp, argc, ret, rv, conv)
+                if ret and self.write_return is not None and (conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc):
+                    self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
+                else:
+                    self._call_return(sp, argc, ret, rv, conv)
         if not emu.run_complete:
             emu.enable_code_hook()
-        emu._check_api_limit(origin_run, imp_api)
+        # _check_api_limit, which does something only for the same run past the limit.
+        if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
+            emu._check_api_limit(origin_run, imp_api)
+
+    def _map_of(self, address: int) -> Any:
+        """``emu.get_address_map(address)``: the first map in ``emu.maps`` holding ``address``.
+
+        Speakeasy scans the whole list (about 120 maps in a 3CX replay, the caller's usually
+        near the end) after every call. Maps do not overlap (each is a Unicorn mapping or a
+        block of one) and the list only grows at its end or loses members, so the map found
+        last time is still the answer while it sits at the same position of the same list and
+        still holds ``address``; anything else scans again."""
+        memo = self._map_memo
+        if memo is not None:
+            known, index, maps = memo
+            if (
+                self.emu.maps is maps
+                and index < len(maps)
+                and maps[index] is known
+                and known.base <= address <= known.base + known.size - 1
+            ):
+                return known
+        found = self.emu.get_address_map(address)
+        if not self.stock_maps:
+            return found
+        maps = getattr(self.emu, "maps", None)
+        self._map_memo = None
+        if found is not None and type(maps) is list:
+            for index, item in enumerate(maps):
+                if item is found:
+                    self._map_memo = (found, index, maps)
+                    break
+        return found
 
     def _call_return(self, sp: int, argc: int, ret: int, rv: Any, conv: Any) -> None:
         """``do_call_return`` for stdcall / cdecl: the same final registers, written at once."""

@@ -207,11 +207,11 @@ def use_direct_engine_access(emu: Any) -> None:
             cached = cache.get(ereg)
             if cached is not None:
                 return cached
-            if ereg in hot_set:
-                ctypes.memset(hot_values, 0, ctypes.sizeof(hot_values))
-                if read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
-                    cache.update(zip(hot, hot_values, strict=True))
-                    return cache[ereg]
+            # No zeroing first: only this call writes hot_values, each slot as wide as its
+            # register, so a 32-bit register's upper half stays as created (zero).
+            if ereg in hot_set and read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
+                cache.update(zip(hot, hot_values, strict=True))
+                return cache[ereg]
         value.value = 0
         status = read_reg(handle, ereg, ref)
         if status != uc.UC_ERR_OK:
@@ -286,7 +286,8 @@ def use_direct_engine_access(emu: Any) -> None:
 
     # Small memory reads while Unicorn is stopped (the return address an API call reads up to
     # three times), until anything writes, maps, unmaps or protects memory or Unicorn starts.
-    reads: dict[tuple[int, int], bytes] = {}
+    # (address, size) -> bytes; an address alone -> the pointer-sized word there (read_word).
+    reads: dict[Any, Any] = {}
 
     def forget_reads(original: Callable[..., Any]) -> Callable[..., Any]:
         def changed(*args: Any, **kwargs: Any) -> Any:
@@ -371,7 +372,29 @@ def use_direct_engine_access(emu: Any) -> None:
             reads[(addr, size)] = bytes(data)
         return data
 
+    word_size = 8 if x64_engine else 4
+    word = ctypes.c_uint64()
+    word_ref = ctypes.cast(ctypes.addressof(word), ctypes.POINTER(ctypes.c_char))  # uc_mem_read takes char *
+
+    def read_word(addr: int) -> int:
+        """``int.from_bytes(mem_read(addr, pointer size), "little")`` (the same value, the same
+        error), remembered like a small read while Unicorn is stopped."""
+        if running[0]:
+            return int.from_bytes(mem_read(addr, word_size), "little")
+        known = reads.get(addr)
+        if known is not None:
+            return int(known)
+        word.value = 0
+        status = read_mem(handle, addr, word_ref, word_size)
+        if status != uc.UC_ERR_OK:
+            raise uc_binding.UcError(status, addr, word_size)
+        if len(reads) >= CACHED_READS:
+            reads.clear()
+        value = reads[addr] = word.value
+        return value
+
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
+    engine.read_word = read_word
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
     x64 = x64_engine
     pc_reg = se_arch.AMD64_REG_RIP if x64 else se_arch.X86_REG_EIP

@@ -376,7 +376,8 @@ class FlowWatch:
             region = self.regions.get(base)
             if region is not None and region.heap and region.deadline == deadline:
                 self._let_go(base)
-        self.end_stretch()
+        if self.paused or not _untouched(self.stretch):
+            self.end_stretch()  # (an untouched stretch serves as the next one: nothing to end)
 
     def end_stretch(self, retranslate: bool = True) -> None:
         """Remember what guest code moved in the stretch that ends (before an API call runs, or

@@ -34,6 +34,8 @@ from emulator.vclock import TSC_HZ, VirtualClock
 
 KUSER_SHARED_DATA = 0x7FFE0000
 KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
+# The clock page is rewritten when the clock has moved by this much (100 ns units: 1 ms) or more.
+KUSER_UPDATE_UNITS = 10_000
 # Cycles a rdtsc reading adds, so consecutive readings differ as on a real CPU.
 TSC_CYCLES_PER_READ = 24
 HYPERVISOR_BIT = 1 << 31
@@ -144,7 +146,8 @@ class GuestMachine:
     def after_api_call(self) -> None:
         """Between two API calls: the clock page, and code that took too many writes to watch
         one by one, rescanned whole and watched again."""
-        self.update_shared_data()
+        if self._kuser_units < 0 or self.clock.uptime_units() - self._kuser_units >= KUSER_UPDATE_UNITS:
+            self.update_shared_data()
         while self.dirty:
             start, end = self.dirty.pop()
             before = len(self.hooked)
@@ -209,14 +212,19 @@ class GuestMachine:
     def update_shared_data(self) -> None:
         """Write the clock into KUSER_SHARED_DATA when it has moved by a timer tick or more."""
         uptime = self.clock.uptime_units()
-        if self._kuser_units >= 0 and uptime - self._kuser_units < 10_000:
+        if self._kuser_units >= 0 and uptime - self._kuser_units < KUSER_UPDATE_UNITS:
             return
         self._kuser_units = uptime
         system = self.clock.now_filetime()
         ticks = (uptime // 10_000 << 24) // KUSER_TICK_COUNT_MULTIPLIER
         try:
-            self.emu.mem_write(KUSER_SHARED_DATA, struct.pack("<II", ticks & 0xFFFFFFFF, KUSER_TICK_COUNT_MULTIPLIER))
-            self.emu.mem_write(KUSER_SHARED_DATA + 0x08, _ksystem_time(uptime) + _ksystem_time(system))
+            # TickCountLowDeprecated, TickCountMultiplier, InterruptTime, SystemTime: one write.
+            self.emu.mem_write(
+                KUSER_SHARED_DATA,
+                struct.pack("<II", ticks & 0xFFFFFFFF, KUSER_TICK_COUNT_MULTIPLIER)
+                + _ksystem_time(uptime)
+                + _ksystem_time(system),
+            )
             self.emu.mem_write(KUSER_SHARED_DATA + 0x320, _ksystem_time(ticks))
         except Exception:
             return  # no shared page mapped (another mapping owns the address)

@@ -188,12 +188,21 @@ class NativeRunner:
         if self.budget is not None:
             self.budget.reset(limit)
         slow_since: int | None = None  # budget bytes spent when memory hooks were first seen armed
+        emu = self.emu
         while True:
             if self.pending:
-                resume = self._run_deferred_work(address)
-                if resume is None:
-                    return None
-                address = resume
+                if self.native_hook is None and compat_fast.deferred_work_idle(emu, address):
+                    # _run_deferred_work's idle case, inline (after nearly every API call).
+                    self.stop_requested = self.pending = False
+                    if emu.get_pc() != address:
+                        emu.set_pc(address)
+                    if compat_fast.emulation_complete(emu):
+                        return None
+                else:
+                    resume = self._run_deferred_work(address)
+                    if resume is None:
+                        return None
+                    address = resume
             stop_at = deadline
             if PREEMPT_EVERY_SECONDS is not None:
                 preempt_at = time.monotonic() + PREEMPT_EVERY_SECONDS

@@ -75,6 +75,8 @@ SYNC_API_TABLE = {
 SYNC_APIS = {
     f"{name.lower()}{suffix}": (api, suffix == "w") for name, api in SYNC_API_TABLE.items() for suffix in ("a", "w")
 }
+# Every API _derived_events makes an event from (by its lower-cased name).
+DERIVED_APIS = frozenset((*SYNC_APIS, "virtualprotect"))
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
 
@@ -134,10 +136,13 @@ class Translator:
             module, _, func = imp_api.partition(".")
             names = self._api_names[imp_api] = (f"{module.lower()}.{func}", func.lower())
         api, func_lower = names
-        rendered = [render_arg(a) for a in args]
+        rendered = [render_arg(a) for a in args] if args else []
         recorder.emit(ApiCall, stage=stage, api=api, args=rendered, ret=hex(rv) if rv is not None else None, pc=pc)
         recorder.api_count += 1
         self.services.clock.on_api_call()
+        if not self._pending and func_lower not in DERIVED_APIS:
+            recorder.call_pc = None  # as after the records below: this call caused none
+            return
         pending, self._pending = self._pending, []
         recorder.call_pc = pc  # the events this call caused share its call site
         try:
@@ -249,6 +254,7 @@ class Translator:
     # -- events derived from the API call itself ---------------------------------------------
 
     def _derived_events(self, stage: str, func: str, args: list[Any], rv: int | None) -> None:
+        # Only the APIs in DERIVED_APIS (api_call skips the others).
         if func in SYNC_APIS and rv:
             self._sync_object(stage, func, args)
         elif func == "virtualprotect" and rv and len(args) >= 3:
