@@ -20,6 +20,7 @@ parent dies first.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -41,6 +42,15 @@ JOIN_POLL_SECONDS = 0.01
 # Linux's default 64 KiB a 3CX child (~420 KB of events) stalled there for ~0.3 s of a cold run.
 # Linux caps an unprivileged pipe at fs/pipe-max-size (1 MiB by default).
 EVENT_PIPE_BYTES = 1 << 20
+
+# Imported when first used while the shared modules are imported before the fork, because a
+# cold replay uses neither: asyncio (pydantic's core schema marks deprecated functions through
+# typing_extensions, which imports asyncio.coroutines to check for coroutines, and asyncio's
+# package brings ssl, socket and concurrent.futures: ~35 ms of CPU) and importlib.metadata
+# (pydantic's plugin loader scans entry points with it, and the command line turns plugins off:
+# emulator.cli.main). asyncio.coroutines imports nothing from its package: it loads alone.
+SHARED_LAZY = ("asyncio", "importlib.metadata")
+SHARED_INDEPENDENT = ("asyncio.coroutines",)
 
 _started: EngineChild | None = None
 
@@ -128,10 +138,7 @@ def start(configure_logging: Callable[[bool], None] | None = None) -> None:
     global _started
     from multiprocessing.connection import Pipe
 
-    # What both processes need (pydantic, the plan, events and recorder models) is imported once,
-    # before the fork: the child inherits it and adds only the engine.
-    import emulator.replay  # noqa: F401
-
+    _import_shared()
     plans_in, plans_out = Pipe(duplex=False)
     events_in, events_out = Pipe(duplex=False)
     widen_event_pipe(events_out)
@@ -143,6 +150,26 @@ def start(configure_logging: Callable[[bool], None] | None = None) -> None:
     plans_in.close()
     events_out.close()
     _started = EngineChild(pid, plans_out, events_in)
+
+
+def _import_shared() -> None:
+    """Import what both processes need (pydantic, the plan, events and recorder models) once,
+    before the fork: the child inherits it and adds only the engine.
+
+    On the cold run's critical path, so: the collector paused (the import allocates ~40,000
+    long-lived objects and no garbage to speak of; the child freezes them first thing, so it never
+    walks them); and the modules in ``SHARED_LAZY`` (which neither process uses) imported when
+    first used."""
+    from emulator.lazyimport import lazily_imported
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with lazily_imported(SHARED_LAZY, independent=SHARED_INDEPENDENT):
+            import emulator.replay  # noqa: F401
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def widen_event_pipe(sending_end: Connection) -> None:
@@ -196,6 +223,9 @@ def take() -> EngineChild | None:
 
 
 def _serve(plans: Connection, events: Connection, configure_logging: Callable[[bool], None] | None) -> None:
+    # What the parent imported before the fork lives as long as this process: never walked by the
+    # collector (the parent paused it for that import, so ~40,000 objects would be its first walk).
+    gc.freeze()
     code = 0
     try:
         import emulator.lifecycle as lifecycle
