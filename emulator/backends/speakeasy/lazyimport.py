@@ -3,10 +3,12 @@
 Speakeasy's advapi32 handler imports pycryptodome's ARC4 at import time (``from Crypto.Cipher
 import ARC4``) for ``CryptDecrypt``/``CryptEncrypt`` with an RC4 key; pycryptodome binds its C
 code through cffi, whose C-declaration parser (pycparser) is about 0.04 s of the engine's import
-in the cold emulation child, for a cipher few guests use. :func:`lazily_imported` imports the
-modules named in ``LAZY_MODULES`` lazily while it is active (the mechanism:
-:mod:`emulator.lazyimport`): the name is bound to a module object that executes the module the
-first time an attribute it does not have yet is read (``ARC4.new`` in the handler).
+in the cold emulation child, for a cipher few guests use. Speakeasy's GDB stub, which a replay
+never starts, imports ``html`` (~2 ms with its entity tables) to escape a library path.
+:func:`lazily_imported` imports the modules named in ``LAZY_MODULES`` lazily while it is active
+(the mechanism: :mod:`emulator.lazyimport`): the name is bound to a module object that executes
+the module the first time an attribute it does not have yet is read (``ARC4.new`` in the
+handler).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from emulator.lazyimport import LazyModule
 
 __all__ = ["LAZY_MODULES", "LazyModule", "lazily_imported"]
 
-# Loaded on first use: pycryptodome's RC4, which Speakeasy's advapi32 handler imports.
-LAZY_MODULES = ("Crypto.Cipher.ARC4",)
+# Loaded on first use: pycryptodome's RC4, which Speakeasy's advapi32 handler imports; html
+# (and its entity tables), which Speakeasy's GDB stub imports to escape a library path.
+LAZY_MODULES = ("Crypto.Cipher.ARC4", "html")
 
 
 @contextlib.contextmanager
