@@ -20,16 +20,19 @@ SCENARIOS = ROOT / "scenarios"
 # Never needed by a cold replay, in either process; asyncio's package brings these.
 UNUSED = ("ssl", "concurrent.futures", "asyncio.base_events", "email")
 
-STATE = """
+STATE = (
+    """
 def state():
     import json, os, sys
     from emulator.lazyimport import is_waiting
     return {
         "waiting": [name for name in ("asyncio", "importlib.metadata", "html") if is_waiting(name)],
-        "imported": sorted(name for name in %r if name in sys.modules),
+        "imported": sorted(name for name in UNUSED if name in sys.modules),
         "plugins_env": os.environ.get("PYDANTIC_DISABLE_PLUGINS"),
     }
-""" % (UNUSED,)
+"""
+    + f"UNUSED = {UNUSED!r}\n"
+)
 
 # The command line, as a user runs it: the parent's state when it forks the emulation child.
 CLI_SCRIPT = (
