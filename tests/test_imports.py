@@ -43,7 +43,9 @@ fork, at_fork = os.fork, []
 def recording_fork():
     if not at_fork:
         from emulator.plan import ReplayPlan
-        at_fork.append({**state(), "plan_built": ReplayPlan.__pydantic_complete__})
+        import gc
+        frozen = gc.get_freeze_count() > 20000  # what the shared import left: never walked again
+        at_fork.append({**state(), "plan_built": ReplayPlan.__pydantic_complete__, "frozen": frozen})
     return fork()
 os.fork = recording_fork
 import atexit
@@ -97,13 +99,15 @@ def test_a_cold_replay_never_loads_asyncio_or_entry_points(tmp_path: Path) -> No
     replay: asyncio's package (ssl, sockets, futures) and importlib.metadata stay unexecuted (and
     html in the child)
     (pydantic's plugins are off; the engine's version is read without it); the plan models are
-    built by the parent after the fork, the event models before it."""
+    built by the parent after the fork, the event models before it; what the parent imported
+    before the fork is frozen (the collector never walks it again)."""
     parent = _run(CLI_SCRIPT, "run", str(SCENARIOS / "3cx"), "-o", str(tmp_path / "out"), "-q")
     assert parent == {
         "waiting": ["asyncio", "importlib.metadata"],
         "imported": [],
         "plugins_env": "__all__",
         "plan_built": False,
+        "frozen": True,
     }
     assert (tmp_path / "out" / "report.json").is_file()
     child = _run(CHILD_SCRIPT, str(SCENARIOS / "3cx"))
