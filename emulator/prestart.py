@@ -20,6 +20,7 @@ parent dies first.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
@@ -27,7 +28,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -156,20 +157,33 @@ def _import_shared() -> None:
     """Import what both processes need (pydantic, the plan, events and recorder models) once,
     before the fork: the child inherits it and adds only the engine.
 
-    On the cold run's critical path, so: the collector paused (the import allocates ~40,000
-    long-lived objects and no garbage to speak of) and, in a fresh process (this call imported
-    them: the command line's own), what it imported frozen, so that neither this process nor
-    the child ever walks it (each would otherwise start with a collection of all of it: ~15 ms,
-    and walk it again in every full collection); and the modules in ``SHARED_LAZY`` (which
-    neither process uses) imported when first used."""
+    On the cold run's critical path, so: with the collector paused and what it leaves frozen
+    (:func:`imports_paused`; the child freezes whatever it inherited first thing), and with the
+    modules in ``SHARED_LAZY`` (which neither process uses) imported when first used."""
     from emulator.lazyimport import lazily_imported
 
-    fresh = "emulator.replay" not in sys.modules
+    with (
+        imports_paused("emulator.replay" not in sys.modules),
+        lazily_imported(SHARED_LAZY, independent=SHARED_INDEPENDENT),
+    ):
+        import emulator.replay  # noqa: F401
+
+
+@contextlib.contextmanager
+def imports_paused(fresh: bool) -> Iterator[None]:
+    """Python's collector paused while a process imports libraries it keeps for its life, and,
+    where ``fresh`` (this is their first import in the process), what they left frozen.
+
+    An import allocates long-lived objects by the ten thousand (the shared import ~40,000, the
+    output libraries ~120,000) and almost no garbage; with the collector on, it walks them again
+    and again while they load, and left young they make the next collection a walk of all of
+    them. Frozen (``gc.freeze``), no collection walks them again. Only a first import freezes:
+    a process that imports nothing new freezes nothing (whatever garbage it holds is collected
+    as before)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        with lazily_imported(SHARED_LAZY, independent=SHARED_INDEPENDENT):
-            import emulator.replay  # noqa: F401
+        yield
     finally:
         if fresh:
             gc.freeze()

@@ -17,6 +17,7 @@ import os
 import pickle
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -488,22 +489,25 @@ def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
     is refused, the library carries on without it, and the refusal is not the replay's: it is
     logged (-d), not counted in the report. ``also``: what the caller needs after the replay
     (the CLI: the modules of the summary it prints), prepared the same way."""
-    from emulator.export import prepare as prepare_exports
-    from emulator.render import prepare as prepare_renderers
+    # ~1 s of imports on the parent's side of a cold run, which ends about when the child does:
+    # the collector paused, and what the first import leaves frozen (prestart.imports_paused).
+    with prestart.imports_paused("emulator.analysis.pipeline" not in sys.modules):
+        from emulator.export import prepare as prepare_exports
+        from emulator.render import prepare as prepare_renderers
 
-    guard = install(Guard(allowed_write_root=out))
-    try:
-        import emulator.analysis.pipeline
-        import emulator.document  # noqa: F401
-        from emulator.report import build_models
+        guard = install(Guard(allowed_write_root=out))
+        try:
+            import emulator.analysis.pipeline
+            import emulator.document  # noqa: F401
+            from emulator.report import build_models
 
-        build_models()
-        prepare_renderers()
-        prepare_exports()
-        if also is not None:
-            also()
-    finally:
-        uninstall(guard)
+            build_models()
+            prepare_renderers()
+            prepare_exports()
+            if also is not None:
+                also()
+        finally:
+            uninstall(guard)
     if guard.violations:
         log.debug("refused while importing the output libraries: %s", guard.violations)
 

@@ -46,10 +46,15 @@ def recording_fork():
         import gc
         frozen = gc.get_freeze_count() > 20000  # what the shared import left: never walked again
         at_fork.append({**state(), "plan_built": ReplayPlan.__pydantic_complete__, "frozen": frozen})
+        at_fork.append(gc.get_freeze_count())
     return fork()
 os.fork = recording_fork
+def report():
+    import gc
+    # the output libraries, imported beside the child, frozen too
+    print(json.dumps({**at_fork[0], "frozen_after": gc.get_freeze_count() > at_fork[1] + 50000}))
 import atexit
-atexit.register(lambda: print(json.dumps(at_fork[0])))
+atexit.register(report)
 sys.argv = ["chainreplay", *sys.argv[1:]]
 from emulator.cli import main
 main()
@@ -100,7 +105,8 @@ def test_a_cold_replay_never_loads_asyncio_or_entry_points(tmp_path: Path) -> No
     html in the child)
     (pydantic's plugins are off; the engine's version is read without it); the plan models are
     built by the parent after the fork, the event models before it; what the parent imported
-    before the fork is frozen (the collector never walks it again)."""
+    before the fork, and then the output libraries, are frozen (the collector never walks them
+    again)."""
     parent = _run(CLI_SCRIPT, "run", str(SCENARIOS / "3cx"), "-o", str(tmp_path / "out"), "-q")
     assert parent == {
         "waiting": ["asyncio", "importlib.metadata"],
@@ -108,6 +114,7 @@ def test_a_cold_replay_never_loads_asyncio_or_entry_points(tmp_path: Path) -> No
         "plugins_env": "__all__",
         "plan_built": False,
         "frozen": True,
+        "frozen_after": True,
     }
     assert (tmp_path / "out" / "report.json").is_file()
     child = _run(CHILD_SCRIPT, str(SCENARIOS / "3cx"))
@@ -131,6 +138,7 @@ def test_a_users_pydantic_plugin_setting_is_kept(tmp_path: Path) -> None:
     )
     assert parent["plugins_env"] == ""
     assert parent["waiting"] == ["asyncio"]
+    assert parent["frozen"] and parent["frozen_after"]
 
 
 def test_installed_versions_are_importlib_metadatas() -> None:
