@@ -4,8 +4,8 @@
 
 Each run is a fresh interpreter (``--phase``) that times, in order: the parent's imports
 (``emulator.cli`` + ``emulator.replay``, as the command line imports them before the emulation
-child forks), Speakeasy's import, ``load_module`` (signature database, decoy DLL images), the emulation, the analysis,
-the report, the drawings and the exports; once with the garbage collector paused around
+child forks), Speakeasy's import, ``load_module`` (signature database, decoy DLL images), the
+emulation, the analysis, the report, the drawings and the exports; once with the garbage collector paused around
 Speakeasy's import and load as a replay's child does (``collector_paused``), once without.
 The two variants alternate in one run, so their ratio is measured side by side. Then the whole
 command, ``python -m emulator run SCENARIO -o TMP -q``, from interpreter start to every
@@ -191,6 +191,29 @@ timed("emulator.cli.run", "load_scenario", "scenario read (the plan goes to the 
 timed("emulator.replay", "_prepare_outputs", "output libraries imported (beside the child)")
 timed("emulator.replay", "emulate_isolated", "child done: emulation received")
 timed("emulator.output", "produce", "every output written")
+def after_the_child():
+    # The parent's steps after the child (emulator/output.py) and the exports' copy beside them,
+    # timed once the output libraries are imported (importing them here would move that import).
+    timed("emulator.output", "_analyse_bounded", "  analysed")
+    timed("emulator.document", "build_report", "  report built")
+    timed("emulator.output", "write_trace", "  parent: trace written")
+    timed("emulator.render", "render_files", "  parent: drawn")
+    from emulator.export import BackgroundExports
+    for method, label in (("start", "  exports' copy forked"), ("finish", "  exports' copy done (collected)")):
+        inner = getattr(BackgroundExports, method)
+        def wrapper(*args, _inner=inner, _label=label, **kwargs):
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                mark(_label)
+        setattr(BackgroundExports, method, wrapper if method == "finish" else staticmethod(wrapper))
+prepare_outputs = emulator.replay._prepare_outputs
+def prepared(*args, **kwargs):
+    try:
+        return prepare_outputs(*args, **kwargs)
+    finally:
+        after_the_child()
+emulator.replay._prepare_outputs = prepared
 sys.argv = ["chainreplay", "run", sys.argv[2], "-o", sys.argv[3], "-q"]
 emulator.cli.app.main()
 print(json.dumps(marks))

@@ -114,6 +114,23 @@ class _Bounded:
 SHORT_LIVED_PROCESS = False
 
 
+_long_lived_frozen: list[bool] = []
+
+
+def freeze_long_lived() -> None:
+    """Once per process: move every object alive now into the collector's permanent generation.
+
+    Called once a replay's parent has imported the analysis, drawing and export libraries
+    (hundreds of thousands of objects that live as long as the process): each full collection
+    after that (one every replay or two in a batch worker, 80-170 ms each for 3CX; one in the
+    outputs of a cold run) would walk them all again. Reference counting still frees them;
+    only a reference cycle alive at this moment is never collected, once per process."""
+    if _long_lived_frozen:
+        return
+    _long_lived_frozen.append(True)
+    gc.freeze()
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while Speakeasy starts, its survivors frozen after.

@@ -46,6 +46,11 @@ REPORT_FILE = "report.json"
 REPORT_SCHEMA_PREFIX = b'"schema": "chainreplay/report/'
 # Large files (trace.jsonl, report.json) are written through a buffer of this many bytes.
 WRITE_CHUNK = 1 << 20
+# The exports are written by a forked copy beside the drawing (emulator.export.BackgroundExports)
+# when a core is free for it. A batch whose workers and their children outnumber the cores turns
+# it off in its workers (emulator/batch_preload_outputs.py): there the copy would only add its
+# fork and copied pages (~30 ms of CPU per 3CX replay) to a busy machine.
+EXPORTS_BESIDE_DRAWING = True
 
 
 class OutputError(OSError):
@@ -427,7 +432,7 @@ def produce(
                 control,
                 cut,
                 yara_rules,
-                exports_aside=True,
+                exports_aside=EXPORTS_BESIDE_DRAWING,
                 before_drawing=write_frozen_trace,
             )
         finally:

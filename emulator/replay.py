@@ -17,7 +17,6 @@ import os
 import pickle
 import resource
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +32,7 @@ from emulator import prestart
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.eventlog import EventLog, api_fields_typed
 from emulator.events import Event
-from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused
+from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused, freeze_long_lived
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
 from emulator.plan import ReplayPlan
@@ -488,15 +487,15 @@ def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
     when imported (urllib3, pulled in by stix2, binds a socket to ::1 to test for IPv6); the probe
     is refused, the library carries on without it, and the refusal is not the replay's: it is
     logged (-d), not counted in the report. ``also``: what the caller needs after the replay
-    (the CLI: the modules of the summary it prints), prepared the same way."""
-    # ~1 s of imports on the parent's side of a cold run, which ends about when the child does:
-    # the collector paused, and what the first import leaves frozen (prestart.imports_paused).
-    with prestart.imports_paused("emulator.analysis.pipeline" not in sys.modules):
-        from emulator.export import prepare as prepare_exports
-        from emulator.render import prepare as prepare_renderers
+    (the CLI: the modules of the summary it prints), prepared the same way. The garbage collector
+    is paused meanwhile, and what is alive then is frozen once per process
+    (:func:`emulator.lifecycle.freeze_long_lived`)."""
+    from emulator.export import prepare as prepare_exports
+    from emulator.render import prepare as prepare_renderers
 
-        guard = install(Guard(allowed_write_root=out))
-        try:
+    guard = install(Guard(allowed_write_root=out))
+    try:
+        with collector_paused():  # the libraries' objects live as long as the process: nothing to find
             import emulator.analysis.pipeline
             import emulator.document  # noqa: F401
             from emulator.report import build_models
@@ -506,8 +505,9 @@ def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
             prepare_exports()
             if also is not None:
                 also()
-        finally:
-            uninstall(guard)
+            freeze_long_lived()  # and the collections that follow never walk them again
+    finally:
+        uninstall(guard)
     if guard.violations:
         log.debug("refused while importing the output libraries: %s", guard.violations)
 

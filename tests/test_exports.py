@@ -29,6 +29,8 @@ import dpkt
 import pytest
 import stix2
 import yara
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sigma.backends.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
 from stix2validator import ValidationOptions, validate_string
@@ -161,6 +163,49 @@ def test_stix_bundle_parses_validates_and_follows_the_stage_graph(name: str, sce
             kind = "downloads" if stage.origin.type == "network" else "drops"
             assert (stage.parent, kind, stage.id) in links
     assert text == stix_json(report, out)
+
+
+_PATTERN_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.one_of(_PATTERN_TEXT, st.sampled_from(["'", "\\", "\\'", "'\\", "a'b\\c", ""])),
+    path=st.sampled_from(["domain-name:value", "url:value", "ipv4-addr:value"]),
+)
+def test_patterns_known_valid_are_what_stix2s_validator_accepts(value: str, path: str) -> None:
+    """The patterns the bundle's indicators skip stix2's parser for are ones it accepts: the same
+    verdict for every printable value (quotes and backslashes escaped as the bundle does), for
+    hashes of the right and the wrong form, and for values outside printable ASCII (not skipped)."""
+    from stix2patterns.validator import run_validator
+
+    from emulator.export.stix import _quote, known_valid_pattern
+
+    for pattern in (
+        f"[{path} = {_quote(value)}]",
+        f"[file:hashes.'SHA-256' = {_quote(value)}]",
+        f"[{path} = {_quote(value + chr(0xE9))}]",  # outside printable ASCII: left to the parser
+        f"[{path} = '{value}']",  # not escaped: valid or not, the parser decides
+    ):
+        if known_valid_pattern(pattern):
+            assert run_validator(pattern, "2.1") == [], pattern
+    assert known_valid_pattern(f"[{path} = {_quote(value)}]")
+    assert known_valid_pattern(f"[file:hashes.'SHA-256' = '{hashlib.sha256(value.encode()).hexdigest()}']")
+    assert not known_valid_pattern(f"[{path} = {_quote(value + chr(0xE9))}]")
+
+
+def test_an_indicator_with_a_pattern_of_another_form_is_still_checked_by_stix2() -> None:
+    from emulator.export.stix import _Indicator
+
+    common = {"pattern_type": "stix", "valid_from": "2020-01-01T00:00:00Z"}
+    good = "[file:hashes.'SHA-256' = '" + "ab" * 32 + "']"
+    assert _Indicator(pattern=good, **common).pattern == good
+    short, long = "[file:hashes.'SHA-256' = '" + "a" * 63 + "']", "[file:hashes.'SHA-256' = '" + "a" * 65 + "']"
+    for bad in (short, long, "[url:value = 'a'b']", "[url:value = 'a' AND]", "[url:value = 'a\\']"):
+        with pytest.raises(stix2.exceptions.InvalidValueError):
+            _Indicator(pattern=bad, **common)
+    with pytest.raises(ValueError, match="valid_until"):  # every other check of stix2's still runs
+        _Indicator(pattern=good, valid_until="2019-01-01T00:00:00Z", **common)
 
 
 def test_two_replays_write_the_same_exports(scenario_outdir: Outdir, tmp_path: Path) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
+import struct
 import time
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from emulator.render.graph_files import render_dot, render_graphml
 from emulator.render.html import render_html
 from emulator.render.layout import Box, Layout, build_layout, short_names, wrap
 from emulator.render.narrate import narrate, render_markdown
-from emulator.render.png import render_png
+from emulator.render.png import draw_png, encode_png, render_png
 from emulator.render.svg import render_svg
 from emulator.report import (
     ApiCallRecord,
@@ -201,6 +204,83 @@ def test_png_dot_graphml(load: Callable[[str], Report]) -> None:
         if (source, target) == ("s3", "url:https://pbxcloudeservices.com/phonesystem/api/status")
     ]
     assert f"[{post.seq}]" in evidence
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """Width, height and RGB rows of a PNG, read by hand: every chunk's CRC checked, the IDAT
+    stream inflated and each row's filter undone (types 0 to 4, as the PNG specification says)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    at, chunks = 8, []
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        assert struct.unpack(">I", data[at + 8 + length : at + 12 + length])[0] == zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        at += 12 + length
+    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (depth, color, interlace) == (8, 2, 0)
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    stride, rows, previous = width * 3, [], bytearray(width * 3)
+    for y in range(height):
+        kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride if kind else 0):  # type 0: the bytes as they are
+            left = row[i - 3] if i >= 3 else 0
+            up, corner = previous[i], previous[i - 3] if i >= 3 else 0
+            guess = left + up - corner
+            paeth = min((abs(guess - left), 0, left), (abs(guess - up), 1, up), (abs(guess - corner), 2, corner))[2]
+            row[i] = (row[i] + (0, left, up, (left + up) // 2, paeth)[kind]) & 0xFF
+        rows.append(bytes(row))
+        previous = row
+    assert len(raw) == height * (stride + 1)
+    return width, height, b"".join(rows)
+
+
+def test_png_encoder_keeps_every_pixel(load: Callable[[str], Report]) -> None:
+    """The PNG is the drawn picture, pixel for pixel: read back by hand and by Pillow, and the same
+    pixels as Pillow's own PNG encoder writes; for the 3CX graph, a picture of noise and tiny ones."""
+    noise = random.Random(7)
+    pictures = [draw_png(build_layout(load("3cx"))), Image.new("RGB", (1, 1), "#123456")]
+    for size in ((1, 5), (7, 1), (61, 37)):
+        pictures.append(Image.frombytes("RGB", size, bytes(noise.randrange(256) for _ in range(size[0] * size[1] * 3))))
+    for picture in pictures:
+        data = encode_png(picture)
+        assert _png_pixels(data) == (picture.width, picture.height, picture.tobytes())
+        with Image.open(io.BytesIO(data)) as decoded:
+            assert decoded.mode == "RGB" and decoded.tobytes() == picture.tobytes()
+        theirs = io.BytesIO()
+        picture.save(theirs, format="PNG")
+        with Image.open(theirs) as decoded:
+            assert decoded.tobytes() == picture.tobytes()
+    assert encode_png(pictures[0]) == render_png(build_layout(load("3cx")))
+    with pytest.raises(ValueError, match="RGB"):
+        encode_png(Image.new("RGBA", (2, 2)))
+
+
+def test_the_rendered_files_share_one_layout_timeline_and_graph(
+    load: Callable[[str], Report], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rendered_bytes builds the layout, the timeline and the graph's parts once for all its files
+    (the SVG, PNG, DOT and the HTML report draw the same layout), and the files are the ones each
+    renderer makes alone."""
+    import emulator.render.layout as layout_module
+    import emulator.render.model as model
+
+    report = load("3cx")
+    alone = {
+        "stage_graph.svg": render_svg(build_layout(report)).encode(),
+        "stage_graph.png": render_png(build_layout(report)),
+        "report.html": render_html(report).encode(),
+    }
+    made: list[str] = []
+    for module, name in ((layout_module, "_build_layout"), (model, "_timeline"), (model, "_graph_parts")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _real=real, _name=name: made.append(_name) or _real(*args))
+    files = rendered_bytes(report)
+    assert sorted(made) == ["_build_layout", "_graph_parts", "_timeline"]
+    assert {name: files[name] for name in alone} == alone
+    rendered_bytes(report)  # a second call builds them again (nothing kept between calls)
+    assert len(made) == 6
 
 
 def test_replay_writes_every_rendered_file(scenario_outdir: Callable[[str], Path]) -> None:
@@ -415,7 +495,7 @@ def test_virtual_time_follows_the_clock(load: Callable[[str], Report]) -> None:
 
 def test_display_text_escapes_exactly_what_the_per_character_rule_escapes() -> None:
     """for_display looks only at the characters that are not printable ASCII (the rest are never
-    escaped) and body previews skip counting when every character is printable: on text mixing
+    escaped) and body previews ask each distinct character once whether it is printable: on text mixing
     ASCII, controls, format characters, surrogates, separators and other scripts, both give what
     the per-character definitions give."""
     import random
@@ -442,4 +522,8 @@ def test_display_text_escapes_exactly_what_the_per_character_rule_escapes() -> N
         text = "".join(chr(rnd.choice(odd)) if rnd.random() < 0.2 else chr(rnd.randrange(32, 127)) for _ in range(size))
         assert for_display(text) == display_by_definition(text), ascii(text)
         data = text.encode("utf-8", "surrogatepass")
+        assert body_preview(data) == preview_by_definition(data), data
+    for _ in range(200):  # many distinct unprintable characters (counted in one pass), mostly text
+        text = "".join(chr(rnd.randrange(0xE0000, 0xF0000)) if rnd.random() < 0.08 else "a" for _ in range(600))
+        data = text.encode("utf-8")
         assert body_preview(data) == preview_by_definition(data), data

@@ -54,10 +54,18 @@ def request_label(record: NetworkRecord) -> str:
     return f"{record.method or record.kind.upper()} {record.url or record.host}"
 
 
-def iter_blobs(report: Report, outdir: Path | None) -> Iterator[Blob]:
-    """Every stage, dropped file and request/response body of ``report`` whose bytes are in ``outdir``."""
+def iter_blobs(report: Report, outdir: Path | None, *, stages_only: bool = False) -> Iterator[Blob]:
+    """Every stage, dropped file and request/response body of ``report`` whose bytes are in ``outdir``
+    (with ``stages_only``, the stages alone: the other files are not read)."""
     if outdir is None:
         return
+    yield from _stage_blobs(report, outdir)
+    if stages_only:
+        return
+    yield from _other_blobs(report, outdir)
+
+
+def _stage_blobs(report: Report, outdir: Path) -> Iterator[Blob]:
     for stage in report.stages:
         data = _read(outdir, f"stages/{stage.sha256}.bin", stage.sha256)
         if data is not None:
@@ -69,6 +77,9 @@ def iter_blobs(report: Report, outdir: Path | None) -> Iterator[Blob]:
                 stage.origin.evidence[0] if stage.origin.evidence else None,
                 data,
             )
+
+
+def _other_blobs(report: Report, outdir: Path) -> Iterator[Blob]:
     writers = {f.sha256: f for f in report.files if f.sha256 and f.op == "write"}
     for dropped in report.dropped:
         if dropped.stored_as:

@@ -24,6 +24,7 @@ from emulator.render.model import (
     graph_parts,
     index_by_seq,
     plural,
+    shared,
     timeline,
 )
 from emulator.report import Report
@@ -253,6 +254,13 @@ def _box_size(lines: list[str], bold_first: bool) -> tuple[float, float]:
 
 
 def build_layout(report: Report) -> Layout:
+    """Where every box, route and legend item of the stage graph goes. Inside
+    :func:`emulator.render.model.timeline_shared` it is built once per report (the SVG, PNG, DOT
+    and the HTML report draw the same layout): callers must not change it."""
+    return shared("layout", _build_layout, report)
+
+
+def _build_layout(report: Report) -> Layout:
     nodes, edges = graph_parts(report)
     rows = timeline(report)
     index = index_by_seq(rows)

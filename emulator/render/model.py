@@ -12,7 +12,7 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from emulator.report import ApiCallRecord, Report
 from emulator.sanitize import for_display
@@ -61,7 +61,12 @@ def _plain(value: Any) -> Any:
 
 
 def graph_parts(report: Report) -> tuple[list[Node], list[Edge]]:
-    """The stage graph's nodes and edges, whatever their kinds (unknown kinds are kept as they are)."""
+    """The stage graph's nodes and edges, whatever their kinds (unknown kinds are kept as they are).
+    Inside :func:`timeline_shared` they are built once: a caller must not change the lists."""
+    return shared("graph_parts", _graph_parts, report)
+
+
+def _graph_parts(report: Report) -> tuple[list[Node], list[Edge]]:
     data = _plain(report.graph) or {}
     nodes = []
     for raw in data.get("nodes", []):
@@ -95,33 +100,43 @@ def _args(args: Iterable[str]) -> str:
     return ", ".join(clean(a, MAX_ARG_TEXT) for a in args)
 
 
-# While timeline_shared() lasts: (id of the report, limit) -> (the report, its rows).
-_shared_timelines: list[dict[tuple[int, int], tuple[Report, list[TimelineEvent]]]] = []
+# While timeline_shared() lasts: (id of the report, what, its parameters) -> (the report, the value).
+_shared_values: list[dict[tuple[int, str, tuple[Any, ...]], tuple[Report, Any]]] = []
+_T = TypeVar("_T")
 
 
 @contextlib.contextmanager
 def timeline_shared() -> Iterator[None]:
-    """While it lasts, :func:`timeline` of a report is built once (every renderer asks for it)."""
-    _shared_timelines.append({})
+    """While it lasts, what every renderer reads of a report (:func:`timeline`, :func:`graph_parts`,
+    the layout) is built once per report, not once per renderer."""
+    _shared_values.append({})
     try:
         yield
     finally:
-        _shared_timelines.pop()
+        _shared_values.pop()
+
+
+def shared(what: str, make: Callable[..., _T], report: Report, *args: Any) -> _T:
+    """``make(report, *args)``, made once per report (and ``args``) while :func:`timeline_shared`
+    lasts: the value is shared, callers must not change it. ``what`` names ``make``."""
+    if not _shared_values:
+        return make(report, *args)
+    cache = _shared_values[-1]
+    key = (id(report), what, args)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is report:
+        value: _T = hit[1]
+        return value
+    value = make(report, *args)
+    cache[key] = (report, value)
+    return value
 
 
 def timeline(report: Report, max_api_calls: int = MAX_TIMELINE_API_CALLS) -> list[TimelineEvent]:
     """Every recorded event of the report as one row, in the order the replay saw them; of the
     API calls, the first ``max_api_calls`` (:func:`api_calls_cut` says how many are left out).
     Inside :func:`timeline_shared` the rows are shared: a caller must not change the list."""
-    if not _shared_timelines:
-        return _timeline(report, max_api_calls)
-    cache = _shared_timelines[-1]
-    hit = cache.get((id(report), max_api_calls))
-    if hit is not None and hit[0] is report:
-        return hit[1]
-    rows = _timeline(report, max_api_calls)
-    cache[(id(report), max_api_calls)] = (report, rows)
-    return rows
+    return shared("timeline", _timeline, report, max_api_calls)
 
 
 def _timeline(report: Report, max_api_calls: int) -> list[TimelineEvent]:

@@ -1,10 +1,12 @@
-"""The stage graph's layout drawn as a PNG for slides, with Pillow (fast, deterministic bytes)."""
+"""The stage graph's layout drawn as a PNG for slides: drawn with Pillow, encoded here (fast,
+deterministic bytes)."""
 
 from __future__ import annotations
 
 import functools
-import io
 import math
+import struct
+import zlib
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -17,6 +19,7 @@ PNG_SCALE = 1.5
 MAX_PNG_SIDE = 12000
 # zlib level: 1 is several times faster than the default 6 and the file only a little larger.
 PNG_COMPRESS_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @functools.cache
@@ -31,7 +34,35 @@ def warm_up() -> None:
         _font(max(4, round(size * PNG_SCALE)))
     image = Image.new("RGB", (40, 20), "#ffffff")
     ImageDraw.Draw(image).text((1, 1), "warm", fill="#000000", font=_font(round(FONT_SIZE * PNG_SCALE)))
-    image.save(io.BytesIO(), format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    encode_png(image)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """``image`` (RGB, 8 bits a channel) as a PNG file: IHDR, one IDAT, IEND; every row unfiltered
+    (filter type 0), deflated at :data:`PNG_COMPRESS_LEVEL`.
+
+    Pillow's own encoder tries the five PNG row filters on every row and keeps the one that looks
+    smallest: for a drawing that is mostly flat colour that search costs more than it saves
+    (a 3CX graph, 2951 x 885 pixels: 74 ms against 30 ms here, 158 KB against 167 KB). The pixels
+    are the same whichever filter a row has."""
+    if image.mode != "RGB":
+        raise ValueError(f"encode_png: an RGB image, not {image.mode}")
+    width, height = image.size
+    stride = width * 3
+    pixels = memoryview(image.tobytes())
+    deflate = zlib.compressobj(PNG_COMPRESS_LEVEL)
+    compress = deflate.compress
+    parts = []
+    for row in range(0, height * stride, stride):  # row by row: no copy of the whole picture
+        parts.append(compress(b"\x00"))
+        parts.append(compress(pixels[row : row + stride]))
+    parts.append(deflate.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no interlace
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -49,6 +80,12 @@ def _arrow(
 
 
 def render_png(layout: Layout) -> bytes:
+    """The layout as PNG bytes (:func:`draw_png` encoded by :func:`encode_png`)."""
+    return encode_png(draw_png(layout))
+
+
+def draw_png(layout: Layout) -> Image.Image:
+    """The layout drawn as a picture (RGB)."""
     scale = min(PNG_SCALE, MAX_PNG_SIDE / max(layout.width, layout.height, 1))
     size = (max(1, int(layout.width * scale)), max(1, int(layout.height * scale)))
     image = Image.new("RGB", size, "#ffffff")
@@ -99,6 +136,4 @@ def render_png(layout: Layout) -> bytes:
             draw.text(p(box.x + PAD_X, ty), line, fill="#212121", font=font(FONT_SIZE), anchor="ls")
             if box.bold_first and i == 0:  # the default font has no bold face: overdraw one pixel right
                 draw.text(p(box.x + PAD_X + 0.5, ty), line, fill="#212121", font=font(FONT_SIZE), anchor="ls")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    return image

@@ -151,7 +151,7 @@ def _pick(data: bytes, excluded: list[bytes]) -> list[RuleString]:
 
 def stage_rules(report: Report, outdir: Path) -> dict[str, str]:
     """Stage id -> the text of its YARA rule (stages whose bytes are in ``outdir``)."""
-    stages = {b.target: b.data for b in iter_blobs(report, outdir) if b.kind == "stage"}
+    stages = {b.target: b.data for b in iter_blobs(report, outdir, stages_only=True)}
     benign = benign_corpus()
     drafts: list[_Draft] = []
     for stage in report.stages:
