@@ -263,3 +263,24 @@ def test_a_lazy_package_runs_once_whichever_way_it_is_first_used(tmp_path: Path,
     assert result["broken_left"] is False
     assert result["same"] == [True] * 6
     assert result["ran"] == ["pkg.alone", "pkg", "pkg.base", "pkg.events", "pkg.helpers", "broken"]
+
+
+def test_independent_submodules_import_nothing_from_their_package() -> None:
+    """A submodule named independent loads while its lazy package waits: it must import nothing
+    from that package (else it would see the package half-run). Checked on this Python's source."""
+    import ast
+    import importlib.util
+
+    from emulator import prestart
+
+    assert prestart.SHARED_INDEPENDENT
+    for name in prestart.SHARED_INDEPENDENT:
+        package = name.rpartition(".")[0]
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0 and not (node.module or "").startswith(package), ast.dump(node)
+            elif isinstance(node, ast.Import):
+                assert not any(alias.name.split(".")[0] == package for alias in node.names), ast.dump(node)
