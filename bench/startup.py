@@ -3,9 +3,9 @@
     python bench/startup.py [--runs 3] [--scenario scenarios/3cx]
 
 Each run is a fresh interpreter (``--phase``) that times, in order: the parent's imports
-(``emulator.cli`` + ``emulator.replay``, what runs before the emulation child forks), Speakeasy's
-import, ``load_module`` (signature database, decoy DLL images), the emulation, the analysis,
-the report, the drawings and the exports; once with the garbage collector paused around
+(``emulator.cli`` + ``emulator.replay``, as the command line imports them before the emulation
+child forks), Speakeasy's import, ``load_module`` (signature database, decoy DLL images), the
+emulation, the analysis, the report, the drawings and the exports; once with the garbage collector paused around
 Speakeasy's import and load as a replay's child does (``collector_paused``), once without.
 The two variants alternate in one run, so their ratio is measured side by side. Then the whole
 command, ``python -m emulator run SCENARIO -o TMP -q``, from interpreter start to every
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -45,9 +46,13 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
         yield
         times[name] = [round(time.process_time() - cpu, 4), round(time.perf_counter() - wall, 4)]
 
-    with phase("parent_imports"):
+    with phase("parent_imports"):  # as the command line does before it forks the child
         import emulator.cli
-        import emulator.replay  # noqa: F401
+        from emulator import prestart
+
+        os.environ.setdefault(emulator.cli.PYDANTIC_PLUGINS_ENV, "__all__")
+        prestart._import_shared()
+    gc.freeze()  # the emulation child's first step (prestart._serve)
     import emulator.lifecycle as lifecycle
     from emulator.scenario import load_scenario
 
@@ -133,6 +138,8 @@ marks = []
 def mark(name):
     marks.append((name, round(time.time() - started, 3)))
 mark("interpreter up")
+import emulator.cli
+os.environ.setdefault(emulator.cli.PYDANTIC_PLUGINS_ENV, "__all__")  # as emulator.cli.main does
 from emulator import prestart
 warm = prestart._warm
 def timed_warm(plans):

@@ -31,7 +31,8 @@ MissingFiles = Literal["not_found", "default_content"]
 class GuestEnvironment(BaseModel):
     """What the guest machine reports about itself (names and variables live beside it in the plan)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built when first used, as the plan models (emulator/plan.py).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     argv: list[str] = Field(default_factory=list, description="Command-line arguments after the program name.")
     processors: int = Field(DEFAULT_PROCESSORS, ge=1, le=1024, description="Logical processors.")

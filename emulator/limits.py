@@ -74,7 +74,8 @@ class Limits(BaseModel):
     (``max_api_calls`` -> ``--max-api-calls``, see :func:`add_limit_arguments`).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # Built when first used, as the plan models (emulator/plan.py).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
     timeout: float = Field(
         DEFAULT_TIMEOUT_SECONDS,

@@ -21,8 +21,14 @@ DEFAULT_START_TIME = 1680091200.0  # 2023-03-29T12:00:00Z, the week the 3CX comp
 MAX_START_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a SYSTEMTIME / datetime can hold
 
 
+# Every model here builds its validator and serializer when first used (defer_build), not at
+# import: the command line imports this module before it forks the emulation child
+# (emulator/prestart.py), on the cold run's critical path, and the child only receives a plan
+# (unpickling builds nothing); the parent builds them while it reads the scenario, beside the child.
+
+
 class StringArg(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     text: str
     wide: bool = False
 
@@ -31,32 +37,32 @@ ExportArg = int | StringArg
 
 
 class ExportCall(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     name: str
     args: list[ExportArg] = Field(default_factory=list)
 
 
 class VirtualFile(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     emu_path: str = Field(description="Path the guest sees, e.g. C:\\\\Users\\\\analyst\\\\x.dll.")
     host_path: str = Field(description="Host file served for it (absolute).")
 
 
 class RegistryValue(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     name: str
     type: Literal["REG_SZ", "REG_DWORD", "REG_EXPAND_SZ", "REG_BINARY"] = "REG_SZ"
     data: str
 
 
 class RegistryKey(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     path: str
     values: list[RegistryValue] = Field(default_factory=list)
 
 
 class ResponderConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     type: str
     name: str
     class_path: str | None = None
@@ -64,7 +70,7 @@ class ResponderConfig(BaseModel):
 
 
 class ReplayPlan(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str
     target_path: str = Field(description="Host path of the entry sample (absolute).")

@@ -20,13 +20,15 @@ parent dies first.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import pickle
 import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,6 +43,15 @@ JOIN_POLL_SECONDS = 0.01
 # Linux's default 64 KiB a 3CX child (~420 KB of events) stalled there for ~0.3 s of a cold run.
 # Linux caps an unprivileged pipe at fs/pipe-max-size (1 MiB by default).
 EVENT_PIPE_BYTES = 1 << 20
+
+# Imported when first used while the shared modules are imported before the fork, because a
+# cold replay uses neither: asyncio (pydantic's core schema marks deprecated functions through
+# typing_extensions, which imports asyncio.coroutines to check for coroutines, and asyncio's
+# package brings ssl, socket and concurrent.futures: ~35 ms of CPU) and importlib.metadata
+# (pydantic's plugin loader scans entry points with it, and the command line turns plugins off:
+# emulator.cli.main). asyncio.coroutines imports nothing from its package: it loads alone.
+SHARED_LAZY = ("asyncio", "importlib.metadata")
+SHARED_INDEPENDENT = ("asyncio.coroutines",)
 
 _started: EngineChild | None = None
 
@@ -128,10 +139,7 @@ def start(configure_logging: Callable[[bool], None] | None = None) -> None:
     global _started
     from multiprocessing.connection import Pipe
 
-    # What both processes need (pydantic, the plan, events and recorder models) is imported once,
-    # before the fork: the child inherits it and adds only the engine.
-    import emulator.replay  # noqa: F401
-
+    _import_shared()
     plans_in, plans_out = Pipe(duplex=False)
     events_in, events_out = Pipe(duplex=False)
     widen_event_pipe(events_out)
@@ -143,6 +151,44 @@ def start(configure_logging: Callable[[bool], None] | None = None) -> None:
     plans_in.close()
     events_out.close()
     _started = EngineChild(pid, plans_out, events_in)
+
+
+def _import_shared() -> None:
+    """Import what both processes need (pydantic, the plan, events and recorder models) once,
+    before the fork: the child inherits it and adds only the engine.
+
+    On the cold run's critical path, so: with the collector paused and what it leaves frozen
+    (:func:`imports_paused`; the child freezes whatever it inherited first thing), and with the
+    modules in ``SHARED_LAZY`` (which neither process uses) imported when first used."""
+    from emulator.lazyimport import lazily_imported
+
+    with (
+        imports_paused("emulator.replay" not in sys.modules),
+        lazily_imported(SHARED_LAZY, independent=SHARED_INDEPENDENT),
+    ):
+        import emulator.replay  # noqa: F401
+
+
+@contextlib.contextmanager
+def imports_paused(fresh: bool) -> Iterator[None]:
+    """Python's collector paused while a process imports libraries it keeps for its life, and,
+    where ``fresh`` (this is their first import in the process), what they left frozen.
+
+    An import allocates long-lived objects by the ten thousand (the shared import ~40,000, the
+    output libraries ~120,000) and almost no garbage; with the collector on, it walks them again
+    and again while they load, and left young they make the next collection a walk of all of
+    them. Frozen (``gc.freeze``), no collection walks them again. Only a first import freezes:
+    a process that imports nothing new freezes nothing (whatever garbage it holds is collected
+    as before)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if fresh:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def widen_event_pipe(sending_end: Connection) -> None:
@@ -196,6 +242,8 @@ def take() -> EngineChild | None:
 
 
 def _serve(plans: Connection, events: Connection, configure_logging: Callable[[bool], None] | None) -> None:
+    # Whatever the parent holds lives as long as this process: never walked by the collector.
+    gc.freeze()
     code = 0
     try:
         import emulator.lifecycle as lifecycle

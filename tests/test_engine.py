@@ -66,11 +66,21 @@ def test_report_names_the_installed_engine(tmp_path: Path) -> None:
     assert report["tool"]["engine"] == f"speakeasy {importlib.metadata.version('speakeasy-emulator')}"
 
 
-def test_engine_version_comes_from_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_version_comes_from_package_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed distribution's metadata names the version: read directly where it is plain
+    (emulator/installed.py), else by importlib.metadata."""
+    from emulator import installed
     from emulator.backends.speakeasy import compat
 
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"speakeasy-emulator": "9.8.7"}[name])
-    assert compat._installed_version() == "9.8.7"
+    (tmp_path / "speakeasy_emulator-9.8.7.dist-info").mkdir()
+    (tmp_path / "speakeasy_emulator-9.8.7.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.4\nName: speakeasy-emulator\nVersion: 9.8.7\n", encoding="utf-8"
+    )
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    assert compat._installed_version() == "9.8.7" == importlib.metadata.version("speakeasy-emulator")
+    monkeypatch.setattr(installed, "_from_path", lambda name: installed._UNSURE)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"speakeasy-emulator": "9.8.6"}[name])
+    assert compat._installed_version() == "9.8.6"
 
 
 def test_a_missing_internal_fails_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

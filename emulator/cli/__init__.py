@@ -28,9 +28,20 @@ def will_fork_a_replay(args: list[str]) -> bool:
     return bool(args) and args[0] in REPLAYING_COMMANDS and not NO_CHILD_OPTIONS & set(args[1:])
 
 
+# pydantic's documented switch for its plugins (entry points of the group "pydantic"). The
+# command line turns them off, unless the user set the variable (empty: every plugin loads):
+# looking for them imports importlib.metadata and reads the entry points of every installed
+# distribution (~30 ms of CPU before the emulation child is forked), and chainreplay's models are
+# its own business.
+PYDANTIC_PLUGINS_ENV = "PYDANTIC_DISABLE_PLUGINS"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line. Only a process's own command line (``argv`` None) pre-starts a child:
-    a caller passing ``argv`` (a test) replays as before, forking when the replay starts."""
+    """The command line. Only a process's own command line (``argv`` None) pre-starts a child
+    and turns pydantic's plugins off: a caller passing ``argv`` (a test) replays as before,
+    forking when the replay starts."""
+    if argv is None:
+        os.environ.setdefault(PYDANTIC_PLUGINS_ENV, "__all__")
     if argv is None and will_fork_a_replay(sys.argv[1:]):
         try:
             from emulator import prestart

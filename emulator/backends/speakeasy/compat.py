@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.metadata
 import inspect
 import ntpath
 from collections.abc import Callable, Iterator
@@ -40,14 +39,14 @@ from speakeasy.report import ErrorInfo
 from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
 
+from emulator import installed
+
 ENGINE_PACKAGE = "speakeasy-emulator"
 
 
 def _installed_version() -> str:
-    try:
-        return importlib.metadata.version(ENGINE_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    # As importlib.metadata.version, without importing it in the cold child (emulator/installed.py).
+    return installed.version(ENGINE_PACKAGE) or "unknown"
 
 
 SPEAKEASY_VERSION = _installed_version()
