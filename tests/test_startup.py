@@ -784,6 +784,8 @@ from emulator.replay import emulate
 from emulator.scenario import load_scenario
 for step in warm_steps():
     step()
+# The plan is read by the worker before it forks the replay's child (its models are built there).
+plan = load_scenario(Path(sys.argv[1]))
 done = []
 registration, hooks = images._registration, compat_start.class_hooks
 images._registration = lambda *a: done.append("registration") or registration(*a)
@@ -793,7 +795,7 @@ mimetypes.init = lambda *a: done.append("mime") or init(*a)
 from pydantic import BaseModel
 rebuild = BaseModel.model_rebuild.__func__
 BaseModel.model_rebuild = classmethod(lambda cls, *a, **k: done.append(cls.__name__) or rebuild(cls, *a, **k))
-emulate(load_scenario(Path(sys.argv[1])))
+emulate(plan)
 print(len(done), sorted(set(compat_start._class_hooks) - scanned, key=str), done[:5])
 """
     done = subprocess.run(
