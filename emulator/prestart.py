@@ -220,8 +220,8 @@ def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
 
     Replays fork their emulation child from this process, so every later replay starts warm.
     Meant for batch workers (a process pool's initializer; also ``emulator.replay.warm_engine``).
-    About 0.8 s of CPU; a replay child forked after it spends ~1.1 s on the 3CX chain's load and
-    emulation (docs/performance.md, "The child's set-up per replay").
+    About 0.8 s of CPU; a replay child forked after it spends ~0.63 s on the 3CX chain's load and
+    emulation (docs/performance.md, "On a quiet machine (session 23)").
     """
     from emulator.lifecycle import collector_paused
 
