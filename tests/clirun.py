@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> CliResult:
     assert "Traceback" not in captured.err
     assert "Traceback" not in captured.out
     return CliResult(rc, captured.out, captured.err)
+
+
+def report_without_time(report_path: Path) -> dict[str, object]:
+    """A written report.json without its one field that differs between two identical replays."""
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report.pop("generated_at")
+    return report

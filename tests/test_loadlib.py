@@ -4,24 +4,18 @@ replay exactly as Speakeasy's own code leaves them."""
 from __future__ import annotations
 
 import ctypes
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import report_without_time
 
 from emulator.replay import replay_target
 from emulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
-
-
-def _without_time(report_path: Path) -> dict[str, object]:
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    report.pop("generated_at")
-    return report
 
 
 def _memory(emu: Any) -> dict[tuple[int, int, int], bytes]:
@@ -105,7 +99,7 @@ def test_fast_peb_relink_gives_the_same_3cx_replay(
     monkeypatch.setattr(compat_load, "build_structs_from_prototypes", lambda enabled=True: None)
     replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
     assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
-    assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")
+    assert report_without_time(tmp_path / "out" / "report.json") == report_without_time(shared / "report.json")
 
 
 def _speakeasy_struct_classes() -> list[type]:

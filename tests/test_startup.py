@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import report_without_time
 
 from emulator import prestart
 from emulator.cli import will_fork_a_replay
@@ -24,10 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 
 
-def _without_time(report_path: Path) -> dict[str, object]:
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    report.pop("generated_at")
-    return report
+def _assert_same_memory(loaded: tuple[Any, Any], expected: tuple[Any, Any]) -> None:
+    """Two loads (``_loaded_memory``) left the same regions with the same bytes."""
+    regions, contents = loaded
+    expected_regions, expected_contents = expected
+    assert regions == expected_regions
+    assert [b for b in contents if contents[b] != expected_contents.get(b)] == []
 
 
 def test_a_prestarted_child_replays_exactly_as_a_fresh_fork(tmp_path: Path) -> None:
@@ -40,7 +43,9 @@ def test_a_prestarted_child_replays_exactly_as_a_fresh_fork(tmp_path: Path) -> N
     assert prestart.take() is None  # used once
     assert child.exitcode is not None  # it was the one that emulated, and it ended
     assert early.status == fresh.status == "completed"
-    assert _without_time(tmp_path / "early" / "report.json") == _without_time(tmp_path / "fresh" / "report.json")
+    assert report_without_time(tmp_path / "early" / "report.json") == report_without_time(
+        tmp_path / "fresh" / "report.json"
+    )
     trace = (tmp_path / "early" / "trace.jsonl").read_bytes()
     assert trace == (tmp_path / "fresh" / "trace.jsonl").read_bytes()
 
@@ -177,7 +182,7 @@ def test_peb_linked_once_gives_the_same_3cx_replay(
     monkeypatch.setattr(compat_start, "link_peb_once", lambda emu: None)
     replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
     assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
-    assert _without_time(tmp_path / "out" / "report.json") == _without_time(shared / "report.json")
+    assert report_without_time(tmp_path / "out" / "report.json") == report_without_time(shared / "report.json")
 
 
 def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, bytes]]:
@@ -232,8 +237,7 @@ def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, monkey
     assert sum(merged) > 10_000  # the decoys' stubs went through it
     monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
     plain_regions, plain_contents = _loaded_memory(plan)
-    assert regions == plain_regions
-    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
@@ -259,12 +263,10 @@ def test_exports_registered_in_one_loop_leave_the_same_guest_memory(
     assert len(registered) > 45
     monkeypatch.setattr(compat_start, "registration_matches", lambda: False)
     plain_regions, plain_contents = _loaded_memory(plan)
-    assert regions == plain_regions
-    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
     monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
     plain_regions, plain_contents = _loaded_memory(plan)
-    assert regions == plain_regions
-    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
@@ -291,12 +293,10 @@ def test_decoys_registered_from_their_templates_leave_the_same_guest_memory(
     assert len(used) > 45  # the decoys took the template path
     monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
     loop_regions, loop_contents = _loaded_memory(plan)
-    assert regions == loop_regions
-    assert [b for b in contents if contents[b] != loop_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (loop_regions, loop_contents))
     monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
     plain_regions, plain_contents = _loaded_memory(plan)
-    assert regions == plain_regions
-    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
 
 
 def test_a_decoy_whose_text_is_not_the_templates_is_registered_by_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,8 +325,7 @@ def test_a_decoy_whose_text_is_not_the_templates_is_registered_by_the_loop(monke
     monkeypatch.setattr(compat_start, "register_template", register_template)
     loop_regions, loop_contents = _loaded_memory(plan)
     assert len(answers) > 45 and not any(answers)
-    assert regions == loop_regions
-    assert [b for b in contents if contents[b] != loop_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (loop_regions, loop_contents))
 
 
 def test_exports_of_another_speakeasy_are_registered_by_speakeasy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -381,8 +380,7 @@ def test_shipped_decoy_images_leave_the_same_guest_memory(scenario: str, monkeyp
     monkeypatch.setattr(images, "install", lambda: None)
     monkeypatch.setattr(ApiModuleLoader, "make_image", images._ORIGINAL_MAKE_IMAGE)
     plain_regions, plain_contents = _loaded_memory(plan)
-    assert regions == plain_regions
-    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
 
 
 def test_shipped_decoy_images_are_what_the_builder_builds_now() -> None:
@@ -465,8 +463,7 @@ def test_indexed_data_exports_leave_the_same_guest_memory(scenario: str, monkeyp
     regions, contents = _loaded_memory(plan)
     monkeypatch.setattr(compat_start, "index_data_entries", lambda emu: None)
     plain_regions, plain_contents = _loaded_memory(plan)
-    assert regions == plain_regions
-    assert [b for b in contents if contents[b] != plain_contents.get(b)] == []
+    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
 
 
 def test_merged_writes_land_as_written_one_by_one() -> None:
@@ -658,7 +655,9 @@ def test_speakeasy_models_a_replay_may_not_use_are_built_when_first_used(tmp_pat
     assert set(runs["eager"][0]) > set(after_replay)
     trace = (tmp_path / "deferred" / "trace.jsonl").read_bytes()
     assert trace == (tmp_path / "eager" / "trace.jsonl").read_bytes()
-    assert _without_time(tmp_path / "deferred" / "report.json") == _without_time(tmp_path / "eager" / "report.json")
+    assert report_without_time(tmp_path / "deferred" / "report.json") == report_without_time(
+        tmp_path / "eager" / "report.json"
+    )
 
 
 LAZY_SCRIPT = """
