@@ -84,6 +84,8 @@ def timed_batch(batch: list[BatchTarget], out: Path, **options: Any) -> dict[str
         "outcomes": outcomes,
         "workers": summary.workers,
         "parent_cpu_s": round(parent_cpu, 2),
+        # what each replayed task returned (emulator.batch.replay_task): per-replay CPU side by side
+        "tasks": tasks,
     }
     if len(tasks) == len(batch):
         figures.update(_where_the_time_went(tasks, started_at))

@@ -12,7 +12,10 @@ worker still runs :func:`warm_worker` (nearly free when warm, the whole warm-up 
 server was started by someone else). When the workers and their children outnumber the cores,
 the fork server also starts the first targets' emulation children before its long preload, and
 the workers adopt them (emulator/batch_prestart.py). The fork server is stopped when the batch ends.
-Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed once (``Client.run``).
+Dask: ``dask.distributed.Client(scheduler)``; each worker is warmed (``Client.run``; nearly free
+when its workers were started with the preload emulator/batch_dask.py, which warms the engine and
+imports the output libraries as each worker starts) and told how many replays its host runs at
+once (:func:`warm_dask_worker`: an oversubscribed host writes the exports without a forked copy).
 Dask's worker processes are daemonic and multiprocessing refuses children to a daemonic
 process; the replay's emulation child is killed and joined by the task that started it, so
 the task lifts that flag for the replay's duration (:func:`_children_allowed`).
@@ -145,12 +148,60 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def warm_worker() -> int:
-    """Pool initializer / Dask ``Client.run`` target: pay the engine's start-up once."""
+_outputs_prepared = False
+
+
+def warm_worker(threads_on_host: int | None = None, outputs: bool = False) -> int:
+    """Pool initializer / Dask warm-up: pay the engine's start-up once per process (nearly free
+    when the process is warm already: forked from the pool's fork server, or a Dask worker
+    started with the preload emulator/batch_dask.py).
+
+    ``outputs``: also import the analysis, drawing and export libraries now, once per process
+    (else the first replay imports them beside its emulation child). ``threads_on_host``: how
+    many replays this worker's host runs at once (a Dask cluster's worker threads there): when
+    they and their emulation children outnumber the host's cores (:func:`oversubscribed`), the
+    exports are written after the drawing rather than by a forked copy beside it, as the local
+    pool's workers do (``emulator.output.EXPORTS_BESIDE_DRAWING``); None leaves that as it is.
+    """
+    global _outputs_prepared
     from emulator.replay import warm_engine
 
     warm_engine()
+    if threads_on_host is not None:
+        import emulator.output
+
+        emulator.output.EXPORTS_BESIDE_DRAWING = not oversubscribed(threads_on_host, _usable_cores())
+    if outputs and not _outputs_prepared:
+        from emulator.replay import _prepare_outputs
+
+        _prepare_outputs(Path(os.devnull))  # writes allowed only under /dev/null: none
+        _outputs_prepared = True
     return os.getpid()
+
+
+def oversubscribed(replays_at_once: int, cores: int) -> bool:
+    """Whether ``replays_at_once`` workers and their emulation children outnumber ``cores``: then
+    no core is free for work beside a replay (the output libraries' import beside the first
+    child, the exports' forked copy beside the drawing), and doing it once, or inline, is cheaper."""
+    return 2 * replays_at_once > cores
+
+
+def warm_dask_worker(threads_by_host: dict[str, int], dask_worker: Any = None) -> int:
+    """``Client.run`` target: :func:`warm_worker` with the number of worker threads on this worker's
+    host (``threads_by_host``, from the scheduler; Dask passes the worker as ``dask_worker``)."""
+    host = getattr(dask_worker, "ip", None)
+    return warm_worker(threads_by_host.get(host) if isinstance(host, str) else None)
+
+
+def threads_by_host(scheduler_info: dict[str, Any]) -> dict[str, int]:
+    """Worker threads per host of a Dask cluster (``Client.scheduler_info()``): how many replays
+    each host runs at once."""
+    threads: dict[str, int] = {}
+    for worker in (scheduler_info.get("workers") or {}).values():
+        host = worker.get("host")
+        if isinstance(host, str):
+            threads[host] = threads.get(host, 0) + int(worker.get("nthreads") or 1)
+    return threads
 
 
 # ---- resumability -----------------------------------------------------------------------------
@@ -277,7 +328,7 @@ def preload_modules(jobs: int, cores: int) -> list[str]:
     ``"__main__"`` is multiprocessing's own default.
     """
     modules = ["__main__", "emulator.batch_preload"]
-    if 2 * jobs > cores:
+    if oversubscribed(jobs, cores):
         modules.append("emulator.batch_preload_outputs")
     return modules
 
@@ -289,7 +340,7 @@ def started_ahead(jobs: int, cores: int) -> int:
     worker imports those libraries while its first child emulates, and the preload (the engine
     alone) is short: a child started ahead would only have raced the worker's start for the
     cores (measured: no faster on an idle machine, slower on a busy one)."""
-    return jobs if PRESTART and 2 * jobs > cores else 0
+    return jobs if PRESTART and oversubscribed(jobs, cores) else 0
 
 
 def _local_executor(jobs: int, first_plans: list[str] | None = None) -> cf.ProcessPoolExecutor:
@@ -411,8 +462,9 @@ def run_batch(
     if pending and scheduler:
         client = _dask_client(scheduler)
         try:
-            workers = len(client.scheduler_info().get("workers", {}))
-            client.run(warm_worker)
+            info = client.scheduler_info()
+            workers = len(info.get("workers", {}))
+            client.run(warm_dask_worker, threads_by_host(info))
             futures = {
                 client.submit(
                     replay_task,
