@@ -106,7 +106,8 @@ def test_batch_check_exits_1_on_drift(tmp_path: Path, cli: Callable[..., CliResu
 
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[str]:
-    """A real Dask LocalCluster on loopback: two single-threaded worker processes. Closed afterwards."""
+    """A real Dask LocalCluster on loopback: two single-threaded worker processes, each started
+    with chainreplay's worker preload (emulator/batch_dask.py). Closed afterwards."""
     from dask.distributed import LocalCluster
 
     cluster = LocalCluster(
@@ -116,6 +117,7 @@ def dask_cluster() -> Iterator[str]:
         host="127.0.0.1",
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        preload=["emulator.batch_dask"],
     )
     try:
         yield cluster.scheduler_address
@@ -123,8 +125,34 @@ def dask_cluster() -> Iterator[str]:
         cluster.close()
 
 
+def _worker_state() -> tuple[bool, bool, bool]:
+    """In a Dask worker: engine imported, output libraries imported, exports' forked copy on."""
+    import sys
+
+    import emulator.output
+
+    engine = "emulator.backends.speakeasy" in sys.modules and "speakeasy" in sys.modules
+    outputs = "emulator.analysis.pipeline" in sys.modules and "stix2" in sys.modules
+    return engine, outputs, emulator.output.EXPORTS_BESIDE_DRAWING
+
+
 def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    from dask.distributed import Client
+
+    from emulator.batch import _usable_cores, oversubscribed, threads_by_host, warm_dask_worker
+
     assert dask_cluster.startswith("tcp://127.0.0.1:")
+    with Client(dask_cluster, set_as_default=False) as client:
+        # The preload warmed each worker as it started, before any batch: engine and output libraries.
+        assert set(client.run(_worker_state).values()) == {(True, True, True)}
+        info = client.scheduler_info()
+        assert threads_by_host(info) == {"127.0.0.1": 2}
+        # A worker told how many replays its host runs at once turns the exports' copy off when
+        # they and their children outnumber the cores, on otherwise.
+        client.run(warm_dask_worker, {"127.0.0.1": 64})
+        assert {state[2] for state in client.run(_worker_state).values()} == {False}
+        client.run(warm_dask_worker, {"127.0.0.1": 1})
+        assert {state[2] for state in client.run(_worker_state).values()} == {not oversubscribed(1, _usable_cores())}
     out = tmp_path / "dask"
     result = cli("batch", *SMALL, "--scheduler", dask_cluster, "-o", out, "--check")
     assert result.rc == 0, result.out + result.err
@@ -137,6 +165,9 @@ def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: C
     report = json.loads((out / "winhttp-downloader" / "report.json").read_text(encoding="utf-8"))
     assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]
     assert report["containment"]["isolation"] == "child process"
+    with Client(dask_cluster, set_as_default=False) as client:  # the batch told them: 2 on this host
+        expected = not oversubscribed(2, _usable_cores())
+        assert {state[2] for state in client.run(_worker_state).values()} == {expected}
 
 
 def test_pending_targets_start_longest_expected_first_on_workers_forked_warm(tmp_path: Path) -> None:
