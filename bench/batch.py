@@ -12,7 +12,10 @@ name. Measured, one run each, wall time from submission to the last report writt
 * one 3CX replay in a warm worker: ``warm_engine()`` in this process, then ``replay_target`` of
   scenarios/3cx (emulation in its forked child, report and drawings written), best of 3;
 * a Dask LocalCluster of 2 single-threaded worker processes on loopback against the local pool
-  with -j 2 (cluster start-up timed apart, worker warm-up inside the timing as for the pool).
+  with -j 2 (cluster start-up timed apart): first with chainreplay's worker preload
+  (emulator/batch_dask.py: each worker warms the engine and imports the output libraries as it
+  starts, inside the cluster's start-up, as on a long-lived cluster), then without it (the batch
+  warms the workers and their first replays import the libraries, inside the timing).
 
 A second table says where the time went, per configuration: seconds before the first replay
 starts (worker start-up and warm-up), the steady state (first emulation started, in a child
@@ -150,7 +153,10 @@ def warm_3cx(out: Path, repeats: int = 3) -> dict[str, Any]:
     return {"warm_engine_s": round(warm_up, 2), "replay_s": [round(t, 3) for t in times], "best_s": best}
 
 
-def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any]) -> dict[str, Any]:
+def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any], preload: bool = True) -> dict[str, Any]:
+    """The batch on a fresh LocalCluster; ``preload``: its workers started with chainreplay's worker
+    preload (emulator/batch_dask.py: engine and output libraries warmed as each worker starts, so
+    inside the cluster's start-up, timed apart), else warmed by the batch itself (inside its time)."""
     from dask.distributed import LocalCluster
 
     t0 = time.perf_counter()
@@ -161,6 +167,7 @@ def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any]) -
         host="127.0.0.1",
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        preload=["emulator.batch_dask"] if preload else [],
     )
     start_up = time.perf_counter() - t0
     try:
@@ -168,6 +175,7 @@ def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any]) -
     finally:
         cluster.close()
     dask["cluster_start_s"] = round(start_up, 2)
+    dask["worker_preload"] = preload
     dask["vs_pool_j2"] = round(dask["wall_s"] / pool_j2["wall_s"], 3)
     return dask
 
@@ -240,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.pool_only:
             figures["dask_2_workers"] = dask_vs_pool(batch, root / "dask", figures["pool_j2"])
             print(f"dask 2 workers: {figures['dask_2_workers']['wall_s']} s", flush=True)
+            cold = dask_vs_pool(batch, root / "dask0", figures["pool_j2"], preload=False)
+            figures["dask_2_workers_no_preload"] = cold
+            print(f"dask 2 workers, no preload: {figures['dask_2_workers_no_preload']['wall_s']} s", flush=True)
             figures["warm_3cx"] = warm_3cx(root / "warm")
     figures["ratios"] = {
         "j2_vs_j1_throughput": round(figures["pool_j1"]["wall_s"] / figures["pool_j2"]["wall_s"], 3),
@@ -248,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("local pool -j 1", figures["pool_j1"]), ("local pool -j 2", figures["pool_j2"])]
     if "dask_2_workers" in figures:
         figures["ratios"]["dask_vs_pool_j2_wall"] = figures["dask_2_workers"]["vs_pool_j2"]
+        figures["ratios"]["dask_no_preload_vs_pool_j2_wall"] = figures["dask_2_workers_no_preload"]["vs_pool_j2"]
         rows.append(("Dask LocalCluster, 2 workers", figures["dask_2_workers"]))
+        rows.append(("Dask, workers without preload", figures["dask_2_workers_no_preload"]))
     print(f"\n{len(batch)} replays: {', '.join(figures['targets'])}")
     print(f"{'run':32} {'wall s':>8} {'replays/min':>12} {'sum of replays s':>17}")
     for label, row in rows:
@@ -263,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"-j 2 / -j 1 throughput: {ratios['j2_vs_j1_throughput']}x (target >= 1.7x)", end="")
     print(f"; steady state (first emulation started to last written): {ratios['j2_vs_j1_steady']}x")
     if "dask_vs_pool_j2_wall" in ratios:
-        print(f"Dask / pool -j 2 wall time: {ratios['dask_vs_pool_j2_wall']} (target <= 1.15)")
+        print(f"Dask / pool -j 2 wall time: {ratios['dask_vs_pool_j2_wall']} (target <= 1.15)", end="")
+        print(f"; workers without the preload: {ratios['dask_no_preload_vs_pool_j2_wall']}", end="")
+        starts = (figures["dask_2_workers"]["cluster_start_s"], figures["dask_2_workers_no_preload"]["cluster_start_s"])
+        print(f" (cluster start-up, timed apart: {starts[0]} s with the preload, {starts[1]} s without)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"figures: {args.json}")
