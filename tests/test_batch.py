@@ -170,6 +170,43 @@ def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: C
         assert {state[2] for state in client.run(_worker_state).values()} == {expected}
 
 
+def test_a_dask_batch_keeps_one_task_per_worker_thread_in_flight(
+    dask_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three replays on two single-threaded workers: the third is submitted only once one of the
+    first two has ended, longest expected first, so none waits in a busy worker's queue."""
+    from dask.distributed import Client
+
+    import emulator.batch as batch
+    from emulator.scenario import load_scenario
+
+    plans = [load_scenario(folder) for folder in SMALL]
+    plans.append(plans[0].model_copy(update={"name": "benign-dll-again"}))
+    targets = [batch.BatchTarget(target=plan.name, plan=plan) for plan in plans]
+    submitted: list[tuple[str, int]] = []  # (target, tasks not yet finished when it was submitted)
+    clients: list[Client] = []
+
+    def client_for(scheduler: str) -> Client:
+        client = Client(scheduler, set_as_default=False)
+        inner, futures = client.submit, []
+
+        def submit(function: Any, *args: Any, **kwargs: Any) -> Any:
+            submitted.append((Path(args[1]).name, sum(1 for f in futures if not f.done())))
+            futures.append(inner(function, *args, **kwargs))
+            return futures[-1]
+
+        client.submit = submit  # type: ignore[method-assign]
+        clients.append(client)
+        return client
+
+    monkeypatch.setattr(batch, "_dask_client", client_for)
+    summary = batch.run_batch(targets, tmp_path / "slots", scheduler=dask_cluster, force=True)
+    assert [r.outcome for r in summary.results] == ["completed"] * 3
+    assert [name for name, _ in submitted] == ["winhttp-downloader", "benign-dll", "benign-dll-again"]
+    assert [running for _, running in submitted] == [0, 1, 1], submitted  # the third after one ended
+    assert clients and all(client.status == "closed" for client in clients)
+
+
 def test_pending_targets_start_longest_expected_first_on_workers_forked_warm(tmp_path: Path) -> None:
     """By the bytes a target reads on a first batch; by the times of the batch before after that.
     The pool's workers start warm: forked from a fork server that warmed the engine once."""
