@@ -498,15 +498,15 @@ def run_batch(
             submitted = slots
             running = as_completed(list(futures), loop=client.loop)
             for future in running:
-                try:
-                    finished(futures[future], future.result(), None)
-                except Exception as err:  # noqa: BLE001 - one target's failure is its own result
-                    finished(futures[future], None, f"{type(err).__name__}: {err}")
-                if submitted < len(pending):
+                if submitted < len(pending):  # before judging this one: its worker is idle
                     following = submit(submitted)
                     futures[following] = pending[submitted]
                     submitted += 1
                     running.add(following)
+                try:
+                    finished(futures[future], future.result(), None)
+                except Exception as err:  # noqa: BLE001 - one target's failure is its own result
+                    finished(futures[future], None, f"{type(err).__name__}: {err}")
         finally:
             client.close()
     elif pending:
