@@ -199,7 +199,9 @@ def dask_slots(threads: int, tasks: int) -> int:
     threads at once: one per thread, so that no replay waits in a busy worker's queue while another
     worker is idle (Dask hands a worker more tasks than it has threads and does not always move
     them: measured, a replay waited 0.7 s behind another on one worker while the other idled);
-    all of them when the cluster has no worker yet (Dask holds them until one joins)."""
+    all of them when the cluster has no worker yet (Dask holds them until one joins). Counted
+    again as replays end, so workers that join meanwhile get tasks. An adaptive cluster, which
+    scales on tasks waiting, sees none waiting: give it the workers the batch should use."""
     return min(tasks, threads) if threads > 0 else tasks
 
 
@@ -492,21 +494,29 @@ def run_batch(
             from dask.distributed import as_completed
 
             # One task per worker thread in flight (:func:`dask_slots`); the next, longest expected
-            # first, as soon as one ends.
+            # first, as soon as one ends; more when workers join the cluster meanwhile.
+            futures: dict[Any, int] = {}
+            running = as_completed(loop=client.loop)
+
+            def top_up(slots: int, done: int) -> None:
+                while len(futures) < len(pending) and len(futures) - done < slots:
+                    rank = len(futures)
+                    future = submit(rank)
+                    futures[future] = pending[rank]
+                    running.add(future)
+
             slots = dask_slots(sum(threads.values()), len(pending))
-            futures = {submit(rank): pending[rank] for rank in range(slots)}
-            submitted = slots
-            running = as_completed(list(futures), loop=client.loop)
-            for future in running:
-                if submitted < len(pending):  # before judging this one: its worker is idle
-                    following = submit(submitted)
-                    futures[following] = pending[submitted]
-                    submitted += 1
-                    running.add(following)
+            top_up(slots, 0)
+            for done, future in enumerate(running, start=1):
+                top_up(slots, done)  # before judging this one: its worker is idle
                 try:
                     finished(futures[future], future.result(), None)
                 except Exception as err:  # noqa: BLE001 - one target's failure is its own result
                     finished(futures[future], None, f"{type(err).__name__}: {err}")
+                if len(futures) < len(pending):
+                    with suppress(Exception):  # the count is a hint: the batch goes on without it
+                        slots = dask_slots(sum(client.nthreads().values()), len(pending))
+                    top_up(slots, done)
         finally:
             client.close()
     elif pending:
