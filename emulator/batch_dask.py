@@ -10,15 +10,21 @@ the same guard: no socket, no write). A worker started without it pays both insi
 batch it serves: the batch's ``Client.run`` warms the engine (~0.9 s of CPU per worker) and its
 first replay imports the libraries (~0.6-0.9 s); a worker started with it pays them once, at its
 start, whatever the number of batches, and the batch's own warm-up finds it warm (a few ms).
-Each replay still runs in its own contained child, forked from the warm worker.
+Each replay still runs in its own contained child, forked from the warm worker. A warm-up that
+fails is logged and the worker starts all the same (a batch then warms it, or reports why its
+replays fail).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
 def dask_setup(worker: Any = None) -> None:
-    from emulator.batch import warm_worker
+    try:
+        from emulator.batch import warm_worker
 
-    warm_worker(outputs=True)
+        warm_worker(outputs=True)
+    except Exception:  # noqa: BLE001 - the worker must start; each batch warms it (or its replays fail) itself
+        logging.getLogger(__name__).warning("chainreplay's worker warm-up failed", exc_info=True)

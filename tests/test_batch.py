@@ -238,3 +238,18 @@ def test_pending_targets_start_longest_expected_first_on_workers_forked_warm(tmp
     assert started_order() == ["benign-dll", "winhttp-downloader"]  # the longer last time first
     (out / "batch.json").write_text("{not json", encoding="utf-8")
     assert previous_seconds(out) == {}
+
+
+def test_a_failed_dask_worker_warm_up_is_logged_and_the_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import emulator.batch as batch
+    from emulator.batch_dask import dask_setup
+
+    def broken(threads_on_host: int | None = None, outputs: bool = False) -> int:
+        raise OSError("no engine here")
+
+    monkeypatch.setattr(batch, "warm_worker", broken)
+    with caplog.at_level(logging.WARNING, logger="emulator.batch_dask"):
+        dask_setup(None)  # returns: Dask goes on starting the worker
+    assert "worker warm-up failed" in caplog.text and "no engine here" in caplog.text
