@@ -64,6 +64,8 @@ MAX_HOPS = 8
 
 _ZERO_BYTE = re.compile(b"\x00")
 _BASE64_RUN = re.compile(rb"[A-Za-z0-9+/\r\n]{%d,}={0,2}" % MIN_BASE64_RUN)
+_BASE64_LETTERS = re.compile(rb"[A-Za-z0-9+/]{%d}" % MIN_BASE64_RUN)
+_WHITESPACE = re.compile(rb"\s")
 
 
 @dataclass
@@ -263,7 +265,7 @@ def base64_runs(data: bytes) -> list[tuple[int, bytes]]:
     """(offset, decoded bytes) of every long base64 run in ``data``."""
     found = []
     for run in _BASE64_RUN.finditer(data):
-        text = re.sub(rb"\s", b"", run.group())
+        text = _WHITESPACE.sub(b"", run.group())
         # The run may start with letters that are not part of the encoding: try each alignment.
         for skip in range(4):
             part = text[skip:]
@@ -292,7 +294,7 @@ def find_transformed(probe: bytes, data: bytes, xor: bool = True) -> Match | Non
 
 
 def _looks_textual(data: bytes) -> bool:
-    return b"==" in data or len(re.findall(rb"[A-Za-z0-9+/]{%d}" % MIN_BASE64_RUN, data[:65536])) > 0
+    return b"==" in data or len(_BASE64_LETTERS.findall(data[:65536])) > 0
 
 
 def _common_prefix(probe: bytes, data: bytes, offset: int) -> int:
