@@ -498,9 +498,11 @@ def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
         with collector_paused():  # the libraries' objects live as long as the process: nothing to find
             import emulator.analysis.pipeline
             import emulator.document  # noqa: F401
+            from emulator.analysis.attack import prepare as prepare_analysis
             from emulator.report import build_models
 
             build_models()
+            prepare_analysis()
             prepare_renderers()
             prepare_exports()
             if also is not None:

@@ -130,3 +130,49 @@ def test_a_bad_pattern_is_one_line_naming_file_and_key(text: str, message: str, 
 
 def test_parse_patterns_reads_the_shipped_table() -> None:
     assert parse_patterns(PATTERN_FILE.read_text(encoding="utf-8"), "x") == load_patterns()
+
+
+GLOBS = ["kernel32.createprocess*", "*.exe", "c:\\users\\*\\appdata\\*", "[a-c]?x", "[!a]*", "x[*]y", "a.b+c", "", "*"]
+NAMES = [
+    "kernel32.createprocessw",
+    "KERNEL32.CreateProcessW",
+    "a.exe",
+    "a.exe.bak",
+    "bx",
+    "abx",
+    "cyx",
+    "x*y",
+    "xzy",
+    "a.b+c",
+    "abbc",
+    "",
+    "c:\\users\\bob\\appdata\\x",
+    "c:\\users\\appdata",
+    "\n",
+    "a\nb.exe",
+]
+
+
+def test_compiled_globs_match_as_fnmatchcase() -> None:
+    import fnmatch
+
+    from emulator.analysis.attack import _glob
+
+    for pattern in GLOBS:
+        for name in NAMES:
+            assert _glob(pattern)(name) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
+
+
+def test_prepared_analysis_compiles_nothing_more() -> None:
+    """attack.prepare() (run beside the child) compiles every glob the shipped table's matchers
+    test, so analysing a replay compiles none."""
+    from emulator.analysis.attack import _glob, prepare
+    from emulator.trace import read_trace
+
+    _glob.cache_clear()
+    prepare()
+    before = _glob.cache_info()
+    trace = read_trace(Path(__file__).parent / "data" / "frozen" / "3cx")
+    assert analyse(trace).techniques
+    after = _glob.cache_info()
+    assert after.misses == before.misses and after.hits > before.hits

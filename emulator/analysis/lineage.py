@@ -31,9 +31,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from emulator.pe import section_table as pe_section_table
 
@@ -51,12 +50,22 @@ MAX_XOR_PERIOD = 32
 MAX_XOR_CARRIER = 8 * 1024 * 1024
 # XOR candidates verified per carrier and period before giving up (zero runs match everywhere).
 MAX_XOR_CANDIDATES = 64
+# XOR searches run on Python's bytes and ints over carriers up to this size, until this many
+# bytes were searched so in the process; past either, on numpy (emulator/analysis/lineage_numpy.py,
+# imported then: ~0.12 s of CPU, more than a small trace's whole search, 5-10x faster per MiB).
+PURE_SEARCH_BYTES = 256 * 1024
+PURE_SEARCH_BUDGET = 1024 * 1024
+# The affine search tests a key column over every offset at once until this few offsets are left.
+AFFINE_COLUMNS_UNTIL = 4096
 # Base64 runs at least this long are decoded and searched too.
 MIN_BASE64_RUN = 32
 # How many API / file / process hops a lineage follows back.
 MAX_HOPS = 8
 
+_ZERO_BYTE = re.compile(b"\x00")
 _BASE64_RUN = re.compile(rb"[A-Za-z0-9+/\r\n]{%d,}={0,2}" % MIN_BASE64_RUN)
+_BASE64_LETTERS = re.compile(rb"[A-Za-z0-9+/]{%d}" % MIN_BASE64_RUN)
+_WHITESPACE = re.compile(rb"\s")
 
 
 @dataclass
@@ -132,36 +141,89 @@ def find_xor(probe: bytes, data: bytes) -> Match | None:
     """``data[o + i] ^ key(i) == probe[i]`` for an affine or a short repeating key stream."""
     if len(data) > MAX_XOR_CARRIER or len(data) < MIN_MATCH:
         return None
-    found = _find_affine(probe, data)
+    if _vectorised(len(data)):
+        from emulator.analysis import lineage_numpy as search
+    else:
+        search = sys.modules[__name__]
+    found = search._find_affine(probe, data)
     if found is not None:
         return found
-    return _find_periodic(probe, data)
+    return search._find_periodic(probe, data)
+
+
+_searched_without_numpy = 0
+
+
+def _vectorised(size: int) -> bool:
+    """Whether an XOR search over ``size`` bytes runs on numpy (imported then) rather than on
+    Python's bytes and ints, which need no import but take 5-10x longer per MiB."""
+    global _searched_without_numpy
+    if "emulator.analysis.lineage_numpy" in sys.modules:
+        return True
+    if size > PURE_SEARCH_BYTES or _searched_without_numpy + size > PURE_SEARCH_BUDGET:
+        return True
+    _searched_without_numpy += size
+    return False
+
+
+def _byte_difference(x: int, y: int, high: int, low: int) -> int:
+    """Byte by byte ``(x - y) mod 256`` of two byte strings of one length held as big-endian
+    ints (``high``: 0x80 in every byte, ``low``: 0x7f): no borrow crosses a byte."""
+    return ((x | high) - (y & low)) ^ ((x ^ y ^ high) & high)
+
+
+def _affine_at(probe: bytes, data: bytes, offset: int) -> bool:
+    """``data[offset + i] ^ probe[i]`` is ``a + b*i (mod 256)`` for every i < MIN_MATCH."""
+    first = data[offset] ^ probe[0]
+    step = ((data[offset + 1] ^ probe[1]) - first) & 0xFF
+    previous = data[offset + 1] ^ probe[1]
+    for j in range(2, MIN_MATCH):
+        key = data[offset + j] ^ probe[j]
+        if (key - previous) & 0xFF != step:
+            return False
+        previous = key
+    return True
 
 
 def _find_affine(probe: bytes, data: bytes) -> Match | None:
+    """Every offset whose first MIN_MATCH key bytes ``data[o + j] ^ probe[j]`` step by one
+    constant, a column j at a time over the whole carrier (as big-endian ints: one int operation
+    handles every offset) until few offsets are left, then offset by offset."""
     width = MIN_MATCH
-    src = np.frombuffer(data, dtype=np.uint8)
-    count = len(src) - width + 1
+    count = len(data) - width + 1
     if count <= 0:
         return None
+    whole = int.from_bytes(data, "big")
+    mask = (1 << (8 * count)) - 1
+    ones = mask // 0xFF  # 0x0101...01, one per offset
+    high, low = ones * 0x80, ones * 0x7F
 
-    def stream(j: int, at: np.ndarray | slice) -> np.ndarray:
-        column: np.ndarray = src[j : j + count][at] ^ np.uint8(probe[j])
-        return column
+    def keys(j: int) -> int:  # data[o + j] ^ probe[j] for every offset o
+        return ((whole >> (8 * (width - 1 - j))) & mask) ^ (ones * probe[j])
 
-    everywhere = slice(None)
-    first = stream(0, everywhere)
-    step = stream(1, everywhere) - first  # uint8 arithmetic wraps mod 256
-    candidates = np.flatnonzero(stream(2, everywhere) - stream(1, everywhere) == step)
-    # Each further column keeps about 1/256 of the candidates.
-    for j in range(3, width):
-        if not len(candidates):
+    previous = keys(1)
+    step = _byte_difference(previous, keys(0), high, low)
+    broken = 0  # non-zero bytes: offsets whose keys do not step by their own step
+    for j in range(2, width):
+        current = keys(j)
+        broken |= _byte_difference(current, previous, high, low) ^ step
+        previous = current
+        offsets = broken.to_bytes(count, "big")
+        left = offsets.count(0)
+        if not left:
             return None
-        keep = stream(j, candidates) - stream(j - 1, candidates) == step[candidates]
-        candidates = candidates[keep]
-    for hit in candidates[:MAX_XOR_CANDIDATES]:
-        offset = int(hit)
-        k0, b = int(first[offset]), int(step[offset])
+        if left <= AFFINE_COLUMNS_UNTIL:
+            break
+    tried = 0
+    for zero in _ZERO_BYTE.finditer(offsets):
+        offset = zero.start()
+        if not _affine_at(probe, data, offset):
+            continue  # left by the columns not run
+        if tried == MAX_XOR_CANDIDATES:
+            break
+        tried += 1
+        k0 = data[offset] ^ probe[0]
+        b = ((data[offset + 1] ^ probe[1]) - k0) & 0xFF
         if k0 == 0 and b == 0:
             continue  # identity, handled elsewhere
         key = bytes((k0 + b * i) & 0xFF for i in range(256))
@@ -173,21 +235,28 @@ def _find_affine(probe: bytes, data: bytes) -> Match | None:
 
 
 def _find_periodic(probe: bytes, data: bytes) -> Match | None:
-    src = np.frombuffer(data, dtype=np.uint8)
-    p = np.frombuffer(probe, dtype=np.uint8)
+    """A repeating key of ``period`` bytes leaves ``data[o + period + i] ^ data[o + i] ==
+    probe[period + i] ^ probe[i]``: that pattern is looked for in the carrier XORed with itself
+    shifted by ``period``."""
+    whole = None
+    size = len(data)
     for period in range(2, MAX_XOR_PERIOD + 1):
         width = MIN_MATCH + period
-        if len(p) < width + period or len(src) < width + period:
+        if len(probe) < width + period or size < width + period:
             break
-        pattern = (p[period : period + width] ^ p[:width]).tobytes()
-        diffs = (src[period:] ^ src[:-period]).tobytes()
-        index, tries = diffs.find(pattern), 0
+        pattern = bytes(a ^ b for a, b in zip(probe[period : period + width], probe[:width], strict=True))
+        if whole is None:
+            whole = int.from_bytes(data, "big")
+        # diffs[period + i] == data[period + i] ^ data[i]; its first period bytes are not searched
+        diffs = (whole ^ (whole >> (8 * period))).to_bytes(size, "big")
+        index, tries = diffs.find(pattern, period), 0
         while index >= 0 and tries < MAX_XOR_CANDIDATES:
-            key = bytes(data[index + i] ^ probe[i] for i in range(period))
+            start = index - period
+            key = bytes(data[start + i] ^ probe[i] for i in range(period))
             if any(key):
-                length = _xor_prefix(probe, data, index, key, period)
+                length = _xor_prefix(probe, data, start, key, period)
                 if length >= min(len(probe), MIN_MATCH * 2):
-                    return Match(index, length, "xor", f"repeating key {key.hex()}")
+                    return Match(start, length, "xor", f"repeating key {key.hex()}")
             index, tries = diffs.find(pattern, index + 1), tries + 1
     return None
 
@@ -196,7 +265,7 @@ def base64_runs(data: bytes) -> list[tuple[int, bytes]]:
     """(offset, decoded bytes) of every long base64 run in ``data``."""
     found = []
     for run in _BASE64_RUN.finditer(data):
-        text = re.sub(rb"\s", b"", run.group())
+        text = _WHITESPACE.sub(b"", run.group())
         # The run may start with letters that are not part of the encoding: try each alignment.
         for skip in range(4):
             part = text[skip:]
@@ -225,24 +294,26 @@ def find_transformed(probe: bytes, data: bytes, xor: bool = True) -> Match | Non
 
 
 def _looks_textual(data: bytes) -> bool:
-    return b"==" in data or len(re.findall(rb"[A-Za-z0-9+/]{%d}" % MIN_BASE64_RUN, data[:65536])) > 0
+    return b"==" in data or len(_BASE64_LETTERS.findall(data[:65536])) > 0
 
 
 def _common_prefix(probe: bytes, data: bytes, offset: int) -> int:
     n = min(len(probe), len(data) - offset)
-    a = np.frombuffer(probe[:n], dtype=np.uint8)
-    b = np.frombuffer(data[offset : offset + n], dtype=np.uint8)
-    diff = np.flatnonzero(a != b)
-    return int(diff[0]) if len(diff) else n
+    return _same_length_prefix(probe[:n], data[offset : offset + n])
 
 
 def _xor_prefix(probe: bytes, data: bytes, offset: int, key: bytes, period: int) -> int:
     n = min(len(probe), len(data) - offset)
-    stream = np.resize(np.frombuffer(key[:period], dtype=np.uint8), n)
-    a = np.frombuffer(probe[:n], dtype=np.uint8)
-    b = np.frombuffer(data[offset : offset + n], dtype=np.uint8) ^ stream
-    diff = np.flatnonzero(a != b)
-    return int(diff[0]) if len(diff) else n
+    stream = int.from_bytes((key[:period] * (n // period + 1))[:n], "big")
+    decoded = int.from_bytes(data[offset : offset + n], "big") ^ stream
+    return _same_length_prefix(probe[:n], decoded.to_bytes(n, "big"))
+
+
+def _same_length_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes two byte strings of one length share: the first difference is
+    the highest set bit of their XOR as big-endian ints."""
+    differs = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+    return len(a) - (differs.bit_length() + 7) // 8
 
 
 # ---- tracing ------------------------------------------------------------------------------
