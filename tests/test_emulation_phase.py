@@ -168,3 +168,23 @@ def test_the_3cx_replay_is_the_same_without_the_emulation_shortcuts(
     replay_target(load_scenario(SCENARIOS / "3cx"), tmp_path / "out", isolate=False)
     assert (tmp_path / "out" / "trace.jsonl").read_bytes() == (shared / "trace.jsonl").read_bytes()
     assert report_without_time(tmp_path / "out" / "report.json") == report_without_time(shared / "report.json")
+
+
+def test_responder_globs_match_as_fnmatch_and_compile_nothing_for_plain_names() -> None:
+    """The responders' pattern match is ``fnmatch.fnmatchcase`` for every name and pattern, and a
+    pattern without a wildcard (or ``*`` alone) compiles no regular expression."""
+    import fnmatch
+
+    from emulator.responders.base import glob_matches
+
+    names = ["", "a", "abc", "ABC", "a.b", "a+b", "x\ny", "/cdn/update/stage3.bin", "c2.example", "[a]", "a\\b", "*"]
+    patterns = [*names, "*", "**", "?", "a*", "*.bin", "a?c", "[ab]*", "[!a]*", "a\\*", "(a)", "$", "c2.example."]
+    for name in names:
+        for pattern in patterns:
+            assert glob_matches(name, pattern) == fnmatch.fnmatchcase(name, pattern), (name, pattern)
+    fnmatch._compile_pattern.cache_clear()  # type: ignore[attr-defined]
+    misses = fnmatch._compile_pattern.cache_info().misses  # type: ignore[attr-defined]
+    assert glob_matches("first-seen.example", "first-seen.example")
+    assert not glob_matches("first-seen.example", "other-first-seen.example")
+    assert glob_matches("/any/path", "*")
+    assert fnmatch._compile_pattern.cache_info().misses == misses  # type: ignore[attr-defined]
