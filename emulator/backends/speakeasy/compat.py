@@ -318,13 +318,19 @@ class RangeHooks:
         self._unicorn = unicorn_of(emu)
         self._kind = {"read": uc.UC_HOOK_MEM_READ, "write": uc.UC_HOOK_MEM_WRITE, "code": uc.UC_HOOK_CODE}[kind]
 
+        # An exception must not cross the C boundary. (try/except rather than
+        # contextlib.suppress: these run on every hooked access, a thousand times a replay.)
         def callback(_handle: Any, _access: int, address: int, size: int, _value: int, _key: Any) -> None:
-            with contextlib.suppress(Exception):  # an exception must not cross the C boundary
-                on_access(int(address), int(size))
+            try:  # noqa: SIM105
+                on_access(address, size)
+            except Exception:  # noqa: BLE001
+                pass
 
         def code_callback(_handle: Any, address: int, size: int, _key: Any) -> None:
-            with contextlib.suppress(Exception):
-                on_access(int(address), int(size))
+            try:  # noqa: SIM105
+                on_access(address, size)
+            except Exception:  # noqa: BLE001
+                pass
 
         if kind == "code":
             self._thunk = binding.HOOK_CODE_CFUNC(code_callback)
