@@ -224,7 +224,29 @@ def relink_peb_fast(emu: Any) -> None:
     """
     if se_objman.Process.__dict__.get("_sync_peb_module_links") is not _sync_peb_module_links:
         se_objman.Process._sync_peb_module_links = _sync_peb_module_links  # type: ignore[method-assign]
+    if _ENTRY_WRITE_BACK_MATCHES and se_objman.LdrDataTableEntry.__dict__.get("write_back") is not _entry_write_back:
+        se_objman.LdrDataTableEntry.write_back = _entry_write_back  # type: ignore[method-assign]
     setattr(emu, FAST_LINKS_FLAG, True)
+
+
+# KernelObject.write_back as Speakeasy writes it (``data = self.get_bytes()``, then
+# ``self.emu.mem_write(self.address, data)`` when both are set), inherited by the loader entries.
+_ORIGINAL_WRITE_BACK = se_objman.KernelObject.write_back
+_ENTRY_WRITE_BACK_MATCHES = "write_back" not in vars(se_objman.LdrDataTableEntry) and set(
+    _ORIGINAL_WRITE_BACK.__code__.co_names
+) == {"get_bytes", "address", "emu", "mem_write"}
+
+
+def _entry_write_back(self: Any) -> None:
+    """A new loader entry written back (``add_module_to_peb``, ~50 a new process) with
+    :func:`serialised` instead of the struct layer's ``get_bytes``: the same bytes, the same
+    write; only for an emulator that asked (``relink_peb_fast``)."""
+    if not getattr(self.emu, FAST_LINKS_FLAG, False):
+        _ORIGINAL_WRITE_BACK(self)
+        return
+    data = serialised(self.object)
+    if data and self.address:
+        self.emu.mem_write(self.address, data)
 
 
 # ---- structs built from a prototype ---------------------------------------------------------
