@@ -93,8 +93,8 @@ def read_strings_by_page(emu: Any) -> bool:
     the first zero character, or ``max_chars`` characters), so the same string comes back. A
     character that straddles two pages, and a chunk that cannot be read, are read Speakeasy's
     way (through ``emu.mem_read``) from that character on: the same fault, reported once, at
-    the same address. False (nothing installed) when
-    Speakeasy's methods are not the ones this was written from."""
+    the same address. False (nothing installed) when Speakeasy's methods are not the ones this
+    was written from."""
     if not strings_match():
         return False
     original_read = se_binemu.BinaryEmulator.read_mem_string.__get__(emu)
