@@ -8,7 +8,6 @@ kept in the victim's history.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emulator.responders.base import HttpRequest, HttpResponse, Responder, host_matches
+from emulator.responders.base import HttpRequest, HttpResponse, Responder, glob_matches, host_matches
 from emulator.responders.static import ResponseSpec
 
 UNKNOWN_VICTIM = "unknown"
@@ -104,9 +103,9 @@ class C2Responder(Responder):
         state = victim.state if victim else UNKNOWN_VICTIM
         for route, response in zip(self.config.routes, self.responses, strict=True):
             if not (
-                fnmatch.fnmatchcase(request.method, route.method.upper())
-                and fnmatch.fnmatchcase(request.path.split("?", 1)[0], route.path)
-                and any(fnmatch.fnmatchcase(state, s) for s in route.states)
+                glob_matches(request.method, route.method.upper())
+                and glob_matches(request.path.split("?", 1)[0], route.path)
+                and any(glob_matches(state, s) for s in route.states)
             ):
                 continue
             if route.action == "register":

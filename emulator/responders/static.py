@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emulator.responders.base import HttpRequest, HttpResponse, Responder, host_matches
+from emulator.responders.base import HttpRequest, HttpResponse, Responder, glob_matches, host_matches
 from emulator.scenario_paths import scenario_data_path
 
 
@@ -85,8 +84,8 @@ class StaticResponder(Responder):
     def handles(self, request: HttpRequest) -> bool:
         return (
             self.handles_host(request.host)
-            and any(fnmatch.fnmatchcase(request.path, p) for p in self.config.paths)
-            and any(fnmatch.fnmatchcase(request.method, m.upper()) for m in self.config.methods)
+            and any(glob_matches(request.path, p) for p in self.config.paths)
+            and any(glob_matches(request.method, m.upper()) for m in self.config.methods)
         )
 
     def respond(self, request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import compat, compat_fast, setup
+from emulator.backends.speakeasy import compat, compat_fast, compat_memory, setup
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
@@ -74,6 +74,8 @@ class SpeakeasyBackend:
     def _install(self, target: setup.LoadedTarget) -> None:
         emu = target.emu
         compat.check_emulator(emu)
+        compat_memory.read_strings_by_page(emu)
+        compat_memory.without_memory_layout_capture(emu)
         self.result.arch = target.arch
         memory = setup.SpeakeasyMemory(emu)
         self.recorder.start_stage(

@@ -296,8 +296,12 @@ class FlowWatch:
 
     def _on_write(self, address: int, size: int) -> None:
         assert self.writes is not None
-        region = next((r for r in self.regions.values() if r.base <= address < r.base + r.size), None)
-        if region is None or region.hook is None:
+        for region in self.regions.values():  # the first region holding the address
+            if region.base <= address < region.base + region.size:
+                break
+        else:
+            return
+        if region.hook is None:
             return
         stretch = self.stretch
         if region.base not in stretch.written:
