@@ -593,6 +593,11 @@ class FastEngineLoop:
         origin_run = emu.curr_run
         traps = self.traps
         start = emu.emu_eng.start
+        # The fast-mode runner's start taking the loop's deadline as it is (see NativeRunner.start_by).
+        owner = getattr(start, "__self__", None)
+        start_by = getattr(owner, "start_by", None)
+        if getattr(start, "__func__", None) is not getattr(type(owner), "start", object()):
+            start_by = None
 
         def stop_limit(kind: str) -> None:
             if emu._pending_api_entry is not None:
@@ -636,8 +641,11 @@ class FastEngineLoop:
                     return
                 if emu._pending_api_entry is None and not emu._pending_control:
                     try:
-                        native_timeout = max(deadline - monotonic(), 0.000001) if deadline is not None else 0
-                        start(address, timeout=native_timeout, count=0)
+                        if start_by is not None:
+                            start_by(address, deadline)
+                        else:
+                            native_timeout = max(deadline - monotonic(), 0.000001) if deadline is not None else 0
+                            start(address, timeout=native_timeout, count=0)
                     except uc.UcError as exc:
                         if emu._pending_fault_stop is not None:
                             return
