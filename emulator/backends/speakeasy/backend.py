@@ -95,12 +95,12 @@ class SpeakeasyBackend:
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
 
-        def enter_api_call() -> None:
+        def enter_api_call(site: int) -> None:
             # What a handler records during the call belongs to the calling stage, not to the
             # stage of the previous call (a loaded module's export that has since returned).
-            recorder.current_stage = recorder.stage_at(compat.call_site(emu)) or recorder.current_stage
+            recorder.current_stage = recorder.stage_at(site) or recorder.current_stage
 
-        compat.before_each_api_call(emu, enter_api_call)
+        compat.before_each_api_call(emu, enter_api_call, with_site=True)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
         flow = FlowWatch(emu, memory, self.recorder)
         flow.install()

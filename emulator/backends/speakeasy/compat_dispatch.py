@@ -18,6 +18,7 @@ The hooks registered for an API are re-read whenever any API hook is added.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from types import MethodType
@@ -35,12 +36,15 @@ from speakeasy.report import ErrorInfo
 from speakeasy.winenv.api import sigdb, sigfmt
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
+from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # A plan of an API Speakeasy serves itself (see _plan).
 _NO_PLAN = None
 # Not looked up yet.
 _UNPLANNED: Any = object()
+# A handler raised and the run ended (handle_import_func).
+_HANDLER_FAILED: Any = object()
 # Parameter kinds Speakeasy renders from the value alone (no guest memory, no XMM register):
 # integers (with their enum or flag names), booleans, handles, pointers shown as addresses.
 PURE_KINDS = frozenset((*sigdb.INT_KINDS, *sigdb.BOOL_KINDS, "h", "p", "a"))
@@ -150,14 +154,19 @@ class FastDispatch:
         # The emulator's log_api last seen, and what it unwraps to (compat.after_each_api_call).
         self._log_seen: Any = None
         self._log_parts: tuple[Any, Any] | None = None
+        self._lean_log = False
+        self._info_enabled = se_winemu.logger.isEnabledFor
+        # The run whose unique_apis are known as a set (see _seen_api).
+        self._unique: list[Any] | None = None
 
     def install(self) -> None:
         self.emu.handle_import_func = self.handle_import_func
 
-    def add_before_call(self, callback: Any) -> None:
-        """Run ``callback()`` before each API call, as a wrapper of ``handle_import_func`` put on
-        now would: before those added earlier, for every call (Speakeasy's own path too)."""
-        self.before.insert(0, callback)
+    def add_before_call(self, callback: Any, *, with_site: bool = False) -> None:
+        """Run ``callback()`` (``callback(site)`` with ``with_site``: ``compat.call_site`` then)
+        before each API call, as a wrapper of ``handle_import_func`` put on now would: before
+        those added earlier, for every call (Speakeasy's own path too)."""
+        self.before.insert(0, (callback, with_site))
 
     def _bind(self) -> None:
         # The engine's register and memory access as the runner left it (direct, in fast mode).
@@ -308,41 +317,125 @@ class FastDispatch:
         except Exception:
             return None
 
-    def handle_import_func(self, dll: str, name: str) -> Any:
-        for before in self.before:
-            before()
+    def handle_import_func(self, dll: str, name: str) -> Any:  # noqa: C901 - one call, in one piece
+        """``handle_import_func`` and ``_dispatch_import_func`` for an API with a plan, in one
+        function: the before-call callbacks, the frame, the handler, the dynamic-code check,
+        ``log_api`` (its run accounting inline where it is fast mode's lean one), the return,
+        the post-call checks. Speakeasy's own path for an API without a plan."""
         emu = self.emu
+        if not self.bound:
+            self._bind()
+        read_sp_pc = self.read_sp_pc
+        read_word = self.read_word
+        for before, with_site in self.before:
+            if with_site:
+                before(self._call_site(emu))
+            else:
+                before()
         plan = self.plans.get((dll, name), _UNPLANNED)
         if plan is _UNPLANNED:
             plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
-        if not self.bound:
-            self._bind()
-        sp, entry_pc = self.read_sp_pc()
+        osp, opc = read_sp_pc()
         try:
-            ret = self.read_word(sp)
+            oret = read_word(osp)
         except Exception:
-            ret = None
-        argv = (self._argv(sp, plan.argc) if plan.argc else []) if ret is not None else None
-        if argv is None or ret is None:
             return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
-        frame = ApiCallbackFrame(sp, ret)
+        argc = plan.argc
+        argv = self._argv(osp, argc) if argc else []
+        if argv is None:
+            return self.original(dll, name)
+        frame = ApiCallbackFrame(osp, oret)
         previous = emu._active_api_frame
         emu._active_api_frame = frame
         origin_run = emu.curr_run
         try:
-            self._dispatch(plan, frame, sp, ret, entry_pc, argv)
+            # _dispatch_import_func
+            call_pc = emu.prev_pc if emu.prev_pc != 0 else oret
+            conv, imp_api = plan.conv, plan.imp_api
+            frame.argc = argc
+            frame.convention = conv
+            if plan.layout == ():
+                args = HandlerArgs([], [])  # a signature without parameters: what from_signature builds
+            elif plan.sig is not None:
+                args = self._handler_args(plan, argv)
+            else:
+                args = HandlerArgs.from_slots(argv)
+            ctx = ApiContext(func_name=imp_api, args=args)
+            hooks = (
+                self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
+            )
+            if hooks is None:
+                hooks = self._hooks(plan.dll, plan.name)
+            if hooks:
+                rv = self._hooked(plan, hooks, argv, ctx)
+            else:
+                try:
+                    rv = plan.func(plan.mod, emu, argv, ctx)
+                except Exception as e:
+                    if emu._stop_on_faults:
+                        raise
+                    se_winemu.logger.exception("0x%x: Error while calling API handler for %s:", oret, imp_api)
+                    error = emu.get_error_info(str(e), emu.get_pc(), traceback=traceback.format_exc())
+                    emu.curr_run.error = error
+                    emu.on_run_complete()
+                    rv = _HANDLER_FAILED
+            if rv is not _HANDLER_FAILED:
+                sp, pc = read_sp_pc()
+                try:
+                    ret = read_word(sp)
+                except Exception:
+                    ret = emu.get_ret_address()  # raises as Speakeasy's read does
+                frame.result = rv
+                mm = self._map_of(ret)
+                if mm and "virtualalloc" in mm.tag.lower():
+                    emu._fire_dyn_code_hooks(ret)
+                report_args = ctx.args.get_report_args()
+                log = emu.log_api
+                if log is not self._log_seen:
+                    self._see_log(log)
+                if self._log_parts is None:
+                    log(call_pc, imp_api, rv, report_args, run=origin_run)
+                else:  # compat.after_each_api_call's wrapper, its two calls made here
+                    inner, after = self._log_parts
+                    if (
+                        self._lean_log
+                        and origin_run is not None
+                        and not origin_run.api_callbacks
+                        and not self._info_enabled(logging.INFO)
+                    ):
+                        # compat_fast.use_lean_api_log's accounting, inline
+                        origin_run.num_apis += 1
+                        if not self._seen_api(origin_run, imp_api):
+                            origin_run.api_hash.update(imp_api.lower().encode("utf-8"))
+                            origin_run.unique_apis.append(imp_api)
+                    else:
+                        inner(call_pc, imp_api, rv, report_args, run=origin_run)
+                    after(call_pc, imp_api, rv, report_args)
+                if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
+                    sp = read_sp_pc()[0]
+                    if sp == osp:
+                        if ret and self.write_return is not None and (conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc):
+                            self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
+                        else:
+                            self._call_return(sp, argc, ret, rv, conv)
+                if not emu.run_complete:
+                    emu.enable_code_hook()
+                # _check_api_limit, which does something only for the same run past the limit.
+                if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
+                    emu._check_api_limit(origin_run, imp_api)
+            # back in handle_import_func
             if (
                 emu.curr_run is origin_run
                 and not emu.run_complete
                 and not emu.emu_complete
-                and (after := self.read_sp_pc())[1] == entry_pc
-                and after[0] != frame.stack_pointer
+                and (after_call := read_sp_pc())[1] == opc
+                and after_call[0] != frame.stack_pointer
                 and not emu._pending_control
                 and not origin_run.api_callbacks
             ):
-                origin_run.error = emu.get_error_info("api_handler_did_not_return", entry_pc)
+                origin_run.error = emu.get_error_info("api_handler_did_not_return", opc)
                 origin_run.error.api_name = f"{dll}.{name}"
                 se_winemu.logger.error("API handler %s.%s changed SP without returning", dll, name)
                 emu.end_run_on_fault()
@@ -350,78 +443,51 @@ class FastDispatch:
             emu._active_api_frame = previous
         return None
 
-    def _dispatch(self, plan: _Plan, frame: Any, osp: int, oret: int, opc: int, argv: list[int]) -> None:
-        """``_dispatch_import_func`` for an API with a handler (stdcall or cdecl)."""
-        emu = self.emu
-        origin_run = emu.curr_run
-        call_pc = emu.prev_pc if emu.prev_pc != 0 else oret
-        argc, conv, imp_api = plan.argc, plan.conv, plan.imp_api
-        frame.argc = argc
-        frame.convention = conv
-        if plan.layout == ():
-            args = HandlerArgs([], [])  # a signature without parameters: what from_signature builds
-        elif plan.sig is not None:
-            args = self._handler_args(plan, argv)
-        else:
-            args = HandlerArgs.from_slots(argv)
-        ctx = ApiContext(func_name=imp_api, args=args)
-        hooks = self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
-        if hooks is None:
-            hooks = self._hooks(plan.dll, plan.name)
-        if hooks:
-            hooked_func = MethodType(plan.func, plan.mod)
-
-            def orig(args: Any) -> Any:
-                return hooked_func(emu, args, ctx)
-
-            prev_ctx, emu.api_ctx = emu.api_ctx, ctx
-            try:
-                for hook in hooks:
-                    rv = hook.cb(emu, imp_api, orig, argv)
-            finally:
-                emu.api_ctx = prev_ctx
-        else:
-            try:
-                rv = plan.func(plan.mod, emu, argv, ctx)
-            except Exception as e:
-                if emu._stop_on_faults:
-                    raise
-                se_winemu.logger.exception("0x%x: Error while calling API handler for %s:", oret, imp_api)
-                error = emu.get_error_info(str(e), emu.get_pc(), traceback=traceback.format_exc())
-                emu.curr_run.error = error
-                emu.on_run_complete()
-                return
-        sp, pc = self.read_sp_pc()
+    def _call_site(self, emu: Any) -> int:
+        """``compat.call_site(emu)``: the previous pc Speakeasy noted, else the return address."""
+        previous = emu.prev_pc
+        if previous:
+            return int(previous)
         try:
-            ret = self.read_word(sp)
+            return int(self.read_word(self.read_sp_pc()[0]))
         except Exception:
-            ret = emu.get_ret_address()  # raises as Speakeasy's read does
-        frame.result = rv
-        mm = self._map_of(ret)
-        if mm and "virtualalloc" in mm.tag.lower():
-            emu._fire_dyn_code_hooks(ret)
-        report_args = ctx.args.get_report_args()
-        log = emu.log_api
-        if log is not self._log_seen:
-            self._log_seen, self._log_parts = log, getattr(log, "unwrapped", None)
-        if self._log_parts is None:
-            log(call_pc, imp_api, rv, report_args, run=origin_run)
-        else:  # compat.after_each_api_call's wrapper, its two calls made here
-            inner, after = self._log_parts
-            inner(call_pc, imp_api, rv, report_args, run=origin_run)
-            after(call_pc, imp_api, rv, report_args)
-        if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
-            sp = self.read_sp_pc()[0]
-            if sp == osp:
-                if ret and self.write_return is not None and (conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc):
-                    self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
-                else:
-                    self._call_return(sp, argc, ret, rv, conv)
-        if not emu.run_complete:
-            emu.enable_code_hook()
-        # _check_api_limit, which does something only for the same run past the limit.
-        if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
-            emu._check_api_limit(origin_run, imp_api)
+            return compat.call_site(emu)
+
+    def _hooked(self, plan: _Plan, hooks: list[Any], argv: list[int], ctx: Any) -> Any:
+        """The API hooks registered for the API, around its handler (``_dispatch_import_func``)."""
+        emu = self.emu
+        hooked_func = MethodType(plan.func, plan.mod)
+
+        def orig(args: Any) -> Any:
+            return hooked_func(emu, args, ctx)
+
+        prev_ctx, emu.api_ctx = emu.api_ctx, ctx
+        try:
+            for hook in hooks:
+                rv = hook.cb(emu, plan.imp_api, orig, argv)
+        finally:
+            emu.api_ctx = prev_ctx
+        return rv
+
+    def _see_log(self, log: Any) -> None:
+        """What the emulator's ``log_api`` is now: compat.after_each_api_call's wrapper (its two
+        parts), and whether its inner part is compat_fast.use_lean_api_log's."""
+        self._log_seen, self._log_parts = log, getattr(log, "unwrapped", None)
+        inner = self._log_parts[0] if self._log_parts is not None else None
+        self._lean_log = getattr(inner, "lean_for", None) is self.emu
+
+    def _seen_api(self, run: Any, imp_api: str) -> bool:
+        """``imp_api in run.unique_apis``, with the list's names kept in a set while the list
+        only grows (Speakeasy appends to it, once per new API)."""
+        names = run.unique_apis
+        memo = self._unique
+        if memo is None or memo[0] is not run or memo[1] is not names or memo[3] != len(names):
+            memo = self._unique = [run, names, set(names), len(names)]
+        if imp_api in memo[2]:
+            return True
+        memo[2].add(imp_api)
+        memo[3] += 1  # the caller appends it
+        return False
 
     def _map_of(self, address: int) -> Any:
         """``emu.get_address_map(address)``: the first map in ``emu.maps`` holding ``address``.

@@ -493,6 +493,8 @@ def use_lean_api_log(emu: Any) -> None:
             run.api_hash.update(imp_api.lower().encode("utf-8"))
             run.unique_apis.append(imp_api)
 
+    # Fast mode's dispatch makes this accounting itself when it sees this marker (compat_dispatch).
+    log_api.lean_for = emu  # type: ignore[attr-defined]
     emu.log_api = log_api
 
 
