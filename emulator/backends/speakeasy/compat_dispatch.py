@@ -131,6 +131,7 @@ class FastDispatch:
         self.write_return: Any = None
         self.read_sp_pc: Any = None
         self.read_word: Any = None
+        self.read_frame: Any = None
         # The memory map the last return address was in, and where in the map list (see _map_of).
         self._map_memo: tuple[Any, int, Any] | None = None
         # Speakeasy's own get_address_map (not one replaced on the emulator or its class).
@@ -189,6 +190,14 @@ class FastDispatch:
                 return int.from_bytes(mem_read(addr, ptr), "little")
 
         self.read_word = read_word
+        read_frame = getattr(engine, "read_frame", None)
+        if read_frame is None:
+
+            def read_frame() -> tuple[int, int, int]:
+                sp, pc = read_sp_pc()
+                return sp, pc, read_word(sp)
+
+        self.read_frame = read_frame
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -325,8 +334,7 @@ class FastDispatch:
         emu = self.emu
         if not self.bound:
             self._bind()
-        read_sp_pc = self.read_sp_pc
-        read_word = self.read_word
+        read_sp_pc, read_frame = self.read_sp_pc, self.read_frame
         for before, with_site in self.before:
             if with_site:
                 before(self._call_site(emu))
@@ -337,9 +345,8 @@ class FastDispatch:
             plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
-        osp, opc = read_sp_pc()
         try:
-            oret = read_word(osp)
+            osp, opc, oret = read_frame()
         except Exception:
             return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
         argc = plan.argc
@@ -382,10 +389,10 @@ class FastDispatch:
                     emu.on_run_complete()
                     rv = _HANDLER_FAILED
             if rv is not _HANDLER_FAILED:
-                sp, pc = read_sp_pc()
                 try:
-                    ret = read_word(sp)
+                    sp, pc, ret = read_frame()
                 except Exception:
+                    sp, pc = read_sp_pc()
                     ret = emu.get_ret_address()  # raises as Speakeasy's read does
                 frame.result = rv
                 mm = self._map_of(ret)
@@ -449,7 +456,7 @@ class FastDispatch:
         if previous:
             return int(previous)
         try:
-            return int(self.read_word(self.read_sp_pc()[0]))
+            return int(self.read_frame()[2])
         except Exception:
             return compat.call_site(emu)
 

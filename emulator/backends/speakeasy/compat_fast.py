@@ -448,8 +448,20 @@ def use_direct_engine_access(emu: Any) -> None:
                 return sp, pc
         return reg_read(sp_reg), reg_read(pc_reg)
 
+    def read_frame() -> tuple[int, int, int]:
+        """(stack pointer, pc, the word at the stack pointer): ``read_sp_pc()`` and
+        ``read_word(sp)`` in one call (the same values, the same errors)."""
+        if not running[0]:
+            sp, pc = cache.get(sp_e), cache.get(pc_e)
+            if sp is not None and pc is not None:
+                known = reads.get(sp)
+                return sp, pc, (read_word(sp) if known is None else known)
+        sp, pc = reg_read(sp_reg), reg_read(pc_reg)
+        return sp, pc, read_word(sp)
+
     emu.get_pc, emu.get_stack_ptr = get_pc, get_stack_ptr
     engine.read_sp_pc = read_sp_pc
+    engine.read_frame = read_frame
     emu.set_pc = lambda addr: reg_write(pc_reg, addr)
     emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
     original_signature = emu.get_handler_signature
