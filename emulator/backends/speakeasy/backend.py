@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 class SpeakeasyBackend:
     def __init__(self, plan: ReplayPlan, services: ReplayServices) -> None:
         self.plan = plan
+        self._max_api_calls = plan.limits.max_api_calls  # read after every API call
         self.services = services
         self.recorder: Recorder = services.recorder
         self.result = BackendResult(engine=compat.ENGINE_NAME)
@@ -136,11 +137,10 @@ class SpeakeasyBackend:
         self.recorder.on_event = on_event
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
-        assert self.translator is not None
-        self.translator.api_call(pc, imp_api, rv, args)
+        self.translator.api_call(pc, imp_api, rv, args)  # type: ignore[union-attr]  # set with the hooks
         if self.machine is not None:
             self.machine.after_api_call()
-        count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
+        count, limit = self.recorder.api_count, self._max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))
 
