@@ -88,7 +88,7 @@ _check_installed()
 
 
 class _Plan:
-    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout", "memos")
+    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout", "memos", "one_call_return")
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
         self.dll, self.name, self.imp_api = dll, name, imp_api
@@ -98,6 +98,8 @@ class _Plan:
         # Per parameter of the layout: value -> Speakeasy's rendering, for a parameter rendered
         # from its value alone (see FastDispatch._pure_rendering); None: rendered on every call.
         self.memos: tuple[dict[int, Any] | None, ...] = ()
+        # The return pops only the return address (cdecl, x64, or no arguments): one batch write.
+        self.one_call_return = False
 
 
 def signature_layout(sig: Any, ptr_size: int, argc: int) -> tuple[tuple[Any, int, int | None], ...] | None:
@@ -132,6 +134,7 @@ class FastDispatch:
         self.read_sp_pc: Any = None
         self.read_word: Any = None
         self.read_frame: Any = None
+        self._view: tuple[Any, ...] = ({}, {}, [True], None, None)  # see _bind
         # The memory map the last return address was in, and where in the map list (see _map_of).
         self._map_memo: tuple[Any, int, Any] | None = None
         # Speakeasy's own get_address_map (not one replaced on the emulator or its class).
@@ -198,6 +201,9 @@ class FastDispatch:
                 return sp, pc, read_word(sp)
 
         self.read_frame = read_frame
+        view = getattr(engine, "register_view", None)
+        # An empty cache, never running, when the engine keeps none: every read then calls.
+        self._view = view if view is not None else ({}, {}, [True], None, None)
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -217,6 +223,7 @@ class FastDispatch:
                 shown = handler_name if name.startswith("ordinal_") else name
                 sig = emu.get_handler_signature(dll, shown, argc)
                 plan = _Plan(dll, shown, f"{dll}.{shown}", mod, func, argc, conv, sig)
+                plan.one_call_return = conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc
                 if sig is not None and self._stock_rendering():
                     plan.layout = signature_layout(sig, self.ptr, argc)
                     if plan.layout:
@@ -345,10 +352,18 @@ class FastDispatch:
             plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
-        try:
-            osp, opc, oret = read_frame()
-        except Exception:
-            return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
+        cache, words, running, sp_e, pc_e = self._view
+        # read_frame(), from the cache while it holds the values
+        if (
+            running[0]
+            or (osp := cache.get(sp_e)) is None
+            or (opc := cache.get(pc_e)) is None
+            or (oret := words.get(osp)) is None
+        ):
+            try:
+                osp, opc, oret = read_frame()
+            except Exception:
+                return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
         argc = plan.argc
         argv = self._argv(osp, argc) if argc else []
         if argv is None:
@@ -389,11 +404,17 @@ class FastDispatch:
                     emu.on_run_complete()
                     rv = _HANDLER_FAILED
             if rv is not _HANDLER_FAILED:
-                try:
-                    sp, pc, ret = read_frame()
-                except Exception:
-                    sp, pc = read_sp_pc()
-                    ret = emu.get_ret_address()  # raises as Speakeasy's read does
+                if (
+                    running[0]
+                    or (sp := cache.get(sp_e)) is None
+                    or (pc := cache.get(pc_e)) is None
+                    or (ret := words.get(sp)) is None
+                ):
+                    try:
+                        sp, pc, ret = read_frame()
+                    except Exception:
+                        sp, pc = read_sp_pc()
+                        ret = emu.get_ret_address()  # raises as Speakeasy's read does
                 frame.result = rv
                 mm = self._map_of(ret)
                 if mm and "virtualalloc" in mm.tag.lower():
@@ -421,9 +442,10 @@ class FastDispatch:
                         inner(call_pc, imp_api, rv, report_args, run=origin_run)
                     after(call_pc, imp_api, rv, report_args)
                 if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
-                    sp = read_sp_pc()[0]
+                    if running[0] or (sp := cache.get(sp_e)) is None:
+                        sp = read_sp_pc()[0]
                     if sp == osp:
-                        if ret and self.write_return is not None and (conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc):
+                        if ret and plan.one_call_return and self.write_return is not None:
                             self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
                         else:
                             self._call_return(sp, argc, ret, rv, conv)
@@ -437,7 +459,14 @@ class FastDispatch:
                 emu.curr_run is origin_run
                 and not emu.run_complete
                 and not emu.emu_complete
-                and (after_call := read_sp_pc())[1] == opc
+                and (
+                    after_call := (
+                        read_sp_pc()
+                        if running[0] or (sp := cache.get(sp_e)) is None or (pc := cache.get(pc_e)) is None
+                        else (sp, pc)
+                    )
+                )[1]
+                == opc
                 and after_call[0] != frame.stack_pointer
                 and not emu._pending_control
                 and not origin_run.api_callbacks

@@ -462,6 +462,10 @@ def use_direct_engine_access(emu: Any) -> None:
     emu.get_pc, emu.get_stack_ptr = get_pc, get_stack_ptr
     engine.read_sp_pc = read_sp_pc
     engine.read_frame = read_frame
+    # For a caller that reads the cache itself (fast mode's dispatch): the register cache, the
+    # remembered words, the running flag, the stack pointer's and pc's keys. A missing key
+    # (never read, or forgotten after a write) means: call read_frame / read_sp_pc.
+    engine.register_view = (cache, reads, running, sp_e, pc_e)
     emu.set_pc = lambda addr: reg_write(pc_reg, addr)
     emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
     original_signature = emu.get_handler_signature
