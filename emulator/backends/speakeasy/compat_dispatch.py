@@ -102,6 +102,46 @@ class _Plan:
         self.one_call_return = False
 
 
+_STOCK_DECODE = sigdb.EnumDef.decode
+_STOCK_FLAGS_BY_WIDTH = sigdb.EnumDef._flags_by_width
+
+
+def index_enum(enum: Any) -> None:
+    """Give one of Speakeasy's enums an indexed ``decode`` (on that object only).
+
+    ``EnumDef.decode`` scans the members for the first one equal to the value (``WIN32_ERROR``
+    has thousands: about 200 us per call) and, for a flags enum, sorts the members on every
+    call. The enum is frozen, so the first member per value is a dict built once and the sorted
+    members a list sorted once. A value no member equals is hex (not a flags enum, or zero, as
+    Speakeasy's decode ends), else goes Speakeasy's own way, which then finds no exact match
+    either and decodes it from the same sorted members. Same strings for every value; only an
+    enum whose class still has Speakeasy's own methods is indexed."""
+    if type(enum) is not sigdb.EnumDef or "decode" in vars(enum):
+        return
+    if sigdb.EnumDef.decode is not _STOCK_DECODE or sigdb.EnumDef._flags_by_width is not _STOCK_FLAGS_BY_WIDTH:
+        return
+    first: dict[int, str] = {}
+    for name, member in enum.values:
+        first.setdefault(member, name)
+    by_width = _STOCK_FLAGS_BY_WIDTH(enum)
+
+    def flags_by_width() -> list[tuple[str, int]]:
+        return list(by_width)
+
+    flags = enum.flags
+
+    def decode(value: int) -> str:
+        name = first.get(value)
+        if name is not None:
+            return name
+        if not flags or value == 0:
+            return hex(value)  # what Speakeasy's decode returns when no member equals the value
+        return _STOCK_DECODE(enum, value)  # type: ignore[no-any-return]
+
+    object.__setattr__(enum, "_flags_by_width", flags_by_width)
+    object.__setattr__(enum, "decode", decode)
+
+
 def signature_layout(sig: Any, ptr_size: int, argc: int) -> tuple[tuple[Any, int, int | None], ...] | None:
     """Per parameter of ``sig``: (parameter, slots it takes, mask of its value), or None.
 
@@ -231,8 +271,23 @@ class FastDispatch:
                         plan.memos = tuple(
                             {} if pure and param.kind in PURE_KINDS else None for param, _n, _m in plan.layout
                         )
+                        if pure:
+                            self._index_enums(plan.layout)
         self.plans[key] = plan
         return plan
+
+    def _index_enums(self, layout: tuple[tuple[Any, int, int | None], ...]) -> None:
+        """The enums Speakeasy's formatter decodes this API's parameters with, indexed (see
+        :func:`index_enum`): the same objects its ``render_param`` looks up later."""
+        try:
+            db = self.emu.get_signature_formatter().db
+            for param, _n, _m in layout:
+                if param.enum and param.kind in PURE_KINDS:
+                    enum = db.lookup_enum(param.enum)
+                    if enum is not None:
+                        index_enum(enum)
+        except Exception:  # noqa: S110 - an enum left unindexed decodes as before
+            pass
 
     def _stock_rendering(self) -> bool:
         """Speakeasy's own argument rendering, not one replaced on the emulator or its class."""
