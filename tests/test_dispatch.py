@@ -301,3 +301,37 @@ def test_api_flood_with_parameters_is_recorded_as_faithful_mode_records_it(monke
     assert [c.args for c in calls if c.api == "kernel32.VirtualProtect"][-1][2] == "PAGE_READWRITE"
     assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
     assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
+
+
+def test_indexed_enums_decode_every_value_as_speakeasy_does() -> None:
+    """``compat_dispatch.index_enum`` (fast mode's decode of enum and flag parameters): for every
+    enum of Speakeasy's signature database, a copy given the index decodes each member's value,
+    zero, values no member equals, combinations of flag members with stray bits, and negative and
+    wide values exactly as Speakeasy's own ``EnumDef.decode`` decodes them."""
+    from speakeasy.winenv.api import sigdb
+
+    db = sigdb.get_default_database()
+    names = set()
+    for source in db.sources:
+        if hasattr(source, "_load"):
+            source._load()  # the database reads its files on first use
+        names.update(getattr(source, "_enums", {}) or {})
+    checked = flags = 0
+    for name in sorted(names):
+        original = db.lookup_enum(name)
+        if original is None:
+            continue
+        copy = sigdb.EnumDef(name=original.name, values=original.values, flags=original.flags)
+        compat_dispatch.index_enum(copy)
+        assert "decode" in vars(copy), name
+        members = [value for _n, value in original.values]
+        values = {0, 1, 3, 0x7F, 0x1234_5678, -1, 1 << 40, *members[:64]}
+        values.update(m | 0x4000_0000 for m in members[:16])
+        values.update(m + 1 for m in members[:16])
+        if original.flags:
+            values.update(a | b for a in members[:12] for b in members[:12])
+            flags += 1
+        for value in sorted(values):
+            assert copy.decode(value) == compat_dispatch._STOCK_DECODE(original, value), (name, value)
+        checked += 1
+    assert checked > 100 and flags > 10, (checked, flags)
