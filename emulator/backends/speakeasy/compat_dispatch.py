@@ -88,7 +88,20 @@ _check_installed()
 
 
 class _Plan:
-    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout", "memos", "one_call_return")
+    __slots__ = (
+        "dll",
+        "name",
+        "imp_api",
+        "mod",
+        "func",
+        "argc",
+        "conv",
+        "sig",
+        "layout",
+        "memos",
+        "one_call_return",
+        "listed_in",
+    )
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
         self.dll, self.name, self.imp_api = dll, name, imp_api
@@ -100,6 +113,8 @@ class _Plan:
         self.memos: tuple[dict[int, Any] | None, ...] = ()
         # The return pops only the return address (cdecl, x64, or no arguments): one batch write.
         self.one_call_return = False
+        # The run whose unique_apis is known to list this API (lean log_api accounting).
+        self.listed_in: Any = None
 
 
 _STOCK_DECODE = sigdb.EnumDef.decode
@@ -471,7 +486,17 @@ class FastDispatch:
                         sp, pc = read_sp_pc()
                         ret = emu.get_ret_address()  # raises as Speakeasy's read does
                 frame.result = rv
-                mm = self._map_of(ret)
+                memo = self._map_memo  # _map_of's remembered answer, checked inline
+                if (
+                    memo is not None
+                    and emu.maps is memo[2]
+                    and memo[1] < len(memo[2])
+                    and memo[2][memo[1]] is memo[0]
+                    and memo[0].base <= ret <= memo[0].base + memo[0].size - 1
+                ):
+                    mm = memo[0]
+                else:
+                    mm = self._map_of(ret)
                 if mm and "virtualalloc" in mm.tag.lower():
                     emu._fire_dyn_code_hooks(ret)
                 report_args = ctx.args.get_report_args()
@@ -490,9 +515,12 @@ class FastDispatch:
                     ):
                         # compat_fast.use_lean_api_log's accounting, inline
                         origin_run.num_apis += 1
-                        if not self._seen_api(origin_run, imp_api):
-                            origin_run.api_hash.update(imp_api.lower().encode("utf-8"))
-                            origin_run.unique_apis.append(imp_api)
+                        # A run's unique_apis only grows: once this plan's API is in it, it stays.
+                        if plan.listed_in is not origin_run:
+                            if not self._seen_api(origin_run, imp_api):
+                                origin_run.api_hash.update(imp_api.lower().encode("utf-8"))
+                                origin_run.unique_apis.append(imp_api)
+                            plan.listed_in = origin_run
                     else:
                         inner(call_pc, imp_api, rv, report_args, run=origin_run)
                     after(call_pc, imp_api, rv, report_args)
