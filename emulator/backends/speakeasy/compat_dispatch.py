@@ -113,7 +113,7 @@ class _Plan:
         self.memos: tuple[dict[int, Any] | None, ...] = ()
         # The return pops only the return address (cdecl, x64, or no arguments): one batch write.
         self.one_call_return = False
-        # The run whose unique_apis is known to list this API (lean log_api accounting).
+        # The unique_apis list of a run known to hold this API (lean log_api accounting).
         self.listed_in: Any = None
 
 
@@ -515,12 +515,13 @@ class FastDispatch:
                     ):
                         # compat_fast.use_lean_api_log's accounting, inline
                         origin_run.num_apis += 1
-                        # A run's unique_apis only grows: once this plan's API is in it, it stays.
-                        if plan.listed_in is not origin_run:
+                        # A run's unique_apis list only grows: once it holds this plan's API, it does for good.
+                        listed = origin_run.unique_apis
+                        if plan.listed_in is not listed:
                             if not self._seen_api(origin_run, imp_api):
                                 origin_run.api_hash.update(imp_api.lower().encode("utf-8"))
-                                origin_run.unique_apis.append(imp_api)
-                            plan.listed_in = origin_run
+                                listed.append(imp_api)
+                            plan.listed_in = listed
                     else:
                         inner(call_pc, imp_api, rv, report_args, run=origin_run)
                     after(call_pc, imp_api, rv, report_args)
