@@ -80,7 +80,11 @@ class EventLog(Sequence[Event]):
         """Record an API call; returns its position (its seq)."""
         seq = self._count
         self._count += 1
-        self._bound(stage, seq)
+        bound = self._bounds.get(stage)  # _bound, inline
+        if bound is None:
+            self._bounds[stage] = [seq, seq]
+        else:
+            bound[1] = seq
         if self._keep:
             call: ApiTuple = (stage, pc, api, tuple(args), ret)
             shared = self._shared.get(call)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from speakeasy.windows.winemu import WindowsEmulator
 
 from emulator.backends.speakeasy import compat_dispatch
 from emulator.events import ApiCall
@@ -25,14 +26,25 @@ FLOOD_CALLS = 200
 
 
 def _count_fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The APIs fast mode's dispatch served itself (not through Speakeasy's own path)."""
     served: list[str] = []
-    original = compat_dispatch.FastDispatch._dispatch
+    original, speakeasys = compat_dispatch.FastDispatch.handle_import_func, WindowsEmulator.handle_import_func
+    own: list[int] = []
 
-    def counting(self: Any, plan: Any, *args: Any) -> None:
-        served.append(plan.imp_api)
-        original(self, plan, *args)
+    def counting(self: Any, dll: str, name: str) -> Any:
+        before = len(own)
+        result = original(self, dll, name)
+        plan = self.plans.get((dll, name))
+        if plan is not None and len(own) == before:
+            served.append(plan.imp_api)
+        return result
 
-    monkeypatch.setattr(compat_dispatch.FastDispatch, "_dispatch", counting)
+    def speakeasy_path(self: Any, dll: str, name: str) -> Any:
+        own.append(1)
+        return speakeasys(self, dll, name)
+
+    monkeypatch.setattr(compat_dispatch.FastDispatch, "handle_import_func", counting)
+    monkeypatch.setattr(WindowsEmulator, "handle_import_func", speakeasy_path)
     return served
 
 
@@ -244,22 +256,22 @@ def test_before_call_callbacks_run_in_wrapper_order_for_every_call(monkeypatch: 
     wrapping ``handle_import_func``: each callback still runs once per API call, the one
     registered last first (the flow watch's end of stretch, then the stage of the call site),
     as the wrappers ran them; faithful mode keeps the wrappers."""
-    from emulator.backends.speakeasy import compat
     from emulator.backends.speakeasy.flow import FlowWatch
+    from emulator.recorder import Recorder
 
     order: list[str] = []
-    flow_before, call_site = FlowWatch._before_api_call, compat.call_site
+    flow_before, stage_at = FlowWatch._before_api_call, Recorder.stage_at
 
     def flow_first(self: Any) -> None:
         order.append("flow")
         flow_before(self)
 
-    def stage_next(emu: Any) -> int:
+    def stage_next(self: Any, address: int) -> Any:
         order.append("stage")
-        return call_site(emu)
+        return stage_at(self, address)
 
     monkeypatch.setattr(FlowWatch, "_before_api_call", flow_first)
-    monkeypatch.setattr(compat, "call_site", stage_next)
+    monkeypatch.setattr(Recorder, "stage_at", stage_next)
     base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
     plan = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
     results = {}
@@ -268,7 +280,8 @@ def test_before_call_callbacks_run_in_wrapper_order_for_every_call(monkeypatch: 
         results[mode] = emulate(plan.model_copy(update={"mode": mode}))
         calls = sum(isinstance(e, ApiCall) for e in results[mode].events)
         assert calls > FLOOD_CALLS
-        assert order == ["flow", "stage"] * calls, mode
+        # the flow watch, the stage of the call site, then (recording the call) the stage again
+        assert order == ["flow", "stage", "stage"] * calls, mode
     assert [e.model_dump() for e in results["fast"].events] == [e.model_dump() for e in results["faithful"].events]
 
 
@@ -288,3 +301,37 @@ def test_api_flood_with_parameters_is_recorded_as_faithful_mode_records_it(monke
     assert [c.args for c in calls if c.api == "kernel32.VirtualProtect"][-1][2] == "PAGE_READWRITE"
     assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
     assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
+
+
+def test_indexed_enums_decode_every_value_as_speakeasy_does() -> None:
+    """``compat_dispatch.index_enum`` (fast mode's decode of enum and flag parameters): for every
+    enum of Speakeasy's signature database, a copy given the index decodes each member's value,
+    zero, values no member equals, combinations of flag members with stray bits, and negative and
+    wide values exactly as Speakeasy's own ``EnumDef.decode`` decodes them."""
+    from speakeasy.winenv.api import sigdb
+
+    db = sigdb.get_default_database()
+    names = set()
+    for source in db.sources:
+        if hasattr(source, "_load"):
+            source._load()  # the database reads its files on first use
+        names.update(getattr(source, "_enums", {}) or {})
+    checked = flags = 0
+    for name in sorted(names):
+        original = db.lookup_enum(name)
+        if original is None:
+            continue
+        copy = sigdb.EnumDef(name=original.name, values=original.values, flags=original.flags)
+        compat_dispatch.index_enum(copy)
+        assert "decode" in vars(copy), name
+        members = [value for _n, value in original.values]
+        values = {0, 1, 3, 0x7F, 0x1234_5678, -1, 1 << 40, *members[:64]}
+        values.update(m | 0x4000_0000 for m in members[:16])
+        values.update(m + 1 for m in members[:16])
+        if original.flags:
+            values.update(a | b for a in members[:12] for b in members[:12])
+            flags += 1
+        for value in sorted(values):
+            assert copy.decode(value) == compat_dispatch._STOCK_DECODE(original, value), (name, value)
+        checked += 1
+    assert checked > 100 and flags > 10, (checked, flags)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 class SpeakeasyBackend:
     def __init__(self, plan: ReplayPlan, services: ReplayServices) -> None:
         self.plan = plan
+        self._max_api_calls = plan.limits.max_api_calls  # read after every API call
         self.services = services
         self.recorder: Recorder = services.recorder
         self.result = BackendResult(engine=compat.ENGINE_NAME)
@@ -97,12 +98,12 @@ class SpeakeasyBackend:
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
 
-        def enter_api_call() -> None:
+        def enter_api_call(site: int) -> None:
             # What a handler records during the call belongs to the calling stage, not to the
             # stage of the previous call (a loaded module's export that has since returned).
-            recorder.current_stage = recorder.stage_at(compat.call_site(emu)) or recorder.current_stage
+            recorder.current_stage = recorder.stage_at(site) or recorder.current_stage
 
-        compat.before_each_api_call(emu, enter_api_call)
+        compat.before_each_api_call(emu, enter_api_call, with_site=True)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
         flow = FlowWatch(emu, memory, self.recorder)
         flow.install()
@@ -138,11 +139,10 @@ class SpeakeasyBackend:
         self.recorder.on_event = on_event
 
     def _on_api(self, pc: int, imp_api: str, rv: int | None, args: list[Any]) -> None:
-        assert self.translator is not None
-        self.translator.api_call(pc, imp_api, rv, args)
+        self.translator.api_call(pc, imp_api, rv, args)  # type: ignore[union-attr]  # set with the hooks
         if self.machine is not None:
             self.machine.after_api_call()
-        count, limit = self.recorder.api_count, self.plan.limits.max_api_calls
+        count, limit = self.recorder.api_count, self._max_api_calls
         if count >= limit:
             self._stop_now(ReplayStop(Status.API_LIMIT, f"{count} API calls (limit {limit})", "max_api_calls"))
 

@@ -371,8 +371,9 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
     emu.log_api = log_api
 
 
-def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
-    """``callback()`` when guest code has called an API, before its handler runs.
+def before_each_api_call(emu: Any, callback: Callable[..., None], *, with_site: bool = False) -> None:
+    """``callback()`` when guest code has called an API, before its handler runs;
+    ``callback(site)`` with ``with_site``: the call site as :func:`call_site` gives it then.
 
     A dispatch that runs such callbacks itself (fast mode's, ``add_before_call`` on the object
     whose method is the emulator's ``handle_import_func``) takes it instead of a wrapper: it
@@ -380,11 +381,14 @@ def before_each_api_call(emu: Any, callback: Callable[[], None]) -> None:
     original = emu.handle_import_func
     add = getattr(getattr(original, "__self__", None), "add_before_call", None)
     if add is not None:
-        add(callback)
+        add(callback, with_site=with_site)
         return
 
     def handle_import_func(dll: str, name: str) -> Any:
-        callback()
+        if with_site:
+            callback(call_site(emu))
+        else:
+            callback()
         return original(dll, name)
 
     emu.handle_import_func = handle_import_func

@@ -18,6 +18,7 @@ The hooks registered for an API are re-read whenever any API hook is added.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from types import MethodType
@@ -35,12 +36,15 @@ from speakeasy.report import ErrorInfo
 from speakeasy.winenv.api import sigdb, sigfmt
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
+from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # A plan of an API Speakeasy serves itself (see _plan).
 _NO_PLAN = None
 # Not looked up yet.
 _UNPLANNED: Any = object()
+# A handler raised and the run ended (handle_import_func).
+_HANDLER_FAILED: Any = object()
 # Parameter kinds Speakeasy renders from the value alone (no guest memory, no XMM register):
 # integers (with their enum or flag names), booleans, handles, pointers shown as addresses.
 PURE_KINDS = frozenset((*sigdb.INT_KINDS, *sigdb.BOOL_KINDS, "h", "p", "a"))
@@ -84,7 +88,20 @@ _check_installed()
 
 
 class _Plan:
-    __slots__ = ("dll", "name", "imp_api", "mod", "func", "argc", "conv", "sig", "layout", "memos")
+    __slots__ = (
+        "dll",
+        "name",
+        "imp_api",
+        "mod",
+        "func",
+        "argc",
+        "conv",
+        "sig",
+        "layout",
+        "memos",
+        "one_call_return",
+        "listed_in",
+    )
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
         self.dll, self.name, self.imp_api = dll, name, imp_api
@@ -94,6 +111,50 @@ class _Plan:
         # Per parameter of the layout: value -> Speakeasy's rendering, for a parameter rendered
         # from its value alone (see FastDispatch._pure_rendering); None: rendered on every call.
         self.memos: tuple[dict[int, Any] | None, ...] = ()
+        # The return pops only the return address (cdecl, x64, or no arguments): one batch write.
+        self.one_call_return = False
+        # The unique_apis list of a run known to hold this API (lean log_api accounting).
+        self.listed_in: Any = None
+
+
+_STOCK_DECODE = sigdb.EnumDef.decode
+_STOCK_FLAGS_BY_WIDTH = sigdb.EnumDef._flags_by_width
+
+
+def index_enum(enum: Any) -> None:
+    """Give one of Speakeasy's enums an indexed ``decode`` (on that object only).
+
+    ``EnumDef.decode`` scans the members for the first one equal to the value (``WIN32_ERROR``
+    has thousands: about 200 us per call) and, for a flags enum, sorts the members on every
+    call. The enum is frozen, so the first member per value is a dict built once and the sorted
+    members a list sorted once. A value no member equals is hex (not a flags enum, or zero, as
+    Speakeasy's decode ends), else goes Speakeasy's own way, which then finds no exact match
+    either and decodes it from the same sorted members. Same strings for every value; only an
+    enum whose class still has Speakeasy's own methods is indexed."""
+    if type(enum) is not sigdb.EnumDef or "decode" in vars(enum):
+        return
+    if sigdb.EnumDef.decode is not _STOCK_DECODE or sigdb.EnumDef._flags_by_width is not _STOCK_FLAGS_BY_WIDTH:
+        return
+    first: dict[int, str] = {}
+    for name, member in enum.values:
+        first.setdefault(member, name)
+    by_width = _STOCK_FLAGS_BY_WIDTH(enum)
+
+    def flags_by_width() -> list[tuple[str, int]]:
+        return list(by_width)
+
+    flags = enum.flags
+
+    def decode(value: int) -> str:
+        name = first.get(value)
+        if name is not None:
+            return name
+        if not flags or value == 0:
+            return hex(value)  # what Speakeasy's decode returns when no member equals the value
+        return _STOCK_DECODE(enum, value)  # type: ignore[no-any-return]
+
+    object.__setattr__(enum, "_flags_by_width", flags_by_width)
+    object.__setattr__(enum, "decode", decode)
 
 
 def signature_layout(sig: Any, ptr_size: int, argc: int) -> tuple[tuple[Any, int, int | None], ...] | None:
@@ -127,6 +188,8 @@ class FastDispatch:
         self.write_return: Any = None
         self.read_sp_pc: Any = None
         self.read_word: Any = None
+        self.read_frame: Any = None
+        self._view: tuple[Any, ...] = ({}, {}, [True], None, None)  # see _bind
         # The memory map the last return address was in, and where in the map list (see _map_of).
         self._map_memo: tuple[Any, int, Any] | None = None
         # Speakeasy's own get_address_map (not one replaced on the emulator or its class).
@@ -150,14 +213,19 @@ class FastDispatch:
         # The emulator's log_api last seen, and what it unwraps to (compat.after_each_api_call).
         self._log_seen: Any = None
         self._log_parts: tuple[Any, Any] | None = None
+        self._lean_log = False
+        self._info_enabled = se_winemu.logger.isEnabledFor
+        # The run whose unique_apis are known as a set (see _seen_api).
+        self._unique: list[Any] | None = None
 
     def install(self) -> None:
         self.emu.handle_import_func = self.handle_import_func
 
-    def add_before_call(self, callback: Any) -> None:
-        """Run ``callback()`` before each API call, as a wrapper of ``handle_import_func`` put on
-        now would: before those added earlier, for every call (Speakeasy's own path too)."""
-        self.before.insert(0, callback)
+    def add_before_call(self, callback: Any, *, with_site: bool = False) -> None:
+        """Run ``callback()`` (``callback(site)`` with ``with_site``: ``compat.call_site`` then)
+        before each API call, as a wrapper of ``handle_import_func`` put on now would: before
+        those added earlier, for every call (Speakeasy's own path too)."""
+        self.before.insert(0, (callback, with_site))
 
     def _bind(self) -> None:
         # The engine's register and memory access as the runner left it (direct, in fast mode).
@@ -180,6 +248,17 @@ class FastDispatch:
                 return int.from_bytes(mem_read(addr, ptr), "little")
 
         self.read_word = read_word
+        read_frame = getattr(engine, "read_frame", None)
+        if read_frame is None:
+
+            def read_frame() -> tuple[int, int, int]:
+                sp, pc = read_sp_pc()
+                return sp, pc, read_word(sp)
+
+        self.read_frame = read_frame
+        view = getattr(engine, "register_view", None)
+        # An empty cache, never running, when the engine keeps none: every read then calls.
+        self._view = view if view is not None else ({}, {}, [True], None, None)
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -199,6 +278,7 @@ class FastDispatch:
                 shown = handler_name if name.startswith("ordinal_") else name
                 sig = emu.get_handler_signature(dll, shown, argc)
                 plan = _Plan(dll, shown, f"{dll}.{shown}", mod, func, argc, conv, sig)
+                plan.one_call_return = conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc
                 if sig is not None and self._stock_rendering():
                     plan.layout = signature_layout(sig, self.ptr, argc)
                     if plan.layout:
@@ -206,8 +286,23 @@ class FastDispatch:
                         plan.memos = tuple(
                             {} if pure and param.kind in PURE_KINDS else None for param, _n, _m in plan.layout
                         )
+                        if pure:
+                            self._index_enums(plan.layout)
         self.plans[key] = plan
         return plan
+
+    def _index_enums(self, layout: tuple[tuple[Any, int, int | None], ...]) -> None:
+        """The enums Speakeasy's formatter decodes this API's parameters with, indexed (see
+        :func:`index_enum`): the same objects its ``render_param`` looks up later."""
+        try:
+            db = self.emu.get_signature_formatter().db
+            for param, _n, _m in layout:
+                if param.enum and param.kind in PURE_KINDS:
+                    enum = db.lookup_enum(param.enum)
+                    if enum is not None:
+                        index_enum(enum)
+        except Exception:  # noqa: S110 - an enum left unindexed decodes as before
+            pass
 
     def _stock_rendering(self) -> bool:
         """Speakeasy's own argument rendering, not one replaced on the emulator or its class."""
@@ -308,41 +403,159 @@ class FastDispatch:
         except Exception:
             return None
 
-    def handle_import_func(self, dll: str, name: str) -> Any:
-        for before in self.before:
-            before()
+    def handle_import_func(self, dll: str, name: str) -> Any:  # noqa: C901 - one call, in one piece
+        """``handle_import_func`` and ``_dispatch_import_func`` for an API with a plan, in one
+        function: the before-call callbacks, the frame, the handler, the dynamic-code check,
+        ``log_api`` (its run accounting inline where it is fast mode's lean one), the return,
+        the post-call checks. Speakeasy's own path for an API without a plan."""
         emu = self.emu
+        if not self.bound:
+            self._bind()
+        read_sp_pc, read_frame = self.read_sp_pc, self.read_frame
+        for before, with_site in self.before:
+            if with_site:
+                before(self._call_site(emu))
+            else:
+                before()
         plan = self.plans.get((dll, name), _UNPLANNED)
         if plan is _UNPLANNED:
             plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
-        if not self.bound:
-            self._bind()
-        sp, entry_pc = self.read_sp_pc()
-        try:
-            ret = self.read_word(sp)
-        except Exception:
-            ret = None
-        argv = (self._argv(sp, plan.argc) if plan.argc else []) if ret is not None else None
-        if argv is None or ret is None:
-            return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
-        frame = ApiCallbackFrame(sp, ret)
+        cache, words, running, sp_e, pc_e = self._view
+        # read_frame(), from the cache while it holds the values
+        if (
+            running[0]
+            or (osp := cache.get(sp_e)) is None
+            or (opc := cache.get(pc_e)) is None
+            or (oret := words.get(osp)) is None
+        ):
+            try:
+                osp, opc, oret = read_frame()
+            except Exception:
+                return self.original(dll, name)  # a faulting read: Speakeasy's path reports it
+        argc = plan.argc
+        argv = self._argv(osp, argc) if argc else []
+        if argv is None:
+            return self.original(dll, name)
+        frame = ApiCallbackFrame(osp, oret)
         previous = emu._active_api_frame
         emu._active_api_frame = frame
         origin_run = emu.curr_run
         try:
-            self._dispatch(plan, frame, sp, ret, entry_pc, argv)
+            # _dispatch_import_func
+            call_pc = emu.prev_pc if emu.prev_pc != 0 else oret
+            conv, imp_api = plan.conv, plan.imp_api
+            frame.argc = argc
+            frame.convention = conv
+            if plan.layout == ():
+                args = HandlerArgs([], [])  # a signature without parameters: what from_signature builds
+            elif plan.sig is not None:
+                args = self._handler_args(plan, argv)
+            else:
+                args = HandlerArgs.from_slots(argv)
+            ctx = ApiContext(func_name=imp_api, args=args)
+            hooks = (
+                self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
+            )
+            if hooks is None:
+                hooks = self._hooks(plan.dll, plan.name)
+            if hooks:
+                rv = self._hooked(plan, hooks, argv, ctx)
+            else:
+                try:
+                    rv = plan.func(plan.mod, emu, argv, ctx)
+                except Exception as e:
+                    if emu._stop_on_faults:
+                        raise
+                    se_winemu.logger.exception("0x%x: Error while calling API handler for %s:", oret, imp_api)
+                    error = emu.get_error_info(str(e), emu.get_pc(), traceback=traceback.format_exc())
+                    emu.curr_run.error = error
+                    emu.on_run_complete()
+                    rv = _HANDLER_FAILED
+            if rv is not _HANDLER_FAILED:
+                if (
+                    running[0]
+                    or (sp := cache.get(sp_e)) is None
+                    or (pc := cache.get(pc_e)) is None
+                    or (ret := words.get(sp)) is None
+                ):
+                    try:
+                        sp, pc, ret = read_frame()
+                    except Exception:
+                        sp, pc = read_sp_pc()
+                        ret = emu.get_ret_address()  # raises as Speakeasy's read does
+                frame.result = rv
+                memo = self._map_memo  # _map_of's remembered answer, checked inline
+                if (
+                    memo is not None
+                    and emu.maps is memo[2]
+                    and memo[1] < len(memo[2])
+                    and memo[2][memo[1]] is memo[0]
+                    and memo[0].base <= ret <= memo[0].base + memo[0].size - 1
+                ):
+                    mm = memo[0]
+                else:
+                    mm = self._map_of(ret)
+                if mm and "virtualalloc" in mm.tag.lower():
+                    emu._fire_dyn_code_hooks(ret)
+                report_args = ctx.args.get_report_args()
+                log = emu.log_api
+                if log is not self._log_seen:
+                    self._see_log(log)
+                if self._log_parts is None:
+                    log(call_pc, imp_api, rv, report_args, run=origin_run)
+                else:  # compat.after_each_api_call's wrapper, its two calls made here
+                    inner, after = self._log_parts
+                    if (
+                        self._lean_log
+                        and origin_run is not None
+                        and not origin_run.api_callbacks
+                        and not self._info_enabled(logging.INFO)
+                    ):
+                        # compat_fast.use_lean_api_log's accounting, inline
+                        origin_run.num_apis += 1
+                        # A run's unique_apis list only grows: once it holds this plan's API, it does for good.
+                        listed = origin_run.unique_apis
+                        if plan.listed_in is not listed:
+                            if not self._seen_api(origin_run, imp_api):
+                                origin_run.api_hash.update(imp_api.lower().encode("utf-8"))
+                                listed.append(imp_api)
+                            plan.listed_in = listed
+                    else:
+                        inner(call_pc, imp_api, rv, report_args, run=origin_run)
+                    after(call_pc, imp_api, rv, report_args)
+                if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
+                    if running[0] or (sp := cache.get(sp_e)) is None:
+                        sp = read_sp_pc()[0]
+                    if sp == osp:
+                        if ret and plan.one_call_return and self.write_return is not None:
+                            self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
+                        else:
+                            self._call_return(sp, argc, ret, rv, conv)
+                if not emu.run_complete:
+                    emu.enable_code_hook()
+                # _check_api_limit, which does something only for the same run past the limit.
+                if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
+                    emu._check_api_limit(origin_run, imp_api)
+            # back in handle_import_func
             if (
                 emu.curr_run is origin_run
                 and not emu.run_complete
                 and not emu.emu_complete
-                and (after := self.read_sp_pc())[1] == entry_pc
-                and after[0] != frame.stack_pointer
+                and (
+                    after_call := (
+                        read_sp_pc()
+                        if running[0] or (sp := cache.get(sp_e)) is None or (pc := cache.get(pc_e)) is None
+                        else (sp, pc)
+                    )
+                )[1]
+                == opc
+                and after_call[0] != frame.stack_pointer
                 and not emu._pending_control
                 and not origin_run.api_callbacks
             ):
-                origin_run.error = emu.get_error_info("api_handler_did_not_return", entry_pc)
+                origin_run.error = emu.get_error_info("api_handler_did_not_return", opc)
                 origin_run.error.api_name = f"{dll}.{name}"
                 se_winemu.logger.error("API handler %s.%s changed SP without returning", dll, name)
                 emu.end_run_on_fault()
@@ -350,78 +563,51 @@ class FastDispatch:
             emu._active_api_frame = previous
         return None
 
-    def _dispatch(self, plan: _Plan, frame: Any, osp: int, oret: int, opc: int, argv: list[int]) -> None:
-        """``_dispatch_import_func`` for an API with a handler (stdcall or cdecl)."""
-        emu = self.emu
-        origin_run = emu.curr_run
-        call_pc = emu.prev_pc if emu.prev_pc != 0 else oret
-        argc, conv, imp_api = plan.argc, plan.conv, plan.imp_api
-        frame.argc = argc
-        frame.convention = conv
-        if plan.layout == ():
-            args = HandlerArgs([], [])  # a signature without parameters: what from_signature builds
-        elif plan.sig is not None:
-            args = self._handler_args(plan, argv)
-        else:
-            args = HandlerArgs.from_slots(argv)
-        ctx = ApiContext(func_name=imp_api, args=args)
-        hooks = self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
-        if hooks is None:
-            hooks = self._hooks(plan.dll, plan.name)
-        if hooks:
-            hooked_func = MethodType(plan.func, plan.mod)
-
-            def orig(args: Any) -> Any:
-                return hooked_func(emu, args, ctx)
-
-            prev_ctx, emu.api_ctx = emu.api_ctx, ctx
-            try:
-                for hook in hooks:
-                    rv = hook.cb(emu, imp_api, orig, argv)
-            finally:
-                emu.api_ctx = prev_ctx
-        else:
-            try:
-                rv = plan.func(plan.mod, emu, argv, ctx)
-            except Exception as e:
-                if emu._stop_on_faults:
-                    raise
-                se_winemu.logger.exception("0x%x: Error while calling API handler for %s:", oret, imp_api)
-                error = emu.get_error_info(str(e), emu.get_pc(), traceback=traceback.format_exc())
-                emu.curr_run.error = error
-                emu.on_run_complete()
-                return
-        sp, pc = self.read_sp_pc()
+    def _call_site(self, emu: Any) -> int:
+        """``compat.call_site(emu)``: the previous pc Speakeasy noted, else the return address."""
+        previous = emu.prev_pc
+        if previous:
+            return int(previous)
         try:
-            ret = self.read_word(sp)
+            return int(self.read_frame()[2])
         except Exception:
-            ret = emu.get_ret_address()  # raises as Speakeasy's read does
-        frame.result = rv
-        mm = self._map_of(ret)
-        if mm and "virtualalloc" in mm.tag.lower():
-            emu._fire_dyn_code_hooks(ret)
-        report_args = ctx.args.get_report_args()
-        log = emu.log_api
-        if log is not self._log_seen:
-            self._log_seen, self._log_parts = log, getattr(log, "unwrapped", None)
-        if self._log_parts is None:
-            log(call_pc, imp_api, rv, report_args, run=origin_run)
-        else:  # compat.after_each_api_call's wrapper, its two calls made here
-            inner, after = self._log_parts
-            inner(call_pc, imp_api, rv, report_args, run=origin_run)
-            after(call_pc, imp_api, rv, report_args)
-        if emu.curr_run is origin_run and not emu.run_complete and ret == oret and pc == opc:
-            sp = self.read_sp_pc()[0]
-            if sp == osp:
-                if ret and self.write_return is not None and (conv == se_arch.CALL_CONV_CDECL or self.x64 or not argc):
-                    self.write_return(sp + self.ptr, ret, rv)  # _call_return's usual case, inline
-                else:
-                    self._call_return(sp, argc, ret, rv, conv)
-        if not emu.run_complete:
-            emu.enable_code_hook()
-        # _check_api_limit, which does something only for the same run past the limit.
-        if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
-            emu._check_api_limit(origin_run, imp_api)
+            return compat.call_site(emu)
+
+    def _hooked(self, plan: _Plan, hooks: list[Any], argv: list[int], ctx: Any) -> Any:
+        """The API hooks registered for the API, around its handler (``_dispatch_import_func``)."""
+        emu = self.emu
+        hooked_func = MethodType(plan.func, plan.mod)
+
+        def orig(args: Any) -> Any:
+            return hooked_func(emu, args, ctx)
+
+        prev_ctx, emu.api_ctx = emu.api_ctx, ctx
+        try:
+            for hook in hooks:
+                rv = hook.cb(emu, plan.imp_api, orig, argv)
+        finally:
+            emu.api_ctx = prev_ctx
+        return rv
+
+    def _see_log(self, log: Any) -> None:
+        """What the emulator's ``log_api`` is now: compat.after_each_api_call's wrapper (its two
+        parts), and whether its inner part is compat_fast.use_lean_api_log's."""
+        self._log_seen, self._log_parts = log, getattr(log, "unwrapped", None)
+        inner = self._log_parts[0] if self._log_parts is not None else None
+        self._lean_log = getattr(inner, "lean_for", None) is self.emu
+
+    def _seen_api(self, run: Any, imp_api: str) -> bool:
+        """``imp_api in run.unique_apis``, with the list's names kept in a set while the list
+        only grows (Speakeasy appends to it, once per new API)."""
+        names = run.unique_apis
+        memo = self._unique
+        if memo is None or memo[0] is not run or memo[1] is not names or memo[3] != len(names):
+            memo = self._unique = [run, names, set(names), len(names)]
+        if imp_api in memo[2]:
+            return True
+        memo[2].add(imp_api)
+        memo[3] += 1  # the caller appends it
+        return False
 
     def _map_of(self, address: int) -> Any:
         """``emu.get_address_map(address)``: the first map in ``emu.maps`` holding ``address``.
@@ -593,6 +779,11 @@ class FastEngineLoop:
         origin_run = emu.curr_run
         traps = self.traps
         start = emu.emu_eng.start
+        # The fast-mode runner's start taking the loop's deadline as it is (see NativeRunner.start_by).
+        owner = getattr(start, "__self__", None)
+        start_by = getattr(owner, "start_by", None)
+        if getattr(start, "__func__", None) is not getattr(type(owner), "start", object()):
+            start_by = None
 
         def stop_limit(kind: str) -> None:
             if emu._pending_api_entry is not None:
@@ -636,8 +827,11 @@ class FastEngineLoop:
                     return
                 if emu._pending_api_entry is None and not emu._pending_control:
                     try:
-                        native_timeout = max(deadline - monotonic(), 0.000001) if deadline is not None else 0
-                        start(address, timeout=native_timeout, count=0)
+                        if start_by is not None:
+                            start_by(address, deadline)
+                        else:
+                            native_timeout = max(deadline - monotonic(), 0.000001) if deadline is not None else 0
+                            start(address, timeout=native_timeout, count=0)
                     except uc.UcError as exc:
                         if emu._pending_fault_stop is not None:
                             return

@@ -155,6 +155,23 @@ CACHED_READ_BYTES = 16
 CACHED_READS = 64
 
 
+def lean_functions(lib: Any) -> Any:
+    """Unicorn's C functions that fast mode calls per API call, from the binding's library
+    (the same loaded object, its own function objects) declared with integer arguments only."""
+    lean = ctypes.CDLL(lib._name, handle=lib._handle)
+    handle_t, u64, addr_t = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p
+    for name, argtypes in (
+        ("uc_emu_start", (handle_t, u64, u64, u64, ctypes.c_size_t)),
+        ("uc_emu_stop", (handle_t,)),
+        ("uc_mem_read", (handle_t, u64, addr_t, u64)),
+        ("uc_reg_read_batch", (handle_t, addr_t, addr_t, ctypes.c_int)),
+        ("uc_reg_write_batch", (handle_t, addr_t, addr_t, ctypes.c_int)),
+    ):
+        function = getattr(lean, name)
+        function.argtypes, function.restype = argtypes, ctypes.c_int
+    return lean
+
+
 def use_direct_engine_access(emu: Any) -> None:
     """Register and memory access from API handlers straight through Unicorn's C library.
 
@@ -173,7 +190,12 @@ def use_direct_engine_access(emu: Any) -> None:
     if select is None or not hasattr(unicorn, "_uch") or not hasattr(unicorn, "_hook_exception"):
         return
     handle, lib = unicorn._uch, uc_binding.uclib
-    read_reg, write_reg, read_mem = lib.uc_reg_read, lib.uc_reg_write, lib.uc_mem_read
+    read_reg, write_reg = lib.uc_reg_read, lib.uc_reg_write
+    # The C functions called on every API call, declared to take plain integers (the engine
+    # handle, addresses of preallocated buffers): the same calls as the binding's, without its
+    # per-call conversion of pointer arguments (about 1 us of a 1.5-3 us call).
+    lean = lean_functions(lib)
+    raw = handle.value
     integer = {reg: ereg for reg, ereg in engine.regs.items() if select(ereg) is ctypes.c_uint64}
     value = ctypes.c_uint64()
     ref = ctypes.byref(value)
@@ -197,7 +219,11 @@ def use_direct_engine_access(emu: Any) -> None:
     hot_ids = (ctypes.c_int * len(hot))(*hot)
     hot_values = (ctypes.c_uint64 * len(hot))()
     hot_ptrs = (ctypes.c_void_p * len(hot))(*(ctypes.addressof(hot_values) + 8 * i for i in range(len(hot))))
-    read_batch = lib.uc_reg_read_batch
+    # Iterating a ctypes array builds each int through ctypes (about 2 us for seven); a
+    # memoryview of it gives them in one C call.
+    hot_view = memoryview(hot_values).cast("B").cast("Q")
+    hot_ids_at, hot_ptrs_at, hot_count = ctypes.addressof(hot_ids), ctypes.addressof(hot_ptrs), len(hot)
+    read_batch = lean.uc_reg_read_batch
 
     def reg_read(reg: Any) -> Any:
         ereg = integer.get(reg)
@@ -209,8 +235,8 @@ def use_direct_engine_access(emu: Any) -> None:
                 return cached
             # No zeroing first: only this call writes hot_values, each slot as wide as its
             # register, so a 32-bit register's upper half stays as created (zero).
-            if ereg in hot_set and read_batch(handle, hot_ids, hot_ptrs, len(hot)) == uc.UC_ERR_OK:
-                cache.update(zip(hot, hot_values, strict=True))
+            if ereg in hot_set and read_batch(raw, hot_ids_at, hot_ptrs_at, hot_count) == uc.UC_ERR_OK:
+                cache.update(zip(hot, hot_view.tolist(), strict=True))
                 return cache[ereg]
         value.value = 0
         status = read_reg(handle, ereg, ref)
@@ -243,7 +269,8 @@ def use_direct_engine_access(emu: Any) -> None:
     ret_ids = (ctypes.c_int * 3)(sp_e, pc_e, ret_e)
     ret_values = (ctypes.c_uint64 * 3)()
     ret_ptrs = (ctypes.c_void_p * 3)(*(ctypes.addressof(ret_values) + 8 * i for i in range(3)))
-    write_batch = lib.uc_reg_write_batch
+    ret_ids_at, ret_ptrs_at = ctypes.addressof(ret_ids), ctypes.addressof(ret_ptrs)
+    write_batch = lean.uc_reg_write_batch
 
     def write_return(sp: int, pc: int, rv: int | None) -> None:
         """Like writing the stack pointer, the pc, then (unless None) the return register."""
@@ -264,7 +291,7 @@ def use_direct_engine_access(emu: Any) -> None:
             rv &= hot_mask
             ret_values[2] = rv
             count = 3
-        status = write_batch(handle, ret_ids, ret_ptrs, count)
+        status = write_batch(raw, ret_ids_at, ret_ptrs_at, count)
         if status != uc.UC_ERR_OK:
             cache.clear()
             raise uc_binding.UcError(status)
@@ -315,7 +342,7 @@ def use_direct_engine_access(emu: Any) -> None:
             cache.clear()
 
     unicorn._do_reg_write, unicorn._do_reg_write_batch, unicorn.emu_start = do_reg_write, do_reg_write_batch, emu_start
-    c_start = lib.uc_emu_start
+    c_start = lean.uc_emu_start
 
     def start_native_status(address: int, count: int) -> int:
         """What Speakeasy's engine start does for a start with no timeout (the binding's
@@ -326,7 +353,7 @@ def use_direct_engine_access(emu: Any) -> None:
         running[0] = True
         unicorn._hook_exception = None
         try:
-            status = c_start(handle, address, 0xFFFFFFFF, 0, count)
+            status = c_start(raw, address, 0xFFFFFFFF, 0, count)
         finally:
             running[0] = False
             cache.clear()
@@ -341,10 +368,10 @@ def use_direct_engine_access(emu: Any) -> None:
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status)
 
-    c_stop = lib.uc_emu_stop
+    c_stop = lean.uc_emu_stop
 
     def stop_native() -> None:
-        status = c_stop(handle)
+        status = c_stop(raw)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status)
 
@@ -354,6 +381,8 @@ def use_direct_engine_access(emu: Any) -> None:
 
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")
+    scratch_at = ctypes.addressof(scratch)
+    read_mem = lean.uc_mem_read
 
     def mem_read(addr: int, size: int) -> bytearray:
         small = size <= CACHED_READ_BYTES and not running[0]
@@ -362,7 +391,8 @@ def use_direct_engine_access(emu: Any) -> None:
             if known is not None:
                 return bytearray(known)
         target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
-        status = read_mem(handle, addr, target, size) if size > 0 else uc.UC_ERR_OK
+        at = scratch_at if size <= SCRATCH_BYTES else ctypes.addressof(target)
+        status = read_mem(raw, addr, at, size) if size > 0 else uc.UC_ERR_OK
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, size)
         data = bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
@@ -374,7 +404,7 @@ def use_direct_engine_access(emu: Any) -> None:
 
     word_size = 8 if x64_engine else 4
     word = ctypes.c_uint64()
-    word_ref = ctypes.cast(ctypes.addressof(word), ctypes.POINTER(ctypes.c_char))  # uc_mem_read takes char *
+    word_at = ctypes.addressof(word)
 
     def read_word(addr: int) -> int:
         """``int.from_bytes(mem_read(addr, pointer size), "little")`` (the same value, the same
@@ -385,7 +415,7 @@ def use_direct_engine_access(emu: Any) -> None:
         if known is not None:
             return int(known)
         word.value = 0
-        status = read_mem(handle, addr, word_ref, word_size)
+        status = read_mem(raw, addr, word_at, word_size)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, word_size)
         if len(reads) >= CACHED_READS:
@@ -394,6 +424,8 @@ def use_direct_engine_access(emu: Any) -> None:
         return value
 
     engine.reg_read, engine.reg_write, engine.mem_read = reg_read, reg_write, mem_read
+    # The C calls above take these buffers by address: they live as long as the engine.
+    engine._chainreplay_buffers = (hot_ids, hot_values, hot_ptrs, ret_ids, ret_values, ret_ptrs, scratch, word)
     engine.read_word = read_word
     # Speakeasy asks for the architecture twice per pc or stack pointer access.
     x64 = x64_engine
@@ -416,8 +448,24 @@ def use_direct_engine_access(emu: Any) -> None:
                 return sp, pc
         return reg_read(sp_reg), reg_read(pc_reg)
 
+    def read_frame() -> tuple[int, int, int]:
+        """(stack pointer, pc, the word at the stack pointer): ``read_sp_pc()`` and
+        ``read_word(sp)`` in one call (the same values, the same errors)."""
+        if not running[0]:
+            sp, pc = cache.get(sp_e), cache.get(pc_e)
+            if sp is not None and pc is not None:
+                known = reads.get(sp)
+                return sp, pc, (read_word(sp) if known is None else known)
+        sp, pc = reg_read(sp_reg), reg_read(pc_reg)
+        return sp, pc, read_word(sp)
+
     emu.get_pc, emu.get_stack_ptr = get_pc, get_stack_ptr
     engine.read_sp_pc = read_sp_pc
+    engine.read_frame = read_frame
+    # For a caller that reads the cache itself (fast mode's dispatch): the register cache, the
+    # remembered words, the running flag, the stack pointer's and pc's keys. A missing key
+    # (never read, or forgotten after a write) means: call read_frame / read_sp_pc.
+    engine.register_view = (cache, reads, running, sp_e, pc_e)
     emu.set_pc = lambda addr: reg_write(pc_reg, addr)
     emu.set_stack_ptr = lambda addr: reg_write(sp_reg, addr)
     original_signature = emu.get_handler_signature
@@ -461,6 +509,8 @@ def use_lean_api_log(emu: Any) -> None:
             run.api_hash.update(imp_api.lower().encode("utf-8"))
             run.unique_apis.append(imp_api)
 
+    # Fast mode's dispatch makes this accounting itself when it sees this marker (compat_dispatch).
+    log_api.lean_for = emu  # type: ignore[attr-defined]
     emu.log_api = log_api
 
 

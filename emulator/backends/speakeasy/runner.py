@@ -181,44 +181,103 @@ class NativeRunner:
                 self._stop_at = self._backstop_at = None
 
     def start(self, address: int, timeout: float = 0, count: int = 0) -> Any:
-        deadline = time.monotonic() + timeout if timeout else None
+        return self.start_by(address, time.monotonic() + timeout if timeout else None)
+
+    def start_by(self, address: int, deadline: float | None) -> None:
+        """:meth:`start` with the deadline given as a ``time.monotonic()`` value (None: none).
+
+        The usual start (after an API call: no deferred work but switching the hook off, no
+        memory hook armed, the native budget in place, no flush) is made here in one piece,
+        from the pc to the next API trap; anything else, and whatever follows a start that
+        did not end at a trap, is :meth:`_start`'s, as it would have been from the first."""
+        budget, emu = self.budget, self.emu
+        start_native = self._start_native
+        if (
+            budget is None
+            or start_native is None
+            or self.flush_needed
+            or self.native_hook is not None
+            or PREEMPT_EVERY_SECONDS is not None
+            or (self.slow_watch is not None and self.slow_watch[0]())
+        ):
+            return self._start(address, deadline)
+        if self.pending:
+            if not compat_fast.deferred_work_idle(emu, address):
+                return self._start(address, deadline)
+            # _start's idle deferred work
+            self.pending = False
+            if emu.get_pc() != address:
+                emu.set_pc(address)
+            if emu.emu_complete:
+                return None
+        budget.reset(self.instruction_limit)
+        # _native, without a count
+        self.stop_requested = self.yielded = self._watchdog_fired = False
+        lock = self._lock
+        lock.acquire()
+        self._stop_at = deadline
+        lock.release()
+        self.in_native = True
+        self.at_trap = False
+        try:
+            status = start_native(address, 0)
+            if status:
+                if not compat_fast.stopped_at_api_trap(emu, status):
+                    raise compat_fast.engine_error(status)
+                self.at_trap = True
+        finally:
+            self.in_native = False
+            lock.acquire()
+            self._stop_at = self._backstop_at = None
+            lock.release()
+        if self.at_trap:
+            return None
+        return self._start(address, deadline, started=True)
+
+    def _start(self, address: int, deadline: float | None, started: bool = False) -> None:
+        """The runner's start in general; ``started``: its first native start has been made
+        (by :meth:`start_by`, with no count and no checkpoint) and did not end at a trap."""
         limit = self.instruction_limit
         # Without the native budget (another host), count every instruction from the first.
         counting = bool(limit) and self.budget is None
-        if self.budget is not None:
+        if self.budget is not None and not started:
             self.budget.reset(limit)
         slow_since: int | None = None  # budget bytes spent when memory hooks were first seen armed
         emu = self.emu
+        checkpoint = None
         while True:
-            if self.pending:
-                if self.native_hook is None and compat_fast.deferred_work_idle(emu, address):
-                    # _run_deferred_work's idle case, inline (after nearly every API call).
-                    self.stop_requested = self.pending = False
-                    if emu.get_pc() != address:
-                        emu.set_pc(address)
-                    if compat_fast.emulation_complete(emu):
-                        return None
-                else:
-                    resume = self._run_deferred_work(address)
-                    if resume is None:
-                        return None
-                    address = resume
-            stop_at = deadline
-            if PREEMPT_EVERY_SECONDS is not None:
-                preempt_at = time.monotonic() + PREEMPT_EVERY_SECONDS
-                stop_at = preempt_at if deadline is None else min(deadline, preempt_at)
-            checkpoint = None
-            if self.budget is not None and self.slow_watch is not None and not counting:
-                armed, _, slow_bytes = self.slow_watch
-                if armed():
-                    slow_since = self.budget.spent if slow_since is None else slow_since
-                    checkpoint = slow_since + slow_bytes
-                    self.budget.cap(checkpoint)
-                else:
-                    slow_since = None
-            self._native(address, stop_at, limit if counting else 0)
-            if self.at_trap:
-                return None  # as the UcError Speakeasy's loop tolerates, skipping what follows
+            if started:
+                started = False
+            else:
+                if self.pending:
+                    if self.native_hook is None and compat_fast.deferred_work_idle(emu, address):
+                        # _run_deferred_work's idle case, inline (after nearly every API call).
+                        self.stop_requested = self.pending = False
+                        if emu.get_pc() != address:
+                            emu.set_pc(address)
+                        if compat_fast.emulation_complete(emu):
+                            return None
+                    else:
+                        resume = self._run_deferred_work(address)
+                        if resume is None:
+                            return None
+                        address = resume
+                stop_at = deadline
+                if PREEMPT_EVERY_SECONDS is not None:
+                    preempt_at = time.monotonic() + PREEMPT_EVERY_SECONDS
+                    stop_at = preempt_at if deadline is None else min(deadline, preempt_at)
+                checkpoint = None
+                if self.budget is not None and self.slow_watch is not None and not counting:
+                    armed, _, slow_bytes = self.slow_watch
+                    if armed():
+                        slow_since = self.budget.spent if slow_since is None else slow_since
+                        checkpoint = slow_since + slow_bytes
+                        self.budget.cap(checkpoint)
+                    else:
+                        slow_since = None
+                self._native(address, stop_at, limit if counting else 0)
+                if self.at_trap:
+                    return None  # as the UcError Speakeasy's loop tolerates, skipping what follows
             if self.budget is not None:
                 self.budget.restore()
             if self.stop_requested:

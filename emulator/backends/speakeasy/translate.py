@@ -45,6 +45,7 @@ from emulator.events import (
 from emulator.limits import MAX_RENDERED_STRING
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
+from emulator.recorder import Recorder
 from emulator.services import ReplayServices
 
 
@@ -77,6 +78,9 @@ SYNC_APIS = {
 }
 # Every API _derived_events makes an event from (by its lower-cased name).
 DERIVED_APIS = frozenset((*SYNC_APIS, "virtualprotect"))
+# The recorder's own emit: an API call is then recorded through emit_api directly (what
+# emit(ApiCall, ...) does); a replaced emit (tests/test_lifecycle.py) sees every call.
+STOCK_EMIT = Recorder.emit
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
 
@@ -137,7 +141,11 @@ class Translator:
             names = self._api_names[imp_api] = (f"{module.lower()}.{func}", func.lower())
         api, func_lower = names
         rendered = [render_arg(a) for a in args] if args else []
-        recorder.emit(ApiCall, stage=stage, api=api, args=rendered, ret=hex(rv) if rv is not None else None, pc=pc)
+        ret = hex(rv) if rv is not None else None
+        if type(recorder) is Recorder and Recorder.emit is STOCK_EMIT:
+            recorder.emit_api(stage, pc, api, rendered, ret)  # what emit(ApiCall, ...) records, directly
+        else:
+            recorder.emit(ApiCall, stage=stage, api=api, args=rendered, ret=ret, pc=pc)
         recorder.api_count += 1
         self.services.clock.on_api_call()
         if not self._pending and func_lower not in DERIVED_APIS:
