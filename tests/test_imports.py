@@ -284,3 +284,108 @@ def test_independent_submodules_import_nothing_from_their_package() -> None:
                 assert node.level == 0 and not (node.module or "").startswith(package), ast.dump(node)
             elif isinstance(node, ast.Import):
                 assert not any(alias.name.split(".")[0] == package for alias in node.names), ast.dump(node)
+
+
+# The parent's shared import before the fork: which dataclasses got their methods from the shipped
+# code (emulator/precompiled.py), and whether anything is still served after it.
+SERVED_SCRIPT = """
+import json, os
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as emulator.cli.main does
+from emulator import precompiled, prestart
+prestart._import_shared()
+import annotated_types, dataclasses, typing
+from emulator.recorder import Recorder
+def codes(code):
+    yield code
+    for const in code.co_consts:
+        if hasattr(const, "co_consts"):
+            yield from codes(const)
+inner = {id(each) for code in precompiled.shipped().values() for each in codes(code)}
+classes = (annotated_types.Gt, annotated_types.Interval, annotated_types.MaxLen)
+print(json.dumps({
+    "served": [cls.__name__ for cls in classes if id(cls.__init__.__code__) in inner],
+    "left": [name for name in ("exec", "compile") if name in vars(dataclasses) or name in vars(typing)],
+}))
+"""
+
+
+def test_the_shared_import_is_served_the_shipped_code() -> None:
+    """Before the fork, the dataclasses pydantic's imports create take their methods from the
+    shipped table, and once the import is over dataclasses and typing compile as before."""
+    assert _run(SERVED_SCRIPT) == {"served": ["Gt", "Interval", "MaxLen"], "left": []}
+
+
+def test_the_shipped_code_is_what_compile_builds() -> None:
+    """Every shipped code object is what ``compile`` builds from its text now, as the standard
+    library's callers compile it (no inherited ``__future__`` flags)."""
+    from emulator import precompiled
+
+    table = precompiled.shipped()
+    assert len(table) > 500, "built for another interpreter, dataclasses.py or typing.py: rebuild it"
+    for (mode, text), code in table.items():
+        assert code == compile(text, precompiled.FILENAME, mode, dont_inherit=True), text
+
+
+def test_the_shipped_code_is_what_the_builder_builds_now() -> None:
+    """emulator/data/compiled-sources.bin holds exactly what ``python -m emulator.precompiled``
+    builds now (rebuild it when a dataclass or annotation imported by a cold run changes)."""
+    script = "import sys; from emulator import precompiled; sys.stdout.buffer.write(precompiled.encode(precompiled.build()))"
+    base = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    built = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+        env={**base, "PYTHONPATH": str(ROOT), "PYDANTIC_DISABLE_PLUGINS": "__all__"},
+        timeout=300,
+    ).stdout
+    from emulator import precompiled
+
+    assert built == precompiled.DATA_FILE.read_bytes(), "rebuild it: python -m emulator.precompiled"
+
+
+def test_text_outside_the_table_compiles_as_the_standard_library_does() -> None:
+    """A dataclass and a forward reference the table does not know, made while serving, are what
+    they are without it: the same methods, annotations (no ``__future__`` flag of the serving
+    module leaks into them) and evaluation."""
+    import dataclasses
+    import typing
+
+    from emulator import precompiled
+
+    def make() -> tuple[type, typing.ForwardRef]:
+        namespace: dict[str, object] = {}
+        exec(  # a class declared without `from __future__ import annotations`
+            "import dataclasses\n@dataclasses.dataclass(frozen=True, order=True)\nclass Made:\n"
+            "    unseen_field_a: int\n    unseen_field_b: 'list[str]' = dataclasses.field(default_factory=list)\n",
+            namespace,
+        )
+        return namespace["Made"], typing.ForwardRef("dict[str, 'unseen_type_name'] | None")  # type: ignore[return-value]
+
+    plain, plain_ref = make()
+    with precompiled.serving():
+        assert vars(dataclasses).get("exec") is precompiled._exec
+        served, served_ref = make()
+    assert "exec" not in vars(dataclasses) and "compile" not in vars(typing)
+    for name in ("__init__", "__repr__", "__eq__", "__lt__", "__hash__", "__setattr__"):
+        mine, theirs = getattr(served, name), getattr(plain, name)
+        assert mine.__code__ == theirs.__code__, name
+        assert mine.__annotations__ == theirs.__annotations__, name
+    assert repr(served(1, ["x"])) == repr(plain(1, ["x"]))
+    assert served(1) == served(1) and served(1) < served(2) and hash(served(1, ("x",))) == hash(plain(1, ("x",)))
+    assert served_ref.__forward_code__ == plain_ref.__forward_code__
+    assert served_ref == plain_ref
+
+
+def test_a_table_for_another_interpreter_serves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table built for other bytecode (or another dataclasses.py / typing.py) is not used: no
+    text is served, every one compiles as before."""
+    import dataclasses
+
+    from emulator import precompiled
+
+    monkeypatch.setattr(precompiled, "_table", None)
+    monkeypatch.setattr(precompiled, "_header", lambda: (b"\0\0\r\n", 0, ("another", "digest")))
+    assert precompiled.shipped() == {}
+    with precompiled.serving():
+        assert "exec" not in vars(dataclasses)
