@@ -80,7 +80,9 @@ def shipped() -> Table:
     return _table
 
 
-def _compile(source: Any, filename: Any, mode: Any, flags: int = 0, dont_inherit: bool = False, optimize: int = -1) -> Any:
+def _compile(
+    source: Any, filename: Any, mode: Any, flags: int = 0, dont_inherit: bool = False, optimize: int = -1
+) -> Any:
     """``compile`` as the served modules call it: the shipped code of a known text, else compiled
     with the caller's flags (the served modules have no ``__future__`` imports: none inherited)."""
     if type(source) is str and filename == FILENAME and not flags and optimize == -1:
@@ -144,8 +146,8 @@ def build() -> Table:
             from emulator import prestart
 
             prestart._import_shared()
-            import emulator.backends.speakeasy  # noqa: F401
             import emulator.analysis.pipeline
+            import emulator.backends.speakeasy  # noqa: F401
             import emulator.document  # noqa: F401
             from emulator.export import prepare as prepare_exports
             from emulator.render import prepare as prepare_renderers
@@ -171,7 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Rebuild emulator/data/compiled-sources.bin")
     parser.add_argument("--here", action="store_true", help=argparse.SUPPRESS)
     if parser.parse_args().here:
-        DATA_FILE.write_bytes(encode(build()))
+        from emulator import precompiled  # this module as the project imports it (not __main__)
+
+        precompiled.DATA_FILE.write_bytes(precompiled.encode(precompiled.build()))
         return 0
     # In a fresh interpreter that has imported nothing of the project's but this module, with
     # pydantic's plugins off as the command line has them (emulator.cli.main).

@@ -329,7 +329,7 @@ def test_the_shipped_code_is_what_compile_builds() -> None:
 def test_the_shipped_code_is_what_the_builder_builds_now() -> None:
     """emulator/data/compiled-sources.bin holds exactly what ``python -m emulator.precompiled``
     builds now (rebuild it when a dataclass or annotation imported by a cold run changes)."""
-    script = "import sys; from emulator import precompiled; sys.stdout.buffer.write(precompiled.encode(precompiled.build()))"
+    script = "import sys; from emulator import precompiled as p; sys.stdout.buffer.write(p.encode(p.build()))"
     base = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     built = subprocess.run(
         [sys.executable, "-c", script],
