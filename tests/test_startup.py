@@ -393,6 +393,22 @@ def test_shipped_decoy_images_are_what_the_builder_builds_now() -> None:
     assert images.decode(data) == images.build()
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x90", b"\xcc" * 31, b"\xcc" * 32 * 3, b"\xcc" * 32 * 4, b"\xcc" * (32 * 9 + 5), bytes(range(256)) * 3],
+)
+def test_a_regions_runs_give_its_bytes_back(data: bytes) -> None:
+    """The shipped templates hold each region's bytes as runs (images.runs): joined, they are the
+    bytes; a block repeated RUN_MIN times or more is one run."""
+    from emulator.backends.speakeasy import images
+
+    found = images.runs(data + b"tail" + data)
+    assert b"".join(unit * count for unit, count in found) == data + b"tail" + data
+    long_runs = images.runs(b"\x90" * 16 + b"\xcc" * 16)  # one stub slot
+    assert images.runs((b"\x90" * 16 + b"\xcc" * 16) * 100) == ((b"\x90" * 16 + b"\xcc" * 16, 100),)
+    assert long_runs == ((b"\x90" * 16 + b"\xcc" * 16, 1),)
+
+
 def test_a_decoy_image_placed_anywhere_equals_speakeasys_own() -> None:
     """Every shipped template, placed at its usual base and at another, gives the image
     Speakeasy's ``make_image`` builds there, field for field and byte for byte."""
