@@ -396,6 +396,7 @@ def test_shipped_decoy_images_are_what_the_builder_builds_now() -> None:
 @pytest.mark.parametrize(
     "data",
     [b"", b"\x90", b"\xcc" * 31, b"\xcc" * 32 * 3, b"\xcc" * 32 * 4, b"\xcc" * (32 * 9 + 5), bytes(range(256)) * 3],
+    ids=["empty", "one", "short", "three_blocks", "four_blocks", "run_and_tail", "literal"],
 )
 def test_a_regions_runs_give_its_bytes_back(data: bytes) -> None:
     """The shipped templates hold each region's bytes as runs (images.runs): joined, they are the
