@@ -23,27 +23,35 @@ what the builder compiles now and that a served dataclass behaves as a compiled 
 
 from __future__ import annotations
 
+import _sre
 import builtins
 import contextlib
 import hashlib
+import importlib
 import marshal
+import re
 import sys
 import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from types import CodeType, ModuleType
+from types import ModuleType
 from typing import Any
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "compiled-sources.bin"
-FORMAT = 1
+FORMAT = 2
 # The text's file name both callers use.
 FILENAME = "<string>"
 # The standard-library modules served, and the builtin each looks up in its namespace.
 SERVED = (("dataclasses", "exec"), ("typing", "compile"))
+# The regular expression compiler's modules: what a pattern compiles to depends on them.
+REGEX_MODULES = ("re._compiler", "re._parser", "re._constants")
+REGEX = "regex"
 
-# (mode, text) -> code
-Table = dict[tuple[str, str], CodeType]
+# ("exec" | "eval", text) -> code; (REGEX, pattern, flags) -> what _sre.compile is given
+Table = dict[tuple[Any, ...], Any]
+
+_ORIGINAL_REGEX_COMPILE = re._compiler.compile  # type: ignore[attr-defined]
 
 _lock = threading.RLock()
 _depth = 0
@@ -56,8 +64,9 @@ def _header() -> tuple[bytes, int, tuple[str, ...]]:
     source digests of the served modules (their calls' arguments and compiler flags)."""
     from importlib.util import MAGIC_NUMBER
 
-    digests = tuple(_source_digest(sys.modules.get(name) or __import__(name)) for name, _ in SERVED)
-    return MAGIC_NUMBER, sys.flags.optimize, digests
+    names = (*(name for name, _ in SERVED), *REGEX_MODULES)
+    digests = tuple(_source_digest(sys.modules.get(name) or importlib.import_module(name)) for name in names)
+    return MAGIC_NUMBER, sys.flags.optimize, (*digests, str(_sre.MAGIC), str(_sre.CODESIZE))
 
 
 def _source_digest(module: ModuleType) -> str:
@@ -107,6 +116,42 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /, **kwargs: Any
     builtins.exec(source, globals, locals, **kwargs)
 
 
+def _compile_regex(pattern: Any, flags: int = 0) -> Any:
+    """``re._compiler.compile`` as ``re`` calls it for a pattern it has not cached: a known
+    pattern's shipped program handed to ``_sre.compile`` (as the compiler would hand it), any
+    other compiled as before."""
+    if type(pattern) in (str, bytes) and not flags & re.DEBUG:
+        found = _table.get((REGEX, pattern, flags)) if _table else None
+        if found is not None:
+            final_flags, code, groups, groupindex, indexgroup = found
+            return _sre.compile(pattern, final_flags, code, groups, dict(groupindex), indexgroup)
+        if _recording is not None:
+            _record_regex(pattern, flags)
+    return _ORIGINAL_REGEX_COMPILE(pattern, flags)
+
+
+def _record_regex(pattern: str | bytes, flags: int) -> None:
+    """The builder's: what ``re._compiler.compile`` hands ``_sre.compile`` for ``pattern``,
+    when its parse warns of nothing and the program compiles to the same pattern."""
+    import warnings
+
+    compiler, parser = sys.modules["re._compiler"], sys.modules["re._parser"]
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        parsed = parser.parse(pattern, flags)
+        code = compiler._code(parsed, flags)
+    groupindex = dict(parsed.state.groupdict)
+    indexgroup: list[str | None] = [None] * parsed.state.groups
+    for name, index in groupindex.items():
+        indexgroup[index] = name
+    # the compiler's opcodes are int subclasses (named constants): plain ints, as _sre keeps them
+    program = [int(word) for word in code]
+    entry = (int(flags | parsed.state.flags), program, int(parsed.state.groups - 1), groupindex, tuple(indexgroup))
+    if not warned and _sre.compile(pattern, *entry) == _ORIGINAL_REGEX_COMPILE(pattern, flags):
+        assert _recording is not None
+        _recording[(REGEX, pattern, flags)] = entry
+
+
 _SHADOWS = {"exec": _exec, "compile": _compile}
 
 
@@ -121,6 +166,7 @@ def serving() -> Iterator[None]:
             if _depth == 0:
                 for module_name, name in SERVED:
                     vars(__import__(module_name))[name] = _SHADOWS[name]
+                re._compiler.compile = _compile_regex  # type: ignore[attr-defined]
             _depth += 1
     if not active:
         yield
@@ -133,6 +179,7 @@ def serving() -> Iterator[None]:
             if _depth == 0:
                 for module_name, name in SERVED:
                     vars(sys.modules[module_name]).pop(name, None)
+                re._compiler.compile = _ORIGINAL_REGEX_COMPILE  # type: ignore[attr-defined]
 
 
 def build() -> Table:
@@ -156,7 +203,7 @@ def build() -> Table:
             build_models()
             prepare_renderers()
             prepare_exports()
-        return dict(sorted(_recording.items()))
+        return dict(sorted(_recording.items(), key=repr))
     finally:
         _recording, _table = None, None
 
@@ -165,22 +212,43 @@ def encode(table: Table) -> bytes:
     return zlib.compress(marshal.dumps((_header(), FORMAT, table)), 9)
 
 
-def main() -> int:
-    import argparse
+# Two builds with these string hash seeds; the file keeps what both compiled the same. A text
+# made from a set's iteration order (tokenize's pattern of string prefixes) differs between
+# processes: it could never be served, and it would make the file differ between two builds.
+BUILD_SEEDS = ("1", "2")
+
+
+def build_file() -> bytes:
+    """The file's bytes, built now: :func:`build` in a fresh interpreter per seed (which has
+    imported nothing of the project's but this module, pydantic's plugins off as the command
+    line has them), the texts both compiled alike."""
     import os
     import subprocess
 
+    tables = []
+    for seed in BUILD_SEEDS:
+        env = dict(os.environ, PYDANTIC_DISABLE_PLUGINS="__all__", PYTHONHASHSEED=seed)
+        done = subprocess.run(
+            [sys.executable, "-m", "emulator.precompiled", "--one"], env=env, capture_output=True, check=True
+        )
+        tables.append(marshal.loads(done.stdout))
+    first, *others = tables
+    common = {key: value for key, value in first.items() if all(other.get(key) == value for other in others)}
+    return encode(common)
+
+
+def main() -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(description="Rebuild emulator/data/compiled-sources.bin")
-    parser.add_argument("--here", action="store_true", help=argparse.SUPPRESS)
-    if parser.parse_args().here:
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    if parser.parse_args().one:
         from emulator import precompiled  # this module as the project imports it (not __main__)
 
-        precompiled.DATA_FILE.write_bytes(precompiled.encode(precompiled.build()))
+        sys.stdout.buffer.write(marshal.dumps(precompiled.build()))
         return 0
-    # In a fresh interpreter that has imported nothing of the project's but this module, with
-    # pydantic's plugins off as the command line has them (emulator.cli.main).
-    env = dict(os.environ, PYDANTIC_DISABLE_PLUGINS="__all__")
-    return subprocess.run([sys.executable, "-m", "emulator.precompiled", "--here"], env=env, check=False).returncode
+    DATA_FILE.write_bytes(build_file())
+    return 0
 
 
 if __name__ == "__main__":

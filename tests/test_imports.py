@@ -293,18 +293,18 @@ import json, os
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as emulator.cli.main does
 from emulator import precompiled, prestart
 prestart._import_shared()
-import annotated_types, dataclasses, typing
-from emulator.recorder import Recorder
+import annotated_types, dataclasses, re, typing
 def codes(code):
     yield code
     for const in code.co_consts:
         if hasattr(const, "co_consts"):
             yield from codes(const)
-inner = {id(each) for code in precompiled.shipped().values() for each in codes(code)}
+inner = {id(each) for key, code in precompiled.shipped().items() if key[0] == "exec" for each in codes(code)}
 classes = (annotated_types.Gt, annotated_types.Interval, annotated_types.MaxLen)
 print(json.dumps({
     "served": [cls.__name__ for cls in classes if id(cls.__init__.__code__) in inner],
-    "left": [name for name in ("exec", "compile") if name in vars(dataclasses) or name in vars(typing)],
+    "left": [name for name in ("exec", "compile") if name in vars(dataclasses) or name in vars(typing)]
+    + (["regex"] if re._compiler.compile is not precompiled._ORIGINAL_REGEX_COMPILE else []),
 }))
 """
 
@@ -322,25 +322,18 @@ def test_the_shipped_code_is_what_compile_builds() -> None:
 
     table = precompiled.shipped()
     assert len(table) > 500, "built for another interpreter, dataclasses.py or typing.py: rebuild it"
-    for (mode, text), code in table.items():
-        assert code == compile(text, precompiled.FILENAME, mode, dont_inherit=True), text
+    for key, code in table.items():
+        if key[0] != precompiled.REGEX:
+            mode, text = key
+            assert code == compile(text, precompiled.FILENAME, mode, dont_inherit=True), text
 
 
 def test_the_shipped_code_is_what_the_builder_builds_now() -> None:
     """emulator/data/compiled-sources.bin holds exactly what ``python -m emulator.precompiled``
     builds now (rebuild it when a dataclass or annotation imported by a cold run changes)."""
-    script = "import sys; from emulator import precompiled as p; sys.stdout.buffer.write(p.encode(p.build()))"
-    base = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
-    built = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        check=True,
-        cwd=ROOT,
-        env={**base, "PYTHONPATH": str(ROOT), "PYDANTIC_DISABLE_PLUGINS": "__all__"},
-        timeout=300,
-    ).stdout
     from emulator import precompiled
 
+    built = precompiled.build_file()
     assert built == precompiled.DATA_FILE.read_bytes(), "rebuild it: python -m emulator.precompiled"
 
 
@@ -389,3 +382,27 @@ def test_a_table_for_another_interpreter_serves_nothing(monkeypatch: pytest.Monk
     assert precompiled.shipped() == {}
     with precompiled.serving():
         assert "exec" not in vars(dataclasses)
+
+
+def test_shipped_regular_expressions_are_what_re_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shipped pattern's program is what ``re`` compiles it to now (same pattern, flags,
+    groups and names), and while serving a known pattern is built from it without compiling."""
+    import re
+
+    from emulator import precompiled
+
+    patterns = [key for key in precompiled.shipped() if key[0] == precompiled.REGEX]
+    assert len(patterns) > 100
+    parsed: list[object] = []
+    parse = re._parser.parse  # type: ignore[attr-defined]
+    monkeypatch.setattr(re._parser, "parse", lambda *a: parsed.append(a) or parse(*a))  # type: ignore[attr-defined]
+    for _, pattern, flags in patterns:
+        re.purge()
+        with precompiled.serving():
+            served = re.compile(pattern, flags)
+        re.purge()
+        plain = precompiled._ORIGINAL_REGEX_COMPILE(pattern, flags)
+        assert served == plain and served.groupindex == plain.groupindex and served.groups == plain.groups
+        assert served.flags == plain.flags, pattern
+    assert len(parsed) == len(patterns)  # only the plain compiles parsed their pattern
+    assert re._compiler.compile is precompiled._ORIGINAL_REGEX_COMPILE  # type: ignore[attr-defined]
