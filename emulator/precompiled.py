@@ -184,8 +184,9 @@ def serving() -> Iterator[None]:
 
 def build() -> Table:
     """Every text compiled while the cold run's imports run in this (fresh) process: the modules
-    both processes share, the engine the emulation child imports, and the output libraries the
-    parent imports while the child emulates."""
+    both processes share, the command line and the plan's models the parent builds after the
+    fork, the engine the emulation child imports, and the output libraries the parent imports
+    while the child emulates."""
     global _recording, _table
     _recording, _table = {}, {}
     try:
@@ -193,6 +194,15 @@ def build() -> Table:
             from emulator import prestart
 
             prestart._import_shared()
+            from pydantic import BaseModel
+
+            import emulator.cli.app  # noqa: F401 - the parent's, after the fork: the command line...
+            from emulator import environment, limits, plan
+
+            for module in (plan, limits, environment):  # ... and the plan's models, built reading it
+                for value in vars(module).values():
+                    if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == module.__name__:
+                        value.model_rebuild()
             import emulator.analysis.pipeline
             import emulator.backends.speakeasy  # noqa: F401
             import emulator.document  # noqa: F401
