@@ -1,24 +1,29 @@
 """Source the standard library compiles while the project's libraries import, compiled ahead.
 
-Importing pydantic, Speakeasy and the output libraries creates ~250 dataclasses and builds ~1,000
-forward references, and for each the standard library compiles a few lines of Python text it
-generated: ``dataclasses._create_fn`` the text of ``__init__``, ``__repr__``, ``__eq__``...
-(``exec(text, globals, ns)``), ``typing.ForwardRef`` a string annotation (``compile(arg,
-'<string>', 'eval')``). Compiling that text was ~70 ms of CPU on the cold run's critical path
-(half before the emulation child forks, half in the child's import of Speakeasy), and the text is
-the same in every process: it depends only on the classes' declarations.
+Importing pydantic, Speakeasy and the output libraries creates ~250 dataclasses, builds ~1,000
+forward references and compiles ~170 regular expressions, and for each the standard library
+compiles text: ``dataclasses._create_fn`` the source it generated for ``__init__``, ``__repr__``,
+``__eq__``... (``exec(text, globals, ns)``), ``typing.ForwardRef`` a string annotation
+(``compile(arg, '<string>', 'eval')``), ``re`` a pattern (its parser and compiler, in Python).
+That was ~0.1 s of CPU on the cold run's critical path (before the emulation child forks, in the
+child's import of Speakeasy, and in the parent's import of the output libraries beside it), and
+the result is the same in every process: it depends only on the text.
 
-``emulator/data/compiled-sources.bin`` ships those texts with their code objects, built by
-:func:`build` (``python -m emulator.precompiled``) from the project's own imports. While
-:func:`serving` is active, ``dataclasses`` and ``typing`` (and only they) find ``exec`` and
-``compile`` in their own namespace bound to functions that take the shipped code object of a text
-they know and compile any other text exactly as before. The table is used only for the
-interpreter's bytecode (``MAGIC_NUMBER``), its optimisation level, and the ``dataclasses.py`` and
-``typing.py`` it was built with (their source digests: the callers' calling conventions and
-compiler flags); otherwise nothing is served and every text compiles as before. A code object
-compiled from the same text, file name, mode and flags is the one the caller would have built, so
-every class and annotation is as before: tests/test_imports.py checks the shipped table equals
-what the builder compiles now and that a served dataclass behaves as a compiled one.
+``emulator/data/compiled-sources.bin`` ships those texts with their code objects (and each
+pattern with the program ``re`` hands ``_sre.compile``), built by :func:`build_file`
+(``python -m emulator.precompiled``) from the cold run's own imports. While :func:`serving` is
+active, ``dataclasses`` and ``typing`` (and only they) find ``exec`` and ``compile`` in their own
+namespace bound to functions that take the shipped code object of a text they know and compile
+any other text exactly as before, and ``re._compiler.compile`` builds a known pattern from its
+shipped program. The table is used only for the interpreter's bytecode (``MAGIC_NUMBER``), its
+optimisation level, ``_sre``'s magic and code size, and the ``dataclasses.py``, ``typing.py`` and
+``re`` compiler sources it was built with (their digests: the callers' calling conventions and
+compiler flags); otherwise nothing is served. A code object compiled from the same text, file
+name, mode and flags is the one the caller would have built, and a pattern built from the same
+program the one ``re`` would have built, so every class, annotation and pattern is as before:
+tests/test_imports.py checks each shipped entry against what ``compile`` and ``re`` build now,
+and the file against what the builder builds now (rebuild it when a dataclass, annotation or
+pattern a cold run imports changes: a stale entry is never used, never wrong).
 """
 
 from __future__ import annotations
