@@ -59,7 +59,9 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     lifecycle.SHORT_LIVED_PROCESS = True  # as in the emulation child
     pause = lifecycle.collector_paused if paused else contextlib.nullcontext
     plan = load_scenario(Path(scenario))
-    with phase("speakeasy_import"), pause():
+    from emulator.precompiled import serving
+
+    with phase("speakeasy_import"), pause(), serving():  # as the child imports it (prestart._warm)
         from emulator.backends.speakeasy import setup
     with phase("load_module"), pause():
         target = setup._load_target(plan)
@@ -147,7 +149,8 @@ def timed_warm(plans):
     import emulator.replay
     mark("child: its emulator modules imported")
     from emulator.lifecycle import collector_paused
-    with collector_paused():
+    from emulator.precompiled import serving
+    with collector_paused(), serving():
         import emulator.backends.speakeasy
     mark("child: Speakeasy imported")
     warm(plans)

@@ -20,8 +20,9 @@ def _warm() -> None:
         # them (emulator/batch_prestart.py), without importing the engine again each.
         from emulator.batch_prestart import start_from_environment
         from emulator.lifecycle import collector_paused
+        from emulator.precompiled import serving
 
-        with collector_paused():
+        with collector_paused(), serving():
             from emulator.backends.speakeasy import warm_steps
 
             next(iter(warm_steps()))()

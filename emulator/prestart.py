@@ -159,12 +159,16 @@ def _import_shared() -> None:
 
     On the cold run's critical path, so: with the collector paused and what it leaves frozen
     (:func:`imports_paused`; the child freezes whatever it inherited first thing), and with the
-    modules in ``SHARED_LAZY`` (which neither process uses) imported when first used."""
+    modules in ``SHARED_LAZY`` (which neither process uses) imported when first used, and the
+    code the standard library generates for their dataclasses and annotations served compiled
+    (emulator/precompiled.py)."""
     from emulator.lazyimport import lazily_imported
+    from emulator.precompiled import serving
 
     with (
         imports_paused("emulator.replay" not in sys.modules),
         lazily_imported(SHARED_LAZY, independent=SHARED_INDEPENDENT),
+        serving(),
     ):
         import emulator.replay  # noqa: F401
 
@@ -224,8 +228,9 @@ def warm_engine(arches: tuple[str, ...] = ("x64", "x86")) -> None:
     emulation (docs/performance.md, "On a quiet machine (session 23)").
     """
     from emulator.lifecycle import collector_paused
+    from emulator.precompiled import serving
 
-    with collector_paused():  # the engine's import builds long-lived tables
+    with collector_paused(), serving():  # the engine's import builds long-lived tables
         from emulator.backends.speakeasy import warm_steps
 
         for step in warm_steps(arches):
@@ -287,10 +292,12 @@ def _warm(plans: Connection) -> None:
     """Import the engine, then read its once-per-process tables a module at a time until the
     plan arrives (each step is cached by the engine for the process's life)."""
     from emulator.lifecycle import collector_paused
+    from emulator.precompiled import serving
 
     with collector_paused():
         try:
-            from emulator.backends.speakeasy import warm_steps
+            with serving():
+                from emulator.backends.speakeasy import warm_steps
 
             for step in warm_steps():
                 if plans.poll(0):

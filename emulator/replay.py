@@ -36,6 +36,7 @@ from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collect
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
 from emulator.plan import ReplayPlan
+from emulator.precompiled import serving
 from emulator.prestart import warm_engine as warm_engine  # batch workers import it from here
 from emulator.recorder import Recorder, sha256_hex
 from emulator.sanitize import json_safe
@@ -138,7 +139,7 @@ def emulate(
 
     recording = Recording()
     try:
-        with collector_paused():  # Speakeasy's import builds long-lived tables (a third is collection)
+        with collector_paused(), serving():  # Speakeasy's import builds long-lived tables (a third is collection)
             from emulator.backends.speakeasy import SpeakeasyBackend
     except ImportError as err:  # not installed, or an installed version it cannot use: one line
         recording.outcome = outcome_model.error(one_line(f"engine unavailable: {err}"))
@@ -495,7 +496,7 @@ def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
 
     guard = install(Guard(allowed_write_root=out))
     try:
-        with collector_paused():  # the libraries' objects live as long as the process: nothing to find
+        with collector_paused(), serving():  # the libraries' objects live as long as the process: nothing to find
             import emulator.analysis.pipeline
             import emulator.document  # noqa: F401
             from emulator.analysis.attack import prepare as prepare_analysis

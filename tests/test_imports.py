@@ -287,3 +287,130 @@ def test_independent_submodules_import_nothing_from_their_package() -> None:
                 assert node.level == 0 and not (node.module or "").startswith(package), ast.dump(node)
             elif isinstance(node, ast.Import):
                 assert not any(alias.name.split(".")[0] == package for alias in node.names), ast.dump(node)
+
+
+# The parent's shared import before the fork: which dataclasses got their methods from the shipped
+# code (emulator/precompiled.py), and whether anything is still served after it.
+SERVED_SCRIPT = """
+import json, os
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as emulator.cli.main does
+from emulator import precompiled, prestart
+prestart._import_shared()
+import annotated_types, dataclasses, re, typing
+def codes(code):
+    yield code
+    for const in code.co_consts:
+        if hasattr(const, "co_consts"):
+            yield from codes(const)
+inner = {id(each) for key, code in precompiled.shipped().items() if key[0] == "exec" for each in codes(code)}
+classes = (annotated_types.Gt, annotated_types.Interval, annotated_types.MaxLen)
+print(json.dumps({
+    "served": [cls.__name__ for cls in classes if id(cls.__init__.__code__) in inner],
+    "left": [name for name in ("exec", "compile") if name in vars(dataclasses) or name in vars(typing)]
+    + (["regex"] if re._compiler.compile is not precompiled._ORIGINAL_REGEX_COMPILE else []),
+}))
+"""
+
+
+def test_the_shared_import_is_served_the_shipped_code() -> None:
+    """Before the fork, the dataclasses pydantic's imports create take their methods from the
+    shipped table, and once the import is over dataclasses and typing compile as before."""
+    assert _run(SERVED_SCRIPT) == {"served": ["Gt", "Interval", "MaxLen"], "left": []}
+
+
+def test_the_shipped_code_is_what_compile_builds() -> None:
+    """Every shipped code object is what ``compile`` builds from its text now, as the standard
+    library's callers compile it (no inherited ``__future__`` flags)."""
+    from emulator import precompiled
+
+    table = precompiled.shipped()
+    assert len(table) > 500, "built for another interpreter, dataclasses.py or typing.py: rebuild it"
+    for key, code in table.items():
+        if key[0] != precompiled.REGEX:
+            mode, text = key
+            assert code == compile(text, precompiled.FILENAME, mode, dont_inherit=True), text
+
+
+def test_the_shipped_code_is_what_the_builder_builds_now() -> None:
+    """emulator/data/compiled-sources.bin holds exactly what ``python -m emulator.precompiled``
+    builds now (rebuild it when a dataclass or annotation imported by a cold run changes)."""
+    from emulator import precompiled
+
+    built = precompiled.build_file()
+    assert built == precompiled.DATA_FILE.read_bytes(), "rebuild it: python -m emulator.precompiled"
+
+
+def test_text_outside_the_table_compiles_as_the_standard_library_does() -> None:
+    """A dataclass and a forward reference the table does not know, made while serving, are what
+    they are without it: the same methods, annotations (no ``__future__`` flag of the serving
+    module leaks into them) and evaluation."""
+    import dataclasses
+    import typing
+
+    from emulator import precompiled
+
+    def make() -> tuple[type, typing.ForwardRef]:
+        namespace: dict[str, object] = {}
+        exec(  # a class declared without `from __future__ import annotations`
+            "import dataclasses\n@dataclasses.dataclass(frozen=True, order=True)\nclass Made:\n"
+            "    unseen_field_a: int\n    unseen_field_b: 'list[str]' = dataclasses.field(default_factory=list)\n",
+            namespace,
+        )
+        return namespace["Made"], typing.ForwardRef("dict[str, 'unseen_type_name'] | None")  # type: ignore[return-value]
+
+    plain, plain_ref = make()
+    with precompiled.serving():
+        assert vars(dataclasses).get("exec") is precompiled._exec
+        served, served_ref = make()
+    assert "exec" not in vars(dataclasses) and "compile" not in vars(typing)
+    for name in ("__init__", "__repr__", "__eq__", "__lt__", "__hash__", "__setattr__"):
+        mine, theirs = getattr(served, name), getattr(plain, name)
+        assert mine.__code__ == theirs.__code__, name
+        assert mine.__annotations__ == theirs.__annotations__, name
+    assert repr(served(1, ["x"])) == repr(plain(1, ["x"]))
+    assert served(1) == served(1) and served(1) < served(2) and hash(served(1, ("x",))) == hash(plain(1, ("x",)))
+    assert served_ref.__forward_code__ == plain_ref.__forward_code__
+    assert served_ref == plain_ref
+
+
+def test_a_table_for_another_interpreter_serves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table built for other bytecode (or another dataclasses.py / typing.py) is not used: no
+    text is served, every one compiles as before."""
+    import dataclasses
+
+    from emulator import precompiled
+
+    monkeypatch.setattr(precompiled, "_table", None)
+    monkeypatch.setattr(precompiled, "_header", lambda: (b"\0\0\r\n", 0, ("another", "digest")))
+    assert precompiled.shipped() == {}
+    with precompiled.serving():
+        assert "exec" not in vars(dataclasses)
+
+
+def test_shipped_regular_expressions_are_what_re_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shipped pattern's program is what ``re`` compiles it to now (same pattern, flags,
+    groups and names), and while serving a known pattern is built from it without compiling."""
+    import re
+
+    from emulator import precompiled
+
+    patterns = [key for key in precompiled.shipped() if key[0] == precompiled.REGEX]
+    assert len(patterns) > 100
+    parsed: list[object] = []
+    parse = re._parser.parse  # type: ignore[attr-defined]
+
+    def counted(*args: object) -> object:
+        parsed.append(args)
+        return parse(*args)
+
+    monkeypatch.setattr(re._parser, "parse", counted)  # type: ignore[attr-defined]
+    for _, pattern, flags in patterns:
+        re.purge()
+        with precompiled.serving():
+            served = re.compile(pattern, flags)
+        re.purge()
+        plain = precompiled._ORIGINAL_REGEX_COMPILE(pattern, flags)
+        assert served == plain and served.groupindex == plain.groupindex and served.groups == plain.groups
+        assert served.flags == plain.flags, pattern
+    assert len(parsed) == len(patterns)  # only the plain compiles parsed their pattern
+    assert re._compiler.compile is precompiled._ORIGINAL_REGEX_COMPILE  # type: ignore[attr-defined]

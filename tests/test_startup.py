@@ -393,6 +393,23 @@ def test_shipped_decoy_images_are_what_the_builder_builds_now() -> None:
     assert images.decode(data) == images.build()
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x90", b"\xcc" * 31, b"\xcc" * 32 * 3, b"\xcc" * 32 * 4, b"\xcc" * (32 * 9 + 5), bytes(range(256)) * 3],
+    ids=["empty", "one", "short", "three_blocks", "four_blocks", "run_and_tail", "literal"],
+)
+def test_a_regions_runs_give_its_bytes_back(data: bytes) -> None:
+    """The shipped templates hold each region's bytes as runs (images.runs): joined, they are the
+    bytes; a block repeated RUN_MIN times or more is one run."""
+    from emulator.backends.speakeasy import images
+
+    found = images.runs(data + b"tail" + data)
+    assert b"".join(unit * count for unit, count in found) == data + b"tail" + data
+    long_runs = images.runs(b"\x90" * 16 + b"\xcc" * 16)  # one stub slot
+    assert images.runs((b"\x90" * 16 + b"\xcc" * 16) * 100) == ((b"\x90" * 16 + b"\xcc" * 16, 100),)
+    assert long_runs == ((b"\x90" * 16 + b"\xcc" * 16, 1),)
+
+
 def test_a_decoy_image_placed_anywhere_equals_speakeasys_own() -> None:
     """Every shipped template, placed at its usual base and at another, gives the image
     Speakeasy's ``make_image`` builds there, field for field and byte for byte."""
@@ -757,6 +774,50 @@ def test_api_handlers_find_the_hooks_speakeasys_scan_finds(monkeypatch: pytest.M
     some.funcs, some.data = {}, {}
     some.__get_hook_attrs__(some)
     assert "MadeUpForTheTest" in some.funcs
+
+
+def test_a_handler_overriding_its_bases_hooks_finds_what_speakeasys_scan_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler class that overrides a hooked method of its base without the hook (and one that
+    hooks it under another name): the hooks found from the class are the subclass's, as
+    Speakeasy's scan of an instance finds them (each name's value is the first class's of the MRO
+    that has it)."""
+    import speakeasy.winenv.api.api as se_api
+    import speakeasy.winenv.arch as se_arch
+
+    from emulator.backends.speakeasy import compat_start, images
+
+    class Base(se_api.ApiHandler):  # type: ignore[misc]
+        name = "madeupbase"
+
+        @se_api.ApiHandler.apihook("Shadowed", argc=0)
+        def Shadowed(self, emu, argv, ctx={}):  # noqa: B006, N802 - as Speakeasy declares hooks
+            return 1
+
+        @se_api.ApiHandler.apihook("Renamed", argc=0)
+        def Renamed(self, emu, argv, ctx={}):  # noqa: B006, N802
+            return 2
+
+    class Derived(Base):
+        name = "madeupderived"
+
+        def Shadowed(self, emu, argv, ctx={}):  # noqa: B006, N802 - no hook any more
+            return 3
+
+        @se_api.ApiHandler.apihook("RenamedAgain", argc=0)
+        def Renamed(self, emu, argv, ctx={}):  # noqa: B006, N802
+            return 4
+
+    emu = images._probe_emulator(se_arch.ARCH_AMD64)
+    monkeypatch.setattr(se_api.ApiHandler, "__init__", compat_start._ORIGINAL_HANDLER_INIT)
+    monkeypatch.setattr(se_api.ApiHandler, "__get_hook_attrs__", compat_start._ORIGINAL_HOOK_ATTRS)
+    speakeasys = Derived(emu)
+    compat_start.scan_handlers_once()
+    ours = Derived(emu)
+    assert compat_start.class_hooks(Derived) is not None
+    assert list(ours.funcs) == list(speakeasys.funcs) == ["RenamedAgain"]
+    assert list(ours.funcs.items()) == list(speakeasys.funcs.items())
 
 
 def test_api_handler_scans_of_another_speakeasy_are_speakeasys(monkeypatch: pytest.MonkeyPatch) -> None:

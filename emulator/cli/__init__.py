@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             prestart.start(_configure_logging)
         except Exception:  # noqa: BLE001 - no pre-start (no fork, an import failing): the replay
             pass  # forks its child when it starts, and reports what fails then, in one line
-    from emulator.cli.app import main as run
+        from emulator.precompiled import serving
+
+        with serving():  # beside the child, on the way to the plan (emulator/precompiled.py)
+            from emulator.cli.app import main as run
+    else:
+        from emulator.cli.app import main as run
 
     code = run(argv)
     if argv is None:

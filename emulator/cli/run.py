@@ -25,6 +25,7 @@ from emulator.cli.targets import _bare_plan
 from emulator.limits import (
     default_limits_toml,
 )
+from emulator.precompiled import serving
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
@@ -63,24 +64,25 @@ def _run(args: argparse.Namespace) -> int:
 
     _check_yara(args)
     target = Path(args.target)
-    if target.is_dir():
-        if not (target / SCENARIO_FILE).is_file():
-            raise UsageError(f"{target}: not a scenario folder (no {SCENARIO_FILE})")
-        try:
-            plan = load_scenario(
-                target,
-                verify=not args.allow_unverified,
-                seed=args.seed,
-                limit_overrides=_limit_overrides(args),
-                mode="faithful" if args.faithful else "fast",
-            )
-        except ScenarioError as err:
-            raise UsageError(str(err)) from err
-    else:
-        plan = _bare_plan(args, target)
-    plan = _apply_environment_flags(plan, args)
-    fail_on = _fail_on(args)
-    expect = _run_expectations(args, target, bare=not target.is_dir())
+    with serving():  # the plan's models are built here (emulator/precompiled.py)
+        if target.is_dir():
+            if not (target / SCENARIO_FILE).is_file():
+                raise UsageError(f"{target}: not a scenario folder (no {SCENARIO_FILE})")
+            try:
+                plan = load_scenario(
+                    target,
+                    verify=not args.allow_unverified,
+                    seed=args.seed,
+                    limit_overrides=_limit_overrides(args),
+                    mode="faithful" if args.faithful else "fast",
+                )
+            except ScenarioError as err:
+                raise UsageError(str(err)) from err
+        else:
+            plan = _bare_plan(args, target)
+        plan = _apply_environment_flags(plan, args)
+        fail_on = _fail_on(args)
+        expect = _run_expectations(args, target, bare=not target.is_dir())
     outdir = Path(args.output) if args.output else DEFAULT_REPORTS_DIR / plan.name
     result = replay_or_exit_code(
         plan,

@@ -617,12 +617,16 @@ def class_hooks(cls: type) -> ClassHooks | None:
         return _class_hooks[cls]
     found: list[tuple[str, Any, Any]] = []
     cacheable = True
+    # Each name's value in the first class of the MRO that has it (the later update wins).
+    attributes: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        attributes.update(vars(klass))
+    missing = object()
     for name in dir(cls):
-        owner = next((klass for klass in cls.__mro__ if name in vars(klass)), None)
-        if owner is None:
+        raw = attributes.get(name, missing)
+        if raw is missing:
             cacheable = False
             break
-        raw = vars(owner)[name]
         if isinstance(raw, types.FunctionType):
             seen: Any = raw  # a bound method reads its function's attributes
         elif isinstance(raw, staticmethod | classmethod):
