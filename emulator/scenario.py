@@ -34,9 +34,12 @@ from emulator.plan import (
     StringArg,
     VirtualFile,
 )
+from emulator.sanitize import for_display
 from emulator.scenario_paths import SCENARIO_FILE, OutsideScenario, owning_scenario, scenario_data_path
 
 MANIFEST_FILE = "SHA256SUMS"
+# A scenario error is one line: control characters escaped, cut at this length.
+MAX_ERROR_DISPLAY = 1000
 
 
 class ScenarioError(ValueError):
@@ -161,7 +164,7 @@ def _first_error(err: ValidationError) -> str:
         message = "unknown key"
     elif first["type"] == "value_error":
         message = message.removeprefix("Value error, ")
-    return f"{location}: {message}"
+    return for_display(f"{location}: {message}", limit=MAX_ERROR_DISPLAY)  # a key may hold a newline
 
 
 def check_plain_data(value: Any, what: str, max_depth: int = MAX_INPUT_NESTING) -> None:
