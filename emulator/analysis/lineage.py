@@ -223,14 +223,22 @@ def _find_affine(probe: bytes, data: bytes) -> Match | None:
             break
         tried += 1
         k0 = data[offset] ^ probe[0]
-        b = ((data[offset + 1] ^ probe[1]) - k0) & 0xFF
-        if k0 == 0 and b == 0:
-            continue  # identity, handled elsewhere
-        key = bytes((k0 + b * i) & 0xFF for i in range(256))
-        length = _xor_prefix(probe, data, offset, key, 256)
-        if length >= min(len(probe), MIN_MATCH * 2):
-            detail = f"key {k0:#04x}" if b == 0 else f"rolling key {k0:#04x} + {b}*i"
-            return Match(offset, length, "xor", detail)
+        match = affine_match(probe, data, offset, k0, ((data[offset + 1] ^ probe[1]) - k0) & 0xFF)
+        if match is not None:
+            return match
+    return None
+
+
+def affine_match(probe: bytes, data: bytes, offset: int, k0: int, b: int) -> Match | None:
+    """The match at ``offset`` under the key ``k0 + b*i`` (a candidate of the affine search), if
+    long enough; None for the identity key, handled elsewhere."""
+    if k0 == 0 and b == 0:
+        return None
+    key = bytes((k0 + b * i) & 0xFF for i in range(256))
+    length = _xor_prefix(probe, data, offset, key, 256)
+    if length >= min(len(probe), MIN_MATCH * 2):
+        detail = f"key {k0:#04x}" if b == 0 else f"rolling key {k0:#04x} + {b}*i"
+        return Match(offset, length, "xor", detail)
     return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator.analysis.lineage import MAX_XOR_CANDIDATES, MAX_XOR_PERIOD, MIN_MATCH, Match, _xor_prefix
+from emulator.analysis.lineage import MAX_XOR_CANDIDATES, MAX_XOR_PERIOD, MIN_MATCH, Match, _xor_prefix, affine_match
 
 
 def _find_affine(probe: bytes, data: bytes) -> Match | None:
@@ -35,14 +35,9 @@ def _find_affine(probe: bytes, data: bytes) -> Match | None:
         candidates = candidates[keep]
     for hit in candidates[:MAX_XOR_CANDIDATES]:
         offset = int(hit)
-        k0, b = int(first[offset]), int(step[offset])
-        if k0 == 0 and b == 0:
-            continue  # identity, handled elsewhere
-        key = bytes((k0 + b * i) & 0xFF for i in range(256))
-        length = _xor_prefix(probe, data, offset, key, 256)
-        if length >= min(len(probe), MIN_MATCH * 2):
-            detail = f"key {k0:#04x}" if b == 0 else f"rolling key {k0:#04x} + {b}*i"
-            return Match(offset, length, "xor", detail)
+        match = affine_match(probe, data, offset, int(first[offset]), int(step[offset]))
+        if match is not None:
+            return match
     return None
 
 
