@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,9 +139,16 @@ class Guard:
     processes_blocked: int = 0
     kernel_refusals: int = 0
     violations: list[str] = field(default_factory=list)
+    # Leave alone the threads already running when the guard is installed (other than the
+    # installing one): in a host process such as a Dask worker they are the host's own (its
+    # connections to the scheduler), not the replay's. Threads started later are watched.
+    spare_host_threads: bool = False
+    host_threads: dict[int, threading.Thread] = field(default_factory=dict)
 
     def __call__(self, event: str, args: tuple[object, ...]) -> None:
         if not self.active:
+            return
+        if self.host_threads and self.host_threads.get(threading.get_ident()) is threading.current_thread():
             return
         if event in NETWORK_EVENTS:
             if event in NAME_LOOKUP_EVENTS:
@@ -290,6 +298,9 @@ def install(guard: Guard) -> Guard:
     if not _GUARDS:
         _saved_dont_write_bytecode = sys.dont_write_bytecode
         sys.dont_write_bytecode = True
+    if guard.spare_host_threads:
+        mine = threading.get_ident()
+        guard.host_threads = {t.ident: t for t in threading.enumerate() if t.ident is not None and t.ident != mine}
     _GUARDS.append(guard)
     guard.active = True
     return guard

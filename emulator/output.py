@@ -411,7 +411,7 @@ def produce(
     if trace.header.status != Status.INTERRUPTED:
         prepare_renderers()
     cut = RunNotes()
-    guard = install(Guard(allowed_write_root=out))
+    guard = install(Guard(allowed_write_root=out, spare_host_threads=True))
     frozen_left = [trace] if write_frozen else []
 
     def write_frozen_trace() -> None:

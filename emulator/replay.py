@@ -494,7 +494,7 @@ def _prepare_outputs(out: Path, also: Callable[[], None] | None = None) -> None:
     from emulator.export import prepare as prepare_exports
     from emulator.render import prepare as prepare_renderers
 
-    guard = install(Guard(allowed_write_root=out))
+    guard = install(Guard(allowed_write_root=out, spare_host_threads=True))
     try:
         with collector_paused(), serving():  # the libraries' objects live as long as the process: nothing to find
             import emulator.analysis.pipeline

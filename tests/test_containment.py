@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -1089,3 +1090,45 @@ def test_strace_parser_sees_writes_and_sockets(tmp_path: Path) -> None:
     writes, network = _strace_findings(log, Path("/out"))
     assert len(writes) == 3 and "victim" in writes[2]
     assert len(network) == 1
+
+
+def _lookup_in(thread_start: threading.Event | None, results: list[str]) -> threading.Thread:
+    """A thread that looks up a numeric address (no resolver, no network) once told to, and
+    records whether the guard refused it."""
+
+    def look_up() -> None:
+        if thread_start is not None:
+            thread_start.wait(10)
+        try:
+            socket.getaddrinfo("127.0.0.1", 80, flags=socket.AI_NUMERICHOST)
+            results.append("allowed")
+        except ContainmentViolation:
+            results.append("refused")
+
+    return threading.Thread(target=look_up)
+
+
+@pytest.mark.parametrize("spare", [True, False])
+def test_a_host_processs_own_threads_are_spared_only_when_asked(tmp_path: Path, spare: bool) -> None:
+    """A guard installed in a host process (a Dask worker) leaves the threads already running
+    there alone when asked (their lookups are the host's, not the replay's), and still refuses
+    the installing thread and every thread started after it."""
+    go = threading.Event()
+    host_results: list[str] = []
+    host = _lookup_in(go, host_results)
+    host.start()
+    active = install(Guard(allowed_write_root=tmp_path, spare_host_threads=spare))
+    try:
+        go.set()
+        host.join(10)
+        later_results: list[str] = []
+        later = _lookup_in(None, later_results)
+        later.start()
+        later.join(10)
+        with pytest.raises(ContainmentViolation):
+            socket.getaddrinfo("127.0.0.1", 80, flags=socket.AI_NUMERICHOST)
+    finally:
+        uninstall(active)
+    assert host_results == (["allowed"] if spare else ["refused"])
+    assert later_results == ["refused"]
+    assert active.lookups_blocked == (2 if spare else 3)
