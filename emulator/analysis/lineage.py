@@ -259,13 +259,23 @@ def _find_periodic(probe: bytes, data: bytes) -> Match | None:
         diffs = (whole ^ (whole >> (8 * period))).to_bytes(size, "big")
         index, tries = diffs.find(pattern, period), 0
         while index >= 0 and tries < MAX_XOR_CANDIDATES:
-            start = index - period
-            key = bytes(data[start + i] ^ probe[i] for i in range(period))
-            if any(key):
-                length = _xor_prefix(probe, data, start, key, period)
-                if length >= min(len(probe), MIN_MATCH * 2):
-                    return Match(start, length, "xor", f"repeating key {key.hex()}")
+            match = periodic_match(probe, data, index - period, period)
+            if match is not None:
+                return match
             index, tries = diffs.find(pattern, index + 1), tries + 1
+    return None
+
+
+def periodic_match(probe: bytes, data: bytes, offset: int, period: int) -> Match | None:
+    """The match at ``offset`` under the repeating key of ``period`` bytes that turns ``data``
+    there into ``probe`` (a candidate of the periodic search), if long enough; None for the
+    identity key."""
+    key = bytes(data[offset + i] ^ probe[i] for i in range(period))
+    if not any(key):
+        return None
+    length = _xor_prefix(probe, data, offset, key, period)
+    if length >= min(len(probe), MIN_MATCH * 2):
+        return Match(offset, length, "xor", f"repeating key {key.hex()}")
     return None
 
 

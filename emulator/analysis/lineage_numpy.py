@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator.analysis.lineage import MAX_XOR_CANDIDATES, MAX_XOR_PERIOD, MIN_MATCH, Match, _xor_prefix, affine_match
+from emulator.analysis.lineage import MAX_XOR_CANDIDATES, MAX_XOR_PERIOD, MIN_MATCH, Match, affine_match, periodic_match
 
 
 def _find_affine(probe: bytes, data: bytes) -> Match | None:
@@ -52,10 +52,8 @@ def _find_periodic(probe: bytes, data: bytes) -> Match | None:
         diffs = (src[period:] ^ src[:-period]).tobytes()
         index, tries = diffs.find(pattern), 0
         while index >= 0 and tries < MAX_XOR_CANDIDATES:
-            key = bytes(data[index + i] ^ probe[i] for i in range(period))
-            if any(key):
-                length = _xor_prefix(probe, data, index, key, period)
-                if length >= min(len(probe), MIN_MATCH * 2):
-                    return Match(index, length, "xor", f"repeating key {key.hex()}")
+            match = periodic_match(probe, data, index, period)
+            if match is not None:
+                return match
             index, tries = diffs.find(pattern, index + 1), tries + 1
     return None
