@@ -25,6 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 
 
+def _python_stdout(script: str, *args: str, timeout: int = 300) -> str:
+    """Run ``script`` in a fresh interpreter on this checkout with ``args``; its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=timeout,
+    )
+    return done.stdout
+
+
 def _assert_same_memory(loaded: tuple[Any, Any], expected: tuple[Any, Any]) -> None:
     """Two loads (``_loaded_memory``) left the same regions with the same bytes."""
     regions, contents = loaded
@@ -160,15 +173,8 @@ manifest.ExportManifest.from_path = lambda path: read.append(path) or original(p
 setup.load_target(load_scenario(Path(sys.argv[1])))
 print(len(read))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(SCENARIOS / "3cx")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=300,
-    )
-    assert done.stdout.strip() == "0"
+    stdout = _python_stdout(script, str(SCENARIOS / "3cx"))
+    assert stdout.strip() == "0"
 
 
 def test_peb_linked_once_gives_the_same_3cx_replay(
@@ -648,22 +654,9 @@ def test_speakeasy_models_a_replay_may_not_use_are_built_when_first_used(tmp_pat
     model built at import records."""
     runs = {}
     for variant in ("deferred", "eager"):
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                MODELS_SCRIPT,
-                variant,
-                str(SCENARIOS / "inject-remote-thread"),
-                str(tmp_path / variant),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            timeout=300,
-        )
-        runs[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+        scenario = str(SCENARIOS / "inject-remote-thread")
+        stdout = _python_stdout(MODELS_SCRIPT, variant, scenario, str(tmp_path / variant))
+        runs[variant] = json.loads(stdout.strip().splitlines()[-1])
     at_import, after_replay = runs["deferred"]
     assert {"ApiEvent", "TracePosition", "Event", "ApiArg"} <= set(at_import)
     assert not {"Report", "ErrorInfo", "DataArtifact", "FileWriteEvent", "ThreadInjectEvent"} & set(at_import)
@@ -694,15 +687,8 @@ def test_rc4_of_speakeasys_advapi32_is_loaded_when_first_used() -> None:
     """The engine's import leaves pycryptodome's ARC4 (and cffi's C parser behind it) unloaded;
     the handler's first use loads it and it encrypts as RC4 does (the classic "Key"/"Plaintext" test
     vector). scenarios/file-rc4-cryptoapi decrypts with it in the confined child."""
-    done = subprocess.run(
-        [sys.executable, "-c", LAZY_SCRIPT],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=120,
-    )
-    assert done.stdout.split("\n")[:3] == [
+    stdout = _python_stdout(LAZY_SCRIPT, timeout=120)
+    assert stdout.split("\n")[:3] == [
         "True False True",
         "bbf316e8d940af0ad3 True",
         "True True SourceFileLoader",
@@ -858,12 +844,5 @@ BaseModel.model_rebuild = classmethod(lambda cls, *a, **k: done.append(cls.__nam
 emulate(plan)
 print(len(done), sorted(set(compat_start._class_hooks) - scanned, key=str), done[:5])
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(SCENARIOS / "3cx")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=300,
-    )
-    assert done.stdout.strip().splitlines()[-1] == "0 [] []"
+    stdout = _python_stdout(script, str(SCENARIOS / "3cx"))
+    assert stdout.strip().splitlines()[-1] == "0 [] []"
