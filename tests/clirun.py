@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,20 @@ def report_without_time(report_path: Path) -> dict[str, object]:
     report = json.loads(report_path.read_text(encoding="utf-8"))
     report.pop("generated_at")
     return report
+
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def python_stdout(script: str, *args: str, timeout: int = 300) -> str:
+    """Run ``script`` in a fresh interpreter on this checkout with ``args``; its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=CHECKOUT,
+        env=dict(os.environ, PYTHONPATH=str(CHECKOUT)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    return done.stdout

@@ -5,12 +5,10 @@ garbage collector paused and frozen once per process, so the collections during 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import python_stdout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,16 +29,7 @@ print(json.dumps({"before": before, "first": first, "second": gc.get_freeze_coun
 
 
 def test_the_output_libraries_are_frozen_once_per_process() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PREPARE_TWICE],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    counts = json.loads(python_stdout(PREPARE_TWICE, timeout=120).strip().splitlines()[-1])
     assert counts["before"] == 0
     # networkx, Pillow, stix2, yara, the report models...: far more objects than the collector
     # should walk in every full collection
@@ -61,20 +50,8 @@ def test_a_batch_whose_workers_outnumber_the_cores_writes_exports_without_a_fork
     from emulator.output import produce
     from emulator.trace import read_trace
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import emulator.batch_preload_outputs, emulator.output as o; print(o.EXPORTS_BESIDE_DRAWING)",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    script = "import emulator.batch_preload_outputs, emulator.output as o; print(o.EXPORTS_BESIDE_DRAWING)"
+    assert python_stdout(script, timeout=120).strip().splitlines()[-1] == "False"
 
     started: list[Path] = []
     real_start = emulator.export.BackgroundExports.start.__func__  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import report_without_time
+from clirun import python_stdout, report_without_time
 
 from emulator import prestart
 from emulator.cli import will_fork_a_replay
@@ -23,19 +23,6 @@ from emulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
-
-
-def _python_stdout(script: str, *args: str, timeout: int = 300) -> str:
-    """Run ``script`` in a fresh interpreter on this checkout with ``args``; its standard output."""
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=timeout,
-    )
-    return done.stdout
 
 
 def _assert_same_memory(loaded: tuple[Any, Any], expected: tuple[Any, Any]) -> None:
@@ -173,7 +160,7 @@ manifest.ExportManifest.from_path = lambda path: read.append(path) or original(p
 setup.load_target(load_scenario(Path(sys.argv[1])))
 print(len(read))
 """
-    stdout = _python_stdout(script, str(SCENARIOS / "3cx"))
+    stdout = python_stdout(script, str(SCENARIOS / "3cx"))
     assert stdout.strip() == "0"
 
 
@@ -655,7 +642,7 @@ def test_speakeasy_models_a_replay_may_not_use_are_built_when_first_used(tmp_pat
     runs = {}
     for variant in ("deferred", "eager"):
         scenario = str(SCENARIOS / "inject-remote-thread")
-        stdout = _python_stdout(MODELS_SCRIPT, variant, scenario, str(tmp_path / variant))
+        stdout = python_stdout(MODELS_SCRIPT, variant, scenario, str(tmp_path / variant))
         runs[variant] = json.loads(stdout.strip().splitlines()[-1])
     at_import, after_replay = runs["deferred"]
     assert {"ApiEvent", "TracePosition", "Event", "ApiArg"} <= set(at_import)
@@ -687,7 +674,7 @@ def test_rc4_of_speakeasys_advapi32_is_loaded_when_first_used() -> None:
     """The engine's import leaves pycryptodome's ARC4 (and cffi's C parser behind it) unloaded;
     the handler's first use loads it and it encrypts as RC4 does (the classic "Key"/"Plaintext" test
     vector). scenarios/file-rc4-cryptoapi decrypts with it in the confined child."""
-    stdout = _python_stdout(LAZY_SCRIPT, timeout=120)
+    stdout = python_stdout(LAZY_SCRIPT, timeout=120)
     assert stdout.split("\n")[:3] == [
         "True False True",
         "bbf316e8d940af0ad3 True",
@@ -844,5 +831,5 @@ BaseModel.model_rebuild = classmethod(lambda cls, *a, **k: done.append(cls.__nam
 emulate(plan)
 print(len(done), sorted(set(compat_start._class_hooks) - scanned, key=str), done[:5])
 """
-    stdout = _python_stdout(script, str(SCENARIOS / "3cx"))
+    stdout = python_stdout(script, str(SCENARIOS / "3cx"))
     assert stdout.strip().splitlines()[-1] == "0 [] []"
