@@ -36,7 +36,7 @@ from speakeasy.report import ErrorInfo
 from speakeasy.winenv.api import sigdb, sigfmt
 from speakeasy.winenv.api.api import ApiContext, HandlerArgs
 
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_fast
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # A plan of an API Speakeasy serves itself (see _plan).
@@ -82,9 +82,15 @@ def _check_installed() -> None:
     for field in ("stack_pointer", "return_address", "argc", "convention", "result"):
         if field not in getattr(ApiCallbackFrame, "__dataclass_fields__", {}):
             raise _incompatible(f"speakeasy.profiler.ApiCallbackFrame has no field {field!r}")
+    if list(ApiCallbackFrame.__dataclass_fields__)[:4] != ["stack_pointer", "return_address", "argc", "convention"]:
+        raise _incompatible(
+            "speakeasy.profiler.ApiCallbackFrame's first fields are no longer sp, return, argc, convention"
+        )
 
 
 _check_installed()
+
+HOOK_API = se_common.HOOK_API
 
 
 class _Plan:
@@ -101,6 +107,8 @@ class _Plan:
         "memos",
         "one_call_return",
         "listed_in",
+        "hooks",
+        "hooks_of",
     )
 
     def __init__(self, dll: str, name: str, imp_api: str, mod: Any, func: Any, argc: int, conv: Any, sig: Any) -> None:
@@ -115,6 +123,10 @@ class _Plan:
         self.one_call_return = False
         # The unique_apis list of a run known to hold this API (lean log_api accounting).
         self.listed_in: Any = None
+        # The API hooks registered for this API, read from the emulator's API hook table
+        # ``hooks_of`` (see FastDispatch._hooks; a fresh object until first read).
+        self.hooks: list[Any] = []
+        self.hooks_of: Any = _UNPLANNED
 
 
 _STOCK_DECODE = sigdb.EnumDef.decode
@@ -413,10 +425,12 @@ class FastDispatch:
             self._bind()
         read_sp_pc, read_frame = self.read_sp_pc, self.read_frame
         for before, with_site in self.before:
-            if with_site:
-                before(self._call_site(emu))
-            else:
+            if not with_site:
                 before()
+            elif previous := emu.prev_pc:  # _call_site, inline while Speakeasy noted the previous pc
+                before(int(previous))
+            else:
+                before(self._call_site(emu))
         plan = self.plans.get((dll, name), _UNPLANNED)
         if plan is _UNPLANNED:
             plan = self._plan(dll, name)
@@ -438,16 +452,14 @@ class FastDispatch:
         argv = self._argv(osp, argc) if argc else []
         if argv is None:
             return self.original(dll, name)
-        frame = ApiCallbackFrame(osp, oret)
+        conv, imp_api = plan.conv, plan.imp_api
+        # _dispatch_import_func's frame, its argc and convention given to the constructor
+        frame = ApiCallbackFrame(osp, oret, argc, conv)
         previous = emu._active_api_frame
         emu._active_api_frame = frame
         origin_run = emu.curr_run
         try:
-            # _dispatch_import_func
-            call_pc = emu.prev_pc if emu.prev_pc != 0 else oret
-            conv, imp_api = plan.conv, plan.imp_api
-            frame.argc = argc
-            frame.convention = conv
+            call_pc = prev_pc if (prev_pc := emu.prev_pc) != 0 else oret
             if plan.layout == ():
                 args = HandlerArgs([], [])  # a signature without parameters: what from_signature builds
             elif plan.sig is not None:
@@ -455,11 +467,13 @@ class FastDispatch:
             else:
                 args = HandlerArgs.from_slots(argv)
             ctx = ApiContext(func_name=imp_api, args=args)
-            hooks = (
-                self.hooks.get((plan.dll, plan.name)) if emu.hooks.get(se_common.HOOK_API) is self.hooks_of else None
-            )
-            if hooks is None:
-                hooks = self._hooks(plan.dll, plan.name)
+            # _hooks(), remembered on the plan with the table it was read from
+            table = emu.hooks.get(HOOK_API)
+            if plan.hooks_of is table:
+                hooks = plan.hooks
+            else:
+                hooks = plan.hooks = self._hooks(plan.dll, plan.name)
+                plan.hooks_of = table
             if hooks:
                 rv = self._hooked(plan, hooks, argv, ctx)
             else:
@@ -487,16 +501,17 @@ class FastDispatch:
                         ret = emu.get_ret_address()  # raises as Speakeasy's read does
                 frame.result = rv
                 memo = self._map_memo  # _map_of's remembered answer, checked inline
-                if (
-                    memo is not None
-                    and emu.maps is memo[2]
-                    and memo[1] < len(memo[2])
-                    and memo[2][memo[1]] is memo[0]
-                    and memo[0].base <= ret <= memo[0].base + memo[0].size - 1
-                ):
-                    mm = memo[0]
-                else:
+                if memo is None:
                     mm = self._map_of(ret)
+                else:
+                    mm, index, maps = memo
+                    if not (
+                        emu.maps is maps
+                        and index < len(maps)
+                        and maps[index] is mm
+                        and mm.base <= ret < mm.base + mm.size
+                    ):
+                        mm = self._map_of(ret)
                 if mm and "virtualalloc" in mm.tag.lower():
                     emu._fire_dyn_code_hooks(ret)
                 report_args = ctx.args.get_report_args()
@@ -702,6 +717,8 @@ class FastEngineLoop:
         self.emu = emu
         self.original = emu._run_api_engine
         self.traps = emu.api_registry.traps
+        # Unicorn calls on_invalid_native at a trap (see install), not Speakeasy's wrapper.
+        self.native_trap = False
 
     def install(self) -> None:
         emu = self.emu
@@ -726,6 +743,27 @@ class FastEngineLoop:
             return bool(original(uc_emu, access, address, size, value))
 
         dispatch.cb = on_invalid
+        # Unicorn calls Speakeasy's wrapper, which calls on_invalid: one callback of our own in its
+        # place makes both calls' checks in one frame (the wrapper's own for anything else).
+        wrapper, se_obj = dispatch._wrap_memory_access_cb, dispatch.se_obj
+
+        def on_invalid_native(handle: int, access: int, address: int, size: int, value: int, user: Any) -> bool:
+            try:
+                if access == fetch_unmapped and dispatch.enabled:
+                    exit_event = se_obj.exit_event
+                    if not (exit_event and exit_event.is_set()):
+                        entry = traps.get(address)
+                        if entry is not None:
+                            emu._pending_api_entry = entry
+                            emu._pending_api_snapshot = _LAZY_SNAPSHOT
+                            stop()
+                            return False
+            except KeyboardInterrupt:  # as the wrapper handles it
+                se_obj.stop()
+                return False
+            return bool(wrapper(handle, access, address, size, value, user))
+
+        self.native_trap = compat_fast.replace_invalid_memory_callback(emu, dispatch, on_invalid_native)
 
     def _settle_snapshot(self) -> None:
         emu = self.emu

@@ -18,6 +18,7 @@ import speakeasy.winenv.arch as se_arch
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.report import ErrorInfo
+from unicorn.unicorn_py3.arch.types import uc_hook_h
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 from emulator.backends.speakeasy.spans import SpanSet
@@ -81,6 +82,12 @@ def native_start(emu: Any) -> Callable[[int, int], None] | None:
 def native_start_status(emu: Any) -> Callable[[int, int], int] | None:
     """Like :func:`native_start`, returning Unicorn's status instead of raising it."""
     return getattr(emu.emu_eng, "start_native_status", None)
+
+
+def native_start_to_trap(emu: Any) -> Callable[[int], bool] | None:
+    """``start_to_trap(address)``: a start with no count and no timeout, True if it stopped at an
+    API trap (see :func:`use_direct_engine_access`), or None where that is not available."""
+    return getattr(emu.emu_eng, "start_to_trap", None)
 
 
 def stopped_at_api_trap(emu: Any, status: int) -> bool:
@@ -375,6 +382,35 @@ def use_direct_engine_access(emu: Any) -> None:
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status)
 
+    fetch_unmapped = uc.UC_ERR_FETCH_UNMAPPED
+
+    def start_to_trap(address: int) -> bool:
+        """``start_native_status(address, 0)`` and :func:`stopped_at_api_trap` in one call (the
+        runner's usual start, once per API call): True if the start stopped at an API trap,
+        False if it returned normally; Unicorn's error raised otherwise, as ``start_native``."""
+        cache.clear()
+        reads.clear()
+        running[0] = True
+        unicorn._hook_exception = None
+        try:
+            status = c_start(raw, address, 0xFFFFFFFF, 0, 0)
+        finally:
+            running[0] = False
+            cache.clear()
+        if status:
+            if (
+                status == fetch_unmapped
+                and emu._pending_api_entry is not None
+                and emu._pending_fault_stop is None
+                and emu._pending_trap_fault is None
+            ):
+                return True
+            raise uc_binding.UcError(status)
+        if unicorn._hook_exception is not None:
+            raise unicorn._hook_exception
+        return False
+
+    engine.start_to_trap = start_to_trap
     engine.start_native = start_native
     engine.start_native_status = start_native_status
     engine.stop_native = stop_native
@@ -433,7 +469,13 @@ def use_direct_engine_access(emu: Any) -> None:
     sp_reg = se_arch.AMD64_REG_RSP if x64 else se_arch.X86_REG_ESP
 
     def get_pc() -> Any:
-        cached = None if running[0] else cache.get(pc_e)
+        if running[0]:
+            return reg_read(pc_reg)
+        cached = cache.get(pc_e)
+        if cached is None and read_batch(raw, hot_ids_at, hot_ptrs_at, hot_count) == uc.UC_ERR_OK:
+            # reg_read's miss, inline (the first read after a start: the run loop's)
+            cache.update(zip(hot, hot_view.tolist(), strict=True))
+            return cache[pc_e]
         return reg_read(pc_reg) if cached is None else cached
 
     def get_stack_ptr() -> Any:
@@ -453,9 +495,21 @@ def use_direct_engine_access(emu: Any) -> None:
         ``read_word(sp)`` in one call (the same values, the same errors)."""
         if not running[0]:
             sp, pc = cache.get(sp_e), cache.get(pc_e)
+            if sp is None and pc is None and read_batch(raw, hot_ids_at, hot_ptrs_at, hot_count) == uc.UC_ERR_OK:
+                # reg_read's miss, inline (the first read after a start: nothing cached)
+                cache.update(zip(hot, hot_view.tolist(), strict=True))
+                sp, pc = cache[sp_e], cache[pc_e]
             if sp is not None and pc is not None:
                 known = reads.get(sp)
-                return sp, pc, (read_word(sp) if known is None else known)
+                if known is None:  # read_word's miss, inline
+                    word.value = 0
+                    status = read_mem(raw, sp, word_at, word_size)
+                    if status != uc.UC_ERR_OK:
+                        raise uc_binding.UcError(status, sp, word_size)
+                    if len(reads) >= CACHED_READS:
+                        reads.clear()
+                    known = reads[sp] = word.value
+                return sp, pc, known
         sp, pc = reg_read(sp_reg), reg_read(pc_reg)
         return sp, pc, read_word(sp)
 
@@ -512,6 +566,45 @@ def use_lean_api_log(emu: Any) -> None:
     # Fast mode's dispatch makes this accounting itself when it sees this marker (compat_dispatch).
     log_api.lean_for = emu  # type: ignore[attr-defined]
     emu.log_api = log_api
+
+
+def replace_invalid_memory_callback(emu: Any, hook: Any, callback: Callable[..., bool]) -> bool:
+    """Register ``callback`` with Unicorn in place of the one Speakeasy registered for its
+    invalid-memory ``hook`` (called with the same arguments: the engine handle, access, address,
+    size, value, user data), as Speakeasy's engine registers it (same hook type and range, no
+    binding wrapper); the hook object and the engine's table then name the new registration.
+    Speakeasy's dispatcher is the only native invalid-memory hook, so the order of the hooks
+    Unicorn calls stays the same. False, with nothing changed, where that is not so."""
+    engine = emu.emu_eng
+    callbacks = getattr(engine, "_callbacks", None)
+    cfunc_type = getattr(se_engine, "UC_HOOK_MEM_INVALID_CB", None)
+    old = getattr(hook, "handle", None)
+    unicorn = getattr(engine, "emu", None)
+    if (
+        type(callbacks) is not dict
+        or old not in callbacks
+        or cfunc_type is None
+        or not getattr(hook, "native_hook", False)
+        or not hasattr(unicorn, "_uch")
+        or type(callbacks[old]) is not se_engine.ToggleableHook
+    ):
+        return False
+    lib = uc_binding.uclib
+    cfunc = ctypes.cast(cfunc_type(callback), cfunc_type)
+    handle = uc_hook_h()
+    address = ctypes.cast(cfunc, ctypes.c_void_p).value
+    status = lib.uc_hook_add(unicorn._uch, ctypes.byref(handle), uc.UC_HOOK_MEM_INVALID, address, None, 1, 0)
+    if status != uc.UC_ERR_OK:
+        return False
+    status = lib.uc_hook_del(unicorn._uch, uc_hook_h(old))
+    if status != uc.UC_ERR_OK:
+        lib.uc_hook_del(unicorn._uch, handle)
+        return False
+    replaced = se_engine.ToggleableHook(cfunc)  # keeps the ctypes callback alive, as Speakeasy's does
+    replaced.enabled = callbacks.pop(old).enabled
+    callbacks[handle.value] = replaced
+    hook.handle = handle.value
+    return True
 
 
 def native_stop_function() -> int:

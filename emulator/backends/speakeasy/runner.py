@@ -71,6 +71,7 @@ class NativeRunner:
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
         self._start_native = compat_fast.native_start_status(emu)
+        self._start_to_trap = compat_fast.native_start_to_trap(emu)
         # The last start ended at an API trap (see _native).
         self.at_trap = False
         self._engine_stop = compat_fast.native_stop(emu) or self._engine_stop
@@ -191,10 +192,10 @@ class NativeRunner:
         from the pc to the next API trap; anything else, and whatever follows a start that
         did not end at a trap, is :meth:`_start`'s, as it would have been from the first."""
         budget, emu = self.budget, self.emu
-        start_native = self._start_native
+        start_to_trap = self._start_to_trap
         if (
             budget is None
-            or start_native is None
+            or start_to_trap is None
             or self.flush_needed
             or self.native_hook is not None
             or PREEMPT_EVERY_SECONDS is not None
@@ -220,11 +221,7 @@ class NativeRunner:
         self.in_native = True
         self.at_trap = False
         try:
-            status = start_native(address, 0)
-            if status:
-                if not compat_fast.stopped_at_api_trap(emu, status):
-                    raise compat_fast.engine_error(status)
-                self.at_trap = True
+            self.at_trap = start_to_trap(address)
         finally:
             self.in_native = False
             lock.acquire()
