@@ -554,26 +554,19 @@ class FastDispatch:
                 if emu.curr_run is origin_run and origin_run and origin_run.num_apis > emu.config.max_api_count:
                     emu._check_api_limit(origin_run, imp_api)
             # back in handle_import_func
-            if (
-                emu.curr_run is origin_run
-                and not emu.run_complete
-                and not emu.emu_complete
-                and (
-                    after_call := (
-                        read_sp_pc()
-                        if running[0] or (sp := cache.get(sp_e)) is None or (pc := cache.get(pc_e)) is None
-                        else (sp, pc)
-                    )
-                )[1]
-                == opc
-                and after_call[0] != frame.stack_pointer
-                and not emu._pending_control
-                and not origin_run.api_callbacks
-            ):
-                origin_run.error = emu.get_error_info("api_handler_did_not_return", opc)
-                origin_run.error.api_name = f"{dll}.{name}"
-                se_winemu.logger.error("API handler %s.%s changed SP without returning", dll, name)
-                emu.end_run_on_fault()
+            if emu.curr_run is origin_run and not emu.run_complete and not emu.emu_complete:
+                if running[0] or (sp := cache.get(sp_e)) is None or (pc := cache.get(pc_e)) is None:
+                    sp, pc = read_sp_pc()
+                if (
+                    pc == opc
+                    and sp != frame.stack_pointer
+                    and not emu._pending_control
+                    and not origin_run.api_callbacks
+                ):
+                    origin_run.error = emu.get_error_info("api_handler_did_not_return", opc)
+                    origin_run.error.api_name = f"{dll}.{name}"
+                    se_winemu.logger.error("API handler %s.%s changed SP without returning", dll, name)
+                    emu.end_run_on_fault()
         finally:
             emu._active_api_frame = previous
         return None
@@ -756,7 +749,8 @@ class FastEngineLoop:
                         if entry is not None:
                             emu._pending_api_entry = entry
                             emu._pending_api_snapshot = _LAZY_SNAPSHOT
-                            stop()
+                            # No stop: returning False ends the start at this fetch all the same
+                            # (Unicorn's FETCH_UNMAPPED; the runner then returns at the trap).
                             return False
             except KeyboardInterrupt:  # as the wrapper handles it
                 se_obj.stop()
