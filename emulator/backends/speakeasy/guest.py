@@ -34,6 +34,7 @@ from emulator.vclock import TSC_HZ, VirtualClock
 
 KUSER_SHARED_DATA = 0x7FFE0000
 KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
+KUSER_TICK_COUNT = 0x320  # offset of TickCount (a KSYSTEM_TIME) in KUSER_SHARED_DATA
 # The clock page is rewritten when the clock has moved by this much (100 ns units: 1 ms) or more.
 KUSER_UPDATE_UNITS = 10_000
 # Cycles a rdtsc reading adds, so consecutive readings differ as on a real CPU.
@@ -217,15 +218,22 @@ class GuestMachine:
         self._kuser_units = uptime
         system = self.clock.now_filetime()
         ticks = (uptime // 10_000 << 24) // KUSER_TICK_COUNT_MULTIPLIER
+        # TickCountLowDeprecated, TickCountMultiplier, InterruptTime, SystemTime; TickCount.
+        head = struct.pack("<II", ticks & 0xFFFFFFFF, KUSER_TICK_COUNT_MULTIPLIER)
+        head += _ksystem_time(uptime) + _ksystem_time(system)
+        tail = _ksystem_time(ticks)
         try:
-            # TickCountLowDeprecated, TickCountMultiplier, InterruptTime, SystemTime: one write.
-            self.emu.mem_write(
-                KUSER_SHARED_DATA,
-                struct.pack("<II", ticks & 0xFFFFFFFF, KUSER_TICK_COUNT_MULTIPLIER)
-                + _ksystem_time(uptime)
-                + _ksystem_time(system),
-            )
-            self.emu.mem_write(KUSER_SHARED_DATA + 0x320, _ksystem_time(ticks))
+            # One write with the bytes between as they are: each write to the read-only page costs
+            # Unicorn an address-space rebuild (about 15-35 us), every 20 calls of an API flood.
+            between = self.emu.emu_eng.mem_read(KUSER_SHARED_DATA + len(head), KUSER_TICK_COUNT - len(head))
+        except Exception:
+            between = None
+        try:
+            if between is not None and len(between) == KUSER_TICK_COUNT - len(head):
+                self.emu.mem_write(KUSER_SHARED_DATA, head + bytes(between) + tail)
+                return
+            self.emu.mem_write(KUSER_SHARED_DATA, head)
+            self.emu.mem_write(KUSER_SHARED_DATA + KUSER_TICK_COUNT, tail)
         except Exception:
             return  # no shared page mapped (another mapping owns the address)
 
