@@ -335,3 +335,79 @@ def test_indexed_enums_decode_every_value_as_speakeasy_does() -> None:
             assert copy.decode(value) == compat_dispatch._STOCK_DECODE(original, value), (name, value)
         checked += 1
     assert checked > 100 and flags > 10, (checked, flags)
+
+
+def test_api_traps_reach_the_run_loop_without_speakeasys_hook_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast mode registers one invalid-memory callback of its own in place of Speakeasy's
+    wrapper: every API trap of the flood goes through it (none through the wrapper, which
+    faithful mode's traps all go through), and the replay records what faithful mode records."""
+    import speakeasy.common as se_common
+    import unicorn as uc
+
+    from emulator.backends.speakeasy import compat_fast
+
+    wrapped: list[int] = []
+    stock = se_common.Hook._wrap_memory_access_cb
+
+    def wrapper(self: Any, emu: Any, access: int, address: int, size: int, value: int, ctx: Any = None) -> Any:
+        if access == uc.UC_MEM_FETCH_UNMAPPED and address in self.se_obj.api_registry.traps:
+            wrapped.append(address)
+        return stock(self, emu, access, address, size, value, ctx)
+
+    monkeypatch.setattr(se_common.Hook, "_wrap_memory_access_cb", wrapper)
+    installed: list[bool] = []
+    fetches: list[int] = []
+    replace = compat_fast.replace_invalid_memory_callback
+
+    def replacing(emu: Any, hook: Any, callback: Any) -> bool:
+        def counted(handle: int, access: int, address: int, size: int, value: int, user: Any) -> bool:
+            if access == uc.UC_MEM_FETCH_UNMAPPED:
+                fetches.append(address)
+            return bool(callback(handle, access, address, size, value, user))
+
+        installed.append(replace(emu, hook, counted))
+        return installed[-1]
+
+    monkeypatch.setattr(compat_fast, "replace_invalid_memory_callback", replacing)
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
+    fast = emulate(plan)
+    assert installed == [True]
+    assert not wrapped, "an API trap went through Speakeasy's wrapper in fast mode"
+    assert len(fetches) >= sum(isinstance(e, ApiCall) for e in fast.events) >= FLOOD_CALLS
+    faithful = emulate(plan.model_copy(update={"mode": "faithful"}))
+    assert len(wrapped) >= FLOOD_CALLS  # the wrapper counted: faithful mode's traps all went through it
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in faithful.events]
+    assert (fast.status, fast.detail) == (faithful.status, faithful.detail)
+
+
+def test_clock_page_update_writes_what_two_writes_wrote() -> None:
+    """The clock page is rewritten in one write (the bytes between its two clock fields read
+    first): the page then holds what writing the two fields on their own gives."""
+    from emulator.backends.speakeasy import guest, setup
+    from emulator.vclock import VirtualClock
+
+    plan = load_scenario(ROOT / "scenarios" / "benign-dll")
+    emu = setup.load_target(plan).emu
+    page = guest.KUSER_SHARED_DATA
+    machine = guest.GuestMachine(emu, VirtualClock(start_unix=1_700_000_000.0), plan.guest, x64=True)
+    writes: list[tuple[int, int]] = []
+    write = emu.mem_write
+
+    def recording(address: int, data: bytes) -> Any:
+        writes.append((address, len(data)))
+        return write(address, data)
+
+    emu.mem_write = recording
+    emu.mem_write(page + 0x100, bytes(range(256)))  # something between the two fields
+    machine.update_shared_data()
+    assert writes[1:] == [(page, guest.KUSER_TICK_COUNT + 12)]
+    one_write = bytes(emu.mem_read(page, 0x1000))
+    machine.clock.api_calls += 1000  # the clock moves; the same update as two writes
+    machine._kuser_units = -1
+    machine.update_shared_data()
+    moved = bytes(emu.mem_read(page, 0x1000))
+    emu.mem_write(page, one_write[:32])
+    emu.mem_write(page + guest.KUSER_TICK_COUNT, one_write[guest.KUSER_TICK_COUNT : guest.KUSER_TICK_COUNT + 12])
+    assert bytes(emu.mem_read(page, 0x1000)) == one_write != moved
+    assert moved[0x100:0x200] == bytes(range(256)) == one_write[0x100:0x200]
