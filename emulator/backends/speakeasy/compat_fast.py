@@ -581,8 +581,8 @@ def replace_invalid_memory_callback(emu: Any, hook: Any, callback: Callable[...,
     engine = emu.emu_eng
     callbacks = getattr(engine, "_callbacks", None)
     cfunc_type = getattr(se_engine, "UC_HOOK_MEM_INVALID_CB", None)
-    old = getattr(hook, "handle", None)
-    unicorn = getattr(engine, "emu", None)
+    old: Any = getattr(hook, "handle", None)
+    unicorn: Any = getattr(engine, "emu", None)
     if (
         type(callbacks) is not dict
         or old not in callbacks
