@@ -223,8 +223,8 @@ class GuestMachine:
         head += _ksystem_time(uptime) + _ksystem_time(system)
         tail = _ksystem_time(ticks)
         try:
-            # One write with the bytes between as they are: each write to the read-only page costs
-            # Unicorn an address-space rebuild (about 15-35 us), every 20 calls of an API flood.
+            # One write with the bytes between as they are: each write costs 15-35 us (Unicorn's
+            # write, then Speakeasy's invalidation of translated code), every 20 calls of a flood.
             between = self.emu.emu_eng.mem_read(KUSER_SHARED_DATA + len(head), KUSER_TICK_COUNT - len(head))
         except Exception:
             between = None
