@@ -427,8 +427,8 @@ class FastDispatch:
         for before, with_site in self.before:
             if not with_site:
                 before()
-            elif previous := emu.prev_pc:  # _call_site, inline while Speakeasy noted the previous pc
-                before(int(previous))
+            elif noted := emu.prev_pc:  # _call_site, inline while Speakeasy noted the previous pc
+                before(int(noted))
             else:
                 before(self._call_site(emu))
         plan = self.plans.get((dll, name), _UNPLANNED)
