@@ -188,3 +188,42 @@ def test_responder_globs_match_as_fnmatch_and_compile_nothing_for_plain_names() 
     assert not glob_matches("first-seen.example", "other-first-seen.example")
     assert glob_matches("/any/path", "*")
     assert fnmatch._compile_pattern.cache_info().misses == misses  # type: ignore[attr-defined]
+
+
+DISASSEMBLER_SCRIPT = """
+import json, sys
+from pathlib import Path
+from emulator.backends.speakeasy import compat_start, setup
+from emulator.lazyimport import is_waiting
+from emulator.scenario import load_scenario
+plan = load_scenario(Path(sys.argv[1]))
+target = setup.load_target(plan)
+emu = target.emu
+stand_in = type(emu.disasm_eng).__name__
+waiting = is_waiting("capstone")
+at = target.base + target.module.ep
+deferred = emu.get_disasm(at, 32)
+made = (type(emu.disasm_eng).__module__, emu.disasm_eng.mode)
+compat_start.DISASSEMBLER_DEFERRABLE = False  # Speakeasy's own disassembler
+emu = setup.load_target(plan).emu
+own = (type(emu.disasm_eng).__module__, emu.disasm_eng.mode)
+print(json.dumps({"stand_in": stand_in, "waiting": waiting, "made": made, "own": own,
+                  "same": list(emu.get_disasm(at, 32)) == list(deferred), "at": at}))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_the_disassembler_is_made_when_first_used_as_speakeasy_makes_it(scenario: str) -> None:
+    """A loaded emulator holds a stand-in for its disassembler and Capstone stays unimported; the
+    first use makes the ``Cs`` Speakeasy makes (the same mode for the architecture, put in the
+    emulator's place) and disassembles as Speakeasy's own does."""
+    import json
+
+    from clirun import python_stdout
+
+    found = json.loads(python_stdout(DISASSEMBLER_SCRIPT, str(SCENARIOS / scenario)).splitlines()[-1])
+    assert found["stand_in"] == "_Disassembler"
+    assert found["waiting"] is True
+    assert found["made"] == found["own"]
+    assert found["own"][0] == "capstone"
+    assert found["same"] is True

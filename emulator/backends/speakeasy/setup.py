@@ -170,6 +170,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.register_modules_at_once(emu)
         compat_start.index_data_entries(emu)
         compat_start.find_modules_by_name(emu)
+        compat_start.disassembler_when_first_used(emu)
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
