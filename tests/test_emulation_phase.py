@@ -227,3 +227,37 @@ def test_the_disassembler_is_made_when_first_used_as_speakeasy_makes_it(scenario
     assert found["made"] == found["own"]
     assert found["own"][0] == "capstone"
     assert found["same"] is True
+
+
+def test_pefile_collects_nothing_while_speakeasy_loads_a_pe() -> None:
+    """The 3CX replay relocates its dropped DLL (pefile's ``set_data_bytes``, which runs a full
+    collection each time): no collection starts from inside pefile, and pefile's ``gc`` is the
+    real module again afterwards (with every other attribute the real one's while skipped)."""
+    import gc
+    import sys
+
+    import pefile
+
+    from emulator.backends.speakeasy import compat
+    from emulator.replay import emulate
+
+    from_pefile: list[int] = []
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        # pefile's own call (in _close_data), not a collection the allocator starts in pefile
+        caller = sys._getframe(1).f_code
+        if phase == "start" and caller.co_filename == pefile.__file__ and caller.co_name == "_close_data":
+            from_pefile.append(info["generation"])
+
+    gc.callbacks.append(on_collection)
+    try:
+        emulate(load_scenario(SCENARIOS / "3cx"))
+    finally:
+        gc.callbacks.remove(on_collection)
+    assert from_pefile == []
+    assert pefile.gc is gc
+    with compat.pe_loads_without_collection():
+        assert pefile.gc is not gc
+        assert pefile.gc.collect() == 0
+        assert pefile.gc.isenabled is gc.isenabled
+    assert pefile.gc is gc

@@ -186,7 +186,8 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
             )
         try:
             pe.check_file(data)
-            module = se.load_module(data=data, filename=name)
+            with compat.pe_loads_without_collection():
+                module = se.load_module(data=data, filename=name)
         except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
