@@ -353,6 +353,119 @@ def test_sections_mapped_apart_leave_the_same_guest_memory(scenario: str, monkey
     assert [b for b in contents if contents[b] != plain_contents[b]] == []
 
 
+def _unicorn_protections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one with each protection change that reaches Unicorn."""
+    import unicorn
+
+    made: list[int] = []
+    original = unicorn.Uc.mem_protect
+
+    def mem_protect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(unicorn.Uc, "mem_protect", mem_protect)
+    return made
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_pieces_mapped_with_their_protection_leave_the_same_guest_memory(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each piece of an image mapped with the protection ``_load_image`` gives it ends with the
+    same regions, protections and bytes as the changes made one by one, and those changes no
+    longer reach Unicorn at load; with Speakeasy's code changed, every change reaches it."""
+    from emulator.backends.speakeasy import compat_start
+
+    assert compat_start.protections_match()
+    plan = load_scenario(SCENARIOS / scenario)
+    made = _unicorn_protections(monkeypatch)
+    regions, contents = _loaded_memory(plan)
+    preset = len(made)
+    monkeypatch.setattr(compat_start, "protections_match", lambda: False)
+    made.clear()
+    plain_regions, plain_contents = _loaded_memory(plan)
+    assert regions == plain_regions
+    assert contents == plain_contents
+    assert len(made) > 200 and preset < 10
+
+
+@pytest.mark.parametrize("failing", [1, 5, 30])
+def test_an_image_load_that_raises_leaves_the_protections_speakeasy_leaves(
+    failing: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_load_image`` raising after an image's first protection change and before the others
+    (the ``failing``-th image, maybe within the target's load): the load ends with the regions
+    and protections it ends with when every change is made one by one."""
+    import speakeasy.windows.winemu as se_winemu
+
+    from emulator.backends.speakeasy import compat_start, setup
+
+    assert compat_start.protections_match()  # worked out (and kept) before the function is wrapped
+    original_runs = se_winemu.get_page_protection_runs
+    seen: list[int] = []
+    emulators: list[Any] = []
+    unfinished: list[int] = []
+    original_settle = compat_start._ImageLoad.settle
+
+    def settle(load: Any, protect: Any) -> None:
+        unfinished.append(len(load.expected))
+        original_settle(load, protect)
+
+    def runs(page_perms: dict[int, int], page_size: int) -> list[tuple[int, int, int]]:
+        if sys._getframe(1).f_code.co_name == "_load_image":
+            seen.append(1)
+            if len(seen) == failing:
+                raise RuntimeError("injected")
+        return original_runs(page_perms, page_size)
+
+    original_index = compat_start.index_data_entries
+
+    def index_data_entries(emu: Any) -> None:
+        emulators.append(emu)
+        original_index(emu)
+
+    monkeypatch.setattr(se_winemu, "get_page_protection_runs", runs)
+    monkeypatch.setattr(compat_start, "index_data_entries", index_data_entries)
+    monkeypatch.setattr(compat_start._ImageLoad, "settle", settle)
+    plan = load_scenario(SCENARIOS / "3cx")
+
+    def regions() -> list[tuple[int, int, int]]:
+        seen.clear()
+        with pytest.raises(RuntimeError, match="injected"):
+            setup.load_target(plan)
+        return sorted((int(b), int(e), int(p)) for b, e, p in emulators[-1].get_mem_regions())
+
+    preset = regions()
+    assert any(unfinished)  # the failing image's changes, still to come, were set back
+    monkeypatch.setattr(compat_start, "protections_match", lambda: False)
+    assert preset == regions()
+
+
+def test_an_unfinished_image_load_sets_its_pieces_back() -> None:
+    """Pieces mapped with their final protection, the load ended after its first change: each
+    piece the changes still to come would have set goes back to what the changes made so far
+    left (the mapping's own protection here); the others are left alone."""
+    import collections
+
+    from speakeasy import common as se_common
+
+    from emulator.backends.speakeasy import compat_start
+
+    rwx, read, rx = se_common.PERM_MEM_RWX, se_common.PERM_MEM_READ, se_common.PERM_MEM_RX
+    load = compat_start._ImageLoad()
+    load.protections = [(0x1000, 0x1000, read), (0x2000, 0x2000, rx)]
+    load.expected = collections.deque(load.protections[1:])  # the first was made
+    load.pieces = [(0x1000, 0x1000, read, rwx), (0x2000, 0x1000, rx, rwx), (0x3000, 0x1000, rx, rwx)]
+    load.pieces.append((0x4000, 0x1000, rwx, rwx))
+    calls: list[tuple[int, int, int]] = []
+    load.settle(lambda *call: calls.append(call))
+    assert calls == [(0x2000, 0x1000, rwx), (0x3000, 0x1000, rwx)]
+    assert not load.expected
+    load.settle(lambda *call: calls.append(call))  # finished: nothing more
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
 def test_shipped_decoy_images_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from speakeasy.windows.api_image import ApiModuleLoader
