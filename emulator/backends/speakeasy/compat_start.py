@@ -8,7 +8,6 @@ when this module is imported.
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import hashlib
 import itertools
@@ -30,7 +29,6 @@ import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.api as se_api
 import speakeasy.winenv.api.sigdb as se_sigdb
 import speakeasy.winenv.arch as se_arch
-import unicorn as uc
 
 from emulator.backends.speakeasy import images
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
@@ -97,105 +95,29 @@ def link_peb_once(emu: Any) -> None:
 # ---- start-up: each image's sections mapped apart -----------------------------------------
 
 
-# The code of WindowsEmulator._load_image, get_page_protection_runs, MemoryManager.mem_protect and
-# the Unicorn engine's mem_protect (compat_memory.code_digest) that the protections set at map
-# time were written from (speakeasy-emulator 2.0.0b9): _load_image's protection changes, their
-# order and arguments, as image_protections works them out.
-PROTECTIONS_DIGESTS = (
-    "4904bad2bb0b1abe67c9a91b76ad8697386002f40b1b2ce552382e27991a114c",
-    "592fdecd6c4e218c44e78f9ebaa08d901fef7766704585921bc5d31e7404f814",
-    "c6ec960d862a8521c95dcd55e59d34acda8665df093d70f082b88ef3c8292196",
-    "6f197184f2b1f8857fe2bea6076d288ae9573198939bc676095ce87322e74226",
-)
-
-
-@functools.cache
-def protections_match() -> bool:
-    """Whether ``_load_image`` protects an image's pages as :func:`image_protections` says."""
-    import speakeasy.engines.unicorn_eng as se_engine
-    import speakeasy.memmgr as se_memmgr
-
-    from emulator.backends.speakeasy.compat_memory import code_digest
-
-    functions = (
-        se_winemu.WindowsEmulator._load_image,
-        se_winemu.get_page_protection_runs,
-        se_memmgr.MemoryManager.mem_protect,
-        se_engine.EmuEngine.mem_protect,
-    )
-    return tuple(code_digest(function) for function in functions) == PROTECTIONS_DIGESTS
-
-
-class _ImageLoad:
-    """One ``_load_image`` in progress: the protection changes it will make, still to come, and
-    the pieces of its mapping with the protection each was mapped with."""
-
-    def __init__(self) -> None:
-        self.protections: list[tuple[int, int, int]] = []  # absolute (address, length, perms)
-        self.expected: collections.deque[tuple[int, int, int]] = collections.deque()
-        self.pieces: list[tuple[int, int, int, int]] = []  # (address, length, mapped with, map perms)
-
-    def settle(self, protect: Any) -> None:
-        """After ``_load_image`` (returned or raised): each piece protected as Speakeasy's calls
-        so far left it (only when it raised before its last protection change)."""
-        if not self.expected:
-            return
-        made = self.protections[: len(self.protections) - len(self.expected)]
-        self.expected.clear()
-        for address, length, mapped_with, perms in self.pieces:
-            for begin, size, changed in made:
-                if begin <= address and address + length <= begin + size:
-                    perms = changed
-            if perms != mapped_with:
-                with contextlib.suppress(uc.UcError):  # unmapped already: nothing to set back
-                    protect(address, length, perms)
-
-
 def map_sections_apart(emu: Any) -> None:
-    """Map each image as the Unicorn regions its section protections will cut it into, each
-    with the protection ``_load_image`` will give it, instead of one region that ``_load_image``
-    then splits with each protection change.
+    """Map each image as the Unicorn regions its section protections will cut it into, instead
+    of one region that ``_load_image`` then splits with each protection change.
 
     Unicorn splits a region by copying it out, unmapping it and mapping the pieces again, about
-    0.7 ms per call: ~290 calls for the 55 images of a replay. Mapped as pieces, each protection
-    change ``_load_image`` still makes (the memory manager's hooks see every one) finds its
-    region already cut. Where Speakeasy's code is the one this was written from
-    (:func:`protections_match`), each piece is mapped with its final protection and the
-    change that sets it, when it comes, does not reach Unicorn (~40 us each, ~260 a replay):
-    the loader's writes in between are the host's, which Unicorn lets through whatever the
-    protection; if ``_load_image`` raises before its last change, the pieces are set back to
-    what the changes made so far left. Otherwise each piece is mapped with the mapping's own
-    protection, and every change goes through. The regions, their protections and their bytes
-    end the same (tests/test_startup.py compares them).
+    0.7 ms per call: ~290 calls for the 55 images of a replay. Mapped as pieces (with the
+    mapping's own protection, so the loader's writes, the API stubs among them, go in as
+    before), each protection change ``_load_image`` still makes (the memory manager's hooks see
+    every one) finds its region already cut and costs microseconds. The regions, their
+    protections and their bytes end the same (tests/test_startup.py compares them).
     """
     engine = emu.emu_eng
     original_load, original_map = emu._load_image, emu.mem_map
-    through_protect = engine.mem_protect
-    pending: dict[str, tuple[str, list[int], list[tuple[int, int, int]] | None, _ImageLoad]] = {}
-    loads: list[_ImageLoad] = []  # the _load_image calls in progress, innermost last
-    preset = protections_match()
+    pending: dict[str, tuple[str, list[int]]] = {}
 
     def _load_image(image: Any) -> Any:
-        page_size = int(emu.page_size)
-        cuts = image_cuts(image, page_size)
-        load = _ImageLoad()
+        cuts = image_cuts(image, int(emu.page_size))
         if cuts is not None:
-            protections = image_protections(image, page_size) if preset else None
-            pending["image"] = (f"emu.module.{image.name}", cuts, protections, load)
-        loads.append(load)
+            pending["image"] = (f"emu.module.{image.name}", cuts)
         try:
             return original_load(image)
         finally:
             pending.clear()
-            loads.pop()
-            load.settle(through_protect)
-
-    def engine_protect(addr: int, size: int, perms: int) -> Any:
-        expected = loads[-1].expected if loads else None
-        if expected and expected[0] == (addr, size, perms):
-            expected.popleft()  # the piece was mapped with it
-            return None
-        return through_protect(addr, size, perms)
 
     def mem_map(
         size: int,
@@ -209,7 +131,7 @@ def map_sections_apart(emu: Any) -> None:
         armed = pending.pop("image", None)
         if armed is None or tag != armed[0]:
             return original_map(size, base, perms, tag, flags, shared, process)
-        _, cuts, protections, load = armed
+        cuts = armed[1]
         previous = engine.__dict__.get("mem_map")
         through = engine.mem_map
         used: list[int] = []
@@ -218,15 +140,8 @@ def map_sections_apart(emu: Any) -> None:
             if used or cuts[-1] != length:  # not the span the cuts were made for
                 return through(at, length, perms=perms)
             used.append(at)
-            pieces = list(zip(cuts, cuts[1:], strict=False))
-            final = piece_protections(pieces, protections, perms) if protections is not None else None
-            for index, (start, end) in enumerate(pieces):
-                mapped_with = perms if final is None else final[index]
-                through(at + start, end - start, perms=mapped_with)
-                load.pieces.append((at + start, end - start, mapped_with, perms))
-            if final is not None and protections is not None:
-                load.protections = [(at + start, length, changed) for start, length, changed in protections]
-                load.expected.extend(load.protections)
+            for start, end in zip(cuts, cuts[1:], strict=False):
+                through(at + start, end - start, perms=perms)
             return None
 
         engine.mem_map = engine_map
@@ -240,53 +155,27 @@ def map_sections_apart(emu: Any) -> None:
 
     emu._load_image = _load_image
     emu.mem_map = mem_map
-    if preset:
-        engine.mem_protect = engine_protect
-
-
-def image_protections(image: Any, page_size: int) -> list[tuple[int, int, int]] | None:
-    """The protection changes ``_load_image`` makes once ``image`` is mapped, in its order:
-    (offset from the base, length, Speakeasy's perms); None when it makes none."""
-    if not image.sections or image.module_type == "shellcode":
-        return None
-    changes: list[tuple[int, int, int]] = []
-    first_rva = min(section.virtual_address for section in image.sections)
-    if first_rva:
-        changes.append((0, (first_rva + page_size - 1) & ~(page_size - 1), se_common.PERM_MEM_READ))
-    page_perms: dict[int, int] = {}
-    for section in image.sections:
-        start = section.virtual_address & ~(page_size - 1)
-        end = (section.virtual_address + section.virtual_size + page_size - 1) & ~(page_size - 1)
-        for page in range(start, end, page_size):
-            page_perms[page] = page_perms.get(page, 0) | section.perms
-    changes += se_winemu.get_page_protection_runs(page_perms, page_size)
-    return changes
-
-
-def piece_protections(
-    pieces: list[tuple[int, int]], protections: list[tuple[int, int, int]], perms: int
-) -> list[int] | None:
-    """Each piece's protection once ``protections`` are made in order over a mapping with
-    ``perms``; None if one of them covers part of a piece only."""
-    final = [perms] * len(pieces)
-    for begin, length, changed in protections:
-        for index, (start, end) in enumerate(pieces):
-            if begin <= start and end <= begin + length:
-                final[index] = changed
-            elif start < begin + length and begin < end:
-                return None
-    return final
 
 
 def image_cuts(image: Any, page_size: int) -> list[int] | None:
     """The offsets from an image's base where ``_load_image``'s protection changes will cut its
     mapping (0 and the page-rounded size included); None when it makes none, or when one would
     reach outside the mapping (left to Speakeasy)."""
-    protections = image_protections(image, page_size)
-    if protections is None:
+    if not image.sections or image.module_type == "shellcode":
         return None
     size = (int(image.image_size) + page_size - 1) & ~(page_size - 1)
-    changes = [(start, start + length) for start, length, _ in protections]
+    changes: list[tuple[int, int]] = []
+    first_rva = min(section.virtual_address for section in image.sections)
+    if first_rva:
+        changes.append((0, (first_rva + page_size - 1) & ~(page_size - 1)))
+    page_perms: dict[int, int] = {}
+    for section in image.sections:
+        start = section.virtual_address & ~(page_size - 1)
+        end = (section.virtual_address + section.virtual_size + page_size - 1) & ~(page_size - 1)
+        for page in range(start, end, page_size):
+            page_perms[page] = page_perms.get(page, 0) | section.perms
+    runs = se_winemu.get_page_protection_runs(page_perms, page_size)
+    changes += [(start, start + length) for start, length, _ in runs]
     if any(start < 0 or end > size or start >= end for start, end in changes):
         return None
     return sorted({0, size, *(start for start, _ in changes), *(end for _, end in changes)})
