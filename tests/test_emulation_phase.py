@@ -188,3 +188,76 @@ def test_responder_globs_match_as_fnmatch_and_compile_nothing_for_plain_names() 
     assert not glob_matches("first-seen.example", "other-first-seen.example")
     assert glob_matches("/any/path", "*")
     assert fnmatch._compile_pattern.cache_info().misses == misses  # type: ignore[attr-defined]
+
+
+DISASSEMBLER_SCRIPT = """
+import json, sys
+from pathlib import Path
+from emulator.backends.speakeasy import compat_start, setup
+from emulator.lazyimport import is_waiting
+from emulator.scenario import load_scenario
+plan = load_scenario(Path(sys.argv[1]))
+target = setup.load_target(plan)
+emu = target.emu
+stand_in = type(emu.disasm_eng).__name__
+waiting = is_waiting("capstone")
+at = target.base + target.module.ep
+deferred = emu.get_disasm(at, 32)
+made = (type(emu.disasm_eng).__module__, emu.disasm_eng.mode)
+compat_start.DISASSEMBLER_DEFERRABLE = False  # Speakeasy's own disassembler
+emu = setup.load_target(plan).emu
+own = (type(emu.disasm_eng).__module__, emu.disasm_eng.mode)
+print(json.dumps({"stand_in": stand_in, "waiting": waiting, "made": made, "own": own,
+                  "same": list(emu.get_disasm(at, 32)) == list(deferred), "at": at}))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
+def test_the_disassembler_is_made_when_first_used_as_speakeasy_makes_it(scenario: str) -> None:
+    """A loaded emulator holds a stand-in for its disassembler and Capstone stays unimported; the
+    first use makes the ``Cs`` Speakeasy makes (the same mode for the architecture, put in the
+    emulator's place) and disassembles as Speakeasy's own does."""
+    import json
+
+    from clirun import python_stdout
+
+    found = json.loads(python_stdout(DISASSEMBLER_SCRIPT, str(SCENARIOS / scenario)).splitlines()[-1])
+    assert found["stand_in"] == "_Disassembler"
+    assert found["waiting"] is True
+    assert found["made"] == found["own"]
+    assert found["own"][0] == "capstone"
+    assert found["same"] is True
+
+
+def test_pefile_collects_nothing_while_speakeasy_loads_a_pe() -> None:
+    """The 3CX replay relocates its dropped DLL (pefile's ``set_data_bytes``, which runs a full
+    collection each time): no collection starts from inside pefile, and pefile's ``gc`` is the
+    real module again afterwards (with every other attribute the real one's while skipped)."""
+    import gc
+    import sys
+
+    import pefile
+
+    from emulator.backends.speakeasy import compat
+    from emulator.replay import emulate
+
+    from_pefile: list[int] = []
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        # pefile's own call (in _close_data), not a collection the allocator starts in pefile
+        caller = sys._getframe(1).f_code
+        if phase == "start" and caller.co_filename == pefile.__file__ and caller.co_name == "_close_data":
+            from_pefile.append(info["generation"])
+
+    gc.callbacks.append(on_collection)
+    try:
+        emulate(load_scenario(SCENARIOS / "3cx"))
+    finally:
+        gc.callbacks.remove(on_collection)
+    assert from_pefile == []
+    assert pefile.gc is gc
+    with compat.pe_loads_without_collection():
+        assert pefile.gc is not gc
+        assert pefile.gc.collect() == 0
+        assert pefile.gc.isenabled is gc.isenabled
+    assert pefile.gc is gc

@@ -26,7 +26,7 @@ def state():
     import json, os, sys
     from emulator.lazyimport import is_waiting
     return {
-        "waiting": [name for name in ("asyncio", "importlib.metadata", "html") if is_waiting(name)],
+        "waiting": [name for name in ("asyncio", "importlib.metadata", "html", "capstone") if is_waiting(name)],
         "imported": sorted(name for name in UNUSED if name in sys.modules),
         "plugins_env": os.environ.get("PYDANTIC_DISABLE_PLUGINS"),
     }
@@ -104,7 +104,7 @@ def _run(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str
 def test_a_cold_replay_never_loads_asyncio_or_entry_points(tmp_path: Path) -> None:
     """The command line's parent when it forks the emulation child, and the child's imports and
     replay: asyncio's package (ssl, sockets, futures) and importlib.metadata stay unexecuted (and
-    html in the child)
+    html and Capstone in the child)
     (pydantic's plugins are off; the engine's version is read without it); the plan models are
     built by the parent after the fork, the event models before it; what the parent imported
     before the fork, and then the output libraries, are frozen (the collector never walks them
@@ -121,7 +121,8 @@ def test_a_cold_replay_never_loads_asyncio_or_entry_points(tmp_path: Path) -> No
     }
     assert (tmp_path / "out" / "report.json").is_file()
     child = _run(CHILD_SCRIPT, str(SCENARIOS / "3cx"))
-    assert child["waiting"] == ["asyncio", "importlib.metadata", "html"]  # html: Speakeasy's GDB stub
+    # html: Speakeasy's GDB stub; capstone: its disassembler, made when first used
+    assert child["waiting"] == ["asyncio", "importlib.metadata", "html", "capstone"]
     assert child["imported"] == []
     assert child["built"] == {"plan": False, "events": True}
     assert isinstance(child["events"], int) and child["events"] > 100

@@ -808,7 +808,7 @@ def test_api_handler_scans_of_another_speakeasy_are_speakeasys(monkeypatch: pyte
 def test_warm_steps_leave_registrations_handler_scans_and_models_ready() -> None:
     """After the warm-up steps (a batch worker's warm_engine, forked for each replay) loading and
     emulating a target works out no template registration, scans no handler class, builds no
-    event model and reads no MIME table: all were done ahead."""
+    event model and reads no MIME table, and Capstone is loaded: all were done ahead."""
     script = """
 import mimetypes, sys
 from pathlib import Path
@@ -828,8 +828,9 @@ mimetypes.init = lambda *a: done.append("mime") or init(*a)
 from pydantic import BaseModel
 rebuild = BaseModel.model_rebuild.__func__
 BaseModel.model_rebuild = classmethod(lambda cls, *a, **k: done.append(cls.__name__) or rebuild(cls, *a, **k))
+from emulator.lazyimport import is_waiting
 emulate(plan)
-print(len(done), sorted(set(compat_start._class_hooks) - scanned, key=str), done[:5])
+print(len(done), sorted(set(compat_start._class_hooks) - scanned, key=str), done[:5], is_waiting("capstone"))
 """
     stdout = python_stdout(script, str(SCENARIOS / "3cx"))
-    assert stdout.strip().splitlines()[-1] == "0 [] []"
+    assert stdout.strip().splitlines()[-1] == "0 [] [] False"

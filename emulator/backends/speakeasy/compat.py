@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import inspect
 import ntpath
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pefile
 import speakeasy
 import speakeasy.common as se_common
 import speakeasy.engines.unicorn_eng as se_engine
@@ -606,6 +609,39 @@ def _take_callback_results(emu: Any) -> None:
 API_CALLBACK_RETURN = se_wincommon.API_CALLBACK_HANDLER_ADDR
 
 
+class _NoCollection(types.ModuleType):
+    """``gc`` as pefile sees it while :func:`pe_loads_without_collection` is active: the module's
+    every attribute but ``collect``, which collects nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(gc, name)
+
+    @staticmethod
+    def collect(generation: int = 2) -> int:
+        return 0
+
+
+_PEFILE_GC = _NoCollection("gc")
+
+
+@contextlib.contextmanager
+def pe_loads_without_collection() -> Iterator[None]:
+    """pefile's explicit full collections skipped while Speakeasy loads a PE.
+
+    pefile runs ``gc.collect()`` each time it replaces a PE's data (``set_data_bytes``: once per
+    relocation, when a DLL loads away from its preferred base): ~4 ms in the emulation child, a
+    walk of everything alive that is not frozen, to free memory a replay does not miss. The
+    process's own collector still runs as it is configured; nothing else in pefile changes."""
+    if getattr(pefile, "gc", None) is not gc:  # another pefile, or already active
+        yield
+        return
+    pefile.gc = _PEFILE_GC  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        pefile.gc = gc  # type: ignore[attr-defined]
+
+
 def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:
     """Map a PE the guest wrote as a loadable module, as Speakeasy maps a native DLL.
 
@@ -615,7 +651,8 @@ def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:
     def make_loader(address: int | None) -> Any:
         return PeLoader(data=data, base_override=address, emu_path=emu_path)
 
-    image = emu._make_image_at_free_base(make_loader, None)
+    with pe_loads_without_collection():
+        image = emu._make_image_at_free_base(make_loader, None)
     image.name = se_module_name(emu_path)
     module = emu.load_image(image)
     if module.is_dll() and getattr(image, "source", "") == "guest_pe" and hasattr(emu, "_guest_dependencies"):

@@ -491,6 +491,63 @@ def index_data_entries(emu: Any) -> None:
     registry.entries = _EntriesWithDataIndex(registry.entries)
 
 
+# ---- start-up: the disassembler made when first used ---------------------------------------
+
+# What ``_load_image`` makes the disassembler with (``if not self.disasm_eng:`` then
+# ``cs.Cs(cs.CS_ARCH_X86, cs.CS_MODE_64 if self.arch == ARCH_AMD64 else cs.CS_MODE_32)``).
+_DISASSEMBLER_NAMES = {"disasm_eng", "arch", "ARCH_AMD64", "cs", "Cs", "CS_ARCH_X86", "CS_MODE_64", "CS_MODE_32"}
+DISASSEMBLER_DEFERRABLE = _DISASSEMBLER_NAMES.issubset(_LOAD_IMAGE_CODE.co_names) and (
+    getattr(getattr(se_winemu, "cs", None), "__name__", None) == "capstone"
+)
+
+
+class _Disassembler:
+    """Stands for the Capstone disassembler ``_load_image`` gives an emulator (``disasm_eng``)
+    until something uses it, then is that disassembler.
+
+    Speakeasy disassembles only to describe an error or a hammering loop, which most replays
+    never meet; importing Capstone (loading its library of every architecture) is ~22 ms of the
+    cold child. ``_load_image`` asks ``not self.disasm_eng`` right where it would make the
+    disassembler: :meth:`__bool__` takes the mode from the emulator's architecture then, as
+    Speakeasy does, and the first attribute read or set makes the same ``Cs`` and puts it in
+    the emulator's place."""
+
+    __slots__ = ("_emu", "_x64")
+
+    def __init__(self, emu: Any) -> None:
+        object.__setattr__(self, "_emu", emu)
+        object.__setattr__(self, "_x64", None)
+
+    def __bool__(self) -> bool:
+        if self._x64 is None:
+            object.__setattr__(self, "_x64", self._emu.arch == se_arch.ARCH_AMD64)
+        return True
+
+    def _made(self) -> Any:
+        # Before any image, Speakeasy has no disassembler (binemu.disasm asserts one).
+        assert self._x64 is not None, "no image loaded: no disassembler yet"
+        cs = se_winemu.cs
+        made = cs.Cs(cs.CS_ARCH_X86, cs.CS_MODE_64 if self._x64 else cs.CS_MODE_32)
+        if self._emu.disasm_eng is self:
+            self._emu.disasm_eng = made
+        return made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._made(), name, value)
+
+
+def disassembler_when_first_used(emu: Any) -> None:
+    """``emu``'s disassembler (and Capstone's import) made when first used (:class:`_Disassembler`);
+    nothing changes when Capstone is already imported or ``_load_image`` makes it otherwise."""
+    from emulator.lazyimport import is_waiting
+
+    if DISASSEMBLER_DEFERRABLE and emu.disasm_eng is None and is_waiting("capstone"):
+        emu.disasm_eng = _Disassembler(emu)
+
+
 # ---- start-up: the once-per-process tables, read ahead ---------------------------------------
 
 

@@ -22,8 +22,10 @@ from emulator.lazyimport import LazyModule
 __all__ = ["LAZY_MODULES", "LazyModule", "lazily_imported"]
 
 # Loaded on first use: pycryptodome's RC4, which Speakeasy's advapi32 handler imports; html
-# (and its entity tables), which Speakeasy's GDB stub imports to escape a library path.
-LAZY_MODULES = ("Crypto.Cipher.ARC4", "html")
+# (and its entity tables), which Speakeasy's GDB stub imports to escape a library path; Capstone,
+# which Speakeasy's emulator imports for a disassembler it uses only to describe errors
+# (compat_start.disassembler_when_first_used defers making it).
+LAZY_MODULES = ("Crypto.Cipher.ARC4", "html", "capstone")
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ntpath
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -108,8 +109,9 @@ class LoadedTarget:
 def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
     """Small steps that read the engine's once-per-process tables ahead of a replay: the
     signature database, then one decoy module of Speakeasy's default configuration (and the core
-    DLLs) per step, every x64 module before x86, then the event models and the MIME types (a
-    pre-started child stops between two steps when its plan arrives: emulator/prestart.py)."""
+    DLLs) per step, every x64 module before x86, then the event models, the MIME types and the
+    disassembler's library (a pre-started child stops between two steps when its plan arrives:
+    emulator/prestart.py)."""
     modules = get_default_config_dict()["modules"]
     names = [entry["name"] for entry in (*modules["user_modules"], *modules["system_modules"])]
     names += [name for name in images.ALWAYS_BUILT if name not in names]
@@ -119,6 +121,7 @@ def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[]
             yield functools.partial(compat_start.read_engine_tables, name, arch)
     yield build_event_models
     yield read_mime_types
+    yield load_disassembler
 
 
 def build_event_models() -> None:
@@ -139,6 +142,16 @@ def build_event_models() -> None:
         pending.extend(model.__subclasses__())
         if not getattr(model, "__pydantic_complete__", True):
             model.model_rebuild()  # type: ignore[attr-defined]
+
+
+def load_disassembler() -> None:
+    """Load Capstone now, which the engine's import leaves to its first use (lazyimport.py):
+    in a warm process, a replay that meets an error its forks disassemble finds it loaded."""
+    from emulator.lazyimport import load
+
+    module = sys.modules.get("capstone")
+    if module is not None:
+        load(module)
 
 
 def read_mime_types() -> None:
@@ -170,6 +183,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.register_modules_at_once(emu)
         compat_start.index_data_entries(emu)
         compat_start.find_modules_by_name(emu)
+        compat_start.disassembler_when_first_used(emu)
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)
@@ -185,7 +199,8 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
             )
         try:
             pe.check_file(data)
-            module = se.load_module(data=data, filename=name)
+            with compat.pe_loads_without_collection():
+                module = se.load_module(data=data, filename=name)
         except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
