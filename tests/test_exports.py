@@ -667,7 +667,7 @@ def _serial(monkeypatch: pytest.MonkeyPatch, out: Path, **kwargs: Any) -> dict[s
     import emulator.export
 
     with monkeypatch.context() as patch:
-        patch.setattr(emulator.export.BackgroundExports, "start", classmethod(lambda cls, out, report: None))
+        patch.setattr(emulator.export.BackgroundExports, "start", classmethod(lambda cls, *args: None))
         _produced(out, **kwargs)
     return _files(out)
 
@@ -683,12 +683,21 @@ from emulator.trace import read_trace
 out, mode, frozen = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 started = []
 start = export.BackgroundExports.start.__func__
-def counted(cls, out, report):
-    copy = start(cls, out, report)
+def counted(cls, *args):
+    copy = start(cls, *args)
     started.append(0 if copy is None else copy.pid)
     return copy
 export.BackgroundExports.start = classmethod(counted)
-kwargs = {}
+kwargs = {"write_frozen": mode.startswith("trace")}
+import emulator.output
+parent, write_trace, traced = os.getpid(), emulator.output.write_trace, []
+def counted_trace(*args):
+    if os.getpid() != parent and mode == "trace-dies":
+        raise OSError("no room for the trace")
+    if os.getpid() == parent:
+        traced.append(1)
+    return write_trace(*args)
+emulator.output.write_trace = counted_trace
 if mode == "dies":
     parent, write_all = os.getpid(), export._write_all
     def dies(out, report):
@@ -707,7 +716,7 @@ if mode == "signal":
 out.mkdir()
 report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
 containment = report.containment
-print(json.dumps({"started": started, "refused": containment.host_processes_refused,
+print(json.dumps({"started": started, "traced": len(traced), "refused": containment.host_processes_refused,
                   "violations": containment.violations, "outcome": report.outcome.status}))
 """
 
@@ -738,6 +747,20 @@ def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.Monk
 def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _beside(tmp_path / "died", "dies")
     assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
+
+
+def test_the_copy_writes_the_trace_beside_the_drawing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A replay's frozen trace (trace.jsonl, blobs/) is written by the exports' copy, not the
+    parent, and is what the parent alone writes; a copy that cannot write it leaves it to the
+    parent, which writes it (and the exports) once the copy is gone."""
+    serial = _serial(monkeypatch, tmp_path / "serial", write_frozen=True)
+    assert "trace.jsonl" in serial and any(name.startswith("blobs/") for name in serial)
+    result = _beside(tmp_path / "beside", "trace")
+    assert result["traced"] == 0 and result["refused"] == 0 and not result["violations"]
+    assert _files(tmp_path / "beside") == serial
+    result = _beside(tmp_path / "failed", "trace-dies")
+    assert result["traced"] == 1
+    assert _files(tmp_path / "failed") == serial
 
 
 def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
