@@ -480,6 +480,38 @@ def _byte_windows_by_definition(data: bytes, excluded: list[bytes], taken: set[b
     return picked
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.binary(max_size=12),
+            st.text(alphabet=st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=14).map(str.encode),
+            st.text(alphabet=st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=14).map(
+                lambda t: t.encode("utf-16-le")
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_yara_string_patterns_find_what_counted_repeats_find(pieces: list[bytes]) -> None:
+    """The rule generator's string patterns, spelt out for speed, match exactly where the counted
+    repeats ``{MIN_STRING,}`` do: same offsets, same bytes (printable runs of every length around
+    the minimum, odd alignments, stray bytes between, 0x1f and 0x7f at the edges)."""
+    import re
+
+    from emulator.export.detections import yara_rules
+
+    data = b"".join(pieces)
+    counted = {
+        yara_rules._ASCII: re.compile(rb"[\x20-\x7e]{%d,}" % yara_rules.MIN_STRING),
+        yara_rules._WIDE: re.compile(rb"(?:[\x20-\x7e]\x00){%d,}" % yara_rules.MIN_STRING),
+    }
+    for fast, slow in counted.items():
+        assert [(m.start(), m.group()) for m in fast.finditer(data)] == [
+            (m.start(), m.group()) for m in slow.finditer(data)
+        ]
+
+
 def test_generated_yara_byte_sequences_follow_their_definition() -> None:
     """The rule generator finds its byte sequences by searching the excluded files (and skipping
     the runs of bytes a file shares with the stage) instead of holding every window of every
@@ -487,7 +519,7 @@ def test_generated_yara_byte_sequences_follow_their_definition() -> None:
     one byte, or sharing nothing, it picks exactly what the definition picks."""
     import random
 
-    from emulator.export.detections.yara_rules import _pick, benign_corpus
+    from emulator.export.detections.yara_rules import _candidates, _pick, benign_corpus
 
     rnd = random.Random(18)
     unprintable = [*range(0x20), *range(0x7F, 0x100)]  # no text: the rules are byte sequences only
@@ -515,7 +547,7 @@ def test_generated_yara_byte_sequences_follow_their_definition() -> None:
                 excluded.append(noise(rnd.randrange(0, 400)) + bytes(piece) + noise(rnd.randrange(0, 400)))
             else:
                 excluded.append(stage(rnd.randrange(0, 3000)))
-        picked = _pick(data, excluded)
+        picked = _pick(data, excluded, _candidates(data))
         want = _byte_windows_by_definition(data, excluded, set())
         assert [(s.offset, s.text) for s in picked] == [(o, "{ " + w.hex(" ") + " }") for o, w in want], trial
         compared += len(want)
