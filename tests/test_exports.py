@@ -340,6 +340,56 @@ def test_pcap_holds_every_exchange_with_its_headers_and_bodies(name: str, scenar
         assert answers[record.host].startswith("203.0.113.")
 
 
+@pytest.mark.parametrize("name", CHAINS + GENERALITY)
+def test_pcap_with_headers_packed_here_is_the_one_dpkt_makes(name: str, scenario_outdir: Outdir) -> None:
+    from emulator.export import pcap
+
+    out = scenario_outdir(name)
+    report = _report(out)
+    assert pcap.network_pcap(report, out) == pcap._pcap(report, out, pcap._DpktWriter())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ends=st.tuples(
+        st.sampled_from(["192.0.2.10", "203.0.113.10", "0.0.0.0", "255.255.255.255"]),
+        st.sampled_from(["192.0.2.53", "203.0.113.255", "10.0.0.1"]),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF),
+    ),
+    seq=st.integers(0, 0xFFFFFFFF),
+    ack=st.integers(0, 0xFFFFFFFF),
+    flags=st.integers(0, 0x3F),
+    data=st.one_of(st.binary(max_size=64), st.binary(min_size=1400, max_size=1460), st.just(b"\xff" * 7)),
+    to_server=st.booleans(),
+)
+def test_packets_packed_here_are_the_ones_dpkt_packs(
+    ends: tuple[str, str, int, int], seq: int, ack: int, flags: int, data: bytes, to_server: bool
+) -> None:
+    """Every TCP segment and UDP datagram (odd and even lengths, checksums of every kind: a UDP
+    sum of zero is sent as all ones) is the bytes dpkt writes, pcap record header included."""
+    from emulator.export import pcap
+
+    written = []
+    for writer in (pcap._Writer(), pcap._DpktWriter()):
+        writer.ip_id = 0xFFFE if seq % 2 else 1  # the last two IP ids
+        writer.segment(1.25, ends, seq, ack, flags, data, to_server)
+        writer.datagram(2.5, ends, data, to_server)
+        written.append(writer.buffer.getvalue())
+    assert written[0] == written[1]
+
+
+def test_internet_checksum_is_the_folded_sum() -> None:
+    from emulator.export.pcap import _checksum
+
+    for data in (b"", b"\x00" * 5, b"\xff\xff", b"\xff\xff" * 3, b"\x00\x01\xff\xfe", b"\x12", bytes(range(256))):
+        padded = data + b"\x00" * (len(data) % 2)
+        total = sum(int.from_bytes(padded[i : i + 2], "big") for i in range(0, len(padded), 2))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        assert _checksum(data) == ~total & 0xFFFF, data
+
+
 @pytest.mark.parametrize("name", CHAINS + GENERALITY_NETWORK)
 def test_tshark_dissects_the_pcap_as_the_report_says(name: str, scenario_outdir: Outdir) -> None:
     """Wireshark's own dissector reads every request and DNS answer, with no malformed packet.
