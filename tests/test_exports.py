@@ -914,3 +914,55 @@ def test_an_exporter_that_cannot_be_imported_fails_alone(
     assert (out / "iocs.csv").is_file()
     assert not (out / "detections").exists()
     assert json.loads((out / "report.json").read_text())["notes"][-1]["what"] == "export_failed"
+
+
+def test_blob_reads_resolve_as_the_whole_path_resolved(tmp_path: Path) -> None:
+    """An exporter's read of ``OUTDIR/<folder>/<sha256>`` refuses and accepts exactly what
+    resolving the whole path decides: plain files inside, and links (a folder or a file, to
+    inside or outside the folder, dangling), ``..`` and absolute names."""
+    from emulator.export._common import _read
+
+    def by_resolving(outdir: Path, relative: str, sha256: str) -> bytes | None:  # the definition
+        path = (outdir / relative).resolve()
+        if outdir.resolve() not in path.parents or path.is_symlink() or not path.is_file():
+            return None
+        data = path.read_bytes()
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+    data = b"body"
+    digest = hashlib.sha256(data).hexdigest()
+    outside = tmp_path / "outside"
+    (outside / "network").mkdir(parents=True)
+    (outside / "network" / f"{digest}.bin").write_bytes(data)
+    (outside / f"{digest}.bin").write_bytes(data)
+    real = tmp_path / "real"
+    out = tmp_path / "out"  # the output folder reached through a link
+    (real / "network").mkdir(parents=True)
+    out.symlink_to(real)
+    (real / "network" / f"{digest}.bin").write_bytes(data)
+    (real / "inside").mkdir()
+    (real / "inside" / f"{digest}.bin").write_bytes(data)
+    (real / "linked").symlink_to(outside / "network")
+    (real / "linked-in").symlink_to(real / "inside")
+    (real / "files").mkdir()
+    (real / "files" / f"{digest}.bin").symlink_to(outside / f"{digest}.bin")
+    (real / "files" / "in.bin").symlink_to(real / "inside" / f"{digest}.bin")
+    (real / "files" / "dangling.bin").symlink_to(tmp_path / "nowhere")
+    cases = [
+        f"network/{digest}.bin",
+        f"inside/{digest}.bin",
+        f"linked/{digest}.bin",
+        f"linked-in/{digest}.bin",
+        f"files/{digest}.bin",
+        "files/in.bin",
+        "files/dangling.bin",
+        f"network/../inside/{digest}.bin",
+        f"../outside/{digest}.bin",
+        f"./network/{digest}.bin",
+        f"network//{digest}.bin",
+        f"{outside}/{digest}.bin",
+        f"missing/{digest}.bin",
+    ]
+    answers = [(_read(out, relative, digest), by_resolving(out, relative, digest)) for relative in cases]
+    assert [a for a, _ in answers] == [b for _, b in answers]
+    assert any(a == data for a, _ in answers) and any(a is None for a, _ in answers)
