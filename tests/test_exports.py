@@ -770,16 +770,24 @@ def counted(cls, *args):
     started.append(0 if copy is None else copy.pid)
     return copy
 export.BackgroundExports.start = classmethod(counted)
-kwargs = {"write_frozen": mode.startswith("trace")}
+kwargs = {"write_frozen": mode.startswith(("trace", "store"))}
 import emulator.output
 parent, write_trace, traced = os.getpid(), emulator.output.write_trace, []
+write_stored, stored = emulator.output._write_stored, []
 def counted_trace(*args):
     if os.getpid() != parent and mode == "trace-dies":
         raise OSError("no room for the trace")
     if os.getpid() == parent:
         traced.append(1)
     return write_trace(*args)
+def counted_store(*args):
+    if os.getpid() != parent and mode == "store-dies":
+        raise OSError("no room for the stages")
+    if os.getpid() == parent:
+        stored.append(1)
+    return write_stored(*args)
 emulator.output.write_trace = counted_trace
+emulator.output._write_stored = counted_store
 if mode == "dies":
     parent, write_all = os.getpid(), export._write_all
     def dies(out, report):
@@ -798,7 +806,8 @@ if mode == "signal":
 out.mkdir()
 report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
 containment = report.containment
-print(json.dumps({"started": started, "traced": len(traced), "refused": containment.host_processes_refused,
+print(json.dumps({"started": started, "traced": len(traced), "stored": len(stored),
+                  "refused": containment.host_processes_refused,
                   "violations": containment.violations, "outcome": report.outcome.status}))
 """
 
@@ -832,17 +841,28 @@ def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytes
 
 
 def test_the_copy_writes_the_trace_beside_the_drawing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A replay's frozen trace (trace.jsonl, blobs/) is written by the exports' copy, not the
-    parent, and is what the parent alone writes; a copy that cannot write it leaves it to the
-    parent, which writes it (and the exports) once the copy is gone."""
+    """A replay's frozen trace (trace.jsonl, blobs/) and the files the exports read (stages/,
+    network/, dropped/) are written by the exports' copy, not the parent (which draws the body
+    previews from the trace), and are what the parent alone writes; a copy that cannot write
+    them leaves them to the parent, which writes them (and the exports) once the copy is gone."""
     serial = _serial(monkeypatch, tmp_path / "serial", write_frozen=True)
-    assert "trace.jsonl" in serial and any(name.startswith("blobs/") for name in serial)
+    for folder in ("blobs/", "stages/", "network/"):
+        assert any(name.startswith(folder) for name in serial), folder
+    assert "trace.jsonl" in serial and b'<pre class="body">' in serial["report.html"]
+    from emulator.output import _bodies
+    from emulator.render.files import saved_bodies
+    from emulator.trace import read_trace
+
+    bodies = saved_bodies(_report(tmp_path / "serial"), tmp_path / "serial")
+    assert bodies and _bodies(read_trace(FROZEN_3CX)) == bodies  # the previews drawn from the trace
     result = _beside(tmp_path / "beside", "trace")
-    assert result["traced"] == 0 and result["refused"] == 0 and not result["violations"]
+    assert result["traced"] == 0 and result["stored"] == 0
+    assert result["refused"] == 0 and not result["violations"]
     assert _files(tmp_path / "beside") == serial
-    result = _beside(tmp_path / "failed", "trace-dies")
-    assert result["traced"] == 1
-    assert _files(tmp_path / "failed") == serial
+    for mode in ("trace-dies", "store-dies"):
+        result = _beside(tmp_path / mode, mode)
+        assert result["traced"] == 1 and result["stored"] == 1, mode
+        assert _files(tmp_path / mode) == serial, mode
 
 
 def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -20,12 +20,8 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from emulator.report import Note, Report
-
-if TYPE_CHECKING:
-    from emulator.trace import Trace
 
 EXPORT_FILES = (
     "iocs.csv",
@@ -179,23 +175,23 @@ class BackgroundExports:
     the output is always what :func:`write_exports` alone would write.
     """
 
-    def __init__(self, pid: int, reader: int, out: Path, report: Report, trace_given: bool = False) -> None:
+    def __init__(
+        self, pid: int, reader: int, out: Path, report: Report, first: Callable[[], None] | None = None
+    ) -> None:
         self.pid = pid
         self.reader = reader
         self.out = out
         self.report = report
-        self.trace_given = trace_given
-        # The copy wrote the trace it was given (known once :meth:`finish` has collected it).
-        self.wrote_trace = False
+        self.first = first
 
     @classmethod
-    def start(cls, out: Path, report: Report, trace: Trace | None = None) -> BackgroundExports | None:
+    def start(cls, out: Path, report: Report, first: Callable[[], None] | None = None) -> BackgroundExports | None:
         """Fork the copy; None where forking is unsafe or unavailable (another thread is running:
         a fork copies only this one, and a lock another thread holds would never be released).
-        With ``trace``, the copy first writes it (``trace.jsonl`` and ``blobs/``, as
-        :func:`emulator.output.write_trace`): the exports and the trace together are about as long
-        as the drawing. Whether it did is :attr:`wrote_trace` after :meth:`finish`; if not, the
-        caller writes the trace, once the copy is gone."""
+        ``first``: what the copy does before the exports (a replay: write the files the exports
+        read and the frozen trace, emulator/output.py), so the two sides are about as long;
+        once :meth:`finish` returns, it was done, by the copy or, if the copy did not report
+        back, by :meth:`finish` itself."""
         if not hasattr(os, "fork") or threading.active_count() != 1:
             return None
         from emulator.containment import fork_own_copy
@@ -209,9 +205,9 @@ class BackgroundExports:
             return None
         if pid == 0:  # the copy: never returns
             os.close(reader)
-            _export_in_copy(out, report, writer, trace)
+            _export_in_copy(out, report, writer, first)
         os.close(writer)
-        return cls(pid, reader, out, report, trace is not None)
+        return cls(pid, reader, out, report, first)
 
     def _collect(self) -> list[tuple[str, str]] | None:
         """What the copy sent once it ended (None if it died or sent nonsense); it is reaped."""
@@ -248,13 +244,14 @@ class BackgroundExports:
         result). ``unchanged``: drawing left everything the exports read as it was."""
         failed = self._collect() if unchanged else None
         if failed is None:  # not the same report, or the copy died: write them here, afresh
-            self.cancel()  # the caller writes the trace again too (wrote_trace stays False)
+            self.cancel()
+            if self.first is not None:  # what the copy did before the exports, done again
+                self.first()
             from emulator.output import _clear
 
             for name in (*EXPORT_FILES, DETECTIONS_DIR):
                 _clear(self.out / name)
             return write_exports(self.out, drawn)
-        self.wrote_trace = self.trace_given
         return _noted(self.out, drawn, failed, rewrite=False)
 
     def cancel(self) -> None:
@@ -268,10 +265,10 @@ class BackgroundExports:
             self.pid = 0
 
 
-def _export_in_copy(out: Path, report: Report, writer: int, trace: Trace | None) -> None:
-    """The forked copy of :class:`BackgroundExports`: write the trace (if given) and the
-    exports, send what failed, end. A trace that cannot be written ends the copy with an error:
-    the parent then writes the trace and the exports itself."""
+def _export_in_copy(out: Path, report: Report, writer: int, first: Callable[[], None] | None) -> None:
+    """The forked copy of :class:`BackgroundExports`: do ``first``, write the exports, send what
+    failed, end. A ``first`` that fails ends the copy with an error: the parent then does it
+    and writes the exports itself."""
     code = 1
     try:
         from emulator.sandbox import set_parent_death_signal
@@ -281,10 +278,8 @@ def _export_in_copy(out: Path, report: Report, writer: int, trace: Trace | None)
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
         set_parent_death_signal()
-        if trace is not None:
-            from emulator.output import write_trace
-
-            write_trace(out, trace)
+        if first is not None:
+            first()
         message = json.dumps(_write_all(out, report)).encode()
         while message:
             message = message[os.write(writer, message) :]
