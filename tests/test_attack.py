@@ -176,3 +176,22 @@ def test_prepared_analysis_compiles_nothing_more() -> None:
     assert analyse(trace).techniques
     after = _glob.cache_info()
     assert after.misses == before.misses and after.hits > before.hits
+
+
+def test_prepared_report_reads_the_attack_release_once() -> None:
+    """attack.prepare() reads the shipped table's ATT&CK release (beside the child): building a
+    report after it parses no TOML, and names the release the table holds."""
+    from emulator.analysis.attack import attack_release, prepare
+    from emulator.containment import Guard
+    from emulator.document import build_report
+    from emulator.output import _containment
+    from emulator.trace import read_trace
+
+    attack_release.cache_clear()
+    prepare()
+    before = attack_release.cache_info()
+    trace = read_trace(Path(__file__).parent / "data" / "frozen" / "3cx")
+    report = build_report(trace, analyse(trace), [], _containment(trace, Guard(None), []), "SNAPSHOT")
+    after = attack_release.cache_info()
+    assert after.misses == before.misses == 1 and after.hits > before.hits
+    assert report.attack_release == tomllib.loads(PATTERN_FILE.read_text(encoding="utf-8"))["release"]

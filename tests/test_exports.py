@@ -165,6 +165,59 @@ def test_stix_bundle_parses_validates_and_follows_the_stage_graph(name: str, sce
     assert text == stix_json(report, out)
 
 
+def _stix2_made(report: Report, out: Path) -> str:
+    """The bundle text with every object made by stix2 (what stix_json wrote before its fast path)."""
+    from emulator.export.stix import stix_bundle
+
+    return json.dumps(json.loads(stix_bundle(report, out).serialize()), indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("name", CHAINS + GENERALITY)
+def test_stix_bundle_made_as_plain_objects_is_the_one_stix2_makes(name: str, scenario_outdir: Outdir) -> None:
+    from emulator.export import stix
+
+    out = scenario_outdir(name)
+    report = _report(out)
+    assert stix._fast_allowed(stix._patterns(report), stix._timestamp(report.virtual_time.start))
+    assert stix_json(report, out) == _stix2_made(report, out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.text(max_size=12),
+    start=st.sampled_from(
+        ["2023-03-29T12:00:00Z", "2023-03-29T12:00:00.5Z", "2023-03-29T12:00:00.123456Z", "2023-03-29T14:00:00+02:00"]
+    ),
+    stages=st.integers(min_value=0, max_value=3),
+)
+def test_stix_bundle_of_any_names_times_and_stages_is_the_one_stix2_makes(
+    text: str, start: str, stages: int, scenario_outdir: Outdir
+) -> None:
+    """Names and descriptions with any characters (quotes, backslashes, controls, non-ASCII,
+    empty), start times with and without fractions (one with an offset stix2 refuses), no stages
+    at all: the plain objects serialise as stix2's."""
+    out = scenario_outdir("3cx")
+    report = _report(out)
+    kept = report.stages[:stages]
+    report = report.model_copy(
+        update={
+            "stages": [s.model_copy(update={"name": text + s.name}) for s in kept],
+            "virtual_time": report.virtual_time.model_copy(update={"start": start}),
+            "target": report.target.model_copy(update={"name": text}),
+            "attack": [t.model_copy(update={"name": text}) for t in report.attack],
+            "outcome": report.outcome.model_copy(update={"detail": text}),
+            "network": report.network if stages else [],  # none: no observable, no reference to one
+        }
+    )
+    try:
+        expected = _stix2_made(report, out)
+    except stix2.exceptions.InvalidValueError:  # a start time stix2 cannot parse: refused either way
+        with pytest.raises(stix2.exceptions.InvalidValueError):
+            stix_json(report, out)
+        return
+    assert stix_json(report, out) == expected
+
+
 _PATTERN_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 
 
@@ -285,6 +338,56 @@ def test_pcap_holds_every_exchange_with_its_headers_and_bodies(name: str, scenar
         assert hashlib.sha256(response.body).hexdigest() == record.response.sha256
         assert record.host in answers
         assert answers[record.host].startswith("203.0.113.")
+
+
+@pytest.mark.parametrize("name", CHAINS + GENERALITY)
+def test_pcap_with_headers_packed_here_is_the_one_dpkt_makes(name: str, scenario_outdir: Outdir) -> None:
+    from emulator.export import pcap
+
+    out = scenario_outdir(name)
+    report = _report(out)
+    assert pcap.network_pcap(report, out) == pcap._pcap(report, out, pcap._DpktWriter())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ends=st.tuples(
+        st.sampled_from(["192.0.2.10", "203.0.113.10", "0.0.0.0", "255.255.255.255"]),
+        st.sampled_from(["192.0.2.53", "203.0.113.255", "10.0.0.1"]),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF),
+    ),
+    seq=st.integers(0, 0xFFFFFFFF),
+    ack=st.integers(0, 0xFFFFFFFF),
+    flags=st.integers(0, 0x3F),
+    data=st.one_of(st.binary(max_size=64), st.binary(min_size=1400, max_size=1460), st.just(b"\xff" * 7)),
+    to_server=st.booleans(),
+)
+def test_packets_packed_here_are_the_ones_dpkt_packs(
+    ends: tuple[str, str, int, int], seq: int, ack: int, flags: int, data: bytes, to_server: bool
+) -> None:
+    """Every TCP segment and UDP datagram (odd and even lengths, checksums of every kind: a UDP
+    sum of zero is sent as all ones) is the bytes dpkt writes, pcap record header included."""
+    from emulator.export import pcap
+
+    written = []
+    for writer in (pcap._Writer(), pcap._DpktWriter()):
+        writer.ip_id = 0xFFFE if seq % 2 else 1  # the last two IP ids
+        writer.segment(1.25, ends, seq, ack, flags, data, to_server)
+        writer.datagram(2.5, ends, data, to_server)
+        written.append(writer.buffer.getvalue())
+    assert written[0] == written[1]
+
+
+def test_internet_checksum_is_the_folded_sum() -> None:
+    from emulator.export.pcap import _checksum
+
+    for data in (b"", b"\x00" * 5, b"\xff\xff", b"\xff\xff" * 3, b"\x00\x01\xff\xfe", b"\x12", bytes(range(256))):
+        padded = data + b"\x00" * (len(data) % 2)
+        total = sum(int.from_bytes(padded[i : i + 2], "big") for i in range(0, len(padded), 2))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        assert _checksum(data) == ~total & 0xFFFF, data
 
 
 @pytest.mark.parametrize("name", CHAINS + GENERALITY_NETWORK)
@@ -427,6 +530,38 @@ def _byte_windows_by_definition(data: bytes, excluded: list[bytes], taken: set[b
     return picked
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.binary(max_size=12),
+            st.text(alphabet=st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=14).map(str.encode),
+            st.text(alphabet=st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=14).map(
+                lambda t: t.encode("utf-16-le")
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_yara_string_patterns_find_what_counted_repeats_find(pieces: list[bytes]) -> None:
+    """The rule generator's string patterns, spelt out for speed, match exactly where the counted
+    repeats ``{MIN_STRING,}`` do: same offsets, same bytes (printable runs of every length around
+    the minimum, odd alignments, stray bytes between, 0x1f and 0x7f at the edges)."""
+    import re
+
+    from emulator.export.detections import yara_rules
+
+    data = b"".join(pieces)
+    counted = {
+        yara_rules._ASCII: re.compile(rb"[\x20-\x7e]{%d,}" % yara_rules.MIN_STRING),
+        yara_rules._WIDE: re.compile(rb"(?:[\x20-\x7e]\x00){%d,}" % yara_rules.MIN_STRING),
+    }
+    for fast, slow in counted.items():
+        assert [(m.start(), m.group()) for m in fast.finditer(data)] == [
+            (m.start(), m.group()) for m in slow.finditer(data)
+        ]
+
+
 def test_generated_yara_byte_sequences_follow_their_definition() -> None:
     """The rule generator finds its byte sequences by searching the excluded files (and skipping
     the runs of bytes a file shares with the stage) instead of holding every window of every
@@ -434,7 +569,7 @@ def test_generated_yara_byte_sequences_follow_their_definition() -> None:
     one byte, or sharing nothing, it picks exactly what the definition picks."""
     import random
 
-    from emulator.export.detections.yara_rules import _pick, benign_corpus
+    from emulator.export.detections.yara_rules import _candidates, _pick, benign_corpus
 
     rnd = random.Random(18)
     unprintable = [*range(0x20), *range(0x7F, 0x100)]  # no text: the rules are byte sequences only
@@ -462,7 +597,7 @@ def test_generated_yara_byte_sequences_follow_their_definition() -> None:
                 excluded.append(noise(rnd.randrange(0, 400)) + bytes(piece) + noise(rnd.randrange(0, 400)))
             else:
                 excluded.append(stage(rnd.randrange(0, 3000)))
-        picked = _pick(data, excluded)
+        picked = _pick(data, excluded, _candidates(data))
         want = _byte_windows_by_definition(data, excluded, set())
         assert [(s.offset, s.text) for s in picked] == [(o, "{ " + w.hex(" ") + " }") for o, w in want], trial
         compared += len(want)
@@ -614,7 +749,7 @@ def _serial(monkeypatch: pytest.MonkeyPatch, out: Path, **kwargs: Any) -> dict[s
     import emulator.export
 
     with monkeypatch.context() as patch:
-        patch.setattr(emulator.export.BackgroundExports, "start", classmethod(lambda cls, out, report: None))
+        patch.setattr(emulator.export.BackgroundExports, "start", classmethod(lambda cls, *args: None))
         _produced(out, **kwargs)
     return _files(out)
 
@@ -630,12 +765,29 @@ from emulator.trace import read_trace
 out, mode, frozen = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 started = []
 start = export.BackgroundExports.start.__func__
-def counted(cls, out, report):
-    copy = start(cls, out, report)
+def counted(cls, *args):
+    copy = start(cls, *args)
     started.append(0 if copy is None else copy.pid)
     return copy
 export.BackgroundExports.start = classmethod(counted)
-kwargs = {}
+kwargs = {"write_frozen": mode.startswith(("trace", "store"))}
+import emulator.output
+parent, write_trace, traced = os.getpid(), emulator.output.write_trace, []
+write_stored, stored = emulator.output._write_stored, []
+def counted_trace(*args):
+    if os.getpid() != parent and mode == "trace-dies":
+        raise OSError("no room for the trace")
+    if os.getpid() == parent:
+        traced.append(1)
+    return write_trace(*args)
+def counted_store(*args):
+    if os.getpid() != parent and mode == "store-dies":
+        raise OSError("no room for the stages")
+    if os.getpid() == parent:
+        stored.append(1)
+    return write_stored(*args)
+emulator.output.write_trace = counted_trace
+emulator.output._write_stored = counted_store
 if mode == "dies":
     parent, write_all = os.getpid(), export._write_all
     def dies(out, report):
@@ -654,7 +806,8 @@ if mode == "signal":
 out.mkdir()
 report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
 containment = report.containment
-print(json.dumps({"started": started, "refused": containment.host_processes_refused,
+print(json.dumps({"started": started, "traced": len(traced), "stored": len(stored),
+                  "refused": containment.host_processes_refused,
                   "violations": containment.violations, "outcome": report.outcome.status}))
 """
 
@@ -685,6 +838,31 @@ def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.Monk
 def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _beside(tmp_path / "died", "dies")
     assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
+
+
+def test_the_copy_writes_the_trace_beside_the_drawing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A replay's frozen trace (trace.jsonl, blobs/) and the files the exports read (stages/,
+    network/, dropped/) are written by the exports' copy, not the parent (which draws the body
+    previews from the trace), and are what the parent alone writes; a copy that cannot write
+    them leaves them to the parent, which writes them (and the exports) once the copy is gone."""
+    serial = _serial(monkeypatch, tmp_path / "serial", write_frozen=True)
+    for folder in ("blobs/", "stages/", "network/"):
+        assert any(name.startswith(folder) for name in serial), folder
+    assert "trace.jsonl" in serial and b'<pre class="body">' in serial["report.html"]
+    from emulator.output import _bodies
+    from emulator.render.files import saved_bodies
+    from emulator.trace import read_trace
+
+    bodies = saved_bodies(_report(tmp_path / "serial"), tmp_path / "serial")
+    assert bodies and _bodies(read_trace(FROZEN_3CX)) == bodies  # the previews drawn from the trace
+    result = _beside(tmp_path / "beside", "trace")
+    assert result["traced"] == 0 and result["stored"] == 0
+    assert result["refused"] == 0 and not result["violations"]
+    assert _files(tmp_path / "beside") == serial
+    for mode in ("trace-dies", "store-dies"):
+        result = _beside(tmp_path / mode, mode)
+        assert result["traced"] == 1 and result["stored"] == 1, mode
+        assert _files(tmp_path / mode) == serial, mode
 
 
 def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -756,3 +934,55 @@ def test_an_exporter_that_cannot_be_imported_fails_alone(
     assert (out / "iocs.csv").is_file()
     assert not (out / "detections").exists()
     assert json.loads((out / "report.json").read_text())["notes"][-1]["what"] == "export_failed"
+
+
+def test_blob_reads_resolve_as_the_whole_path_resolved(tmp_path: Path) -> None:
+    """An exporter's read of ``OUTDIR/<folder>/<sha256>`` refuses and accepts exactly what
+    resolving the whole path decides: plain files inside, and links (a folder or a file, to
+    inside or outside the folder, dangling), ``..`` and absolute names."""
+    from emulator.export._common import _read
+
+    def by_resolving(outdir: Path, relative: str, sha256: str) -> bytes | None:  # the definition
+        path = (outdir / relative).resolve()
+        if outdir.resolve() not in path.parents or path.is_symlink() or not path.is_file():
+            return None
+        data = path.read_bytes()
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+    data = b"body"
+    digest = hashlib.sha256(data).hexdigest()
+    outside = tmp_path / "outside"
+    (outside / "network").mkdir(parents=True)
+    (outside / "network" / f"{digest}.bin").write_bytes(data)
+    (outside / f"{digest}.bin").write_bytes(data)
+    real = tmp_path / "real"
+    out = tmp_path / "out"  # the output folder reached through a link
+    (real / "network").mkdir(parents=True)
+    out.symlink_to(real)
+    (real / "network" / f"{digest}.bin").write_bytes(data)
+    (real / "inside").mkdir()
+    (real / "inside" / f"{digest}.bin").write_bytes(data)
+    (real / "linked").symlink_to(outside / "network")
+    (real / "linked-in").symlink_to(real / "inside")
+    (real / "files").mkdir()
+    (real / "files" / f"{digest}.bin").symlink_to(outside / f"{digest}.bin")
+    (real / "files" / "in.bin").symlink_to(real / "inside" / f"{digest}.bin")
+    (real / "files" / "dangling.bin").symlink_to(tmp_path / "nowhere")
+    cases = [
+        f"network/{digest}.bin",
+        f"inside/{digest}.bin",
+        f"linked/{digest}.bin",
+        f"linked-in/{digest}.bin",
+        f"files/{digest}.bin",
+        "files/in.bin",
+        "files/dangling.bin",
+        f"network/../inside/{digest}.bin",
+        f"../outside/{digest}.bin",
+        f"./network/{digest}.bin",
+        f"network//{digest}.bin",
+        f"{outside}/{digest}.bin",
+        f"missing/{digest}.bin",
+    ]
+    answers = [(_read(out, relative, digest), by_resolving(out, relative, digest)) for relative in cases]
+    assert [a for a, _ in answers] == [b for _, b in answers]
+    assert any(a == data for a, _ in answers) and any(a is None for a, _ in answers)

@@ -56,9 +56,9 @@ def test_a_batch_whose_workers_outnumber_the_cores_writes_exports_without_a_fork
     started: list[Path] = []
     real_start = emulator.export.BackgroundExports.start.__func__  # type: ignore[attr-defined]
 
-    def start(cls: type, out: Path, report: object) -> object:
+    def start(cls: type, out: Path, *args: object) -> object:
         started.append(out)
-        return real_start(cls, out, report)
+        return real_start(cls, out, *args)
 
     monkeypatch.setattr(emulator.export.BackgroundExports, "start", classmethod(start))
     trace = REPO / "tests" / "data" / "frozen" / "winhttp-downloader"

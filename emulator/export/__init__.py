@@ -175,16 +175,23 @@ class BackgroundExports:
     the output is always what :func:`write_exports` alone would write.
     """
 
-    def __init__(self, pid: int, reader: int, out: Path, report: Report) -> None:
+    def __init__(
+        self, pid: int, reader: int, out: Path, report: Report, first: Callable[[], None] | None = None
+    ) -> None:
         self.pid = pid
         self.reader = reader
         self.out = out
         self.report = report
+        self.first = first
 
     @classmethod
-    def start(cls, out: Path, report: Report) -> BackgroundExports | None:
+    def start(cls, out: Path, report: Report, first: Callable[[], None] | None = None) -> BackgroundExports | None:
         """Fork the copy; None where forking is unsafe or unavailable (another thread is running:
-        a fork copies only this one, and a lock another thread holds would never be released)."""
+        a fork copies only this one, and a lock another thread holds would never be released).
+        ``first``: what the copy does before the exports (a replay: write the files the exports
+        read and the frozen trace, emulator/output.py), so the two sides are about as long;
+        once :meth:`finish` returns, it was done, by the copy or, if the copy did not report
+        back, by :meth:`finish` itself."""
         if not hasattr(os, "fork") or threading.active_count() != 1:
             return None
         from emulator.containment import fork_own_copy
@@ -198,9 +205,9 @@ class BackgroundExports:
             return None
         if pid == 0:  # the copy: never returns
             os.close(reader)
-            _export_in_copy(out, report, writer)
+            _export_in_copy(out, report, writer, first)
         os.close(writer)
-        return cls(pid, reader, out, report)
+        return cls(pid, reader, out, report, first)
 
     def _collect(self) -> list[tuple[str, str]] | None:
         """What the copy sent once it ended (None if it died or sent nonsense); it is reaped."""
@@ -238,6 +245,8 @@ class BackgroundExports:
         failed = self._collect() if unchanged else None
         if failed is None:  # not the same report, or the copy died: write them here, afresh
             self.cancel()
+            if self.first is not None:  # what the copy did before the exports, done again
+                self.first()
             from emulator.output import _clear
 
             for name in (*EXPORT_FILES, DETECTIONS_DIR):
@@ -256,8 +265,10 @@ class BackgroundExports:
             self.pid = 0
 
 
-def _export_in_copy(out: Path, report: Report, writer: int) -> None:
-    """The forked copy of :class:`BackgroundExports`: write the exports, send what failed, end."""
+def _export_in_copy(out: Path, report: Report, writer: int, first: Callable[[], None] | None) -> None:
+    """The forked copy of :class:`BackgroundExports`: do ``first``, write the exports, send what
+    failed, end. A ``first`` that fails ends the copy with an error: the parent then does it
+    and writes the exports itself."""
     code = 1
     try:
         from emulator.sandbox import set_parent_death_signal
@@ -267,6 +278,8 @@ def _export_in_copy(out: Path, report: Report, writer: int) -> None:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
         set_parent_death_signal()
+        if first is not None:
+            first()
         message = json.dumps(_write_all(out, report)).encode()
         while message:
             message = message[os.write(writer, message) :]

@@ -38,12 +38,30 @@ def _read(outdir: Path, relative: str, sha256: str) -> bytes | None:
     """The bytes at ``outdir/relative`` if its name is a sha256 path inside ``outdir`` and they hash to it."""
     if not _SHA256.match(sha256):
         return None
-    path = (outdir / relative).resolve()
     root = outdir.resolve()
+    path = _resolved_inside(root, relative)
+    if path is None:
+        path = (outdir / relative).resolve()
     if root not in path.parents or path.is_symlink() or not path.is_file():
         return None
     data = path.read_bytes()
     return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
+def _resolved_inside(root: Path, relative: str) -> Path | None:
+    """``(root / relative).resolve()`` for a resolved ``root`` without resolving ``root`` again
+    (``resolve`` looks at every component of the path: ~0.3 ms a read, ~15 ms of a 3CX replay's
+    exports), when ``relative`` is plain names none of which is a symbolic link: then nothing is
+    left to resolve. None otherwise (the caller resolves the whole path)."""
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    path = root
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return None
+    return path
 
 
 def body_path(sha256: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from emulator.report import Report
@@ -42,13 +42,18 @@ def _remove(path: Path) -> None:
 
 
 def render_files(
-    report: Report, out: Path, clear: Callable[[Path], None] | None = None, source: Path | None = None
+    report: Report,
+    out: Path,
+    clear: Callable[[Path], None] | None = None,
+    source: Path | None = None,
+    bodies: Mapping[str, bytes] | None = None,
 ) -> list[str]:
     """Write the rendered files of ``report`` into ``out``; return what failed, one line each.
 
     ``clear`` removes whatever sits at a file's name first (default: a file or link there);
     every file is then created fresh, never written through a link. Network bodies for the
-    previews are read from ``source/network`` (default ``out``). A rendering problem is
+    previews are ``bodies`` (sha256 -> bytes), or else read from ``source/network`` (default
+    ``out``). A rendering problem is
     returned, never raised, so it cannot lose the report.
     """
     started = time.perf_counter()
@@ -58,7 +63,7 @@ def render_files(
     try:
         from emulator.render.files import rendered_bytes, saved_bodies
 
-        files = rendered_bytes(report, saved_bodies(report, source or out))
+        files = rendered_bytes(report, saved_bodies(report, source or out) if bodies is None else bodies)
         for name, data in files.items():
             _write_fresh(out / name, data)
     except Exception as err:  # noqa: BLE001 - a drawing problem must not lose the report
