@@ -127,11 +127,17 @@ def run_one(code: str, args: list[str], checkout: Path) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _seconds(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.2f}" if key in row else "-"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "calls", "wall s", "emulation s", "parent peak MB", "bytes/call", "child peak MB", "trace MB",
         "report MB", "trace write s", "analysis s", "report.json s", "drawings s", "exports s",
     )  # fmt: skip
+    # "-": the parent did not do that step (the exports' forked copy writes the trace and the
+    # exports beside the drawing; "exports s" is then what the parent waited for the copy).
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         if "error" in r:
@@ -148,11 +154,11 @@ def table(rows: list[dict[str, Any]]) -> str:
                     f"{r['child_peak_rss_mb']:.0f}",
                     f"{r['trace_mb']:.1f}",
                     f"{r['report_mb']:.1f}",
-                    f"{r.get('write_trace_s', 0):.2f}",
-                    f"{r.get('analysis_s', 0):.2f}",
-                    f"{r.get('report_s', 0):.2f}",
-                    f"{r.get('drawings_html_s', 0):.2f}",
-                    f"{r.get('exports_s', 0):.2f}",
+                    _seconds(r, "write_trace_s"),
+                    _seconds(r, "analysis_s"),
+                    _seconds(r, "report_s"),
+                    _seconds(r, "drawings_html_s"),
+                    _seconds(r, "exports_s"),
                 ]
             )
         )
