@@ -119,6 +119,7 @@ class SpeakeasyBackend:
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
+        watch.on_protection_change = self.machine.protection_changed
         ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":

@@ -26,6 +26,11 @@ def add_write_hook(unicorn: Any, begin: int, end: int, callback: Callable[[Any, 
     return int(unicorn.hook_add(uc.UC_HOOK_MEM_WRITE, callback, None, begin, end))
 
 
+def engine_writable(unicorn: Any, begin: int, end: int) -> bool:
+    """Whether Unicorn lets guest instructions write anywhere in [begin, end)."""
+    return any(low < end and begin <= high and perms & uc.UC_PROT_WRITE for low, high, perms in unicorn.mem_regions())
+
+
 def drop_translations(unicorn: Any, begin: int, end: int) -> None:
     """Forget the translated code of [begin, end) so new code hooks there take effect."""
     unicorn.ctl_remove_cache(begin, end)

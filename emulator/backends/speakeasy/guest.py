@@ -13,8 +13,10 @@ the same ``[environment]``:
   then every new stage) gets a code hook at exactly its address, which costs nothing elsewhere;
   and a write hook on that code (the executable sections of an image, the whole of a stage)
   looks at every instruction writing into it, so an rdtsc written into code that is already
-  running is hooked before it can run (writes elsewhere cost nothing; a range taking more than
-  MAX_WATCHED_WRITES writes is rescanned whole at the next API call instead);
+  running is hooked before it can run (a range taking more than MAX_WATCHED_WRITES writes is
+  rescanned whole at the next API call instead). Code whose pages Unicorn does not let the guest
+  write (an image's read-execute sections) gets no write hook until a protection change makes
+  it writable: any write hook slows every guest store, wherever it writes;
 * KUSER_SHARED_DATA's InterruptTime, SystemTime and TickCount follow the virtual clock instead
   of the host's time at start-up.
 """
@@ -99,6 +101,9 @@ class GuestMachine:
         self.tsc_reads = 0
         self.hooked: set[int] = set()
         self.write_watched: dict[tuple[int, int], int] = {}  # code range -> write hook
+        # Code ranges no guest instruction can write (Unicorn's pages not writable): no hook
+        # until a protection change makes them writable (see _watch_writes).
+        self.parked: set[tuple[int, int]] = set()
         self.write_budget: dict[tuple[int, int], int] = {}
         self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
@@ -136,13 +141,35 @@ class GuestMachine:
             return
         self._hook_found(base, data)
         for start, end in _code_ranges(data, base, size):
-            if (start, end) not in self.write_watched:
+            if (start, end) not in self.write_watched and (start, end) not in self.parked:
                 self._watch_writes(start, end)
 
     def _watch_writes(self, start: int, end: int) -> None:
         unicorn = compat.unicorn_of(self.emu)
+        if not compat_guest.engine_writable(unicorn, start, end):
+            # Unicorn refuses a guest write there (a fault, which the guest sees), and a memory
+            # write hook, whatever its range, sends every guest store through Unicorn's slow path
+            # (RC4 in native code: 1.3-1.5x the CPU). Hooked when a protection change makes the
+            # range writable (protection_changed).
+            self.parked.add((start, end))
+            return
+        self.parked.discard((start, end))
         self.write_watched[(start, end)] = compat_guest.add_write_hook(unicorn, start, end - 1, self._on_code_write)
         self.write_budget[(start, end)] = MAX_WATCHED_WRITES
+
+    def protection_changed(self, address: int, size: int) -> None:
+        """[address, address + size) was mapped or given another protection: watch the writes
+        of parked code that became writable, and park watched code no guest write can reach now."""
+        end = address + size
+        for watched in [r for r in self.parked if r[0] < end and address < r[1]]:
+            self._watch_writes(*watched)
+        unicorn = compat.unicorn_of(self.emu)
+        for watched in [r for r in self.write_watched if r[0] < end and address < r[1]]:
+            if watched in self.dirty or compat_guest.engine_writable(unicorn, *watched):
+                continue  # (a dirty range's hook is gone already: rescanned and watched at the next API call)
+            compat_fast.remove_native_hook(unicorn, self.write_watched.pop(watched))
+            self.write_budget.pop(watched, None)
+            self.parked.add(watched)
 
     def after_api_call(self) -> None:
         """Between two API calls: the clock page, and code that took too many writes to watch

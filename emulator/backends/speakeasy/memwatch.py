@@ -52,6 +52,8 @@ class MemoryWatch:
         self.on_new_code: Callable[[int, int], None] | None = None
         # Flow through guest code (:mod:`.flow`): told of allocations and of stages starting.
         self.flow: FlowWatch | None = None
+        # Told (address, size) of memory mapped or given another protection, once it is done.
+        self.on_protection_change: Callable[[int, int], None] | None = None
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -87,6 +89,8 @@ class MemoryWatch:
                 self.flow.watch_region(int(address), size)
             elif self.flow is not None and tag.startswith(compat.HEAP_FLOW_TAG_PREFIXES):
                 self.flow.watch_heap(int(address), size)
+        if self.on_protection_change is not None:
+            self.on_protection_change(int(address), size)
         return int(address)
 
     def _mem_protect(self, original: Callable[[int, int, int], None], addr: int, size: int, perms: int) -> None:
@@ -95,6 +99,8 @@ class MemoryWatch:
         for page in armed_pages:
             self.armed[page] = perms
         self._set_pages(armed_pages, perms & ~compat.PERM_EXEC)
+        if self.on_protection_change is not None:
+            self.on_protection_change(addr, size)
 
     def _mem_free(self, original: Callable[[int], None], base: int) -> None:
         mm = self.emu.get_address_map(base)
