@@ -200,6 +200,9 @@ class FlowWatch:
         self.writes: compat.RangeHooks | None = None
         # Called when the last hook of a stretch is gone (the runner's retranslate), if any.
         self.on_unhooked: Callable[[], None] | None = None
+        # Told when hooks were added: code Unicorn translated with no memory hook in place does
+        # not call hooks added later, so the runner resumes on fresh translations.
+        self.on_hooked: Callable[[], None] | None = None
 
     def install(self) -> None:
         self.reads = compat.RangeHooks(self.emu, self._on_read)
@@ -284,6 +287,8 @@ class FlowWatch:
             region.hook = None
         else:
             self.armed_regions += 1
+            if self.on_hooked is not None:
+                self.on_hooked()
 
     def _unhook(self, region: _Region) -> None:
         if region.hook is not None:
@@ -342,6 +347,8 @@ class FlowWatch:
             except Exception:
                 continue
             self.stretch.hooks[handle] = source
+        if self.stretch.hooks and self.on_hooked is not None:
+            self.on_hooked()
 
     def _on_read(self, address: int, size: int) -> None:
         assert self.reads is not None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import unicorn as uc
@@ -104,6 +105,8 @@ class GuestMachine:
         # Code ranges no guest instruction can write (Unicorn's pages not writable): no hook
         # until a protection change makes them writable (see _watch_writes).
         self.parked: set[tuple[int, int]] = set()
+        # Told when a write hook was added (see FlowWatch.on_hooked).
+        self.on_hooked: Callable[[], None] | None = None
         self.write_budget: dict[tuple[int, int], int] = {}
         self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
@@ -156,6 +159,8 @@ class GuestMachine:
         self.parked.discard((start, end))
         self.write_watched[(start, end)] = compat_guest.add_write_hook(unicorn, start, end - 1, self._on_code_write)
         self.write_budget[(start, end)] = MAX_WATCHED_WRITES
+        if self.on_hooked is not None:
+            self.on_hooked()
 
     def protection_changed(self, address: int, size: int) -> None:
         """[address, address + size) was mapped or given another protection: watch the writes
