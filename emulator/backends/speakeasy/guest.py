@@ -155,6 +155,9 @@ class GuestMachine:
             # (RC4 in native code: 1.3-1.5x the CPU). Hooked when a protection change makes the
             # range writable (protection_changed).
             self.parked.add((start, end))
+            # A range rescanned after its hook went (dirty) holds that hook's handle still.
+            self.write_watched.pop((start, end), None)
+            self.write_budget.pop((start, end), None)
             return
         self.parked.discard((start, end))
         self.write_watched[(start, end)] = compat_guest.add_write_hook(unicorn, start, end - 1, self._on_code_write)
