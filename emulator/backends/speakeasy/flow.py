@@ -387,17 +387,7 @@ class FlowWatch:
             region = self.regions.get(base)
             if region is not None and region.heap and region.deadline == deadline:
                 self._let_go(base)
-        stretch = self.stretch
-        if (
-            self.paused
-            # not _untouched(stretch), inline (once per API call)
-            or stretch.written
-            or stretch.reads
-            or stretch.hooks
-            or stretch.unhooked
-            or stretch.window is not None
-            or stretch.runs
-        ):
+        if self.paused or not _untouched(self.stretch):
             self.end_stretch()  # (an untouched stretch serves as the next one: nothing to end)
 
     def end_stretch(self, retranslate: bool = True) -> None:
