@@ -78,6 +78,8 @@ class NativeRunner:
         compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
+        # Fast mode's register cache (see compat_fast.use_direct_engine_access), for the pc.
+        self._registers: tuple[Any, ...] = getattr(emu.emu_eng, "register_view", None) or ({}, {}, [True], None, None)
         self._start_native = compat_fast.native_start_status(emu)
         self._start_to_trap = compat_fast.native_start_to_trap(emu)
         # The last start ended at an API trap (see _native).
@@ -232,9 +234,12 @@ class NativeRunner:
         if self.pending:
             if not compat_fast.deferred_work_idle(emu, address):
                 return self._start(address, deadline)
-            # _start's idle deferred work
+            # _start's idle deferred work, the pc from the register cache while it holds it
             self.pending = False
-            if emu.get_pc() != address:
+            cache, _, running, _, pc_e = self._registers
+            if running[0] or (pc := cache.get(pc_e)) is None:
+                pc = emu.get_pc()
+            if pc != address:
                 emu.set_pc(address)
             if emu.emu_complete:
                 return None
