@@ -179,6 +179,19 @@ def lean_functions(lib: Any) -> Any:
     return lean
 
 
+def start_to_exit(lib: Any, handle: Any, until: int) -> tuple[Callable[[], int], Any]:
+    """``uc_emu_start(handle, address, until, 0, 0)`` as a call without arguments, and the
+    preallocated ``c_uint64`` whose value is the address to start at: no argument declared,
+    every argument a ctypes object made once, so ctypes converts nothing per start (the GIL is
+    released, as by :func:`lean_functions`)."""
+    bare = ctypes.CDLL(lib._name, handle=lib._handle)
+    start = bare.uc_emu_start
+    start.restype = ctypes.c_int
+    address = ctypes.c_uint64()
+    call = functools.partial(start, handle, address, ctypes.c_uint64(until), ctypes.c_uint64(0), ctypes.c_size_t(0))
+    return call, address
+
+
 def held_functions(lib: Any) -> Any:
     """Unicorn's short C functions fast mode calls on every API call (a memory read, the register
     batch read and write: well under a microsecond of C each), called without releasing the GIL
@@ -404,6 +417,8 @@ def use_direct_engine_access(emu: Any) -> None:
             raise uc_binding.UcError(status)
 
     fetch_unmapped = uc.UC_ERR_FETCH_UNMAPPED
+    # The runner's usual start: to Speakeasy's end address, no timeout, no count.
+    start_here, start_at = start_to_exit(lib, handle_arg, 0xFFFFFFFF)
 
     def start_to_trap(address: int) -> bool:
         """``start_native_status(address, 0)`` and :func:`stopped_at_api_trap` in one call (the
@@ -413,8 +428,9 @@ def use_direct_engine_access(emu: Any) -> None:
         reads.clear()
         running[0] = True
         unicorn._hook_exception = None
+        start_at.value = address
         try:
-            status = c_start(raw, address, 0xFFFFFFFF, 0, 0)
+            status = start_here()
         finally:
             running[0] = False
             cache.clear()
