@@ -411,3 +411,158 @@ def test_clock_page_update_writes_what_two_writes_wrote() -> None:
     emu.mem_write(page + guest.KUSER_TICK_COUNT, one_write[guest.KUSER_TICK_COUNT : guest.KUSER_TICK_COUNT + 12])
     assert bytes(emu.mem_read(page, 0x1000)) == one_write != moved
     assert moved[0x100:0x200] == bytes(range(256)) == one_write[0x100:0x200]
+
+
+@pytest.mark.parametrize("scenario", ["apiflood", "reg-b64-xor-x86"])
+def test_held_c_calls_read_and_write_what_unicorns_binding_sees(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The register batch read and write and the memory read fast mode makes on every API call
+    (``compat_fast.held_functions``: ctypes without releasing the GIL, preallocated arguments)
+    give the values Unicorn's own binding reads, for every register the dispatch reads, on a
+    real emulation: before each call (what the run loop's first read fetched) and after it (what
+    the one-call return wrote and keeps cached)."""
+    checked: list[str] = []
+    original = compat_dispatch.FastDispatch.handle_import_func
+
+    def compare(dispatch: Any, when: str) -> None:
+        engine = dispatch.emu.emu_eng
+        unicorn = engine.emu
+        cache, _words, running, _sp_e, _pc_e = engine.register_view
+        assert not running[0]
+        regs = (dispatch.sp_reg, dispatch.pc_reg, dispatch.ret_reg, *dispatch.arg_regs)
+        mine = [engine.reg_read(reg) for reg in regs]
+        assert cache, "nothing cached: the batch read was not used"
+        assert mine == [unicorn.reg_read(engine.regs[reg]) for reg in regs], when
+        # The batch read itself, every slot: poisoned first (within the register's width: a
+        # 32-bit read leaves the upper half as it is), read again on an emptied cache.
+        hot_ids, hot_values = engine._chainreplay_buffers[:2]
+        for slot in range(len(hot_values)):
+            hot_values[slot] = 0x5A5A_5A5A_5A5A_5A5A & ((1 << (8 * dispatch.ptr)) - 1)
+        cache.clear()
+        assert engine.reg_read(dispatch.sp_reg) == mine[0]
+        assert list(hot_values) == [unicorn.reg_read(uc_reg) for uc_reg in hot_ids], when
+        sp = mine[0]
+        assert engine.read_word(sp) == int.from_bytes(unicorn.mem_read(sp, dispatch.ptr), "little"), when
+        assert engine.mem_read(sp, 4 * dispatch.ptr) == unicorn.mem_read(sp, 4 * dispatch.ptr), when
+        checked.append(when)
+
+    def checking(self: Any, dll: str, name: str) -> Any:
+        if not self.bound:
+            self._bind()
+        compare(self, f"before {name}")
+        result = original(self, dll, name)
+        if not self.emu.run_complete:
+            compare(self, f"after {name}")
+        return result
+
+    monkeypatch.setattr(compat_dispatch.FastDispatch, "handle_import_func", checking)
+    base = load_scenario(
+        (ROOT / "bench" / "scenarios" / scenario) if scenario == "apiflood" else ROOT / "scenarios" / scenario
+    )
+    if scenario == "apiflood":
+        base = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
+    recording = emulate(base)
+    assert recording.status == "completed", recording.detail
+    assert sum(when.startswith("after") for when in checked) >= (FLOOD_CALLS if scenario == "apiflood" else 3)
+
+
+def test_a_preempt_meant_for_another_stretch_is_resumed_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog arms and disarms without a lock, so its budget preempt can land in a later
+    stretch than the one it was meant for, with its ``_watchdog_fired`` flag already cleared
+    there. Any preempted stretch is resumed exactly while its deadline is ahead: here every
+    fifth start after an API call is preempted (the budget's limit set to 0 after its reset, as
+    a late preempt leaves it), and the flood records what it records unpreempted."""
+    from emulator.backends.speakeasy import compat_fast, runner
+
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(update={"exports": [ExportCall(name="RunApiFloodCount", args=[FLOOD_CALLS])]})
+    clean = emulate(plan)
+    starts: list[int] = []
+    preemptions: list[int] = []
+    stock = compat_fast.native_start_to_trap
+    original_close = runner.NativeRunner.close
+
+    def late_preempt(emu: Any) -> Any:
+        start_to_trap = stock(emu)
+        assert start_to_trap is not None
+
+        def start(address: int) -> bool:
+            starts.append(address)
+            if len(starts) % 5 == 0:
+                emu.emu_eng.emu._chainreplay_budget.limit = 0  # what BlockBudget.preempt stores
+            return bool(start_to_trap(address))
+
+        return start
+
+    def close(self: runner.NativeRunner) -> None:
+        preemptions.append(self.preemptions)
+        original_close(self)
+
+    monkeypatch.setattr(compat_fast, "native_start_to_trap", late_preempt)
+    monkeypatch.setattr(runner.NativeRunner, "close", close)
+    preempted = emulate(plan)
+    assert len(starts) >= FLOOD_CALLS
+    assert sum(preemptions) >= FLOOD_CALLS // 5, preemptions
+    assert (preempted.status, preempted.detail) == (clean.status, clean.detail)
+    assert [e.model_dump() for e in preempted.events] == [e.model_dump() for e in clean.events]
+
+
+def test_the_deadline_stops_a_long_stretch_after_an_api_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog, armed without a lock for the runner's usual start after an API call
+    (``start_by``), still stops guest code at the deadline. The 50th start of the flood stands
+    for a long stretch of guest code: it waits (the GIL released, as Unicorn's start releases
+    it) until the budget is preempted, and then returns as a start stopped at a block boundary.
+    The watchdog must preempt it, and the run then ends as a timeout."""
+    import time
+
+    from emulator.backends.speakeasy import compat_fast
+    from emulator.limits import Limits
+
+    timeout = 1.0
+    starts: list[int] = []
+    waited: list[tuple[bool, float]] = []
+    stock = compat_fast.native_start_to_trap
+
+    def long_stretch(emu: Any) -> Any:
+        start_to_trap = stock(emu)
+        assert start_to_trap is not None
+
+        def start(address: int) -> bool:
+            starts.append(address)
+            if len(starts) != 50:
+                return bool(start_to_trap(address))
+            state, began = emu.emu_eng.emu._chainreplay_budget, time.monotonic()
+            while state.limit != 0 and time.monotonic() < began + 10 * timeout:
+                time.sleep(0.001)
+            waited.append((state.limit == 0, time.monotonic() - began))
+            return False
+
+        return start
+
+    monkeypatch.setattr(compat_fast, "native_start_to_trap", long_stretch)
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(
+        update={"exports": [ExportCall(name="RunApiFloodCount", args=[10**6])], "limits": Limits(timeout=timeout)}
+    )
+    recording = emulate(plan)
+    assert recording.status == "timeout", recording.detail
+    assert len(waited) == 1 and waited[0][0], waited  # preempted by the watchdog
+    assert waited[0][1] < 2 * timeout, waited
+    assert len(starts) == 50  # no start after the deadline
+
+
+def test_the_deadline_stops_a_run_that_loops_making_api_calls() -> None:
+    """A guest that only makes API calls (the flood, a million of them) ends at its timeout."""
+    import time
+
+    from emulator.limits import Limits
+
+    base = load_scenario(ROOT / "bench" / "scenarios" / "apiflood")
+    plan = base.model_copy(
+        update={"exports": [ExportCall(name="RunApiFloodCount", args=[10**6])], "limits": Limits(timeout=0.5)}
+    )
+    began = time.monotonic()
+    recording = emulate(plan)
+    took = time.monotonic() - began
+    assert recording.status == "timeout", recording.detail
+    assert 10 < sum(isinstance(e, ApiCall) for e in recording.events) < 10**6
+    assert took < 10, took

@@ -91,6 +91,11 @@ class BlockBudget:
         """Stop at the next block boundary; safe to call from another thread (one aligned store)."""
         self._state.limit = 0
 
+    @property
+    def preempted(self) -> bool:
+        """A :meth:`preempt` is in force (no other call sets a limit of 0 bytes)."""
+        return self._state.limit == 0
+
     def restore(self) -> None:
         """Undo :meth:`preempt` and :meth:`cap`: the budget continues where it was."""
         self._state.limit = self._limit

@@ -424,19 +424,24 @@ class FastDispatch:
         if not self.bound:
             self._bind()
         read_sp_pc, read_frame = self.read_sp_pc, self.read_frame
+        cache, words, running, sp_e, pc_e = self._view
         for before, with_site in self.before:
             if not with_site:
                 before()
-            elif noted := emu.prev_pc:  # _call_site, inline while Speakeasy noted the previous pc
+            elif noted := emu.prev_pc:  # compat.call_site, inline: the previous pc Speakeasy noted,
                 before(int(noted))
-            else:
-                before(self._call_site(emu))
+            else:  # else the return address (remembered, or read with the frame)
+                if running[0] or (site_sp := cache.get(sp_e)) is None or (site := words.get(site_sp)) is None:
+                    try:
+                        site = read_frame()[2]
+                    except Exception:
+                        site = compat.call_site(emu)
+                before(int(site))
         plan = self.plans.get((dll, name), _UNPLANNED)
         if plan is _UNPLANNED:
             plan = self._plan(dll, name)
         if plan is None or (emu.hammer is not None and emu.hammer.enabled):
             return self.original(dll, name)
-        cache, words, running, sp_e, pc_e = self._view
         # read_frame(), from the cache while it holds the values
         if (
             running[0]
@@ -570,16 +575,6 @@ class FastDispatch:
         finally:
             emu._active_api_frame = previous
         return None
-
-    def _call_site(self, emu: Any) -> int:
-        """``compat.call_site(emu)``: the previous pc Speakeasy noted, else the return address."""
-        previous = emu.prev_pc
-        if previous:
-            return int(previous)
-        try:
-            return int(self.read_frame()[2])
-        except Exception:
-            return compat.call_site(emu)
 
     def _hooked(self, plan: _Plan, hooks: list[Any], argv: list[int], ctx: Any) -> Any:
         """The API hooks registered for the API, around its handler (``_dispatch_import_func``)."""
@@ -816,6 +811,10 @@ class FastEngineLoop:
         start_by = getattr(owner, "start_by", None)
         if getattr(start, "__func__", None) is not getattr(type(owner), "start", object()):
             start_by = None
+        # The pc after an API call, from fast mode's register cache while it holds it (the call's
+        # return wrote it there); emu.get_pc() otherwise, which reads the same register.
+        view: tuple[Any, ...] = getattr(emu.emu_eng, "register_view", None) or ({}, {}, [True], None, None)
+        cache, running, pc_e = view[0], view[2], view[4]
 
         def stop_limit(kind: str) -> None:
             if emu._pending_api_entry is not None:
@@ -915,7 +914,8 @@ class FastEngineLoop:
                         stop_limit("max_total_time")
                         return
                     emu.on_run_complete()
-                address = emu.get_pc()
+                cached_pc = None if running[0] else cache.get(pc_e)
+                address = emu.get_pc() if cached_pc is None else cached_pc
                 if emu.curr_run is not origin_run:
                     return
         finally:

@@ -8,6 +8,7 @@ that lacks one stops the import with one line naming its version and what change
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -164,19 +165,46 @@ CACHED_READS = 64
 
 def lean_functions(lib: Any) -> Any:
     """Unicorn's C functions that fast mode calls per API call, from the binding's library
-    (the same loaded object, its own function objects) declared with integer arguments only."""
+    (the same loaded object, its own function objects) declared with integer arguments only.
+    These release the GIL: a start runs guest code for as long as it takes (the watchdog
+    thread must run meanwhile), and a stop is also made from the watchdog's thread."""
     lean = ctypes.CDLL(lib._name, handle=lib._handle)
-    handle_t, u64, addr_t = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p
+    handle_t, u64 = ctypes.c_void_p, ctypes.c_uint64
     for name, argtypes in (
         ("uc_emu_start", (handle_t, u64, u64, u64, ctypes.c_size_t)),
         ("uc_emu_stop", (handle_t,)),
-        ("uc_mem_read", (handle_t, u64, addr_t, u64)),
-        ("uc_reg_read_batch", (handle_t, addr_t, addr_t, ctypes.c_int)),
-        ("uc_reg_write_batch", (handle_t, addr_t, addr_t, ctypes.c_int)),
     ):
         function = getattr(lean, name)
         function.argtypes, function.restype = argtypes, ctypes.c_int
     return lean
+
+
+def start_to_exit(lib: Any, handle: Any, until: int) -> tuple[Callable[[], int], Any]:
+    """``uc_emu_start(handle, address, until, 0, 0)`` as a call without arguments, and the
+    preallocated ``c_uint64`` whose value is the address to start at: no argument declared,
+    every argument a ctypes object made once, so ctypes converts nothing per start (the GIL is
+    released, as by :func:`lean_functions`)."""
+    bare = ctypes.CDLL(lib._name, handle=lib._handle)
+    start = bare.uc_emu_start
+    start.restype = ctypes.c_int
+    address = ctypes.c_uint64()
+    call = functools.partial(start, handle, address, ctypes.c_uint64(until), ctypes.c_uint64(0), ctypes.c_size_t(0))
+    return call, address
+
+
+def held_functions(lib: Any) -> Any:
+    """Unicorn's short C functions fast mode calls on every API call (a memory read, the register
+    batch read and write: well under a microsecond of C each), called without releasing the GIL
+    (``ctypes.PyDLL``): releasing and taking it back costs about as much as the call itself.
+    ``uc_reg_read_batch`` and ``uc_reg_write_batch`` have no declared arguments: they are called
+    with preallocated ctypes objects (the handle, the arrays, the count), which ctypes passes
+    without converting anything."""
+    held = ctypes.PyDLL(lib._name, handle=lib._handle)
+    read = held.uc_mem_read
+    read.argtypes, read.restype = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64), ctypes.c_int
+    for name in ("uc_reg_read_batch", "uc_reg_write_batch"):
+        getattr(held, name).restype = ctypes.c_int
+    return held
 
 
 def use_direct_engine_access(emu: Any) -> None:
@@ -201,8 +229,9 @@ def use_direct_engine_access(emu: Any) -> None:
     # The C functions called on every API call, declared to take plain integers (the engine
     # handle, addresses of preallocated buffers): the same calls as the binding's, without its
     # per-call conversion of pointer arguments (about 1 us of a 1.5-3 us call).
-    lean = lean_functions(lib)
+    lean, held = lean_functions(lib), held_functions(lib)
     raw = handle.value
+    handle_arg = ctypes.c_void_p(raw)  # passed as it is, unconverted, to the held functions
     integer = {reg: ereg for reg, ereg in engine.regs.items() if select(ereg) is ctypes.c_uint64}
     value = ctypes.c_uint64()
     ref = ctypes.byref(value)
@@ -229,8 +258,9 @@ def use_direct_engine_access(emu: Any) -> None:
     # Iterating a ctypes array builds each int through ctypes (about 2 us for seven); a
     # memoryview of it gives them in one C call.
     hot_view = memoryview(hot_values).cast("B").cast("Q")
-    hot_ids_at, hot_ptrs_at, hot_count = ctypes.addressof(hot_ids), ctypes.addressof(hot_ptrs), len(hot)
-    read_batch = lean.uc_reg_read_batch
+    hot_count = len(hot)
+    # uc_reg_read_batch of the hot registers into hot_values: its arguments never change.
+    read_hot = functools.partial(held.uc_reg_read_batch, handle_arg, hot_ids, hot_ptrs, ctypes.c_int(hot_count))
 
     def reg_read(reg: Any) -> Any:
         ereg = integer.get(reg)
@@ -242,7 +272,7 @@ def use_direct_engine_access(emu: Any) -> None:
                 return cached
             # No zeroing first: only this call writes hot_values, each slot as wide as its
             # register, so a 32-bit register's upper half stays as created (zero).
-            if ereg in hot_set and read_batch(raw, hot_ids_at, hot_ptrs_at, hot_count) == uc.UC_ERR_OK:
+            if ereg in hot_set and read_hot() == uc.UC_ERR_OK:
                 cache.update(zip(hot, hot_view.tolist(), strict=True))
                 return cache[ereg]
         value.value = 0
@@ -276,9 +306,12 @@ def use_direct_engine_access(emu: Any) -> None:
     ret_ids = (ctypes.c_int * 3)(sp_e, pc_e, ret_e)
     ret_values = (ctypes.c_uint64 * 3)()
     ret_ptrs = (ctypes.c_void_p * 3)(*(ctypes.addressof(ret_values) + 8 * i for i in range(3)))
-    ret_ids_at, ret_ptrs_at = ctypes.addressof(ret_ids), ctypes.addressof(ret_ptrs)
     ret_view = memoryview(ret_values).cast("B").cast("Q")  # setting an item: cheaper than through ctypes
-    write_batch = lean.uc_reg_write_batch
+    # uc_reg_write_batch of the first two or all three of them (ret_values set first).
+    write_two, write_three = (
+        functools.partial(held.uc_reg_write_batch, handle_arg, ret_ids, ret_ptrs, ctypes.c_int(count))
+        for count in (2, 3)
+    )
 
     def write_return(sp: int, pc: int, rv: int | None) -> None:
         """Like writing the stack pointer, the pc, then (unless None) the return register."""
@@ -294,12 +327,12 @@ def use_direct_engine_access(emu: Any) -> None:
                 del cache[key]
         sp, pc = sp & hot_mask, pc & hot_mask
         ret_view[0], ret_view[1] = sp, pc
-        count = 2
         if rv is not None:
             rv &= hot_mask
             ret_view[2] = rv
-            count = 3
-        status = write_batch(raw, ret_ids_at, ret_ptrs_at, count)
+            status = write_three()
+        else:
+            status = write_two()
         if status != uc.UC_ERR_OK:
             cache.clear()
             raise uc_binding.UcError(status)
@@ -384,6 +417,8 @@ def use_direct_engine_access(emu: Any) -> None:
             raise uc_binding.UcError(status)
 
     fetch_unmapped = uc.UC_ERR_FETCH_UNMAPPED
+    # The runner's usual start: to Speakeasy's end address, no timeout, no count.
+    start_here, start_at = start_to_exit(lib, handle_arg, 0xFFFFFFFF)
 
     def start_to_trap(address: int) -> bool:
         """``start_native_status(address, 0)`` and :func:`stopped_at_api_trap` in one call (the
@@ -393,8 +428,9 @@ def use_direct_engine_access(emu: Any) -> None:
         reads.clear()
         running[0] = True
         unicorn._hook_exception = None
+        start_at.value = address
         try:
-            status = c_start(raw, address, 0xFFFFFFFF, 0, 0)
+            status = start_here()
         finally:
             running[0] = False
             cache.clear()
@@ -419,7 +455,7 @@ def use_direct_engine_access(emu: Any) -> None:
     scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
     scratch_view = memoryview(scratch).cast("B")
     scratch_at = ctypes.addressof(scratch)
-    read_mem = lean.uc_mem_read
+    read_mem = held.uc_mem_read
 
     def mem_read(addr: int, size: int) -> bytearray:
         small = size <= CACHED_READ_BYTES and not running[0]
@@ -429,7 +465,7 @@ def use_direct_engine_access(emu: Any) -> None:
                 return bytearray(known)
         target = scratch if size <= SCRATCH_BYTES else (ctypes.c_char * size)()
         at = scratch_at if size <= SCRATCH_BYTES else ctypes.addressof(target)
-        status = read_mem(raw, addr, at, size) if size > 0 else uc.UC_ERR_OK
+        status = read_mem(handle_arg, addr, at, size) if size > 0 else uc.UC_ERR_OK
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, size)
         data = bytearray(scratch_view[:size] if size <= SCRATCH_BYTES else target)
@@ -453,7 +489,7 @@ def use_direct_engine_access(emu: Any) -> None:
         if known is not None:
             return int(known)
         word_view[0] = 0
-        status = read_mem(raw, addr, word_at, word_size)
+        status = read_mem(handle_arg, addr, word_at, word_size)
         if status != uc.UC_ERR_OK:
             raise uc_binding.UcError(status, addr, word_size)
         if len(reads) >= CACHED_READS:
@@ -475,7 +511,7 @@ def use_direct_engine_access(emu: Any) -> None:
             cached = cache.get(pc_e)
             if cached is not None:
                 return cached
-            if read_batch(raw, hot_ids_at, hot_ptrs_at, hot_count) == uc.UC_ERR_OK:
+            if read_hot() == uc.UC_ERR_OK:
                 # reg_read's miss, inline (the first read after a start: the run loop's)
                 cache.update(zip(hot, hot_view.tolist(), strict=True))
                 return cache[pc_e]
@@ -498,7 +534,7 @@ def use_direct_engine_access(emu: Any) -> None:
         ``read_word(sp)`` in one call (the same values, the same errors)."""
         if not running[0]:
             sp, pc = cache.get(sp_e), cache.get(pc_e)
-            if sp is None and pc is None and read_batch(raw, hot_ids_at, hot_ptrs_at, hot_count) == uc.UC_ERR_OK:
+            if sp is None and pc is None and read_hot() == uc.UC_ERR_OK:
                 # reg_read's miss, inline (the first read after a start: nothing cached)
                 cache.update(zip(hot, hot_view.tolist(), strict=True))
                 sp, pc = cache[sp_e], cache[pc_e]
@@ -506,7 +542,7 @@ def use_direct_engine_access(emu: Any) -> None:
                 known = reads.get(sp)
                 if known is None:  # read_word's miss, inline
                     word_view[0] = 0
-                    status = read_mem(raw, sp, word_at, word_size)
+                    status = read_mem(handle_arg, sp, word_at, word_size)
                     if status != uc.UC_ERR_OK:
                         raise uc_binding.UcError(status, sp, word_size)
                     if len(reads) >= CACHED_READS:

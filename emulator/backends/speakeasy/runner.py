@@ -34,7 +34,11 @@ class NativeRunner:
     per API call); one watchdog thread per replay stops Unicorn at the deadline instead. That
     stop comes from another thread, so it can land in the middle of an instruction (Unicorn
     checks for a stop after every memory access and rewinds to the instruction's start after
-    its store): the run then ends as a timeout and is never resumed.
+    its store): the run then ends as a timeout and is never resumed. The emulating thread arms
+    and disarms the watchdog with plain attribute stores (no lock per API call): the watchdog's
+    budget preempt may land in a later stretch than the one it was meant for, so any preempted
+    stretch is handled alike (resumed exactly before its deadline, ended after it); only its
+    stop from another thread is synchronised with the end of a stretch (``_stopping``).
 
     ``max_instructions``: Unicorn's instruction counter costs a C call per instruction (2 to 3x
     slower), so a stretch of guest code (between two API calls) first runs on a native block
@@ -59,9 +63,13 @@ class NativeRunner:
         self.flush_needed = False
         self.stop_requested = False
         self.yielded = False
+        # Held by the watchdog while it checks the deadline; the emulating thread takes it only
+        # after a stretch that ended while the watchdog was checking (see _disarm).
         self._lock = threading.Lock()
+        # The deadline of the stretch running natively (None: none, or not in native code).
         self._stop_at: float | None = None
-        self._backstop_at: float | None = None
+        # The watchdog is checking the deadline, and may stop Unicorn from its own thread.
+        self._stopping = False
         self.preemptions = 0
         self._watchdog_fired = False
         self._closed = threading.Event()
@@ -70,6 +78,8 @@ class NativeRunner:
         compat_fast.take_over_code_hook(emu, self, self.enable, self.disable)
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
+        # Fast mode's register cache (see compat_fast.use_direct_engine_access), for the pc.
+        self._registers: tuple[Any, ...] = getattr(emu.emu_eng, "register_view", None) or ({}, {}, [True], None, None)
         self._start_native = compat_fast.native_start_status(emu)
         self._start_to_trap = compat_fast.native_start_to_trap(emu)
         # The last start ended at an API trap (see _native).
@@ -122,18 +132,42 @@ class NativeRunner:
     def _watch(self) -> None:
         while not self._closed.wait(WATCHDOG_POLL_SECONDS):
             with self._lock:
-                now = time.monotonic()
-                if self._stop_at is not None and now >= self._stop_at:
-                    self._stop_at = None
-                    self._watchdog_fired = True
-                    if self.budget is not None:
-                        self.budget.preempt()  # exact: at the next block boundary
-                        self._backstop_at = now + WATCHDOG_BACKSTOP_SECONDS
-                    else:
-                        self._engine_stop()
-                elif self._backstop_at is not None and now >= self._backstop_at:
-                    self._backstop_at = None
-                    self._engine_stop()  # may land mid-instruction: the run then ends
+                self._stopping = True  # before reading the stretch's state: see _disarm
+                try:
+                    self._check_deadline(time.monotonic())
+                finally:
+                    self._stopping = False
+
+    def _check_deadline(self, now: float) -> None:
+        """The watchdog's side: preempt (exactly, at the next block boundary) a native stretch
+        past its deadline, on every poll until it ends; stop Unicorn from this thread if there
+        is no budget, or if the stretch is still running ``WATCHDOG_BACKSTOP_SECONDS`` later."""
+        if not self.in_native:
+            return
+        stop_at = self._stop_at
+        if stop_at is None or now < stop_at:
+            return
+        self._watchdog_fired = True
+        if self.budget is not None and now < stop_at + WATCHDOG_BACKSTOP_SECONDS:
+            self.budget.preempt()
+        else:
+            self._engine_stop()  # may land mid-instruction: the run then ends
+
+    def _arm(self, stop_at: float | None) -> None:
+        """Before a native start: the stretch's flags cleared, its deadline given to the watchdog."""
+        self.stop_requested = self.yielded = self._watchdog_fired = False
+        self._stop_at = stop_at
+        self.in_native = True
+
+    def _disarm(self) -> None:
+        """After a native start. The watchdog reads the stretch's state after setting
+        ``_stopping`` and holds its lock until its stop is made: waiting for the lock when it is
+        set means no stop from its thread can land in the next stretch."""
+        self.in_native = False
+        self._stop_at = None
+        if self._stopping:
+            with self._lock:
+                pass
 
     def _on_code(self, _uc: Any, address: int, size: int, _user: Any) -> None:
         compat_fast.run_deferred_code_work(self.emu, address, size)
@@ -159,10 +193,7 @@ class NativeRunner:
         if self.flush_needed:
             compat_fast.flush_translations(self.unicorn)
             self.flush_needed = False
-        self.stop_requested = self.yielded = self._watchdog_fired = False
-        with self._lock:
-            self._stop_at = stop_at
-        self.in_native = True
+        self._arm(stop_at)
         self.at_trap = False
         try:
             if self._start_native is not None:
@@ -177,9 +208,7 @@ class NativeRunner:
             else:
                 self._engine_start(address, timeout=0, count=count)
         finally:
-            self.in_native = False
-            with self._lock:
-                self._stop_at = self._backstop_at = None
+            self._disarm()
 
     def start(self, address: int, timeout: float = 0, count: int = 0) -> Any:
         return self.start_by(address, time.monotonic() + timeout if timeout else None)
@@ -205,28 +234,28 @@ class NativeRunner:
         if self.pending:
             if not compat_fast.deferred_work_idle(emu, address):
                 return self._start(address, deadline)
-            # _start's idle deferred work
+            # _start's idle deferred work, the pc from the register cache while it holds it
             self.pending = False
-            if emu.get_pc() != address:
+            cache, _, running, _, pc_e = self._registers
+            if running[0] or (pc := cache.get(pc_e)) is None:
+                pc = emu.get_pc()
+            if pc != address:
                 emu.set_pc(address)
             if emu.emu_complete:
                 return None
         budget.reset(self.instruction_limit)
-        # _native, without a count
+        # _native, without a count; _arm and _disarm inline
         self.stop_requested = self.yielded = self._watchdog_fired = False
-        lock = self._lock
-        lock.acquire()
         self._stop_at = deadline
-        lock.release()
         self.in_native = True
         self.at_trap = False
         try:
             self.at_trap = start_to_trap(address)
         finally:
             self.in_native = False
-            lock.acquire()
-            self._stop_at = self._backstop_at = None
-            lock.release()
+            self._stop_at = None
+            if self._stopping:
+                self._disarm()
         if self.at_trap:
             return None
         return self._start(address, deadline, started=True)
@@ -275,6 +304,8 @@ class NativeRunner:
                 self._native(address, stop_at, limit if counting else 0)
                 if self.at_trap:
                     return None  # as the UcError Speakeasy's loop tolerates, skipping what follows
+            # A preempt from the watchdog, whether or not it was meant for this stretch.
+            preempted = self.budget is not None and self.budget.preempted
             if self.budget is not None:
                 self.budget.restore()
             if self.stop_requested:
@@ -282,7 +313,7 @@ class NativeRunner:
             address = int(self.emu.get_pc())
             if self.yielded:
                 continue
-            if self._watchdog_fired:
+            if self._watchdog_fired or preempted:
                 if deadline is None or time.monotonic() < deadline:
                     self.preemptions += 1
                     continue  # preempted at a block boundary: resume exactly there
