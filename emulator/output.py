@@ -15,7 +15,6 @@ import datetime as dt
 import errno
 import fcntl
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +137,24 @@ def _clear(path: Path) -> None:
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         path.unlink()
     elif path.exists():
-        shutil.rmtree(path)
+        _remove_tree(path)
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove ``folder`` and everything in it, each entry by its whole path, never following a
+    link (a link is removed, not what it points to). Not ``shutil.rmtree``: it removes entries by
+    name relative to an open folder's descriptor, which the output guard cannot place, so under
+    the guard (the parent clearing exports the copy wrote, emulator/export) it was refused."""
+    found = [folder]  # every folder, each after the one holding it
+    for current in found:
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    found.append(Path(entry.path))
+                else:
+                    Path(entry.path).unlink()
+    for current in reversed(found):
+        current.rmdir()
 
 
 def _real_folder(folder: Path) -> None:

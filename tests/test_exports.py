@@ -795,11 +795,17 @@ if mode == "dies":
             os._exit(3)
         return write_all(out, report)
     export._write_all = dies
-if mode == "signal":
+if mode.startswith("signal"):
     import signal, time
     import emulator.render
     from emulator.lifecycle import Interrupted, RunControl
     def signalled(*args, **kwargs):
+        if mode == "signal-late":  # once the copy has written every export and ended (a zombie)
+            deadline = time.monotonic() + 60
+            stat = Path(f"/proc/{started[0]}/stat")
+            while stat.read_text().rpartition(")")[2].split()[0] != "Z" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert (out / "detections" / "suricata.rules").is_file()
         raise Interrupted(signal.SIGTERM)
     emulator.render.render_files = signalled
     kwargs["control"] = RunControl(time.monotonic() + 600).__enter__()
@@ -885,6 +891,27 @@ def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(emulator.render, "render_files", signalled)
     with RunControl(time.monotonic() + 600) as control:
         assert _files(tmp_path / "cut") == _serial(monkeypatch, tmp_path / "serial", control=control)
+
+
+def test_exports_the_copy_wrote_are_replaced_under_the_guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A report changed by the drawing once the copy has written every export, detections/
+    included: the parent clears them (a folder too, under the output guard) and writes them
+    again, with no refusal (the folder was cleared with shutil.rmtree, which the guard refused)."""
+    import signal
+    import time
+
+    import emulator.render
+    from emulator.lifecycle import Interrupted, RunControl
+
+    result = _beside(tmp_path / "late", "signal-late")
+    assert result["outcome"] == "interrupted" and not result["violations"], result
+
+    def signalled(*args: object, **kwargs: object) -> list[str]:
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(emulator.render, "render_files", signalled)
+    with RunControl(time.monotonic() + 600) as control:
+        assert _files(tmp_path / "late") == _serial(monkeypatch, tmp_path / "serial", control=control)
 
 
 def test_a_generated_rule_that_does_not_compile_fails_with_its_own_error(
