@@ -545,7 +545,8 @@ def _drawn(
     cut: RunNotes,
     aside: BackgroundExports | None,
 ) -> tuple[Report, BackgroundExports | None, bool]:
-    """Draw ``report`` (unless ``interrupted`` or too large) and write report.json."""
+    """Draw ``report`` (unless ``interrupted`` or too large) and write report.json (with
+    ``aside``, the exports' copy writes it, or its ``finish()`` if the copy cannot)."""
     from emulator.render import render_files
 
     bodies = _bodies(trace)  # the files in network/ may still be being written (by the copy)
@@ -573,7 +574,8 @@ def _drawn(
         update["outcome"] = Outcome(status=cut.outcome.status, detail=cut.outcome.detail, limit=cut.outcome.limit)
     unchanged = all(getattr(report, name) == value for name, value in update.items())
     report = report.model_copy(update=update)
-    write_atomically(out / REPORT_FILE, report.json_chunks())
+    if aside is None:  # else the copy writes it, or finish() does if the copy cannot
+        write_atomically(out / REPORT_FILE, report.json_chunks())
     return report, aside, unchanged
 
 

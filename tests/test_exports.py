@@ -788,6 +788,12 @@ def counted_store(*args):
     return write_stored(*args)
 emulator.output.write_trace = counted_trace
 emulator.output._write_stored = counted_store
+write_atomically, reported = emulator.output.write_atomically, []
+def counted_report(path, data):
+    if os.getpid() == parent and Path(path).name == "report.json":
+        reported.append(1)
+    return write_atomically(path, data)
+emulator.output.write_atomically = counted_report
 if mode == "dies":
     parent, write_all = os.getpid(), export._write_all
     def dies(out, report):
@@ -812,7 +818,9 @@ if mode.startswith("signal"):
 out.mkdir()
 report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
 containment = report.containment
+same = (out / "report.json").read_text(encoding="utf-8") == "".join(report.json_chunks())
 print(json.dumps({"started": started, "traced": len(traced), "stored": len(stored),
+                  "reported": len(reported), "same": same,
                   "refused": containment.host_processes_refused,
                   "violations": containment.violations, "outcome": report.outcome.status}))
 """
@@ -837,12 +845,16 @@ def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.Monk
     would; its fork is the project's own, not a process the guard refuses."""
     result = _beside(tmp_path / "beside", "plain")
     assert result["refused"] == 0 and not result["violations"]
+    # report.json is the copy's, renamed into place: the parent's model dump, not written by it
+    assert result["reported"] == 0 and result["same"], result
+    assert not (tmp_path / "beside" / ".report.json.copy").exists()
     assert _files(tmp_path / "beside") == _serial(monkeypatch, tmp_path / "serial")
     assert (tmp_path / "beside" / "stix-bundle.json").is_file()
 
 
 def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _beside(tmp_path / "died", "dies")
+    result = _beside(tmp_path / "died", "dies")
+    assert result["reported"] == 1 and result["same"], result  # report.json written by the parent
     assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
 
 
