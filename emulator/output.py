@@ -264,7 +264,7 @@ class EarlyTrace:
         guard = install(Guard(allowed_write_root=self.out, spare_host_threads=True))
         try:
             self._advance(events, blobs)
-        except OSError:  # a refusal (ContainmentViolation) too: the end writes everything
+        except Exception:  # a refusal (ContainmentViolation), a full disk...: the end writes everything
             self.usable = False
         finally:
             uninstall(guard)
