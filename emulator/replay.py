@@ -563,38 +563,37 @@ def replay_target(
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
     early = EarlyTrace(out) if EARLY_TRACE and isolate else None
     with output_folder(out, force=force), control:
-        if isolate:
-            try:
+        try:
+            if isolate:
                 recording = emulate_isolated(
                     plan,
                     while_waiting=lambda: _prepare_outputs(out, also_prepare),
                     control=control,
                     progress=None if early is None else early.advance,
                 )
-            except BaseException:
                 if early is not None:
-                    early.discard()
-                raise
-            if early is not None:
-                early.close()
-        else:
-            recording = emulate(plan)
-            recording.isolation = "in-process"
-            _prepare_outputs(out, also_prepare)
-            if control.signum is not None:
-                control.handled = True
-                recording.signal = control.signum
-                name = signal.Signals(control.signum).name
-                recording.outcome = outcome_model.interrupted(name, "during the emulation")
-        log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
-        report = produce(
-            out,
-            trace_of(plan, recording, target_sha256),
-            write_frozen=True,
-            control=control,
-            yara_rules=yara_rules,
-            early=early,
-        )
+                    early.close()
+            else:
+                recording = emulate(plan)
+                recording.isolation = "in-process"
+                _prepare_outputs(out, also_prepare)
+                if control.signum is not None:
+                    control.handled = True
+                    recording.signal = control.signum
+                    name = signal.Signals(control.signum).name
+                    recording.outcome = outcome_model.interrupted(name, "during the emulation")
+            log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
+            report = produce(
+                out,
+                trace_of(plan, recording, target_sha256),
+                write_frozen=True,
+                control=control,
+                yara_rules=yara_rules,
+                early=early,
+            )
+        finally:
+            if early is not None:  # its file of trace lines kept aside, whatever happened
+                early.discard()
         log.debug("outputs written")
     signum = recording.signal if recording.signal is not None else control.signum
     return ReplayResult(
