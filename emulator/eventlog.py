@@ -167,19 +167,22 @@ class EventLog(Sequence[Event]):
         """(seq, item) of every event: an API call as its tuple, any other event as its model."""
         return enumerate(self._items)
 
-    def runs(self) -> Iterator[tuple[int, int, ApiTuple | Event]]:
-        """(first seq, count, item) of each run of equal consecutive items: a loop of identical
-        API calls is one run (every other event is a run of one: events differ in their seq)."""
-        first = 0
-        for item, group in itertools.groupby(self._items):
+    def runs(self, start: int = 0) -> Iterator[tuple[int, int, ApiTuple | Event]]:
+        """(first seq, count, item) of each run of equal consecutive items from ``start`` on: a
+        loop of identical API calls is one run (every other event is a run of one: events differ
+        in their seq)."""
+        first = start
+        for item, group in itertools.groupby(self._items[start:] if start else self._items):
             count = len(list(group))
             yield first, count, item
             first += count
 
-    def others(self) -> Iterator[tuple[int, Event]]:
-        """(seq, event) of every event that is not an API call, in order."""
+    def others(self, start: int = 0) -> Iterator[tuple[int, Event]]:
+        """(seq, event) of every event that is not an API call, in order, from seq ``start`` on."""
         items = self._items
-        for seq in self._others:
+        positions = self._others
+        for index in range(bisect.bisect_left(positions, start) if start else 0, len(positions)):
+            seq = positions[index]
             yield seq, items[seq]
 
     def api_tuples(self) -> Iterator[tuple[int, ApiTuple]]:

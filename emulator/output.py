@@ -14,12 +14,12 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from emulator import outcome as outcome_model
 from emulator.containment import Guard, install, uninstall
@@ -30,10 +30,11 @@ from emulator.limits import INTERRUPTED_ANALYSIS_SECONDS, MAX_DRAWN_NODES, MAX_G
 from emulator.outcome import Status
 from emulator.report import Containment, ContainmentLayer, DroppedFile, Note, Outcome, Report
 from emulator.sanitize import for_display
-from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, iter_trace_lines
+from emulator.trace import BLOB_DIR, TRACE_FILE, Trace, blob_name, header_line, iter_event_lines, iter_trace_lines
 
 if TYPE_CHECKING:
     from emulator.analysis.pipeline import Analysis
+    from emulator.eventlog import EventLog
     from emulator.export import BackgroundExports
 
 # The analysis (networkx), the report builder, the renderers and the exporters are imported
@@ -59,6 +60,14 @@ TRACE_BESIDE_DRAWING = True
 # ~6 ms on ext4): written before the copy was forked, they were on both sides' path. The
 # drawing's body previews come from the trace meanwhile (the same bytes).
 STORED_BESIDE_DRAWING = True
+# While the parent waits for its emulation child it writes what is already known of the folder
+# (EarlyTrace): every blob the child sent (blobs/), the network bodies (network/) and the
+# trace's event lines, kept aside in EARLY_TRACE_FILE until the header is known at the end.
+EARLY_TRACE = True
+EARLY_TRACE_FILE = ".trace.jsonl.early"
+# A blob or body name the child sent is written early only if it is a sha256 in hex (what the
+# recorder names them); anything else is left to the end, under the output guard.
+SHA256_HEX_CHARS = 64
 
 
 class OutputError(OSError):
@@ -138,7 +147,24 @@ def _clear(path: Path) -> None:
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         path.unlink()
     elif path.exists():
-        shutil.rmtree(path)
+        _remove_tree(path)
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove ``folder`` and everything in it, each entry by its whole path, never following a
+    link (a link is removed, not what it points to). Not ``shutil.rmtree``: it removes entries by
+    name relative to an open folder's descriptor, which the output guard cannot place, so under
+    the guard (the parent clearing exports the copy wrote, emulator/export) it was refused."""
+    found = [folder]  # every folder, each after the one holding it
+    for current in found:
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    found.append(Path(entry.path))
+                else:
+                    Path(entry.path).unlink()
+    for current in reversed(found):
+        current.rmdir()
 
 
 def _real_folder(folder: Path) -> None:
@@ -200,12 +226,153 @@ def _write_new_lines(path: Path, pieces: Iterable[str]) -> None:
         raise _named(err, path) from err
 
 
-def write_trace(out: Path, trace: Trace) -> None:
-    """``trace.jsonl`` and ``blobs/``: everything the report is derived from."""
+def _hex_digest(name: str) -> bool:
+    return len(name) == SHA256_HEX_CHARS and all(c in "0123456789abcdef" for c in name)
+
+
+class EarlyTrace:
+    """What a replay's output folder will hold, written while the emulation child still runs
+    (the parent only waits for it then): :meth:`advance` writes the blobs received so far into
+    ``blobs/``, the network bodies into ``network/`` and the new events' trace lines into
+    :data:`EARLY_TRACE_FILE`; at the end :func:`write_trace` and :func:`_write_stored` write only
+    what is left (the header line, the last events' lines, the other blobs), and the trace file
+    is the header followed by the lines kept aside (copied by the kernel). Every byte is what
+    writing it all at the end gives; a blob whose bytes changed since (the child sent the same
+    name again) is written again. Nothing is used if a write here failed (the end writes all)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.lines = 0  # events whose lines are in the file kept aside
+        self.blobs: dict[str, bytes] = {}  # digest -> the bytes written in blobs/
+        self.bodies: dict[str, bytes] = {}  # digest -> the bytes written in network/
+        self.events: EventLog | None = None
+        self.usable = True
+        self._blob_count = 0
+        self._folders: set[Path] = set()
+        self._handle: BinaryIO | None = None
+        self._size = 0
+
+    @property
+    def kept(self) -> Path:
+        return self.out / EARLY_TRACE_FILE
+
+    def advance(self, events: EventLog, blobs: dict[str, bytes]) -> None:
+        """Write what arrived since the last call (``events`` and ``blobs`` as they grow)."""
+        if not self.usable or (self.events is not None and events is not self.events):
+            return
+        self.events = events
+        guard = install(Guard(allowed_write_root=self.out, spare_host_threads=True))
+        try:
+            self._advance(events, blobs)
+        except Exception:  # a refusal (ContainmentViolation), a full disk...: the end writes everything
+            self.usable = False
+        finally:
+            uninstall(guard)
+
+    def _advance(self, events: EventLog, blobs: dict[str, bytes]) -> None:
+        if len(blobs) > self._blob_count:
+            for digest, data in itertools.islice(blobs.items(), self._blob_count, None):
+                if _hex_digest(digest):
+                    _write_blob(self.out / BLOB_DIR, blob_name(digest), data, self._folders)
+                    self.blobs[digest] = data
+            self._blob_count = len(blobs)
+        start, end = self.lines, len(events)
+        if end <= start:
+            return
+        for _, event in events.others(start):
+            if isinstance(event, NetworkExchange) and event.seq < end:
+                for name in (event.request.body_sha256, event.response.sha256):
+                    body = blobs.get(name) if name else None
+                    if name and body is not None and name not in self.bodies and _hex_digest(name):
+                        _write_blob(self.out / "network", f"{name}.bin", body, self._folders)
+                        self.bodies[name] = body
+        if self._handle is None:
+            _clear(self.kept)
+            fd = os.open(self.kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            self._handle = os.fdopen(fd, "wb", buffering=WRITE_CHUNK)
+        write = self._handle.write
+        for piece in iter_event_lines(events, start):
+            data = piece.encode()
+            write(data)
+            self._size += len(data)
+        self.lines = end
+
+    def close(self) -> None:
+        """The lines kept aside are complete: flushed and closed (before the end reads them)."""
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except OSError:
+                self.usable = False
+            self._handle = None
+
+    def discard(self) -> None:
+        """Remove the file of lines kept aside (the trace is written)."""
+        self.close()
+        self.usable = False
+        with contextlib.suppress(OSError):
+            self.kept.unlink()
+
+    def written(self, trace: Trace) -> bool:
+        """Whether what was written early can be used for ``trace`` (its lines: of its events)."""
+        return self.usable and self._handle is None and (self.events is None or trace.events is self.events)
+
+    def write_trace_file(self, path: Path, trace: Trace) -> bool:
+        """``trace.jsonl``: the header line, the lines kept aside, the rest; False (nothing
+        written) if the lines kept aside are not all there."""
+        if self.lines == 0:
+            return False
+        try:
+            with self.kept.open("rb") as kept:
+                if os.fstat(kept.fileno()).st_size != self._size:
+                    return False
+                _clear(path)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+                with os.fdopen(fd, "wb", buffering=WRITE_CHUNK) as handle:
+                    handle.write(header_line(trace.header).encode())
+                    handle.flush()
+                    _copy_file(kept, handle, self._size)
+                    for piece in iter_event_lines(trace.events, self.lines):
+                        handle.write(piece.encode())
+        except FileNotFoundError:
+            return False
+        except OutputError:
+            raise
+        except OSError as err:
+            raise _named(err, path) from err
+        return True
+
+
+def _copy_file(source: BinaryIO, target: BinaryIO, size: int) -> None:
+    """``size`` bytes from ``source`` (at its start) to ``target`` (flushed), by the kernel where it can."""
+    copied = 0
+    with contextlib.suppress(OSError):  # not on this file system, or not on this kernel: read and write
+        while copied < size:
+            step = os.copy_file_range(source.fileno(), target.fileno(), size - copied)
+            if step == 0:
+                break
+            copied += step
+    if copied < size:
+        source.seek(copied)
+        target.seek(0, os.SEEK_END)
+        while copied < size and (chunk := source.read(min(WRITE_CHUNK, size - copied))):
+            target.write(chunk)
+            copied += len(chunk)
+    if copied != size:
+        raise OSError(errno.EIO, f"{source.name}: shorter than written")
+
+
+def write_trace(out: Path, trace: Trace, early: EarlyTrace | None = None) -> None:
+    """``trace.jsonl`` and ``blobs/``: everything the report is derived from (what ``early``
+    wrote already is not written again)."""
     written: set[Path] = set()
+    done = early.blobs if early is not None and early.written(trace) else {}
     for digest in trace.header.blobs:
-        _write_blob(out / BLOB_DIR, blob_name(digest), trace.blobs[digest], written)
-    _write_new_lines(out / TRACE_FILE, iter_trace_lines(trace))
+        data = trace.blobs[digest]
+        if done.get(digest) is not data:
+            _write_blob(out / BLOB_DIR, blob_name(digest), data, written)
+    if not (done and early is not None and early.write_trace_file(out / TRACE_FILE, trace)):
+        _write_new_lines(out / TRACE_FILE, iter_trace_lines(trace))
 
 
 def _dropped_files(trace: Trace) -> list[DroppedFile]:
@@ -218,14 +385,17 @@ def _dropped_files(trace: Trace) -> list[DroppedFile]:
     return dropped
 
 
-def _write_stored(out: Path, trace: Trace, analysis: Analysis) -> None:
-    """The bytes the report names: ``stages/``, ``network/`` and ``dropped/``."""
+def _write_stored(out: Path, trace: Trace, analysis: Analysis, early: EarlyTrace | None = None) -> None:
+    """The bytes the report names: ``stages/``, ``network/`` and ``dropped/`` (the network bodies
+    ``early`` wrote already are not written again)."""
     written: set[Path] = set()
     for stage in analysis.stages:
         if stage.sha256 in trace.blobs:
             _write_blob(out / "stages", f"{stage.sha256}.bin", trace.blobs[stage.sha256], written)
+    done = early.bodies if early is not None and early.written(trace) else {}
     for digest in _network_digests(trace):
-        _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
+        if done.get(digest) is not trace.blobs[digest]:
+            _write_blob(out / "network", f"{digest}.bin", trace.blobs[digest], written)
     for digest in sorted(trace.header.dropped.values()):
         if digest in trace.blobs:
             _write_blob(out / "dropped", digest, trace.blobs[digest], written)
@@ -303,11 +473,13 @@ def _write_outputs(
     exports_aside: bool = False,
     before_drawing: Callable[[], None] | None = None,
     trace_aside: bool = False,
+    early: EarlyTrace | None = None,
 ) -> tuple[Report, BackgroundExports | None, bool]:
     """:func:`write_outputs`; with ``exports_aside``, the exports are started in a forked copy
     as soon as the report is built (:class:`emulator.export.BackgroundExports`), to run beside
     the drawing, and the copy first writes the stage, network and dropped files
-    (:data:`STORED_BESIDE_DRAWING`) and, with ``trace_aside``, ``trace``. ``before_drawing``
+    (:data:`STORED_BESIDE_DRAWING`) and, with ``trace_aside``, ``trace`` (``early``: what was
+    written of them while the emulation ran, :class:`EarlyTrace`). ``before_drawing``
     runs once the copy is started, unless the copy was given the trace (what the exports do not
     read: the frozen trace). Returns the report, the copy (None if none was started) and
     whether drawing left the report as the copy saw it; when it returns, the stored files are
@@ -317,7 +489,7 @@ def _write_outputs(
     stored_left = STORED_BESIDE_DRAWING and exports_aside and yara_rules is None  # a scan reads them
 
     def store() -> None:
-        _write_stored(out, trace, analysis)
+        _write_stored(out, trace, analysis, early)
 
     if not stored_left:
         store()
@@ -334,7 +506,7 @@ def _write_outputs(
     if exports_aside and not interrupted and nodes <= MAX_DRAWN_NODES and not cut.notes and cut.outcome is None:
         from emulator.export import BackgroundExports
 
-        steps = [*([store] if stored_left else []), *([lambda: write_trace(out, trace)] if trace_aside else [])]
+        steps = [*([store] if stored_left else []), *([lambda: write_trace(out, trace, early)] if trace_aside else [])]
         # only what drawing changes could differ
         aside = BackgroundExports.start(out, report, _in_order(steps) if steps else None)
     try:
@@ -373,7 +545,8 @@ def _drawn(
     cut: RunNotes,
     aside: BackgroundExports | None,
 ) -> tuple[Report, BackgroundExports | None, bool]:
-    """Draw ``report`` (unless ``interrupted`` or too large) and write report.json."""
+    """Draw ``report`` (unless ``interrupted`` or too large) and write report.json (with
+    ``aside``, the exports' copy writes it, or its ``finish()`` if the copy cannot)."""
     from emulator.render import render_files
 
     bodies = _bodies(trace)  # the files in network/ may still be being written (by the copy)
@@ -401,7 +574,8 @@ def _drawn(
         update["outcome"] = Outcome(status=cut.outcome.status, detail=cut.outcome.detail, limit=cut.outcome.limit)
     unchanged = all(getattr(report, name) == value for name, value in update.items())
     report = report.model_copy(update=update)
-    write_atomically(out / REPORT_FILE, report.json_chunks())
+    if aside is None:  # else the copy writes it, or finish() does if the copy cannot
+        write_atomically(out / REPORT_FILE, report.json_chunks())
     return report, aside, unchanged
 
 
@@ -457,10 +631,13 @@ def produce(
     generated_at: str | None = None,
     control: RunControl | None = None,
     yara_rules: str | None = None,
+    early: EarlyTrace | None = None,
 ) -> Report:
     """Analyse ``trace`` and write every derived file into ``out``, writes allowed only there;
     with ``write_frozen`` (a replay), write the trace and its blobs first. With ``control``,
     analysis and drawing stop at its deadline or at a termination signal (noted in the report).
+    ``early``: what of the trace and network bodies was written while the emulation ran (its
+    file of lines kept aside is removed once the trace is written).
 
     The one path from a trace to an output folder: a replay and ``chainreplay analyse`` both
     come here.
@@ -478,7 +655,7 @@ def produce(
 
     def write_frozen_trace() -> None:
         if frozen_left:
-            write_trace(out, frozen_left.pop())
+            write_trace(out, frozen_left.pop(), early)
 
     try:
         try:
@@ -498,6 +675,7 @@ def produce(
                 exports_aside=EXPORTS_BESIDE_DRAWING,
                 before_drawing=write_frozen_trace,
                 trace_aside=trace_aside,
+                early=early,
             )
             if aside is not None:  # written beside the drawing (the copy is reaped here)
                 report = aside.finish(report, unchanged)
@@ -507,6 +685,8 @@ def produce(
                 report = write_exports(out, report)  # iocs, STIX, ATT&CK layer, pcap, detections
         finally:
             write_frozen_trace()
+            if early is not None:
+                early.discard()
         return report
     finally:
         uninstall(guard)

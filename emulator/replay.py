@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 # A one-line detail in the report is cut at this many characters.
 MAX_DETAIL_CHARS = 500
 ENGINE_UNKNOWN = "speakeasy"
+# While the child runs, what arrived is given to emulate_isolated's ``progress`` (a replay writes
+# it early: emulator.output.EarlyTrace) once this many events arrived, or this long after the last.
+PROGRESS_EVENTS = 4096
+PROGRESS_SECONDS = 0.01
 # An API call as the emulation streams it: (seq, stage, pc, api, args, ret, new blobs).
 ApiMessage = tuple[int, str, int | None, str, list[str], str | None, dict[str, bytes]]
 
@@ -345,7 +349,10 @@ def _load_message(data: bytes) -> Any:
 
 
 def emulate_isolated(
-    plan: ReplayPlan, while_waiting: Callable[[], None] | None = None, control: RunControl | None = None
+    plan: ReplayPlan,
+    while_waiting: Callable[[], None] | None = None,
+    control: RunControl | None = None,
+    progress: Callable[[EventLog, dict[str, bytes]], None] | None = None,
 ) -> Recording:
     """Emulate in a confined child process; kill it if it outlives the timeout plus a grace period,
     or when ``control`` has seen a termination signal.
@@ -353,6 +360,9 @@ def emulate_isolated(
     ``while_waiting`` runs in this process as soon as the child has started, so work that does
     not need the recording (importing the renderers) overlaps the emulation. Events arrive one
     by one as the child records them; whatever ends the child, every event it recorded is kept.
+    ``progress(events, blobs)`` is called with what arrived so far, every :data:`PROGRESS_EVENTS`
+    events or :data:`PROGRESS_SECONDS` while the child runs (a replay writes it early:
+    :class:`emulator.output.EarlyTrace`).
     """
     process, parent_conn = _start_child(plan)
     events = EventLog()
@@ -381,6 +391,7 @@ def emulate_isolated(
             return Outcome(message[1].status, one_line(message[1].detail), message[1].limit)
         return None
 
+    received, progressed_at = 0, 0.0  # events not yet given to progress; when it last ran
     try:
         if while_waiting is not None:
             if control is None:
@@ -389,6 +400,11 @@ def emulate_isolated(
                 with contextlib.suppress(Interrupted, DeadlineReached), control.bounded():
                     while_waiting()  # a signal stops it at once; the loop below ends the child
         while True:
+            if progress is not None and received:
+                now = time.monotonic()
+                if received >= PROGRESS_EVENTS or now - progressed_at >= PROGRESS_SECONDS:
+                    progress(events, blobs)
+                    received, progressed_at = 0, now
             if control is not None and control.signum is not None:
                 control.handled = True
                 name = signal.Signals(control.signum).name
@@ -399,13 +415,14 @@ def emulate_isolated(
                 failure = outcome_model.watchdog_timeout(plan.limits.timeout)
                 break
             try:
-                if not parent_conn.poll(min(remaining, 0.1)):
+                if not parent_conn.poll(min(remaining, PROGRESS_SECONDS if received else 0.1)):
                     if not process.is_alive() and not parent_conn.poll(0):
                         process.join(timeout=1)
                         failure = outcome_model.child_died(process.exitcode)
                         break
                     continue
                 taken = take(_load_message(parent_conn.recv_bytes()))
+                received += 1
             except (EOFError, OSError):
                 process.join(timeout=1)
                 failure = outcome_model.child_died(process.exitcode)
@@ -538,30 +555,45 @@ def replay_target(
     ``report.yara``. ``also_prepare`` runs while the emulation does, beside the import of the
     output libraries (the CLI imports what it prints afterwards).
     """
-    from emulator.output import output_folder, produce
+    from emulator.output import EARLY_TRACE, EarlyTrace, output_folder, produce
     from emulator.trace import freeze as trace_of
 
     out = Path(outdir).resolve()
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
     control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
+    early = EarlyTrace(out) if EARLY_TRACE and isolate else None
     with output_folder(out, force=force), control:
-        if isolate:
-            recording = emulate_isolated(
-                plan, while_waiting=lambda: _prepare_outputs(out, also_prepare), control=control
+        try:
+            if isolate:
+                recording = emulate_isolated(
+                    plan,
+                    while_waiting=lambda: _prepare_outputs(out, also_prepare),
+                    control=control,
+                    progress=None if early is None else early.advance,
+                )
+                if early is not None:
+                    early.close()
+            else:
+                recording = emulate(plan)
+                recording.isolation = "in-process"
+                _prepare_outputs(out, also_prepare)
+                if control.signum is not None:
+                    control.handled = True
+                    recording.signal = control.signum
+                    name = signal.Signals(control.signum).name
+                    recording.outcome = outcome_model.interrupted(name, "during the emulation")
+            log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
+            report = produce(
+                out,
+                trace_of(plan, recording, target_sha256),
+                write_frozen=True,
+                control=control,
+                yara_rules=yara_rules,
+                early=early,
             )
-        else:
-            recording = emulate(plan)
-            recording.isolation = "in-process"
-            _prepare_outputs(out, also_prepare)
-            if control.signum is not None:
-                control.handled = True
-                recording.signal = control.signum
-                name = signal.Signals(control.signum).name
-                recording.outcome = outcome_model.interrupted(name, "during the emulation")
-        log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
-        report = produce(
-            out, trace_of(plan, recording, target_sha256), write_frozen=True, control=control, yara_rules=yara_rules
-        )
+        finally:
+            if early is not None:  # its file of trace lines kept aside, whatever happened
+                early.discard()
         log.debug("outputs written")
     signum = recording.signal if recording.signal is not None else control.signum
     return ReplayResult(

@@ -128,19 +128,29 @@ def trace_lines(trace: Trace) -> list[str]:
     return [f"{line}\n" for line in "".join(iter_trace_lines(trace)).split("\n")[:-1]]
 
 
+def header_line(header: TraceHeader) -> str:
+    """The first line of ``trace.jsonl``."""
+    return _line(header.model_dump(mode="json", by_alias=True))
+
+
 def iter_trace_lines(trace: Trace) -> Iterator[str]:
     """The text of ``trace.jsonl`` in pieces of whole lines: no event is turned into a model to
     write it, and a run of identical API calls is one piece per LINES_PER_PIECE lines."""
-    yield _line(trace.header.model_dump(mode="json", by_alias=True))
-    events = trace.events
+    yield header_line(trace.header)
+    yield from iter_event_lines(trace.events)
+
+
+def iter_event_lines(events: Sequence[Event], start: int = 0) -> Iterator[str]:
+    """The lines of the events from seq ``start`` on, in pieces of whole lines (each line is the
+    same whatever ``start``: a trace may be written in parts, emulator.output.EarlyTrace)."""
     if not isinstance(events, EventLog):
-        for event in events:
+        for event in events[start:]:
             yield _line(event.model_dump(mode="json"))
         return
     # An API call's line after its seq is made once per distinct call; a run of identical calls
     # is written by str.__mod__ over its seqs (no Python code per line).
     templates: dict[ApiTuple, str] = {}
-    for first, count, item in events.runs():
+    for first, count, item in events.runs(start):
         if not isinstance(item, tuple):
             yield _line(item.model_dump(mode="json"))
             continue

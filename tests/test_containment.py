@@ -358,6 +358,33 @@ def test_guard_allows_file_changes_inside(guard: Guard, tmp_path: Path) -> None:
     assert guard.writes_blocked == 1
 
 
+def test_a_folder_inside_is_cleared_under_the_guard_without_following_links(tmp_path: Path) -> None:
+    """The output folder's clearing (an earlier run's detections/, or exports the copy wrote that
+    the parent replaces) runs under the guard: every entry goes, nested folders too, a link to a
+    folder outside is removed as a link and what it points to is left alone. It was
+    ``shutil.rmtree``, which removes entries relative to a descriptor: refused by the guard."""
+    from emulator.output import _clear
+
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "victim.txt").write_text("keep", encoding="utf-8")
+    folder = allowed / "detections"
+    (folder / "yara" / "deeper").mkdir(parents=True)
+    (folder / "suricata.rules").write_text("x", encoding="utf-8")
+    (folder / "yara" / "a.yar").write_text("x", encoding="utf-8")
+    (folder / "yara" / "deeper" / "b").write_text("x", encoding="utf-8")
+    (folder / "out").symlink_to(outside / "keep", target_is_directory=True)
+    (folder / "yara" / "file-link").symlink_to(outside / "keep" / "victim.txt")
+    guard = install(Guard(allowed_write_root=allowed.resolve()))
+    try:
+        _clear(folder)
+    finally:
+        uninstall(guard)
+    assert not folder.exists() and sorted(p.name for p in allowed.iterdir()) == []
+    assert (outside / "keep" / "victim.txt").read_text(encoding="utf-8") == "keep"
+    assert guard.writes_blocked == 0 and guard.violations == []
+
+
 def test_guard_checks_where_a_descriptor_points(guard: Guard, tmp_path: Path) -> None:
     """fchmod / ftruncate on a descriptor opened for reading outside the folder are refused."""
     with open(HELLO, "rb") as handle:

@@ -788,6 +788,12 @@ def counted_store(*args):
     return write_stored(*args)
 emulator.output.write_trace = counted_trace
 emulator.output._write_stored = counted_store
+write_atomically, reported = emulator.output.write_atomically, []
+def counted_report(path, data):
+    if os.getpid() == parent and Path(path).name == "report.json":
+        reported.append(1)
+    return write_atomically(path, data)
+emulator.output.write_atomically = counted_report
 if mode == "dies":
     parent, write_all = os.getpid(), export._write_all
     def dies(out, report):
@@ -795,18 +801,26 @@ if mode == "dies":
             os._exit(3)
         return write_all(out, report)
     export._write_all = dies
-if mode == "signal":
+if mode.startswith("signal"):
     import signal, time
     import emulator.render
     from emulator.lifecycle import Interrupted, RunControl
     def signalled(*args, **kwargs):
+        if mode == "signal-late":  # once the copy has written every export and ended (a zombie)
+            deadline = time.monotonic() + 60
+            stat = Path(f"/proc/{started[0]}/stat")
+            while stat.read_text().rpartition(")")[2].split()[0] != "Z" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert (out / "detections" / "suricata.rules").is_file()
         raise Interrupted(signal.SIGTERM)
     emulator.render.render_files = signalled
     kwargs["control"] = RunControl(time.monotonic() + 600).__enter__()
 out.mkdir()
 report = produce(out, read_trace(frozen), generated_at="SNAPSHOT", **kwargs)
 containment = report.containment
+same = (out / "report.json").read_text(encoding="utf-8") == "".join(report.json_chunks())
 print(json.dumps({"started": started, "traced": len(traced), "stored": len(stored),
+                  "reported": len(reported), "same": same,
                   "refused": containment.host_processes_refused,
                   "violations": containment.violations, "outcome": report.outcome.status}))
 """
@@ -831,12 +845,16 @@ def test_exports_beside_the_drawing_are_the_serial_ones(monkeypatch: pytest.Monk
     would; its fork is the project's own, not a process the guard refuses."""
     result = _beside(tmp_path / "beside", "plain")
     assert result["refused"] == 0 and not result["violations"]
+    # report.json is the copy's, renamed into place: the parent's model dump, not written by it
+    assert result["reported"] == 0 and result["same"], result
+    assert not (tmp_path / "beside" / ".report.json.copy").exists()
     assert _files(tmp_path / "beside") == _serial(monkeypatch, tmp_path / "serial")
     assert (tmp_path / "beside" / "stix-bundle.json").is_file()
 
 
 def test_exports_are_written_by_the_parent_when_the_copy_dies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _beside(tmp_path / "died", "dies")
+    result = _beside(tmp_path / "died", "dies")
+    assert result["reported"] == 1 and result["same"], result  # report.json written by the parent
     assert _files(tmp_path / "died") == _serial(monkeypatch, tmp_path / "serial")
 
 
@@ -885,6 +903,27 @@ def test_exports_follow_a_report_the_drawing_changed(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(emulator.render, "render_files", signalled)
     with RunControl(time.monotonic() + 600) as control:
         assert _files(tmp_path / "cut") == _serial(monkeypatch, tmp_path / "serial", control=control)
+
+
+def test_exports_the_copy_wrote_are_replaced_under_the_guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A report changed by the drawing once the copy has written every export, detections/
+    included: the parent clears them (a folder too, under the output guard) and writes them
+    again, with no refusal (the folder was cleared with shutil.rmtree, which the guard refused)."""
+    import signal
+    import time
+
+    import emulator.render
+    from emulator.lifecycle import Interrupted, RunControl
+
+    result = _beside(tmp_path / "late", "signal-late")
+    assert result["outcome"] == "interrupted" and not result["violations"], result
+
+    def signalled(*args: object, **kwargs: object) -> list[str]:
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(emulator.render, "render_files", signalled)
+    with RunControl(time.monotonic() + 600) as control:
+        assert _files(tmp_path / "late") == _serial(monkeypatch, tmp_path / "serial", control=control)
 
 
 def test_a_generated_rule_that_does_not_compile_fails_with_its_own_error(

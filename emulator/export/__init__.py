@@ -31,6 +31,9 @@ EXPORT_FILES = (
     "network.har",
 )
 DETECTIONS_DIR = "detections"
+# The exports' copy also writes report.json (with its notes of failed exports) here; the parent
+# renames it into place once the copy reported back and drawing changed nothing it holds.
+REPORT_COPY_FILE = ".report.json.copy"
 
 
 def prepare() -> None:
@@ -48,6 +51,7 @@ def prepare() -> None:
 
     emulator.export.detections.yara_rules.benign_corpus()  # read once per process, ahead of time
     emulator.export.stix.warm_up()
+    import emulator.sandbox  # noqa: F401 - the exports' copy sets its parent-death signal with it
 
 
 def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[str, bytes]]]:
@@ -138,18 +142,22 @@ def _write_all(out: Path, report: Report) -> list[tuple[str, str]]:
     return failed
 
 
+def _with_notes(report: Report, failed: list[tuple[str, str]]) -> Report:
+    """``report`` with a note per failed export."""
+    seq = report.stats.events
+    notes = [Note(seq=seq, stage="", what="export_failed", detail=f"{name}: {error}") for name, error in failed]
+    return report.model_copy(update={"notes": [*report.notes, *notes]}) if notes else report
+
+
 def _noted(out: Path, report: Report, failed: list[tuple[str, str]], rewrite: bool) -> Report:
     """``report`` with a note per failed export, rewritten in ``out/report.json`` if it changed
     (or if ``rewrite``)."""
     from emulator.output import write_atomically
 
-    seq = report.stats.events
-    notes = [Note(seq=seq, stage="", what="export_failed", detail=f"{name}: {error}") for name, error in failed]
-    if notes:
-        report = report.model_copy(update={"notes": [*report.notes, *notes]})
-    if notes or rewrite:
-        write_atomically(out / "report.json", report.json_chunks())
-    return report
+    noted = _with_notes(report, failed)
+    if noted is not report or rewrite:
+        write_atomically(out / "report.json", noted.json_chunks())
+    return noted
 
 
 def write_exports(out: Path, report: Report, *, yara_rules: str | None = None) -> Report:
@@ -167,12 +175,14 @@ class BackgroundExports:
     work after a replay's emulation, and the emulation child's core is free by then.
 
     The copy writes the exports into OUTDIR (under the same audit-hook guard: it is forked from
-    inside it) and sends back only which exports failed and why; this process adds the notes,
-    as :func:`write_exports` does. :meth:`finish` is given the report as drawn: the exports read
-    nothing that drawing changes when all went well (the containment counts, the notes and the
-    outcome stay as they were); if any of those changed (a drawing error, a signal, a refusal),
-    or the copy did not report back, the exports are written again here, from that report, so
-    the output is always what :func:`write_exports` alone would write.
+    inside it), then report.json with the notes of the exports that failed (into
+    :data:`REPORT_COPY_FILE`), and sends back which exports failed and why; this process adds
+    the same notes, as :func:`write_exports` does, and renames the copy's report.json into
+    place. :meth:`finish` is given the report as drawn: the exports and report.json read nothing
+    that drawing changes when all went well (the containment counts, the notes and the outcome
+    stay as they were); if any of those changed (a drawing error, a signal, a refusal), or the
+    copy did not report back, the exports and report.json are written again here, from that
+    report, so the output is always what :func:`write_exports` alone would write.
     """
 
     def __init__(
@@ -194,6 +204,7 @@ class BackgroundExports:
         back, by :meth:`finish` itself."""
         if not hasattr(os, "fork") or threading.active_count() != 1:
             return None
+        import emulator.sandbox  # noqa: F401 - here, not in the copy (a replay has it: prepare())
         from emulator.containment import fork_own_copy
 
         reader, writer = os.pipe()
@@ -240,19 +251,26 @@ class BackgroundExports:
             self.reader = -1
 
     def finish(self, drawn: Report, unchanged: bool) -> Report:
-        """The exports are written: return ``drawn`` with their notes (:func:`write_exports`'s
-        result). ``unchanged``: drawing left everything the exports read as it was."""
-        failed = self._collect() if unchanged else None
-        if failed is None:  # not the same report, or the copy died: write them here, afresh
-            self.cancel()
-            if self.first is not None:  # what the copy did before the exports, done again
-                self.first()
-            from emulator.output import _clear
+        """The exports and report.json are written: return ``drawn`` with the exports' notes
+        (:func:`write_exports`'s result). ``unchanged``: drawing left everything the exports and
+        report.json read as it was."""
+        from emulator.output import _clear
 
-            for name in (*EXPORT_FILES, DETECTIONS_DIR):
-                _clear(self.out / name)
-            return write_exports(self.out, drawn)
-        return _noted(self.out, drawn, failed, rewrite=False)
+        failed = self._collect() if unchanged else None
+        if failed is not None:
+            noted = _with_notes(drawn, failed)
+            try:
+                (self.out / REPORT_COPY_FILE).replace(self.out / "report.json")
+            except OSError:  # not there after all: written here
+                return _noted(self.out, drawn, failed, rewrite=True)
+            return noted
+        # not the same report, or the copy died: write them here, afresh
+        self.cancel()
+        if self.first is not None:  # what the copy did before the exports, done again
+            self.first()
+        for name in (*EXPORT_FILES, DETECTIONS_DIR, REPORT_COPY_FILE):
+            _clear(self.out / name)
+        return _noted(self.out, drawn, _write_all(self.out, drawn), rewrite=True)
 
     def cancel(self) -> None:
         """Stop the copy (a signal, a failure) if it still runs: kill it and reap it."""
@@ -266,12 +284,13 @@ class BackgroundExports:
 
 
 def _export_in_copy(out: Path, report: Report, writer: int, first: Callable[[], None] | None) -> None:
-    """The forked copy of :class:`BackgroundExports`: do ``first``, write the exports, send what
-    failed, end. A ``first`` that fails ends the copy with an error: the parent then does it
-    and writes the exports itself."""
+    """The forked copy of :class:`BackgroundExports`: do ``first``, write the exports and
+    report.json (as :data:`REPORT_COPY_FILE`), send what failed, end. A ``first`` that fails
+    ends the copy with an error: the parent then does it and writes the exports itself."""
     code = 1
     try:
-        from emulator.sandbox import set_parent_death_signal
+        from emulator.output import _write_new_lines
+        from emulator.sandbox import set_parent_death_signal  # imported before the fork
 
         gc.disable()  # a short life: the collector would only walk (and copy) the parent's heap
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -280,7 +299,9 @@ def _export_in_copy(out: Path, report: Report, writer: int, first: Callable[[], 
         set_parent_death_signal()
         if first is not None:
             first()
-        message = json.dumps(_write_all(out, report)).encode()
+        failed = _write_all(out, report)
+        _write_new_lines(out / REPORT_COPY_FILE, _with_notes(report, failed).json_chunks())
+        message = json.dumps(failed).encode()
         while message:
             message = message[os.write(writer, message) :]
         code = 0
