@@ -225,10 +225,13 @@ def test_pending_targets_start_longest_expected_first_on_workers_forked_warm(tmp
         return [t.plan.name for _, t in sorted(zip([task["started_at"] for task in tasks], targets, strict=True))]
 
     assert started_order() == ["winhttp-downloader", "benign-dll"]  # the larger sample first
-    # The workers are forks of the pool's fork server, which warmed the engine once (about 1 s of
-    # CPU); the worker (-j 1: one) used next to no CPU before its first replay; the server is gone.
-    assert min(task["worker_cpu_before_s"] for task in last["tasks"]) < 0.5, last["tasks"]
-    assert last["fork_server_cpu_s"] is None or last["fork_server_cpu_s"] > 0.5
+    # The workers are forks of the pool's fork server, which warmed the engine once (0.45 to 1 s
+    # of CPU, by the host); the worker (-j 1: one) used a small part of that before its first
+    # replay; the server is gone.
+    worker_before = min(task["worker_cpu_before_s"] for task in last["tasks"])
+    server = last["fork_server_cpu_s"]
+    assert worker_before < 0.5, last["tasks"]
+    assert server is None or (server > 0.2 and worker_before < server / 3), (server, last["tasks"])
     assert _fork_server_pid() is None
     assert set(previous_seconds(out)) == {"benign-dll", "winhttp-downloader"}
     document = _summary(out)

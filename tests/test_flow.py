@@ -91,9 +91,9 @@ def test_a_long_stretch_leaves_the_slow_memory_path(monkeypatch: pytest.MonkeyPa
     plan = plan.model_copy(update={"exports": [ExportCall(name="RunRc4Size", args=[256 * 1024])]})
 
     def run() -> tuple[float, list[str]]:
-        start = time.process_time()
+        start = time.thread_time()
         recording = emulate(plan)
-        spent = time.process_time() - start
+        spent = time.thread_time() - start
         return spent, [" ".join(e.args) for e in recording.events if isinstance(e, ApiCall) and "Debug" in e.api]
 
     normal, expected = run()
@@ -110,7 +110,7 @@ def test_a_long_stretch_leaves_the_slow_memory_path(monkeypatch: pytest.MonkeyPa
     bounded, got = run()
     assert let_go and all(let_go)
     assert got == expected and "checksum" in got[0]
-    assert bounded < 3 * normal, (bounded, normal)
+    assert bounded < 3 * normal, (bounded, normal)  # CPU of this thread: other tests' threads left out
 
 
 def test_armed_hooks_are_counted_and_records_are_bounded() -> None:
