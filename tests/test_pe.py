@@ -156,3 +156,16 @@ def test_plain_headers_agree_with_pefile_on_mutated_headers() -> None:
             answered += 1
             assert plain == _pefile_headers(bytes(changed))
     assert answered > 300
+
+
+def test_section_alignment_is_counted_as_pefile_counts_it() -> None:
+    """The plain reader's copy of pefile's alignment for its VirtualAddress warning (seeded)."""
+    import random
+
+    adjust = pefile.cache_adjust_SectionAlignment
+    rng = random.Random(27)
+    for _ in range(20_000):
+        address = rng.choice((rng.randrange(1 << 32), rng.randrange(0x20000000), rng.randrange(0x1000)))
+        section = rng.choice((0, 1, 0x200, 0x1000, 0x10000, rng.randrange(1 << 32), rng.randrange(0x2000)))
+        file = rng.choice((0, 0x200, 0x1000, rng.randrange(1 << 32), rng.randrange(0x2000)))
+        assert pe._pefile_aligned(address, section, file) == adjust(address, section, file)
