@@ -56,6 +56,7 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     import emulator.lifecycle as lifecycle
     from emulator.scenario import load_scenario
 
+    parent_thresholds = gc.get_threshold()
     lifecycle.live_briefly()  # as in the emulation child
     pause = lifecycle.collector_paused if paused else contextlib.nullcontext
     plan = load_scenario(Path(scenario))
@@ -78,6 +79,7 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     with phase("emulation"):
         recording = emulate(plan)
     times["emulation"] = [round(times["emulation"][i] - again[i], 4) for i in range(2)]
+    gc.set_threshold(*parent_thresholds)  # the phases below are the parent's
     from emulator.analysis.pipeline import analyse
     from emulator.containment import Guard
     from emulator.document import build_report
