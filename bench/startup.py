@@ -56,7 +56,8 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     import emulator.lifecycle as lifecycle
     from emulator.scenario import load_scenario
 
-    lifecycle.SHORT_LIVED_PROCESS = True  # as in the emulation child
+    parent_thresholds = gc.get_threshold()
+    lifecycle.live_briefly()  # as in the emulation child
     pause = lifecycle.collector_paused if paused else contextlib.nullcontext
     plan = load_scenario(Path(scenario))
     from emulator.precompiled import serving
@@ -78,6 +79,7 @@ def _phase_run(scenario: str, paused: bool) -> dict[str, list[float]]:
     with phase("emulation"):
         recording = emulate(plan)
     times["emulation"] = [round(times["emulation"][i] - again[i], 4) for i in range(2)]
+    gc.set_threshold(*parent_thresholds)  # the phases below are the parent's
     from emulator.analysis.pipeline import analyse
     from emulator.containment import Guard
     from emulator.document import build_report
@@ -124,7 +126,7 @@ def _warm_child_run(scenario: str, runs: int) -> dict[str, list[float]]:
         if pid == 0:
             import emulator.lifecycle as lifecycle
 
-            lifecycle.SHORT_LIVED_PROCESS = True
+            lifecycle.live_briefly()
             emulate(plan)
             os._exit(0)
         _, status, usage = os.wait4(pid, 0)

@@ -273,7 +273,7 @@ def _child(plan: ReplayPlan, conn: Connection) -> None:
     import emulator.lifecycle as lifecycle
     from emulator.sandbox import confine_child
 
-    lifecycle.SHORT_LIVED_PROCESS = True
+    lifecycle.live_briefly()
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it

@@ -268,3 +268,26 @@ def test_the_frozen_trace_is_written_whatever_fails_after_the_emulation(
         output.produce(out, read_trace(frozen), write_frozen=True)
     assert (out / "trace.jsonl").read_bytes() == (frozen / "trace.jsonl").read_bytes()
     assert sorted(p.name for p in (out / "blobs").iterdir()) == sorted(p.name for p in (frozen / "blobs").iterdir())
+
+
+def test_the_emulation_child_collects_its_young_objects_rarely(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked child lives as long as its replay: its young generation is collected every
+    ``SHORT_LIVED_YOUNG_THRESHOLD`` allocations, not every 700; this process keeps its own."""
+    import gc
+
+    import emulator.lifecycle as lifecycle
+    import emulator.replay as replay
+    from emulator.plan import ReplayPlan
+
+    def emulate(plan: ReplayPlan, **kwargs: Any) -> replay.Recording:
+        seen = replay.Recording()
+        seen.runs = [{"young": gc.get_threshold()[0], "short_lived": lifecycle.SHORT_LIVED_PROCESS}]
+        return seen
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(replay, "emulate", emulate)
+    plan = ReplayPlan(name="tickflood", target_path=str(TICKFLOOD), emu_path="C:\\tickflood.exe")
+    recording = replay.emulate_isolated(plan)
+    assert recording.runs == [{"young": lifecycle.SHORT_LIVED_YOUNG_THRESHOLD, "short_lived": True}]
+    assert before[0] < lifecycle.SHORT_LIVED_YOUNG_THRESHOLD
+    assert gc.get_threshold() == before

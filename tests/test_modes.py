@@ -150,3 +150,55 @@ def test_fast_mode_resumes_exactly_after_many_preemptions(monkeypatch: pytest.Mo
     assert recording.status == "completed", recording.detail
     assert sum(preemptions) >= 20, preemptions
     assert debug == [[expected]]
+
+
+def test_hooks_added_over_slow_translations_retranslate_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A memory hook added while every cached block was translated with a memory hook in place
+    (Unicorn's slow memory path, which calls every hook there is at each access) needs no fresh
+    translations; one added while fast-path code may be cached does (the runner's
+    ``hooks_added``). thread-variants arms read hooks from inside a write hook's first hit: with
+    no retranslation at all its ``guest_write`` buffers lose their inputs (the events compared
+    with faithful mode above differ), and here most additions are served without one."""
+    from emulator.backends.speakeasy.runner import NativeRunner
+
+    added: list[bool] = []  # for each addition: whether fast-path code may have been cached
+    retranslated: list[bool] = []
+    hooks_added, retranslate = NativeRunner.hooks_added, NativeRunner.retranslate
+
+    def counting_hooks_added(self: NativeRunner) -> None:
+        added.append(self.fast_code_cached)
+        before = len(retranslated)
+        hooks_added(self)
+        assert (len(retranslated) > before) == added[-1]
+
+    def counting_retranslate(self: NativeRunner) -> None:
+        retranslated.append(True)
+        retranslate(self)
+
+    monkeypatch.setattr(NativeRunner, "hooks_added", counting_hooks_added)
+    monkeypatch.setattr(NativeRunner, "retranslate", counting_retranslate)
+    recording = _replay("thread-variants", "fast")
+    assert recording.status == "completed"
+    writes = [e for e in recording.events if getattr(e, "source", None) == "guest_write"]
+    assert writes and all(e.input_sha256 for e in writes)  # every decoder's input was read
+    assert True in added, "an addition over fast-path code retranslates"
+    assert added.count(False) > added.count(True), "most additions come over slow-path code"
+
+
+def test_the_guest_machine_reports_only_write_hooks_that_exist() -> None:
+    """The runner skips a retranslation on the word of ``write_hooked``: a code range whose hook
+    went after too many writes (``dirty``, rescanned at the next API call) holds no hook, though
+    its stale handle stays in ``write_watched`` until then."""
+    from typing import Any, cast
+
+    from emulator.backends.speakeasy.guest import GuestMachine
+
+    nothing = cast(Any, None)
+    machine = GuestMachine(nothing, nothing, nothing, x64=True)
+    assert not machine.write_hooked()
+    machine.write_watched[(0x1000, 0x2000)] = 7
+    assert machine.write_hooked()
+    machine.dirty.add((0x1000, 0x2000))
+    assert not machine.write_hooked()
+    machine.write_watched[(0x3000, 0x4000)] = 8
+    assert machine.write_hooked()

@@ -66,3 +66,106 @@ def test_contradictory_headers_reach_no_engine(tmp_path: Path) -> None:
         "contradiction.dll: a PE32+ optional header (magic 0x20b) contradicts machine type 0x14c"
     )
     assert recording.runs == []
+
+
+# ---- the plain header reader (pe._plain_headers) agrees with pefile --------------------------
+
+ROOT = BINS.parent.parent
+SHIPPED_PES = sorted(
+    path
+    for folder in (ROOT / "scenarios", BINS)
+    for path in folder.rglob("*")
+    if path.suffix.lower() in {".exe", ".dll"} and path.read_bytes()[:2] == b"MZ"
+)
+
+
+def _pefile_headers(data: bytes) -> pe.PeHeaders:
+    return pe._headers(pe._parse(data))
+
+
+def test_the_project_ships_pes_to_compare() -> None:
+    assert len(SHIPPED_PES) > 60
+
+
+@pytest.mark.parametrize("path", SHIPPED_PES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_plain_headers_are_pefiles_on_every_shipped_pe(path: Path) -> None:
+    data = path.read_bytes()
+    mapped = _mapped(path)
+    for image in (data, mapped, mapped[:0x1000]):
+        plain = pe._plain_headers(image)
+        assert plain is not None, "a shipped PE is the plain case"
+        assert plain == _pefile_headers(image)
+
+
+def _with(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    changed = bytearray(data)
+    struct.pack_into(fmt, changed, offset, value)
+    return bytes(changed)
+
+
+def _unusual_headers() -> dict[str, bytes]:
+    data = (BINS / "hello.dll").read_bytes()
+    nt = struct.unpack_from("<I", data, 0x3C)[0]
+    optional = nt + 24
+    table = optional + struct.unpack_from("<H", data, nt + 20)[0]
+    return {
+        "truncated section table": data[: table + 50],
+        "optional header cut short (pefile pads it)": data[: optional + 80],
+        "unknown optional header magic": _with(data, optional, "<H", 0x107),
+        "null section header": data[:table] + bytes(40) + data[table + 40 :],
+        # raw data past the end, not file-aligned, and a huge virtual size: pefile stops there
+        "a section pefile stops at": _with(
+            _with(_with(data, table + 20, "<I", 0x7FFFF001), table + 16, "<I", 0x1000), table + 8, "<I", 0x20000000
+        ),
+        "no sections": _with(data, nt + 6, "<H", 0),
+        "e_lfanew past the end": _with(data, 0x3C, "<I", len(data) + 8),
+        "no PE signature": _with(data, nt, "<I", 0x4550 + 0x10000),
+    }
+
+
+@pytest.mark.parametrize("case", list(_unusual_headers()))
+def test_plain_headers_leave_unusual_headers_to_pefile(case: str) -> None:
+    data = _unusual_headers()[case]
+    assert pe._plain_headers(data) is None
+    try:
+        expected: pe.PeHeaders | None = _pefile_headers(data)
+    except (pefile.PEFormatError, AttributeError, ValueError):
+        expected = None
+    assert pe.mapped_headers(data) == expected  # pefile's answer, through the fallback
+
+
+def test_plain_headers_agree_with_pefile_on_mutated_headers() -> None:
+    """Random bytes of hello.dll's and hello32.dll's headers changed: whenever the plain reader
+    answers, pefile gives the same headers (seeded: the same mutations every run)."""
+    import random
+
+    rng = random.Random(27)
+    answered = 0
+    for name in ("hello.dll", "hello32.dll"):
+        data = (BINS / name).read_bytes()
+        nt = struct.unpack_from("<I", data, 0x3C)[0]
+        end = nt + 24 + struct.unpack_from("<H", data, nt + 20)[0] + 40 * struct.unpack_from("<H", data, nt + 6)[0]
+        for _ in range(600):
+            changed = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                at = rng.choice((0x3C, nt + 6, nt + 20, nt + 24)) if rng.random() < 0.2 else rng.randrange(nt, end)
+                changed[at] = rng.choice((0, 1, 0xFF, 0x7F, 0x10, rng.randrange(256)))
+            plain = pe._plain_headers(bytes(changed))
+            if plain is None:
+                continue
+            answered += 1
+            assert plain == _pefile_headers(bytes(changed))
+    assert answered > 300
+
+
+def test_section_alignment_is_counted_as_pefile_counts_it() -> None:
+    """The plain reader's copy of pefile's alignment for its VirtualAddress warning (seeded)."""
+    import random
+
+    adjust = pefile.cache_adjust_SectionAlignment
+    rng = random.Random(27)
+    for _ in range(20_000):
+        address = rng.choice((rng.randrange(1 << 32), rng.randrange(0x20000000), rng.randrange(0x1000)))
+        section = rng.choice((0, 1, 0x200, 0x1000, 0x10000, rng.randrange(1 << 32), rng.randrange(0x2000)))
+        file = rng.choice((0, 0x200, 0x1000, rng.randrange(1 << 32), rng.randrange(0x2000)))
+        assert pe._pefile_aligned(address, section, file) == adjust(address, section, file)

@@ -124,8 +124,10 @@ class SpeakeasyBackend:
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
-            flow.on_unhooked = flow.on_hooked = self._runner.retranslate
-            self.machine.on_hooked = self._runner.retranslate
+            flow.on_unhooked = self._runner.retranslate
+            flow.on_hooked = self.machine.on_hooked = self._runner.hooks_added
+            machine = self.machine
+            self._runner.memory_hooked = lambda: flow.hooks_armed() or machine.write_hooked()
             self._runner.slow_watch = (flow.hooks_armed, flow.let_go_for_now, SLOW_PATH_BYTES)
             FastEngineLoop(emu).install()
 

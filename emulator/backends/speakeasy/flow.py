@@ -201,7 +201,8 @@ class FlowWatch:
         # Called when the last hook of a stretch is gone (the runner's retranslate), if any.
         self.on_unhooked: Callable[[], None] | None = None
         # Told when hooks were added: code Unicorn translated with no memory hook in place does
-        # not call hooks added later, so the runner resumes on fresh translations.
+        # not call hooks added later, so the runner resumes on fresh translations if such code
+        # may be cached (NativeRunner.hooks_added).
         self.on_hooked: Callable[[], None] | None = None
 
     def install(self) -> None:

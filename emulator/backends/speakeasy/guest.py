@@ -165,6 +165,11 @@ class GuestMachine:
         if self.on_hooked is not None:
             self.on_hooked()
 
+    def write_hooked(self) -> bool:
+        """Whether a write hook of this machine exists now (a dirty range's hook is gone)."""
+        dirty = self.dirty
+        return any(watched not in dirty for watched in self.write_watched)
+
     def protection_changed(self, address: int, size: int) -> None:
         """[address, address + size) was mapped or given another protection: watch the writes
         of parked code that became writable, and park watched code no guest write can reach now."""

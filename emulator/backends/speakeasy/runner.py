@@ -92,6 +92,14 @@ class NativeRunner:
         self.slow_watch: tuple[Callable[[], bool], Callable[[], None], int] | None = None
         # Blocks translated before the budget hook existed would never report to it.
         self.flush_needed = self.budget is not None
+        # Whether any memory read or write hook exists now (the backend's watches tell); None: never.
+        self.memory_hooked: Callable[[], bool] | None = None
+        # Whether translated code may be cached from a start made with no memory read or write
+        # hook: Unicorn picks a block's memory path when it translates it (its fast path calls no
+        # hook, even one added later; with any such hook every access takes the slow path, which
+        # checks the hooks there are at each access), and a hook deleted during a start stays
+        # listed until the start returns. Only such code needs a flush when a hook is added.
+        self.fast_code_cached = True
 
     def close(self) -> None:
         self._closed.set()
@@ -124,6 +132,20 @@ class NativeRunner:
         if self.in_native and self.budget is not None:
             self.yielded = True
             self.budget.preempt()
+
+    def hooks_added(self) -> None:
+        """A memory read or write hook was added (the flow watch, the guest machine): as
+        :meth:`retranslate`, unless every block cached was translated with a memory hook in
+        place (since the last flush, every start began with one), which calls the new hook too."""
+        if self.fast_code_cached:
+            self.retranslate()
+
+    def _note_memory_path(self) -> None:
+        """Just before a start: the code it translates takes the fast memory path if no memory
+        hook exists now."""
+        hooked = self.memory_hooked
+        if hooked is None or not hooked():
+            self.fast_code_cached = True
 
     def stop(self) -> Any:
         self.stop_requested = True
@@ -193,6 +215,9 @@ class NativeRunner:
         if self.flush_needed:
             compat_fast.flush_translations(self.unicorn)
             self.flush_needed = False
+            self.fast_code_cached = False
+        if not self.fast_code_cached:
+            self._note_memory_path()
         self._arm(stop_at)
         self.at_trap = False
         try:
@@ -244,6 +269,8 @@ class NativeRunner:
             if emu.emu_complete:
                 return None
         budget.reset(self.instruction_limit)
+        if not self.fast_code_cached:
+            self._note_memory_path()
         # _native, without a count; _arm and _disarm inline
         self.stop_requested = self.yielded = self._watchdog_fired = False
         self._stop_at = deadline
