@@ -268,9 +268,7 @@ class FastDispatch:
                 return sp, pc, read_word(sp)
 
         self.read_frame = read_frame
-        view = getattr(engine, "register_view", None)
-        # An empty cache, never running, when the engine keeps none: every read then calls.
-        self._view = view if view is not None else ({}, {}, [True], None, None)
+        self._view = compat_fast.register_view(engine)
         self.bound = True
 
     # -- per-API lookups, once --------------------------------------------------------------------
@@ -813,7 +811,7 @@ class FastEngineLoop:
             start_by = None
         # The pc after an API call, from fast mode's register cache while it holds it (the call's
         # return wrote it there); emu.get_pc() otherwise, which reads the same register.
-        view: tuple[Any, ...] = getattr(emu.emu_eng, "register_view", None) or ({}, {}, [True], None, None)
+        view = compat_fast.register_view(emu.emu_eng)
         cache, running, pc_e = view[0], view[2], view[4]
 
         def stop_limit(kind: str) -> None:

@@ -207,6 +207,14 @@ def held_functions(lib: Any) -> Any:
     return held
 
 
+def register_view(engine: Any) -> tuple[Any, ...]:
+    """The engine's register cache as :func:`use_direct_engine_access` left it (the cache, the
+    remembered words, the running flag, the stack pointer's and pc's keys); when it keeps none,
+    an empty cache that is always running, so every read calls the engine."""
+    view = getattr(engine, "register_view", None)
+    return view if view is not None else ({}, {}, [True], None, None)
+
+
 def use_direct_engine_access(emu: Any) -> None:
     """Register and memory access from API handlers straight through Unicorn's C library.
 

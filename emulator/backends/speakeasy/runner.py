@@ -79,7 +79,7 @@ class NativeRunner:
         self._engine_start, self._engine_stop = compat_fast.replace_engine_start_stop(emu, self.start, self.stop)
         compat_fast.use_direct_engine_access(emu)
         # Fast mode's register cache (see compat_fast.use_direct_engine_access), for the pc.
-        self._registers: tuple[Any, ...] = getattr(emu.emu_eng, "register_view", None) or ({}, {}, [True], None, None)
+        self._registers = compat_fast.register_view(emu.emu_eng)
         self._start_native = compat_fast.native_start_status(emu)
         self._start_to_trap = compat_fast.native_start_to_trap(emu)
         # The last start ended at an API trap (see _native).
