@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """chainreplay batch benchmark (issue 15): local pool -j 1 vs -j 2, warm 3CX replay, Dask vs pool.
 
-    python bench/batch.py [--json PATH] [--replays N] [--pool-only | --ab]
+    python bench/batch.py [--json PATH] [--replays N] [--pool-only | --ab | --twin]
 
 Eight replays (by default): the committed scenarios in sorted order (the four of issue 15 and
 the generality chains when they are there), repeated until there are eight, each under its own
@@ -28,6 +28,15 @@ measures the two local pools and nothing else; ``--ab`` measures them without, t
 first targets' emulation children started by the pool's fork server before its preload
 (``emulator.batch.PRESTART``, emulator/batch_prestart.py), and prints the ratio of each. "1st emu"
 is when the first emulation started (in a child started ahead, before any worker had a task).
+
+``--twin`` asks how far ``-j 2`` is from what two cores give this batch at all. In one sitting it
+measures the two-process scaling of this machine (a pure-Python loop in one process, then in two
+at once: the throughput ratio), the pools ``-j 1`` and ``-j 2``, and the same replays split into
+two ``-j 1`` batches (every other target, so each half has one of the two longest) run side by side
+in two processes (each with its own pool, started together, timed from the first start to the
+last end: two streams that share nothing, not even the warm-up, and need no coordination).
+It prints ``-j 2 / -j 1``, the twins' throughput over ``-j 1``'s, and the bound ``scaling x -j 1
+wall / -j 2 CPU``: the most ``-j 2`` could reach with the machine saturated and no idle core.
 
 Prints a table and writes every figure as JSON (default reports/bench/batch.json).
 See docs/performance.md.
@@ -180,6 +189,12 @@ def dask_vs_pool(batch: list[BatchTarget], out: Path, pool_j2: dict[str, Any], p
     return dask
 
 
+def _total_cpu(row: dict[str, Any]) -> float:
+    """CPU seconds of a timed batch: parent, start-up, the workers' tasks, the emulation children."""
+    start_cpu = row.get("start_cpu_s", row["worker_start_cpu_s"])
+    return float(round(row["parent_cpu_s"] + start_cpu + row["worker_task_cpu_s"] + row["child_cpu_s"], 2))
+
+
 def _where_rows(rows: list[tuple[str, dict[str, Any]]]) -> None:
     print(f"\n{'where the time went':32} {'start s':>8} {'1st emu':>8} {'steady s':>9} {'tail s':>7} ", end="")
     print(f"{'parent':>7} {'w start':>8} {'w tasks':>8} {'children':>9} {'CPU s':>7}")
@@ -187,11 +202,10 @@ def _where_rows(rows: list[tuple[str, dict[str, Any]]]) -> None:
         if "steady_s" not in row:
             continue
         start_cpu = row.get("start_cpu_s", row["worker_start_cpu_s"])
-        total = row["parent_cpu_s"] + start_cpu + row["worker_task_cpu_s"] + row["child_cpu_s"]
         print(f"{label:32} {row['first_replay_starts_s']:>8} {row['first_emulation_starts_s']:>8} ", end="")
         print(f"{row['steady_s']:>9} {row['tail_idle_s']:>7} ", end="")
         print(f"{row['parent_cpu_s']:>7} {start_cpu:>8} {row['worker_task_cpu_s']:>8} ", end="")
-        print(f"{row['child_cpu_s']:>9} {round(total, 2):>7}")
+        print(f"{row['child_cpu_s']:>9} {_total_cpu(row):>7}")
 
 
 def ab(batch: list[BatchTarget], path: Path) -> int:
@@ -221,6 +235,117 @@ def ab(batch: list[BatchTarget], path: Path) -> int:
     return 0
 
 
+# Seconds of the pure-Python loop timed per process when measuring the machine's scaling.
+SCALING_LOOP_SECONDS = 1.0
+
+
+def _loop_rate(seconds: float) -> float:
+    """Iterations per second of a fixed pure-Python loop over ``seconds``."""
+    done, table = 0, {}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for i in range(10_000):
+            table[i & 255] = i
+        done += 1
+    return done / seconds
+
+
+def _loop_member(seconds: float) -> None:
+    print(_loop_rate(seconds), flush=True)
+
+
+def two_process_scaling(seconds: float = SCALING_LOOP_SECONDS) -> dict[str, Any]:
+    """Throughput of the loop in two processes at once over one process alone (best of 3 each)."""
+    import subprocess
+
+    command = [sys.executable, __file__, "--loop-member", str(seconds)]
+    alone = max(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout) for _ in range(3))
+    pairs = []
+    for _ in range(3):
+        members = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        pairs.append(sum(float(m.communicate()[0]) for m in members))
+    pair = max(pairs)
+    return {"one_process": round(alone, 1), "two_processes": round(pair, 1), "scaling": round(pair / alone, 3)}
+
+
+def _twin_member(count: int, part: int, out: Path) -> None:
+    """One of the twins: build its half of the batch (``part`` 0 or 1), say ready, wait for the go
+    line, run it with ``-j 1``, print when it started and ended."""
+    batch = targets(count)[part::2]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.time()
+    summary = run_batch(batch, out, jobs=1, force=True)
+    print(json.dumps({"started": started, "ended": time.time(), "outcomes": [r.outcome for r in summary.results]}))
+
+
+def twins(count: int, out: Path) -> dict[str, Any]:
+    """The batch split in two ``-j 1`` batches run side by side, each in its own process."""
+    import subprocess
+
+    command = [sys.executable, __file__, "--replays", str(count), "--twin-member"]
+    members = [
+        subprocess.Popen(
+            [*command, str(out / f"twin{k}"), "--part", str(k)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in (0, 1)
+    ]
+    for member in members:
+        assert member.stdout is not None and member.stdout.readline().strip() == "ready"
+    for member in members:
+        assert member.stdin is not None
+        member.stdin.write("go\n")
+        member.stdin.flush()
+    ends = [json.loads(member.communicate()[0]) for member in members]
+    wall = max(e["ended"] for e in ends) - min(e["started"] for e in ends)
+    return {
+        "wall_s": round(wall, 2),
+        "replays": count,
+        "throughput_per_min": round(60 * count / wall, 2),
+        "outcomes": [o for e in ends for o in e["outcomes"]],
+    }
+
+
+def twin(batch: list[BatchTarget], path: Path) -> int:
+    """``--twin``: -j 2 against -j 1, two -j 1 side by side, and the machine's two-process scaling."""
+    figures: dict[str, Any] = {"targets": [t.plan.name for t in batch]}
+    figures["machine_scaling"] = two_process_scaling()
+    print(f"two-process scaling of this machine: {figures['machine_scaling']['scaling']}x", flush=True)
+    with tempfile.TemporaryDirectory(prefix="chainreplay-bench-batch-") as tmp:
+        root = Path(tmp)
+        figures["pool_j1"] = timed_batch(batch, root / "j1", jobs=1)
+        print(f"pool -j 1: {figures['pool_j1']['wall_s']} s", flush=True)
+        figures["pool_j2"] = timed_batch(batch, root / "j2", jobs=2)
+        print(f"pool -j 2: {figures['pool_j2']['wall_s']} s", flush=True)
+        figures["twin_j1"] = twins(len(batch), root)
+        print(f"two -j 1 side by side, half the replays each: {figures['twin_j1']['wall_s']} s", flush=True)
+    j1, j2 = figures["pool_j1"], figures["pool_j2"]
+
+    figures["ratios"] = {
+        "j2_vs_j1_throughput": round(j1["wall_s"] / j2["wall_s"], 3),
+        "twin_vs_j1_throughput": round(figures["twin_j1"]["throughput_per_min"] / j1["throughput_per_min"], 3),
+    }
+    if "child_cpu_s" in j1 and "child_cpu_s" in j2:
+        figures["ratios"]["j1_cores_busy"] = round(_total_cpu(j1) / j1["wall_s"], 3)
+        figures["ratios"]["j2_cores_busy"] = round(_total_cpu(j2) / j2["wall_s"], 3)
+        scaling = figures["machine_scaling"]["scaling"]
+        figures["ratios"]["j2_vs_j1_bound"] = round(scaling * j1["wall_s"] / _total_cpu(j2), 3)
+    ratios = figures["ratios"]
+    _where_rows([("local pool -j 1", j1), ("local pool -j 2", j2)])
+    print(f"-j 2 / -j 1 throughput: {ratios['j2_vs_j1_throughput']}x (target >= 1.7x)")
+    print(f"two -j 1 side by side (half each) / -j 1 throughput: {ratios['twin_vs_j1_throughput']}x")
+    if "j2_vs_j1_bound" in ratios:
+        print(f"cores busy: -j 1 {ratios['j1_cores_busy']}, -j 2 {ratios['j2_cores_busy']}; ", end="")
+        print(f"bound (scaling x -j 1 wall / -j 2 CPU): {ratios['j2_vs_j1_bound']}x")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"figures: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench" / "batch.json")
@@ -231,10 +356,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the local pools, -j 1 and -j 2 without then with the first children started ahead",
     )
+    parser.add_argument(
+        "--twin",
+        action="store_true",
+        help="-j 1, -j 2, two -j 1 side by side, and the machine's two-process scaling",
+    )
+    parser.add_argument("--twin-member", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--loop-member", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.loop_member is not None:
+        _loop_member(args.loop_member)
+        return 0
+    if args.twin_member is not None:
+        _twin_member(args.replays, args.part, args.twin_member)
+        return 0
     batch = targets(args.replays)
     if args.ab:
         return ab(batch, args.json)
+    if args.twin:
+        return twin(batch, args.json.with_name("batch-twin.json") if args.json.name == "batch.json" else args.json)
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "targets": [t.plan.name for t in batch],
