@@ -38,6 +38,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ from typing import Any
 from emulator import __version__
 from emulator.check import TargetResult, judge
 from emulator.expect import Expect
+from emulator.lifecycle import Interrupted, SignalWatch
 from emulator.plan import ReplayPlan
 from emulator.report import Report
 
@@ -58,6 +60,9 @@ KEY_FILE = "batch-key.json"
 # The local pool's fork server starts the first targets' emulation children before its preload
 # (emulator/batch_prestart.py, :func:`started_ahead`); False: the workers fork every child themselves.
 PRESTART = True
+# After a termination signal, seconds the replays running are given to write their partial
+# reports before their workers are killed.
+BATCH_STOP_GRACE_SECONDS = 10
 # Seconds to wait for a Dask scheduler to answer before giving up.
 SCHEDULER_CONNECT_TIMEOUT = 10
 
@@ -84,6 +89,8 @@ class BatchSummary:
     replayed: int = 0
     resumed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # The termination signal that stopped the batch (the CLI exits 128 + it), if any.
+    signal: int | None = None
 
 
 # ---- the task (runs in a worker) --------------------------------------------------------------
@@ -322,6 +329,43 @@ def _failed_result(target: BatchTarget, outdir: Path, error: str) -> TargetResul
     )
 
 
+def _interrupted_result(target: BatchTarget, outdir: Path, signum: int) -> TargetResult:
+    name = signal.Signals(signum).name
+    detail = f"interrupted by {name}: the batch stopped before this target's replay ended"
+    return TargetResult(
+        target=target.target,
+        name=target.plan.name,
+        outdir=str(outdir),
+        outcome="interrupted",
+        detail=detail,
+        fail_reasons=[detail],
+    )
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor, unfinished: list[cf.Future[dict[str, Any]]], signum: int) -> None:
+    """After the termination signal ``signum``: no new replay starts; each replay running is told
+    to stop (the same signal: it kills its emulation child and writes its partial report, outcome interrupted,
+    as ``run`` does; a worker between replays ignores it and ends when the pool shuts down) and
+    given :data:`BATCH_STOP_GRACE_SECONDS` to; then every worker left is killed (their emulation
+    children die with them: parent-death signal)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with suppress(OSError):
+            os.kill(process.pid, signum)
+    running = [f for f in unfinished if not f.cancelled()]
+    deadline = time.monotonic() + BATCH_STOP_GRACE_SECONDS
+    # until every running replay has ended, or every worker has (one between two replays dies
+    # of the signal: its future would only learn it when the pool notices), or the grace is over
+    while running and any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        running = list(cf.wait(running, timeout=0.05).not_done)
+    for process in processes:
+        with suppress(OSError):
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)
+
+
 def _usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -355,28 +399,55 @@ def started_ahead(jobs: int, cores: int) -> int:
     return jobs if PRESTART and oversubscribed(jobs, cores) else 0
 
 
-def _local_executor(jobs: int, first_plans: list[str] | None = None) -> cf.ProcessPoolExecutor:
-    """The pool; its fork server is started now, and given ``first_plans`` (each a plan's JSON)
-    to start their emulation children before its preload (emulator/batch_prestart.py) if it is
-    ours to start (none runs in this process yet)."""
+def _local_executor(jobs: int, first_plans: list[str] | None = None) -> tuple[cf.ProcessPoolExecutor, str]:
+    """The pool, and how its fork server started: ``"forked"`` from this process
+    (emulator/batch_forkserver.py), ``"started"`` by multiprocessing as a new interpreter (now,
+    or when the pool starts its first worker), ``"running"`` (one was running already). A server
+    that is ours to start (none runs in this process yet) is given ``first_plans`` (each a plan's
+    JSON) to start their emulation children before its preload (emulator/batch_prestart.py)."""
     from multiprocessing import forkserver
 
+    from emulator import batch_forkserver
     from emulator.batch_prestart import PRESTART_ENV, environment_value
 
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(preload_modules(jobs, _usable_cores()))
-    value = environment_value(first_plans) if first_plans and _fork_server_pid() is None else None
+    preload = preload_modules(jobs, _usable_cores())
+    context.set_forkserver_preload(preload)
+    ours = _fork_server_pid() is None
+    value = environment_value(first_plans) if first_plans and ours else None
+    before = os.environ.get(PRESTART_ENV)
     if value is not None:
-        before = os.environ.get(PRESTART_ENV)
         os.environ[PRESTART_ENV] = value  # read (and removed) by the fork server only
-        try:
-            forkserver.ensure_running()
-        finally:
-            if before is None:
-                os.environ.pop(PRESTART_ENV, None)
-            else:
-                os.environ[PRESTART_ENV] = before
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=warm_worker)
+    how = "running"
+    try:
+        # Forked from this process when it can be (emulator/batch_forkserver.py): it then starts
+        # with this process's modules; else multiprocessing's own.
+        if ours:
+            how = "forked" if batch_forkserver.start(preload) else "started"
+            if how == "started" and value is not None:
+                forkserver.ensure_running()
+    finally:
+        if before is None:
+            os.environ.pop(PRESTART_ENV, None)
+        else:
+            os.environ[PRESTART_ENV] = before
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=local_worker_started), how
+
+
+def local_worker_started() -> int:
+    """The local pool's initializer: the worker dies with the fork server, hence with the batch
+    (parent-death signal, whatever kills them: the server has its own); between replays it leaves
+    termination signals to the batch, which stops the pool (a worker dying of one would make the
+    pool kill every other worker, replays running included: ``ProcessPoolExecutor`` counts it
+    broken), while a replay takes them as ``run`` does (its partial report); and it warms
+    (:func:`warm_worker`)."""
+    from emulator.lifecycle import TERMINATING_SIGNALS
+    from emulator.sandbox import end_with_parent
+
+    end_with_parent()
+    for sig in TERMINATING_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    return warm_worker()
 
 
 def _fork_server_pid() -> int | None:
@@ -435,8 +506,14 @@ def run_batch(
     force: bool = False,
     fail_on: tuple[str, ...] = (),
     on_result: Callable[[TargetResult], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> BatchSummary:
-    """Replay ``targets`` into ``outdir/<name>/``; write ``outdir/batch.json``; return the summary."""
+    """Replay ``targets`` into ``outdir/<name>/``; write ``outdir/batch.json``; return the summary.
+
+    ``on_result(result)``: each target's result as it is known (the resumed ones first, once the
+    workers are started). ``on_started()``: once, when the workers are started (a caller's
+    progress display starts then: a thread started before would keep the pool's fork server from
+    being forked from this process, emulator/batch_forkserver.py)."""
     started = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, TargetResult] = {}
@@ -449,10 +526,21 @@ def run_batch(
         keys[index] = batch_key(target.plan)
         if not force and _up_to_date(folder, keys[index]):
             results[index] = _judge(target, folder, 0.0, fail_on, resumed=True)
-            if on_result:
-                on_result(results[index])
         else:
             pending.append(index)
+
+    resumed = sorted(results)
+
+    def workers_started() -> None:
+        """The workers are on their way: say so, and give the targets resumed (after the pool's
+        start, so that a caller's progress display starts no thread before the fork server is
+        forked from this process: emulator/batch_forkserver.py)."""
+        if on_started:
+            on_started()
+        if on_result:
+            for index in resumed:
+                on_result(results[index])
+
     expected = expected_seconds([targets[i].plan for i in pending], previous_seconds(outdir))
     pending = [pending[k] for k in longest_first(expected)]
 
@@ -471,8 +559,10 @@ def run_batch(
             on_result(results[index])
 
     workers = 0
+    interrupted: int | None = None
     if pending and scheduler:
         client = _dask_client(scheduler)
+        workers_started()
         try:
             info = client.scheduler_info()
             workers = len(info.get("workers", {}))
@@ -525,7 +615,9 @@ def run_batch(
         try:
             ahead = started_ahead(workers, _usable_cores())
             first = [targets[i].plan.model_dump_json() for i in pending[:ahead]]
-            with _local_executor(workers, first) as pool:
+            pool, extra["fork_server"] = _local_executor(workers, first)
+            with pool, SignalWatch() as watch:
+                workers_started()
                 local = {
                     pool.submit(
                         replay_task,
@@ -535,13 +627,40 @@ def run_batch(
                     ): i
                     for i in pending
                 }
-                for future in cf.as_completed(local):
+
+                def take(future: cf.Future[dict[str, Any]]) -> None:
                     try:
                         finished(local[future], future.result(), None)
                     except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
                         finished(local[future], None, f"{type(err).__name__}: {err}")
+
+                completed = cf.as_completed(local)
+                while watch.signum is None:
+                    try:
+                        with watch.waiting():
+                            future = next(completed)
+                    except (StopIteration, Interrupted):
+                        break
+                    take(future)
+                if watch.signum is not None:
+                    interrupted = watch.signum
+                    _stop_workers(pool, [f for f in local if local[f] not in results], interrupted)
+                    for future, index in local.items():
+                        if index in results:
+                            continue
+                        if future.done() and not future.cancelled() and future.exception() is None:
+                            take(future)  # ended in time: its report (partial: outcome interrupted)
+                        else:  # not started, or its worker died of the signal or was killed
+                            results[index] = _interrupted_result(
+                                targets[index], outdir / targets[index].plan.name, interrupted
+                            )
+                            if on_result:
+                                on_result(results[index])
         finally:
             extra["fork_server_cpu_s"], extra["fork_server_children_cpu_s"] = _stop_fork_server(running_before)
+
+    else:
+        workers_started()
 
     ordered = [results[i] for i in range(len(targets))]
     summary = BatchSummary(
@@ -553,6 +672,7 @@ def run_batch(
         replayed=len(pending),
         resumed=len(targets) - len(pending),
         extra={**extra, "tasks": [tasks.get(i) for i in range(len(targets))]},
+        signal=interrupted,
     )
     summary.path.write_text(json.dumps(summary_document(summary), indent=2) + "\n", encoding="utf-8")
     return summary
@@ -567,6 +687,8 @@ def summary_document(summary: BatchSummary) -> dict[str, Any]:
         "replayed": summary.replayed,
         "resumed": summary.resumed,
         "failed": sum(1 for r in summary.results if r.failed),
+        # the termination signal that stopped the batch (its unfinished targets: outcome interrupted)
+        "interrupted_by": signal.Signals(summary.signal).name if summary.signal is not None else None,
         "targets": [r.summary() for r in summary.results],
     }
 

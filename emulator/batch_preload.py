@@ -14,6 +14,12 @@ from __future__ import annotations
 
 def _warm() -> None:
     try:
+        from emulator.sandbox import end_with_parent
+
+        end_with_parent()  # the workers hold the alive pipe too: a killed batch ends them this way
+    except Exception:  # noqa: BLE001 - the fork server must start
+        pass
+    try:
         # The engine's import and the first of its tables (the signature database), which every
         # emulation child needs; then the first targets' emulation children, so that they emulate
         # beside the rest of the warm-up and the import of the output libraries rather than after

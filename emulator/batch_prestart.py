@@ -108,7 +108,7 @@ def _start(plan_json: str) -> None:
     pid = os.fork()
     if pid == 0:  # the child: never returns
         try:
-            _close_descriptors_except({0, 1, 2, plans_in.fileno(), events_out.fileno()})
+            close_descriptors_except({0, 1, 2, plans_in.fileno(), events_out.fileno()})
             prestart._serve(plans_in, events_out, None)
         finally:
             os._exit(1)
@@ -130,7 +130,7 @@ def _start(plan_json: str) -> None:
     _children[plan_key(plan_json)] = _Prestarted(pid, pidfd, events_in, claim_r, started_at)
 
 
-def _close_descriptors_except(keep: set[int]) -> None:
+def close_descriptors_except(keep: set[int]) -> None:
     """Close every descriptor but ``keep`` (the fork server's listening socket among them)."""
     low = 0
     for fd in sorted(keep):

@@ -167,3 +167,48 @@ def collector_paused() -> Iterator[None]:
             gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+class SignalWatch:
+    """Termination signals taken by a process that waits on others (a local batch's parent).
+
+    While entered (main thread only; elsewhere it does nothing), SIGTERM, SIGINT and SIGHUP are
+    recorded in :attr:`signum` instead of killing the process; inside :meth:`waiting` the first
+    one also raises :class:`Interrupted`, so a blocking wait ends at once, while work outside it
+    (writing a result) is never cut in the middle.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.enabled = threading.current_thread() is threading.main_thread()
+        self._raise_now = False
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalWatch:
+        if self.enabled:
+            for sig in TERMINATING_SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._raise_now:
+            self._raise_now = False
+            raise Interrupted(signum)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A blocking wait that a termination signal ends (raising :class:`Interrupted`)."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+        self._raise_now = True
+        try:
+            yield
+        finally:
+            self._raise_now = False

@@ -28,6 +28,7 @@ See docs/containment.md.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -189,6 +190,15 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> LayerState:
     if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0) != 0:
         return LayerState("parent_death_signal", False, _oserror("prctl(PR_SET_PDEATHSIG)"))
     return LayerState("parent_death_signal", True, f"{signal.Signals(sig).name} when the CLI process dies")
+
+
+def end_with_parent() -> None:
+    """Have this process killed when its parent dies (a batch's fork server and workers); if the
+    parent is gone already (this process was re-parented to init), end now. Without the
+    parent-death signal (not Linux) nothing is done."""
+    with contextlib.suppress(Exception):
+        if set_parent_death_signal().active and os.getppid() == 1:
+            os._exit(1)
 
 
 def own_process_group() -> LayerState:

@@ -132,11 +132,12 @@ def test_killed_cli_takes_its_child_and_leaves_no_old_report(tmp_path: Path) -> 
     assert not (outdir / "report.json").exists()
 
 
-def _kill_self_at(count: int) -> Any:
-    """A Recorder.emit that SIGKILLs its own process right after recording event ``count``."""
+def _kill_self_at(count: int) -> tuple[Any, Any]:
+    """Recorder.emit and Recorder.emit_api (API calls take the second) that SIGKILL their own
+    process right after recording event ``count``, whichever records it."""
     from emulator.recorder import Recorder
 
-    original = Recorder.emit
+    original, original_api = Recorder.emit, Recorder.emit_api
 
     def emit(self: Recorder, cls: type[Any], stage: str | None = None, **fields: Any) -> Any:
         event = original(self, cls, stage, **fields)
@@ -144,7 +145,12 @@ def _kill_self_at(count: int) -> Any:
             os.kill(os.getpid(), signal.SIGKILL)
         return event
 
-    return emit
+    def emit_api(self: Recorder, *args: Any) -> None:
+        original_api(self, *args)
+        if len(self.events) == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return emit, emit_api
 
 
 @pytest.mark.parametrize("count", [1, 700])
@@ -155,7 +161,9 @@ def test_sigkilled_child_loses_no_event(count: int, monkeypatch: pytest.MonkeyPa
     from emulator.recorder import Recorder
     from emulator.replay import emulate_isolated
 
-    monkeypatch.setattr(Recorder, "emit", _kill_self_at(count))
+    emit, emit_api = _kill_self_at(count)
+    monkeypatch.setattr(Recorder, "emit", emit)
+    monkeypatch.setattr(Recorder, "emit_api", emit_api)
     plan = ReplayPlan(name="tickflood", target_path=str(TICKFLOOD), emu_path="C:\\tickflood.exe")
     recording = emulate_isolated(plan)
     assert recording.status == "error"

@@ -13,6 +13,7 @@ from emulator.cli.common import (
     DEFAULT_REPORTS_DIR,
     E_FAILED,
     E_OK,
+    E_SIGNAL_BASE,
     UsageError,
 )
 from emulator.cli.targets import _plan_for_target
@@ -86,6 +87,7 @@ def _batch(args: argparse.Namespace) -> int:
             force=args.force,
             fail_on=fail_on,
             on_result=progress.update if progress else None,
+            on_started=progress.start if progress else None,
         )
     except BatchError as err:
         raise UsageError(str(err)) from err
@@ -101,6 +103,8 @@ def _batch(args: argparse.Namespace) -> int:
         from emulator.junit import write_junit
 
         write_junit(summary.results, Path(args.junit), command="batch")
+    if summary.signal is not None:
+        return E_SIGNAL_BASE + summary.signal
     return E_FAILED if any(r.failed for r in summary.results) else E_OK
 
 
@@ -121,10 +125,18 @@ class _Progress:
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
             )
-            self.task = self.bar.add_task("", total=total)
+            self.task = self.bar.add_task("", total=total)  # its clock starts now
+        self.started = False
+
+    def start(self) -> None:
+        """Show the bar (its refresh is a thread: started once the batch's workers are, see
+        ``run_batch``'s ``on_started``)."""
+        if self.bar is not None and not self.started:
             self.bar.start()
+        self.started = True
 
     def update(self, result: Any) -> None:
+        self.start()
         self.done += 1
         state = "resumed" if result.resumed else result.outcome
         if self.bar is not None:
@@ -134,7 +146,7 @@ class _Progress:
             sys.stdout.flush()
 
     def close(self) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.started:
             self.bar.stop()
 
 
