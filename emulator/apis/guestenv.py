@@ -89,6 +89,16 @@ def global_memory_status_ex(api: GuestApi, argv: list[int]) -> int:
     return 1
 
 
+@apihook("kernel32", "GetPhysicallyInstalledSystemMemory", argc=1)
+def get_physically_installed_system_memory(api: GuestApi, argv: list[int]) -> int:
+    """The installed memory in KiB: what GlobalMemoryStatusEx reports as total, not less."""
+    if not argv[0]:
+        api.set_last_error(87)  # ERROR_INVALID_PARAMETER
+        return 0
+    api.write_u64(argv[0], _services(api).guest.memory_mb * 1024)
+    return 1
+
+
 @apihook("kernel32", ["GetDiskFreeSpaceExA", "GetDiskFreeSpaceExW"], argc=4)
 def get_disk_free_space_ex(api: GuestApi, argv: list[int]) -> int:
     guest = _services(api).guest

@@ -64,6 +64,9 @@ PROCESS_PARENTS: dict[str, str | None] = {
     "dllhost.exe": "svchost.exe",
     "audiodg.exe": "svchost.exe",
 }
+# Speakeasy's decoy modules a fresh process does not have loaded: a sandbox check looks for
+# dbghelp.dll (debuggers and some sandboxes inject it). LoadLibrary still loads them.
+NOT_PRELOADED = frozenset({"dbghelp"})
 # The id an exited parent had (no listed process has it).
 EXITED_PARENT_PID = 0x1E8
 DESKTOP_PROCESS_BASE = 0x06000000
@@ -121,6 +124,9 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     main = [proc for proc in config["processes"] if proc.get("is_main_exe")]
     others = [proc for proc in config["processes"] if not proc.get("is_main_exe")]
     config["processes"] = others + _desktop_processes() + main
+    modules = dict(config["modules"])
+    modules["user_modules"] = [m for m in modules["user_modules"] if m["name"].lower() not in NOT_PRELOADED]
+    config["modules"] = modules
     major, minor, build = plan.os_version
     config["os_ver"] = {**config["os_ver"], "major": major, "minor": minor, "build": build}
     # Only the scenario's files exist, unless the plan asks for Speakeasy's own file rules for

@@ -240,11 +240,11 @@ class ExceptionDispatcher:
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
             pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
         wanted = code is not None and self.repeats.get(self._fault_key(pc, None), 0) < MAX_SAME_FAULT
-        handled = (
-            compat_guest.vectored_handlers(self.emu)
-            or (self._has_frame_handler() if self.x64 else compat_guest.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF))
-            or compat_guest.unhandled_filter(self.emu)
-        )
+        if self.x64:
+            frame_handler = self._has_frame_handler()
+        else:
+            frame_handler = compat_guest.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
+        handled = compat_guest.vectored_handlers(self.emu) or frame_handler or compat_guest.unhandled_filter(self.emu)
         if code is not None and wanted and handled:
             if intnum == 1:
                 self.unicorn.reg_write(x86.UC_X86_REG_EFLAGS, self.unicorn.reg_read(x86.UC_X86_REG_EFLAGS) & ~TRAP_FLAG)

@@ -65,8 +65,9 @@ KUSER_QPC_FREQUENCY = 0x300
 KUSER_UNPARKED_PROCESSOR_COUNT = 0x36A
 KUSER_QPC_BIAS = 0x3B8  # bare Speakeasy writes the QPC frequency here
 KUSER_ACTIVE_PROCESSOR_COUNT = 0x3C0  # then ActiveGroupCount (USHORT)
-IMAGE_FILE_MACHINE_AMD64 = 0x8664
-PROCESSOR_ARCHITECTURE_AMD64 = 9
+# The guest's Windows is as wide as the guest (GetNativeSystemInfo and IsWow64Process agree).
+IMAGE_FILE_MACHINE = {True: 0x8664, False: 0x014C}
+PROCESSOR_ARCHITECTURE = {True: 9, False: 0}  # AMD64, INTEL
 VER_PLATFORM_WIN32_NT = 2
 # The process heap as an NT heap (HEAP) shows itself: SegmentSignature, Flags, ForceFlags.
 HEAP_SEGMENT_SIGNATURE = 0xFFEEFFEE
@@ -289,11 +290,11 @@ class GuestMachine:
         major, minor, build = compat_blocks.os_version(self.emu)
         guest = self.guest
         fields: list[tuple[int, bytes]] = [
-            (KUSER_IMAGE_NUMBERS, struct.pack("<HH", IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_AMD64)),
+            (KUSER_IMAGE_NUMBERS, struct.pack("<HH", IMAGE_FILE_MACHINE[self.x64], IMAGE_FILE_MACHINE[self.x64])),
             (KUSER_NT_SYSTEM_ROOT, "C:\\Windows".encode("utf-16-le") + b"\0\0"),
             (KUSER_NT_BUILD_NUMBER, struct.pack("<I", build)),
             (KUSER_NT_PRODUCT_TYPE, struct.pack("<I", 1)),
-            (KUSER_PRODUCT_TYPE_IS_VALID, struct.pack("<BBH", 1, 0, PROCESSOR_ARCHITECTURE_AMD64)),
+            (KUSER_PRODUCT_TYPE_IS_VALID, struct.pack("<BBH", 1, 0, PROCESSOR_ARCHITECTURE[self.x64])),
             (KUSER_NT_MAJOR_VERSION, struct.pack("<II", major, minor)),
             (KUSER_KD_DEBUGGER_ENABLED, b"\0"),
             (KUSER_ACTIVE_CONSOLE_ID, struct.pack("<I", 1)),
