@@ -26,6 +26,8 @@ class ReplayServices:
     guest: GuestEnvironment = field(default_factory=GuestEnvironment)
     # The guest's environment variables, names lower-cased.
     variables: dict[str, str] = field(default_factory=dict)
+    # Threads the guest hid from the debugger (NtSetInformationThread), by thread id.
+    hidden_threads: set[int] = field(default_factory=set)
     _next_handle: int = HANDLE_BASE
 
     def new_handle(self, obj: Any) -> int:

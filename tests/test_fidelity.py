@@ -143,8 +143,13 @@ def test_large_allocations_reach_max_mapped_memory_quickly() -> None:
 
 # ---- the anti-evasion catalogue, both modes, both architectures -----------------------------
 
-CATALOGUE = [("evasion.exe", "fast"), ("evasion.exe", "faithful"), ("evasion32.exe", "fast")]
-EXPECTED_CHECKS = 42
+CATALOGUE = [
+    ("evasion.exe", "fast"),
+    ("evasion.exe", "faithful"),
+    ("evasion32.exe", "fast"),
+    ("evasion32.exe", "faithful"),
+]
+EXPECTED_CHECKS = 57
 
 
 @pytest.mark.parametrize(("sample", "mode"), CATALOGUE)

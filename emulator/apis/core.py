@@ -19,6 +19,17 @@ PAGE_SIZE = 0x1000
 STRING_CHUNK = 256
 
 
+@dataclass(frozen=True)
+class GuestObject:
+    """What a handle names in the guest: ``kind`` "process" (``id`` its process id, with its
+    parent's and its PEB), "thread" (``id`` its thread id) or "other" (a file, a key, an event)."""
+
+    kind: Literal["process", "thread", "other"]
+    id: int = 0
+    parent_id: int = 0
+    peb: int = 0
+
+
 class GuestMemory(Protocol):
     ptr_size: int
 
@@ -33,6 +44,8 @@ class GuestMemory(Protocol):
     def write_file(self, path: str, data: bytes) -> None: ...
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None: ...
+
+    def object_of(self, handle: int) -> GuestObject | None: ...
 
     def start_thread(
         self, function: int, param: int, suspended: bool = False, process: int | None = None
@@ -123,6 +136,10 @@ class GuestApi:
 
     def set_last_error(self, code: int) -> None:
         self.memory.set_last_error(code)
+
+    def object_of(self, handle: int) -> GuestObject | None:
+        """What ``handle`` names (pseudo handles included), or None for a handle that names nothing."""
+        return self.memory.object_of(handle)
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create or replace ``path`` in the guest's file system, recorded as the guest writing it."""

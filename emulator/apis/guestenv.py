@@ -16,8 +16,14 @@ STATUS_SUCCESS = 0
 STATUS_INVALID_INFO_CLASS = 0xC0000003
 STATUS_INFO_LENGTH_MISMATCH = 0xC0000004
 STATUS_ACCESS_VIOLATION = 0xC0000005
+STATUS_INVALID_HANDLE = 0xC0000008
+STATUS_PENDING = 0x103
 STATUS_PORT_NOT_SET = 0xC0000353
+ProcessBasicInformation = 0
 ProcessDebugPort = 7
+ProcessWow64Information = 0x1A
+ThreadHideFromDebugger = 0x11
+NORMAL_BASE_PRIORITY = 8
 ProcessDebugObjectHandle = 0x1E
 ProcessDebugFlags = 0x1F
 ERROR_NOACCESS = 998
@@ -83,6 +89,16 @@ def global_memory_status_ex(api: GuestApi, argv: list[int]) -> int:
     return 1
 
 
+@apihook("kernel32", "GetPhysicallyInstalledSystemMemory", argc=1)
+def get_physically_installed_system_memory(api: GuestApi, argv: list[int]) -> int:
+    """The installed memory in KiB: what GlobalMemoryStatusEx reports as total, not less."""
+    if not argv[0]:
+        api.set_last_error(87)  # ERROR_INVALID_PARAMETER
+        return 0
+    api.write_u64(argv[0], _services(api).guest.memory_mb * 1024)
+    return 1
+
+
 @apihook("kernel32", ["GetDiskFreeSpaceExA", "GetDiskFreeSpaceExW"], argc=4)
 def get_disk_free_space_ex(api: GuestApi, argv: list[int]) -> int:
     guest = _services(api).guest
@@ -141,8 +157,10 @@ def get_cursor_pos(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("ntdll", ["NtQueryInformationProcess", "ZwQueryInformationProcess"], argc=5)
 def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
-    """The debugger-related classes answer "no debugger"; others are refused as Windows refuses an unknown class."""
-    _process, info_class, buffer, length, return_length = argv
+    """The debugger-related classes answer "no debugger"; ProcessBasicInformation and
+    ProcessWow64Information as Windows fills them; other classes are refused as Windows refuses
+    an unknown class."""
+    process, info_class, buffer, length, return_length = argv
     info_class &= 0xFFFFFFFF
     length &= 0xFFFFFFFF
     if info_class == ProcessDebugPort:
@@ -151,6 +169,14 @@ def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
         answer, status = bytes(api.ptr_size), STATUS_PORT_NOT_SET
     elif info_class == ProcessDebugFlags:
         answer, status = (1).to_bytes(4, "little"), STATUS_SUCCESS  # 1: NoDebugInherit clear, not debugged
+    elif info_class == ProcessBasicInformation:
+        target = api.object_of(process)
+        if target is None or target.kind != "process":
+            return STATUS_INVALID_HANDLE
+        answer, status = _basic_information(api, target.peb, target.id, target.parent_id), STATUS_SUCCESS
+    elif info_class == ProcessWow64Information:
+        # The guest's Windows is as wide as the guest (GetNativeSystemInfo, IsWow64Process agree).
+        answer, status = bytes(api.ptr_size), STATUS_SUCCESS
     else:
         return STATUS_INVALID_INFO_CLASS
     if length != len(answer):
@@ -161,6 +187,62 @@ def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
     except Exception:
         return STATUS_ACCESS_VIOLATION
     return status
+
+
+def _basic_information(api: GuestApi, peb: int, pid: int, parent: int) -> bytes:
+    """PROCESS_BASIC_INFORMATION: ExitStatus, PebBaseAddress, AffinityMask, BasePriority,
+    UniqueProcessId, InheritedFromUniqueProcessId (each pointer-sized, as laid out)."""
+    processors = _services(api).guest.processors
+    mask = (1 << min(processors, api.ptr_size * 8)) - 1
+    layout = "<QQQQQQ" if api.ptr_size == 8 else "<IIIiII"
+    return struct.pack(layout, STATUS_PENDING, peb, mask, NORMAL_BASE_PRIORITY, pid, parent)
+
+
+@apihook("ntdll", ["NtSetInformationThread", "ZwSetInformationThread"], argc=4)
+def nt_set_information_thread(api: GuestApi, argv: list[int]) -> int:
+    """ThreadHideFromDebugger as Windows checks it: a thread handle, no data (a length other
+    than zero fails, which is how a sample catches a hook that accepts anything); the thread
+    stays hidden (NtQueryInformationThread says so). Other classes succeed."""
+    thread, info_class, _buffer, length = argv
+    if info_class & 0xFFFFFFFF != ThreadHideFromDebugger:
+        return STATUS_SUCCESS
+    target = api.object_of(thread)
+    if target is None or target.kind != "thread":
+        return STATUS_INVALID_HANDLE
+    if length & 0xFFFFFFFF:
+        return STATUS_INFO_LENGTH_MISMATCH
+    _services(api).hidden_threads.add(target.id)
+    return STATUS_SUCCESS
+
+
+@apihook("ntdll", ["NtQueryInformationThread", "ZwQueryInformationThread"], argc=5)
+def nt_query_information_thread(api: GuestApi, argv: list[int]) -> int:
+    """ThreadHideFromDebugger: one BOOLEAN, whether the thread was hidden. Other classes
+    succeed without an answer, as before (bare Speakeasy has no handler)."""
+    thread, info_class, buffer, length, return_length = argv
+    if info_class & 0xFFFFFFFF != ThreadHideFromDebugger:
+        return STATUS_SUCCESS
+    target = api.object_of(thread)
+    if target is None or target.kind != "thread":
+        return STATUS_INVALID_HANDLE
+    if length & 0xFFFFFFFF != 1:
+        return STATUS_INFO_LENGTH_MISMATCH
+    try:
+        api.write(buffer, bytes([target.id in _services(api).hidden_threads]))
+        api.write_u32(return_length, 1)
+    except Exception:
+        return STATUS_ACCESS_VIOLATION
+    return STATUS_SUCCESS
+
+
+@apihook("ntdll", ["NtClose", "ZwClose"], argc=1)
+def nt_close(api: GuestApi, argv: list[int]) -> int:
+    """A handle that names nothing is STATUS_INVALID_HANDLE (with no debugger attached Windows
+    returns it rather than raising), as CloseHandle fails with ERROR_INVALID_HANDLE."""
+    handle = argv[0]
+    if _services(api).close(handle) or api.object_of(handle) is not None:
+        return STATUS_SUCCESS
+    return STATUS_INVALID_HANDLE
 
 
 # The kernel modules of a stock Windows 10 workstation (no hypervisor guest drivers).

@@ -125,15 +125,9 @@ def msvc_scope_frames_pending(emu: Any) -> bool:
     return thread is not None and any(not frame.searched for frame in thread.seh.frames)
 
 
-def call_unhandled_filter(emu: Any, stack: int, pointers: int) -> bool:
-    """SetUnhandledExceptionFilter's filter, called once as Speakeasy does (the run ends after)."""
-    handler = int(emu.unhandled_exception_filter or 0)
-    if not handler:
-        return False
-    emu.set_func_args(stack, se_winemu.winemu.EMU_RETURN_ADDR, pointers, conv=se_arch.CALL_CONV_STDCALL)
-    emu.set_pc(handler)
-    emu.unhandled_exception_filter = 0
-    return True
+def unhandled_filter(emu: Any) -> int:
+    """The filter SetUnhandledExceptionFilter set (0: none)."""
+    return int(emu.unhandled_exception_filter or 0)
 
 
 def is_mapped(emu: Any, address: int) -> bool:

@@ -34,6 +34,41 @@ DESKTOP_PROCESSES = (
     "C:\\Users\\Public\\OneDrive\\OneDrive.exe",
     "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
 )
+# Who started each process (image name -> its parent's), as on a booted Windows 10: a process
+# not named here is one of the user's programs, started by explorer.exe (the sample too);
+# None: a parent that has exited (smss.exe's session instance, userinit.exe).
+PROCESS_PARENTS: dict[str, str | None] = {
+    "[system process]": "",
+    "system": "",
+    "smss.exe": "[system process]",
+    "csrss.exe": None,
+    "wininit.exe": None,
+    "winlogon.exe": None,
+    "explorer.exe": None,
+    "services.exe": "wininit.exe",
+    "lsass.exe": "wininit.exe",
+    "fontdrvhost.exe": "wininit.exe",
+    "dwm.exe": "winlogon.exe",
+    "svchost.exe": "services.exe",
+    "spoolsv.exe": "services.exe",
+    "searchindexer.exe": "services.exe",
+    "securityhealthservice.exe": "services.exe",
+    "msmpeng.exe": "services.exe",
+    "wudfhost.exe": "services.exe",
+    "sihost.exe": "svchost.exe",
+    "taskhostw.exe": "svchost.exe",
+    "ctfmon.exe": "svchost.exe",
+    "runtimebroker.exe": "svchost.exe",
+    "startmenuexperiencehost.exe": "svchost.exe",
+    "searchapp.exe": "svchost.exe",
+    "dllhost.exe": "svchost.exe",
+    "audiodg.exe": "svchost.exe",
+}
+# Speakeasy's decoy modules a fresh process does not have loaded: a sandbox check looks for
+# dbghelp.dll (debuggers and some sandboxes inject it). LoadLibrary still loads them.
+NOT_PRELOADED = frozenset({"dbghelp"})
+# The id an exited parent had (no listed process has it).
+EXITED_PARENT_PID = 0x1E8
 DESKTOP_PROCESS_BASE = 0x06000000
 DESKTOP_PROCESS_STRIDE = 0x00010000
 
@@ -51,6 +86,14 @@ def _desktop_processes() -> list[dict[str, Any]]:
         }
         for index, path in enumerate(DESKTOP_PROCESSES)
     ]
+
+
+def parent_pid(image: str, pids: dict[str, int]) -> int:
+    """The parent process id of ``image`` among ``pids`` (image name lower-cased -> id)."""
+    parent = PROCESS_PARENTS.get(image.lower(), "explorer.exe")
+    if parent is None:
+        return EXITED_PARENT_PID
+    return pids.get(parent, 0) if parent else 0
 
 
 def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
@@ -81,6 +124,9 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     main = [proc for proc in config["processes"] if proc.get("is_main_exe")]
     others = [proc for proc in config["processes"] if not proc.get("is_main_exe")]
     config["processes"] = others + _desktop_processes() + main
+    modules = dict(config["modules"])
+    modules["user_modules"] = [m for m in modules["user_modules"] if m["name"].lower() not in NOT_PRELOADED]
+    config["modules"] = modules
     major, minor, build = plan.os_version
     config["os_ver"] = {**config["os_ver"], "major": major, "minor": minor, "build": build}
     # Only the scenario's files exist, unless the plan asks for Speakeasy's own file rules for

@@ -19,7 +19,11 @@ the stack with the unwind data in ``.pdata``. The dispatcher here does, for each
    scope table run here: each ``__except`` record covering the pc has its filter called;
    ``EXCEPTION_EXECUTE_HANDLER`` unwinds to the frame and runs the ``__except`` block
    (``__finally`` blocks of the frames unwound are not run);
-3. the unhandled-exception filter, as Speakeasy calls it.
+3. the unhandled-exception filter (``SetUnhandledExceptionFilter``), called as Windows'
+   ``UnhandledExceptionFilter`` calls it with no debugger attached: ``EXCEPTION_CONTINUE_EXECUTION``
+   resumes with the (possibly edited) CONTEXT (the anti-debugging trick of raising an exception
+   that only the filter repairs); anything else ends the run naming the fault, as Windows ends
+   the process. Speakeasy called the filter and ended the run whatever it returned.
 
 The EXCEPTION_RECORD, CONTEXT and EXCEPTION_POINTERS are built on the guest stack below the
 faulting stack pointer, as Windows does, with Windows' layouts; a handler raising an exception
@@ -202,6 +206,13 @@ class ExceptionDispatcher:
         if state.stage == "vectored" and value == EXCEPTION_CONTINUE_EXECUTION:
             self._continue(state)
             return
+        if state.stage == "filter":
+            if value == EXCEPTION_CONTINUE_EXECUTION:
+                self._continue(state)
+            else:
+                self.active.pop()
+                self._unhandled(state)
+            return
         if state.stage == "frame" and value == LANGUAGE_CONTINUE_EXECUTION:
             self._continue(state)
             return
@@ -229,9 +240,11 @@ class ExceptionDispatcher:
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
             pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
         wanted = code is not None and self.repeats.get(self._fault_key(pc, None), 0) < MAX_SAME_FAULT
-        handled = compat_guest.vectored_handlers(self.emu) or (
-            self._has_frame_handler() if self.x64 else compat_guest.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
-        )
+        if self.x64:
+            frame_handler = self._has_frame_handler()
+        else:
+            frame_handler = compat_guest.x86_exception_list(self.emu) not in (0, 0xFFFFFFFF)
+        handled = compat_guest.vectored_handlers(self.emu) or frame_handler or compat_guest.unhandled_filter(self.emu)
         if code is not None and wanted and handled:
             if intnum == 1:
                 self.unicorn.reg_write(x86.UC_X86_REG_EFLAGS, self.unicorn.reg_read(x86.UC_X86_REG_EFLAGS) & ~TRAP_FLAG)
@@ -305,10 +318,12 @@ class ExceptionDispatcher:
                 self._call(state, handler, [state.record, establisher, state.context, state.dispatcher])
                 return True
             state.stage = "filter"
-        if state.stage == "filter":
-            state.stage = "done"
-            self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
-            return compat_guest.call_unhandled_filter(self.emu, state.stack, state.pointers)
+        if state.stage == "filter" and not state.extra.get("filter_called"):
+            state.extra["filter_called"] = True
+            handler = compat_guest.unhandled_filter(self.emu)
+            if handler:
+                self._call(state, handler, [state.pointers])
+                return True
         return False
 
     def _next_registration(self, state: Dispatch) -> tuple[int, int] | None:

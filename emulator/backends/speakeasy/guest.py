@@ -18,7 +18,13 @@ the same ``[environment]``:
   write (an image's read-execute sections) gets no write hook until a protection change makes
   it writable: any write hook slows every guest store, wherever it writes;
 * KUSER_SHARED_DATA's InterruptTime, SystemTime and TickCount follow the virtual clock instead
-  of the host's time at start-up.
+  of the host's time at start-up, and its fixed fields (version, build, processors, memory,
+  QPC frequency) sit at Windows 10's offsets with the values the APIs report (bare Speakeasy
+  writes the version at 0x260-0x268, where NtBuildNumber, NtProductType and
+  ProductTypeIsValid are);
+* the process blocks (:class:`ProcessBlocks`): the PEB's process heap (with an NT heap's
+  flags), processor count and platform, each TEB's ClientId, and the last error kept in
+  TEB.LastErrorValue, all agreeing with what the APIs answer.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from typing import Any
 import unicorn as uc
 from unicorn import x86_const as x86
 
-from emulator.backends.speakeasy import compat, compat_fast, compat_guest
+from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_guest
+from emulator.backends.speakeasy.config import parent_pid
 from emulator.environment import GuestEnvironment
-from emulator.vclock import TSC_HZ, VirtualClock
+from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
 KUSER_SHARED_DATA = 0x7FFE0000
 KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
@@ -43,6 +50,32 @@ KUSER_UPDATE_UNITS = 10_000
 # Cycles a rdtsc reading adds, so consecutive readings differ as on a real CPU.
 TSC_CYCLES_PER_READ = 24
 HYPERVISOR_BIT = 1 << 31
+# Fixed fields of KUSER_SHARED_DATA (Windows 10 layout): offset -> struct format.
+KUSER_IMAGE_NUMBERS = 0x02C  # ImageNumberLow, ImageNumberHigh
+KUSER_NT_SYSTEM_ROOT = 0x030
+KUSER_NT_BUILD_NUMBER = 0x260
+KUSER_NT_PRODUCT_TYPE = 0x264  # 1: NtProductWinNt (a workstation)
+KUSER_PRODUCT_TYPE_IS_VALID = 0x268  # then Reserved0, NativeProcessorArchitecture
+KUSER_NT_MAJOR_VERSION = 0x26C
+KUSER_NT_MINOR_VERSION = 0x270
+KUSER_KD_DEBUGGER_ENABLED = 0x2D4
+KUSER_ACTIVE_CONSOLE_ID = 0x2D8
+KUSER_NUMBER_OF_PHYSICAL_PAGES = 0x2E8
+KUSER_QPC_FREQUENCY = 0x300
+KUSER_UNPARKED_PROCESSOR_COUNT = 0x36A
+KUSER_QPC_BIAS = 0x3B8  # bare Speakeasy writes the QPC frequency here
+KUSER_ACTIVE_PROCESSOR_COUNT = 0x3C0  # then ActiveGroupCount (USHORT)
+# The guest's Windows is as wide as the guest (GetNativeSystemInfo and IsWow64Process agree).
+IMAGE_FILE_MACHINE = {True: 0x8664, False: 0x014C}
+PROCESSOR_ARCHITECTURE = {True: 9, False: 0}  # AMD64, INTEL
+VER_PLATFORM_WIN32_NT = 2
+# The process heap as an NT heap (HEAP) shows itself: SegmentSignature, Flags, ForceFlags.
+HEAP_SEGMENT_SIGNATURE = 0xFFEEFFEE
+HEAP_GROWABLE = 0x2
+HEAP_OFFSETS = {True: (0x10, 0x70, 0x74), False: (0x08, 0x40, 0x44)}  # x64, x86
+HEAP_HEADER_SIZE = 0x1000
+# TEB.LastErrorValue
+TEB_LAST_ERROR = {True: 0x68, False: 0x34}
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
@@ -114,7 +147,9 @@ class GuestMachine:
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
         unicorn = compat.unicorn_of(self.emu)
         compat.add_cpuid_hook(unicorn, self._on_cpuid)
+        self.write_fixed_shared_data()
         self.update_shared_data()
+        ProcessBlocks(self.emu, self.guest, self.x64).install()
         for base, size in code_ranges:
             self.watch_code(base, size)
 
@@ -250,6 +285,31 @@ class GuestMachine:
 
     # -- KUSER_SHARED_DATA ----------------------------------------------------------------------
 
+    def write_fixed_shared_data(self) -> None:
+        """The fields of KUSER_SHARED_DATA that do not move, at Windows 10's offsets."""
+        major, minor, build = compat_blocks.os_version(self.emu)
+        guest = self.guest
+        fields: list[tuple[int, bytes]] = [
+            (KUSER_IMAGE_NUMBERS, struct.pack("<HH", IMAGE_FILE_MACHINE[self.x64], IMAGE_FILE_MACHINE[self.x64])),
+            (KUSER_NT_SYSTEM_ROOT, "C:\\Windows".encode("utf-16-le") + b"\0\0"),
+            (KUSER_NT_BUILD_NUMBER, struct.pack("<I", build)),
+            (KUSER_NT_PRODUCT_TYPE, struct.pack("<I", 1)),
+            (KUSER_PRODUCT_TYPE_IS_VALID, struct.pack("<BBH", 1, 0, PROCESSOR_ARCHITECTURE[self.x64])),
+            (KUSER_NT_MAJOR_VERSION, struct.pack("<II", major, minor)),
+            (KUSER_KD_DEBUGGER_ENABLED, b"\0"),
+            (KUSER_ACTIVE_CONSOLE_ID, struct.pack("<I", 1)),
+            (KUSER_NUMBER_OF_PHYSICAL_PAGES, struct.pack("<I", guest.memory_mb * 256)),
+            (KUSER_QPC_FREQUENCY, struct.pack("<q", PERF_FREQUENCY)),
+            (KUSER_UNPARKED_PROCESSOR_COUNT, struct.pack("<H", guest.processors)),
+            (KUSER_QPC_BIAS, struct.pack("<q", 0)),
+            (KUSER_ACTIVE_PROCESSOR_COUNT, struct.pack("<IH", guest.processors, 1)),
+        ]
+        try:
+            for offset, data in fields:
+                self.emu.mem_write(KUSER_SHARED_DATA + offset, data)
+        except Exception:
+            return  # no shared page mapped (another mapping owns the address)
+
     def update_shared_data(self) -> None:
         """Write the clock into KUSER_SHARED_DATA when it has moved by a timer tick or more."""
         uptime = self.clock.uptime_units()
@@ -276,6 +336,58 @@ class GuestMachine:
             self.emu.mem_write(KUSER_SHARED_DATA + KUSER_TICK_COUNT, tail)
         except Exception:
             return  # no shared page mapped (another mapping owns the address)
+
+
+class ProcessBlocks:
+    """The PEB and TEBs as Windows fills them, agreeing with the APIs: the PEB's ProcessHeap is
+    the heap GetProcessHeap returns, with an NT heap's header (HEAP_GROWABLE, no debug-heap
+    ForceFlags); NumberOfProcessors is GetSystemInfo's; OSPlatformId is VER_PLATFORM_WIN32_NT;
+    TEB.ClientId holds GetCurrentProcessId / GetCurrentThreadId; the last error is
+    TEB.LastErrorValue. Bare Speakeasy leaves all of them zero (a NULL process heap)."""
+
+    def __init__(self, emu: Any, guest: GuestEnvironment, x64: bool) -> None:
+        self.emu = emu
+        self.guest = guest
+        self.x64 = x64
+
+    def install(self) -> None:
+        compat_blocks.on_new_peb(self.emu, self._fill_peb)
+        compat_blocks.on_new_teb(self.emu, self._fill_teb)
+        compat_blocks.mirror_last_error(self.emu, self._teb_address, TEB_LAST_ERROR[self.x64])
+        compat_blocks.own_process_listed(self.emu, parent_pid)
+
+    def _teb_address(self) -> int | None:
+        thread = self.emu.curr_thread
+        teb = getattr(thread, "teb", None) if thread is not None else None
+        return getattr(teb, "address", None)
+
+    def _fill_peb(self, process: Any) -> None:
+        heaps = compat_blocks.process_heaps(self.emu)
+        if not heaps:
+            heaps.append(self._new_heap())
+        compat_blocks.set_fields(
+            process.peb,
+            {
+                "ProcessHeap": heaps[0],
+                "NumberOfHeaps": 1,
+                "MaximumNumberOfHeaps": 16,
+                "NumberOfProcessors": self.guest.processors,
+                "OSPlatformId": VER_PLATFORM_WIN32_NT,
+            },
+        )
+
+    def _new_heap(self) -> int:
+        heap: int = self.emu.mem_map(HEAP_HEADER_SIZE, tag="emu.process_heap")
+        signature, flags, force_flags = HEAP_OFFSETS[self.x64]
+        self.emu.mem_write(heap + signature, struct.pack("<I", HEAP_SEGMENT_SIGNATURE))
+        self.emu.mem_write(heap + flags, struct.pack("<II", HEAP_GROWABLE, 0))
+        assert force_flags == flags + 4
+        return heap
+
+    def _fill_teb(self, thread: Any) -> None:
+        process = getattr(thread, "process", None) or self.emu.get_current_process()
+        thread.teb.object.LastErrorValue = thread.last_error & 0xFFFFFFFF
+        compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
 
 
 def _code_ranges(data: bytes, base: int, size: int) -> list[tuple[int, int]]:

@@ -19,6 +19,9 @@ from emulator.recorder import Recorder
 
 LOAD_LIBRARY_NAMES = ("LoadLibraryA", "LoadLibraryW", "LoadLibraryExA", "LoadLibraryExW")
 MAX_LIBRARY_NAME = 520
+# Windows' last error for a module that is not there, and for a file that is not a PE image.
+ERROR_MOD_NOT_FOUND = 126
+ERROR_BAD_EXE_FORMAT = 193
 
 
 class GuestModuleLoader:
@@ -49,9 +52,11 @@ class GuestModuleLoader:
         data = compat.guest_file_data(self.emu, path)
         if data is None:
             self._not_loaded(name, path, "no such file in the guest and not a module the emulator provides")
+            self.memory.set_last_error(ERROR_MOD_NOT_FOUND)
             return 0
         if data[:2] != b"MZ":
             self._not_loaded(name, path, f"the file ({len(data)} bytes) is not a PE image")
+            self.memory.set_last_error(ERROR_BAD_EXE_FORMAT)
             return 0
         try:
             module = compat.map_guest_pe(self.emu, data, path)

@@ -17,9 +17,9 @@ from speakeasy.winenv import arch as se_arch
 
 from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
-from emulator.apis.core import ApiHandler
+from emulator.apis.core import ApiHandler, GuestObject
 from emulator.backends.base import BackendInputError
-from emulator.backends.speakeasy import compat, compat_fast, compat_start, images, signatures
+from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg
@@ -82,6 +82,18 @@ class SpeakeasyMemory:
 
     def write_file(self, path: str, data: bytes) -> None:
         compat.write_guest_file(self.emu, path, data)
+
+    def object_of(self, handle: int) -> GuestObject | None:
+        emu = self.emu
+        obj = compat_blocks.object_of(emu, handle)
+        if obj is None:
+            return GuestObject("other") if compat_blocks.is_registry_key(emu, handle) else None
+        if compat_blocks.is_process(obj):
+            compat_blocks.processes(emu)  # gives every process its parent
+            return GuestObject("process", obj.pid, getattr(obj, "ppid", 0), compat_blocks.peb_address(obj))
+        if compat_blocks.is_thread(obj):
+            return GuestObject("thread", obj.tid)
+        return GuestObject("other")
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
@@ -235,6 +247,7 @@ def install_api_handlers(
 
     for name in INVALID_HANDLE_APIS:
         se.add_api_hook(invalid_handle, "kernel32", name)
+    procview.install(se, memory.ptr_size)
 
 
 def _install_handler(

@@ -10,6 +10,21 @@
 #define MINUTE_MS 60000ULL
 
 typedef LONG (NTAPI *nt_query_information_process_t)(HANDLE, ULONG, PVOID, ULONG, PULONG);
+typedef LONG (NTAPI *nt_set_information_thread_t)(HANDLE, ULONG, PVOID, ULONG);
+typedef LONG (NTAPI *nt_query_information_thread_t)(HANDLE, ULONG, PVOID, ULONG, PULONG);
+typedef LONG (NTAPI *nt_close_t)(HANDLE);
+typedef LONG (NTAPI *rtl_get_version_t)(OSVERSIONINFOW *);
+
+#define STATUS_INFO_LENGTH_MISMATCH ((LONG)0xC0000004)
+#define NT_STATUS_INVALID_HANDLE ((LONG)0xC0000008)
+#define THREAD_HIDE_FROM_DEBUGGER 0x11
+#define BOGUS_HANDLE ((HANDLE)(ULONG_PTR)0x0BADC0DC)
+/* Offsets in the PEB, the TEB and the process heap (x64, x86: a WoW64 process's own PEB32/TEB32). */
+#ifdef _WIN64
+#define OFF(x64, x86) (x64)
+#else
+#define OFF(x64, x86) (x86)
+#endif
 
 static unsigned long long tsc(void)
 {
@@ -291,7 +306,7 @@ static void artifact_checks(void)
         "SOFTWARE\\Oracle\\VirtualBox Guest Additions", "SOFTWARE\\VMware, Inc.\\VMware Tools",
         "HARDWARE\\ACPI\\DSDT\\VBOX__", "HARDWARE\\ACPI\\FADT\\VBOX__", "SYSTEM\\CurrentControlSet\\Services\\VBoxGuest",
         "SYSTEM\\CurrentControlSet\\Services\\vmci", "SOFTWARE\\Wine", "SYSTEM\\ControlSet001\\Services\\vioscsi"};
-    static const char *const dlls[] = {"SbieDll.dll", "dbghelp_sandbox.dll", "api_log.dll", "dir_watch.dll",
+    static const char *const dlls[] = {"SbieDll.dll", "dbghelp.dll", "dbghelp_sandbox.dll", "api_log.dll", "dir_watch.dll",
                                        "pstorec.dll", "vmcheck.dll", "wpespy.dll", "cmdvrt32.dll", "cuckoomon.dll"};
     static const char *const drivers[] = {"vmmouse", "vmhgfs", "vboxguest", "vboxmouse", "vboxsf", "vboxvideo",
                                           "prleth", "vioinput", "sbiedrv"};
@@ -340,6 +355,184 @@ static void artifact_checks(void)
     }
 }
 
+static unsigned char *current_peb(void)
+{
+    unsigned char *peb;
+#ifdef _WIN64
+    __asm__ volatile("movq %%gs:0x60, %0" : "=r"(peb));
+#else
+    __asm__ volatile("movl %%fs:0x30, %0" : "=r"(peb));
+#endif
+    return peb;
+}
+
+static unsigned char *current_teb(void)
+{
+    unsigned char *teb;
+#ifdef _WIN64
+    __asm__ volatile("movq %%gs:0x30, %0" : "=r"(teb));
+#else
+    __asm__ volatile("movl %%fs:0x18, %0" : "=r"(teb));
+#endif
+    return teb;
+}
+
+static volatile int filter_calls;
+
+/* Skips the int3 and resumes, as anti-debugging code does (a debugger would take the int3 first). */
+static LONG WINAPI resume_after_int3(EXCEPTION_POINTERS *pointers)
+{
+    filter_calls++;
+#ifdef _WIN64
+    pointers->ContextRecord->Rip += 1;
+#else
+    pointers->ContextRecord->Eip += 1;
+#endif
+    return EXCEPTION_CONTINUE_EXECUTION;
+}
+
+/* Windows internals read directly (the PEB, the TEB, KUSER_SHARED_DATA, native APIs), each
+ * compared with what the documented APIs say: an emulator filling one and not the other shows. */
+static void internals_checks(void)
+{
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    nt_query_information_process_t query_process =
+        (nt_query_information_process_t)(void *)GetProcAddress(ntdll, "NtQueryInformationProcess");
+    nt_set_information_thread_t set_thread =
+        (nt_set_information_thread_t)(void *)GetProcAddress(ntdll, "NtSetInformationThread");
+    nt_query_information_thread_t query_thread =
+        (nt_query_information_thread_t)(void *)GetProcAddress(ntdll, "NtQueryInformationThread");
+    nt_close_t nt_close = (nt_close_t)(void *)GetProcAddress(ntdll, "NtClose");
+    rtl_get_version_t rtl_get_version = (rtl_get_version_t)(void *)GetProcAddress(ntdll, "RtlGetVersion");
+    volatile unsigned char *kuser = (volatile unsigned char *)0x7FFE0000;
+    unsigned char *peb = current_peb(), *teb = current_teb();
+    SYSTEM_INFO info;
+    MEMORYSTATUSEX memory;
+    DWORD parent = 0;
+
+    GetSystemInfo(&info);
+    memory.dwLength = sizeof memory;
+    GlobalMemoryStatusEx(&memory);
+    {
+        unsigned char *heap = *(unsigned char **)(peb + OFF(0x30, 0x18));
+        int ok = heap && heap == (unsigned char *)GetProcessHeap();
+        if (ok) /* HEAP.Flags: HEAP_GROWABLE only; ForceFlags: none (a debugger's heap sets both) */
+            ok = (*(ULONG *)(heap + OFF(0x70, 0x40)) & ~(ULONG)HEAP_GROWABLE) == 0 && *(ULONG *)(heap + OFF(0x74, 0x44)) == 0;
+        verdict("peb_process_heap_is_a_plain_heap", ok, "");
+    }
+    report_ms("peb_processors_match_system_info", *(ULONG *)(peb + OFF(0xB8, 0x64)) == info.dwNumberOfProcessors,
+              *(ULONG *)(peb + OFF(0xB8, 0x64)));
+    report_ms("kuser_processors_match_system_info", *(volatile ULONG *)(kuser + 0x3C0) == info.dwNumberOfProcessors,
+              *(volatile ULONG *)(kuser + 0x3C0));
+    report_ms("kuser_physical_pages_match_memory_status_mib",
+              close_to((unsigned long long)*(volatile ULONG *)(kuser + 0x2E8) * 4096, memory.ullTotalPhys, memory.ullTotalPhys / 100),
+              ((unsigned long long)*(volatile ULONG *)(kuser + 0x2E8) * 4096) >> 20);
+    {
+        OSVERSIONINFOW v;
+        ULONG build = 0;
+        int ok = 0;
+        v.dwOSVersionInfoSize = sizeof v;
+        if (rtl_get_version && rtl_get_version(&v) == 0) {
+            build = v.dwBuildNumber;
+            ok = v.dwPlatformId == VER_PLATFORM_WIN32_NT && *(ULONG *)(peb + OFF(0x124, 0xB0)) == VER_PLATFORM_WIN32_NT &&
+                 *(ULONG *)(peb + OFF(0x118, 0xA4)) == v.dwMajorVersion && *(ULONG *)(peb + OFF(0x11C, 0xA8)) == v.dwMinorVersion &&
+                 *(USHORT *)(peb + OFF(0x120, 0xAC)) == v.dwBuildNumber && *(volatile ULONG *)(kuser + 0x26C) == v.dwMajorVersion &&
+                 *(volatile ULONG *)(kuser + 0x270) == v.dwMinorVersion &&
+                 (*(volatile ULONG *)(kuser + 0x260) & 0xFFFF) == v.dwBuildNumber;
+        }
+        report_ms("version_agrees_in_rtl_peb_and_kuser", ok, build);
+    }
+    verdict("teb_client_id_matches_current_ids",
+            *(ULONG_PTR *)(teb + OFF(0x40, 0x20)) == GetCurrentProcessId() &&
+                *(ULONG_PTR *)(teb + OFF(0x48, 0x24)) == GetCurrentThreadId(), "");
+    {
+        volatile ULONG *last_error = (volatile ULONG *)(teb + OFF(0x68, 0x34));
+        int ok;
+        SetLastError(0x4E21);
+        ok = *last_error == 0x4E21;
+        *last_error = 0x4E22;
+        ok = ok && GetLastError() == 0x4E22;
+        verdict("teb_last_error_is_get_last_error", ok, "");
+    }
+    {
+        PROCESSENTRY32 entry;
+        HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+        DWORD pids[1024], needed = 0, i;
+        char parent_name[MAX_PATH];
+        int listed = 0;
+        parent_name[0] = 0;
+        entry.dwSize = sizeof entry;
+        if (snapshot != INVALID_HANDLE_VALUE) {
+            if (Process32First(snapshot, &entry))
+                do {
+                    if (entry.th32ProcessID == GetCurrentProcessId())
+                        parent = entry.th32ParentProcessID;
+                } while (Process32Next(snapshot, &entry));
+            if (parent && Process32First(snapshot, &entry))
+                do {
+                    if (entry.th32ProcessID == parent)
+                        for (i = 0; i <= MAX_PATH - 1 && (parent_name[i] = entry.szExeFile[i]); i++) {
+                        }
+                } while (Process32Next(snapshot, &entry));
+            CloseHandle(snapshot);
+        }
+        if (EnumProcesses(pids, sizeof pids, &needed))
+            for (i = 0; i < needed / sizeof pids[0]; i++)
+                listed |= pids[i] == GetCurrentProcessId();
+        verdict("own_process_listed_by_enum_processes", listed, "");
+        verdict("toolhelp_parent_is_explorer", str_eq_i(parent_name, "explorer.exe"), parent_name);
+    }
+    {
+        ULONG_PTR basic[6] = {0, 0, 0, 0, 0, 0};
+        ULONG length = 0;
+        LONG status = query_process ? query_process(GetCurrentProcess(), 0, basic, sizeof basic, &length) : -1;
+        /* PROCESS_BASIC_INFORMATION: PebBaseAddress, UniqueProcessId, InheritedFromUniqueProcessId */
+        verdict("process_basic_information_matches",
+                status == 0 && length == sizeof basic && basic[1] == (ULONG_PTR)peb && basic[4] == GetCurrentProcessId() &&
+                    basic[5] == parent && parent != 0, "");
+    }
+    {
+        ULONG bogus = 0;
+        unsigned char hidden = 0;
+        int ok = set_thread && query_thread;
+        ok = ok && set_thread(GetCurrentThread(), THREAD_HIDE_FROM_DEBUGGER, &bogus, sizeof bogus) == STATUS_INFO_LENGTH_MISMATCH;
+        ok = ok && set_thread(BOGUS_HANDLE, THREAD_HIDE_FROM_DEBUGGER, NULL, 0) == NT_STATUS_INVALID_HANDLE;
+        ok = ok && set_thread(GetCurrentThread(), THREAD_HIDE_FROM_DEBUGGER, NULL, 0) == 0;
+        ok = ok && query_thread(GetCurrentThread(), THREAD_HIDE_FROM_DEBUGGER, &hidden, 1, NULL) == 0 && hidden == 1;
+        verdict("hide_from_debugger_checks_its_arguments", ok, "");
+    }
+    {
+        BOOL closed;
+        DWORD error;
+        SetLastError(0);
+        closed = CloseHandle(BOGUS_HANDLE);
+        error = GetLastError();
+        verdict("closing_a_bad_handle_fails_quietly",
+                !closed && error == ERROR_INVALID_HANDLE && nt_close && nt_close(BOGUS_HANDLE) == NT_STATUS_INVALID_HANDLE, "");
+    }
+    {
+        HMODULE module;
+        DWORD error;
+        SetLastError(0);
+        module = LoadLibraryA("qzv7x_no_such_module.dll");
+        error = GetLastError();
+        report_ms("missing_module_is_not_found", module == NULL && error == ERROR_MOD_NOT_FOUND, error);
+    }
+    {
+        ULONGLONG installed_kib = 0;
+        report_ms("installed_memory_at_least_total_mib",
+                  GetPhysicallyInstalledSystemMemory(&installed_kib) && installed_kib * 1024 >= memory.ullTotalPhys,
+                  installed_kib >> 10);
+    }
+    {
+        LPTOP_LEVEL_EXCEPTION_FILTER previous = SetUnhandledExceptionFilter(resume_after_int3);
+        filter_calls = 0;
+        __asm__ volatile("int3");
+        SetUnhandledExceptionFilter(previous);
+        report_ms("unhandled_filter_resumes_after_int3", filter_calls == 1, filter_calls);
+    }
+}
+
 void __stdcall EvasionEntry(void)
 {
     if (!marker_set())
@@ -351,6 +544,7 @@ void __stdcall EvasionEntry(void)
     identity_checks();
     process_checks();
     artifact_checks();
+    internals_checks();
     OutputDebugStringA("catalogue done");
     ExitProcess(0);
 }

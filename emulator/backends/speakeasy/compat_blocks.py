@@ -1,0 +1,200 @@
+"""Private Speakeasy names the process blocks rely on (guest.py ProcessBlocks): the PEB when a
+process's first becomes active, each thread's TEB when its run starts, the process heap that
+``GetProcessHeap`` returns, a thread's last error, and the process list.
+
+A part of compat.py kept in a module of its own, under the same rules: every name is checked
+when this module is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import speakeasy.windows.objman as se_objman
+import speakeasy.windows.win32 as se_win32
+import speakeasy.winenv.defs.nt.ntoskrnl as se_nt
+
+from emulator.backends.speakeasy.compat import _incompatible, _require_params
+
+
+def _check() -> None:
+    _require_params(se_win32.Win32Emulator, "alloc_peb", ("proc",))
+    _require_params(se_win32.Win32Emulator, "init_teb", ("thread", "peb"))
+    _require_params(se_win32.Win32Emulator, "set_last_error", ("code",))
+    _require_params(se_win32.Win32Emulator, "get_last_error", ())
+    _require_params(se_win32.Win32Emulator, "get_processes", ())
+    _require_params(se_objman.Thread, "init_teb", ("teb_addr", "peb_addr"))
+    peb, teb = se_nt.PEB(8), se_nt.TEB(8)
+    for struct, names in (
+        (peb, ("ProcessHeap", "NumberOfProcessors", "OSPlatformId", "NumberOfHeaps", "MaximumNumberOfHeaps")),
+        (teb, ("ClientId", "pad0", "LastErrorValue")),
+    ):
+        for name in names:
+            if not hasattr(struct, name):
+                raise _incompatible(f"speakeasy's {type(struct).__name__} has no {name}")
+
+
+_check()
+
+
+def on_new_peb(emu: Any, after: Callable[[Any], None]) -> None:
+    """``after(process)`` once each process's PEB is written (Speakeasy's ``alloc_peb``)."""
+    original = emu.alloc_peb
+
+    def alloc_peb(proc: Any) -> Any:
+        fresh = not proc.is_peb_active
+        peb = original(proc)
+        if fresh and proc.is_peb_active:
+            after(proc)
+        return peb
+
+    emu.alloc_peb = alloc_peb
+
+
+def on_new_teb(emu: Any, after: Callable[[Any], None]) -> None:
+    """``after(thread)`` each time a thread's TEB is written (each run Speakeasy starts)."""
+    original = emu.init_teb
+
+    def init_teb(thread: Any, peb: Any) -> Any:
+        result = original(thread, peb)
+        after(thread)
+        return result
+
+    emu.init_teb = init_teb
+
+
+def set_fields(block: Any, fields: dict[str, int]) -> None:
+    """Set fields of a Speakeasy struct wrapper (a PEB, a TEB) and write it to guest memory."""
+    for name, value in fields.items():
+        setattr(block.object, name, value)
+    block.write_back()
+
+
+def set_client_id(thread: Any, pid: int, x64: bool) -> None:
+    """TEB.ClientId: Speakeasy's CLIENT_ID holds two 32-bit ids; on x64 the thread id is at
+    +0x48 (``pad0`` in its layout), as Windows' two pointer-sized ids."""
+    client = thread.teb.object.ClientId
+    client.UniqueProcess = pid
+    if x64:
+        client.UniqueThread = 0
+        thread.teb.object.pad0 = thread.tid
+    else:
+        client.UniqueThread = thread.tid
+    thread.teb.write_back()
+
+
+def process_heaps(emu: Any) -> list[int]:
+    """The heaps kernel32's handlers hand out; the first is what ``GetProcessHeap`` returns."""
+    heaps: list[int] = emu.api.load_api_handler("kernel32").heaps
+    return heaps
+
+
+def mirror_last_error(emu: Any, teb_address: Callable[[], int | None], offset: int) -> None:
+    """The last error lives in TEB.LastErrorValue, as on Windows: ``SetLastError`` writes it,
+    ``GetLastError`` reads it, so guest code reading or writing ``fs:[0x34]`` / ``gs:[0x68]``
+    sees the same value the APIs do."""
+    set_original, get_original = emu.set_last_error, emu.get_last_error
+
+    def set_last_error(code: int) -> None:
+        set_original(code)
+        address = teb_address()
+        if address and emu.curr_thread is not None:
+            try:
+                emu.mem_write(address + offset, (code & 0xFFFFFFFF).to_bytes(4, "little"))
+            except Exception:
+                return
+
+    def get_last_error() -> Any:
+        address = teb_address()
+        if address and emu.curr_thread is not None:
+            try:
+                value = int.from_bytes(bytes(emu.mem_read(address + offset, 4)), "little")
+            except Exception:
+                return get_original()
+            set_original(value)
+            return value
+        return get_original()
+
+    emu.set_last_error = set_last_error
+    emu.get_last_error = get_last_error
+
+
+def current_ids(emu: Any) -> tuple[int, int]:
+    """(process id, thread id) of the running thread, as GetCurrentProcessId / ThreadId say."""
+    process, thread = emu.get_current_process(), emu.get_current_thread()
+    return (process.id if process else 0), (thread.id if thread else 0)
+
+
+def processes(emu: Any) -> list[Any]:
+    return list(emu.get_processes())
+
+
+def os_version(emu: Any) -> tuple[int, int, int]:
+    """(major, minor, build) of the guest's Windows, from the configuration every API reads."""
+    version = emu.config.os_ver
+    return version.major or 0, version.minor or 0, version.build or 0
+
+
+def own_process_listed(emu: Any, parent_of: Callable[[str, dict[str, int]], int]) -> None:
+    """The process list (Toolhelp, EnumProcesses) holds the running process itself, once, with
+    the id GetCurrentProcessId gives: bare Speakeasy lists a copy of the configuration's main
+    process under another id instead (or, for a DLL's host, both). Each process gets
+    ``ppid`` from ``parent_of(image name, {image name lower-cased: process id})``."""
+    original = emu.get_processes
+
+    def get_processes() -> Any:
+        listed = original()
+        own = emu.get_current_process()
+        if own is not None and getattr(own, "path", None):
+            path = own.path.lower()
+            copies = [p for p in listed if p is not own and (getattr(p, "path", "") or "").lower() == path]
+            for copy in copies:
+                listed.remove(copy)
+            if own not in listed:
+                listed.append(own)
+            if not own.image:
+                own.image = own.path.replace("/", "\\").rsplit("\\", 1)[-1]
+        pids = {(p.image or p.name or "").lower(): p.pid for p in reversed(listed)}
+        for process in listed:
+            if not hasattr(process, "ppid"):
+                process.ppid = parent_of(process.image or process.name or "", pids)
+        return listed
+
+    emu.get_processes = get_processes
+
+
+def object_of(emu: Any, handle: int) -> Any:
+    """The kernel object a handle names (a pseudo handle: the current process or thread), or None."""
+    handle &= 0xFFFFFFFFFFFFFFFF
+    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
+        return emu.get_current_process()
+    if handle in (0xFFFFFFFE, 0xFFFFFFFFFFFFFFFE):
+        return emu.get_current_thread()
+    try:
+        return emu.get_object_from_handle(handle)
+    except Exception:
+        return None
+
+
+def is_process(obj: Any) -> bool:
+    return isinstance(obj, se_objman.Process)
+
+
+def is_thread(obj: Any) -> bool:
+    return isinstance(obj, se_objman.Thread)
+
+
+def is_registry_key(emu: Any, handle: int) -> bool:
+    return bool(emu.reg_get_key(handle=handle))
+
+
+def enum_processes(emu: Any, argv: list[int]) -> int:
+    """``K32EnumProcesses``: Speakeasy's psapi ``EnumProcesses`` (kernel32 has no handler)."""
+    result: int = emu.api.load_api_handler("psapi").EnumProcesses(emu, argv)
+    return result
+
+
+def peb_address(process: Any) -> int:
+    """The PEB of ``process`` (0 for a listed process that never ran: it has none in this guest)."""
+    return int(process.peb.address or 0) if process.is_peb_active else 0
