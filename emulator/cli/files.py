@@ -19,6 +19,7 @@ from emulator.cli.common import (
     output_refused,
 )
 from emulator.cli.run import _show
+from emulator.inputs import file_problem
 from emulator.limits import (
     MAX_DRAWN_NODES,
     MAX_REPORT_FILE_SIZE,
@@ -33,8 +34,9 @@ def _render(args: argparse.Namespace) -> int:
     path = Path(args.report)
     if path.is_dir():
         path = path / "report.json"
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    problem = file_problem(path)
+    if problem is not None:
+        raise UsageError(f"{path}: {problem}")
     size = path.stat().st_size
     if size > MAX_REPORT_FILE_SIZE:
         raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
