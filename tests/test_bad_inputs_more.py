@@ -228,3 +228,41 @@ def test_a_baseline_of_the_wrong_shape_is_one_line(
     rc = main(["check", str(REPO / "scenarios" / "3cx"), "--baseline", str(path), "-o", str(outdir), "-q"])
     _one_line(rc, capsys.readouterr().err, str(path), said)
     assert not outdir.exists()
+
+
+# ---- an output file named on the command line (--junit, schema -o) --------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "check", "batch"])
+def test_a_junit_path_that_cannot_be_a_file_is_refused_before_replaying(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--junit naming a folder was found only after every replay ran, as a raw
+    "[Errno 21] Is a directory" line; now it is a usage error before anything runs."""
+    folder = _scenario(tmp_path)
+    (tmp_path / "j").mkdir()
+    outdir = tmp_path / "o"
+    target = ["-o", str(outdir / "x")] if command == "run" else ["-o", str(outdir)]
+    extra = ["-j", "1"] if command == "batch" else []
+    rc = main([command, str(folder), "--junit", str(tmp_path / "j"), *target, *extra, "-q"])
+    _one_line(rc, capsys.readouterr().err, "--junit", "a folder, not a file")
+    assert not outdir.exists()
+
+
+def test_a_junit_file_that_cannot_be_written_is_exit_1_and_the_report_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: "the output could not be written (one line naming the file)" is exit 1; it was
+    exit 2, "bad input", with the errno text. The replay's report stays."""
+    outdir = tmp_path / "o"
+    rc = main(["run", str(_scenario(tmp_path)), "--junit", "/proc/chainreplay-junit.xml", "-o", str(outdir), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1, (rc, err)
+    assert err.count("\n") == 1 and "cannot write --junit /proc/chainreplay-junit.xml" in err, err
+    assert (outdir / "report.json").is_file()
+
+
+def test_schema_to_a_folder_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["schema", "-o", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and f"cannot write -o {tmp_path}" in err, (rc, err)

@@ -17,6 +17,7 @@ from emulator.cli.common import (
     UsageError,
     _console,
     output_refused,
+    write_output_file,
 )
 from emulator.cli.run import _show
 from emulator.inputs import file_problem
@@ -99,7 +100,7 @@ def _schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(Report.model_json_schema(by_alias=True), indent=2) + "\n"
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_output_file(Path(args.output), text, "-o")
     else:
         print(text, end="")
     return E_OK
