@@ -266,3 +266,16 @@ def test_schema_to_a_folder_is_one_line_exit_1(tmp_path: Path, capsys: pytest.Ca
     rc = main(["schema", "-o", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and f"cannot write -o {tmp_path}" in err, (rc, err)
+
+
+# ---- analyse --timeout: the bounds of run's --timeout ---------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "1e300", "604801", "nan", "0", "-1"])
+def test_analyse_timeout_out_of_range_is_one_line(
+    value: str, replayed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--timeout inf was an internal error (OverflowError from the deadline timer, exit 1)."""
+    out = _copy(replayed, tmp_path)
+    rc = main(["analyse", str(out), f"--timeout={value}", "-q"])
+    _one_line(rc, capsys.readouterr().err, "--timeout", "up to 604800")

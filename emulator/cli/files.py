@@ -24,6 +24,7 @@ from emulator.inputs import file_problem
 from emulator.limits import (
     MAX_DRAWN_NODES,
     MAX_REPORT_FILE_SIZE,
+    MAX_TIMEOUT_SECONDS,
     RENDER_TIMEOUT_SECONDS,
 )
 
@@ -75,8 +76,10 @@ def _analyse(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     if not outdir.is_dir():
         raise UsageError(f"{outdir}: not a folder")
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if not 0 < args.timeout <= MAX_TIMEOUT_SECONDS:  # the bounds of run's --timeout (Limits); refuses nan, inf
+        raise UsageError(
+            f"--timeout must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, not {args.timeout:g}"
+        )
     control = RunControl(time.monotonic() + args.timeout)
     try:
         with locked_folder(outdir), control:
