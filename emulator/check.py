@@ -28,6 +28,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from emulator.expect import Expect, ExpectResult, evaluate
+from emulator.inputs import NO_SUCH_FILE, InputFileError, read_input
+from emulator.limits import MAX_REPORT_FILE_SIZE
 from emulator.report import Report
 
 BASELINE_FORMAT = "chainreplay/baseline/1"
@@ -228,12 +230,18 @@ def write_baseline(baseline: dict[str, Any], path: Path) -> None:
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise BaselineError(f"{path}: no such baseline (write one with `chainreplay check --update`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = read_input(path, limit=MAX_REPORT_FILE_SIZE)
+    except InputFileError as err:
+        if err.problem == NO_SUCH_FILE:
+            raise BaselineError(f"{path}: no such baseline (write one with `chainreplay check --update`)") from err
+        raise BaselineError(str(err)) from err
+    try:
+        data = json.loads(text.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BaselineError(f"{path}: not valid JSON: {err}") from err
+    except (ValueError, RecursionError) as err:  # nested too deeply, a number too long
+        raise BaselineError(f"{path}: not valid JSON: {str(err).splitlines()[0] or type(err).__name__}") from err
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise BaselineError(f"{path}: not a chainreplay baseline (format {found!r}, expected {BASELINE_FORMAT!r})")
@@ -243,7 +251,41 @@ def load_baseline(path: Path) -> dict[str, Any]:
     for i, stage in enumerate(data["stages"]):
         if not isinstance(stage, dict) or not isinstance(stage.get("id"), str):
             raise BaselineError(f"{path}: stages[{i}] is not a stage with an 'id'")
+    problem = _shape_problem(data)
+    if problem is not None:
+        raise BaselineError(f"{path}: not a chainreplay baseline: {problem}")
     return data
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """Where ``data`` departs from the shape :func:`compare` reads (docs/ci.md, "Baseline
+    format"), or None: every list and table it walks, every item it hashes or looks into."""
+
+    def records(value: Any, where: str) -> str | None:
+        if value is not None and not (isinstance(value, list) and all(isinstance(r, dict) for r in value)):
+            return f"{where}: expected a list of tables"
+        return None
+
+    if not all(isinstance(edge, str) for edge in data["graph"]):
+        return "graph: expected a list of strings"
+    if not isinstance(data.get("containment", {}), dict):
+        return "containment: expected a table"
+    for section in CHAIN_SECTIONS:
+        problem = records(data.get(section), section)
+        if problem:
+            return problem
+    for i, stage in enumerate(data["stages"]):
+        apis = stage.get("apis", [])
+        if not (isinstance(apis, list) and all(isinstance(api, str) for api in apis)):
+            return f"stages[{i}].apis: expected a list of strings"
+        for section in STAGE_SECTIONS:
+            problem = records(stage.get(section), f"stages[{i}].{section}")
+            if problem:
+                return problem
+        for j, exchange in enumerate(stage.get("network") or []):
+            if not isinstance(exchange.get("response", {}), dict):
+                return f"stages[{i}].network[{j}].response: expected a table"
+    return None
 
 
 # ---- comparison ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from emulator.inputs import InputFileError, file_problem, read_input
 from emulator.outcome import Status
 
 SCHEMA = "chainreplay/report/3"
@@ -417,6 +418,9 @@ class Report(_Model):
         A report larger than :data:`EAGER_REPORT_BYTES` written by chainreplay keeps its
         ``api_calls`` in the file: read record by record when iterated (:class:`FileApiCalls`),
         so a million-call report is never a million models in memory."""
+        problem = file_problem(path)  # a FIFO or a device is refused, never read
+        if problem is not None:
+            raise ReportError(f"{path}: {problem}")
         try:
             large = path.stat().st_size > EAGER_REPORT_BYTES
         except OSError as err:
@@ -428,7 +432,9 @@ class Report(_Model):
                 report = cls._validated(path, head)
                 return report.model_copy(update={"api_calls": section})
         try:
-            data = json.loads(path.read_bytes())
+            data = json.loads(read_input(path))
+        except InputFileError as err:
+            raise ReportError(str(err)) from err
         except (ValueError, RecursionError) as err:
             raise ReportError(f"{path}: not JSON ({_first_line(err)})") from err
         return cls._validated(path, data)

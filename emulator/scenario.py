@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emulator.environment import GuestEnvironment, MissingFiles
 from emulator.expect import Expect
+from emulator.inputs import NO_SUCH_FILE, NOT_REGULAR, InputFileError, file_problem, read_input
 from emulator.limits import (
     MAX_BODY_FILE_SIZE,
     MAX_INPUT_NESTING,
@@ -185,13 +186,14 @@ def check_plain_data(value: Any, what: str, max_depth: int = MAX_INPUT_NESTING) 
 
 def read_scenario_file(folder: Path) -> ScenarioFile:
     path = folder / SCENARIO_FILE
-    if not path.is_file():
-        raise ScenarioError(f"{path}: no such file (a scenario folder needs {SCENARIO_FILE})")
-    size = path.stat().st_size
-    if size > MAX_SCENARIO_FILE_SIZE:
-        raise ScenarioError(f"{path}: file is {size} bytes, larger than the {MAX_SCENARIO_FILE_SIZE}-byte limit")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = read_input(path, limit=MAX_SCENARIO_FILE_SIZE)
+    except InputFileError as err:
+        needs = f" (a scenario folder needs {SCENARIO_FILE})" if err.problem == NO_SUCH_FILE else ""
+        raise ScenarioError(f"{err}{needs}") from err
+    try:
+        # newlines as read_text gave them (universal newlines), so a file reads as it always did
+        raw = tomllib.loads(data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ScenarioError(f"{path}: not valid TOML: {' '.join(str(err).split())}") from err
     except RecursionError as err:
@@ -210,24 +212,36 @@ def _inside(folder: Path, relative: str, key: str, scenario_path: Path) -> Path:
     """A file of the scenario, or of a scenario beside it (see emulator/scenario_paths.py)."""
     try:
         candidate = scenario_data_path(folder, relative)
-        exists = candidate.is_file()
+        problem = file_problem(candidate)
     except OutsideScenario as err:
         raise ScenarioError(
             f"{scenario_path}: {key}: {relative!r} is outside the scenario folder (and not in a scenario beside it)"
         ) from err
     except (ValueError, OSError) as err:  # NUL bytes, names over 255 bytes, loops
         raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is not a valid path") from err
-    if not exists:
+    if problem == NO_SUCH_FILE:
         raise ScenarioError(f"{scenario_path}: {key}: file {relative!r} not found")
+    if problem is not None and problem.endswith(NOT_REGULAR):  # a folder, a FIFO, a device
+        raise ScenarioError(f"{scenario_path}: {key}: {relative!r}: {problem}")
+    if problem is not None:  # a name too long, a loop, no permission
+        raise ScenarioError(f"{scenario_path}: {key}: {relative!r} is not a valid path ({problem})")
     return candidate
 
 
 def read_manifest(folder: Path) -> dict[str, str]:
     manifest = folder / MANIFEST_FILE
     entries: dict[str, str] = {}
-    if not manifest.is_file():
+    if file_problem(manifest) == NO_SUCH_FILE:
         return entries
-    for line in manifest.read_text(encoding="utf-8").splitlines():
+    try:
+        text = read_input(manifest, limit=MAX_SCENARIO_FILE_SIZE).decode("utf-8")
+    except InputFileError as err:
+        raise ScenarioError(str(err)) from err
+    except UnicodeDecodeError as err:
+        raise ScenarioError(
+            f"{manifest}: not a sha256sum manifest (not UTF-8 text: {err.reason} at byte {err.start})"
+        ) from err
+    for line in text.splitlines():
         digest, _, name = line.strip().partition("  ")
         if digest and name:
             entries[name.lstrip("*").removeprefix("./")] = digest.lower()
@@ -254,7 +268,10 @@ def verify_manifest(folder: Path, used: list[Path]) -> None:
             raise ScenarioError(
                 f"{owner / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
             )
-        actual = hashlib.sha256(resolved.read_bytes()).hexdigest()
+        try:
+            actual = hashlib.sha256(read_input(resolved)).hexdigest()
+        except InputFileError as err:
+            raise ScenarioError(str(err)) from err
         if actual != expected:
             shown = relative if owner == folder.resolve() else f"../{owner.name}/{relative}"
             raise ScenarioError(

@@ -16,6 +16,7 @@ stage images); the header lists them so a missing or altered blob is found on re
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog, api_fields_typed
 from emulator.events import EVENT_ADAPTER, Event
+from emulator.inputs import NO_SUCH_FILE, InputFileError, file_problem, open_input, read_input
 from emulator.report import OutcomeStatus
 
 if TYPE_CHECKING:
@@ -198,13 +200,17 @@ def read_trace(outdir: Path) -> Trace:
     recognised by its text), every other event is validated by its model.
     """
     path = outdir / TRACE_FILE
-    if not path.is_file():
+    if file_problem(path) == NO_SUCH_FILE:
         raise TraceError(f"{path}: no such file (not a replay output folder, or written before traces existed)")
+    try:
+        binary = open_input(path)  # a FIFO or a device is refused, never read
+    except InputFileError as err:
+        raise TraceError(str(err)) from err
     header: TraceHeader | None = None
     events = EventLog()
     seen: dict[str, ApiTuple] = {}  # text after the seq -> the call it reads as
     try:
-        with path.open(encoding="ascii") as handle:
+        with io.TextIOWrapper(binary, encoding="ascii") as handle:
             for number, text in enumerate(handle, 1):
                 if header is not None:
                     seq = len(events)
@@ -247,9 +253,10 @@ def _read_blobs(folder: Path, digests: list[str]) -> dict[str, bytes]:
     for digest in digests:
         path = folder / blob_name(digest)
         try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise TraceError(f"{path}: blob cited by the trace is missing ({err.strerror})") from err
+            data = read_input(path)  # never a FIFO (a read that would wait forever) or a device
+        except InputFileError as err:
+            missing = "is missing" if err.problem == NO_SUCH_FILE else f"cannot be read: {err.problem}"
+            raise TraceError(f"{path}: blob cited by the trace {missing}") from err
         if hashlib.sha256(data).hexdigest() != digest:
             raise TraceError(f"{path}: content does not match its sha256")
         blobs[digest] = data

@@ -34,6 +34,7 @@ from emulator.cli.common import (
     E_SIGNAL_BASE,
     EXIT_CODES,
     PACE_HELP,
+    OutputFileError,
     UsageError,
     _console,
     _limit_overrides,
@@ -236,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT
+    except OutputFileError as err:
+        print(f"chainreplay: error: {err}", file=sys.stderr)
+        return E_ERROR
     except KeyboardInterrupt:
         print("chainreplay: interrupted", file=sys.stderr)
         return E_INTERRUPTED

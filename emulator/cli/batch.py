@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.check import BASELINE_FILE
-from emulator.cli.ci import _fail_on, _print_result_lines, _scenario_expect
+from emulator.cli.ci import _fail_on, _print_result_lines, _scenario_expect, _write_junit
 from emulator.cli.common import (
     DEFAULT_REPORTS_DIR,
     E_FAILED,
@@ -100,9 +100,7 @@ def _batch(args: argparse.Namespace) -> int:
             _print_result_lines(result)
     print(f"summary: {summary.path}")
     if args.junit:
-        from emulator.junit import write_junit
-
-        write_junit(summary.results, Path(args.junit), command="batch")
+        _write_junit(summary.results, Path(args.junit), command="batch")
     if summary.signal is not None:
         return E_SIGNAL_BASE + summary.signal
     return E_FAILED if any(r.failed for r in summary.results) else E_OK

@@ -14,7 +14,9 @@ from emulator.cli.common import (
     E_FAILED,
     E_OK,
     UsageError,
+    check_output_file,
     replay_or_exit_code,
+    write_output_file,
 )
 from emulator.cli.targets import _plan_for_target
 from emulator.scenario import SCENARIO_FILE, ScenarioError, read_scenario_file
@@ -37,12 +39,22 @@ def _add_ci_run_flags(run: argparse.ArgumentParser) -> None:
 
 
 def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --fail-on categories; also refuses a --junit FILE that could not be written, before
+    anything is replayed (every command that takes one reads --fail-on first)."""
     from emulator.check import parse_fail_on
 
+    if getattr(args, "junit", None):
+        check_output_file(Path(args.junit), "--junit")
     try:
         return parse_fail_on(getattr(args, "fail_on", "") or "")
     except ValueError as err:
         raise UsageError(f"--fail-on: {err}") from err
+
+
+def _write_junit(results: list[Any], path: Path, *, command: str) -> None:
+    from emulator.junit import junit_xml
+
+    write_output_file(path, junit_xml(results, command=command), "--junit")
 
 
 def _scenario_expect(folder: Path) -> Any:
@@ -94,9 +106,7 @@ def _judge_run(
     if not args.quiet or result.failed:
         _print_result_lines(result, stream=sys.stderr if args.json else None)
     if args.junit:
-        from emulator.junit import write_junit
-
-        write_junit([result], Path(args.junit), command="run")
+        _write_junit([result], Path(args.junit), command="run")
     return result.failed
 
 
@@ -128,7 +138,7 @@ def _baseline_path(args: argparse.Namespace, target: Path) -> Path:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from emulator.check import BaselineError, judge, load_baseline, normalise, write_baseline
+    from emulator.check import BaselineError, dumps_baseline, judge, load_baseline, normalise
     from emulator.report import Report
 
     if args.baseline and len(args.targets) > 1:
@@ -160,7 +170,7 @@ def _check(args: argparse.Namespace) -> int:
         report = Report.from_file(Path(replay.report_path))
         contained = contained or replay.status == "containment"
         if args.update:
-            write_baseline(normalise(report), baseline_path)
+            write_output_file(baseline_path, dumps_baseline(normalise(report)), "baseline")
             print(f"{plan.name}: wrote {baseline_path}")
         result = judge(
             report,
@@ -176,9 +186,7 @@ def _check(args: argparse.Namespace) -> int:
         if result.failed or not args.quiet:
             _print_result_lines(result, verbose=args.verbose)
     if args.junit:
-        from emulator.junit import write_junit
-
-        write_junit(results, Path(args.junit), command="check")
+        _write_junit(results, Path(args.junit), command="check")
     if contained:
         return E_CONTAINMENT
     return E_FAILED if any(r.failed for r in results) else E_OK

@@ -37,6 +37,32 @@ class UsageError(Exception):
     """Bad usage or input: one line, exit code 2."""
 
 
+class OutputFileError(Exception):
+    """A file named on the command line (--junit, schema -o, a baseline) could not be written:
+    one line naming it, exit code 1 (the output could not be written)."""
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be created: an existing folder, or a
+    path under something that is not a folder (UsageError, exit 2)."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: a folder, not a file")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{option} {path}: {ancestor} is not a folder")
+
+
+def write_output_file(path: Path, text: str, option: str) -> None:
+    """``text`` written to ``path`` (its folders made); OutputFileError naming it if it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise OutputFileError(f"cannot write {option} {path}: {err.strerror or err}") from err
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)

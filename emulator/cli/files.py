@@ -17,11 +17,14 @@ from emulator.cli.common import (
     UsageError,
     _console,
     output_refused,
+    write_output_file,
 )
 from emulator.cli.run import _show
+from emulator.inputs import file_problem
 from emulator.limits import (
     MAX_DRAWN_NODES,
     MAX_REPORT_FILE_SIZE,
+    MAX_TIMEOUT_SECONDS,
     RENDER_TIMEOUT_SECONDS,
 )
 
@@ -33,8 +36,9 @@ def _render(args: argparse.Namespace) -> int:
     path = Path(args.report)
     if path.is_dir():
         path = path / "report.json"
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    problem = file_problem(path)
+    if problem is not None:
+        raise UsageError(f"{path}: {problem}")
     size = path.stat().st_size
     if size > MAX_REPORT_FILE_SIZE:
         raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_REPORT_FILE_SIZE}-byte limit")
@@ -72,8 +76,10 @@ def _analyse(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     if not outdir.is_dir():
         raise UsageError(f"{outdir}: not a folder")
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if not 0 < args.timeout <= MAX_TIMEOUT_SECONDS:  # the bounds of run's --timeout (Limits); refuses nan, inf
+        raise UsageError(
+            f"--timeout must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, not {args.timeout:g}"
+        )
     control = RunControl(time.monotonic() + args.timeout)
     try:
         with locked_folder(outdir), control:
@@ -97,7 +103,7 @@ def _schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(Report.model_json_schema(by_alias=True), indent=2) + "\n"
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_output_file(Path(args.output), text, "-o")
     else:
         print(text, end="")
     return E_OK

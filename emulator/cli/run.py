@@ -22,6 +22,7 @@ from emulator.cli.common import (
 )
 from emulator.cli.guest import _apply_environment_flags
 from emulator.cli.targets import _bare_plan
+from emulator.inputs import NO_SUCH_FILE, file_problem
 from emulator.limits import (
     default_limits_toml,
 )
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     with serving():  # the plan's models are built here (emulator/precompiled.py)
         if target.is_dir():
-            if not (target / SCENARIO_FILE).is_file():
+            if file_problem(target / SCENARIO_FILE) == NO_SUCH_FILE:  # any other problem: load_scenario names it
                 raise UsageError(f"{target}: not a scenario folder (no {SCENARIO_FILE})")
             try:
                 plan = load_scenario(

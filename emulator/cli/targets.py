@@ -9,6 +9,7 @@ from emulator.cli.common import (
     UsageError,
     _limit_overrides,
 )
+from emulator.inputs import NO_SUCH_FILE, InputFileError, file_problem, read_input
 from emulator.limits import (
     MAX_SAMPLE_FILE_SIZE,
     Limits,
@@ -29,12 +30,10 @@ def _parse_arg(text: str) -> int | StringArg:
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size > MAX_SAMPLE_FILE_SIZE:  # refused before it is read, shellcode or PE
-        raise UsageError(f"{path}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit")
-    data = path.read_bytes()
+    try:  # a FIFO or a device is refused, never read; the size before reading, shellcode or PE
+        data = read_input(path, limit=MAX_SAMPLE_FILE_SIZE)
+    except InputFileError as err:
+        raise UsageError(str(err)) from err
     if not data:
         raise UsageError(f"{path}: empty file")
     shellcode = args.shellcode or (args.arch is not None and data[:2] != b"MZ")
@@ -57,8 +56,9 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
         emu_path, sep, host = spec.partition("=")
         if not sep or not emu_path or not host:
             raise UsageError(f"--file {spec!r}: expected EMU_PATH=HOST_PATH")
-        if not Path(host).is_file():
-            raise UsageError(f"--file {spec!r}: {host}: no such file")
+        problem = file_problem(host)
+        if problem is not None:
+            raise UsageError(f"--file {spec!r}: {host}: {problem}")
         size = Path(host).stat().st_size
         if size > MAX_SAMPLE_FILE_SIZE:
             raise UsageError(
@@ -83,7 +83,7 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
 def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> ReplayPlan:
     """The plan of a scenario folder, or of a bare sample with `run`'s defaults."""
     if path.is_dir():
-        if not (path / SCENARIO_FILE).is_file():
+        if file_problem(path / SCENARIO_FILE) == NO_SUCH_FILE:  # any other problem: load_scenario names it
             raise UsageError(f"{path}: not a scenario folder (no {SCENARIO_FILE})")
         try:
             return load_scenario(path, verify=not allow_unverified)
