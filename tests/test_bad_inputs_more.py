@@ -279,3 +279,26 @@ def test_analyse_timeout_out_of_range_is_one_line(
     out = _copy(replayed, tmp_path)
     rc = main(["analyse", str(out), f"--timeout={value}", "-q"])
     _one_line(rc, capsys.readouterr().err, "--timeout", "up to 604800")
+
+
+def test_an_os_error_names_its_path_first_on_one_line(tmp_path: Path) -> None:
+    """The command line's last resort for an OSError: ``PATH: reason``, the path cut when long,
+    never Python's ``[Errno N] reason: 'PATH'``."""
+    from emulator.cli.app import MAX_PATH_IN_ERROR, os_error_line
+
+    long_name = tmp_path / ("a" * 300)
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "run", str(long_name), "-o", str(tmp_path / "out"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Errno" not in lines[0], lines
+    assert lines[0].startswith(f"chainreplay: error: {str(tmp_path)[:20]}") and lines[0].endswith("File name too long")
+    assert len(lines[0]) < MAX_PATH_IN_ERROR + 80
+    assert os_error_line(FileExistsError(17, "File exists", "a\nb", None, "c")) == "a\\nb -> c: File exists"
+    assert os_error_line(OSError("no path here")) == "no path here"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from emulator import __version__
@@ -216,6 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A path named in a one-line error is cut to this many characters (a name can be 4096 bytes).
+MAX_PATH_IN_ERROR = 160
+
+
+def os_error_line(err: OSError) -> str:
+    """``PATH: reason`` (and ``-> OTHER`` for a rename or link) rather than Python's
+    ``[Errno N] reason: 'PATH'``; an error without a path keeps its text."""
+    if err.filename is None or not err.strerror:
+        return " ".join(str(err).split())
+
+    def shown(name: object) -> str:
+        text = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+        return text if len(text) <= MAX_PATH_IN_ERROR else text[: MAX_PATH_IN_ERROR // 2] + "..." + text[-40:]
+
+    other = f" -> {shown(err.filename2)}" if err.filename2 is not None else ""
+    return f"{shown(err.filename)}{other}: {err.strerror}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -235,16 +255,16 @@ def main(argv: list[str] | None = None) -> int:
             return _variant(args)
         return _schema(args)
     except UsageError as err:
-        print(f"chainreplay: error: {err}", file=sys.stderr)
+        print(f"chainreplay: error: {os_error_line(err)}", file=sys.stderr)
         return E_BAD_INPUT
     except OutputFileError as err:
-        print(f"chainreplay: error: {err}", file=sys.stderr)
+        print(f"chainreplay: error: {os_error_line(err)}", file=sys.stderr)
         return E_ERROR
     except KeyboardInterrupt:
         print("chainreplay: interrupted", file=sys.stderr)
         return E_INTERRUPTED
     except OSError as err:
-        print(f"chainreplay: error: {err}", file=sys.stderr)
+        print(f"chainreplay: error: {os_error_line(err)}", file=sys.stderr)
         return E_BAD_INPUT
     except Exception as err:  # noqa: BLE001 - never a traceback: one line, the traceback with -d
         logging.getLogger("emulator.cli").debug("internal error", exc_info=True)
