@@ -308,6 +308,32 @@ def _check(headers: PeHeaders, file_size: int) -> None:
         raise PeError(f"entry point {headers.entry_point:#x} is outside the image (SizeOfImage {size_of_image:#x})")
 
 
+# The optional header's NumberOfRvaAndSizes and first data directory, by magic; the CLR
+# runtime header (COR20, a .NET assembly's) is data directory 14.
+_DATA_DIRECTORIES = {PE32_MAGIC: (92, 96), PE32_PLUS_MAGIC: (108, 112)}
+CLR_RUNTIME_HEADER_DIRECTORY = 14
+_DIRECTORY = struct.Struct("<II")  # VirtualAddress, Size
+
+
+def has_clr_runtime_header(data: bytes) -> bool:
+    """Whether a PE (already checked: :func:`check_file`) declares a CLR runtime header: a .NET
+    assembly, whose managed code (IL) no x86/x64 emulator runs; only its native stub does."""
+    try:
+        (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
+        optional = nt + 4 + FILE_HEADER_SIZE
+        (optional_size,) = struct.unpack_from("<H", data, nt + 4 + 16)
+        (magic,) = struct.unpack_from("<H", data, optional)
+        count_at, first = _DATA_DIRECTORIES[magic]
+        (count,) = struct.unpack_from("<I", data, optional + count_at)
+        at = first + _DIRECTORY.size * CLR_RUNTIME_HEADER_DIRECTORY
+        if count <= CLR_RUNTIME_HEADER_DIRECTORY or at + _DIRECTORY.size > optional_size:
+            return False
+        address, size = _DIRECTORY.unpack_from(data, optional + at)
+    except (struct.error, KeyError):
+        return False
+    return address != 0 and size != 0
+
+
 def _export_names(pe: pefile.PE) -> list[str]:
     try:
         pe.parse_data_directories(directories=[EXPORT_DIRECTORY])

@@ -18,6 +18,7 @@ from emulator.plan import ReplayPlan
 from emulator.replay import emulate
 
 BINS = Path(__file__).resolve().parent / "bins"
+REPO = BINS.parent.parent
 
 
 def _mapped(path: Path) -> bytes:
@@ -169,3 +170,58 @@ def test_section_alignment_is_counted_as_pefile_counts_it() -> None:
         section = rng.choice((0, 1, 0x200, 0x1000, 0x10000, rng.randrange(1 << 32), rng.randrange(0x2000)))
         file = rng.choice((0, 0x200, 0x1000, rng.randrange(1 << 32), rng.randrange(0x2000)))
         assert pe._pefile_aligned(address, section, file) == adjust(address, section, file)
+
+
+def _clr_directory_offset(data: bytes) -> int:
+    import struct
+
+    (nt,) = struct.unpack_from("<I", data, 0x3C)
+    (magic,) = struct.unpack_from("<H", data, nt + 24)
+    return nt + 24 + (112 if magic == 0x20B else 96) + 14 * 8
+
+
+def _with_clr_header(data: bytes) -> bytes:
+    """``data`` (a PE) with data directory 14, the CLR runtime header, pointing into its image."""
+    import struct
+
+    patched = bytearray(data)
+    struct.pack_into("<II", patched, _clr_directory_offset(data), 0x1000, 0x48)
+    return bytes(patched)
+
+
+@pytest.mark.parametrize("name", ["hello.dll", "hello32.dll"])
+def test_a_clr_runtime_header_is_found_on_pe32_and_pe32_plus(name: str) -> None:
+    from emulator.pe import has_clr_runtime_header
+
+    native = (BINS / name).read_bytes()
+    assert not has_clr_runtime_header(native)
+    assert has_clr_runtime_header(_with_clr_header(native))
+    managed, directory = _with_clr_header(native), _clr_directory_offset(native)
+    for cut in (0x40, 0x80, directory + 4):  # truncated headers: no, never an exception
+        assert not has_clr_runtime_header(managed[:cut])
+    assert has_clr_runtime_header(managed[: directory + 8])
+
+
+def test_a_dotnet_assembly_replays_with_a_note_saying_its_il_is_not_emulated(tmp_path: Path) -> None:
+    """A .NET assembly's managed code is not x86/x64 code: the replay runs what native code there
+    is and says so, in report.json's notes and on the terminal, instead of a bare 'completed'."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    sample = tmp_path / "managed.dll"
+    sample.write_bytes(_with_clr_header((BINS / "hello.dll").read_bytes()))
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "run", str(sample), "-o", str(tmp_path / "out"), "--color", "never"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    notes = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["notes"]
+    assert [n["what"] for n in notes] == ["managed_code"], notes
+    assert "managed.dll is a .NET assembly" in notes[0]["detail"]
+    assert "note managed_code: managed.dll is a .NET assembly" in " ".join(done.stdout.split())

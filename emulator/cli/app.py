@@ -255,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
             return _variant(args)
         return _schema(args)
     except UsageError as err:
-        print(f"chainreplay: error: {os_error_line(err)}", file=sys.stderr)
+        print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT
     except OutputFileError as err:
-        print(f"chainreplay: error: {os_error_line(err)}", file=sys.stderr)
+        print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_ERROR
     except KeyboardInterrupt:
         print("chainreplay: interrupted", file=sys.stderr)

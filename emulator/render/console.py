@@ -107,6 +107,11 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
         )
     )
     parts.append(Text(", ".join(stats)))
+    for note in report.notes[:MAX_ROWS]:  # what the emulator did or could not do: rare, and read first
+        line = Text("note ", style="yellow")
+        line.append(f"{clean(note.what, 60)}: {clean(note.detail, 300)}")
+        parts.append(line)
+    parts += _more(len(report.notes), MAX_ROWS)
 
     stages = _table(f"{plural(len(report.stages), 'stage')}", "id", "kind", "name", "came from", "events")
     for s in report.stages[:MAX_ROWS]:

@@ -89,6 +89,12 @@ class SpeakeasyBackend:
             parent=None,
             via="entry",
         )
+        if target.managed:
+            self.recorder.note(
+                "managed_code",
+                f"{target.name} is a .NET assembly (CLR runtime header): its managed code (IL) is not "
+                "emulated; only native code runs (its entry stub calling mscoree, if it has one)",
+            )
         observed = Observed()
         self.translator = translator = Translator(self.plan, self.services, memory, emu, observed, self._fail)
         if self.plan.mode == "fast":

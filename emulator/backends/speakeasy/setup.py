@@ -116,6 +116,8 @@ class LoadedTarget:
     data: bytes
     module: Any = None
     shellcode_address: int = 0
+    # A .NET assembly (CLR runtime header): only its native stub runs (pe.has_clr_runtime_header).
+    managed: bool = False
 
 
 def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
@@ -217,7 +219,8 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
             raise BackendInputError(str(err)) from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
-    return LoadedTarget(se, emu, arch, "pe", name, module.base, module.image_size, data, module=module)
+    managed = pe.has_clr_runtime_header(data)
+    return LoadedTarget(se, emu, arch, "pe", name, module.base, module.image_size, data, module=module, managed=managed)
 
 
 def install_api_handlers(
