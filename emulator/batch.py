@@ -560,6 +560,15 @@ def run_batch(
 
     workers = 0
     interrupted: int | None = None
+
+    def mark_interrupted(signum: int) -> None:
+        """Every pending target without a result: interrupted by ``signum``."""
+        for index in pending:
+            if index not in results:
+                results[index] = _interrupted_result(targets[index], outdir / targets[index].plan.name, signum)
+                if on_result:
+                    on_result(results[index])
+
     if pending and scheduler:
         client = _dask_client(scheduler)
         workers_started()
@@ -595,18 +604,40 @@ def run_batch(
                     futures[future] = pending[rank]
                     running.add(future)
 
-            slots = dask_slots(sum(threads.values()), len(pending))
-            top_up(slots, 0)
-            for done, future in enumerate(running, start=1):
-                top_up(slots, done)  # before judging this one: its worker is idle
+            def take_dask(future: Any) -> None:
                 try:
                     finished(futures[future], future.result(), None)
                 except Exception as err:  # noqa: BLE001 - one target's failure is its own result
                     finished(futures[future], None, f"{type(err).__name__}: {err}")
-                if len(futures) < len(pending):
-                    with suppress(Exception):  # the count is a hint: the batch goes on without it
-                        slots = dask_slots(sum(client.nthreads().values()), len(pending))
-                    top_up(slots, done)
+
+            with SignalWatch() as watch:
+                slots = dask_slots(sum(threads.values()), len(pending))
+                top_up(slots, 0)
+                completed, done = iter(running), 0
+                while watch.signum is None:
+                    try:
+                        with watch.waiting():
+                            future = next(completed)
+                    except (StopIteration, Interrupted):
+                        break
+                    done += 1
+                    top_up(slots, done)  # before judging this one: its worker is idle
+                    take_dask(future)
+                    if len(futures) < len(pending):
+                        with suppress(Exception):  # the count is a hint: the batch goes on without it
+                            slots = dask_slots(sum(client.nthreads().values()), len(pending))
+                        top_up(slots, done)
+            if watch.signum is not None:
+                # Queued tasks are cancelled; a replay already running in a worker's thread cannot
+                # be stopped from here and ends by itself, within its own limits.
+                interrupted = watch.signum
+                unfinished = [f for f, i in futures.items() if i not in results]
+                with suppress(Exception):
+                    client.cancel(unfinished)
+                for future in unfinished:
+                    if future.done() and future.status == "finished":
+                        take_dask(future)
+                mark_interrupted(interrupted)
         finally:
             client.close()
     elif pending:
@@ -646,16 +677,11 @@ def run_batch(
                     interrupted = watch.signum
                     _stop_workers(pool, [f for f in local if local[f] not in results], interrupted)
                     for future, index in local.items():
-                        if index in results:
-                            continue
-                        if future.done() and not future.cancelled() and future.exception() is None:
+                        ended = index not in results and future.done() and not future.cancelled()
+                        if ended and future.exception() is None:
                             take(future)  # ended in time: its report (partial: outcome interrupted)
-                        else:  # not started, or its worker died of the signal or was killed
-                            results[index] = _interrupted_result(
-                                targets[index], outdir / targets[index].plan.name, interrupted
-                            )
-                            if on_result:
-                                on_result(results[index])
+                    # the rest: not started, or its worker died of the signal or was killed
+                    mark_interrupted(interrupted)
         finally:
             extra["fork_server_cpu_s"], extra["fork_server_children_cpu_s"] = _stop_fork_server(running_before)
 

@@ -28,14 +28,15 @@ def _summary(outdir: Path) -> dict[str, Any]:
     return json.loads((outdir / "batch.json").read_text(encoding="utf-8"))
 
 
-def _spinning_scenario(root: Path) -> Path:
-    """A scenario whose shellcode loops forever: its 1-second timeout ends it."""
+def _spinning_scenario(root: Path, timeout: int = 1) -> Path:
+    """A scenario whose shellcode loops forever: its timeout (1 second) ends it."""
     folder = root / "spin"
     (folder / "samples").mkdir(parents=True)
     (folder / "samples" / "spin.bin").write_bytes(b"\xeb\xfe")  # jmp $
     (folder / "scenario.toml").write_text(
         '[scenario]\nname = "spin"\n\n[target]\npath = "samples/spin.bin"\n'
-        'emu_path = \'C:\\spin.bin\'\nkind = "shellcode"\narch = "x64"\n\n[limits]\ntimeout = 1\n',
+        'emu_path = \'C:\\spin.bin\'\nkind = "shellcode"\narch = "x64"\n\n[limits]\n'
+        f"timeout = {timeout}\n",
         encoding="utf-8",
     )
     import hashlib
@@ -168,6 +169,45 @@ def test_batch_on_a_dask_local_cluster(dask_cluster: str, tmp_path: Path, cli: C
     with Client(dask_cluster, set_as_default=False) as client:  # the batch told them: 2 on this host
         expected = not oversubscribed(2, _usable_cores())
         assert {state[2] for state in client.run(_worker_state).values()} == {expected}
+
+
+def test_a_signalled_dask_batch_cancels_what_is_queued_and_says_so(dask_cluster: str, tmp_path: Path) -> None:
+    """SIGTERM to a batch on a cluster: queued tasks are cancelled, batch.json names the signal
+    and every target not finished is interrupted, the command exits 143. (A replay running in a
+    worker's thread cannot be stopped from the batch: it ends by itself, within its limits.)"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spin = _spinning_scenario(tmp_path, timeout=4)
+    out = tmp_path / "out"
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "batch", str(spin), *map(str, SMALL), "--scheduler", dask_cluster]
+        + ["-o", str(out), "--force"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "spin" / ".trace.jsonl.early").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    batch.send_signal(signal.SIGTERM)
+    stdout, stderr = batch.communicate(timeout=60)
+    assert batch.returncode == 143, (stdout, stderr)
+    assert "Traceback" not in stderr, stderr
+    summary = _summary(out)
+    assert summary["interrupted_by"] == "SIGTERM"
+    outcomes = {row["name"]: row["outcome"] for row in summary["targets"]}
+    assert outcomes["spin"] == "interrupted", outcomes
+    assert set(outcomes.values()) <= {"interrupted", "completed"}, outcomes
+    # the spinning replay still ends in its worker, by its own timeout: wait for it (the
+    # cluster serves the next tests)
+    while not (out / "spin" / "report.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = json.loads((out / "spin" / "report.json").read_text(encoding="utf-8"))["outcome"]["status"]
+    assert status in {"timeout", "instruction_limit"}, status
 
 
 def test_a_dask_batch_keeps_one_task_per_worker_thread_in_flight(
