@@ -7,7 +7,7 @@ ordinary office workstation, so a sample asking "am I in a sandbox?" sees a plau
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,25 @@ DEFAULT_CPU_VENDOR = "GenuineIntel"
 DEFAULT_CPU_BRAND = "Intel(R) Core(TM) i7-4790 CPU @ 3.60GHz"
 
 MissingFiles = Literal["not_found", "default_content"]
+# A screen side, pixels (16K displays are 15360 wide).
+MAX_SCREEN_SIDE = 16384
+ScreenSide = Annotated[int, Field(ge=1, le=MAX_SCREEN_SIDE)]
+# The guest's computer, user and domain names: Windows refuses these characters in them, and
+# its longest (a DNS domain name) is 255 characters.
+MAX_GUEST_NAME = 255
+GUEST_NAME_FORBIDDEN = '\\/:*?"<>|'
+
+
+def guest_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be the guest's computer, user or domain name, or None."""
+    if not value:
+        return "empty"
+    if len(value) > MAX_GUEST_NAME:
+        return f"{len(value)} characters (at most {MAX_GUEST_NAME})"
+    bad = sorted({c for c in value if c in GUEST_NAME_FORBIDDEN or not c.isprintable()})
+    if bad:
+        return "holds " + ", ".join(repr(c) for c in bad)
+    return None
 
 
 class GuestEnvironment(BaseModel):
@@ -39,7 +58,7 @@ class GuestEnvironment(BaseModel):
     memory_mb: int = Field(DEFAULT_MEMORY_MB, ge=64, le=1 << 24, description="Physical memory, MiB.")
     disk_gb: int = Field(DEFAULT_DISK_GB, ge=1, le=1 << 20, description="Size of drive C:, GiB.")
     disk_free_gb: int = Field(DEFAULT_DISK_FREE_GB, ge=0, le=1 << 20, description="Free space on C:, GiB.")
-    screen: tuple[int, int] = Field(DEFAULT_SCREEN, description="Screen width and height, pixels.")
+    screen: tuple[ScreenSide, ScreenSide] = Field(DEFAULT_SCREEN, description="Screen width and height, pixels.")
     uptime_ms: int = Field(
         DEFAULT_UPTIME_MS, ge=0, le=1 << 40, description="Time since boot when the replay starts, ms."
     )

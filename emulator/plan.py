@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from emulator.environment import GuestEnvironment
+from emulator.environment import GuestEnvironment, guest_name_problem
 from emulator.limits import Limits
 
 # The variable every sample checks before it does anything; only chainreplay's guest has it.
@@ -36,10 +36,26 @@ class StringArg(BaseModel):
 ExportArg = int | StringArg
 
 
+# An integer argument of an export is one register or stack slot: at most 64 bits, negative
+# values as their two's complement.
+MIN_EXPORT_INT = -(1 << 63)
+MAX_EXPORT_INT = (1 << 64) - 1
+# The seed of the guest's randomness (Python's generator would take -1 as 1).
+MAX_SEED = (1 << 64) - 1
+
+
 class ExportCall(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     name: str
     args: list[ExportArg] = Field(default_factory=list)
+
+    @field_validator("args")
+    @classmethod
+    def _fits_a_slot(cls, args: list[ExportArg]) -> list[ExportArg]:
+        for value in args:
+            if isinstance(value, int) and not MIN_EXPORT_INT <= value <= MAX_EXPORT_INT:
+                raise ValueError(f"argument {value:#x} does not fit in 64 bits")
+        return args
 
 
 class VirtualFile(BaseModel):
@@ -89,10 +105,18 @@ class ReplayPlan(BaseModel):
     os_version: tuple[int, int, int] = (10, 0, 19045)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
     guest: GuestEnvironment = Field(default_factory=GuestEnvironment, description="What the machine reports.")
-    seed: int = 1
+    seed: int = Field(1, ge=0, le=MAX_SEED)
     start_time: float = Field(DEFAULT_START_TIME, ge=0, le=MAX_START_TIME, allow_inf_nan=False)
     limits: Limits = Field(default_factory=Limits)
     responders: list[ResponderConfig] = Field(default_factory=list)
     network_default: Literal["nxdomain", "refused", "404"] = "nxdomain"
     scenario_dir: str | None = None
     mode: Literal["fast", "faithful"] = "fast"
+
+    @field_validator("hostname", "user", "domain")
+    @classmethod
+    def _a_windows_name(cls, value: str) -> str:
+        problem = guest_name_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value[:40]!r}: not a valid name ({problem})")
+        return value

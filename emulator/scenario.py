@@ -351,6 +351,42 @@ def load_scenario(
         guest = env.guest(missing_files)
     except ValidationError as err:
         raise ScenarioError(f"{scenario_path}: environment.{_first_error(err)}") from err
+    try:
+        exports = [ExportCall(name=e.name, args=[_arg(a) for a in e.args]) for e in spec.target.exports]
+    except ValidationError as err:
+        raise ScenarioError(f"{scenario_path}: target.exports.{_first_error(err)}") from err
+    try:
+        return _plan(spec, folder, target, files, responders, limits, guest, seed, mode, exports)
+    except ValidationError as err:
+        field = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
+        section = PLAN_FIELD_SECTIONS.get(field, "")
+        raise ScenarioError(f"{scenario_path}: {section}{_first_error(err)}") from err
+
+
+# Where a plan's field comes from in scenario.toml, for its error messages.
+PLAN_FIELD_SECTIONS = {
+    "hostname": "environment.",
+    "domain": "environment.",
+    "user": "environment.",
+    "os_version": "environment.",
+    "seed": "scenario.",
+    "start_time": "scenario.",
+}
+
+
+def _plan(
+    spec: Any,
+    folder: Path,
+    target: Path,
+    files: list[VirtualFile],
+    responders: list[ResponderConfig],
+    limits: Limits,
+    guest: GuestEnvironment,
+    seed: int | None,
+    mode: str,
+    exports: list[ExportCall],
+) -> ReplayPlan:
+    env = spec.environment
     return ReplayPlan(
         name=spec.scenario.name,
         target_path=str(target),
@@ -358,7 +394,7 @@ def load_scenario(
         arch=spec.target.arch,
         emu_path=spec.target.emu_path,
         run_entry_point=spec.target.run_entry_point,
-        exports=[ExportCall(name=e.name, args=[_arg(a) for a in e.args]) for e in spec.target.exports],
+        exports=exports,
         host_process=spec.scenario.host_process,
         files=files,
         env=env.variables,

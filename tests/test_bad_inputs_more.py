@@ -302,3 +302,63 @@ def test_an_os_error_names_its_path_first_on_one_line(tmp_path: Path) -> None:
     assert len(lines[0]) < MAX_PATH_IN_ERROR + 80
     assert os_error_line(FileExistsError(17, "File exists", "a\nb", None, "c")) == "a\\nb -> c: File exists"
     assert os_error_line(OSError("no path here")) == "no path here"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--seed", "-1"], "argument --seed: -1: out of range"),
+        (["--seed", str(1 << 70)], "out of range (0 to 2**64 - 1)"),
+        (["--hostname", "a" * 300], "--hostname 'aaaa"),
+        (["--user", "tab\there"], "not a valid name (holds '\\t')"),
+        (["--screen", "0x0"], "--screen: Input should be greater than or equal to 1"),
+        (["--screen", "99999999999x10"], "--screen: Input should be less than or equal to 16384"),
+        (["--export", "Greet", "--arg", hex(1 << 64)], "--arg 0x10000000000000000: does not fit in a 64-bit argument"),
+    ],
+)
+def test_guest_values_out_of_range_on_the_command_line_are_one_line_usage_errors(
+    tmp_path: Path, flags: list[str], expected: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "run", str(HELLO), "-o", str(tmp_path / "out"), "-q", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("seed = 1", "seed = -5"), "scenario.seed: Input should be greater than or equal to 0"),
+        (("seed = 1", 'seed = 1\n[environment]\nhostname = "a/b"'), "environment.hostname: 'a/b': not a valid name"),
+        (("seed = 1", "seed = 1\n[environment]\nscreen = [0, 0]"), "environment.screen.0: Input should be greater"),
+        (("args = [100]", f"args = [{1 << 65}]"), "target.exports.args: argument 0x20000000000000000 does not fit"),
+    ],
+)
+def test_guest_values_out_of_range_in_a_scenario_name_their_key(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
+    folder = tmp_path / "benign-dll"
+    shutil.copytree(REPO / "scenarios" / "benign-dll", folder)
+    toml = folder / "scenario.toml"
+    text = toml.read_text(encoding="utf-8")
+    assert edit[0] in text
+    toml.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "run", str(folder), "-o", str(tmp_path / "out"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--arch", choices=["x86", "x64", "amd64"], help="bare shellcode: its architecture (amd64 = x64, as Speakeasy)"
     )
     run.add_argument("--shellcode", action="store_true", help="treat the bare sample as raw shellcode")
-    run.add_argument("--seed", type=int, help="seed for the guest's randomness (default: the scenario's)")
+    run.add_argument("--seed", type=_seed, help="seed for the guest's randomness (default: the scenario's)")
     run.add_argument(
         "--allow-unverified", action="store_true", help="replay scenario files whose sha256 does not match SHA256SUMS"
     )
@@ -215,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
     return parser
+
+
+def _seed(text: str) -> int:
+    from emulator.plan import MAX_SEED
+
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text}: out of range (0 to 2**64 - 1)")
+    return value
 
 
 # A path named in a one-line error is cut to this many characters (a name can be 4096 bytes).

@@ -57,7 +57,7 @@ def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> Repl
     """The plan with the guest-machine flags applied on top of the scenario's (or the defaults)."""
     from pydantic import ValidationError
 
-    from emulator.environment import split_arguments
+    from emulator.environment import guest_name_problem, split_arguments
 
     update: dict[str, object] = {}
     guest: dict[str, object] = {}
@@ -77,8 +77,9 @@ def _apply_environment_flags(plan: ReplayPlan, args: argparse.Namespace) -> Repl
     for name in ("hostname", "user", "domain"):
         value = getattr(args, name)
         if value is not None:
-            if not value or any(c in value for c in '\\/:*?"<>|\0'):
-                raise UsageError(f"--{name} {value!r}: not a valid name")
+            problem = guest_name_problem(value)
+            if problem is not None:
+                raise UsageError(f"--{name} {value[:40]!r}: not a valid name ({problem})")
             update[name] = value
     if "user" in update:  # a bare sample sits on the user's desktop: follow the new user
         prefix = f"C:\\Users\\{plan.user}\\"

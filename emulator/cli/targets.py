@@ -14,7 +14,7 @@ from emulator.limits import (
     MAX_SAMPLE_FILE_SIZE,
     Limits,
 )
-from emulator.plan import ExportCall, ReplayPlan, StringArg, VirtualFile
+from emulator.plan import MAX_EXPORT_INT, MIN_EXPORT_INT, ExportCall, ReplayPlan, StringArg, VirtualFile
 from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 
 
@@ -24,9 +24,12 @@ def _parse_arg(text: str) -> int | StringArg:
     if text.startswith("str:"):
         return StringArg(text=text[4:])
     try:
-        return int(text, 0)
+        value = int(text, 0)
     except ValueError:
         return StringArg(text=text)
+    if not MIN_EXPORT_INT <= value <= MAX_EXPORT_INT:
+        raise UsageError(f"--arg {text[:40]}: does not fit in a 64-bit argument")
+    return value
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
