@@ -83,7 +83,8 @@ def _cpu(who: int) -> float:
 
 def timed_batch(batch: list[BatchTarget], out: Path, **options: Any) -> dict[str, Any]:
     started, started_at, parent_cpu = time.perf_counter(), time.time(), _cpu(resource.RUSAGE_SELF)
-    summary = run_batch(batch, out, force=True, **options)
+    # as the command line runs it: its fork server forked from this process (one thread here)
+    summary = run_batch(batch, out, force=True, fork_server_here=True, **options)
     wall = time.perf_counter() - started
     parent_cpu = _cpu(resource.RUSAGE_SELF) - parent_cpu
     outcomes = [r.outcome for r in summary.results]
@@ -275,7 +276,7 @@ def _twin_member(count: int, part: int, out: Path) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.time()
-    summary = run_batch(batch, out, jobs=1, force=True)
+    summary = run_batch(batch, out, jobs=1, force=True, fork_server_here=True)
     print(json.dumps({"started": started, "ended": time.time(), "outcomes": [r.outcome for r in summary.results]}))
 
 

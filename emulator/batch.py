@@ -399,12 +399,15 @@ def started_ahead(jobs: int, cores: int) -> int:
     return jobs if PRESTART and oversubscribed(jobs, cores) else 0
 
 
-def _local_executor(jobs: int, first_plans: list[str] | None = None) -> tuple[cf.ProcessPoolExecutor, str]:
+def _local_executor(
+    jobs: int, first_plans: list[str] | None = None, fork_server_here: bool = False
+) -> tuple[cf.ProcessPoolExecutor, str]:
     """The pool, and how its fork server started: ``"forked"`` from this process
     (emulator/batch_forkserver.py), ``"started"`` by multiprocessing as a new interpreter (now,
     or when the pool starts its first worker), ``"running"`` (one was running already). A server
     that is ours to start (none runs in this process yet) is given ``first_plans`` (each a plan's
-    JSON) to start their emulation children before its preload (emulator/batch_prestart.py)."""
+    JSON) to start their emulation children before its preload (emulator/batch_prestart.py), and
+    is forked from this process if ``fork_server_here`` and it can be."""
     from multiprocessing import forkserver
 
     from emulator import batch_forkserver
@@ -423,7 +426,7 @@ def _local_executor(jobs: int, first_plans: list[str] | None = None) -> tuple[cf
         # Forked from this process when it can be (emulator/batch_forkserver.py): it then starts
         # with this process's modules; else multiprocessing's own.
         if ours:
-            how = "forked" if batch_forkserver.start(preload) else "started"
+            how = "forked" if fork_server_here and batch_forkserver.start(preload) else "started"
             if how == "started" and value is not None:
                 forkserver.ensure_running()
     finally:
@@ -507,13 +510,17 @@ def run_batch(
     fail_on: tuple[str, ...] = (),
     on_result: Callable[[TargetResult], None] | None = None,
     on_started: Callable[[], None] | None = None,
+    fork_server_here: bool = False,
 ) -> BatchSummary:
     """Replay ``targets`` into ``outdir/<name>/``; write ``outdir/batch.json``; return the summary.
 
     ``on_result(result)``: each target's result as it is known (the resumed ones first, once the
     workers are started). ``on_started()``: once, when the workers are started (a caller's
     progress display starts then: a thread started before would keep the pool's fork server from
-    being forked from this process, emulator/batch_forkserver.py)."""
+    being forked from this process, emulator/batch_forkserver.py). ``fork_server_here``: the local
+    pool's fork server may be forked from this process (when it has one thread): a process whose
+    state the batch owns, as the command line's, where no open file or logging handler of a
+    caller's would be inherited as a stale object by the server and its workers."""
     started = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, TargetResult] = {}
@@ -646,7 +653,7 @@ def run_batch(
         try:
             ahead = started_ahead(workers, _usable_cores())
             first = [targets[i].plan.model_dump_json() for i in pending[:ahead]]
-            pool, extra["fork_server"] = _local_executor(workers, first)
+            pool, extra["fork_server"] = _local_executor(workers, first, fork_server_here)
             with pool, SignalWatch() as watch:
                 workers_started()
                 local = {

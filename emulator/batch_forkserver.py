@@ -9,11 +9,15 @@ preload begins at once.
 
 Forking is safe only from a process with one thread (a lock another thread holds at the fork
 stays held in the child forever): :func:`start` forks only then, and otherwise leaves the start
-to multiprocessing. The forked server is what ``multiprocessing.forkserver.main`` is in a new
-interpreter: it keeps only standard input/output/error, its listening socket and its end of the
-"alive" pipe, takes the default signal dispositions, and serves the same requests; the pool's
-workers are forked from it as from the other, so they start with the same modules and the
-preload's warm engine.
+to multiprocessing. And only from a process whose state the batch owns (the command line's;
+``run_batch(fork_server_here=True)``): the server closes every descriptor it does not serve with,
+so a caller's open file or logging file handler would live on in it and its workers as an object
+over a closed descriptor, whose number a later open could reuse.
+
+The forked server is what ``multiprocessing.forkserver.main`` is in a new interpreter: it keeps
+only standard input/output/error, its listening socket and its end of the "alive" pipe, takes
+the default signal dispositions, and serves the same requests; the pool's workers are forked
+from it as from the other, so they start with the same modules and the preload's warm engine.
 """
 
 from __future__ import annotations

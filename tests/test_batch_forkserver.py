@@ -31,7 +31,7 @@ _PROBE = textwrap.dedent(
     def main():
         if sys.argv[1] == "thread":
             threading.Thread(target=threading.Event().wait, daemon=True).start()
-        pool, how = batch._local_executor(1)
+        pool, how = batch._local_executor(1, fork_server_here=True)
         with pool:
             worker_parent = pool.submit(os.getppid).result()
         pid = batch._fork_server_pid()
@@ -103,7 +103,7 @@ def _replay_both_ways(tmp_path: Path) -> dict[str, str]:
                 batch_forkserver.FORK_FROM_BATCH = sys.argv[1] == "forked"
                 folders = [Path(p) for p in sys.argv[3:]]
                 targets = [BatchTarget(target=str(f), plan=load_scenario(f)) for f in folders]
-                summary = run_batch(targets, Path(sys.argv[2]), jobs=2, force=True)
+                summary = run_batch(targets, Path(sys.argv[2]), jobs=2, force=True, fork_server_here=True)
                 print(json.dumps({"how": summary.extra["fork_server"],
                                   "outcomes": [r.outcome for r in summary.results]}))
             """

@@ -88,6 +88,7 @@ def _batch(args: argparse.Namespace) -> int:
             fail_on=fail_on,
             on_result=progress.update if progress else None,
             on_started=progress.start if progress else None,
+            fork_server_here=True,  # this process is the command line's own (emulator/batch_forkserver.py)
         )
     except BatchError as err:
         raise UsageError(str(err)) from err
