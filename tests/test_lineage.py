@@ -73,6 +73,8 @@ GENERALITY = [
     "thread-variants",
     "string-encoded",
     "string-encoded-x86",
+    "env-b64-xor",
+    "file-stack-cipher",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -219,6 +221,51 @@ def test_decoding_into_the_heap_is_named_by_its_pc(name: str, scenario_report: C
     # Layer 2 runs from the heap block layer 1 allocated.
     heap_blocks = {int(c["ret"], 16) for c in calls.values() if c["api"] == "kernel32.HeapAlloc" and c["stage"] == "s1"}
     assert int(s2["base"], 16) in heap_blocks
+
+
+def test_an_environment_variable_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """env-b64-xor's payload is the value of a variable of the guest's environment: the stage's
+    lineage starts there (not at CryptStringToBinaryA, whose input it was), drawn as its node."""
+    report = scenario_report("env-b64-xor")
+    s1 = report["stages"][1]
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["ref"], origin["transform"]) == ("environment", "%UPDATER_CACHE%", "source")
+    assert s1["origin"]["type"] == "environment" and s1["origin"]["ref"] == "%UPDATER_CACHE%"
+    read = {b["seq"]: b for b in report["buffers"]}[origin["evidence"][0]]
+    assert read["source"] == "environment_read" and read["api"] == "kernel32.GetEnvironmentVariableA"
+    # Every tapped API's buffer names its call's site (CryptStringToBinaryA's too).
+    calls = {(c["pc"], c["api"].rpartition(".")[2]) for c in report["api_calls"]}
+    for buffer in report["buffers"]:
+        if buffer["source"] != "guest_write":
+            assert (buffer["pc"], buffer["api"].rpartition(".")[2]) in calls, buffer
+    edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
+    assert ("environment:%UPDATER_CACHE%", "decodes_to", "s1") in edges
+
+
+def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
+    """file-stack-cipher decodes the file in a stack buffer (no flow watch follows it), then copies
+    it out twice: by a loop of its own (s1) and by RtlMoveMemory (s2). Where each copy read its
+    input ties both back to the file read into that buffer, decoded in place there; s2 is not
+    traced to s1, which merely holds the same bytes."""
+    import pefile
+
+    report = scenario_report("file-stack-cipher")
+    s0, s1, s2 = report["stages"]
+    image = pefile.PE(str(SCENARIOS_DIR / "file-stack-cipher" / "samples" / "loader.exe"))
+    text = next(s for s in image.sections if s.Name.rstrip(b"\0") == b".text")
+    low = int(s0["base"], 16) + text.VirtualAddress
+    for stage in (s1, s2):
+        origin, in_place = stage["lineage"][:2]
+        assert origin["source"] == "file" and origin["ref"].endswith("blob.dat"), stage["id"]
+        assert in_place["transform"] == "guest_code" and in_place["detail"] == "decoded in place by guest code in s0"
+        assert stage["origin"]["type"] == "file" and stage["origin"]["ref"] == origin["ref"], stage["id"]
+    loop = s1["lineage"][-1]
+    match = re.fullmatch(r"decoded by guest code at pc (0x[0-9a-f]+) in s0", loop["detail"])
+    assert match and low <= int(match.group(1), 16) < low + text.Misc_VirtualSize, loop["detail"]
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    copy = s2["lineage"][-1]
+    assert copy["transform"] == "copy"
+    assert {calls[seq]["api"] for seq in copy["evidence"] if seq in calls} == {"kernel32.RtlMoveMemory"}
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

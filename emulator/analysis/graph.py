@@ -47,7 +47,17 @@ EDGE_TYPES = (
     "hosts",
 )
 # Lineage hops that put bytes into a node of their own (every other hop is a transform).
-_ARTIFACT_HOPS = ("file", "network", "registry", "resource", "image", "scenario", "process_write", "file_write")
+_ARTIFACT_HOPS = (
+    "file",
+    "network",
+    "registry",
+    "environment",
+    "resource",
+    "image",
+    "scenario",
+    "process_write",
+    "file_write",
+)
 # API -> (edge type, index of the process argument) for work done on another process.
 PROCESS_APIS = {
     "createprocessa": ("creates_process", None),

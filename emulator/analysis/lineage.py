@@ -73,7 +73,8 @@ class Carrier:
     """Bytes an API (or the loader) put into the guest, with where they came from."""
 
     data: bytes
-    kind: str  # file | network | registry | resource | image | memory | scenario | api | process_write | file_write
+    # file | network | registry | environment | resource | image | memory | scenario | api | process_write | file_write
+    kind: str
     ref: str  # path, URL, key\\value, API name, stage id
     seq: int
     stage: str  # the stage whose action produced the carrier
@@ -85,6 +86,7 @@ class Carrier:
     # For api carriers: what the API did (decrypt | decode | decompress | copy | guest_code).
     transform: str = "identity"
     pc: int | None = None  # for guest_code carriers: the instruction that wrote the bytes
+    input_address: int | None = None  # for copies (API or guest code): where the input was read
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Hop:
         return self.transform in DECODING_TRANSFORMS
 
 
+# Carriers whose bytes an API put into a guest buffer that guest code may then decode in place.
+IN_PLACE_KINDS = ("file", "network", "registry", "environment")
 DECODING_TRANSFORMS = {"xor", "base64", "decrypt", "decode", "decompress", "guest_code"}
 DECRYPTING_TRANSFORMS = {"decrypt", "guest_code"}
 
@@ -401,6 +405,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             size=match.length,
         )
         upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest) if carrier.input else None
+        upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), hop, *last]
     if carrier.kind == "api" and carrier.input:
         api_hop = Hop(
@@ -415,7 +420,9 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             offset=match.offset,
             size=match.length,
         )
-        upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest)
+        upstream = _in_place_first(
+            trace(carrier.input, carrier.seq, carriers, depth + 1, guest), carrier, carriers, depth, guest
+        )
         if upstream is None:
             return [api_hop, *last]
         # The API's input is the upstream's output: the API hop starts where the upstream ends.
@@ -452,6 +459,50 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         size=match.length,
     )
     return [origin, *last]
+
+
+def _in_place_first(
+    upstream: list[Hop] | None, carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool
+) -> list[Hop] | None:
+    """A copy's upstream: where its input bytes were read decides over an earlier stage that
+    merely holds the same bytes (one payload decoded, then copied into several allocations)."""
+    if upstream is not None and upstream[0].source_kind != "memory":
+        return upstream
+    return _decoded_in_place(carrier, carriers, depth, guest) or upstream
+
+
+def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop] | None:
+    """A copy's input no transform explains, read from a buffer an API last filled with a file,
+    network, registry or environment read: guest code decoded the read in place (in memory no
+    flow watch follows: the stack, a global, a small heap block) before the copy. The read's
+    lineage, then that hop."""
+    at, data = carrier.input_address, carrier.input
+    if at is None or not data or depth > MAX_HOPS:
+        return None
+    for read in sorted(carriers, key=lambda c: c.seq, reverse=True):
+        if read.seq >= carrier.seq or read.address is None or read.transform == "guest_code":
+            continue
+        if not read.address <= at < read.address + len(read.data):
+            continue
+        # The most recent API output covering the copied bytes is what guest code worked on.
+        if read.kind not in IN_PLACE_KINDS:
+            return None
+        offset = at - read.address
+        size = min(len(data), len(read.data) - offset)
+        upstream = _hops_through(read, Match(offset, size, "identity"), carriers, depth + 1, guest)
+        hop = Hop(
+            "memory",
+            "",
+            "guest_code",
+            guest_code_detail(None, carrier.stage, in_place=True),
+            # The buffer decoded (the read that filled it) and the copy that read it decoded.
+            sorted({*read.evidence, *carrier.evidence}),
+            actor=carrier.stage,
+            offset=offset,
+            size=size,
+        )
+        return [*upstream, hop]
+    return None
 
 
 def _writer_of(read: Carrier, carriers: list[Carrier]) -> Carrier | None:

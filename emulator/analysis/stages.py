@@ -52,6 +52,7 @@ _BUFFER_KINDS = {
     "api_copy": "api",
     "process_write": "process_write",
     "guest_write": "api",
+    "environment_read": "environment",
 }
 _API_TRANSFORMS = {
     "decrypt": "decrypt",
@@ -61,7 +62,7 @@ _API_TRANSFORMS = {
     "guest_write": "guest_code",
 }
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
-ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
+ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
 
 
 @dataclass
@@ -281,6 +282,8 @@ def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | Non
         node = f"url:{event.ref}"
     elif kind == "registry":
         node = f"registry:{event.ref.rsplit(chr(92), 1)[0].lower()}"
+    elif kind == "environment":
+        node = f"environment:{event.ref}"
     elif kind == "process_write":
         node = f"process:{event.ref}"
     return Carrier(
@@ -296,6 +299,7 @@ def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | Non
         address=event.address,
         transform=_API_TRANSFORMS.get(event.source, "identity"),
         pc=event.pc if event.source == "guest_write" else None,
+        input_address=event.input_address,
     )
 
 

@@ -85,12 +85,18 @@ class SourceTaps:
         self._wrap("kernel32", ("LocalReAlloc",), self._reallocate(0, 1))
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
+        self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
 
             def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:
-                return tap(_name, orig, list(argv))
+                # What the tap records names this call's site, as a project handler's records do.
+                self.recorder.call_pc = compat.call_site(emu)
+                try:
+                    return tap(_name, orig, list(argv))
+                finally:
+                    self.recorder.call_pc = None
 
             self.se.add_api_hook(hook, module, name)
 
@@ -144,7 +150,15 @@ class SourceTaps:
                 self.on_copy_from(argv[src_index], len(data))
             rv = int(orig(argv) or 0)
             if data:
-                self.recorder.remember_buffer("api_copy", argv[dst_index], data, ref=name, input_data=data, api=name)
+                self.recorder.remember_buffer(
+                    "api_copy",
+                    argv[dst_index],
+                    data,
+                    ref=name,
+                    input_data=data,
+                    input_address=argv[src_index],
+                    api=name,
+                )
             return rv
 
         return tap
@@ -159,7 +173,9 @@ class SourceTaps:
                 self.on_copy_from(old, len(data))
             rv = int(orig(argv) or 0)
             if rv and data:
-                self.recorder.remember_buffer("api_copy", rv, data, ref=name, input_data=data, api=name)
+                self.recorder.remember_buffer(
+                    "api_copy", rv, data, ref=name, input_data=data, input_address=old, api=name
+                )
             return rv
 
         return tap
@@ -220,4 +236,19 @@ class SourceTaps:
             digest = recorder.put_blob(data)
             recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=rv)
             recorder.remember_buffer("file_read", rv, data, ref=path, api=name)
+        return rv
+
+    def _environment_variable(self, name: str, orig: Any, argv: list[int]) -> int:
+        # GetEnvironmentVariable(lpName, lpBuffer, nSize): the value's length in characters, or
+        # the size needed (with the terminator) when the buffer is too small.
+        name_ptr, buffer, size = argv[:3]
+        rv = int(orig(argv) or 0)
+        unit = 2 if name.endswith("W") else 1
+        if not buffer or not 0 < rv < size or rv < MIN_COPY_BYTES:
+            return rv  # short values are settings (paths, flags), not payloads
+        data = self._read(buffer, rv * unit)
+        variable = read_c_string(self.memory, name_ptr, unit == 2, 4 * STRING_CHUNK)
+        if data:
+            label = variable.decode("utf-16-le" if unit == 2 else "latin-1", "replace")
+            self.recorder.remember_buffer("environment_read", buffer, data, ref=f"%{label}%", api=f"kernel32.{name}")
         return rv
