@@ -75,6 +75,7 @@ GENERALITY = [
     "string-encoded-x86",
     "env-b64-xor",
     "file-stack-cipher",
+    "file-mapview-exec",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -266,6 +267,21 @@ def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable
     copy = s2["lineage"][-1]
     assert copy["transform"] == "copy"
     assert {calls[seq]["api"] for seq in copy["evidence"] if seq in calls} == {"kernel32.RtlMoveMemory"}
+
+
+def test_code_run_from_a_mapped_view_is_a_stage(scenario_report: Callable[[str], Report]) -> None:
+    """file-mapview-exec calls a view of a file mapped executable: the view is a stage whose
+    bytes are the file's (not code of s0), and what it does is its own."""
+    report = scenario_report("file-mapview-exec")
+    assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]
+    s1 = report["stages"][1]
+    assert s1["parent"] == "s0" and s1["via"] == "call"
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["transform"]) == ("file", "source") and origin["ref"].endswith("update.bin")
+    payload = (SCENARIOS_DIR / "file-mapview-exec" / "files" / "update.bin").read_bytes()
+    assert s1["sha256"] == hashlib.sha256(payload).hexdigest()
+    writes = [f for f in report["files"] if f["op"] == "write"]
+    assert writes and {f["stage"] for f in writes} == {"s1"}
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

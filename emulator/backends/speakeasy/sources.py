@@ -73,6 +73,8 @@ class SourceTaps:
         # Told (address, size) of the bytes a copy API is about to read (the flow watch records
         # how guest code wrote them, if it did).
         self.on_copy_from: Callable[[int, int], None] | None = None
+        # Told the address of each view of a section the guest mapped (code may run from it).
+        self.on_view_mapped: Callable[[int], None] | None = None
 
     def install(self) -> None:
         self._wrap("advapi32", ("CryptDecrypt",), self._crypt_decrypt)
@@ -222,6 +224,8 @@ class SourceTaps:
         # MapViewOfFile(hMapping, access, offset high, offset low, size): a view of a file's
         # bytes is a read of that file (a mapping of the paging file is not).
         rv = int(orig(argv) or 0)
+        if rv and self.on_view_mapped is not None:
+            self.on_view_mapped(rv)
         backing = compat.mapped_file(self.emu, argv[0]) if rv else None
         if backing is None:
             return rv
