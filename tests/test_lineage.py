@@ -76,6 +76,7 @@ GENERALITY = [
     "env-b64-xor",
     "file-stack-cipher",
     "file-mapview-exec",
+    "file-crt-fread",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -282,6 +283,21 @@ def test_code_run_from_a_mapped_view_is_a_stage(scenario_report: Callable[[str],
     assert s1["sha256"] == hashlib.sha256(payload).hexdigest()
     writes = [f for f in report["files"] if f["op"] == "write"]
     assert writes and {f["stage"] for f in writes} == {"s1"}
+
+
+def test_a_c_runtime_read_is_a_file_read(scenario_report: Callable[[str], Report]) -> None:
+    """file-crt-fread reads its payload with msvcrt's fread: the read is in the report (with its
+    call site) and is the origin of the stage."""
+    report = scenario_report("file-crt-fread")
+    s1 = report["stages"][1]
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["detail"]) == ("file", "msvcrt.fread") and origin["ref"].endswith("config.dat")
+    reads = [f for f in report["files"] if f["op"] == "read" and f["path"].endswith("config.dat")]
+    data = (SCENARIOS_DIR / "file-crt-fread" / "files" / "config.dat").read_bytes()
+    assert len(reads) == 1 and reads[0]["size"] == len(data) and reads[0]["stage"] == "s0"
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    fread = [c for c in calls.values() if c["api"] == "msvcrt.fread"]
+    assert len(fread) == 1 and reads[0]["pc"] == fread[0]["pc"]
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

@@ -483,6 +483,16 @@ def module_name_at(emu: Any, address: int) -> str | None:
     return str(name).rsplit("\\", 1)[-1] if name else None
 
 
+def crt_stream_path(emu: Any, stream: int) -> str | None:
+    """The guest path of the file behind a C runtime ``FILE *`` (msvcrt fopen), if any."""
+    try:
+        handle = emu.api.mods["msvcrt"].file_streams.get(stream)
+        path = getattr(emu.file_get(handle), "path", None) if handle is not None else None
+    except Exception:
+        return None
+    return str(path) if path else None
+
+
 def guest_file_data(emu: Any, path: str) -> bytes | None:
     """The current bytes of a file in the guest's file system (written by the guest or served)."""
     try:

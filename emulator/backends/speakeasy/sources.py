@@ -88,6 +88,7 @@ class SourceTaps:
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
         self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
+        self._wrap("msvcrt", ("fread",), self._crt_read)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
@@ -255,4 +256,18 @@ class SourceTaps:
         if data:
             label = variable.decode("utf-16-le" if unit == 2 else "latin-1", "replace")
             self.recorder.remember_buffer("environment_read", buffer, data, ref=f"%{label}%", api=f"kernel32.{name}")
+        return rv
+
+    def _crt_read(self, name: str, orig: Any, argv: list[int]) -> int:
+        # fread(ptr, size, count, stream): the C runtime's file read (Speakeasy's handler records
+        # no file access of its own), recorded as ReadFile's is.
+        ptr, size, _count, stream = argv[:4]
+        rv = int(orig(argv) or 0)
+        path = compat.crt_stream_path(self.emu, stream) if rv and ptr and size else None
+        data = self._read(ptr, rv * size) if path else b""
+        if path and data:
+            api = f"msvcrt.{name}"
+            digest = self.recorder.put_blob(data)
+            self.recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=ptr)
+            self.recorder.remember_buffer("file_read", ptr, data, ref=path, api=api)
         return rv
