@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import shutil
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 
 from emulator.analysis.lineage import find_transformed
 from emulator.events import ApiCall, FileAccess, NetworkExchange, Note, RegistryAccess
-from emulator.plan import ReplayPlan
+from emulator.plan import ReplayPlan, binary_value
 from emulator.replay import emulate
 from emulator.scenario import load_scenario
 
@@ -77,6 +78,7 @@ GENERALITY = [
     "file-stack-cipher",
     "file-mapview-exec",
     "file-crt-fread",
+    "reg-binary-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -298,6 +300,39 @@ def test_a_c_runtime_read_is_a_file_read(scenario_report: Callable[[str], Report
     calls = {c["seq"]: c for c in report["api_calls"]}
     fread = [c for c in calls.values() if c["api"] == "msvcrt.fread"]
     assert len(fread) == 1 and reads[0]["pc"] == fread[0]["pc"]
+
+
+def test_a_binary_registry_value_reaches_the_guest_as_its_bytes(scenario_report: Callable[[str], Report]) -> None:
+    """reg-binary-xor's REG_BINARY value is written in hex in the scenario: the guest reads those
+    bytes (not the hex text, nor its UTF-8), and they are the stage's origin."""
+    folder = SCENARIOS_DIR / "reg-binary-xor"
+    blob = bytes.fromhex((folder / "payload" / "blob.hex").read_text(encoding="ascii"))
+    spec = tomllib.loads((folder / "scenario.toml").read_text(encoding="utf-8"))
+    assert bytes.fromhex(spec["registry"][0]["values"][0]["data"]) == blob
+    report = scenario_report("reg-binary-xor")
+    (read,) = [r for r in report["registry"] if r["op"] == "read" and r["value_name"] == "Cache"]
+    assert read["value"] == blob.hex()
+    s1 = report["stages"][1]
+    assert s1["lineage"][0]["source"] == "registry" and s1["lineage"][0]["ref"].endswith("ChainreplayDemo\\Cache")
+    assert s1["size"] == len(blob)
+
+
+def test_a_binary_registry_value_that_is_not_hex_is_one_line(tmp_path: Path) -> None:
+    from emulator.scenario import ScenarioError
+
+    folder = tmp_path / "reg-binary-xor"
+    shutil.copytree(SCENARIOS_DIR / "reg-binary-xor", folder, ignore=shutil.ignore_patterns("build"))
+    text = (folder / "scenario.toml").read_text(encoding="utf-8")
+    (folder / "scenario.toml").write_text(re.sub(r'data = "[0-9a-f]+"', 'data = "not hex"', text), encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(folder)
+    assert "\n" not in str(err.value) and "registry.0.values.0" in str(err.value) and "hex" in str(err.value)
+    # regedit's export form is accepted.
+    (folder / "scenario.toml").write_text(
+        re.sub(r'data = "[0-9a-f]+"', 'data = "hex:de,ad, be ef"', text), encoding="utf-8"
+    )
+    plan = load_scenario(folder)
+    assert binary_value(plan.registry[0].values[0].data) == bytes.fromhex("deadbeef")
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

@@ -13,6 +13,7 @@ the start-up work's in compat_start.py, all under the same rules.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import gc
@@ -30,10 +31,12 @@ import speakeasy.engines.unicorn_eng as se_engine
 import speakeasy.memmgr as se_memmgr
 import speakeasy.profiler as se_profiler
 import speakeasy.windows.common as se_wincommon
+import speakeasy.windows.regman as se_regman
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
+import speakeasy.winenv.defs.registry.reg as se_regdefs
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
@@ -143,6 +146,7 @@ def _check_installed() -> None:
     _require_params(memmgr, "mem_map", ("size", "base", "perms", "tag", "flags", "shared", "process"))
     _require_params(memmgr, "mem_protect", ("addr", "size", "perms"))
     _require_params(memmgr, "mem_free", ("base",))
+    _require_params(se_regman.RegistryManager, "get_key_from_config", ("path",))
     for method, params in PROFILER_RECORDS.items():
         _require_params(se_profiler.Profiler, method, params)
     for field in ("type", "pc", "count"):
@@ -481,6 +485,26 @@ def module_name_at(emu: Any, address: int) -> str | None:
     module = emu.get_mod_from_addr(address)
     name = getattr(module, "emu_path", None) or getattr(module, "name", None)
     return str(name).rsplit("\\", 1)[-1] if name else None
+
+
+def binary_registry_values(emu: Any, values: dict[tuple[str, str], bytes]) -> None:
+    """The scenario's REG_BINARY values as their bytes. Speakeasy's configuration carries a
+    value's data as text and takes a REG_BINARY's as UTF-8, so each key it builds from its
+    configuration gets the bytes put back (``values``: (key path, value name), lower case)."""
+    if not values:
+        return
+    regman = emu.regman
+    original = regman.get_key_from_config
+
+    def get_key_from_config(path: str) -> Any:
+        key = original(path)
+        for value in getattr(key, "values", None) or []:
+            data = values.get((str(key.get_path()).lower(), str(value.get_name() or "").lower()))
+            if data is not None and value.get_type() == se_regdefs.REG_BINARY:
+                value.data = base64.b64encode(data)
+        return key
+
+    regman.get_key_from_config = get_key_from_config
 
 
 def crt_stream_path(emu: Any, stream: int) -> str | None:
