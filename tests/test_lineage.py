@@ -79,6 +79,7 @@ GENERALITY = [
     "file-mapview-exec",
     "file-crt-fread",
     "reg-binary-xor",
+    "section-views-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -333,6 +334,19 @@ def test_a_binary_registry_value_that_is_not_hex_is_one_line(tmp_path: Path) -> 
     )
     plan = load_scenario(folder)
     assert binary_value(plan.registry[0].values[0].data) == bytes.fromhex("deadbeef")
+
+
+def test_views_of_one_section_share_their_bytes(scenario_report: Callable[[str], Report]) -> None:
+    """section-views-xor writes its payload through one view of a section and calls another view
+    of it: the call runs the payload (as on Windows), from the executable view, not zeros."""
+    report = scenario_report("section-views-xor")
+    assert report["outcome"]["status"] == "completed"
+    views = [int(c["ret"], 16) for c in report["api_calls"] if c["api"] == "kernel32.MapViewOfFile"]
+    assert len(views) == 2 and views[0] != views[1]
+    s1 = report["stages"][1]
+    assert int(s1["entry"], 16) == views[1] and s1["size"] > 64
+    assert [h["transform"] for h in s1["lineage"]] == ["source", "xor"] and s1["lineage"][0]["source"] == "image"
+    assert any(f["op"] == "write" and f["stage"] == "s1" for f in report["files"])
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

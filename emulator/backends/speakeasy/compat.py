@@ -598,6 +598,38 @@ def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     return str(backing.path), bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE)
 
 
+def alias_section_views(emu: Any, mapping_handle: int, view: int) -> None:
+    """Views of one section at the same offset show the same bytes, as on Windows (a payload
+    written through a writable view runs from an executable one). Speakeasy maps each view as
+    memory of its own and copies the other views' bytes only when it maps it; here the views of a
+    section with the same offset and size are put on one host buffer (Unicorn ``mem_map_ptr``),
+    kept on the mapping object for as long as it lives."""
+    try:
+        mapping = emu.get_file_manager().get_mapping_from_handle(mapping_handle)
+        mine = mapping.views[view]
+    except Exception:
+        return
+    peers = [b for b, v in mapping.views.items() if v.offset == mine.offset and v.size == mine.size]
+    if len(peers) < 2 or mine.size <= 0 or mine.size % 0x1000:
+        return
+    backings: dict[tuple[int, int], tuple[Any, set[int]]] = mapping.__dict__.setdefault("chainreplay_views", {})
+    engine = unicorn_of(emu)
+    buffer, remapped = backings.get((mine.offset, mine.size), (None, set()))
+    if buffer is None:
+        first = next(b for b in peers if b != view)
+        buffer = ctypes.create_string_buffer(bytes(engine.mem_read(first, mine.size)), mine.size)
+        backings[(mine.offset, mine.size)] = (buffer, remapped)
+    for base in peers:
+        if base in remapped:
+            continue
+        perms = next((p for begin, end, p in engine.mem_regions() if begin <= base <= end), None)
+        if perms is None:
+            continue
+        engine.mem_unmap(base, mine.size)
+        engine.mem_map_ptr(base, mine.size, perms, ctypes.addressof(buffer))
+        remapped.add(base)
+
+
 def call_guest_after_api(emu: Any, function: int, args: list[int], result_from_callback: bool = False) -> None:
     """Call guest ``function(*args)`` when the API being handled returns, then return to its
     caller with the API's value: Speakeasy's ``ApiHandler.setup_callback``, for the project's

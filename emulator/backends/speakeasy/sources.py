@@ -225,6 +225,8 @@ class SourceTaps:
         # MapViewOfFile(hMapping, access, offset high, offset low, size): a view of a file's
         # bytes is a read of that file (a mapping of the paging file is not).
         rv = int(orig(argv) or 0)
+        if rv:
+            compat.alias_section_views(self.emu, argv[0], rv)
         if rv and self.on_view_mapped is not None:
             self.on_view_mapped(rv)
         backing = compat.mapped_file(self.emu, argv[0]) if rv else None
