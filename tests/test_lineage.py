@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import re
 import shutil
 import tomllib
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from emulator.analysis.lineage import find_transformed
+from emulator.analysis.lineage import PROBE_BYTES, Carrier, find_transformed, matched_length, trace
 from emulator.events import ApiCall, FileAccess, NetworkExchange, Note, RegistryAccess
 from emulator.plan import ReplayPlan, binary_value
 from emulator.replay import emulate
@@ -80,6 +81,7 @@ GENERALITY = [
     "file-crt-fread",
     "reg-binary-xor",
     "section-views-xor",
+    "net-chunks-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -349,6 +351,23 @@ def test_views_of_one_section_share_their_bytes(scenario_report: Callable[[str],
     assert any(f["op"] == "write" and f["stage"] == "s1" for f in report["files"])
 
 
+def test_a_stage_read_in_pieces_and_longer_than_the_probe_is_whole(scenario_report: Callable[[str], Report]) -> None:
+    """net-chunks-xor's stage is 6000 bytes, downloaded 512 per read: its bytes are the whole
+    decoded body (not the first read's 512, nor the lineage probe's 4096), and the lineage cites
+    the first reads and the last."""
+    report = scenario_report("net-chunks-xor")
+    body = (SCENARIOS_DIR / "net-chunks-xor" / "payload" / "stage.bin").read_bytes()
+    key = bytes.fromhex("5ec1029b743de8")
+    plain = bytes(b ^ key[i % len(key)] for i, b in enumerate(body))
+    s1 = report["stages"][1]
+    assert (s1["size"], s1["sha256"]) == (len(plain), hashlib.sha256(plain).hexdigest())
+    origin = s1["lineage"][0]
+    reads = [b["seq"] for b in report["buffers"] if b["source"] == "network_read"]
+    assert len(reads) == -(-len(body) // 512)
+    assert reads[0] in origin["evidence"] and reads[-1] in origin["evidence"] and len(origin["evidence"]) <= 16
+    assert s1["lineage"][1]["detail"] == f"repeating key {key.hex()}"
+
+
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:
     """file-lznt1's stage is exactly what an independent LZNT1 decompressor makes of the file."""
     import lznt1
@@ -476,3 +495,43 @@ def test_transforms_are_recognised_from_bytes_alone() -> None:
     match = find_transformed(payload, wrapped)
     assert match is not None and match.transform == "base64+xor"
     assert find_transformed(payload, noise) is None
+
+
+def test_a_match_runs_on_past_the_probe() -> None:
+    """Carriers are searched for a stage's first PROBE_BYTES; a stage longer than that is as long
+    as the carrier goes on explaining it, under identity, a rolling key or a repeating one."""
+    rng = random.Random(28)
+    stage = rng.randbytes(3 * PROBE_BYTES + 123)
+    keys = {
+        "identity": bytes(len(stage)),
+        "rolling": bytes((0x37 + 11 * i) & 0xFF for i in range(len(stage))),
+        "repeating": bytes.fromhex("1122334455") * len(stage),
+    }
+    for name, key in keys.items():
+        carried = bytes(a ^ b for a, b in zip(stage, key, strict=False)) + rng.randbytes(50)
+        hops = trace(stage + bytes(64), 5, [Carrier(carried, "file", "x", 1, "s0", [1], "file:x", address=0x1000)])
+        assert hops is not None and matched_length(hops) == len(stage), name
+    # Where the carrier stops explaining the stage, so does the match.
+    cut = stage[: PROBE_BYTES + 10] + bytes(b ^ 0xFF for b in stage[PROBE_BYTES + 10 :])
+    hops = trace(cut, 5, [Carrier(stage, "file", "x", 1, "s0", [1], "file:x", address=0x1000)])
+    assert hops is not None and matched_length(hops) == PROBE_BYTES + 10
+
+
+def test_a_dropped_file_accounts_for_the_stage_as_read() -> None:
+    """A download read 64 bytes at a time into one small buffer (pieces that are not one buffer),
+    each piece appended to a file, the file read back whole: the stage is the whole file, not the
+    first piece the lineage runs back to."""
+    rng = random.Random(29)
+    body = rng.randbytes(1000)
+    carriers, seq = [], 1
+    for at in range(0, len(body), 64):
+        piece = body[at : at + 64]
+        carriers.append(Carrier(piece, "network", "http://x/a", seq, "s0", [seq], "url:http://x/a", address=0x7000))
+        carriers.append(
+            Carrier(piece, "file_write", "C:\\d.bin", seq + 1, "s0", [seq + 1], "file:c:\\d.bin", address=0x7000)
+        )
+        seq += 2
+    carriers.append(Carrier(body, "file", "C:\\d.bin", seq, "s0", [seq], "file:c:\\d.bin", address=0x9000))
+    hops = trace(body, seq + 1, carriers)
+    assert hops is not None and [h.transform for h in hops] == ["source", "file_write"]
+    assert hops[0].source_kind == "network" and matched_length(hops) == len(body)

@@ -32,13 +32,14 @@ import base64
 import binascii
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from emulator.pe import section_table as pe_section_table
 
 # A section table this long found verbatim ties a mapped image to the file it came from.
 MIN_SECTION_TABLE = 0x40
-# Bytes of a stage used to look for it (longer stages are matched on this prefix, then extended).
+# Bytes of a stage used to look for it (longer stages are matched on this prefix, then extended:
+# :func:`extended`).
 PROBE_BYTES = 4096
 # The shortest stage prefix that can be tied to a carrier: shorter runs match too much.
 MIN_MATCH = 24
@@ -95,6 +96,8 @@ class Match:
     length: int
     transform: str  # identity | xor | base64+identity | base64+xor
     detail: str = ""
+    key: bytes = b""  # xor: the key stream, repeating every ``period`` bytes
+    period: int = 0
 
 
 @dataclass
@@ -242,7 +245,7 @@ def affine_match(probe: bytes, data: bytes, offset: int, k0: int, b: int) -> Mat
     length = _xor_prefix(probe, data, offset, key, 256)
     if length >= min(len(probe), MIN_MATCH * 2):
         detail = f"key {k0:#04x}" if b == 0 else f"rolling key {k0:#04x} + {b}*i"
-        return Match(offset, length, "xor", detail)
+        return Match(offset, length, "xor", detail, key, 256)
     return None
 
 
@@ -279,7 +282,7 @@ def periodic_match(probe: bytes, data: bytes, offset: int, period: int) -> Match
         return None
     length = _xor_prefix(probe, data, offset, key, period)
     if length >= min(len(probe), MIN_MATCH * 2):
-        return Match(offset, length, "xor", f"repeating key {key.hex()}")
+        return Match(offset, length, "xor", f"repeating key {key.hex()}", key, period)
     return None
 
 
@@ -315,6 +318,20 @@ def find_transformed(probe: bytes, data: bytes, xor: bool = True) -> Match | Non
     return match
 
 
+def extended(match: Match, stage: bytes, data: bytes) -> Match:
+    """``match``, found for the first PROBE_BYTES of ``stage``, run on over the rest of it: a
+    payload longer than the probe is as long as the carrier goes on explaining it."""
+    if match.length < PROBE_BYTES or len(stage) <= match.length:
+        return match
+    if match.transform == "identity":
+        length = _common_prefix(stage, data, match.offset)
+    elif match.transform == "xor" and match.key:
+        length = _xor_prefix(stage, data, match.offset, match.key, match.period)
+    else:
+        return match  # base64: the decoded run is not kept
+    return replace(match, length=max(length, match.length))
+
+
 def _looks_textual(data: bytes) -> bool:
     return b"==" in data or len(_BASE64_LETTERS.findall(data[:65536])) > 0
 
@@ -347,8 +364,9 @@ def trace(
     """The hops that brought ``probe`` into the guest before ``before_seq``, origin first.
 
     Recognised transforms of recorded carriers first; with ``guest``, then the regions guest
-    code wrote (its transform unnamed unless recognised further down)."""
-    probe = usable_probe(probe)
+    code wrote (its transform unnamed unless recognised further down). Carriers are searched for
+    the first PROBE_BYTES of ``probe``; a match of all of them runs on over the rest."""
+    whole, probe = probe, usable_probe(probe)
     if not probe or depth > MAX_HOPS:
         return None
     earlier = sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True)
@@ -362,6 +380,7 @@ def trace(
         match = find_transformed(probe, carrier.data, xor=True)
         if match is None:
             continue
+        match = extended(match, whole, carrier.data)
         if carrier.kind == "memory" and match.transform == "identity":
             same_as_stage = same_as_stage or (carrier, match)
             continue
@@ -379,7 +398,7 @@ def trace(
         match = find_transformed(probe, carrier.data, xor=True)
         if match is None:
             continue
-        hops = _hops_through(carrier, match, carriers, depth, guest)
+        hops = _hops_through(carrier, extended(match, whole, carrier.data), carriers, depth, guest)
         if hops[0].transform != "guest_code":
             return hops
         fallback = fallback or hops
@@ -436,6 +455,10 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             list(carrier.evidence),
             actor=carrier.stage,
             node=carrier.node,
+            # What the written bytes account for of the stage (the write's source may have come
+            # in pieces: a download read chunk by chunk).
+            offset=match.offset,
+            size=match.length,
         )
         upstream = trace(carrier.data, carrier.seq, carriers, depth + 1, guest)
         return [*(upstream or []), move, *last]
@@ -446,6 +469,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             # wherever the write's did, so the lineage goes on through the write.
             through = _hops_through(written, Match(0, len(written.data), "identity"), carriers, depth + 1, guest)
             through[-1].evidence = sorted({*through[-1].evidence, *carrier.evidence})  # the read too
+            through[-1].offset, through[-1].size = match.offset, match.length  # of the stage, as read
             return [*through, *last]
     origin = Hop(
         carrier.kind,

@@ -13,6 +13,7 @@ import base64
 import binascii
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from emulator.analysis.lineage import (
     Carrier,
@@ -61,6 +62,9 @@ _API_TRANSFORMS = {
     "api_copy": "copy",
     "guest_write": "guest_code",
 }
+# Reads whose pieces, read one after the other into one buffer, are joined into one carrier.
+_PIECEWISE_READS = ("file", "network", "registry")
+MAX_PIECE_EVIDENCE = 16
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
 ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
 
@@ -240,17 +244,28 @@ def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> lis
 
 
 def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
-    """Join a decoding API's output to the previous one when it continues it in memory (a
-    payload turned back into bytes one UUID or address string per call): one buffer, traced
-    upstream through the inputs joined as the NUL-terminated strings they were."""
-    if (
-        previous is None
-        or carrier.transform != "decode"
-        or previous.transform != "decode"
-        or previous.api != carrier.api
-        or previous.address is None
-        or carrier.address != previous.address + len(previous.data)
+    """Join a carrier to the previous one when it continues it in memory: a decoding API's
+    output (a payload turned back into bytes one UUID or address string per call: one buffer,
+    traced upstream through the inputs joined as the NUL-terminated strings they were), or the
+    next piece of one file or response read into one buffer chunk by chunk."""
+    if previous is None or previous.address is None or carrier.address != previous.address + len(previous.data):
+        return False
+    if carrier.kind in _PIECEWISE_READS and (previous.kind, previous.ref, previous.stage, previous.transform) == (
+        carrier.kind,
+        carrier.ref,
+        carrier.stage,
+        carrier.transform,
     ):
+        # Joined in place (a download may come in thousands of pieces); bytearray does all that
+        # the searches ask of bytes.
+        joined = previous.data if isinstance(previous.data, bytearray) else bytearray(previous.data)
+        joined += carrier.data
+        previous.data = cast(bytes, joined)
+        # The first reads and the latest: every piece's would swamp the evidence.
+        seqs = sorted({*previous.evidence, *carrier.evidence})
+        previous.evidence = seqs if len(seqs) <= MAX_PIECE_EVIDENCE else seqs[:8] + seqs[-8:]
+        return True
+    if carrier.transform != "decode" or previous.transform != "decode" or previous.api != carrier.api:
         return False
     previous.data += carrier.data
     previous.evidence.extend(carrier.evidence)
