@@ -82,6 +82,7 @@ GENERALITY = [
     "reg-binary-xor",
     "section-views-xor",
     "net-chunks-xor",
+    "inject-stack-cipher",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -93,6 +94,7 @@ INJECTIONS = [
     ("inject-thread-hijack-x86", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
     ("inject-apc-x86", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
     ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
+    ("inject-stack-cipher", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
 ]
 
 
@@ -366,6 +368,20 @@ def test_a_stage_read_in_pieces_and_longer_than_the_probe_is_whole(scenario_repo
     assert len(reads) == -(-len(body) // 512)
     assert reads[0] in origin["evidence"] and reads[-1] in origin["evidence"] and len(origin["evidence"]) <= 16
     assert s1["lineage"][1]["detail"] == f"repeating key {key.hex()}"
+
+
+def test_a_buffer_decoded_in_place_then_injected_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
+    """inject-stack-cipher decodes a file in a stack buffer and writes it into notepad with
+    WriteProcessMemory: the injected stage's lineage is the file, decoded in place, then the
+    write (not the other process's memory with no origin)."""
+    report = scenario_report("inject-stack-cipher")
+    s1 = report["stages"][1]
+    assert s1["origin"]["type"] == "file" and s1["origin"]["ref"].endswith("blob.dat")
+    origin, in_place, write = s1["lineage"]
+    assert in_place["detail"] == "decoded in place by guest code in s0"
+    assert write["transform"] == "process_write" and write["ref"] == "C:\\Windows\\System32\\notepad.exe"
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    assert {calls[seq]["api"] for seq in write["evidence"] if seq in calls} == {"kernel32.WriteProcessMemory"}
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

@@ -461,6 +461,8 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             size=match.length,
         )
         upstream = trace(carrier.data, carrier.seq, carriers, depth + 1, guest)
+        if carrier.kind == "process_write":
+            upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), move, *last]
     if carrier.kind == "file":
         written = _writer_of(carrier, carriers)
@@ -500,7 +502,7 @@ def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, gue
     network, registry or environment read: guest code decoded the read in place (in memory no
     flow watch follows: the stack, a global, a small heap block) before the copy. The read's
     lineage, then that hop."""
-    at, data = carrier.input_address, carrier.input
+    at, data = carrier.input_address, carrier.input or carrier.data  # a write's input is what it wrote
     if at is None or not data or depth > MAX_HOPS:
         return None
     for read in sorted(carriers, key=lambda c: c.seq, reverse=True):

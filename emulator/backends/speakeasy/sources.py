@@ -206,7 +206,7 @@ class SourceTaps:
         rv = int(orig(argv) or 0)
         target = compat.process_path(self.emu, process)
         if rv and data and target:
-            self.recorder.remember_buffer("process_write", address, data, ref=target, api=name)
+            self.recorder.remember_buffer("process_write", address, data, ref=target, input_address=buffer, api=name)
         return rv
 
     def _load_resource(self, name: str, orig: Any, argv: list[int]) -> int:
