@@ -43,6 +43,7 @@ class RegistryAccess(_Event):
     path: str
     value_name: str | None = None
     value: str | None = Field(default=None, description="Value read or written, rendered as text when printable.")
+    data_sha256: str | None = Field(default=None, description="Writes: sha256 of the exact bytes written (blob store).")
 
 
 class SyncObject(_Event):

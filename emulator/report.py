@@ -103,12 +103,13 @@ class LineageHop(_Model):
     source: str = Field(
         description="What the bytes were at this step: file, network, registry, environment (a variable), "
         "resource, image (of the entry sample), memory (of an earlier stage), scenario, api (an API's output), "
-        "process_write, file_write."
+        "process_write, file_write, registry_write."
     )
     ref: str = Field(description="Path, URL, registry key\\value, %variable%, API name or stage id.")
     transform: str = Field(
         description="source (where the bytes were found), identity, xor, base64, decrypt, decode, decompress, "
-        "copy, process_write, file_write, guest_code (decoded by guest code), executed_from (no origin found)."
+        "copy, process_write, file_write, registry_write, guest_code (decoded by guest code), executed_from (no "
+        "origin found)."
     )
     detail: str = Field("", description="Key, API name or the guest code that did it.")
     actor: str | None = Field(None, description="The stage that performed this step.")

@@ -83,6 +83,7 @@ GENERALITY = [
     "section-views-xor",
     "net-chunks-xor",
     "inject-stack-cipher",
+    "net-reg-stash",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -382,6 +383,23 @@ def test_a_buffer_decoded_in_place_then_injected_keeps_the_file(scenario_report:
     assert write["transform"] == "process_write" and write["ref"] == "C:\\Windows\\System32\\notepad.exe"
     calls = {c["seq"]: c for c in report["api_calls"]}
     assert {calls[seq]["api"] for seq in write["evidence"] if seq in calls} == {"kernel32.WriteProcessMemory"}
+
+
+def test_a_value_the_sample_wrote_is_not_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """net-reg-stash stores its download in a registry value and reads it back: the lineage runs
+    through the write (RegSetValueExA) to the response, as for a file the replay wrote."""
+    report = scenario_report("net-reg-stash")
+    s1 = report["stages"][1]
+    origin, stash, xor = s1["lineage"]
+    assert (origin["source"], origin["ref"]) == ("network", "http://updates.example-cdn.net/a.bin")
+    assert (stash["transform"], stash["detail"]) == ("registry_write", "RegSetValueExA")
+    assert stash["ref"] == "HKEY_CURRENT_USER\\Software\\ChainreplayDemo\\Stash"
+    # It cites the write and the read back.
+    (write,) = [r["seq"] for r in report["registry"] if r["op"] == "write" and r["value_name"] == "Stash"]
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    assert write in stash["evidence"]
+    assert "advapi32.RegQueryValueExA" in {calls[seq]["api"] for seq in stash["evidence"] if seq in calls}
+    assert xor["detail"] == "key 0x42"
 
 
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:

@@ -33,7 +33,7 @@ NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "environmen
 STAGE_KINDS = ("pe", "shellcode", "pe_in_memory", "module")
 # Where a stage's lineage can start (emulator/analysis/stages.py ORIGIN_TYPES).
 LINEAGE_ORIGINS = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
-LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write")
+LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write", "registry_write")
 SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
 
 

@@ -57,6 +57,7 @@ _ARTIFACT_HOPS = (
     "scenario",
     "process_write",
     "file_write",
+    "registry_write",
 )
 # API -> (edge type, index of the process argument) for work done on another process.
 PROCESS_APIS = {
@@ -273,7 +274,7 @@ def _add_lineage_edge(
     names = {t.split(":", 1)[0] for t in transforms}
     if names & DECRYPTING_TRANSFORMS:
         etype = "decrypts_to"
-    elif names - {"copy", "process_write", "file_write"}:
+    elif names - {"copy", "process_write", "file_write", "registry_write"}:
         etype = "decodes_to"
     elif graph.nodes[src].get("kind") == "process":
         etype = "hosts"

@@ -120,6 +120,8 @@ class Hop:
         return self.transform in DECODING_TRANSFORMS
 
 
+# Reads of what the replay may itself have written before: the lineage runs on through the write.
+WRITES_OF = {"file": "file_write", "registry": "registry_write"}
 # Carriers whose bytes an API put into a guest buffer that guest code may then decode in place.
 IN_PLACE_KINDS = ("file", "network", "registry", "environment")
 DECODING_TRANSFORMS = {"xor", "base64", "decrypt", "decode", "decompress", "guest_code"}
@@ -446,7 +448,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             return [api_hop, *last]
         # The API's input is the upstream's output: the API hop starts where the upstream ends.
         return [*upstream, api_hop, *last]
-    if carrier.kind in ("process_write", "file_write"):
+    if carrier.kind in ("process_write", "file_write", "registry_write"):
         move = Hop(
             carrier.kind,
             carrier.ref,
@@ -464,11 +466,11 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         if carrier.kind == "process_write":
             upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), move, *last]
-    if carrier.kind == "file":
+    if carrier.kind in WRITES_OF:
         written = _writer_of(carrier, carriers)
         if written is not None:
-            # The replay itself wrote this file (a drop, a download): its bytes came from
-            # wherever the write's did, so the lineage goes on through the write.
+            # The replay itself wrote this file (a drop, a download) or registry value (a stash):
+            # its bytes came from wherever the write's did, so the lineage goes on through it.
             through = _hops_through(written, Match(0, len(written.data), "identity"), carriers, depth + 1, guest)
             through[-1].evidence = sorted({*through[-1].evidence, *carrier.evidence})  # the read too
             through[-1].offset, through[-1].size = match.offset, match.length  # of the stage, as read
@@ -532,14 +534,17 @@ def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, gue
 
 
 def _writer_of(read: Carrier, carriers: list[Carrier]) -> Carrier | None:
-    """The most recent earlier write of the file ``read`` read, holding the bytes read."""
+    """The most recent earlier write of the file or registry value ``read`` read, holding the
+    bytes read."""
     probe = usable_probe(read.data)
     if not probe or read.node is None:
         return None
+    write_kind = WRITES_OF[read.kind]
     for carrier in sorted(carriers, key=lambda c: c.seq, reverse=True):
         if (
-            carrier.kind == "file_write"
+            carrier.kind == write_kind
             and carrier.node == read.node
+            and (write_kind == "file_write" or carrier.ref.lower() == read.ref.lower())
             and carrier.seq < read.seq
             and find_same(probe, carrier.data) is not None
         ):

@@ -154,6 +154,19 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     f"registry:{event.path.lower()}",
                 )
             )
+        elif isinstance(event, RegistryAccess) and event.op == "write" and event.data_sha256 in blobs:
+            carriers.append(
+                Carrier(
+                    blobs[event.data_sha256 or ""],
+                    "registry_write",
+                    _registry_ref(event.path, event.value_name),
+                    event.seq,
+                    event.stage,
+                    [event.seq],
+                    f"registry:{event.path.lower()}",
+                    api=_writing_api(events, index, event),
+                )
+            )
         elif isinstance(event, FileAccess) and event.op == "write" and event.data_sha256 in blobs:
             carriers.append(
                 Carrier(
@@ -275,14 +288,14 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
     return True
 
 
-def _writing_api(events: Sequence[Event], index: int, write: FileAccess) -> str:
-    """The API whose call wrote a file (WriteFile, URLDownloadToFileA, ...): the nearest call
-    from the same call site."""
+def _writing_api(events: Sequence[Event], index: int, write: FileAccess | RegistryAccess) -> str:
+    """The API whose call wrote a file (WriteFile, URLDownloadToFileA, ...) or a registry value
+    (RegSetValueExA, ...): the nearest call from the same call site."""
     if write.pc is not None:
         for call in _calls_near(events, index, write.stage, before_first=True):
             if call.pc == write.pc:
                 return call.api.rpartition(".")[2]
-    return "WriteFile"
+    return "WriteFile" if isinstance(write, FileAccess) else "RegSetValueEx"
 
 
 def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | None:
