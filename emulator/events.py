@@ -43,6 +43,7 @@ class RegistryAccess(_Event):
     path: str
     value_name: str | None = None
     value: str | None = Field(default=None, description="Value read or written, rendered as text when printable.")
+    data_sha256: str | None = Field(default=None, description="Writes: sha256 of the exact bytes written (blob store).")
 
 
 class SyncObject(_Event):
@@ -91,12 +92,16 @@ class DataBuffer(_Event):
         "api_copy",
         "process_write",
         "guest_write",
+        "environment_read",
     ]
     address: int
     size: int
     sha256: str = Field(description="sha256 of the bytes; the bytes themselves are in the trace's blob store.")
     ref: str = Field(description="Where the bytes came from: a file path, a URL, or an API name.")
     input_sha256: str | None = Field(default=None, description="For decrypt/decompress: sha256 of the input bytes.")
+    input_address: int | None = Field(
+        default=None, description="For copies (API or guest code): where the input bytes were read."
+    )
     api: str | None = None
 
 

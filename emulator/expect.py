@@ -42,7 +42,10 @@ class Expect(BaseModel):
     outcome: Status = Field(Status.COMPLETED, description="Outcome status of the replay.")
     stage_kinds: list[str] | None = Field(None, description="Exact list of stage kinds, in order.")
     stage_origins: (
-        list[Literal["file", "network", "memory", "scenario", "registry", "resource", "image", "process"]] | None
+        list[
+            Literal["file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process"]
+        ]
+        | None
     ) = Field(None, description="Exact list of stage origin types, in order.")
     edges: list[str] | None = Field(
         None, description="Exact set of graph edges, each 'source -type-> target' with node ids as in report.json."

@@ -71,6 +71,15 @@ class RegistryValue(BaseModel):
     data: str
 
 
+def binary_value(data: str) -> bytes:
+    """A REG_BINARY value's bytes from its text in a scenario: hex digits, optionally after
+    ``hex:`` and separated by commas or whitespace, as regedit exports them. ValueError if not."""
+    text = data.strip()
+    if text[:4].lower() == "hex:":
+        text = text[4:]
+    return bytes.fromhex(text.replace(",", " "))
+
+
 class RegistryKey(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     path: str

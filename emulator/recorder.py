@@ -107,6 +107,7 @@ class Recorder:
         ref: str,
         *,
         input_data: bytes | None = None,
+        input_address: int | None = None,
         api: str | None = None,
     ) -> DataBuffer:
         digest = self.put_blob(data)
@@ -119,6 +120,7 @@ class Recorder:
             sha256=digest,
             ref=ref,
             input_sha256=input_digest,
+            input_address=input_address,
             api=api,
         )
         return event

@@ -85,7 +85,7 @@ class Outcome(_Model):
 
 
 class Origin(_Model):
-    type: Literal["file", "network", "memory", "scenario", "registry", "resource", "image", "process"]
+    type: Literal["file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process"]
     ref: str = Field(
         description="Guest path, URL, stage id, or for the entry stage the host process (scenario) or the "
         "sample's guest path (bare sample)."
@@ -102,13 +102,15 @@ class LineageHop(_Model):
     """One step that brought a stage's bytes into the process, origin first."""
 
     source: str = Field(
-        description="What the bytes were at this step: file, network, registry, resource, image (of the entry "
-        "sample), memory (of an earlier stage), scenario, api (an API's output), process_write, file_write."
+        description="What the bytes were at this step: file, network, registry, environment (a variable), "
+        "resource, image (of the entry sample), memory (of an earlier stage), scenario, api (an API's output), "
+        "process_write, file_write, registry_write."
     )
-    ref: str = Field(description="Path, URL, registry key\\value, API name or stage id.")
+    ref: str = Field(description="Path, URL, registry key\\value, %variable%, API name or stage id.")
     transform: str = Field(
         description="source (where the bytes were found), identity, xor, base64, decrypt, decode, decompress, "
-        "copy, process_write, file_write, guest_code (decoded by guest code), executed_from (no origin found)."
+        "copy, process_write, file_write, registry_write, guest_code (decoded by guest code), executed_from (no "
+        "origin found)."
     )
     detail: str = Field("", description="Key, API name or the guest code that did it.")
     actor: str | None = Field(None, description="The stage that performed this step.")
@@ -318,7 +320,9 @@ class GraphNode(_Model):
     """A stage or an artifact it touched. Attributes that do not apply to the node's kind are null."""
 
     id: str = Field(description="Stage id (s0, s1, ...) or kind:ref (file:c:\\..., url:https://...).")
-    kind: str = Field(description="stage, process, file, url, host, registry, sync or image (of a stage).")
+    kind: str = Field(
+        description="stage, process, file, url, host, registry, environment (a variable), sync or image (of a stage)."
+    )
     label: str
     stage_kind: str | None = Field(default=None, description="For a stage: its kind (pe, shellcode, ...).")
     order: int | None = Field(default=None, description="For a stage: its position in the chain.")

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emulator.environment import GuestEnvironment, MissingFiles
 from emulator.expect import Expect
@@ -34,6 +34,7 @@ from emulator.plan import (
     ResponderConfig,
     StringArg,
     VirtualFile,
+    binary_value,
 )
 from emulator.sanitize import for_display
 from emulator.scenario_paths import SCENARIO_FILE, OutsideScenario, owning_scenario, scenario_data_path
@@ -92,7 +93,16 @@ class FileSpec(_Strict):
 class RegistryValueSpec(_Strict):
     name: str
     type: Literal["REG_SZ", "REG_DWORD", "REG_EXPAND_SZ", "REG_BINARY"] = "REG_SZ"
-    data: str
+    data: str = Field(description="The value; for REG_BINARY its bytes in hex (`hex:` and commas allowed).")
+
+    @model_validator(mode="after")
+    def _binary_is_hex(self) -> RegistryValueSpec:
+        if self.type == "REG_BINARY":
+            try:
+                binary_value(self.data)
+            except ValueError:
+                raise ValueError("data: a REG_BINARY value is hex digits (e.g. 'de ad be ef' or 'hex:de,ad')") from None
+        return self
 
 
 class RegistrySpec(_Strict):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import re
+import shutil
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from emulator.analysis.lineage import find_transformed
+from emulator.analysis.lineage import PROBE_BYTES, Carrier, find_transformed, matched_length, trace
 from emulator.events import ApiCall, FileAccess, NetworkExchange, Note, RegistryAccess
-from emulator.plan import ReplayPlan
+from emulator.plan import ReplayPlan, binary_value
 from emulator.replay import emulate
 from emulator.scenario import load_scenario
 
@@ -73,6 +75,15 @@ GENERALITY = [
     "thread-variants",
     "string-encoded",
     "string-encoded-x86",
+    "env-b64-xor",
+    "file-stack-cipher",
+    "file-mapview-exec",
+    "file-crt-fread",
+    "reg-binary-xor",
+    "section-views-xor",
+    "net-chunks-xor",
+    "inject-stack-cipher",
+    "net-reg-stash",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -84,6 +95,7 @@ INJECTIONS = [
     ("inject-thread-hijack-x86", r"C:\Windows\System32\notepad.exe", "thread_context", "T1055.003"),
     ("inject-apc-x86", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
     ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
+    ("inject-stack-cipher", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
 ]
 
 
@@ -221,6 +233,175 @@ def test_decoding_into_the_heap_is_named_by_its_pc(name: str, scenario_report: C
     assert int(s2["base"], 16) in heap_blocks
 
 
+def test_an_environment_variable_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """env-b64-xor's payload is the value of a variable of the guest's environment: the stage's
+    lineage starts there (not at CryptStringToBinaryA, whose input it was), drawn as its node."""
+    report = scenario_report("env-b64-xor")
+    s1 = report["stages"][1]
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["ref"], origin["transform"]) == ("environment", "%UPDATER_CACHE%", "source")
+    assert s1["origin"]["type"] == "environment" and s1["origin"]["ref"] == "%UPDATER_CACHE%"
+    read = {b["seq"]: b for b in report["buffers"]}[origin["evidence"][0]]
+    assert read["source"] == "environment_read" and read["api"] == "kernel32.GetEnvironmentVariableA"
+    # Every tapped API's buffer names its call's site (CryptStringToBinaryA's too).
+    calls = {(c["pc"], c["api"].rpartition(".")[2]) for c in report["api_calls"]}
+    for buffer in report["buffers"]:
+        if buffer["source"] != "guest_write":
+            assert (buffer["pc"], buffer["api"].rpartition(".")[2]) in calls, buffer
+    edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
+    assert ("environment:%UPDATER_CACHE%", "decodes_to", "s1") in edges
+
+
+def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
+    """file-stack-cipher decodes the file in a stack buffer (no flow watch follows it), then copies
+    it out twice: by a loop of its own (s1) and by RtlMoveMemory (s2). Where each copy read its
+    input ties both back to the file read into that buffer, decoded in place there; s2 is not
+    traced to s1, which merely holds the same bytes."""
+    import pefile
+
+    report = scenario_report("file-stack-cipher")
+    s0, s1, s2 = report["stages"]
+    image = pefile.PE(str(SCENARIOS_DIR / "file-stack-cipher" / "samples" / "loader.exe"))
+    text = next(s for s in image.sections if s.Name.rstrip(b"\0") == b".text")
+    low = int(s0["base"], 16) + text.VirtualAddress
+    for stage in (s1, s2):
+        origin, in_place = stage["lineage"][:2]
+        assert origin["source"] == "file" and origin["ref"].endswith("blob.dat"), stage["id"]
+        assert in_place["transform"] == "guest_code" and in_place["detail"] == "decoded in place by guest code in s0"
+        assert stage["origin"]["type"] == "file" and stage["origin"]["ref"] == origin["ref"], stage["id"]
+    loop = s1["lineage"][-1]
+    match = re.fullmatch(r"decoded by guest code at pc (0x[0-9a-f]+) in s0", loop["detail"])
+    assert match and low <= int(match.group(1), 16) < low + text.Misc_VirtualSize, loop["detail"]
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    copy = s2["lineage"][-1]
+    assert copy["transform"] == "copy"
+    assert {calls[seq]["api"] for seq in copy["evidence"] if seq in calls} == {"kernel32.RtlMoveMemory"}
+
+
+def test_code_run_from_a_mapped_view_is_a_stage(scenario_report: Callable[[str], Report]) -> None:
+    """file-mapview-exec calls a view of a file mapped executable: the view is a stage whose
+    bytes are the file's (not code of s0), and what it does is its own."""
+    report = scenario_report("file-mapview-exec")
+    assert [s["kind"] for s in report["stages"]] == ["pe", "shellcode"]
+    s1 = report["stages"][1]
+    assert s1["parent"] == "s0" and s1["via"] == "call"
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["transform"]) == ("file", "source") and origin["ref"].endswith("update.bin")
+    payload = (SCENARIOS_DIR / "file-mapview-exec" / "files" / "update.bin").read_bytes()
+    assert s1["sha256"] == hashlib.sha256(payload).hexdigest()
+    writes = [f for f in report["files"] if f["op"] == "write"]
+    assert writes and {f["stage"] for f in writes} == {"s1"}
+
+
+def test_a_c_runtime_read_is_a_file_read(scenario_report: Callable[[str], Report]) -> None:
+    """file-crt-fread reads its payload with msvcrt's fread: the read is in the report (with its
+    call site) and is the origin of the stage."""
+    report = scenario_report("file-crt-fread")
+    s1 = report["stages"][1]
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["detail"]) == ("file", "msvcrt.fread") and origin["ref"].endswith("config.dat")
+    reads = [f for f in report["files"] if f["op"] == "read" and f["path"].endswith("config.dat")]
+    data = (SCENARIOS_DIR / "file-crt-fread" / "files" / "config.dat").read_bytes()
+    assert len(reads) == 1 and reads[0]["size"] == len(data) and reads[0]["stage"] == "s0"
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    fread = [c for c in calls.values() if c["api"] == "msvcrt.fread"]
+    assert len(fread) == 1 and reads[0]["pc"] == fread[0]["pc"]
+
+
+def test_a_binary_registry_value_reaches_the_guest_as_its_bytes(scenario_report: Callable[[str], Report]) -> None:
+    """reg-binary-xor's REG_BINARY value is written in hex in the scenario: the guest reads those
+    bytes (not the hex text, nor its UTF-8), and they are the stage's origin."""
+    folder = SCENARIOS_DIR / "reg-binary-xor"
+    blob = bytes.fromhex((folder / "payload" / "blob.hex").read_text(encoding="ascii"))
+    spec = tomllib.loads((folder / "scenario.toml").read_text(encoding="utf-8"))
+    assert bytes.fromhex(spec["registry"][0]["values"][0]["data"]) == blob
+    report = scenario_report("reg-binary-xor")
+    (read,) = [r for r in report["registry"] if r["op"] == "read" and r["value_name"] == "Cache"]
+    assert read["value"] == blob.hex()
+    s1 = report["stages"][1]
+    assert s1["lineage"][0]["source"] == "registry" and s1["lineage"][0]["ref"].endswith("ChainreplayDemo\\Cache")
+    assert s1["size"] == len(blob)
+
+
+def test_a_binary_registry_value_that_is_not_hex_is_one_line(tmp_path: Path) -> None:
+    from emulator.scenario import ScenarioError
+
+    folder = tmp_path / "reg-binary-xor"
+    shutil.copytree(SCENARIOS_DIR / "reg-binary-xor", folder, ignore=shutil.ignore_patterns("build"))
+    text = (folder / "scenario.toml").read_text(encoding="utf-8")
+    (folder / "scenario.toml").write_text(re.sub(r'data = "[0-9a-f]+"', 'data = "not hex"', text), encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(folder)
+    assert "\n" not in str(err.value) and "registry.0.values.0" in str(err.value) and "hex" in str(err.value)
+    # regedit's export form is accepted.
+    (folder / "scenario.toml").write_text(
+        re.sub(r'data = "[0-9a-f]+"', 'data = "hex:de,ad, be ef"', text), encoding="utf-8"
+    )
+    plan = load_scenario(folder)
+    assert binary_value(plan.registry[0].values[0].data) == bytes.fromhex("deadbeef")
+
+
+def test_views_of_one_section_share_their_bytes(scenario_report: Callable[[str], Report]) -> None:
+    """section-views-xor writes its payload through one view of a section and calls another view
+    of it: the call runs the payload (as on Windows), from the executable view, not zeros."""
+    report = scenario_report("section-views-xor")
+    assert report["outcome"]["status"] == "completed"
+    views = [int(c["ret"], 16) for c in report["api_calls"] if c["api"] == "kernel32.MapViewOfFile"]
+    assert len(views) == 2 and views[0] != views[1]
+    s1 = report["stages"][1]
+    assert int(s1["entry"], 16) == views[1] and s1["size"] > 64
+    assert [h["transform"] for h in s1["lineage"]] == ["source", "xor"] and s1["lineage"][0]["source"] == "image"
+    assert any(f["op"] == "write" and f["stage"] == "s1" for f in report["files"])
+
+
+def test_a_stage_read_in_pieces_and_longer_than_the_probe_is_whole(scenario_report: Callable[[str], Report]) -> None:
+    """net-chunks-xor's stage is 6000 bytes, downloaded 512 per read: its bytes are the whole
+    decoded body (not the first read's 512, nor the lineage probe's 4096), and the lineage cites
+    the first reads and the last."""
+    report = scenario_report("net-chunks-xor")
+    body = (SCENARIOS_DIR / "net-chunks-xor" / "payload" / "stage.bin").read_bytes()
+    key = bytes.fromhex("5ec1029b743de8")
+    plain = bytes(b ^ key[i % len(key)] for i, b in enumerate(body))
+    s1 = report["stages"][1]
+    assert (s1["size"], s1["sha256"]) == (len(plain), hashlib.sha256(plain).hexdigest())
+    origin = s1["lineage"][0]
+    reads = [b["seq"] for b in report["buffers"] if b["source"] == "network_read"]
+    assert len(reads) == -(-len(body) // 512)
+    assert reads[0] in origin["evidence"] and reads[-1] in origin["evidence"] and len(origin["evidence"]) <= 16
+    assert s1["lineage"][1]["detail"] == f"repeating key {key.hex()}"
+
+
+def test_a_buffer_decoded_in_place_then_injected_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
+    """inject-stack-cipher decodes a file in a stack buffer and writes it into notepad with
+    WriteProcessMemory: the injected stage's lineage is the file, decoded in place, then the
+    write (not the other process's memory with no origin)."""
+    report = scenario_report("inject-stack-cipher")
+    s1 = report["stages"][1]
+    assert s1["origin"]["type"] == "file" and s1["origin"]["ref"].endswith("blob.dat")
+    origin, in_place, write = s1["lineage"]
+    assert in_place["detail"] == "decoded in place by guest code in s0"
+    assert write["transform"] == "process_write" and write["ref"] == "C:\\Windows\\System32\\notepad.exe"
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    assert {calls[seq]["api"] for seq in write["evidence"] if seq in calls} == {"kernel32.WriteProcessMemory"}
+
+
+def test_a_value_the_sample_wrote_is_not_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """net-reg-stash stores its download in a registry value and reads it back: the lineage runs
+    through the write (RegSetValueExA) to the response, as for a file the replay wrote."""
+    report = scenario_report("net-reg-stash")
+    s1 = report["stages"][1]
+    origin, stash, xor = s1["lineage"]
+    assert (origin["source"], origin["ref"]) == ("network", "http://updates.example-cdn.net/a.bin")
+    assert (stash["transform"], stash["detail"]) == ("registry_write", "RegSetValueExA")
+    assert stash["ref"] == "HKEY_CURRENT_USER\\Software\\ChainreplayDemo\\Stash"
+    # It cites the write and the read back.
+    (write,) = [r["seq"] for r in report["registry"] if r["op"] == "write" and r["value_name"] == "Stash"]
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    assert write in stash["evidence"]
+    assert "advapi32.RegQueryValueExA" in {calls[seq]["api"] for seq in stash["evidence"] if seq in calls}
+    assert xor["detail"] == "key 0x42"
+
+
 def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str], Report]) -> None:
     """file-lznt1's stage is exactly what an independent LZNT1 decompressor makes of the file."""
     import lznt1
@@ -348,3 +529,43 @@ def test_transforms_are_recognised_from_bytes_alone() -> None:
     match = find_transformed(payload, wrapped)
     assert match is not None and match.transform == "base64+xor"
     assert find_transformed(payload, noise) is None
+
+
+def test_a_match_runs_on_past_the_probe() -> None:
+    """Carriers are searched for a stage's first PROBE_BYTES; a stage longer than that is as long
+    as the carrier goes on explaining it, under identity, a rolling key or a repeating one."""
+    rng = random.Random(28)
+    stage = rng.randbytes(3 * PROBE_BYTES + 123)
+    keys = {
+        "identity": bytes(len(stage)),
+        "rolling": bytes((0x37 + 11 * i) & 0xFF for i in range(len(stage))),
+        "repeating": bytes.fromhex("1122334455") * len(stage),
+    }
+    for name, key in keys.items():
+        carried = bytes(a ^ b for a, b in zip(stage, key, strict=False)) + rng.randbytes(50)
+        hops = trace(stage + bytes(64), 5, [Carrier(carried, "file", "x", 1, "s0", [1], "file:x", address=0x1000)])
+        assert hops is not None and matched_length(hops) == len(stage), name
+    # Where the carrier stops explaining the stage, so does the match.
+    cut = stage[: PROBE_BYTES + 10] + bytes(b ^ 0xFF for b in stage[PROBE_BYTES + 10 :])
+    hops = trace(cut, 5, [Carrier(stage, "file", "x", 1, "s0", [1], "file:x", address=0x1000)])
+    assert hops is not None and matched_length(hops) == PROBE_BYTES + 10
+
+
+def test_a_dropped_file_accounts_for_the_stage_as_read() -> None:
+    """A download read 64 bytes at a time into one small buffer (pieces that are not one buffer),
+    each piece appended to a file, the file read back whole: the stage is the whole file, not the
+    first piece the lineage runs back to."""
+    rng = random.Random(29)
+    body = rng.randbytes(1000)
+    carriers, seq = [], 1
+    for at in range(0, len(body), 64):
+        piece = body[at : at + 64]
+        carriers.append(Carrier(piece, "network", "http://x/a", seq, "s0", [seq], "url:http://x/a", address=0x7000))
+        carriers.append(
+            Carrier(piece, "file_write", "C:\\d.bin", seq + 1, "s0", [seq + 1], "file:c:\\d.bin", address=0x7000)
+        )
+        seq += 2
+    carriers.append(Carrier(body, "file", "C:\\d.bin", seq, "s0", [seq], "file:c:\\d.bin", address=0x9000))
+    hops = trace(body, seq + 1, carriers)
+    assert hops is not None and [h.transform for h in hops] == ["source", "file_write"]
+    assert hops[0].source_kind == "network" and matched_length(hops) == len(body)

@@ -29,11 +29,11 @@ from emulator.events import DataBuffer, Event, FileAccess, NetworkExchange, Regi
 
 PATTERN_FILE = "data/attack.toml"
 # Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
-NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "sync", "image")
+NODE_KINDS = ("stage", "process", "file", "url", "host", "registry", "environment", "sync", "image")
 STAGE_KINDS = ("pe", "shellcode", "pe_in_memory", "module")
 # Where a stage's lineage can start (emulator/analysis/stages.py ORIGIN_TYPES).
-LINEAGE_ORIGINS = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
-LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write")
+LINEAGE_ORIGINS = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
+LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write", "registry_write")
 SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
 
 

@@ -47,7 +47,18 @@ EDGE_TYPES = (
     "hosts",
 )
 # Lineage hops that put bytes into a node of their own (every other hop is a transform).
-_ARTIFACT_HOPS = ("file", "network", "registry", "resource", "image", "scenario", "process_write", "file_write")
+_ARTIFACT_HOPS = (
+    "file",
+    "network",
+    "registry",
+    "environment",
+    "resource",
+    "image",
+    "scenario",
+    "process_write",
+    "file_write",
+    "registry_write",
+)
 # API -> (edge type, index of the process argument) for work done on another process.
 PROCESS_APIS = {
     "createprocessa": ("creates_process", None),
@@ -263,7 +274,7 @@ def _add_lineage_edge(
     names = {t.split(":", 1)[0] for t in transforms}
     if names & DECRYPTING_TRANSFORMS:
         etype = "decrypts_to"
-    elif names - {"copy", "process_write", "file_write"}:
+    elif names - {"copy", "process_write", "file_write", "registry_write"}:
         etype = "decodes_to"
     elif graph.nodes[src].get("kind") == "process":
         etype = "hosts"

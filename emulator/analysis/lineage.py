@@ -32,13 +32,14 @@ import base64
 import binascii
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from emulator.pe import section_table as pe_section_table
 
 # A section table this long found verbatim ties a mapped image to the file it came from.
 MIN_SECTION_TABLE = 0x40
-# Bytes of a stage used to look for it (longer stages are matched on this prefix, then extended).
+# Bytes of a stage used to look for it (longer stages are matched on this prefix, then extended:
+# :func:`extended`).
 PROBE_BYTES = 4096
 # The shortest stage prefix that can be tied to a carrier: shorter runs match too much.
 MIN_MATCH = 24
@@ -73,7 +74,8 @@ class Carrier:
     """Bytes an API (or the loader) put into the guest, with where they came from."""
 
     data: bytes
-    kind: str  # file | network | registry | resource | image | memory | scenario | api | process_write | file_write
+    # file | network | registry | environment | resource | image | memory | scenario | api | process_write | file_write
+    kind: str
     ref: str  # path, URL, key\\value, API name, stage id
     seq: int
     stage: str  # the stage whose action produced the carrier
@@ -85,6 +87,7 @@ class Carrier:
     # For api carriers: what the API did (decrypt | decode | decompress | copy | guest_code).
     transform: str = "identity"
     pc: int | None = None  # for guest_code carriers: the instruction that wrote the bytes
+    input_address: int | None = None  # for copies (API or guest code): where the input was read
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Match:
     length: int
     transform: str  # identity | xor | base64+identity | base64+xor
     detail: str = ""
+    key: bytes = b""  # xor: the key stream, repeating every ``period`` bytes
+    period: int = 0
 
 
 @dataclass
@@ -115,6 +120,10 @@ class Hop:
         return self.transform in DECODING_TRANSFORMS
 
 
+# Reads of what the replay may itself have written before: the lineage runs on through the write.
+WRITES_OF = {"file": "file_write", "registry": "registry_write"}
+# Carriers whose bytes an API put into a guest buffer that guest code may then decode in place.
+IN_PLACE_KINDS = ("file", "network", "registry", "environment")
 DECODING_TRANSFORMS = {"xor", "base64", "decrypt", "decode", "decompress", "guest_code"}
 DECRYPTING_TRANSFORMS = {"decrypt", "guest_code"}
 
@@ -238,7 +247,7 @@ def affine_match(probe: bytes, data: bytes, offset: int, k0: int, b: int) -> Mat
     length = _xor_prefix(probe, data, offset, key, 256)
     if length >= min(len(probe), MIN_MATCH * 2):
         detail = f"key {k0:#04x}" if b == 0 else f"rolling key {k0:#04x} + {b}*i"
-        return Match(offset, length, "xor", detail)
+        return Match(offset, length, "xor", detail, key, 256)
     return None
 
 
@@ -275,7 +284,7 @@ def periodic_match(probe: bytes, data: bytes, offset: int, period: int) -> Match
         return None
     length = _xor_prefix(probe, data, offset, key, period)
     if length >= min(len(probe), MIN_MATCH * 2):
-        return Match(offset, length, "xor", f"repeating key {key.hex()}")
+        return Match(offset, length, "xor", f"repeating key {key.hex()}", key, period)
     return None
 
 
@@ -311,6 +320,20 @@ def find_transformed(probe: bytes, data: bytes, xor: bool = True) -> Match | Non
     return match
 
 
+def extended(match: Match, stage: bytes, data: bytes) -> Match:
+    """``match``, found for the first PROBE_BYTES of ``stage``, run on over the rest of it: a
+    payload longer than the probe is as long as the carrier goes on explaining it."""
+    if match.length < PROBE_BYTES or len(stage) <= match.length:
+        return match
+    if match.transform == "identity":
+        length = _common_prefix(stage, data, match.offset)
+    elif match.transform == "xor" and match.key:
+        length = _xor_prefix(stage, data, match.offset, match.key, match.period)
+    else:
+        return match  # base64: the decoded run is not kept
+    return replace(match, length=max(length, match.length))
+
+
 def _looks_textual(data: bytes) -> bool:
     return b"==" in data or len(_BASE64_LETTERS.findall(data[:65536])) > 0
 
@@ -343,8 +366,9 @@ def trace(
     """The hops that brought ``probe`` into the guest before ``before_seq``, origin first.
 
     Recognised transforms of recorded carriers first; with ``guest``, then the regions guest
-    code wrote (its transform unnamed unless recognised further down)."""
-    probe = usable_probe(probe)
+    code wrote (its transform unnamed unless recognised further down). Carriers are searched for
+    the first PROBE_BYTES of ``probe``; a match of all of them runs on over the rest."""
+    whole, probe = probe, usable_probe(probe)
     if not probe or depth > MAX_HOPS:
         return None
     earlier = sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True)
@@ -358,6 +382,7 @@ def trace(
         match = find_transformed(probe, carrier.data, xor=True)
         if match is None:
             continue
+        match = extended(match, whole, carrier.data)
         if carrier.kind == "memory" and match.transform == "identity":
             same_as_stage = same_as_stage or (carrier, match)
             continue
@@ -375,7 +400,7 @@ def trace(
         match = find_transformed(probe, carrier.data, xor=True)
         if match is None:
             continue
-        hops = _hops_through(carrier, match, carriers, depth, guest)
+        hops = _hops_through(carrier, extended(match, whole, carrier.data), carriers, depth, guest)
         if hops[0].transform != "guest_code":
             return hops
         fallback = fallback or hops
@@ -401,6 +426,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             size=match.length,
         )
         upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest) if carrier.input else None
+        upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), hop, *last]
     if carrier.kind == "api" and carrier.input:
         api_hop = Hop(
@@ -415,12 +441,14 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             offset=match.offset,
             size=match.length,
         )
-        upstream = trace(carrier.input, carrier.seq, carriers, depth + 1, guest)
+        upstream = _in_place_first(
+            trace(carrier.input, carrier.seq, carriers, depth + 1, guest), carrier, carriers, depth, guest
+        )
         if upstream is None:
             return [api_hop, *last]
         # The API's input is the upstream's output: the API hop starts where the upstream ends.
         return [*upstream, api_hop, *last]
-    if carrier.kind in ("process_write", "file_write"):
+    if carrier.kind in ("process_write", "file_write", "registry_write"):
         move = Hop(
             carrier.kind,
             carrier.ref,
@@ -429,16 +457,23 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             list(carrier.evidence),
             actor=carrier.stage,
             node=carrier.node,
+            # What the written bytes account for of the stage (the write's source may have come
+            # in pieces: a download read chunk by chunk).
+            offset=match.offset,
+            size=match.length,
         )
         upstream = trace(carrier.data, carrier.seq, carriers, depth + 1, guest)
+        if carrier.kind == "process_write":
+            upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), move, *last]
-    if carrier.kind == "file":
+    if carrier.kind in WRITES_OF:
         written = _writer_of(carrier, carriers)
         if written is not None:
-            # The replay itself wrote this file (a drop, a download): its bytes came from
-            # wherever the write's did, so the lineage goes on through the write.
+            # The replay itself wrote this file (a drop, a download) or registry value (a stash):
+            # its bytes came from wherever the write's did, so the lineage goes on through it.
             through = _hops_through(written, Match(0, len(written.data), "identity"), carriers, depth + 1, guest)
             through[-1].evidence = sorted({*through[-1].evidence, *carrier.evidence})  # the read too
+            through[-1].offset, through[-1].size = match.offset, match.length  # of the stage, as read
             return [*through, *last]
     origin = Hop(
         carrier.kind,
@@ -454,15 +489,62 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
     return [origin, *last]
 
 
+def _in_place_first(
+    upstream: list[Hop] | None, carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool
+) -> list[Hop] | None:
+    """A copy's upstream: where its input bytes were read decides over an earlier stage that
+    merely holds the same bytes (one payload decoded, then copied into several allocations)."""
+    if upstream is not None and upstream[0].source_kind != "memory":
+        return upstream
+    return _decoded_in_place(carrier, carriers, depth, guest) or upstream
+
+
+def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop] | None:
+    """A copy's input no transform explains, read from a buffer an API last filled with a file,
+    network, registry or environment read: guest code decoded the read in place (in memory no
+    flow watch follows: the stack, a global, a small heap block) before the copy. The read's
+    lineage, then that hop."""
+    at, data = carrier.input_address, carrier.input or carrier.data  # a write's input is what it wrote
+    if at is None or not data or depth > MAX_HOPS:
+        return None
+    for read in sorted(carriers, key=lambda c: c.seq, reverse=True):
+        if read.seq >= carrier.seq or read.address is None or read.transform == "guest_code":
+            continue
+        if not read.address <= at < read.address + len(read.data):
+            continue
+        # The most recent API output covering the copied bytes is what guest code worked on.
+        if read.kind not in IN_PLACE_KINDS:
+            return None
+        offset = at - read.address
+        size = min(len(data), len(read.data) - offset)
+        upstream = _hops_through(read, Match(offset, size, "identity"), carriers, depth + 1, guest)
+        hop = Hop(
+            "memory",
+            "",
+            "guest_code",
+            guest_code_detail(None, carrier.stage, in_place=True),
+            # The buffer decoded (the read that filled it) and the copy that read it decoded.
+            sorted({*read.evidence, *carrier.evidence}),
+            actor=carrier.stage,
+            offset=offset,
+            size=size,
+        )
+        return [*upstream, hop]
+    return None
+
+
 def _writer_of(read: Carrier, carriers: list[Carrier]) -> Carrier | None:
-    """The most recent earlier write of the file ``read`` read, holding the bytes read."""
+    """The most recent earlier write of the file or registry value ``read`` read, holding the
+    bytes read."""
     probe = usable_probe(read.data)
     if not probe or read.node is None:
         return None
+    write_kind = WRITES_OF[read.kind]
     for carrier in sorted(carriers, key=lambda c: c.seq, reverse=True):
         if (
-            carrier.kind == "file_write"
+            carrier.kind == write_kind
             and carrier.node == read.node
+            and (write_kind == "file_write" or carrier.ref.lower() == read.ref.lower())
             and carrier.seq < read.seq
             and find_same(probe, carrier.data) is not None
         ):

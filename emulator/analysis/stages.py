@@ -13,6 +13,7 @@ import base64
 import binascii
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from emulator.analysis.lineage import (
     Carrier,
@@ -52,6 +53,7 @@ _BUFFER_KINDS = {
     "api_copy": "api",
     "process_write": "process_write",
     "guest_write": "api",
+    "environment_read": "environment",
 }
 _API_TRANSFORMS = {
     "decrypt": "decrypt",
@@ -60,8 +62,11 @@ _API_TRANSFORMS = {
     "api_copy": "copy",
     "guest_write": "guest_code",
 }
+# Reads whose pieces, read one after the other into one buffer, are joined into one carrier.
+_PIECEWISE_READS = ("file", "network", "registry")
+MAX_PIECE_EVIDENCE = 16
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
-ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "resource", "image", "process")
+ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
 
 
 @dataclass
@@ -147,6 +152,19 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     event.stage,
                     [event.seq],
                     f"registry:{event.path.lower()}",
+                )
+            )
+        elif isinstance(event, RegistryAccess) and event.op == "write" and event.data_sha256 in blobs:
+            carriers.append(
+                Carrier(
+                    blobs[event.data_sha256 or ""],
+                    "registry_write",
+                    _registry_ref(event.path, event.value_name),
+                    event.seq,
+                    event.stage,
+                    [event.seq],
+                    f"registry:{event.path.lower()}",
+                    api=_writing_api(events, index, event),
                 )
             )
         elif isinstance(event, FileAccess) and event.op == "write" and event.data_sha256 in blobs:
@@ -239,17 +257,28 @@ def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> lis
 
 
 def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
-    """Join a decoding API's output to the previous one when it continues it in memory (a
-    payload turned back into bytes one UUID or address string per call): one buffer, traced
-    upstream through the inputs joined as the NUL-terminated strings they were."""
-    if (
-        previous is None
-        or carrier.transform != "decode"
-        or previous.transform != "decode"
-        or previous.api != carrier.api
-        or previous.address is None
-        or carrier.address != previous.address + len(previous.data)
+    """Join a carrier to the previous one when it continues it in memory: a decoding API's
+    output (a payload turned back into bytes one UUID or address string per call: one buffer,
+    traced upstream through the inputs joined as the NUL-terminated strings they were), or the
+    next piece of one file or response read into one buffer chunk by chunk."""
+    if previous is None or previous.address is None or carrier.address != previous.address + len(previous.data):
+        return False
+    if carrier.kind in _PIECEWISE_READS and (previous.kind, previous.ref, previous.stage, previous.transform) == (
+        carrier.kind,
+        carrier.ref,
+        carrier.stage,
+        carrier.transform,
     ):
+        # Joined in place (a download may come in thousands of pieces); bytearray does all that
+        # the searches ask of bytes.
+        joined = previous.data if isinstance(previous.data, bytearray) else bytearray(previous.data)
+        joined += carrier.data
+        previous.data = cast(bytes, joined)
+        # The first reads and the latest: every piece's would swamp the evidence.
+        seqs = sorted({*previous.evidence, *carrier.evidence})
+        previous.evidence = seqs if len(seqs) <= MAX_PIECE_EVIDENCE else seqs[:8] + seqs[-8:]
+        return True
+    if carrier.transform != "decode" or previous.transform != "decode" or previous.api != carrier.api:
         return False
     previous.data += carrier.data
     previous.evidence.extend(carrier.evidence)
@@ -259,14 +288,14 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
     return True
 
 
-def _writing_api(events: Sequence[Event], index: int, write: FileAccess) -> str:
-    """The API whose call wrote a file (WriteFile, URLDownloadToFileA, ...): the nearest call
-    from the same call site."""
+def _writing_api(events: Sequence[Event], index: int, write: FileAccess | RegistryAccess) -> str:
+    """The API whose call wrote a file (WriteFile, URLDownloadToFileA, ...) or a registry value
+    (RegSetValueExA, ...): the nearest call from the same call site."""
     if write.pc is not None:
         for call in _calls_near(events, index, write.stage, before_first=True):
             if call.pc == write.pc:
                 return call.api.rpartition(".")[2]
-    return "WriteFile"
+    return "WriteFile" if isinstance(write, FileAccess) else "RegSetValueEx"
 
 
 def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | None:
@@ -281,6 +310,8 @@ def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | Non
         node = f"url:{event.ref}"
     elif kind == "registry":
         node = f"registry:{event.ref.rsplit(chr(92), 1)[0].lower()}"
+    elif kind == "environment":
+        node = f"environment:{event.ref}"
     elif kind == "process_write":
         node = f"process:{event.ref}"
     return Carrier(
@@ -296,6 +327,7 @@ def _buffer_carrier(event: DataBuffer, blobs: dict[str, bytes]) -> Carrier | Non
         address=event.address,
         transform=_API_TRANSFORMS.get(event.source, "identity"),
         pc=event.pc if event.source == "guest_write" else None,
+        input_address=event.input_address,
     )
 
 

@@ -66,7 +66,13 @@ def _realloc(api: GuestApi, old: int, size: int, zero: bool) -> int:
         api.write(block + done, data[done : done + CHUNK])
     if data:
         recorder.remember_buffer(
-            "api_copy", block, data, ref=api.qualified_name, input_data=data, api=api.qualified_name
+            "api_copy",
+            block,
+            data,
+            ref=api.qualified_name,
+            input_data=data,
+            input_address=old,
+            api=api.qualified_name,
         )
     return block
 

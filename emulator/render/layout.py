@@ -36,6 +36,7 @@ NODE_COLORS = {
     "url": "#2e7d32",
     "host": "#00838f",
     "registry": "#6a1b9a",
+    "environment": "#8e24aa",
     "sync": "#795548",
     "buffer": "#ef6c00",
     "memory": "#ef6c00",

@@ -120,6 +120,7 @@ class SpeakeasyBackend:
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
+        taps.on_view_mapped = watch.arm_view
         taps.install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")

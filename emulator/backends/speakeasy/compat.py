@@ -13,6 +13,7 @@ the start-up work's in compat_start.py, all under the same rules.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import gc
@@ -30,10 +31,12 @@ import speakeasy.engines.unicorn_eng as se_engine
 import speakeasy.memmgr as se_memmgr
 import speakeasy.profiler as se_profiler
 import speakeasy.windows.common as se_wincommon
+import speakeasy.windows.regman as se_regman
 import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
+import speakeasy.winenv.defs.registry.reg as se_regdefs
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
 from speakeasy.profiler import Run
@@ -143,6 +146,7 @@ def _check_installed() -> None:
     _require_params(memmgr, "mem_map", ("size", "base", "perms", "tag", "flags", "shared", "process"))
     _require_params(memmgr, "mem_protect", ("addr", "size", "perms"))
     _require_params(memmgr, "mem_free", ("base",))
+    _require_params(se_regman.RegistryManager, "get_key_from_config", ("path",))
     for method, params in PROFILER_RECORDS.items():
         _require_params(se_profiler.Profiler, method, params)
     for field in ("type", "pc", "count"):
@@ -483,6 +487,36 @@ def module_name_at(emu: Any, address: int) -> str | None:
     return str(name).rsplit("\\", 1)[-1] if name else None
 
 
+def binary_registry_values(emu: Any, values: dict[tuple[str, str], bytes]) -> None:
+    """The scenario's REG_BINARY values as their bytes. Speakeasy's configuration carries a
+    value's data as text and takes a REG_BINARY's as UTF-8, so each key it builds from its
+    configuration gets the bytes put back (``values``: (key path, value name), lower case)."""
+    if not values:
+        return
+    regman = emu.regman
+    original = regman.get_key_from_config
+
+    def get_key_from_config(path: str) -> Any:
+        key = original(path)
+        for value in getattr(key, "values", None) or []:
+            data = values.get((str(key.get_path()).lower(), str(value.get_name() or "").lower()))
+            if data is not None and value.get_type() == se_regdefs.REG_BINARY:
+                value.data = base64.b64encode(data)
+        return key
+
+    regman.get_key_from_config = get_key_from_config
+
+
+def crt_stream_path(emu: Any, stream: int) -> str | None:
+    """The guest path of the file behind a C runtime ``FILE *`` (msvcrt fopen), if any."""
+    try:
+        handle = emu.api.mods["msvcrt"].file_streams.get(stream)
+        path = getattr(emu.file_get(handle), "path", None) if handle is not None else None
+    except Exception:
+        return None
+    return str(path) if path else None
+
+
 def guest_file_data(emu: Any, path: str) -> bytes | None:
     """The current bytes of a file in the guest's file system (written by the guest or served)."""
     try:
@@ -562,6 +596,38 @@ def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     if backing is None or not getattr(backing, "path", None):
         return None
     return str(backing.path), bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE)
+
+
+def alias_section_views(emu: Any, mapping_handle: int, view: int) -> None:
+    """Views of one section at the same offset show the same bytes, as on Windows (a payload
+    written through a writable view runs from an executable one). Speakeasy maps each view as
+    memory of its own and copies the other views' bytes only when it maps it; here the views of a
+    section with the same offset and size are put on one host buffer (Unicorn ``mem_map_ptr``),
+    kept on the mapping object for as long as it lives."""
+    try:
+        mapping = emu.get_file_manager().get_mapping_from_handle(mapping_handle)
+        mine = mapping.views[view]
+    except Exception:
+        return
+    peers = [b for b, v in mapping.views.items() if v.offset == mine.offset and v.size == mine.size]
+    if len(peers) < 2 or mine.size <= 0 or mine.size % 0x1000:
+        return
+    backings: dict[tuple[int, int], tuple[Any, set[int]]] = mapping.__dict__.setdefault("chainreplay_views", {})
+    engine = unicorn_of(emu)
+    buffer, remapped = backings.get((mine.offset, mine.size), (None, set()))
+    if buffer is None:
+        first = next(b for b in peers if b != view)
+        buffer = ctypes.create_string_buffer(bytes(engine.mem_read(first, mine.size)), mine.size)
+        backings[(mine.offset, mine.size)] = (buffer, remapped)
+    for base in peers:
+        if base in remapped:
+            continue
+        perms = next((p for begin, end, p in engine.mem_regions() if begin <= base <= end), None)
+        if perms is None:
+            continue
+        engine.mem_unmap(base, mine.size)
+        engine.mem_map_ptr(base, mine.size, perms, ctypes.addressof(buffer))
+        remapped.add(base)
 
 
 def call_guest_after_api(emu: Any, function: int, args: list[int], result_from_callback: bool = False) -> None:

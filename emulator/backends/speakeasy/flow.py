@@ -114,6 +114,7 @@ SOURCE_BUFFERS = (
     "decompress",
     "api_copy",
     "guest_write",
+    "environment_read",
 )
 
 
@@ -133,7 +134,8 @@ class _Record:
     size: int
     pc: int
     stage: str
-    inputs: list[tuple[bytes, int | None]]  # (source bytes, base of the guest-written region they came from)
+    # (source bytes, base of the guest-written region they came from, address they were read at)
+    inputs: list[tuple[bytes, int | None, int | None]]
 
 
 @dataclass
@@ -465,7 +467,7 @@ class FlowWatch:
         if base in self.emitted:
             return
         self.emitted.add(base)
-        for _, upstream in record.inputs:
+        for _, upstream, _ in record.inputs:
             if upstream is not None:
                 self._emit(upstream, depth + 1, done)
         try:
@@ -474,7 +476,7 @@ class FlowWatch:
             return
         recorder = self.recorder
         digest = recorder.put_blob(data)
-        for source, _ in record.inputs or [(b"", None)]:
+        for source, _, read_at in record.inputs or [(b"", None, None)]:
             recorder.emit(
                 DataBuffer,
                 stage=record.stage,
@@ -485,9 +487,10 @@ class FlowWatch:
                 sha256=digest,
                 ref=f"guest code at pc {record.pc:#x}",
                 input_sha256=recorder.put_blob(source) if source else None,
+                input_address=read_at if source else None,
             )
 
-    def _inputs(self, reads: list[_Read]) -> list[tuple[bytes, int | None]]:
-        """The source bytes the stretch read, from each first hit on (the analysis decides which
-        of them the written bytes came from)."""
-        return [(hit.data, hit.source.region) for hit in reads if len(hit.data) >= MIN_SOURCE_BYTES]
+    def _inputs(self, reads: list[_Read]) -> list[tuple[bytes, int | None, int | None]]:
+        """The source bytes the stretch read, from each first hit on, and where (the analysis
+        decides which of them the written bytes came from)."""
+        return [(hit.data, hit.source.region, hit.address) for hit in reads if len(hit.data) >= MIN_SOURCE_BYTES]

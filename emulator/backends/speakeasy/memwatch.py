@@ -117,6 +117,18 @@ class MemoryWatch:
         self.guest_modules.append((base, size, name))
         self._arm(base, size, compat.PERM_RWX)
 
+    def arm_view(self, address: int) -> None:
+        """Watch a view of a section the guest mapped (MapViewOfFile, of a file or of the paging
+        file): code run from it is a stage, and guest code writing it is followed, as for an
+        allocation. Speakeasy tags a file's view only after mapping it, so the map wrapper
+        cannot tell it from the emulator's own bookkeeping."""
+        mm = self.emu.get_address_map(address)
+        if mm is None or mm.base // PAGE in self.armed:
+            return
+        self._arm(mm.base, mm.size, int(mm.prot))
+        if self.flow is not None:
+            self.flow.watch_region(int(mm.base), int(mm.size))
+
     def _arm(self, address: int, size: int, perms: int) -> None:
         pages = list(pages_of(address, size))
         for page in pages:

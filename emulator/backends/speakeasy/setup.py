@@ -22,7 +22,7 @@ from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.lifecycle import collector_paused
-from emulator.plan import ReplayPlan, StringArg
+from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
 
@@ -198,6 +198,15 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.index_data_entries(emu)
         compat_start.find_modules_by_name(emu)
         compat_start.disassembler_when_first_used(emu)
+        compat.binary_registry_values(
+            emu,
+            {
+                (key.path.lower(), value.name.lower()): binary_value(value.data)
+                for key in plan.registry
+                for value in key.values
+                if value.type == "REG_BINARY"
+            },
+        )
 
     compat_fast.on_emulator_created(se, on_created)
     name = ntpath.basename(plan.emu_path)

@@ -73,6 +73,8 @@ class SourceTaps:
         # Told (address, size) of the bytes a copy API is about to read (the flow watch records
         # how guest code wrote them, if it did).
         self.on_copy_from: Callable[[int, int], None] | None = None
+        # Told the address of each view of a section the guest mapped (code may run from it).
+        self.on_view_mapped: Callable[[int], None] | None = None
 
     def install(self) -> None:
         self._wrap("advapi32", ("CryptDecrypt",), self._crypt_decrypt)
@@ -85,12 +87,19 @@ class SourceTaps:
         self._wrap("kernel32", ("LocalReAlloc",), self._reallocate(0, 1))
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
+        self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
+        self._wrap("msvcrt", ("fread",), self._crt_read)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
 
             def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:
-                return tap(_name, orig, list(argv))
+                # What the tap records names this call's site, as a project handler's records do.
+                self.recorder.call_pc = compat.call_site(emu)
+                try:
+                    return tap(_name, orig, list(argv))
+                finally:
+                    self.recorder.call_pc = None
 
             self.se.add_api_hook(hook, module, name)
 
@@ -144,7 +153,15 @@ class SourceTaps:
                 self.on_copy_from(argv[src_index], len(data))
             rv = int(orig(argv) or 0)
             if data:
-                self.recorder.remember_buffer("api_copy", argv[dst_index], data, ref=name, input_data=data, api=name)
+                self.recorder.remember_buffer(
+                    "api_copy",
+                    argv[dst_index],
+                    data,
+                    ref=name,
+                    input_data=data,
+                    input_address=argv[src_index],
+                    api=name,
+                )
             return rv
 
         return tap
@@ -159,7 +176,9 @@ class SourceTaps:
                 self.on_copy_from(old, len(data))
             rv = int(orig(argv) or 0)
             if rv and data:
-                self.recorder.remember_buffer("api_copy", rv, data, ref=name, input_data=data, api=name)
+                self.recorder.remember_buffer(
+                    "api_copy", rv, data, ref=name, input_data=data, input_address=old, api=name
+                )
             return rv
 
         return tap
@@ -187,7 +206,7 @@ class SourceTaps:
         rv = int(orig(argv) or 0)
         target = compat.process_path(self.emu, process)
         if rv and data and target:
-            self.recorder.remember_buffer("process_write", address, data, ref=target, api=name)
+            self.recorder.remember_buffer("process_write", address, data, ref=target, input_address=buffer, api=name)
         return rv
 
     def _load_resource(self, name: str, orig: Any, argv: list[int]) -> int:
@@ -206,6 +225,10 @@ class SourceTaps:
         # MapViewOfFile(hMapping, access, offset high, offset low, size): a view of a file's
         # bytes is a read of that file (a mapping of the paging file is not).
         rv = int(orig(argv) or 0)
+        if rv:
+            compat.alias_section_views(self.emu, argv[0], rv)
+        if rv and self.on_view_mapped is not None:
+            self.on_view_mapped(rv)
         backing = compat.mapped_file(self.emu, argv[0]) if rv else None
         if backing is None:
             return rv
@@ -220,4 +243,33 @@ class SourceTaps:
             digest = recorder.put_blob(data)
             recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=rv)
             recorder.remember_buffer("file_read", rv, data, ref=path, api=name)
+        return rv
+
+    def _environment_variable(self, name: str, orig: Any, argv: list[int]) -> int:
+        # GetEnvironmentVariable(lpName, lpBuffer, nSize): the value's length in characters, or
+        # the size needed (with the terminator) when the buffer is too small.
+        name_ptr, buffer, size = argv[:3]
+        rv = int(orig(argv) or 0)
+        unit = 2 if name.endswith("W") else 1
+        if not buffer or not 0 < rv < size or rv < MIN_COPY_BYTES:
+            return rv  # short values are settings (paths, flags), not payloads
+        data = self._read(buffer, rv * unit)
+        variable = read_c_string(self.memory, name_ptr, unit == 2, 4 * STRING_CHUNK)
+        if data:
+            label = variable.decode("utf-16-le" if unit == 2 else "latin-1", "replace")
+            self.recorder.remember_buffer("environment_read", buffer, data, ref=f"%{label}%", api=f"kernel32.{name}")
+        return rv
+
+    def _crt_read(self, name: str, orig: Any, argv: list[int]) -> int:
+        # fread(ptr, size, count, stream): the C runtime's file read (Speakeasy's handler records
+        # no file access of its own), recorded as ReadFile's is.
+        ptr, size, _count, stream = argv[:4]
+        rv = int(orig(argv) or 0)
+        path = compat.crt_stream_path(self.emu, stream) if rv and ptr and size else None
+        data = self._read(ptr, rv * size) if path else b""
+        if path and data:
+            api = f"msvcrt.{name}"
+            digest = self.recorder.put_blob(data)
+            self.recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=ptr)
+            self.recorder.remember_buffer("file_read", ptr, data, ref=path, api=api)
         return rv

@@ -215,6 +215,10 @@ class Translator:
             path=path,
             value_name=value_name,
             value=render_value(value) if value is not None else None,
+            # What a later read of the value may bring back: the lineage runs on through the write.
+            data_sha256=self.recorder.put_blob(bytes(value))
+            if op == "write" and isinstance(value, bytes | bytearray) and value
+            else None,
         )
         buffer = params.get("buffer") or 0
         if op == "read" and buffer and isinstance(value, bytes | bytearray) and value:
