@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from emulator.events import ApiCall, Event
+from emulator.events import MAX_WORD, ApiCall, Event
 
 # Distinct API-call tuples remembered for sharing; past this, new distinct calls are stored
 # unshared (memory per call grows, nothing else changes).
@@ -40,7 +40,7 @@ def api_fields_typed(stage: Any, pc: Any, api: Any, args: Any, ret: Any) -> bool
     trace.jsonl line), have exactly the types an :class:`ApiCall` holds."""
     return (
         type(stage) is str
-        and (pc is None or type(pc) is int)
+        and (pc is None or (type(pc) is int and 0 <= pc <= MAX_WORD))
         and type(api) is str
         and type(args) is list
         and all(type(a) is str for a in args)

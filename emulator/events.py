@@ -11,13 +11,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+# A guest address, size or pointer-sized value: what a 64-bit register holds. A trace edited by
+# hand (or by a hostile sample's child) with anything else is refused where it is read.
+MAX_WORD = (1 << 64) - 1
+Word = Annotated[int, Field(ge=0, le=MAX_WORD)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+HttpStatus = Annotated[int, Field(ge=0, le=999)]
+ByteCount = Annotated[int, Field(ge=0)]
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    seq: int = Field(description="Position of the event in the replay, from 0.")
+    seq: int = Field(ge=0, strict=True, description="Position of the event in the replay, from 0.")
     stage: str = Field(description="Id of the stage whose code caused the event.")
-    pc: int | None = Field(default=None, description="Address of the call site of the API that caused it, if known.")
+    pc: Word | None = Field(default=None, description="Address of the call site of the API that caused it, if known.")
 
 
 class ApiCall(_Event):
@@ -31,9 +39,9 @@ class FileAccess(_Event):
     type: Literal["file"] = "file"
     op: Literal["open", "create", "read", "write"]
     path: str
-    size: int | None = None
+    size: ByteCount | None = None
     data_sha256: str | None = Field(default=None, description="sha256 of the bytes read or written.")
-    address: int | None = Field(default=None, description="Emulated buffer the bytes were read into / written from.")
+    address: Word | None = Field(default=None, description="Emulated buffer the bytes were read into / written from.")
     existed: bool | None = Field(default=None, description="For create: whether the file existed before.")
 
 
@@ -56,24 +64,24 @@ class SyncObject(_Event):
 
 class MemoryAlloc(_Event):
     type: Literal["mem_alloc"] = "mem_alloc"
-    address: int
-    size: int
+    address: Word
+    size: Word
     protect: str | None = None
     api: str
 
 
 class MemoryProtect(_Event):
     type: Literal["mem_protect"] = "mem_protect"
-    address: int
-    size: int
+    address: Word
+    size: Word
     protect: str
     executable: bool
 
 
 class ThreadStart(_Event):
     type: Literal["thread"] = "thread"
-    start: int
-    param: int
+    start: Word
+    param: Word
     api: str
 
 
@@ -94,12 +102,12 @@ class DataBuffer(_Event):
         "guest_write",
         "environment_read",
     ]
-    address: int
-    size: int
+    address: Word
+    size: Word
     sha256: str = Field(description="sha256 of the bytes; the bytes themselves are in the trace's blob store.")
     ref: str = Field(description="Where the bytes came from: a file path, a URL, or an API name.")
     input_sha256: str | None = Field(default=None, description="For decrypt/decompress: sha256 of the input bytes.")
-    input_address: int | None = Field(
+    input_address: Word | None = Field(
         default=None, description="For copies (API or guest code): where the input bytes were read."
     )
     api: str | None = None
@@ -112,27 +120,27 @@ class StageStart(_Event):
     new_stage: str
     kind: Literal["pe", "shellcode", "pe_in_memory", "module"]
     name: str
-    base: int
-    size: int
-    entry: int
+    base: Word
+    size: Word
+    entry: Word
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
     via: Literal["entry", "call", "thread", "callback", "unknown"] = "unknown"
-    image_base: int | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
+    image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
 
 
 class NetRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     headers: dict[str, str] = Field(default_factory=dict)
-    body_size: int = 0
+    body_size: ByteCount = 0
     body_sha256: str | None = None
 
 
 class NetResponse(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    status: int | None = None
+    status: HttpStatus | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    size: int = 0
+    size: ByteCount = 0
     sha256: str | None = None
 
 
@@ -140,7 +148,7 @@ class NetworkExchange(_Event):
     type: Literal["network"] = "network"
     kind: Literal["dns", "http", "tcp", "udp"]
     host: str
-    port: int | None = None
+    port: Port | None = None
     method: str | None = None
     url: str | None = None
     request: NetRequest = Field(default_factory=NetRequest)

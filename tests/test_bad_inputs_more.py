@@ -362,3 +362,45 @@ def test_guest_values_out_of_range_in_a_scenario_name_their_key(
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+# ---- a hand-edited trace whose values no replay could record -----------------------------------
+
+
+def _edit_trace(out: Path, kind: str, edit: Any) -> None:
+    """Apply ``edit`` to the first event of type ``kind`` in ``out``'s trace.jsonl."""
+    lines = (out / "trace.jsonl").read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines[1:], start=1):
+        event = json.loads(line)
+        if event.get("type") == kind:
+            edit(event)
+            lines[i] = json.dumps(event, separators=(",", ":"))
+            break
+    else:
+        pytest.fail(f"no {kind} event in the trace")
+    (out / "trace.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value", "needle"),
+    [
+        ("api", "pc", -1, "api.pc: Input should be greater than or equal to 0"),
+        ("api", "pc", 1 << 64, "api.pc: Input should be less than or equal to"),
+        ("api", "seq", "SEQ", "seq"),
+        ("stage_start", "base", -4096, "base"),
+        ("stage_start", "size", 1 << 70, "size"),
+        ("stage_start", "seq", "SEQ", "seq"),
+    ],
+)
+def test_a_trace_with_values_no_replay_records_is_refused_by_analyse(
+    tmp_path: Path, kind: str, field: str, value: Any, needle: str
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(REPO / "tests" / "data" / "frozen" / "3cx", out)  # a real trace with API calls
+
+    def edit(event: dict[str, Any]) -> None:
+        event[field] = str(event["seq"]) if value == "SEQ" else value  # "SEQ": the right number, as a string
+
+    _edit_trace(out, kind, edit)
+    rc, err = _cli_child("analyse", out, "-q")
+    _one_line(rc, err, needle)
