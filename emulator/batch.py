@@ -318,28 +318,24 @@ def _judge(target: BatchTarget, outdir: Path, seconds: float, fail_on: tuple[str
     return result
 
 
-def _failed_result(target: BatchTarget, outdir: Path, error: str) -> TargetResult:
+def _failed_result(
+    target: BatchTarget, outdir: Path, error: str, outcome: str = "error", reason: str | None = None
+) -> TargetResult:
+    """A target without a report of its own: its worker failed (``error``), or (``outcome``
+    interrupted) the batch stopped first."""
     return TargetResult(
         target=target.target,
         name=target.plan.name,
         outdir=str(outdir),
-        outcome="error",
+        outcome=outcome,
         detail=error,
-        fail_reasons=[f"the worker failed: {error}"],
+        fail_reasons=[reason or f"the worker failed: {error}"],
     )
 
 
 def _interrupted_result(target: BatchTarget, outdir: Path, signum: int) -> TargetResult:
-    name = signal.Signals(signum).name
-    detail = f"interrupted by {name}: the batch stopped before this target's replay ended"
-    return TargetResult(
-        target=target.target,
-        name=target.plan.name,
-        outdir=str(outdir),
-        outcome="interrupted",
-        detail=detail,
-        fail_reasons=[detail],
-    )
+    detail = f"interrupted by {signal.Signals(signum).name}: the batch stopped before this target's replay ended"
+    return _failed_result(target, outdir, detail, outcome="interrupted", reason=detail)
 
 
 def _stop_workers(pool: cf.ProcessPoolExecutor, unfinished: list[cf.Future[dict[str, Any]]], signum: int) -> None:

@@ -287,16 +287,9 @@ def test_an_os_error_names_its_path_first_on_one_line(tmp_path: Path) -> None:
     from emulator.cli.app import MAX_PATH_IN_ERROR, os_error_line
 
     long_name = tmp_path / ("a" * 300)
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "run", str(long_name), "-o", str(tmp_path / "out"), "-q"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
-    assert done.returncode == 2, done
-    lines = done.stderr.strip().splitlines()
+    rc, err = _cli_child("run", long_name, "-o", tmp_path / "out", "-q")
+    assert rc == E_BAD_INPUT, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "Errno" not in lines[0], lines
     assert lines[0].startswith(f"chainreplay: error: {str(tmp_path)[:20]}") and lines[0].endswith("File name too long")
     assert len(lines[0]) < MAX_PATH_IN_ERROR + 80
@@ -319,17 +312,8 @@ def test_an_os_error_names_its_path_first_on_one_line(tmp_path: Path) -> None:
 def test_guest_values_out_of_range_on_the_command_line_are_one_line_usage_errors(
     tmp_path: Path, flags: list[str], expected: str
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "run", str(HELLO), "-o", str(tmp_path / "out"), "-q", *flags],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
-    assert done.returncode == 2, done
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], lines
+    rc, err = _cli_child("run", HELLO, "-o", tmp_path / "out", "-q", *flags)
+    _one_line(rc, err, expected)
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
 
@@ -351,17 +335,8 @@ def test_guest_values_out_of_range_in_a_scenario_name_their_key(
     text = toml.read_text(encoding="utf-8")
     assert edit[0] in text
     toml.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "run", str(folder), "-o", str(tmp_path / "out"), "-q"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
-    assert done.returncode == 2, done
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], lines
+    rc, err = _cli_child("run", folder, "-o", tmp_path / "out", "-q")
+    _one_line(rc, err, expected)
 
 
 # ---- a hand-edited trace whose values no replay could record -----------------------------------
