@@ -121,6 +121,13 @@ def timed_batch(batch: list[BatchTarget], out: Path, **options: Any) -> dict[str
     return figures
 
 
+def both_pools(batch: list[BatchTarget], root: Path, figures: dict[str, Any]) -> None:
+    """The local pools -j 1 then -j 2 into ``figures`` (``pool_j1``, ``pool_j2``)."""
+    for jobs in (1, 2):
+        figures[f"pool_j{jobs}"] = timed_batch(batch, root / f"j{jobs}", jobs=jobs)
+        print(f"pool -j {jobs}: {figures[f'pool_j{jobs}']['wall_s']} s", flush=True)
+
+
 def _where_the_time_went(tasks: list[dict[str, Any]], started_at: float) -> dict[str, Any]:
     """CPU by process kind, the start-up before the first replay, the steady state, the tail."""
     by_worker: dict[str, list[dict[str, Any]]] = {}
@@ -317,10 +324,7 @@ def twin(batch: list[BatchTarget], path: Path) -> int:
     print(f"two-process scaling of this machine: {figures['machine_scaling']['scaling']}x", flush=True)
     with tempfile.TemporaryDirectory(prefix="chainreplay-bench-batch-") as tmp:
         root = Path(tmp)
-        figures["pool_j1"] = timed_batch(batch, root / "j1", jobs=1)
-        print(f"pool -j 1: {figures['pool_j1']['wall_s']} s", flush=True)
-        figures["pool_j2"] = timed_batch(batch, root / "j2", jobs=2)
-        print(f"pool -j 2: {figures['pool_j2']['wall_s']} s", flush=True)
+        both_pools(batch, root, figures)
         figures["twin_j1"] = twins(len(batch), root)
         print(f"two -j 1 side by side, half the replays each: {figures['twin_j1']['wall_s']} s", flush=True)
     j1, j2 = figures["pool_j1"], figures["pool_j2"]
@@ -383,10 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="chainreplay-bench-batch-") as tmp:
         root = Path(tmp)
-        figures["pool_j1"] = timed_batch(batch, root / "j1", jobs=1)
-        print(f"pool -j 1: {figures['pool_j1']['wall_s']} s", flush=True)
-        figures["pool_j2"] = timed_batch(batch, root / "j2", jobs=2)
-        print(f"pool -j 2: {figures['pool_j2']['wall_s']} s", flush=True)
+        both_pools(batch, root, figures)
         if not args.pool_only:
             figures["dask_2_workers"] = dask_vs_pool(batch, root / "dask", figures["pool_j2"])
             print(f"dask 2 workers: {figures['dask_2_workers']['wall_s']} s", flush=True)

@@ -50,7 +50,7 @@ from typing import Any
 from emulator import __version__
 from emulator.check import TargetResult, judge
 from emulator.expect import Expect
-from emulator.lifecycle import Interrupted, SignalWatch
+from emulator.lifecycle import SignalWatch
 from emulator.plan import ReplayPlan
 from emulator.report import Report
 
@@ -616,14 +616,7 @@ def run_batch(
             with SignalWatch() as watch:
                 slots = dask_slots(sum(threads.values()), len(pending))
                 top_up(slots, 0)
-                completed, done = iter(running), 0
-                while watch.signum is None:
-                    try:
-                        with watch.waiting():
-                            future = next(completed)
-                    except (StopIteration, Interrupted):
-                        break
-                    done += 1
+                for done, future in enumerate(watch.until_signalled(iter(running)), start=1):
                     top_up(slots, done)  # before judging this one: its worker is idle
                     take_dask(future)
                     if len(futures) < len(pending):
@@ -668,13 +661,7 @@ def run_batch(
                     except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
                         finished(local[future], None, f"{type(err).__name__}: {err}")
 
-                completed = cf.as_completed(local)
-                while watch.signum is None:
-                    try:
-                        with watch.waiting():
-                            future = next(completed)
-                    except (StopIteration, Interrupted):
-                        break
+                for future in watch.until_signalled(cf.as_completed(local)):
                     take(future)
                 if watch.signum is not None:
                     interrupted = watch.signum

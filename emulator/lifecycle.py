@@ -13,7 +13,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Interrupted(BaseException):
@@ -212,3 +214,15 @@ class SignalWatch:
             yield
         finally:
             self._raise_now = False
+
+    def until_signalled(self, items: Iterator[T]) -> Iterator[T]:
+        """``items`` (a blocking iterator: futures as they complete) until it ends or a
+        termination signal comes; the signal ends the wait for the next item at once, never the
+        work done with one."""
+        while self.signum is None:
+            try:
+                with self.waiting():
+                    item = next(items)
+            except (StopIteration, Interrupted):
+                return
+            yield item
