@@ -84,6 +84,14 @@ GENERALITY = [
     "net-chunks-xor",
     "inject-stack-cipher",
     "net-reg-stash",
+    "env-b64-xor-x86",
+    "file-stack-cipher-x86",
+    "net-chunks-xor-x86",
+    "net-reg-stash-x86",
+    "file-mapview-exec-x86",
+    "reg-split-xor",
+    "self-callbacks",
+    "file-xor-add",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

@@ -183,6 +183,43 @@ def test_file_read_then_decrypted_in_place_and_executed_gives_decrypts_to_from_t
     }
 
 
+def test_values_of_one_key_read_into_one_buffer_are_one_carrier() -> None:
+    """A payload split across three values of one key (scenarios/reg-split-xor), each read at the
+    end of the last into one buffer: the stage is the whole payload decoded, not the first value's
+    part of it, and its origin names every value. Each read's rendered value comes between the
+    buffers (the registry event before its registry_read buffer)."""
+    t = Trace()
+    t.entry()
+    plaintext = code(3, 225)
+    ciphertext = xor_const(plaintext)
+    key = r"HKEY_CURRENT_USER\Software\Demo"
+    buffer, buffers = 0x7F000, []
+    for i in range(3):
+        part = ciphertext[i * 75 : (i + 1) * 75]
+        t.add(RegistryAccess, stage="s0", op="read", path=key, value_name=f"Part{i + 1}", value=part.hex())
+        buffers.append(
+            t.add(
+                DataBuffer,
+                stage="s0",
+                source="registry_read",
+                address=buffer + i * 75,
+                size=75,
+                sha256=t.blob(part),
+                ref=f"{key}\\Part{i + 1}",
+                api="advapi32.RegQueryValueExA",
+            )
+        )
+    t.stage("s1", "s0", plaintext + bytes(0x1000 - len(plaintext)), 0x60000)
+
+    stages, _ = analyse(t)
+    link = stages[1].link
+    assert link is not None
+    assert (link.how, link.source_type, link.source_ref) == ("decoded", "registry", f"{key}\\Part1 + Part2 + Part3")
+    assert [(h.transform, h.detail) for h in link.hops][1:] == [("xor", "key 0x5a")]
+    assert stages[1].size == len(plaintext)
+    assert set(buffers) <= set(link.hops[0].evidence)
+
+
 def test_file_bytes_xored_into_new_memory_give_decodes_to_with_the_key() -> None:
     """A one-byte XOR by guest code is recognised from the bytes alone (known plaintext)."""
     t = Trace()

@@ -131,7 +131,10 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 carrier.node = f"image:{owner.id}" if owner is not None else None
             if carrier is not None:
                 carrier.evidence.extend(_api_call_of(events, index, event))
-                if not _extends(carriers[-1] if carriers else None, carrier):
+                # The latest carrier an API put at an address: the value a registry read rendered
+                # (no address) comes between the reads of two values into one buffer.
+                latest = next((c for c in reversed(carriers) if c.address is not None), None)
+                if not _extends(latest, carrier):
                     carriers.append(carrier)
         elif isinstance(event, NetworkExchange) and event.response.sha256 in blobs:
             ref = event.url or event.host
@@ -260,15 +263,20 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
     """Join a carrier to the previous one when it continues it in memory: a decoding API's
     output (a payload turned back into bytes one UUID or address string per call: one buffer,
     traced upstream through the inputs joined as the NUL-terminated strings they were), or the
-    next piece of one file or response read into one buffer chunk by chunk."""
+    next piece of one file or response, or the next value of one registry key, read into one
+    buffer chunk by chunk (a payload split across values: the ref names each value)."""
     if previous is None or previous.address is None or carrier.address != previous.address + len(previous.data):
         return False
-    if carrier.kind in _PIECEWISE_READS and (previous.kind, previous.ref, previous.stage, previous.transform) == (
-        carrier.kind,
-        carrier.ref,
-        carrier.stage,
-        carrier.transform,
+    if (
+        carrier.kind in _PIECEWISE_READS
+        and carrier.node is not None
+        and (previous.kind, previous.node, previous.stage, previous.transform)
+        == (carrier.kind, carrier.node, carrier.stage, carrier.transform)
     ):
+        name = carrier.ref.rpartition("\\")[2]
+        if carrier.kind == "registry" and carrier.ref != previous.ref and not previous.ref.endswith(" + " + name):
+            # Another value of the key: "KEY\\Part1 + Part2".
+            previous.ref += " + " + name
         # Joined in place (a download may come in thousands of pieces); bytearray does all that
         # the searches ask of bytes.
         joined = previous.data if isinstance(previous.data, bytearray) else bytearray(previous.data)
