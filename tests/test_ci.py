@@ -260,6 +260,36 @@ def test_bare_sample_baseline_does_not_depend_on_its_host_folder(tmp_path: Path,
     assert result.rc == 0, result.out
 
 
+def test_a_folder_of_scenarios_stands_for_them_and_a_glob_naming_a_non_scenario_is_refused(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """The documented CI command names every scenario: `scenarios/*/` also names the shared
+    sources of scenarios/lineage-common, so the folder itself is the way to say "every scenario"."""
+    from emulator.cli.targets import expand_targets
+
+    parent = tmp_path / "scenarios"
+    for name in ("negative-control", "benign-dll"):
+        _scenario_copy(parent, name)
+    (parent / "common").mkdir()
+    (parent / "common" / "rules.mk").write_text("all:\n", encoding="utf-8")
+    assert expand_targets([str(parent)]) == [parent / "benign-dll", parent / "negative-control"]
+    assert expand_targets([str(REPO / "scenarios")]) == [SCENARIOS / name for name in COMMITTED]
+
+    line = cli("check", *sorted(parent.glob("*/")), "--update", "-o", tmp_path / "o").error_line()
+    assert line.endswith(
+        f"{parent / 'common'}: not a scenario folder (no scenario.toml); "
+        f"to take every scenario folder beside it, give {parent} itself"
+    ), line
+    assert not (tmp_path / "o").exists()
+    updated = cli("check", parent, "--update", "-o", tmp_path / "o", "-q")
+    assert updated.rc == 0, updated.err
+    assert updated.out.splitlines() == [
+        f"benign-dll: wrote {parent / 'benign-dll' / BASELINE_FILE}",
+        f"negative-control: wrote {parent / 'negative-control' / BASELINE_FILE}",
+    ]
+    assert "no such file or folder" in cli("batch", parent / "nothing", "--check").error_line()
+
+
 # ---- run --expect / --fail-on / --junit ----------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from emulator.cli.common import (
     replay_or_exit_code,
     write_output_file,
 )
-from emulator.cli.targets import _plan_for_target
+from emulator.cli.targets import _plan_for_target, expand_targets
 from emulator.scenario import SCENARIO_FILE, ScenarioError, read_scenario_file
 
 
@@ -116,7 +116,12 @@ def _add_check_parser(sub: Any) -> None:
         allow_abbrev=False,
         help="replay, compare with the baseline and evaluate [expect]; exit 1 on drift",
     )
-    check.add_argument("targets", nargs="+", metavar="TARGET", help="scenario folders (or samples with --baseline)")
+    check.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="scenario folders, a folder of them (scenarios), or samples with --baseline",
+    )
     check.add_argument(
         "--baseline", metavar="FILE", help=f"baseline to compare with (default: TARGET/{BASELINE_FILE}); one target"
     )
@@ -141,14 +146,12 @@ def _check(args: argparse.Namespace) -> int:
     from emulator.check import BaselineError, dumps_baseline, judge, load_baseline, normalise
     from emulator.report import Report
 
-    if args.baseline and len(args.targets) > 1:
-        raise UsageError("--baseline applies to one target; give one target or none")
     fail_on = _fail_on(args)
+    targets = expand_targets(args.targets)
+    if args.baseline and len(targets) > 1:
+        raise UsageError("--baseline applies to one target; give one target or none")
     jobs = []
-    for text in args.targets:
-        target = Path(text)
-        if not target.exists():
-            raise UsageError(f"{target}: no such file or folder")
+    for target in targets:
         plan = _plan_for_target(target, allow_unverified=args.allow_unverified)
         baseline_path = _baseline_path(args, target)
         baseline = None
