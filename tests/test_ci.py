@@ -353,3 +353,57 @@ def test_junit_marks_xfail_as_skipped(scenario_report: Callable[[str], dict[str,
     cases = [case for suite in JUnitXml.fromfile(str(tmp_path / "j.xml")) for case in suite]
     assert isinstance(cases[-1].result[0], Skipped)
     assert not result.failed
+
+
+def test_junit_and_terminal_escape_what_the_sample_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Drift and evidence quote the sample (paths, hosts, names): one control character made the
+    JUnit file unreadable to every parser, and reached the terminal as is."""
+    import xml.etree.ElementTree as ET
+
+    from emulator.check import Change, Drift, TargetResult
+    from emulator.cli.ci import _print_result_lines
+    from emulator.expect import ExpectResult
+    from emulator.junit import MAX_MESSAGE, write_junit
+
+    raw = "evil\x00\x01\x1b[31m\x7f\ufffe\ud800\u202e.example"
+    drift = Drift(
+        changes=[
+            Change("s0", "files", "appeared", f"write C:\\{raw}"),
+            Change("chain", "graph", "vanished", "x" * 50_000),
+        ],
+        stage_names={"s0": f"stage\x08{raw}"},
+    )
+    result = TargetResult(
+        target="t",
+        name="n",
+        outdir="o",
+        outcome="fault",
+        expectations=[
+            ExpectResult(f"contacts {raw}", "fail", f"hosts contacted: {raw}"),
+            ExpectResult("l", "fail", "y" * 50_000),
+        ],
+        drift=drift,
+        baseline="b.json",
+        fail_reasons=[f"outcome fault (--fail-on fault): {raw}"],
+    )
+    path = tmp_path / "junit.xml"
+    write_junit([result], path)
+    ET.parse(path)  # well-formed XML 1.0
+    cases = [case for suite in JUnitXml.fromfile(str(path)) for case in suite]
+    assert [c.name for c in cases] == [
+        "replay t",
+        "expect: contacts evil\\u0000\\u0001\\u001b[31m\\u007f\\ufffe\\ud800\\u202e.example",
+        "expect: l",
+    ]
+    replay_failure = cases[0].result[0]
+    assert isinstance(replay_failure, Failure)
+    assert "+ files: write C:\\evil\\u0000\\u0001\\u001b[31m" in replay_failure.text
+    assert "x" * 50_000 in replay_failure.text
+    long_failure = cases[2].result[0]
+    assert len(long_failure.message) == MAX_MESSAGE and long_failure.text.endswith("y" * 50_000)
+
+    _print_result_lines(result)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x00" not in out and "\u202e" not in out
+    assert "n: FAIL outcome fault (--fail-on fault): evil\\u0000\\u0001\\u001b[31m" in out
+    assert "stage s0 stage\\u0008evil" in out

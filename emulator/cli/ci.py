@@ -75,18 +75,29 @@ def _run_expectations(args: argparse.Namespace, target: Path, *, bare: bool) -> 
     return expect
 
 
+# Characters of one printed line of a verdict (the drift, an expectation's evidence).
+MAX_VERDICT_LINE = 2000
+
+
 def _print_result_lines(result: Any, *, stream: Any = None, verbose: bool = False) -> None:
+    """The verdict on one target; what it quotes of the sample (paths, hosts, values, names)
+    with control and format characters escaped, as every other terminal output."""
     from emulator.check import render_drift
     from emulator.expect import format_results
+    from emulator.sanitize import lines_for_display
 
     out = stream or sys.stdout
+
+    def say(text: str) -> None:
+        print(lines_for_display(text, MAX_VERDICT_LINE), file=out)
+
     for reason in result.fail_reasons:
-        print(f"{result.name}: FAIL {reason}", file=out)
+        say(f"{result.name}: FAIL {reason}")
     for line in format_results(result.expectations, verbose=verbose):
-        print(f"{result.name}: {line}", file=out)
+        say(f"{result.name}: {line}")
     if result.drift is not None:
         title = f"{result.name} (against {result.baseline})"
-        print(render_drift(result.drift, title=title), file=out)
+        say(render_drift(result.drift, title=title))
 
 
 def _judge_run(
