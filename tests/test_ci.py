@@ -407,3 +407,35 @@ def test_junit_and_terminal_escape_what_the_sample_wrote(tmp_path: Path, capsys:
     assert "\x1b" not in out and "\x00" not in out and "\u202e" not in out
     assert "n: FAIL outcome fault (--fail-on fault): evil\\u0000\\u0001\\u001b[31m" in out
     assert "stage s0 stage\\u0008evil" in out
+
+
+def test_guest_paths_and_hosts_compare_as_windows_resolves_them(
+    scenario_report: Callable[[str], dict[str, Any]],
+) -> None:
+    """writes_only_under: '..' cannot climb out of a folder unseen, the NT prefixes \\\\?\\ and \\??\\,
+    either slash and any case name the same file; contacts: a.example. is a.example."""
+    report = _model(scenario_report("tcp-stager-x86"))
+    allowed = ["c:/users/PUBLIC/"]
+
+    def written(path: str) -> str:
+        files = [report.files[0].model_copy(update={"op": "write", "path": path})]
+        (result,) = evaluate(
+            Expect(writes_only_under=allowed), report.model_copy(update={"files": files, "dropped": []})
+        )[1:]
+        return result.status
+
+    assert written("C:\\Users\\Public\\..\\..\\Windows\\System32\\evil.dll") == "fail"
+    assert written("C:\\Users\\Public\\x\\..\\..\\PublicX\\y.txt") == "fail"
+    assert written("C:\\Users\\PublicX\\y.txt") == "fail"
+    for inside in ("\\\\?\\C:\\Users\\Public\\x.txt", "\\??\\c:\\users\\public\\x.txt", "C:/USERS/Public//a/./b.txt"):
+        assert written(inside) == "pass", inside
+
+    dotted = report.model_copy(
+        update={"network": [n.model_copy(update={"host": n.host + "."}) for n in report.network]}
+    )
+    results = evaluate(Expect(contacts=["Relay.example-c2.net"], contacts_only=["relay.example-c2.net"]), dotted)
+    assert [r.status for r in results] == ["pass", "pass", "pass"], results
+    only = evaluate(
+        Expect(contacts_only=[]), report.model_copy(update={"network": [n for n in report.network if n.kind == "dns"]})
+    )
+    assert only[1].status == "fail" and "relay.example-c2.net (seq" in only[1].evidence
