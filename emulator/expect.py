@@ -10,6 +10,7 @@ expectation, each naming what was expected and, when it fails, the evidence from
 from __future__ import annotations
 
 import difflib
+import ntpath
 import re
 import tomllib
 from dataclasses import dataclass
@@ -151,10 +152,27 @@ def api_matches(called: str, wanted: str) -> bool:
     return called == wanted or called.endswith("." + wanted) or wanted.endswith("." + called)
 
 
+# Prefixes of the NT namespace a Win32 path may be written with (\\?\C:\..., \??\C:\..., \\.\C:\...).
+_NT_PREFIX = re.compile(r"^(?:\\\\\?\\|\\\?\?\\|\\\\\.\\)(?=[A-Za-z]:)")
+
+
+def guest_path_key(path: str) -> str:
+    r"""A guest path as Windows resolves it, for comparing: either slash, any case, the NT
+    prefixes \\?\ and \??\ dropped, '.' and '..' resolved (C:\A\..\B is C:\B), doubled
+    separators folded."""
+    text = _NT_PREFIX.sub("", path.replace("/", "\\"))
+    return ntpath.normpath(text).lower() if text else ""
+
+
+def host_key(host: str) -> str:
+    """A host name for comparing: any case, without the root's trailing dot (a.example. is a.example)."""
+    return host.lower().rstrip(".")
+
+
 def _under(path: str, folders: list[str]) -> bool:
-    norm = path.replace("/", "\\").lower()
+    norm = guest_path_key(path)
     for folder in folders:
-        prefix = folder.replace("/", "\\").lower().rstrip("\\") + "\\"
+        prefix = guest_path_key(folder).rstrip("\\") + "\\"
         if norm.startswith(prefix):
             return True
     return False
@@ -171,8 +189,8 @@ def contacted_hosts(report: Report) -> list[str]:
     """Hosts the replay reached for (DNS, HTTP, TCP, UDP; blocked or not), in order, once each."""
     seen: dict[str, None] = {}
     for record in report.network:
-        if record.host:
-            seen.setdefault(record.host.lower(), None)
+        if host_key(record.host):
+            seen.setdefault(host_key(record.host), None)
     return list(seen)
 
 
@@ -223,13 +241,13 @@ def evaluate(expect: Expect, report: Report) -> list[ExpectResult]:
 
     hosts = contacted_hosts(report)
     for host in expect.contacts:
-        add(f"contacts {host}", host.lower() in hosts, f"hosts contacted: {_short(hosts)}")
+        add(f"contacts {host}", host_key(host) in hosts, f"hosts contacted: {_short(hosts)}")
     if expect.contacts_only is not None:
-        allowed = {h.lower() for h in expect.contacts_only}
+        allowed = {host_key(h) for h in expect.contacts_only}
         outside = [
             f"{r.host} (seq {r.seq}, stage {r.stage})"
             for r in report.network
-            if r.host and r.host.lower() not in allowed
+            if host_key(r.host) and host_key(r.host) not in allowed
         ]
         add(
             f"contacts no host outside {sorted(allowed)}",

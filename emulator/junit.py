@@ -4,6 +4,11 @@ The document follows the common JUnit schema that GitHub Actions, GitLab CI and 
 ``<testsuites>`` holding one ``<testsuite name="chainreplay">`` of ``<testcase classname="TARGET"
 name="...">`` elements, each with at most one ``<failure message="..." type="...">`` (its text the
 evidence or the drift) or ``<skipped message="...">`` (a known failure, an ``xfail``).
+
+Every name, message and text passes through :func:`emulator.sanitize.lines_for_display`: the
+drift and the evidence quote what the sample did (paths, hosts, registry values, object names),
+and one control character there would make the whole document unreadable to every XML parser.
+A message attribute is cut at ``MAX_MESSAGE`` characters; the element's text holds it all.
 """
 
 from __future__ import annotations
@@ -12,12 +17,25 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from emulator.check import TargetResult, render_drift
+from emulator.sanitize import for_display, lines_for_display
 
 SUITE_NAME = "chainreplay"
+# Characters of a failure's or skip's message attribute (CI systems show it as a title).
+MAX_MESSAGE = 1000
+# Characters of one line of an element's text.
+MAX_TEXT_LINE = 100_000
+
+
+def _attr(text: str, limit: int = MAX_MESSAGE) -> str:
+    return for_display(text, limit)
+
+
+def _text(text: str) -> str:
+    return lines_for_display(text, MAX_TEXT_LINE)
 
 
 def _case(suite: ET.Element, classname: str, name: str, seconds: float = 0.0) -> ET.Element:
-    return ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
+    return ET.SubElement(suite, "testcase", classname=_attr(classname), name=_attr(name), time=f"{seconds:.3f}")
 
 
 def junit_xml(results: list[TargetResult], *, command: str = "check") -> str:
@@ -37,20 +55,22 @@ def junit_xml(results: list[TargetResult], *, command: str = "check") -> str:
             text.append(render_drift(result.drift, title=result.name))
         if problems:
             failures += 1
-            failure = ET.SubElement(replay, "failure", message="; ".join(problems), type="drift" if text else "outcome")
-            failure.text = "\n".join([*problems, *text])
+            failure = ET.SubElement(
+                replay, "failure", message=_attr("; ".join(problems)), type="drift" if text else "outcome"
+            )
+            failure.text = _text("\n".join([*problems, *text]))
         out = ET.SubElement(replay, "system-out")
-        out.text = f"outcome {result.outcome}; {result.stages} stages; output {result.outdir}"
+        out.text = _text(f"outcome {result.outcome}; {result.stages} stages; output {result.outdir}")
         for expectation in result.expectations:
             case = _case(suite, result.name, f"expect: {expectation.name}")
             tests += 1
             if expectation.status == "fail":
                 failures += 1
-                element = ET.SubElement(case, "failure", message=expectation.evidence, type="expectation")
-                element.text = f"{expectation.name}\n{expectation.evidence}"
+                element = ET.SubElement(case, "failure", message=_attr(expectation.evidence), type="expectation")
+                element.text = _text(f"{expectation.name}\n{expectation.evidence}")
             elif expectation.status == "xfail":
                 skipped += 1
-                ET.SubElement(case, "skipped", message=f"known failure: {expectation.evidence}")
+                ET.SubElement(case, "skipped", message=_attr(f"known failure: {expectation.evidence}"))
     for element, (tests_, failures_, skipped_) in ((suite, (tests, failures, skipped)), (root, (tests, failures, 0))):
         element.set("tests", str(tests_))
         element.set("failures", str(failures_))

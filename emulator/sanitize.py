@@ -6,9 +6,11 @@ import re
 import unicodedata
 
 # Control characters, the bidirectional overrides and other invisible format characters that can
-# disguise a name (U+202E ...), line/paragraph separators, and lone surrogates (which no UTF-8
-# writer accepts).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
+# disguise a name (U+202E ...), line/paragraph separators, lone surrogates (which no UTF-8
+# writer accepts) and the noncharacters U+FFFE and U+FFFF (which XML 1.0 refuses).
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufffe\uffff\ud800-\udfff]"
+)
 MAX_DISPLAY = 260
 
 
@@ -31,6 +33,13 @@ def for_display(text: str, limit: int = MAX_DISPLAY) -> str:
     ``limit`` characters (ending in ``...``). A display name only: never used as a path."""
     cleaned = _MAYBE_UNSAFE.sub(_escape_match, text) if not text.isascii() or _UNSAFE.search(text) else text
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+def lines_for_display(text: str, limit: int = MAX_DISPLAY) -> str:
+    """``text`` line by line through :func:`for_display` (each line cut at ``limit``): its line
+    breaks kept, every other control, format and surrogate character escaped. Also what XML 1.0
+    accepts as character data (it refuses most control characters, even escaped as ``&#1;``)."""
+    return "\n".join(for_display(line, limit) for line in text.split("\n"))
 
 
 def json_safe(value: object, depth: int = 0) -> object:

@@ -260,6 +260,36 @@ def test_bare_sample_baseline_does_not_depend_on_its_host_folder(tmp_path: Path,
     assert result.rc == 0, result.out
 
 
+def test_a_folder_of_scenarios_stands_for_them_and_a_glob_naming_a_non_scenario_is_refused(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """The documented CI command names every scenario: `scenarios/*/` also names the shared
+    sources of scenarios/lineage-common, so the folder itself is the way to say "every scenario"."""
+    from emulator.cli.targets import expand_targets
+
+    parent = tmp_path / "scenarios"
+    for name in ("negative-control", "benign-dll"):
+        _scenario_copy(parent, name)
+    (parent / "common").mkdir()
+    (parent / "common" / "rules.mk").write_text("all:\n", encoding="utf-8")
+    assert expand_targets([str(parent)]) == [parent / "benign-dll", parent / "negative-control"]
+    assert expand_targets([str(REPO / "scenarios")]) == [SCENARIOS / name for name in COMMITTED]
+
+    line = cli("check", *sorted(parent.glob("*/")), "--update", "-o", tmp_path / "o").error_line()
+    assert line.endswith(
+        f"{parent / 'common'}: not a scenario folder (no scenario.toml); "
+        f"to take every scenario folder beside it, give {parent} itself"
+    ), line
+    assert not (tmp_path / "o").exists()
+    updated = cli("check", parent, "--update", "-o", tmp_path / "o", "-q")
+    assert updated.rc == 0, updated.err
+    assert updated.out.splitlines() == [
+        f"benign-dll: wrote {parent / 'benign-dll' / BASELINE_FILE}",
+        f"negative-control: wrote {parent / 'negative-control' / BASELINE_FILE}",
+    ]
+    assert "no such file or folder" in cli("batch", parent / "nothing", "--check").error_line()
+
+
 # ---- run --expect / --fail-on / --junit ----------------------------------------------------------------
 
 
@@ -323,3 +353,89 @@ def test_junit_marks_xfail_as_skipped(scenario_report: Callable[[str], dict[str,
     cases = [case for suite in JUnitXml.fromfile(str(tmp_path / "j.xml")) for case in suite]
     assert isinstance(cases[-1].result[0], Skipped)
     assert not result.failed
+
+
+def test_junit_and_terminal_escape_what_the_sample_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Drift and evidence quote the sample (paths, hosts, names): one control character made the
+    JUnit file unreadable to every parser, and reached the terminal as is."""
+    import xml.etree.ElementTree as ET
+
+    from emulator.check import Change, Drift, TargetResult
+    from emulator.cli.ci import _print_result_lines
+    from emulator.expect import ExpectResult
+    from emulator.junit import MAX_MESSAGE, write_junit
+
+    raw = "evil\x00\x01\x1b[31m\x7f\ufffe\ud800\u202e.example"
+    drift = Drift(
+        changes=[
+            Change("s0", "files", "appeared", f"write C:\\{raw}"),
+            Change("chain", "graph", "vanished", "x" * 50_000),
+        ],
+        stage_names={"s0": f"stage\x08{raw}"},
+    )
+    result = TargetResult(
+        target="t",
+        name="n",
+        outdir="o",
+        outcome="fault",
+        expectations=[
+            ExpectResult(f"contacts {raw}", "fail", f"hosts contacted: {raw}"),
+            ExpectResult("l", "fail", "y" * 50_000),
+        ],
+        drift=drift,
+        baseline="b.json",
+        fail_reasons=[f"outcome fault (--fail-on fault): {raw}"],
+    )
+    path = tmp_path / "junit.xml"
+    write_junit([result], path)
+    ET.parse(path)  # well-formed XML 1.0
+    cases = [case for suite in JUnitXml.fromfile(str(path)) for case in suite]
+    assert [c.name for c in cases] == [
+        "replay t",
+        "expect: contacts evil\\u0000\\u0001\\u001b[31m\\u007f\\ufffe\\ud800\\u202e.example",
+        "expect: l",
+    ]
+    replay_failure = cases[0].result[0]
+    assert isinstance(replay_failure, Failure)
+    assert "+ files: write C:\\evil\\u0000\\u0001\\u001b[31m" in replay_failure.text
+    assert "x" * 50_000 in replay_failure.text
+    long_failure = cases[2].result[0]
+    assert len(long_failure.message) == MAX_MESSAGE and long_failure.text.endswith("y" * 50_000)
+
+    _print_result_lines(result)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x00" not in out and "\u202e" not in out
+    assert "n: FAIL outcome fault (--fail-on fault): evil\\u0000\\u0001\\u001b[31m" in out
+    assert "stage s0 stage\\u0008evil" in out
+
+
+def test_guest_paths_and_hosts_compare_as_windows_resolves_them(
+    scenario_report: Callable[[str], dict[str, Any]],
+) -> None:
+    """writes_only_under: '..' cannot climb out of a folder unseen, the NT prefixes \\\\?\\ and \\??\\,
+    either slash and any case name the same file; contacts: a.example. is a.example."""
+    report = _model(scenario_report("tcp-stager-x86"))
+    allowed = ["c:/users/PUBLIC/"]
+
+    def written(path: str) -> str:
+        files = [report.files[0].model_copy(update={"op": "write", "path": path})]
+        (result,) = evaluate(
+            Expect(writes_only_under=allowed), report.model_copy(update={"files": files, "dropped": []})
+        )[1:]
+        return result.status
+
+    assert written("C:\\Users\\Public\\..\\..\\Windows\\System32\\evil.dll") == "fail"
+    assert written("C:\\Users\\Public\\x\\..\\..\\PublicX\\y.txt") == "fail"
+    assert written("C:\\Users\\PublicX\\y.txt") == "fail"
+    for inside in ("\\\\?\\C:\\Users\\Public\\x.txt", "\\??\\c:\\users\\public\\x.txt", "C:/USERS/Public//a/./b.txt"):
+        assert written(inside) == "pass", inside
+
+    dotted = report.model_copy(
+        update={"network": [n.model_copy(update={"host": n.host + "."}) for n in report.network]}
+    )
+    results = evaluate(Expect(contacts=["Relay.example-c2.net"], contacts_only=["relay.example-c2.net"]), dotted)
+    assert [r.status for r in results] == ["pass", "pass", "pass"], results
+    only = evaluate(
+        Expect(contacts_only=[]), report.model_copy(update={"network": [n for n in report.network if n.kind == "dns"]})
+    )
+    assert only[1].status == "fail" and "relay.example-c2.net (seq" in only[1].evidence

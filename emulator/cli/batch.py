@@ -16,7 +16,7 @@ from emulator.cli.common import (
     E_SIGNAL_BASE,
     UsageError,
 )
-from emulator.cli.targets import _plan_for_target
+from emulator.cli.targets import _plan_for_target, expand_targets
 
 
 def _add_batch_parser(sub: Any) -> None:
@@ -25,7 +25,9 @@ def _add_batch_parser(sub: Any) -> None:
         allow_abbrev=False,
         help="replay many targets on a pool of warm workers or a Dask cluster",
     )
-    batch.add_argument("targets", nargs="+", metavar="TARGET", help="scenario folders or bare samples")
+    batch.add_argument(
+        "targets", nargs="+", metavar="TARGET", help="scenario folders, a folder of them (scenarios), or bare samples"
+    )
     batch.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="local workers (default: CPU count)")
     batch.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler")
     batch.add_argument("-o", "--output", metavar="OUTDIR", help="parent of the output folders (default: reports/)")
@@ -51,10 +53,7 @@ def _batch(args: argparse.Namespace) -> int:
     fail_on = _fail_on(args)
     targets = []
     seen: set[str] = set()
-    for text in args.targets:
-        path = Path(text)
-        if not path.exists():
-            raise UsageError(f"{path}: no such file or folder")
+    for path in expand_targets(args.targets):
         plan = _plan_for_target(path, allow_unverified=args.allow_unverified)
         if plan.name in seen:
             raise UsageError(f"{path}: a second target named {plan.name!r}; their output folders would collide")

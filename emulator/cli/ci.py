@@ -18,7 +18,7 @@ from emulator.cli.common import (
     replay_or_exit_code,
     write_output_file,
 )
-from emulator.cli.targets import _plan_for_target
+from emulator.cli.targets import _plan_for_target, expand_targets
 from emulator.scenario import SCENARIO_FILE, ScenarioError, read_scenario_file
 
 
@@ -75,18 +75,29 @@ def _run_expectations(args: argparse.Namespace, target: Path, *, bare: bool) -> 
     return expect
 
 
+# Characters of one printed line of a verdict (the drift, an expectation's evidence).
+MAX_VERDICT_LINE = 2000
+
+
 def _print_result_lines(result: Any, *, stream: Any = None, verbose: bool = False) -> None:
+    """The verdict on one target; what it quotes of the sample (paths, hosts, values, names)
+    with control and format characters escaped, as every other terminal output."""
     from emulator.check import render_drift
     from emulator.expect import format_results
+    from emulator.sanitize import lines_for_display
 
     out = stream or sys.stdout
+
+    def say(text: str) -> None:
+        print(lines_for_display(text, MAX_VERDICT_LINE), file=out)
+
     for reason in result.fail_reasons:
-        print(f"{result.name}: FAIL {reason}", file=out)
+        say(f"{result.name}: FAIL {reason}")
     for line in format_results(result.expectations, verbose=verbose):
-        print(f"{result.name}: {line}", file=out)
+        say(f"{result.name}: {line}")
     if result.drift is not None:
         title = f"{result.name} (against {result.baseline})"
-        print(render_drift(result.drift, title=title), file=out)
+        say(render_drift(result.drift, title=title))
 
 
 def _judge_run(
@@ -116,7 +127,12 @@ def _add_check_parser(sub: Any) -> None:
         allow_abbrev=False,
         help="replay, compare with the baseline and evaluate [expect]; exit 1 on drift",
     )
-    check.add_argument("targets", nargs="+", metavar="TARGET", help="scenario folders (or samples with --baseline)")
+    check.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="scenario folders, a folder of them (scenarios), or samples with --baseline",
+    )
     check.add_argument(
         "--baseline", metavar="FILE", help=f"baseline to compare with (default: TARGET/{BASELINE_FILE}); one target"
     )
@@ -141,14 +157,12 @@ def _check(args: argparse.Namespace) -> int:
     from emulator.check import BaselineError, dumps_baseline, judge, load_baseline, normalise
     from emulator.report import Report
 
-    if args.baseline and len(args.targets) > 1:
-        raise UsageError("--baseline applies to one target; give one target or none")
     fail_on = _fail_on(args)
+    targets = expand_targets(args.targets)
+    if args.baseline and len(targets) > 1:
+        raise UsageError("--baseline applies to one target; give one target or none")
     jobs = []
-    for text in args.targets:
-        target = Path(text)
-        if not target.exists():
-            raise UsageError(f"{target}: no such file or folder")
+    for target in targets:
         plan = _plan_for_target(target, allow_unverified=args.allow_unverified)
         baseline_path = _baseline_path(args, target)
         baseline = None

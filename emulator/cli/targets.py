@@ -83,11 +83,39 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
     )
 
 
+def _scenarios_under(folder: Path) -> list[Path]:
+    """The scenario folders directly under ``folder`` (each holds a scenario.toml), by name."""
+    try:
+        return sorted(sub.parent for sub in folder.glob(f"*/{SCENARIO_FILE}"))
+    except OSError:
+        return []
+
+
+def expand_targets(texts: list[str]) -> list[Path]:
+    """The targets of `check` and `batch`, each as given, except a folder of scenarios (no
+    scenario.toml of its own, scenario folders under it, like `scenarios`) which stands for
+    those folders, by name: a shell glob such as `scenarios/*/` also names folders that are not
+    scenarios (shared sources), and a target that is not a scenario is an error, never skipped."""
+    targets: list[Path] = []
+    for text in texts:
+        path = Path(text)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_dir() and file_problem(path / SCENARIO_FILE) == NO_SUCH_FILE:
+            targets.extend(_scenarios_under(path) or [path])
+        else:
+            targets.append(path)
+    return targets
+
+
 def _plan_for_target(path: Path, *, allow_unverified: bool = False) -> ReplayPlan:
     """The plan of a scenario folder, or of a bare sample with `run`'s defaults."""
     if path.is_dir():
         if file_problem(path / SCENARIO_FILE) == NO_SUCH_FILE:  # any other problem: load_scenario names it
-            raise UsageError(f"{path}: not a scenario folder (no {SCENARIO_FILE})")
+            hint = ""
+            if _scenarios_under(path.resolve().parent):
+                hint = f"; to take every scenario folder beside it, give {path.parent} itself"
+            raise UsageError(f"{path}: not a scenario folder (no {SCENARIO_FILE}){hint}")
         try:
             return load_scenario(path, verify=not allow_unverified)
         except ScenarioError as err:
