@@ -510,6 +510,75 @@ def test_generated_yara_rules_match_their_stage_and_not_the_benign_sample(name: 
                 assert bool(rules.match(data=data)) == (other in allowed), (stage.id, other)
 
 
+# Names every Windows program carries (system DLL exports, import tables, GetProcAddress calls).
+_UBIQUITOUS = {
+    "getprocaddress",
+    "getmodulehandlea",
+    "loadlibrarya",
+    "virtualalloc",
+    "virtualprotect",
+    "exitprocess",
+    "getenvironmentvariablea",
+    "kernel32.dll",
+    "ntdll.dll",
+    "user32.dll",
+    "advapi32.dll",
+}
+
+
+@pytest.mark.parametrize("name", CHAINS + GENERALITY)
+def test_generated_yara_rules_key_on_no_api_name_and_no_pe_header(name: str, scenario_outdir: Outdir) -> None:
+    """A rule's strings are the stage's own: never a Windows API or DLL name (in every export and
+    import table, which the small benign corpus does not show), never the bytes of a PE's headers
+    (the layout the linker gives every binary: read here with pefile)."""
+    import pefile
+
+    out = scenario_outdir(name)
+    for stage in _report(out).stages:
+        path = out / "detections" / "yara" / f"{stage.id}.yar"
+        if not path.exists():
+            continue
+        text = path.read_text(encoding="utf-8")
+        data = (out / stage.file).read_bytes()
+        end = pefile.PE(data=data, fast_load=True).OPTIONAL_HEADER.SizeOfHeaders if data[:2] == b"MZ" else 0
+        for quoted, offset in re.findall(r'= "((?:[^"\\]|\\.)*)" (?:ascii|wide)\s+// offset (0x[0-9a-f]+)', text):
+            assert quoted.replace("\\\\", "\\").lower() not in _UBIQUITOUS, (stage.id, quoted)
+            assert int(offset, 16) >= end, (stage.id, quoted, offset)
+        for offset in re.findall(r"= \{[0-9a-f ]+\}\s+// offset (0x[0-9a-f]+)", text):
+            assert int(offset, 16) >= end, (stage.id, offset)
+
+
+def test_api_names_are_the_keys_of_speakeasys_signature_tables() -> None:
+    """The names read straight from the shipped file are the functions and DLLs the engine's
+    signature tables hold (the file's layout read without the engine has not drifted)."""
+    from emulator.backends.speakeasy.signatures import LazyTable, shipped
+    from emulator.export.detections.yara_rules import is_api_name, windows_api_names
+
+    tables = shipped()
+    assert tables
+    expected = {key.lower() for t in tables.values() for table in (t[2], t[3]) for key in LazyTable(table)}
+    assert windows_api_names() == expected and len(expected) > 15_000
+    assert is_api_name("KERNEL32.dll") and is_api_name("WinHttpOpen") and not is_api_name("CHAINREPLAY_SANDBOX")
+
+
+def test_generated_yara_rules_of_chains_from_other_sources_do_not_match_each_other(scenario_outdir: Outdir) -> None:
+    """3CX and the WinHTTP downloader share no source with the generality suite (built from
+    scenarios/lineage-common): no rule of one side matches a stage of the other."""
+    sides = [["3cx", "3cx-x86", "winhttp-downloader"], GENERALITY]
+    stages = {
+        (name, s.id): (scenario_outdir(name) / s.file).read_bytes()
+        for side in sides
+        for name in side
+        for s in _report(scenario_outdir(name)).stages
+    }
+    for mine, theirs in (sides, sides[::-1]):
+        for name in mine:
+            for rule in sorted((scenario_outdir(name) / "detections" / "yara").glob("*.yar")):
+                rules = yara.compile(source=rule.read_text(encoding="utf-8"))
+                hits = [key for key, data in stages.items() if key[0] in theirs and rules.match(data=data)]
+                assert hits == [], (name, rule.stem, hits)
+
+
 def _byte_windows_by_definition(data: bytes, excluded: list[bytes], taken: set[bytes]) -> list[tuple[int, bytes]]:
     """The byte sequences of a generated YARA rule as documented: from offset 0, the first
     16-byte window with at least 8 distinct bytes that no excluded file contains anywhere (every

@@ -1,7 +1,13 @@
 """A YARA rule per stage, from strings and byte sequences in that stage and nowhere else.
 
 "Nowhere else" is the benign corpus (``emulator/data/benign``: small benign Windows binaries built
-here, standing in for system DLLs) and the replay's other stages. A stage whose bytes are carried
+here, standing in for system DLLs) and the replay's other stages. Nor is a string that names a
+Windows API function or DLL (``GetProcAddress``, ``kernel32.dll``): every system DLL's export
+table holds those names and nearly every program's import table or ``GetProcAddress`` call too,
+which the four small binaries of the corpus do not show (:func:`windows_api_names`). Nor are a
+PE's headers (DOS stub, PE header, section table: up to ``SizeOfHeaders``): they describe the
+layout any binary of the same linker shares (``PE\0\0`` and the machine, ``.data``/``.bss``
+entries), not what the stage carries (:func:`headers_end`). A stage whose bytes are carried
 whole by an ancestor (a DLL embedded in the shellcode that maps it) may have nothing that is not
 also in that ancestor; its strings may then come from the ancestor too. Every rule is compiled and
 run over the other stages; any it also matches are named in its ``meta`` (``also_matches``).
@@ -10,7 +16,9 @@ run over the other stages; any it also matches are named in its ``meta`` (``also
 from __future__ import annotations
 
 import functools
+import marshal
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -47,6 +55,34 @@ def _benign_corpus() -> tuple[bytes, ...]:
     return tuple(
         p.read_bytes() for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith((".dll", ".exe"))
     )
+
+
+@functools.cache
+def windows_api_names() -> frozenset[str]:
+    """The names of Windows API functions and DLLs (DLLs without ``.dll``), lower case: the keys of
+    the signature tables shipped in ``emulator/data/speakeasy-signatures.bin`` (every function
+    Speakeasy's win32metadata and phnt databases declare, ~19,500, and the DLLs declaring them),
+    read without importing the engine: each source's tables are ``(sha256, scalars, functions,
+    by DLL, ...)``, a table's second item its keys (zlib of ``marshal``), as
+    ``emulator.backends.speakeasy.signatures`` writes them. Empty if the file is unreadable."""
+    try:
+        data = resources.files("emulator").joinpath("data/speakeasy-signatures.bin").read_bytes()
+        _, _, sources = marshal.loads(data)
+        names: set[str] = set()
+        for tables in sources.values():
+            for table in (tables[2], tables[3]):
+                names.update(str(key).lower() for key in marshal.loads(zlib.decompress(table[1])))
+    except (OSError, ValueError, EOFError, TypeError, IndexError, zlib.error):
+        return frozenset()
+    return frozenset(names)
+
+
+def is_api_name(text: str) -> bool:
+    """Whether ``text`` names a Windows API function (``VirtualAlloc``) or DLL (``KERNEL32.dll``,
+    ``ws2_32``): common to every Windows program, never particular to one stage."""
+    lowered = text.lower()
+    names = windows_api_names()
+    return lowered in names or (lowered.endswith(".dll") and lowered[:-4] in names)
 
 
 def benign_corpus() -> list[bytes]:
@@ -114,12 +150,27 @@ def _ancestors(report: Report, stage_id: str) -> list[str]:
     return out
 
 
+def headers_end(data: bytes) -> int:
+    """Where a PE's headers end (its ``SizeOfHeaders``, at most the file's size); 0 when ``data``
+    is not a PE (no ``MZ``, or no ``PE\0\0`` where ``e_lfanew`` points)."""
+    if data[:2] != b"MZ" or len(data) < 0x40:
+        return 0
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    # SizeOfHeaders: 60 bytes into the optional header (PE32 and PE32+), after the 24-byte
+    # signature and file header
+    at = pe + 24 + 60
+    if data[pe : pe + 4] != b"PE\0\0" or len(data) < at + 4:
+        return 0
+    return min(int.from_bytes(data[at : at + 4], "little"), len(data))
+
+
 def _candidates(data: bytes) -> list[tuple[int, int, bytes, bool]]:
     """The strings of ``data`` a rule may use, most varied first: (-distinct bytes, offset,
-    bytes, wide)."""
+    bytes, wide); none in a PE's headers."""
     candidates: list[tuple[int, int, bytes, bool]] = []
+    start = headers_end(data)
     for pattern, wide in ((_ASCII, False), (_WIDE, True)):
-        for match in pattern.finditer(data):
+        for match in pattern.finditer(data, start):
             raw = match.group()[: MAX_STRING * (2 if wide else 1)]
             candidates.append((-len(set(raw)), match.start(), raw, wide))
     candidates.sort()
@@ -134,13 +185,15 @@ def _pick(data: bytes, excluded: list[bytes], candidates: list[tuple[int, int, b
             continue
         seen.add(raw)
         text = raw.decode("utf-16-le" if wide else "ascii")
+        if is_api_name(text):
+            continue
         ident = f"$w{len(picked)}" if wide else f"$s{len(picked)}"
         picked.append(RuleString(ident, f"{_quote(text)} {'wide' if wide else 'ascii'}", offset))
         if len(picked) >= MAX_STRINGS:
             return picked
     # Byte sequences: varied 16-byte windows (code, tables) that no excluded file contains.
     occurrences = _Occurrences(data, excluded)
-    offset, last = 0, len(data) - WINDOW
+    offset, last = headers_end(data), len(data) - WINDOW
     while len(picked) < MAX_STRINGS:
         if offset <= occurrences.until:  # inside a run an excluded file shares: none of these
             offset = occurrences.until + 1

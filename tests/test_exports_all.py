@@ -1,0 +1,106 @@
+"""Exports of the edge cases tests/test_exports.py does not replay: a raw TCP stager with a DNS
+call (no HTTP), URLMon downloads on x86, a network stash, and a chain whose name has a space,
+quotes, a semicolon and non-ASCII letters. Every export is read back with the real tools."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import stix2
+import yara
+from sigma.backends.sqlite import sqliteBackend
+from sigma.collection import SigmaCollection
+from suricataparser import parse_file
+
+from emulator.report import Report
+
+REPO = Path(__file__).resolve().parent.parent
+EDGES = ["tcp-stager-x86", "urlmon-drop-x86", "net-reg-stash"]
+ODD_NAME = 'dl "odd" ñ;x'
+
+Outdir = Callable[[str], Path]
+
+
+@pytest.fixture(scope="module")
+def odd_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """winhttp-downloader replayed under a name with a space, quotes, a semicolon and an ñ."""
+    from emulator.replay import replay_target
+    from emulator.scenario import load_scenario
+
+    folder = tmp_path_factory.mktemp("odd") / ODD_NAME
+    shutil.copytree(REPO / "scenarios" / "winhttp-downloader", folder)
+    toml = folder / "scenario.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace('name = "winhttp-downloader"', 'name = "dl \\"odd\\" ñ;x"', 1),
+        encoding="utf-8",
+    )
+    out = tmp_path_factory.mktemp("odd-out")
+    replay_target(load_scenario(folder), out, isolate=False)
+    return out
+
+
+def _outdirs(scenario_outdir: Outdir, odd_outdir: Path) -> list[Path]:
+    return [scenario_outdir(name) for name in EDGES] + [odd_outdir]
+
+
+def test_edge_case_exports_read_back_with_the_real_tools(scenario_outdir: Outdir, odd_outdir: Path) -> None:
+    tshark = shutil.which("tshark")
+    for out in _outdirs(scenario_outdir, odd_outdir):
+        report = Report.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
+        # STIX: parsed strictly, every reference resolves
+        bundle = stix2.parse((out / "stix-bundle.json").read_text(encoding="utf-8"), allow_custom=False)
+        ids = {o.id for o in bundle.objects}
+        for obj in bundle.objects:
+            data = json.loads(obj.serialize())
+            refs = [v for k, v in data.items() if k.endswith("_ref")]
+            refs += [r for k, v in data.items() if k.endswith("_refs") for r in v]
+            assert set(refs) <= ids, (out.name, obj.id)
+        # HAR: the types HAR 1.2 requires
+        for entry in json.loads((out / "network.har").read_text(encoding="utf-8"))["log"]["entries"]:
+            assert isinstance(entry["time"], int | float) and isinstance(entry["response"]["status"], int)
+            assert isinstance(entry["request"]["headersSize"], int) and isinstance(entry["response"]["bodySize"], int)
+        # YARA: each rule compiles and matches its stage
+        for stage in report.stages:
+            rule = out / "detections" / "yara" / f"{stage.id}.yar"
+            if rule.exists():
+                assert yara.compile(source=rule.read_text(encoding="utf-8")).match(data=(out / stage.file).read_bytes())
+        # Sigma converts, Suricata parses: one rule per line
+        for file in (out / "detections" / "sigma").glob("*.yml"):
+            sqliteBackend().convert(SigmaCollection.from_yaml(file.read_text(encoding="utf-8")))
+        lines = [x for x in (out / "detections" / "suricata.rules").read_text().splitlines() if x and x[0] != "#"]
+        assert len(parse_file(str(out / "detections" / "suricata.rules"))) == len(lines)
+        if tshark is None:
+            continue
+        # pcap: no malformed packet; every raw TCP/UDP body's bytes are the stream's payload
+        base = [tshark, "-r", str(out / "network.pcap"), "-d", "tcp.port==443,http"]
+        malformed = subprocess.run(
+            [*base, "-Y", "_ws.malformed || _ws.expert.severity == error"], capture_output=True, text=True, check=True
+        ).stdout
+        assert malformed == "", out.name
+        raw = [r for r in report.network if r.kind == "tcp" and not r.blocked]
+        if raw:
+            text = subprocess.run(
+                [*base, "-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.len"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            want = sum(
+                (out / "network" / f"{h}.bin").stat().st_size
+                for r in raw
+                for h in (r.request.sha256, r.response.sha256)
+                if h
+            )
+            assert sum(int(x) for x in text.split()) == want > 0
+
+
+def test_an_odd_name_is_carried_safely_into_every_rule(odd_outdir: Path) -> None:
+    rules = (odd_outdir / "detections" / "suricata.rules").read_text(encoding="utf-8")
+    assert 'msg:"chainreplay dl \\"odd\\" ?\\;x ' in rules
+    for rule in (odd_outdir / "detections" / "yara").glob("*.yar"):
+        assert rule.read_text(encoding="utf-8").startswith("rule chainreplay_dl__odd____x_")
