@@ -44,6 +44,12 @@ def report_without_time(report_path: Path) -> dict[str, object]:
     return report
 
 
+def assert_same_replay(ours: Path, theirs: Path) -> None:
+    """Two output folders hold the same replay: the trace byte for byte, the report but for its time."""
+    assert (ours / "trace.jsonl").read_bytes() == (theirs / "trace.jsonl").read_bytes()
+    assert report_without_time(ours / "report.json") == report_without_time(theirs / "report.json")
+
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 

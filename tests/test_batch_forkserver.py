@@ -14,6 +14,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from clirun import assert_same_replay
+
 from emulator.batch import BatchTarget, run_batch
 from emulator.scenario import load_scenario
 
@@ -130,12 +132,7 @@ def _replay_both_ways(tmp_path: Path) -> dict[str, str]:
 def test_the_replays_are_the_same_whichever_way_the_server_started(tmp_path: Path) -> None:
     assert _replay_both_ways(tmp_path) == {"forked": "forked", "started": "started"}
     for folder in SMALL:
-        forked, started = tmp_path / "forked" / folder.name, tmp_path / "started" / folder.name
-        assert (forked / "trace.jsonl").read_bytes() == (started / "trace.jsonl").read_bytes()
-        reports = [json.loads((where / "report.json").read_text(encoding="utf-8")) for where in (forked, started)]
-        for report in reports:
-            report.pop("generated_at")  # the one field that differs between two replays
-        assert reports[0] == reports[1]
+        assert_same_replay(tmp_path / "forked" / folder.name, tmp_path / "started" / folder.name)
 
 
 def _what_the_batch_says(targets: list[BatchTarget], out: Path) -> list[str]:

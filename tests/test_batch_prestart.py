@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 from pathlib import Path
 
 import pytest
+from clirun import assert_same_replay
 
 from emulator import batch, batch_prestart, prestart
 from emulator.batch import BatchTarget, run_batch
@@ -51,12 +51,7 @@ def test_first_replays_emulate_before_their_workers_and_replay_the_same(
     own = run_batch(_targets(), tmp_path / "own", jobs=2, force=True)
     assert all(task["prestarted_at"] is None for task in own.extra["tasks"])
     for folder in SMALL:  # the same trace byte for byte and report, whoever forked the child
-        ours, theirs = tmp_path / "own" / folder.name, tmp_path / "ahead" / folder.name
-        assert (ours / "trace.jsonl").read_bytes() == (theirs / "trace.jsonl").read_bytes()
-        reports = [json.loads((where / "report.json").read_text(encoding="utf-8")) for where in (ours, theirs)]
-        for report in reports:
-            report.pop("generated_at")  # the one field that differs between two replays
-        assert reports[0] == reports[1]
+        assert_same_replay(tmp_path / "own" / folder.name, tmp_path / "ahead" / folder.name)
 
 
 def test_children_are_started_ahead_only_when_the_preload_imports_the_output_libraries() -> None:
