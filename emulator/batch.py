@@ -561,6 +561,14 @@ def run_batch(
         if on_result:
             on_result(results[index])
 
+    def take(index: int, future: Any) -> None:
+        """A finished task's result; its exception (a dead worker, a failed task) is its target's
+        result alone, never the batch's."""
+        try:
+            finished(index, future.result(), None)
+        except Exception as err:  # noqa: BLE001
+            finished(index, None, f"{type(err).__name__}: {err}")
+
     workers = 0
     interrupted: int | None = None
 
@@ -607,18 +615,12 @@ def run_batch(
                     futures[future] = pending[rank]
                     running.add(future)
 
-            def take_dask(future: Any) -> None:
-                try:
-                    finished(futures[future], future.result(), None)
-                except Exception as err:  # noqa: BLE001 - one target's failure is its own result
-                    finished(futures[future], None, f"{type(err).__name__}: {err}")
-
             with SignalWatch() as watch:
                 slots = dask_slots(sum(threads.values()), len(pending))
                 top_up(slots, 0)
                 for done, future in enumerate(watch.until_signalled(iter(running)), start=1):
                     top_up(slots, done)  # before judging this one: its worker is idle
-                    take_dask(future)
+                    take(futures[future], future)
                     if len(futures) < len(pending):
                         with suppress(Exception):  # the count is a hint: the batch goes on without it
                             slots = dask_slots(sum(client.nthreads().values()), len(pending))
@@ -632,7 +634,7 @@ def run_batch(
                     client.cancel(unfinished)
                 for future in unfinished:
                     if future.done() and future.status == "finished":
-                        take_dask(future)
+                        take(futures[future], future)
                 mark_interrupted(interrupted)
         finally:
             client.close()
@@ -654,22 +656,15 @@ def run_batch(
                     ): i
                     for i in pending
                 }
-
-                def take(future: cf.Future[dict[str, Any]]) -> None:
-                    try:
-                        finished(local[future], future.result(), None)
-                    except Exception as err:  # noqa: BLE001 - a dead worker costs its target only
-                        finished(local[future], None, f"{type(err).__name__}: {err}")
-
                 for future in watch.until_signalled(cf.as_completed(local)):
-                    take(future)
+                    take(local[future], future)
                 if watch.signum is not None:
                     interrupted = watch.signum
                     _stop_workers(pool, [f for f in local if local[f] not in results], interrupted)
                     for future, index in local.items():
                         ended = index not in results and future.done() and not future.cancelled()
                         if ended and future.exception() is None:
-                            take(future)  # ended in time: its report (partial: outcome interrupted)
+                            take(index, future)  # ended in time: its report (partial: outcome interrupted)
                     # the rest: not started, or its worker died of the signal or was killed
                     mark_interrupted(interrupted)
         finally:
