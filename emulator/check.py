@@ -421,10 +421,75 @@ def _compare_apis(group: str, old: list[str], new: list[str]) -> list[Change]:
     return changes
 
 
+def _stage_key(stage: dict[str, Any]) -> tuple[Any, ...]:
+    """What names a stage across two replays, its id apart: ids shift when a stage appears or
+    vanishes earlier in the chain."""
+    origin = stage.get("origin") or {}
+    return (stage.get("kind"), stage.get("name"), origin.get("type"), origin.get("how"))
+
+
+def pair_stages(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, str]:
+    """Baseline stage id -> current stage id of the same stage: the two chains aligned in order
+    by kind, name and origin; within a run that differs, stages pair by position when both runs
+    are as long (a stage changed in place), else they vanished and appeared."""
+    olds = [st for st in old if st.get("id") != UNATTRIBUTED]
+    news = [st for st in new if st.get("id") != UNATTRIBUTED]
+    keys_old, keys_new = [_stage_key(st) for st in olds], [_stage_key(st) for st in news]
+    matcher = difflib.SequenceMatcher(a=keys_old, b=keys_new, autojunk=False)
+    pairs: dict[str, str] = {}
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            pairs.update((olds[i1 + k]["id"], news[j1 + k]["id"]) for k in range(i2 - i1))
+    if any(st.get("id") == UNATTRIBUTED for st in old) and any(st.get("id") == UNATTRIBUTED for st in new):
+        pairs[UNATTRIBUTED] = UNATTRIBUTED
+    return pairs
+
+
+_EDGE = re.compile(r"^(?P<source>.*) -(?P<type>[a-z_]+)-> (?P<target>.*)$")
+
+
+def _renamed_baseline(baseline: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
+    """``baseline`` with its stage ids as ``rename`` says, wherever a stage id stands: a stage's
+    id, its parent, a memory origin's ref, the graph's edges."""
+    if all(old == new for old, new in rename.items()):
+        return baseline
+
+    def stage_id(value: Any) -> Any:
+        return rename.get(value, value) if isinstance(value, str) else value
+
+    stages = []
+    for stage in baseline.get("stages", []):
+        stage = {**stage, "id": stage_id(stage.get("id")), "parent": stage_id(stage.get("parent"))}
+        origin = stage.get("origin")
+        if isinstance(origin, dict) and origin.get("type") == "memory":
+            stage["origin"] = {**origin, "ref": stage_id(origin.get("ref"))}
+        stages.append(stage)
+    edges = []
+    for edge in baseline.get("graph", []):
+        match = _EDGE.match(edge) if isinstance(edge, str) else None
+        edges.append(f"{stage_id(match['source'])} -{match['type']}-> {stage_id(match['target'])}" if match else edge)
+    return {**baseline, "stages": stages, "graph": edges}
+
+
 def compare(baseline: dict[str, Any], current: dict[str, Any]) -> Drift:
-    """What differs between ``baseline`` and ``current`` (both from :func:`normalise`)."""
+    """What differs between ``baseline`` and ``current`` (both from :func:`normalise`).
+
+    Stages are paired by :func:`pair_stages`, not by id: a stage that vanished or appeared
+    mid-chain is that one change (and a stage whose id it shifted says so, ``id s2 -> s1``),
+    not a difference in every later stage."""
     drift = Drift()
     changes = drift.changes
+    pairs = pair_stages(list(baseline.get("stages", [])), list(current.get("stages", [])))
+    current_ids = {st.get("id") for st in current.get("stages", [])}
+    rename = dict(pairs)
+    for stage in baseline.get("stages", []):
+        sid = stage.get("id")
+        if sid not in pairs:  # vanished: never in the group of the current stage that took its id
+            rename[sid] = f"{sid} (baseline)" if sid in current_ids else sid
+    baseline = _renamed_baseline(baseline, rename)
+    for old_id, new_id in pairs.items():
+        if old_id != new_id:
+            changes.append(Change(new_id, "stage", "changed", "id", f"{old_id} -> {new_id}"))
     for key in ("target", "outcome", "containment"):
         for detail in _field_changes(baseline.get(key, {}), current.get(key, {})):
             field_name, _, rest = detail.partition(" ")

@@ -439,3 +439,51 @@ def test_guest_paths_and_hosts_compare_as_windows_resolves_them(
         Expect(contacts_only=[]), report.model_copy(update={"network": [n for n in report.network if n.kind == "dns"]})
     )
     assert only[1].status == "fail" and "relay.example-c2.net (seq" in only[1].evidence
+
+
+def _without_stage(baseline: dict[str, Any], gone: str) -> dict[str, Any]:
+    """``baseline`` as a replay in which stage ``gone`` never ran would normalise: the later
+    stages renumbered (ids, parents, memory origins, graph edges), the edges of ``gone`` absent."""
+    import re
+
+    kept = [s["id"] for s in baseline["stages"] if s["id"] not in (gone, "-")]
+    renumber = {sid: f"s{k}" for k, sid in enumerate(kept)}
+
+    def new_id(value: Any) -> Any:
+        return renumber.get(value, "s0" if value == gone else value)
+
+    stages = []
+    for stage in baseline["stages"]:
+        if stage["id"] == gone:
+            continue
+        stage = {**stage, "id": new_id(stage["id"]), "parent": new_id(stage.get("parent"))}
+        if stage.get("origin", {}).get("type") == "memory":
+            stage["origin"] = {**stage["origin"], "ref": new_id(stage["origin"]["ref"])}
+        stages.append(stage)
+    edge = re.compile(r"^(.*) -([a-z_]+)-> (.*)$")
+    graph = sorted(
+        f"{new_id(m[1])} -{m[2]}-> {new_id(m[3])}"
+        for m in map(edge.match, baseline["graph"])
+        if m and gone not in (m[1], m[3])
+    )
+    return {**copy.deepcopy(baseline), "stages": stages, "graph": graph}
+
+
+def test_a_stage_vanishing_mid_chain_is_one_change_not_a_shift_of_every_later_stage() -> None:
+    """Stages pair by kind, name and origin in order, not by id: 3CX without its shellcode stage
+    says that stage vanished and that the later ones were renumbered (before: 263 changes, every
+    later stage compared with the one before it)."""
+    baseline = load_baseline(SCENARIOS / "3cx" / BASELINE_FILE)
+    current = _without_stage(baseline, "s1")
+    drift = compare(baseline, current)
+    text = render_drift(drift)
+    assert len(drift.changes) < 15, text
+    assert "- stage: shellcode shellcode@0x? sha256" in text
+    for old, new in (("s2", "s1"), ("s3", "s2"), ("s4", "s3")):
+        assert f"~ stage: id: {old} -> {new}" in text
+    assert not [c for c in drift.changes if c.section == "apis"], text  # every later stage's APIs paired right
+    # and the other way round: a stage appearing mid-chain
+    back = compare(current, baseline)
+    assert len(back.changes) < 15 and "+ stage: shellcode shellcode@0x? sha256" in render_drift(back)
+    # an unchanged chain: no drift, ids untouched
+    assert not compare(baseline, copy.deepcopy(baseline)).drifted
