@@ -577,3 +577,33 @@ def test_a_dropped_file_accounts_for_the_stage_as_read() -> None:
     hops = trace(body, seq + 1, carriers)
     assert hops is not None and [h.transform for h in hops] == ["source", "file_write"]
     assert hops[0].source_kind == "network" and matched_length(hops) == len(body)
+
+
+def test_bytes_guest_code_copied_unchanged_are_a_copy_not_a_decoding() -> None:
+    """Guest code that moved bytes as it read them (a copy loop, an inlined memcpy) copied them:
+    the hop says so and is no decoding (no deobfuscation technique drawn from it); guest code that
+    changed them on the way decoded them."""
+    import random
+
+    rng = random.Random(2812)
+    payload = rng.randbytes(3 * PROBE_BYTES)
+    encoded = bytes(b ^ ((7 * i + 3) & 0xFF) ^ 0x5A for i, b in enumerate(payload))  # no recognised transform
+
+    def carriers(read: bytes) -> list[Carrier]:
+        """What guest code wrote, having read ``read`` from memory no carrier explains (the stack)."""
+        return [
+            Carrier(
+                payload, "memory", "s0", 2, "s0", [2], transform="guest_code", pc=0x401000, input=read, address=0x5000
+            )
+        ]
+
+    copied = trace(payload, 5, carriers(payload[:16] + payload), guest=True)  # read holds it unchanged
+    assert copied is not None, copied
+    hop = next(h for h in copied if h.source_kind == "memory")
+    assert (hop.transform, hop.decodes) == ("copy", False), copied
+    assert hop.detail == "copied by guest code at pc 0x401000 in s0"
+    decoded = trace(payload, 5, carriers(encoded), guest=True)
+    assert decoded is not None
+    hop = next(h for h in decoded if h.source_kind == "memory")
+    assert (hop.transform, hop.decodes) == ("guest_code", True), decoded
+    assert hop.detail == "decoded by guest code at pc 0x401000 in s0"

@@ -45,6 +45,8 @@ PROBE_BYTES = 4096
 MIN_MATCH = 24
 # A probe this uniform (few distinct byte values) would match any carrier under some XOR key.
 MIN_DISTINCT_BYTES = 8
+# Bytes guest code wrote unchanged from what it read, at least this many, make its write a copy.
+MIN_COPY_EVIDENCE = 16
 # Repeating XOR keys up to this long are recovered (longer keys: "decoded by guest code").
 MAX_XOR_PERIOD = 32
 # Carriers larger than this are searched for the same bytes only (XOR search is linear but heavy).
@@ -412,14 +414,31 @@ def guest_code_detail(pc: int | None, actor: str | None, in_place: bool = False)
     return f"decoded{' in place' if in_place else ''} by guest code{where}" + (f" in {actor}" if actor else "")
 
 
+def copied_unchanged(carrier: Carrier, match: Match) -> bool:
+    """Whether guest code wrote the matched bytes exactly as it read them (a copy loop, an inlined
+    memcpy): they stand, unchanged, in what it read. Too short a run, or one of zeros, says
+    nothing either way."""
+    written = carrier.data[match.offset : match.offset + match.length]
+    return (
+        carrier.input is not None
+        and len(written) >= MIN_COPY_EVIDENCE
+        and bool(written.strip(b"\0"))
+        and written in carrier.input
+    )
+
+
 def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop]:
     last = _match_hop(carrier, match)
     if carrier.transform == "guest_code":
+        # a plain copy by guest code is a copy (no decoding, so no T1140 drawn from it)
+        copied = copied_unchanged(carrier, match)
         hop = Hop(
             "memory",
             carrier.ref,
-            "guest_code",
-            guest_code_detail(carrier.pc, carrier.stage),
+            "copy" if copied else "guest_code",
+            guest_code_detail(carrier.pc, carrier.stage).replace("decoded", "copied", 1)
+            if copied
+            else guest_code_detail(carrier.pc, carrier.stage),
             list(carrier.evidence),
             actor=carrier.stage,
             offset=match.offset,
