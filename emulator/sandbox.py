@@ -194,10 +194,12 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> LayerState:
 
 def end_with_parent() -> None:
     """Have this process killed when its parent dies (a batch's fork server and workers); if the
-    parent is gone already (this process was re-parented to init), end now. Without the
-    parent-death signal (not Linux) nothing is done."""
+    parent died before the signal was armed (this process was re-parented meanwhile), end now.
+    The parent may itself be pid 1 (a container's entry point): what counts is a change of
+    parent, not its number. Without the parent-death signal (not Linux) nothing is done."""
     with contextlib.suppress(Exception):
-        if set_parent_death_signal().active and os.getppid() == 1:
+        parent = os.getppid()
+        if set_parent_death_signal().active and os.getppid() != parent:
             os._exit(1)
 
 

@@ -112,3 +112,29 @@ def test_a_killed_batch_takes_its_fork_server_workers_and_children_with_it(tmp_p
     os.kill(batch.pid, signal.SIGKILL)
     batch.communicate(timeout=30)
     assert _until(lambda: not _session_processes(batch.pid), 10), _session_processes(batch.pid)
+
+
+@pytest.mark.parametrize(("parents", "alive"), [((1, 1), True), ((4242, 1), False)])
+def test_a_batch_process_dies_with_its_parent_even_when_the_parent_is_pid_1(
+    parents: tuple[int, int], alive: bool
+) -> None:
+    """``end_with_parent`` (the fork server's and the workers'): a parent that is pid 1 (a
+    container's entry point running the batch) is a parent, not a sign that it died; a parent
+    that changed between the two reads around arming the signal did die."""
+    script = (
+        "import os, itertools\n"
+        f"answers = itertools.chain({list(parents)!r}, itertools.repeat({parents[-1]}))\n"
+        "os.getppid = lambda: next(answers)\n"
+        "from emulator.sandbox import end_with_parent\n"
+        "end_with_parent()\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert (done.returncode == 0 and done.stdout.strip() == "alive") is alive, done
