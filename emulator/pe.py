@@ -308,9 +308,9 @@ def _check(headers: PeHeaders, file_size: int) -> None:
         raise PeError(f"entry point {headers.entry_point:#x} is outside the image (SizeOfImage {size_of_image:#x})")
 
 
-# The optional header's NumberOfRvaAndSizes and first data directory, by magic; the CLR
-# runtime header (COR20, a .NET assembly's) is data directory 14.
-_DATA_DIRECTORIES = {PE32_MAGIC: (92, 96), PE32_PLUS_MAGIC: (108, 112)}
+# The data directories follow the optional header's fixed part (OPTIONAL_HEADER_SIZE), whose
+# last field is NumberOfRvaAndSizes; the CLR runtime header (COR20, a .NET assembly's) is
+# directory 14.
 CLR_RUNTIME_HEADER_DIRECTORY = 14
 _DIRECTORY = struct.Struct("<II")  # VirtualAddress, Size
 
@@ -321,10 +321,10 @@ def has_clr_runtime_header(data: bytes) -> bool:
     try:
         (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
         optional = nt + 4 + FILE_HEADER_SIZE
-        (optional_size,) = struct.unpack_from("<H", data, nt + 4 + 16)
+        optional_size = _FILE_HEADER.unpack_from(data, nt + 4)[5]  # SizeOfOptionalHeader
         (magic,) = struct.unpack_from("<H", data, optional)
-        count_at, first = _DATA_DIRECTORIES[magic]
-        (count,) = struct.unpack_from("<I", data, optional + count_at)
+        first = OPTIONAL_HEADER_SIZE[magic]
+        (count,) = struct.unpack_from("<I", data, optional + first - 4)
         at = first + _DIRECTORY.size * CLR_RUNTIME_HEADER_DIRECTORY
         if count <= CLR_RUNTIME_HEADER_DIRECTORY or at + _DIRECTORY.size > optional_size:
             return False

@@ -293,7 +293,8 @@ def test_an_os_error_names_its_path_first_on_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "Errno" not in lines[0], lines
     assert lines[0].startswith(f"chainreplay: error: {str(tmp_path)[:20]}") and lines[0].endswith("File name too long")
     assert len(lines[0]) < MAX_PATH_IN_ERROR + 80
-    assert os_error_line(FileExistsError(17, "File exists", "a\nb", None, "c")) == "a\\nb -> c: File exists"
+    assert os_error_line(FileExistsError(17, "File exists", "a\nb", None, "c")) == "a\\u000ab -> c: File exists"
+    assert os_error_line(FileNotFoundError(2, "No such file", "C:\\Users\\é.bin")) == "C:\\Users\\é.bin: No such file"
     assert os_error_line(OSError("no path here")) == "no path here"
 
 

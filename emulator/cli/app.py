@@ -239,9 +239,12 @@ def os_error_line(err: OSError) -> str:
     if err.filename is None or not err.strerror:
         return " ".join(str(err).split())
 
+    from emulator.sanitize import for_display
+
     def shown(name: object) -> str:
-        text = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
-        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+        # the project's one escaper for names shown (control and format characters as \uXXXX),
+        # then cut in the middle: a path's end names the file
+        text = for_display(os.fsdecode(name) if isinstance(name, str | bytes) else str(name), limit=1 << 20)
         return text if len(text) <= MAX_PATH_IN_ERROR else text[: MAX_PATH_IN_ERROR // 2] + "..." + text[-40:]
 
     other = f" -> {shown(err.filename2)}" if err.filename2 is not None else ""
