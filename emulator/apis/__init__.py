@@ -11,6 +11,7 @@ from emulator.apis import (  # noqa: F401
     encodings,
     guestenv,
     heap,
+    memory,
     netapi,
     randomness,
     threads,

@@ -17,6 +17,7 @@ from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps
 from emulator.backends.speakeasy.translate import Observed, Translator
+from emulator.backends.speakeasy.vmspace import AddressSpace
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
@@ -117,6 +118,8 @@ class SpeakeasyBackend:
         self._observe_events(flow)
         watch.flow = flow
         watch.install()
+        memory.space = space = AddressSpace(emu, target.arch == "x64", watch.armed)
+        space.install(target.se)
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from

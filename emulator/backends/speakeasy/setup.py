@@ -17,7 +17,7 @@ from speakeasy.winenv import arch as se_arch
 
 from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
-from emulator.apis.core import ApiHandler, GuestObject
+from emulator.apis.core import ApiHandler, GuestObject, MemoryRegion
 from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
 from emulator.backends.speakeasy.config import build_speakeasy_config
@@ -67,6 +67,8 @@ class SpeakeasyMemory:
     def __init__(self, emu: Any) -> None:
         self.emu = emu
         self.ptr_size = emu.get_ptr_size()
+        # The address space VirtualQuery describes (vmspace.AddressSpace), set by the backend.
+        self.space: Any = None
 
     def read(self, address: int, size: int) -> bytes:
         return bytes(self.emu.mem_read(address, size))
@@ -94,6 +96,9 @@ class SpeakeasyMemory:
         if compat_blocks.is_thread(obj):
             return GuestObject("thread", obj.tid)
         return GuestObject("other")
+
+    def query_memory(self, address: int) -> MemoryRegion | None:
+        return None if self.space is None else self.space.query(address)
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
@@ -259,6 +264,13 @@ def install_api_handlers(
 
     for name in INVALID_HANDLE_APIS:
         se.add_api_hook(invalid_handle, "kernel32", name)
+
+    def get_last_error(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # Reading the last error leaves it as it is (Speakeasy's handler resets it to 0, so a
+        # second GetLastError, or one after a call that sets none, read 0 where Windows repeats it).
+        return emu.get_last_error()
+
+    se.add_api_hook(get_last_error, "kernel32", "GetLastError")
     procview.install(se, memory.ptr_size)
 
 

@@ -14,6 +14,8 @@ typedef LONG (NTAPI *nt_set_information_thread_t)(HANDLE, ULONG, PVOID, ULONG);
 typedef LONG (NTAPI *nt_query_information_thread_t)(HANDLE, ULONG, PVOID, ULONG, PULONG);
 typedef LONG (NTAPI *nt_close_t)(HANDLE);
 typedef LONG (NTAPI *rtl_get_version_t)(OSVERSIONINFOW *);
+typedef LONG (NTAPI *nt_query_virtual_memory_t)(HANDLE, PVOID, ULONG, PVOID, SIZE_T, PSIZE_T);
+typedef LONG (NTAPI *nt_query_system_information_t)(ULONG, PVOID, ULONG, PULONG);
 
 #define STATUS_INFO_LENGTH_MISMATCH ((LONG)0xC0000004)
 #define NT_STATUS_INVALID_HANDLE ((LONG)0xC0000008)
@@ -533,6 +535,135 @@ static void internals_checks(void)
     }
 }
 
+/* The address space as VirtualQuery describes it: images MEM_IMAGE with one region per section
+ * protection, allocations MEM_PRIVATE, views MEM_MAPPED, reserved pages MEM_RESERVE, and a walk
+ * from 0 that ends at the end of user space (an emulator answering only mapped memory stops at
+ * the first hole). */
+static volatile ULONG_PTR data_word = 1;
+
+static SIZE_T query(const void *address, MEMORY_BASIC_INFORMATION *mbi)
+{
+    return VirtualQuery(address, mbi, sizeof *mbi);
+}
+
+static void memory_checks(void)
+{
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    nt_query_virtual_memory_t nt_query =
+        (nt_query_virtual_memory_t)(void *)GetProcAddress(ntdll, "NtQueryVirtualMemory");
+    unsigned char *image = (unsigned char *)GetModuleHandleA(NULL);
+    unsigned char *code = (unsigned char *)(void *)memory_checks;
+    MEMORY_BASIC_INFORMATION mbi, nt_mbi;
+    SYSTEM_INFO info;
+    ULONG_PTR user_end;
+    unsigned char *top;
+
+    GetSystemInfo(&info);
+    user_end = (ULONG_PTR)info.lpMaximumApplicationAddress + 1;
+    {
+        int ok = query(image, &mbi) == sizeof mbi && mbi.Type == MEM_IMAGE && mbi.AllocationBase == image &&
+                 mbi.BaseAddress == image && mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READONLY &&
+                 mbi.RegionSize == 0x1000 && mbi.AllocationProtect == PAGE_EXECUTE_WRITECOPY;
+        report_ms("own_image_headers_are_mem_image_readonly", ok, mbi.Type);
+    }
+    {
+        int ok = query(code, &mbi) == sizeof mbi && mbi.Type == MEM_IMAGE && mbi.AllocationBase == image &&
+                 mbi.Protect == PAGE_EXECUTE_READ && (unsigned char *)mbi.BaseAddress == (unsigned char *)((ULONG_PTR)code & ~(ULONG_PTR)0xFFF);
+        report_ms("own_code_is_execute_read", ok, mbi.Protect);
+    }
+    {
+        int ok = query((const void *)&data_word, &mbi) == sizeof mbi && mbi.Type == MEM_IMAGE &&
+                 mbi.AllocationBase == image && mbi.Protect == PAGE_READWRITE;
+        report_ms("own_data_is_readwrite", ok, mbi.Protect);
+    }
+    {
+        DWORD old = 0, back = 0;
+        int ok = VirtualProtect(code, 1, PAGE_EXECUTE_READWRITE, &old) && old == PAGE_EXECUTE_READ &&
+                 query(code, &mbi) && mbi.Protect == PAGE_EXECUTE_READWRITE && mbi.RegionSize == 0x1000 &&
+                 VirtualProtect(code, 1, old, &back) && back == PAGE_EXECUTE_READWRITE && query(code, &mbi) &&
+                 mbi.Protect == PAGE_EXECUTE_READ;
+        report_ms("virtual_protect_returns_section_protection", ok, old);
+    }
+    {
+        unsigned char *at = 0;
+        unsigned long long regions = 0;
+        int image_seen = 0, free_seen = 0;
+        while (regions < 100000 && query(at, &mbi) == sizeof mbi && mbi.RegionSize) {
+            regions++;
+            image_seen |= mbi.AllocationBase == image && mbi.Type == MEM_IMAGE;
+            free_seen |= mbi.State == MEM_FREE && mbi.Type == 0 && mbi.AllocationBase == 0;
+            at = (unsigned char *)mbi.BaseAddress + mbi.RegionSize;
+        }
+        top = at;
+        report_ms("virtual_query_walk_reaches_end_of_user_space",
+                  (ULONG_PTR)top == user_end && regions >= 10 && regions < 100000 && image_seen && free_seen, regions);
+    }
+    {
+        SIZE_T n;
+        SetLastError(0);
+        n = query(top, &mbi);
+        report_ms("virtual_query_past_user_space_fails", n == 0 && GetLastError() == ERROR_INVALID_PARAMETER, GetLastError());
+    }
+    {
+        unsigned char *reserved = (unsigned char *)VirtualAlloc(NULL, 0x10000, MEM_RESERVE, PAGE_READWRITE);
+        int ok = reserved && query(reserved, &mbi) && mbi.State == MEM_RESERVE && mbi.Type == MEM_PRIVATE &&
+                 mbi.AllocationBase == reserved && mbi.AllocationProtect == PAGE_READWRITE && mbi.Protect == 0 &&
+                 mbi.RegionSize == 0x10000;
+        ok = ok && VirtualAlloc(reserved + 0x1000, 0x1000, MEM_COMMIT, PAGE_READWRITE) == reserved + 0x1000;
+        ok = ok && query(reserved + 0x1000, &mbi) && mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READWRITE &&
+             mbi.RegionSize == 0x1000 && mbi.AllocationBase == reserved;
+        ok = ok && query(reserved, &mbi) && mbi.State == MEM_RESERVE && mbi.RegionSize == 0x1000;
+        ok = ok && query(reserved + 0x2000, &mbi) && mbi.State == MEM_RESERVE && mbi.RegionSize == 0xE000;
+        if (ok) {
+            reserved[0x1000] = 7;
+            ok = VirtualFree(reserved + 0x1000, 0x1000, MEM_DECOMMIT) && query(reserved, &mbi) &&
+                 mbi.State == MEM_RESERVE && mbi.RegionSize == 0x10000;
+        }
+        report_ms("reserved_pages_are_mem_reserve", ok, mbi.State);
+        if (reserved)
+            VirtualFree(reserved, 0, MEM_RELEASE);
+    }
+    {
+        unsigned char *block = (unsigned char *)VirtualAlloc(NULL, 0x3000, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+        int ok = block && query(block + 0x1800, &mbi) && mbi.Type == MEM_PRIVATE && mbi.State == MEM_COMMIT &&
+                 mbi.AllocationBase == block && mbi.BaseAddress == block + 0x1000 && mbi.RegionSize == 0x2000 &&
+                 mbi.Protect == PAGE_READWRITE;
+        report_ms("allocation_is_mem_private", ok, mbi.Type);
+        if (block)
+            VirtualFree(block, 0, MEM_RELEASE);
+    }
+    {
+        HANDLE section = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 0x2000, NULL);
+        void *view = section ? MapViewOfFile(section, FILE_MAP_ALL_ACCESS, 0, 0, 0x2000) : NULL;
+        int ok = view && query(view, &mbi) && mbi.Type == MEM_MAPPED && mbi.State == MEM_COMMIT &&
+                 mbi.AllocationBase == view && mbi.Protect == PAGE_READWRITE;
+        report_ms("mapped_view_is_mem_mapped", ok, mbi.Type);
+        if (view)
+            UnmapViewOfFile(view);
+        if (section)
+            CloseHandle(section);
+    }
+    {
+        volatile int local = 0;
+        unsigned char *teb = current_teb();
+        ULONG_PTR stack_base = *(ULONG_PTR *)(teb + OFF(0x8, 0x4)), stack_limit = *(ULONG_PTR *)(teb + OFF(0x10, 0x8));
+        ULONG_PTR here = (ULONG_PTR)&local;
+        int ok = query((const void *)here, &mbi) && mbi.Type == MEM_PRIVATE && mbi.State == MEM_COMMIT &&
+                 mbi.Protect == PAGE_READWRITE && stack_limit <= here && here < stack_base &&
+                 (ULONG_PTR)mbi.AllocationBase <= stack_limit && stack_base <= (ULONG_PTR)mbi.BaseAddress + mbi.RegionSize;
+        report_ms("stack_region_matches_teb_limits", ok, mbi.Protect);
+    }
+    {
+        SIZE_T length = 0;
+        LONG status = nt_query ? nt_query(GetCurrentProcess(), code, 0, &nt_mbi, sizeof nt_mbi, &length) : -1;
+        int ok = status == 0 && length == sizeof nt_mbi && query(code, &mbi) &&
+                 nt_mbi.BaseAddress == mbi.BaseAddress && nt_mbi.AllocationBase == mbi.AllocationBase &&
+                 nt_mbi.RegionSize == mbi.RegionSize && nt_mbi.Protect == mbi.Protect && nt_mbi.Type == mbi.Type;
+        ok = ok && nt_query(GetCurrentProcess(), top, 0, &nt_mbi, sizeof nt_mbi, &length) == (LONG)0xC000000D;
+        report_ms("nt_query_virtual_memory_agrees", ok, (ULONG)status);
+    }
+}
+
 void __stdcall EvasionEntry(void)
 {
     if (!marker_set())
@@ -545,6 +676,7 @@ void __stdcall EvasionEntry(void)
     process_checks();
     artifact_checks();
     internals_checks();
+    memory_checks();
     OutputDebugStringA("catalogue done");
     ExitProcess(0);
 }
