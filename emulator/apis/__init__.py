@@ -9,6 +9,7 @@ from emulator.apis import (  # noqa: F401
     clock,
     compression,
     encodings,
+    firmware,
     guestenv,
     heap,
     memory,

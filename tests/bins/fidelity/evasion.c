@@ -664,6 +664,128 @@ static void memory_checks(void)
     }
 }
 
+/* More anti-debugging checks of al-khaser / pafish kind: the last error read twice, the image
+ * name the loader, the PEB and GetModuleFileName give, the kernel debugger as ntdll and
+ * KUSER_SHARED_DATA report it, hardware breakpoints in the thread's context, INT 2D reaching
+ * the guest's own vectored handler, and the SMBIOS table GetSystemFirmwareTable returns. */
+typedef struct { USHORT Length, MaximumLength; WCHAR *Buffer; } counted_wide_t; /* UNICODE_STRING */
+#define RSMB_PROVIDER 0x52534D42 /* 'RSMB' */
+static volatile int int2d_calls;
+static volatile DWORD int2d_code;
+extern char int2d_resume[] __asm__("int2d_resume");
+
+static LONG CALLBACK on_int2d(EXCEPTION_POINTERS *pointers)
+{
+    int2d_calls++;
+    int2d_code = pointers->ExceptionRecord->ExceptionCode;
+#ifdef _WIN64
+    pointers->ContextRecord->Rip = (ULONG_PTR)int2d_resume;
+#else
+    pointers->ContextRecord->Eip = (ULONG_PTR)int2d_resume;
+#endif
+    return EXCEPTION_CONTINUE_EXECUTION;
+}
+
+static int wide_eq_i(const WCHAR *a, const WCHAR *b, unsigned int n)
+{
+    unsigned int i;
+    for (i = 0; i < n; i++) {
+        WCHAR x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return 0;
+        if (!x) return 1;
+    }
+    return 1;
+}
+
+static void antidebug_checks(void)
+{
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    nt_query_system_information_t query_system =
+        (nt_query_system_information_t)(void *)GetProcAddress(ntdll, "NtQuerySystemInformation");
+    unsigned char *peb = current_peb();
+    {
+        DWORD first, second;
+        SetLastError(0x4E23);
+        first = GetLastError();
+        second = GetLastError();
+        report_ms("get_last_error_reads_twice", first == 0x4E23 && second == 0x4E23, second);
+    }
+    {
+        WCHAR name[MAX_PATH];
+        DWORD n = GetModuleFileNameW(NULL, name, MAX_PATH);
+        unsigned char *params = *(unsigned char **)(peb + OFF(0x20, 0x10));
+        counted_wide_t *image_path = (counted_wide_t *)(params + OFF(0x60, 0x38));
+        unsigned char *ldr = *(unsigned char **)(peb + OFF(0x18, 0xC));
+        unsigned char *first = *(unsigned char **)(ldr + OFF(0x10, 0xC)); /* InLoadOrderModuleList.Flink */
+        counted_wide_t *full = (counted_wide_t *)(first + OFF(0x48, 0x24));
+        void *dll_base = *(void **)(first + OFF(0x30, 0x18));
+        int ok = n && n < MAX_PATH && image_path->Length == n * 2 && wide_eq_i(image_path->Buffer, name, n) &&
+                 full->Length == n * 2 && wide_eq_i(full->Buffer, name, n) &&
+                 dll_base == (void *)GetModuleHandleA(NULL) && *(void **)(peb + OFF(0x10, 0x8)) == dll_base;
+        report_ms("module_file_name_matches_peb_and_loader", ok, n);
+    }
+    {
+        unsigned char info[2] = {1, 0};
+        ULONG length = 0;
+        LONG status = query_system ? query_system(0x23, info, sizeof info, &length) : -1;
+        /* SYSTEM_KERNEL_DEBUGGER_INFORMATION: KernelDebuggerEnabled FALSE, KernelDebuggerNotPresent TRUE */
+        report_ms("kernel_debugger_absent",
+                  status == 0 && info[0] == 0 && info[1] == 1 && *(volatile unsigned char *)0x7FFE02D4 == 0,
+                  ((ULONG)status & 0xFFFF0000) | (ULONG)info[0] << 8 | info[1]);
+    }
+    {
+        CONTEXT context;
+        int ok;
+        for (unsigned int i = 0; i < sizeof context; i++)
+            ((volatile unsigned char *)&context)[i] = 0xCC;
+        context.ContextFlags = CONTEXT_DEBUG_REGISTERS;
+        ok = GetThreadContext(GetCurrentThread(), &context) && !context.Dr0 && !context.Dr1 && !context.Dr2 && !context.Dr3 &&
+             !(context.Dr7 & 0xFF);
+        verdict("no_hardware_breakpoints", ok, "");
+    }
+    {
+        void *handler = AddVectoredExceptionHandler(1, on_int2d);
+        int2d_calls = 0;
+        __asm__ volatile("int $0x2d\n\tnop\n\tnop\n\t.globl int2d_resume\nint2d_resume:\n\tnop" ::: "memory");
+        if (handler)
+            RemoveVectoredExceptionHandler(handler);
+        report_ms("int2d_reaches_own_handler", int2d_calls == 1 && int2d_code == EXCEPTION_BREAKPOINT, int2d_calls);
+    }
+    {
+        unsigned char table[4096];
+        UINT need = GetSystemFirmwareTable(RSMB_PROVIDER, 0, NULL, 0), got = 0;
+        int ok = need >= 8 && need <= sizeof table;
+        if (ok) {
+            got = GetSystemFirmwareTable(RSMB_PROVIDER, 0, table, need);
+            /* RawSMBIOSData: Used20CallingMethod, SMBIOSMajorVersion, SMBIOSMinorVersion,
+             * DmiRevision, Length, then the structures (type, length, handle, ..., strings, 00 00),
+             * the first a BIOS (type 0), the last the end-of-table (type 127). */
+            ok = got == need && table[1] >= 2 && *(DWORD *)(table + 4) == need - 8 && table[8] == 0;
+            if (ok) {
+                UINT at = 8;
+                int end = 0;
+                while (at + 4 <= need && !end) {
+                    UINT length = table[at + 1];
+                    end = table[at] == 127;
+                    at += length;
+                    while (at + 1 < need && (table[at] || table[at + 1]))
+                        at++;
+                    at += 2;
+                    if (length < 4)
+                        break;
+                }
+                ok = end && at == need;
+                for (UINT i = 8; ok && i + 4 <= need; i++)
+                    ok = !(table[i] == 'V' && (table[i + 1] == 'B' || table[i + 1] == 'M' || table[i + 1] == 'i')) &&
+                         !(table[i] == 'Q' && table[i + 1] == 'E' && table[i + 2] == 'M' && table[i + 3] == 'U');
+            }
+        }
+        report_ms("smbios_table_parses_and_names_no_hypervisor", ok, need);
+    }
+}
+
 void __stdcall EvasionEntry(void)
 {
     if (!marker_set())
@@ -677,6 +799,7 @@ void __stdcall EvasionEntry(void)
     artifact_checks();
     internals_checks();
     memory_checks();
+    antidebug_checks();
     OutputDebugStringA("catalogue done");
     ExitProcess(0);
 }
