@@ -541,6 +541,19 @@ static void internals_checks(void)
  * the first hole). */
 static volatile ULONG_PTR data_word = 1;
 
+static unsigned char *volatile reserved_page;
+static volatile int reserved_faults;
+
+/* Commits the reserved page a write faulted on, then resumes: Windows' commit-on-demand. */
+static LONG CALLBACK commit_on_fault(EXCEPTION_POINTERS *pointers)
+{
+    EXCEPTION_RECORD *record = pointers->ExceptionRecord;
+    if (record->ExceptionCode != EXCEPTION_ACCESS_VIOLATION || (unsigned char *)record->ExceptionInformation[1] != reserved_page)
+        return EXCEPTION_CONTINUE_SEARCH;
+    reserved_faults++;
+    return VirtualAlloc(reserved_page, 0x1000, MEM_COMMIT, PAGE_READWRITE) ? EXCEPTION_CONTINUE_EXECUTION : EXCEPTION_CONTINUE_SEARCH;
+}
+
 static SIZE_T query(const void *address, MEMORY_BASIC_INFORMATION *mbi)
 {
     return VirtualQuery(address, mbi, sizeof *mbi);
@@ -620,6 +633,20 @@ static void memory_checks(void)
                  mbi.State == MEM_RESERVE && mbi.RegionSize == 0x10000;
         }
         report_ms("reserved_pages_are_mem_reserve", ok, mbi.State);
+        if (ok) {
+            /* A reserved page is not memory yet: touching it faults (commit on demand). */
+            void *handler = AddVectoredExceptionHandler(1, commit_on_fault);
+            reserved_page = reserved + 0x3000;
+            reserved_faults = 0;
+            *(volatile unsigned char *)reserved_page = 5;
+            if (handler)
+                RemoveVectoredExceptionHandler(handler);
+            ok = reserved_faults == 1 && *(volatile unsigned char *)reserved_page == 5 && query(reserved_page, &mbi) &&
+                 mbi.State == MEM_COMMIT;
+            report_ms("reserved_page_faults_until_committed", ok, reserved_faults);
+        } else {
+            verdict("reserved_page_faults_until_committed", 0, "not reserved");
+        }
         if (reserved)
             VirtualFree(reserved, 0, MEM_RELEASE);
     }
@@ -731,6 +758,16 @@ static void antidebug_checks(void)
         ULONG length = 0;
         LONG status = query_system ? query_system(0x23, info, sizeof info, &length) : -1;
         /* SYSTEM_KERNEL_DEBUGGER_INFORMATION: KernelDebuggerEnabled FALSE, KernelDebuggerNotPresent TRUE */
+        SYSTEM_INFO system;
+        unsigned char basic[64];
+        GetSystemInfo(&system);
+        status = query_system ? query_system(0, basic, OFF(64, 44), &length) : -1;
+        report_ms("system_basic_information_matches_system_info",
+                  status == 0 && length == OFF(64, 44) && *(ULONG *)(basic + 8) == system.dwPageSize &&
+                      (ULONG)basic[OFF(56, 40)] == system.dwNumberOfProcessors &&
+                      *(ULONG_PTR *)(basic + OFF(40, 32)) == (ULONG_PTR)system.lpMaximumApplicationAddress,
+                  basic[OFF(56, 40)]);
+        status = query_system ? query_system(0x23, info, sizeof info, &length) : -1;
         report_ms("kernel_debugger_absent",
                   status == 0 && info[0] == 0 && info[1] == 1 && *(volatile unsigned char *)0x7FFE02D4 == 0,
                   ((ULONG)status & 0xFFFF0000) | (ULONG)info[0] << 8 | info[1]);
