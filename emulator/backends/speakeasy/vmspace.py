@@ -308,12 +308,17 @@ class AddressSpace:
         """Pages Unicorn maps that no map describes (nor a freed one): private allocations."""
         covered = sorted([(a.base, a.end) for a in allocations] + freed)
         pieces: list[tuple[int, int]] = []
+        first = 0  # covered spans ending at or before the current region are behind the sweep
         for begin, end, _perms in regions:
             if begin >= self.end:
                 break
+            while first < len(covered) and covered[first][1] <= begin:
+                first += 1
             at = begin
-            for start, stop in covered:
-                if stop <= at or start >= end:
+            for start, stop in covered[first:]:
+                if start >= end:
+                    break
+                if stop <= at:
                     continue
                 if start > at:
                     pieces.append((at, start))

@@ -713,6 +713,17 @@ static LONG CALLBACK on_int2d(EXCEPTION_POINTERS *pointers)
     return EXCEPTION_CONTINUE_EXECUTION;
 }
 
+static volatile int single_steps;
+
+static LONG CALLBACK on_single_step(EXCEPTION_POINTERS *pointers)
+{
+    if (pointers->ExceptionRecord->ExceptionCode != EXCEPTION_SINGLE_STEP)
+        return EXCEPTION_CONTINUE_SEARCH;
+    single_steps++;
+    pointers->ContextRecord->EFlags &= ~0x100u;
+    return EXCEPTION_CONTINUE_EXECUTION;
+}
+
 static int wide_eq_i(const WCHAR *a, const WCHAR *b, unsigned int n)
 {
     unsigned int i;
@@ -789,6 +800,46 @@ static void antidebug_checks(void)
         if (handler)
             RemoveVectoredExceptionHandler(handler);
         report_ms("int2d_reaches_own_handler", int2d_calls == 1 && int2d_code == EXCEPTION_BREAKPOINT, int2d_calls);
+    }
+    {
+        void *handler = AddVectoredExceptionHandler(1, on_single_step);
+        single_steps = 0;
+#ifdef _WIN64
+        __asm__ volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq\n\tnop\n\tnop" ::: "memory", "cc");
+#else
+        __asm__ volatile("pushfl\n\torl $0x100, (%%esp)\n\tpopfl\n\tnop\n\tnop" ::: "memory", "cc");
+#endif
+        if (handler)
+            RemoveVectoredExceptionHandler(handler);
+        report_ms("trap_flag_reaches_own_handler", single_steps == 1, single_steps);
+    }
+    {
+        int ok = !FindWindowA("OLLYDBG", NULL) && !FindWindowA("WinDbgFrameClass", NULL) && !FindWindowA("ID", NULL) &&
+                 !FindWindowA(NULL, "x64dbg") && !FindWindowW(L"Qt5QWindowIcon", L"x32dbg");
+        verdict("no_debugger_windows", ok, "");
+    }
+    {
+        PROCESSENTRY32 entry;
+        HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0), process = NULL;
+        DWORD csrss = 0, error = 0;
+        entry.dwSize = sizeof entry;
+        if (snapshot != INVALID_HANDLE_VALUE) {
+            if (Process32First(snapshot, &entry))
+                do {
+                    if (str_eq_i(entry.szExeFile, "csrss.exe"))
+                        csrss = entry.th32ProcessID;
+                } while (!csrss && Process32Next(snapshot, &entry));
+            CloseHandle(snapshot);
+        }
+        if (csrss) {
+            SetLastError(0);
+            process = OpenProcess(PROCESS_ALL_ACCESS, FALSE, csrss);
+            error = GetLastError();
+            if (process)
+                CloseHandle(process);
+        }
+        /* Only a debugger's SeDebugPrivilege (and not even that since csrss is a protected process) opens it. */
+        report_ms("csrss_cannot_be_opened", csrss && !process && error == ERROR_ACCESS_DENIED, error);
     }
     {
         unsigned char table[4096];
