@@ -21,6 +21,7 @@ from emulator.apis.memory import USER_END_X64, USER_END_X86
 RSMB = 0x52534D42  # 'RSMB': the raw SMBIOS firmware table provider
 ERROR_INVALID_PARAMETER = 87
 ERROR_NOT_FOUND = 1168
+ERROR_NOACCESS = 998
 STATUS_SUCCESS = 0
 STATUS_INVALID_INFO_CLASS = 0xC0000003
 STATUS_INFO_LENGTH_MISMATCH = 0xC0000004
@@ -160,7 +161,7 @@ def get_system_firmware_table(api: GuestApi, argv: list[int]) -> int:
     try:
         api.write(buffer, data)
     except Exception:
-        api.set_last_error(998)  # ERROR_NOACCESS
+        api.set_last_error(ERROR_NOACCESS)
         return 0
     return len(data)
 
@@ -173,7 +174,11 @@ def enum_system_firmware_tables(api: GuestApi, argv: list[int]) -> int:
         api.set_last_error(ERROR_NOT_FOUND)
         return 0
     if buffer and size >= 4:
-        api.write_u32(buffer, 0)
+        try:
+            api.write_u32(buffer, 0)
+        except Exception:
+            api.set_last_error(ERROR_NOACCESS)
+            return 0
     return 4
 
 
@@ -194,7 +199,10 @@ def nt_query_system_information(api: GuestApi, argv: list[int]) -> int:
             return STATUS_ACCESS_VIOLATION
         return STATUS_SUCCESS
     if length != len(answer):
-        api.write_u32(return_length, len(answer))
+        try:
+            api.write_u32(return_length, len(answer))
+        except Exception:
+            return STATUS_ACCESS_VIOLATION
         return STATUS_INFO_LENGTH_MISMATCH
     try:
         api.write(buffer, answer)
