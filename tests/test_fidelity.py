@@ -149,7 +149,7 @@ CATALOGUE = [
     ("evasion32.exe", "fast"),
     ("evasion32.exe", "faithful"),
 ]
-EXPECTED_CHECKS = 79
+EXPECTED_CHECKS = 80
 
 
 @pytest.mark.parametrize(("sample", "mode"), CATALOGUE)

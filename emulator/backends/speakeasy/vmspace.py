@@ -24,8 +24,16 @@ pages. What ``VirtualQuery`` reports is built from both, and from what the guest
   as they were); ``VirtualFree(MEM_DECOMMIT)`` makes pages reserved again (Speakeasy marked the
   whole allocation free).
 
+* **Write watch.** An allocation made with ``MEM_WRITE_WATCH`` has its pages write-protected
+  in Unicorn until the guest writes one: the write faults, the page is noted written and made
+  writable, and the write runs (as Windows' dirty-page tracking); ``GetWriteWatch`` lists the
+  pages written, ``ResetWriteWatch`` / ``WRITE_WATCH_FLAG_RESET`` protect them again (Speakeasy
+  has neither: its signature stub reported no page ever written). Writes an API makes on the
+  guest's behalf (``ReadFile`` into the buffer) do not fault and are not seen.
+
 The engine's pages keep the protections Speakeasy and the memory watch give them: only reserved
-pages are made inaccessible, so fast mode's dispatch and the watches see what they saw before.
+pages are made inaccessible and write-watched ones read-only until written, so fast mode's
+dispatch and the watches see what they saw before.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from typing import Any
 import speakeasy.memmgr as se_memmgr
 import speakeasy.windows.fileman as se_fileman
 import speakeasy.windows.loaders as se_loaders
+import unicorn as uc
 
 from emulator.apis.core import MemoryRegion
 from emulator.apis.memory import (
@@ -73,6 +82,10 @@ GUEST_ALLOCATION_TAGS = ("api.VirtualAlloc",)
 VIEW_TAGS = ("api.MapViewOfFile",)
 READ_ONLY_TAGS = ("emu.struct.KUSER_SHARED_DATA",)
 FILE_MAP_COPY, FILE_MAP_WRITE, FILE_MAP_EXECUTE = 0x1, 0x2, 0x20
+MEM_WRITE_WATCH = 0x200000
+WRITE_WATCH_FLAG_RESET = 0x1
+ERROR_INVALID_PARAMETER = 87
+WRITABLE = (PAGE_READWRITE, PAGE_EXECUTE_READWRITE)
 WRITABLE_SECTIONS = (PAGE_READWRITE, PAGE_EXECUTE_READWRITE)
 EXECUTABLE_SECTIONS = (PAGE_EXECUTE, PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_WRITECOPY)
 
@@ -147,8 +160,13 @@ class AddressSpace:
         # base of an allocation with reserved pages -> page indexes of it committed.
         self.committed: dict[int, set[int]] = {}
         self._sections: dict[int, tuple[Any, dict[int, int]]] = {}
+        # base of a MEM_WRITE_WATCH allocation -> (its end, page indexes written since the reset)
+        self.watched: dict[int, tuple[int, set[int]]] = {}
 
     def install(self, se: Any) -> None:
+        se.add_api_hook(self._get_write_watch, "kernel32", "GetWriteWatch", argc=6)
+        se.add_api_hook(self._reset_write_watch, "kernel32", "ResetWriteWatch", argc=2)
+        compat.intercept_protection_fault(self.emu, uc.UC_MEM_WRITE_PROT, self._on_write_fault, unhooked=False)
         for name in ("VirtualAlloc", "VirtualAllocEx"):
             se.add_api_hook(self._virtual_alloc, "kernel32", name)
         for name in ("VirtualProtect", "VirtualProtectEx"):
@@ -364,15 +382,21 @@ class AddressSpace:
         self.allocated[base] = protect
         for index in range(base // PAGE, end // PAGE):
             self.protect.pop(index, None)
+        self.watched.pop(base, None)
         if kind & MEM_COMMIT:
             self.committed.pop(base, None)
         else:
             self.committed[base] = set()
             compat_guest.protect_like_virtual_protect(emu, base, end - base, PAGE_NOACCESS)
+        if kind & MEM_WRITE_WATCH:
+            self.watched[base] = (end, set())
+            self._protect_writes(base, end)
         return rv
 
     def _commit(self, base: int, start: int, end: int, protect: int) -> None:
         compat_guest.protect_like_virtual_protect(self.emu, start, end - start, protect)
+        if base in self.watched:
+            self._protect_writes(start, end)
         pages = range(start // PAGE, end // PAGE)
         for index in pages:
             self.protect[index] = protect
@@ -413,8 +437,82 @@ class AddressSpace:
             return 1
         rv = orig(argv)
         if kind & MEM_RELEASE and address == base:
+            self.watched.pop(base, None)
             self.allocated.pop(base, None)
             self.committed.pop(base, None)
             for index in range(base // PAGE, whole_end // PAGE):
                 self.protect.pop(index, None)
         return rv
+
+    # -- write watch -----------------------------------------------------------------------------
+
+    def _watch_of(self, address: int) -> tuple[int, int, set[int]] | None:
+        for base, (end, written) in self.watched.items():
+            if base <= address < end:
+                return base, end, written
+        return None
+
+    def _protect_writes(self, start: int, end: int) -> None:
+        """Take write access from the pages in [start, end) in Unicorn only (the guest's view keeps it)."""
+        unicorn = compat.unicorn_of(self.emu)
+        for begin, last, perms in list(unicorn.mem_regions()):
+            low, high = max(begin, start), min(last + 1, end)
+            if low < high and perms & uc.UC_PROT_WRITE:
+                unicorn.mem_protect(low, high - low, perms & ~uc.UC_PROT_WRITE)
+
+    def _on_write_fault(self, address: int) -> bool | None:
+        """A write to a write-watched page the guest may write: note it, let it through."""
+        found = self._watch_of(address)
+        if found is None:
+            return None
+        page = address & ~(PAGE - 1)
+        region = self.query(page)
+        if region is None or region.state != MEM_COMMIT or region.protect not in WRITABLE:
+            return None  # the guest's own protection forbids it: an access violation
+        found[2].add(page // PAGE)
+        unicorn = compat.unicorn_of(self.emu)
+        for begin, last, perms in unicorn.mem_regions():
+            if begin <= page <= last:
+                unicorn.mem_protect(page, PAGE, perms | uc.UC_PROT_WRITE)
+                # Unicorn drops the faulting store: the instruction runs again from its start.
+                self.emu.set_pc(compat.guest_pc(self.emu))
+                return True
+        return None
+
+    def _get_write_watch(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        """UINT GetWriteWatch(flags, base, size, addresses, count, granularity): 0 on success."""
+        flags, base, size, addresses, count_pointer, granularity = (list(argv) + [0] * 6)[:6]
+        found = self._watch_of(base)
+        ptr = 8 if self.mask > 0xFFFFFFFF else 4
+        if found is None or not addresses or not count_pointer or base + size > found[1]:
+            emu.set_last_error(ERROR_INVALID_PARAMETER)
+            return ERROR_INVALID_PARAMETER
+        try:
+            room = int.from_bytes(bytes(emu.mem_read(count_pointer, ptr)), "little")
+            pages = sorted(i for i in found[2] if base <= i * PAGE < base + size)[:room]
+            for n, index in enumerate(pages):
+                emu.mem_write(addresses + n * ptr, (index * PAGE).to_bytes(ptr, "little"))
+            emu.mem_write(count_pointer, len(pages).to_bytes(ptr, "little"))
+            if granularity:
+                emu.mem_write(granularity, PAGE.to_bytes(4, "little"))
+        except Exception:
+            emu.set_last_error(998)  # ERROR_NOACCESS
+            return 998
+        if flags & WRITE_WATCH_FLAG_RESET:
+            self._reset(found[2], [index * PAGE for index in pages])
+        return 0
+
+    def _reset_write_watch(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        """UINT ResetWriteWatch(base, size): 0 on success."""
+        base, size = (list(argv) + [0, 0])[:2]
+        found = self._watch_of(base)
+        if found is None or base + size > found[1]:
+            emu.set_last_error(ERROR_INVALID_PARAMETER)
+            return ERROR_INVALID_PARAMETER
+        self._reset(found[2], [i * PAGE for i in found[2] if base <= i * PAGE < base + size])
+        return 0
+
+    def _reset(self, written: set[int], pages: list[int]) -> None:
+        for page in pages:
+            written.discard(page // PAGE)
+            self._protect_writes(page, page + PAGE)

@@ -671,6 +671,35 @@ static void memory_checks(void)
             CloseHandle(section);
     }
     {
+        /* al-khaser's write-watch checks: pages written since the last reset, and only those. */
+        unsigned char *watched = (unsigned char *)VirtualAlloc(NULL, 0x4000, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
+        void *pages[8];
+        ULONG_PTR hits = 8;
+        ULONG granularity = 0;
+        int ok = watched && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 0 &&
+                 granularity == 0x1000;
+        if (ok) {
+            watched[0x1000] = 1;
+            watched[0x1008] = 2;
+            watched[0x3000] = 3;
+            hits = 8;
+            ok = GetWriteWatch(WRITE_WATCH_FLAG_RESET, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 2 &&
+                 pages[0] == watched + 0x1000 && pages[1] == watched + 0x3000;
+            hits = 8;
+            ok = ok && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 0;
+            watched[0x2000] = 4;
+            hits = 8;
+            ok = ok && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 1 &&
+                 pages[0] == watched + 0x2000 && ResetWriteWatch(watched, 0x4000) == 0;
+            hits = 8;
+            ok = ok && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 0 &&
+                 watched[0x1000] == 1 && watched[0x2000] == 4 && watched[0x3000] == 3;
+        }
+        report_ms("write_watch_counts_pages_written", ok, hits);
+        if (watched)
+            VirtualFree(watched, 0, MEM_RELEASE);
+    }
+    {
         volatile int local = 0;
         unsigned char *teb = current_teb();
         ULONG_PTR stack_base = *(ULONG_PTR *)(teb + OFF(0x8, 0x4)), stack_limit = *(ULONG_PTR *)(teb + OFF(0x10, 0x8));
