@@ -190,6 +190,7 @@ def check_emulator(emu: Any) -> None:
         "mem_map",
         "mem_protect",
         "mem_free",
+        "modules",
     ):
         if not hasattr(emu, attr):
             raise _incompatible(f"the emulator has no attribute {attr!r}")
