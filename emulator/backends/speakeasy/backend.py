@@ -16,6 +16,7 @@ from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps
+from emulator.backends.speakeasy.syscalls import SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
@@ -128,6 +129,7 @@ class SpeakeasyBackend:
         watch.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
         ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
+        SystemCalls(emu, x64=target.arch == "x64").install()
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)

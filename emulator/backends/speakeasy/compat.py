@@ -738,6 +738,31 @@ def add_cpuid_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
     return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_CPUID))
 
 
+def add_syscall_hook(unicorn: Any, callback: Callable[[Any, Any], None]) -> int:
+    """``callback(uc, user)`` on every x64 ``syscall`` instruction (Unicorn continues after it,
+    or where the callback moved the program counter)."""
+    from unicorn import x86_const
+
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_SYSCALL))
+
+
+def ntdll_function_exports(emu: Any) -> list[tuple[str, int, int]]:
+    """(name, address, API trap) of each named function export of the guest's ntdll that has a
+    trap (Speakeasy's synthetic image); empty when ntdll is not such an image."""
+    registry = emu.api_registry
+    for module in emu.modules:
+        if ntpath.basename(str(getattr(module, "emu_path", "") or "")).lower() != "ntdll.dll":
+            continue
+        found = []
+        for export in module.get_exports():
+            entry = registry.entries.get(export.address) if export.address else None
+            trap = getattr(entry, "trap", None)
+            if export.name and trap and getattr(export, "kind", "function") == "function" and not export.forwarder:
+                found.append((str(export.name), int(export.address), int(trap)))
+        return found
+    return []
+
+
 def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, int, Any], None]) -> int:
     """A code hook on the one instruction at ``address`` (Unicorn checks the range when it
     translates, so other code runs with no callback)."""

@@ -19,7 +19,16 @@ from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler, GuestObject
 from emulator.backends.base import BackendInputError
-from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
+from emulator.backends.speakeasy import (
+    compat,
+    compat_blocks,
+    compat_fast,
+    compat_start,
+    images,
+    ntmemory,
+    procview,
+    signatures,
+)
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
@@ -260,6 +269,7 @@ def install_api_handlers(
     for name in INVALID_HANDLE_APIS:
         se.add_api_hook(invalid_handle, "kernel32", name)
     procview.install(se, memory.ptr_size)
+    ntmemory.install(se, memory.ptr_size)
 
 
 def _install_handler(
