@@ -1,4 +1,4 @@
-/* System calls as hook-avoiding loaders make them (tests/test_syscalls.py), on ntdll's stubs:
+/* System calls as hook-avoiding loaders make them (tests/test_native.py), on ntdll's stubs:
  * the number read from NtAllocateVirtualMemory's stub (Hell's Gate) equals ZwAllocateVirtualMemory's
  * and its rank among the Zw* exports sorted by address (SysWhispers2); a direct system call from
  * this program's own code allocates memory; an indirect one (a jump to the stub's syscall
@@ -107,7 +107,7 @@ static int allocates(alloc_t call)
     return 1;
 }
 
-void __stdcall SyscallsEntry(void)
+void __stdcall Entry(void)
 {
     unsigned bits = 0;
     DWORD nt_number = 0, zw_number = 0;
