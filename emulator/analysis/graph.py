@@ -72,15 +72,29 @@ PROCESS_APIS = {
     "virtualallocexnuma": ("writes_memory", 0),
     "writeprocessmemory": ("writes_memory", 0),
     "ntwritevirtualmemory": ("writes_memory", 0),
+    "zwwritevirtualmemory": ("writes_memory", 0),
+    "ntallocatevirtualmemory": ("writes_memory", 0),
+    "zwallocatevirtualmemory": ("writes_memory", 0),
     "createremotethread": ("injects_into", 0),
     "createremotethreadex": ("injects_into", 0),
     "ntcreatethreadex": ("injects_into", 3),
+    "zwcreatethreadex": ("injects_into", 3),
     "rtlcreateuserthread": ("injects_into", 0),
     "queueuserapc": ("injects_into", None),
     "ntqueueapcthread": ("injects_into", None),
+    "zwqueueapcthread": ("injects_into", None),
     "setthreadcontext": ("injects_into", None),
     "wow64setthreadcontext": ("injects_into", None),
     "ntsetcontextthread": ("injects_into", None),
+    "zwsetcontextthread": ("injects_into", None),
+}
+# Thread-creating calls on another process -> the index of their start address argument.
+THREAD_START_ARGUMENT = {
+    "createremotethread": 3,
+    "createremotethreadex": 3,
+    "ntcreatethreadex": 4,
+    "zwcreatethreadex": 4,
+    "rtlcreateuserthread": 6,
 }
 # Calls that draw no edge of their own but tell how a process was injected into (the process is
 # the one the stage last created, opened or wrote to, as for thread-handle APIs above).
@@ -98,12 +112,15 @@ INJECTION_METHODS = {
     "createremotethread": "remote_thread",
     "createremotethreadex": "remote_thread",
     "ntcreatethreadex": "remote_thread",
+    "zwcreatethreadex": "remote_thread",
     "rtlcreateuserthread": "remote_thread",
     "queueuserapc": "apc",
     "ntqueueapcthread": "apc",
+    "zwqueueapcthread": "apc",
     "setthreadcontext": "thread_context",
     "wow64setthreadcontext": "thread_context",
     "ntsetcontextthread": "thread_context",
+    "zwsetcontextthread": "thread_context",
 }
 # The current process's pseudo-handle, as an argument renders.
 _CURRENT_PROCESS = {"0xffffffff", "0xffffffffffffffff", "-1"}
@@ -386,8 +403,8 @@ def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[
             size = _int(event.args[2]) if len(event.args) > 2 else 0
             base = _int(event.ret)
             found.regions.append((base, base + max(size, 1), process))
-        elif etype == "injects_into" and index is not None and len(event.args) > index + 3:
-            start = _int(event.args[index + 3])
+        elif func in THREAD_START_ARGUMENT and len(event.args) > THREAD_START_ARGUMENT[func]:
+            start = _int(event.args[THREAD_START_ARGUMENT[func]])
             if start:
                 found.thread_starts[start] = process
     return found

@@ -83,6 +83,7 @@ class SourceTaps:
         self._wrap("ntdll", ("RtlMoveMemory", "RtlCopyMemory"), self._copy(0, 1, 2))
         self._wrap("msvcrt", ("memcpy", "memmove"), self._copy(0, 1, 2))
         self._wrap("kernel32", ("WriteProcessMemory",), self._write_process_memory)
+        self._wrap("ntdll", ("NtWriteVirtualMemory", "ZwWriteVirtualMemory"), self._write_process_memory)
         self._wrap("kernel32", ("HeapReAlloc",), self._reallocate(2, 3))
         self._wrap("kernel32", ("LocalReAlloc",), self._reallocate(0, 1))
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
@@ -198,14 +199,16 @@ class SourceTaps:
         return bytes(out)
 
     def _write_process_memory(self, name: str, orig: Any, argv: list[int]) -> int:
-        # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten)
+        # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten), and
+        # NtWriteVirtualMemory with the same arguments (an NTSTATUS: 0 is success, not a BOOL)
         process, address, buffer, size = argv[:4]
         data = self._read(buffer, size)
         if data and self.on_copy_from is not None:
             self.on_copy_from(buffer, len(data))
         rv = int(orig(argv) or 0)
+        written = rv == 0 if name.startswith(("Nt", "Zw")) else rv != 0
         target = compat.process_path(self.emu, process)
-        if rv and data and target:
+        if written and data and target:
             self.recorder.remember_buffer("process_write", address, data, ref=target, input_address=buffer, api=name)
         return rv
 
