@@ -92,6 +92,7 @@ GENERALITY = [
     "reg-split-xor",
     "self-callbacks",
     "file-xor-add",
+    "env-crt-block",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -258,6 +259,30 @@ def test_an_environment_variable_is_an_origin(scenario_report: Callable[[str], R
             assert (buffer["pc"], buffer["api"].rpartition(".")[2]) in calls, buffer
     edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
     assert ("environment:%UPDATER_CACHE%", "decodes_to", "s1") in edges
+
+
+def test_every_way_of_reading_the_environment_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """env-crt-block reads its three variables with the C runtime's getenv (no Speakeasy handler:
+    answered by the backend from the same variables), ExpandEnvironmentStringsW and the block of
+    GetEnvironmentStringsW: each stage's lineage starts at its own variable, read by that API, the
+    name spelt as the scenario spells it (Speakeasy keeps names lower-cased; Windows does not)."""
+    report = scenario_report("env-crt-block")
+    buffers = {b["seq"]: b for b in report["buffers"]}
+    expected = {
+        "s1": ("%CACHE_A%", "msvcrt.getenv"),
+        "s2": ("%CACHE_B%", "kernel32.ExpandEnvironmentStringsW"),
+        "s3": ("%CACHE_C%", "kernel32.GetEnvironmentStringsW"),
+    }
+    for stage in report["stages"][1:]:
+        origin = stage["lineage"][0]
+        ref, api = expected[stage["id"]]
+        assert (origin["source"], origin["ref"], origin["transform"]) == ("environment", ref, "source")
+        read = buffers[origin["evidence"][0]]
+        assert (read["source"], read["api"]) == ("environment_read", api)
+    assert report["outcome"]["status"] == "completed"
+    assert {f["path"] for f in report["dropped"]} == {
+        rf"C:\Users\Public\lineage_env_{name}.txt" for name in ("getenv", "expand", "block")
+    }
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
@@ -464,6 +489,20 @@ def test_injection_method_and_sub_technique(
     if technique:
         assert subs[technique]["stage"] == "s0" and set(subs[technique]["evidence"]) == set(edge["evidence"])
     assert report["stages"][1]["process"] == process
+
+
+@pytest.mark.parametrize(("name", "stage"), [("inject-apc", "s1"), ("inject-apc-x86", "s1"), ("self-callbacks", "s2")])
+def test_a_stage_an_apc_started_says_so(name: str, stage: str, scenario_report: Callable[[str], Report]) -> None:
+    """Speakeasy runs a queued APC as a thread it does not record; the stage it starts is one an
+    APC started (``via: apc``) because its entry is the routine of a QueueUserAPC call made
+    before it, in another process (inject-apc) or the loader's own thread (self-callbacks). The
+    TLS callback of self-callbacks (s1) was queued by no one: still ``unknown``."""
+    report = scenario_report(name)
+    stages = {s["id"]: s for s in report["stages"]}
+    assert stages[stage]["via"] == "apc"
+    queued = [c for c in report["api_calls"] if c["api"] == "kernel32.QueueUserAPC"]
+    assert [int(c["args"][0], 16) for c in queued] == [int(stages[stage]["entry"], 16)]
+    assert [s["id"] for s in report["stages"] if s["via"] == "apc"] == [stage]
 
 
 def test_injection_methods_follow_the_order_of_the_calls() -> None:

@@ -23,7 +23,7 @@ from emulator.analysis.lineage import (
     section_table,
     trace,
 )
-from emulator.eventlog import of_type, stage_bounds
+from emulator.eventlog import api_calls_where, of_type, stage_bounds
 from emulator.events import (
     ApiCall,
     DataBuffer,
@@ -65,6 +65,15 @@ _API_TRANSFORMS = {
 # Reads whose pieces, read one after the other into one buffer, are joined into one carrier.
 _PIECEWISE_READS = ("file", "network", "registry")
 MAX_PIECE_EVIDENCE = 16
+# APIs that queue an APC -> the index of the routine it runs (its start address).
+APC_APIS = {
+    "queueuserapc": 0,
+    "queueuserapc2": 0,
+    "ntqueueapcthread": 1,
+    "zwqueueapcthread": 1,
+    "ntqueueapcthreadex": 2,
+    "zwqueueapcthreadex": 2,
+}
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
 ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
 
@@ -113,6 +122,7 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
     buffers: list[DataBuffer] = []
     memory: list[MemoryAlloc | MemoryProtect] = []
     by_id: dict[str, Stage] = {}
+    apcs = _apc_routines(events)
     kinds = (DataBuffer, NetworkExchange, RegistryAccess, FileAccess, MemoryAlloc, MemoryProtect, StageStart)
     for index, event in of_type(events, *kinds):  # API calls are not built (emulator/eventlog.py)
         if isinstance(event, DataBuffer):
@@ -195,7 +205,7 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 base=event.base,
                 entry=event.entry,
                 parent=event.parent,
-                via=event.via,
+                via=_apc_start(event, apcs) or event.via,
                 start_seq=event.seq,
                 first_seq=event.seq,
                 last_seq=event.seq,
@@ -236,6 +246,34 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
             owner.first_seq = min(owner.first_seq, first)
             owner.last_seq = max(owner.last_seq, last)
     return stages
+
+
+def _apc_routines(events: Sequence[Event]) -> dict[int, list[int]]:
+    """routine address -> seqs of the calls that queued an APC to run it (QueueUserAPC,
+    NtQueueApcThread, ...), in order."""
+    found: dict[int, list[int]] = {}
+    for call in api_calls_where(events, lambda api: api.rpartition(".")[2].lower() in APC_APIS):
+        name = call.api.rpartition(".")[2].lower()
+        index = APC_APIS[name]
+        # QueueUserAPC returns non-zero on success, the native calls STATUS_SUCCESS (0).
+        failed = call.ret not in (None, "0x0") if name.startswith(("nt", "zw")) else call.ret in (None, "0x0")
+        if len(call.args) <= index or failed:
+            continue
+        try:
+            routine = int(call.args[index].split(" ", 1)[0], 0)
+        except ValueError:
+            continue
+        if routine:
+            found.setdefault(routine, []).append(call.seq)
+    return found
+
+
+def _apc_start(event: StageStart, apcs: dict[int, list[int]]) -> str | None:
+    """``apc`` for a stage whose start no thread or call explains and whose entry is the routine of
+    an APC queued before it: the engine ran the APC as a thread it did not record."""
+    if event.via != "unknown" or event.parent is None:
+        return None
+    return "apc" if any(seq < event.seq for seq in apcs.get(event.entry, ())) else None
 
 
 def _calls_near(events: Sequence[Event], index: int, stage: str, before_first: bool) -> Iterator[ApiCall]:
