@@ -93,6 +93,8 @@ GENERALITY = [
     "self-callbacks",
     "file-xor-add",
     "env-crt-block",
+    "split-sources-xor",
+    "split-files-inplace",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -283,6 +285,59 @@ def test_every_way_of_reading_the_environment_is_an_origin(scenario_report: Call
     assert {f["path"] for f in report["dropped"]} == {
         rf"C:\Users\Public\lineage_env_{name}.txt" for name in ("getenv", "expand", "block")
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "pieces"),
+    [
+        (
+            "split-sources-xor",
+            [
+                ("file", r"C:\ProgramData\ChainreplayDemo\part.a", 0, 80),
+                ("registry", r"HKEY_CURRENT_USER\Software\ChainreplayDemo\Part", 80, 72),
+                ("network", "http://updates.example-cdn.net/v2/tail.bin", 152, 72),
+            ],
+        ),
+        (
+            "split-files-inplace",
+            [
+                ("file", r"C:\ProgramData\ChainreplayDemo\head.bin", 0, 120),
+                ("file", r"C:\Users\analyst\AppData\Roaming\tail.bin", 120, 104),
+            ],
+        ),
+    ],
+)
+def test_a_payload_read_from_several_sources_names_each(
+    name: str, pieces: list[tuple[str, str, int, int]], scenario_report: Callable[[str], Report]
+) -> None:
+    """A payload read piece by piece from different sources into one buffer (a file, a registry
+    value, a download; two files), decoded into new memory (split-sources-xor) or in place
+    (split-files-inplace): the stage is the whole payload (224 bytes, not the first piece's),
+    its origin names the first source and its ``pieces`` every one, each with its own reads as
+    evidence, and each source has its own edge to the stage."""
+    report = scenario_report(name)
+    s1 = report["stages"][1]
+    assert s1["size"] == 224
+    got = [(p["type"], p["ref"], p["offset"], p["size"]) for p in s1["origin"]["pieces"]]
+    assert got == pieces
+    assert s1["lineage"][0]["pieces"] == s1["origin"]["pieces"]
+    assert (s1["origin"]["type"], s1["origin"]["ref"]) == pieces[0][:2]
+    buffers = {b["seq"]: b for b in report["buffers"]}
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    edges = {e["source"]: e for e in report["graph"]["edges"] if e["target"] == "s1" and e["type"] != "executes"}
+    assert len(edges) == len(pieces)
+    for piece in s1["origin"]["pieces"]:
+        read = next(buffers[seq] for seq in piece["evidence"] if seq in buffers)
+        assert read["ref"] == piece["ref"] and read["size"] == piece["size"]
+        # The read's own call (given the buffer's address), not the next read's.
+        (call,) = (calls[seq] for seq in piece["evidence"] if seq in calls)
+        assert read["address"] in call["args"], (call, read)
+        node = next(n for n, e in edges.items() if read["seq"] in e["evidence"])
+        assert piece["type"] in ("file", "registry", "network") and node.startswith(
+            {"file": "file:", "registry": "registry:", "network": "url:"}[piece["type"]]
+        )
+    # Several sources, no other stage: the payload is in no single one of them.
+    assert [s["id"] for s in report["stages"]] == ["s0", "s1"]
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:

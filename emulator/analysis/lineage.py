@@ -72,6 +72,20 @@ _WHITESPACE = re.compile(rb"\s")
 
 
 @dataclass
+class Piece:
+    """One source's bytes in a buffer the guest filled from several (a file, then a registry
+    value, then a download): ``size`` bytes at ``offset`` of the joined carrier."""
+
+    kind: str
+    ref: str
+    node: str | None
+    evidence: list[int]
+    offset: int
+    size: int
+    api: str | None = None
+
+
+@dataclass
 class Carrier:
     """Bytes an API (or the loader) put into the guest, with where they came from."""
 
@@ -90,6 +104,9 @@ class Carrier:
     transform: str = "identity"
     pc: int | None = None  # for guest_code carriers: the instruction that wrote the bytes
     input_address: int | None = None  # for copies (API or guest code): where the input was read
+    # Reads of different sources joined into one buffer, in memory order (empty: one source,
+    # described by kind, ref and node).
+    pieces: list[Piece] = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +133,8 @@ class Hop:
     node: str | None = None
     offset: int | None = None
     size: int | None = None
+    # An origin of several sources: each one's piece of the bytes (the hop names the first).
+    pieces: list[Piece] = field(default_factory=list)
 
     @property
     def decodes(self) -> bool:
@@ -485,6 +504,8 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         if carrier.kind == "process_write":
             upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), move, *last]
+    if carrier.pieces:
+        return [_pieces_origin(carrier, match), *last]
     if carrier.kind in WRITES_OF:
         written = _writer_of(carrier, carriers)
         if written is not None:
@@ -506,6 +527,26 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         size=match.length,
     )
     return [origin, *last]
+
+
+def _pieces_origin(carrier: Carrier, match: Match) -> Hop:
+    """The origin of bytes matched in a buffer filled from several sources: the pieces the match
+    covers (one piece: that source alone)."""
+    end = match.offset + match.length
+    covered = [p for p in carrier.pieces if p.offset < end and match.offset < p.offset + p.size] or carrier.pieces[:1]
+    first = covered[0]
+    return Hop(
+        first.kind,
+        first.ref,
+        "source",
+        first.api or "",
+        sorted({seq for p in covered for seq in p.evidence}),
+        actor=carrier.stage,
+        node=first.node,
+        offset=match.offset,
+        size=match.length,
+        pieces=list(covered) if len(covered) > 1 else [],
+    )
 
 
 def _in_place_first(
