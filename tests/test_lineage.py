@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import re
 import shutil
@@ -95,6 +96,8 @@ GENERALITY = [
     "env-crt-block",
     "split-sources-xor",
     "split-files-inplace",
+    "overlay-xor",
+    "pipe-cipher",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -338,6 +341,43 @@ def test_a_payload_read_from_several_sources_names_each(
         )
     # Several sources, no other stage: the payload is in no single one of them.
     assert [s["id"] for s in report["stages"]] == ["s0", "s1"]
+
+
+def test_a_pipe_is_a_copy_from_where_the_writer_had_the_bytes(
+    scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
+) -> None:
+    """pipe-cipher writes the file's bytes into an anonymous pipe and reads them from its other
+    end into a stack buffer, where it decodes them in place before copying them out. The pipe
+    read is an API copy whose input is where WriteFile had the bytes (the file's read buffer), so
+    the stage goes back to the file (before: origin memory, "guest code at pc X")."""
+    report = scenario_report("pipe-cipher")
+    s1 = report["stages"][1]
+    assert (s1["origin"]["type"], s1["origin"]["ref"]) == ("file", r"C:\ProgramData\ChainreplayDemo\pipe.dat")
+    copy = s1["lineage"][1]
+    assert (copy["transform"], copy["detail"]) == ("copy", "kernel32.ReadFile (pipe)")
+    buffers = {b["seq"]: b for b in report["buffers"]}
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    (pipe_read,) = (buffers[seq] for seq in copy["evidence"] if seq in buffers)
+    file_read = buffers[s1["lineage"][0]["evidence"][0]]
+    write = next(c for c in calls.values() if c["api"] == "kernel32.WriteFile")
+    traced = next(
+        e
+        for e in map(json.loads, (scenario_outdir("pipe-cipher") / "trace.jsonl").read_text().splitlines())
+        if e.get("seq") == pipe_read["seq"]
+    )
+    assert pipe_read["source"] == "api_copy" and write["args"][1] == file_read["address"]
+    assert traced["input_address"] == int(file_read["address"], 16)
+    read_call = next(calls[seq] for seq in copy["evidence"] if seq in calls)
+    assert read_call["api"] == "kernel32.ReadFile" and read_call["args"][1] == pipe_read["address"]
+
+
+def test_an_overlay_is_read_from_the_loaders_own_file(scenario_report: Callable[[str], Report]) -> None:
+    """overlay-xor reads its own file (the guest path GetModuleFileNameA gives) and decodes what
+    follows its last section: the origin is that file, at the overlay's offset."""
+    report = scenario_report("overlay-xor")
+    s1 = report["stages"][1]
+    assert (s1["origin"]["type"], s1["origin"]["ref"]) == ("file", r"C:\Users\analyst\Downloads\loader.exe")
+    assert s1["size"] == 224
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:

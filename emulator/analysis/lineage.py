@@ -471,7 +471,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             "api",
             carrier.api or carrier.ref,
             carrier.transform,
-            carrier.api or "",
+            _api_detail(carrier),
             list(carrier.evidence),
             actor=carrier.stage,
             # What the API's output accounts for of the stage (its input may be shorter: a
@@ -529,6 +529,14 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
     return [origin, *last]
 
 
+def _api_detail(carrier: Carrier) -> str:
+    """The API of an API hop, and what it worked on when its ref names more (a pipe)."""
+    api = carrier.api or ""
+    if api and carrier.ref and carrier.ref.rpartition(".")[2].lower() != api.rpartition(".")[2].lower():
+        return f"{api} ({carrier.ref})"
+    return api
+
+
 def _pieces_origin(carrier: Carrier, match: Match) -> Hop:
     """The origin of bytes matched in a buffer filled from several sources: the pieces the match
     covers (one piece: that source alone)."""
@@ -561,7 +569,7 @@ def _in_place_first(
 
 def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop] | None:
     """A copy's input no transform explains, read from a buffer an API last filled with a file,
-    network, registry or environment read: guest code decoded the read in place (in memory no
+    network, registry or environment read (or an API copy of one): guest code decoded it in place (in memory no
     flow watch follows: the stack, a global, a small heap block) before the copy. The read's
     lineage, then that hop."""
     at, data = carrier.input_address, carrier.input or carrier.data  # a write's input is what it wrote
@@ -572,8 +580,9 @@ def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, gue
             continue
         if not read.address <= at < read.address + len(read.data):
             continue
-        # The most recent API output covering the copied bytes is what guest code worked on.
-        if read.kind not in IN_PLACE_KINDS:
+        # The most recent API output covering the copied bytes is what guest code worked on: a
+        # read, or bytes an API copied there (a pipe's other end, memcpy into a stack buffer).
+        if read.kind not in IN_PLACE_KINDS and (read.kind, read.transform) != ("api", "copy"):
             return None
         offset = at - read.address
         size = min(len(data), len(read.data) - offset)

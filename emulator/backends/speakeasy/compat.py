@@ -585,6 +585,14 @@ def start_guest_thread(
 SEC_IMAGE = 0x0100_0000
 
 
+def is_pipe(emu: Any, handle: int) -> bool:
+    """Whether ``handle`` is one of Speakeasy's pipes (an anonymous pipe's ends are one handle)."""
+    try:
+        return emu.get_file_manager().get_pipe_from_handle(handle) is not None
+    except Exception:
+        return False
+
+
 def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     """(path, is an image section) of the file behind a file mapping handle, None for a
     mapping of the paging file or an unknown handle."""

@@ -77,6 +77,8 @@ class SourceTaps:
         self.on_copy_from: Callable[[int, int], None] | None = None
         # Told the address of each view of a section the guest mapped (code may run from it).
         self.on_view_mapped: Callable[[int], None] | None = None
+        # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
+        self.pipes: dict[int, list[tuple[int, bytes]]] = {}
         # The guest's variable names as the scenario spells them, by lower-cased name (Speakeasy
         # keeps them lower-cased; Windows keeps their case).
         self.variable_names: dict[str, str] = {}
@@ -104,6 +106,8 @@ class SourceTaps:
             # variables GetEnvironmentVariable reads.
             self.se.add_api_hook(self._crt_getenv_hook(name), "msvcrt", name, argc=1, call_conv=se_arch.CALL_CONV_CDECL)
         self._wrap("msvcrt", ("fread",), self._crt_read)
+        self._wrap("kernel32", ("WriteFile",), self._pipe_write)
+        self._wrap("kernel32", ("ReadFile",), self._pipe_read)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
@@ -351,6 +355,41 @@ class SourceTaps:
                 self.recorder.call_pc = None
 
         return getenv
+
+    def _pipe_write(self, name: str, orig: Any, argv: list[int]) -> int:
+        # WriteFile(hFile, lpBuffer, nNumberOfBytesToWrite, ...) into a pipe: what a read of the
+        # other end will get, remembered with where the writer had it.
+        handle, buffer, size = argv[:3]
+        pipe = compat.is_pipe(self.emu, handle)
+        data = self._read(buffer, size) if pipe else b""
+        if data and self.on_copy_from is not None:
+            self.on_copy_from(buffer, len(data))  # how guest code wrote them, if it did
+        rv = int(orig(argv) or 0)
+        if rv and data:
+            self.pipes.setdefault(handle, []).append((buffer, data))
+        return rv
+
+    def _pipe_read(self, name: str, orig: Any, argv: list[int]) -> int:
+        # ReadFile(hFile, lpBuffer, nNumberOfBytesToRead, lpNumberOfBytesRead, ...) from a pipe:
+        # the bytes moved from the writer's buffer to this one, an API copy (a file's read is
+        # recorded as such by the engine's event).
+        handle, buffer = argv[:2]
+        rv = int(orig(argv) or 0)
+        pending = self.pipes.get(handle)
+        if not rv or not pending or not compat.is_pipe(self.emu, handle):
+            return rv
+        got = self._u32(argv[3]) if argv[3] else 0
+        data = self._read(buffer, got)
+        source, written = pending[0]
+        if len(data) >= len(written):
+            pending.pop(0)
+        else:
+            pending[0] = (source + len(data), written[len(data) :])
+        if len(data) >= MIN_COPY_BYTES and data.startswith(written[: len(data)]):
+            self.recorder.remember_buffer(
+                "api_copy", buffer, data, ref="pipe", input_data=data, input_address=source, api=f"kernel32.{name}"
+            )
+        return rv
 
     def _crt_read(self, name: str, orig: Any, argv: list[int]) -> int:
         # fread(ptr, size, count, stream): the C runtime's file read (Speakeasy's handler records
