@@ -98,6 +98,8 @@ GENERALITY = [
     "split-files-inplace",
     "overlay-xor",
     "pipe-cipher",
+    "net-b64-lznt1",
+    "reg-b64-aes",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -378,6 +380,23 @@ def test_an_overlay_is_read_from_the_loaders_own_file(scenario_report: Callable[
     s1 = report["stages"][1]
     assert (s1["origin"]["type"], s1["origin"]["ref"]) == ("file", r"C:\Users\analyst\Downloads\loader.exe")
     assert s1["size"] == 224
+
+
+def test_cryptoapi_aes_is_decrypted_and_traced(scenario_report: Callable[[str], Report]) -> None:
+    """reg-b64-aes imports an AES-256 key from a PLAINTEXTKEYBLOB, sets its IV and decrypts with
+    CryptDecrypt (Speakeasy has RC4 keys only: CryptImportKey ended the run unsupported): the
+    plaintext is the payload that runs, its buffer holds the ciphertext as input, and the
+    lineage runs from the registry value through base64 and the decryption."""
+    report = scenario_report("reg-b64-aes")
+    assert report["outcome"]["status"] == "completed"
+    s1 = report["stages"][1]
+    decrypt = next(b for b in report["buffers"] if b["source"] == "decrypt")
+    # The plaintext (224 bytes, the 16 of padding removed by Final) is what ran.
+    assert decrypt["size"] == s1["size"] == 224 and decrypt["sha256"] == s1["sha256"]
+    assert s1["origin"]["how"] == "decrypt_api" and s1["origin"]["via_api"] == "CryptDecrypt"
+    calls = [c["api"] for c in report["api_calls"]]
+    for api in ("advapi32.CryptImportKey", "advapi32.CryptSetKeyParam", "advapi32.CryptDestroyKey"):
+        assert api in calls
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:

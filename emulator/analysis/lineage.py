@@ -530,9 +530,9 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
 
 
 def _api_detail(carrier: Carrier) -> str:
-    """The API of an API hop, and what it worked on when its ref names more (a pipe)."""
+    """The API of an API hop, and what it worked on when its ref names something else (a pipe)."""
     api = carrier.api or ""
-    if api and carrier.ref and carrier.ref.rpartition(".")[2].lower() != api.rpartition(".")[2].lower():
+    if api and carrier.ref and api.rpartition(".")[2].lower() not in carrier.ref.lower():
         return f"{api} ({carrier.ref})"
     return api
 

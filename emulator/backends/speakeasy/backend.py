@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from emulator.apis import GuestApi, cryptoapi
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, compat_memory, setup
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
@@ -121,6 +122,9 @@ class SpeakeasyBackend:
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view
+        taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
+            GuestApi(memory, self.services, name, module="advapi32"), argv
+        )
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()

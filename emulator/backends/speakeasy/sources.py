@@ -75,6 +75,9 @@ class SourceTaps:
         # Told (address, size) of the bytes a copy API is about to read (the flow watch records
         # how guest code wrote them, if it did).
         self.on_copy_from: Callable[[int, int], None] | None = None
+        # Asked first to answer a CryptDecrypt (a key the project's handlers made: AES); None
+        # leaves it to Speakeasy's handler.
+        self.decrypt_first: Callable[[str, list[int]], int | None] | None = None
         # Told the address of each view of a section the guest mapped (code may run from it).
         self.on_view_mapped: Callable[[int], None] | None = None
         # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
@@ -139,7 +142,8 @@ class SourceTaps:
         # CryptDecrypt(hKey, hHash, Final, dwFlags, pbData, pdwDataLen): decrypts in place.
         data_ptr, len_ptr = argv[4], argv[5]
         before = self._read(data_ptr, self._u32(len_ptr))
-        rv = int(orig(argv) or 0)
+        answered = self.decrypt_first(name, argv) if self.decrypt_first is not None else None
+        rv = int(orig(argv) or 0) if answered is None else answered
         if rv and before:
             after = self._read(data_ptr, self._u32(len_ptr))
             if after:
