@@ -100,6 +100,8 @@ GENERALITY = [
     "pipe-cipher",
     "net-b64-lznt1",
     "reg-b64-aes",
+    "pipe-cipher-x86",
+    "split-sources-xor-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -304,6 +306,14 @@ def test_every_way_of_reading_the_environment_is_an_origin(scenario_report: Call
             ],
         ),
         (
+            "split-sources-xor-x86",
+            [
+                ("file", r"C:\ProgramData\ChainreplayDemo\part.a", 0, 80),
+                ("registry", r"HKEY_CURRENT_USER\Software\ChainreplayDemo\Part", 80, 72),
+                ("network", "http://updates.example-cdn.net/v2/tail.bin", 152, 24),
+            ],
+        ),
+        (
             "split-files-inplace",
             [
                 ("file", r"C:\ProgramData\ChainreplayDemo\head.bin", 0, 120),
@@ -316,13 +326,13 @@ def test_a_payload_read_from_several_sources_names_each(
     name: str, pieces: list[tuple[str, str, int, int]], scenario_report: Callable[[str], Report]
 ) -> None:
     """A payload read piece by piece from different sources into one buffer (a file, a registry
-    value, a download; two files), decoded into new memory (split-sources-xor) or in place
-    (split-files-inplace): the stage is the whole payload (224 bytes, not the first piece's),
+    value, a download; two files), decoded into new memory (split-sources-xor, x64 and x86) or in
+    place (split-files-inplace): the stage is the whole payload (not the first piece's 80 bytes),
     its origin names the first source and its ``pieces`` every one, each with its own reads as
     evidence, and each source has its own edge to the stage."""
     report = scenario_report(name)
     s1 = report["stages"][1]
-    assert s1["size"] == 224
+    assert s1["size"] == sum(size for *_, size in pieces)  # 224 bytes on x64, 176 on x86
     got = [(p["type"], p["ref"], p["offset"], p["size"]) for p in s1["origin"]["pieces"]]
     assert got == pieces
     assert s1["lineage"][0]["pieces"] == s1["origin"]["pieces"]
@@ -345,14 +355,15 @@ def test_a_payload_read_from_several_sources_names_each(
     assert [s["id"] for s in report["stages"]] == ["s0", "s1"]
 
 
+@pytest.mark.parametrize("name", ["pipe-cipher", "pipe-cipher-x86"])
 def test_a_pipe_is_a_copy_from_where_the_writer_had_the_bytes(
-    scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
+    name: str, scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
 ) -> None:
     """pipe-cipher writes the file's bytes into an anonymous pipe and reads them from its other
     end into a stack buffer, where it decodes them in place before copying them out. The pipe
     read is an API copy whose input is where WriteFile had the bytes (the file's read buffer), so
     the stage goes back to the file (before: origin memory, "guest code at pc X")."""
-    report = scenario_report("pipe-cipher")
+    report = scenario_report(name)
     s1 = report["stages"][1]
     assert (s1["origin"]["type"], s1["origin"]["ref"]) == ("file", r"C:\ProgramData\ChainreplayDemo\pipe.dat")
     copy = s1["lineage"][1]
@@ -364,7 +375,7 @@ def test_a_pipe_is_a_copy_from_where_the_writer_had_the_bytes(
     write = next(c for c in calls.values() if c["api"] == "kernel32.WriteFile")
     traced = next(
         e
-        for e in map(json.loads, (scenario_outdir("pipe-cipher") / "trace.jsonl").read_text().splitlines())
+        for e in map(json.loads, (scenario_outdir(name) / "trace.jsonl").read_text().splitlines())
         if e.get("seq") == pipe_read["seq"]
     )
     assert pipe_read["source"] == "api_copy" and write["args"][1] == file_read["address"]
