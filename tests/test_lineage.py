@@ -102,6 +102,7 @@ GENERALITY = [
     "reg-b64-aes",
     "pipe-cipher-x86",
     "split-sources-xor-x86",
+    "dns-txt-b64",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -408,6 +409,30 @@ def test_cryptoapi_aes_is_decrypted_and_traced(scenario_report: Callable[[str], 
     calls = [c["api"] for c in report["api_calls"]]
     for api in ("advapi32.CryptImportKey", "advapi32.CryptSetKeyParam", "advapi32.CryptDestroyKey"):
         assert api in calls
+
+
+def test_a_dns_txt_answer_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """dns-txt-b64 queries a TXT record (DnsQuery_A, DNS_TYPE_TEXT; the static responder's ``txt``
+    strings) and joins its strings before decoding them: the stage's origin is that DNS answer,
+    drawn as the host's node, cited by its exchange (before: the project's DnsQuery answered A
+    records only, and the query failed)."""
+    report = scenario_report("dns-txt-b64")
+    s1 = report["stages"][1]
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["ref"], origin["detail"]) == (
+        "network",
+        "cfg.example-dns.net",
+        "dnsapi.DnsQuery_A",
+    )
+    (exchange,) = report["network"]
+    assert exchange["seq"] in origin["evidence"]
+    assert (exchange["method"], exchange["response"]["headers"], exchange["response"]["size"]) == (
+        "dnsapi.DnsQuery_A",
+        {"TXT": "2 strings"},
+        300,
+    )
+    edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
+    assert ("host:cfg.example-dns.net", "decodes_to", "s1") in edges
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:

@@ -152,9 +152,19 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     carriers.append(carrier)
         elif isinstance(event, NetworkExchange) and event.response.sha256 in blobs:
             ref = event.url or event.host
+            # A DNS answer (TXT strings) is the host's: drawn as its node.
+            node = f"host:{event.host}" if event.kind == "dns" else _url(event)
+            api = event.method if event.kind == "dns" else None  # the query's API (an HTTP method is not)
             carriers.append(
                 Carrier(
-                    blobs[event.response.sha256 or ""], "network", ref, event.seq, event.stage, [event.seq], _url(event)
+                    blobs[event.response.sha256 or ""],
+                    "network",
+                    ref,
+                    event.seq,
+                    event.stage,
+                    [event.seq],
+                    node,
+                    api=api,
                 )
             )
         elif isinstance(event, RegistryAccess) and event.op == "read" and event.value:
