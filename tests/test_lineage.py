@@ -103,6 +103,7 @@ GENERALITY = [
     "pipe-cipher-x86",
     "split-sources-xor-x86",
     "dns-txt-b64",
+    "named-section-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -433,6 +434,20 @@ def test_a_dns_txt_answer_is_an_origin(scenario_report: Callable[[str], Report])
     )
     edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
     assert ("host:cfg.example-dns.net", "decodes_to", "s1") in edges
+
+
+def test_a_section_reopened_by_name_shows_what_was_written(scenario_report: Callable[[str], Report]) -> None:
+    """named-section-xor writes the payload into a view of a named paging-file section, opens the
+    section again by name (OpenFileMappingA: no Speakeasy handler, its declared signature gave a
+    handle naming nothing and MapViewOfFile failed, so no stage ran) and reads it through a view
+    of that handle: the stage runs and goes back to the file."""
+    report = scenario_report("named-section-xor")
+    calls = [c for c in report["api_calls"] if "Mapping" in c["api"] or "MapView" in c["api"]]
+    created, written, opened, seen = calls
+    assert opened["api"] == "kernel32.OpenFileMappingA" and opened["ret"] not in ("0x0", created["ret"])
+    assert seen["args"][0] == opened["ret"] and seen["ret"] != "0x0"
+    s1 = report["stages"][1]
+    assert (s1["origin"]["type"], s1["size"]) == ("file", 224)
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
