@@ -412,6 +412,32 @@ def test_cryptoapi_aes_is_decrypted_and_traced(scenario_report: Callable[[str], 
         assert api in calls
 
 
+def test_bytes_of_one_piece_of_a_joined_buffer_name_that_source_alone() -> None:
+    """A buffer filled from a file then a download: bytes found across both name both pieces;
+    bytes found within the download's piece name the download alone (no pieces), as if it had
+    been read into a buffer of its own."""
+    from emulator.analysis.lineage import Piece
+
+    rng = random.Random(7)
+    head, tail = rng.randbytes(120), rng.randbytes(200)
+    pieces = [
+        Piece("file", r"C:\a.bin", r"file:c:\a.bin", [3, 4], 0, len(head)),
+        Piece("network", "http://h.test/t", "url:http://h.test/t", [7, 8], len(head), len(tail)),
+    ]
+    joined = Carrier(head + tail, "file", r"C:\a.bin", 3, "s0", [3, 4, 7, 8], r"file:c:\a.bin", address=0x1000)
+    joined.pieces = pieces
+    across = trace(head[-40:] + tail, 20, [joined])
+    assert across is not None and [p.kind for p in across[0].pieces] == ["file", "network"]
+    within = trace(tail[10:], 20, [joined])
+    assert within is not None and not within[0].pieces
+    assert (within[0].source_kind, within[0].source_ref, within[0].node) == (
+        "network",
+        "http://h.test/t",
+        "url:http://h.test/t",
+    )
+    assert within[0].evidence == [7, 8] and (within[0].offset, within[0].size) == (10, 190)
+
+
 def test_a_dns_txt_answer_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
     """dns-txt-b64 queries a TXT record (DnsQuery_A, DNS_TYPE_TEXT; the static responder's ``txt``
     strings) and joins its strings before decoding them: the stage's origin is that DNS answer,

@@ -447,6 +447,14 @@ def copied_unchanged(carrier: Carrier, match: Match) -> bool:
 
 
 def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop]:
+    covered = _covered_pieces(carrier, match)
+    if len(covered) == 1:
+        # Bytes of one source of a buffer filled from several: that source's carrier, as if read
+        # alone (a file the replay wrote itself still goes on through the write).
+        piece = covered[0]
+        return _hops_through(
+            _piece_carrier(carrier, piece), replace(match, offset=match.offset - piece.offset), carriers, depth, guest
+        )
     last = _match_hop(carrier, match)
     if carrier.transform == "guest_code":
         # a plain copy by guest code is a copy (no decoding, so no T1140 drawn from it)
@@ -504,8 +512,8 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         if carrier.kind == "process_write":
             upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), move, *last]
-    if carrier.pieces:
-        return [_pieces_origin(carrier, match), *last]
+    if covered:
+        return [_pieces_origin(carrier, match, covered), *last]
     if carrier.kind in WRITES_OF:
         written = _writer_of(carrier, carriers)
         if written is not None:
@@ -537,11 +545,29 @@ def _api_detail(carrier: Carrier) -> str:
     return api
 
 
-def _pieces_origin(carrier: Carrier, match: Match) -> Hop:
-    """The origin of bytes matched in a buffer filled from several sources: the pieces the match
-    covers (one piece: that source alone)."""
+def _covered_pieces(carrier: Carrier, match: Match) -> list[Piece]:
+    """The pieces of a buffer filled from several sources that the match covers."""
     end = match.offset + match.length
-    covered = [p for p in carrier.pieces if p.offset < end and match.offset < p.offset + p.size] or carrier.pieces[:1]
+    return [p for p in carrier.pieces if p.offset < end and match.offset < p.offset + p.size] or carrier.pieces[:1]
+
+
+def _piece_carrier(carrier: Carrier, piece: Piece) -> Carrier:
+    return Carrier(
+        carrier.data[piece.offset : piece.offset + piece.size],
+        piece.kind,
+        piece.ref,
+        carrier.seq,
+        carrier.stage,
+        list(piece.evidence),
+        piece.node,
+        api=piece.api,
+        address=carrier.address + piece.offset if carrier.address is not None else None,
+    )
+
+
+def _pieces_origin(carrier: Carrier, match: Match, covered: list[Piece]) -> Hop:
+    """The origin of bytes matched in a buffer filled from several sources: the first piece the
+    match covers, naming every one."""
     first = covered[0]
     return Hop(
         first.kind,
@@ -553,7 +579,7 @@ def _pieces_origin(carrier: Carrier, match: Match) -> Hop:
         node=first.node,
         offset=match.offset,
         size=match.length,
-        pieces=list(covered) if len(covered) > 1 else [],
+        pieces=list(covered),
     )
 
 
