@@ -258,22 +258,28 @@ def build_graph(
 
 
 def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artifact: Any, graph: nx.DiGraph) -> None:
-    """One edge per artifact along the stage's lineage, typed by the transforms in between."""
-    previous: str | None = None
+    """One edge per artifact along the stage's lineage, typed by the transforms in between; an
+    origin of several sources (pieces read into one buffer) draws an edge from each, citing its
+    own reads."""
+    previous: dict[str, list[int]] = {}  # node -> its own reads (several: the pieces of an origin)
     transforms: list[str] = []
     evidence: list[int] = []
     actor: str | None = None
+
+    def close(target: str) -> None:
+        for node, own in previous.items():
+            if node != target:
+                cited = [*own, *evidence] if len(previous) > 1 else evidence
+                _add_lineage_edge(graph, node, target, transforms, cited, actor)
+
     for hop in hops:
         if hop.source_kind in _ARTIFACT_HOPS and hop.node:
-            kind, _, ref = hop.node.partition(":")
-            label = None
-            if kind == "image" and ref in by_id:
-                label = f"{by_id[ref].name} (image)"
-            node = artifact(kind, ref, label)
-            if previous is not None and previous != node:
-                _add_lineage_edge(graph, previous, node, transforms, evidence, actor)
-            previous, transforms, evidence = node, [], list(hop.evidence)
-            actor = hop.actor
+            sources = [(p.node, p.evidence) for p in hop.pieces if p.node] or [(hop.node, [])]
+            nodes = {_artifact_node(node, by_id, artifact): own for node, own in sources}
+            close(next(iter(nodes)))
+            previous, transforms, actor = nodes, [], hop.actor
+            # The reads of a single source; each piece's edge cites its own instead.
+            evidence = [] if len(nodes) > 1 else list(hop.evidence)
             if hop.transform not in ("source", "identity"):
                 transforms.append(hop.transform)
             continue
@@ -281,8 +287,15 @@ def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artif
             transforms.append(f"{hop.transform}: {hop.detail}" if hop.detail else hop.transform)
             actor = hop.actor or actor
         evidence.extend(hop.evidence)
-    if previous is not None:
-        _add_lineage_edge(graph, previous, stage.id, transforms, [*evidence, stage.start_seq], actor)
+    evidence.append(stage.start_seq)
+    close(stage.id)
+
+
+def _artifact_node(hop_node: str, by_id: dict[str, Stage], artifact: Any) -> str:
+    kind, _, ref = hop_node.partition(":")
+    label = f"{by_id[ref].name} (image)" if kind == "image" and ref in by_id else None
+    node: str = artifact(kind, ref, label)
+    return node
 
 
 def _add_lineage_edge(

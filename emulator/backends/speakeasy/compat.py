@@ -586,6 +586,36 @@ def start_guest_thread(
 SEC_IMAGE = 0x0100_0000
 
 
+def is_pipe(emu: Any, handle: int) -> bool:
+    """Whether ``handle`` is one of Speakeasy's pipes (an anonymous pipe's ends are one handle)."""
+    try:
+        return emu.get_file_manager().get_pipe_from_handle(handle) is not None
+    except Exception:
+        return False
+
+
+def open_named_mapping(emu: Any, name: str) -> int:
+    """A new handle to the section ``name`` names (made by CreateFileMapping with that name), 0
+    for none. Speakeasy has no OpenFileMapping: its declared signature answered a handle naming
+    nothing, so mapping a view of it failed. Names compare without case; ``Local\\`` is the
+    session's namespace a bare name is in."""
+
+    def key(text: str) -> str:
+        text = text.lower()
+        return text[len("local\\") :] if text.startswith("local\\") else text
+
+    try:
+        fileman = emu.get_file_manager()
+        found = next((m for m in list(fileman.file_maps.values()) if m.name and key(m.name) == key(name)), None)
+        if found is None:
+            return 0
+        handle = int(found.get_handle())
+        fileman.file_maps[handle] = found
+        return handle
+    except Exception:
+        return 0
+
+
 def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     """(path, is an image section) of the file behind a file mapping handle, None for a
     mapping of the paging file or an unknown handle."""
