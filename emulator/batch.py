@@ -41,7 +41,8 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ from typing import Any
 from emulator import __version__
 from emulator.check import TargetResult, judge
 from emulator.expect import Expect
-from emulator.lifecycle import SignalWatch
+from emulator.lifecycle import SignalWatch, StopRequest
 from emulator.plan import ReplayPlan
 from emulator.report import Report
 
@@ -63,6 +64,9 @@ PRESTART = True
 # After a termination signal, seconds the replays running are given to write their partial
 # reports before their workers are killed.
 BATCH_STOP_GRACE_SECONDS = 10
+# A replay on a Dask worker learns that its batch stopped within this (a long poll of the
+# scheduler, answered at once when the batch sets its stop event).
+STOP_POLL_SECONDS = 0.5
 # Seconds to wait for a Dask scheduler to answer before giving up.
 SCHEDULER_CONNECT_TIMEOUT = 10
 
@@ -115,23 +119,33 @@ def _children_allowed() -> Iterator[None]:
             config["daemon"] = daemon
 
 
-def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, Any]:
-    """Replay one target; returns plain values (picklable by any executor)."""
+def replay_task(plan_json: str, outdir: str, force: bool = False, stop_variable: str | None = None) -> dict[str, Any]:
+    """Replay one target; returns plain values (picklable by any executor).
+
+    ``stop_variable``: on a Dask worker, the name of the batch's Dask ``Event`` (and ``Variable``:
+    the signal number) that the batch sets when it is told to stop (:func:`_watching_the_batch`): a replay running
+    then ends as that signal would end it (partial report, outcome ``interrupted``), and one not
+    begun yet does not begin (returns ``{"not_started": signum}``, writing nothing)."""
     from emulator import batch_prestart
+    from emulator.lifecycle import StopRequest
     from emulator.replay import replay_target
 
     plan = ReplayPlan.model_validate_json(plan_json)
-    started, wall = time.monotonic(), time.time()
-    cpu, child_cpu = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
-    # The fork server may have started this target's emulation child already (the first
-    # targets of a local batch): its events are waiting. Adopted children are not this
-    # process's own, so their CPU is not in RUSAGE_CHILDREN.
-    adopted = batch_prestart.adopt(plan)
-    try:
-        with _children_allowed():
-            result = replay_target(plan, outdir, force=force)
-    finally:
-        batch_prestart.drop_adopted()
+    stop = StopRequest()
+    with _watching_the_batch(stop_variable, stop):
+        if stop.signum is not None:
+            return {"not_started": stop.signum}
+        started, wall = time.monotonic(), time.time()
+        cpu, child_cpu = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
+        # The fork server may have started this target's emulation child already (the first
+        # targets of a local batch): its events are waiting. Adopted children are not this
+        # process's own, so their CPU is not in RUSAGE_CHILDREN.
+        adopted = batch_prestart.adopt(plan)
+        try:
+            with _children_allowed():
+                result = replay_target(plan, outdir, force=force, stop=stop)
+        finally:
+            batch_prestart.drop_adopted()
     return {
         "status": result.status,
         "outdir": result.outdir,
@@ -149,6 +163,51 @@ def replay_task(plan_json: str, outdir: str, force: bool = False) -> dict[str, A
         # Started by the fork server before this worker had the task (wall clock), or None.
         "prestarted_at": adopted.started_at if adopted is not None else None,
     }
+
+
+@contextmanager
+def _watching_the_batch(name: str | None, stop: StopRequest) -> Iterator[None]:
+    """While the block runs, a thread waits on the batch's Dask ``Event`` called ``name`` (in a
+    Dask worker; nothing is done without a name) and, once it is set, makes ``stop``'s request
+    with the signal number the batch left in the ``Variable`` of that name. Whether the batch
+    stopped already is known before the block starts. The waits are long polls of
+    :data:`STOP_POLL_SECONDS`: the request arrives as soon as the batch makes it."""
+    if name is None:
+        yield
+        return
+    import threading
+
+    from dask.distributed import Event, Variable
+
+    # made here, in the task's thread: they find the worker's client
+    stopped, signal_number = Event(name), Variable(name)
+    over = threading.Event()
+
+    def poll() -> bool:
+        try:
+            if not stopped.wait(timeout=STOP_POLL_SECONDS):
+                return False
+            value = signal_number.get(timeout=STOP_POLL_SECONDS)
+        except Exception:  # noqa: BLE001 - the scheduler is gone: the replay runs on, within its limits
+            value = None if over.is_set() else signal.SIGTERM
+        stop.request(value if isinstance(value, int) else signal.SIGTERM)
+        return True
+
+    if poll():
+        yield
+        return
+
+    def watch() -> None:
+        while not over.is_set() and not poll():
+            pass
+
+    watcher = threading.Thread(target=watch, name="chainreplay-batch-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        over.set()
+        watcher.join(timeout=STOP_POLL_SECONDS + 1)
 
 
 def _cpu_seconds(who: int) -> float:
@@ -333,17 +392,28 @@ def _failed_result(
     )
 
 
+def refused_result(target: str, name: str, error: str) -> TargetResult:
+    """A target the batch could not replay at all (its input refused: ``error``, one line naming
+    the file and the problem): a failed row with no output folder."""
+    return TargetResult(target=target, name=name, outdir="", outcome="error", detail=error, fail_reasons=[error])
+
+
 def _interrupted_result(target: BatchTarget, outdir: Path, signum: int) -> TargetResult:
     detail = f"interrupted by {signal.Signals(signum).name}: the batch stopped before this target's replay ended"
     return _failed_result(target, outdir, detail, outcome="interrupted", reason=detail)
 
 
-def _stop_workers(pool: cf.ProcessPoolExecutor, unfinished: list[cf.Future[dict[str, Any]]], signum: int) -> None:
+def _stop_workers(
+    pool: cf.ProcessPoolExecutor,
+    unfinished: list[cf.Future[dict[str, Any]]],
+    signum: int,
+    insisted: Callable[[], bool] = lambda: False,
+) -> None:
     """After the termination signal ``signum``: no new replay starts; each replay running is told
     to stop (the same signal: it kills its emulation child and writes its partial report, outcome interrupted,
     as ``run`` does; a worker between replays ignores it and ends when the pool shuts down) and
-    given :data:`BATCH_STOP_GRACE_SECONDS` to; then every worker left is killed (their emulation
-    children die with them: parent-death signal)."""
+    given :data:`BATCH_STOP_GRACE_SECONDS` to, or until ``insisted()`` (a second signal); then
+    every worker left is killed (their emulation children die with them: parent-death signal)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
@@ -353,13 +423,35 @@ def _stop_workers(pool: cf.ProcessPoolExecutor, unfinished: list[cf.Future[dict[
     deadline = time.monotonic() + BATCH_STOP_GRACE_SECONDS
     # until every running replay has ended, or every worker has (one between two replays dies
     # of the signal: its future would only learn it when the pool notices), or the grace is over
-    while running and any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+    while running and any(p.is_alive() for p in processes) and time.monotonic() < deadline and not insisted():
         running = list(cf.wait(running, timeout=0.05).not_done)
     for process in processes:
         with suppress(OSError):
             process.kill()
     for process in processes:
         process.join(timeout=5)
+
+
+def _stop_dask_replays(
+    client: Any, stop_name: str, signum: int, unfinished: list[Any], insisted: Callable[[], bool] = lambda: False
+) -> None:
+    """After the termination signal ``signum``, a batch on a Dask cluster: every task is told
+    (the stop variable ``replay_task`` watches): a replay running ends as ``run`` does on that
+    signal (its partial report, outcome interrupted), one not begun does not begin. They are
+    given :data:`BATCH_STOP_GRACE_SECONDS` to, or until ``insisted()`` (a second signal); what is
+    still unfinished then is cancelled (a replay running on then ends by itself, within its own
+    limits)."""
+    from dask.distributed import Event, Variable
+
+    with suppress(Exception):
+        Variable(stop_name, client=client).set(signum)  # first: a task the event wakes reads it
+    with suppress(Exception):
+        Event(stop_name, client=client).set()
+    deadline = time.monotonic() + BATCH_STOP_GRACE_SECONDS
+    while time.monotonic() < deadline and not all(f.done() for f in unfinished) and not insisted():
+        time.sleep(0.05)  # (distributed.wait needs a default client: the batch's is not)
+    with suppress(Exception):
+        client.cancel([f for f in unfinished if not f.done()])
 
 
 def _usable_cores() -> int:
@@ -507,6 +599,7 @@ def run_batch(
     on_result: Callable[[TargetResult], None] | None = None,
     on_started: Callable[[], None] | None = None,
     fork_server_here: bool = False,
+    refused: Sequence[TargetResult] = (),
 ) -> BatchSummary:
     """Replay ``targets`` into ``outdir/<name>/``; write ``outdir/batch.json``; return the summary.
 
@@ -516,7 +609,9 @@ def run_batch(
     being forked from this process, emulator/batch_forkserver.py). ``fork_server_here``: the local
     pool's fork server may be forked from this process (when it has one thread): a process whose
     state the batch owns, as the command line's, where no open file or logging handler of a
-    caller's would be inherited as a stale object by the server and its workers."""
+    caller's would be inherited as a stale object by the server and its workers. ``refused``:
+    targets the caller could not make a plan of (:func:`refused_result`), listed after the others
+    in the summary and given to ``on_result`` with the resumed ones."""
     started = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, TargetResult] = {}
@@ -543,6 +638,8 @@ def run_batch(
         if on_result:
             for index in resumed:
                 on_result(results[index])
+            for result in refused:
+                on_result(result)
 
     expected = expected_seconds([targets[i].plan for i in pending], previous_seconds(outdir))
     pending = [pending[k] for k in longest_first(expected)]
@@ -582,6 +679,7 @@ def run_batch(
 
     if pending and scheduler:
         client = _dask_client(scheduler)
+        stop_name = f"chainreplay-batch-stop-{uuid.uuid4().hex}"  # see replay_task
         workers_started()
         try:
             info = client.scheduler_info()
@@ -596,6 +694,7 @@ def run_batch(
                     targets[i].plan.model_dump_json(),
                     str(outdir / targets[i].plan.name),
                     force,
+                    stop_name,
                     pure=False,
                     key=f"chainreplay-{targets[i].plan.name}-{time.time_ns()}",
                     priority=len(pending) - rank,  # Dask runs higher priorities first
@@ -625,18 +724,23 @@ def run_batch(
                         with suppress(Exception):  # the count is a hint: the batch goes on without it
                             slots = dask_slots(sum(client.nthreads().values()), len(pending))
                         top_up(slots, done)
-            if watch.signum is not None:
-                # Queued tasks are cancelled; a replay already running in a worker's thread cannot
-                # be stopped from here and ends by itself, within its own limits.
-                interrupted = watch.signum
-                unfinished = [f for f, i in futures.items() if i not in results]
-                with suppress(Exception):
-                    client.cancel(unfinished)
-                for future in unfinished:
-                    if future.done() and future.status == "finished":
-                        take(futures[future], future)
-                mark_interrupted(interrupted)
+                if watch.signum is not None:  # (still watching: a second signal ends the grace)
+                    interrupted = watch.signum
+                    unfinished = [f for f, i in futures.items() if i not in results]
+                    _stop_dask_replays(client, stop_name, interrupted, unfinished, watch.insisted)
+                    for future, index in futures.items():
+                        if index not in results and future.done() and future.status == "finished":
+                            with suppress(Exception):
+                                if "not_started" in future.result():
+                                    continue  # it saw the stop first: interrupted, below
+                            take(index, future)  # ended in time: its report (partial: outcome interrupted)
+                    mark_interrupted(interrupted)
         finally:
+            with suppress(Exception):
+                from dask.distributed import Event, Variable
+
+                Variable(stop_name, client=client).delete()
+                Event(stop_name, client=client).clear()  # an event nobody waits on is forgotten
             client.close()
     elif pending:
         workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
@@ -660,7 +764,7 @@ def run_batch(
                     take(local[future], future)
                 if watch.signum is not None:
                     interrupted = watch.signum
-                    _stop_workers(pool, [f for f in local if local[f] not in results], interrupted)
+                    _stop_workers(pool, [f for f in local if local[f] not in results], interrupted, watch.insisted)
                     for future, index in local.items():
                         ended = index not in results and future.done() and not future.cancelled()
                         if ended and future.exception() is None:
@@ -673,7 +777,7 @@ def run_batch(
     else:
         workers_started()
 
-    ordered = [results[i] for i in range(len(targets))]
+    ordered = [results[i] for i in range(len(targets))] + list(refused)
     summary = BatchSummary(
         results=ordered,
         path=outdir / SUMMARY_FILE,
@@ -715,7 +819,8 @@ def summary_table(summary: BatchSummary) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    where = summary.scheduler or (f"{summary.workers} local workers" if summary.replayed else "no worker")
+    plural = "" if summary.workers == 1 else "s"
+    where = summary.scheduler or (f"{summary.workers} local worker{plural}" if summary.replayed else "no worker")
     lines.append(
         f"{len(summary.results)} targets ({summary.replayed} replayed, {summary.resumed} resumed) "
         f"in {summary.seconds:.1f} s on {where}"

@@ -35,6 +35,20 @@ class DeadlineReached(BaseException):
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+class StopRequest:
+    """A request to stop one replay, made by another thread (a batch worker's watch of its
+    batch): what a termination signal is to a replay in a process's main thread, which a replay
+    in any other thread cannot receive. Only the emulation heeds it: a replay asked once its
+    emulation has ended writes its outputs in full."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+
 class RunControl:
     """Signals and the whole-run deadline of one replay in this process.
 
@@ -42,11 +56,13 @@ class RunControl:
     emulation child is killed, and the replay ends with a partial report whose outcome is
     ``interrupted``. During analysis and drawing (pure Python that could take long) the signal,
     or SIGALRM at the deadline, raises at once. Only the main thread can take signals; elsewhere
-    (a batch worker's thread) the replay runs without these handlers.
+    (a batch worker's thread) the replay runs without these handlers, and a
+    :class:`StopRequest` made from another thread stands for the signal during the emulation.
     """
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, stop: StopRequest | None = None) -> None:
         self.deadline = deadline
+        self.stop = stop
         self.signum: int | None = None
         # The signal has been taken into account (the emulation was stopped for it): later
         # bounded blocks run, within their own short bound, instead of raising at once.
@@ -79,6 +95,13 @@ class RunControl:
         if self.raise_now:
             self.raise_now = False
             raise DeadlineReached()
+
+    def emulation_stopped(self) -> int | None:
+        """The signal that ends the emulation now, if any: one received, or the request made
+        from another thread (then taken as received)."""
+        if self.signum is None and self.stop is not None and self.stop.signum is not None:
+            self.signum = self.stop.signum
+        return self.signum
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -182,6 +205,8 @@ class SignalWatch:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        # how many termination signals came: a second one asks not to wait any longer
+        self.received = 0
         self.enabled = threading.current_thread() is threading.main_thread()
         self._raise_now = False
         self._saved: dict[int, Any] = {}
@@ -198,11 +223,16 @@ class SignalWatch:
         self._saved.clear()
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        self.received += 1
         if self.signum is None:
             self.signum = signum
         if self._raise_now:
             self._raise_now = False
             raise Interrupted(signum)
+
+    def insisted(self) -> bool:
+        """A second termination signal came (Ctrl-C twice): stop waiting for anything."""
+        return self.received > 1
 
     @contextmanager
     def waiting(self) -> Iterator[None]:

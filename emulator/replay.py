@@ -32,7 +32,14 @@ from emulator import prestart
 from emulator.containment import Guard, install, refused_by_kernel, uninstall
 from emulator.eventlog import EventLog, api_fields_typed
 from emulator.events import Event
-from emulator.lifecycle import DeadlineReached, Interrupted, RunControl, collector_paused, freeze_long_lived
+from emulator.lifecycle import (
+    DeadlineReached,
+    Interrupted,
+    RunControl,
+    StopRequest,
+    collector_paused,
+    freeze_long_lived,
+)
 from emulator.limits import CHILD_ADDRESS_SPACE_LIMIT, WATCHDOG_GRACE_SECONDS
 from emulator.outcome import Outcome, Status
 from emulator.plan import ReplayPlan
@@ -405,9 +412,10 @@ def emulate_isolated(
                 if received >= PROGRESS_EVENTS or now - progressed_at >= PROGRESS_SECONDS:
                     progress(events, blobs)
                     received, progressed_at = 0, now
-            if control is not None and control.signum is not None:
+            stopped_by = None if control is None else control.emulation_stopped()
+            if control is not None and stopped_by is not None:
                 control.handled = True
-                name = signal.Signals(control.signum).name
+                name = signal.Signals(stopped_by).name
                 failure = outcome_model.interrupted(name, "during the emulation")
                 break
             remaining = deadline - time.monotonic()
@@ -540,6 +548,7 @@ def replay_target(
     force: bool = False,
     yara_rules: str | None = None,
     also_prepare: Callable[[], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> ReplayResult:
     """Replay one target into ``outdir``. Pure apart from writing ``outdir``; picklable in and out.
 
@@ -553,14 +562,16 @@ def replay_target(
     ends it early with a partial report whose outcome is ``interrupted``.
     ``yara_rules`` (a rule file or folder, compiled by the caller first) scans every buffer into
     ``report.yara``. ``also_prepare`` runs while the emulation does, beside the import of the
-    output libraries (the CLI imports what it prints afterwards).
+    output libraries (the CLI imports what it prints afterwards). ``stop``: a request another
+    thread may make to end the emulation as that signal would (a replay in a thread other than
+    the main one receives no signal).
     """
     from emulator.output import EARLY_TRACE, EarlyTrace, output_folder, produce
     from emulator.trace import freeze as trace_of
 
     out = Path(outdir).resolve()
     target_sha256 = sha256_hex(Path(plan.target_path).read_bytes())
-    control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS)
+    control = RunControl(time.monotonic() + plan.limits.timeout + WATCHDOG_GRACE_SECONDS, stop)
     early = EarlyTrace(out) if EARLY_TRACE and isolate else None
     with output_folder(out, force=force), control:
         try:
@@ -577,10 +588,11 @@ def replay_target(
                 recording = emulate(plan)
                 recording.isolation = "in-process"
                 _prepare_outputs(out, also_prepare)
-                if control.signum is not None:
+                stopped_by = control.emulation_stopped()
+                if stopped_by is not None:
                     control.handled = True
-                    recording.signal = control.signum
-                    name = signal.Signals(control.signum).name
+                    recording.signal = stopped_by
+                    name = signal.Signals(stopped_by).name
                     recording.outcome = outcome_model.interrupted(name, "during the emulation")
             log.debug("emulation over: %s, %d events", recording.status, len(recording.events))
             report = produce(

@@ -138,3 +138,43 @@ def test_a_batch_process_dies_with_its_parent_even_when_the_parent_is_pid_1(
         check=False,
     )
     assert (done.returncode == 0 and done.stdout.strip() == "alive") is alive, done
+
+
+def _stubborn_replay(seconds: float) -> str:
+    """A task that outlives the batch's grace: it ignores the signal the batch forwards."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return "done"
+
+
+def test_a_second_signal_ends_the_grace_the_running_replays_were_given() -> None:
+    """The first signal gives the replays running BATCH_STOP_GRACE_SECONDS to write their partial
+    reports; a second one (Ctrl-C twice) ends that wait: the workers are killed at once."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from emulator import batch as batch_module
+    from emulator.lifecycle import SignalWatch
+
+    assert batch_module.BATCH_STOP_GRACE_SECONDS >= 5
+    pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+    future = pool.submit(_stubborn_replay, 60)
+    assert _until(lambda: future.running(), 30)
+    time.sleep(0.3)  # the worker has set its handler
+    worker = next(iter(pool._processes.values()))  # type: ignore[attr-defined]
+    with SignalWatch() as watch:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert _until(lambda: watch.signum == signal.SIGINT, 5) and not watch.insisted()
+        second_at = time.monotonic() + 0.5
+
+        def insisted() -> bool:
+            if time.monotonic() >= second_at and watch.received < 2:
+                os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, half a second in
+            return watch.insisted()
+
+        started = time.monotonic()
+        batch_module._stop_workers(pool, [future], signal.SIGTERM, insisted)
+        took = time.monotonic() - started
+    assert watch.received == 2
+    assert took < batch_module.BATCH_STOP_GRACE_SECONDS / 2, took
+    assert not worker.is_alive()

@@ -343,11 +343,16 @@ def _lineage(p: LineagePattern, seen: Observed) -> Matches:
             continue
         hops = link.hops
         if origins:
-            if hops[0].source_kind not in origins or (p.decoded and not link.decoded):
+            # An origin of several sources (pieces read into one buffer) is each of them.
+            sources = [(piece.kind, piece.evidence) for piece in hops[0].pieces] or [
+                (hops[0].source_kind, hops[0].evidence)
+            ]
+            matching = [evidence for kind, evidence in sources if kind in origins]
+            if not matching or (p.decoded and not link.decoded):
                 continue
             if p.on == "origin":
                 if hops[0].actor:
-                    found.setdefault(hops[0].actor, []).extend(hops[0].evidence)
+                    found.setdefault(hops[0].actor, []).extend(seq for evidence in matching for seq in evidence)
                 continue
         for hop in hops:
             if (hop.transform not in transforms) if transforms else not hop.decodes:

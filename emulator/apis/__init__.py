@@ -8,6 +8,7 @@ from emulator.apis import (  # noqa: F401
     callbacks,
     clock,
     compression,
+    cryptoapi,
     encodings,
     firmware,
     guestenv,

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from emulator.apis import GuestApi, cryptoapi
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, compat_memory, setup
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
@@ -16,10 +17,11 @@ from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps
+from emulator.backends.speakeasy.syscalls import SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
 from emulator.outcome import Status
-from emulator.plan import ReplayPlan
+from emulator.plan import SANDBOX_MARKER_NAME, ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
@@ -124,6 +126,10 @@ class SpeakeasyBackend:
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view
+        taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
+            GuestApi(memory, self.services, name, module="advapi32"), argv
+        )
+        taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
@@ -131,6 +137,7 @@ class SpeakeasyBackend:
         watch.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
         ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
+        SystemCalls(emu, x64=target.arch == "x64").install()
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)

@@ -1,6 +1,7 @@
 """Private Speakeasy names the process blocks rely on (guest.py ProcessBlocks): the PEB when a
 process's first becomes active, each thread's TEB when its run starts, the process heap that
-``GetProcessHeap`` returns, a thread's last error, and the process list.
+``GetProcessHeap`` returns, a thread's last error, the process list, and the modules' TLS
+directories and each thread's implicit TLS (tls.py).
 
 A part of compat.py kept in a module of its own, under the same rules: every name is checked
 when this module is imported.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import speakeasy.windows.loaders as se_loaders
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.win32 as se_win32
 import speakeasy.winenv.defs.nt.ntoskrnl as se_nt
@@ -25,10 +27,13 @@ def _check() -> None:
     _require_params(se_win32.Win32Emulator, "get_last_error", ())
     _require_params(se_win32.Win32Emulator, "get_processes", ())
     _require_params(se_objman.Thread, "init_teb", ("teb_addr", "peb_addr"))
+    _require_params(se_win32.Win32Emulator, "init_tls", ("thread",))
+    if "tls_directory_va" not in getattr(se_loaders.LoadedImage, "__dataclass_fields__", {}):
+        raise _incompatible("speakeasy's LoadedImage has no tls_directory_va")
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
     for struct, names in (
         (peb, ("ProcessHeap", "NumberOfProcessors", "OSPlatformId", "NumberOfHeaps", "MaximumNumberOfHeaps")),
-        (teb, ("ClientId", "pad0", "LastErrorValue")),
+        (teb, ("ClientId", "pad0", "LastErrorValue", "ThreadLocalStoragePointer")),
     ):
         for name in names:
             if not hasattr(struct, name):
@@ -62,6 +67,36 @@ def on_new_teb(emu: Any, after: Callable[[Any], None]) -> None:
         return result
 
     emu.init_teb = init_teb
+
+
+def on_thread_tls(emu: Any, set_up: Callable[[Any], bool]) -> None:
+    """``set_up(thread)`` in place of Speakeasy's implicit TLS set-up (``init_tls``, each time a
+    thread's run starts, after its TEB); Speakeasy's own runs when it returns False."""
+    original = emu.init_tls
+
+    def init_tls(thread: Any) -> Any:
+        if thread is not None and getattr(thread, "teb", None) is not None and set_up(thread):
+            return None
+        return original(thread)
+
+    emu.init_tls = init_tls
+
+
+def modules_in_load_order(emu: Any) -> list[tuple[int, int, str]]:
+    """(base, TLS directory address, path) of each loaded image with a TLS directory, in load order."""
+    found = []
+    for module in emu.modules:
+        image = getattr(module, "_image", None)
+        directory = getattr(image, "tls_directory_va", None)
+        if directory:
+            found.append((int(module.base), int(directory), str(getattr(module, "emu_path", "") or "")))
+    return found
+
+
+def thread_key(thread: Any) -> int:
+    """A thread's identity for as long as the emulation lasts."""
+    tid = getattr(thread, "tid", None)
+    return int(tid) if isinstance(tid, int) and tid else id(thread)
 
 
 def set_fields(block: Any, fields: dict[str, int]) -> None:

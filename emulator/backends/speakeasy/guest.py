@@ -39,6 +39,7 @@ from unicorn import x86_const as x86
 
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_guest
 from emulator.backends.speakeasy.config import parent_pid
+from emulator.backends.speakeasy.tls import ImplicitTls
 from emulator.environment import GuestEnvironment
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
@@ -150,6 +151,7 @@ class GuestMachine:
         self.write_fixed_shared_data()
         self.update_shared_data()
         ProcessBlocks(self.emu, self.guest, self.x64).install()
+        ImplicitTls(self.emu, self.x64).install()
         for base, size in code_ranges:
             self.watch_code(base, size)
 

@@ -19,8 +19,18 @@ from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
 from emulator.apis.core import ApiHandler, GuestObject, MemoryRegion
 from emulator.backends.base import BackendInputError
-from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
+from emulator.backends.speakeasy import (
+    compat,
+    compat_blocks,
+    compat_fast,
+    compat_start,
+    images,
+    ntmemory,
+    procview,
+    signatures,
+)
 from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.backends.speakeasy.sources import read_c_string
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -43,6 +53,12 @@ PREDEFINED_KEY_APIS = (
     "RegSetValueExA",
     "RegSetValueExW",
 )
+
+
+# Object names longer than this (characters) are not read further (MAX_PATH).
+MAX_OBJECT_NAME = 260
+ERROR_SUCCESS = 0
+ERROR_FILE_NOT_FOUND = 2
 
 
 # APIs that fail with INVALID_HANDLE_VALUE, which Speakeasy returns as 0xFFFFFFFF on x64 too.
@@ -271,7 +287,21 @@ def install_api_handlers(
         return emu.get_last_error()
 
     se.add_api_hook(get_last_error, "kernel32", "GetLastError")
+
+    def open_file_mapping(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        # OpenFileMapping(dwDesiredAccess, bInheritHandle, lpName): the section of that name.
+        wide = api_name.endswith("W")
+        raw = read_c_string(memory, argv[2], wide, MAX_OBJECT_NAME * (2 if wide else 1))
+        name = raw.decode("utf-16-le" if wide else "latin-1", "replace")
+        handle = compat.open_named_mapping(emu, name) if name else 0
+        emu.set_last_error(ERROR_SUCCESS if handle else ERROR_FILE_NOT_FOUND)
+        return handle
+
+    for name in ("OpenFileMappingA", "OpenFileMappingW"):
+        se.add_api_hook(open_file_mapping, "kernel32", name, argc=3, call_conv=se_arch.CALL_CONV_STDCALL)
+
     procview.install(se, memory.ptr_size)
+    ntmemory.install(se, memory.ptr_size, memory.space)
 
 
 def _install_handler(

@@ -39,6 +39,7 @@ dispatch and the watches see what they saw before.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,6 +357,16 @@ class AddressSpace:
             allocations.sort(key=lambda a: a.base)
 
     # -- the calls that change it --------------------------------------------------------------
+
+    def through(self, api: str, call: Callable[[list[int]], Any], argv: list[int]) -> Any:
+        """kernel32's ``api`` (VirtualAllocEx, VirtualProtectEx or VirtualFree) run as ``call(argv)``
+        with this space's bookkeeping, as a guest call of it is (ntdll's Nt*VirtualMemory, ntmemory.py)."""
+        hook = {
+            "VirtualAllocEx": self._virtual_alloc,
+            "VirtualProtectEx": self._virtual_protect,
+            "VirtualFree": self._virtual_free,
+        }[api]
+        return hook(self.emu, f"kernel32.{api}", call, argv)
 
     def _guest_allocation(self, address: int) -> Any:
         mm = self.emu.get_address_map(address) if address else None
