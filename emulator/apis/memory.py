@@ -59,6 +59,10 @@ MemoryBasicInformation = 0
 def basic_information(region: MemoryRegion, ptr_size: int) -> bytes:
     """MEMORY_BASIC_INFORMATION as laid out at ``ptr_size`` (x64: PartitionId and padding zero)."""
     r = region
+    d = 0xFFFFFFFF  # DWORD fields
+    r = MemoryRegion(
+        r.base, r.allocation_base, r.allocation_protect & d, r.size, r.state & d, r.protect & d, r.type & d
+    )
     if ptr_size == 8:
         return struct.pack(
             "<QQIHHQIIII", r.base, r.allocation_base, r.allocation_protect, 0, 0, r.size, r.state, r.protect, r.type, 0

@@ -377,6 +377,7 @@ class AddressSpace:
     def _virtual_alloc(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         args = list(argv[1:5]) if api_name.endswith("Ex") else list(argv[:4])
         address, size, kind, protect = (args + [0, 0, 0, 0])[:4]
+        kind, protect = kind & 0xFFFFFFFF, protect & 0xFFFFFFFF  # DWORDs: a register's upper half is junk
         inside = self._guest_allocation(address)
         rv = orig(argv)
         if not rv or not size:
@@ -420,6 +421,7 @@ class AddressSpace:
         the protection its whole map was first given); free and reserved pages are refused."""
         args = list(argv[1:5]) if api_name.endswith("Ex") else list(argv[:4])
         address, size, protect, old_pointer = (args + [0, 0, 0, 0])[:4]
+        protect &= 0xFFFFFFFF
         region = self.query(address)
         if region is None or region.state != MEM_COMMIT:
             emu.set_last_error(ERROR_INVALID_ADDRESS)
@@ -433,6 +435,7 @@ class AddressSpace:
 
     def _virtual_free(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         address, size, kind = (list(argv) + [0, 0, 0])[:3]
+        kind &= 0xFFFFFFFF
         mm = self._guest_allocation(address)
         if mm is None:
             return orig(argv)
@@ -493,6 +496,7 @@ class AddressSpace:
     def _get_write_watch(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         """UINT GetWriteWatch(flags, base, size, addresses, count, granularity): 0 on success."""
         flags, base, size, addresses, count_pointer, granularity = (list(argv) + [0] * 6)[:6]
+        flags &= 0xFFFFFFFF
         found = self._watch_of(base)
         ptr = 8 if self.mask > 0xFFFFFFFF else 4
         if found is None or not addresses or not count_pointer or base + size > found[1]:

@@ -16,6 +16,7 @@ typedef LONG (NTAPI *nt_close_t)(HANDLE);
 typedef LONG (NTAPI *rtl_get_version_t)(OSVERSIONINFOW *);
 typedef LONG (NTAPI *nt_query_virtual_memory_t)(HANDLE, PVOID, ULONG, PVOID, SIZE_T, PSIZE_T);
 typedef LONG (NTAPI *nt_query_system_information_t)(ULONG, PVOID, ULONG, PULONG);
+typedef LONG (NTAPI *nt_allocate_virtual_memory_t)(HANDLE, PVOID *, ULONG_PTR, PSIZE_T, ULONG, ULONG);
 
 #define STATUS_INFO_LENGTH_MISMATCH ((LONG)0xC0000004)
 #define NT_STATUS_INVALID_HANDLE ((LONG)0xC0000008)
@@ -649,6 +650,22 @@ static void memory_checks(void)
         }
         if (reserved)
             VirtualFree(reserved, 0, MEM_RELEASE);
+    }
+    {
+        /* The native call reserves and commits as VirtualAlloc does (loaders that avoid kernel32). */
+        nt_allocate_virtual_memory_t nt_alloc =
+            (nt_allocate_virtual_memory_t)(void *)GetProcAddress(ntdll, "NtAllocateVirtualMemory");
+        void *base = NULL, *page;
+        SIZE_T size = 0x2000, one = 0x1000;
+        LONG status = nt_alloc ? nt_alloc(GetCurrentProcess(), &base, 0, &size, MEM_RESERVE, PAGE_READWRITE) : -1;
+        int ok = status == 0 && base && size == 0x2000 && query(base, &mbi) && mbi.State == MEM_RESERVE &&
+                 mbi.Type == MEM_PRIVATE && mbi.RegionSize == 0x2000;
+        page = base;
+        ok = ok && nt_alloc(GetCurrentProcess(), &page, 0, &one, MEM_COMMIT, PAGE_READONLY) == 0 && page == base &&
+             query(base, &mbi) && mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READONLY && mbi.RegionSize == 0x1000;
+        report_ms("nt_allocate_virtual_memory_reserves_and_commits", ok, (ULONG)status);
+        if (base)
+            VirtualFree(base, 0, MEM_RELEASE);
     }
     {
         unsigned char *block = (unsigned char *)VirtualAlloc(NULL, 0x3000, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
