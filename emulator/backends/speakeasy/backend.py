@@ -133,8 +133,11 @@ class SpeakeasyBackend:
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
-        ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
-        SystemCalls(emu, x64=target.arch == "x64").install()
+        dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
+        dispatcher.install(target.se)
+        system_calls = SystemCalls(emu, x64=target.arch == "x64")
+        if system_calls.install():
+            dispatcher.on_system_call_interrupt = system_calls.on_interrupt
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)

@@ -136,6 +136,23 @@ class SystemCalls:
         unicorn.reg_write(x86.UC_X86_REG_RCX, unicorn.reg_read(x86.UC_X86_REG_R10))
         unicorn.reg_write(x86.UC_X86_REG_RIP, trap - SYSCALL_INSTRUCTION_SIZE)
 
+    def on_interrupt(self) -> bool:
+        """``int 2Eh`` (the number in eax; x64: the first argument in r10, the rest where
+        ``syscall`` has them; x86: the arguments above the return address, at edx): the API call
+        of that number, returning to the address on top of the stack; True if it was one."""
+        unicorn = compat.unicorn_of(self.emu)
+        number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        trap = self.table.by_number.get(number)
+        if trap is None:
+            unicorn.reg_write(x86.UC_X86_REG_RAX if self.x64 else x86.UC_X86_REG_EAX, STATUS_INVALID_SYSTEM_SERVICE)
+            return bool(self.table.by_number)
+        if self.x64:
+            unicorn.reg_write(x86.UC_X86_REG_RCX, unicorn.reg_read(x86.UC_X86_REG_R10))
+            unicorn.reg_write(x86.UC_X86_REG_RIP, trap)
+        else:
+            unicorn.reg_write(x86.UC_X86_REG_EIP, trap)
+        return True
+
     def _on_gate_call(self, unicorn: Any, _address: int, _size: int, _user: Any) -> None:
         number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
         esp = unicorn.reg_read(x86.UC_X86_REG_ESP)
