@@ -19,6 +19,9 @@ from emulator.inputs import InputFileError, file_problem, read_input
 from emulator.outcome import Status
 
 SCHEMA = "chainreplay/report/4"
+# Earlier schemas this one only added to (optional fields, new values): their reports read as
+# this schema, with what it added absent (CHANGELOG.md says what each added).
+ADDITIVE_PREDECESSORS = frozenset({"chainreplay/report/3"})
 
 # The values are an interface; each is listed with its meaning in emulator/outcome.py.
 OutcomeStatus = Status
@@ -444,7 +447,8 @@ class Report(_Model):
 
     @classmethod
     def from_file(cls, path: Path) -> Report:
-        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema.
+        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema
+        (or of one it only added to, :data:`ADDITIVE_PREDECESSORS`, read as this one).
 
         A report larger than :data:`EAGER_REPORT_BYTES` written by chainreplay keeps its
         ``api_calls`` in the file: read record by record when iterated (:class:`FileApiCalls`),
@@ -474,8 +478,11 @@ class Report(_Model):
     def _validated(cls, path: Path, data: Any) -> Report:
         if not isinstance(data, dict):
             raise ReportError(f"{path}: not a chainreplay report (a JSON {type(data).__name__})")
-        if data.get("schema") != SCHEMA:
-            raise ReportError(f"{path}: schema {str(data.get('schema'))[:60]!r}, this chainreplay reads {SCHEMA!r}")
+        if data.get("schema") in ADDITIVE_PREDECESSORS:
+            data = {**data, "schema": SCHEMA}
+        elif data.get("schema") != SCHEMA:
+            readable = ", ".join(repr(s) for s in sorted({SCHEMA, *ADDITIVE_PREDECESSORS}))
+            raise ReportError(f"{path}: schema {str(data.get('schema'))[:60]!r}, this chainreplay reads {readable}")
         try:
             return cls.model_validate(data)
         except ValidationError as err:

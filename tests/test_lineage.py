@@ -104,6 +104,7 @@ GENERALITY = [
     "split-sources-xor-x86",
     "dns-txt-b64",
     "named-section-xor",
+    "inject-syscalls",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -116,7 +117,10 @@ INJECTIONS = [
     ("inject-apc-x86", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
     ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
     ("inject-stack-cipher", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-syscalls", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
 ]
+# The calls an injects_into edge cites, where they are not the kernel32 ones of its method.
+INJECTION_CALLS = {"inject-syscalls": {"NtCreateThreadEx"}}
 
 
 def hop_kinds(stage: dict[str, Any]) -> list[str]:
@@ -648,7 +652,7 @@ def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], R
     assert layer2["lineage"][-1]["actor"] == "s1" and layer1["lineage"][-1]["actor"] == "s0"
 
 
-@pytest.mark.parametrize("name", ["inject-remote-thread", "inject-remote-thread-x86"])
+@pytest.mark.parametrize("name", ["inject-remote-thread", "inject-remote-thread-x86", "inject-syscalls"])
 def test_injected_stage_runs_in_the_other_process(name: str, scenario_report: Callable[[str], Report]) -> None:
     report = scenario_report(name)
     injected = report["stages"][1]
@@ -668,7 +672,7 @@ def test_injection_method_and_sub_technique(
     assert edge["target"] == f"process:{process}" and edge["methods"] == [method]
     calls = {c["seq"]: c["api"].rpartition(".")[2] for c in report["api_calls"]}
     cited = {calls[seq] for seq in edge["evidence"]}
-    wanted = {
+    wanted = INJECTION_CALLS.get(name) or {
         "remote_thread": {"CreateRemoteThread"},
         "thread_context": {"SetThreadContext", "ResumeThread"},
         "apc": {"QueueUserAPC"},

@@ -12,7 +12,7 @@ write faults.
 service number from its stub (Hell's Gate), ranks ZwAllocateVirtualMemory among ntdll's Zw*
 exports by address (SysWhispers2), allocates writable memory with a direct system call from its
 own code, with an indirect one (x64: a jump to the stub's syscall instruction; x86: into the stub
-past its number) and through the stub called as a function, and gets
+past its number) and through the stub called as a function and with ``int 2Eh``, and gets
 STATUS_INVALID_SYSTEM_SERVICE for an unknown number; it exits with one bit per check. Bare
 Speakeasy's stubs are jumps to its API traps (no number to read) and its NtAllocateVirtualMemory
 maps memory with no access.
@@ -21,11 +21,12 @@ maps memory with no access.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emulator.backends.speakeasy.syscalls import number_stubs
-from emulator.events import ApiCall
+from emulator.events import ApiCall, Note
 from emulator.plan import ReplayPlan
 from emulator.replay import emulate
 
@@ -33,8 +34,8 @@ BINS = Path(__file__).resolve().parent / "bins" / "native"
 MODES = pytest.mark.parametrize("mode", ["fast", "faithful"])
 
 
-def _calls(stem: str, x86: bool, mode: str) -> list[ApiCall]:
-    """The API calls of a whole emulation of ``stem``'s x64 or x86 build, which must complete."""
+def _events(stem: str, x86: bool, mode: str) -> list[Any]:
+    """The events of a whole emulation of ``stem``'s x64 or x86 build, which must complete."""
     sample = f"{stem}32.exe" if x86 else f"{stem}.exe"
     plan = ReplayPlan(
         name=stem,
@@ -44,9 +45,13 @@ def _calls(stem: str, x86: bool, mode: str) -> list[ApiCall]:
     )
     recording = emulate(plan)
     assert recording.status == "completed", recording.detail
-    calls = [e for e in recording.events if isinstance(e, ApiCall)]
-    assert any(c.api == "kernel32.ExitProcess" for c in calls), [c.api for c in calls]
-    return calls
+    events = list(recording.events)
+    assert any(isinstance(e, ApiCall) and e.api == "kernel32.ExitProcess" for e in events), events[-3:]
+    return events
+
+
+def _calls(stem: str, x86: bool, mode: str) -> list[ApiCall]:
+    return [e for e in _events(stem, x86, mode) if isinstance(e, ApiCall)]
 
 
 def _exit_code(calls: list[ApiCall]) -> int:
@@ -65,11 +70,19 @@ def test_each_thread_has_its_own_copy_of_the_tls_template(x86: bool, mode: str) 
 @MODES
 @pytest.mark.parametrize("x86", [False, True])
 def test_system_calls_by_number_direct_and_indirect_reach_the_api(x86: bool, mode: str) -> None:
-    calls = _calls("syscalls", x86, mode)
-    assert _exit_code(calls) == 0x3F  # every check
+    events = _events("syscalls", x86, mode)
+    calls = [e for e in events if isinstance(e, ApiCall)]
+    assert _exit_code(calls) == 0x7F  # every check
     # each system call that reached the kernel is in the report as the API it stands for
     allocations = [c for c in calls if c.api == "ntdll.NtAllocateVirtualMemory"]
-    assert len(allocations) == 3 and all(c.ret == "0x0" for c in allocations), allocations
+    assert len(allocations) == 4 and all(c.ret == "0x0" for c in allocations), allocations
+    # the two made from the sample's own code (direct, int 2Eh) are noted, once each, before
+    # their call; those through ntdll's stub (called, or jumped into) are not
+    direct = [e for e in events if isinstance(e, Note) and e.what == "direct_system_call"]
+    assert len(direct) == 2 and len({e.pc for e in direct}) == 2, direct
+    assert all("NtAllocateVirtualMemory" in e.detail for e in direct), direct
+    after = {e.seq: next(c for c in allocations if c.seq > e.seq).seq for e in direct}
+    assert all(call == seq + 1 for seq, call in after.items()), after
 
 
 def test_numbers_follow_the_zw_names_address_order_and_nt_names_share_them() -> None:

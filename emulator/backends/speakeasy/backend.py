@@ -20,6 +20,7 @@ from emulator.backends.speakeasy.sources import SourceTaps
 from emulator.backends.speakeasy.syscalls import SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
+from emulator.events import Note
 from emulator.outcome import Status
 from emulator.plan import SANDBOX_MARKER_NAME, ReplayPlan
 from emulator.recorder import Recorder
@@ -43,6 +44,7 @@ class SpeakeasyBackend:
         self.machine: GuestMachine | None = None
         # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
         self._api_faults: dict[int, tuple[int, str]] = {}
+        self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -136,8 +138,11 @@ class SpeakeasyBackend:
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
-        ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
-        SystemCalls(emu, x64=target.arch == "x64").install()
+        dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
+        dispatcher.install(target.se)
+        system_calls = SystemCalls(emu, x64=target.arch == "x64", on_direct=self._on_direct_system_call)
+        if system_calls.install():
+            dispatcher.on_system_call_interrupt = system_calls.on_interrupt
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
@@ -147,6 +152,21 @@ class SpeakeasyBackend:
             self._runner.memory_hooked = lambda: flow.hooks_armed() or machine.write_hooked()
             self._runner.slow_watch = (flow.hooks_armed, flow.let_go_for_now, SLOW_PATH_BYTES)
             FastEngineLoop(emu).install()
+
+    def _on_direct_system_call(self, pc: int, number: int, name: str) -> None:
+        """A system call the guest made from its own code: noted once per call site and number
+        (the API call it stands for is recorded as any other)."""
+        if (pc, number) in self._direct_system_calls:
+            return
+        self._direct_system_calls.add((pc, number))
+        recorder = self.recorder
+        recorder.emit(
+            Note,
+            stage=recorder.stage_at(pc) or recorder.current_stage,
+            what="direct_system_call",
+            detail=f"{name} (system service number {number:#x}) entered from the guest's own code at pc {pc:#x}",
+            pc=pc,
+        )
 
     def _observe_events(self, flow: FlowWatch) -> None:
         """The flow watch learns its sources from the recorded events (buffers, stages)."""

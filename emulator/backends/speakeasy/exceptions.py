@@ -44,6 +44,7 @@ single steps and divisions by zero reach vectored and x64 handlers; an undefined
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ STATUS_BREAKPOINT = 0x80000003
 STATUS_SINGLE_STEP = 0x80000004
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
+SYSTEM_CALL_INTERRUPT = 0x2E
 INTERRUPT_CODES = {
     0: STATUS_INTEGER_DIVIDE_BY_ZERO,
     1: STATUS_SINGLE_STEP,
@@ -132,6 +134,9 @@ class ExceptionDispatcher:
         self.pending_pc: int | None = None
         self.pending_parameters: list[int] = []
         self.original: dict[str, Any] = {}
+        # ``int 2Eh``, the older way into the kernel: the system call it makes (syscalls.py), or
+        # False (then the interrupt is what it was: a fault the guest may handle)
+        self.on_system_call_interrupt: Callable[[], bool] | None = None
 
     def install(self, se: Any) -> None:
         self.original = compat_guest.replace_exception_methods(
@@ -222,6 +227,9 @@ class ExceptionDispatcher:
             self._unhandled(state)
 
     def interrupt(self, emu: Any, intnum: int) -> Any:
+        system_call = self.on_system_call_interrupt
+        if intnum == SYSTEM_CALL_INTERRUPT and system_call is not None and system_call():
+            return True
         code = INTERRUPT_CODES.get(intnum)
         pc = int(self.emu.get_pc())
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":

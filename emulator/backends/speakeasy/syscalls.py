@@ -23,6 +23,7 @@ STATUS_INVALID_SYSTEM_SERVICE to the instruction after the ``syscall``, as the k
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,7 @@ class SystemCallTable:
 
     by_number: dict[int, int] = field(default_factory=dict)  # SSN -> API trap address (the Nt* name's)
     by_name: dict[str, int] = field(default_factory=dict)  # export name -> SSN
+    names: dict[int, str] = field(default_factory=dict)  # SSN -> the name its trap stands for
 
 
 def number_stubs(exports: list[tuple[str, int, int]]) -> tuple[SystemCallTable, list[tuple[str, int, int]]]:
@@ -74,6 +76,7 @@ def number_stubs(exports: list[tuple[str, int, int]]) -> tuple[SystemCallTable, 
     for number, (_address, name) in enumerate(zw):
         nt = "Nt" + name[2:]
         table.by_number[number] = usable[nt][1] if nt in usable else usable[name][1]
+        table.names[number] = nt if nt in usable else name
         for alias in (name, nt):
             if alias in usable:
                 table.by_name[alias] = number
@@ -84,9 +87,11 @@ def number_stubs(exports: list[tuple[str, int, int]]) -> tuple[SystemCallTable, 
 class SystemCalls:
     """Windows' system-call stubs in ntdll and a handler for the guest's system calls."""
 
-    def __init__(self, emu: Any, x64: bool) -> None:
+    def __init__(self, emu: Any, x64: bool, on_direct: Callable[[int, int, str], None] | None = None) -> None:
         self.emu = emu
         self.x64 = x64
+        # told (pc, number, name) of each system call made from outside ntdll's stubs
+        self.on_direct = on_direct
         self.table = SystemCallTable()
         # where a stub's own system call is made (x64: its syscall instruction; x86: the return
         # address of its call of the gate) -> that export's trap: a call through ZwX's stub is
@@ -120,15 +125,19 @@ class SystemCalls:
             compat.add_code_hook_at(unicorn, self.gate, self._on_gate_call)
         return True
 
-    def _trap(self, number: int, site: int) -> int | None:
+    def _trap(self, number: int, site: int, pc: int) -> int | None:
         stub = self.stub_sites.get(site)
         if stub is not None and stub[0] == number:
             return stub[1]
-        return self.table.by_number.get(number)
+        trap = self.table.by_number.get(number)
+        if trap is not None and self.on_direct is not None:
+            self.on_direct(pc, number, self.table.names[number])
+        return trap
 
     def _on_syscall(self, unicorn: Any, _user: Any) -> None:
         number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
-        trap = self._trap(number, unicorn.reg_read(x86.UC_X86_REG_RIP))
+        pc = unicorn.reg_read(x86.UC_X86_REG_RIP)
+        trap = self._trap(number, pc, pc)
         if trap is None:
             unicorn.reg_write(x86.UC_X86_REG_RAX, STATUS_INVALID_SYSTEM_SERVICE)
             return
@@ -136,11 +145,29 @@ class SystemCalls:
         unicorn.reg_write(x86.UC_X86_REG_RCX, unicorn.reg_read(x86.UC_X86_REG_R10))
         unicorn.reg_write(x86.UC_X86_REG_RIP, trap - SYSCALL_INSTRUCTION_SIZE)
 
+    def on_interrupt(self) -> bool:
+        """``int 2Eh`` (the number in eax; x64: the first argument in r10, the rest where
+        ``syscall`` has them; x86: the arguments above the return address, at edx): the API call
+        of that number, returning to the address on top of the stack; True if it was one."""
+        unicorn = compat.unicorn_of(self.emu)
+        number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        pc = unicorn.reg_read(x86.UC_X86_REG_RIP if self.x64 else x86.UC_X86_REG_EIP)
+        trap = self._trap(number, -1, pc)
+        if trap is None:
+            unicorn.reg_write(x86.UC_X86_REG_RAX if self.x64 else x86.UC_X86_REG_EAX, STATUS_INVALID_SYSTEM_SERVICE)
+            return bool(self.table.by_number)
+        if self.x64:
+            unicorn.reg_write(x86.UC_X86_REG_RCX, unicorn.reg_read(x86.UC_X86_REG_R10))
+            unicorn.reg_write(x86.UC_X86_REG_RIP, trap)
+        else:
+            unicorn.reg_write(x86.UC_X86_REG_EIP, trap)
+        return True
+
     def _on_gate_call(self, unicorn: Any, _address: int, _size: int, _user: Any) -> None:
         number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
         esp = unicorn.reg_read(x86.UC_X86_REG_ESP)
         returns_to = int.from_bytes(bytes(unicorn.mem_read(esp, 4)), "little")
-        trap = self._trap(number, returns_to)
+        trap = self._trap(number, returns_to, returns_to)
         if trap is None:
             unicorn.reg_write(x86.UC_X86_REG_EAX, STATUS_INVALID_SYSTEM_SERVICE)
             return  # the gate's ret returns into the stub

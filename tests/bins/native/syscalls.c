@@ -3,7 +3,8 @@
  * and its rank among the Zw* exports sorted by address (SysWhispers2); a direct system call from
  * this program's own code allocates memory; an indirect one (a jump to the stub's syscall
  * instruction on x64, into the stub past its number on x86) allocates too; an unknown number gets
- * STATUS_INVALID_SYSTEM_SERVICE. Exits with one bit per check (0x3F: all passed).
+ * STATUS_INVALID_SYSTEM_SERVICE; `int 2Eh` with the number allocates too. Exits with one bit per
+ * check (0x7F: all passed).
  * Inert without CHAINREPLAY_SANDBOX. */
 #include "../fidelity/fidelity.h"
 
@@ -25,7 +26,13 @@ __asm__(".text\n"
         "indirect_syscall:\n"
         "  mov %rcx, %r10\n"
         "  mov ssn_value(%rip), %eax\n"
-        "  jmp *syscall_addr(%rip)\n");
+        "  jmp *syscall_addr(%rip)\n"
+        ".globl int2e_syscall\n"
+        "int2e_syscall:\n"
+        "  mov %rcx, %r10\n"
+        "  mov ssn_value(%rip), %eax\n"
+        "  int $0x2e\n"
+        "  ret\n");
 #else
 /* x86: direct, the number and a call of the kernel's entry (KiFastSystemCall) the stub names;
  * indirect, a jump into the stub past its number (its mov edx / call edx) */
@@ -39,13 +46,20 @@ __asm__(".text\n"
         ".globl _indirect_syscall@24\n"
         "_indirect_syscall@24:\n"
         "  mov _ssn_value, %eax\n"
-        "  jmp *_stub_rest\n");
+        "  jmp *_stub_rest\n"
+        ".globl _int2e_syscall@24\n"
+        "_int2e_syscall@24:\n"
+        "  mov _ssn_value, %eax\n"
+        "  lea 4(%esp), %edx\n"
+        "  int $0x2e\n"
+        "  ret $24\n");
 volatile ULONG_PTR stub_rest; /* x86: the stub past its mov eax */
 #endif
 
 typedef NTSTATUS_T (WINAPI *alloc_t)(HANDLE, PVOID *, ULONG_PTR, PSIZE_T, ULONG, ULONG);
 NTSTATUS_T WINAPI direct_syscall(HANDLE, PVOID *, ULONG_PTR, PSIZE_T, ULONG, ULONG);
 NTSTATUS_T WINAPI indirect_syscall(HANDLE, PVOID *, ULONG_PTR, PSIZE_T, ULONG, ULONG);
+NTSTATUS_T WINAPI int2e_syscall(HANDLE, PVOID *, ULONG_PTR, PSIZE_T, ULONG, ULONG);
 
 static int same(const char *a, const char *b)
 {
@@ -139,6 +153,8 @@ void __stdcall Entry(void)
 #endif
     if (nt_stub && allocates((alloc_t)nt_stub))
         bits |= 0x10; /* the stub called as a function still works */
+    if (bits & 0x01 && allocates(int2e_syscall))
+        bits |= 0x40; /* int 2Eh, the older way in */
     ssn_value = 0x0FFF;
     {
         PVOID base = 0;
