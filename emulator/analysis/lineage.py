@@ -612,6 +612,8 @@ def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, gue
             return None
         offset = at - read.address
         size = min(len(data), len(read.data) - offset)
+        if read.kind == "api" and read.data[offset : offset + size] == data[:size]:
+            return None  # an API's copy, copied on unchanged (a block moved twice): nothing decoded
         upstream = _hops_through(read, Match(offset, size, "identity"), carriers, depth + 1, guest)
         hop = Hop(
             "memory",
