@@ -84,7 +84,7 @@ def _analyse(args: argparse.Namespace) -> int:
     try:
         with locked_folder(outdir), control:
             try:
-                trace = read_trace(outdir)
+                trace = read_trace(outdir, max_trace_size=args.max_trace_size, max_blobs_size=args.max_blobs_size)
             except TraceError as err:
                 raise UsageError(str(err)) from err
             report = produce(outdir, trace, control=control)
