@@ -147,6 +147,7 @@ class RunControl(_SignalTaker):
         # The signal has been taken into account (the emulation was stopped for it): later
         # bounded blocks run, within their own short bound, instead of raising at once.
         self.handled = False
+        self.alarm_now = False  # SIGALRM raises DeadlineReached (inside a bounded block)
 
     def __enter__(self) -> RunControl:
         self._take_signals(SIGALRM=self._on_alarm)
@@ -158,8 +159,8 @@ class RunControl(_SignalTaker):
         self._give_back_signals()
 
     def _on_alarm(self, signum: int, frame: object) -> None:
-        if self.raise_now:
-            self.raise_now = False
+        if self.alarm_now:
+            self.alarm_now = self.raise_now = False
             raise DeadlineReached()
 
     def emulation_stopped(self) -> int | None:
@@ -172,29 +173,32 @@ class RunControl(_SignalTaker):
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def bounded(self, seconds: float | None = None) -> _Bounded:
-        """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short."""
-        return _Bounded(self, seconds)
+    def bounded(self, seconds: float | None = None, *, by_signals: bool = True) -> _Bounded:
+        """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short; with
+        ``by_signals`` False, the deadline only (a signal is recorded, answered after it)."""
+        return _Bounded(self, seconds, by_signals)
 
 
 class _Bounded:
-    def __init__(self, control: RunControl, seconds: float | None) -> None:
+    def __init__(self, control: RunControl, seconds: float | None, by_signals: bool = True) -> None:
         self.control = control
         self.seconds = seconds
+        self.by_signals = by_signals
 
     def __enter__(self) -> None:
         control = self.control
-        if control.signum is not None and not control.handled:
+        if self.by_signals and control.signum is not None and not control.handled:
             raise Interrupted(control.signum)
         left = control.remaining() if self.seconds is None else min(control.remaining(), self.seconds)
         if left <= 0:
             raise DeadlineReached()
         if control.enabled:
             signal.setitimer(signal.ITIMER_REAL, left)
-        control.raise_now = True
+        control.alarm_now = True
+        control.raise_now = self.by_signals
 
     def __exit__(self, *exc: object) -> None:
-        self.control.raise_now = False
+        self.control.raise_now = self.control.alarm_now = False
         if self.control.enabled:
             signal.setitimer(signal.ITIMER_REAL, 0)
 

@@ -172,3 +172,25 @@ def test_run_refuses_a_scenario_toml_larger_than_the_limit_unread(
         f"file is {size} bytes",
         f"larger than the {MAX_SCENARIO_FILE_SIZE}-byte limit",
     )
+
+
+def test_analyse_ends_a_trace_read_at_its_timeout(
+    replayed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace under the size limits can still take long to read (2 GiB of lines to validate):
+    the read is cut at --timeout, one line, the folder left as it was."""
+    out = _copy(replayed, tmp_path)
+    before = (out / "report.json").read_bytes()
+
+    def slow_read(*args: object, **kwargs: object) -> None:
+        time.sleep(30)
+        raise AssertionError("the read was not cut")
+
+    monkeypatch.setattr(trace_module, "read_trace", slow_read)
+    _refused(
+        ["analyse", str(out), "-q", "--timeout", "1"],
+        capsys,
+        str(out / "trace.jsonl"),
+        "not read within --timeout 1 s (raise it with --timeout)",
+    )
+    assert (out / "report.json").read_bytes() == before

@@ -307,7 +307,8 @@ def test_the_emulation_child_collects_its_young_objects_rarely(monkeypatch: pyte
 HELLO_EXE = REPO / "tests" / "bins" / "hello_exe.exe"
 
 # The command line with a signal sent to itself at a chosen moment: right after main()'s first
-# line (before any command set up its handling), or after the command's work (its summary).
+# line (before any command set up its handling), while analyse reads the trace, or after the
+# command's work (its summary).
 _SIGNAL_SELF = """
 import os, signal, sys
 import emulator.lifecycle as lifecycle
@@ -320,6 +321,13 @@ if moment == "first":
         hold()
         os.kill(os.getpid(), sig)
     lifecycle.hold_signals = hold_then_signal
+elif moment == "reading":
+    import emulator.trace as trace
+    read = trace.read_trace
+    def signal_then_read(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        return read(*args, **kwargs)
+    trace.read_trace = signal_then_read
 else:
     import emulator.cli.files as files
     show = files._show
@@ -358,15 +366,20 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outdir
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    ("sig", "moment"),
+    [(signal.SIGTERM, "first"), (signal.SIGINT, "first"), (signal.SIGHUP, "first"), (signal.SIGTERM, "reading")],
+    ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGTERM-reading"],
+)
 def test_a_signal_before_analyse_sets_up_its_handling_ends_it_as_later(
-    sig: signal.Signals, replayed: Path, tmp_path: Path
+    sig: signal.Signals, moment: str, replayed: Path, tmp_path: Path
 ) -> None:
     """A signal that arrives while the command line still loads (before ``analyse`` takes
-    signals) is answered as one during the analysis: 128 + N, one line, a partial report."""
+    signals), or while it reads the trace, is answered as one during the analysis: 128 + N,
+    one line, a partial report."""
     outdir = tmp_path / "out"
     shutil.copytree(replayed, outdir)
-    done = _command_signalled(sig, "first", "analyse", outdir, "-q")
+    done = _command_signalled(sig, moment, "analyse", outdir, "-q")
     assert done.returncode == 128 + sig, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"analysis interrupted by {sig.name}" in done.stderr and str(outdir) in done.stderr

@@ -69,9 +69,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _analyse(args: argparse.Namespace) -> int:
-    from emulator.lifecycle import RunControl
+    from emulator.lifecycle import DeadlineReached, RunControl
     from emulator.output import OutputError, locked_folder, produce
-    from emulator.trace import TraceError, read_trace
+    from emulator.trace import TRACE_FILE, TraceError, read_trace
 
     outdir = Path(args.outdir)
     if not outdir.is_dir():
@@ -84,9 +84,15 @@ def _analyse(args: argparse.Namespace) -> int:
     try:
         with locked_folder(outdir), control:
             try:
-                trace = read_trace(outdir, max_trace_size=args.max_trace_size, max_blobs_size=args.max_blobs_size)
+                # cut by --timeout; a signal meanwhile is answered once it is read (a partial report)
+                with control.bounded(by_signals=False):
+                    trace = read_trace(outdir, max_trace_size=args.max_trace_size, max_blobs_size=args.max_blobs_size)
             except TraceError as err:
                 raise UsageError(str(err)) from err
+            except DeadlineReached as err:
+                raise UsageError(
+                    f"{outdir / TRACE_FILE}: not read within --timeout {args.timeout:g} s (raise it with --timeout)"
+                ) from err
             report = produce(outdir, trace, control=control)
     except OutputError as err:
         return output_refused(err)
