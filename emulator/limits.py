@@ -52,6 +52,8 @@ MAX_INPUT_NESTING = 64
 # scenario.toml and a report.json given to ``render`` larger than this are refused unread.
 MAX_SCENARIO_FILE_SIZE = 1 * MIB
 MAX_REPORT_FILE_SIZE = 256 * MIB
+# Rule files given to ``run --yara`` larger than this together are refused unread.
+MAX_YARA_RULES_SIZE = 64 * MIB
 # A baseline.json larger than this is refused unread (a committed baseline is tens of KB).
 MAX_BASELINE_FILE_SIZE = 16 * MIB
 # ``chainreplay analyse`` refuses unread a trace.jsonl larger than this, and blobs the trace cites

@@ -7,6 +7,7 @@ that read one would take seconds and gigabytes, and the time bound fails it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -194,3 +195,36 @@ def test_analyse_ends_a_trace_read_at_its_timeout(
         "not read within --timeout 1 s (raise it with --timeout)",
     )
     assert (out / "report.json").read_bytes() == before
+
+
+# ---- run --yara: the user's rule files ----------------------------------------------------------
+
+
+def test_yara_rules_larger_than_the_limit_are_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator.limits import MAX_YARA_RULES_SIZE
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    rule = 'rule a { strings: $a = "hello" condition: $a }\n'
+    (rules / "a.yar").write_text(rule, encoding="utf-8")
+    _sparse(rules / "b.yar", MAX_YARA_RULES_SIZE)
+    outdir = tmp_path / "o"
+    _refused(
+        ["run", str(HELLO), "--yara", str(rules), "-o", str(outdir), "-q"],
+        capsys,
+        f"--yara {rules}: the 2 rule files are {MAX_YARA_RULES_SIZE + len(rule)} bytes",
+        f"larger than the {MAX_YARA_RULES_SIZE}-byte limit",
+    )
+    assert not outdir.exists()
+
+
+def test_yara_rules_that_are_a_fifo_are_named_not_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "rules.yar"
+    os.mkfifo(fifo)
+    _refused(
+        ["run", str(HELLO), "--yara", str(fifo), "-o", str(tmp_path / "o"), "-q"],
+        capsys,
+        f"--yara {fifo}: a named pipe (FIFO), not a regular file",
+    )
