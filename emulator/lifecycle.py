@@ -173,23 +173,30 @@ class RunControl(_SignalTaker):
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def bounded(self, seconds: float | None = None, *, by_signals: bool = True) -> _Bounded:
+    def bounded(
+        self, seconds: float | None = None, *, by_signals: bool = True, deadline: float | None = None
+    ) -> _Bounded:
         """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short; with
-        ``by_signals`` False, the deadline only (a signal is recorded, answered after it)."""
-        return _Bounded(self, seconds, by_signals)
+        ``by_signals`` False, the deadline only (a signal is recorded, answered after it); with
+        ``deadline``, that one (a ``time.monotonic()`` value) instead of the run's."""
+        return _Bounded(self, seconds, by_signals, deadline)
 
 
 class _Bounded:
-    def __init__(self, control: RunControl, seconds: float | None, by_signals: bool = True) -> None:
+    def __init__(
+        self, control: RunControl, seconds: float | None, by_signals: bool = True, deadline: float | None = None
+    ) -> None:
         self.control = control
         self.seconds = seconds
         self.by_signals = by_signals
+        self.deadline = control.deadline if deadline is None else deadline
 
     def __enter__(self) -> None:
         control = self.control
         if self.by_signals and control.signum is not None and not control.handled:
             raise Interrupted(control.signum)
-        left = control.remaining() if self.seconds is None else min(control.remaining(), self.seconds)
+        remaining = self.deadline - time.monotonic()
+        left = remaining if self.seconds is None else min(remaining, self.seconds)
         if left <= 0:
             raise DeadlineReached()
         if control.enabled:

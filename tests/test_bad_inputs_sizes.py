@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import emulator.cli.files as files
 import emulator.trace as trace_module
 from emulator.cli import E_BAD_INPUT, main
 from emulator.limits import (
@@ -179,7 +180,7 @@ def test_analyse_ends_a_trace_read_at_its_timeout(
     replayed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A trace under the size limits can still take long to read (2 GiB of lines to validate):
-    the read is cut at --timeout, one line, the folder left as it was."""
+    the read is cut at --timeout plus the grace, one line, the folder left as it was."""
     out = _copy(replayed, tmp_path)
     before = (out / "report.json").read_bytes()
 
@@ -188,11 +189,12 @@ def test_analyse_ends_a_trace_read_at_its_timeout(
         raise AssertionError("the read was not cut")
 
     monkeypatch.setattr(trace_module, "read_trace", slow_read)
+    monkeypatch.setattr(files, "WATCHDOG_GRACE_SECONDS", 1.0)
     _refused(
         ["analyse", str(out), "-q", "--timeout", "1"],
         capsys,
         str(out / "trace.jsonl"),
-        "not read within --timeout 1 s (raise it with --timeout)",
+        "not read within --timeout 1 s plus 1 s of grace (raise it with --timeout)",
     )
     assert (out / "report.json").read_bytes() == before
 
