@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from emulator.expect import Expect, ExpectResult, evaluate
 from emulator.inputs import NO_SUCH_FILE, InputFileError, read_input
-from emulator.limits import MAX_REPORT_FILE_SIZE
+from emulator.limits import MAX_BASELINE_FILE_SIZE
 from emulator.report import Report
 
 BASELINE_FORMAT = "chainreplay/baseline/1"
@@ -231,7 +231,7 @@ def write_baseline(baseline: dict[str, Any], path: Path) -> None:
 
 def load_baseline(path: Path) -> dict[str, Any]:
     try:
-        text = read_input(path, limit=MAX_REPORT_FILE_SIZE)
+        text = read_input(path, limit=MAX_BASELINE_FILE_SIZE)
     except InputFileError as err:
         if err.problem == NO_SUCH_FILE:
             raise BaselineError(f"{path}: no such baseline (write one with `chainreplay check --update`)") from err

@@ -38,6 +38,10 @@ class InputFileError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+class InputTooLarge(InputFileError):
+    """The file is larger than the limit it is read under (:func:`too_large`)."""
+
+
 def _not_regular(mode: int) -> str | None:
     if stat.S_ISREG(mode):
         return None
@@ -71,17 +75,28 @@ def file_problem(path: str | os.PathLike[str]) -> str | None:
     return _not_regular(mode)
 
 
-def open_input(path: str | os.PathLike[str]) -> BinaryIO:
-    """``path`` opened for reading in binary; :class:`InputFileError` if it is not a regular file
-    or cannot be opened. Never blocks on a FIFO."""
+def too_large(path: str | os.PathLike[str], size: int, limit: int, raise_with: str | None = None) -> InputTooLarge:
+    """The refusal of a file of ``size`` bytes over ``limit``: names the file, both sizes and,
+    when the user can raise the limit, how (``raise_with``: "raise it with --max-trace-size")."""
+    how = f"; {raise_with}" if raise_with else ""
+    return InputTooLarge(path, f"file is {size} bytes, larger than the {limit}-byte limit{how}")
+
+
+def open_input(path: str | os.PathLike[str], *, limit: int | None = None, raise_with: str | None = None) -> BinaryIO:
+    """``path`` opened for reading in binary; :class:`InputFileError` if it is not a regular file,
+    cannot be opened or (with ``limit``) is larger than ``limit`` bytes (``raise_with``: how the
+    user raises it, for the message). Never blocks on a FIFO; checks the open descriptor."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (OSError, ValueError) as err:
         raise InputFileError(path, _cause(err)) from err
     try:
-        problem = _not_regular(os.fstat(fd).st_mode)
+        status = os.fstat(fd)
+        problem = _not_regular(status.st_mode)
         if problem is not None:
             raise InputFileError(path, problem)
+        if limit is not None and status.st_size > limit:
+            raise too_large(path, status.st_size, limit, raise_with)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -89,14 +104,16 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def read_input(path: str | os.PathLike[str], *, limit: int | None = None) -> bytes:
+def read_input(path: str | os.PathLike[str], *, limit: int | None = None, raise_with: str | None = None) -> bytes:
     """The bytes of the regular file ``path``; :class:`InputFileError` naming the cause if it
-    cannot be read or (with ``limit``) is larger than ``limit`` bytes, refused before reading."""
-    with open_input(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if limit is not None and size > limit:
-            raise InputFileError(path, f"file is {size} bytes, larger than the {limit}-byte limit")
+    cannot be read or (with ``limit``) is larger than ``limit`` bytes, refused before reading
+    (``raise_with``: how the user raises the limit, for the message). At most ``limit`` bytes
+    are read, even from a file that grows meanwhile."""
+    with open_input(path, limit=limit, raise_with=raise_with) as handle:
         try:
-            return handle.read()
+            data = handle.read() if limit is None else handle.read(limit + 1)
         except OSError as err:  # EISDIR cannot happen here; EIO on a failing disk can
             raise InputFileError(path, _cause(err)) from err
+        if limit is not None and len(data) > limit:  # it grew since it was opened
+            raise too_large(path, max(len(data), os.fstat(handle.fileno()).st_size), limit, raise_with)
+        return data

@@ -49,7 +49,87 @@ class StopRequest:
             self.signum = signum
 
 
-class RunControl:
+# The first termination signal that arrived while no watch (:class:`RunControl`,
+# :class:`SignalWatch`) took the signals: from the command line's first line (:func:`hold_signals`)
+# until a watch is entered, between two watches, and after the last one.
+_held: list[int] = []
+
+
+def _hold(signum: int, frame: object) -> None:
+    if not _held:
+        _held.append(signum)
+
+
+def hold_signals() -> None:
+    """Keep the termination signals that arrive from now on until a watch takes them (the
+    command line's first step, main thread only): a SIGTERM while the command line loads must
+    not end the process silently, nor a SIGINT with a traceback. The watch entered next answers
+    it as if it had arrived then (a replay stops at once with its partial report); one that
+    arrives when no watch is left is :func:`take_held_signal`'s."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in TERMINATING_SIGNALS:
+            signal.signal(sig, _hold)
+
+
+def take_held_signal() -> int | None:
+    """The termination signal held since :func:`hold_signals` and taken by no watch, if any
+    (once)."""
+    return _held.pop() if _held else None
+
+
+def release_signals() -> None:
+    """The termination signals back to Python's defaults (a process forked from one that held
+    them, which must die of them as before)."""
+    _held.clear()
+    for sig in TERMINATING_SIGNALS:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+
+
+class _SignalTaker:
+    """SIGTERM, SIGINT and SIGHUP recorded in :attr:`signum` (and counted in :attr:`received`)
+    instead of killing the process while entered (main thread only; elsewhere nothing is
+    installed), and raised as :class:`Interrupted` when :attr:`raise_now` is set; the handlers
+    in place before are put back on exit. A signal held before (:func:`hold_signals`) is taken
+    on entry, as if it arrived then."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        # how many termination signals came: a second one asks not to wait any longer
+        self.received = 0
+        self.raise_now = False
+        self.enabled = threading.current_thread() is threading.main_thread()
+        self._saved: dict[int, Any] = {}
+
+    def _take_signals(self, **others: Any) -> None:
+        """Install the handlers (and ``others``: signal name -> handler)."""
+        if not self.enabled:
+            return
+        for sig in TERMINATING_SIGNALS:
+            self._saved[sig] = signal.signal(sig, self._on_signal)
+        for name, handler in others.items():
+            sig = signal.Signals[name]
+            self._saved[sig] = signal.signal(sig, handler)
+        held = take_held_signal()
+        if held is not None:
+            self.received += 1
+            if self.signum is None:
+                self.signum = held
+
+    def _give_back_signals(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.received += 1
+        if self.signum is None:
+            self.signum = signum
+        if self.raise_now:
+            self.raise_now = False
+            raise Interrupted(signum)
+
+
+class RunControl(_SignalTaker):
     """Signals and the whole-run deadline of one replay in this process.
 
     While a replay runs, SIGTERM, SIGINT and SIGHUP are recorded instead of killing the CLI: the
@@ -61,39 +141,26 @@ class RunControl:
     """
 
     def __init__(self, deadline: float, stop: StopRequest | None = None) -> None:
+        super().__init__()
         self.deadline = deadline
         self.stop = stop
-        self.signum: int | None = None
         # The signal has been taken into account (the emulation was stopped for it): later
         # bounded blocks run, within their own short bound, instead of raising at once.
         self.handled = False
-        self.raise_now = False
-        self._saved: dict[int, Any] = {}
-        self.enabled = threading.current_thread() is threading.main_thread()
+        self.alarm_now = False  # SIGALRM raises DeadlineReached (inside a bounded block)
 
     def __enter__(self) -> RunControl:
-        if self.enabled:
-            for sig in TERMINATING_SIGNALS:
-                self._saved[sig] = signal.signal(sig, self._on_signal)
-            self._saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._take_signals(SIGALRM=self._on_alarm)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            for sig, handler in self._saved.items():
-                signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self.signum is None:
-            self.signum = signum
-        if self.raise_now:
-            self.raise_now = False
-            raise Interrupted(signum)
+        self._give_back_signals()
 
     def _on_alarm(self, signum: int, frame: object) -> None:
-        if self.raise_now:
-            self.raise_now = False
+        if self.alarm_now:
+            self.alarm_now = self.raise_now = False
             raise DeadlineReached()
 
     def emulation_stopped(self) -> int | None:
@@ -106,29 +173,39 @@ class RunControl:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def bounded(self, seconds: float | None = None) -> _Bounded:
-        """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short."""
-        return _Bounded(self, seconds)
+    def bounded(
+        self, seconds: float | None = None, *, by_signals: bool = True, deadline: float | None = None
+    ) -> _Bounded:
+        """A block that a signal or the deadline (or ``seconds``, if sooner) cuts short; with
+        ``by_signals`` False, the deadline only (a signal is recorded, answered after it); with
+        ``deadline``, that one (a ``time.monotonic()`` value) instead of the run's."""
+        return _Bounded(self, seconds, by_signals, deadline)
 
 
 class _Bounded:
-    def __init__(self, control: RunControl, seconds: float | None) -> None:
+    def __init__(
+        self, control: RunControl, seconds: float | None, by_signals: bool = True, deadline: float | None = None
+    ) -> None:
         self.control = control
         self.seconds = seconds
+        self.by_signals = by_signals
+        self.deadline = control.deadline if deadline is None else deadline
 
     def __enter__(self) -> None:
         control = self.control
-        if control.signum is not None and not control.handled:
+        if self.by_signals and control.signum is not None and not control.handled:
             raise Interrupted(control.signum)
-        left = control.remaining() if self.seconds is None else min(control.remaining(), self.seconds)
+        remaining = self.deadline - time.monotonic()
+        left = remaining if self.seconds is None else min(remaining, self.seconds)
         if left <= 0:
             raise DeadlineReached()
         if control.enabled:
             signal.setitimer(signal.ITIMER_REAL, left)
-        control.raise_now = True
+        control.alarm_now = True
+        control.raise_now = self.by_signals
 
     def __exit__(self, *exc: object) -> None:
-        self.control.raise_now = False
+        self.control.raise_now = self.control.alarm_now = False
         if self.control.enabled:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
@@ -194,7 +271,7 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-class SignalWatch:
+class SignalWatch(_SignalTaker):
     """Termination signals taken by a process that waits on others (a local batch's parent).
 
     While entered (main thread only; elsewhere it does nothing), SIGTERM, SIGINT and SIGHUP are
@@ -203,32 +280,12 @@ class SignalWatch:
     (writing a result) is never cut in the middle.
     """
 
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        # how many termination signals came: a second one asks not to wait any longer
-        self.received = 0
-        self.enabled = threading.current_thread() is threading.main_thread()
-        self._raise_now = False
-        self._saved: dict[int, Any] = {}
-
     def __enter__(self) -> SignalWatch:
-        if self.enabled:
-            for sig in TERMINATING_SIGNALS:
-                self._saved[sig] = signal.signal(sig, self._on_signal)
+        self._take_signals()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
-        self._saved.clear()
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.received += 1
-        if self.signum is None:
-            self.signum = signum
-        if self._raise_now:
-            self._raise_now = False
-            raise Interrupted(signum)
+        self._give_back_signals()
 
     def insisted(self) -> bool:
         """A second termination signal came (Ctrl-C twice): stop waiting for anything."""
@@ -239,11 +296,11 @@ class SignalWatch:
         """A blocking wait that a termination signal ends (raising :class:`Interrupted`)."""
         if self.signum is not None:
             raise Interrupted(self.signum)
-        self._raise_now = True
+        self.raise_now = True
         try:
             yield
         finally:
-            self._raise_now = False
+            self.raise_now = False
 
     def until_signalled(self, items: Iterator[T]) -> Iterator[T]:
         """``items`` (a blocking iterator: futures as they complete) until it ends or a

@@ -52,6 +52,16 @@ MAX_INPUT_NESTING = 64
 # scenario.toml and a report.json given to ``render`` larger than this are refused unread.
 MAX_SCENARIO_FILE_SIZE = 1 * MIB
 MAX_REPORT_FILE_SIZE = 256 * MIB
+# Rule files given to ``run --yara`` larger than this together are refused unread.
+MAX_YARA_RULES_SIZE = 64 * MIB
+# A baseline.json larger than this is refused unread (a committed baseline is tens of KB).
+MAX_BASELINE_FILE_SIZE = 16 * MIB
+# ``chainreplay analyse`` refuses unread a trace.jsonl larger than this, and blobs the trace cites
+# larger than this together (--max-trace-size, --max-blobs-size raise them: a replay run with
+# raised limits can write more), and a line of the trace longer than this (no event needs it).
+MAX_TRACE_FILE_SIZE = 2 * GIB
+MAX_BLOBS_SIZE = 2 * GIB
+MAX_TRACE_LINE_SIZE = 64 * MIB
 # The stage graph keeps at most this many nodes (a note says when it was cut) ...
 MAX_GRAPH_NODES = 5_000
 # ... and is drawn (PNG, SVG) only up to this many; GraphML is written whatever its size.

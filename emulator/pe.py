@@ -229,9 +229,11 @@ def check_file(data: bytes, exports: Sequence[str] = ()) -> PeHeaders:
     plain = _plain_headers(data) if not exports and len(data) <= MAX_SAMPLE_FILE_SIZE else None
     if plain is not None:  # nothing but the headers is read: no pefile object needed
         _check(plain, len(data))
+        check_layout(data, plain)
         return plain
     pe, headers = read_file_headers(data)
     _check(headers, len(data))
+    check_layout(data, headers)
     if exports:
         names = _export_names(pe)
         for name in exports:
@@ -306,6 +308,244 @@ def _check(headers: PeHeaders, file_size: int) -> None:
             raise PeError(f"section {section.index} lies outside SizeOfImage")
     if headers.entry_point and headers.entry_point >= size_of_image:
         raise PeError(f"entry point {headers.entry_point:#x} is outside the image (SizeOfImage {size_of_image:#x})")
+
+
+# ---- what the loader reads past the headers: section data, directories, imports, TLS, relocations
+
+# Bounds of the walks below (a table with no end is refused at them, never followed further).
+MAX_IMPORT_DESCRIPTORS = 4096
+MAX_IMPORTS_PER_DLL = 65536
+MAX_IMPORT_NAME = 256  # a DLL or function name (MAX_PATH is 260)
+MAX_TLS_CALLBACKS = 256
+# Data directories the loader (Windows', Speakeasy's) or the replay reads, by index.
+CHECKED_DIRECTORIES = {
+    0: "export",
+    1: "import",
+    3: "exception",
+    5: "relocation",
+    9: "TLS",
+    12: "import address table",
+    13: "delay import",
+}
+IMPORT_DIRECTORY, RELOCATION_DIRECTORY, TLS_DIRECTORY = 1, 5, 9
+IMPORT_DESCRIPTOR_SIZE = 20
+RELOCATION_BLOCK_HEADER = 8
+# Relocation types a loader applies (IMAGE_REL_BASED_*): absolute (padding), high, low,
+# highlow, dir64; anything else is refused.
+RELOCATION_TYPES = frozenset({0, 1, 2, 3, 10})
+_RAW_POINTER = struct.Struct("<I")  # PointerToRawData, at offset 20 of a section header
+_IMAGE_BASE = {PE32_MAGIC: struct.Struct("<I"), PE32_PLUS_MAGIC: struct.Struct("<Q")}
+_IMAGE_BASE_OFFSET = {PE32_MAGIC: 28, PE32_PLUS_MAGIC: 24}
+
+
+class _Image:
+    """A PE file read at RVAs, as a loader lays it out: the headers, then each section's raw
+    data and zeros up to the end of its last page (or the next section); anything in no
+    section reads as absent. :attr:`declared` are the sections' own extents (the larger of
+    their virtual and raw sizes)."""
+
+    def __init__(self, data: bytes, headers: PeHeaders) -> None:
+        self.data = data
+        self.headers = headers
+        size_of_image = headers.size_of_image
+        # (start RVA, end RVA, file offset of the raw data, raw size), in RVA order
+        self.regions = [(0, min(headers.size_of_headers, size_of_image), 0, headers.size_of_headers)]
+        self.declared: list[tuple[int, int]] = []
+        self.raw_pointers = []
+        sections = headers.sections
+        for number, section in enumerate(sections):
+            at = headers.section_table_offset + SECTION_HEADER_SIZE * section.index + 20
+            (raw_pointer,) = _RAW_POINTER.unpack_from(data, at)
+            self.raw_pointers.append(raw_pointer)
+            start = section.virtual_address
+            end = start + max(section.virtual_size, section.raw_size)
+            self.declared.append((start, end))
+            following = sections[number + 1].virtual_address if number + 1 < len(sections) else size_of_image
+            paged = -(-end // PAGE_SIZE) * PAGE_SIZE
+            self.regions.append((start, max(end, min(paged, following, size_of_image)), raw_pointer, section.raw_size))
+
+    def _region(self, rva: int) -> tuple[int, int, int, int] | None:
+        return next((region for region in self.regions if region[0] <= rva < region[1]), None)
+
+    def read(self, rva: int, size: int) -> bytes | None:
+        """``size`` bytes at ``rva``, or None if they are not all inside one region of the image."""
+        region = self._region(rva)
+        if region is None or rva + size > region[1]:
+            return None
+        start, _, raw_pointer, raw_size = region
+        offset = rva - start
+        present = (
+            self.data[raw_pointer + offset : raw_pointer + min(raw_size, offset + size)] if offset < raw_size else b""
+        )
+        return present + bytes(size - len(present))
+
+    def string(self, rva: int, limit: int) -> bytes | str:
+        """The NUL-terminated string at ``rva`` (ended by its region's end, zero-filled in
+        memory, too), or why it cannot be read (a str)."""
+        region = self._region(rva)
+        if region is None:
+            return "lies outside the image"
+        text = self.read(rva, min(limit + 1, region[1] - rva))
+        assert text is not None
+        end = text.find(b"\0")
+        if end < 0 and len(text) > limit:
+            return f"is not NUL-terminated within {limit} bytes"
+        return text if end < 0 else text[:end]
+
+
+def check_layout(data: bytes, headers: PeHeaders) -> None:
+    """What the loader reads past the headers, checked against the file and the image (the
+    headers themselves already checked): each section's raw data inside the file, sections that
+    do not overlap, an entry point in a section (not in the headers), data directories inside the
+    image, and the import, TLS and relocation tables well formed and bounded. :class:`PeError`
+    names the first problem; Windows' loader refuses such files, and an emulator given one
+    fails later without saying why (a fault at an address nobody wrote)."""
+    file_size = len(data)
+    image = _Image(data, headers)
+    previous: Section | None = None
+    for section, raw_pointer in zip(headers.sections, image.raw_pointers, strict=True):
+        if section.raw_size and raw_pointer + section.raw_size > file_size:
+            raise PeError(
+                f"section {section.name!r} raw data (offset {raw_pointer:#x}, {section.raw_size:#x} bytes) runs past "
+                f"the end of the file ({file_size:#x} bytes)"
+            )
+        if previous is not None:
+            end = previous.virtual_address + max(previous.virtual_size, previous.raw_size)
+            if end > section.virtual_address:
+                raise PeError(
+                    f"sections {previous.name!r} ({previous.virtual_address:#x}-{end:#x}) and {section.name!r} "
+                    f"(from {section.virtual_address:#x}) overlap"
+                )
+        previous = section
+    entry = headers.entry_point
+    if entry and not any(start <= entry < end for start, end in image.declared):
+        where = " (it is in the headers)" if entry < headers.size_of_headers else ""
+        raise PeError(f"entry point {entry:#x} is in no section{where}")
+    directories = _directories(data, headers)
+    for index, kind in CHECKED_DIRECTORIES.items():
+        rva, size = directories.get(index, (0, 0))
+        if rva and size and rva + size > headers.size_of_image:
+            raise PeError(
+                f"{kind} directory (RVA {rva:#x}, {size:#x} bytes) lies outside the image "
+                f"(SizeOfImage {headers.size_of_image:#x})"
+            )
+    if directories.get(IMPORT_DIRECTORY, (0, 0))[0]:
+        _check_imports(image, directories[IMPORT_DIRECTORY][0])
+    if directories.get(TLS_DIRECTORY, (0, 0))[0]:
+        _check_tls(image, directories[TLS_DIRECTORY][0], _image_base(data, headers))
+    rva, size = directories.get(RELOCATION_DIRECTORY, (0, 0))
+    if rva and size:
+        _check_relocations(image, rva, size)
+
+
+def _directories(data: bytes, headers: PeHeaders) -> dict[int, tuple[int, int]]:
+    """The data directories the optional header declares: index -> (RVA, size)."""
+    (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
+    start = nt + 4 + FILE_HEADER_SIZE
+    optional_size = _FILE_HEADER.unpack_from(data, nt + 4)[5]
+    first = OPTIONAL_HEADER_SIZE[headers.magic]
+    if first > optional_size:
+        return {}
+    (count,) = struct.unpack_from("<I", data, start + first - 4)
+    count = min(count, (optional_size - first) // _DIRECTORY.size)
+    return {
+        index: _DIRECTORY.unpack_from(data, start + first + _DIRECTORY.size * index)
+        for index in range(count)
+        if start + first + _DIRECTORY.size * (index + 1) <= len(data)
+    }
+
+
+def _image_base(data: bytes, headers: PeHeaders) -> int:
+    (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
+    at = nt + 4 + FILE_HEADER_SIZE + _IMAGE_BASE_OFFSET[headers.magic]
+    (base,) = _IMAGE_BASE[headers.magic].unpack_from(data, at)
+    return int(base)
+
+
+def _check_imports(image: _Image, rva: int) -> None:
+    thunk_size = 8 if image.headers.magic == PE32_PLUS_MAGIC else 4
+    ordinal_flag = 1 << (8 * thunk_size - 1)
+    for number in range(MAX_IMPORT_DESCRIPTORS + 1):
+        at = rva + IMPORT_DESCRIPTOR_SIZE * number
+        descriptor = image.read(at, IMPORT_DESCRIPTOR_SIZE)
+        if descriptor is None:
+            raise PeError(f"import descriptor {number} (RVA {at:#x}) lies outside the image: the table has no end")
+        if not descriptor.strip(b"\0"):
+            return
+        if number == MAX_IMPORT_DESCRIPTORS:
+            break
+        lookup, _, _, name_rva, first_thunk = struct.unpack("<IIIII", descriptor)
+        name = image.string(name_rva, MAX_IMPORT_NAME)
+        if isinstance(name, str):
+            raise PeError(f"import descriptor {number}: DLL name (RVA {name_rva:#x}) {name}")
+        shown = name.decode("latin-1")
+        for kind, table in (("lookup", lookup), ("address", first_thunk)):
+            if not table:
+                continue
+            for entry in range(MAX_IMPORTS_PER_DLL + 1):
+                thunk = image.read(table + thunk_size * entry, thunk_size)
+                if thunk is None:
+                    raise PeError(f"imports of {shown!r}: {kind} table (RVA {table:#x}) runs outside the image")
+                value = int.from_bytes(thunk, "little")
+                if not value:
+                    break
+                if entry == MAX_IMPORTS_PER_DLL:
+                    raise PeError(f"imports of {shown!r}: {kind} table has no end within {MAX_IMPORTS_PER_DLL} entries")
+                if (kind == "lookup" or not lookup) and not value & ordinal_flag:
+                    function = image.string(value + 2, MAX_IMPORT_NAME)  # after the hint
+                    if isinstance(function, str):
+                        raise PeError(f"imports of {shown!r}: function name (RVA {value + 2:#x}) {function}")
+    raise PeError(f"import directory has no end within {MAX_IMPORT_DESCRIPTORS} descriptors")
+
+
+def _check_tls(image: _Image, rva: int, image_base: int) -> None:
+    wide = image.headers.magic == PE32_PLUS_MAGIC
+    pointer = 8 if wide else 4
+    directory = image.read(rva, 6 * pointer if not wide else 40)
+    if directory is None:
+        raise PeError(f"TLS directory (RVA {rva:#x}) lies outside the image")
+    callbacks = int.from_bytes(directory[3 * pointer : 4 * pointer], "little")  # AddressOfCallBacks
+    if not callbacks:
+        return
+    end = image_base + image.headers.size_of_image
+    for number in range(MAX_TLS_CALLBACKS + 1):
+        at = callbacks + pointer * number
+        entry = image.read(at - image_base, pointer) if image_base <= at < end else None
+        if entry is None:
+            raise PeError(
+                f"TLS callback array entry {number} at {at:#x} lies outside the image ({image_base:#x}-{end:#x})"
+            )
+        callback = int.from_bytes(entry, "little")
+        if not callback:
+            return
+        if number == MAX_TLS_CALLBACKS:
+            break
+        if not image_base <= callback < end:
+            raise PeError(f"TLS callback {number} ({callback:#x}) lies outside the image ({image_base:#x}-{end:#x})")
+    raise PeError(f"TLS callback array has no end within {MAX_TLS_CALLBACKS} entries")
+
+
+def _check_relocations(image: _Image, rva: int, size: int) -> None:
+    table = image.read(rva, size)
+    if table is None:
+        raise PeError(f"relocation directory (RVA {rva:#x}, {size:#x} bytes) lies outside the image")
+    offset = 0
+    while offset + RELOCATION_BLOCK_HEADER <= size:
+        page, block = struct.unpack_from("<II", table, offset)
+        if not page and not block:  # padding after the last block
+            return
+        where = f"relocation block at RVA {rva + offset:#x}"
+        if block < RELOCATION_BLOCK_HEADER or block % 2 or offset + block > size:
+            raise PeError(f"{where}: SizeOfBlock {block:#x} does not fit the directory ({size:#x} bytes)")
+        if page >= image.headers.size_of_image:
+            raise PeError(f"{where}: page RVA {page:#x} is outside the image")
+        for (entry,) in struct.iter_unpack("<H", table[offset + RELOCATION_BLOCK_HEADER : offset + block]):
+            kind = entry >> 12
+            if kind not in RELOCATION_TYPES:
+                raise PeError(f"{where}: relocation type {kind} is not one a loader applies")
+            if kind and page + (entry & 0xFFF) + (8 if kind == 10 else 4) > image.headers.size_of_image:
+                raise PeError(f"{where}: relocation at RVA {page + (entry & 0xFFF):#x} is outside the image")
+        offset += block
 
 
 # The data directories follow the optional header's fixed part (OPTIONAL_HEADER_SIZE), whose

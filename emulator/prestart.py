@@ -260,6 +260,7 @@ def _serve(plans: Connection, events: Connection, configure_logging: Callable[[b
         set_parent_death_signal()
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(0)
+        lifecycle.release_signals()  # held by the parent's command line: dies of them, as a fork
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
         _detach_stdin()
         _warm(plans)

@@ -279,7 +279,7 @@ def verify_manifest(folder: Path, used: list[Path]) -> None:
                 f"{owner / MANIFEST_FILE}: {relative} is not listed (use --allow-unverified to replay anyway)"
             )
         try:
-            actual = hashlib.sha256(read_input(resolved)).hexdigest()
+            actual = hashlib.sha256(read_input(resolved, limit=MAX_SAMPLE_FILE_SIZE)).hexdigest()
         except InputFileError as err:
             raise ScenarioError(str(err)) from err
         if actual != expected:
@@ -322,7 +322,9 @@ def load_scenario(
         from emulator.pe import PeError, check_file
 
         try:
-            check_file(target.read_bytes(), [e.name for e in spec.target.exports])
+            check_file(read_input(target, limit=MAX_SAMPLE_FILE_SIZE), [e.name for e in spec.target.exports])
+        except InputFileError as err:
+            raise ScenarioError(f"{scenario_path}: target.path: {err}") from err
         except PeError as err:
             raise ScenarioError(f"{scenario_path}: target.path: {spec.target.path}: {err}") from err
     used = [target, *(Path(f.host_path) for f in files)]

@@ -15,6 +15,7 @@ stage images); the header lists them so a missing or altered blob is found on re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -27,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog, api_fields_typed
 from emulator.events import EVENT_ADAPTER, Event
-from emulator.inputs import NO_SUCH_FILE, InputFileError, file_problem, open_input, read_input
+from emulator.inputs import NO_SUCH_FILE, InputFileError, InputTooLarge, file_problem, open_input, read_input
+from emulator.limits import MAX_BLOBS_SIZE, MAX_TRACE_FILE_SIZE, MAX_TRACE_LINE_SIZE
 from emulator.report import OutcomeStatus
 
 if TYPE_CHECKING:
@@ -192,18 +194,29 @@ def _api_call_fields(data: Any) -> ApiTuple | None:
     return None
 
 
-def read_trace(outdir: Path) -> Trace:
+# How a user raises the size limits of what ``analyse`` reads (its flags).
+RAISE_TRACE_SIZE = "raise it with --max-trace-size"
+RAISE_BLOBS_SIZE = "raise it with --max-blobs-size"
+
+
+def read_trace(
+    outdir: Path, *, max_trace_size: int = MAX_TRACE_FILE_SIZE, max_blobs_size: int = MAX_BLOBS_SIZE
+) -> Trace:
     """The trace in ``outdir``, checked: header, every event, every blob and its sha256.
 
     The events are read into an :class:`~emulator.eventlog.EventLog`: API calls are checked
     field by field without building a model (a line repeating an earlier call after its seq is
     recognised by its text), every other event is validated by its model.
+
+    A trace.jsonl larger than ``max_trace_size`` bytes, blobs larger than ``max_blobs_size``
+    bytes together, or a line longer than :data:`MAX_TRACE_LINE_SIZE` are refused (one line
+    naming the file, the size and the limit) before they are read.
     """
     path = outdir / TRACE_FILE
     if file_problem(path) == NO_SUCH_FILE:
         raise TraceError(f"{path}: no such file (not a replay output folder, or written before traces existed)")
     try:
-        binary = open_input(path)  # a FIFO or a device is refused, never read
+        binary = open_input(path, limit=max_trace_size, raise_with=RAISE_TRACE_SIZE)  # never a FIFO or a device
     except InputFileError as err:
         raise TraceError(str(err)) from err
     header: TraceHeader | None = None
@@ -211,7 +224,9 @@ def read_trace(outdir: Path) -> Trace:
     seen: dict[str, ApiTuple] = {}  # text after the seq -> the call it reads as
     try:
         with io.TextIOWrapper(binary, encoding="ascii") as handle:
-            for number, text in enumerate(handle, 1):
+            for number, text in enumerate(iter(lambda: handle.readline(MAX_TRACE_LINE_SIZE + 1), ""), 1):
+                if len(text) > MAX_TRACE_LINE_SIZE:
+                    raise TraceError(f"{path}: line {number} is longer than the {MAX_TRACE_LINE_SIZE}-byte limit")
                 if header is not None:
                     seq = len(events)
                     head, _, tail = text.partition(",")
@@ -245,18 +260,36 @@ def read_trace(outdir: Path) -> Trace:
         raise TraceError(f"{path}: empty")
     if len(events) != header.events:
         raise TraceError(f"{path}: {len(events)} events, the header announces {header.events} (truncated?)")
-    return Trace(header, events, _read_blobs(outdir / BLOB_DIR, header.blobs))
+    return Trace(header, events, _read_blobs(outdir / BLOB_DIR, header.blobs, max_blobs_size))
 
 
-def _read_blobs(folder: Path, digests: list[str]) -> dict[str, bytes]:
+def _blob_problem(path: Path, problem: str) -> TraceError:
+    missing = "is missing" if problem == NO_SUCH_FILE else f"cannot be read: {problem}"
+    return TraceError(f"{path}: blob cited by the trace {missing}")
+
+
+def _read_blobs(folder: Path, digests: list[str], limit: int) -> dict[str, bytes]:
+    """Every blob the trace cites, checked against its sha256; their sizes are added up first
+    (nothing is read when they come to more than ``limit`` bytes)."""
+    total = 0
+    for digest in digests:
+        with contextlib.suppress(OSError, ValueError):  # a blob that cannot be read: named below
+            total += (folder / blob_name(digest)).stat().st_size
+    if total > limit:
+        raise TraceError(
+            f"{folder}: the {len(digests)} blobs the trace cites are {total} bytes together, larger than the "
+            f"{limit}-byte limit; {RAISE_BLOBS_SIZE}"
+        )
     blobs: dict[str, bytes] = {}
     for digest in digests:
         path = folder / blob_name(digest)
         try:
-            data = read_input(path)  # never a FIFO (a read that would wait forever) or a device
+            # never a FIFO (a read that would wait forever) or a device; the limit: a blob that grew
+            data = read_input(path, limit=limit, raise_with=RAISE_BLOBS_SIZE)
+        except InputTooLarge as err:
+            raise TraceError(str(err)) from err
         except InputFileError as err:
-            missing = "is missing" if err.problem == NO_SUCH_FILE else f"cannot be read: {err.problem}"
-            raise TraceError(f"{path}: blob cited by the trace {missing}") from err
+            raise _blob_problem(path, err.problem) from err
         if hashlib.sha256(data).hexdigest() != digest:
             raise TraceError(f"{path}: content does not match its sha256")
         blobs[digest] = data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,3 +300,110 @@ def test_the_emulation_child_collects_its_young_objects_rarely(monkeypatch: pyte
     assert recording.runs == [{"young": lifecycle.SHORT_LIVED_YOUNG_THRESHOLD, "short_lived": True}]
     assert before[0] < lifecycle.SHORT_LIVED_YOUNG_THRESHOLD
     assert gc.get_threshold() == before
+
+
+# ---- a signal at any moment of a command, before its own handling is set up or after it ------
+
+HELLO_EXE = REPO / "tests" / "bins" / "hello_exe.exe"
+
+# The command line with a signal sent to itself at a chosen moment: right after main()'s first
+# line (before any command set up its handling), while analyse reads the trace, or after the
+# command's work (its summary).
+_SIGNAL_SELF = """
+import os, signal, sys
+import emulator.lifecycle as lifecycle
+sig = signal.Signals[sys.argv[1]]
+moment = sys.argv[2]
+sys.argv = ["chainreplay", *sys.argv[3:]]
+if moment == "first":
+    hold = lifecycle.hold_signals
+    def hold_then_signal():
+        hold()
+        os.kill(os.getpid(), sig)
+    lifecycle.hold_signals = hold_then_signal
+elif moment == "reading":
+    import emulator.trace as trace
+    read = trace.read_trace
+    def signal_then_read(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        return read(*args, **kwargs)
+    trace.read_trace = signal_then_read
+else:
+    import emulator.cli.files as files
+    show = files._show
+    def show_then_signal(*args):
+        show(*args)
+        os.kill(os.getpid(), sig)
+    files._show = show_then_signal
+from emulator.cli import main
+sys.exit(main())
+"""
+
+
+def _command_signalled(sig: signal.Signals, moment: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", _SIGNAL_SELF, sig.name, moment, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    outdir = tmp_path_factory.mktemp("replayed") / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "run", str(HELLO_EXE), "-o", str(outdir), "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return outdir
+
+
+@pytest.mark.parametrize(
+    ("sig", "moment"),
+    [(signal.SIGTERM, "first"), (signal.SIGINT, "first"), (signal.SIGHUP, "first"), (signal.SIGTERM, "reading")],
+    ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGTERM-reading"],
+)
+def test_a_signal_before_analyse_sets_up_its_handling_ends_it_as_later(
+    sig: signal.Signals, moment: str, replayed: Path, tmp_path: Path
+) -> None:
+    """A signal that arrives while the command line still loads (before ``analyse`` takes
+    signals), or while it reads the trace, is answered as one during the analysis: 128 + N,
+    one line, a partial report."""
+    outdir = tmp_path / "out"
+    shutil.copytree(replayed, outdir)
+    done = _command_signalled(sig, moment, "analyse", outdir, "-q")
+    assert done.returncode == 128 + sig, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"analysis interrupted by {sig.name}" in done.stderr and str(outdir) in done.stderr
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "interrupted", report["outcome"]
+    assert sig.name in report["outcome"]["detail"]
+    assert (outdir / "trace.jsonl").read_bytes() == (replayed / "trace.jsonl").read_bytes()
+
+
+def test_a_signal_before_run_sets_up_its_handling_ends_the_replay_as_later(tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    done = _command_signalled(signal.SIGTERM, "first", "run", HELLO_EXE, "-o", outdir, "-q")
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stderr.count("\n") == 1 and "SIGTERM" in done.stderr, done.stderr
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "interrupted", report["outcome"]
+
+
+def test_a_signal_after_analyse_wrote_everything_is_still_answered(replayed: Path, tmp_path: Path) -> None:
+    """After the analysis (its summary printed), the report is complete and the exit is 128 + N."""
+    outdir = tmp_path / "out"
+    shutil.copytree(replayed, outdir)
+    done = _command_signalled(signal.SIGTERM, "after", "analyse", outdir, "-q")
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stderr == "chainreplay: interrupted by SIGTERM\n"
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed", report["outcome"]

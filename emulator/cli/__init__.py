@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     and turns pydantic's plugins off: a caller passing ``argv`` (a test) replays as before,
     forking when the replay starts."""
     if argv is None:
+        from emulator.lifecycle import hold_signals
+
+        hold_signals()  # first: a signal from now on is answered (exit 128 + N, one line)
         os.environ.setdefault(PYDANTIC_PLUGINS_ENV, "__all__")
     if argv is None and will_fork_a_replay(sys.argv[1:]):
         try:
@@ -59,8 +62,25 @@ def main(argv: list[str] | None = None) -> int:
 
     code = run(argv)
     if argv is None:
+        code = answer_held_signal(code)
         end_process(code)  # returns only where the interpreter must end the process itself
     return code
+
+
+def answer_held_signal(code: int) -> int:
+    """The exit code of a command a termination signal reached while nothing took it (before
+    a replay or an analysis started, or after it ended): 128 + the signal, with one line; a
+    command that already answered a signal keeps its code."""
+    from emulator.cli.common import E_SIGNAL_BASE
+    from emulator.lifecycle import take_held_signal
+
+    signum = take_held_signal()
+    if signum is None or code >= E_SIGNAL_BASE:
+        return code
+    import signal
+
+    print(f"chainreplay: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+    return E_SIGNAL_BASE + signum
 
 
 def end_process(code: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from emulator import __version__
@@ -49,7 +50,14 @@ from emulator.cli.logs import DEBUG_LOGGERS, _configure_logging
 from emulator.cli.run import _add_export_options, _check_yara, _narrate, _run, _show
 from emulator.cli.targets import _bare_plan, _parse_arg, _plan_for_target
 from emulator.cli.variant import _add_variant_parser, _variant
-from emulator.limits import ANALYSE_TIMEOUT_SECONDS, add_limit_arguments
+from emulator.lifecycle import Interrupted, SignalWatch
+from emulator.limits import (
+    ANALYSE_TIMEOUT_SECONDS,
+    MAX_BLOBS_SIZE,
+    MAX_COUNT,
+    MAX_TRACE_FILE_SIZE,
+    add_limit_arguments,
+)
 
 # Reachable as emulator.cli.NAME (tests, bench/ and emulator/__main__.py import them from there).
 __all__ = [
@@ -211,10 +219,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"analysis, drawing and exports end by then; what is cut is noted (default {ANALYSE_TIMEOUT_SECONDS:g})",
     )
+    analyse.add_argument(
+        "--max-trace-size",
+        type=_byte_count,
+        default=MAX_TRACE_FILE_SIZE,
+        metavar="BYTES",
+        help=f"refuse a trace.jsonl larger than this, unread (default {MAX_TRACE_FILE_SIZE})",
+    )
+    analyse.add_argument(
+        "--max-blobs-size",
+        type=_byte_count,
+        default=MAX_BLOBS_SIZE,
+        metavar="BYTES",
+        help=f"refuse blobs larger than this together, unread (default {MAX_BLOBS_SIZE})",
+    )
 
     schema = sub.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of report.json")
     schema.add_argument("-o", "--output", metavar="FILE")
     return parser
+
+
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}") from None
+    if not 0 < value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes from 1 to {MAX_COUNT}, got {text}")
+    return value
 
 
 def _seed(text: str) -> int:
@@ -266,9 +298,12 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.command == "batch":
             return _batch(args)
-        if args.command == "variant":
-            return _variant(args)
-        return _schema(args)
+        # Commands that take no signal themselves: one ends them at once (exit 128 + N).
+        with SignalWatch() as watch, watch.waiting():
+            return _variant(args) if args.command == "variant" else _schema(args)
+    except Interrupted as stop:
+        print(f"chainreplay: interrupted by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return E_SIGNAL_BASE + stop.signum
     except UsageError as err:
         print(f"chainreplay: error: {err}", file=sys.stderr)
         return E_BAD_INPUT

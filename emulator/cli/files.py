@@ -26,6 +26,7 @@ from emulator.limits import (
     MAX_REPORT_FILE_SIZE,
     MAX_TIMEOUT_SECONDS,
     RENDER_TIMEOUT_SECONDS,
+    WATCHDOG_GRACE_SECONDS,
 )
 
 
@@ -69,9 +70,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _analyse(args: argparse.Namespace) -> int:
-    from emulator.lifecycle import RunControl
+    from emulator.lifecycle import DeadlineReached, RunControl
     from emulator.output import OutputError, locked_folder, produce
-    from emulator.trace import TraceError, read_trace
+    from emulator.trace import TRACE_FILE, TraceError, read_trace
 
     outdir = Path(args.outdir)
     if not outdir.is_dir():
@@ -80,13 +81,24 @@ def _analyse(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--timeout must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS:g}, not {args.timeout:g}"
         )
-    control = RunControl(time.monotonic() + args.timeout)
+    started = time.monotonic()
+    control = RunControl(started + args.timeout)
+    # Reading the trace gets the grace a replay's run gets past its timeout: what the timeout
+    # cuts (and notes) is the analysis, and a trace unread leaves nothing to write.
+    read_by = started + args.timeout + WATCHDOG_GRACE_SECONDS
     try:
         with locked_folder(outdir), control:
             try:
-                trace = read_trace(outdir)
+                # a signal meanwhile is answered once it is read (a partial report)
+                with control.bounded(by_signals=False, deadline=read_by):
+                    trace = read_trace(outdir, max_trace_size=args.max_trace_size, max_blobs_size=args.max_blobs_size)
             except TraceError as err:
                 raise UsageError(str(err)) from err
+            except DeadlineReached as err:
+                raise UsageError(
+                    f"{outdir / TRACE_FILE}: not read within --timeout {args.timeout:g} s plus "
+                    f"{WATCHDOG_GRACE_SECONDS:g} s of grace (raise it with --timeout)"
+                ) from err
             report = produce(outdir, trace, control=control)
     except OutputError as err:
         return output_refused(err)

@@ -11,6 +11,8 @@ from pathlib import Path
 import yara
 
 from emulator.export._common import iter_blobs
+from emulator.inputs import NO_SUCH_FILE, file_problem
+from emulator.limits import MAX_YARA_RULES_SIZE
 from emulator.report import Report, YaraMatch, YaraScan
 from emulator.sanitize import for_display
 
@@ -26,18 +28,26 @@ class YaraError(Exception):
 
 
 def rule_files(path: str | Path) -> dict[str, str]:
-    """Namespace -> rule file for ``path``: the file itself, or every .yar/.yara file under the folder."""
+    """Namespace -> rule file for ``path``: the file itself, or every .yar/.yara file under the
+    folder; at most :data:`MAX_YARA_RULES_SIZE` bytes together (refused by size, unread)."""
     root = Path(path)
-    if root.is_file():
-        return {root.stem: str(root)}
-    if not root.is_dir():
-        raise YaraError(f"{root}: no such file or folder")
-    found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)
-    if not found:
-        raise YaraError(f"{root}: no .yar or .yara files")
-    if len(found) > MAX_RULE_FILES:
-        raise YaraError(f"{root}: more than {MAX_RULE_FILES} rule files")
-    return {p.relative_to(root).with_suffix("").as_posix(): str(p) for p in found}
+    if root.is_dir():
+        found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)
+        if not found:
+            raise YaraError(f"{root}: no .yar or .yara files")
+        if len(found) > MAX_RULE_FILES:
+            raise YaraError(f"{root}: more than {MAX_RULE_FILES} rule files")
+        files = {p.relative_to(root).with_suffix("").as_posix(): p for p in found}
+    else:
+        problem = file_problem(root)  # a FIFO or a device is named, never read
+        if problem is not None:
+            raise YaraError(f"{root}: {'no such file or folder' if problem == NO_SUCH_FILE else problem}")
+        files = {root.stem: root}
+    total = sum(p.stat().st_size for p in files.values())
+    if total > MAX_YARA_RULES_SIZE:
+        what = "file is" if len(files) == 1 else f"the {len(files)} rule files are"
+        raise YaraError(f"{root}: {what} {total} bytes, larger than the {MAX_YARA_RULES_SIZE}-byte limit")
+    return {name: str(p) for name, p in files.items()}
 
 
 def compile_rules(path: str | Path) -> yara.Rules:

@@ -28,16 +28,15 @@ import argparse
 import hashlib
 import marshal
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import speakeasy.winenv.api.sigdb as se_sigdb
 
 from emulator.backends.speakeasy.compat import SPEAKEASY_VERSION, _incompatible, shipped_table
+from emulator.signature_tables import DATA_FILE, FORMAT, LazyTable, SourceTables, Table, chunk_of, read
 
-DATA_FILE = Path(__file__).resolve().parent.parent.parent / "data" / "speakeasy-signatures.bin"
-FORMAT = 3
 # marshal format 2: no references between objects, so equal tables give equal bytes.
 MARSHAL_VERSION = 2
 SOURCES: tuple[type[se_sigdb.Win32MetadataSource], ...] = (se_sigdb.Win32MetadataSource, se_sigdb.PhntSource)
@@ -51,11 +50,6 @@ CHUNK_BYTES = 4096
 # Bytes of a table's encoded chunks that preset its compression dictionary (zlib's zdict: small
 # chunks compress as well as a large one would).
 ZDICT_BYTES = 32768
-# A table as shipped: (entry count, its keys in order (compressed), the compression dictionary,
-# chunks: each a compressed {key: value} of the keys whose chunk_of() is its index).
-Table = tuple[int, bytes, bytes, tuple[bytes, ...]]
-# A source's shipped tables: (SHA-256 of its file, scalars, functions, by DLL, enums, structs).
-SourceTables = tuple[str, dict[str, Any], Table, Table, Table, Table]
 _shipped: dict[str, SourceTables] | None = None
 
 
@@ -70,53 +64,6 @@ def _check() -> None:
 
 
 _check()
-
-
-def chunk_of(key: str, chunks: int) -> int:
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % chunks
-
-
-class LazyTable(Mapping[str, Any]):
-    """A shipped table whose entries are decoded a chunk at a time, when one of the chunk's
-    entries is first read (then kept); iteration follows Speakeasy's order."""
-
-    __slots__ = ("_chunks", "_count", "_decoded", "_order", "_seen", "_zdict")
-
-    def __init__(self, table: Table) -> None:
-        self._count, self._order, self._zdict, self._chunks = table
-        self._decoded: dict[str, Any] = {}
-        self._seen: set[int] = set()
-
-    def _find(self, key: object) -> dict[str, Any] | None:
-        """The decoded entries of ``key``'s chunk (None if ``key`` cannot be in the table)."""
-        if not isinstance(key, str) or not self._chunks:
-            return None
-        index = chunk_of(key, len(self._chunks))
-        if index not in self._seen:
-            chunk = zlib.decompressobj(zdict=self._zdict).decompress(self._chunks[index])
-            self._decoded.update(marshal.loads(chunk))
-            self._seen.add(index)
-        return self._decoded
-
-    def __getitem__(self, key: str) -> Any:
-        decoded = self._find(key)
-        if decoded is None:
-            raise KeyError(key)
-        return decoded[key]
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        decoded = self._find(key)
-        return default if decoded is None else decoded.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        decoded = self._find(key)
-        return decoded is not None and key in decoded
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(marshal.loads(zlib.decompress(self._order)))
-
-    def __len__(self) -> int:
-        return self._count
 
 
 class LazyByDll(LazyTable):
@@ -256,8 +203,7 @@ def encode(table: dict[str, SourceTables]) -> bytes:
 
 def decode(data: bytes) -> dict[str, SourceTables]:
     """The tables of a file's bytes (for tests and comparisons)."""
-    _, _, table = marshal.loads(data)
-    return table  # type: ignore[no-any-return]
+    return read(data)[2]
 
 
 def main() -> int:

@@ -16,9 +16,7 @@ run over the other stages; any it also matches are named in its ``meta`` (``also
 from __future__ import annotations
 
 import functools
-import marshal
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -62,19 +60,11 @@ def windows_api_names() -> frozenset[str]:
     """The names of Windows API functions and DLLs (DLLs without ``.dll``), lower case: the keys of
     the signature tables shipped in ``emulator/data/speakeasy-signatures.bin`` (every function
     Speakeasy's win32metadata and phnt databases declare, ~19,500, and the DLLs declaring them),
-    read without importing the engine: each source's tables are ``(sha256, scalars, functions,
-    by DLL, ...)``, a table's second item its keys (zlib of ``marshal``), as
-    ``emulator.backends.speakeasy.signatures`` writes them. Empty if the file is unreadable."""
-    try:
-        data = resources.files("emulator").joinpath("data/speakeasy-signatures.bin").read_bytes()
-        _, _, sources = marshal.loads(data)
-        names: set[str] = set()
-        for tables in sources.values():
-            for table in (tables[2], tables[3]):
-                names.update(str(key).lower() for key in marshal.loads(zlib.decompress(table[1])))
-    except (OSError, ValueError, EOFError, TypeError, IndexError, zlib.error):
-        return frozenset()
-    return frozenset(names)
+    read without importing the engine (:func:`emulator.signature_tables.api_names`). Empty if
+    the file is unreadable."""
+    from emulator.signature_tables import api_names
+
+    return api_names()
 
 
 def is_api_name(text: str) -> bool:
