@@ -418,8 +418,12 @@ def check_layout(data: bytes, headers: PeHeaders) -> None:
                 )
         previous = section
     entry = headers.entry_point
-    if entry and not any(start <= entry < end for start, end in image.declared):
-        where = " (it is in the headers)" if entry < headers.size_of_headers else ""
+    in_headers = entry < headers.size_of_headers
+    # An image aligned below a page is mapped whole, headers included, executable: Windows runs
+    # an entry point there (tiny PEs do); otherwise it is in no mapped code.
+    low_alignment = _optional_u32(data, OPTIONAL_SECTION_ALIGNMENT) < PAGE_SIZE
+    if entry and not any(start <= entry < end for start, end in image.declared) and not (in_headers and low_alignment):
+        where = " (it is in the headers)" if in_headers else ""
         raise PeError(f"entry point {entry:#x} is in no section{where}")
     directories = _directories(data, headers)
     for index, kind in CHECKED_DIRECTORIES.items():
@@ -434,8 +438,27 @@ def check_layout(data: bytes, headers: PeHeaders) -> None:
     if directories.get(TLS_DIRECTORY, (0, 0))[0]:
         _check_tls(image, directories[TLS_DIRECTORY][0], _image_base(data, headers))
     rva, size = directories.get(RELOCATION_DIRECTORY, (0, 0))
-    if rva and size:
+    # Windows reads the relocations only to move the image: always for an image that asks for
+    # ASLR (DYNAMIC_BASE); one loaded at its preferred base never reads them (a wrong table there
+    # is no reason to refuse the file; a rebase the emulator must make anyway is checked then).
+    if rva and size and _optional_u16(data, OPTIONAL_DLL_CHARACTERISTICS) & IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE:
         _check_relocations(image, rva, size)
+
+
+# Offsets in the optional header (the same in PE32 and PE32+).
+OPTIONAL_SECTION_ALIGNMENT = 32
+OPTIONAL_DLL_CHARACTERISTICS = 70
+IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE = 0x40
+
+
+def _optional_u32(data: bytes, offset: int) -> int:
+    (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
+    return int(struct.unpack_from("<I", data, nt + 4 + FILE_HEADER_SIZE + offset)[0])
+
+
+def _optional_u16(data: bytes, offset: int) -> int:
+    (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
+    return int(struct.unpack_from("<H", data, nt + 4 + FILE_HEADER_SIZE + offset)[0])
 
 
 def _directories(data: bytes, headers: PeHeaders) -> dict[int, tuple[int, int]]:

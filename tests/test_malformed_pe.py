@@ -69,9 +69,12 @@ def _without_nul_after_dll_name() -> bytes:
     return bytes(data)
 
 
-def _garbage_relocations() -> bytes:
+def _garbage_relocations(dynamic_base: bool = True) -> bytes:
     data = bytearray(TLS.read_bytes())
     data[0xC00:0xE00] = bytes((i * 37) & 0xFF for i in range(0x200))
+    if not dynamic_base:  # DllCharacteristics without IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE (0x40)
+        at = struct.unpack_from("<I", data, 0x3C)[0] + 24 + 70
+        struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] & ~0x40)
     return bytes(data)
 
 
@@ -191,6 +194,15 @@ CASES: list[tuple[str, Callable[[], bytes], list[str], int, list[str]]] = [
         [],
         2,
         ["relocation block at RVA 0x6000: SizeOfBlock", "does not fit the directory (0x18 bytes)"],
+    ),
+    (
+        # Windows never reads the relocations of an image that does not ask for ASLR and loads
+        # at its preferred base: the file runs
+        "garbage-relocations-no-aslr",
+        lambda: _garbage_relocations(dynamic_base=False),
+        [],
+        0,
+        ['"status": "completed"'],
     ),
     (
         "relocation-block-size-zero",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pefile
 import speakeasy
 from speakeasy.config import get_default_config_dict
 from speakeasy.winenv import arch as se_arch
@@ -247,6 +248,8 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
                 module = se.load_module(data=data, filename=name)
         except (pe.PeError, speakeasy.errors.SpeakeasyError) as err:
             raise BackendInputError(str(err)) from err
+        except pefile.PEFormatError as err:  # a table read only when the image is moved (relocations)
+            raise BackendInputError(f"malformed PE: {err}") from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
     managed = pe.has_clr_runtime_header(data)
