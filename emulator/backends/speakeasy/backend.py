@@ -17,6 +17,7 @@ from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps
 from emulator.backends.speakeasy.translate import Observed, Translator
+from emulator.events import Note
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
@@ -24,6 +25,9 @@ from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
 
 logger = logging.getLogger(__name__)
+
+# The note naming an API served from its declared signature alone (no handler ran).
+SIGNATURE_EMULATED = "signature_emulated"
 
 
 class SpeakeasyBackend:
@@ -38,6 +42,7 @@ class SpeakeasyBackend:
         self._stop: ReplayStop | None = None
         self._runner: NativeRunner | None = None
         self.machine: GuestMachine | None = None
+        self._signature_emulated: set[str] = set()
         # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
         self._api_faults: dict[int, tuple[int, str]] = {}
 
@@ -72,6 +77,21 @@ class SpeakeasyBackend:
         logger.debug("emulation took %.3f s", self.result.emulation_seconds)
         return self.result
 
+    def _on_signature_emulated(self, api: str, pc: int, rv: int | None) -> None:
+        # Once per API: the report says which calls no handler served (their results are not
+        # Windows', and out parameters were only zeroed).
+        if api in self._signature_emulated:
+            return
+        self._signature_emulated.add(api)
+        returned = "nothing" if rv is None else hex(rv)
+        self.recorder.emit(
+            Note,
+            what=SIGNATURE_EMULATED,
+            detail=f"{api} has no handler: served from its declared signature (returned {returned}, "
+            "out-only pointer parameters zeroed, nothing else done); later calls are not noted",
+            pc=pc or None,
+        )
+
     def _install(self, target: setup.LoadedTarget) -> None:
         emu = target.emu
         compat.check_emulator(emu)
@@ -101,6 +121,7 @@ class SpeakeasyBackend:
             compat_fast.use_lean_api_log(emu)
             FastDispatch(emu).install()
         compat.after_each_api_call(emu, self._on_api)
+        compat.on_signature_emulation(emu, self._on_signature_emulated)
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
 

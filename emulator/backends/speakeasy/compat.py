@@ -129,6 +129,7 @@ def _check_installed() -> None:
     _require_params(winemu, "on_run_complete", ())
     _require_params(winemu, "add_run", ("run",))
     _require_params(winemu, "handle_import_func", ("dll", "name"))
+    _require_params(winemu, "emulate_api_from_signature", ("dll", "name", "sig", "call_pc"))
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
@@ -377,6 +378,21 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
     # What this wrapper calls, for a caller that calls them itself (fast mode's dispatch).
     log_api.unwrapped = (original_log_api, callback)  # type: ignore[attr-defined]
     emu.log_api = log_api
+
+
+def on_signature_emulation(emu: Any, callback: Callable[[str, int, int | None], None]) -> None:
+    """``callback("module.Function", call site, return value)`` after Speakeasy served a call
+    from the API's declared signature alone: no handler ran, out-only pointer parameters were
+    zeroed and the return is a type's "success" (0 for HRESULT / NTSTATUS / counts / pointers,
+    TRUE, a fresh handle), whatever the call asked for."""
+    original = emu.emulate_api_from_signature
+
+    def emulate_api_from_signature(dll: str, name: str, sig: Any, call_pc: int) -> Any:
+        rv = original(dll, name, sig, call_pc)
+        callback(f"{dll}.{name}", call_pc, rv)
+        return rv
+
+    emu.emulate_api_from_signature = emulate_api_from_signature
 
 
 def before_each_api_call(emu: Any, callback: Callable[..., None], *, with_site: bool = False) -> None:

@@ -1,0 +1,81 @@
+"""API gaps found on third-party programs (pip/setuptools launchers, distutils installers, a
+Rust-built tool, mingw-w64 runtime DLLs), each reproduced by a small benign C sample in
+tests/bins/apigaps/ (``make -C tests/bins/apigaps`` rebuilds it byte for byte), x64 and x86:
+known folders, lstrlen of a bad pointer, the C runtime's getenv / _ismbblead, a message box
+with a timeout, and the report's note naming an API served from its signature alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator.events import ApiCall, Note
+from emulator.plan import ReplayPlan
+from emulator.replay import Recording, emulate
+
+ROOT = Path(__file__).resolve().parent.parent
+BINS = ROOT / "tests" / "bins" / "apigaps"
+SAMPLES = ["apigaps.exe", "apigaps32.exe"]
+CHECKS = [
+    "known_folder_ok",
+    "known_folder_is_localappdata",
+    "unknown_folder_invalidarg",
+    "lstrlenW_null",
+    "lstrlenA_null",
+    "lstrlenA_unmapped",
+    "lstrlenA_abc",
+    "getenv_marker",
+    "getenv_missing",
+    "ismbblead_ascii",
+    "messagebox_timeout",
+    "messagebox_waited",
+]
+_CACHE: dict[str, Recording] = {}
+
+
+def _emulate(sample: str) -> Recording:
+    if sample not in _CACHE:
+        plan = ReplayPlan(
+            name=Path(sample).stem,
+            target_path=str(BINS / sample),
+            emu_path=f"C:\\Users\\analyst\\Desktop\\{sample}",
+        )
+        _CACHE[sample] = emulate(plan)
+    return _CACHE[sample]
+
+
+def _calls(recording: Recording, api: str) -> list[ApiCall]:
+    return [e for e in recording.events if isinstance(e, ApiCall) and e.api == api]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_every_check_passes_and_the_run_completes(sample: str) -> None:
+    recording = _emulate(sample)
+    assert recording.status == "completed", recording.detail
+    verdicts = {}
+    for call in _calls(recording, "kernel32.OutputDebugStringA"):
+        name, _, rest = call.args[0].removeprefix("check ").partition(": ")
+        verdicts[name] = rest
+    assert verdicts == dict.fromkeys(CHECKS, "pass")
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_known_folder_comes_from_the_guest_profile(sample: str) -> None:
+    printed = [c.args[0] for c in _calls(_emulate(sample), "kernel32.OutputDebugStringW")]
+    assert printed == ["C:\\Users\\analyst\\AppData\\Local"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_an_api_served_from_its_signature_is_noted_once(sample: str) -> None:
+    recording = _emulate(sample)
+    notes = [e for e in recording.events if isinstance(e, Note) and e.what == "signature_emulated"]
+    assert [n.detail.split(" ")[0] for n in notes] == ["kernel32.SetConsoleMode"]
+    assert "served from its declared signature (returned 0x1" in notes[0].detail
+    # The note follows the call it is about, and carries its call site.
+    call = _calls(recording, "kernel32.SetConsoleMode")[0]
+    assert notes[0].seq > call.seq and notes[0].pc == call.pc
+    # APIs with a handler (the project's or Speakeasy's) are not noted.
+    assert not any("SHGetKnownFolderPath" in n.detail or "lstrlen" in n.detail for n in notes)
