@@ -2,7 +2,8 @@
 Rust-built tool, mingw-w64 runtime DLLs), each reproduced by a small benign C sample in
 tests/bins/apigaps/ (``make -C tests/bins/apigaps`` rebuilds it byte for byte), x64 and x86:
 known folders, lstrlen of a bad pointer, the C runtime's getenv / _ismbblead, a message box
-with a timeout, and the report's note naming an API served from its signature alone.
+with a timeout, VirtualQuery of an image's pages (mingw's pseudo-relocations), and the
+report's note naming an API served from its signature alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ CHECKS = [
     "ismbblead_ascii",
     "messagebox_timeout",
     "messagebox_waited",
+    "virtualquery_rdata_readonly",
+    "virtualquery_rdata_bounds",
+    "virtualquery_text_not_writable",
+    "pseudo_reloc_patched",
 ]
 _CACHE: dict[str, Recording] = {}
 

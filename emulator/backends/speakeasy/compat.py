@@ -236,6 +236,16 @@ def unicorn_of(emu: Any) -> Any:
 # ---- memory --------------------------------------------------------------------------------
 
 
+def engine_region(emu: Any, address: int) -> tuple[int, int, int] | None:
+    """(first address, size, Unicorn permissions) of the engine region holding ``address``:
+    a module's pages split by the protection each section got, where Speakeasy's own memory
+    map has one entry (and one protection) for the whole image."""
+    for begin, end, perms in unicorn_of(emu).mem_regions():
+        if begin <= address <= end:
+            return int(begin), int(end) - int(begin) + 1, int(perms)
+    return None
+
+
 MemMap = Callable[..., int]
 
 

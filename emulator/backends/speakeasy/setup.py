@@ -259,7 +259,51 @@ def install_api_handlers(
 
     for name in INVALID_HANDLE_APIS:
         se.add_api_hook(invalid_handle, "kernel32", name)
+
+    def virtual_query(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # Speakeasy answers from its memory map, one entry per image with the image's overall
+        # protection (read-write-execute): mingw's pseudo-relocation code then saw .text as
+        # writable, skipped VirtualProtect and faulted writing it. The page's own protection
+        # and the bounds of the pages sharing it are the engine's, as Windows answers per section.
+        rv = orig(argv)
+        if rv:
+            _page_protection(emu, memory.ptr_size, int(argv[0]), int(argv[1]))
+        return rv
+
+    se.add_api_hook(virtual_query, "kernel32", "VirtualQuery")
     procview.install(se, memory.ptr_size)
+
+
+# Windows protections that allow writing (PAGE_READWRITE, _WRITECOPY, _EXECUTE_READWRITE,
+# _EXECUTE_WRITECOPY), and what a page the engine lets the guest read (and execute) only is.
+WRITABLE_PROTECTIONS = frozenset((0x04, 0x08, 0x40, 0x80))
+PAGE_READONLY, PAGE_EXECUTE_READ = 0x02, 0x20
+ENGINE_PERM_WRITE, ENGINE_PERM_EXEC = 2, 4
+
+
+def _page_protection(emu: Any, ptr_size: int, address: int, info: int) -> None:
+    """Correct the MEMORY_BASIC_INFORMATION at ``info`` for the page at ``address``: a page the
+    engine does not let the guest write is not reported writable, and the region reported is
+    the run of pages sharing the page's protection (within what Speakeasy reported)."""
+    region = compat.engine_region(emu, address)
+    if region is None:
+        return
+    begin, size, perms = region
+    # BaseAddress, AllocationBase, AllocationProtect (+ padding on x64), RegionSize, State, Protect.
+    size_at = info + (3 * ptr_size if ptr_size == 8 else 12)
+    protect_at = size_at + ptr_size + 4
+    base = int.from_bytes(emu.mem_read(info, ptr_size), "little")
+    reported = int.from_bytes(emu.mem_read(size_at, ptr_size), "little")
+    protect = int.from_bytes(emu.mem_read(protect_at, 4), "little")
+    if perms & ENGINE_PERM_WRITE or protect not in WRITABLE_PROTECTIONS:
+        return
+    first, end = max(begin, base), min(begin + size, base + reported)
+    if first >= end:
+        return
+    emu.mem_write(info, first.to_bytes(ptr_size, "little"))
+    emu.mem_write(size_at, (end - first).to_bytes(ptr_size, "little"))
+    readonly = PAGE_EXECUTE_READ if perms & ENGINE_PERM_EXEC else PAGE_READONLY
+    emu.mem_write(protect_at, readonly.to_bytes(4, "little"))
 
 
 def _install_handler(

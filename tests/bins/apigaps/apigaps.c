@@ -11,6 +11,7 @@ char *__cdecl getenv(const char *);
 int __cdecl _ismbblead(unsigned int);
 
 static int failures;
+static const char rodata[64] = "read-only data the pseudo-relocation code patches";
 static WCHAR expected[MAX_PATH];
 
 static void check(const char *name, int ok, const char *detail)
@@ -81,6 +82,26 @@ void __stdcall ApiGaps32Entry(void)
     check("messagebox_timeout", MessageBoxTimeoutA(NULL, "text", "caption", MB_OK, 0, 5000) == 32000, "");
     after = GetTickCount();
     check("messagebox_waited", after - before >= 5000, "");
+
+    /* An image's pages report their section's protection, as mingw's pseudo-relocation code
+     * reads it: VirtualProtect only what is not writable, patch, restore. */
+    {
+        MEMORY_BASIC_INFORMATION mbi;
+        DWORD old = 0;
+        volatile char *target = (volatile char *)rodata;
+        SIZE_T n = VirtualQuery((LPCVOID)rodata, &mbi, sizeof mbi);
+        check("virtualquery_rdata_readonly", n == sizeof mbi && mbi.Protect == PAGE_READONLY, "");
+        check("virtualquery_rdata_bounds",
+              (char *)mbi.BaseAddress <= rodata && rodata < (char *)mbi.BaseAddress + mbi.RegionSize, "");
+        n = VirtualQuery((LPCVOID)check, &mbi, sizeof mbi);
+        check("virtualquery_text_not_writable", n == sizeof mbi && mbi.Protect == PAGE_EXECUTE_READ, "");
+        VirtualQuery((LPCVOID)rodata, &mbi, sizeof mbi);
+        if (mbi.Protect != PAGE_READWRITE && mbi.Protect != PAGE_EXECUTE_READWRITE)
+            VirtualProtect(mbi.BaseAddress, mbi.RegionSize, PAGE_READWRITE, &old);
+        target[0] = 'R';
+        VirtualProtect(mbi.BaseAddress, mbi.RegionSize, old ? old : PAGE_READONLY, &old);
+        check("pseudo_reloc_patched", target[0] == 'R', "");
+    }
 
     /* No handler anywhere: served from its signature (the report notes it). */
     SetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), 3);
