@@ -169,6 +169,7 @@ def default_limits_toml() -> str:
         lines.append(f"{name} = {value!r}")
     return "\n".join(lines) + "\n"
 
+
 # lstrlenA/W count at most this many characters: a longer run without a terminator ends the
 # count as a fault inside the call would on Windows (lstrlen then returns 0).
 MAX_LSTRLEN_CHARS = 1 << 24

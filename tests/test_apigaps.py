@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from emulator.events import ApiCall, Note
-from emulator.plan import ReplayPlan
+from emulator.plan import ReplayPlan, VirtualFile
 from emulator.replay import Recording, emulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,18 +37,30 @@ CHECKS = [
     "virtualquery_text_not_writable",
     "pseudo_reloc_patched",
 ]
-_CACHE: dict[str, Recording] = {}
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Recording] = {}
+DESKTOP = "C:\\Users\\analyst\\Desktop"
 
 
-def _emulate(sample: str) -> Recording:
-    if sample not in _CACHE:
+def _emulate(sample: str, files: tuple[tuple[str, str], ...] = ()) -> Recording:
+    """``sample`` run from the desktop, with ``files`` (guest path, file in BINS) in the guest."""
+    key = (sample, files)
+    if key not in _CACHE:
         plan = ReplayPlan(
             name=Path(sample).stem,
             target_path=str(BINS / sample),
-            emu_path=f"C:\\Users\\analyst\\Desktop\\{sample}",
+            emu_path=f"{DESKTOP}\\{sample}",
+            files=[VirtualFile(emu_path=guest, host_path=str(BINS / host)) for guest, host in files],
         )
-        _CACHE[sample] = emulate(plan)
-    return _CACHE[sample]
+        _CACHE[key] = emulate(plan)
+    return _CACHE[key]
+
+
+def _verdicts(recording: Recording) -> dict[str, str]:
+    verdicts = {}
+    for call in _calls(recording, "kernel32.OutputDebugStringA"):
+        name, _, rest = call.args[0].removeprefix("check ").partition(": ")
+        verdicts[name] = rest
+    return verdicts
 
 
 def _calls(recording: Recording, api: str) -> list[ApiCall]:
@@ -59,11 +71,7 @@ def _calls(recording: Recording, api: str) -> list[ApiCall]:
 def test_every_check_passes_and_the_run_completes(sample: str) -> None:
     recording = _emulate(sample)
     assert recording.status == "completed", recording.detail
-    verdicts = {}
-    for call in _calls(recording, "kernel32.OutputDebugStringA"):
-        name, _, rest = call.args[0].removeprefix("check ").partition(": ")
-        verdicts[name] = rest
-    assert verdicts == dict.fromkeys(CHECKS, "pass")
+    assert _verdicts(recording) == dict.fromkeys(CHECKS, "pass")
     assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
 
 
@@ -84,3 +92,36 @@ def test_an_api_served_from_its_signature_is_noted_once(sample: str) -> None:
     assert notes[0].seq > call.seq and notes[0].pc == call.pc
     # APIs with a handler (the project's or Speakeasy's) are not noted.
     assert not any("SHGetKnownFolderPath" in n.detail or "lstrlen" in n.detail for n in notes)
+
+
+# ---- DLLs beside the program: Windows' search order over the guest's files ------------------
+
+BESIDE = ((f"{DESKTOP}\\apidep.dll", "apidep.dll"), (f"{DESKTOP}\\apidep2.dll", "apidep2.dll"))
+
+
+def test_dlls_beside_the_program_are_loaded_for_imports_and_by_bare_name() -> None:
+    recording = _emulate("sideload.exe", BESIDE)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(
+        ["import_dllmain_ran", "import_value", "loadlibrary_bare_name", "loadlibrary_value"], "pass"
+    )
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+
+
+def test_a_dll_in_a_system_folder_is_found_after_the_application_folder() -> None:
+    system = "C:\\Windows\\System32"
+    files = ((f"{system}\\apidep.dll", "apidep.dll"), (f"{system}\\apidep2.dll", "apidep2.dll"))
+    recording = _emulate("sideload.exe", files)
+    assert recording.status == "completed", recording.detail
+    # The application's folder comes first: its apidep2.dll (a copy of apidep.dll) wins.
+    first = _emulate("sideload.exe", (*files, (f"{DESKTOP}\\apidep2.dll", "apidep.dll")))
+    assert _verdicts(first)["loadlibrary_value"] == "FAIL"
+
+
+def test_a_dll_nowhere_in_the_guest_is_an_unsupported_api() -> None:
+    recording = _emulate("sideload.exe")
+    assert recording.status == "unsupported_api"
+    assert recording.detail.startswith("unsupported API apidep.DepAttached")
+    # A file elsewhere (not on the search path) is not found either.
+    elsewhere = _emulate("sideload.exe", (("C:\\Users\\analyst\\Documents\\apidep.dll", "apidep.dll"),))
+    assert elsewhere.status == "unsupported_api"

@@ -21,6 +21,7 @@ from emulator.apis.core import ApiHandler, GuestObject
 from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
 from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.backends.speakeasy.loader import DllSearch
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -118,6 +119,8 @@ class LoadedTarget:
     shellcode_address: int = 0
     # A .NET assembly (CLR runtime header): only its native stub runs (pe.has_clr_runtime_header).
     managed: bool = False
+    # Windows' DLL search over the guest's files (imports were bound through it).
+    dll_search: DllSearch | None = None
 
 
 def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
@@ -189,8 +192,12 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     compat_start.scan_handlers_once()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
+    searches: list[DllSearch] = []
 
     def on_created(emu: Any) -> None:
+        search = DllSearch(emu, plan.emu_path)
+        search.install()
+        searches.append(search)
         compat_fast.use_fast_address_search(emu)
         compat_start.link_peb_once(emu)
         compat_start.map_sections_apart(emu)
@@ -229,7 +236,19 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
     managed = pe.has_clr_runtime_header(data)
-    return LoadedTarget(se, emu, arch, "pe", name, module.base, module.image_size, data, module=module, managed=managed)
+    return LoadedTarget(
+        se,
+        emu,
+        arch,
+        "pe",
+        name,
+        module.base,
+        module.image_size,
+        data,
+        module=module,
+        managed=managed,
+        dll_search=searches[-1] if searches else None,
+    )
 
 
 def install_api_handlers(
