@@ -1,9 +1,10 @@
 """API gaps found on third-party programs (pip/setuptools launchers, distutils installers, a
 Rust-built tool, mingw-w64 runtime DLLs), each reproduced by a small benign C sample in
-tests/bins/apigaps/ (``make -C tests/bins/apigaps`` rebuilds it byte for byte), x64 and x86:
-known folders, lstrlen of a bad pointer, the C runtime's getenv / _ismbblead, a message box
-with a timeout, VirtualQuery of an image's pages (mingw's pseudo-relocations), and the
-report's note naming an API served from its signature alone.
+tests/bins/apigaps/ (``make -C tests/bins/apigaps`` rebuilds them byte for byte), x64 and x86:
+known folders, lstrlen of a bad pointer, the C runtime's getenv / _ismbblead and file
+descriptors, GetFinalPathNameByHandle, a message box with a timeout, VirtualQuery of an image's
+pages (mingw's pseudo-relocations), the report's note naming an API served from its signature
+alone, and DLLs beside the program found as Windows' loader finds them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.events import ApiCall, Note
+from emulator.events import ApiCall, FileAccess, Note
 from emulator.plan import ReplayPlan, VirtualFile
 from emulator.replay import Recording, emulate
 
@@ -36,6 +37,15 @@ CHECKS = [
     "virtualquery_rdata_bounds",
     "virtualquery_text_not_writable",
     "pseudo_reloc_patched",
+    "final_path_dos",
+    "open_self",
+    "read_mz",
+    "lseek_end_is_size",
+    "lseeki64_back",
+    "read_after_seek",
+    "close",
+    "open_missing",
+    "write_new",
 ]
 _CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Recording] = {}
 DESKTOP = "C:\\Users\\analyst\\Desktop"
@@ -79,6 +89,15 @@ def test_every_check_passes_and_the_run_completes(sample: str) -> None:
 def test_known_folder_comes_from_the_guest_profile(sample: str) -> None:
     printed = [c.args[0] for c in _calls(_emulate(sample), "kernel32.OutputDebugStringW")]
     assert printed == ["C:\\Users\\analyst\\AppData\\Local"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_crt_file_descriptors_are_file_events(sample: str) -> None:
+    events = [e for e in _emulate(sample).events if isinstance(e, FileAccess)]
+    temp = "C:\\Users\\analyst\\AppData\\Local\\Temp\\c.bin"
+    assert [(e.op, e.size) for e in events if e.path == temp] == [("create", None), ("write", 9)]
+    own = [(e.op, e.size) for e in events if e.path.endswith(sample) and e.op == "read"]
+    assert own == [("read", 3)] or own == [("read", 2), ("read", 1)]
 
 
 @pytest.mark.parametrize("sample", SAMPLES)

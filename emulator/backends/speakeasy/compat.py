@@ -544,6 +544,15 @@ def crt_stream_path(emu: Any, stream: int) -> str | None:
     return str(path) if path else None
 
 
+def file_path_of_handle(emu: Any, handle: int) -> str | None:
+    """The guest path of the file a handle (CreateFile's) names, if it names one."""
+    try:
+        path = getattr(emu.file_get(handle), "path", None)
+    except Exception:
+        return None
+    return str(path) if path else None
+
+
 def guest_file_data(emu: Any, path: str) -> bytes | None:
     """The current bytes of a file in the guest's file system (written by the guest or served)."""
     try:

@@ -290,6 +290,12 @@ def install_api_handlers(
         return rv
 
     se.add_api_hook(virtual_query, "kernel32", "VirtualQuery")
+
+    def final_path(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        return _final_path_by_handle(emu, memory, api_name.endswith("W"), argv)
+
+    for name in ("GetFinalPathNameByHandleA", "GetFinalPathNameByHandleW"):
+        se.add_api_hook(final_path, "kernel32", name, argc=4)
     procview.install(se, memory.ptr_size)
 
 
@@ -323,6 +329,45 @@ def _page_protection(emu: Any, ptr_size: int, address: int, info: int) -> None:
     emu.mem_write(size_at, (end - first).to_bytes(ptr_size, "little"))
     readonly = PAGE_EXECUTE_READ if perms & ENGINE_PERM_EXEC else PAGE_READONLY
     emu.mem_write(protect_at, readonly.to_bytes(4, "little"))
+
+
+# GetFinalPathNameByHandle's dwFlags: the volume part of the path (VOLUME_NAME_DOS is 0).
+VOLUME_NAME_GUID, VOLUME_NAME_NT, VOLUME_NAME_NONE = 0x1, 0x2, 0x4
+# The volume the guest's C: drive is, as VOLUME_NAME_NT and VOLUME_NAME_GUID name it.
+SYSTEM_VOLUME_NT = "\\Device\\HarddiskVolume3"
+SYSTEM_VOLUME_GUID = "\\\\?\\Volume{6b29fc40-ca47-1067-b31d-00dd010662da}"
+ERROR_INVALID_HANDLE = 6
+ERROR_PATH_NOT_FOUND = 3
+
+
+def _final_path_by_handle(emu: Any, memory: SpeakeasyMemory, wide: bool, argv: list[int]) -> int:
+    """DWORD GetFinalPathNameByHandle(HANDLE file, LPTSTR path, DWORD chars, DWORD flags): the
+    path of the guest file the handle names (Speakeasy has no handler: its signature emulation
+    returned 0 with an empty buffer, and Python's launchers then could not open themselves)."""
+    handle, buffer, chars, flags = argv[0], argv[1], argv[2] & 0xFFFFFFFF, argv[3] & 0xFFFFFFFF
+    path = compat.file_path_of_handle(emu, handle)
+    if not path:
+        memory.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    path = path.removeprefix("\\\\?\\")
+    drive, rest = ntpath.splitdrive(path)
+    if not drive:
+        memory.set_last_error(ERROR_PATH_NOT_FOUND)
+        return 0
+    volume = flags & 0x7
+    if volume == VOLUME_NAME_NONE:
+        text = rest
+    elif volume == VOLUME_NAME_NT:
+        text = SYSTEM_VOLUME_NT + rest
+    elif volume == VOLUME_NAME_GUID:
+        text = SYSTEM_VOLUME_GUID + rest
+    else:
+        text = "\\\\?\\" + drive.upper() + rest
+    if not buffer or chars <= len(text):
+        return len(text) + 1  # the size needed, with the terminating NUL
+    data = text.encode("utf-16-le" if wide else "latin-1", "replace") + (b"\0\0" if wide else b"\0")
+    memory.write(buffer, data)
+    return len(text)
 
 
 def _install_handler(

@@ -9,8 +9,17 @@
 int WINAPI MessageBoxTimeoutA(HWND, LPCSTR, LPCSTR, UINT, WORD, DWORD);
 char *__cdecl getenv(const char *);
 int __cdecl _ismbblead(unsigned int);
+int __cdecl _open(const char *, int, ...);
+int __cdecl _read(int, void *, unsigned int);
+int __cdecl _write(int, const void *, unsigned int);
+long __cdecl _lseek(int, long, int);
+long long __cdecl _lseeki64(int, long long, int);
+int __cdecl _close(int);
 
 static int failures;
+static char self_path[MAX_PATH];
+static char final_path[MAX_PATH + 8];
+static char drop_path[MAX_PATH + 16];
 static const char rodata[64] = "read-only data the pseudo-relocation code patches";
 static WCHAR expected[MAX_PATH];
 
@@ -101,6 +110,35 @@ void __stdcall ApiGaps32Entry(void)
         target[0] = 'R';
         VirtualProtect(mbi.BaseAddress, mbi.RegionSize, old ? old : PAGE_READONLY, &old);
         check("pseudo_reloc_patched", target[0] == 'R', "");
+    }
+
+    /* The C runtime's file descriptors over the guest's files, opened by the path
+     * GetFinalPathNameByHandle gives for a handle (as Python's launchers open themselves). */
+    {
+        HANDLE h;
+        DWORD n, size;
+        int fd;
+        char mz[2] = {0, 0};
+        GetModuleFileNameA(NULL, self_path, MAX_PATH);
+        h = CreateFileA(self_path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, 0, NULL);
+        size = GetFileSize(h, NULL);
+        n = GetFinalPathNameByHandleA(h, final_path, sizeof final_path, 0);
+        CloseHandle(h);
+        check("final_path_dos", n > 4 && final_path[0] == '\\' && final_path[1] == '\\' && final_path[2] == '?'
+              && final_path[3] == '\\' && str_eq(final_path + 4, self_path), "");
+        fd = _open(final_path, 0x8000 /* _O_BINARY */);
+        check("open_self", fd >= 3, "");
+        check("read_mz", _read(fd, mz, 2) == 2 && mz[0] == 'M' && mz[1] == 'Z', "");
+        check("lseek_end_is_size", _lseek(fd, 0, 2) == (long)size, "");
+        check("lseeki64_back", _lseeki64(fd, -(long long)size + 1, 1) == 1, "");
+        check("read_after_seek", _read(fd, mz, 1) == 1 && mz[0] == 'Z', "");
+        check("close", _close(fd) == 0 && _close(fd) == -1, "");
+        check("open_missing", _open("C:\\no\\such\\file.bin", 0) == -1, "");
+        n = GetTempPathA(MAX_PATH, drop_path);
+        drop_path[n] = 'c'; drop_path[n + 1] = '.'; drop_path[n + 2] = 'b'; drop_path[n + 3] = 'i'; drop_path[n + 4] = 'n';
+        drop_path[n + 5] = 0;
+        fd = _open(drop_path, 0x1 | 0x100 | 0x200 /* _O_WRONLY | _O_CREAT | _O_TRUNC */, 0600);
+        check("write_new", fd >= 3 && _write(fd, "crt bytes", 9) == 9 && _close(fd) == 0, "");
     }
 
     /* No handler anywhere: served from its signature (the report notes it). */
