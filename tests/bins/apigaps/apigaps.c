@@ -143,5 +143,6 @@ void __stdcall ApiGaps32Entry(void)
 
     /* No handler anywhere: served from its signature (the report notes it). */
     SetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), 3);
+    SetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), 1);
     ExitProcess(failures);
 }
