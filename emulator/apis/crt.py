@@ -1,5 +1,6 @@
 """msvcrt functions Speakeasy has neither a handler nor a signature for (without one, a call
-ends the replay as ``unsupported_api``): the environment and multibyte classification.
+ends the replay as ``unsupported_api``): the environment, multibyte classification and string
+duplication (the file descriptors are emulator/backends/speakeasy/crtio.py's).
 
 ``getenv`` / ``_wgetenv`` answer from the guest's environment (the scenario's ``[environment]``
 and the sandbox marker), each variable's value in one guest copy returned on every call, as
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
+from emulator.apis.heap import _alloc
+from emulator.apis.strings import guarded_length
 from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE
 
 # Longest variable name getenv looks up (Windows' limit on a name is 32,767 characters).
@@ -48,3 +51,18 @@ def getenv(api: GuestApi, argv: list[int]) -> int:
 def ismbb(api: GuestApi, argv: list[int]) -> int:
     """int _ismbblead(unsigned int c): 0, no byte leads or trails a character in code page 1252."""
     return 0
+
+
+@apihook("msvcrt", ["_strdup", "_wcsdup"], argc=1, conv="cdecl")
+def strdup(api: GuestApi, argv: list[int]) -> int:
+    """char *_strdup(const char *s): a heap copy of ``s`` (NULL for NULL), as malloc gives."""
+    wide = api.api_name == "_wcsdup"
+    if not argv[0]:
+        return 0
+    unit = 2 if wide else 1
+    length = guarded_length(api, argv[0], wide)
+    data = api.read(argv[0], length * unit) + b"\0" * unit
+    block = _alloc(api, len(data), zero=False)
+    if block:
+        api.write(block, data)
+    return block

@@ -143,7 +143,7 @@ class SpeakeasyBackend:
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view
         taps.install()
-        crtio.install(target.se, emu, memory)
+        crtio.install(target.se, emu, memory, self.services.clock.now_unix)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])

@@ -15,6 +15,13 @@ int __cdecl _write(int, const void *, unsigned int);
 long __cdecl _lseek(int, long, int);
 long long __cdecl _lseeki64(int, long long, int);
 int __cdecl _close(int);
+int __cdecl _setmode(int, int);
+int __cdecl _isatty(int);
+struct stat64_layout { /* msvcrt's struct _stat64 */
+    unsigned int st_dev; unsigned short st_ino, st_mode; short st_nlink, st_uid, st_gid;
+    unsigned int st_rdev; long long st_size, st_atime, st_mtime, st_ctime;
+};
+int __cdecl _fstat64(int, struct stat64_layout *);
 
 static int failures;
 static char self_path[MAX_PATH];
@@ -85,6 +92,8 @@ void __stdcall ApiGaps32Entry(void)
     check("getenv_marker", value != NULL && str_eq(value, "replay-only") && again == value, "");
     check("getenv_missing", getenv("CHAINREPLAY_NO_SUCH_VARIABLE") == NULL, "");
     check("ismbblead_ascii", _ismbblead('A') == 0, "");
+    value = _strdup("duplicate me");
+    check("strdup", value != NULL && str_eq(value, "duplicate me") && _strdup(NULL) == NULL, "");
 
     /* A message box with a timeout times out after it, in virtual time. */
     before = GetTickCount();
@@ -132,6 +141,16 @@ void __stdcall ApiGaps32Entry(void)
         check("lseek_end_is_size", _lseek(fd, 0, 2) == (long)size, "");
         check("lseeki64_back", _lseeki64(fd, -(long long)size + 1, 1) == 1, "");
         check("read_after_seek", _read(fd, mz, 1) == 1 && mz[0] == 'Z', "");
+        {
+            struct stat64_layout st;
+            check("fstat64_file", _fstat64(fd, &st) == 0 && st.st_size == (long long)size
+                  && (st.st_mode & 0xF000) == 0x8000 && st.st_atime > 1000000000, "");
+            check("fstat64_console", _fstat64(2, &st) == 0 && (st.st_mode & 0xF000) == 0x2000, "");
+            check("fstat64_bad_fd", _fstat64(99, &st) == -1, "");
+            check("setmode", _setmode(fd, 0x4000) == 0x8000 && _setmode(fd, 0x8000) == 0x4000
+                  && _setmode(99, 0x8000) == -1, "");
+            check("isatty", _isatty(2) != 0 && _isatty(fd) == 0, "");
+        }
         check("close", _close(fd) == 0 && _close(fd) == -1, "");
         check("open_missing", _open("C:\\no\\such\\file.bin", 0) == -1, "");
         n = GetTempPathA(MAX_PATH, drop_path);
