@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.events import ApiCall, FileAccess, Note
+from emulator.events import ApiCall, DataBuffer, FileAccess, Note, StageStart
 from emulator.plan import ReplayPlan, VirtualFile
 from emulator.replay import Recording, emulate
 
@@ -134,6 +134,20 @@ def test_dlls_beside_the_program_are_loaded_for_imports_and_by_bare_name() -> No
         ["import_dllmain_ran", "import_value", "loadlibrary_bare_name", "loadlibrary_value"], "pass"
     )
     assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+
+
+def test_a_dll_found_so_is_read_from_its_file_then_a_module_stage() -> None:
+    events = _emulate("sideload.exe", BESIDE).events
+    for guest, name in BESIDE:
+        read = next(e for e in events if isinstance(e, FileAccess) and e.path == guest)
+        carrier = next(e for e in events if isinstance(e, DataBuffer) and e.ref == guest)
+        stage = next(e for e in events if isinstance(e, StageStart) and e.name == name)
+        assert read.op == "read" and read.size == (BINS / name).stat().st_size
+        assert carrier.source == "file_read" and carrier.address == stage.base
+        assert read.seq < carrier.seq < stage.seq and stage.kind == "module"
+    # The import's DllMain ran before the entry point's first API call.
+    first_call = next(e for e in events if isinstance(e, ApiCall))
+    assert next(e for e in events if isinstance(e, StageStart) and e.name == "apidep.dll").seq < first_call.seq
 
 
 def test_a_dll_in_a_system_folder_is_found_after_the_application_folder() -> None:

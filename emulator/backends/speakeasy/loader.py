@@ -28,6 +28,7 @@ from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat, compat_load
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
+from emulator.events import FileAccess
 from emulator.recorder import Recorder
 
 LOAD_LIBRARY_NAMES = ("LoadLibraryA", "LoadLibraryW", "LoadLibraryExA", "LoadLibraryExW")
@@ -93,8 +94,9 @@ class DllSearch:
         self.emu = emu
         self.app_folder = ntpath.dirname(app_path)
         self.arch = arch
-        self.pending: list[tuple[int, int, str]] = []
-        self.on_mapped: Callable[[int, int, str], None] | None = None
+        # (base, size, file name, guest path, file bytes) of each module mapped.
+        self.pending: list[tuple[int, int, str, str, bytes]] = []
+        self.on_mapped: Callable[[int, int, str, str, bytes], None] | None = None
 
     def install(self) -> None:
         compat_load.modules_from_guest_files(self.emu, self.candidates, self.load)
@@ -127,7 +129,7 @@ class DllSearch:
         except Exception as err:  # a malformed PE is the emulator's own module, not a crash
             logger.debug("cannot map %s: %s", path, err)
             return None
-        mapped = (int(module.base), int(module.image_size), ntpath.basename(path))
+        mapped = (int(module.base), int(module.image_size), ntpath.basename(path), path, data)
         if self.on_mapped is None:
             self.pending.append(mapped)
         else:
@@ -162,10 +164,10 @@ class GuestModuleLoader:
     def install(self) -> None:
         if self.search is not None:
             # DLLs mapped while the target's imports were bound, then those mapped later.
-            for base, size, name in self.search.pending:
-                self.watch.arm_module(base, size, name)
+            for mapped in self.search.pending:
+                self._searched_module(*mapped)
             self.search.pending.clear()
-            self.search.on_mapped = self.watch.arm_module
+            self.search.on_mapped = self._searched_module
         compat_load.relink_peb_fast(self.emu)
         compat_load.build_structs_from_prototypes()
         for name in LOAD_LIBRARY_NAMES:
@@ -174,6 +176,14 @@ class GuestModuleLoader:
                 return self._load_library(_name, orig, list(argv))
 
             self.se.add_api_hook(hook, "kernel32", name)
+
+    def _searched_module(self, base: int, size: int, name: str, path: str, data: bytes) -> None:
+        # The loader reads the DLL's file (a read the lineage ties the module's image to), and
+        # the module's first execution is a stage.
+        digest = self.recorder.put_blob(data)
+        self.recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest)
+        self.recorder.remember_buffer("file_read", base, data, ref=path)
+        self.watch.arm_module(base, size, name)
 
     def _load_library(self, name: str, orig: Any, argv: list[int]) -> int:
         rv = int(orig(argv) or 0)
