@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.backends.speakeasy.loader import DllSearch
 from emulator.events import ApiCall, DataBuffer, FileAccess, Note, StageStart
 from emulator.plan import ReplayPlan, VirtualFile
 from emulator.replay import Recording, emulate
@@ -53,19 +54,20 @@ CHECKS = [
     "open_missing",
     "write_new",
 ]
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Recording] = {}
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], str], Recording] = {}
 DESKTOP = "C:\\Users\\analyst\\Desktop"
 
 
-def _emulate(sample: str, files: tuple[tuple[str, str], ...] = ()) -> Recording:
+def _emulate(sample: str, files: tuple[tuple[str, str], ...] = (), mode: str = "fast") -> Recording:
     """``sample`` run from the desktop, with ``files`` (guest path, file in BINS) in the guest."""
-    key = (sample, files)
+    key = (sample, files, mode)
     if key not in _CACHE:
         plan = ReplayPlan(
             name=Path(sample).stem,
             target_path=str(BINS / sample),
             emu_path=f"{DESKTOP}\\{sample}",
             files=[VirtualFile(emu_path=guest, host_path=str(BINS / host)) for guest, host in files],
+            mode=mode,  # type: ignore[arg-type]
         )
         _CACHE[key] = emulate(plan)
     return _CACHE[key]
@@ -83,9 +85,10 @@ def _calls(recording: Recording, api: str) -> list[ApiCall]:
     return [e for e in recording.events if isinstance(e, ApiCall) and e.api == api]
 
 
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_every_check_passes_and_the_run_completes(sample: str) -> None:
-    recording = _emulate(sample)
+def test_every_check_passes_and_the_run_completes(sample: str, mode: str) -> None:
+    recording = _emulate(sample, mode=mode)
     assert recording.status == "completed", recording.detail
     assert _verdicts(recording) == dict.fromkeys(CHECKS, "pass")
     assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
@@ -127,8 +130,9 @@ def test_an_api_served_from_its_signature_is_noted_once(sample: str) -> None:
 BESIDE = ((f"{DESKTOP}\\apidep.dll", "apidep.dll"), (f"{DESKTOP}\\apidep2.dll", "apidep2.dll"))
 
 
-def test_dlls_beside_the_program_are_loaded_for_imports_and_by_bare_name() -> None:
-    recording = _emulate("sideload.exe", BESIDE)
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_dlls_beside_the_program_are_loaded_for_imports_and_by_bare_name(mode: str) -> None:
+    recording = _emulate("sideload.exe", BESIDE, mode)
     assert recording.status == "completed", recording.detail
     assert _verdicts(recording) == dict.fromkeys(
         ["import_dllmain_ran", "import_value", "loadlibrary_bare_name", "loadlibrary_value"], "pass"
@@ -158,6 +162,18 @@ def test_a_dll_in_a_system_folder_is_found_after_the_application_folder() -> Non
     # The application's folder comes first: its apidep2.dll (a copy of apidep.dll) wins.
     first = _emulate("sideload.exe", (*files, (f"{DESKTOP}\\apidep2.dll", "apidep.dll")))
     assert _verdicts(first)["loadlibrary_value"] == "FAIL"
+
+
+def test_the_search_order_skips_known_dlls_and_api_sets() -> None:
+    search = DllSearch(emu=None, app_path=f"{DESKTOP}\\sideload.exe")
+    assert search.candidates("libgcc_s_dw2-1") == [
+        f"{DESKTOP}\\libgcc_s_dw2-1.dll",
+        "C:\\Windows\\System32\\libgcc_s_dw2-1.dll",
+        "C:\\Windows\\libgcc_s_dw2-1.dll",
+    ]
+    # KnownDLLs (the system's even when not loaded yet), API sets, and paths are never searched.
+    for name in ("wldap32", "SETUPAPI.dll", "api-ms-win-core-synch-l1-2-0", "C:\\x\\y.dll"):
+        assert search.candidates(name) == [], name
 
 
 def test_a_dll_nowhere_in_the_guest_is_an_unsupported_api() -> None:
