@@ -32,6 +32,8 @@ CHECKS = [
     "getenv_marker",
     "getenv_missing",
     "ismbblead_ascii",
+    "ctype",
+    "wctype",
     "strdup",
     "messagebox_timeout",
     "messagebox_waited",

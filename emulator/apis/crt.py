@@ -66,3 +66,70 @@ def strdup(api: GuestApi, argv: list[int]) -> int:
     if block:
         api.write(block, data)
     return block
+
+
+# The C locale's character classes, as msvcrt's _ctype table has them (its mask bits).
+UPPER, LOWER, DIGIT, SPACE, PUNCT, CONTROL, BLANK, HEX, ALPHA = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100
+CLASSES = {
+    "isalpha": ALPHA | UPPER | LOWER,
+    "isupper": UPPER,
+    "islower": LOWER,
+    "isxdigit": HEX,
+    "isspace": SPACE,
+    "ispunct": PUNCT,
+    "isalnum": ALPHA | UPPER | LOWER | DIGIT,
+    "isprint": BLANK | PUNCT | ALPHA | UPPER | LOWER | DIGIT,
+    "isgraph": PUNCT | ALPHA | UPPER | LOWER | DIGIT,
+    "iscntrl": CONTROL,
+}
+WIDE_CLASSES = {f"isw{name[2:]}": mask for name, mask in CLASSES.items()} | {"iswdigit": DIGIT}
+
+
+def ctype_mask(c: int, wide: bool) -> int:
+    """msvcrt's class bits of character ``c`` in the C locale (0 for EOF and, narrow, bytes
+    above 127); a wide character above 127 is classed by Unicode, as iswalpha and its kin do."""
+    if c < 0 or c > (0xFFFF if wide else 0xFF):
+        return 0
+    if c >= 0x80:
+        if not wide:
+            return 0
+        ch = chr(c)
+        mask = (UPPER if ch.isupper() else 0) | (LOWER if ch.islower() else 0)
+        mask |= ALPHA if ch.isalpha() else 0
+        mask |= DIGIT if ch.isdecimal() else 0
+        mask |= SPACE if ch.isspace() else 0
+        if ch.isprintable() and not ch.isalnum() and not ch.isspace():
+            mask |= PUNCT
+        return mask
+    if c < 0x20 or c == 0x7F:
+        return CONTROL | (SPACE if 9 <= c <= 13 else 0) | (BLANK if c == 9 else 0)
+    if c == 0x20:
+        return SPACE | BLANK
+    ch = chr(c)
+    if ch.isdigit():
+        return DIGIT | HEX
+    if ch.isalpha():
+        return ALPHA | (UPPER if ch.isupper() else LOWER) | (HEX if ch.lower() in "abcdef" else 0)
+    return PUNCT
+
+
+@apihook("msvcrt", list(CLASSES), argc=1, conv="cdecl")
+@apihook("msvcrt", list(WIDE_CLASSES), argc=1, conv="cdecl")
+def ctype(api: GuestApi, argv: list[int]) -> int:
+    """int isspace(int c) and its kin (iswspace(wint_t c) ...): the class bits ``c`` has of the
+    function's class, nonzero when it is one. (isdigit, toupper and tolower are Speakeasy's.)"""
+    name = api.api_name
+    wide = name.startswith("isw")
+    raw = argv[0] & (0xFFFF if wide else 0xFFFFFFFF)
+    c = raw - (1 << 32) if not wide and raw >> 31 else raw  # EOF is -1
+    return ctype_mask(c, wide) & (WIDE_CLASSES[name] if wide else CLASSES[name])
+
+
+@apihook("msvcrt", ["iswctype", "_isctype"], argc=2, conv="cdecl")
+def isctype(api: GuestApi, argv: list[int]) -> int:
+    """int iswctype(wint_t c, wctype_t mask) / _isctype(int c, int mask): the class bits of ``c``
+    among ``mask`` (what the headers' iswalpha(c) and its kin expand to)."""
+    wide = api.api_name == "iswctype"
+    raw = argv[0] & (0xFFFF if wide else 0xFFFFFFFF)
+    c = raw - (1 << 32) if not wide and raw >> 31 else raw
+    return ctype_mask(c, wide) & argv[1] & 0xFFFF

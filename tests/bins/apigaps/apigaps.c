@@ -5,6 +5,8 @@
 #include "../fidelity/fidelity.h"
 #include <shlobj.h>
 #include <knownfolders.h>
+#include <ctype.h>
+#include <wctype.h>
 
 int WINAPI MessageBoxTimeoutA(HWND, LPCSTR, LPCSTR, UINT, WORD, DWORD);
 char *__cdecl getenv(const char *);
@@ -92,6 +94,12 @@ void __stdcall ApiGaps32Entry(void)
     check("getenv_marker", value != NULL && str_eq(value, "replay-only") && again == value, "");
     check("getenv_missing", getenv("CHAINREPLAY_NO_SUCH_VARIABLE") == NULL, "");
     check("ismbblead_ascii", _ismbblead('A') == 0, "");
+    check("ctype", isspace(' ') && isspace('\t') && !isspace('x') && !isspace(-1) && isalpha('q')
+          && !isalpha('1') && isxdigit('F') && !isxdigit('g') && isalnum('7') && ispunct('#')
+          && !ispunct('a') && iscntrl('\n') && isupper('Q') && !islower('Q') && isprint(' ')
+          && !isgraph(' ') && !isalpha(0xE9), "");
+    check("wctype", iswalpha(0xE9) && !iswspace(0xE9) && iswspace(L' ') && iswdigit(L'5')
+          && !iswdigit(L'x'), "");
     value = _strdup("duplicate me");
     check("strdup", value != NULL && str_eq(value, "duplicate me") && _strdup(NULL) == NULL, "");
 
