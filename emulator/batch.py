@@ -42,7 +42,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +392,12 @@ def _failed_result(
     )
 
 
+def refused_result(target: str, name: str, error: str) -> TargetResult:
+    """A target the batch could not replay at all (its input refused: ``error``, one line naming
+    the file and the problem): a failed row with no output folder."""
+    return TargetResult(target=target, name=name, outdir="", outcome="error", detail=error, fail_reasons=[error])
+
+
 def _interrupted_result(target: BatchTarget, outdir: Path, signum: int) -> TargetResult:
     detail = f"interrupted by {signal.Signals(signum).name}: the batch stopped before this target's replay ended"
     return _failed_result(target, outdir, detail, outcome="interrupted", reason=detail)
@@ -593,6 +599,7 @@ def run_batch(
     on_result: Callable[[TargetResult], None] | None = None,
     on_started: Callable[[], None] | None = None,
     fork_server_here: bool = False,
+    refused: Sequence[TargetResult] = (),
 ) -> BatchSummary:
     """Replay ``targets`` into ``outdir/<name>/``; write ``outdir/batch.json``; return the summary.
 
@@ -602,7 +609,9 @@ def run_batch(
     being forked from this process, emulator/batch_forkserver.py). ``fork_server_here``: the local
     pool's fork server may be forked from this process (when it has one thread): a process whose
     state the batch owns, as the command line's, where no open file or logging handler of a
-    caller's would be inherited as a stale object by the server and its workers."""
+    caller's would be inherited as a stale object by the server and its workers. ``refused``:
+    targets the caller could not make a plan of (:func:`refused_result`), listed after the others
+    in the summary and given to ``on_result`` with the resumed ones."""
     started = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, TargetResult] = {}
@@ -629,6 +638,8 @@ def run_batch(
         if on_result:
             for index in resumed:
                 on_result(results[index])
+            for result in refused:
+                on_result(result)
 
     expected = expected_seconds([targets[i].plan for i in pending], previous_seconds(outdir))
     pending = [pending[k] for k in longest_first(expected)]
@@ -766,7 +777,7 @@ def run_batch(
     else:
         workers_started()
 
-    ordered = [results[i] for i in range(len(targets))]
+    ordered = [results[i] for i in range(len(targets))] + list(refused)
     summary = BatchSummary(
         results=ordered,
         path=outdir / SUMMARY_FILE,
@@ -808,7 +819,8 @@ def summary_table(summary: BatchSummary) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    where = summary.scheduler or (f"{summary.workers} local workers" if summary.replayed else "no worker")
+    plural = "" if summary.workers == 1 else "s"
+    where = summary.scheduler or (f"{summary.workers} local worker{plural}" if summary.replayed else "no worker")
     lines.append(
         f"{len(summary.results)} targets ({summary.replayed} replayed, {summary.resumed} resumed) "
         f"in {summary.seconds:.1f} s on {where}"

@@ -17,8 +17,9 @@ from typing import Any, TypedDict, overload
 from emulator import __version__
 from emulator.analysis.attack import attack_release
 from emulator.analysis.graph import graph_to_node_link
+from emulator.analysis.lineage import Piece
 from emulator.analysis.pipeline import Analysis
-from emulator.analysis.stages import Stage
+from emulator.analysis.stages import ORIGIN_TYPES, Stage
 from emulator.eventlog import LINES_PER_PIECE, MAX_TEXT_CACHE, ApiTuple, EventLog, of_type
 from emulator.events import (
     ApiCall,
@@ -45,6 +46,7 @@ from emulator.report import (
     NetResponseRecord,
     NetworkRecord,
     Origin,
+    OriginPiece,
     Outcome,
     RecordStream,
     RegistryRecord,
@@ -300,6 +302,7 @@ def stage_record(stage: Stage) -> StageRecord:
         how=link.how if link else "executed_from",
         evidence=link.evidence if link else [],
         via_api=link.via_api if link else None,
+        pieces=_pieces(link.hops[0].pieces) if link and link.hops else None,
     )
     return StageRecord(
         id=stage.id,
@@ -316,6 +319,7 @@ def stage_record(stage: Stage) -> StageRecord:
                 detail=h.detail,
                 actor=h.actor,
                 evidence=h.evidence,
+                pieces=_pieces(h.pieces),
             )
             for h in (link.hops if link else [])
         ],
@@ -328,6 +332,21 @@ def stage_record(stage: Stage) -> StageRecord:
         seq_range=(stage.first_seq, stage.last_seq),
         file=f"stages/{stage.sha256}.bin",
     )
+
+
+def _pieces(pieces: list[Piece]) -> list[OriginPiece] | None:
+    if not pieces:
+        return None
+    return [
+        OriginPiece(
+            type=p.kind if p.kind in ORIGIN_TYPES else "memory",  # type: ignore[arg-type]
+            ref=p.ref,
+            offset=p.offset,
+            size=p.size,
+            evidence=sorted(p.evidence),
+        )
+        for p in pieces
+    ]
 
 
 def runs(trace: Trace) -> list[RunRecord]:

@@ -38,6 +38,10 @@ MAX_PE_IMAGE_SIZE = 512 * MIB
 # A responder body larger than this is truncated and the truncation recorded.
 MAX_RESPONSE_BODY = 32 * MIB
 MAX_REQUEST_BODY = 32 * MIB
+# A DNS TXT answer: strings of at most this many bytes (a DNS character-string, RFC 1035 3.3), at
+# most this many strings (a responder's longer answer is cut).
+MAX_TXT_BYTES = 255
+MAX_TXT_STRINGS = 256
 # Strings rendered from emulated memory are cut at this many characters.
 MAX_RENDERED_STRING = 1024
 # A responder's body_file larger than this is refused when the scenario loads (checked by size,

@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from emulator.inputs import InputFileError, file_problem, read_input
 from emulator.outcome import Status
 
-SCHEMA = "chainreplay/report/3"
+SCHEMA = "chainreplay/report/4"
+# Earlier schemas this one only added to (optional fields, new values): their reports read as
+# this schema, with what it added absent (CHANGELOG.md says what each added).
+ADDITIVE_PREDECESSORS = frozenset({"chainreplay/report/3"})
 
 # The values are an interface; each is listed with its meaning in emulator/outcome.py.
 OutcomeStatus = Status
@@ -84,8 +87,21 @@ class Outcome(_Model):
     limit: str | None = Field(default=None, description="Name of the limit that fired (see emulator/limits.py).")
 
 
+OriginType = Literal["file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process"]
+
+
+class OriginPiece(_Model):
+    """One of several sources a buffer was filled from, one read after the other."""
+
+    type: OriginType
+    ref: str = Field(description="Guest path, URL, registry key\\value or %variable%.")
+    offset: int = Field(description="Where its bytes start in the buffer the pieces were read into.")
+    size: int = Field(description="How many bytes it put there.")
+    evidence: list[int] = Field(default_factory=list, description="seqs of the reads.")
+
+
 class Origin(_Model):
-    type: Literal["file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process"]
+    type: OriginType
     ref: str = Field(
         description="Guest path, URL, stage id, or for the entry stage the host process (scenario) or the "
         "sample's guest path (bare sample)."
@@ -96,6 +112,12 @@ class Origin(_Model):
     )
     evidence: list[int] = Field(default_factory=list)
     via_api: str | None = None
+    pieces: list[OriginPiece] | None = Field(
+        default=None,
+        description="When the stage's bytes were read from several sources into one buffer (a file, then a "
+        "registry value, then a download): every source, in memory order; type and ref name the first. Null "
+        "for one source.",
+    )
 
 
 class LineageHop(_Model):
@@ -115,6 +137,11 @@ class LineageHop(_Model):
     detail: str = Field("", description="Key, API name or the guest code that did it.")
     actor: str | None = Field(None, description="The stage that performed this step.")
     evidence: list[int] = Field(default_factory=list)
+    pieces: list[OriginPiece] | None = Field(
+        default=None,
+        description="For a source read from several sources into one buffer: each of them (source and ref name "
+        "the first); null otherwise.",
+    )
 
 
 class StageRecord(_Model):
@@ -132,7 +159,10 @@ class StageRecord(_Model):
     parent: str | None
     entry: str = Field(description="Entry address in hex.")
     base: str
-    via: str
+    via: str = Field(
+        description="How control reached the stage: entry, call, thread, callback, apc (the routine of an APC "
+        "the chain queued: QueueUserAPC, NtQueueApcThread) or unknown."
+    )
     seq_range: tuple[int, int]
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")
 
@@ -417,7 +447,8 @@ class Report(_Model):
 
     @classmethod
     def from_file(cls, path: Path) -> Report:
-        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema.
+        """The report in ``path``; :class:`ReportError` (one line) if it is not one of this schema
+        (or of one it only added to, :data:`ADDITIVE_PREDECESSORS`, read as this one).
 
         A report larger than :data:`EAGER_REPORT_BYTES` written by chainreplay keeps its
         ``api_calls`` in the file: read record by record when iterated (:class:`FileApiCalls`),
@@ -447,8 +478,11 @@ class Report(_Model):
     def _validated(cls, path: Path, data: Any) -> Report:
         if not isinstance(data, dict):
             raise ReportError(f"{path}: not a chainreplay report (a JSON {type(data).__name__})")
-        if data.get("schema") != SCHEMA:
-            raise ReportError(f"{path}: schema {str(data.get('schema'))[:60]!r}, this chainreplay reads {SCHEMA!r}")
+        if data.get("schema") in ADDITIVE_PREDECESSORS:
+            data = {**data, "schema": SCHEMA}
+        elif data.get("schema") != SCHEMA:
+            readable = ", ".join(repr(s) for s in sorted({SCHEMA, *ADDITIVE_PREDECESSORS}))
+            raise ReportError(f"{path}: schema {str(data.get('schema'))[:60]!r}, this chainreplay reads {readable}")
         try:
             return cls.model_validate(data)
         except ValidationError as err:

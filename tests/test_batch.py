@@ -105,6 +105,36 @@ def test_batch_check_exits_1_on_drift(tmp_path: Path, cli: Callable[..., CliResu
     assert cli("batch", *SMALL, "--scheduler", "localhost:1").rc == 2
 
 
+def test_a_target_the_batch_cannot_replay_is_its_own_failed_row_and_the_others_run(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A folder of samples with an ARM64 PE and an empty file in it: both are rows of their own
+    (outcome error, the reason in one line naming the file), every other target is replayed, and
+    the batch exits 2 (bad input) once they have."""
+    import struct
+
+    arm = tmp_path / "arm64tool.exe"
+    data = bytearray((REPO / "tests" / "bins" / "hello_exe.exe").read_bytes())
+    lfanew = struct.unpack_from("<I", data, 0x3C)[0]
+    struct.pack_into("<H", data, lfanew + 4, 0xAA64)  # IMAGE_FILE_MACHINE_ARM64
+    arm.write_bytes(bytes(data))
+    empty = tmp_path / "empty.exe"
+    empty.write_bytes(b"")
+    out = tmp_path / "out"
+    result = cli("batch", arm, SCENARIOS / "benign-dll", empty, "-j", "1", "-o", out)
+    assert result.rc == 2, result.out + result.err
+    assert "Traceback" not in result.err
+    rows = {t["name"]: t for t in _summary(out)["targets"]}
+    assert rows["benign-dll"]["outcome"] == "completed"
+    assert (out / "benign-dll" / "report.json").is_file()
+    assert rows["arm64tool"]["outcome"] == "error" and "0xaa64" in rows["arm64tool"]["detail"]
+    assert str(arm) in rows["arm64tool"]["detail"]
+    assert rows["empty"]["outcome"] == "error" and "empty file" in rows["empty"]["detail"]
+    assert not (out / "arm64tool").exists() and not (out / "empty").exists()
+    assert _summary(out)["failed"] == 2
+    assert "arm64tool" in result.out and "empty" in result.out  # in the table and the failure lines
+
+
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[str]:
     """A real Dask LocalCluster on loopback: two single-threaded worker processes, each started

@@ -149,7 +149,7 @@ CATALOGUE = [
     ("evasion32.exe", "fast"),
     ("evasion32.exe", "faithful"),
 ]
-EXPECTED_CHECKS = 57
+EXPECTED_CHECKS = 81
 
 
 @pytest.mark.parametrize(("sample", "mode"), CATALOGUE)

@@ -72,7 +72,7 @@ def test_cli_bare_dll_writes_report(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert code == E_OK
     report = json.loads((out / "report.json").read_text())
-    assert report["schema"] == "chainreplay/report/3"
+    assert report["schema"] == "chainreplay/report/4"
     assert report["outcome"]["status"] == "completed"
     assert [c["api"] for c in report["api_calls"]] == GREET_SEQUENCE
     call = report["api_calls"][0]

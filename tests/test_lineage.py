@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import re
 import shutil
@@ -92,6 +93,18 @@ GENERALITY = [
     "reg-split-xor",
     "self-callbacks",
     "file-xor-add",
+    "env-crt-block",
+    "split-sources-xor",
+    "split-files-inplace",
+    "overlay-xor",
+    "pipe-cipher",
+    "net-b64-lznt1",
+    "reg-b64-aes",
+    "pipe-cipher-x86",
+    "split-sources-xor-x86",
+    "dns-txt-b64",
+    "named-section-xor",
+    "inject-syscalls",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -104,7 +117,10 @@ INJECTIONS = [
     ("inject-apc-x86", r"C:\Windows\System32\notepad.exe", "apc", "T1055.004"),
     ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
     ("inject-stack-cipher", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-syscalls", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
 ]
+# The calls an injects_into edge cites, where they are not the kernel32 ones of its method.
+INJECTION_CALLS = {"inject-syscalls": {"NtCreateThreadEx"}}
 
 
 def hop_kinds(stage: dict[str, Any]) -> list[str]:
@@ -258,6 +274,210 @@ def test_an_environment_variable_is_an_origin(scenario_report: Callable[[str], R
             assert (buffer["pc"], buffer["api"].rpartition(".")[2]) in calls, buffer
     edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
     assert ("environment:%UPDATER_CACHE%", "decodes_to", "s1") in edges
+
+
+def test_every_way_of_reading_the_environment_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """env-crt-block reads its three variables with the C runtime's getenv (no Speakeasy handler:
+    answered by the backend from the same variables), ExpandEnvironmentStringsW and the block of
+    GetEnvironmentStringsW: each stage's lineage starts at its own variable, read by that API, the
+    name spelt as the scenario spells it (Speakeasy keeps names lower-cased; Windows does not)."""
+    report = scenario_report("env-crt-block")
+    buffers = {b["seq"]: b for b in report["buffers"]}
+    expected = {
+        "s1": ("%CACHE_A%", "msvcrt.getenv"),
+        "s2": ("%CACHE_B%", "kernel32.ExpandEnvironmentStringsW"),
+        "s3": ("%CACHE_C%", "kernel32.GetEnvironmentStringsW"),
+    }
+    for stage in report["stages"][1:]:
+        origin = stage["lineage"][0]
+        ref, api = expected[stage["id"]]
+        assert (origin["source"], origin["ref"], origin["transform"]) == ("environment", ref, "source")
+        read = buffers[origin["evidence"][0]]
+        assert (read["source"], read["api"]) == ("environment_read", api)
+    assert report["outcome"]["status"] == "completed"
+    assert {f["path"] for f in report["dropped"]} == {
+        rf"C:\Users\Public\lineage_env_{name}.txt" for name in ("getenv", "expand", "block")
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "pieces"),
+    [
+        (
+            "split-sources-xor",
+            [
+                ("file", r"C:\ProgramData\ChainreplayDemo\part.a", 0, 80),
+                ("registry", r"HKEY_CURRENT_USER\Software\ChainreplayDemo\Part", 80, 72),
+                ("network", "http://updates.example-cdn.net/v2/tail.bin", 152, 72),
+            ],
+        ),
+        (
+            "split-sources-xor-x86",
+            [
+                ("file", r"C:\ProgramData\ChainreplayDemo\part.a", 0, 80),
+                ("registry", r"HKEY_CURRENT_USER\Software\ChainreplayDemo\Part", 80, 72),
+                ("network", "http://updates.example-cdn.net/v2/tail.bin", 152, 24),
+            ],
+        ),
+        (
+            "split-files-inplace",
+            [
+                ("file", r"C:\ProgramData\ChainreplayDemo\head.bin", 0, 120),
+                ("file", r"C:\Users\analyst\AppData\Roaming\tail.bin", 120, 104),
+            ],
+        ),
+    ],
+)
+def test_a_payload_read_from_several_sources_names_each(
+    name: str, pieces: list[tuple[str, str, int, int]], scenario_report: Callable[[str], Report]
+) -> None:
+    """A payload read piece by piece from different sources into one buffer (a file, a registry
+    value, a download; two files), decoded into new memory (split-sources-xor, x64 and x86) or in
+    place (split-files-inplace): the stage is the whole payload (not the first piece's 80 bytes),
+    its origin names the first source and its ``pieces`` every one, each with its own reads as
+    evidence, and each source has its own edge to the stage."""
+    report = scenario_report(name)
+    s1 = report["stages"][1]
+    assert s1["size"] == sum(size for *_, size in pieces)  # 224 bytes on x64, 176 on x86
+    got = [(p["type"], p["ref"], p["offset"], p["size"]) for p in s1["origin"]["pieces"]]
+    assert got == pieces
+    assert s1["lineage"][0]["pieces"] == s1["origin"]["pieces"]
+    assert (s1["origin"]["type"], s1["origin"]["ref"]) == pieces[0][:2]
+    buffers = {b["seq"]: b for b in report["buffers"]}
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    edges = {e["source"]: e for e in report["graph"]["edges"] if e["target"] == "s1" and e["type"] != "executes"}
+    assert len(edges) == len(pieces)
+    for piece in s1["origin"]["pieces"]:
+        read = next(buffers[seq] for seq in piece["evidence"] if seq in buffers)
+        assert read["ref"] == piece["ref"] and read["size"] == piece["size"]
+        # The read's own call (given the buffer's address), not the next read's.
+        (call,) = (calls[seq] for seq in piece["evidence"] if seq in calls)
+        assert read["address"] in call["args"], (call, read)
+        node = next(n for n, e in edges.items() if read["seq"] in e["evidence"])
+        assert piece["type"] in ("file", "registry", "network") and node.startswith(
+            {"file": "file:", "registry": "registry:", "network": "url:"}[piece["type"]]
+        )
+    # Several sources, no other stage: the payload is in no single one of them.
+    assert [s["id"] for s in report["stages"]] == ["s0", "s1"]
+
+
+@pytest.mark.parametrize("name", ["pipe-cipher", "pipe-cipher-x86"])
+def test_a_pipe_is_a_copy_from_where_the_writer_had_the_bytes(
+    name: str, scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
+) -> None:
+    """pipe-cipher writes the file's bytes into an anonymous pipe and reads them from its other
+    end into a stack buffer, where it decodes them in place before copying them out. The pipe
+    read is an API copy whose input is where WriteFile had the bytes (the file's read buffer), so
+    the stage goes back to the file (before: origin memory, "guest code at pc X")."""
+    report = scenario_report(name)
+    s1 = report["stages"][1]
+    assert (s1["origin"]["type"], s1["origin"]["ref"]) == ("file", r"C:\ProgramData\ChainreplayDemo\pipe.dat")
+    copy = s1["lineage"][1]
+    assert (copy["transform"], copy["detail"]) == ("copy", "kernel32.ReadFile (pipe)")
+    buffers = {b["seq"]: b for b in report["buffers"]}
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    (pipe_read,) = (buffers[seq] for seq in copy["evidence"] if seq in buffers)
+    file_read = buffers[s1["lineage"][0]["evidence"][0]]
+    write = next(c for c in calls.values() if c["api"] == "kernel32.WriteFile")
+    traced = next(
+        e
+        for e in map(json.loads, (scenario_outdir(name) / "trace.jsonl").read_text().splitlines())
+        if e.get("seq") == pipe_read["seq"]
+    )
+    assert pipe_read["source"] == "api_copy" and write["args"][1] == file_read["address"]
+    assert traced["input_address"] == int(file_read["address"], 16)
+    read_call = next(calls[seq] for seq in copy["evidence"] if seq in calls)
+    assert read_call["api"] == "kernel32.ReadFile" and read_call["args"][1] == pipe_read["address"]
+
+
+def test_an_overlay_is_read_from_the_loaders_own_file(scenario_report: Callable[[str], Report]) -> None:
+    """overlay-xor reads its own file (the guest path GetModuleFileNameA gives) and decodes what
+    follows its last section: the origin is that file, at the overlay's offset."""
+    report = scenario_report("overlay-xor")
+    s1 = report["stages"][1]
+    assert (s1["origin"]["type"], s1["origin"]["ref"]) == ("file", r"C:\Users\analyst\Downloads\loader.exe")
+    assert s1["size"] == 224
+
+
+def test_cryptoapi_aes_is_decrypted_and_traced(scenario_report: Callable[[str], Report]) -> None:
+    """reg-b64-aes imports an AES-256 key from a PLAINTEXTKEYBLOB, sets its IV and decrypts with
+    CryptDecrypt (Speakeasy has RC4 keys only: CryptImportKey ended the run unsupported): the
+    plaintext is the payload that runs, its buffer holds the ciphertext as input, and the
+    lineage runs from the registry value through base64 and the decryption."""
+    report = scenario_report("reg-b64-aes")
+    assert report["outcome"]["status"] == "completed"
+    s1 = report["stages"][1]
+    decrypt = next(b for b in report["buffers"] if b["source"] == "decrypt")
+    # The plaintext (224 bytes, the 16 of padding removed by Final) is what ran.
+    assert decrypt["size"] == s1["size"] == 224 and decrypt["sha256"] == s1["sha256"]
+    assert s1["origin"]["how"] == "decrypt_api" and s1["origin"]["via_api"] == "CryptDecrypt"
+    calls = [c["api"] for c in report["api_calls"]]
+    for api in ("advapi32.CryptImportKey", "advapi32.CryptSetKeyParam", "advapi32.CryptDestroyKey"):
+        assert api in calls
+
+
+def test_bytes_of_one_piece_of_a_joined_buffer_name_that_source_alone() -> None:
+    """A buffer filled from a file then a download: bytes found across both name both pieces;
+    bytes found within the download's piece name the download alone (no pieces), as if it had
+    been read into a buffer of its own."""
+    from emulator.analysis.lineage import Piece
+
+    rng = random.Random(7)
+    head, tail = rng.randbytes(120), rng.randbytes(200)
+    pieces = [
+        Piece("file", r"C:\a.bin", r"file:c:\a.bin", [3, 4], 0, len(head)),
+        Piece("network", "http://h.test/t", "url:http://h.test/t", [7, 8], len(head), len(tail)),
+    ]
+    joined = Carrier(head + tail, "file", r"C:\a.bin", 3, "s0", [3, 4, 7, 8], r"file:c:\a.bin", address=0x1000)
+    joined.pieces = pieces
+    across = trace(head[-40:] + tail, 20, [joined])
+    assert across is not None and [p.kind for p in across[0].pieces] == ["file", "network"]
+    within = trace(tail[10:], 20, [joined])
+    assert within is not None and not within[0].pieces
+    assert (within[0].source_kind, within[0].source_ref, within[0].node) == (
+        "network",
+        "http://h.test/t",
+        "url:http://h.test/t",
+    )
+    assert within[0].evidence == [7, 8] and (within[0].offset, within[0].size) == (10, 190)
+
+
+def test_a_dns_txt_answer_is_an_origin(scenario_report: Callable[[str], Report]) -> None:
+    """dns-txt-b64 queries a TXT record (DnsQuery_A, DNS_TYPE_TEXT; the static responder's ``txt``
+    strings) and joins its strings before decoding them: the stage's origin is that DNS answer,
+    drawn as the host's node, cited by its exchange (before: the project's DnsQuery answered A
+    records only, and the query failed)."""
+    report = scenario_report("dns-txt-b64")
+    s1 = report["stages"][1]
+    origin = s1["lineage"][0]
+    assert (origin["source"], origin["ref"], origin["detail"]) == (
+        "network",
+        "cfg.example-dns.net",
+        "dnsapi.DnsQuery_A",
+    )
+    (exchange,) = report["network"]
+    assert exchange["seq"] in origin["evidence"]
+    assert (exchange["method"], exchange["response"]["headers"], exchange["response"]["size"]) == (
+        "dnsapi.DnsQuery_A",
+        {"TXT": "2 strings"},
+        300,
+    )
+    edges = {(e["source"], e["type"], e["target"]) for e in report["graph"]["edges"]}
+    assert ("host:cfg.example-dns.net", "decodes_to", "s1") in edges
+
+
+def test_a_section_reopened_by_name_shows_what_was_written(scenario_report: Callable[[str], Report]) -> None:
+    """named-section-xor writes the payload into a view of a named paging-file section, opens the
+    section again by name (OpenFileMappingA: no Speakeasy handler, its declared signature gave a
+    handle naming nothing and MapViewOfFile failed, so no stage ran) and reads it through a view
+    of that handle: the stage runs and goes back to the file."""
+    report = scenario_report("named-section-xor")
+    calls = [c for c in report["api_calls"] if "Mapping" in c["api"] or "MapView" in c["api"]]
+    created, written, opened, seen = calls
+    assert opened["api"] == "kernel32.OpenFileMappingA" and opened["ret"] not in ("0x0", created["ret"])
+    assert seen["args"][0] == opened["ret"] and seen["ret"] != "0x0"
+    s1 = report["stages"][1]
+    assert (s1["origin"]["type"], s1["size"]) == ("file", 224)
 
 
 def test_decoding_in_place_on_the_stack_keeps_the_file(scenario_report: Callable[[str], Report]) -> None:
@@ -432,7 +652,7 @@ def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], R
     assert layer2["lineage"][-1]["actor"] == "s1" and layer1["lineage"][-1]["actor"] == "s0"
 
 
-@pytest.mark.parametrize("name", ["inject-remote-thread", "inject-remote-thread-x86"])
+@pytest.mark.parametrize("name", ["inject-remote-thread", "inject-remote-thread-x86", "inject-syscalls"])
 def test_injected_stage_runs_in_the_other_process(name: str, scenario_report: Callable[[str], Report]) -> None:
     report = scenario_report(name)
     injected = report["stages"][1]
@@ -452,7 +672,7 @@ def test_injection_method_and_sub_technique(
     assert edge["target"] == f"process:{process}" and edge["methods"] == [method]
     calls = {c["seq"]: c["api"].rpartition(".")[2] for c in report["api_calls"]}
     cited = {calls[seq] for seq in edge["evidence"]}
-    wanted = {
+    wanted = INJECTION_CALLS.get(name) or {
         "remote_thread": {"CreateRemoteThread"},
         "thread_context": {"SetThreadContext", "ResumeThread"},
         "apc": {"QueueUserAPC"},
@@ -464,6 +684,20 @@ def test_injection_method_and_sub_technique(
     if technique:
         assert subs[technique]["stage"] == "s0" and set(subs[technique]["evidence"]) == set(edge["evidence"])
     assert report["stages"][1]["process"] == process
+
+
+@pytest.mark.parametrize(("name", "stage"), [("inject-apc", "s1"), ("inject-apc-x86", "s1"), ("self-callbacks", "s2")])
+def test_a_stage_an_apc_started_says_so(name: str, stage: str, scenario_report: Callable[[str], Report]) -> None:
+    """Speakeasy runs a queued APC as a thread it does not record; the stage it starts is one an
+    APC started (``via: apc``) because its entry is the routine of a QueueUserAPC call made
+    before it, in another process (inject-apc) or the loader's own thread (self-callbacks). The
+    TLS callback of self-callbacks (s1) was queued by no one: still ``unknown``."""
+    report = scenario_report(name)
+    stages = {s["id"]: s for s in report["stages"]}
+    assert stages[stage]["via"] == "apc"
+    queued = [c for c in report["api_calls"] if c["api"] == "kernel32.QueueUserAPC"]
+    assert [int(c["args"][0], 16) for c in queued] == [int(stages[stage]["entry"], 16)]
+    assert [s["id"] for s in report["stages"] if s["via"] == "apc"] == [stage]
 
 
 def test_injection_methods_follow_the_order_of_the_calls() -> None:

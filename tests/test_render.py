@@ -443,8 +443,31 @@ def test_narration_tells_the_chain(
     else:
         assert "exactly the bytes of network https://cdn.example-updates.net/payload/sc.bin" in text
         assert "demo_dropped.txt" in text
+
     md = (scenario_outdir(name) / "narration.md").read_text(encoding="utf-8")
     assert md.startswith(f"# {report.scenario}: the chain step by step")
+
+
+@pytest.mark.parametrize(
+    ("name", "process", "how"),
+    [
+        ("inject-syscalls", r"C:\Windows\System32\notepad.exe", "a new thread there"),
+        ("inject-hollowing", r"C:\Windows\System32\svchost.exe", "hollowing"),
+    ],
+)
+def test_narration_tells_what_a_stage_does_to_another_process(
+    name: str, process: str, how: str, load: Callable[[str], Report]
+) -> None:
+    """An injector's steps say the process it started and how it injected code into it (from the
+    graph's process edges), and the injected stage says which process it runs in."""
+    report = load(name)
+    steps = narrate(report)
+    loader = "\n".join(line for step in steps if step.stage == "s0" for line in step.lines)
+    injected = "\n".join(line for step in steps if step.stage == "s1" for line in step.lines)
+    assert f"It starts the process {process}." in loader
+    assert f"It injects code into {process} (by {how}" in loader
+    assert f"It runs inside another process: {process}." in injected
+    assert "another process" not in loader
 
 
 def _plain(renderable: object, width: int = 160) -> str:

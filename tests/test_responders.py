@@ -634,3 +634,55 @@ def test_python_stream_dialogue_and_a_raising_one(tmp_path: Path) -> None:
     recorded = exchanges(recorder)
     assert [e.request.body_size for e in recorded] == [5, 5, 4]
     assert recorded[-1].error == "RuntimeError: stream bug"
+
+
+# ---- DNS TXT records (Responder.txt) ------------------------------------------------------------
+
+
+class TxtAnswers(Responder):
+    """A user responder's TXT answers: good, of the wrong type, raising."""
+
+    def handles_host(self, host: str) -> bool:
+        return host.endswith(".txt.test")
+
+    def txt(self, host: str) -> list[bytes] | None:
+        if host.startswith("bad."):
+            return "not bytes"  # type: ignore[return-value]
+        if host.startswith("boom."):
+            raise RuntimeError("txt bug")
+        return [b"x" * 300, b"y"]
+
+
+def test_static_txt_record_is_answered_and_recorded(tmp_path: Path) -> None:
+    """A static responder's ``txt`` strings are the host's TXT record; the exchange's response
+    body is the strings one after the other (what lineage searches); a host without a record or
+    a responder is no record (NXDOMAIN)."""
+    recorder = Recorder()
+    options = {"hosts": ["cfg.test"], "txt": ["abc", "def"]}
+    router = NetworkRouter(
+        [StaticResponder("dns", options, tmp_path), StaticResponder("web", {"hosts": ["web.test"]}, tmp_path)],
+        recorder,
+    )
+    assert router.resolve_txt("CFG.test.", api="dnsapi.DnsQuery_A") == [b"abc", b"def"]
+    assert router.resolve_txt("web.test") is None  # answers HTTP, has no TXT record
+    assert router.resolve_txt("nowhere.test") is None
+    first, second, third = exchanges(recorder)
+    assert (first.kind, first.host, first.method, first.response.size) == ("dns", "cfg.test", "dnsapi.DnsQuery_A", 6)
+    assert recorder.blobs[first.response.sha256 or ""] == b"abcdef"
+    assert second.response.sha256 is None and not second.blocked
+    assert third.blocked
+
+
+def test_txt_strings_are_dns_sized(tmp_path: Path) -> None:
+    """A TXT string longer than DNS carries is refused when the scenario loads (static) or cut
+    (a user responder); a user responder's wrong answer or exception is a recorded error, no
+    record, never the end of the replay."""
+    with pytest.raises(ValidationError, match="txt\\[1\\]: 256 bytes"):
+        StaticResponder("s", {"hosts": ["h"], "txt": ["ok", "z" * 256]}, tmp_path)
+    recorder = Recorder()
+    router = NetworkRouter([TxtAnswers("user", {}, tmp_path)], recorder)
+    assert router.resolve_txt("a.txt.test") == [b"x" * 255, b"y"]
+    assert router.resolve_txt("bad.txt.test") is None
+    assert router.resolve_txt("boom.txt.test") is None
+    errors = [e.error for e in exchanges(recorder)]
+    assert errors[0] is None and "not a list of bytes" in (errors[1] or "") and errors[2] == "RuntimeError: txt bug"

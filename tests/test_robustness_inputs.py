@@ -277,3 +277,33 @@ def test_io_error_names_the_path(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert str(outdir) in proc.stderr and "File too large" in proc.stderr, proc.stderr
     assert not (outdir / "report.json").exists()
+
+
+def _without_key(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_key(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without_key(v, key) for v in value]
+    return value
+
+
+def test_a_report_of_the_schema_this_one_only_added_to_still_renders(
+    real_report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Schema 4 only added optional fields (stages' origin and lineage `pieces`) and a value
+    (`via: apc`): a schema-3 report.json, as chainreplay wrote it before, renders and reads as
+    schema 4; an older or unknown schema is refused in one line naming what this one reads."""
+    from emulator.report import SCHEMA, Report
+
+    old = _without_key({**real_report, "schema": "chainreplay/report/3"}, "pieces")
+    assert "pieces" not in json.dumps(old)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(old), encoding="utf-8")
+    assert Report.from_file(path).schema_ == SCHEMA
+    assert main(["render", str(path), "-o", str(tmp_path / "draw")]) == 0
+    assert (tmp_path / "draw" / "stage_graph.svg").is_file()
+    path.write_text(json.dumps({**old, "schema": "chainreplay/report/2"}), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["render", str(path), "-o", str(tmp_path / "draw2")]) == E_BAD_INPUT
+    err = _one_line_error(capsys)
+    assert "chainreplay/report/3" in err and "chainreplay/report/4" in err, err

@@ -125,6 +125,7 @@ def test_bare_sample_is_named_by_file_and_guest_path(tmp_path: Path) -> None:
         "how": "entry",
         "evidence": [0],
         "via_api": None,
+        "pieces": None,
     }
     assert str(tmp_path) not in (out / TRACE_FILE).read_text(encoding="ascii")
     assert [r["ret"] is None or r["ret"].startswith("0x") for r in report["runs"]] == [True, True]

@@ -25,7 +25,7 @@ from emulator.analysis.graph import EDGE_TYPES, iter_edges
 from emulator.analysis.lineage import DECODING_TRANSFORMS
 from emulator.analysis.stages import Stage, decoded_trailers
 from emulator.eventlog import api_calls_where, of_type, stage_lookup
-from emulator.events import DataBuffer, Event, FileAccess, NetworkExchange, RegistryAccess
+from emulator.events import DataBuffer, Event, FileAccess, NetworkExchange, Note, RegistryAccess
 
 PATTERN_FILE = "data/attack.toml"
 # Kinds of graph node a pattern may name (emulator/analysis/graph.py makes them).
@@ -151,6 +151,13 @@ class LineagePattern(_Pattern):
     on: Literal["actor", "origin"] = "actor"
 
 
+class NotePattern(_Pattern):
+    """A note the emulator recorded of the stage's behaviour, one of ``notes`` (its ``what``)."""
+
+    match: Literal["note"]
+    notes: list[str] = Field(min_length=1)
+
+
 Pattern = Annotated[
     ApiPattern
     | EdgePattern
@@ -160,7 +167,8 @@ Pattern = Annotated[
     | LongSleepPattern
     | DecryptFromMagicPattern
     | StageKindPattern
-    | LineagePattern,
+    | LineagePattern
+    | NotePattern,
     Field(discriminator="match"),
 ]
 
@@ -343,11 +351,16 @@ def _lineage(p: LineagePattern, seen: Observed) -> Matches:
             continue
         hops = link.hops
         if origins:
-            if hops[0].source_kind not in origins or (p.decoded and not link.decoded):
+            # An origin of several sources (pieces read into one buffer) is each of them.
+            sources = [(piece.kind, piece.evidence) for piece in hops[0].pieces] or [
+                (hops[0].source_kind, hops[0].evidence)
+            ]
+            matching = [evidence for kind, evidence in sources if kind in origins]
+            if not matching or (p.decoded and not link.decoded):
                 continue
             if p.on == "origin":
                 if hops[0].actor:
-                    found.setdefault(hops[0].actor, []).extend(hops[0].evidence)
+                    found.setdefault(hops[0].actor, []).extend(seq for evidence in matching for seq in evidence)
                 continue
         for hop in hops:
             if (hop.transform not in transforms) if transforms else not hop.decodes:
@@ -437,8 +450,17 @@ def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
     return [(s.parent or s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind]
 
 
+def _note(p: NotePattern, seen: Observed) -> Matches:
+    found: dict[str, list[int]] = {}
+    for e in seen.events:
+        if isinstance(e, Note) and e.what in p.notes and e.stage:
+            found.setdefault(e.stage, []).append(e.seq)
+    return list(found.items())
+
+
 _MATCHERS: dict[str, Callable[..., Matches]] = {
     "api": _api,
+    "note": _note,
     "edge": _edge,
     "dead_drop": _dead_drop,
     "file_read": _file_read,

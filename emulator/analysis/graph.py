@@ -72,15 +72,29 @@ PROCESS_APIS = {
     "virtualallocexnuma": ("writes_memory", 0),
     "writeprocessmemory": ("writes_memory", 0),
     "ntwritevirtualmemory": ("writes_memory", 0),
+    "zwwritevirtualmemory": ("writes_memory", 0),
+    "ntallocatevirtualmemory": ("writes_memory", 0),
+    "zwallocatevirtualmemory": ("writes_memory", 0),
     "createremotethread": ("injects_into", 0),
     "createremotethreadex": ("injects_into", 0),
     "ntcreatethreadex": ("injects_into", 3),
+    "zwcreatethreadex": ("injects_into", 3),
     "rtlcreateuserthread": ("injects_into", 0),
     "queueuserapc": ("injects_into", None),
     "ntqueueapcthread": ("injects_into", None),
+    "zwqueueapcthread": ("injects_into", None),
     "setthreadcontext": ("injects_into", None),
     "wow64setthreadcontext": ("injects_into", None),
     "ntsetcontextthread": ("injects_into", None),
+    "zwsetcontextthread": ("injects_into", None),
+}
+# Thread-creating calls on another process -> the index of their start address argument.
+THREAD_START_ARGUMENT = {
+    "createremotethread": 3,
+    "createremotethreadex": 3,
+    "ntcreatethreadex": 4,
+    "zwcreatethreadex": 4,
+    "rtlcreateuserthread": 6,
 }
 # Calls that draw no edge of their own but tell how a process was injected into (the process is
 # the one the stage last created, opened or wrote to, as for thread-handle APIs above).
@@ -98,12 +112,15 @@ INJECTION_METHODS = {
     "createremotethread": "remote_thread",
     "createremotethreadex": "remote_thread",
     "ntcreatethreadex": "remote_thread",
+    "zwcreatethreadex": "remote_thread",
     "rtlcreateuserthread": "remote_thread",
     "queueuserapc": "apc",
     "ntqueueapcthread": "apc",
+    "zwqueueapcthread": "apc",
     "setthreadcontext": "thread_context",
     "wow64setthreadcontext": "thread_context",
     "ntsetcontextthread": "thread_context",
+    "zwsetcontextthread": "thread_context",
 }
 # The current process's pseudo-handle, as an argument renders.
 _CURRENT_PROCESS = {"0xffffffff", "0xffffffffffffffff", "-1"}
@@ -241,22 +258,28 @@ def build_graph(
 
 
 def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artifact: Any, graph: nx.DiGraph) -> None:
-    """One edge per artifact along the stage's lineage, typed by the transforms in between."""
-    previous: str | None = None
+    """One edge per artifact along the stage's lineage, typed by the transforms in between; an
+    origin of several sources (pieces read into one buffer) draws an edge from each, citing its
+    own reads."""
+    previous: dict[str, list[int]] = {}  # node -> its own reads (several: the pieces of an origin)
     transforms: list[str] = []
     evidence: list[int] = []
     actor: str | None = None
+
+    def close(target: str) -> None:
+        for node, own in previous.items():
+            if node != target:
+                cited = [*own, *evidence] if len(previous) > 1 else evidence
+                _add_lineage_edge(graph, node, target, transforms, cited, actor)
+
     for hop in hops:
         if hop.source_kind in _ARTIFACT_HOPS and hop.node:
-            kind, _, ref = hop.node.partition(":")
-            label = None
-            if kind == "image" and ref in by_id:
-                label = f"{by_id[ref].name} (image)"
-            node = artifact(kind, ref, label)
-            if previous is not None and previous != node:
-                _add_lineage_edge(graph, previous, node, transforms, evidence, actor)
-            previous, transforms, evidence = node, [], list(hop.evidence)
-            actor = hop.actor
+            sources = [(p.node, p.evidence) for p in hop.pieces if p.node] or [(hop.node, [])]
+            nodes = {_artifact_node(node, by_id, artifact): own for node, own in sources}
+            close(next(iter(nodes)))
+            previous, transforms, actor = nodes, [], hop.actor
+            # The reads of a single source; each piece's edge cites its own instead.
+            evidence = [] if len(nodes) > 1 else list(hop.evidence)
             if hop.transform not in ("source", "identity"):
                 transforms.append(hop.transform)
             continue
@@ -264,8 +287,15 @@ def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artif
             transforms.append(f"{hop.transform}: {hop.detail}" if hop.detail else hop.transform)
             actor = hop.actor or actor
         evidence.extend(hop.evidence)
-    if previous is not None:
-        _add_lineage_edge(graph, previous, stage.id, transforms, [*evidence, stage.start_seq], actor)
+    evidence.append(stage.start_seq)
+    close(stage.id)
+
+
+def _artifact_node(hop_node: str, by_id: dict[str, Stage], artifact: Any) -> str:
+    kind, _, ref = hop_node.partition(":")
+    label = f"{by_id[ref].name} (image)" if kind == "image" and ref in by_id else None
+    node: str = artifact(kind, ref, label)
+    return node
 
 
 def _add_lineage_edge(
@@ -386,8 +416,8 @@ def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[
             size = _int(event.args[2]) if len(event.args) > 2 else 0
             base = _int(event.ret)
             found.regions.append((base, base + max(size, 1), process))
-        elif etype == "injects_into" and index is not None and len(event.args) > index + 3:
-            start = _int(event.args[index + 3])
+        elif func in THREAD_START_ARGUMENT and len(event.args) > THREAD_START_ARGUMENT[func]:
+            start = _int(event.args[THREAD_START_ARGUMENT[func]])
             if start:
                 found.thread_starts[start] = process
     return found

@@ -72,6 +72,20 @@ _WHITESPACE = re.compile(rb"\s")
 
 
 @dataclass
+class Piece:
+    """One source's bytes in a buffer the guest filled from several (a file, then a registry
+    value, then a download): ``size`` bytes at ``offset`` of the joined carrier."""
+
+    kind: str
+    ref: str
+    node: str | None
+    evidence: list[int]
+    offset: int
+    size: int
+    api: str | None = None
+
+
+@dataclass
 class Carrier:
     """Bytes an API (or the loader) put into the guest, with where they came from."""
 
@@ -90,6 +104,9 @@ class Carrier:
     transform: str = "identity"
     pc: int | None = None  # for guest_code carriers: the instruction that wrote the bytes
     input_address: int | None = None  # for copies (API or guest code): where the input was read
+    # Reads of different sources joined into one buffer, in memory order (empty: one source,
+    # described by kind, ref and node).
+    pieces: list[Piece] = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +133,8 @@ class Hop:
     node: str | None = None
     offset: int | None = None
     size: int | None = None
+    # An origin of several sources: each one's piece of the bytes (the hop names the first).
+    pieces: list[Piece] = field(default_factory=list)
 
     @property
     def decodes(self) -> bool:
@@ -428,6 +447,14 @@ def copied_unchanged(carrier: Carrier, match: Match) -> bool:
 
 
 def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop]:
+    covered = _covered_pieces(carrier, match)
+    if len(covered) == 1:
+        # Bytes of one source of a buffer filled from several: that source's carrier, as if read
+        # alone (a file the replay wrote itself still goes on through the write).
+        piece = covered[0]
+        return _hops_through(
+            _piece_carrier(carrier, piece), replace(match, offset=match.offset - piece.offset), carriers, depth, guest
+        )
     last = _match_hop(carrier, match)
     if carrier.transform == "guest_code":
         # a plain copy by guest code is a copy (no decoding, so no T1140 drawn from it)
@@ -452,7 +479,7 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
             "api",
             carrier.api or carrier.ref,
             carrier.transform,
-            carrier.api or "",
+            _api_detail(carrier),
             list(carrier.evidence),
             actor=carrier.stage,
             # What the API's output accounts for of the stage (its input may be shorter: a
@@ -485,6 +512,8 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
         if carrier.kind == "process_write":
             upstream = _in_place_first(upstream, carrier, carriers, depth, guest)
         return [*(upstream or []), move, *last]
+    if covered:
+        return [_pieces_origin(carrier, match, covered), *last]
     if carrier.kind in WRITES_OF:
         written = _writer_of(carrier, carriers)
         if written is not None:
@@ -508,6 +537,52 @@ def _hops_through(carrier: Carrier, match: Match, carriers: list[Carrier], depth
     return [origin, *last]
 
 
+def _api_detail(carrier: Carrier) -> str:
+    """The API of an API hop, and what it worked on when its ref names something else (a pipe)."""
+    api = carrier.api or ""
+    if api and carrier.ref and api.rpartition(".")[2].lower() not in carrier.ref.lower():
+        return f"{api} ({carrier.ref})"
+    return api
+
+
+def _covered_pieces(carrier: Carrier, match: Match) -> list[Piece]:
+    """The pieces of a buffer filled from several sources that the match covers."""
+    end = match.offset + match.length
+    return [p for p in carrier.pieces if p.offset < end and match.offset < p.offset + p.size] or carrier.pieces[:1]
+
+
+def _piece_carrier(carrier: Carrier, piece: Piece) -> Carrier:
+    return Carrier(
+        carrier.data[piece.offset : piece.offset + piece.size],
+        piece.kind,
+        piece.ref,
+        carrier.seq,
+        carrier.stage,
+        list(piece.evidence),
+        piece.node,
+        api=piece.api,
+        address=carrier.address + piece.offset if carrier.address is not None else None,
+    )
+
+
+def _pieces_origin(carrier: Carrier, match: Match, covered: list[Piece]) -> Hop:
+    """The origin of bytes matched in a buffer filled from several sources: the first piece the
+    match covers, naming every one."""
+    first = covered[0]
+    return Hop(
+        first.kind,
+        first.ref,
+        "source",
+        first.api or "",
+        sorted({seq for p in covered for seq in p.evidence}),
+        actor=carrier.stage,
+        node=first.node,
+        offset=match.offset,
+        size=match.length,
+        pieces=list(covered),
+    )
+
+
 def _in_place_first(
     upstream: list[Hop] | None, carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool
 ) -> list[Hop] | None:
@@ -520,7 +595,7 @@ def _in_place_first(
 
 def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, guest: bool) -> list[Hop] | None:
     """A copy's input no transform explains, read from a buffer an API last filled with a file,
-    network, registry or environment read: guest code decoded the read in place (in memory no
+    network, registry or environment read (or an API copy of one): guest code decoded it in place (in memory no
     flow watch follows: the stack, a global, a small heap block) before the copy. The read's
     lineage, then that hop."""
     at, data = carrier.input_address, carrier.input or carrier.data  # a write's input is what it wrote
@@ -531,11 +606,14 @@ def _decoded_in_place(carrier: Carrier, carriers: list[Carrier], depth: int, gue
             continue
         if not read.address <= at < read.address + len(read.data):
             continue
-        # The most recent API output covering the copied bytes is what guest code worked on.
-        if read.kind not in IN_PLACE_KINDS:
+        # The most recent API output covering the copied bytes is what guest code worked on: a
+        # read, or bytes an API copied there (a pipe's other end, memcpy into a stack buffer).
+        if read.kind not in IN_PLACE_KINDS and (read.kind, read.transform) != ("api", "copy"):
             return None
         offset = at - read.address
         size = min(len(data), len(read.data) - offset)
+        if read.kind == "api" and read.data[offset : offset + size] == data[:size]:
+            return None  # an API's copy, copied on unchanged (a block moved twice): nothing decoded
         upstream = _hops_through(read, Match(offset, size, "identity"), carriers, depth + 1, guest)
         hop = Hop(
             "memory",

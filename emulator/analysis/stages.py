@@ -18,12 +18,13 @@ from typing import cast
 from emulator.analysis.lineage import (
     Carrier,
     Hop,
+    Piece,
     guest_code_detail,
     matched_length,
     section_table,
     trace,
 )
-from emulator.eventlog import of_type, stage_bounds
+from emulator.eventlog import api_calls_where, of_type, stage_bounds
 from emulator.events import (
     ApiCall,
     DataBuffer,
@@ -64,7 +65,19 @@ _API_TRANSFORMS = {
 }
 # Reads whose pieces, read one after the other into one buffer, are joined into one carrier.
 _PIECEWISE_READS = ("file", "network", "registry")
+# Reads of different sources joined so (a file, then a registry value, then a download): one
+# carrier whose pieces name each source.
+_JOINED_SOURCES = (*_PIECEWISE_READS, "environment")
 MAX_PIECE_EVIDENCE = 16
+# APIs that queue an APC -> the index of the routine it runs (its start address).
+APC_APIS = {
+    "queueuserapc": 0,
+    "queueuserapc2": 0,
+    "ntqueueapcthread": 1,
+    "zwqueueapcthread": 1,
+    "ntqueueapcthreadex": 2,
+    "zwqueueapcthreadex": 2,
+}
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
 ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
 
@@ -113,6 +126,7 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
     buffers: list[DataBuffer] = []
     memory: list[MemoryAlloc | MemoryProtect] = []
     by_id: dict[str, Stage] = {}
+    apcs = _apc_routines(events)
     kinds = (DataBuffer, NetworkExchange, RegistryAccess, FileAccess, MemoryAlloc, MemoryProtect, StageStart)
     for index, event in of_type(events, *kinds):  # API calls are not built (emulator/eventlog.py)
         if isinstance(event, DataBuffer):
@@ -138,9 +152,19 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     carriers.append(carrier)
         elif isinstance(event, NetworkExchange) and event.response.sha256 in blobs:
             ref = event.url or event.host
+            # A DNS answer (TXT strings) is the host's: drawn as its node.
+            node = f"host:{event.host}" if event.kind == "dns" else _url(event)
+            api = event.method if event.kind == "dns" else None  # the query's API (an HTTP method is not)
             carriers.append(
                 Carrier(
-                    blobs[event.response.sha256 or ""], "network", ref, event.seq, event.stage, [event.seq], _url(event)
+                    blobs[event.response.sha256 or ""],
+                    "network",
+                    ref,
+                    event.seq,
+                    event.stage,
+                    [event.seq],
+                    node,
+                    api=api,
                 )
             )
         elif isinstance(event, RegistryAccess) and event.op == "read" and event.value:
@@ -195,7 +219,7 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 base=event.base,
                 entry=event.entry,
                 parent=event.parent,
-                via=event.via,
+                via=_apc_start(event, apcs) or event.via,
                 start_seq=event.seq,
                 first_seq=event.seq,
                 last_seq=event.seq,
@@ -238,6 +262,34 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
     return stages
 
 
+def _apc_routines(events: Sequence[Event]) -> dict[int, list[int]]:
+    """routine address -> seqs of the calls that queued an APC to run it (QueueUserAPC,
+    NtQueueApcThread, ...), in order."""
+    found: dict[int, list[int]] = {}
+    for call in api_calls_where(events, lambda api: api.rpartition(".")[2].lower() in APC_APIS):
+        name = call.api.rpartition(".")[2].lower()
+        index = APC_APIS[name]
+        # QueueUserAPC returns non-zero on success, the native calls STATUS_SUCCESS (0).
+        failed = call.ret not in (None, "0x0") if name.startswith(("nt", "zw")) else call.ret in (None, "0x0")
+        if len(call.args) <= index or failed:
+            continue
+        try:
+            routine = int(call.args[index].split(" ", 1)[0], 0)
+        except ValueError:
+            continue
+        if routine:
+            found.setdefault(routine, []).append(call.seq)
+    return found
+
+
+def _apc_start(event: StageStart, apcs: dict[int, list[int]]) -> str | None:
+    """``apc`` for a stage whose start no thread or call explains and whose entry is the routine of
+    an APC queued before it: the engine ran the APC as a thread it did not record."""
+    if event.via != "unknown" or event.parent is None:
+        return None
+    return "apc" if any(seq < event.seq for seq in apcs.get(event.entry, ())) else None
+
+
 def _calls_near(events: Sequence[Event], index: int, stage: str, before_first: bool) -> Iterator[ApiCall]:
     """The stage's API calls within ``_API_CALL_WINDOW`` events of ``events[index]``, the nearest
     first, those before it first or those after it first. An event an API call caused is
@@ -255,8 +307,14 @@ def _api_call_of(events: Sequence[Event], index: int, buffer: DataBuffer) -> lis
     name = (buffer.api or "").rpartition(".")[2].lower()
     if not name:
         return []
-    calls = _calls_near(events, index, buffer.stage, before_first=False)
-    return next(([c.seq] for c in calls if c.api.lower().endswith("." + name)), [])
+    calls = [
+        c for c in _calls_near(events, index, buffer.stage, before_first=False) if c.api.lower().endswith("." + name)
+    ]
+    # Of two calls of one API near the buffer (a read, then the next read), the one that was given
+    # the buffer's address.
+    address = hex(buffer.address) if buffer.address else None
+    found = next((c for c in calls if address in c.args), None) or next(iter(calls), None)
+    return [found.seq] if found is not None else []
 
 
 def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
@@ -264,27 +322,52 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
     output (a payload turned back into bytes one UUID or address string per call: one buffer,
     traced upstream through the inputs joined as the NUL-terminated strings they were), or the
     next piece of one file or response, or the next value of one registry key, read into one
-    buffer chunk by chunk (a payload split across values: the ref names each value)."""
+    buffer chunk by chunk (a payload split across values: the ref names each value), or a read of
+    another source read right after (a file, then a registry value, then a download: the carrier's
+    pieces name each)."""
     if previous is None or previous.address is None or carrier.address != previous.address + len(previous.data):
         return False
     if (
-        carrier.kind in _PIECEWISE_READS
+        carrier.kind in _JOINED_SOURCES
+        and previous.kind in _JOINED_SOURCES
         and carrier.node is not None
-        and (previous.kind, previous.node, previous.stage, previous.transform)
-        == (carrier.kind, carrier.node, carrier.stage, carrier.transform)
+        and previous.node is not None
+        and previous.stage == carrier.stage
+        and previous.transform == carrier.transform
     ):
-        name = carrier.ref.rpartition("\\")[2]
-        if carrier.kind == "registry" and carrier.ref != previous.ref and not previous.ref.endswith(" + " + name):
-            # Another value of the key: "KEY\\Part1 + Part2".
-            previous.ref += " + " + name
+        pieces = previous.pieces or [
+            Piece(previous.kind, previous.ref, previous.node, previous.evidence, 0, len(previous.data), previous.api)
+        ]
+        last = pieces[-1]
+        if (last.kind, last.node) == (carrier.kind, carrier.node) and carrier.kind in _PIECEWISE_READS:
+            name = carrier.ref.rpartition("\\")[2]
+            if carrier.kind == "registry" and carrier.ref != last.ref and not last.ref.endswith(" + " + name):
+                # Another value of the key: "KEY\\Part1 + Part2".
+                last.ref += " + " + name
+            last.size += len(carrier.data)
+            last.evidence = _bounded_evidence(last.evidence, carrier.evidence)
+        else:
+            pieces.append(
+                Piece(
+                    carrier.kind,
+                    carrier.ref,
+                    carrier.node,
+                    list(carrier.evidence),
+                    len(previous.data),
+                    len(carrier.data),
+                    carrier.api,
+                )
+            )
         # Joined in place (a download may come in thousands of pieces); bytearray does all that
         # the searches ask of bytes.
         joined = previous.data if isinstance(previous.data, bytearray) else bytearray(previous.data)
         joined += carrier.data
         previous.data = cast(bytes, joined)
-        # The first reads and the latest: every piece's would swamp the evidence.
-        seqs = sorted({*previous.evidence, *carrier.evidence})
-        previous.evidence = seqs if len(seqs) <= MAX_PIECE_EVIDENCE else seqs[:8] + seqs[-8:]
+        if len(pieces) == 1:
+            previous.ref, previous.evidence = last.ref, last.evidence
+        else:
+            previous.pieces = pieces
+            previous.evidence = [seq for piece in pieces for seq in piece.evidence]
         return True
     if carrier.transform != "decode" or previous.transform != "decode" or previous.api != carrier.api:
         return False
@@ -294,6 +377,12 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
         # The strings as a C array of them lies in a program's data: each ends with a NUL.
         previous.input += b"\0" + carrier.input
     return True
+
+
+def _bounded_evidence(first: list[int], more: list[int]) -> list[int]:
+    """The first reads and the latest: every piece's would swamp the evidence."""
+    seqs = sorted({*first, *more})
+    return seqs if len(seqs) <= MAX_PIECE_EVIDENCE else seqs[:8] + seqs[-8:]
 
 
 def _writing_api(events: Sequence[Event], index: int, write: FileAccess | RegistryAccess) -> str:
@@ -357,7 +446,7 @@ def _find_lineage(
         if further is not None and (further[0].transform == "source" or len(further) > len(hops)):
             hops, bounded = further, further_bounded
     if hops is None:
-        hops = _in_place(event, buffers, memory, actor)
+        hops = _in_place(event, buffers, memory, actor, carriers)
         if hops is not None:
             kind, ref = hops[0].source_kind, hops[0].source_ref
             evidence = sorted({*hops[0].evidence, event.seq})
@@ -395,8 +484,11 @@ def _in_place(
     buffers: list[DataBuffer],
     memory: list[MemoryAlloc | MemoryProtect],
     actor: str | None,
+    carriers: list[Carrier],
 ) -> list[Hop] | None:
-    """A buffer read from a file or the network, transformed in place by guest code, then run."""
+    """A buffer read from a file or the network, transformed in place by guest code, then run.
+    Read from several sources one after the other (a joined carrier): the pieces from the
+    stage's entry on."""
     writer = next(
         (
             b
@@ -417,8 +509,16 @@ def _in_place(
                 decoder = writer.stage
                 evidence = sorted({*evidence, writer.seq})
             pc = writer.pc if writer is not None and writer.seq > buffer.seq else None
+            origin = Hop(kind, buffer.ref, "source", buffer.api or "", [buffer.seq], actor=buffer.stage, node=node)
+            joined = next((c for c in carriers if any(buffer.seq in p.evidence for p in c.pieces)), None)
+            if joined is not None and joined.address is not None:
+                start = event.entry - joined.address
+                covered = [p for p in joined.pieces if p.offset + p.size > start]
+                if len(covered) > 1:
+                    origin.pieces = covered
+                    origin.evidence = sorted({seq for p in covered for seq in p.evidence})
             return [
-                Hop(kind, buffer.ref, "source", buffer.api or "", [buffer.seq], actor=buffer.stage, node=node),
+                origin,
                 Hop(
                     "memory",
                     "",

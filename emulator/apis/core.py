@@ -30,6 +30,21 @@ class GuestObject:
     peb: int = 0
 
 
+@dataclass(frozen=True)
+class MemoryRegion:
+    """One region of the guest's address space as ``VirtualQuery`` describes it (a
+    MEMORY_BASIC_INFORMATION): pages from ``base`` on sharing one allocation, state, protection
+    and type. Values are Windows' (``MEM_*``, ``PAGE_*``: emulator/apis/memory.py)."""
+
+    base: int
+    allocation_base: int
+    allocation_protect: int
+    size: int
+    state: int
+    protect: int
+    type: int
+
+
 class GuestMemory(Protocol):
     ptr_size: int
 
@@ -46,6 +61,8 @@ class GuestMemory(Protocol):
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None: ...
 
     def object_of(self, handle: int) -> GuestObject | None: ...
+
+    def query_memory(self, address: int) -> MemoryRegion | None: ...
 
     def start_thread(
         self, function: int, param: int, suspended: bool = False, process: int | None = None
@@ -140,6 +157,11 @@ class GuestApi:
     def object_of(self, handle: int) -> GuestObject | None:
         """What ``handle`` names (pseudo handles included), or None for a handle that names nothing."""
         return self.memory.object_of(handle)
+
+    def query_memory(self, address: int) -> MemoryRegion | None:
+        """The region of the guest's address space from ``address``'s page on (free regions
+        included), or None for an address past the end of user space."""
+        return self.memory.query_memory(address)
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create or replace ``path`` in the guest's file system, recorded as the guest writing it."""

@@ -27,6 +27,9 @@ WSAENOTCONN = 10057
 WSAENOTSOCK = 10038
 DNS_ERROR_RCODE_NAME_ERROR = 9003
 DNS_TYPE_A = 1
+DNS_TYPE_TEXT = 0x10
+# DNS_RECORD: pNext, pName, then wType, wDataLength, Flags, dwTtl, dwReserved before Data.
+DNS_RECORD_FIXED = 16
 # The start of an HTTP request line: a client that sent this is waiting for an HTTP answer.
 HTTP_REQUEST_START = re.compile(rb"^[A-Z]{3,10} ")
 
@@ -225,6 +228,8 @@ def freeaddrinfo(api: GuestApi, argv: list[int]) -> int:
 def dns_query(api: GuestApi, argv: list[int]) -> int:
     name_ptr, record_type, _options, _extra, results, _reserved = argv
     name = api.read_string(name_ptr, is_wide(api), max_chars=255)
+    if (record_type & 0xFFFF) == DNS_TYPE_TEXT:
+        return _dns_txt(api, name, results)
     address = _services(api).network.resolve(name, api=api.qualified_name)
     if address is None or (record_type & 0xFFFF) != DNS_TYPE_A:
         api.write_ptr(results, 0)
@@ -237,6 +242,37 @@ def dns_query(api: GuestApi, argv: list[int]) -> int:
     api.write_ptr(block + p, name_at)
     fixed = DNS_TYPE_A.to_bytes(2, "little") + (4).to_bytes(2, "little") + bytes(4) + (300).to_bytes(4, "little")
     api.write(block + 2 * p, fixed + bytes(4) + ipaddress.IPv4Address(address).packed)
+    api.write_ptr(results, block)
+    return 0
+
+
+def _dns_txt(api: GuestApi, name: str, results: int) -> int:
+    """A TXT record of the responder serving ``name``: one DNS_RECORD whose DNS_TXT_DATA
+    (dwStringCount, then the string pointers) points at each string (wide for DnsQuery_W)."""
+    strings = _services(api).network.resolve_txt(name, api=api.qualified_name)
+    if not strings:
+        api.write_ptr(results, 0)
+        return DNS_ERROR_RCODE_NAME_ERROR
+    wide = is_wide(api)
+    texts = [s.decode("utf-8", "replace") if wide else s.decode("latin-1") for s in strings]
+    p = api.ptr_size
+    data_at = 2 * p + DNS_RECORD_FIXED
+    data_length = p + p * len(texts)  # dwStringCount (padded to a pointer), the pointers
+    name_size = (len(name) + 1) * (2 if wide else 1)
+    string_sizes = [(len(t) + 1) * (2 if wide else 1) for t in texts]
+    block = api.alloc(data_at + data_length + name_size + sum(string_sizes), "api.DnsRecord")
+    name_at = block + data_at + data_length
+    api.write_string(name_at, name, wide)
+    api.write_ptr(block, 0)
+    api.write_ptr(block + p, name_at)
+    fixed = DNS_TYPE_TEXT.to_bytes(2, "little") + min(data_length, 0xFFFF).to_bytes(2, "little")
+    api.write(block + 2 * p, fixed + bytes(4) + (300).to_bytes(4, "little") + bytes(4))
+    api.write_u32(block + data_at, len(texts))
+    at = name_at + name_size
+    for index, (text, size) in enumerate(zip(texts, string_sizes, strict=True)):
+        api.write_string(at, text, wide)
+        api.write_ptr(block + data_at + p + p * index, at)
+        at += size
     api.write_ptr(results, block)
     return 0
 

@@ -11,6 +11,7 @@ from emulator.check import BASELINE_FILE
 from emulator.cli.ci import _fail_on, _print_result_lines, _scenario_expect, _write_junit
 from emulator.cli.common import (
     DEFAULT_REPORTS_DIR,
+    E_BAD_INPUT,
     E_FAILED,
     E_OK,
     E_SIGNAL_BASE,
@@ -44,7 +45,8 @@ def _add_batch_parser(sub: Any) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from emulator.batch import BatchError, BatchTarget, run_batch, summary_table
+    from emulator.batch import BatchError, BatchTarget, refused_result, run_batch, summary_table
+    from emulator.check import TargetResult
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j: expected a positive number of workers")
@@ -53,8 +55,16 @@ def _batch(args: argparse.Namespace) -> int:
     fail_on = _fail_on(args)
     targets = []
     seen: set[str] = set()
+    refused: list[TargetResult] = []
     for path in expand_targets(args.targets):
-        plan = _plan_for_target(path, allow_unverified=args.allow_unverified)
+        try:
+            plan = _plan_for_target(path, allow_unverified=args.allow_unverified)
+        except UsageError as err:
+            # One target that cannot be replayed (not a PE, another architecture, a broken
+            # scenario) is its own failed row, not the end of the others: the batch says so and
+            # exits 2 once they have run.
+            refused.append(refused_result(str(path), path.stem if path.is_file() else path.name, str(err)))
+            continue
         if plan.name in seen:
             raise UsageError(f"{path}: a second target named {plan.name!r}; their output folders would collide")
         seen.add(plan.name)
@@ -76,7 +86,7 @@ def _batch(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else DEFAULT_REPORTS_DIR
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    progress = None if args.quiet else _progress_printer(len(targets))
+    progress = None if args.quiet else _progress_printer(len(targets) + len(refused))
     try:
         summary = run_batch(
             targets,
@@ -88,6 +98,7 @@ def _batch(args: argparse.Namespace) -> int:
             on_result=progress.update if progress else None,
             on_started=progress.start if progress else None,
             fork_server_here=True,  # this process is the command line's own (emulator/batch_forkserver.py)
+            refused=refused,
         )
     except BatchError as err:
         raise UsageError(str(err)) from err
@@ -103,6 +114,8 @@ def _batch(args: argparse.Namespace) -> int:
         _write_junit(summary.results, Path(args.junit), command="batch")
     if summary.signal is not None:
         return E_SIGNAL_BASE + summary.signal
+    if refused:
+        return E_BAD_INPUT
     return E_FAILED if any(r.failed for r in summary.results) else E_OK
 
 

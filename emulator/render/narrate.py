@@ -37,6 +37,20 @@ NET_VERBS = {
     "exfiltrates_to": "sends stolen data to",
     "delivers": "receives code from",
 }
+# What a stage does to another process (a graph edge from the stage to a process node).
+PROCESS_VERBS = {
+    "creates_process": "It starts the process {process}.",
+    "opens_process": "It opens the process {process}.",
+    "writes_memory": "It writes into the memory of {process}.",
+    "injects_into": "It injects code into {process}{how}.",
+}
+# How an injects_into edge says the code was started there.
+INJECTION_TEXT = {
+    "remote_thread": "a new thread there",
+    "apc": "an APC queued to its thread",
+    "thread_context": "its thread's context, set to the code, then resumed",
+    "hollowing": "hollowing: its image unmapped, its thread's context set to the code",
+}
 MAX_ITEMS = 8  # per list inside one step
 BODY_PREVIEW = 160  # characters of a body shown in a sentence
 MAX_STEPS_PER_STAGE = 12
@@ -155,6 +169,12 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
                 f"It {verb} {plural(b.size, 'byte')} with {clean(b.api or b.ref, 80)} "
                 f"(result sha256 {b.sha256[:16]}...).{_ev([b.seq])}",
             )
+    for e in edges:
+        if e.type in PROCESS_VERBS and e.target.startswith("process:") and e.evidence:
+            methods = [INJECTION_TEXT.get(str(m), str(m).replace("_", " ")) for m in e.attrs.get("methods") or []]
+            how = f" (by {', '.join(methods)})" if methods else ""
+            text = PROCESS_VERBS[e.type].format(process=clean(e.target.partition(":")[2], 200), how=how)
+            add(e.source, min(e.evidence), f"{text}{_ev(list(e.evidence))}")
     for call in calls_to(report, SLEEP_APIS):
         if call.args:
             try:
@@ -212,6 +232,8 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
         ]
         if stage.parent:
             intro.append(f"Its parent stage {stage.parent} handed control to it by {stage.via}.")
+        if stage.process:
+            intro.append(f"It runs inside another process: {clean(stage.process, 200)}.")
         steps.append(Step(f"Stage {stage.id}: {names[stage.id]}", intro, stage.id))
         actions = sorted(by_stage[stage.id], key=lambda a: a[0])
         shown = actions[:MAX_STEPS_PER_STAGE]

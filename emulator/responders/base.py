@@ -112,6 +112,11 @@ class Responder:
     def respond(self, request: HttpRequest) -> HttpResponse:
         raise NotImplementedError
 
+    def txt(self, host: str) -> list[bytes] | None:
+        """The strings of ``host``'s DNS TXT record (``DnsQuery`` with ``DNS_TYPE_TEXT``); None:
+        no TXT record (the query fails as for a name that does not exist)."""
+        return None
+
     def stream(self, host: str, port: int, sent: bytes, turn: int) -> bytes | None:
         """Bytes for a TCP client that speaks no HTTP (a stager reading its next stage).
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from emulator.containment import ContainmentViolation, refused_by_kernel
 from emulator.events import NetRequest, NetResponse, NetworkExchange
-from emulator.limits import MAX_RESPONSE_BODY
+from emulator.limits import MAX_RESPONSE_BODY, MAX_TXT_BYTES, MAX_TXT_STRINGS
 from emulator.recorder import Recorder
 from emulator.responders.base import HttpRequest, HttpResponse, Responder
 from emulator.responders.c2 import C2Responder
@@ -111,6 +111,50 @@ class NetworkRouter:
                 blocked=responder is None,
             )
         return address
+
+    def resolve_txt(self, host: str, *, api: str = "dns") -> list[bytes] | None:
+        """The strings of ``host``'s TXT record, or None (no such record: NXDOMAIN). Recorded as a
+        DNS exchange whose response body is the strings one after the other. A user responder that
+        raises or answers something else than a list of bytes answers no record (the error is
+        recorded)."""
+        host = host.lower().rstrip(".")
+        responder = self.responder_for_host(host)
+        strings: list[bytes] | None = None
+        error: str | None = None
+        self._count()
+        if responder is not None:
+            try:
+                answer = responder.txt(host)
+                if answer is not None:
+                    if not isinstance(answer, list) or not all(isinstance(x, bytes | bytearray) for x in answer):
+                        raise TypeError(f"txt() returned {_short(answer)}, not a list of bytes")
+                    strings = [bytes(x[:MAX_TXT_BYTES]) for x in answer[:MAX_TXT_STRINGS]]
+            except ContainmentViolation:
+                raise
+            except OSError as err:
+                if refused_by_kernel(err):
+                    raise ContainmentViolation(
+                        safe_text(f"containment: kernel refused {type(err).__name__}: {err}")
+                    ) from err
+                error = safe_text(f"{type(err).__name__}: {err}")
+            except Exception as err:  # a user responder's bug must not end the replay
+                error = safe_text(f"{type(err).__name__}: {err}")
+        body = b"".join(strings or [])
+        self.recorder.emit(
+            NetworkExchange,
+            kind="dns",
+            host=host,
+            method=api,
+            response=NetResponse(
+                headers={"TXT": f"{len(strings)} strings"} if strings is not None else {},
+                size=len(body),
+                sha256=self.recorder.put_blob(body) if body else None,
+            ),
+            responder=responder.name if responder else DEFAULT_RESPONDER_NAME,
+            blocked=responder is None,
+            error=error,
+        )
+        return strings
 
     def host_of_address(self, address: str) -> str:
         return self._hosts_by_address.get(address, address)

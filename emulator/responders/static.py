@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from emulator.limits import MAX_TXT_BYTES, MAX_TXT_STRINGS
 from emulator.responders.base import HttpRequest, HttpResponse, Responder, glob_matches, host_matches
 from emulator.scenario_paths import scenario_data_path
 
@@ -61,6 +62,20 @@ class StaticOptions(BaseModel):
     methods: list[str] = Field(default_factory=lambda: ["*"])
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     stream: StreamSpec | None = Field(default=None, description="Raw TCP answer for clients that speak no HTTP.")
+    txt: list[str] | None = Field(
+        default=None,
+        description="The strings of the hosts' DNS TXT record (each up to 255 bytes of UTF-8, as DNS carries "
+        "them); no TXT record when absent.",
+    )
+
+    @model_validator(mode="after")
+    def _txt_strings(self) -> StaticOptions:
+        if len(self.txt or []) > MAX_TXT_STRINGS:
+            raise ValueError(f"txt: {len(self.txt or [])} strings, at most {MAX_TXT_STRINGS}")
+        for index, text in enumerate(self.txt or []):
+            if len(text.encode("utf-8")) > MAX_TXT_BYTES:
+                raise ValueError(f"txt[{index}]: {len(text.encode('utf-8'))} bytes, a TXT string holds {MAX_TXT_BYTES}")
+        return self
 
 
 class StaticResponder(Responder):
@@ -90,6 +105,11 @@ class StaticResponder(Responder):
 
     def respond(self, request: HttpRequest) -> HttpResponse:
         return self.response
+
+    def txt(self, host: str) -> list[bytes] | None:
+        if self.config.txt is None:
+            return None
+        return [text.encode("utf-8") for text in self.config.txt]
 
     def stream(self, host: str, port: int, sent: bytes, turn: int) -> bytes | None:
         spec = self.config.stream

@@ -10,6 +10,7 @@ tool.py uuids NAME IN OUT            C header: the bytes as UUID strings (16 byt
 tool.py ipv4s NAME IN OUT            a C header: the bytes as dotted IPv4 strings (4 per string)
 tool.py lenprefix IN OUT             the bytes after their length (4 bytes, little-endian), as a TCP stager reads them
 tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
+tool.py aes   KEYHEX IVHEX IN OUT    AES-CBC (the key's length: 128, 192 or 256 bits), PKCS#7 padding, as CryptDecrypt(Final) undoes it
 tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
 tool.py pack  OUT IN...              each input's length (u32, little-endian), then the inputs
 """
@@ -125,6 +126,15 @@ def main(argv: list[str]) -> int:
     elif cmd == "rc4":
         key = hashlib.md5(args[0].encode()).digest()[:16]
         Path(args[2]).write_bytes(rc4(key, Path(args[1]).read_bytes()))
+    elif cmd == "aes":  # AES-CBC with PKCS#7 padding, as CryptDecrypt(Final) undoes it
+        from cryptography.hazmat.primitives import padding
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        key, iv = bytes.fromhex(args[0]), bytes.fromhex(args[1])
+        padder = padding.PKCS7(128).padder()
+        plain = padder.update(Path(args[2]).read_bytes()) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        Path(args[3]).write_bytes(encryptor.update(plain) + encryptor.finalize())
     elif cmd == "cheader":
         data = Path(args[1]).read_bytes()
         rows = [", ".join(f"0x{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16)]

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from emulator.apis import GuestApi, cryptoapi
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
@@ -16,10 +17,12 @@ from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps
+from emulator.backends.speakeasy.syscalls import SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
+from emulator.backends.speakeasy.vmspace import AddressSpace
 from emulator.events import Note
 from emulator.outcome import Status
-from emulator.plan import ReplayPlan
+from emulator.plan import SANDBOX_MARKER_NAME, ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
@@ -45,6 +48,7 @@ class SpeakeasyBackend:
         self._signature_emulated: set[str] = set()
         # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
         self._api_faults: dict[int, tuple[int, str]] = {}
+        self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -138,10 +142,16 @@ class SpeakeasyBackend:
         self._observe_events(flow)
         watch.flow = flow
         watch.install()
+        memory.space = space = AddressSpace(emu, target.arch == "x64", watch.armed)
+        space.install(target.se)
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view
+        taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
+            GuestApi(memory, self.services, name, module="advapi32"), argv
+        )
+        taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         crtio.install(target.se, emu, memory, self.services.clock.now_unix)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
@@ -149,7 +159,11 @@ class SpeakeasyBackend:
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
-        ExceptionDispatcher(emu, x64=target.arch == "x64").install(target.se)
+        dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
+        dispatcher.install(target.se)
+        system_calls = SystemCalls(emu, x64=target.arch == "x64", on_direct=self._on_direct_system_call)
+        if system_calls.install():
+            dispatcher.on_system_call_interrupt = system_calls.on_interrupt
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
         if self.plan.mode == "fast":
             self._runner = NativeRunner(emu, self.plan.limits.max_instructions)
@@ -159,6 +173,21 @@ class SpeakeasyBackend:
             self._runner.memory_hooked = lambda: flow.hooks_armed() or machine.write_hooked()
             self._runner.slow_watch = (flow.hooks_armed, flow.let_go_for_now, SLOW_PATH_BYTES)
             FastEngineLoop(emu).install()
+
+    def _on_direct_system_call(self, pc: int, number: int, name: str) -> None:
+        """A system call the guest made from its own code: noted once per call site and number
+        (the API call it stands for is recorded as any other)."""
+        if (pc, number) in self._direct_system_calls:
+            return
+        self._direct_system_calls.add((pc, number))
+        recorder = self.recorder
+        recorder.emit(
+            Note,
+            stage=recorder.stage_at(pc) or recorder.current_stage,
+            what="direct_system_call",
+            detail=f"{name} (system service number {number:#x}) entered from the guest's own code at pc {pc:#x}",
+            pc=pc,
+        )
 
     def _observe_events(self, flow: FlowWatch) -> None:
         """The flow watch learns its sources from the recorded events (buffers, stages)."""

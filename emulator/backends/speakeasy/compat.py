@@ -236,16 +236,6 @@ def unicorn_of(emu: Any) -> Any:
 # ---- memory --------------------------------------------------------------------------------
 
 
-def engine_region(emu: Any, address: int) -> tuple[int, int, int] | None:
-    """(first address, size, Unicorn permissions) of the engine region holding ``address``:
-    a module's pages split by the protection each section got, where Speakeasy's own memory
-    map has one entry (and one protection) for the whole image."""
-    for begin, end, perms in unicorn_of(emu).mem_regions():
-        if begin <= address <= end:
-            return int(begin), int(end) - int(begin) + 1, int(perms)
-    return None
-
-
 MemMap = Callable[..., int]
 
 
@@ -621,6 +611,36 @@ def start_guest_thread(
 SEC_IMAGE = 0x0100_0000
 
 
+def is_pipe(emu: Any, handle: int) -> bool:
+    """Whether ``handle`` is one of Speakeasy's pipes (an anonymous pipe's ends are one handle)."""
+    try:
+        return emu.get_file_manager().get_pipe_from_handle(handle) is not None
+    except Exception:
+        return False
+
+
+def open_named_mapping(emu: Any, name: str) -> int:
+    """A new handle to the section ``name`` names (made by CreateFileMapping with that name), 0
+    for none. Speakeasy has no OpenFileMapping: its declared signature answered a handle naming
+    nothing, so mapping a view of it failed. Names compare without case; ``Local\\`` is the
+    session's namespace a bare name is in."""
+
+    def key(text: str) -> str:
+        text = text.lower()
+        return text[len("local\\") :] if text.startswith("local\\") else text
+
+    try:
+        fileman = emu.get_file_manager()
+        found = next((m for m in list(fileman.file_maps.values()) if m.name and key(m.name) == key(name)), None)
+        if found is None:
+            return 0
+        handle = int(found.get_handle())
+        fileman.file_maps[handle] = found
+        return handle
+    except Exception:
+        return 0
+
+
 def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     """(path, is an image section) of the file behind a file mapping handle, None for a
     mapping of the paging file or an unknown handle."""
@@ -771,6 +791,31 @@ def add_cpuid_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
     from unicorn import x86_const
 
     return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_CPUID))
+
+
+def add_syscall_hook(unicorn: Any, callback: Callable[[Any, Any], None]) -> int:
+    """``callback(uc, user)`` on every x64 ``syscall`` instruction (Unicorn continues after it,
+    or where the callback moved the program counter)."""
+    from unicorn import x86_const
+
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_SYSCALL))
+
+
+def ntdll_function_exports(emu: Any) -> list[tuple[str, int, int]]:
+    """(name, address, API trap) of each named function export of the guest's ntdll that has a
+    trap (Speakeasy's synthetic image); empty when ntdll is not such an image."""
+    registry = emu.api_registry
+    for module in emu.modules:
+        if ntpath.basename(str(getattr(module, "emu_path", "") or "")).lower() != "ntdll.dll":
+            continue
+        found = []
+        for export in module.get_exports():
+            entry = registry.entries.get(export.address) if export.address else None
+            trap = getattr(entry, "trap", None)
+            if export.name and trap and getattr(export, "kind", "function") == "function" and not export.forwarder:
+                found.append((str(export.name), int(export.address), int(trap)))
+        return found
+    return []
 
 
 def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, int, Any], None]) -> int:

@@ -106,6 +106,18 @@ def set_fields(block: Any, fields: dict[str, int]) -> None:
     block.write_back()
 
 
+def set_stack_limit(emu: Any, thread: Any) -> None:
+    """TEB.NtTib.StackLimit: the lowest committed address of the thread's stack, as on Windows
+    (Speakeasy writes the stack's commit size there, an address below the stack: a check that
+    the stack pointer lies between StackLimit and StackBase, or a VirtualQuery of StackLimit,
+    told). Speakeasy commits its whole stack map, so that is the map's base."""
+    tib = thread.teb.object.NtTib
+    top = int(tib.StackBase or 0)
+    mm = emu.get_address_map(top - 1) if top else None
+    if mm is not None and not int(mm.base) <= int(tib.StackLimit) < top:
+        tib.StackLimit = int(mm.base)
+
+
 def set_client_id(thread: Any, pid: int, x64: bool) -> None:
     """TEB.ClientId: Speakeasy's CLIENT_ID holds two 32-bit ids; on x64 the thread id is at
     +0x48 (``pad0`` in its layout), as Windows' two pointer-sized ids."""

@@ -130,10 +130,6 @@ def unhandled_filter(emu: Any) -> int:
     return int(emu.unhandled_exception_filter or 0)
 
 
-def is_mapped(emu: Any, address: int) -> bool:
-    return emu.get_address_map(address) is not None
-
-
 def protect_like_virtual_protect(emu: Any, address: int, size: int, protect: int) -> None:
     start = address & ~0xFFF
     end = (address + size + 0xFFF) & ~0xFFF

@@ -37,13 +37,14 @@ Speakeasy does.
 Also: a read or a write the page protection forbids (``PAGE_NOACCESS``, ``PAGE_READONLY``, a
 reserved page) is an access violation the handlers see (Speakeasy ended the run); breakpoints,
 single steps and divisions by zero reach vectored and x64 handlers; an undefined opcode
-(``ud2``) raises ``STATUS_ILLEGAL_INSTRUCTION``; ``RaiseException`` raises; and
-``VirtualAlloc(MEM_COMMIT)`` over reserved pages applies the protection asked for.
+(``ud2``) raises ``STATUS_ILLEGAL_INSTRUCTION``; and ``RaiseException`` raises.
+``VirtualAlloc(MEM_COMMIT)`` over reserved pages applies the protection asked for (vmspace.py).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ STATUS_BREAKPOINT = 0x80000003
 STATUS_SINGLE_STEP = 0x80000004
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
+SYSTEM_CALL_INTERRUPT = 0x2E
 INTERRUPT_CODES = {
     0: STATUS_INTEGER_DIVIDE_BY_ZERO,
     1: STATUS_SINGLE_STEP,
@@ -64,7 +66,6 @@ INTERRUPT_CODES = {
     0x2D: STATUS_BREAKPOINT,
 }
 TRAP_FLAG = 0x100
-MEM_COMMIT = 0x1000
 EXCEPTION_CONTINUE_EXECUTION = 0xFFFFFFFF  # a vectored handler's LONG -1
 EXCEPTION_CONTINUE_SEARCH = 0
 EXCEPTION_NONCONTINUABLE = 1
@@ -133,6 +134,9 @@ class ExceptionDispatcher:
         self.pending_pc: int | None = None
         self.pending_parameters: list[int] = []
         self.original: dict[str, Any] = {}
+        # ``int 2Eh``, the older way into the kernel: the system call it makes (syscalls.py), or
+        # False (then the interrupt is what it was: a fault the guest may handle)
+        self.on_system_call_interrupt: Callable[[], bool] | None = None
 
     def install(self, se: Any) -> None:
         self.original = compat_guest.replace_exception_methods(
@@ -147,18 +151,6 @@ class ExceptionDispatcher:
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
         compat_guest.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
         compat_guest.intercept_read_protection(self.emu, self._protection_read)
-        se.add_api_hook(self._commit_reserved, "kernel32", "VirtualAlloc")
-
-    def _commit_reserved(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
-        """VirtualAlloc(MEM_COMMIT) over pages already reserved gives them the protection asked
-        for, as on Windows (Speakeasy returns the address and leaves the pages as they were), so
-        a handler that commits the page a write faulted on and retries sees the write succeed."""
-        address, size, kind, protect = (list(argv) + [0, 0, 0, 0])[:4]
-        reserved = bool(address) and compat_guest.is_mapped(emu, address)
-        rv = orig(argv)
-        if reserved and rv and size and kind & MEM_COMMIT and rv == address & ~0xFFF:
-            compat_guest.protect_like_virtual_protect(emu, address, size, protect)
-        return rv
 
     # -- entry points (Speakeasy calls these) --------------------------------------------------
 
@@ -235,6 +227,9 @@ class ExceptionDispatcher:
             self._unhandled(state)
 
     def interrupt(self, emu: Any, intnum: int) -> Any:
+        system_call = self.on_system_call_interrupt
+        if intnum == SYSTEM_CALL_INTERRUPT and system_call is not None and system_call():
+            return True
         code = INTERRUPT_CODES.get(intnum)
         pc = int(self.emu.get_pc())
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":

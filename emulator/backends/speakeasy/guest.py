@@ -389,6 +389,7 @@ class ProcessBlocks:
     def _fill_teb(self, thread: Any) -> None:
         process = getattr(thread, "process", None) or self.emu.get_current_process()
         thread.teb.object.LastErrorValue = thread.last_error & 0xFFFFFFFF
+        compat_blocks.set_stack_limit(self.emu, thread)
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
 
 

@@ -17,11 +17,21 @@ from speakeasy.winenv import arch as se_arch
 
 from emulator import pe
 from emulator.apis import HANDLERS, GuestApi
-from emulator.apis.core import ApiHandler, GuestObject
+from emulator.apis.core import ApiHandler, GuestObject, MemoryRegion
 from emulator.backends.base import BackendInputError
-from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_start, images, procview, signatures
+from emulator.backends.speakeasy import (
+    compat,
+    compat_blocks,
+    compat_fast,
+    compat_start,
+    images,
+    ntmemory,
+    procview,
+    signatures,
+)
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
+from emulator.backends.speakeasy.sources import read_c_string
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -46,6 +56,12 @@ PREDEFINED_KEY_APIS = (
 )
 
 
+# Object names longer than this (characters) are not read further (MAX_PATH).
+MAX_OBJECT_NAME = 260
+ERROR_SUCCESS = 0
+ERROR_FILE_NOT_FOUND = 2
+
+
 # APIs that fail with INVALID_HANDLE_VALUE, which Speakeasy returns as 0xFFFFFFFF on x64 too.
 INVALID_HANDLE_APIS = (
     "CreateFileA",
@@ -68,6 +84,8 @@ class SpeakeasyMemory:
     def __init__(self, emu: Any) -> None:
         self.emu = emu
         self.ptr_size = emu.get_ptr_size()
+        # The address space VirtualQuery describes (vmspace.AddressSpace), set by the backend.
+        self.space: Any = None
 
     def read(self, address: int, size: int) -> bytes:
         return bytes(self.emu.mem_read(address, size))
@@ -95,6 +113,9 @@ class SpeakeasyMemory:
         if compat_blocks.is_thread(obj):
             return GuestObject("thread", obj.tid)
         return GuestObject("other")
+
+    def query_memory(self, address: int) -> MemoryRegion | None:
+        return None if self.space is None else self.space.query(address)
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
@@ -279,56 +300,33 @@ def install_api_handlers(
     for name in INVALID_HANDLE_APIS:
         se.add_api_hook(invalid_handle, "kernel32", name)
 
-    def virtual_query(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
-        # Speakeasy answers from its memory map, one entry per image with the image's overall
-        # protection (read-write-execute): mingw's pseudo-relocation code then saw .text as
-        # writable, skipped VirtualProtect and faulted writing it. The page's own protection
-        # and the bounds of the pages sharing it are the engine's, as Windows answers per section.
-        rv = orig(argv)
-        if rv:
-            _page_protection(emu, memory.ptr_size, int(argv[0]), int(argv[1]))
-        return rv
+    def get_last_error(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # Reading the last error leaves it as it is (Speakeasy's handler resets it to 0, so a
+        # second GetLastError, or one after a call that sets none, read 0 where Windows repeats it).
+        return emu.get_last_error()
 
-    se.add_api_hook(virtual_query, "kernel32", "VirtualQuery")
+    se.add_api_hook(get_last_error, "kernel32", "GetLastError")
+
+    def open_file_mapping(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        # OpenFileMapping(dwDesiredAccess, bInheritHandle, lpName): the section of that name.
+        wide = api_name.endswith("W")
+        raw = read_c_string(memory, argv[2], wide, MAX_OBJECT_NAME * (2 if wide else 1))
+        name = raw.decode("utf-16-le" if wide else "latin-1", "replace")
+        handle = compat.open_named_mapping(emu, name) if name else 0
+        emu.set_last_error(ERROR_SUCCESS if handle else ERROR_FILE_NOT_FOUND)
+        return handle
+
+    for name in ("OpenFileMappingA", "OpenFileMappingW"):
+        se.add_api_hook(open_file_mapping, "kernel32", name, argc=3, call_conv=se_arch.CALL_CONV_STDCALL)
 
     def final_path(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         return _final_path_by_handle(emu, memory, api_name.endswith("W"), argv)
 
     for name in ("GetFinalPathNameByHandleA", "GetFinalPathNameByHandleW"):
         se.add_api_hook(final_path, "kernel32", name, argc=4)
+
     procview.install(se, memory.ptr_size)
-
-
-# Windows protections that allow writing (PAGE_READWRITE, _WRITECOPY, _EXECUTE_READWRITE,
-# _EXECUTE_WRITECOPY), and what a page the engine lets the guest read (and execute) only is.
-WRITABLE_PROTECTIONS = frozenset((0x04, 0x08, 0x40, 0x80))
-PAGE_READONLY, PAGE_EXECUTE_READ = 0x02, 0x20
-ENGINE_PERM_WRITE, ENGINE_PERM_EXEC = 2, 4
-
-
-def _page_protection(emu: Any, ptr_size: int, address: int, info: int) -> None:
-    """Correct the MEMORY_BASIC_INFORMATION at ``info`` for the page at ``address``: a page the
-    engine does not let the guest write is not reported writable, and the region reported is
-    the run of pages sharing the page's protection (within what Speakeasy reported)."""
-    region = compat.engine_region(emu, address)
-    if region is None:
-        return
-    begin, size, perms = region
-    # BaseAddress, AllocationBase, AllocationProtect (+ padding on x64), RegionSize, State, Protect.
-    size_at = info + (3 * ptr_size if ptr_size == 8 else 12)
-    protect_at = size_at + ptr_size + 4
-    base = int.from_bytes(emu.mem_read(info, ptr_size), "little")
-    reported = int.from_bytes(emu.mem_read(size_at, ptr_size), "little")
-    protect = int.from_bytes(emu.mem_read(protect_at, 4), "little")
-    if perms & ENGINE_PERM_WRITE or protect not in WRITABLE_PROTECTIONS:
-        return
-    first, end = max(begin, base), min(begin + size, base + reported)
-    if first >= end:
-        return
-    emu.mem_write(info, first.to_bytes(ptr_size, "little"))
-    emu.mem_write(size_at, (end - first).to_bytes(ptr_size, "little"))
-    readonly = PAGE_EXECUTE_READ if perms & ENGINE_PERM_EXEC else PAGE_READONLY
-    emu.mem_write(protect_at, readonly.to_bytes(4, "little"))
+    ntmemory.install(se, memory.ptr_size, memory.space)
 
 
 # GetFinalPathNameByHandle's dwFlags: the volume part of the path (VOLUME_NAME_DOS is 0).

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from speakeasy.winenv import arch as se_arch
+
 from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat
 from emulator.events import FileAccess
@@ -73,8 +75,16 @@ class SourceTaps:
         # Told (address, size) of the bytes a copy API is about to read (the flow watch records
         # how guest code wrote them, if it did).
         self.on_copy_from: Callable[[int, int], None] | None = None
+        # Asked first to answer a CryptDecrypt (a key the project's handlers made: AES); None
+        # leaves it to Speakeasy's handler.
+        self.decrypt_first: Callable[[str, list[int]], int | None] | None = None
         # Told the address of each view of a section the guest mapped (code may run from it).
         self.on_view_mapped: Callable[[int], None] | None = None
+        # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
+        self.pipes: dict[int, list[tuple[int, bytes]]] = {}
+        # The guest's variable names as the scenario spells them, by lower-cased name (Speakeasy
+        # keeps them lower-cased; Windows keeps their case).
+        self.variable_names: dict[str, str] = {}
 
     def install(self) -> None:
         self._wrap("advapi32", ("CryptDecrypt",), self._crypt_decrypt)
@@ -83,12 +93,25 @@ class SourceTaps:
         self._wrap("ntdll", ("RtlMoveMemory", "RtlCopyMemory"), self._copy(0, 1, 2))
         self._wrap("msvcrt", ("memcpy", "memmove"), self._copy(0, 1, 2))
         self._wrap("kernel32", ("WriteProcessMemory",), self._write_process_memory)
+        self._wrap("ntdll", ("NtWriteVirtualMemory", "ZwWriteVirtualMemory"), self._write_process_memory)
         self._wrap("kernel32", ("HeapReAlloc",), self._reallocate(2, 3))
         self._wrap("kernel32", ("LocalReAlloc",), self._reallocate(0, 1))
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
         self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
+        self._wrap("kernel32", ("ExpandEnvironmentStringsA", "ExpandEnvironmentStringsW"), self._expand_environment)
+        self._wrap(
+            "kernel32",
+            ("GetEnvironmentStrings", "GetEnvironmentStringsA", "GetEnvironmentStringsW"),
+            self._environment_block,
+        )
+        for name in ("getenv", "_wgetenv"):
+            # Speakeasy has no handler for the C runtime's getenv: answered here from the same
+            # variables GetEnvironmentVariable reads.
+            self.se.add_api_hook(self._crt_getenv_hook(name), "msvcrt", name, argc=1, call_conv=se_arch.CALL_CONV_CDECL)
         self._wrap("msvcrt", ("fread",), self._crt_read)
+        self._wrap("kernel32", ("WriteFile",), self._pipe_write)
+        self._wrap("kernel32", ("ReadFile",), self._pipe_read)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
@@ -120,7 +143,8 @@ class SourceTaps:
         # CryptDecrypt(hKey, hHash, Final, dwFlags, pbData, pdwDataLen): decrypts in place.
         data_ptr, len_ptr = argv[4], argv[5]
         before = self._read(data_ptr, self._u32(len_ptr))
-        rv = int(orig(argv) or 0)
+        answered = self.decrypt_first(name, argv) if self.decrypt_first is not None else None
+        rv = int(orig(argv) or 0) if answered is None else answered
         if rv and before:
             after = self._read(data_ptr, self._u32(len_ptr))
             if after:
@@ -198,14 +222,16 @@ class SourceTaps:
         return bytes(out)
 
     def _write_process_memory(self, name: str, orig: Any, argv: list[int]) -> int:
-        # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten)
+        # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten), and
+        # NtWriteVirtualMemory with the same arguments (an NTSTATUS: 0 is success, not a BOOL)
         process, address, buffer, size = argv[:4]
         data = self._read(buffer, size)
         if data and self.on_copy_from is not None:
             self.on_copy_from(buffer, len(data))
         rv = int(orig(argv) or 0)
+        written = rv == 0 if name.startswith(("Nt", "Zw")) else rv != 0
         target = compat.process_path(self.emu, process)
-        if rv and data and target:
+        if written and data and target:
             self.recorder.remember_buffer("process_write", address, data, ref=target, input_address=buffer, api=name)
         return rv
 
@@ -258,6 +284,118 @@ class SourceTaps:
         if data:
             label = variable.decode("utf-16-le" if unit == 2 else "latin-1", "replace")
             self.recorder.remember_buffer("environment_read", buffer, data, ref=f"%{label}%", api=f"kernel32.{name}")
+        return rv
+
+    def _remember_variable(self, address: int, data: bytes, ref: str, api: str, wide: bool) -> None:
+        """A variable's value the guest received at ``address``, if long enough to be a payload
+        (shorter ones are settings: paths, flags)."""
+        if address and data and len(data) // (2 if wide else 1) >= MIN_COPY_BYTES:
+            self.recorder.remember_buffer("environment_read", address, data, ref=ref, api=api)
+
+    def _variables(self) -> dict[str, str]:
+        return dict(self.emu.get_env())  # names lower-cased, as Speakeasy stores them
+
+    def _expand_environment(self, name: str, orig: Any, argv: list[int]) -> int:
+        # ExpandEnvironmentStrings(lpSrc, lpDst, nSize): the characters written with the
+        # terminator, or the size needed. The expansion is an environment read when it holds a
+        # long variable's value; its ref is the template (%NAME%, or the text around the names).
+        src_ptr, dst, size = argv[:3]
+        rv = int(orig(argv) or 0)
+        wide = name.endswith("W")
+        if not dst or not 1 < rv <= size:
+            return rv
+        text = read_c_string(self.memory, src_ptr, wide, 4 * STRING_CHUNK).decode(
+            "utf-16-le" if wide else "latin-1", "replace"
+        )
+        variables = self._variables()
+        values = [variables[part.lower()] for part in text.split("%")[1:-1:2] if part.lower() in variables]
+        if values and max(len(value) for value in values) >= MIN_COPY_BYTES:
+            data = self._read(dst, (rv - 1) * (2 if wide else 1))
+            self._remember_variable(dst, data, text, f"kernel32.{name}", wide)
+        return rv
+
+    def _environment_block(self, name: str, orig: Any, argv: list[int]) -> int:
+        # GetEnvironmentStrings(): a block of NAME=value strings, each NUL-terminated, ending with
+        # an empty one. Each long value in it is an environment read at its own address.
+        rv = int(orig(argv) or 0)
+        wide = name.endswith("W")
+        unit = 2 if wide else 1
+        at = rv
+        for _ in range(len(self._variables()) + 1):
+            entry = read_c_string(self.memory, at, wide, MAX_SOURCE_BYTES) if at else b""
+            if not entry:
+                break
+            text = entry.decode("utf-16-le", "replace") if wide else entry.decode("latin-1")
+            equals = text.find("=", 1)  # "=C:=C:\\" entries start with one
+            if equals > 0:
+                variable = self.variable_names.get(text[:equals].lower(), text[:equals])
+                if len(variable) == equals and variable != text[:equals]:
+                    self.memory.write(at, variable.encode("utf-16-le" if wide else "latin-1", "replace"))
+                start = (equals + 1) * unit
+                self._remember_variable(at + start, entry[start:], f"%{variable}%", f"kernel32.{name}", wide)
+            at += len(entry) + unit
+        return rv
+
+    def _crt_getenv_hook(self, name: str) -> Callable[[Any, str, Any, list[int]], int]:
+        wide = name.startswith("_w")
+        given: dict[str, tuple[int, str]] = {}  # variable -> (address, value) handed out
+
+        def getenv(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+            # getenv(varname): a pointer to the value, NULL for a variable not set. Each variable
+            # keeps its address while its value does not change, as in the CRT's environment.
+            self.recorder.call_pc = compat.call_site(emu)
+            try:
+                variable = read_c_string(self.memory, argv[0], wide, 4 * STRING_CHUNK)
+                label = variable.decode("utf-16-le" if wide else "latin-1", "replace")
+                value = self._variables().get(label.lower())
+                if not label or value is None:
+                    return 0
+                data = value.encode("utf-16-le" if wide else "latin-1", "replace")
+                address, held = given.get(label.lower(), (0, ""))
+                if not address or held != value:
+                    address = int(self.emu.mem_map(len(data) + 2, tag=f"api.environment.{name}"))
+                    self.memory.write(address, data + b"\0\0")
+                    given[label.lower()] = (address, value)
+                self._remember_variable(address, data, f"%{label}%", f"msvcrt.{name}", wide)
+                return address
+            finally:
+                self.recorder.call_pc = None
+
+        return getenv
+
+    def _pipe_write(self, name: str, orig: Any, argv: list[int]) -> int:
+        # WriteFile(hFile, lpBuffer, nNumberOfBytesToWrite, ...) into a pipe: what a read of the
+        # other end will get, remembered with where the writer had it.
+        handle, buffer, size = argv[:3]
+        pipe = compat.is_pipe(self.emu, handle)
+        data = self._read(buffer, size) if pipe else b""
+        if data and self.on_copy_from is not None:
+            self.on_copy_from(buffer, len(data))  # how guest code wrote them, if it did
+        rv = int(orig(argv) or 0)
+        if rv and data:
+            self.pipes.setdefault(handle, []).append((buffer, data))
+        return rv
+
+    def _pipe_read(self, name: str, orig: Any, argv: list[int]) -> int:
+        # ReadFile(hFile, lpBuffer, nNumberOfBytesToRead, lpNumberOfBytesRead, ...) from a pipe:
+        # the bytes moved from the writer's buffer to this one, an API copy (a file's read is
+        # recorded as such by the engine's event).
+        handle, buffer = argv[:2]
+        rv = int(orig(argv) or 0)
+        pending = self.pipes.get(handle)
+        if not rv or not pending or not compat.is_pipe(self.emu, handle):
+            return rv
+        got = self._u32(argv[3]) if argv[3] else 0
+        data = self._read(buffer, got)
+        source, written = pending[0]
+        if len(data) >= len(written):
+            pending.pop(0)
+        else:
+            pending[0] = (source + len(data), written[len(data) :])
+        if len(data) >= MIN_COPY_BYTES and data.startswith(written[: len(data)]):
+            self.recorder.remember_buffer(
+                "api_copy", buffer, data, ref="pipe", input_data=data, input_address=source, api=f"kernel32.{name}"
+            )
         return rv
 
     def _crt_read(self, name: str, orig: Any, argv: list[int]) -> int:

@@ -31,6 +31,7 @@ from speakeasy.profiler_events import (
 from emulator.apis import GuestApi
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
+from emulator.backends.speakeasy import compat
 from emulator.events import (
     ApiCall,
     FileAccess,
@@ -81,6 +82,21 @@ DERIVED_APIS = frozenset((*SYNC_APIS, "virtualprotect"))
 # The recorder's own emit: an API call is then recorded through emit_api directly (what
 # emit(ApiCall, ...) does); a replaced emit (tests/test_lifecycle.py) sees every call.
 STOCK_EMIT = Recorder.emit
+# Native calls on another process whose process-handle argument (by index) is shown as the
+# process's image path, as Speakeasy's own handlers show kernel32's (CreateRemoteThread,
+# VirtualAllocEx): the stage graph names the process from it.
+PROCESS_HANDLE_ARGUMENTS = {
+    f"{prefix}{name}": index
+    for prefix in ("nt", "zw")
+    for name, index in (
+        ("createthreadex", 3),
+        ("allocatevirtualmemory", 0),
+        ("protectvirtualmemory", 0),
+        ("freevirtualmemory", 0),
+        ("readvirtualmemory", 0),
+        ("queueapcthread", 0),
+    )
+} | {"rtlcreateuserthread": 0}
 ERROR_ALREADY_EXISTS = 183
 REGISTRY_OPS = {REG_OPEN: "open", REG_CREATE: "create", REG_READ: "read", REG_WRITE: "write", REG_LIST: "list"}
 
@@ -141,6 +157,8 @@ class Translator:
             names = self._api_names[imp_api] = (f"{module.lower()}.{func}", func.lower())
         api, func_lower = names
         rendered = [render_arg(a) for a in args] if args else []
+        if func_lower in PROCESS_HANDLE_ARGUMENTS:
+            self._show_process(rendered, PROCESS_HANDLE_ARGUMENTS[func_lower])
         ret = hex(rv) if rv is not None else None
         if type(recorder) is Recorder and Recorder.emit is STOCK_EMIT:
             recorder.emit_api(stage, pc, api, rendered, ret)  # what emit(ApiCall, ...) records, directly
@@ -159,6 +177,17 @@ class Translator:
             self._derived_events(stage, func_lower, args, rv)
         finally:
             recorder.call_pc = None
+
+    def _show_process(self, rendered: list[Any], index: int) -> None:
+        if index >= len(rendered) or not isinstance(rendered[index], str) or not rendered[index].startswith("0x"):
+            return
+        try:
+            handle = int(rendered[index], 16)
+        except ValueError:
+            return
+        path = compat.process_path(self.emu, handle)
+        if path:
+            rendered[index] = path
 
     # -- profiler records ----------------------------------------------------------------------
 

@@ -14,6 +14,9 @@ typedef LONG (NTAPI *nt_set_information_thread_t)(HANDLE, ULONG, PVOID, ULONG);
 typedef LONG (NTAPI *nt_query_information_thread_t)(HANDLE, ULONG, PVOID, ULONG, PULONG);
 typedef LONG (NTAPI *nt_close_t)(HANDLE);
 typedef LONG (NTAPI *rtl_get_version_t)(OSVERSIONINFOW *);
+typedef LONG (NTAPI *nt_query_virtual_memory_t)(HANDLE, PVOID, ULONG, PVOID, SIZE_T, PSIZE_T);
+typedef LONG (NTAPI *nt_query_system_information_t)(ULONG, PVOID, ULONG, PULONG);
+typedef LONG (NTAPI *nt_allocate_virtual_memory_t)(HANDLE, PVOID *, ULONG_PTR, PSIZE_T, ULONG, ULONG);
 
 #define STATUS_INFO_LENGTH_MISMATCH ((LONG)0xC0000004)
 #define NT_STATUS_INVALID_HANDLE ((LONG)0xC0000008)
@@ -533,6 +536,390 @@ static void internals_checks(void)
     }
 }
 
+/* The address space as VirtualQuery describes it: images MEM_IMAGE with one region per section
+ * protection, allocations MEM_PRIVATE, views MEM_MAPPED, reserved pages MEM_RESERVE, and a walk
+ * from 0 that ends at the end of user space (an emulator answering only mapped memory stops at
+ * the first hole). */
+static volatile ULONG_PTR data_word = 1;
+
+static unsigned char *volatile reserved_page;
+static volatile int reserved_faults;
+
+/* Commits the reserved page a write faulted on, then resumes: Windows' commit-on-demand. */
+static LONG CALLBACK commit_on_fault(EXCEPTION_POINTERS *pointers)
+{
+    EXCEPTION_RECORD *record = pointers->ExceptionRecord;
+    if (record->ExceptionCode != EXCEPTION_ACCESS_VIOLATION || (unsigned char *)record->ExceptionInformation[1] != reserved_page)
+        return EXCEPTION_CONTINUE_SEARCH;
+    reserved_faults++;
+    return VirtualAlloc(reserved_page, 0x1000, MEM_COMMIT, PAGE_READWRITE) ? EXCEPTION_CONTINUE_EXECUTION : EXCEPTION_CONTINUE_SEARCH;
+}
+
+static SIZE_T query(const void *address, MEMORY_BASIC_INFORMATION *mbi)
+{
+    return VirtualQuery(address, mbi, sizeof *mbi);
+}
+
+static void memory_checks(void)
+{
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    nt_query_virtual_memory_t nt_query =
+        (nt_query_virtual_memory_t)(void *)GetProcAddress(ntdll, "NtQueryVirtualMemory");
+    unsigned char *image = (unsigned char *)GetModuleHandleA(NULL);
+    unsigned char *code = (unsigned char *)(void *)memory_checks;
+    MEMORY_BASIC_INFORMATION mbi, nt_mbi;
+    SYSTEM_INFO info;
+    ULONG_PTR user_end;
+    unsigned char *top;
+
+    GetSystemInfo(&info);
+    user_end = (ULONG_PTR)info.lpMaximumApplicationAddress + 1;
+    {
+        int ok = query(image, &mbi) == sizeof mbi && mbi.Type == MEM_IMAGE && mbi.AllocationBase == image &&
+                 mbi.BaseAddress == image && mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READONLY &&
+                 mbi.RegionSize == 0x1000 && mbi.AllocationProtect == PAGE_EXECUTE_WRITECOPY;
+        report_ms("own_image_headers_are_mem_image_readonly", ok, mbi.Type);
+    }
+    {
+        int ok = query(code, &mbi) == sizeof mbi && mbi.Type == MEM_IMAGE && mbi.AllocationBase == image &&
+                 mbi.Protect == PAGE_EXECUTE_READ && (unsigned char *)mbi.BaseAddress == (unsigned char *)((ULONG_PTR)code & ~(ULONG_PTR)0xFFF);
+        report_ms("own_code_is_execute_read", ok, mbi.Protect);
+    }
+    {
+        int ok = query((const void *)&data_word, &mbi) == sizeof mbi && mbi.Type == MEM_IMAGE &&
+                 mbi.AllocationBase == image && mbi.Protect == PAGE_READWRITE;
+        report_ms("own_data_is_readwrite", ok, mbi.Protect);
+    }
+    {
+        DWORD old = 0, back = 0;
+        int ok = VirtualProtect(code, 1, PAGE_EXECUTE_READWRITE, &old) && old == PAGE_EXECUTE_READ &&
+                 query(code, &mbi) && mbi.Protect == PAGE_EXECUTE_READWRITE && mbi.RegionSize == 0x1000 &&
+                 VirtualProtect(code, 1, old, &back) && back == PAGE_EXECUTE_READWRITE && query(code, &mbi) &&
+                 mbi.Protect == PAGE_EXECUTE_READ;
+        report_ms("virtual_protect_returns_section_protection", ok, old);
+    }
+    {
+        unsigned char *at = 0;
+        unsigned long long regions = 0;
+        int image_seen = 0, free_seen = 0;
+        while (regions < 100000 && query(at, &mbi) == sizeof mbi && mbi.RegionSize) {
+            regions++;
+            image_seen |= mbi.AllocationBase == image && mbi.Type == MEM_IMAGE;
+            free_seen |= mbi.State == MEM_FREE && mbi.Type == 0 && mbi.AllocationBase == 0;
+            at = (unsigned char *)mbi.BaseAddress + mbi.RegionSize;
+        }
+        top = at;
+        report_ms("virtual_query_walk_reaches_end_of_user_space",
+                  (ULONG_PTR)top == user_end && regions >= 10 && regions < 100000 && image_seen && free_seen, regions);
+    }
+    {
+        SIZE_T n;
+        SetLastError(0);
+        n = query(top, &mbi);
+        report_ms("virtual_query_past_user_space_fails", n == 0 && GetLastError() == ERROR_INVALID_PARAMETER, GetLastError());
+    }
+    {
+        unsigned char *reserved = (unsigned char *)VirtualAlloc(NULL, 0x10000, MEM_RESERVE, PAGE_READWRITE);
+        int ok = reserved && query(reserved, &mbi) && mbi.State == MEM_RESERVE && mbi.Type == MEM_PRIVATE &&
+                 mbi.AllocationBase == reserved && mbi.AllocationProtect == PAGE_READWRITE && mbi.Protect == 0 &&
+                 mbi.RegionSize == 0x10000;
+        ok = ok && VirtualAlloc(reserved + 0x1000, 0x1000, MEM_COMMIT, PAGE_READWRITE) == reserved + 0x1000;
+        ok = ok && query(reserved + 0x1000, &mbi) && mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READWRITE &&
+             mbi.RegionSize == 0x1000 && mbi.AllocationBase == reserved;
+        ok = ok && query(reserved, &mbi) && mbi.State == MEM_RESERVE && mbi.RegionSize == 0x1000;
+        ok = ok && query(reserved + 0x2000, &mbi) && mbi.State == MEM_RESERVE && mbi.RegionSize == 0xE000;
+        if (ok) {
+            reserved[0x1000] = 7;
+            ok = VirtualFree(reserved + 0x1000, 0x1000, MEM_DECOMMIT) && query(reserved, &mbi) &&
+                 mbi.State == MEM_RESERVE && mbi.RegionSize == 0x10000;
+        }
+        report_ms("reserved_pages_are_mem_reserve", ok, mbi.State);
+        if (ok) {
+            /* A reserved page is not memory yet: touching it faults (commit on demand). */
+            void *handler = AddVectoredExceptionHandler(1, commit_on_fault);
+            reserved_page = reserved + 0x3000;
+            reserved_faults = 0;
+            *(volatile unsigned char *)reserved_page = 5;
+            if (handler)
+                RemoveVectoredExceptionHandler(handler);
+            ok = reserved_faults == 1 && *(volatile unsigned char *)reserved_page == 5 && query(reserved_page, &mbi) &&
+                 mbi.State == MEM_COMMIT;
+            report_ms("reserved_page_faults_until_committed", ok, reserved_faults);
+        } else {
+            verdict("reserved_page_faults_until_committed", 0, "not reserved");
+        }
+        if (reserved)
+            VirtualFree(reserved, 0, MEM_RELEASE);
+    }
+    {
+        /* The native call reserves and commits as VirtualAlloc does (loaders that avoid kernel32). */
+        nt_allocate_virtual_memory_t nt_alloc =
+            (nt_allocate_virtual_memory_t)(void *)GetProcAddress(ntdll, "NtAllocateVirtualMemory");
+        void *base = NULL, *page;
+        SIZE_T size = 0x2000, one = 0x1000;
+        LONG status = nt_alloc ? nt_alloc(GetCurrentProcess(), &base, 0, &size, MEM_RESERVE, PAGE_READWRITE) : -1;
+        int ok = status == 0 && base && size == 0x2000 && query(base, &mbi) && mbi.State == MEM_RESERVE &&
+                 mbi.Type == MEM_PRIVATE && mbi.RegionSize == 0x2000;
+        page = base;
+        ok = ok && nt_alloc(GetCurrentProcess(), &page, 0, &one, MEM_COMMIT, PAGE_READONLY) == 0 && page == base &&
+             query(base, &mbi) && mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READONLY && mbi.RegionSize == 0x1000;
+        report_ms("nt_allocate_virtual_memory_reserves_and_commits", ok, (ULONG)status);
+        if (base)
+            VirtualFree(base, 0, MEM_RELEASE);
+    }
+    {
+        unsigned char *block = (unsigned char *)VirtualAlloc(NULL, 0x3000, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+        int ok = block && query(block + 0x1800, &mbi) && mbi.Type == MEM_PRIVATE && mbi.State == MEM_COMMIT &&
+                 mbi.AllocationBase == block && mbi.BaseAddress == block + 0x1000 && mbi.RegionSize == 0x2000 &&
+                 mbi.Protect == PAGE_READWRITE;
+        report_ms("allocation_is_mem_private", ok, mbi.Type);
+        if (block)
+            VirtualFree(block, 0, MEM_RELEASE);
+    }
+    {
+        HANDLE section = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 0x2000, NULL);
+        void *view = section ? MapViewOfFile(section, FILE_MAP_ALL_ACCESS, 0, 0, 0x2000) : NULL;
+        int ok = view && query(view, &mbi) && mbi.Type == MEM_MAPPED && mbi.State == MEM_COMMIT &&
+                 mbi.AllocationBase == view && mbi.Protect == PAGE_READWRITE;
+        report_ms("mapped_view_is_mem_mapped", ok, mbi.Type);
+        if (view)
+            UnmapViewOfFile(view);
+        if (section)
+            CloseHandle(section);
+    }
+    {
+        /* al-khaser's write-watch checks: pages written since the last reset, and only those. */
+        unsigned char *watched = (unsigned char *)VirtualAlloc(NULL, 0x4000, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
+        void *pages[8];
+        ULONG_PTR hits = 8;
+        ULONG granularity = 0;
+        int ok = watched && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 0 &&
+                 granularity == 0x1000;
+        if (ok) {
+            watched[0x1000] = 1;
+            watched[0x1008] = 2;
+            watched[0x3000] = 3;
+            hits = 8;
+            ok = GetWriteWatch(WRITE_WATCH_FLAG_RESET, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 2 &&
+                 pages[0] == watched + 0x1000 && pages[1] == watched + 0x3000;
+            hits = 8;
+            ok = ok && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 0;
+            watched[0x2000] = 4;
+            hits = 8;
+            ok = ok && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 1 &&
+                 pages[0] == watched + 0x2000 && ResetWriteWatch(watched, 0x4000) == 0;
+            hits = 8;
+            ok = ok && GetWriteWatch(0, watched, 0x4000, pages, &hits, &granularity) == 0 && hits == 0 &&
+                 watched[0x1000] == 1 && watched[0x2000] == 4 && watched[0x3000] == 3;
+        }
+        report_ms("write_watch_counts_pages_written", ok, hits);
+        if (watched)
+            VirtualFree(watched, 0, MEM_RELEASE);
+    }
+    {
+        volatile int local = 0;
+        unsigned char *teb = current_teb();
+        ULONG_PTR stack_base = *(ULONG_PTR *)(teb + OFF(0x8, 0x4)), stack_limit = *(ULONG_PTR *)(teb + OFF(0x10, 0x8));
+        ULONG_PTR here = (ULONG_PTR)&local;
+        int ok = query((const void *)here, &mbi) && mbi.Type == MEM_PRIVATE && mbi.State == MEM_COMMIT &&
+                 mbi.Protect == PAGE_READWRITE && stack_limit <= here && here < stack_base &&
+                 (ULONG_PTR)mbi.AllocationBase <= stack_limit && stack_base <= (ULONG_PTR)mbi.BaseAddress + mbi.RegionSize;
+        report_ms("stack_region_matches_teb_limits", ok, mbi.Protect);
+    }
+    {
+        SIZE_T length = 0;
+        LONG status = nt_query ? nt_query(GetCurrentProcess(), code, 0, &nt_mbi, sizeof nt_mbi, &length) : -1;
+        int ok = status == 0 && length == sizeof nt_mbi && query(code, &mbi) &&
+                 nt_mbi.BaseAddress == mbi.BaseAddress && nt_mbi.AllocationBase == mbi.AllocationBase &&
+                 nt_mbi.RegionSize == mbi.RegionSize && nt_mbi.Protect == mbi.Protect && nt_mbi.Type == mbi.Type;
+        ok = ok && nt_query(GetCurrentProcess(), top, 0, &nt_mbi, sizeof nt_mbi, &length) == (LONG)0xC000000D;
+        report_ms("nt_query_virtual_memory_agrees", ok, (ULONG)status);
+    }
+}
+
+/* More anti-debugging checks of al-khaser / pafish kind: the last error read twice, the image
+ * name the loader, the PEB and GetModuleFileName give, the kernel debugger as ntdll and
+ * KUSER_SHARED_DATA report it, hardware breakpoints in the thread's context, INT 2D reaching
+ * the guest's own vectored handler, and the SMBIOS table GetSystemFirmwareTable returns. */
+typedef struct { USHORT Length, MaximumLength; WCHAR *Buffer; } counted_wide_t; /* UNICODE_STRING */
+#define RSMB_PROVIDER 0x52534D42 /* 'RSMB' */
+static volatile int int2d_calls;
+static volatile DWORD int2d_code;
+extern char int2d_resume[] __asm__("int2d_resume");
+
+static LONG CALLBACK on_int2d(EXCEPTION_POINTERS *pointers)
+{
+    int2d_calls++;
+    int2d_code = pointers->ExceptionRecord->ExceptionCode;
+#ifdef _WIN64
+    pointers->ContextRecord->Rip = (ULONG_PTR)int2d_resume;
+#else
+    pointers->ContextRecord->Eip = (ULONG_PTR)int2d_resume;
+#endif
+    return EXCEPTION_CONTINUE_EXECUTION;
+}
+
+static volatile int single_steps;
+
+static LONG CALLBACK on_single_step(EXCEPTION_POINTERS *pointers)
+{
+    if (pointers->ExceptionRecord->ExceptionCode != EXCEPTION_SINGLE_STEP)
+        return EXCEPTION_CONTINUE_SEARCH;
+    single_steps++;
+    pointers->ContextRecord->EFlags &= ~0x100u;
+    return EXCEPTION_CONTINUE_EXECUTION;
+}
+
+static int wide_eq_i(const WCHAR *a, const WCHAR *b, unsigned int n)
+{
+    unsigned int i;
+    for (i = 0; i < n; i++) {
+        WCHAR x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return 0;
+        if (!x) return 1;
+    }
+    return 1;
+}
+
+static void antidebug_checks(void)
+{
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    nt_query_system_information_t query_system =
+        (nt_query_system_information_t)(void *)GetProcAddress(ntdll, "NtQuerySystemInformation");
+    unsigned char *peb = current_peb();
+    {
+        DWORD first, second;
+        SetLastError(0x4E23);
+        first = GetLastError();
+        second = GetLastError();
+        report_ms("get_last_error_reads_twice", first == 0x4E23 && second == 0x4E23, second);
+    }
+    {
+        WCHAR name[MAX_PATH];
+        DWORD n = GetModuleFileNameW(NULL, name, MAX_PATH);
+        unsigned char *params = *(unsigned char **)(peb + OFF(0x20, 0x10));
+        counted_wide_t *image_path = (counted_wide_t *)(params + OFF(0x60, 0x38));
+        unsigned char *ldr = *(unsigned char **)(peb + OFF(0x18, 0xC));
+        unsigned char *first = *(unsigned char **)(ldr + OFF(0x10, 0xC)); /* InLoadOrderModuleList.Flink */
+        counted_wide_t *full = (counted_wide_t *)(first + OFF(0x48, 0x24));
+        void *dll_base = *(void **)(first + OFF(0x30, 0x18));
+        int ok = n && n < MAX_PATH && image_path->Length == n * 2 && wide_eq_i(image_path->Buffer, name, n) &&
+                 full->Length == n * 2 && wide_eq_i(full->Buffer, name, n) &&
+                 dll_base == (void *)GetModuleHandleA(NULL) && *(void **)(peb + OFF(0x10, 0x8)) == dll_base;
+        report_ms("module_file_name_matches_peb_and_loader", ok, n);
+    }
+    {
+        unsigned char info[2] = {1, 0};
+        ULONG length = 0;
+        LONG status = query_system ? query_system(0x23, info, sizeof info, &length) : -1;
+        /* SYSTEM_KERNEL_DEBUGGER_INFORMATION: KernelDebuggerEnabled FALSE, KernelDebuggerNotPresent TRUE */
+        SYSTEM_INFO system;
+        unsigned char basic[64];
+        GetSystemInfo(&system);
+        status = query_system ? query_system(0, basic, OFF(64, 44), &length) : -1;
+        report_ms("system_basic_information_matches_system_info",
+                  status == 0 && length == OFF(64, 44) && *(ULONG *)(basic + 8) == system.dwPageSize &&
+                      (ULONG)basic[OFF(56, 40)] == system.dwNumberOfProcessors &&
+                      *(ULONG_PTR *)(basic + OFF(40, 32)) == (ULONG_PTR)system.lpMaximumApplicationAddress,
+                  basic[OFF(56, 40)]);
+        status = query_system ? query_system(0x23, info, sizeof info, &length) : -1;
+        report_ms("kernel_debugger_absent",
+                  status == 0 && info[0] == 0 && info[1] == 1 && *(volatile unsigned char *)0x7FFE02D4 == 0,
+                  ((ULONG)status & 0xFFFF0000) | (ULONG)info[0] << 8 | info[1]);
+    }
+    {
+        CONTEXT context;
+        int ok;
+        for (unsigned int i = 0; i < sizeof context; i++)
+            ((volatile unsigned char *)&context)[i] = 0xCC;
+        context.ContextFlags = CONTEXT_DEBUG_REGISTERS;
+        ok = GetThreadContext(GetCurrentThread(), &context) && !context.Dr0 && !context.Dr1 && !context.Dr2 && !context.Dr3 &&
+             !(context.Dr7 & 0xFF);
+        verdict("no_hardware_breakpoints", ok, "");
+    }
+    {
+        void *handler = AddVectoredExceptionHandler(1, on_int2d);
+        int2d_calls = 0;
+        __asm__ volatile("int $0x2d\n\tnop\n\tnop\n\t.globl int2d_resume\nint2d_resume:\n\tnop" ::: "memory");
+        if (handler)
+            RemoveVectoredExceptionHandler(handler);
+        report_ms("int2d_reaches_own_handler", int2d_calls == 1 && int2d_code == EXCEPTION_BREAKPOINT, int2d_calls);
+    }
+    {
+        void *handler = AddVectoredExceptionHandler(1, on_single_step);
+        single_steps = 0;
+#ifdef _WIN64
+        __asm__ volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq\n\tnop\n\tnop" ::: "memory", "cc");
+#else
+        __asm__ volatile("pushfl\n\torl $0x100, (%%esp)\n\tpopfl\n\tnop\n\tnop" ::: "memory", "cc");
+#endif
+        if (handler)
+            RemoveVectoredExceptionHandler(handler);
+        report_ms("trap_flag_reaches_own_handler", single_steps == 1, single_steps);
+    }
+    {
+        int ok = !FindWindowA("OLLYDBG", NULL) && !FindWindowA("WinDbgFrameClass", NULL) && !FindWindowA("ID", NULL) &&
+                 !FindWindowA(NULL, "x64dbg") && !FindWindowW(L"Qt5QWindowIcon", L"x32dbg");
+        verdict("no_debugger_windows", ok, "");
+    }
+    {
+        PROCESSENTRY32 entry;
+        HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0), process = NULL;
+        DWORD csrss = 0, error = 0;
+        entry.dwSize = sizeof entry;
+        if (snapshot != INVALID_HANDLE_VALUE) {
+            if (Process32First(snapshot, &entry))
+                do {
+                    if (str_eq_i(entry.szExeFile, "csrss.exe"))
+                        csrss = entry.th32ProcessID;
+                } while (!csrss && Process32Next(snapshot, &entry));
+            CloseHandle(snapshot);
+        }
+        if (csrss) {
+            SetLastError(0);
+            process = OpenProcess(PROCESS_ALL_ACCESS, FALSE, csrss);
+            error = GetLastError();
+            if (process)
+                CloseHandle(process);
+        }
+        /* Only a debugger's SeDebugPrivilege (and not even that since csrss is a protected process) opens it. */
+        report_ms("csrss_cannot_be_opened", csrss && !process && error == ERROR_ACCESS_DENIED, error);
+    }
+    {
+        unsigned char table[4096];
+        UINT need = GetSystemFirmwareTable(RSMB_PROVIDER, 0, NULL, 0), got = 0;
+        int ok = need >= 8 && need <= sizeof table;
+        if (ok) {
+            got = GetSystemFirmwareTable(RSMB_PROVIDER, 0, table, need);
+            /* RawSMBIOSData: Used20CallingMethod, SMBIOSMajorVersion, SMBIOSMinorVersion,
+             * DmiRevision, Length, then the structures (type, length, handle, ..., strings, 00 00),
+             * the first a BIOS (type 0), the last the end-of-table (type 127). */
+            ok = got == need && table[1] >= 2 && *(DWORD *)(table + 4) == need - 8 && table[8] == 0;
+            if (ok) {
+                UINT at = 8;
+                int end = 0;
+                while (at + 4 <= need && !end) {
+                    UINT length = table[at + 1];
+                    end = table[at] == 127;
+                    at += length;
+                    while (at + 1 < need && (table[at] || table[at + 1]))
+                        at++;
+                    at += 2;
+                    if (length < 4)
+                        break;
+                }
+                ok = end && at == need;
+                for (UINT i = 8; ok && i + 4 <= need; i++)
+                    ok = !(table[i] == 'V' && (table[i + 1] == 'B' || table[i + 1] == 'M' || table[i + 1] == 'i')) &&
+                         !(table[i] == 'Q' && table[i + 1] == 'E' && table[i + 2] == 'M' && table[i + 3] == 'U');
+            }
+        }
+        report_ms("smbios_table_parses_and_names_no_hypervisor", ok, need);
+    }
+}
+
 void __stdcall EvasionEntry(void)
 {
     if (!marker_set())
@@ -545,6 +932,8 @@ void __stdcall EvasionEntry(void)
     process_checks();
     artifact_checks();
     internals_checks();
+    memory_checks();
+    antidebug_checks();
     OutputDebugStringA("catalogue done");
     ExitProcess(0);
 }

@@ -1,4 +1,4 @@
-/* Implicit TLS as MSVC and Rust compile it (tests/test_threadlocal.py): the image's TLS directory
+/* Implicit TLS as MSVC and Rust compile it (tests/test_native.py): the image's TLS directory
  * names a template (8 bytes of data then 8 of zero fill) and the variable holding the module's
  * TLS index; code reaches its thread's copy through TEB.ThreadLocalStoragePointer[index].
  * The template lives in read-only data, as a compiler puts it. The main thread exits with one bit
@@ -50,7 +50,7 @@ static DWORD WINAPI worker(LPVOID param)
     return 0;
 }
 
-void __stdcall ThreadLocalEntry(void)
+void __stdcall Entry(void)
 {
     unsigned bits = 0;
     unsigned char *block;
