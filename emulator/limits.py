@@ -182,3 +182,8 @@ def default_limits_toml() -> str:
         lines.append(f"# {Limits.model_fields[name].description}")
         lines.append(f"{name} = {value!r}")
     return "\n".join(lines) + "\n"
+
+
+# lstrlenA/W count at most this many characters: a longer run without a terminator ends the
+# count as a fault inside the call would on Windows (lstrlen then returns 0).
+MAX_LSTRLEN_CHARS = 1 << 24

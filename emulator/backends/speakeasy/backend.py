@@ -8,7 +8,7 @@ from typing import Any
 
 from emulator.apis import GuestApi, cryptoapi
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import compat, compat_fast, compat_memory, setup
+from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
@@ -29,6 +29,9 @@ from emulator.services import ReplayServices
 
 logger = logging.getLogger(__name__)
 
+# The note naming an API served from its declared signature alone (no handler ran).
+SIGNATURE_EMULATED = "signature_emulated"
+
 
 class SpeakeasyBackend:
     def __init__(self, plan: ReplayPlan, services: ReplayServices) -> None:
@@ -42,6 +45,7 @@ class SpeakeasyBackend:
         self._stop: ReplayStop | None = None
         self._runner: NativeRunner | None = None
         self.machine: GuestMachine | None = None
+        self._signature_emulated: set[str] = set()
         # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
         self._api_faults: dict[int, tuple[int, str]] = {}
         self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
@@ -77,6 +81,21 @@ class SpeakeasyBackend:
         logger.debug("emulation took %.3f s", self.result.emulation_seconds)
         return self.result
 
+    def _on_signature_emulated(self, api: str, pc: int, rv: int | None) -> None:
+        # Once per API: the report says which calls no handler served (their results are not
+        # Windows', and out parameters were only zeroed).
+        if api in self._signature_emulated:
+            return
+        self._signature_emulated.add(api)
+        returned = "nothing" if rv is None else hex(rv)
+        self.recorder.emit(
+            Note,
+            what=SIGNATURE_EMULATED,
+            detail=f"{api} has no handler: served from its declared signature (returned {returned}, "
+            "out-only pointer parameters zeroed, nothing else done); later calls are not noted",
+            pc=pc or None,
+        )
+
     def _install(self, target: setup.LoadedTarget) -> None:
         emu = target.emu
         compat.check_emulator(emu)
@@ -106,6 +125,7 @@ class SpeakeasyBackend:
             compat_fast.use_lean_api_log(emu)
             FastDispatch(emu).install()
         compat.after_each_api_call(emu, self._on_api)
+        compat.on_signature_emulation(emu, self._on_signature_emulated)
         compat.on_profiler_records(emu, translator.queue_record)
         recorder = self.recorder
 
@@ -133,7 +153,8 @@ class SpeakeasyBackend:
         )
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
-        GuestModuleLoader(target.se, emu, memory, self.recorder, watch).install()
+        crtio.install(target.se, emu, memory, self.services.clock.now_unix)
+        GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code

@@ -129,6 +129,7 @@ def _check_installed() -> None:
     _require_params(winemu, "on_run_complete", ())
     _require_params(winemu, "add_run", ("run",))
     _require_params(winemu, "handle_import_func", ("dll", "name"))
+    _require_params(winemu, "emulate_api_from_signature", ("dll", "name", "sig", "call_pc"))
     _require_params(winemu, "get_profiler", ())
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
@@ -379,6 +380,21 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
     emu.log_api = log_api
 
 
+def on_signature_emulation(emu: Any, callback: Callable[[str, int, int | None], None]) -> None:
+    """``callback("module.Function", call site, return value)`` after Speakeasy served a call
+    from the API's declared signature alone: no handler ran, out-only pointer parameters were
+    zeroed and the return is a type's "success" (0 for HRESULT / NTSTATUS / counts / pointers,
+    TRUE, a fresh handle), whatever the call asked for."""
+    original = emu.emulate_api_from_signature
+
+    def emulate_api_from_signature(dll: str, name: str, sig: Any, call_pc: int) -> Any:
+        rv = original(dll, name, sig, call_pc)
+        callback(f"{dll}.{name}", call_pc, rv)
+        return rv
+
+    emu.emulate_api_from_signature = emulate_api_from_signature
+
+
 def before_each_api_call(emu: Any, callback: Callable[..., None], *, with_site: bool = False) -> None:
     """``callback()`` when guest code has called an API, before its handler runs;
     ``callback(site)`` with ``with_site``: the call site as :func:`call_site` gives it then.
@@ -513,6 +529,15 @@ def crt_stream_path(emu: Any, stream: int) -> str | None:
     try:
         handle = emu.api.mods["msvcrt"].file_streams.get(stream)
         path = getattr(emu.file_get(handle), "path", None) if handle is not None else None
+    except Exception:
+        return None
+    return str(path) if path else None
+
+
+def file_path_of_handle(emu: Any, handle: int) -> str | None:
+    """The guest path of the file a handle (CreateFile's) names, if it names one."""
+    try:
+        path = getattr(emu.file_get(handle), "path", None)
     except Exception:
         return None
     return str(path) if path else None

@@ -9,14 +9,16 @@ system or dropped DLL, a new process's PEB).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import speakeasy.struct as se_struct
 import speakeasy.windows.objman as se_objman
+import speakeasy.windows.winemu as se_winemu
 import unicorn as uc
 from speakeasy.winenv.defs.nt import ntoskrnl as se_nt
 
-from emulator.backends.speakeasy.compat import _incompatible, _require_params
+from emulator.backends.speakeasy.compat import _incompatible, _require_params, se_module_name
 
 _RINGS = (
     ("InLoadOrderModuleList", "InLoadOrderLinks"),
@@ -28,6 +30,19 @@ _INIT_LINKS = "InInitializationOrderLinks"
 FAST_LINKS_FLAG = "_chainreplay_fast_peb_links"
 
 _object_attribute = object.__getattribute__
+
+
+def _check_module_search() -> None:
+    winemu = se_winemu.WindowsEmulator
+    _require_params(winemu, "load_module_by_name", ("name", "emu_path", "base", "native_path"))
+    _require_params(winemu, "get_mod_by_name", ("name",))
+    _require_params(winemu, "get_proc", ("mod_name", "func_name"))
+    # Imports are bound through get_proc, which loads a module it does not find by name.
+    if "load_module_by_name" not in se_winemu.WindowsEmulator.get_proc.__code__.co_names:
+        raise _incompatible("WindowsEmulator.get_proc no longer loads an import's module with load_module_by_name")
+
+
+_check_module_search()
 
 
 def _check_peb_sync() -> None:
@@ -348,3 +363,21 @@ def build_structs_from_prototypes(enabled: bool = True) -> None:
     metaclass of every struct is the one hooked.
     """
     se_struct.CMeta.__call__ = _struct_call if enabled else _ORIGINAL_STRUCT_CALL  # type: ignore[method-assign]
+
+
+def modules_from_guest_files(emu: Any, candidates: Callable[[str], list[str]], load: Callable[[str], Any]) -> None:
+    """Before Speakeasy builds a module by name (an import's DLL, LoadLibrary of a name it
+    knows), ``candidates(name)`` gives the guest paths to try in order; the first one ``load``
+    maps (a module, or None) is the module. Otherwise Speakeasy's own: a system DLL's decoy,
+    or a module with no code for a name it does not know."""
+    original = emu.load_module_by_name
+
+    def load_module_by_name(name: str, emu_path: Any = None, base: Any = None, native_path: Any = None) -> Any:
+        if not emu_path and not native_path and emu.get_mod_by_name(se_module_name(name)) is None:
+            for path in candidates(name):
+                module = load(path)
+                if module is not None:
+                    return module
+        return original(name, emu_path=emu_path, base=base, native_path=native_path)
+
+    emu.load_module_by_name = load_module_by_name

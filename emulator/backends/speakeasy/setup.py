@@ -31,6 +31,7 @@ from emulator.backends.speakeasy import (
     signatures,
 )
 from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.backends.speakeasy.loader import DllSearch
 from emulator.backends.speakeasy.sources import read_c_string
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
@@ -140,6 +141,8 @@ class LoadedTarget:
     shellcode_address: int = 0
     # A .NET assembly (CLR runtime header): only its native stub runs (pe.has_clr_runtime_header).
     managed: bool = False
+    # Windows' DLL search over the guest's files (imports were bound through it).
+    dll_search: DllSearch | None = None
 
 
 def warm_steps(arches: tuple[str, ...] = ("x64", "x86")) -> Iterator[Callable[[], None]]:
@@ -211,8 +214,12 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     compat_start.scan_handlers_once()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
+    searches: list[DllSearch] = []
 
     def on_created(emu: Any) -> None:
+        search = DllSearch(emu, plan.emu_path)
+        search.install()
+        searches.append(search)
         compat_fast.use_fast_address_search(emu)
         compat_start.link_peb_once(emu)
         compat_start.map_sections_apart(emu)
@@ -253,7 +260,19 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
     managed = pe.has_clr_runtime_header(data)
-    return LoadedTarget(se, emu, arch, "pe", name, module.base, module.image_size, data, module=module, managed=managed)
+    return LoadedTarget(
+        se,
+        emu,
+        arch,
+        "pe",
+        name,
+        module.base,
+        module.image_size,
+        data,
+        module=module,
+        managed=managed,
+        dll_search=searches[-1] if searches else None,
+    )
 
 
 def install_api_handlers(
@@ -303,8 +322,53 @@ def install_api_handlers(
     for name in ("OpenFileMappingA", "OpenFileMappingW"):
         se.add_api_hook(open_file_mapping, "kernel32", name, argc=3, call_conv=se_arch.CALL_CONV_STDCALL)
 
+    def final_path(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        return _final_path_by_handle(emu, memory, api_name.endswith("W"), argv)
+
+    for name in ("GetFinalPathNameByHandleA", "GetFinalPathNameByHandleW"):
+        se.add_api_hook(final_path, "kernel32", name, argc=4)
+
     procview.install(se, memory.ptr_size)
     ntmemory.install(se, memory.ptr_size, memory.space)
+
+
+# GetFinalPathNameByHandle's dwFlags: the volume part of the path (VOLUME_NAME_DOS is 0).
+VOLUME_NAME_GUID, VOLUME_NAME_NT, VOLUME_NAME_NONE = 0x1, 0x2, 0x4
+# The volume the guest's C: drive is, as VOLUME_NAME_NT and VOLUME_NAME_GUID name it.
+SYSTEM_VOLUME_NT = "\\Device\\HarddiskVolume3"
+SYSTEM_VOLUME_GUID = "\\\\?\\Volume{6b29fc40-ca47-1067-b31d-00dd010662da}"
+ERROR_INVALID_HANDLE = 6
+ERROR_PATH_NOT_FOUND = 3
+
+
+def _final_path_by_handle(emu: Any, memory: SpeakeasyMemory, wide: bool, argv: list[int]) -> int:
+    """DWORD GetFinalPathNameByHandle(HANDLE file, LPTSTR path, DWORD chars, DWORD flags): the
+    path of the guest file the handle names (Speakeasy has no handler: its signature emulation
+    returned 0 with an empty buffer, and Python's launchers then could not open themselves)."""
+    handle, buffer, chars, flags = argv[0], argv[1], argv[2] & 0xFFFFFFFF, argv[3] & 0xFFFFFFFF
+    path = compat.file_path_of_handle(emu, handle)
+    if not path:
+        memory.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    path = path.removeprefix("\\\\?\\")
+    drive, rest = ntpath.splitdrive(path)
+    if not drive:
+        memory.set_last_error(ERROR_PATH_NOT_FOUND)
+        return 0
+    volume = flags & 0x7
+    if volume == VOLUME_NAME_NONE:
+        text = rest
+    elif volume == VOLUME_NAME_NT:
+        text = SYSTEM_VOLUME_NT + rest
+    elif volume == VOLUME_NAME_GUID:
+        text = SYSTEM_VOLUME_GUID + rest
+    else:
+        text = "\\\\?\\" + drive.upper() + rest
+    if not buffer or chars <= len(text):
+        return len(text) + 1  # the size needed, with the terminating NUL
+    data = text.encode("utf-16-le" if wide else "latin-1", "replace") + (b"\0\0" if wide else b"\0")
+    memory.write(buffer, data)
+    return len(text)
 
 
 def _install_handler(

@@ -1,0 +1,135 @@
+"""msvcrt functions Speakeasy has neither a handler nor a signature for (without one, a call
+ends the replay as ``unsupported_api``): the environment, multibyte classification and string
+duplication (the file descriptors are emulator/backends/speakeasy/crtio.py's).
+
+``getenv`` / ``_wgetenv`` answer from the guest's environment (the scenario's ``[environment]``
+and the sandbox marker), each variable's value in one guest copy returned on every call, as
+msvcrt hands out pointers into its environment table. The guest's ANSI code page is a
+single-byte one (1252), so no byte is a DBCS lead or trail byte.
+"""
+
+from __future__ import annotations
+
+from emulator.apis.clock import _services
+from emulator.apis.core import GuestApi, apihook
+from emulator.apis.heap import _alloc
+from emulator.apis.strings import guarded_length
+from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE
+
+# Longest variable name getenv looks up (Windows' limit on a name is 32,767 characters).
+MAX_VARIABLE_NAME = 32767
+
+
+def environment_value(api: GuestApi, name: str) -> str | None:
+    """The guest's value of the environment variable ``name`` (any case), or None."""
+    if name.lower() == SANDBOX_MARKER_NAME.lower():
+        return SANDBOX_MARKER_VALUE
+    return _services(api).variables.get(name.lower())
+
+
+@apihook("msvcrt", ["getenv", "_wgetenv"], argc=1, conv="cdecl")
+def getenv(api: GuestApi, argv: list[int]) -> int:
+    """char *getenv(const char *name): the value's guest copy, or NULL if the variable is not set."""
+    wide = api.api_name.startswith("_w")
+    if not argv[0]:
+        return 0
+    name = api.read_string(argv[0], wide, max_chars=MAX_VARIABLE_NAME)
+    value = environment_value(api, name)
+    if value is None or not name or "=" in name:
+        return 0
+    cache = _services(api).crt_environment
+    key = (name.lower(), wide)
+    address = cache.get(key)
+    if address is None:
+        address = api.alloc((len(value) + 1) * (2 if wide else 1), f"api.msvcrt.{api.api_name}")
+        api.write_string(address, value, wide)
+        cache[key] = address
+    return address
+
+
+@apihook("msvcrt", ["_ismbblead", "_ismbbtrail"], argc=1, conv="cdecl")
+def ismbb(api: GuestApi, argv: list[int]) -> int:
+    """int _ismbblead(unsigned int c): 0, no byte leads or trails a character in code page 1252."""
+    return 0
+
+
+@apihook("msvcrt", ["_strdup", "_wcsdup"], argc=1, conv="cdecl")
+def strdup(api: GuestApi, argv: list[int]) -> int:
+    """char *_strdup(const char *s): a heap copy of ``s`` (NULL for NULL), as malloc gives."""
+    wide = api.api_name == "_wcsdup"
+    if not argv[0]:
+        return 0
+    unit = 2 if wide else 1
+    length = guarded_length(api, argv[0], wide)
+    data = api.read(argv[0], length * unit) + b"\0" * unit
+    block = _alloc(api, len(data), zero=False)
+    if block:
+        api.write(block, data)
+    return block
+
+
+# The C locale's character classes, as msvcrt's _ctype table has them (its mask bits).
+UPPER, LOWER, DIGIT, SPACE, PUNCT, CONTROL, BLANK, HEX, ALPHA = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100
+CLASSES = {
+    "isalpha": ALPHA | UPPER | LOWER,
+    "isupper": UPPER,
+    "islower": LOWER,
+    "isxdigit": HEX,
+    "isspace": SPACE,
+    "ispunct": PUNCT,
+    "isalnum": ALPHA | UPPER | LOWER | DIGIT,
+    "isprint": BLANK | PUNCT | ALPHA | UPPER | LOWER | DIGIT,
+    "isgraph": PUNCT | ALPHA | UPPER | LOWER | DIGIT,
+    "iscntrl": CONTROL,
+}
+WIDE_CLASSES = {f"isw{name[2:]}": mask for name, mask in CLASSES.items()} | {"iswdigit": DIGIT}
+
+
+def ctype_mask(c: int, wide: bool) -> int:
+    """msvcrt's class bits of character ``c`` in the C locale (0 for EOF and, narrow, bytes
+    above 127); a wide character above 127 is classed by Unicode, as iswalpha and its kin do."""
+    if c < 0 or c > (0xFFFF if wide else 0xFF):
+        return 0
+    if c >= 0x80:
+        if not wide:
+            return 0
+        ch = chr(c)
+        mask = (UPPER if ch.isupper() else 0) | (LOWER if ch.islower() else 0)
+        mask |= ALPHA if ch.isalpha() else 0
+        mask |= DIGIT if ch.isdecimal() else 0
+        mask |= SPACE if ch.isspace() else 0
+        if ch.isprintable() and not ch.isalnum() and not ch.isspace():
+            mask |= PUNCT
+        return mask
+    if c < 0x20 or c == 0x7F:
+        return CONTROL | (SPACE if 9 <= c <= 13 else 0) | (BLANK if c == 9 else 0)
+    if c == 0x20:
+        return SPACE | BLANK
+    ch = chr(c)
+    if ch.isdigit():
+        return DIGIT | HEX
+    if ch.isalpha():
+        return ALPHA | (UPPER if ch.isupper() else LOWER) | (HEX if ch.lower() in "abcdef" else 0)
+    return PUNCT
+
+
+@apihook("msvcrt", list(CLASSES), argc=1, conv="cdecl")
+@apihook("msvcrt", list(WIDE_CLASSES), argc=1, conv="cdecl")
+def ctype(api: GuestApi, argv: list[int]) -> int:
+    """int isspace(int c) and its kin (iswspace(wint_t c) ...): the class bits ``c`` has of the
+    function's class, nonzero when it is one. (isdigit, toupper and tolower are Speakeasy's.)"""
+    name = api.api_name
+    wide = name.startswith("isw")
+    raw = argv[0] & (0xFFFF if wide else 0xFFFFFFFF)
+    c = raw - (1 << 32) if not wide and raw >> 31 else raw  # EOF is -1
+    return ctype_mask(c, wide) & (WIDE_CLASSES[name] if wide else CLASSES[name])
+
+
+@apihook("msvcrt", ["iswctype", "_isctype"], argc=2, conv="cdecl")
+def isctype(api: GuestApi, argv: list[int]) -> int:
+    """int iswctype(wint_t c, wctype_t mask) / _isctype(int c, int mask): the class bits of ``c``
+    among ``mask`` (what the headers' iswalpha(c) and its kin expand to)."""
+    wide = api.api_name == "iswctype"
+    raw = argv[0] & (0xFFFF if wide else 0xFFFFFFFF)
+    c = raw - (1 << 32) if not wide and raw >> 31 else raw
+    return ctype_mask(c, wide) & argv[1] & 0xFFFF

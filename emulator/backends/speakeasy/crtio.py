@@ -1,0 +1,251 @@
+"""The C runtime's low-level file I/O (``_open``, ``_read``, ``_lseek``, ...) over Speakeasy's files.
+
+Speakeasy emulates msvcrt's stream functions (``fopen``, ``fread``) but not the file
+descriptors under them, and msvcrt functions have no signatures: a program calling ``_open``
+(Python's launchers read the script appended to themselves that way) ended the replay as
+``unsupported_api``. Here a descriptor names one of Speakeasy's file objects, opened, read,
+written and positioned as ``CreateFile`` / ``ReadFile`` / ``WriteFile`` / ``SetFilePointer``
+do, and recorded as they are (file events, read buffers for lineage, dropped files).
+``errno`` is not set on failure (the call returns -1).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from speakeasy.profiler_events import FILE_CREATE, FILE_OPEN, FILE_READ, FILE_WRITE
+from speakeasy.winenv.arch import CALL_CONV_CDECL, X86_REG_EDX
+
+from emulator.apis.core import GuestMemory
+from emulator.backends.speakeasy.sources import read_c_string
+
+# <fcntl.h> flags of _open, and the translation modes of _setmode.
+O_WRONLY, O_RDWR, O_APPEND, O_CREAT, O_TRUNC, O_EXCL = 0x1, 0x2, 0x8, 0x100, 0x200, 0x400
+O_TEXT, O_BINARY, O_WTEXT, O_U16TEXT, O_U8TEXT = 0x4000, 0x8000, 0x10000, 0x20000, 0x40000
+TRANSLATION_MODES = frozenset((O_TEXT, O_BINARY, O_WTEXT, O_U16TEXT, O_U8TEXT))
+# What _isatty returns for a console stream (msvcrt's FDEV flag).
+FDEV = 0x40
+# The first descriptor handed out (0, 1 and 2 are the standard streams).
+FIRST_FD = 3
+# Bytes one _read / _write moves at most (the C runtime's own limit is INT_MAX).
+MAX_TRANSFER = 64 * 1024 * 1024
+MAX_PATH_CHARS = 32767
+SEEK_WHENCE = {0: io.SEEK_SET, 1: io.SEEK_CUR, 2: io.SEEK_END}
+# st_mode of a console stream (descriptors 0-2) and of a read-write file; st_dev of drive C:.
+S_IFCHR, S_IFREG, S_IRW = 0x2000, 0x8000, 0x1B6
+DRIVE_C = 2
+# msvcrt's struct _stat layouts, by function: (struct format, whether st_size is 64 bits).
+# Fields: st_dev, st_ino, st_mode, st_nlink, st_uid, st_gid, st_rdev, st_size, st_atime,
+# st_mtime, st_ctime.
+STAT32 = ("<IHHhhh2xIiiii", False)  # struct _stat32: 36 bytes
+STAT32I64 = ("<IHHhhh2xI4xqiii4x", True)  # struct _stat32i64: 48 bytes
+STAT64I32 = ("<IHHhhh2xIiqqq", False)  # struct _stat64i32: 48 bytes
+STAT64 = ("<IHHhhh2xI4xqqqq", True)  # struct _stat64: 56 bytes
+STAT_LAYOUTS = {
+    "_fstat": STAT32,
+    "_fstat32": STAT32,
+    "_fstati64": STAT32I64,
+    "_fstat32i64": STAT32I64,
+    "_fstat64i32": STAT64I32,
+    "_fstat64": STAT64,
+}
+
+
+class CrtFiles:
+    """Descriptor -> (Speakeasy file handle, guest path, append mode), per replay."""
+
+    def __init__(self, se: Any, emu: Any, memory: GuestMemory, now_unix: Callable[[], float]) -> None:
+        self.se = se
+        self.now_unix = now_unix
+        self.emu = emu
+        self.memory = memory
+        self.x64 = memory.ptr_size == 8
+        self.files: dict[int, tuple[int, str, bool]] = {}
+        # Translation mode per descriptor (text unless opened or set otherwise).
+        self.modes: dict[int, int] = {}
+        self.next_fd = FIRST_FD
+
+    def install(self) -> None:
+        offset_slots = 1 if self.x64 else 2  # an __int64 argument takes two stack slots on x86
+        hooks: list[tuple[str, int, Callable[[list[int]], int]]] = [
+            ("_open", 3, lambda argv: self._open(argv, wide=False)),
+            ("_wopen", 3, lambda argv: self._open(argv, wide=True)),
+            ("_read", 3, self._read),
+            ("_write", 3, self._write),
+            ("_close", 1, self._close),
+            ("_lseek", 3, lambda argv: self._seek(argv[0], _signed(argv[1], 32), argv[2])),
+            ("_lseeki64", 2 + offset_slots, self._seek64),
+            ("_tell", 1, lambda argv: self._seek(argv[0], 0, 1)),
+            ("_telli64", 1, lambda argv: self._wide_result(self._seek(argv[0], 0, 1))),
+            ("_filelength", 1, self._length),
+            ("_eof", 1, self._eof),
+            ("_setmode", 2, self._setmode),
+            ("_isatty", 1, lambda argv: FDEV if argv[0] & 0xFFFFFFFF <= 2 else 0),
+        ]
+        for name, layout in STAT_LAYOUTS.items():
+            hooks.append((name, 2, functools.partial(self._fstat, layout=layout)))
+        for name, argc, func in hooks:
+
+            def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _func: Any = func) -> int:
+                return int(_func(list(argv)))
+
+            self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _crt(self) -> Any:
+        return self.emu.api.mods["msvcrt"]
+
+    def _file(self, fd: int) -> tuple[Any, str, bool] | None:
+        entry = self.files.get(fd & 0xFFFFFFFF)
+        if entry is None:
+            return None
+        fobj = self.emu.file_get(entry[0])
+        return (fobj, entry[1], entry[2]) if fobj is not None else None
+
+    def _wide_result(self, value: int) -> int:
+        # A 64-bit result on x86 comes back in EDX:EAX.
+        if not self.x64:
+            self.emu.reg_write(X86_REG_EDX, (value >> 32) & 0xFFFFFFFF)
+            return value & 0xFFFFFFFF
+        return value
+
+    # -- the functions ------------------------------------------------------------------------
+
+    def _open(self, argv: list[int], wide: bool) -> int:
+        """int _open(const char *path, int oflag, int pmode)"""
+        path_ptr, oflag = argv[0], argv[1] & 0xFFFFFFFF
+        raw = read_c_string(self.memory, path_ptr, wide, MAX_PATH_CHARS * (2 if wide else 1)) if path_ptr else b""
+        # "\\?\\C:\\..." (GetFinalPathNameByHandle's form) is the path "C:\\...".
+        path = raw.decode("utf-16-le" if wide else "latin-1", "replace").removeprefix("\\\\?\\")
+        if not path:
+            return -1
+        crt = self._crt()
+        exists = bool(self.emu.does_file_exist(path))
+        if exists and oflag & O_CREAT and oflag & O_EXCL:
+            return -1
+        if not exists and not oflag & O_CREAT:
+            return -1
+        handle = crt.file_open(path, create=bool(oflag & O_CREAT), truncate=bool(oflag & O_TRUNC))
+        if handle is None:
+            return -1
+        crt.record_file_access_event(path, FILE_OPEN if exists else FILE_CREATE)
+        fd = self.next_fd
+        self.next_fd += 1
+        self.files[fd] = (int(handle), path, bool(oflag & O_APPEND))
+        self.modes[fd] = O_BINARY if oflag & O_BINARY else O_TEXT
+        return fd
+
+    def _read(self, argv: list[int]) -> int:
+        """int _read(int fd, void *buffer, unsigned int count)"""
+        entry = self._file(argv[0])
+        buffer, count = argv[1], min(argv[2] & 0xFFFFFFFF, MAX_TRANSFER)
+        if entry is None or not buffer:
+            return -1
+        fobj, path, _append = entry
+        data = fobj.get_data(size=count) or b""
+        if data:
+            try:
+                self.memory.write(buffer, data)
+            except Exception:
+                return -1
+            self._crt().record_file_access_event(path, FILE_READ, buffer=buffer, size=len(data))
+        return len(data)
+
+    def _write(self, argv: list[int]) -> int:
+        """int _write(int fd, const void *buffer, unsigned int count)"""
+        entry = self._file(argv[0])
+        buffer, count = argv[1], min(argv[2] & 0xFFFFFFFF, MAX_TRANSFER)
+        if entry is None or (count and not buffer):
+            return -1
+        fobj, path, _append = entry
+        try:
+            data = self.memory.read(buffer, count) if count else b""
+        except Exception:
+            return -1
+        if data:
+            fobj.add_data(data)  # as Speakeasy's WriteFile: appended to the file
+            self._crt().record_file_access_event(path, FILE_WRITE, data=data, buffer=buffer, size=len(data))
+        return len(data)
+
+    def _close(self, argv: list[int]) -> int:
+        self.modes.pop(argv[0] & 0xFFFFFFFF, None)
+        return 0 if self.files.pop(argv[0] & 0xFFFFFFFF, None) is not None else -1
+
+    def _setmode(self, argv: list[int]) -> int:
+        """int _setmode(int fd, int mode): the previous translation mode; -1 for a descriptor
+        that is not open or a mode that is not one."""
+        fd, mode = argv[0] & 0xFFFFFFFF, argv[1] & 0xFFFFFFFF
+        if (fd > 2 and fd not in self.files) or mode not in TRANSLATION_MODES:
+            return -1
+        previous = self.modes.get(fd, O_TEXT)
+        self.modes[fd] = mode
+        return previous
+
+    def _seek(self, fd: int, offset: int, origin: int) -> int:
+        entry = self._file(fd)
+        whence = SEEK_WHENCE.get(origin & 0xFFFFFFFF)
+        if entry is None or whence is None:
+            return -1
+        fobj = entry[0]
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: fobj.tell(), io.SEEK_END: fobj.get_size()}[whence]
+        if start + offset < 0:
+            return -1
+        fobj.seek(start + offset, io.SEEK_SET)
+        return int(fobj.tell())
+
+    def _seek64(self, argv: list[int]) -> int:
+        if self.x64:
+            fd, offset, origin = argv[0], _signed(argv[1], 64), argv[2]
+        else:
+            fd, offset, origin = argv[0], _signed(argv[1] | (argv[2] << 32), 64), argv[3]
+        return self._wide_result(self._seek(fd, offset, origin) & 0xFFFFFFFFFFFFFFFF)
+
+    def _length(self, argv: list[int]) -> int:
+        entry = self._file(argv[0])
+        return int(entry[0].get_size()) if entry is not None else -1
+
+    def _eof(self, argv: list[int]) -> int:
+        entry = self._file(argv[0])
+        if entry is None:
+            return -1
+        return 1 if entry[0].tell() >= entry[0].get_size() else 0
+
+    def _fstat(self, argv: list[int], layout: tuple[str, bool]) -> int:
+        """int _fstat64(int fd, struct _stat64 *buffer): a console stream for descriptors 0-2
+        (character device), else the file's size, as a read-write file on C: stamped now."""
+        fd, buffer = argv[0] & 0xFFFFFFFF, argv[1]
+        if not buffer:
+            return -1
+        now = int(self.now_unix())
+        if fd <= 2:
+            values = (fd, 0, S_IFCHR, 1, 0, 0, fd, 0, now, now, now)
+        else:
+            entry = self._file(fd)
+            if entry is None:
+                return -1
+            size = int(entry[0].get_size())
+            values = (DRIVE_C, 0, S_IFREG | S_IRW, 1, 0, 0, DRIVE_C, size, now, now, now)
+        layout_format, wide_size = layout
+        if not wide_size:
+            values = (*values[:7], min(values[7], 0x7FFFFFFF), *values[8:])
+        try:
+            self.memory.write(buffer, struct.pack(layout_format, *values))
+        except Exception:
+            return -1
+        return 0
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def install(se: Any, emu: Any, memory: GuestMemory, now_unix: Callable[[], float]) -> CrtFiles:
+    files = CrtFiles(se, emu, memory, now_unix)
+    files.install()
+    return files

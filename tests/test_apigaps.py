@@ -1,0 +1,187 @@
+"""API gaps found on third-party programs (pip/setuptools launchers, distutils installers, a
+Rust-built tool, mingw-w64 runtime DLLs), each reproduced by a small benign C sample in
+tests/bins/apigaps/ (``make -C tests/bins/apigaps`` rebuilds them byte for byte), x64 and x86:
+known folders, lstrlen of a bad pointer, the C runtime's getenv / _ismbblead and file
+descriptors, GetFinalPathNameByHandle, a message box with a timeout, VirtualQuery of an image's
+pages (mingw's pseudo-relocations), the report's note naming an API served from its signature
+alone, and DLLs beside the program found as Windows' loader finds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator.backends.speakeasy.loader import DllSearch
+from emulator.events import ApiCall, DataBuffer, FileAccess, Note, StageStart
+from emulator.plan import ReplayPlan, VirtualFile
+from emulator.replay import Recording, emulate
+
+ROOT = Path(__file__).resolve().parent.parent
+BINS = ROOT / "tests" / "bins" / "apigaps"
+SAMPLES = ["apigaps.exe", "apigaps32.exe"]
+CHECKS = [
+    "known_folder_ok",
+    "known_folder_is_localappdata",
+    "unknown_folder_invalidarg",
+    "lstrlenW_null",
+    "lstrlenA_null",
+    "lstrlenA_unmapped",
+    "lstrlenA_abc",
+    "getenv_marker",
+    "getenv_missing",
+    "ismbblead_ascii",
+    "ctype",
+    "wctype",
+    "strdup",
+    "messagebox_timeout",
+    "messagebox_waited",
+    "virtualquery_rdata_readonly",
+    "virtualquery_rdata_bounds",
+    "virtualquery_text_not_writable",
+    "pseudo_reloc_patched",
+    "final_path_dos",
+    "open_self",
+    "read_mz",
+    "lseek_end_is_size",
+    "lseeki64_back",
+    "read_after_seek",
+    "fstat64_file",
+    "fstat64_console",
+    "fstat64_bad_fd",
+    "setmode",
+    "isatty",
+    "close",
+    "open_missing",
+    "write_new",
+]
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], str], Recording] = {}
+DESKTOP = "C:\\Users\\analyst\\Desktop"
+
+
+def _emulate(sample: str, files: tuple[tuple[str, str], ...] = (), mode: str = "fast") -> Recording:
+    """``sample`` run from the desktop, with ``files`` (guest path, file in BINS) in the guest."""
+    key = (sample, files, mode)
+    if key not in _CACHE:
+        plan = ReplayPlan(
+            name=Path(sample).stem,
+            target_path=str(BINS / sample),
+            emu_path=f"{DESKTOP}\\{sample}",
+            files=[VirtualFile(emu_path=guest, host_path=str(BINS / host)) for guest, host in files],
+            mode=mode,  # type: ignore[arg-type]
+        )
+        _CACHE[key] = emulate(plan)
+    return _CACHE[key]
+
+
+def _verdicts(recording: Recording) -> dict[str, str]:
+    verdicts = {}
+    for call in _calls(recording, "kernel32.OutputDebugStringA"):
+        name, _, rest = call.args[0].removeprefix("check ").partition(": ")
+        verdicts[name] = rest
+    return verdicts
+
+
+def _calls(recording: Recording, api: str) -> list[ApiCall]:
+    return [e for e in recording.events if isinstance(e, ApiCall) and e.api == api]
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_every_check_passes_and_the_run_completes(sample: str, mode: str) -> None:
+    recording = _emulate(sample, mode=mode)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(CHECKS, "pass")
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_known_folder_comes_from_the_guest_profile(sample: str) -> None:
+    printed = [c.args[0] for c in _calls(_emulate(sample), "kernel32.OutputDebugStringW")]
+    assert printed == ["C:\\Users\\analyst\\AppData\\Local"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_crt_file_descriptors_are_file_events(sample: str) -> None:
+    events = [e for e in _emulate(sample).events if isinstance(e, FileAccess)]
+    temp = "C:\\Users\\analyst\\AppData\\Local\\Temp\\c.bin"
+    assert [(e.op, e.size) for e in events if e.path == temp] == [("create", None), ("write", 9)]
+    own = [(e.op, e.size) for e in events if e.path.endswith(sample) and e.op == "read"]
+    assert own == [("read", 3)] or own == [("read", 2), ("read", 1)]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_an_api_served_from_its_signature_is_noted_once(sample: str) -> None:
+    recording = _emulate(sample)
+    notes = [e for e in recording.events if isinstance(e, Note) and e.what == "signature_emulated"]
+    assert [n.detail.split(" ")[0] for n in notes] == ["kernel32.SetConsoleMode"]
+    assert "served from its declared signature (returned 0x1" in notes[0].detail
+    # The note follows the first call it is about (the second is not noted again), and carries
+    # its call site.
+    calls = _calls(recording, "kernel32.SetConsoleMode")
+    assert len(calls) == 2
+    call = calls[0]
+    assert notes[0].seq > call.seq and notes[0].pc == call.pc
+    # APIs with a handler (the project's or Speakeasy's) are not noted.
+    assert not any("SHGetKnownFolderPath" in n.detail or "lstrlen" in n.detail for n in notes)
+
+
+# ---- DLLs beside the program: Windows' search order over the guest's files ------------------
+
+BESIDE = ((f"{DESKTOP}\\apidep.dll", "apidep.dll"), (f"{DESKTOP}\\apidep2.dll", "apidep2.dll"))
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_dlls_beside_the_program_are_loaded_for_imports_and_by_bare_name(mode: str) -> None:
+    recording = _emulate("sideload.exe", BESIDE, mode)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(
+        ["import_dllmain_ran", "import_value", "loadlibrary_bare_name", "loadlibrary_value"], "pass"
+    )
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+
+
+def test_a_dll_found_so_is_read_from_its_file_then_a_module_stage() -> None:
+    events = _emulate("sideload.exe", BESIDE).events
+    for guest, name in BESIDE:
+        read = next(e for e in events if isinstance(e, FileAccess) and e.path == guest)
+        carrier = next(e for e in events if isinstance(e, DataBuffer) and e.ref == guest)
+        stage = next(e for e in events if isinstance(e, StageStart) and e.name == name)
+        assert read.op == "read" and read.size == (BINS / name).stat().st_size
+        assert carrier.source == "file_read" and carrier.address == stage.base
+        assert read.seq < carrier.seq < stage.seq and stage.kind == "module"
+    # The import's DllMain ran before the entry point's first API call.
+    first_call = next(e for e in events if isinstance(e, ApiCall))
+    assert next(e for e in events if isinstance(e, StageStart) and e.name == "apidep.dll").seq < first_call.seq
+
+
+def test_a_dll_in_a_system_folder_is_found_after_the_application_folder() -> None:
+    system = "C:\\Windows\\System32"
+    files = ((f"{system}\\apidep.dll", "apidep.dll"), (f"{system}\\apidep2.dll", "apidep2.dll"))
+    recording = _emulate("sideload.exe", files)
+    assert recording.status == "completed", recording.detail
+    # The application's folder comes first: its apidep2.dll (a copy of apidep.dll) wins.
+    first = _emulate("sideload.exe", (*files, (f"{DESKTOP}\\apidep2.dll", "apidep.dll")))
+    assert _verdicts(first)["loadlibrary_value"] == "FAIL"
+
+
+def test_the_search_order_skips_known_dlls_and_api_sets() -> None:
+    search = DllSearch(emu=None, app_path=f"{DESKTOP}\\sideload.exe")
+    assert search.candidates("libgcc_s_dw2-1") == [
+        f"{DESKTOP}\\libgcc_s_dw2-1.dll",
+        "C:\\Windows\\System32\\libgcc_s_dw2-1.dll",
+        "C:\\Windows\\libgcc_s_dw2-1.dll",
+    ]
+    # KnownDLLs (the system's even when not loaded yet), API sets, and paths are never searched.
+    for name in ("wldap32", "SETUPAPI.dll", "api-ms-win-core-synch-l1-2-0", "C:\\x\\y.dll"):
+        assert search.candidates(name) == [], name
+
+
+def test_a_dll_nowhere_in_the_guest_is_an_unsupported_api() -> None:
+    recording = _emulate("sideload.exe")
+    assert recording.status == "unsupported_api"
+    assert recording.detail.startswith("unsupported API apidep.DepAttached")
+    # A file elsewhere (not on the search path) is not found either.
+    elsewhere = _emulate("sideload.exe", (("C:\\Users\\analyst\\Documents\\apidep.dll", "apidep.dll"),))
+    assert elsewhere.status == "unsupported_api"
