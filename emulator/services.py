@@ -28,9 +28,6 @@ class ReplayServices:
     variables: dict[str, str] = field(default_factory=dict)
     # Threads the guest hid from the debugger (NtSetInformationThread), by thread id.
     hidden_threads: set[int] = field(default_factory=set)
-    # The C runtime's copies of environment values getenv / _wgetenv returned: (name, wide) ->
-    # guest address (the same pointer for the same variable, as msvcrt's environment table).
-    crt_environment: dict[tuple[str, bool], int] = field(default_factory=dict)
     _next_handle: int = HANDLE_BASE
 
     def new_handle(self, obj: Any) -> int:
