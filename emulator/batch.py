@@ -64,8 +64,8 @@ PRESTART = True
 # After a termination signal, seconds the replays running are given to write their partial
 # reports before their workers are killed.
 BATCH_STOP_GRACE_SECONDS = 10
-# A replay on a Dask worker learns that its batch stopped within this (a long poll of the
-# scheduler, answered at once when the batch sets its stop event).
+# A replay on a Dask worker learns that its batch stopped within this (the interval at which it
+# asks the scheduler).
 STOP_POLL_SECONDS = 0.5
 # Seconds to wait for a Dask scheduler to answer before giving up.
 SCHEDULER_CONNECT_TIMEOUT = 10
@@ -167,11 +167,12 @@ def replay_task(plan_json: str, outdir: str, force: bool = False, stop_variable:
 
 @contextmanager
 def _watching_the_batch(name: str | None, stop: StopRequest) -> Iterator[None]:
-    """While the block runs, a thread waits on the batch's Dask ``Event`` called ``name`` (in a
-    Dask worker; nothing is done without a name) and, once it is set, makes ``stop``'s request
-    with the signal number the batch left in the ``Variable`` of that name. Whether the batch
-    stopped already is known before the block starts. The waits are long polls of
-    :data:`STOP_POLL_SECONDS`: the request arrives as soon as the batch makes it."""
+    """While the block runs, a thread asks the scheduler every :data:`STOP_POLL_SECONDS` whether
+    the batch's Dask ``Event`` called ``name`` is set (in a Dask worker; nothing is done without
+    a name) and, once it is, makes ``stop``'s request with the signal number the batch left in
+    the ``Variable`` of that name. Whether the batch stopped already is asked before the block
+    starts. The questions never wait on the scheduler (a wait still pending when a cluster shuts
+    down is logged there as an error), and the thread ends as soon as the block does."""
     if name is None:
         yield
         return
@@ -183,22 +184,22 @@ def _watching_the_batch(name: str | None, stop: StopRequest) -> Iterator[None]:
     stopped, signal_number = Event(name), Variable(name)
     over = threading.Event()
 
-    def poll() -> bool:
+    def stopped_now() -> bool:
         try:
-            if not stopped.wait(timeout=STOP_POLL_SECONDS):
+            if not stopped.is_set():
                 return False
-            value = signal_number.get(timeout=STOP_POLL_SECONDS)
+            value = signal_number.get(timeout=STOP_POLL_SECONDS)  # set before the event: at once
         except Exception:  # noqa: BLE001 - the scheduler is gone: the replay runs on, within its limits
-            value = None if over.is_set() else signal.SIGTERM
+            return over.is_set()
         stop.request(value if isinstance(value, int) else signal.SIGTERM)
         return True
 
-    if poll():
+    if stopped_now():
         yield
         return
 
     def watch() -> None:
-        while not over.is_set() and not poll():
+        while not over.wait(STOP_POLL_SECONDS) and not stopped_now():
             pass
 
     watcher = threading.Thread(target=watch, name="chainreplay-batch-stop", daemon=True)
@@ -207,7 +208,7 @@ def _watching_the_batch(name: str | None, stop: StopRequest) -> Iterator[None]:
         yield
     finally:
         over.set()
-        watcher.join(timeout=STOP_POLL_SECONDS + 1)
+        watcher.join(timeout=STOP_POLL_SECONDS)
 
 
 def _cpu_seconds(who: int) -> float:
