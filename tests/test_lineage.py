@@ -672,12 +672,15 @@ def test_injection_method_and_sub_technique(
     assert edge["target"] == f"process:{process}" and edge["methods"] == [method]
     calls = {c["seq"]: c["api"].rpartition(".")[2] for c in report["api_calls"]}
     cited = {calls[seq] for seq in edge["evidence"]}
-    wanted = INJECTION_CALLS.get(name) or {
-        "remote_thread": {"CreateRemoteThread"},
-        "thread_context": {"SetThreadContext", "ResumeThread"},
-        "apc": {"QueueUserAPC"},
-        "hollowing": {"ZwUnmapViewOfSection", "SetThreadContext", "ResumeThread"},
-    }[method]
+    wanted = (
+        INJECTION_CALLS.get(name)
+        or {
+            "remote_thread": {"CreateRemoteThread"},
+            "thread_context": {"SetThreadContext", "ResumeThread"},
+            "apc": {"QueueUserAPC"},
+            "hollowing": {"ZwUnmapViewOfSection", "SetThreadContext", "ResumeThread"},
+        }[method]
+    )
     assert cited == wanted
     subs = {t["technique"]: t for t in report["attack"] if t["technique"].startswith("T1055.")}
     assert set(subs) == ({technique} if technique else set())
