@@ -105,6 +105,7 @@ GENERALITY = [
     "dns-txt-b64",
     "named-section-xor",
     "inject-syscalls",
+    "module-stomp-xor",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [

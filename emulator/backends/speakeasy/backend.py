@@ -136,6 +136,7 @@ class SpeakeasyBackend:
 
         compat.before_each_api_call(emu, enter_api_call, with_site=True)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
+        watch.own_image = (target.base, target.size)
         flow = FlowWatch(emu, memory, self.recorder)
         flow.install()
         flow.add_code(target.base, target.size, target.kind)

@@ -73,6 +73,7 @@ def shipped_table(path: Path, version: str, data_format: int) -> Any | None:
 
 PERM_EXEC: int = se_common.PERM_MEM_EXEC
 PERM_RWX: int = se_common.PERM_MEM_RWX
+PERM_WRITE: int = se_common.PERM_MEM_WRITE
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.
 WATCHED_TAG_PREFIXES = (
     "api.virtalloc",

@@ -16,7 +16,7 @@ from typing import Any
 from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_guest
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.translate import Fail, Observed
 from emulator.outcome import Status
@@ -24,6 +24,8 @@ from emulator.plan import ReplayPlan
 from emulator.recorder import Recorder
 
 PAGE = 0x1000
+# Bytes compared at a fetch from a watched module page (an x64 API stub is 16).
+STOMP_PROBE = 16
 logger = logging.getLogger(__name__)
 
 
@@ -54,6 +56,12 @@ class MemoryWatch:
         self.flow: FlowWatch | None = None
         # Told (address, size) of memory mapped or given another protection, once it is done.
         self.on_protection_change: Callable[[int, int], None] | None = None
+        # The sample's own image (base, size): its pages made writable are not watched here.
+        self.own_image: tuple[int, int] | None = None
+        # Pages of another module's image the guest made writable -> their bytes then (module
+        # stomping: code written over a loaded DLL's runs from its image, where no allocation
+        # of the guest's holds it). Code run there is a stage only if the bytes differ.
+        self.module_pages: dict[int, bytes] = {}
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -95,6 +103,8 @@ class MemoryWatch:
 
     def _mem_protect(self, original: Callable[[int, int, int], None], addr: int, size: int, perms: int) -> None:
         original(addr, size, perms)
+        if perms & compat.PERM_WRITE:
+            self._watch_module_pages(addr, size, perms)
         armed_pages = [p for p in pages_of(addr, size) if p in self.armed]
         for page in armed_pages:
             self.armed[page] = perms
@@ -111,6 +121,48 @@ class MemoryWatch:
                 self.armed.pop(page, None)
             self.mapped_total = max(0, self.mapped_total - mm.size)
         original(base)
+
+    def _watch_module_pages(self, addr: int, size: int, perms: int) -> None:
+        """Pages of a loaded module's image (not the sample's own, not one the guest wrote) made
+        writable: their bytes are kept and they are watched like an allocation, writes followed."""
+        fresh = []
+        for page in pages_of(addr, size):
+            at = page * PAGE
+            if page in self.armed or page in self.module_pages or self._own(at):
+                continue
+            if compat_guest.module_base_at(self.emu, at) is None:
+                continue
+            try:
+                self.module_pages[page] = self.memory.read(at, PAGE)
+            except Exception:  # noqa: BLE001 - a page that cannot be read is left alone
+                continue
+            fresh.append(page)
+        if not fresh:
+            return
+        for first, count in page_runs(fresh):
+            self._arm(first * PAGE, count * PAGE, perms)
+            if self.flow is not None:
+                self.flow.watch_region(first * PAGE, count * PAGE)
+
+    def _own(self, address: int) -> bool:
+        own = self.own_image
+        if own is not None and own[0] <= address < own[0] + own[1]:
+            return True
+        return any(b <= address < b + s for b, s, _ in self.guest_modules)
+
+    def _stomped(self, address: int) -> bool:
+        """Code about to run in a watched module page: whether the guest changed the bytes there
+        (an unchanged page, an API stub the guest did not touch, runs on as the module's own)."""
+        page = address // PAGE
+        before = self.module_pages.get(page)
+        if before is None:
+            return True
+        offset = address - page * PAGE
+        try:
+            now = self.memory.read(address, min(STOMP_PROBE, PAGE - offset))
+        except Exception:  # noqa: BLE001
+            return True
+        return bytes(now) != before[offset : offset + len(now)]
 
     def arm_module(self, base: int, size: int, name: str) -> None:
         """Watch a module mapped from a file the guest wrote: its first execution is a stage."""
@@ -148,8 +200,14 @@ class MemoryWatch:
     # -- the trap ------------------------------------------------------------------------------
 
     def _on_fetch(self, address: int) -> bool | None:
-        if (address // PAGE) not in self.armed:
+        page = address // PAGE
+        if page not in self.armed:
             return None
+        if page in self.module_pages and not self._stomped(address):
+            # the module's own code, as it was: runs on, and the page is no longer watched
+            self._set_pages([page], self.armed.pop(page) | compat.PERM_EXEC)
+            self.module_pages.pop(page, None)
+            return True
         try:
             self._on_dynamic_exec(address)
         except ReplayStop as stop:
@@ -173,7 +231,11 @@ class MemoryWatch:
         if module is not None:
             kind, base, size, name = "module", module[0], module[1], module[2]
             image_base = base
-        for candidate in dict.fromkeys((base, region_base)) if module is None else ():
+        # Code written over a loaded module's (stomped) is shellcode, not that module's image.
+        stomped = address // PAGE in self.module_pages
+        if stomped and (base, size) == (region_base, region_size):
+            base, size = address & ~(PAGE - 1), PAGE  # no protected range names it: its page
+        for candidate in dict.fromkeys((base, region_base)) if module is None and not stomped else ():
             header = self._image_header_near(address, candidate)
             if header is not None:
                 image_base, image_size, name = header
