@@ -193,6 +193,7 @@ def check_emulator(emu: Any) -> None:
         "mem_protect",
         "mem_free",
         "modules",
+        "_load_depth",
     ):
         if not hasattr(emu, attr):
             raise _incompatible(f"the emulator has no attribute {attr!r}")
@@ -792,6 +793,12 @@ def add_cpuid_hook(unicorn: Any, callback: Callable[[Any, Any], bool]) -> int:
     from unicorn import x86_const
 
     return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_CPUID))
+
+
+def loading_images(emu: Any) -> bool:
+    """Whether an image load is in progress (Speakeasy's ``load_image`` counts its nesting): what
+    the memory manager does meanwhile is the loader's, not the guest's."""
+    return bool(getattr(emu, "_load_depth", 0))
 
 
 def add_syscall_hook(unicorn: Any, callback: Callable[[Any, Any], None]) -> int:

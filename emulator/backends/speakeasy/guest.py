@@ -180,7 +180,7 @@ class GuestMachine:
         except Exception:
             return
         self._hook_found(base, data)
-        for start, end in _code_ranges(data, base, size):
+        for start, end in code_ranges(data, base, size):
             if (start, end) not in self.write_watched and (start, end) not in self.parked:
                 self._watch_writes(start, end)
 
@@ -393,7 +393,7 @@ class ProcessBlocks:
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
 
 
-def _code_ranges(data: bytes, base: int, size: int) -> list[tuple[int, int]]:
+def code_ranges(data: bytes, base: int, size: int) -> list[tuple[int, int]]:
     """The executable sections of a PE image at ``base`` (its data is written often, its code
     rarely), or the whole region when it is not an image."""
     try:

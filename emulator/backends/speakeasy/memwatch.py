@@ -18,6 +18,7 @@ from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
 from emulator.backends.speakeasy import compat, compat_guest
 from emulator.backends.speakeasy.flow import FlowWatch
+from emulator.backends.speakeasy.guest import code_ranges
 from emulator.backends.speakeasy.translate import Fail, Observed
 from emulator.outcome import Status
 from emulator.plan import ReplayPlan
@@ -62,6 +63,7 @@ class MemoryWatch:
         # stomping: code written over a loaded DLL's runs from its image, where no allocation
         # of the guest's holds it). Code run there is a stage only if the bytes differ.
         self.module_pages: dict[int, bytes] = {}
+        self._module_code: dict[int, list[tuple[int, int]]] = {}  # module base -> its code ranges
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -103,7 +105,7 @@ class MemoryWatch:
 
     def _mem_protect(self, original: Callable[[int, int, int], None], addr: int, size: int, perms: int) -> None:
         original(addr, size, perms)
-        if perms & compat.PERM_WRITE:
+        if perms & compat.PERM_WRITE and not compat.loading_images(self.emu):
             self._watch_module_pages(addr, size, perms)
         armed_pages = [p for p in pages_of(addr, size) if p in self.armed]
         for page in armed_pages:
@@ -130,7 +132,9 @@ class MemoryWatch:
             at = page * PAGE
             if page in self.armed or page in self.module_pages or self._own(at):
                 continue
-            if compat_guest.module_base_at(self.emu, at) is None:
+            module = compat_guest.module_base_at(self.emu, at)
+            # only its code sections: the loader makes data sections writable for every module
+            if module is None or not any(start <= at < end for start, end in self._code_of(module)):
                 continue
             try:
                 self.module_pages[page] = self.memory.read(at, PAGE)
@@ -143,6 +147,18 @@ class MemoryWatch:
             self._arm(first * PAGE, count * PAGE, perms)
             if self.flow is not None:
                 self.flow.watch_region(first * PAGE, count * PAGE)
+
+    def _code_of(self, module: int) -> list[tuple[int, int]]:
+        """The executable sections of the module image at ``module`` (from its headers in memory)."""
+        ranges = self._module_code.get(module)
+        if ranges is None:
+            try:
+                headers = self.memory.read(module, PAGE)
+            except Exception:  # noqa: BLE001 - no headers to read: no code known
+                headers = b""
+            ranges = code_ranges(headers, module, 0) if headers[:2] == b"MZ" else []
+            self._module_code[module] = ranges
+        return ranges
 
     def _own(self, address: int) -> bool:
         own = self.own_image
