@@ -46,7 +46,6 @@ SYSCALL_INSTRUCTION_SIZE = 2
 # The x86 stub: mov eax, SSN; mov edx, KiFastSystemCall; call edx; ret N (15 bytes).
 X86_STUB_SIZE = 15
 X86_GATE_RETURN_OFFSET = 12  # the stub's ret, where its call of the gate returns
-STUB_ROOM = 24  # bytes a stub may take: ntdll's synthetic exports are at least 32 bytes apart
 
 
 @dataclass

@@ -42,7 +42,6 @@ class TlsTemplate:
     start: int
     size: int  # bytes copied from the template
     zero_fill: int
-    index_address: int
 
 
 class ImplicitTls:
@@ -109,7 +108,7 @@ class ImplicitTls:
             # a directory whose index cannot be written: the copy is still made (index 0 code works)
             with contextlib.suppress(Exception):
                 self.emu.mem_write(index_address, struct.pack("<I", index))
-        return TlsTemplate(ntpath.basename(name), index, start, size, zero_fill, index_address)
+        return TlsTemplate(ntpath.basename(name), index, start, size, zero_fill)
 
     def _copy(self, template: TlsTemplate) -> int | None:
         try:
