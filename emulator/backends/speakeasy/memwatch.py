@@ -156,7 +156,7 @@ class MemoryWatch:
                 headers = self.memory.read(module, PAGE)
             except Exception:  # noqa: BLE001 - no headers to read: no code known
                 headers = b""
-            ranges = code_ranges(headers, module, 0) if headers[:2] == b"MZ" else []
+            ranges = code_ranges(headers, module, 0)  # no image headers: one empty range
             self._module_code[module] = ranges
         return ranges
 
