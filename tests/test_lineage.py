@@ -106,6 +106,7 @@ GENERALITY = [
     "named-section-xor",
     "inject-syscalls",
     "module-stomp-xor",
+    "module-stomp-xor-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -643,6 +644,25 @@ def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str]
     assert (hop["transform"], hop["detail"]) == ("decompress", "ntdll.RtlDecompressBuffer")
     calls = [c for c in report["api_calls"] if c["api"] == "ntdll.RtlDecompressBuffer"]
     assert len(calls) == 1 and calls[0]["ret"] == "0x0" and calls[0]["seq"] in hop["evidence"]
+
+
+@pytest.mark.parametrize("name", ["module-stomp-xor", "module-stomp-xor-x86"])
+def test_a_stomped_module_page_is_a_stage_of_the_protected_range(
+    name: str, scenario_report: Callable[[str], Report]
+) -> None:
+    """The shellcode stage runs inside the loaded module's image, exactly over the range the loader
+    made writable, and its bytes are the file's decoded, not the module's."""
+    report = scenario_report(name)
+    calls = report["api_calls"]
+    module = next(int(c["ret"], 16) for c in calls if c["api"] == "kernel32.LoadLibraryA")
+    protected = [c for c in calls if c["api"] == "kernel32.VirtualProtect" and c["args"][2] == "PAGE_READWRITE"]
+    assert len(protected) == 1
+    base, size = int(protected[0]["args"][0], 16), int(protected[0]["args"][1], 16)
+    (stage,) = [s for s in report["stages"] if s["kind"] == "shellcode"]
+    assert module < base and int(stage["base"], 16) == base == int(stage["entry"], 16)
+    assert 0 < stage["size"] <= size
+    assert hop_kinds(stage) == ["file", "xor"]
+    assert stage["origin"]["ref"].lower().endswith("blob.dat")
 
 
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:
