@@ -27,6 +27,7 @@ from emulator.backends.speakeasy import (
     compat_start,
     images,
     ntmemory,
+    printf,
     procview,
     signatures,
 )
@@ -212,6 +213,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     images.install()
     signatures.install()
     compat_start.scan_handlers_once()
+    printf.install()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
     searches: list[DllSearch] = []
@@ -328,6 +330,7 @@ def install_api_handlers(
     for name in ("GetFinalPathNameByHandleA", "GetFinalPathNameByHandleW"):
         se.add_api_hook(final_path, "kernel32", name, argc=4)
 
+    printf.install_handlers(se)
     procview.install(se, memory.ptr_size)
     ntmemory.install(se, memory.ptr_size, memory.space)
 
