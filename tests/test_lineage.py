@@ -107,6 +107,8 @@ GENERALITY = [
     "inject-syscalls",
     "module-stomp-xor",
     "module-stomp-xor-x86",
+    "patch-amsi-etw",
+    "patch-amsi-etw-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -663,6 +665,37 @@ def test_a_stomped_module_page_is_a_stage_of_the_protected_range(
     assert 0 < stage["size"] <= size
     assert hop_kinds(stage) == ["file", "xor"]
     assert stage["origin"]["ref"].lower().endswith("blob.dat")
+
+
+@pytest.mark.parametrize(
+    ("name", "etw_bytes", "amsi_bytes"),
+    [
+        ("patch-amsi-etw", "c3", "b8 57 00 07 80 c3"),
+        ("patch-amsi-etw-x86", "c2 14 00", "b8 57 00 07 80 c2 18 00"),
+    ],
+)
+def test_a_patch_of_module_code_is_noted_and_runs_as_patched(
+    name: str,
+    etw_bytes: str,
+    amsi_bytes: str,
+    scenario_report: Callable[[str], Report],
+    scenario_outdir: Callable[[str], Path],
+) -> None:
+    """A few bytes written over another module's code (an ETW and an AMSI bypass) are a
+    ``module_code_patched`` note naming module!export and the bytes, the techniques follow from
+    it, the patched code runs (the functions return what the patch says), and it is not a stage."""
+    report = scenario_report(name)
+    patched = [n for n in report["notes"] if n["what"] == "module_code_patched"]
+    details = [n["detail"] for n in patched]
+    assert len(details) == 2, details
+    assert details[0].startswith("ntdll.dll!EtwEventWrite: ") and f"now {etw_bytes} (was " in details[0]
+    assert details[1].startswith("amsi.dll!AmsiScanBuffer: ") and f"now {amsi_bytes} (was " in details[1]
+    assert {n["stage"] for n in patched} == {"s0"}
+    assert [s["kind"] for s in report["stages"]] == ["pe"]
+    (dropped,) = (scenario_outdir(name) / "dropped").iterdir()
+    assert dropped.read_bytes() == b"etw=1 amsi=0x80070057"
+    # Neither function's handler ran: the patched bytes did.
+    assert not [c for c in report["api_calls"] if c["api"].endswith(("EtwEventWrite", "AmsiScanBuffer"))]
 
 
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:

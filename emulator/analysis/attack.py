@@ -156,6 +156,8 @@ class NotePattern(_Pattern):
 
     match: Literal["note"]
     notes: list[str] = Field(min_length=1)
+    # When given, only notes whose detail holds one of these (ignoring case).
+    details: list[str] = Field(default_factory=list)
 
 
 Pattern = Annotated[
@@ -453,9 +455,14 @@ def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
 def _note(p: NotePattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
     for e in seen.events:
-        if isinstance(e, Note) and e.what in p.notes and e.stage:
+        if isinstance(e, Note) and e.what in p.notes and e.stage and _detail_holds(e.detail, p.details):
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
+
+
+def _detail_holds(detail: str, wanted: list[str]) -> bool:
+    lowered = detail.lower()
+    return not wanted or any(w.lower() in lowered for w in wanted)
 
 
 _MATCHERS: dict[str, Callable[..., Matches]] = {

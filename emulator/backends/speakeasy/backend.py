@@ -49,6 +49,7 @@ class SpeakeasyBackend:
         # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
         self._api_faults: dict[int, tuple[int, str]] = {}
         self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
+        self._watch: MemoryWatch | None = None
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -73,6 +74,8 @@ class SpeakeasyBackend:
             if self._runner is not None:
                 self._runner.close()
             self.result.emulation_seconds = time.perf_counter() - started
+            if self._watch is not None:
+                self._watch.note_patches()  # changes to module code not run nor re-protected
             self._collect()
         for run in self.result.runs:
             logger.debug("run %s at %#x: %d API calls, error %s", run.kind, run.start, run.api_calls, run.error)
@@ -137,6 +140,7 @@ class SpeakeasyBackend:
         compat.before_each_api_call(emu, enter_api_call, with_site=True)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
         watch.own_image = (target.base, target.size)
+        self._watch = watch
         flow = FlowWatch(emu, memory, self.recorder)
         flow.install()
         flow.add_code(target.base, target.size, target.kind)

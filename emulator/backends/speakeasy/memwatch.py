@@ -27,6 +27,14 @@ from emulator.recorder import Recorder
 PAGE = 0x1000
 # Bytes compared at a fetch from a watched module page (an x64 API stub is 16).
 STOMP_PROBE = 16
+# Changed bytes of a module's code at most this long, in one span, are a patch (an AMSI or ETW
+# bypass is 1-8 bytes, an inline hook's absolute jump 12-14), not a payload written over it
+# (module stomping): run, they are the module's code as patched, not a stage of their own.
+MAX_PATCH_BYTES = 32
+# Unchanged bytes between two changed ones that still join them into one span.
+PATCH_SPAN_GAP = 4
+# The note naming a change the guest made to another module's code.
+MODULE_CODE_PATCHED = "module_code_patched"
 logger = logging.getLogger(__name__)
 
 
@@ -64,6 +72,7 @@ class MemoryWatch:
         # of the guest's holds it). Code run there is a stage only if the bytes differ.
         self.module_pages: dict[int, bytes] = {}
         self._module_code: dict[int, list[tuple[int, int]]] = {}  # module base -> its code ranges
+        self._noted_patches: set[tuple[int, bytes]] = set()  # (address, bytes) noted
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -107,6 +116,8 @@ class MemoryWatch:
         original(addr, size, perms)
         if perms & compat.PERM_WRITE and not compat.loading_images(self.emu):
             self._watch_module_pages(addr, size, perms)
+        elif self.module_pages:
+            self.note_patches(list(pages_of(addr, size)))  # protection restored after the writes
         armed_pages = [p for p in pages_of(addr, size) if p in self.armed]
         for page in armed_pages:
             self.armed[page] = perms
@@ -166,19 +177,54 @@ class MemoryWatch:
             return True
         return any(b <= address < b + s for b, s, _ in self.guest_modules)
 
-    def _stomped(self, address: int) -> bool:
-        """Code about to run in a watched module page: whether the guest changed the bytes there
-        (an unchanged page, an API stub the guest did not touch, runs on as the module's own)."""
-        page = address // PAGE
+    def _changed_spans(self, page: int) -> list[tuple[int, int]]:
+        """[start, end) of the runs of bytes the guest changed on a watched module page (runs
+        fewer than PATCH_SPAN_GAP unchanged bytes apart are one)."""
         before = self.module_pages.get(page)
         if before is None:
-            return True
-        offset = address - page * PAGE
+            return []
         try:
-            now = self.memory.read(address, min(STOMP_PROBE, PAGE - offset))
-        except Exception:  # noqa: BLE001
-            return True
-        return bytes(now) != before[offset : offset + len(now)]
+            now = self.memory.read(page * PAGE, PAGE)
+        except Exception:  # noqa: BLE001 - a page that cannot be read shows no change
+            return []
+        spans: list[tuple[int, int]] = []
+        for offset in (i for i in range(PAGE) if now[i] != before[i]):
+            at = page * PAGE + offset
+            if spans and at - spans[-1][1] < PATCH_SPAN_GAP:
+                spans[-1] = (spans[-1][0], at + 1)
+            else:
+                spans.append((at, at + 1))
+        return spans
+
+    def _changed_span_at(self, address: int) -> tuple[int, int] | None:
+        """The changed span holding ``address`` or starting within STOMP_PROBE bytes after it."""
+        for start, end in self._changed_spans(address // PAGE):
+            if start <= address < end or address <= start < address + STOMP_PROBE:
+                return start, end
+        return None
+
+    def note_patches(self, pages: list[int] | None = None) -> None:
+        """A ``module_code_patched`` note for each change the guest made to the code on watched
+        module ``pages`` (all of them if None) not noted yet: where (module!export+offset), the
+        bytes written and those they replaced."""
+        for page in sorted(self.module_pages) if pages is None else pages:
+            for start, end in self._changed_spans(page):
+                try:
+                    data = bytes(self.memory.read(start, end - start))
+                except Exception:  # noqa: BLE001
+                    continue
+                if (start, data) in self._noted_patches:
+                    continue
+                self._noted_patches.add((start, data))
+                offset = start - page * PAGE
+                old = self.module_pages[page][offset : offset + len(data)]
+                shown = min(len(data), MAX_PATCH_BYTES)
+                self.recorder.note(
+                    MODULE_CODE_PATCHED,
+                    f"{compat_guest.symbol_at(self.emu, start)}: {len(data)} byte(s) of its code changed by the "
+                    f"guest at {start:#x}, now {data[:shown].hex(' ')}{' ...' if shown < len(data) else ''} "
+                    f"(was {old[:shown].hex(' ')}{' ...' if shown < len(data) else ''})",
+                )
 
     def arm_module(self, base: int, size: int, name: str) -> None:
         """Watch a module mapped from a file the guest wrote: its first execution is a stage."""
@@ -219,11 +265,14 @@ class MemoryWatch:
         page = address // PAGE
         if page not in self.armed:
             return None
-        if page in self.module_pages and not self._stomped(address):
-            # the module's own code, as it was: runs on, and the page is no longer watched
-            self._set_pages([page], self.armed.pop(page) | compat.PERM_EXEC)
-            self.module_pages.pop(page, None)
-            return True
+        if page in self.module_pages:
+            self.note_patches([page])
+            span = self._changed_span_at(address)
+            if span is None or span[1] - span[0] <= MAX_PATCH_BYTES:
+                # the module's own code, as it was or as patched: runs on, no longer watched
+                self._set_pages([page], self.armed.pop(page) | compat.PERM_EXEC)
+                self.module_pages.pop(page, None)
+                return True
         try:
             self._on_dynamic_exec(address)
         except ReplayStop as stop:
