@@ -153,6 +153,7 @@ class SpeakeasyBackend:
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view
+        taps.on_own_process_write = watch.before_own_process_write
         taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
             GuestApi(memory, self.services, name, module="advapi32"), argv
         )

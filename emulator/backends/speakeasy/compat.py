@@ -72,6 +72,7 @@ def shipped_table(path: Path, version: str, data_format: int) -> Any | None:
 
 
 PERM_EXEC: int = se_common.PERM_MEM_EXEC
+PERM_READ: int = se_common.PERM_MEM_READ
 PERM_RWX: int = se_common.PERM_MEM_RWX
 PERM_WRITE: int = se_common.PERM_MEM_WRITE
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.
@@ -484,6 +485,17 @@ def finished_runs(emu: Any) -> list[Any]:
 
 
 # ---- processes, modules and the guest's files (lineage) ------------------------------------
+
+
+def is_current_process(emu: Any, handle: int) -> bool:
+    """Whether ``handle`` names the guest's own process (its pseudo handle, or a real one)."""
+    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, -1):
+        return True
+    try:
+        obj = emu.get_object_from_handle(handle)
+    except Exception:
+        return False
+    return obj is not None and obj is getattr(emu, "curr_process", None)
 
 
 def process_path(emu: Any, handle: int) -> str | None:

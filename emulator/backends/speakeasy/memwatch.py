@@ -135,6 +135,13 @@ class MemoryWatch:
             self.mapped_total = max(0, self.mapped_total - mm.size)
         original(base)
 
+    def before_own_process_write(self, addr: int, size: int) -> None:
+        """WriteProcessMemory into the guest's own process is about to write [addr, addr+size):
+        pages of another module's code there are watched as if made writable first (Windows
+        writes through a code page's protection for this call), so a patch is seen."""
+        if not compat.loading_images(self.emu):
+            self._watch_module_pages(addr, size, compat.PERM_READ | compat.PERM_EXEC)
+
     def _watch_module_pages(self, addr: int, size: int, perms: int) -> None:
         """Pages of a loaded module's image (not the sample's own, not one the guest wrote) made
         writable: their bytes are kept and they are watched like an allocation, writes followed."""

