@@ -109,6 +109,8 @@ GENERALITY = [
     "module-stomp-xor-x86",
     "patch-amsi-etw",
     "patch-amsi-etw-x86",
+    "unhook-ntdll",
+    "unhook-ntdll-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -697,6 +699,31 @@ def test_a_patch_of_module_code_is_noted_and_runs_as_patched(
     assert dropped.read_bytes() == b"etw=1 amsi=0x80070057"
     # Neither function's handler ran: the patched bytes did.
     assert not [c for c in report["api_calls"] if c["api"].endswith(("EtwEventWrite", "AmsiScanBuffer"))]
+
+
+@pytest.mark.parametrize(("name", "machine"), [("unhook-ntdll", 0x8664), ("unhook-ntdll-x86", 0x14C)])
+def test_system_dlls_are_files_and_unhooking_from_one_changes_nothing(
+    name: str, machine: int, scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
+) -> None:
+    """C:\\Windows\\System32\\ntdll.dll exists in the guest as the guest's architecture's ntdll, the
+    loaded image's bytes: a loader copying its .text over the loaded ntdll ("fresh copy"
+    unhooking) changes nothing (no patch noted, no stage), and ntdll works afterwards (the
+    run ended with a SIGSEGV in the emulator once the module's pages were watched)."""
+    import pefile
+
+    report = scenario_report(name)
+    outdir = scenario_outdir(name)
+    assert report["outcome"]["status"] == "completed"
+    read = [f for f in report["files"] if f["op"] == "read" and f["path"].lower().endswith("system32\\ntdll.dll")]
+    assert read and read[0]["sha256"]
+    image = pefile.PE(data=(outdir / "blobs" / f"{read[0]['sha256']}.bin").read_bytes())
+    assert image.FILE_HEADER.Machine == machine
+    exports = {e.name for e in image.DIRECTORY_ENTRY_EXPORT.symbols}
+    assert b"NtAllocateVirtualMemory" in exports
+    assert not [n for n in report["notes"] if n["what"] == "module_code_patched"]
+    assert [s["kind"] for s in report["stages"]] == ["pe"]
+    (dropped,) = (outdir / "dropped").iterdir()
+    assert re.fullmatch(rb"file \d+ bytes, \.text \d+ bytes restored, allocation ok", dropped.read_bytes())
 
 
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:

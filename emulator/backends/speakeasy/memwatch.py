@@ -184,6 +184,15 @@ class MemoryWatch:
             return True
         return any(b <= address < b + s for b, s, _ in self.guest_modules)
 
+    def _watched_run(self, page: int) -> list[int]:
+        """The watched module pages contiguous with ``page`` (itself included), in order."""
+        first = last = page
+        while first - 1 in self.module_pages and first - 1 in self.armed:
+            first -= 1
+        while last + 1 in self.module_pages and last + 1 in self.armed:
+            last += 1
+        return list(range(first, last + 1))
+
     def _changed_spans(self, page: int) -> list[tuple[int, int]]:
         """[start, end) of the runs of bytes the guest changed on a watched module page (runs
         fewer than PATCH_SPAN_GAP unchanged bytes apart are one)."""
@@ -193,6 +202,8 @@ class MemoryWatch:
         try:
             now = self.memory.read(page * PAGE, PAGE)
         except Exception:  # noqa: BLE001 - a page that cannot be read shows no change
+            return []
+        if now == before:
             return []
         spans: list[tuple[int, int]] = []
         for offset in (i for i in range(PAGE) if now[i] != before[i]):
@@ -273,12 +284,21 @@ class MemoryWatch:
         if page not in self.armed:
             return None
         if page in self.module_pages:
-            self.note_patches([page])
+            run = self._watched_run(page)
+            self.note_patches(run)
             span = self._changed_span_at(address)
             if span is None or span[1] - span[0] <= MAX_PATCH_BYTES:
-                # the module's own code, as it was or as patched: runs on, no longer watched
-                self._set_pages([page], self.armed.pop(page) | compat.PERM_EXEC)
-                self.module_pages.pop(page, None)
+                # The module's own code, as it was or as patched: runs on, and the pages watched
+                # with it are let go together (what changed on them is noted above). Unicorn
+                # must not split a memory region inside this hook (the CPU still points into
+                # it: a SIGSEGV), so protection changes here cover whole runs the guest's own
+                # VirtualProtect made, never a page inside one.
+                by_perms: dict[int, list[int]] = {}
+                for watched in run:
+                    by_perms.setdefault(self.armed.pop(watched) | compat.PERM_EXEC, []).append(watched)
+                    self.module_pages.pop(watched, None)
+                for perms, pages in by_perms.items():
+                    self._set_pages(pages, perms)
                 return True
         try:
             self._on_dynamic_exec(address)

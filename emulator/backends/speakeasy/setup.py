@@ -34,6 +34,7 @@ from emulator.backends.speakeasy import (
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
 from emulator.backends.speakeasy.sources import read_c_string
+from emulator.backends.speakeasy.sysfiles import SystemFiles
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -219,7 +220,10 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     searches: list[DllSearch] = []
 
     def on_created(emu: Any) -> None:
+        system_files = SystemFiles(emu)
+        system_files.install()
         search = DllSearch(emu, plan.emu_path)
+        search.system_file = system_files.is_system_file
         search.install()
         searches.append(search)
         compat_fast.use_fast_address_search(emu)
