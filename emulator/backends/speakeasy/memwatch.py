@@ -119,10 +119,26 @@ class MemoryWatch:
         if mm is not None and self.flow is not None:
             self.flow.forget_region(mm.base)
         if mm is not None:
+            # Speakeasy packs small blocks (heap blocks, HeapCreate's heaps) into shared pages: a
+            # page stays watched while another live block of the guest's lies on it, or freeing
+            # one heap block would let code in its neighbour run unseen.
+            shared = self._live_neighbours(mm) if mm.base % PAGE or mm.size % PAGE else set()
             for page in pages_of(mm.base, mm.size):
-                self.armed.pop(page, None)
+                if page not in shared:
+                    self.armed.pop(page, None)
             self.mapped_total = max(0, self.mapped_total - mm.size)
         original(base)
+
+    def _live_neighbours(self, mm: Any) -> set[int]:
+        """Pages of ``mm`` that another live, watched map (a block packed beside it) also covers."""
+        pages = set(pages_of(mm.base, mm.size))
+        shared: set[int] = set()
+        for other in self.emu.get_mem_maps():
+            if other is mm or other.free or not (other.tag or "").startswith(compat.WATCHED_TAG_PREFIXES):
+                continue
+            if other.base < (max(pages) + 1) * PAGE and other.base + other.size > min(pages) * PAGE:
+                shared.update(pages.intersection(pages_of(other.base, other.size)))
+        return shared
 
     def _watch_module_pages(self, addr: int, size: int, perms: int) -> None:
         """Pages of a loaded module's image (not the sample's own, not one the guest wrote) made
