@@ -13,6 +13,8 @@
 * ``env-keyed-persist``: a Run value, ``schtasks /create`` and ``CreateServiceA`` gave no
   technique.
 
+``timer-peekmsg`` polls with PeekMessage (Speakeasy's answered no message ever).
+
 ``veh-dispatch`` and ``uef-dispatch-x86`` were right before; they guard exception-dispatched
 stages. Their [expect] tables (tests/test_scenarios.py, tests/test_lineage.py) check the graphs;
 the tests here check what those tables cannot say.
@@ -125,3 +127,13 @@ def test_persistence_steps_are_techniques(scenario_report: Callable[[str], Repor
     run = techniques["T1547.001"]["evidence"]
     writes = [r for r in report["registry"] if r["op"] == "write"]
     assert run == [w["seq"] for w in writes]
+
+
+def test_a_polling_loop_gets_a_timer_only_once_it_is_due(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("timer-peekmsg")
+    peeks = [c for c in report["api_calls"] if c["api"] == "user32.PeekMessageA"]
+    # five polls, at 0, 50, ..., 200 ms, find nothing; the sixth, 250 ms after SetTimer, its WM_TIMER
+    assert [int(c["ret"], 16) for c in peeks] == [0, 0, 0, 0, 0, 1]
+    assert report["virtual_time"]["skipped_ms"] == 250
+    s1 = report["stages"][1]
+    assert s1["via"] == "callback" and s1["parent"] == "s0"

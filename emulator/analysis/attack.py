@@ -441,9 +441,8 @@ def _registry_write(p: RegistryWritePattern, seen: Observed) -> Matches:
     globs = [g.lower() for g in p.keys]
     found: dict[str, list[int]] = {}
     for _, e in of_type(seen.events, RegistryAccess):
-        if isinstance(e, RegistryAccess) and e.op == "write":
-            if any(_glob(g)(e.path.lower()) for g in globs):
-                found.setdefault(e.stage, []).append(e.seq)
+        if isinstance(e, RegistryAccess) and e.op == "write" and any(_glob(g)(e.path.lower()) for g in globs):
+            found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
 

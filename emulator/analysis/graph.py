@@ -7,10 +7,10 @@ prove it), so a reader can go from any arrow back to the calls that caused it.
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 import networkx as nx
 

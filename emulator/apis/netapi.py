@@ -115,9 +115,8 @@ def send(api: GuestApi, request: Request, body: bytes) -> int:
         if target is None:
             return 1
         host, port, path, secure = target
-        if request.response is not None and (
-            request.response.status == 303 or (request.response.status in (301, 302) and request.method.upper() == "POST")
-        ):
+        status = request.response.status if request.response is not None else 0
+        if status == 303 or (status in (301, 302) and request.method.upper() == "POST"):
             request.method, body = "GET", b""
         request.connection = Connection(request.connection.session, host, port)
         request.path, request.secure = path, secure

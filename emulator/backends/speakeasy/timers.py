@@ -10,8 +10,10 @@ and its ``DispatchMessage`` does nothing: the procedure never ran.
 
 Here Speakeasy's handlers still run (their counts and messages stand); ``SetTimer`` remembers
 each timer's window, id, period and procedure, ``GetMessage``'s ``WM_TIMER`` is filled in with
-the next timer (in turn, the virtual clock advanced by its period) and ``DispatchMessage`` calls
-the procedure the message names when the API returns.
+the timer due first (the virtual clock advanced to its due time, as the wait would),
+``PeekMessage`` answers a timer's ``WM_TIMER`` once it is due on the virtual clock (Speakeasy's
+answers nothing), and ``DispatchMessage`` calls the procedure the message names when the API
+returns.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ WM_TIMER = 0x0113
 MSG_OFFSETS = {8: (0, 8, 16, 24, 32), 4: (0, 4, 8, 12, 16)}
 # A period below USER_TIMER_MINIMUM is raised to it, as Windows does.
 USER_TIMER_MINIMUM = 10
+PM_REMOVE = 0x1
 
 
 @dataclass
@@ -36,22 +39,32 @@ class WindowTimer:
     ident: int
     period_ms: int
     procedure: int
-
-
-@dataclass
-class TimerTable:
-    timers: list[WindowTimer]
-    turn: int = 0
+    due_ms: int  # tick count at which it next fires
 
 
 def install(se: Any, ptr_size: int, services: ReplayServices) -> None:
-    table = TimerTable([])
+    timers: list[WindowTimer] = []
     hwnd_at, message_at, wparam_at, lparam_at, time_at = MSG_OFFSETS[ptr_size]
     ptr = "<Q" if ptr_size == 8 else "<I"
     mask = (1 << (8 * ptr_size)) - 1
+    clock = services.clock
 
     def read_ptr(emu: Any, address: int) -> int:
         return int(struct.unpack(ptr, bytes(emu.mem_read(address, ptr_size)))[0])
+
+    def next_due(window_filter: int) -> WindowTimer | None:
+        candidates = [t for t in timers if not window_filter or t.window == window_filter]
+        return min(candidates, key=lambda t: t.due_ms) if candidates else None
+
+    def deliver(emu: Any, msg: int, timer: WindowTimer, remove: bool) -> None:
+        emu.mem_write(msg + hwnd_at, struct.pack(ptr, timer.window))
+        emu.mem_write(msg + message_at, struct.pack("<I", WM_TIMER))
+        emu.mem_write(msg + wparam_at, struct.pack(ptr, timer.ident))
+        emu.mem_write(msg + lparam_at, struct.pack(ptr, timer.procedure))
+        now = clock.tick_count_ms()
+        emu.mem_write(msg + time_at, struct.pack("<I", now & 0xFFFFFFFF))
+        if remove:
+            timer.due_ms = now + timer.period_ms
 
     def set_timer(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # SetTimer(hWnd, nIDEvent, uElapse, lpTimerFunc): a window's timer keeps the id given,
@@ -60,34 +73,41 @@ def install(se: Any, ptr_size: int, services: ReplayServices) -> None:
         window, ident = argv[0] & mask, argv[1] & mask
         if rv:
             ident = ident if window else int(rv) & mask
-            table.timers = [t for t in table.timers if (t.window, t.ident) != (window, ident)]
+            timers[:] = [t for t in timers if (t.window, t.ident) != (window, ident)]
             period = max(argv[2] & 0xFFFFFFFF, USER_TIMER_MINIMUM)
-            table.timers.append(WindowTimer(window, ident, period, argv[3] & mask))
+            timers.append(WindowTimer(window, ident, period, argv[3] & mask, clock.tick_count_ms() + period))
         return rv
 
     def kill_timer(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         window, ident = argv[0] & mask, argv[1] & mask
-        table.timers = [t for t in table.timers if (t.window, t.ident) != (window, ident)]
+        timers[:] = [t for t in timers if (t.window, t.ident) != (window, ident)]
         return orig(argv)
 
     def get_message(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # GetMessage waits: with timers, it returns the next one's WM_TIMER once it is due.
         rv = orig(argv)
-        msg, window_filter = argv[0], argv[1] & mask
-        if not rv or not msg or not table.timers:
+        msg = argv[0]
+        timer = next_due(argv[1] & mask)
+        if not rv or not msg or timer is None:
             return rv
         if struct.unpack("<I", bytes(emu.mem_read(msg + message_at, 4)))[0] != WM_TIMER:
             return rv
-        candidates = [t for t in table.timers if not window_filter or t.window == window_filter]
-        if not candidates:
-            return rv
-        timer = candidates[table.turn % len(candidates)]
-        table.turn += 1
-        services.clock.sleep(timer.period_ms)
-        emu.mem_write(msg + hwnd_at, struct.pack(ptr, timer.window))
-        emu.mem_write(msg + wparam_at, struct.pack(ptr, timer.ident))
-        emu.mem_write(msg + lparam_at, struct.pack(ptr, timer.procedure))
-        emu.mem_write(msg + time_at, struct.pack("<I", services.clock.tick_count_ms() & 0xFFFFFFFF))
+        clock.sleep(max(0, timer.due_ms - clock.tick_count_ms()))
+        deliver(emu, msg, timer, remove=True)
         return rv
+
+    def peek_message(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # PeekMessage(lpMsg, hWnd, min, max, wRemoveMsg) does not wait: a timer's WM_TIMER only
+        # once it is due (Speakeasy's answers no message at all).
+        rv = orig(argv)
+        msg, timer = argv[0], next_due(argv[1] & mask)
+        if rv or not msg or timer is None or timer.due_ms > clock.tick_count_ms():
+            return rv
+        low, high = argv[2] & 0xFFFFFFFF, argv[3] & 0xFFFFFFFF
+        if (low or high) and not low <= WM_TIMER <= high:
+            return rv
+        deliver(emu, msg, timer, remove=bool(argv[4] & PM_REMOVE))
+        return 1
 
     def dispatch_message(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         rv = orig(argv)
@@ -106,5 +126,7 @@ def install(se: Any, ptr_size: int, services: ReplayServices) -> None:
     se.add_api_hook(kill_timer, "user32", "KillTimer")
     for name in ("GetMessageA", "GetMessageW"):
         se.add_api_hook(get_message, "user32", name)
+    for name in ("PeekMessageA", "PeekMessageW"):
+        se.add_api_hook(peek_message, "user32", name)
     for name in ("DispatchMessageA", "DispatchMessageW"):
         se.add_api_hook(dispatch_message, "user32", name)

@@ -5,7 +5,9 @@
  * Decodes this program's payload (XOR 0x3e) into a new RWX page, writes the context block at
  * offset 0x800 of that page, and sets a thread timer (SetTimer with no window, the payload as
  * the TIMERPROC). A GetMessageA / DispatchMessageA loop then dispatches the WM_TIMER message,
- * which calls the procedure; after it, the loop kills the timer and exits.
+ * which calls the procedure; after it, the loop kills the timer and exits. Built with PEEK_LOOP
+ * (timer-peekmsg), the loop polls instead: PeekMessageA(PM_REMOVE), and Sleep(50) when no message
+ * is there, as a loader that must not block does.
  * The stage writes C:\Users\Public\lineage_timer.txt.
  * Exit codes: 0 ok, 1 no marker, 2 memory, 3 timer, 4 no WM_TIMER.
  */
@@ -36,7 +38,15 @@ void Entry(void)
     timer = SetTimer(0, 0, 250, (TIMERPROC)(void *)page);
     if (!timer)
         ExitProcess(3);
+#ifdef PEEK_LOOP
+    for (rounds = 0; rounds < 64; rounds++) {
+        if (!PeekMessageA(&msg, 0, 0, 0, PM_REMOVE)) {
+            Sleep(50);
+            continue;
+        }
+#else
     for (rounds = 0; rounds < 8 && GetMessageA(&msg, 0, 0, 0) > 0; rounds++) {
+#endif
         TranslateMessage(&msg);
         DispatchMessageA(&msg);
         if (msg.message == WM_TIMER) {
