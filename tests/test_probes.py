@@ -137,3 +137,11 @@ def test_a_polling_loop_gets_a_timer_only_once_it_is_due(scenario_report: Callab
     assert report["virtual_time"]["skipped_ms"] == 250
     s1 = report["stages"][1]
     assert s1["via"] == "callback" and s1["parent"] == "s0"
+
+
+def test_code_an_exception_handler_resumes_at_is_started_by_the_exception(
+    scenario_report: Callable[[str], Report],
+) -> None:
+    for name in ("veh-dispatch", "uef-dispatch-x86"):
+        s1 = scenario_report(name)["stages"][1]
+        assert (s1["via"], s1["parent"]) == ("exception", "s0"), name

@@ -328,6 +328,10 @@ class MemoryWatch:
     def _caller_of(self, address: int) -> tuple[str | None, str]:
         if address in self.observed.thread_starts:
             return self.observed.thread_starts[address], "thread"
+        if address in self.observed.exception_resumes:
+            # a handler (vectored, frame-based, the unhandled-exception filter) sent a faulting
+            # thread here by changing its CONTEXT's pc
+            return self.observed.exception_resumes[address] or self.recorder.current_stage, "exception"
         try:
             sp = self.emu.get_stack_ptr()
             ret = int.from_bytes(self.memory.read(sp, self.memory.ptr_size), "little")
