@@ -125,7 +125,7 @@ class StageStart(_Event):
     entry: Word
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "callback", "unknown"] = "unknown"
+    via: Literal["entry", "call", "thread", "callback", "exception", "unknown"] = "unknown"
     image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
 
 

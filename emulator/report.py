@@ -161,7 +161,8 @@ class StageRecord(_Model):
     base: str
     via: str = Field(
         description="How control reached the stage: entry, call, thread, callback, apc (the routine of an APC "
-        "the chain queued: QueueUserAPC, NtQueueApcThread) or unknown."
+        "the chain queued: QueueUserAPC, NtQueueApcThread), exception (an exception handler resumed a "
+        "faulting thread there) or unknown."
     )
     seq_range: tuple[int, int]
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")

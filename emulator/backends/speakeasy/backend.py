@@ -166,6 +166,8 @@ class SpeakeasyBackend:
         watch.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
         dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
+        recorder = self.recorder
+        dispatcher.on_redirected = lambda pc: observed.exception_resumes.__setitem__(pc, recorder.current_stage)
         dispatcher.install(target.se)
         system_calls = SystemCalls(emu, x64=target.arch == "x64", on_direct=self._on_direct_system_call)
         if system_calls.install():

@@ -130,8 +130,13 @@ class MemoryWatch:
         if mm is not None and self.flow is not None:
             self.flow.forget_region(mm.base)
         if mm is not None:
+            # Speakeasy packs small blocks (heap blocks, HeapCreate's heaps) into shared pages: a
+            # page stays watched while another live block of the guest's lies on it, or freeing
+            # one heap block would let code in its neighbour run unseen.
+            shared = self._live_neighbours(mm) if mm.base % PAGE or mm.size % PAGE else set()
             for page in pages_of(mm.base, mm.size):
-                self.armed.pop(page, None)
+                if page not in shared:
+                    self.armed.pop(page, None)
             self.mapped_total = max(0, self.mapped_total - mm.size)
         original(base)
 
@@ -141,6 +146,17 @@ class MemoryWatch:
         writes through a code page's protection for this call), so a patch is seen."""
         if not compat.loading_images(self.emu):
             self._watch_module_pages(addr, size, compat.PERM_READ | compat.PERM_EXEC)
+
+    def _live_neighbours(self, mm: Any) -> set[int]:
+        """Pages of ``mm`` that another live, watched map (a block packed beside it) also covers."""
+        pages = set(pages_of(mm.base, mm.size))
+        shared: set[int] = set()
+        for other in self.emu.get_mem_maps():
+            if other is mm or other.free or not (other.tag or "").startswith(compat.WATCHED_TAG_PREFIXES):
+                continue
+            if other.base < (max(pages) + 1) * PAGE and other.base + other.size > min(pages) * PAGE:
+                shared.update(pages.intersection(pages_of(other.base, other.size)))
+        return shared
 
     def _watch_module_pages(self, addr: int, size: int, perms: int) -> None:
         """Pages of a loaded module's image (not the sample's own, not one the guest wrote) made
@@ -388,6 +404,10 @@ class MemoryWatch:
     def _caller_of(self, address: int) -> tuple[str | None, str]:
         if address in self.observed.thread_starts:
             return self.observed.thread_starts[address], "thread"
+        if address in self.observed.exception_resumes:
+            # a handler (vectored, frame-based, the unhandled-exception filter) sent a faulting
+            # thread here by changing its CONTEXT's pc
+            return self.observed.exception_resumes[address] or self.recorder.current_stage, "exception"
         try:
             sp = self.emu.get_stack_ptr()
             ret = int.from_bytes(self.memory.read(sp, self.memory.ptr_size), "little")

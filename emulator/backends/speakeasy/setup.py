@@ -30,6 +30,7 @@ from emulator.backends.speakeasy import (
     printf,
     procview,
     signatures,
+    timers,
 )
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
@@ -124,9 +125,14 @@ class SpeakeasyMemory:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
 
     def start_thread(
-        self, function: int, param: int, suspended: bool = False, process: int | None = None
+        self,
+        function: int,
+        param: int,
+        suspended: bool = False,
+        process: int | None = None,
+        args: tuple[int, ...] | None = None,
     ) -> tuple[int, int, int]:
-        return compat.start_guest_thread(self.emu, function, param, suspended, process)
+        return compat.start_guest_thread(self.emu, function, param, suspended, process, args)
 
 
 @dataclass
@@ -337,6 +343,7 @@ def install_api_handlers(
     printf.install_handlers(se)
     procview.install(se, memory.ptr_size)
     ntmemory.install(se, memory.ptr_size, memory.space)
+    timers.install(se, memory.ptr_size, services)
 
 
 # GetFinalPathNameByHandle's dwFlags: the volume part of the path (VOLUME_NAME_DOS is 0).
