@@ -223,3 +223,36 @@ def test_the_printf_family_formats_as_windows(sample: str, pointer: str, mode: s
     assert lines == {**FORMATTED, "fmt sprintf_sizes": f"-1 255 77 78 {pointer}"}
     wide = [c.args[0] for c in _calls(recording, "kernel32.OutputDebugStringW")]
     assert wide == ["key=-7 ansi", "w n 9", "50%"]
+
+
+# ---- the machine: folders, system files and the registry every Windows has -------------------
+
+MACHINE_CHECKS = [
+    "windows_is_a_folder",
+    "temp_is_a_folder",
+    "missing_is_not",
+    "create_existing_folder_fails",
+    "create_new_folder",
+    "create_it_again_fails",
+    "create_under_missing_fails",
+    "listing_has_the_written_file",
+    "listing_starts_with_dots",
+    "system32_lists_ntdll",
+    "kernel32_file_is_a_pe",
+    "product_name",
+    "build_matches_the_api",
+    "one_key_per_processor",
+    "machine_guid",
+]
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+@pytest.mark.parametrize("sample", ["machine.exe", "machine32.exe"])
+def test_the_guest_has_the_folders_files_and_registry_of_a_windows_machine(sample: str, mode: str) -> None:
+    """Each was a one-call emulator tell: C:\\Windows was no folder, CreateDirectory of an existing
+    folder succeeded, a listing had no "." / ".." and not the file just written (and lower-cased
+    names), System32 held no DLL, and the product name, build, processors and MachineGuid keys
+    did not exist."""
+    recording = _emulate(sample, mode=mode)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(MACHINE_CHECKS, "pass")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ntpath
 import time
 from typing import Any
 
@@ -13,13 +14,15 @@ from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngine
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
+from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectories
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
-from emulator.backends.speakeasy.sources import SourceTaps
+from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
+from emulator.environment import user_dirs
 from emulator.events import Note
 from emulator.outcome import Status
 from emulator.plan import SANDBOX_MARKER_NAME, ReplayPlan
@@ -150,6 +153,15 @@ class SpeakeasyBackend:
         memory.space = space = AddressSpace(emu, target.arch == "x64", watch.armed)
         space.install(target.se)
         setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
+        profile = user_dirs(self.plan.user, self.plan.domain, self.plan.hostname)["userprofile"]
+        folders = GuestDirectories(emu, profile, x64=target.arch == "x64")
+        folders.add(ntpath.dirname(self.plan.emu_path))
+
+        def read_path(address: int, wide: bool) -> str:
+            data = read_c_string(memory, address, wide, MAX_GUEST_PATH * (2 if wide else 1))
+            return data.decode("utf-16-le" if wide else "latin-1", "replace")
+
+        folders.install(target.se, read_path)
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view

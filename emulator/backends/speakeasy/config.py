@@ -8,6 +8,7 @@ from typing import Any
 from speakeasy.config import get_default_config_dict
 
 from emulator.environment import command_line, user_dirs
+from emulator.guest_registry import machine_keys, with_machine_keys
 from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE, ReplayPlan
 
 # Processes of a stock Windows 10 desktop session, beside Speakeasy's own list, so a process
@@ -135,9 +136,8 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     if plan.guest.missing_files == "default_content":
         files += config["filesystem"]["files"]
     config["filesystem"] = {"files": files}
-    config["registry"] = {
-        "keys": [{"path": key.path, "values": [v.model_dump() for v in key.values]} for key in plan.registry]
-    }
+    keys = with_machine_keys(machine_keys(plan), list(plan.registry))
+    config["registry"] = {"keys": [{"path": key.path, "values": [v.model_dump() for v in key.values]} for key in keys]}
     config["timeout"] = plan.limits.timeout
     config["max_total_time"] = plan.limits.timeout
     config["max_api_count"] = plan.limits.max_api_calls

@@ -1,0 +1,180 @@
+"""The guest's folders: the ones every Windows machine has, and those its files are in.
+
+Speakeasy knows files only. ``GetFileAttributes("C:\\Windows")`` answered
+INVALID_FILE_ATTRIBUTES, ``CreateDirectory`` of ``%TEMP%`` succeeded as if it were new,
+``FindFirstFile`` listed only the scenario's files (lower-cased, never a file the guest wrote,
+nothing in ``System32``, no ``.`` / ``..``): each a one-call emulator tell, and a loader that
+walks a folder for its payload found nothing. Here the standard tree (Windows, System32,
+SysWOW64, Program Files, ProgramData, Users, the user's profile folders), the folders of every
+file the guest has (the scenario's, those it wrote, the system DLLs of sysfiles.py) and those the
+guest created are folders: attributes FILE_ATTRIBUTE_DIRECTORY, ``CreateDirectory`` of one fails
+with ERROR_ALREADY_EXISTS, and a listing yields its folders and files with their own case.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ntpath
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from speakeasy.windows.export_manifest import get_manifest_names
+
+FILE_ATTRIBUTE_DIRECTORY = 0x10
+ERROR_ALREADY_EXISTS = 183
+ERROR_PATH_NOT_FOUND = 3
+# Folders every Windows 10 machine has; {profile} is the user's, from the guest's variables.
+STANDARD_FOLDERS = (
+    "C:\\Windows\\System32\\drivers\\etc",
+    "C:\\Windows\\System32\\config",
+    "C:\\Windows\\System32\\Tasks",
+    "C:\\Windows\\SysWOW64",
+    "C:\\Windows\\Temp",
+    "C:\\Windows\\Fonts",
+    "C:\\Windows\\Microsoft.NET\\Framework64",
+    "C:\\Program Files\\Common Files",
+    "C:\\Program Files\\Windows Defender",
+    "C:\\Program Files\\Internet Explorer",
+    "C:\\Program Files (x86)\\Microsoft\\Edge\\Application",
+    "C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\Programs\\Startup",
+    "C:\\Users\\Public\\Desktop",
+    "C:\\Users\\Public\\Documents",
+    "C:\\Users\\Public\\Downloads",
+    "C:\\Users\\Default",
+    "{profile}\\Desktop",
+    "{profile}\\Documents",
+    "{profile}\\Downloads",
+    "{profile}\\Pictures",
+    "{profile}\\Music",
+    "{profile}\\Videos",
+    "{profile}\\Favorites",
+    "{profile}\\AppData\\Local\\Temp",
+    "{profile}\\AppData\\Local\\Microsoft\\Windows\\INetCache",
+    "{profile}\\AppData\\LocalLow",
+    "{profile}\\AppData\\Roaming\\Microsoft\\Windows\\Start Menu\\Programs\\Startup",
+)
+# The system folders whose DLLs sysfiles.py serves, and whose architecture's names they list.
+SYSTEM_DLL_FOLDERS = {"c:\\windows\\system32": None, "c:\\windows\\syswow64": "x86"}
+_PREFIXES = ("\\\\?\\", "\\??\\")
+# The longest folder path read from the guest (Windows' long-path limit).
+MAX_GUEST_PATH = 32767
+
+
+def _normal(path: str) -> str:
+    for prefix in _PREFIXES:
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+    path = path.replace("/", "\\")
+    return ntpath.normpath(path).rstrip("\\").lower() if len(path) > 3 else path[:2].lower()
+
+
+class GuestDirectories:
+    def __init__(self, emu: Any, profile: str, x64: bool) -> None:
+        self.emu = emu
+        self.x64 = x64
+        self.folders: dict[str, str] = {}  # lower-cased path -> as first spelled
+        for folder in STANDARD_FOLDERS:
+            self.add(folder.format(profile=profile))
+
+    def add(self, path: str) -> None:
+        """``path`` and every folder above it exist."""
+        path = path.rstrip("\\")
+        while len(path) > 2:
+            key = _normal(path)
+            if key in self.folders:
+                return
+            self.folders[key] = path
+            path = ntpath.dirname(path).rstrip("\\")
+
+    def _files(self) -> Iterator[str]:
+        """Every file path the guest has (the scenario's, those opened or written)."""
+        fileman = self.emu.fileman
+        for entry in fileman.file_config.files:
+            path = getattr(entry, "emu_path", None)
+            if path and not any(c in path for c in "*?"):
+                yield path
+        for file in fileman.files:
+            if getattr(file, "path", None):
+                yield file.path
+
+    def is_folder(self, path: str) -> bool:
+        key = _normal(path)
+        if key in self.folders or len(key) == 2:
+            return True
+        prefix = key + "\\"
+        return any(_normal(f).startswith(prefix) for f in self._files())
+
+    def entries(self, search: str) -> Iterator[tuple[str, bool]]:
+        """(name, is folder) of the children of ``search``'s folder its pattern matches:
+        ``.`` and ``..`` first (not at a drive's root), then folders, then files."""
+        folder, pattern = ntpath.split(search.replace("/", "\\"))
+        for prefix in _PREFIXES:
+            folder = folder.removeprefix(prefix)
+        if not pattern or not self.is_folder(folder):
+            return
+        wanted = pattern.lower()
+        if wanted in ("*.*", "*"):
+            wanted = "*"
+        key = _normal(folder)
+        seen: set[str] = set()
+        children: list[tuple[str, bool]] = []
+        if len(key) > 2:
+            children += [(".", True), ("..", True)]
+        for path in self.folders.values():
+            if _normal(ntpath.dirname(path)) == key:
+                children.append((ntpath.basename(path), True))
+        for path in self._files():
+            parent = _normal(ntpath.dirname(path))
+            if parent == key:
+                children.append((ntpath.basename(path), False))
+            elif parent.startswith(key + "\\"):
+                top = parent[len(key) + 1 :].split("\\", 1)[0]
+                children.append((top, True))
+        if key in SYSTEM_DLL_FOLDERS:
+            arch = SYSTEM_DLL_FOLDERS[key] or ("x64" if self.x64 else "x86")
+            children += [(f"{name}.dll", False) for name in sorted(get_manifest_names(arch))]
+        for name, is_folder in children:
+            folded = name.lower()
+            if folded in seen or not fnmatch.fnmatchcase(folded, wanted):
+                continue
+            seen.add(folded)
+            yield name, is_folder
+
+    def install(self, se: Any, read_path: Callable[[int, bool], str]) -> None:
+        """Hook the file manager's listing and the folder APIs on ``se`` (``read_path(address,
+        wide)``: a guest string)."""
+        self.emu.fileman.find_matching_entries = self.entries
+
+        def attributes(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+            path = read_path(argv[0], api_name.endswith("W")) if argv and argv[0] else ""
+            if path and self.is_folder(path):
+                emu.set_last_error(0)
+                return FILE_ATTRIBUTE_DIRECTORY
+            return int(orig(argv) or 0)
+
+        for name in ("GetFileAttributesA", "GetFileAttributesW"):
+            se.add_api_hook(attributes, "kernel32", name, argc=1)
+
+        def create_directory(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+            path = read_path(argv[0], api_name.endswith("W")) if argv and argv[0] else ""
+            if not path:
+                return int(orig(argv) or 0)
+            if self.is_folder(path) or emu.fileman.does_file_exist(path):
+                emu.set_last_error(ERROR_ALREADY_EXISTS)
+                return 0
+            if not self.is_folder(ntpath.dirname(path.rstrip("\\"))):
+                emu.set_last_error(ERROR_PATH_NOT_FOUND)
+                return 0
+            self.add(path)
+            emu.set_last_error(0)
+            return 1
+
+        for name in ("CreateDirectoryA", "CreateDirectoryW"):
+            se.add_api_hook(create_directory, "kernel32", name, argc=2)
+        for name in ("CreateDirectoryExA", "CreateDirectoryExW"):
+
+            def create_directory_ex(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+                # CreateDirectoryEx(template, new, security): as CreateDirectory of the new one
+                return create_directory(emu, api_name, lambda _argv: orig(argv), [argv[1], argv[2]])
+
+            se.add_api_hook(create_directory_ex, "kernel32", name, argc=3)
