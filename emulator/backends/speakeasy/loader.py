@@ -143,7 +143,7 @@ class DllSearch:
     def find(self, name: str) -> str | None:
         """The first guest path of ``name``'s candidates that holds a file."""
         for path in self.candidates(name):
-            if compat.guest_file_data(self.emu, path) is not None:
+            if not self.system_file(path) and compat.guest_file_data(self.emu, path) is not None:
                 return path
         return None
 

@@ -4,9 +4,9 @@ On Windows ``C:\\Windows\\System32\\ntdll.dll`` always exists. In the guest it d
 scenario's files do), so ``GetFileAttributes`` of a system DLL said INVALID_FILE_ATTRIBUTES and
 ``CreateFile`` ERROR_FILE_NOT_FOUND: a tell any sample can test in one call, and loaders that
 read a clean copy of ntdll from disk to undo hooks (copying its ``.text`` over the loaded one)
-stopped there. Here a DLL the emulator provides exists in the system folders as a PE file: the
-module's image as loaded (Speakeasy's modules keep raw offsets equal to RVAs, so the image is
-also its file), read when the guest first opens it, so a copy over the loaded module changes
+stopped there. Here a DLL the emulator provides (one ``LoadLibrary`` can load) exists in the
+system folders as a PE file: the module's image as loaded (Speakeasy's modules keep raw
+offsets equal to RVAs, so the image is also its file), read when the guest first opens it, so a copy over the loaded module changes
 nothing; a module not loaded yet is built for the file alone, not loaded. ``System32`` holds the
 guest's architecture (a 32-bit process sees ``SysWOW64`` there), ``SysWOW64`` 32-bit images.
 These files are the system's: the DLL search order never takes them for a guest module.
@@ -20,7 +20,6 @@ from typing import Any
 import speakeasy.winenv.arch as se_arch
 from speakeasy.windows.api_image import ApiModuleLoader
 from speakeasy.windows.api_registry import module_name
-from speakeasy.windows.export_manifest import get_export_manifest
 
 # Folder (lower case) -> whose architecture its DLLs are: the guest's, or x86.
 SYSTEM_FOLDERS = {
@@ -69,13 +68,8 @@ class SystemFiles:
             return None
         arch = SYSTEM_FOLDERS[folder] or self.emu.get_arch()
         module = module_name(name)
-        arch_name = "x86" if arch == se_arch.ARCH_X86 else "x64"
-        if (
-            get_export_manifest(module, arch_name) is None
-            and self.emu.api.load_api_handler(module) is None
-            and not self.emu.get_signature_db().get_functions(module, arch_name)
-        ):
-            return None  # a name Speakeasy would make an empty module of: no system DLL
+        if not provides_module(self.emu, module, arch):
+            return None  # a name Speakeasy would not load: no system DLL
         return module, arch
 
     def _system_file(self, fileman: Any, path: str) -> Any:
@@ -114,6 +108,14 @@ class SystemFiles:
                 chunk = region.data[: len(out) - offset]
                 out[offset : offset + len(chunk)] = chunk
         return bytes(out)
+
+
+def provides_module(emu: Any, module: str, arch: int) -> bool:
+    """Whether the emulator loads a module of this name for ``arch`` (Speakeasy's own test in
+    ``load_library``: a handler, or signatures of the DLL's functions); an export manifest
+    alone is not enough (LoadLibrary of such a name fails)."""
+    arch_name = "x86" if arch == se_arch.ARCH_X86 else "x64"
+    return bool(emu.api.load_api_handler(module) or emu.get_signature_db().get_functions(module, arch_name))
 
 
 def _normal(path: str) -> str:
