@@ -6,10 +6,11 @@ scenario's files do), so ``GetFileAttributes`` of a system DLL said INVALID_FILE
 read a clean copy of ntdll from disk to undo hooks (copying its ``.text`` over the loaded one)
 stopped there. Here a DLL the emulator provides (one ``LoadLibrary`` can load) exists in the
 system folders as a PE file: the module's image as loaded (Speakeasy's modules keep raw
-offsets equal to RVAs, so the image is also its file), read when the guest first opens it, so a copy over the loaded module changes
-nothing; a module not loaded yet is built for the file alone, not loaded. ``System32`` holds the
-guest's architecture (a 32-bit process sees ``SysWOW64`` there), ``SysWOW64`` 32-bit images.
-These files are the system's: the DLL search order never takes them for a guest module.
+offsets equal to RVAs, so the image is also its file), read when the guest first opens it, so a
+copy over the loaded module changes nothing; a module not loaded yet is built for the file
+alone, not loaded. ``System32`` holds the guest's architecture (a 32-bit process sees
+``SysWOW64`` there), ``SysWOW64`` 32-bit images. These files are the system's: the DLL search
+order never takes them for a guest module.
 """
 
 from __future__ import annotations
