@@ -120,3 +120,35 @@ def test_x86_system_calls_by_the_wow64_gate_sysenter_and_another_stub(scenario_r
     assert all(n["stage"] == "s0" for n in direct + indirect)
     calls = [c["api"] for c in report["api_calls"] if c["api"].startswith("ntdll.")]
     assert calls == ["ntdll.NtAllocateVirtualMemory", "ntdll.NtProtectVirtualMemory", "ntdll.NtCreateThreadEx"]
+
+
+def test_a_section_view_mapped_into_another_process_is_the_injection(scenario_report: Callable[[str], Report]) -> None:
+    """inject-section-syscalls maps one section in its own process (RW, decoded there) and in
+    notepad (RX) by direct system calls: the remote view is what the thread runs, a stage in
+    notepad, and the remote mapping is the write into notepad's memory."""
+    report = scenario_report("inject-section-syscalls")
+    calls = {c["seq"]: c for c in report["api_calls"]}
+    maps = [c for c in report["api_calls"] if c["api"] == "ntdll.NtMapViewOfSection"]
+    assert [c["args"][1] for c in maps] == ["0xffffffffffffffff", "C:\\Windows\\System32\\notepad.exe"]
+    edge = next(e for e in report["graph"]["edges"] if e["type"] == "writes_memory")
+    assert [calls[seq]["api"] for seq in edge["evidence"]] == ["ntdll.NtMapViewOfSection"]
+    stage = report["stages"][1]
+    assert stage["process"] == "C:\\Windows\\System32\\notepad.exe" and stage["kind"] == "shellcode"
+    assert [n["detail"].split(" ")[0] for n in _notes(report, "direct_system_call")] == [
+        "NtCreateSection",
+        "NtMapViewOfSection",
+        "NtCreateThreadEx",
+    ]
+
+
+def test_views_of_a_section_mapped_by_system_calls_share_bytes(scenario_report: Callable[[str], Report]) -> None:
+    """section-map-indirect decodes into a read-write view and calls a read-execute view of the
+    same section, both mapped by NtMapViewOfSection (indirect system calls): the code it runs is
+    what it wrote (bare Speakeasy copied the bytes at mapping time: the call ran zeros)."""
+    report = scenario_report("section-map-indirect")
+    assert report["outcome"]["status"] == "completed"
+    notes = _notes(report, "indirect_system_call")
+    assert [n["detail"].split(" ")[0] for n in notes] == ["NtCreateSection", "NtMapViewOfSection", "NtMapViewOfSection"]
+    assert all("NtYieldExecution stub" in n["detail"] for n in notes)
+    stage = report["stages"][1]
+    assert [h["transform"] for h in stage["lineage"]] == ["source", "xor"]
