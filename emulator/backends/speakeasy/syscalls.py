@@ -18,6 +18,15 @@ guest's own code) is the API call of that number: the emulation continues in the
 with ``r10`` as its first argument, and returns to the code that called the stub (the address
 on top of the stack, as after ``syscall; ret``). An unknown number returns
 STATUS_INVALID_SYSTEM_SERVICE to the instruction after the ``syscall``, as the kernel does.
+
+Which code made the call is told from what ran: a system call made outside the stubs is direct
+(``on_direct``); one made by a stub's instruction is the stub's own when the stub's first
+instruction ran since the last system call and the number is the stub's, and otherwise indirect
+(``on_indirect``: the guest set the number and jumped to the stub's ``syscall``, often another
+function's, or into the x86 stub past its number). One code hook over the span of the stubs sees
+their starts (nothing else runs there). x86 code also enters with ``sysenter`` (KiFastSystemCall's
+``mov edx, esp; sysenter``) and through the WoW64 gate ``call dword ptr fs:[0xC0]``:
+TEB.WOW32Reserved holds the gate the stubs call, as it holds the 64-bit transition under WoW64.
 """
 
 from __future__ import annotations
