@@ -111,6 +111,12 @@ GENERALITY = [
     "patch-amsi-etw-x86",
     "unhook-ntdll",
     "unhook-ntdll-x86",
+    "sysfunc032-rc4",
+    "sysfunc032-rc4-x86",
+    "indirect-syscalls",
+    "wow64-syscalls-x86",
+    "inject-section-syscalls",
+    "section-map-indirect",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -124,9 +130,10 @@ INJECTIONS = [
     ("inject-hollowing-x86", r"C:\Windows\System32\svchost.exe", "hollowing", "T1055.012"),
     ("inject-stack-cipher", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
     ("inject-syscalls", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
+    ("inject-section-syscalls", r"C:\Windows\System32\notepad.exe", "remote_thread", None),
 ]
 # The calls an injects_into edge cites, where they are not the kernel32 ones of its method.
-INJECTION_CALLS = {"inject-syscalls": {"NtCreateThreadEx"}}
+INJECTION_CALLS = {"inject-syscalls": {"NtCreateThreadEx"}, "inject-section-syscalls": {"NtCreateThreadEx"}}
 
 
 def hop_kinds(stage: dict[str, Any]) -> list[str]:

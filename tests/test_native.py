@@ -12,7 +12,8 @@ write faults.
 service number from its stub (Hell's Gate), ranks ZwAllocateVirtualMemory among ntdll's Zw*
 exports by address (SysWhispers2), allocates writable memory with a direct system call from its
 own code, with an indirect one (x64: a jump to the stub's syscall instruction; x86: into the stub
-past its number) and through the stub called as a function and with ``int 2Eh``, and gets
+past its number; noted ``indirect_system_call``) and through the stub called as a function (not
+noted) and with ``int 2Eh``, and gets
 STATUS_INVALID_SYSTEM_SERVICE for an unknown number; it exits with one bit per check. Bare
 Speakeasy's stubs are jumps to its API traps (no number to read) and its NtAllocateVirtualMemory
 maps memory with no access.
@@ -77,12 +78,18 @@ def test_system_calls_by_number_direct_and_indirect_reach_the_api(x86: bool, mod
     allocations = [c for c in calls if c.api == "ntdll.NtAllocateVirtualMemory"]
     assert len(allocations) == 4 and all(c.ret == "0x0" for c in allocations), allocations
     # the two made from the sample's own code (direct, int 2Eh) are noted, once each, before
-    # their call; those through ntdll's stub (called, or jumped into) are not
+    # their call; the jump into the stub past its start (its own number) is noted as indirect;
+    # the stub called as a function is not noted
     direct = [e for e in events if isinstance(e, Note) and e.what == "direct_system_call"]
     assert len(direct) == 2 and len({e.pc for e in direct}) == 2, direct
     assert all("NtAllocateVirtualMemory" in e.detail for e in direct), direct
-    after = {e.seq: next(c for c in allocations if c.seq > e.seq).seq for e in direct}
+    indirect = [e for e in events if isinstance(e, Note) and e.what == "indirect_system_call"]
+    assert len(indirect) == 1, indirect
+    assert "ntdll's NtAllocateVirtualMemory stub" in indirect[0].detail and "; its own number)" in indirect[0].detail
+    noted = direct + indirect
+    after = {e.seq: next(c for c in allocations if c.seq > e.seq).seq for e in noted}
     assert all(call == seq + 1 for seq, call in after.items()), after
+    assert len(allocations) - len(noted) == 1  # the stub's own call
 
 
 def test_numbers_follow_the_zw_names_address_order_and_nt_names_share_them() -> None:

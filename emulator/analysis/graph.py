@@ -77,6 +77,9 @@ PROCESS_APIS = {
     "zwwritevirtualmemory": ("writes_memory", 0),
     "ntallocatevirtualmemory": ("writes_memory", 0),
     "zwallocatevirtualmemory": ("writes_memory", 0),
+    # a view of a section the stage also maps (and writes) in its own process: mapping injection
+    "ntmapviewofsection": ("writes_memory", 1),
+    "zwmapviewofsection": ("writes_memory", 1),
     "createremotethread": ("injects_into", 0),
     "createremotethreadex": ("injects_into", 0),
     "ntcreatethreadex": ("injects_into", 3),

@@ -20,6 +20,7 @@ from emulator.apis import (  # noqa: F401
     randomness,
     shellfolders,
     strings,
+    systemfunctions,
     threads,
     urlmon,
     winhttp,

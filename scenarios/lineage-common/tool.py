@@ -10,6 +10,7 @@ tool.py uuids NAME IN OUT            C header: the bytes as UUID strings (16 byt
 tool.py ipv4s NAME IN OUT            a C header: the bytes as dotted IPv4 strings (4 per string)
 tool.py lenprefix IN OUT             the bytes after their length (4 bytes, little-endian), as a TCP stager reads them
 tool.py rc4   PASSWORD IN OUT        RC4 with the 128-bit key CryptDeriveKey(CALG_RC4, MD5(PASSWORD))
+tool.py rc4key KEYHEX IN OUT         RC4 with the key as given, as SystemFunction032 takes it
 tool.py aes   KEYHEX IVHEX IN OUT    AES-CBC (128, 192 or 256-bit key), PKCS#7 padding, as CryptDecrypt(Final) undoes it
 tool.py cheader NAME IN OUT          `static const unsigned char NAME[] = {...};`
 tool.py pack  OUT IN...              each input's length (u32, little-endian), then the inputs
@@ -126,6 +127,8 @@ def main(argv: list[str]) -> int:
     elif cmd == "rc4":
         key = hashlib.md5(args[0].encode()).digest()[:16]
         Path(args[2]).write_bytes(rc4(key, Path(args[1]).read_bytes()))
+    elif cmd == "rc4key":
+        Path(args[2]).write_bytes(rc4(bytes.fromhex(args[0]), Path(args[1]).read_bytes()))
     elif cmd == "aes":  # AES-CBC with PKCS#7 padding, as CryptDecrypt(Final) undoes it
         from cryptography.hazmat.primitives import padding
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes

@@ -19,7 +19,7 @@ from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
-from emulator.backends.speakeasy.syscalls import SystemCalls
+from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
 from emulator.environment import user_dirs
@@ -53,6 +53,7 @@ class SpeakeasyBackend:
         self._api_faults: dict[int, tuple[int, str]] = {}
         self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
         self._watch: MemoryWatch | None = None
+        self._indirect_system_calls: set[tuple[int, int, int]] = set()  # (pc, number, return address) noted
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -181,7 +182,12 @@ class SpeakeasyBackend:
         recorder = self.recorder
         dispatcher.on_redirected = lambda pc: observed.exception_resumes.__setitem__(pc, recorder.current_stage)
         dispatcher.install(target.se)
-        system_calls = SystemCalls(emu, x64=target.arch == "x64", on_direct=self._on_direct_system_call)
+        system_calls = SystemCalls(
+            emu,
+            x64=target.arch == "x64",
+            on_direct=self._on_direct_system_call,
+            on_indirect=self._on_indirect_system_call,
+        )
         if system_calls.install():
             dispatcher.on_system_call_interrupt = system_calls.on_interrupt
         compat.watch_guest_memory_faults(emu, self._on_memory_fault)
@@ -207,6 +213,26 @@ class SpeakeasyBackend:
             what="direct_system_call",
             detail=f"{name} (system service number {number:#x}) entered from the guest's own code at pc {pc:#x}",
             pc=pc,
+        )
+
+    def _on_indirect_system_call(self, call: IndirectCall) -> None:
+        """A system call made by an ntdll stub's instruction with a number the guest set itself
+        (it jumped there, or into the stub past its start): noted once per instruction, number
+        and return address, in the stage the call returns to."""
+        key = (call.pc, call.number, call.returns_to)
+        if key in self._indirect_system_calls:
+            return
+        self._indirect_system_calls.add(key)
+        recorder = self.recorder
+        own = "its own number" if call.number == call.stub_number else f"not the stub's number {call.stub_number:#x}"
+        recorder.emit(
+            Note,
+            stage=recorder.stage_at(call.returns_to) or recorder.current_stage,
+            what="indirect_system_call",
+            detail=f"{call.name} (system service number {call.number:#x}) made through ntdll's {call.stub} stub "
+            f"(its system call at pc {call.pc:#x}; {own}) without the stub's start running: the guest's code set "
+            f"the number and jumped there; the call returns to {call.returns_to:#x}",
+            pc=call.pc,
         )
 
     def _observe_events(self, flow: FlowWatch) -> None:

@@ -851,6 +851,20 @@ def ntdll_function_exports(emu: Any) -> list[tuple[str, int, int]]:
     return []
 
 
+def add_sysenter_hook(unicorn: Any, callback: Callable[[Any, Any], None]) -> int:
+    """``callback(uc, user)`` on every x86 ``sysenter`` instruction (as ``add_syscall_hook``:
+    Unicorn continues after it, or that far past where the callback moved the program counter)."""
+    from unicorn import x86_const
+
+    return int(unicorn.hook_add(uc.UC_HOOK_INSN, callback, None, 1, 0, x86_const.UC_X86_INS_SYSENTER))
+
+
+def add_code_hook_over(unicorn: Any, begin: int, end: int, callback: Callable[[Any, int, int, Any], None]) -> int:
+    """A code hook on each instruction from ``begin`` to ``end`` (inclusive); code elsewhere
+    runs with no callback."""
+    return int(unicorn.hook_add(uc.UC_HOOK_CODE, callback, None, begin, end))
+
+
 def add_code_hook_at(unicorn: Any, address: int, callback: Callable[[Any, int, int, Any], None]) -> int:
     """A code hook on the one instruction at ``address`` (Unicorn checks the range when it
     translates, so other code runs with no callback)."""

@@ -33,7 +33,7 @@ def _check() -> None:
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
     for struct, names in (
         (peb, ("ProcessHeap", "NumberOfProcessors", "OSPlatformId", "NumberOfHeaps", "MaximumNumberOfHeaps")),
-        (teb, ("ClientId", "pad0", "LastErrorValue", "ThreadLocalStoragePointer")),
+        (teb, ("ClientId", "pad0", "LastErrorValue", "ThreadLocalStoragePointer", "WOW32Reserved")),
     ):
         for name in names:
             if not hasattr(struct, name):

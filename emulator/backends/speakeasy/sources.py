@@ -102,6 +102,7 @@ class SourceTaps:
         self._wrap("kernel32", ("LocalReAlloc",), self._reallocate(0, 1))
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
+        self._wrap("ntdll", ("NtMapViewOfSection", "ZwMapViewOfSection"), self._map_section_view)
         self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
         self._wrap("kernel32", ("ExpandEnvironmentStringsA", "ExpandEnvironmentStringsW"), self._expand_environment)
         self._wrap(
@@ -258,24 +259,39 @@ class SourceTaps:
         # bytes is a read of that file (a mapping of the paging file is not).
         rv = int(orig(argv) or 0)
         if rv:
-            compat.alias_section_views(self.emu, argv[0], rv)
-        if rv and self.on_view_mapped is not None:
-            self.on_view_mapped(rv)
-        backing = compat.mapped_file(self.emu, argv[0]) if rv else None
+            self._view_mapped(name, argv[0], rv, (argv[2] << 32) | argv[3], argv[4])
+        return rv
+
+    def _map_section_view(self, name: str, orig: Any, argv: list[int]) -> int:
+        # NtMapViewOfSection(SectionHandle, ProcessHandle, *BaseAddress, ZeroBits, CommitSize,
+        # *SectionOffset, *ViewSize, InheritDisposition, AllocationType, Win32Protect): the same,
+        # in this process or another (mapping injection: the views share the section's bytes).
+        rv = int(orig(argv) or 0)
+        base_at, offset_at, size_at = argv[2], argv[5], argv[6]
+        base = int.from_bytes(self._read(base_at, self.memory.ptr_size), "little") if base_at else 0
+        if rv == 0 and base:
+            offset = int.from_bytes(self._read(offset_at, 8), "little") if offset_at else 0
+            size = int.from_bytes(self._read(size_at, self.memory.ptr_size), "little") if size_at else 0
+            self._view_mapped(name, argv[0], base, offset, size)
+        return rv
+
+    def _view_mapped(self, name: str, section: int, view: int, offset: int, size: int) -> None:
+        compat.alias_section_views(self.emu, section, view)
+        if self.on_view_mapped is not None:
+            self.on_view_mapped(view)
+        backing = compat.mapped_file(self.emu, section)
         if backing is None:
-            return rv
+            return
         path, image = backing
         contents = compat.guest_file_data(self.emu, path) or b""
         if not image:  # an image section (SEC_IMAGE) is laid out by sections: the file is the source
-            offset = (argv[2] << 32) | argv[3]
-            contents = contents[offset : offset + argv[4]] if argv[4] else contents[offset:]
+            contents = contents[offset : offset + size] if size else contents[offset:]
         data = contents[:MAX_SOURCE_BYTES]
         if data:
             recorder = self.recorder
             digest = recorder.put_blob(data)
-            recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=rv)
-            recorder.remember_buffer("file_read", rv, data, ref=path, api=name)
-        return rv
+            recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=view)
+            recorder.remember_buffer("file_read", view, data, ref=path, api=name)
 
     def _environment_variable(self, name: str, orig: Any, argv: list[int]) -> int:
         # GetEnvironmentVariable(lpName, lpBuffer, nSize): the value's length in characters, or

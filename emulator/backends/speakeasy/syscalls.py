@@ -18,6 +18,15 @@ guest's own code) is the API call of that number: the emulation continues in the
 with ``r10`` as its first argument, and returns to the code that called the stub (the address
 on top of the stack, as after ``syscall; ret``). An unknown number returns
 STATUS_INVALID_SYSTEM_SERVICE to the instruction after the ``syscall``, as the kernel does.
+
+Which code made the call is told from what ran: a system call made outside the stubs is direct
+(``on_direct``); one made by a stub's instruction is the stub's own when the stub's first
+instruction ran since the last system call and the number is the stub's, and otherwise indirect
+(``on_indirect``: the guest set the number and jumped to the stub's ``syscall``, often another
+function's, or into the x86 stub past its number). One code hook over the span of the stubs sees
+their starts (nothing else runs there). x86 code also enters with ``sysenter`` (KiFastSystemCall's
+``mov edx, esp; sysenter``) and through the WoW64 gate ``call dword ptr fs:[0xC0]``:
+TEB.WOW32Reserved holds the gate the stubs call, as it holds the 64-bit transition under WoW64.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any
 
 from unicorn import x86_const as x86
 
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, compat_blocks
 
 STATUS_INVALID_SYSTEM_SERVICE = 0xC000001C
 # Nt*/Zw* exports of ntdll that are not system-call stubs on Windows.
@@ -86,16 +95,29 @@ def number_stubs(exports: list[tuple[str, int, int]]) -> tuple[SystemCallTable, 
 class SystemCalls:
     """Windows' system-call stubs in ntdll and a handler for the guest's system calls."""
 
-    def __init__(self, emu: Any, x64: bool, on_direct: Callable[[int, int, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        emu: Any,
+        x64: bool,
+        on_direct: Callable[[int, int, str], None] | None = None,
+        on_indirect: Callable[[IndirectCall], None] | None = None,
+    ) -> None:
         self.emu = emu
         self.x64 = x64
         # told (pc, number, name) of each system call made from outside ntdll's stubs
         self.on_direct = on_direct
+        # told of each system call made by a stub's instruction that the stub's own start did not lead to
+        self.on_indirect = on_indirect
         self.table = SystemCallTable()
         # where a stub's own system call is made (x64: its syscall instruction; x86: the return
         # address of its call of the gate) -> that export's trap: a call through ZwX's stub is
         # ZwX in the report, through NtX's NtX; a system call from elsewhere is the Nt* name
         self.stub_sites: dict[int, tuple[int, int]] = {}  # site -> (SSN, trap)
+        self.stub_names: dict[int, str] = {}  # site -> the export whose stub it is in
+        self.site_offset = X64_SYSCALL_OFFSET if x64 else X86_GATE_RETURN_OFFSET
+        # the stub whose first instruction ran last since the last system call (its address)
+        self.entered: int | None = None
+        self._starts: frozenset[int] = frozenset()
         self.gate = 0  # x86: KiFastSystemCall's stand-in, which every stub calls
 
     def install(self) -> bool:
@@ -108,9 +130,16 @@ class SystemCalls:
         if not stubs:
             return False
         traps = {name: trap for name, _, trap in exports}
-        site = X64_SYSCALL_OFFSET if self.x64 else X86_GATE_RETURN_OFFSET
+        site = self.site_offset
         self.stub_sites = {address + site: (number, traps[name]) for name, address, number in stubs}
+        self.stub_names = {address + site: name for name, address, _ in stubs}
+        self._starts = frozenset(address for _, address, _ in stubs)
         unicorn = compat.unicorn_of(self.emu)
+        # which stub's start ran before its system call (one hook over the span of the stubs:
+        # Unicorn checks a hook's range when it translates, so code elsewhere has no callback)
+        low = min(self._starts)
+        high = max(self._starts) + (len(X64_STUB_HEAD) + 4 + len(X64_STUB_TAIL) if self.x64 else X86_STUB_SIZE)
+        compat.add_code_hook_over(unicorn, low, high - 1, self._on_stub_code)
         if self.x64:
             self._write_stubs(
                 (address, X64_STUB_HEAD + struct.pack("<I", number) + X64_STUB_TAIL) for _, address, number in stubs
@@ -125,7 +154,24 @@ class SystemCalls:
                 for _, address, number in stubs
             )
             compat.add_code_hook_at(unicorn, self.gate, self._on_gate_call)
+            compat.add_sysenter_hook(unicorn, self._on_sysenter)
+            self._wow32_reserved()
         return True
+
+    def _wow32_reserved(self) -> None:
+        """TEB.WOW32Reserved (``fs:[0xC0]``) holds the gate, as it holds the 64-bit transition
+        under WoW64: SysWhispers-style x86 code calls it with the number in eax. Speakeasy
+        writes each thread's TEB when its run starts: the gate is set there each time."""
+        gate = self.gate
+
+        def fill(thread: Any) -> None:
+            compat_blocks.set_fields(thread.teb, {"WOW32Reserved": gate})
+
+        compat_blocks.on_new_teb(self.emu, fill)
+
+    def _on_stub_code(self, _unicorn: Any, address: int, _size: int, _user: Any) -> None:
+        if address in self._starts:
+            self.entered = address
 
     def _write_stubs(self, stubs: Iterable[tuple[int, bytes]]) -> None:
         """The stubs in one write of the span they lie in (a thousand writes of 24 bytes cost
@@ -137,19 +183,30 @@ class SystemCalls:
             span[address - low : address - low + len(code)] = code
         self.emu.mem_write(low, bytes(span))
 
-    def _trap(self, number: int, site: int, pc: int) -> int | None:
+    def _trap(self, number: int, site: int, pc: int, returns_to: int = 0) -> int | None:
+        """The trap of the API the system call of ``number`` made at ``site`` stands for; tells
+        ``on_direct`` of one made outside the stubs and ``on_indirect`` of one made by a stub's
+        instruction that its own start did not lead to (another number, or a jump to it)."""
+        entered, self.entered = self.entered, None
         stub = self.stub_sites.get(site)
-        if stub is not None and stub[0] == number:
+        if stub is not None and stub[0] == number and entered == site - self.site_offset:
             return stub[1]
         trap = self.table.by_number.get(number)
-        if trap is not None and self.on_direct is not None:
-            self.on_direct(pc, number, self.table.names[number])
+        if trap is None:
+            return None
+        name = self.table.names[number]
+        if stub is not None:
+            if self.on_indirect is not None:
+                self.on_indirect(IndirectCall(pc, number, name, self.stub_names[site], stub[0], returns_to))
+        elif self.on_direct is not None:
+            self.on_direct(pc, number, name)
         return trap
 
     def _on_syscall(self, unicorn: Any, _user: Any) -> None:
         number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
         pc = unicorn.reg_read(x86.UC_X86_REG_RIP)
-        trap = self._trap(number, pc, pc)
+        returns_to = int.from_bytes(bytes(unicorn.mem_read(unicorn.reg_read(x86.UC_X86_REG_RSP), 8)), "little")
+        trap = self._trap(number, pc, pc, returns_to)
         if trap is None:
             unicorn.reg_write(x86.UC_X86_REG_RAX, STATUS_INVALID_SYSTEM_SERVICE)
             return
@@ -179,10 +236,40 @@ class SystemCalls:
         number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
         esp = unicorn.reg_read(x86.UC_X86_REG_ESP)
         returns_to = int.from_bytes(bytes(unicorn.mem_read(esp, 4)), "little")
-        trap = self._trap(number, returns_to, returns_to)
+        # an indirect call through a stub returns, after the stub's ret, to the guest's code
+        caller = int.from_bytes(bytes(unicorn.mem_read(esp + 4, 4)), "little")
+        trap = self._trap(number, returns_to, returns_to, caller)
         if trap is None:
             unicorn.reg_write(x86.UC_X86_REG_EAX, STATUS_INVALID_SYSTEM_SERVICE)
             return  # the gate's ret returns into the stub
         # drop the gate's return address into the stub: the handler returns to the stub's caller
         unicorn.reg_write(x86.UC_X86_REG_ESP, esp + 4)
         unicorn.reg_write(x86.UC_X86_REG_EIP, trap)
+
+    def _on_sysenter(self, unicorn: Any, _user: Any) -> None:
+        """x86 ``sysenter`` (the number in eax, edx the stack the wrapper's caller left: the
+        return address into the wrapper, then the wrapper's return address, then the arguments,
+        as KiFastSystemCall's ``mov edx, esp; sysenter`` leaves it): the API call of that number,
+        returning to the wrapper's caller (the kernel returns to KiFastSystemCallRet's ``ret``,
+        then the wrapper's ``ret N``)."""
+        number = unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        pc = unicorn.reg_read(x86.UC_X86_REG_EIP)
+        trap = self._trap(number, -1, pc)
+        if trap is None:
+            unicorn.reg_write(x86.UC_X86_REG_EAX, STATUS_INVALID_SYSTEM_SERVICE)
+            return  # on after the sysenter, as after KiFastSystemCallRet
+        unicorn.reg_write(x86.UC_X86_REG_ESP, (unicorn.reg_read(x86.UC_X86_REG_EDX) + 4) & 0xFFFFFFFF)
+        unicorn.reg_write(x86.UC_X86_REG_EIP, trap - SYSCALL_INSTRUCTION_SIZE)
+
+
+@dataclass(frozen=True)
+class IndirectCall:
+    """A system call made by a stub's system-call instruction that the stub's own start did not
+    lead to: the guest set the number itself and jumped there (or into the stub past its start)."""
+
+    pc: int  # the instruction that made it (x64: the stub's syscall; x86: where the stub's call of the gate returns)
+    number: int
+    name: str  # the API of the number
+    stub: str  # the export whose stub's instruction made it
+    stub_number: int  # that stub's own number
+    returns_to: int  # where the call returns: the guest's code that made it

@@ -95,6 +95,7 @@ PROCESS_HANDLE_ARGUMENTS = {
         ("freevirtualmemory", 0),
         ("readvirtualmemory", 0),
         ("queueapcthread", 0),
+        ("mapviewofsection", 1),
     )
 } | {"rtlcreateuserthread": 0}
 ERROR_ALREADY_EXISTS = 183
