@@ -125,8 +125,14 @@ class StageStart(_Event):
     entry: Word
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "callback", "unknown"] = "unknown"
+    via: Literal["entry", "call", "thread", "callback", "process", "unknown"] = Field(
+        default="unknown",
+        description="How control reached it; process: the entry point of a process the parent stage started.",
+    )
     image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
+    process: str | None = Field(
+        default=None, description="For a process the chain started from one of its files: its image path."
+    )
 
 
 class NetRequest(BaseModel):
