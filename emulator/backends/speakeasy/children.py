@@ -46,7 +46,6 @@ from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
-from emulator.events import FileAccess
 from emulator.outcome import Status
 from emulator.recorder import Recorder
 
@@ -253,12 +252,10 @@ class ChildProcesses:
     def _start_stage(self, launch: Launch, module: Any) -> None:
         base, size = int(module.base), int(module.image_size)
         recorder = self.recorder
-        # The loader's read of the image file, by the stage that started the process: what the
-        # lineage ties the child's image to (then on through the write of that file, if the
-        # replay wrote it).
+        # The image file's bytes where the loader mapped them: what the lineage ties the child's
+        # image to (then on through the write of that file, if the replay wrote it). No file
+        # event: the graph says the file was run as the process (file -executes-> process).
         recorder.current_stage = launch.parent
-        digest = recorder.put_blob(launch.data)
-        recorder.emit(FileAccess, op="read", path=launch.path, size=len(launch.data), data_sha256=digest)
         recorder.remember_buffer("file_read", base, launch.data, ref=launch.path)
         entry = base + int(module.ep)
         recorder.start_stage(
