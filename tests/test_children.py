@@ -57,7 +57,7 @@ def test_a_started_program_is_a_stage_of_its_own_process(
     launcher, child, shellcode = report["stages"]
     assert (child["kind"], child["name"], child["parent"], child["via"]) == ("pe", path.rsplit("\\", 1)[1], "s0", "process")
     assert child["process"] == path and launcher["process"] is None
-    assert child["origin"]["type"] == origin
+    assert (child["origin"]["type"], child["origin"]["how"]) == (origin, "mapped_image")
     assert [h["transform"] for h in child["lineage"]] == ["source", "file_write"]
     # The stages the child runs are in its process too.
     assert (shellcode["parent"], shellcode["process"]) == ("s1", path)
