@@ -55,7 +55,12 @@ def test_a_started_program_is_a_stage_of_its_own_process(
     report = scenario_report(name)
     assert report["outcome"]["status"] == "completed"
     launcher, child, shellcode = report["stages"]
-    assert (child["kind"], child["name"], child["parent"], child["via"]) == ("pe", path.rsplit("\\", 1)[1], "s0", "process")
+    assert (child["kind"], child["name"], child["parent"], child["via"]) == (
+        "pe",
+        path.rsplit("\\", 1)[1],
+        "s0",
+        "process",
+    )
     assert child["process"] == path and launcher["process"] is None
     assert (child["origin"]["type"], child["origin"]["how"]) == (origin, "mapped_image")
     assert [h["transform"] for h in child["lineage"]] == ["source", "file_write"]
