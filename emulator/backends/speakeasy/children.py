@@ -114,6 +114,7 @@ class ChildProcesses:
         self.limit = limit
         self.stop_now = stop_now
         self.pending: list[Launch] = []
+        self.launches: list[Launch] = []  # every program started from the guest's files
         self.started = 0  # children that ran (or were mapped to run)
         self.on_new_code: Any = None
 
@@ -171,7 +172,9 @@ class ChildProcesses:
         compat.set_process_command_line(process, command_line)
         thread = compat.main_thread(process)
         context = compat.thread_context(thread) if thread is not None else None
-        self.pending.append(Launch(process, found, command_line, data, parent, api, suspended, context))
+        launch = Launch(process, found, command_line, data, parent, api, suspended, context)
+        self.pending.append(launch)
+        self.launches.append(launch)
         logger.debug("%s started %s (%s)%s", parent, found, command_line, " suspended" if suspended else "")
         return rv
 
@@ -195,12 +198,15 @@ class ChildProcesses:
         unless its context was changed (then Speakeasy runs that code, as before)."""
         handle = argv[0] if argv else 0
         thread = compat.object_of_handle(self.emu, handle)
-        launch = next((c for c in self.pending if c.suspended and compat.main_thread(c.process) is thread), None)
+        launch = next((c for c in self.launches if compat.main_thread(c.process) is thread), None)
         if launch is None or thread is None:
             return orig(argv)
         if compat.thread_context(thread) is not launch.context:
-            self.pending.remove(launch)  # its code is what the parent put there (hijack, hollowing)
+            if launch in self.pending:
+                self.pending.remove(launch)  # its code is what the parent put there (hijack, hollowing)
             return orig(argv)
+        # The program's own main thread: it runs (or ran) its image; resuming a thread that is
+        # not suspended changes nothing (Speakeasy would start a thread at its empty context).
         count = compat.suspend_count(thread)
         if count > 0:
             compat.set_suspend_count(thread, count - 1)
