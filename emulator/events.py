@@ -130,8 +130,11 @@ class StageStart(_Event):
         description="How control reached it; process: the entry point of a process the parent stage started.",
     )
     image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
+    # Left out of the trace when None: traces of chains that start no program are as before.
     process: str | None = Field(
-        default=None, description="For a process the chain started from one of its files: its image path."
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="For a process the chain started from one of its files: its image path.",
     )
 
 
