@@ -378,25 +378,26 @@ def _judge(target: BatchTarget, outdir: Path, seconds: float, fail_on: tuple[str
     return result
 
 
+def _failed_row(target: str, name: str, outdir: str, detail: str, reason: str, outcome: str = "error") -> TargetResult:
+    """A row with no report behind it: outcome ``outcome``, ``detail`` as its detail and ``reason``
+    as its one failure reason."""
+    return TargetResult(target=target, name=name, outdir=outdir, outcome=outcome, detail=detail, fail_reasons=[reason])
+
+
 def _failed_result(
     target: BatchTarget, outdir: Path, error: str, outcome: str = "error", reason: str | None = None
 ) -> TargetResult:
     """A target without a report of its own: its worker failed (``error``), or (``outcome``
     interrupted) the batch stopped first."""
-    return TargetResult(
-        target=target.target,
-        name=target.plan.name,
-        outdir=str(outdir),
-        outcome=outcome,
-        detail=error,
-        fail_reasons=[reason or f"the worker failed: {error}"],
+    return _failed_row(
+        target.target, target.plan.name, str(outdir), error, reason or f"the worker failed: {error}", outcome
     )
 
 
 def refused_result(target: str, name: str, error: str) -> TargetResult:
     """A target the batch could not replay at all (its input refused: ``error``, one line naming
     the file and the problem): a failed row with no output folder."""
-    return TargetResult(target=target, name=name, outdir="", outcome="error", detail=error, fail_reasons=[error])
+    return _failed_row(target, name, "", error, error)
 
 
 def _interrupted_result(target: BatchTarget, outdir: Path, signum: int) -> TargetResult:

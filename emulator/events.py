@@ -125,7 +125,7 @@ class StageStart(_Event):
     entry: Word
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "callback", "process", "unknown"] = Field(
+    via: Literal["entry", "call", "thread", "callback", "exception", "process", "unknown"] = Field(
         default="unknown",
         description="How control reached it; process: the entry point of a process the parent stage started.",
     )

@@ -39,6 +39,9 @@ MAX_PE_IMAGE_SIZE = 512 * MIB
 # A responder body larger than this is truncated and the truncation recorded.
 MAX_RESPONSE_BODY = 32 * MIB
 MAX_REQUEST_BODY = 32 * MIB
+# Redirects an HTTP request follows before the last answer is handed to the guest as it is
+# (WinINet's and WinHTTP's own limit is 10 by default).
+MAX_HTTP_REDIRECTS = 10
 # A DNS TXT answer: strings of at most this many bytes (a DNS character-string, RFC 1035 3.3), at
 # most this many strings (a responder's longer answer is cut).
 MAX_TXT_BYTES = 255

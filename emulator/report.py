@@ -165,9 +165,9 @@ class StageRecord(_Model):
     base: str
     via: str = Field(
         description="How control reached the stage: entry, call, thread, callback, apc (the routine of an APC "
-        "the chain queued: QueueUserAPC, NtQueueApcThread), process (the entry point of a program the parent "
-        "stage started as a new process from one of the guest's files: CreateProcess, WinExec, ShellExecute) "
-        "or unknown."
+        "the chain queued: QueueUserAPC, NtQueueApcThread), exception (an exception handler resumed a "
+        "faulting thread there), process (the entry point of a program the parent stage started as a new "
+        "process from one of the guest's files: CreateProcess, WinExec, ShellExecute) or unknown."
     )
     seq_range: tuple[int, int]
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")

@@ -185,3 +185,41 @@ def test_a_dll_nowhere_in_the_guest_is_an_unsupported_api() -> None:
     # A file elsewhere (not on the search path) is not found either.
     elsewhere = _emulate("sideload.exe", (("C:\\Users\\analyst\\Documents\\apidep.dll", "apidep.dll"),))
     assert elsewhere.status == "unsupported_api"
+
+
+# ---- the printf family: formats as the Windows C runtime and wsprintf give them ---------------
+
+FORMATTED = {
+    "fmt wsprintfA_long": "1 -1 etw=7 amsi=80070057",
+    "fmt wsprintfA_mix": "[   42|42   |00042|beef|BEEF|Q|narrow|wide|wide|narrow]",
+    "fmt sprintf_i64": "1311768467463790320 123456789abcdef0 123456789ABCDEF0 5",
+    "fmt sprintf_star": "     7|ab  |xy|abc",
+    "fmt sprintf_flags": "0xff 010 10 +3  4 %",
+    "fmt sprintf_float": "3.14 1.500000e+03 0.5",
+    "fmt snprintf": "host/12345/path",
+    "fmt vsprintf": "id-00000ABC--2",
+    # _snprintf: 4 characters, no terminator (the Z's after them stay), -1 for the truncation
+    "fmt snprintf_truncated": "abcdZZZZ -1",
+    # sprintf_s's result and length; _vscprintf's length of "123-ab"
+    "fmt sprintf_s_vscprintf": "s|5 3 6",
+}
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+@pytest.mark.parametrize(("sample", "pointer"), [("formats.exe", "0000000000001234"), ("formats32.exe", "00001234")])
+def test_the_printf_family_formats_as_windows(sample: str, pointer: str, mode: str) -> None:
+    """wsprintfA/W, sprintf, _snprintf, _snwprintf, vsprintf, sprintf_s, _swprintf, _vscprintf:
+    length modifiers (l, ll, I64, h, hh, z, I), * widths and precisions, flags, floats, %s/%S by
+    the function's width, x86's two-slot 64-bit arguments, truncation without a terminator.
+    Speakeasy's own formatter ended the replay at "%lu %lx" (an API handler error) and had no
+    vsprintf, sprintf_s, _swprintf or _vscprintf."""
+    recording = _emulate(sample, mode=mode)
+    assert recording.status == "completed", recording.detail
+    lines = dict(
+        c.args[0].partition(": ")[::2]
+        for c in _calls(recording, "kernel32.OutputDebugStringA")
+        if c.args[0].startswith("fmt ")
+    )
+    assert lines == {**FORMATTED, "fmt sprintf_sizes": f"-1 255 77 78 {pointer}"}
+    wide = [c.args[0] for c in _calls(recording, "kernel32.OutputDebugStringW")]
+    assert wide == ["key=-7 ansi", "w n 9", "50%"]

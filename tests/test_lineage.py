@@ -106,6 +106,11 @@ GENERALITY = [
     "named-section-xor",
     "inject-syscalls",
     "module-stomp-xor",
+    "module-stomp-xor-x86",
+    "patch-amsi-etw",
+    "patch-amsi-etw-x86",
+    "unhook-ntdll",
+    "unhook-ntdll-x86",
 ]
 # Injection chains: (scenario, target process, injection method on the injects_into edge, sub-technique).
 INJECTIONS = [
@@ -643,6 +648,82 @@ def test_decompressed_stage_is_the_lznt1_payload(scenario_report: Callable[[str]
     assert (hop["transform"], hop["detail"]) == ("decompress", "ntdll.RtlDecompressBuffer")
     calls = [c for c in report["api_calls"] if c["api"] == "ntdll.RtlDecompressBuffer"]
     assert len(calls) == 1 and calls[0]["ret"] == "0x0" and calls[0]["seq"] in hop["evidence"]
+
+
+@pytest.mark.parametrize("name", ["module-stomp-xor", "module-stomp-xor-x86"])
+def test_a_stomped_module_page_is_a_stage_of_the_protected_range(
+    name: str, scenario_report: Callable[[str], Report]
+) -> None:
+    """The shellcode stage runs inside the loaded module's image, exactly over the range the loader
+    made writable, and its bytes are the file's decoded, not the module's."""
+    report = scenario_report(name)
+    calls = report["api_calls"]
+    module = next(int(c["ret"], 16) for c in calls if c["api"] == "kernel32.LoadLibraryA")
+    protected = [c for c in calls if c["api"] == "kernel32.VirtualProtect" and c["args"][2] == "PAGE_READWRITE"]
+    assert len(protected) == 1
+    base, size = int(protected[0]["args"][0], 16), int(protected[0]["args"][1], 16)
+    (stage,) = [s for s in report["stages"] if s["kind"] == "shellcode"]
+    assert module < base and int(stage["base"], 16) == base == int(stage["entry"], 16)
+    assert 0 < stage["size"] <= size
+    assert hop_kinds(stage) == ["file", "xor"]
+    assert stage["origin"]["ref"].lower().endswith("blob.dat")
+
+
+@pytest.mark.parametrize(
+    ("name", "etw_bytes", "amsi_bytes"),
+    [
+        ("patch-amsi-etw", "c3", "b8 57 00 07 80 c3"),
+        ("patch-amsi-etw-x86", "c2 14 00", "b8 57 00 07 80 c2 18 00"),
+    ],
+)
+def test_a_patch_of_module_code_is_noted_and_runs_as_patched(
+    name: str,
+    etw_bytes: str,
+    amsi_bytes: str,
+    scenario_report: Callable[[str], Report],
+    scenario_outdir: Callable[[str], Path],
+) -> None:
+    """A few bytes written over another module's code (an ETW bypass by WriteProcessMemory into
+    the guest's own process, an AMSI bypass by VirtualProtect and a store) are a
+    ``module_code_patched`` note naming module!export and the bytes, the techniques follow from
+    it, the patched code runs (the functions return what the patch says), and it is not a stage."""
+    report = scenario_report(name)
+    patched = [n for n in report["notes"] if n["what"] == "module_code_patched"]
+    details = sorted(n["detail"] for n in patched)  # noted when re-protected or run: either order
+    assert len(details) == 2, details
+    assert details[0].startswith("amsi.dll!AmsiScanBuffer: ") and f"now {amsi_bytes} (was " in details[0]
+    assert details[1].startswith("ntdll.dll!EtwEventWrite: ") and f"now {etw_bytes} (was " in details[1]
+    assert {n["stage"] for n in patched} == {"s0"}
+    assert [s["kind"] for s in report["stages"]] == ["pe"]
+    (dropped,) = (scenario_outdir(name) / "dropped").iterdir()
+    assert dropped.read_bytes() == b"etw=1 amsi=0x80070057"
+    # Neither function's handler ran: the patched bytes did.
+    assert not [c for c in report["api_calls"] if c["api"].endswith(("EtwEventWrite", "AmsiScanBuffer"))]
+
+
+@pytest.mark.parametrize(("name", "machine"), [("unhook-ntdll", 0x8664), ("unhook-ntdll-x86", 0x14C)])
+def test_system_dlls_are_files_and_unhooking_from_one_changes_nothing(
+    name: str, machine: int, scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Path]
+) -> None:
+    """C:\\Windows\\System32\\ntdll.dll exists in the guest as the guest's architecture's ntdll, the
+    loaded image's bytes: a loader copying its .text over the loaded ntdll ("fresh copy"
+    unhooking) changes nothing (no patch noted, no stage), and ntdll works afterwards (the
+    run ended with a SIGSEGV in the emulator once the module's pages were watched)."""
+    import pefile
+
+    report = scenario_report(name)
+    outdir = scenario_outdir(name)
+    assert report["outcome"]["status"] == "completed"
+    read = [f for f in report["files"] if f["op"] == "read" and f["path"].lower().endswith("system32\\ntdll.dll")]
+    assert read and read[0]["sha256"]
+    image = pefile.PE(data=(outdir / "blobs" / f"{read[0]['sha256']}.bin").read_bytes())
+    assert image.FILE_HEADER.Machine == machine
+    exports = {e.name for e in image.DIRECTORY_ENTRY_EXPORT.symbols}
+    assert b"NtAllocateVirtualMemory" in exports
+    assert not [n for n in report["notes"] if n["what"] == "module_code_patched"]
+    assert [s["kind"] for s in report["stages"]] == ["pe"]
+    (dropped,) = (outdir / "dropped").iterdir()
+    assert re.fullmatch(rb"file \d+ bytes, \.text \d+ bytes restored, allocation ok", dropped.read_bytes())
 
 
 def test_layer_one_is_bounded_to_its_own_code(scenario_report: Callable[[str], Report]) -> None:

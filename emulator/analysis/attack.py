@@ -104,10 +104,25 @@ class FileReadPattern(_Pattern):
     paths: list[str] = Field(min_length=1)
 
 
+class FileWritePattern(_Pattern):
+    """A file created or written whose guest path matches one of ``paths`` (fnmatch, case-insensitive)."""
+
+    match: Literal["file_write"]
+    paths: list[str] = Field(min_length=1)
+
+
 class RegistryReadPattern(_Pattern):
     """Any registry value read."""
 
     match: Literal["registry_read"]
+
+
+class RegistryWritePattern(_Pattern):
+    """A registry value written under a key matching one of ``keys`` (fnmatch,
+    case-insensitive, on the full key path, e.g. ``hkey_current_user\\software\\...``)."""
+
+    match: Literal["registry_write"]
+    keys: list[str] = Field(min_length=1)
 
 
 class LongSleepPattern(_Pattern):
@@ -156,6 +171,8 @@ class NotePattern(_Pattern):
 
     match: Literal["note"]
     notes: list[str] = Field(min_length=1)
+    # When given, only notes whose detail holds one of these (ignoring case).
+    details: list[str] = Field(default_factory=list)
 
 
 Pattern = Annotated[
@@ -163,7 +180,9 @@ Pattern = Annotated[
     | EdgePattern
     | DeadDropPattern
     | FileReadPattern
+    | FileWritePattern
     | RegistryReadPattern
+    | RegistryWritePattern
     | LongSleepPattern
     | DecryptFromMagicPattern
     | StageKindPattern
@@ -253,8 +272,10 @@ def _globs_of(pattern: Pattern) -> list[str]:
         return [pattern.to_glob.lower()] if pattern.to_glob is not None else []
     if isinstance(pattern, DeadDropPattern):
         return [h.lower() for h in pattern.public_hosts]
-    if isinstance(pattern, FileReadPattern):
+    if isinstance(pattern, FileReadPattern | FileWritePattern):
         return [g.lower() for g in pattern.paths]
+    if isinstance(pattern, RegistryWritePattern):
+        return [g.lower() for g in pattern.keys]
     return []
 
 
@@ -392,10 +413,18 @@ def _dead_drop(p: DeadDropPattern, seen: Observed) -> Matches:
 
 
 def _file_read(p: FileReadPattern, seen: Observed) -> Matches:
-    globs = [g.lower() for g in p.paths]
+    return _file_ops(p.paths, ("open", "read"), seen)
+
+
+def _file_write(p: FileWritePattern, seen: Observed) -> Matches:
+    return _file_ops(p.paths, ("create", "write"), seen)
+
+
+def _file_ops(paths: list[str], ops: tuple[str, ...], seen: Observed) -> Matches:
+    globs = [g.lower() for g in paths]
     found: dict[str, list[int]] = {}
     for _, e in of_type(seen.events, FileAccess):
-        if isinstance(e, FileAccess) and e.op in ("open", "read"):
+        if isinstance(e, FileAccess) and e.op in ops:
             path = e.path.lower().replace("/", "\\")
             if any(_glob(g)(path) for g in globs):
                 found.setdefault(e.stage, []).append(e.seq)
@@ -406,6 +435,15 @@ def _registry_read(p: RegistryReadPattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
     for _, e in of_type(seen.events, RegistryAccess):
         if isinstance(e, RegistryAccess) and e.op == "read":
+            found.setdefault(e.stage, []).append(e.seq)
+    return list(found.items())
+
+
+def _registry_write(p: RegistryWritePattern, seen: Observed) -> Matches:
+    globs = [g.lower() for g in p.keys]
+    found: dict[str, list[int]] = {}
+    for _, e in of_type(seen.events, RegistryAccess):
+        if isinstance(e, RegistryAccess) and e.op == "write" and any(_glob(g)(e.path.lower()) for g in globs):
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 
@@ -453,9 +491,14 @@ def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
 def _note(p: NotePattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
     for e in seen.events:
-        if isinstance(e, Note) and e.what in p.notes and e.stage:
+        if isinstance(e, Note) and e.what in p.notes and e.stage and _detail_holds(e.detail, p.details):
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
+
+
+def _detail_holds(detail: str, wanted: list[str]) -> bool:
+    lowered = detail.lower()
+    return not wanted or any(w.lower() in lowered for w in wanted)
 
 
 _MATCHERS: dict[str, Callable[..., Matches]] = {
@@ -464,7 +507,9 @@ _MATCHERS: dict[str, Callable[..., Matches]] = {
     "edge": _edge,
     "dead_drop": _dead_drop,
     "file_read": _file_read,
+    "file_write": _file_write,
     "registry_read": _registry_read,
+    "registry_write": _registry_write,
     "long_sleep": _long_sleep,
     "decrypt_from_magic": _decrypt_from_magic,
     "stage_kind": _stage_kind,

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 import networkx as nx
 
@@ -45,6 +46,7 @@ EDGE_TYPES = (
     "writes_memory",
     "injects_into",
     "hosts",
+    "redirects_to",
 )
 # Lineage hops that put bytes into a node of their own (every other hop is a transform).
 _ARTIFACT_HOPS = (
@@ -242,6 +244,7 @@ def build_graph(
         if isinstance(event, DataBuffer) and event.source == "file_read":
             file_reads.append(blobs.get(event.sha256, b""))
     created: set[str] = set()
+    redirected: tuple[str, str, str, int] | None = None  # the last exchange's redirect, if any
     for _, event in of_type(events, FileAccess, RegistryAccess, SyncObject, NetworkExchange):
         owner = event.stage
         if owner not in stage_ids:
@@ -267,7 +270,22 @@ def build_graph(
             ref = event.url or f"{event.kind}://{event.host}:{event.port}"
             target = artifact("url", ref, host=event.host, blocked=event.blocked)
             edge(owner, target, classify_exchange(event, blobs, file_reads, context.host_identifiers), [event.seq])
+            if redirected is not None and redirected[1] == ref and redirected[2] == owner:
+                edge(redirected[0], target, "redirects_to", [redirected[3], event.seq])
+            redirected = _redirect_of(event, target, owner)
     return graph
+
+
+def _redirect_of(event: NetworkExchange, node: str, stage: str) -> tuple[str, str, str, int] | None:
+    """(url node, the URL its answer redirects to, stage, seq) of a 3xx answer with a Location:
+    the stage's next exchange, with that URL, is the redirect followed."""
+    status = event.response.status
+    if event.kind != "http" or not event.url or status is None or not 300 <= status < 400:
+        return None
+    location = next((v for k, v in event.response.headers.items() if k.lower() == "location"), "")
+    if not location:
+        return None
+    return node, urljoin(event.url, location.strip()), stage, event.seq
 
 
 def _lineage_edges(stage: Stage, hops: list[Hop], by_id: dict[str, Stage], artifact: Any, graph: nx.DiGraph) -> None:

@@ -65,7 +65,12 @@ class GuestMemory(Protocol):
     def query_memory(self, address: int) -> MemoryRegion | None: ...
 
     def start_thread(
-        self, function: int, param: int, suspended: bool = False, process: int | None = None
+        self,
+        function: int,
+        param: int,
+        suspended: bool = False,
+        process: int | None = None,
+        args: tuple[int, ...] | None = None,
     ) -> tuple[int, int, int]: ...
 
 
@@ -174,12 +179,18 @@ class GuestApi:
         self.memory.call_guest(function, args, result_from_callback)
 
     def start_thread(
-        self, function: int, param: int, suspended: bool = False, process: int | None = None
+        self,
+        function: int,
+        param: int,
+        suspended: bool = False,
+        process: int | None = None,
+        args: tuple[int, ...] | None = None,
     ) -> tuple[int, int, int]:
-        """A new thread running ``function(param)`` in the guest process, or in the process the
+        """A new thread running ``function(param)`` (``function(*args)`` when given: a thread-pool
+        callback's instance, context and object) in the guest process, or in the process the
         handle ``process`` names: (handle, thread id, process id); (0, 0, 0) for an unknown
         process handle or when the emulator runs no more threads."""
-        return self.memory.start_thread(function, param, suspended, process)
+        return self.memory.start_thread(function, param, suspended, process, args)
 
 
 def _decode(data: bytes, wide: bool) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi
-from emulator.limits import MAX_REQUEST_BODY
+from emulator.limits import MAX_HTTP_REDIRECTS, MAX_REQUEST_BODY
 from emulator.responders.base import HttpRequest, HttpResponse
 
 ERROR_INSUFFICIENT_BUFFER = 122
@@ -28,6 +29,10 @@ QUERY_FLAG_REQUEST_HEADERS = 0x80000000
 QUERY_MODIFIER_MASK = 0xFFFF0000
 
 FLAG_SECURE = 0x00800000  # INTERNET_FLAG_SECURE == WINHTTP_FLAG_SECURE
+# Answers WinINet, WinHTTP and URLMon follow by themselves (to the Location header's URL); a 303,
+# and a 301 / 302 to a POST, turn the request into a GET without a body, as browsers and these
+# libraries do.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass
@@ -51,6 +56,9 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     response: HttpResponse | None = None
     offset: int = 0
+    # Follow redirects (WinINet unless INTERNET_FLAG_NO_AUTO_REDIRECT, WinHTTP unless its option
+    # turns them off, URLMon always); never from https to http (both libraries refuse that by default).
+    follow_redirects: bool = True
 
     @property
     def scheme(self) -> str:
@@ -73,8 +81,8 @@ def parse_header_block(text: str) -> dict[str, str]:
     return headers
 
 
-def send(api: GuestApi, request: Request, body: bytes) -> int:
-    """Hand the request to the responders: 1, or 0 with the last error set when unreachable."""
+def _send_once(api: GuestApi, request: Request, body: bytes) -> int:
+    """One exchange with the responders: 1, or 0 with the last error set when unreachable."""
     services = _services(api)
     headers = {"User-Agent": request.connection.session.agent, "Host": request.connection.host}
     headers.update(request.headers)
@@ -94,6 +102,46 @@ def send(api: GuestApi, request: Request, body: bytes) -> int:
         api.set_last_error(ERROR_CANNOT_CONNECT if reachable else ERROR_NAME_NOT_RESOLVED)
         return 0
     return 1
+
+
+def send(api: GuestApi, request: Request, body: bytes) -> int:
+    """Hand the request to the responders, following redirects as the library does: 1, or 0 with
+    the last error set when a host is unreachable. Each hop is an exchange of its own; the request
+    then stands for the last one (its URL is the one the body came from)."""
+    for _ in range(MAX_HTTP_REDIRECTS + 1):
+        if not _send_once(api, request, body):
+            return 0
+        target = redirect_target(request)
+        if target is None:
+            return 1
+        host, port, path, secure = target
+        status = request.response.status if request.response is not None else 0
+        if status == 303 or (status in (301, 302) and request.method.upper() == "POST"):
+            request.method, body = "GET", b""
+        request.connection = Connection(request.connection.session, host, port)
+        request.path, request.secure = path, secure
+        request.headers.pop("Host", None)
+    return 1
+
+
+def redirect_target(request: Request) -> tuple[str, int, str, bool] | None:
+    """(host, port, path, secure) a redirect answer sends the request to, or None to stay."""
+    response = request.response
+    if not request.follow_redirects or response is None or response.status not in REDIRECT_STATUSES:
+        return None
+    location = next((v for k, v in response.headers.items() if k.lower() == "location"), "")
+    if not location:
+        return None
+    parts = urlsplit(urljoin(request.url, location))
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or (request.secure and scheme == "http"):
+        return None
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, path, scheme == "https"
 
 
 def add_headers(api: GuestApi, handle: int, text: int, length: int, wide: bool) -> int:

@@ -7,8 +7,10 @@ ran. Here each starts the function as Speakeasy starts a ``CreateThread`` thread
 recorded as a thread start, so the stage it runs is drawn with ``via: "thread"``), except a
 fiber, which runs when the thread switches to it (``SwitchToFiber`` calls it back).
 
-A thread-pool callback gets its context as its first argument here (Windows passes an instance
-handle first): payloads started this way take no argument or ignore it.
+A thread-pool callback gets Windows' arguments: an instance handle, its context, then the pool
+object (work, wait, timer) and, for a wait, its result (``WAIT_OBJECT_0``). A wait's callback
+runs once its wait is set on an object (the object is taken as signalled: nothing is waited
+for), a timer's once it is set with a due time; neither repeats.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_INVALID_PARAMETER = 0xC000000D
 THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
+WAIT_OBJECT_0 = 0
 # A fiber object: what GetCurrentFiber-style code may read (the fiber data at offset 0).
 FIBER_SIZE = 0x100
 
@@ -32,6 +35,23 @@ FIBER_SIZE = 0x100
 class ThreadpoolWork:
     function: int
     context: int
+
+
+@dataclass
+class ThreadpoolWait:
+    function: int
+    context: int
+
+
+@dataclass
+class ThreadpoolTimer:
+    function: int
+    context: int
+
+
+@dataclass
+class CallbackInstance:
+    """The PTP_CALLBACK_INSTANCE a thread-pool callback is given first."""
 
 
 @dataclass
@@ -51,6 +71,19 @@ def _start(api: GuestApi, function: int, param: int) -> int:
         api.set_last_error(ERROR_INVALID_PARAMETER)
         return 0
     handle, _, _ = api.start_thread(function, param)
+    if not handle:
+        api.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
+        return 0
+    return 1
+
+
+def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int) -> int:
+    """Start a thread-pool callback ``function(instance, context, *rest)`` on a new thread."""
+    if not function:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    instance = _services(api).new_handle(CallbackInstance())
+    handle, _, _ = api.start_thread(function, instance, args=(instance, context, *rest))
     if not handle:
         api.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
         return 0
@@ -103,8 +136,8 @@ def delete_timer_queue(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("kernel32", "TrySubmitThreadpoolCallback", argc=3)
 def try_submit_threadpool_callback(api: GuestApi, argv: list[int]) -> int:
-    """TrySubmitThreadpoolCallback(pfns, pv, pcbe)."""
-    return _start(api, argv[0], argv[1])
+    """TrySubmitThreadpoolCallback(pfns, pv, pcbe): pfns(instance, pv)."""
+    return _start_pool_callback(api, argv[0], argv[1])
 
 
 @apihook("kernel32", "CreateThreadpoolWork", argc=3)
@@ -120,7 +153,7 @@ def create_threadpool_work(api: GuestApi, argv: list[int]) -> int:
 def submit_threadpool_work(api: GuestApi, argv: list[int]) -> int:
     work = _services(api).get(argv[0], ThreadpoolWork)
     if work is not None:
-        _start(api, work.function, work.context)
+        _start_pool_callback(api, work.function, work.context, argv[0])
     return 0  # VOID
 
 
@@ -133,6 +166,72 @@ def close_threadpool_work(api: GuestApi, argv: list[int]) -> int:
 @apihook("kernel32", "WaitForThreadpoolWorkCallbacks", argc=2)
 def wait_for_threadpool_work_callbacks(api: GuestApi, argv: list[int]) -> int:
     return 0  # VOID
+
+
+@apihook("kernel32", "CreateThreadpoolWait", argc=3)
+def create_threadpool_wait(api: GuestApi, argv: list[int]) -> int:
+    """CreateThreadpoolWait(pfnwa, pv, pcbe): the wait object; its callback runs when it is set."""
+    if not argv[0]:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    return _services(api).new_handle(ThreadpoolWait(argv[0], argv[1]))
+
+
+@apihook("kernel32", "SetThreadpoolWait", argc=3)
+def set_threadpool_wait(api: GuestApi, argv: list[int]) -> int:
+    """SetThreadpoolWait(pwa, h, pftTimeout): on an object, pfnwa(instance, pv, pwa, WAIT_OBJECT_0)
+    runs (the object taken as signalled); with no object, the wait is cancelled."""
+    wait = _services(api).get(argv[0], ThreadpoolWait)
+    if wait is not None and argv[1]:
+        _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0)
+    return 0  # VOID
+
+
+@apihook("kernel32", "SetThreadpoolWaitEx", argc=4)
+def set_threadpool_wait_ex(api: GuestApi, argv: list[int]) -> int:
+    """SetThreadpoolWaitEx(pwa, h, pftTimeout, Reserved): as SetThreadpoolWait; TRUE when a
+    callback was started."""
+    wait = _services(api).get(argv[0], ThreadpoolWait)
+    if wait is None or not argv[1]:
+        return 0
+    return _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0)
+
+
+@apihook("kernel32", "CreateThreadpoolTimer", argc=3)
+def create_threadpool_timer(api: GuestApi, argv: list[int]) -> int:
+    """CreateThreadpoolTimer(pfnti, pv, pcbe): the timer object; its callback runs when it is set."""
+    if not argv[0]:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    return _services(api).new_handle(ThreadpoolTimer(argv[0], argv[1]))
+
+
+@apihook("kernel32", ["SetThreadpoolTimer", "SetThreadpoolTimerEx"], argc=4)
+def set_threadpool_timer(api: GuestApi, argv: list[int]) -> int:
+    """SetThreadpoolTimer(pti, pftDueTime, msPeriod, msWindowLength): with a due time,
+    pfnti(instance, pv, pti) runs once (when the guest's thread next yields; the due time is not
+    waited for, a period not repeated); without one, the timer is cancelled. SetThreadpoolTimerEx
+    returns TRUE when a callback was started (SetThreadpoolTimer returns nothing)."""
+    timer = _services(api).get(argv[0], ThreadpoolTimer)
+    if timer is None or not argv[1]:
+        return 0
+    return _start_pool_callback(api, timer.function, timer.context, argv[0])
+
+
+@apihook("kernel32", ["CloseThreadpoolWait", "CloseThreadpoolTimer"], argc=1)
+def close_threadpool_object(api: GuestApi, argv: list[int]) -> int:
+    _services(api).close(argv[0])
+    return 0  # VOID
+
+
+@apihook("kernel32", ["WaitForThreadpoolWaitCallbacks", "WaitForThreadpoolTimerCallbacks"], argc=2)
+def wait_for_threadpool_callbacks(api: GuestApi, argv: list[int]) -> int:
+    return 0  # VOID
+
+
+@apihook("kernel32", "IsThreadpoolTimerSet", argc=1)
+def is_threadpool_timer_set(api: GuestApi, argv: list[int]) -> int:
+    return 0  # its one callback was started when it was set
 
 
 @apihook("ntdll", "RtlCreateUserThread", argc=10)

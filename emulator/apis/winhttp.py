@@ -18,6 +18,11 @@ from emulator.apis.netapi import (
     send_request,
 )
 
+WINHTTP_OPTION_DISABLE_FEATURE = 63
+WINHTTP_DISABLE_REDIRECTS = 0x2
+WINHTTP_OPTION_REDIRECT_POLICY = 88
+WINHTTP_OPTION_REDIRECT_POLICY_NEVER = 0
+
 
 @apihook("winhttp", "WinHttpOpen", argc=5)
 def winhttp_open(api: GuestApi, argv: list[int]) -> int:
@@ -90,6 +95,15 @@ def winhttp_close_handle(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("winhttp", "WinHttpSetOption", argc=4)
 def winhttp_set_option(api: GuestApi, argv: list[int]) -> int:
+    """Options are accepted; those turning redirects off are applied to a request handle."""
+    handle, option, buffer, length = argv
+    request = _services(api).get(handle, Request)
+    if request is not None and buffer and length >= 4:
+        value = api.read_u32(buffer)
+        if option == WINHTTP_OPTION_DISABLE_FEATURE and value & WINHTTP_DISABLE_REDIRECTS:
+            request.follow_redirects = False
+        elif option == WINHTTP_OPTION_REDIRECT_POLICY:
+            request.follow_redirects = value != WINHTTP_OPTION_REDIRECT_POLICY_NEVER
     return 1
 
 

@@ -24,6 +24,7 @@ from emulator.apis.netapi import (
 
 INTERNET_DEFAULT_HTTPS_PORT = 443
 INTERNET_DEFAULT_HTTP_PORT = 80
+INTERNET_FLAG_NO_AUTO_REDIRECT = 0x00200000
 
 
 @apihook("wininet", ["InternetOpenA", "InternetOpenW"], argc=5)
@@ -53,7 +54,9 @@ def http_open_request(api: GuestApi, argv: list[int]) -> int:
     verb = api.read_string(argv[1], wide) or "GET"
     path = api.read_string(argv[2], wide) or "/"
     secure = bool(argv[6] & FLAG_SECURE) or connection.port == INTERNET_DEFAULT_HTTPS_PORT
-    return _services(api).new_handle(Request(connection, verb, path, secure))
+    request = Request(connection, verb, path, secure)
+    request.follow_redirects = not argv[6] & INTERNET_FLAG_NO_AUTO_REDIRECT
+    return _services(api).new_handle(request)
 
 
 @apihook("wininet", ["HttpAddRequestHeadersA", "HttpAddRequestHeadersW"], argc=4)
@@ -84,6 +87,7 @@ def internet_open_url(api: GuestApi, argv: list[int]) -> int:
         port = INTERNET_DEFAULT_HTTP_PORT
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     request = Request(Connection(session, parts.hostname or "", port), "GET", path, secure)
+    request.follow_redirects = not argv[4] & INTERNET_FLAG_NO_AUTO_REDIRECT
     if argv[2]:
         request.headers.update(parse_header_block(api.read_counted_string(argv[2], argv[3], wide)))
     if not send(api, request, b""):

@@ -62,6 +62,7 @@ EDGE_COLORS = {
     "writes_memory": "#d84315",
     "injects_into": "#d81b60",
     "hosts": "#546e7a",
+    "redirects_to": "#558b2f",
 }
 DEFAULT_NODE_COLOR = "#757575"
 DEFAULT_EDGE_COLOR = "#424242"

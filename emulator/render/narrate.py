@@ -51,6 +51,8 @@ INJECTION_TEXT = {
     "thread_context": "its thread's context, set to the code, then resumed",
     "hollowing": "hollowing: its image unmapped, its thread's context set to the code",
 }
+# How a parent handed control to a stage, where the report's one word needs more.
+VIA_TEXT = {"exception": "an exception handler that resumed a faulting thread there"}
 MAX_ITEMS = 8  # per list inside one step
 BODY_PREVIEW = 160  # characters of a body shown in a sentence
 MAX_STEPS_PER_STAGE = 12
@@ -236,7 +238,8 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
                 f"{clean(stage.process or stage.name, 200)}."
             )
         elif stage.parent:
-            intro.append(f"Its parent stage {stage.parent} handed control to it by {stage.via}.")
+            how = VIA_TEXT.get(stage.via, stage.via)
+            intro.append(f"Its parent stage {stage.parent} handed control to it by {how}.")
         if stage.process and stage.via != "process":
             intro.append(f"It runs inside another process: {clean(stage.process, 200)}.")
         steps.append(Step(f"Stage {stage.id}: {names[stage.id]}", intro, stage.id))

@@ -51,6 +51,7 @@ class SpeakeasyBackend:
         self._api_faults: dict[int, tuple[int, str]] = {}
         self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
         self._children: ChildProcesses | None = None
+        self._watch: MemoryWatch | None = None
 
     def run(self) -> BackendResult:
         started = time.perf_counter()
@@ -79,6 +80,8 @@ class SpeakeasyBackend:
             if self._runner is not None:
                 self._runner.close()
             self.result.emulation_seconds = time.perf_counter() - started
+            if self._watch is not None:
+                self._watch.note_patches()  # changes to module code not run nor re-protected
             self._collect()
         for run in self.result.runs:
             logger.debug("run %s at %#x: %d API calls, error %s", run.kind, run.start, run.api_calls, run.error)
@@ -143,6 +146,7 @@ class SpeakeasyBackend:
         compat.before_each_api_call(emu, enter_api_call, with_site=True)
         watch = MemoryWatch(emu, self.plan, self.recorder, memory, observed, self._fail, self._stop_now)
         watch.own_image = (target.base, target.size)
+        self._watch = watch
         flow = FlowWatch(emu, memory, self.recorder)
         flow.install()
         flow.add_code(target.base, target.size, target.kind)
@@ -155,6 +159,7 @@ class SpeakeasyBackend:
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view
+        taps.on_own_process_write = watch.before_own_process_write
         taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
             GuestApi(memory, self.services, name, module="advapi32"), argv
         )
@@ -183,6 +188,8 @@ class SpeakeasyBackend:
             self._children.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
         dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
+        recorder = self.recorder
+        dispatcher.on_redirected = lambda pc: observed.exception_resumes.__setitem__(pc, recorder.current_stage)
         dispatcher.install(target.se)
         system_calls = SystemCalls(emu, x64=target.arch == "x64", on_direct=self._on_direct_system_call)
         if system_calls.install():

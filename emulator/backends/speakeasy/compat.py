@@ -72,6 +72,7 @@ def shipped_table(path: Path, version: str, data_format: int) -> Any | None:
 
 
 PERM_EXEC: int = se_common.PERM_MEM_EXEC
+PERM_READ: int = se_common.PERM_MEM_READ
 PERM_RWX: int = se_common.PERM_MEM_RWX
 PERM_WRITE: int = se_common.PERM_MEM_WRITE
 # Allocations made for the guest under these Speakeasy memory tags are watched for execution.
@@ -184,6 +185,8 @@ def check_emulator(emu: Any) -> None:
         "tmp_code_hook",
         "api_registry",
         "run_queue",
+        "suspended_runs",
+        "get_mem_maps",
         "curr_run",
         "return_hook",
         "exit_hook",
@@ -486,6 +489,17 @@ def finished_runs(emu: Any) -> list[Any]:
 # ---- processes, modules and the guest's files (lineage) ------------------------------------
 
 
+def is_current_process(emu: Any, handle: int) -> bool:
+    """Whether ``handle`` names the guest's own process (its pseudo handle, or a real one)."""
+    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, -1):
+        return True
+    try:
+        obj = emu.get_object_from_handle(handle)
+    except Exception:
+        return False
+    return obj is not None and obj is getattr(emu, "curr_process", None)
+
+
 def process_path(emu: Any, handle: int) -> str | None:
     """The image path of the process a handle names, None for the current process or unknown."""
     if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, -1):
@@ -579,12 +593,18 @@ def write_guest_file(emu: Any, path: str, data: bytes) -> None:
 
 
 def start_guest_thread(
-    emu: Any, function: int, param: int, suspended: bool = False, process_handle: int | None = None
+    emu: Any,
+    function: int,
+    param: int,
+    suspended: bool = False,
+    process_handle: int | None = None,
+    args: tuple[int, ...] | None = None,
 ) -> tuple[int, int, int]:
-    """(handle, thread id, process id) of a new thread running ``function(param)`` in the current
-    process (``process_handle`` None or the current-process pseudo handle) or in the process
-    that handle names, recorded as Speakeasy records CreateThread / CreateRemoteThread;
-    (0, 0, 0) for an unknown process handle or when the emulator runs no more threads."""
+    """(handle, thread id, process id) of a new thread running ``function(param)`` (or
+    ``function(*args)``) in the current process (``process_handle`` None or the current-process
+    pseudo handle) or in the process that handle names, recorded as Speakeasy records
+    CreateThread / CreateRemoteThread; (0, 0, 0) for an unknown process handle or when the
+    emulator runs no more threads."""
     current = emu.get_current_process()
     pseudo = (1 << (8 * emu.get_ptr_size())) - 1
     if process_handle is None or process_handle in (pseudo, 0xFFFFFFFF):
@@ -601,6 +621,11 @@ def start_guest_thread(
     handle, thread = emu.create_thread(function, param, process, thread_type=run_type, is_suspended=suspended)
     if not thread:
         return 0, 0, 0
+    if args is not None:
+        # Speakeasy's Run passes its ``args`` as the start routine's arguments (one by default).
+        for run in (*emu.run_queue, *emu.suspended_runs):
+            if run.thread is thread:
+                run.args = tuple(args)
     profiler = emu.get_profiler()
     if profiler is not None:
         run = emu.get_current_run()

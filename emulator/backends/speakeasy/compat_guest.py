@@ -7,6 +7,7 @@ that lacks one stops the import with one line naming its version and what change
 
 from __future__ import annotations
 
+import ntpath
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,27 @@ def module_base_at(emu: Any, address: int) -> int | None:
     """Base of the image (target, DLL or decoy) ``address`` lies in."""
     module = emu.get_mod_from_addr(address)
     return None if module is None else int(module.base)
+
+
+def symbol_at(emu: Any, address: int) -> str:
+    """``module!Export+0xN`` for an address in a loaded module's image (the nearest export at
+    or below it), ``module+0xN`` without one, or the address alone outside every module."""
+    module = emu.get_mod_from_addr(address)
+    if module is None:
+        return f"{address:#x}"
+    name = ntpath.basename(str(getattr(module, "emu_path", "") or getattr(module, "name", "") or "module"))
+    best: tuple[int, str] | None = None
+    try:
+        exports = module.get_exports()
+    except Exception:  # noqa: BLE001 - a module without an export table
+        exports = []
+    for export in exports:
+        at = getattr(export, "address", None)
+        if isinstance(at, int) and export.name and at <= address and (best is None or at > best[0]):
+            best = (at, str(export.name))
+    if best is None:
+        return f"{name}+{address - int(module.base):#x}"
+    return f"{name}!{best[1]}" + (f"+{address - best[0]:#x}" if address > best[0] else "")
 
 
 def seh_return_address() -> int:

@@ -133,6 +133,8 @@ class ExceptionDispatcher:
         self.repeats: dict[FaultKey, int] = {}
         self.pending_pc: int | None = None
         self.pending_parameters: list[int] = []
+        # Told the pc a handler resumed a faulting thread at, when it is not the faulting one.
+        self.on_redirected: Callable[[int], None] | None = None
         self.original: dict[str, Any] = {}
         # ``int 2Eh``, the older way into the kernel: the system call it makes (syscalls.py), or
         # False (then the interrupt is what it was: a fault the guest may handle)
@@ -344,8 +346,11 @@ class ExceptionDispatcher:
     def _continue(self, state: Dispatch) -> None:
         self.active.pop()
         self._load_context(bytes(self.emu.mem_read(state.context, len(state.saved))))
-        if int(self.emu.get_pc()) != state.pc:
+        pc = int(self.emu.get_pc())
+        if pc != state.pc:
             self.repeats.pop(state.fault_key, None)
+            if self.on_redirected is not None:
+                self.on_redirected(pc)
 
     def _unhandled(self, state: Dispatch) -> None:
         """Nobody handled it: back to the faulting instruction, for Speakeasy to end the run."""

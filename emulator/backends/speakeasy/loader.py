@@ -97,6 +97,8 @@ class DllSearch:
         # (base, size, file name, guest path, file bytes) of each module mapped.
         self.pending: list[tuple[int, int, str, str, bytes]] = []
         self.on_mapped: Callable[[int, int, str, str, bytes], None] | None = None
+        # Whether a path is one of the system's own DLL files (sysfiles.py): never a guest module.
+        self.system_file: Callable[[str], bool] = lambda path: False
 
     def install(self) -> None:
         compat_load.modules_from_guest_files(self.emu, self.candidates, self.load)
@@ -115,6 +117,8 @@ class DllSearch:
     def load(self, path: str) -> Any:
         """The module mapped from the guest's file ``path``, or None (no such file, not a PE of
         the guest's architecture, or a PE the emulator cannot map)."""
+        if self.system_file(path):
+            return None  # the system's own DLL: the emulator's module of that name
         data = compat.guest_file_data(self.emu, path)
         if data is None or data[:2] != b"MZ":
             return None

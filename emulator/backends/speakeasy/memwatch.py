@@ -27,6 +27,14 @@ from emulator.recorder import Recorder
 PAGE = 0x1000
 # Bytes compared at a fetch from a watched module page (an x64 API stub is 16).
 STOMP_PROBE = 16
+# Changed bytes of a module's code at most this long, in one span, are a patch (an AMSI or ETW
+# bypass is 1-8 bytes, an inline hook's absolute jump 12-14), not a payload written over it
+# (module stomping): run, they are the module's code as patched, not a stage of their own.
+MAX_PATCH_BYTES = 32
+# Unchanged bytes between two changed ones that still join them into one span.
+PATCH_SPAN_GAP = 4
+# The note naming a change the guest made to another module's code.
+MODULE_CODE_PATCHED = "module_code_patched"
 logger = logging.getLogger(__name__)
 
 
@@ -64,6 +72,7 @@ class MemoryWatch:
         # of the guest's holds it). Code run there is a stage only if the bytes differ.
         self.module_pages: dict[int, bytes] = {}
         self._module_code: dict[int, list[tuple[int, int]]] = {}  # module base -> its code ranges
+        self._noted_patches: set[tuple[int, bytes]] = set()  # (address, bytes) noted
 
     def install(self) -> None:
         compat.wrap_memory_manager(self.emu, self._mem_map, self._mem_protect, self._mem_free)
@@ -107,6 +116,8 @@ class MemoryWatch:
         original(addr, size, perms)
         if perms & compat.PERM_WRITE and not compat.loading_images(self.emu):
             self._watch_module_pages(addr, size, perms)
+        elif self.module_pages:
+            self.note_patches(list(pages_of(addr, size)))  # protection restored after the writes
         armed_pages = [p for p in pages_of(addr, size) if p in self.armed]
         for page in armed_pages:
             self.armed[page] = perms
@@ -119,10 +130,33 @@ class MemoryWatch:
         if mm is not None and self.flow is not None:
             self.flow.forget_region(mm.base)
         if mm is not None:
+            # Speakeasy packs small blocks (heap blocks, HeapCreate's heaps) into shared pages: a
+            # page stays watched while another live block of the guest's lies on it, or freeing
+            # one heap block would let code in its neighbour run unseen.
+            shared = self._live_neighbours(mm) if mm.base % PAGE or mm.size % PAGE else set()
             for page in pages_of(mm.base, mm.size):
-                self.armed.pop(page, None)
+                if page not in shared:
+                    self.armed.pop(page, None)
             self.mapped_total = max(0, self.mapped_total - mm.size)
         original(base)
+
+    def before_own_process_write(self, addr: int, size: int) -> None:
+        """WriteProcessMemory into the guest's own process is about to write [addr, addr+size):
+        pages of another module's code there are watched as if made writable first (Windows
+        writes through a code page's protection for this call), so a patch is seen."""
+        if not compat.loading_images(self.emu):
+            self._watch_module_pages(addr, size, compat.PERM_READ | compat.PERM_EXEC)
+
+    def _live_neighbours(self, mm: Any) -> set[int]:
+        """Pages of ``mm`` that another live, watched map (a block packed beside it) also covers."""
+        pages = set(pages_of(mm.base, mm.size))
+        shared: set[int] = set()
+        for other in self.emu.get_mem_maps():
+            if other is mm or other.free or not (other.tag or "").startswith(compat.WATCHED_TAG_PREFIXES):
+                continue
+            if other.base < (max(pages) + 1) * PAGE and other.base + other.size > min(pages) * PAGE:
+                shared.update(pages.intersection(pages_of(other.base, other.size)))
+        return shared
 
     def _watch_module_pages(self, addr: int, size: int, perms: int) -> None:
         """Pages of a loaded module's image (not the sample's own, not one the guest wrote) made
@@ -166,19 +200,65 @@ class MemoryWatch:
             return True
         return any(b <= address < b + s for b, s, _ in self.guest_modules)
 
-    def _stomped(self, address: int) -> bool:
-        """Code about to run in a watched module page: whether the guest changed the bytes there
-        (an unchanged page, an API stub the guest did not touch, runs on as the module's own)."""
-        page = address // PAGE
+    def _watched_run(self, page: int) -> list[int]:
+        """The watched module pages contiguous with ``page`` (itself included), in order."""
+        first = last = page
+        while first - 1 in self.module_pages and first - 1 in self.armed:
+            first -= 1
+        while last + 1 in self.module_pages and last + 1 in self.armed:
+            last += 1
+        return list(range(first, last + 1))
+
+    def _changed_spans(self, page: int) -> list[tuple[int, int]]:
+        """[start, end) of the runs of bytes the guest changed on a watched module page (runs
+        fewer than PATCH_SPAN_GAP unchanged bytes apart are one)."""
         before = self.module_pages.get(page)
         if before is None:
-            return True
-        offset = address - page * PAGE
+            return []
         try:
-            now = self.memory.read(address, min(STOMP_PROBE, PAGE - offset))
-        except Exception:  # noqa: BLE001
-            return True
-        return bytes(now) != before[offset : offset + len(now)]
+            now = self.memory.read(page * PAGE, PAGE)
+        except Exception:  # noqa: BLE001 - a page that cannot be read shows no change
+            return []
+        if now == before:
+            return []
+        spans: list[tuple[int, int]] = []
+        for offset in (i for i in range(PAGE) if now[i] != before[i]):
+            at = page * PAGE + offset
+            if spans and at - spans[-1][1] < PATCH_SPAN_GAP:
+                spans[-1] = (spans[-1][0], at + 1)
+            else:
+                spans.append((at, at + 1))
+        return spans
+
+    def _changed_span_at(self, address: int) -> tuple[int, int] | None:
+        """The changed span holding ``address`` or starting within STOMP_PROBE bytes after it."""
+        for start, end in self._changed_spans(address // PAGE):
+            if start <= address < end or address <= start < address + STOMP_PROBE:
+                return start, end
+        return None
+
+    def note_patches(self, pages: list[int] | None = None) -> None:
+        """A ``module_code_patched`` note for each change the guest made to the code on watched
+        module ``pages`` (all of them if None) not noted yet: where (module!export+offset), the
+        bytes written and those they replaced."""
+        for page in sorted(self.module_pages) if pages is None else pages:
+            for start, end in self._changed_spans(page):
+                try:
+                    data = bytes(self.memory.read(start, end - start))
+                except Exception:  # noqa: BLE001
+                    continue
+                if (start, data) in self._noted_patches:
+                    continue
+                self._noted_patches.add((start, data))
+                offset = start - page * PAGE
+                old = self.module_pages[page][offset : offset + len(data)]
+                shown = min(len(data), MAX_PATCH_BYTES)
+                self.recorder.note(
+                    MODULE_CODE_PATCHED,
+                    f"{compat_guest.symbol_at(self.emu, start)}: {len(data)} byte(s) of its code changed by the "
+                    f"guest at {start:#x}, now {data[:shown].hex(' ')}{' ...' if shown < len(data) else ''} "
+                    f"(was {old[:shown].hex(' ')}{' ...' if shown < len(data) else ''})",
+                )
 
     def arm_module(self, base: int, size: int, name: str) -> None:
         """Watch a module mapped from a file the guest wrote: its first execution is a stage."""
@@ -219,11 +299,23 @@ class MemoryWatch:
         page = address // PAGE
         if page not in self.armed:
             return None
-        if page in self.module_pages and not self._stomped(address):
-            # the module's own code, as it was: runs on, and the page is no longer watched
-            self._set_pages([page], self.armed.pop(page) | compat.PERM_EXEC)
-            self.module_pages.pop(page, None)
-            return True
+        if page in self.module_pages:
+            run = self._watched_run(page)
+            self.note_patches(run)
+            span = self._changed_span_at(address)
+            if span is None or span[1] - span[0] <= MAX_PATCH_BYTES:
+                # The module's own code, as it was or as patched: runs on, and the pages watched
+                # with it are let go together (what changed on them is noted above). Unicorn
+                # must not split a memory region inside this hook (the CPU still points into
+                # it: a SIGSEGV), so protection changes here cover whole runs the guest's own
+                # VirtualProtect made, never a page inside one.
+                by_perms: dict[int, list[int]] = {}
+                for watched in run:
+                    by_perms.setdefault(self.armed.pop(watched) | compat.PERM_EXEC, []).append(watched)
+                    self.module_pages.pop(watched, None)
+                for perms, pages in by_perms.items():
+                    self._set_pages(pages, perms)
+                return True
         try:
             self._on_dynamic_exec(address)
         except ReplayStop as stop:
@@ -312,6 +404,10 @@ class MemoryWatch:
     def _caller_of(self, address: int) -> tuple[str | None, str]:
         if address in self.observed.thread_starts:
             return self.observed.thread_starts[address], "thread"
+        if address in self.observed.exception_resumes:
+            # a handler (vectored, frame-based, the unhandled-exception filter) sent a faulting
+            # thread here by changing its CONTEXT's pc
+            return self.observed.exception_resumes[address] or self.recorder.current_stage, "exception"
         try:
             sp = self.emu.get_stack_ptr()
             ret = int.from_bytes(self.memory.read(sp, self.memory.ptr_size), "little")

@@ -27,12 +27,15 @@ from emulator.backends.speakeasy import (
     compat_start,
     images,
     ntmemory,
+    printf,
     procview,
     signatures,
+    timers,
 )
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
 from emulator.backends.speakeasy.sources import read_c_string
+from emulator.backends.speakeasy.sysfiles import SystemFiles
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -122,9 +125,14 @@ class SpeakeasyMemory:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
 
     def start_thread(
-        self, function: int, param: int, suspended: bool = False, process: int | None = None
+        self,
+        function: int,
+        param: int,
+        suspended: bool = False,
+        process: int | None = None,
+        args: tuple[int, ...] | None = None,
     ) -> tuple[int, int, int]:
-        return compat.start_guest_thread(self.emu, function, param, suspended, process)
+        return compat.start_guest_thread(self.emu, function, param, suspended, process, args)
 
 
 @dataclass
@@ -212,12 +220,16 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     images.install()
     signatures.install()
     compat_start.scan_handlers_once()
+    printf.install()
     # argv also reaches the C runtime's main() arguments (__getmainargs), as Speakeasy's --argv.
     se = speakeasy.Speakeasy(config=build_speakeasy_config(plan), argv=list(plan.guest.argv))
     searches: list[DllSearch] = []
 
     def on_created(emu: Any) -> None:
+        system_files = SystemFiles(emu)
+        system_files.install()
         search = DllSearch(emu, plan.emu_path)
+        search.system_file = system_files.is_system_file
         search.install()
         searches.append(search)
         compat_fast.use_fast_address_search(emu)
@@ -328,8 +340,10 @@ def install_api_handlers(
     for name in ("GetFinalPathNameByHandleA", "GetFinalPathNameByHandleW"):
         se.add_api_hook(final_path, "kernel32", name, argc=4)
 
+    printf.install_handlers(se)
     procview.install(se, memory.ptr_size)
     ntmemory.install(se, memory.ptr_size, memory.space)
+    timers.install(se, memory.ptr_size, services)
 
 
 # GetFinalPathNameByHandle's dwFlags: the volume part of the path (VOLUME_NAME_DOS is 0).

@@ -78,6 +78,10 @@ class SourceTaps:
         # Asked first to answer a CryptDecrypt (a key the project's handlers made: AES); None
         # leaves it to Speakeasy's handler.
         self.decrypt_first: Callable[[str, list[int]], int | None] | None = None
+        # Told (address, size) of a write into the guest's own process by WriteProcessMemory or
+        # NtWriteVirtualMemory, before it is made (it may patch a module's code, which needs
+        # no VirtualProtect then).
+        self.on_own_process_write: Callable[[int, int], None] | None = None
         # Told the address of each view of a section the guest mapped (code may run from it).
         self.on_view_mapped: Callable[[int], None] | None = None
         # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
@@ -225,6 +229,8 @@ class SourceTaps:
         # WriteProcessMemory(hProcess, lpBaseAddress, lpBuffer, nSize, lpNumberOfBytesWritten), and
         # NtWriteVirtualMemory with the same arguments (an NTSTATUS: 0 is success, not a BOOL)
         process, address, buffer, size = argv[:4]
+        if self.on_own_process_write is not None and compat.is_current_process(self.emu, process):
+            self.on_own_process_write(address, size)
         data = self._read(buffer, size)
         if data and self.on_copy_from is not None:
             self.on_copy_from(buffer, len(data))

@@ -109,6 +109,9 @@ class Observed:
 
     protect_ranges: list[tuple[int, int]] = field(default_factory=list)  # made executable by the guest
     thread_starts: dict[int, str] = field(default_factory=dict)  # start address -> creating stage
+    # Where an exception handler sent a faulting thread (a CONTEXT resumed at another pc) -> the
+    # stage that was running: code first run there was started by that handler.
+    exception_resumes: dict[int, str | None] = field(default_factory=dict)
 
 
 class Translator:
