@@ -125,8 +125,17 @@ class StageStart(_Event):
     entry: Word
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "callback", "exception", "unknown"] = "unknown"
+    via: Literal["entry", "call", "thread", "callback", "exception", "process", "unknown"] = Field(
+        default="unknown",
+        description="How control reached it; process: the entry point of a process the parent stage started.",
+    )
     image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
+    # Left out of the trace when None: traces of chains that start no program are as before.
+    process: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="For a process the chain started from one of its files: its image path.",
+    )
 
 
 class NetRequest(BaseModel):

@@ -26,6 +26,7 @@ DEFAULT_MAX_ALLOCATION = 256 * MIB
 DEFAULT_MAX_STAGES = 64
 DEFAULT_MAX_NETWORK_EXCHANGES = 1_000
 DEFAULT_MAX_DROPPED_BYTES = 64 * MIB
+DEFAULT_MAX_CHILD_PROCESSES = 16
 # Headroom the watchdog gives the child beyond the emulation timeout before it is killed.
 WATCHDOG_GRACE_SECONDS = 15.0
 # Address space the replay child may add to what it inherits (Unicorn needs room for its JIT cache).
@@ -123,6 +124,12 @@ class Limits(BaseModel):
     )
     max_dropped_bytes: int = Field(
         DEFAULT_MAX_DROPPED_BYTES, gt=0, le=MAX_COUNT, description="Bytes of files the sample may write in total."
+    )
+    max_child_processes: int = Field(
+        DEFAULT_MAX_CHILD_PROCESSES,
+        ge=0,
+        le=MAX_COUNT,
+        description="Processes started from the guest's own files that are emulated (the next one ends the replay).",
     )
 
 

@@ -167,6 +167,7 @@ class Recorder:
         parent: str | None,
         via: str,
         image_base: int | None = None,
+        process: str | None = None,
     ) -> StageStart:
         stage_id = f"s{self.stage_count}"
         self.stage_count += 1
@@ -185,6 +186,7 @@ class Recorder:
             parent=parent,
             via=via,
             image_base=image_base,
+            process=process,
         )
         self.current_stage = stage_id
         return event

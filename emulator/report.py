@@ -155,14 +155,19 @@ class StageRecord(_Model):
     origin: Origin
     lineage: list[LineageHop] = Field(default_factory=list, description="The hops from the origin to the stage.")
     decoded: bool = Field(False, description="Some hop of the lineage transformed the bytes (T1140).")
-    process: str | None = Field(None, description="The process the stage ran in, when not the sample's own.")
+    process: str | None = Field(
+        None,
+        description="The process the stage ran in, when not the sample's own: one the chain injected into, or "
+        "the image path of a program it started from its files (via process) and the stages that program ran.",
+    )
     parent: str | None
     entry: str = Field(description="Entry address in hex.")
     base: str
     via: str = Field(
         description="How control reached the stage: entry, call, thread, callback, apc (the routine of an APC "
         "the chain queued: QueueUserAPC, NtQueueApcThread), exception (an exception handler resumed a "
-        "faulting thread there) or unknown."
+        "faulting thread there), process (the entry point of a program the parent stage started as a new "
+        "process from one of the guest's files: CreateProcess, WinExec, ShellExecute) or unknown."
     )
     seq_range: tuple[int, int]
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")

@@ -34,6 +34,7 @@ VALUES = {
     "max_stages": "3",
     "max_network_exchanges": "7",
     "max_dropped_bytes": "4096",
+    "max_child_processes": "2",
 }
 
 
@@ -153,6 +154,11 @@ LIMIT_CASES: list[Any] = [
         "max_dropped_bytes",
         [str(ROBUST / "dropnames.exe"), "--max-dropped-bytes", "50"],
         "sample wrote more than 50 bytes",
+    ),
+    (
+        "max_child_processes",
+        [str(SCENARIOS / "drop-exec-exe"), "--max-child-processes", "0"],
+        "more than 0 child processes (CreateProcessA of C:\\Users\\analyst\\AppData\\Local\\Temp\\payload.exe)",
     ),
 ]
 

@@ -69,6 +69,9 @@ PROCESS_APIS = {
     "createprocessinternalw": ("creates_process", None),
     "createprocessasusera": ("creates_process", None),
     "createprocessasuserw": ("creates_process", None),
+    "winexec": ("creates_process", None),
+    "shellexecutea": ("creates_process", None),
+    "shellexecutew": ("creates_process", None),
     "openprocess": ("opens_process", None),
     "virtualallocex": ("writes_memory", 0),
     "virtualallocexnuma": ("writes_memory", 0),
@@ -198,7 +201,9 @@ def build_graph(
         own_names.add(context.host_process.lower())
     processes = _process_edges(events, stage_ids, own_names)
     for stage in stages:
-        stage.process = processes.hosting(stage.entry)
+        # A process the chain started from its files says so itself (the stage's event);
+        # otherwise, memory or a thread start in a process the stage wrote to.
+        stage.process = stage.process or processes.hosting(stage.entry)
         if stage.process:
             graph.nodes[stage.id]["process"] = stage.process
     # Stages and where they came from.
@@ -226,6 +231,14 @@ def build_graph(
             relation["methods"] = methods
             relation["evidence"] = sorted(set(relation["evidence"]) | set(seqs))
     for stage in stages:
+        if stage.via == "process" and stage.process:
+            # A program the chain started from one of its files: the stage that started it
+            # created the process (ShellExecuteEx names it only in a structure), and the file was
+            # run as that process.
+            process = artifact("process", stage.process)
+            if stage.parent in stage_ids:
+                edge(stage.parent or "", process, "creates_process", [stage.start_seq])
+            edge(artifact("file", stage.process), process, "executes", [stage.start_seq])
         if stage.process:
             edge(artifact("process", stage.process), stage.id, "hosts", [stage.start_seq])
 
@@ -420,10 +433,7 @@ def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[
         if etype == "creates_process":
             if not event.ret or event.ret == "0x0":
                 continue
-            offset = 1 if "internal" in func or "asuser" in func else 0
-            process = _image_of(event.args[offset + 1] if len(event.args) > offset + 1 else "") or _image_of(
-                event.args[offset] if len(event.args) > offset else ""
-            )
+            process = _started_image(func, event.args)
         elif index is not None:
             process = event.args[index] if len(event.args) > index else ""
         else:
@@ -442,6 +452,19 @@ def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[
             if start:
                 found.thread_starts[start] = process
     return found
+
+
+def _started_image(func: str, args: list[str]) -> str:
+    """The program a process-starting call names: CreateProcess's command line or application
+    name, WinExec's command line, ShellExecute's file."""
+    if func == "winexec":
+        return _image_of(args[0] if args else "")
+    if func.startswith("shellexecute"):
+        return _image_of(args[2] if len(args) > 2 else "")
+    offset = 1 if "internal" in func or "asuser" in func else 0
+    return _image_of(args[offset + 1] if len(args) > offset + 1 else "") or _image_of(
+        args[offset] if len(args) > offset else ""
+    )
 
 
 def _image_of(text: str) -> str:

@@ -224,6 +224,8 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 first_seq=event.seq,
                 last_seq=event.seq,
                 order=len(stages),
+                # A process the chain started from one of its files; the stages it runs are in it too.
+                process=event.process or _started_process(event.parent, by_id),
             )
             data = blobs.get(event.sha256, b"")
             allocator = _allocator(event, memory)
@@ -241,6 +243,10 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     stage.sha256 = sha256_hex(data)
                     stage.size = len(data)
                     blobs.setdefault(stage.sha256, data)
+            if stage.via == "process" and stage.kind == "pe":
+                # A program the chain started as a process: its image is a source as the
+                # sample's own (code it decodes from its data reads "image").
+                kind = "image"
             carriers.append(
                 Carrier(
                     data,
@@ -260,6 +266,19 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
             owner.first_seq = min(owner.first_seq, first)
             owner.last_seq = max(owner.last_seq, last)
     return stages
+
+
+def _started_process(parent: str | None, by_id: dict[str, Stage]) -> str | None:
+    """The process of a stage started by a stage that runs in a process the chain started from
+    its files (known from the event, not from injection calls, which the graph reads)."""
+    owner = by_id.get(parent or "")
+    return owner.process if owner is not None else None
+
+
+def _is_image(event: StageStart) -> bool:
+    """A stage whose bytes are a mapped PE image: a module, an image mapped in memory, or the
+    image of a process the chain started (a ``pe`` stage with a parent)."""
+    return event.kind in IMAGE_STAGE_KINDS or (event.kind == "pe" and event.parent is not None)
 
 
 def _apc_routines(events: Sequence[Event]) -> dict[int, list[int]]:
@@ -466,7 +485,7 @@ def _trace_stage(
     event: StageStart, data: bytes, carriers: list[Carrier], guest: bool
 ) -> tuple[list[Hop] | None, bytes]:
     """The stage's hops (recognised transforms only, or also guest-code writes) and bounded bytes."""
-    if event.kind in IMAGE_STAGE_KINDS:
+    if _is_image(event):
         probe = section_table(data)
         return (trace(probe, event.seq, carriers, guest=guest) if probe else None), data
     # Stage bytes run to the end of the page-rounded region; the tail is padding.
@@ -566,7 +585,7 @@ def _link_from_hops(event: StageStart, hops: list[Hop]) -> Link:
     decrypted = any(h.transform == "decrypt" for h in hops)
     decoded = any(h.decodes for h in hops)
     via_api = next((h.detail for h in hops if h.source_kind == "api" and h.transform == "decrypt"), None)
-    if event.kind in IMAGE_STAGE_KINDS:
+    if _is_image(event):
         how = "mapped_image"
     elif decrypted:
         how = "decrypt_api"

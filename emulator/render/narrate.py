@@ -232,10 +232,15 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             f"sha256 {stage.sha256[:16]}...).",
             f"How it came to run: {where}.{_ev(origin.evidence)}",
         ]
-        if stage.parent:
+        if stage.parent and stage.via == "process":
+            intro.append(
+                f"Its parent stage {stage.parent} started it as a new process, running the file "
+                f"{clean(stage.process or stage.name, 200)}."
+            )
+        elif stage.parent:
             how = VIA_TEXT.get(stage.via, stage.via)
             intro.append(f"Its parent stage {stage.parent} handed control to it by {how}.")
-        if stage.process:
+        if stage.process and stage.via != "process":
             intro.append(f"It runs inside another process: {clean(stage.process, 200)}.")
         steps.append(Step(f"Stage {stage.id}: {names[stage.id]}", intro, stage.id))
         actions = sorted(by_stage[stage.id], key=lambda a: a[0])

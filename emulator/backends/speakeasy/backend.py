@@ -10,6 +10,7 @@ from typing import Any
 from emulator.apis import GuestApi, cryptoapi
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup
+from emulator.backends.speakeasy.children import ChildProcesses
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
@@ -52,6 +53,7 @@ class SpeakeasyBackend:
         # API stub pc -> (bad address, access) of the last guest-memory fault inside that API.
         self._api_faults: dict[int, tuple[int, str]] = {}
         self._direct_system_calls: set[tuple[int, int]] = set()  # (pc, number) noted
+        self._children: ChildProcesses | None = None
         self._watch: MemoryWatch | None = None
         self._indirect_system_calls: set[tuple[int, int, int]] = set()  # (pc, number, return address) noted
 
@@ -70,6 +72,10 @@ class SpeakeasyBackend:
             )
             self._install(self.target)
             setup.start(self.plan, self.target)
+            if self._children is not None:
+                # Processes the chain started from its files, after the parent's runs
+                # (emulator/backends/speakeasy/children.py says why then).
+                self._children.run_pending(lambda: self._stop is not None)
         except ReplayStop as stop:
             self._stop = stop
         except NetworkLimitReached as err:
@@ -174,9 +180,25 @@ class SpeakeasyBackend:
         taps.install()
         crtio.install(target.se, emu, memory, self.services.clock.now_unix)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
+        if target.kind == "pe":
+            self._children = ChildProcesses(
+                target.se,
+                emu,
+                memory,
+                self.recorder,
+                watch,
+                flow,
+                target.arch,
+                self.plan.emu_path,
+                self.plan.limits.max_child_processes,
+                self._stop_now,
+            )
+            self._children.install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
+        if self._children is not None:
+            self._children.on_new_code = self.machine.watch_code
         watch.on_protection_change = self.machine.protection_changed
         dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
         recorder = self.recorder

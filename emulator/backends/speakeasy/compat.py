@@ -917,3 +917,80 @@ def api_at_trap(emu: Any, pc: int) -> str | None:
 def resolve_export(emu: Any, module: Any, name: str) -> int:
     """The address an import of ``module!name`` binds to, forwarders followed (0 if none)."""
     return int(emu.resolve_export(module, name) or 0)
+
+
+# ---- child processes (children.py) ------------------------------------------------------------
+
+
+def process_objects(emu: Any) -> list[Any]:
+    """Every process object the emulator made for the guest: those CreateProcess queued as
+    children (``child_processes``, which Speakeasy runs only with ``emulate_children``) and the
+    others (WinExec, ShellExecute)."""
+    return [*getattr(emu, "child_processes", []), *getattr(emu, "processes", [])]
+
+
+def set_process_command_line(process: Any, command_line: str) -> None:
+    """The command line GetCommandLine returns in that process (Speakeasy: ``Process.cmdline``)."""
+    process.cmdline = command_line
+
+
+def object_of_handle(emu: Any, handle: int) -> Any:
+    try:
+        return emu.get_object_from_handle(handle)
+    except Exception:
+        return None
+
+
+def main_thread(process: Any) -> Any:
+    threads = getattr(process, "threads", None) or []
+    return threads[0] if threads else None
+
+
+def thread_context(thread: Any) -> Any:
+    """The context object of a thread (SetThreadContext replaces it: ``Thread.set_context``)."""
+    return getattr(thread, "ctx", None)
+
+
+def suspend_count(thread: Any) -> int:
+    return int(getattr(thread, "suspend_count", 0) or 0)
+
+
+def set_suspend_count(thread: Any, count: int) -> None:
+    thread.suspend_count = count
+
+
+def range_free(emu: Any, base: int, size: int) -> bool:
+    """Whether nothing is mapped in [base, base + size)."""
+    free, _ = emu.get_valid_ranges(size, addr=base)
+    return bool(free == base)
+
+
+def run_process_image(emu: Any, process: Any, module: Any, command_line: str) -> None:
+    """Run a process's image mapped as ``module`` (TLS callbacks, then the entry point) in that
+    process, with its command line, its main thread and a PEB of its own, until its runs (and
+    the threads it starts) are done: what Speakeasy's ``run_module`` does for each child with
+    ``emulate_children``, on chainreplay's run queue. The C runtime's ``main`` arguments come
+    from the command line (``get_argv`` reads ``argv`` first: the parent's, emptied)."""
+    process.pe = module
+    process.base = int(module.base)
+    thread = main_thread(process)
+    runs = []
+    for i, callback in enumerate(module.get_tls_callbacks() or []):
+        if module.base < callback < module.base + module.image_size:
+            run = Run()
+            run.start_addr = callback
+            run.type = f"child_tls_callback_{i}"
+            run.args = [module.base, 1, 0]
+            runs.append(run)
+    run = Run()
+    run.start_addr = int(module.base) + int(module.ep)
+    run.type = f"child_process.{ntpath.basename(str(process.path))}"
+    run.args = [emu.mem_map(8, tag=f"emu.module_arg_{i}") for i in range(4)]
+    runs.append(run)
+    for run in runs:
+        run.process_context = process
+        run.thread = thread
+        emu.add_run(run)
+    emu.command_line = command_line
+    emu.argv = []
+    emu.start()
