@@ -54,6 +54,9 @@ class ApiPattern(_Pattern):
 
     match: Literal["api"]
     apis: list[Annotated[str, Field(pattern=r"^[^.]+\..+$")]] = Field(min_length=1)
+    # A stage must call this many of the ``apis`` globs (each one at least once): one of them
+    # alone is ordinary (a memory size, an uptime), several together are a check of the machine.
+    min_distinct: int = Field(default=1, ge=1)
 
 
 class EdgePattern(_Pattern):
@@ -333,9 +336,11 @@ def match_techniques(
 def _api(p: ApiPattern, seen: Observed) -> Matches:
     names = [n.lower() for n in p.apis]
     found: dict[str, list[int]] = {}
+    matched: dict[str, set[str]] = {}  # stage -> the globs its calls matched
     for e in api_calls_where(seen.events, lambda api: any(_glob(n)(api.lower()) for n in names)):
         found.setdefault(e.stage, []).append(e.seq)
-    return list(found.items())
+        matched.setdefault(e.stage, set()).update(n for n in names if _glob(n)(e.api.lower()))
+    return [(stage, seqs) for stage, seqs in found.items() if len(matched[stage]) >= p.min_distinct]
 
 
 def _edge(p: EdgePattern, seen: Observed) -> Matches:

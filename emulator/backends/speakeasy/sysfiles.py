@@ -14,6 +14,7 @@ These files are the system's: the DLL search order never takes them for a guest 
 
 from __future__ import annotations
 
+import fnmatch
 import ntpath
 from typing import Any
 
@@ -52,6 +53,9 @@ class SystemFiles:
             return self._system_file(fileman, path)
 
         fileman.get_file_from_path = get_file_from_path
+        # FindFirstFile's listing: Speakeasy's lower-cases every name it lists, which no NTFS
+        # folder does (a tell, and names a sample compares wrong).
+        fileman.find_matching_entries = lambda search: listed_entries(fileman.walk_files(), search)
 
     def is_system_file(self, path: str) -> bool:
         """Whether ``path`` is (or would be) one of these files: not a DLL of the guest's own."""
@@ -114,6 +118,25 @@ class SystemFiles:
                 chunk = region.data[: len(out) - offset]
                 out[offset : offset + len(chunk)] = chunk
         return bytes(out)
+
+
+def listed_entries(paths: Any, search: str) -> Any:
+    """(name, is_dir) of the children of the folder of ``search`` (``C:\\dir\\*.txt``) that its
+    pattern matches, names as the guest's paths spell them, folders made up from the paths."""
+    folder, pattern = ntpath.split(search)
+    if not pattern:
+        return
+    prefix = folder.lower().rstrip("\\") + "\\"
+    seen: set[str] = set()
+    for path in paths:
+        if not path.lower().startswith(prefix):
+            continue
+        parts = path[len(prefix) :].split("\\")
+        child = parts[0]
+        if child.lower() in seen or not fnmatch.fnmatch(child.lower(), pattern.lower()):
+            continue
+        seen.add(child.lower())
+        yield child, len(parts) > 1
 
 
 def _normal(path: str) -> str:
