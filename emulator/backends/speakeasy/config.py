@@ -131,7 +131,9 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config["os_ver"] = {**config["os_ver"], "major": major, "minor": minor, "build": build}
     # Only the scenario's files exist, unless the plan asks for Speakeasy's own file rules for
     # every other path ([files] missing = "default_content"); the scenario's files come first.
-    files = [{"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files]
+    files: list[dict[str, Any]] = [
+        {"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files
+    ]
     # A used desktop's Recent folder (a sandbox check counts its shortcuts).
     files += [
         {"mode": "full_path", "emu_path": path, "byte_fill": {"byte": "0x00", "size": RECENT_SHORTCUT_SIZE}}

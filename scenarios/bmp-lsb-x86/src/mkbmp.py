@@ -7,10 +7,11 @@ then one bit of the payload per pixel byte, bit 0 of byte 0 first. The picture i
 
 import struct
 import sys
+from pathlib import Path
 
 
 def main(payload_path: str, out_path: str) -> None:
-    payload = open(payload_path, "rb").read()
+    payload = Path(payload_path).read_bytes()
     bits = [(len(payload) >> i) & 1 for i in range(32)]
     for byte in payload:
         bits.extend((byte >> i) & 1 for i in range(8))
@@ -34,7 +35,7 @@ def main(payload_path: str, out_path: str) -> None:
             index += 1
     header = struct.pack("<2sIHHI", b"BM", 54 + len(pixels), 0, 0, 54)
     info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
-    open(out_path, "wb").write(header + info + pixels)
+    Path(out_path).write_bytes(header + info + pixels)
 
 
 if __name__ == "__main__":
