@@ -24,6 +24,21 @@ DEFAULT_UPTIME_MS = 3 * 60 * 60 * 1000
 DEFAULT_CPU_VENDOR = "GenuineIntel"
 # The retail name of the CPU model Unicorn emulates (family 6 model 0x3C, Haswell).
 DEFAULT_CPU_BRAND = "Intel(R) Core(TM) i7-4790 CPU @ 3.60GHz"
+# The shortcuts a used desktop keeps in %APPDATA%\Microsoft\Windows\Recent (a sandbox check
+# counts them: a fresh analysis VM has none). Listed by FindFirstFile; read, they are filler bytes.
+RECENT_SHORTCUTS = (
+    "Q3 budget review.xlsx.lnk",
+    "Invoices.lnk",
+    "Meeting notes 2024-11-19.docx.lnk",
+    "Travel policy.pdf.lnk",
+    "Downloads.lnk",
+    "Quarterly report draft.docx.lnk",
+    "Vendor contacts.xlsx.lnk",
+    "Screenshot 2024-11-21 101233.png.lnk",
+    "Team offsite agenda.docx.lnk",
+    "Expenses.lnk",
+)
+RECENT_SHORTCUT_SIZE = 1024
 
 MissingFiles = Literal["not_found", "default_content"]
 # A screen side, pixels (16K displays are 15360 wide).
@@ -110,6 +125,12 @@ def user_dirs(user: str, domain: str, hostname: str) -> dict[str, str]:
         "public": "C:\\Users\\Public",
         "programdata": "C:\\ProgramData",
     }
+
+
+def recent_shortcuts(user: str) -> list[str]:
+    """Guest paths of the shortcuts in the user's Recent folder."""
+    folder = f"{user_dirs(user, '', '')['appdata']}\\Microsoft\\Windows\\Recent"
+    return [f"{folder}\\{name}" for name in RECENT_SHORTCUTS]
 
 
 def guest_variables(plan: ReplayPlan) -> dict[str, str]:

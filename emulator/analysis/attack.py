@@ -54,6 +54,9 @@ class ApiPattern(_Pattern):
 
     match: Literal["api"]
     apis: list[Annotated[str, Field(pattern=r"^[^.]+\..+$")]] = Field(min_length=1)
+    # A stage must call this many of the ``apis`` globs (each one at least once): one of them
+    # alone is ordinary (a memory size, an uptime), several together are a check of the machine.
+    min_distinct: int = Field(default=1, ge=1)
 
 
 class EdgePattern(_Pattern):
@@ -133,7 +136,8 @@ class LongSleepPattern(_Pattern):
 
 
 class DecryptFromMagicPattern(_Pattern):
-    """Decryption input found in a network body that starts with one of ``magics`` (hex)."""
+    """Decryption input found in a network body that starts with one of ``magics`` (hex), or a
+    stage decoded from a download, file or resource that starts so (a picture's pixels)."""
 
     match: Literal["decrypt_from_magic"]
     magics: list[Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})+$")]] = Field(min_length=1)
@@ -333,9 +337,11 @@ def match_techniques(
 def _api(p: ApiPattern, seen: Observed) -> Matches:
     names = [n.lower() for n in p.apis]
     found: dict[str, list[int]] = {}
+    matched: dict[str, set[str]] = {}  # stage -> the globs its calls matched
     for e in api_calls_where(seen.events, lambda api: any(_glob(n)(api.lower()) for n in names)):
         found.setdefault(e.stage, []).append(e.seq)
-    return list(found.items())
+        matched.setdefault(e.stage, set()).update(n for n in names if _glob(n)(e.api.lower()))
+    return [(stage, seqs) for stage, seqs in found.items() if len(matched[stage]) >= p.min_distinct]
 
 
 def _edge(p: EdgePattern, seen: Observed) -> Matches:
@@ -475,6 +481,27 @@ def _decrypt_from_magic(p: DecryptFromMagicPattern, seen: Observed) -> Matches:
             for seq, body in carriers:
                 if ciphertext and _hidden_in(ciphertext, body):
                     found.setdefault(e.stage, []).extend([seq, e.seq])
+    # A stage decoded (by any transform: guest code taking the pixels' low bits, say) from bytes
+    # that came in as a picture (a download, a file, a resource).
+    pictures: set[int] = set()
+    for _, e in of_type(seen.events, NetworkExchange, DataBuffer):
+        if isinstance(e, NetworkExchange) and e.response.sha256:
+            data = seen.blobs.get(e.response.sha256, b"")
+        elif isinstance(e, DataBuffer) and e.source in ("file_read", "network_read", "resource"):
+            data = seen.blobs.get(e.sha256, b"")
+        else:
+            continue
+        if any(data.startswith(m) for m in magics):
+            pictures.add(e.seq)
+    for stage in seen.stages:
+        link = stage.link
+        if link is None or not link.decoded or not link.hops or link.how == "entry":
+            continue
+        origin = link.hops[0]
+        evidence = [seq for piece in origin.pieces for seq in piece.evidence] or origin.evidence
+        carried = [seq for seq in evidence if seq in pictures]
+        if carried and origin.actor:
+            found.setdefault(origin.actor, []).extend([*carried, stage.start_seq])
     return list(found.items())
 
 

@@ -104,6 +104,23 @@ THREAD_START_ARGUMENT = {
     "zwcreatethreadex": 4,
     "rtlcreateuserthread": 6,
 }
+# ... and the index of the parameter they pass the thread.
+THREAD_PARAM_ARGUMENT = {
+    "createremotethread": 4,
+    "createremotethreadex": 4,
+    "ntcreatethreadex": 5,
+    "zwcreatethreadex": 5,
+    "rtlcreateuserthread": 7,
+}
+# The loader's calls that take a DLL's path first (LdrLoadDll takes it third, as a UNICODE_STRING:
+# its rendered argument is the path too).
+LOAD_LIBRARY_APIS = {
+    "loadlibrarya": 0,
+    "loadlibraryw": 0,
+    "loadlibraryexa": 0,
+    "loadlibraryexw": 0,
+    "ldrloaddll": 2,
+}
 # Calls that draw no edge of their own but tell how a process was injected into (the process is
 # the one the stage last created, opened or wrote to, as for thread-handle APIs above).
 INJECTION_STEPS = {
@@ -129,6 +146,8 @@ INJECTION_METHODS = {
     "wow64setthreadcontext": "thread_context",
     "ntsetcontextthread": "thread_context",
     "zwsetcontextthread": "thread_context",
+    # a remote thread started at the loader with a DLL's path written into the process
+    "remote_load_library": "dll_path",
 }
 # The current process's pseudo-handle, as an argument renders.
 _CURRENT_PROCESS = {"0xffffffff", "0xffffffffffffffff", "-1"}
@@ -200,10 +219,12 @@ def build_graph(
     if context.host_process:
         own_names.add(context.host_process.lower())
     processes = _process_edges(events, stage_ids, own_names)
+    loaded_in = _remote_loads(stages, events, blobs, processes)
     for stage in stages:
         # A process the chain started from its files says so itself (the stage's event);
-        # otherwise, memory or a thread start in a process the stage wrote to.
-        stage.process = stage.process or processes.hosting(stage.entry)
+        # otherwise a module another process loaded from a path the chain wrote there, or
+        # memory or a thread start in a process the stage wrote to.
+        stage.process = stage.process or loaded_in.get(stage.id) or processes.hosting(stage.entry)
         if stage.process:
             graph.nodes[stage.id]["process"] = stage.process
     # Stages and where they came from.
@@ -371,6 +392,8 @@ class _Processes:
     edges: list[tuple[str, str, str, int]] = field(default_factory=list)  # stage, process, type, seq
     regions: list[tuple[int, int, str]] = field(default_factory=list)  # memory allocated in a process
     thread_starts: dict[int, str] = field(default_factory=dict)
+    # threads started in another process: (stage, process, parameter, seq)
+    remote_threads: list[tuple[str, str, int, int]] = field(default_factory=list)
     # (stage, process) -> the process-related calls in order: (function, edge type or step, seq)
     calls: dict[tuple[str, str], list[tuple[str, str, int]]] = field(default_factory=dict)
 
@@ -451,6 +474,10 @@ def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[
             start = _int(event.args[THREAD_START_ARGUMENT[func]])
             if start:
                 found.thread_starts[start] = process
+            if len(event.args) > THREAD_PARAM_ARGUMENT[func]:
+                param = _int(event.args[THREAD_PARAM_ARGUMENT[func]])
+                if param:
+                    found.remote_threads.append((event.stage, process, param, event.seq))
     return found
 
 
@@ -465,6 +492,63 @@ def _started_image(func: str, args: list[str]) -> str:
     return _image_of(args[offset + 1] if len(args) > offset + 1 else "") or _image_of(
         args[offset] if len(args) > offset else ""
     )
+
+
+def _remote_loads(
+    stages: list[Stage], events: Sequence[Event], blobs: dict[str, bytes], processes: _Processes
+) -> dict[str, str]:
+    """stage id -> process, for the modules another process's loader took from a path a stage
+    wrote there: a remote thread whose parameter is where ``WriteProcessMemory`` put the DLL's
+    path, then a ``LoadLibrary`` of that path loading the module (classic DLL injection: the
+    thread starts at ``LoadLibraryA`` in the target). The injection's method is ``dll_path``."""
+    if not processes.remote_threads:
+        return {}
+    writes: dict[tuple[str, int], list[tuple[int, str]]] = {}  # (process, address) -> (seq, text)
+    for _, event in of_type(events, DataBuffer):
+        if isinstance(event, DataBuffer) and event.source == "process_write":
+            text = _path_text(blobs.get(event.sha256, b""))
+            if text:
+                writes.setdefault((event.ref, event.address), []).append((event.seq, text))
+    if not writes:
+        return {}
+    loads = [
+        (call.seq, _path_text(call.args[LOAD_LIBRARY_APIS[name]].encode("utf-8", "replace")))
+        for call in api_calls_where(events, lambda api: api.rpartition(".")[2].lower() in LOAD_LIBRARY_APIS)
+        if len(call.args) > LOAD_LIBRARY_APIS[(name := call.api.rpartition(".")[2].lower())]
+    ]
+    found: dict[str, str] = {}
+    for stage in stages:
+        if stage.kind != "module":
+            continue
+        load = next(
+            (
+                (seq, path)
+                for seq, path in reversed(loads)
+                if seq < stage.start_seq and path and _basename(path) == stage.name.lower()
+            ),
+            None,
+        )
+        if load is None:
+            continue
+        for injector, process, param, thread_seq in processes.remote_threads:
+            written = [
+                seq
+                for seq, text in writes.get((process, param), [])
+                if seq < thread_seq < load[0] and text.lower() == load[1].lower()
+            ]
+            if written:
+                found[stage.id] = process
+                key = (injector, process)
+                processes.calls.setdefault(key, []).append(("remote_load_library", "dll_path", thread_seq))
+                break
+    return found
+
+
+def _path_text(data: bytes) -> str:
+    """A path written as a C string, narrow or wide, up to its terminator ('' when not text)."""
+    wide = len(data) >= 4 and data[1] == 0 and data[3] == 0
+    text = data.decode("utf-16-le", "replace").split("\0", 1)[0] if wide else data.split(b"\0", 1)[0].decode("latin-1")
+    return text if text and text.isprintable() else ""
 
 
 def _image_of(text: str) -> str:

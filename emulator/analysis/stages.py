@@ -344,7 +344,12 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
     buffer chunk by chunk (a payload split across values: the ref names each value), or a read of
     another source read right after (a file, then a registry value, then a download: the carrier's
     pieces name each)."""
-    if previous is None or previous.address is None or carrier.address != previous.address + len(previous.data):
+    if previous is None or previous.address is None or carrier.address is None:
+        return False
+    # A string read overwrites the previous one's terminator (text joined as C strings are: the
+    # next value read where the last one's NUL is).
+    overlap = previous.address + len(previous.data) - carrier.address
+    if overlap and not (0 < overlap <= 2 and previous.data.endswith(b"\0" * overlap) and len(previous.data) > overlap):
         return False
     if (
         carrier.kind in _JOINED_SOURCES
@@ -358,6 +363,7 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
             Piece(previous.kind, previous.ref, previous.node, previous.evidence, 0, len(previous.data), previous.api)
         ]
         last = pieces[-1]
+        last.size -= overlap
         if (last.kind, last.node) == (carrier.kind, carrier.node) and carrier.kind in _PIECEWISE_READS:
             name = carrier.ref.rpartition("\\")[2]
             if carrier.kind == "registry" and carrier.ref != last.ref and not last.ref.endswith(" + " + name):
@@ -372,7 +378,7 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
                     carrier.ref,
                     carrier.node,
                     list(carrier.evidence),
-                    len(previous.data),
+                    len(previous.data) - overlap,
                     len(carrier.data),
                     carrier.api,
                 )
@@ -380,6 +386,8 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
         # Joined in place (a download may come in thousands of pieces); bytearray does all that
         # the searches ask of bytes.
         joined = previous.data if isinstance(previous.data, bytearray) else bytearray(previous.data)
+        if overlap:
+            del joined[-overlap:]
         joined += carrier.data
         previous.data = cast(bytes, joined)
         if len(pieces) == 1:
@@ -388,7 +396,7 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
             previous.pieces = pieces
             previous.evidence = [seq for piece in pieces for seq in piece.evidence]
         return True
-    if carrier.transform != "decode" or previous.transform != "decode" or previous.api != carrier.api:
+    if overlap or carrier.transform != "decode" or previous.transform != "decode" or previous.api != carrier.api:
         return False
     previous.data += carrier.data
     previous.evidence.extend(carrier.evidence)

@@ -12,8 +12,10 @@ pointer of NULL fails with ERROR_INVALID_PARAMETER.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from emulator.apis.core import GuestApi, apihook
 
@@ -148,6 +150,125 @@ ENUMERATORS = (
     Enumerator("gdi32", ("EnumFontFamiliesExA", "EnumFontFamiliesExW"), 5, 2, _font),
     Enumerator("crypt32", ("CertEnumSystemStore",), 4, 3, _system_store),
 )
+
+
+# INIT_ONCE's state in the low bits of its pointer (RTL_RUN_ONCE): 2 once the function succeeded.
+INIT_ONCE_COMPLETED = 2
+INIT_ONCE_STATE_MASK = 3
+# Resource types (RT_*), and the one given for a module whose resources cannot be read.
+RT_VERSION = 16
+RESOURCE_DIRECTORY = 2  # IMAGE_DIRECTORY_ENTRY_RESOURCE
+ERROR_RESOURCE_DATA_NOT_FOUND = 1812
+# The property a window enumeration reports when the guest set none: one every top-level window
+# created by the shell carries.
+DEFAULT_WINDOW_PROPERTY = "SysShadow"
+# Window properties the guest set (SetProp), per replay: guest memory -> (window, name) -> data.
+_PROPERTIES: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], int]] = weakref.WeakKeyDictionary()
+
+
+@apihook("kernel32", "InitOnceExecuteOnce", argc=4)
+def init_once_execute_once(api: GuestApi, argv: list[int]) -> int:
+    """BOOL InitOnceExecuteOnce(INIT_ONCE *once, PINIT_ONCE_FN fn, PVOID parameter, LPVOID *context):
+    ``fn(once, parameter, context)`` the first time only; its result is the API's."""
+    once, function, parameter, context = argv
+    if not once or not function:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    state = int.from_bytes(api.read(once, api.ptr_size), "little")
+    if state & INIT_ONCE_STATE_MASK == INIT_ONCE_COMPLETED:
+        return 1
+    api.write(once, (state & ~INIT_ONCE_STATE_MASK | INIT_ONCE_COMPLETED).to_bytes(api.ptr_size, "little"))
+    api.call_guest(function, [once, parameter, context], result_from_callback=True)
+    return 1
+
+
+@apihook("kernel32", ["EnumResourceTypesA", "EnumResourceTypesW"], argc=3)
+def enum_resource_types(api: GuestApi, argv: list[int]) -> int:
+    """BOOL EnumResourceTypes(HMODULE module, ENUMRESTYPEPROC proc, LONG_PTR param): ``proc(module,
+    type, param)`` with the module's first resource type (an integer id, as most are); FALSE
+    and ERROR_RESOURCE_DATA_NOT_FOUND for a module without resources."""
+    module, proc, param = argv
+    if not proc:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    types = _resource_types(api, module) if module else [RT_VERSION]
+    if types is None:
+        types = [RT_VERSION]
+    if not types:
+        api.set_last_error(ERROR_RESOURCE_DATA_NOT_FOUND)
+        return 0
+    api.call_guest(proc, [module, types[0], param], result_from_callback=False)
+    return 1
+
+
+def _resource_types(api: GuestApi, base: int) -> list[int] | None:
+    """The integer type ids of a mapped image's resource directory; None when it cannot be read."""
+    try:
+        lfanew = api.read_u32(base + 0x3C)
+        optional = base + lfanew + 24
+        magic = int.from_bytes(api.read(optional, 2), "little")
+        directories = optional + (112 if magic == 0x20B else 96)
+        rva = api.read_u32(directories + RESOURCE_DIRECTORY * 8)
+        if not rva:
+            return []
+        table = base + rva
+        named = int.from_bytes(api.read(table + 12, 2), "little")
+        ids = int.from_bytes(api.read(table + 14, 2), "little")
+        entries = table + 16 + named * 8
+        return [api.read_u32(entries + 8 * i) & 0xFFFF for i in range(min(ids, 64))]
+    except Exception:  # an address the guest made up: no image there
+        return None
+
+
+@apihook("user32", ["SetPropA", "SetPropW"], argc=3)
+def set_prop(api: GuestApi, argv: list[int]) -> int:
+    """BOOL SetProp(HWND window, LPCTSTR name, HANDLE data)."""
+    window, name, data = argv
+    if not window or not name:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    text = api.read_string(name, api.api_name.endswith("W")) if name >> 16 else f"#{name}"
+    _PROPERTIES.setdefault(api.memory, {})[(window, text)] = data
+    return 1
+
+
+@apihook("user32", ["GetPropA", "GetPropW"], argc=2)
+def get_prop(api: GuestApi, argv: list[int]) -> int:
+    """HANDLE GetProp(HWND window, LPCTSTR name)."""
+    window, name = argv
+    if not name:
+        return 0
+    text = api.read_string(name, api.api_name.endswith("W")) if name >> 16 else f"#{name}"
+    return _PROPERTIES.get(api.memory, {}).get((window, text), 0)
+
+
+@apihook("user32", ["EnumPropsA", "EnumPropsW"], argc=2)
+def enum_props(api: GuestApi, argv: list[int]) -> int:
+    """int EnumProps(HWND window, PROPENUMPROC proc): ``proc(window, name, data)``."""
+    return _enum_props(api, argv[0], argv[1], None)
+
+
+@apihook("user32", ["EnumPropsExA", "EnumPropsExW"], argc=3)
+def enum_props_ex(api: GuestApi, argv: list[int]) -> int:
+    """int EnumPropsEx(HWND window, PROPENUMPROCEX proc, LPARAM param): ``proc(window, name, data,
+    param)``."""
+    return _enum_props(api, argv[0], argv[1], argv[2])
+
+
+def _enum_props(api: GuestApi, window: int, proc: int, param: int | None) -> int:
+    """The window's first property (the one the guest set, else one the shell sets), to ``proc``;
+    the API returns what the callback did (-1 when it is not called)."""
+    if not proc:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return -1 & 0xFFFFFFFF
+    own = [(name, data) for (w, name), data in _PROPERTIES.get(api.memory, {}).items() if w == window]
+    name, data = own[0] if own else (DEFAULT_WINDOW_PROPERTY, 1)
+    page = _Arguments(api)
+    arguments = [window, page.string(name, api.api_name.endswith("W")), data]
+    if param is not None:
+        arguments.append(param)
+    api.call_guest(proc, arguments, result_from_callback=True)
+    return 1
 
 
 def _register(enumerator: Enumerator) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from speakeasy.config import get_default_config_dict
 
-from emulator.environment import command_line, user_dirs
+from emulator.environment import RECENT_SHORTCUT_SIZE, command_line, recent_shortcuts, user_dirs
 from emulator.guest_registry import machine_keys, with_machine_keys
 from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE, ReplayPlan
 
@@ -132,7 +132,14 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     config["os_ver"] = {**config["os_ver"], "major": major, "minor": minor, "build": build}
     # Only the scenario's files exist, unless the plan asks for Speakeasy's own file rules for
     # every other path ([files] missing = "default_content"); the scenario's files come first.
-    files = [{"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files]
+    files: list[dict[str, Any]] = [
+        {"mode": "full_path", "emu_path": f.emu_path, "path": f.host_path} for f in plan.files
+    ]
+    # A used desktop's Recent folder (a sandbox check counts its shortcuts).
+    files += [
+        {"mode": "full_path", "emu_path": path, "byte_fill": {"byte": "0x00", "size": RECENT_SHORTCUT_SIZE}}
+        for path in recent_shortcuts(plan.user)
+    ]
     if plan.guest.missing_files == "default_content":
         files += config["filesystem"]["files"]
     config["filesystem"] = {"files": files}

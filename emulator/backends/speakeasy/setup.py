@@ -29,6 +29,7 @@ from emulator.backends.speakeasy import (
     ntmemory,
     printf,
     procview,
+    regenum,
     signatures,
     timers,
 )
@@ -341,6 +342,7 @@ def install_api_handlers(
         se.add_api_hook(final_path, "kernel32", name, argc=4)
 
     printf.install_handlers(se)
+    regenum.install(se, memory.ptr_size)
     procview.install(se, memory.ptr_size)
     ntmemory.install(se, memory.ptr_size, memory.space)
     timers.install(se, memory.ptr_size, services)
