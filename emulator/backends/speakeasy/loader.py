@@ -41,6 +41,7 @@ from emulator.events import FileAccess
 from emulator.recorder import Recorder
 
 LOAD_LIBRARY_NAMES = ("LoadLibraryA", "LoadLibraryW", "LoadLibraryExA", "LoadLibraryExW")
+MODULE_HANDLE_NAMES = ("GetModuleHandleA", "GetModuleHandleW")
 MAX_LIBRARY_NAME = 520
 # Windows' last error for a module that is not there, and for a file that is not a PE image.
 ERROR_MOD_NOT_FOUND = 126
@@ -329,6 +330,13 @@ class GuestModuleLoader:
                 return self._load_library(_name, orig, list(argv))
 
             self.se.add_api_hook(hook, "kernel32", name)
+        if self.search is not None:
+            for name in MODULE_HANDLE_NAMES:
+
+                def handle_hook(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:
+                    return self._module_handle(_name, orig, list(argv))
+
+                self.se.add_api_hook(handle_hook, "kernel32", name)
 
     def _searched_module(self, base: int, size: int, name: str, path: str, data: bytes) -> None:
         # The loader reads the DLL's file (a read the lineage ties the module's image to), and
@@ -384,6 +392,21 @@ class GuestModuleLoader:
         if not rv:
             self._not_loaded(name, path, "mapped, but the emulator's loader refused it")
         return rv
+
+    def _module_handle(self, name: str, orig: Any, argv: list[int]) -> int:
+        # Speakeasy walks the loader list by file name, where the emulator's module of a name a
+        # planted DLL took over comes first.
+        if self.search is not None and argv and argv[0]:
+            path = self._string(argv[0], wide=name.endswith("W"))
+            if path and "\\" not in path and "/" not in path:
+                planted = self.search.planted.get(dll_stem(path))
+                if planted is not None:
+                    return int(planted.base)
+            elif path:
+                system = self.search.system_module(path)
+                if system is not None:
+                    return int(system.base)
+        return int(orig(argv) or 0)
 
     def _not_loaded(self, api: str, path: str, why: str) -> None:
         self.recorder.note("library_not_loaded", f"{api}({path!r}): {why}")
