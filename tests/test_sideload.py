@@ -60,7 +60,10 @@ def test_a_planted_version_dll_runs_and_forwards_to_the_genuine(name: str) -> No
     recording = _emulate(name)
     assert recording.status == "completed", recording.detail
     stages = _stages(recording)
-    assert [(s.new_stage, s.kind, s.name) for s in stages[:2]] == [("s0", "pe", "updater.exe"), ("s1", "module", "version.dll")]
+    assert [(s.new_stage, s.kind, s.name) for s in stages[:2]] == [
+        ("s0", "pe", "updater.exe"),
+        ("s1", "module", "version.dll"),
+    ]
     planted = stages[1]
     # Read from its file beside the program, then run (DllMain) before the program's entry point.
     read = next(e for e in recording.events if isinstance(e, FileAccess) and e.path == f"{UPDATER}\\version.dll")
@@ -101,7 +104,11 @@ def test_a_planted_dll_loaded_by_bare_name_runs_its_own_export() -> None:
     recording = _emulate("sideload-winmm")
     assert recording.status == "completed", recording.detail
     stages = _stages(recording)
-    assert [(s.kind, s.name) for s in stages] == [("pe", "player.exe"), ("module", "winmm.dll"), ("shellcode", stages[2].name)]
+    assert [(s.kind, s.name) for s in stages] == [
+        ("pe", "player.exe"),
+        ("module", "winmm.dll"),
+        ("shellcode", stages[2].name),
+    ]
     (load,) = [c for c in _calls(recording, "kernel32.LoadLibraryA") if c.stage == "s0"]
     planted = int(load.ret or "0", 16)
     assert load.args[0] == "winmm.dll" and planted == stages[1].base
