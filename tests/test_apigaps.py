@@ -223,3 +223,28 @@ def test_the_printf_family_formats_as_windows(sample: str, pointer: str, mode: s
     assert lines == {**FORMATTED, "fmt sprintf_sizes": f"-1 255 77 78 {pointer}"}
     wide = [c.args[0] for c in _calls(recording, "kernel32.OutputDebugStringW")]
     assert wide == ["key=-7 ansi", "w n 9", "50%"]
+
+
+# ---- combase / kernelbase: the DLLs Windows implements ole32's and kernel32's functions in ------
+
+FORWARDED_CHECKS = [
+    "combase_cocreateguid",
+    "combase_guid_nonzero",
+    "combase_cotaskmemalloc",
+    "kernelbase_gettickcount",
+    "kernelbase_pid",
+    "kernelbase_lstrlena",
+]
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_imports_from_combase_and_kernelbase_are_served_as_ole32s_and_kernel32s(mode: str) -> None:
+    """combase.CoCreateGuid ended the replay as ``unsupported_api``; kernelbase.GetTickCount and
+    kernelbase.lstrlenA (by GetProcAddress) now reach kernel32's handlers, recorded under the
+    name the guest called."""
+    recording = _emulate("forwarded.exe", mode=mode)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(FORWARDED_CHECKS, "pass")
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+    assert _calls(recording, "combase.CoCreateGuid") and _calls(recording, "kernelbase.GetTickCount")
+    assert not [e for e in recording.events if isinstance(e, Note) and e.what == "signature_emulated"]
