@@ -123,6 +123,8 @@ class DllSearch:
         # Module base -> the note its first execution carries (a system DLL's name taken over).
         self.stage_notes: dict[int, tuple[str, str]] = {}
         self._emulator_load: Callable[..., Any] | None = None
+        self._names: frozenset[str] = frozenset()
+        self._names_at: tuple[int, int] = (-1, 0)
 
     def install(self) -> None:
         self._emulator_load = compat_load.modules_from_guest_files(self.emu, self.candidates, self.load)
@@ -194,13 +196,23 @@ class DllSearch:
         found = self.planted.get(name)
         if found is not None:
             return found
-        if not self.app_folder or not any(not is_guest_image(m) and name in module_names(m) for m in self.emu.modules):
-            return None  # no module of the emulator's of that name is loaded: the search applies
-        paths = self.candidates(name)
+        paths = self.candidates(name) if self.app_folder else []
         if not paths or ntpath.dirname(paths[0]) != self.app_folder:
             return None  # a KnownDLL or an API set
+        if name not in self._emulator_names():
+            return None  # no module of the emulator's of that name is loaded: the search applies
         module = self.load(paths[0])
         return module if module is not None and self.planted.get(name) is module else None
+
+    def _emulator_names(self) -> frozenset[str]:
+        """The names of the emulator's own modules loaded (worked out again when the list of
+        modules changed: its length or its last module)."""
+        modules = self.emu.modules
+        key = (len(modules), id(modules[-1]) if modules else 0)
+        if self._names_at != key:
+            self._names = frozenset(n for m in modules if not is_guest_image(m) for n in module_names(m) if n)
+            self._names_at = key
+        return self._names
 
     def genuine(self, name: str) -> Any:
         """The emulator's own module of ``name`` (a DLL stem), loaded if need be; never a DLL
