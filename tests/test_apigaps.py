@@ -248,3 +248,12 @@ def test_imports_from_combase_and_kernelbase_are_served_as_ole32s_and_kernel32s(
     assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
     assert _calls(recording, "combase.CoCreateGuid") and _calls(recording, "kernelbase.GetTickCount")
     assert not [e for e in recording.events if isinstance(e, Note) and e.what == "signature_emulated"]
+
+
+def test_an_export_forwarded_to_its_own_dll_resolves_to_that_dll() -> None:
+    """fwdlib.dll's Alias forwards to fwdlib.Real: the DLL itself (not a module the emulator
+    would make up for the name), as Windows resolves it; the program exits with Real's 42."""
+    recording = _emulate("fwdself.exe", ((f"{DESKTOP}\\fwdlib.dll", "fwdlib.dll"),))
+    assert recording.status == "completed", recording.detail
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x2a"]
+    assert not [e for e in recording.events if isinstance(e, Note) and e.what == "dll_search_hijack"]

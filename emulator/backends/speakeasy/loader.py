@@ -243,10 +243,10 @@ class DllSearch:
 
     def forwarder_target(self, module: Any, forwarder: str) -> tuple[Any, str | int] | None:
         """Where an export of a guest DLL forwarded to ``forwarder`` (``DLL.Name``,
-        ``DLL.#ordinal``, ``C:\\path\\DLL.Name``) resolves: a system folder's DLL, the DLL's own
-        name (Windows would find the planted DLL itself, a loop: proxy DLLs mean the genuine)
-        and a renamed copy of a system DLL in the search path are the emulator's module; any other
-        name binds as an import would."""
+        ``DLL.#ordinal``, ``C:\\path\\DLL.Name``) resolves: a system folder's DLL, a planted
+        DLL's own name (Windows would find the planted DLL itself, a loop: proxy DLLs mean the
+        genuine) and a renamed copy of a system DLL in the search path are the emulator's module;
+        another DLL's own name is that DLL; any other name binds as an import would."""
         dll, _, symbol = forwarder.rpartition(".")
         reference: str | int = int(symbol[1:]) if symbol.startswith("#") and symbol[1:].isdigit() else symbol
         stem = dll_stem(dll)
@@ -254,7 +254,8 @@ class DllSearch:
             path = dll if ntpath.splitext(dll)[1] else f"{dll}.dll"
             target = self.genuine(stem) if self.in_system_folder(path) else self.load(path)
         elif stem in module_names(module):
-            target = self.genuine(stem)
+            # The planted DLL's own name means the genuine; any other DLL's, itself.
+            target = self.genuine(stem) if self.planted.get(stem) is module else module
         else:
             copy_of = self.renamed_system_dll(stem)
             target = self.genuine(copy_of) if copy_of else self._bind(stem)
