@@ -138,3 +138,14 @@ def test_a_known_dll_beside_the_program_is_never_loaded() -> None:
     assert recording.status == "completed", recording.detail
     assert not any(isinstance(e, FileAccess) and e.path.endswith("kernel32.dll") for e in recording.events)
     assert [s.name for s in _stages(recording) if s.kind == "module"] == ["winmm.dll"]
+
+
+def test_a_planted_dll_of_the_other_architecture_is_skipped() -> None:
+    """An x86 version.dll beside the x64 program is not a module it can load: Windows searches on,
+    and the import binds to the system's (the emulator's) version.dll."""
+    planted = ((f"{UPDATER}\\version.dll", "sideload-version-x86/samples/version.dll"),)
+    recording = _emulate("sideload-version", planted, keep_files=False)
+    assert recording.status == "completed", recording.detail
+    assert [s.kind for s in _stages(recording)] == ["pe"]
+    assert not _notes(recording, "dll_search_hijack")
+    assert _written(recording, "C:\\Users\\Public\\sideload_host.txt")
