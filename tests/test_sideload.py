@@ -112,9 +112,13 @@ def test_a_planted_dll_loaded_by_bare_name_runs_its_own_export() -> None:
     (load,) = [c for c in _calls(recording, "kernel32.LoadLibraryA") if c.stage == "s0"]
     planted = int(load.ret or "0", 16)
     assert load.args[0] == "winmm.dll" and planted == stages[1].base
-    # GetModuleHandle of the name gives the planted module; its timeGetTime is its own code.
+    # GetModuleHandle(Ex) of the name gives the planted module (the program exits 2 otherwise);
+    # its timeGetTime is its own code.
     (handle,) = _calls(recording, "kernel32.GetModuleHandleA")[:1]
     assert int(handle.ret or "0", 16) == planted
+    (handle_ex,) = _calls(recording, "kernel32.GetModuleHandleExA")
+    assert handle_ex.args[1] == "winmm.dll" and handle_ex.ret == "0x1"
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
     own = next(c for c in _calls(recording, "kernel32.GetProcAddress") if c.args[1] == "timeGetTime")
     assert stages[1].base <= int(own.ret or "0", 16) < stages[1].base + stages[1].size
     # timeBeginPeriod, forwarded to the planted DLL's own name, is the emulator's (called by the

@@ -41,7 +41,9 @@ from emulator.events import FileAccess
 from emulator.recorder import Recorder
 
 LOAD_LIBRARY_NAMES = ("LoadLibraryA", "LoadLibraryW", "LoadLibraryExA", "LoadLibraryExW")
-MODULE_HANDLE_NAMES = ("GetModuleHandleA", "GetModuleHandleW")
+MODULE_HANDLE_NAMES = ("GetModuleHandleA", "GetModuleHandleW", "GetModuleHandleExA", "GetModuleHandleExW")
+# GetModuleHandleEx's flag that names the module by an address in it, not by its name.
+GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS = 0x4
 MAX_LIBRARY_NAME = 520
 # Windows' last error for a module that is not there, and for a file that is not a PE image.
 ERROR_MOD_NOT_FOUND = 126
@@ -409,17 +411,28 @@ class GuestModuleLoader:
     def _module_handle(self, name: str, orig: Any, argv: list[int]) -> int:
         # Speakeasy walks the loader list by file name, where the emulator's module of a name a
         # planted DLL took over comes first.
-        if self.search is not None and argv and argv[0]:
-            path = self._string(argv[0], wide=name.endswith("W"))
-            if path and "\\" not in path and "/" not in path:
-                planted = self.search.planted.get(dll_stem(path))
-                if planted is not None:
-                    return int(planted.base)
-            elif path:
-                system = self.search.system_module(path)
-                if system is not None:
-                    return int(system.base)
-        return int(orig(argv) or 0)
+        ex = name.startswith("GetModuleHandleEx")
+        if ex:
+            named = argv[1] if len(argv) > 2 and not argv[0] & GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS else 0
+        else:
+            named = argv[0] if argv else 0
+        module = self._named_module(self._string(named, wide=name.endswith("W"))) if named else None
+        if module is None:
+            return int(orig(argv) or 0)
+        if not ex:
+            return int(module.base)
+        if argv[2]:
+            self.memory.write(argv[2], int(module.base).to_bytes(self.memory.ptr_size, "little"))
+        return 1
+
+    def _named_module(self, path: str) -> Any:
+        """The module a planted DLL's name (or the system path of the DLL it took over) names,
+        when it is not the one Speakeasy's walk of the loader list would find; else None."""
+        if self.search is None or not path:
+            return None
+        if "\\" not in path and "/" not in path:
+            return self.search.planted.get(dll_stem(path))
+        return self.search.system_module(path)
 
     def _not_loaded(self, api: str, path: str, why: str) -> None:
         self.recorder.note("library_not_loaded", f"{api}({path!r}): {why}")
