@@ -411,6 +411,8 @@ class GuestModuleLoader:
     def _module_handle(self, name: str, orig: Any, argv: list[int]) -> int:
         # Speakeasy walks the loader list by file name, where the emulator's module of a name a
         # planted DLL took over comes first.
+        if self.search is None or not self.search.planted:
+            return int(orig(argv) or 0)  # no DLL took a name over: Speakeasy's answer is right
         ex = name.startswith("GetModuleHandleEx")
         if ex:
             named = argv[1] if len(argv) > 2 and not argv[0] & GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS else 0
