@@ -130,6 +130,9 @@ def test_a_planted_dll_loaded_by_bare_name_runs_its_own_export() -> None:
     assert genuine.args[0] == "C:\\Windows\\System32\\winmm.dll" and int(genuine.ret or "0", 16) not in (0, planted)
     (time,) = _calls(recording, "winmm.timeGetTime")
     assert time.stage == "s1"
+    # On the virtual clock (Speakeasy's answered the host's): the same in a second replay.
+    (again,) = _calls(emulate(_plan("sideload-winmm")), "winmm.timeGetTime")
+    assert again.ret == time.ret and int(time.ret or "0", 16) > 0
     assert _written(recording, "C:\\Users\\Public\\lineage_winmm.txt")
     assert _written(recording, "C:\\Users\\Public\\sideload_player.txt")
     (hijack,) = _notes(recording, "dll_search_hijack")
