@@ -133,11 +133,6 @@ class DllSearch:
         compat_load.imports_bound_through(self.emu, self.override)
         compat_load.forwarders_resolved_by(self.emu, self.forwarder_target)
 
-    def install_lookup(self) -> None:
-        """A module planted under a system DLL's name is found by that name first (installed after
-        every other replacement of Speakeasy's lookup by name)."""
-        compat_load.names_found_first(self.emu, lambda name: self.planted.get(dll_stem(name)))
-
     def candidates(self, name: str) -> list[str]:
         """The guest paths to try for ``name`` (no folder), in Windows' order."""
         if not name or "\\" in name or "/" in name:
@@ -177,6 +172,10 @@ class DllSearch:
             return None
         self.mapped[path.lower()] = module
         if shadows:
+            if not self.planted:
+                # From now on a lookup by name finds the planted DLLs first (installed with the
+                # first: every other replacement of Speakeasy's lookup is in place by then).
+                compat_load.names_found_first(self.emu, lambda name: self.planted.get(dll_stem(name)))
             self.planted[stem] = module
             self.stage_notes[int(module.base)] = (
                 "dll_search_hijack",

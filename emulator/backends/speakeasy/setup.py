@@ -229,7 +229,6 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.register_modules_at_once(emu)
         compat_start.index_data_entries(emu)
         compat_start.find_modules_by_name(emu)
-        search.install_lookup()
         compat_dispatch.handlers_of_forwarding_dlls(emu)
         compat_start.disassembler_when_first_used(emu)
         compat.binary_registry_values(
