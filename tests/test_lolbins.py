@@ -304,3 +304,20 @@ def test_a_dll_rundll32_cannot_run_is_a_note_and_the_launcher_goes_on(
     assert len(notes) == 1 and why in notes[0]["detail"] and "rundll32.exe" in notes[0]["detail"], notes
     assert notes[0]["stage"] == "s0"
     assert _exit_codes(report) == {"s0": ["0x0"]}
+
+
+def test_nt_resume_thread_resumes_a_thread_created_suspended(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tests/bins/lolbins/ntresume.c: NtResumeThread of a thread created suspended returns
+    STATUS_SUCCESS and a previous count of 1, and the thread runs (it was signature-emulated: the
+    thread never ran); a handle that is no thread is STATUS_INVALID_HANDLE."""
+    outdir = tmp_path / "out"
+    rc = main(["run", str(REPO / "tests" / "bins" / "lolbins" / "ntresume.exe"), "-o", str(outdir), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"]["status"] == "completed"
+    assert _exit_codes(report) == {"s0": ["0x0"]}
+    assert [c["ret"] for c in report["api_calls"] if c["api"] == "ntdll.NtResumeThread"] == ["0x0", "0xc0000008"]
+    assert _dropped(report, outdir, "C:\\Users\\Public\\ntresume.txt") == b"resumed\n"
+    assert not [n for n in report["notes"] if "NtResumeThread" in n["detail"]]

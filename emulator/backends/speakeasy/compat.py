@@ -1067,6 +1067,8 @@ def resume_thread(emu: Any, thread: Any) -> int:
     """Resume a thread as Speakeasy's ``ResumeThread`` does for one whose runs wait (a thread the
     guest created suspended): its previous suspend count."""
     count = suspend_count(thread)
+    if count == 0 and any(r.thread is thread for r in getattr(emu, "suspended_runs", [])):
+        count = 1  # Speakeasy keeps a thread created suspended as a waiting run, its count 0
     if count > 0:
         thread.suspend_count = count - 1
     if count <= 1:
