@@ -282,7 +282,7 @@ def _variant(tmp_path: Path, payload: bytes) -> Path:
             "calls 'StartW', which the DLL does not export",
             ["pe", "module"],
         ),
-        (SCENARIOS / "rundll32-drop-x86" / "payload" / "update.dll", "a x86 program in an x64 guest", ["pe"]),
+        (SCENARIOS / "rundll32-drop-x86" / "payload" / "update.dll", "a x86 DLL in an x64 guest", ["pe"]),
         (SCENARIOS / "drop-exec-exe" / "payload" / "payload.exe", "a program, not a DLL", ["pe"]),
         (b"MZ this is no DLL\r\n" * 40, "not a PE image the emulator can load", ["pe"]),
     ],

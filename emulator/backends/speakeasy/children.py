@@ -8,9 +8,16 @@ taken) and its entry point run as that process: its own command line, ``GetModul
 ``GetModuleFileName(NULL)`` and PEB image base. Its first execution is a ``pe`` stage whose
 origin is the file it was started from (the loader's read of that file is what the lineage ties
 its image to), ``parent`` the stage that started it, ``via: process`` and ``process`` its image
-path. A process whose image is not a guest file (``cmd.exe``, ``notepad.exe``) is Speakeasy's
-object only, as before; a guest file that cannot run (not a PE, a DLL, the other architecture,
-a base it cannot be moved from) is a ``child_process_not_run`` note naming why.
+path. A program named without a folder is searched for as Windows does (the launcher's folder,
+System32, the Windows folder, %PATH%). A system program that runs what it is given
+(``rundll32.exe``, ``regsvr32.exe``, ``cmd.exe``: lolbins.py reads its command line) runs the
+guest file it names as that program would: a DLL's DllMain then the exports the program calls, in
+the program's process (a ``module`` stage whose ``process`` is the program's path), or a program
+(``cmd /c start x.exe``) in its own; the stage names the program (``system_program``) and the file
+(``run_file``). A process whose image is not a guest file (``notepad.exe``, a system program
+whose target is not one) is Speakeasy's object only, as before; a guest file that cannot run
+(not a PE, a DLL, the other architecture, a base it cannot be moved from) is a
+``child_process_not_run`` note naming why.
 
 When a child runs: after the parent's runs, as Speakeasy's own ``run_module(...,
 emulate_children=True)`` does (``speakeasy/windows/win32.py``: the queue of child processes is
@@ -23,7 +30,7 @@ command line, module globals and ``ExitProcess``. Run after the parent, each chi
 emulator's process state to itself (current process, command line, PEB), its ``ExitProcess``
 ends its own runs only, and the parent's ``ExitProcess`` (which ends the parent's run) loses no
 child: children wait in their own queue. A child started ``CREATE_SUSPENDED`` runs when a
-``ResumeThread`` of its main thread brings the count to zero; a suspended child whose thread's
+``ResumeThread`` (or ``NtResumeThread``) of its main thread brings the count to zero; a suspended child whose thread's
 context the parent changed (``SetThreadContext``: thread hijacking, hollowing) runs that code
 as Speakeasy always did, not its image. At most ``max_child_processes`` children run in one
 replay; the next one to start ends the replay with that limit named.
@@ -358,7 +365,7 @@ class ChildProcesses:
 
     def _arguments(self, call: lolbins.ExportCall, name: str, base: int) -> list[int]:
         if call.convention == "rundll32":
-            wide = name.endswith("W") and not call.names[0].startswith("#") and name == call.names[0]
+            wide = len(call.names) > 1 and name == call.names[0]  # the export's W form: a UTF-16 text
             return [0, base, compat.guest_string(self.emu, call.text, wide), lolbins.SW_SHOWDEFAULT]
         if call.convention == "dllinstall":
             return [int(call.install), compat.guest_string(self.emu, call.text, True)]
@@ -372,7 +379,8 @@ class ChildProcesses:
         except (pe.PeError, pefile.PEFormatError) as err:
             return self._not_run(launch, f"not a PE image the emulator can load: {err}")
         if headers.arch != self.arch:
-            return self._not_run(launch, f"a {headers.arch} program in an {self.arch} guest")
+            what = "DLL" if launch.kind == "dll" else "program"
+            return self._not_run(launch, f"a {headers.arch} {what} in an {self.arch} guest")
         base, characteristics = info
         if characteristics & IMAGE_FILE_DLL and launch.kind != "dll":
             return self._not_run(launch, "a DLL, not a program")

@@ -1035,9 +1035,7 @@ def guest_string(emu: Any, text: str, wide: bool) -> int:
     return address
 
 
-def run_process_calls(
-    emu: Any, process: Any, calls: list[tuple[str, int, list[int]]], command_line: str
-) -> None:
+def run_process_calls(emu: Any, process: Any, calls: list[tuple[str, int, list[int]]], command_line: str) -> None:
     """Run functions one after another in ``process`` (a DLL's DllMain, then the exports a system
     program calls), each ``(kind, address, arguments)``, with that process's command line and
     main thread: as :func:`run_process_image` runs a program's entry point."""
