@@ -168,6 +168,8 @@ class Recorder:
         via: str,
         image_base: int | None = None,
         process: str | None = None,
+        system_program: str | None = None,
+        run_file: str | None = None,
     ) -> StageStart:
         stage_id = f"s{self.stage_count}"
         self.stage_count += 1
@@ -187,6 +189,8 @@ class Recorder:
             via=via,
             image_base=image_base,
             process=process,
+            system_program=system_program,
+            run_file=run_file,
         )
         self.current_stage = stage_id
         return event
