@@ -168,7 +168,11 @@ class SpeakeasyBackend:
             data = read_c_string(memory, address, wide, MAX_GUEST_PATH * (2 if wide else 1))
             return data.decode("utf-16-le" if wide else "latin-1", "replace")
 
-        folders.install(target.se, read_path)
+        def file_size(path: str) -> int | None:
+            data = compat.guest_file_data(emu, path)
+            return None if data is None else len(data)
+
+        folders.install(target.se, read_path, self.services.clock.now_filetime, file_size)
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view

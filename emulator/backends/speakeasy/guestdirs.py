@@ -24,6 +24,10 @@ from speakeasy.windows.export_manifest import get_manifest_names
 from emulator.backends.speakeasy.sysfiles import provides_module
 
 FILE_ATTRIBUTE_DIRECTORY = 0x10
+FILE_ATTRIBUTE_ARCHIVE = 0x20
+GET_FILE_EX_INFO_STANDARD = 0
+ERROR_FILE_NOT_FOUND = 2
+ERROR_INVALID_PARAMETER = 87
 ERROR_ALREADY_EXISTS = 183
 ERROR_PATH_NOT_FOUND = 3
 # Folders every Windows 10 machine has; {profile} is the user's, from the guest's variables.
@@ -145,10 +149,43 @@ class GuestDirectories:
             seen.add(folded)
             yield name, is_folder
 
-    def install(self, se: Any, read_path: Callable[[int, bool], str]) -> None:
+    def install(
+        self,
+        se: Any,
+        read_path: Callable[[int, bool], str],
+        now_filetime: Callable[[], int],
+        file_size: Callable[[str], int | None],
+    ) -> None:
         """Hook the file manager's listing and the folder APIs on ``se`` (``read_path(address,
-        wide)``: a guest string)."""
+        wide)``: a guest string; ``now_filetime()``: the virtual clock; ``file_size(path)``: a
+        guest file's size, None when there is no such file)."""
         self.emu.fileman.find_matching_entries = self.entries
+
+        def attributes_ex(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+            # GetFileAttributesEx(name, level, WIN32_FILE_ATTRIBUTE_DATA*): Speakeasy's said every
+            # folder was missing and stamped files with the host's clock.
+            name, level, out = argv[0], argv[1] & 0xFFFFFFFF, argv[2]
+            if level != GET_FILE_EX_INFO_STANDARD or not out:
+                emu.set_last_error(ERROR_INVALID_PARAMETER)
+                return 0
+            path = read_path(name, api_name.endswith("W")) if name else ""
+            folder = bool(path) and self.is_folder(path)
+            size = None if folder or not path else file_size(path)
+            if not folder and size is None:
+                emu.set_last_error(ERROR_FILE_NOT_FOUND)
+                return 0
+            stamp = now_filetime().to_bytes(8, "little")
+            data = (FILE_ATTRIBUTE_DIRECTORY if folder else FILE_ATTRIBUTE_ARCHIVE).to_bytes(4, "little")
+            size = size or 0
+            data += (
+                stamp * 3 + (size >> 32 & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+            )
+            emu.mem_write(out, data)
+            emu.set_last_error(0)
+            return 1
+
+        for name in ("GetFileAttributesExA", "GetFileAttributesExW"):
+            se.add_api_hook(attributes_ex, "kernel32", name, argc=3)
 
         def attributes(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
             path = read_path(argv[0], api_name.endswith("W")) if argv and argv[0] else ""

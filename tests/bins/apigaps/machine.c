@@ -60,6 +60,22 @@ void __stdcall MachineEntry32(void)
     check("kernel32_file_is_a_pe", f != INVALID_HANDLE_VALUE && ReadFile(f, value, 2, &written, 0) && value[0] == 'M' && value[1] == 'Z');
     CloseHandle(f);
 
+    {
+        WIN32_FILE_ATTRIBUTE_DATA folder, file;
+        FILETIME now;
+        ULARGE_INTEGER a, b;
+        GetSystemTimeAsFileTime(&now);
+        check("attributes_ex_folder", GetFileAttributesExA("C:\\Windows\\System32", GetFileExInfoStandard, &folder)
+              && folder.dwFileAttributes == FILE_ATTRIBUTE_DIRECTORY);
+        check("attributes_ex_file", GetFileAttributesExA("C:\\Windows\\System32\\kernel32.dll", GetFileExInfoStandard, &file)
+              && !(file.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) && file.nFileSizeLow > 4096 && file.nFileSizeHigh == 0);
+        a.LowPart = now.dwLowDateTime; a.HighPart = now.dwHighDateTime;
+        b.LowPart = file.ftLastWriteTime.dwLowDateTime; b.HighPart = file.ftLastWriteTime.dwHighDateTime;
+        /* the guest's clock, not the host's: within ten minutes of GetSystemTimeAsFileTime */
+        check("attributes_ex_time_is_the_guests", (a.QuadPart > b.QuadPart ? a.QuadPart - b.QuadPart : b.QuadPart - a.QuadPart) < 6000000000ULL);
+        SetLastError(0);
+        check("attributes_ex_missing", !GetFileAttributesExA("C:\\No Such\\x", GetFileExInfoStandard, &file) && GetLastError() == ERROR_FILE_NOT_FOUND);
+    }
     size = sizeof value;
     check("product_name", RegOpenKeyExA(HKEY_LOCAL_MACHINE, "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion", 0, KEY_READ, &key) == ERROR_SUCCESS
           && RegQueryValueExA(key, "ProductName", 0, &type, (BYTE *)value, &size) == ERROR_SUCCESS && type == REG_SZ && str_has_i(value, "Windows"));
