@@ -243,6 +243,8 @@ MACHINE_CHECKS = [
     "attributes_ex_file",
     "attributes_ex_time_is_the_guests",
     "attributes_ex_missing",
+    "file_times_set_are_read_back",
+    "file_times_in_attributes_ex",
     "product_name",
     "build_matches_the_api",
     "one_key_per_processor",

@@ -172,7 +172,13 @@ class SpeakeasyBackend:
             data = compat.guest_file_data(emu, path)
             return None if data is None else len(data)
 
-        folders.install(target.se, read_path, self.services.clock.now_filetime, file_size)
+        folders.install(
+            target.se,
+            read_path,
+            self.services.clock.now_filetime,
+            file_size,
+            lambda handle: compat.file_path_of_handle(emu, handle),
+        )
         taps = SourceTaps(target.se, emu, memory, self.recorder)
         taps.on_copy_from = self.recorder.on_copy_from = flow.copied_from
         taps.on_view_mapped = watch.arm_view

@@ -28,6 +28,7 @@ FILE_ATTRIBUTE_ARCHIVE = 0x20
 GET_FILE_EX_INFO_STANDARD = 0
 ERROR_FILE_NOT_FOUND = 2
 ERROR_INVALID_PARAMETER = 87
+ERROR_INVALID_HANDLE = 6
 ERROR_ALREADY_EXISTS = 183
 ERROR_PATH_NOT_FOUND = 3
 # Folders every Windows 10 machine has; {profile} is the user's, from the guest's variables.
@@ -155,11 +156,49 @@ class GuestDirectories:
         read_path: Callable[[int, bool], str],
         now_filetime: Callable[[], int],
         file_size: Callable[[str], int | None],
+        path_of_handle: Callable[[int], str | None],
     ) -> None:
-        """Hook the file manager's listing and the folder APIs on ``se`` (``read_path(address,
-        wide)``: a guest string; ``now_filetime()``: the virtual clock; ``file_size(path)``: a
-        guest file's size, None when there is no such file)."""
+        """Hook the file manager's listing, the folder APIs and the file times on ``se``
+        (``read_path(address, wide)``: a guest string; ``now_filetime()``: the virtual clock;
+        ``file_size(path)``: a guest file's size, None when there is no such file;
+        ``path_of_handle(handle)``: the path of the file a handle names)."""
         self.emu.fileman.find_matching_entries = self.entries
+        # Lower-cased path -> (creation, last access, last write) FILETIMEs SetFileTime gave it.
+        times: dict[str, list[int]] = {}
+
+        def times_of(path: str) -> list[int]:
+            now = now_filetime()
+            return times.get(_normal(path), [now, now, now])
+
+        def get_file_time(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+            # GetFileTime(file, creation*, access*, write*): Speakeasy's gave the host's clock.
+            path = path_of_handle(argv[0])
+            if path is None:
+                emu.set_last_error(ERROR_INVALID_HANDLE)
+                return 0
+            for out, value in zip(argv[1:4], times_of(path), strict=True):
+                if out:
+                    emu.mem_write(out, value.to_bytes(8, "little"))
+            emu.set_last_error(0)
+            return 1
+
+        def set_file_time(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+            # SetFileTime(file, creation*, access*, write*): kept, so GetFileTime reads them back
+            # (Speakeasy's forgot them: a timestomped file read back the current time).
+            path = path_of_handle(argv[0])
+            if path is None:
+                emu.set_last_error(ERROR_INVALID_HANDLE)
+                return 0
+            current = list(times_of(path))
+            for index, pointer in enumerate(argv[1:4]):
+                if pointer:
+                    current[index] = int.from_bytes(bytes(emu.mem_read(pointer, 8)), "little")
+            times[_normal(path)] = current
+            emu.set_last_error(0)
+            return 1
+
+        se.add_api_hook(get_file_time, "kernel32", "GetFileTime", argc=4)
+        se.add_api_hook(set_file_time, "kernel32", "SetFileTime", argc=4)
 
         def attributes_ex(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
             # GetFileAttributesEx(name, level, WIN32_FILE_ATTRIBUTE_DATA*): Speakeasy's said every
@@ -174,12 +213,10 @@ class GuestDirectories:
             if not folder and size is None:
                 emu.set_last_error(ERROR_FILE_NOT_FOUND)
                 return 0
-            stamp = now_filetime().to_bytes(8, "little")
-            data = (FILE_ATTRIBUTE_DIRECTORY if folder else FILE_ATTRIBUTE_ARCHIVE).to_bytes(4, "little")
             size = size or 0
-            data += (
-                stamp * 3 + (size >> 32 & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
-            )
+            data = (FILE_ATTRIBUTE_DIRECTORY if folder else FILE_ATTRIBUTE_ARCHIVE).to_bytes(4, "little")
+            data += b"".join(stamp.to_bytes(8, "little") for stamp in times_of(path))
+            data += (size >> 32 & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
             emu.mem_write(out, data)
             emu.set_last_error(0)
             return 1

@@ -76,6 +76,24 @@ void __stdcall MachineEntry32(void)
         SetLastError(0);
         check("attributes_ex_missing", !GetFileAttributesExA("C:\\No Such\\x", GetFileExInfoStandard, &file) && GetLastError() == ERROR_FILE_NOT_FOUND);
     }
+    {
+        /* timestomping: the dropped file takes kernel32.dll's times and keeps them */
+        FILETIME created, accessed, modified, c2, a2, m2;
+        WIN32_FILE_ATTRIBUTE_DATA info;
+        HANDLE system = CreateFileA("C:\\Windows\\System32\\kernel32.dll", GENERIC_READ, FILE_SHARE_READ, 0, OPEN_EXISTING, 0, 0);
+        int got = GetFileTime(system, &created, &accessed, &modified);
+        CloseHandle(system);
+        created.dwLowDateTime -= 0x10000000; /* a time before now, as an installed file's */
+        modified = created;
+        HANDLE dropped = CreateFileA("C:\\Users\\Public\\Documents\\Report-Q3.txt", GENERIC_WRITE, 0, 0, OPEN_EXISTING, 0, 0);
+        int set = SetFileTime(dropped, &created, NULL, &modified);
+        int back = GetFileTime(dropped, &c2, &a2, &m2);
+        CloseHandle(dropped);
+        check("file_times_set_are_read_back", got && set && back && c2.dwLowDateTime == created.dwLowDateTime
+              && c2.dwHighDateTime == created.dwHighDateTime && m2.dwLowDateTime == modified.dwLowDateTime);
+        check("file_times_in_attributes_ex", GetFileAttributesExA("C:\\Users\\Public\\Documents\\Report-Q3.txt", GetFileExInfoStandard, &info)
+              && info.ftLastWriteTime.dwLowDateTime == modified.dwLowDateTime && info.nFileSizeLow == 2);
+    }
     size = sizeof value;
     check("product_name", RegOpenKeyExA(HKEY_LOCAL_MACHINE, "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion", 0, KEY_READ, &key) == ERROR_SUCCESS
           && RegQueryValueExA(key, "ProductName", 0, &type, (BYTE *)value, &size) == ERROR_SUCCESS && type == REG_SZ && str_has_i(value, "Windows"));
