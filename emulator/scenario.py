@@ -9,7 +9,7 @@ import hashlib
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -110,11 +110,18 @@ class RegistrySpec(_Strict):
     values: list[RegistryValueSpec] = Field(default_factory=list)
 
 
+# A Windows version as the guest reports it: GetVersion packs the major and minor numbers in a byte
+# each, and the PEB holds the build number in 16 bits. Past these, the guest's version blocks
+# could not be written (the replay ended with an engine error).
+_VersionPart = Annotated[int, Field(ge=0, le=0xFF)]
+_BuildNumber = Annotated[int, Field(ge=0, le=0xFFFF)]
+
+
 class EnvironmentSpec(_Strict):
     hostname: str = "WS-FINANCE-07"
     domain: str = "corp.example"
     user: str = DEFAULT_USER
-    os_version: tuple[int, int, int] = (10, 0, 19045)
+    os_version: tuple[_VersionPart, _VersionPart, _BuildNumber] = (10, 0, 19045)
     variables: dict[str, str] = Field(default_factory=dict)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
     # What the machine reports about itself (emulator/environment.py has the defaults).
