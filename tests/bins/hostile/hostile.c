@@ -154,8 +154,9 @@ void __stdcall HostileEntry32(void)
         say("ntdll", total);
     } else if (str_eq_i(name, "self")) {
         char me[MAX_PATH];
-        STARTUPINFOA si = {sizeof si};
+        STARTUPINFOA si = {0};
         PROCESS_INFORMATION pi;
+        si.cb = sizeof si;
         GetModuleFileNameA(NULL, me, sizeof me);
         say("self", CreateProcessA(me, (char *)"hostile self", NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
     } else if (str_eq_i(name, "regenum")) {

@@ -1,0 +1,131 @@
+"""Hostile and odd inputs against today's features: a guest that formats with absurd widths,
+patches a module's code thousands of times, and a scenario with a version Windows cannot report.
+Real emulations of tests/bins/hostile/hostile.c (``make -C tests/bins/hostile``; the case is the
+last word of its command line). Each must end within its limits with a named outcome or a
+one-line error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import E_BAD_INPUT, main
+from emulator.environment import GuestEnvironment
+from emulator.events import ApiCall, Note
+from emulator.limits import MAX_FORMATTED_TEXT, MAX_NOTES_PER_KIND
+from emulator.plan import ReplayPlan
+from emulator.replay import Recording, emulate
+
+REPO = Path(__file__).resolve().parent.parent
+BINS = REPO / "tests" / "bins" / "hostile"
+HELLO = REPO / "tests" / "bins" / "hello.dll"
+
+
+def _emulate(case: str, sample: str = "hostile.exe") -> Recording:
+    plan = ReplayPlan(
+        name=f"hostile-{case}",
+        target_path=str(BINS / sample),
+        emu_path=f"C:\\Users\\analyst\\Desktop\\{sample}",
+        guest=GuestEnvironment(argv=[case]),
+    )
+    return emulate(plan)
+
+
+def _printed(recording: Recording) -> dict[str, str]:
+    out = {}
+    for event in recording.events:
+        if isinstance(event, ApiCall) and event.api == "kernel32.OutputDebugStringA":
+            name, _, value = event.args[0].rpartition("=")
+            out[name] = value
+    return out
+
+
+def test_printf_widths_and_precisions_past_the_limit_are_cut_not_built() -> None:
+    """``_scprintf("%.999999999f")``, ``"%.999999999d"``, ``"%*d"`` of INT_MAX: the formatter built
+    each text whole (4.3 GB of memory, 21 s for three calls); now each ends at MAX_FORMATTED_TEXT."""
+    began = time.monotonic()
+    recording = _emulate("precision")
+    took = time.monotonic() - began
+    assert recording.status == "completed", recording.detail
+    printed = _printed(recording)
+    assert printed["precision_f"] == printed["precision_d"] == printed["star"] == str(MAX_FORMATTED_TEXT)
+    assert printed["done"] == "1"
+    assert took < 15, f"{took:.1f} s"
+
+
+def test_sprintf_of_a_huge_width_overflows_the_buffer_as_on_windows() -> None:
+    """``sprintf(buf, "%999999999d")`` writes past the sample's data as the C runtime would: a fault
+    in the call, named, after the text was cut (it was built whole first: 3 GB, 9 s)."""
+    began = time.monotonic()
+    recording = _emulate("width")
+    took = time.monotonic() - began
+    assert recording.status == "fault", recording.detail
+    assert "invalid_write" in recording.detail and "msvcrt.sprintf" in recording.detail
+    assert took < 15, f"{took:.1f} s"
+
+
+def test_module_code_patched_thousands_of_times_is_noted_a_bounded_number_of_times() -> None:
+    """5000 one-byte patches of kernel32!Beep's code made 127 notes, one per state of the span (a
+    sample spreading its patches made one per span: 896 for one module, without bound)."""
+    recording = _emulate("patch")
+    assert recording.status == "completed", recording.detail
+    notes = [e for e in recording.events if isinstance(e, Note) and e.what == "module_code_patched"]
+    assert len(notes) == MAX_NOTES_PER_KIND
+    assert notes[0].detail.startswith("kernel32.dll!Beep: 1 byte(s)")
+    assert f"at most {MAX_NOTES_PER_KIND} of a kind are recorded" in notes[-1].detail
+    assert not any("of a kind" in n.detail for n in notes[:-1])
+    assert _printed(recording)["patched"] == "5000"
+
+
+def test_a_child_that_starts_itself_ends_at_the_child_limit() -> None:
+    """Already right: a program starting itself forever ends with outcome limit naming
+    max_child_processes, each generation having run."""
+    recording = _emulate("self", "hostile32.exe")
+    assert (recording.status, recording.limit) == ("limit", "max_child_processes"), recording.detail
+    starts = [e for e in recording.events if isinstance(e, ApiCall) and e.api == "kernel32.CreateProcessA"]
+    assert len(starts) == 17
+
+
+SCENARIO = """\
+[scenario]
+name = "odd-version"
+
+[target]
+path = "hello.dll"
+emu_path = 'C:\\hello.dll'
+
+[environment]
+os_version = {version}
+"""
+
+
+@pytest.mark.parametrize(
+    ("version", "needle"),
+    [
+        ("[-1, 0, 19045]", "environment.os_version.0: Input should be greater than or equal to 0"),
+        ("[4294967296, 0, 1]", "environment.os_version.0: Input should be less than or equal to 255"),
+        ("[10, 300, 19045]", "environment.os_version.1: Input should be less than or equal to 255"),
+        ("[10, 0, 99999]", "environment.os_version.2: Input should be less than or equal to 65535"),
+    ],
+)
+def test_an_os_version_windows_cannot_report_is_refused_in_one_line(
+    version: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Negative or 32-bit-overflowing parts ended the replay with outcome error "engine error:
+    argument out of range"; a build past 16 bits was written silently into the PEB's 16-bit field."""
+    folder = tmp_path / "scen"
+    folder.mkdir()
+    shutil.copy(HELLO, folder / "hello.dll")
+    (folder / "scenario.toml").write_text(SCENARIO.format(version=version), encoding="utf-8")
+    digest = hashlib.sha256(HELLO.read_bytes()).hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{digest}  hello.dll\n", encoding="utf-8")
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == E_BAD_INPUT, (rc, err)
+    assert err.count("\n") == 1 and err.startswith("chainreplay: error: "), err
+    assert needle in err and "Traceback" not in err
