@@ -129,3 +129,23 @@ def test_an_os_version_windows_cannot_report_is_refused_in_one_line(
     assert rc == E_BAD_INPUT, (rc, err)
     assert err.count("\n") == 1 and err.startswith("chainreplay: error: "), err
     assert needle in err and "Traceback" not in err
+
+
+def test_a_process_path_with_control_characters_is_escaped_in_the_dot_file(tmp_path: Path) -> None:
+    """``CreateProcessA("C:\\Users\\Public\\a<ESC>[31mred<BEL>.exe")``: the process node's name went
+    into stage_graph.dot as it was (an ESC sequence for whoever prints the file, a NUL where
+    Graphviz stops reading); it is escaped there as in the GraphML and the HTML."""
+    from emulator.replay import replay_target
+
+    plan = ReplayPlan(
+        name="hostile-ctlname",
+        target_path=str(BINS / "hostile.exe"),
+        emu_path="C:\\Users\\analyst\\Desktop\\hostile.exe",
+        guest=GuestEnvironment(argv=["ctlname"]),
+    )
+    out = tmp_path / "out"
+    replay_target(plan, out, isolate=False)
+    dot = (out / "stage_graph.dot").read_text(encoding="utf-8")
+    assert not any(ord(c) < 0x20 and c != "\n" for c in dot)
+    assert '"process:C:\\\\Users\\\\Public\\\\a\\\\u001b[31mred\\\\u0007.exe"' in dot
+    assert '"s0" -> "process:C:\\\\Users' in dot

@@ -159,6 +159,12 @@ void __stdcall HostileEntry32(void)
         si.cb = sizeof si;
         GetModuleFileNameA(NULL, me, sizeof me);
         say("self", CreateProcessA(me, (char *)"hostile self", NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
+    } else if (str_eq_i(name, "ctlname")) {
+        STARTUPINFOA si = {0};
+        PROCESS_INFORMATION pi;
+        si.cb = sizeof si;
+        say("ctlname", CreateProcessA("C:\\Users\\Public\\a\x1b[31mred\x07.exe", NULL, NULL, NULL, FALSE, 0, NULL,
+                                      NULL, &si, &pi));
     } else if (str_eq_i(name, "regenum")) {
         HKEY key;
         char vname[64];
