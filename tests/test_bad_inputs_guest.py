@@ -149,3 +149,26 @@ def test_a_process_path_with_control_characters_is_escaped_in_the_dot_file(tmp_p
     assert not any(ord(c) < 0x20 and c != "\n" for c in dot)
     assert '"process:C:\\\\Users\\\\Public\\\\a\\\\u001b[31mred\\\\u0007.exe"' in dot
     assert '"s0" -> "process:C:\\\\Users' in dot
+
+
+def test_relative_folder_paths_resolve_against_the_current_directory() -> None:
+    """``FindFirstFile("*")``, ``("..\\\\..\\\\*")``, ``("\\\\Users\\\\*")``, ``CreateDirectory("made")``
+    and ``GetFileAttributes("..\\\\Desktop\\\\made")`` from a program on the desktop: every relative
+    or rooted path failed (ERROR_FILE_NOT_FOUND / ERROR_PATH_NOT_FOUND, a folder the sample itself
+    sits in listed as missing); they resolve against the process's current directory, as on Windows."""
+    recording = _emulate("relative")
+    assert recording.status == "completed", recording.detail
+    lines = [
+        e.args[0]
+        for e in recording.events
+        if isinstance(e, ApiCall) and e.api == "kernel32.OutputDebugStringA"
+    ]
+    assert lines[:3] == ["mkdir_rel=1", "attr_abs=1", "attr_rel=1"]
+    # the desktop: . .. the folder made, then the sample (1: a folder)
+    assert lines[3:7] == [".=1", "..=1", "made=1", "hostile.exe=0"]
+    # \Users on the current drive
+    assert {"analyst=2", "Public=2"} <= set(lines[7:])
+    assert lines[-1] == "done=1"
+    odd = _printed(_emulate("find"))
+    assert odd["*"] == "3" and odd["..\\..\\*"] == odd["\\\\?\\C:\\*"] == "5"
+    assert odd["C:\\nope\\*"] == odd[""] == "-2"

@@ -93,6 +93,24 @@ void __stdcall HostileEntry32(void)
         find_all("C:\\*\\*");
         find_all("*");
         find_all("C:\\nope\\*");
+    } else if (str_eq_i(name, "relative")) {
+        WIN32_FIND_DATAA data;
+        HANDLE h;
+        say("mkdir_rel", CreateDirectoryA("made", NULL));
+        say("attr_abs", GetFileAttributesA("C:\\Users\\analyst\\Desktop\\made") == FILE_ATTRIBUTE_DIRECTORY);
+        say("attr_rel", GetFileAttributesA("..\\Desktop\\made") == FILE_ATTRIBUTE_DIRECTORY);
+        h = FindFirstFileA("*", &data);
+        if (h != INVALID_HANDLE_VALUE) {
+            do say(data.cFileName, (data.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0);
+            while (FindNextFileA(h, &data));
+            FindClose(h);
+        }
+        h = FindFirstFileA("\\Users\\*", &data);
+        if (h != INVALID_HANDLE_VALUE) {
+            do say(data.cFileName, 2);
+            while (FindNextFileA(h, &data));
+            FindClose(h);
+        }
     } else if (str_eq_i(name, "longdir")) {
         static char path[40000];
         int n = 0;
