@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emulator.environment import GuestEnvironment, MissingFiles
 from emulator.expect import Expect
@@ -35,6 +35,7 @@ from emulator.plan import (
     StringArg,
     VirtualFile,
     binary_value,
+    canonical_key_path,
 )
 from emulator.sanitize import for_display
 from emulator.scenario_paths import SCENARIO_FILE, OutsideScenario, owning_scenario, scenario_data_path
@@ -108,6 +109,17 @@ class RegistryValueSpec(_Strict):
 class RegistrySpec(_Strict):
     key: str
     values: list[RegistryValueSpec] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _rooted(cls, key: str) -> str:
+        canonical = canonical_key_path(key)
+        if canonical is None:
+            raise ValueError(
+                f"{for_display(key, 60)!r} starts with no registry root (HKEY_LOCAL_MACHINE, HKEY_CURRENT_USER,"
+                " HKEY_CLASSES_ROOT, HKEY_USERS, HKEY_CURRENT_CONFIG or HKLM, HKCU, HKCR, HKU, HKCC)"
+            )
+        return canonical
 
 
 # A Windows version as the guest reports it: GetVersion packs the major and minor numbers in a byte

@@ -158,11 +158,7 @@ def test_relative_folder_paths_resolve_against_the_current_directory() -> None:
     sits in listed as missing); they resolve against the process's current directory, as on Windows."""
     recording = _emulate("relative")
     assert recording.status == "completed", recording.detail
-    lines = [
-        e.args[0]
-        for e in recording.events
-        if isinstance(e, ApiCall) and e.api == "kernel32.OutputDebugStringA"
-    ]
+    lines = [e.args[0] for e in recording.events if isinstance(e, ApiCall) and e.api == "kernel32.OutputDebugStringA"]
     assert lines[:3] == ["mkdir_rel=1", "attr_abs=1", "attr_rel=1"]
     # the desktop: . .. the folder made, then the sample (1: a folder)
     assert lines[3:7] == [".=1", "..=1", "made=1", "hostile.exe=0"]
@@ -172,3 +168,68 @@ def test_relative_folder_paths_resolve_against_the_current_directory() -> None:
     odd = _printed(_emulate("find"))
     assert odd["*"] == "3" and odd["..\\..\\*"] == odd["\\\\?\\C:\\*"] == "5"
     assert odd["C:\\nope\\*"] == odd[""] == "-2"
+
+
+REGISTRY_SCENARIO = """\
+[scenario]
+name = "registry-case"
+
+[target]
+path = "hostile.exe"
+emu_path = 'C:\\Users\\analyst\\Desktop\\hostile.exe'
+
+[environment]
+argv = ["regvalues"]
+
+[[registry]]
+key = '{key}'
+values = [
+  {{ name = "productname", type = "REG_SZ", data = "Windows XP" }},
+  {{ name = "PRODUCTNAME", type = "REG_SZ", data = "Windows 2000" }},
+{extra}
+]
+"""
+
+
+def _registry_scenario(tmp_path: Path, key: str) -> Path:
+    folder = tmp_path / "scen"
+    folder.mkdir()
+    shutil.copy(BINS / "hostile.exe", folder / "hostile.exe")
+    extra = ",\n".join(f'  {{ name = "x{i}", type = "REG_SZ", data = "v{i}" }}' for i in range(300))
+    (folder / "scenario.toml").write_text(REGISTRY_SCENARIO.format(key=key, extra=extra), encoding="utf-8")
+    digest = hashlib.sha256((BINS / "hostile.exe").read_bytes()).hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{digest}  hostile.exe\n", encoding="utf-8")
+    return folder
+
+
+def test_a_scenario_key_spelt_with_hklm_in_other_case_replaces_the_machines_values(tmp_path: Path) -> None:
+    """``hklm\\\\software\\\\MICROSOFT\\\\windows nt\\\\currentversion`` with 302 values: the guest saw none
+    of them (Speakeasy finds a configured key only by its root's full name, and the merge with the
+    machine's key compared the spelling): ProductName read "Windows 10 Pro" and RegEnumValue listed
+    the machine's 19 values. Now the key is the machine's, its values over them (the last of two
+    names differing in case wins), every one enumerated."""
+    import json
+
+    folder = _registry_scenario(tmp_path, "hklm\\software\\MICROSOFT\\windows nt\\currentversion\\")
+    out = tmp_path / "out"
+    assert main(["run", str(folder), "-o", str(out), "-q"]) == 0
+    lines = []
+    with (out / "trace.jsonl").open(encoding="utf-8") as trace:
+        for line in trace:
+            event = json.loads(line)
+            if event.get("api") == "kernel32.OutputDebugStringA":
+                lines.append(event["args"][0])
+    assert lines[:4] == ["open=0", "query=0", "Windows 2000=13", "PRODUCTNAME=1"]
+    assert "x299=1" in lines and "values=319" in lines
+    assert sum(1 for line in lines if line.lower().startswith("productname=")) == 1
+
+
+def test_a_scenario_key_without_a_registry_root_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``Software\\\\Foo`` (no hive) was accepted and never seen by the guest."""
+    folder = _registry_scenario(tmp_path, "Software\\Foo")
+    rc = main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == E_BAD_INPUT, (rc, err)
+    assert err.count("\n") == 1 and "registry.0.key: 'Software\\\\Foo' starts with no registry root" in err

@@ -177,12 +177,35 @@ void __stdcall HostileEntry32(void)
         si.cb = sizeof si;
         GetModuleFileNameA(NULL, me, sizeof me);
         say("self", CreateProcessA(me, (char *)"hostile self", NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
+    } else if (str_eq_i(name, "child")) {
+        STARTUPINFOA si = {0};
+        PROCESS_INFORMATION pi;
+        si.cb = sizeof si;
+        say("child", CreateProcessA("C:\\Users\\Public\\child.exe", NULL, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
     } else if (str_eq_i(name, "ctlname")) {
         STARTUPINFOA si = {0};
         PROCESS_INFORMATION pi;
         si.cb = sizeof si;
         say("ctlname", CreateProcessA("C:\\Users\\Public\\a\x1b[31mred\x07.exe", NULL, NULL, NULL, FALSE, 0, NULL,
                                       NULL, &si, &pi));
+    } else if (str_eq_i(name, "regvalues")) {
+        HKEY key;
+        char vname[256];
+        BYTE data[256];
+        DWORD nlen, dlen, type, i;
+        say("open", RegOpenKeyExA(HKEY_LOCAL_MACHINE, "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion", 0, KEY_READ, &key));
+        dlen = sizeof data - 1;
+        say("query", RegQueryValueExA(key, "ProductName", NULL, &type, data, &dlen));
+        data[dlen < sizeof data ? dlen : sizeof data - 1] = 0;
+        say((char *)data, dlen);
+        for (i = 0; i < 100000; i++) {
+            nlen = sizeof vname;
+            dlen = sizeof data;
+            if (RegEnumValueA(key, i, vname, &nlen, NULL, &type, data, &dlen) != ERROR_SUCCESS)
+                break;
+            say(vname, type);
+        }
+        say("values", i);
     } else if (str_eq_i(name, "regenum")) {
         HKEY key;
         char vname[64];
