@@ -132,6 +132,14 @@ void __stdcall HostileEntry32(void)
         say("rc4_null", f(&dn, &key));
         say("rc4_nokey", f(&d0, &k0));
         say("rc4_nullstruct", f(NULL, NULL));
+    } else if (str_eq_i(name, "rc4big") || str_eq_i(name, "rc4loop")) {
+        rc4_t f = (rc4_t)(void *)GetProcAddress(LoadLibraryA("advapi32.dll"), "SystemFunction032");
+        DWORD size = 64 * 1024 * 1024;
+        char *big = VirtualAlloc(NULL, size, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+        struct ustring key = {4, 4, "keyk"}, d = {size, size, big};
+        int rounds = str_eq_i(name, "rc4loop") ? 20 : 1;
+        for (int r = 0; r < rounds; r++)
+            say("rc4big", f(&d, &key));
     } else if (str_eq_i(name, "patch")) {
         unsigned char *fn = (unsigned char *)GetProcAddress(GetModuleHandleA("kernel32.dll"), "Beep");
         DWORD old;
