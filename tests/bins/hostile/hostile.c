@@ -26,6 +26,24 @@ static void say(const char *what, long long value)
     OutputDebugStringA(line);
 }
 
+static PTP_WAIT rearm_wait;
+static HANDLE rearm_event;
+static long rearm_count;
+
+static VOID CALLBACK rearm(PTP_CALLBACK_INSTANCE instance, PVOID context, PTP_WAIT wait, TP_WAIT_RESULT result)
+{
+    (void)instance; (void)context; (void)result;
+    rearm_count++;
+    SetThreadpoolWait(wait, rearm_event, NULL);
+}
+
+static VOID CALLBACK tick(HWND hwnd, UINT msg, UINT_PTR id, DWORD time)
+{
+    (void)hwnd; (void)msg; (void)time;
+    rearm_count++;
+    SetTimer(NULL, id, 0, tick);
+}
+
 static const char *case_name(void)
 {
     const char *cmd = GetCommandLineA(), *last = cmd;
@@ -140,6 +158,18 @@ void __stdcall HostileEntry32(void)
         int rounds = str_eq_i(name, "rc4loop") ? 20 : 1;
         for (int r = 0; r < rounds; r++)
             say("rc4big", f(&d, &key));
+    } else if (str_eq_i(name, "tpstorm")) {
+        rearm_event = CreateEventA(NULL, TRUE, TRUE, NULL);
+        rearm_wait = CreateThreadpoolWait(rearm, NULL, NULL);
+        SetThreadpoolWait(rearm_wait, rearm_event, NULL);
+        Sleep(1000000);
+        say("tpstorm", rearm_count);
+    } else if (str_eq_i(name, "timerstorm")) {
+        MSG msg;
+        SetTimer(NULL, 0, 0, tick);
+        while (GetMessageA(&msg, NULL, 0, 0) > 0)
+            DispatchMessageA(&msg);
+        say("timerstorm", rearm_count);
     } else if (str_eq_i(name, "patch")) {
         unsigned char *fn = (unsigned char *)GetProcAddress(GetModuleHandleA("kernel32.dll"), "Beep");
         DWORD old;
