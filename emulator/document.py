@@ -325,6 +325,8 @@ def stage_record(stage: Stage) -> StageRecord:
         ],
         decoded=bool(link and link.decoded),
         process=stage.process,
+        system_program=stage.system_program,
+        run_file=stage.run_file,
         parent=stage.parent,
         entry=hex(stage.entry),
         base=hex(stage.base),

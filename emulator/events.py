@@ -136,6 +136,16 @@ class StageStart(_Event):
         exclude_if=lambda value: value is None,
         description="For a process the chain started from one of its files: its image path.",
     )
+    system_program: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="For a file a system program ran (rundll32, regsvr32, cmd): the program the parent started.",
+    )
+    run_file: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="For a file a system program ran: that guest file (a DLL rundll32 loaded, a program cmd started).",
+    )
 
 
 class NetRequest(BaseModel):

@@ -624,6 +624,21 @@ def mapped_headers(image: bytes) -> PeHeaders | None:
         return None
 
 
+def export_name(data: bytes) -> str | None:
+    """The DLL name in a PE file's export directory (the name it was linked as, which a renamed
+    copy keeps), if it has one."""
+    try:
+        pe = _parse(data)
+        pe.parse_data_directories(directories=[EXPORT_DIRECTORY])
+    except (pefile.PEFormatError, AttributeError, ValueError):
+        return None
+    exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+    name = getattr(exports, "name", None) if exports is not None else None
+    if not name:
+        return None
+    return bytes(name).decode("latin-1")[:MAX_EXPORT_NAME] or None
+
+
 def mapped_export_name(image: bytes) -> str | None:
     """The DLL name in a mapped image's export directory, if it has one."""
     try:

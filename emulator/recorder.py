@@ -179,6 +179,8 @@ class Recorder:
         via: str,
         image_base: int | None = None,
         process: str | None = None,
+        system_program: str | None = None,
+        run_file: str | None = None,
     ) -> StageStart:
         stage_id = f"s{self.stage_count}"
         self.stage_count += 1
@@ -198,6 +200,8 @@ class Recorder:
             via=via,
             image_base=image_base,
             process=process,
+            system_program=system_program,
+            run_file=run_file,
         )
         self.current_stage = stage_id
         return event

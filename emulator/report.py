@@ -160,6 +160,18 @@ class StageRecord(_Model):
         description="The process the stage ran in, when not the sample's own: one the chain injected into, or "
         "the image path of a program it started from its files (via process) and the stages that program ran.",
     )
+    system_program: str | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="For a stage a system program ran from the guest's files (rundll32.exe, regsvr32.exe, cmd.exe): "
+        "the program the parent stage started, its path as Windows shows it. Left out otherwise.",
+    )
+    run_file: str | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="For a stage a system program ran: the guest file it ran (the DLL rundll32 or regsvr32 loaded "
+        "into its process, the program cmd started). Left out otherwise.",
+    )
     parent: str | None
     entry: str = Field(description="Entry address in hex.")
     base: str
@@ -167,7 +179,8 @@ class StageRecord(_Model):
         description="How control reached the stage: entry, call, thread, callback, apc (the routine of an APC "
         "the chain queued: QueueUserAPC, NtQueueApcThread), exception (an exception handler resumed a "
         "faulting thread there), process (the entry point of a program the parent stage started as a new "
-        "process from one of the guest's files: CreateProcess, WinExec, ShellExecute) or unknown."
+        "process from one of the guest's files: CreateProcess, WinExec, ShellExecute; or the DllMain of a DLL a "
+        "system program it started loaded, or a program that program started: system_program) or unknown."
     )
     seq_range: tuple[int, int]
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")

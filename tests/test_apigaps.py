@@ -256,3 +256,37 @@ def test_the_guest_has_the_folders_files_and_registry_of_a_windows_machine(sampl
     recording = _emulate(sample, mode=mode)
     assert recording.status == "completed", recording.detail
     assert _verdicts(recording) == dict.fromkeys(MACHINE_CHECKS, "pass")
+
+
+# ---- combase / kernelbase: the DLLs Windows implements ole32's and kernel32's functions in ------
+
+FORWARDED_CHECKS = [
+    "combase_cocreateguid",
+    "combase_guid_nonzero",
+    "combase_cotaskmemalloc",
+    "kernelbase_gettickcount",
+    "kernelbase_pid",
+    "kernelbase_lstrlena",
+]
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_imports_from_combase_and_kernelbase_are_served_as_ole32s_and_kernel32s(mode: str) -> None:
+    """combase.CoCreateGuid ended the replay as ``unsupported_api``; kernelbase.GetTickCount and
+    kernelbase.lstrlenA (by GetProcAddress) now reach kernel32's handlers, recorded under the
+    name the guest called."""
+    recording = _emulate("forwarded.exe", mode=mode)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(FORWARDED_CHECKS, "pass")
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
+    assert _calls(recording, "combase.CoCreateGuid") and _calls(recording, "kernelbase.GetTickCount")
+    assert not [e for e in recording.events if isinstance(e, Note) and e.what == "signature_emulated"]
+
+
+def test_an_export_forwarded_to_its_own_dll_resolves_to_that_dll() -> None:
+    """fwdlib.dll's Alias forwards to fwdlib.Real: the DLL itself (not a module the emulator
+    would make up for the name), as Windows resolves it; the program exits with Real's 42."""
+    recording = _emulate("fwdself.exe", ((f"{DESKTOP}\\fwdlib.dll", "fwdlib.dll"),))
+    assert recording.status == "completed", recording.detail
+    assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x2a"]
+    assert not [e for e in recording.events if isinstance(e, Note) and e.what == "dll_search_hijack"]

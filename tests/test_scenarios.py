@@ -143,15 +143,25 @@ def test_every_edge_has_evidence_in_the_report(
                 "sync_objects": lambda r: r["name"].lower(),
                 # A process is named by the API's process or command-line argument; a call on a
                 # thread or a view (SetThreadContext, QueueUserAPC, ResumeThread, ZwUnmapViewOfSection)
-                # by the stage's last call before it that named a process.
+                # by the stage's last call before it that named a process. A program named without
+                # its folder (rundll32.exe, cmd.exe) is the node of the path it was found at.
                 "api_calls": lambda r, ref=ref: next(
-                    (ref for a in r["args"] if ref.lower() in a.lower()), _last_named(calls, r, ref)
+                    (ref for a in r["args"] if ref.lower() in a.lower() or _named_bare(ref, a)),
+                    _last_named(calls, r, ref),
                 ),
             }[section]
             assert named(record) == ref, f"{label}: record {record['seq']} names {named(record)!r}"
     for technique in report["attack"]:
         assert technique["evidence"], technique
         assert all(0 <= seq < events for seq in technique["evidence"]), technique
+
+
+def _named_bare(path: str, arg: str) -> bool:
+    """Whether a call's argument names the program at ``path`` by its file name alone, as its
+    first word (a command line searched for it: ``rundll32.exe x.dll,Start``)."""
+    name = path.rpartition("\\")[2].lower()
+    first = arg.strip().strip('"').split('"')[0].split(" ")[0].lower()
+    return "\\" in path and first in (name, name.removesuffix(".exe"))
 
 
 # ---- the 3CX chain, both architectures --------------------------------------------------------

@@ -511,8 +511,9 @@ def _hidden_in(ciphertext: bytes, carrier: bytes) -> bool:
 
 
 def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
-    """A kind of stage; the technique goes to the stage that started it (the loader)."""
-    return [(s.parent or s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind]
+    """A kind of stage; the technique goes to the stage that started it (the loader). A stage a
+    program its parent started ran (a DLL rundll32 loaded: via process) was not loaded by it."""
+    return [(s.parent or s.id, [s.start_seq]) for s in seen.stages if s.kind == p.stage_kind and s.via != "process"]
 
 
 def _note(p: NotePattern, seen: Observed) -> Matches:

@@ -6,6 +6,7 @@ prove it), so a reader can go from any arrow back to the calls that caused it.
 
 from __future__ import annotations
 
+import ntpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -240,11 +241,16 @@ def build_graph(
             continue
         if stage.parent in stage_ids:
             etype = {"pe_in_memory": "maps", "module": "loads"}.get(stage.kind, "executes")
+            if stage.via == "process":
+                etype = "executes"  # a program the parent started ran it (a DLL: rundll32, regsvr32)
             edge(stage.parent or "", stage.id, etype, [stage.start_seq])
         _lineage_edges(stage, link.hops, by_id, artifact, graph)
 
+    started = _started_aliases(stages)
     for src, dst, etype, seq in processes.edges:
         if src in stage_ids:
+            # A program named without its folder is the one the replay ran: its path.
+            dst = started.get((src, ntpath.basename(dst).lower()), dst) if etype == "creates_process" else dst
             edge(src, artifact("process", dst), etype, [seq])
     for (src, dst), (methods, seqs) in processes.injections().items():
         relation = _relation(graph, src, node_id("process", dst), "injects_into")
@@ -256,10 +262,17 @@ def build_graph(
             # A program the chain started from one of its files: the stage that started it
             # created the process (ShellExecuteEx names it only in a structure), and the file was
             # run as that process.
+            # A system program (rundll32, regsvr32, cmd) the stage started ran the file: the stage
+            # created that program's process, which ran the file (a DLL in it) or started it.
             process = artifact("process", stage.process)
+            launcher = artifact("process", stage.system_program) if stage.system_program else process
             if stage.parent in stage_ids:
-                edge(stage.parent or "", process, "creates_process", [stage.start_seq])
-            edge(artifact("file", stage.process), process, "executes", [stage.start_seq])
+                edge(stage.parent or "", launcher, "creates_process", [stage.start_seq])
+            if launcher != process:
+                edge(launcher, process, "creates_process", [stage.start_seq])
+                if stage.parent in stage_ids and graph.has_edge(launcher, process):
+                    graph.edges[launcher, process].setdefault("actor", stage.parent)  # whose chain it is
+            edge(artifact("file", stage.run_file or stage.process), process, "executes", [stage.start_seq])
         if stage.process:
             edge(artifact("process", stage.process), stage.id, "hosts", [stage.start_seq])
 
@@ -298,6 +311,19 @@ def build_graph(
                 edge(redirected[0], target, "redirects_to", [redirected[3], event.seq])
             redirected = _redirect_of(event, target, owner)
     return graph
+
+
+def _started_aliases(stages: Sequence[Stage]) -> dict[tuple[str, str], str]:
+    """(parent stage, program file name lower-case) -> the path of the program it started that
+    the replay ran (a system program, or a guest program found by the search of a bare name)."""
+    found: dict[tuple[str, str], str] = {}
+    for stage in stages:
+        if stage.via != "process" or not stage.parent:
+            continue
+        for path in (stage.system_program, stage.process):
+            if path:
+                found.setdefault((stage.parent, ntpath.basename(path).lower()), path)
+    return found
 
 
 def _redirect_of(event: NetworkExchange, node: str, stage: str) -> tuple[str, str, str, int] | None:

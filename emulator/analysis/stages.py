@@ -113,6 +113,8 @@ class Stage:
     link: Link | None = None
     order: int = 0
     process: str | None = None  # the process the stage runs in, when not the sample's own
+    system_program: str | None = None  # the system program that ran the stage's file (rundll32, cmd)
+    run_file: str | None = None  # the guest file that system program ran
 
     @property
     def origin_type(self) -> str:
@@ -226,6 +228,8 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 order=len(stages),
                 # A process the chain started from one of its files; the stages it runs are in it too.
                 process=event.process or _started_process(event.parent, by_id),
+                system_program=event.system_program,
+                run_file=event.run_file,
             )
             data = blobs.get(event.sha256, b"")
             allocator = _allocator(event, memory)
@@ -243,7 +247,7 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                     stage.sha256 = sha256_hex(data)
                     stage.size = len(data)
                     blobs.setdefault(stage.sha256, data)
-            if stage.via == "process" and stage.kind == "pe":
+            if stage.via == "process" and stage.kind in ("pe", "module"):
                 # A program the chain started as a process: its image is a source as the
                 # sample's own (code it decodes from its data reads "image").
                 kind = "image"

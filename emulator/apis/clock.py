@@ -36,6 +36,13 @@ def get_tick_count(api: GuestApi, argv: list[int]) -> int:
     return _services(api).clock.tick_count_ms() & 0xFFFFFFFF
 
 
+@apihook("winmm", ["timeGetTime"], argc=0)
+def time_get_time(api: GuestApi, argv: list[int]) -> int:
+    """DWORD timeGetTime(void): milliseconds since start, the tick count's clock (Speakeasy's
+    answered the host's monotonic clock: a replay's value changed from run to run)."""
+    return _services(api).clock.tick_count_ms() & 0xFFFFFFFF
+
+
 @apihook("kernel32", ["GetTickCount64"], argc=0, ret64=True)
 def get_tick_count64(api: GuestApi, argv: list[int]) -> int:
     return _services(api).clock.tick_count_ms()

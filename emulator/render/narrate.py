@@ -232,7 +232,16 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             f"sha256 {stage.sha256[:16]}...).",
             f"How it came to run: {where}.{_ev(origin.evidence)}",
         ]
-        if stage.parent and stage.via == "process":
+        if stage.parent and stage.via == "process" and stage.system_program:
+            file = clean(stage.run_file or stage.name, 200)
+            if stage.kind != "module":
+                ran = f"which started the file {file} as a new process"
+            elif stage.system_program == stage.process:
+                ran = f"which loaded the file {file} into its process and ran it"
+            else:
+                ran = f"which started {clean(stage.process or '', 200)}, which loaded the file {file} and ran it"
+            intro.append(f"Its parent stage {stage.parent} started {clean(stage.system_program, 200)}, {ran}.")
+        elif stage.parent and stage.via == "process":
             intro.append(
                 f"Its parent stage {stage.parent} started it as a new process, running the file "
                 f"{clean(stage.process or stage.name, 200)}."

@@ -8,9 +8,16 @@ taken) and its entry point run as that process: its own command line, ``GetModul
 ``GetModuleFileName(NULL)`` and PEB image base. Its first execution is a ``pe`` stage whose
 origin is the file it was started from (the loader's read of that file is what the lineage ties
 its image to), ``parent`` the stage that started it, ``via: process`` and ``process`` its image
-path. A process whose image is not a guest file (``cmd.exe``, ``notepad.exe``) is Speakeasy's
-object only, as before; a guest file that cannot run (not a PE, a DLL, the other architecture,
-a base it cannot be moved from) is a ``child_process_not_run`` note naming why.
+path. A program named without a folder is searched for as Windows does (the launcher's folder,
+System32, the Windows folder, %PATH%). A system program that runs what it is given
+(``rundll32.exe``, ``regsvr32.exe``, ``cmd.exe``: lolbins.py reads its command line) runs the
+guest file it names as that program would: a DLL's DllMain then the exports the program calls, in
+the program's process (a ``module`` stage whose ``process`` is the program's path), or a program
+(``cmd /c start x.exe``) in its own; the stage names the program (``system_program``) and the file
+(``run_file``). A process whose image is not a guest file (``notepad.exe``, a system program
+whose target is not one) is Speakeasy's object only, as before; a guest file that cannot run
+(not a PE, a DLL, the other architecture, a base it cannot be moved from) is a
+``child_process_not_run`` note naming why.
 
 When a child runs: after the parent's runs, as Speakeasy's own ``run_module(...,
 emulate_children=True)`` does (``speakeasy/windows/win32.py``: the queue of child processes is
@@ -23,7 +30,7 @@ command line, module globals and ``ExitProcess``. Run after the parent, each chi
 emulator's process state to itself (current process, command line, PEB), its ``ExitProcess``
 ends its own runs only, and the parent's ``ExitProcess`` (which ends the parent's run) loses no
 child: children wait in their own queue. A child started ``CREATE_SUSPENDED`` runs when a
-``ResumeThread`` of its main thread brings the count to zero; a suspended child whose thread's
+``ResumeThread`` (or ``NtResumeThread``) of its main thread brings the count to zero; a suspended child whose thread's
 context the parent changed (``SetThreadContext``: thread hijacking, hollowing) runs that code
 as Speakeasy always did, not its image. At most ``max_child_processes`` children run in one
 replay; the next one to start ends the replay with that limit named.
@@ -42,7 +49,7 @@ import pefile
 from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, lolbins
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
@@ -67,10 +74,14 @@ START_APIS: dict[tuple[str, str], tuple[str, int]] = {
     ("shell32", "ShellExecuteExW"): ("shellex", 0),
 }
 RESUME_APIS = (("kernel32", "ResumeThread"),)
+NATIVE_RESUME_APIS = (("ntdll", "NtResumeThread"), ("ntdll", "ZwResumeThread"))
+STATUS_SUCCESS = 0
+STATUS_INVALID_HANDLE = 0xC0000008
 # CreateProcess's dwCreationFlags: the process's main thread starts suspended.
 CREATE_SUSPENDED = 0x4
 IMAGE_FILE_RELOCS_STRIPPED = 0x0001
 IMAGE_FILE_DLL = 0x2000
+DLL_PROCESS_ATTACH = 1
 MAX_PATH_CHARS = 32767
 NOTE = "child_process_not_run"
 
@@ -87,6 +98,11 @@ class Launch:
     api: str
     suspended: bool = False
     context: Any = None  # the main thread's context when created: SetThreadContext replaces it
+    kind: str = "exe"  # exe: the file is the process's image; dll: a system program loads it
+    process_path: str = ""  # the process's image path (the file's, or the system program's)
+    system_program: str | None = None  # the system program the parent started that ran the file
+    calls: tuple[lolbins.ExportCall, ...] = ()  # a DLL's exports the system program calls
+    started: Any = None  # the process object the parent started (its main thread is resumed)
 
 
 class ChildProcesses:
@@ -129,6 +145,8 @@ class ChildProcesses:
             self.se.add_api_hook(hook, module, name)
         for module, name in RESUME_APIS:
             self.se.add_api_hook(self._on_resume, module, name)
+        for module, name in NATIVE_RESUME_APIS:
+            self.se.add_api_hook(self._on_native_resume, module, name, argc=2)
 
     # -- the guest starts a process --------------------------------------------------------------
 
@@ -154,41 +172,101 @@ class ChildProcesses:
         elif how == "shellex":
             command_line = f'"{path}" {command_line}'.rstrip() if command_line else f'"{path}"'
         found = self._image_path(path)
-        if found is None:
-            return rv  # not a program of the guest's files: Speakeasy's process object only
-        data = compat.guest_file_data(self.emu, found)
-        if data is None:
-            return rv
+        if found is not None:
+            data = compat.guest_file_data(self.emu, found)
+            if data is None:
+                return rv
+            launches = [Launch(process, found, command_line, data, "", api, suspended, kind="exe", process_path=found)]
+        else:
+            # A system program that runs what it is given (lolbins.py): the guest files it runs.
+            launches = self._system_program_launches(process, path, command_line, api, suspended)
+            if not launches:
+                return rv  # not a program of the guest's files: Speakeasy's process object only
         parent = self.recorder.current_stage
-        if self.started + len(self.pending) >= self.limit:
-            self.stop_now(
-                ReplayStop(
-                    Status.LIMIT,
-                    f"more than {self.limit} child processes ({api} of {found})",
-                    "max_child_processes",
-                )
-            )
-            return rv
-        compat.set_process_command_line(process, command_line)
         thread = compat.main_thread(process)
         context = compat.thread_context(thread) if thread is not None else None
-        launch = Launch(process, found, command_line, data, parent, api, suspended, context)
-        self.pending.append(launch)
-        self.launches.append(launch)
-        logger.debug("%s started %s (%s)%s", parent, found, command_line, " suspended" if suspended else "")
+        for launch in launches:
+            if self.started + len(self.pending) >= self.limit:
+                self.stop_now(
+                    ReplayStop(
+                        Status.LIMIT,
+                        f"more than {self.limit} child processes ({api} of {launch.path})",
+                        "max_child_processes",
+                    )
+                )
+                return rv
+            launch.parent, launch.context, launch.started = parent, context, process
+            compat.set_process_command_line(launch.process, launch.command_line)
+            self.pending.append(launch)
+            self.launches.append(launch)
+            logger.debug(
+                "%s started %s (%s)%s", parent, launch.path, launch.command_line, " suspended" if suspended else ""
+            )
         return rv
 
-    def _image_path(self, path: str) -> str | None:
-        """The guest file a started program names: as given, or (no folder) in the application's
-        folder, as CreateProcess's search starts."""
+    def _system_program_launches(
+        self, process: Any, path: str, command_line: str, api: str, suspended: bool
+    ) -> list[Launch]:
+        """The guest files a system program (rundll32, regsvr32, cmd) runs, from its command line."""
+        env = compat.guest_environment(self.emu)
+        found = lolbins.targets(path, command_line or path, self.arch, lambda text: lolbins.expand_variables(text, env))
+        launches: list[Launch] = []
+        for target in found:
+            file = self._image_path(target.name, env)
+            if file is None:
+                continue  # not one of the guest's files: not emulated
+            data = compat.guest_file_data(self.emu, file)
+            if data is None:
+                continue
+            if target.kind == "dll":
+                process_path = target.process
+                direct = lolbins.program_key(path) == lolbins.program_key(process_path)
+                owner = process if direct and not launches else None
+            else:
+                process_path = file
+                owner = None
+            if owner is None:
+                owner = compat.new_process(self.emu, process_path, target.command_line)
+            launches.append(
+                Launch(
+                    owner,
+                    file,
+                    target.command_line,
+                    data,
+                    "",
+                    api,
+                    suspended,
+                    kind=target.kind,
+                    process_path=process_path,
+                    system_program=target.program,
+                    calls=target.calls,
+                )
+            )
+        return launches
+
+    def _image_path(self, path: str, env: dict[str, str] | None = None) -> str | None:
+        """The guest file a started program (or a DLL a system program loads) names: as given,
+        or searched for as CreateProcess and LoadLibrary do: a bare name in the launcher's folder
+        (its current folder too), System32, the Windows folder, then each folder of %PATH%; a
+        relative path from the launcher's folder."""
         if not path:
             return None
         path = path.strip().strip('"')
         if compat.guest_file_data(self.emu, path) is not None:
             return path
-        if "\\" not in path and "/" not in path and self.app_folder:
-            for name in (path, path + ".exe") if "." not in path else (path,):
-                candidate = ntpath.join(self.app_folder, name)
+        if ntpath.isabs(path):
+            return None
+        names = (path, path + ".exe") if "." not in ntpath.basename(path) else (path,)
+        if "\\" in path or "/" in path:
+            folders = [self.app_folder] if self.app_folder else []
+        else:
+            variables = env if env is not None else compat.guest_environment(self.emu)
+            folders = [self.app_folder] if self.app_folder else []
+            folders += [lolbins.system_folder(self.arch), "C:\\Windows"]
+            folders += [f.strip() for f in variables.get("path", "").split(";") if f.strip()]
+        for folder in folders:
+            for name in names:
+                candidate = ntpath.join(folder, name)
                 if compat.guest_file_data(self.emu, candidate) is not None:
                     return candidate
         return None
@@ -197,21 +275,45 @@ class ChildProcesses:
         """ResumeThread of a waiting child's main thread: it runs when its count reaches zero,
         unless its context was changed (then Speakeasy runs that code, as before)."""
         handle = argv[0] if argv else 0
+        count = self._resume(handle)
+        return orig(argv) if count is None else count
+
+    def _on_native_resume(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """NtResumeThread(ThreadHandle, PreviousSuspendCount): ResumeThread's native form."""
+        handle = argv[0] if argv else 0
+        count = self._resume(handle)
+        if count is None and orig is not None:
+            return orig(argv)
+        if count is None:
+            # No handler of Speakeasy's: a thread the guest created suspended, as ResumeThread.
+            thread = compat.object_of_handle(self.emu, handle)
+            if thread is None or not hasattr(thread, "suspend_count"):
+                return STATUS_INVALID_HANDLE
+            count = compat.resume_thread(self.emu, thread)
+        if len(argv) > 1 and argv[1]:
+            self.memory.write(argv[1], int(count).to_bytes(4, "little"))
+        return STATUS_SUCCESS
+
+    def _resume(self, handle: int) -> int | None:
+        """The previous suspend count of a waiting child's main thread, resumed; None for any
+        other thread (Speakeasy's own handling then)."""
         thread = compat.object_of_handle(self.emu, handle)
-        launch = next((c for c in self.launches if compat.main_thread(c.process) is thread), None)
-        if launch is None or thread is None:
-            return orig(argv)
-        if compat.thread_context(thread) is not launch.context:
-            if launch in self.pending:
-                self.pending.remove(launch)  # its code is what the parent put there (hijack, hollowing)
-            return orig(argv)
+        waiting = [c for c in self.launches if thread is not None and compat.main_thread(c.started) is thread]
+        if not waiting:
+            return None
+        if compat.thread_context(thread) is not waiting[0].context:
+            for launch in waiting:
+                if launch in self.pending:
+                    self.pending.remove(launch)  # its code is what the parent put there (hijack, hollowing)
+            return None
         # The program's own main thread: it runs (or ran) its image; resuming a thread that is
         # not suspended changes nothing (Speakeasy would start a thread at its empty context).
         count = compat.suspend_count(thread)
         if count > 0:
             compat.set_suspend_count(thread, count - 1)
         if count <= 1:
-            launch.suspended = False
+            for launch in waiting:
+                launch.suspended = False
         return count
 
     # -- running them ----------------------------------------------------------------------------
@@ -223,12 +325,51 @@ class ChildProcesses:
             launch = self.pending.pop(0)
             if launch.suspended:
                 continue  # never resumed: a suspended process that never ran
+            if launch.kind == "dll":
+                self._run_dll(launch)
+                continue
             module = self._map(launch)
             if module is None:
                 continue
             self.started += 1
-            self._start_stage(launch, module)
+            self._start_stage(launch, module, "pe", int(module.base) + int(module.ep))
             compat.run_process_image(self.emu, launch.process, module, launch.command_line)
+
+    def _run_dll(self, launch: Launch) -> None:
+        """A DLL a system program loads: DllMain (attach), then the exports it calls."""
+        module = self._map(launch)
+        if module is None:
+            return
+        calls: list[tuple[str, int, list[int]]] = []
+        base = int(module.base)
+        if int(module.ep):
+            calls.append(("child_dll_entry", base + int(module.ep), [base, DLL_PROCESS_ATTACH, 0]))
+        program = ntpath.basename(launch.process_path)
+        for call in launch.calls:
+            address, name = 0, call.names[0]
+            for candidate in call.names:
+                address = compat.export_address(self.emu, module, candidate)
+                if address:
+                    name = candidate
+                    break
+            if not address:
+                self._not_run(launch, f"{program} calls {call.names[0]!r}, which the DLL does not export", run=False)
+                continue
+            calls.append((f"child_export.{name}", address, self._arguments(call, name, base)))
+        if not calls:
+            self._not_run(launch, "nothing of it to run (no DllMain, no export called)")
+            return
+        self.started += 1
+        self._start_stage(launch, module, "module", calls[0][1])
+        compat.run_process_calls(self.emu, launch.process, calls, launch.command_line)
+
+    def _arguments(self, call: lolbins.ExportCall, name: str, base: int) -> list[int]:
+        if call.convention == "rundll32":
+            wide = len(call.names) > 1 and name == call.names[0]  # the export's W form: a UTF-16 text
+            return [0, base, compat.guest_string(self.emu, call.text, wide), lolbins.SW_SHOWDEFAULT]
+        if call.convention == "dllinstall":
+            return [int(call.install), compat.guest_string(self.emu, call.text, True)]
+        return []
 
     def _map(self, launch: Launch) -> Any:
         data = launch.data
@@ -238,10 +379,13 @@ class ChildProcesses:
         except (pe.PeError, pefile.PEFormatError) as err:
             return self._not_run(launch, f"not a PE image the emulator can load: {err}")
         if headers.arch != self.arch:
-            return self._not_run(launch, f"a {headers.arch} program in an {self.arch} guest")
+            what = "DLL" if launch.kind == "dll" else "program"
+            return self._not_run(launch, f"a {headers.arch} {what} in an {self.arch} guest")
         base, characteristics = info
-        if characteristics & IMAGE_FILE_DLL:
+        if characteristics & IMAGE_FILE_DLL and launch.kind != "dll":
             return self._not_run(launch, "a DLL, not a program")
+        if launch.kind == "dll" and not characteristics & IMAGE_FILE_DLL:
+            return self._not_run(launch, "a program, not a DLL")
         if characteristics & IMAGE_FILE_RELOCS_STRIPPED and not compat.range_free(
             self.emu, base, headers.size_of_image
         ):
@@ -250,12 +394,15 @@ class ChildProcesses:
                 f"cannot be mapped beside the parent: its base {base:#x} is in use and its relocations are stripped",
             )
         try:
-            module = compat.map_guest_pe(self.emu, data, launch.path)
+            if launch.kind == "dll":
+                module = compat.map_guest_dll_for_process(self.emu, data, launch.path)
+            else:
+                module = compat.map_guest_pe(self.emu, data, launch.path)
         except Exception as err:  # a malformed PE from the guest is a note, not a crash
             return self._not_run(launch, f"the PE cannot be mapped: {type(err).__name__}: {err}")
         return module
 
-    def _start_stage(self, launch: Launch, module: Any) -> None:
+    def _start_stage(self, launch: Launch, module: Any, kind: str, entry: int) -> None:
         base, size = int(module.base), int(module.image_size)
         recorder = self.recorder
         # The image file's bytes where the loader mapped them: what the lineage ties the child's
@@ -263,9 +410,8 @@ class ChildProcesses:
         # event: the graph says the file was run as the process (file -executes-> process).
         recorder.current_stage = launch.parent
         recorder.remember_buffer("file_read", base, launch.data, ref=launch.path)
-        entry = base + int(module.ep)
         recorder.start_stage(
-            kind="pe",
+            kind=kind,
             name=ntpath.basename(launch.path),
             base=base,
             size=size,
@@ -273,15 +419,21 @@ class ChildProcesses:
             data=self.watch.read_region(base, size),
             parent=launch.parent,
             via="process",
-            process=launch.path,
+            process=launch.process_path or launch.path,
+            system_program=launch.system_program,
+            run_file=launch.path if launch.system_program else None,
         )
-        self.flow.add_code(base, size, "pe")
+        self.flow.add_code(base, size, kind)
         if self.on_new_code is not None:
             self.on_new_code(base, size)
 
-    def _not_run(self, launch: Launch, why: str) -> None:
+    def _not_run(self, launch: Launch, why: str, run: bool = True) -> None:
         self.recorder.current_stage = launch.parent
-        self.recorder.note(NOTE, f"{launch.api}({launch.path!r}): {why}; the process is not emulated")
+        started = f"{launch.api}({launch.path!r})"
+        if launch.system_program:
+            started = f"{launch.api}({launch.system_program!r} running {launch.path!r})"
+        consequence = "; the process is not emulated" if run else "; the rest runs"
+        self.recorder.note(NOTE, f"{started}: {why}{consequence}")
         return None
 
     def _string(self, address: int, wide: bool) -> str:

@@ -994,3 +994,81 @@ def run_process_image(emu: Any, process: Any, module: Any, command_line: str) ->
     emu.command_line = command_line
     emu.argv = []
     emu.start()
+
+
+def map_guest_dll_for_process(emu: Any, data: bytes, emu_path: str) -> Any:
+    """Map a guest DLL a system program loads (rundll32, regsvr32): as :func:`map_guest_pe`, but
+    its DllMain is the caller's to run in that program's process (not queued as a dependency of
+    the current one)."""
+    module = map_guest_pe(emu, data, emu_path)
+    dependencies = getattr(emu, "_guest_dependencies", None)
+    if dependencies is not None and module in dependencies:
+        dependencies.remove(module)
+    return module
+
+
+def export_address(emu: Any, module: Any, name: str) -> int:
+    """The address of a module's export ``name`` (``#n``: the ordinal n), forwarders followed;
+    0 when it has none."""
+    for entry in module.get_exports() or []:
+        if name.startswith("#"):
+            if str(getattr(entry, "ordinal", "")) != name[1:]:
+                continue
+        elif entry.name != name:
+            continue
+        if getattr(entry, "forwarder", None):
+            return resolve_export(emu, module, str(entry.name)) if entry.name else 0
+        return int(entry.address)
+    return 0
+
+
+def new_process(emu: Any, path: str, command_line: str) -> Any:
+    """A process object for a program a system program started (``cmd /c x.exe``)."""
+    return emu.create_process(path=f'"{path}"', cmdline=command_line)
+
+
+def guest_string(emu: Any, text: str, wide: bool) -> int:
+    """The address of ``text`` written (NUL-terminated) into new guest memory."""
+    data = text.encode("utf-16-le") + b"\0\0" if wide else text.encode("latin-1", "replace") + b"\0"
+    address = int(emu.mem_map(len(data) + 16, tag="emu.child_arg_string"))
+    emu.mem_write(address, data)
+    return address
+
+
+def run_process_calls(emu: Any, process: Any, calls: list[tuple[str, int, list[int]]], command_line: str) -> None:
+    """Run functions one after another in ``process`` (a DLL's DllMain, then the exports a system
+    program calls), each ``(kind, address, arguments)``, with that process's command line and
+    main thread: as :func:`run_process_image` runs a program's entry point."""
+    thread = main_thread(process)
+    for kind, address, args in calls:
+        run = Run()
+        run.start_addr = address
+        run.type = kind
+        run.args = list(args)
+        run.process_context = process
+        run.thread = thread
+        emu.add_run(run)
+    emu.command_line = command_line
+    emu.argv = []
+    emu.start()
+
+
+def guest_environment(emu: Any) -> dict[str, str]:
+    """The guest's environment variables, names lower-case (Speakeasy's ``env``)."""
+    try:
+        return {str(k).lower(): str(v) for k, v in (emu.get_env() or {}).items()}
+    except Exception:
+        return {}
+
+
+def resume_thread(emu: Any, thread: Any) -> int:
+    """Resume a thread as Speakeasy's ``ResumeThread`` does for one whose runs wait (a thread the
+    guest created suspended): its previous suspend count."""
+    count = suspend_count(thread)
+    if count == 0 and any(r.thread is thread for r in getattr(emu, "suspended_runs", [])):
+        count = 1  # Speakeasy keeps a thread created suspended as a waiting run, its count 0
+    if count > 0:
+        thread.suspend_count = count - 1
+    if count <= 1:
+        emu.resume_thread(thread)
+    return count

@@ -129,6 +129,34 @@ class _Plan:
         self.hooks_of: Any = _UNPLANNED
 
 
+# Windows implements these DLLs' exports and the DLLs that forward to them name them too (ole32's
+# COM functions -> combase; kernel32's, advapi32's and shlwapi's -> kernelbase): the emulator's
+# handlers live under the forwarding DLLs' names, and answer an import of the implementing DLL's.
+IMPLEMENTED_FOR = {"combase": ("ole32",), "kernelbase": ("kernel32", "advapi32", "shlwapi")}
+
+
+def handlers_of_forwarding_dlls(emu: Any) -> None:
+    """An API of combase / kernelbase with no handler of its own is served by the handler of
+    the same name under a DLL that forwards to it (``kernelbase.GetTickCount`` by kernel32's),
+    before Speakeasy falls back to its signature alone or to ``unsupported_api``. The call is
+    still recorded under the name the guest called (``kernelbase.GetTickCount``)."""
+    original = emu.normalize_import_miss
+
+    def normalize_import_miss(dll: str, name: str) -> tuple[Any, Any]:
+        mod, func_attrs = original(dll, name)
+        if func_attrs:
+            return mod, func_attrs
+        for forwarding in IMPLEMENTED_FOR.get(str(dll).lower(), ()):
+            alt_mod, alt_attrs = emu.api.get_export_func_handler(forwarding, name)
+            if not alt_attrs:
+                alt_mod, alt_attrs = original(forwarding, name)
+            if alt_attrs:
+                return alt_mod, alt_attrs
+        return mod, func_attrs
+
+    emu.normalize_import_miss = normalize_import_miss
+
+
 _STOCK_DECODE = sigdb.EnumDef.decode
 _STOCK_FLAGS_BY_WIDTH = sigdb.EnumDef._flags_by_width
 

@@ -9,13 +9,17 @@ system or dropped DLL, a new process's PEB).
 
 from __future__ import annotations
 
+import ntpath
 from collections.abc import Callable
 from typing import Any
 
 import speakeasy.struct as se_struct
+import speakeasy.windows.common as se_wincommon
+import speakeasy.windows.loaders as se_loaders
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
 import unicorn as uc
+from speakeasy.windows.api_registry import symbol_ref
 from speakeasy.winenv.defs.nt import ntoskrnl as se_nt
 
 from emulator.backends.speakeasy.compat import _incompatible, _require_params, se_module_name
@@ -43,6 +47,79 @@ def _check_module_search() -> None:
 
 
 _check_module_search()
+
+
+def _check_binding() -> None:
+    winemu = se_winemu.WindowsEmulator
+    _require_params(winemu, "resolve_export", ("module", "reference", "allow_dynamic", "_seen", "strict"))
+    _require_params(winemu, "load_library", ("mod_name",))
+    _require_params(winemu, "get_native_module_path", ("mod_name",))
+    _require_params(winemu, "get_signature_db", ())
+    _require_params(winemu, "_get_signature_arch", ())
+    # An export forwarded to a full path is dropped unless the loader's check accepts it.
+    if not callable(getattr(se_loaders, "validate_forwarder", None)):
+        raise _incompatible("speakeasy.windows.loaders.validate_forwarder is missing")
+    if "validate_forwarder" not in se_loaders.PeLoader.make_image.__code__.co_names:
+        raise _incompatible("PeLoader.make_image no longer checks forwarders with validate_forwarder")
+    # Speakeasy's forwarder branch, which chainreplay's takes over for the guest's DLLs.
+    if not callable(getattr(se_wincommon, "normalize_dll_name", None)):
+        raise _incompatible("speakeasy.windows.common.normalize_dll_name is missing")
+    if "forwarder" not in se_winemu.WindowsEmulator.resolve_export.__code__.co_names:
+        raise _incompatible("WindowsEmulator.resolve_export no longer follows export forwarders")
+
+
+_check_binding()
+
+_ORIGINAL_VALIDATE_FORWARDER = se_loaders.validate_forwarder
+
+
+def _validate_forwarder(value: str) -> None:
+    """Speakeasy's check, which also takes a forwarder to a full path
+    (``C:\\Windows\\System32\\version.GetFileVersionInfoW``): Windows' loader does, and proxy
+    DLLs planted under a system DLL's name forward so to the genuine DLL."""
+    dll, separator, symbol = value.rpartition(".")
+    if separator and ("\\" in dll or "/" in dll) and ntpath.isabs(dll) and value.isascii():
+        value = f"{ntpath.basename(dll)}.{symbol}"
+    _ORIGINAL_VALIDATE_FORWARDER(value)
+
+
+se_loaders.validate_forwarder = _validate_forwarder
+
+
+def is_guest_image(module: Any) -> bool:
+    """Whether ``module`` was mapped from a PE file (the guest's), not built by the emulator."""
+    image = getattr(module, "_image", None)
+    return getattr(image, "source", None) == "guest_pe"
+
+
+def emulator_provides(emu: Any, name: str) -> bool:
+    """Whether the emulator has a module of its own for ``name`` (a DLL stem): one loaded, a
+    native file, API handlers or declared signatures (what Speakeasy's LoadLibrary asks)."""
+    if any(not is_guest_image(m) and name in module_names(m) for m in emu.modules):
+        return True
+    if emu.get_native_module_path(name):
+        return True
+    api = getattr(emu, "api", None)
+    if api is not None and api.load_api_handler(name):
+        return True
+    return bool(emu.get_signature_db().get_functions(name, emu._get_signature_arch()))
+
+
+def dll_stem(name: str) -> str:
+    """A DLL's name as Speakeasy looks modules up: no folder, no image extension, lower-cased,
+    the C runtimes and Winsock 1 funnelled into msvcrt and ws2_32."""
+    return str(se_wincommon.normalize_dll_name(se_module_name(name)))
+
+
+def module_names(module: Any) -> tuple[str, str]:
+    """The two names Speakeasy finds a module by: its path's stem and its own name, lower-cased."""
+    return se_module_name(str(module.emu_path or "")), str(module.name or "").lower()
+
+
+def export_entry(emu: Any, module: Any, reference: str | int) -> Any:
+    """The registry entry of ``module``'s export ``reference`` (a name, an ordinal or
+    ``ordinal_N``), or None."""
+    return emu.api_registry.lookup(module, symbol_ref(reference))
 
 
 def _check_peb_sync() -> None:
@@ -365,11 +442,14 @@ def build_structs_from_prototypes(enabled: bool = True) -> None:
     se_struct.CMeta.__call__ = _struct_call if enabled else _ORIGINAL_STRUCT_CALL  # type: ignore[method-assign]
 
 
-def modules_from_guest_files(emu: Any, candidates: Callable[[str], list[str]], load: Callable[[str], Any]) -> None:
+def modules_from_guest_files(
+    emu: Any, candidates: Callable[[str], list[str]], load: Callable[[str], Any]
+) -> Callable[..., Any]:
     """Before Speakeasy builds a module by name (an import's DLL, LoadLibrary of a name it
     knows), ``candidates(name)`` gives the guest paths to try in order; the first one ``load``
     maps (a module, or None) is the module. Otherwise Speakeasy's own: a system DLL's decoy,
-    or a module with no code for a name it does not know."""
+    or a module with no code for a name it does not know. Returns Speakeasy's own
+    ``load_module_by_name`` (the emulator's module, no search)."""
     original = emu.load_module_by_name
 
     def load_module_by_name(name: str, emu_path: Any = None, base: Any = None, native_path: Any = None) -> Any:
@@ -381,3 +461,61 @@ def modules_from_guest_files(emu: Any, candidates: Callable[[str], list[str]], l
         return original(name, emu_path=emu_path, base=base, native_path=native_path)
 
     emu.load_module_by_name = load_module_by_name
+    return original  # type: ignore[no-any-return]
+
+
+def imports_bound_through(emu: Any, override: Callable[[str], Any]) -> None:
+    """Every import (of the target, of each DLL mapped) and Speakeasy's LoadLibrary-by-name
+    first ask ``override(name)`` (a DLL stem) for the module; None leaves Speakeasy's binding
+    (the module of that name loaded, else one loaded by name)."""
+    original = emu.get_proc
+
+    def get_proc(mod_name: str, func_name: Any) -> Any:
+        module = override(dll_stem(mod_name))
+        if module is None:
+            return original(mod_name, func_name)
+        return emu.resolve_export(module, func_name, allow_dynamic=True)
+
+    emu.get_proc = get_proc
+
+
+def names_found_first(emu: Any, first: Callable[[str], Any]) -> None:
+    """``emu.get_mod_by_name(name)`` answers ``first(name)`` when it is a module (a DLL the
+    guest's search mapped under a name the emulator also has), else as before. Installed after
+    every other replacement of the lookup."""
+    original = emu.get_mod_by_name
+
+    def get_mod_by_name(name: str) -> Any:
+        module = first(name.lower())
+        return module if module is not None else original(name)
+
+    emu.get_mod_by_name = get_mod_by_name
+
+
+def forwarders_resolved_by(emu: Any, target: Callable[[Any, str], tuple[Any, str | int] | None]) -> None:
+    """An export of a guest DLL forwarded elsewhere resolves to ``target(module, forwarder)``'s
+    (module, export) instead of Speakeasy's lookup of the forwarder's module by name (which,
+    for a DLL planted under a system DLL's name, finds the planted DLL itself); None: it does
+    not resolve."""
+    original = emu.resolve_export
+
+    def resolve_export(
+        module: Any, reference: Any, *, allow_dynamic: bool = False, _seen: Any = None, strict: bool = False
+    ) -> Any:
+        if module is None or not is_guest_image(module):
+            return original(module, reference, allow_dynamic=allow_dynamic, _seen=_seen, strict=strict)
+        entry = export_entry(emu, module, reference)
+        forwarder = getattr(getattr(entry, "export", None), "forwarder", None)
+        if not forwarder:
+            return original(module, reference, allow_dynamic=allow_dynamic, _seen=_seen, strict=strict)
+        seen = set() if _seen is None else _seen
+        key = (id(module), reference)
+        if key in seen or len(seen) >= 32:
+            return 0
+        seen.add(key)
+        found = target(module, forwarder)
+        if found is None or found[0] is None:
+            return 0
+        return resolve_export(found[0], found[1], _seen=seen, strict=True)
+
+    emu.resolve_export = resolve_export

@@ -59,6 +59,7 @@ class MemoryWatch:
         self.armed: dict[int, int] = {}  # page -> requested perms
         self.mapped_total = 0
         self.guest_modules: list[tuple[int, int, str]] = []  # PEs the guest wrote and loaded
+        self.module_notes: dict[int, tuple[str, str]] = {}  # module base -> note at its first run
         # Told (base, size) of each new stage's code just before it runs.
         self.on_new_code: Callable[[int, int], None] | None = None
         # Flow through guest code (:mod:`.flow`): told of allocations and of stages starting.
@@ -260,9 +261,12 @@ class MemoryWatch:
                     f"(was {old[:shown].hex(' ')}{' ...' if shown < len(data) else ''})",
                 )
 
-    def arm_module(self, base: int, size: int, name: str) -> None:
-        """Watch a module mapped from a file the guest wrote: its first execution is a stage."""
+    def arm_module(self, base: int, size: int, name: str, note: tuple[str, str] | None = None) -> None:
+        """Watch a module mapped from a file the guest wrote: its first execution is a stage
+        (recording ``note`` (what, detail), if given, as the stage's first event)."""
         self.guest_modules.append((base, size, name))
+        if note is not None:
+            self.module_notes[base] = note
         self._arm(base, size, compat.PERM_RWX)
 
     def arm_view(self, address: int) -> None:
@@ -374,6 +378,8 @@ class MemoryWatch:
             via=via,
             image_base=image_base,
         )
+        if module is not None and module[0] in self.module_notes:
+            recorder.note(*self.module_notes.pop(module[0]))
         if self.on_new_code is not None:
             self.on_new_code(base, size)
 

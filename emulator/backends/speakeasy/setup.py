@@ -23,6 +23,7 @@ from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import (
     compat,
     compat_blocks,
+    compat_dispatch,
     compat_fast,
     compat_start,
     images,
@@ -239,6 +240,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_start.register_modules_at_once(emu)
         compat_start.index_data_entries(emu)
         compat_start.find_modules_by_name(emu)
+        compat_dispatch.handlers_of_forwarding_dlls(emu)
         compat_start.disassembler_when_first_used(emu)
         compat.binary_registry_values(
             emu,
