@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 
 from emulator.apis import firmware
-from emulator.plan import RegistryKey, RegistryValue, ReplayPlan
+from emulator.plan import RegistryKey, RegistryValue, ReplayPlan, canonical_key_path
 
 CURRENT_VERSION = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion"
 CENTRAL_PROCESSOR = "HKEY_LOCAL_MACHINE\\HARDWARE\\DESCRIPTION\\System\\CentralProcessor"
@@ -137,12 +137,14 @@ def machine_keys(plan: ReplayPlan) -> list[RegistryKey]:
 
 def with_machine_keys(machine: list[RegistryKey], scenario: list[RegistryKey]) -> list[RegistryKey]:
     """The machine's keys with the scenario's over them: a value the scenario sets replaces the
-    machine's of that name (names and paths without case); its other keys are added."""
+    machine's of that name (names and paths without case, a path's root in any spelling); its other
+    keys are added."""
     merged: dict[str, dict[str, RegistryValue]] = {}
     paths: dict[str, str] = {}
     for key in [*machine, *scenario]:
-        folded = key.path.lower()
-        paths.setdefault(folded, key.path)
+        path = canonical_key_path(key.path) or key.path
+        folded = path.lower()
+        paths.setdefault(folded, path)
         values = merged.setdefault(folded, {})
         for value in key.values:
             values[value.name.lower()] = value

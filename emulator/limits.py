@@ -75,6 +75,13 @@ RENDER_TIMEOUT_SECONDS = 60.0
 # ``chainreplay analyse`` (analysis, report, drawing, exports of a frozen trace) ends by this
 # long unless --timeout says otherwise; what is cut is noted in the report.
 ANALYSE_TIMEOUT_SECONDS = 60.0
+# One call of the printf family formats at most this many characters: a width or precision past it
+# (``%999999999d``) is cut to it, and the text and the count the call returns end there (the
+# formatter built the whole gigabyte in memory before, seconds and gigabytes per call).
+MAX_FORMATTED_TEXT = 1 * MIB
+# A replay records at most this many notes of one kind (``what``); the last one says the rest were
+# left out (a guest patching a module's code byte by byte made a note per change).
+MAX_NOTES_PER_KIND = 100
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

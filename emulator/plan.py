@@ -80,6 +80,38 @@ def binary_value(data: str) -> bytes:
     return bytes.fromhex(text.replace(",", " "))
 
 
+# The roots a registry key's path may start with, in the spellings a scenario may use (Windows'
+# abbreviations, the kernel's names): Speakeasy finds a configured key only by its root's full name,
+# so a scenario key spelt ``HKLM\\...`` was never seen by the guest, nor merged with the machine's.
+REGISTRY_ROOTS = {
+    "hkey_local_machine": "HKEY_LOCAL_MACHINE",
+    "hklm": "HKEY_LOCAL_MACHINE",
+    "hkey_current_user": "HKEY_CURRENT_USER",
+    "hkcu": "HKEY_CURRENT_USER",
+    "hkey_classes_root": "HKEY_CLASSES_ROOT",
+    "hkcr": "HKEY_CLASSES_ROOT",
+    "hkey_users": "HKEY_USERS",
+    "hku": "HKEY_USERS",
+    "hkey_current_config": "HKEY_CURRENT_CONFIG",
+    "hkcc": "HKEY_CURRENT_CONFIG",
+    "registry\\machine": "HKEY_LOCAL_MACHINE",
+    "registry\\user": "HKEY_USERS",
+}
+
+
+def canonical_key_path(path: str) -> str | None:
+    """``path`` with its root spelt out (``hklm\\x`` -> ``HKEY_LOCAL_MACHINE\\x``) and no empty
+    parts (doubled or trailing backslashes); None when it starts with no registry root."""
+    parts = [part for part in path.split("\\") if part]
+    if len(parts) >= 2 and f"{parts[0]}\\{parts[1]}".lower() in REGISTRY_ROOTS:
+        parts = [REGISTRY_ROOTS[f"{parts[0]}\\{parts[1]}".lower()], *parts[2:]]
+    elif parts and parts[0].lower() in REGISTRY_ROOTS:
+        parts = [REGISTRY_ROOTS[parts[0].lower()], *parts[1:]]
+    else:
+        return None
+    return "\\".join(parts)
+
+
 class RegistryKey(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     path: str

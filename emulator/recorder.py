@@ -13,6 +13,7 @@ from typing import Any
 
 from emulator.eventlog import EventLog
 from emulator.events import ApiCall, DataBuffer, Event, Note, StageStart
+from emulator.limits import MAX_NOTES_PER_KIND
 
 ENTRY_STAGE_ID = "s0"
 # Addresses whose stage Recorder.stage_at remembers at most.
@@ -57,6 +58,8 @@ class Recorder:
     # Told (address, size) of guest bytes an API is about to copy elsewhere (a reallocation, a
     # copy API): the backend's flow watch records how guest code wrote them, if it did.
     on_copy_from: Callable[[int, int], None] | None = None
+    # Notes recorded so far, by kind (``what``): at most MAX_NOTES_PER_KIND of each.
+    _note_counts: dict[str, int] = field(default_factory=dict)
 
     def emit(self, cls: type[Any], stage: str | None = None, **fields: Any) -> Any:
         if cls is ApiCall:
@@ -82,6 +85,14 @@ class Recorder:
             self.on_api(seq, stage, pc, api, args, ret)
 
     def note(self, what: str, detail: str = "") -> None:
+        """A note, unless MAX_NOTES_PER_KIND of its kind were recorded: the last one allowed
+        says the rest are left out (a guest repeating what is noted cannot flood the report)."""
+        count = self._note_counts.get(what, 0)
+        if count >= MAX_NOTES_PER_KIND:
+            return
+        self._note_counts[what] = count + 1
+        if count + 1 == MAX_NOTES_PER_KIND:
+            detail = f"{detail} (the last {what} note: at most {MAX_NOTES_PER_KIND} of a kind are recorded)"
         self.emit(Note, what=what, detail=detail)
 
     def put_blob(self, data: bytes) -> str:

@@ -9,9 +9,9 @@ import hashlib
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emulator.environment import GuestEnvironment, MissingFiles
 from emulator.expect import Expect
@@ -35,6 +35,7 @@ from emulator.plan import (
     StringArg,
     VirtualFile,
     binary_value,
+    canonical_key_path,
 )
 from emulator.sanitize import for_display
 from emulator.scenario_paths import SCENARIO_FILE, OutsideScenario, owning_scenario, scenario_data_path
@@ -109,12 +110,30 @@ class RegistrySpec(_Strict):
     key: str
     values: list[RegistryValueSpec] = Field(default_factory=list)
 
+    @field_validator("key")
+    @classmethod
+    def _rooted(cls, key: str) -> str:
+        canonical = canonical_key_path(key)
+        if canonical is None:
+            raise ValueError(
+                f"{for_display(key, 60)!r} starts with no registry root (HKEY_LOCAL_MACHINE, HKEY_CURRENT_USER,"
+                " HKEY_CLASSES_ROOT, HKEY_USERS, HKEY_CURRENT_CONFIG or HKLM, HKCU, HKCR, HKU, HKCC)"
+            )
+        return canonical
+
+
+# A Windows version as the guest reports it: GetVersion packs the major and minor numbers in a byte
+# each, and the PEB holds the build number in 16 bits. Past these, the guest's version blocks
+# could not be written (the replay ended with an engine error).
+_VersionPart = Annotated[int, Field(ge=0, le=0xFF)]
+_BuildNumber = Annotated[int, Field(ge=0, le=0xFFFF)]
+
 
 class EnvironmentSpec(_Strict):
     hostname: str = "WS-FINANCE-07"
     domain: str = "corp.example"
     user: str = DEFAULT_USER
-    os_version: tuple[int, int, int] = (10, 0, 19045)
+    os_version: tuple[_VersionPart, _VersionPart, _BuildNumber] = (10, 0, 19045)
     variables: dict[str, str] = Field(default_factory=dict)
     sandbox_marker: bool = Field(True, description="Provide the variable that wakes the samples up.")
     # What the machine reports about itself (emulator/environment.py has the defaults).

@@ -88,7 +88,10 @@ def _attrs(attrs: dict[str, Any]) -> dict[str, str | int | float | bool]:
 
 
 def _dot_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT quoted string, line by line; the sample's control characters escaped as in the
+    GraphML (a NUL or an ESC in a process path went into the file as they were)."""
+    lines = (clean(line, 100_000).replace("\\", "\\\\").replace('"', '\\"') for line in text.split("\n"))
+    return '"' + "\\n".join(lines) + '"'
 
 
 def render_dot(report: Report, layout: Layout | None = None) -> str:

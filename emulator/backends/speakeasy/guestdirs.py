@@ -84,9 +84,20 @@ class GuestDirectories:
         for folder in STANDARD_FOLDERS:
             self.add(folder.format(profile=profile))
 
+    def absolute(self, path: str) -> str:
+        """``path`` as Windows resolves it: a relative one (``*``, ``..\\..\\*``, ``sub``) against
+        the process's current directory, a rooted one (``\\x``) on its drive."""
+        path = path.replace("/", "\\")
+        if path.startswith("\\\\") or path[1:2] == ":":
+            return path
+        current = str(self.emu.get_cd() or "C:\\")
+        if path.startswith("\\"):
+            return current[:2] + path
+        return ntpath.join(current, path)
+
     def add(self, path: str) -> None:
         """``path`` and every folder above it exist."""
-        path = path.rstrip("\\")
+        path = self.absolute(path).rstrip("\\")
         while len(path) > 2:
             key = _normal(path)
             if key in self.folders:
@@ -106,7 +117,7 @@ class GuestDirectories:
                 yield file.path
 
     def is_folder(self, path: str) -> bool:
-        key = _normal(path)
+        key = _normal(self.absolute(path))
         if key in self.folders or len(key) == 2:
             return True
         prefix = key + "\\"
@@ -115,7 +126,7 @@ class GuestDirectories:
     def entries(self, search: str) -> Iterator[tuple[str, bool]]:
         """(name, is folder) of the children of ``search``'s folder its pattern matches:
         ``.`` and ``..`` first (not at a drive's root), then folders, then files."""
-        folder, pattern = ntpath.split(search.replace("/", "\\"))
+        folder, pattern = ntpath.split(self.absolute(search))
         for prefix in _PREFIXES:
             folder = folder.removeprefix(prefix)
         if not pattern or not self.is_folder(folder):

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.limits import MAX_FORMATTED_TEXT
+
 # flags, width, precision, length, conversion (the length spellings, longest first)
 _SPEC = re.compile(
     r"%(?P<flags>[-+ #0']*)(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?"
@@ -102,16 +104,21 @@ def format_slots(
     read_wide: Callable[[int], str],
 ) -> str:
     """``fmt`` formatted with the argument ``slots`` (as read from the stack or a va_list).
-    ``wide``: a wide-character function (``%s`` and ``%c`` are wide there). Missing slots read 0."""
+    ``wide``: a wide-character function (``%s`` and ``%c`` are wide there). Missing slots read 0.
+    The text ends after MAX_FORMATTED_TEXT characters (a width or precision past it is cut to it)."""
     queue = list(slots)
 
     def take() -> int:
         return queue.pop(0) if queue else 0
 
     out: list[str] = []
+    length = 0
     for piece in _pieces(fmt):
+        if length >= MAX_FORMATTED_TEXT:
+            break
         if isinstance(piece, str):
             out.append(piece)
+            length += len(piece)
             continue
         flags = piece.flags
         width = piece.width
@@ -127,8 +134,17 @@ def format_slots(
         value = take()
         if _slots_of(piece, ptr_size) == 2:  # x86: a 64-bit integer or a double
             value |= take() << 32
-        out.append(_render(piece, flags, width, precision, value, ptr_size, wide, read_narrow, read_wide))
-    return "".join(out)
+        text = _render(
+            piece, flags, _bounded(width), _bounded(precision), value, ptr_size, wide, read_narrow, read_wide
+        )
+        out.append(text)
+        length += len(text)
+    return "".join(out)[:MAX_FORMATTED_TEXT]
+
+
+def _bounded(number: str | None) -> str | None:
+    """A width or precision cut to MAX_FORMATTED_TEXT (it never makes more text than that)."""
+    return number if number is None or len(number) < 7 else str(min(int(number), MAX_FORMATTED_TEXT))
 
 
 def _signed(value: int, bits: int) -> int:
