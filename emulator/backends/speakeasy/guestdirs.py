@@ -21,7 +21,7 @@ from typing import Any
 import speakeasy.winenv.arch as se_arch
 from speakeasy.windows.export_manifest import get_manifest_names
 
-from emulator.backends.speakeasy.sysfiles import provides_module
+from emulator.backends.speakeasy.sysfiles import PATH_PREFIXES, normal_path, provides_module
 
 FILE_ATTRIBUTE_DIRECTORY = 0x10
 FILE_ATTRIBUTE_ARCHIVE = 0x20
@@ -63,17 +63,8 @@ STANDARD_FOLDERS = (
 )
 # The system folders whose DLLs sysfiles.py serves, and whose architecture's names they list.
 SYSTEM_DLL_FOLDERS = {"c:\\windows\\system32": None, "c:\\windows\\syswow64": "x86"}
-_PREFIXES = ("\\\\?\\", "\\??\\")
 # The longest folder path read from the guest (Windows' long-path limit).
 MAX_GUEST_PATH = 32767
-
-
-def _normal(path: str) -> str:
-    for prefix in _PREFIXES:
-        if path.startswith(prefix):
-            path = path[len(prefix) :]
-    path = path.replace("/", "\\")
-    return ntpath.normpath(path).rstrip("\\").lower() if len(path) > 3 else path[:2].lower()
 
 
 class GuestDirectories:
@@ -99,7 +90,7 @@ class GuestDirectories:
         """``path`` and every folder above it exist."""
         path = self.absolute(path).rstrip("\\")
         while len(path) > 2:
-            key = _normal(path)
+            key = normal_path(path)
             if key in self.folders:
                 return
             self.folders[key] = path
@@ -117,33 +108,33 @@ class GuestDirectories:
                 yield file.path
 
     def is_folder(self, path: str) -> bool:
-        key = _normal(self.absolute(path))
+        key = normal_path(self.absolute(path))
         if key in self.folders or len(key) == 2:
             return True
         prefix = key + "\\"
-        return any(_normal(f).startswith(prefix) for f in self._files())
+        return any(normal_path(f).startswith(prefix) for f in self._files())
 
     def entries(self, search: str) -> Iterator[tuple[str, bool]]:
         """(name, is folder) of the children of ``search``'s folder its pattern matches:
         ``.`` and ``..`` first (not at a drive's root), then folders, then files."""
         folder, pattern = ntpath.split(self.absolute(search))
-        for prefix in _PREFIXES:
+        for prefix in PATH_PREFIXES:
             folder = folder.removeprefix(prefix)
         if not pattern or not self.is_folder(folder):
             return
         wanted = pattern.lower()
         if wanted in ("*.*", "*"):
             wanted = "*"
-        key = _normal(folder)
+        key = normal_path(folder)
         seen: set[str] = set()
         children: list[tuple[str, bool]] = []
         if len(key) > 2:
             children += [(".", True), ("..", True)]
         for path in self.folders.values():
-            if _normal(ntpath.dirname(path)) == key:
+            if normal_path(ntpath.dirname(path)) == key:
                 children.append((ntpath.basename(path), True))
         for path in self._files():
-            parent = _normal(ntpath.dirname(path))
+            parent = normal_path(ntpath.dirname(path))
             if parent == key:
                 children.append((ntpath.basename(path), False))
             elif parent.startswith(key + "\\"):
@@ -179,7 +170,7 @@ class GuestDirectories:
 
         def times_of(path: str) -> list[int]:
             now = now_filetime()
-            return times.get(_normal(path), [now, now, now])
+            return times.get(normal_path(path), [now, now, now])
 
         def get_file_time(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
             # GetFileTime(file, creation*, access*, write*): Speakeasy's gave the host's clock.
@@ -204,7 +195,7 @@ class GuestDirectories:
             for index, pointer in enumerate(argv[1:4]):
                 if pointer:
                     current[index] = int.from_bytes(bytes(emu.mem_read(pointer, 8)), "little")
-            times[_normal(path)] = current
+            times[normal_path(path)] = current
             emu.set_last_error(0)
             return 1
 

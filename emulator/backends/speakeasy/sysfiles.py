@@ -32,7 +32,7 @@ SYSTEM_FOLDERS = {
 FILE_ONLY_BASE = 0x6F000000
 # Name extensions of the system's modules that get a file.
 MODULE_EXTENSIONS = (".dll", ".drv", ".cpl", ".ocx")
-_PREFIXES = ("\\\\?\\", "\\??\\")
+PATH_PREFIXES = ("\\\\?\\", "\\??\\")
 
 
 class SystemFiles:
@@ -55,7 +55,7 @@ class SystemFiles:
 
     def is_system_file(self, path: str) -> bool:
         """Whether ``path`` is (or would be) one of these files: not a DLL of the guest's own."""
-        return self._module_of(_normal(path)) is not None
+        return self._module_of(normal_path(path)) is not None
 
     def _module_of(self, path: str) -> tuple[str, int] | None:
         """(module name, architecture) of a system DLL the emulator provides at ``path``."""
@@ -74,7 +74,7 @@ class SystemFiles:
         return module, arch
 
     def _system_file(self, fileman: Any, path: str) -> Any:
-        normal = _normal(path)
+        normal = normal_path(path)
         found = self._module_of(normal)
         if found is None:
             return None
@@ -119,8 +119,11 @@ def provides_module(emu: Any, module: str, arch: int) -> bool:
     return bool(emu.api.load_api_handler(module) or emu.get_signature_db().get_functions(module, arch_name))
 
 
-def _normal(path: str) -> str:
-    for prefix in _PREFIXES:
+def normal_path(path: str) -> str:
+    """A guest path as a key: without ``\\\\?\\`` / ``\\??\\``, with backslashes, normalised, lower-cased,
+    no trailing backslash (``c:`` for a drive's root)."""
+    for prefix in PATH_PREFIXES:
         if path.startswith(prefix):
             path = path[len(prefix) :]
-    return ntpath.normpath(path).lower()
+    path = path.replace("/", "\\")
+    return ntpath.normpath(path).rstrip("\\").lower() if len(path) > 3 else path[:2].lower()
