@@ -19,7 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import speakeasy.winenv.arch as se_arch
+
 from emulator.limits import MAX_FORMATTED_TEXT
+
+_CDECL = se_arch.CALL_CONV_CDECL
 
 # flags, width, precision, length, conversion (the length spellings, longest first)
 _SPEC = re.compile(
@@ -321,10 +325,6 @@ def install_handlers(se: Any) -> None:
     """The functions of the printf family that Speakeasy has no handler for (and its _vsnprintf),
     on the replay's Speakeasy ``se``. cdecl: the caller pops its arguments, so only the fixed ones
     are declared."""
-    from speakeasy import arch as se_arch
-
-    global _CDECL
-    _CDECL = se_arch.CALL_CONV_CDECL
     for name, family in _FAMILY.items():
 
         def hook(emu: Any, api_name: str, orig: Any, argv: list[int], family: _Family = family) -> int:
@@ -332,6 +332,3 @@ def install_handlers(se: Any) -> None:
 
         for module in _MODULES:
             se.add_api_hook(hook, module, name, argc=len(family.params), call_conv=_CDECL)
-
-
-_CDECL = 0
