@@ -489,27 +489,27 @@ def finished_runs(emu: Any) -> list[Any]:
 # ---- processes, modules and the guest's files (lineage) ------------------------------------
 
 
+def object_of(emu: Any, handle: int) -> Any:
+    """The kernel object a handle names (a pseudo handle: the current process or thread), or None."""
+    handle &= 0xFFFFFFFFFFFFFFFF
+    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
+        return emu.get_current_process()
+    if handle in (0xFFFFFFFE, 0xFFFFFFFFFFFFFFFE):
+        return emu.get_current_thread()
+    return object_of_handle(emu, handle)
+
+
 def is_current_process(emu: Any, handle: int) -> bool:
     """Whether ``handle`` names the guest's own process (its pseudo handle, or a real one)."""
-    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, -1):
-        return True
-    try:
-        obj = emu.get_object_from_handle(handle)
-    except Exception:
-        return False
-    return obj is not None and obj is getattr(emu, "curr_process", None)
+    obj = object_of(emu, handle)
+    return obj is not None and obj is emu.get_current_process()
 
 
 def process_path(emu: Any, handle: int) -> str | None:
     """The image path of the process a handle names, None for the current process or unknown."""
-    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, -1):
-        return None
-    try:
-        obj = emu.get_object_from_handle(handle)
-    except Exception:
-        return None
+    obj = object_of(emu, handle)
     path = getattr(obj, "path", None)
-    if not path or obj is getattr(emu, "curr_process", None):
+    if not path or obj is emu.get_current_process():
         return None
     return str(path)
 
@@ -935,6 +935,7 @@ def set_process_command_line(process: Any, command_line: str) -> None:
 
 
 def object_of_handle(emu: Any, handle: int) -> Any:
+    """The object a real (not pseudo) handle names, or None."""
     try:
         return emu.get_object_from_handle(handle)
     except Exception:

@@ -211,19 +211,6 @@ def own_process_listed(emu: Any, parent_of: Callable[[str, dict[str, int]], int]
     emu.get_processes = get_processes
 
 
-def object_of(emu: Any, handle: int) -> Any:
-    """The kernel object a handle names (a pseudo handle: the current process or thread), or None."""
-    handle &= 0xFFFFFFFFFFFFFFFF
-    if handle in (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
-        return emu.get_current_process()
-    if handle in (0xFFFFFFFE, 0xFFFFFFFFFFFFFFFE):
-        return emu.get_current_thread()
-    try:
-        return emu.get_object_from_handle(handle)
-    except Exception:
-        return None
-
-
 def is_process(obj: Any) -> bool:
     return isinstance(obj, se_objman.Process)
 

@@ -110,7 +110,7 @@ class SpeakeasyMemory:
 
     def object_of(self, handle: int) -> GuestObject | None:
         emu = self.emu
-        obj = compat_blocks.object_of(emu, handle)
+        obj = compat.object_of(emu, handle)
         if obj is None:
             return GuestObject("other") if compat_blocks.is_registry_key(emu, handle) else None
         if compat_blocks.is_process(obj):
