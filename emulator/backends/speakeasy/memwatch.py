@@ -231,19 +231,14 @@ class MemoryWatch:
                 spans.append((at, at + 1))
         return spans
 
-    def _changed_span_at(self, address: int) -> tuple[int, int] | None:
-        """The changed span holding ``address`` or starting within STOMP_PROBE bytes after it."""
-        for start, end in self._changed_spans(address // PAGE):
-            if start <= address < end or address <= start < address + STOMP_PROBE:
-                return start, end
-        return None
-
-    def note_patches(self, pages: list[int] | None = None) -> None:
+    def note_patches(self, pages: list[int] | None = None) -> dict[int, list[tuple[int, int]]]:
         """A ``module_code_patched`` note for each change the guest made to the code on watched
         module ``pages`` (all of them if None) not noted yet: where (module!export+offset), the
-        bytes written and those they replaced."""
+        bytes written and those they replaced. Returns each page's changed spans."""
+        found: dict[int, list[tuple[int, int]]] = {}
         for page in sorted(self.module_pages) if pages is None else pages:
-            for start, end in self._changed_spans(page):
+            found[page] = spans = self._changed_spans(page)
+            for start, end in spans:
                 try:
                     data = bytes(self.memory.read(start, end - start))
                 except Exception:  # noqa: BLE001
@@ -260,6 +255,7 @@ class MemoryWatch:
                     f"guest at {start:#x}, now {data[:shown].hex(' ')}{' ...' if shown < len(data) else ''} "
                     f"(was {old[:shown].hex(' ')}{' ...' if shown < len(data) else ''})",
                 )
+        return found
 
     def arm_module(self, base: int, size: int, name: str, note: tuple[str, str] | None = None) -> None:
         """Watch a module mapped from a file the guest wrote: its first execution is a stage
@@ -305,8 +301,15 @@ class MemoryWatch:
             return None
         if page in self.module_pages:
             run = self._watched_run(page)
-            self.note_patches(run)
-            span = self._changed_span_at(address)
+            # the changed span holding the address, or starting within STOMP_PROBE bytes after it
+            span = next(
+                (
+                    (start, end)
+                    for start, end in self.note_patches(run)[page]
+                    if start <= address < end or address <= start < address + STOMP_PROBE
+                ),
+                None,
+            )
             if span is None or span[1] - span[0] <= MAX_PATCH_BYTES:
                 # The module's own code, as it was or as patched: runs on, and the pages watched
                 # with it are let go together (what changed on them is noted above). Unicorn
