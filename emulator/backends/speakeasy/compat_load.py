@@ -92,17 +92,21 @@ def is_guest_image(module: Any) -> bool:
     return getattr(image, "source", None) == "guest_pe"
 
 
-def emulator_provides(emu: Any, name: str) -> bool:
+def emulator_provides(emu: Any, name: str, arch: str | None = None) -> bool:
     """Whether the emulator has a module of its own for ``name`` (a DLL stem): one loaded, a
-    native file, API handlers or declared signatures (what Speakeasy's LoadLibrary asks)."""
-    if any(not is_guest_image(m) and name in module_names(m) for m in emu.modules):
-        return True
-    if emu.get_native_module_path(name):
-        return True
+    native file, API handlers or declared signatures (what Speakeasy's LoadLibrary asks).
+    ``arch`` ("x86" / "x64"): for that architecture (default the guest's; another has no module
+    loaded nor native file here)."""
+    own = emu._get_signature_arch()
+    if arch in (None, own):
+        if any(not is_guest_image(m) and name in module_names(m) for m in emu.modules):
+            return True
+        if emu.get_native_module_path(name):
+            return True
     api = getattr(emu, "api", None)
     if api is not None and api.load_api_handler(name):
         return True
-    return bool(emu.get_signature_db().get_functions(name, emu._get_signature_arch()))
+    return bool(emu.get_signature_db().get_functions(name, arch or own))
 
 
 def dll_stem(name: str) -> str:

@@ -18,10 +18,10 @@ import ntpath
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import speakeasy.winenv.arch as se_arch
 from speakeasy.windows.export_manifest import get_manifest_names
 
-from emulator.backends.speakeasy.sysfiles import PATH_PREFIXES, normal_path, provides_module
+from emulator.backends.speakeasy.compat_load import emulator_provides
+from emulator.backends.speakeasy.sysfiles import PATH_PREFIXES, normal_path
 
 FILE_ATTRIBUTE_DIRECTORY = 0x10
 FILE_ATTRIBUTE_ARCHIVE = 0x20
@@ -143,8 +143,7 @@ class GuestDirectories:
         if key in SYSTEM_DLL_FOLDERS:
             arch = SYSTEM_DLL_FOLDERS[key] or ("x64" if self.x64 else "x86")
             names = sorted(get_manifest_names(arch))
-            code = se_arch.ARCH_AMD64 if arch == "x64" else se_arch.ARCH_X86
-            children += [(f"{name}.dll", False) for name in names if provides_module(self.emu, name, code)]
+            children += [(f"{name}.dll", False) for name in names if emulator_provides(self.emu, name, arch)]
         for name, is_folder in children:
             folded = name.lower()
             if folded in seen or not fnmatch.fnmatchcase(folded, wanted):

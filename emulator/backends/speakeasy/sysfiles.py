@@ -22,6 +22,8 @@ import speakeasy.winenv.arch as se_arch
 from speakeasy.windows.api_image import ApiModuleLoader
 from speakeasy.windows.api_registry import module_name
 
+from emulator.backends.speakeasy import compat_load
+
 # Folder (lower case) -> whose architecture its DLLs are: the guest's, or x86.
 SYSTEM_FOLDERS = {
     "c:\\windows\\system32": None,
@@ -69,7 +71,7 @@ class SystemFiles:
             return None
         arch = SYSTEM_FOLDERS[folder] or self.emu.get_arch()
         module = module_name(name)
-        if not provides_module(self.emu, module, arch):
+        if not compat_load.emulator_provides(self.emu, module, _arch_name(arch)):
             return None  # a name Speakeasy would not load: no system DLL
         return module, arch
 
@@ -111,12 +113,8 @@ class SystemFiles:
         return bytes(out)
 
 
-def provides_module(emu: Any, module: str, arch: int) -> bool:
-    """Whether the emulator loads a module of this name for ``arch`` (Speakeasy's own test in
-    ``load_library``: a handler, or signatures of the DLL's functions); an export manifest
-    alone is not enough (LoadLibrary of such a name fails)."""
-    arch_name = "x86" if arch == se_arch.ARCH_X86 else "x64"
-    return bool(emu.api.load_api_handler(module) or emu.get_signature_db().get_functions(module, arch_name))
+def _arch_name(arch: int) -> str:
+    return "x86" if arch == se_arch.ARCH_X86 else "x64"
 
 
 def normal_path(path: str) -> str:
