@@ -23,6 +23,7 @@ from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
+from emulator.backends.speakeasy.waits import ThreadWaits
 from emulator.environment import user_dirs
 from emulator.events import Note
 from emulator.outcome import Status
@@ -204,6 +205,7 @@ class SpeakeasyBackend:
                 self._stop_now,
             )
             self._children.install()
+        ThreadWaits(target.se, emu, memory).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code

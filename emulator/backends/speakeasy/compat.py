@@ -36,6 +36,7 @@ import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
+import speakeasy.winenv.arch as se_arch
 import speakeasy.winenv.defs.registry.reg as se_regdefs
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
@@ -756,6 +757,89 @@ def _take_callback_results(emu: Any) -> None:
 
 # Where a callback started by an API returns to (Speakeasy's callback handler address).
 API_CALLBACK_RETURN = se_wincommon.API_CALLBACK_HANDLER_ADDR
+
+
+def called_back_function(emu: Any) -> int | None:
+    """The function the innermost API callback of the current run called, or None."""
+    run = emu.get_current_run()
+    frames = getattr(run, "api_callbacks", None) if run is not None else None
+    function = getattr(frames[-1], "function", None) if frames else None
+    return int(function) if function is not None else None
+
+
+def tag_api_frame(emu: Any, tag: Any) -> None:
+    """Mark the API call being handled (its callbacks) with ``tag``, for :func:`after_each_api_callback`."""
+    frame = emu._active_api_frame
+    if frame is not None:
+        frame.chainreplay_tag = tag
+
+
+def after_each_api_callback(emu: Any, callback: Callable[[Any, int], int | None]) -> None:
+    """``callback(tag, returned)`` when a callback of an API call tagged by :func:`tag_api_frame`
+    returns (``returned``: its value in the return register); a value it gives replaces the
+    API's own result, when that callback was the last."""
+    original = emu._continue_api_callback
+
+    def continue_api_callback() -> None:
+        run = emu.get_current_run()
+        frame = run.api_callbacks[-1] if run is not None and run.api_callbacks else None
+        tag = getattr(frame, "chainreplay_tag", None) if frame is not None else None
+        if frame is not None and tag is not None:
+            returned = int(emu.reg_read("eax")) & 0xFFFFFFFF
+            result = callback(tag, returned)
+            if result is not None and not frame.pending:
+                frame.result = result
+        original()
+
+    emu._continue_api_callback = continue_api_callback
+
+
+def return_from_callback(emu: Any, argc: int, value: int) -> None:
+    """Return from the (stdcall) API call being handled, ``argc`` arguments, with ``value``, to
+    where the API callback it was called from returns, not to its caller (``ExitThread`` in a
+    thread a wait runs: that callback ends there). Speakeasy then leaves the call's return alone
+    (the pc moved)."""
+    emu.do_call_return(argc, API_CALLBACK_RETURN, value, conv=se_arch.CALL_CONV_STDCALL)
+
+
+# Registers a function keeps for its caller (the Windows x64 and x86 conventions).
+NONVOLATILE_REGISTERS = {
+    8: ("rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"),
+    4: ("ebx", "ebp", "esi", "edi"),
+}
+
+
+def nonvolatile_registers(emu: Any) -> dict[str, int]:
+    return {name: int(emu.reg_read(name)) for name in NONVOLATILE_REGISTERS[emu.get_ptr_size()]}
+
+
+def restore_registers(emu: Any, values: dict[str, int]) -> None:
+    for name, value in values.items():
+        emu.reg_write(name, value)
+
+
+def queued_thread_run(emu: Any, thread: Any) -> Any:
+    """The queued, not yet started run of ``thread``, a thread the current process started in
+    itself (Speakeasy's "thread" runs), or None."""
+    if thread is None:
+        return None
+    current = emu.get_current_process()
+    for run in emu.run_queue:
+        if run.thread is thread and run.type == "thread" and run.process_context in (None, current):
+            return run
+    return None
+
+
+def unqueue_run(emu: Any, run: Any) -> None:
+    emu.run_queue[:] = [queued for queued in emu.run_queue if queued is not run]
+
+
+def current_thread(emu: Any) -> Any:
+    return emu.get_current_thread()
+
+
+def set_current_thread(emu: Any, thread: Any) -> None:
+    emu.set_current_thread(thread)
 
 
 class _NoCollection(types.ModuleType):
