@@ -5,7 +5,8 @@ starts threads and waits for them every way a loader does (WaitForSingleObject(E
 WaitForMultipleObjects wait-all and wait-any, NtWaitForSingleObject, NtWaitForMultipleObjects,
 SignalObjectAndWait, zero-timeout polls, GetExitCodeThread), ends them with ExitThread and
 RtlExitUserThread from below their start routines, nests a wait inside a waited thread and
-terminates one that never ran; it checks each answer itself and prints one verdict per check.
+terminates one that never ran, sleeps (and yields) in a loop until a thread sets a flag, and
+sleeps forever; it checks each answer itself and prints one verdict per check.
 The scenarios wait-worker(-x86) are the same on a chain: worker threads decode a payload the main
 thread runs after its wait, then the payload runs as a thread (a stage ``via: thread``) whose
 file the main thread finds after waiting for it.
@@ -50,6 +51,10 @@ CHECKS = [
     "signal_and_wait_runs_thread",
     "terminated_code",
     "terminated_never_runs",
+    "sleep_loop_runs_thread",
+    "yield_loop_runs_thread",
+    "sleep_forever_runs_threads",
+    "one_sleep_is_not_a_wait",
     "own_thread_still_active",
 ]
 _CACHE: dict[tuple[str, str], Recording] = {}
@@ -87,14 +92,14 @@ def test_every_wait_runs_the_thread_it_waits_for(sample: str, mode: str) -> None
 @pytest.mark.parametrize("sample", ["waits.exe", "waits32.exe"])
 def test_a_waited_thread_runs_inside_the_wait_as_itself(sample: str) -> None:
     """The first thread's calls come between its WaitForSingleObject and the next call of the
-    main thread, under the thread's own id; one run in all (no thread left to run after it)."""
+    main thread, under the thread's own id; only the thread nobody waited for runs after main."""
     calls = [e for e in _emulate(sample).events if isinstance(e, ApiCall)]
     names = [c.api for c in calls]
     wait = names.index("kernel32.WaitForSingleObject")
     assert names[wait + 1] == "kernel32.GetCurrentThreadId"
     ids = [c.ret for c in calls if c.api == "kernel32.GetCurrentThreadId"]
     assert ids[0] != ids[1] and ids[2] == ids[0]  # main, the waited thread, main again
-    assert len(_emulate(sample).runs) == 1
+    assert [run["kind"] for run in _emulate(sample).runs] == ["module_entry", "thread"]
 
 
 @pytest.mark.parametrize("name", ["wait-worker", "wait-worker-x86"])

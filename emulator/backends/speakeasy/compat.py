@@ -818,16 +818,22 @@ def restore_registers(emu: Any, values: dict[str, int]) -> None:
         emu.reg_write(name, value)
 
 
+def queued_thread_runs(emu: Any) -> list[Any]:
+    """The queued, not yet started runs of threads the current process started in itself
+    (Speakeasy's "thread" runs), in the order they would run."""
+    current = emu.get_current_process()
+    return [
+        run
+        for run in emu.run_queue
+        if run.type == "thread" and run.thread is not None and run.process_context in (None, current)
+    ]
+
+
 def queued_thread_run(emu: Any, thread: Any) -> Any:
-    """The queued, not yet started run of ``thread``, a thread the current process started in
-    itself (Speakeasy's "thread" runs), or None."""
+    """The queued run of ``thread`` among :func:`queued_thread_runs`, or None."""
     if thread is None:
         return None
-    current = emu.get_current_process()
-    for run in emu.run_queue:
-        if run.thread is thread and run.type == "thread" and run.process_context in (None, current):
-            return run
-    return None
+    return next((run for run in queued_thread_runs(emu) if run.thread is thread), None)
 
 
 def unqueue_run(emu: Any, run: Any) -> None:

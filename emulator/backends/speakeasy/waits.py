@@ -19,6 +19,11 @@ thread's (``via: thread``, from its start address). Its return value, or the cod
 only, not the waiter's run, as Speakeasy's ``ExitThread`` would), is its exit code:
 ``GetExitCodeThread`` answers it afterwards, and ``STILL_ACTIVE`` for a thread that has not run.
 
+Sleeping can be waiting too: a loop that sleeps (or yields) until a flag a thread sets is set
+runs until a limit if the thread never runs. A sleep forever, or a second sleep or yield from one
+call site, while threads of the process have yet to run, runs them (all, in order) inside it; a
+single sleep does not (the threads run after its run, as before).
+
 Polling is waiting too: a zero-timeout wait on a thread that has not run answers
 ``WAIT_TIMEOUT`` (as it would right after the thread started), and so does the first
 ``GetExitCodeThread`` (``STILL_ACTIVE``); asked about the same thread again, the guest is seen to
@@ -93,6 +98,16 @@ EXIT_THREAD_APIS: dict[tuple[str, str], int] = {
     ("kernel32", "FreeLibraryAndExitThread"): 1,
 }
 EXIT_CODE_APIS = (("kernel32", "GetExitCodeThread"),)
+# (module, name) -> (argc, index of a milliseconds timeout or None): a sleep or a yield.
+SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None]] = {
+    ("kernel32", "Sleep"): (1, 0),
+    ("kernel32", "SleepEx"): (2, 0),
+    ("kernel32", "SwitchToThread"): (0, None),
+    ("ntdll", "NtDelayExecution"): (2, None),
+    ("ntdll", "ZwDelayExecution"): (2, None),
+    ("ntdll", "NtYieldExecution"): (0, None),
+}
+INFINITE = 0xFFFFFFFF
 # At most this many handles are read from a wait's array (Windows' MAXIMUM_WAIT_OBJECTS).
 MAXIMUM_WAIT_OBJECTS = 64
 
@@ -122,6 +137,7 @@ class ThreadWaits:
         self.exit_codes: dict[int, int] = {}  # id(thread object) -> exit code
         self.polled: set[int] = set()  # id(thread object): asked about before it ran
         self.running: list[_Running] = []  # innermost last
+        self.sleep_sites: set[int] = set()  # call sites of sleeps and yields seen
 
     def install(self) -> None:
         for (module, name), spec in WAIT_APIS.items():
@@ -139,6 +155,12 @@ class ThreadWaits:
         for module, name in EXIT_CODE_APIS:
             self.se.add_api_hook(self._on_exit_code, module, name, argc=2)
         self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
+        for (module, name), (argc, timeout) in SLEEP_APIS.items():
+
+            def sleep(emu: Any, api_name: str, orig: Any, argv: list[int], _t: int | None = timeout) -> Any:
+                return self._on_sleep(_t, orig, list(argv))
+
+            self.se.add_api_hook(sleep, module, name, argc=argc)
         compat.after_each_api_callback(self.emu, self._callback_returned)
 
     # -- which threads a wait runs ---------------------------------------------------------------
@@ -242,6 +264,19 @@ class ThreadWaits:
             return None
         compat.set_current_thread(self.emu, done.waiter)
         return tag.then(done.thread) if tag.then is not None else None
+
+    def _on_sleep(self, timeout: int | None, orig: Any, argv: list[int]) -> Any:
+        """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
+        something, a flag a thread sets), while threads of the process have yet to run: they run
+        in it, one after another, as other threads run while one sleeps on Windows."""
+        rv = orig(argv) if orig is not None else 0
+        pending = compat.queued_thread_runs(self.emu)
+        site = compat.call_site(self.emu)
+        forever = timeout is not None and len(argv) > timeout and argv[timeout] & 0xFFFFFFFF == INFINITE
+        if pending and len(self.running) < MAX_NESTED_THREADS and (forever or site in self.sleep_sites):
+            self._run_now(pending)
+        self.sleep_sites.add(site)
+        return rv
 
     # -- a waited-for thread ends ----------------------------------------------------------------
 

@@ -2,7 +2,8 @@
  * thread that has not run yet, a zero-timeout poll, GetExitCodeThread before and after, ExitThread
  * and RtlExitUserThread ending only the waited thread, a wait-any, a wait for a thread that waits
  * for another, TLS slots and the thread id of the waited thread, TerminateThread of one that
- * never ran. One OutputDebugStringA verdict per check ("check NAME: pass").
+ * never ran, a loop of sleeps (or yields) until a thread sets a flag, a sleep forever.
+ * One OutputDebugStringA verdict per check ("check NAME: pass").
  * Inert without CHAINREPLAY_SANDBOX. */
 #include "../fidelity/fidelity.h"
 
@@ -10,8 +11,8 @@ typedef LONG (NTAPI *NtWaitForSingleObject_t)(HANDLE, BOOLEAN, PLARGE_INTEGER);
 typedef LONG (NTAPI *NtWaitForMultipleObjects_t)(ULONG, HANDLE *, int, BOOLEAN, PLARGE_INTEGER);
 typedef VOID (NTAPI *RtlExitUserThread_t)(LONG);
 
-static volatile LONG g_done[16];
-static volatile DWORD g_tid[16];
+static volatile LONG g_done[32];
+static volatile DWORD g_tid[32];
 static DWORD g_slot;
 static HANDLE g_inner;
 static RtlExitUserThread_t g_rtl_exit;
@@ -77,7 +78,7 @@ void __stdcall WaitsEntry32(void)
 #endif
 {
     HANDLE h, pair[2], self_thread;
-    DWORD code = 0, rv, main_tid;
+    DWORD code = 0, rv, main_tid, n;
     LARGE_INTEGER zero;
     HMODULE ntdll = GetModuleHandleA("ntdll.dll");
     NtWaitForSingleObject_t nt_wait = (NtWaitForSingleObject_t)(void *)GetProcAddress(ntdll, "NtWaitForSingleObject");
@@ -168,6 +169,25 @@ void __stdcall WaitsEntry32(void)
     check("terminated_code", GetExitCodeThread(h, &code) && code == 0x5e);
     WaitForSingleObject(h, INFINITE);
     check("terminated_never_runs", !g_done[14]);
+
+    /* a loop that sleeps until a thread sets a flag: the thread runs while it sleeps */
+    start(mark, 15);
+    for (n = 0; n < 50 && !g_done[15]; n++)
+        Sleep(100);
+    check("sleep_loop_runs_thread", g_done[15] == 1 && n == 2); /* at the loop's second sleep */
+    start(mark, 16);
+    for (n = 0; n < 50 && !g_done[16]; n++)
+        SwitchToThread();
+    check("yield_loop_runs_thread", g_done[16] == 1);
+    /* a sleep forever lets the threads run */
+    start(mark, 17);
+    start(exits, 18);
+    SleepEx(INFINITE, FALSE);
+    check("sleep_forever_runs_threads", g_done[17] == 1 && g_done[18] == 1);
+    /* one sleep is not a wait: the thread runs later */
+    start(mark, 19);
+    Sleep(10);
+    check("one_sleep_is_not_a_wait", !g_done[19]);
 
     /* the current thread's pseudo handle is not a thread that has yet to run */
     self_thread = GetCurrentThread();
