@@ -1,4 +1,5 @@
-"""Threads run when the guest waits for them (emulator/backends/speakeasy/waits.py).
+"""Threads and child processes run when the guest waits for them
+(emulator/backends/speakeasy/waits.py).
 
 tests/bins/waits/waits.c (x64 and x86, ``make -C tests/bins/waits`` rebuilds it byte for byte)
 starts threads and waits for them every way a loader does (WaitForSingleObject(Ex),
@@ -9,7 +10,8 @@ terminates one that never ran, sleeps (and yields) in a loop until a thread sets
 sleeps forever; it checks each answer itself and prints one verdict per check.
 The scenarios wait-worker(-x86) are the same on a chain: worker threads decode a payload the main
 thread runs after its wait, then the payload runs as a thread (a stage ``via: thread``) whose
-file the main thread finds after waiting for it.
+file the main thread finds after waiting for it. In wait-child(-x86) a parent drops a program,
+starts it, waits for it and checks its exit code, then reads, decodes and runs what it stashed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ CHECKS = [
     "sleep_forever_runs_threads",
     "one_sleep_is_not_a_wait",
     "own_thread_still_active",
+    "own_process_still_active",
 ]
 _CACHE: dict[tuple[str, str], Recording] = {}
 
@@ -115,3 +118,25 @@ def test_a_chain_that_waits_for_its_workers_runs_its_payload(
     written = [f["seq"] for f in report["files"] if f["path"].endswith("lineage_wait_thread.txt")]
     # the thread's file is written inside the wait, before the main thread looks for it
     assert seqs["kernel32.WaitForSingleObject"] < min(written) < seqs["kernel32.GetFileAttributesA"]
+
+
+@pytest.mark.parametrize("name", ["wait-child", "wait-child-x86"])
+def test_a_parent_that_waits_for_its_child_reads_what_the_child_wrote(
+    name: str, scenario_report: Callable[[str], dict[str, Any]]
+) -> None:
+    report = scenario_report(name)
+    calls = report["api_calls"]
+    exits = [(c["stage"], c["args"][0]) for c in calls if c["api"] == "kernel32.ExitProcess"]
+    assert exits == [("s1", "0x7"), ("s0", "0x0")]  # the child's code, then the parent's checks passed
+    order = [(c["stage"], c["api"]) for c in calls]
+    wait = order.index(("s0", "kernel32.WaitForSingleObject"))
+    exit_code = order.index(("s0", "kernel32.GetExitCodeProcess"))
+    assert {stage for stage, _ in order[wait + 1 : exit_code]} == {"s1"}  # the child ran inside the wait
+    assert ("s1", "kernel32.WriteFile") in order[wait + 1 : exit_code]
+    child = report["stages"][1]
+    assert (child["via"], child["process"]) == ("process", "C:\\Users\\analyst\\AppData\\Local\\Temp\\helper.exe")
+    # one run: the child ran in the parent's wait, not after it
+    assert [run["kind"] for run in report["runs"]] == ["module_entry"]
+    # the child's XOR of its own data is its hop; the parent's XOR of the stash is the parent's
+    hops = [(h["transform"], h["actor"]) for h in report["stages"][2]["lineage"]]
+    assert hops == [("source", "s0"), ("xor", "s1"), ("file_write", "s1"), ("xor", "s0")]

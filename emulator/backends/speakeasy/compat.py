@@ -21,6 +21,7 @@ import inspect
 import ntpath
 import types
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
 
 from emulator import installed
+from emulator import pe as pe_headers
 
 ENGINE_PACKAGE = "speakeasy-emulator"
 
@@ -844,6 +846,10 @@ def current_thread(emu: Any) -> Any:
     return emu.get_current_thread()
 
 
+def current_process(emu: Any) -> Any:
+    return emu.get_current_process()
+
+
 def set_current_thread(emu: Any, thread: Any) -> None:
     emu.set_current_thread(thread)
 
@@ -888,7 +894,9 @@ def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:
     """
 
     def make_loader(address: int | None) -> Any:
-        return PeLoader(data=data, base_override=address, emu_path=emu_path)
+        # An image with no fixups to make is moved as it is (what ASLR does with one).
+        moved = pe_headers.moved_without_fixups(data, address) if address is not None else None
+        return PeLoader(data=moved or data, base_override=address, emu_path=emu_path)
 
     with pe_loads_without_collection():
         image = emu._make_image_at_free_base(make_loader, None)
@@ -1085,6 +1093,91 @@ def run_process_image(emu: Any, process: Any, module: Any, command_line: str) ->
     emu.command_line = command_line
     emu.argv = []
     emu.start()
+
+
+@dataclass
+class ProcessState:
+    """What :func:`enter_process` changed, to put back: the process and thread that ran, the
+    command line, and the TEB's bytes (one TEB address serves every thread)."""
+
+    process: Any
+    thread: Any
+    command_line: Any
+    argv: Any
+    teb: int
+    teb_bytes: bytes
+
+
+def _saved_state(emu: Any) -> ProcessState:
+    teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
+    mapped = emu.get_address_map(teb)
+    size = int(mapped.base + mapped.size - teb) if mapped is not None else 0
+    return ProcessState(
+        emu.get_current_process(),
+        emu.get_current_thread(),
+        getattr(emu, "command_line", None),
+        getattr(emu, "argv", None),
+        teb,
+        bytes(emu.mem_read(teb, size)) if size else b"",
+    )
+
+
+def _new_teb(emu: Any, thread: Any, process: Any) -> None:
+    """``thread`` becomes the current thread with a TEB of its own (at the one TEB address)."""
+    emu.set_current_thread(thread)
+    emu.init_teb(thread, process.peb)
+    with contextlib.suppress(Exception):
+        emu.init_tls(thread)
+
+
+def enter_thread(emu: Any, thread: Any) -> ProcessState:
+    """Make ``thread`` (of the current process) the current thread inside the API call being
+    handled (a wait runs it there), with a TEB of its own, as Speakeasy's run set-up gives each
+    thread: its exception list, TLS slots, last error and ids; :func:`leave_process` puts the
+    caller's back."""
+    state = _saved_state(emu)
+    _new_teb(emu, thread, emu.get_current_process())
+    return state
+
+
+def enter_process(emu: Any, process: Any, module: Any, command_line: str) -> ProcessState:
+    """Make ``process`` (its image ``module``) the current process, its main thread the current
+    thread, inside the API call being handled (a wait runs the child there): what
+    :func:`run_process_image` gets from Speakeasy's run set-up, with the TEB the caller's to put
+    back (:func:`leave_process`)."""
+    state = _saved_state(emu)
+    process.pe = module
+    process.base = int(module.base)
+    thread = main_thread(process)
+    emu.alloc_peb(process)
+    emu.set_current_process(process)
+    if thread is not None:
+        _new_teb(emu, thread, process)
+    emu.command_line = command_line
+    emu.argv = []
+    return state
+
+
+def leave_process(emu: Any, state: ProcessState) -> None:
+    """Undo :func:`enter_process` or :func:`enter_thread`."""
+    if state.teb_bytes:
+        emu.mem_write(state.teb, state.teb_bytes)
+    emu.set_current_process(state.process)
+    emu.set_current_thread(state.thread)
+    emu.command_line = state.command_line
+    emu.argv = state.argv
+
+
+def process_entry_calls(emu: Any, module: Any) -> list[tuple[int, list[int]]]:
+    """(address, arguments) of what starting a process's image runs, in order: its TLS callbacks
+    (DLL_PROCESS_ATTACH), then its entry point, as :func:`run_process_image` queues them."""
+    calls: list[tuple[int, list[int]]] = []
+    for callback in module.get_tls_callbacks() or []:
+        if module.base < callback < module.base + module.image_size:
+            calls.append((int(callback), [int(module.base), 1, 0]))
+    args = [int(emu.mem_map(8, tag=f"emu.module_arg_{i}")) for i in range(4)]
+    calls.append((int(module.base) + int(module.ep), args))
+    return calls
 
 
 def map_guest_dll_for_process(emu: Any, data: bytes, emu_path: str) -> Any:

@@ -1,4 +1,4 @@
-"""Threads run when the guest waits for them.
+"""Threads and child processes run when the guest waits for them.
 
 Speakeasy runs a thread the guest starts (``CreateThread`` and every other way,
 emulator/apis/threads.py) after the run that started it, and answers every wait at once:
@@ -13,8 +13,9 @@ before an infinite wait came back: ``WaitForSingleObject(Ex)``, ``WaitForMultipl
 (all of them for a wait-all, the first one listed for a wait-any), ``MsgWaitForMultipleObjects(Ex)``,
 ``SignalObjectAndWait``, ``NtWaitForSingleObject``, ``NtWaitForMultipleObjects``. The thread
 runs as a call from the waiting API (Speakeasy's API callback: on the waiter's stack, below its
-frame), as the current thread (``GetCurrentThreadId`` is its id), and its stage is drawn as any
-thread's (``via: thread``, from its start address). Its return value, or the code it gives
+frame), as the current thread with a TEB of its own (its id, exception list, TLS slots and last
+error; the waiter's TEB bytes are put back after), and its stage is drawn as any thread's
+(``via: thread``, from its start address). Its return value, or the code it gives
 ``ExitThread`` / ``RtlExitUserThread`` / ``FreeLibraryAndExitThread`` (which end that thread
 only, not the waiter's run, as Speakeasy's ``ExitThread`` would), is its exit code:
 ``GetExitCodeThread`` answers it afterwards, and ``STILL_ACTIVE`` for a thread that has not run.
@@ -27,9 +28,18 @@ single sleep does not (the threads run after its run, as before).
 Polling is waiting too: a zero-timeout wait on a thread that has not run answers
 ``WAIT_TIMEOUT`` (as it would right after the thread started), and so does the first
 ``GetExitCodeThread`` (``STILL_ACTIVE``); asked about the same thread again, the guest is seen to
-wait for it, and it runs then. A thread nobody waits for runs after the run that started it, as
-before; so does a thread that is suspended or in another process (injected threads), and one
-started while ``MAX_NESTED_THREADS`` waited-for threads are already running inside each other.
+wait for it, and it runs then.
+
+A child process (a program of the guest's files, children.py) runs after its parent's runs; a
+wait for it, a second poll or ``GetExitCodeProcess``, runs it there instead, the same way: its
+TLS callbacks and entry point called from the waiting API, as that process (the current process
+and thread, its command line, PEB and TEB; the parent's TEB bytes put back after), its stage
+started as :meth:`ChildProcesses.run_pending` starts it. Its entry point's return value, or the
+code it gives ``ExitProcess`` (which ends it, not its parent's run), is its exit code.
+
+A thread nobody waits for runs after the run that started it, as before; so does a thread that
+is suspended or in another process (injected threads), a child process nobody waits for, and
+what a wait would start while ``MAX_NESTED_THREADS`` are already running inside each other.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from typing import Any
 
 from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.children import ChildProcesses, Launch
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +108,7 @@ EXIT_THREAD_APIS: dict[tuple[str, str], int] = {
     ("ntdll", "RtlExitUserThread"): 0,
     ("kernel32", "FreeLibraryAndExitThread"): 1,
 }
-EXIT_CODE_APIS = (("kernel32", "GetExitCodeThread"),)
+EXIT_PROCESS_APIS = (("kernel32", "ExitProcess"), ("ntdll", "RtlExitUserProcess"))
 # (module, name) -> (argc, index of a milliseconds timeout or None): a sleep or a yield.
 SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None]] = {
     ("kernel32", "Sleep"): (1, 0),
@@ -114,28 +125,35 @@ MAXIMUM_WAIT_OBJECTS = 64
 
 @dataclass
 class _Running:
-    """A waited-for thread running inside its waiter's API call."""
+    """A thread, or a child process's TLS callback or entry point, running inside the API call
+    of the thread that waited for it."""
 
     thread: Any
     waiter: Any  # the thread that waited (current again when this one ends)
     registers: dict[str, int]  # the waiter's non-volatile registers, as the API returns them
+    process: Any = None  # the child process this call starts (None: a thread)
+    state: compat.ProcessState | None = None  # the waiter's thread (and process), put back at the end
+    entry: bool = True  # a thread's start routine or a process's entry point (not a TLS callback)
+    module: Any = None  # the child's image
+    command_line: str = ""  # the child's command line
 
 
 @dataclass
 class _WaitFrame:
-    """The threads one wait runs, in order, and what it does when they are done."""
+    """What one wait runs, in order, and what it does when they are done."""
 
     running: list[_Running] = field(default_factory=list)
-    then: Any = None  # called with the frame's API result when the last thread is done
+    then: Any = None  # called with what ran last when it is done: the API's result, or None
 
 
 class ThreadWaits:
-    def __init__(self, se: Any, emu: Any, memory: GuestMemory) -> None:
+    def __init__(self, se: Any, emu: Any, memory: GuestMemory, children: ChildProcesses | None = None) -> None:
         self.se = se
         self.emu = emu
         self.memory = memory
-        self.exit_codes: dict[int, int] = {}  # id(thread object) -> exit code
-        self.polled: set[int] = set()  # id(thread object): asked about before it ran
+        self.children = children
+        self.exit_codes: dict[int, int] = {}  # id(thread or process object) -> exit code
+        self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
         self.running: list[_Running] = []  # innermost last
         self.sleep_sites: set[int] = set()  # call sites of sleeps and yields seen
 
@@ -152,8 +170,10 @@ class ThreadWaits:
                 return self._on_exit_thread(_i, orig, list(argv))
 
             self.se.add_api_hook(exit_thread, module, name, argc=index + 1)
-        for module, name in EXIT_CODE_APIS:
-            self.se.add_api_hook(self._on_exit_code, module, name, argc=2)
+        for module, name in EXIT_PROCESS_APIS:
+            self.se.add_api_hook(self._on_exit_process, module, name, argc=1)
+        self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeThread", argc=2)
+        self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeProcess", argc=2)
         self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
 
@@ -163,15 +183,21 @@ class ThreadWaits:
             self.se.add_api_hook(sleep, module, name, argc=argc)
         compat.after_each_api_callback(self.emu, self._callback_returned)
 
-    # -- which threads a wait runs ---------------------------------------------------------------
+    # -- what a wait can run ---------------------------------------------------------------------
 
-    def _pending_run(self, handle: int) -> Any:
-        """The queued run of a thread of the current process that ``handle`` names and that has
-        not started, or None."""
-        thread = compat.object_of(self.emu, handle)
-        if thread is None or len(self.running) >= MAX_NESTED_THREADS:
+    def _startable(self, handle: int) -> tuple[Any, Any] | None:
+        """(object, what runs it) for a handle naming a thread of the current process whose run
+        is queued (its run), or a child process that has yet to start (its launch); else None."""
+        if len(self.running) >= MAX_NESTED_THREADS:
             return None
-        return compat.queued_thread_run(self.emu, thread)
+        target = compat.object_of(self.emu, handle)
+        if target is None:
+            return None
+        run = compat.queued_thread_run(self.emu, target)
+        if run is not None:
+            return target, run
+        launch = self.children.pending_program(target) if self.children is not None else None
+        return (target, launch) if launch is not None else None
 
     def _handles(self, spec: WaitApi, argv: list[int]) -> list[int]:
         if spec.handle is not None:
@@ -207,63 +233,107 @@ class ThreadWaits:
         return value == spec.wait_all_value if spec.native else bool(value)
 
     def _on_wait(self, spec: WaitApi, orig: Any, argv: list[int]) -> Any:
-        handles = self._handles(spec, argv)
-        runs = [self._pending_run(handle) for handle in handles]
-        if not any(run is not None for run in runs):
+        startable = [self._startable(handle) for handle in self._handles(spec, argv)]
+        if not any(item is not None for item in startable):
             return orig(argv) if orig is not None else WAIT_OBJECT_0
         if self._zero_timeout(spec, argv):
-            # a poll: the first one finds the thread still running; the next one waits for it
-            polled = [run for run in runs if run is not None and id(run.thread) not in self.polled]
-            if polled:
-                self.polled.update(id(run.thread) for run in polled)
+            # a poll: the first one finds them still running; the next one waits for them
+            first = [target for target, _ in filter(None, startable) if id(target) not in self.polled]
+            if first:
+                self.polled.update(id(target) for target in first)
                 return STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT
         if self._waits_for_all(spec, argv):
-            chosen, index = [run for run in runs if run is not None], 0
+            chosen, index = [item for item in startable if item is not None], 0
         else:
-            # a wait-any returns the first object listed that is signalled: a thread not yet run
-            # becomes signalled by running; any other object (Speakeasy's) is signalled already
-            index = next(i for i, run in enumerate(runs) if run is not None)
-            chosen = [runs[index]]
+            # a wait-any returns the first object listed that is signalled: a thread or process
+            # not yet run becomes signalled by running; any other object (Speakeasy's) already is
+            index = next(i for i, item in enumerate(startable) if item is not None)
+            chosen = [item for item in startable[index : index + 1] if item is not None]
             if index and orig is not None:
                 return orig(argv)  # an object before it is signalled: nothing waits
         self._run_now(chosen)
         return WAIT_OBJECT_0 + index
 
-    def _run_now(self, runs: list[Any], then: Any = None) -> None:
-        """Run these queued threads one after another from the API being handled."""
+    # -- running them inside the API call --------------------------------------------------------
+
+    def _run_now(self, chosen: list[tuple[Any, Any]], then: Any = None) -> None:
+        """Run these threads (their queued runs) and child processes (their launches) one after
+        another from the API being handled."""
         frame = _WaitFrame(then=then)
         waiter = compat.current_thread(self.emu)
         registers = compat.nonvolatile_registers(self.emu)
-        for run in runs:
-            compat.unqueue_run(self.emu, run)
-            frame.running.append(_Running(run.thread, waiter, registers))
-            self.polled.discard(id(run.thread))
-        first = frame.running[0]
-        self.running.append(first)
-        compat.set_current_thread(self.emu, first.thread)
-        for run in runs:
-            compat.call_guest_after_api(self.emu, int(run.start_addr), list(run.args or ()))
+        calls: list[tuple[int, list[int]]] = []
+        for target, how in chosen:
+            self.polled.discard(id(target))
+            if not isinstance(how, Launch):
+                compat.unqueue_run(self.emu, how)
+                frame.running.append(_Running(target, waiter, registers))
+                calls.append((int(how.start_addr), list(how.args or ())))
+                continue
+            assert self.children is not None
+            module = self.children.start_now(how)
+            if module is None:
+                self.exit_codes[id(target)] = 0  # not run (noted): it ended
+                continue
+            process_calls = compat.process_entry_calls(self.emu, module)
+            thread = compat.main_thread(target)
+            for i, call in enumerate(process_calls):
+                last = i == len(process_calls) - 1
+                frame.running.append(
+                    _Running(
+                        thread,
+                        waiter,
+                        registers,
+                        process=target,
+                        entry=last,
+                        module=module,
+                        command_line=how.command_line,
+                    )
+                )
+                calls.append(call)
+        if not frame.running:
+            return
+        self._enter(frame.running[0], frame)
+        for function, args in calls:
+            compat.call_guest_after_api(self.emu, function, args)
         compat.tag_api_frame(self.emu, frame)
-        logger.debug("a wait runs %d thread(s) now", len(runs))
+        logger.debug("a wait runs %d thread(s) and process calls now", len(frame.running))
+
+    def _enter(self, running: _Running, frame: _WaitFrame) -> None:
+        """``running`` starts: its thread (and process) become the current ones."""
+        self.running.append(running)
+        if running.process is None:
+            running.state = compat.enter_thread(self.emu, running.thread)
+            return
+        if running.state is None:  # the process's first call: it becomes the current process
+            state = compat.enter_process(self.emu, running.process, running.module, running.command_line)
+            for item in frame.running:
+                if item.process is running.process:
+                    item.state = state
 
     def _callback_returned(self, tag: Any, returned: int) -> int | None:
-        """A callback of an API frame returned ``returned``: for a frame of ours, the thread that
-        ran ends with that exit code, the next one starts as the current thread, and after the
-        last the waiter is current again (and the frame's ``then`` may change the API's result)."""
+        """A callback of an API frame returned ``returned``: for a frame of ours, the thread (or
+        process) that ran ends with that exit code, the next one starts, and after the last the
+        waiter is current again (and the frame's ``then`` may change the API's result)."""
         if not isinstance(tag, _WaitFrame) or not tag.running:
             return None
         done = tag.running.pop(0)
-        self.exit_codes[id(done.thread)] = returned & 0xFFFFFFFF
-        # a thread that ended with ExitThread kept none of them (and a wrong one any of them)
-        compat.restore_registers(self.emu, done.registers)
         if self.running and self.running[-1] is done:
             self.running.pop()
+        if done.entry:
+            target = done.process if done.process is not None else done.thread
+            self.exit_codes[id(target)] = returned & 0xFFFFFFFF
+            if done.state is not None:
+                compat.leave_process(self.emu, done.state)
+            # a thread that ended with ExitThread kept none of them (and a wrong one any of them)
+            compat.restore_registers(self.emu, done.registers)
         if tag.running:
-            self.running.append(tag.running[0])
-            compat.set_current_thread(self.emu, tag.running[0].thread)
+            self._enter(tag.running[0], tag)
             return None
         compat.set_current_thread(self.emu, done.waiter)
-        return tag.then(done.thread) if tag.then is not None else None
+        if tag.then is None:
+            return None
+        return int(tag.then(done.process if done.process is not None else done.thread))
 
     def _on_sleep(self, timeout: int | None, orig: Any, argv: list[int]) -> Any:
         """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
@@ -274,20 +344,37 @@ class ThreadWaits:
         site = compat.call_site(self.emu)
         forever = timeout is not None and len(argv) > timeout and argv[timeout] & 0xFFFFFFFF == INFINITE
         if pending and len(self.running) < MAX_NESTED_THREADS and (forever or site in self.sleep_sites):
-            self._run_now(pending)
+            self._run_now([(run.thread, run) for run in pending])
         self.sleep_sites.add(site)
         return rv
 
-    # -- a waited-for thread ends ----------------------------------------------------------------
+    # -- what ran ends ---------------------------------------------------------------------------
+
+    def _ends_running(self, process: bool) -> bool:
+        """Whether the guest code calling now is what a wait runs (its thread, or with
+        ``process`` a child process's call)."""
+        if not self.running:
+            return False
+        innermost = self.running[-1]
+        if process:
+            return innermost.process is not None and innermost.process is compat.current_process(self.emu)
+        return innermost.thread is compat.current_thread(self.emu)
 
     def _on_exit_thread(self, index: int, orig: Any, argv: list[int]) -> Any:
         """ExitThread inside a thread run by a wait ends that thread (its callback returns with
-        the code), not the run of the thread that waited."""
-        current = compat.current_thread(self.emu)
-        if not self.running or self.running[-1].thread is not current:
+        the code), not the run of the thread that waited (a child's main thread: its process)."""
+        if not self._ends_running(process=False):
             return orig(argv) if orig is not None else 0
         code = argv[index] & 0xFFFFFFFF if len(argv) > index else 0
         compat.return_from_callback(self.emu, index + 1, code)
+        return code
+
+    def _on_exit_process(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """ExitProcess in a child process a wait runs ends that process, not its parent's run."""
+        if not self._ends_running(process=True):
+            return orig(argv) if orig is not None else 0
+        code = argv[0] & 0xFFFFFFFF if argv else 0
+        compat.return_from_callback(self.emu, 1, code)
         return code
 
     def _on_terminate(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
@@ -295,43 +382,41 @@ class ThreadWaits:
         with that code; the thread a wait runs, terminating itself, ends as with ExitThread."""
         handle, code = (argv + [0, 0])[:2]
         thread = compat.object_of(self.emu, handle)
-        run = self._pending_run(handle)
+        run = compat.queued_thread_run(self.emu, thread)
         if run is not None:
             compat.unqueue_run(self.emu, run)
             self.exit_codes[id(thread)] = code & 0xFFFFFFFF
             return 1
-        if thread is not None and self.running and self.running[-1].thread is thread is compat.current_thread(self.emu):
+        if thread is not None and thread is compat.current_thread(self.emu) and self._ends_running(process=False):
             compat.return_from_callback(self.emu, 2, code & 0xFFFFFFFF)
             return code & 0xFFFFFFFF
         return orig(argv) if orig is not None else 1
 
     def _on_exit_code(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
-        """GetExitCodeThread(hThread, lpExitCode): the code a thread ended with; STILL_ACTIVE
-        for one that has not run (asked again: the guest waits for it, and it runs now)."""
+        """GetExitCodeThread / GetExitCodeProcess(handle, lpExitCode): the code a thread or
+        process ended with; STILL_ACTIVE for one that has not run (asked again: the guest waits
+        for it, and it runs now) and for the caller's own thread or process."""
         handle, out = (argv + [0, 0])[:2]
-        thread = compat.object_of(self.emu, handle)
-        if thread is not None and id(thread) in self.exit_codes:
+        target = compat.object_of(self.emu, handle)
+
+        def answer(code: int) -> int:
             if out:
-                self.memory.write(out, self.exit_codes[id(thread)].to_bytes(4, "little"))
+                self.memory.write(out, (code & 0xFFFFFFFF).to_bytes(4, "little"))
             return 1
-        run = self._pending_run(handle)
-        if run is None:
-            running = thread is compat.current_thread(self.emu) or any(r.waiter is thread for r in self.running)
-            if thread is not None and running:
-                if out:
-                    self.memory.write(out, STILL_ACTIVE.to_bytes(4, "little"))  # itself, or its waiter
-                return 1
+
+        if target is not None and id(target) in self.exit_codes:
+            return answer(self.exit_codes[id(target)])
+        startable = self._startable(handle)
+        if startable is None:
+            current = (compat.current_thread(self.emu), compat.current_process(self.emu))
+            waiting = any(target is r.waiter for r in self.running) or any(
+                r.state is not None and target is r.state.process for r in self.running
+            )
+            if target is not None and (any(target is c for c in current) or waiting):
+                return answer(STILL_ACTIVE)
             return orig(argv) if orig is not None else 1
-        if id(thread) not in self.polled:
-            self.polled.add(id(thread))
-            if out:
-                self.memory.write(out, STILL_ACTIVE.to_bytes(4, "little"))
-            return 1
-
-        def answer(done: Any) -> int:
-            if out:
-                self.memory.write(out, self.exit_codes.get(id(done), 0).to_bytes(4, "little"))
-            return 1
-
-        self._run_now([run], then=answer)
+        if id(target) not in self.polled:
+            self.polled.add(id(target))
+            return answer(STILL_ACTIVE)
+        self._run_now([startable], then=lambda done: answer(self.exit_codes.get(id(done), 0)))
         return 1

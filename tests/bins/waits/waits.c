@@ -192,5 +192,6 @@ void __stdcall WaitsEntry32(void)
     /* the current thread's pseudo handle is not a thread that has yet to run */
     self_thread = GetCurrentThread();
     check("own_thread_still_active", GetExitCodeThread(self_thread, &code) && code == STILL_ACTIVE);
+    check("own_process_still_active", GetExitCodeProcess(GetCurrentProcess(), &code) && code == STILL_ACTIVE);
     ExitProcess(0);
 }
