@@ -104,3 +104,45 @@ def test_an_odd_name_is_carried_safely_into_every_rule(odd_outdir: Path) -> None
     assert 'msg:"chainreplay dl \\"odd\\" ?\\;x ' in rules
     for rule in (odd_outdir / "detections" / "yara").glob("*.yar"):
         assert rule.read_text(encoding="utf-8").startswith("rule chainreplay_dl__odd____x_")
+
+
+# --- exports of the chains added since the exports were proven (bench/exports_sweep.py) -------
+
+
+def _sigma_hits(out: Path, file: str, rows: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """The rows of ``rows`` (Sigma taxonomy) the rule ``detections/sigma/<file>`` matches."""
+    import sqlite3
+
+    from emulator.export.detections.events import COLUMNS
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE logs (" + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in COLUMNS) + ")")
+    db.executemany(
+        "INSERT INTO logs VALUES (" + ", ".join("?" * len(COLUMNS)) + ")",
+        [tuple(row.get(c) for c in COLUMNS) for row in rows],
+    )
+    (query,) = sqliteBackend().convert(SigmaCollection.from_yaml((out / "detections" / "sigma" / file).read_text()))
+    return db.execute(query).fetchall()
+
+
+@pytest.mark.parametrize("name", ["sideload-version", "sideload-winmm"])
+def test_a_dll_search_hijack_gets_an_image_load_rule(name: str, scenario_outdir: Outdir) -> None:
+    """A DLL the loader's search took from beside the program under a system DLL's name (noted
+    ``dll_search_hijack``, T1574.001 on its stage) is side-loading as much as 3CX's is: an
+    ``image_load`` rule keyed on the program and the DLL's name, matching the replay's own event
+    and the event Sysmon would log (the DLL's full guest path), not the benign replay's."""
+    from emulator.export.detections.events import replay_events
+
+    out = scenario_outdir(name)
+    report = Report.from_file(out / "report.json")
+    (note,) = [n for n in report.notes if n.what == "dll_search_hijack"]
+    planted = next(s for s in report.stages if s.id == note.stage)
+    rule = (out / "detections" / "sigma" / "image_load_sideloaded.yml").read_text(encoding="utf-8")
+    assert "attack.t1574.001" in rule
+    own = [r for r in replay_events(report) if r["category"] == "image_load"]
+    assert own and _sigma_hits(out, "image_load_sideloaded.yml", own)
+    program = report.stages[0].name
+    sysmon = {"category": "image_load", "Image": f"C:\\Users\\analyst\\{program}", "ImageLoaded": planted.origin.ref}
+    assert _sigma_hits(out, "image_load_sideloaded.yml", [sysmon])
+    benign = replay_events(Report.from_file(scenario_outdir("benign-dll") / "report.json"))
+    assert _sigma_hits(out, "image_load_sideloaded.yml", benign) == []

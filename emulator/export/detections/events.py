@@ -30,15 +30,47 @@ COLUMNS = (
 
 
 def side_loads(report: Report) -> list[tuple[str, str, int]]:
-    """(host process, loaded image name, seq) for every stage a process node loads in the graph."""
+    """(host process, loaded image name, seq) for every DLL the graph or a note says was side-loaded:
+    a stage a process node loads (the host application loaded the planted DLL), and a stage noted
+    ``dll_search_hijack`` (the loader's search for a system DLL's bare name took it from outside
+    the system folders), loaded by the process of the stage that loads it."""
     nodes = {n.id: n for n in report.graph.nodes}
-    names = {s.id: s.name for s in report.stages}
-    out = []
+    stages = {s.id: s for s in report.stages}
+    found: dict[str, tuple[str, str, int]] = {}
     for edge in report.graph.edges:
         source = nodes.get(edge.source)
-        if edge.type == "loads" and source is not None and source.kind == "process" and edge.target in names:
-            out.append((source.label, names[edge.target], edge.evidence[0] if edge.evidence else 0))
-    return out
+        if edge.type == "loads" and source is not None and source.kind == "process" and edge.target in stages:
+            seq = edge.evidence[0] if edge.evidence else 0
+            found.setdefault(edge.target, (_last_name(source.label), stages[edge.target].name, seq))
+    loaders = {e.target: e.source for e in report.graph.edges if e.type == "loads" and e.source in stages}
+    for note in report.notes:
+        stage = stages.get(note.stage)
+        if note.what != "dll_search_hijack" or stage is None or stage.id in found:
+            continue
+        process = _process_name(report, loaders.get(stage.id, stage.id))
+        if process:
+            image = stage.origin.ref if stage.origin.type == "file" else stage.name
+            found[stage.id] = (process, _last_name(image), note.seq)
+    return sorted(found.values(), key=lambda load: load[2])
+
+
+def _last_name(path: str) -> str:
+    return path.replace("/", "\\").rsplit("\\", 1)[-1]
+
+
+def _process_name(report: Report, stage_id: str) -> str:
+    """The image name of the process stage ``stage_id`` ran in: its ``process``, else the sample's
+    own process: the host application that loaded the entry stage, or the entry program itself."""
+    stage = next((s for s in report.stages if s.id == stage_id), None)
+    if stage is not None and stage.process:
+        return _last_name(stage.process)
+    nodes = {n.id: n for n in report.graph.nodes}
+    first = report.stages[0] if report.stages else None
+    for edge in report.graph.edges:
+        node = nodes.get(edge.source)
+        if first is not None and edge.target == first.id and node is not None and node.kind == "process":
+            return _last_name(node.label)
+    return _last_name(first.name) if first is not None and first.kind == "pe" else ""
 
 
 def replay_events(report: Report) -> list[dict[str, Any]]:
