@@ -146,3 +146,33 @@ def test_a_dll_search_hijack_gets_an_image_load_rule(name: str, scenario_outdir:
     assert _sigma_hits(out, "image_load_sideloaded.yml", [sysmon])
     benign = replay_events(Report.from_file(scenario_outdir("benign-dll") / "report.json"))
     assert _sigma_hits(out, "image_load_sideloaded.yml", benign) == []
+
+
+def test_a_dns_txt_exchange_is_a_txt_query_and_answer_in_the_pcap(scenario_outdir: Outdir) -> None:
+    """dns-txt-b64's payload came in a DNS TXT record: the pcap holds a TXT query answered with
+    the record's bytes (as strings of at most 255 bytes), not an A query answered NXDOMAIN."""
+    import dpkt
+
+    out = scenario_outdir("dns-txt-b64")
+    report = Report.from_file(out / "report.json")
+    (record,) = [r for r in report.network if r.kind == "dns" and "TXT" in r.response.headers]
+    body = (out / "network" / f"{record.response.sha256}.bin").read_bytes()
+    queries, answers = [], []
+    with (out / "network.pcap").open("rb") as handle:
+        for _, buf in dpkt.pcap.Reader(handle):
+            msg = dpkt.dns.DNS(dpkt.ethernet.Ethernet(buf).data.data.data)
+            (queries if msg.qr == dpkt.dns.DNS_Q else answers).append(msg)
+    assert [(q.qd[0].name, q.qd[0].type) for q in queries] == [(record.host, dpkt.dns.DNS_TXT)]
+    (answer,) = answers
+    assert answer.rcode == dpkt.dns.DNS_RCODE_NOERR
+    (rr,) = answer.an
+    strings = [t.encode("latin-1") if isinstance(t, str) else t for t in rr.text]  # dpkt decodes them
+    assert rr.type == dpkt.dns.DNS_TXT and b"".join(strings) == body and all(len(t) <= 255 for t in strings)
+    tshark = shutil.which("tshark")
+    if tshark:
+        base = [tshark, "-r", str(out / "network.pcap")]
+        fields = [*base, "-Y", "dns.flags.response == 1", "-T", "fields", "-e", "dns.txt"]
+        shown = subprocess.run(fields, capture_output=True, text=True, check=True).stdout.strip()
+        assert shown.replace(",", "") == body.decode()
+        bad = [*base, "-Y", "_ws.malformed || _ws.expert.severity == error"]
+        assert subprocess.run(bad, capture_output=True, text=True, check=True).stdout == ""
