@@ -176,3 +176,39 @@ def test_a_dns_txt_exchange_is_a_txt_query_and_answer_in_the_pcap(scenario_outdi
         assert shown.replace(",", "") == body.decode()
         bad = [*base, "-Y", "_ws.malformed || _ws.expert.severity == error"]
         assert subprocess.run(bad, capture_output=True, text=True, check=True).stdout == ""
+
+
+@pytest.mark.parametrize("name", ["dns-txt-b64", "tcp-stager-x86"])
+def test_a_stage_delivered_over_dns_or_raw_tcp_has_a_suricata_rule(name: str, scenario_outdir: Outdir) -> None:
+    """A payload that came in a DNS TXT record or a raw TCP stream (no HTTP) had no Suricata rule
+    at all: its exchange gets one, a download (its host or tcp:// node leads to the stage), whose
+    content is in that exchange as network.pcap holds it (the TXT query's name; the first bytes
+    the server sent, from the stream's start)."""
+    import re
+
+    import dpkt
+
+    out = scenario_outdir(name)
+    report = Report.from_file(out / "report.json")
+    (record,) = [r for r in report.network if r.kind == "tcp" or "TXT" in r.response.headers]
+    rules = parse_file(str(out / "detections" / "suricata.rules"))
+    metadata = {r.sid: str(next(o.value.data for o in r.options if o.name == "metadata")) for r in rules}
+    (rule,) = [r for r in rules if f"'chainreplay_seq {record.seq}'" in metadata[r.sid]]
+    assert rule.msg.split()[3] == "download" and rule.action == "alert"
+    (value,) = [o.value for o in rule.options if o.name == "content"]
+    wanted = bytes.fromhex(value.strip('"|')) if value.startswith('"|') else value.strip('"').encode()
+    dns_names, server_bytes = [], b""
+    with (out / "network.pcap").open("rb") as handle:
+        for _, buf in dpkt.pcap.Reader(handle):
+            seg = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(seg, dpkt.udp.UDP) and seg.dport == 53:
+                dns_names += [q.name for q in dpkt.dns.DNS(seg.data).qd if q.type == dpkt.dns.DNS_TXT]
+            elif isinstance(seg, dpkt.tcp.TCP) and seg.sport == record.port:
+                server_bytes += seg.data
+    if record.kind == "dns":
+        assert rule.header.startswith("dns ") and "dns.query" in [o.name for o in rule.options]
+        assert dns_names == [wanted.decode()] == [record.host]
+    else:
+        assert re.match(rf"tcp \$EXTERNAL_NET {record.port} -> \$HOME_NET any", rule.header)
+        depth = int(next(o.value for o in rule.options if o.name == "depth"))
+        assert len(wanted) == depth == 32 and server_bytes.startswith(wanted)
