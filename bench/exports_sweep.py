@@ -243,6 +243,7 @@ def check_pcap(out: Path, report: Report, tshark: str | None) -> list[str]:
                 problems.append(f"seq {record.seq}: response body differs")
         if record.host not in answers and not re.fullmatch(r"[\d.]+", record.host):
             problems.append(f"seq {record.seq}: no DNS answer for {record.host}")
+    problems += _dns_in_pcap(out, report)
     if tshark:
         base = [tshark, "-r", str(out / "network.pcap"), "-d", "tcp.port==443,http"]
         bad = subprocess.run(
@@ -260,6 +261,37 @@ def check_pcap(out: Path, report: Report, tshark: str | None) -> list[str]:
         body = base64.b64decode(text) if content.get("encoding") == "base64" else text.encode()
         if record.response.sha256 and hashlib.sha256(body).hexdigest() != record.response.sha256:
             problems.append(f"HAR seq {record.seq}: body differs")
+    return problems
+
+
+def _dns_in_pcap(out: Path, report: Report) -> list[str]:
+    """Every DNS exchange of the report is a query of its type in the pcap, answered as recorded."""
+    problems = []
+    answers: dict[tuple[str, int], list[Any]] = {}
+    with (out / "network.pcap").open("rb") as handle:
+        for _, buf in dpkt.pcap.Reader(handle):
+            seg = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(seg, dpkt.udp.UDP) and seg.sport == 53:
+                msg = dpkt.dns.DNS(seg.data)
+                for q in msg.qd:
+                    answers.setdefault((q.name.lower(), q.type), []).append(msg)
+    for record in report.network:
+        if record.kind != "dns":
+            continue
+        kind = dpkt.dns.DNS_TXT if "TXT" in record.response.headers else dpkt.dns.DNS_A
+        got = answers.get((record.host.lower(), kind))
+        if not got:
+            problems.append(f"DNS seq {record.seq}: no {'TXT' if kind == dpkt.dns.DNS_TXT else 'A'} answer in the pcap")
+            continue
+        if kind == dpkt.dns.DNS_TXT and record.response.sha256:
+            body = (out / "network" / f"{record.response.sha256}.bin").read_bytes()
+            texts = [t.encode("latin-1") if isinstance(t, str) else t for rr in got[0].an for t in rr.text]
+            if b"".join(texts) != body:
+                problems.append(f"DNS seq {record.seq}: TXT answer differs from the record")
+        if kind == dpkt.dns.DNS_A and record.response.headers.get("A"):
+            ips = [socket.inet_ntoa(rr.ip) for m in got for rr in m.an if rr.type == dpkt.dns.DNS_A]
+            if record.response.headers["A"] not in ips:
+                problems.append(f"DNS seq {record.seq}: A answer {ips} is not {record.response.headers['A']}")
     return problems
 
 
@@ -361,12 +393,28 @@ def check_suricata(out: Path, report: Report) -> list[str]:
     flows, _ = _pcap_flows(out / "network.pcap")
     http_flows = [f for f in flows if f[0][:4] in (b"GET ", b"POST", b"PUT ", b"HEAD")]
     by_seq = {r.seq: dpkt.http.Request(c) for (c, _), r in zip(http_flows, http, strict=False)}
-    roles = []
+    records = {r.seq: r for r in report.network}
+    dns_queries, server_bytes = _pcap_dns_and_streams(out / "network.pcap")
+    role_of: dict[int, str] = {}
     for rule in rules:
         meta = next(o.value for o in rule.options if o.name == "metadata")
         found = re.search(r"chainreplay_seq (\d+)", str(meta.data))
         seq = int(found.group(1)) if found else -1
-        roles.append(rule.msg.split()[3] if len(rule.msg.split()) > 3 else "?")
+        role_of[seq] = rule.msg.split()[3] if len(rule.msg.split()) > 3 else "?"
+        record = records.get(seq)
+        if record is None:
+            problems.append(f"sid {rule.sid}: no exchange seq {seq}")
+            continue
+        contents = [_unescape(o.value) for o in rule.options if o.name == "content"]
+        if record.kind == "dns":
+            if not all(c.lower() in dns_queries for c in contents):
+                problems.append(f"sid {rule.sid}: dns.query {contents} not queried in the pcap")
+            continue
+        if record.kind in ("tcp", "udp"):
+            stream = server_bytes.get(record.port or 0, b"").decode("latin-1")
+            if not all(c in stream for c in contents):
+                problems.append(f"sid {rule.sid}: content not in the pcap's {record.kind} stream")
+            continue
         request = by_seq.get(seq)
         if request is None:
             problems.append(f"sid {rule.sid}: no request seq {seq} in the pcap")
@@ -384,14 +432,34 @@ def check_suricata(out: Path, report: Report) -> list[str]:
                 sticky = option.name
             elif option.name == "content" and sticky and _unescape(option.value) not in buffers[sticky]:
                 problems.append(f"sid {rule.sid}: {sticky} content {option.value} not in the pcap's request")
-    downloaded = [
-        s.id
-        for s in report.stages
-        if any(h.source == "network" and h.ref.startswith(("http://", "https://")) for h in s.lineage or [])
-    ]
-    if downloaded and "download" not in roles:
-        problems.append(f"stages {downloaded} came from the network but no rule is a download")
+    # every stage whose bytes came over the network: a rule on that exchange says download
+    for stage in report.stages:
+        for hop in stage.lineage or []:
+            if hop.source != "network":
+                continue
+            ref = hop.ref
+            seqs = [
+                r.seq
+                for r in report.network
+                if ref in (r.url, r.host, f"{r.kind}://{r.host}:{r.port}") and not r.blocked
+            ]
+            if not any(role_of.get(seq) == "download" for seq in seqs):
+                problems.append(f"{stage.id} came from {ref} but no Suricata rule on it is a download")
     return problems
+
+
+def _pcap_dns_and_streams(path: Path) -> tuple[set[str], dict[int, bytes]]:
+    """The names queried in the pcap (lower case) and, per server port, the bytes servers sent."""
+    names: set[str] = set()
+    streams: dict[int, bytes] = {}
+    with path.open("rb") as handle:
+        for _, buf in dpkt.pcap.Reader(handle):
+            seg = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(seg, dpkt.udp.UDP) and seg.dport == 53:
+                names |= {q.name.lower() for q in dpkt.dns.DNS(seg.data).qd}
+            elif isinstance(seg, dpkt.tcp.TCP | dpkt.udp.UDP) and seg.sport < 49152:
+                streams[seg.sport] = streams.get(seg.sport, b"") + bytes(seg.data)
+    return names, streams
 
 
 # --- the browser ------------------------------------------------------------------------------
