@@ -212,3 +212,44 @@ def test_a_stage_delivered_over_dns_or_raw_tcp_has_a_suricata_rule(name: str, sc
         assert re.match(rf"tcp \$EXTERNAL_NET {record.port} -> \$HOME_NET any", rule.header)
         depth = int(next(o.value for o in rule.options if o.name == "depth"))
         assert len(wanted) == depth == 32 and server_bytes.startswith(wanted)
+
+
+@pytest.mark.parametrize(
+    ("name", "parent", "image", "run_file"),
+    [
+        ("rundll32-drop", "launcher.exe", "rundll32.exe", "update.dll"),
+        ("cmd-start-exe", "launcher.exe", "cmd.exe", "helper.exe"),
+        ("inject-hollowing", None, "svchost.exe", None),
+    ],
+)
+def test_a_process_the_chain_started_gets_a_process_creation_rule(
+    name: str, parent: str | None, image: str, run_file: str | None, scenario_outdir: Outdir
+) -> None:
+    """A program the chain started (a LOLBin that ran its dropped file, cmd.exe, the process it
+    injected into) had no Sigma rule: a ``process_creation`` rule keys on the parent's and the
+    program's names (and on the guest file a system program ran), matches the replay's own
+    process events (the command line the creating call passed) and the event Sysmon would log,
+    and nothing of the benign replay."""
+    from emulator.export.detections.events import replay_events
+
+    out = scenario_outdir(name)
+    report = Report.from_file(out / "report.json")
+    text = (out / "detections" / "sigma" / "process_creation_started.yml").read_text(encoding="utf-8")
+    rule = SigmaCollection.from_yaml(text).rules[0]
+    assert rule.logsource.category == "process_creation"
+    own = [r for r in replay_events(report) if r["category"] == "process_creation"]
+    assert own and len(_sigma_hits(out, "process_creation_started.yml", own)) == len(own)
+    program = parent or report.stages[0].name
+    command = f'{image} "C:\\Users\\someone\\AppData\\Local\\Temp\\{run_file}",Start' if run_file else image
+    sysmon = {
+        "category": "process_creation",
+        "ParentImage": f"C:\\Users\\someone\\{program}",
+        "Image": f"C:\\Windows\\System32\\{image}",
+        "CommandLine": command,
+    }
+    assert _sigma_hits(out, "process_creation_started.yml", [sysmon])
+    if run_file:  # the same program running something else is not the chain's
+        other = {**sysmon, "CommandLine": f"{image} shell32.dll,Control_RunDLL"}
+        assert _sigma_hits(out, "process_creation_started.yml", [other]) == []
+    benign = replay_events(Report.from_file(scenario_outdir("benign-dll") / "report.json"))
+    assert _sigma_hits(out, "process_creation_started.yml", benign) == []
