@@ -253,3 +253,17 @@ def test_a_process_the_chain_started_gets_a_process_creation_rule(
         assert _sigma_hits(out, "process_creation_started.yml", [other]) == []
     benign = replay_events(Report.from_file(scenario_outdir("benign-dll") / "report.json"))
     assert _sigma_hits(out, "process_creation_started.yml", benign) == []
+
+
+def test_a_url_that_redirected_to_the_payload_is_a_download(scenario_outdir: Outdir) -> None:
+    """net-fallback-redirect: the fallback URL answered 302 to the URL that served the payload
+    (``url -redirects_to-> url``): its Suricata rule is a download, as the second's is, not a
+    plain request; the first C2, which never resolved, gets no rule."""
+    out = scenario_outdir("net-fallback-redirect")
+    report = Report.from_file(out / "report.json")
+    redirect = next(e for e in report.graph.edges if e.type == "redirects_to")
+    roles = {
+        rule.msg.split()[5]: rule.msg.split()[3] for rule in parse_file(str(out / "detections" / "suricata.rules"))
+    }
+    first, then = (node.removeprefix("url:").split("://", 1)[1] for node in (redirect.source, redirect.target))
+    assert roles == {first: "download", then: "download"}

@@ -3,8 +3,8 @@
 names, not its host-specific values); every DNS TXT query (``dns.query``: a record that may carry
 a payload) and every raw TCP or UDP exchange that carried bytes (the first bytes the server sent,
 else the first the client sent). Its role is read from the stage graph: an exchange whose answer
-became a stage (its URL, ``tcp://host:port`` or host node leads to one) is a download; a request
-the graph calls a beacon or an exfiltration is a beacon.
+became a stage (its URL, ``tcp://host:port`` or host node leads to one, through redirects too) is
+a download; a request the graph calls a beacon or an exfiltration is a beacon.
 The rules match the HTTPS exchanges once decrypted (a TLS-inspecting sensor, or network.pcap).
 """
 
@@ -50,9 +50,10 @@ def _roles(report: Report) -> dict[int, str]:
     stages = {s.id for s in report.stages}
     seq_role: dict[int, str] = {}
     # The response's bytes may reach a stage through other artifacts (url -> dropped file -> stage).
+    # A URL that answered a redirect leads where the redirect went (url -redirects_to-> url).
     onward: dict[str, list[str]] = {}
     for edge in report.graph.edges:
-        if edge.type in _DOWNLOAD_EDGES and edge.source not in stages:
+        if (edge.type in _DOWNLOAD_EDGES or edge.type == "redirects_to") and edge.source not in stages:
             onward.setdefault(edge.source, []).append(edge.target)
     delivering = {node for node in onward if node.startswith(("url:", "host:")) and _reaches(node, onward, stages)}
     for edge in report.graph.edges:
