@@ -157,6 +157,7 @@ def check_iocs(out: Path, report: Report) -> list[str]:
     want = {(s.sha256, "sha256") for s in report.stages} | {(d.sha256, "sha256") for d in report.dropped}
     for record in _http(report):
         want |= {(record.host, "domain"), (record.url, "url")}
+    want |= {(r.host, "domain") for r in report.network if r.host and not re.fullmatch(r"[\d.]+", r.host)}
     want |= {(f.path, "file_path") for f in report.files}
     for reg in report.registry:
         want.add((f"{reg.path}\\{reg.value_name}" if reg.value_name else reg.path, "registry_key"))
@@ -189,6 +190,10 @@ def check_stix(out: Path, report: Report) -> list[str]:
         for p in (f"[domain-name:value = '{record.host}']", f"[url:value = '{record.url}']"):
             if p not in patterns:
                 problems.append(f"no indicator {p}")
+    for record in report.network:
+        named = record.host and not record.blocked and not re.fullmatch(r"[\d.]+", record.host)
+        if named and f"[domain-name:value = '{record.host}']" not in patterns:
+            problems.append(f"no domain indicator for {record.kind} host {record.host}")
     for stage in report.stages:
         if f"[file:hashes.'SHA-256' = '{stage.sha256}']" not in patterns:
             problems.append(f"no hash indicator for {stage.id}")
@@ -569,7 +574,16 @@ class Browser:
 
 def _narration(out: Path, report: Report) -> list[str]:
     text = (out / "narration.md").read_text(encoding="utf-8")
-    return [f"narration.md does not tell stage {s.id}" for s in report.stages if f"Stage {s.id}: " not in text]
+    problems = [f"narration.md does not tell stage {s.id}" for s in report.stages if f"Stage {s.id}: " not in text]
+    for note in report.notes:
+        section = text.split(f"## Stage {note.stage}:", 1)[-1].split("\n## ", 1)[0] if note.stage else text
+        if note.detail[:50] not in section:
+            problems.append(f"narration.md does not tell {note.what} of {note.stage or 'the replay'}")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    notes = html.split('<section id="notes">', 1)[-1].split("</section>", 1)[0]
+    if report.notes and notes.count("<tr>") != min(len(report.notes), 200) + 1:
+        problems.append("report.html's Notes table does not list every note")
+    return problems
 
 
 def main() -> int:
