@@ -138,10 +138,10 @@ def suricata_rules(report: Report, outdir: Path | None = None) -> list[dict[str,
             if not data:
                 continue
             where = f"{record.host.lower()}:{record.port}"
-            key = (record.kind, f"{where} {direction} {data.hex()}", role)
-            if key in seen:
+            raw_key = (str(record.kind), f"{where} {direction} {data.hex()}", role)
+            if raw_key in seen:
                 continue
-            seen.add(key)
+            seen.add(raw_key)
             flow = f"flow:established,{direction}" if record.kind == "tcp" else f"flow:{direction}"
             what = f"{prefix} {record.kind.upper()} {where}"
             parts = [f'msg:"{_msg(what)}"', flow, f"content:{_raw_content(data)}; depth:{len(data)}", *tail]
