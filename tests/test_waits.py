@@ -4,10 +4,10 @@
 tests/bins/waits/waits.c (x64 and x86, ``make -C tests/bins/waits`` rebuilds it byte for byte)
 starts threads and waits for them every way a loader does (WaitForSingleObject(Ex),
 WaitForMultipleObjects wait-all and wait-any, NtWaitForSingleObject, NtWaitForMultipleObjects,
-SignalObjectAndWait, zero-timeout polls, GetExitCodeThread), ends them with ExitThread and
-RtlExitUserThread from below their start routines, nests a wait inside a waited thread and
-terminates one that never ran, sleeps (and yields) in a loop until a thread sets a flag, and
-sleeps forever; it checks each answer itself and prints one verdict per check.
+SignalObjectAndWait, zero-timeout polls, GetExitCodeThread), ends them with ExitThread,
+RtlExitUserThread and _endthreadex from below their start routines, nests a wait inside a
+waited thread and terminates one that never ran, sleeps (and yields) in a loop until a thread
+sets a flag, and sleeps forever; it checks each answer itself and prints one verdict per check.
 The scenarios wait-worker(-x86) are the same on a chain: worker threads decode a payload the main
 thread runs after its wait, then the payload runs as a thread (a stage ``via: thread``) whose
 file the main thread finds after waiting for it. In wait-child(-x86) a parent drops a program,
@@ -40,6 +40,8 @@ CHECKS = [
     "exit_thread_code",
     "nt_wait_runs_thread",
     "rtl_exit_code",
+    "crt_endthreadex_ends_thread_only",
+    "crt_endthreadex_code",
     "wait_all_runs_both",
     "wait_all_codes",
     "wait_any_runs_first",
@@ -95,14 +97,16 @@ def test_every_wait_runs_the_thread_it_waits_for(sample: str, mode: str) -> None
 @pytest.mark.parametrize("sample", ["waits.exe", "waits32.exe"])
 def test_a_waited_thread_runs_inside_the_wait_as_itself(sample: str) -> None:
     """The first thread's calls come between its WaitForSingleObject and the next call of the
-    main thread, under the thread's own id; only the thread nobody waited for runs after main."""
+    main thread, under the thread's own id; only the threads nobody waited for run after main,
+    one of them ended by _endthreadex (its run, cleanly)."""
     calls = [e for e in _emulate(sample).events if isinstance(e, ApiCall)]
     names = [c.api for c in calls]
     wait = names.index("kernel32.WaitForSingleObject")
     assert names[wait + 1] == "kernel32.GetCurrentThreadId"
     ids = [c.ret for c in calls if c.api == "kernel32.GetCurrentThreadId"]
     assert ids[0] != ids[1] and ids[2] == ids[0]  # main, the waited thread, main again
-    assert [run["kind"] for run in _emulate(sample).runs] == ["module_entry", "thread"]
+    runs = _emulate(sample).runs
+    assert [(run["kind"], run["error"]) for run in runs] == [("module_entry", None), ("thread", None), ("thread", None)]
 
 
 @pytest.mark.parametrize("name", ["wait-worker", "wait-worker-x86"])

@@ -842,6 +842,14 @@ def unqueue_run(emu: Any, run: Any) -> None:
     emu.run_queue[:] = [queued for queued in emu.run_queue if queued is not run]
 
 
+CDECL = se_arch.CALL_CONV_CDECL
+
+
+def end_thread_run(emu: Any) -> None:
+    """End the current run as Speakeasy's ``ExitThread`` does (a thread's run: that thread)."""
+    emu.exit_process()
+
+
 def current_thread(emu: Any) -> Any:
     return emu.get_current_thread()
 

@@ -107,7 +107,11 @@ EXIT_THREAD_APIS: dict[tuple[str, str], int] = {
     ("kernel32", "ExitThread"): 0,
     ("ntdll", "RtlExitUserThread"): 0,
     ("kernel32", "FreeLibraryAndExitThread"): 1,
+    ("msvcrt", "_endthreadex"): 0,
 }
+# The C runtime's thread exits Speakeasy has no handler for (cdecl): they end the thread's run as
+# its ExitThread does.
+CRT_EXIT_THREAD_APIS = (("msvcrt", "_endthreadex"),)
 EXIT_PROCESS_APIS = (("kernel32", "ExitProcess"), ("ntdll", "RtlExitUserProcess"))
 # (module, name) -> (argc, index of a milliseconds timeout or None): a sleep or a yield.
 SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None]] = {
@@ -169,7 +173,8 @@ class ThreadWaits:
             def exit_thread(emu: Any, api_name: str, orig: Any, argv: list[int], _i: int = index) -> Any:
                 return self._on_exit_thread(_i, orig, list(argv))
 
-            self.se.add_api_hook(exit_thread, module, name, argc=index + 1)
+            cdecl = (module, name) in CRT_EXIT_THREAD_APIS
+            self.se.add_api_hook(exit_thread, module, name, argc=index + 1, call_conv=compat.CDECL if cdecl else None)
         for module, name in EXIT_PROCESS_APIS:
             self.se.add_api_hook(self._on_exit_process, module, name, argc=1)
         self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeThread", argc=2)
@@ -364,7 +369,10 @@ class ThreadWaits:
         """ExitThread inside a thread run by a wait ends that thread (its callback returns with
         the code), not the run of the thread that waited (a child's main thread: its process)."""
         if not self._ends_running(process=False):
-            return orig(argv) if orig is not None else 0
+            if orig is not None:
+                return orig(argv)
+            compat.end_thread_run(self.emu)  # a thread's own run (not one a wait runs): it ends
+            return 0
         code = argv[index] & 0xFFFFFFFF if len(argv) > index else 0
         compat.return_from_callback(self.emu, index + 1, code)
         return code

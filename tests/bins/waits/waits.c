@@ -1,11 +1,13 @@
 /* waits.c - threads run when the guest waits for them (tests/test_waits.py): every wait API on a
- * thread that has not run yet, a zero-timeout poll, GetExitCodeThread before and after, ExitThread
- * and RtlExitUserThread ending only the waited thread, a wait-any, a wait for a thread that waits
- * for another, TLS slots and the thread id of the waited thread, TerminateThread of one that
- * never ran, a loop of sleeps (or yields) until a thread sets a flag, a sleep forever.
+ * thread that has not run yet, a zero-timeout poll, GetExitCodeThread before and after, ExitThread,
+ * RtlExitUserThread and _endthreadex ending only the waited thread, a wait-any, a wait for a
+ * thread that waits for another, TLS slots and the thread id of the waited thread, TerminateThread
+ * of one that never ran, a loop of sleeps (or yields) until a thread sets a flag, a sleep forever.
  * One OutputDebugStringA verdict per check ("check NAME: pass").
  * Inert without CHAINREPLAY_SANDBOX. */
 #include "../fidelity/fidelity.h"
+
+void __cdecl _endthreadex(unsigned code); /* msvcrt */
 
 typedef LONG (NTAPI *NtWaitForSingleObject_t)(HANDLE, BOOLEAN, PLARGE_INTEGER);
 typedef LONG (NTAPI *NtWaitForMultipleObjects_t)(ULONG, HANDLE *, int, BOOLEAN, PLARGE_INTEGER);
@@ -43,6 +45,15 @@ static DWORD WINAPI rtl_exits(LPVOID param)
     DWORD i = (DWORD)(ULONG_PTR)param;
     InterlockedExchange(&g_done[i], 1);
     g_rtl_exit(0x3000 + (LONG)i);
+    InterlockedExchange(&g_done[i], 2); /* never */
+    return 0;
+}
+
+static DWORD WINAPI crt_exits(LPVOID param)
+{
+    DWORD i = (DWORD)(ULONG_PTR)param;
+    InterlockedExchange(&g_done[i], 1);
+    _endthreadex(0x6000 + i);
     InterlockedExchange(&g_done[i], 2); /* never */
     return 0;
 }
@@ -117,6 +128,12 @@ void __stdcall WaitsEntry32(void)
     rv = (DWORD)nt_wait(h, FALSE, 0);
     check("nt_wait_runs_thread", rv == 0 && g_done[3] == 1);
     check("rtl_exit_code", GetExitCodeThread(h, &code) && code == 0x3003);
+
+    /* the C runtime's _endthreadex ends the thread only */
+    h = start(crt_exits, 20);
+    rv = WaitForSingleObject(h, INFINITE);
+    check("crt_endthreadex_ends_thread_only", rv == WAIT_OBJECT_0 && g_done[20] == 1);
+    check("crt_endthreadex_code", GetExitCodeThread(h, &code) && code == 0x6014);
 
     /* wait-all: both run, in order */
     pair[0] = start(mark, 4);
@@ -193,5 +210,6 @@ void __stdcall WaitsEntry32(void)
     self_thread = GetCurrentThread();
     check("own_thread_still_active", GetExitCodeThread(self_thread, &code) && code == STILL_ACTIVE);
     check("own_process_still_active", GetExitCodeProcess(GetCurrentProcess(), &code) && code == STILL_ACTIVE);
+    start(crt_exits, 21); /* nobody waits: it runs after this run, and _endthreadex ends that run */
     ExitProcess(0);
 }
