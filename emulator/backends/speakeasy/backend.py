@@ -205,7 +205,7 @@ class SpeakeasyBackend:
                 self._stop_now,
             )
             self._children.install()
-        ThreadWaits(target.se, emu, memory, self._children).install()
+        ThreadWaits(target.se, emu, memory, self._children, self.services.clock.tick_count_ms).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code

@@ -20,6 +20,11 @@ error; the waiter's TEB bytes are put back after), and its stage is drawn as any
 only, not the waiter's run, as Speakeasy's ``ExitThread`` would), is its exit code:
 ``GetExitCodeThread`` answers it afterwards, and ``STILL_ACTIVE`` for a thread that has not run.
 
+A wait with a finite timeout for a thread that never ends (a beacon loop) would keep its waiter
+waiting for ever: a thread such a wait runs that sleeps past the timeout (virtual time) is cut
+at that sleep and the wait returns ``WAIT_TIMEOUT`` (``STATUS_TIMEOUT``); the thread, still
+running as far as ``GetExitCodeThread`` says, never goes on (its state was the waiter's stack).
+
 Sleeping can be waiting too: a loop that sleeps (or yields) until a flag a thread sets is set
 runs until a limit if the thread never runs. A sleep forever, or a second sleep or yield from one
 call site, while threads of the process have yet to run, runs them (all, in order) inside it; a
@@ -45,6 +50,7 @@ what a wait would start while ``MAX_NESTED_THREADS`` are already running inside 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +146,8 @@ class _Running:
     entry: bool = True  # a thread's start routine or a process's entry point (not a TLS callback)
     module: Any = None  # the child's image
     command_line: str = ""  # the child's command line
+    deadline: int | None = None  # the virtual tick count at which a finite wait for it times out
+    timed_out: bool = False  # cut at a sleep past its deadline: it is still running
 
 
 @dataclass
@@ -148,16 +156,27 @@ class _WaitFrame:
 
     running: list[_Running] = field(default_factory=list)
     then: Any = None  # called with what ran last when it is done: the API's result, or None
+    timeout_result: int = WAIT_TIMEOUT  # the API's result if one of them timed out
+    timed_out: bool = False
 
 
 class ThreadWaits:
-    def __init__(self, se: Any, emu: Any, memory: GuestMemory, children: ChildProcesses | None = None) -> None:
+    def __init__(
+        self,
+        se: Any,
+        emu: Any,
+        memory: GuestMemory,
+        children: ChildProcesses | None = None,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
         self.se = se
         self.emu = emu
         self.memory = memory
         self.children = children
+        self.now_ms = now_ms  # the virtual tick count (sleeps advance it)
         self.exit_codes: dict[int, int] = {}  # id(thread or process object) -> exit code
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
+        self.still_running: set[int] = set()  # id(thread or process object): cut by a wait's timeout
         self.running: list[_Running] = []  # innermost last
         self.sleep_sites: set[int] = set()  # call sites of sleeps and yields seen
 
@@ -182,8 +201,11 @@ class ThreadWaits:
         self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
 
-            def sleep(emu: Any, api_name: str, orig: Any, argv: list[int], _t: int | None = timeout) -> Any:
-                return self._on_sleep(_t, orig, list(argv))
+
+            def sleep(
+                emu: Any, api_name: str, orig: Any, argv: list[int], _t: int | None = timeout, _n: int = argc
+            ) -> Any:
+                return self._on_sleep(_t, _n, orig, list(argv))
 
             self.se.add_api_hook(sleep, module, name, argc=argc)
         compat.after_each_api_callback(self.emu, self._callback_returned)
@@ -227,6 +249,20 @@ class ThreadWaits:
                 return False
         return False
 
+    def _finite_timeout(self, spec: WaitApi, argv: list[int]) -> int | None:
+        """A wait's timeout in milliseconds when it is finite and not zero; None otherwise (an
+        NT timeout at an absolute time counts as none)."""
+        if spec.timeout is not None and len(argv) > spec.timeout:
+            ms = argv[spec.timeout] & 0xFFFFFFFF
+            return ms if 0 < ms < INFINITE else None
+        if spec.nt_timeout is not None and len(argv) > spec.nt_timeout and argv[spec.nt_timeout]:
+            try:
+                value = int.from_bytes(self.memory.read(argv[spec.nt_timeout], 8), "little", signed=True)
+            except Exception:
+                return None
+            return -value // 10_000 if value < 0 else None  # relative, in 100 ns units
+        return None
+
     def _waits_for_all(self, spec: WaitApi, argv: list[int]) -> bool:
         if spec.handle is not None:
             return True
@@ -256,15 +292,24 @@ class ThreadWaits:
             chosen = [item for item in startable[index : index + 1] if item is not None]
             if index and orig is not None:
                 return orig(argv)  # an object before it is signalled: nothing waits
-        self._run_now(chosen)
+        timeout = self._finite_timeout(spec, argv)
+        deadline = self.now_ms() + timeout if timeout is not None and self.now_ms is not None else None
+        self._run_now(chosen, deadline=deadline, timeout_result=STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT)
         return WAIT_OBJECT_0 + index
 
     # -- running them inside the API call --------------------------------------------------------
 
-    def _run_now(self, chosen: list[tuple[Any, Any]], then: Any = None) -> None:
+    def _run_now(
+        self,
+        chosen: list[tuple[Any, Any]],
+        then: Any = None,
+        deadline: int | None = None,
+        timeout_result: int = WAIT_TIMEOUT,
+    ) -> None:
         """Run these threads (their queued runs) and child processes (their launches) one after
-        another from the API being handled."""
-        frame = _WaitFrame(then=then)
+        another from the API being handled; with a ``deadline``, one that sleeps past it is cut
+        there (still running) and the API returns ``timeout_result``."""
+        frame = _WaitFrame(then=then, timeout_result=timeout_result)
         waiter = compat.current_thread(self.emu)
         registers = compat.nonvolatile_registers(self.emu)
         calls: list[tuple[int, list[int]]] = []
@@ -272,7 +317,7 @@ class ThreadWaits:
             self.polled.discard(id(target))
             if not isinstance(how, Launch):
                 compat.unqueue_run(self.emu, how)
-                frame.running.append(_Running(target, waiter, registers))
+                frame.running.append(_Running(target, waiter, registers, deadline=deadline))
                 calls.append((int(how.start_addr), list(how.args or ())))
                 continue
             assert self.children is not None
@@ -293,6 +338,7 @@ class ThreadWaits:
                         entry=last,
                         module=module,
                         command_line=how.command_line,
+                        deadline=deadline,
                     )
                 )
                 calls.append(call)
@@ -325,9 +371,13 @@ class ThreadWaits:
         done = tag.running.pop(0)
         if self.running and self.running[-1] is done:
             self.running.pop()
-        if done.entry:
-            target = done.process if done.process is not None else done.thread
-            self.exit_codes[id(target)] = returned & 0xFFFFFFFF
+        target = done.process if done.process is not None else done.thread
+        if done.timed_out:
+            tag.timed_out = True
+            self.still_running.add(id(target))
+        if done.entry or done.timed_out:
+            if not done.timed_out:
+                self.exit_codes[id(target)] = returned & 0xFFFFFFFF
             if done.state is not None:
                 compat.leave_process(self.emu, done.state)
             # a thread that ended with ExitThread kept none of them (and a wrong one any of them)
@@ -336,15 +386,29 @@ class ThreadWaits:
             self._enter(tag.running[0], tag)
             return None
         compat.set_current_thread(self.emu, done.waiter)
+        if tag.timed_out:
+            return tag.timeout_result
         if tag.then is None:
             return None
         return int(tag.then(done.process if done.process is not None else done.thread))
 
-    def _on_sleep(self, timeout: int | None, orig: Any, argv: list[int]) -> Any:
+    def _on_sleep(self, timeout: int | None, argc: int, orig: Any, argv: list[int]) -> Any:
         """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
         something, a flag a thread sets), while threads of the process have yet to run: they run
-        in it, one after another, as other threads run while one sleeps on Windows."""
+        in it, one after another, as other threads run while one sleeps on Windows. A thread a
+        finite wait runs that sleeps past the wait's timeout is cut there: its waiter goes on."""
         rv = orig(argv) if orig is not None else 0
+        innermost = self.running[-1] if self.running else None
+        if (
+            innermost is not None
+            and innermost.deadline is not None
+            and self.now_ms is not None
+            and self.now_ms() >= innermost.deadline
+            and innermost.thread is compat.current_thread(self.emu)
+        ):
+            innermost.timed_out = True
+            compat.return_from_callback(self.emu, argc, 0)
+            return 0
         pending = compat.queued_thread_runs(self.emu)
         site = compat.call_site(self.emu)
         forever = timeout is not None and len(argv) > timeout and argv[timeout] & 0xFFFFFFFF == INFINITE
@@ -414,6 +478,8 @@ class ThreadWaits:
 
         if target is not None and id(target) in self.exit_codes:
             return answer(self.exit_codes[id(target)])
+        if target is not None and id(target) in self.still_running:
+            return answer(STILL_ACTIVE)
         startable = self._startable(handle)
         if startable is None:
             current = (compat.current_thread(self.emu), compat.current_process(self.emu))

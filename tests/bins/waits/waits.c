@@ -2,7 +2,8 @@
  * thread that has not run yet, a zero-timeout poll, GetExitCodeThread before and after, ExitThread,
  * RtlExitUserThread and _endthreadex ending only the waited thread, a wait-any, a wait for a
  * thread that waits for another, TLS slots and the thread id of the waited thread, TerminateThread
- * of one that never ran, a loop of sleeps (or yields) until a thread sets a flag, a sleep forever.
+ * of one that never ran, a loop of sleeps (or yields) until a thread sets a flag, a sleep forever,
+ * a finite wait for a thread that never ends.
  * One OutputDebugStringA verdict per check ("check NAME: pass").
  * Inert without CHAINREPLAY_SANDBOX. */
 #include "../fidelity/fidelity.h"
@@ -55,6 +56,16 @@ static DWORD WINAPI crt_exits(LPVOID param)
     InterlockedExchange(&g_done[i], 1);
     _endthreadex(0x6000 + i);
     InterlockedExchange(&g_done[i], 2); /* never */
+    return 0;
+}
+
+static DWORD WINAPI beacon(LPVOID param)
+{
+    DWORD i = (DWORD)(ULONG_PTR)param;
+    for (;;) {
+        InterlockedIncrement(&g_done[i]);
+        Sleep(1000);
+    }
     return 0;
 }
 
@@ -186,6 +197,12 @@ void __stdcall WaitsEntry32(void)
     check("terminated_code", GetExitCodeThread(h, &code) && code == 0x5e);
     WaitForSingleObject(h, INFINITE);
     check("terminated_never_runs", !g_done[14]);
+
+    /* a finite wait for a thread that never ends: it times out, the thread still running */
+    h = start(beacon, 22);
+    rv = WaitForSingleObject(h, 5000);
+    check("finite_wait_times_out", rv == WAIT_TIMEOUT && g_done[22] >= 4 && g_done[22] <= 6);
+    check("timed_out_thread_still_active", GetExitCodeThread(h, &code) && code == STILL_ACTIVE);
 
     /* a loop that sleeps until a thread sets a flag: the thread runs while it sleeps */
     start(mark, 15);
