@@ -201,7 +201,6 @@ class ThreadWaits:
         self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
 
-
             def sleep(
                 emu: Any, api_name: str, orig: Any, argv: list[int], _t: int | None = timeout, _n: int = argc
             ) -> Any:
