@@ -7,7 +7,8 @@ WaitForMultipleObjects wait-all and wait-any, NtWaitForSingleObject, NtWaitForMu
 SignalObjectAndWait, zero-timeout polls, GetExitCodeThread), ends them with ExitThread,
 RtlExitUserThread and _endthreadex from below their start routines, nests a wait inside a
 waited thread and terminates one that never ran, sleeps (and yields) in a loop until a thread
-sets a flag, sleeps forever, and waits 5 s for a thread that never ends; it checks each answer itself and prints one verdict per check.
+sets a flag, sleeps forever, and waits 5 s for a thread that never ends; it checks each answer
+itself and prints one verdict per check.
 The scenarios wait-worker(-x86) are the same on a chain: worker threads decode a payload the main
 thread runs after its wait, then the payload runs as a thread (a stage ``via: thread``) whose
 file the main thread finds after waiting for it. In wait-child(-x86) a parent drops a program,
