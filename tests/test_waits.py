@@ -147,3 +147,20 @@ def test_a_parent_that_waits_for_its_child_reads_what_the_child_wrote(
     # the child's XOR of its own data is its hop; the parent's XOR of the stash is the parent's
     hops = [(h["transform"], h["actor"]) for h in report["stages"][2]["lineage"]]
     assert hops == [("source", "s0"), ("xor", "s1"), ("file_write", "s1"), ("xor", "s0")]
+
+
+def test_an_injector_that_waits_for_its_remote_thread_sees_it_done_before_it_frees_its_memory(
+    scenario_report: Callable[[str], dict[str, Any]],
+) -> None:
+    """inject-remote-wait: the thread CreateRemoteThread started in notepad runs inside the
+    injector's wait, as notepad's (the stage's process), before VirtualFreeEx of its memory; its
+    exit code is the payload's return value."""
+    report = scenario_report("inject-remote-wait")
+    order = [(c["stage"], c["api"]) for c in report["api_calls"]]
+    wait = order.index(("s0", "kernel32.WaitForSingleObject"))
+    freed = order.index(("s0", "kernel32.VirtualFreeEx"))
+    assert ("s1", "kernel32.WriteFile") in order[wait + 1 : freed]
+    assert [c["args"][0] for c in report["api_calls"] if c["api"] == "kernel32.ExitProcess"] == ["0x0"]
+    stage = report["stages"][1]
+    assert (stage["via"], stage["process"]) == ("thread", "C:\\Windows\\System32\\notepad.exe")
+    assert [run["kind"] for run in report["runs"]] == ["module_entry"]

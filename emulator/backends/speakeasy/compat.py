@@ -838,6 +838,29 @@ def queued_thread_run(emu: Any, thread: Any) -> Any:
     return next((run for run in queued_thread_runs(emu) if run.thread is thread), None)
 
 
+# Speakeasy's run types of a thread started in another process (compat.start_thread's, its own
+# CreateRemoteThread's).
+REMOTE_THREAD_RUN_PREFIXES = ("injected_thread_", "thread.")
+
+
+def queued_remote_thread_run(emu: Any, thread: Any) -> tuple[Any, Any] | None:
+    """(run, process) of a queued, not yet started thread the current process started in another
+    process (CreateRemoteThread, NtCreateThreadEx, RtlCreateUserThread), or None."""
+    if thread is None:
+        return None
+    current = emu.get_current_process()
+    for run in emu.run_queue:
+        process = run.process_context
+        if (
+            run.thread is thread
+            and process is not None
+            and process is not current
+            and str(run.type).startswith(REMOTE_THREAD_RUN_PREFIXES)
+        ):
+            return run, process
+    return None
+
+
 def unqueue_run(emu: Any, run: Any) -> None:
     emu.run_queue[:] = [queued for queued in emu.run_queue if queued is not run]
 
@@ -1148,21 +1171,26 @@ def enter_thread(emu: Any, thread: Any) -> ProcessState:
     return state
 
 
-def enter_process(emu: Any, process: Any, module: Any, command_line: str) -> ProcessState:
-    """Make ``process`` (its image ``module``) the current process, its main thread the current
-    thread, inside the API call being handled (a wait runs the child there): what
-    :func:`run_process_image` gets from Speakeasy's run set-up, with the TEB the caller's to put
-    back (:func:`leave_process`)."""
+def enter_process(
+    emu: Any, process: Any, module: Any = None, command_line: str | None = None, thread: Any = None
+) -> ProcessState:
+    """Make ``process`` the current process inside the API call being handled (a wait runs a
+    child, or a thread injected into another process, there), ``thread`` (its main thread by
+    default) the current thread: what :func:`run_process_image` gets from Speakeasy's run set-up,
+    with the TEB the caller's to put back (:func:`leave_process`). A child's image ``module`` and
+    ``command_line`` become the process's."""
     state = _saved_state(emu)
-    process.pe = module
-    process.base = int(module.base)
-    thread = main_thread(process)
+    if module is not None:
+        process.pe = module
+        process.base = int(module.base)
+    thread = thread if thread is not None else main_thread(process)
     emu.alloc_peb(process)
     emu.set_current_process(process)
     if thread is not None:
         _new_teb(emu, thread, process)
-    emu.command_line = command_line
-    emu.argv = []
+    if command_line is not None:
+        emu.command_line = command_line
+        emu.argv = []
     return state
 
 

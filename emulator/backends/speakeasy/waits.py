@@ -42,8 +42,11 @@ and thread, its command line, PEB and TEB; the parent's TEB bytes put back after
 started as :meth:`ChildProcesses.run_pending` starts it. Its entry point's return value, or the
 code it gives ``ExitProcess`` (which ends it, not its parent's run), is its exit code.
 
+A thread the guest started in another process (``CreateRemoteThread``, ``NtCreateThreadEx``,
+``RtlCreateUserThread``) and waits for runs in the wait the same way, as that process's thread.
+
 A thread nobody waits for runs after the run that started it, as before; so does a thread that
-is suspended or in another process (injected threads), a child process nobody waits for, and
+is suspended, an APC, a child process nobody waits for, and
 what a wait would start while ``MAX_NESTED_THREADS`` are already running inside each other.
 """
 
@@ -141,7 +144,7 @@ class _Running:
     thread: Any
     waiter: Any  # the thread that waited (current again when this one ends)
     registers: dict[str, int]  # the waiter's non-volatile registers, as the API returns them
-    process: Any = None  # the child process this call starts (None: a thread)
+    process: Any = None  # the other process it runs in: a child it starts, or an injected thread's
     state: compat.ProcessState | None = None  # the waiter's thread (and process), put back at the end
     entry: bool = True  # a thread's start routine or a process's entry point (not a TLS callback)
     module: Any = None  # the child's image
@@ -222,6 +225,9 @@ class ThreadWaits:
         run = compat.queued_thread_run(self.emu, target)
         if run is not None:
             return target, run
+        remote = compat.queued_remote_thread_run(self.emu, target)
+        if remote is not None:
+            return target, remote
         launch = self.children.pending_program(target) if self.children is not None else None
         return (target, launch) if launch is not None else None
 
@@ -314,6 +320,12 @@ class ThreadWaits:
         calls: list[tuple[int, list[int]]] = []
         for target, how in chosen:
             self.polled.discard(id(target))
+            if isinstance(how, tuple):  # a thread injected into another process: run there
+                run, process = how
+                compat.unqueue_run(self.emu, run)
+                frame.running.append(_Running(target, waiter, registers, process=process, deadline=deadline))
+                calls.append((int(run.start_addr), list(run.args or ())))
+                continue
             if not isinstance(how, Launch):
                 compat.unqueue_run(self.emu, how)
                 frame.running.append(_Running(target, waiter, registers, deadline=deadline))
@@ -356,7 +368,8 @@ class ThreadWaits:
             running.state = compat.enter_thread(self.emu, running.thread)
             return
         if running.state is None:  # the process's first call: it becomes the current process
-            state = compat.enter_process(self.emu, running.process, running.module, running.command_line)
+            command_line = running.command_line if running.module is not None else None
+            state = compat.enter_process(self.emu, running.process, running.module, command_line, running.thread)
             for item in frame.running:
                 if item.process is running.process:
                     item.state = state

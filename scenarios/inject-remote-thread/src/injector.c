@@ -5,7 +5,11 @@
  * parameter memory in it (VirtualAllocEx), writes the shellcode embedded in this EXE's data
  * and its context block there (WriteProcessMemory twice) and runs it with CreateRemoteThread.
  * The shellcode (../lineage-common/payload.c) writes C:\Users\Public\lineage_inject.txt.
- * Exit codes: 0 ok, 1 no marker, 2 process, 3 memory, 4 thread.
+ * With WAIT_AND_FREE (scenario inject-remote-wait) the injector then checks the remote thread's
+ * exit code (the payload returns 0 once it wrote its file), frees both remote allocations
+ * (VirtualFreeEx: the thread is done with them) and ends notepad (TerminateProcess), as
+ * injectors that clean up do.
+ * Exit codes: 0 ok, 1 no marker, 2 process, 3 memory, 4 thread, 5 exit code, 6 free.
  */
 #include "common.h"
 #include "blobs.h"
@@ -41,6 +45,13 @@ void Entry(void)
     if (!thread)
         ExitProcess(4);
     WaitForSingleObject(thread, INFINITE);
+#ifdef WAIT_AND_FREE
+    if (!GetExitCodeThread(thread, &i) || i != 0)
+        ExitProcess(5);
+    if (!VirtualFreeEx(pi.hProcess, code, 0, MEM_RELEASE) || !VirtualFreeEx(pi.hProcess, param, 0, MEM_RELEASE))
+        ExitProcess(6);
+    TerminateProcess(pi.hProcess, 0);
+#endif
     CloseHandle(thread);
     CloseHandle(pi.hThread);
     CloseHandle(pi.hProcess);
