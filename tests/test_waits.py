@@ -12,7 +12,8 @@ itself and prints one verdict per check.
 The scenarios wait-worker(-x86) are the same on a chain: worker threads decode a payload the main
 thread runs after its wait, then the payload runs as a thread (a stage ``via: thread``) whose
 file the main thread finds after waiting for it. In wait-child(-x86) a parent drops a program,
-starts it, waits for it and checks its exit code, then reads, decodes and runs what it stashed.
+starts it and polls for a file it writes in a sleep loop, starts it again, waits for it and
+checks its exit code, then reads, decodes and runs what it stashed.
 """
 
 from __future__ import annotations
@@ -134,19 +135,24 @@ def test_a_parent_that_waits_for_its_child_reads_what_the_child_wrote(
     report = scenario_report(name)
     calls = report["api_calls"]
     exits = [(c["stage"], c["args"][0]) for c in calls if c["api"] == "kernel32.ExitProcess"]
-    assert exits == [("s1", "0x7"), ("s0", "0x0")]  # the child's code, then the parent's checks passed
+    # each child's code, then the parent's checks passed
+    assert exits == [("s1", "0x8"), ("s2", "0x7"), ("s0", "0x0")]
     order = [(c["stage"], c["api"]) for c in calls]
+    # the first child runs in the parent's sleep loop (at its second sleep), before it finds the file
+    sleeps = [i for i, call in enumerate(order) if call == ("s0", "kernel32.Sleep")]
+    assert len(sleeps) == 2 and {stage for stage, _ in order[sleeps[1] + 1 : sleeps[1] + 4]} == {"s1"}
+    # the second inside the parent's wait for it
     wait = order.index(("s0", "kernel32.WaitForSingleObject"))
     exit_code = order.index(("s0", "kernel32.GetExitCodeProcess"))
-    assert {stage for stage, _ in order[wait + 1 : exit_code]} == {"s1"}  # the child ran inside the wait
-    assert ("s1", "kernel32.WriteFile") in order[wait + 1 : exit_code]
-    child = report["stages"][1]
-    assert (child["via"], child["process"]) == ("process", "C:\\Users\\analyst\\AppData\\Local\\Temp\\helper.exe")
-    # one run: the child ran in the parent's wait, not after it
+    assert {stage for stage, _ in order[wait + 1 : exit_code]} == {"s2"}
+    assert ("s2", "kernel32.WriteFile") in order[wait + 1 : exit_code]
+    for child in report["stages"][1:3]:
+        assert (child["via"], child["process"]) == ("process", "C:\\Users\\analyst\\AppData\\Local\\Temp\\helper.exe")
+    # one run: both children ran inside the parent's, not after it
     assert [run["kind"] for run in report["runs"]] == ["module_entry"]
     # the child's XOR of its own data is its hop; the parent's XOR of the stash is the parent's
-    hops = [(h["transform"], h["actor"]) for h in report["stages"][2]["lineage"]]
-    assert hops == [("source", "s0"), ("xor", "s1"), ("file_write", "s1"), ("xor", "s0")]
+    hops = [(h["transform"], h["actor"]) for h in report["stages"][3]["lineage"]]
+    assert hops == [("source", "s0"), ("xor", "s2"), ("file_write", "s2"), ("xor", "s0")]
 
 
 def test_an_injector_that_waits_for_its_remote_thread_sees_it_done_before_it_frees_its_memory(

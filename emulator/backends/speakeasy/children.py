@@ -337,12 +337,15 @@ class ChildProcesses:
             self._start_stage(launch, module, "pe", int(module.base) + int(module.ep))
             compat.run_process_image(self.emu, launch.process, module, launch.command_line)
 
+    def pending_programs(self) -> list[Launch]:
+        """The programs (not DLLs a system program loads) started and yet to run, not suspended."""
+        return [launch for launch in self.pending if launch.kind == "exe" and not launch.suspended]
+
     def pending_program(self, process: Any) -> Launch | None:
         """The launch of a program (not a DLL a system program loads) that started ``process``
         and has yet to run, not suspended: what a wait for that process can run now."""
-        for launch in self.pending:
-            started = launch.started is process or launch.process is process
-            if started and launch.kind == "exe" and not launch.suspended:
+        for launch in self.pending_programs():
+            if launch.started is process or launch.process is process:
                 return launch
         return None
 

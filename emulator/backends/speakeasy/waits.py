@@ -408,7 +408,9 @@ class ThreadWaits:
         """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
         something, a flag a thread sets), while threads of the process have yet to run: they run
         in it, one after another, as other threads run while one sleeps on Windows. A thread a
-        finite wait runs that sleeps past the wait's timeout is cut there: its waiter goes on."""
+        finite wait runs that sleeps past the wait's timeout is cut there: its waiter goes on.
+        Child processes that have yet to run run the same way (a parent polling for a file its
+        child writes)."""
         rv = orig(argv) if orig is not None else 0
         innermost = self.running[-1] if self.running else None
         if (
@@ -421,11 +423,13 @@ class ThreadWaits:
             innermost.timed_out = True
             compat.return_from_callback(self.emu, argc, 0)
             return 0
-        pending = compat.queued_thread_runs(self.emu)
+        pending: list[tuple[Any, Any]] = [(run.thread, run) for run in compat.queued_thread_runs(self.emu)]
+        if self.children is not None:
+            pending += [(launch.started or launch.process, launch) for launch in self.children.pending_programs()]
         site = compat.call_site(self.emu)
         forever = timeout is not None and len(argv) > timeout and argv[timeout] & 0xFFFFFFFF == INFINITE
         if pending and len(self.running) < MAX_NESTED_THREADS and (forever or site in self.sleep_sites):
-            self._run_now([(run.thread, run) for run in pending])
+            self._run_now(pending)
         self.sleep_sites.add(site)
         return rv
 

@@ -2,7 +2,8 @@
  * child.c - the program wait-child's parent drops and waits for (benign, emulator-only). Run with
  * "--stash" on its command line and as its own process (GetModuleFileName(NULL) ends with
  * helper.exe), it writes the payload, XORed with 0x77, to C:\Users\Public\stash.bin and exits
- * with code 7 (ExitProcess); otherwise it exits with 9 and writes nothing.
+ * with code 7 (ExitProcess); run with "--ready", it writes C:\Users\Public\ready.txt and exits
+ * with 8; otherwise it exits with 9 and writes nothing.
  */
 #include "common.h"
 #include "payload_enc.h" /* payload_enc[]: the payload XOR 0x5c */
@@ -33,12 +34,22 @@ void Entry(void)
     const char *cmd;
     DWORD i, written;
     HANDLE f;
+    int second;
 
     if (!marker_present())
         ExitProcess(1);
     cmd = GetCommandLineA();
-    if (!ends_with(cmd, "--stash") || !GetModuleFileNameA(0, self, MAX_PATH) || !ends_with(self, "helper.exe"))
+    second = ends_with(cmd, "--ready");
+    if ((!second && !ends_with(cmd, "--stash")) || !GetModuleFileNameA(0, self, MAX_PATH) ||
+        !ends_with(self, "helper.exe"))
         ExitProcess(9);
+    if (second) {
+        f = CreateFileA("C:\\Users\\Public\\ready.txt", GENERIC_WRITE, 0, 0, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, 0);
+        if (f == INVALID_HANDLE_VALUE || !WriteFile(f, "ready\n", 6, &written, 0))
+            ExitProcess(9);
+        CloseHandle(f);
+        ExitProcess(8);
+    }
     for (i = 0; i < sizeof(payload_enc); i++)
         stash[i] = payload_enc[i] ^ 0x5c ^ 0x77;
     f = CreateFileA("C:\\Users\\Public\\stash.bin", GENERIC_WRITE, 0, 0, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, 0);

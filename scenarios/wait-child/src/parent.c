@@ -6,8 +6,11 @@
  * it with CreateProcessA("... --stash"), waits for it (WaitForSingleObject on the process),
  * checks its exit code (GetExitCodeProcess: 7), then reads the stash the child wrote
  * (C:\Users\Public\stash.bin: the payload XORed with 0x77), decodes it and runs it; the payload
- * writes C:\Users\Public\lineage_wait_child.txt.
- * Exit codes: 0 ok, 1 no marker, 2 drop, 3 start, 4 wait, 5 exit code, 6 stash, 7 memory.
+ * writes C:\Users\Public\lineage_wait_child.txt. First, though, it starts the child with
+ * "--ready" and, without waiting for it, polls for the file that writes,
+ * C:\Users\Public\ready.txt, in a sleep loop (at most 50 sleeps of 100 ms).
+ * Exit codes: 0 ok, 1 no marker, 2 drop, 3 start, 4 wait, 5 exit code, 6 stash, 7 memory,
+ * 8 no ready file.
  */
 #include "common.h"
 #include "child_exe.h" /* child_exe[]: the child program */
@@ -19,7 +22,7 @@ void Entry(void)
     static char path[MAX_PATH + 16];
     static char cmd[MAX_PATH + 32];
     static unsigned char stash[0x1000];
-    DWORD n, i, written, got, code = 0;
+    DWORD n, i, end, written, got, code = 0;
     STARTUPINFOA si;
     PROCESS_INFORMATION pi;
     unsigned char *mem;
@@ -39,12 +42,23 @@ void Entry(void)
     CloseHandle(f);
     cmd[0] = '"';
     copy_str(cmd + 1, path, MAX_PATH);
-    for (i = 1; cmd[i]; i++)
+    for (end = 1; cmd[end]; end++)
         ;
-    copy_str(cmd + i, "\" --stash", 16);
     for (i = 0; i < sizeof(si); i++)
         ((unsigned char *)&si)[i] = 0;
     si.cb = sizeof(si);
+    /* first without a wait: the child writes a file the parent polls for (a sleep loop) */
+    copy_str(cmd + end, "\" --ready", 16);
+    if (!CreateProcessA(0, cmd, 0, 0, FALSE, 0, 0, 0, &si, &pi))
+        ExitProcess(3);
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    for (n = 0; n < 50 && GetFileAttributesA("C:\\Users\\Public\\ready.txt") == INVALID_FILE_ATTRIBUTES; n++)
+        Sleep(100);
+    if (n == 50)
+        ExitProcess(8);
+    /* then waited for: the child stashes the payload */
+    copy_str(cmd + end, "\" --stash", 16);
     if (!CreateProcessA(0, cmd, 0, 0, FALSE, 0, 0, 0, &si, &pi))
         ExitProcess(3);
     if (WaitForSingleObject(pi.hProcess, INFINITE) != WAIT_OBJECT_0)
