@@ -213,6 +213,7 @@ class SpeakeasyBackend:
         dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
         recorder = self.recorder
         dispatcher.on_redirected = lambda pc: observed.exception_resumes.__setitem__(pc, recorder.current_stage)
+        memory.on_context_loaded = lambda pc: observed.context_loads.__setitem__(pc, recorder.current_stage)
         dispatcher.install(target.se)
         system_calls = SystemCalls(
             emu,

@@ -26,6 +26,7 @@ from emulator.backends.speakeasy import (
     compat_dispatch,
     compat_fast,
     compat_start,
+    exceptions,
     images,
     ntmemory,
     printf,
@@ -92,6 +93,8 @@ class SpeakeasyMemory:
         self.ptr_size = emu.get_ptr_size()
         # The address space VirtualQuery describes (vmspace.AddressSpace), set by the backend.
         self.space: Any = None
+        # Told the pc a loaded CONTEXT resumes at (NtContinue), set by the backend.
+        self.on_context_loaded: Callable[[int], None] | None = None
 
     def read(self, address: int, size: int) -> bytes:
         return bytes(self.emu.mem_read(address, size))
@@ -122,6 +125,21 @@ class SpeakeasyMemory:
 
     def query_memory(self, address: int) -> MemoryRegion | None:
         return None if self.space is None else self.space.query(address)
+
+    def current_thread_id(self) -> int:
+        thread = self.emu.get_current_thread()
+        return int(getattr(thread, "tid", 0) or 0)
+
+    def load_context(self, address: int) -> bool:
+        x64 = self.ptr_size == 8
+        try:
+            data = bytes(self.emu.mem_read(address, exceptions.context_size(x64)))
+        except Exception:
+            return False
+        exceptions.load_context(compat.unicorn_of(self.emu), x64, data)
+        if self.on_context_loaded is not None:
+            self.on_context_loaded(int(self.emu.get_pc()))
+        return True
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
@@ -324,6 +342,18 @@ def install_api_handlers(
         return emu.get_last_error()
 
     se.add_api_hook(get_last_error, "kernel32", "GetLastError")
+
+    def queue_user_apc(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # An APC to the calling thread waits for its next alertable moment (NtTestAlert, an
+        # alertable SleepEx: emulator/apis/threads.py); Speakeasy starts every APC as a thread.
+        routine, thread, data = argv[:3]
+        current = emu.get_current_thread()
+        if routine and current is not None and compat.object_of(emu, thread) is current:
+            services.pending_apcs.setdefault(int(getattr(current, "tid", 0) or 0), []).append((routine, (data,)))
+            return 1
+        return orig(argv)
+
+    se.add_api_hook(queue_user_apc, "kernel32", "QueueUserAPC")
 
     def open_file_mapping(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         # OpenFileMapping(dwDesiredAccess, bInheritHandle, lpName): the section of that name.
