@@ -507,7 +507,7 @@ def _trace_stage(
     # Stage bytes run to the end of the page-rounded region; the tail is padding.
     trimmed = data.rstrip(b"\0")
     for offset in dict.fromkeys((0, max(0, event.entry - event.base))):
-        hops = trace(trimmed[offset:], event.seq, carriers, guest=guest)
+        hops = trace(trimmed[offset:], event.seq, carriers, guest=guest, at=event.base + offset)
         if hops is not None:
             length = matched_length(hops)
             return hops, (data[offset : offset + length] if length else data)
