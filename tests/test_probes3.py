@@ -113,3 +113,16 @@ def test_what_is_no_script_host_or_no_base64_is_said_so() -> None:
     assert script_commands("powershell.exe", "powershell.exe -NoProfile", lambda t: t) == []
     (bad,) = script_commands("powershell.exe", "powershell.exe -enc !!notbase64", lambda t: t)
     assert bad.error == "not base64" and "not decoded" in bad.detail()
+
+
+def test_a_stager_over_wsa_calls_gets_its_stage(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("wsa-stager-x86")
+    assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]  # the peek left the length
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    (exchange,) = [n for n in report["network"] if n["kind"] == "tcp"]
+    assert (exchange["request"]["size"], exchange["responder"]) == (len("HELO probe\n"), "relay")
+    s1 = report["stages"][1]
+    received = _calls(report, "ws2_32.WSARecv")[0]
+    assert s1["origin"]["type"] == "network" and received["seq"] in s1["origin"]["evidence"]
+    # the two WSABUFs filled one after the other are one read of the whole stage
+    assert [h["source"] for h in s1["lineage"]] == ["network"]
