@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from emulator.apis import dpapi
+from emulator.apis.cryptoapi import derive_aes_key
 from emulator.backends.speakeasy.scripthosts import script_commands
 
 Report = dict[str, Any]
@@ -126,3 +129,71 @@ def test_a_stager_over_wsa_calls_gets_its_stage(scenario_report: Callable[[str],
     assert s1["origin"]["type"] == "network" and received["seq"] in s1["origin"]["evidence"]
     # the two WSABUFs filled one after the other are one read of the whole stage
     assert [h["source"] for h in s1["lineage"]] == ["network"]
+
+
+def test_aes_from_a_derived_key_and_a_dpapi_blob_are_decrypted(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("crypt-derive-dpapi")
+    assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]  # the round trip agreed
+    assert [c["ret"] for c in _calls(report, "advapi32.CryptDeriveKey")] == ["0x1"]
+    s1, s2 = report["stages"][1:]
+    assert [h["ref"] for h in s1["lineage"]] == ["C:\\ProgramData\\ChainreplayDemo\\update.bin", "CryptDecrypt"]
+    assert [h["ref"] for h in s2["lineage"]] == [
+        "C:\\ProgramData\\ChainreplayDemo\\cache.dat",
+        "crypt32.CryptUnprotectData",
+    ]
+
+
+def test_dpapi_blobs_open_with_their_entropy_only() -> None:
+    blob = dpapi.protect(b"payload", b"salt", "desc")
+    assert blob[4:20] == dpapi.PROVIDER.bytes_le
+    assert dpapi.unprotect(blob, b"salt") == (b"payload", "desc")
+    with pytest.raises(dpapi.DpapiError):
+        dpapi.unprotect(blob, b"other")
+    with pytest.raises(dpapi.DpapiError):
+        dpapi.unprotect(blob[:-1] + bytes([blob[-1] ^ 1]), b"salt")
+    with pytest.raises(dpapi.DpapiError):
+        dpapi.unprotect(blob[:30], b"salt")
+
+
+class _KeyApi:
+    """Enough of GuestApi for derive_aes_key: the key it made."""
+
+    def __init__(self) -> None:
+        from emulator.services import ReplayServices
+
+        self.services = ReplayServices.__new__(ReplayServices)
+        self.services.handles = {}
+        self.services._next_handle = 0x1000
+        self.error = 0
+        self.written: dict[int, int] = {}
+
+    def write_ptr(self, address: int, value: int) -> None:
+        self.written[address] = value
+
+    def set_last_error(self, code: int) -> None:
+        self.error = code
+
+
+@pytest.mark.parametrize(
+    ("hash_name", "algid", "expected"),
+    [
+        # a SHA-2 value long enough: its first bytes
+        ("sha256", 0x6610, hashlib.sha256(b"pw").digest()),
+        ("sha256", 0x660E, hashlib.sha256(b"pw").digest()[:16]),
+        # MD5 (and SHA-1): the value XORed into 0x36 and 0x5C pads, each hashed, joined
+        (
+            "md5",
+            0x6610,
+            (
+                hashlib.md5(bytes(b ^ 0x36 for b in hashlib.md5(b"pw").digest().ljust(64, b"\0"))).digest()
+                + hashlib.md5(bytes(b ^ 0x5C for b in hashlib.md5(b"pw").digest().ljust(64, b"\0"))).digest()
+            ),
+        ),
+    ],
+)
+def test_crypt_derive_key_derives_aes_keys_as_windows_does(hash_name: str, algid: int, expected: bytes) -> None:
+    api = _KeyApi()
+    digest = hashlib.new(hash_name, b"pw").digest()
+    assert derive_aes_key(api, hash_name, digest, [0, algid, 0, 0, 0x500]) == 1  # type: ignore[arg-type]
+    key = api.services.handles[api.written[0x500]]
+    assert key.secret == expected

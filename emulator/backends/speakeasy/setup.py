@@ -17,7 +17,7 @@ from speakeasy.config import get_default_config_dict
 from speakeasy.winenv import arch as se_arch
 
 from emulator import pe
-from emulator.apis import HANDLERS, GuestApi
+from emulator.apis import HANDLERS, GuestApi, cryptoapi
 from emulator.apis.core import ApiHandler, GuestObject, MemoryRegion
 from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import (
@@ -354,6 +354,19 @@ def install_api_handlers(
         return orig(argv)
 
     se.add_api_hook(queue_user_apc, "kernel32", "QueueUserAPC")
+
+    def crypt_derive_key(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # Speakeasy derives RC4 keys only: an AES key is the project's (cryptoapi.derive_aes_key).
+        if (argv[1] & 0xFFFF) not in cryptoapi.AES_ALGORITHMS:
+            return orig(argv)
+        base = compat.crypt_hash(emu, argv[2])
+        if base is None:
+            emu.set_last_error(ERROR_INVALID_HANDLE)
+            return 0
+        api = GuestApi(memory, services, "CryptDeriveKey", module="advapi32")
+        return cryptoapi.derive_aes_key(api, base.name, base.digest(), list(argv[:5]))
+
+    se.add_api_hook(crypt_derive_key, "advapi32", "CryptDeriveKey")
 
     def open_file_mapping(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         # OpenFileMapping(dwDesiredAccess, bInheritHandle, lpName): the section of that name.
