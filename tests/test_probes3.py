@@ -23,6 +23,8 @@ import pytest
 
 from emulator.apis import dpapi
 from emulator.apis.cryptoapi import derive_aes_key
+from emulator.apis.netapi import content_decoded
+from emulator.responders.base import HttpResponse
 from emulator.backends.speakeasy.scripthosts import script_commands
 
 Report = dict[str, Any]
@@ -197,3 +199,34 @@ def test_crypt_derive_key_derives_aes_keys_as_windows_does(hash_name: str, algid
     assert derive_aes_key(api, hash_name, digest, [0, algid, 0, 0, 0x500]) == 1  # type: ignore[arg-type]
     key = api.services.handles[api.written[0x500]]
     assert key.secret == expected
+
+
+def test_a_gzip_answer_is_read_decoded_when_the_guest_asked_for_it(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("winhttp-gzip-proxy")
+    assert report["outcome"]["status"] == "completed"
+    (exchange,) = [n for n in report["network"] if n["kind"] == "http"]
+    assert exchange["request"]["headers"]["Accept-Encoding"] == "gzip, deflate"
+    assert exchange["response"]["headers"]["Content-Encoding"] == "gzip"
+    s1 = report["stages"][1]
+    read = sum(int(c["args"][2], 0) for c in _calls(report, "winhttp.WinHttpReadData"))
+    assert read != exchange["response"]["size"]  # the decompressed body, not the gzip bytes
+    assert int(_calls(report, "kernel32.VirtualAlloc")[0]["args"][1], 0) == read
+    assert [h["source"] for h in s1["lineage"]] == ["network", "memory"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate", "identity", "broken"])
+def test_content_decoding(encoding: str) -> None:
+    import gzip
+    import zlib
+
+    body = b"payload " * 50
+    encoded = {
+        "gzip": gzip.compress(body),
+        "deflate": zlib.compress(body),
+        "raw-deflate": zlib.compress(body)[2:-4],
+        "identity": body,
+        "broken": b"\x1f\x8b not gzip",
+    }[encoding]
+    header = {"raw-deflate": "deflate", "broken": "gzip"}.get(encoding, encoding)
+    response = HttpResponse(200, {"Content-Encoding": header}, encoded)
+    assert content_decoded(response) == (encoded if encoding == "broken" else body)

@@ -10,6 +10,7 @@ tool.py xpress_huff IN OUT          XPRESS LZ77+Huffman ([MS-XCA] 2.1), COMPRESS
 tool.py psenc NAME TEXT OUT         C header: `#define NAME "..."`, TEXT base64 of its UTF-16LE (-EncodedCommand)
 tool.py dpapi ENTROPY IN OUT        a DPAPI blob of IN as the emulator's CryptProtectData makes it (its guest's key)
 tool.py aes256pw PASSWORD IN OUT     AES-256-CBC, key SHA-256(PASSWORD) (CryptDeriveKey(CALG_AES_256)), IV 0, PKCS#7
+tool.py gzip  IN OUT                gzip (no name, time 0: deterministic), as a server's Content-Encoding: gzip
 tool.py b64   IN OUT                 base64 text (one line, no newline)
 tool.py uuids NAME IN OUT            C header: the bytes as UUID strings (16 bytes each, as UuidFromStringA reads them)
 tool.py ipv4s NAME IN OUT            a C header: the bytes as dotted IPv4 strings (4 per string)
@@ -297,6 +298,10 @@ def main(argv: list[str]) -> int:
         plain = padder.update(Path(args[1]).read_bytes()) + padder.finalize()
         encryptor = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).encryptor()
         Path(args[2]).write_bytes(encryptor.update(plain) + encryptor.finalize())
+    elif cmd == "gzip":
+        import gzip
+
+        Path(args[1]).write_bytes(gzip.compress(Path(args[0]).read_bytes(), compresslevel=9, mtime=0))
     elif cmd == "b64":
         Path(args[1]).write_bytes(base64.b64encode(Path(args[0]).read_bytes()))
     elif cmd == "rc4":
