@@ -24,8 +24,8 @@ import pytest
 from emulator.apis import dpapi
 from emulator.apis.cryptoapi import derive_aes_key
 from emulator.apis.netapi import content_decoded
-from emulator.responders.base import HttpResponse
 from emulator.backends.speakeasy.scripthosts import script_commands
+from emulator.responders.base import HttpResponse
 
 Report = dict[str, Any]
 
