@@ -4,7 +4,9 @@
   signature-emulated (0, nothing done): neither the APC queued to the loader's own thread nor the
   CONTEXT whose Rip was the payload ran. An APC to the calling thread now waits for an alertable
   moment (``NtTestAlert``, an alertable ``SleepEx``) and runs there (``via: apc``); ``NtContinue``
-  / ``RtlRestoreContext`` resume the thread with the CONTEXT (``via: context``).
+  / ``RtlRestoreContext`` resume the thread with the CONTEXT (``via: context``). ``NtDelayExecution``
+  was signature-emulated too: a 30 s sleep left the clock where it was (a sleep-skipping check
+  saw through it); it sleeps the virtual clock now.
 * ``file-xpress``: ``RtlDecompressBuffer(Ex)`` knew LZNT1 only (``STATUS_UNSUPPORTED_COMPRESSION``
   for XPRESS and XPRESS_HUFF) and ``RtlGetCompressionWorkSpaceSize`` was signature-emulated (a
   zero size). Then, both payloads unpacked: the thread's stage (run last, Speakeasy starts threads
@@ -52,6 +54,8 @@ def test_an_apc_to_the_own_thread_runs_at_nt_test_alert_and_nt_continue_loads_a_
     assert resumed["seq"] < s2["seq_range"][0]
     assert [c["api"] for c in report["api_calls"] if c["seq"] > s2["seq_range"][1]] == ["kernel32.ExitProcess"]
     assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
+    # NtDelayExecution(FALSE, -30 s) moved the clock: the loader's GetTickCount64 check passed
+    assert report["virtual_time"]["skipped_ms"] == 30_000
 
 
 def test_xpress_payloads_are_unpacked_and_each_traced_to_its_own_file(

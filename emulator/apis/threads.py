@@ -38,6 +38,9 @@ STATUS_INVALID_PARAMETER = 0xC000000D
 THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
 QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC = 0x1
 WAIT_IO_COMPLETION = 0xC0
+STATUS_USER_APC = 0xC0
+# The longest delay NtDelayExecution fast-forwards (Sleep(INFINITE)'s, 49.7 days).
+MAX_DELAY_MS = 0xFFFFFFFF
 WAIT_OBJECT_0 = 0
 # A fiber object: what GetCurrentFiber-style code may read (the fiber data at offset 0).
 FIBER_SIZE = 0x100
@@ -428,6 +431,23 @@ def sleep_ex(api: GuestApi, argv: list[int]) -> int:
         return WAIT_IO_COMPLETION
     _services(api).clock.sleep(milliseconds & 0xFFFFFFFF)
     return 0
+
+
+@apihook("ntdll", ["NtDelayExecution", "ZwDelayExecution"], argc=2)
+def nt_delay_execution(api: GuestApi, argv: list[int]) -> int:
+    """NtDelayExecution(Alertable, DelayInterval*): a negative interval is relative (100 ns
+    units), a positive one an absolute FILETIME; the virtual clock sleeps that long. Alertable
+    with APCs pending: they run, STATUS_USER_APC at once."""
+    alertable, interval_at = argv
+    if not interval_at:
+        return STATUS_INVALID_PARAMETER
+    if alertable & 0xFF and deliver_apcs(api):
+        return STATUS_USER_APC
+    interval = int.from_bytes(api.read(interval_at, 8), "little", signed=True)
+    clock = _services(api).clock
+    units = -interval if interval < 0 else max(0, interval - clock.now_filetime())
+    clock.sleep(min(units // 10_000, MAX_DELAY_MS))
+    return STATUS_SUCCESS
 
 
 @apihook("ntdll", ["NtContinue", "ZwContinue"], argc=2)

