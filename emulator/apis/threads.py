@@ -14,7 +14,7 @@ for), a timer's once it is set with a due time; neither repeats.
 
 An APC queued to the calling thread itself (``QueueUserAPC``, ``QueueUserAPC2``,
 ``NtQueueApcThread(Ex/Ex2)`` on ``GetCurrentThread()`` or a handle of it) waits, as on Windows,
-until the thread is alertable: ``NtTestAlert`` and an alertable ``SleepEx`` call every pending
+until the thread is alertable: ``NtTestAlert``, an alertable ``SleepEx`` or ``NtDelayExecution`` call every pending
 APC in the order queued (called back: ``via: "apc"``), a special user APC (``QueueUserAPC2``
 flag 1) at once; one never delivered never runs. ``NtContinue`` and ``RtlRestoreContext`` load
 the CONTEXT given (registers, pc, stack pointer): the thread goes on where it says
@@ -452,13 +452,12 @@ def nt_delay_execution(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("ntdll", ["NtContinue", "ZwContinue"], argc=2)
 def nt_continue(api: GuestApi, argv: list[int]) -> int:
-    """NtContinue(Context, TestAlert): the thread resumes with the CONTEXT (no return); with
-    TestAlert its pending APCs run first."""
-    context, test_alert = argv
+    """NtContinue(Context, TestAlert): the thread resumes with the CONTEXT (no return). Pending
+    APCs stay pending even with TestAlert (a callback would return to this call's caller, not to
+    the CONTEXT): the next alertable moment runs them."""
+    context, _test_alert = argv
     if not context or not api.load_context(context):
         return STATUS_INVALID_PARAMETER
-    if test_alert & 0xFF:
-        deliver_apcs(api)
     return STATUS_SUCCESS
 
 
