@@ -234,3 +234,12 @@ def test_content_decoding(encoding: str) -> None:
     header = {"raw-deflate": "deflate", "broken": "gzip"}.get(encoding, encoding)
     response = HttpResponse(200, {"Content-Encoding": header}, encoded)
     assert content_decoded(response) == (encoded if encoding == "broken" else body)
+
+
+def test_early_bird_apc_injection_completes(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("inject-earlybird")
+    assert report["outcome"]["status"] == "completed"
+    assert [r["error"] for r in report["runs"]] == [None, None]  # no run of notepad's own entry
+    s1 = report["stages"][1]
+    assert (s1["via"], s1["process"]) == ("apc", "C:\\Windows\\System32\\notepad.exe")
+    assert [c["ret"] for c in _calls(report, "kernel32.ResumeThread")] == ["0x1"]

@@ -133,6 +133,10 @@ class ChildProcesses:
         self.stop_now = stop_now
         self.pending: list[Launch] = []
         self.launches: list[Launch] = []  # every program started from the guest's files
+        # Processes started that are not emulated (no guest file: notepad.exe), by id of their main
+        # thread: (thread, its context when created). Resuming one whose context the guest left
+        # alone runs nothing (its program is not emulated); a changed context runs as before.
+        self.not_emulated: dict[int, tuple[Any, Any]] = {}
         self.started = 0  # children that ran (or were mapped to run)
         self.on_new_code: Any = None
 
@@ -188,7 +192,11 @@ class ChildProcesses:
             # A system program that runs what it is given (lolbins.py): the guest files it runs.
             launches = self._system_program_launches(process, path, command_line, api, suspended)
             if not launches:
-                return rv  # not a program of the guest's files: Speakeasy's process object only
+                # not a program of the guest's files: Speakeasy's process object only
+                main = compat.main_thread(process)
+                if main is not None:
+                    self.not_emulated[id(main)] = (main, compat.thread_context(main))
+                return rv
         parent = self.recorder.current_stage
         thread = compat.main_thread(process)
         context = compat.thread_context(thread) if thread is not None else None
@@ -307,7 +315,16 @@ class ChildProcesses:
         thread = compat.object_of_handle(self.emu, handle)
         waiting = [c for c in self.launches if thread is not None and compat.main_thread(c.started) is thread]
         if not waiting:
-            return None
+            created = self.not_emulated.get(id(thread)) if thread is not None else None
+            if created is None or created[0] is not thread or compat.thread_context(thread) is not created[1]:
+                return None
+            # A program that is not emulated, resumed as it was created (an early-bird APC was
+            # queued to it, say): its count goes down, nothing runs (Speakeasy would run its
+            # image's entry, which has no code here: a fault).
+            count = compat.suspend_count(thread)
+            if count > 0:
+                compat.set_suspend_count(thread, count - 1)
+            return count
         if compat.thread_context(thread) is not waiting[0].context:
             for launch in waiting:
                 if launch in self.pending:
