@@ -478,6 +478,31 @@ def _directories(data: bytes, headers: PeHeaders) -> dict[int, tuple[int, int]]:
     }
 
 
+IMAGE_FILE_RELOCS_STRIPPED = 0x0001
+
+
+def moved_without_fixups(data: bytes, base: int) -> bytes | None:
+    """The PE file ``data`` with its preferred base set to ``base``, for an image Windows moves
+    without a fixup: one that asks for ASLR (DYNAMIC_BASE), does not say its relocations were
+    stripped, and has none (no relocation directory: its linker found no absolute address to
+    fix, as in position-independent x64 code). Loaded there, it is what ASLR makes of it. None
+    for any other image (or a file whose headers cannot be read)."""
+    headers = _plain_headers(data)
+    if headers is None:
+        return None
+    (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
+    characteristics = _FILE_HEADER.unpack_from(data, nt + 4)[6]
+    dynamic = _optional_u16(data, OPTIONAL_DLL_CHARACTERISTICS) & IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE
+    rva, size = _directories(data, headers).get(RELOCATION_DIRECTORY, (0, 0))
+    if not dynamic or characteristics & IMAGE_FILE_RELOCS_STRIPPED or (rva and size):
+        return None
+    at = nt + 4 + FILE_HEADER_SIZE + _IMAGE_BASE_OFFSET[headers.magic]
+    field = _IMAGE_BASE[headers.magic]
+    if base >= 1 << (8 * field.size):
+        return None
+    return data[:at] + field.pack(base) + data[at + field.size :]
+
+
 def _image_base(data: bytes, headers: PeHeaders) -> int:
     (nt,) = struct.unpack_from("<I", data, E_LFANEW_OFFSET)
     at = nt + 4 + FILE_HEADER_SIZE + _IMAGE_BASE_OFFSET[headers.magic]

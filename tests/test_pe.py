@@ -225,3 +225,27 @@ def test_a_dotnet_assembly_replays_with_a_note_saying_its_il_is_not_emulated(tmp
     assert [n["what"] for n in notes] == ["managed_code"], notes
     assert "managed.dll is a .NET assembly" in notes[0]["detail"]
     assert "note managed_code: managed.dll is a .NET assembly" in " ".join(done.stdout.split())
+
+
+def test_an_aslr_image_without_fixups_is_moved_as_it_is() -> None:
+    """What ASLR does with an image that asks for it and has no relocation to apply (x64 code
+    that addresses everything relative to rip): the file with another preferred base. An image
+    with relocations, without DYNAMIC_BASE, or marked RELOCS_STRIPPED is not moved so."""
+    bins = Path(__file__).resolve().parent / "bins" / "waits"
+    data = (bins / "waits.exe").read_bytes()
+    moved = pe.moved_without_fixups(data, 0x1_8000_0000)
+    assert moved is not None and len(moved) == len(data)
+    parsed = pefile.PE(data=moved, fast_load=True)
+    assert parsed.OPTIONAL_HEADER.ImageBase == 0x1_8000_0000
+    assert sum(a != b for a, b in zip(moved, data, strict=True)) <= 8  # the base field, nothing else
+    assert pe.moved_without_fixups((bins / "waits32.exe").read_bytes(), 0x500000) is None  # has relocations
+    original = pefile.PE(data=data, fast_load=True)
+    stripped = bytearray(data)
+    at = original.FILE_HEADER.get_file_offset() + 18  # Characteristics
+    stripped[at] |= 0x01
+    assert pe.moved_without_fixups(bytes(stripped), 0x1_8000_0000) is None
+    fixed = bytearray(data)
+    at = original.OPTIONAL_HEADER.get_file_offset() + 70  # DllCharacteristics
+    fixed[at] &= ~0x40 & 0xFF
+    assert pe.moved_without_fixups(bytes(fixed), 0x1_8000_0000) is None
+    assert pe.moved_without_fixups(b"MZ" + bytes(62), 0x1000) is None

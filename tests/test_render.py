@@ -550,3 +550,33 @@ def test_display_text_escapes_exactly_what_the_per_character_rule_escapes() -> N
         text = "".join(chr(rnd.randrange(0xE0000, 0xF0000)) if rnd.random() < 0.08 else "a" for _ in range(600))
         data = text.encode("utf-8")
         assert body_preview(data) == preview_by_definition(data), data
+
+
+@pytest.mark.parametrize(
+    ("name", "stage", "what", "needles"),
+    [
+        ("patch-amsi-etw", "s0", "module_code_patched", ["amsi.dll!AmsiScanBuffer", "ntdll.dll!EtwEventWrite"]),
+        ("indirect-syscalls", "s0", "indirect_system_call", ["NtAllocateVirtualMemory", "NtDelayExecution stub"]),
+        ("sideload-version", "s1", "dll_search_hijack", ["search-order hijacking", "bare name version.dll"]),
+    ],
+)
+def test_narration_and_html_tell_what_the_notes_say(
+    name: str, stage: str, what: str, needles: list[str], scenario_outdir: Callable[[str], Path]
+) -> None:
+    """A patched AMSI / ETW function, indirect system calls, a DLL search-order hijack: what the
+    report's notes say a stage did is a step of that stage in the narration (one step per kind,
+    each note's detail under it) and a row of report.html's Notes table; neither said it."""
+    out = scenario_outdir(name)
+    report = Report.model_validate_json((out / "report.json").read_bytes())
+    notes = [n for n in report.notes if n.what == what]
+    assert notes and {n.stage for n in notes} == {stage}
+    steps = [s for s in narrate(report) if s.stage == stage and not s.title.startswith("Stage ")]
+    told = [s for s in steps if all(needle in "\n".join(s.lines) for needle in needles)]
+    assert len(told) == 1, [s.lines for s in steps]
+    assert all(n.detail[:60] in "\n".join(told[0].lines) for n in notes)
+    md = (out / "narration.md").read_text(encoding="utf-8")
+    section = md.split(f"## Stage {stage}:", 1)[1].split("\n## ", 1)[0]
+    assert all(needle in section for needle in needles)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    table = html.split('<section id="notes">', 1)[1].split("</section>", 1)[0]
+    assert table.count("<tr>") == len(report.notes) + 1 and all(needle in table for needle in needles[1:])

@@ -488,10 +488,18 @@ def _find_lineage(
             return Link("decrypted_in_place", kind, ref, evidence, decrypted=True, decoded=True, hops=hops), bounded
         hops, bounded = _trace_stage(event, data, carriers, guest=True)
     if hops is not None:
-        for hop in hops:
-            if hop.actor is None:
+        # A transform matched by content names no actor: the stage that prepared the stage's
+        # memory made the last ones; one made before a hop of a known stage (a file that stage
+        # wrote) was that stage's, on the bytes it then passed on.
+        after: tuple[str | None, list[int]] | None = None
+        for hop in reversed(hops):
+            if hop.actor is not None:
+                after = (hop.actor, hop.evidence)
+            elif after is None:
                 hop.actor = actor
                 hop.evidence = _writer_evidence(event, memory, actor)
+            else:
+                hop.actor, hop.evidence = after[0], list(after[1])
         return _link_from_hops(event, hops), bounded
     hop = Hop("memory", event.parent or "", "executed_from", "", [event.seq], actor=actor)
     return Link("executed_from", "memory", event.parent or "", [event.seq], hops=[hop]), bounded

@@ -91,7 +91,7 @@ def _exports(report: Report, out: Path) -> dict[str, Callable[[], bytes | dict[s
 
         files = {f"yara/{sid}.yar": text.encode() for sid, text in stage_rules(report, out).items()}
         files |= {f"sigma/{name}": sigma_yaml(rule).encode() for name, rule in sigma_rules(report).items()}
-        files["suricata.rules"] = suricata_text(report).encode()
+        files["suricata.rules"] = suricata_text(report, out).encode()
         return files
 
     return {

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import dpkt
 
 from emulator.export._common import header, read_body, url_path
+from emulator.limits import MAX_TXT_BYTES
 from emulator.report import NetworkRecord, Report
 
 GUEST_ADDRESS = "192.0.2.10"
@@ -34,6 +35,9 @@ SYNTHETIC_BASE = ipaddress.IPv4Address("203.0.113.10")
 FIRST_CLIENT_PORT = 49152
 MSS = 1460
 SEQ_TICK = 0.001  # virtual seconds between two trace events
+# A TXT answer's bytes in one UDP datagram (an IP packet holds 65,535 bytes; a resource record's
+# data as many, with a length byte per string): the rest of a larger record is left out.
+MAX_TXT_IN_DATAGRAM = 60_000
 
 
 @dataclass(frozen=True)
@@ -175,25 +179,34 @@ class _DpktWriter:
         src, dst, sport, dport = ends
         self.packet(time, src, dst, dpkt.udp.UDP(sport=sport, dport=dport, data=data), to_server)
 
-    def dns(self, time: float, query_id: int, host: str, address: str | None) -> None:
-        """A query and its answer; nothing for a name DNS cannot carry (a label over 63 bytes...)."""
+    def dns(self, time: float, query_id: int, host: str, address: str | None, txt: bytes | None = None) -> None:
+        """A query and its answer; nothing for a name DNS cannot carry (a label over 63 bytes...).
+        ``txt``: the query is for the host's TXT record, answered with these bytes (NXDOMAIN if
+        None) as character-strings of at most 255 bytes."""
         try:
             labels = host.encode("idna")
         except UnicodeError:
             return
         if not host or len(labels) > 253 or any(len(label) > 63 for label in labels.split(b".")):
             return
-        query = dpkt.dns.DNS(id=query_id & 0xFFFF, op=dpkt.dns.DNS_RD, qd=[dpkt.dns.DNS.Q(name=host)])
+        kind = dpkt.dns.DNS_A if txt is None else dpkt.dns.DNS_TXT
+        question = dpkt.dns.DNS.Q(name=host, type=kind)
+        query = dpkt.dns.DNS(id=query_id & 0xFFFF, op=dpkt.dns.DNS_RD, qd=[question])
         sport = FIRST_CLIENT_PORT - 1 - (query_id % 1000)
         self.datagram(time, (GUEST_ADDRESS, DNS_SERVER, sport, 53), bytes(query), True)
+        answers = []
+        if txt:
+            txt = txt[:MAX_TXT_IN_DATAGRAM]
+            strings = [txt[i : i + MAX_TXT_BYTES] for i in range(0, len(txt), MAX_TXT_BYTES)]
+            answers = [dpkt.dns.DNS.RR(name=host, type=dpkt.dns.DNS_TXT, ttl=300, text=strings)]
+        elif address and txt is None:
+            answers = [dpkt.dns.DNS.RR(name=host, type=dpkt.dns.DNS_A, ttl=300, ip=socket.inet_aton(address))]
         answer = dpkt.dns.DNS(
             id=query_id & 0xFFFF,
             op=dpkt.dns.DNS_RD | dpkt.dns.DNS_RA | dpkt.dns.DNS_QR,
-            rcode=dpkt.dns.DNS_RCODE_NOERR if address else dpkt.dns.DNS_RCODE_NXDOMAIN,
-            qd=[dpkt.dns.DNS.Q(name=host)],
-            an=[dpkt.dns.DNS.RR(name=host, type=dpkt.dns.DNS_A, ttl=300, ip=socket.inet_aton(address))]
-            if address
-            else [],
+            rcode=dpkt.dns.DNS_RCODE_NOERR if answers else dpkt.dns.DNS_RCODE_NXDOMAIN,
+            qd=[question],
+            an=answers,
         )
         self.datagram(time + 0.0001, (DNS_SERVER, GUEST_ADDRESS, 53, sport), bytes(answer), False)
 
@@ -308,7 +321,9 @@ def _pcap(report: Report, outdir, writer: _DpktWriter) -> bytes:  # type: ignore
     for record in report.network:
         host = record.host.lower()
         if record.kind == "dns":
-            writer.dns(start + record.seq * SEQ_TICK, record.seq, host, record.response.headers.get("A"))
+            # a TXT query (DnsQuery with DNS_TYPE_TEXT): its answer is the strings, one after the other
+            txt = read_body(outdir, record.response.sha256) if "TXT" in record.response.headers else None
+            writer.dns(start + record.seq * SEQ_TICK, record.seq, host, record.response.headers.get("A"), txt)
             resolved.add(host)
             continue
         ex = by_seq[record.seq]

@@ -322,7 +322,8 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
     add(
         '<nav><a href="#summary">Summary</a><a href="#story">Step by step</a><a href="#graph">Stage graph</a>'
         '<a href="#stages">Stages</a><a href="#activity">Activity</a><a href="#timeline-section">Timeline</a>'
-        '<a href="#network">Network</a><a href="#attack">ATT&amp;CK</a><a href="#iocs">IOCs</a>'
+        '<a href="#network">Network</a><a href="#attack">ATT&amp;CK</a><a href="#notes">Notes</a>'
+        '<a href="#iocs">IOCs</a>'
         + ('<a href="#yara">YARA</a>' if getattr(report, "yara", None) is not None else "")
         + '<a href="#artifacts">Files &amp; registry</a></nav><main>'
     )
@@ -468,6 +469,17 @@ def render_html(report: Report, bodies: Mapping[str, bytes] | None = None) -> st
         ]
         for i in ioc_list[:MAX_TABLE_ROWS]
     ]
+    note_rows = [
+        [_ev_links([n.seq]), escape(n.stage), escape(n.what), f'<span class="mono">{_e(n.detail, 600)}</span>']
+        for n in report.notes[:MAX_TABLE_ROWS]
+    ]
+    add(
+        '<section id="notes"><h2>Notes</h2><p class="muted">What the emulator saw the chain do that it calls out '
+        "(patched module code, direct and indirect system calls, a DLL search-order hijack...), or did that the "
+        "sample did not ask for.</p>"
+        + _table(["event", "stage", "what", "detail"], note_rows, len(report.notes))
+        + "</section>"
+    )
     add(
         '<section id="iocs"><h2>IOCs</h2><p class="muted">Indicators derived from this replay (the same values as '
         "iocs.csv where the exports are written).</p>"

@@ -51,6 +51,21 @@ INJECTION_TEXT = {
     "thread_context": "its thread's context, set to the code, then resumed",
     "hollowing": "hollowing: its image unmapped, its thread's context set to the code",
 }
+# What a note of the report says a stage did (or the emulator did for it), as the head of a step;
+# the notes' own details follow. A kind not listed here is told by its name.
+NOTE_TEXT = {
+    "module_code_patched": "It changes the code of a module it did not write",
+    "direct_system_call": "It makes a system call itself, not through ntdll's stub (a direct system call)",
+    "indirect_system_call": "It makes a system call through an ntdll stub's own instruction, with a number it set "
+    "itself (an indirect system call)",
+    "dll_search_hijack": "It was loaded by DLL search-order hijacking",
+    "renamed_system_dll": "A renamed copy of a system DLL is bound to the emulator's own",
+    "signature_emulated": "The emulator answered an API it has no handler for from its signature alone",
+    "child_process_not_run": "A program it started could not run as a process",
+    "library_not_loaded": "A library it asked for was not loaded",
+    "managed_code": "Its .NET code was not emulated",
+    "response_truncated": "An answer it got was cut at the response size limit",
+}
 # How a parent handed control to a stage, where the report's one word needs more.
 VIA_TEXT = {
     "exception": "an exception handler that resumed a faulting thread there",
@@ -192,6 +207,18 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
                     call.seq,
                     f"It sleeps {_duration(ms)} (skipped on the virtual clock).{_ev([call.seq])}",
                 )
+    noted: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for note in report.notes:
+        noted.setdefault((note.stage, note.what), []).append((note.seq, note.detail))
+    for (stage_id, what), items in noted.items():
+        head = NOTE_TEXT.get(what, f"The replay notes {what.replace('_', ' ')}")
+        seqs = [seq for seq, _ in items]
+        details = [clean(detail, 300) for _, detail in items]
+        if len(items) == 1:
+            add(stage_id, seqs[0], f"{head}: {details[0]}.{_ev(seqs)}")
+        else:
+            more = details[:MAX_ITEMS] + ([f"and {len(items) - MAX_ITEMS} more"] if len(items) > MAX_ITEMS else [])
+            add(stage_id, seqs[0], f"{head} ({len(items)} times).{_ev(seqs)}", more)
     last_header: dict[str, str] = {}
     for n in report.network:
         what = clean(n.url or f"{n.host}:{n.port}", 300)

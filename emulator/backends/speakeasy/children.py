@@ -19,7 +19,9 @@ whose target is not one) is Speakeasy's object only, as before; a guest file tha
 (not a PE, a DLL, the other architecture, a base it cannot be moved from) is a
 ``child_process_not_run`` note naming why.
 
-When a child runs: after the parent's runs, as Speakeasy's own ``run_module(...,
+When a child runs: inside the parent's wait for it, if the parent waits for it (waits.py: a
+wait, a second poll or ``GetExitCodeProcess``, which runs :meth:`ChildProcesses.start_now`'s image
+there, as that process); otherwise after the parent's runs, as Speakeasy's own ``run_module(...,
 emulate_children=True)`` does (``speakeasy/windows/win32.py``: the queue of child processes is
 emulated once ``start()`` has run the parent's run queue dry). Speakeasy has one CPU context and
 runs each run (the entry point, every thread) to its end before the next, never two at once
@@ -358,6 +360,26 @@ class ChildProcesses:
             self.started += 1
             self._start_stage(launch, module, "pe", int(module.base) + int(module.ep))
             compat.run_process_image(self.emu, launch.process, module, launch.command_line)
+
+    def pending_program(self, process: Any) -> Launch | None:
+        """The launch of a program (not a DLL a system program loads) that started ``process``
+        and has yet to run, not suspended: what a wait for that process can run now."""
+        for launch in self.pending:
+            started = launch.started is process or launch.process is process
+            if started and launch.kind == "exe" and not launch.suspended:
+                return launch
+        return None
+
+    def start_now(self, launch: Launch) -> Any:
+        """Take ``launch`` off the queue and map its image as :meth:`run_pending` would, its first
+        stage started; the module, or None (not run, noted)."""
+        self.pending.remove(launch)
+        module = self._map(launch)
+        if module is None:
+            return None
+        self.started += 1
+        self._start_stage(launch, module, "pe", int(module.base) + int(module.ep))
+        return module
 
     def _run_dll(self, launch: Launch) -> None:
         """A DLL a system program loads: DllMain (attach), then the exports it calls."""

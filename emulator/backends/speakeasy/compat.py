@@ -21,6 +21,7 @@ import inspect
 import ntpath
 import types
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import speakeasy.winenv.api.usermode.msvcrt as se_msvcrt
+import speakeasy.winenv.arch as se_arch
 import speakeasy.winenv.defs.registry.reg as se_regdefs
 import unicorn as uc
 import unicorn.unicorn_py3.unicorn as uc_binding
@@ -46,6 +48,7 @@ from speakeasy.windows.api_registry import module_name as se_module_name
 from speakeasy.windows.loaders import PeLoader
 
 from emulator import installed
+from emulator import pe as pe_headers
 
 ENGINE_PACKAGE = "speakeasy-emulator"
 
@@ -758,6 +761,107 @@ def _take_callback_results(emu: Any) -> None:
 API_CALLBACK_RETURN = se_wincommon.API_CALLBACK_HANDLER_ADDR
 
 
+def called_back_function(emu: Any) -> int | None:
+    """The function the innermost API callback of the current run called, or None."""
+    run = emu.get_current_run()
+    frames = getattr(run, "api_callbacks", None) if run is not None else None
+    function = getattr(frames[-1], "function", None) if frames else None
+    return int(function) if function is not None else None
+
+
+def tag_api_frame(emu: Any, tag: Any) -> None:
+    """Mark the API call being handled (its callbacks) with ``tag``, for :func:`after_each_api_callback`."""
+    frame = emu._active_api_frame
+    if frame is not None:
+        frame.chainreplay_tag = tag
+
+
+def after_each_api_callback(emu: Any, callback: Callable[[Any, int], int | None]) -> None:
+    """``callback(tag, returned)`` when a callback of an API call tagged by :func:`tag_api_frame`
+    returns (``returned``: its value in the return register); a value it gives replaces the
+    API's own result, when that callback was the last."""
+    original = emu._continue_api_callback
+
+    def continue_api_callback() -> None:
+        run = emu.get_current_run()
+        frame = run.api_callbacks[-1] if run is not None and run.api_callbacks else None
+        tag = getattr(frame, "chainreplay_tag", None) if frame is not None else None
+        if frame is not None and tag is not None:
+            returned = int(emu.reg_read("eax")) & 0xFFFFFFFF
+            result = callback(tag, returned)
+            if result is not None and not frame.pending:
+                frame.result = result
+        original()
+
+    emu._continue_api_callback = continue_api_callback
+
+
+def return_from_callback(emu: Any, argc: int, value: int) -> None:
+    """Return from the (stdcall) API call being handled, ``argc`` arguments, with ``value``, to
+    where the API callback it was called from returns, not to its caller (``ExitThread`` in a
+    thread a wait runs: that callback ends there). Speakeasy then leaves the call's return alone
+    (the pc moved)."""
+    emu.do_call_return(argc, API_CALLBACK_RETURN, value, conv=se_arch.CALL_CONV_STDCALL)
+
+
+# Registers a function keeps for its caller (the Windows x64 and x86 conventions).
+NONVOLATILE_REGISTERS = {
+    8: ("rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"),
+    4: ("ebx", "ebp", "esi", "edi"),
+}
+
+
+def nonvolatile_registers(emu: Any) -> dict[str, int]:
+    return {name: int(emu.reg_read(name)) for name in NONVOLATILE_REGISTERS[emu.get_ptr_size()]}
+
+
+def restore_registers(emu: Any, values: dict[str, int]) -> None:
+    for name, value in values.items():
+        emu.reg_write(name, value)
+
+
+def queued_thread_runs(emu: Any) -> list[Any]:
+    """The queued, not yet started runs of threads the current process started in itself
+    (Speakeasy's "thread" runs), in the order they would run."""
+    current = emu.get_current_process()
+    return [
+        run
+        for run in emu.run_queue
+        if run.type == "thread" and run.thread is not None and run.process_context in (None, current)
+    ]
+
+
+def queued_thread_run(emu: Any, thread: Any) -> Any:
+    """The queued run of ``thread`` among :func:`queued_thread_runs`, or None."""
+    if thread is None:
+        return None
+    return next((run for run in queued_thread_runs(emu) if run.thread is thread), None)
+
+
+def unqueue_run(emu: Any, run: Any) -> None:
+    emu.run_queue[:] = [queued for queued in emu.run_queue if queued is not run]
+
+
+CDECL = se_arch.CALL_CONV_CDECL
+
+
+def end_thread_run(emu: Any) -> None:
+    """End the current run as Speakeasy's ``ExitThread`` does (a thread's run: that thread)."""
+    emu.exit_process()
+
+
+def current_thread(emu: Any) -> Any:
+    return emu.get_current_thread()
+
+
+def current_process(emu: Any) -> Any:
+    return emu.get_current_process()
+
+
+def set_current_thread(emu: Any, thread: Any) -> None:
+    emu.set_current_thread(thread)
+
+
 class _NoCollection(types.ModuleType):
     """``gc`` as pefile sees it while :func:`pe_loads_without_collection` is active: the module's
     every attribute but ``collect``, which collects nothing."""
@@ -798,7 +902,9 @@ def map_guest_pe(emu: Any, data: bytes, emu_path: str) -> Any:
     """
 
     def make_loader(address: int | None) -> Any:
-        return PeLoader(data=data, base_override=address, emu_path=emu_path)
+        # An image with no fixups to make is moved as it is (what ASLR does with one).
+        moved = pe_headers.moved_without_fixups(data, address) if address is not None else None
+        return PeLoader(data=moved or data, base_override=address, emu_path=emu_path)
 
     with pe_loads_without_collection():
         image = emu._make_image_at_free_base(make_loader, None)
@@ -1004,6 +1110,91 @@ def run_process_image(emu: Any, process: Any, module: Any, command_line: str) ->
     emu.command_line = command_line
     emu.argv = []
     emu.start()
+
+
+@dataclass
+class ProcessState:
+    """What :func:`enter_process` changed, to put back: the process and thread that ran, the
+    command line, and the TEB's bytes (one TEB address serves every thread)."""
+
+    process: Any
+    thread: Any
+    command_line: Any
+    argv: Any
+    teb: int
+    teb_bytes: bytes
+
+
+def _saved_state(emu: Any) -> ProcessState:
+    teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
+    mapped = emu.get_address_map(teb)
+    size = int(mapped.base + mapped.size - teb) if mapped is not None else 0
+    return ProcessState(
+        emu.get_current_process(),
+        emu.get_current_thread(),
+        getattr(emu, "command_line", None),
+        getattr(emu, "argv", None),
+        teb,
+        bytes(emu.mem_read(teb, size)) if size else b"",
+    )
+
+
+def _new_teb(emu: Any, thread: Any, process: Any) -> None:
+    """``thread`` becomes the current thread with a TEB of its own (at the one TEB address)."""
+    emu.set_current_thread(thread)
+    emu.init_teb(thread, process.peb)
+    with contextlib.suppress(Exception):
+        emu.init_tls(thread)
+
+
+def enter_thread(emu: Any, thread: Any) -> ProcessState:
+    """Make ``thread`` (of the current process) the current thread inside the API call being
+    handled (a wait runs it there), with a TEB of its own, as Speakeasy's run set-up gives each
+    thread: its exception list, TLS slots, last error and ids; :func:`leave_process` puts the
+    caller's back."""
+    state = _saved_state(emu)
+    _new_teb(emu, thread, emu.get_current_process())
+    return state
+
+
+def enter_process(emu: Any, process: Any, module: Any, command_line: str) -> ProcessState:
+    """Make ``process`` (its image ``module``) the current process, its main thread the current
+    thread, inside the API call being handled (a wait runs the child there): what
+    :func:`run_process_image` gets from Speakeasy's run set-up, with the TEB the caller's to put
+    back (:func:`leave_process`)."""
+    state = _saved_state(emu)
+    process.pe = module
+    process.base = int(module.base)
+    thread = main_thread(process)
+    emu.alloc_peb(process)
+    emu.set_current_process(process)
+    if thread is not None:
+        _new_teb(emu, thread, process)
+    emu.command_line = command_line
+    emu.argv = []
+    return state
+
+
+def leave_process(emu: Any, state: ProcessState) -> None:
+    """Undo :func:`enter_process` or :func:`enter_thread`."""
+    if state.teb_bytes:
+        emu.mem_write(state.teb, state.teb_bytes)
+    emu.set_current_process(state.process)
+    emu.set_current_thread(state.thread)
+    emu.command_line = state.command_line
+    emu.argv = state.argv
+
+
+def process_entry_calls(emu: Any, module: Any) -> list[tuple[int, list[int]]]:
+    """(address, arguments) of what starting a process's image runs, in order: its TLS callbacks
+    (DLL_PROCESS_ATTACH), then its entry point, as :func:`run_process_image` queues them."""
+    calls: list[tuple[int, list[int]]] = []
+    for callback in module.get_tls_callbacks() or []:
+        if module.base < callback < module.base + module.image_size:
+            calls.append((int(callback), [int(module.base), 1, 0]))
+    args = [int(emu.mem_map(8, tag=f"emu.module_arg_{i}")) for i in range(4)]
+    calls.append((int(module.base) + int(module.ep), args))
+    return calls
 
 
 def map_guest_dll_for_process(emu: Any, data: bytes, emu_path: str) -> Any:

@@ -425,8 +425,9 @@ class MemoryWatch:
             ret = int.from_bytes(self.memory.read(sp, self.memory.ptr_size), "little")
         except Exception:
             ret = 0
-        if ret == compat.API_CALLBACK_RETURN:
+        if ret == compat.API_CALLBACK_RETURN and compat.called_back_function(self.emu) == address:
             # Called back by an API (EnumWindows, a window procedure): the stage that called it.
+            # (Reached with that return address but elsewhere: a callback's jump to it.)
             return self.recorder.current_stage, "callback"
         stage = self.recorder.stage_at(ret) if ret else None
         if stage is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ntpath
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,6 +440,17 @@ def _install_handler(
     on_network_limit: Callable[[str], None],
 ) -> None:
     conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
+    callback = handler_hook(handler, memory, services, on_network_limit)
+    se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
+
+
+def handler_hook(
+    handler: ApiHandler,
+    memory: SpeakeasyMemory,
+    services: ReplayServices,
+    on_network_limit: Callable[[str], None],
+) -> Callable[[Any, str, Any, list[int]], int]:
+    """The Speakeasy API hook that runs a project handler."""
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         api = GuestApi(memory, services, handler.name, module=handler.module)
@@ -457,7 +468,24 @@ def _install_handler(
             rv &= 0xFFFFFFFF
         return rv
 
-    se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
+    return callback
+
+
+def project_hooks(
+    memory: SpeakeasyMemory,
+    services: ReplayServices,
+    on_network_limit: Callable[[str], None],
+    names: Iterable[tuple[str, str]],
+) -> dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]]:
+    """(module, name) -> the hook running the project's handler of that API, for those of
+    ``names`` it has one for: for a module that hooks such an API too and, when Speakeasy has no
+    handler (then only the last hook registered is called), must call the project's itself."""
+    wanted = set(names)
+    return {
+        (h.module, h.name): handler_hook(h, memory, services, on_network_limit)
+        for h in HANDLERS
+        if (h.module, h.name) in wanted
+    }
 
 
 def start(plan: ReplayPlan, target: LoadedTarget) -> None:

@@ -12,8 +12,10 @@ import yaml
 
 from emulator.export._common import header, http_exchanges, stable_uuid
 from emulator.export.attack_meta import attack_release
-from emulator.export.detections.events import side_loads
+from emulator.export.detections.events import process_starts, side_loads
 from emulator.report import Report
+
+COMMAND_LINE_SHOWN = 200  # characters of a command line a process rule's description quotes
 
 
 def _is_ip(text: str) -> bool:
@@ -136,6 +138,32 @@ def sigma_rules(report: Report) -> dict[str, dict[str, Any]]:
             },
             {s for _, _, s in loads},
         )
+    starts = process_starts(report)
+    if starts:
+        selections: dict[str, dict[str, Any]] = {}
+        for start in starts:
+            selection = {
+                "ParentImage|endswith": _literal("\\" + start.parent),
+                "Image|endswith": _literal("\\" + start.image.replace("/", "\\").rsplit("\\", 1)[-1]),
+            }
+            if start.run_file:
+                selection["CommandLine|contains"] = _literal(start.run_file)
+            if selection not in selections.values():
+                selections[f"selection_{len(selections)}"] = selection
+        rule = _rule(
+            report,
+            "process_creation",
+            f"chainreplay {name}: process the chain started",
+            f"Programs {name} started in a chainreplay replay (seq "
+            f"{', '.join(str(s.evidence[0]) for s in starts if s.evidence)}): "
+            + "; ".join(f"{s.parent} -> {(s.command_line or s.image)[:COMMAND_LINE_SHOWN]}" for s in starts)
+            + ".",
+            {"category": "process_creation", "product": "windows"},
+            {},
+            {seq for s in starts for seq in s.evidence},
+        )
+        rule["detection"] = {**selections, "condition": "1 of selection_*"}
+        rules["process_creation_started.yml"] = rule
     dropped = _unique([d.path for d in report.dropped])
     if dropped:
         tails = _unique([_literal("\\" + "\\".join(p.split("\\")[-2:])) for p in dropped])

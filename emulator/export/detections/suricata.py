@@ -1,7 +1,10 @@
 """A Suricata rule per beacon and per download: every HTTP request the chain made, keyed on
 ``http.method``, ``http.host``, ``http.uri``, ``http.user_agent`` and ``http.cookie`` (the cookie's
-names, not its host-specific values). Its role is read from the stage graph: a URL whose response
-became a stage is a download; a request the graph calls a beacon or an exfiltration is a beacon.
+names, not its host-specific values); every DNS TXT query (``dns.query``: a record that may carry
+a payload) and every raw TCP or UDP exchange that carried bytes (the first bytes the server sent,
+else the first the client sent). Its role is read from the stage graph: an exchange whose answer
+became a stage (its URL, ``tcp://host:port`` or host node leads to one, through redirects too) is
+a download; a request the graph calls a beacon or an exfiltration is a beacon.
 The rules match the HTTPS exchanges once decrypted (a TLS-inspecting sensor, or network.pcap).
 """
 
@@ -9,10 +12,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator.export._common import header, http_exchanges, stable_uuid, url_path
+from emulator.export._common import header, http_exchanges, read_body, stable_uuid, url_path
 from emulator.report import NetworkRecord, Report
 
 SID_BASE = 1_000_000  # Suricata's range for local rules
@@ -20,6 +24,7 @@ SID_SPAN = 999_999
 _UNSAFE = re.compile(r'[;"\\|:\x00-\x1f\x7f-\xff]')
 _DOWNLOAD_EDGES = ("delivers", "decrypts_to", "decodes_to", "fetches", "downloads")
 _BEACON_EDGES = ("beacons_to", "exfiltrates_to", "beacons", "exfiltrates")
+RAW_CONTENT = 32  # bytes of a raw TCP/UDP exchange a rule keys on
 
 
 def content(value: str) -> str:
@@ -33,27 +38,45 @@ def _msg(text: str) -> str:
     return re.sub(r'([;"\\])', r"\\\1", printable)
 
 
+def _node(record: NetworkRecord) -> str:
+    """The graph node of an exchange (as emulator/analysis/stages.py names it)."""
+    if record.kind == "dns":
+        return f"host:{record.host}"
+    return f"url:{record.url or f'{record.kind}://{record.host}:{record.port}'}"
+
+
 def _roles(report: Report) -> dict[int, str]:
-    """seq of an exchange -> 'download' or 'beacon', from the graph's URL edges."""
-    by_url: dict[str, str] = {}
+    """seq of an exchange -> 'download' or 'beacon', from the graph's URL and host edges."""
     stages = {s.id for s in report.stages}
     seq_role: dict[int, str] = {}
     # The response's bytes may reach a stage through other artifacts (url -> dropped file -> stage).
+    # A URL that answered a redirect leads where the redirect went (url -redirects_to-> url).
     onward: dict[str, list[str]] = {}
     for edge in report.graph.edges:
-        if edge.type in _DOWNLOAD_EDGES and edge.source not in stages:
+        if (edge.type in _DOWNLOAD_EDGES or edge.type == "redirects_to") and edge.source not in stages:
             onward.setdefault(edge.source, []).append(edge.target)
-    for node in onward:
-        if node.startswith("url:") and _reaches(node, onward, stages):
-            by_url[node[4:]] = "download"
+    delivering = {node for node in onward if node.startswith(("url:", "host:")) and _reaches(node, onward, stages)}
     for edge in report.graph.edges:
         if edge.target.startswith("url:") and edge.type in _BEACON_EDGES:
             for seq in edge.evidence:
                 seq_role[seq] = "beacon"
     roles = {}
-    for record in http_exchanges(report):
-        roles[record.seq] = by_url.get(record.url or "") or seq_role.get(record.seq) or "request"
+    for record in _exchanges(report):
+        roles[record.seq] = "download" if _node(record) in delivering else seq_role.get(record.seq) or "request"
     return roles
+
+
+def _exchanges(report: Report) -> list[NetworkRecord]:
+    """The exchanges that get a rule: HTTP ones (not blocked, with a URL), DNS TXT queries, raw
+    TCP and UDP exchanges, in the order the chain made them."""
+    http = {r.seq for r in http_exchanges(report)}
+    return [
+        r
+        for r in report.network
+        if r.seq in http
+        or (not r.blocked and r.kind == "dns" and "TXT" in r.response.headers)
+        or (not r.blocked and r.kind in ("tcp", "udp"))
+    ]
 
 
 def _reaches(start: str, onward: dict[str, list[str]], stages: set[str]) -> bool:
@@ -74,51 +97,91 @@ def _sid(report: Report, record: NetworkRecord) -> int:
     return SID_BASE + uuid.UUID(key).int % SID_SPAN
 
 
-def suricata_rules(report: Report) -> list[dict[str, Any]]:
-    """One dict per rule: ``seq`` of the exchange, ``role``, ``text`` (the rule line)."""
+def _raw_payload(record: NetworkRecord, outdir: Path | None) -> tuple[str, bytes]:
+    """The direction and first bytes of a raw TCP/UDP exchange a rule keys on: what the server
+    sent (a stager's payload), else what the client sent; ("", b"") if neither is in ``outdir``."""
+    response = read_body(outdir, record.response.sha256)
+    if response:
+        return "to_client", response[:RAW_CONTENT]
+    request = read_body(outdir, record.request.sha256)
+    return ("to_server", request[:RAW_CONTENT]) if request else ("", b"")
+
+
+def _raw_content(data: bytes) -> str:
+    return '"|' + data.hex(" ") + '|"'
+
+
+def suricata_rules(report: Report, outdir: Path | None = None) -> list[dict[str, Any]]:
+    """One dict per rule: ``seq`` of the exchange, ``role``, ``text`` (the rule line). The bytes
+    of raw TCP/UDP exchanges are read from ``outdir`` (none: no rule for them)."""
     roles = _roles(report)
     rules = []
     seen: set[tuple[str, str, str]] = set()
-    for record in http_exchanges(report):
+    for record in _exchanges(report):
         role = roles.get(record.seq, "request")
-        key = (record.method or "", record.url or "", role)
-        if key in seen:
-            continue
-        seen.add(key)
-        host = (urlsplit(record.url or "").hostname or record.host).lower()
-        path = url_path(record.url or "/")
-        what = f"chainreplay {report.target.name} {record.stage} {role} {record.method} {host}{path}"
-        parts = [
-            f'msg:"{_msg(what)}"',
-            "flow:established,to_server",
-            f"http.method; content:{content(record.method or 'GET')}",
-            f"http.host; content:{content(host)}",
-            f"http.uri; content:{content(path)}",
-        ]
-        agent = header(record.request.headers, "User-Agent")
-        if agent:
-            parts.append(f"http.user_agent; content:{content(agent)}")
-        cookie = header(record.request.headers, "Cookie")
-        if cookie:
-            for name in dict.fromkeys(p.strip().partition("=")[0] + "=" for p in cookie.split(";") if "=" in p):
-                parts.append(f"http.cookie; content:{content(name)}")
-        parts += [
+        tail = [
             "classtype:trojan-activity",
             f"metadata:chainreplay_seq {record.seq}, chainreplay_stage {record.stage}",
             f"sid:{_sid(report, record)}",
             "rev:1",
         ]
-        rules.append(
-            {
-                "seq": record.seq,
-                "role": role,
-                "text": "alert http $HOME_NET any -> $EXTERNAL_NET any (" + "; ".join(parts) + ";)",
-            }
-        )
+        prefix = f"chainreplay {report.target.name} {record.stage} {role}"
+        if record.kind == "dns":
+            host = record.host.lower().rstrip(".")
+            if ("dns", host, role) in seen or not host:
+                continue
+            seen.add(("dns", host, role))
+            parts = [f'msg:"{_msg(f"{prefix} DNS TXT {host}")}"', f"dns.query; content:{content(host)}; nocase", *tail]
+            head = "alert dns $HOME_NET any -> any any"
+        elif record.kind in ("tcp", "udp"):
+            direction, data = _raw_payload(record, outdir)
+            if not data:
+                continue
+            where = f"{record.host.lower()}:{record.port}"
+            raw_key = (str(record.kind), f"{where} {direction} {data.hex()}", role)
+            if raw_key in seen:
+                continue
+            seen.add(raw_key)
+            flow = f"flow:established,{direction}" if record.kind == "tcp" else f"flow:{direction}"
+            what = f"{prefix} {record.kind.upper()} {where}"
+            parts = [f'msg:"{_msg(what)}"', flow, f"content:{_raw_content(data)}; depth:{len(data)}", *tail]
+            port = record.port if record.port is not None else "any"
+            if direction == "to_client":
+                head = f"alert {record.kind} $EXTERNAL_NET {port} -> $HOME_NET any"
+            else:
+                head = f"alert {record.kind} $HOME_NET any -> $EXTERNAL_NET {port}"
+        else:
+            key = (record.method or "", record.url or "", role)
+            if key in seen:
+                continue
+            seen.add(key)
+            parts = _http_parts(record, f"{prefix} {record.method} ", role) + tail
+            head = "alert http $HOME_NET any -> $EXTERNAL_NET any"
+        rules.append({"seq": record.seq, "role": role, "text": f"{head} (" + "; ".join(parts) + ";)"})
     return rules
 
 
-def suricata_text(report: Report) -> str:
+def _http_parts(record: NetworkRecord, prefix: str, role: str) -> list[str]:
+    host = (urlsplit(record.url or "").hostname or record.host).lower()
+    path = url_path(record.url or "/")
+    parts = [
+        f'msg:"{_msg(f"{prefix}{host}{path}")}"',
+        "flow:established,to_server",
+        f"http.method; content:{content(record.method or 'GET')}",
+        f"http.host; content:{content(host)}",
+        f"http.uri; content:{content(path)}",
+    ]
+    agent = header(record.request.headers, "User-Agent")
+    if agent:
+        parts.append(f"http.user_agent; content:{content(agent)}")
+    cookie = header(record.request.headers, "Cookie")
+    if cookie:
+        for name in dict.fromkeys(p.strip().partition("=")[0] + "=" for p in cookie.split(";") if "=" in p):
+            parts.append(f"http.cookie; content:{content(name)}")
+    return parts
+
+
+def suricata_text(report: Report, outdir: Path | None = None) -> str:
     lines = [f"# chainreplay {report.tool.version}: Suricata rules generated from the replay of {report.target.name}"]
-    lines += [r["text"] for r in suricata_rules(report)]
+    lines += [r["text"] for r in suricata_rules(report, outdir)]
     return "\n".join(lines) + "\n"

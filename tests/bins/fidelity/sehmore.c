@@ -5,7 +5,7 @@
  * body; ud2; RaiseException; an inner handler passing (ExceptionContinueSearch) to an outer one; a
  * fault inside a handler (nested: the search skips that handler's registration); a vectored
  * handler before the frame-based ones; a fault in a second thread with the thread's own handler (the thread
- * runs after the main run, as Speakeasy runs threads). Exits 0x5E0 + handler calls. */
+ * runs inside the main thread's wait for it). Exits 0x5E0 + handler calls. */
 #include "fidelity.h"
 
 struct reg { struct reg *next; void *handler; };
@@ -174,7 +174,7 @@ void __cdecl SehMoreEntry(void)
         verdict("vectored_before_frames", veh_calls == 2 && catches == 3, d);
         pop_reg(&outer);
     }
-    thread = CreateThread(NULL, 0, worker, NULL, 0, NULL); /* runs after this run (Speakeasy) */
+    thread = CreateThread(NULL, 0, worker, NULL, 0, NULL); /* runs inside the wait */
     WaitForSingleObject(thread, INFINITE);
     GetTickCount();
     ExitProcess(0x5E0 + handled);

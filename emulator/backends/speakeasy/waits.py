@@ -1,0 +1,508 @@
+"""Threads and child processes run when the guest waits for them.
+
+Speakeasy runs a thread the guest starts (``CreateThread`` and every other way,
+emulator/apis/threads.py) after the run that started it, and answers every wait at once:
+``WaitForSingleObject(thread, INFINITE)`` returned before the thread had run, and
+``GetExitCodeThread`` answered 0. A loader whose worker thread decodes or downloads the payload
+while the main thread waits for it then ran memory nothing had written yet (a fault, or a wrong
+exit code and an early exit), and the lineage of the payload was lost.
+
+Here a wait on a thread of the guest's own process that has not started yet runs that thread
+there and then, to its end, before the wait returns, as it would have finished on Windows
+before an infinite wait came back: ``WaitForSingleObject(Ex)``, ``WaitForMultipleObjects(Ex)``
+(all of them for a wait-all, the first one listed for a wait-any), ``MsgWaitForMultipleObjects(Ex)``,
+``SignalObjectAndWait``, ``NtWaitForSingleObject``, ``NtWaitForMultipleObjects``. The thread
+runs as a call from the waiting API (Speakeasy's API callback: on the waiter's stack, below its
+frame), as the current thread with a TEB of its own (its id, exception list, TLS slots and last
+error; the waiter's TEB bytes are put back after), and its stage is drawn as any thread's
+(``via: thread``, from its start address). Its return value, or the code it gives
+``ExitThread`` / ``RtlExitUserThread`` / ``FreeLibraryAndExitThread`` (which end that thread
+only, not the waiter's run, as Speakeasy's ``ExitThread`` would), is its exit code:
+``GetExitCodeThread`` answers it afterwards, and ``STILL_ACTIVE`` for a thread that has not run.
+
+A wait with a finite timeout for a thread that never ends (a beacon loop) would keep its waiter
+waiting for ever: a thread such a wait runs that sleeps past the timeout (virtual time) is cut
+at that sleep and the wait returns ``WAIT_TIMEOUT`` (``STATUS_TIMEOUT``); the thread, still
+running as far as ``GetExitCodeThread`` says, never goes on (its state was the waiter's stack).
+
+Sleeping can be waiting too: a loop that sleeps (or yields) until a flag a thread sets is set
+runs until a limit if the thread never runs. A sleep forever, or a second sleep or yield from one
+call site, while threads of the process have yet to run, runs them (all, in order) inside it; a
+single sleep does not (the threads run after its run, as before).
+
+Polling is waiting too: a zero-timeout wait on a thread that has not run answers
+``WAIT_TIMEOUT`` (as it would right after the thread started), and so does the first
+``GetExitCodeThread`` (``STILL_ACTIVE``); asked about the same thread again, the guest is seen to
+wait for it, and it runs then.
+
+A child process (a program of the guest's files, children.py) runs after its parent's runs; a
+wait for it, a second poll or ``GetExitCodeProcess``, runs it there instead, the same way: its
+TLS callbacks and entry point called from the waiting API, as that process (the current process
+and thread, its command line, PEB and TEB; the parent's TEB bytes put back after), its stage
+started as :meth:`ChildProcesses.run_pending` starts it. Its entry point's return value, or the
+code it gives ``ExitProcess`` (which ends it, not its parent's run), is its exit code.
+
+A thread nobody waits for runs after the run that started it, as before; so does a thread that
+is suspended or in another process (injected threads), a child process nobody waits for, and
+what a wait would start while ``MAX_NESTED_THREADS`` are already running inside each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.apis.core import GuestMemory
+from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.children import ChildProcesses, Launch
+
+logger = logging.getLogger(__name__)
+
+WAIT_OBJECT_0 = 0
+WAIT_TIMEOUT = 0x102
+STATUS_TIMEOUT = 0x102
+STILL_ACTIVE = 259
+# A waited-for thread that waits for another runs it inside itself: at most this deep (each
+# level is a frame on the one stack every run shares).
+MAX_NESTED_THREADS = 16
+
+
+@dataclass(frozen=True)
+class WaitApi:
+    """Where a wait API's arguments are: a single handle (``handle``), or a count and an array
+    (``count``, ``handles``); the timeout (``timeout``: milliseconds, or ``None`` for a pointer to
+    an NT LARGE_INTEGER at ``nt_timeout``); whether it waits for all (``wait_all``: an argument
+    index, or the constant in ``all_always``; ``wait_all_value`` is what that argument holds for
+    "all"); NT status codes or Win32 ones."""
+
+    argc: int
+    handle: int | None = None
+    count: int | None = None
+    handles: int | None = None
+    timeout: int | None = None
+    nt_timeout: int | None = None
+    wait_all: int | None = None
+    wait_all_value: int = 1
+    wait_all_flag: int | None = None  # MsgWaitForMultipleObjectsEx: MWMO_WAITALL in its flags
+    native: bool = False
+
+
+WAIT_APIS: dict[tuple[str, str], WaitApi] = {
+    ("kernel32", "WaitForSingleObject"): WaitApi(2, handle=0, timeout=1),
+    ("kernel32", "WaitForSingleObjectEx"): WaitApi(3, handle=0, timeout=1),
+    ("kernel32", "WaitForMultipleObjects"): WaitApi(4, count=0, handles=1, wait_all=2, timeout=3),
+    ("kernel32", "WaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3),
+    ("kernel32", "SignalObjectAndWait"): WaitApi(4, handle=1, timeout=2),
+    ("user32", "MsgWaitForMultipleObjects"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3),
+    ("user32", "MsgWaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, timeout=2, wait_all_flag=4),
+    ("ntdll", "NtWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True),
+    ("ntdll", "ZwWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True),
+    # NtWaitForMultipleObjects(Count, Handles, WaitType, Alertable, Timeout): WaitAll is 0.
+    ("ntdll", "NtWaitForMultipleObjects"): WaitApi(
+        5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True
+    ),
+    ("ntdll", "ZwWaitForMultipleObjects"): WaitApi(
+        5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True
+    ),
+}
+MWMO_WAITALL = 0x1
+# (module, name) -> index of the exit code argument.
+EXIT_THREAD_APIS: dict[tuple[str, str], int] = {
+    ("kernel32", "ExitThread"): 0,
+    ("ntdll", "RtlExitUserThread"): 0,
+    ("kernel32", "FreeLibraryAndExitThread"): 1,
+    ("msvcrt", "_endthreadex"): 0,
+}
+# The C runtime's thread exits Speakeasy has no handler for (cdecl): they end the thread's run as
+# its ExitThread does.
+CRT_EXIT_THREAD_APIS = (("msvcrt", "_endthreadex"),)
+EXIT_PROCESS_APIS = (("kernel32", "ExitProcess"), ("ntdll", "RtlExitUserProcess"))
+# (module, name) -> (argc, index of a milliseconds timeout or None): a sleep or a yield.
+SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None]] = {
+    ("kernel32", "Sleep"): (1, 0),
+    ("kernel32", "SleepEx"): (2, 0),
+    ("kernel32", "SwitchToThread"): (0, None),
+    ("ntdll", "NtDelayExecution"): (2, None),
+    ("ntdll", "ZwDelayExecution"): (2, None),
+    ("ntdll", "NtYieldExecution"): (0, None),
+}
+INFINITE = 0xFFFFFFFF
+# At most this many handles are read from a wait's array (Windows' MAXIMUM_WAIT_OBJECTS).
+MAXIMUM_WAIT_OBJECTS = 64
+
+
+@dataclass
+class _Running:
+    """A thread, or a child process's TLS callback or entry point, running inside the API call
+    of the thread that waited for it."""
+
+    thread: Any
+    waiter: Any  # the thread that waited (current again when this one ends)
+    registers: dict[str, int]  # the waiter's non-volatile registers, as the API returns them
+    process: Any = None  # the child process this call starts (None: a thread)
+    state: compat.ProcessState | None = None  # the waiter's thread (and process), put back at the end
+    entry: bool = True  # a thread's start routine or a process's entry point (not a TLS callback)
+    module: Any = None  # the child's image
+    command_line: str = ""  # the child's command line
+    deadline: int | None = None  # the virtual tick count at which a finite wait for it times out
+    timed_out: bool = False  # cut at a sleep past its deadline: it is still running
+
+
+@dataclass
+class _WaitFrame:
+    """What one wait runs, in order, and what it does when they are done."""
+
+    running: list[_Running] = field(default_factory=list)
+    then: Any = None  # called with what ran last when it is done: the API's result, or None
+    timeout_result: int = WAIT_TIMEOUT  # the API's result if one of them timed out
+    timed_out: bool = False
+
+
+class ThreadWaits:
+    def __init__(
+        self,
+        se: Any,
+        emu: Any,
+        memory: GuestMemory,
+        children: ChildProcesses | None = None,
+        now_ms: Callable[[], int] | None = None,
+        handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
+    ) -> None:
+        self.se = se
+        self.emu = emu
+        self.memory = memory
+        self.children = children
+        self.now_ms = now_ms  # the virtual tick count (sleeps advance it)
+        # The project's handlers of sleep APIs Speakeasy has none for (NtDelayExecution): Speakeasy
+        # calls only the last hook of such an API, this module's, which calls them in turn.
+        self.handlers = handlers or {}
+        self.exit_codes: dict[int, int] = {}  # id(thread or process object) -> exit code
+        self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
+        self.still_running: set[int] = set()  # id(thread or process object): cut by a wait's timeout
+        self.running: list[_Running] = []  # innermost last
+        self.sleep_sites: set[int] = set()  # call sites of sleeps and yields seen
+
+    def install(self) -> None:
+        for (module, name), spec in WAIT_APIS.items():
+
+            def wait(emu: Any, api_name: str, orig: Any, argv: list[int], _s: WaitApi = spec) -> Any:
+                return self._on_wait(_s, orig, list(argv))
+
+            self.se.add_api_hook(wait, module, name, argc=spec.argc)
+        for (module, name), index in EXIT_THREAD_APIS.items():
+
+            def exit_thread(emu: Any, api_name: str, orig: Any, argv: list[int], _i: int = index) -> Any:
+                return self._on_exit_thread(_i, orig, list(argv))
+
+            cdecl = (module, name) in CRT_EXIT_THREAD_APIS
+            self.se.add_api_hook(exit_thread, module, name, argc=index + 1, call_conv=compat.CDECL if cdecl else None)
+        for module, name in EXIT_PROCESS_APIS:
+            self.se.add_api_hook(self._on_exit_process, module, name, argc=1)
+        self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeThread", argc=2)
+        self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeProcess", argc=2)
+        self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
+        for (module, name), (argc, timeout) in SLEEP_APIS.items():
+            handler = self.handlers.get((module, name))
+
+            def sleep(
+                emu: Any,
+                api_name: str,
+                orig: Any,
+                argv: list[int],
+                _t: int | None = timeout,
+                _n: int = argc,
+                _h: Any = handler,
+            ) -> Any:
+                if orig is None and _h is not None:
+                    orig = lambda args: _h(emu, api_name, None, args)  # noqa: E731
+                return self._on_sleep(_t, _n, orig, list(argv))
+
+            self.se.add_api_hook(sleep, module, name, argc=argc)
+        compat.after_each_api_callback(self.emu, self._callback_returned)
+
+    # -- what a wait can run ---------------------------------------------------------------------
+
+    def _startable(self, handle: int) -> tuple[Any, Any] | None:
+        """(object, what runs it) for a handle naming a thread of the current process whose run
+        is queued (its run), or a child process that has yet to start (its launch); else None."""
+        if len(self.running) >= MAX_NESTED_THREADS:
+            return None
+        target = compat.object_of(self.emu, handle)
+        if target is None:
+            return None
+        run = compat.queued_thread_run(self.emu, target)
+        if run is not None:
+            return target, run
+        launch = self.children.pending_program(target) if self.children is not None else None
+        return (target, launch) if launch is not None else None
+
+    def _handles(self, spec: WaitApi, argv: list[int]) -> list[int]:
+        if spec.handle is not None:
+            return [argv[spec.handle]] if len(argv) > spec.handle else []
+        if spec.count is None or spec.handles is None or len(argv) <= spec.handles:
+            return []
+        count = min(argv[spec.count] & 0xFFFFFFFF, MAXIMUM_WAIT_OBJECTS)
+        size = self.memory.ptr_size
+        try:
+            data = self.memory.read(argv[spec.handles], count * size) if count else b""
+        except Exception:
+            return []
+        return [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
+
+    def _zero_timeout(self, spec: WaitApi, argv: list[int]) -> bool:
+        if spec.timeout is not None and len(argv) > spec.timeout:
+            return argv[spec.timeout] & 0xFFFFFFFF == 0
+        if spec.nt_timeout is not None and len(argv) > spec.nt_timeout and argv[spec.nt_timeout]:
+            try:
+                return self.memory.read(argv[spec.nt_timeout], 8) == bytes(8)
+            except Exception:
+                return False
+        return False
+
+    def _finite_timeout(self, spec: WaitApi, argv: list[int]) -> int | None:
+        """A wait's timeout in milliseconds when it is finite and not zero; None otherwise (an
+        NT timeout at an absolute time counts as none)."""
+        if spec.timeout is not None and len(argv) > spec.timeout:
+            ms = argv[spec.timeout] & 0xFFFFFFFF
+            return ms if 0 < ms < INFINITE else None
+        if spec.nt_timeout is not None and len(argv) > spec.nt_timeout and argv[spec.nt_timeout]:
+            try:
+                value = int.from_bytes(self.memory.read(argv[spec.nt_timeout], 8), "little", signed=True)
+            except Exception:
+                return None
+            return -value // 10_000 if value < 0 else None  # relative, in 100 ns units
+        return None
+
+    def _waits_for_all(self, spec: WaitApi, argv: list[int]) -> bool:
+        if spec.handle is not None:
+            return True
+        if spec.wait_all_flag is not None:
+            return len(argv) > spec.wait_all_flag and bool(argv[spec.wait_all_flag] & MWMO_WAITALL)
+        if spec.wait_all is None or len(argv) <= spec.wait_all:
+            return False
+        value = argv[spec.wait_all] & 0xFFFFFFFF
+        return value == spec.wait_all_value if spec.native else bool(value)
+
+    def _on_wait(self, spec: WaitApi, orig: Any, argv: list[int]) -> Any:
+        startable = [self._startable(handle) for handle in self._handles(spec, argv)]
+        if not any(item is not None for item in startable):
+            return orig(argv) if orig is not None else WAIT_OBJECT_0
+        if self._zero_timeout(spec, argv):
+            # a poll: the first one finds them still running; the next one waits for them
+            first = [target for target, _ in filter(None, startable) if id(target) not in self.polled]
+            if first:
+                self.polled.update(id(target) for target in first)
+                return STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT
+        if self._waits_for_all(spec, argv):
+            chosen, index = [item for item in startable if item is not None], 0
+        else:
+            # a wait-any returns the first object listed that is signalled: a thread or process
+            # not yet run becomes signalled by running; any other object (Speakeasy's) already is
+            index = next(i for i, item in enumerate(startable) if item is not None)
+            chosen = [item for item in startable[index : index + 1] if item is not None]
+            if index and orig is not None:
+                return orig(argv)  # an object before it is signalled: nothing waits
+        timeout = self._finite_timeout(spec, argv)
+        deadline = self.now_ms() + timeout if timeout is not None and self.now_ms is not None else None
+        self._run_now(chosen, deadline=deadline, timeout_result=STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT)
+        return WAIT_OBJECT_0 + index
+
+    # -- running them inside the API call --------------------------------------------------------
+
+    def _run_now(
+        self,
+        chosen: list[tuple[Any, Any]],
+        then: Any = None,
+        deadline: int | None = None,
+        timeout_result: int = WAIT_TIMEOUT,
+    ) -> None:
+        """Run these threads (their queued runs) and child processes (their launches) one after
+        another from the API being handled; with a ``deadline``, one that sleeps past it is cut
+        there (still running) and the API returns ``timeout_result``."""
+        frame = _WaitFrame(then=then, timeout_result=timeout_result)
+        waiter = compat.current_thread(self.emu)
+        registers = compat.nonvolatile_registers(self.emu)
+        calls: list[tuple[int, list[int]]] = []
+        for target, how in chosen:
+            self.polled.discard(id(target))
+            if not isinstance(how, Launch):
+                compat.unqueue_run(self.emu, how)
+                frame.running.append(_Running(target, waiter, registers, deadline=deadline))
+                calls.append((int(how.start_addr), list(how.args or ())))
+                continue
+            assert self.children is not None
+            module = self.children.start_now(how)
+            if module is None:
+                self.exit_codes[id(target)] = 0  # not run (noted): it ended
+                continue
+            process_calls = compat.process_entry_calls(self.emu, module)
+            thread = compat.main_thread(target)
+            for i, call in enumerate(process_calls):
+                last = i == len(process_calls) - 1
+                frame.running.append(
+                    _Running(
+                        thread,
+                        waiter,
+                        registers,
+                        process=target,
+                        entry=last,
+                        module=module,
+                        command_line=how.command_line,
+                        deadline=deadline,
+                    )
+                )
+                calls.append(call)
+        if not frame.running:
+            return
+        self._enter(frame.running[0], frame)
+        for function, args in calls:
+            compat.call_guest_after_api(self.emu, function, args)
+        compat.tag_api_frame(self.emu, frame)
+        logger.debug("a wait runs %d thread(s) and process calls now", len(frame.running))
+
+    def _enter(self, running: _Running, frame: _WaitFrame) -> None:
+        """``running`` starts: its thread (and process) become the current ones."""
+        self.running.append(running)
+        if running.process is None:
+            running.state = compat.enter_thread(self.emu, running.thread)
+            return
+        if running.state is None:  # the process's first call: it becomes the current process
+            state = compat.enter_process(self.emu, running.process, running.module, running.command_line)
+            for item in frame.running:
+                if item.process is running.process:
+                    item.state = state
+
+    def _callback_returned(self, tag: Any, returned: int) -> int | None:
+        """A callback of an API frame returned ``returned``: for a frame of ours, the thread (or
+        process) that ran ends with that exit code, the next one starts, and after the last the
+        waiter is current again (and the frame's ``then`` may change the API's result)."""
+        if not isinstance(tag, _WaitFrame) or not tag.running:
+            return None
+        done = tag.running.pop(0)
+        if self.running and self.running[-1] is done:
+            self.running.pop()
+        target = done.process if done.process is not None else done.thread
+        if done.timed_out:
+            tag.timed_out = True
+            self.still_running.add(id(target))
+        if done.entry or done.timed_out:
+            if not done.timed_out:
+                self.exit_codes[id(target)] = returned & 0xFFFFFFFF
+            if done.state is not None:
+                compat.leave_process(self.emu, done.state)
+            # a thread that ended with ExitThread kept none of them (and a wrong one any of them)
+            compat.restore_registers(self.emu, done.registers)
+        if tag.running:
+            self._enter(tag.running[0], tag)
+            return None
+        compat.set_current_thread(self.emu, done.waiter)
+        if tag.timed_out:
+            return tag.timeout_result
+        if tag.then is None:
+            return None
+        return int(tag.then(done.process if done.process is not None else done.thread))
+
+    def _on_sleep(self, timeout: int | None, argc: int, orig: Any, argv: list[int]) -> Any:
+        """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
+        something, a flag a thread sets), while threads of the process have yet to run: they run
+        in it, one after another, as other threads run while one sleeps on Windows. A thread a
+        finite wait runs that sleeps past the wait's timeout is cut there: its waiter goes on."""
+        rv = orig(argv) if orig is not None else 0
+        innermost = self.running[-1] if self.running else None
+        if (
+            innermost is not None
+            and innermost.deadline is not None
+            and self.now_ms is not None
+            and self.now_ms() >= innermost.deadline
+            and innermost.thread is compat.current_thread(self.emu)
+        ):
+            innermost.timed_out = True
+            compat.return_from_callback(self.emu, argc, 0)
+            return 0
+        pending = compat.queued_thread_runs(self.emu)
+        site = compat.call_site(self.emu)
+        forever = timeout is not None and len(argv) > timeout and argv[timeout] & 0xFFFFFFFF == INFINITE
+        if pending and len(self.running) < MAX_NESTED_THREADS and (forever or site in self.sleep_sites):
+            self._run_now([(run.thread, run) for run in pending])
+        self.sleep_sites.add(site)
+        return rv
+
+    # -- what ran ends ---------------------------------------------------------------------------
+
+    def _ends_running(self, process: bool) -> bool:
+        """Whether the guest code calling now is what a wait runs (its thread, or with
+        ``process`` a child process's call)."""
+        if not self.running:
+            return False
+        innermost = self.running[-1]
+        if process:
+            return innermost.process is not None and innermost.process is compat.current_process(self.emu)
+        return innermost.thread is compat.current_thread(self.emu)
+
+    def _on_exit_thread(self, index: int, orig: Any, argv: list[int]) -> Any:
+        """ExitThread inside a thread run by a wait ends that thread (its callback returns with
+        the code), not the run of the thread that waited (a child's main thread: its process)."""
+        if not self._ends_running(process=False):
+            if orig is not None:
+                return orig(argv)
+            compat.end_thread_run(self.emu)  # a thread's own run (not one a wait runs): it ends
+            return 0
+        code = argv[index] & 0xFFFFFFFF if len(argv) > index else 0
+        compat.return_from_callback(self.emu, index + 1, code)
+        return code
+
+    def _on_exit_process(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """ExitProcess in a child process a wait runs ends that process, not its parent's run."""
+        if not self._ends_running(process=True):
+            return orig(argv) if orig is not None else 0
+        code = argv[0] & 0xFFFFFFFF if argv else 0
+        compat.return_from_callback(self.emu, 1, code)
+        return code
+
+    def _on_terminate(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """TerminateThread(hThread, dwExitCode): a thread that has not run never runs, and ends
+        with that code; the thread a wait runs, terminating itself, ends as with ExitThread."""
+        handle, code = (argv + [0, 0])[:2]
+        thread = compat.object_of(self.emu, handle)
+        run = compat.queued_thread_run(self.emu, thread)
+        if run is not None:
+            compat.unqueue_run(self.emu, run)
+            self.exit_codes[id(thread)] = code & 0xFFFFFFFF
+            return 1
+        if thread is not None and thread is compat.current_thread(self.emu) and self._ends_running(process=False):
+            compat.return_from_callback(self.emu, 2, code & 0xFFFFFFFF)
+            return code & 0xFFFFFFFF
+        return orig(argv) if orig is not None else 1
+
+    def _on_exit_code(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """GetExitCodeThread / GetExitCodeProcess(handle, lpExitCode): the code a thread or
+        process ended with; STILL_ACTIVE for one that has not run (asked again: the guest waits
+        for it, and it runs now) and for the caller's own thread or process."""
+        handle, out = (argv + [0, 0])[:2]
+        target = compat.object_of(self.emu, handle)
+
+        def answer(code: int) -> int:
+            if out:
+                self.memory.write(out, (code & 0xFFFFFFFF).to_bytes(4, "little"))
+            return 1
+
+        if target is not None and id(target) in self.exit_codes:
+            return answer(self.exit_codes[id(target)])
+        if target is not None and id(target) in self.still_running:
+            return answer(STILL_ACTIVE)
+        startable = self._startable(handle)
+        if startable is None:
+            current = (compat.current_thread(self.emu), compat.current_process(self.emu))
+            waiting = any(target is r.waiter for r in self.running) or any(
+                r.state is not None and target is r.state.process for r in self.running
+            )
+            if target is not None and (any(target is c for c in current) or waiting):
+                return answer(STILL_ACTIVE)
+            return orig(argv) if orig is not None else 1
+        if id(target) not in self.polled:
+            self.polled.add(id(target))
+            return answer(STILL_ACTIVE)
+        self._run_now([startable], then=lambda done: answer(self.exit_codes.get(id(done), 0)))
+        return 1
