@@ -3,6 +3,7 @@
  * ../../lineage-common/common.h). Two files hold the same payload compressed two ways:
  *   s1 update.xph: LZ77+Huffman -> RtlGetCompressionWorkSpaceSize + RtlDecompressBufferEx
  *      (COMPRESSION_FORMAT_XPRESS_HUFF, a workspace from HeapAlloc) -> RW -> RX -> CreateThread
+ *      (not waited for)
  *                                                                       -> lineage_xpress_huff.txt
  *   s2 update.xpr: Plain LZ77 -> RtlDecompressBuffer (COMPRESSION_FORMAT_XPRESS) -> RW -> RX
  *      -> called                                                        -> lineage_xpress.txt
@@ -84,7 +85,7 @@ void Entry(void)
     thread = CreateThread(0, 0, (LPTHREAD_START_ROUTINE)(void *)mem, &c1, 0, 0);
     if (!thread)
         ExitProcess(4);
-    WaitForSingleObject(thread, INFINITE);
+    CloseHandle(thread); /* not waited for: it runs once the entry point's run is over */
 
     got = read_file("C:\\ProgramData\\ChainreplayDemo\\update.xpr");
     mem = new_rw();
