@@ -125,9 +125,10 @@ class StageStart(_Event):
     entry: Word
     sha256: str
     parent: str | None = Field(default=None, description="Stage whose code transferred control here, if known.")
-    via: Literal["entry", "call", "thread", "callback", "exception", "process", "unknown"] = Field(
+    via: Literal["entry", "call", "thread", "callback", "exception", "context", "process", "unknown"] = Field(
         default="unknown",
-        description="How control reached it; process: the entry point of a process the parent stage started.",
+        description="How control reached it; process: the entry point of a process the parent stage started; "
+        "context: the pc of a CONTEXT the parent loaded (NtContinue, RtlRestoreContext).",
     )
     image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
     # Left out of the trace when None: traces of chains that start no program are as before.

@@ -178,9 +178,11 @@ class StageRecord(_Model):
     via: str = Field(
         description="How control reached the stage: entry, call, thread, callback, apc (the routine of an APC "
         "the chain queued: QueueUserAPC, NtQueueApcThread), exception (an exception handler resumed a "
-        "faulting thread there), process (the entry point of a program the parent stage started as a new "
-        "process from one of the guest's files: CreateProcess, WinExec, ShellExecute; or the DllMain of a DLL a "
-        "system program it started loaded, or a program that program started: system_program) or unknown."
+        "faulting thread there), context (the parent stage loaded a CONTEXT whose instruction pointer is the "
+        "stage's entry: NtContinue, RtlRestoreContext), process (the entry point of a program the parent stage "
+        "started as a new process from one of the guest's files: CreateProcess, WinExec, ShellExecute; or the "
+        "DllMain of a DLL a system program it started loaded, or a program that program started: system_program) "
+        "or unknown."
     )
     seq_range: tuple[int, int]
     file: str = Field(description="Where the stage's bytes are saved, relative to the output folder.")

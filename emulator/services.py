@@ -28,6 +28,8 @@ class ReplayServices:
     variables: dict[str, str] = field(default_factory=dict)
     # Threads the guest hid from the debugger (NtSetInformationThread), by thread id.
     hidden_threads: set[int] = field(default_factory=set)
+    # APCs queued to a thread of the guest's own and not yet delivered, by thread id: (routine, arguments).
+    pending_apcs: dict[int, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
     _next_handle: int = HANDLE_BASE
 
     def new_handle(self, obj: Any) -> int:

@@ -382,17 +382,40 @@ def _same_length_prefix(a: bytes, b: bytes) -> int:
 
 
 def trace(
-    probe: bytes, before_seq: int, carriers: list[Carrier], depth: int = 0, guest: bool = False
+    probe: bytes,
+    before_seq: int,
+    carriers: list[Carrier],
+    depth: int = 0,
+    guest: bool = False,
+    at: int | None = None,
 ) -> list[Hop] | None:
     """The hops that brought ``probe`` into the guest before ``before_seq``, origin first.
 
     Recognised transforms of recorded carriers first; with ``guest``, then the regions guest
     code wrote (its transform unnamed unless recognised further down). Carriers are searched for
-    the first PROBE_BYTES of ``probe``; a match of all of them runs on over the rest."""
+    the first PROBE_BYTES of ``probe``; a match of all of them runs on over the rest. ``at``:
+    where ``probe`` lies in guest memory; an API that put exactly these bytes there last is
+    their carrier, before any other holding the same bytes elsewhere (one payload unpacked
+    twice, from two sources, into two buffers run later)."""
     whole, probe = probe, usable_probe(probe)
     if not probe or depth > MAX_HOPS:
         return None
     earlier = sorted((c for c in carriers if c.seq < before_seq), key=lambda c: c.seq, reverse=True)
+    if at is not None:
+        here = next(
+            (
+                c
+                for c in earlier
+                if c.address is not None and c.transform != "guest_code" and c.address <= at < c.address + len(c.data)
+            ),
+            None,
+        )
+        offset = at - (here.address or 0) if here is not None else 0
+        if here is not None and here.kind != "memory":
+            length = _common_prefix(probe, here.data, offset)
+            if length >= min(len(probe), MIN_MATCH * 2):
+                placed = Match(offset, length, "identity")
+                return _hops_through(here, extended(placed, whole, here.data), carriers, depth, guest)
     # The same bytes as an earlier stage say little when they were put there independently
     # (one payload decoded into several allocations): a carrier explaining them further back
     # wins, the earlier stage only when none does.

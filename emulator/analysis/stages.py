@@ -77,6 +77,8 @@ APC_APIS = {
     "zwqueueapcthread": 1,
     "ntqueueapcthreadex": 2,
     "zwqueueapcthreadex": 2,
+    "ntqueueapcthreadex2": 3,
+    "zwqueueapcthreadex2": 3,
 }
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
 ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
@@ -306,9 +308,11 @@ def _apc_routines(events: Sequence[Event]) -> dict[int, list[int]]:
 
 
 def _apc_start(event: StageStart, apcs: dict[int, list[int]]) -> str | None:
-    """``apc`` for a stage whose start no thread or call explains and whose entry is the routine of
-    an APC queued before it: the engine ran the APC as a thread it did not record."""
-    if event.via != "unknown" or event.parent is None:
+    """``apc`` for a stage whose entry is the routine of an APC queued before it, started with no
+    thread or call to explain it (the engine ran the APC as a thread it did not record), called
+    back (the APC delivered to the queuing thread when it became alertable) or started as a thread
+    (an APC to another thread, run as one)."""
+    if event.via not in ("unknown", "callback", "thread") or event.parent is None:
         return None
     return "apc" if any(seq < event.seq for seq in apcs.get(event.entry, ())) else None
 
@@ -511,7 +515,7 @@ def _trace_stage(
     # Stage bytes run to the end of the page-rounded region; the tail is padding.
     trimmed = data.rstrip(b"\0")
     for offset in dict.fromkeys((0, max(0, event.entry - event.base))):
-        hops = trace(trimmed[offset:], event.seq, carriers, guest=guest)
+        hops = trace(trimmed[offset:], event.seq, carriers, guest=guest, at=event.base + offset)
         if hops is not None:
             length = matched_length(hops)
             return hops, (data[offset : offset + length] if length else data)

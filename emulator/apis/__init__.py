@@ -11,6 +11,7 @@ from emulator.apis import (  # noqa: F401
     crt,
     cryptoapi,
     dialogs,
+    dpapi,
     encodings,
     firmware,
     guestenv,

@@ -25,12 +25,6 @@ def sleep(api: GuestApi, argv: list[int]) -> int:
     return 0
 
 
-@apihook("kernel32", "SleepEx", argc=2)
-def sleep_ex(api: GuestApi, argv: list[int]) -> int:
-    _services(api).clock.sleep(argv[0] & 0xFFFFFFFF)
-    return 0
-
-
 @apihook("kernel32", ["GetTickCount"], argc=0)
 def get_tick_count(api: GuestApi, argv: list[int]) -> int:
     return _services(api).clock.tick_count_ms() & 0xFFFFFFFF

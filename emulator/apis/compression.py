@@ -1,4 +1,6 @@
-"""``RtlDecompressBuffer`` (LZNT1), which Speakeasy 2.0.0b9 has only in its kernel-mode ntoskrnl.
+"""``RtlDecompressBuffer`` / ``RtlDecompressBufferEx`` (LZNT1, and the XPRESS formats of
+emulator/apis/xpress.py), which Speakeasy 2.0.0b9 has only in its kernel-mode ntoskrnl (LZNT1
+only), and ``RtlGetCompressionWorkSpaceSize``.
 
 The decompressor follows [MS-XCA] 2.5 (LZNT1): a stream of chunks, each a 16-bit header (bit 15:
 compressed, bits 0-11: data size - 1) and up to 4096 bytes of output; a compressed chunk is groups
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
+from emulator.apis.xpress import XpressError, huffman_decompress, plain_decompress
 
 STATUS_SUCCESS = 0
 STATUS_INVALID_PARAMETER = 0xC000000D
@@ -21,6 +24,19 @@ STATUS_BAD_COMPRESSION_BUFFER = 0xC0000242
 STATUS_UNSUPPORTED_COMPRESSION = 0xC000025F
 
 COMPRESSION_FORMAT_LZNT1 = 0x0002
+COMPRESSION_FORMAT_XPRESS = 0x0003
+COMPRESSION_FORMAT_XPRESS_HUFF = 0x0004
+FORMAT_NAMES = {
+    COMPRESSION_FORMAT_LZNT1: "LZNT1",
+    COMPRESSION_FORMAT_XPRESS: "XPRESS",
+    COMPRESSION_FORMAT_XPRESS_HUFF: "XPRESS_HUFF",
+}
+# RtlGetCompressionWorkSpaceSize's answers (compress buffer, compress fragment), as Windows 10 gives them.
+WORKSPACE_SIZES = {
+    COMPRESSION_FORMAT_LZNT1: (0x1000 * 4, 0x1000),
+    COMPRESSION_FORMAT_XPRESS: (0x11000, 0),
+    COMPRESSION_FORMAT_XPRESS_HUFF: (0x1A000, 0),
+}
 COMPRESSION_FORMAT_MASK = 0x00FF
 CHUNK_SIZE = 4096
 # Compressed input read from the guest at most (a larger buffer is refused as malformed).
@@ -95,14 +111,33 @@ def rtl_decompress_buffer(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("ntdll", "RtlDecompressBufferEx", argc=7)
 def rtl_decompress_buffer_ex(api: GuestApi, argv: list[int]) -> int:
-    # The same with a WorkSpace pointer (argv[6]) LZNT1 does not need.
+    # The same with a WorkSpace pointer (argv[6]) the decompressors here do not need.
     return _decompress(api, *argv[:6])
+
+
+@apihook("ntdll", "RtlGetCompressionWorkSpaceSize", argc=3)
+def rtl_get_compression_work_space_size(api: GuestApi, argv: list[int]) -> int:
+    """RtlGetCompressionWorkSpaceSize(FormatAndEngine, CompressBufferWorkSpaceSize*,
+    CompressFragmentWorkSpaceSize*): the sizes a caller allocates before (de)compressing."""
+    fmt, buffer_ptr, fragment_ptr = argv
+    fmt &= COMPRESSION_FORMAT_MASK
+    if fmt in (0, 1):  # COMPRESSION_FORMAT_NONE, COMPRESSION_FORMAT_DEFAULT
+        return STATUS_INVALID_PARAMETER
+    if fmt not in WORKSPACE_SIZES:
+        return STATUS_UNSUPPORTED_COMPRESSION
+    buffer_size, fragment_size = WORKSPACE_SIZES[fmt]
+    if buffer_ptr:
+        api.write_u32(buffer_ptr, buffer_size)
+    if fragment_ptr:
+        api.write_u32(fragment_ptr, fragment_size)
+    return STATUS_SUCCESS
 
 
 def _decompress(
     api: GuestApi, fmt: int, out_ptr: int, out_size: int, in_ptr: int, in_size: int, final_size_ptr: int
 ) -> int:
-    if (fmt & COMPRESSION_FORMAT_MASK) != COMPRESSION_FORMAT_LZNT1:
+    fmt &= COMPRESSION_FORMAT_MASK
+    if fmt not in FORMAT_NAMES:
         return STATUS_UNSUPPORTED_COMPRESSION
     out_size &= 0xFFFFFFFF
     in_size &= 0xFFFFFFFF
@@ -110,8 +145,13 @@ def _decompress(
         return STATUS_INVALID_PARAMETER
     data = api.read(in_ptr, in_size)
     try:
-        result = lznt1_decompress(data, limit=out_size)
-    except Lznt1Error:
+        if fmt == COMPRESSION_FORMAT_LZNT1:
+            result = lznt1_decompress(data, limit=out_size)
+        elif fmt == COMPRESSION_FORMAT_XPRESS:
+            result = plain_decompress(data, out_size)
+        else:
+            result = huffman_decompress(data, out_size)
+    except (Lznt1Error, XpressError):
         return STATUS_BAD_COMPRESSION_BUFFER
     api.write(out_ptr, result)
     api.write_u32(final_size_ptr, len(result))
@@ -120,7 +160,7 @@ def _decompress(
             "decompress",
             out_ptr,
             result,
-            ref=f"{api.qualified_name} (LZNT1)",
+            ref=f"{api.qualified_name} ({FORMAT_NAMES[fmt]})",
             input_data=data,
             api=api.qualified_name,
         )

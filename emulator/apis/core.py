@@ -64,6 +64,10 @@ class GuestMemory(Protocol):
 
     def query_memory(self, address: int) -> MemoryRegion | None: ...
 
+    def current_thread_id(self) -> int: ...
+
+    def load_context(self, address: int) -> bool: ...
+
     def start_thread(
         self,
         function: int,
@@ -177,6 +181,16 @@ class GuestApi:
         the API returns its value to its caller. Several calls run in the order made. With
         ``result_from_callback``, a callback returning FALSE ends them and the API returns FALSE."""
         self.memory.call_guest(function, args, result_from_callback)
+
+    def current_thread_id(self) -> int:
+        """The id of the thread making this call."""
+        return self.memory.current_thread_id()
+
+    def load_context(self, address: int) -> bool:
+        """Resume the calling thread with the CONTEXT record at ``address`` (its registers, pc
+        and stack pointer), as ``NtContinue`` does: the API does not return to its caller.
+        False when the record cannot be read (nothing changed)."""
+        return self.memory.load_context(address)
 
     def start_thread(
         self,

@@ -1,5 +1,6 @@
 """CryptoAPI AES keys, which Speakeasy 2.0.0b9 lacks (it derives RC4 keys only): a key imported
 from a ``PLAINTEXTKEYBLOB`` (``CryptImportKey``), its IV and mode (``CryptSetKeyParam``), and
+``CryptDeriveKey`` of an AES key from a hash (the backend hands over the hash's value), and
 ``CryptDecrypt`` with it (CBC by default, ECB on request; the last block's PKCS#7 padding removed
 when ``Final``). Without them a sample decrypting with AES through CryptoAPI ended the run as
 ``unsupported_api`` at ``CryptImportKey``.
@@ -11,6 +12,7 @@ sources.py records what any decryption produced).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import padding
@@ -102,6 +104,28 @@ def crypt_destroy_key(api: GuestApi, argv: list[int]) -> int:
     services = _services(api)
     if services.get(argv[0], AesKey) is not None:
         services.close(argv[0])
+    return 1
+
+
+def derive_aes_key(api: GuestApi, hash_name: str, digest: bytes, argv: list[int]) -> int:
+    """CryptDeriveKey(hProv, Algid, hBaseData, dwFlags, phKey) of an AES key from a hash's value,
+    as Windows derives it: a SHA-2 value long enough is the key's first bytes; otherwise (MD5,
+    SHA-1, too short) the value XORed into 64 bytes of 0x36 and of 0x5C, each hashed again, the
+    two results joined. The key length is the algorithm's (CALG_AES: the upper 16 bits of dwFlags)."""
+    _prov, algid, _hash, flags, out = argv
+    length = AES_ALGORITHMS.get(algid & 0xFFFF, -1)
+    if length == 0:
+        length = (flags >> 16) // 8
+    if length not in (16, 24, 32) or not out:
+        api.set_last_error(NTE_BAD_ALGID if length < 0 else ERROR_INVALID_PARAMETER)
+        return 0
+    if hash_name.startswith("sha") and hash_name != "sha1" and len(digest) >= length:
+        secret = digest[:length]
+    else:
+        inner = bytes(b ^ 0x36 for b in digest.ljust(64, b"\0")[:64])
+        outer = bytes(b ^ 0x5C for b in digest.ljust(64, b"\0")[:64])
+        secret = (hashlib.new(hash_name, inner).digest() + hashlib.new(hash_name, outer).digest())[:length]
+    api.write_ptr(out, _services(api).new_handle(AesKey(secret)))
     return 1
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi
-from emulator.limits import MAX_HTTP_REDIRECTS, MAX_REQUEST_BODY
+from emulator.limits import MAX_HTTP_REDIRECTS, MAX_REQUEST_BODY, MAX_RESPONSE_BODY
 from emulator.responders.base import HttpRequest, HttpResponse
 
 ERROR_INSUFFICIENT_BUFFER = 122
@@ -38,6 +39,9 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 @dataclass
 class Session:
     agent: str
+    # Undo a gzip / deflate Content-Encoding before the guest reads the body (WinHTTP's
+    # WINHTTP_OPTION_DECOMPRESSION, WinINet's INTERNET_OPTION_HTTP_DECODING; URLMon always).
+    decoding: bool = False
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Connection:
     session: Session
     host: str
     port: int
+    decoding: bool | None = None  # None: the session's
 
 
 @dataclass
@@ -59,6 +64,16 @@ class Request:
     # Follow redirects (WinINet unless INTERNET_FLAG_NO_AUTO_REDIRECT, WinHTTP unless its option
     # turns them off, URLMon always); never from https to http (both libraries refuse that by default).
     follow_redirects: bool = True
+    decoding: bool | None = None  # None: the connection's
+    # The body as the guest reads it: the response's, its Content-Encoding undone when decoding.
+    body: bytes = b""
+
+    @property
+    def decodes(self) -> bool:
+        for setting in (self.decoding, self.connection.decoding, self.connection.session.decoding):
+            if setting is not None:
+                return setting
+        return False
 
     @property
     def scheme(self) -> str:
@@ -85,6 +100,8 @@ def _send_once(api: GuestApi, request: Request, body: bytes) -> int:
     """One exchange with the responders: 1, or 0 with the last error set when unreachable."""
     services = _services(api)
     headers = {"User-Agent": request.connection.session.agent, "Host": request.connection.host}
+    if request.decodes:
+        headers["Accept-Encoding"] = "gzip, deflate"
     headers.update(request.headers)
     http_request = HttpRequest(
         method=request.method.upper(),
@@ -97,6 +114,9 @@ def _send_once(api: GuestApi, request: Request, body: bytes) -> int:
     )
     request.response = services.network.http(http_request)
     request.offset = 0
+    request.body = b""
+    if request.response is not None:
+        request.body = content_decoded(request.response) if request.decodes else request.response.body
     if request.response is None:
         reachable = services.network.accepts_connection(request.connection.host)
         api.set_last_error(ERROR_CANNOT_CONNECT if reachable else ERROR_NAME_NOT_RESOLVED)
@@ -122,6 +142,25 @@ def send(api: GuestApi, request: Request, body: bytes) -> int:
         request.path, request.secure = path, secure
         request.headers.pop("Host", None)
     return 1
+
+
+def content_decoded(response: HttpResponse) -> bytes:
+    """The body with its gzip / deflate Content-Encoding undone (at most MAX_RESPONSE_BODY bytes),
+    as the libraries hand it over when asked to decode; a body that does not decode, or another
+    encoding, as it came."""
+    encoding = next((v for k, v in response.headers.items() if k.lower() == "content-encoding"), "").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        # zlib-wrapped as the RFC says, or raw deflate as some servers send it
+        wbits = zlib.MAX_WBITS if response.body[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        return response.body
+    try:
+        inflater = zlib.decompressobj(wbits)
+        return inflater.decompress(response.body, MAX_RESPONSE_BODY)
+    except zlib.error:
+        return response.body
 
 
 def redirect_target(request: Request) -> tuple[str, int, str, bool] | None:
@@ -185,7 +224,7 @@ def query_info(
 def read_body(api: GuestApi, request: Request, buffer: int, size: int) -> bytes:
     """Copy the next part of the response body to the guest and remember it for provenance."""
     assert request.response is not None
-    chunk = request.response.body[request.offset : request.offset + size]
+    chunk = request.body[request.offset : request.offset + size]
     request.offset += len(chunk)
     if chunk:
         api.write(buffer, chunk)
@@ -199,7 +238,7 @@ def data_available(api: GuestApi, handle: int, out_ptr: int) -> int:
     if request is None or request.response is None:
         api.set_last_error(ERROR_INCORRECT_HANDLE_STATE)
         return 0
-    api.write_u32(out_ptr, len(request.response.body) - request.offset)
+    api.write_u32(out_ptr, len(request.body) - request.offset)
     return 1
 
 

@@ -11,6 +11,16 @@ A thread-pool callback gets Windows' arguments: an instance handle, its context,
 object (work, wait, timer) and, for a wait, its result (``WAIT_OBJECT_0``). A wait's callback
 runs once its wait is set on an object (the object is taken as signalled: nothing is waited
 for), a timer's once it is set with a due time; neither repeats.
+
+An APC queued to the calling thread itself (``QueueUserAPC``, ``QueueUserAPC2``,
+``NtQueueApcThread(Ex/Ex2)`` on ``GetCurrentThread()`` or a handle of it) waits, as on Windows,
+until the thread is alertable: ``NtTestAlert``, an alertable ``SleepEx`` or ``NtDelayExecution`` call every pending
+APC in the order queued (called back: ``via: "apc"``), a special user APC (``QueueUserAPC2``
+flag 1) at once; one never delivered never runs. ``NtContinue`` and ``RtlRestoreContext`` load
+the CONTEXT given (registers, pc, stack pointer): the thread goes on where it says
+(``via: "context"`` for a stage first run there). An APC to another thread starts its routine as
+a thread, as Speakeasy's ``QueueUserAPC`` does (``QueueUserAPC`` to the calling thread is
+queued by the backend, emulator/backends/speakeasy/setup.py, and delivered here).
 """
 
 from __future__ import annotations
@@ -26,6 +36,11 @@ STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_INVALID_PARAMETER = 0xC000000D
 THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
+QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC = 0x1
+WAIT_IO_COMPLETION = 0xC0
+STATUS_USER_APC = 0xC0
+# The longest delay NtDelayExecution fast-forwards (Sleep(INFINITE)'s, 49.7 days).
+MAX_DELAY_MS = 0xFFFFFFFF
 WAIT_OBJECT_0 = 0
 # A fiber object: what GetCurrentFiber-style code may read (the fiber data at offset 0).
 FIBER_SIZE = 0x100
@@ -317,4 +332,138 @@ def switch_to_fiber(api: GuestApi, argv: list[int]) -> int:
 @apihook("kernel32", "DeleteFiber", argc=1)
 def delete_fiber(api: GuestApi, argv: list[int]) -> int:
     _services(api).handles.pop(argv[0], None)
+    return 0  # VOID
+
+
+# ---- APCs and contexts ----------------------------------------------------------------------
+
+
+def _calling_thread(api: GuestApi, handle: int) -> int | None:
+    """The calling thread's id when ``handle`` names it (its pseudo handle or a real handle)."""
+    target = api.object_of(handle)
+    if target is None or target.kind != "thread":
+        return None
+    current = api.current_thread_id()
+    return current if current and target.id == current else None
+
+
+def _queue_apc(api: GuestApi, thread: int, routine: int, args: tuple[int, ...], special: bool = False) -> bool:
+    """Queue ``routine(*args)`` to ``thread``: kept for the calling thread's next alertable
+    moment (called at once when ``special``), started as a thread for another thread.
+    False for a handle that names no thread."""
+    tid = _calling_thread(api, thread)
+    if tid is not None:
+        if special:
+            api.call_guest(routine, list(args))
+        else:
+            _services(api).pending_apcs.setdefault(tid, []).append((routine, args))
+        return True
+    target = api.object_of(thread)
+    if target is None or target.kind != "thread":
+        return False
+    handle, _, _ = api.start_thread(routine, args[0] if args else 0, args=args)
+    return bool(handle)
+
+
+def deliver_apcs(api: GuestApi) -> bool:
+    """Call every APC pending on the calling thread, oldest first, when this API returns;
+    whether there was one."""
+    pending = _services(api).pending_apcs.pop(api.current_thread_id(), [])
+    for routine, args in pending:
+        api.call_guest(routine, list(args))
+    return bool(pending)
+
+
+@apihook("kernel32", "QueueUserAPC2", argc=4)
+def queue_user_apc2(api: GuestApi, argv: list[int]) -> int:
+    """QueueUserAPC2(ApcRoutine, Thread, Data, Flags): a special user APC runs without waiting
+    for an alertable moment."""
+    routine, thread, data, flags = argv
+    special = bool(flags & QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC)
+    if not routine or not _queue_apc(api, thread, routine, (data,), special):
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    return 1
+
+
+@apihook("ntdll", ["NtQueueApcThread", "ZwQueueApcThread"], argc=5)
+def nt_queue_apc_thread(api: GuestApi, argv: list[int]) -> int:
+    """NtQueueApcThread(Thread, ApcRoutine, Argument1, Argument2, Argument3): NTSTATUS."""
+    thread, routine, *args = argv
+    if not routine:
+        return STATUS_INVALID_PARAMETER
+    return STATUS_SUCCESS if _queue_apc(api, thread, routine, tuple(args)) else STATUS_INVALID_HANDLE
+
+
+@apihook("ntdll", ["NtQueueApcThreadEx", "ZwQueueApcThreadEx"], argc=6)
+def nt_queue_apc_thread_ex(api: GuestApi, argv: list[int]) -> int:
+    """NtQueueApcThreadEx(Thread, ReserveHandle or special flag, ApcRoutine, Argument1..3)."""
+    thread, reserve, routine, *args = argv
+    if not routine:
+        return STATUS_INVALID_PARAMETER
+    special = reserve == QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC
+    return STATUS_SUCCESS if _queue_apc(api, thread, routine, tuple(args), special) else STATUS_INVALID_HANDLE
+
+
+@apihook("ntdll", ["NtQueueApcThreadEx2", "ZwQueueApcThreadEx2"], argc=7)
+def nt_queue_apc_thread_ex2(api: GuestApi, argv: list[int]) -> int:
+    """NtQueueApcThreadEx2(Thread, ReserveHandle, ApcFlags, ApcRoutine, Argument1..3)."""
+    thread, _reserve, flags, routine, *args = argv
+    if not routine:
+        return STATUS_INVALID_PARAMETER
+    special = bool(flags & QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC)
+    return STATUS_SUCCESS if _queue_apc(api, thread, routine, tuple(args), special) else STATUS_INVALID_HANDLE
+
+
+@apihook("ntdll", ["NtTestAlert", "ZwTestAlert"], argc=0)
+def nt_test_alert(api: GuestApi, argv: list[int]) -> int:
+    """NtTestAlert(): the calling thread's pending APCs run."""
+    deliver_apcs(api)
+    return STATUS_SUCCESS
+
+
+@apihook("kernel32", "SleepEx", argc=2)
+def sleep_ex(api: GuestApi, argv: list[int]) -> int:
+    """SleepEx(Milliseconds, Alertable): an alertable sleep with APCs pending runs them and
+    returns WAIT_IO_COMPLETION at once; otherwise the virtual clock sleeps."""
+    milliseconds, alertable = argv
+    if alertable & 0xFFFFFFFF and deliver_apcs(api):
+        return WAIT_IO_COMPLETION
+    _services(api).clock.sleep(milliseconds & 0xFFFFFFFF)
+    return 0
+
+
+@apihook("ntdll", ["NtDelayExecution", "ZwDelayExecution"], argc=2)
+def nt_delay_execution(api: GuestApi, argv: list[int]) -> int:
+    """NtDelayExecution(Alertable, DelayInterval*): a negative interval is relative (100 ns
+    units), a positive one an absolute FILETIME; the virtual clock sleeps that long. Alertable
+    with APCs pending: they run, STATUS_USER_APC at once."""
+    alertable, interval_at = argv
+    if not interval_at:
+        return STATUS_INVALID_PARAMETER
+    if alertable & 0xFF and deliver_apcs(api):
+        return STATUS_USER_APC
+    interval = int.from_bytes(api.read(interval_at, 8), "little", signed=True)
+    clock = _services(api).clock
+    units = -interval if interval < 0 else max(0, interval - clock.now_filetime())
+    clock.sleep(min(units // 10_000, MAX_DELAY_MS))
+    return STATUS_SUCCESS
+
+
+@apihook("ntdll", ["NtContinue", "ZwContinue"], argc=2)
+def nt_continue(api: GuestApi, argv: list[int]) -> int:
+    """NtContinue(Context, TestAlert): the thread resumes with the CONTEXT (no return). Pending
+    APCs stay pending even with TestAlert (a callback would return to this call's caller, not to
+    the CONTEXT): the next alertable moment runs them."""
+    context, _test_alert = argv
+    if not context or not api.load_context(context):
+        return STATUS_INVALID_PARAMETER
+    return STATUS_SUCCESS
+
+
+@apihook("ntdll", "RtlRestoreContext", argc=2)
+def rtl_restore_context(api: GuestApi, argv: list[int]) -> int:
+    """RtlRestoreContext(Context, ExceptionRecord): the thread resumes with the CONTEXT."""
+    if not argv[0] or not api.load_context(argv[0]):
+        return STATUS_INVALID_PARAMETER
     return 0  # VOID

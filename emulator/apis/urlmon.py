@@ -42,7 +42,9 @@ def _fetch(api: GuestApi, url: str) -> tuple[int, bytes]:
     except ValueError:
         return E_INVALIDARG, b""
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    request = Request(Connection(Session(URLMON_AGENT), parts.hostname, port), "GET", path, scheme == "https")
+    # URLMon (Internet Explorer's stack) asks for and undoes gzip / deflate by itself.
+    session = Session(URLMON_AGENT, decoding=True)
+    request = Request(Connection(session, parts.hostname, port), "GET", path, scheme == "https")
     if not send(api, request, b""):
         reachable = _services(api).network.accepts_connection(parts.hostname)
         return (INET_E_CANNOT_CONNECT if reachable else INET_E_RESOURCE_NOT_FOUND), b""
@@ -50,7 +52,7 @@ def _fetch(api: GuestApi, url: str) -> tuple[int, bytes]:
     assert response is not None
     if not 200 <= response.status < 300:
         return INET_E_DOWNLOAD_FAILURE, b""
-    return S_OK, response.body
+    return S_OK, request.body
 
 
 @apihook("urlmon", ["URLDownloadToFileA", "URLDownloadToFileW"], argc=5)

@@ -22,6 +22,7 @@ WINHTTP_OPTION_DISABLE_FEATURE = 63
 WINHTTP_DISABLE_REDIRECTS = 0x2
 WINHTTP_OPTION_REDIRECT_POLICY = 88
 WINHTTP_OPTION_REDIRECT_POLICY_NEVER = 0
+WINHTTP_OPTION_DECOMPRESSION = 118
 
 
 @apihook("winhttp", "WinHttpOpen", argc=5)
@@ -95,8 +96,15 @@ def winhttp_close_handle(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("winhttp", "WinHttpSetOption", argc=4)
 def winhttp_set_option(api: GuestApi, argv: list[int]) -> int:
-    """Options are accepted; those turning redirects off are applied to a request handle."""
+    """Options are accepted; those turning redirects off are applied to a request handle, and
+    automatic decompression (WINHTTP_OPTION_DECOMPRESSION) to a session or request handle."""
     handle, option, buffer, length = argv
+    if option == WINHTTP_OPTION_DECOMPRESSION and buffer and length >= 4:
+        # WINHTTP_DECOMPRESSION_FLAG_GZIP | _DEFLATE, on a session or a request
+        target = _services(api).handles.get(handle)
+        if isinstance(target, (Session, Request)):
+            target.decoding = bool(api.read_u32(buffer) & 0x3)
+        return 1
     request = _services(api).get(handle, Request)
     if request is not None and buffer and length >= 4:
         value = api.read_u32(buffer)

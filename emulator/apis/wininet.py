@@ -23,6 +23,7 @@ from emulator.apis.netapi import (
 )
 
 INTERNET_DEFAULT_HTTPS_PORT = 443
+INTERNET_OPTION_HTTP_DECODING = 65
 INTERNET_DEFAULT_HTTP_PORT = 80
 INTERNET_FLAG_NO_AUTO_REDIRECT = 0x00200000
 
@@ -121,4 +122,11 @@ def internet_close_handle(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("wininet", ["InternetSetOptionA", "InternetSetOptionW"], argc=4)
 def internet_set_option(api: GuestApi, argv: list[int]) -> int:
+    """Options are accepted; INTERNET_OPTION_HTTP_DECODING (a BOOL) applies to the session,
+    connection or request handle it is set on: a gzip / deflate body is read decoded."""
+    handle, option, buffer, length = argv
+    if option == INTERNET_OPTION_HTTP_DECODING and buffer and length >= 4:
+        target = _services(api).handles.get(handle)
+        if isinstance(target, (Session, Connection, Request)):
+            target.decoding = bool(api.read_u32(buffer))
     return 1

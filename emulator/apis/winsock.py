@@ -30,8 +30,12 @@ DNS_TYPE_A = 1
 DNS_TYPE_TEXT = 0x10
 # DNS_RECORD: pNext, pName, then wType, wDataLength, Flags, dwTtl, dwReserved before Data.
 DNS_RECORD_FIXED = 16
-# The start of an HTTP request line: a client that sent this is waiting for an HTTP answer.
-HTTP_REQUEST_START = re.compile(rb"^[A-Z]{3,10} ")
+# An HTTP request line ("METHOD target HTTP/1.x"): a client that sent this is waiting for an
+# HTTP answer. A raw protocol's first word (SMTP's "HELO host", IRC's "NICK x") is no request.
+HTTP_REQUEST_START = re.compile(rb"^[A-Z]{3,10} [^\s]+ HTTP/\d")
+MSG_PEEK = 0x2
+# WSABUFs of one WSASend / WSARecv read at most.
+MAX_WSABUFS = 1024
 
 
 @dataclass
@@ -53,6 +57,13 @@ def socket_(api: GuestApi, argv: list[int]) -> int:
     return _services(api).new_handle(Socket(kind))
 
 
+@apihook("ws2_32", ["WSASocketA", "WSASocketW", "WSASocket"], argc=6)
+def wsa_socket(api: GuestApi, argv: list[int]) -> int:
+    """WSASocket(af, type, protocol, lpProtocolInfo, g, dwFlags): a socket as ``socket`` makes
+    (overlapped or not: every call here completes at once)."""
+    return socket_(api, argv[:3])
+
+
 def _parse_sockaddr(api: GuestApi, address: int) -> tuple[str, int] | None:
     raw = api.read(address, 8)
     if int.from_bytes(raw[0:2], "little") != AF_INET:
@@ -60,7 +71,14 @@ def _parse_sockaddr(api: GuestApi, address: int) -> tuple[str, int] | None:
     return str(ipaddress.IPv4Address(raw[4:8])), int.from_bytes(raw[2:4], "big")
 
 
-@apihook("ws2_32", ["connect", "WSAConnect"], argc=3)
+@apihook("ws2_32", "WSAConnect", argc=7)
+def wsa_connect(api: GuestApi, argv: list[int]) -> int:
+    """WSAConnect(s, name, namelen, lpCallerData, lpCalleeData, lpSQOS, lpGQOS): connect's
+    seven-argument form (no connect data, no quality of service)."""
+    return connect(api, argv[:3])
+
+
+@apihook("ws2_32", "connect", argc=3)
 def connect(api: GuestApi, argv: list[int]) -> int:
     services = _services(api)
     sock = services.get(argv[0], Socket)
@@ -122,12 +140,19 @@ def send(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("ws2_32", "recv", argc=4)
 def recv(api: GuestApi, argv: list[int]) -> int:
+    """recv(s, buf, len, flags): MSG_PEEK leaves what it read in the socket; MSG_WAITALL reads
+    all it asked for when the answer holds it (every answer is there at once)."""
     services = _services(api)
     sock = services.get(argv[0], Socket)
     if sock is None or not sock.connected:
         api.set_last_error(WSAENOTCONN)
         return SOCKET_ERROR
-    size = argv[2] & 0xFFFFFFFF
+    return _receive(api, services, sock, argv[1], argv[2] & 0xFFFFFFFF, peek=bool(argv[3] & MSG_PEEK))
+
+
+def _receive(api: GuestApi, services: ReplayServices, sock: Socket, address: int, size: int, peek: bool) -> int:
+    """Bytes of the connection's answer into ``address`` (asking the responder for a raw answer
+    when nothing is queued): how many."""
     if not sock.inbox and sock.kind == "tcp" and not sock.answered_http and not HTTP_REQUEST_START.match(sock.sent):
         reply = services.network.stream(sock.host, sock.port, bytes(sock.sent), sock.turns)
         if reply:
@@ -135,14 +160,74 @@ def recv(api: GuestApi, argv: list[int]) -> int:
             sock.sent.clear()
             sock.inbox += reply
     chunk = bytes(sock.inbox[:size])
-    del sock.inbox[:size]
+    if not peek:
+        del sock.inbox[:size]
     if chunk:
-        api.write(argv[1], chunk)
-        sock.received += chunk
+        api.write(address, chunk)
+        if not peek:
+            sock.received += chunk
         services.recorder.remember_buffer(
-            "network_read", argv[1], chunk, ref=f"tcp://{sock.host}:{sock.port}", api=api.qualified_name
+            "network_read", address, chunk, ref=f"tcp://{sock.host}:{sock.port}", api=api.qualified_name
         )
     return len(chunk)
+
+
+def _wsabufs(api: GuestApi, array: int, count: int) -> list[tuple[int, int]]:
+    """(buf, len) of each WSABUF: ULONG len, then CHAR *buf at pointer alignment."""
+    step = 2 * api.ptr_size
+    found = []
+    for index in range(min(count & 0xFFFFFFFF, MAX_WSABUFS)):
+        raw = api.read(array + index * step, step)
+        length = int.from_bytes(raw[:4], "little")
+        pointer = int.from_bytes(raw[api.ptr_size : 2 * api.ptr_size], "little")
+        found.append((pointer, length))
+    return found
+
+
+@apihook("ws2_32", "WSASend", argc=7)
+def wsa_send(api: GuestApi, argv: list[int]) -> int:
+    """WSASend(s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped,
+    lpCompletionRoutine): each buffer sent in order, at once (0; an overlapped call completes
+    at once too)."""
+    services = _services(api)
+    sock = services.get(argv[0], Socket)
+    if sock is None or not sock.connected:
+        api.set_last_error(WSAENOTCONN)
+        return SOCKET_ERROR
+    total = 0
+    for pointer, length in _wsabufs(api, argv[1], argv[2]):
+        if length:
+            sock.sent += api.read(pointer, length)
+            total += length
+    _try_http(services, sock)
+    if argv[3]:
+        api.write_u32(argv[3], total)
+    return 0
+
+
+@apihook("ws2_32", "WSARecv", argc=7)
+def wsa_recv(api: GuestApi, argv: list[int]) -> int:
+    """WSARecv(s, lpBuffers, dwBufferCount, lpNumberOfBytesRecvd, lpFlags, lpOverlapped,
+    lpCompletionRoutine): the answer into each buffer in order, at once (0)."""
+    services = _services(api)
+    sock = services.get(argv[0], Socket)
+    if sock is None or not sock.connected:
+        api.set_last_error(WSAENOTCONN)
+        return SOCKET_ERROR
+    flags = api.read_u32(argv[4]) if argv[4] else 0
+    total = 0
+    for pointer, length in _wsabufs(api, argv[1], argv[2]):
+        if not length:
+            continue
+        got = _receive(api, services, sock, pointer, length, peek=bool(flags & MSG_PEEK))
+        total += got
+        if got < length:
+            break
+    if argv[3]:
+        api.write_u32(argv[3], total)
+    if argv[4]:
+        api.write_u32(argv[4], 0)  # no MSG_PARTIAL: each message is read whole
+    return 0
 
 
 @apihook("ws2_32", "closesocket", argc=1)

@@ -212,13 +212,7 @@ def virtual_times(report: Report, seqs: Iterable[int]) -> dict[int, int]:
         return _virtual_times_streamed(report, seqs, count_before)
     jumps: list[tuple[int, int]] = []  # (seq, ms added after it)
     for call in report.api_calls:
-        delay = 0
-        if call.api in SLEEP_APIS and call.args:
-            try:
-                delay = int(call.args[0], 0) & 0xFFFFFFFF
-            except ValueError:
-                delay = 0
-        jumps.append((call.seq, delay))
+        jumps.append((call.seq, _sleep_ms(call)))
     jumps.sort()
     out: dict[int, int] = {}
     ordered = sorted(set(seqs))
@@ -235,6 +229,8 @@ def virtual_times(report: Report, seqs: Iterable[int]) -> dict[int, int]:
 
 
 def _sleep_ms(call: ApiCallRecord) -> int:
+    if call.api.endswith("SleepEx") and call.ret == "0xc0":
+        return 0  # WAIT_IO_COMPLETION: an APC ended the sleep at once
     if call.api in SLEEP_APIS and call.args:
         try:
             return int(call.args[0], 0) & 0xFFFFFFFF

@@ -67,7 +67,10 @@ NOTE_TEXT = {
     "response_truncated": "An answer it got was cut at the response size limit",
 }
 # How a parent handed control to a stage, where the report's one word needs more.
-VIA_TEXT = {"exception": "an exception handler that resumed a faulting thread there"}
+VIA_TEXT = {
+    "exception": "an exception handler that resumed a faulting thread there",
+    "context": "a thread context it loaded, whose instruction pointer was there (NtContinue, RtlRestoreContext)",
+}
 MAX_ITEMS = 8  # per list inside one step
 BODY_PREVIEW = 160  # characters of a body shown in a sentence
 MAX_STEPS_PER_STAGE = 12

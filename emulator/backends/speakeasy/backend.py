@@ -23,7 +23,7 @@ from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
-from emulator.backends.speakeasy.waits import ThreadWaits
+from emulator.backends.speakeasy.waits import SLEEP_APIS, ThreadWaits
 from emulator.environment import user_dirs
 from emulator.events import Note
 from emulator.outcome import Status
@@ -205,7 +205,8 @@ class SpeakeasyBackend:
                 self._stop_now,
             )
             self._children.install()
-        ThreadWaits(target.se, emu, memory, self._children, self.services.clock.tick_count_ms).install()
+        sleeps = setup.project_hooks(memory, self.services, self._on_network_limit, SLEEP_APIS)
+        ThreadWaits(target.se, emu, memory, self._children, self.services.clock.tick_count_ms, sleeps).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code
@@ -215,6 +216,7 @@ class SpeakeasyBackend:
         dispatcher = ExceptionDispatcher(emu, x64=target.arch == "x64")
         recorder = self.recorder
         dispatcher.on_redirected = lambda pc: observed.exception_resumes.__setitem__(pc, recorder.current_stage)
+        memory.on_context_loaded = lambda pc: observed.context_loads.__setitem__(pc, recorder.current_stage)
         dispatcher.install(target.se)
         system_calls = SystemCalls(
             emu,

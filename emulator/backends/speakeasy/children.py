@@ -51,7 +51,7 @@ import pefile
 from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
-from emulator.backends.speakeasy import compat, lolbins
+from emulator.backends.speakeasy import compat, lolbins, scripthosts
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
@@ -86,6 +86,8 @@ IMAGE_FILE_DLL = 0x2000
 DLL_PROCESS_ATTACH = 1
 MAX_PATH_CHARS = 32767
 NOTE = "child_process_not_run"
+# What a script host the guest started (powershell, mshta, wscript) would have run (scripthosts.py).
+SCRIPT_NOTE = "script_command"
 
 
 @dataclass
@@ -133,6 +135,10 @@ class ChildProcesses:
         self.stop_now = stop_now
         self.pending: list[Launch] = []
         self.launches: list[Launch] = []  # every program started from the guest's files
+        # Processes started that are not emulated (no guest file: notepad.exe), by id of their main
+        # thread: (thread, its context when created). Resuming one whose context the guest left
+        # alone runs nothing (its program is not emulated); a changed context runs as before.
+        self.not_emulated: dict[int, tuple[Any, Any]] = {}
         self.started = 0  # children that ran (or were mapped to run)
         self.on_new_code: Any = None
 
@@ -180,10 +186,19 @@ class ChildProcesses:
                 return rv
             launches = [Launch(process, found, command_line, data, "", api, suspended, kind="exe", process_path=found)]
         else:
+            # A script host (scripthosts.py): what it would have run, noted on the stage that started it.
+            env = compat.guest_environment(self.emu)
+            expand = lambda text: lolbins.expand_variables(text, env)  # noqa: E731
+            for script in scripthosts.script_commands(path, command_line or path, expand):
+                self.recorder.note(SCRIPT_NOTE, script.detail())
             # A system program that runs what it is given (lolbins.py): the guest files it runs.
             launches = self._system_program_launches(process, path, command_line, api, suspended)
             if not launches:
-                return rv  # not a program of the guest's files: Speakeasy's process object only
+                # not a program of the guest's files: Speakeasy's process object only
+                main = compat.main_thread(process)
+                if main is not None:
+                    self.not_emulated[id(main)] = (main, compat.thread_context(main))
+                return rv
         parent = self.recorder.current_stage
         thread = compat.main_thread(process)
         context = compat.thread_context(thread) if thread is not None else None
@@ -302,7 +317,16 @@ class ChildProcesses:
         thread = compat.object_of_handle(self.emu, handle)
         waiting = [c for c in self.launches if thread is not None and compat.main_thread(c.started) is thread]
         if not waiting:
-            return None
+            created = self.not_emulated.get(id(thread)) if thread is not None else None
+            if created is None or created[0] is not thread or compat.thread_context(thread) is not created[1]:
+                return None
+            # A program that is not emulated, resumed as it was created (an early-bird APC was
+            # queued to it, say): its count goes down, nothing runs (Speakeasy would run its
+            # image's entry, which has no code here: a fault).
+            count = compat.suspend_count(thread)
+            if count > 0:
+                compat.set_suspend_count(thread, count - 1)
+            return count
         if compat.thread_context(thread) is not waiting[0].context:
             for launch in waiting:
                 if launch in self.pending:

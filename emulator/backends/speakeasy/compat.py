@@ -1063,6 +1063,15 @@ def set_process_command_line(process: Any, command_line: str) -> None:
     process.cmdline = command_line
 
 
+def crypt_hash(emu: Any, handle: int) -> Any:
+    """The hashlib object behind a CryptoAPI hash handle (Speakeasy's advapi32 keeps them:
+    ``CryptCreateHash`` / ``CryptHashData``), or None."""
+    try:
+        return emu.api.load_api_handler("advapi32").hash_objects.get(handle)
+    except Exception:
+        return None
+
+
 def object_of_handle(emu: Any, handle: int) -> Any:
     """The object a real (not pseudo) handle names, or None."""
     try:

@@ -101,6 +101,29 @@ X86_LAYOUT = {x86.UC_X86_REG_GS: 0x8C, x86.UC_X86_REG_FS: 0x90, x86.UC_X86_REG_E
 FaultKey = tuple[int, int | None, bytes]
 
 
+def context_size(x64: bool) -> int:
+    """Bytes of a CONTEXT record (winnt.h) for the architecture."""
+    return X64_CONTEXT_SIZE if x64 else X86_CONTEXT_SIZE
+
+
+def load_context(unicorn: Any, x64: bool, data: bytes) -> None:
+    """Set the CPU's registers from a CONTEXT record's bytes (``NtContinue``, a handler's
+    ``EXCEPTION_CONTINUE_EXECUTION``): the integer registers, the pc, the stack pointer and the
+    flags; x86 segments stay flat (nothing the guest writes there is taken)."""
+    write = unicorn.reg_write
+    if x64:
+        for index, reg in enumerate(X64_GPRS):
+            write(reg, struct.unpack_from("<Q", data, X64_GPR_OFFSET + 8 * index)[0])
+        write(x86.UC_X86_REG_EFLAGS, struct.unpack_from("<I", data, X64_EFLAGS_OFFSET)[0])
+        return
+    for reg, offset in X86_LAYOUT.items():
+        if reg in (x86.UC_X86_REG_CS, x86.UC_X86_REG_SS, x86.UC_X86_REG_DS, x86.UC_X86_REG_ES):
+            continue  # flat segments; a handler has no business changing them
+        if reg in (x86.UC_X86_REG_FS, x86.UC_X86_REG_GS):
+            continue
+        write(reg, struct.unpack_from("<I", data, offset)[0])
+
+
 @dataclass
 class Dispatch:
     """One exception on its way through the handlers."""
@@ -408,18 +431,7 @@ class ExceptionDispatcher:
         return bytes(out)
 
     def _load_context(self, data: bytes) -> None:
-        write = self.unicorn.reg_write
-        if self.x64:
-            for index, reg in enumerate(X64_GPRS):
-                write(reg, struct.unpack_from("<Q", data, X64_GPR_OFFSET + 8 * index)[0])
-            write(x86.UC_X86_REG_EFLAGS, struct.unpack_from("<I", data, X64_EFLAGS_OFFSET)[0])
-            return
-        for reg, offset in X86_LAYOUT.items():
-            if reg in (x86.UC_X86_REG_CS, x86.UC_X86_REG_SS, x86.UC_X86_REG_DS, x86.UC_X86_REG_ES):
-                continue  # flat segments; a handler has no business changing them
-            if reg in (x86.UC_X86_REG_FS, x86.UC_X86_REG_GS):
-                continue
-            write(reg, struct.unpack_from("<I", data, offset)[0])
+        load_context(self.unicorn, self.x64, data)
 
     def _pc_reg(self) -> int:
         return x86.UC_X86_REG_RIP if self.x64 else x86.UC_X86_REG_EIP

@@ -417,6 +417,9 @@ class MemoryWatch:
             # a handler (vectored, frame-based, the unhandled-exception filter) sent a faulting
             # thread here by changing its CONTEXT's pc
             return self.observed.exception_resumes[address] or self.recorder.current_stage, "exception"
+        if address in self.observed.context_loads:
+            # the stage loaded a CONTEXT whose pc is here (NtContinue, RtlRestoreContext)
+            return self.observed.context_loads[address] or self.recorder.current_stage, "context"
         try:
             sp = self.emu.get_stack_ptr()
             ret = int.from_bytes(self.memory.read(sp, self.memory.ptr_size), "little")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ntpath
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from speakeasy.config import get_default_config_dict
 from speakeasy.winenv import arch as se_arch
 
 from emulator import pe
-from emulator.apis import HANDLERS, GuestApi
+from emulator.apis import HANDLERS, GuestApi, cryptoapi
 from emulator.apis.core import ApiHandler, GuestObject, MemoryRegion
 from emulator.backends.base import BackendInputError
 from emulator.backends.speakeasy import (
@@ -26,6 +26,7 @@ from emulator.backends.speakeasy import (
     compat_dispatch,
     compat_fast,
     compat_start,
+    exceptions,
     images,
     ntmemory,
     printf,
@@ -92,6 +93,8 @@ class SpeakeasyMemory:
         self.ptr_size = emu.get_ptr_size()
         # The address space VirtualQuery describes (vmspace.AddressSpace), set by the backend.
         self.space: Any = None
+        # Told the pc a loaded CONTEXT resumes at (NtContinue), set by the backend.
+        self.on_context_loaded: Callable[[int], None] | None = None
 
     def read(self, address: int, size: int) -> bytes:
         return bytes(self.emu.mem_read(address, size))
@@ -122,6 +125,21 @@ class SpeakeasyMemory:
 
     def query_memory(self, address: int) -> MemoryRegion | None:
         return None if self.space is None else self.space.query(address)
+
+    def current_thread_id(self) -> int:
+        thread = self.emu.get_current_thread()
+        return int(getattr(thread, "tid", 0) or 0)
+
+    def load_context(self, address: int) -> bool:
+        x64 = self.ptr_size == 8
+        try:
+            data = bytes(self.emu.mem_read(address, exceptions.context_size(x64)))
+        except Exception:
+            return False
+        exceptions.load_context(compat.unicorn_of(self.emu), x64, data)
+        if self.on_context_loaded is not None:
+            self.on_context_loaded(int(self.emu.get_pc()))
+        return True
 
     def call_guest(self, function: int, args: list[int], result_from_callback: bool = False) -> None:
         compat.call_guest_after_api(self.emu, function, args, result_from_callback)
@@ -325,6 +343,31 @@ def install_api_handlers(
 
     se.add_api_hook(get_last_error, "kernel32", "GetLastError")
 
+    def queue_user_apc(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # An APC to the calling thread waits for its next alertable moment (NtTestAlert, an
+        # alertable SleepEx: emulator/apis/threads.py); Speakeasy starts every APC as a thread.
+        routine, thread, data = argv[:3]
+        current = emu.get_current_thread()
+        if routine and current is not None and compat.object_of(emu, thread) is current:
+            services.pending_apcs.setdefault(int(getattr(current, "tid", 0) or 0), []).append((routine, (data,)))
+            return 1
+        return orig(argv)
+
+    se.add_api_hook(queue_user_apc, "kernel32", "QueueUserAPC")
+
+    def crypt_derive_key(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # Speakeasy derives RC4 keys only: an AES key is the project's (cryptoapi.derive_aes_key).
+        if (argv[1] & 0xFFFF) not in cryptoapi.AES_ALGORITHMS:
+            return orig(argv)
+        base = compat.crypt_hash(emu, argv[2])
+        if base is None:
+            emu.set_last_error(ERROR_INVALID_HANDLE)
+            return 0
+        api = GuestApi(memory, services, "CryptDeriveKey", module="advapi32")
+        return cryptoapi.derive_aes_key(api, base.name, base.digest(), list(argv[:5]))
+
+    se.add_api_hook(crypt_derive_key, "advapi32", "CryptDeriveKey")
+
     def open_file_mapping(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         # OpenFileMapping(dwDesiredAccess, bInheritHandle, lpName): the section of that name.
         wide = api_name.endswith("W")
@@ -397,6 +440,17 @@ def _install_handler(
     on_network_limit: Callable[[str], None],
 ) -> None:
     conv = se_arch.CALL_CONV_CDECL if handler.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
+    callback = handler_hook(handler, memory, services, on_network_limit)
+    se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
+
+
+def handler_hook(
+    handler: ApiHandler,
+    memory: SpeakeasyMemory,
+    services: ReplayServices,
+    on_network_limit: Callable[[str], None],
+) -> Callable[[Any, str, Any, list[int]], int]:
+    """The Speakeasy API hook that runs a project handler."""
 
     def callback(emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
         api = GuestApi(memory, services, handler.name, module=handler.module)
@@ -414,7 +468,24 @@ def _install_handler(
             rv &= 0xFFFFFFFF
         return rv
 
-    se.add_api_hook(callback, handler.module, handler.name, argc=handler.argc, call_conv=conv)
+    return callback
+
+
+def project_hooks(
+    memory: SpeakeasyMemory,
+    services: ReplayServices,
+    on_network_limit: Callable[[str], None],
+    names: Iterable[tuple[str, str]],
+) -> dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]]:
+    """(module, name) -> the hook running the project's handler of that API, for those of
+    ``names`` it has one for: for a module that hooks such an API too and, when Speakeasy has no
+    handler (then only the last hook registered is called), must call the project's itself."""
+    wanted = set(names)
+    return {
+        (h.module, h.name): handler_hook(h, memory, services, on_network_limit)
+        for h in HANDLERS
+        if (h.module, h.name) in wanted
+    }
 
 
 def start(plan: ReplayPlan, target: LoadedTarget) -> None:

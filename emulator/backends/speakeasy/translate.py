@@ -113,6 +113,8 @@ class Observed:
     # Where an exception handler sent a faulting thread (a CONTEXT resumed at another pc) -> the
     # stage that was running: code first run there was started by that handler.
     exception_resumes: dict[int, str | None] = field(default_factory=dict)
+    # Where a CONTEXT the guest loaded itself (NtContinue, RtlRestoreContext) resumed its thread.
+    context_loads: dict[int, str | None] = field(default_factory=dict)
 
 
 class Translator:

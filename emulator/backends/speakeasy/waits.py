@@ -171,12 +171,16 @@ class ThreadWaits:
         memory: GuestMemory,
         children: ChildProcesses | None = None,
         now_ms: Callable[[], int] | None = None,
+        handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
         self.memory = memory
         self.children = children
         self.now_ms = now_ms  # the virtual tick count (sleeps advance it)
+        # The project's handlers of sleep APIs Speakeasy has none for (NtDelayExecution): Speakeasy
+        # calls only the last hook of such an API, this module's, which calls them in turn.
+        self.handlers = handlers or {}
         self.exit_codes: dict[int, int] = {}  # id(thread or process object) -> exit code
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
         self.still_running: set[int] = set()  # id(thread or process object): cut by a wait's timeout
@@ -203,10 +207,19 @@ class ThreadWaits:
         self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeProcess", argc=2)
         self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
+            handler = self.handlers.get((module, name))
 
             def sleep(
-                emu: Any, api_name: str, orig: Any, argv: list[int], _t: int | None = timeout, _n: int = argc
+                emu: Any,
+                api_name: str,
+                orig: Any,
+                argv: list[int],
+                _t: int | None = timeout,
+                _n: int = argc,
+                _h: Any = handler,
             ) -> Any:
+                if orig is None and _h is not None:
+                    orig = lambda args: _h(emu, api_name, None, args)  # noqa: E731
                 return self._on_sleep(_t, _n, orig, list(argv))
 
             self.se.add_api_hook(sleep, module, name, argc=argc)
