@@ -7,7 +7,8 @@ WaitForMultipleObjects wait-all and wait-any, NtWaitForSingleObject, NtWaitForMu
 SignalObjectAndWait, zero-timeout polls, GetExitCodeThread), ends them with ExitThread,
 RtlExitUserThread and _endthreadex from below their start routines, nests a wait inside a
 waited thread and terminates one that never ran, sleeps (and yields) in a loop until a thread
-sets a flag, sleeps forever, and waits 5 s for a thread that never ends; it checks each answer
+sets a flag, sleeps forever, waits 5 s for a thread that never ends, and queues an APC to
+itself that an alertable wait runs; it checks each answer
 itself and prints one verdict per check.
 The scenarios wait-worker(-x86) are the same on a chain: worker threads decode a payload the main
 thread runs after its wait, then the payload runs as a thread (a stage ``via: thread``) whose
@@ -59,6 +60,8 @@ CHECKS = [
     "terminated_never_runs",
     "finite_wait_times_out",
     "timed_out_thread_still_active",
+    "apc_not_at_plain_wait",
+    "apc_at_alertable_wait",
     "sleep_loop_runs_thread",
     "yield_loop_runs_thread",
     "sleep_forever_runs_threads",

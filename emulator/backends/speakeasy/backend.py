@@ -7,7 +7,7 @@ import ntpath
 import time
 from typing import Any
 
-from emulator.apis import GuestApi, cryptoapi
+from emulator.apis import GuestApi, cryptoapi, threads
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
 from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup
 from emulator.backends.speakeasy.children import ChildProcesses
@@ -23,7 +23,7 @@ from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
 from emulator.backends.speakeasy.vmspace import AddressSpace
-from emulator.backends.speakeasy.waits import SLEEP_APIS, ThreadWaits
+from emulator.backends.speakeasy.waits import ThreadWaits
 from emulator.environment import user_dirs
 from emulator.events import Note
 from emulator.outcome import Status
@@ -160,7 +160,9 @@ class SpeakeasyBackend:
         watch.install()
         memory.space = space = AddressSpace(emu, target.arch == "x64", watch.armed)
         space.install(target.se)
-        setup.install_api_handlers(target.se, memory, self.services, self._on_network_limit)
+        setup.install_api_handlers(
+            target.se, memory, self.services, self._on_network_limit, left_to=ThreadWaits.hooked_apis()
+        )
         profile = user_dirs(self.plan.user, self.plan.domain, self.plan.hostname)["userprofile"]
         folders = GuestDirectories(emu, profile, x64=target.arch == "x64")
         folders.add(ntpath.dirname(self.plan.emu_path))
@@ -205,8 +207,15 @@ class SpeakeasyBackend:
                 self._stop_now,
             )
             self._children.install()
-        sleeps = setup.project_hooks(memory, self.services, self._on_network_limit, SLEEP_APIS)
-        ThreadWaits(target.se, emu, memory, self._children, self.services.clock.tick_count_ms, sleeps).install()
+        handlers = setup.project_hooks(memory, self.services, self._on_network_limit, ThreadWaits.hooked_apis())
+        services = self.services
+
+        def deliver_apcs() -> bool:
+            return threads.deliver_apcs(GuestApi(memory, services, "WaitForSingleObjectEx", module="kernel32"))
+
+        ThreadWaits(
+            target.se, emu, memory, self._children, self.services.clock.tick_count_ms, handlers, deliver_apcs
+        ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
         watch.on_new_code = self.machine.watch_code

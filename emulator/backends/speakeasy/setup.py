@@ -309,11 +309,18 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
 
 
 def install_api_handlers(
-    se: Any, memory: SpeakeasyMemory, services: ReplayServices, on_network_limit: Callable[[str], None]
+    se: Any,
+    memory: SpeakeasyMemory,
+    services: ReplayServices,
+    on_network_limit: Callable[[str], None],
+    left_to: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
 ) -> None:
-    """The project's own API handlers (emulator/apis), then argument fixes for Speakeasy's."""
+    """The project's own API handlers (emulator/apis), then argument fixes for Speakeasy's. The
+    handlers of ``left_to`` APIs are not installed: a module hooking those calls them itself
+    (:func:`project_hooks`)."""
     for handler in HANDLERS:
-        _install_handler(se, handler, memory, services, on_network_limit)
+        if (handler.module, handler.name) not in left_to:
+            _install_handler(se, handler, memory, services, on_network_limit)
 
     def predefined_key(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # x64 code passes HKEY_LOCAL_MACHINE sign-extended (0xFFFFFFFF80000002); Speakeasy
@@ -478,8 +485,8 @@ def project_hooks(
     names: Iterable[tuple[str, str]],
 ) -> dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]]:
     """(module, name) -> the hook running the project's handler of that API, for those of
-    ``names`` it has one for: for a module that hooks such an API too and, when Speakeasy has no
-    handler (then only the last hook registered is called), must call the project's itself."""
+    ``names`` it has one for: for a module that hooks such an API and calls the project's handler
+    itself (installed with ``left_to``: once, its value kept)."""
     wanted = set(names)
     return {
         (h.module, h.name): handler_hook(h, memory, services, on_network_limit)

@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from emulator.apis.core import GuestMemory
@@ -90,27 +91,35 @@ class WaitApi:
     wait_all_value: int = 1
     wait_all_flag: int | None = None  # MsgWaitForMultipleObjectsEx: MWMO_WAITALL in its flags
     native: bool = False
+    alertable: int | None = None  # the argument that makes the wait alertable (non-zero)
+    alertable_flag: int | None = None  # MsgWaitForMultipleObjectsEx: MWMO_ALERTABLE in its flags
 
 
 WAIT_APIS: dict[tuple[str, str], WaitApi] = {
     ("kernel32", "WaitForSingleObject"): WaitApi(2, handle=0, timeout=1),
-    ("kernel32", "WaitForSingleObjectEx"): WaitApi(3, handle=0, timeout=1),
+    ("kernel32", "WaitForSingleObjectEx"): WaitApi(3, handle=0, timeout=1, alertable=2),
     ("kernel32", "WaitForMultipleObjects"): WaitApi(4, count=0, handles=1, wait_all=2, timeout=3),
-    ("kernel32", "WaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3),
-    ("kernel32", "SignalObjectAndWait"): WaitApi(4, handle=1, timeout=2),
+    ("kernel32", "WaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3, alertable=4),
+    ("kernel32", "SignalObjectAndWait"): WaitApi(4, handle=1, timeout=2, alertable=3),
     ("user32", "MsgWaitForMultipleObjects"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3),
-    ("user32", "MsgWaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, timeout=2, wait_all_flag=4),
-    ("ntdll", "NtWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True),
-    ("ntdll", "ZwWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True),
+    ("user32", "MsgWaitForMultipleObjectsEx"): WaitApi(
+        5, count=0, handles=1, timeout=2, wait_all_flag=4, alertable_flag=4
+    ),
+    ("ntdll", "NtWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True, alertable=1),
+    ("ntdll", "ZwWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True, alertable=1),
     # NtWaitForMultipleObjects(Count, Handles, WaitType, Alertable, Timeout): WaitAll is 0.
     ("ntdll", "NtWaitForMultipleObjects"): WaitApi(
-        5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True
+        5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True, alertable=3
     ),
     ("ntdll", "ZwWaitForMultipleObjects"): WaitApi(
-        5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True
+        5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True, alertable=3
     ),
 }
 MWMO_WAITALL = 0x1
+MWMO_ALERTABLE = 0x2
+# What an alertable wait returns when it ran the thread's pending APCs.
+WAIT_IO_COMPLETION = 0xC0
+STATUS_USER_APC = 0xC0
 # (module, name) -> index of the exit code argument.
 EXIT_THREAD_APIS: dict[tuple[str, str], int] = {
     ("kernel32", "ExitThread"): 0,
@@ -172,15 +181,18 @@ class ThreadWaits:
         children: ChildProcesses | None = None,
         now_ms: Callable[[], int] | None = None,
         handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
+        deliver_apcs: Callable[[], bool] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
         self.memory = memory
         self.children = children
         self.now_ms = now_ms  # the virtual tick count (sleeps advance it)
-        # The project's handlers of sleep APIs Speakeasy has none for (NtDelayExecution): Speakeasy
-        # calls only the last hook of such an API, this module's, which calls them in turn.
+        # The project's handlers of the APIs this module hooks (``hooked_apis``), registered by
+        # this module only: each runs as the hook's ``orig`` (setup.install_api_handlers skips them).
         self.handlers = handlers or {}
+        # Runs the calling thread's pending APCs from the API being handled; whether there were any.
+        self.deliver_apcs = deliver_apcs
         self.exit_codes: dict[int, int] = {}  # id(thread or process object) -> exit code
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
         self.still_running: set[int] = set()  # id(thread or process object): cut by a wait's timeout
@@ -189,41 +201,48 @@ class ThreadWaits:
 
     def install(self) -> None:
         for (module, name), spec in WAIT_APIS.items():
-
-            def wait(emu: Any, api_name: str, orig: Any, argv: list[int], _s: WaitApi = spec) -> Any:
-                return self._on_wait(_s, orig, list(argv))
-
-            self.se.add_api_hook(wait, module, name, argc=spec.argc)
+            self._hook(module, name, spec.argc, partial(self._on_wait, spec))
         for (module, name), index in EXIT_THREAD_APIS.items():
-
-            def exit_thread(emu: Any, api_name: str, orig: Any, argv: list[int], _i: int = index) -> Any:
-                return self._on_exit_thread(_i, orig, list(argv))
-
             cdecl = (module, name) in CRT_EXIT_THREAD_APIS
-            self.se.add_api_hook(exit_thread, module, name, argc=index + 1, call_conv=compat.CDECL if cdecl else None)
+            self._hook(module, name, index + 1, partial(self._on_exit_thread, index), cdecl)
         for module, name in EXIT_PROCESS_APIS:
-            self.se.add_api_hook(self._on_exit_process, module, name, argc=1)
-        self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeThread", argc=2)
-        self.se.add_api_hook(self._on_exit_code, "kernel32", "GetExitCodeProcess", argc=2)
-        self.se.add_api_hook(self._on_terminate, "kernel32", "TerminateThread", argc=2)
+            self._hook(module, name, 1, self._on_exit_process)
+        self._hook("kernel32", "GetExitCodeThread", 2, self._on_exit_code)
+        self._hook("kernel32", "GetExitCodeProcess", 2, self._on_exit_code)
+        self._hook("kernel32", "TerminateThread", 2, self._on_terminate)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
-            handler = self.handlers.get((module, name))
-
-            def sleep(
-                emu: Any,
-                api_name: str,
-                orig: Any,
-                argv: list[int],
-                _t: int | None = timeout,
-                _n: int = argc,
-                _h: Any = handler,
-            ) -> Any:
-                if orig is None and _h is not None:
-                    orig = lambda args: _h(emu, api_name, None, args)  # noqa: E731
-                return self._on_sleep(_t, _n, orig, list(argv))
-
-            self.se.add_api_hook(sleep, module, name, argc=argc)
+            self._hook(module, name, argc, partial(self._on_sleep, timeout, argc))
         compat.after_each_api_callback(self.emu, self._callback_returned)
+
+    def _hook(
+        self, module: str, name: str, argc: int, on_call: Callable[[Any, list[int]], Any], cdecl: bool = False
+    ) -> None:
+        """Hook an API: ``on_call(orig, argv)``, where ``orig`` runs what the API does otherwise:
+        the project's handler of it if it has one (then registered here only, once: Speakeasy
+        keeps only the last hook's value, and calls only the last hook of an API it has no
+        handler for), or Speakeasy's."""
+        project = self.handlers.get((module, name))
+
+        def hook(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+            if project is not None:
+                speakeasy = orig
+                orig = lambda args: project(emu, api_name, speakeasy, args)  # noqa: E731
+            return on_call(orig, list(argv))
+
+        self.se.add_api_hook(hook, module, name, argc=argc, call_conv=compat.CDECL if cdecl else None)
+
+    @staticmethod
+    def hooked_apis() -> set[tuple[str, str]]:
+        """Every API this module hooks (the project's handlers of them are called from here)."""
+        return {
+            *WAIT_APIS,
+            *EXIT_THREAD_APIS,
+            *EXIT_PROCESS_APIS,
+            ("kernel32", "GetExitCodeThread"),
+            ("kernel32", "GetExitCodeProcess"),
+            ("kernel32", "TerminateThread"),
+            *SLEEP_APIS,
+        }
 
     # -- what a wait can run ---------------------------------------------------------------------
 
@@ -291,7 +310,15 @@ class ThreadWaits:
         value = argv[spec.wait_all] & 0xFFFFFFFF
         return value == spec.wait_all_value if spec.native else bool(value)
 
+    def _alertable(self, spec: WaitApi, argv: list[int]) -> bool:
+        if spec.alertable_flag is not None:
+            return len(argv) > spec.alertable_flag and bool(argv[spec.alertable_flag] & MWMO_ALERTABLE)
+        return spec.alertable is not None and len(argv) > spec.alertable and bool(argv[spec.alertable] & 0xFF)
+
     def _on_wait(self, spec: WaitApi, orig: Any, argv: list[int]) -> Any:
+        if self._alertable(spec, argv) and self.deliver_apcs is not None and self.deliver_apcs():
+            # an alertable wait with APCs queued to the thread runs them and returns at once
+            return STATUS_USER_APC if spec.native else WAIT_IO_COMPLETION
         startable = [self._startable(handle) for handle in self._handles(spec, argv)]
         if not any(item is not None for item in startable):
             return orig(argv) if orig is not None else WAIT_OBJECT_0
@@ -470,7 +497,7 @@ class ThreadWaits:
         compat.return_from_callback(self.emu, index + 1, code)
         return code
 
-    def _on_exit_process(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+    def _on_exit_process(self, orig: Any, argv: list[int]) -> Any:
         """ExitProcess in a child process a wait runs ends that process, not its parent's run."""
         if not self._ends_running(process=True):
             return orig(argv) if orig is not None else 0
@@ -478,7 +505,7 @@ class ThreadWaits:
         compat.return_from_callback(self.emu, 1, code)
         return code
 
-    def _on_terminate(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+    def _on_terminate(self, orig: Any, argv: list[int]) -> Any:
         """TerminateThread(hThread, dwExitCode): a thread that has not run never runs, and ends
         with that code; the thread a wait runs, terminating itself, ends as with ExitThread."""
         handle, code = (argv + [0, 0])[:2]
@@ -493,7 +520,7 @@ class ThreadWaits:
             return code & 0xFFFFFFFF
         return orig(argv) if orig is not None else 1
 
-    def _on_exit_code(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+    def _on_exit_code(self, orig: Any, argv: list[int]) -> Any:
         """GetExitCodeThread / GetExitCodeProcess(handle, lpExitCode): the code a thread or
         process ended with; STILL_ACTIVE for one that has not run (asked again: the guest waits
         for it, and it runs now) and for the caller's own thread or process."""

@@ -3,7 +3,7 @@
  * RtlExitUserThread and _endthreadex ending only the waited thread, a wait-any, a wait for a
  * thread that waits for another, TLS slots and the thread id of the waited thread, TerminateThread
  * of one that never ran, a loop of sleeps (or yields) until a thread sets a flag, a sleep forever,
- * a finite wait for a thread that never ends.
+ * a finite wait for a thread that never ends, an APC run by an alertable wait.
  * One OutputDebugStringA verdict per check ("check NAME: pass").
  * Inert without CHAINREPLAY_SANDBOX. */
 #include "../fidelity/fidelity.h"
@@ -67,6 +67,11 @@ static DWORD WINAPI beacon(LPVOID param)
         Sleep(1000);
     }
     return 0;
+}
+
+static VOID CALLBACK apc(ULONG_PTR param)
+{
+    InterlockedIncrement(&g_done[param]);
 }
 
 static DWORD WINAPI tls_user(LPVOID param)
@@ -203,6 +208,14 @@ void __stdcall WaitsEntry32(void)
     rv = WaitForSingleObject(h, 5000);
     check("finite_wait_times_out", rv == WAIT_TIMEOUT && g_done[22] >= 4 && g_done[22] <= 6);
     check("timed_out_thread_still_active", GetExitCodeThread(h, &code) && code == STILL_ACTIVE);
+
+    /* an APC queued to this thread runs at an alertable wait, not at another wait */
+    QueueUserAPC(apc, GetCurrentThread(), 23);
+    h = start(mark, 24);
+    rv = WaitForSingleObject(h, INFINITE);
+    check("apc_not_at_plain_wait", rv == WAIT_OBJECT_0 && g_done[24] == 1 && !g_done[23]);
+    rv = WaitForSingleObjectEx(CreateEventA(0, TRUE, FALSE, 0), INFINITE, TRUE);
+    check("apc_at_alertable_wait", rv == WAIT_IO_COMPLETION && g_done[23] == 1);
 
     /* a loop that sleeps until a thread sets a flag: the thread runs while it sleeps */
     start(mark, 15);
