@@ -127,6 +127,26 @@ def user_dirs(user: str, domain: str, hostname: str) -> dict[str, str]:
     }
 
 
+def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
+    """The system environment variables every Windows process has (lower-cased, as
+    :func:`user_dirs`): the processor count and architecture agree with GetSystemInfo and
+    KUSER_SHARED_DATA (a sandbox check compares %NUMBER_OF_PROCESSORS% with them)."""
+    variables = {
+        "number_of_processors": str(guest.processors),
+        "processor_architecture": "AMD64" if x64 else "x86",
+        "processor_level": "6",
+        "processor_revision": "3c03",
+        "processor_identifier": f"{'Intel64' if x64 else 'x86'} Family 6 Model 60 Stepping 3, {guest.cpu_vendor}",
+        "os": "Windows_NT",
+        "homedrive": "C:",
+        "commonprogramfiles": "C:\\Program Files\\Common Files",
+    }
+    if x64:
+        variables["programfiles(x86)"] = "C:\\Program Files (x86)"
+        variables["programw6432"] = "C:\\Program Files"
+    return variables
+
+
 def recent_shortcuts(user: str) -> list[str]:
     """Guest paths of the shortcuts in the user's Recent folder."""
     folder = f"{user_dirs(user, '', '')['appdata']}\\Microsoft\\Windows\\Recent"

@@ -38,6 +38,7 @@ from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
 from emulator.backends.speakeasy.sources import read_c_string
 from emulator.backends.speakeasy.sysfiles import SystemFiles
+from emulator.environment import machine_variables
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -274,6 +275,9 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
             raise BackendInputError(f"malformed PE: {err}") from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
+    # The system variables, for the architecture now known; the scenario's own values stay.
+    for key, value in machine_variables(plan.guest, arch == "x64").items():
+        emu.env.setdefault(key, value)
     managed = pe.has_clr_runtime_header(data)
     return LoadedTarget(
         se,
