@@ -27,6 +27,7 @@ from emulator.backends.speakeasy import (
     compat_fast,
     compat_start,
     images,
+    lasterror,
     ntmemory,
     printf,
     procview,
@@ -221,6 +222,7 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
 def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     images.install()
+    lasterror.install()
     signatures.install()
     compat_start.scan_handlers_once()
     printf.install()
