@@ -198,6 +198,8 @@ def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
         return STATUS_INVALID_INFO_CLASS
     if length != len(answer):
         return STATUS_INFO_LENGTH_MISMATCH
+    if not buffer:
+        return STATUS_ACCESS_VIOLATION  # the kernel's probe of the output buffer
     try:
         api.write(buffer, answer)
         api.write_u32(return_length, len(answer))
