@@ -570,34 +570,60 @@ static void hardware_checks(void)
         rec("GetCursorPos_moves", a.x != b.x || a.y != b.y, "");
     }
     {
+        /* GetAdaptersInfo and GetAdaptersAddresses: the same adapter (name, MAC), a MAC of no
+         * hypervisor, an IPv4 address that is not loopback (a sandbox with no network). */
+        static char info_name[MAX_ADAPTER_NAME_LENGTH + 4];
+        static unsigned char info_mac[6];
         ULONG size = sizeof big;
         IP_ADAPTER_INFO *info = (IP_ADAPTER_INFO *)big;
         DWORD r = GetAdaptersInfo(info, &size);
-        int count = 0, bad = 0, zero = 0;
-        if (r == ERROR_SUCCESS)
+        int count = 0, bad = 0, zero = 0, loopback = 1;
+        if (r == ERROR_SUCCESS) {
+            for (n = 0; n < sizeof info_name - 1 && (info_name[n] = info->AdapterName[n]); n++) {
+            }
+            for (n = 0; n < 6; n++)
+                info_mac[n] = info->Address[n];
+            loopback = info->IpAddressList.IpAddress.String[0] == '1' && info->IpAddressList.IpAddress.String[1] == '2' &&
+                       info->IpAddressList.IpAddress.String[2] == '7';
             for (; info; info = info->Next) {
-                static const unsigned char nothing[6] = {0, 0, 0, 0, 0, 0};
                 count++;
                 bad |= vm_mac(info->Address);
-                zero |= info->AddressLength != 6 || (info->Address[0] == nothing[0] && info->Address[1] == nothing[1] && info->Address[2] == nothing[2] && info->Address[3] == nothing[3] && info->Address[4] == nothing[4] && info->Address[5] == nothing[5]);
+                zero |= info->AddressLength != 6 || (info->Address[0] | info->Address[1] | info->Address[2] | info->Address[3] |
+                                                     info->Address[4] | info->Address[5]) == 0;
                 if (count > 16)
                     break;
             }
+        }
         rec_u("GetAdaptersInfo_mac_not_a_vm_oui", r == ERROR_SUCCESS && count >= 1 && !bad && !zero, r);
-    }
-    {
-        ULONG size = sizeof big;
-        IP_ADAPTER_ADDRESSES *a = (IP_ADAPTER_ADDRESSES *)big;
-        ULONG r = GetAdaptersAddresses(AF_UNSPEC, 0, NULL, a, &size);
-        int count = 0, bad = 0;
-        if (r == ERROR_SUCCESS)
-            for (; a && count < 16; a = a->Next) {
-                if (a->PhysicalAddressLength == 6) {
-                    count++;
-                    bad |= vm_mac(a->PhysicalAddress);
+        rec("GetAdaptersInfo_ip_not_loopback", r == ERROR_SUCCESS && !loopback, r == ERROR_SUCCESS ? ((IP_ADAPTER_INFO *)big)->IpAddressList.IpAddress.String : "");
+        rec("GetAdaptersInfo_name_is_a_guid", info_name[0] == '{' && !str_has_i(info_name, "00000000-0000"), info_name);
+        {
+            IP_ADAPTER_ADDRESSES *a = (IP_ADAPTER_ADDRESSES *)big;
+            ULONG need = 0, r2;
+            int same = 0, v4 = 0;
+            bad = 0;
+            count = 0;
+            r2 = GetAdaptersAddresses(AF_UNSPEC, 0, NULL, NULL, &need);
+            size = sizeof big;
+            r = GetAdaptersAddresses(AF_UNSPEC, 0, NULL, a, &size);
+            if (r == ERROR_SUCCESS) {
+                same = str_eq_i(a->AdapterName, info_name) && a->PhysicalAddressLength == 6;
+                for (n = 0; same && n < 6; n++)
+                    same = a->PhysicalAddress[n] == info_mac[n];
+                v4 = a->FirstUnicastAddress && a->FirstUnicastAddress->Address.lpSockaddr &&
+                     a->FirstUnicastAddress->Address.lpSockaddr->sa_family == AF_INET &&
+                     (unsigned char)a->FirstUnicastAddress->Address.lpSockaddr->sa_data[2] != 127;
+                for (; a && count < 16; a = a->Next) {
+                    if (a->PhysicalAddressLength == 6) {
+                        count++;
+                        bad |= vm_mac(a->PhysicalAddress);
+                    }
                 }
             }
-        rec_u("GetAdaptersAddresses_mac_not_a_vm_oui", r == ERROR_SUCCESS && count >= 1 && !bad, r);
+            rec_u("GetAdaptersAddresses_mac_not_a_vm_oui", r == ERROR_SUCCESS && count >= 1 && !bad, r);
+            rec_u("GetAdaptersAddresses_size_query", r2 == ERROR_BUFFER_OVERFLOW && need >= sizeof(IP_ADAPTER_ADDRESSES) && need <= size, need);
+            rec("GetAdaptersAddresses_matches_GetAdaptersInfo", same && v4, "");
+        }
     }
     {
         SYSTEM_POWER_STATUS power;
