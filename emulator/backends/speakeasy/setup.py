@@ -26,6 +26,7 @@ from emulator.backends.speakeasy import (
     compat_dispatch,
     compat_fast,
     compat_start,
+    disks,
     images,
     lasterror,
     ntmemory,
@@ -352,6 +353,7 @@ def install_api_handlers(
     printf.install_handlers(se)
     regenum.install(se, memory.ptr_size)
     procview.install(se, memory.ptr_size)
+    disks.install(se, services.guest)
     ntmemory.install(se, memory.ptr_size, memory.space)
     timers.install(se, memory.ptr_size, services)
 

@@ -517,12 +517,13 @@ static void hardware_checks(void)
     ms.dwLength = sizeof ms;
     rec_u("GlobalMemoryStatusEx_total_at_least_4_GiB_MiB", GlobalMemoryStatusEx(&ms) && ms.ullTotalPhys >= (4ULL << 30),
           ms.ullTotalPhys >> 20);
+    static ULARGE_INTEGER c_total;
     {
-        ULARGE_INTEGER avail, total, free_bytes;
-        total.QuadPart = 0;
-        rec_u("GetDiskFreeSpaceEx_total_at_least_80_GiB", GetDiskFreeSpaceExA("C:\\", &avail, &total, &free_bytes) &&
-                                                              total.QuadPart >= (80ULL << 30),
-              total.QuadPart >> 30);
+        ULARGE_INTEGER avail, free_bytes;
+        c_total.QuadPart = 0;
+        rec_u("GetDiskFreeSpaceEx_total_at_least_80_GiB", GetDiskFreeSpaceExA("C:\\", &avail, &c_total, &free_bytes) &&
+                                                              c_total.QuadPart >= (80ULL << 30),
+              c_total.QuadPart >> 30);
     }
     {
         HANDLE disk = CreateFileA("\\\\.\\PhysicalDrive0", 0, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_EXISTING, 0, NULL);
@@ -532,7 +533,8 @@ static void hardware_checks(void)
         length.Length.QuadPart = 0;
         if (disk != INVALID_HANDLE_VALUE) {
             ok = DeviceIoControl(disk, IOCTL_DISK_GET_LENGTH_INFO, NULL, 0, &length, sizeof length, &got, NULL) &&
-                 got == sizeof length && length.Length.QuadPart >= (80LL << 30);
+                 got == sizeof length && length.Length.QuadPart >= (80LL << 30) &&
+                 (unsigned long long)length.Length.QuadPart >= c_total.QuadPart;
         }
         rec_u("IOCTL_DISK_GET_LENGTH_INFO_at_least_80_GiB", ok, (unsigned long long)length.Length.QuadPart >> 30);
         ok = 0;
