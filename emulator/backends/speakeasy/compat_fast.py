@@ -712,6 +712,9 @@ class _MappedSpans:
         return self.spans.spans
 
 
+LOWEST_USER_ADDRESS = 0x10000
+
+
 def use_fast_address_search(emu: Any) -> None:
     """Replace Speakeasy's free-range search with one giving the same addresses in log time.
 
@@ -730,7 +733,9 @@ def use_fast_address_search(emu: Any) -> None:
     def get_valid_ranges(size: int, addr: int | None = None) -> tuple[int, int]:
         total = size
         if addr is None:
-            addr = page_size
+            # Windows maps nothing below 64 KiB (MM_LOWEST_USER_ADDRESS); Speakeasy's search
+            # started at the first page, so the PEB, the TEB and the process parameters sat there.
+            addr = LOWEST_USER_ADDRESS
         base = addr - (addr % page_size)
         if total < page_size:
             total = page_size
