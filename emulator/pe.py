@@ -696,7 +696,9 @@ def manifest_supported_os(data: bytes) -> str:
             for name in getattr(getattr(kind, "directory", None), "entries", []):
                 for language in getattr(getattr(name, "directory", None), "entries", []):
                     entry = language.data.struct
-                    text += pe.get_data(entry.OffsetToData, min(entry.Size, MAX_MANIFEST_SIZE)).decode("utf-8", "replace")
+                    text += pe.get_data(entry.OffsetToData, min(entry.Size, MAX_MANIFEST_SIZE)).decode(
+                        "utf-8", "replace"
+                    )
     except Exception:
         return ""
     text = text.lower()

@@ -125,10 +125,8 @@ def nt_delay_execution(api: GuestApi, argv: list[int]) -> int:
         interval = int.from_bytes(api.read(argv[1], 8), "little", signed=True)
     except Exception:
         return STATUS_ACCESS_VIOLATION
-    if interval < 0:
-        units = -interval
-    else:
-        units = max(0, interval - clock.now_filetime())
+    # negative: relative; positive: an absolute time (a past one does not wait)
+    units = -interval if interval < 0 else max(0, interval - clock.now_filetime())
     clock.sleep(units // 10_000)
     return STATUS_SUCCESS
 
