@@ -7,12 +7,15 @@ Virtual disk`` or ``QEMU HARDDISK``). Speakeasy had no such device: the open fai
 checks read as a sandbox.
 
 The device is a named kernel object Speakeasy's ``CreateFile`` finds by name (its handle is a
-kernel object handle); other control codes on it fail with ``ERROR_INVALID_FUNCTION``.
+kernel object handle), made when a ``CreateFile`` first names it (made at start, it would take
+kernel object ids, which are also process ids, and memory from every replay); other control
+codes on it fail with ``ERROR_INVALID_FUNCTION``.
 """
 
 from __future__ import annotations
 
 import struct
+import functools
 from typing import Any
 
 from speakeasy.windows import objman
@@ -105,18 +108,63 @@ def answer(guest: GuestEnvironment, code: int, request: bytes, out_size: int) ->
     return 0, out
 
 
+NAMES = frozenset(name.lower() for name in (DEVICE_NAME, *ALIASES))
+# The emulator's attribute holding the guest of this replay and its disk object, once made.
+STATE = "_chainreplay_disk"
+_wrapped = False
+
+
+def _disk_of(emu: Any) -> Any:
+    state = getattr(emu, STATE, None)
+    return state.get("disk") if state else None
+
+
+def _opening(func: Any) -> Any:
+    """Speakeasy's CreateFile, making the disk object before a call that names it."""
+
+    @functools.wraps(func)
+    def handler(self: Any, emu: Any, argv: Any, ctx: Any = None, *rest: Any) -> Any:
+        state = getattr(emu, STATE, None)
+        if state is not None and state.get("disk") is None and argv and argv[0]:
+            try:
+                name = self.read_mem_string(argv[0], self.get_char_width(ctx))
+            except Exception:
+                name = ""
+            if name.rstrip("\\").lower() in NAMES:
+                disk = emu.om.new_object(DiskDevice)
+                disk.name = DEVICE_NAME
+                disk.ref_cnt = PINNED_REFERENCES
+                for alias in ALIASES:
+                    emu.om.add_symlink(alias, DEVICE_NAME)
+                state["disk"] = disk
+        return func(self, emu, argv, ctx, *rest)
+
+    return handler
+
+
+def wrap_create_file() -> None:
+    """Wrap Speakeasy's CreateFile handler (once per process, before handler classes are scanned)."""
+    global _wrapped
+    if _wrapped:
+        return
+    _wrapped = True
+    from speakeasy.winenv.api.usermode import kernel32
+
+    func = getattr(kernel32.Kernel32, "CreateFile", None)
+    attrs = getattr(func, "__apihook__", None)
+    if attrs is not None:
+        func.__apihook__ = (attrs[0], _opening(attrs[1]), *attrs[2:])  # type: ignore[union-attr]
+
+
 def install(se: Any, guest: GuestEnvironment) -> None:
-    """The disk object, and a ``DeviceIoControl`` that answers for it (other handles: Speakeasy's)."""
-    emu = se.emu
-    disk = emu.om.new_object(DiskDevice)
-    disk.name = DEVICE_NAME
-    disk.ref_cnt = PINNED_REFERENCES
-    for alias in ALIASES:
-        emu.om.add_symlink(alias, DEVICE_NAME)
+    """The disk of this replay's guest, and a ``DeviceIoControl`` that answers for it (other
+    handles: Speakeasy's)."""
+    setattr(se.emu, STATE, {"guest": guest, "disk": None})
 
     def device_io_control(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         handle, code, in_buffer, in_size, out_buffer, out_size, returned = argv[:7]
-        if compat.object_of(emu, handle) is not disk:
+        disk = _disk_of(emu)
+        if disk is None or compat.object_of(emu, handle) is not disk:
             return orig(argv)
         in_size, out_size, code = in_size & 0xFFFFFFFF, out_size & 0xFFFFFFFF, code & 0xFFFFFFFF
         try:

@@ -224,6 +224,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     images.install()
     lasterror.install()
+    disks.wrap_create_file()
     signatures.install()
     compat_start.scan_handlers_once()
     printf.install()
