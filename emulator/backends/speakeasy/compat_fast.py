@@ -721,9 +721,10 @@ def use_fast_address_search(emu: Any) -> None:
     ``MemoryManager.get_valid_ranges`` lists every mapped and reserved page in a Python list
     (through Unicorn's region list) and set-differences each candidate range against it: with
     100 MiB mapped one VirtualAlloc of 1 MiB cost about 0.3 s, so ``max_mapped_memory`` could
-    never fire before the timeout. This version walks the same candidates in the same order (so
-    the same addresses and traces) and tests each against the mapped spans, kept up to date as
-    the engine maps and unmaps, with a binary search.
+    never fire before the timeout. This version walks the same candidates in the same order and
+    tests each against the mapped spans, kept up to date as the engine maps and unmaps, with a
+    binary search; one difference: a search with no address asked for starts at 64 KiB
+    (``LOWEST_USER_ADDRESS``), not at the first page, so nothing lands where Windows maps nothing.
     """
     import bisect
 
