@@ -127,6 +127,49 @@ def user_dirs(user: str, domain: str, hostname: str) -> dict[str, str]:
     }
 
 
+# The machine's one network adapter, as GetAdaptersInfo (Speakeasy's, from its configuration)
+# and GetAdaptersAddresses (emulator/apis/adapters.py) describe it: an Intel NIC (OUI 00-13-CE,
+# no hypervisor's) on a home LAN. Speakeasy's default gave it the GUID of zeros and 127.0.0.1.
+ADAPTER_NAME = "{5B2E3C71-8F0A-4C3E-9D51-2A6F1E7B9C04}"
+ADAPTER_DESCRIPTION = "Intel(R) PRO/1000 MT Network Connection"
+ADAPTER_MAC = "00-13-CE-12-34-56"
+ADAPTER_IP = "192.168.1.23"
+ADAPTER_MASK = "255.255.255.0"
+
+
+def network_adapter() -> dict[str, object]:
+    """The adapter in Speakeasy's configuration form (``network.adapters`` entries)."""
+    return {
+        "name": ADAPTER_NAME,
+        "description": ADAPTER_DESCRIPTION,
+        "mac_address": ADAPTER_MAC,
+        "type": "ethernet",
+        "ip_address": ADAPTER_IP,
+        "subnet_mask": ADAPTER_MASK,
+        "dhcp_enabled": True,
+    }
+
+
+def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
+    """The system environment variables every Windows process has (lower-cased, as
+    :func:`user_dirs`): the processor count and architecture agree with GetSystemInfo and
+    KUSER_SHARED_DATA (a sandbox check compares %NUMBER_OF_PROCESSORS% with them)."""
+    variables = {
+        "number_of_processors": str(guest.processors),
+        "processor_architecture": "AMD64" if x64 else "x86",
+        "processor_level": "6",
+        "processor_revision": "3c03",
+        "processor_identifier": f"{'Intel64' if x64 else 'x86'} Family 6 Model 60 Stepping 3, {guest.cpu_vendor}",
+        "os": "Windows_NT",
+        "homedrive": "C:",
+        "commonprogramfiles": "C:\\Program Files\\Common Files",
+    }
+    if x64:
+        variables["programfiles(x86)"] = "C:\\Program Files (x86)"
+        variables["programw6432"] = "C:\\Program Files"
+    return variables
+
+
 def recent_shortcuts(user: str) -> list[str]:
     """Guest paths of the shortcuts in the user's Recent folder."""
     folder = f"{user_dirs(user, '', '')['appdata']}\\Microsoft\\Windows\\Recent"

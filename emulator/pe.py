@@ -688,3 +688,47 @@ def section_table(image: bytes) -> bytes:
         return b""
     start = headers.section_table_offset
     return image[start : start + SECTION_HEADER_SIZE * headers.declared_sections]
+
+
+RESOURCE_DIRECTORY = 2
+RT_MANIFEST = 24
+MAX_MANIFEST_SIZE = 1 << 16
+# supportedOS ids of an application manifest's compatibility section.
+WINDOWS_10_ID = "8e0f7a12-bfb3-4fe8-b9a5-48fd50a15a9a"
+WINDOWS_81_ID = "1f676c76-80e1-4239-95bb-83d0f6d0da78"
+
+
+def is_dll(data: bytes) -> bool:
+    """Whether the file header says DLL (IMAGE_FILE_DLL); False for what is not a PE."""
+    try:
+        at = _e_lfanew(data)
+        return bool(int.from_bytes(data[at + 22 : at + 24], "little") & 0x2000)
+    except Exception:
+        return False
+
+
+def manifest_supported_os(data: bytes) -> str:
+    """The newest Windows the program's embedded manifest (RT_MANIFEST) declares support for:
+    "10" (Windows 10/11), "8.1", or "" (no manifest, or none of those: Windows 8.1 and later
+    then tell the program it runs on Windows 8, GetVersionEx 6.2 build 9200)."""
+    try:
+        pe = pefile.PE(data=data, fast_load=True)
+        pe.parse_data_directories(directories=[RESOURCE_DIRECTORY])
+        text = ""
+        for kind in getattr(getattr(pe, "DIRECTORY_ENTRY_RESOURCE", None), "entries", []):
+            if kind.id != RT_MANIFEST:
+                continue
+            for name in getattr(getattr(kind, "directory", None), "entries", []):
+                for language in getattr(getattr(name, "directory", None), "entries", []):
+                    entry = language.data.struct
+                    text += pe.get_data(entry.OffsetToData, min(entry.Size, MAX_MANIFEST_SIZE)).decode(
+                        "utf-8", "replace"
+                    )
+    except Exception:
+        return ""
+    text = text.lower()
+    if WINDOWS_10_ID in text:
+        return "10"
+    if WINDOWS_81_ID in text:
+        return "8.1"
+    return ""

@@ -565,12 +565,12 @@ def test_unbounded_recursion_ends_with_a_named_outcome(tmp_path: Path, cli: Call
 
 
 GUEST_FAULTS = [
-    ("null_read", b"\x48\x8b\x04\x25\x00\x00\x00\x00", "invalid_read pc=0x1000 address=0x0"),  # mov rax, [0]
-    ("null_write", b"\x48\xc7\x04\x25\x00\x00\x00\x00\x01\x00\x00\x00", "invalid_write pc=0x1000 address=0x0"),
+    ("null_read", b"\x48\x8b\x04\x25\x00\x00\x00\x00", "invalid_read pc=0x10000 address=0x0"),  # mov rax, [0]
+    ("null_write", b"\x48\xc7\x04\x25\x00\x00\x00\x00\x01\x00\x00\x00", "invalid_write pc=0x10000 address=0x0"),
     ("jump_to_null", b"\x31\xc0\xff\xe0", "invalid_fetch pc=0x0 address=0x0"),  # xor eax, eax; jmp rax
-    ("ud2", b"\x0f\x0b", "Invalid instruction (UC_ERR_INSN_INVALID) pc=0x1000"),
-    ("int3", b"\xcc", "unhandled_interrupt pc=0x1001"),
-    ("divide_by_zero", b"\x31\xc0\xf7\xf0", "unhandled_interrupt pc=0x1002"),  # xor eax, eax; div eax
+    ("ud2", b"\x0f\x0b", "Invalid instruction (UC_ERR_INSN_INVALID) pc=0x10000"),
+    ("int3", b"\xcc", "unhandled_interrupt pc=0x10001"),
+    ("divide_by_zero", b"\x31\xc0\xf7\xf0", "unhandled_interrupt pc=0x10002"),  # xor eax, eax; div eax
 ]
 
 

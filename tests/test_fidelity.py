@@ -179,6 +179,52 @@ def test_environment_values_reach_the_guest() -> None:
     assert verdicts["sleep_rdtsc_delta_mcycles"].startswith("pass")
 
 
+# ---- the antiemu battery: al-khaser / pafish style checks, both modes, both architectures ----
+
+ANTIEMU = [
+    ("antiemu.exe", "fast"),
+    ("antiemu.exe", "faithful"),
+    ("antiemu32.exe", "fast"),
+    ("antiemu32.exe", "faithful"),
+]
+ANTIEMU_CHECKS = 108
+# What the guest still tells, per sample, each explained in docs/limitations.md ("What can still
+# tell"): the x86 guest is a 32-bit Windows whose TEB holds the WoW64 gate (fs:[0xC0]).
+ANTIEMU_KNOWN_TELLS = {"antiemu.exe": set(), "antiemu32.exe": {"IsWow64Process_consistent"}}
+
+
+def _antiemu_verdicts(recording: Recording) -> dict[str, str]:
+    """``antiemu NAME=pass (detail)`` / ``antiemu NAME=TELL (detail)`` lines, by name."""
+    out: dict[str, str] = {}
+    for call in _calls(recording, "kernel32.OutputDebugStringA"):
+        text = call.args[0] if call.args else ""
+        if text.startswith("antiemu ") and "=" in text:
+            name, _, rest = text[len("antiemu ") :].partition("=")
+            out[name] = rest
+    return out
+
+
+@pytest.mark.parametrize(("sample", "mode"), ANTIEMU)
+def test_antiemu_battery_passes(sample: str, mode: str) -> None:
+    """Every check a Windows 10/11 desktop passes passes here, each named when it does not."""
+    recording = _emulate(sample, mode)
+    assert recording.status == "completed", recording.detail
+    verdicts = _antiemu_verdicts(recording)
+    tells = {name: v for name, v in verdicts.items() if not v.startswith("pass")}
+    unexpected = {name: v for name, v in tells.items() if name not in ANTIEMU_KNOWN_TELLS[sample]}
+    assert not unexpected, "\n".join(f"{name}={v}" for name, v in sorted(unexpected.items()))
+    assert set(tells) == ANTIEMU_KNOWN_TELLS[sample], tells  # a known tell fixed: update the list and the docs
+    assert len(verdicts) == ANTIEMU_CHECKS
+    assert _exit_code(recording) == len(ANTIEMU_KNOWN_TELLS[sample])
+
+
+def test_get_version_ex_follows_the_manifest() -> None:
+    """Without a manifest naming Windows 10, GetVersionEx says 6.2 build 9200 (antiemu.exe's
+    check); with one (winver10.exe), the machine's 10.0."""
+    assert _antiemu_verdicts(_emulate("antiemu.exe"))["GetVersionEx_is_6_2_without_manifest"].startswith("pass")
+    assert _verdicts(_emulate("winver10.exe")) == {"GetVersionEx_with_windows_10_manifest": "pass 1000"}
+
+
 # ---- fast equals faithful -------------------------------------------------------------------
 
 MODE_SAMPLES = [

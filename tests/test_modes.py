@@ -67,7 +67,7 @@ def test_instruction_limit_fires_in_both_modes(tmp_path: Path) -> None:
 FAULTING_SHELLCODE = {
     "invalid_read": bytes.fromhex("48 8b 04 25 00 00 00 00 c3"),
     "loop_then_invalid_write": bytes.fromhex("b9 00 10 00 00 ff c9 75 fc 48 89 04 25 10 00 00 00 c3"),
-    "invalid_jump": bytes.fromhex("48 c7 c0 00 00 01 00 ff e0"),
+    "invalid_jump": bytes.fromhex("48 c7 c0 00 10 00 00 ff e0"),  # to 0x1000: below 64 KiB, never mapped
 }
 
 

@@ -4,6 +4,7 @@ Importing this package registers every handler in :data:`emulator.apis.core.HAND
 """
 
 from emulator.apis import (  # noqa: F401
+    adapters,
     bcrypt,
     callbacks,
     clock,

@@ -102,3 +102,31 @@ def crt_time32(api: GuestApi, argv: list[int]) -> int:
     now = int(_services(api).clock.now_unix())
     api.write_u32(argv[0], now)
     return now & 0xFFFFFFFF
+
+
+STATUS_SUCCESS = 0
+STATUS_ACCESS_VIOLATION = 0xC0000005
+STATUS_INVALID_PARAMETER = 0xC000000D
+
+
+@apihook("ntdll", ["NtQuerySystemTime", "ZwQuerySystemTime"], argc=1)
+def nt_query_system_time(api: GuestApi, argv: list[int]) -> int:
+    """NtQuerySystemTime(PLARGE_INTEGER): the virtual clock's FILETIME, as KUSER_SHARED_DATA's
+    SystemTime and GetSystemTimeAsFileTime."""
+    now = _services(api).clock.now_filetime()
+    try:
+        api.write_u64(argv[0], now)
+    except Exception:
+        return STATUS_ACCESS_VIOLATION
+    return STATUS_SUCCESS
+
+
+@apihook("kernel32", ["QueryUnbiasedInterruptTime", "QueryInterruptTime", "QueryInterruptTimePrecise"], argc=1)
+def query_unbiased_interrupt_time(api: GuestApi, argv: list[int]) -> int:
+    """The interrupt time (100 ns units since boot), KUSER_SHARED_DATA's InterruptTime; the
+    machine never slept, so unbiased and biased are one. It was signature-emulated (0)."""
+    if not argv[0]:
+        api.set_last_error(87)  # ERROR_INVALID_PARAMETER
+        return 0
+    api.write_u64(argv[0], _services(api).clock.uptime_units())
+    return 1

@@ -75,6 +75,23 @@ def get_system_info(api: GuestApi, argv: list[int]) -> int:
     return 0
 
 
+@apihook("kernel32", ["GetActiveProcessorCount", "GetMaximumProcessorCount"], argc=1)
+def get_active_processor_count(api: GuestApi, argv: list[int]) -> int:
+    """DWORD GetActiveProcessorCount(WORD GroupNumber): the machine's processors in group 0 or
+    ALL_PROCESSOR_GROUPS (0xFFFF), 0 for a group it does not have (ERROR_INVALID_PARAMETER).
+    It was signature-emulated: 0 processors, where GetSystemInfo said the configured count."""
+    group = argv[0] & 0xFFFF
+    if group not in (0, 0xFFFF):
+        api.set_last_error(87)
+        return 0
+    return _services(api).guest.processors
+
+
+@apihook("kernel32", ["GetActiveProcessorGroupCount", "GetMaximumProcessorGroupCount"], argc=0)
+def get_active_processor_group_count(api: GuestApi, argv: list[int]) -> int:
+    return 1
+
+
 @apihook("kernel32", "GlobalMemoryStatusEx", argc=1)
 def global_memory_status_ex(api: GuestApi, argv: list[int]) -> int:
     total = _services(api).guest.memory_mb * MIB
@@ -181,6 +198,8 @@ def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
         return STATUS_INVALID_INFO_CLASS
     if length != len(answer):
         return STATUS_INFO_LENGTH_MISMATCH
+    if not buffer:
+        return STATUS_ACCESS_VIOLATION  # the kernel's probe of the output buffer
     try:
         api.write(buffer, answer)
         api.write_u32(return_length, len(answer))

@@ -34,6 +34,7 @@ ERROR_NOT_ENOUGH_MEMORY = 8
 ERROR_INVALID_PARAMETER = 87
 STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
+STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_INVALID_PARAMETER = 0xC000000D
 THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
 QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC = 0x1
@@ -443,7 +444,10 @@ def nt_delay_execution(api: GuestApi, argv: list[int]) -> int:
         return STATUS_INVALID_PARAMETER
     if alertable & 0xFF and deliver_apcs(api):
         return STATUS_USER_APC
-    interval = int.from_bytes(api.read(interval_at, 8), "little", signed=True)
+    try:
+        interval = int.from_bytes(api.read(interval_at, 8), "little", signed=True)
+    except Exception:
+        return STATUS_ACCESS_VIOLATION
     clock = _services(api).clock
     units = -interval if interval < 0 else max(0, interval - clock.now_filetime())
     clock.sleep(min(units // 10_000, MAX_DELAY_MS))

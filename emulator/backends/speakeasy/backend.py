@@ -9,7 +9,7 @@ from typing import Any
 
 from emulator.apis import GuestApi, cryptoapi, threads
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup
+from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup, versionlie
 from emulator.backends.speakeasy.children import ChildProcesses
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
@@ -163,6 +163,8 @@ class SpeakeasyBackend:
         setup.install_api_handlers(
             target.se, memory, self.services, self._on_network_limit, left_to=ThreadWaits.hooked_apis()
         )
+        if target.kind == "pe":
+            versionlie.install(target.se, target.data)
         profile = user_dirs(self.plan.user, self.plan.domain, self.plan.hostname)["userprofile"]
         folders = GuestDirectories(emu, profile, x64=target.arch == "x64")
         folders.add(ntpath.dirname(self.plan.emu_path))

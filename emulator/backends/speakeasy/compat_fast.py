@@ -712,15 +712,19 @@ class _MappedSpans:
         return self.spans.spans
 
 
+LOWEST_USER_ADDRESS = 0x10000
+
+
 def use_fast_address_search(emu: Any) -> None:
     """Replace Speakeasy's free-range search with one giving the same addresses in log time.
 
     ``MemoryManager.get_valid_ranges`` lists every mapped and reserved page in a Python list
     (through Unicorn's region list) and set-differences each candidate range against it: with
     100 MiB mapped one VirtualAlloc of 1 MiB cost about 0.3 s, so ``max_mapped_memory`` could
-    never fire before the timeout. This version walks the same candidates in the same order (so
-    the same addresses and traces) and tests each against the mapped spans, kept up to date as
-    the engine maps and unmaps, with a binary search.
+    never fire before the timeout. This version walks the same candidates in the same order and
+    tests each against the mapped spans, kept up to date as the engine maps and unmaps, with a
+    binary search; one difference: a search with no address asked for starts at 64 KiB
+    (``LOWEST_USER_ADDRESS``), not at the first page, so nothing lands where Windows maps nothing.
     """
     import bisect
 
@@ -730,7 +734,9 @@ def use_fast_address_search(emu: Any) -> None:
     def get_valid_ranges(size: int, addr: int | None = None) -> tuple[int, int]:
         total = size
         if addr is None:
-            addr = page_size
+            # Windows maps nothing below 64 KiB (MM_LOWEST_USER_ADDRESS); Speakeasy's search
+            # started at the first page, so the PEB, the TEB and the process parameters sat there.
+            addr = LOWEST_USER_ADDRESS
         base = addr - (addr % page_size)
         if total < page_size:
             total = page_size

@@ -30,7 +30,7 @@ import speakeasy.winenv.api.api as se_api
 import speakeasy.winenv.api.sigdb as se_sigdb
 import speakeasy.winenv.arch as se_arch
 
-from emulator.backends.speakeasy import images
+from emulator.backends.speakeasy import disks, images, lasterror
 from emulator.backends.speakeasy.compat import _incompatible, _require_params
 
 # ---- start-up: the loader list of the PEB linked once ---------------------------------------
@@ -670,6 +670,8 @@ def class_hooks(cls: type) -> ClassHooks | None:
     (once per class): each name of ``dir(cls)`` whose value, read from an instance, carries
     ``__apihook__`` or ``__datahook__``. None when such a value could depend on the instance
     (a property or another descriptor, a slot): then every instance is scanned as before."""
+    lasterror.install()  # their wrappers are what the scan must find
+    disks.wrap_create_file()
     if cls in _class_hooks:
         return _class_hooks[cls]
     found: list[tuple[str, Any, Any]] = []

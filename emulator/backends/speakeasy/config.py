@@ -7,7 +7,7 @@ from typing import Any
 
 from speakeasy.config import get_default_config_dict
 
-from emulator.environment import RECENT_SHORTCUT_SIZE, command_line, recent_shortcuts, user_dirs
+from emulator.environment import RECENT_SHORTCUT_SIZE, command_line, network_adapter, recent_shortcuts, user_dirs
 from emulator.guest_registry import machine_keys, with_machine_keys
 from emulator.plan import SANDBOX_MARKER_NAME, SANDBOX_MARKER_VALUE, ReplayPlan
 
@@ -107,6 +107,7 @@ def build_speakeasy_config(plan: ReplayPlan) -> dict[str, Any]:
     if plan.sandbox_marker:
         env[SANDBOX_MARKER_NAME.lower()] = SANDBOX_MARKER_VALUE
     config["env"] = env
+    config["network"] = {**config["network"], "adapters": [network_adapter()]}
     config["hostname"] = plan.hostname
     config["domain"] = plan.domain
     config["user"] = {**config["user"], "name": plan.user}

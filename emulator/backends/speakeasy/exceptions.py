@@ -59,6 +59,7 @@ STATUS_SINGLE_STEP = 0x80000004
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
 SYSTEM_CALL_INTERRUPT = 0x2E
+ICEBP = b"\xf1"  # INT1: Unicorn raises an invalid instruction for it
 INTERRUPT_CODES = {
     0: STATUS_INTEGER_DIVIDE_BY_ZERO,
     1: STATUS_SINGLE_STEP,
@@ -280,7 +281,18 @@ class ExceptionDispatcher:
 
     def _invalid_instruction(self, _engine: Any, _user: Any) -> bool:
         """An undefined opcode (ud2, a bad encoding): STATUS_ILLEGAL_INSTRUCTION to the handlers;
-        unhandled, Unicorn stops with the error it always gave."""
+        unhandled, Unicorn stops with the error it always gave. ``icebp`` (F1, INT1), which
+        Unicorn does not decode, is a single-step trap as on a CPU: the exception address and
+        the context's pc are the next instruction."""
+        pc = int(self.emu.get_pc())
+        try:
+            icebp = bytes(self.emu.mem_read(pc, 1)) == ICEBP
+        except Exception:
+            icebp = False
+        if icebp:
+            self.pending_pc = pc + 1
+            self.emu.set_pc(pc + 1)
+            return self.dispatch(STATUS_SINGLE_STEP, None)
         return self.dispatch(STATUS_ILLEGAL_INSTRUCTION, None)
 
     def _protection_read(self, address: int) -> bool:

@@ -26,8 +26,10 @@ from emulator.backends.speakeasy import (
     compat_dispatch,
     compat_fast,
     compat_start,
+    disks,
     exceptions,
     images,
+    lasterror,
     ntmemory,
     printf,
     procview,
@@ -39,6 +41,7 @@ from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
 from emulator.backends.speakeasy.sources import read_c_string
 from emulator.backends.speakeasy.sysfiles import SystemFiles
+from emulator.environment import machine_variables
 from emulator.lifecycle import collector_paused
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
@@ -238,6 +241,8 @@ def load_target(plan: ReplayPlan) -> LoadedTarget:
 def _load_target(plan: ReplayPlan) -> LoadedTarget:
     data = Path(plan.target_path).read_bytes()
     images.install()
+    lasterror.install()
+    disks.wrap_create_file()
     signatures.install()
     compat_start.scan_handlers_once()
     printf.install()
@@ -292,6 +297,9 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
             raise BackendInputError(f"malformed PE: {err}") from err
     emu: Any = se.emu
     arch = "x86" if emu.get_arch() == se_arch.ARCH_X86 else "x64"
+    # The system variables, for the architecture now known; the scenario's own values stay.
+    for key, value in machine_variables(plan.guest, arch == "x64").items():
+        emu.env.setdefault(key, value)
     managed = pe.has_clr_runtime_header(data)
     return LoadedTarget(
         se,
@@ -396,6 +404,7 @@ def install_api_handlers(
     printf.install_handlers(se)
     regenum.install(se, memory.ptr_size)
     procview.install(se, memory.ptr_size)
+    disks.install(se, services.guest)
     ntmemory.install(se, memory.ptr_size, memory.space)
     timers.install(se, memory.ptr_size, services)
 

@@ -55,6 +55,11 @@ SYSCALL_INSTRUCTION_SIZE = 2
 # The x86 stub: mov eax, SSN; mov edx, KiFastSystemCall; call edx; ret N (15 bytes).
 X86_STUB_SIZE = 15
 X86_GATE_RETURN_OFFSET = 12  # the stub's ret, where its call of the gate returns
+# ntdll exports whose whole body on Windows is ``int3; ret`` (both architectures): anti-attach
+# checks read their first byte (0xCC, or a debugger's patch), and a call raises a breakpoint
+# the guest's handlers see, as without a debugger.
+BREAKPOINT_FUNCTIONS = frozenset({"DbgBreakPoint", "DbgUserBreakPoint"})
+BREAKPOINT_BODY = b"\xcc\xc3"
 
 
 @dataclass
@@ -129,6 +134,9 @@ class SystemCalls:
         self.table, stubs = number_stubs(exports)
         if not stubs:
             return False
+        for name, address, _trap in exports:
+            if name in BREAKPOINT_FUNCTIONS:
+                self.emu.mem_write(address, BREAKPOINT_BODY)
         traps = {name: trap for name, _, trap in exports}
         site = self.site_offset
         self.stub_sites = {address + site: (number, traps[name]) for name, address, number in stubs}

@@ -86,8 +86,11 @@ FILE_MAP_COPY, FILE_MAP_WRITE, FILE_MAP_EXECUTE = 0x1, 0x2, 0x20
 MEM_WRITE_WATCH = 0x200000
 WRITE_WATCH_FLAG_RESET = 0x1
 ERROR_INVALID_PARAMETER = 87
+ERROR_NOACCESS = 998
 WRITABLE = (PAGE_READWRITE, PAGE_EXECUTE_READWRITE)
 WRITABLE_SECTIONS = (PAGE_READWRITE, PAGE_EXECUTE_READWRITE)
+# Protections a write succeeds under (copy-on-write included).
+WRITABLE_PROTECTIONS = (PAGE_READWRITE, PAGE_EXECUTE_READWRITE, 0x08, 0x80)
 EXECUTABLE_SECTIONS = (PAGE_EXECUTE, PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_WRITECOPY)
 
 
@@ -426,12 +429,21 @@ class AddressSpace:
         if region is None or region.state != MEM_COMMIT:
             emu.set_last_error(ERROR_INVALID_ADDRESS)
             return 0
+        if not self._writable(old_pointer):
+            # Windows' kernel probes lpflOldProtect first: NULL or unmapped fails the call,
+            # nothing changed (Speakeasy changed the protection and returned TRUE).
+            emu.set_last_error(ERROR_NOACCESS)
+            return 0
         rv = orig(argv)
         if rv and old_pointer:
             emu.mem_write(old_pointer, region.protect.to_bytes(4, "little"))
             for index in range(address // PAGE, _up(address + max(size, 1)) // PAGE):
                 self.protect[index] = protect
         return rv
+
+    def _writable(self, address: int) -> bool:
+        region = self.query(address) if address else None
+        return region is not None and region.state == MEM_COMMIT and region.protect & 0xFF in WRITABLE_PROTECTIONS
 
     def _virtual_free(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         address, size, kind = (list(argv) + [0, 0, 0])[:3]

@@ -97,8 +97,9 @@ void __stdcall MachineEntry32(void)
     size = sizeof value;
     check("product_name", RegOpenKeyExA(HKEY_LOCAL_MACHINE, "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion", 0, KEY_READ, &key) == ERROR_SUCCESS
           && RegQueryValueExA(key, "ProductName", 0, &type, (BYTE *)value, &size) == ERROR_SUCCESS && type == REG_SZ && str_has_i(value, "Windows"));
-    version.dwOSVersionInfoSize = sizeof version;
-    GetVersionExA(&version);
+    /* The machine's build as KUSER_SHARED_DATA holds it (GetVersionEx tells a program without a
+     * manifest naming Windows 10 build 9200, as Windows 8.1 and later do). */
+    version.dwBuildNumber = *(volatile ULONG *)0x7FFE0260 & 0xFFFF;
     size = sizeof value;
     DWORD build = 0;
     if (RegQueryValueExA(key, "CurrentBuildNumber", 0, &type, (BYTE *)value, &size) == ERROR_SUCCESS)
