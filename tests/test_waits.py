@@ -173,3 +173,18 @@ def test_an_injector_that_waits_for_its_remote_thread_sees_it_done_before_it_fre
     stage = report["stages"][1]
     assert (stage["via"], stage["process"]) == ("thread", "C:\\Windows\\System32\\notepad.exe")
     assert [run["kind"] for run in report["runs"]] == ["module_entry"]
+
+
+def test_each_api_has_one_project_handler_and_waits_calls_those_it_hooks() -> None:
+    """Two project handlers of one API (two probes both handled NtDelayExecution) would leave
+    only one of them running, whichever Speakeasy keeps; an API waits.py hooks has its project
+    handler called from that hook, so it is not installed a second time."""
+    from collections import Counter
+
+    from emulator.backends.speakeasy.setup import HANDLERS
+    from emulator.backends.speakeasy.waits import ThreadWaits
+
+    names = Counter((h.module.lower(), h.name) for h in HANDLERS)
+    assert [name for name, count in names.items() if count > 1] == []
+    composed = {name for name in names if name in ThreadWaits.hooked_apis()}
+    assert {("kernel32", "Sleep"), ("kernel32", "SleepEx"), ("ntdll", "NtDelayExecution")} <= composed
