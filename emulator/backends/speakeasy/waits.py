@@ -276,28 +276,18 @@ class ThreadWaits:
             return []
         return [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
 
-    def _zero_timeout(self, spec: WaitApi, argv: list[int]) -> bool:
-        if spec.timeout is not None and len(argv) > spec.timeout:
-            return argv[spec.timeout] & 0xFFFFFFFF == 0
-        if spec.nt_timeout is not None and len(argv) > spec.nt_timeout and argv[spec.nt_timeout]:
-            try:
-                return self.memory.read(argv[spec.nt_timeout], 8) == bytes(8)
-            except Exception:
-                return False
-        return False
-
-    def _finite_timeout(self, spec: WaitApi, argv: list[int]) -> int | None:
-        """A wait's timeout in milliseconds when it is finite and not zero; None otherwise (an
-        NT timeout at an absolute time counts as none)."""
+    def _timeout_ms(self, spec: WaitApi, argv: list[int]) -> int | None:
+        """A wait's timeout in milliseconds (0: a poll); None for one that waits for ever (an
+        NT timeout at an absolute time counts as that too)."""
         if spec.timeout is not None and len(argv) > spec.timeout:
             ms = argv[spec.timeout] & 0xFFFFFFFF
-            return ms if 0 < ms < INFINITE else None
+            return None if ms == INFINITE else ms
         if spec.nt_timeout is not None and len(argv) > spec.nt_timeout and argv[spec.nt_timeout]:
             try:
                 value = int.from_bytes(self.memory.read(argv[spec.nt_timeout], 8), "little", signed=True)
             except Exception:
                 return None
-            return -value // 10_000 if value < 0 else None  # relative, in 100 ns units
+            return -value // 10_000 if value <= 0 else None  # relative, in 100 ns units
         return None
 
     def _waits_for_all(self, spec: WaitApi, argv: list[int]) -> bool:
@@ -322,7 +312,8 @@ class ThreadWaits:
         startable = [self._startable(handle) for handle in self._handles(spec, argv)]
         if not any(item is not None for item in startable):
             return orig(argv) if orig is not None else WAIT_OBJECT_0
-        if self._zero_timeout(spec, argv):
+        timeout = self._timeout_ms(spec, argv)
+        if timeout == 0:
             # a poll: the first one finds them still running; the next one waits for them
             first = [target for target, _ in filter(None, startable) if id(target) not in self.polled]
             if first:
@@ -335,10 +326,9 @@ class ThreadWaits:
             # not yet run becomes signalled by running; any other object (Speakeasy's) already is
             index = next(i for i, item in enumerate(startable) if item is not None)
             chosen = [item for item in startable[index : index + 1] if item is not None]
-            if index and orig is not None:
-                return orig(argv)  # an object before it is signalled: nothing waits
-        timeout = self._finite_timeout(spec, argv)
-        deadline = self.now_ms() + timeout if timeout is not None and self.now_ms is not None else None
+            if index:  # an object before it is signalled: nothing waits
+                return orig(argv) if orig is not None else WAIT_OBJECT_0
+        deadline = self.now_ms() + timeout if timeout and self.now_ms is not None else None
         self._run_now(chosen, deadline=deadline, timeout_result=STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT)
         return WAIT_OBJECT_0 + index
 
