@@ -188,3 +188,26 @@ def test_each_api_has_one_project_handler_and_waits_calls_those_it_hooks() -> No
     assert [name for name, count in names.items() if count > 1] == []
     composed = {name for name in names if name in ThreadWaits.hooked_apis()}
     assert {("kernel32", "Sleep"), ("kernel32", "SleepEx"), ("ntdll", "NtDelayExecution")} <= composed
+
+
+@pytest.mark.parametrize("sample", ["edges.exe", "edges32.exe"])
+def test_odd_waits_complete_without_a_fault(sample: str) -> None:
+    """tests/bins/waits/edges.c: a waited thread with 700 KiB of locals, a chain of 40 threads each
+    waiting for the next (past MAX_NESTED_THREADS the next one runs after, and the chain counts the
+    levels that ran inside), two threads waiting for each other, 64 threads at once, a bad count
+    and array, a NULL handle, the own thread's pseudo handle."""
+    from emulator.backends.speakeasy.waits import MAX_NESTED_THREADS
+
+    recording = _emulate(sample)
+    assert recording.status == "completed", recording.detail
+    verdicts = [str(c.args[0]) for c in _calls(recording, "kernel32.OutputDebugStringA")]
+    assert verdicts == [
+        "check big_stack_thread: pass",
+        f"check deep_chain: pass {MAX_NESTED_THREADS:03d}",
+        "check mutual_wait_returns: pass",
+        "check wait_64: pass",
+        "check wait_bad_count: pass",
+        "check wait_null_handle: pass",
+        "check wait_self: pass",
+    ]
+    assert [run["error"] for run in recording.runs] == [None] * len(recording.runs)
