@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import ntpath
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pefile
@@ -76,6 +76,7 @@ START_APIS: dict[tuple[str, str], tuple[str, int]] = {
     ("shell32", "ShellExecuteExW"): ("shellex", 0),
 }
 RESUME_APIS = (("kernel32", "ResumeThread"),)
+COMMAND_LINE_APIS = (("kernel32", "GetCommandLineA"), ("kernel32", "GetCommandLineW"))
 NATIVE_RESUME_APIS = (("ntdll", "NtResumeThread"), ("ntdll", "ZwResumeThread"))
 STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
@@ -86,6 +87,13 @@ IMAGE_FILE_DLL = 0x2000
 DLL_PROCESS_ATTACH = 1
 MAX_PATH_CHARS = 32767
 NOTE = "child_process_not_run"
+# A command of a cmd line its condition did not run (``&&`` after a failure, ``||`` after a success).
+SKIP_NOTE = "cmd_command_skipped"
+# The exit code of a guest program that could not run (not a PE, the other architecture): cmd's
+# next condition sees a failure, as it would see the program fail to start.
+NOT_RUN_EXIT_CODE = 1
+# The exit code of a command whose program is not emulated (a system program: whoami, certutil).
+NOT_EMULATED_EXIT_CODE = 0
 # What a script host the guest started (powershell, mshta, wscript) would have run (scripthosts.py).
 SCRIPT_NOTE = "script_command"
 
@@ -107,6 +115,22 @@ class Launch:
     system_program: str | None = None  # the system program the parent started that ran the file
     calls: tuple[lolbins.ExportCall, ...] = ()  # a DLL's exports the system program calls
     started: Any = None  # the process object the parent started (its main thread is resumed)
+    chain: Any = None  # the cmd line (_CmdRun) whose command this is: its end decides what runs next
+
+
+@dataclass
+class _CmdRun:
+    """A ``cmd.exe /c`` line being run, one command at a time: the next one is decided by the
+    exit code of the one before (lolbins.cmd_steps)."""
+
+    steps: Any  # lolbins.cmd_steps's generator
+    process: Any  # cmd's process object (the parent's handle names it)
+    path: str  # cmd's path
+    api: str
+    parent: str = ""
+    context: Any = None
+    waiting: list[Launch] = field(default_factory=list)  # the current command's launches not ended
+    code: int = 0  # the exit code of the current command (its last launch's)
 
 
 class ChildProcesses:
@@ -140,6 +164,11 @@ class ChildProcesses:
         # alone runs nothing (its program is not emulated); a changed context runs as before.
         self.not_emulated: dict[int, tuple[Any, Any]] = {}
         self.started = 0  # children that ran (or were mapped to run)
+        # id(thread or process object) -> its exit code: children's (here, however they ran) and
+        # the threads and children a wait ran (waits.py shares this one record).
+        self.exit_codes: dict[int, int] = {}
+        self.running: list[Launch] = []  # the children run now (after the parent), innermost last
+        self.command_lines: dict[tuple[int, bool, str], int] = {}  # (id(process), wide, line) -> its buffer
         self.on_new_code: Any = None
 
     def install(self) -> None:
@@ -155,6 +184,22 @@ class ChildProcesses:
             self.se.add_api_hook(self._on_resume, module, name)
         for module, name in NATIVE_RESUME_APIS:
             self.se.add_api_hook(self._on_native_resume, module, name, argc=2)
+        for module, name in COMMAND_LINE_APIS:
+            self.se.add_api_hook(self._on_command_line, module, name, argc=0)
+
+    def _on_command_line(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """GetCommandLine in a child: its own command line, NUL-terminated, in a buffer of its own
+        (Speakeasy's one buffer per width is sized for the first line asked for and written
+        without a terminator: a shorter line of a later child kept the end of a longer one)."""
+        process = compat.current_process(self.emu)
+        if not any(launch.process is process for launch in self.launches):
+            return orig(argv)
+        wide = api_name.endswith("W")
+        text = str(getattr(process, "cmdline", "") or "")
+        key = (id(process), wide, text)
+        if key not in self.command_lines:
+            self.command_lines[key] = compat.guest_string(self.emu, text, wide)
+        return self.command_lines[key]
 
     # -- the guest starts a process --------------------------------------------------------------
 
@@ -180,6 +225,7 @@ class ChildProcesses:
         elif how == "shellex":
             command_line = f'"{path}" {command_line}'.rstrip() if command_line else f'"{path}"'
         found = self._image_path(path)
+        run: _CmdRun | None = None
         if found is not None:
             data = compat.guest_file_data(self.emu, found)
             if data is None:
@@ -191,8 +237,14 @@ class ChildProcesses:
             expand = lambda text: lolbins.expand_variables(text, env)  # noqa: E731
             for script in scripthosts.script_commands(path, command_line or path, expand):
                 self.recorder.note(SCRIPT_NOTE, script.detail())
-            # A system program that runs what it is given (lolbins.py): the guest files it runs.
-            launches = self._system_program_launches(process, path, command_line, api, suspended)
+            # A system program that runs what it is given (lolbins.py): the guest files it runs;
+            # cmd's commands one at a time, each as its condition and the one before say.
+            chain = lolbins.cmd_chain(path, command_line or path, self.arch, expand)
+            if chain is not None:
+                run = _CmdRun(lolbins.cmd_steps(chain), process, path, api, self.recorder.current_stage)
+                launches = self._next_command(run, None, suspended)
+            else:
+                launches = self._system_program_launches(process, path, command_line, api, suspended)
             if not launches:
                 # not a program of the guest's files: Speakeasy's process object only
                 main = compat.main_thread(process)
@@ -202,6 +254,13 @@ class ChildProcesses:
         parent = self.recorder.current_stage
         thread = compat.main_thread(process)
         context = compat.thread_context(thread) if thread is not None else None
+        if run is not None:
+            run.context = context
+        self._queue(launches, api, parent, context, process)
+        return rv
+
+    def _queue(self, launches: list[Launch], api: str, parent: str, context: Any, process: Any) -> None:
+        """Queue programs started by ``process`` (the parent's, or cmd's) to run."""
         for launch in launches:
             if self.started + len(self.pending) >= self.limit:
                 self.stop_now(
@@ -211,15 +270,81 @@ class ChildProcesses:
                         "max_child_processes",
                     )
                 )
-                return rv
+                return
             launch.parent, launch.context, launch.started = parent, context, process
             compat.set_process_command_line(launch.process, launch.command_line)
             self.pending.append(launch)
             self.launches.append(launch)
             logger.debug(
-                "%s started %s (%s)%s", parent, launch.path, launch.command_line, " suspended" if suspended else ""
+                "%s started %s (%s)%s",
+                parent,
+                launch.path,
+                launch.command_line,
+                " suspended" if launch.suspended else "",
             )
-        return rv
+
+    # -- cmd's commands, one after another, as their conditions say -------------------------------
+
+    def _next_command(self, run: _CmdRun, code: int | None, suspended: bool = False) -> list[Launch]:
+        """Go on with a cmd line whose current command ended with ``code`` (None: none ran yet):
+        the launches of the next command that runs any of the guest's files; a command that runs
+        none counts as exit code NOT_EMULATED_EXIT_CODE, a part skipped by its condition is noted.
+        [] when the line is done (cmd's process then ends with the line's exit code)."""
+        try:
+            step = next(run.steps) if code is None else run.steps.send(code)
+            while True:
+                if isinstance(step, lolbins.CmdSkipped):
+                    self._note_skipped(run, step)
+                    step = run.steps.send(None)
+                    continue
+                launches = self._launches_of(run.process, run.path, list(step.targets), run.api, suspended)
+                if launches:
+                    for launch in launches:
+                        launch.chain = run
+                    run.waiting = list(launches)
+                    return launches
+                step = run.steps.send(NOT_EMULATED_EXIT_CODE)
+        except StopIteration as done:
+            self.exit_codes[id(run.process)] = int(done.value or 0) & 0xFFFFFFFF
+        return []
+
+    def _note_skipped(self, run: _CmdRun, skipped: lolbins.CmdSkipped) -> None:
+        when = "exit code 0" if skipped.op == "||" else f"exit code {skipped.code}, not 0"
+        commands = ", ".join(f"`{c}`" for c in skipped.commands)
+        stage = self.recorder.current_stage
+        self.recorder.current_stage = run.parent
+        self.recorder.note(
+            SKIP_NOTE,
+            f"{ntpath.basename(run.path)}: {commands} not run: it follows {skipped.op} and the command "
+            f"before it ended with {when}",
+        )
+        self.recorder.current_stage = stage
+
+    def ended(self, launch: Launch, code: int) -> None:
+        """``launch`` ended with exit code ``code`` (however it ran): its process's record (what
+        GetExitCodeProcess answers), and for a command of a cmd line, the next command queued."""
+        code &= 0xFFFFFFFF
+        self.exit_codes[id(launch.process)] = code
+        run = launch.chain
+        if run is None:
+            if launch.started is not None:
+                self.exit_codes.setdefault(id(launch.started), code)
+            return
+        if launch in run.waiting:
+            run.waiting.remove(launch)
+            run.code = code
+        if run.waiting:
+            return
+        launches = self._next_command(run, run.code)
+        self._queue(launches, run.api, run.parent, run.context, run.process)
+
+    def exiting(self, process: Any, code: int) -> None:
+        """A child run after its parent ends itself (ExitProcess, RtlExitUserProcess,
+        TerminateProcess of itself) with ``code``: its exit code."""
+        for launch in reversed(self.running):
+            if launch.process is process:
+                self.exit_codes[id(process)] = code & 0xFFFFFFFF
+                return
 
     def _system_program_launches(
         self, process: Any, path: str, command_line: str, api: str, suspended: bool
@@ -227,6 +352,19 @@ class ChildProcesses:
         """The guest files a system program (rundll32, regsvr32, cmd) runs, from its command line."""
         env = compat.guest_environment(self.emu)
         found = lolbins.targets(path, command_line or path, self.arch, lambda text: lolbins.expand_variables(text, env))
+        return self._launches_of(process, path, found, api, suspended, env)
+
+    def _launches_of(
+        self,
+        process: Any,
+        path: str,
+        found: list[lolbins.Target],
+        api: str,
+        suspended: bool,
+        env: dict[str, str] | None = None,
+    ) -> list[Launch]:
+        """The launches of what a system program runs (``found``) that are guest files."""
+        env = env if env is not None else compat.guest_environment(self.emu)
         launches: list[Launch] = []
         for target in found:
             file = self._image_path(target.name, env)
@@ -352,14 +490,22 @@ class ChildProcesses:
             if launch.suspended:
                 continue  # never resumed: a suspended process that never ran
             if launch.kind == "dll":
-                self._run_dll(launch)
+                self.ended(launch, self._run_dll(launch))
                 continue
             module = self._map(launch)
             if module is None:
+                self.ended(launch, NOT_RUN_EXIT_CODE)
                 continue
             self.started += 1
             self._start_stage(launch, module, "pe", int(module.base) + int(module.ep))
-            compat.run_process_image(self.emu, launch.process, module, launch.command_line)
+            self.running.append(launch)
+            try:
+                returned = compat.run_process_image(self.emu, launch.process, module, launch.command_line)
+            finally:
+                self.running.remove(launch)
+            # ExitProcess's code (recorded as it was called), else the entry point's return value
+            code = self.exit_codes.get(id(launch.process), returned if returned is not None else 0)
+            self.ended(launch, code)
 
     def pending_programs(self) -> list[Launch]:
         """The programs (not DLLs a system program loads) started and yet to run, not suspended."""
@@ -384,11 +530,12 @@ class ChildProcesses:
         self._start_stage(launch, module, "pe", int(module.base) + int(module.ep))
         return module
 
-    def _run_dll(self, launch: Launch) -> None:
-        """A DLL a system program loads: DllMain (attach), then the exports it calls."""
+    def _run_dll(self, launch: Launch) -> int:
+        """A DLL a system program loads: DllMain (attach), then the exports it calls; the
+        program's exit code (0 when it ran: rundll32's does not depend on the export)."""
         module = self._map(launch)
         if module is None:
-            return
+            return NOT_RUN_EXIT_CODE
         calls: list[tuple[str, int, list[int]]] = []
         base = int(module.base)
         if int(module.ep):
@@ -407,10 +554,11 @@ class ChildProcesses:
             calls.append((f"child_export.{name}", address, self._arguments(call, name, base)))
         if not calls:
             self._not_run(launch, "nothing of it to run (no DllMain, no export called)")
-            return
+            return NOT_RUN_EXIT_CODE
         self.started += 1
         self._start_stage(launch, module, "module", calls[0][1])
         compat.run_process_calls(self.emu, launch.process, calls, launch.command_line)
+        return 0
 
     def _arguments(self, call: lolbins.ExportCall, name: str, base: int) -> list[int]:
         if call.convention == "rundll32":

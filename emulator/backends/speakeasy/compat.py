@@ -1104,12 +1104,13 @@ def range_free(emu: Any, base: int, size: int) -> bool:
     return bool(free == base)
 
 
-def run_process_image(emu: Any, process: Any, module: Any, command_line: str) -> None:
+def run_process_image(emu: Any, process: Any, module: Any, command_line: str) -> int | None:
     """Run a process's image mapped as ``module`` (TLS callbacks, then the entry point) in that
     process, with its command line, its main thread and a PEB of its own, until its runs (and
     the threads it starts) are done: what Speakeasy's ``run_module`` does for each child with
     ``emulate_children``, on chainreplay's run queue. The C runtime's ``main`` arguments come
-    from the command line (``get_argv`` reads ``argv`` first: the parent's, emptied)."""
+    from the command line (``get_argv`` reads ``argv`` first: the parent's, emptied). The entry
+    point's return value (Speakeasy's ``Run.ret_val``), None if it did not return."""
     process.pe = module
     process.base = int(module.base)
     thread = main_thread(process)
@@ -1133,6 +1134,8 @@ def run_process_image(emu: Any, process: Any, module: Any, command_line: str) ->
     emu.command_line = command_line
     emu.argv = []
     emu.start()
+    returned = getattr(runs[-1], "ret_val", None)
+    return int(returned) & 0xFFFFFFFF if returned is not None else None
 
 
 @dataclass

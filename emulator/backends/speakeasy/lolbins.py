@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ntpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 # rundll32 passes the export (hwnd, hinst, lpszCmdLine, nCmdShow); nCmdShow is SW_SHOWDEFAULT.
@@ -209,52 +209,194 @@ def _regsvr32(path: str, tail: str, arch: str, expand: Callable[[str], str], dep
 
 def _cmd(path: str, tail: str, arch: str, expand: Callable[[str], str], depth: int) -> list[Target]:
     """``cmd.exe [/q /d ...] /c|/k <command>``: each command of the line (``&``, ``&&``,
-    ``||``) whose program is a file (``start ["title"] [switches] X``, or ``X args``); a system
-    program of the table is read in turn."""
+    ``||``, ``|``, parentheses) whose program is a file (``start ["title"] [switches] X``, or
+    ``X args``); a system program of the table is read in turn. Every command, whatever its
+    condition (:func:`cmd_chain` says which run)."""
+    node = _cmd_node(path, tail, arch, expand, depth)
+    return [t for command in _leaves(node) for t in command.targets] if node is not None else []
+
+
+@dataclass(frozen=True)
+class CmdCommand:
+    """One command of a cmd line: its text and what it runs of the guest's (``targets``; none
+    for a built-in command or a program that is no file of the guest's)."""
+
+    text: str
+    targets: tuple[Target, ...] = ()
+
+
+@dataclass(frozen=True)
+class CmdOp:
+    """Two parts of a cmd line joined by ``op``: ``&`` (both), ``&&`` (the right one if the left
+    one's exit code is 0), ``||`` (the right one if it is not), ``|`` (both: a pipe)."""
+
+    op: str
+    left: CmdNode
+    right: CmdNode
+
+
+CmdNode = CmdCommand | CmdOp
+
+
+@dataclass(frozen=True)
+class CmdSkipped:
+    """Commands a condition did not run: ``commands`` (their text) after ``op`` when the part
+    before it ended with exit code ``code``."""
+
+    commands: tuple[str, ...]
+    op: str
+    code: int
+
+
+def cmd_chain(name: str, command_line: str, arch: str, expand: Callable[[str], str]) -> CmdNode | None:
+    """The commands of a ``cmd.exe /c`` (or ``/k``) command line as cmd groups them, each with
+    what it runs; None for another program or a line with no command."""
+    if program_key(name) != "cmd":
+        return None
+    _, tail = split_first(command_line)
+    return _cmd_node(ntpath.join(system_folder(arch), "cmd.exe"), tail, arch, expand, 0)
+
+
+def cmd_steps(node: CmdNode) -> Generator[CmdCommand | CmdSkipped, int | None, int]:
+    """Run a cmd line: yields each command to run (send its exit code back) and each part a
+    condition skips (send None); returns the line's exit code. cmd's precedence (ReactOS's
+    parser, as Windows'): ``|`` binds tightest, then ``&&``, then ``||``, then ``&``."""
+    if isinstance(node, CmdCommand):
+        code = yield node
+        return int(code or 0)
+    left = yield from cmd_steps(node.left)
+    if node.op == "&&" and left != 0 or node.op == "||" and left == 0:
+        yield CmdSkipped(tuple(c.text for c in _leaves(node.right)), node.op, left)
+        return left
+    return (yield from cmd_steps(node.right))
+
+
+def _leaves(node: CmdNode) -> list[CmdCommand]:
+    if isinstance(node, CmdCommand):
+        return [node]
+    return _leaves(node.left) + _leaves(node.right)
+
+
+def _cmd_node(path: str, tail: str, arch: str, expand: Callable[[str], str], depth: int) -> CmdNode | None:
     match = re.search(r"(?i)(?:^|\s)/[ckr](?=\s|\"|$)", tail)
     if match is None:
-        return []
+        return None
     command = tail[match.end() :].strip()
     if command.startswith('"') and command.endswith('"') and command.count('"') > 2:
         command = command[1:-1]  # cmd's rule: the outer quotes of a command that has more
     command = expand(command)
-    found: list[Target] = []
-    for part in _commands(command):
-        program, args = split_first(part)
-        if program.lower() == "start":
-            program, args = _start_program(args)
-        if not program or program_key(program) in CMD_BUILTINS:
-            continue
-        line = f'"{program}" {args}'.rstrip() if " " in program else f"{program} {args}".rstrip()
-        nested = targets(program, line, arch, expand, depth + 1)
-        if nested or program_key(program) in PROGRAMS:
-            found.extend(Target(path, t.process, t.kind, t.name, t.command_line, t.calls) for t in nested)
-            continue
-        found.append(Target(path, program, "exe", program, line))
-    return found
+    node = _parse_line(command)
+    return _with_targets(node, path, arch, expand, depth) if node is not None else None
+
+
+def _parse_line(line: str) -> CmdNode | None:
+    """A cmd line's tree of commands (what follows an unmatched group, ``(a) b``, as after ``&``)."""
+    tokens = _cmd_tokens(line)
+    node: CmdNode | None = None
+    i = 0
+    while i < len(tokens):
+        more, after = _parse_cmd(tokens, i, 0)
+        i = after if after > i else i + 1
+        if more is not None:
+            node = more if node is None else CmdOp("&", node, more)
+    return node
 
 
 def _commands(line: str) -> list[str]:
-    """The commands of a cmd line split at ``&``, ``&&``, ``||`` (outside quotes), in order."""
-    parts: list[str] = []
+    """The commands of a cmd line, in order, whatever their conditions."""
+    node = _parse_line(line)
+    return [c.text for c in _leaves(node)] if node is not None else []
+
+
+def _with_targets(node: CmdNode, path: str, arch: str, expand: Callable[[str], str], depth: int) -> CmdNode:
+    if isinstance(node, CmdOp):
+        left = _with_targets(node.left, path, arch, expand, depth)
+        return CmdOp(node.op, left, _with_targets(node.right, path, arch, expand, depth))
+    return CmdCommand(node.text, tuple(_command_targets(path, node.text, arch, expand, depth)))
+
+
+def _command_targets(path: str, part: str, arch: str, expand: Callable[[str], str], depth: int) -> list[Target]:
+    """What one command of a cmd line runs of the guest's files."""
+    program, args = split_first(part)
+    if program.lower() == "start":
+        program, args = _start_program(args)
+    if not program or program_key(program) in CMD_BUILTINS:
+        return []
+    line = f'"{program}" {args}'.rstrip() if " " in program else f"{program} {args}".rstrip()
+    nested = targets(program, line, arch, expand, depth + 1)
+    if nested or program_key(program) in PROGRAMS:
+        return [Target(path, t.process, t.kind, t.name, t.command_line, t.calls) for t in nested]
+    return [Target(path, program, "exe", program, line)]
+
+
+# cmd's operators, loosest first (``|`` binds tightest).
+CMD_OPERATORS = ("&", "||", "&&", "|")
+
+
+def _cmd_tokens(line: str) -> list[str]:
+    """A cmd line as commands and operators (``&``, ``&&``, ``||``, ``|``, ``(``, ``)``),
+    quotes respected; a ``(`` opens a group only where a command starts, a ``)`` closes one
+    only inside a group."""
+    tokens: list[str] = []
     current: list[str] = []
     quoted = False
+    depth = 0
     i = 0
+
+    def flush() -> None:
+        text = "".join(current).strip()
+        if text:
+            tokens.append(text)
+        current.clear()
+
     while i < len(line):
         ch = line[i]
         if ch == '"':
             quoted = not quoted
         elif not quoted and ch in "&|":
-            parts.append("".join(current))
-            current = []
-            while i + 1 < len(line) and line[i + 1] in "&|":
-                i += 1
+            flush()
+            double = i + 1 < len(line) and line[i + 1] == ch
+            tokens.append(ch * 2 if double else ch)
+            i += 2 if double else 1
+            continue
+        elif not quoted and ch == "(" and not "".join(current).strip():
+            flush()
+            tokens.append("(")
+            depth += 1
+            i += 1
+            continue
+        elif not quoted and ch == ")" and depth:
+            flush()
+            tokens.append(")")
+            depth -= 1
             i += 1
             continue
         current.append(ch)
         i += 1
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+    flush()
+    return tokens
+
+
+def _parse_cmd(tokens: list[str], i: int, level: int) -> tuple[CmdNode | None, int]:
+    """The part of ``tokens`` from ``i`` whose operators bind at least as tightly as
+    ``CMD_OPERATORS[level]``: (its tree, the index after it). Empty commands are dropped (``a &``,
+    ``& b``)."""
+    if level == len(CMD_OPERATORS):
+        if i < len(tokens) and tokens[i] == "(":
+            node, i = _parse_cmd(tokens, i + 1, 0)
+            if i < len(tokens) and tokens[i] == ")":
+                i += 1
+            return node, i
+        if i < len(tokens) and tokens[i] not in CMD_OPERATORS and tokens[i] != ")":
+            return CmdCommand(tokens[i]), i + 1
+        return None, i
+    op = CMD_OPERATORS[level]
+    node, i = _parse_cmd(tokens, i, level + 1)
+    while i < len(tokens) and tokens[i] == op:
+        right, i = _parse_cmd(tokens, i + 1, level + 1)
+        if right is not None:
+            node = right if node is None else CmdOp(op, node, right)
+    return node, i
 
 
 def _start_program(args: str) -> tuple[str, str]:

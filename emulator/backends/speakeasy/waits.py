@@ -60,7 +60,7 @@ from typing import Any
 
 from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat
-from emulator.backends.speakeasy.children import ChildProcesses, Launch
+from emulator.backends.speakeasy.children import NOT_RUN_EXIT_CODE, ChildProcesses, Launch
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ class _Running:
     command_line: str = ""  # the child's command line
     deadline: int | None = None  # the virtual tick count at which a finite wait for it times out
     timed_out: bool = False  # cut at a sleep past its deadline: it is still running
+    launch: Launch | None = None  # the child process's launch (its end is children.py's to record)
 
 
 @dataclass
@@ -193,7 +194,8 @@ class ThreadWaits:
         self.handlers = handlers or {}
         # Runs the calling thread's pending APCs from the API being handled; whether there were any.
         self.deliver_apcs = deliver_apcs
-        self.exit_codes: dict[int, int] = {}  # id(thread or process object) -> exit code
+        # id(thread or process object) -> exit code: children.py's record when there are children
+        self.exit_codes: dict[int, int] = children.exit_codes if children is not None else {}
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
         self.still_running: set[int] = set()  # id(thread or process object): cut by a wait's timeout
         self.running: list[_Running] = []  # innermost last
@@ -210,6 +212,7 @@ class ThreadWaits:
         self._hook("kernel32", "GetExitCodeThread", 2, self._on_exit_code)
         self._hook("kernel32", "GetExitCodeProcess", 2, self._on_exit_code)
         self._hook("kernel32", "TerminateThread", 2, self._on_terminate)
+        self._hook("kernel32", "TerminateProcess", 2, self._on_terminate_process)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
             self._hook(module, name, argc, partial(self._on_sleep, timeout, argc))
         compat.after_each_api_callback(self.emu, self._callback_returned)
@@ -241,6 +244,7 @@ class ThreadWaits:
             ("kernel32", "GetExitCodeThread"),
             ("kernel32", "GetExitCodeProcess"),
             ("kernel32", "TerminateThread"),
+            ("kernel32", "TerminateProcess"),
             *SLEEP_APIS,
         }
 
@@ -364,7 +368,7 @@ class ThreadWaits:
             assert self.children is not None
             module = self.children.start_now(how)
             if module is None:
-                self.exit_codes[id(target)] = 0  # not run (noted): it ended
+                self.children.ended(how, NOT_RUN_EXIT_CODE)  # not run (noted): it ended
                 continue
             process_calls = compat.process_entry_calls(self.emu, module)
             thread = compat.main_thread(target)
@@ -380,6 +384,7 @@ class ThreadWaits:
                         module=module,
                         command_line=how.command_line,
                         deadline=deadline,
+                        launch=how,
                     )
                 )
                 calls.append(call)
@@ -418,7 +423,10 @@ class ThreadWaits:
             tag.timed_out = True
             self.still_running.add(id(target))
         if done.entry or done.timed_out:
-            if not done.timed_out:
+            if not done.timed_out and done.launch is not None and self.children is not None:
+                # the child's code; cmd's (the handle waited for) once its line is done
+                self.children.ended(done.launch, returned)
+            elif not done.timed_out:
                 self.exit_codes[id(target)] = returned & 0xFFFFFFFF
             if done.state is not None:
                 compat.leave_process(self.emu, done.state)
@@ -488,11 +496,28 @@ class ThreadWaits:
         return code
 
     def _on_exit_process(self, orig: Any, argv: list[int]) -> Any:
-        """ExitProcess in a child process a wait runs ends that process, not its parent's run."""
-        if not self._ends_running(process=True):
-            return orig(argv) if orig is not None else 0
+        """ExitProcess in a child process a wait runs ends that process, not its parent's run;
+        in a child run after its parent, its code is recorded (then its run ends, as before)."""
         code = argv[0] & 0xFFFFFFFF if argv else 0
+        if not self._ends_running(process=True):
+            if self.children is not None:
+                self.children.exiting(compat.current_process(self.emu), code)
+            return orig(argv) if orig is not None else 0
         compat.return_from_callback(self.emu, 1, code)
+        return code
+
+    def _on_terminate_process(self, orig: Any, argv: list[int]) -> Any:
+        """TerminateProcess(hProcess, uExitCode) of the caller's own process: as ExitProcess (a
+        child a wait runs ends, a child run after its parent has its code recorded)."""
+        handle, code = (argv + [0, 0])[:2]
+        if not compat.is_current_process(self.emu, handle):
+            return orig(argv) if orig is not None else 1
+        code &= 0xFFFFFFFF
+        if not self._ends_running(process=True):
+            if self.children is not None:
+                self.children.exiting(compat.current_process(self.emu), code)
+            return orig(argv) if orig is not None else 1
+        compat.return_from_callback(self.emu, 2, code)
         return code
 
     def _on_terminate(self, orig: Any, argv: list[int]) -> Any:
@@ -538,5 +563,6 @@ class ThreadWaits:
         if id(target) not in self.polled:
             self.polled.add(id(target))
             return answer(STILL_ACTIVE)
-        self._run_now([startable], then=lambda done: answer(self.exit_codes.get(id(done), 0)))
+        # a cmd line whose next command has yet to run is still running
+        self._run_now([startable], then=lambda done: answer(self.exit_codes.get(id(done), STILL_ACTIVE)))
         return 1
