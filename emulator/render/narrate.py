@@ -62,6 +62,7 @@ NOTE_TEXT = {
     "renamed_system_dll": "A renamed copy of a system DLL is bound to the emulator's own",
     "signature_emulated": "The emulator answered an API it has no handler for from its signature alone",
     "child_process_not_run": "A program it started could not run as a process",
+    "cmd_command_skipped": "cmd did not run a command: its condition (&&, ||) did not hold",
     "library_not_loaded": "A library it asked for was not loaded",
     "managed_code": "Its .NET code was not emulated",
     "response_truncated": "An answer it got was cut at the response size limit",

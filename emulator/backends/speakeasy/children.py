@@ -36,6 +36,14 @@ child: children wait in their own queue. A child started ``CREATE_SUSPENDED`` ru
 context the parent changed (``SetThreadContext``: thread hijacking, hollowing) runs that code
 as Speakeasy always did, not its image. At most ``max_child_processes`` children run in one
 replay; the next one to start ends the replay with that limit named.
+
+Each child's exit code is recorded however it ran (:attr:`ChildProcesses.exit_codes`, the one
+record waits.py shares and ``GetExitCodeProcess`` answers from): the code it gave
+``ExitProcess``, ``RtlExitUserProcess`` or ``TerminateProcess`` of itself, else its entry point's
+return value. cmd's commands (``a && b || c``) run one at a time: the next one is chosen by
+lolbins.cmd_steps from the exit code of the one before when that one ends (after the parent, or
+inside a wait); a command that runs none of the guest's files counts as 0; what a condition skips
+is a ``cmd_command_skipped`` note; cmd's process ends with the line's exit code.
 """
 
 from __future__ import annotations

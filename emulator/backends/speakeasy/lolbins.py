@@ -7,7 +7,9 @@ such programs as files, so the replay would end at a ``creates_process`` edge to
 module reads the command line as the program does and says what it would run: a DLL, its
 DllMain, then the exports it calls with that program's arguments, or a program (``cmd /c
 x.exe``, ``start "" x.exe``). Whether the named file is one of the guest's, and running it, is
-children.py's; a program whose target is no guest file is not emulated (as before).
+children.py's; a program whose target is no guest file is not emulated (as before). A cmd line's
+commands are a tree (:func:`cmd_chain`: ``&``, ``||``, ``&&``, ``|``, parentheses, as cmd groups
+them) that :func:`cmd_steps` walks by the commands' exit codes.
 
 Pure text: no emulator here (tests read it directly).
 """
