@@ -73,14 +73,28 @@ def test_a_cmd_one_liner_runs_each_command_as_its_condition_says(
 ) -> None:
     report = scenario_report(name)
     assert report["outcome"]["status"] == "completed"
-    dropped = sorted(d["path"].rsplit("\\", 1)[-1] for d in report["dropped"] if "chain_" in d["path"])
-    # fail exited 3 (ExitProcess): skipped (&&) did not run, recover (||) did; recover returned 4
-    # from its entry point: retry (||) ran; whoami (not emulated) counts as 0: last ran; last
-    # ended itself with TerminateProcess(self, 0): never (||) did not run.
-    assert dropped == ["chain_fail.txt", "chain_last.txt", "chain_recover.txt", "chain_retry.txt"]
+    written = [f["path"].rsplit("\\", 1)[-1] for f in report["files"] if "chain_" in f["path"]]
+    # In the wait for cmd: fail exited 3 (ExitProcess): skipped (&&) did not run, recover (||)
+    # did; recover returned 4 from its entry point: retry (||) ran; it exited 0: nope (||) did
+    # not; whoami (not emulated) counts as 0: last ran; it ended itself with TerminateProcess
+    # (self, 5): never (&&) did not, and GetExitCodeProcess(cmd) answered 5 (chain_waited).
+    # After the dropper: fail again, skipped not, late.
+    assert sorted(set(written)) == [
+        "chain_fail.txt",
+        "chain_last.txt",
+        "chain_late.txt",
+        "chain_recover.txt",
+        "chain_retry.txt",
+        "chain_waited.txt",
+    ]
     notes = [n["detail"] for n in report["notes"] if n["what"] == "cmd_command_skipped"]
-    assert len(notes) == 2
-    assert "helper.exe skipped`" in notes[0] and "&&" in notes[0] and "exit code 3" in notes[0]
-    assert "helper.exe never`" in notes[1] and "||" in notes[1] and "exit code 0" in notes[1]
-    pe_stages = [s for s in report["stages"] if s["name"] == "helper.exe"]
-    assert len(pe_stages) == 4 and all(s["via"] == "process" for s in pe_stages)
+    expected = [("skipped", "&&", "exit code 3, not 0"), ("nope", "||", "exit code 0"), ("never", "&&", "exit code 5")]
+    expected.append(expected[0])
+    assert len(notes) == len(expected)
+    for note, (word, op, code) in zip(notes, expected, strict=True):
+        assert f"helper.exe {word}`" in note and f"follows {op} " in note and code in note
+    helpers = [s for s in report["stages"] if s["name"] == "helper.exe"]
+    assert len(helpers) == 6 and all(s["via"] == "process" for s in helpers)
+    # the waited line's commands ran inside the wait, before the dropper went on
+    waited = next(c["seq"] for c in report["api_calls"] if c["api"] == "kernel32.GetExitCodeProcess")
+    assert [s for s in helpers if s["seq_range"][0] < waited] == helpers[:4]

@@ -346,13 +346,14 @@ class ChildProcesses:
         launches = self._next_command(run, run.code)
         self._queue(launches, run.api, run.parent, run.context, run.process)
 
-    def exiting(self, process: Any, code: int) -> None:
+    def exiting(self, process: Any, code: int) -> bool:
         """A child run after its parent ends itself (ExitProcess, RtlExitUserProcess,
-        TerminateProcess of itself) with ``code``: its exit code."""
+        TerminateProcess of itself) with ``code``: its exit code; whether it is such a child."""
         for launch in reversed(self.running):
             if launch.process is process:
                 self.exit_codes[id(process)] = code & 0xFFFFFFFF
-                return
+                return True
+        return False
 
     def _system_program_launches(
         self, process: Any, path: str, command_line: str, api: str, suspended: bool

@@ -736,6 +736,15 @@ def call_guest_after_api(emu: Any, function: int, args: list[int], result_from_c
     run.api_callbacks.append(frame)
 
 
+def queue_api_callback(emu: Any, function: int, args: list[int]) -> None:
+    """Call guest ``function(*args)`` after the callbacks of the API call whose callback is
+    returning now (from :func:`after_each_api_callback`'s callback): one more of them."""
+    run = emu.get_current_run()
+    if run is None or not run.api_callbacks:
+        raise RuntimeError("no API callback is returning")
+    run.api_callbacks[-1].pending.append((function, tuple(args)))
+
+
 def _take_callback_results(emu: Any) -> None:
     """Once per emulator: when a callback marked ``chainreplay_result_from_callback`` returns
     FALSE, the rest are dropped and the API returns FALSE."""

@@ -161,6 +161,7 @@ class _Running:
     deadline: int | None = None  # the virtual tick count at which a finite wait for it times out
     timed_out: bool = False  # cut at a sleep past its deadline: it is still running
     launch: Launch | None = None  # the child process's launch (its end is children.py's to record)
+    waited: Any = None  # the object the wait named, when not ``process`` (cmd's, running a child)
 
 
 @dataclass
@@ -370,24 +371,9 @@ class ThreadWaits:
             if module is None:
                 self.children.ended(how, NOT_RUN_EXIT_CODE)  # not run (noted): it ended
                 continue
-            process_calls = compat.process_entry_calls(self.emu, module)
-            thread = compat.main_thread(target)
-            for i, call in enumerate(process_calls):
-                last = i == len(process_calls) - 1
-                frame.running.append(
-                    _Running(
-                        thread,
-                        waiter,
-                        registers,
-                        process=target,
-                        entry=last,
-                        module=module,
-                        command_line=how.command_line,
-                        deadline=deadline,
-                        launch=how,
-                    )
-                )
-                calls.append(call)
+            items, more = self._launch_calls(how, module, target, waiter, registers, deadline)
+            frame.running += items
+            calls += more
         if not frame.running:
             return
         self._enter(frame.running[0], frame)
@@ -395,6 +381,48 @@ class ThreadWaits:
             compat.call_guest_after_api(self.emu, function, args)
         compat.tag_api_frame(self.emu, frame)
         logger.debug("a wait runs %d thread(s) and process calls now", len(frame.running))
+
+    def _launch_calls(
+        self, launch: Launch, module: Any, target: Any, waiter: Any, registers: dict[str, int], deadline: int | None
+    ) -> tuple[list[_Running], list[tuple[int, list[int]]]]:
+        """What running a child's image inside a wait takes: its TLS callbacks and entry point,
+        as its own process (cmd's children too: the wait names cmd's process, ``waited``)."""
+        process = launch.process if launch.process is not None else target
+        thread = compat.main_thread(process) or compat.main_thread(target)
+        calls = compat.process_entry_calls(self.emu, module)
+        items = [
+            _Running(
+                thread,
+                waiter,
+                registers,
+                process=process,
+                entry=i == len(calls) - 1,
+                module=module,
+                command_line=launch.command_line,
+                deadline=deadline,
+                launch=launch,
+                waited=target if target is not process else None,
+            )
+            for i in range(len(calls))
+        ]
+        return items, calls
+
+    def _go_on_with_cmd(self, done: _Running, frame: _WaitFrame) -> None:
+        """A wait for cmd's process runs its line to the end: the next command that runs (queued
+        when the one before ended) runs in the same wait, after it."""
+        while done.waited is not None and self.children is not None and len(self.running) < MAX_NESTED_THREADS:
+            launch = self.children.pending_program(done.waited)
+            if launch is None:
+                return
+            module = self.children.start_now(launch)
+            if module is None:
+                self.children.ended(launch, NOT_RUN_EXIT_CODE)
+                continue
+            items, calls = self._launch_calls(launch, module, done.waited, done.waiter, done.registers, done.deadline)
+            frame.running += items
+            for function, args in calls:
+                compat.queue_api_callback(self.emu, function, args)
+            return
 
     def _enter(self, running: _Running, frame: _WaitFrame) -> None:
         """``running`` starts: its thread (and process) become the current ones."""
@@ -418,7 +446,7 @@ class ThreadWaits:
         done = tag.running.pop(0)
         if self.running and self.running[-1] is done:
             self.running.pop()
-        target = done.process if done.process is not None else done.thread
+        target = done.waited if done.waited is not None else done.process if done.process is not None else done.thread
         if done.timed_out:
             tag.timed_out = True
             self.still_running.add(id(target))
@@ -426,6 +454,7 @@ class ThreadWaits:
             if not done.timed_out and done.launch is not None and self.children is not None:
                 # the child's code; cmd's (the handle waited for) once its line is done
                 self.children.ended(done.launch, returned)
+                self._go_on_with_cmd(done, tag)
             elif not done.timed_out:
                 self.exit_codes[id(target)] = returned & 0xFFFFFFFF
             if done.state is not None:
@@ -440,7 +469,7 @@ class ThreadWaits:
             return tag.timeout_result
         if tag.then is None:
             return None
-        return int(tag.then(done.process if done.process is not None else done.thread))
+        return int(tag.then(target))
 
     def _on_sleep(self, timeout: int | None, argc: int, orig: Any, argv: list[int]) -> Any:
         """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
@@ -514,9 +543,11 @@ class ThreadWaits:
             return orig(argv) if orig is not None else 1
         code &= 0xFFFFFFFF
         if not self._ends_running(process=True):
-            if self.children is not None:
-                self.children.exiting(compat.current_process(self.emu), code)
-            return orig(argv) if orig is not None else 1
+            child = self.children is not None and self.children.exiting(compat.current_process(self.emu), code)
+            rv = orig(argv) if orig is not None else 1
+            if child:
+                compat.end_thread_run(self.emu)  # it does not return (Speakeasy's went on)
+            return rv
         compat.return_from_callback(self.emu, 2, code)
         return code
 

@@ -6,9 +6,11 @@
  *   skipped  exits with 0 (never runs: it follows && after "fail")
  *   recover  returns 4 from its entry point (no ExitProcess): its exit code is that value,
  *            so the || after it must run
- *   retry    exits with 0 (ExitProcess)
- *   last     ends itself with TerminateProcess(GetCurrentProcess(), 0)
- *   never    exits with 0 (never runs: it follows || after "last")
+ *   retry    exits with 0 (ExitProcess): the || after it must not run
+ *   nope     exits with 0 (never runs: it follows || after "retry")
+ *   last     ends itself with TerminateProcess(GetCurrentProcess(), 5): the && after it must not run
+ *   never    exits with 0 (never runs: it follows && after "last")
+ *   late     exits with 0 (runs after the dropper, on || after "fail")
  * Without the marker, or with another word, it exits with 9 and writes nothing.
  */
 #include "common.h"
@@ -28,7 +30,7 @@ static int ends_with(const char *s, const char *tail)
     return 1;
 }
 
-static const char *const words[] = {"fail", "skipped", "recover", "retry", "last", "never"};
+static const char *const words[] = {"fail", "skipped", "recover", "retry", "nope", "last", "never", "late"};
 
 int Entry(void)
 {
@@ -41,7 +43,7 @@ int Entry(void)
     if (!marker_present())
         ExitProcess(9);
     cmd = GetCommandLineA();
-    for (i = 0; i < 6; i++)
+    for (i = 0; i < 8; i++)
         if (ends_with(cmd, words[i]))
             which = i;
     if (which < 0)
@@ -59,7 +61,7 @@ int Entry(void)
         ExitProcess(3);
     if (which == 2)
         return 4;
-    if (which == 4)
-        TerminateProcess(GetCurrentProcess(), 0);
+    if (which == 5)
+        TerminateProcess(GetCurrentProcess(), 5);
     ExitProcess(0);
 }
