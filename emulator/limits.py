@@ -82,6 +82,11 @@ MAX_FORMATTED_TEXT = 1 * MIB
 # A replay records at most this many notes of one kind (``what``); the last one says the rest were
 # left out (a guest patching a module's code byte by byte made a note per change).
 MAX_NOTES_PER_KIND = 100
+# ``RtlDecompressBuffer(Ex)`` builds at most this many bytes of output, and never more than the
+# committed memory from the output buffer on holds (one byte past it, which faults as on
+# Windows): an XPRESS match of length 0xFFFFFFF0 into a 1 MiB buffer said to be 4 GB was copied
+# byte by byte into a 4 GB bytearray (the replay hung past every limit).
+MAX_DECOMPRESSED_BYTES = 256 * MIB
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

@@ -1,0 +1,68 @@
+"""Hostile arguments to the APIs of session 32 (XPRESS, NtContinue, APCs, DPAPI, adapters,
+Winsock, the system disk, waits, script hosts): real emulations of tests/bins/hostile/hostile3.c
+(``make -C tests/bins/hostile``; the case is the last word of its command line). Each must end
+within its limits, completed or with an outcome naming the cause, and answer as Windows does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from emulator.environment import GuestEnvironment
+from emulator.events import ApiCall, Note
+from emulator.plan import ReplayPlan
+from emulator.replay import Recording, emulate
+
+REPO = Path(__file__).resolve().parent.parent
+BINS = REPO / "tests" / "bins" / "hostile"
+SAMPLES = ["hostile3.exe", "hostile3_32.exe"]
+STATUS_BAD_COMPRESSION_BUFFER = 0xC0000242
+
+
+def _emulate(case: str, sample: str = "hostile3.exe") -> Recording:
+    plan = ReplayPlan(
+        name=f"hostile3-{case}",
+        target_path=str(BINS / sample),
+        emu_path=f"C:\\Users\\analyst\\Desktop\\{sample}",
+        guest=GuestEnvironment(argv=[case]),
+    )
+    return emulate(plan)
+
+
+def _printed(recording: Recording) -> dict[str, int]:
+    out = {}
+    for event in recording.events:
+        if isinstance(event, ApiCall) and event.api == "kernel32.OutputDebugStringA":
+            name, _, value = event.args[0].rpartition("=")
+            out[name] = int(value)
+    return out
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_an_xpress_run_of_4_gb_into_a_1_mib_buffer_faults_at_the_buffers_end(sample: str) -> None:
+    """A literal, then one match of length 0xFFFFFFF0 at offset 1, into a 1 MiB buffer said to be
+    4 GB: the decompressor copied it byte by byte into a 4 GB bytearray (the replay hung past every
+    limit). Now the output stops one byte past the committed memory, where the write faults as
+    Windows' does; the same run into the 1 MiB it has fills it."""
+    began = time.monotonic()
+    recording = _emulate("xp_huge", sample)
+    took = time.monotonic() - began
+    assert recording.status == "fault", recording.detail
+    assert "invalid_write" in recording.detail and "ntdll.RtlDecompressBuffer" in recording.detail
+    assert took < 20, f"{took:.1f} s"
+    fit = _emulate("xp_fit", sample)
+    assert fit.status == "completed", fit.detail
+    assert _printed(fit) == {"xp_fit_status": 0, "xp_fit_final": 1 << 20, "xp_fit_last": ord("A"), "end": 1}
+
+
+def test_malformed_xpress_streams_are_refused_as_windows_refuses_them() -> None:
+    """A match before the output's start, a Huffman table that is not a prefix code, half a
+    table: STATUS_BAD_COMPRESSION_BUFFER; unreadable input: a fault in the call, named."""
+    recording = _emulate("xp_before")
+    printed = _printed(recording)
+    assert printed["xp_before"] == printed["xh_not_prefix"] == printed["xh_truncated"] == STATUS_BAD_COMPRESSION_BUFFER
+    assert printed["xh_zeros"] == 0 and printed["xh_zeros_final"] == 65536  # one block at most
+    assert recording.status == "fault" and "invalid_read address=0x1000" in recording.detail, recording.detail
