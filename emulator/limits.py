@@ -87,6 +87,10 @@ MAX_NOTES_PER_KIND = 100
 # Windows): an XPRESS match of length 0xFFFFFFF0 into a 1 MiB buffer said to be 4 GB was copied
 # byte by byte into a 4 GB bytearray (the replay hung past every limit).
 MAX_DECOMPRESSED_BYTES = 256 * MIB
+# CreateProcess's command line holds at most this many characters (a UNICODE_STRING's, its NUL
+# besides); a longer one fails with ERROR_FILENAME_EXCED_RANGE as on Windows (Speakeasy split a
+# 1 MB PowerShell -EncodedCommand line with shlex: 14 s).
+MAX_COMMAND_LINE_CHARS = 32766
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

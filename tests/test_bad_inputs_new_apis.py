@@ -66,3 +66,37 @@ def test_malformed_xpress_streams_are_refused_as_windows_refuses_them() -> None:
     assert printed["xp_before"] == printed["xh_not_prefix"] == printed["xh_truncated"] == STATUS_BAD_COMPRESSION_BUFFER
     assert printed["xh_zeros"] == 0 and printed["xh_zeros_final"] == 65536  # one block at most
     assert recording.status == "fault" and "invalid_read address=0x1000" in recording.detail, recording.detail
+
+
+def _notes(recording: Recording, what: str) -> list[str]:
+    return [e.detail for e in recording.events if isinstance(e, Note) and e.what == what]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_a_command_line_past_32766_characters_fails_as_on_windows(sample: str) -> None:
+    """``CreateProcessA("powershell.exe -EncodedCommand <1 MiB>")``: Speakeasy split the line with
+    shlex (14 s) and made the process; Windows refuses a command line longer than a UNICODE_STRING
+    holds with ERROR_FILENAME_EXCED_RANGE. 32766 characters still start it, noted."""
+    began = time.monotonic()
+    recording = _emulate("ps_huge", sample)
+    assert time.monotonic() - began < 10
+    assert recording.status == "completed", recording.detail
+    assert _printed(recording) == {"created": 0, "created_error": 206, "done": 1, "end": 1}
+    assert not _notes(recording, "script_command")
+    longest = _emulate("ps_longest", sample)
+    assert _printed(longest)["created"] == 1
+    (note,) = _notes(longest, "script_command")
+    assert note.startswith("powershell.exe -EncodedCommand, not decoded (not UTF-16LE): SQBFAFgA")
+    assert " [cut]" in note
+
+
+def test_encoded_commands_that_are_not_base64_or_not_utf16_are_noted_undecoded() -> None:
+    """Already right: invalid base64 and an odd number of bytes are noted with the cause."""
+    bad = _emulate("ps_invalid")
+    assert _notes(bad, "script_command") == [
+        "powershell.exe -EncodedCommand, not decoded (not base64): SQBF!!AFgA*&^%; the script host is not emulated"
+    ]
+    odd = _emulate("ps_odd")
+    assert _notes(odd, "script_command") == [
+        "powershell.exe -EncodedCommand, not decoded (not UTF-16LE): SQBFAFg; the script host is not emulated"
+    ]

@@ -309,6 +309,8 @@ static void ps_case(const char *what)
     for (i = 0; head[i]; i++) cmd[n++] = head[i];
     if (str_eq_i(what, "ps_huge")) {
         for (i = 0; i < 1 << 20; i++) cmd[n++] = "SQBFAFgA"[i & 7];
+    } else if (str_eq_i(what, "ps_longest")) {
+        for (i = 0; n < 32766; i++) cmd[n++] = "SQBFAFgA"[i & 7]; /* 32766 characters: the most */
     } else if (str_eq_i(what, "ps_invalid")) {
         const char *bad = "SQBF!!AFgA*&^%";
         for (i = 0; bad[i]; i++) cmd[n++] = bad[i];
