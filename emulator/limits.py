@@ -91,6 +91,10 @@ MAX_DECOMPRESSED_BYTES = 256 * MIB
 # besides); a longer one fails with ERROR_FILENAME_EXCED_RANGE as on Windows (Speakeasy split a
 # 1 MB PowerShell -EncodedCommand line with shlex: 14 s).
 MAX_COMMAND_LINE_CHARS = 32766
+# Threads created and not yet run (queued) at most; one more fails with ERROR_NOT_ENOUGH_MEMORY.
+# Speakeasy's own bound was 100, past which CreateThread returned NULL with no last error: a
+# program starting 1000 workers before waiting for them lost 900 of them unnoticed.
+MAX_QUEUED_THREADS = 1024
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

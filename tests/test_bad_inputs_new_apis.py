@@ -100,3 +100,24 @@ def test_encoded_commands_that_are_not_base64_or_not_utf16_are_noted_undecoded()
     assert _notes(odd, "script_command") == [
         "powershell.exe -EncodedCommand, not decoded (not UTF-16LE): SQBFAFg; the script host is not emulated"
     ]
+
+
+def test_a_thousand_threads_waited_for_one_by_one_all_run() -> None:
+    """1000 CreateThread before the first wait: Speakeasy queued 100 and returned NULL for the
+    rest with no last error (their waits answered WAIT_OBJECT_0, their exit codes 0: 900 threads
+    lost unnoticed). Now up to MAX_QUEUED_THREADS are queued; each ran in its wait."""
+    recording = _emulate("threads")
+    assert recording.status == "completed", recording.detail
+    printed = _printed(recording)
+    assert printed["waited"] == 1000
+    assert [printed[f"code{i}"] for i in (1, 63, 64, 500, 998, 999)] == [1, 63, 64, 500, 998, 999]
+
+
+def test_one_thread_past_the_queue_limit_fails_with_not_enough_memory() -> None:
+    """1100 CreateThread and no wait: MAX_QUEUED_THREADS are made, the next fails with
+    ERROR_NOT_ENOUGH_MEMORY (Speakeasy's NULL came with no last error)."""
+    from emulator.limits import MAX_QUEUED_THREADS
+
+    recording = _emulate("thread_flood")
+    assert recording.status == "completed", recording.detail
+    assert _printed(recording) == {"made": MAX_QUEUED_THREADS, "error": 8, "end": 1}

@@ -43,6 +43,7 @@ from emulator.backends.speakeasy.sources import read_c_string
 from emulator.backends.speakeasy.sysfiles import SystemFiles
 from emulator.environment import machine_variables
 from emulator.lifecycle import collector_paused
+from emulator.limits import MAX_QUEUED_THREADS
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
@@ -258,6 +259,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         search.install()
         searches.append(search)
         compat_fast.use_fast_address_search(emu)
+        compat.queued_threads_up_to(emu, MAX_QUEUED_THREADS)
         compat_start.link_peb_once(emu)
         compat_start.map_sections_apart(emu)
         compat_start.register_modules_at_once(emu)

@@ -298,6 +298,22 @@ static void thread_cases(void)
     say("done", 1);
 }
 
+static void thread_flood(void)
+{
+    int i, made = 0;
+    DWORD error = 0;
+    HANDLE h;
+    for (i = 0; i < 1100; i++) {
+        h = CreateThread(NULL, 0, quick, (LPVOID)(ULONG_PTR)i, 0, NULL);
+        if (h)
+            made++;
+        else if (!error)
+            error = GetLastError();
+    }
+    say("made", made);
+    say("error", error);
+}
+
 static char cmd[1100000];
 
 static void ps_case(const char *what)
@@ -352,6 +368,8 @@ void __stdcall Hostile3Entry32(void)
         wsa_cases();
     else if (str_eq_i(name, "disk"))
         disk_cases();
+    else if (str_eq_i(name, "thread_flood"))
+        thread_flood();
     else if (str_eq_i(name, "threads"))
         thread_cases();
     else if (name[0] == 'p' && name[1] == 's')
