@@ -121,3 +121,18 @@ def test_one_thread_past_the_queue_limit_fails_with_not_enough_memory() -> None:
     recording = _emulate("thread_flood")
     assert recording.status == "completed", recording.detail
     assert _printed(recording) == {"made": MAX_QUEUED_THREADS, "error": 8, "end": 1}
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_wsagetlasterror_reads_the_error_winsock_calls_set(sample: str) -> None:
+    """WSARecv / WSASend on a socket never connected (NULL or zero buffers, a count of 2**31-1,
+    an unmapped 2 GiB buffer): SOCKET_ERROR, and WSAGetLastError says WSAENOTCONN. Speakeasy had
+    no WSAGetLastError: it answered 0 from its signature, so every failed call looked like one that
+    set no error. A handle that is no socket: WSAENOTSOCK (it said WSAENOTCONN)."""
+    recording = _emulate("wsa", sample)
+    assert recording.status == "completed", recording.detail
+    printed = _printed(recording)
+    for name in ("recv_null", "recv_zero", "recv_huge_count", "send_null", "send_unmapped"):
+        assert (printed[name], printed[f"{name}_error"]) == (-1, 10057), name
+    assert (printed["recv_bad_socket"], printed["recv_bad_socket_error"]) == (-1, 10038)
+    assert printed["done"] == 1

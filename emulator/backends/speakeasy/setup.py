@@ -359,6 +359,16 @@ def install_api_handlers(
         return emu.get_last_error()
 
     se.add_api_hook(get_last_error, "kernel32", "GetLastError")
+    # Winsock's error is the thread's last error (ws2_32 reads and writes the TEB's field); the
+    # socket APIs set it (emulator/apis/winsock.py), but WSAGetLastError, which Speakeasy has no
+    # handler for, answered 0 from its signature: every failed call looked like success.
+    se.add_api_hook(get_last_error, "ws2_32", "WSAGetLastError", argc=0)
+
+    def wsa_set_last_error(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        emu.set_last_error(argv[0] & 0xFFFFFFFF if argv else 0)
+        return 0
+
+    se.add_api_hook(wsa_set_last_error, "ws2_32", "WSASetLastError", argc=1)
 
     def queue_user_apc(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # An APC to the calling thread waits for its next alertable moment (NtTestAlert, an
