@@ -136,3 +136,30 @@ def test_wsagetlasterror_reads_the_error_winsock_calls_set(sample: str) -> None:
         assert (printed[name], printed[f"{name}_error"]) == (-1, 10057), name
     assert (printed["recv_bad_socket"], printed["recv_bad_socket_error"]) == (-1, 10038)
     assert printed["done"] == 1
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_ntcontinue_of_an_unreadable_context_answers_access_violation(sample: str) -> None:
+    """``NtContinue((PCONTEXT)0x1000)``: the kernel's probe fails with STATUS_ACCESS_VIOLATION
+    (it said STATUS_INVALID_PARAMETER) and the caller goes on."""
+    recording = _emulate("ntc_unmapped", sample)
+    assert recording.status == "completed", recording.detail
+    assert _printed(recording) == {"ntc_unmapped": 0xC0000005, "end": 1}
+
+
+def test_rtlrestorecontext_from_kernel32_of_an_unreadable_context_faults_in_the_call() -> None:
+    """x64 kernel32 exports RtlRestoreContext (mingw binds it there): it had no handler there
+    (served from its signature: it returned, nothing loaded). It reads the record in user mode,
+    so an unreadable one faults in the call, named."""
+    recording = _emulate("ntc_restore")
+    assert recording.status == "fault", recording.detail
+    assert "invalid_read address=0x1000 in kernel32.RtlRestoreContext" in recording.detail
+
+
+@pytest.mark.parametrize("case", ["ntc_wildsp", "ntc_wildpc"])
+def test_a_context_with_a_wild_stack_or_pc_ends_in_a_named_fault(case: str) -> None:
+    """Already right: NtContinue to a CONTEXT whose stack pointer is 0x10, or whose pc is
+    unmapped, ends the run with a fault naming the pc."""
+    recording = _emulate(case)
+    assert recording.status == "fault", recording.detail
+    assert "pc=0x" in recording.detail

@@ -130,6 +130,11 @@ static void ntcontinue_cases(const char *name)
 #endif
         status = nt(&ctx, FALSE);
         say("ntc_wildsp", (long long)(unsigned long)status);
+#ifdef _WIN64
+    } else if (str_eq_i(name, "ntc_restore")) {
+        RtlRestoreContext((PCONTEXT)0x1000, NULL); /* x64 only, from kernel32 as mingw binds it */
+        say("ntc_restore", 1);
+#endif
     } else if (str_eq_i(name, "ntc_wildpc")) {
         RtlCaptureContext(&ctx);
         ctx.ContextFlags = CONTEXT_FULL;
@@ -291,6 +296,13 @@ static void thread_cases(void)
     say("code999", code);
     for (i = 0; i < 1000; i++)
         CloseHandle(handles[i]);
+    SetLastError(0);
+    say("null_wait", WaitForSingleObject(NULL, INFINITE));
+    say("null_wait_error", GetLastError());
+    handles[7] = NULL;
+    SetLastError(0);
+    say("null_many", WaitForMultipleObjects(8, handles, FALSE, INFINITE));
+    say("null_many_error", GetLastError());
     say("closed_wait", WaitForSingleObject(handles[5], INFINITE));
     say("closed_wait_error", GetLastError());
     say("closed_many", WaitForMultipleObjects(64, handles, TRUE, INFINITE));
