@@ -175,3 +175,17 @@ def test_a_wait_on_a_null_handle_fails_with_invalid_handle(sample: str) -> None:
     assert (printed["null_wait"], printed["null_wait_error"]) == (0xFFFFFFFF, 6)
     assert (printed["null_many"], printed["null_many_error"]) == (0xFFFFFFFF, 6)
     assert printed["closed_wait"] == 0
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_adapter_lists_into_small_buffers_say_the_size_needed(sample: str) -> None:
+    """GetAdaptersAddresses / GetAdaptersInfo with 1 byte, with no buffer: ERROR_BUFFER_OVERFLOW
+    and the size needed, then success with it (already right); no size pointer:
+    ERROR_INVALID_PARAMETER (GetAdaptersInfo's, Speakeasy's handler, faulted reading it)."""
+    recording = _emulate("adapters", sample)
+    assert recording.status == "completed", recording.detail
+    printed = _printed(recording)
+    assert printed["aa_small"] == printed["aa_null"] == printed["ai_small"] == printed["ai_null"] == 111
+    assert printed["aa_needed"] == printed["aa_null_needed"] > 0 and printed["aa_fits"] == 0
+    assert printed["ai_needed"] == printed["ai_null_needed"] > 0 and printed["ai_fits"] == 0
+    assert printed["aa_null_size"] == printed["ai_null_size"] == printed["aa_family"] == 87

@@ -71,6 +71,7 @@ PREDEFINED_KEY_APIS = (
 MAX_OBJECT_NAME = 260
 ERROR_SUCCESS = 0
 ERROR_FILE_NOT_FOUND = 2
+ERROR_INVALID_PARAMETER = 87
 
 
 # APIs that fail with INVALID_HANDLE_VALUE, which Speakeasy returns as 0xFFFFFFFF on x64 too.
@@ -369,6 +370,15 @@ def install_api_handlers(
         return 0
 
     se.add_api_hook(wsa_set_last_error, "ws2_32", "WSASetLastError", argc=1)
+
+    def adapters_info(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # GetAdaptersInfo(pAdapterInfo, pOutBufLen): no size pointer is ERROR_INVALID_PARAMETER
+        # (Speakeasy's handler read it: a fault in the call).
+        if len(argv) < 2 or not argv[1]:
+            return ERROR_INVALID_PARAMETER
+        return orig(argv)
+
+    se.add_api_hook(adapters_info, "iphlpapi", "GetAdaptersInfo", argc=2)
 
     def queue_user_apc(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # An APC to the calling thread waits for its next alertable moment (NtTestAlert, an
