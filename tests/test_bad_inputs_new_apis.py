@@ -189,3 +189,44 @@ def test_adapter_lists_into_small_buffers_say_the_size_needed(sample: str) -> No
     assert printed["aa_needed"] == printed["aa_null_needed"] > 0 and printed["aa_fits"] == 0
     assert printed["ai_needed"] == printed["ai_null_needed"] > 0 and printed["ai_fits"] == 0
     assert printed["aa_null_size"] == printed["ai_null_size"] == printed["aa_family"] == 87
+
+
+def test_dpapi_blobs_truncated_or_with_a_wrong_length_are_refused() -> None:
+    """Already right: a blob cut to 30 bytes, one whose description length says 0x7FFFFFF0, an
+    empty one: NTE_BAD_DATA; no blob or no output: ERROR_INVALID_PARAMETER; the good blob
+    opens; an unmapped pbData faults in the call, named."""
+    recording = _emulate("dpapi")
+    printed = _printed(recording)
+    nte_bad_data = 0x80090005
+    for name in ("truncated", "wrong_length", "empty"):
+        assert (printed[name], printed[f"{name}_error"]) == (0, nte_bad_data), name
+    assert (printed["null_in"], printed["null_in_error"]) == (0, 87)
+    assert (printed["null_out"], printed["null_out_error"]) == (0, 87)
+    assert (printed["good"], printed["good_size"]) == (1, 13)
+    assert recording.status == "fault", recording.detail
+    assert "invalid_read address=0x1000 in crypt32.CryptUnprotectData" in recording.detail
+
+
+def test_disk_ioctls_with_tiny_or_no_output_buffers_answer_as_windows() -> None:
+    """Already right: geometry and length into 1 or 4 bytes or none: ERROR_INSUFFICIENT_BUFFER;
+    a storage query into 8 bytes: the header with the size needed; a short query:
+    ERROR_INVALID_PARAMETER; unmapped output: ERROR_NOACCESS; an unknown code:
+    ERROR_INVALID_FUNCTION."""
+    recording = _emulate("disk")
+    assert recording.status == "completed", recording.detail
+    printed = _printed(recording)
+    for name in ("geo_tiny", "geo_null", "len_tiny", "prop_tiny"):
+        assert (printed[name], printed[f"{name}_error"]) == (0, 122), name
+    assert (printed["prop_header"], printed["prop_header_got"]) == (1, 8) and printed["prop_header_size"] > 8
+    assert printed["prop_short_in_error"] == 87 and printed["prop_unmapped_out_error"] == 998
+    assert printed["unknown_ioctl_error"] == 1
+
+
+def test_twenty_thousand_apcs_run_in_one_alertable_sleep() -> None:
+    """Already right: 20,000 QueueUserAPC to the own thread, then SleepEx(0, TRUE): every one
+    runs, WAIT_IO_COMPLETION, in seconds. (100,000 of them reach the API-call limit, named.)"""
+    began = time.monotonic()
+    recording = _emulate("apc_flood")
+    assert time.monotonic() - began < 30
+    assert recording.status == "completed", recording.detail
+    assert _printed(recording) == {"queued": 20000, "sleepex": 0xC0, "ran": 20000, "end": 1}
