@@ -230,3 +230,19 @@ def test_twenty_thousand_apcs_run_in_one_alertable_sleep() -> None:
     assert time.monotonic() - began < 30
     assert recording.status == "completed", recording.detail
     assert _printed(recording) == {"queued": 20000, "sleepex": 0xC0, "ran": 20000, "end": 1}
+
+
+def test_a_manifest_naming_windows_10_after_a_1_mib_comment_is_read_whole() -> None:
+    """bigmanifest.exe: winver10.c whose manifest puts 1 MiB of comment before its
+    compatibility section. The reader cut manifests at 64 KiB: the program was told Windows 8
+    (6.2); it reads the whole resource now and GetVersionEx says 10.0."""
+    plan = ReplayPlan(
+        name="hostile3-bigmanifest",
+        target_path=str(BINS / "bigmanifest.exe"),
+        emu_path="C:\\Users\\analyst\\Desktop\\bigmanifest.exe",
+        guest=GuestEnvironment(),
+    )
+    recording = emulate(plan)
+    assert recording.status == "completed", recording.detail
+    lines = [e.args[0] for e in recording.events if isinstance(e, ApiCall) and e.api == "kernel32.OutputDebugStringA"]
+    assert lines == ["check GetVersionEx_with_windows_10_manifest: pass 1000"]
