@@ -82,6 +82,19 @@ MAX_FORMATTED_TEXT = 1 * MIB
 # A replay records at most this many notes of one kind (``what``); the last one says the rest were
 # left out (a guest patching a module's code byte by byte made a note per change).
 MAX_NOTES_PER_KIND = 100
+# ``RtlDecompressBuffer(Ex)`` builds at most this many bytes of output, and never more than the
+# committed memory from the output buffer on holds (one byte past it, which faults as on
+# Windows): an XPRESS match of length 0xFFFFFFF0 into a 1 MiB buffer said to be 4 GB was copied
+# byte by byte into a 4 GB bytearray (the replay hung past every limit).
+MAX_DECOMPRESSED_BYTES = 256 * MIB
+# CreateProcess's command line holds at most this many characters (a UNICODE_STRING's, its NUL
+# besides); a longer one fails with ERROR_FILENAME_EXCED_RANGE as on Windows (Speakeasy split a
+# 1 MB PowerShell -EncodedCommand line with shlex: 14 s).
+MAX_COMMAND_LINE_CHARS = 32766
+# Threads created and not yet run (queued) at most; one more fails with ERROR_NOT_ENOUGH_MEMORY.
+# Speakeasy's own bound was 100, past which CreateThread returned NULL with no last error: a
+# program starting 1000 workers before waiting for them lost 900 of them unnoticed.
+MAX_QUEUED_THREADS = 1024
 # After a termination signal, the partial recording's analysis gets at most this long.
 INTERRUPTED_ANALYSIS_SECONDS = 0.5
 

@@ -692,7 +692,9 @@ def section_table(image: bytes) -> bytes:
 
 RESOURCE_DIRECTORY = 2
 RT_MANIFEST = 24
-MAX_MANIFEST_SIZE = 1 << 16
+# A manifest is read whole (it is in the file, which is at most MAX_SAMPLE_FILE_SIZE): cut at
+# 64 KiB, a manifest naming Windows 10 after a long comment was read as naming nothing (6.2).
+MAX_MANIFEST_SIZE = MAX_SAMPLE_FILE_SIZE
 # supportedOS ids of an application manifest's compatibility section.
 WINDOWS_10_ID = "8e0f7a12-bfb3-4fe8-b9a5-48fd50a15a9a"
 WINDOWS_81_ID = "1f676c76-80e1-4239-95bb-83d0f6d0da78"

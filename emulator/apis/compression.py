@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
+from emulator.apis.memory import MEM_COMMIT
 from emulator.apis.xpress import XpressError, huffman_decompress, plain_decompress
+from emulator.limits import MAX_DECOMPRESSED_BYTES
 
 STATUS_SUCCESS = 0
 STATUS_INVALID_PARAMETER = 0xC000000D
@@ -133,6 +135,17 @@ def rtl_get_compression_work_space_size(api: GuestApi, argv: list[int]) -> int:
     return STATUS_SUCCESS
 
 
+def _committed_from(api: GuestApi, address: int, wanted: int) -> int:
+    """How many bytes from ``address`` on are committed, counting to ``wanted`` at most."""
+    at = address
+    while at - address < wanted:
+        region = api.query_memory(at)
+        if region is None or region.state != MEM_COMMIT or region.base + region.size <= at:
+            break
+        at = region.base + region.size
+    return min(at - address, wanted)
+
+
 def _decompress(
     api: GuestApi, fmt: int, out_ptr: int, out_size: int, in_ptr: int, in_size: int, final_size_ptr: int
 ) -> int:
@@ -144,6 +157,10 @@ def _decompress(
     if not out_ptr or not in_ptr or not final_size_ptr or in_size > MAX_COMPRESSED_BYTES:
         return STATUS_INVALID_PARAMETER
     data = api.read(in_ptr, in_size)
+    # No more than the committed memory from out_ptr on and one byte (a longer output faults
+    # writing there, as on Windows), nor than MAX_DECOMPRESSED_BYTES.
+    out_size = min(out_size, _committed_from(api, out_ptr, min(out_size, MAX_DECOMPRESSED_BYTES)) + 1)
+    out_size = min(out_size, MAX_DECOMPRESSED_BYTES)
     try:
         if fmt == COMPRESSION_FORMAT_LZNT1:
             result = lznt1_decompress(data, limit=out_size)

@@ -460,14 +460,17 @@ def nt_continue(api: GuestApi, argv: list[int]) -> int:
     APCs stay pending even with TestAlert (a callback would return to this call's caller, not to
     the CONTEXT): the next alertable moment runs them."""
     context, _test_alert = argv
-    if not context or not api.load_context(context):
-        return STATUS_INVALID_PARAMETER
+    if not api.load_context(context):
+        return STATUS_ACCESS_VIOLATION  # the kernel's probe of an unreadable record (NULL too)
     return STATUS_SUCCESS
 
 
+@apihook("kernel32", "RtlRestoreContext", argc=2)  # x64's kernel32 exports it too (mingw binds there)
 @apihook("ntdll", "RtlRestoreContext", argc=2)
 def rtl_restore_context(api: GuestApi, argv: list[int]) -> int:
-    """RtlRestoreContext(Context, ExceptionRecord): the thread resumes with the CONTEXT."""
-    if not argv[0] or not api.load_context(argv[0]):
+    """RtlRestoreContext(Context, ExceptionRecord): the thread resumes with the CONTEXT. It reads
+    the record in user mode: an unreadable one (NULL too) faults in the call, as on Windows."""
+    if not api.load_context(argv[0]):
+        api.read(argv[0], 0x4D0 if api.ptr_size == 8 else 0x2CC)  # raises: a fault naming the call
         return STATUS_INVALID_PARAMETER
     return 0  # VOID

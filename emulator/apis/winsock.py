@@ -130,7 +130,7 @@ def send(api: GuestApi, argv: list[int]) -> int:
     services = _services(api)
     sock = services.get(argv[0], Socket)
     if sock is None or not sock.connected:
-        api.set_last_error(WSAENOTCONN)
+        api.set_last_error(WSAENOTSOCK if sock is None else WSAENOTCONN)
         return SOCKET_ERROR
     data = api.read(argv[1], argv[2] & 0xFFFFFFFF)
     sock.sent += data
@@ -145,7 +145,7 @@ def recv(api: GuestApi, argv: list[int]) -> int:
     services = _services(api)
     sock = services.get(argv[0], Socket)
     if sock is None or not sock.connected:
-        api.set_last_error(WSAENOTCONN)
+        api.set_last_error(WSAENOTSOCK if sock is None else WSAENOTCONN)
         return SOCKET_ERROR
     return _receive(api, services, sock, argv[1], argv[2] & 0xFFFFFFFF, peek=bool(argv[3] & MSG_PEEK))
 
@@ -192,7 +192,7 @@ def wsa_send(api: GuestApi, argv: list[int]) -> int:
     services = _services(api)
     sock = services.get(argv[0], Socket)
     if sock is None or not sock.connected:
-        api.set_last_error(WSAENOTCONN)
+        api.set_last_error(WSAENOTSOCK if sock is None else WSAENOTCONN)
         return SOCKET_ERROR
     total = 0
     for pointer, length in _wsabufs(api, argv[1], argv[2]):
@@ -212,7 +212,7 @@ def wsa_recv(api: GuestApi, argv: list[int]) -> int:
     services = _services(api)
     sock = services.get(argv[0], Socket)
     if sock is None or not sock.connected:
-        api.set_last_error(WSAENOTCONN)
+        api.set_last_error(WSAENOTSOCK if sock is None else WSAENOTCONN)
         return SOCKET_ERROR
     flags = api.read_u32(argv[4]) if argv[4] else 0
     total = 0

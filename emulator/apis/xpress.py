@@ -40,9 +40,16 @@ def _byte(data: bytes, pos: int) -> int:
 def _copy_match(out: bytearray, offset: int, length: int, limit: int) -> None:
     if offset > len(out):
         raise XpressError(f"match before the start of the output (offset {offset} at {len(out)})")
+    length = min(length, limit - len(out))
+    if length <= 0:
+        return
     start = len(out) - offset
-    for k in range(min(length, limit - len(out))):  # may overlap what it writes (a run)
-        out.append(out[start + k])
+    if offset >= length:
+        out += out[start : start + length]
+        return
+    # it overlaps what it writes: the last ``offset`` bytes repeated (a run)
+    pattern = bytes(out[start:])
+    out += (pattern * (length // offset + 1))[:length]
 
 
 def plain_decompress(data: bytes, limit: int) -> bytes:

@@ -63,6 +63,7 @@ from emulator.backends.speakeasy import compat, lolbins, scripthosts
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
+from emulator.limits import MAX_COMMAND_LINE_CHARS
 from emulator.outcome import Status
 from emulator.recorder import Recorder
 
@@ -85,6 +86,7 @@ START_APIS: dict[tuple[str, str], tuple[str, int]] = {
 }
 RESUME_APIS = (("kernel32", "ResumeThread"),)
 COMMAND_LINE_APIS = (("kernel32", "GetCommandLineA"), ("kernel32", "GetCommandLineW"))
+ERROR_FILENAME_EXCED_RANGE = 206
 NATIVE_RESUME_APIS = (("ntdll", "NtResumeThread"), ("ntdll", "ZwResumeThread"))
 STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
@@ -212,6 +214,12 @@ class ChildProcesses:
     # -- the guest starts a process --------------------------------------------------------------
 
     def _on_start(self, api: str, how: str, index: int, orig: Any, argv: list[int]) -> Any:
+        if how == "create" and len(argv) > index + 1 and argv[index + 1]:
+            unit = 2 if api.endswith("W") else 1
+            text = read_c_string(self.memory, argv[index + 1], unit == 2, (MAX_COMMAND_LINE_CHARS + 1) * unit)
+            if len(text) > MAX_COMMAND_LINE_CHARS * unit:
+                self.memory.set_last_error(ERROR_FILENAME_EXCED_RANGE)
+                return 0
         before = compat.process_objects(self.emu)
         rv = orig(argv)
         made = [p for p in compat.process_objects(self.emu) if not any(p is b for b in before)]

@@ -523,6 +523,24 @@ def module_name_at(emu: Any, address: int) -> str | None:
     return str(name).rsplit("\\", 1)[-1] if name else None
 
 
+ERROR_NOT_ENOUGH_MEMORY = 8
+
+
+def queued_threads_up_to(emu: Any, limit: int) -> None:
+    """At most ``limit`` threads queued to run (Speakeasy's ``max_runs``); one past it is refused
+    as Windows refuses a thread it has no resources for: no handle, ERROR_NOT_ENOUGH_MEMORY."""
+    emu.max_runs = limit
+    original = emu.create_thread
+
+    def create_thread(*args: Any, **kwargs: Any) -> Any:
+        handle, thread = original(*args, **kwargs)
+        if not thread:
+            emu.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
+        return handle, thread
+
+    emu.create_thread = create_thread
+
+
 def binary_registry_values(emu: Any, values: dict[tuple[str, str], bytes]) -> None:
     """The scenario's REG_BINARY values as their bytes. Speakeasy's configuration carries a
     value's data as text and takes a REG_BINARY's as UTF-8, so each key it builds from its

@@ -43,6 +43,7 @@ from emulator.backends.speakeasy.sources import read_c_string
 from emulator.backends.speakeasy.sysfiles import SystemFiles
 from emulator.environment import machine_variables
 from emulator.lifecycle import collector_paused
+from emulator.limits import MAX_QUEUED_THREADS
 from emulator.plan import ReplayPlan, StringArg, binary_value
 from emulator.responders.router import NetworkLimitReached
 from emulator.services import ReplayServices
@@ -70,6 +71,7 @@ PREDEFINED_KEY_APIS = (
 MAX_OBJECT_NAME = 260
 ERROR_SUCCESS = 0
 ERROR_FILE_NOT_FOUND = 2
+ERROR_INVALID_PARAMETER = 87
 
 
 # APIs that fail with INVALID_HANDLE_VALUE, which Speakeasy returns as 0xFFFFFFFF on x64 too.
@@ -258,6 +260,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         search.install()
         searches.append(search)
         compat_fast.use_fast_address_search(emu)
+        compat.queued_threads_up_to(emu, MAX_QUEUED_THREADS)
         compat_start.link_peb_once(emu)
         compat_start.map_sections_apart(emu)
         compat_start.register_modules_at_once(emu)
@@ -357,6 +360,25 @@ def install_api_handlers(
         return emu.get_last_error()
 
     se.add_api_hook(get_last_error, "kernel32", "GetLastError")
+    # Winsock's error is the thread's last error (ws2_32 reads and writes the TEB's field); the
+    # socket APIs set it (emulator/apis/winsock.py), but WSAGetLastError, which Speakeasy has no
+    # handler for, answered 0 from its signature: every failed call looked like success.
+    se.add_api_hook(get_last_error, "ws2_32", "WSAGetLastError", argc=0)
+
+    def wsa_set_last_error(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        emu.set_last_error(argv[0] & 0xFFFFFFFF if argv else 0)
+        return 0
+
+    se.add_api_hook(wsa_set_last_error, "ws2_32", "WSASetLastError", argc=1)
+
+    def adapters_info(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        # GetAdaptersInfo(pAdapterInfo, pOutBufLen): no size pointer is ERROR_INVALID_PARAMETER
+        # (Speakeasy's handler read it: a fault in the call).
+        if len(argv) < 2 or not argv[1]:
+            return ERROR_INVALID_PARAMETER
+        return orig(argv)
+
+    se.add_api_hook(adapters_info, "iphlpapi", "GetAdaptersInfo", argc=2)
 
     def queue_user_apc(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # An APC to the calling thread waits for its next alertable moment (NtTestAlert, an

@@ -67,6 +67,9 @@ logger = logging.getLogger(__name__)
 WAIT_OBJECT_0 = 0
 WAIT_TIMEOUT = 0x102
 STATUS_TIMEOUT = 0x102
+WAIT_FAILED = 0xFFFFFFFF
+ERROR_INVALID_HANDLE = 6
+STATUS_INVALID_HANDLE = 0xC0000008
 STILL_ACTIVE = 259
 # A waited-for thread that waits for another runs it inside itself: at most this deep (each
 # level is a frame on the one stack every run shares).
@@ -311,6 +314,12 @@ class ThreadWaits:
         return spec.alertable is not None and len(argv) > spec.alertable and bool(argv[spec.alertable] & 0xFF)
 
     def _on_wait(self, spec: WaitApi, orig: Any, argv: list[int]) -> Any:
+        if 0 in self._handles(spec, argv):
+            # a NULL handle names nothing: the wait fails at once (Speakeasy's answered WAIT_OBJECT_0)
+            if spec.native:
+                return STATUS_INVALID_HANDLE
+            self.emu.set_last_error(ERROR_INVALID_HANDLE)
+            return WAIT_FAILED
         if self._alertable(spec, argv) and self.deliver_apcs is not None and self.deliver_apcs():
             # an alertable wait with APCs queued to the thread runs them and returns at once
             return STATUS_USER_APC if spec.native else WAIT_IO_COMPLETION
