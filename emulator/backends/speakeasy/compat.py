@@ -1138,26 +1138,18 @@ def run_process_image(emu: Any, process: Any, module: Any, command_line: str) ->
     ``emulate_children``, on chainreplay's run queue. The C runtime's ``main`` arguments come
     from the command line (``get_argv`` reads ``argv`` first: the parent's, emptied). The entry
     point's return value (Speakeasy's ``Run.ret_val``), None if it did not return."""
-    process.pe = module
-    process.base = int(module.base)
+    _adopt_image(process, module)
     thread = main_thread(process)
     runs = []
-    for i, callback in enumerate(module.get_tls_callbacks() or []):
-        if module.base < callback < module.base + module.image_size:
-            run = Run()
-            run.start_addr = callback
-            run.type = f"child_tls_callback_{i}"
-            run.args = [module.base, 1, 0]
-            runs.append(run)
-    run = Run()
-    run.start_addr = int(module.base) + int(module.ep)
-    run.type = f"child_process.{ntpath.basename(str(process.path))}"
-    run.args = [emu.mem_map(8, tag=f"emu.module_arg_{i}") for i in range(4)]
-    runs.append(run)
-    for run in runs:
+    for kind, address, args in process_entry_calls(emu, module):
+        run = Run()
+        run.start_addr = address
+        run.type = kind or f"child_process.{ntpath.basename(str(process.path))}"
+        run.args = args
         run.process_context = process
         run.thread = thread
         emu.add_run(run)
+        runs.append(run)
     emu.command_line = command_line
     emu.argv = []
     emu.start()
@@ -1220,8 +1212,7 @@ def enter_process(
     ``command_line`` become the process's."""
     state = _saved_state(emu)
     if module is not None:
-        process.pe = module
-        process.base = int(module.base)
+        _adopt_image(process, module)
     thread = thread if thread is not None else main_thread(process)
     emu.alloc_peb(process)
     emu.set_current_process(process)
@@ -1243,15 +1234,21 @@ def leave_process(emu: Any, state: ProcessState) -> None:
     emu.argv = state.argv
 
 
-def process_entry_calls(emu: Any, module: Any) -> list[tuple[int, list[int]]]:
-    """(address, arguments) of what starting a process's image runs, in order: its TLS callbacks
-    (DLL_PROCESS_ATTACH), then its entry point, as :func:`run_process_image` queues them."""
-    calls: list[tuple[int, list[int]]] = []
-    for callback in module.get_tls_callbacks() or []:
+def _adopt_image(process: Any, module: Any) -> None:
+    """``module`` is ``process``'s image (its PEB image base, ``GetModuleHandle(NULL)``)."""
+    process.pe = module
+    process.base = int(module.base)
+
+
+def process_entry_calls(emu: Any, module: Any) -> list[tuple[str, int, list[int]]]:
+    """(run kind, address, arguments) of what starting a process's image runs, in order: its TLS
+    callbacks (DLL_PROCESS_ATTACH; kind ``child_tls_callback_N``), then its entry point (kind "")."""
+    calls: list[tuple[str, int, list[int]]] = []
+    for i, callback in enumerate(module.get_tls_callbacks() or []):
         if module.base < callback < module.base + module.image_size:
-            calls.append((int(callback), [int(module.base), 1, 0]))
+            calls.append((f"child_tls_callback_{i}", int(callback), [int(module.base), 1, 0]))
     args = [int(emu.mem_map(8, tag=f"emu.module_arg_{i}")) for i in range(4)]
-    calls.append((int(module.base) + int(module.ep), args))
+    calls.append(("", int(module.base) + int(module.ep), args))
     return calls
 
 

@@ -160,7 +160,6 @@ class _Running:
     state: compat.ProcessState | None = None  # the waiter's thread (and process), put back at the end
     entry: bool = True  # a thread's start routine or a process's entry point (not a TLS callback)
     module: Any = None  # the child's image
-    command_line: str = ""  # the child's command line
     deadline: int | None = None  # the virtual tick count at which a finite wait for it times out
     timed_out: bool = False  # cut at a sleep past its deadline: it is still running
     launch: Launch | None = None  # the child process's launch (its end is children.py's to record)
@@ -398,7 +397,7 @@ class ThreadWaits:
         as its own process (cmd's children too: the wait names cmd's process, ``waited``)."""
         process = launch.process if launch.process is not None else target
         thread = compat.main_thread(process) or compat.main_thread(target)
-        calls = compat.process_entry_calls(self.emu, module)
+        calls = [(address, args) for _kind, address, args in compat.process_entry_calls(self.emu, module)]
         items = [
             _Running(
                 thread,
@@ -407,7 +406,6 @@ class ThreadWaits:
                 process=process,
                 entry=i == len(calls) - 1,
                 module=module,
-                command_line=launch.command_line,
                 deadline=deadline,
                 launch=launch,
                 waited=target if target is not process else None,
@@ -440,7 +438,7 @@ class ThreadWaits:
             running.state = compat.enter_thread(self.emu, running.thread)
             return
         if running.state is None:  # the process's first call: it becomes the current process
-            command_line = running.command_line if running.module is not None else None
+            command_line = running.launch.command_line if running.launch is not None else None
             state = compat.enter_process(self.emu, running.process, running.module, command_line, running.thread)
             for item in frame.running:
                 if item.process is running.process:
