@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from emulator.expect import Expect, ExpectResult, evaluate
 from emulator.inputs import NO_SUCH_FILE, InputFileError, read_input
 from emulator.limits import MAX_BASELINE_FILE_SIZE
-from emulator.report import Report
+from emulator.report import Report, api_call_rows
 
 BASELINE_FORMAT = "chainreplay/baseline/1"
 BASELINE_FILE = "baseline.json"
@@ -118,8 +118,8 @@ def normalise(report: Report) -> dict[str, Any]:
     def group(stage: str) -> dict[str, list[Any]]:
         return per_stage[stage if stage in stage_ids else UNATTRIBUTED]
 
-    for call in report.api_calls:
-        group(call.stage)["apis"].append(call.api)
+    for _, stage, api, _, _ in api_call_rows(report):
+        group(stage)["apis"].append(api)
     for n in report.network:
         group(n.stage)["network"].append(
             {

@@ -11,7 +11,7 @@ import bisect
 import datetime as dt
 import itertools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypedDict, overload
 
 from emulator import __version__
@@ -144,6 +144,21 @@ class ApiCallRecords(RecordStream):
         for seq, call in self._calls():
             if wanted(call[2]):
                 yield _record(seq, call)
+
+    def at(self, seqs: Collection[int]) -> dict[int, ApiCallRecord]:
+        """The records of the calls at ``seqs`` (other seqs left out), without reading the rest."""
+        events = self._events
+        if not isinstance(events, EventLog):
+            return {seq: _record(seq, call) for seq, call in self._calls() if seq in seqs}
+        found = {}
+        for seq in seqs:
+            if seq < 0:
+                continue
+            try:
+                found[seq] = _record(seq, events.api_tuple(seq))
+            except (IndexError, TypeError):  # not an event, or not an API call
+                continue
+        return found
 
     def count_before(self, seq: int) -> int:
         """How many API calls come before event ``seq``."""

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.outcome import Status
-from emulator.report import GraphEdge, Report
+from emulator.report import GraphEdge, Report, api_call_rows
 
 EDGE_PATTERN = re.compile(r"^(?P<source>.+?) -(?P<type>[a-z_]+)-> (?P<target>.+)$")
 TECHNIQUE_PATTERN = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -257,7 +257,7 @@ def evaluate(expect: Expect, report: Report) -> list[ExpectResult]:
 
     by_stage = {s.id: s for s in stages}
     for stage_id, apis in expect.apis.items():
-        called = [c.api for c in report.api_calls if c.stage == stage_id]
+        called = [api for _, stage, api, _, _ in api_call_rows(report) if stage == stage_id]
         for api in apis:
             if stage_id not in by_stage:
                 add(f"{api} called in {stage_id}", False, f"there is no stage {stage_id} ({n} stages)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import mmap
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -589,6 +589,24 @@ class FileApiCalls(RecordStream):
     def json_items(self) -> Iterator[str]:
         for text in self._texts():
             yield text.decode("utf-8")
+
+
+def api_calls_at(report: Report, seqs: Collection[int]) -> dict[int, ApiCallRecord]:
+    """The report's API calls at ``seqs``, by seq; a streamed section (a large replay) reads only
+    those, without building a record for each of its million calls."""
+    at = getattr(report.api_calls, "at", None)
+    if callable(at):
+        return at(seqs)  # type: ignore[no-any-return]
+    return {call.seq: call for call in report.api_calls if call.seq in seqs}
+
+
+def api_call_rows(report: Report) -> Iterator[tuple[int, str, str, Sequence[str], str | None]]:
+    """(seq, stage, api, args, ret) of every API call of the report, without a record each when
+    the section is streamed."""
+    raw = getattr(report.api_calls, "raw", None)
+    if callable(raw):
+        return raw()  # type: ignore[no-any-return]
+    return ((c.seq, c.stage, c.api, c.args, c.ret) for c in report.api_calls)
 
 
 def _first_line(err: Exception) -> str:

@@ -13,6 +13,7 @@ import json
 import shutil
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from emulator.document import ApiCallRecords, build_report
 from emulator.eventlog import EventLog, api_calls_where, of_type, stage_bounds, stage_lookup
 from emulator.events import ApiCall, Note, RegistryAccess
 from emulator.output import produce, write_atomically
-from emulator.report import EAGER_REPORT_BYTES, Containment, FileApiCalls, Report
+from emulator.report import EAGER_REPORT_BYTES, Containment, FileApiCalls, Report, api_call_rows, api_calls_at
 from emulator.trace import TRACE_FILE, Trace, read_trace, trace_lines
 
 FROZEN = Path(__file__).parent / "data" / "frozen"
@@ -116,6 +117,14 @@ def test_compact_paths_write_what_the_models_write(tmp_path: Path) -> None:
     assert isinstance(report.api_calls, ApiCallRecords)
     eager = report.model_copy(update={"api_calls": list(report.api_calls)})
     assert report.to_json() == eager.model_dump_json(indent=2, by_alias=True) + "\n"
+    # reading some calls, or every call as rows, gives what the records give
+    seqs = {c.seq for c in eager.api_calls[::7]} | {-1, 1, len(models) + 5}  # and seqs of no call
+    assert api_calls_at(report, seqs) == api_calls_at(eager, seqs) and len(api_calls_at(report, seqs)) > 10
+
+    def rows(of: Report) -> list[tuple[Any, ...]]:
+        return [(seq, stage, api, list(args), ret) for seq, stage, api, args, ret in api_call_rows(of)]
+
+    assert rows(report) == rows(eager)
 
 
 def test_the_analysis_asks_the_log_what_it_needs() -> None:
@@ -153,6 +162,42 @@ def test_a_large_report_file_keeps_its_calls_in_the_file(tmp_path: Path, monkeyp
     assert lazy.api_calls[-1] == eager.api_calls[-1]
     assert list(itertools.islice(lazy.api_calls, 3)) == eager.api_calls[:3]
     assert lazy.to_json() == path.read_text(encoding="utf-8")
+
+
+def test_outputs_build_only_the_calls_they_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis, every export, the baseline and the expectations over a large trace build a
+    model or a record only for the calls they use. Building one per call made a SIGTERMed flood
+    of a million calls take over 7 s to write its partial report (0.5 s without)."""
+    import emulator.document
+    import emulator.eventlog
+    from emulator.check import normalise
+    from emulator.expect import Expect, evaluate
+    from emulator.export.detections.events import process_starts
+
+    built = {"models": 0, "records": 0}
+    model, record = emulator.eventlog.make_api_call, emulator.document._record
+
+    def counted_model(*args: Any) -> Any:
+        built["models"] += 1
+        return model(*args)
+
+    def counted_record(*args: Any) -> Any:
+        built["records"] += 1
+        return record(*args)
+
+    monkeypatch.setattr(emulator.eventlog, "make_api_call", counted_model)
+    monkeypatch.setattr(emulator.document, "_record", counted_record)
+    _grown_trace(tmp_path, CALLS)
+    trace = read_trace(tmp_path)
+    produce(tmp_path, trace, generated_at="SNAPSHOT")
+    report = build_report(trace, analyse(trace), [], Containment(isolation="in-process"), "SNAPSHOT")
+    process_starts(report)
+    apis = normalise(report)["stages"]
+    results = evaluate(Expect(apis={"s1": ["WriteFile"]}), report)
+    assert built["models"] + built["records"] < CALLS // 20, built
+    # and what they read is every call
+    assert results and not any(r.failed for r in results), results
+    assert sum(len(stage["apis"]) for stage in apis) >= CALLS  # the three appended calls alternate
 
 
 def test_the_parent_checks_each_streamed_api_call() -> None:

@@ -518,7 +518,7 @@ def _stage_kind(p: StageKindPattern, seen: Observed) -> Matches:
 
 def _note(p: NotePattern, seen: Observed) -> Matches:
     found: dict[str, list[int]] = {}
-    for e in seen.events:
+    for _, e in of_type(seen.events, Note):
         if isinstance(e, Note) and e.what in p.notes and e.stage and _detail_holds(e.detail, p.details):
             found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())

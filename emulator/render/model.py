@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from emulator.report import ApiCallRecord, Report
+from emulator.report import ApiCallRecord, Report, api_call_rows
 from emulator.sanitize import for_display
 from emulator.vclock import API_CALL_TICK_US
 
@@ -142,10 +142,7 @@ def timeline(report: Report, max_api_calls: int = MAX_TIMELINE_API_CALLS) -> lis
 def _timeline(report: Report, max_api_calls: int) -> list[TimelineEvent]:
     rows: list[TimelineEvent] = []
     add = rows.append
-    raw = getattr(report.api_calls, "raw", None)  # a streamed section: plain tuples, no record each
-    calls: Iterable[tuple[int, str, str, Sequence[str], str | None]] = (
-        raw() if callable(raw) else ((c.seq, c.stage, c.api, c.args, c.ret) for c in report.api_calls)
-    )
+    calls = api_call_rows(report)  # a streamed section: plain tuples, no record each
     texts: dict[tuple[str, tuple[str, ...], str | None], str] = {}  # a repeated call is cleaned once
     for seq, owner, api, args, ret in itertools.islice(calls, max_api_calls):
         key = (api, tuple(args), ret)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.export._common import header, http_exchanges
-from emulator.report import Report
+from emulator.report import Report, api_calls_at
 
 COLUMNS = (
     "category",
@@ -94,7 +94,7 @@ def process_starts(report: Report) -> list[ProcessStart]:
     call naming the program) and, for a system program that ran a guest file, that file's name."""
     nodes = {n.id: n for n in report.graph.nodes}
     stages = {s.id for s in report.stages}
-    calls = {c.seq: c for c in report.api_calls}
+    calls = api_calls_at(report, {seq for e in report.graph.edges if e.type == "creates_process" for seq in e.evidence})
     out = []
     for edge in report.graph.edges:
         target = nodes.get(edge.target)
