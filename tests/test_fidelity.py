@@ -380,6 +380,20 @@ def test_vectored_and_x64_table_based_handlers_are_dispatched_in_both_modes() ->
     assert len(verdicts) == 3 and all(v.startswith("pass") for v in verdicts.values()), verdicts
 
 
+@pytest.mark.parametrize("sample", ["odstring.exe", "odstring32.exe"])
+def test_output_debug_string_raises_to_the_vectored_handlers(sample: str) -> None:
+    """odstring.exe: OutputDebugStringA raises DBG_PRINTEXCEPTION_C (length, text) and
+    OutputDebugStringW DBG_PRINTEXCEPTION_WIDE_C (four parameters) then, unless a handler
+    continued it, the A exception with its ANSI copy; the vectored handler sees each one, from
+    one call site any number of times (no same-fault guard for raised exceptions), and the call
+    returns as usual. Before: nothing was raised, the anti-debug check said "debugger"."""
+    recording = _emulate(sample)
+    assert recording.status == "completed", recording.detail
+    verdicts = _verdicts(recording)
+    assert len(verdicts) == 6 and all(v.startswith("pass") for v in verdicts.values()), verdicts
+    assert _exit_code(recording) == 0x106  # and nothing raised once the handler is removed
+
+
 @pytest.mark.parametrize("mode", ["fast", "faithful"])
 def test_rdtsc_in_code_written_later_or_loaded_later_reads_the_virtual_clock(mode: str) -> None:
     """tscwrite.exe: rdtsc written over an executed stub in a running stage, written into the

@@ -8,6 +8,10 @@ emulator/backends/speakeasy/sources.py). The guest's ANSI code page is a single-
 
 from __future__ import annotations
 
+import struct
+import weakref
+from typing import Any
+
 from emulator.apis.core import GuestApi, apihook
 from emulator.apis.heap import _alloc
 from emulator.apis.strings import guarded_length
@@ -32,6 +36,30 @@ def strdup(api: GuestApi, argv: list[int]) -> int:
     if block:
         api.write(block, data)
     return block
+
+
+# msvcrt's FILE: its size and the offset of _flag (_file, the descriptor, follows it), by
+# pointer size; the flags of the standard streams (_IOREAD for stdin, _IOWRT for the others).
+FILE_LAYOUT = {8: (0x30, 0x18), 4: (0x20, 0x0C)}
+IOREAD, IOWRT = 0x1, 0x2
+STANDARD_STREAM_FLAGS = (IOREAD, IOWRT, IOWRT)
+_STREAMS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+@apihook("msvcrt", "__iob_func", argc=0, conv="cdecl")
+def iob_func(api: GuestApi, argv: list[int]) -> int:
+    """FILE *__iob_func(void): msvcrt's array of stdin, stdout and stderr (mingw-w64's x64
+    ``stdout`` / ``stderr`` are ``&__iob_func()[1]`` / ``[2]``: printf to them ended the replay
+    as ``unsupported_api``). One array per replay, each FILE naming its descriptor."""
+    found = _STREAMS.get(api.memory)
+    if found:
+        return found
+    size, flag_at = FILE_LAYOUT[api.ptr_size]
+    array = _alloc(api, size * len(STANDARD_STREAM_FLAGS), zero=True)
+    for fd, flags in enumerate(STANDARD_STREAM_FLAGS):
+        api.write(array + fd * size + flag_at, struct.pack("<Ii", flags, fd))
+    _STREAMS[api.memory] = array
+    return array
 
 
 # The C locale's character classes, as msvcrt's _ctype table has them (its mask bits).

@@ -58,6 +58,10 @@ STATUS_BREAKPOINT = 0x80000003
 STATUS_SINGLE_STEP = 0x80000004
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
+DBG_PRINTEXCEPTION_C = 0x40010006
+DBG_PRINTEXCEPTION_WIDE_C = 0x4001000A
+# Longest OutputDebugString text read to build its exception's parameters.
+MAX_DEBUG_STRING = 0x10000
 SYSTEM_CALL_INTERRUPT = 0x2E
 ICEBP = b"\xf1"  # INT1: Unicorn raises an invalid instruction for it
 INTERRUPT_CODES = {
@@ -157,6 +161,13 @@ class ExceptionDispatcher:
         self.repeats: dict[FaultKey, int] = {}
         self.pending_pc: int | None = None
         self.pending_parameters: list[int] = []
+        # The next dispatch is of a raised (software) exception: resuming goes past the call, so
+        # the same-fault guard does not apply (a loop may raise from one site any number of times).
+        self.pending_software = False
+        # The next dispatch is OutputDebugString's: (code, parameters) of the exception raised
+        # when it falls through the vectored handlers (the A exception after the W one), or None.
+        self.pending_vectored_only: tuple[tuple[int, list[int]] | None] | None = None
+        self.scratch, self.scratch_size = 0, 0
         # Told the pc a handler resumed a faulting thread at, when it is not the faulting one.
         self.on_redirected: Callable[[int], None] | None = None
         self.original: dict[str, Any] = {}
@@ -175,6 +186,8 @@ class ExceptionDispatcher:
             },
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
+        for name in ("OutputDebugStringA", "OutputDebugStringW"):
+            se.add_api_hook(self._output_debug_string, "kernel32", name)
         compat_guest.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
         compat_guest.intercept_read_protection(self.emu, self._protection_read)
 
@@ -186,13 +199,17 @@ class ExceptionDispatcher:
         pc = self.pending_pc if self.pending_pc is not None else int(self.emu.get_pc())
         self.pending_pc = None
         key = self._fault_key(pc, faulting_address)
-        count = self.repeats.get(key, 0) + 1
-        self.repeats = {key: count}
+        software, self.pending_software = self.pending_software, False
+        vectored_only, self.pending_vectored_only = self.pending_vectored_only, None
+        count = 1 if software else self.repeats.get(key, 0) + 1
+        self.repeats = {} if software else {key: count}
         if count >= MAX_SAME_FAULT:
             return False
         parent = self.active[-1] if self.active else None
         nested = parent is not None and parent.stage == "frame"
         state = self._build(code, pc, key, faulting_address, vectored, EXCEPTION_NESTED_CALL if nested else 0)
+        if vectored_only is not None:
+            state.extra["vectored_only"] = vectored_only[0]
         if nested and parent is not None:
             # An exception raised inside a frame-based handler: the search skips the frames up
             # to that handler's own (Windows' ExceptionNestedException).
@@ -249,6 +266,9 @@ class ExceptionDispatcher:
                 self._execute_handler(state)
             return
         self.active.pop()
+        if "vectored_only" in state.extra and not state.vectored:
+            self._fall_through(state)
+            return
         if not self._next_handler(state):
             self._unhandled(state)
 
@@ -323,8 +343,80 @@ class ExceptionDispatcher:
             data = bytes(self.emu.mem_read(arguments, count * self.ptr))
             params = list(struct.unpack(f"<{count}{'Q' if self.x64 else 'I'}", data))
         self.pending_parameters = params
+        self.pending_software = True
         compat_guest.raise_on_next_instruction(self.emu, code & 0xFFFFFFFF)
         return rv
+
+    def _output_debug_string(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """OutputDebugStringA/W raise DBG_PRINTEXCEPTION_C (W: DBG_PRINTEXCEPTION_WIDE_C, then
+        the A one unless a handler continued it) inside their own ``__try``: with no debugger the
+        process's vectored handlers see it first (an anti-debug check registers one and counts on
+        it), then the function's own ``__except`` swallows it and it returns as usual."""
+        rv = orig(argv)
+        address = argv[0] if argv else 0
+        if not address or not compat_guest.vectored_handlers(self.emu):
+            return rv  # nobody can see it: the function's own handler takes it
+        wide = api_name.endswith("W")
+        raw = self._terminated(address, 2 if wide else 1)
+        if raw is None:
+            return rv  # unreadable: Windows faults inside the function, its handler takes it
+        if not wide:
+            self._raise_vectored_only(DBG_PRINTEXCEPTION_C, [len(raw) + 1, address], None)
+            return rv
+        ansi = raw.decode("utf-16le", errors="replace").encode("cp1252", errors="replace") + b"\0"
+        copy = self._scratch(ansi)
+        printed = (DBG_PRINTEXCEPTION_C, [len(ansi), copy])
+        self._raise_vectored_only(DBG_PRINTEXCEPTION_WIDE_C, [len(raw) // 2 + 1, address, len(ansi), copy], printed)
+        return rv
+
+    def _terminated(self, address: int, unit: int) -> bytes | None:
+        """The string at ``address`` without its terminator (at most MAX_DEBUG_STRING units);
+        None when it cannot be read."""
+        out = bytearray()
+        try:
+            while len(out) < MAX_DEBUG_STRING * unit:
+                size = 0x100 - (address + len(out)) % 0x100
+                size = max(size - size % unit, unit)  # whole characters: each chunk is scanned alone
+                chunk = bytes(self.emu.mem_read(address + len(out), size))
+                for at in range(0, len(chunk) - unit + 1, unit):
+                    if chunk[at : at + unit] == bytes(unit):
+                        return bytes(out + chunk[:at])
+                out += chunk
+        except Exception:
+            return None
+        return bytes(out[: MAX_DEBUG_STRING * unit])
+
+    def _scratch(self, data: bytes) -> int:
+        """A guest buffer holding ``data`` (Windows' RtlUnicodeStringToAnsiString heap copy),
+        one reused by every call (grown when needed)."""
+        if self.scratch_size < len(data):
+            self.scratch_size = -(-len(data) // 0x1000) * 0x1000
+            self.scratch = int(self.emu.mem_map(self.scratch_size, tag="emu.OutputDebugStringW.ansi"))
+        self.emu.mem_write(self.scratch, data)
+        return self.scratch
+
+    def _raise_vectored_only(self, code: int, params: list[int], then: tuple[int, list[int]] | None) -> None:
+        self.pending_parameters = params
+        self.pending_software = True
+        self.pending_vectored_only = (then,)
+        compat_guest.raise_on_next_instruction(self.emu, code)
+
+    def _fall_through(self, state: Dispatch) -> None:
+        """No vectored handler continued OutputDebugString's exception: its own handler takes it
+        and the call returns (or raises the next one, the A exception after the W one)."""
+        self._load_context(state.saved)
+        self.unicorn.reg_write(self._pc_reg(), state.pc)
+        then = state.extra["vectored_only"]
+        if then is None:
+            return
+        code, params = then
+        vectored = compat_guest.vectored_handlers(self.emu)
+        if not vectored:
+            return
+        self.pending_parameters = params
+        following = self._build(code, state.pc, state.fault_key, None, vectored, 0)
+        following.extra["vectored_only"] = None
+        self._next_handler(following)
 
     # -- the chain -----------------------------------------------------------------------------
 

@@ -149,6 +149,10 @@ static volatile ULONG_PTR skip_to;
 static LONG CALLBACK record_and_skip(EXCEPTION_POINTERS *p)
 {
     CONTEXT *c = p->ContextRecord;
+    /* the verdicts' own OutputDebugStringA raises DBG_PRINTEXCEPTION_C to this handler too */
+    if (p->ExceptionRecord->ExceptionCode == DBG_PRINTEXCEPTION_C ||
+        p->ExceptionRecord->ExceptionCode == DBG_PRINTEXCEPTION_WIDE_C)
+        return EXCEPTION_CONTINUE_SEARCH;
     veh_calls++;
     veh_code = p->ExceptionRecord->ExceptionCode;
     veh_address = (ULONG_PTR)p->ExceptionRecord->ExceptionAddress;

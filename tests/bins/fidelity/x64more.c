@@ -41,6 +41,8 @@ static LONG CALLBACK vectored(EXCEPTION_POINTERS *info)
 {
     DWORD old;
     DWORD code = info->ExceptionRecord->ExceptionCode;
+    if (code == DBG_PRINTEXCEPTION_C) /* the verdicts' own OutputDebugStringA, as on Windows */
+        return EXCEPTION_CONTINUE_SEARCH;
     vectored_calls++;
     if (code == EXCEPTION_BREAKPOINT) {
         info->ContextRecord->Rip += 1;
