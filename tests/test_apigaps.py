@@ -96,6 +96,24 @@ def test_every_check_passes_and_the_run_completes(sample: str, mode: str) -> Non
     assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x0"]
 
 
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+@pytest.mark.parametrize("sample", ["stdio.exe", "stdio32.exe"])
+def test_c_runtime_streams_write_and_read_files(sample: str, mode: str) -> None:
+    """stdio.exe (the full mingw-w64 start-up): printf to stdout / stderr (x64 through
+    msvcrt!__iob_func, which was unsupported), a file written with fwrite (unsupported) /
+    fputs / fprintf / vfprintf / fputc (which wrote nothing to a file) and read back with
+    fgets / fgetc / feof / rewind: every check passes and the writes are file events whose
+    bytes make the dropped file."""
+    recording = _emulate(sample, mode=mode)
+    assert recording.status == "completed", recording.detail
+    assert [c.args[0] for c in _calls(recording, "msvcrt.exit")] == ["0x10ff"]
+    drop = "C:\\Users\\Public\\stdio-drop.txt"
+    writes = [e for e in recording.events if isinstance(e, FileAccess) and e.op == "write" and e.path == drop]
+    assert sum(w.size for w in writes) == len(b"ABCDEFline two\nn=42\nv=x\nZ")
+    reads = [e for e in recording.events if isinstance(e, FileAccess) and e.op == "read" and e.path == drop]
+    assert len(reads) >= 4  # three lines and a character
+
+
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_known_folder_comes_from_the_guest_profile(sample: str) -> None:
     printed = [c.args[0] for c in _calls(_emulate(sample), "kernel32.OutputDebugStringW")]

@@ -1,4 +1,6 @@
-"""The C runtime's low-level file I/O (``_open``, ``_read``, ``_lseek``, ...) over Speakeasy's files.
+"""The C runtime's file I/O over Speakeasy's files: the low-level descriptors (``_open``,
+``_read``, ``_lseek``, ...) and the stream functions Speakeasy lacks (``fwrite``, ``fputs``,
+``fgets``, ``fgetc``, ``fflush``, ``_fileno``, ``vfprintf``, ...).
 
 Speakeasy emulates msvcrt's stream functions (``fopen``, ``fread``) but not the file
 descriptors under them, and msvcrt functions have no signatures: a program calling ``_open``
@@ -7,6 +9,14 @@ descriptors under them, and msvcrt functions have no signatures: a program calli
 written and positioned as ``CreateFile`` / ``ReadFile`` / ``WriteFile`` / ``SetFilePointer``
 do, and recorded as they are (file events, read buffers for lineage, dropped files).
 ``errno`` is not set on failure (the call returns -1).
+
+Speakeasy's ``fopen`` makes a stream (``FILE *``) of a file handle, and its ``fread``, ``fseek``,
+``ftell`` and ``fclose`` use it, but ``fwrite`` (a dropper's way to write its stage) was an
+unsupported API that ended the replay, and ``fputc`` / ``fprintf`` wrote nothing to a file. Here a
+stream of ``fopen`` is written and read like the file behind it (recorded as ``WriteFile`` and
+``ReadFile`` are: dropped files, read buffers for lineage); a standard stream (``stdout`` /
+``stderr``: msvcrt's ``_iob`` entries, ``__iob_func``'s, ``__acrt_iob_func``'s) takes what is
+written and records nothing, as a console does; stdin is at its end.
 """
 
 from __future__ import annotations
@@ -21,6 +31,9 @@ from speakeasy.profiler_events import FILE_CREATE, FILE_OPEN, FILE_READ, FILE_WR
 from speakeasy.winenv.arch import CALL_CONV_CDECL, X86_REG_EDX
 
 from emulator.apis.core import GuestMemory
+from emulator.apis.crt import FILE_LAYOUT
+from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.printf import formatted
 from emulator.backends.speakeasy.sources import read_c_string
 
 # <fcntl.h> flags of _open, and the translation modes of _setmode.
@@ -38,6 +51,9 @@ SEEK_WHENCE = {0: io.SEEK_SET, 1: io.SEEK_CUR, 2: io.SEEK_END}
 # st_mode of a console stream (descriptors 0-2) and of a read-write file; st_dev of drive C:.
 S_IFCHR, S_IFREG, S_IRW = 0x2000, 0x8000, 0x1B6
 DRIVE_C = 2
+EOF = -1
+# The longest line fgets reads and the longest string fputs writes (in characters).
+MAX_STREAM_TEXT = 1024 * 1024
 # msvcrt's struct _stat layouts, by function: (struct format, whether st_size is 64 bits).
 # Fields: st_dev, st_ino, st_mode, st_nlink, st_uid, st_gid, st_rdev, st_size, st_atime,
 # st_mtime, st_ctime.
@@ -68,6 +84,7 @@ class CrtFiles:
         # Translation mode per descriptor (text unless opened or set otherwise).
         self.modes: dict[int, int] = {}
         self.next_fd = FIRST_FD
+        self.iob: int | None = None  # msvcrt's _iob export (0: none), looked up once
 
     def install(self) -> None:
         offset_slots = 1 if self.x64 else 2  # an __int64 argument takes two stack slots on x86
@@ -88,12 +105,51 @@ class CrtFiles:
         ]
         for name, layout in STAT_LAYOUTS.items():
             hooks.append((name, 2, functools.partial(self._fstat, layout=layout)))
+        hooks += [
+            ("fwrite", 4, self._fwrite),
+            ("_fwrite_nolock", 4, self._fwrite),
+            ("fputs", 2, lambda argv: self._fputs(argv, wide=False)),
+            ("fputws", 2, lambda argv: self._fputs(argv, wide=True)),
+            ("puts", 1, lambda argv: 0),
+            ("_putws", 1, lambda argv: 0),
+            ("putchar", 1, lambda argv: argv[0] & 0xFF),
+            ("_fputchar", 1, lambda argv: argv[0] & 0xFF),
+            ("fputc", 2, self._fputc),
+            ("putc", 2, self._fputc),
+            ("_fputc_nolock", 2, self._fputc),
+            ("fgetc", 1, self._fgetc),
+            ("getc", 1, self._fgetc),
+            ("_fgetc_nolock", 1, self._fgetc),
+            ("fgets", 3, lambda argv: self._fgets(argv, wide=False)),
+            ("fgetws", 3, lambda argv: self._fgets(argv, wide=True)),
+            ("feof", 1, self._feof),
+            ("ferror", 1, lambda argv: 0),
+            ("clearerr", 1, lambda argv: 0),
+            ("fflush", 1, lambda argv: 0),
+            ("_flushall", 0, lambda argv: 0),
+            ("setvbuf", 4, lambda argv: 0),
+            ("rewind", 1, self._rewind),
+            ("_fileno", 1, self._fileno),
+            ("vfprintf", 3, lambda argv: self._vfprintf(argv, wide=False)),
+            ("vfwprintf", 3, lambda argv: self._vfprintf(argv, wide=True)),
+        ]
         for name, argc, func in hooks:
 
             def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _func: Any = func) -> int:
-                return int(_func(list(argv)))
+                return int(_func(list(argv))) & (0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF)
 
             self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
+        for name, wide in (("fprintf", False), ("fwprintf", True)):
+
+            def printed(emu: Any, api_name: str, orig: Any, argv: list[int], _wide: bool = wide) -> int:
+                # Speakeasy's handler formats and records the text; a file stream is written too.
+                rv = orig(argv)
+                stream, fmt = emu.get_func_argv(CALL_CONV_CDECL, 2)
+                if self._stream_file(stream) is not None:
+                    self._stream_write(stream, self._encoded(formatted(emu, fmt, _wide, None, 2), _wide))
+                return int(rv or 0)
+
+            self.se.add_api_hook(printed, "msvcrt", name, argc=2, call_conv=CALL_CONV_CDECL)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -238,6 +294,159 @@ class CrtFiles:
         except Exception:
             return -1
         return 0
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _stream_file(self, stream: int) -> tuple[Any, str] | None:
+        """(file object, guest path) of a stream fopen made; None for any other stream."""
+        handle = self._crt().file_streams.get(stream)
+        fobj = self.emu.file_get(handle) if handle is not None else None
+        return (fobj, str(fobj.path)) if fobj is not None else None
+
+    def _stream_write(self, stream: int, data: bytes) -> bool:
+        """Write ``data`` to the file behind ``stream`` (a console stream takes it unrecorded)."""
+        entry = self._stream_file(stream)
+        if entry is None or not data:
+            return True
+        fobj, path = entry
+        fobj.add_data(data)  # as Speakeasy's WriteFile: appended to the file
+        self._crt().record_file_access_event(path, FILE_WRITE, data=data, size=len(data))
+        return True
+
+    def _encoded(self, text: str, wide: bool) -> bytes:
+        """What a text-mode stream writes of ``text`` (the wide functions convert to the ANSI
+        code page, as msvcrt's text mode does)."""
+        return text.encode("cp1252" if wide else "latin-1", "replace")
+
+    def _fwrite(self, argv: list[int]) -> int:
+        """size_t fwrite(const void *buffer, size_t size, size_t count, FILE *stream)"""
+        buffer, size, count, stream = argv[:4]
+        total = size * count
+        if not size or not count:
+            return 0
+        if not buffer or total > MAX_TRANSFER:
+            return 0
+        try:
+            data = self.memory.read(buffer, total)
+        except Exception:
+            return 0
+        entry = self._stream_file(stream)
+        if entry is not None:
+            fobj, path = entry
+            fobj.add_data(data)
+            self._crt().record_file_access_event(path, FILE_WRITE, data=data, buffer=buffer, size=len(data))
+        return int(count)
+
+    def _fputs(self, argv: list[int], wide: bool) -> int:
+        """int fputs(const char *str, FILE *stream): 0, or EOF for an unreadable string."""
+        address, stream = argv[:2]
+        if not address:
+            return EOF
+        raw = read_c_string(self.memory, address, wide, MAX_STREAM_TEXT * (2 if wide else 1))
+        text = raw.decode("utf-16-le", "replace") if wide else raw.decode("latin-1")
+        self._stream_write(stream, self._encoded(text, wide))
+        return 0
+
+    def _fputc(self, argv: list[int]) -> int:
+        """int fputc(int c, FILE *stream): the character written."""
+        self._stream_write(argv[1], bytes([argv[0] & 0xFF]))
+        return argv[0] & 0xFF
+
+    def _stream_read(self, stream: int, size: int) -> tuple[bytes, str] | None:
+        entry = self._stream_file(stream)
+        if entry is None:
+            return None  # stdin and the console streams: at their end
+        fobj, path = entry
+        return fobj.get_data(size=size) or b"", path
+
+    def _fgetc(self, argv: list[int]) -> int:
+        """int fgetc(FILE *stream): the next byte, EOF at the end."""
+        read = self._stream_read(argv[0], 1)
+        if not read or not read[0]:
+            return EOF
+        data, path = read
+        self._crt().record_file_access_event(path, FILE_READ, size=1)
+        return data[0]
+
+    def _fgets(self, argv: list[int], wide: bool) -> int:
+        """char *fgets(char *buffer, int n, FILE *stream): up to n-1 characters, through the
+        first newline, terminated; NULL at the end (or for a bad buffer or count)."""
+        buffer, count, stream = argv[0], argv[1] & 0xFFFFFFFF, argv[2]
+        if not buffer or not 1 < count <= MAX_STREAM_TEXT:
+            return 0
+        entry = self._stream_file(stream)
+        if entry is None:
+            return 0
+        fobj, path = entry
+        start = fobj.tell()
+        ahead = fobj.get_data(size=count - 1) or b""
+        line = ahead[: ahead.find(b"\n") + 1] if b"\n" in ahead else ahead
+        fobj.seek(start + len(line), io.SEEK_SET)
+        if not line:
+            return 0
+        data = line.decode("latin-1").encode("utf-16-le") if wide else line
+        try:
+            self.memory.write(buffer, data + (b"\0\0" if wide else b"\0"))
+        except Exception:
+            return 0
+        self._crt().record_file_access_event(path, FILE_READ, buffer=buffer, size=len(line))
+        return buffer
+
+    def _feof(self, argv: list[int]) -> int:
+        entry = self._stream_file(argv[0])
+        if entry is None:
+            return 1 if self._standard_fd(argv[0]) == 0 else 0
+        return 1 if entry[0].tell() >= entry[0].get_size() else 0
+
+    def _rewind(self, argv: list[int]) -> int:
+        entry = self._stream_file(argv[0])
+        if entry is not None:
+            entry[0].seek(0, io.SEEK_SET)
+        return 0
+
+    def _standard_fd(self, stream: int) -> int | None:
+        """0, 1 or 2 for a standard stream (``__acrt_iob_func`` gives the descriptor itself as
+        the stream; msvcrt's FILEs name theirs in ``_file``), None otherwise."""
+        if 0 <= stream <= 2:
+            return stream
+        size, flag_at = FILE_LAYOUT[self.memory.ptr_size]
+        if self.iob is None:  # msvcrt's _iob, as an import of the data binds to it (mingw's x86 stdout)
+            module = self.emu.get_mod_by_name("msvcrt")
+            self.iob = compat.resolve_export(self.emu, module, "_iob") if module is not None else 0
+        if self.iob and stream in (self.iob, self.iob + size, self.iob + 2 * size):
+            return (stream - self.iob) // size
+        try:
+            fd = struct.unpack("<i", self.memory.read(stream + flag_at + 4, 4))[0]
+        except Exception:
+            return None
+        return fd if 0 <= fd <= 2 else None
+
+    def _fileno(self, argv: list[int]) -> int:
+        """int _fileno(FILE *stream): the stream's descriptor (a stream fopen made gets one that
+        _read / _write / _lseek know); -1 for what is no stream."""
+        stream = argv[0]
+        handle = self._crt().file_streams.get(stream)
+        if handle is None:
+            fd = self._standard_fd(stream)
+            return -1 if fd is None else fd
+        for fd, (known, _path, _append) in self.files.items():
+            if known == int(handle):
+                return fd
+        entry = self._stream_file(stream)
+        if entry is None:
+            return -1
+        fd = self.next_fd
+        self.next_fd += 1
+        self.files[fd] = (int(handle), entry[1], False)
+        self.modes[fd] = O_TEXT
+        return fd
+
+    def _vfprintf(self, argv: list[int], wide: bool) -> int:
+        """int vfprintf(FILE *stream, const char *format, va_list ap): characters written."""
+        stream, fmt, ap = argv[:3]
+        text = formatted(self.emu, fmt, wide, ap, 3)
+        self._stream_write(stream, self._encoded(text, wide))
+        return len(text)
 
 
 def _signed(value: int, bits: int) -> int:

@@ -268,18 +268,16 @@ def _write_text(api: Any, address: int, text: str, wide: bool, terminate: bool) 
         api.mem_write(address, data)
 
 
-def _call(family: _Family, emu: Any, argv: Sequence[int]) -> int:
-    """The function of ``family`` called with ``argv`` (its fixed parameters): its result."""
-    values = dict(zip(family.params, argv, strict=False))
+def formatted(emu: Any, fmt_address: int, wide: bool, ap: int | None, fixed: int) -> str:
+    """The text a printf-family call formats: its format at ``fmt_address``, its arguments in
+    the va_list ``ap`` or, without one, on the stack after its ``fixed`` parameters."""
     ptr_size = emu.get_ptr_size()
-    wide = family.wide
-    fmt = emu.read_mem_string(values["fmt"], 2 if wide else 1, max_chars=MAX_FORMAT_CHARS) if values["fmt"] else ""
+    fmt = emu.read_mem_string(fmt_address, 2 if wide else 1, max_chars=MAX_FORMAT_CHARS) if fmt_address else ""
     slots_wanted = slot_count(fmt, ptr_size)
-    if "ap" in values:
-        raw = emu.mem_read(values["ap"], slots_wanted * ptr_size) if values["ap"] and slots_wanted else b""
+    if ap is not None:
+        raw = emu.mem_read(ap, slots_wanted * ptr_size) if ap and slots_wanted else b""
         slots = [int.from_bytes(raw[i : i + ptr_size], "little") for i in range(0, len(raw), ptr_size)]
     else:
-        fixed = len(family.params)
         slots = list(emu.get_func_argv(_CDECL, fixed + slots_wanted)[fixed:])
 
     def narrow(address: int) -> str:
@@ -288,7 +286,15 @@ def _call(family: _Family, emu: Any, argv: Sequence[int]) -> int:
     def wide_text(address: int) -> str:
         return str(emu.read_mem_string(address, 2, max_chars=MAX_FORMATTED_STRING))
 
-    text = format_slots(fmt, slots, ptr_size, wide, narrow, wide_text)
+    return format_slots(fmt, slots, ptr_size, wide, narrow, wide_text)
+
+
+def _call(family: _Family, emu: Any, argv: Sequence[int]) -> int:
+    """The function of ``family`` called with ``argv`` (its fixed parameters): its result."""
+    values = dict(zip(family.params, argv, strict=False))
+    ptr_size = emu.get_ptr_size()
+    wide = family.wide
+    text = formatted(emu, values["fmt"], wide, values.get("ap") if "ap" in values else None, len(family.params))
     if "buf" not in values:
         return len(text)
     buf = values["buf"]
