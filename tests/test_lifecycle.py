@@ -49,9 +49,10 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _start_long_replay(outdir: Path, settle: float = 4.0) -> tuple[subprocess.Popen[str], int]:
+def _start_long_replay(outdir: Path, settle: float = 4.0, recorded_bytes: int = 0) -> tuple[subprocess.Popen[str], int]:
     """The CLI on the API flood with long limits; returns it and its emulation child's pid once
-    the child is emulating (its first events are in)."""
+    the child is emulating (its first events are in): ``settle`` seconds after the child
+    started, or, with ``recorded_bytes``, once the trace being recorded holds that many bytes."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [
@@ -84,16 +85,28 @@ def _start_long_replay(outdir: Path, settle: float = 4.0) -> tuple[subprocess.Po
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     assert child is not None, "no emulation child"
-    time.sleep(settle)  # imports, then the flood is running
+    if recorded_bytes:
+        while time.monotonic() < deadline and _recorded(outdir) < recorded_bytes:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert _recorded(outdir) >= recorded_bytes, "the flood did not start"
+    else:
+        time.sleep(settle)  # imports, then the flood is running
     assert proc.poll() is None, proc.communicate()
     return proc, child
+
+
+def _recorded(outdir: Path) -> int:
+    """Bytes of the trace the run is recording (its early copy, written as events come in)."""
+    return sum(p.stat().st_size for p in outdir.glob(".trace.jsonl*") if p.is_file())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_signal_ends_the_replay_with_a_partial_report(sig: signal.Signals, tmp_path: Path) -> None:
     outdir = tmp_path / "out"
-    # SIGTERM waits until the flood surely runs, to check the calls before it are kept
-    proc, child = _start_long_replay(outdir, settle=20.0 if sig == signal.SIGTERM else 3.0)
+    # SIGTERM waits until the flood has recorded megabytes of calls, to check they are kept (the
+    # cost of writing a large partial report per call is tests/test_million.py's)
+    proc, child = _start_long_replay(outdir, settle=3.0, recorded_bytes=8_000_000 if sig == signal.SIGTERM else 0)
     try:
         sent = time.monotonic()
         proc.send_signal(sig)
