@@ -1,0 +1,283 @@
+"""msvcrt functions that call guest code or move the guest's control flow, which Speakeasy lacks
+(a call ended the replay as ``unsupported_api``): ``qsort`` / ``bsearch`` (and ``qsort_s`` /
+``bsearch_s``), whose comparisons are calls of the guest's function, ``_setjmp`` / ``_setjmp3``
+/ ``_setjmpex`` / ``longjmp`` (msvcrt's jump buffer: the registers a function keeps for its
+caller, the stack pointer and the return address), and ``abort`` / ``_amsg_exit``, which end
+the process (exit codes 3 and 255, as msvcrt's ``_exit`` call in them).
+
+A comparison runs as an API callback (emulator/backends/speakeasy/compat.py): the call's frame
+is tagged, each comparison's result decides the next, and the last writes the sorted array (a
+merge sort over the elements' indexes: the comparison function sees the elements where the
+guest put them, unmoved until the end). ``longjmp`` does not run the termination handlers of the
+frames it leaves (msvcrt unwinds them when the buffer names a frame).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from speakeasy.winenv.arch import CALL_CONV_CDECL
+from unicorn import x86_const
+
+from emulator.apis.core import GuestMemory
+from emulator.backends.speakeasy import compat, compat_guest
+from emulator.limits import MAX_CRT_SORT_BYTES, MAX_CRT_SORT_ELEMENTS
+
+# The process's exit codes of abort (msvcrt's _exit(3)) and _amsg_exit (_exit(255)).
+ABORT_EXIT_CODE = 3
+AMSG_EXIT_CODE = 255
+# x64 _JUMP_BUFFER: Frame, Rbx, Rsp, Rbp, Rsi, Rdi, R12-R15, Rip, MxCsr, FpCsr, Spare, Xmm6-15.
+JUMP_BUFFER_X64 = ("frame", "rbx", "rsp", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15", "rip")
+XMM_SAVED = tuple(getattr(x86_const, f"UC_X86_REG_XMM{i}") for i in range(6, 16))
+# x86 _JUMP_BUFFER: Ebp, Ebx, Edi, Esi, Esp, Eip, Registration, TryLevel, Cookie, UnwindFunc,
+# UnwindData[6].
+JUMP_BUFFER_X86 = ("ebp", "ebx", "edi", "esi", "esp", "eip")
+JUMP_COOKIE = 0x56433230  # "VC20"
+TRY_LEVEL_NONE = 0xFFFFFFFF
+X86_JUMP_BUFFER_SIZE = 64
+# The largest _initterm table read (a start-up's tables hold a few pointers).
+MAX_INITTERM_BYTES = 64 * 1024
+
+# A function's calls of guest code: yields (function, arguments), is sent each call's result
+# (the return register, signed 32 bits), returns the API's result.
+GuestCalls = Generator[tuple[int, list[int]], int, int]
+Comparisons = Generator[tuple[int, int], int, int]
+
+
+@dataclass
+class _Calling:
+    """An API call running guest functions one after the other (its frame's tag)."""
+
+    steps: GuestCalls
+
+
+def comparing(compare: int, context: int | None, comparisons: Comparisons) -> GuestCalls:
+    """``comparisons`` as calls of ``compare`` (qsort_s / bsearch_s pass ``context`` first)."""
+    prefix = [context] if context is not None else []
+    try:
+        pair = next(comparisons)
+        while True:
+            result = yield compare, [*prefix, *pair]
+            pair = comparisons.send(result)
+    except StopIteration as done:
+        return int(done.value)
+
+
+def merge_order(count: int, address: Callable[[int], int]) -> Generator[tuple[int, int], int, list[int]]:
+    """The indexes 0..count-1 in sorted order, asking for each comparison: yields the two
+    elements' addresses, is sent the comparison's result (negative, 0 or positive)."""
+    order = list(range(count))
+    width = 1
+    while width < count:
+        merged: list[int] = []
+        for start in range(0, count, 2 * width):
+            left, right = order[start : start + width], order[start + width : start + 2 * width]
+            i = j = 0
+            while i < len(left) and j < len(right):
+                result = yield address(left[i]), address(right[j])
+                if result <= 0:
+                    merged.append(left[i])
+                    i += 1
+                else:
+                    merged.append(right[j])
+                    j += 1
+            merged += left[i:] + right[j:]
+        order = merged
+        width *= 2
+    return order
+
+
+class CrtControl:
+    def __init__(self, se: Any, emu: Any, memory: GuestMemory) -> None:
+        self.se = se
+        self.emu = emu
+        self.memory = memory
+        self.x64 = memory.ptr_size == 8
+
+    def install(self) -> None:
+        hooks: list[tuple[str, int, Callable[[Any, list[int]], int]]] = [
+            ("qsort", 4, lambda emu, argv: self._qsort(emu, argv, with_context=False)),
+            ("qsort_s", 5, lambda emu, argv: self._qsort(emu, argv, with_context=True)),
+            ("bsearch", 5, lambda emu, argv: self._bsearch(emu, argv, with_context=False)),
+            ("bsearch_s", 6, lambda emu, argv: self._bsearch(emu, argv, with_context=True)),
+            ("longjmp", 2, self._longjmp),
+            ("_initterm", 2, lambda emu, argv: self._initterm(emu, argv, stop_on_error=False)),
+            ("_initterm_e", 2, lambda emu, argv: self._initterm(emu, argv, stop_on_error=True)),
+            ("abort", 0, lambda emu, argv: self._exit(emu, ABORT_EXIT_CODE)),
+            ("_amsg_exit", 1, lambda emu, argv: self._exit(emu, AMSG_EXIT_CODE)),
+        ]
+        if self.x64:
+            hooks += [("_setjmp", 2, self._setjmp), ("_setjmpex", 2, self._setjmp)]
+        else:
+            hooks += [("_setjmp", 1, self._setjmp), ("_setjmp3", 2, self._setjmp)]
+        mask = 0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF
+        for name, argc, func in hooks:
+
+            def hook(emu: Any, api_name: str, orig: Any, argv: list[int], _func: Any = func) -> int:
+                return int(_func(emu, list(argv))) & mask
+
+            self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
+        compat.after_each_api_callback(self.emu, self._compared)
+
+    # -- qsort / bsearch ---------------------------------------------------------------------
+
+    def _start(self, emu: Any, steps: GuestCalls) -> int:
+        """Run ``steps``' first call of guest code after this API call: the API's result when
+        it needs none (else the last call's end sets it)."""
+        try:
+            function, args = next(steps)
+        except StopIteration as done:
+            return int(done.value)
+        compat.call_guest_after_api(emu, function, args)
+        compat.tag_api_frame(emu, _Calling(steps))
+        return 0
+
+    def _compared(self, tag: Any, returned: int) -> int | None:
+        """A call of ``tag``'s returned: the next one runs, or the API returns its result."""
+        if not isinstance(tag, _Calling):
+            return None
+        result = returned - (1 << 32) if returned >> 31 else returned
+        try:
+            function, args = tag.steps.send(result)
+        except StopIteration as done:
+            return int(done.value) & (0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF)
+        compat.queue_api_callback(self.emu, function, args)
+        return None
+
+    # -- _initterm -------------------------------------------------------------------------------
+
+    def _initterm(self, emu: Any, argv: list[int], stop_on_error: bool) -> int:
+        """void _initterm(_PVFV *begin, _PVFV *end): each non-NULL function of the table called in
+        order (mingw's start-up sets argc / argv so, C++ constructors run so; Speakeasy's called
+        none). int _initterm_e(_PIFV *begin, _PIFV *end): the same, stopping at the first that
+        returns nonzero, whose value it returns."""
+        begin, end = argv[:2]
+        if not begin or end <= begin or end - begin > MAX_INITTERM_BYTES:
+            return 0
+        return self._start(emu, self._initializers(begin, end, stop_on_error))
+
+    def _initializers(self, begin: int, end: int, stop_on_error: bool) -> GuestCalls:
+        ptr = self.memory.ptr_size
+        for slot in range(begin, end - ptr + 1, ptr):
+            try:
+                function = int.from_bytes(self.memory.read(slot, ptr), "little")
+            except Exception:
+                return 0
+            if not function:
+                continue
+            result = yield function, []
+            if stop_on_error and result:
+                return result
+        return 0
+
+    def _qsort(self, emu: Any, argv: list[int], with_context: bool) -> int:
+        """void qsort(void *base, size_t count, size_t width, int (*compare)(const void *, const void *))"""
+        base, count, width, compare = argv[:4]
+        if count < 2 or not width or not base or not compare:
+            return 0
+        if count > MAX_CRT_SORT_ELEMENTS or count * width > MAX_CRT_SORT_BYTES:
+            return 0
+        steps = self._sorting(base, count, width)
+        return self._start(emu, comparing(compare, argv[4] if with_context else None, steps))
+
+    def _sorting(self, base: int, count: int, width: int) -> Comparisons:
+        try:
+            data = self.memory.read(base, count * width)
+        except Exception:
+            return 0
+        order = yield from merge_order(count, lambda i: base + i * width)
+        self.memory.write(base, b"".join(data[i * width : (i + 1) * width] for i in order))
+        return 0
+
+    def _bsearch(self, emu: Any, argv: list[int], with_context: bool) -> int:
+        """void *bsearch(const void *key, const void *base, size_t count, size_t width,
+        int (*compare)(const void *key, const void *element)): an element comparing equal, NULL
+        when none does (a binary search: the array is sorted by ``compare``)."""
+        key, base, count, width, compare = argv[:5]
+        if not count or not base or not compare or count > MAX_CRT_SORT_ELEMENTS:
+            return 0
+        steps = self._searching(key, base, count, width)
+        return self._start(emu, comparing(compare, argv[5] if with_context else None, steps))
+
+    @staticmethod
+    def _searching(key: int, base: int, count: int, width: int) -> Comparisons:
+        low, high = 0, count - 1
+        while low <= high:
+            middle = (low + high) // 2
+            result = yield key, base + middle * width
+            if result == 0:
+                return base + middle * width
+            if result < 0:
+                high = middle - 1
+            else:
+                low = middle + 1
+        return 0
+
+    # -- setjmp / longjmp --------------------------------------------------------------------
+
+    def _setjmp(self, emu: Any, argv: list[int]) -> int:
+        """int _setjmp(jmp_buf buffer, void *frame) (x86: _setjmp(buffer), _setjmp3(buffer,
+        count, ...)): the caller's registers, stack pointer after the return and return
+        address saved in ``buffer``; 0."""
+        buffer = argv[0]
+        if not buffer:
+            return 0
+        sp = int(emu.reg_read("rsp" if self.x64 else "esp"))
+        ptr = self.memory.ptr_size
+        ret = int.from_bytes(self.memory.read(sp, ptr), "little")
+        if self.x64:
+            engine = compat.unicorn_of(emu)
+            values = {name: int(emu.reg_read(name)) for name in JUMP_BUFFER_X64[1:-1]}
+            values |= {"frame": argv[1], "rsp": sp + ptr, "rip": ret}
+            data = struct.pack("<11Q", *(values[name] for name in JUMP_BUFFER_X64))
+            data += struct.pack("<IHH", engine.reg_read(x86_const.UC_X86_REG_MXCSR) & 0xFFFFFFFF, 0x27F, 0)
+            data += b"".join((engine.reg_read(reg) & ((1 << 128) - 1)).to_bytes(16, "little") for reg in XMM_SAVED)
+        else:
+            values = {name: int(emu.reg_read(name)) for name in JUMP_BUFFER_X86[:4]}
+            values |= {"esp": sp + ptr, "eip": ret}
+            data = struct.pack("<6I", *(values[name] for name in JUMP_BUFFER_X86))
+            data += struct.pack("<4I", compat_guest.x86_exception_list(emu), TRY_LEVEL_NONE, JUMP_COOKIE, 0)
+            data += b"\0" * (X86_JUMP_BUFFER_SIZE - len(data))
+        self.memory.write(buffer, data)
+        return 0
+
+    def _longjmp(self, emu: Any, argv: list[int]) -> int:
+        """void longjmp(jmp_buf buffer, int value): execution goes on where ``_setjmp`` saved
+        ``buffer`` returns, which now returns ``value`` (1 for 0)."""
+        buffer, value = argv[0], argv[1] & 0xFFFFFFFF
+        value = value or 1
+        if self.x64:
+            saved = dict(zip(JUMP_BUFFER_X64, struct.unpack("<11Q", self.memory.read(buffer, 88)), strict=True))
+            tail = self.memory.read(buffer + 88, 8 + 16 * len(XMM_SAVED))
+            engine = compat.unicorn_of(emu)
+            engine.reg_write(x86_const.UC_X86_REG_MXCSR, struct.unpack("<I", tail[:4])[0])
+            for i, reg in enumerate(XMM_SAVED):
+                engine.reg_write(reg, int.from_bytes(tail[8 + 16 * i : 24 + 16 * i], "little"))
+            for name in JUMP_BUFFER_X64[1:-1]:
+                emu.reg_write(name, saved[name])
+            emu.reg_write("rax", value)
+            emu.set_pc(saved["rip"])
+        else:
+            saved = dict(zip(JUMP_BUFFER_X86, struct.unpack("<6I", self.memory.read(buffer, 24)), strict=True))
+            for name in JUMP_BUFFER_X86[:5]:
+                emu.reg_write(name, saved[name])
+            emu.reg_write("eax", value)
+            emu.set_pc(saved["eip"])
+        return value
+
+    # -- abort ---------------------------------------------------------------------------------
+
+    def _exit(self, emu: Any, code: int) -> int:
+        """abort / _amsg_exit: the process ends (as msvcrt's ``_exit``; the call's recorded
+        value is the exit code)."""
+        emu.exit_process()
+        return code
+
+
+def install(se: Any, emu: Any, memory: GuestMemory) -> CrtControl:
+    control = CrtControl(se, emu, memory)
+    control.install()
+    return control
