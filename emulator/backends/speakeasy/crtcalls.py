@@ -45,6 +45,17 @@ MAX_INITTERM_BYTES = 64 * 1024
 # (the return register, signed 32 bits), returns the API's result.
 GuestCalls = Generator[tuple[int, list[int]], int, int]
 Comparisons = Generator[tuple[int, int], int, int]
+# msvcrt's int variables a program imports, Speakeasy's storage for them left 0: MB_CUR_MAX
+# (mingw's x86 headers read __mb_cur_max itself), 1 in both locales.
+DATA_EXPORTS = {"__mb_cur_max": 1}
+
+
+def _initialized_int(value: int) -> Callable[[Any, int], int]:
+    def initialize(module: Any, address: int) -> int:
+        module.mem_write(address, value.to_bytes(4, "little"))
+        return address
+
+    return initialize
 
 
 @dataclass
@@ -121,6 +132,15 @@ class CrtControl:
 
             self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
         compat.after_each_api_callback(self.emu, self._compared)
+        crt = self.emu.api.mods.get("msvcrt") or self.emu.api.load_api_handler("msvcrt")
+        if crt is not None:
+            for name, value in DATA_EXPORTS.items():
+                crt.data.setdefault(name, _initialized_int(value))
+        module = self.emu.get_mod_by_name("msvcrt")
+        for name, value in DATA_EXPORTS.items():  # a program's imports are bound already
+            address = compat.resolve_export(self.emu, module, name) if module is not None else 0
+            if address:
+                self.memory.write(address, value.to_bytes(4, "little"))
 
     # -- qsort / bsearch ---------------------------------------------------------------------
 

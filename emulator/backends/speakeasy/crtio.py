@@ -106,6 +106,8 @@ class CrtFiles:
         self.modes: dict[int, int] = {}
         self.next_fd = FIRST_FD
         self.iob: int | None = None  # msvcrt's _iob export (0: none), looked up once
+        # The character ungetc pushed back on a stream the next read gives first.
+        self.pushed: dict[int, int] = {}
 
     def install(self) -> None:
         offset_slots = 1 if self.x64 else 2  # an __int64 argument takes two stack slots on x86
@@ -163,6 +165,8 @@ class CrtFiles:
             ("fgets", 3, lambda argv: self._fgets(argv, wide=False)),
             ("fgetws", 3, lambda argv: self._fgets(argv, wide=True)),
             ("feof", 1, self._feof),
+            ("ungetc", 2, self._ungetc),
+            ("_ungetc_nolock", 2, self._ungetc),
             ("ferror", 1, lambda argv: 0),
             ("clearerr", 1, lambda argv: 0),
             ("fflush", 1, lambda argv: 0),
@@ -529,8 +533,27 @@ class CrtFiles:
         fobj, path = entry
         return fobj.get_data(size=size) or b"", path
 
+    def _ungetc(self, argv: list[int]) -> int:
+        """int ungetc(int c, FILE *stream): ``c`` is the next character read from ``stream``
+        (the file goes back one byte when that byte is ``c``, so fread sees it too); EOF for EOF."""
+        c, stream = argv[0] & 0xFFFFFFFF, argv[1]
+        if c == 0xFFFFFFFF or not stream:
+            return EOF
+        c &= 0xFF
+        entry = self._stream_file(stream)
+        if entry is not None and stream not in self.pushed and entry[0].tell() > 0:
+            fobj = entry[0]
+            fobj.seek(fobj.tell() - 1, io.SEEK_SET)
+            if (fobj.get_data(size=1) or b"")[:1] == bytes([c]):
+                fobj.seek(fobj.tell() - 1, io.SEEK_SET)
+                return c
+        self.pushed[stream] = c
+        return c
+
     def _fgetc(self, argv: list[int]) -> int:
         """int fgetc(FILE *stream): the next byte, EOF at the end."""
+        if argv[0] in self.pushed:
+            return self.pushed.pop(argv[0])
         read = self._stream_read(argv[0], 1)
         if not read or not read[0]:
             return EOF
@@ -548,10 +571,12 @@ class CrtFiles:
         if entry is None:
             return 0
         fobj, path = entry
+        pushed = bytes([self.pushed.pop(stream)]) if stream in self.pushed else b""
         start = fobj.tell()
-        ahead = fobj.get_data(size=count - 1) or b""
+        ahead = b"" if pushed == b"\n" else fobj.get_data(size=count - 1 - len(pushed)) or b""
         line = ahead[: ahead.find(b"\n") + 1] if b"\n" in ahead else ahead
         fobj.seek(start + len(line), io.SEEK_SET)
+        line = pushed + line
         if not line:
             return 0
         data = line.decode("latin-1").encode("utf-16-le") if wide else line
