@@ -19,8 +19,6 @@
 #include <time.h>
 #include <windows.h>
 
-unsigned int __cdecl ___lc_codepage_func(void);
-
 #define DIR_PATH "C:\\Users\\Public\\crt-dir"
 #define FILE_A DIR_PATH "\\a.txt"
 #define FILE_B DIR_PATH "\\b.txt"
@@ -98,7 +96,7 @@ static void tokens(void)
 static void text(void)
 {
     wchar_t wide[16];
-    verdict("mbstowcs", mbstowcs(wide, "h\xe9y", 16) == 3 && wide[1] == 0xE9 && wide[3] == 0 &&
+    verdict("mbstowcs", mbstowcs(wide, "h\xe9y", 16) == 3 && wide[0] == L'h' && wide[1] == 0xE9 && wide[3] == 0 &&
                             mbstowcs(NULL, "abcd", 0) == 4);
     verdict("strerror", !strcmp(strerror(ENOENT), "No such file or directory") &&
                             !strcmp(strerror(999), "Unknown error"));
