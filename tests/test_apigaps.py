@@ -323,6 +323,9 @@ CRT_CHECKS = [
     "strtol_overflow",
     "strtol_no_digits",
     "strtoul",
+    "strtod",
+    "atof",
+    "strtof",
     "strtok",
     "strtok_per_thread",
     "mbstowcs",
@@ -361,7 +364,7 @@ CRT_CHECKS = [
 @pytest.mark.parametrize("sample", ["crt.exe", "crt32.exe"])
 def test_the_c_runtime_beyond_stdio(sample: str, mode: str) -> None:
     """crt.exe (the full mingw-w64 start-up): every function it calls had no handler and ended
-    the replay as ``unsupported_api`` (strtol, strtok, setlocale, localtime, _mkdir, qsort,
+    the replay as ``unsupported_api`` (strtol, strtod / atof returning in xmm0 / st(0), strtok, setlocale, localtime, _mkdir, qsort,
     _setjmp, ...), and Speakeasy's _initterm called no initializer (mingw's argc / argv were
     never set): each check passes, qsort's and bsearch's comparisons are calls of the guest's
     function, and the renamed file is recorded as MoveFile's (created, written)."""

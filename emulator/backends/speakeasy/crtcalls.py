@@ -14,6 +14,8 @@ frames it leaves (msvcrt unwinds them when the buffer names a frame).
 
 from __future__ import annotations
 
+import math
+import re
 import struct
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from unicorn import x86_const
 
 from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat, compat_guest
+from emulator.backends.speakeasy.sources import read_c_string
 from emulator.limits import MAX_CRT_SORT_BYTES, MAX_CRT_SORT_ELEMENTS
 
 # The process's exit codes of abort (msvcrt's _exit(3)) and _amsg_exit (_exit(255)).
@@ -38,6 +41,12 @@ JUMP_BUFFER_X86 = ("ebp", "ebx", "edi", "esi", "esp", "eip")
 JUMP_COOKIE = 0x56433230  # "VC20"
 TRY_LEVEL_NONE = 0xFFFFFFFF
 X86_JUMP_BUFFER_SIZE = 64
+# The longest number text strtod reads, and what it reads of it.
+MAX_FLOAT_TEXT = 4096
+FLOAT_TEXT = re.compile(
+    r"[ \t\n\v\f\r]*[+-]?(?:0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"
+    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:infinity|inf|nan))"
+)
 # The largest _initterm table read (a start-up's tables hold a few pointers).
 MAX_INITTERM_BYTES = 64 * 1024
 
@@ -45,6 +54,20 @@ MAX_INITTERM_BYTES = 64 * 1024
 # (the return register, signed 32 bits), returns the API's result.
 GuestCalls = Generator[tuple[int, list[int]], int, int]
 Comparisons = Generator[tuple[int, int], int, int]
+# Start-up functions Speakeasy's handlers return nothing from (the return register kept whatever
+# it held: an MSVC program's pre_c_initialization took _configure_narrow_argv's garbage for an
+# error and fast-failed once _initterm_e ran it): name -> (argc, what they return on success).
+# _configthreadlocale answers the process's setting, _DISABLE_PER_THREAD_LOCALE; _set_new_mode
+# the previous mode, 0.
+RESULTS_OF_SILENT_HANDLERS = {
+    "_configure_narrow_argv": (1, 0),
+    "_initialize_narrow_environment": (0, 0),
+    "_set_fmode": (1, 0),
+    "_crt_atexit": (1, 0),
+    "_controlfp_s": (3, 0),
+    "_set_new_mode": (1, 0),
+    "_configthreadlocale": (1, 2),
+}
 # msvcrt's int variables a program imports, Speakeasy's storage for them left 0: MB_CUR_MAX
 # (mingw's x86 headers read __mb_cur_max itself), 1 in both locales.
 DATA_EXPORTS = {"__mb_cur_max": 1}
@@ -75,6 +98,67 @@ def comparing(compare: int, context: int | None, comparisons: Comparisons) -> Gu
             pair = comparisons.send(result)
     except StopIteration as done:
         return int(done.value)
+
+
+def parse_float(text: str) -> tuple[float, int]:
+    """(value, characters consumed) as the C runtime's strtod reads ``text``: white space, a
+    sign, decimal digits with a point and an exponent, ``inf`` / ``infinity`` / ``nan`` and
+    hexadecimal (``0x1.8p3``) as the UCRT reads them; no number: (0.0, 0). Overflow gives
+    infinity (HUGE_VAL)."""
+    match = FLOAT_TEXT.match(text)
+    if match is None:
+        return 0.0, 0
+    number = match.group(0)
+    body = number.lstrip(" \t\n\v\f\r")
+    negative = body.startswith("-")
+    body = body.lstrip("+-")
+    if body[:2].lower() == "0x":
+        mantissa, _, exponent = body[2:].lower().partition("p")
+        whole, _, fraction = mantissa.partition(".")
+        value = float(int(whole or "0", 16)) + (int(fraction, 16) / 16 ** len(fraction) if fraction else 0.0)
+        try:
+            value = math.ldexp(value, int(exponent or "0"))
+        except OverflowError:
+            value = math.inf
+    elif body[:1].lower() in "in":
+        value = math.inf if body[:1].lower() == "i" else math.nan
+    else:
+        value = float(body)
+    return (-value if negative else value), len(number)
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _double_bits(value: float) -> int:
+    return int(struct.unpack("<Q", struct.pack("<d", value))[0])
+
+
+def _push_x87(engine: Any, value: float) -> None:
+    """Push ``value`` on the x87 register stack: st(0), where an x86 function returns a double."""
+    status = engine.reg_read(x86_const.UC_X86_REG_FPSW)
+    top = ((status >> 11) - 1) & 7
+    engine.reg_write(x86_const.UC_X86_REG_FPSW, (status & ~0x3800) | (top << 11))
+    tags = engine.reg_read(x86_const.UC_X86_REG_FPTAG)
+    engine.reg_write(x86_const.UC_X86_REG_FPTAG, tags & ~(3 << (2 * top)))
+    engine.reg_write(x86_const.UC_X86_REG_FP0 + top, _float80(value))
+
+
+def _float80(value: float) -> tuple[int, int]:
+    """(mantissa, sign and exponent) of ``value`` as an x87 80-bit extended real."""
+    sign = 0x8000 if math.copysign(1.0, value) < 0 else 0
+    if math.isnan(value):
+        return (0xC000000000000000, sign | 0x7FFF)
+    if math.isinf(value):
+        return (0x8000000000000000, sign | 0x7FFF)
+    if value == 0:
+        return (0, sign)
+    fraction, exponent = math.frexp(abs(value))  # fraction in [0.5, 1)
+    return (int(fraction * (1 << 64)), sign | (exponent - 1 + 16383))
 
 
 def merge_order(count: int, address: Callable[[int], int]) -> Generator[tuple[int, int], int, list[int]]:
@@ -115,6 +199,12 @@ class CrtControl:
             ("bsearch", 5, lambda emu, argv: self._bsearch(emu, argv, with_context=False)),
             ("bsearch_s", 6, lambda emu, argv: self._bsearch(emu, argv, with_context=True)),
             ("longjmp", 2, self._longjmp),
+            ("atof", 1, lambda emu, argv: self._strtod(emu, [argv[0], 0], wide=False, single=False)),
+            ("_wtof", 1, lambda emu, argv: self._strtod(emu, [argv[0], 0], wide=True, single=False)),
+            ("strtod", 2, lambda emu, argv: self._strtod(emu, argv, wide=False, single=False)),
+            ("wcstod", 2, lambda emu, argv: self._strtod(emu, argv, wide=True, single=False)),
+            ("strtof", 2, lambda emu, argv: self._strtod(emu, argv, wide=False, single=True)),
+            ("wcstof", 2, lambda emu, argv: self._strtod(emu, argv, wide=True, single=True)),
             ("_initterm", 2, lambda emu, argv: self._initterm(emu, argv, stop_on_error=False)),
             ("_initterm_e", 2, lambda emu, argv: self._initterm(emu, argv, stop_on_error=True)),
             ("abort", 0, lambda emu, argv: self._exit(emu, ABORT_EXIT_CODE)),
@@ -131,6 +221,13 @@ class CrtControl:
                 return int(_func(emu, list(argv))) & mask
 
             self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
+        for name, (argc, result) in RESULTS_OF_SILENT_HANDLERS.items():
+
+            def answered(emu: Any, api_name: str, orig: Any, argv: list[int], _result: int = result) -> int:
+                returned = orig(argv) if orig is not None else None
+                return _result if returned is None else int(returned)
+
+            self.se.add_api_hook(answered, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
         compat.after_each_api_callback(self.emu, self._compared)
         crt = self.emu.api.mods.get("msvcrt") or self.emu.api.load_api_handler("msvcrt")
         if crt is not None:
@@ -287,6 +384,29 @@ class CrtControl:
             emu.reg_write("eax", value)
             emu.set_pc(saved["eip"])
         return value
+
+    # -- strtod ------------------------------------------------------------------------------------
+
+    def _strtod(self, emu: Any, argv: list[int], wide: bool, single: bool) -> int:
+        """double strtod(const char *str, char **endptr) (atof: no endptr; strtof: a float): the
+        value in the floating-point return register (xmm0 on x64, st(0) on x86), ``*endptr``
+        after the text read (at ``str`` when there was no number); 0.0 for NULL."""
+        address, endptr = argv[:2]
+        value, used = 0.0, 0
+        if address:
+            raw = read_c_string(self.memory, address, wide, MAX_FLOAT_TEXT * (2 if wide else 1))
+            value, used = parse_float(raw.decode("utf-16-le" if wide else "latin-1", "replace"))
+        if endptr:
+            self.memory.write(endptr, (address + used * (2 if wide else 1)).to_bytes(self.memory.ptr_size, "little"))
+        if single:
+            value = _as_float(value)
+        engine = compat.unicorn_of(emu)
+        if self.x64:
+            bits = struct.unpack("<I", struct.pack("<f", value))[0] if single else _double_bits(value)
+            engine.reg_write(x86_const.UC_X86_REG_XMM0, bits)
+        else:
+            _push_x87(engine, value)
+        return 0
 
     # -- abort ---------------------------------------------------------------------------------
 
