@@ -246,3 +246,26 @@ def strftime(api: GuestApi, argv: list[int]) -> int:
         return 0
     api.write_string(out, text, wide)
     return len(text)
+
+
+# The UCRT's time zone variables, per replay: _daylight, _timezone, _dstbias and _tzname[2].
+_ZONE_VARIABLES: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+@apihook("msvcrt", ["__daylight", "__timezone", "__dstbias", "__tzname"], argc=0, conv="cdecl")
+def zone_variable(api: GuestApi, argv: list[int]) -> int:
+    """int *__daylight(void), long *__timezone(void), long *__dstbias(void), char **__tzname(void):
+    the guest's zone (UTC: no daylight saving, 0 seconds west of UTC; its names empty, as
+    GetTimeZoneInformation's StandardName is)."""
+    variables = _ZONE_VARIABLES.setdefault(api.memory, {})
+    name = api.api_name
+    if name not in variables:
+        if name == "__tzname":
+            block = _alloc(api, 2 * api.ptr_size + 2, zero=True)
+            if block:
+                for i in range(2):
+                    api.write_ptr(block + i * api.ptr_size, block + 2 * api.ptr_size + i)
+        else:
+            block = _alloc(api, 4, zero=True)
+        variables[name] = block
+    return variables[name]

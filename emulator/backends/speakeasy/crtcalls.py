@@ -67,6 +67,11 @@ RESULTS_OF_SILENT_HANDLERS = {
     "_controlfp_s": (3, 0),
     "_set_new_mode": (1, 0),
     "_configthreadlocale": (1, 2),
+    # the UCRT's, which Speakeasy has no handler for
+    "_configure_wide_argv": (1, 0),
+    "_initialize_wide_environment": (0, 0),
+    "_crt_at_quick_exit": (1, 0),
+    "_tzset": (0, 0),
 }
 # msvcrt's int variables a program imports, Speakeasy's storage for them left 0: MB_CUR_MAX
 # (mingw's x86 headers read __mb_cur_max itself), 1 in both locales.
@@ -191,6 +196,7 @@ class CrtControl:
         self.emu = emu
         self.memory = memory
         self.x64 = memory.ptr_size == 8
+        self.environ: dict[bool, int] = {}  # wide -> the address of environ / _wenviron
 
     def install(self) -> None:
         hooks: list[tuple[str, int, Callable[[Any, list[int]], int]]] = [
@@ -210,8 +216,14 @@ class CrtControl:
             ("abort", 0, lambda emu, argv: self._exit(emu, ABORT_EXIT_CODE)),
             ("_amsg_exit", 1, lambda emu, argv: self._exit(emu, AMSG_EXIT_CODE)),
         ]
+        hooks += [
+            ("__p__environ", 0, lambda emu, argv: self._environment(emu, wide=False)),
+            ("__p__wenviron", 0, lambda emu, argv: self._environment(emu, wide=True)),
+        ]
         if self.x64:
-            hooks += [("_setjmp", 2, self._setjmp), ("_setjmpex", 2, self._setjmp)]
+            # the UCRT's setjmp is __intrinsic_setjmp(ex), msvcrt's _setjmp(ex): the same arguments
+            names = ("_setjmp", "_setjmpex", "__intrinsic_setjmp", "__intrinsic_setjmpex")
+            hooks += [(name, 2, self._setjmp) for name in names]
         else:
             hooks += [("_setjmp", 1, self._setjmp), ("_setjmp3", 2, self._setjmp)]
         mask = 0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF
@@ -384,6 +396,19 @@ class CrtControl:
             emu.reg_write("eax", value)
             emu.set_pc(saved["eip"])
         return value
+
+    # -- environ -----------------------------------------------------------------------------------
+
+    def _environment(self, emu: Any, wide: bool) -> int:
+        """char ***__p__environ(void): the address of ``environ``, which points to the array
+        _get_initial_narrow_environment gives (one per replay)."""
+        if wide not in self.environ:
+            crt = emu.api.mods["msvcrt"]
+            array = (crt._get_initial_wide_environment if wide else crt._get_initial_narrow_environment)(emu, [])
+            cell = int(crt.mem_alloc(size=self.memory.ptr_size, tag="api.environ"))
+            self.memory.write(cell, int(array or 0).to_bytes(self.memory.ptr_size, "little"))
+            self.environ[wide] = cell
+        return self.environ[wide]
 
     # -- strtod ------------------------------------------------------------------------------------
 
