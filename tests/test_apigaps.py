@@ -398,7 +398,6 @@ def test_abort_ends_the_process(sample: str) -> None:
     assert not _calls(recording, "msvcrt.exit") and not _calls(recording, "msvcrt.strtol")
 
 
-
 @pytest.mark.parametrize("sample", ["crt-ucrt.exe", "crt-ucrt32.exe"])
 def test_a_ucrt_start_up_gets_its_success_values(sample: str) -> None:
     """The UCRT start-up's pre_c_initialization (run now that _initterm_e calls initializers)
