@@ -341,6 +341,7 @@ CRT_CHECKS = [
     "mktime_normalizes",
     "strftime",
     "strftime_too_small",
+    "time_zone",
     "mkdir",
     "access",
     "stat_file",

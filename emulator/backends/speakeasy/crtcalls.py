@@ -73,17 +73,27 @@ RESULTS_OF_SILENT_HANDLERS = {
     "_crt_at_quick_exit": (1, 0),
     "_tzset": (0, 0),
 }
-# msvcrt's int variables a program imports, Speakeasy's storage for them left 0: MB_CUR_MAX
-# (mingw's x86 headers read __mb_cur_max itself), 1 in both locales.
-DATA_EXPORTS = {"__mb_cur_max": 1}
+# msvcrt's variables a program imports, Speakeasy's storage for them left 0: MB_CUR_MAX
+# (mingw's x86 headers read __mb_cur_max itself), 1 in both locales;
+# _tzname (char *[2]): the guest zone's names, empty (GetTimeZoneInformation's StandardName is).
+DATA_EXPORTS = {"__mb_cur_max": 1, "_tzname": None}
 
 
-def _initialized_int(value: int) -> Callable[[Any, int], int]:
+def _initialized(value: int | None) -> Callable[[Any, int], int]:
     def initialize(module: Any, address: int) -> int:
-        module.mem_write(address, value.to_bytes(4, "little"))
+        module.mem_write(address, _data_bytes(module, value))
         return address
 
     return initialize
+
+
+def _data_bytes(module: Any, value: int | None) -> bytes:
+    """An int variable's bytes; for None, two pointers to one empty string (_tzname)."""
+    if value is not None:
+        return value.to_bytes(4, "little")
+    ptr = module.get_ptr_size()
+    names = int(module.mem_alloc(size=2, tag="api.tzname"))
+    return names.to_bytes(ptr, "little") + (names + 1).to_bytes(ptr, "little")
 
 
 @dataclass
@@ -244,12 +254,12 @@ class CrtControl:
         crt = self.emu.api.mods.get("msvcrt") or self.emu.api.load_api_handler("msvcrt")
         if crt is not None:
             for name, value in DATA_EXPORTS.items():
-                crt.data.setdefault(name, _initialized_int(value))
+                crt.data.setdefault(name, _initialized(value))
         module = self.emu.get_mod_by_name("msvcrt")
         for name, value in DATA_EXPORTS.items():  # a program's imports are bound already
-            address = compat.resolve_export(self.emu, module, name) if module is not None else 0
+            address = compat.resolve_export(self.emu, module, name) if module is not None and crt else 0
             if address:
-                self.memory.write(address, value.to_bytes(4, "little"))
+                self.memory.write(address, _data_bytes(crt, value))
 
     # -- qsort / bsearch ---------------------------------------------------------------------
 

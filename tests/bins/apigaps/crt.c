@@ -157,6 +157,8 @@ static void calendar(void)
     verdict("strftime", tm && strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S %a %b %j %#d", tm) == 33 &&
                             !strcmp(out, "2024-03-01 12:00:00 Fri Mar 061 1"));
     verdict("strftime_too_small", tm && strftime(out, 5, "%Y-%m", tm) == 0);
+    _tzset();
+    verdict("time_zone", _timezone == 0 && _daylight == 0 && _tzname[0] != NULL);
 }
 
 static void files(void)
