@@ -217,3 +217,9 @@ def default_limits_toml() -> str:
 # lstrlenA/W count at most this many characters: a longer run without a terminator ends the
 # count as a fault inside the call would on Windows (lstrlen then returns 0).
 MAX_LSTRLEN_CHARS = 1 << 24
+
+# qsort / bsearch: the largest array (elements times their size) an emulated call sorts or
+# searches, and the most elements (each comparison is a call of the guest's function). A larger
+# qsort returns with the array unsorted; a larger bsearch finds nothing.
+MAX_CRT_SORT_BYTES = 64 * MIB
+MAX_CRT_SORT_ELEMENTS = 1 << 16

@@ -314,3 +314,99 @@ def test_an_export_forwarded_to_its_own_dll_resolves_to_that_dll() -> None:
     assert recording.status == "completed", recording.detail
     assert [c.args[0] for c in _calls(recording, "kernel32.ExitProcess")] == ["0x2a"]
     assert not [e for e in recording.events if isinstance(e, Note) and e.what == "dll_search_hijack"]
+
+
+CRT_CHECKS = [
+    "main_args",
+    "strtol_hex_endptr",
+    "strtol_octal",
+    "strtol_overflow",
+    "strtol_no_digits",
+    "strtoul",
+    "strtod",
+    "atof",
+    "strtok",
+    "strtok_per_thread",
+    "mbstowcs",
+    "strerror",
+    "setlocale_c",
+    "localeconv_c",
+    "setlocale_user",
+    "localeconv_user",
+    "setlocale_unknown",
+    "setlocale_mixed",
+    "mb_cur_max",
+    "localtime_guest_clock",
+    "gmtime_epoch",
+    "mktime_normalizes",
+    "strftime",
+    "strftime_too_small",
+    "time_zone",
+    "mkdir",
+    "access",
+    "stat_file",
+    "stat_folder",
+    "ungetc",
+    "rmdir_not_empty",
+    "rename",
+    "remove",
+    "rmdir",
+    "chdir_getcwd",
+    "getcwd_allocates",
+    "qsort",
+    "qsort_strings",
+    "bsearch",
+    "setjmp_longjmp",
+]
+
+
+CRT_SAMPLES = ["crt.exe", "crt32.exe", "crt-ucrt.exe", "crt-ucrt32.exe"]
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+@pytest.mark.parametrize("sample", CRT_SAMPLES)
+def test_the_c_runtime_beyond_stdio(sample: str, mode: str) -> None:
+    """crt.exe (the full mingw-w64 start-up): every function it calls had no handler and ended
+    the replay as ``unsupported_api`` (strtol, strtod / atof returning in xmm0 / st(0), strtok,
+    setlocale, localtime, _mkdir, qsort, _setjmp, ...), and Speakeasy's _initterm called no
+    initializer (mingw's argc / argv were never set): each check passes, qsort's and bsearch's
+    comparisons are calls of the guest's function, and the renamed file is recorded as
+    MoveFile's (created, written). The same source built against the UCRT (crt-ucrt*.exe:
+    api-ms-win-crt-* imports, funnelled into msvcrt's handlers) passes the same checks."""
+    recording = _emulate(sample, mode=mode)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == dict.fromkeys(CRT_CHECKS, "pass")
+    assert [c.args[0] for c in _calls(recording, "msvcrt.exit")] == ["0x0"]
+    renamed = "C:\\Users\\Public\\crt-dir\\b.txt"
+    moved = [(e.op, e.size) for e in recording.events if isinstance(e, FileAccess) and e.path == renamed]
+    assert moved == [("create", None), ("write", 5)]
+
+
+@pytest.mark.parametrize("sample", CRT_SAMPLES)
+def test_abort_ends_the_process(sample: str) -> None:
+    """abort() ends the process where it is called (it was ``unsupported_api``): nothing after
+    it runs, no exit."""
+    plan = ReplayPlan(
+        name="crt-abort",
+        target_path=str(BINS / sample),
+        emu_path=f"{DESKTOP}\\{sample}",
+        env={"CRT_ABORT": "1"},
+    )
+    recording = emulate(plan)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == {"main_args": "pass", "aborting": ""}
+    assert [c.ret for c in _calls(recording, "msvcrt.abort")] == ["0x3"]
+    assert not _calls(recording, "msvcrt.exit") and not _calls(recording, "msvcrt.strtol")
+
+
+@pytest.mark.parametrize("sample", ["crt-ucrt.exe", "crt-ucrt32.exe"])
+def test_a_ucrt_start_up_gets_its_success_values(sample: str) -> None:
+    """The UCRT start-up's pre_c_initialization (run now that _initterm_e calls initializers)
+    takes nonzero from _configure_narrow_argv or _set_new_mode for an error and fast-fails
+    (``int 0x29``): Speakeasy's handlers returned nothing (the register's garbage), the
+    UCRT-only _configure_wide_argv / _crt_at_quick_exit / __p__environ had no handler."""
+    recording = _emulate(sample)
+    assert recording.status == "completed", recording.detail
+    for api in ("msvcrt._configure_narrow_argv", "msvcrt._set_new_mode"):
+        assert [c.ret for c in _calls(recording, api)] == ["0x0"], api
+    assert _calls(recording, "msvcrt.__p__environ")

@@ -127,3 +127,26 @@ def isctype(api: GuestApi, argv: list[int]) -> int:
     raw = argv[0] & (0xFFFF if wide else 0xFFFFFFFF)
     c = raw - (1 << 32) if not wide and raw >> 31 else raw
     return ctype_mask(c, wide) & argv[1] & 0xFFFF
+
+
+@apihook("msvcrt", ["_encode_pointer", "_decode_pointer"], argc=1, conv="cdecl")
+def encode_pointer(api: GuestApi, argv: list[int]) -> int:
+    """void *_encode_pointer(void *p) / _decode_pointer (msvcr80+): as kernel32's EncodePointer
+    / DecodePointer, which they call (Speakeasy's add and subtract 1), so either decodes the
+    other's (an MSVC 2005 start-up's initializers call them; unsupported before _initterm ran
+    them)."""
+    mask = (1 << (8 * api.ptr_size)) - 1
+    return (argv[0] + (1 if api.api_name == "_encode_pointer" else -1)) & mask
+
+
+@apihook("msvcrt", "_encoded_null", argc=0, conv="cdecl")
+def encoded_null(api: GuestApi, argv: list[int]) -> int:
+    """void *_encoded_null(void): _encode_pointer(NULL)."""
+    return 1
+
+
+@apihook("msvcrt", "__lconv_init", argc=0, conv="cdecl")
+def lconv_init(api: GuestApi, argv: list[int]) -> int:
+    """int __lconv_init(void): 0 (msvcrt's sets the C locale's lconv chars to CHAR_MAX, which
+    localeconv's answer has already; an initializer of MSVC 6-era start-ups)."""
+    return 0

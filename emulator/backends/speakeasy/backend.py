@@ -9,7 +9,7 @@ from typing import Any
 
 from emulator.apis import GuestApi, cryptoapi, threads
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup, versionlie
+from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtcalls, crtio, setup, versionlie
 from emulator.backends.speakeasy.children import ChildProcesses
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
@@ -193,7 +193,8 @@ class SpeakeasyBackend:
         )
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
-        crtio.install(target.se, emu, memory, self.services.clock.now_unix)
+        crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
+        crtcalls.install(target.se, emu, memory)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
             self._children = ChildProcesses(

@@ -10,6 +10,12 @@ written and positioned as ``CreateFile`` / ``ReadFile`` / ``WriteFile`` / ``SetF
 do, and recorded as they are (file events, read buffers for lineage, dropped files).
 ``errno`` is not set on failure (the call returns -1).
 
+The file system functions (``_access``, the ``_stat`` family, ``_mkdir``, ``_rmdir``,
+``remove`` / ``_unlink``, ``rename``, ``_getcwd``, ``_chdir``) work on the same files and on the
+guest's folders (emulator/backends/speakeasy/guestdirs.py), recorded as the kernel32 calls msvcrt
+makes are: ``rename`` as ``MoveFile`` (the new file created and written), the others record no
+file event (neither does ``GetFileAttributesEx``, ``CreateDirectory`` nor ``DeleteFile``).
+
 Speakeasy's ``fopen`` makes a stream (``FILE *``) of a file handle, and its ``fread``, ``fseek``,
 ``ftell`` and ``fclose`` use it, but ``fwrite`` (a dropper's way to write its stage) was an
 unsupported API that ended the replay, and ``fputc`` / ``fprintf`` wrote nothing to a file. Here a
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import io
+import ntpath
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +42,7 @@ from emulator.apis.crt import FILE_LAYOUT
 from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.printf import formatted
 from emulator.backends.speakeasy.sources import read_c_string
+from emulator.backends.speakeasy.sysfiles import normal_path
 
 # <fcntl.h> flags of _open, and the translation modes of _setmode.
 O_WRONLY, O_RDWR, O_APPEND, O_CREAT, O_TRUNC, O_EXCL = 0x1, 0x2, 0x8, 0x100, 0x200, 0x400
@@ -69,13 +77,26 @@ STAT_LAYOUTS = {
     "_fstat64i32": STAT64I32,
     "_fstat64": STAT64,
 }
+# x64 msvcrt's time_t is 64 bits: its unsuffixed _stat / _fstat fill struct _stat64i32 and its
+# _stati64 / _fstati64 struct _stat64.
+X64_STAT_LAYOUTS = {"_fstat": STAT64I32, "_fstati64": STAT64}
+PATH_STAT_NAMES = {name.replace("_fstat", "_stat"): layout for name, layout in STAT_LAYOUTS.items()}
+# st_mode of a folder (read, write and search for everyone) and the execute bits msvcrt adds
+# for a program's extension; the access modes _access checks (existence, write, read).
+S_IFDIR, S_IEXEC_ALL = 0x4000, 0x49
+EXECUTABLE_EXTENSIONS = (".exe", ".com", ".bat", ".cmd")
+ACCESS_MODES = frozenset((0, 2, 4, 6))
+ENOENT, EACCES, EINVAL, ERANGE = 2, 13, 22, 34
 
 
 class CrtFiles:
     """Descriptor -> (Speakeasy file handle, guest path, append mode), per replay."""
 
-    def __init__(self, se: Any, emu: Any, memory: GuestMemory, now_unix: Callable[[], float]) -> None:
+    def __init__(
+        self, se: Any, emu: Any, memory: GuestMemory, now_unix: Callable[[], float], folders: Any = None
+    ) -> None:
         self.se = se
+        self.folders = folders  # GuestDirectories: the guest's folders
         self.now_unix = now_unix
         self.emu = emu
         self.memory = memory
@@ -85,6 +106,8 @@ class CrtFiles:
         self.modes: dict[int, int] = {}
         self.next_fd = FIRST_FD
         self.iob: int | None = None  # msvcrt's _iob export (0: none), looked up once
+        # The character ungetc pushed back on a stream the next read gives first.
+        self.pushed: dict[int, int] = {}
 
     def install(self) -> None:
         offset_slots = 1 if self.x64 else 2  # an __int64 argument takes two stack slots on x86
@@ -104,7 +127,26 @@ class CrtFiles:
             ("_isatty", 1, lambda argv: FDEV if argv[0] & 0xFFFFFFFF <= 2 else 0),
         ]
         for name, layout in STAT_LAYOUTS.items():
+            layout = X64_STAT_LAYOUTS.get(name, layout) if self.x64 else layout
             hooks.append((name, 2, functools.partial(self._fstat, layout=layout)))
+        if self.folders is not None:
+            for name, layout in PATH_STAT_NAMES.items():
+                layout = X64_STAT_LAYOUTS.get(name.replace("_stat", "_fstat"), layout) if self.x64 else layout
+                for wide in (False, True):
+                    called = name.replace("_stat", "_wstat") if wide else name
+                    hooks.append((called, 2, functools.partial(self._stat, layout=layout, wide=wide)))
+            for wide, suffix in ((False, ""), (True, "w")):
+                hooks += [
+                    (f"_{suffix}access", 2, functools.partial(self._access, wide=wide, errno=False)),
+                    (f"_{suffix}access_s", 2, functools.partial(self._access, wide=wide, errno=True)),
+                    (f"_{suffix}mkdir", 1, functools.partial(self._mkdir, wide=wide)),
+                    (f"_{suffix}rmdir", 1, functools.partial(self._rmdir, wide=wide)),
+                    ("_wremove" if wide else "remove", 1, functools.partial(self._remove, wide=wide)),
+                    (f"_{suffix}unlink", 1, functools.partial(self._remove, wide=wide)),
+                    ("_wrename" if wide else "rename", 2, functools.partial(self._rename, wide=wide)),
+                    (f"_{suffix}getcwd", 2, functools.partial(self._getcwd, wide=wide)),
+                    (f"_{suffix}chdir", 1, functools.partial(self._chdir, wide=wide)),
+                ]
         hooks += [
             ("fwrite", 4, self._fwrite),
             ("_fwrite_nolock", 4, self._fwrite),
@@ -123,6 +165,8 @@ class CrtFiles:
             ("fgets", 3, lambda argv: self._fgets(argv, wide=False)),
             ("fgetws", 3, lambda argv: self._fgets(argv, wide=True)),
             ("feof", 1, self._feof),
+            ("ungetc", 2, self._ungetc),
+            ("_ungetc_nolock", 2, self._ungetc),
             ("ferror", 1, lambda argv: 0),
             ("clearerr", 1, lambda argv: 0),
             ("fflush", 1, lambda argv: 0),
@@ -295,6 +339,136 @@ class CrtFiles:
             return -1
         return 0
 
+    # -- the file system ----------------------------------------------------------------------
+
+    def _path(self, address: int, wide: bool) -> str:
+        """The absolute guest path at ``address`` ("" for NULL or an empty one)."""
+        if not address:
+            return ""
+        raw = read_c_string(self.memory, address, wide, MAX_PATH_CHARS * (2 if wide else 1))
+        path = raw.decode("utf-16-le" if wide else "latin-1", "replace").removeprefix("\\\\?\\")
+        return str(self.folders.absolute(path)) if path else ""
+
+    def _is_file(self, path: str) -> bool:
+        return bool(path) and not self.folders.is_folder(path) and bool(self.emu.does_file_exist(path))
+
+    def _stat(self, argv: list[int], layout: tuple[str, bool], wide: bool) -> int:
+        """int _stat64(const char *path, struct _stat64 *buffer): 0 with the file's (or
+        folder's) size and mode, stamped now; -1 for a path that names nothing."""
+        path, buffer = self._path(argv[0], wide), argv[1]
+        if not path or not buffer:
+            return -1
+        now = int(self.now_unix())
+        if self.folders.is_folder(path):
+            mode, size = S_IFDIR | S_IRW | S_IEXEC_ALL, 0
+        elif self.emu.does_file_exist(path):
+            mode, size = S_IFREG | S_IRW, self._size_of(path)
+            if path.lower().endswith(EXECUTABLE_EXTENSIONS):
+                mode |= S_IEXEC_ALL
+        else:
+            return -1
+        drive = max(ord(path[:1].upper()) - ord("A"), 0) if path[1:2] == ":" else DRIVE_C
+        values = (drive, 0, mode, 1, 0, 0, drive, size, now, now, now)
+        layout_format, wide_size = layout
+        if not wide_size:
+            values = (*values[:7], min(values[7], 0x7FFFFFFF), *values[8:])
+        try:
+            self.memory.write(buffer, struct.pack(layout_format, *values))
+        except Exception:
+            return -1
+        return 0
+
+    def _size_of(self, path: str) -> int:
+        handle = self._crt().file_open(path)
+        fobj = self.emu.file_get(handle) if handle is not None else None
+        return int(fobj.get_size()) if fobj is not None else 0
+
+    def _access(self, argv: list[int], wide: bool, errno: bool) -> int:
+        """int _access(const char *path, int mode): 0 when the file or folder exists (every
+        guest file is readable and writable), else -1 (_access_s: 0 or ENOENT / EINVAL)."""
+        path, mode = self._path(argv[0], wide), argv[1] & 0xFFFFFFFF
+        if not path or mode not in ACCESS_MODES:
+            return EINVAL if errno else -1
+        if self.folders.is_folder(path) or self.emu.does_file_exist(path):
+            return 0
+        return ENOENT if errno else -1
+
+    def _mkdir(self, argv: list[int], wide: bool) -> int:
+        """int _mkdir(const char *path): 0, or -1 when it exists or its parent does not."""
+        path = self._path(argv[0], wide).rstrip("\\")
+        if not path or self.folders.is_folder(path) or self.emu.does_file_exist(path):
+            return -1
+        if not self.folders.is_folder(ntpath.dirname(path)):
+            return -1
+        self.folders.add(path)
+        return 0
+
+    def _rmdir(self, argv: list[int], wide: bool) -> int:
+        """int _rmdir(const char *path): 0 for an empty folder the guest has (not a drive's
+        root), -1 otherwise."""
+        path = self._path(argv[0], wide).rstrip("\\")
+        if len(path) <= 2 or not self.folders.is_folder(path):
+            return -1
+        if any(True for _ in self.folders.entries(path + "\\*") if _[0] not in (".", "..")):
+            return -1
+        self.folders.folders.pop(normal_path(path), None)
+        return 0 if not self.folders.is_folder(path) else -1
+
+    def _remove(self, argv: list[int], wide: bool) -> int:
+        """int remove(const char *path): 0 when the file was deleted, -1 for a folder or a
+        path that names no file."""
+        path = self._path(argv[0], wide)
+        if not self._is_file(path):
+            return -1
+        self.emu.file_delete(path)
+        return 0
+
+    def _rename(self, argv: list[int], wide: bool) -> int:
+        """int rename(const char *old, const char *new): 0 when the file moved (its bytes are the
+        new file's, recorded as MoveFile: created and written), -1 when ``old`` is no file, ``new``
+        exists or its folder does not."""
+        old, new = self._path(argv[0], wide), self._path(argv[1], wide)
+        if not self._is_file(old) or not new or self.folders.is_folder(new) or self.emu.does_file_exist(new):
+            return -1
+        if not self.folders.is_folder(ntpath.dirname(new)):
+            return -1
+        crt = self._crt()
+        source = self.emu.file_get(crt.file_open(old))
+        target_handle = crt.file_open(new, create=True, truncate=True)
+        target = self.emu.file_get(target_handle) if target_handle is not None else None
+        if source is None or target is None:
+            return -1
+        data = source.get_data(reset_pointer=True) or b""
+        target.add_data(data)
+        self.emu.file_delete(old)
+        crt.record_file_access_event(new, FILE_CREATE)
+        crt.record_file_access_event(new, FILE_WRITE, data=data, size=len(data))
+        return 0
+
+    def _getcwd(self, argv: list[int], wide: bool) -> int:
+        """char *_getcwd(char *buffer, int size): the current folder in ``buffer`` (a fresh
+        malloc'd one of at least ``size`` for NULL); NULL when it does not fit."""
+        buffer, size = argv[0], argv[1] & 0xFFFFFFFF
+        current = str(self.emu.get_cd() or "C:\\")
+        current = current if len(current) <= 3 else current.rstrip("\\")
+        unit = 2 if wide else 1
+        if not buffer:
+            buffer = int(self._crt().heap_alloc(max(size, len(current) + 1) * unit, "msvcrt._getcwd") or 0)
+        elif size < len(current) + 1:
+            return 0
+        if not buffer:
+            return 0
+        self.memory.write(buffer, current.encode("utf-16-le" if wide else "latin-1", "replace") + b"\0" * unit)
+        return buffer
+
+    def _chdir(self, argv: list[int], wide: bool) -> int:
+        """int _chdir(const char *path): 0 when the folder exists (it becomes the current one)."""
+        path = self._path(argv[0], wide).rstrip("\\")
+        if not path or not self.folders.is_folder(path):
+            return -1
+        self.emu.set_cd(path + "\\" if len(path) > 2 else path[:2] + "\\")
+        return 0
+
     # -- streams --------------------------------------------------------------------------------
 
     def _stream_file(self, stream: int) -> tuple[Any, str] | None:
@@ -359,8 +533,27 @@ class CrtFiles:
         fobj, path = entry
         return fobj.get_data(size=size) or b"", path
 
+    def _ungetc(self, argv: list[int]) -> int:
+        """int ungetc(int c, FILE *stream): ``c`` is the next character read from ``stream``
+        (the file goes back one byte when that byte is ``c``, so fread sees it too); EOF for EOF."""
+        c, stream = argv[0] & 0xFFFFFFFF, argv[1]
+        if c == 0xFFFFFFFF or not stream:
+            return EOF
+        c &= 0xFF
+        entry = self._stream_file(stream)
+        if entry is not None and stream not in self.pushed and entry[0].tell() > 0:
+            fobj = entry[0]
+            fobj.seek(fobj.tell() - 1, io.SEEK_SET)
+            if (fobj.get_data(size=1) or b"")[:1] == bytes([c]):
+                fobj.seek(fobj.tell() - 1, io.SEEK_SET)
+                return c
+        self.pushed[stream] = c
+        return c
+
     def _fgetc(self, argv: list[int]) -> int:
         """int fgetc(FILE *stream): the next byte, EOF at the end."""
+        if argv[0] in self.pushed:
+            return self.pushed.pop(argv[0])
         read = self._stream_read(argv[0], 1)
         if not read or not read[0]:
             return EOF
@@ -378,10 +571,12 @@ class CrtFiles:
         if entry is None:
             return 0
         fobj, path = entry
+        pushed = bytes([self.pushed.pop(stream)]) if stream in self.pushed else b""
         start = fobj.tell()
-        ahead = fobj.get_data(size=count - 1) or b""
+        ahead = b"" if pushed == b"\n" else fobj.get_data(size=count - 1 - len(pushed)) or b""
         line = ahead[: ahead.find(b"\n") + 1] if b"\n" in ahead else ahead
         fobj.seek(start + len(line), io.SEEK_SET)
+        line = pushed + line
         if not line:
             return 0
         data = line.decode("latin-1").encode("utf-16-le") if wide else line
@@ -454,7 +649,7 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def install(se: Any, emu: Any, memory: GuestMemory, now_unix: Callable[[], float]) -> CrtFiles:
-    files = CrtFiles(se, emu, memory, now_unix)
+def install(se: Any, emu: Any, memory: GuestMemory, now_unix: Callable[[], float], folders: Any = None) -> CrtFiles:
+    files = CrtFiles(se, emu, memory, now_unix, folders)
     files.install()
     return files
