@@ -70,7 +70,8 @@ NOTE_TEXT = {
 # How a parent handed control to a stage, where the report's one word needs more.
 VIA_TEXT = {
     "exception": "an exception handler that resumed a faulting thread there",
-    "context": "a thread context it loaded, whose instruction pointer was there (NtContinue, RtlRestoreContext)",
+    "context": "a thread context it loaded, whose instruction pointer was there (NtContinue, RtlRestoreContext; "
+    "SetThreadContext on a thread it then resumed)",
 }
 MAX_ITEMS = 8  # per list inside one step
 BODY_PREVIEW = 160  # characters of a body shown in a sentence

@@ -1117,6 +1117,18 @@ def thread_context(thread: Any) -> Any:
     return getattr(thread, "ctx", None)
 
 
+def context_start(context: Any, x64: bool) -> int:
+    """Where a resumed thread with this context starts, as Speakeasy's ``ResumeThread`` reads it:
+    Rip (else Rcx, the entry RtlUserThreadStart is given) on x64, Eip (else Eax) on x86; 0 if
+    the context has neither."""
+    try:
+        if x64:
+            return int(getattr(context, "Rip", 0) or getattr(context, "Rcx", 0) or 0)
+        return int(getattr(context, "Eip", 0) or getattr(context, "Eax", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def suspend_count(thread: Any) -> int:
     return int(getattr(thread, "suspend_count", 0) or 0)
 
