@@ -20,7 +20,7 @@ from emulator.render.model import (
     hosts_contacted,
     plural,
 )
-from emulator.report import Report
+from emulator.report import NetworkRecord, Report
 
 HOW_TEXT = {
     "entry": "the replay starts here",
@@ -36,6 +36,7 @@ NET_VERBS = {
     "beacons_to": "beacons to",
     "exfiltrates_to": "sends stolen data to",
     "delivers": "receives code from",
+    "resolves": "looks up",
 }
 # What a stage does to another process (a graph edge from the stage to a process node).
 PROCESS_VERBS = {
@@ -83,6 +84,22 @@ class Step:
     title: str
     lines: list[str] = field(default_factory=list)
     stage: str | None = None
+
+
+def _answer(n: NetworkRecord) -> str:
+    """What an exchange got, as a sentence's end: an HTTP status and size, a DNS answer (its
+    address or TXT record), or the size of a raw TCP / UDP answer (which has no status)."""
+    size = plural(n.response.size, "byte")
+    if n.kind == "dns":
+        headers = n.response.headers
+        if headers.get("A"):
+            return f"got the address {clean(headers['A'], 60)}"
+        if headers.get("TXT"):
+            return f"got a TXT record ({clean(headers['TXT'], 40)}, {size})"
+        return "got no such name"
+    if n.response.status is None:
+        return f"got {size}"
+    return f"got {n.response.status} ({size})"
 
 
 def _duration(ms: int) -> str:
@@ -223,9 +240,9 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             add(stage_id, seqs[0], f"{head} ({len(items)} times).{_ev(seqs)}", more)
     last_header: dict[str, str] = {}
     for n in report.network:
-        what = clean(n.url or f"{n.host}:{n.port}", 300)
+        what = clean(n.url or (f"{n.host}:{n.port}" if n.port is not None else n.host), 300)
         verb = NET_VERBS.get(net_kind.get(n.seq, ""), "contacts")
-        status = "was blocked" if n.blocked else f"got {n.response.status} ({plural(n.response.size, 'byte')})"
+        status = "was blocked" if n.blocked else _answer(n)
         more = []
         for name, value in n.request.headers.items():
             if name.lower() in ("cookie", "authorization", "user-agent") and last_header.get(name) != value:
