@@ -15,7 +15,14 @@ before its fix:
   The batch file was a program cmd could not run (``child_process_not_run``, "not a PE"), exit
   code 1, so PowerShell after ``&&`` was skipped; cmd interprets a batch file itself.
 * ``combo-tcp-lznt1-x86``: raw TCP stager -> LZNT1 -> worker thread drops, starts and waits for
-  a program -> HTTP with a redirect -> base64 + XOR -> APC. Right before any fix.
+  a program -> HTTP with a redirect -> base64 + XOR -> APC. The graph was right; the narration
+  said "contacts edge.example-relay.net:None ... and got None" for the lookup and the raw TCP
+  answer.
+* ``combo-apc-dns-x86``: a planted winmm.dll loaded at run time -> a file, CryptoAPI RC4 -> Early
+  Bird APC into notepad -> the code there reads a DNS TXT record, base64 + XOR -> a thread in
+  notepad writes a Run key. The stage decoded inside notepad had no ``process`` (inherited from
+  a parent whose own was not known yet); the Run value, written by ``RegSetValueExA`` with an
+  even length, read as UTF-16LE (CJK text); the TXT answer read "no such name".
 """
 
 from __future__ import annotations
@@ -112,3 +119,44 @@ def test_a_program_unpacked_by_a_thread_runs_inside_the_wait(
     calls = [(c["seq"], c["stage"], c["api"]) for c in report["api_calls"]]
     exit_code = next(seq for seq, stage, api in calls if api == "kernel32.GetExitCodeProcess")
     assert max(seq for seq, stage, _ in calls if stage in ("s2", "s3")) < exit_code
+
+
+def test_the_narration_tells_dns_and_raw_tcp_answers(scenario_outdir: Callable[[str], Any]) -> None:
+    """A DNS lookup, a DNS TXT record and a raw TCP answer have no HTTP status: the narration said
+    "contacts HOST:None ... and got None" (and the terminal "no such name" for a TXT record)."""
+    text = (scenario_outdir("combo-tcp-lznt1-x86") / "narration.md").read_text(encoding="utf-8")
+    assert "None" not in text
+    assert "It looks up edge.example-relay.net (ws2_32.gethostbyname) and got the address 203.0.113.10" in text
+    assert "It fetches edge.example-relay.net:8443 (tcp) and got 2,171 bytes" in text
+    text = (scenario_outdir("combo-apc-dns-x86") / "narration.md").read_text(encoding="utf-8")
+    assert (
+        "It looks up ds7.cache.example-sync.net (dnsapi.DnsQuery_A) and got a TXT record (2 strings, 248 bytes)" in text
+    )
+
+
+def test_a_registry_string_is_read_as_its_api_wrote_it(scenario_report: Callable[[str], Report]) -> None:
+    """An even-length ANSI string also decodes as UTF-16LE: RegSetValueExA's Run value read as CJK
+    text. The API decides (A: ANSI, W: UTF-16LE); unknown, a NUL inside says UTF-16LE."""
+    from emulator.backends.speakeasy.translate import render_value
+
+    assert render_value(b"AB\0", wide=False) == "AB"
+    assert render_value(b"AB", wide=None) == "AB"
+    assert render_value("AB".encode("utf-16-le") + b"\0\0", wide=None) == "AB"
+    assert render_value("AB".encode("utf-16-le"), wide=True) == "AB"
+    writes = [r for r in scenario_report("combo-apc-dns-x86")["registry"] if r["op"] == "write"]
+    assert [(w["stage"], w["value_name"], w["value"]) for w in writes] == [
+        ("s3", "DeviceSync", '"C:\\Users\\analyst\\AppData\\Local\\DeviceSync\\syncsvc.exe" /background')
+    ]
+
+
+def test_a_stage_decoded_inside_an_injected_process_runs_there(scenario_report: Callable[[str], Report]) -> None:
+    report = scenario_report("combo-apc-dns-x86")
+    stages = _stages(report)
+    notepad = "C:\\Windows\\SysWOW64\\notepad.exe"
+    assert [(stages[s]["via"], stages[s]["parent"], stages[s]["process"]) for s in ("s1", "s2", "s3")] == [
+        ("callback", "s0", None),
+        ("apc", "s1", notepad),
+        ("thread", "s2", notepad),
+    ]
+    assert _hosts(report) == {(f"process:{notepad}", "s2"), (f"process:{notepad}", "s3")}
+    assert [h["transform"] for h in stages["s3"]["lineage"]] == ["source", "decode", "xor"]
