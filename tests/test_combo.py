@@ -160,3 +160,17 @@ def test_a_stage_decoded_inside_an_injected_process_runs_there(scenario_report: 
     ]
     assert _hosts(report) == {(f"process:{notepad}", "s2"), (f"process:{notepad}", "s3")}
     assert [h["transform"] for h in stages["s3"]["lineage"]] == ["source", "decode", "xor"]
+
+
+def test_relations_between_the_same_two_nodes_have_labels_of_their_own(
+    scenario_outdir: Callable[[str], Any],
+) -> None:
+    """creates_process, writes_memory and injects_into from the injecting stage to its target
+    share one path: their labels were drawn at one point, over one another ("winjects_intory")."""
+    from emulator.render.layout import build_layout
+    from emulator.report import Report as ReportModel
+
+    layout = build_layout(ReportModel.from_file(scenario_outdir("combo-hollow-beacon") / "report.json"))
+    to_svchost = [r for r in layout.routes if r.source == "s1" and r.target == f"process:{SVCHOST}"]
+    assert sorted(r.type for r in to_svchost) == ["creates_process", "injects_into", "writes_memory"]
+    assert len({r.label_at for r in to_svchost}) == 3
