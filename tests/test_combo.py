@@ -174,3 +174,13 @@ def test_relations_between_the_same_two_nodes_have_labels_of_their_own(
     to_svchost = [r for r in layout.routes if r.source == "s1" and r.target == f"process:{SVCHOST}"]
     assert sorted(r.type for r in to_svchost) == ["creates_process", "injects_into", "writes_memory"]
     assert len({r.label_at for r in to_svchost}) == 3
+
+
+def test_the_narration_tells_the_value_a_stage_writes(scenario_outdir: Callable[[str], Any]) -> None:
+    """A Run value's command line is what persists: the narration said only "It writes the
+    registry key ...\\Run"."""
+    text = (scenario_outdir("combo-apc-dns-x86") / "narration.md").read_text(encoding="utf-8")
+    assert (
+        "It writes the registry key HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run: "
+        'DeviceSync = "C:\\Users\\analyst\\AppData\\Local\\DeviceSync\\syncsvc.exe" /background.'
+    ) in text
