@@ -184,3 +184,29 @@ def test_the_narration_tells_the_value_a_stage_writes(scenario_outdir: Callable[
         "It writes the registry key HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run: "
         'DeviceSync = "C:\\Users\\analyst\\AppData\\Local\\DeviceSync\\syncsvc.exe" /background.'
     ) in text
+
+
+COMBOS = ["combo-hollow-beacon", "combo-sideload-inject", "combo-tcp-lznt1-x86", "combo-apc-dns-x86"]
+
+
+@pytest.mark.parametrize("name", COMBOS)
+def test_inert_without_the_marker(name: str) -> None:
+    """Without CHAINREPLAY_SANDBOX=replay-only every sample of the chain stops at its check: no
+    file, registry or network activity, no process or thread (a planted DLL's DllMain checks
+    too, before the program's entry point)."""
+    from pathlib import Path
+
+    from emulator.events import ApiCall, FileAccess, NetworkExchange, RegistryAccess
+    from emulator.plan import ReplayPlan
+    from emulator.replay import emulate
+    from emulator.scenario import load_scenario
+
+    plan = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / name)
+    recording = emulate(ReplayPlan.model_validate({**plan.model_dump(), "sandbox_marker": False}))
+    calls = [e.api for e in recording.events if isinstance(e, ApiCall)]
+    assert calls and set(calls) <= {"kernel32.GetEnvironmentVariableA", "kernel32.ExitProcess"}, calls
+    # (the loader's read of a DLL the program imports has no call site: not the sample's)
+    loader = [e for e in recording.events if isinstance(e, FileAccess) and e.pc is None and e.op == "read"]
+    assert not [
+        e for e in recording.events if isinstance(e, FileAccess | RegistryAccess | NetworkExchange) and e not in loader
+    ]
