@@ -197,9 +197,10 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             add(r.stage, r.seq, f"It reads the registry key {clean(r.path, 200)}: {value}.{_ev([r.seq])}")
         elif r.op == "write" and (r.value_name is not None or r.value is not None):
             # the value written (a Run key's command line is what persists)
-            name = clean(r.value_name or "(default)", 80)
-            shown = f" = {clean(r.value, 120)}" if r.value is not None else ""
-            add(r.stage, r.seq, f"It writes the registry key {clean(r.path, 200)}: {name}{shown}.{_ev([r.seq])}")
+            written = clean(r.value_name or "(default)", 80)
+            if r.value is not None:
+                written += f" = {clean(r.value, 120)}"
+            add(r.stage, r.seq, f"It writes the registry key {clean(r.path, 200)}: {written}.{_ev([r.seq])}")
         elif r.op in ("write", "create", "delete"):
             add(r.stage, r.seq, f"It {r.op}s the registry key {clean(r.path, 200)}.{_ev([r.seq])}")
     for o in report.sync_objects:
