@@ -13,7 +13,9 @@ before its fix:
   first run fetched and stored -> CryptoAPI AES -> explorer.exe (Toolhelp, OpenProcess, a
   remote thread, waited) -> a batch file dropped and ``cmd /c sync.cmd && powershell ...``.
   The batch file was a program cmd could not run (``child_process_not_run``, "not a PE"), exit
-  code 1, so PowerShell after ``&&`` was skipped; cmd interprets a batch file itself.
+  code 1, so PowerShell after ``&&`` was skipped; cmd interprets a batch file itself. The
+  planted DLL's stage read ``via: unknown`` (the loader runs an imported DLL's DllMain before the
+  program's entry point): ``callback`` now, as for a DLL ``LoadLibrary`` maps.
 * ``combo-tcp-lznt1-x86``: raw TCP stager -> LZNT1 -> worker thread drops, starts and waits for
   a program -> HTTP with a redirect -> base64 + XOR -> APC. The graph was right; the narration
   said "contacts edge.example-relay.net:None ... and got None" for the lookup and the raw TCP
@@ -96,6 +98,7 @@ def test_a_dropped_script_runs_and_the_command_after_and_and_runs(scenario_repor
     report = scenario_report("combo-sideload-inject")
     stages = _stages(report)
     assert stages["s2"]["process"] == "C:\\Windows\\explorer.exe" and stages["s2"]["via"] == "thread"
+    assert (stages["s1"]["kind"], stages["s1"]["via"], stages["s1"]["parent"]) == ("module", "callback", "s0")
     notes = [(n["what"], n["detail"], n["stage"]) for n in report["notes"]]
     assert not [n for n in notes if n[0] in ("child_process_not_run", "cmd_command_skipped")], notes
     assert (

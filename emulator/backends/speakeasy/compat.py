@@ -796,6 +796,21 @@ def called_back_function(emu: Any) -> int | None:
     return int(function) if function is not None else None
 
 
+# Speakeasy's run type of a module initialiser it runs before the program's entry point (a DllMain
+# of a DLL the program imports, a TLS callback): ``dependency.<module>.dll_entry`` / ``.tls_callback``.
+INITIALIZER_RUN_PREFIX = "dependency."
+
+
+def initializer_start(emu: Any) -> int | None:
+    """Where the current run starts if it is a module initialiser the loader runs before the
+    program's entry point (an imported DLL's DllMain, a TLS callback), else None."""
+    run = emu.get_current_run()
+    if run is None or not str(getattr(run, "type", "") or "").startswith(INITIALIZER_RUN_PREFIX):
+        return None
+    start = getattr(run, "start_addr", None)
+    return int(start) if start is not None else None
+
+
 def tag_api_frame(emu: Any, tag: Any) -> None:
     """Mark the API call being handled (its callbacks) with ``tag``, for :func:`after_each_api_callback`."""
     frame = emu._active_api_frame
