@@ -128,7 +128,8 @@ class StageStart(_Event):
     via: Literal["entry", "call", "thread", "callback", "exception", "context", "process", "unknown"] = Field(
         default="unknown",
         description="How control reached it; process: the entry point of a process the parent stage started; "
-        "context: the pc of a CONTEXT the parent loaded (NtContinue, RtlRestoreContext).",
+        "context: the pc of a CONTEXT the parent loaded (NtContinue, RtlRestoreContext; SetThreadContext then "
+        "ResumeThread).",
     )
     image_base: Word | None = Field(default=None, description="For pe_in_memory: the address of the MZ header.")
     # Left out of the trace when None: traces of chains that start no program are as before.

@@ -173,8 +173,9 @@ def test_hollowing_a_program_of_the_guests_files_runs_the_injected_code_not_its_
     (folder / "scenario.toml").write_text(text, encoding="utf-8")
     report = _run(folder, tmp_path / "out", capsys)
     assert report["outcome"]["status"] == "completed"
-    # As the committed scenario, whose svchost.exe is no file of the guest's (scenarios/inject-hollowing).
-    assert [(s["kind"], s["via"]) for s in report["stages"]] == [("pe", "entry"), ("shellcode", "unknown")]
+    # As the committed scenario, whose svchost.exe is no file of the guest's (scenarios/inject-hollowing):
+    # the code runs where the context the injector set points (via: context).
+    assert [(s["kind"], s["via"]) for s in report["stages"]] == [("pe", "entry"), ("shellcode", "context")]
     assert report["stages"][1]["process"] == "C:\\Windows\\System32\\svchost.exe"
     injections = [e for e in report["graph"]["edges"] if e["type"] == "injects_into"]
     assert [e["methods"] for e in injections] == [["hollowing"]]

@@ -224,8 +224,16 @@ def build_graph(
     for stage in stages:
         # A process the chain started from its files says so itself (the stage's event);
         # otherwise a module another process loaded from a path the chain wrote there, or
-        # memory or a thread start in a process the stage wrote to.
-        stage.process = stage.process or loaded_in.get(stage.id) or processes.hosting(stage.entry)
+        # memory or a thread start in a process the stage wrote to; otherwise the process of
+        # the stage that started it (parents come first), which may itself be one the chain
+        # started or injected into: an injection from a child process lands in its target.
+        parent = by_id.get(stage.parent or "")
+        stage.process = (
+            stage.process
+            or loaded_in.get(stage.id)
+            or processes.hosting(stage.entry)
+            or (parent.process if parent is not None else None)
+        )
         if stage.process:
             graph.nodes[stage.id]["process"] = stage.process
     # Stages and where they came from.

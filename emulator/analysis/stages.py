@@ -228,8 +228,9 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
                 first_seq=event.seq,
                 last_seq=event.seq,
                 order=len(stages),
-                # A process the chain started from one of its files; the stages it runs are in it too.
-                process=event.process or _started_process(event.parent, by_id),
+                # A process the chain started from one of its files (the event says so); the
+                # stages it runs are in it too unless injected elsewhere (graph.py decides).
+                process=event.process,
                 system_program=event.system_program,
                 run_file=event.run_file,
             )
@@ -272,13 +273,6 @@ def derive_stages(events: Sequence[Event], blobs: dict[str, bytes], entry_origin
             owner.first_seq = min(owner.first_seq, first)
             owner.last_seq = max(owner.last_seq, last)
     return stages
-
-
-def _started_process(parent: str | None, by_id: dict[str, Stage]) -> str | None:
-    """The process of a stage started by a stage that runs in a process the chain started from
-    its files (known from the event, not from injection calls, which the graph reads)."""
-    owner = by_id.get(parent or "")
-    return owner.process if owner is not None else None
 
 
 def _is_image(event: StageStart) -> bool:

@@ -137,7 +137,10 @@ def render_summary(report: Report, *, outdir: Path | None = None, verbose: bool 
             if n.blocked:
                 answer = "blocked"
             elif n.kind == "dns":
-                answer = f"{n.response.headers.get('A') or 'no such name'} ({n.responder})"
+                found = n.response.headers.get("A") or (
+                    f"TXT, {n.response.headers['TXT']}" if n.response.headers.get("TXT") else "no such name"
+                )
+                answer = f"{found} ({n.responder})"
             else:  # raw TCP / UDP exchanges have no status
                 status = f"{n.response.status} " if n.response.status is not None else ""
                 answer = f"{status}({plural(n.response.size, 'byte')}, {n.responder})"

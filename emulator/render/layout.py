@@ -463,6 +463,7 @@ def _build_layout(report: Report) -> Layout:
 
     # Routes.
     stage_ports: dict[str, int] = defaultdict(int)
+    label_rows: dict[tuple[str, str], int] = defaultdict(int)
     routes: list[Route] = []
     for key in route_keys:
         s, t, etype = key
@@ -503,6 +504,11 @@ def _build_layout(report: Report) -> Layout:
             in_pts = port(b, t)
             pts = out_pts + list(reversed(in_pts))
             label_at = ((out_pts[-1][0] + in_pts[-1][0]) / 2, ly - 4)
+        # Relations between the same two nodes share a path (creates_process, writes_memory,
+        # injects_into): their labels are stacked above it, not printed over one another.
+        shared_path = label_rows[(s, t)]
+        label_rows[(s, t)] += 1
+        label_at = (label_at[0], label_at[1] - shared_path * (SMALL_FONT_SIZE + 3))
         group = merged[key]
         evidence = tuple(sorted({seq for e in group for seq in e.evidence}))
         src_name = " ".join(labels[s])

@@ -20,7 +20,7 @@ from emulator.render.model import (
     hosts_contacted,
     plural,
 )
-from emulator.report import Report
+from emulator.report import NetworkRecord, Report
 
 HOW_TEXT = {
     "entry": "the replay starts here",
@@ -36,6 +36,7 @@ NET_VERBS = {
     "beacons_to": "beacons to",
     "exfiltrates_to": "sends stolen data to",
     "delivers": "receives code from",
+    "resolves": "looks up",
 }
 # What a stage does to another process (a graph edge from the stage to a process node).
 PROCESS_VERBS = {
@@ -70,7 +71,8 @@ NOTE_TEXT = {
 # How a parent handed control to a stage, where the report's one word needs more.
 VIA_TEXT = {
     "exception": "an exception handler that resumed a faulting thread there",
-    "context": "a thread context it loaded, whose instruction pointer was there (NtContinue, RtlRestoreContext)",
+    "context": "a thread context it loaded, whose instruction pointer was there (NtContinue, RtlRestoreContext; "
+    "SetThreadContext on a thread it then resumed)",
 }
 MAX_ITEMS = 8  # per list inside one step
 BODY_PREVIEW = 160  # characters of a body shown in a sentence
@@ -82,6 +84,22 @@ class Step:
     title: str
     lines: list[str] = field(default_factory=list)
     stage: str | None = None
+
+
+def _answer(n: NetworkRecord) -> str:
+    """What an exchange got, as a sentence's end: an HTTP status and size, a DNS answer (its
+    address or TXT record), or the size of a raw TCP / UDP answer (which has no status)."""
+    size = plural(n.response.size, "byte")
+    if n.kind == "dns":
+        headers = n.response.headers
+        if headers.get("A"):
+            return f"got the address {clean(headers['A'], 60)}"
+        if headers.get("TXT"):
+            return f"got a TXT record ({clean(headers['TXT'], 40)}, {size})"
+        return "got no such name"
+    if n.response.status is None:
+        return f"got {size}"
+    return f"got {n.response.status} ({size})"
 
 
 def _duration(ms: int) -> str:
@@ -177,6 +195,12 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
         if r.op == "read":
             value = f"{clean(r.value_name or '(default)', 80)} = {clean(r.value, 120)}" if r.value is not None else ""
             add(r.stage, r.seq, f"It reads the registry key {clean(r.path, 200)}: {value}.{_ev([r.seq])}")
+        elif r.op == "write" and (r.value_name is not None or r.value is not None):
+            # the value written (a Run key's command line is what persists)
+            written = clean(r.value_name or "(default)", 80)
+            if r.value is not None:
+                written += f" = {clean(r.value, 120)}"
+            add(r.stage, r.seq, f"It writes the registry key {clean(r.path, 200)}: {written}.{_ev([r.seq])}")
         elif r.op in ("write", "create", "delete"):
             add(r.stage, r.seq, f"It {r.op}s the registry key {clean(r.path, 200)}.{_ev([r.seq])}")
     for o in report.sync_objects:
@@ -222,9 +246,9 @@ def narrate(report: Report, bodies: Mapping[str, bytes] | None = None) -> list[S
             add(stage_id, seqs[0], f"{head} ({len(items)} times).{_ev(seqs)}", more)
     last_header: dict[str, str] = {}
     for n in report.network:
-        what = clean(n.url or f"{n.host}:{n.port}", 300)
+        what = clean(n.url or (f"{n.host}:{n.port}" if n.port is not None else n.host), 300)
         verb = NET_VERBS.get(net_kind.get(n.seq, ""), "contacts")
-        status = "was blocked" if n.blocked else f"got {n.response.status} ({plural(n.response.size, 'byte')})"
+        status = "was blocked" if n.blocked else _answer(n)
         more = []
         for name, value in n.request.headers.items():
             if name.lower() in ("cookie", "authorization", "user-agent") and last_header.get(name) != value:

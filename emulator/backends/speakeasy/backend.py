@@ -229,6 +229,11 @@ class SpeakeasyBackend:
         recorder = self.recorder
         dispatcher.on_redirected = lambda pc: observed.exception_resumes.__setitem__(pc, recorder.current_stage)
         memory.on_context_loaded = lambda pc: observed.context_loads.__setitem__(pc, recorder.current_stage)
+        if self._children is not None:
+            # a child's thread resumed at a context its parent set (thread hijacking, hollowing)
+            self._children.on_context_resumed = lambda pc: observed.context_loads.__setitem__(
+                pc, recorder.current_stage
+            )
         dispatcher.install(target.se)
         system_calls = SystemCalls(
             emu,

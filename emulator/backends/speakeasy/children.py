@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import ntpath
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +181,7 @@ class ChildProcesses:
         self.running: list[Launch] = []  # the children run now (after the parent), innermost last
         self.command_lines: dict[tuple[int, bool, str], int] = {}  # (id(process), wide, line) -> its buffer
         self.on_new_code: Any = None
+        self.on_context_resumed: Callable[[int], None] | None = None
 
     def install(self) -> None:
         for (module, name), (how, index) in START_APIS.items():
@@ -473,7 +475,10 @@ class ChildProcesses:
         waiting = [c for c in self.launches if thread is not None and compat.main_thread(c.started) is thread]
         if not waiting:
             created = self.not_emulated.get(id(thread)) if thread is not None else None
-            if created is None or created[0] is not thread or compat.thread_context(thread) is not created[1]:
+            if created is None or created[0] is not thread:
+                return None
+            if compat.thread_context(thread) is not created[1]:
+                self._context_resumed(thread)  # hijacked or hollowed: Speakeasy runs the new context
                 return None
             # A program that is not emulated, resumed as it was created (an early-bird APC was
             # queued to it, say): its count goes down, nothing runs (Speakeasy would run its
@@ -486,6 +491,7 @@ class ChildProcesses:
             for launch in waiting:
                 if launch in self.pending:
                     self.pending.remove(launch)  # its code is what the parent put there (hijack, hollowing)
+            self._context_resumed(thread)
             return None
         # The program's own main thread: it runs (or ran) its image; resuming a thread that is
         # not suspended changes nothing (Speakeasy would start a thread at its empty context).
@@ -496,6 +502,13 @@ class ChildProcesses:
             for launch in waiting:
                 launch.suspended = False
         return count
+
+    def _context_resumed(self, thread: Any) -> None:
+        """A child's main thread resumed with a context the parent set (``SetThreadContext``):
+        where it starts is a CONTEXT the parent loaded (a stage there is ``via: context``)."""
+        pc = compat.context_start(compat.thread_context(thread), self.arch == "x64")
+        if pc and self.on_context_resumed is not None:
+            self.on_context_resumed(pc)
 
     # -- running them ----------------------------------------------------------------------------
 

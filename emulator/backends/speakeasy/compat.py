@@ -796,6 +796,21 @@ def called_back_function(emu: Any) -> int | None:
     return int(function) if function is not None else None
 
 
+# Speakeasy's run type of a module initialiser it runs before the program's entry point (a DllMain
+# of a DLL the program imports, a TLS callback): ``dependency.<module>.dll_entry`` / ``.tls_callback``.
+INITIALIZER_RUN_PREFIX = "dependency."
+
+
+def initializer_start(emu: Any) -> int | None:
+    """Where the current run starts if it is a module initialiser the loader runs before the
+    program's entry point (an imported DLL's DllMain, a TLS callback), else None."""
+    run = emu.get_current_run()
+    if run is None or not str(getattr(run, "type", "") or "").startswith(INITIALIZER_RUN_PREFIX):
+        return None
+    start = getattr(run, "start_addr", None)
+    return int(start) if start is not None else None
+
+
 def tag_api_frame(emu: Any, tag: Any) -> None:
     """Mark the API call being handled (its callbacks) with ``tag``, for :func:`after_each_api_callback`."""
     frame = emu._active_api_frame
@@ -1115,6 +1130,18 @@ def main_thread(process: Any) -> Any:
 def thread_context(thread: Any) -> Any:
     """The context object of a thread (SetThreadContext replaces it: ``Thread.set_context``)."""
     return getattr(thread, "ctx", None)
+
+
+def context_start(context: Any, x64: bool) -> int:
+    """Where a resumed thread with this context starts, as Speakeasy's ``ResumeThread`` reads it:
+    Rip (else Rcx, the entry RtlUserThreadStart is given) on x64, Eip (else Eax) on x86; 0 if
+    the context has neither."""
+    try:
+        if x64:
+            return int(getattr(context, "Rip", 0) or getattr(context, "Rcx", 0) or 0)
+        return int(getattr(context, "Eip", 0) or getattr(context, "Eax", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def suspend_count(thread: Any) -> int:

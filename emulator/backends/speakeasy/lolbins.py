@@ -26,6 +26,8 @@ SW_SHOWDEFAULT = 10
 # Nesting of system programs read from one command line (cmd /c cmd /c rundll32 ...).
 MAX_NESTING = 4
 # cmd's commands that are no program (a command line made of them runs nothing of the guest's).
+# Scripts cmd.exe runs itself when a command names one.
+BATCH_EXTENSIONS = (".bat", ".cmd")
 CMD_BUILTINS = frozenset(
     [
         "assoc",
@@ -121,6 +123,11 @@ def split_first(text: str) -> tuple[str, str]:
     match = re.match(r"[^\s]+", text)
     token = match.group(0) if match else text
     return token, text[len(token) :].lstrip()
+
+
+def is_batch_file(name: str) -> bool:
+    """A batch file (``.bat``, ``.cmd``): cmd.exe interprets it itself, no program runs it."""
+    return ntpath.basename(name.strip().strip('"')).lower().endswith(BATCH_EXTENSIONS)
 
 
 def program_key(name: str) -> str:
@@ -322,7 +329,9 @@ def _command_targets(path: str, part: str, arch: str, expand: Callable[[str], st
     program, args = split_first(part)
     if program.lower() == "start":
         program, args = _start_program(args)
-    if not program or program_key(program) in CMD_BUILTINS:
+    if not program or program_key(program) in CMD_BUILTINS or is_batch_file(program):
+        # cmd's own commands, and a batch file, which cmd interprets itself (not emulated:
+        # scripthosts.py notes it; its exit code counts as 0, as a built-in's)
         return []
     line = f'"{program}" {args}'.rstrip() if " " in program else f"{program} {args}".rstrip()
     nested = targets(program, line, arch, expand, depth + 1)

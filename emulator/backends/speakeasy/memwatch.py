@@ -432,6 +432,10 @@ class MemoryWatch:
         stage = self.recorder.stage_at(ret) if ret else None
         if stage is not None:
             return stage, "call"
+        if compat.initializer_start(self.emu) == address:
+            # The loader called it before the program's entry point: an imported DLL's DllMain
+            # (a DLL a LoadLibrary maps is called back by that API, above).
+            return self.recorder.current_stage, "callback"
         return self.recorder.current_stage, "unknown"
 
 

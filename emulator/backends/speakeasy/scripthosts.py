@@ -46,8 +46,8 @@ _DASHES = "-/\u2013\u2014\u2015"
 @dataclass(frozen=True)
 class ScriptCommand:
     """What a script host was given: ``how`` EncodedCommand, Command, File (PowerShell), url,
-    inline, file (mshta), script (wscript, cscript); ``text`` the command, decoded, or the
-    file or URL; ``error`` why an encoded command could not be decoded."""
+    inline, file (mshta), script (wscript, cscript), batch (a batch file cmd runs); ``text`` the
+    command, decoded, or the file or URL; ``error`` why an encoded command could not be decoded."""
 
     program: str  # the host's file name, lower-case (powershell.exe)
     how: str
@@ -95,7 +95,13 @@ def script_commands(name: str, command_line: str, expand: Callable[[str], str], 
             command = command[1:-1]
         found_all: list[ScriptCommand] = []
         for part in lolbins._commands(expand(command)):
-            program, _ = lolbins.split_first(part)
+            program, args = lolbins.split_first(part)
+            if program.lower() == "start":
+                program, args = lolbins._start_program(args)
+            if lolbins.is_batch_file(program):
+                # a batch file cmd interprets itself (T1059.003 comes from starting cmd)
+                found_all.append(ScriptCommand("cmd.exe", "batch", program, urls_in(args)))
+                continue
             found_all += script_commands(program, part, expand, depth + 1)
         return found_all
     return []

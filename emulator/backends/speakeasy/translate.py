@@ -249,7 +249,7 @@ class Translator:
             op=op,
             path=path,
             value_name=value_name,
-            value=render_value(value) if value is not None else None,
+            value=render_value(value, _wide_api(api)) if value is not None else None,
             # What a later read of the value may bring back: the lineage runs on through the write.
             data_sha256=self.recorder.put_blob(bytes(value))
             if op == "write" and isinstance(value, bytes | bytearray) and value
@@ -346,15 +346,26 @@ class Translator:
             return b""
 
 
+def _wide_api(api: str) -> bool | None:
+    """True for a wide API (``RegSetValueExW``), False for an ANSI one, None if the name does not say."""
+    name = api.rpartition(".")[2]
+    return True if name.endswith("W") else False if name.endswith("A") else None
+
+
 def render_arg(arg: Any) -> str:
     display = getattr(arg, "display", None)
     text = str(display) if display is not None else str(arg)
     return text[:MAX_RENDERED_STRING]
 
 
-def render_value(value: Any) -> str:
+def render_value(value: Any, wide: bool | None = None) -> str:
+    """A value's text: bytes as the string they hold (UTF-16LE for a wide API, ANSI for an ``A``
+    one; unknown: UTF-16LE if a NUL lies inside them), else hex. An even-length ANSI string
+    also decodes as UTF-16LE, to CJK text: the API decides, not which decoding succeeds first."""
     if isinstance(value, bytes | bytearray):
-        for encoding in ("utf-16-le", "latin-1"):
+        if wide is None:
+            wide = b"\0" in bytes(value).rstrip(b"\0")
+        for encoding in ("utf-16-le", "latin-1") if wide else ("latin-1", "utf-16-le"):
             try:
                 text = bytes(value).decode(encoding).rstrip("\0")
             except UnicodeDecodeError:
