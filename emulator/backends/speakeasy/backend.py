@@ -191,6 +191,7 @@ class SpeakeasyBackend:
         taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
             GuestApi(memory, self.services, name, module="advapi32"), argv
         )
+        taps.pending_apcs = self.services.pending_apcs
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         crtio.install(target.se, emu, memory, self.services.clock.now_unix)

@@ -1,0 +1,48 @@
+"""Chains nobody here wrote, probed, round 4 (issue: probes4). What each probe showed before its fix:
+
+* ``apc-completion`` (x64, x86): ``SetWaitableTimer``'s completion routine was ignored by
+  Speakeasy's handler (TRUE, nothing queued): the loader's ``SleepEx(INFINITE, TRUE)`` slept
+  49.7 days of virtual time, returned 0 and the payload never ran, with no note. ``ReadFileEx``
+  and ``RegisterWaitForSingleObject`` had no handler at all. A completion routine is now an APC
+  queued to the calling thread (delivered at its next alertable moment: ``via: apc``), the read
+  is made at the OVERLAPPED's offset and recorded as ``ReadFile``'s, and a registered wait's
+  callback runs on a pool thread (``via: thread``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+Report = dict[str, Any]
+
+
+def _calls(report: Report, api: str) -> list[dict[str, Any]]:
+    return [c for c in report["api_calls"] if c["api"] == api]
+
+
+@pytest.mark.parametrize("name", ["apc-completion", "apc-completion-x86"])
+def test_completion_routines_run_as_apcs_at_the_alertable_sleep(
+    scenario_report: Callable[[str], Report], name: str
+) -> None:
+    report = scenario_report(name)
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    assert [(s["via"], s["parent"]) for s in report["stages"][1:]] == [("apc", "s0"), ("apc", "s0"), ("thread", "s0")]
+    s1, s2, _s3 = report["stages"][1:]
+    sleeps = _calls(report, "kernel32.SleepEx")
+    # each routine ran inside its SleepEx (before the loader's next call), which said so
+    assert [c["ret"] for c in sleeps] == ["0xc0", "0xc0"]
+    for sleep, stage in zip(sleeps, (s1, s2), strict=True):
+        after = min(c["seq"] for c in report["api_calls"] if c["seq"] > sleep["seq"] and c["stage"] == "s0")
+        assert sleep["seq"] < stage["seq_range"][0] <= stage["seq_range"][1] < after
+    # no virtual day skipped: the loader never slept for ever
+    assert report["virtual_time"]["skipped_ms"] == 100
+    # ReadFileEx read the loader's own file (recorded as a read of it) at offset 0
+    reads = [f for f in report["files"] if f["path"].endswith("loader.exe") and f["op"] == "read"]
+    assert [(f["size"], f["stage"]) for f in reads] == [(64, "s0")]
+    read_ex = _calls(report, "kernel32.ReadFileEx")
+    assert len(read_ex) == 1 and read_ex[0]["ret"] == "0x1"
+    assert any(b["source"] == "file_read" and b["ref"].endswith("loader.exe") for b in report["buffers"])
+    assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
