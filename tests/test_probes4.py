@@ -46,3 +46,25 @@ def test_completion_routines_run_as_apcs_at_the_alertable_sleep(
     assert len(read_ex) == 1 and read_ex[0]["ret"] == "0x1"
     assert any(b["source"] == "file_read" and b["ref"].endswith("loader.exe") for b in report["buffers"])
     assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
+
+
+@pytest.mark.parametrize(
+    ("name", "unlisted"),
+    [("callbacks-more", "EnumerateLoadedModules64"), ("callbacks-more-x86", "EnumerateLoadedModules")],
+)
+def test_more_callbacks_run_and_one_not_called_back_is_named(
+    scenario_report: Callable[[str], Report], name: str, unlisted: str
+) -> None:
+    report = scenario_report(name)
+    assert [s["via"] for s in report["stages"][1:]] == ["callback"] * 4
+    written = {f["path"].rsplit("\\", 1)[1] for f in report["files"] if f["op"] == "write"}
+    assert written == {"lineage_oidinfo.txt", "lineage_graystring.txt", "lineage_linedda.txt", "lineage_wndproc.txt"}
+    # the fifth copy was handed to an API no handler serves: the note says so, naming the code
+    (call,) = _calls(report, f"dbghelp.{unlisted}")
+    allocations = [c["ret"] for c in _calls(report, "kernel32.VirtualAlloc")]
+    assert call["args"][1].split(" ", 1)[0] == allocations[-1]
+    (note,) = [n for n in report["notes"] if n["what"] == "callback_not_called"]
+    assert note["detail"].startswith(f"dbghelp.{unlisted} was given {allocations[-1]} as EnumLoadedModulesCallback")
+    assert note["stage"] == "s0"
+    # no note for the four APIs that called their callback, nor for memory that already ran
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated" and unlisted not in n["detail"]]

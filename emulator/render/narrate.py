@@ -54,6 +54,8 @@ INJECTION_TEXT = {
 # What a note of the report says a stage did (or the emulator did for it), as the head of a step;
 # the notes' own details follow. A kind not listed here is told by its name.
 NOTE_TEXT = {
+    "callback_not_called": "It handed code it had prepared to an API that calls it back, which the emulator "
+    "served without calling it",
     "module_code_patched": "It changes the code of a module it did not write",
     "direct_system_call": "It makes a system call itself, not through ntdll's stub (a direct system call)",
     "indirect_system_call": "It makes a system call through an ntdll stub's own instruction, with a number it set "

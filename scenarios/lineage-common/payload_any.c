@@ -1,6 +1,6 @@
 /*
- * payload_any.c - probes4's shellcode stage (benign, emulator-only; see
- * ../../lineage-common/common.h), built once per callback shape: CB_ARGS pointer-sized
+ * payload_any.c - the probes' shellcode stage for callbacks of any shape (benign,
+ * emulator-only; see common.h), built once per callback shape: CB_ARGS pointer-sized
  * arguments, the context block found through the CB_CTX-th (1-based), at byte CB_OFF of the
  * structure it points to when CB_OFF is defined (an OVERLAPPED's hEvent). Stdcall on x86: it pops
  * every argument. Returns CB_RET. Checks the sandbox marker, writes ctx->text to ctx->path.
