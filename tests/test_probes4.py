@@ -68,3 +68,31 @@ def test_more_callbacks_run_and_one_not_called_back_is_named(
     assert note["stage"] == "s0"
     # no note for the four APIs that called their callback, nor for memory that already ran
     assert not [n for n in report["notes"] if n["what"] == "signature_emulated" and unlisted not in n["detail"]]
+
+
+@pytest.mark.parametrize("name", ["com-download", "com-download-x86"])
+def test_a_com_http_client_fetches_and_an_unknown_com_class_is_named(
+    scenario_report: Callable[[str], Report], name: str
+) -> None:
+    report = scenario_report(name)
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    methods = [c["api"] for c in report["api_calls"] if c["api"].startswith("winhttpcom.")]
+    assert methods == [
+        f"winhttpcom.IWinHttpRequest_{m}"
+        for m in ("Open", "SetRequestHeader", "Send", "get_Status", "get_ResponseBody", "Release")
+    ]
+    assert all(c["ret"] == "0x0" for c in report["api_calls"] if c["api"].startswith(("winhttpcom.", "oleaut32.Safe")))
+    # the COM request is an exchange of its own: the header the guest set replaced the default agent
+    (exchange,) = report["network"]
+    assert (exchange["method"], exchange["url"]) == ("GET", "https://updates.example-cloudsync.net/agent/cfg.bin")
+    assert exchange["request"]["headers"]["User-Agent"] == "CloudSync/2.4"
+    # the body the SAFEARRAY held is the payload's origin, through the method that handed it over
+    s1 = report["stages"][1]
+    assert [(h["source"], h["transform"], h["detail"]) for h in s1["lineage"]] == [
+        ("network", "source", "winhttpcom.IWinHttpRequest_get_ResponseBody"),
+        ("memory", "xor", "key 0x3c"),
+    ]
+    # the BITS manager is a class nobody emulates: named, not silent
+    (note,) = [n for n in report["notes"] if n["what"] == "com_class_not_emulated"]
+    assert "{4991d34b-80a1-4291-83b6-3328366b9097} (BITS BackgroundCopyManager" in note["detail"]
+    assert "0x80040154" in note["detail"]

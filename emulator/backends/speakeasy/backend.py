@@ -10,7 +10,7 @@ from typing import Any
 
 from emulator.apis import GuestApi, cryptoapi, threads
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtio, setup, versionlie
+from emulator.backends.speakeasy import comclasses, compat, compat_fast, compat_memory, crtio, setup, versionlie
 from emulator.backends.speakeasy.children import ChildProcesses
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
@@ -127,10 +127,9 @@ class SpeakeasyBackend:
             perms = watch.armed.get(value // PAGE) if value else None
             if perms is None or not perms & compat.PERM_EXEC or not CALLBACK_PARAMETER.search(name):
                 continue
-            self.recorder.emit(
-                Note,
-                what=CALLBACK_NOT_CALLED,
-                detail=f"{api} was given {value:#x} as {name}: code the guest made executable and has not "
+            self.recorder.note(
+                CALLBACK_NOT_CALLED,
+                f"{api} was given {value:#x} as {name}: code the guest made executable and has not "
                 "run. Windows would call it back; the call was served from its signature (no handler), "
                 "so nothing called it and the code there did not run",
                 pc=pc or None,
@@ -220,6 +219,7 @@ class SpeakeasyBackend:
         taps.pending_apcs = self.services.pending_apcs
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
+        comclasses.install(target.se, emu, memory, self.services)
         crtio.install(target.se, emu, memory, self.services.clock.now_unix)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":

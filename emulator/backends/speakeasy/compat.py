@@ -411,6 +411,17 @@ def on_signature_emulation(emu: Any, callback: Callable[[str, int, int | None, l
     emu.emulate_api_from_signature = emulate_api_from_signature
 
 
+def callback_address(emu: Any, module: str, name: str) -> int:
+    """The address of a trap that, called by guest code, is the API ``module.name`` (a COM
+    method of an object the project makes: its handler is registered under that name). One trap
+    per name, made once."""
+    made: dict[tuple[str, str], int] = emu.__dict__.setdefault("_chainreplay_callbacks", {})
+    key = (module, name)
+    if key not in made:
+        made[key] = int(emu.add_callback(module, name))
+    return made[key]
+
+
 def before_each_api_call(emu: Any, callback: Callable[..., None], *, with_site: bool = False) -> None:
     """``callback()`` when guest code has called an API, before its handler runs;
     ``callback(site)`` with ``with_site``: the call site as :func:`call_site` gives it then.
