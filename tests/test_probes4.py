@@ -7,6 +7,18 @@
   queued to the calling thread (delivered at its next alertable moment: ``via: apc``), the read
   is made at the OVERLAPPED's offset and recorded as ``ReadFile``'s, and a registered wait's
   callback runs on a pool thread (``via: thread``).
+* ``com-download`` (x64, x86): ``CoCreateInstance(WinHttp.WinHttpRequest.5.1)`` answered
+  ``REGDB_E_CLASSNOTREG`` with nothing in the report; the loader fell back to WinINet. The class
+  is now made (``winhttpcom.IWinHttpRequest_*``), and a class nobody makes is a
+  ``com_class_not_emulated`` note (the BITS manager here).
+* ``callbacks-more`` (x64, x86): 12 of 13 callback-execution APIs probed were served from their
+  signature (success, the payload never ran, only ``signature_emulated``): a signature-emulated
+  call handed code the guest made executable and has not run is a ``callback_not_called`` note;
+  the commonest now call back.
+* ``persist-lolbins``: ``sc.exe create ... binPath=`` and ``reg.exe add ...\\Run`` (through
+  ``cmd /c``) were process nodes with no technique, ``schtasks.exe /create /tr`` had its technique
+  but nobody said what the task runs; each is a ``persistence_command`` note naming what would
+  run and whether it is one of the guest's files (T1547.001, T1053.005, T1543.003).
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from emulator.backends.speakeasy.persistence import persistence_commands, split_arguments
 
 Report = dict[str, Any]
 
@@ -96,3 +110,60 @@ def test_a_com_http_client_fetches_and_an_unknown_com_class_is_named(
     (note,) = [n for n in report["notes"] if n["what"] == "com_class_not_emulated"]
     assert "{4991d34b-80a1-4291-83b6-3328366b9097} (BITS BackgroundCopyManager" in note["detail"]
     assert "0x80040154" in note["detail"]
+
+
+def test_persistence_set_up_by_system_programs_names_what_would_run(
+    scenario_report: Callable[[str], Report],
+) -> None:
+    report = scenario_report("persist-lolbins")
+    dropped = "C:\\Users\\analyst\\AppData\\Roaming\\SyncHost\\synchost.exe"
+    notes = [n["detail"] for n in report["notes"] if n["what"] == "persistence_command"]
+    assert [d.split(":", 1)[0] for d in notes] == ["reg.exe add", "schtasks.exe /create", "sc.exe create"]
+    assert all(f"program {dropped} (one of the guest's files)" in d for d in notes)
+    assert "'SyncHost' (HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run)" in notes[0]
+    assert f'(/sc onlogon, /rl highest) runs "{dropped}" --update' in notes[1]
+    assert f"'SyncHostSvc' (start= auto) runs {dropped} --service" in notes[2]
+    # the techniques of reg.exe and sc.exe come from the notes (before: none)
+    by_id = {t["technique"]: t["evidence"] for t in report["attack"]}
+    seqs = {n["seq"]: n["detail"] for n in report["notes"] if n["what"] == "persistence_command"}
+    assert any(seq in by_id["T1543.003"] for seq in seqs)
+    assert any(seqs.get(seq, "").startswith("reg.exe") for seq in by_id["T1547.001"])
+    # nothing ran the dropped file
+    assert [s["id"] for s in report["stages"]] == ["s0"]
+
+
+def test_persistence_command_lines_are_read_as_the_programs_read_them() -> None:
+    assert split_arguments('/tr "\\"C:\\a b\\x.exe\\" --up" /f') == ["/tr", '"C:\\a b\\x.exe" --up', "/f"]
+    assert split_arguments('a\\\\"b c"') == ["a\\b c"]
+    same = lambda text: text  # noqa: E731
+    (task,) = persistence_commands("SCHTASKS", 'schtasks /Create /SC minute /TN t /TR "calc.exe 1"', same)
+    assert (task.mechanism, task.name, task.when, task.command, task.target) == (
+        "task",
+        "t",
+        "/sc minute",
+        "calc.exe 1",
+        "calc.exe",
+    )
+    (svc,) = persistence_commands("sc.exe", "sc.exe \\\\host create S binpath=C:\\s.exe", same)
+    assert (svc.verb, svc.name, svc.command, svc.when) == ("create", "S", "C:\\s.exe", "start= demand")
+    (value,) = persistence_commands(
+        "cmd.exe",
+        'cmd /c echo x & reg add "HKLM\\Software\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon" '
+        '/v Userinit /d "C:\\u.exe," /f',
+        same,
+    )
+    assert (value.name, value.when, value.command) == (
+        "Userinit",
+        "HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon",
+        "C:\\u.exe,",
+    )
+    # not persistence: a query, another key, a task without /tr, a service without binPath=
+    for program, line in (
+        ("schtasks.exe", "schtasks /query /tn t"),
+        ("schtasks.exe", "schtasks /create /tn t /xml t.xml"),
+        ("reg.exe", "reg add HKCU\\Software\\Vendor /v a /d b"),
+        ("reg.exe", "reg query HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run"),
+        ("sc.exe", "sc start S"),
+        ("notepad.exe", "notepad schtasks /create /tr x"),
+    ):
+        assert persistence_commands(program, line, same) == []
