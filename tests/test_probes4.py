@@ -19,6 +19,10 @@
   ``cmd /c``) were process nodes with no technique, ``schtasks.exe /create /tr`` had its technique
   but nobody said what the task runs; each is a ``persistence_command`` note naming what would
   run and whether it is one of the guest's files (T1547.001, T1053.005, T1543.003).
+* ``fls-hidden-iat`` (x64, x86): ``FlsAlloc``'s callback was dropped by Speakeasy's handler (the
+  payload never ran at ``FlsFree``); ``NtCreateThreadEx`` with ``THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER``
+  ran but said nothing (no T1622). The callback runs at ``FlsFree`` with the slot's value; a hidden
+  thread is a ``thread_hidden_from_debugger`` note (T1622). The patched import slot was right.
 """
 
 from __future__ import annotations
@@ -167,3 +171,26 @@ def test_persistence_command_lines_are_read_as_the_programs_read_them() -> None:
         ("notepad.exe", "notepad schtasks /create /tr x"),
     ):
         assert persistence_commands(program, line, same) == []
+
+
+@pytest.mark.parametrize("name", ["fls-hidden-iat", "fls-hidden-iat-x86"])
+def test_fls_callback_hidden_thread_and_patched_import_slot(
+    scenario_report: Callable[[str], Report], name: str
+) -> None:
+    report = scenario_report(name)
+    assert [(s["via"], s["parent"]) for s in report["stages"][1:]] == [
+        ("callback", "s0"),
+        ("thread", "s0"),
+        ("call", "s0"),
+    ]
+    s1 = report["stages"][1]
+    # the FLS callback ran inside FlsFree, with the value the thread stored (its context block)
+    (free,) = _calls(report, "kernel32.FlsFree")
+    after = min(c["seq"] for c in report["api_calls"] if c["seq"] > free["seq"] and c["stage"] == "s0")
+    assert free["seq"] < s1["seq_range"][0] <= s1["seq_range"][1] < after
+    (note,) = [n for n in report["notes"] if n["what"] == "thread_hidden_from_debugger"]
+    assert note["detail"].startswith("ntdll.NtCreateThreadEx started thread ")
+    assert "THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER" in note["detail"] and note["stage"] == "s0"
+    (t1622,) = [t for t in report["attack"] if t["technique"] == "T1622"]
+    assert note["seq"] in t1622["evidence"]
+    assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]

@@ -40,6 +40,10 @@ STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_INVALID_PARAMETER = 0xC000000D
 STATUS_NO_MEMORY = 0xC0000017
 THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
+THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER = 0x4
+# The note a thread hidden from debuggers gives (NtCreateThreadEx's flag, NtSetInformationThread's
+# ThreadHideFromDebugger: emulator/apis/guestenv.py): T1622.
+THREAD_HIDDEN_NOTE = "thread_hidden_from_debugger"
 QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC = 0x1
 WAIT_IO_COMPLETION = 0xC0
 STATUS_USER_APC = 0xC0
@@ -278,10 +282,18 @@ def nt_create_thread_ex(api: GuestApi, argv: list[int]) -> int:
     if not handle_ptr or not start:
         return STATUS_INVALID_PARAMETER
     suspended = bool(flags & THREAD_CREATE_FLAGS_CREATE_SUSPENDED)
-    handle, _, _ = api.start_thread(start, argument, suspended, process)
+    handle, tid, _ = api.start_thread(start, argument, suspended, process)
     if not handle:
         return STATUS_INVALID_HANDLE
     api.write_ptr(handle_ptr, handle)
+    if flags & THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER:
+        services = _services(api)
+        services.hidden_threads.add(tid)
+        services.recorder.note(
+            THREAD_HIDDEN_NOTE,
+            f"{api.qualified_name} started thread {tid} at {start:#x} with THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER: "
+            "a debugger attached would not see its events",
+        )
     return STATUS_SUCCESS
 
 
