@@ -23,6 +23,10 @@
   payload never ran at ``FlsFree``); ``NtCreateThreadEx`` with ``THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER``
   ran but said nothing (no T1622). The callback runs at ``FlsFree`` with the slot's value; a hidden
   thread is a ``thread_hidden_from_debugger`` note (T1622). The patched import slot was right.
+* ``wndproc-run`` (x64, x86): a window class's procedure never ran (``CreateWindowEx`` calls
+  nothing in Speakeasy, ``RegisterClassW`` was signature-emulated) and a subclassed window's
+  procedure ran with none of ``SendMessage``'s arguments (Speakeasy jumped to it): both are called
+  back now, with Windows' messages and arguments.
 """
 
 from __future__ import annotations
@@ -193,4 +197,31 @@ def test_fls_callback_hidden_thread_and_patched_import_slot(
     assert "THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER" in note["detail"] and note["stage"] == "s0"
     (t1622,) = [t for t in report["attack"] if t["technique"] == "T1622"]
     assert note["seq"] in t1622["evidence"]
+    assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
+
+
+@pytest.mark.parametrize(
+    ("name", "subclass"), [("wndproc-run", "SetWindowLongPtrA"), ("wndproc-run-x86", "SetWindowLongA")]
+)
+def test_window_procedures_run_at_creation_and_on_a_sent_message(
+    scenario_report: Callable[[str], Report], name: str, subclass: str
+) -> None:
+    report = scenario_report(name)
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    assert [(s["via"], s["parent"]) for s in report["stages"][1:]] == [("callback", "s0"), ("callback", "s0")]
+    s1, s2 = report["stages"][1:]
+    # the class's procedure ran inside CreateWindowExA (WM_NCCREATE, then WM_CREATE)
+    (create,) = _calls(report, "user32.CreateWindowExA")
+    after = min(c["seq"] for c in report["api_calls"] if c["seq"] > create["seq"] and c["stage"] == "s0")
+    assert create["seq"] < s1["seq_range"][0] <= s1["seq_range"][1] < after
+    assert len([f for f in report["files"] if f["path"].endswith("lineage_wndclass.txt") and f["op"] == "write"]) == 2
+    # the other window's own class procedure (DefWindowProcW) answered WM_NCCREATE with TRUE
+    assert [(c["args"][1], c["ret"]) for c in _calls(report, "user32.DefWindowProcW")] == [
+        ("0x81", "0x1"),
+        ("0x1", "0x0"),
+    ]
+    # subclassing returned the procedure it replaced, and SendMessageA ran the new one
+    (replaced,) = _calls(report, f"user32.{subclass}")
+    (send,) = _calls(report, "user32.SendMessageA")
+    assert replaced["seq"] < send["seq"] < s2["seq_range"][0]
     assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]

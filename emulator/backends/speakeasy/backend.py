@@ -10,7 +10,16 @@ from typing import Any
 
 from emulator.apis import GuestApi, cryptoapi, threads
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import comclasses, compat, compat_fast, compat_memory, crtio, setup, versionlie
+from emulator.backends.speakeasy import (
+    comclasses,
+    compat,
+    compat_fast,
+    compat_memory,
+    crtio,
+    setup,
+    versionlie,
+    wndprocs,
+)
 from emulator.backends.speakeasy.children import ChildProcesses
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
@@ -220,6 +229,7 @@ class SpeakeasyBackend:
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         comclasses.install(target.se, emu, memory, self.services)
+        wndprocs.install(target.se, emu, memory, self.services)
         crtio.install(target.se, emu, memory, self.services.clock.now_unix)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
