@@ -44,6 +44,7 @@ DISP_E_BADINDEX = 0x8002000B
 # WinHTTP's errors as HRESULTs (FACILITY_WIN32)
 WINHTTP_NAME_NOT_RESOLVED = 0x80072EE7
 WINHTTP_CANNOT_CONNECT = 0x80072EFD
+WINHTTP_INVALID_URL = 0x80072EE5
 WINHTTP_UNRECOGNIZED_SCHEME = 0x80072EE6
 WINHTTP_INCORRECT_HANDLE_STATE = 0x80072EF3
 WINHTTP_HEADER_NOT_FOUND = 0x80072F76
@@ -276,7 +277,7 @@ def open_request(api: GuestApi, argv: list[int]) -> int:
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
-        return E_INVALIDARG
+        return WINHTTP_INVALID_URL
     session = netapi.Session(USER_AGENT)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     connection = netapi.Connection(session, parts.hostname, port)
