@@ -27,6 +27,10 @@
   nothing in Speakeasy, ``RegisterClassW`` was signature-emulated) and a subclassed window's
   procedure ran with none of ``SendMessage``'s arguments (Speakeasy jumped to it): both are called
   back now, with Windows' messages and arguments.
+* ``pool-fiber`` (x64, x86): thread-pool work and timer callbacks ran only after the loader's run:
+  ``WaitForThreadpoolWorkCallbacks`` / ``...TimerCallbacks`` / ``...WaitCallbacks`` returned at
+  once, so a loader using what its callback made found nothing. They run inside the wait now.
+  ``TrySubmitThreadpoolCallback``, ``CreateFiberEx`` and ``ConvertThreadToFiberEx`` were right.
 """
 
 from __future__ import annotations
@@ -225,3 +229,22 @@ def test_window_procedures_run_at_creation_and_on_a_sent_message(
     (send,) = _calls(report, "user32.SendMessageA")
     assert replaced["seq"] < send["seq"] < s2["seq_range"][0]
     assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
+
+
+@pytest.mark.parametrize("name", ["pool-fiber", "pool-fiber-x86"])
+def test_pool_callbacks_run_inside_the_wait_for_them(scenario_report: Callable[[str], Report], name: str) -> None:
+    report = scenario_report(name)
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    s1, s2, s3, s4 = report["stages"][1:]
+    assert [s["via"] for s in (s1, s2, s3, s4)] == ["thread", "thread", "callback", "thread"]
+    for api, stage, closed in (
+        ("WaitForThreadpoolWorkCallbacks", s1, "CloseThreadpoolWork"),
+        ("WaitForThreadpoolTimerCallbacks", s2, "CloseThreadpoolTimer"),
+        ("SwitchToFiber", s3, "ExitProcess"),
+    ):
+        (wait,) = _calls(report, f"kernel32.{api}")
+        (after,) = _calls(report, f"kernel32.{closed}")
+        assert wait["seq"] < stage["seq_range"][0] <= stage["seq_range"][1] < after["seq"], api
+    # the simple callback nobody waited for runs after the loader's run, as before
+    (exit_call,) = _calls(report, "kernel32.ExitProcess")
+    assert s4["seq_range"][0] > exit_call["seq"]

@@ -25,7 +25,7 @@ queued by the backend, emulator/backends/speakeasy/setup.py, and delivered here)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
@@ -58,18 +58,24 @@ FIBER_SIZE = 0x100
 class ThreadpoolWork:
     function: int
     context: int
+    # The threads its callbacks were started on (a wait for its callbacks runs them).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
 class ThreadpoolWait:
     function: int
     context: int
+    # The threads its callbacks were started on (a wait for its callbacks runs them).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
 class ThreadpoolTimer:
     function: int
     context: int
+    # The threads its callbacks were started on (a wait for its callbacks runs them).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -100,8 +106,9 @@ def _start(api: GuestApi, function: int, param: int) -> int:
     return 1
 
 
-def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int) -> int:
-    """Start a thread-pool callback ``function(instance, context, *rest)`` on a new thread."""
+def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int, owner: object = None) -> int:
+    """Start a thread-pool callback ``function(instance, context, *rest)`` on a new thread; the
+    pool object ``owner`` (work, wait, timer) keeps its handle."""
     if not function:
         api.set_last_error(ERROR_INVALID_PARAMETER)
         return 0
@@ -110,7 +117,18 @@ def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int)
     if not handle:
         api.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
         return 0
+    threads = getattr(owner, "threads", None)
+    if isinstance(threads, list):
+        threads.append(handle)
     return 1
+
+
+def pool_callback_threads(services: object, handle: int) -> list[int]:
+    """The threads the callbacks of a pool object (work, wait, timer) were started on: what
+    ``WaitForThreadpool*Callbacks`` waits for (emulator/backends/speakeasy/waits.py)."""
+    handles = getattr(services, "handles", {})
+    threads = getattr(handles.get(handle), "threads", None)
+    return list(threads) if isinstance(threads, list) else []
 
 
 @apihook("kernel32", "QueueUserWorkItem", argc=3)
@@ -176,7 +194,7 @@ def create_threadpool_work(api: GuestApi, argv: list[int]) -> int:
 def submit_threadpool_work(api: GuestApi, argv: list[int]) -> int:
     work = _services(api).get(argv[0], ThreadpoolWork)
     if work is not None:
-        _start_pool_callback(api, work.function, work.context, argv[0])
+        _start_pool_callback(api, work.function, work.context, argv[0], owner=work)
     return 0  # VOID
 
 
@@ -206,7 +224,7 @@ def set_threadpool_wait(api: GuestApi, argv: list[int]) -> int:
     runs (the object taken as signalled); with no object, the wait is cancelled."""
     wait = _services(api).get(argv[0], ThreadpoolWait)
     if wait is not None and argv[1]:
-        _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0)
+        _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0, owner=wait)
     return 0  # VOID
 
 
@@ -217,7 +235,7 @@ def set_threadpool_wait_ex(api: GuestApi, argv: list[int]) -> int:
     wait = _services(api).get(argv[0], ThreadpoolWait)
     if wait is None or not argv[1]:
         return 0
-    return _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0)
+    return _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0, owner=wait)
 
 
 @apihook("kernel32", "CreateThreadpoolTimer", argc=3)
@@ -238,7 +256,7 @@ def set_threadpool_timer(api: GuestApi, argv: list[int]) -> int:
     timer = _services(api).get(argv[0], ThreadpoolTimer)
     if timer is None or not argv[1]:
         return 0
-    return _start_pool_callback(api, timer.function, timer.context, argv[0])
+    return _start_pool_callback(api, timer.function, timer.context, argv[0], owner=timer)
 
 
 @apihook("kernel32", ["CloseThreadpoolWait", "CloseThreadpoolTimer"], argc=1)

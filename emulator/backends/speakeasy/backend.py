@@ -253,7 +253,14 @@ class SpeakeasyBackend:
             return threads.deliver_apcs(GuestApi(memory, services, "WaitForSingleObjectEx", module="kernel32"))
 
         ThreadWaits(
-            target.se, emu, memory, self._children, self.services.clock.tick_count_ms, handlers, deliver_apcs
+            target.se,
+            emu,
+            memory,
+            self._children,
+            self.services.clock.tick_count_ms,
+            handlers,
+            deliver_apcs,
+            lambda handle: threads.pool_callback_threads(services, handle),
         ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
