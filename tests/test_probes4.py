@@ -31,6 +31,9 @@
   ``WaitForThreadpoolWorkCallbacks`` / ``...TimerCallbacks`` / ``...WaitCallbacks`` returned at
   once, so a loader using what its callback made found nothing. They run inside the wait now.
   ``TrySubmitThreadpoolCallback``, ``CreateFiberEx`` and ``ConvertThreadToFiberEx`` were right.
+* ``com-xmlhttp`` (x64, x86): ``CoCreateInstance(MSXML2.XMLHTTP.6.0)`` answered
+  ``REGDB_E_CLASSNOTREG``; MSXML's XMLHTTP and ServerXMLHTTP are now the same object behind
+  ``msxml6.IXMLHTTPRequest_*``, and ``get_responseText``'s BSTR is a network source.
 """
 
 from __future__ import annotations
@@ -248,3 +251,21 @@ def test_pool_callbacks_run_inside_the_wait_for_them(scenario_report: Callable[[
     # the simple callback nobody waited for runs after the loader's run, as before
     (exit_call,) = _calls(report, "kernel32.ExitProcess")
     assert s4["seq_range"][0] > exit_call["seq"]
+
+
+@pytest.mark.parametrize("name", ["com-xmlhttp", "com-xmlhttp-x86"])
+def test_msxml_xmlhttp_fetches_text_that_lineage_follows(scenario_report: Callable[[str], Report], name: str) -> None:
+    report = scenario_report(name)
+    assert not [n for n in report["notes"] if n["what"] in ("signature_emulated", "com_class_not_emulated")]
+    methods = [c["api"].split(".", 1)[1] for c in report["api_calls"] if c["api"].startswith("msxml6.")]
+    assert methods == [
+        f"IXMLHTTPRequest_{m}" for m in ("open", "send", "get_readyState", "get_status", "get_responseText", "Release")
+    ]
+    (exchange,) = report["network"]
+    assert exchange["request"]["headers"]["User-Agent"].startswith("Mozilla/4.0 (compatible; MSIE 7.0;")
+    s1 = report["stages"][1]
+    assert [(h["source"], h["transform"], h["detail"]) for h in s1["lineage"]] == [
+        ("network", "source", "msxml6.IXMLHTTPRequest_get_responseText"),
+        ("api", "decode", "CryptStringToBinaryW"),
+        ("memory", "xor", "key 0x71"),
+    ]

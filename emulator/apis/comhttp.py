@@ -33,6 +33,18 @@ IID_IWINHTTP_REQUEST = "016fe2ec-b2c8-45f8-b23b-39e53a75396b"
 IID_IUNKNOWN = "00000000-0000-0000-c000-000000000046"
 IID_IDISPATCH = "00020400-0000-0000-c000-000000000046"
 USER_AGENT = "Mozilla/4.0 (compatible; Win32; WinHttp.WinHttpRequest.5)"
+# MSXML's XMLHTTP classes (msxml6.dll; msxml3.dll's answer the same): IXMLHTTPRequest, and for
+# ServerXMLHTTP IServerXMLHTTPRequest(2), which adds four methods.
+XML_MODULE = "msxml6"
+XML_INTERFACE = "IXMLHTTPRequest"
+IID_IXMLHTTP_REQUEST = "ed8c108d-4349-11d2-91a4-00c04f7969e8"
+IID_ISERVER_XMLHTTP_REQUEST = "2e9196bf-13ba-4dd4-91ca-6c571f281495"
+IID_ISERVER_XMLHTTP_REQUEST2 = "2e01311b-c322-4b0a-bd77-b90cfdc8dce7"
+XML_USER_AGENT = "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; Win64; x64; Trident/7.0)"
+E_PENDING = 0x8000000A
+E_FAIL = 0x80004005
+INET_E_RESOURCE_NOT_FOUND = 0x800C0005
+INET_E_CANNOT_CONNECT = 0x800C0004
 
 S_OK = 0
 S_FALSE = 1
@@ -86,6 +98,26 @@ METHODS = (
 )
 
 
+XML_METHODS = (
+    *METHODS[:7],
+    "open",
+    "setRequestHeader",
+    "getResponseHeader",
+    "getAllResponseHeaders",
+    "send",
+    "abort",
+    "get_status",
+    "get_statusText",
+    "get_responseXML",
+    "get_responseText",
+    "get_responseBody",
+    "get_responseStream",
+    "get_readyState",
+    "put_onreadystatechange",
+)
+SERVER_XML_METHODS = ("setTimeouts", "waitForResponse", "getOption", "setOption")
+
+
 def method_name(method: str) -> str:
     """The API name a method's trap is registered under (``winhttpcom.IWinHttpRequest_Open``)."""
     return f"{INTERFACE}_{method}"
@@ -93,25 +125,51 @@ def method_name(method: str) -> str:
 
 @dataclass
 class WinHttpRequestObject:
-    """One IWinHttpRequest: what Open and SetRequestHeader set, and the exchange Send made."""
+    """One HTTP request object (IWinHttpRequest, or MSXML's IXMLHTTPRequest): what open and
+    setRequestHeader set, and the exchange send made. ``msxml``: MSXML's error codes."""
 
     refs: int = 1
     request: netapi.Request | None = None
     headers: dict[str, str] = field(default_factory=dict)
     sent: bool = False
+    interfaces: tuple[str, ...] = (IID_IUNKNOWN, IID_IDISPATCH, IID_IWINHTTP_REQUEST)
+    msxml: bool = False
+    agent: str = USER_AGENT
 
 
-def create(api: GuestApi, callback: Callable[[str], int]) -> int:
+def create(api: GuestApi, callback: Callable[[str, str], int]) -> int:
     """A new IWinHttpRequest object in guest memory: its address (the interface pointer).
-    ``callback(method) -> address`` gives the trap of each method."""
+    ``callback(module, method) -> address`` gives the trap of each method."""
+    return _create(api, callback, MODULE, [method_name(m) for m in METHODS], WinHttpRequestObject())
+
+
+def create_xmlhttp(api: GuestApi, callback: Callable[[str, str], int], server: bool = False) -> int:
+    """A new MSXML XMLHTTP (``server``: ServerXMLHTTP) object in guest memory."""
+    methods = XML_METHODS + (SERVER_XML_METHODS if server else ())
+    interfaces: tuple[str, ...] = (IID_IUNKNOWN, IID_IDISPATCH, IID_IXMLHTTP_REQUEST)
+    if server:
+        interfaces += (IID_ISERVER_XMLHTTP_REQUEST, IID_ISERVER_XMLHTTP_REQUEST2)
+    state = WinHttpRequestObject(interfaces=interfaces, msxml=True, agent=XML_USER_AGENT)
+    return _create(api, callback, XML_MODULE, [f"{XML_INTERFACE}_{m}" for m in methods], state)
+
+
+def _create(
+    api: GuestApi, callback: Callable[[str, str], int], module: str, names: list[str], state: WinHttpRequestObject
+) -> int:
     ptr = api.ptr_size
-    traps = [callback(method_name(m)) for m in METHODS]
-    vtable = api.alloc(len(METHODS) * ptr, "api.com_vtable")
+    traps = [callback(module, name) for name in names]
+    vtable = api.alloc(len(names) * ptr, "api.com_vtable")
     api.write(vtable, b"".join(int(t).to_bytes(ptr, "little") for t in traps))
     obj = api.alloc(2 * ptr, "api.com_object")
     api.write_ptr(obj, vtable)
-    api.write_ptr(obj + ptr, _services(api).new_handle(WinHttpRequestObject()))
+    api.write_ptr(obj + ptr, _services(api).new_handle(state))
     return obj
+
+
+def _not_ready(api: GuestApi, this: int) -> int:
+    """The error of a call the object's state does not allow yet (before open, before send)."""
+    obj = _object(api, this)
+    return E_PENDING if obj is not None and obj.msxml else WINHTTP_INCORRECT_HANDLE_STATE
 
 
 def _object(api: GuestApi, this: int) -> WinHttpRequestObject | None:
@@ -198,7 +256,7 @@ def query_interface(api: GuestApi, argv: list[int]) -> int:
     if not out:
         return E_POINTER
     obj = _object(api, this)
-    if obj is None or read_guid(api, riid) not in (IID_IUNKNOWN, IID_IDISPATCH, IID_IWINHTTP_REQUEST):
+    if obj is None or read_guid(api, riid) not in obj.interfaces:
         api.write_ptr(out, 0)
         return E_NOINTERFACE
     obj.refs += 1
@@ -273,12 +331,12 @@ def open_request(api: GuestApi, argv: list[int]) -> int:
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
-        return WINHTTP_UNRECOGNIZED_SCHEME
+        return E_INVALIDARG if obj.msxml else WINHTTP_UNRECOGNIZED_SCHEME
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
-        return WINHTTP_INVALID_URL
-    session = netapi.Session(USER_AGENT)
+        return E_INVALIDARG if obj.msxml else WINHTTP_INVALID_URL
+    session = netapi.Session(obj.agent)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     connection = netapi.Connection(session, parts.hostname, port)
     obj.request = netapi.Request(connection, _bstr_text(api, method) or "GET", path, scheme == "https")
@@ -291,7 +349,7 @@ def open_request(api: GuestApi, argv: list[int]) -> int:
 def set_request_header(api: GuestApi, argv: list[int]) -> int:
     obj = _object(api, argv[0])
     if obj is None or obj.request is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     name = _bstr_text(api, argv[1]).strip()
     if name:
         obj.request.headers[name] = _bstr_text(api, argv[2])
@@ -309,7 +367,7 @@ def _response_of(api: GuestApi, this: int) -> tuple[WinHttpRequestObject, netapi
 def get_response_header(api: GuestApi, argv: list[int]) -> int:
     found = _response_of(api, argv[0])
     if found is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     response = found[1].response
     assert response is not None
     name = _bstr_text(api, argv[1]).lower()
@@ -323,7 +381,7 @@ def get_response_header(api: GuestApi, argv: list[int]) -> int:
 def get_all_response_headers(api: GuestApi, argv: list[int]) -> int:
     found = _response_of(api, argv[0])
     if found is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     response = found[1].response
     assert response is not None
     return _write_bstr_out(api, argv[1], "".join(f"{k}: {v}\r\n" for k, v in response.headers.items()))
@@ -334,7 +392,7 @@ def send(api: GuestApi, argv: list[int]) -> int:
     """Send(VARIANT body): the exchange (a string body is sent as UTF-8, a byte array as it is)."""
     obj = _object(api, argv[0])
     if obj is None or obj.request is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     vt, value = _variant(api, argv, 1)
     body = b""
     if vt == VT_BSTR and value:
@@ -346,6 +404,8 @@ def send(api: GuestApi, argv: list[int]) -> int:
     request = obj.request
     if not netapi.send(api, request, body):
         reachable = _services(api).network.accepts_connection(request.connection.host)
+        if obj.msxml:
+            return INET_E_CANNOT_CONNECT if reachable else INET_E_RESOURCE_NOT_FOUND
         return WINHTTP_CANNOT_CONNECT if reachable else WINHTTP_NAME_NOT_RESOLVED
     obj.sent = True
     return S_OK
@@ -355,7 +415,7 @@ def send(api: GuestApi, argv: list[int]) -> int:
 def get_status(api: GuestApi, argv: list[int]) -> int:
     found = _response_of(api, argv[0])
     if found is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     if not argv[1]:
         return E_POINTER
     response = found[1].response
@@ -368,7 +428,7 @@ def get_status(api: GuestApi, argv: list[int]) -> int:
 def get_status_text(api: GuestApi, argv: list[int]) -> int:
     found = _response_of(api, argv[0])
     if found is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     response = found[1].response
     assert response is not None
     return _write_bstr_out(api, argv[1], response.reason)
@@ -379,7 +439,7 @@ def get_response_text(api: GuestApi, argv: list[int]) -> int:
     """The body as text (UTF-8 decoded) in a BSTR: a network source for lineage."""
     found = _response_of(api, argv[0])
     if found is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     if not argv[1]:
         return E_POINTER
     request = found[1]
@@ -398,7 +458,7 @@ def get_response_body(api: GuestApi, argv: list[int]) -> int:
     """The body as a VARIANT holding a SAFEARRAY of bytes: a network source for lineage."""
     found = _response_of(api, argv[0])
     if found is None:
-        return WINHTTP_INCORRECT_HANDLE_STATE
+        return _not_ready(api, argv[0])
     out = argv[1]
     if not out:
         return E_POINTER
@@ -457,6 +517,62 @@ def set_client_certificate(api: GuestApi, argv: list[int]) -> int:
 @apihook(MODULE, method_name("SetAutoLogonPolicy"), argc=2)
 def set_auto_logon_policy(api: GuestApi, argv: list[int]) -> int:
     return S_OK
+
+
+# ---- MSXML's XMLHTTP: the same object behind IXMLHTTPRequest's names ------------------------
+
+
+def get_ready_state(api: GuestApi, argv: list[int]) -> int:
+    """get_readyState(long *): 0 before open, 1 opened, 4 once send has the response."""
+    obj = _object(api, argv[0])
+    if not argv[1]:
+        return E_POINTER
+    state = 0 if obj is None or obj.request is None else 4 if obj.sent else 1
+    api.write_u32(argv[1], state)
+    return S_OK
+
+
+def get_response_xml(api: GuestApi, argv: list[int]) -> int:
+    """get_responseXML(IDispatch **): no DOM here (a NULL document)."""
+    if argv[1]:
+        api.write_ptr(argv[1], 0)
+    return E_NOTIMPL
+
+
+def accepted(api: GuestApi, argv: list[int]) -> int:
+    return S_OK
+
+
+# IXMLHTTPRequest's methods: name, handler, slots (x86: a VARIANT by value is four).
+XML_HANDLERS = (
+    ("QueryInterface", query_interface, 3),
+    ("AddRef", add_ref, 1),
+    ("Release", release, 1),
+    ("GetTypeInfoCount", get_type_info_count, 2),
+    ("GetTypeInfo", get_type_info, 4),
+    ("GetIDsOfNames", get_ids_of_names, 6),
+    ("Invoke", invoke, 9),
+    ("open", open_request, 15),  # (method, url, VARIANT async, VARIANT user, VARIANT password)
+    ("setRequestHeader", set_request_header, 3),
+    ("getResponseHeader", get_response_header, 3),
+    ("getAllResponseHeaders", get_all_response_headers, 2),
+    ("send", send, 5),
+    ("abort", accepted, 1),
+    ("get_status", get_status, 2),
+    ("get_statusText", get_status_text, 2),
+    ("get_responseXML", get_response_xml, 2),
+    ("get_responseText", get_response_text, 2),
+    ("get_responseBody", get_response_body, 2),
+    ("get_responseStream", get_response_stream, 2),
+    ("get_readyState", get_ready_state, 2),
+    ("put_onreadystatechange", accepted, 2),
+    ("setTimeouts", accepted, 5),
+    ("waitForResponse", wait_for_response, 6),
+    ("getOption", get_option, 3),
+    ("setOption", accepted, 6),
+)
+for _name, _handler, _argc in XML_HANDLERS:
+    apihook(XML_MODULE, f"{XML_INTERFACE}_{_name}", argc=_argc)(_handler)
 
 
 # ---- OLE Automation: what a client of the object calls (Speakeasy has none of these) ---------

@@ -11,6 +11,8 @@ classes loaders ask for (:data:`KNOWN_CLASSES`), its ProgID and what it does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from emulator.apis import comhttp
@@ -43,12 +45,19 @@ KNOWN_CLASSES = {
     "49b2791a-b1ae-4c90-9b8e-e860ba07f889": ("MMC20.Application", "the management console (lateral movement)"),
     "00024500-0000-0000-c000-000000000046": ("Excel.Application", "Excel (macros, DDE)"),
 }
+_XML = (comhttp.IID_IUNKNOWN, comhttp.IID_IDISPATCH, comhttp.IID_IXMLHTTP_REQUEST)
+_SERVER_XML = (*_XML, comhttp.IID_ISERVER_XMLHTTP_REQUEST, comhttp.IID_ISERVER_XMLHTTP_REQUEST2)
 # The classes made here: CLSID -> (the interfaces the object answers, its factory).
-EMULATED = {
+EMULATED: dict[str, tuple[tuple[str, ...], Callable[[GuestApi, Callable[[str, str], int]], int]]] = {
     comhttp.CLSID_WINHTTP_REQUEST: (
         (comhttp.IID_IUNKNOWN, comhttp.IID_IDISPATCH, comhttp.IID_IWINHTTP_REQUEST),
         comhttp.create,
     ),
+    "88d96a0a-f192-11d4-a65f-0040963251e5": (_XML, comhttp.create_xmlhttp),  # MSXML2.XMLHTTP.6.0
+    "f5078f35-c551-11d3-89b9-0000f81fe221": (_XML, comhttp.create_xmlhttp),  # MSXML2.XMLHTTP.3.0
+    "ed8c108e-4349-11d2-91a4-00c04f7969e8": (_XML, comhttp.create_xmlhttp),  # Microsoft.XMLHTTP
+    "88d96a0b-f192-11d4-a65f-0040963251e5": (_SERVER_XML, partial(comhttp.create_xmlhttp, server=True)),
+    "afba6b42-5692-48ea-8141-dc517dcf0ef1": (_SERVER_XML, partial(comhttp.create_xmlhttp, server=True)),
 }
 
 
@@ -70,7 +79,7 @@ def install(se: Any, emu: Any, memory: Any, services: ReplayServices) -> None:
             if iid not in interfaces:
                 api.write_ptr(out, 0)
                 return E_NOINTERFACE
-            api.write_ptr(out, factory(api, lambda name: compat.callback_address(emu, comhttp.MODULE, name)))
+            api.write_ptr(out, factory(api, lambda module, name: compat.callback_address(emu, module, name)))
             return S_OK
         rv = orig(argv)
         if isinstance(rv, int) and rv & 0xFFFFFFFF in (REGDB_E_CLASSNOTREG, CLASS_E_CLASSNOTAVAILABLE, E_NOINTERFACE):
