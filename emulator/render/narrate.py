@@ -68,6 +68,9 @@ NOTE_TEXT = {
     "library_not_loaded": "A library it asked for was not loaded",
     "managed_code": "Its .NET code was not emulated",
     "response_truncated": "An answer it got was cut at the response size limit",
+    "com_class_not_emulated": "It asked COM for a class the emulator does not have",
+    "persistence_command": "It set something up to run later through a system program",
+    "thread_hidden_from_debugger": "It hid a thread from debuggers",
 }
 # How a parent handed control to a stage, where the report's one word needs more.
 VIA_TEXT = {
