@@ -34,6 +34,8 @@ STAGE_KINDS = ("pe", "shellcode", "pe_in_memory", "module")
 # Where a stage's lineage can start (emulator/analysis/stages.py ORIGIN_TYPES).
 LINEAGE_ORIGINS = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")
 LINEAGE_TRANSFORMS = (*sorted(DECODING_TRANSFORMS), "copy", "process_write", "file_write", "registry_write")
+# What SleepEx returns when an APC ended an alertable sleep (the report's rendering of the value).
+WAIT_IO_COMPLETION = "0xc0"
 SLEEP_APIS = ("kernel32.sleep", "kernel32.sleepex")
 
 
@@ -462,7 +464,9 @@ def _long_sleep(p: LongSleepPattern, seen: Observed) -> Matches:
                 ms = int(e.args[0], 0)
             except ValueError:
                 continue
-            if ms >= p.min_ms:
+            # An alertable sleep an APC ended at once (WAIT_IO_COMPLETION) waited for the APC, not
+            # for the time it named (a completion routine's caller sleeps INFINITE alertably).
+            if ms >= p.min_ms and e.ret != WAIT_IO_COMPLETION:
                 found.setdefault(e.stage, []).append(e.seq)
     return list(found.items())
 

@@ -79,6 +79,12 @@ APC_APIS = {
     "zwqueueapcthreadex": 2,
     "ntqueueapcthreadex2": 3,
     "zwqueueapcthreadex2": 3,
+    # completion routines, queued as APCs to the calling thread (emulator/apis/threads.py,
+    # emulator/backends/speakeasy/sources.py)
+    "setwaitabletimer": 3,
+    "setwaitabletimerex": 3,
+    "readfileex": 4,
+    "writefileex": 4,
 }
 # Origin types the report knows; a lineage starting elsewhere is reported as memory.
 ORIGIN_TYPES = ("file", "network", "memory", "scenario", "registry", "environment", "resource", "image", "process")

@@ -8,6 +8,7 @@ from emulator.apis import (  # noqa: F401
     bcrypt,
     callbacks,
     clock,
+    comhttp,
     compression,
     crt,
     crtlocale,

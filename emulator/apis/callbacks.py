@@ -30,6 +30,10 @@ LGRPID_WESTERN_EUROPE = 1
 LGRPID_INSTALLED = 1
 DEVICE_FONTTYPE = 2
 CERT_SYSTEM_STORE_CURRENT_USER = 0x0001_0000
+CRYPT_PUBKEY_ALG_OID_GROUP_ID = 3
+# The device context and the one GDI object the drawing enumerations hand out.
+ENUMERATED_BRUSH = 0x0190_0010
+ENUMERATED_INPUT_CONTEXT = 0x0001_0020
 # Sizes of the structures handed to callbacks (LOGFONTW/ENUMLOGFONTEXW, TEXTMETRICW/NEWTEXTMETRICEXW,
 # CERT_SYSTEM_STORE_INFO), rounded up; zero-filled apart from the fields set below.
 ENUMLOGFONTEX_SIZE = 0x160
@@ -111,6 +115,23 @@ def _language_group(api: GuestApi, argv: list[int], wide: bool, page: _Arguments
     ]
 
 
+def _oid_info(api: GuestApi, argv: list[int], wide: bool, page: _Arguments) -> list[int]:
+    # CRYPT_OID_INFO: cbSize, pszOID, pwszName, dwGroupId, then a union and blobs (zero here).
+    ptr = api.ptr_size
+    oid = page.string("1.2.840.113549.1.1.1", False)
+    name = page.string("RSA", True)
+    size = 4 * ptr + 8 + 2 * ptr + 8
+    fields = {0: size.to_bytes(4, "little"), ptr: oid.to_bytes(ptr, "little"), 2 * ptr: name.to_bytes(ptr, "little")}
+    fields[3 * ptr] = CRYPT_PUBKEY_ALG_OID_GROUP_ID.to_bytes(4, "little")
+    return [page.zeroed(size, fields), argv[2]]
+
+
+def _physical_store(api: GuestApi, argv: list[int], wide: bool, page: _Arguments) -> list[int]:
+    # (pvSystemStore, dwFlags, pwszStoreName, pStoreInfo, pvReserved, pvArg)
+    info = page.zeroed(32, {0: (32).to_bytes(4, "little")})  # CERT_PHYSICAL_STORE_INFO.cbSize
+    return [argv[0], argv[1], page.string(".Default", True), info, 0, argv[2]]
+
+
 def _system_store(api: GuestApi, argv: list[int], wide: bool, page: _Arguments) -> list[int]:
     info = page.zeroed(16, {0: (4).to_bytes(4, "little")})  # CERT_SYSTEM_STORE_INFO.cbSize
     return [page.string("My", True), CERT_SYSTEM_STORE_CURRENT_USER, info, 0, argv[2]]
@@ -149,6 +170,31 @@ ENUMERATORS = (
     Enumerator("gdi32", ("EnumFontFamiliesA", "EnumFontFamiliesW"), 4, 2, _font),
     Enumerator("gdi32", ("EnumFontFamiliesExA", "EnumFontFamiliesExW"), 5, 2, _font),
     Enumerator("crypt32", ("CertEnumSystemStore",), 4, 3, _system_store),
+    Enumerator("crypt32", ("CertEnumPhysicalStore",), 4, 3, _physical_store),
+    # CryptEnumOIDInfo(dwGroupId, dwFlags, pvArg, pfnEnumOIDInfo): pfn(pInfo, pvArg)
+    Enumerator("crypt32", ("CryptEnumOIDInfo",), 4, 3, _oid_info, result_from_callback=True),
+    # GrayString(hDC, hBrush, lpOutputFunc, lpData, nCount, X, Y, nWidth, nHeight): fn(hDC, lpData, nCount)
+    Enumerator(
+        "user32",
+        ("GrayStringA", "GrayStringW"),
+        9,
+        2,
+        lambda api, argv, wide, page: [argv[0], argv[3], argv[4]],
+        result_from_callback=True,
+    ),
+    # EnumObjects(hdc, nType, lpFunc, lParam): fn(object, lParam)
+    Enumerator("gdi32", ("EnumObjects",), 4, 2, lambda api, argv, wide, page: [ENUMERATED_BRUSH, argv[3]]),
+    # LineDDA(xStart, yStart, xEnd, yEnd, lpProc, data): proc(x, y, data), here for the first point
+    Enumerator("gdi32", ("LineDDA",), 6, 4, lambda api, argv, wide, page: [argv[0], argv[1], argv[5]]),
+    # ImmEnumInputContext(idThread, lpfn, lParam): fn(hIMC, lParam)
+    Enumerator(
+        "imm32",
+        ("ImmEnumInputContext",),
+        3,
+        1,
+        lambda api, argv, wide, page: [ENUMERATED_INPUT_CONTEXT, argv[2]],
+        result_from_callback=True,
+    ),
 )
 
 
@@ -269,6 +315,17 @@ def _enum_props(api: GuestApi, window: int, proc: int, param: int | None) -> int
         arguments.append(param)
     api.call_guest(proc, arguments, result_from_callback=True)
     return 1
+
+
+@apihook("user32", ["CallWindowProcA", "CallWindowProcW"], argc=5)
+def call_window_proc(api: GuestApi, argv: list[int]) -> int:
+    """LRESULT CallWindowProc(lpPrevWndFunc, hWnd, Msg, wParam, lParam): the procedure is called
+    with the message (the API returns 0, not the procedure's result)."""
+    proc, window, message, wparam, lparam = argv
+    if not proc:
+        return 0
+    api.call_guest(proc, [window, message & 0xFFFFFFFF, wparam, lparam])
+    return 0
 
 
 def _register(enumerator: Enumerator) -> None:

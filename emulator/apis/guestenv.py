@@ -230,7 +230,14 @@ def nt_set_information_thread(api: GuestApi, argv: list[int]) -> int:
         return STATUS_INVALID_HANDLE
     if length & 0xFFFFFFFF:
         return STATUS_INFO_LENGTH_MISMATCH
-    _services(api).hidden_threads.add(target.id)
+    services = _services(api)
+    if target.id not in services.hidden_threads:
+        services.recorder.note(
+            "thread_hidden_from_debugger",
+            f"{api.qualified_name}(ThreadHideFromDebugger) hid thread {target.id}: a debugger attached would not "
+            "see its events",
+        )
+    services.hidden_threads.add(target.id)
     return STATUS_SUCCESS
 
 

@@ -25,18 +25,25 @@ queued by the backend, emulator/backends/speakeasy/setup.py, and delivered here)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
 
+ERROR_INVALID_HANDLE = 6
 ERROR_NOT_ENOUGH_MEMORY = 8
 ERROR_INVALID_PARAMETER = 87
+ERROR_NOACCESS = 998
 STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_INVALID_PARAMETER = 0xC000000D
+STATUS_NO_MEMORY = 0xC0000017
 THREAD_CREATE_FLAGS_CREATE_SUSPENDED = 0x1
+THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER = 0x4
+# The note a thread hidden from debuggers gives (NtCreateThreadEx's flag, NtSetInformationThread's
+# ThreadHideFromDebugger: emulator/apis/guestenv.py): T1622.
+THREAD_HIDDEN_NOTE = "thread_hidden_from_debugger"
 QUEUE_USER_APC_FLAGS_SPECIAL_USER_APC = 0x1
 WAIT_IO_COMPLETION = 0xC0
 STATUS_USER_APC = 0xC0
@@ -51,18 +58,24 @@ FIBER_SIZE = 0x100
 class ThreadpoolWork:
     function: int
     context: int
+    # The threads its callbacks were started on (a wait for its callbacks runs them).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
 class ThreadpoolWait:
     function: int
     context: int
+    # The threads its callbacks were started on (a wait for its callbacks runs them).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
 class ThreadpoolTimer:
     function: int
     context: int
+    # The threads its callbacks were started on (a wait for its callbacks runs them).
+    threads: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -93,8 +106,9 @@ def _start(api: GuestApi, function: int, param: int) -> int:
     return 1
 
 
-def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int) -> int:
-    """Start a thread-pool callback ``function(instance, context, *rest)`` on a new thread."""
+def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int, owner: object = None) -> int:
+    """Start a thread-pool callback ``function(instance, context, *rest)`` on a new thread; the
+    pool object ``owner`` (work, wait, timer) keeps its handle."""
     if not function:
         api.set_last_error(ERROR_INVALID_PARAMETER)
         return 0
@@ -103,7 +117,18 @@ def _start_pool_callback(api: GuestApi, function: int, context: int, *rest: int)
     if not handle:
         api.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
         return 0
+    threads = getattr(owner, "threads", None)
+    if isinstance(threads, list):
+        threads.append(handle)
     return 1
+
+
+def pool_callback_threads(services: object, handle: int) -> list[int]:
+    """The threads the callbacks of a pool object (work, wait, timer) were started on: what
+    ``WaitForThreadpool*Callbacks`` waits for (emulator/backends/speakeasy/waits.py)."""
+    handles = getattr(services, "handles", {})
+    threads = getattr(handles.get(handle), "threads", None)
+    return list(threads) if isinstance(threads, list) else []
 
 
 @apihook("kernel32", "QueueUserWorkItem", argc=3)
@@ -169,7 +194,7 @@ def create_threadpool_work(api: GuestApi, argv: list[int]) -> int:
 def submit_threadpool_work(api: GuestApi, argv: list[int]) -> int:
     work = _services(api).get(argv[0], ThreadpoolWork)
     if work is not None:
-        _start_pool_callback(api, work.function, work.context, argv[0])
+        _start_pool_callback(api, work.function, work.context, argv[0], owner=work)
     return 0  # VOID
 
 
@@ -199,7 +224,7 @@ def set_threadpool_wait(api: GuestApi, argv: list[int]) -> int:
     runs (the object taken as signalled); with no object, the wait is cancelled."""
     wait = _services(api).get(argv[0], ThreadpoolWait)
     if wait is not None and argv[1]:
-        _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0)
+        _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0, owner=wait)
     return 0  # VOID
 
 
@@ -210,7 +235,7 @@ def set_threadpool_wait_ex(api: GuestApi, argv: list[int]) -> int:
     wait = _services(api).get(argv[0], ThreadpoolWait)
     if wait is None or not argv[1]:
         return 0
-    return _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0)
+    return _start_pool_callback(api, wait.function, wait.context, argv[0], WAIT_OBJECT_0, owner=wait)
 
 
 @apihook("kernel32", "CreateThreadpoolTimer", argc=3)
@@ -231,7 +256,7 @@ def set_threadpool_timer(api: GuestApi, argv: list[int]) -> int:
     timer = _services(api).get(argv[0], ThreadpoolTimer)
     if timer is None or not argv[1]:
         return 0
-    return _start_pool_callback(api, timer.function, timer.context, argv[0])
+    return _start_pool_callback(api, timer.function, timer.context, argv[0], owner=timer)
 
 
 @apihook("kernel32", ["CloseThreadpoolWait", "CloseThreadpoolTimer"], argc=1)
@@ -275,10 +300,122 @@ def nt_create_thread_ex(api: GuestApi, argv: list[int]) -> int:
     if not handle_ptr or not start:
         return STATUS_INVALID_PARAMETER
     suspended = bool(flags & THREAD_CREATE_FLAGS_CREATE_SUSPENDED)
-    handle, _, _ = api.start_thread(start, argument, suspended, process)
+    handle, tid, _ = api.start_thread(start, argument, suspended, process)
     if not handle:
         return STATUS_INVALID_HANDLE
     api.write_ptr(handle_ptr, handle)
+    if flags & THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER:
+        services = _services(api)
+        services.hidden_threads.add(tid)
+        services.recorder.note(
+            THREAD_HIDDEN_NOTE,
+            f"{api.qualified_name} started thread {tid} at {start:#x} with THREAD_CREATE_FLAGS_HIDE_FROM_DEBUGGER: "
+            "a debugger attached would not see its events",
+        )
+    return STATUS_SUCCESS
+
+
+# ---- waitable timers and registered waits -------------------------------------------------
+
+
+def _due_filetime(api: GuestApi, due_at: int) -> int | None:
+    """The FILETIME a waitable timer's due time (a LARGE_INTEGER: negative relative, in 100 ns
+    units, positive absolute) names; None when it cannot be read."""
+    try:
+        due = int.from_bytes(api.read(due_at, 8), "little", signed=True)
+    except Exception:
+        return None
+    now = _services(api).clock.now_filetime()
+    return now - due if due < 0 else max(due, now)
+
+
+@apihook("kernel32", "SetWaitableTimer", argc=6)
+def set_waitable_timer(api: GuestApi, argv: list[int]) -> int:
+    """SetWaitableTimer(hTimer, lpDueTime, lPeriod, pfnCompletionRoutine, lpArgToCompletionRoutine,
+    fResume): with a completion routine, ``routine(arg, low, high)`` (the FILETIME it fired at) is
+    queued as an APC to the calling thread, delivered at its next alertable moment (an alertable
+    ``SleepEx`` or wait, ``NtTestAlert``), as on Windows once the timer is due; a period is not
+    repeated. Speakeasy's handler ignored the routine: the payload never ran."""
+    return _set_waitable_timer(api, argv[0], argv[1], argv[3], argv[4])
+
+
+@apihook("kernel32", "SetWaitableTimerEx", argc=7)
+def set_waitable_timer_ex(api: GuestApi, argv: list[int]) -> int:
+    """SetWaitableTimerEx(hTimer, lpDueTime, lPeriod, pfnCompletionRoutine, lpArg, WakeContext,
+    TolerableDelay): as SetWaitableTimer."""
+    return _set_waitable_timer(api, argv[0], argv[1], argv[3], argv[4])
+
+
+def _set_waitable_timer(api: GuestApi, timer: int, due_at: int, routine: int, argument: int) -> int:
+    target = api.object_of(timer)
+    if target is None or target.kind != "other":
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    fires = _due_filetime(api, due_at) if due_at else None
+    if fires is None:
+        api.set_last_error(ERROR_NOACCESS)
+        return 0
+    if routine:
+        args = (argument, fires & 0xFFFFFFFF, fires >> 32 & 0xFFFFFFFF)
+        _services(api).pending_apcs.setdefault(api.current_thread_id(), []).append((routine, args))
+    return 1
+
+
+@dataclass
+class RegisteredWait:
+    """A wait registered with RegisterWaitForSingleObject (its callback already started)."""
+
+    function: int
+    context: int
+
+
+@apihook("kernel32", "RegisterWaitForSingleObject", argc=6)
+def register_wait_for_single_object(api: GuestApi, argv: list[int]) -> int:
+    """RegisterWaitForSingleObject(phNewWaitObject, hObject, Callback, Context, dwMilliseconds,
+    dwFlags): ``Callback(Context, FALSE)`` runs once on a pool thread, the object taken as
+    signalled (as a thread-pool wait's; nothing is waited for, nor repeated)."""
+    wait_ptr, obj, callback, context = argv[:4]
+    if not wait_ptr or not obj or not callback:
+        api.set_last_error(ERROR_INVALID_PARAMETER)
+        return 0
+    handle, _, _ = api.start_thread(callback, context, args=(context, 0))
+    if not handle:
+        api.set_last_error(ERROR_NOT_ENOUGH_MEMORY)
+        return 0
+    api.write_ptr(wait_ptr, _services(api).new_handle(RegisteredWait(callback, context)))
+    return 1
+
+
+@apihook("ntdll", "RtlRegisterWait", argc=6)
+def rtl_register_wait(api: GuestApi, argv: list[int]) -> int:
+    """RtlRegisterWait(WaitHandle*, Handle, Function, Context, Milliseconds, Flags): NTSTATUS;
+    as RegisterWaitForSingleObject."""
+    wait_ptr, obj, callback, context = argv[:4]
+    if not wait_ptr or not obj or not callback:
+        return STATUS_INVALID_PARAMETER
+    handle, _, _ = api.start_thread(callback, context, args=(context, 0))
+    if not handle:
+        return STATUS_NO_MEMORY
+    api.write_ptr(wait_ptr, _services(api).new_handle(RegisteredWait(callback, context)))
+    return STATUS_SUCCESS
+
+
+@apihook("kernel32", ["UnregisterWait", "UnregisterWaitEx"], argc=2)
+def unregister_wait(api: GuestApi, argv: list[int]) -> int:
+    """UnregisterWait(WaitHandle) / UnregisterWaitEx(WaitHandle, CompletionEvent): TRUE for a
+    registered wait (its one callback has been started)."""
+    if _services(api).get(argv[0], RegisteredWait) is None:
+        api.set_last_error(ERROR_INVALID_HANDLE)
+        return 0
+    _services(api).close(argv[0])
+    return 1
+
+
+@apihook("ntdll", ["RtlDeregisterWait", "RtlDeregisterWaitEx"], argc=2)
+def rtl_deregister_wait(api: GuestApi, argv: list[int]) -> int:
+    if _services(api).get(argv[0], RegisteredWait) is None:
+        return STATUS_INVALID_HANDLE
+    _services(api).close(argv[0])
     return STATUS_SUCCESS
 
 

@@ -55,6 +55,8 @@ INJECTION_TEXT = {
 # What a note of the report says a stage did (or the emulator did for it), as the head of a step;
 # the notes' own details follow. A kind not listed here is told by its name.
 NOTE_TEXT = {
+    "callback_not_called": "It handed code it had prepared to an API that calls it back, which the emulator "
+    "served without calling it",
     "module_code_patched": "It changes the code of a module it did not write",
     "direct_system_call": "It makes a system call itself, not through ntdll's stub (a direct system call)",
     "indirect_system_call": "It makes a system call through an ntdll stub's own instruction, with a number it set "
@@ -67,6 +69,9 @@ NOTE_TEXT = {
     "library_not_loaded": "A library it asked for was not loaded",
     "managed_code": "Its .NET code was not emulated",
     "response_truncated": "An answer it got was cut at the response size limit",
+    "com_class_not_emulated": "It asked COM for a class the emulator does not have",
+    "persistence_command": "It set something up to run later through a system program",
+    "thread_hidden_from_debugger": "It hid a thread from debuggers",
 }
 # How a parent handed control to a stage, where the report's one word needs more.
 VIA_TEXT = {

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import logging
 import ntpath
+import re
 import time
 from typing import Any
 
 from emulator.apis import GuestApi, cryptoapi, threads
 from emulator.backends.base import BackendResult, ReplayStop, RunSummary
-from emulator.backends.speakeasy import compat, compat_fast, compat_memory, crtcalls, crtio, setup, versionlie
+from emulator.backends.speakeasy import (
+    comclasses,
+    compat,
+    compat_fast,
+    compat_memory,
+    crtcalls,
+    crtio,
+    setup,
+    versionlie,
+    wndprocs,
+)
 from emulator.backends.speakeasy.children import ChildProcesses
 from emulator.backends.speakeasy.compat_dispatch import FastDispatch, FastEngineLoop
 from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
@@ -17,7 +28,7 @@ from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectories
 from emulator.backends.speakeasy.loader import GuestModuleLoader
-from emulator.backends.speakeasy.memwatch import MemoryWatch
+from emulator.backends.speakeasy.memwatch import PAGE, MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
@@ -36,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 # The note naming an API served from its declared signature alone (no handler ran).
 SIGNATURE_EMULATED = "signature_emulated"
+# A signature-emulated call was handed code the guest made executable and has not run, as a
+# parameter whose name says it is a function (a callback Windows would have called).
+CALLBACK_NOT_CALLED = "callback_not_called"
+CALLBACK_PARAMETER = re.compile(r"proc|func|fn|callback|routine|hook|handler|start", re.IGNORECASE)
 
 
 class SpeakeasyBackend:
@@ -95,7 +110,8 @@ class SpeakeasyBackend:
         logger.debug("emulation took %.3f s", self.result.emulation_seconds)
         return self.result
 
-    def _on_signature_emulated(self, api: str, pc: int, rv: int | None) -> None:
+    def _on_signature_emulated(self, api: str, pc: int, rv: int | None, params: list[tuple[str, int]]) -> None:
+        self._note_callbacks_not_called(api, pc, params)
         # Once per API: the report says which calls no handler served (their results are not
         # Windows', and out parameters were only zeroed).
         if api in self._signature_emulated:
@@ -109,6 +125,25 @@ class SpeakeasyBackend:
             "out-only pointer parameters zeroed, nothing else done); later calls are not noted",
             pc=pc or None,
         )
+
+    def _note_callbacks_not_called(self, api: str, pc: int, params: list[tuple[str, int]]) -> None:
+        """A function pointer into code the guest made executable and never ran, handed to an
+        API no handler served: on Windows the API would call it (the "callback execution" family
+        has dozens), here nothing did; the stage there never ran. Said per call."""
+        watch = self._watch
+        if watch is None:
+            return
+        for name, value in params:
+            perms = watch.armed.get(value // PAGE) if value else None
+            if perms is None or not perms & compat.PERM_EXEC or not CALLBACK_PARAMETER.search(name):
+                continue
+            self.recorder.note(
+                CALLBACK_NOT_CALLED,
+                f"{api} was given {value:#x} as {name}: code the guest made executable and has not "
+                "run. Windows would call it back; the call was served from its signature (no handler), "
+                "so nothing called it and the code there did not run",
+                pc=pc or None,
+            )
 
     def _install(self, target: setup.LoadedTarget) -> None:
         emu = target.emu
@@ -191,8 +226,11 @@ class SpeakeasyBackend:
         taps.decrypt_first = lambda name, argv: cryptoapi.decrypt(
             GuestApi(memory, self.services, name, module="advapi32"), argv
         )
+        taps.pending_apcs = self.services.pending_apcs
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
+        comclasses.install(target.se, emu, memory, self.services)
+        wndprocs.install(target.se, emu, memory, self.services)
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
@@ -217,7 +255,14 @@ class SpeakeasyBackend:
             return threads.deliver_apcs(GuestApi(memory, services, "WaitForSingleObjectEx", module="kernel32"))
 
         ThreadWaits(
-            target.se, emu, memory, self._children, self.services.clock.tick_count_ms, handlers, deliver_apcs
+            target.se,
+            emu,
+            memory,
+            self._children,
+            self.services.clock.tick_count_ms,
+            handlers,
+            deliver_apcs,
+            lambda handle: threads.pool_callback_threads(services, handle),
         ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])

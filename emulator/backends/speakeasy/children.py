@@ -60,7 +60,7 @@ import pefile
 from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
-from emulator.backends.speakeasy import compat, lolbins, scripthosts
+from emulator.backends.speakeasy import compat, lolbins, persistence, scripthosts
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
@@ -107,6 +107,9 @@ NOT_RUN_EXIT_CODE = 1
 NOT_EMULATED_EXIT_CODE = 0
 # What a script host the guest started (powershell, mshta, wscript) would have run (scripthosts.py).
 SCRIPT_NOTE = "script_command"
+# What a system program the guest started would make run later: a task, a service, an autostart
+# value (persistence.py).
+PERSISTENCE_NOTE = "persistence_command"
 
 
 @dataclass
@@ -255,6 +258,10 @@ class ChildProcesses:
             expand = lambda text: lolbins.expand_variables(text, env)  # noqa: E731
             for script in scripthosts.script_commands(path, command_line or path, expand):
                 self.recorder.note(SCRIPT_NOTE, script.detail())
+            for persist in persistence.persistence_commands(path, command_line or path, expand):
+                target = expand(persist.target)
+                known = bool(target) and compat.guest_file_data(self.emu, target) is not None
+                self.recorder.note(PERSISTENCE_NOTE, persist.detail(known))
             # A system program that runs what it is given (lolbins.py): the guest files it runs;
             # cmd's commands one at a time, each as its condition and the one before say.
             chain = lolbins.cmd_chain(path, command_line or path, self.arch, expand)

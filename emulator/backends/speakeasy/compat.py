@@ -388,19 +388,38 @@ def after_each_api_call(emu: Any, callback: Callable[[int, str, int | None, list
     emu.log_api = log_api
 
 
-def on_signature_emulation(emu: Any, callback: Callable[[str, int, int | None], None]) -> None:
-    """``callback("module.Function", call site, return value)`` after Speakeasy served a call
-    from the API's declared signature alone: no handler ran, out-only pointer parameters were
-    zeroed and the return is a type's "success" (0 for HRESULT / NTSTATUS / counts / pointers,
-    TRUE, a fresh handle), whatever the call asked for."""
+def on_signature_emulation(emu: Any, callback: Callable[[str, int, int | None, list[tuple[str, int]]], None]) -> None:
+    """``callback("module.Function", call site, return value, parameters)`` after Speakeasy
+    served a call from the API's declared signature alone: no handler ran, out-only pointer
+    parameters were zeroed and the return is a type's "success" (0 for HRESULT / NTSTATUS /
+    counts / pointers, TRUE, a fresh handle), whatever the call asked for. ``parameters``: each
+    declared parameter's name and value as the call passed it (empty if they could not be read)."""
     original = emu.emulate_api_from_signature
 
     def emulate_api_from_signature(dll: str, name: str, sig: Any, call_pc: int) -> Any:
+        try:  # read before the call returns (its stack is popped then)
+            ptr_size = emu.get_ptr_size()
+            conv = se_arch.CALL_CONV_CDECL if sig.conv == "cdecl" else se_arch.CALL_CONV_STDCALL
+            values = sig.values_from_slots(emu.get_func_argv(conv, sig.slot_count(ptr_size)), ptr_size)
+            params = [(str(p.name), int(v)) for p, v in zip(sig.params, values, strict=False) if isinstance(v, int)]
+        except Exception:
+            params = []
         rv = original(dll, name, sig, call_pc)
-        callback(f"{dll}.{name}", call_pc, rv)
+        callback(f"{dll}.{name}", call_pc, rv, params)
         return rv
 
     emu.emulate_api_from_signature = emulate_api_from_signature
+
+
+def callback_address(emu: Any, module: str, name: str) -> int:
+    """The address of a trap that, called by guest code, is the API ``module.name`` (a COM
+    method of an object the project makes: its handler is registered under that name). One trap
+    per name, made once."""
+    made: dict[tuple[str, str], int] = emu.__dict__.setdefault("_chainreplay_callbacks", {})
+    key = (module, name)
+    if key not in made:
+        made[key] = int(emu.add_callback(module, name))
+    return made[key]
 
 
 def before_each_api_call(emu: Any, callback: Callable[..., None], *, with_site: bool = False) -> None:

@@ -392,6 +392,40 @@ def install_api_handlers(
 
     se.add_api_hook(queue_user_apc, "kernel32", "QueueUserAPC")
 
+    # Fiber-local storage callbacks: FlsFree calls the slot's callback with the value the thread
+    # stored there, as Windows does (Speakeasy's FlsAlloc dropped the callback: a payload handed
+    # as one never ran). Thread and fiber exits do not call it here.
+    fls_callbacks: dict[int, int] = {}
+    fls_values: dict[tuple[int, int], int] = {}
+
+    def fls_alloc(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        index = orig(argv)
+        if isinstance(index, int) and index != 0xFFFFFFFF and argv and argv[0]:
+            fls_callbacks[index] = argv[0]
+        return index
+
+    def fls_set_value(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        rv = orig(argv)
+        if rv and len(argv) >= 2:
+            fls_values[(memory.current_thread_id(), argv[0] & 0xFFFFFFFF)] = argv[1]
+        return rv
+
+    def fls_free(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        index = argv[0] & 0xFFFFFFFF if argv else -1
+        callback = fls_callbacks.pop(index, None)
+        slots = [slot for slot in fls_values if slot[1] == index]
+        values = [value for value in (fls_values.pop(slot) for slot in slots) if value]
+        rv = orig(argv)
+        if callback:
+            api = GuestApi(memory, services, "FlsFree", module="kernel32")
+            for value in values:
+                api.call_guest(callback, [value])
+        return rv
+
+    se.add_api_hook(fls_alloc, "kernel32", "FlsAlloc")
+    se.add_api_hook(fls_set_value, "kernel32", "FlsSetValue")
+    se.add_api_hook(fls_free, "kernel32", "FlsFree")
+
     def crypt_derive_key(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # Speakeasy derives RC4 keys only: an AES key is the project's (cryptoapi.derive_aes_key).
         if (argv[1] & 0xFFFF) not in cryptoapi.AES_ALGORITHMS:

@@ -25,6 +25,10 @@ MIN_COPY_BYTES = 64
 # Larger transfers are recorded only up to this many bytes.
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 CRYPT_STRING_BASE64 = 0x1
+ERROR_SUCCESS = 0
+ERROR_INVALID_HANDLE = 6
+ERROR_HANDLE_EOF = 38
+ERROR_INVALID_PARAMETER = 87
 PAGE = 0x1000
 
 
@@ -86,6 +90,9 @@ class SourceTaps:
         self.on_view_mapped: Callable[[int], None] | None = None
         # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
         self.pipes: dict[int, list[tuple[int, bytes]]] = {}
+        # The replay's APCs pending per thread id (ReplayServices.pending_apcs): ReadFileEx's
+        # completion routine is queued there.
+        self.pending_apcs: dict[int, list[tuple[int, tuple[int, ...]]]] | None = None
         # The guest's variable names as the scenario spells them, by lower-cased name (Speakeasy
         # keeps them lower-cased; Windows keeps their case).
         self.variable_names: dict[str, str] = {}
@@ -117,6 +124,9 @@ class SourceTaps:
         self._wrap("msvcrt", ("fread",), self._crt_read)
         self._wrap("kernel32", ("WriteFile",), self._pipe_write)
         self._wrap("kernel32", ("ReadFile",), self._pipe_read)
+        # Speakeasy has no ReadFileEx: a loader handing its payload as the completion routine
+        # ended the replay as an unsupported API.
+        self.se.add_api_hook(self._read_file_ex, "kernel32", "ReadFileEx", argc=5, call_conv=se_arch.CALL_CONV_STDCALL)
 
     def _wrap(self, module: str, names: tuple[str, ...], tap: Callable[[str, Any, list[int]], int]) -> None:
         for name in names:
@@ -419,6 +429,43 @@ class SourceTaps:
                 "api_copy", buffer, data, ref="pipe", input_data=data, input_address=source, api=f"kernel32.{name}"
             )
         return rv
+
+    def _read_file_ex(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        # ReadFileEx(hFile, lpBuffer, nNumberOfBytesToRead, lpOverlapped, lpCompletionRoutine):
+        # the bytes at the OVERLAPPED's offset, read at once (recorded as ReadFile's read is);
+        # the completion routine (error, bytes, overlapped) is queued as an APC to the calling
+        # thread, delivered at its next alertable moment (emulator/apis/threads.py).
+        handle, buffer, size, overlapped, routine = argv[:5]
+        path = compat.file_path_of_handle(emu, handle)
+        if path is None:
+            self.memory.set_last_error(ERROR_INVALID_HANDLE)
+            return 0
+        if not overlapped or not buffer:
+            self.memory.set_last_error(ERROR_INVALID_PARAMETER)
+            return 0
+        ptr = self.memory.ptr_size
+        offset = self._u32(overlapped + 2 * ptr) | self._u32(overlapped + 2 * ptr + 4) << 32
+        content = compat.guest_file_data(emu, path) or b""
+        if offset >= len(content):
+            self.memory.set_last_error(ERROR_HANDLE_EOF)
+            return 0
+        data = content[offset : offset + min(size & 0xFFFFFFFF, MAX_SOURCE_BYTES)]
+        self.memory.write(buffer, data)
+        self.memory.write(overlapped, (0).to_bytes(ptr, "little"))  # Internal: STATUS_SUCCESS
+        self.memory.write(overlapped + ptr, len(data).to_bytes(ptr, "little"))  # InternalHigh
+        self.recorder.call_pc = compat.call_site(emu)
+        try:
+            digest = self.recorder.put_blob(data)
+            self.recorder.emit(FileAccess, op="read", path=path, size=len(data), data_sha256=digest, address=buffer)
+            self.recorder.remember_buffer("file_read", buffer, data, ref=path, api=f"kernel32.{api_name}")
+        finally:
+            self.recorder.call_pc = None
+        if routine and self.pending_apcs is not None:
+            self.pending_apcs.setdefault(self.memory.current_thread_id(), []).append(
+                (routine, (0, len(data), overlapped))
+            )
+        self.memory.set_last_error(ERROR_SUCCESS)
+        return 1
 
     def _crt_read(self, name: str, orig: Any, argv: list[int]) -> int:
         # fread(ptr, size, count, stream): the C runtime's file read (Speakeasy's handler records

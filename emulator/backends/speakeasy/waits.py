@@ -118,6 +118,14 @@ WAIT_APIS: dict[tuple[str, str], WaitApi] = {
         5, count=0, handles=1, wait_all=2, wait_all_value=0, nt_timeout=4, native=True, alertable=3
     ),
 }
+# WaitForThreadpoolWorkCallbacks(work, cancel) and kin: the object's callbacks that have not run
+# yet run inside the wait, as they would have finished on Windows before it returned.
+POOL_WAIT_APIS = (
+    "WaitForThreadpoolWorkCallbacks",
+    "WaitForThreadpoolTimerCallbacks",
+    "WaitForThreadpoolWaitCallbacks",
+    "WaitForThreadpoolIoCallbacks",
+)
 MWMO_WAITALL = 0x1
 MWMO_ALERTABLE = 0x2
 # What an alertable wait returns when it ran the thread's pending APCs.
@@ -186,6 +194,7 @@ class ThreadWaits:
         now_ms: Callable[[], int] | None = None,
         handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
         deliver_apcs: Callable[[], bool] | None = None,
+        pool_threads: Callable[[int], list[int]] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
@@ -197,6 +206,8 @@ class ThreadWaits:
         self.handlers = handlers or {}
         # Runs the calling thread's pending APCs from the API being handled; whether there were any.
         self.deliver_apcs = deliver_apcs
+        # The threads a thread-pool object's callbacks were started on (emulator/apis/threads.py).
+        self.pool_threads = pool_threads
         # id(thread or process object) -> exit code: children.py's record when there are children
         self.exit_codes: dict[int, int] = children.exit_codes if children is not None else {}
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
@@ -212,6 +223,8 @@ class ThreadWaits:
             self._hook(module, name, index + 1, partial(self._on_exit_thread, index), cdecl)
         for module, name in EXIT_PROCESS_APIS:
             self._hook(module, name, 1, self._on_exit_process)
+        for name in POOL_WAIT_APIS:
+            self._hook("kernel32", name, 2, self._on_pool_wait)
         self._hook("kernel32", "GetExitCodeThread", 2, self._on_exit_code)
         self._hook("kernel32", "GetExitCodeProcess", 2, self._on_exit_code)
         self._hook("kernel32", "TerminateThread", 2, self._on_terminate)
@@ -244,6 +257,7 @@ class ThreadWaits:
             *WAIT_APIS,
             *EXIT_THREAD_APIS,
             *EXIT_PROCESS_APIS,
+            *(("kernel32", name) for name in POOL_WAIT_APIS),
             ("kernel32", "GetExitCodeThread"),
             ("kernel32", "GetExitCodeProcess"),
             ("kernel32", "TerminateThread"),
@@ -344,6 +358,16 @@ class ThreadWaits:
         deadline = self.now_ms() + timeout if timeout and self.now_ms is not None else None
         self._run_now(chosen, deadline=deadline, timeout_result=STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT)
         return WAIT_OBJECT_0 + index
+
+    def _on_pool_wait(self, orig: Any, argv: list[int]) -> Any:
+        """A wait for a pool object's callbacks runs those not run yet, one after another (a
+        cancel of pending callbacks, the second argument, runs them too: they were started)."""
+        rv = orig(argv) if orig is not None else 0
+        handles = self.pool_threads(argv[0]) if self.pool_threads is not None and argv else []
+        chosen = [item for item in (self._startable(handle) for handle in handles) if item is not None]
+        if chosen:
+            self._run_now(chosen)
+        return rv
 
     # -- running them inside the API call --------------------------------------------------------
 
