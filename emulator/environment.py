@@ -150,6 +150,17 @@ def network_adapter() -> dict[str, object]:
     }
 
 
+# The processor's family, model and stepping (CPUID.1:EAX 0x306C3, an i7-4790's: the guest's CPUID
+# says so too, emulator/backends/speakeasy/guest.py), and GetSystemInfo's wProcessorRevision.
+PROCESSOR_FAMILY, PROCESSOR_MODEL, PROCESSOR_STEPPING = 6, 60, 3
+PROCESSOR_REVISION = PROCESSOR_MODEL << 8 | PROCESSOR_STEPPING
+
+
+def processor_identifier(x64: bool = True) -> str:
+    """The registry's CentralProcessor Identifier and %PROCESSOR_IDENTIFIER%'s start."""
+    return f"{'Intel64' if x64 else 'x86'} Family {PROCESSOR_FAMILY} Model {PROCESSOR_MODEL} Stepping {PROCESSOR_STEPPING}"
+
+
 def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
     """The system environment variables every Windows process has (lower-cased, as
     :func:`user_dirs`): the processor count and architecture agree with GetSystemInfo and
@@ -158,8 +169,8 @@ def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
         "number_of_processors": str(guest.processors),
         "processor_architecture": "AMD64" if x64 else "x86",
         "processor_level": "6",
-        "processor_revision": "3c03",
-        "processor_identifier": f"{'Intel64' if x64 else 'x86'} Family 6 Model 60 Stepping 3, {guest.cpu_vendor}",
+        "processor_revision": f"{PROCESSOR_REVISION:04x}",
+        "processor_identifier": f"{processor_identifier(x64)}, {guest.cpu_vendor}",
         "os": "Windows_NT",
         "homedrive": "C:",
         "commonprogramfiles": "C:\\Program Files\\Common Files",

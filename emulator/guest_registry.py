@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 
 from emulator.apis import firmware
+from emulator.environment import processor_identifier
 from emulator.plan import RegistryKey, RegistryValue, ReplayPlan, canonical_key_path
 
 CURRENT_VERSION = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion"
@@ -84,7 +85,7 @@ def machine_keys(plan: ReplayPlan) -> list[RegistryKey]:
     processor = [
         _sz("ProcessorNameString", guest.cpu_brand),
         _sz("VendorIdentifier", guest.cpu_vendor),
-        _sz("Identifier", "Intel64 Family 6 Model 60 Stepping 3"),
+        _sz("Identifier", processor_identifier()),
         _dword("~MHz", PROCESSOR_MHZ),
     ]
     hostname = plan.hostname.upper()

@@ -139,6 +139,8 @@ def _check_installed() -> None:
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
     _require_params(winemu, "get_object_from_handle", ("handle",))
+    _require_params(winemu, "get_object_handle", ("obj",))
+    _require_params(winemu, "get_cd", ())
     _require_params(winemu, "get_module_data_from_emu_file", ("file_path",))
     _require_params(winemu, "_make_image_at_free_base", ("make_loader", "base"))
     _require_params(winemu, "load_image", ("image",))
@@ -1097,6 +1099,32 @@ def crypt_hash(emu: Any, handle: int) -> Any:
         return emu.api.load_api_handler("advapi32").hash_objects.get(handle)
     except Exception:
         return None
+
+
+def resolve_pseudo_handles(emu: Any) -> None:
+    """Speakeasy's handle lookup (every handler's) resolves the pseudo handles: (HANDLE)-1 the
+    current process, (HANDLE)-2 the current thread, at either width."""
+    original = emu.get_object_from_handle
+
+    def get_object_from_handle(handle: Any) -> Any:
+        if isinstance(handle, int) and handle & 0xFFFFFFFF in (0xFFFFFFFF, 0xFFFFFFFE) and handle >> 32 in (0, 0xFFFFFFFF):
+            return emu.get_current_process() if handle & 1 else emu.get_current_thread()
+        return original(handle)
+
+    emu.get_object_from_handle = get_object_from_handle
+
+
+def new_handle_to(emu: Any, obj: Any) -> int:
+    """A new handle to a kernel object (a process, a thread, an event, ...), 0 when it is none."""
+    try:
+        return int(emu.get_object_handle(obj) or 0)
+    except Exception:
+        return 0
+
+
+def current_directory(emu: Any) -> str:
+    """The current directory as GetCurrentDirectory answers it."""
+    return str(emu.get_cd() or "")
 
 
 def object_of_handle(emu: Any, handle: int) -> Any:

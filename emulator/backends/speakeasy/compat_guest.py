@@ -177,3 +177,12 @@ if not hasattr(uc.Uc, "ctl_remove_cache"):
 for _name in ("clear_frames", "add_frame"):
     if not callable(getattr(se_objman.SEH, _name, None)):
         raise _incompatible(f"speakeasy.windows.objman.SEH.{_name} is missing")
+
+
+def make_read_only(unicorn: Any, address: int, size: int) -> None:
+    """Guest instructions may read [address, address + size) but not write it (a write faults);
+    the emulator's own writes (Unicorn's ``mem_write``) still go through."""
+    try:
+        unicorn.mem_protect(address, size, uc.UC_PROT_READ)
+    except uc.UcError:
+        return  # not mapped whole: left as it is

@@ -32,6 +32,7 @@ from emulator.backends.speakeasy import (
     lasterror,
     ntmemory,
     printf,
+    procapis,
     procview,
     regenum,
     signatures,
@@ -125,7 +126,11 @@ class SpeakeasyMemory:
             compat_blocks.processes(emu)  # gives every process its parent
             return GuestObject("process", obj.pid, getattr(obj, "ppid", 0), compat_blocks.peb_address(obj))
         if compat_blocks.is_thread(obj):
-            return GuestObject("thread", obj.tid)
+            owner = getattr(obj, "process", None) or emu.get_current_process()
+            teb = getattr(obj, "teb", None)
+            return GuestObject(
+                "thread", obj.tid, int(getattr(owner, "pid", 0) or 0), teb=int(getattr(teb, "address", 0) or 0)
+            )
         return GuestObject("other")
 
     def query_memory(self, address: int) -> MemoryRegion | None:
@@ -426,6 +431,7 @@ def install_api_handlers(
     printf.install_handlers(se)
     regenum.install(se, memory.ptr_size)
     procview.install(se, memory.ptr_size)
+    procapis.install(se, se.emu, memory.ptr_size == 8)
     disks.install(se, services.guest)
     ntmemory.install(se, memory.ptr_size, memory.space)
     timers.install(se, memory.ptr_size, services)
