@@ -161,6 +161,29 @@ def processor_identifier(x64: bool = True) -> str:
     return f"{'Intel64' if x64 else 'x86'} Family {PROCESSOR_FAMILY} Model {PROCESSOR_MODEL} Stepping {PROCESSOR_STEPPING}"
 
 
+# How Windows spells the standard variables (Speakeasy keeps every name lower-cased).
+VARIABLE_NAMES = {
+    name.lower(): name
+    for name in (
+        "ALLUSERSPROFILE", "APPDATA", "CommonProgramFiles", "CommonProgramFiles(x86)", "CommonProgramW6432",
+        "COMPUTERNAME", "ComSpec", "HOMEDRIVE", "HOMEPATH", "LOCALAPPDATA", "LOGONSERVER",
+        "NUMBER_OF_PROCESSORS", "OS", "Path", "PATHEXT", "PROCESSOR_ARCHITECTURE", "PROCESSOR_IDENTIFIER",
+        "PROCESSOR_LEVEL", "PROCESSOR_REVISION", "ProgramData", "ProgramFiles", "ProgramFiles(x86)",
+        "ProgramW6432", "PSModulePath", "PUBLIC", "SystemDrive", "SystemRoot", "TEMP", "TMP", "USERDOMAIN",
+        "USERDOMAIN_ROAMINGPROFILE", "USERNAME", "USERPROFILE", "windir",
+    )
+}  # fmt: skip
+
+
+def environment_block(variables: dict[str, str], names: dict[str, str]) -> str:
+    """The process's environment block as Windows lays it out: ``Name=value`` strings, each
+    ending with a NUL, sorted by name (case-insensitively), then one more NUL. ``names`` gives
+    a lower-cased name's spelling (else :data:`VARIABLE_NAMES`', else upper-cased)."""
+    entries = sorted(variables.items(), key=lambda item: item[0].upper())
+    text = "".join(f"{names.get(k, VARIABLE_NAMES.get(k, k.upper()))}={v}\0" for k, v in entries)
+    return text + "\0"
+
+
 def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
     """The system environment variables every Windows process has (lower-cased, as
     :func:`user_dirs`): the processor count and architecture agree with GetSystemInfo and

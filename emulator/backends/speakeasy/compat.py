@@ -1114,6 +1114,15 @@ def resolve_pseudo_handles(emu: Any) -> None:
     emu.get_object_from_handle = get_object_from_handle
 
 
+def registry_value_missing(emu: Any, handle: int, name: str) -> bool:
+    """Whether the open key ``handle`` names exists and has no value ``name`` ("" the default)."""
+    try:
+        key = emu.reg_get_key(handle=handle)
+    except Exception:
+        return False
+    return key is not None and key.get_value(name) is None
+
+
 def new_handle_to(emu: Any, obj: Any) -> int:
     """A new handle to a kernel object (a process, a thread, an event, ...), 0 when it is none."""
     try:

@@ -40,6 +40,7 @@ from unicorn import x86_const as x86
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_guest
 from emulator.backends.speakeasy.config import parent_pid
 from emulator.backends.speakeasy.tls import ImplicitTls
+from emulator.environment import environment_block
 from emulator.environment import PROCESSOR_FAMILY, PROCESSOR_MODEL, PROCESSOR_STEPPING, GuestEnvironment
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
@@ -73,6 +74,10 @@ KUSER_UNPARKED_PROCESSOR_COUNT = 0x36A
 KUSER_QPC_BIAS = 0x3B8  # bare Speakeasy writes the QPC frequency here
 KUSER_ACTIVE_PROCESSOR_COUNT = 0x3C0  # then ActiveGroupCount (USHORT)
 KUSER_PAGE_SIZE = 0x1000
+# The floating-point state a Windows process starts with: x87 control word (all exceptions
+# masked, 53-bit precision, round to nearest) and MXCSR (all exceptions masked).
+FPU_CONTROL_WORD = 0x27F
+MXCSR_DEFAULT = 0x1F80
 LARGE_PAGE_MINIMUM = 0x200000  # 2 MiB, GetLargePageMinimum's on x86 and x64
 # VER_SUITE_TERMINAL | VER_SUITE_SINGLEUSERTS: a desktop edition (Home adds VER_SUITE_PERSONAL).
 SUITE_MASK = 0x110
@@ -103,12 +108,11 @@ TLS_MINIMUM_AVAILABLE = 64
 LOCALE_EN_US = 0x409
 # The interactive user's session (services run in session 0).
 USER_SESSION_ID = 1
-# PEB_LDR_DATA.Length, RTL_USER_PROCESS_PARAMETERS' size and its EnvironmentSize offset (Windows
+# PEB_LDR_DATA.Length, RTL_USER_PROCESS_PARAMETERS' size and its Environment offset (Windows
 # 10's), by pointer size.
 PEB_LDR_DATA_SIZE = {True: 0x58, False: 0x30}
 PROCESS_PARAMETERS_SIZE = {True: 0x440, False: 0x2C0}
 PROCESS_PARAMETERS_ENVIRONMENT = {True: 0x80, False: 0x48}
-PROCESS_PARAMETERS_ENVIRONMENT_SIZE = {True: 0x3F0, False: 0x290}
 # Optional header fields (the same offsets in PE32 and PE32+).
 OPTIONAL_SUBSYSTEM_VERSION = 0x30  # MajorSubsystemVersion, MinorSubsystemVersion (WORDs)
 OPTIONAL_SUBSYSTEM = 0x44
@@ -234,6 +238,8 @@ class GuestMachine:
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
         unicorn = compat.unicorn_of(self.emu)
         compat.add_cpuid_hook(unicorn, self._on_cpuid)
+        compat_guest.set_initial_fpu_state(unicorn, FPU_CONTROL_WORD, MXCSR_DEFAULT)
+        compat_guest.enter_user_mode(self.emu, self.x64)
         self.write_fixed_shared_data()
         self.update_shared_data()
         ProcessBlocks(self.emu, self.guest, self.x64).install()
@@ -481,6 +487,7 @@ class ProcessBlocks:
         compat_blocks.set_loader_data(process, PEB_LDR_DATA_SIZE[self.x64])
         compat_blocks.entry_points_as_headers(self.emu, process)
         self._fill_parameters(int(process.peb.object.ProcessParameters or 0))
+        write_environment(self.emu, compat_blocks.peb_address(process), self.x64, {})
 
     def _subsystem(self, base: int) -> dict[str, int]:
         """PEB.ImageSubsystem and its version: the program's optional header's."""
@@ -521,6 +528,25 @@ class ProcessBlocks:
         compat_blocks.set_stack_limit(self.emu, thread)
         compat_blocks.set_deallocation_stack(self.emu, thread, TEB_DEALLOCATION_STACK[self.x64])
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
+
+
+def write_environment(emu: Any, peb: int, x64: bool, names: dict[str, str]) -> None:
+    """PEB.ProcessParameters.Environment: the block of the process's
+    variables (Speakeasy's dictionary, which GetEnvironmentVariable reads), in a new allocation
+    each time they change, as RtlSetEnvironmentVariable reallocates it."""
+    if not peb:
+        return
+    ptr = 8 if x64 else 4
+    try:
+        parameters = int.from_bytes(bytes(emu.mem_read(peb + (0x20 if x64 else 0x10), ptr)), "little")
+        if not parameters:
+            return
+        data = environment_block(dict(emu.get_env()), names).encode("utf-16-le")
+        block = int(emu.mem_map(max(len(data), 0x1000), tag="emu.environment"))
+        emu.mem_write(block, data)
+        emu.mem_write(parameters + PROCESS_PARAMETERS_ENVIRONMENT[x64], block.to_bytes(ptr, "little"))
+    except Exception:
+        return
 
 
 def code_ranges(data: bytes, base: int, size: int) -> list[tuple[int, int]]:

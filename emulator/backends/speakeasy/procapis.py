@@ -12,6 +12,8 @@ the same memory the guest can read itself (guest.py fills it), so the two agree:
   KUSER_SHARED_DATA.ProcessorFeatures, filled from the guest's CPUID (Speakeasy's own table
   disagreed with both); ``RtlGetNtVersionNumbers`` is the configured version (Speakeasy said
   build 19041 whatever the configuration);
+* ``SetEnvironmentVariable`` rebuilds the PEB's environment block (a NULL value deletes the
+  variable, as on Windows; Speakeasy kept it);
 * ``SetCurrentDirectory`` updates the PEB's CurrentDirectory, which ``GetCurrentDirectory``
   agrees with; ``DuplicateHandle`` of a kernel object (a pseudo handle too) gives a new handle to
   it (Speakeasy returned TRUE and wrote nothing);
@@ -34,10 +36,15 @@ from emulator.backends.speakeasy.guest import (
     TEB_DEALLOCATION_STACK,
     TEB_TLS_SLOTS,
     TLS_MINIMUM_AVAILABLE,
+    write_environment,
 )
 
 ERROR_INVALID_HANDLE = 6
 ERROR_INVALID_PARAMETER = 87
+ERROR_FILE_NOT_FOUND = 2
+ERROR_PARTIAL_COPY = 299
+PAGE = 0x1000
+MAX_CHECKED_PAGES = 1 << 16  # of a ReadProcessMemory range (256 MiB)
 PROCESSOR_FEATURE_COUNT = 64
 # OSVERSIONINFOEXA / W: their sizes, and where wServicePackMajor starts (after szCSDVersion).
 OSVERSIONINFOEX_SIZES = {156: 148, 284: 276}  # size -> offset of wServicePackMajor
@@ -176,6 +183,43 @@ def install(se: Any, emu: Any, x64: bool) -> None:
 
     se.add_api_hook(duplicate_handle, "kernel32", "DuplicateHandle", argc=7)
 
+    def open_named(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        rv = orig(argv)
+        if not rv and len(argv) > 2 and argv[2]:
+            emu.set_last_error(ERROR_FILE_NOT_FOUND)  # no object of that name (Speakeasy: 87 or 3)
+        return rv
+
+    for name in ("OpenMutexA", "OpenMutexW", "OpenEventA", "OpenEventW", "OpenSemaphoreA", "OpenSemaphoreW"):
+        se.add_api_hook(open_named, "kernel32", name, argc=3)
+
+    spellings: dict[str, str] = {}  # lower-cased name -> as the guest or the scenario spelled it
+
+    def set_variable(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        rv = orig(argv)
+        wide = api_name.endswith("W")
+        name = _c_string(emu, argv[0], wide) if argv and argv[0] else ""
+        if rv and name:
+            spellings[name.lower()] = name
+            if len(argv) > 1 and not argv[1]:
+                emu.get_env().pop(name.lower(), None)  # a NULL value deletes (Speakeasy kept it)
+            write_environment(emu, peb(), x64, spellings)
+        return rv
+
+    for name in ("SetEnvironmentVariableA", "SetEnvironmentVariableW"):
+        se.add_api_hook(set_variable, "kernel32", name, argc=2)
+
+    def read_process_memory(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        process, address, _buffer, size, done = argv[:5]
+        if compat.is_current_process(emu, process) and size and not _readable(emu, address, size & ((1 << (8 * ptr)) - 1)):
+            # Unmapped memory of the own process: nothing is copied (Speakeasy copied zeros).
+            if done:
+                emu.mem_write(done, (0).to_bytes(ptr, "little"))
+            emu.set_last_error(ERROR_PARTIAL_COPY)
+            return 0
+        return orig(argv)
+
+    se.add_api_hook(read_process_memory, "kernel32", "ReadProcessMemory", argc=5)
+
     # GetCurrentThread is the pseudo handle (HANDLE)-2, as GetCurrentProcess is (HANDLE)-1
     # (Speakeasy made a new real handle at each call); every handler resolves both.
     compat.resolve_pseudo_handles(emu)
@@ -211,6 +255,36 @@ def fill_version_ex(emu: Any, info: int) -> None:
         emu.mem_write(info + at, struct.pack("<HHHBB", 0, 0, suite, product, 0))
     except Exception:
         return
+
+
+def _readable(emu: Any, address: int, size: int) -> bool:
+    """Whether every page of [address, address + size) is mapped (a longer range is taken as
+    readable: Speakeasy's handler meets it)."""
+    first, last = address // PAGE, (address + size - 1) // PAGE
+    if last - first >= MAX_CHECKED_PAGES:
+        return True
+    page = first
+    while page <= last:
+        mm = emu.get_address_map(page * PAGE)
+        if mm is None:
+            return False
+        page = max(page + 1, (int(mm.base) + int(mm.size)) // PAGE)
+    return True
+
+
+def _c_string(emu: Any, address: int, wide: bool, max_chars: int = 32767) -> str:
+    unit = 2 if wide else 1
+    data = b""
+    try:
+        while len(data) < max_chars * unit:
+            chunk = bytes(emu.mem_read(address + len(data), 64))
+            data += chunk
+            for at in range(0, len(data) - unit + 1, unit):
+                if data[at : at + unit] == b"\0" * unit:
+                    return data[:at].decode("utf-16-le" if wide else "latin-1", "replace")
+    except Exception:
+        pass
+    return ""
 
 
 def _update_current_directory(emu: Any, peb: int, x64: bool, read_ptr: Any) -> None:

@@ -1227,8 +1227,19 @@ static void cpu_checks(void)
         unsigned short cs, ss, ds, es, fs, gs;
         __asm__ volatile("mov %%cs, %0\n\tmov %%ss, %1\n\tmov %%ds, %2\n\tmov %%es, %3\n\tmov %%fs, %4\n\tmov %%gs, %5"
                          : "=r"(cs), "=r"(ss), "=r"(ds), "=r"(es), "=r"(fs), "=r"(gs));
-        hex(text, ((unsigned long long)cs << 40) | ((unsigned long long)ss << 32) | ((unsigned long long)ds << 24) | ((unsigned long long)es << 16) |
-                      ((unsigned long long)fs << 8) | gs);
+        {
+            /* "cs ss ds es fs gs", each in hex */
+            unsigned short sel[6];
+            int n = 0, i2;
+            sel[0] = cs, sel[1] = ss, sel[2] = ds, sel[3] = es, sel[4] = fs, sel[5] = gs;
+            for (i2 = 0; i2 < 6; i2++) {
+                char h[24];
+                const char *p;
+                hex(h, sel[i2]);
+                for (p = h; *p; p++) text[n++] = *p;
+                text[n++] = i2 < 5 ? ' ' : 0;
+            }
+        }
 #ifdef _WIN64
         rec("segment_selectors", cs == 0x33 && ss == 0x2B && ds == 0x2B && es == 0x2B && fs == 0x53 && gs == 0x2B, text);
 #else
@@ -1331,7 +1342,8 @@ static void api_checks(void)
         SIZE_T got = 99;
         BOOL ok;
         SetLastError(0);
-        ok = ReadProcessMemory(GetCurrentProcess(), (void *)(ULONG_PTR)0x10000, buf, sizeof buf, &got);
+        /* x64: far from anything Windows maps; x86: the no-access 64 KiB below KUSER_SHARED_DATA's end */
+        ok = ReadProcessMemory(GetCurrentProcess(), (void *)(ULONG_PTR)OFF(0xCCC00000000ull, 0x7FFF0000), buf, sizeof buf, &got);
         last_error_check("ReadProcessMemory_unmapped_error", !ok && got == 0, ERROR_PARTIAL_COPY);
     }
     {
@@ -1377,9 +1389,10 @@ static void api_checks(void)
     {
         void *p = HeapAlloc(GetProcessHeap(), 0, 37);
         MEMORY_BASIC_INFORMATION mbi;
-        int ok = p && HeapSize(GetProcessHeap(), 0, p) == 37 && ((ULONG_PTR)p & (OFF(16, 8) - 1)) == 0 &&
-                 HeapValidate(GetProcessHeap(), 0, NULL);
-        rec("HeapAlloc_size_and_alignment", ok, "");
+        SIZE_T size = p ? HeapSize(GetProcessHeap(), 0, p) : 0;
+        int ok = p && ((ULONG_PTR)p & (OFF(16, 8) - 1)) == 0 && HeapValidate(GetProcessHeap(), 0, NULL);
+        rec("HeapAlloc_alignment_HeapValidate", ok, "");
+        rec_u("HeapSize_is_the_size_asked_for", size == 37, size);
         ok = p && VirtualQuery(p, &mbi, sizeof mbi) && mbi.Type == MEM_PRIVATE && mbi.AllocationBase == (void *)GetProcessHeap();
         rec_x("HeapAlloc_block_inside_the_heap_region", ok, (ULONG_PTR)mbi.AllocationBase);
         if (p)
