@@ -158,7 +158,9 @@ PROCESSOR_REVISION = PROCESSOR_MODEL << 8 | PROCESSOR_STEPPING
 
 def processor_identifier(x64: bool = True) -> str:
     """The registry's CentralProcessor Identifier and %PROCESSOR_IDENTIFIER%'s start."""
-    return f"{'Intel64' if x64 else 'x86'} Family {PROCESSOR_FAMILY} Model {PROCESSOR_MODEL} Stepping {PROCESSOR_STEPPING}"
+    return (
+        f"{'Intel64' if x64 else 'x86'} Family {PROCESSOR_FAMILY} Model {PROCESSOR_MODEL} Stepping {PROCESSOR_STEPPING}"
+    )
 
 
 # How Windows spells the standard variables (Speakeasy keeps every name lower-cased).

@@ -69,7 +69,18 @@ def get_system_info(api: GuestApi, argv: list[int]) -> int:
     mask = (1 << min(processors, api.ptr_size * 8)) - 1
     if api.ptr_size == 8:
         info = struct.pack(
-            "<HHIQQQIIIHH", 9, 0, 0x1000, 0x10000, 0x7FFFFFFEFFFF, mask, processors, 8664, 0x10000, 6, PROCESSOR_REVISION
+            "<HHIQQQIIIHH",
+            9,
+            0,
+            0x1000,
+            0x10000,
+            0x7FFFFFFEFFFF,
+            mask,
+            processors,
+            8664,
+            0x10000,
+            6,
+            PROCESSOR_REVISION,
         )
     else:
         info = struct.pack(
@@ -231,7 +242,16 @@ def _thread_basic_information(api: GuestApi, thread: GuestObject) -> bytes:
     processors = _services(api).guest.processors
     mask = (1 << min(processors, api.ptr_size * 8)) - 1
     layout = "<IIQQQQii" if api.ptr_size == 8 else "<IIIIIii"
-    values = (STATUS_PENDING, 0, thread.teb, thread.parent_id, thread.id, mask, NORMAL_BASE_PRIORITY, NORMAL_BASE_PRIORITY)
+    values = (
+        STATUS_PENDING,
+        0,
+        thread.teb,
+        thread.parent_id,
+        thread.id,
+        mask,
+        NORMAL_BASE_PRIORITY,
+        NORMAL_BASE_PRIORITY,
+    )
     return struct.pack(layout, *(values if api.ptr_size == 8 else values[:1] + values[2:]))
 
 

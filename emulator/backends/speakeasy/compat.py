@@ -1107,7 +1107,11 @@ def resolve_pseudo_handles(emu: Any) -> None:
     original = emu.get_object_from_handle
 
     def get_object_from_handle(handle: Any) -> Any:
-        if isinstance(handle, int) and handle & 0xFFFFFFFF in (0xFFFFFFFF, 0xFFFFFFFE) and handle >> 32 in (0, 0xFFFFFFFF):
+        if (
+            isinstance(handle, int)
+            and handle & 0xFFFFFFFF in (0xFFFFFFFF, 0xFFFFFFFE)
+            and handle >> 32 in (0, 0xFFFFFFFF)
+        ):
             return emu.get_current_process() if handle & 1 else emu.get_current_thread()
         return original(handle)
 

@@ -247,7 +247,9 @@ def enter_user_mode(emu: Any, x64: bool) -> bool:
         unicorn.mem_write(gdt + index * 8, data)
     gs_base = unicorn.reg_read(x86_const.UC_X86_REG_GS_BASE) if x64 else 0
     pc_reg, sp_reg = (
-        (x86_const.UC_X86_REG_RIP, x86_const.UC_X86_REG_RSP) if x64 else (x86_const.UC_X86_REG_EIP, x86_const.UC_X86_REG_ESP)
+        (x86_const.UC_X86_REG_RIP, x86_const.UC_X86_REG_RSP)
+        if x64
+        else (x86_const.UC_X86_REG_EIP, x86_const.UC_X86_REG_ESP)
     )
     saved = {reg: unicorn.reg_read(reg) for reg in (pc_reg, sp_reg, x86_const.UC_X86_REG_EFLAGS)}
     size = 0x1000

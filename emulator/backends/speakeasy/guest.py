@@ -40,8 +40,13 @@ from unicorn import x86_const as x86
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_guest
 from emulator.backends.speakeasy.config import parent_pid
 from emulator.backends.speakeasy.tls import ImplicitTls
-from emulator.environment import environment_block
-from emulator.environment import PROCESSOR_FAMILY, PROCESSOR_MODEL, PROCESSOR_STEPPING, GuestEnvironment
+from emulator.environment import (
+    PROCESSOR_FAMILY,
+    PROCESSOR_MODEL,
+    PROCESSOR_STEPPING,
+    GuestEnvironment,
+    environment_block,
+)
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
 KUSER_SHARED_DATA = 0x7FFE0000

@@ -75,7 +75,9 @@ def install(se: Any, emu: Any, x64: bool) -> None:
         rv = orig(argv)
         index = argv[0] & 0xFFFFFFFF
         if rv and index < TLS_MINIMUM_AVAILABLE and teb():
-            emu.mem_write(teb() + TEB_TLS_SLOTS[x64] + index * ptr, (argv[1] & ((1 << (8 * ptr)) - 1)).to_bytes(ptr, "little"))
+            emu.mem_write(
+                teb() + TEB_TLS_SLOTS[x64] + index * ptr, (argv[1] & ((1 << (8 * ptr)) - 1)).to_bytes(ptr, "little")
+            )
         return rv
 
     def tls_get(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
@@ -210,7 +212,11 @@ def install(se: Any, emu: Any, x64: bool) -> None:
 
     def read_process_memory(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         process, address, _buffer, size, done = argv[:5]
-        if compat.is_current_process(emu, process) and size and not _readable(emu, address, size & ((1 << (8 * ptr)) - 1)):
+        if (
+            compat.is_current_process(emu, process)
+            and size
+            and not _readable(emu, address, size & ((1 << (8 * ptr)) - 1))
+        ):
             # Unmapped memory of the own process: nothing is copied (Speakeasy copied zeros).
             if done:
                 emu.mem_write(done, (0).to_bytes(ptr, "little"))
@@ -238,7 +244,6 @@ def install(se: Any, emu: Any, x64: bool) -> None:
         return pid
 
     se.add_api_hook(process_id, "kernel32", "GetProcessId", argc=1)
-
 
 
 def fill_version_ex(emu: Any, info: int) -> None:

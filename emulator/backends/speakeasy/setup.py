@@ -357,14 +357,14 @@ def install_api_handlers(
     def invalid_handle(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # INVALID_HANDLE_VALUE is (HANDLE)-1: all ones at the pointer size, not 0xFFFFFFFF on x64.
         rv = orig(argv)
-        if rv == INVALID_HANDLE_32 and api_name.rsplit(".", 1)[-1].startswith("CreateFile") and argv and argv[0]:
+        creating = api_name.rsplit(".", 1)[-1].startswith("CreateFile") and argv and argv[0]
+        if rv == INVALID_HANDLE_32 and creating and emu.get_last_error() == ERROR_FILE_NOT_FOUND:
             # A path whose folder does not exist either: ERROR_PATH_NOT_FOUND (Speakeasy: FILE_NOT_FOUND).
-            if emu.get_last_error() == ERROR_FILE_NOT_FOUND:
-                wide = api_name.endswith("W")
-                path = read_c_string(memory, argv[0], wide, guestdirs.MAX_GUEST_PATH * (2 if wide else 1))
-                error = guestdirs.not_found_error(emu, path.decode("utf-16-le" if wide else "latin-1", "replace"))
-                if error is not None:
-                    emu.set_last_error(error)
+            wide = api_name.endswith("W")
+            path = read_c_string(memory, argv[0], wide, guestdirs.MAX_GUEST_PATH * (2 if wide else 1))
+            error = guestdirs.not_found_error(emu, path.decode("utf-16-le" if wide else "latin-1", "replace"))
+            if error is not None:
+                emu.set_last_error(error)
         if rv == INVALID_HANDLE_32 and memory.ptr_size == 8:
             return INVALID_HANDLE_64
         return rv
