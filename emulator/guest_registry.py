@@ -97,6 +97,15 @@ def machine_keys(plan: ReplayPlan) -> list[RegistryKey]:
             for index in range(min(guest.processors, MAX_PROCESSOR_KEYS))
         ),
         RegistryKey(
+            # the firmware's identification, as the BIOS section of the SMBIOS table gives it
+            # (REG_MULTI_SZ on Windows; its first string here)
+            path="HKEY_LOCAL_MACHINE\\HARDWARE\\DESCRIPTION\\System",
+            values=[
+                _sz("SystemBiosVersion", f"ALASKA - 1072009 {firmware.BIOS_VERSION}"),
+                _sz("SystemBiosDate", firmware.BIOS_DATE[:6] + firmware.BIOS_DATE[8:]),
+            ],
+        ),
+        RegistryKey(
             path="HKEY_LOCAL_MACHINE\\HARDWARE\\DESCRIPTION\\System\\BIOS",
             values=[
                 _sz("BIOSVendor", firmware.BIOS_VENDOR),
