@@ -1215,6 +1215,9 @@ def _saved_state(emu: Any) -> ProcessState:
     teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
     mapped = emu.get_address_map(teb)
     size = int(mapped.base + mapped.size - teb) if mapped is not None else 0
+    tail = emu.get_address_map(teb + size) if size else None
+    if tail is not None and str(getattr(tail, "tag", "") or "").endswith("teb_tail"):
+        size += int(tail.size)  # the TEB's pages past the first (compat_blocks.whole_teb_mapped)
     return ProcessState(
         emu.get_current_process(),
         emu.get_current_thread(),

@@ -9,6 +9,7 @@ when this module is imported.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -137,13 +138,38 @@ def set_stack_limit(emu: Any, thread: Any) -> None:
         tib.StackLimit = int(mm.base)
 
 
+def whole_teb_mapped(emu: Any, size: int) -> None:
+    """Map the pages of the TEB past Speakeasy's one page at its address (when free), so the
+    fields there (x64: DeallocationStack, TlsSlots) are the TEB's, and saved with it when a
+    wait runs a thread (compat._saved_state)."""
+    teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
+    mapped = emu.get_address_map(teb) if teb else None
+    if mapped is None:
+        return
+    end = int(mapped.base) + int(mapped.size)
+    want = (teb + size + 0xFFF) & ~0xFFF
+    if end < want and all(emu.get_address_map(page) is None for page in range(end, want, 0x1000)):
+        with contextlib.suppress(Exception):
+            emu.mem_map(want - end, base=end, tag="emu.segment.teb_tail")
+
+
+def teb_holds(emu: Any, teb: int, offset: int) -> bool:
+    """Whether TEB + ``offset`` is the TEB's own memory: its first page, or pages mapped for it
+    (whole_teb_mapped). On x64 the page after Speakeasy's one TEB page usually holds other
+    structures, so TlsSlots and DeallocationStack have no place (they are left alone)."""
+    mapped = emu.get_address_map(teb + offset) if teb else None
+    if mapped is None:
+        return False
+    return mapped is emu.get_address_map(teb) or str(getattr(mapped, "tag", "") or "").endswith("teb_tail")
+
+
 def set_deallocation_stack(emu: Any, thread: Any, offset: int) -> None:
     """TEB.DeallocationStack: the base of the stack's allocation (GetCurrentThreadStackLimits'
     low limit, VirtualQuery's AllocationBase of the stack). Speakeasy's TEB structure stops
     before it: written at its offset."""
     top = int(thread.teb.object.NtTib.StackBase or 0)
     mm = emu.get_address_map(top - 1) if top else None
-    if mm is None:
+    if mm is None or not teb_holds(emu, int(thread.teb.address), offset):
         return
     try:
         emu.mem_write(int(thread.teb.address) + offset, int(mm.base).to_bytes(emu.get_ptr_size(), "little"))

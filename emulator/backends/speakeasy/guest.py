@@ -29,6 +29,7 @@ the same ``[environment]``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 from collections.abc import Callable
@@ -109,6 +110,9 @@ TEB_LAST_ERROR = {True: 0x68, False: 0x34}
 TEB_DEALLOCATION_STACK = {True: 0x1478, False: 0xE0C}
 TEB_TLS_SLOTS = {True: 0x1480, False: 0xE10}
 TLS_MINIMUM_AVAILABLE = 64
+# Windows 10's TEB size (x64, x86): Speakeasy maps one page at the TEB's address, which the x64
+# TEB's DeallocationStack and TlsSlots lie past.
+TEB_SIZE = {True: 0x1838, False: 0x1000}
 # TEB.CurrentLocale: en-US, what GetThreadLocale reads.
 LOCALE_EN_US = 0x409
 # The interactive user's session (services run in session 0).
@@ -458,6 +462,7 @@ class ProcessBlocks:
         self.x64 = x64
 
     def install(self) -> None:
+        compat_blocks.whole_teb_mapped(self.emu, TEB_SIZE[self.x64])
         compat_blocks.on_new_peb(self.emu, self._fill_peb)
         compat_blocks.on_new_teb(self.emu, self._fill_teb)
         compat_blocks.mirror_last_error(self.emu, self._teb_address, TEB_LAST_ERROR[self.x64])
@@ -532,6 +537,16 @@ class ProcessBlocks:
         thread.teb.object.CurrentLocale = LOCALE_EN_US
         compat_blocks.set_stack_limit(self.emu, thread)
         compat_blocks.set_deallocation_stack(self.emu, thread, TEB_DEALLOCATION_STACK[self.x64])
+        # The thread's own TLS values (Speakeasy's list of them) in its TEB's slots: a thread run
+        # at the one TEB address must not see the previous thread's.
+        if not compat_blocks.teb_holds(self.emu, int(thread.teb.address), TEB_TLS_SLOTS[self.x64]):
+            return
+        values = [int(v or 0) for v in (getattr(thread, "tls", None) or [])][:TLS_MINIMUM_AVAILABLE]
+        values += [0] * (TLS_MINIMUM_AVAILABLE - len(values))
+        width = 8 if self.x64 else 4
+        data = b"".join((v & ((1 << (8 * width)) - 1)).to_bytes(width, "little") for v in values)
+        with contextlib.suppress(Exception):
+            self.emu.mem_write(int(thread.teb.address) + TEB_TLS_SLOTS[self.x64], data)
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
 
 

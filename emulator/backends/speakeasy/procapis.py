@@ -71,19 +71,21 @@ def install(se: Any, emu: Any, x64: bool) -> None:
         process = emu.get_current_process()
         return compat_blocks.peb_address(process) if process is not None else 0
 
+    def slots_held() -> bool:
+        return bool(teb()) and compat_blocks.teb_holds(emu, teb(), TEB_TLS_SLOTS[x64])
+
     def tls_set(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         rv = orig(argv)
         index = argv[0] & 0xFFFFFFFF
-        if rv and index < TLS_MINIMUM_AVAILABLE and teb():
-            emu.mem_write(
-                teb() + TEB_TLS_SLOTS[x64] + index * ptr, (argv[1] & ((1 << (8 * ptr)) - 1)).to_bytes(ptr, "little")
-            )
+        if rv and index < TLS_MINIMUM_AVAILABLE and slots_held():
+            value = (argv[1] & ((1 << (8 * ptr)) - 1)).to_bytes(ptr, "little")
+            emu.mem_write(teb() + TEB_TLS_SLOTS[x64] + index * ptr, value)
         return rv
 
     def tls_get(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         rv = orig(argv)  # its checks of the index and its last error
         index = argv[0] & 0xFFFFFFFF
-        if index < TLS_MINIMUM_AVAILABLE and teb() and emu.get_last_error() == 0:
+        if index < TLS_MINIMUM_AVAILABLE and slots_held() and emu.get_last_error() == 0:
             return read_ptr(teb() + TEB_TLS_SLOTS[x64] + index * ptr)
         return rv
 
@@ -94,8 +96,12 @@ def install(se: Any, emu: Any, x64: bool) -> None:
         low_out, high_out = argv[0], argv[1]
         block = teb()
         if block:
-            low = read_ptr(block + TEB_DEALLOCATION_STACK[x64])
             high = read_ptr(block + ptr)  # NtTib.StackBase
+            if compat_blocks.teb_holds(emu, block, TEB_DEALLOCATION_STACK[x64]):
+                low = read_ptr(block + TEB_DEALLOCATION_STACK[x64])
+            else:  # the stack's allocation base, which DeallocationStack holds on Windows
+                stack = emu.get_address_map(high - 1) if high else None
+                low = int(stack.base) if stack is not None else read_ptr(block + 2 * ptr)
             emu.mem_write(low_out, low.to_bytes(ptr, "little"))
             emu.mem_write(high_out, high.to_bytes(ptr, "little"))
         return 0
