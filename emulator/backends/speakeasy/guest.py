@@ -537,8 +537,12 @@ class ProcessBlocks:
         thread.teb.object.CurrentLocale = LOCALE_EN_US
         compat_blocks.set_stack_limit(self.emu, thread)
         compat_blocks.set_deallocation_stack(self.emu, thread, TEB_DEALLOCATION_STACK[self.x64])
-        # The thread's own TLS values (Speakeasy's list of them) in its TEB's slots: a thread run
-        # at the one TEB address must not see the previous thread's.
+        compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
+        self._own_tls_slots(thread)
+
+    def _own_tls_slots(self, thread: Any) -> None:
+        """The thread's own TLS values (Speakeasy's list of them) in its TEB's slots: a thread run
+        at the one TEB address must not see the previous thread's."""
         if not compat_blocks.teb_holds(self.emu, int(thread.teb.address), TEB_TLS_SLOTS[self.x64]):
             return
         values = [int(v or 0) for v in (getattr(thread, "tls", None) or [])][:TLS_MINIMUM_AVAILABLE]
@@ -547,7 +551,6 @@ class ProcessBlocks:
         data = b"".join((v & ((1 << (8 * width)) - 1)).to_bytes(width, "little") for v in values)
         with contextlib.suppress(Exception):
             self.emu.mem_write(int(thread.teb.address) + TEB_TLS_SLOTS[self.x64], data)
-        compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
 
 
 def write_environment(emu: Any, peb: int, x64: bool, names: dict[str, str]) -> None:
