@@ -150,6 +150,42 @@ def network_adapter() -> dict[str, object]:
     }
 
 
+# The processor's family, model and stepping (CPUID.1:EAX 0x306C3, an i7-4790's: the guest's CPUID
+# says so too, emulator/backends/speakeasy/guest.py), and GetSystemInfo's wProcessorRevision.
+PROCESSOR_FAMILY, PROCESSOR_MODEL, PROCESSOR_STEPPING = 6, 60, 3
+PROCESSOR_REVISION = PROCESSOR_MODEL << 8 | PROCESSOR_STEPPING
+
+
+def processor_identifier(x64: bool = True) -> str:
+    """The registry's CentralProcessor Identifier and %PROCESSOR_IDENTIFIER%'s start."""
+    return (
+        f"{'Intel64' if x64 else 'x86'} Family {PROCESSOR_FAMILY} Model {PROCESSOR_MODEL} Stepping {PROCESSOR_STEPPING}"
+    )
+
+
+# How Windows spells the standard variables (Speakeasy keeps every name lower-cased).
+VARIABLE_NAMES = {
+    name.lower(): name
+    for name in (
+        "ALLUSERSPROFILE", "APPDATA", "CommonProgramFiles", "CommonProgramFiles(x86)", "CommonProgramW6432",
+        "COMPUTERNAME", "ComSpec", "HOMEDRIVE", "HOMEPATH", "LOCALAPPDATA", "LOGONSERVER",
+        "NUMBER_OF_PROCESSORS", "OS", "Path", "PATHEXT", "PROCESSOR_ARCHITECTURE", "PROCESSOR_IDENTIFIER",
+        "PROCESSOR_LEVEL", "PROCESSOR_REVISION", "ProgramData", "ProgramFiles", "ProgramFiles(x86)",
+        "ProgramW6432", "PSModulePath", "PUBLIC", "SystemDrive", "SystemRoot", "TEMP", "TMP", "USERDOMAIN",
+        "USERDOMAIN_ROAMINGPROFILE", "USERNAME", "USERPROFILE", "windir",
+    )
+}  # fmt: skip
+
+
+def environment_block(variables: dict[str, str], names: dict[str, str]) -> str:
+    """The process's environment block as Windows lays it out: ``Name=value`` strings, each
+    ending with a NUL, sorted by name (case-insensitively), then one more NUL. ``names`` gives
+    a lower-cased name's spelling (else :data:`VARIABLE_NAMES`', else upper-cased)."""
+    entries = sorted(variables.items(), key=lambda item: item[0].upper())
+    text = "".join(f"{names.get(k, VARIABLE_NAMES.get(k, k.upper()))}={v}\0" for k, v in entries)
+    return text + "\0"
+
+
 def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
     """The system environment variables every Windows process has (lower-cased, as
     :func:`user_dirs`): the processor count and architecture agree with GetSystemInfo and
@@ -158,8 +194,8 @@ def machine_variables(guest: GuestEnvironment, x64: bool) -> dict[str, str]:
         "number_of_processors": str(guest.processors),
         "processor_architecture": "AMD64" if x64 else "x86",
         "processor_level": "6",
-        "processor_revision": "3c03",
-        "processor_identifier": f"{'Intel64' if x64 else 'x86'} Family 6 Model 60 Stepping 3, {guest.cpu_vendor}",
+        "processor_revision": f"{PROCESSOR_REVISION:04x}",
+        "processor_identifier": f"{processor_identifier(x64)}, {guest.cpu_vendor}",
         "os": "Windows_NT",
         "homedrive": "C:",
         "commonprogramfiles": "C:\\Program Files\\Common Files",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 
 from emulator.apis import firmware
+from emulator.environment import processor_identifier
 from emulator.plan import RegistryKey, RegistryValue, ReplayPlan, canonical_key_path
 
 CURRENT_VERSION = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion"
@@ -84,7 +85,7 @@ def machine_keys(plan: ReplayPlan) -> list[RegistryKey]:
     processor = [
         _sz("ProcessorNameString", guest.cpu_brand),
         _sz("VendorIdentifier", guest.cpu_vendor),
-        _sz("Identifier", "Intel64 Family 6 Model 60 Stepping 3"),
+        _sz("Identifier", processor_identifier()),
         _dword("~MHz", PROCESSOR_MHZ),
     ]
     hostname = plan.hostname.upper()
@@ -94,6 +95,15 @@ def machine_keys(plan: ReplayPlan) -> list[RegistryKey]:
         *(
             RegistryKey(path=f"{CENTRAL_PROCESSOR}\\{index}", values=processor)
             for index in range(min(guest.processors, MAX_PROCESSOR_KEYS))
+        ),
+        RegistryKey(
+            # the firmware's identification, as the BIOS section of the SMBIOS table gives it
+            # (REG_MULTI_SZ on Windows; its first string here)
+            path="HKEY_LOCAL_MACHINE\\HARDWARE\\DESCRIPTION\\System",
+            values=[
+                _sz("SystemBiosVersion", f"ALASKA - 1072009 {firmware.BIOS_VERSION}"),
+                _sz("SystemBiosDate", firmware.BIOS_DATE[:6] + firmware.BIOS_DATE[8:]),
+            ],
         ),
         RegistryKey(
             path="HKEY_LOCAL_MACHINE\\HARDWARE\\DESCRIPTION\\System\\BIOS",

@@ -130,3 +130,22 @@ def query_unbiased_interrupt_time(api: GuestApi, argv: list[int]) -> int:
         return 0
     api.write_u64(argv[0], _services(api).clock.uptime_units())
     return 1
+
+
+# GetSystemTimeAdjustment: the clock interrupt's period (15.625 ms in 100 ns units), no adjustment.
+TIME_INCREMENT = 156250
+
+
+@apihook("kernel32", "GetSystemTimeAdjustment", argc=3)
+def get_system_time_adjustment(api: GuestApi, argv: list[int]) -> int:
+    """BOOL GetSystemTimeAdjustment(PDWORD adjustment, PDWORD increment, PBOOL disabled): the
+    time advances by the tick's increment, not adjusted (it was signature-emulated: zeros)."""
+    adjustment, increment, disabled = argv
+    try:
+        api.write_u32(adjustment, TIME_INCREMENT)
+        api.write_u32(increment, TIME_INCREMENT)
+        api.write_u32(disabled, 1)
+    except Exception:
+        api.set_last_error(998)  # ERROR_NOACCESS
+        return 0
+    return 1

@@ -22,12 +22,14 @@ STRING_CHUNK = 256
 @dataclass(frozen=True)
 class GuestObject:
     """What a handle names in the guest: ``kind`` "process" (``id`` its process id, with its
-    parent's and its PEB), "thread" (``id`` its thread id) or "other" (a file, a key, an event)."""
+    parent's and its PEB), "thread" (``id`` its thread id, with its process's id in
+    ``parent_id`` and its TEB) or "other" (a file, a key, an event)."""
 
     kind: Literal["process", "thread", "other"]
     id: int = 0
     parent_id: int = 0
     peb: int = 0
+    teb: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 
 from emulator.apis.clock import _services
-from emulator.apis.core import GuestApi, apihook, is_wide
+from emulator.apis.core import GuestApi, GuestObject, apihook, is_wide
+from emulator.environment import PROCESSOR_REVISION
 
 STATUS_SUCCESS = 0
 STATUS_INVALID_INFO_CLASS = 0xC0000003
@@ -22,6 +23,7 @@ STATUS_PORT_NOT_SET = 0xC0000353
 ProcessBasicInformation = 0
 ProcessDebugPort = 7
 ProcessWow64Information = 0x1A
+ThreadBasicInformation = 0
 ThreadHideFromDebugger = 0x11
 NORMAL_BASE_PRIORITY = 8
 ProcessDebugObjectHandle = 0x1E
@@ -67,10 +69,23 @@ def get_system_info(api: GuestApi, argv: list[int]) -> int:
     mask = (1 << min(processors, api.ptr_size * 8)) - 1
     if api.ptr_size == 8:
         info = struct.pack(
-            "<HHIQQQIIIHH", 9, 0, 0x1000, 0x10000, 0x7FFFFFFEFFFF, mask, processors, 8664, 0x10000, 6, 0x9E0A
+            "<HHIQQQIIIHH",
+            9,
+            0,
+            0x1000,
+            0x10000,
+            0x7FFFFFFEFFFF,
+            mask,
+            processors,
+            8664,
+            0x10000,
+            6,
+            PROCESSOR_REVISION,
         )
     else:
-        info = struct.pack("<HHIIIIIIIHH", 0, 0, 0x1000, 0x10000, 0x7FFEFFFF, mask, processors, 586, 0x10000, 6, 0x9E0A)
+        info = struct.pack(
+            "<HHIIIIIIIHH", 0, 0, 0x1000, 0x10000, 0x7FFEFFFF, mask, processors, 586, 0x10000, 6, PROCESSOR_REVISION
+        )
     api.write(argv[0], info)
     return 0
 
@@ -208,6 +223,38 @@ def nt_query_information_process(api: GuestApi, argv: list[int]) -> int:
     return status
 
 
+def _write_info(api: GuestApi, answer: bytes, buffer: int, length: int, return_length: int) -> int:
+    """An information class's fixed-size answer, as the kernel checks and writes it."""
+    if length & 0xFFFFFFFF != len(answer):
+        return STATUS_INFO_LENGTH_MISMATCH
+    try:
+        api.write(buffer, answer)
+        if return_length:
+            api.write_u32(return_length, len(answer))
+    except Exception:
+        return STATUS_ACCESS_VIOLATION
+    return STATUS_SUCCESS
+
+
+def _thread_basic_information(api: GuestApi, thread: GuestObject) -> bytes:
+    """THREAD_BASIC_INFORMATION: ExitStatus, TebBaseAddress, ClientId (process, thread),
+    AffinityMask, Priority, BasePriority."""
+    processors = _services(api).guest.processors
+    mask = (1 << min(processors, api.ptr_size * 8)) - 1
+    layout = "<IIQQQQii" if api.ptr_size == 8 else "<IIIIIii"
+    values = (
+        STATUS_PENDING,
+        0,
+        thread.teb,
+        thread.parent_id,
+        thread.id,
+        mask,
+        NORMAL_BASE_PRIORITY,
+        NORMAL_BASE_PRIORITY,
+    )
+    return struct.pack(layout, *(values if api.ptr_size == 8 else values[:1] + values[2:]))
+
+
 def _basic_information(api: GuestApi, peb: int, pid: int, parent: int) -> bytes:
     """PROCESS_BASIC_INFORMATION: ExitStatus, PebBaseAddress, AffinityMask, BasePriority,
     UniqueProcessId, InheritedFromUniqueProcessId (each pointer-sized, as laid out)."""
@@ -243,14 +290,17 @@ def nt_set_information_thread(api: GuestApi, argv: list[int]) -> int:
 
 @apihook("ntdll", ["NtQueryInformationThread", "ZwQueryInformationThread"], argc=5)
 def nt_query_information_thread(api: GuestApi, argv: list[int]) -> int:
-    """ThreadHideFromDebugger: one BOOLEAN, whether the thread was hidden. Other classes
-    succeed without an answer, as before (bare Speakeasy has no handler)."""
+    """ThreadHideFromDebugger: one BOOLEAN, whether the thread was hidden; ThreadBasicInformation:
+    its TEB, ids, affinity and priority. Other classes succeed without an answer, as before (bare
+    Speakeasy has no handler)."""
     thread, info_class, buffer, length, return_length = argv
-    if info_class & 0xFFFFFFFF != ThreadHideFromDebugger:
+    if info_class & 0xFFFFFFFF not in (ThreadHideFromDebugger, ThreadBasicInformation):
         return STATUS_SUCCESS
     target = api.object_of(thread)
     if target is None or target.kind != "thread":
         return STATUS_INVALID_HANDLE
+    if info_class & 0xFFFFFFFF == ThreadBasicInformation:
+        return _write_info(api, _thread_basic_information(api, target), buffer, length, return_length)
     if length & 0xFFFFFFFF != 1:
         return STATUS_INFO_LENGTH_MISMATCH
     try:

@@ -198,8 +198,7 @@ class SpeakeasyBackend:
         setup.install_api_handlers(
             target.se, memory, self.services, self._on_network_limit, left_to=ThreadWaits.hooked_apis()
         )
-        if target.kind == "pe":
-            versionlie.install(target.se, target.data)
+        versionlie.install(target.se, target.data if target.kind == "pe" else None)
         profile = user_dirs(self.plan.user, self.plan.domain, self.plan.hostname)["userprofile"]
         folders = GuestDirectories(emu, profile, x64=target.arch == "x64")
         folders.add(ntpath.dirname(self.plan.emu_path))

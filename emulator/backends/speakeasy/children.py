@@ -60,7 +60,7 @@ import pefile
 from emulator import pe
 from emulator.apis.core import GuestMemory
 from emulator.backends.base import ReplayStop
-from emulator.backends.speakeasy import compat, lolbins, persistence, scripthosts
+from emulator.backends.speakeasy import compat, compat_blocks, lolbins, persistence, scripthosts
 from emulator.backends.speakeasy.flow import FlowWatch
 from emulator.backends.speakeasy.memwatch import MemoryWatch
 from emulator.backends.speakeasy.sources import read_c_string
@@ -208,6 +208,11 @@ class ChildProcesses:
         without a terminator: a shorter line of a later child kept the end of a longer one)."""
         process = compat.current_process(self.emu)
         if not any(launch.process is process for launch in self.launches):
+            if api_name.endswith("W"):
+                # Windows' is the PEB's own buffer (ProcessParameters.CommandLine.Buffer).
+                buffer = compat_blocks.command_line_buffer(self.emu, process)
+                if buffer:
+                    return buffer
             return orig(argv)
         wide = api_name.endswith("W")
         text = str(getattr(process, "cmdline", "") or "")

@@ -139,6 +139,8 @@ def _check_installed() -> None:
     _require_params(winemu, "get_module_from_addr", ("addr",))
     _require_params(winemu, "add_mem_invalid_hook", ("cb",))
     _require_params(winemu, "get_object_from_handle", ("handle",))
+    _require_params(winemu, "get_object_handle", ("obj",))
+    _require_params(winemu, "get_cd", ())
     _require_params(winemu, "get_module_data_from_emu_file", ("file_path",))
     _require_params(winemu, "_make_image_at_free_base", ("make_loader", "base"))
     _require_params(winemu, "load_image", ("image",))
@@ -1133,6 +1135,45 @@ def crypt_hash(emu: Any, handle: int) -> Any:
         return None
 
 
+def resolve_pseudo_handles(emu: Any) -> None:
+    """Speakeasy's handle lookup (every handler's) resolves the pseudo handles: (HANDLE)-1 the
+    current process, (HANDLE)-2 the current thread, at either width."""
+    original = emu.get_object_from_handle
+
+    def get_object_from_handle(handle: Any) -> Any:
+        if (
+            isinstance(handle, int)
+            and handle & 0xFFFFFFFF in (0xFFFFFFFF, 0xFFFFFFFE)
+            and handle >> 32 in (0, 0xFFFFFFFF)
+        ):
+            return emu.get_current_process() if handle & 1 else emu.get_current_thread()
+        return original(handle)
+
+    emu.get_object_from_handle = get_object_from_handle
+
+
+def registry_value_missing(emu: Any, handle: int, name: str) -> bool:
+    """Whether the open key ``handle`` names exists and has no value ``name`` ("" the default)."""
+    try:
+        key = emu.reg_get_key(handle=handle)
+    except Exception:
+        return False
+    return key is not None and key.get_value(name) is None
+
+
+def new_handle_to(emu: Any, obj: Any) -> int:
+    """A new handle to a kernel object (a process, a thread, an event, ...), 0 when it is none."""
+    try:
+        return int(emu.get_object_handle(obj) or 0)
+    except Exception:
+        return 0
+
+
+def current_directory(emu: Any) -> str:
+    """The current directory as GetCurrentDirectory answers it."""
+    return str(emu.get_cd() or "")
+
+
 def object_of_handle(emu: Any, handle: int) -> Any:
     """The object a real (not pseudo) handle names, or None."""
     try:
@@ -1220,6 +1261,9 @@ def _saved_state(emu: Any) -> ProcessState:
     teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
     mapped = emu.get_address_map(teb)
     size = int(mapped.base + mapped.size - teb) if mapped is not None else 0
+    tail = emu.get_address_map(teb + size) if size else None
+    if tail is not None and str(getattr(tail, "tag", "") or "").endswith("teb_tail"):
+        size += int(tail.size)  # the TEB's pages past the first (compat_blocks.whole_teb_mapped)
     return ProcessState(
         emu.get_current_process(),
         emu.get_current_thread(),

@@ -9,6 +9,7 @@ when this module is imported.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +33,27 @@ def _check() -> None:
         raise _incompatible("speakeasy's LoadedImage has no tls_directory_va")
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
     for struct, names in (
-        (peb, ("ProcessHeap", "NumberOfProcessors", "OSPlatformId", "NumberOfHeaps", "MaximumNumberOfHeaps")),
-        (teb, ("ClientId", "pad0", "LastErrorValue", "ThreadLocalStoragePointer", "WOW32Reserved")),
+        (
+            peb,
+            (
+                "ProcessHeap",
+                "NumberOfProcessors",
+                "OSPlatformId",
+                "NumberOfHeaps",
+                "MaximumNumberOfHeaps",
+                "ProcessHeaps",
+                "ImageBaseAddress",
+                "ProcessParameters",
+                "ImageSubsystem",
+                "ImageSubsystemMajorVersion",
+                "ImageSubsystemMinorVersion",
+                "ActiveProcessAffinityMask",
+                "SessionId",
+            ),
+        ),
+        (teb, ("ClientId", "pad0", "LastErrorValue", "ThreadLocalStoragePointer", "WOW32Reserved", "CurrentLocale")),
+        (se_nt.PEB_LDR_DATA(8), ("Length", "Initialized")),
+        (se_nt.LDR_DATA_TABLE_ENTRY(8), ("DllBase", "EntryPoint")),
     ):
         for name in names:
             if not hasattr(struct, name):
@@ -116,6 +136,80 @@ def set_stack_limit(emu: Any, thread: Any) -> None:
     mm = emu.get_address_map(top - 1) if top else None
     if mm is not None and not int(mm.base) <= int(tib.StackLimit) < top:
         tib.StackLimit = int(mm.base)
+
+
+def whole_teb_mapped(emu: Any, size: int) -> None:
+    """Map the pages of the TEB past Speakeasy's one page at its address (when free), so the
+    fields there (x64: DeallocationStack, TlsSlots) are the TEB's, and saved with it when a
+    wait runs a thread (compat._saved_state)."""
+    teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
+    mapped = emu.get_address_map(teb) if teb else None
+    if mapped is None:
+        return
+    end = int(mapped.base) + int(mapped.size)
+    want = (teb + size + 0xFFF) & ~0xFFF
+    if end < want and all(emu.get_address_map(page) is None for page in range(end, want, 0x1000)):
+        with contextlib.suppress(Exception):
+            emu.mem_map(want - end, base=end, tag="emu.segment.teb_tail")
+
+
+def teb_holds(emu: Any, teb: int, offset: int) -> bool:
+    """Whether TEB + ``offset`` is the TEB's own memory: its first page, or pages mapped for it
+    (whole_teb_mapped). On x64 the page after Speakeasy's one TEB page usually holds other
+    structures, so TlsSlots and DeallocationStack have no place (they are left alone)."""
+    mapped = emu.get_address_map(teb + offset) if teb else None
+    if mapped is None:
+        return False
+    return mapped is emu.get_address_map(teb) or str(getattr(mapped, "tag", "") or "").endswith("teb_tail")
+
+
+def set_deallocation_stack(emu: Any, thread: Any, offset: int) -> None:
+    """TEB.DeallocationStack: the base of the stack's allocation (GetCurrentThreadStackLimits'
+    low limit, VirtualQuery's AllocationBase of the stack). Speakeasy's TEB structure stops
+    before it: written at its offset."""
+    top = int(thread.teb.object.NtTib.StackBase or 0)
+    mm = emu.get_address_map(top - 1) if top else None
+    if mm is None or not teb_holds(emu, int(thread.teb.address), offset):
+        return
+    try:
+        emu.mem_write(int(thread.teb.address) + offset, int(mm.base).to_bytes(emu.get_ptr_size(), "little"))
+    except Exception:
+        return
+
+
+def set_loader_data(process: Any, length: int) -> None:
+    """PEB_LDR_DATA.Length and Initialized as the loader leaves them (Speakeasy's are zero)."""
+    ldr = process.peb_ldr_data
+    ldr.object.Length = length
+    ldr.object.Initialized[0] = 1
+    ldr.write_back()
+
+
+def entry_points_as_headers(emu: Any, process: Any) -> None:
+    """A loader entry's EntryPoint is NULL for an image without one (ntdll's header says 0),
+    not its base as Speakeasy writes it: now, and for each image added to the list later."""
+
+    def fix(entries: list[Any]) -> None:
+        for entry in entries:
+            base = int(entry.object.DllBase or 0)
+            if base and int(entry.object.EntryPoint or 0) == base:
+                entry.object.EntryPoint = 0
+                entry.write_back()
+
+    fix(process.ldr_entries)
+    original = process.add_module_to_peb
+
+    def add_module_to_peb(module: Any) -> Any:
+        result = original(module)
+        fix(process.ldr_entries[-1:])
+        return result
+
+    process.add_module_to_peb = add_module_to_peb
+
+
+def process_parameters_size(emu: Any) -> int:
+    """The size of Speakeasy's RTL_USER_PROCESS_PARAMETERS structure (its strings follow it)."""
+    return int(se_nt.RTL_USER_PROCESS_PARAMETERS(emu.get_ptr_size()).sizeof())
 
 
 def set_client_id(thread: Any, pid: int, x64: bool) -> None:
@@ -232,3 +326,17 @@ def enum_processes(emu: Any, argv: list[int]) -> int:
 def peb_address(process: Any) -> int:
     """The PEB of ``process`` (0 for a listed process that never ran: it has none in this guest)."""
     return int(process.peb.address or 0) if process.is_peb_active else 0
+
+
+def command_line_buffer(emu: Any, process: Any) -> int:
+    """ProcessParameters.CommandLine.Buffer of ``process``'s PEB (0: none)."""
+    peb = getattr(process, "peb", None) if process is not None and process.is_peb_active else None
+    parameters = int(getattr(getattr(peb, "object", None), "ProcessParameters", 0) or 0)
+    if not parameters:
+        return 0
+    ptr = emu.get_ptr_size()
+    at = parameters + (0x70 if ptr == 8 else 0x40) + ptr  # CommandLine: Length, MaximumLength, (pad), Buffer
+    try:
+        return int.from_bytes(bytes(emu.mem_read(at, ptr)), "little")
+    except Exception:
+        return 0

@@ -11,11 +11,13 @@ import ntpath
 from collections.abc import Callable
 from typing import Any
 
+import speakeasy.common as se_common
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
 import speakeasy.winenv.arch as se_arch
 import unicorn as uc
+from unicorn import x86_const
 
 from emulator.backends.speakeasy.compat import _incompatible, api_at_trap, intercept_protection_fault
 
@@ -177,3 +179,105 @@ if not hasattr(uc.Uc, "ctl_remove_cache"):
 for _name in ("clear_frames", "add_frame"):
     if not callable(getattr(se_objman.SEH, _name, None)):
         raise _incompatible(f"speakeasy.windows.objman.SEH.{_name} is missing")
+
+
+def make_read_only(unicorn: Any, address: int, size: int) -> None:
+    """Guest instructions may read [address, address + size) but not write it (a write faults);
+    the emulator's own writes (Unicorn's ``mem_write``) still go through."""
+    try:
+        unicorn.mem_protect(address, size, uc.UC_PROT_READ)
+    except uc.UcError:
+        return  # not mapped whole: left as it is
+
+
+def set_initial_fpu_state(unicorn: Any, control_word: int, mxcsr: int) -> None:
+    """The x87 and SSE state a Windows thread starts with: the control word, an empty x87
+    stack (tag word all ones) and MXCSR (Unicorn starts with all three zero)."""
+    unicorn.reg_write(x86_const.UC_X86_REG_FPCW, control_word)
+    unicorn.reg_write(x86_const.UC_X86_REG_FPTAG, 0xFFFF)
+    unicorn.reg_write(x86_const.UC_X86_REG_MXCSR, mxcsr)
+
+
+# ---- user mode (guest.py) ---------------------------------------------------------------------
+
+# GDT descriptors of Windows' user-mode selectors: index -> (access byte, flags nibble).
+# Access 0xFB: present, DPL 3, code, readable; 0xF3: present, DPL 3, data, writable. Flags 0xA:
+# 4 KiB granularity, 64-bit code; 0xC: 4 KiB granularity, 32-bit.
+USER_SELECTORS_X64 = {"cs": 0x33, "ss": 0x2B, "ds": 0x2B, "es": 0x2B, "fs": 0x53, "gs": 0x2B}
+USER_SELECTORS_X86 = {"cs": 0x1B, "ss": 0x23, "ds": 0x23, "es": 0x23, "fs": 0x3B, "gs": 0}
+_SEGMENT_REGS = {
+    "ds": x86_const.UC_X86_REG_DS,
+    "es": x86_const.UC_X86_REG_ES,
+    "fs": x86_const.UC_X86_REG_FS,
+    "gs": x86_const.UC_X86_REG_GS,
+}
+_IRET = {True: b"\x48\xcf", False: b"\xcf"}  # iretq, iretd
+
+
+def _descriptor(base: int, access: int, flags: int, limit: int = 0xFFFFF) -> bytes:
+    value = limit & 0xFFFF | (base & 0xFFFFFF) << 16 | access << 40 | ((limit >> 16) & 0xF) << 48
+    value |= flags << 52 | ((base >> 24) & 0xFF) << 56
+    return value.to_bytes(8, "little")
+
+
+def enter_user_mode(emu: Any, x64: bool) -> bool:
+    """Run the guest at CPL 3 with Windows' user-mode selectors (x64: cs 0x33, ss/ds/es/gs 0x2B,
+    fs 0x53; x86: cs 0x1B, ss/ds/es 0x23, fs 0x3B, gs 0), as a process does: privileged
+    instructions then fault, and ``mov ax, cs`` reads what Windows gives. Speakeasy runs
+    everything at CPL 0 with selectors of its own GDT (cs 0x8B, ss 0x90). Unicorn cannot set
+    the privilege level by a register write (SS's DPL must equal the current level), so one
+    ``iret`` to the new selectors runs on a scratch page, as an OS enters user mode; the TEB
+    stays where it was (x86: fs's descriptor base; x64: the GS base). False if not done."""
+    unicorn = emu.emu_eng.emu
+    _selector, gdt, limit, _flags = unicorn.reg_read(x86_const.UC_X86_REG_GDTR)
+    selectors = USER_SELECTORS_X64 if x64 else USER_SELECTORS_X86
+    if not gdt or max(selectors.values()) | 7 > limit:
+        return False
+    if x64:
+        entries = {6: _descriptor(0, 0xFB, 0xA), 5: _descriptor(0, 0xF3, 0xC), 10: _descriptor(0, 0xF3, 0xC)}
+    else:
+        entries = {
+            1: _descriptor(0, 0x9B, 0xC),  # kernel code and data, for the iret's start
+            2: _descriptor(0, 0x93, 0xC),
+            3: _descriptor(0, 0xFB, 0xC),
+            4: _descriptor(0, 0xF3, 0xC),
+            7: _descriptor(int(emu.fs_addr), 0xF3, 0x4, 0xFFF),
+        }
+    for index, data in entries.items():
+        unicorn.mem_write(gdt + index * 8, data)
+    gs_base = unicorn.reg_read(x86_const.UC_X86_REG_GS_BASE) if x64 else 0
+    pc_reg, sp_reg = (
+        (x86_const.UC_X86_REG_RIP, x86_const.UC_X86_REG_RSP)
+        if x64
+        else (x86_const.UC_X86_REG_EIP, x86_const.UC_X86_REG_ESP)
+    )
+    saved = {reg: unicorn.reg_read(reg) for reg in (pc_reg, sp_reg, x86_const.UC_X86_REG_EFLAGS)}
+    size = 0x1000
+    page = int(emu.mem_map(size, perms=se_common.PERM_MEM_RWX, tag="emu.user_mode_entry"))
+    try:
+        width = 8 if x64 else 4
+        target = page + 0x10
+        frame_at = page + size - 5 * width
+        frame = [target, selectors["cs"], 0x202, page + size, selectors["ss"]]
+        unicorn.mem_write(frame_at, b"".join(v.to_bytes(width, "little") for v in frame))
+        unicorn.mem_write(page, _IRET[x64])
+        unicorn.reg_write(sp_reg, frame_at)
+        unicorn.reg_write(x86_const.UC_X86_REG_EFLAGS, 0x2)  # no NT: a return to the frame, not a task switch
+        if not x64:
+            unicorn.reg_write(x86_const.UC_X86_REG_CS, 0x08)
+            unicorn.reg_write(x86_const.UC_X86_REG_SS, 0x10)
+        unicorn.emu_start(page, target, count=1)
+        done = unicorn.reg_read(x86_const.UC_X86_REG_CS) == selectors["cs"]
+    except uc.UcError:
+        done = False
+    finally:
+        emu.mem_free(page)
+        for reg, value in saved.items():
+            unicorn.reg_write(reg, value)
+    if not done:
+        return False
+    for name, reg in _SEGMENT_REGS.items():
+        unicorn.reg_write(reg, selectors[name])
+    if x64:
+        unicorn.reg_write(x86_const.UC_X86_REG_GS_BASE, gs_base)
+    return True

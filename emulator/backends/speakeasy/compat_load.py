@@ -447,12 +447,17 @@ def build_structs_from_prototypes(enabled: bool = True) -> None:
 
 
 def modules_from_guest_files(
-    emu: Any, candidates: Callable[[str], list[str]], load: Callable[[str], Any]
+    emu: Any,
+    candidates: Callable[[str], list[str]],
+    load: Callable[[str], Any],
+    system_path: Callable[[str], str | None] = lambda name: None,
 ) -> Callable[..., Any]:
     """Before Speakeasy builds a module by name (an import's DLL, LoadLibrary of a name it
     knows), ``candidates(name)`` gives the guest paths to try in order; the first one ``load``
     maps (a module, or None) is the module. Otherwise Speakeasy's own: a system DLL's decoy,
-    or a module with no code for a name it does not know. Returns Speakeasy's own
+    or a module with no code for a name it does not know; a system DLL's decoy named by
+    ``system_path(name)`` (Speakeasy puts a module it loads by name alone, such as kernelbase at
+    start-up, in the configuration's current folder). Returns Speakeasy's own
     ``load_module_by_name`` (the emulator's module, no search)."""
     original = emu.load_module_by_name
 
@@ -462,6 +467,7 @@ def modules_from_guest_files(
                 module = load(path)
                 if module is not None:
                     return module
+            emu_path = system_path(name)
         return original(name, emu_path=emu_path, base=base, native_path=native_path)
 
     emu.load_module_by_name = load_module_by_name

@@ -62,12 +62,33 @@ DBG_PRINTEXCEPTION_C = 0x40010006
 DBG_PRINTEXCEPTION_WIDE_C = 0x4001000A
 # Longest OutputDebugString text read to build its exception's parameters.
 MAX_DEBUG_STRING = 0x10000
+STATUS_PRIVILEGED_INSTRUCTION = 0xC0000096
+GENERAL_PROTECTION = 13
+# Unicorn delivers an exception without clearing QEMU's record of the last one, so a second
+# contributory fault (#DE, #GP) after one the guest handled arrives as a double fault (#DF):
+# the instruction at the pc says which it was.
+DOUBLE_FAULT = 8
+DIVIDE_ERROR = 0
+# Instruction prefixes (legacy; REX on x64), then the opcodes user mode may not run: hlt, cli,
+# sti, in, out, ins, outs; two-byte (0F xx): clts, invd, wbinvd, mov to/from CR/DR, wrmsr,
+# rdmsr, sysexit; 0F 00 /2 /3 (lldt, ltr) and 0F 01 /2 /3 /6 /7 (lgdt, lidt, lmsw, invlpg).
+PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})
+PRIVILEGED_ONE_BYTE = frozenset(
+    {0xF4, 0xFA, 0xFB, 0xE4, 0xE5, 0xE6, 0xE7, 0xEC, 0xED, 0xEE, 0xEF, 0x6C, 0x6D, 0x6E, 0x6F}
+)
+PRIVILEGED_TWO_BYTE = frozenset({0x06, 0x08, 0x09, 0x20, 0x21, 0x22, 0x23, 0x30, 0x32, 0x35})
+PRIVILEGED_GROUP = {0x00: (2, 3), 0x01: (2, 3, 6, 7)}  # 0F xx /reg
 SYSTEM_CALL_INTERRUPT = 0x2E
 ICEBP = b"\xf1"  # INT1: Unicorn raises an invalid instruction for it
 INTERRUPT_CODES = {
     0: STATUS_INTEGER_DIVIDE_BY_ZERO,
     1: STATUS_SINGLE_STEP,
     3: STATUS_BREAKPOINT,
+    # #GP (and #DF, below): what reaches user mode is a privileged instruction's exception or
+    # an access violation (an instruction longer than 15 bytes, a non-canonical address);
+    # Unicorn stopped the run on it
+    8: STATUS_ACCESS_VIOLATION,
+    13: STATUS_ACCESS_VIOLATION,
     0x2D: STATUS_BREAKPOINT,
 }
 TRAP_FLAG = 0x100
@@ -278,6 +299,8 @@ class ExceptionDispatcher:
             return True
         code = INTERRUPT_CODES.get(intnum)
         pc = int(self.emu.get_pc())
+        if intnum in (GENERAL_PROTECTION, DOUBLE_FAULT):
+            code = self._protection_fault_code(pc, intnum)
         if intnum == 3 and bytes(self.emu.mem_read(pc - 1, 1)) == b"\xcc":
             pc -= 1  # the exception address and the CONTEXT's pc are the int3 itself
         wanted = code is not None and self.repeats.get(self._fault_key(pc, None), 0) < MAX_SAME_FAULT
@@ -293,6 +316,28 @@ class ExceptionDispatcher:
             self.pending_pc = pc
             return True
         return self.original["_hook_interrupt"](emu, intnum)
+
+    def _protection_fault_code(self, pc: int, intnum: int) -> int:
+        """What Windows raises for a #GP (or the #DF Unicorn turns a second #DE or #GP into) at
+        ``pc``: STATUS_PRIVILEGED_INSTRUCTION for an instruction user mode may not run, the
+        divide error for a division, else STATUS_ACCESS_VIOLATION."""
+        try:
+            code = bytes(self.emu.mem_read(pc, 16))
+        except Exception:
+            return STATUS_ACCESS_VIOLATION
+        at = 0
+        while at < len(code) - 3 and (code[at] in PREFIXES or (self.x64 and 0x40 <= code[at] <= 0x4F)):
+            at += 1
+        opcode = code[at]
+        if intnum == DOUBLE_FAULT and opcode in (0xF6, 0xF7) and (code[at + 1] >> 3) & 7 in (6, 7):
+            return STATUS_INTEGER_DIVIDE_BY_ZERO
+        if opcode in PRIVILEGED_ONE_BYTE:
+            return STATUS_PRIVILEGED_INSTRUCTION
+        if opcode == 0x0F:
+            second, reg = code[at + 1], (code[at + 2] >> 3) & 7
+            if second in PRIVILEGED_TWO_BYTE or reg in PRIVILEGED_GROUP.get(second, ()):
+                return STATUS_PRIVILEGED_INSTRUCTION
+        return STATUS_ACCESS_VIOLATION
 
     def _fault_key(self, pc: int, address: int | None) -> FaultKey:
         """The same fault in the same machine state: a handler that resumed without changing

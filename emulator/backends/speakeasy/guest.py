@@ -29,6 +29,7 @@ the same ``[environment]``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 from collections.abc import Callable
@@ -40,7 +41,13 @@ from unicorn import x86_const as x86
 from emulator.backends.speakeasy import compat, compat_blocks, compat_fast, compat_guest
 from emulator.backends.speakeasy.config import parent_pid
 from emulator.backends.speakeasy.tls import ImplicitTls
-from emulator.environment import GuestEnvironment
+from emulator.environment import (
+    PROCESSOR_FAMILY,
+    PROCESSOR_MODEL,
+    PROCESSOR_STEPPING,
+    GuestEnvironment,
+    environment_block,
+)
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
 KUSER_SHARED_DATA = 0x7FFE0000
@@ -59,13 +66,35 @@ KUSER_NT_PRODUCT_TYPE = 0x264  # 1: NtProductWinNt (a workstation)
 KUSER_PRODUCT_TYPE_IS_VALID = 0x268  # then Reserved0, NativeProcessorArchitecture
 KUSER_NT_MAJOR_VERSION = 0x26C
 KUSER_NT_MINOR_VERSION = 0x270
+KUSER_TIME_ZONE_ID = 0x240
+KUSER_LARGE_PAGE_MINIMUM = 0x244
+KUSER_PROCESSOR_FEATURES = 0x274  # BOOLEAN[64], what IsProcessorFeaturePresent reads
+KUSER_SUITE_MASK = 0x2D0
 KUSER_KD_DEBUGGER_ENABLED = 0x2D4
 KUSER_ACTIVE_CONSOLE_ID = 0x2D8
 KUSER_NUMBER_OF_PHYSICAL_PAGES = 0x2E8
+KUSER_TEST_RET_INSTRUCTION = 0x2F8  # ULONGLONG 0xC3: a ret
 KUSER_QPC_FREQUENCY = 0x300
+KUSER_COOKIE = 0x330
 KUSER_UNPARKED_PROCESSOR_COUNT = 0x36A
 KUSER_QPC_BIAS = 0x3B8  # bare Speakeasy writes the QPC frequency here
 KUSER_ACTIVE_PROCESSOR_COUNT = 0x3C0  # then ActiveGroupCount (USHORT)
+KUSER_PAGE_SIZE = 0x1000
+# The floating-point state a Windows process starts with: x87 control word (all exceptions
+# masked, 53-bit precision, round to nearest) and MXCSR (all exceptions masked).
+FPU_CONTROL_WORD = 0x27F
+MXCSR_DEFAULT = 0x1F80
+LARGE_PAGE_MINIMUM = 0x200000  # 2 MiB, GetLargePageMinimum's on x86 and x64
+# VER_SUITE_TERMINAL | VER_SUITE_SINGLEUSERTS: a desktop edition (Home adds VER_SUITE_PERSONAL).
+SUITE_MASK = 0x110
+# KUSER_SHARED_DATA.Cookie: a per-boot random value (RtlEncodePointer mixes it); fixed here.
+KUSER_COOKIE_VALUE = 0x3C6EF372
+# CPUID.1:EAX, the processor signature: family 6, model 0x3C (60), stepping 3, an i7-4790's, as
+# the registry's Identifier, %PROCESSOR_IDENTIFIER% / %PROCESSOR_REVISION% and GetSystemInfo say
+# (Unicorn's Haswell model says stepping 4).
+CPU_SIGNATURE = PROCESSOR_FAMILY << 8 | (PROCESSOR_MODEL >> 4) << 16 | (PROCESSOR_MODEL & 0xF) << 4 | PROCESSOR_STEPPING
+# CPUID.1:EDX bit 28 (HTT): EBX[23:16] holds the logical processors per package.
+CPUID_HTT = 1 << 28
 # The guest's Windows is as wide as the guest (GetNativeSystemInfo and IsWow64Process agree).
 IMAGE_FILE_MACHINE = {True: 0x8664, False: 0x014C}
 PROCESSOR_ARCHITECTURE = {True: 9, False: 0}  # AMD64, INTEL
@@ -77,6 +106,25 @@ HEAP_OFFSETS = {True: (0x10, 0x70, 0x74), False: (0x08, 0x40, 0x44)}  # x64, x86
 HEAP_HEADER_SIZE = 0x1000
 # TEB.LastErrorValue
 TEB_LAST_ERROR = {True: 0x68, False: 0x34}
+# TEB.DeallocationStack (the stack's allocation base) and TEB.TlsSlots[64] (x64, x86).
+TEB_DEALLOCATION_STACK = {True: 0x1478, False: 0xE0C}
+TEB_TLS_SLOTS = {True: 0x1480, False: 0xE10}
+TLS_MINIMUM_AVAILABLE = 64
+# Windows 10's TEB size (x64, x86): Speakeasy maps one page at the TEB's address, which the x64
+# TEB's DeallocationStack and TlsSlots lie past.
+TEB_SIZE = {True: 0x1838, False: 0x1000}
+# TEB.CurrentLocale: en-US, what GetThreadLocale reads.
+LOCALE_EN_US = 0x409
+# The interactive user's session (services run in session 0).
+USER_SESSION_ID = 1
+# PEB_LDR_DATA.Length, RTL_USER_PROCESS_PARAMETERS' size and its Environment offset (Windows
+# 10's), by pointer size.
+PEB_LDR_DATA_SIZE = {True: 0x58, False: 0x30}
+PROCESS_PARAMETERS_SIZE = {True: 0x440, False: 0x2C0}
+PROCESS_PARAMETERS_ENVIRONMENT = {True: 0x80, False: 0x48}
+# Optional header fields (the same offsets in PE32 and PE32+).
+OPTIONAL_SUBSYSTEM_VERSION = 0x30  # MajorSubsystemVersion, MinorSubsystemVersion (WORDs)
+OPTIONAL_SUBSYSTEM = 0x44
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
@@ -123,7 +171,58 @@ def cpuid(mode: int, leaf: int, subleaf: int, guest: GuestEnvironment) -> tuple[
         return struct.unpack_from("<IIII", brand, (leaf - 0x80000002) * 16)  # type: ignore[return-value]
     elif leaf == 1:
         ecx = ecx | HYPERVISOR_BIT if guest.hypervisor else ecx & ~HYPERVISOR_BIT
+        # The signature, and the processors per package (Unicorn's model says 0 without HTT),
+        # covering the count GetSystemInfo gives.
+        eax = CPU_SIGNATURE
+        ebx = (ebx & 0xFF00FFFF) | (min(guest.processors, 0xFF) << 16)
+        edx |= CPUID_HTT
+    elif leaf == 0x80000001:
+        eax = CPU_SIGNATURE
     return eax, ebx, ecx, edx
+
+
+# IsProcessorFeaturePresent's features (PF_*) and the CPUID bit that says each is there:
+# (leaf, subleaf, register index (EAX 0 .. EDX 3), bit); None: a fixed answer below.
+_CPUID_FEATURES: dict[int, tuple[int, int, int, int]] = {
+    2: (1, 0, 3, 8),  # PF_COMPARE_EXCHANGE_DOUBLE: CX8
+    3: (1, 0, 3, 23),  # PF_MMX_INSTRUCTIONS_AVAILABLE
+    6: (1, 0, 3, 25),  # PF_XMMI_INSTRUCTIONS_AVAILABLE: SSE
+    8: (1, 0, 3, 4),  # PF_RDTSC_INSTRUCTION_AVAILABLE
+    9: (1, 0, 3, 6),  # PF_PAE_ENABLED
+    10: (1, 0, 3, 26),  # PF_XMMI64_INSTRUCTIONS_AVAILABLE: SSE2
+    13: (1, 0, 2, 0),  # PF_SSE3_INSTRUCTIONS_AVAILABLE
+    17: (1, 0, 2, 26),  # PF_XSAVE_ENABLED
+    28: (1, 0, 2, 30),  # PF_RDRAND_INSTRUCTION_AVAILABLE
+    32: (0x80000001, 0, 3, 27),  # PF_RDTSCP_INSTRUCTION_AVAILABLE
+    36: (1, 0, 2, 9),  # PF_SSSE3_INSTRUCTIONS_AVAILABLE
+    37: (1, 0, 2, 19),  # PF_SSE4_1_INSTRUCTIONS_AVAILABLE
+    38: (1, 0, 2, 20),  # PF_SSE4_2_INSTRUCTIONS_AVAILABLE
+    39: (1, 0, 2, 28),  # PF_AVX_INSTRUCTIONS_AVAILABLE
+    40: (7, 0, 1, 5),  # PF_AVX2_INSTRUCTIONS_AVAILABLE
+    41: (7, 0, 1, 16),  # PF_AVX512F_INSTRUCTIONS_AVAILABLE
+    42: (7, 0, 1, 9),  # PF_ERMS_AVAILABLE
+}
+# Present on every x86/x64 Windows 10 machine: PF_SSE_DAZ_MODE_AVAILABLE (11), PF_NX_ENABLED (12),
+# PF_SECOND_LEVEL_ADDRESS_TRANSLATION (20), PF_VIRT_FIRMWARE_ENABLED (21), PF_FASTFAIL_AVAILABLE (23).
+_ALWAYS_FEATURES = (11, 12, 20, 21, 23)
+PF_COMPARE_EXCHANGE128 = 14  # CMPXCHG16B, reported by a 64-bit Windows only
+PF_RDWRFSGSBASE_AVAILABLE = 22  # x64 only
+
+
+def processor_features(mode: int, guest: GuestEnvironment) -> bytes:
+    """KUSER_SHARED_DATA.ProcessorFeatures: one byte per PF_* index, from the guest's CPUID (what
+    IsProcessorFeaturePresent answers; Speakeasy's handler answered from a table of its own)."""
+    features = bytearray(64)
+    for index, (leaf, subleaf, register, bit) in _CPUID_FEATURES.items():
+        features[index] = (cpuid(mode, leaf, subleaf, guest)[register] >> bit) & 1
+    for index in _ALWAYS_FEATURES:
+        features[index] = 1
+    if mode == uc.UC_MODE_64:
+        features[PF_COMPARE_EXCHANGE128] = (cpuid(mode, 1, 0, guest)[2] >> 13) & 1
+        features[PF_RDWRFSGSBASE_AVAILABLE] = cpuid(mode, 7, 0, guest)[1] & 1
+    # XSAVE counts only when the OS enabled it (OSXSAVE).
+    features[17] &= (cpuid(mode, 1, 0, guest)[2] >> 27) & 1
+    return bytes(features)
 
 
 class GuestMachine:
@@ -148,6 +247,8 @@ class GuestMachine:
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
         unicorn = compat.unicorn_of(self.emu)
         compat.add_cpuid_hook(unicorn, self._on_cpuid)
+        compat_guest.set_initial_fpu_state(unicorn, FPU_CONTROL_WORD, MXCSR_DEFAULT)
+        compat_guest.enter_user_mode(self.emu, self.x64)
         self.write_fixed_shared_data()
         self.update_shared_data()
         ProcessBlocks(self.emu, self.guest, self.x64).install()
@@ -298,7 +399,12 @@ class GuestMachine:
             (KUSER_NT_PRODUCT_TYPE, struct.pack("<I", 1)),
             (KUSER_PRODUCT_TYPE_IS_VALID, struct.pack("<BBH", 1, 0, PROCESSOR_ARCHITECTURE[self.x64])),
             (KUSER_NT_MAJOR_VERSION, struct.pack("<II", major, minor)),
+            (KUSER_LARGE_PAGE_MINIMUM, struct.pack("<I", LARGE_PAGE_MINIMUM)),
+            (KUSER_PROCESSOR_FEATURES, processor_features(self.mode, guest)),
+            (KUSER_SUITE_MASK, struct.pack("<I", SUITE_MASK)),
             (KUSER_KD_DEBUGGER_ENABLED, b"\0"),
+            (KUSER_TEST_RET_INSTRUCTION, struct.pack("<Q", 0xC3)),
+            (KUSER_COOKIE, struct.pack("<I", KUSER_COOKIE_VALUE)),
             (KUSER_ACTIVE_CONSOLE_ID, struct.pack("<I", 1)),
             (KUSER_NUMBER_OF_PHYSICAL_PAGES, struct.pack("<I", guest.memory_mb * 256)),
             (KUSER_QPC_FREQUENCY, struct.pack("<q", PERF_FREQUENCY)),
@@ -311,6 +417,9 @@ class GuestMachine:
                 self.emu.mem_write(KUSER_SHARED_DATA + offset, data)
         except Exception:
             return  # no shared page mapped (another mapping owns the address)
+        # Read-only to the guest, as on Windows (a write faults); the clock's writes are the
+        # emulator's, which Unicorn lets through whatever the protection.
+        compat_guest.make_read_only(compat.unicorn_of(self.emu), KUSER_SHARED_DATA, KUSER_PAGE_SIZE)
 
     def update_shared_data(self) -> None:
         """Write the clock into KUSER_SHARED_DATA when it has moved by a timer tick or more."""
@@ -353,6 +462,7 @@ class ProcessBlocks:
         self.x64 = x64
 
     def install(self) -> None:
+        compat_blocks.whole_teb_mapped(self.emu, TEB_SIZE[self.x64])
         compat_blocks.on_new_peb(self.emu, self._fill_peb)
         compat_blocks.on_new_teb(self.emu, self._fill_teb)
         compat_blocks.mirror_last_error(self.emu, self._teb_address, TEB_LAST_ERROR[self.x64])
@@ -367,16 +477,51 @@ class ProcessBlocks:
         heaps = compat_blocks.process_heaps(self.emu)
         if not heaps:
             heaps.append(self._new_heap())
-        compat_blocks.set_fields(
-            process.peb,
-            {
-                "ProcessHeap": heaps[0],
-                "NumberOfHeaps": 1,
-                "MaximumNumberOfHeaps": 16,
-                "NumberOfProcessors": self.guest.processors,
-                "OSPlatformId": VER_PLATFORM_WIN32_NT,
-            },
-        )
+        ptr = 8 if self.x64 else 4
+        heap_list: int = self.emu.mem_map(0x1000, tag="emu.process_heaps")
+        self.emu.mem_write(heap_list, heaps[0].to_bytes(ptr, "little"))
+        mask = (1 << min(self.guest.processors, ptr * 8)) - 1
+        process.session = USER_SESSION_ID  # ProcessIdToSessionId's answer
+        fields = {
+            "ProcessHeap": heaps[0],
+            "NumberOfHeaps": 1,
+            "MaximumNumberOfHeaps": 16,
+            "ProcessHeaps": heap_list,
+            "NumberOfProcessors": self.guest.processors,
+            "OSPlatformId": VER_PLATFORM_WIN32_NT,
+            "ActiveProcessAffinityMask": mask,
+            "SessionId": USER_SESSION_ID,
+        }
+        fields.update(self._subsystem(int(process.peb.object.ImageBaseAddress or 0)))
+        compat_blocks.set_fields(process.peb, fields)
+        compat_blocks.set_loader_data(process, PEB_LDR_DATA_SIZE[self.x64])
+        compat_blocks.entry_points_as_headers(self.emu, process)
+        self._fill_parameters(int(process.peb.object.ProcessParameters or 0))
+        write_environment(self.emu, compat_blocks.peb_address(process), self.x64, {})
+
+    def _subsystem(self, base: int) -> dict[str, int]:
+        """PEB.ImageSubsystem and its version: the program's optional header's."""
+        try:
+            lfanew = struct.unpack("<I", bytes(self.emu.mem_read(base + 0x3C, 4)))[0]
+            optional = base + lfanew + 24
+            major, minor = struct.unpack("<HH", bytes(self.emu.mem_read(optional + OPTIONAL_SUBSYSTEM_VERSION, 4)))
+            (subsystem,) = struct.unpack("<H", bytes(self.emu.mem_read(optional + OPTIONAL_SUBSYSTEM, 2)))
+        except Exception:
+            return {}
+        return {"ImageSubsystem": subsystem, "ImageSubsystemMajorVersion": major, "ImageSubsystemMinorVersion": minor}
+
+    def _fill_parameters(self, address: int) -> None:
+        """RTL_USER_PROCESS_PARAMETERS' length as Windows 10's (Speakeasy's structure stops early;
+        its strings follow it)."""
+        if not address:
+            return
+        try:
+            maximum, length = struct.unpack("<II", bytes(self.emu.mem_read(address, 8)))
+            strings = max(0, length - compat_blocks.process_parameters_size(self.emu))
+            size = max(length, PROCESS_PARAMETERS_SIZE[self.x64] + strings)
+            self.emu.mem_write(address, struct.pack("<II", max(maximum, size), size))
+        except Exception:
+            return
 
     def _new_heap(self) -> int:
         heap: int = self.emu.mem_map(HEAP_HEADER_SIZE, tag="emu.process_heap")
@@ -389,8 +534,42 @@ class ProcessBlocks:
     def _fill_teb(self, thread: Any) -> None:
         process = getattr(thread, "process", None) or self.emu.get_current_process()
         thread.teb.object.LastErrorValue = thread.last_error & 0xFFFFFFFF
+        thread.teb.object.CurrentLocale = LOCALE_EN_US
         compat_blocks.set_stack_limit(self.emu, thread)
+        compat_blocks.set_deallocation_stack(self.emu, thread, TEB_DEALLOCATION_STACK[self.x64])
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
+        self._own_tls_slots(thread)
+
+    def _own_tls_slots(self, thread: Any) -> None:
+        """The thread's own TLS values (Speakeasy's list of them) in its TEB's slots: a thread run
+        at the one TEB address must not see the previous thread's."""
+        if not compat_blocks.teb_holds(self.emu, int(thread.teb.address), TEB_TLS_SLOTS[self.x64]):
+            return
+        values = [int(v or 0) for v in (getattr(thread, "tls", None) or [])][:TLS_MINIMUM_AVAILABLE]
+        values += [0] * (TLS_MINIMUM_AVAILABLE - len(values))
+        width = 8 if self.x64 else 4
+        data = b"".join((v & ((1 << (8 * width)) - 1)).to_bytes(width, "little") for v in values)
+        with contextlib.suppress(Exception):
+            self.emu.mem_write(int(thread.teb.address) + TEB_TLS_SLOTS[self.x64], data)
+
+
+def write_environment(emu: Any, peb: int, x64: bool, names: dict[str, str]) -> None:
+    """PEB.ProcessParameters.Environment: the block of the process's
+    variables (Speakeasy's dictionary, which GetEnvironmentVariable reads), in a new allocation
+    each time they change, as RtlSetEnvironmentVariable reallocates it."""
+    if not peb:
+        return
+    ptr = 8 if x64 else 4
+    try:
+        parameters = int.from_bytes(bytes(emu.mem_read(peb + (0x20 if x64 else 0x10), ptr)), "little")
+        if not parameters:
+            return
+        data = environment_block(dict(emu.get_env()), names).encode("utf-16-le")
+        block = int(emu.mem_map(max(len(data), 0x1000), tag="emu.environment"))
+        emu.mem_write(block, data)
+        emu.mem_write(parameters + PROCESS_PARAMETERS_ENVIRONMENT[x64], block.to_bytes(ptr, "little"))
+    except Exception:
+        return
 
 
 def code_ranges(data: bytes, base: int, size: int) -> list[tuple[int, int]]:
@@ -419,3 +598,4 @@ def _ksystem_time(value: int) -> bytes:
 
 
 assert TSC_HZ % 10_000_000 == 0
+assert CPU_SIGNATURE == 0x306C3

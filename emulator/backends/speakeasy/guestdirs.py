@@ -31,6 +31,9 @@ ERROR_INVALID_PARAMETER = 87
 ERROR_INVALID_HANDLE = 6
 ERROR_ALREADY_EXISTS = 183
 ERROR_PATH_NOT_FOUND = 3
+INVALID_FILE_ATTRIBUTES = 0xFFFFFFFF
+# The emulator attribute naming its GuestDirectories (for not_found_error).
+FOLDERS_ATTR = "_chainreplay_folders"
 # Folders every Windows 10 machine has; {profile} is the user's, from the guest's variables.
 STANDARD_FOLDERS = (
     "C:\\Windows\\System32\\drivers\\etc",
@@ -107,6 +110,12 @@ class GuestDirectories:
             if getattr(file, "path", None):
                 yield file.path
 
+    def not_found_error(self, path: str) -> int:
+        """Why ``path`` was not found: ERROR_PATH_NOT_FOUND when its folder does not exist
+        either, else ERROR_FILE_NOT_FOUND (as CreateFile and GetFileAttributes fail)."""
+        folder = ntpath.dirname(self.absolute(path))
+        return ERROR_FILE_NOT_FOUND if not folder or self.is_folder(folder) else ERROR_PATH_NOT_FOUND
+
     def is_folder(self, path: str) -> bool:
         key = normal_path(self.absolute(path))
         if key in self.folders or len(key) == 2:
@@ -164,6 +173,7 @@ class GuestDirectories:
         ``file_size(path)``: a guest file's size, None when there is no such file;
         ``path_of_handle(handle)``: the path of the file a handle names)."""
         self.emu.fileman.find_matching_entries = self.entries
+        setattr(self.emu, FOLDERS_ATTR, self)
         # Lower-cased path -> (creation, last access, last write) FILETIMEs SetFileTime gave it.
         times: dict[str, list[int]] = {}
 
@@ -230,7 +240,10 @@ class GuestDirectories:
             if path and self.is_folder(path):
                 emu.set_last_error(0)
                 return FILE_ATTRIBUTE_DIRECTORY
-            return int(orig(argv) or 0)
+            rv = int(orig(argv) or 0)
+            if rv == INVALID_FILE_ATTRIBUTES and path:
+                emu.set_last_error(self.not_found_error(path))  # Speakeasy's set none
+            return rv
 
         for name in ("GetFileAttributesA", "GetFileAttributesW"):
             se.add_api_hook(attributes, "kernel32", name, argc=1)
@@ -258,3 +271,10 @@ class GuestDirectories:
                 return create_directory(emu, api_name, lambda _argv: orig(argv), [argv[1], argv[2]])
 
             se.add_api_hook(create_directory_ex, "kernel32", name, argc=3)
+
+
+def not_found_error(emu: Any, path: str) -> int | None:
+    """ERROR_PATH_NOT_FOUND or ERROR_FILE_NOT_FOUND for a ``path`` that does not exist, by
+    whether its folder does (None: no folders known for ``emu``)."""
+    folders = getattr(emu, FOLDERS_ATTR, None)
+    return folders.not_found_error(path) if isinstance(folders, GuestDirectories) and path else None

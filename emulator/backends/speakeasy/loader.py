@@ -52,6 +52,8 @@ ERROR_BAD_EXE_FORMAT = 193
 # SafeDllSearchMode: the application's folder, System32, the Windows folder; the current
 # folder, usually the application's, and %PATH% are not searched).
 SYSTEM_FOLDERS = ("C:\\Windows\\System32", "C:\\Windows")
+# Where the emulator's system DLLs live (their loader entries and GetModuleFileName).
+SYSTEM_DLL_DIRECTORY = "C:\\Windows\\system32"
 # Folders whose DLLs are the system's own (a forwarder or a LoadLibrary naming one by its full path
 # means the genuine DLL).
 SYSTEM_DLL_FOLDERS = frozenset(f.lower() for f in (*SYSTEM_FOLDERS, "C:\\Windows\\SysWOW64"))
@@ -131,7 +133,9 @@ class DllSearch:
         self._names_at: tuple[int, int] = (-1, 0)
 
     def install(self) -> None:
-        self._emulator_load = compat_load.modules_from_guest_files(self.emu, self.candidates, self.load)
+        self._emulator_load = compat_load.modules_from_guest_files(
+            self.emu, self.candidates, self.load, self.system_path
+        )
         compat_load.imports_bound_through(self.emu, self.override)
         compat_load.forwarders_resolved_by(self.emu, self.forwarder_target)
 
@@ -145,6 +149,14 @@ class DllSearch:
             return []
         folders = (self.app_folder, *SYSTEM_FOLDERS) if self.app_folder else SYSTEM_FOLDERS
         return [ntpath.join(folder, file_name) for folder in folders]
+
+    def system_path(self, name: str) -> str | None:
+        """Where a system DLL the emulator provides lives (``C:\\Windows\\system32\\NAME.dll``, as
+        its other decoys), for a known DLL loaded by name; None for any other name."""
+        if not name or "\\" in name or "/" in name:
+            return None
+        stem = dll_stem(name)
+        return f"{SYSTEM_DLL_DIRECTORY}\\{stem}.dll" if stem in KNOWN_DLLS else None
 
     def load(self, path: str) -> Any:
         """The module mapped from the guest's file ``path``, or None (no such file, not a PE of
@@ -412,6 +424,12 @@ class GuestModuleLoader:
         return rv
 
     def _module_handle(self, name: str, orig: Any, argv: list[int]) -> int:
+        rv = self._module_handle_of(name, orig, argv)
+        if not rv:
+            self.memory.set_last_error(ERROR_MOD_NOT_FOUND)  # Speakeasy's set none
+        return rv
+
+    def _module_handle_of(self, name: str, orig: Any, argv: list[int]) -> int:
         # Speakeasy walks the loader list by file name, where the emulator's module of a name a
         # planted DLL took over comes first.
         if self.search is None or not self.search.planted:

@@ -28,10 +28,12 @@ from emulator.backends.speakeasy import (
     compat_start,
     disks,
     exceptions,
+    guestdirs,
     images,
     lasterror,
     ntmemory,
     printf,
+    procapis,
     procview,
     regenum,
     signatures,
@@ -71,6 +73,8 @@ PREDEFINED_KEY_APIS = (
 MAX_OBJECT_NAME = 260
 ERROR_SUCCESS = 0
 ERROR_FILE_NOT_FOUND = 2
+MAX_VALUE_NAME = 16383  # a registry value name's characters at most
+MAX_KEPT_VALUE_BYTES = 1 << 20  # of a missing value's buffer, put back as it was
 ERROR_INVALID_PARAMETER = 87
 
 
@@ -125,7 +129,11 @@ class SpeakeasyMemory:
             compat_blocks.processes(emu)  # gives every process its parent
             return GuestObject("process", obj.pid, getattr(obj, "ppid", 0), compat_blocks.peb_address(obj))
         if compat_blocks.is_thread(obj):
-            return GuestObject("thread", obj.tid)
+            owner = getattr(obj, "process", None) or emu.get_current_process()
+            teb = getattr(obj, "teb", None)
+            return GuestObject(
+                "thread", obj.tid, int(getattr(owner, "pid", 0) or 0), teb=int(getattr(teb, "address", 0) or 0)
+            )
         return GuestObject("other")
 
     def query_memory(self, address: int) -> MemoryRegion | None:
@@ -339,6 +347,8 @@ def install_api_handlers(
         argv = list(argv)
         if argv and argv[0] >> 32 == 0xFFFFFFFF and argv[0] & 0xFFFFFFF0 == 0x80000000:
             argv[0] &= 0xFFFFFFFF
+        if api_name.rsplit(".", 1)[-1].startswith("RegQueryValueEx") and len(argv) >= 6:
+            return _query_value(emu, memory, api_name.endswith("W"), orig, argv)
         return orig(argv)
 
     for name in PREDEFINED_KEY_APIS:
@@ -347,6 +357,14 @@ def install_api_handlers(
     def invalid_handle(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         # INVALID_HANDLE_VALUE is (HANDLE)-1: all ones at the pointer size, not 0xFFFFFFFF on x64.
         rv = orig(argv)
+        creating = api_name.rsplit(".", 1)[-1].startswith("CreateFile") and argv and argv[0]
+        if rv == INVALID_HANDLE_32 and creating and emu.get_last_error() == ERROR_FILE_NOT_FOUND:
+            # A path whose folder does not exist either: ERROR_PATH_NOT_FOUND (Speakeasy: FILE_NOT_FOUND).
+            wide = api_name.endswith("W")
+            path = read_c_string(memory, argv[0], wide, guestdirs.MAX_GUEST_PATH * (2 if wide else 1))
+            error = guestdirs.not_found_error(emu, path.decode("utf-16-le" if wide else "latin-1", "replace"))
+            if error is not None:
+                emu.set_last_error(error)
         if rv == INVALID_HANDLE_32 and memory.ptr_size == 8:
             return INVALID_HANDLE_64
         return rv
@@ -460,6 +478,7 @@ def install_api_handlers(
     printf.install_handlers(se)
     regenum.install(se, memory.ptr_size)
     procview.install(se, memory.ptr_size)
+    procapis.install(se, se.emu, memory.ptr_size == 8)
     disks.install(se, services.guest)
     ntmemory.install(se, memory.ptr_size, memory.space)
     timers.install(se, memory.ptr_size, services)
@@ -502,6 +521,33 @@ def _final_path_by_handle(emu: Any, memory: SpeakeasyMemory, wide: bool, argv: l
     data = text.encode("utf-16-le" if wide else "latin-1", "replace") + (b"\0\0" if wide else b"\0")
     memory.write(buffer, data)
     return len(text)
+
+
+def _query_value(emu: Any, memory: SpeakeasyMemory, wide: bool, orig: Any, argv: list[int]) -> Any:
+    """RegQueryValueEx of a value the key does not have: ERROR_FILE_NOT_FOUND, the caller's
+    buffers untouched, as on Windows (Speakeasy answered ERROR_SUCCESS with a buffer of zeros).
+    The read is still recorded (Speakeasy's handler runs)."""
+    key, name_ptr, size_ptr = argv[0], argv[1], argv[5]
+    name = ""
+    if name_ptr:
+        raw = read_c_string(memory, name_ptr, wide, MAX_VALUE_NAME * (2 if wide else 1))
+        name = raw.decode("utf-16-le" if wide else "latin-1", "replace")
+    missing = compat.registry_value_missing(emu, key, name)
+    size = data = b""
+    try:
+        size = memory.read(size_ptr, 4) if missing and size_ptr else b""
+        length = min(int.from_bytes(size, "little"), MAX_KEPT_VALUE_BYTES)
+        data = memory.read(argv[4], length) if missing and length and argv[4] else b""
+    except Exception:
+        pass  # Speakeasy's handler meets the bad pointer as before
+    rv = orig(argv)
+    if not missing or rv != ERROR_SUCCESS:
+        return rv
+    if size:
+        memory.write(size_ptr, size)
+    if data:
+        memory.write(argv[4], data)
+    return ERROR_FILE_NOT_FOUND
 
 
 def _install_handler(

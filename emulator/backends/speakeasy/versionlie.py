@@ -15,7 +15,7 @@ import struct
 from typing import Any
 
 from emulator import pe
-from emulator.backends.speakeasy import compat_blocks
+from emulator.backends.speakeasy import compat_blocks, procapis
 
 WINDOWS_8 = (6, 2, 9200)
 WINDOWS_81 = (6, 3, 9600)
@@ -33,24 +33,28 @@ def told_version(data: bytes, machine: tuple[int, int, int]) -> tuple[int, int, 
     return WINDOWS_8
 
 
-def install(se: Any, data: bytes) -> None:
-    """Hook GetVersion / GetVersionExA/W when the program is told an older version."""
-    told = told_version(data, compat_blocks.os_version(se.emu))
-    if told is None:
-        return
-    major, minor, build = told
+def install(se: Any, data: bytes | None) -> None:
+    """Hook GetVersionExA/W (its OSVERSIONINFOEX fields, procapis.fill_version_ex), and GetVersion
+    too when the program (``data``; None: shellcode) is told an older version."""
+    told = told_version(data, compat_blocks.os_version(se.emu)) if data is not None else None
 
     def get_version_ex(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         rv = orig(argv)
         if rv and argv and argv[0]:
-            # OSVERSIONINFO(EX)A/W: dwOSVersionInfoSize, dwMajorVersion, dwMinorVersion, dwBuildNumber
-            emu.mem_write(argv[0] + 4, struct.pack("<III", major, minor, build))
+            procapis.fill_version_ex(emu, argv[0])
+            if told is not None:
+                # OSVERSIONINFO(EX)A/W: dwOSVersionInfoSize, dwMajorVersion, dwMinorVersion, dwBuildNumber
+                emu.mem_write(argv[0] + 4, struct.pack("<III", *told))
         return rv
+
+    for name in ("GetVersionExA", "GetVersionExW"):
+        se.add_api_hook(get_version_ex, "kernel32", name)
+    if told is None:
+        return
+    major, minor, build = told
 
     def get_version(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         orig(argv)
         return (build << 16) | (minor << 8) | major
 
-    for name in ("GetVersionExA", "GetVersionExW"):
-        se.add_api_hook(get_version_ex, "kernel32", name)
     se.add_api_hook(get_version, "kernel32", "GetVersion")

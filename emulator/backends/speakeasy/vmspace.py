@@ -381,6 +381,9 @@ class AddressSpace:
         args = list(argv[1:5]) if api_name.endswith("Ex") else list(argv[:4])
         address, size, kind, protect = (args + [0, 0, 0, 0])[:4]
         kind, protect = kind & 0xFFFFFFFF, protect & 0xFFFFFFFF  # DWORDs: a register's upper half is junk
+        if not size and not address:
+            emu.set_last_error(ERROR_INVALID_PARAMETER)  # Speakeasy failed without an error
+            return 0
         inside = self._guest_allocation(address)
         rv = orig(argv)
         if not rv or not size:
@@ -450,6 +453,10 @@ class AddressSpace:
         kind &= 0xFFFFFFFF
         mm = self._guest_allocation(address)
         if mm is None:
+            if address and emu.get_address_map(address) is None:
+                # nothing is allocated there: Windows fails (Speakeasy answered TRUE)
+                emu.set_last_error(ERROR_INVALID_ADDRESS)
+                return 0
             return orig(argv)
         base, whole_end = int(mm.base), _up(int(mm.base) + int(mm.size))
         if kind & MEM_DECOMMIT:
