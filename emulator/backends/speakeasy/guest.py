@@ -50,6 +50,12 @@ from emulator.environment import (
 )
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
+# Enter the guest at CPL 3 with Windows' selectors (compat_guest.enter_user_mode). Off: at CPL 3
+# every later Unicorn mem_map under Speakeasy costs 3-14x more and grows with the regions mapped
+# (allocloop.exe 2.2 -> 6.6 s, hostile3's thousand threads 2.2 -> 6.9 s); not reproduced on bare
+# Unicorn, cause not found. Left off, `cli` and the selectors are emulator tells (docs/limitations.md).
+USER_MODE_ENTRY = False
+
 KUSER_SHARED_DATA = 0x7FFE0000
 KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
 KUSER_TICK_COUNT = 0x320  # offset of TickCount (a KSYSTEM_TIME) in KUSER_SHARED_DATA
@@ -248,7 +254,8 @@ class GuestMachine:
         unicorn = compat.unicorn_of(self.emu)
         compat.add_cpuid_hook(unicorn, self._on_cpuid)
         compat_guest.set_initial_fpu_state(unicorn, FPU_CONTROL_WORD, MXCSR_DEFAULT)
-        compat_guest.enter_user_mode(self.emu, self.x64)
+        if USER_MODE_ENTRY:
+            compat_guest.enter_user_mode(self.emu, self.x64)
         self.write_fixed_shared_data()
         self.update_shared_data()
         ProcessBlocks(self.emu, self.guest, self.x64).install()
