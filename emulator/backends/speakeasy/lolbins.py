@@ -286,13 +286,22 @@ def _leaves(node: CmdNode) -> list[CmdCommand]:
     return _leaves(node.left) + _leaves(node.right)
 
 
-def _cmd_node(path: str, tail: str, arch: str, expand: Callable[[str], str], depth: int) -> CmdNode | None:
+def cmd_command(tail: str) -> str | None:
+    """The command line cmd.exe runs, from its arguments ``tail`` (what follows ``/c``, ``/k``
+    or ``/r``), its outer quotes taken off as cmd does; None without one of those switches."""
     match = re.search(r"(?i)(?:^|\s)/[ckr](?=\s|\"|$)", tail)
     if match is None:
         return None
     command = tail[match.end() :].strip()
     if command.startswith('"') and command.endswith('"') and command.count('"') > 2:
         command = command[1:-1]  # cmd's rule: the outer quotes of a command that has more
+    return command
+
+
+def _cmd_node(path: str, tail: str, arch: str, expand: Callable[[str], str], depth: int) -> CmdNode | None:
+    command = cmd_command(tail)
+    if command is None:
+        return None
     command = expand(command)
     node = _parse_line(command)
     return _with_targets(node, path, arch, expand, depth) if node is not None else None

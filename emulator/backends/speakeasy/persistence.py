@@ -16,7 +16,6 @@ Pure text: no emulator here (tests read it directly).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,12 +87,9 @@ def persistence_commands(
     elif key == "reg":
         found = _reg(args)
     elif key == "cmd":
-        match = re.search(r"(?i)(?:^|\s)/[ckr](?=\s|\"|$)", tail)
-        if match is None:
+        command = lolbins.cmd_command(tail)
+        if command is None:
             return []
-        command = tail[match.end() :].strip()
-        if command.startswith('"') and command.endswith('"') and command.count('"') > 2:
-            command = command[1:-1]
         out: list[PersistenceCommand] = []
         for part in lolbins._commands(expand(command)):
             program, _ = lolbins.split_first(part)

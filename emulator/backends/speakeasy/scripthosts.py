@@ -87,12 +87,9 @@ def script_commands(name: str, command_line: str, expand: Callable[[str], str], 
         found = _wsh(key + ".exe", tail)
         return [found] if found is not None else []
     if key == "cmd":
-        match = re.search(r"(?i)(?:^|\s)/[ckr](?=\s|\"|$)", tail)
-        if match is None:
+        command = lolbins.cmd_command(tail)
+        if command is None:
             return []
-        command = tail[match.end() :].strip()
-        if command.startswith('"') and command.endswith('"') and command.count('"') > 2:
-            command = command[1:-1]
         found_all: list[ScriptCommand] = []
         for part in lolbins._commands(expand(command)):
             program, args = lolbins.split_first(part)
