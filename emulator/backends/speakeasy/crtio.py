@@ -330,6 +330,11 @@ class CrtFiles:
                 return -1
             size = int(entry[0].get_size())
             values = (DRIVE_C, 0, S_IFREG | S_IRW, 1, 0, 0, DRIVE_C, size, now, now, now)
+        return self._write_stat(buffer, values, layout)
+
+    def _write_stat(self, buffer: int, values: tuple[int, ...], layout: tuple[str, bool]) -> int:
+        """Write a struct _stat of ``layout`` (a 32-bit st_size capped); 0, or -1 when the
+        buffer cannot be written."""
         layout_format, wide_size = layout
         if not wide_size:
             values = (*values[:7], min(values[7], 0x7FFFFFFF), *values[8:])
@@ -369,14 +374,7 @@ class CrtFiles:
             return -1
         drive = max(ord(path[:1].upper()) - ord("A"), 0) if path[1:2] == ":" else DRIVE_C
         values = (drive, 0, mode, 1, 0, 0, drive, size, now, now, now)
-        layout_format, wide_size = layout
-        if not wide_size:
-            values = (*values[:7], min(values[7], 0x7FFFFFFF), *values[8:])
-        try:
-            self.memory.write(buffer, struct.pack(layout_format, *values))
-        except Exception:
-            return -1
-        return 0
+        return self._write_stat(buffer, values, layout)
 
     def _size_of(self, path: str) -> int:
         handle = self._crt().file_open(path)
