@@ -34,6 +34,10 @@ CHILD_ADDRESS_SPACE_LIMIT = 6 * GIB
 
 # Inputs are rejected before emulation past these sizes.
 MAX_SAMPLE_FILE_SIZE = 64 * MIB
+# PE files a bare sample names (directly or through them) taken from the folder beside it, and
+# the files of that folder looked at (by name, sorted).
+MAX_DEPENDENCIES_BESIDE = 64
+MAX_FILES_BESIDE = 4096
 MAX_PE_SECTION_VIRTUAL_SIZE = 256 * MIB
 MAX_PE_IMAGE_SIZE = 512 * MIB
 # A responder body larger than this is truncated and the truncation recorded.

@@ -205,6 +205,80 @@ def test_a_dll_nowhere_in_the_guest_is_an_unsupported_api() -> None:
     assert elsewhere.status == "unsupported_api"
 
 
+# ---- a bare sample's folder: the PE files it names are in its guest folder -------------------
+
+
+def _bare(folder: Path, sample: str, *extra: str) -> ReplayPlan:
+    """The plan `run FOLDER/SAMPLE` makes (the CLI's own defaults and flags)."""
+    from emulator.cli.app import build_parser
+    from emulator.cli.targets import _bare_plan
+
+    target = folder / sample
+    return _bare_plan(build_parser().parse_args(["run", *extra, "--", str(target)]), target)
+
+
+def _folder(tmp_path: Path, files: dict[str, str | bytes]) -> Path:
+    """``tmp_path`` holding ``files``: name -> a file of BINS to copy, or the bytes to write."""
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else (BINS / content).read_bytes())
+    return tmp_path
+
+
+def test_a_bare_samples_folder_gives_the_guest_the_dlls_it_names(tmp_path: Path) -> None:
+    """sideload.exe imports apidep.dll and loads apidep2.dll by bare name: both files beside it
+    (names matched without case) are mapped into its guest folder, and every check passes as with
+    a scenario's [[files]]; a DLL it does not name stays out, as does a named file that is not a PE."""
+    folder = _folder(
+        tmp_path,
+        {
+            "sideload.exe": "sideload.exe",
+            "APIDEP.DLL": "apidep.dll",
+            "apidep2.dll": "apidep2.dll",
+            "fwdlib.dll": "fwdlib.dll",
+        },
+    )
+    plan = _bare(folder, "sideload.exe")
+    assert [(v.emu_path, Path(v.host_path).name) for v in plan.files] == [
+        (f"{DESKTOP}\\APIDEP.DLL", "APIDEP.DLL"),
+        (f"{DESKTOP}\\apidep2.dll", "apidep2.dll"),
+    ]
+    recording = emulate(plan)
+    assert recording.status == "completed", recording.detail
+    assert set(_verdicts(recording).values()) == {"pass"} and len(_verdicts(recording)) == 4
+    (folder / "apidep2.dll").write_bytes(b"not a PE file")
+    assert [Path(v.host_path).name for v in _bare(folder, "sideload.exe").files] == ["APIDEP.DLL"]
+
+
+def test_a_dll_a_dll_beside_the_sample_names_is_taken_too(tmp_path: Path) -> None:
+    """chain.exe names apichain.dll only; apichain.dll imports apidep.dll: both are taken."""
+    folder = _folder(tmp_path, {"chain.exe": "chain.exe", "apichain.dll": "apichain.dll", "apidep.dll": "apidep.dll"})
+    plan = _bare(folder, "chain.exe")
+    assert [Path(v.host_path).name for v in plan.files] == ["apichain.dll", "apidep.dll"]
+    recording = emulate(plan)
+    assert recording.status == "completed", recording.detail
+    assert _verdicts(recording) == {"chained_import_value": "pass"}
+    stages = [e.name for e in recording.events if isinstance(e, StageStart) and e.kind == "module"]
+    assert sorted(stages) == ["apichain.dll", "apidep.dll"]
+
+
+def test_alone_leaves_the_folder_out_and_the_outcome_names_the_missing_dll(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, {"chain.exe": "chain.exe", "apichain.dll": "apichain.dll", "apidep.dll": "apidep.dll"})
+    plan = _bare(folder, "chain.exe", "--alone")
+    assert plan.files == []
+    recording = emulate(plan)
+    assert recording.status == "unsupported_api"
+    assert recording.detail.startswith(
+        "unsupported API apichain.ChainValue (no apichain.dll in the guest and the emulator has none: "
+        "put it beside the sample or map it with --file)"
+    )
+    # A --file for the same guest path wins over the folder's file of that name.
+    given = _bare(folder, "chain.exe", "--file", f"{DESKTOP}\\apichain.dll={BINS / 'apidep.dll'}")
+    assert [(Path(v.host_path).name, v.emu_path.rsplit(chr(92), 1)[1]) for v in given.files] == [
+        ("apidep.dll", "apichain.dll"),
+        ("apidep.dll", "apidep.dll"),
+    ]
+
+
 # ---- the printf family: formats as the Windows C runtime and wsprintf give them ---------------
 
 FORMATTED = {

@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="map a host file into the guest (repeatable)",
     )
     run.add_argument(
+        "--alone",
+        action="store_true",
+        help="bare sample: leave out the DLLs beside it that it imports (mapped into its guest folder by default)",
+    )
+    run.add_argument(
         "--arch", choices=["x86", "x64", "amd64"], help="bare shellcode: its architecture (amd64 = x64, as Speakeasy)"
     )
     run.add_argument("--shellcode", action="store_true", help="treat the bare sample as raw shellcode")

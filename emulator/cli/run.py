@@ -32,6 +32,7 @@ from emulator.scenario import SCENARIO_FILE, ScenarioError, load_scenario
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from emulator.plan import ReplayPlan
     from emulator.report import Report
 
 
@@ -81,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise UsageError(str(err)) from err
         else:
             plan = _bare_plan(args, target)
+            _tell_beside(args, plan, target)
         plan = _apply_environment_flags(plan, args)
         fail_on = _fail_on(args)
         expect = _run_expectations(args, target, bare=not target.is_dir())
@@ -103,6 +105,19 @@ def _run(args: argparse.Namespace) -> int:
     if result.status == "containment":
         return E_CONTAINMENT
     return E_FAILED if failed else E_OK
+
+
+def _tell_beside(args: argparse.Namespace, plan: ReplayPlan, target: Path) -> None:
+    """Name the files the folder beside a bare sample gave its guest (none given with --file)."""
+    given = {spec.partition("=")[0].lower() for spec in args.file}
+    folder = target.resolve().parent
+    beside = [
+        Path(virtual.host_path).name
+        for virtual in plan.files
+        if virtual.emu_path.lower() not in given and Path(virtual.host_path).parent == folder
+    ]
+    if beside and not (args.quiet or args.json):
+        print(f"chainreplay: from beside the sample (--alone leaves them out): {', '.join(beside)}", file=sys.stderr)
 
 
 def _import_summary() -> None:

@@ -11,6 +11,8 @@ from emulator.cli.common import (
 )
 from emulator.inputs import NO_SUCH_FILE, InputFileError, file_problem, read_input
 from emulator.limits import (
+    MAX_DEPENDENCIES_BESIDE,
+    MAX_FILES_BESIDE,
     MAX_SAMPLE_FILE_SIZE,
     Limits,
 )
@@ -30,6 +32,53 @@ def _parse_arg(text: str) -> int | StringArg:
     if not MIN_EXPORT_INT <= value <= MAX_EXPORT_INT:
         raise UsageError(f"--arg {text[:40]}: does not fit in a 64-bit argument")
     return value
+
+
+GUEST_APPLICATION_FOLDER = "C:\\Users\\analyst\\Desktop"
+
+
+def _names_in(data: bytes) -> bytes:
+    """``data`` with ASCII letters lower-cased, to find file names in it as a loader compares them."""
+    return data.lower()
+
+
+def _named_in(name: str, lowered: bytes) -> bool:
+    """Whether the file name ``name`` occurs in ``lowered`` (:func:`_names_in`), as an ANSI or a
+    UTF-16LE string: in an import table, a delay-load descriptor or a LoadLibrary argument."""
+    text = name.lower()
+    try:
+        return text.encode("ascii") in lowered or text.encode("utf-16-le") in lowered
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le") in lowered
+
+
+def dependencies_beside(path: Path, data: bytes) -> list[Path]:
+    """The PE files beside a bare sample on the host that it names (its imports, its delay
+    loads, a LoadLibrary by bare name: any ANSI or UTF-16 occurrence of the file name, without
+    case), then those they name in turn, breadth first, at most :data:`MAX_DEPENDENCIES_BESIDE`:
+    what Windows' loader would find in the application's folder had the sample been run from
+    that folder. Files that are not readable PEs within the size limit are left out."""
+    try:
+        beside = sorted(
+            (entry for entry in path.parent.iterdir() if entry.is_file() and entry.name != path.name),
+            key=lambda entry: entry.name.lower(),
+        )[:MAX_FILES_BESIDE]
+    except OSError:
+        return []
+    taken: list[Path] = []
+    pending = [_names_in(data)]
+    while pending and len(taken) < MAX_DEPENDENCIES_BESIDE:
+        lowered = pending.pop(0)
+        for entry in [entry for entry in beside if _named_in(entry.name, lowered)]:
+            beside.remove(entry)
+            try:
+                dependency = read_input(entry, limit=MAX_SAMPLE_FILE_SIZE)
+            except InputFileError:
+                continue
+            if dependency[:2] == b"MZ" and len(taken) < MAX_DEPENDENCIES_BESIDE:
+                taken.append(entry)
+                pending.append(_names_in(dependency))
+    return taken
 
 
 def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
@@ -68,13 +117,19 @@ def _bare_plan(args: argparse.Namespace, path: Path) -> ReplayPlan:
                 f"--file {spec!r}: file is {size} bytes, larger than the {MAX_SAMPLE_FILE_SIZE}-byte limit"
             )
         files.append(VirtualFile(emu_path=emu_path, host_path=str(Path(host).resolve())))
+    if not shellcode and not getattr(args, "alone", False):
+        given = {virtual.emu_path.lower() for virtual in files}
+        for dependency in dependencies_beside(path, data):
+            emu_path = f"{GUEST_APPLICATION_FOLDER}\\{dependency.name}"
+            if emu_path.lower() not in given:
+                files.append(VirtualFile(emu_path=emu_path, host_path=str(dependency.resolve())))
     limits = Limits.model_validate(_limit_overrides(args))
     return ReplayPlan(
         name=path.stem,
         target_path=str(path.resolve()),
         target_kind="shellcode" if shellcode else "pe",
         arch="x64" if args.arch == "amd64" else args.arch,
-        emu_path=f"C:\\Users\\analyst\\Desktop\\{path.name}",
+        emu_path=f"{GUEST_APPLICATION_FOLDER}\\{path.name}",
         exports=exports,
         files=files,
         seed=args.seed if args.seed is not None else 1,

@@ -14,6 +14,7 @@ from emulator.backends.speakeasy import (
     comclasses,
     compat,
     compat_fast,
+    compat_load,
     compat_memory,
     crtcalls,
     crtio,
@@ -37,7 +38,7 @@ from emulator.backends.speakeasy.vmspace import AddressSpace
 from emulator.backends.speakeasy.waits import ThreadWaits
 from emulator.environment import user_dirs
 from emulator.events import Note
-from emulator.outcome import Status
+from emulator.outcome import UNSUPPORTED_API_ERROR, Status
 from emulator.plan import SANDBOX_MARKER_NAME, ReplayPlan
 from emulator.recorder import Recorder
 from emulator.responders.router import NetworkLimitReached
@@ -365,6 +366,18 @@ class SpeakeasyBackend:
         api = compat.api_at_trap(self.target.emu, pc) or "an API"
         return f"invalid_{access}", f"invalid_{access} address={address:#x} in {api} (bad pointer argument)"
 
+    def _error_detail(self, error: Any) -> str:
+        """A run's error in a line; for a call into a DLL the emulator does not know and the guest
+        had no file of, why there was no code to run."""
+        detail = _error_detail(error)
+        api_name = getattr(error, "api_name", None)
+        if self.target is None or getattr(error, "type", None) != UNSUPPORTED_API_ERROR or not api_name:
+            return detail
+        module = str(api_name).rpartition(".")[0]
+        if module and not compat_load.has_code_for(self.target.emu, module):
+            detail += f" (no {module}.dll in the guest and the emulator has none: {MISSING_DLL_HINT})"
+        return detail
+
     def _fail(self, status: Status, detail: str, limit: str | None = None) -> ReplayStop:
         """Remember why the replay stops: Speakeasy turns exceptions in handlers into run errors."""
         stop = ReplayStop(status, detail, limit)
@@ -397,7 +410,7 @@ class SpeakeasyBackend:
                     instructions=run.instr_cnt if counted else None,
                     api_calls=run.num_apis,
                     error=in_api[0] if in_api else (getattr(error, "type", None) if error else None),
-                    error_detail=in_api[1] if in_api else (_error_detail(error) if error else None),
+                    error_detail=in_api[1] if in_api else (self._error_detail(error) if error else None),
                     ret=getattr(run, "ret_val", None),
                 )
                 result.runs.append(summary)
@@ -407,6 +420,9 @@ class SpeakeasyBackend:
                 result.dropped[path] = self.recorder.put_blob(data)
         if self._stop is not None:
             result.stop = self._stop.outcome
+
+
+MISSING_DLL_HINT = "put it beside the sample or map it with --file"
 
 
 def _error_detail(error: Any) -> str:

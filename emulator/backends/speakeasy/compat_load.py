@@ -109,6 +109,18 @@ def emulator_provides(emu: Any, name: str, arch: str | None = None) -> bool:
     return bool(emu.get_signature_db().get_functions(name, arch or own))
 
 
+def has_code_for(emu: Any, name: str) -> bool:
+    """Whether the emulator can answer calls into module ``name`` (a DLL stem) at all: a native
+    file, API handlers or declared signatures. A DLL it does not know and the guest has no file
+    of gets a module with no code, whose first call ends the replay."""
+    if emu.get_native_module_path(name):
+        return True
+    api = getattr(emu, "api", None)
+    if api is not None and api.load_api_handler(name):
+        return True
+    return bool(emu.get_signature_db().get_functions(name, emu._get_signature_arch()))
+
+
 def dll_stem(name: str) -> str:
     """A DLL's name as Speakeasy looks modules up: no folder, no image extension, lower-cased,
     the C runtimes and Winsock 1 funnelled into msvcrt and ws2_32."""
