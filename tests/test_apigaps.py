@@ -246,6 +246,9 @@ def test_a_bare_samples_folder_gives_the_guest_the_dlls_it_names(tmp_path: Path)
     assert recording.status == "completed", recording.detail
     assert set(_verdicts(recording).values()) == {"pass"} and len(_verdicts(recording)) == 4
     (folder / "apidep2.dll").write_bytes(b"not a PE file")
+    # A host file name that is not UTF-8 (no Windows form) is never a name the sample uses.
+    with open(bytes(folder) + b"/\xff\xfe.dll", "wb") as odd:
+        odd.write(b"MZ")
     assert [Path(v.host_path).name for v in _bare(folder, "sideload.exe").files] == ["APIDEP.DLL"]
 
 

@@ -46,10 +46,17 @@ def _named_in(name: str, lowered: bytes) -> bool:
     """Whether the file name ``name`` occurs in ``lowered`` (:func:`_names_in`), as an ANSI or a
     UTF-16LE string: in an import table, a delay-load descriptor or a LoadLibrary argument."""
     text = name.lower()
+    forms = [text.encode(encoding) for encoding in ("ascii", "utf-16-le") if _encodes(text, encoding)]
+    return any(form in lowered for form in forms)
+
+
+def _encodes(text: str, encoding: str) -> bool:
+    """Whether ``text`` has a form in ``encoding`` (a host file name that is not UTF-8 has none)."""
     try:
-        return text.encode("ascii") in lowered or text.encode("utf-16-le") in lowered
+        text.encode(encoding)
     except UnicodeEncodeError:
-        return text.encode("utf-16-le") in lowered
+        return False
+    return True
 
 
 def dependencies_beside(path: Path, data: bytes) -> list[Path]:
