@@ -817,6 +817,20 @@ def called_back_function(emu: Any) -> int | None:
     return int(function) if function is not None else None
 
 
+def frame_function(emu: Any, ret: int) -> int | None:
+    """The function whose frame code with return address ``ret`` runs in, when the engine made
+    that frame: the function an API called back (``ret`` is the callback handler's address) or
+    the function the current run started at (a thread's start routine, a TLS callback, an entry
+    point: ``ret`` is the run's return hook). None for a return address guest code pushed."""
+    if ret == API_CALLBACK_RETURN:
+        return called_back_function(emu)
+    if ret == getattr(emu, "return_hook", None):
+        run = emu.get_current_run()
+        start = getattr(run, "start_addr", None) if run is not None else None
+        return int(start) if start is not None else None
+    return None
+
+
 # Speakeasy's run type of a module initialiser it runs before the program's entry point (a DllMain
 # of a DLL the program imports, a TLS callback): ``dependency.<module>.dll_entry`` / ``.tls_callback``.
 INITIALIZER_RUN_PREFIX = "dependency."

@@ -436,6 +436,12 @@ class MemoryWatch:
             # The loader called it before the program's entry point: an imported DLL's DllMain
             # (a DLL a LoadLibrary maps is called back by that API, above).
             return self.recorder.current_stage, "callback"
+        function = compat.frame_function(self.emu, ret) if ret else None
+        if function is not None and function != address and self.recorder.stage_at(function) is not None:
+            # A tail call: a stage's function the engine called (a callback, a TLS callback, a
+            # thread's start routine) jumped here, its frame and return address now this code's.
+            # The jump was the last stage to run (a layer it jumped to may jump on in turn).
+            return self.recorder.current_stage, "call"
         return self.recorder.current_stage, "unknown"
 
 
