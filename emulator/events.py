@@ -185,6 +185,12 @@ class Note(_Event):
     type: Literal["note"] = "note"
     what: str
     detail: str = ""
+    # Left out of the trace when empty: notes that name no URL are as before.
+    urls: list[str] = Field(
+        default_factory=list,
+        exclude_if=lambda value: not value,
+        description="URLs the noted thing names without the replay contacting them (a script host's command line).",
+    )
 
 
 Event = Annotated[
