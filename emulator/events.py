@@ -37,7 +37,7 @@ class ApiCall(_Event):
 
 class FileAccess(_Event):
     type: Literal["file"] = "file"
-    op: Literal["open", "create", "read", "write"]
+    op: Literal["open", "create", "read", "write", "delete"]
     path: str
     size: ByteCount | None = None
     data_sha256: str | None = Field(default=None, description="sha256 of the bytes read or written.")

@@ -18,6 +18,7 @@ from emulator.backends.speakeasy import (
     crtcalls,
     crtio,
     setup,
+    txf,
     versionlie,
     wndprocs,
 )
@@ -232,6 +233,7 @@ class SpeakeasyBackend:
         wndprocs.install(target.se, emu, memory, self.services)
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
+        txf.install(target.se, memory, self.recorder)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
             self._children = ChildProcesses(
