@@ -1,4 +1,4 @@
-"""Chains nobody here wrote, probed, round 5 (issue: lineage5). What each probe showed before its fix:
+r"""Chains nobody here wrote, probed, round 5 (issue: lineage5). What each probe showed before its fix:
 
 * ``txf-section-exec`` (x64, x86): transacted hollowing's staging in the loader's own process.
   ``CreateTransaction`` (ktmw32) and ``CreateFileTransactedA`` had no handler: served from their
@@ -8,6 +8,12 @@
   ``CreateFile`` does, ``RollbackTransaction`` / ``NtRollbackTransaction`` delete what the
   transaction created (a file ``delete`` event) and put back what it changed, and the section's
   view keeps the bytes: the payload runs, lineage ``image, xor, file_write``.
+* ``mailslot-xor`` (x64, x86): ``CreateMailslotA`` and ``GetMailslotInfo`` were served from their
+  signature and ``CreateFileA`` of ``\\.\mailslot\NAME`` found no file (exit code 2, one stage).
+  A mailslot is now a pipe object with its messages' sizes (``mailslots.py``): a writing end is a
+  second handle to it, ``GetMailslotInfo`` answers the next size and the count, a ``ReadFile``
+  takes one message, and the pipe taps trace what goes through (keyed by the pipe, not the
+  handle): lineage ``image, copy, xor``, the copy ``kernel32.ReadFile (mailslot)``.
 """
 
 from __future__ import annotations
@@ -58,3 +64,48 @@ def test_a_payload_in_a_rolled_back_transacted_file_runs_from_its_section(
     ]
     assert s1["lineage"][2]["ref"] == path
     assert path not in {d["path"] for d in report["dropped"]}
+
+
+@pytest.mark.parametrize("name", ["mailslot-xor", "mailslot-xor-x86"])
+def test_a_payload_posted_to_a_mailslot_is_read_back_one_message_a_read(
+    name: str, scenario_report: Callable[[str], Report]
+) -> None:
+    report = scenario_report(name)
+    assert [n["what"] for n in report["notes"] if n["what"] == "signature_emulated"] == []
+    (slot,) = _calls(report, "kernel32.CreateMailslotA")
+    (writer,) = [c for c in _calls(report, "kernel32.CreateFileA") if c["args"][0].startswith("\\\\.\\mailslot\\")]
+    assert slot["ret"] != writer["ret"] and writer["ret"] not in ("0xffffffff", "0xffffffffffffffff")
+    posts = [c for c in _calls(report, "kernel32.WriteFile") if c["args"][0] == writer["ret"]]
+    reads = [c for c in _calls(report, "kernel32.ReadFile") if c["args"][0] == slot["ret"]]
+    sizes = [int(c["args"][2], 16) for c in posts]
+    assert sizes == [int(c["args"][2], 16) for c in reads] and sizes[0] == 160
+    assert sum(sizes) == report["stages"][1]["size"]
+    assert all(c["ret"] == "0x1" for c in posts + reads)
+    assert len(_calls(report, "kernel32.GetMailslotInfo")) == 3  # two messages, then none
+    assert [c["args"][0] for c in _calls(report, "kernel32.ExitProcess")] == ["0x0"]
+    s1 = report["stages"][1]
+    assert (s1["via"], s1["parent"]) == ("thread", "s0")
+    assert [(h["source"], h["transform"], h["detail"]) for h in s1["lineage"]][1:] == [
+        ("api", "copy", "kernel32.ReadFile (mailslot)"),
+        ("memory", "xor", "repeating key 5bc719"),
+    ]
+
+
+def test_a_mailslot_read_takes_one_message_or_fails_as_windows_does() -> None:
+    """A read takes the oldest message whole; a buffer smaller than it fails with
+    ERROR_INSUFFICIENT_BUFFER and leaves it; with none waiting the read fails (ERROR_SEM_TIMEOUT)."""
+    from emulator.backends.speakeasy import mailslots
+
+    slots = mailslots.Mailslots(se=None, emu=None, memory=None)  # type: ignore[arg-type]
+    slot = mailslots.Mailslot("\\\\.\\mailslot\\x", pipe=None, max_message=0, timeout=0)
+    slots.readers[0x400] = slots.writers[0x404] = slot
+    slots.posted(0x404, 10)
+    slots.posted(0x404, 3)
+    slots.posted(0x400, 5)  # not a writing end: no message
+    assert slots.read_limit(0x400, 9) == (0, mailslots.ERROR_INSUFFICIENT_BUFFER)
+    assert slots.read_limit(0x400, 100) == (10, None)
+    slots.taken(0x400)
+    assert slots.read_limit(0x400, 100) == (3, None)
+    slots.taken(0x400)
+    assert slots.read_limit(0x400, 100) == (0, mailslots.ERROR_SEM_TIMEOUT)
+    assert slots.read_limit(0x999, 100) == (100, None)  # any other handle: as asked

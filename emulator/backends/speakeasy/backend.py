@@ -17,6 +17,7 @@ from emulator.backends.speakeasy import (
     compat_memory,
     crtcalls,
     crtio,
+    mailslots,
     setup,
     txf,
     versionlie,
@@ -234,6 +235,7 @@ class SpeakeasyBackend:
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
         txf.install(target.se, memory, self.recorder)
+        mailslots.install(target.se, emu, memory)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
             self._children = ChildProcesses(

@@ -680,6 +680,16 @@ def start_guest_thread(
 SEC_IMAGE = 0x0100_0000
 
 
+def pipe_key(emu: Any, handle: int) -> int:
+    """What names the pipe a handle is an end of: two handles to one pipe (a mailslot and a
+    writing end of it) give the same key; a handle that is no pipe's, itself."""
+    try:
+        pipe = emu.get_file_manager().get_pipe_from_handle(handle)
+    except Exception:
+        pipe = None
+    return id(pipe) if pipe is not None else handle
+
+
 def is_pipe(emu: Any, handle: int) -> bool:
     """Whether ``handle`` is one of Speakeasy's pipes (an anonymous pipe's ends are one handle)."""
     try:

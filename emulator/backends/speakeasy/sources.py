@@ -16,7 +16,7 @@ from typing import Any
 from speakeasy.winenv import arch as se_arch
 
 from emulator.apis.core import GuestMemory
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, mailslots
 from emulator.events import FileAccess
 from emulator.recorder import Recorder
 
@@ -88,8 +88,10 @@ class SourceTaps:
         self.on_own_process_write: Callable[[int, int], None] | None = None
         # Told the address of each view of a section the guest mapped (code may run from it).
         self.on_view_mapped: Callable[[int], None] | None = None
-        # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
+        # Bytes written into each pipe (compat.pipe_key) and not read yet: (where the writer had them, the bytes).
         self.pipes: dict[int, list[tuple[int, bytes]]] = {}
+        # pipe -> (where the read after the last one remembered would land, and its source)
+        self.pipe_reads: dict[int, tuple[int, int]] = {}
         # The replay's APCs pending per thread id (ReplayServices.pending_apcs): ReadFileEx's
         # completion routine is queued there.
         self.pending_apcs: dict[int, list[tuple[int, tuple[int, ...]]]] | None = None
@@ -404,8 +406,13 @@ class SourceTaps:
         if data and self.on_copy_from is not None:
             self.on_copy_from(buffer, len(data))  # how guest code wrote them, if it did
         rv = int(orig(argv) or 0)
+        if rv and pipe:
+            slots = mailslots.mailslots_of(self.emu)
+            if slots is not None:
+                slots.posted(handle, size & 0xFFFFFFFF)  # a message, if a mailslot's writing end
         if rv and data:
-            self.pipes.setdefault(handle, []).append((buffer, data))
+            # Keyed by the pipe, not the handle: a mailslot's writing end is another handle.
+            self.pipes.setdefault(compat.pipe_key(self.emu, handle), []).append((buffer, data))
         return rv
 
     def _pipe_read(self, name: str, orig: Any, argv: list[int]) -> int:
@@ -413,8 +420,21 @@ class SourceTaps:
         # the bytes moved from the writer's buffer to this one, an API copy (a file's read is
         # recorded as such by the engine's event).
         handle, buffer = argv[:2]
+        slots = mailslots.mailslots_of(self.emu)
+        if slots is not None:
+            # A mailslot's read takes one message (or fails: too small a buffer, none waiting).
+            limit, error = slots.read_limit(handle, argv[2] & 0xFFFFFFFF)
+            if error is not None:
+                if argv[3]:
+                    self.memory.write(argv[3], b"\0\0\0\0")
+                self.emu.set_last_error(error)
+                return 0
+            argv[2] = limit
         rv = int(orig(argv) or 0)
-        pending = self.pipes.get(handle)
+        if rv and slots is not None:
+            slots.taken(handle)
+        key = compat.pipe_key(self.emu, handle)
+        pending = self.pipes.get(key)
         if not rv or not pending or not compat.is_pipe(self.emu, handle):
             return rv
         got = self._u32(argv[3]) if argv[3] else 0
@@ -424,9 +444,19 @@ class SourceTaps:
             pending.pop(0)
         else:
             pending[0] = (source + len(data), written[len(data) :])
-        if len(data) >= MIN_COPY_BYTES and data.startswith(written[: len(data)]):
+        # A short read right after the last one remembered, from right after its source, is its
+        # tail (the last message of a payload posted in pieces): remembered too.
+        follows = self.pipe_reads.get(key) == (buffer, source)
+        if (len(data) >= MIN_COPY_BYTES or follows) and data and data.startswith(written[: len(data)]):
+            self.pipe_reads[key] = (buffer + len(data), source + len(data))
             self.recorder.remember_buffer(
-                "api_copy", buffer, data, ref="pipe", input_data=data, input_address=source, api=f"kernel32.{name}"
+                "api_copy",
+                buffer,
+                data,
+                ref="mailslot" if slots is not None and slots.is_slot(handle) else "pipe",
+                input_data=data,
+                input_address=source,
+                api=f"kernel32.{name}",
             )
         return rv
 
