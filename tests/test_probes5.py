@@ -14,6 +14,14 @@ r"""Chains nobody here wrote, probed, round 5 (issue: lineage5). What each probe
   second handle to it, ``GetMailslotInfo`` answers the next size and the count, a ``ReadFile``
   takes one message, and the pipe taps trace what goes through (keyed by the pipe, not the
   handle): lineage ``image, copy, xor``, the copy ``kernel32.ReadFile (mailslot)``.
+* ``phantom-hollow``: phantom DLL hollowing (``LoadLibraryExA(DONT_RESOLVE_DLL_REFERENCES)`` of
+  dbghelp.dll, its .text overwritten) was right. Module overloading (version.dll's file mapped as
+  an image section: ``NtCreateSection(SEC_IMAGE)`` + ``NtMapViewOfSection(PAGE_EXECUTE_WRITECOPY)``)
+  faulted: Speakeasy maps a copy-on-write protection with no access at all, so the loader's first
+  read of the view's headers ended the replay (``fault``). Mapped readable and writable now; then
+  the payload written over the view's code ran as a ``pe_in_memory`` stage "version.dll" whose
+  origin was the DLL's file: an image section's view whose code at the entry is no longer the
+  file's is a ``shellcode`` stage (lineage ``image, xor``), as a stomped module's is.
 """
 
 from __future__ import annotations
@@ -109,3 +117,21 @@ def test_a_mailslot_read_takes_one_message_or_fails_as_windows_does() -> None:
     slots.taken(0x400)
     assert slots.read_limit(0x400, 100) == (0, mailslots.ERROR_SEM_TIMEOUT)
     assert slots.read_limit(0x999, 100) == (100, None)  # any other handle: as asked
+
+
+def test_code_written_over_a_mapped_image_section_is_the_payload_not_the_dll(
+    scenario_report: Callable[[str], Report],
+) -> None:
+    report = scenario_report("phantom-hollow")
+    assert report["outcome"]["status"] == "completed"
+    (section,) = _calls(report, "ntdll.NtCreateSection")
+    assert int(section["args"][5], 16) & 0x1000000 and section["ret"] == "0x0"  # SEC_IMAGE
+    (mapped,) = _calls(report, "ntdll.NtMapViewOfSection")
+    assert mapped["ret"] == "0x0"
+    stages = {s["id"]: s for s in report["stages"]}
+    assert [(s["kind"], s["size"]) for s in report["stages"][1:]] == [("shellcode", 224), ("shellcode", 224)]
+    assert (stages["s1"]["via"], stages["s2"]["via"]) == ("thread", "call")
+    for sid in ("s1", "s2"):
+        assert stages[sid]["origin"]["type"] == "image"
+        assert [h["transform"] for h in stages[sid]["lineage"]] == ["source", "xor"]
+    assert not [s for s in report["stages"] if s["kind"] == "pe_in_memory"]

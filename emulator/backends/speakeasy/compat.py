@@ -730,7 +730,41 @@ def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     backing = getattr(mapping, "backed_file", None)
     if backing is None or not getattr(backing, "path", None):
         return None
-    return str(backing.path), bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE)
+    return str(backing.path), _is_image_section(mapping)
+
+
+IMAGE_SECTION_ATTR = "chainreplay_image"
+
+
+def mark_image_section(emu: Any, section_handle: int) -> None:
+    """Mark a section NtCreateSection made with SEC_IMAGE in its allocation attributes as an image
+    section (Speakeasy keeps only its page protection, where CreateFileMapping's SEC_IMAGE is)."""
+    try:
+        mapping = emu.get_file_manager().get_mapping_from_handle(section_handle)
+    except Exception:
+        return
+    if mapping is not None:
+        setattr(mapping, IMAGE_SECTION_ATTR, True)
+
+
+def _is_image_section(mapping: Any) -> bool:
+    return bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE) or bool(getattr(mapping, IMAGE_SECTION_ATTR, False))
+
+
+def image_view_file(emu: Any, view: int) -> tuple[str, int] | None:
+    """(path, offset in the file) of the image section (SEC_IMAGE) of a file whose view starts at
+    ``view``, None for any other memory. Speakeasy maps an image section's view as the file's bytes
+    from that offset on (the system's DLL files keep raw offsets equal to RVAs)."""
+    try:
+        fileman = emu.get_file_manager()
+        for mapping in list(fileman.file_maps.values()):
+            found = mapping.views.get(view)
+            backing = getattr(mapping, "backed_file", None)
+            if found is not None and backing is not None and _is_image_section(mapping):
+                return str(backing.path), int(found.offset or 0)
+    except Exception:
+        return None
+    return None
 
 
 def alias_section_views(emu: Any, mapping_handle: int, view: int) -> None:

@@ -22,6 +22,9 @@ from emulator.recorder import Recorder
 
 # Copies shorter than this are bookkeeping (structures, strings), not payloads.
 MIN_COPY_BYTES = 64
+# A copy-on-write page protection -> the one it is to the guest once written (a private copy).
+PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY, PAGE_READWRITE, PAGE_EXECUTE_READWRITE = 0x08, 0x80, 0x04, 0x40
+WRITECOPY_AS = {PAGE_WRITECOPY: PAGE_READWRITE, PAGE_EXECUTE_WRITECOPY: PAGE_EXECUTE_READWRITE}
 # Larger transfers are recorded only up to this many bytes.
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 CRYPT_STRING_BASE64 = 0x1
@@ -112,6 +115,7 @@ class SourceTaps:
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
         self._wrap("ntdll", ("NtMapViewOfSection", "ZwMapViewOfSection"), self._map_section_view)
+        self._wrap("ntdll", ("NtCreateSection", "ZwCreateSection"), self._create_section)
         self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
         self._wrap("kernel32", ("ExpandEnvironmentStringsA", "ExpandEnvironmentStringsW"), self._expand_environment)
         self._wrap(
@@ -274,10 +278,25 @@ class SourceTaps:
             self._view_mapped(name, argv[0], rv, (argv[2] << 32) | argv[3], argv[4])
         return rv
 
+    def _create_section(self, name: str, orig: Any, argv: list[int]) -> int:
+        # NtCreateSection(*SectionHandle, access, attributes, *MaximumSize, SectionPageProtection,
+        # AllocationAttributes, FileHandle): SEC_IMAGE in the allocation attributes makes it an
+        # image section of the file (module overloading, doppelganging's section).
+        rv = int(orig(argv) or 0)
+        if rv == 0 and argv[0] and argv[5] & compat.SEC_IMAGE:
+            handle = int.from_bytes(self._read(argv[0], self.memory.ptr_size), "little")
+            compat.mark_image_section(self.emu, handle)
+        return rv
+
     def _map_section_view(self, name: str, orig: Any, argv: list[int]) -> int:
         # NtMapViewOfSection(SectionHandle, ProcessHandle, *BaseAddress, ZeroBits, CommitSize,
         # *SectionOffset, *ViewSize, InheritDisposition, AllocationType, Win32Protect): the same,
         # in this process or another (mapping injection: the views share the section's bytes).
+        # Speakeasy's handler gives a copy-on-write protection no access at all (it knows only
+        # the READ / READWRITE / EXECUTE bits): the view of an image section mapped
+        # PAGE_EXECUTE_WRITECOPY, as the loader maps one, could not even be read. A private copy
+        # of the page on write is what the guest sees as writable: READWRITE, EXECUTE_READWRITE.
+        argv[9] = WRITECOPY_AS.get(argv[9] & 0xFFFFFFFF, argv[9])
         rv = int(orig(argv) or 0)
         base_at, offset_at, size_at = argv[2], argv[5], argv[6]
         base = int.from_bytes(self._read(base_at, self.memory.ptr_size), "little") if base_at else 0
