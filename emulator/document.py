@@ -306,7 +306,10 @@ def buffers(events: Sequence[Event]) -> list[BufferRecord]:
 
 
 def notes(events: Sequence[Event]) -> list[NoteRecord]:
-    return [NoteRecord(**_common(e), what=e.what, detail=e.detail) for e in _non_api(events, Note)]
+    return [
+        NoteRecord(**_common(e), what=e.what, detail=e.detail, urls=list(e.urls) or None)
+        for e in _non_api(events, Note)
+    ]
 
 
 def stage_record(stage: Stage) -> StageRecord:

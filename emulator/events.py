@@ -37,7 +37,7 @@ class ApiCall(_Event):
 
 class FileAccess(_Event):
     type: Literal["file"] = "file"
-    op: Literal["open", "create", "read", "write"]
+    op: Literal["open", "create", "read", "write", "delete"]
     path: str
     size: ByteCount | None = None
     data_sha256: str | None = Field(default=None, description="sha256 of the bytes read or written.")
@@ -185,6 +185,12 @@ class Note(_Event):
     type: Literal["note"] = "note"
     what: str
     detail: str = ""
+    # Left out of the trace when empty: notes that name no URL are as before.
+    urls: list[str] = Field(
+        default_factory=list,
+        exclude_if=lambda value: not value,
+        description="URLs the noted thing names without the replay contacting them (a script host's command line).",
+    )
 
 
 Event = Annotated[

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +84,7 @@ class Recorder:
         if self.on_api is not None:
             self.on_api(seq, stage, pc, api, args, ret)
 
-    def note(self, what: str, detail: str = "", pc: int | None = None) -> None:
+    def note(self, what: str, detail: str = "", pc: int | None = None, urls: Sequence[str] = ()) -> None:
         """A note, unless MAX_NOTES_PER_KIND of its kind were recorded: the last one allowed
         says the rest are left out (a guest repeating what is noted cannot flood the report)."""
         count = self._note_counts.get(what, 0)
@@ -93,10 +93,11 @@ class Recorder:
         self._note_counts[what] = count + 1
         if count + 1 == MAX_NOTES_PER_KIND:
             detail = f"{detail} (the last {what} note: at most {MAX_NOTES_PER_KIND} of a kind are recorded)"
+        extra: dict[str, Any] = {"urls": list(urls)} if urls else {}
         if pc is None:
-            self.emit(Note, what=what, detail=detail)
+            self.emit(Note, what=what, detail=detail, **extra)
         else:
-            self.emit(Note, what=what, detail=detail, pc=pc)
+            self.emit(Note, what=what, detail=detail, pc=pc, **extra)
 
     def put_blob(self, data: bytes) -> str:
         digest = sha256_hex(data)

@@ -346,6 +346,12 @@ class Stats(_Model):
 class Note(_EventRecord):
     what: str
     detail: str
+    urls: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="URLs the note names that the replay did not contact (a script_command's command line): "
+        "indicators seen in a command line. Left out when none.",
+    )
 
 
 class YaraMatch(_Model):

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import io
 import json
+import ntpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,12 @@ class TraceHeader(_Model):
     arch: str = ""
     entry_origin: EntryOrigin
     host_process: str | None = None
+    # Left out when None: traces of targets with no host application are as before.
+    host_process_path: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The host application's image path in the guest (beside the entry DLL).",
+    )
     machine_names: list[str] = Field(default_factory=list, description="Host name and user the guest was given.")
     seed: int
     start_time: float
@@ -337,6 +344,7 @@ def freeze(plan: ReplayPlan, recording: Recording, target_sha256: str) -> Trace:
         arch=recording.arch,
         entry_origin=entry,
         host_process=plan.host_process,
+        host_process_path=ntpath.join(ntpath.dirname(plan.emu_path), plan.host_process) if plan.host_process else None,
         machine_names=[plan.hostname, plan.user],
         seed=plan.seed,
         start_time=plan.start_time,

@@ -783,13 +783,37 @@ def test_a_stage_an_apc_started_says_so(name: str, stage: str, scenario_report: 
     """Speakeasy runs a queued APC as a thread it does not record; the stage it starts is one an
     APC started (``via: apc``) because its entry is the routine of a QueueUserAPC call made
     before it, in another process (inject-apc) or the loader's own thread (self-callbacks). The
-    TLS callback of self-callbacks (s1) was queued by no one: still ``unknown``."""
+    TLS callback of self-callbacks (s1) was queued by no one: it jumped there (``call``)."""
     report = scenario_report(name)
     stages = {s["id"]: s for s in report["stages"]}
     assert stages[stage]["via"] == "apc"
     queued = [c for c in report["api_calls"] if c["api"] == "kernel32.QueueUserAPC"]
     assert [int(c["args"][0], 16) for c in queued] == [int(stages[stage]["entry"], 16)]
     assert [s["id"] for s in report["stages"] if s["via"] == "apc"] == [stage]
+
+
+@pytest.mark.parametrize(
+    ("name", "parents"),
+    [
+        ("self-callbacks", {"s1": "s0"}),  # the exe's TLS callback (a run of its own) jumps to it
+        ("dll-tls-thread", {"s2": "s1"}),  # a loaded DLL's TLS callback (an API callback) jumps to it
+        ("custom-cipher", {"s1": "s0", "s2": "s1"}),  # an export jumps to layer 1, which jumps to layer 2
+        ("file-heap-cipher", {"s2": "s1"}),  # a thread's start routine jumps on
+    ],
+)
+def test_a_stage_reached_by_a_tail_call_says_call(
+    name: str, parents: dict[str, str], scenario_report: Callable[[str], Report]
+) -> None:
+    """A function the engine called (a TLS callback, an export, a callback, a thread's start
+    routine) that ends in a jump to new code leaves its own return address, the engine's, on the
+    stack: the stage it jumped to was reached by a (tail) call from the stage that ran last, not
+    ``unknown``."""
+    report = scenario_report(name)
+    stages = {s["id"]: s for s in report["stages"]}
+    assert {sid: (stages[sid]["via"], stages[sid]["parent"]) for sid in parents} == {
+        sid: ("call", parent) for sid, parent in parents.items()
+    }
+    assert [s["id"] for s in report["stages"] if s["via"] == "unknown"] == []
 
 
 def test_injection_methods_follow_the_order_of_the_calls() -> None:

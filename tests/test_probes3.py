@@ -93,6 +93,32 @@ def test_script_hosts_say_what_they_would_have_run(scenario_report: Callable[[st
     assert "T1218.005" in by_technique
 
 
+def test_urls_in_a_script_command_are_iocs_seen_in_a_command_line(
+    scenario_report: Callable[[str], Report], scenario_outdir: Callable[[str], Any]
+) -> None:
+    """The URLs a script host's command line names (PowerShell's decoded cradle, mshta's URL)
+    are indicators as the contacted ones are, marked as seen in a command line, not contacted:
+    the note's ``urls``, iocs.csv, STIX indicators and Suricata rules (role ``command_line``)."""
+    import csv
+    import json
+
+    report = scenario_report("script-hosts")
+    urls = ["http://cdn.example-update.net/stage.ps1", "http://cdn.example-update.net/update.hta"]
+    assert [n.get("urls") for n in report["notes"] if n["what"] == "script_command"] == [urls[:1], urls[1:], None]
+    assert report["network"] == []
+    out = scenario_outdir("script-hosts")
+    rows = {(r["value"], r["type"]): r for r in csv.DictReader((out / "iocs.csv").open(encoding="utf-8"))}
+    for value, kind in [(urls[0], "url"), (urls[1], "url"), ("cdn.example-update.net", "domain")]:
+        assert rows[value, kind]["stage"] == "s0"
+        assert rows[value, kind]["description"].endswith("named in a command line (script_command), not contacted")
+    patterns = {o.get("pattern") for o in json.loads((out / "stix-bundle.json").read_text())["objects"]}
+    assert {f"[url:value = '{u}']" for u in urls} | {"[domain-name:value = 'cdn.example-update.net']"} <= patterns
+    rules = (out / "detections" / "suricata.rules").read_text().splitlines()
+    cradle = [r for r in rules if "command_line cdn.example-update.net/stage.ps1" in r]
+    assert len(cradle) == 1 and 'http.uri; content:"/stage.ps1"' in cradle[0]
+    assert len([r for r in rules if "command_line" in r]) == 2
+
+
 def _encoded(text: str) -> str:
     return base64.b64encode(text.encode("utf-16-le")).decode()
 

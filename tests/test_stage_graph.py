@@ -460,3 +460,30 @@ def test_saved_trace_round_trip_gives_the_same_graph() -> None:
         ("s1", "s2", "executes"),
         ("s2", file_node(r"C:\Users\analyst\History"), "reads"),
     }
+
+
+def test_a_process_node_is_named_by_its_image_path_as_the_guest_resolves_it() -> None:
+    """A program started by a bare name (``cmd.exe /c ...``, ``powershell -enc ...``, ``SC``) is
+    the one Windows' search finds: its path in System32 (SysWOW64 for a 32-bit launcher) or on
+    %PATH%; a full path is kept as the call gave it, and an unknown bare name as named. The host
+    application is named by its path."""
+    from emulator.analysis.programs import program_image
+    from emulator.events import ApiCall
+
+    assert program_image("cmd.exe", "x64") == "C:\\Windows\\System32\\cmd.exe"
+    assert program_image('"SC"', "x64") == "C:\\Windows\\System32\\sc.exe"
+    assert program_image("powershell", "x86") == "C:\\Windows\\SysWOW64\\WindowsPowerShell\\v1.0\\powershell.exe"
+    assert program_image("explorer.exe", "x86") == "C:\\Windows\\explorer.exe"
+    assert program_image("C:\\Windows\\System32\\notepad.exe", "x86") == "C:\\Windows\\System32\\notepad.exe"
+    assert program_image("evil.exe", "x64") == "evil.exe"
+    assert program_image("cmd.bat", "x64") == "cmd.bat"
+    t = Trace()
+    t.entry()
+    for line in ("cmd.exe /c whoami", "powershell -nop -c 1", "C:\\Windows\\System32\\cmd.exe /c ver"):
+        t.add(ApiCall, stage="s0", api="kernel32.CreateProcessA", args=["0x0", line], ret="0x1")
+    _, graph = analyse(t, GraphContext(host_process="C:\\App\\host.exe", arch="x64"))
+    assert sorted(n for n in graph.nodes if n.startswith("process:")) == [
+        "process:C:\\App\\host.exe",
+        "process:C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+        "process:C:\\Windows\\System32\\cmd.exe",
+    ]

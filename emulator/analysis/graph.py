@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 import networkx as nx
 
 from emulator.analysis.lineage import DECRYPTING_TRANSFORMS, Hop
+from emulator.analysis.programs import program_image
 from emulator.analysis.stages import Stage
 from emulator.eventlog import api_calls_where, of_type
 from emulator.events import (
@@ -162,8 +163,9 @@ _PRINTABLE_RUN = re.compile(rb'[^"\\{}\[\],;\x00-\x1f\x7f-\xff]{%d,}' % EXFIL_MI
 
 @dataclass
 class GraphContext:
-    host_process: str | None = None
+    host_process: str | None = None  # the host application's image path (its name in older traces)
     host_identifiers: list[str] = field(default_factory=list)
+    arch: str = ""  # the guest's: where a program named without a folder is (programs.py)
 
 
 def node_id(kind: str, ref: str) -> str:
@@ -187,6 +189,8 @@ def build_graph(
         )
 
     def artifact(kind: str, ref: str, label: str | None = None, **attrs: object) -> str:
+        if kind == "process":
+            ref = label = program_image(ref, context.arch)  # one node per program, by its path
         nid = node_id(kind, ref)
         if nid not in graph:
             graph.add_node(nid, kind=kind, label=label or ref, **attrs)
@@ -218,8 +222,8 @@ def build_graph(
     by_id = {s.id: s for s in stages}
     own_names = {s.name.lower() for s in stages if s.parent is None}
     if context.host_process:
-        own_names.add(context.host_process.lower())
-    processes = _process_edges(events, stage_ids, own_names)
+        own_names.add(_basename(context.host_process))
+    processes = _process_edges(events, stage_ids, own_names, context.arch)
     loaded_in = _remote_loads(stages, events, blobs, processes)
     for stage in stages:
         # A process the chain started from its files says so itself (the stage's event);
@@ -235,6 +239,7 @@ def build_graph(
             or (parent.process if parent is not None else None)
         )
         if stage.process:
+            stage.process = program_image(stage.process, context.arch)
             graph.nodes[stage.id]["process"] = stage.process
     # Stages and where they came from.
     for stage in stages:
@@ -261,7 +266,7 @@ def build_graph(
             dst = started.get((src, ntpath.basename(dst).lower()), dst) if etype == "creates_process" else dst
             edge(src, artifact("process", dst), etype, [seq])
     for (src, dst), (methods, seqs) in processes.injections().items():
-        relation = _relation(graph, src, node_id("process", dst), "injects_into")
+        relation = _relation(graph, src, node_id("process", program_image(dst, context.arch)), "injects_into")
         if relation is not None:
             relation["methods"] = methods
             relation["evidence"] = sorted(set(relation["evidence"]) | set(seqs))
@@ -468,8 +473,9 @@ class _Processes:
         return None
 
 
-def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[str]) -> _Processes:
-    """Processes the sample created, opened, wrote to or injected into, from its API calls."""
+def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[str], arch: str = "") -> _Processes:
+    """Processes the sample created, opened, wrote to or injected into, from its API calls, each
+    named by its image path as the guest resolves it (programs.program_image)."""
     found = _Processes()
     last_target: dict[str, str] = {}  # stage -> process it last created or wrote to
     wanted = PROCESS_APIS.keys() | INJECTION_STEPS.keys()
@@ -497,6 +503,7 @@ def _process_edges(events: Sequence[Event], stage_ids: set[str], own_names: set[
             process = last_target.get(event.stage, "")
         if not process or process.startswith("0x") or _basename(process) in own_names:
             continue
+        process = program_image(process, arch)
         found.edges.append((event.stage, process, etype, event.seq))
         found.calls.setdefault((event.stage, process), []).append((func, etype, event.seq))
         last_target[event.stage] = process

@@ -39,7 +39,11 @@ def analyse(trace: Trace) -> Analysis:
     header = trace.header
     entry = (header.entry_origin.type, header.entry_origin.ref)
     stages = derive_stages(trace.events, trace.blobs, entry)
-    context = GraphContext(header.host_process, host_identifiers(header.machine_names, trace.events))
+    context = GraphContext(
+        header.host_process_path or header.host_process,
+        host_identifiers(header.machine_names, trace.events),
+        header.arch,
+    )
     graph = build_graph(stages, trace.events, trace.blobs, context)
     techniques = match_techniques(stages, trace.events, graph, trace.blobs)
     return Analysis(stages, graph, techniques)

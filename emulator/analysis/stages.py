@@ -404,6 +404,22 @@ def _extends(previous: Carrier | None, carrier: Carrier) -> bool:
             previous.pieces = pieces
             previous.evidence = [seq for piece in pieces for seq in piece.evidence]
         return True
+    if (
+        not overlap
+        and carrier.kind == previous.kind == "api"
+        and carrier.transform == previous.transform == "copy"
+        and (carrier.api, carrier.ref, carrier.stage) == (previous.api, previous.ref, previous.stage)
+        and previous.input_address is not None
+        and carrier.input_address == previous.input_address + len(previous.data)
+    ):
+        # One copy made in pieces by one API (a pipe's or a mailslot's messages read one after
+        # the other into one buffer, from one buffer of the writer's): one carrier, its input the
+        # pieces' inputs joined.
+        previous.data = previous.data + carrier.data
+        previous.evidence = [*previous.evidence, *carrier.evidence]
+        if previous.input is not None and carrier.input is not None:
+            previous.input = previous.input + carrier.input
+        return True
     if overlap or carrier.transform != "decode" or previous.transform != "decode" or previous.api != carrier.api:
         return False
     previous.data += carrier.data

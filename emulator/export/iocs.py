@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from emulator.export._common import header, http_exchanges
-from emulator.report import Report
+from emulator.report import Note, Report
 
 IOC_COLUMNS = ("value", "type", "stage", "evidence", "description")
 # File operations that name a file the chain touched (reads of its own modules are included:
@@ -105,6 +105,11 @@ def collect_iocs(report: Report) -> list[Ioc]:
                 record.seq,
                 f"response body of {record.method} {record.url}",
             )
+    for url, host, note in command_line_urls(report):
+        seen = f"named in a command line ({note.what}), not contacted"
+        if host:
+            out.add(host, "ipv4" if _is_ip(host) else "domain", note.stage, note.seq, f"host {seen}")
+        out.add(url, "url", note.stage, note.seq, f"URL {seen}")
     writers = {f.sha256: f for f in report.files if f.sha256 and f.op == "write"}
     for dropped in report.dropped:
         writer = writers.get(dropped.sha256)
@@ -127,9 +132,25 @@ def collect_iocs(report: Report) -> list[Ioc]:
     return list(out.iocs.values())
 
 
+def command_line_urls(report: Report) -> list[tuple[str, str, Note]]:
+    """(URL, its host lower-case, the note) for each URL a note names without the replay having
+    contacted it: a script host's command line (``script_command``: PowerShell's decoded command,
+    mshta's URL) the replay read but did not run."""
+    found: list[tuple[str, str, Note]] = []
+    for note in report.notes:
+        for url in note.urls or ():
+            found.append((url, url_host(url).rstrip("."), note))
+    return found
+
+
 def hosts_of(report: Report) -> list[str]:
-    """Domain names the chain contacted or resolved, in the order first seen."""
-    return [i.value for i in collect_iocs(report) if i.type == "domain"]
+    """Domain names the chain contacted or resolved, in the order first seen (not those only
+    named in a command line)."""
+    named = {host for _, host, _ in command_line_urls(report)}
+    contacted = {r.host.lower().rstrip(".") for r in report.network}
+    return [
+        i.value for i in collect_iocs(report) if i.type == "domain" and (i.value in contacted or i.value not in named)
+    ]
 
 
 def url_host(url: str) -> str:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from emulator.report import ApiCallRecord, Report, api_call_rows
 from emulator.sanitize import for_display
@@ -310,6 +311,11 @@ def iocs(report: Report) -> list[dict[str, str]]:
         cookie = next((v for k, v in n.request.headers.items() if k.lower() == "cookie"), None)
         add(cookie, "cookie", n.stage, [n.seq], "cookie the request carried")
         add(n.response.sha256, "sha256", n.stage, [n.seq], f"body of the response from {n.host}")
+    for note in report.notes:
+        for url in note.urls or ():
+            seen_in = f"named in a command line ({note.what}), not contacted"
+            add((urlsplit(url).hostname or "").lower(), "domain", note.stage, [note.seq], f"host {seen_in}")
+            add(url, "url", note.stage, [note.seq], f"URL {seen_in}")
     for s in report.stages:
         add(s.sha256, "sha256", s.id, s.origin.evidence, f"stage {s.id} ({s.kind} {s.name})")
     for d in report.dropped:

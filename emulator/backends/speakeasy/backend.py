@@ -18,7 +18,9 @@ from emulator.backends.speakeasy import (
     compat_memory,
     crtcalls,
     crtio,
+    mailslots,
     setup,
+    txf,
     versionlie,
     wndprocs,
 )
@@ -233,6 +235,8 @@ class SpeakeasyBackend:
         wndprocs.install(target.se, emu, memory, self.services)
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
+        txf.install(target.se, memory, self.recorder)
+        mailslots.install(target.se, emu, memory)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
             self._children = ChildProcesses(

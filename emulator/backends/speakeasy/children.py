@@ -262,7 +262,7 @@ class ChildProcesses:
             env = compat.guest_environment(self.emu)
             expand = lambda text: lolbins.expand_variables(text, env)  # noqa: E731
             for script in scripthosts.script_commands(path, command_line or path, expand):
-                self.recorder.note(SCRIPT_NOTE, script.detail())
+                self.recorder.note(SCRIPT_NOTE, script.detail(), urls=script.urls)
             for persist in persistence.persistence_commands(path, command_line or path, expand):
                 target = expand(persist.target)
                 known = bool(target) and compat.guest_file_data(self.emu, target) is not None

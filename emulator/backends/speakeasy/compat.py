@@ -680,6 +680,16 @@ def start_guest_thread(
 SEC_IMAGE = 0x0100_0000
 
 
+def pipe_key(emu: Any, handle: int) -> int:
+    """What names the pipe a handle is an end of: two handles to one pipe (a mailslot and a
+    writing end of it) give the same key; a handle that is no pipe's, itself."""
+    try:
+        pipe = emu.get_file_manager().get_pipe_from_handle(handle)
+    except Exception:
+        pipe = None
+    return id(pipe) if pipe is not None else handle
+
+
 def is_pipe(emu: Any, handle: int) -> bool:
     """Whether ``handle`` is one of Speakeasy's pipes (an anonymous pipe's ends are one handle)."""
     try:
@@ -720,7 +730,41 @@ def mapped_file(emu: Any, mapping_handle: int) -> tuple[str, bool] | None:
     backing = getattr(mapping, "backed_file", None)
     if backing is None or not getattr(backing, "path", None):
         return None
-    return str(backing.path), bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE)
+    return str(backing.path), _is_image_section(mapping)
+
+
+IMAGE_SECTION_ATTR = "chainreplay_image"
+
+
+def mark_image_section(emu: Any, section_handle: int) -> None:
+    """Mark a section NtCreateSection made with SEC_IMAGE in its allocation attributes as an image
+    section (Speakeasy keeps only its page protection, where CreateFileMapping's SEC_IMAGE is)."""
+    try:
+        mapping = emu.get_file_manager().get_mapping_from_handle(section_handle)
+    except Exception:
+        return
+    if mapping is not None:
+        setattr(mapping, IMAGE_SECTION_ATTR, True)
+
+
+def _is_image_section(mapping: Any) -> bool:
+    return bool(int(getattr(mapping, "prot", 0) or 0) & SEC_IMAGE) or bool(getattr(mapping, IMAGE_SECTION_ATTR, False))
+
+
+def image_view_file(emu: Any, view: int) -> tuple[str, int] | None:
+    """(path, offset in the file) of the image section (SEC_IMAGE) of a file whose view starts at
+    ``view``, None for any other memory. Speakeasy maps an image section's view as the file's bytes
+    from that offset on (the system's DLL files keep raw offsets equal to RVAs)."""
+    try:
+        fileman = emu.get_file_manager()
+        for mapping in list(fileman.file_maps.values()):
+            found = mapping.views.get(view)
+            backing = getattr(mapping, "backed_file", None)
+            if found is not None and backing is not None and _is_image_section(mapping):
+                return str(backing.path), int(found.offset or 0)
+    except Exception:
+        return None
+    return None
 
 
 def alias_section_views(emu: Any, mapping_handle: int, view: int) -> None:
@@ -815,6 +859,20 @@ def called_back_function(emu: Any) -> int | None:
     frames = getattr(run, "api_callbacks", None) if run is not None else None
     function = getattr(frames[-1], "function", None) if frames else None
     return int(function) if function is not None else None
+
+
+def frame_function(emu: Any, ret: int) -> int | None:
+    """The function whose frame code with return address ``ret`` runs in, when the engine made
+    that frame: the function an API called back (``ret`` is the callback handler's address) or
+    the function the current run started at (a thread's start routine, a TLS callback, an entry
+    point: ``ret`` is the run's return hook). None for a return address guest code pushed."""
+    if ret == API_CALLBACK_RETURN:
+        return called_back_function(emu)
+    if ret == getattr(emu, "return_hook", None):
+        run = emu.get_current_run()
+        start = getattr(run, "start_addr", None) if run is not None else None
+        return int(start) if start is not None else None
+    return None
 
 
 # Speakeasy's run type of a module initialiser it runs before the program's entry point (a DllMain

@@ -350,6 +350,8 @@ class MemoryWatch:
         stomped = address // PAGE in self.module_pages
         if stomped and (base, size) == (region_base, region_size):
             base, size = address & ~(PAGE - 1), PAGE  # no protected range names it: its page
+        # Code written over an image section's view (module overloading) is shellcode too.
+        stomped = stomped or (module is None and self._overwritten_image_view(address, region_base))
         for candidate in dict.fromkeys((base, region_base)) if module is None and not stomped else ():
             header = self._image_header_near(address, candidate)
             if header is not None:
@@ -391,6 +393,19 @@ class MemoryWatch:
             return self.memory.read(base, size)
         except Exception:
             return b""
+
+    def _overwritten_image_view(self, address: int, view: int) -> bool:
+        """Whether the code at ``address`` in the view at ``view`` of an image section of a file
+        (NtCreateSection SEC_IMAGE, NtMapViewOfSection) is no longer the file's: more than a
+        patch's worth of it changed since the view was mapped (module overloading: a payload
+        written over a mapped system DLL's code). A view left as it was runs as that image."""
+        backing = compat.image_view_file(self.emu, view)
+        if backing is None:
+            return False
+        path, offset = backing
+        at = offset + address - view
+        original = (compat.guest_file_data(self.emu, path) or b"")[at : at + MAX_PATCH_BYTES + 1]
+        return bool(original) and self.read_region(address, len(original)) != original
 
     def _image_header_near(self, address: int, region_base: int) -> tuple[int, int, str] | None:
         """A mapped PE image at ``region_base`` whose executable section holds ``address``.
@@ -436,6 +451,12 @@ class MemoryWatch:
             # The loader called it before the program's entry point: an imported DLL's DllMain
             # (a DLL a LoadLibrary maps is called back by that API, above).
             return self.recorder.current_stage, "callback"
+        function = compat.frame_function(self.emu, ret) if ret else None
+        if function is not None and function != address and self.recorder.stage_at(function) is not None:
+            # A tail call: a stage's function the engine called (a callback, a TLS callback, a
+            # thread's start routine) jumped here, its frame and return address now this code's.
+            # The jump was the last stage to run (a layer it jumped to may jump on in turn).
+            return self.recorder.current_stage, "call"
         return self.recorder.current_stage, "unknown"
 
 

@@ -31,6 +31,7 @@ from emulator.backends.speakeasy import (
     guestdirs,
     images,
     lasterror,
+    mailslots,
     ntmemory,
     printf,
     procapis,
@@ -253,6 +254,7 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
     images.install()
     lasterror.install()
     disks.wrap_create_file()
+    mailslots.wrap_create_file()
     signatures.install()
     compat_start.scan_handlers_once()
     printf.install()

@@ -16,12 +16,15 @@ from typing import Any
 from speakeasy.winenv import arch as se_arch
 
 from emulator.apis.core import GuestMemory
-from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy import compat, mailslots
 from emulator.events import FileAccess
 from emulator.recorder import Recorder
 
 # Copies shorter than this are bookkeeping (structures, strings), not payloads.
 MIN_COPY_BYTES = 64
+# A copy-on-write page protection -> the one it is to the guest once written (a private copy).
+PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY, PAGE_READWRITE, PAGE_EXECUTE_READWRITE = 0x08, 0x80, 0x04, 0x40
+WRITECOPY_AS = {PAGE_WRITECOPY: PAGE_READWRITE, PAGE_EXECUTE_WRITECOPY: PAGE_EXECUTE_READWRITE}
 # Larger transfers are recorded only up to this many bytes.
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 CRYPT_STRING_BASE64 = 0x1
@@ -88,8 +91,10 @@ class SourceTaps:
         self.on_own_process_write: Callable[[int, int], None] | None = None
         # Told the address of each view of a section the guest mapped (code may run from it).
         self.on_view_mapped: Callable[[int], None] | None = None
-        # Bytes written into each pipe and not read yet: (where the writer had them, the bytes).
+        # Bytes written into each pipe (compat.pipe_key) and not read yet: (where the writer had them, the bytes).
         self.pipes: dict[int, list[tuple[int, bytes]]] = {}
+        # pipe -> (where the read after the last one remembered would land, and its source)
+        self.pipe_reads: dict[int, tuple[int, int]] = {}
         # The replay's APCs pending per thread id (ReplayServices.pending_apcs): ReadFileEx's
         # completion routine is queued there.
         self.pending_apcs: dict[int, list[tuple[int, tuple[int, ...]]]] | None = None
@@ -110,6 +115,7 @@ class SourceTaps:
         self._wrap("kernel32", ("LoadResource",), self._load_resource)
         self._wrap("kernel32", ("MapViewOfFile", "MapViewOfFileEx"), self._map_view)
         self._wrap("ntdll", ("NtMapViewOfSection", "ZwMapViewOfSection"), self._map_section_view)
+        self._wrap("ntdll", ("NtCreateSection", "ZwCreateSection"), self._create_section)
         self._wrap("kernel32", ("GetEnvironmentVariableA", "GetEnvironmentVariableW"), self._environment_variable)
         self._wrap("kernel32", ("ExpandEnvironmentStringsA", "ExpandEnvironmentStringsW"), self._expand_environment)
         self._wrap(
@@ -272,10 +278,25 @@ class SourceTaps:
             self._view_mapped(name, argv[0], rv, (argv[2] << 32) | argv[3], argv[4])
         return rv
 
+    def _create_section(self, name: str, orig: Any, argv: list[int]) -> int:
+        # NtCreateSection(*SectionHandle, access, attributes, *MaximumSize, SectionPageProtection,
+        # AllocationAttributes, FileHandle): SEC_IMAGE in the allocation attributes makes it an
+        # image section of the file (module overloading, doppelganging's section).
+        rv = int(orig(argv) or 0)
+        if rv == 0 and argv[0] and argv[5] & compat.SEC_IMAGE:
+            handle = int.from_bytes(self._read(argv[0], self.memory.ptr_size), "little")
+            compat.mark_image_section(self.emu, handle)
+        return rv
+
     def _map_section_view(self, name: str, orig: Any, argv: list[int]) -> int:
         # NtMapViewOfSection(SectionHandle, ProcessHandle, *BaseAddress, ZeroBits, CommitSize,
         # *SectionOffset, *ViewSize, InheritDisposition, AllocationType, Win32Protect): the same,
         # in this process or another (mapping injection: the views share the section's bytes).
+        # Speakeasy's handler gives a copy-on-write protection no access at all (it knows only
+        # the READ / READWRITE / EXECUTE bits): the view of an image section mapped
+        # PAGE_EXECUTE_WRITECOPY, as the loader maps one, could not even be read. A private copy
+        # of the page on write is what the guest sees as writable: READWRITE, EXECUTE_READWRITE.
+        argv[9] = WRITECOPY_AS.get(argv[9] & 0xFFFFFFFF, argv[9])
         rv = int(orig(argv) or 0)
         base_at, offset_at, size_at = argv[2], argv[5], argv[6]
         base = int.from_bytes(self._read(base_at, self.memory.ptr_size), "little") if base_at else 0
@@ -404,8 +425,13 @@ class SourceTaps:
         if data and self.on_copy_from is not None:
             self.on_copy_from(buffer, len(data))  # how guest code wrote them, if it did
         rv = int(orig(argv) or 0)
+        if rv and pipe:
+            slots = mailslots.mailslots_of(self.emu)
+            if slots is not None:
+                slots.posted(handle, size & 0xFFFFFFFF)  # a message, if a mailslot's writing end
         if rv and data:
-            self.pipes.setdefault(handle, []).append((buffer, data))
+            # Keyed by the pipe, not the handle: a mailslot's writing end is another handle.
+            self.pipes.setdefault(compat.pipe_key(self.emu, handle), []).append((buffer, data))
         return rv
 
     def _pipe_read(self, name: str, orig: Any, argv: list[int]) -> int:
@@ -413,8 +439,21 @@ class SourceTaps:
         # the bytes moved from the writer's buffer to this one, an API copy (a file's read is
         # recorded as such by the engine's event).
         handle, buffer = argv[:2]
+        slots = mailslots.mailslots_of(self.emu)
+        if slots is not None:
+            # A mailslot's read takes one message (or fails: too small a buffer, none waiting).
+            limit, error = slots.read_limit(handle, argv[2] & 0xFFFFFFFF)
+            if error is not None:
+                if argv[3]:
+                    self.memory.write(argv[3], b"\0\0\0\0")
+                self.emu.set_last_error(error)
+                return 0
+            argv[2] = limit
         rv = int(orig(argv) or 0)
-        pending = self.pipes.get(handle)
+        if rv and slots is not None:
+            slots.taken(handle)
+        key = compat.pipe_key(self.emu, handle)
+        pending = self.pipes.get(key)
         if not rv or not pending or not compat.is_pipe(self.emu, handle):
             return rv
         got = self._u32(argv[3]) if argv[3] else 0
@@ -424,9 +463,19 @@ class SourceTaps:
             pending.pop(0)
         else:
             pending[0] = (source + len(data), written[len(data) :])
-        if len(data) >= MIN_COPY_BYTES and data.startswith(written[: len(data)]):
+        # A short read right after the last one remembered, from right after its source, is its
+        # tail (the last message of a payload posted in pieces): remembered too.
+        follows = self.pipe_reads.get(key) == (buffer, source)
+        if (len(data) >= MIN_COPY_BYTES or follows) and data and data.startswith(written[: len(data)]):
+            self.pipe_reads[key] = (buffer + len(data), source + len(data))
             self.recorder.remember_buffer(
-                "api_copy", buffer, data, ref="pipe", input_data=data, input_address=source, api=f"kernel32.{name}"
+                "api_copy",
+                buffer,
+                data,
+                ref="mailslot" if slots is not None and slots.is_slot(handle) else "pipe",
+                input_data=data,
+                input_address=source,
+                api=f"kernel32.{name}",
             )
         return rv
 

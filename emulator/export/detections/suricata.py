@@ -4,7 +4,9 @@ names, not its host-specific values); every DNS TXT query (``dns.query``: a reco
 a payload) and every raw TCP or UDP exchange that carried bytes (the first bytes the server sent,
 else the first the client sent). Its role is read from the stage graph: an exchange whose answer
 became a stage (its URL, ``tcp://host:port`` or host node leads to one, through redirects too) is
-a download; a request the graph calls a beacon or an exfiltration is a beacon.
+a download; a request the graph calls a beacon or an exfiltration is a beacon. A URL named in a
+command line the replay read but did not run (a script host's) gets a rule too, role
+``command_line``: the request that script would make.
 The rules match the HTTPS exchanges once decrypted (a TLS-inspecting sensor, or network.pcap).
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.export._common import header, http_exchanges, read_body, stable_uuid, url_path
+from emulator.export.iocs import command_line_urls
 from emulator.report import NetworkRecord, Report
 
 SID_BASE = 1_000_000  # Suricata's range for local rules
@@ -158,6 +161,42 @@ def suricata_rules(report: Report, outdir: Path | None = None) -> list[dict[str,
             parts = _http_parts(record, f"{prefix} {record.method} ", role) + tail
             head = "alert http $HOME_NET any -> $EXTERNAL_NET any"
         rules.append({"seq": record.seq, "role": role, "text": f"{head} (" + "; ".join(parts) + ";)"})
+    rules += _command_line_rules(report, seen)
+    return rules
+
+
+def _command_line_rules(report: Report, seen: set[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """A rule per URL named in a command line the replay read but did not run (a script host's:
+    iocs.command_line_urls), with role ``command_line``: the request the script would make (HTTP:
+    host and path; HTTPS: the TLS server name), never made in the replay."""
+    rules = []
+    for url, host, note in command_line_urls(report):
+        scheme = urlsplit(url).scheme.lower()
+        if not host or scheme not in ("http", "https") or ("url", url, "command_line") in seen:
+            continue
+        seen.add(("url", url, "command_line"))
+        prefix = f"chainreplay {report.target.name} {note.stage} command_line"
+        sid = SID_BASE + uuid.UUID(stable_uuid("suricata", report.target.sha256, str(note.seq), url)).int % SID_SPAN
+        tail = [
+            "classtype:trojan-activity",
+            f"metadata:chainreplay_seq {note.seq}, chainreplay_stage {note.stage}",
+            f"sid:{sid}",
+            "rev:1",
+        ]
+        if scheme == "https":
+            head = "alert tls $HOME_NET any -> $EXTERNAL_NET any"
+            parts = [f'msg:"{_msg(f"{prefix} TLS {host} ({url})")}"', "flow:established,to_server"]
+            parts.append(f"tls.sni; content:{content(host)}; nocase")
+        else:
+            head = "alert http $HOME_NET any -> $EXTERNAL_NET any"
+            path = url_path(url)
+            parts = [
+                f'msg:"{_msg(f"{prefix} {host}{path}")}"',
+                "flow:established,to_server",
+                f"http.host; content:{content(host)}",
+                f"http.uri; content:{content(path)}",
+            ]
+        rules.append({"seq": note.seq, "role": "command_line", "text": f"{head} (" + "; ".join(parts + tail) + ";)"})
     return rules
 
 
