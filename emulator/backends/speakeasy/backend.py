@@ -30,6 +30,7 @@ from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectori
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import PAGE, MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
+from emulator.backends.speakeasy.signals import Signals
 from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
@@ -253,6 +254,8 @@ class SpeakeasyBackend:
         def deliver_apcs() -> bool:
             return threads.deliver_apcs(GuestApi(memory, services, "WaitForSingleObjectEx", module="kernel32"))
 
+        signals = Signals(target.se, emu, self.services)
+        signals.install()
         ThreadWaits(
             target.se,
             emu,
@@ -262,6 +265,7 @@ class SpeakeasyBackend:
             handlers,
             deliver_apcs,
             lambda handle: threads.pool_callback_threads(services, handle),
+            signals,
         ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])
