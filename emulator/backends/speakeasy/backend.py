@@ -29,6 +29,7 @@ from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectories
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import PAGE, MemoryWatch
+from emulator.backends.speakeasy.messages import MessageLoop
 from emulator.backends.speakeasy.runner import NativeRunner
 from emulator.backends.speakeasy.signals import Signals
 from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
@@ -230,7 +231,9 @@ class SpeakeasyBackend:
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         comclasses.install(target.se, emu, memory, self.services)
-        wndprocs.install(target.se, emu, memory, self.services)
+        procedures = wndprocs.install(target.se, emu, memory, self.services)
+        messages = MessageLoop(target.se, emu, memory, self.services, procedures)
+        messages.install()
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
@@ -266,6 +269,7 @@ class SpeakeasyBackend:
             deliver_apcs,
             lambda handle: threads.pool_callback_threads(services, handle),
             signals,
+            messages.input_within,
         ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])

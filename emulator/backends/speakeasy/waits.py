@@ -99,6 +99,7 @@ class WaitApi:
     alertable: int | None = None  # the argument that makes the wait alertable (non-zero)
     alertable_flag: int | None = None  # MsgWaitForMultipleObjectsEx: MWMO_ALERTABLE in its flags
     signal: int | None = None  # SignalObjectAndWait: the object it signals before it waits
+    messages: bool = False  # MsgWaitForMultipleObjects(Ex): input in the thread's queue satisfies it
 
 
 WAIT_APIS: dict[tuple[str, str], WaitApi] = {
@@ -107,9 +108,9 @@ WAIT_APIS: dict[tuple[str, str], WaitApi] = {
     ("kernel32", "WaitForMultipleObjects"): WaitApi(4, count=0, handles=1, wait_all=2, timeout=3),
     ("kernel32", "WaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3, alertable=4),
     ("kernel32", "SignalObjectAndWait"): WaitApi(4, handle=1, timeout=2, alertable=3, signal=0),
-    ("user32", "MsgWaitForMultipleObjects"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3),
+    ("user32", "MsgWaitForMultipleObjects"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3, messages=True),
     ("user32", "MsgWaitForMultipleObjectsEx"): WaitApi(
-        5, count=0, handles=1, timeout=2, wait_all_flag=4, alertable_flag=4
+        5, count=0, handles=1, timeout=2, wait_all_flag=4, alertable_flag=4, messages=True
     ),
     ("ntdll", "NtWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True, alertable=1),
     ("ntdll", "ZwWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True, alertable=1),
@@ -201,6 +202,7 @@ class ThreadWaits:
         deliver_apcs: Callable[[], bool] | None = None,
         pool_threads: Callable[[int], list[int]] | None = None,
         signals: Signals | None = None,
+        input_within: Callable[[int | None], bool] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
@@ -216,6 +218,8 @@ class ThreadWaits:
         self.pool_threads = pool_threads
         # Events and waitable timers, signalled or not (signals.py); None: every object is signalled.
         self.signals = signals
+        # Whether input reaches the thread's message queue within a time (messages.py).
+        self.input_within = input_within
         # id(thread or process object) -> exit code: children.py's record when there are children
         self.exit_codes: dict[int, int] = children.exit_codes if children is not None else {}
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
@@ -396,6 +400,8 @@ class ThreadWaits:
         settled = self._settle(objs, wait_all)
         if settled is not None:
             return settled
+        if spec.messages and self.input_within is not None and self.input_within(0):
+            return WAIT_OBJECT_0 + len(objs)
         start = signals.clock.now_filetime()
         if timeout != 0 and len(self.running) < MAX_NESTED_THREADS:
             pending = self._pending()
@@ -465,6 +471,10 @@ class ThreadWaits:
             settled = self._settle(objs, wait_all)
             if settled is not None:
                 return settled
+        if spec.messages and self.input_within is not None:
+            left = None if end is None else max(0, (end - signals.clock.now_filetime()) // UNITS_PER_MS)
+            if self.input_within(left):
+                return WAIT_OBJECT_0 + len(objs)
         if end is None:
             for obj in objs if wait_all else objs[:1]:
                 signals.take(obj)
