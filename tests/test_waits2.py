@@ -14,7 +14,9 @@ procedure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +155,25 @@ def test_window_hooks_are_noted_and_a_keyboard_hook_is_keylogging(sample: str) -
     keylogging = [t for t in analysis.techniques if t.technique == "T1056.001"]
     assert len(keylogging) == 1
     assert keylogging[0].evidence == [notes[0].seq]
+
+
+@pytest.mark.parametrize("name", ["postmsg-dispatch", "postmsg-dispatch-x86"])
+def test_a_payload_reached_through_the_message_queue_runs_from_dispatch_message(
+    scenario_report: Callable[[str], dict[str, Any]], name: str
+) -> None:
+    """scenarios/postmsg-dispatch(-x86): a window procedure that is the payload, reached only
+    by a posted message and by a window timer with no TIMERPROC, runs from DispatchMessageA
+    (``via: callback``), whose answer is the procedure's TRUE (the loader exits 6 otherwise);
+    the loop ends at PostQuitMessage's WM_QUIT (exit 0). Before: PostMessageA posted nothing,
+    DispatchMessageA called no window procedure, and neither payload ran."""
+    report = scenario_report(name)
+    assert not [n for n in report["notes"] if n["what"] == "signature_emulated"]
+    s1, s2 = report["stages"][1:]
+    assert [(s["via"], s["parent"]) for s in (s1, s2)] == [("callback", "s0"), ("callback", "s0")]
+    dispatches = [c for c in report["api_calls"] if c["api"] == "user32.DispatchMessageA"]
+    assert [c["args"][0].split("message: ", 1)[1].split(",", 1)[0] for c in dispatches] == ["0x400", "0x113"]
+    # each payload ran inside the DispatchMessageA that dispatched its message
+    assert dispatches[0]["seq"] < s1["seq_range"][0] <= s1["seq_range"][1] < dispatches[1]["seq"]
+    assert dispatches[1]["seq"] < s2["seq_range"][0]
+    assert [c["ret"] for c in report["api_calls"] if c["api"] == "user32.GetMessageA"] == ["0x1", "0x1", "0x0"]
+    assert [c["args"][0] for c in report["api_calls"] if c["api"] == "kernel32.ExitProcess"] == ["0x0"]
