@@ -8,8 +8,9 @@ Here each event made by ``CreateEventA/W`` remembers whether it is manual-reset 
 (``SetEvent``, ``ResetEvent``; a satisfied wait resets an auto-reset event), and each waitable
 timer made by ``CreateWaitableTimer(Ex)A/W`` its due time on the virtual clock (a relative
 negative due time from the moment it was set, a positive one absolute), its period, its
-completion routine and the thread that set it (``SetWaitableTimer(Ex)``; ``CancelWaitableTimer``
-stops it and drops its routine's calls not yet delivered). A timer is signalled once the clock
+completion routine and the thread that set it (``SetWaitableTimer(Ex)``, which like
+``CancelWaitableTimer`` stops it first and drops its routine's call not yet delivered: a timer has
+one APC, queued again only once delivered, as ``NtSetTimer`` keeps it). A timer is signalled once the clock
 passes its due time; its routine is queued to the thread that set it then (``fire_due``, at
 every alertable moment), and a periodic timer is due again a period later. ``waits.py`` asks
 whether the objects a wait names are signalled (:meth:`Signals.signalled`), takes the signal of
@@ -241,8 +242,9 @@ class Signals:
             call = (timer.routine, (timer.argument, fired & 0xFFFFFFFF, fired >> 32 & 0xFFFFFFFF))
             pending = self.services.pending_apcs.setdefault(timer.thread_id, [])
             timer.queued[:] = [c for c in timer.queued if c in pending]
-            timer.queued.append(call)
-            pending.append(call)
+            if not timer.queued:  # a timer has one APC: queued again only once it was delivered
+                timer.queued.append(call)
+                pending.append(call)
 
     def _unqueue(self, timer: _Timer) -> None:
         pending = self.services.pending_apcs.get(timer.thread_id)
