@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,11 @@ class ReplayServices:
     hidden_threads: set[int] = field(default_factory=set)
     # APCs queued to a thread of the guest's own and not yet delivered, by thread id: (routine, arguments).
     pending_apcs: dict[int, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
+    # The backend's waitable timers (emulator/backends/speakeasy/signals.py): arm one
+    # (handle, due FILETIME, period ms, routine, argument, thread id) -> whether it knows the timer;
+    # and queue the routines of the timers due by now to their threads' pending APCs.
+    set_waitable_timer: Callable[[int, int, int, int, int, int], bool] | None = None
+    fire_due_timers: Callable[[], None] | None = None
     _next_handle: int = HANDLE_BASE
 
     def new_handle(self, obj: Any) -> int:

@@ -232,7 +232,7 @@ EMUTELLS = ["emutells.exe", "emutells32.exe"]
 EMUTELLS_CHECKS = 134
 # What the guest still tells, each explained in docs/limitations.md ("What can still tell"):
 # the loader list's decoy modules, Nt*/Zw* with stubs of their own, rdseed that Unicorn runs
-# where the Haswell CPUID says it is absent, a bogus handle's wait, heap blocks of their own
+# where the Haswell CPUID says it is absent, heap blocks of their own
 # pages (HeapSize rounded, not inside the heap's region); x86: no final SEH registration; the
 # guest at CPL 0 with Speakeasy's selectors (guest.USER_MODE_ENTRY is off: it slows mem_map).
 EMUTELLS_KNOWN_TELLS = {
@@ -241,7 +241,6 @@ EMUTELLS_KNOWN_TELLS = {
     "ldr_module_count_plausible",
     "Zw_and_Nt_share_one_stub",
     "rdseed_works_when_cpuid_says_so",
-    "WaitForSingleObject_bad_handle_error",
     "HeapSize_is_the_size_asked_for",
     "HeapAlloc_block_inside_the_heap_region",
 }

@@ -332,21 +332,22 @@ def _due_filetime(api: GuestApi, due_at: int) -> int | None:
 @apihook("kernel32", "SetWaitableTimer", argc=6)
 def set_waitable_timer(api: GuestApi, argv: list[int]) -> int:
     """SetWaitableTimer(hTimer, lpDueTime, lPeriod, pfnCompletionRoutine, lpArgToCompletionRoutine,
-    fResume): with a completion routine, ``routine(arg, low, high)`` (the FILETIME it fired at) is
-    queued as an APC to the calling thread, delivered at its next alertable moment (an alertable
-    ``SleepEx`` or wait, ``NtTestAlert``), as on Windows once the timer is due; a period is not
-    repeated. Speakeasy's handler ignored the routine: the payload never ran."""
-    return _set_waitable_timer(api, argv[0], argv[1], argv[3], argv[4])
+    fResume): the timer is due at the FILETIME the due time names (negative: relative), then every
+    ``lPeriod`` ms; once the virtual clock passes it, ``routine(arg, low, high)`` (the FILETIME it
+    fired at) is queued as an APC to the calling thread, delivered at its next alertable moment
+    (an alertable ``SleepEx`` or wait, ``NtTestAlert``; emulator/backends/speakeasy/signals.py).
+    Speakeasy's handler ignored the routine: the payload never ran."""
+    return _set_waitable_timer(api, argv[0], argv[1], argv[2], argv[3], argv[4])
 
 
 @apihook("kernel32", "SetWaitableTimerEx", argc=7)
 def set_waitable_timer_ex(api: GuestApi, argv: list[int]) -> int:
     """SetWaitableTimerEx(hTimer, lpDueTime, lPeriod, pfnCompletionRoutine, lpArg, WakeContext,
     TolerableDelay): as SetWaitableTimer."""
-    return _set_waitable_timer(api, argv[0], argv[1], argv[3], argv[4])
+    return _set_waitable_timer(api, argv[0], argv[1], argv[2], argv[3], argv[4])
 
 
-def _set_waitable_timer(api: GuestApi, timer: int, due_at: int, routine: int, argument: int) -> int:
+def _set_waitable_timer(api: GuestApi, timer: int, due_at: int, period: int, routine: int, argument: int) -> int:
     target = api.object_of(timer)
     if target is None or target.kind != "other":
         api.set_last_error(ERROR_INVALID_HANDLE)
@@ -355,9 +356,15 @@ def _set_waitable_timer(api: GuestApi, timer: int, due_at: int, routine: int, ar
     if fires is None:
         api.set_last_error(ERROR_NOACCESS)
         return 0
-    if routine:
+    services = _services(api)
+    period_ms = period & 0xFFFFFFFF
+    period_ms = 0 if period_ms & 0x80000000 else period_ms  # a negative period fails on Windows
+    arm = services.set_waitable_timer
+    if arm is not None and arm(timer, fires, period_ms, routine, argument, api.current_thread_id()):
+        return 1
+    if routine:  # a timer the backend does not keep: its routine waits for the next alertable moment
         args = (argument, fires & 0xFFFFFFFF, fires >> 32 & 0xFFFFFFFF)
-        _services(api).pending_apcs.setdefault(api.current_thread_id(), []).append((routine, args))
+        services.pending_apcs.setdefault(api.current_thread_id(), []).append((routine, args))
     return 1
 
 
@@ -506,7 +513,10 @@ def _queue_apc(api: GuestApi, thread: int, routine: int, args: tuple[int, ...], 
 def deliver_apcs(api: GuestApi) -> bool:
     """Call every APC pending on the calling thread, oldest first, when this API returns;
     whether there was one."""
-    pending = _services(api).pending_apcs.pop(api.current_thread_id(), [])
+    services = _services(api)
+    if services.fire_due_timers is not None:
+        services.fire_due_timers()  # the waitable timers due by now queue their routines
+    pending = services.pending_apcs.pop(api.current_thread_id(), [])
     for routine, args in pending:
         api.call_guest(routine, list(args))
     return bool(pending)

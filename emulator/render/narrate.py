@@ -72,6 +72,7 @@ NOTE_TEXT = {
     "com_class_not_emulated": "It asked COM for a class the emulator does not have",
     "persistence_command": "It set something up to run later through a system program",
     "thread_hidden_from_debugger": "It hid a thread from debuggers",
+    "window_hook": "It set a Windows hook, a procedure input or messages are handed to",
 }
 # How a parent handed control to a stage, where the report's one word needs more.
 VIA_TEXT = {

@@ -32,7 +32,9 @@ from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectories
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import PAGE, MemoryWatch
+from emulator.backends.speakeasy.messages import MessageLoop
 from emulator.backends.speakeasy.runner import NativeRunner
+from emulator.backends.speakeasy.signals import Signals
 from emulator.backends.speakeasy.sources import SourceTaps, read_c_string
 from emulator.backends.speakeasy.syscalls import IndirectCall, SystemCalls
 from emulator.backends.speakeasy.translate import Observed, Translator
@@ -232,7 +234,9 @@ class SpeakeasyBackend:
         taps.variable_names = {name.lower(): name for name in (*self.plan.env, SANDBOX_MARKER_NAME)}
         taps.install()
         comclasses.install(target.se, emu, memory, self.services)
-        wndprocs.install(target.se, emu, memory, self.services)
+        procedures = wndprocs.install(target.se, emu, memory, self.services)
+        messages = MessageLoop(target.se, emu, memory, self.services, procedures)
+        messages.install()
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
         txf.install(target.se, memory, self.recorder)
@@ -258,6 +262,8 @@ class SpeakeasyBackend:
         def deliver_apcs() -> bool:
             return threads.deliver_apcs(GuestApi(memory, services, "WaitForSingleObjectEx", module="kernel32"))
 
+        signals = Signals(target.se, emu, self.services)
+        signals.install()
         ThreadWaits(
             target.se,
             emu,
@@ -267,6 +273,8 @@ class SpeakeasyBackend:
             handlers,
             deliver_apcs,
             lambda handle: threads.pool_callback_threads(services, handle),
+            signals,
+            messages.input_within,
         ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])

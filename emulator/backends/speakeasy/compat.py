@@ -1232,6 +1232,13 @@ def current_directory(emu: Any) -> str:
     return str(emu.get_cd() or "")
 
 
+def highest_handle(emu: Any) -> int:
+    """Past every handle value Speakeasy has given out so far (each kind counts up on its own)."""
+    allocator = getattr(emu, "handle_allocator", None)
+    values = [v for v in vars(allocator).values() if isinstance(v, int)] if allocator is not None else []
+    return max(values, default=0)
+
+
 def object_of_handle(emu: Any, handle: int) -> Any:
     """The object a real (not pseudo) handle names, or None."""
     try:

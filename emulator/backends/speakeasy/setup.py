@@ -38,7 +38,6 @@ from emulator.backends.speakeasy import (
     procview,
     regenum,
     signatures,
-    timers,
 )
 from emulator.backends.speakeasy.config import build_speakeasy_config
 from emulator.backends.speakeasy.loader import DllSearch
@@ -483,7 +482,6 @@ def install_api_handlers(
     procapis.install(se, se.emu, memory.ptr_size == 8)
     disks.install(se, services.guest)
     ntmemory.install(se, memory.ptr_size, memory.space)
-    timers.install(se, memory.ptr_size, services)
 
 
 # GetFinalPathNameByHandle's dwFlags: the volume part of the path (VOLUME_NAME_DOS is 0).

@@ -61,6 +61,8 @@ from typing import Any
 from emulator.apis.core import GuestMemory
 from emulator.backends.speakeasy import compat
 from emulator.backends.speakeasy.children import NOT_RUN_EXIT_CODE, ChildProcesses, Launch
+from emulator.backends.speakeasy.signals import Signals
+from emulator.vclock import UNITS_PER_MS
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class WaitApi:
     native: bool = False
     alertable: int | None = None  # the argument that makes the wait alertable (non-zero)
     alertable_flag: int | None = None  # MsgWaitForMultipleObjectsEx: MWMO_ALERTABLE in its flags
+    signal: int | None = None  # SignalObjectAndWait: the object it signals before it waits
+    messages: bool = False  # MsgWaitForMultipleObjects(Ex): input in the thread's queue satisfies it
 
 
 WAIT_APIS: dict[tuple[str, str], WaitApi] = {
@@ -103,10 +107,10 @@ WAIT_APIS: dict[tuple[str, str], WaitApi] = {
     ("kernel32", "WaitForSingleObjectEx"): WaitApi(3, handle=0, timeout=1, alertable=2),
     ("kernel32", "WaitForMultipleObjects"): WaitApi(4, count=0, handles=1, wait_all=2, timeout=3),
     ("kernel32", "WaitForMultipleObjectsEx"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3, alertable=4),
-    ("kernel32", "SignalObjectAndWait"): WaitApi(4, handle=1, timeout=2, alertable=3),
-    ("user32", "MsgWaitForMultipleObjects"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3),
+    ("kernel32", "SignalObjectAndWait"): WaitApi(4, handle=1, timeout=2, alertable=3, signal=0),
+    ("user32", "MsgWaitForMultipleObjects"): WaitApi(5, count=0, handles=1, wait_all=2, timeout=3, messages=True),
     ("user32", "MsgWaitForMultipleObjectsEx"): WaitApi(
-        5, count=0, handles=1, timeout=2, wait_all_flag=4, alertable_flag=4
+        5, count=0, handles=1, timeout=2, wait_all_flag=4, alertable_flag=4, messages=True
     ),
     ("ntdll", "NtWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True, alertable=1),
     ("ntdll", "ZwWaitForSingleObject"): WaitApi(3, handle=0, nt_timeout=2, native=True, alertable=1),
@@ -142,14 +146,15 @@ EXIT_THREAD_APIS: dict[tuple[str, str], int] = {
 # its ExitThread does.
 CRT_EXIT_THREAD_APIS = (("msvcrt", "_endthreadex"),)
 EXIT_PROCESS_APIS = (("kernel32", "ExitProcess"), ("ntdll", "RtlExitUserProcess"))
-# (module, name) -> (argc, index of a milliseconds timeout or None): a sleep or a yield.
-SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None]] = {
-    ("kernel32", "Sleep"): (1, 0),
-    ("kernel32", "SleepEx"): (2, 0),
-    ("kernel32", "SwitchToThread"): (0, None),
-    ("ntdll", "NtDelayExecution"): (2, None),
-    ("ntdll", "ZwDelayExecution"): (2, None),
-    ("ntdll", "NtYieldExecution"): (0, None),
+# (module, name) -> (argc, index of a milliseconds timeout or None, index of the alertable flag
+# or None, index of a pointer to an NT interval or None): a sleep or a yield.
+SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None, int | None, int | None]] = {
+    ("kernel32", "Sleep"): (1, 0, None, None),
+    ("kernel32", "SleepEx"): (2, 0, 1, None),
+    ("kernel32", "SwitchToThread"): (0, None, None, None),
+    ("ntdll", "NtDelayExecution"): (2, None, 0, 1),
+    ("ntdll", "ZwDelayExecution"): (2, None, 0, 1),
+    ("ntdll", "NtYieldExecution"): (0, None, None, None),
 }
 INFINITE = 0xFFFFFFFF
 # At most this many handles are read from a wait's array (Windows' MAXIMUM_WAIT_OBJECTS).
@@ -182,6 +187,7 @@ class _WaitFrame:
     then: Any = None  # called with what ran last when it is done: the API's result, or None
     timeout_result: int = WAIT_TIMEOUT  # the API's result if one of them timed out
     timed_out: bool = False
+    recheck: bool = False  # ``then`` gives the result even when one of them timed out
 
 
 class ThreadWaits:
@@ -195,6 +201,8 @@ class ThreadWaits:
         handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
         deliver_apcs: Callable[[], bool] | None = None,
         pool_threads: Callable[[int], list[int]] | None = None,
+        signals: Signals | None = None,
+        input_within: Callable[[int | None], bool] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
@@ -208,6 +216,10 @@ class ThreadWaits:
         self.deliver_apcs = deliver_apcs
         # The threads a thread-pool object's callbacks were started on (emulator/apis/threads.py).
         self.pool_threads = pool_threads
+        # Events and waitable timers, signalled or not (signals.py); None: every object is signalled.
+        self.signals = signals
+        # Whether input reaches the thread's message queue within a time (messages.py).
+        self.input_within = input_within
         # id(thread or process object) -> exit code: children.py's record when there are children
         self.exit_codes: dict[int, int] = children.exit_codes if children is not None else {}
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
@@ -229,8 +241,8 @@ class ThreadWaits:
         self._hook("kernel32", "GetExitCodeProcess", 2, self._on_exit_code)
         self._hook("kernel32", "TerminateThread", 2, self._on_terminate)
         self._hook("kernel32", "TerminateProcess", 2, self._on_terminate_process)
-        for (module, name), (argc, timeout) in SLEEP_APIS.items():
-            self._hook(module, name, argc, partial(self._on_sleep, timeout, argc))
+        for (module, name), (argc, timeout, alertable, interval) in SLEEP_APIS.items():
+            self._hook(module, name, argc, partial(self._on_sleep, timeout, argc, alertable, interval))
         compat.after_each_api_callback(self.emu, self._callback_returned)
 
     def _hook(
@@ -326,9 +338,16 @@ class ThreadWaits:
             return len(argv) > spec.alertable_flag and bool(argv[spec.alertable_flag] & MWMO_ALERTABLE)
         return spec.alertable is not None and len(argv) > spec.alertable and bool(argv[spec.alertable] & 0xFF)
 
+    def _known(self, handle: int) -> bool:
+        return self.signals.known_handle(handle) if self.signals is not None else bool(handle)
+
     def _on_wait(self, spec: WaitApi, orig: Any, argv: list[int]) -> Any:
-        if 0 in self._handles(spec, argv):
-            # a NULL handle names nothing: the wait fails at once (Speakeasy's answered WAIT_OBJECT_0)
+        handles = self._handles(spec, argv)
+        if spec.signal is not None and self.signals is not None and len(argv) > spec.signal:
+            self.signals.signal(argv[spec.signal])
+        if not all(self._known(handle) for handle in handles):
+            # a handle that names nothing (NULL, closed, made up): the wait fails at once
+            # (Speakeasy's answered WAIT_OBJECT_0)
             if spec.native:
                 return STATUS_INVALID_HANDLE
             self.emu.set_last_error(ERROR_INVALID_HANDLE)
@@ -336,9 +355,9 @@ class ThreadWaits:
         if self._alertable(spec, argv) and self.deliver_apcs is not None and self.deliver_apcs():
             # an alertable wait with APCs queued to the thread runs them and returns at once
             return STATUS_USER_APC if spec.native else WAIT_IO_COMPLETION
-        startable = [self._startable(handle) for handle in self._handles(spec, argv)]
+        startable = [self._startable(handle) for handle in handles]
         if not any(item is not None for item in startable):
-            return orig(argv) if orig is not None else WAIT_OBJECT_0
+            return self._wait_objects(spec, orig, argv, handles)
         timeout = self._timeout_ms(spec, argv)
         if timeout == 0:
             # a poll: the first one finds them still running; the next one waits for them
@@ -359,6 +378,117 @@ class ThreadWaits:
         self._run_now(chosen, deadline=deadline, timeout_result=STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT)
         return WAIT_OBJECT_0 + index
 
+    # -- events and waitable timers --------------------------------------------------------------
+
+    def _wait_objects(self, spec: WaitApi, orig: Any, argv: list[int], handles: list[int]) -> Any:
+        """A wait on objects none of which is a thread or process that has yet to run. With an
+        event or waitable timer among them (signals.py) the wait is Windows': satisfied by those
+        signalled now; else the threads and child processes that have yet to run run in it (one
+        of them may signal it; a finite wait cuts the one that sleeps past its timeout), then a
+        timer due before the timeout satisfies it (the clock moved on to its due time), an
+        alertable wait runs a timer routine due before then, and a finite wait times out with
+        the clock moved on by its timeout; an infinite wait nothing would satisfy returns as
+        before (the first object, all of them for a wait-all). Other objects are Speakeasy's:
+        signalled."""
+        signals = self.signals
+        objs = [compat.object_of(self.emu, handle) for handle in handles]
+        if signals is None or not any(signals.modelled(obj) for obj in objs):
+            return orig(argv) if orig is not None else WAIT_OBJECT_0
+        wait_all = self._waits_for_all(spec, argv)
+        timeout = self._timeout_ms(spec, argv)
+        timeout_result = STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT
+        settled = self._settle(objs, wait_all)
+        if settled is not None:
+            return settled
+        if spec.messages and self.input_within is not None and self.input_within(0):
+            return WAIT_OBJECT_0 + len(objs)
+        start = signals.clock.now_filetime()
+        if timeout != 0 and len(self.running) < MAX_NESTED_THREADS:
+            pending = self._pending()
+            deadline = self.now_ms() + timeout if timeout is not None and self.now_ms is not None else None
+            if pending and self._run_now(
+                pending,
+                then=lambda _done: self._after_wait(objs, wait_all, timeout, start, timeout_result, False, spec),
+                deadline=deadline,
+                timeout_result=timeout_result,
+                recheck=True,
+            ):
+                return timeout_result  # the frame's ``then`` gives the result
+        return self._after_wait(objs, wait_all, timeout, start, timeout_result, self._alertable(spec, argv), spec)
+
+    def _settle(self, objs: list[Any], wait_all: bool) -> int | None:
+        """The wait's result if the objects satisfy it now (their signal taken), else None."""
+        assert self.signals is not None
+        states = [self.signals.signalled(obj) for obj in objs]
+        if wait_all:
+            if not all(states):
+                return None
+            for obj in objs:
+                self.signals.take(obj)
+            return WAIT_OBJECT_0
+        index = next((i for i, state in enumerate(states) if state), None)
+        if index is None:
+            return None
+        self.signals.take(objs[index])
+        return WAIT_OBJECT_0 + index
+
+    def _after_wait(
+        self,
+        objs: list[Any],
+        wait_all: bool,
+        timeout: int | None,
+        start: int,
+        timeout_result: int,
+        alertable: bool,
+        spec: WaitApi,
+    ) -> int:
+        """The end of a wait nothing satisfied at once (see :meth:`_wait_objects`)."""
+        signals = self.signals
+        assert signals is not None
+        settled = self._settle(objs, wait_all)
+        if settled is not None:
+            return settled
+        end = start + timeout * UNITS_PER_MS if timeout is not None else None
+        if wait_all:
+            others = [obj for obj in objs if id(obj) not in signals.timers]
+            if all(signals.signalled(obj) for obj in others):
+                unset = [obj for obj in objs if id(obj) in signals.timers and not signals.signalled(obj)]
+                dues = [signals.next_due([obj]) for obj in unset]
+                due = max(d for d in dues if d is not None) if dues and None not in dues else None
+            else:
+                due = None
+        else:
+            due = signals.next_due(objs)
+        due = due if due is not None and (end is None or due <= end) else None
+        if alertable and self.deliver_apcs is not None:
+            routine = signals.next_due(thread_id=self.memory.current_thread_id())
+            if routine is not None and (end is None or routine <= end) and (due is None or routine < due):
+                signals.sleep_until(routine)
+                if self.deliver_apcs():
+                    return STATUS_USER_APC if spec.native else WAIT_IO_COMPLETION
+        if due is not None:
+            signals.sleep_until(due)
+            settled = self._settle(objs, wait_all)
+            if settled is not None:
+                return settled
+        if spec.messages and self.input_within is not None:
+            left = None if end is None else max(0, (end - signals.clock.now_filetime()) // UNITS_PER_MS)
+            if self.input_within(left):
+                return WAIT_OBJECT_0 + len(objs)
+        if end is None:
+            for obj in objs if wait_all else objs[:1]:
+                signals.take(obj)
+            return WAIT_OBJECT_0
+        signals.sleep_until(end)
+        return timeout_result
+
+    def _pending(self) -> list[tuple[Any, Any]]:
+        """The threads of the process and the child processes that have yet to run, in order."""
+        pending: list[tuple[Any, Any]] = [(run.thread, run) for run in compat.queued_thread_runs(self.emu)]
+        if self.children is not None:
+            pending += [(launch.started or launch.process, launch) for launch in self.children.pending_programs()]
+        return pending
+
     def _on_pool_wait(self, orig: Any, argv: list[int]) -> Any:
         """A wait for a pool object's callbacks runs those not run yet, one after another (a
         cancel of pending callbacks, the second argument, runs them too: they were started)."""
@@ -377,11 +507,13 @@ class ThreadWaits:
         then: Any = None,
         deadline: int | None = None,
         timeout_result: int = WAIT_TIMEOUT,
-    ) -> None:
+        recheck: bool = False,
+    ) -> bool:
         """Run these threads (their queued runs) and child processes (their launches) one after
         another from the API being handled; with a ``deadline``, one that sleeps past it is cut
-        there (still running) and the API returns ``timeout_result``."""
-        frame = _WaitFrame(then=then, timeout_result=timeout_result)
+        there (still running) and the API returns ``timeout_result`` (with ``recheck``, what
+        ``then`` says). Whether anything was started."""
+        frame = _WaitFrame(then=then, timeout_result=timeout_result, recheck=recheck)
         waiter = compat.current_thread(self.emu)
         registers = compat.nonvolatile_registers(self.emu)
         calls: list[tuple[int, list[int]]] = []
@@ -407,12 +539,13 @@ class ThreadWaits:
             frame.running += items
             calls += more
         if not frame.running:
-            return
+            return False
         self._enter(frame.running[0], frame)
         for function, args in calls:
             compat.call_guest_after_api(self.emu, function, args)
         compat.tag_api_frame(self.emu, frame)
         logger.debug("a wait runs %d thread(s) and process calls now", len(frame.running))
+        return True
 
     def _launch_calls(
         self, launch: Launch, module: Any, target: Any, waiter: Any, registers: dict[str, int], deadline: int | None
@@ -496,19 +629,27 @@ class ThreadWaits:
             self._enter(tag.running[0], tag)
             return None
         compat.set_current_thread(self.emu, done.waiter)
-        if tag.timed_out:
+        if tag.timed_out and not (tag.recheck and tag.then is not None):
             return tag.timeout_result
         if tag.then is None:
             return None
         return int(tag.then(target))
 
-    def _on_sleep(self, timeout: int | None, argc: int, orig: Any, argv: list[int]) -> Any:
+    def _on_sleep(
+        self, timeout: int | None, argc: int, alertable: int | None, interval: int | None, orig: Any, argv: list[int]
+    ) -> Any:
         """A sleep forever, or a second sleep (or yield) from one call site (a loop that waits for
         something, a flag a thread sets), while threads of the process have yet to run: they run
         in it, one after another, as other threads run while one sleeps on Windows. A thread a
         finite wait runs that sleeps past the wait's timeout is cut there: its waiter goes on.
         Child processes that have yet to run run the same way (a parent polling for a file its
-        child writes)."""
+        child writes). An alertable sleep that a waitable timer's routine is due before the end
+        of sleeps until then (the routine runs: signals.py)."""
+        if alertable is not None and len(argv) > alertable and argv[alertable] & 0xFF:
+            self._sleep_to_routine(
+                argv[timeout] if timeout is not None and len(argv) > timeout else None,
+                argv[interval] if interval is not None and len(argv) > interval else None,
+            )
         rv = orig(argv) if orig is not None else 0
         innermost = self.running[-1] if self.running else None
         if (
@@ -521,15 +662,39 @@ class ThreadWaits:
             innermost.timed_out = True
             compat.return_from_callback(self.emu, argc, 0)
             return 0
-        pending: list[tuple[Any, Any]] = [(run.thread, run) for run in compat.queued_thread_runs(self.emu)]
-        if self.children is not None:
-            pending += [(launch.started or launch.process, launch) for launch in self.children.pending_programs()]
+        pending = self._pending()
         site = compat.call_site(self.emu)
         forever = timeout is not None and len(argv) > timeout and argv[timeout] & 0xFFFFFFFF == INFINITE
         if pending and len(self.running) < MAX_NESTED_THREADS and (forever or site in self.sleep_sites):
             self._run_now(pending)
         self.sleep_sites.add(site)
         return rv
+
+    def _sleep_to_routine(self, milliseconds: int | None, interval_at: int | None) -> None:
+        """An alertable sleep of ``milliseconds`` (or an NT interval at ``interval_at``; neither:
+        for ever) with no APC pending: the clock moves on to the first waitable timer routine of
+        the thread due before it ends, which the sleep then runs."""
+        signals = self.signals
+        if signals is None:
+            return
+        tid = self.memory.current_thread_id()
+        if signals.services.pending_apcs.get(tid):
+            return
+        due = signals.next_due(thread_id=tid)
+        if due is None:
+            return
+        now = signals.clock.now_filetime()
+        end: int | None = None
+        if milliseconds is not None and milliseconds & 0xFFFFFFFF != INFINITE:
+            end = now + (milliseconds & 0xFFFFFFFF) * UNITS_PER_MS
+        elif interval_at:
+            try:
+                value = int.from_bytes(self.memory.read(interval_at, 8), "little", signed=True)
+            except Exception:
+                return
+            end = now - value if value <= 0 else value
+        if end is None or due <= end:
+            signals.sleep_until(due)
 
     # -- what ran ends ---------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ Here Speakeasy's handlers still run (its window objects and class atoms stand); 
 remembers each class's procedure (by name and atom) and each window's, and calls it back as the
 API returns (the stage it starts is ``via: callback``). The window is created whatever the
 procedure answers (on Windows a ``FALSE`` to ``WM_NCCREATE`` or -1 to ``WM_CREATE`` fails it);
-``SendMessage`` returns 0, not the procedure's answer; ``PostMessage`` still posts nothing and
-``DispatchMessage`` calls a window's procedure only for ``WM_TIMER`` (timers.py).
+``SendMessage`` answers what the procedure returns. Posted messages reach the procedure through
+the message loop (``DispatchMessage``: messages.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from speakeasy.winenv import arch as se_arch
 
 from emulator.apis.core import GuestApi
 from emulator.backends.speakeasy import compat
+from emulator.backends.speakeasy.messages import ANSWER
 from emulator.services import ReplayServices
 
 WM_CREATE = 0x0001
@@ -38,7 +39,8 @@ FIRST_ATOM = 0xC100
 CREATESTRUCT_SIZE = {8: 0x50, 4: 0x30}
 
 
-def install(se: Any, emu: Any, memory: Any, services: ReplayServices) -> None:
+def install(se: Any, emu: Any, memory: Any, services: ReplayServices) -> dict[int, int]:
+    """Install the hooks; the windows' procedures, by window (messages.py dispatches to them)."""
     ptr = memory.ptr_size
     by_name: dict[str, int] = {}  # class name (lower-case) -> procedure
     by_atom: dict[int, int] = {}
@@ -114,6 +116,7 @@ def install(se: Any, emu: Any, memory: Any, services: ReplayServices) -> None:
         if procedure is None:
             return orig(argv)
         compat.call_guest_after_api(emu, procedure, [window, message & 0xFFFFFFFF, wparam, lparam])
+        compat.tag_api_frame(emu, ANSWER)  # SendMessage answers what the procedure returns
         return 0
 
     def set_window_long(emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
@@ -150,6 +153,7 @@ def install(se: Any, emu: Any, memory: Any, services: ReplayServices) -> None:
     if ptr == 8:  # x86's user32 exports no SetWindowLongPtr (a macro for SetWindowLong)
         for name in ("SetWindowLongPtrA", "SetWindowLongPtrW"):
             se.add_api_hook(set_window_long, "user32", name, argc=3, call_conv=se_arch.CALL_CONV_STDCALL)
+    return by_window
 
 
 def _s32(value: int) -> int:
