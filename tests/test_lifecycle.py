@@ -23,6 +23,8 @@ SIGNAL_END_BOUND_SECONDS = 10.0
 
 REPO = Path(__file__).resolve().parent.parent
 TICKFLOOD = REPO / "tests" / "bins" / "robust" / "tickflood.exe"
+# Bytes of recorded trace that show the flood is running (some thousands of its API calls).
+FLOOD_RUNNING_BYTES = 200_000
 
 
 def _children(pid: int) -> list[int]:
@@ -49,10 +51,11 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _start_long_replay(outdir: Path, settle: float = 4.0, recorded_bytes: int = 0) -> tuple[subprocess.Popen[str], int]:
+def _start_long_replay(outdir: Path, recorded_bytes: int = FLOOD_RUNNING_BYTES) -> tuple[subprocess.Popen[str], int]:
     """The CLI on the API flood with long limits; returns it and its emulation child's pid once
-    the child is emulating (its first events are in): ``settle`` seconds after the child
-    started, or, with ``recorded_bytes``, once the trace being recorded holds that many bytes."""
+    the child is emulating: once the trace being recorded holds ``recorded_bytes`` bytes (the
+    flood's calls are coming in; a fixed wait of seconds was longer or, on a loaded machine, too
+    short)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [
@@ -85,13 +88,10 @@ def _start_long_replay(outdir: Path, settle: float = 4.0, recorded_bytes: int = 
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     assert child is not None, "no emulation child"
-    if recorded_bytes:
-        while time.monotonic() < deadline and _recorded(outdir) < recorded_bytes:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        assert _recorded(outdir) >= recorded_bytes, "the flood did not start"
-    else:
-        time.sleep(settle)  # imports, then the flood is running
+    while time.monotonic() < deadline and _recorded(outdir) < recorded_bytes:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert _recorded(outdir) >= recorded_bytes, "the flood did not start"
     assert proc.poll() is None, proc.communicate()
     return proc, child
 
@@ -106,7 +106,7 @@ def test_signal_ends_the_replay_with_a_partial_report(sig: signal.Signals, tmp_p
     outdir = tmp_path / "out"
     # SIGTERM waits until the flood has recorded megabytes of calls, to check they are kept (the
     # cost of writing a large partial report per call is tests/test_million.py's)
-    proc, child = _start_long_replay(outdir, settle=3.0, recorded_bytes=8_000_000 if sig == signal.SIGTERM else 0)
+    proc, child = _start_long_replay(outdir, recorded_bytes=8_000_000 if sig == signal.SIGTERM else FLOOD_RUNNING_BYTES)
     try:
         sent = time.monotonic()
         proc.send_signal(sig)

@@ -210,89 +210,148 @@ def _loaded_memory(plan: object) -> tuple[list[tuple[int, int, int]], dict[int, 
     return regions, contents
 
 
+# What the tests below compare: loads of the two 3CX scenarios with the start-up shortcuts on
+# ("shipped", as a replay loads) or some of them turned back into Speakeasy's own way. Each
+# (scenario, state) is loaded once per module (a load takes about a second and ~12 MB of
+# guest memory); the tests only read them. A state is the monkeypatches of one shortcut:
+LOAD_STATES = {
+    # every shortcut on
+    "shipped": {},
+    # no decoy registered from its template: the one-loop registration (register_exports)
+    "loop": {"register_template": False},
+    # no template and not the one loop: Speakeasy's register_module, its stubs written merged
+    "loop-speakeasy-registration": {"register_template": False, "registration_matches": False},
+    # Speakeasy registers every module itself, stub by stub
+    "speakeasy-registration": {"register_modules_at_once": False},
+    # each image mapped whole then protected, as Speakeasy does
+    "sections-mapped-whole": {"map_sections_apart": False},
+    # the decoy images built by Speakeasy, not placed from the shipped templates
+    "images-built-by-speakeasy": {"images": False},
+    # _load_image walks every registry value for the data exports
+    "data-exports-unindexed": {"index_data_entries": False},
+}
+
+
+class Load:
+    """One load (``_loaded_memory``) and what the shortcuts were called with while it ran:
+    ``templates`` (modules registered from their template), ``registered`` (modules given to
+    register_exports), ``merged`` (writes per _write_merged call), ``cuts`` (image_cuts' answers),
+    ``placed`` (decoys placed from a shipped template)."""
+
+    def __init__(self, memory: tuple[Any, Any], calls: dict[str, list[Any]]) -> None:
+        self.memory, self.calls = memory, calls
+
+
+def _load(scenario: str, state: str) -> Load:
+    from speakeasy.windows.api_image import ApiModuleLoader
+
+    from emulator.backends.speakeasy import compat_start, images
+
+    calls: dict[str, list[Any]] = {key: [] for key in ("templates", "registered", "merged", "cuts", "placed")}
+    register_template, register_exports = compat_start.register_template, compat_start.register_exports
+    write_merged, image_cuts, place = compat_start._write_merged, compat_start.image_cuts, images.place
+
+    def recorded_register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> bool:
+        done = register_template(registry, module, writes)
+        if done:
+            calls["templates"].append(module.name)
+        return done
+
+    def recorded_register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> None:
+        calls["registered"].append(module.name)
+        register_exports(registry, module, writes)
+
+    def recorded_write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:
+        calls["merged"].append(len(writes))
+        write_merged(emu, writes)
+
+    def recorded_image_cuts(image: object, page_size: int) -> list[int] | None:
+        calls["cuts"].append(image_cuts(image, page_size))
+        return calls["cuts"][-1]
+
+    def recorded_place(template: images.Template, **where: Any) -> Any:
+        calls["placed"].append(where["name"])
+        return place(template, **where)
+
+    off = LOAD_STATES[state]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # The recorders change nothing; a shortcut turned off is replaced as its own test did.
+        monkeypatch.setattr(compat_start, "register_template", recorded_register_template)
+        monkeypatch.setattr(compat_start, "register_exports", recorded_register_exports)
+        monkeypatch.setattr(compat_start, "_write_merged", recorded_write_merged)
+        monkeypatch.setattr(compat_start, "image_cuts", recorded_image_cuts)
+        monkeypatch.setattr(images, "place", recorded_place)
+        if "register_template" in off:
+            monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
+        if "registration_matches" in off:
+            monkeypatch.setattr(compat_start, "registration_matches", lambda: False)
+        if "register_modules_at_once" in off:
+            monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
+        if "map_sections_apart" in off:
+            monkeypatch.setattr(compat_start, "map_sections_apart", lambda emu: None)
+        if "images" in off:
+            monkeypatch.setattr(images, "install", lambda: None)
+            monkeypatch.setattr(ApiModuleLoader, "make_image", images._ORIGINAL_MAKE_IMAGE)
+        if "index_data_entries" in off:
+            monkeypatch.setattr(compat_start, "index_data_entries", lambda emu: None)
+        memory = _loaded_memory(load_scenario(SCENARIOS / scenario))
+    return Load(memory, calls)
+
+
+@pytest.fixture(scope="module")
+def loads() -> Callable[[str, str], Load]:
+    """``loads(scenario, state)``: the :class:`Load` of scenarios/<scenario> in that
+    LOAD_STATES state, made once per module."""
+    cache: dict[tuple[str, str], Load] = {}
+
+    def get(scenario: str, state: str) -> Load:
+        if (scenario, state) not in cache:
+            cache[scenario, state] = _load(scenario, state)
+        return cache[scenario, state]
+
+    return get
+
+
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
-def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stubs_written_at_once_leave_the_same_guest_memory(scenario: str, loads: Callable[[str, str], Load]) -> None:
     """A module's API stubs written in merged runs, and its addresses sorted once, leave the
     same bytes and the same registry as Speakeasy's one write and one insertion per export."""
-    from emulator.backends.speakeasy import compat_start
-
-    plan = load_scenario(SCENARIOS / scenario)
-    merged: list[int] = []
-    original = compat_start._write_merged
-
-    def write_merged(emu: Any, writes: list[tuple[int, bytes]]) -> None:
-        merged.append(len(writes))
-        original(emu, writes)
-
-    monkeypatch.setattr(compat_start, "_write_merged", write_merged)
-    monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
-    regions, contents = _loaded_memory(plan)
-    assert sum(merged) > 10_000  # the decoys' stubs went through it
-    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
-    plain_regions, plain_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
+    loop = loads(scenario, "loop")
+    assert sum(loop.calls["merged"]) > 10_000  # the decoys' stubs went through it
+    _assert_same_memory(loop.memory, loads(scenario, "speakeasy-registration").memory)
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
 def test_exports_registered_in_one_loop_leave_the_same_guest_memory(
-    scenario: str, monkeypatch: pytest.MonkeyPatch
+    scenario: str, loads: Callable[[str, str], Load]
 ) -> None:
     """register_exports (used with the Speakeasy it was written from) leaves the same stubs,
     entries, traps and lookups as Speakeasy's own register_module."""
     from emulator.backends.speakeasy import compat_start
 
     assert compat_start.registration_matches()  # the installed Speakeasy: the one-loop path runs
-    plan = load_scenario(SCENARIOS / scenario)
-    registered: list[str] = []
-    original = compat_start.register_exports
-
-    def register_exports(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> None:
-        registered.append(module.name)
-        original(registry, module, writes)
-
-    monkeypatch.setattr(compat_start, "register_exports", register_exports)
-    monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
-    regions, contents = _loaded_memory(plan)
-    assert len(registered) > 45
-    monkeypatch.setattr(compat_start, "registration_matches", lambda: False)
-    plain_regions, plain_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
-    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
-    plain_regions, plain_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
+    loop = loads(scenario, "loop")
+    assert len(loop.calls["registered"]) > 45
+    _assert_same_memory(loop.memory, loads(scenario, "loop-speakeasy-registration").memory)
+    _assert_same_memory(loop.memory, loads(scenario, "speakeasy-registration").memory)
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
 def test_decoys_registered_from_their_templates_leave_the_same_guest_memory(
-    scenario: str, monkeypatch: pytest.MonkeyPatch
+    scenario: str, loads: Callable[[str, str], Load]
 ) -> None:
     """A decoy placed from a shipped template is registered from what its registration does,
     worked out once (images.registration): the same stubs (one write of its .text), entries,
     traps, lookups, data index and trap count as the one-loop path and Speakeasy's own."""
-    from emulator.backends.speakeasy import compat_start
-
-    plan = load_scenario(SCENARIOS / scenario)
-    used: list[str] = []
-    original = compat_start.register_template
-
-    def register_template(registry: Any, module: Any, writes: list[tuple[int, bytes]]) -> bool:
-        done = original(registry, module, writes)
-        if done:
-            used.append(module.name)
-        return done
-
-    monkeypatch.setattr(compat_start, "register_template", register_template)
-    regions, contents = _loaded_memory(plan)
-    assert len(used) > 45  # the decoys took the template path
-    monkeypatch.setattr(compat_start, "register_template", lambda registry, module, writes: False)
-    loop_regions, loop_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (loop_regions, loop_contents))
-    monkeypatch.setattr(compat_start, "register_modules_at_once", lambda emu: None)
-    plain_regions, plain_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
+    shipped = loads(scenario, "shipped")
+    assert len(shipped.calls["templates"]) > 45  # the decoys took the template path
+    _assert_same_memory(shipped.memory, loads(scenario, "loop").memory)
+    _assert_same_memory(shipped.memory, loads(scenario, "speakeasy-registration").memory)
 
 
-def test_a_decoy_whose_text_is_not_the_templates_is_registered_by_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_decoy_whose_text_is_not_the_templates_is_registered_by_the_loop(
+    monkeypatch: pytest.MonkeyPatch, loads: Callable[[str, str], Load]
+) -> None:
     """register_template reads the image's .text back before it registers anything: when guest
     memory does not hold what the template maps there, it leaves the registry untouched and
     the one-loop path registers the module, with the same result."""
@@ -301,7 +360,7 @@ def test_a_decoy_whose_text_is_not_the_templates_is_registered_by_the_loop(monke
     from emulator.backends.speakeasy import compat_start, images
 
     plan = load_scenario(SCENARIOS / "3cx-x86")
-    regions, contents = _loaded_memory(plan)
+    regions, contents = loads("3cx-x86", "shipped").memory
     registration = images.registration
     answers: list[bool] = []
     original = compat_start.register_template
@@ -330,50 +389,23 @@ def test_exports_of_another_speakeasy_are_registered_by_speakeasy(monkeypatch: p
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
-def test_sections_mapped_apart_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sections_mapped_apart_leave_the_same_guest_memory(scenario: str, loads: Callable[[str, str], Load]) -> None:
     """Every image mapped as the pieces its protections cut it into ends with the same regions,
     protections and bytes as Speakeasy's map-then-protect (the target's own PE and the decoys)."""
-    from emulator.backends.speakeasy import compat_start
-
-    plan = load_scenario(SCENARIOS / scenario)
-    cut: list[list[int] | None] = []
-    original = compat_start.image_cuts
-
-    def image_cuts(image: object, page_size: int) -> list[int] | None:
-        cut.append(original(image, page_size))
-        return cut[-1]
-
-    monkeypatch.setattr(compat_start, "image_cuts", image_cuts)
-    regions, contents = _loaded_memory(plan)
-    assert sum(len(cuts) > 2 for cuts in cut if cuts) > 50  # the decoys and the target were cut
-    monkeypatch.setattr(compat_start, "map_sections_apart", lambda emu: None)
-    plain_regions, plain_contents = _loaded_memory(plan)
+    shipped = loads(scenario, "shipped")
+    regions, contents = shipped.memory
+    assert sum(len(cuts) > 2 for cuts in shipped.calls["cuts"] if cuts) > 50  # the decoys and the target were cut
+    plain_regions, plain_contents = loads(scenario, "sections-mapped-whole").memory
     assert regions == plain_regions
     assert contents.keys() == plain_contents.keys()
     assert [b for b in contents if contents[b] != plain_contents[b]] == []
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
-def test_shipped_decoy_images_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from speakeasy.windows.api_image import ApiModuleLoader
-
-    from emulator.backends.speakeasy import images
-
-    plan = load_scenario(SCENARIOS / scenario)
-    placed: list[str] = []
-    original_place = images.place
-
-    def place(template: images.Template, **where: Any) -> Any:
-        placed.append(where["name"])
-        return original_place(template, **where)
-
-    monkeypatch.setattr(images, "place", place)
-    regions, contents = _loaded_memory(plan)
-    assert len(placed) >= 45  # the decoys came from the shipped templates
-    monkeypatch.setattr(images, "install", lambda: None)
-    monkeypatch.setattr(ApiModuleLoader, "make_image", images._ORIGINAL_MAKE_IMAGE)
-    plain_regions, plain_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
+def test_shipped_decoy_images_leave_the_same_guest_memory(scenario: str, loads: Callable[[str, str], Load]) -> None:
+    shipped = loads(scenario, "shipped")
+    assert len(shipped.calls["placed"]) >= 45  # the decoys came from the shipped templates
+    _assert_same_memory(shipped.memory, loads(scenario, "images-built-by-speakeasy").memory)
 
 
 def test_shipped_decoy_images_are_what_the_builder_builds_now() -> None:
@@ -465,15 +497,9 @@ def test_decoy_images_of_another_speakeasy_or_handler_are_built_by_speakeasy(mon
 
 
 @pytest.mark.parametrize("scenario", ["3cx", "3cx-x86"])
-def test_indexed_data_exports_leave_the_same_guest_memory(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_indexed_data_exports_leave_the_same_guest_memory(scenario: str, loads: Callable[[str, str], Load]) -> None:
     """_load_image walking the data exports alone initialises the same ones, with the same bytes."""
-    from emulator.backends.speakeasy import compat_start
-
-    plan = load_scenario(SCENARIOS / scenario)
-    regions, contents = _loaded_memory(plan)
-    monkeypatch.setattr(compat_start, "index_data_entries", lambda emu: None)
-    plain_regions, plain_contents = _loaded_memory(plan)
-    _assert_same_memory((regions, contents), (plain_regions, plain_contents))
+    _assert_same_memory(loads(scenario, "shipped").memory, loads(scenario, "data-exports-unindexed").memory)
 
 
 def test_merged_writes_land_as_written_one_by_one() -> None:
