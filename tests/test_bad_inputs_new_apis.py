@@ -183,10 +183,6 @@ def test_a_wait_on_a_null_handle_fails_with_invalid_handle(sample: str) -> None:
     ERROR_INVALID_HANDLE, as Windows answers (Speakeasy's WAIT_OBJECT_0 said it was signalled).
     A handle of a thread already closed fails the same way, alone or in a list (it answered
     WAIT_OBJECT_0 before the waits knew closed handles: emulator/backends/speakeasy/signals.py)."""
-    printed = _printed(_emulate("threads", sample))
-
-    A handle of a thread already closed still answers WAIT_OBJECT_0 (Speakeasy keeps closed
-    handles naming their object: left as it is)."""
     printed = _printed(_emulate_shared("threads", sample))
     assert (printed["null_wait"], printed["null_wait_error"]) == (0xFFFFFFFF, 6)
     assert (printed["null_many"], printed["null_many_error"]) == (0xFFFFFFFF, 6)
