@@ -19,6 +19,7 @@ import ctypes
 import gc
 import inspect
 import ntpath
+import struct
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -241,6 +242,32 @@ def writes_without_invalidation(se: Any) -> Iterator[None]:
 
 def unicorn_of(emu: Any) -> Any:
     return emu.emu_eng.emu
+
+
+# Unicorn's ``uc_mem_region``: begin, end (inclusive), perms, padded to 8 bytes.
+_MEM_REGION = struct.Struct("<QQI4x")
+
+
+def mem_regions_raw(unicorn: Any) -> bytes:
+    """Unicorn's mapped regions as its C API gives them (``uc_mem_region`` records, in its
+    order), in one call: unicorn's own ``mem_regions`` builds a tuple per region through ctypes,
+    ~25 us a region, which a query per API call over hundreds of regions made most of a replay."""
+    uc_mem_region = uc_binding.uc_mem_region
+    uclib = uc_binding.uclib
+    regions = ctypes.POINTER(uc_mem_region)()
+    count = ctypes.c_uint32()
+    status = uclib.uc_mem_regions(unicorn._uch, ctypes.byref(regions), ctypes.byref(count))
+    if status != uc.UC_ERR_OK:
+        raise uc_binding.UcError(status)
+    try:
+        return ctypes.string_at(regions, count.value * ctypes.sizeof(uc_mem_region))
+    finally:
+        uclib.uc_free(regions)
+
+
+def regions_of_raw(raw: bytes) -> list[tuple[int, int, int]]:
+    """:func:`mem_regions_raw`'s records as (begin, end inclusive, perms), unicorn's form."""
+    return list(_MEM_REGION.iter_unpack(raw))
 
 
 # ---- memory --------------------------------------------------------------------------------

@@ -164,6 +164,9 @@ class AddressSpace:
         # base of an allocation with reserved pages -> page indexes of it committed.
         self.committed: dict[int, set[int]] = {}
         self._sections: dict[int, tuple[Any, dict[int, int]]] = {}
+        # The last view and what it was made from (Unicorn's regions, the maps and modules):
+        # queries between two changes of the address space share it.
+        self._last_view: tuple[tuple[bytes, int, int, int], _View] | None = None
         # base of a MEM_WRITE_WATCH allocation -> (its end, page indexes written since the reset)
         self.watched: dict[int, tuple[int, set[int]]] = {}
 
@@ -287,13 +290,26 @@ class AddressSpace:
 
     def _view(self) -> _View:
         emu = self.emu
+        raw = compat.mem_regions_raw(compat.unicorn_of(emu))
+        modules = list(getattr(emu, "modules", None) or [])
+        maps = emu.get_mem_maps()
+        # A map, an unmap or a protection change moves Unicorn's regions; a map freed without
+        # an unmap, or a module listed, only Speakeasy's lists.
+        key = (raw, len(maps), sum(1 for mm in maps if mm.free), len(modules))
+        if self._last_view is not None and self._last_view[0] == key:
+            return self._last_view[1]
+        view = self._make_view(modules, maps, compat.regions_of_raw(raw))
+        self._last_view = (key, view)
+        return view
+
+    def _make_view(self, modules: list[Any], maps: list[Any], unicorn_regions: list[tuple[int, int, int]]) -> _View:
         found: dict[int, _Allocation] = {}
         freed: list[tuple[int, int]] = []
-        for module in list(getattr(emu, "modules", None) or []):
+        for module in modules:
             base = int(module.base)
             if base < self.end:
                 found[base] = _Allocation(base, _up(base + int(module.image_size)), MEM_IMAGE, module=module)
-        for mm in emu.get_mem_maps():
+        for mm in maps:
             if mm.base >= self.end:
                 continue
             if mm.base % PAGE or mm.size < PAGE:
@@ -316,9 +332,7 @@ class AddressSpace:
                 allocations[-1].end = max(allocations[-1].end, allocation.end)  # one inside another
             else:
                 allocations.append(allocation)
-        regions = sorted(
-            (int(begin), int(end) + 1, int(perms)) for begin, end, perms in compat.unicorn_of(emu).mem_regions()
-        )
+        regions = sorted((begin, end + 1, perms) for begin, end, perms in unicorn_regions)
         self._add_undescribed(allocations, freed, regions)
         for allocation in allocations:
             allocation.end = min(allocation.end, self.end)
