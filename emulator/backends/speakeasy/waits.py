@@ -45,6 +45,15 @@ code it gives ``ExitProcess`` (which ends it, not its parent's run), is its exit
 A thread the guest started in another process (``CreateRemoteThread``, ``NtCreateThreadEx``,
 ``RtlCreateUserThread``) and waits for runs in the wait the same way, as that process's thread.
 
+An event is a wait's object too: ``CreateEventA/W`` (manual or auto reset, set or not),
+``SetEvent`` and ``ResetEvent`` give it a state (Speakeasy kept none and answered every wait
+``WAIT_OBJECT_0``). A wait with a finite timeout on events none of which is set, while no thread
+or child process of the guest's is left to run that could set one, times out: the virtual clock
+advances by the timeout and the wait answers ``WAIT_TIMEOUT`` (a sleep written as a wait:
+winpthreads' ``nanosleep``, so ``std::this_thread::sleep_for``, waits on an event nothing
+sets). A wait that an event set satisfies resets an auto-reset one. A wait for ever on an event
+nothing set, or with threads still to run, returns at once as before.
+
 A thread nobody waits for runs after the run that started it, as before; so does a thread that
 is suspended, an APC, a child process nobody waits for, and
 what a wait would start while ``MAX_NESTED_THREADS`` are already running inside each other.
@@ -152,6 +161,13 @@ SLEEP_APIS: dict[tuple[str, str], tuple[int, int | None]] = {
     ("ntdll", "NtYieldExecution"): (0, None),
 }
 INFINITE = 0xFFFFFFFF
+# The event APIs whose effect on an event's state waits follow -> their argument count.
+EVENT_APIS: dict[tuple[str, str], int] = {
+    ("kernel32", "CreateEventA"): 4,
+    ("kernel32", "CreateEventW"): 4,
+    ("kernel32", "SetEvent"): 1,
+    ("kernel32", "ResetEvent"): 1,
+}
 # At most this many handles are read from a wait's array (Windows' MAXIMUM_WAIT_OBJECTS).
 MAXIMUM_WAIT_OBJECTS = 64
 
@@ -195,6 +211,7 @@ class ThreadWaits:
         handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
         deliver_apcs: Callable[[], bool] | None = None,
         pool_threads: Callable[[int], list[int]] | None = None,
+        sleep_ms: Callable[[int], None] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
@@ -214,6 +231,10 @@ class ThreadWaits:
         self.still_running: set[int] = set()  # id(thread or process object): cut by a wait's timeout
         self.running: list[_Running] = []  # innermost last
         self.sleep_sites: set[int] = set()  # call sites of sleeps and yields seen
+        self.sleep_ms = sleep_ms  # advances the virtual clock (a wait that times out)
+        # id(event object) -> [manual reset, set]: the events created with CreateEventA/W
+        self.events: dict[int, list[bool]] = {}
+        self.event_objects: list[Any] = []
 
     def install(self) -> None:
         for (module, name), spec in WAIT_APIS.items():
@@ -231,6 +252,8 @@ class ThreadWaits:
         self._hook("kernel32", "TerminateProcess", 2, self._on_terminate_process)
         for (module, name), (argc, timeout) in SLEEP_APIS.items():
             self._hook(module, name, argc, partial(self._on_sleep, timeout, argc))
+        for (module, name), index in EVENT_APIS.items():
+            self._hook(module, name, index, partial(self._on_event, name))
         compat.after_each_api_callback(self.emu, self._callback_returned)
 
     def _hook(
@@ -263,6 +286,7 @@ class ThreadWaits:
             ("kernel32", "TerminateThread"),
             ("kernel32", "TerminateProcess"),
             *SLEEP_APIS,
+            *EVENT_APIS,
         }
 
     # -- what a wait can run ---------------------------------------------------------------------
@@ -338,6 +362,9 @@ class ThreadWaits:
             return STATUS_USER_APC if spec.native else WAIT_IO_COMPLETION
         startable = [self._startable(handle) for handle in self._handles(spec, argv)]
         if not any(item is not None for item in startable):
+            events = self._event_wait(spec, argv)
+            if events is not None:
+                return events
             return orig(argv) if orig is not None else WAIT_OBJECT_0
         timeout = self._timeout_ms(spec, argv)
         if timeout == 0:
@@ -358,6 +385,47 @@ class ThreadWaits:
         deadline = self.now_ms() + timeout if timeout and self.now_ms is not None else None
         self._run_now(chosen, deadline=deadline, timeout_result=STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT)
         return WAIT_OBJECT_0 + index
+
+    def _event_wait(self, spec: WaitApi, argv: list[int]) -> int | None:
+        """A wait on events only (all of them of known state): its answer, or None to leave it
+        as it was answered before (an object of unknown state, a wait for ever on unset events,
+        threads or child processes still to run that could set them)."""
+        objects = [compat.object_of(self.emu, handle) for handle in self._handles(spec, argv)]
+        states = [self.events.get(id(obj)) if obj is not None else None for obj in objects]
+        if not states or any(state is None for state in states):
+            return None
+        known = [state for state in states if state is not None]
+        wait_all = self._waits_for_all(spec, argv)
+        ready = all(state[1] for state in known) if wait_all else any(state[1] for state in known)
+        if ready:
+            chosen = known if wait_all else [next(state for state in known if state[1])]
+            for state in chosen:
+                if not state[0]:
+                    state[1] = False  # an auto-reset event lets one wait through
+            return WAIT_OBJECT_0 + (0 if wait_all else known.index(chosen[0]))
+        timeout = self._timeout_ms(spec, argv)
+        if timeout is None or compat.queued_thread_runs(self.emu):
+            return None
+        if self.children is not None and self.children.pending_programs():
+            return None
+        if timeout and self.sleep_ms is not None:
+            self.sleep_ms(timeout)
+        return STATUS_TIMEOUT if spec.native else WAIT_TIMEOUT
+
+    def _on_event(self, name: str, orig: Any, argv: list[int]) -> Any:
+        """CreateEventA/W, SetEvent, ResetEvent: the event's state follows."""
+        rv = orig(argv) if orig is not None else 0
+        if name.startswith("CreateEvent"):
+            obj = compat.object_of(self.emu, rv) if rv else None
+            if obj is not None and id(obj) not in self.events:  # an existing named event keeps its state
+                self.events[id(obj)] = [bool(argv[1] & 0xFFFFFFFF), bool(argv[2] & 0xFFFFFFFF)]
+                self.event_objects.append(obj)  # kept: its id names it while the replay runs
+            return rv
+        obj = compat.object_of(self.emu, argv[0]) if argv else None
+        state = self.events.get(id(obj)) if obj is not None else None
+        if state is not None:
+            state[1] = name == "SetEvent"
+        return rv
 
     def _on_pool_wait(self, orig: Any, argv: list[int]) -> Any:
         """A wait for a pool object's callbacks runs those not run yet, one after another (a
