@@ -90,7 +90,7 @@ S_IFDIR, S_IEXEC_ALL = 0x4000, 0x49
 EXECUTABLE_EXTENSIONS = (".exe", ".com", ".bat", ".cmd")
 ACCESS_MODES = frozenset((0, 2, 4, 6))
 ENOENT, EBADF, EACCES, EEXIST, EINVAL, ERANGE, ENOTEMPTY = 2, 9, 13, 17, 22, 34, 41
-ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, ERROR_ALREADY_EXISTS = 2, 3, 183
+ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, ERROR_NO_MORE_FILES, ERROR_ALREADY_EXISTS = 2, 3, 18, 183
 MOVEFILE_REPLACE_EXISTING, MOVEFILE_DELAY_UNTIL_REBOOT = 0x1, 0x4
 FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_ARCHIVE = 0x10, 0x20
 MAX_FIND_NAME = 260
@@ -532,6 +532,7 @@ class CrtFiles:
         folder = ntpath.dirname(spec)
         found = [(name, is_folder, ntpath.join(folder, name)) for name, is_folder in self.folders.entries(spec)]
         if not found:
+            self.emu.set_last_error(ERROR_FILE_NOT_FOUND)
             return self._fail(ENOENT)
         handle = self.next_find
         self.next_find += 1
@@ -546,6 +547,9 @@ class CrtFiles:
         if found is None:
             return self._fail(EINVAL)
         if not found:
+            # FindNextFile's error stays the thread's: mingw-w64's readdir tells the end of a
+            # folder from a failure by it (ERROR_NO_MORE_FILES)
+            self.emu.set_last_error(ERROR_NO_MORE_FILES)
             return self._fail(ENOENT)
         self._write_find(argv[1], found.pop(0), layout, wide)
         return 0
