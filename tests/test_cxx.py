@@ -90,8 +90,12 @@ def _verdicts(recording: Recording) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("sample", "mode"),
-    [("exceptions.exe", "fast"), ("exceptions32.exe", "fast"), ("exceptions.exe", "faithful"),
-     ("exceptions32.exe", "faithful")],  # fmt: skip
+    [
+        ("exceptions.exe", "fast"),
+        ("exceptions32.exe", "fast"),
+        ("exceptions.exe", "faithful"),
+        ("exceptions32.exe", "faithful"),
+    ],
 )
 def test_every_exception_check_passes(sample: str, mode: str) -> None:
     """Throw / catch across frames with the destructors run in order, by base class, rethrow,

@@ -169,12 +169,13 @@ class CrtFiles:
                     (f"_{suffix}chdir", 1, functools.partial(self._chdir, wide=wide)),
                     (f"_{suffix}fullpath", 3, functools.partial(self._fullpath, wide=wide)),
                 ]
-                for name, layout in FIND_LAYOUTS.items():
-                    layout = X64_FIND_LAYOUTS.get(name, layout) if self.x64 else layout
+                for name, find_layout in FIND_LAYOUTS.items():
+                    find_layout = X64_FIND_LAYOUTS.get(name, find_layout) if self.x64 else find_layout
                     called = name.replace("_find", "_wfind") if wide else name
-                    hooks.append((called, 2, functools.partial(self._findfirst, layout=layout, wide=wide)))
-                    next_name = called.replace("first", "next")
-                    hooks.append((next_name, 2, functools.partial(self._findnext, layout=layout, wide=wide)))
+                    first = functools.partial(self._findfirst, layout=find_layout, wide=wide)
+                    hooks.append((called, 2, first))
+                    following = functools.partial(self._findnext, layout=find_layout, wide=wide)
+                    hooks.append((called.replace("first", "next"), 2, following))
             hooks.append(("_findclose", 1, self._findclose))
         hooks += [
             ("fwrite", 4, self._fwrite),

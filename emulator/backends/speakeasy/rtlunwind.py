@@ -83,7 +83,8 @@ def context_bytes(regs: dict[int, int], eflags: int, segments: dict[int, int], x
     for index, reg in enumerate(X64_GPRS):
         struct.pack_into("<Q", out, X64_GPR_OFFSET + 8 * index, regs.get(reg, 0) & 0xFFFFFFFFFFFFFFFF)
     for index, reg in enumerate(X64_XMMS):
-        out[X64_XMM0_OFFSET + 16 * index : X64_XMM0_OFFSET + 16 * index + 16] = (xmms.get(reg, 0)).to_bytes(16, "little")
+        at = X64_XMM0_OFFSET + 16 * index
+        out[at : at + 16] = xmms.get(reg, 0).to_bytes(16, "little")
     return bytes(out)
 
 
@@ -221,9 +222,9 @@ class RtlUnwinder:
                     # a collided unwind: this one goes on where that one was
                     taken = enclosing.extra
                     state.frames = dict(taken["after"])
-                    step = (taken["handler"], taken["establisher"], taken["image_base"], taken["entry"],
-                            taken["handler_data"])  # fmt: skip
-                    self._call_handler(state, taken["body"], taken["control_pc"], step, EXCEPTION_COLLIDED_UNWIND)
+                    again = (taken["handler"], taken["establisher"], taken["image_base"], taken["entry"],
+                             taken["handler_data"])  # fmt: skip
+                    self._call_handler(state, taken["body"], taken["control_pc"], again, EXCEPTION_COLLIDED_UNWIND)
                     return
                 # an exception handler's call: the stack goes on where that exception was raised
                 state.frames = regs_of(enclosing.saved)
@@ -248,8 +249,16 @@ class RtlUnwinder:
                       flags: int) -> None:  # fmt: skip
         handler, establisher, image_base, entry, handler_data = step
         extra = state.extra
-        extra.update(body=body, after=dict(state.frames or {}), control_pc=control_pc, handler=handler,
-                     establisher=establisher, image_base=image_base, entry=entry, handler_data=handler_data)  # fmt: skip
+        extra.update(
+            body=body,
+            after=dict(state.frames or {}),
+            control_pc=control_pc,
+            handler=handler,
+            establisher=establisher,
+            image_base=image_base,
+            entry=entry,
+            handler_data=handler_data,
+        )
         if extra["target_frame"] and establisher == extra["target_frame"]:
             flags |= EXCEPTION_TARGET_UNWIND
         current = struct.unpack("<I", bytes(self.emu.mem_read(state.record + 4, 4)))[0]
@@ -257,8 +266,20 @@ class RtlUnwinder:
         self.emu.mem_write(state.context, self._context(state, body))
         self.emu.mem_write(
             state.dispatcher,
-            struct.pack("<QQQQQQQQQII", control_pc, image_base, entry, establisher, extra["target_ip"],
-                        state.context, handler, handler_data, extra["history"], 0, 0),  # fmt: skip
+            struct.pack(
+                "<QQQQQQQQQII",
+                control_pc,
+                image_base,
+                entry,
+                establisher,
+                extra["target_ip"],
+                state.context,
+                handler,
+                handler_data,
+                extra["history"],
+                0,
+                0,
+            ),  # fmt: skip
         )
         self.d._call(state, handler, [state.record, establisher, state.context, state.dispatcher])
 
