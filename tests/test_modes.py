@@ -20,6 +20,20 @@ from emulator.trace import read_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "scenarios").glob("*/scenario.toml"))
+# Known divergence (docs/limitations.md, "C++ programs"), already on main before these scenarios
+# existed: in the C++ loader's std::ifstream -> std::vector copy, fast mode records a second input
+# of the guest-written vector (a read of the image's .rdata as a source) that faithful mode does
+# not; every other event, the stages and the lineage agree. Strict: a fix makes these pass.
+FAST_FLOW_INPUTS_DIVERGE = {"cxx-loader", "cxx-loader-x86"}
+MODE_SCENARIOS = [
+    pytest.param(
+        name,
+        marks=pytest.mark.xfail(strict=True, reason="fast mode records one more guest_write input"),
+    )
+    if name in FAST_FLOW_INPUTS_DIVERGE
+    else name
+    for name in SCENARIOS
+]
 HELLO_DLL = ROOT / "tests" / "bins" / "hello.dll"
 
 
@@ -32,7 +46,7 @@ def _comparable(recording: Recording) -> list[dict[str, object]]:
     return [event.model_dump() for event in recording.events]
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", MODE_SCENARIOS)
 def test_fast_and_faithful_modes_record_the_same_events(name: str, scenario_outdir: Callable[[str], Path]) -> None:
     # The fast replay is the session's shared one (fast is the default mode), read back from its
     # frozen trace; only the faithful replay is run here.

@@ -3,7 +3,7 @@
 ``endptr``, clamped on overflow), ``atol``, ``strtok`` / ``wcstok`` (their position kept per
 thread, as msvcrt's per-thread data has it) and ``strtok_s``, ``mbstowcs`` (code page 1252, the
 guest's ANSI code page) and ``strerror`` / ``_wcserror`` (msvcrt's message table, copied into
-a per-thread buffer). ``errno`` is not set.
+a per-thread buffer) and ``memchr``. ``errno`` is not set.
 """
 
 from __future__ import annotations
@@ -252,3 +252,25 @@ def strerror(api: GuestApi, argv: list[int]) -> int:
     if buffers[key]:
         api.write_string(buffers[key], error_message(number), wide)
     return buffers[key]
+
+
+# Bytes memchr reads at a time (a large count costs nothing past the byte found).
+MEMCHR_CHUNK = 0x1000
+
+
+@apihook("msvcrt", "memchr", argc=3, conv="cdecl")
+def memchr(api: GuestApi, argv: list[int]) -> int:
+    """void *memchr(const void *buf, int c, size_t count): the first byte ``c`` among ``count``
+    (NULL if none). It reads no further than the byte found: an unreadable page after it is never
+    touched, and one before it faults in the call, as the CRT's loop does."""
+    buf, c, count = argv
+    count &= (1 << (8 * api.ptr_size)) - 1
+    needle = bytes([c & 0xFF])
+    done = 0
+    while done < count:
+        size = min(MEMCHR_CHUNK - (buf + done) % MEMCHR_CHUNK, count - done)
+        found = api.read(buf + done, size).find(needle)
+        if found >= 0:
+            return buf + done + found
+        done += size
+    return 0

@@ -16,6 +16,7 @@ ERROR_NOACCESS = 998
 STATUS_INVALID_PARAMETER = 0xC000000D
 STATUS_INVALID_HANDLE = 0xC0000008
 BCRYPT_USE_SYSTEM_PREFERRED_RNG = 0x2
+EINVAL = 22
 
 
 def _fill(api: GuestApi, buffer: int, size: int) -> bool:
@@ -71,4 +72,14 @@ def bcrypt_gen_random(api: GuestApi, argv: list[int]) -> int:
         return STATUS_INVALID_HANDLE
     if size and (not buffer or not _fill(api, buffer, size)):
         return STATUS_INVALID_PARAMETER
+    return 0
+
+
+@apihook("msvcrt", "rand_s", argc=1, conv="cdecl")
+def crt_rand_s(api: GuestApi, argv: list[int]) -> int:
+    """rand_s(unsigned int *value): a random 32-bit value from RtlGenRandom's source (libstdc++'s
+    std::random_device on mingw-w64 calls it); EINVAL for a NULL pointer."""
+    value = argv[0]
+    if not value or not _fill(api, value, 4):
+        return EINVAL
     return 0

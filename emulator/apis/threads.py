@@ -31,6 +31,7 @@ from emulator.apis.clock import _services
 from emulator.apis.core import GuestApi, apihook
 
 ERROR_INVALID_HANDLE = 6
+CREATE_SUSPENDED = 0x4
 ERROR_NOT_ENOUGH_MEMORY = 8
 ERROR_INVALID_PARAMETER = 87
 ERROR_NOACCESS = 998
@@ -273,6 +274,21 @@ def wait_for_threadpool_callbacks(api: GuestApi, argv: list[int]) -> int:
 @apihook("kernel32", "IsThreadpoolTimerSet", argc=1)
 def is_threadpool_timer_set(api: GuestApi, argv: list[int]) -> int:
     return 0  # its one callback was started when it was set
+
+
+@apihook("msvcrt", "_beginthreadex", argc=6, conv="cdecl")
+def crt_beginthreadex(api: GuestApi, argv: list[int]) -> int:
+    """_beginthreadex(security, stack_size, start, arglist, initflag, *thrdaddr): a thread, created
+    suspended with CREATE_SUSPENDED in ``initflag`` (Speakeasy's ignored the flag: winpthreads,
+    so every mingw-w64 std::thread, creates its threads suspended and resumes them, and the
+    thread ran a second time from the resume); 0 (EINVAL) without a start address."""
+    _security, _stack, start, arglist, initflag, thread_id_ptr = argv
+    if not start:
+        return 0
+    handle, tid, _pid = api.start_thread(start, arglist, bool(initflag & CREATE_SUSPENDED))
+    if handle and thread_id_ptr:
+        api.write_u32(thread_id_ptr, tid)
+    return handle
 
 
 @apihook("ntdll", "RtlCreateUserThread", argc=10)

@@ -5,6 +5,11 @@
 caller, the stack pointer and the return address), and ``abort`` / ``_amsg_exit``, which end
 the process (exit codes 3 and 255, as msvcrt's ``_exit`` call in them).
 
+``exit`` and ``_cexit`` call the functions ``_onexit`` / ``atexit`` / ``_crt_atexit`` registered
+(the last registered first), then end the process, as the C runtime does: a C++ program's static
+destructors and a program's exit handlers run (Speakeasy's ended the process at once). ``_exit``,
+``abort`` and ``ExitProcess`` run none, as on Windows.
+
 A comparison runs as an API callback (emulator/backends/speakeasy/compat.py): the call's frame
 is tagged, each comparison's result decides the next, and the last writes the sorted array (a
 merge sort over the elements' indexes: the comparison function sees the elements where the
@@ -207,6 +212,9 @@ class CrtControl:
         self.memory = memory
         self.x64 = memory.ptr_size == 8
         self.environ: dict[bool, int] = {}  # wide -> the address of environ / _wenviron
+        # id(process) -> the exit functions registered, in order; the processes exiting now
+        self.exit_functions: dict[int, list[int]] = {}
+        self.exiting: set[int] = set()
 
     def install(self) -> None:
         hooks: list[tuple[str, int, Callable[[Any, list[int]], int]]] = [
@@ -224,6 +232,9 @@ class CrtControl:
             ("_initterm", 2, lambda emu, argv: self._initterm(emu, argv, stop_on_error=False)),
             ("_initterm_e", 2, lambda emu, argv: self._initterm(emu, argv, stop_on_error=True)),
             ("abort", 0, lambda emu, argv: self._exit(emu, ABORT_EXIT_CODE)),
+            ("_onexit", 1, lambda emu, argv: self._register_exit(emu, argv[0], argv[0])),
+            ("atexit", 1, lambda emu, argv: self._register_exit(emu, argv[0], 0)),
+            ("_crt_atexit", 1, lambda emu, argv: self._register_exit(emu, argv[0], 0)),
             ("_amsg_exit", 1, lambda emu, argv: self._exit(emu, AMSG_EXIT_CODE)),
         ]
         hooks += [
@@ -244,12 +255,20 @@ class CrtControl:
 
             self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
         for name, (argc, result) in RESULTS_OF_SILENT_HANDLERS.items():
+            if name == "_crt_atexit":
+                continue  # registered above
 
             def answered(emu: Any, api_name: str, orig: Any, argv: list[int], _result: int = result) -> int:
                 returned = orig(argv) if orig is not None else None
                 return _result if returned is None else int(returned)
 
             self.se.add_api_hook(answered, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
+        for name in ("exit", "_cexit"):
+
+            def exiting(emu: Any, api_name: str, orig: Any, argv: list[int], _name: str = name) -> int:
+                return self._exit_with_handlers(emu, orig, list(argv), _name)
+
+            self.se.add_api_hook(exiting, "msvcrt", name, argc=1 if name == "exit" else 0, call_conv=CALL_CONV_CDECL)
         compat.after_each_api_callback(self.emu, self._compared)
         crt = self.emu.api.mods.get("msvcrt") or self.emu.api.load_api_handler("msvcrt")
         if crt is not None:
@@ -444,6 +463,33 @@ class CrtControl:
         return 0
 
     # -- abort ---------------------------------------------------------------------------------
+
+    def _register_exit(self, emu: Any, function: int, result: int) -> int:
+        """_onexit / atexit / _crt_atexit(function): kept for exit (the value each returns:
+        the function, 0)."""
+        if function:
+            self.exit_functions.setdefault(id(compat.current_process(emu)), []).append(function)
+        return result
+
+    def _exit_with_handlers(self, emu: Any, orig: Any, argv: list[int], name: str) -> int:
+        """exit(code) / _cexit(): the registered exit functions, the last first, then the end of
+        the process (Speakeasy's own exit, the call's value the exit code)."""
+        process = id(compat.current_process(emu))
+        functions = self.exit_functions.pop(process, [])
+        code = argv[0] & 0xFFFFFFFF if argv else 0
+        if not functions or process in self.exiting:
+            return int(orig(argv) or 0) if orig is not None else code
+        self.exiting.add(process)
+        return self._start(emu, self._exit_calls(emu, orig, argv, functions[::-1], process, code))
+
+    def _exit_calls(self, emu: Any, orig: Any, argv: list[int], functions: list[int], process: int,
+                    code: int) -> GuestCalls:  # fmt: skip
+        for function in functions:
+            yield function, []
+        self.exiting.discard(process)
+        if orig is not None:
+            orig(argv)
+        return code
 
     def _exit(self, emu: Any, code: int) -> int:
         """abort / _amsg_exit: the process ends (as msvcrt's ``_exit``; the call's recorded

@@ -8,7 +8,10 @@ descriptors under them, and msvcrt functions have no signatures: a program calli
 ``unsupported_api``. Here a descriptor names one of Speakeasy's file objects, opened, read,
 written and positioned as ``CreateFile`` / ``ReadFile`` / ``WriteFile`` / ``SetFilePointer``
 do, and recorded as they are (file events, read buffers for lineage, dropped files).
-``errno`` is not set on failure (the call returns -1).
+A failure returns -1 with ``errno`` set as msvcrt sets it (``ENOENT`` for a path naming nothing,
+``EEXIST`` for one that exists, ``EACCES`` for a folder where a file is wanted, ``ENOTEMPTY``,
+``EBADF``): libstdc++'s ``std::filesystem`` reads it to tell "not found" from an error. ``errno``
+starts at 0 (Speakeasy's ``_errno`` started it at ``ENOMEM``).
 
 The file system functions (``_access``, the ``_stat`` family, ``_mkdir``, ``_rmdir``,
 ``remove`` / ``_unlink``, ``rename``, ``_getcwd``, ``_chdir``) work on the same files and on the
@@ -86,7 +89,23 @@ PATH_STAT_NAMES = {name.replace("_fstat", "_stat"): layout for name, layout in S
 S_IFDIR, S_IEXEC_ALL = 0x4000, 0x49
 EXECUTABLE_EXTENSIONS = (".exe", ".com", ".bat", ".cmd")
 ACCESS_MODES = frozenset((0, 2, 4, 6))
-ENOENT, EACCES, EINVAL, ERANGE = 2, 13, 22, 34
+ENOENT, EBADF, EACCES, EEXIST, EINVAL, ERANGE, ENOTEMPTY = 2, 9, 13, 17, 22, 34, 41
+ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, ERROR_NO_MORE_FILES, ERROR_ALREADY_EXISTS = 2, 3, 18, 183
+MOVEFILE_REPLACE_EXISTING, MOVEFILE_DELAY_UNTIL_REBOOT = 0x1, 0x4
+FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_ARCHIVE = 0x10, 0x20
+MAX_FIND_NAME = 260
+FIRST_FIND_HANDLE = 0x3F00  # _findfirst's handles (msvcrt's are heap addresses: any non -1 value)
+# The _findfirst family -> (bytes of each time, bytes of the size) of its _finddata_t. The plain
+# names are msvcrt's 32-bit-time ones (what mingw-w64's x86 _findfirst binds to).
+FIND_LAYOUTS = {
+    "_findfirst": (4, 4),
+    "_findfirst32": (4, 4),
+    "_findfirsti64": (4, 8),
+    "_findfirst32i64": (4, 8),
+    "_findfirst64": (8, 8),
+    "_findfirst64i32": (8, 4),
+}
+X64_FIND_LAYOUTS = {"_findfirst": (8, 4), "_findfirsti64": (8, 8)}  # x64 msvcrt's time_t is 64 bits
 
 
 class CrtFiles:
@@ -105,6 +124,8 @@ class CrtFiles:
         # Translation mode per descriptor (text unless opened or set otherwise).
         self.modes: dict[int, int] = {}
         self.next_fd = FIRST_FD
+        self.finds: dict[int, list[tuple[str, bool, str]]] = {}  # _findfirst handle -> matches left
+        self.next_find = FIRST_FIND_HANDLE
         self.iob: int | None = None  # msvcrt's _iob export (0: none), looked up once
         # The character ungetc pushed back on a stream the next read gives first.
         self.pushed: dict[int, int] = {}
@@ -146,7 +167,16 @@ class CrtFiles:
                     ("_wrename" if wide else "rename", 2, functools.partial(self._rename, wide=wide)),
                     (f"_{suffix}getcwd", 2, functools.partial(self._getcwd, wide=wide)),
                     (f"_{suffix}chdir", 1, functools.partial(self._chdir, wide=wide)),
+                    (f"_{suffix}fullpath", 3, functools.partial(self._fullpath, wide=wide)),
                 ]
+                for name, find_layout in FIND_LAYOUTS.items():
+                    find_layout = X64_FIND_LAYOUTS.get(name, find_layout) if self.x64 else find_layout
+                    called = name.replace("_find", "_wfind") if wide else name
+                    first = functools.partial(self._findfirst, layout=find_layout, wide=wide)
+                    hooks.append((called, 2, first))
+                    following = functools.partial(self._findnext, layout=find_layout, wide=wide)
+                    hooks.append((called.replace("first", "next"), 2, following))
+            hooks.append(("_findclose", 1, self._findclose))
         hooks += [
             ("fwrite", 4, self._fwrite),
             ("_fwrite_nolock", 4, self._fwrite),
@@ -183,6 +213,10 @@ class CrtFiles:
                 return int(_func(list(argv))) & (0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF)
 
             self.se.add_api_hook(hook, "msvcrt", name, argc=argc, call_conv=CALL_CONV_CDECL)
+        self.se.add_api_hook(self._errno, "msvcrt", "_errno", argc=0, call_conv=CALL_CONV_CDECL)
+        if self.folders is not None:
+            for name in ("MoveFileExA", "MoveFileExW"):
+                self.se.add_api_hook(self._move_file_ex, "kernel32", name, argc=3)
         for name, wide in (("fprintf", False), ("fwprintf", True)):
 
             def printed(emu: Any, api_name: str, orig: Any, argv: list[int], _wide: bool = wide) -> int:
@@ -199,6 +233,22 @@ class CrtFiles:
 
     def _crt(self) -> Any:
         return self.emu.api.mods["msvcrt"]
+
+    def _errno(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        """int *_errno(void): Speakeasy's cell, which starts at 0 here (it started at ENOMEM)."""
+        fresh = not getattr(self._crt(), "errno_t", 0)
+        address = int(orig(argv))
+        if fresh and address:
+            self.emu.mem_write(address, bytes(4))
+        return address
+
+    def _fail(self, errno: int) -> int:
+        """errno = ``errno`` (the cell ``_errno()`` returns); -1, what the failing call returns."""
+        crt = self._crt()
+        address = int(self._errno(self.emu, "_errno", lambda argv: crt._errno(self.emu, argv), []))
+        if address:
+            self.emu.mem_write(address, errno.to_bytes(4, "little"))
+        return -1
 
     def _file(self, fd: int) -> tuple[Any, str, bool] | None:
         entry = self.files.get(fd & 0xFFFFFFFF)
@@ -223,16 +273,16 @@ class CrtFiles:
         # "\\?\\C:\\..." (GetFinalPathNameByHandle's form) is the path "C:\\...".
         path = raw.decode("utf-16-le" if wide else "latin-1", "replace").removeprefix("\\\\?\\")
         if not path:
-            return -1
+            return self._fail(ENOENT)
         crt = self._crt()
         exists = bool(self.emu.does_file_exist(path))
         if exists and oflag & O_CREAT and oflag & O_EXCL:
-            return -1
+            return self._fail(EEXIST)
         if not exists and not oflag & O_CREAT:
-            return -1
+            return self._fail(ENOENT)
         handle = crt.file_open(path, create=bool(oflag & O_CREAT), truncate=bool(oflag & O_TRUNC))
         if handle is None:
-            return -1
+            return self._fail(ENOENT)
         crt.record_file_access_event(path, FILE_OPEN if exists else FILE_CREATE)
         fd = self.next_fd
         self.next_fd += 1
@@ -362,7 +412,7 @@ class CrtFiles:
         folder's) size and mode, stamped now; -1 for a path that names nothing."""
         path, buffer = self._path(argv[0], wide), argv[1]
         if not path or not buffer:
-            return -1
+            return self._fail(ENOENT if buffer else EINVAL)
         now = int(self.now_unix())
         if self.folders.is_folder(path):
             mode, size = S_IFDIR | S_IRW | S_IEXEC_ALL, 0
@@ -371,7 +421,7 @@ class CrtFiles:
             if path.lower().endswith(EXECUTABLE_EXTENSIONS):
                 mode |= S_IEXEC_ALL
         else:
-            return -1
+            return self._fail(ENOENT)
         drive = max(ord(path[:1].upper()) - ord("A"), 0) if path[1:2] == ":" else DRIVE_C
         values = (drive, 0, mode, 1, 0, 0, drive, size, now, now, now)
         return self._write_stat(buffer, values, layout)
@@ -386,18 +436,20 @@ class CrtFiles:
         guest file is readable and writable), else -1 (_access_s: 0 or ENOENT / EINVAL)."""
         path, mode = self._path(argv[0], wide), argv[1] & 0xFFFFFFFF
         if not path or mode not in ACCESS_MODES:
-            return EINVAL if errno else -1
+            return EINVAL if errno else self._fail(EINVAL)
         if self.folders.is_folder(path) or self.emu.does_file_exist(path):
             return 0
-        return ENOENT if errno else -1
+        return ENOENT if errno else self._fail(ENOENT)
 
     def _mkdir(self, argv: list[int], wide: bool) -> int:
         """int _mkdir(const char *path): 0, or -1 when it exists or its parent does not."""
         path = self._path(argv[0], wide).rstrip("\\")
-        if not path or self.folders.is_folder(path) or self.emu.does_file_exist(path):
-            return -1
+        if not path:
+            return self._fail(ENOENT)
+        if self.folders.is_folder(path) or self.emu.does_file_exist(path):
+            return self._fail(EEXIST)
         if not self.folders.is_folder(ntpath.dirname(path)):
-            return -1
+            return self._fail(ENOENT)
         self.folders.add(path)
         return 0
 
@@ -406,9 +458,9 @@ class CrtFiles:
         root), -1 otherwise."""
         path = self._path(argv[0], wide).rstrip("\\")
         if len(path) <= 2 or not self.folders.is_folder(path):
-            return -1
+            return self._fail(EACCES if len(path) <= 2 else ENOENT)
         if any(True for _ in self.folders.entries(path + "\\*") if _[0] not in (".", "..")):
-            return -1
+            return self._fail(ENOTEMPTY)
         self.folders.folders.pop(normal_path(path), None)
         return 0 if not self.folders.is_folder(path) else -1
 
@@ -417,7 +469,7 @@ class CrtFiles:
         path that names no file."""
         path = self._path(argv[0], wide)
         if not self._is_file(path):
-            return -1
+            return self._fail(EACCES if path and self.folders.is_folder(path) else ENOENT)
         self.emu.file_delete(path)
         return 0
 
@@ -426,22 +478,124 @@ class CrtFiles:
         new file's, recorded as MoveFile: created and written), -1 when ``old`` is no file, ``new``
         exists or its folder does not."""
         old, new = self._path(argv[0], wide), self._path(argv[1], wide)
-        if not self._is_file(old) or not new or self.folders.is_folder(new) or self.emu.does_file_exist(new):
-            return -1
+        if not self._is_file(old) or not new:
+            return self._fail(ENOENT)
+        if self.folders.is_folder(new) or self.emu.does_file_exist(new):
+            return self._fail(EEXIST)
         if not self.folders.is_folder(ntpath.dirname(new)):
-            return -1
+            return self._fail(ENOENT)
+        return 0 if self._move(old, new) else self._fail(ENOENT)
+
+    def _move(self, old: str, new: str) -> bool:
+        """Move the file ``old`` to ``new`` (replaced if it exists), recorded as MoveFile is."""
         crt = self._crt()
         source = self.emu.file_get(crt.file_open(old))
         target_handle = crt.file_open(new, create=True, truncate=True)
         target = self.emu.file_get(target_handle) if target_handle is not None else None
         if source is None or target is None:
-            return -1
+            return False
         data = source.get_data(reset_pointer=True) or b""
+        target.remove_data()
         target.add_data(data)
         self.emu.file_delete(old)
         crt.record_file_access_event(new, FILE_CREATE)
         crt.record_file_access_event(new, FILE_WRITE, data=data, size=len(data))
+        return True
+
+    def _move_file_ex(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> int:
+        """MoveFileEx(existing, new, flags): the file moved as MoveFile moves it; an existing
+        ``new`` is replaced only with MOVEFILE_REPLACE_EXISTING (it had no handler: the call
+        succeeded from its signature and nothing moved). A NULL ``new`` (delete after reboot)
+        is answered as before; folders are not moved."""
+        wide = api_name.endswith("W")
+        old, new, flags = self._path(argv[0], wide), self._path(argv[1], wide), argv[2] & 0xFFFFFFFF
+        if not argv[1] or flags & MOVEFILE_DELAY_UNTIL_REBOOT:
+            return 1  # queued for the next boot: nothing moves now
+        if not self._is_file(old):
+            emu.set_last_error(ERROR_FILE_NOT_FOUND)
+            return 0
+        if self.folders.is_folder(new) or (self.emu.does_file_exist(new) and not flags & MOVEFILE_REPLACE_EXISTING):
+            emu.set_last_error(ERROR_ALREADY_EXISTS)
+            return 0
+        if not self.folders.is_folder(ntpath.dirname(new)) or not self._move(old, new):
+            emu.set_last_error(ERROR_PATH_NOT_FOUND)
+            return 0
+        emu.set_last_error(0)
+        return 1
+
+    def _findfirst(self, argv: list[int], layout: tuple[int, int], wide: bool) -> int:
+        """intptr_t _findfirst(const char *filespec, struct _finddata_t *fileinfo) and its
+        64-bit-time / 64-bit-size / wide kin: a search handle with the first match written, or
+        -1 (ENOENT) when nothing matches (FindFirstFile's matches: the guest's folders and files)."""
+        spec, info = self._path(argv[0], wide), argv[1]
+        if not spec or not info:
+            return self._fail(EINVAL if spec else ENOENT)
+        folder = ntpath.dirname(spec)
+        found = [(name, is_folder, ntpath.join(folder, name)) for name, is_folder in self.folders.entries(spec)]
+        if not found:
+            self.emu.set_last_error(ERROR_FILE_NOT_FOUND)
+            return self._fail(ENOENT)
+        handle = self.next_find
+        self.next_find += 1
+        self.finds[handle] = found
+        self._write_find(info, found.pop(0), layout, wide)
+        return handle
+
+    def _findnext(self, argv: list[int], layout: tuple[int, int], wide: bool) -> int:
+        """int _findnext(intptr_t handle, struct _finddata_t *fileinfo): 0 with the next match,
+        -1 (ENOENT) after the last one."""
+        found = self.finds.get(argv[0] & (0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF))
+        if found is None:
+            return self._fail(EINVAL)
+        if not found:
+            # FindNextFile's error stays the thread's: mingw-w64's readdir tells the end of a
+            # folder from a failure by it (ERROR_NO_MORE_FILES)
+            self.emu.set_last_error(ERROR_NO_MORE_FILES)
+            return self._fail(ENOENT)
+        self._write_find(argv[1], found.pop(0), layout, wide)
         return 0
+
+    def _findclose(self, argv: list[int]) -> int:
+        if self.finds.pop(argv[0] & (0xFFFFFFFFFFFFFFFF if self.x64 else 0xFFFFFFFF), None) is None:
+            return self._fail(EINVAL)
+        return 0
+
+    def _write_find(self, info: int, match: tuple[str, bool, str], layout: tuple[int, int], wide: bool) -> None:
+        """A _finddata_t: attrib, time_create / time_access / time_write (``layout[0]`` bytes
+        each), size (``layout[1]`` bytes), name[260]; each field at its natural alignment."""
+        name, is_folder, path = match
+        time_size, size_size = layout
+        size = 0 if is_folder or name in (".", "..") else self._size_of(path)
+        now = int(self.now_unix())
+        out = bytearray()
+        out += struct.pack("<I", FILE_ATTRIBUTE_DIRECTORY if is_folder else FILE_ATTRIBUTE_ARCHIVE)
+        for _ in range(3):
+            out += bytes(-len(out) % time_size) + now.to_bytes(time_size, "little")
+        out += bytes(-len(out) % size_size) + min(size, (1 << (8 * size_size)) - 1).to_bytes(size_size, "little")
+        unit = 2 if wide else 1
+        text = name[: MAX_FIND_NAME - 1].encode("utf-16-le" if wide else "latin-1", "replace")
+        out += text + bytes(MAX_FIND_NAME * unit - len(text))
+        out += bytes(-len(out) % max(time_size, size_size))
+        self.memory.write(info, bytes(out))
+
+    def _fullpath(self, argv: list[int], wide: bool) -> int:
+        """char *_fullpath(char *absPath, const char *relPath, size_t maxLength): the absolute
+        path (against the current folder) in ``absPath``, or a fresh malloc'd buffer for NULL;
+        NULL when it does not fit."""
+        buffer, size = argv[0], argv[2] & 0xFFFFFFFF
+        full = ntpath.normpath(self._path(argv[1], wide) if argv[1] else self._path_of_cwd())
+        unit = 2 if wide else 1
+        if not buffer:
+            buffer = int(self._crt().heap_alloc((len(full) + 1) * unit, "msvcrt._fullpath") or 0)
+        elif size < len(full) + 1:
+            return 0
+        if not buffer:
+            return 0
+        self.memory.write(buffer, full.encode("utf-16-le" if wide else "latin-1", "replace") + b"\0" * unit)
+        return buffer
+
+    def _path_of_cwd(self) -> str:
+        return str(self.folders.absolute("."))
 
     def _getcwd(self, argv: list[int], wide: bool) -> int:
         """char *_getcwd(char *buffer, int size): the current folder in ``buffer`` (a fresh

@@ -51,6 +51,7 @@ from typing import Any
 from unicorn import x86_const as x86
 
 from emulator.backends.speakeasy import compat, compat_guest
+from emulator.backends.speakeasy.rtlunwind import RtlUnwinder
 from emulator.backends.speakeasy.unwind import X64_GPRS, Unwinder
 
 STATUS_ACCESS_VIOLATION = 0xC0000005
@@ -195,6 +196,8 @@ class ExceptionDispatcher:
         # ``int 2Eh``, the older way into the kernel: the system call it makes (syscalls.py), or
         # False (then the interrupt is what it was: a fault the guest may handle)
         self.on_system_call_interrupt: Callable[[], bool] | None = None
+        # RtlUnwindEx and the other unwinding APIs (rtlunwind.py): its unwind handlers return here
+        self.unwinds = RtlUnwinder(self)
 
     def install(self, se: Any) -> None:
         self.original = compat_guest.replace_exception_methods(
@@ -207,6 +210,7 @@ class ExceptionDispatcher:
             },
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
+        self.unwinds.install(se)
         for name in ("OutputDebugStringA", "OutputDebugStringW"):
             se.add_api_hook(self._output_debug_string, "kernel32", name)
         compat_guest.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
@@ -239,6 +243,11 @@ class ExceptionDispatcher:
                 state.extra["parent_frames"] = dict(parent.frames or {})
             elif parent.frames is not None:
                 state.frames = {0: parent.frames[0]}
+        elif parent is not None and parent.stage == "unwind" and self.x64:
+            # Raised inside an unwind handler (GCC's personality installing a landing pad): the
+            # search goes on, past that handler's call, with the frame being unwound (the frames
+            # below it are unwound already; Windows' unwind handler lets the search through).
+            state.extra["parent_frames"] = dict(parent.extra["body"])
         if not self._next_handler(state):
             return False
         if faulting_address is not None:
@@ -252,6 +261,10 @@ class ExceptionDispatcher:
             return
         state = self.active[-1]
         value = self.unicorn.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+        if state.stage == "unwind":
+            self.active.pop()
+            self.unwinds.returned(state, value)
+            return
         if not self.x64 and state.stage == "frame" and compat_guest.msvc_scope_frames_pending(self.emu):
             # msvcrt!_except_handler4_common recorded the scope table: Speakeasy runs the filter
             # and the __except block (GetExceptionInformation reads the pointers at ms_exc).

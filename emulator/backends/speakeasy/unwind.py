@@ -23,6 +23,7 @@ X64_GPRS = (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_RDX, x86.UC_X
 # UNWIND_CODE register numbers -> Unicorn registers.
 UNWIND_REGS = X64_GPRS[:16]
 UNW_FLAG_EHANDLER = 1
+UNW_FLAG_UHANDLER = 2  # the handler is also (or only) called while unwinding (RtlUnwindEx)
 UNW_FLAG_CHAININFO = 4
 PE32_PLUS_MAGIC = 0x20B
 EXCEPTION_DIRECTORY = 3
@@ -33,9 +34,14 @@ class Unwinder:
         self.read = read
         self.image_base_of = image_base_of
 
-    def unwind_frame(self, regs: dict[int, int]) -> tuple[Any, int, int, int, int] | None:
+    def unwind_frame(
+        self, regs: dict[int, int], handler_type: int = UNW_FLAG_EHANDLER
+    ) -> tuple[Any, int, int, int, int] | None:
         """Unwind one frame of ``regs`` in place: (handler or None, establisher frame, image base,
-        function entry address, handler data address); None when the walk must stop."""
+        function entry address, handler data address); None when the walk must stop. The handler
+        is the frame's when its unwind info has one of the ``handler_type`` flags (the exception
+        search asks for UNW_FLAG_EHANDLER, an unwind for UNW_FLAG_UHANDLER), as
+        ``RtlVirtualUnwind``'s HandlerType."""
         pc = regs[x86.UC_X86_REG_RIP]
         found = self.function_entry(pc)
         if found is None:
@@ -60,7 +66,7 @@ class Unwinder:
                 frame_reg, frame_offset = frame & 0xF, frame >> 4
                 if first and frame_reg:
                     establisher = regs[UNWIND_REGS[frame_reg]] - 16 * frame_offset
-                if first and flags & UNW_FLAG_EHANDLER:
+                if first and flags & handler_type & (UNW_FLAG_EHANDLER | UNW_FLAG_UHANDLER):
                     at = image_base + unwind_rva + 4 + 2 * (count + (count & 1))
                     handler = image_base + struct.unpack("<I", bytes(self.read(at, 4)))[0]
                     handler_data = at + 4
