@@ -233,11 +233,8 @@ EMUTELLS_CHECKS = 134
 # What the guest still tells, each explained in docs/limitations.md ("What can still tell"):
 # the loader list's decoy modules, Nt*/Zw* with stubs of their own, rdseed that Unicorn runs
 # where the Haswell CPUID says it is absent, a bogus handle's wait, heap blocks of their own
-# pages (HeapSize rounded, not inside the heap's region); x86: no final SEH registration; the
-# guest at CPL 0 with Speakeasy's selectors (guest.USER_MODE_ENTRY is off: it slows mem_map).
+# pages (HeapSize rounded, not inside the heap's region); x86: no final SEH registration.
 EMUTELLS_KNOWN_TELLS = {
-    "cli_is_privileged",
-    "segment_selectors",
     "ldr_module_count_plausible",
     "Zw_and_Nt_share_one_stub",
     "rdseed_works_when_cpuid_says_so",
@@ -284,22 +281,56 @@ def test_emutells_battery_passes(sample: str) -> None:
     assert _exit_code(recording) == len(known)
 
 
-def test_emutells_privileged_instruction_and_selectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With guest.USER_MODE_ENTRY (off by default: see its comment) the guest runs at CPL 3 with
-    Windows' selectors: ``cli`` raises STATUS_PRIVILEGED_INSTRUCTION to a vectored handler, an
-    over-long instruction an access violation, and the x87 state at entry is Windows'
-    (emutells.exe's verdicts, x64 and x86)."""
-    monkeypatch.setattr("emulator.backends.speakeasy.guest.USER_MODE_ENTRY", True)
+def test_emutells_privileged_instruction_and_selectors() -> None:
+    """The guest runs at CPL 3 with Windows' selectors (guest.USER_MODE_ENTRY): ``cli`` raises
+    STATUS_PRIVILEGED_INSTRUCTION to a vectored handler, an over-long instruction an access
+    violation, and the x87 state at entry is Windows' (emutells.exe's verdicts, x64 and x86)."""
     for sample, selectors in (
         ("emutells.exe", "0x33 0x2b 0x2b 0x2b 0x53 0x2b"),
         ("emutells32.exe", "0x1b 0x23 0x23 0x23 0x3b 0x0"),
     ):
-        verdicts = _emutells_verdicts(emulate(_plan(sample, "fast")))
+        verdicts = _emutells_verdicts(_emulate(sample))
         assert verdicts["cli_is_privileged"] == "ok 0xc0000096"
         assert verdicts["instruction_over_15_bytes_faults"] == "ok 0xc0000005"
         assert verdicts["segment_selectors"] == f"ok {selectors}"
         assert verdicts["x87_control_word_at_entry"] == "ok 0x27f"
         assert verdicts["mxcsr_at_entry"] == "ok 0x1f80"
+
+
+@pytest.mark.parametrize("sample", ["argv.exe", "emutells32.exe"])
+def test_user_mode_entry_maps_and_frees_nothing(sample: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entering CPL 3 leaves Unicorn's regions and the GDT's page past its descriptors as they
+    were, and unmaps
+    nothing: once any region is unmapped, Unicorn 2 places each later mem_map's RAM block by a
+    search over every pair of blocks (a scratch page freed here made allocloop.exe 2.2x slower
+    and a thousand threads 3x; docs/performance.md, "Session 33, CPL 3")."""
+    import unicorn as uc_module
+    from unicorn import x86_const
+
+    from emulator.backends.speakeasy import compat_guest
+
+    entered: list[bool] = []
+    real_enter = compat_guest.enter_user_mode
+
+    def watched_enter(emu: Any, x64: bool) -> bool:
+        unicorn = emu.emu_eng.emu
+        _selector, gdt, limit, _flags = unicorn.reg_read(x86_const.UC_X86_REG_GDTR)
+        past_gdt = (gdt + limit + 1, 0x1000 - limit - 1)  # the rest of the GDT's page
+        regions, page = list(unicorn.mem_regions()), bytes(unicorn.mem_read(*past_gdt))
+        unmapped: list[tuple[int, int]] = []
+        real_unmap = uc_module.Uc.mem_unmap
+        with monkeypatch.context() as patch:
+            patch.setattr(uc_module.Uc, "mem_unmap", lambda self, a, s: unmapped.append((a, s)) or real_unmap(self, a, s))
+            entered.append(real_enter(emu, x64))
+        assert unmapped == []
+        assert list(unicorn.mem_regions()) == regions
+        assert bytes(unicorn.mem_read(*past_gdt)) == page
+        return entered[-1]
+
+    monkeypatch.setattr(compat_guest, "enter_user_mode", watched_enter)
+    recording = emulate(_plan(sample))
+    assert recording.status == "completed", recording.detail
+    assert entered == [True]
 
 
 # ---- fast equals faithful -------------------------------------------------------------------

@@ -11,7 +11,6 @@ import ntpath
 from collections.abc import Callable
 from typing import Any
 
-import speakeasy.common as se_common
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
@@ -212,6 +211,23 @@ _SEGMENT_REGS = {
     "gs": x86_const.UC_X86_REG_GS,
 }
 _IRET = {True: b"\x48\xcf", False: b"\xcf"}  # iretq, iretd
+# Bytes enter_user_mode borrows for its iret (at 0) and the iret's frame (at 0x20, five words).
+# Not a page of its own: once a Unicorn region has been unmapped, Unicorn 2 finds room for each
+# later mem_map's RAM block by comparing every block with every other (find_ram_offset; before
+# the first unmap it appends in O(1)), so a scratch page mapped and freed here made each
+# VirtualAlloc of the run cost O(regions^2) (docs/performance.md, "Session 33, CPL 3").
+_SCRATCH_BYTES = 0x48
+
+
+def _scratch_past(unicorn: Any, address: int) -> int | None:
+    """A 16-byte aligned address at or after ``address`` with _SCRATCH_BYTES inside one
+    readable and executable Unicorn region, or None."""
+    scratch = (address + 0xF) & ~0xF
+    for low, high, perms in unicorn.mem_regions():
+        if low <= scratch and scratch + _SCRATCH_BYTES - 1 <= high:
+            wanted = uc.UC_PROT_READ | uc.UC_PROT_EXEC
+            return scratch if perms & wanted == wanted else None
+    return None
 
 
 def _descriptor(base: int, access: int, flags: int, limit: int = 0xFFFFF) -> bytes:
@@ -226,8 +242,12 @@ def enter_user_mode(emu: Any, x64: bool) -> bool:
     instructions then fault, and ``mov ax, cs`` reads what Windows gives. Speakeasy runs
     everything at CPL 0 with selectors of its own GDT (cs 0x8B, ss 0x90). Unicorn cannot set
     the privilege level by a register write (SS's DPL must equal the current level), so one
-    ``iret`` to the new selectors runs on a scratch page, as an OS enters user mode; the TEB
-    stays where it was (x86: fs's descriptor base; x64: the GS base). False if not done."""
+    ``iret`` to the new selectors runs, as an OS enters user mode; the TEB stays where it was
+    (x86: fs's descriptor base; x64: the GS base). False if not done.
+
+    The ``iret`` and its frame go in the GDT's page past the GDT's limit (Speakeasy maps a page
+    for 31 descriptors), and those bytes are put back after: mapping a scratch page and freeing
+    it would cost every later ``mem_map`` of the run dearly (see _SCRATCH_BYTES)."""
     unicorn = emu.emu_eng.emu
     _selector, gdt, limit, _flags = unicorn.reg_read(x86_const.UC_X86_REG_GDTR)
     selectors = USER_SELECTORS_X64 if x64 else USER_SELECTORS_X86
@@ -251,27 +271,30 @@ def enter_user_mode(emu: Any, x64: bool) -> bool:
         if x64
         else (x86_const.UC_X86_REG_EIP, x86_const.UC_X86_REG_ESP)
     )
+    scratch = _scratch_past(unicorn, gdt + limit + 1)
+    if scratch is None:
+        return False
     saved = {reg: unicorn.reg_read(reg) for reg in (pc_reg, sp_reg, x86_const.UC_X86_REG_EFLAGS)}
-    size = 0x1000
-    page = int(emu.mem_map(size, perms=se_common.PERM_MEM_RWX, tag="emu.user_mode_entry"))
+    saved_bytes = bytes(unicorn.mem_read(scratch, _SCRATCH_BYTES))
     try:
         width = 8 if x64 else 4
-        target = page + 0x10
-        frame_at = page + size - 5 * width
-        frame = [target, selectors["cs"], 0x202, page + size, selectors["ss"]]
+        target = scratch + 0x10
+        frame_at = scratch + 0x20
+        frame = [target, selectors["cs"], 0x202, frame_at + 5 * width, selectors["ss"]]
         unicorn.mem_write(frame_at, b"".join(v.to_bytes(width, "little") for v in frame))
-        unicorn.mem_write(page, _IRET[x64])
+        unicorn.mem_write(scratch, _IRET[x64])
         unicorn.reg_write(sp_reg, frame_at)
         unicorn.reg_write(x86_const.UC_X86_REG_EFLAGS, 0x2)  # no NT: a return to the frame, not a task switch
         if not x64:
             unicorn.reg_write(x86_const.UC_X86_REG_CS, 0x08)
             unicorn.reg_write(x86_const.UC_X86_REG_SS, 0x10)
-        unicorn.emu_start(page, target, count=1)
+        unicorn.emu_start(scratch, target, count=1)
         done = unicorn.reg_read(x86_const.UC_X86_REG_CS) == selectors["cs"]
     except uc.UcError:
         done = False
     finally:
-        emu.mem_free(page)
+        unicorn.mem_write(scratch, saved_bytes)
+        drop_translations(unicorn, scratch, scratch + _SCRATCH_BYTES)
         for reg, value in saved.items():
             unicorn.reg_write(reg, value)
     if not done:

@@ -50,11 +50,11 @@ from emulator.environment import (
 )
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
-# Enter the guest at CPL 3 with Windows' selectors (compat_guest.enter_user_mode). Off: at CPL 3
-# every later Unicorn mem_map under Speakeasy costs 3-14x more and grows with the regions mapped
-# (allocloop.exe 2.2 -> 6.6 s, hostile3's thousand threads 2.2 -> 6.9 s); not reproduced on bare
-# Unicorn, cause not found. Left off, `cli` and the selectors are emulator tells (docs/limitations.md).
-USER_MODE_ENTRY = False
+# Enter the guest at CPL 3 with Windows' selectors (compat_guest.enter_user_mode): `cli` and the
+# other privileged instructions fault, and the segment registers read as on Windows. (Session 32
+# left it off: the scratch page its iret ran on, once freed, made every later Unicorn mem_map
+# cost O(regions^2); the iret now borrows bytes of the GDT's page, docs/performance.md.)
+USER_MODE_ENTRY = True
 
 KUSER_SHARED_DATA = 0x7FFE0000
 KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
