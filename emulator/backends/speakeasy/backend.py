@@ -279,6 +279,7 @@ class SpeakeasyBackend:
                 pc, recorder.current_stage
             )
         dispatcher.install(target.se)
+        self.machine.on_illegal_instruction = dispatcher.illegal_instruction_at
         system_calls = SystemCalls(
             emu,
             x64=target.arch == "x64",

@@ -344,6 +344,12 @@ class ExceptionDispatcher:
         anything (no register moved) brings it back; a loop whose body faults does not."""
         return pc, address, self._context_bytes(pc)
 
+    def illegal_instruction_at(self, pc: int) -> bool:
+        """STATUS_ILLEGAL_INSTRUCTION at ``pc`` for an instruction Unicorn would run but the
+        guest's CPU lacks (guest.py, rdseed): True when a handler will run."""
+        self.pending_pc = pc
+        return self.dispatch(STATUS_ILLEGAL_INSTRUCTION, None)
+
     def _invalid_instruction(self, _engine: Any, _user: Any) -> bool:
         """An undefined opcode (ud2, a bad encoding): STATUS_ILLEGAL_INSTRUCTION to the handlers;
         unhandled, Unicorn stops with the error it always gave. ``icebp`` (F1, INT1), which

@@ -133,6 +133,17 @@ OPTIONAL_SUBSYSTEM_VERSION = 0x30  # MajorSubsystemVersion, MinorSubsystemVersio
 OPTIONAL_SUBSYSTEM = 0x44
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
+# 0F C7 /7 with a register operand: rdseed, or rdpid with an F3 prefix. Unicorn runs both
+# whatever CPUID says (QEMU checks rdseed against the rdrand feature); a Haswell has neither.
+GROUP9 = b"\x0f\xc7"
+RDPID_PREFIX = 0xF3
+# CPUID.(EAX=7,ECX=0): EBX bit 18 RDSEED, ECX bit 22 RDPID.
+CPUID7_RDSEED = 1 << 18
+CPUID7_RDPID = 1 << 22
+# Legacy prefixes an instruction may start with (REX, 0x40-0x4F, too on x64); at most this many
+# are looked for before a hooked instruction.
+LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})
+MAX_PREFIXES = 4
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
 # Writes into one code range looked at one by one before the range is rescanned at API calls
 # instead (a stub decompressing into its own code section writes every byte).
@@ -246,6 +257,9 @@ class GuestMachine:
         self.parked: set[tuple[int, int]] = set()
         # Told when a write hook was added (see FlowWatch.on_hooked).
         self.on_hooked: Callable[[], None] | None = None
+        # Raises STATUS_ILLEGAL_INSTRUCTION at a pc to the guest's handlers: False when none
+        # takes it (ExceptionDispatcher.illegal_instruction_at).
+        self.on_illegal_instruction: Callable[[int], bool] | None = None
         self.write_budget: dict[tuple[int, int], int] = {}
         self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
@@ -352,6 +366,40 @@ class GuestMachine:
                     self.hooked.add(address)
                     compat.add_code_hook_at(unicorn, address, self._on_rdtsc)
                 index = data.find(pattern, index + 1)
+        index = data.find(GROUP9)
+        while index >= 0:
+            if index + 2 < len(data) and data[index + 2] & 0xF8 == 0xF8:
+                # the instruction may start at a prefix before it: hook those too (the hook
+                # decodes what starts where it fires)
+                first = index
+                while first > 0 and index - first < MAX_PREFIXES and self._is_prefix(data[first - 1]):
+                    first -= 1
+                for address in range(base + first, base + index + 1):
+                    if address not in self.hooked:
+                        self.hooked.add(address)
+                        compat.add_code_hook_at(unicorn, address, self._on_group9)
+            index = data.find(GROUP9, index + 1)
+
+    def _is_prefix(self, byte: int) -> bool:
+        return byte in LEGACY_PREFIXES or (self.x64 and 0x40 <= byte <= 0x4F)
+
+    def _on_group9(self, engine: Any, address: int, _size: int, _user: Any) -> None:
+        """An rdseed or rdpid about to run: an undefined opcode when CPUID says the CPU lacks it
+        (as a Haswell's does), as on a CPU without it."""
+        try:
+            code = bytes(engine.mem_read(address, MAX_PREFIXES + 3))
+        except uc.UcError:
+            return
+        at = 0
+        while at < MAX_PREFIXES and self._is_prefix(code[at]):
+            at += 1
+        if code[at : at + 2] != GROUP9 or code[at + 2] & 0xF8 != 0xF8:
+            return  # not where an rdseed starts (the bytes changed, or a prefix was data)
+        _eax, ebx, ecx, _edx = cpuid(self.mode, 7, 0, self.guest)
+        if (ecx & CPUID7_RDPID) if RDPID_PREFIX in code[:at] else (ebx & CPUID7_RDSEED):
+            return
+        if self.on_illegal_instruction is None or not self.on_illegal_instruction(address):
+            raise uc.UcError(uc.UC_ERR_INSN_INVALID)  # unhandled: Unicorn's own error for an undefined opcode
 
     def _on_code_write(self, engine: Any, _access: int, address: int, size: int, value: int, _user: Any) -> None:
         """An instruction is about to write ``value`` into watched code: hook any rdtsc / rdtscp
