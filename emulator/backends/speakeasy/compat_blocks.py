@@ -16,9 +16,11 @@ from typing import Any
 import speakeasy.windows.loaders as se_loaders
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.win32 as se_win32
+import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.arch as se_arch
 import speakeasy.winenv.defs.nt.ntoskrnl as se_nt
 
-from emulator.backends.speakeasy.compat import _incompatible, _require_params
+from emulator.backends.speakeasy.compat import TEB_TAIL_TAG, _incompatible, _require_params, is_teb_tail
 
 
 def _check() -> None:
@@ -29,6 +31,7 @@ def _check() -> None:
     _require_params(se_win32.Win32Emulator, "get_processes", ())
     _require_params(se_objman.Thread, "init_teb", ("teb_addr", "peb_addr"))
     _require_params(se_win32.Win32Emulator, "init_tls", ("thread",))
+    _require_params(se_winemu.WindowsEmulator, "_setup_gdt", ("arch",))
     if "tls_directory_va" not in getattr(se_loaders.LoadedImage, "__dataclass_fields__", {}):
         raise _incompatible("speakeasy's LoadedImage has no tls_directory_va")
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
@@ -138,11 +141,28 @@ def set_stack_limit(emu: Any, thread: Any) -> None:
         tib.StackLimit = int(mm.base)
 
 
-def whole_teb_mapped(emu: Any, size: int) -> None:
+def teb_whole_from_the_start(emu: Any, sizes: dict[bool, int]) -> None:
+    """Map the TEB's pages past Speakeasy's one (whole_teb_mapped) as soon as Speakeasy maps
+    the TEB's page (``_setup_gdt``), before anything else takes the page after it (on x64 the
+    C runtime's command line did, so the TEB's fields past 0x1000 had no place).
+    ``sizes``: the TEB's size by x64."""
+    original = emu._setup_gdt
+
+    def setup_gdt(arch: Any) -> Any:
+        result = original(arch)
+        x64 = arch == se_arch.ARCH_AMD64
+        whole_teb_mapped(emu, sizes[x64], int(emu.gs_addr if x64 else emu.fs_addr))
+        return result
+
+    emu._setup_gdt = setup_gdt
+
+
+def whole_teb_mapped(emu: Any, size: int, teb: int | None = None) -> None:
     """Map the pages of the TEB past Speakeasy's one page at its address (when free), so the
     fields there (x64: DeallocationStack, TlsSlots) are the TEB's, and saved with it when a
     wait runs a thread (compat._saved_state)."""
-    teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
+    if teb is None:
+        teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
     mapped = emu.get_address_map(teb) if teb else None
     if mapped is None:
         return
@@ -150,17 +170,18 @@ def whole_teb_mapped(emu: Any, size: int) -> None:
     want = (teb + size + 0xFFF) & ~0xFFF
     if end < want and all(emu.get_address_map(page) is None for page in range(end, want, 0x1000)):
         with contextlib.suppress(Exception):
-            emu.mem_map(want - end, base=end, tag="emu.segment.teb_tail")
+            emu.mem_map(want - end, base=end, tag=TEB_TAIL_TAG)
 
 
 def teb_holds(emu: Any, teb: int, offset: int) -> bool:
     """Whether TEB + ``offset`` is the TEB's own memory: its first page, or pages mapped for it
     (whole_teb_mapped). On x64 the page after Speakeasy's one TEB page usually holds other
-    structures, so TlsSlots and DeallocationStack have no place (they are left alone)."""
+    structures unless the TEB's second page was mapped at once (teb_whole_from_the_start), so
+    TlsSlots and DeallocationStack may have no place (they are left alone)."""
     mapped = emu.get_address_map(teb + offset) if teb else None
     if mapped is None:
         return False
-    return mapped is emu.get_address_map(teb) or str(getattr(mapped, "tag", "") or "").endswith("teb_tail")
+    return mapped is emu.get_address_map(teb) or is_teb_tail(mapped)
 
 
 def set_deallocation_stack(emu: Any, thread: Any, offset: int) -> None:
