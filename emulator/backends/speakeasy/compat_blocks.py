@@ -19,8 +19,12 @@ import speakeasy.windows.win32 as se_win32
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.arch as se_arch
 import speakeasy.winenv.defs.nt.ntoskrnl as se_nt
+from speakeasy.windows.api_registry import module_name as se_module_name
 
 from emulator.backends.speakeasy.compat import TEB_TAIL_TAG, _incompatible, _require_params, is_teb_tail
+
+# LoadedImage.source of Speakeasy's decoy DLLs (its API images), as opposed to the guest's own.
+SYNTHETIC_IMAGE = "synthetic"
 
 
 def _check() -> None:
@@ -32,6 +36,7 @@ def _check() -> None:
     _require_params(se_objman.Thread, "init_teb", ("teb_addr", "peb_addr"))
     _require_params(se_win32.Win32Emulator, "init_tls", ("thread",))
     _require_params(se_winemu.WindowsEmulator, "_setup_gdt", ("arch",))
+    _require_params(se_win32.Win32Emulator, "_ordered_peb_modules", ("proc", "include_defaults"))
     if "tls_directory_va" not in getattr(se_loaders.LoadedImage, "__dataclass_fields__", {}):
         raise _incompatible("speakeasy's LoadedImage has no tls_directory_va")
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
@@ -139,6 +144,40 @@ def set_stack_limit(emu: Any, thread: Any) -> None:
     mm = emu.get_address_map(top - 1) if top else None
     if mm is not None and not int(mm.base) <= int(tib.StackLimit) < top:
         tib.StackLimit = int(mm.base)
+
+
+def loader_list_as_loaded(emu: Any, always: frozenset[str]) -> None:
+    """A new process's loader lists hold the program, the DLLs every process has (``always``:
+    module names), the decoy DLLs the guest's own images import, and what was loaded into the
+    process since; Speakeasy lists each of the forty-odd decoys it maps before the program
+    (a fresh Windows process lists 5-25 modules). A decoy left out stays mapped and joins the
+    lists when LoadLibrary asks for it (Speakeasy's ``load_library`` attaches it)."""
+    original = emu._ordered_peb_modules
+
+    def ordered(proc: Any = None, *, include_defaults: bool = False) -> Any:
+        modules = original(proc, include_defaults=include_defaults)
+        if not include_defaults:
+            return modules
+        process = proc or emu.get_current_process()
+        attached = set(getattr(process, "_peb_modules", ()) or ())
+        shared = emu._shared_peb_modules
+        wanted = set(always)
+        for module in emu.modules:
+            image = getattr(module, "_image", None)
+            if image is not None and image.source != SYNTHETIC_IMAGE:
+                wanted |= {se_module_name(entry.dll_name) for entry in image.imports}
+
+        def listed(module: Any) -> bool:
+            image = getattr(module, "_image", None)
+            if module.is_exe() or module.base in attached or module.base not in shared:
+                return True
+            if image is None or image.source != SYNTHETIC_IMAGE:
+                return True
+            return se_module_name(str(module.name or module.get_base_name() or "")) in wanted
+
+        return [module for module in modules if listed(module)]
+
+    emu._ordered_peb_modules = ordered
 
 
 def teb_whole_from_the_start(emu: Any, sizes: dict[bool, int]) -> None:
