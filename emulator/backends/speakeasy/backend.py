@@ -280,6 +280,7 @@ class SpeakeasyBackend:
             )
         dispatcher.install(target.se)
         self.machine.on_illegal_instruction = dispatcher.illegal_instruction_at
+        dispatcher.final_handler = self.machine.final_handler
         system_calls = SystemCalls(
             emu,
             x64=target.arch == "x64",

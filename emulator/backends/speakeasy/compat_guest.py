@@ -8,6 +8,7 @@ that lacks one stops the import with one line naming its version and what change
 from __future__ import annotations
 
 import ntpath
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -135,6 +136,69 @@ def x86_exception_list(emu: Any) -> int:
     return int(emu._get_exception_list() or 0)
 
 
+def final_registration_hidden(emu: Any, final_handler: Callable[[], int]) -> None:
+    """Speakeasy (and x86_exception_list) see no exception list when fs:[0] is only the final
+    registration Windows puts on each thread's stack (``final_handler()``: its handler), so a
+    fault no guest handler takes goes where it went without it. The guest's own walk of fs:[0]
+    finds the record."""
+    original = emu._get_exception_list
+
+    def exception_list() -> int:
+        head = int(original() or 0)
+        handler = final_handler()
+        if head and head != 0xFFFFFFFF and handler:
+            try:
+                following, registered = struct.unpack("<II", bytes(emu.mem_read(head, 8)))
+            except Exception:
+                return head
+            if registered == handler and following == 0xFFFFFFFF:
+                return 0
+        return head
+
+    emu._get_exception_list = exception_list
+
+
+def after_run_prepared(emu: Any, after: Callable[[Any], None]) -> None:
+    """``after(thread)`` once Speakeasy has set up a run (its frame on the stack, its thread's TEB)."""
+    original = emu._prepare_run_context
+
+    def prepare(run: Any) -> Any:
+        result = original(run)
+        thread = getattr(run, "thread", None) or emu.get_current_thread()
+        if thread is not None:
+            after(thread)
+        return result
+
+    emu._prepare_run_context = prepare
+
+
+def write_final_registration(emu: Any, thread: Any, handler: int, placed: set[int]) -> int | None:
+    """x86: the final registration (next -1, ``handler``) of a thread whose run Speakeasy has just
+    set up, above the run's frame on its stack as RtlUserThreadStart's is: the frame (return
+    address and arguments) moves 8 bytes down, and fs:[0] points at the record. Only where fs:[0]
+    is empty or one of ``placed`` (earlier runs'): the address, or None when not placed."""
+    teb = getattr(thread, "teb", None)
+    run = getattr(emu, "curr_run", None)
+    if teb is None or run is None:
+        return None
+    address = int(teb.address)
+    (head,) = struct.unpack("<I", bytes(emu.mem_read(address, 4)))
+    if head not in (0, 0xFFFFFFFF) and head not in placed:
+        return None
+    sp = int(emu.get_stack_ptr())
+    frame = 4 * (1 + len(getattr(run, "args", None) or ()))
+    try:
+        data = bytes(emu.mem_read(sp, frame))
+        emu.mem_write(sp - 8, data)
+        record = sp + frame - 8
+        emu.mem_write(record, struct.pack("<II", 0xFFFFFFFF, handler))
+        emu.mem_write(address, struct.pack("<I", record))
+    except Exception:
+        return None
+    emu.set_stack_ptr(sp - 8)
+    return record
+
+
 def clear_msvc_scope_frames(emu: Any) -> None:
     """Forget the scope-table frames msvcrt!_except_handler4_common recorded for an exception."""
     thread = emu.get_current_thread()
@@ -165,6 +229,9 @@ for _name in EXCEPTION_METHODS + (
     "get_pc",
     "enable_code_hook",
     "_get_exception_list",
+    "_prepare_run_context",
+    "get_stack_ptr",
+    "set_stack_ptr",
     "get_symbol_from_address",
     "get_mod_from_addr",
 ):

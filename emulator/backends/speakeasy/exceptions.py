@@ -195,6 +195,10 @@ class ExceptionDispatcher:
         # ``int 2Eh``, the older way into the kernel: the system call it makes (syscalls.py), or
         # False (then the interrupt is what it was: a fault the guest may handle)
         self.on_system_call_interrupt: Callable[[], bool] | None = None
+        # x86: the handler of each thread's final registration (guest.ProcessBlocks), whose
+        # turn is the unhandled-exception filter's, as Windows' _except_handler4 of
+        # RtlUserThreadStart calls it; 0: none
+        self.final_handler = 0
 
     def install(self, se: Any) -> None:
         self.original = compat_guest.replace_exception_methods(
@@ -207,6 +211,8 @@ class ExceptionDispatcher:
             },
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
+        if not self.x64:
+            se.add_api_hook(self._except_handler4_common, "msvcrt", "_except_handler4_common")
         for name in ("OutputDebugStringA", "OutputDebugStringW"):
             se.add_api_hook(self._output_debug_string, "kernel32", name)
         compat_guest.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
@@ -384,6 +390,33 @@ class ExceptionDispatcher:
         self.pending_parameters = []
         return self.original["_handle_prot_write"](emu, address, size, value)
 
+    def _except_handler4_common(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """Speakeasy's msvcrt!_except_handler4_common reads every fs:[0] record from the frame
+        it is given on as an EH4 registration, until a NULL next: the thread's final
+        registration (next -1) ends the walk during the call, its predecessor's next read as
+        NULL, and is put back after."""
+        restore: tuple[int, bytes] | None = None
+        if self.final_handler and len(argv) >= 4:
+            registration = argv[3]
+            for _ in range(MAX_UNWIND_FRAMES):
+                try:
+                    (following,) = struct.unpack("<I", bytes(self.emu.mem_read(registration, 4)))
+                    if following in (0, 0xFFFFFFFF):
+                        break
+                    after = struct.unpack("<II", bytes(self.emu.mem_read(following, 8)))
+                except Exception:
+                    break
+                if after == (0xFFFFFFFF, self.final_handler):
+                    restore = (registration, struct.pack("<I", following))
+                    self.emu.mem_write(registration, b"\0\0\0\0")
+                    break
+                registration = following
+        try:
+            return orig(argv)
+        finally:
+            if restore is not None:
+                self.emu.mem_write(*restore)
+
     def _raise_exception(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         """RaiseException(code, flags, count, arguments): the handlers see it on return."""
         rv = orig(argv)
@@ -512,6 +545,8 @@ class ExceptionDispatcher:
             following, handler = struct.unpack("<II", bytes(self.emu.mem_read(registration, 8)))
         except Exception:
             return None
+        if handler and handler == self.final_handler and following == 0xFFFFFFFF:
+            return None  # the thread's final registration: the unhandled-exception filter's turn
         state.frame_count += 1
         state.frames[0] = following
         state.extra["registration"] = registration

@@ -131,6 +131,9 @@ PROCESS_PARAMETERS_ENVIRONMENT = {True: 0x80, False: 0x48}
 # Optional header fields (the same offsets in PE32 and PE32+).
 OPTIONAL_SUBSYSTEM_VERSION = 0x30  # MajorSubsystemVersion, MinorSubsystemVersion (WORDs)
 OPTIONAL_SUBSYSTEM = 0x44
+# ntdll exports whose address a thread's final x86 registration names as its handler (Windows'
+# is ntdll!_except_handler4, which ntdll does not export), the first one found.
+FINAL_HANDLER_EXPORTS = ("_except_handler4_common", "RtlUserThreadStart", "KiUserExceptionDispatcher")
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
 # 0F C7 /7 with a register operand: rdseed, or rdpid with an F3 prefix. Unicorn runs both
@@ -263,6 +266,12 @@ class GuestMachine:
         self.write_budget: dict[tuple[int, int], int] = {}
         self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
+        self.blocks: ProcessBlocks | None = None
+
+    @property
+    def final_handler(self) -> int:
+        """x86: the handler of each thread's final fs:[0] registration (0: none placed)."""
+        return self.blocks.final_handler if self.blocks is not None else 0
 
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
         unicorn = compat.unicorn_of(self.emu)
@@ -272,7 +281,8 @@ class GuestMachine:
             compat_guest.enter_user_mode(self.emu, self.x64)
         self.write_fixed_shared_data()
         self.update_shared_data()
-        ProcessBlocks(self.emu, self.guest, self.x64).install()
+        self.blocks = ProcessBlocks(self.emu, self.guest, self.x64)
+        self.blocks.install()
         ImplicitTls(self.emu, self.x64).install()
         for base, size in code_ranges:
             self.watch_code(base, size)
@@ -515,8 +525,19 @@ class ProcessBlocks:
         self.emu = emu
         self.guest = guest
         self.x64 = x64
+        # x86: the handler of the final registration each thread's fs:[0] starts with (an
+        # ntdll address, as _except_handler4 of RtlUserThreadStart's frame is), and the records
+        # placed so far
+        self.final_handler = 0
+        self.final_records: set[int] = set()
 
     def install(self) -> None:
+        if not self.x64:
+            exports = {name: address for name, address, _trap in compat.ntdll_function_exports(self.emu)}
+            self.final_handler = next((exports[n] for n in FINAL_HANDLER_EXPORTS if n in exports), 0)
+        if self.final_handler:
+            compat_guest.final_registration_hidden(self.emu, lambda: self.final_handler)
+            compat_guest.after_run_prepared(self.emu, self._final_registration)
         compat_blocks.whole_teb_mapped(self.emu, TEB_SIZE[self.x64])
         compat_blocks.on_new_peb(self.emu, self._fill_peb)
         compat_blocks.on_new_teb(self.emu, self._fill_teb)
@@ -594,6 +615,13 @@ class ProcessBlocks:
         compat_blocks.set_deallocation_stack(self.emu, thread, TEB_DEALLOCATION_STACK[self.x64])
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
         self._own_tls_slots(thread)
+
+    def _final_registration(self, thread: Any) -> None:
+        """x86: fs:[0] of a thread starting a run is the final registration (next -1) on its
+        stack, as Windows' RtlUserThreadStart leaves it, not empty."""
+        record = compat_guest.write_final_registration(self.emu, thread, self.final_handler, self.final_records)
+        if record is not None:
+            self.final_records.add(record)
 
     def _own_tls_slots(self, thread: Any) -> None:
         """The thread's own TLS values (Speakeasy's list of them) in its TEB's slots: a thread run
