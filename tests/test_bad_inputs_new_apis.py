@@ -169,12 +169,13 @@ def test_a_context_with_a_wild_stack_or_pc_ends_in_a_named_fault(case: str) -> N
 def test_a_wait_on_a_null_handle_fails_with_invalid_handle(sample: str) -> None:
     """``WaitForSingleObject(NULL)`` and a WaitForMultipleObjects list holding NULL: WAIT_FAILED,
     ERROR_INVALID_HANDLE, as Windows answers (Speakeasy's WAIT_OBJECT_0 said it was signalled).
-    A handle of a thread already closed still answers WAIT_OBJECT_0 (Speakeasy keeps closed
-    handles naming their object: left as it is)."""
+    So do waits on handles of threads already closed, which name nothing any more
+    (waits.ThreadWaits._names_nothing; they answered WAIT_OBJECT_0)."""
     printed = _printed(_emulate("threads", sample))
     assert (printed["null_wait"], printed["null_wait_error"]) == (0xFFFFFFFF, 6)
     assert (printed["null_many"], printed["null_many_error"]) == (0xFFFFFFFF, 6)
-    assert printed["closed_wait"] == 0
+    assert (printed["closed_wait"], printed["closed_wait_error"]) == (0xFFFFFFFF, 6)
+    assert (printed["closed_many"], printed["closed_many_error"]) == (0xFFFFFFFF, 6)
 
 
 @pytest.mark.parametrize("sample", SAMPLES)

@@ -262,6 +262,7 @@ class SpeakeasyBackend:
             handlers,
             deliver_apcs,
             lambda handle: threads.pool_callback_threads(services, handle),
+            lambda handle: handle in services.handles,
         ).install()
         self.machine = GuestMachine(emu, self.services.clock, self.plan.guest, x64=target.arch == "x64")
         self.machine.install([(target.base, target.size)])

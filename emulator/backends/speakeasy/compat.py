@@ -523,6 +523,23 @@ def object_of(emu: Any, handle: int) -> Any:
     return object_of_handle(emu, handle)
 
 
+def speakeasy_handle_known(emu: Any, handle: int) -> bool:
+    """Whether Speakeasy knows ``handle``: a pseudo handle, a kernel object or file, a registry
+    key, a socket or WinINet handle, or a standard handle of the current process."""
+    if object_of(emu, handle) is not None:
+        return True
+    with contextlib.suppress(Exception):
+        if emu.reg_get_key(handle=handle):
+            return True
+    netman = getattr(emu, "netman", None)
+    for lookup in ("get_socket", "get_wininet_object"):
+        with contextlib.suppress(Exception):
+            if netman is not None and getattr(netman, lookup)(handle) is not None:
+                return True
+    process = emu.get_current_process()
+    return process is not None and handle in {getattr(process, name, None) for name in ("stdin", "stdout", "stderr")}
+
+
 def is_current_process(emu: Any, handle: int) -> bool:
     """Whether ``handle`` names the guest's own process (its pseudo handle, or a real one)."""
     obj = object_of(emu, handle)

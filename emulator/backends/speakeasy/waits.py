@@ -195,6 +195,7 @@ class ThreadWaits:
         handlers: dict[tuple[str, str], Callable[[Any, str, Any, list[int]], int]] | None = None,
         deliver_apcs: Callable[[], bool] | None = None,
         pool_threads: Callable[[int], list[int]] | None = None,
+        project_handle: Callable[[int], bool] | None = None,
     ) -> None:
         self.se = se
         self.emu = emu
@@ -208,6 +209,9 @@ class ThreadWaits:
         self.deliver_apcs = deliver_apcs
         # The threads a thread-pool object's callbacks were started on (emulator/apis/threads.py).
         self.pool_threads = pool_threads
+        # Whether a handle is one of the project's own objects (ReplayServices.handles), which
+        # Speakeasy does not know; None: every handle Speakeasy does not know names nothing.
+        self.project_handle = project_handle
         # id(thread or process object) -> exit code: children.py's record when there are children
         self.exit_codes: dict[int, int] = children.exit_codes if children is not None else {}
         self.polled: set[int] = set()  # id(thread or process object): asked about before it ran
@@ -326,9 +330,17 @@ class ThreadWaits:
             return len(argv) > spec.alertable_flag and bool(argv[spec.alertable_flag] & MWMO_ALERTABLE)
         return spec.alertable is not None and len(argv) > spec.alertable and bool(argv[spec.alertable] & 0xFF)
 
+    def _names_nothing(self, handle: int) -> bool:
+        if not handle:
+            return True
+        if self.project_handle is not None and self.project_handle(handle):
+            return False
+        return not compat.speakeasy_handle_known(self.emu, handle)
+
     def _on_wait(self, spec: WaitApi, orig: Any, argv: list[int]) -> Any:
-        if 0 in self._handles(spec, argv):
-            # a NULL handle names nothing: the wait fails at once (Speakeasy's answered WAIT_OBJECT_0)
+        if any(self._names_nothing(handle) for handle in self._handles(spec, argv)):
+            # a handle that names nothing (NULL, closed, made up): the wait fails at once
+            # (Speakeasy's answered WAIT_OBJECT_0)
             if spec.native:
                 return STATUS_INVALID_HANDLE
             self.emu.set_last_error(ERROR_INVALID_HANDLE)
