@@ -231,11 +231,9 @@ def test_get_version_ex_follows_the_manifest() -> None:
 EMUTELLS = ["emutells.exe", "emutells32.exe"]
 EMUTELLS_CHECKS = 134
 # What the guest still tells, each explained in docs/limitations.md ("What can still tell"):
-# Nt*/Zw* with stubs of their own, heap blocks of their own
-# pages (HeapSize rounded, not inside the heap's region).
+# Nt*/Zw* with stubs of their own, heap blocks of their own pages (not inside the heap's region).
 EMUTELLS_KNOWN_TELLS = {
     "Zw_and_Nt_share_one_stub",
-    "HeapSize_is_the_size_asked_for",
     "HeapAlloc_block_inside_the_heap_region",
 }
 EMUTELLS_KNOWN_TELLS_X86 = EMUTELLS_KNOWN_TELLS

@@ -27,6 +27,7 @@ from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectories
+from emulator.backends.speakeasy.heapsizes import HeapSizes
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import PAGE, MemoryWatch
 from emulator.backends.speakeasy.runner import NativeRunner
@@ -232,6 +233,7 @@ class SpeakeasyBackend:
         wndprocs.install(target.se, emu, memory, self.services)
         crtio.install(target.se, emu, memory, self.services.clock.now_unix, folders)
         crtcalls.install(target.se, emu, memory)
+        HeapSizes(target.se, x64=target.arch == "x64").install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
             self._children = ChildProcesses(
