@@ -25,6 +25,8 @@ from emulator.backends.speakeasy.compat import TEB_TAIL_TAG, _incompatible, _req
 
 # LoadedImage.source of Speakeasy's decoy DLLs (its API images), as opposed to the guest's own.
 SYNTHETIC_IMAGE = "synthetic"
+# Speakeasy's HandleAllocator's counter of kernel object ids (processes, threads, loader entries).
+ID_COUNTER = "_kernel_object_id"
 
 
 def _check() -> None:
@@ -37,6 +39,9 @@ def _check() -> None:
     _require_params(se_win32.Win32Emulator, "init_tls", ("thread",))
     _require_params(se_winemu.WindowsEmulator, "_setup_gdt", ("arch",))
     _require_params(se_win32.Win32Emulator, "_ordered_peb_modules", ("proc", "include_defaults"))
+    _require_params(se_winemu.WindowsEmulator, "_attach_module_to_current_process", ("module",))
+    if not isinstance(getattr(se_objman.HandleAllocator(), ID_COUNTER, None), int):
+        raise _incompatible(f"speakeasy's HandleAllocator has no {ID_COUNTER}")
     if "tls_directory_va" not in getattr(se_loaders.LoadedImage, "__dataclass_fields__", {}):
         raise _incompatible("speakeasy's LoadedImage has no tls_directory_va")
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
@@ -177,17 +182,40 @@ def loader_list_as_loaded(emu: Any, always: frozenset[str]) -> None:
 
         kept = [module for module in modules if listed(module)]
         # Speakeasy numbers processes, threads and loader entries from one counter: the ids the
-        # left-out entries would have taken are taken, so process and thread ids stay bare
-        # Speakeasy's (bench/run.py compares the traces)
+        # left-out entries would have taken are taken now and given to their entries if they are
+        # loaded later, so process and thread ids stay bare Speakeasy's whatever is loaded
+        # (bench/run.py compares the traces; a child's pid does not depend on the DLLs loaded)
         allocate: Callable[[], Any] | None = getattr(
             getattr(emu, "handle_allocator", None), "allocate_kernel_object_id", None
         )
-        if allocate is not None:
-            for _ in range(len(modules) - len(kept)):
-                allocate()
+        if allocate is not None and process is not None:
+            left_out = [module for module in modules if not listed(module)]
+            reserved[id(process)] = (
+                {int(module.base) for module in left_out},
+                [int(allocate()) for _ in left_out],
+            )
         return kept
 
+    reserved: dict[int, tuple[set[int], list[int]]] = {}  # id(process) -> (bases left out, ids)
+    original_attach = emu._attach_module_to_current_process
+
+    def attach(module: Any) -> Any:
+        process = emu.get_current_process()
+        bases, ids = reserved.get(id(process), (set(), []))
+        allocator = getattr(emu, "handle_allocator", None)
+        counter = getattr(allocator, ID_COUNTER, None)
+        entries = list(getattr(process, "ldr_entries", None) or [])
+        result = original_attach(module)
+        if int(getattr(module, "base", 0) or 0) in bases and ids and isinstance(counter, int):
+            new = [entry for entry in getattr(process, "ldr_entries", None) or [] if entry not in entries]
+            if len(new) == 1 and getattr(allocator, ID_COUNTER, None) == counter + 4:
+                new[0].id = ids.pop(0)
+                setattr(allocator, ID_COUNTER, counter)
+                bases.discard(int(module.base))
+        return result
+
     emu._ordered_peb_modules = ordered
+    emu._attach_module_to_current_process = attach
 
 
 def teb_whole_from_the_start(emu: Any, sizes: dict[bool, int]) -> None:
