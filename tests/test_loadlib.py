@@ -80,7 +80,9 @@ def test_fast_peb_relink_leaves_the_same_guest_memory(scenario: str, structs_res
     struct building do, guest scribbles included."""
     memory, bases = _peb_after_loads(scenario, fast=True)
     plain_memory, plain_bases = _peb_after_loads(scenario, fast=False)
-    assert len(bases) > 40 and bases == plain_bases
+    # the program, ntdll, kernel32, kernelbase, what it imports, then the two loaded at run time
+    # (the other decoys are not listed until loaded: compat_blocks.loader_list_as_loaded)
+    assert len(bases) >= 6 and bases == plain_bases
     assert memory.keys() == plain_memory.keys()
     assert [key for key in memory if memory[key] != plain_memory[key]] == []
 

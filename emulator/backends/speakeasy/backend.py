@@ -30,6 +30,7 @@ from emulator.backends.speakeasy.exceptions import ExceptionDispatcher
 from emulator.backends.speakeasy.flow import SLOW_PATH_BYTES, FlowWatch
 from emulator.backends.speakeasy.guest import GuestMachine
 from emulator.backends.speakeasy.guestdirs import MAX_GUEST_PATH, GuestDirectories
+from emulator.backends.speakeasy.heapsizes import HeapSizes
 from emulator.backends.speakeasy.loader import GuestModuleLoader
 from emulator.backends.speakeasy.memwatch import PAGE, MemoryWatch
 from emulator.backends.speakeasy.messages import MessageLoop
@@ -241,6 +242,7 @@ class SpeakeasyBackend:
         crtcalls.install(target.se, emu, memory)
         txf.install(target.se, memory, self.recorder)
         mailslots.install(target.se, emu, memory)
+        HeapSizes(target.se, x64=target.arch == "x64").install()
         GuestModuleLoader(target.se, emu, memory, self.recorder, watch, target.dll_search).install()
         if target.kind == "pe":
             self._children = ChildProcesses(
@@ -292,6 +294,8 @@ class SpeakeasyBackend:
                 pc, recorder.current_stage
             )
         dispatcher.install(target.se)
+        self.machine.on_illegal_instruction = dispatcher.illegal_instruction_at
+        dispatcher.final_handler = self.machine.final_handler
         system_calls = SystemCalls(
             emu,
             x64=target.arch == "x64",

@@ -1349,12 +1349,22 @@ class ProcessState:
     teb_bytes: bytes
 
 
+# The tag of the TEB's pages past Speakeasy's first (compat_blocks.whole_teb_mapped); Speakeasy
+# appends the address to a map's tag.
+TEB_TAIL_TAG = "emu.segment.teb_tail"
+
+
+def is_teb_tail(mapped: Any) -> bool:
+    """Whether a Speakeasy memory map is the TEB's pages past its first."""
+    return mapped is not None and str(getattr(mapped, "tag", "") or "").startswith(TEB_TAIL_TAG)
+
+
 def _saved_state(emu: Any) -> ProcessState:
     teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
     mapped = emu.get_address_map(teb)
     size = int(mapped.base + mapped.size - teb) if mapped is not None else 0
     tail = emu.get_address_map(teb + size) if size else None
-    if tail is not None and str(getattr(tail, "tag", "") or "").endswith("teb_tail"):
+    if tail is not None and is_teb_tail(tail):
         size += int(tail.size)  # the TEB's pages past the first (compat_blocks.whole_teb_mapped)
     return ProcessState(
         emu.get_current_process(),

@@ -16,9 +16,17 @@ from typing import Any
 import speakeasy.windows.loaders as se_loaders
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.win32 as se_win32
+import speakeasy.windows.winemu as se_winemu
+import speakeasy.winenv.arch as se_arch
 import speakeasy.winenv.defs.nt.ntoskrnl as se_nt
+from speakeasy.windows.api_registry import module_name as se_module_name
 
-from emulator.backends.speakeasy.compat import _incompatible, _require_params
+from emulator.backends.speakeasy.compat import TEB_TAIL_TAG, _incompatible, _require_params, is_teb_tail
+
+# LoadedImage.source of Speakeasy's decoy DLLs (its API images), as opposed to the guest's own.
+SYNTHETIC_IMAGE = "synthetic"
+# Speakeasy's HandleAllocator's counter of kernel object ids (processes, threads, loader entries).
+ID_COUNTER = "_kernel_object_id"
 
 
 def _check() -> None:
@@ -29,6 +37,11 @@ def _check() -> None:
     _require_params(se_win32.Win32Emulator, "get_processes", ())
     _require_params(se_objman.Thread, "init_teb", ("teb_addr", "peb_addr"))
     _require_params(se_win32.Win32Emulator, "init_tls", ("thread",))
+    _require_params(se_winemu.WindowsEmulator, "_setup_gdt", ("arch",))
+    _require_params(se_win32.Win32Emulator, "_ordered_peb_modules", ("proc", "include_defaults"))
+    _require_params(se_winemu.WindowsEmulator, "_attach_module_to_current_process", ("module",))
+    if not isinstance(getattr(se_objman.HandleAllocator(), ID_COUNTER, None), int):
+        raise _incompatible(f"speakeasy's HandleAllocator has no {ID_COUNTER}")
     if "tls_directory_va" not in getattr(se_loaders.LoadedImage, "__dataclass_fields__", {}):
         raise _incompatible("speakeasy's LoadedImage has no tls_directory_va")
     peb, teb = se_nt.PEB(8), se_nt.TEB(8)
@@ -138,11 +151,95 @@ def set_stack_limit(emu: Any, thread: Any) -> None:
         tib.StackLimit = int(mm.base)
 
 
-def whole_teb_mapped(emu: Any, size: int) -> None:
+def loader_list_as_loaded(emu: Any, always: frozenset[str]) -> None:
+    """A new process's loader lists hold the program, the DLLs every process has (``always``:
+    module names), the decoy DLLs the guest's own images import, and what was loaded into the
+    process since; Speakeasy lists each of the forty-odd decoys it maps before the program
+    (a fresh Windows process lists 5-25 modules). A decoy left out stays mapped and joins the
+    lists when LoadLibrary asks for it (Speakeasy's ``load_library`` attaches it)."""
+    original = emu._ordered_peb_modules
+
+    def ordered(proc: Any = None, *, include_defaults: bool = False) -> Any:
+        modules = original(proc, include_defaults=include_defaults)
+        if not include_defaults:
+            return modules
+        process = proc or emu.get_current_process()
+        attached = set(getattr(process, "_peb_modules", ()) or ())
+        shared = emu._shared_peb_modules
+        wanted = set(always)
+        for module in emu.modules:
+            image = getattr(module, "_image", None)
+            if image is not None and image.source != SYNTHETIC_IMAGE:
+                wanted |= {se_module_name(entry.dll_name) for entry in image.imports}
+
+        def listed(module: Any) -> bool:
+            image = getattr(module, "_image", None)
+            if module.is_exe() or module.base in attached or module.base not in shared:
+                return True
+            if image is None or image.source != SYNTHETIC_IMAGE:
+                return True
+            return se_module_name(str(module.name or module.get_base_name() or "")) in wanted
+
+        kept = [module for module in modules if listed(module)]
+        # Speakeasy numbers processes, threads and loader entries from one counter: the ids the
+        # left-out entries would have taken are taken now and given to their entries if they are
+        # loaded later, so process and thread ids stay bare Speakeasy's whatever is loaded
+        # (bench/run.py compares the traces; a child's pid does not depend on the DLLs loaded)
+        allocate: Callable[[], Any] | None = getattr(
+            getattr(emu, "handle_allocator", None), "allocate_kernel_object_id", None
+        )
+        if allocate is not None and process is not None:
+            left_out = [module for module in modules if not listed(module)]
+            reserved[id(process)] = (
+                {int(module.base) for module in left_out},
+                [int(allocate()) for _ in left_out],
+            )
+        return kept
+
+    reserved: dict[int, tuple[set[int], list[int]]] = {}  # id(process) -> (bases left out, ids)
+    original_attach = emu._attach_module_to_current_process
+
+    def attach(module: Any) -> Any:
+        process = emu.get_current_process()
+        bases, ids = reserved.get(id(process), (set(), []))
+        allocator = getattr(emu, "handle_allocator", None)
+        counter = getattr(allocator, ID_COUNTER, None)
+        entries = list(getattr(process, "ldr_entries", None) or [])
+        result = original_attach(module)
+        if int(getattr(module, "base", 0) or 0) in bases and ids and isinstance(counter, int):
+            new = [entry for entry in getattr(process, "ldr_entries", None) or [] if entry not in entries]
+            if len(new) == 1 and getattr(allocator, ID_COUNTER, None) == counter + 4:
+                new[0].id = ids.pop(0)
+                setattr(allocator, ID_COUNTER, counter)
+                bases.discard(int(module.base))
+        return result
+
+    emu._ordered_peb_modules = ordered
+    emu._attach_module_to_current_process = attach
+
+
+def teb_whole_from_the_start(emu: Any, sizes: dict[bool, int]) -> None:
+    """Map the TEB's pages past Speakeasy's one (whole_teb_mapped) as soon as Speakeasy maps
+    the TEB's page (``_setup_gdt``), before anything else takes the page after it (on x64 the
+    C runtime's command line did, so the TEB's fields past 0x1000 had no place).
+    ``sizes``: the TEB's size by x64."""
+    original = emu._setup_gdt
+
+    def setup_gdt(arch: Any) -> Any:
+        result = original(arch)
+        x64 = arch == se_arch.ARCH_AMD64
+        whole_teb_mapped(emu, sizes[x64], int(emu.gs_addr if x64 else emu.fs_addr))
+        return result
+
+    emu._setup_gdt = setup_gdt
+
+
+def whole_teb_mapped(emu: Any, size: int, teb: int | None = None) -> None:
     """Map the pages of the TEB past Speakeasy's one page at its address (when free), so the
     fields there (x64: DeallocationStack, TlsSlots) are the TEB's, and saved with it when a
     wait runs a thread (compat._saved_state)."""
-    teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
+    if teb is None:
+        teb = int(emu.fs_addr if emu.get_ptr_size() == 4 else emu.gs_addr)
     mapped = emu.get_address_map(teb) if teb else None
     if mapped is None:
         return
@@ -150,17 +247,18 @@ def whole_teb_mapped(emu: Any, size: int) -> None:
     want = (teb + size + 0xFFF) & ~0xFFF
     if end < want and all(emu.get_address_map(page) is None for page in range(end, want, 0x1000)):
         with contextlib.suppress(Exception):
-            emu.mem_map(want - end, base=end, tag="emu.segment.teb_tail")
+            emu.mem_map(want - end, base=end, tag=TEB_TAIL_TAG)
 
 
 def teb_holds(emu: Any, teb: int, offset: int) -> bool:
     """Whether TEB + ``offset`` is the TEB's own memory: its first page, or pages mapped for it
     (whole_teb_mapped). On x64 the page after Speakeasy's one TEB page usually holds other
-    structures, so TlsSlots and DeallocationStack have no place (they are left alone)."""
+    structures unless the TEB's second page was mapped at once (teb_whole_from_the_start), so
+    TlsSlots and DeallocationStack may have no place (they are left alone)."""
     mapped = emu.get_address_map(teb + offset) if teb else None
     if mapped is None:
         return False
-    return mapped is emu.get_address_map(teb) or str(getattr(mapped, "tag", "") or "").endswith("teb_tail")
+    return mapped is emu.get_address_map(teb) or is_teb_tail(mapped)
 
 
 def set_deallocation_stack(emu: Any, thread: Any, offset: int) -> None:

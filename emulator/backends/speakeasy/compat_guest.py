@@ -8,10 +8,10 @@ that lacks one stops the import with one line naming its version and what change
 from __future__ import annotations
 
 import ntpath
+import struct
 from collections.abc import Callable
 from typing import Any
 
-import speakeasy.common as se_common
 import speakeasy.windows.objman as se_objman
 import speakeasy.windows.winemu as se_winemu
 import speakeasy.winenv.api.usermode.kernel32 as se_kernel32
@@ -136,6 +136,69 @@ def x86_exception_list(emu: Any) -> int:
     return int(emu._get_exception_list() or 0)
 
 
+def final_registration_hidden(emu: Any, final_handler: Callable[[], int]) -> None:
+    """Speakeasy (and x86_exception_list) see no exception list when fs:[0] is only the final
+    registration Windows puts on each thread's stack (``final_handler()``: its handler), so a
+    fault no guest handler takes goes where it went without it. The guest's own walk of fs:[0]
+    finds the record."""
+    original = emu._get_exception_list
+
+    def exception_list() -> int:
+        head = int(original() or 0)
+        handler = final_handler()
+        if head and head != 0xFFFFFFFF and handler:
+            try:
+                following, registered = struct.unpack("<II", bytes(emu.mem_read(head, 8)))
+            except Exception:
+                return head
+            if registered == handler and following == 0xFFFFFFFF:
+                return 0
+        return head
+
+    emu._get_exception_list = exception_list
+
+
+def after_run_prepared(emu: Any, after: Callable[[Any], None]) -> None:
+    """``after(thread)`` once Speakeasy has set up a run (its frame on the stack, its thread's TEB)."""
+    original = emu._prepare_run_context
+
+    def prepare(run: Any) -> Any:
+        result = original(run)
+        thread = getattr(run, "thread", None) or emu.get_current_thread()
+        if thread is not None:
+            after(thread)
+        return result
+
+    emu._prepare_run_context = prepare
+
+
+def write_final_registration(emu: Any, thread: Any, handler: int, placed: set[int]) -> int | None:
+    """x86: the final registration (next -1, ``handler``) of a thread whose run Speakeasy has just
+    set up, above the run's frame on its stack as RtlUserThreadStart's is: the frame (return
+    address and arguments) moves 8 bytes down, and fs:[0] points at the record. Only where fs:[0]
+    is empty or one of ``placed`` (earlier runs'): the address, or None when not placed."""
+    teb = getattr(thread, "teb", None)
+    run = getattr(emu, "curr_run", None)
+    if teb is None or run is None:
+        return None
+    address = int(teb.address)
+    (head,) = struct.unpack("<I", bytes(emu.mem_read(address, 4)))
+    if head not in (0, 0xFFFFFFFF) and head not in placed:
+        return None
+    sp = int(emu.get_stack_ptr())
+    frame = 4 * (1 + len(getattr(run, "args", None) or ()))
+    try:
+        data = bytes(emu.mem_read(sp, frame))
+        emu.mem_write(sp - 8, data)
+        record = sp + frame - 8
+        emu.mem_write(record, struct.pack("<II", 0xFFFFFFFF, handler))
+        emu.mem_write(address, struct.pack("<I", record))
+    except Exception:
+        return None
+    emu.set_stack_ptr(sp - 8)
+    return record
+
+
 def clear_msvc_scope_frames(emu: Any) -> None:
     """Forget the scope-table frames msvcrt!_except_handler4_common recorded for an exception."""
     thread = emu.get_current_thread()
@@ -166,6 +229,9 @@ for _name in EXCEPTION_METHODS + (
     "get_pc",
     "enable_code_hook",
     "_get_exception_list",
+    "_prepare_run_context",
+    "get_stack_ptr",
+    "set_stack_ptr",
     "get_symbol_from_address",
     "get_mod_from_addr",
 ):
@@ -212,6 +278,23 @@ _SEGMENT_REGS = {
     "gs": x86_const.UC_X86_REG_GS,
 }
 _IRET = {True: b"\x48\xcf", False: b"\xcf"}  # iretq, iretd
+# Bytes enter_user_mode borrows for its iret (at 0) and the iret's frame (at 0x20, five words).
+# Not a page of its own: once a Unicorn region has been unmapped, Unicorn 2 finds room for each
+# later mem_map's RAM block by comparing every block with every other (find_ram_offset; before
+# the first unmap it appends in O(1)), so a scratch page mapped and freed here made each
+# VirtualAlloc of the run cost O(regions^2) (docs/performance.md, "Session 33, CPL 3").
+_SCRATCH_BYTES = 0x48
+
+
+def _scratch_past(unicorn: Any, address: int) -> int | None:
+    """A 16-byte aligned address at or after ``address`` with _SCRATCH_BYTES inside one
+    readable and executable Unicorn region, or None."""
+    scratch = (address + 0xF) & ~0xF
+    for low, high, perms in unicorn.mem_regions():
+        if low <= scratch and scratch + _SCRATCH_BYTES - 1 <= high:
+            wanted = uc.UC_PROT_READ | uc.UC_PROT_EXEC
+            return scratch if perms & wanted == wanted else None
+    return None
 
 
 def _descriptor(base: int, access: int, flags: int, limit: int = 0xFFFFF) -> bytes:
@@ -226,8 +309,12 @@ def enter_user_mode(emu: Any, x64: bool) -> bool:
     instructions then fault, and ``mov ax, cs`` reads what Windows gives. Speakeasy runs
     everything at CPL 0 with selectors of its own GDT (cs 0x8B, ss 0x90). Unicorn cannot set
     the privilege level by a register write (SS's DPL must equal the current level), so one
-    ``iret`` to the new selectors runs on a scratch page, as an OS enters user mode; the TEB
-    stays where it was (x86: fs's descriptor base; x64: the GS base). False if not done."""
+    ``iret`` to the new selectors runs, as an OS enters user mode; the TEB stays where it was
+    (x86: fs's descriptor base; x64: the GS base). False if not done.
+
+    The ``iret`` and its frame go in the GDT's page past the GDT's limit (Speakeasy maps a page
+    for 31 descriptors), and those bytes are put back after: mapping a scratch page and freeing
+    it would cost every later ``mem_map`` of the run dearly (see _SCRATCH_BYTES)."""
     unicorn = emu.emu_eng.emu
     _selector, gdt, limit, _flags = unicorn.reg_read(x86_const.UC_X86_REG_GDTR)
     selectors = USER_SELECTORS_X64 if x64 else USER_SELECTORS_X86
@@ -251,27 +338,30 @@ def enter_user_mode(emu: Any, x64: bool) -> bool:
         if x64
         else (x86_const.UC_X86_REG_EIP, x86_const.UC_X86_REG_ESP)
     )
+    scratch = _scratch_past(unicorn, gdt + limit + 1)
+    if scratch is None:
+        return False
     saved = {reg: unicorn.reg_read(reg) for reg in (pc_reg, sp_reg, x86_const.UC_X86_REG_EFLAGS)}
-    size = 0x1000
-    page = int(emu.mem_map(size, perms=se_common.PERM_MEM_RWX, tag="emu.user_mode_entry"))
+    saved_bytes = bytes(unicorn.mem_read(scratch, _SCRATCH_BYTES))
     try:
         width = 8 if x64 else 4
-        target = page + 0x10
-        frame_at = page + size - 5 * width
-        frame = [target, selectors["cs"], 0x202, page + size, selectors["ss"]]
+        target = scratch + 0x10
+        frame_at = scratch + 0x20
+        frame = [target, selectors["cs"], 0x202, frame_at + 5 * width, selectors["ss"]]
         unicorn.mem_write(frame_at, b"".join(v.to_bytes(width, "little") for v in frame))
-        unicorn.mem_write(page, _IRET[x64])
+        unicorn.mem_write(scratch, _IRET[x64])
         unicorn.reg_write(sp_reg, frame_at)
         unicorn.reg_write(x86_const.UC_X86_REG_EFLAGS, 0x2)  # no NT: a return to the frame, not a task switch
         if not x64:
             unicorn.reg_write(x86_const.UC_X86_REG_CS, 0x08)
             unicorn.reg_write(x86_const.UC_X86_REG_SS, 0x10)
-        unicorn.emu_start(page, target, count=1)
+        unicorn.emu_start(scratch, target, count=1)
         done = unicorn.reg_read(x86_const.UC_X86_REG_CS) == selectors["cs"]
     except uc.UcError:
         done = False
     finally:
-        emu.mem_free(page)
+        unicorn.mem_write(scratch, saved_bytes)
+        drop_translations(unicorn, scratch, scratch + _SCRATCH_BYTES)
         for reg, value in saved.items():
             unicorn.reg_write(reg, value)
     if not done:

@@ -68,6 +68,9 @@ PROCESS_PARENTS: dict[str, str | None] = {
 # Speakeasy's decoy modules a fresh process does not have loaded: a sandbox check looks for
 # dbghelp.dll (debuggers and some sandboxes inject it). LoadLibrary still loads them.
 NOT_PRELOADED = frozenset({"dbghelp"})
+# The DLLs every process's loader lists hold from the start; of the other decoys Speakeasy maps
+# before the program, the lists hold those the guest's images import (compat_blocks.loader_list_as_loaded).
+ALWAYS_LOADED = frozenset({"ntdll", "kernel32", "kernelbase"})
 # The id an exited parent had (no listed process has it).
 EXITED_PARENT_PID = 0x1E8
 DESKTOP_PROCESS_BASE = 0x06000000

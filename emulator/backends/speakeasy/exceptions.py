@@ -198,6 +198,10 @@ class ExceptionDispatcher:
         self.on_system_call_interrupt: Callable[[], bool] | None = None
         # RtlUnwindEx and the other unwinding APIs (rtlunwind.py): its unwind handlers return here
         self.unwinds = RtlUnwinder(self)
+        # x86: the handler of each thread's final registration (guest.ProcessBlocks), whose
+        # turn is the unhandled-exception filter's, as Windows' _except_handler4 of
+        # RtlUserThreadStart calls it; 0: none
+        self.final_handler = 0
 
     def install(self, se: Any) -> None:
         self.original = compat_guest.replace_exception_methods(
@@ -211,6 +215,8 @@ class ExceptionDispatcher:
         )
         se.add_api_hook(self._raise_exception, "kernel32", "RaiseException")
         self.unwinds.install(se)
+        if not self.x64:
+            se.add_api_hook(self._except_handler4_common, "msvcrt", "_except_handler4_common")
         for name in ("OutputDebugStringA", "OutputDebugStringW"):
             se.add_api_hook(self._output_debug_string, "kernel32", name)
         compat_guest.add_invalid_instruction_hook(self.unicorn, self._invalid_instruction)
@@ -357,6 +363,12 @@ class ExceptionDispatcher:
         anything (no register moved) brings it back; a loop whose body faults does not."""
         return pc, address, self._context_bytes(pc)
 
+    def illegal_instruction_at(self, pc: int) -> bool:
+        """STATUS_ILLEGAL_INSTRUCTION at ``pc`` for an instruction Unicorn would run but the
+        guest's CPU lacks (guest.py, rdseed): True when a handler will run."""
+        self.pending_pc = pc
+        return self.dispatch(STATUS_ILLEGAL_INSTRUCTION, None)
+
     def _invalid_instruction(self, _engine: Any, _user: Any) -> bool:
         """An undefined opcode (ud2, a bad encoding): STATUS_ILLEGAL_INSTRUCTION to the handlers;
         unhandled, Unicorn stops with the error it always gave. ``icebp`` (F1, INT1), which
@@ -390,6 +402,33 @@ class ExceptionDispatcher:
             return True
         self.pending_parameters = []
         return self.original["_handle_prot_write"](emu, address, size, value)
+
+    def _except_handler4_common(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
+        """Speakeasy's msvcrt!_except_handler4_common reads every fs:[0] record from the frame
+        it is given on as an EH4 registration, until a NULL next: the thread's final
+        registration (next -1) ends the walk during the call, its predecessor's next read as
+        NULL, and is put back after."""
+        restore: tuple[int, bytes] | None = None
+        if self.final_handler and len(argv) >= 4:
+            registration = argv[3]
+            for _ in range(MAX_UNWIND_FRAMES):
+                try:
+                    (following,) = struct.unpack("<I", bytes(self.emu.mem_read(registration, 4)))
+                    if following in (0, 0xFFFFFFFF):
+                        break
+                    after = struct.unpack("<II", bytes(self.emu.mem_read(following, 8)))
+                except Exception:
+                    break
+                if after == (0xFFFFFFFF, self.final_handler):
+                    restore = (registration, struct.pack("<I", following))
+                    self.emu.mem_write(registration, b"\0\0\0\0")
+                    break
+                registration = following
+        try:
+            return orig(argv)
+        finally:
+            if restore is not None:
+                self.emu.mem_write(*restore)
 
     def _raise_exception(self, emu: Any, api_name: str, orig: Any, argv: list[int]) -> Any:
         """RaiseException(code, flags, count, arguments): the handlers see it on return."""
@@ -519,6 +558,8 @@ class ExceptionDispatcher:
             following, handler = struct.unpack("<II", bytes(self.emu.mem_read(registration, 8)))
         except Exception:
             return None
+        if handler and handler == self.final_handler and following == 0xFFFFFFFF:
+            return None  # the thread's final registration: the unhandled-exception filter's turn
         state.frame_count += 1
         state.frames[0] = following
         state.extra["registration"] = registration

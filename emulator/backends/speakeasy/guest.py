@@ -50,11 +50,11 @@ from emulator.environment import (
 )
 from emulator.vclock import PERF_FREQUENCY, TSC_HZ, VirtualClock
 
-# Enter the guest at CPL 3 with Windows' selectors (compat_guest.enter_user_mode). Off: at CPL 3
-# every later Unicorn mem_map under Speakeasy costs 3-14x more and grows with the regions mapped
-# (allocloop.exe 2.2 -> 6.6 s, hostile3's thousand threads 2.2 -> 6.9 s); not reproduced on bare
-# Unicorn, cause not found. Left off, `cli` and the selectors are emulator tells (docs/limitations.md).
-USER_MODE_ENTRY = False
+# Enter the guest at CPL 3 with Windows' selectors (compat_guest.enter_user_mode): `cli` and the
+# other privileged instructions fault, and the segment registers read as on Windows. (Session 32
+# left it off: the scratch page its iret ran on, once freed, made every later Unicorn mem_map
+# cost O(regions^2); the iret now borrows bytes of the GDT's page, docs/performance.md.)
+USER_MODE_ENTRY = True
 
 KUSER_SHARED_DATA = 0x7FFE0000
 KUSER_TICK_COUNT_MULTIPLIER = 0x0FA00000  # 15.625 ms timer ticks, as on stock Windows
@@ -131,8 +131,22 @@ PROCESS_PARAMETERS_ENVIRONMENT = {True: 0x80, False: 0x48}
 # Optional header fields (the same offsets in PE32 and PE32+).
 OPTIONAL_SUBSYSTEM_VERSION = 0x30  # MajorSubsystemVersion, MinorSubsystemVersion (WORDs)
 OPTIONAL_SUBSYSTEM = 0x44
+# ntdll exports whose address a thread's final x86 registration names as its handler (Windows'
+# is ntdll!_except_handler4, which ntdll does not export), the first one found.
+FINAL_HANDLER_EXPORTS = ("_except_handler4_common", "RtlUserThreadStart", "KiUserExceptionDispatcher")
 RDTSC = b"\x0f\x31"
 RDTSCP = b"\x0f\x01\xf9"
+# 0F C7 /7 with a register operand: rdseed, or rdpid with an F3 prefix. Unicorn runs both
+# whatever CPUID says (QEMU checks rdseed against the rdrand feature); a Haswell has neither.
+GROUP9 = b"\x0f\xc7"
+RDPID_PREFIX = 0xF3
+# CPUID.(EAX=7,ECX=0): EBX bit 18 RDSEED, ECX bit 22 RDPID.
+CPUID7_RDSEED = 1 << 18
+CPUID7_RDPID = 1 << 22
+# Legacy prefixes an instruction may start with (REX, 0x40-0x4F, too on x64); at most this many
+# are looked for before a hooked instruction.
+LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})
+MAX_PREFIXES = 4
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
 # Writes into one code range looked at one by one before the range is rescanned at API calls
 # instead (a stub decompressing into its own code section writes every byte).
@@ -246,9 +260,18 @@ class GuestMachine:
         self.parked: set[tuple[int, int]] = set()
         # Told when a write hook was added (see FlowWatch.on_hooked).
         self.on_hooked: Callable[[], None] | None = None
+        # Raises STATUS_ILLEGAL_INSTRUCTION at a pc to the guest's handlers: False when none
+        # takes it (ExceptionDispatcher.illegal_instruction_at).
+        self.on_illegal_instruction: Callable[[int], bool] | None = None
         self.write_budget: dict[tuple[int, int], int] = {}
         self.dirty: set[tuple[int, int]] = set()
         self._kuser_units = -1
+        self.blocks: ProcessBlocks | None = None
+
+    @property
+    def final_handler(self) -> int:
+        """x86: the handler of each thread's final fs:[0] registration (0: none placed)."""
+        return self.blocks.final_handler if self.blocks is not None else 0
 
     def install(self, code_ranges: list[tuple[int, int]]) -> None:
         unicorn = compat.unicorn_of(self.emu)
@@ -258,7 +281,8 @@ class GuestMachine:
             compat_guest.enter_user_mode(self.emu, self.x64)
         self.write_fixed_shared_data()
         self.update_shared_data()
-        ProcessBlocks(self.emu, self.guest, self.x64).install()
+        self.blocks = ProcessBlocks(self.emu, self.guest, self.x64)
+        self.blocks.install()
         ImplicitTls(self.emu, self.x64).install()
         for base, size in code_ranges:
             self.watch_code(base, size)
@@ -352,6 +376,40 @@ class GuestMachine:
                     self.hooked.add(address)
                     compat.add_code_hook_at(unicorn, address, self._on_rdtsc)
                 index = data.find(pattern, index + 1)
+        index = data.find(GROUP9)
+        while index >= 0:
+            if index + 2 < len(data) and data[index + 2] & 0xF8 == 0xF8:
+                # the instruction may start at a prefix before it: hook those too (the hook
+                # decodes what starts where it fires)
+                first = index
+                while first > 0 and index - first < MAX_PREFIXES and self._is_prefix(data[first - 1]):
+                    first -= 1
+                for address in range(base + first, base + index + 1):
+                    if address not in self.hooked:
+                        self.hooked.add(address)
+                        compat.add_code_hook_at(unicorn, address, self._on_group9)
+            index = data.find(GROUP9, index + 1)
+
+    def _is_prefix(self, byte: int) -> bool:
+        return byte in LEGACY_PREFIXES or (self.x64 and 0x40 <= byte <= 0x4F)
+
+    def _on_group9(self, engine: Any, address: int, _size: int, _user: Any) -> None:
+        """An rdseed or rdpid about to run: an undefined opcode when CPUID says the CPU lacks it
+        (as a Haswell's does), as on a CPU without it."""
+        try:
+            code = bytes(engine.mem_read(address, MAX_PREFIXES + 3))
+        except uc.UcError:
+            return
+        at = 0
+        while at < MAX_PREFIXES and self._is_prefix(code[at]):
+            at += 1
+        if code[at : at + 2] != GROUP9 or code[at + 2] & 0xF8 != 0xF8:
+            return  # not where an rdseed starts (the bytes changed, or a prefix was data)
+        _eax, ebx, ecx, _edx = cpuid(self.mode, 7, 0, self.guest)
+        if (ecx & CPUID7_RDPID) if RDPID_PREFIX in code[:at] else (ebx & CPUID7_RDSEED):
+            return
+        if self.on_illegal_instruction is None or not self.on_illegal_instruction(address):
+            raise uc.UcError(uc.UC_ERR_INSN_INVALID)  # unhandled: Unicorn's own error for an undefined opcode
 
     def _on_code_write(self, engine: Any, _access: int, address: int, size: int, value: int, _user: Any) -> None:
         """An instruction is about to write ``value`` into watched code: hook any rdtsc / rdtscp
@@ -467,8 +525,19 @@ class ProcessBlocks:
         self.emu = emu
         self.guest = guest
         self.x64 = x64
+        # x86: the handler of the final registration each thread's fs:[0] starts with (an
+        # ntdll address, as _except_handler4 of RtlUserThreadStart's frame is), and the records
+        # placed so far
+        self.final_handler = 0
+        self.final_records: set[int] = set()
 
     def install(self) -> None:
+        if not self.x64:
+            exports = {name: address for name, address, _trap in compat.ntdll_function_exports(self.emu)}
+            self.final_handler = next((exports[n] for n in FINAL_HANDLER_EXPORTS if n in exports), 0)
+        if self.final_handler:
+            compat_guest.final_registration_hidden(self.emu, lambda: self.final_handler)
+            compat_guest.after_run_prepared(self.emu, self._final_registration)
         compat_blocks.whole_teb_mapped(self.emu, TEB_SIZE[self.x64])
         compat_blocks.on_new_peb(self.emu, self._fill_peb)
         compat_blocks.on_new_teb(self.emu, self._fill_teb)
@@ -546,6 +615,13 @@ class ProcessBlocks:
         compat_blocks.set_deallocation_stack(self.emu, thread, TEB_DEALLOCATION_STACK[self.x64])
         compat_blocks.set_client_id(thread, process.id if process is not None else 0, self.x64)
         self._own_tls_slots(thread)
+
+    def _final_registration(self, thread: Any) -> None:
+        """x86: fs:[0] of a thread starting a run is the final registration (next -1) on its
+        stack, as Windows' RtlUserThreadStart leaves it, not empty."""
+        record = compat_guest.write_final_registration(self.emu, thread, self.final_handler, self.final_records)
+        if record is not None:
+            self.final_records.add(record)
 
     def _own_tls_slots(self, thread: Any) -> None:
         """The thread's own TLS values (Speakeasy's list of them) in its TEB's slots: a thread run

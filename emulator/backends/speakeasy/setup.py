@@ -39,7 +39,8 @@ from emulator.backends.speakeasy import (
     regenum,
     signatures,
 )
-from emulator.backends.speakeasy.config import build_speakeasy_config
+from emulator.backends.speakeasy.config import ALWAYS_LOADED, build_speakeasy_config
+from emulator.backends.speakeasy.guest import TEB_SIZE
 from emulator.backends.speakeasy.loader import DllSearch
 from emulator.backends.speakeasy.sources import read_c_string
 from emulator.backends.speakeasy.sysfiles import SystemFiles
@@ -271,6 +272,8 @@ def _load_target(plan: ReplayPlan) -> LoadedTarget:
         compat_fast.use_fast_address_search(emu)
         compat.queued_threads_up_to(emu, MAX_QUEUED_THREADS)
         compat_start.link_peb_once(emu)
+        compat_blocks.teb_whole_from_the_start(emu, TEB_SIZE)
+        compat_blocks.loader_list_as_loaded(emu, ALWAYS_LOADED)
         compat_start.map_sections_apart(emu)
         compat_start.register_modules_at_once(emu)
         compat_start.index_data_entries(emu)
