@@ -240,6 +240,15 @@ def writes_without_invalidation(se: Any) -> Iterator[None]:
             engine.__dict__.pop("mem_write", None)
 
 
+def wrap_api_handler(handler_class: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
+    """Put ``wrapper(handler)`` in place of Speakeasy's API handler ``name`` of ``handler_class``
+    (before its handler classes are scanned; several wrappers of one handler chain)."""
+    func = getattr(handler_class, name, None)
+    attrs = getattr(func, "__apihook__", None)
+    if attrs is not None:
+        func.__apihook__ = (attrs[0], wrapper(attrs[1]), *attrs[2:])  # type: ignore[union-attr]
+
+
 def unicorn_of(emu: Any) -> Any:
     return emu.emu_eng.emu
 

@@ -150,10 +150,7 @@ def wrap_create_file() -> None:
     _wrapped = True
     from speakeasy.winenv.api.usermode import kernel32
 
-    func = getattr(kernel32.Kernel32, "CreateFile", None)
-    attrs = getattr(func, "__apihook__", None)
-    if attrs is not None:
-        func.__apihook__ = (attrs[0], _opening(attrs[1]), *attrs[2:])  # type: ignore[union-attr]
+    compat.wrap_api_handler(kernel32.Kernel32, "CreateFile", _opening)
 
 
 def install(se: Any, guest: GuestEnvironment) -> None:

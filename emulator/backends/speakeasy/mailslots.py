@@ -27,6 +27,7 @@ from typing import Any
 import speakeasy.winenv.arch as se_arch
 
 from emulator.apis.core import GuestMemory
+from emulator.backends.speakeasy import compat
 
 STATE = "_chainreplay_mailslots"
 LOCAL_PREFIX = "\\\\.\\mailslot\\"
@@ -202,10 +203,7 @@ def wrap_create_file() -> None:
     _wrapped = True
     from speakeasy.winenv.api.usermode import kernel32
 
-    func = getattr(kernel32.Kernel32, "CreateFile", None)
-    attrs = getattr(func, "__apihook__", None)
-    if attrs is not None:
-        func.__apihook__ = (attrs[0], _opening(attrs[1]), *attrs[2:])  # type: ignore[union-attr]
+    compat.wrap_api_handler(kernel32.Kernel32, "CreateFile", _opening)
 
 
 def install(se: Any, emu: Any, memory: GuestMemory) -> Mailslots:
