@@ -51,7 +51,7 @@ from typing import Any
 from unicorn import x86_const as x86
 
 from emulator.backends.speakeasy import compat, compat_guest
-from emulator.backends.speakeasy.rtlunwind import RtlUnwinder
+from emulator.backends.speakeasy.rtlunwind import RtlUnwinder, dispatcher_context
 from emulator.backends.speakeasy.unwind import X64_GPRS, Unwinder
 
 STATUS_ACCESS_VIOLATION = 0xC0000005
@@ -725,20 +725,9 @@ class ExceptionDispatcher:
                                    image_base=image_base, handler_data=handler_data)  # fmt: skip
                 self.emu.mem_write(
                     state.dispatcher,
-                    struct.pack(
-                        "<QQQQQQQQQII",
-                        control_pc,
-                        image_base,
-                        entry,
-                        establisher,
-                        0,
-                        state.context,
-                        handler,
-                        handler_data,
-                        0,
-                        0,
-                        0,
-                    ),  # fmt: skip
+                    dispatcher_context(
+                        control_pc, image_base, entry, establisher, 0, state.context, handler, handler_data
+                    ),
                 )
                 return handler, establisher
         return None

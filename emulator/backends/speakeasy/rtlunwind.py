@@ -66,6 +66,9 @@ X86_REGS = ((x86.UC_X86_REG_GS, 0x8C), (x86.UC_X86_REG_FS, 0x90), (x86.UC_X86_RE
             (x86.UC_X86_REG_EFLAGS, 0xC0), (x86.UC_X86_REG_SS, 0xC8))  # fmt: skip
 X86_EIP_OFFSET, X86_ESP_OFFSET = 0xB8, 0xC4
 DISPATCHER_CONTEXT_SIZE = 0x50
+# x64 DISPATCHER_CONTEXT: ControlPc, ImageBase, FunctionEntry, EstablisherFrame, TargetIp,
+# ContextRecord, LanguageHandler, HandlerData, HistoryTable, ScopeIndex, Fill0.
+_DISPATCHER_CONTEXT = struct.Struct("<QQQQQQQQQII")
 EXCEPTION_RECORD_SIZE = 0x98
 STACK_SLACK = 0x80
 MAX_UNWIND_FRAMES = 256
@@ -91,6 +94,23 @@ def context_bytes(regs: dict[int, int], eflags: int, segments: dict[int, int], x
 def regs_of(context: bytes) -> dict[int, int]:
     """The integer registers and rip of an x64 CONTEXT record."""
     return {reg: struct.unpack_from("<Q", context, X64_GPR_OFFSET + 8 * i)[0] for i, reg in enumerate(X64_GPRS)}
+
+
+def dispatcher_context(
+    control_pc: int,
+    image_base: int,
+    entry: int,
+    establisher: int,
+    target_ip: int,
+    context: int,
+    handler: int,
+    handler_data: int,
+    history: int = 0,
+) -> bytes:
+    """An x64 DISPATCHER_CONTEXT as a language handler reads it (ScopeIndex 0)."""
+    return _DISPATCHER_CONTEXT.pack(
+        control_pc, image_base, entry, establisher, target_ip, context, handler, handler_data, history, 0, 0
+    )
 
 
 class RtlUnwinder:
@@ -266,8 +286,7 @@ class RtlUnwinder:
         self.emu.mem_write(state.context, self._context(state, body))
         self.emu.mem_write(
             state.dispatcher,
-            struct.pack(
-                "<QQQQQQQQQII",
+            dispatcher_context(
                 control_pc,
                 image_base,
                 entry,
@@ -277,8 +296,6 @@ class RtlUnwinder:
                 handler,
                 handler_data,
                 extra["history"],
-                0,
-                0,
             ),  # fmt: skip
         )
         self.d._call(state, handler, [state.record, establisher, state.context, state.dispatcher])
